@@ -1,0 +1,254 @@
+/**
+ * The auth API's routes (HTTPS with mutual TLS on 3025). Each route names who
+ * may call it and the schema of its body; the handlers call AuthServer.
+ * Durations in bodies are nanoseconds and byte fields base64, as the Go
+ * system in the seeds sends them.
+ */
+import { z } from 'zod';
+import { DEFAULT_NAMESPACE } from '../contract/keys';
+import { AccessDeniedError, BadParameterError } from '../utils/errors';
+import { VERSION } from '../version';
+import { CAType } from './authorities';
+import { Caller, route, Route } from './http';
+import { parseResource, parseSystemRole, roleSchema, serverSchema, Server, userSchema, SYSTEM_ROLES } from './resources';
+import { displayRole } from './roles';
+import { AuthServer } from './server';
+
+const NS_PER_MS = 1_000_000;
+const ttlNs = z.number().int().nonnegative().optional();
+const toMs = (ns?: number) => (ns === undefined ? undefined : Math.round(ns / NS_PER_MS));
+const hostId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'must be a host UUID');
+const shortString = z.string().max(1024);
+
+const registerBody = z
+  .object({
+    hostID: hostId,
+    node_name: z.string().min(1).max(255),
+    role: z.enum(SYSTEM_ROLES),
+    token: z.string().min(1).max(1024),
+    additional_principals: z.array(shortString).max(64).default([]),
+    dns_names: z.array(shortString).max(64).default([]),
+    public_tls_key: z.string().min(1).max(16384),
+    public_ssh_key: z.string().min(1).max(16384),
+    remote_addr: z.string().optional(),
+  })
+  .strict();
+
+const userCertBody = z
+  .object({ public_key: z.string().min(1).max(16384), tls_public_key: z.string().max(16384).optional(), ttl: ttlNs, route_to_cluster: z.string().max(255).optional() })
+  .strict();
+
+const hostCertBody = z.object({ public_key: z.string().min(1).max(16384), host_names: z.array(shortString).min(1).max(64), ttl: ttlNs }).strict();
+
+const signupBody = z
+  .object({ user: z.string().min(1).max(255), logins: z.array(z.string().min(1).max(64)).max(64).default([]), roles: z.array(z.string()).max(64).default(['admin']), ttl: ttlNs })
+  .strict();
+
+const tokenBody = z.object({ token: z.string().max(256).optional(), roles: z.array(z.string()).min(1), ttl: ttlNs }).strict();
+
+function who(caller: Caller): string {
+  if (caller.kind === 'nop') return 'anonymous';
+  if (caller.kind === 'system') return caller.role === 'Admin' ? 'builtin-Admin' : caller.identity.username;
+  return caller.identity.username;
+}
+
+function caType(v: string): CAType {
+  if (v !== 'user' && v !== 'host') throw new BadParameterError(`unknown CA type "${v}": expected user or host`);
+  return v;
+}
+
+/** A cluster member may only announce itself. */
+function checkOwnServer(caller: Caller, server: Server): void {
+  if (caller.kind !== 'system' || caller.role === 'Admin' || caller.role === 'Auth') return;
+  const uuid = caller.identity.username.split('.')[0];
+  if (server.metadata.name !== uuid) throw new AccessDeniedError(`host ${uuid} cannot announce server ${server.metadata.name}`);
+}
+
+export function authRoutes(auth: AuthServer): Route[] {
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+  const presenceRoutes = (kind: Server['kind'], path: string, allowRead: ('Node' | 'Proxy')[], allowWrite: ('Node' | 'Proxy')[]) => [
+    route({
+      method: 'GET',
+      path,
+      allow: allowRead,
+      handler: async ({ params }) => auth.presence.list(kind, params.ns ?? DEFAULT_NAMESPACE),
+    }),
+    route({
+      method: 'POST',
+      path,
+      allow: allowWrite,
+      body: serverSchema,
+      handler: async ({ body, caller, params }) => {
+        if (body.kind !== kind) throw new BadParameterError(`expected a ${kind} record, got ${body.kind}`);
+        checkOwnServer(caller, body as Server);
+        await auth.presence.upsert({ ...(body as Server), metadata: { ...body.metadata, namespace: params.ns ?? body.metadata.namespace } });
+        return {};
+      },
+    }),
+    route({
+      method: 'DELETE',
+      path: path + '/:name',
+      allow: [],
+      handler: async ({ params }) => {
+        await auth.presence.delete(kind, params.name, params.ns ?? DEFAULT_NAMESPACE);
+        return {};
+      },
+    }),
+  ];
+
+  return [
+    route({ method: 'GET', path: '/v1/ping', allow: ['nop'], handler: async () => ({ cluster_name: auth.clusterName, server_version: VERSION }) }),
+    route({ method: 'GET', path: '/v1/cacert', allow: ['nop'], handler: async () => ({ tls_ca: b64(auth.clusterCACert()) }) }),
+    route({
+      method: 'POST',
+      path: '/v1/tokens/register',
+      allow: ['nop'],
+      body: registerBody,
+      handler: async ({ body, remoteAddr }) => auth.registerUsingToken(body, remoteAddr),
+    }),
+    route({ method: 'GET', path: '/v1/status', allow: [], handler: async () => auth.status() }),
+    route({
+      method: 'GET',
+      path: '/v1/authorities/:type',
+      allow: ['Node', 'Proxy', 'user'],
+      handler: async ({ params }) => (await auth.authorities.list(caType(params.type))).map((ca) => ca.withoutSecrets()),
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/users/:name/certs',
+      allow: [],
+      body: userCertBody,
+      handler: async ({ params, body }) => {
+        const res = await auth.generateUserCerts({
+          username: params.name,
+          sshPublicKey: Buffer.from(body.public_key, 'base64').toString(),
+          ...(body.tls_public_key ? { tlsPublicKey: Buffer.from(body.tls_public_key, 'base64').toString() } : {}),
+          ...(body.ttl !== undefined ? { ttlMs: toMs(body.ttl) } : {}),
+          overrideRoleTtl: true,
+          ...(body.route_to_cluster ? { routeToCluster: body.route_to_cluster } : {}),
+        });
+        return { cert: b64(res.sshCert), ...(res.tlsCert ? { tls_cert: b64(res.tlsCert) } : {}), ...auth.trustedCAs() };
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/hosts/certs',
+      allow: [],
+      body: hostCertBody,
+      handler: async ({ body }) => ({
+        cert: b64(await auth.generateHostCertForNames(Buffer.from(body.public_key, 'base64').toString(), body.host_names, toMs(body.ttl) ?? 12 * 3600_000)),
+      }),
+    }),
+    route({ method: 'GET', path: '/v1/users', allow: ['Proxy'], handler: async () => auth.users.list() }),
+    route({ method: 'GET', path: '/v1/users/:name', allow: ['Proxy'], handler: async ({ params }) => auth.users.get(params.name) }),
+    route({
+      method: 'PUT',
+      path: '/v1/users',
+      allow: [],
+      handler: async ({ body, caller, query }) => {
+        const user = parseResource(userSchema, body, 'user resource');
+        for (const r of user.spec.roles) await auth.roles.get(r);
+        if (query.get('create') === 'true') await auth.users.create(user);
+        else await auth.users.upsert(user);
+        await auth.emit({ event: query.get('create') === 'true' ? 'user.create' : 'user.update', user: who(caller), name: user.metadata.name, roles: user.spec.roles });
+        return {};
+      },
+    }),
+    route({
+      method: 'DELETE',
+      path: '/v1/users/:name',
+      allow: [],
+      handler: async ({ params, caller }) => {
+        await auth.deleteUser(params.name, who(caller));
+        return {};
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/signuptokens',
+      allow: [],
+      body: signupBody,
+      handler: async ({ body, caller }) => {
+        const { token } = await auth.addUser(body.user, body.logins, body.roles, who(caller), toMs(body.ttl));
+        return token;
+      },
+    }),
+    route({ method: 'GET', path: '/v1/signuptokens', allow: [], handler: async () => auth.users.listSignupTokens() }),
+    route({ method: 'GET', path: '/v1/roles', allow: ['Proxy'], handler: async () => (await auth.roles.list()).map(displayRole) }),
+    route({ method: 'GET', path: '/v1/roles/:name', allow: ['Proxy'], handler: async ({ params }) => displayRole(await auth.roles.get(params.name)) }),
+    route({
+      method: 'PUT',
+      path: '/v1/roles',
+      allow: [],
+      handler: async ({ body, caller, query }) => {
+        const role = parseResource(roleSchema, body, 'role resource');
+        await auth.roles.upsert(role, query.get('create') === 'true');
+        await auth.emit({ event: 'role.created', user: who(caller), name: role.metadata.name });
+        return {};
+      },
+    }),
+    route({
+      method: 'DELETE',
+      path: '/v1/roles/:name',
+      allow: [],
+      handler: async ({ params, caller }) => {
+        const inUse = (await auth.users.list()).filter((u) => u.spec.roles.includes(params.name)).map((u) => u.metadata.name);
+        if (inUse.length) throw new BadParameterError(`role "${params.name}" is used by users ${inUse.join(', ')}`);
+        await auth.roles.delete(params.name);
+        await auth.emit({ event: 'role.deleted', user: who(caller), name: params.name });
+        return {};
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/v1/tokens',
+      allow: [],
+      handler: async () => (await auth.tokens.list()).map((t) => ({ token: t.token, roles: t.roles, expires: t.expires?.toISOString(), static: t.static })),
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/tokens',
+      allow: [],
+      body: tokenBody,
+      handler: async ({ body }) => {
+        const t = await auth.tokens.create({ roles: body.roles.map(parseSystemRole), ...(body.token ? { token: body.token } : {}), ...(body.ttl !== undefined ? { ttlMs: toMs(body.ttl) } : {}) });
+        return { token: t.token, roles: t.roles, expires: t.expires?.toISOString() };
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/tokens/delete',
+      allow: [],
+      body: z.object({ token: z.string().min(1).max(1024) }).strict(),
+      handler: async ({ body }) => {
+        await auth.tokens.delete(body.token);
+        return {};
+      },
+    }),
+    ...presenceRoutes('node', '/v1/namespaces/:ns/nodes', ['Node', 'Proxy'], ['Node']),
+    ...presenceRoutes('proxy', '/v1/proxies', ['Node', 'Proxy'], ['Proxy']),
+    ...presenceRoutes('auth_server', '/v1/authservers', ['Node', 'Proxy'], []),
+    route({
+      method: 'POST',
+      path: '/v1/events',
+      allow: ['Node', 'Proxy'],
+      body: z.record(z.string(), z.unknown()),
+      handler: async ({ body }) => {
+        if (typeof body.event !== 'string') throw new BadParameterError('an audit event needs an "event" field');
+        return auth.emit(body as { event: string });
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/v1/events',
+      allow: [],
+      handler: async ({ query }) => {
+        const to = query.get('to') ? new Date(query.get('to')!) : new Date();
+        const from = query.get('from') ? new Date(query.get('from')!) : new Date(to.getTime() - 30 * 86_400_000);
+        if (isNaN(from.getTime()) || isNaN(to.getTime())) throw new BadParameterError('from and to must be RFC 3339 times');
+        const limit = Number(query.get('limit') ?? 0) || undefined;
+        return auth.opts.audit.search({ from, to, eventTypes: query.getAll('event'), ...(limit ? { limit } : {}) });
+      },
+    }),
+  ];
+}

@@ -1,0 +1,127 @@
+/**
+ * The auth API client, over HTTPS with mutual TLS. It dials the auth servers
+ * in turn (a list, or one load balancer) and verifies the server against the
+ * cluster's TLS CA under the name `teleport.cluster.local`, so the address
+ * used to reach it does not matter. Errors come back typed.
+ */
+import * as https from 'node:https';
+import { AUTH_SERVER_NAME } from '../tlsca';
+import { ConnectionProblemError, errorFromReason, TeleportError } from '../utils/errors';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface ClientCredentials {
+  key: string;
+  cert: string;
+  /** TLS CAs to trust. */
+  ca: string[];
+}
+
+export interface AuthClientOptions {
+  servers: HostPort[];
+  /** Without credentials only anonymous routes work, and the server is not verified unless `ca` is set. */
+  credentials?: ClientCredentials;
+  /** Verify the server against these CAs when calling without credentials (after pinning). */
+  ca?: string[];
+  timeoutMs?: number;
+}
+
+const RESPONSE_LIMIT = 64 * 1024 * 1024;
+
+export class AuthClient {
+  private readonly agent: https.Agent;
+
+  constructor(private readonly opts: AuthClientOptions) {
+    if (!opts.servers.length) throw new ConnectionProblemError('no auth server address configured');
+    const c = opts.credentials;
+    const ca = c?.ca ?? opts.ca;
+    this.agent = new https.Agent({
+      keepAlive: true,
+      minVersion: 'TLSv1.2',
+      servername: AUTH_SERVER_NAME,
+      ...(c ? { key: c.key, cert: c.cert } : {}),
+      ...(ca ? { ca, rejectUnauthorized: true } : { rejectUnauthorized: false }),
+    });
+  }
+
+  /** Calls one route; connection failures move on to the next server, API errors do not. */
+  async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    let last: unknown;
+    for (const server of this.opts.servers) {
+      try {
+        return await this.once<T>(server, method, path, body);
+      } catch (err) {
+        if (err instanceof TeleportError && err.reason !== 'connection_problem') throw err;
+        last = err;
+      }
+    }
+    throw last instanceof TeleportError
+      ? last
+      : new ConnectionProblemError(`cannot reach the auth server: ${(last as Error)?.message}`, { cause: last });
+  }
+
+  private once<T>(server: HostPort, method: string, path: string, body?: unknown): Promise<T> {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const where = `${server.host}:${server.port}`;
+    return new Promise<T>((resolve, reject) => {
+      const req = https.request(
+        {
+          host: server.host,
+          port: server.port,
+          method,
+          path,
+          agent: this.agent,
+          servername: AUTH_SERVER_NAME,
+          timeout: this.opts.timeoutMs ?? 30_000,
+          headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > RESPONSE_LIMIT) req.destroy(new Error('response too large'));
+            else chunks.push(c);
+          });
+          res.on('end', () => {
+            let parsed: unknown;
+            try {
+              parsed = chunks.length ? JSON.parse(Buffer.concat(chunks).toString()) : {};
+            } catch {
+              reject(new ConnectionProblemError(`auth server ${where} sent a response that is not JSON (status ${res.statusCode})`));
+              return;
+            }
+            if ((res.statusCode ?? 500) >= 400) {
+              const e = (parsed as { error?: { reason?: string; message?: string } }).error;
+              reject(errorFromReason(e?.reason ?? 'internal', e?.message ?? `auth server ${where} answered ${res.statusCode}`));
+            } else resolve(parsed as T);
+          });
+          res.on('error', (err) => reject(new ConnectionProblemError(`auth server ${where}: ${err.message}`, { cause: err })));
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error('timed out')));
+      req.on('error', (err) => reject(new ConnectionProblemError(`auth server ${where}: ${err.message}`, { cause: err })));
+      req.end(payload);
+    });
+  }
+
+  get<T>(path: string): Promise<T> {
+    return this.call<T>('GET', path);
+  }
+  post<T>(path: string, body: unknown): Promise<T> {
+    return this.call<T>('POST', path, body);
+  }
+  put<T>(path: string, body: unknown): Promise<T> {
+    return this.call<T>('PUT', path, body);
+  }
+  delete<T>(path: string): Promise<T> {
+    return this.call<T>('DELETE', path);
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}

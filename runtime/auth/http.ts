@@ -1,0 +1,167 @@
+/**
+ * The HTTP layer of the auth API: a small route table, JSON bodies with a
+ * size limit and one schema per body, caller identity from the verified TLS
+ * client certificate, and typed errors mapped to status codes. A malformed
+ * request gets a 4xx and touches nothing else.
+ */
+import { IncomingMessage, ServerResponse } from 'node:http';
+import { TLSSocket } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import { z } from 'zod';
+import { identityOf, TlsIdentity } from '../tlsca';
+import { AccessDeniedError, BadParameterError, httpStatusOf, LimitExceededError, NotFoundError, TeleportError } from '../utils/errors';
+import { Logger } from '../utils/logger';
+import { SYSTEM_ROLES, SystemRole } from './resources';
+
+/** Who is calling: nobody (no client certificate), a cluster member, or a user. */
+export type Caller =
+  | { kind: 'nop' }
+  | { kind: 'system'; role: SystemRole; identity: TlsIdentity }
+  | { kind: 'user'; identity: TlsIdentity };
+
+export type Permission = 'nop' | 'user' | SystemRole;
+
+export interface RequestContext<B> {
+  params: Record<string, string>;
+  query: URLSearchParams;
+  body: B;
+  caller: Caller;
+  remoteAddr: string;
+}
+
+export interface Route<B = unknown> {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  path: string;
+  /** Who may call it. `nop` means anyone, even without a certificate. */
+  allow: Permission[];
+  body?: z.ZodType<B>;
+  handler(ctx: RequestContext<B>): Promise<unknown>;
+}
+
+export function route<B>(r: Route<B>): Route<unknown> {
+  return r as unknown as Route<unknown>;
+}
+
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+interface Compiled {
+  route: Route;
+  re: RegExp;
+  names: string[];
+}
+
+function compile(r: Route): Compiled {
+  const names: string[] = [];
+  const re = new RegExp(
+    '^' +
+      r.path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:([a-zA-Z_]+)/g, (_m, n: string) => {
+        names.push(n);
+        return '([^/]+)';
+      }) +
+      '$',
+  );
+  return { route: r, re, names };
+}
+
+/** Identifies the caller; a certificate must come from the CA that matches what it claims to be. */
+export function callerOf(socket: TLSSocket, hostCA: X509Certificate[], userCA: X509Certificate[]): Caller {
+  if (!socket.authorized) return { kind: 'nop' };
+  const peer = socket.getPeerCertificate(false);
+  if (!peer || !peer.raw) return { kind: 'nop' };
+  const cert = new X509Certificate(peer.raw);
+  const issuedBy = (cas: X509Certificate[]) => cas.some((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey));
+  const identity = identityOf(peer.raw);
+  if (issuedBy(hostCA)) {
+    const role = identity.groups[0] as SystemRole;
+    if (identity.groups.length === 1 && SYSTEM_ROLES.includes(role)) return { kind: 'system', role, identity };
+    throw new AccessDeniedError('host certificate does not name a system role');
+  }
+  if (issuedBy(userCA)) return { kind: 'user', identity };
+  throw new AccessDeniedError('client certificate is not from this cluster');
+}
+
+function allowed(caller: Caller, allow: Permission[]): boolean {
+  if (allow.includes('nop')) return true;
+  if (caller.kind === 'system') return caller.role === 'Admin' || caller.role === 'Auth' || allow.includes(caller.role);
+  if (caller.kind === 'user') return allow.includes('user');
+  return false;
+}
+
+async function readBody(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw new LimitExceededError(`request body is larger than ${MAX_BODY_BYTES} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  if (!size) return undefined;
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch (err) {
+    throw new BadParameterError(`request body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+export function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value ?? {});
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  res.end(body);
+}
+
+export function sendError(res: ServerResponse, err: unknown, log: Logger): void {
+  if (err instanceof TeleportError) {
+    sendJson(res, httpStatusOf(err.reason), { error: { reason: err.reason, message: err.message } });
+    return;
+  }
+  log.error('request failed', { error: err instanceof Error ? err.stack : String(err) });
+  sendJson(res, 500, { error: { reason: 'internal', message: 'internal server error' } });
+}
+
+export class Router {
+  private readonly routes: Compiled[];
+
+  constructor(
+    routes: Route[],
+    private readonly identify: (socket: TLSSocket) => Caller,
+    private readonly log: Logger,
+  ) {
+    this.routes = routes.map(compile);
+  }
+
+  readonly handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    try {
+      const url = new URL(req.url ?? '/', 'https://auth');
+      let methodMatched = false;
+      for (const c of this.routes) {
+        const m = c.re.exec(url.pathname);
+        if (!m) continue;
+        methodMatched = true;
+        if (c.route.method !== req.method) continue;
+        const caller = this.identify(req.socket as TLSSocket);
+        if (!allowed(caller, c.route.allow)) {
+          throw new AccessDeniedError(caller.kind === 'nop' ? 'this API needs a client certificate' : `access denied to ${req.method} ${url.pathname}`);
+        }
+        const params = Object.fromEntries(c.names.map((n, i) => [n, decodeURIComponent(m[i + 1])]));
+        const raw = req.method === 'GET' || req.method === 'DELETE' ? undefined : await readBody(req);
+        let body: unknown = raw;
+        if (c.route.body) {
+          const parsed = c.route.body.safeParse(raw ?? {});
+          if (!parsed.success) {
+            throw new BadParameterError(
+              'invalid request: ' + parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; '),
+            );
+          }
+          body = parsed.data;
+        }
+        const result = await c.route.handler({ params, query: url.searchParams, body, caller, remoteAddr: req.socket.remoteAddress ?? '' });
+        sendJson(res, 200, result);
+        return;
+      }
+      throw methodMatched ? new BadParameterError(`method ${req.method} not allowed on ${url.pathname}`) : new NotFoundError(`no API at ${url.pathname}`);
+    } catch (err) {
+      if (!res.headersSent) sendError(res, err, this.log);
+      else res.destroy();
+    }
+  };
+}

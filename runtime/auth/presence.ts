@@ -1,0 +1,49 @@
+/**
+ * Presence: the heartbeat records of nodes, proxies and auth servers. Each
+ * record expires (600 s by default) unless its server announces itself again,
+ * so a stopped server disappears from `tctl nodes ls` on its own.
+ */
+import { Backend } from '../backend';
+import { DEFAULT_NAMESPACE, Keys, rangeEnd } from '../contract/keys';
+import { Server } from './resources';
+
+export const SERVER_ANNOUNCE_TTL_MS = 600_000;
+
+type Kind = Server['kind'];
+
+function keyOf(kind: Kind, name: string, namespace = DEFAULT_NAMESPACE): string {
+  if (kind === 'node') return Keys.node(namespace, name);
+  if (kind === 'proxy') return Keys.proxy(name);
+  return Keys.authServer(name);
+}
+
+function prefixOf(kind: Kind, namespace = DEFAULT_NAMESPACE): string {
+  if (kind === 'node') return Keys.nodes(namespace);
+  if (kind === 'proxy') return Keys.proxies();
+  return Keys.authServers();
+}
+
+export class Presence {
+  constructor(private readonly backend: Backend) {}
+
+  /** Writes a heartbeat; `ttlMs` defaults to the announce TTL. */
+  async upsert(server: Server, ttlMs = SERVER_ANNOUNCE_TTL_MS): Promise<void> {
+    const expires = new Date(Date.now() + ttlMs);
+    const record: Server = { ...server, metadata: { ...server.metadata, expires: expires.toISOString() } };
+    await this.backend.put({
+      key: keyOf(server.kind, server.metadata.name, server.metadata.namespace),
+      value: Buffer.from(JSON.stringify(record)),
+      expires,
+    });
+  }
+
+  async list(kind: Kind, namespace = DEFAULT_NAMESPACE): Promise<Server[]> {
+    const prefix = prefixOf(kind, namespace);
+    const items = await this.backend.getRange(prefix, rangeEnd(prefix));
+    return items.map((i) => JSON.parse(i.value.toString()) as Server);
+  }
+
+  async delete(kind: Kind, name: string, namespace = DEFAULT_NAMESPACE): Promise<void> {
+    await this.backend.delete(keyOf(kind, name, namespace));
+  }
+}

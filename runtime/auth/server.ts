@@ -1,0 +1,344 @@
+/**
+ * The auth server's logic, independent of HTTP: the cluster name, the CAs,
+ * issuing user and host certificates, joining hosts with tokens, and the
+ * audit trail of every change. `api.ts` exposes it over mutual TLS.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { Backend } from '../backend';
+import { Keys } from '../contract/keys';
+import { AuditLog, EventFields } from '../events/filelog';
+import {
+  formatAuthorizedKey,
+  generateKeyPair,
+  KeyAlgorithm,
+  parseAuthorizedKey,
+  parsePublicKeyBlob,
+  publicKeyBlob,
+  signCertificate,
+  signHostCert,
+  signUserCert,
+  USER_CERT_TTL,
+} from '../sshcert';
+import { AUTH_SERVER_NAME, caPin, generateTlsKey, issueCert, publicKeyPem } from '../tlsca';
+import { AccessDeniedError, BadParameterError, isReason } from '../utils/errors';
+import { Logger } from '../utils/logger';
+import { RateLimiter } from '../utils/ratelimit';
+import { Authorities, Authority } from './authorities';
+import { Identity } from './identity';
+import { Presence } from './presence';
+import { newUser, SystemRole, User } from './resources';
+import { accessFor, Roles } from './roles';
+import { StaticToken, Tokens } from './tokens';
+import { Users } from './users';
+
+/** Host TLS certificates last as long as the CA (formats.md §1.4). */
+const HOST_TLS_TTL_MS = 10 * 365 * 24 * 3600_000;
+const SSH_FOREVER = 0xffffffffffffffffn;
+
+export interface AuthServerOptions {
+  backend: Backend;
+  audit: AuditLog;
+  hostUUID: string;
+  nodeName: string;
+  /** From `auth_service.cluster_name`; when absent the stored name is used, or a new UUID. */
+  clusterName?: string;
+  caKeyType: KeyAlgorithm;
+  staticTokens: StaticToken[];
+  log: Logger;
+}
+
+export interface RegisterRequest {
+  hostID: string;
+  node_name: string;
+  role: SystemRole;
+  token: string;
+  additional_principals: string[];
+  dns_names: string[];
+  /** PEM SPKI, base64. */
+  public_tls_key: string;
+  /** authorized_keys line, base64. */
+  public_ssh_key: string;
+}
+
+/** The join response (formats.md §3.2 PackedKeys); byte fields base64. */
+export interface PackedKeys {
+  key: null;
+  cert: string;
+  tls_cert: string;
+  tls_ca_certs: string[];
+  ssh_ca_certs: string[];
+}
+
+export interface UserCertRequest {
+  username: string;
+  /** authorized_keys line. */
+  sshPublicKey: string;
+  /** PEM SPKI, when a TLS certificate is wanted too. */
+  tlsPublicKey?: string;
+  ttlMs?: number;
+  /** `tctl auth sign` may exceed the roles' max_session_ttl (never the 30h maximum). */
+  overrideRoleTtl?: boolean;
+  routeToCluster?: string;
+}
+
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+const unb64 = (s: string) => Buffer.from(s, 'base64').toString();
+
+function checkPublicKeyLine(line: string): Buffer {
+  const { blob } = parseAuthorizedKey(line);
+  parsePublicKeyBlob(blob); // plain keys only: a certificate is not a public key
+  return blob;
+}
+
+async function initClusterName(backend: Backend, wanted: string | undefined): Promise<string> {
+  const read = async () => {
+    const item = await backend.get(Keys.clusterName());
+    return (JSON.parse(item.value.toString()) as { spec: { cluster_name: string } }).spec.cluster_name;
+  };
+  let name: string | undefined;
+  try {
+    name = await read();
+  } catch (err) {
+    if (!isReason(err, 'not_found')) throw err;
+    const candidate = wanted ?? randomUUID();
+    const value = { kind: 'cluster_name', version: 'v2', metadata: { name: 'cluster-name' }, spec: { cluster_name: candidate } };
+    try {
+      await backend.create({ key: Keys.clusterName(), value: Buffer.from(JSON.stringify(value)) });
+    } catch (e) {
+      if (!isReason(e, 'already_exists')) throw e;
+    }
+    name = await read();
+  }
+  if (wanted && wanted !== name) {
+    throw new BadParameterError(
+      `the cluster name in storage is "${name}" but auth_service.cluster_name is "${wanted}"; renaming a cluster invalidates every certificate, so set it back or start from an empty storage`,
+    );
+  }
+  return name;
+}
+
+export class AuthServer {
+  readonly users: Users;
+  readonly roles: Roles;
+  readonly tokens: Tokens;
+  readonly presence: Presence;
+  readonly authorities: Authorities;
+  private readonly joinLimiter = new RateLimiter({ burst: 20, perSecond: 1 });
+
+  private constructor(
+    readonly opts: AuthServerOptions,
+    readonly clusterName: string,
+    readonly userCA: Authority,
+    readonly hostCA: Authority,
+  ) {
+    this.users = new Users(opts.backend);
+    this.roles = new Roles(opts.backend);
+    this.tokens = new Tokens(opts.backend);
+    this.presence = new Presence(opts.backend);
+    this.authorities = new Authorities(opts.backend);
+  }
+
+  /** Sets up the cluster's state on first start (name, CAs, default role) and loads it on later ones. */
+  static async init(opts: AuthServerOptions): Promise<AuthServer> {
+    const clusterName = await initClusterName(opts.backend, opts.clusterName);
+    const authorities = new Authorities(opts.backend);
+    const { user, host } = await authorities.init(clusterName, opts.caKeyType);
+    const server = new AuthServer(opts, clusterName, user, host);
+    await server.roles.init();
+    await server.tokens.setStatic(opts.staticTokens);
+    return server;
+  }
+
+  get backend(): Backend {
+    return this.opts.backend;
+  }
+
+  async emit(fields: EventFields): Promise<EventFields> {
+    return this.opts.audit.emit(fields);
+  }
+
+  /** Issues an SSH certificate (and optionally a TLS one) for a user. */
+  async generateUserCerts(req: UserCertRequest): Promise<{ sshCert: string; tlsCert?: string; logins: string[]; roles: string[] }> {
+    const user = await this.users.get(req.username);
+    const access = accessFor(user, await this.roles.forUser(user));
+    if (!access.logins.length) {
+      // OpenSSH treats a certificate without principals as valid for every login: never issue one.
+      throw new AccessDeniedError(`user "${req.username}" has no allowed logins; add logins to the user's traits or roles`);
+    }
+    let ttl = req.ttlMs ?? USER_CERT_TTL.default;
+    if (!req.overrideRoleTtl) ttl = Math.min(ttl, access.maxSessionTtlMs);
+    const blob = signUserCert({
+      caPrivateKey: this.userCA.signingKey(),
+      publicKey: checkPublicKeyLine(req.sshPublicKey),
+      username: user.metadata.name,
+      logins: access.logins,
+      ttlMs: ttl,
+      permit: access.permit,
+      roles: access.roles,
+      traits: user.spec.traits,
+      ...(req.routeToCluster ? { routeToCluster: req.routeToCluster } : {}),
+    });
+    const sshCert = formatAuthorizedKey(blob);
+    let tlsCert: string | undefined;
+    if (req.tlsPublicKey) {
+      tlsCert = await issueCert({
+        ca: this.userCA.tls(),
+        publicKey: req.tlsPublicKey,
+        identity: { username: user.metadata.name, groups: access.roles, principals: access.logins, routeToCluster: req.routeToCluster ?? this.clusterName },
+        ttlMs: ttl,
+      });
+    }
+    return { sshCert, ...(tlsCert ? { tlsCert } : {}), logins: access.logins, roles: access.roles };
+  }
+
+  /** A host certificate for an OpenSSH server (`tctl auth sign --host`): exactly the names given. */
+  async generateHostCertForNames(sshPublicKey: string, hostNames: string[], ttlMs: number): Promise<string> {
+    if (!hostNames.length) throw new BadParameterError('at least one host name is needed');
+    const now = BigInt(Math.floor(Date.now() / 1000));
+    const blob = signCertificate(
+      {
+        certType: 'host',
+        publicKey: checkPublicKeyLine(sshPublicKey),
+        serial: BigInt('0x' + randomBytes(8).toString('hex')),
+        keyId: hostNames[0],
+        principals: hostNames,
+        validAfter: now - 60n,
+        validBefore: ttlMs ? now + BigInt(Math.floor(ttlMs / 1000)) : SSH_FOREVER,
+        criticalOptions: {},
+        extensions: { 'x-teleport-authority': this.clusterName, 'x-teleport-role': 'Node' },
+      },
+      this.hostCA.signingKey(),
+    );
+    return formatAuthorizedKey(blob);
+  }
+
+  private async hostCredentials(p: {
+    hostUUID: string;
+    nodeName: string;
+    role: SystemRole;
+    sshPublicKey: string;
+    tlsPublicKey: string;
+    principals: string[];
+    dnsNames: string[];
+  }): Promise<{ sshCert: string; tlsCert: string }> {
+    const blob = signHostCert({
+      caPrivateKey: this.hostCA.signingKey(),
+      publicKey: checkPublicKeyLine(p.sshPublicKey),
+      hostUUID: p.hostUUID,
+      nodeName: p.nodeName,
+      clusterName: this.clusterName,
+      role: p.role,
+      additionalPrincipals: p.principals,
+      ttlMs: 0,
+    });
+    const servesTls = p.role === 'Auth' || p.role === 'Admin' || p.role === 'Proxy';
+    const dnsNames = servesTls ? [...new Set([AUTH_SERVER_NAME, '*.' + AUTH_SERVER_NAME, ...p.dnsNames, ...p.principals])] : [];
+    const tlsCert = await issueCert({
+      ca: this.hostCA.tls(),
+      publicKey: p.tlsPublicKey,
+      identity: { username: `${p.hostUUID}.${this.clusterName}`, groups: [p.role], principals: [] },
+      dnsNames,
+      ttlMs: HOST_TLS_TTL_MS,
+    });
+    return { sshCert: formatAuthorizedKey(blob), tlsCert };
+  }
+
+  /** The CAs a cluster member trusts: the host TLS CA, and the host and user SSH CAs. */
+  trustedCAs(): { tlsCACerts: string[]; sshCACerts: string[] } {
+    return {
+      tlsCACerts: [this.hostCA.tlsCert()],
+      sshCACerts: [...this.hostCA.checkingKeys(), ...this.userCA.checkingKeys()].map((k) => formatAuthorizedKey(k)),
+    };
+  }
+
+  /** Exchanges a join token and public keys for host credentials (formats.md §3.2). */
+  async registerUsingToken(req: RegisterRequest, remoteAddr: string): Promise<PackedKeys> {
+    this.joinLimiter.take(remoteAddr);
+    const fail = async (err: Error) => {
+      await this.emit({ event: 'instance.join', success: false, role: req.role, host_id: req.hostID, node_name: req.node_name, 'addr.remote': remoteAddr, error: err.message });
+      return err;
+    };
+    if (req.role === 'Admin') throw await fail(new AccessDeniedError('the Admin role cannot join with a token'));
+    try {
+      await this.tokens.validate(req.token, req.role);
+    } catch (err) {
+      throw await fail(err as Error);
+    }
+    const principals = req.additional_principals.map((p) => (p === '0.0.0.0' || p === '::' ? remoteAddr : p));
+    const creds = await this.hostCredentials({
+      hostUUID: req.hostID,
+      nodeName: req.node_name,
+      role: req.role,
+      sshPublicKey: unb64(req.public_ssh_key),
+      tlsPublicKey: unb64(req.public_tls_key),
+      principals,
+      dnsNames: req.dns_names,
+    });
+    await this.emit({ event: 'instance.join', success: true, role: req.role, host_id: req.hostID, node_name: req.node_name, 'addr.remote': remoteAddr });
+    const trusted = this.trustedCAs();
+    return {
+      key: null,
+      cert: b64(creds.sshCert),
+      tls_cert: b64(creds.tlsCert),
+      tls_ca_certs: trusted.tlsCACerts.map(b64),
+      ssh_ca_certs: this.hostCA.checkingKeys().map((k) => b64(formatAuthorizedKey(k))),
+    };
+  }
+
+  /** Makes a fresh identity for this auth server's own use (`Auth`) or for the local admin (`Admin`). */
+  async localIdentity(role: 'Auth' | 'Admin', principals: string[], dnsNames: string[]): Promise<Identity> {
+    const ssh = generateKeyPair('ed25519');
+    const tlsKey = generateTlsKey();
+    const creds = await this.hostCredentials({
+      hostUUID: this.opts.hostUUID,
+      nodeName: this.opts.nodeName,
+      role,
+      sshPublicKey: formatAuthorizedKey(publicKeyBlob(ssh.publicKey)),
+      tlsPublicKey: publicKeyPem(tlsKey),
+      principals,
+      dnsNames,
+    });
+    return {
+      role,
+      username: `${this.opts.hostUUID}.${this.clusterName}`,
+      clusterName: this.clusterName,
+      sshKey: ssh.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string,
+      sshCert: creds.sshCert,
+      tlsKey,
+      tlsCert: creds.tlsCert,
+      ...this.trustedCAs(),
+    };
+  }
+
+  /** `tctl users add`: creates the user and a sign-up token. */
+  async addUser(name: string, logins: string[], roles: string[], createdBy: string, ttlMs?: number) {
+    for (const r of roles) await this.roles.get(r);
+    const user: User = newUser(name, roles, logins.length ? logins : [name], createdBy);
+    await this.users.create(user);
+    const token = await this.users.createSignupToken(name, ttlMs);
+    await this.emit({ event: 'user.create', user: createdBy, name, roles, logins: user.spec.traits.logins });
+    await this.emit({ event: 'reset_password_token.create', user: createdBy, name, ttl: token.expires });
+    return { user, token };
+  }
+
+  async deleteUser(name: string, by: string): Promise<void> {
+    await this.users.delete(name);
+    await this.emit({ event: 'user.delete', user: by, name });
+  }
+
+  status(): { cluster_name: string; user_ca: string; host_ca: string; ca_pin: string; ca_key_type: string } {
+    const describe = (ca: Authority) => (ca.resource.spec.rotation.last_rotated ? `rotated ${ca.resource.spec.rotation.last_rotated}` : 'never updated');
+    return {
+      cluster_name: this.clusterName,
+      user_ca: describe(this.userCA),
+      host_ca: describe(this.hostCA),
+      ca_pin: caPin(this.hostCA.tlsCert()),
+      ca_key_type: this.hostCA.resource.spec.signing_alg,
+    };
+  }
+
+  /** The cluster's TLS CA, the only thing a caller without a certificate can read (for pinning). */
+  clusterCACert(): string {
+    return this.hostCA.tlsCert();
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * Runs the auth service: opens the cluster storage, sets up the cluster on
+ * first start, gives itself and the local admin (`tctl`) fresh identities,
+ * serves the API on 3025 over mutual TLS and announces itself.
+ */
+import * as https from 'node:https';
+import * as path from 'node:path';
+import { X509Certificate } from 'node:crypto';
+import { AddressInfo } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import { Backend, openBackend } from '../backend';
+import { TeleportConfig } from '../config';
+import { FileAuditLog } from '../events/filelog';
+import { Logger } from '../utils/logger';
+import { VERSION } from '../version';
+import { authRoutes } from './api';
+import { callerOf, Router } from './http';
+import { IdentityStore } from './identity';
+import { SERVER_ANNOUNCE_TTL_MS } from './presence';
+import { AuthServer } from './server';
+
+export interface AuthService {
+  readonly auth: AuthServer;
+  /** The address the API listens on (the real port when 0 was asked for). */
+  readonly address: { host: string; port: number };
+  close(): Promise<void>;
+}
+
+export interface StartAuthOptions {
+  config: TeleportConfig;
+  hostUUID: string;
+  procStore: IdentityStore;
+  log: Logger;
+}
+
+function loopbackIfAny(host: string): string {
+  return host === '0.0.0.0' || host === '::' || host === '' ? '127.0.0.1' : host;
+}
+
+export async function startAuthService(opts: StartAuthOptions): Promise<AuthService> {
+  const { config, log } = opts;
+  const backend: Backend = await openBackend({
+    type: 'sqlite',
+    path: config.storage.path,
+    ...(config.storage.pollStreamPeriodMs ? { pollPeriodMs: config.storage.pollStreamPeriodMs } : {}),
+  });
+  const audit = new FileAuditLog(path.join(config.dataDir, 'log'));
+  let auth: AuthServer;
+  try {
+    auth = await AuthServer.init({
+      backend,
+      audit,
+      hostUUID: opts.hostUUID,
+      nodeName: config.nodeName,
+      ...(config.auth.clusterName ? { clusterName: config.auth.clusterName } : {}),
+      caKeyType: config.caKeyType,
+      staticTokens: config.auth.staticTokens,
+      log,
+    });
+  } catch (err) {
+    await backend.close();
+    await audit.close();
+    throw err;
+  }
+
+  const listen = config.auth.listenAddr;
+  const names = [config.nodeName, 'localhost', '127.0.0.1', '::1', ...config.auth.publicAddrs.map((a) => a.host)];
+  if (config.advertiseIp) names.push(config.advertiseIp);
+  if (loopbackIfAny(listen.host) !== '127.0.0.1') names.push(listen.host);
+  const identity = await auth.localIdentity('Auth', names, names);
+  await opts.procStore.save(identity);
+  await opts.procStore.save(await auth.localIdentity('Admin', [], []));
+
+  const hostCA = [new X509Certificate(auth.hostCA.tlsCert())];
+  const userCA = [new X509Certificate(auth.userCA.tlsCert())];
+  const router = new Router(authRoutes(auth), (socket: TLSSocket) => callerOf(socket, hostCA, userCA), log);
+  const server = https.createServer(
+    {
+      key: identity.tlsKey,
+      cert: identity.tlsCert,
+      ca: [auth.hostCA.tlsCert(), auth.userCA.tlsCert()],
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.2',
+    },
+    router.handle,
+  );
+  server.headersTimeout = 30_000;
+  server.requestTimeout = 60_000;
+  server.on('tlsClientError', (err) => log.debug('TLS handshake failed', { error: err.message }));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listen.port, listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = { host: listen.host, port: (server.address() as AddressInfo).port };
+
+  const announce = () =>
+    auth.presence
+      .upsert({
+        kind: 'auth_server',
+        version: 'v2',
+        metadata: { name: opts.hostUUID, namespace: 'default' },
+        spec: { addr: `${config.advertiseIp ?? loopbackIfAny(address.host)}:${address.port}`, hostname: config.nodeName, version: VERSION },
+      })
+      .catch((err) => log.warn('failed to announce the auth server', { error: err }));
+  await announce();
+  const heartbeat = setInterval(announce, SERVER_ANNOUNCE_TTL_MS / 2);
+  heartbeat.unref();
+
+  log.info('auth service is listening', { addr: `${address.host}:${address.port}`, cluster: auth.clusterName });
+  return {
+    auth,
+    address,
+    close: async () => {
+      clearInterval(heartbeat);
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      await backend.close();
+      await audit.close();
+    },
+  };
+}

@@ -1,0 +1,61 @@
+/**
+ * The backend module's public face: the contract, the implementations, and `openBackend`, which
+ * turns the `storage` section of the configuration into a running backend.
+ */
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BadParameterError } from '../utils/errors';
+import { MemoryBackend } from './memory';
+import { SqliteBackend } from './sqlite';
+import type { Backend } from './types';
+
+export * from './types';
+export { systemClock } from './clock';
+export type { Clock } from './clock';
+export { Fanout, DEFAULT_QUEUE_SIZE } from './fanout';
+export { MemoryBackend } from './memory';
+export type { MemoryBackendOptions } from './memory';
+export { SqliteBackend, DEFAULT_POLL_PERIOD_MS, EVENTS_TTL_MS } from './sqlite';
+export type { SqliteBackendOptions } from './sqlite';
+export { checkBound, checkExpires, checkItem, checkKey, checkLimit } from './validate';
+
+/** The database file inside a `dir` backend's directory (Teleport's lite backend layout). */
+export const SQLITE_FILE_NAME = 'sqlite.db';
+
+export interface BackendConfig {
+  /**
+   * `sqlite`: `path` is the database file (if it names an existing directory, the file is
+   * `<path>/sqlite.db`). `dir`: `path` is a directory holding `sqlite.db`, as in Teleport.
+   * `memory`: nothing is persisted.
+   */
+  type: 'sqlite' | 'dir' | 'memory';
+  path?: string;
+  /** @default 500 */
+  pollPeriodMs?: number;
+}
+
+export async function openBackend(cfg: BackendConfig): Promise<Backend> {
+  switch (cfg.type) {
+    case 'memory':
+      return new MemoryBackend();
+    case 'sqlite':
+    case 'dir': {
+      if (!cfg.path) throw new BadParameterError(`storage type ${cfg.type} needs a path`);
+      const file = cfg.type === 'dir' || isDirectory(cfg.path) ? path.join(cfg.path, SQLITE_FILE_NAME) : cfg.path;
+      return SqliteBackend.open({ path: file, pollPeriodMs: cfg.pollPeriodMs });
+    }
+    default:
+      throw new BadParameterError(
+        `storage type ${JSON.stringify((cfg as { type: unknown }).type)} is not supported (want sqlite, dir or memory)`,
+      );
+  }
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}

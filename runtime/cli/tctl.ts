@@ -1,0 +1,469 @@
+#!/usr/bin/env node
+/**
+ * `tctl`: the admin tool. It runs on an auth server and talks to the local
+ * auth API with the admin identity the auth service keeps in data_dir.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { Command, Option } from 'commander';
+import { parseAllDocuments, stringify } from 'yaml';
+import { openBackend } from '../backend';
+import { AuthClient, HostPort } from '../auth/client';
+import { IdentityStore } from '../auth/identity';
+import { CertAuthority, parseResource, roleSchema, Server, tokenSchema, User, userSchema } from '../auth/resources';
+import { buildConfig, formatDuration, loadConfigFile, parseAddr, parseDuration, resolveConfigPath } from '../config';
+import { Ports } from '../contract/ports';
+import { procStoragePath } from '../service/datadir';
+import { formatAuthorizedKey, generateKeyPair, publicKeyBlob } from '../sshcert';
+import { generateTlsKey, publicKeyPem } from '../tlsca';
+import { BadParameterError, NotFoundError } from '../utils/errors';
+import { setLogLevel } from '../utils/logger';
+import { VERSION } from '../version';
+import { collect, keyValueTable, runCli, table } from './common';
+import { SignFormat, writeCredentials } from './identityfile';
+
+interface GlobalOpts {
+  config?: string;
+  authServer?: string[];
+  dataDir?: string;
+  debug?: boolean;
+}
+
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+const unb64 = (s: string) => Buffer.from(s, 'base64').toString();
+const NS = 1_000_000;
+
+interface Context {
+  client: AuthClient;
+  authAddr: HostPort;
+  clusterName: string;
+  publicAddr?: string;
+}
+
+async function connect(g: GlobalOpts): Promise<Context> {
+  if (g.debug) setLogLevel('debug');
+  else setLogLevel('error');
+  const configPath = resolveConfigPath(g.config, process.env);
+  const config = buildConfig(configPath ? loadConfigFile(configPath) : {}, { roles: 'auth', ...(g.dataDir ? { dataDir: g.dataDir } : {}) }, process.env);
+  const dbPath = procStoragePath(config.dataDir);
+  if (!fs.existsSync(dbPath)) {
+    throw new NotFoundError(
+      `no admin identity in ${config.dataDir}: run tctl on the auth server, as the user that runs teleport, with the same --config or --data-dir`,
+    );
+  }
+  const proc = await openBackend({ type: 'sqlite', path: dbPath });
+  let id;
+  try {
+    id = await new IdentityStore(proc).load('Admin');
+  } finally {
+    await proc.close();
+  }
+  const listen = config.auth.listenAddr;
+  const local = { host: listen.host === '0.0.0.0' || listen.host === '::' ? '127.0.0.1' : listen.host, port: listen.port };
+  const servers = g.authServer?.length ? g.authServer.map((a) => parseAddr(a, Ports.auth)) : [local];
+  const client = new AuthClient({ servers, credentials: { key: id.tlsKey, cert: id.tlsCert, ca: id.tlsCACerts } });
+  const pub = config.proxy.publicAddrs[0];
+  return { client, authAddr: servers[0], clusterName: id.clusterName, ...(pub ? { publicAddr: `${pub.host}:${pub.port}` } : {}) };
+}
+
+async function withClient<T>(cmd: Command, fn: (ctx: Context) => Promise<T>): Promise<T> {
+  const ctx = await connect(cmd.optsWithGlobals() as GlobalOpts);
+  try {
+    return await fn(ctx);
+  } finally {
+    ctx.client.close();
+  }
+}
+
+const out = (s: string) => process.stdout.write(s);
+
+function ttlOption(defaultValue: string) {
+  return new Option('--ttl <duration>', 'Time to live, e.g. 30m, 1h, 12h').default(defaultValue);
+}
+
+function printJoinInstructions(ctx: Context, token: string, roles: string[], ttlMs: number, caPin: string): void {
+  const minutes = Math.round(ttlMs / 60_000);
+  const addr = `${ctx.authAddr.host === '127.0.0.1' ? os.hostname() : ctx.authAddr.host}:${ctx.authAddr.port}`;
+  out(`The invite token: ${token}
+This token will expire in ${minutes} minutes
+
+Run this on the new node to join the cluster:
+
+> teleport start \\
+   --roles=${roles.map((r) => r.toLowerCase()).join(',')} \\
+   --token=${token} \\
+   --ca-pin=${caPin} \\
+   --auth-server=${addr}
+
+Please note:
+
+  - This invitation token will expire in ${minutes} minutes
+  - ${addr} must be reachable from the new node
+`);
+}
+
+async function proxyAddress(ctx: Context): Promise<string> {
+  if (ctx.publicAddr) return ctx.publicAddr;
+  const proxies = await ctx.client.get<Server[]>('/v1/proxies');
+  const p = proxies[0];
+  if (p) return p.spec.public_addr || p.spec.addr.replace(/:\d+$/, `:${Ports.web}`);
+  return `${os.hostname()}:${Ports.web}`;
+}
+
+function formatExpiry(iso?: string): string {
+  if (!iso) return 'never';
+  const d = new Date(iso);
+  const left = Math.max(0, d.getTime() - Date.now());
+  return `${d.toUTCString().replace(' GMT', ' UTC')} (${formatDuration(Math.round(left / 1000) * 1000)})`;
+}
+
+function labelsOf(s: Server): string {
+  const labels = { ...(s.metadata.labels ?? {}) };
+  for (const [k, v] of Object.entries(s.spec.cmd_labels ?? {})) labels[k] = v.result;
+  return Object.keys(labels)
+    .sort()
+    .map((k) => `${k}=${labels[k]}`)
+    .join(',');
+}
+
+function printFormatted(format: string, value: unknown, text: () => string): void {
+  if (format === 'json') out(JSON.stringify(value, null, 2) + '\n');
+  else if (format === 'yaml') out(stringify(value));
+  else out(text());
+}
+
+const formatOption = () => new Option('--format <format>', 'Output format').choices(['text', 'json', 'yaml']).default('text');
+
+const program = new Command('tctl')
+  .description('Admin tool for the Teleport cluster')
+  .version(VERSION, '--version')
+  .option('-d, --debug', 'Enable verbose logging to stderr')
+  .option('-c, --config <path>', 'Path to a configuration file [/etc/teleport.yaml]')
+  .option('--auth-server <addr>', 'Address of the auth server [from the configuration] (repeatable)', collect)
+  .option('--data-dir <path>', 'The auth server data directory holding the admin identity [from the configuration]');
+
+// ---- users
+const users = program.command('users').description('Manage users');
+users
+  .command('add <user> [logins]')
+  .description('Creates a user and prints a sign-up URL')
+  .option('--roles <roles>', 'Comma-separated roles of the new user', 'admin')
+  .addOption(ttlOption('1h'))
+  .action(async (user: string, logins: string | undefined, o: { roles: string; ttl: string }, cmd: Command) =>
+    withClient(cmd, async (ctx) => {
+      const ttlMs = parseDuration(o.ttl);
+      const token = await ctx.client.post<{ token: string; expires: string }>('/v1/signuptokens', {
+        user,
+        logins: (logins ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+        roles: o.roles.split(',').map((s) => s.trim()).filter(Boolean),
+        ttl: ttlMs * NS,
+      });
+      const proxy = await proxyAddress(ctx);
+      out(`Signup token has been created and is valid for ${formatDuration(ttlMs)}. Share this URL with the user:
+https://${proxy}/web/newuser/${token.token}
+
+NOTE: Make sure ${proxy} points at a Teleport proxy which users can access.
+`);
+    }),
+  );
+users
+  .command('ls')
+  .description('Lists all user accounts')
+  .addOption(formatOption())
+  .action(async (o: { format: string }, cmd: Command) =>
+    withClient(cmd, async (ctx) => {
+      const list = await ctx.client.get<User[]>('/v1/users');
+      printFormatted(o.format, list, () =>
+        table(['User', 'Allowed Logins'], list.map((u) => [u.metadata.name, (u.spec.traits.logins ?? []).join(',')])),
+      );
+    }),
+  );
+users
+  .command('rm <users>')
+  .description('Deletes user accounts (comma-separated)')
+  .action(async (names: string, _o: unknown, cmd: Command) =>
+    withClient(cmd, async (ctx) => {
+      for (const name of names.split(',').map((s) => s.trim()).filter(Boolean)) {
+        await ctx.client.delete(`/v1/users/${encodeURIComponent(name)}`);
+        out(`User "${name}" has been deleted\n`);
+      }
+    }),
+  );
+
+// ---- nodes
+const nodes = program.command('nodes').description('Manage nodes');
+nodes
+  .command('add')
+  .description('Creates a join token and prints the command that adds a node')
+  .option('--roles <roles>', 'Comma-separated roles of the new host', 'node')
+  .addOption(ttlOption('30m'))
+  .option('--token <token>', 'The token value (generated when omitted)')
+  .action(async (o: { roles: string; ttl: string; token?: string }, cmd: Command) =>
+    withClient(cmd, async (ctx) => {
+      const ttlMs = parseDuration(o.ttl);
+      const t = await ctx.client.post<{ token: string; roles: string[] }>('/v1/tokens', {
+        roles: o.roles.split(',').map((s) => s.trim()),
+        ttl: ttlMs * NS,
+        ...(o.token ? { token: o.token } : {}),
+      });
+      const status = await ctx.client.get<{ ca_pin: string }>('/v1/status');
+      printJoinInstructions(ctx, t.token, t.roles, ttlMs, status.ca_pin);
+    }),
+  );
+nodes
+  .command('ls')
+  .description('Lists the nodes that are online')
+  .option('--namespace <ns>', 'Namespace of the nodes', 'default')
+  .addOption(formatOption())
+  .action(async (o: { namespace: string; format: string }, cmd: Command) =>
+    withClient(cmd, async (ctx) => {
+      const list = await ctx.client.get<Server[]>(`/v1/namespaces/${encodeURIComponent(o.namespace)}/nodes`);
+      list.sort((a, b) => a.spec.hostname.localeCompare(b.spec.hostname));
+      printFormatted(o.format, list, () =>
+        table(['Nodename', 'UUID', 'Address', 'Labels'], list.map((s) => [s.spec.hostname, s.metadata.name, s.spec.addr, labelsOf(s)])),
+      );
+    }),
+  );
+
+// ---- tokens
+const tokens = program.command('tokens').description('Manage join tokens');
+tokens
+  .command('add')
+  .description('Creates a join token')
+  .requiredOption('--type <roles>', 'Roles of the token: node, proxy, auth, trusted_cluster (comma-separated)')
+  .option('--value <token>', 'The token value (generated when omitted)')
+  .addOption(ttlOption('1h'))
+  .action(async (o: { type: string; value?: string; ttl: string }, cmd: Command) =>
+    withClient(cmd, async (ctx) => {
+      const ttlMs = parseDuration(o.ttl);
+      const t = await ctx.client.post<{ token: string; roles: string[] }>('/v1/tokens', {
+        roles: o.type.split(',').map((s) => s.trim()),
+        ttl: ttlMs * NS,
+        ...(o.value ? { token: o.value } : {}),
+      });
+      const status = await ctx.client.get<{ ca_pin: string }>('/v1/status');
+      printJoinInstructions(ctx, t.token, t.roles, ttlMs, status.ca_pin);
+    }),
+  );
+tokens
+  .command('ls')
+  .description('Lists join and sign-up tokens')
+  .addOption(formatOption())
+  .action(async (o: { format: string }, cmd: Command) =>
+    withClient(cmd, async (ctx) => {
+      const list = await ctx.client.get<{ token: string; roles: string[]; expires?: string }[]>('/v1/tokens');
+      const signups = await ctx.client.get<{ token: string; expires: string }[]>('/v1/signuptokens');
+      const rows = [...list.map((t) => ({ ...t, type: t.roles.join(',') })), ...signups.map((t) => ({ token: t.token, type: 'Signup', expires: t.expires }))];
+      printFormatted(o.format, rows, () => table(['Token', 'Type', 'Expiry Time (UTC)'], rows.map((t) => [t.token, t.type, formatExpiry(t.expires)])));
+    }),
+  );
+for (const name of ['rm', 'del']) {
+  tokens
+    .command(`${name} <token>`)
+    .description('Deletes (revokes) a join token')
+    .action(async (token: string, _o: unknown, cmd: Command) =>
+      withClient(cmd, async (ctx) => {
+        await ctx.client.post('/v1/tokens/delete', { token });
+        out(`Token ${token} has been deleted\n`);
+      }),
+    );
+}
+
+// ---- auth
+const auth = program.command('auth').description('Operations with the cluster certificate authorities');
+auth
+  .command('export')
+  .description('Exports the public keys of the cluster CAs for OpenSSH (or the TLS CA)')
+  .addOption(new Option('--type <type>', 'CA type').choices(['user', 'host', 'tls']))
+  .action(async (o: { type?: string }, cmd: Command) =>
+    withClient(cmd, async (ctx) => {
+      const lines: string[] = [];
+      for (const type of o.type === 'tls' ? ['host'] : o.type ? [o.type] : ['user', 'host']) {
+        const cas = await ctx.client.get<CertAuthority[]>(`/v1/authorities/${type}`);
+        for (const ca of cas) {
+          const cluster = ca.spec.cluster_name;
+          if (o.type === 'tls') {
+            lines.push(...ca.spec.tls_key_pairs.map((p) => unb64(p.cert).trimEnd()));
+            continue;
+          }
+          for (const k of ca.spec.checking_keys) {
+            const key = unb64(k).trim().split(/\s+/).slice(0, 2).join(' ');
+            lines.push(
+              type === 'user'
+                ? `cert-authority ${key} type=user&clustername=${encodeURIComponent(cluster)}`
+                : `@cert-authority ${cluster},*.${cluster} ${key} type=host`,
+            );
+          }
+        }
+      }
+      out(lines.join('\n') + '\n');
+    }),
+  );
+auth
+  .command('sign')
+  .description('Creates an identity (key and certificate) for a user or an OpenSSH server')
+  .option('--user <user>', 'Teleport user name')
+  .option('--host <hosts>', 'Comma-separated host names for an OpenSSH host certificate')
+  .requiredOption('-o, --out <path>', 'Where to write the key (and <path>-cert.pub)')
+  .addOption(new Option('--format <format>', 'Identity format').choices(['openssh', 'file', 'tls']).default('file'))
+  .addOption(ttlOption('12h'))
+  .action(async (o: { user?: string; host?: string; out: string; format: SignFormat; ttl: string }, cmd: Command) =>
+    withClient(cmd, async (ctx) => {
+      if (!!o.user === !!o.host) throw new BadParameterError('use exactly one of --user or --host');
+      if (o.host && o.format !== 'openssh') throw new BadParameterError('--host needs --format=openssh');
+      const ttlMs = parseDuration(o.ttl);
+      const ssh = generateKeyPair('ed25519');
+      const sshPub = b64(formatAuthorizedKey(publicKeyBlob(ssh.publicKey)));
+      let files: string[];
+      if (o.host) {
+        const res = await ctx.client.post<{ cert: string }>('/v1/hosts/certs', { public_key: sshPub, host_names: o.host.split(',').map((s) => s.trim()), ttl: ttlMs * NS });
+        files = writeCredentials(o.out, 'openssh', { sshKey: ssh.privateKey, sshCert: unb64(res.cert), tlsCACerts: [], knownHosts: [] });
+      } else {
+        const tlsKey = generateTlsKey();
+        const res = await ctx.client.post<{ cert: string; tls_cert: string; tlsCACerts: string[]; sshCACerts: string[] }>(
+          `/v1/users/${encodeURIComponent(o.user!)}/certs`,
+          { public_key: sshPub, tls_public_key: b64(publicKeyPem(tlsKey)), ttl: ttlMs * NS },
+        );
+        files = writeCredentials(o.out, o.format, {
+          sshKey: ssh.privateKey,
+          sshCert: unb64(res.cert),
+          tlsKey,
+          tlsCert: unb64(res.tls_cert),
+          tlsCACerts: res.tlsCACerts,
+          knownHosts: [],
+        });
+      }
+      out(`The credentials have been written to ${files.join(', ')}\n`);
+    }),
+  );
+
+// ---- status
+program
+  .command('status')
+  .description('Reports the cluster status and its CA pin')
+  .action(async (_o: unknown, cmd: Command) =>
+    withClient(cmd, async (ctx) => {
+      const s = await ctx.client.get<{ cluster_name: string; user_ca: string; host_ca: string; ca_pin: string }>('/v1/status');
+      out(keyValueTable([
+        ['Cluster', s.cluster_name],
+        ['User CA', s.user_ca],
+        ['Host CA', s.host_ca],
+        ['CA pin', s.ca_pin],
+      ]));
+    }),
+  );
+
+// ---- resources
+type Kind = 'user' | 'role' | 'token' | 'node' | 'cert_authority';
+const KIND_ALIASES: Record<string, Kind> = {
+  user: 'user', users: 'user', role: 'role', roles: 'role', token: 'token', tokens: 'token',
+  node: 'node', nodes: 'node', cert_authority: 'cert_authority', cert_authorities: 'cert_authority', cas: 'cert_authority', ca: 'cert_authority',
+};
+
+function parseRef(ref: string): { kind: Kind; name?: string } {
+  const [k, ...rest] = ref.split('/');
+  const kind = KIND_ALIASES[k.toLowerCase()];
+  if (!kind) throw new BadParameterError(`unknown resource kind "${k}": expected one of user, role, token, node, cert_authority`);
+  const name = rest.join('/');
+  return { kind, ...(name ? { name } : {}) };
+}
+
+async function getResources(ctx: Context, kind: Kind, name?: string): Promise<unknown[]> {
+  const one = (p: string) => ctx.client.get<unknown>(p).then((r) => [r]);
+  switch (kind) {
+    case 'user':
+      return name ? one(`/v1/users/${encodeURIComponent(name)}`) : ctx.client.get<unknown[]>('/v1/users');
+    case 'role':
+      return name ? one(`/v1/roles/${encodeURIComponent(name)}`) : ctx.client.get<unknown[]>('/v1/roles');
+    case 'token': {
+      const list = await ctx.client.get<{ token: string; roles: string[]; expires?: string; static: boolean }[]>('/v1/tokens');
+      const res = list
+        .filter((t) => !name || t.token === name)
+        .map((t) => ({ kind: 'token', version: 'v2', metadata: { name: t.token, ...(t.expires ? { expires: t.expires } : {}) }, spec: { roles: t.roles } }));
+      if (name && !res.length) throw new NotFoundError(`token not found`);
+      return res;
+    }
+    case 'node': {
+      const list = await ctx.client.get<Server[]>('/v1/namespaces/default/nodes');
+      const res = list.filter((s) => !name || s.metadata.name === name || s.spec.hostname === name);
+      if (name && !res.length) throw new NotFoundError(`node "${name}" not found`);
+      return res;
+    }
+    case 'cert_authority': {
+      const cas = [...(await ctx.client.get<CertAuthority[]>('/v1/authorities/user')), ...(await ctx.client.get<CertAuthority[]>('/v1/authorities/host'))];
+      return cas.filter((c) => !name || `${c.sub_kind}/${c.metadata.name}` === name || c.metadata.name === name);
+    }
+  }
+}
+
+program
+  .command('get <resource>')
+  .description('Prints resources as YAML: users, user/<name>, roles, role/<name>, tokens, nodes, cert_authorities')
+  .addOption(new Option('--format <format>', 'Output format').choices(['yaml', 'json']).default('yaml'))
+  .action(async (ref: string, o: { format: string }, cmd: Command) =>
+    withClient(cmd, async (ctx) => {
+      const { kind, name } = parseRef(ref);
+      const list = await getResources(ctx, kind, name);
+      if (o.format === 'json') out(JSON.stringify(list, null, 2) + '\n');
+      else out(list.map((r) => stringify(r)).join('---\n'));
+    }),
+  );
+
+program
+  .command('create <file>')
+  .description('Creates resources from a YAML file (several documents allowed)')
+  .option('-f, --force', 'Overwrite resources that exist')
+  .action(async (file: string, o: { force?: boolean }, cmd: Command) => {
+    const text = fs.readFileSync(file, 'utf8');
+    const docs = parseAllDocuments(text, { prettyErrors: true });
+    const parsed: { kind: string; value: unknown }[] = [];
+    for (const [i, doc] of (Array.isArray(docs) ? docs : [docs]).entries()) {
+      if (doc.errors.length) throw new BadParameterError(`${file}: ${doc.errors[0].message}`);
+      const value = doc.toJS() as { kind?: unknown } | null;
+      if (value === null) continue;
+      const where = `${file} (document ${i + 1})`;
+      const kind = typeof value?.kind === 'string' ? value.kind : '';
+      if (kind === 'user') parsed.push({ kind, value: parseResource(userSchema, value, where) });
+      else if (kind === 'role') parsed.push({ kind, value: parseResource(roleSchema, value, where) });
+      else if (kind === 'token') parsed.push({ kind, value: parseResource(tokenSchema, value, where) });
+      else throw new BadParameterError(`${where}: cannot create resources of kind "${kind || '(missing)'}": expected user, role or token`);
+    }
+    // Everything is validated before anything is written.
+    await withClient(cmd, async (ctx) => {
+      for (const r of parsed) {
+        const q = o.force ? '' : '?create=true';
+        if (r.kind === 'user') {
+          await ctx.client.put(`/v1/users${q}`, r.value);
+          out(`user "${(r.value as User).metadata.name}" has been ${o.force ? 'updated' : 'created'}\n`);
+        } else if (r.kind === 'role') {
+          await ctx.client.put(`/v1/roles${q}`, r.value);
+          out(`role "${(r.value as { metadata: { name: string } }).metadata.name}" has been ${o.force ? 'updated' : 'created'}\n`);
+        } else {
+          const t = r.value as { metadata: { name: string; expires?: string }; spec: { roles: string[] } };
+          const ttlMs = t.metadata.expires ? new Date(t.metadata.expires).getTime() - Date.now() : undefined;
+          if (ttlMs !== undefined && !(ttlMs > 0)) throw new BadParameterError(`token ${t.metadata.name} has already expired`);
+          if (o.force) await ctx.client.post('/v1/tokens/delete', { token: t.metadata.name }).catch(() => undefined);
+          await ctx.client.post('/v1/tokens', { token: t.metadata.name, roles: t.spec.roles, ...(ttlMs ? { ttl: ttlMs * NS } : {}) });
+          out(`token has been created\n`);
+        }
+      }
+    });
+  });
+
+program
+  .command('rm <resource>')
+  .description('Deletes a resource: user/<name>, role/<name>, token/<token>, node/<uuid>')
+  .action(async (ref: string, _o: unknown, cmd: Command) =>
+    withClient(cmd, async (ctx) => {
+      const { kind, name } = parseRef(ref);
+      if (!name) throw new BadParameterError(`name the resource to delete, e.g. ${kind}/<name>`);
+      if (kind === 'user') await ctx.client.delete(`/v1/users/${encodeURIComponent(name)}`);
+      else if (kind === 'role') await ctx.client.delete(`/v1/roles/${encodeURIComponent(name)}`);
+      else if (kind === 'token') await ctx.client.post('/v1/tokens/delete', { token: name });
+      else if (kind === 'node') await ctx.client.delete(`/v1/namespaces/default/nodes/${encodeURIComponent(name)}`);
+      else throw new BadParameterError('certificate authorities cannot be deleted');
+      out(`${kind} "${name}" has been deleted\n`);
+    }),
+  );
+
+void runCli(program);

@@ -1,0 +1,445 @@
+/**
+ * The runtime configuration the services use: teleport.yaml with the
+ * `teleport start` flags merged over it and every default applied. Problems
+ * that only show once flags and files meet (roles, auth servers, token files)
+ * are reported here, pointing at the file line or the flag.
+ */
+
+import { isIP } from 'node:net';
+import { hostname, homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Ports } from '../contract/ports';
+import { dialableAddr, parseAddr, type HostPort } from './address';
+import { ConfigError, type ConfigIssue } from './errors';
+import { parseLabelsFlag, type CommandLabel } from './labels';
+import { formatPath, loadConfigFile, resolveConfigPath, sourceMapOf } from './load';
+import { FileConfigSchema, normalizeCaPin, type FileConfig } from './schema';
+import { parseStaticTokenSpec, readTokenValue, type StaticTokenRole } from './tokens';
+
+export type { HostPort } from './address';
+export type { CommandLabel } from './labels';
+
+/** The flags of `teleport start` that shape the configuration. */
+export interface StartFlags {
+  /** Comma-separated services to run: auth, node, proxy. */
+  roles?: string;
+  debug?: boolean;
+  insecureNoTls?: boolean;
+  insecure?: boolean;
+  pidFile?: string;
+  advertiseIp?: string;
+  listenIp?: string;
+  /** Each entry may itself be a comma-separated list. */
+  authServer?: string[];
+  token?: string;
+  caPin?: string[];
+  nodeName?: string;
+  labels?: string;
+  permitUserEnv?: boolean;
+  dataDir?: string;
+  config?: string;
+}
+
+export type Severity = 'debug' | 'info' | 'warn' | 'error';
+export type CaKeyType = 'ed25519' | 'ecdsa-p256' | 'ecdsa-p384' | 'rsa';
+export type ServiceRole = 'auth' | 'node' | 'proxy';
+export const SERVICE_ROLES: readonly ServiceRole[] = ['auth', 'node', 'proxy'];
+
+export interface StorageConfig {
+  /** `dir`, `sqlite` and `bolt` in the file are all the embedded SQLite backend. */
+  type: 'sqlite' | 'dynamodb' | 'etcd';
+  /** The SQLite file: `<data_dir>/backend/sqlite.db`, or `<storage.path>/sqlite.db`. */
+  path: string;
+  tableName?: string;
+  region?: string;
+  endpoint?: string;
+  accessKey?: string;
+  secretKey?: string;
+  billingMode?: 'pay_per_request' | 'provisioned';
+  readCapacityUnits?: number;
+  writeCapacityUnits?: number;
+  continuousBackups?: boolean;
+  bufferSize?: number;
+  peers: string[];
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+  tlsCaFile?: string;
+  /** etcd key prefix. */
+  prefix: string;
+  /** etcd: accept self-signed certificates. */
+  insecure: boolean;
+  /** Where audit events go; empty means the file log in `auditLogDir`. */
+  auditEventsUri: string[];
+  /** Where session recordings go; absent means files under `auditLogDir`. */
+  auditSessionsUri?: string;
+  /** `<data_dir>/log`. */
+  auditLogDir: string;
+  pollStreamPeriodMs?: number;
+}
+
+export interface StaticToken {
+  roles: StaticTokenRole[];
+  token: string;
+}
+
+export interface TeleportConfig {
+  nodeName: string;
+  dataDir: string;
+  authToken?: string;
+  caPins: string[];
+  advertiseIp?: string;
+  authServers: HostPort[];
+  connectionLimits: { maxConnections: number; maxUsers: number };
+  log: { output: string; severity: Severity };
+  storage: StorageConfig;
+  caKeyType: CaKeyType;
+  caSignatureAlgo?: string;
+  ciphers?: string[];
+  kexAlgos?: string[];
+  macAlgos?: string[];
+  ciphersuites?: string[];
+  debug: boolean;
+  insecure: boolean;
+  pidFile?: string;
+  auth: {
+    enabled: boolean;
+    listenAddr: HostPort;
+    publicAddrs: HostPort[];
+    clusterName?: string;
+    staticTokens: StaticToken[];
+    authentication: {
+      type: 'local' | 'github' | 'oidc' | 'saml';
+      secondFactor: 'off' | 'otp' | 'u2f';
+      u2f?: { appId: string; facets: string[] };
+    };
+    sessionRecording: 'node' | 'proxy' | 'off';
+    proxyChecksHostKeys: boolean;
+    /** 0 means never. */
+    clientIdleTimeoutMs: number;
+    disconnectExpiredCert: boolean;
+    keepAliveIntervalMs: number;
+    keepAliveCountMax: number;
+    /** Absolute; a relative `license_file` is relative to data_dir. */
+    licenseFile: string;
+  };
+  ssh: {
+    enabled: boolean;
+    listenAddr: HostPort;
+    publicAddrs: HostPort[];
+    labels: Record<string, string>;
+    commands: CommandLabel[];
+    permitUserEnv: boolean;
+    pam: { enabled: boolean; serviceName: string; usePamAuth: boolean };
+    enhancedRecording: { enabled: boolean; cgroupPath?: string };
+  };
+  proxy: {
+    enabled: boolean;
+    listenAddr: HostPort;
+    tunnelListenAddr: HostPort;
+    webListenAddr: HostPort;
+    publicAddrs: HostPort[];
+    sshPublicAddrs: HostPort[];
+    tunnelPublicAddrs: HostPort[];
+    keyPairs: { keyFile: string; certFile: string }[];
+    insecureNoTls: boolean;
+    kube: { enabled: boolean; listenAddr: HostPort; publicAddrs: HostPort[]; kubeconfigFile?: string };
+  };
+}
+
+export const Defaults = {
+  dataDirRoot: '/var/lib/teleport',
+  authServer: { host: '127.0.0.1', port: Ports.auth } as HostPort,
+  maxConnections: 15000,
+  maxUsers: 250,
+  logOutput: 'stderr',
+  logSeverity: 'info' as Severity,
+  caKeyType: 'ed25519' as CaKeyType,
+  keepAliveIntervalMs: 5 * 60_000,
+  keepAliveCountMax: 3,
+  pamServiceName: 'sshd',
+  etcdPrefix: '/teleport',
+} as const;
+
+/** `/var/lib/teleport` when running as root, else `$HOME/.local/share/teleport`. */
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env, uid: number | undefined = process.getuid?.()): string {
+  if (uid === 0) return Defaults.dataDirRoot;
+  return join(env.HOME || homedir(), '.local', 'share', 'teleport');
+}
+
+/** Parses `--roles`: the services to run; throws on an unknown or empty list. */
+export function parseRoles(spec: string): Set<ServiceRole> {
+  const roles = new Set<ServiceRole>();
+  for (const raw of spec.split(',')) {
+    const role = raw.trim().toLowerCase();
+    if (role === '') continue;
+    if (!(SERVICE_ROLES as readonly string[]).includes(role)) {
+      throw new ConfigError([{ message: `--roles: unknown role ${JSON.stringify(raw.trim())} (expected auth, node, proxy)` }]);
+    }
+    roles.add(role as ServiceRole);
+  }
+  if (roles.size === 0) throw new ConfigError([{ message: '--roles: no role given (expected auth, node, proxy)' }]);
+  return roles;
+}
+
+/**
+ * Merges flags over the file and applies defaults. Throws a ConfigError
+ * listing every problem, each at its file line or flag.
+ */
+export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJS.ProcessEnv = process.env): TeleportConfig {
+  const issues: ConfigIssue[] = [];
+  const map = sourceMapOf(file);
+  const atFile = (path: (string | number)[], message: string) => {
+    const text = `${formatPath(path)}: ${message}`;
+    issues.push(map ? map.issue(path, text) : { message: text });
+  };
+  const atFlag = (flag: string, message: string) => issues.push({ message: `--${flag}: ${message}` });
+  const attempt = <T>(f: () => T, report: (message: string) => void): T | undefined => {
+    try {
+      return f();
+    } catch (err) {
+      if (err instanceof ConfigError) issues.push(...err.issues);
+      else report((err as Error).message);
+      return undefined;
+    }
+  };
+
+  const t = file.teleport ?? {};
+  const a = file.auth_service ?? {};
+  const s = file.ssh_service ?? {};
+  const p = file.proxy_service ?? {};
+
+  // Which services run.
+  let enabled = { auth: a.enabled ?? true, node: s.enabled ?? true, proxy: p.enabled ?? true };
+  if (flags.roles !== undefined) {
+    const roles = attempt(() => parseRoles(flags.roles!), (m) => atFlag('roles', m));
+    if (roles) enabled = { auth: roles.has('auth'), node: roles.has('node'), proxy: roles.has('proxy') };
+  }
+
+  const dataDir = resolve(flags.dataDir ?? t.data_dir ?? defaultDataDir(env));
+
+  // Listen addresses, with --listen-ip replacing every host.
+  let listenIp: string | undefined;
+  if (flags.listenIp !== undefined) {
+    if (isIP(flags.listenIp.trim())) listenIp = flags.listenIp.trim();
+    else atFlag('listen-ip', `expected an IP address, got ${JSON.stringify(flags.listenIp)}`);
+  }
+  const listen = (value: string | undefined, def: string, port: number): HostPort => {
+    const addr = parseAddr(value ?? def, port);
+    return listenIp ? { host: listenIp, port: addr.port } : addr;
+  };
+  const addrs = (values: string[] | undefined, port: number): HostPort[] => (values ?? []).map((v) => parseAddr(v, port));
+
+  const authListen = listen(a.listen_addr, `0.0.0.0:${Ports.auth}`, Ports.auth);
+
+  // Auth servers.
+  let authServers: HostPort[];
+  if (flags.authServer !== undefined) {
+    const list = flags.authServer.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '');
+    authServers = [];
+    for (const v of list) {
+      const addr = attempt(() => parseAddr(v, Ports.auth), (m) => atFlag('auth-server', m));
+      if (addr) authServers.push(addr);
+    }
+    if (list.length === 0) atFlag('auth-server', 'no address given');
+  } else if (t.auth_servers !== undefined) {
+    authServers = addrs(t.auth_servers, Ports.auth);
+    if (authServers.length === 0 && !enabled.auth && (enabled.node || enabled.proxy)) {
+      atFile(['teleport', 'auth_servers'], 'is empty, but a node or proxy without a local auth service needs an auth server to join');
+    }
+  } else {
+    authServers = [enabled.auth ? dialableAddr(authListen) : Defaults.authServer];
+  }
+
+  // Join token and CA pins.
+  let authToken: string | undefined;
+  if (flags.token !== undefined) {
+    authToken = attempt(() => readTokenValue(flags.token!), (m) => atFlag('token', m));
+  } else if (t.auth_token !== undefined && t.auth_token !== '') {
+    authToken = attempt(() => readTokenValue(t.auth_token!), (m) => atFile(['teleport', 'auth_token'], m));
+  }
+  let caPins = t.ca_pin ?? [];
+  if (flags.caPin !== undefined) {
+    caPins = [];
+    for (const pin of flags.caPin.flatMap((v) => v.split(',')).filter((v) => v.trim() !== '')) {
+      const norm = attempt(() => normalizeCaPin(pin), (m) => atFlag('ca-pin', m));
+      if (norm) caPins.push(norm);
+    }
+  }
+
+  let advertiseIp = t.advertise_ip;
+  if (flags.advertiseIp !== undefined) {
+    if (isIP(flags.advertiseIp.trim())) advertiseIp = flags.advertiseIp.trim();
+    else atFlag('advertise-ip', `expected an IP address, got ${JSON.stringify(flags.advertiseIp)}`);
+  }
+
+  const nodeName = (flags.nodeName ?? t.nodename ?? hostname()).trim();
+  if (nodeName === '') atFlag('nodename', 'the node name cannot be empty');
+
+  // Storage.
+  const st = t.storage ?? {};
+  const storageType = st.type === 'dynamodb' || st.type === 'etcd' ? st.type : 'sqlite';
+  const auditEventsUri = [...(st.audit_events_uri ?? [])];
+  if (auditEventsUri.length === 0 && st.audit_table_name) auditEventsUri.push(`dynamodb://${st.audit_table_name}`);
+  const storage: StorageConfig = {
+    type: storageType,
+    path: st.path ? join(resolve(dataDir, st.path), 'sqlite.db') : join(dataDir, 'backend', 'sqlite.db'),
+    tableName: st.table_name,
+    region: st.region,
+    endpoint: st.endpoint,
+    accessKey: st.access_key,
+    secretKey: st.secret_key,
+    billingMode: st.billing_mode,
+    readCapacityUnits: st.read_capacity_units,
+    writeCapacityUnits: st.write_capacity_units,
+    continuousBackups: st.continuous_backups,
+    bufferSize: st.buffer_size,
+    peers: st.peers ?? [],
+    tlsCertFile: st.tls_cert_file,
+    tlsKeyFile: st.tls_key_file,
+    tlsCaFile: st.tls_ca_file,
+    prefix: st.prefix || Defaults.etcdPrefix,
+    insecure: st.insecure ?? false,
+    auditEventsUri,
+    auditSessionsUri: st.audit_sessions_uri,
+    auditLogDir: join(dataDir, 'log'),
+    pollStreamPeriodMs: st.poll_stream_period,
+  };
+  dropUndefined(storage);
+
+  // Static tokens.
+  const staticTokens: StaticToken[] = [];
+  (a.tokens ?? []).forEach((entry, i) => {
+    const spec = parseStaticTokenSpec(entry);
+    const token = attempt(
+      () => readTokenValue(spec.value),
+      (m) => atFile(['auth_service', 'tokens', i], `${m} (token ${JSON.stringify(entry)})`),
+    );
+    if (token !== undefined) staticTokens.push({ roles: spec.roles, token });
+  });
+
+  // Labels: --labels replaces the file's labels and commands.
+  let labels: Record<string, string> = { ...(s.labels ?? {}) };
+  let commands: CommandLabel[] = (s.commands ?? []).map((c) => ({ name: c.name, command: [...c.command], periodMs: c.period }));
+  if (flags.labels !== undefined) {
+    const parsed = attempt(() => parseLabelsFlag(flags.labels!), (m) => issues.push({ message: m }));
+    if (parsed) ({ labels, commands } = parsed);
+  }
+
+  const auth = file.auth_service?.authentication ?? {};
+  const keyPairs = [
+    ...(p.https_key_file && p.https_cert_file ? [{ keyFile: p.https_key_file, certFile: p.https_cert_file }] : []),
+    ...(p.https_keypairs ?? []).map((k) => ({ keyFile: k.key_file, certFile: k.cert_file })),
+  ];
+  const kube = p.kubernetes ?? {};
+
+  const config: TeleportConfig = {
+    nodeName,
+    dataDir,
+    authToken,
+    caPins,
+    advertiseIp,
+    authServers,
+    connectionLimits: {
+      maxConnections: t.connection_limits?.max_connections ?? Defaults.maxConnections,
+      maxUsers: t.connection_limits?.max_users ?? Defaults.maxUsers,
+    },
+    log: {
+      output: t.log?.output ?? Defaults.logOutput,
+      severity: flags.debug ? 'debug' : (t.log?.severity ?? Defaults.logSeverity),
+    },
+    storage,
+    caKeyType: a.ca_key_type ?? Defaults.caKeyType,
+    caSignatureAlgo: t.ca_signature_algo,
+    ciphers: t.ciphers,
+    kexAlgos: t.kex_algos,
+    macAlgos: t.mac_algos,
+    ciphersuites: t.ciphersuites,
+    debug: flags.debug ?? false,
+    insecure: flags.insecure ?? false,
+    pidFile: flags.pidFile ?? t.pid_file,
+    auth: {
+      enabled: enabled.auth,
+      listenAddr: authListen,
+      publicAddrs: addrs(a.public_addr, Ports.auth),
+      clusterName: a.cluster_name,
+      staticTokens,
+      authentication: {
+        type: auth.type ?? 'local',
+        secondFactor: auth.second_factor ?? 'otp',
+        u2f: auth.u2f?.app_id ? { appId: auth.u2f.app_id, facets: auth.u2f.facets ?? [auth.u2f.app_id] } : undefined,
+      },
+      sessionRecording: a.session_recording ?? 'node',
+      proxyChecksHostKeys: a.proxy_checks_host_keys ?? true,
+      clientIdleTimeoutMs: a.client_idle_timeout ?? 0,
+      disconnectExpiredCert: a.disconnect_expired_cert ?? false,
+      keepAliveIntervalMs: a.keep_alive_interval ?? Defaults.keepAliveIntervalMs,
+      keepAliveCountMax: a.keep_alive_count_max ?? Defaults.keepAliveCountMax,
+      licenseFile: resolve(dataDir, a.license_file ?? 'license.pem'),
+    },
+    ssh: {
+      enabled: enabled.node,
+      listenAddr: listen(s.listen_addr, `0.0.0.0:${Ports.node}`, Ports.node),
+      publicAddrs: addrs(s.public_addr, Ports.node),
+      labels,
+      commands,
+      permitUserEnv: flags.permitUserEnv ?? s.permit_user_env ?? false,
+      pam: {
+        enabled: s.pam?.enabled ?? false,
+        serviceName: s.pam?.service_name ?? Defaults.pamServiceName,
+        usePamAuth: s.pam?.use_pam_auth ?? false,
+      },
+      enhancedRecording: { enabled: s.enhanced_recording?.enabled ?? false, cgroupPath: s.enhanced_recording?.cgroup_path },
+    },
+    proxy: {
+      enabled: enabled.proxy,
+      listenAddr: listen(p.listen_addr, `0.0.0.0:${Ports.proxySsh}`, Ports.proxySsh),
+      tunnelListenAddr: listen(p.tunnel_listen_addr, `0.0.0.0:${Ports.proxyTunnel}`, Ports.proxyTunnel),
+      webListenAddr: listen(p.web_listen_addr, `0.0.0.0:${Ports.web}`, Ports.web),
+      publicAddrs: addrs(p.public_addr, Ports.web),
+      sshPublicAddrs: addrs(p.ssh_public_addr, Ports.proxySsh),
+      tunnelPublicAddrs: addrs(p.tunnel_public_addr, Ports.proxyTunnel),
+      keyPairs,
+      insecureNoTls: flags.insecureNoTls ?? false,
+      kube: {
+        enabled: kube.enabled ?? false,
+        listenAddr: listen(kube.listen_addr, `0.0.0.0:${Ports.kube}`, Ports.kube),
+        publicAddrs: addrs(kube.public_addr, Ports.kube),
+        kubeconfigFile: kube.kubeconfig_file,
+      },
+    },
+  };
+
+  if (!enabled.auth && !enabled.node && !enabled.proxy) {
+    issues.push(
+      map
+        ? map.issue([], 'every service is disabled (auth_service, ssh_service and proxy_service all have enabled: no)')
+        : { message: 'every service is disabled' },
+    );
+  }
+  if (issues.length > 0) throw new ConfigError(issues);
+  return dropUndefinedDeep(config);
+}
+
+function dropUndefined<T extends object>(o: T): T {
+  for (const k of Object.keys(o) as (keyof T)[]) if (o[k] === undefined) delete o[k];
+  return o;
+}
+
+function dropUndefinedDeep<T>(v: T): T {
+  if (Array.isArray(v)) v.forEach(dropUndefinedDeep);
+  else if (v && typeof v === 'object') {
+    dropUndefined(v as object);
+    Object.values(v as object).forEach(dropUndefinedDeep);
+  }
+  return v;
+}
+
+/**
+ * What `teleport start` does: find the config file (flags, TELEPORT_CONFIG,
+ * /etc/teleport.yaml), read it if there is one, and merge the flags over it.
+ */
+export function loadTeleportConfig(flags: StartFlags = {}, env: NodeJS.ProcessEnv = process.env): TeleportConfig {
+  const path = resolveConfigPath(flags.config, env);
+  const file = path ? loadConfigFile(path) : FileConfigSchema.parse({});
+  return buildConfig(file, flags, env);
+}

@@ -1,0 +1,47 @@
+/** teleport.yaml: schema, loading with file:line errors, flag merging, defaults, the sample config. */
+
+export { parseAddr, formatAddr, dialableAddr, isUnspecifiedHost, type HostPort } from './address';
+export { parseDuration, formatDuration } from './duration';
+export { ConfigError, formatIssue, type ConfigIssue } from './errors';
+export { parseLabelsFlag, splitCommand, labelNameProblem, type CommandLabel } from './labels';
+export {
+  STATIC_TOKEN_ROLES,
+  parseStaticTokenSpec,
+  readTokenValue,
+  type StaticTokenRole,
+  type StaticTokenSpec,
+} from './tokens';
+export {
+  FileConfigSchema,
+  STORAGE_TYPES,
+  CA_KEY_TYPES,
+  normalizeCaPin,
+  knownKeysAt,
+  describeValue,
+  type FileConfig,
+} from './schema';
+export {
+  DEFAULT_CONFIG_PATH,
+  parseConfig,
+  loadConfigFile,
+  resolveConfigPath,
+  formatPath,
+  sourceMapOf,
+  SourceMap,
+} from './load';
+export {
+  Defaults,
+  SERVICE_ROLES,
+  buildConfig,
+  defaultDataDir,
+  loadTeleportConfig,
+  parseRoles,
+  type CaKeyType,
+  type ServiceRole,
+  type Severity,
+  type StartFlags,
+  type StaticToken,
+  type StorageConfig,
+  type TeleportConfig,
+} from './config';
+export { sampleConfig, type SampleConfigOptions } from './sample';

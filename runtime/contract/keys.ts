@@ -1,0 +1,42 @@
+/**
+ * The cluster state's key layout in the backend. The auth service and the
+ * control plane Lambdas both build keys here, so they can never disagree.
+ */
+
+/** `key('a','b')` = `/a/b`. */
+export function key(...parts: string[]): string {
+  return '/' + parts.join('/');
+}
+
+/** The end of a prefix range: the smallest key greater than every key that starts with `prefix`. */
+export function rangeEnd(prefix: string): string {
+  return prefix + '\uffff';
+}
+
+export const Keys = {
+  clusterName: () => key('cluster_configuration', 'name'),
+  clusterConfig: () => key('cluster_configuration', 'general'),
+  staticTokens: () => key('cluster_configuration', 'static_tokens'),
+  authPreference: () => key('authentication', 'preference'),
+  certAuthority: (type: 'user' | 'host', cluster: string) => key('authorities', type, cluster),
+  certAuthorities: (type: 'user' | 'host') => key('authorities', type) + '/',
+  /** Join tokens are keyed by the SHA-256 of their value (see runtime/auth/tokens.ts). */
+  token: (tokenHash: string) => key('tokens', tokenHash),
+  tokens: () => key('tokens') + '/',
+  signupToken: (tokenHash: string) => key('usertokens', tokenHash),
+  signupTokens: () => key('usertokens') + '/',
+  user: (name: string) => key('web', 'users', name, 'params'),
+  userPassword: (name: string) => key('web', 'users', name, 'pwd'),
+  userPrefix: (name: string) => key('web', 'users', name) + '/',
+  users: () => key('web', 'users') + '/',
+  role: (name: string) => key('roles', name, 'params'),
+  roles: () => key('roles') + '/',
+  node: (namespace: string, uuid: string) => key('nodes', namespace, uuid),
+  nodes: (namespace: string) => key('nodes', namespace) + '/',
+  proxy: (uuid: string) => key('proxies', uuid),
+  proxies: () => key('proxies') + '/',
+  authServer: (uuid: string) => key('authservers', uuid),
+  authServers: () => key('authservers') + '/',
+} as const;
+
+export const DEFAULT_NAMESPACE = 'default';

@@ -1,0 +1,35 @@
+/**
+ * The data directory: created 0700 (and tightened if it is wider), the
+ * `host_uuid` file made once (safe when two processes start together), and
+ * the process-local storage `proc/sqlite.db` that holds this host's identities.
+ */
+import { randomUUID } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BadParameterError } from '../utils/errors';
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function ensureDataDir(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = fs.statSync(dir);
+  if (!st.isDirectory()) throw new BadParameterError(`data_dir ${dir} is not a directory`);
+  if ((st.mode & 0o077) !== 0) fs.chmodSync(dir, 0o700);
+}
+
+/** Reads `<dir>/host_uuid`, creating it with a new UUID the first time. */
+export function hostUUID(dir: string): string {
+  const file = path.join(dir, 'host_uuid');
+  try {
+    fs.writeFileSync(file, randomUUID(), { flag: 'wx', mode: 0o600 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  const id = fs.readFileSync(file, 'utf8').trim();
+  if (!UUID_RE.test(id)) throw new BadParameterError(`${file} does not hold a UUID; remove it to get a new one`);
+  return id;
+}
+
+export function procStoragePath(dir: string): string {
+  return path.join(dir, 'proc', 'sqlite.db');
+}

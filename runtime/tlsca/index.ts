@@ -1,0 +1,2 @@
+export * from './ca';
+export * from './pin';

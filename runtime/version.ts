@@ -1,0 +1,2 @@
+/** The version every component reports. A test keeps it equal to package.json's. */
+export const VERSION = '0.1.0';

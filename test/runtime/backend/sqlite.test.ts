@@ -1,0 +1,312 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import Database from 'better-sqlite3';
+import { EVENTS_TTL_MS, SqliteBackend } from '../../../runtime/backend/sqlite';
+import { Backend, Event, OpType } from '../../../runtime/backend/types';
+import { AlreadyExistsError, BadParameterError, CompareFailedError, ConnectionProblemError } from '../../../runtime/utils/errors';
+import { describeEvent, FakeClock, removeDir, tempDir, watchUntil } from './helpers';
+import { SqlitePeer } from './peer/sqlite-peer-client';
+import { runBackendSuite } from './suite';
+
+const POLL_MS = 100;
+const val = (s: string) => Buffer.from(s);
+
+runBackendSuite('sqlite', async () => {
+  const dir = tempDir('suite');
+  const backend = await SqliteBackend.open({ path: path.join(dir, 'state.db'), pollPeriodMs: POLL_MS });
+  return {
+    backend,
+    cleanup: async () => {
+      await backend.close();
+      removeDir(dir);
+    },
+  };
+});
+
+describe('SqliteBackend: two instances on one file', () => {
+  let dir: string;
+  let a: SqliteBackend;
+  let b: SqliteBackend;
+
+  beforeEach(async () => {
+    dir = tempDir('pair');
+    const file = path.join(dir, 'state.db');
+    a = await SqliteBackend.open({ path: file, pollPeriodMs: POLL_MS });
+    b = await SqliteBackend.open({ path: file, pollPeriodMs: POLL_MS });
+  });
+
+  afterEach(async () => {
+    await a.close();
+    await b.close();
+    removeDir(dir);
+  });
+
+  it("delivers a write made through A to B's watcher and B's reads", async () => {
+    // GIVEN a watcher on B
+    const w = await b.newWatcher({ prefixes: ['/nodes/'] });
+    // WHEN A writes
+    await a.put({ key: '/nodes/default/n1', value: val('node one') });
+    // THEN B's watcher gets the Put (through the poller) and B reads the value
+    const seen = await watchUntil(w, (e) => e.type === OpType.Put, "the Put on B's watcher");
+    expect(seen.map(describeEvent)).toEqual(['Init ', 'Put /nodes/default/n1']);
+    expect(seen[1].item.value.toString()).toBe('node one');
+    expect((await b.get('/nodes/default/n1')).value.toString()).toBe('node one');
+  });
+
+  it('lets exactly one of 20 concurrent creates of a key win', async () => {
+    // WHEN 20 creates of one key are started, alternating between A and B
+    const attempts = Array.from({ length: 20 }, (_, i) =>
+      (i % 2 ? a : b).create({ key: '/authorities/host/example', value: val(`candidate ${i}`) }),
+    );
+    const results = await Promise.allSettled(attempts);
+    // THEN one succeeds, the other 19 fail with AlreadyExistsError, and the stored value is the winner's
+    const winners = results.flatMap((r, i) => (r.status === 'fulfilled' ? [i] : []));
+    const losers = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(winners).toHaveLength(1);
+    expect(losers.every((r) => r.reason instanceof AlreadyExistsError)).toBe(true);
+    expect((await a.get('/authorities/host/example')).value.toString()).toBe(`candidate ${winners[0]}`);
+  });
+
+  it("fails B's compareAndSwap when A changed the value first", async () => {
+    await a.put({ key: '/k', value: val('v1') });
+    const seenByB = await b.get('/k');
+    await a.put({ key: '/k', value: val('v2') });
+    await expect(b.compareAndSwap(seenByB, { key: '/k', value: val('v3') })).rejects.toBeInstanceOf(CompareFailedError);
+    expect((await a.get('/k')).value.toString()).toBe('v2');
+  });
+
+  it('records the expiry of an item once, however many instances poll', async () => {
+    // GIVEN watchers on both instances
+    const wa = await a.newWatcher({ prefixes: ['/t/'] });
+    const wb = await b.newWatcher({ prefixes: ['/t/'] });
+    // WHEN an item expires and a later write follows its Delete
+    await a.put({ key: '/t/short', value: val('v'), expires: new Date(Date.now() + 1_000) });
+    const untilDelete = await watchUntil(wa, (e) => e.type === OpType.Delete, "the Delete on A's watcher");
+    await a.put({ key: '/t/after', value: val('v') });
+    // THEN each watcher saw exactly one Delete for it, before the later write
+    const expected = ['Init ', 'Put /t/short', 'Delete /t/short', 'Put /t/after'];
+    const rest = await watchUntil(wa, (e) => e.item.key === '/t/after', 'the later write on A');
+    const fromA = [...untilDelete, ...rest].map(describeEvent);
+    const fromB = (await watchUntil(wb, (e) => e.item.key === '/t/after', 'the later write on B')).map(describeEvent);
+    expect(fromA).toEqual(expected);
+    expect(fromB).toEqual(expected);
+  });
+});
+
+describe('SqliteBackend: a second process on the same file', () => {
+  let dir: string;
+  let file: string;
+  let backend: SqliteBackend;
+  let peer: SqlitePeer;
+
+  beforeEach(async () => {
+    dir = tempDir('proc');
+    file = path.join(dir, 'state.db');
+    backend = await SqliteBackend.open({ path: file, pollPeriodMs: POLL_MS });
+    peer = await SqlitePeer.start(file);
+  });
+
+  afterEach(async () => {
+    await peer.stop();
+    await backend.close();
+    removeDir(dir);
+  });
+
+  it("sees the other process's writes on its watchers, and the other process sees ours", async () => {
+    // GIVEN a watcher here and one in the peer process
+    const here = await backend.newWatcher({ prefixes: ['/shared/'] });
+    await peer.call({ op: 'watch', prefix: '/shared/' });
+    // WHEN the peer writes, and then this process writes
+    await peer.call({ op: 'put', key: '/shared/from-peer', value: 'hello from the peer' });
+    const seenHere = await watchUntil(here, (e) => e.type === OpType.Put, "the peer's write on our watcher");
+    await backend.put({ key: '/shared/from-test', value: val('hello from the test') });
+    // THEN each side's watcher reports both writes, in order, with their values
+    expect(seenHere.map(describeEvent)).toEqual(['Init ', 'Put /shared/from-peer']);
+    expect(seenHere[1].item.value.toString()).toBe('hello from the peer');
+    expect(await peer.nextEvent('our own write echoed on the peer')).toEqual({
+      type: 'Put',
+      key: '/shared/from-peer',
+      value: 'hello from the peer',
+    });
+    expect(await peer.nextEvent('our write on the peer')).toEqual({
+      type: 'Put',
+      key: '/shared/from-test',
+      value: 'hello from the test',
+    });
+    expect(await peer.call({ op: 'get', key: '/shared/from-test' })).toBe('hello from the test');
+  });
+
+  it('gives every key to exactly one process when both race to create the same keys', async () => {
+    // GIVEN 300 keys both processes will try to create from the same moment, the peer from the
+    // first key up and this process from the last key down, so that they meet and contend
+    const keys = Array.from({ length: 300 }, (_, i) => `/race/${String(i).padStart(3, '0')}`);
+    const startAt = Date.now() + 300;
+    // WHEN both run their creates concurrently
+    const peerWon = peer.call({ op: 'race', keys, startAt }) as Promise<string[]>;
+    const ours: string[] = [];
+    // (a shared start time is the barrier: both loops begin at startAt)
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, startAt - Date.now())));
+    for (const key of [...keys].reverse()) {
+      try {
+        await backend.create({ key, value: val(`test ${process.pid}`) });
+        ours.push(key);
+      } catch (err) {
+        if (!(err instanceof AlreadyExistsError)) throw err;
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const theirs = await peerWon;
+    // THEN the two sets of winners partition the keys, and each stored value names its winner
+    expect([...ours, ...theirs].sort()).toEqual(keys);
+    const stored = await backend.getRange('/race/', '/race/\uffff');
+    const byKey = new Map(stored.map((i) => [i.key, i.value.toString()]));
+    for (const key of ours) expect(byKey.get(key)).toBe(`test ${process.pid}`);
+    for (const key of theirs) expect(byKey.get(key)).toMatch(/^peer \d+$/);
+  });
+});
+
+describe('SqliteBackend: the database file', () => {
+  let dir: string;
+
+  beforeEach(() => {
+    dir = tempDir('file');
+  });
+
+  afterEach(() => removeDir(dir));
+
+  it('creates missing parent directories 0700 and the file 0600, in WAL mode', async () => {
+    // GIVEN a path whose parent directories do not exist
+    const file = path.join(dir, 'var', 'lib', 'teleport', 'state.db');
+    // WHEN the backend opens it and writes
+    const backend = await SqliteBackend.open({ path: file });
+    await backend.put({ key: '/k', value: val('v') });
+    // THEN the directories, the database and its WAL are private to the owner
+    try {
+      expect(fs.statSync(path.join(dir, 'var')).mode & 0o777).toBe(0o700);
+      expect(fs.statSync(path.dirname(file)).mode & 0o777).toBe(0o700);
+      expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+      expect(fs.statSync(`${file}-wal`).mode & 0o777).toBe(0o600);
+      const raw = new Database(file, { readonly: true });
+      expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
+      raw.close();
+    } finally {
+      await backend.close();
+    }
+  });
+
+  it('tightens an existing database file to 0600', async () => {
+    const file = path.join(dir, 'state.db');
+    fs.writeFileSync(file, '', { mode: 0o644 });
+    fs.chmodSync(file, 0o644);
+    const backend = await SqliteBackend.open({ path: file });
+    await backend.close();
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  it('keeps data, expiries and growing ids across a reopen', async () => {
+    // GIVEN items written by a backend that is then closed
+    const file = path.join(dir, 'state.db');
+    const first = await SqliteBackend.open({ path: file });
+    const expires = new Date(Date.now() + 3_600_000);
+    await first.put({ key: '/a', value: val('plain') });
+    await first.put({ key: '/b', value: val('with ttl'), expires });
+    const lastId = (await first.get('/b')).id!;
+    await first.close();
+    // WHEN the file is opened again and written to
+    const second = await SqliteBackend.open({ path: file });
+    try {
+      await second.put({ key: '/c', value: val('new') });
+      // THEN the old items are there with their expiry, and new ids are larger than old ones
+      const items = await second.getRange('/', '/\uffff');
+      expect(items.map((i) => [i.key, i.value.toString()])).toEqual([
+        ['/a', 'plain'],
+        ['/b', 'with ttl'],
+        ['/c', 'new'],
+      ]);
+      expect(items[1].expires?.getTime()).toBe(expires.getTime());
+      expect(items[2].id).toBeGreaterThan(lastId);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('rejects a missing path and an in-memory path with BadParameterError', async () => {
+    await expect(SqliteBackend.open({ path: '' })).rejects.toBeInstanceOf(BadParameterError);
+    await expect(SqliteBackend.open({ path: ':memory:' })).rejects.toBeInstanceOf(BadParameterError);
+  });
+
+  it('fails with ConnectionProblemError naming the file when it cannot be opened', async () => {
+    const notADb = path.join(dir, 'garbage.db');
+    fs.writeFileSync(notADb, 'this is not a database, just some text that is long enough '.repeat(20));
+    const attempt = SqliteBackend.open({ path: notADb });
+    await expect(attempt).rejects.toBeInstanceOf(ConnectionProblemError);
+    await expect(attempt).rejects.toThrow(notADb);
+  });
+});
+
+describe('SqliteBackend: the poller, with a fake clock', () => {
+  let dir: string;
+  let file: string;
+  let clock: FakeClock;
+  let backend: SqliteBackend;
+
+  beforeEach(async () => {
+    dir = tempDir('poll');
+    file = path.join(dir, 'state.db');
+    clock = new FakeClock();
+    backend = await SqliteBackend.open({ path: file, clock, pollPeriodMs: 60_000 });
+  });
+
+  afterEach(async () => {
+    await backend.close();
+    removeDir(dir);
+  });
+
+  const countEvents = () => {
+    const raw = new Database(file, { readonly: true });
+    try {
+      return (raw.prepare('SELECT COUNT(*) AS n FROM events').get() as { n: number }).n;
+    } finally {
+      raw.close();
+    }
+  };
+
+  it('deletes expired rows with one Delete event each', async () => {
+    // GIVEN an item that expires in one second, and a watcher
+    await backend.put({ key: '/k', value: val('v'), expires: new Date(clock.now().getTime() + 1_000) });
+    const w = await backend.newWatcher({ prefixes: ['/'] });
+    // WHEN the clock passes the expiry and the poller runs twice
+    clock.advance(1_000);
+    backend.poll();
+    backend.poll();
+    await backend.put({ key: '/after', value: val('v') });
+    // THEN exactly one Delete was emitted
+    const seen: Event[] = await watchUntil(w, (e) => e.item.key === '/after', 'the write after the expiry');
+    expect(seen.map(describeEvent)).toEqual(['Init ', 'Delete /k', 'Put /after']);
+  });
+
+  it('prunes events older than ten minutes and keeps newer ones', async () => {
+    // GIVEN three old writes
+    for (const k of ['/1', '/2', '/3']) await backend.put({ key: k, value: val(k) });
+    expect(countEvents()).toBe(3);
+    // WHEN more than ten minutes pass, one more write happens, and the poller runs
+    clock.advance(EVENTS_TTL_MS + 1);
+    await backend.put({ key: '/4', value: val('/4') });
+    backend.poll();
+    // THEN only the recent event is left, and the data is untouched
+    expect(countEvents()).toBe(1);
+    expect((await backend.getRange('/', '/\uffff')).length).toBe(4);
+  });
+});
+
+describe('SqliteBackend after close', () => {
+  it('rejects calls with ConnectionProblemError', async () => {
+    const dir = tempDir('closed');
+    const backend: Backend = await SqliteBackend.open({ path: path.join(dir, 'state.db') });
+    await backend.close();
+    await backend.close();
+    await expect(backend.get('/k')).rejects.toBeInstanceOf(ConnectionProblemError);
+    await expect(backend.put({ key: '/k', value: val('v') })).rejects.toBeInstanceOf(ConnectionProblemError);
+    removeDir(dir);
+  });
+});
