@@ -53,6 +53,23 @@ describe('SqliteBackend: two instances on one file', () => {
     expect((await b.get('/nodes/default/n1')).value.toString()).toBe('node one');
   });
 
+  it("starts B's new watcher after the writes A made before it, even if B had not polled them yet", async () => {
+    // GIVEN an instance whose poller is effectively idle, and a write by A it has not picked up
+    const idle = await SqliteBackend.open({ path: a.path, pollPeriodMs: 60_000 });
+    try {
+      await a.put({ key: '/w/before', value: val('v') });
+      // WHEN it opens a watcher, A writes again, and it polls
+      const w = await idle.newWatcher({ prefixes: ['/w/'] });
+      await a.put({ key: '/w/after', value: val('v') });
+      idle.poll();
+      // THEN the watcher reports only the later write
+      const seen = await watchUntil(w, (e) => e.type !== OpType.Init, 'the first change');
+      expect(seen.map(describeEvent)).toEqual(['Init ', 'Put /w/after']);
+    } finally {
+      await idle.close();
+    }
+  });
+
   it('lets exactly one of 20 concurrent creates of a key win', async () => {
     // WHEN 20 creates of one key are started, alternating between A and B
     const attempts = Array.from({ length: 20 }, (_, i) =>

@@ -126,6 +126,12 @@ describe('parseConfig: every error says file:line:col and what is wrong', () => 
     ]);
   });
 
+  test('GIVEN an unknown key with no value WHEN parsed THEN it is still reported', () => {
+    expect(errorLines(() => parseConfig(yaml('ssh_service:', '  liste_addr:'), 'teleport.yaml'))).toEqual([
+      'teleport.yaml:2:3: unknown key "liste_addr" in ssh_service (did you mean "listen_addr"?)',
+    ]);
+  });
+
   test('GIVEN a service section nested under teleport (as the PAM example does) WHEN parsed THEN the hint says it is top-level', () => {
     const lines = errorLines(() => parseConfig(yaml('teleport:', '   ssh_service:', '      pam:', '         enabled: yes'), 'teleport.yaml'));
     expect(lines).toEqual(['teleport.yaml:2:4: unknown key "ssh_service" in teleport (ssh_service is a top-level section)']);

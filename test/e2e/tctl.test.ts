@@ -1,0 +1,170 @@
+/**
+ * tctl as an admin uses it: users, tokens, nodes, resources and status,
+ * against a running auth server.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { AuthClient } from '../../runtime/auth/client';
+import { register } from '../../runtime/auth/register';
+import { logger } from '../../runtime/utils/logger';
+import { startAuth, TestAuth } from '../helpers/cluster';
+
+describe('tctl', () => {
+  let auth: TestAuth;
+  const file = (name: string, text: string) => {
+    const p = path.join(auth.dir, name);
+    fs.writeFileSync(p, text);
+    return p;
+  };
+
+  beforeAll(async () => {
+    auth = await startAuth({ tokens: ['node:static-token-for-tctl'] });
+  });
+  afterAll(() => auth?.cleanup());
+
+  it('GIVEN users add WHEN listing and removing THEN the user comes and goes', async () => {
+    const out = await auth.tctlOk('users', 'add', 'joe', 'joe,root');
+    expect(out).toMatch(/^Signup token has been created and is valid for 1h0m0s\. Share this URL with the user:\nhttps:\/\/[^/]+:3080\/web\/newuser\/[0-9a-f]{32}\n/);
+    expect(await auth.tctlOk('users', 'ls')).toMatch(/^User\s+Allowed Logins\n----\s+--------------\n(.*\n)*joe\s+joe,root$/m);
+    const dup = await auth.tctl('users', 'add', 'joe');
+    expect(dup.code).toBe(1);
+    expect(dup.stderr).toBe('ERROR: user "joe" already exists\n');
+    expect(await auth.tctlOk('tokens', 'ls')).toMatch(/Signup/);
+    expect(await auth.tctlOk('users', 'rm', 'joe')).toBe('User "joe" has been deleted\n');
+    expect(await auth.tctlOk('users', 'ls')).not.toMatch(/^joe/m);
+    expect(await auth.tctlOk('tokens', 'ls')).not.toMatch(/Signup/);
+  });
+
+  it('GIVEN tokens add with a value THEN tokens ls shows it with its type and expiry, and del revokes it', async () => {
+    await auth.tctlOk('tokens', 'add', '--type=node,proxy', '--value=my-secret-value-1', '--ttl=2h');
+    const ls = await auth.tctlOk('tokens', 'ls');
+    expect(ls).toMatch(/^Token\s+Type\s+Expiry Time \(UTC\)$/m);
+    expect(ls).toMatch(/^static-token-for-tctl\s+Node\s+never$/m);
+    expect(ls).toMatch(/^my-secret-value-1\s+Node,Proxy\s+\w{3}, \d{2} \w{3} \d{4} [\d:]{8} UTC \((1h59m\d+s|2h0m0s)\)$/m);
+    await auth.tctlOk('tokens', 'del', 'my-secret-value-1');
+    expect(await auth.tctlOk('tokens', 'ls')).not.toContain('my-secret-value-1');
+    const r = await auth.tctl('tokens', 'rm', 'static-token-for-tctl');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/static tokens .* cannot be deleted/);
+  });
+
+  it('GIVEN a joined node that heartbeats THEN nodes ls shows its name, UUID, address and labels', async () => {
+    const id = await register({
+      servers: [{ host: '127.0.0.1', port: auth.port }], token: 'static-token-for-tctl', caPins: [], role: 'Node',
+      hostUUID: '1b0c1d2e-3f40-4000-8000-00000000abcd', nodeName: 'db-1', additionalPrincipals: [], dnsNames: [], log: logger('test'),
+    });
+    const client = new AuthClient({ servers: [{ host: '127.0.0.1', port: auth.port }], credentials: { key: id.tlsKey, cert: id.tlsCert, ca: id.tlsCACerts } });
+    try {
+      await client.post('/v1/namespaces/default/nodes', {
+        kind: 'node', version: 'v2', metadata: { name: '1b0c1d2e-3f40-4000-8000-00000000abcd', namespace: 'default', labels: { env: 'prod' } },
+        spec: { addr: '10.0.0.7:3022', hostname: 'db-1', cmd_labels: { kernel: { command: ['uname', '-r'], period: 3600e9, result: '6.1.0' } } },
+      });
+      // A node may only announce itself.
+      await expect(client.post('/v1/namespaces/default/nodes', {
+        kind: 'node', version: 'v2', metadata: { name: 'someone-else', namespace: 'default' }, spec: { addr: '10.0.0.8:3022', hostname: 'evil' },
+      })).rejects.toMatchObject({ reason: 'access_denied' });
+      // A node may not manage users.
+      await expect(client.get('/v1/status')).rejects.toMatchObject({ reason: 'access_denied' });
+    } finally {
+      client.close();
+    }
+    expect(await auth.tctlOk('nodes', 'ls')).toMatch(/^Nodename\s+UUID\s+Address\s+Labels\n[-\s]+\ndb-1\s+1b0c1d2e-3f40-4000-8000-00000000abcd\s+10\.0\.0\.7:3022\s+env=prod,kernel=6\.1\.0$/m);
+    const json = JSON.parse(await auth.tctlOk('nodes', 'ls', '--format', 'json'));
+    expect(json[0].spec.hostname).toBe('db-1');
+  });
+
+  it('GIVEN resource YAML WHEN create, get and rm THEN users and roles round-trip', async () => {
+    const roleFile = file('role.yaml', `kind: role
+version: v3
+metadata:
+  name: dba
+spec:
+  options:
+    max_session_ttl: 8h0m0s
+    forward_agent: false
+  allow:
+    logins: [postgres]
+`);
+    expect(await auth.tctlOk('create', roleFile)).toBe('role "dba" has been created\n');
+    expect((await auth.tctl('create', roleFile)).stderr).toMatch(/already exists/);
+    expect(await auth.tctlOk('create', '-f', roleFile)).toBe('role "dba" has been updated\n');
+    const userFile = file('user.yaml', `kind: user
+version: v2
+metadata:
+  name: dana
+spec:
+  roles: [dba]
+  traits:
+    logins: [dana]
+`);
+    await auth.tctlOk('create', userFile);
+    const got = await auth.tctlOk('get', 'user/dana');
+    expect(got).toMatch(/^kind: user\nversion: v2\nmetadata:\n  name: dana/);
+    expect(await auth.tctlOk('get', 'role/dba')).toMatch(/max_session_ttl: 8h0m0s/);
+    // The user's certificate carries only what the role allows.
+    const key = path.join(auth.dir, 'dana');
+    await auth.tctlOk('auth', 'sign', '--user', 'dana', '--format', 'openssh', '-o', key);
+    const cert = fs.readFileSync(key + '-cert.pub', 'utf8');
+    const { parseCertificate } = await import('../../runtime/sshcert');
+    const parsed = parseCertificate(cert);
+    expect(parsed.principals).toEqual(['postgres']);
+    expect(parsed.extensions).not.toHaveProperty('permit-agent-forwarding');
+    expect(JSON.parse(parsed.extensions['teleport-roles'])).toEqual({ version: 'v1', roles: ['dba'] });
+    expect((await auth.tctl('rm', 'role/dba')).stderr).toMatch(/used by users dana/);
+    expect(await auth.tctlOk('rm', 'user/dana')).toBe('user "dana" has been deleted\n');
+    expect(await auth.tctlOk('rm', 'role/dba')).toBe('role "dba" has been deleted\n');
+    expect((await auth.tctl('get', 'role/dba')).stderr).toBe('ERROR: role "dba" not found\n');
+  });
+
+  it('GIVEN a file whose second document is invalid WHEN create THEN nothing is created', async () => {
+    const f = file('two.yaml', `kind: role
+version: v3
+metadata:
+  name: ok-role
+spec:
+  allow:
+    logins: [ubuntu]
+---
+kind: role
+version: v3
+metadata:
+  name: bad-role
+spec:
+  allow:
+    logins: [ubuntu]
+  surprise: true
+`);
+    const r = await auth.tctl('create', f);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/document 2/);
+    expect(r.stderr).toMatch(/spec.*surprise|Unrecognized key.*surprise/);
+    expect((await auth.tctl('get', 'role/ok-role')).code).toBe(1);
+    const bad = await auth.tctl('create', file('broken.yaml', 'kind: role\n  version: [v3\n'));
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/broken\.yaml/);
+  });
+
+  it('GIVEN tokens created as resources THEN they can join, and the status shows the cluster', async () => {
+    const expires = new Date(Date.now() + 600_000).toISOString();
+    await auth.tctlOk('create', file('token.yaml', `kind: token\nversion: v2\nmetadata:\n  name: resource-token-1\n  expires: ${expires}\nspec:\n  roles: [Node]\n`));
+    expect(await auth.tctlOk('get', 'token/resource-token-1')).toMatch(/roles:\n\s+- Node/);
+    await auth.tctlOk('rm', 'token/resource-token-1');
+    const status = await auth.tctlOk('status');
+    expect(status).toMatch(/^Cluster\s+example\.com\nUser CA\s+never updated\nHost CA\s+never updated\nCA pin\s+sha256:[0-9a-f]{64}\n$/);
+  });
+
+  it('GIVEN auth sign for an unknown user THEN it fails and writes no files', async () => {
+    const out = path.join(auth.dir, 'ghost');
+    const r = await auth.tctl('auth', 'sign', '--user', 'ghost', '--format', 'openssh', '-o', out);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('ERROR: user "ghost" not found\n');
+    expect(fs.existsSync(out)).toBe(false);
+    expect(fs.existsSync(out + '-cert.pub')).toBe(false);
+  });
+
+  it('GIVEN no auth server data in the data dir THEN tctl says where it looked', async () => {
+    const r = await auth.tctl('--data-dir', path.join(auth.dir, 'nowhere'), 'status');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/no admin identity in .*nowhere/);
+  });
+});
