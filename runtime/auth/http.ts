@@ -44,6 +44,9 @@ export function route<B>(r: Route<B>): Route<unknown> {
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
+/** A body over the limit: answered 413 and the connection closed, since the rest of the body is never read. */
+class BodyTooLargeError extends LimitExceededError {}
+
 interface Compiled {
   route: Route;
   re: RegExp;
@@ -92,7 +95,7 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new LimitExceededError(`request body is larger than ${MAX_BODY_BYTES} bytes`);
+    if (size > MAX_BODY_BYTES) throw new BodyTooLargeError(`request body is larger than ${MAX_BODY_BYTES} bytes`);
     chunks.push(chunk as Buffer);
   }
   if (!size) return undefined;
@@ -160,8 +163,11 @@ export class Router {
       }
       throw methodMatched ? new BadParameterError(`method ${req.method} not allowed on ${url.pathname}`) : new NotFoundError(`no API at ${url.pathname}`);
     } catch (err) {
-      if (!res.headersSent) sendError(res, err, this.log);
-      else res.destroy();
+      if (res.headersSent) res.destroy();
+      else if (err instanceof BodyTooLargeError) {
+        res.shouldKeepAlive = false;
+        sendJson(res, 413, { error: { reason: err.reason, message: err.message } });
+      } else sendError(res, err, this.log);
     }
   };
 }

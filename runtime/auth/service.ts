@@ -82,6 +82,7 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
       requestCert: true,
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
+      handshakeTimeout: 10_000,
     },
     router.handle,
   );
