@@ -7,7 +7,7 @@
  */
 import { createPrivateKey, KeyObject } from 'node:crypto';
 import { Backend } from '../backend';
-import { Keys } from '../contract/keys';
+import { Keys, rangeEnd } from '../contract/keys';
 import { formatAuthorizedKey, generateKeyPair, KeyAlgorithm, parseAuthorizedKey, publicKeyBlob } from '../sshcert';
 import { generateCA, TlsKeyPair } from '../tlsca';
 import { isReason, NotFoundError } from '../utils/errors';
@@ -122,7 +122,7 @@ export class Authorities {
 
   async list(type: CAType): Promise<Authority[]> {
     const prefix = Keys.certAuthorities(type);
-    const items = await this.backend.getRange(prefix, prefix + '\uffff');
+    const items = await this.backend.getRange(prefix, rangeEnd(prefix));
     return items.map((i) => new Authority(JSON.parse(i.value.toString()) as CertAuthority));
   }
 }

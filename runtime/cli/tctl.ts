@@ -102,6 +102,18 @@ Please note:
 `);
 }
 
+/** `tctl nodes add` and `tctl tokens add`: create a join token and print how to use it. */
+async function addJoinToken(ctx: Context, roles: string, ttl: string, value?: string): Promise<void> {
+  const ttlMs = parseDuration(ttl);
+  const t = await ctx.client.post<{ token: string; roles: string[] }>('/v1/tokens', {
+    roles: roles.split(',').map((s) => s.trim()),
+    ttl: ttlMs * NS,
+    ...(value ? { token: value } : {}),
+  });
+  const status = await ctx.client.get<{ ca_pin: string }>('/v1/status');
+  printJoinInstructions(ctx, t.token, t.roles, ttlMs, status.ca_pin);
+}
+
 async function proxyAddress(ctx: Context): Promise<string> {
   if (ctx.publicAddr) return ctx.publicAddr;
   const proxies = await ctx.client.get<Server[]>('/v1/proxies');
@@ -199,16 +211,7 @@ nodes
   .addOption(ttlOption('30m'))
   .option('--token <token>', 'The token value (generated when omitted)')
   .action(async (o: { roles: string; ttl: string; token?: string }, cmd: Command) =>
-    withClient(cmd, async (ctx) => {
-      const ttlMs = parseDuration(o.ttl);
-      const t = await ctx.client.post<{ token: string; roles: string[] }>('/v1/tokens', {
-        roles: o.roles.split(',').map((s) => s.trim()),
-        ttl: ttlMs * NS,
-        ...(o.token ? { token: o.token } : {}),
-      });
-      const status = await ctx.client.get<{ ca_pin: string }>('/v1/status');
-      printJoinInstructions(ctx, t.token, t.roles, ttlMs, status.ca_pin);
-    }),
+    withClient(cmd, (ctx) => addJoinToken(ctx, o.roles, o.ttl, o.token)),
   );
 nodes
   .command('ls')
@@ -234,16 +237,7 @@ tokens
   .option('--value <token>', 'The token value (generated when omitted)')
   .addOption(ttlOption('1h'))
   .action(async (o: { type: string; value?: string; ttl: string }, cmd: Command) =>
-    withClient(cmd, async (ctx) => {
-      const ttlMs = parseDuration(o.ttl);
-      const t = await ctx.client.post<{ token: string; roles: string[] }>('/v1/tokens', {
-        roles: o.type.split(',').map((s) => s.trim()),
-        ttl: ttlMs * NS,
-        ...(o.value ? { token: o.value } : {}),
-      });
-      const status = await ctx.client.get<{ ca_pin: string }>('/v1/status');
-      printJoinInstructions(ctx, t.token, t.roles, ttlMs, status.ca_pin);
-    }),
+    withClient(cmd, (ctx) => addJoinToken(ctx, o.type, o.ttl, o.value)),
   );
 tokens
   .command('ls')

@@ -4,25 +4,15 @@
  */
 
 import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
+import { tempDir as sharedTempDir, waitFor as waitUntil } from '../../helpers/proc';
 import type { Clock } from '../../../runtime/backend/clock';
 import { Event, OpType, Watcher } from '../../../runtime/backend/types';
 
 export const DEFAULT_WAIT_MS = 10_000;
 
 /** Polls `check` until it returns true; fails with `label` after `timeoutMs`. */
-export async function waitFor(
-  check: () => boolean | Promise<boolean>,
-  label: string,
-  timeoutMs = DEFAULT_WAIT_MS,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${label}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+export async function waitFor(check: () => boolean | Promise<boolean>, label: string, timeoutMs = DEFAULT_WAIT_MS): Promise<void> {
+  await waitUntil(label, check, timeoutMs);
 }
 
 /** Resolves with the promise's value, or fails with `label` after `timeoutMs`. */
@@ -78,7 +68,7 @@ export class FakeClock implements Clock {
 }
 
 export function tempDir(label: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `backend-${label}-`));
+  return sharedTempDir(`backend-${label}-`);
 }
 
 export function removeDir(dir: string): void {
