@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { DEFAULT_NAMESPACE } from '../contract/keys';
+import { RecordingStore } from '../recordings/store';
 import { AccessDeniedError, BadParameterError } from '../utils/errors';
 import { VERSION } from '../version';
 import { CAType } from './authorities';
@@ -13,6 +14,7 @@ import { Caller, route, Route } from './http';
 import { parseResource, parseSystemRole, roleSchema, serverSchema, Server, userSchema, SYSTEM_ROLES } from './resources';
 import { displayRole } from './roles';
 import { AuthServer } from './server';
+import { sessionRoutes } from './sessions-api';
 
 const NS_PER_MS = 1_000_000;
 const ttlNs = z.number().int().nonnegative().optional();
@@ -64,7 +66,7 @@ function checkOwnServer(caller: Caller, server: Server): void {
   if (server.metadata.name !== uuid) throw new AccessDeniedError(`host ${uuid} cannot announce server ${server.metadata.name}`);
 }
 
-export function authRoutes(auth: AuthServer): Route[] {
+export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route[] {
   const b64 = (s: string) => Buffer.from(s).toString('base64');
   const presenceRoutes = (kind: Server['kind'], path: string, allowRead: ('Node' | 'Proxy')[], allowWrite: ('Node' | 'Proxy')[]) => [
     route({
@@ -107,6 +109,7 @@ export function authRoutes(auth: AuthServer): Route[] {
       handler: async ({ body, remoteAddr }) => auth.registerUsingToken(body, remoteAddr),
     }),
     route({ method: 'GET', path: '/v1/status', allow: [], handler: async () => auth.status() }),
+    route({ method: 'GET', path: '/v1/configuration/cluster', allow: ['Node', 'Proxy'], handler: async () => auth.opts.clusterConfig }),
     route({
       method: 'GET',
       path: '/v1/authorities/:type',
@@ -250,5 +253,6 @@ export function authRoutes(auth: AuthServer): Route[] {
         return auth.opts.audit.search({ from, to, eventTypes: query.getAll('event'), ...(limit ? { limit } : {}) });
       },
     }),
+    ...sessionRoutes(auth, recordings),
   ];
 }

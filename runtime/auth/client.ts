@@ -49,10 +49,21 @@ export class AuthClient {
 
   /** Calls one route; connection failures move on to the next server, API errors do not. */
   async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const payload = body === undefined ? undefined : { data: Buffer.from(JSON.stringify(body)), type: 'application/json' };
+    return this.each((server) => this.once<T>(server, method, path, payload, false));
+  }
+
+  /** Like `call`, but sends `body` as raw bytes and resolves the raw response body; errors still come back typed. */
+  async callRaw(method: string, path: string, body?: Buffer): Promise<Buffer> {
+    const payload = body === undefined ? undefined : { data: body, type: 'application/octet-stream' };
+    return this.each((server) => this.once<Buffer>(server, method, path, payload, true));
+  }
+
+  private async each<T>(attempt: (server: HostPort) => Promise<T>): Promise<T> {
     let last: unknown;
     for (const server of this.opts.servers) {
       try {
-        return await this.once<T>(server, method, path, body);
+        return await attempt(server);
       } catch (err) {
         if (err instanceof TeleportError && err.reason !== 'connection_problem') throw err;
         last = err;
@@ -63,8 +74,7 @@ export class AuthClient {
       : new ConnectionProblemError(`cannot reach the auth server: ${(last as Error)?.message}`, { cause: last });
   }
 
-  private once<T>(server: HostPort, method: string, path: string, body?: unknown): Promise<T> {
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  private once<T>(server: HostPort, method: string, path: string, payload: { data: Buffer; type: string } | undefined, raw: boolean): Promise<T> {
     const where = `${server.host}:${server.port}`;
     return new Promise<T>((resolve, reject) => {
       const req = https.request(
@@ -76,7 +86,7 @@ export class AuthClient {
           agent: this.agent,
           servername: AUTH_SERVER_NAME,
           timeout: this.opts.timeoutMs ?? 30_000,
-          headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
+          headers: payload ? { 'content-type': payload.type, 'content-length': payload.data.length } : {},
         },
         (res) => {
           const chunks: Buffer[] = [];
@@ -87,6 +97,10 @@ export class AuthClient {
             else chunks.push(c);
           });
           res.on('end', () => {
+            if (raw && (res.statusCode ?? 500) < 400) {
+              resolve(Buffer.concat(chunks) as T);
+              return;
+            }
             let parsed: unknown;
             try {
               parsed = chunks.length ? JSON.parse(Buffer.concat(chunks).toString()) : {};
@@ -104,7 +118,7 @@ export class AuthClient {
       );
       req.on('timeout', () => req.destroy(new Error('timed out')));
       req.on('error', (err) => reject(new ConnectionProblemError(`auth server ${where}: ${err.message}`, { cause: err })));
-      req.end(payload);
+      req.end(payload?.data);
     });
   }
 

@@ -35,6 +35,9 @@ export interface Route<B = unknown> {
   /** Who may call it. `nop` means anyone, even without a certificate. */
   allow: Permission[];
   body?: z.ZodType<B>;
+  /** Take the body as raw bytes (a Buffer) of at most this many bytes, instead of JSON. */
+  rawBodyLimit?: number;
+  /** A handler may return a Buffer: it is sent as `application/octet-stream`. */
   handler(ctx: RequestContext<B>): Promise<unknown>;
 }
 
@@ -90,17 +93,22 @@ function allowed(caller: Caller, allow: Permission[]): boolean {
   return false;
 }
 
-async function readBody(req: IncomingMessage): Promise<unknown> {
+async function readRaw(req: IncomingMessage, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new BodyTooLargeError(`request body is larger than ${MAX_BODY_BYTES} bytes`);
+    if (size > limit) throw new BodyTooLargeError(`request body is larger than ${limit} bytes`);
     chunks.push(chunk as Buffer);
   }
-  if (!size) return undefined;
+  return Buffer.concat(chunks);
+}
+
+async function readBody(req: IncomingMessage): Promise<unknown> {
+  const body = await readRaw(req, MAX_BODY_BYTES);
+  if (!body.length) return undefined;
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    return JSON.parse(body.toString('utf8'));
   } catch (err) {
     throw new BadParameterError(`request body is not valid JSON: ${(err as Error).message}`);
   }
@@ -109,6 +117,11 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
 export function sendJson(res: ServerResponse, status: number, value: unknown): void {
   const body = JSON.stringify(value ?? {});
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  res.end(body);
+}
+
+function sendBytes(res: ServerResponse, body: Buffer): void {
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length, 'cache-control': 'no-store' });
   res.end(body);
 }
 
@@ -146,7 +159,8 @@ export class Router {
           throw new AccessDeniedError(caller.kind === 'nop' ? 'this API needs a client certificate' : `access denied to ${req.method} ${url.pathname}`);
         }
         const params = Object.fromEntries(c.names.map((n, i) => [n, decodeURIComponent(m[i + 1])]));
-        const raw = req.method === 'GET' || req.method === 'DELETE' ? undefined : await readBody(req);
+        const raw =
+          req.method === 'GET' || req.method === 'DELETE' ? undefined : c.route.rawBodyLimit !== undefined ? await readRaw(req, c.route.rawBodyLimit) : await readBody(req);
         let body: unknown = raw;
         if (c.route.body) {
           const parsed = c.route.body.safeParse(raw ?? {});
@@ -158,7 +172,8 @@ export class Router {
           body = parsed.data;
         }
         const result = await c.route.handler({ params, query: url.searchParams, body, caller, remoteAddr: req.socket.remoteAddress ?? '' });
-        sendJson(res, 200, result);
+        if (Buffer.isBuffer(result)) sendBytes(res, result);
+        else sendJson(res, 200, result);
         return;
       }
       throw methodMatched ? new BadParameterError(`method ${req.method} not allowed on ${url.pathname}`) : new NotFoundError(`no API at ${url.pathname}`);

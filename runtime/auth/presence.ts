@@ -26,9 +26,14 @@ function prefixOf(kind: Kind, namespace = DEFAULT_NAMESPACE): string {
 export class Presence {
   constructor(private readonly backend: Backend) {}
 
-  /** Writes a heartbeat; `ttlMs` defaults to the announce TTL. */
-  async upsert(server: Server, ttlMs = SERVER_ANNOUNCE_TTL_MS): Promise<void> {
-    const expires = new Date(Date.now() + ttlMs);
+  /**
+   * Writes a heartbeat. It expires when the record asks (`metadata.expires`, at most the announce TTL
+   * from now), else after the announce TTL.
+   */
+  async upsert(server: Server): Promise<void> {
+    const now = Date.now();
+    const asked = server.metadata.expires ? Date.parse(server.metadata.expires) : NaN;
+    const expires = new Date(asked > now && asked <= now + SERVER_ANNOUNCE_TTL_MS ? asked : now + SERVER_ANNOUNCE_TTL_MS);
     const record: Server = { ...server, metadata: { ...server.metadata, expires: expires.toISOString() } };
     await this.backend.put({
       key: keyOf(server.kind, server.metadata.name, server.metadata.namespace),

@@ -44,7 +44,18 @@ export interface AuthServerOptions {
   clusterName?: string;
   caKeyType: KeyAlgorithm;
   staticTokens: StaticToken[];
+  clusterConfig: ClusterConfig;
   log: Logger;
+}
+
+/** Cluster-wide settings from `auth_service` that nodes and proxies follow (durations in nanoseconds). */
+export interface ClusterConfig {
+  session_recording: 'node' | 'proxy' | 'off';
+  proxy_checks_host_keys: boolean;
+  client_idle_timeout: number;
+  disconnect_expired_cert: boolean;
+  keep_alive_interval: number;
+  keep_alive_count_max: number;
 }
 
 export interface RegisterRequest {
@@ -146,6 +157,8 @@ export class AuthServer {
     const server = new AuthServer(opts, clusterName, user, host);
     await server.roles.init();
     await server.tokens.setStatic(opts.staticTokens);
+    const general = { kind: 'cluster_config', version: 'v3', metadata: { name: 'cluster-config' }, spec: opts.clusterConfig };
+    await opts.backend.put({ key: Keys.clusterConfig(), value: Buffer.from(JSON.stringify(general)) });
     return server;
   }
 
@@ -285,8 +298,11 @@ export class AuthServer {
     };
   }
 
-  /** Makes a fresh identity for this auth server's own use (`Auth`) or for the local admin (`Admin`). */
-  async localIdentity(role: 'Auth' | 'Admin', principals: string[], dnsNames: string[]): Promise<Identity> {
+  /**
+   * Makes a fresh identity for a service of this process (`Auth`, and `Node` or `Proxy` when they run
+   * beside the auth service) or for the local admin (`Admin`): no token needed, the keys never leave the host.
+   */
+  async localIdentity(role: 'Auth' | 'Admin' | 'Node' | 'Proxy', principals: string[], dnsNames: string[]): Promise<Identity> {
     const ssh = generateKeyPair('ed25519');
     const tlsKey = generateTlsKey();
     const creds = await this.hostCredentials({

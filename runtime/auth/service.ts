@@ -11,6 +11,7 @@ import { TLSSocket } from 'node:tls';
 import { Backend, openBackend } from '../backend';
 import { TeleportConfig } from '../config';
 import { FileAuditLog } from '../events/filelog';
+import { FileRecordingStore } from '../recordings/store';
 import { Logger } from '../utils/logger';
 import { VERSION } from '../version';
 import { authRoutes } from './api';
@@ -55,6 +56,14 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
       ...(config.auth.clusterName ? { clusterName: config.auth.clusterName } : {}),
       caKeyType: config.caKeyType,
       staticTokens: config.auth.staticTokens,
+      clusterConfig: {
+        session_recording: config.auth.sessionRecording,
+        proxy_checks_host_keys: config.auth.proxyChecksHostKeys,
+        client_idle_timeout: config.auth.clientIdleTimeoutMs * 1e6,
+        disconnect_expired_cert: config.auth.disconnectExpiredCert,
+        keep_alive_interval: config.auth.keepAliveIntervalMs * 1e6,
+        keep_alive_count_max: config.auth.keepAliveCountMax,
+      },
       log,
     });
   } catch (err) {
@@ -73,7 +82,7 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
 
   const hostCA = [new X509Certificate(auth.hostCA.tlsCert())];
   const userCA = [new X509Certificate(auth.userCA.tlsCert())];
-  const router = new Router(authRoutes(auth), (socket: TLSSocket) => callerOf(socket, hostCA, userCA), log);
+  const router = new Router(authRoutes(auth, new FileRecordingStore(path.join(config.dataDir, 'log', 'sessions'))), (socket: TLSSocket) => callerOf(socket, hostCA, userCA), log);
   const server = https.createServer(
     {
       key: identity.tlsKey,

@@ -27,7 +27,9 @@ program
   .option('--insecure', 'Do not verify the proxy or auth server TLS certificates (testing only)')
   .option('--permit-user-env', 'Enables reading of ~/.tsh/environment when creating a session')
   .option('--data-dir <path>', 'Directory for keys and state [/var/lib/teleport, or ~/.local/share/teleport for non-root]')
-  .action(async (opts: StartFlags & { config?: string }) => {
+  .action(async (raw: StartFlags & { config?: string; nodename?: string }) => {
+    const { nodename, ...rest } = raw;
+    const opts: StartFlags & { config?: string } = { ...rest, ...(nodename !== undefined ? { nodeName: nodename } : {}) };
     if (opts.debug) setLogLevel('debug');
     const configPath = resolveConfigPath(opts.config, process.env);
     const file = configPath ? loadConfigFile(configPath) : {};

@@ -51,3 +51,4 @@ export {
   EXT_TELEPORT_ROLE,
   EXT_TELEPORT_AUTHORITY,
 } from './issue';
+export { CLIENT_HOST_KEY_ALGORITHMS, certBaseAlgorithm, hostKeyWithCertificate, plainHostKey, verifyUserCertAuth, clientCertIdentity, hostCertVerifier, type UserCertAuthOptions, type HostCertVerifierOptions } from './ssh2';

@@ -4,6 +4,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { AuthClient } from '../../runtime/auth/client';
+import { IdentityStore } from '../../runtime/auth/identity';
+import { openBackend } from '../../runtime/backend';
 import { cliPath, Daemon, freePort, runCli, RunResult, tempDir } from './proc';
 
 export interface TestAuthOptions {
@@ -13,31 +16,65 @@ export interface TestAuthOptions {
   storagePath?: string;
   /** `auth_service.tokens` entries. */
   tokens?: string[];
-  /** Start later with `start()` (to race several servers). */
-  deferStart?: boolean;
+  /** Also run the node service in the same process, on this port. */
+  nodePort?: number;
+  /** `ssh_service.labels` and `commands` for that node. */
+  labels?: Record<string, string>;
+  commands?: { name: string; command: string[]; period: string }[];
+  /** Extra YAML lines for `auth_service`. */
+  authExtra?: string[];
 }
 
 export class TestAuth {
   daemon?: Daemon;
+
+  get addr(): string {
+    return `127.0.0.1:${this.port}`;
+  }
 
   constructor(
     readonly dir: string,
     readonly configPath: string,
     readonly dataDir: string,
     readonly port: number,
+    readonly nodePort?: number,
   ) {}
 
-  get addr(): string {
-    return `127.0.0.1:${this.port}`;
-  }
-
-  start(): Daemon {
-    this.daemon = Daemon.spawn(process.execPath, [cliPath('teleport'), 'start', '--roles=auth', '-c', this.configPath]);
+  start(env?: NodeJS.ProcessEnv): Daemon {
+    const roles = this.nodePort ? 'auth,node' : 'auth';
+    this.daemon = Daemon.spawn(process.execPath, [cliPath('teleport'), 'start', `--roles=${roles}`, '-c', this.configPath], env);
     return this.daemon;
   }
 
   async ready(): Promise<void> {
-    await this.daemon!.waitForOutput(/auth service is listening/);
+    await this.daemon!.waitForOutput(this.nodePort ? /node service is listening/ : /auth service is listening/);
+  }
+
+  /** The cluster's CA pin, from `tctl status`. */
+  async caPin(): Promise<string> {
+    return /CA pin\s+(sha256:[0-9a-f]{64})/.exec(await this.tctlOk('status'))![1];
+  }
+
+  /** An auth API client with the admin identity, as tctl has. */
+  async adminClient(): Promise<AuthClient> {
+    const proc = await openBackend({ type: 'sqlite', path: path.join(this.dataDir, 'proc', 'sqlite.db') });
+    try {
+      const id = await new IdentityStore(proc).load('Admin');
+      return new AuthClient({ servers: [{ host: '127.0.0.1', port: this.port }], credentials: { key: id.tlsKey, cert: id.tlsCert, ca: id.tlsCACerts } });
+    } finally {
+      await proc.close();
+    }
+  }
+
+  /** The audit events the auth server has written. */
+  async events(types: string[] = []): Promise<Record<string, any>[]> {
+    const client = await this.adminClient();
+    try {
+      const q = new URLSearchParams([['from', new Date(Date.now() - 86_400_000).toISOString()], ...types.map((t): [string, string] => ['event', t])]);
+      return await client.get<Record<string, any>[]>(`/v1/events?${q}`);
+    } finally {
+      client.close();
+    }
   }
 
   /** Runs tctl against this auth server. */
@@ -66,6 +103,7 @@ export async function createAuth(opts: TestAuthOptions = {}): Promise<TestAuth> 
   const dir = tempDir('auth-');
   const dataDir = path.join(dir, 'data');
   const port = await freePort();
+  const nodePort = opts.nodePort ?? undefined;
   const lines = [
     'teleport:',
     `  data_dir: ${dataDir}`,
@@ -79,14 +117,24 @@ export async function createAuth(opts: TestAuthOptions = {}): Promise<TestAuth> 
     `  cluster_name: ${opts.clusterName ?? 'example.com'}`,
     ...(opts.caKeyType ? [`  ca_key_type: ${opts.caKeyType}`] : []),
     ...(opts.tokens?.length ? ['  tokens:', ...opts.tokens.map((t) => `    - "${t}"`)] : []),
+    ...(opts.authExtra ?? []).map((l) => `  ${l}`),
     'ssh_service:',
-    '  enabled: no',
+    ...(nodePort
+      ? [
+          '  enabled: yes',
+          `  listen_addr: 127.0.0.1:${nodePort}`,
+          ...(opts.labels ? ['  labels:', ...Object.entries(opts.labels).map(([k, v]) => `    ${k}: "${v}"`)] : []),
+          ...(opts.commands
+            ? ['  commands:', ...opts.commands.map((c) => `  - name: ${c.name}\n    command: ${JSON.stringify(c.command)}\n    period: ${c.period}`)]
+            : []),
+        ]
+      : ['  enabled: no']),
     'proxy_service:',
     '  enabled: no',
   ];
   const configPath = path.join(dir, 'teleport.yaml');
   fs.writeFileSync(configPath, lines.join('\n') + '\n');
-  return new TestAuth(dir, configPath, dataDir, port);
+  return new TestAuth(dir, configPath, dataDir, port, nodePort);
 }
 
 /** Creates and starts an auth server, ready to serve. */
@@ -95,4 +143,63 @@ export async function startAuth(opts: TestAuthOptions = {}): Promise<TestAuth> {
   a.start();
   await a.ready();
   return a;
+}
+
+/** An auth server with a node in the same process. */
+export async function startCluster(opts: TestAuthOptions = {}, env?: NodeJS.ProcessEnv): Promise<TestAuth> {
+  const a = await createAuth({ nodePort: await freePort(), ...opts });
+  a.start(env);
+  await a.ready();
+  return a;
+}
+
+export interface TestNodeOptions {
+  token: string;
+  caPin?: string;
+  nodeName?: string;
+  labels?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** A node in its own process and data dir that joins `auth` with a token. */
+export class TestNode {
+  daemon?: Daemon;
+
+  private constructor(
+    readonly dir: string,
+    readonly port: number,
+    private readonly args: string[],
+    private readonly env?: NodeJS.ProcessEnv,
+  ) {}
+
+  static async create(auth: TestAuth, o: TestNodeOptions): Promise<TestNode> {
+    const dir = tempDir('node-');
+    const port = await freePort();
+    const args = [
+      cliPath('teleport'), 'start', '--roles=node', `--data-dir=${path.join(dir, 'data')}`, `--auth-server=${auth.addr}`,
+      `--token=${o.token}`, `--nodename=${o.nodeName ?? 'node-1'}`, '--listen-ip=127.0.0.1',
+      ...(o.caPin ? [`--ca-pin=${o.caPin}`] : []), ...(o.labels ? [`--labels=${o.labels}`] : []),
+    ];
+    const configPath = path.join(dir, 'teleport.yaml');
+    fs.writeFileSync(configPath, `ssh_service:\n  listen_addr: 127.0.0.1:${port}\nproxy_service:\n  enabled: no\nauth_service:\n  enabled: no\n`);
+    return new TestNode(dir, port, [...args, '-c', configPath], o.env);
+  }
+
+  get dataDir(): string {
+    return path.join(this.dir, 'data');
+  }
+
+  start(): Daemon {
+    this.daemon = Daemon.spawn(process.execPath, this.args, this.env);
+    return this.daemon;
+  }
+
+  async ready(): Promise<void> {
+    await this.daemon!.waitForOutput(/node service is listening/);
+  }
+
+  async cleanup(): Promise<void> {
+    await this.daemon?.stop('SIGKILL');
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
 }

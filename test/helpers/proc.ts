@@ -12,18 +12,23 @@ export interface RunResult {
   code: number | null;
   stdout: string;
   stderr: string;
+  /** stdout as the bytes it was, for binary comparisons. */
+  stdoutBytes: Buffer;
 }
 
 /** Runs a program to completion and collects its output. */
 export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { env: { ...process.env, ...opts.env }, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
+    const out: Buffer[] = [];
     let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
+    child.stdout.on('data', (d: Buffer) => out.push(d));
     child.stderr.on('data', (d) => (stderr += d));
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.on('close', (code) => {
+      const stdoutBytes = Buffer.concat(out);
+      resolve({ code, stdout: stdoutBytes.toString(), stderr, stdoutBytes });
+    });
     child.stdin.end(opts.input ?? '');
   });
 }
@@ -55,8 +60,20 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
   }
 }
 
-/** A free TCP port on the loopback interface. */
-export function freePort(): Promise<number> {
+const handedOut = new Set<number>();
+
+/** A free TCP port on the loopback interface, never one this process handed out before. */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await anyFreePort();
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+}
+
+function anyFreePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();

@@ -1,0 +1,156 @@
+/**
+ * The auth API for what nodes ship and admins replay: batches of audit
+ * events from a node's spool (de-duplicated by `uid`), session recordings
+ * uploaded in raw binary parts and completed with a part list, and playback
+ * of a recording's events and bytes (formats.md §6.5).
+ */
+import { z } from 'zod';
+import { key } from '../contract/keys';
+import { EventFields } from '../events/filelog';
+import { MAX_CHUNK_BYTES, MAX_EVENTS_PAGE, MAX_PART_BYTES, MAX_PARTS, parseCount, SESSION_UPLOAD_EI, checkNamespace, checkPartNumber, checkSessionId } from '../recordings/limits';
+import { RecordingStore } from '../recordings/store';
+import { BadParameterError, isReason, NotFoundError } from '../utils/errors';
+import { Caller, route, Route } from './http';
+import { AuthServer } from './server';
+
+/** At most this many events in one batch. */
+export const MAX_EVENT_BATCH = 1000;
+/** How long the auth service remembers a delivered event's `uid` to drop a re-sent copy. */
+const SEEN_UID_TTL_MS = 24 * 3600_000;
+const UID_RE = /^[0-9A-Za-z-]{8,64}$/;
+
+const eventBatchBody = z
+  .object({
+    events: z.array(z.object({ event: z.string().min(1).max(256) }).passthrough()).max(MAX_EVENT_BATCH),
+  })
+  .strict();
+
+const completeBody = z
+  .object({
+    parts: z
+      .array(
+        z
+          .object({
+            part: z.number().int().min(1).max(MAX_PARTS),
+            file: z.enum(['log', 'bytes']),
+            size: z.number().int().min(0).max(MAX_PART_BYTES),
+            sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be a hex SHA-256'),
+          })
+          .strict(),
+      )
+      .max(MAX_PARTS),
+  })
+  .strict();
+
+function hostOf(caller: Caller): string | undefined {
+  return caller.kind === 'system' ? caller.identity.username.split('.')[0] : undefined;
+}
+
+/** Runs the handlers that write the audit log one at a time, so batches keep their order and a uid is checked once. */
+class Serial {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(fn);
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+}
+
+/**
+ * The routes. Without a recording store the recording routes answer that
+ * recordings are not kept by this auth server.
+ */
+export function sessionRoutes(auth: AuthServer, recordings?: RecordingStore): Route[] {
+  const ingest = new Serial();
+  const store = (): RecordingStore => {
+    if (!recordings) throw new NotFoundError('this auth server keeps no session recordings');
+    return recordings;
+  };
+  const ids = (params: Record<string, string>) => ({ ns: checkNamespace(params.ns), sid: checkSessionId(params.sid) });
+  const base = '/v1/namespaces/:ns/sessions/:sid';
+
+  /** Emits the event unless its uid was delivered before; true when emitted. */
+  const emitOnce = async (e: EventFields): Promise<boolean> => {
+    const uid = typeof e.uid === 'string' && UID_RE.test(e.uid) ? e.uid : undefined;
+    const seenKey = uid ? key('audit', 'seen', uid) : undefined;
+    if (seenKey) {
+      try {
+        await auth.backend.get(seenKey);
+        return false;
+      } catch (err) {
+        if (!isReason(err, 'not_found')) throw err;
+      }
+    }
+    await auth.emit(e);
+    if (seenKey) await auth.backend.put({ key: seenKey, value: Buffer.from('1'), expires: new Date(Date.now() + SEEN_UID_TTL_MS) });
+    return true;
+  };
+
+  return [
+    route({
+      method: 'POST',
+      path: '/v1/events/batch',
+      allow: ['Node', 'Proxy'],
+      body: eventBatchBody,
+      handler: async ({ body }) =>
+        ingest.run(async () => {
+          let accepted = 0;
+          for (const e of body.events) if (await emitOnce(e as EventFields)) accepted++;
+          return { accepted, duplicates: body.events.length - accepted };
+        }),
+    }),
+    route<Buffer>({
+      method: 'PUT',
+      path: `${base}/recording/parts/:part`,
+      allow: ['Node', 'Proxy'],
+      rawBodyLimit: MAX_PART_BYTES,
+      handler: async ({ params, body }) => {
+        const { ns, sid } = ids(params);
+        const part = checkPartNumber(parseCount(params.part, 'part number', 0));
+        await store().putPart(sid, part, body, ns);
+        return {};
+      },
+    }),
+    route({
+      method: 'POST',
+      path: `${base}/recording/complete`,
+      allow: ['Node', 'Proxy'],
+      body: completeBody,
+      handler: async ({ params, body, caller }) => {
+        const { ns, sid } = ids(params);
+        const res = await store().complete(sid, body.parts, ns);
+        if (res.created) {
+          const host = hostOf(caller);
+          await auth.emit({ event: 'session.upload', sid, namespace: ns, url: res.url, ei: SESSION_UPLOAD_EI, ...(host ? { server_id: host } : {}) });
+        }
+        return res;
+      },
+    }),
+    route({
+      method: 'GET',
+      path: `${base}/events`,
+      allow: [],
+      handler: async ({ params, query }) => {
+        const { ns, sid } = ids(params);
+        const print = query.get('print');
+        if (print !== null && print !== 'true' && print !== 'false') throw new BadParameterError(`print must be true or false, got ${JSON.stringify(print)}`);
+        return store().events(sid, {
+          namespace: ns,
+          after: parseCount(query.get('after'), 'after', 0),
+          limit: parseCount(query.get('limit'), 'limit', MAX_EVENTS_PAGE, MAX_EVENTS_PAGE) || MAX_EVENTS_PAGE,
+          print: print !== 'false',
+        });
+      },
+    }),
+    route({
+      method: 'GET',
+      path: `${base}/stream`,
+      allow: [],
+      handler: async ({ params, query }) => {
+        const { ns, sid } = ids(params);
+        return store().stream(sid, parseCount(query.get('offset'), 'offset', 0), parseCount(query.get('bytes'), 'bytes', MAX_CHUNK_BYTES, MAX_CHUNK_BYTES), ns);
+      },
+    }),
+  ];
+}

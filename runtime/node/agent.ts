@@ -1,0 +1,60 @@
+/**
+ * Agent forwarding on the node: a Unix socket in a private directory owned
+ * by the login user (SSH_AUTH_SOCK); each connection to it becomes an
+ * `auth-agent@openssh.com` channel back to the user's client.
+ */
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { ServerChannel } from 'ssh2';
+import { Logger } from '../utils/logger';
+import { OsUser } from './osuser';
+
+export type AgentChannelOpener = (cb: (err: Error | undefined, channel?: ServerChannel) => void) => void;
+
+export class AgentForwarder {
+  private dir?: string;
+  private server?: net.Server;
+  socketPath = '';
+
+  constructor(
+    private readonly user: OsUser,
+    private readonly open: AgentChannelOpener,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'teleport-agent-'));
+    this.socketPath = path.join(this.dir, `agent.${process.pid}`);
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) fs.chownSync(this.dir, this.user.uid, this.user.gid);
+    this.server = net.createServer((sock) => {
+      this.open((err, channel) => {
+        if (err || !channel) {
+          this.log.debug('agent channel refused by the client', { error: err });
+          sock.destroy();
+          return;
+        }
+        sock.pipe(channel).pipe(sock);
+        const done = () => {
+          sock.destroy();
+          channel.close();
+        };
+        sock.on('error', done).on('close', done);
+        channel.on('close', () => sock.destroy());
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', reject);
+      this.server!.listen(this.socketPath, () => resolve());
+    });
+    fs.chmodSync(this.socketPath, 0o600);
+    if (asRoot) fs.chownSync(this.socketPath, this.user.uid, this.user.gid);
+  }
+
+  close(): void {
+    this.server?.close();
+    if (this.dir) fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}

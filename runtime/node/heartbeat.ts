@@ -1,0 +1,66 @@
+/**
+ * The node's presence: it announces itself (name, address, labels) with a
+ * TTL, again at half the TTL, and at once when a label changes. A node that
+ * stops announcing disappears when its record expires.
+ */
+import { AuthClient } from '../auth/client';
+import { Server } from '../auth/resources';
+import { Logger } from '../utils/logger';
+
+/** formats.md §3.4: ServerAnnounceTTL. `TELEPORT_ANNOUNCE_TTL` (seconds) shortens it for tests. */
+export function announceTtlMs(env: NodeJS.ProcessEnv = process.env): number {
+  const s = Number(env.TELEPORT_ANNOUNCE_TTL);
+  return Number.isFinite(s) && s >= 1 && s <= 600 ? s * 1000 : 600_000;
+}
+
+export class Heartbeat {
+  private timer?: NodeJS.Timeout;
+  private inFlight?: Promise<void>;
+  private again = false;
+  private stopped = false;
+
+  constructor(
+    private readonly client: AuthClient,
+    private readonly record: () => Server,
+    private readonly ttlMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  /** Announces now; an announce asked for while one is in flight is sent right after it. */
+  announce(): Promise<void> {
+    if (this.inFlight) {
+      this.again = true;
+      return this.inFlight;
+    }
+    this.inFlight = (async () => {
+      do {
+        this.again = false;
+        const r = this.record();
+        const expires = new Date(Date.now() + this.ttlMs).toISOString();
+        try {
+          await this.client.post(`/v1/namespaces/${r.metadata.namespace}/nodes`, { ...r, metadata: { ...r.metadata, expires } });
+        } catch (err) {
+          this.log.warn('heartbeat failed', { error: err });
+        }
+      } while (this.again && !this.stopped);
+      this.inFlight = undefined;
+    })();
+    return this.inFlight;
+  }
+
+  async start(): Promise<void> {
+    await this.announce();
+    const tick = () => {
+      if (this.stopped) return;
+      void this.announce().finally(() => {
+        if (!this.stopped) this.timer = setTimeout(tick, this.ttlMs / 2);
+      });
+    };
+    this.timer = setTimeout(tick, this.ttlMs / 2);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+}

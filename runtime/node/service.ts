@@ -1,0 +1,154 @@
+/**
+ * Runs the node service: the SSH server on 3022 with this host's identity,
+ * the cluster's user CA (re-read periodically so a rotation takes effect),
+ * labels and heartbeats, and the audit events and recordings it ships to
+ * the auth service through local disk.
+ */
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { AuthClient } from '../auth/client';
+import { Identity } from '../auth/identity';
+import { CertAuthority, Server } from '../auth/resources';
+import { ClusterConfig } from '../auth/server';
+import { TeleportConfig } from '../config';
+import { auditEventSender, EventSpool } from '../events/spool';
+import { SessionRecorder } from '../recordings/recorder';
+import { RecordingUploader } from '../recordings/uploader';
+import { parseAuthorizedKey } from '../sshcert';
+import { Logger } from '../utils/logger';
+import { VERSION } from '../version';
+import { announceTtlMs, Heartbeat } from './heartbeat';
+import { DynamicLabels } from './labels';
+import { NodeServer } from './server';
+
+export interface NodeService {
+  readonly address: { host: string; port: number };
+  /** Waits until every audit event emitted so far has reached the auth service. */
+  flushEvents(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface StartNodeOptions {
+  config: TeleportConfig;
+  identity: Identity;
+  hostUUID: string;
+  log: Logger;
+}
+
+const CA_REFRESH_MS = 10_000;
+
+/** The address other hosts reach this node at. */
+function advertisedAddr(config: TeleportConfig, port: number): string {
+  if (config.advertiseIp) return `${config.advertiseIp}:${port}`;
+  const host = config.ssh.listenAddr.host;
+  if (host !== '0.0.0.0' && host !== '::') return `${host}:${port}`;
+  const ip = Object.values(os.networkInterfaces())
+    .flat()
+    .find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
+  return `${ip ?? '127.0.0.1'}:${port}`;
+}
+
+export async function startNodeService(opts: StartNodeOptions): Promise<NodeService> {
+  const { config, identity, log } = opts;
+  const client = new AuthClient({
+    servers: config.authServers,
+    credentials: { key: identity.tlsKey, cert: identity.tlsCert, ca: identity.tlsCACerts },
+  });
+  const cluster = await client.get<ClusterConfig>('/v1/configuration/cluster');
+
+  let userCAs: Buffer[] = [];
+  const refreshCAs = async () => {
+    const cas = await client.get<CertAuthority[]>('/v1/authorities/user');
+    const keys = cas.flatMap((ca) => ca.spec.checking_keys.map((k) => parseAuthorizedKey(Buffer.from(k, 'base64').toString()).blob));
+    if (keys.length) userCAs = keys;
+  };
+  await refreshCAs();
+  const caTimer = setInterval(() => refreshCAs().catch((err) => log.warn('cannot refresh the user CA', { error: err })), CA_REFRESH_MS);
+  caTimer.unref();
+
+  const logDir = path.join(config.dataDir, 'log', 'upload');
+  const spool = new EventSpool({
+    dir: path.join(logDir, 'events'),
+    send: auditEventSender(client),
+    log: log.child('events'),
+  });
+  await spool.start();
+  const emit = (fields: Parameters<EventSpool['emit']>[0]) => {
+    spool.emit(fields).catch((err) => log.error('failed to write an audit event to disk', { error: err, event: fields.event }));
+  };
+  const sessionsDir = path.join(logDir, 'sessions', 'default');
+  const uploader = new RecordingUploader({ dir: sessionsDir, client, log: log.child('upload') });
+  await uploader.start();
+
+  let heartbeat: Heartbeat | undefined;
+  const labels = new DynamicLabels(config.ssh.commands, () => void heartbeat?.announce(), log.child('labels'));
+  await labels.start();
+  const allLabels = () => {
+    const dyn = labels.snapshot();
+    return { ...config.ssh.labels, ...Object.fromEntries(Object.entries(dyn).map(([k, v]) => [k, v.result])) };
+  };
+
+  const server = new NodeServer({
+    listen: config.ssh.listenAddr,
+    hostKey: identity.sshKey,
+    hostCert: identity.sshCert,
+    serverId: opts.hostUUID,
+    hostname: config.nodeName,
+    trustedUserCAs: () => userCAs,
+    labels: allLabels,
+    permitUserEnv: config.ssh.permitUserEnv,
+    idleTimeoutMs: cluster.client_idle_timeout / 1e6,
+    keepAliveIntervalMs: cluster.keep_alive_interval / 1e6,
+    keepAliveCountMax: cluster.keep_alive_count_max,
+    disconnectExpiredCert: cluster.disconnect_expired_cert,
+    maxConnections: config.connectionLimits.maxConnections,
+    emit,
+    record: (sid) => {
+      if (cluster.session_recording !== 'node') return { output: () => undefined, event: () => undefined, close: async () => undefined };
+      const rec = new SessionRecorder({ dir: sessionsDir, sid, serverId: opts.hostUUID });
+      return {
+        output: (d) => rec.output(d),
+        event: (f) => rec.event(f),
+        close: async () => {
+          await rec.close();
+          uploader.notify();
+        },
+      };
+    },
+    log: log.child('ssh'),
+  });
+  const address = await server.listen();
+
+  const record = (): Server => ({
+    kind: 'node',
+    version: 'v2',
+    metadata: { name: opts.hostUUID, namespace: 'default', labels: config.ssh.labels },
+    spec: {
+      addr: advertisedAddr(config, address.port),
+      hostname: config.nodeName,
+      cmd_labels: labels.snapshot(),
+      version: VERSION,
+      ...(config.ssh.publicAddrs[0] ? { public_addr: `${config.ssh.publicAddrs[0].host}:${config.ssh.publicAddrs[0].port}` } : {}),
+    },
+  });
+  heartbeat = new Heartbeat(client, record, announceTtlMs(), log.child('heartbeat'));
+  await heartbeat.start();
+  if (config.ssh.pam.enabled) {
+    log.warn('PAM is enabled in the configuration but this build has no PAM integration; sessions start without PAM', { service_name: config.ssh.pam.serviceName });
+  }
+  log.info('node service is listening', { addr: `${address.host}:${address.port}`, host_uuid: opts.hostUUID });
+
+  return {
+    address,
+    flushEvents: () => spool.flush(),
+    close: async () => {
+      clearInterval(caTimer);
+      heartbeat?.stop();
+      labels.stop();
+      await server.close();
+      await uploader.close();
+      await spool.close();
+      client.close();
+    },
+  };
+}

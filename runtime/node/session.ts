@@ -1,0 +1,362 @@
+/**
+ * One SSH `session` channel on the node: pty, env, shell, exec, subsystem
+ * (sftp), signals, window changes, agent forwarding and the exit status,
+ * run as the login's OS user. Interactive (pty) sessions are recorded.
+ */
+import { ChildProcess, spawn as spawnChild } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as pty from 'node-pty';
+import type { PseudoTtyInfo, ServerChannel, Session } from 'ssh2';
+import { EventFields } from '../events/filelog';
+import { Logger } from '../utils/logger';
+import { AgentForwarder } from './agent';
+import { asUser, OsUser, shellArgs } from './osuser';
+
+/** What a session needs from its connection. */
+export interface ConnectionInfo {
+  /** Cluster user (the certificate's key id). */
+  user: string;
+  login: string;
+  osUser: OsUser;
+  permit: { pty: boolean; portForwarding: boolean; agentForwarding: boolean; x11Forwarding: boolean };
+  remoteAddr: string;
+  remotePort: number;
+  localAddr: string;
+  localPort: number;
+  serverId: string;
+  hostname: string;
+  labels: () => Record<string, string>;
+  permitUserEnv: boolean;
+  emit(fields: EventFields): void;
+  /** Starts recording an interactive session. */
+  record(sid: string): SessionRecording;
+  /** The agent channel opener of this connection. */
+  openAgentChannel(cb: (err: Error | undefined, channel?: ServerChannel) => void): void;
+  /** Marks activity for the idle timeout. */
+  touch(): void;
+  log: Logger;
+}
+
+export interface SessionRecording {
+  output(data: Buffer): void;
+  event(fields: EventFields): void;
+  close(): Promise<void>;
+}
+
+/** ssh2 passes the TERM value of a pty request too. */
+type PtyInfo = PseudoTtyInfo & { term?: string };
+
+const SFTP_SERVERS = ['/usr/lib/openssh/sftp-server', '/usr/lib/sftp-server', '/usr/libexec/openssh/sftp-server', '/usr/libexec/sftp-server'];
+const ACCEPTED_ENV = /^(LANG|LC_[A-Z_]+|TERM|COLORTERM|TZ)$/;
+const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const SIGNALS = new Set(['ABRT', 'ALRM', 'FPE', 'HUP', 'ILL', 'INT', 'KILL', 'PIPE', 'QUIT', 'SEGV', 'TERM', 'USR1', 'USR2']);
+
+/** `~/.tsh/environment`: KEY=VALUE lines, read only when permitted (permit_user_env). */
+function userEnvironment(home: string, log: Logger): Record<string, string> {
+  const file = `${home}/.tsh/environment`;
+  try {
+    const st = fs.lstatSync(file);
+    if (!st.isFile() || st.size > 64 * 1024) return {};
+    const out: Record<string, string> = {};
+    for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+      const m = /^\s*([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
+      if (m && !line.trimStart().startsWith('#')) out[m[1]] = m[2];
+    }
+    return out;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn('cannot read ~/.tsh/environment', { error: err });
+    return {};
+  }
+}
+
+function signalName(sig: NodeJS.Signals | number | undefined): string | undefined {
+  if (sig === undefined || sig === null || sig === 0) return undefined;
+  if (typeof sig === 'number') {
+    const name = Object.entries(require('node:os').constants.signals as Record<string, number>).find(([, n]) => n === sig)?.[0];
+    return name?.replace(/^SIG/, '');
+  }
+  return sig.replace(/^SIG/, '');
+}
+
+export class NodeSession {
+  readonly sid = randomUUID();
+  private ptyInfo?: PtyInfo;
+  private readonly env: Record<string, string> = {};
+  private term?: pty.IPty;
+  private child?: ChildProcess;
+  private agent?: AgentForwarder;
+  private recording?: SessionRecording;
+  private started = false;
+
+  constructor(
+    session: Session,
+    private readonly conn: ConnectionInfo,
+  ) {
+    // Our ssh2 patch: give the sftp subsystem a plain channel, piped to the system's sftp-server.
+    (session as unknown as { rawSubsystems: boolean }).rawSubsystems = true;
+    session.on('pty', (accept, reject, info) => {
+      if (!conn.permit.pty) {
+        conn.log.info('pty refused: the certificate has no permit-pty', { user: conn.user });
+        return reject?.();
+      }
+      this.ptyInfo = info;
+      accept?.();
+    });
+    session.on('window-change', (accept, _reject, info) => {
+      if (this.ptyInfo) {
+        this.ptyInfo = { ...this.ptyInfo, cols: info.cols, rows: info.rows };
+        this.term?.resize(Math.max(1, info.cols), Math.max(1, info.rows));
+        if (this.started) {
+          const ev = { event: 'resize', sid: this.sid, size: `${info.cols}:${info.rows}`, ...this.who() };
+          conn.emit(ev);
+          this.recording?.event(ev);
+        }
+      }
+      accept?.();
+    });
+    session.on('env', (accept, reject, info) => {
+      if (ACCEPTED_ENV.test(info.key) && info.val.length < 4096) {
+        this.env[info.key] = info.val;
+        accept?.();
+      } else reject?.();
+    });
+    session.on('auth-agent', (accept, reject) => {
+      if (!conn.permit.agentForwarding) return reject?.();
+      this.agent = new AgentForwarder(conn.osUser, (cb) => conn.openAgentChannel(cb), conn.log);
+      this.agent.start().then(
+        () => accept?.(),
+        (err) => {
+          conn.log.warn('agent forwarding failed', { error: err });
+          reject?.();
+        },
+      );
+    });
+    session.on('x11', (_accept, reject) => reject?.());
+    session.on('signal', (accept, _reject, info) => {
+      const name = String(info.name).replace(/^SIG/, '');
+      if (SIGNALS.has(name)) {
+        if (this.term) process.kill(this.term.pid, `SIG${name}` as NodeJS.Signals);
+        else this.child?.kill(`SIG${name}` as NodeJS.Signals);
+      }
+      accept?.();
+    });
+    session.on('shell', (accept, reject) => this.run(accept, reject, undefined));
+    session.on('exec', (accept, reject, info) => this.run(accept, reject, info.command));
+    session.on('subsystem', (accept, reject, info) => this.subsystem(accept, reject, info.name));
+    session.on('close', () => this.cleanup());
+  }
+
+  private who() {
+    return { user: this.conn.user, login: this.conn.login, server_id: this.conn.serverId, namespace: 'default' };
+  }
+
+  private environment(): Record<string, string> {
+    const u = this.conn.osUser;
+    const c = this.conn;
+    return {
+      ...(c.permitUserEnv ? userEnvironment(u.home, c.log) : {}),
+      ...this.env,
+      HOME: u.home,
+      USER: u.name,
+      LOGNAME: u.name,
+      SHELL: u.shell,
+      PATH: DEFAULT_PATH,
+      SSH_CLIENT: `${c.remoteAddr} ${c.remotePort} ${c.localPort}`,
+      SSH_CONNECTION: `${c.remoteAddr} ${c.remotePort} ${c.localAddr} ${c.localPort}`,
+      SSH_TELEPORT_USER: c.user,
+      TELEPORT_SESSION: this.sid,
+      ...(this.ptyInfo ? { TERM: this.ptyInfo.term || 'xterm' } : {}),
+      ...(this.agent ? { SSH_AUTH_SOCK: this.agent.socketPath } : {}),
+    };
+  }
+
+  private cwd(): string {
+    try {
+      return fs.statSync(this.conn.osUser.home).isDirectory() ? this.conn.osUser.home : '/';
+    } catch {
+      return '/';
+    }
+  }
+
+  private run(accept: () => ServerChannel, reject: (() => void) | undefined, command: string | undefined): void {
+    if (this.started) return reject?.();
+    this.started = true;
+    const c = this.conn;
+    let file: string;
+    let args: string[];
+    try {
+      [file, args] = asUser(c.osUser, c.osUser.shell, shellArgs(command));
+    } catch (err) {
+      c.log.warn('cannot start the session', { error: err });
+      return reject?.();
+    }
+    const stream = accept();
+    stream.on('data', () => c.touch());
+    if (command !== undefined) this.auditCommand(command);
+    if (this.ptyInfo) this.runPty(stream, file, args, command);
+    else this.runPipes(stream, file, args, command);
+  }
+
+  private auditCommand(command: string): void {
+    const scp = /^\s*scp\s+(.*)$/.exec(command);
+    if (scp) {
+      const flags = scp[1].split(/\s+/);
+      const action = flags.includes('-t') ? 'upload' : flags.includes('-f') ? 'download' : 'scp';
+      const target = flags.filter((f) => !f.startsWith('-')).join(' ');
+      this.conn.emit({ event: 'scp', action, path: target, command, ...this.who(), 'addr.remote': `${this.conn.remoteAddr}:${this.conn.remotePort}`, code: action === 'download' ? 'T3004I' : 'T3005I' });
+    }
+  }
+
+  private sessionStart(): number {
+    const started = Date.now();
+    const c = this.conn;
+    const ev = {
+      event: 'session.start',
+      sid: this.sid,
+      ...this.who(),
+      'addr.remote': `${c.remoteAddr}:${c.remotePort}`,
+      'addr.local': `${c.localAddr}:${c.localPort}`,
+      size: `${this.ptyInfo!.cols}:${this.ptyInfo!.rows}`,
+      server_hostname: c.hostname,
+      server_labels: c.labels(),
+    };
+    this.recording = c.record(this.sid);
+    this.recording.event(ev);
+    c.emit(ev);
+    return started;
+  }
+
+  private runPty(stream: ServerChannel, file: string, args: string[], command: string | undefined): void {
+    const info = this.ptyInfo!;
+    const started = this.sessionStart();
+    let term: pty.IPty;
+    try {
+      term = pty.spawn(file, args, {
+        name: info.term || 'xterm',
+        cols: Math.max(1, info.cols || 80),
+        rows: Math.max(1, info.rows || 24),
+        cwd: this.cwd(),
+        env: this.environment(),
+        encoding: null,
+      } as pty.IPtyForkOptions);
+    } catch (err) {
+      this.conn.log.warn('cannot start a pty', { error: err });
+      stream.stderr.write(`failed to start a session: ${(err as Error).message}\r\n`);
+      stream.exit(1);
+      stream.end();
+      return;
+    }
+    this.term = term;
+    term.onData((d) => {
+      const data = d as unknown as Buffer;
+      this.recording?.output(data);
+      stream.write(data);
+    });
+    stream.on('data', (d: Buffer) => term.write(d));
+    term.onExit(({ exitCode, signal }) => {
+      this.term = undefined;
+      const sig = signalName(signal);
+      if (command !== undefined) this.emitExec(command, exitCode, sig);
+      const ev = {
+        event: 'session.end',
+        sid: this.sid,
+        ...this.who(),
+        participants: [this.conn.user],
+        interactive: true,
+        enhanced_recording: false,
+        server_hostname: this.conn.hostname,
+        server_addr: `${this.conn.localAddr}:${this.conn.localPort}`,
+        session_start: new Date(started).toISOString(),
+        session_stop: new Date().toISOString(),
+      };
+      this.recording?.event(ev);
+      void this.recording?.close().catch((err) => this.conn.log.error('failed to close the recording', { error: err }));
+      this.recording = undefined;
+      this.conn.emit(ev);
+      this.finish(stream, exitCode, sig);
+    });
+  }
+
+  private runPipes(stream: ServerChannel, file: string, args: string[], command: string | undefined): void {
+    const child = spawnChild(file, args, { cwd: this.cwd(), env: this.environment(), stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = child;
+    child.stdout.pipe(stream, { end: false });
+    child.stderr.pipe(stream.stderr, { end: false });
+    stream.pipe(child.stdin);
+    child.stdin.on('error', () => undefined);
+    let stdoutDone = false;
+    let stderrDone = false;
+    let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    const maybeFinish = () => {
+      if (!exit || !stdoutDone || !stderrDone) return;
+      const sig = signalName(exit.signal ?? undefined);
+      if (command !== undefined) this.emitExec(command, exit.code ?? 0, sig);
+      this.finish(stream, exit.code ?? 0, sig);
+    };
+    child.stdout.on('end', () => ((stdoutDone = true), maybeFinish()));
+    child.stderr.on('end', () => ((stderrDone = true), maybeFinish()));
+    child.on('error', (err) => {
+      this.conn.log.warn('cannot start the command', { error: err });
+      exit = { code: 127, signal: null };
+      stdoutDone = stderrDone = true;
+      maybeFinish();
+    });
+    child.on('exit', (code, signal) => {
+      exit = { code, signal };
+      maybeFinish();
+    });
+  }
+
+  private emitExec(command: string, exitCode: number, signal?: string): void {
+    const failed = exitCode !== 0 || !!signal;
+    this.conn.emit({
+      event: 'exec',
+      command,
+      exitCode: String(exitCode),
+      exitError: signal ? `signal ${signal}` : failed ? `exit status ${exitCode}` : '',
+      ...this.who(),
+      'addr.remote': `${this.conn.remoteAddr}:${this.conn.remotePort}`,
+      code: failed ? 'T3002E' : 'T3002I',
+    });
+  }
+
+  private finish(stream: ServerChannel, code: number, signal?: string): void {
+    if (signal) stream.exit(signal, false, '');
+    else stream.exit(code);
+    stream.end();
+    this.cleanup();
+  }
+
+  private subsystem(accept: (() => ServerChannel) | undefined, reject: (() => void) | undefined, name: string): void {
+    const server = SFTP_SERVERS.find((p) => fs.existsSync(p));
+    if (name !== 'sftp' || !server || this.started || !accept) {
+      this.conn.emit({ event: 'subsystem', name, exitError: name === 'sftp' ? 'sftp-server not found' : 'unknown subsystem', ...this.who(), code: 'T3001E' });
+      return reject?.();
+    }
+    this.started = true;
+    let file: string;
+    let args: string[];
+    try {
+      [file, args] = asUser(this.conn.osUser, server, []);
+    } catch (err) {
+      this.conn.log.warn('cannot start sftp', { error: err });
+      return reject?.();
+    }
+    this.conn.emit({ event: 'subsystem', name, exitError: '', ...this.who(), code: 'T3001I' });
+    this.runPipes(accept(), file, args, undefined);
+  }
+
+  private cleanup(): void {
+    if (this.term) {
+      try {
+        this.term.kill('SIGHUP');
+      } catch {
+        /* already gone */
+      }
+    }
+    if (this.child && this.child.exitCode === null) this.child.kill('SIGHUP');
+    this.agent?.close();
+    this.agent = undefined;
+  }
+}

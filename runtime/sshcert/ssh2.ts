@@ -1,0 +1,262 @@
+/**
+ * Adapters between runtime/sshcert and the (patched, see patches/ssh2+1.17.0.patch)
+ * ssh2 library: host keys that present an OpenSSH host certificate, user
+ * certificate checks for a server's `authentication` event, a client identity
+ * that logs in with a user certificate, and a client `hostVerifier` that
+ * accepts host certificates signed by trusted CAs.
+ */
+import { KeyObject, sign as cryptoSign } from 'node:crypto';
+import {
+  BaseAgent,
+  type AuthContext,
+  type IdentityCallback,
+  type ParsedKey,
+  type ServerHostKeyAlgorithm,
+  type SignCallback,
+  type SigningRequestOptions,
+  utils as ssh2utils,
+} from 'ssh2';
+import { AccessDeniedError, BadParameterError } from '../utils/errors';
+import { type Certificate, CERT_SUFFIX, isCertificateType, parseCertificate, verifyCertificate } from './cert';
+import { blobType, formatAuthorizedKey, publicKeyBlob, signatureAlgorithm, sshKeyType, sshSign, sshVerify } from './keys';
+import { encodeOpenSSHPrivateKey } from './privatekey';
+import { SshReader } from './wire';
+
+declare module 'ssh2' {
+  interface Connection {
+    /** Asks the client to open an `auth-agent@openssh.com` channel (patched ssh2). */
+    openssh_authAgent(callback: (err: Error | undefined, channel: ServerChannel) => void): this;
+  }
+}
+
+/**
+ * Host key algorithms for an ssh2 Client that checks host certificates: the
+ * certificate algorithms first (the patched ssh2 accepts them when listed),
+ * then the plain ones for hosts without a certificate.
+ */
+export const CLIENT_HOST_KEY_ALGORITHMS = [
+  'ssh-ed25519-cert-v01@openssh.com',
+  'ecdsa-sha2-nistp256-cert-v01@openssh.com',
+  'ecdsa-sha2-nistp384-cert-v01@openssh.com',
+  'rsa-sha2-512-cert-v01@openssh.com',
+  'rsa-sha2-256-cert-v01@openssh.com',
+  'ssh-ed25519',
+  'ecdsa-sha2-nistp256',
+  'ecdsa-sha2-nistp384',
+  'rsa-sha2-512',
+  'rsa-sha2-256',
+] as unknown as ServerHostKeyAlgorithm[];
+
+/** The algorithm a certificate algorithm signs with: `rsa-sha2-512-cert-v01@openssh.com` → `rsa-sha2-512`. */
+export function certBaseAlgorithm(algo: string): string {
+  return algo.endsWith(CERT_SUFFIX) ? algo.slice(0, -CERT_SUFFIX.length) : algo;
+}
+
+function certificateFor(privateKey: KeyObject, certLine: string | Buffer, what: string): Certificate {
+  const cert = parseCertificate(certLine);
+  if (!cert.publicKey.equals(publicKeyBlob(privateKey))) {
+    throw new BadParameterError(`${what}: certificate "${cert.keyId}" does not certify the given private key`);
+  }
+  return cert;
+}
+
+/** An ssh2 key that presents `cert` on the wire and signs with the key behind `base`. */
+function withCertificate(base: ParsedKey, cert: Certificate): ParsedKey {
+  return Object.create(base, {
+    type: { value: cert.type, enumerable: true },
+    comment: { value: cert.keyId, enumerable: true },
+    getPublicSSH: { value: () => cert.blob },
+  }) as ParsedKey;
+}
+
+function ssh2Key(text: string, what: string): ParsedKey {
+  const parsed = ssh2utils.parseKey(text);
+  if (parsed instanceof Error) throw new BadParameterError(`${what}: ssh2 cannot load the key: ${parsed.message}`);
+  return Array.isArray(parsed) ? (parsed[0] as ParsedKey) : parsed;
+}
+
+/**
+ * A host key for `new Server({ hostKeys: [...] })` that offers the host
+ * certificate (`ssh-ed25519-cert-v01@openssh.com`, …; an RSA certificate is
+ * offered as `rsa-sha2-512/256-cert-v01@openssh.com`). List `plainHostKey(key)`
+ * after it to also serve clients that do not trust the CA.
+ */
+export function hostKeyWithCertificate(privateKey: KeyObject, certLine: string | Buffer): ParsedKey {
+  const cert = certificateFor(privateKey, certLine, 'host key');
+  if (cert.certType !== 'host') {
+    throw new BadParameterError(`host key: certificate "${cert.keyId}" is a ${cert.certType} certificate, not a host certificate`);
+  }
+  return withCertificate(plainHostKey(privateKey), cert);
+}
+
+/** The plain host key in the form ssh2's Server takes. */
+export function plainHostKey(privateKey: KeyObject): ParsedKey {
+  return ssh2Key(encodeOpenSSHPrivateKey(privateKey), 'host key');
+}
+
+export interface UserCertAuthOptions {
+  /** CA public key blobs to trust. */
+  trustedCAs: Buffer[];
+  now?: Date;
+  /** Critical options the caller enforces (e.g. `force-command`); any other one is refused. */
+  allowedCriticalOptions?: string[];
+}
+
+function denied(err: unknown, prefix: string): AccessDeniedError {
+  if (err instanceof AccessDeniedError) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  return new AccessDeniedError(`${prefix}: ${msg}`);
+}
+
+/**
+ * Checks a `publickey` authentication attempt on an ssh2 Server: the key must
+ * be a user certificate from a trusted CA listing `ctx.username`, and when
+ * the attempt carries a signature it must be the certified key's signature
+ * over the session data. Returns the certificate; throws AccessDeniedError.
+ */
+export function verifyUserCertAuth(ctx: AuthContext, opts: UserCertAuthOptions): Certificate {
+  const who = `user "${ctx.username}"`;
+  if (ctx.method !== 'publickey') {
+    throw new AccessDeniedError(`${who}: authentication method "${ctx.method}" is not allowed, only certificates`);
+  }
+  let keyType: string;
+  try {
+    keyType = blobType(ctx.key.data);
+  } catch (err) {
+    throw denied(err, `${who}: malformed public key`);
+  }
+  if (!isCertificateType(keyType)) {
+    throw new AccessDeniedError(`${who}: plain key (${keyType}) offered; only user certificates are accepted`);
+  }
+  const algo = ctx.key.algo;
+  const algoMatches =
+    algo === keyType ||
+    (keyType === `ssh-rsa${CERT_SUFFIX}` && (algo === `rsa-sha2-256${CERT_SUFFIX}` || algo === `rsa-sha2-512${CERT_SUFFIX}`));
+  if (!algoMatches) {
+    throw new AccessDeniedError(`${who}: key algorithm "${algo}" does not match the certificate type "${keyType}"`);
+  }
+  let cert: Certificate;
+  try {
+    cert = parseCertificate(ctx.key.data);
+  } catch (err) {
+    throw denied(err, `${who}: malformed certificate`);
+  }
+  verifyCertificate(cert, {
+    trustedCAs: opts.trustedCAs,
+    certType: 'user',
+    principal: ctx.username,
+    now: opts.now,
+    allowedCriticalOptions: opts.allowedCriticalOptions,
+  });
+  if (ctx.signature !== undefined) {
+    const sigAlgo = signatureAlgorithm(ctx.signature);
+    const wantAlgo = certBaseAlgorithm(algo);
+    if (sigAlgo !== wantAlgo) {
+      throw new AccessDeniedError(
+        `${who}: signature algorithm "${sigAlgo ?? 'malformed'}" does not match key algorithm "${algo}" (want ${wantAlgo})`,
+      );
+    }
+    if (!ctx.blob || !sshVerify(cert.publicKey, ctx.blob, ctx.signature)) {
+      throw new AccessDeniedError(`${who}: signature by the key of certificate "${cert.keyId}" is invalid`);
+    }
+  }
+  return cert;
+}
+
+const RSA_HASHES: Record<string, string> = { sha256: 'sha256', sha512: 'sha512' };
+
+/** An in-memory agent holding one key and its user certificate. */
+class CertificateAgent extends BaseAgent<ParsedKey> {
+  constructor(
+    private readonly privateKey: KeyObject,
+    private readonly identity: ParsedKey,
+  ) {
+    super();
+  }
+
+  getIdentities(cb: IdentityCallback<ParsedKey>): void {
+    cb(null, [this.identity]);
+  }
+
+  sign(pubKey: ParsedKey, data: Buffer, options: SigningRequestOptions | SignCallback, cb?: SignCallback): void {
+    const done = typeof options === 'function' ? options : cb;
+    const opts = typeof options === 'function' ? {} : options ?? {};
+    if (!done) return;
+    try {
+      done(null, this.signRaw(pubKey, data, opts));
+    } catch (err) {
+      done(err as Error);
+    }
+  }
+
+  /** The signature without its SSH header (what ssh2's agent interface returns). */
+  private signRaw(pubKey: ParsedKey, data: Buffer, opts: SigningRequestOptions): Buffer {
+    if (!pubKey.getPublicSSH().equals(this.identity.getPublicSSH())) {
+      throw new BadParameterError('certificate agent: asked to sign with a key it does not hold');
+    }
+    if (sshKeyType(this.privateKey) === 'ssh-rsa') {
+      const hash = RSA_HASHES[opts.hash ?? ''];
+      if (!hash) throw new BadParameterError(`certificate agent: RSA signature hash "${opts.hash ?? 'sha1'}" is refused`);
+      return cryptoSign(hash, data, this.privateKey);
+    }
+    const r = new SshReader(sshSign(this.privateKey, data), 'SSH signature');
+    r.string('signature algorithm');
+    return r.bytes('signature');
+  }
+}
+
+/**
+ * An agent for `new Client().connect({ agent })` that logs in with the user
+ * certificate (ssh2 offers `*-cert-v01@openssh.com` and signs with the key).
+ */
+export function clientCertIdentity(privateKey: KeyObject, certLine: string | Buffer): BaseAgent<ParsedKey> {
+  const cert = certificateFor(privateKey, certLine, 'client identity');
+  if (cert.certType !== 'user') {
+    throw new BadParameterError(`client identity: certificate "${cert.keyId}" is a ${cert.certType} certificate, not a user certificate`);
+  }
+  const plainPublic = ssh2Key(formatAuthorizedKey(publicKeyBlob(privateKey)), 'client identity');
+  return new CertificateAgent(privateKey, withCertificate(plainPublic, cert));
+}
+
+export interface HostCertVerifierOptions {
+  /** Host CA public key blobs to trust. */
+  trustedCAs: Buffer[];
+  /** The name dialled; it must be one of the certificate's principals. */
+  hostname: string;
+  /** Plain host key blobs accepted as they are (hosts without a certificate). */
+  knownHostKeys?: Buffer[];
+  now?: Date;
+  /** Told why a host key was refused. */
+  onDenied?: (err: AccessDeniedError) => void;
+}
+
+/**
+ * A `hostVerifier` for ssh2's Client (use with CLIENT_HOST_KEY_ALGORITHMS):
+ * accepts a host certificate signed by a trusted CA that lists `hostname`, or
+ * a plain key listed in `knownHostKeys`; anything else is refused.
+ */
+export function hostCertVerifier(opts: HostCertVerifierOptions): (key: Buffer) => boolean {
+  return (key: Buffer): boolean => {
+    try {
+      checkHostKey(key, opts);
+      return true;
+    } catch (err) {
+      opts.onDenied?.(denied(err, `host "${opts.hostname}"`));
+      return false;
+    }
+  };
+}
+
+function checkHostKey(key: Buffer, opts: HostCertVerifierOptions): void {
+  const type = blobType(key);
+  if (!isCertificateType(type)) {
+    if ((opts.knownHostKeys ?? []).some((k) => k.equals(key))) return;
+    throw new AccessDeniedError(`host "${opts.hostname}" presented a plain ${type} key that is not known`);
+  }
+  verifyCertificate(parseCertificate(key), {
+    trustedCAs: opts.trustedCAs,
+    certType: 'host',
+    principal: opts.hostname,
+    now: opts.now,
+  });
+}

@@ -1,0 +1,47 @@
+/**
+ * A cluster user as the stock OpenSSH client sees it: a key and certificate
+ * from `tctl auth sign`, known_hosts holding only the cluster's
+ * `@cert-authority` line, and `ssh`/`scp`/`sftp` that use them.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { TestAuth } from './cluster';
+import { run, RunResult } from './proc';
+
+export class SshUser {
+  private constructor(
+    readonly key: string,
+    readonly knownHosts: string,
+    readonly login: string,
+  ) {}
+
+  /** Signs a certificate for cluster user `user` (who must exist) and writes known_hosts. */
+  static async create(auth: TestAuth, dir: string, user: string, login: string, ttl = '1h'): Promise<SshUser> {
+    const key = path.join(dir, `${user}-key`);
+    await auth.tctlOk('auth', 'sign', '--user', user, '--format', 'openssh', '-o', key, '--ttl', ttl);
+    const knownHosts = path.join(dir, 'known_hosts');
+    if (!fs.existsSync(knownHosts)) fs.writeFileSync(knownHosts, await auth.tctlOk('auth', 'export', '--type=host'));
+    return new SshUser(key, knownHosts, login);
+  }
+
+  /** Options that make OpenSSH use this identity and check the node's host certificate strictly. */
+  options(nodeName: string, cluster = 'example.com'): string[] {
+    return [
+      '-F', '/dev/null',
+      '-i', this.key,
+      '-o', `CertificateFile=${this.key}-cert.pub`,
+      '-o', 'IdentitiesOnly=yes',
+      '-o', 'BatchMode=yes',
+      '-o', `UserKnownHostsFile=${this.knownHosts}`,
+      '-o', 'StrictHostKeyChecking=yes',
+      '-o', `HostKeyAlias=${nodeName}.${cluster}`,
+      '-o', 'ConnectTimeout=10',
+      '-o', 'LogLevel=ERROR',
+    ];
+  }
+}
+
+/** `ssh [opts] -p port login@127.0.0.1 cmd...` as `user`. */
+export function sshTo(user: SshUser, port: number, nodeName: string, remote: string[], extra: string[] = [], input?: string): Promise<RunResult> {
+  return run('ssh', [...user.options(nodeName), '-p', String(port), ...extra, `${user.login}@127.0.0.1`, ...remote], input === undefined ? {} : { input });
+}
