@@ -159,6 +159,8 @@ export interface TestNodeOptions {
   nodeName?: string;
   labels?: string;
   env?: NodeJS.ProcessEnv;
+  /** More `teleport start` flags. */
+  extraArgs?: string[];
 }
 
 /** A node in its own process and data dir that joins `auth` with a token. */
@@ -178,7 +180,7 @@ export class TestNode {
     const args = [
       cliPath('teleport'), 'start', '--roles=node', `--data-dir=${path.join(dir, 'data')}`, `--auth-server=${auth.addr}`,
       `--token=${o.token}`, `--nodename=${o.nodeName ?? 'node-1'}`, '--listen-ip=127.0.0.1',
-      ...(o.caPin ? [`--ca-pin=${o.caPin}`] : []), ...(o.labels ? [`--labels=${o.labels}`] : []),
+      ...(o.caPin ? [`--ca-pin=${o.caPin}`] : []), ...(o.labels ? [`--labels=${o.labels}`] : []), ...(o.extraArgs ?? []),
     ];
     const configPath = path.join(dir, 'teleport.yaml');
     fs.writeFileSync(configPath, `ssh_service:\n  listen_addr: 127.0.0.1:${port}\nproxy_service:\n  enabled: no\nauth_service:\n  enabled: no\n`);

@@ -5,7 +5,8 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-export const ROOT = path.resolve(__dirname, '..', '..');
+/** The repository root, whether this runs from test/ (jest) or dist/test/ (benchmarks). */
+export const ROOT = ((dir: string) => (path.basename(dir) === 'dist' ? path.dirname(dir) : dir))(path.resolve(__dirname, '..', '..'));
 export const DIST_CLI = path.join(ROOT, 'dist', 'runtime', 'cli');
 
 export interface RunResult {

@@ -1,0 +1,98 @@
+/**
+ * Benchmark: the node service against OpenSSH's sshd on the same machine, both
+ * reached by the stock OpenSSH client with the same cluster user certificate:
+ *   - throughput of one 1 GiB stream into `cat > /dev/null` in one session;
+ *   - session setup: `ssh host true`, median and p90 over N runs.
+ * Prints an aligned table with ratios (node / sshd; lower is better for times).
+ *
+ *   npx tsc -p . && node dist/bench/node-ssh.js [--mib 1024] [--runs 20]
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { startCluster } from '../test/helpers/cluster';
+import { SshUser } from '../test/helpers/openssh';
+import { tempDir } from '../test/helpers/proc';
+import { LOGIN, startSshd } from '../test/helpers/sshd';
+
+function arg(name: string, dflt: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
+}
+
+const MIB = arg('mib', 1024);
+const RUNS = arg('runs', 20);
+
+/** Runs ssh feeding it `mib` MiB of zeros on stdin; resolves with the elapsed ms. */
+function timeSsh(args: string[], mib = 0): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn('ssh', args, { stdio: ['pipe', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code !== 0) reject(new Error(`ssh exited ${code}: ${err}`));
+      else resolve(Number(process.hrtime.bigint() - t0) / 1e6);
+    });
+    const chunk = Buffer.alloc(1024 * 1024);
+    let left = mib;
+    const pump = () => {
+      while (left > 0) {
+        left--;
+        if (!child.stdin.write(chunk)) return void child.stdin.once('drain', pump);
+      }
+      child.stdin.end();
+    };
+    pump();
+  });
+}
+
+const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
+
+async function main(): Promise<void> {
+  const work = tempDir('bench-node-');
+  const cluster = await startCluster();
+  try {
+    await cluster.tctlOk('users', 'add', 'bench', LOGIN);
+    const user = await SshUser.create(cluster, work, 'bench', LOGIN);
+    const caLine = (await cluster.tctlOk('auth', 'export', '--type=user')).replace(/^cert-authority /, '');
+    const hostKey = path.join(work, 'sshd-host');
+    await cluster.tctlOk('auth', 'sign', '--host', 'test-auth.example.com', '--format', 'openssh', '-o', hostKey);
+    const sshd = await startSshd({ trustedUserCAKeys: caLine, hostKey, hostCert: hostKey + '-cert.pub' });
+    try {
+      const targets = { node: cluster.nodePort!, sshd: sshd.port };
+      const argsFor = (port: number, cmd: string) => [...user.options('test-auth'), '-p', String(port), `${LOGIN}@127.0.0.1`, cmd];
+      const rows: string[][] = [];
+      const results: Record<string, { mbps: number; p50: number; p90: number }> = {};
+      for (const [name, port] of Object.entries(targets)) {
+        await timeSsh(argsFor(port, 'true')); // warm up
+        const ms = await timeSsh(argsFor(port, 'cat > /dev/null'), MIB);
+        const setups: number[] = [];
+        for (let i = 0; i < RUNS; i++) setups.push(await timeSsh(argsFor(port, 'true')));
+        results[name] = { mbps: MIB / (ms / 1000), p50: quantile(setups, 0.5), p90: quantile(setups, 0.9) };
+      }
+      const n = results.node;
+      const s = results.sshd;
+      rows.push([`throughput, ${MIB} MiB stream (MiB/s)`, n.mbps.toFixed(1), s.mbps.toFixed(1), (n.mbps / s.mbps).toFixed(2)]);
+      rows.push([`session setup p50 (ms, ${RUNS} runs)`, n.p50.toFixed(1), s.p50.toFixed(1), (n.p50 / s.p50).toFixed(2)]);
+      rows.push([`session setup p90 (ms, ${RUNS} runs)`, n.p90.toFixed(1), s.p90.toFixed(1), (n.p90 / s.p90).toFixed(2)]);
+      const head = ['measure', 'teleport node', 'OpenSSH sshd', 'ratio node/sshd'];
+      const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+      const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('   ');
+      console.log('node service vs OpenSSH sshd, loopback, same client certificate, OpenSSH client');
+      console.log(line(head));
+      rows.forEach((r) => console.log(line(r)));
+    } finally {
+      await sshd.close();
+    }
+  } finally {
+    await cluster.cleanup();
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});

@@ -1,0 +1,154 @@
+/**
+ * Session details on the node: the OS account a login runs as, the
+ * environment (SendEnv and ~/.tsh/environment), window changes, the idle
+ * timeout, and an expired certificate.
+ */
+import { createPrivateKey } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Client } from 'ssh2';
+import { openBackend } from '../../runtime/backend';
+import { Keys } from '../../runtime/contract/keys';
+import {
+  CLIENT_HOST_KEY_ALGORITHMS,
+  clientCertIdentity,
+  encodeOpenSSHPrivateKey,
+  formatAuthorizedKey,
+  generateKeyPair,
+  hostCertVerifier,
+  loadPrivateKey,
+  parseAuthorizedKey,
+  publicKeyBlob,
+  signUserCert,
+} from '../../runtime/sshcert';
+import { startCluster, TestAuth, TestNode } from '../helpers/cluster';
+import { SshUser, sshTo } from '../helpers/openssh';
+import { run, tempDir, waitFor } from '../helpers/proc';
+import { LOGIN } from '../helpers/sshd';
+
+const NODE = 'test-auth';
+const OS_USER = 'tpnodeuser';
+
+describe('node sessions', () => {
+  let cluster: TestAuth;
+  let work: string;
+  let alice: SshUser;
+
+  beforeAll(async () => {
+    work = tempDir('node-session-');
+    // A real unprivileged account to log in as (the tests run as root, as CI does).
+    if ((await run('id', [OS_USER])).code !== 0) {
+      const r = await run('useradd', ['--create-home', '--shell', '/bin/bash', OS_USER]);
+      if (r.code !== 0) throw new Error(`useradd failed (tests need root): ${r.stderr}`);
+    }
+    cluster = await startCluster({ authExtra: ['client_idle_timeout: 2s'], tokens: ['node:session-node-token'] });
+    await cluster.tctlOk('users', 'add', 'alice', `${LOGIN},${OS_USER}`);
+    alice = await SshUser.create(cluster, work, 'alice', OS_USER);
+    const home = `/home/${OS_USER}`;
+    fs.mkdirSync(`${home}/.tsh`, { recursive: true });
+    fs.writeFileSync(`${home}/.tsh/environment`, 'FROM_TSH_ENV=yes\n# a comment\n');
+  });
+  afterAll(async () => {
+    await cluster?.cleanup();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it('GIVEN a login as an unprivileged account THEN the session runs as that account with its own groups only', async () => {
+    const r = await sshTo(alice, cluster.nodePort!, NODE, ['id -un; id -u; id -G; pwd; echo $HOME $USER $SHELL']);
+    const [name, uid, groups, pwd, env] = r.stdout.trim().split('\n');
+    expect(name).toBe(OS_USER);
+    expect(uid).not.toBe('0');
+    expect(groups.split(' ')).not.toContain('0');
+    expect(pwd).toBe(`/home/${OS_USER}`);
+    expect(env).toBe(`/home/${OS_USER} ${OS_USER} /bin/bash`);
+    expect(await sshTo(alice, cluster.nodePort!, NODE, ['cat /root/.profile >/dev/null 2>&1 || echo denied'])).toMatchObject({ stdout: 'denied\n' });
+  });
+
+  it('GIVEN SendEnv and ~/.tsh/environment THEN LANG/LC_* pass, other names do not, and the file is read only when permitted', async () => {
+    const r = await run('ssh', [...alice.options(NODE), '-p', String(cluster.nodePort), '-o', 'SendEnv=LC_PAPER SECRET_THING', `${OS_USER}@127.0.0.1`, 'echo "$LC_PAPER|$SECRET_THING|$FROM_TSH_ENV|$SSH_CONNECTION"'], {
+      env: { LC_PAPER: 'de_DE.UTF-8', SECRET_THING: 'nope' },
+    });
+    const [lc, secret, fromFile, conn] = r.stdout.trim().split('|');
+    expect([lc, secret, fromFile]).toEqual(['de_DE.UTF-8', '', '']);
+    expect(conn).toMatch(/^127\.0\.0\.1 \d+ 127\.0\.0\.1 \d+$/);
+
+    // THEN a node started with --permit-user-env reads the file.
+    const node = await TestNode.create(cluster, { token: 'session-node-token', caPin: await cluster.caPin(), nodeName: 'env-node', extraArgs: ['--permit-user-env'] });
+    try {
+      node.start();
+      await node.ready();
+      const withEnv = await sshTo(alice, node.port, 'env-node', ['echo "$FROM_TSH_ENV"']);
+      expect(withEnv.stdout).toBe('yes\n');
+    } finally {
+      await node.cleanup();
+    }
+  });
+
+  it('GIVEN a pty WHEN the window changes THEN the program sees the new size and a resize event is audited', async () => {
+    const key = loadPrivateKey(fs.readFileSync(alice.key, 'utf8'));
+    const cert = fs.readFileSync(alice.key + '-cert.pub', 'utf8');
+    const hostCA = parseAuthorizedKey((await cluster.tctlOk('auth', 'export', '--type=host')).trim().split(' ').slice(2, 4).join(' ')).blob;
+    const client = new Client();
+    const output = await new Promise<string>((resolve, reject) => {
+      client
+        .on('ready', () => {
+          client.shell({ rows: 24, cols: 80, term: 'xterm' }, (err, stream) => {
+            if (err) return reject(err);
+            let out = '';
+            stream.on('data', (d: Buffer) => {
+              out += d;
+              if (out.includes('SIZE-BEFORE 24 80') && !out.includes('resized')) {
+                stream.setWindow(50, 132, 0, 0);
+                stream.write('echo resized; echo SIZE-AFTER $(stty size)\n');
+              }
+              if (/SIZE-AFTER \d+ \d+\r?\n/.test(out)) stream.end('exit\n');
+            });
+            stream.on('close', () => resolve(out));
+            stream.write('echo SIZE-BEFORE $(stty size)\n');
+          });
+        })
+        .on('error', reject)
+        .connect({
+          host: '127.0.0.1',
+          port: cluster.nodePort,
+          username: OS_USER,
+          agent: clientCertIdentity(key, cert),
+          algorithms: { serverHostKey: CLIENT_HOST_KEY_ALGORITHMS },
+          hostVerifier: hostCertVerifier({ trustedCAs: [hostCA], hostname: NODE }),
+        } as never);
+    });
+    client.end();
+    expect(output).toContain('SIZE-AFTER 50 132');
+    await waitFor('the resize event', async () => (await cluster.events(['resize'])).some((e) => e.size === '132:50' && e.login === OS_USER));
+  });
+
+  it('GIVEN a session idle longer than client_idle_timeout THEN the node disconnects it and audits why', async () => {
+    const r = await sshTo(alice, cluster.nodePort!, NODE, ['sleep 30']);
+    expect(r.code).toBe(255);
+    await waitFor('the client.disconnect event', async () => (await cluster.events(['client.disconnect'])).some((e) => /idle/.test(e.reason)));
+  });
+
+  it('GIVEN an expired certificate from the cluster CA THEN the node refuses it', async () => {
+    const storage = await openBackend({ type: 'sqlite', path: path.join(cluster.dataDir, 'backend', 'sqlite.db') });
+    const ca = JSON.parse((await storage.get(Keys.certAuthority('user', 'example.com'))).value.toString());
+    await storage.close();
+    const pair = generateKeyPair('ed25519');
+    const blob = signUserCert({
+      caPrivateKey: createPrivateKey(Buffer.from(ca.spec.signing_keys[0], 'base64').toString()),
+      publicKey: publicKeyBlob(pair.publicKey),
+      username: 'alice',
+      logins: [OS_USER],
+      ttlMs: 60_000,
+      now: new Date(Date.now() - 3600_000),
+      permit: { pty: true, portForwarding: true, agentForwarding: true, x11Forwarding: false },
+      roles: ['admin'],
+    });
+    const key = path.join(work, 'expired');
+    fs.writeFileSync(key, encodeOpenSSHPrivateKey(pair.privateKey), { mode: 0o600 });
+    fs.writeFileSync(key + '-cert.pub', formatAuthorizedKey(blob) + '\n');
+    const opts = alice.options(NODE).map((o) => o.replace(alice.key, key));
+    const r = await run('ssh', [...opts, '-p', String(cluster.nodePort), `${OS_USER}@127.0.0.1`, 'true']);
+    expect(r.code).toBe(255);
+    await waitFor('the expired-cert auth event', async () => (await cluster.events(['auth'])).some((e) => /has expired/.test(e.error)));
+  });
+});
