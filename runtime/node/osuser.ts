@@ -1,13 +1,15 @@
 /**
  * Looks up the OS account a user logs in as (through NSS, so LDAP and the
  * like work as for sshd), and builds the command line that runs a program as
- * that account: `setpriv` with the account's supplementary groups when the
- * node runs as root, the program itself when the node already is that user.
+ * that account: through the PAM launcher when PAM is on, else `setpriv` with
+ * the account's supplementary groups when the node runs as root, or the
+ * program itself when the node already is that user.
  */
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import { AccessDeniedError } from '../utils/errors';
+import { PamSettings } from './pam';
 
 const execFileP = promisify(execFile);
 
@@ -35,11 +37,15 @@ export async function lookupUser(login: string): Promise<OsUser> {
   return { name: f[0], uid: Number(f[2]), gid: Number(f[3]), home: f[5] || '/', shell: f[6] || '/bin/sh' };
 }
 
-/** [file, args] that run `file args` as `user`; refuses what this process cannot do. */
-export function asUser(user: OsUser, file: string, args: string[]): [string, string[]] {
+/**
+ * [file, args] that run `file args` as `user`, inside a PAM session when `pam` is given;
+ * refuses what this process cannot do.
+ */
+export function asUser(user: OsUser, file: string, args: string[], pam?: PamSettings): [string, string[]] {
   const self = process.getuid?.() ?? -1;
+  if (self !== user.uid && self !== 0) throw new AccessDeniedError(`this node runs as uid ${self} and cannot start sessions for "${user.name}"`);
+  if (pam) return [pam.launcher, [pam.service, user.name, '--', file, ...args]];
   if (self === user.uid) return [file, args];
-  if (self !== 0) throw new AccessDeniedError(`this node runs as uid ${self} and cannot start sessions for "${user.name}"`);
   if (!SETPRIV) throw new AccessDeniedError('setpriv (util-linux) is needed to start sessions as another user');
   return [SETPRIV, ['--reuid', String(user.uid), '--regid', String(user.gid), '--init-groups', '--', file, ...args]];
 }

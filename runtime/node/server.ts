@@ -12,6 +12,7 @@ import { Certificate, hostKeyWithCertificate, verifyUserCertAuth } from '../sshc
 import { Logger } from '../utils/logger';
 import { serveForwarding } from './forwarding';
 import { lookupUser, OsUser } from './osuser';
+import { PamSettings } from './pam';
 import { NodeSession, SessionRecording } from './session';
 
 export interface NodeServerOptions {
@@ -25,6 +26,7 @@ export interface NodeServerOptions {
   trustedUserCAs: () => Buffer[];
   labels: () => Record<string, string>;
   permitUserEnv: boolean;
+  pam?: PamSettings;
   /** 0: never. */
   idleTimeoutMs: number;
   keepAliveIntervalMs: number;
@@ -172,6 +174,7 @@ export class NodeServer {
           hostname: opts.hostname,
           labels: opts.labels,
           permitUserEnv: opts.permitUserEnv,
+          ...(opts.pam ? { pam: opts.pam } : {}),
           emit: opts.emit,
           record: opts.record,
           openAgentChannel: (cb) => client.openssh_authAgent((err, ch) => cb(err, ch)),

@@ -19,6 +19,7 @@ import { Logger } from '../utils/logger';
 import { VERSION } from '../version';
 import { announceTtlMs, Heartbeat } from './heartbeat';
 import { DynamicLabels } from './labels';
+import { findPamLauncher, PamSettings } from './pam';
 import { NodeServer } from './server';
 
 export interface NodeService {
@@ -88,6 +89,17 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     return { ...config.ssh.labels, ...Object.fromEntries(Object.entries(dyn).map(([k, v]) => [k, v.result])) };
   };
 
+  let pam: PamSettings | undefined;
+  if (config.ssh.pam.enabled) {
+    const launcher = findPamLauncher();
+    if (launcher) pam = { service: config.ssh.pam.serviceName, launcher };
+    else {
+      log.warn('PAM is enabled but this host has no PAM launcher (build/pam-launch: install libpam0g-dev and reinstall); sessions start without PAM', {
+        service_name: config.ssh.pam.serviceName,
+      });
+    }
+  }
+
   const server = new NodeServer({
     listen: config.ssh.listenAddr,
     hostKey: identity.sshKey,
@@ -97,6 +109,7 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     trustedUserCAs: () => userCAs,
     labels: allLabels,
     permitUserEnv: config.ssh.permitUserEnv,
+    ...(pam ? { pam } : {}),
     idleTimeoutMs: cluster.client_idle_timeout / 1e6,
     keepAliveIntervalMs: cluster.keep_alive_interval / 1e6,
     keepAliveCountMax: cluster.keep_alive_count_max,
@@ -133,9 +146,6 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
   });
   heartbeat = new Heartbeat(client, record, announceTtlMs(), log.child('heartbeat'));
   await heartbeat.start();
-  if (config.ssh.pam.enabled) {
-    log.warn('PAM is enabled in the configuration but this build has no PAM integration; sessions start without PAM', { service_name: config.ssh.pam.serviceName });
-  }
   log.info('node service is listening', { addr: `${address.host}:${address.port}`, host_uuid: opts.hostUUID });
 
   return {

@@ -12,6 +12,7 @@ import { EventFields } from '../events/filelog';
 import { Logger } from '../utils/logger';
 import { AgentForwarder } from './agent';
 import { asUser, OsUser, shellArgs } from './osuser';
+import { PamSettings } from './pam';
 
 /** What a session needs from its connection. */
 export interface ConnectionInfo {
@@ -28,6 +29,8 @@ export interface ConnectionInfo {
   hostname: string;
   labels: () => Record<string, string>;
   permitUserEnv: boolean;
+  /** Start sessions inside PAM sessions. */
+  pam?: PamSettings;
   emit(fields: EventFields): void;
   /** Starts recording an interactive session. */
   record(sid: string): SessionRecording;
@@ -186,7 +189,7 @@ export class NodeSession {
     let file: string;
     let args: string[];
     try {
-      [file, args] = asUser(c.osUser, c.osUser.shell, shellArgs(command));
+      [file, args] = asUser(c.osUser, c.osUser.shell, shellArgs(command), c.pam);
     } catch (err) {
       c.log.warn('cannot start the session', { error: err });
       return reject?.();
@@ -338,7 +341,7 @@ export class NodeSession {
     let file: string;
     let args: string[];
     try {
-      [file, args] = asUser(this.conn.osUser, server, []);
+      [file, args] = asUser(this.conn.osUser, server, [], this.conn.pam);
     } catch (err) {
       this.conn.log.warn('cannot start sftp', { error: err });
       return reject?.();

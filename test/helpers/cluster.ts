@@ -161,6 +161,8 @@ export interface TestNodeOptions {
   env?: NodeJS.ProcessEnv;
   /** More `teleport start` flags. */
   extraArgs?: string[];
+  /** More YAML lines for `ssh_service`. */
+  sshExtra?: string[];
 }
 
 /** A node in its own process and data dir that joins `auth` with a token. */
@@ -183,7 +185,8 @@ export class TestNode {
       ...(o.caPin ? [`--ca-pin=${o.caPin}`] : []), ...(o.labels ? [`--labels=${o.labels}`] : []), ...(o.extraArgs ?? []),
     ];
     const configPath = path.join(dir, 'teleport.yaml');
-    fs.writeFileSync(configPath, `ssh_service:\n  listen_addr: 127.0.0.1:${port}\nproxy_service:\n  enabled: no\nauth_service:\n  enabled: no\n`);
+    const ssh = [`  listen_addr: 127.0.0.1:${port}`, ...(o.sshExtra ?? []).map((l) => `  ${l}`)];
+    fs.writeFileSync(configPath, `ssh_service:\n${ssh.join('\n')}\nproxy_service:\n  enabled: no\nauth_service:\n  enabled: no\n`);
     return new TestNode(dir, port, [...args, '-c', configPath], o.env);
   }
 
