@@ -145,6 +145,18 @@ export class Router {
     this.routes = routes.map(compile);
   }
 
+  private readonly callers = new WeakMap<TLSSocket, Caller>();
+
+  /** The caller of a connection, worked out once per TLS connection (keep-alive reuses it). */
+  private callerFor(socket: TLSSocket): Caller {
+    let caller = this.callers.get(socket);
+    if (!caller) {
+      caller = this.identify(socket);
+      this.callers.set(socket, caller);
+    }
+    return caller;
+  }
+
   readonly handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     try {
       const url = new URL(req.url ?? '/', 'https://auth');
@@ -154,7 +166,7 @@ export class Router {
         if (!m) continue;
         methodMatched = true;
         if (c.route.method !== req.method) continue;
-        const caller = this.identify(req.socket as TLSSocket);
+        const caller = this.callerFor(req.socket as TLSSocket);
         if (!allowed(caller, c.route.allow)) {
           throw new AccessDeniedError(caller.kind === 'nop' ? 'this API needs a client certificate' : `access denied to ${req.method} ${url.pathname}`);
         }

@@ -56,6 +56,9 @@ export interface ClusterConfig {
   disconnect_expired_cert: boolean;
   keep_alive_interval: number;
   keep_alive_count_max: number;
+  /** The auth preference the proxy advertises (`auth_service.authentication`). */
+  auth_type: 'local' | 'github' | 'oidc' | 'saml';
+  second_factor: 'off' | 'otp' | 'u2f';
 }
 
 export interface RegisterRequest {

@@ -63,6 +63,8 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
         disconnect_expired_cert: config.auth.disconnectExpiredCert,
         keep_alive_interval: config.auth.keepAliveIntervalMs * 1e6,
         keep_alive_count_max: config.auth.keepAliveCountMax,
+        auth_type: config.auth.authentication.type,
+        second_factor: config.auth.authentication.secondFactor,
       },
       log,
     });

@@ -15,6 +15,7 @@ import { EventFields } from '../events/filelog';
 import { AlreadyExistsError, BadParameterError, LimitExceededError, NotFoundError } from '../utils/errors';
 import { checkNamespace, checkPartNumber, checkSessionId, DEFAULT_NAMESPACE, MAX_CHUNK_BYTES, MAX_EVENTS_PAGE, MAX_PART_BYTES, MAX_PARTS } from './limits';
 import { syncDir } from './recorder';
+import { exists } from '../utils/files';
 
 /** Which recording file a part belongs to. */
 export type RecordingFile = 'log' | 'bytes';
@@ -100,15 +101,6 @@ class KeyedLock {
     } finally {
       if (this.tails.get(key) === tail) this.tails.delete(key);
     }
-  }
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await fs.promises.access(p);
-    return true;
-  } catch {
-    return false;
   }
 }
 

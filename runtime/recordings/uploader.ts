@@ -17,6 +17,7 @@ import { Logger, logger } from '../utils/logger';
 import { DEFAULT_NAMESPACE, MAX_PART_BYTES, MAX_PARTS, checkNamespace, checkPartNumber, checkSessionId } from './limits';
 import { isRecording, recordingFiles, syncDir } from './recorder';
 import { CompleteResult, PartRef, RecordingFile, sha256Hex } from './store';
+import { exists } from '../utils/files';
 
 /** Where recordings go: the auth API (`AuthRecordingTarget`), or a store directly. */
 export interface RecordingTarget {
@@ -260,14 +261,5 @@ export class RecordingUploader {
     const files = recordingFiles(this.opts.dir, sid);
     for (const f of [files.bytes, files.log, files.completed]) await fs.promises.rm(f, { force: true });
     syncDir(this.opts.dir);
-  }
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await fs.promises.access(p);
-    return true;
-  } catch {
-    return false;
   }
 }

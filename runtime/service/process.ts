@@ -1,7 +1,7 @@
 /**
  * A teleport process: the services that `teleport start` runs, sharing one
- * data directory and host identity, stopped together. A node joins the
- * cluster once (token and CA pin) and keeps its identity in data_dir.
+ * data directory and host identity, stopped together. A node or proxy joins
+ * the cluster once (token and CA pin) and keeps its identity in data_dir.
  */
 import * as fs from 'node:fs';
 import { openBackend } from '../backend';
@@ -10,6 +10,7 @@ import { Identity, IdentityStore } from '../auth/identity';
 import { register } from '../auth/register';
 import { AuthService, startAuthService } from '../auth/service';
 import { NodeService, startNodeService } from '../node/service';
+import { ProxyService, startProxyService } from '../proxy/service';
 import { BadParameterError } from '../utils/errors';
 import { Logger, logger } from '../utils/logger';
 import { ensureDataDir, hostUUID, procStoragePath } from './datadir';
@@ -18,6 +19,7 @@ export interface TeleportProcess {
   readonly hostUUID: string;
   readonly auth?: AuthService;
   readonly node?: NodeService;
+  readonly proxy?: ProxyService;
   close(): Promise<void>;
 }
 
@@ -25,45 +27,55 @@ function unspecified(host: string): boolean {
   return host === '0.0.0.0' || host === '::' || host === '';
 }
 
-/** The node's identity: from data_dir, from the local auth service, or by joining with a token. */
-async function nodeIdentity(config: TeleportConfig, store: IdentityStore, uuid: string, auth: AuthService | undefined, log: Logger): Promise<Identity> {
-  if (await store.has('Node')) return store.load('Node');
-  const listen = config.ssh.listenAddr.host;
-  const principals = [config.advertiseIp, ...config.ssh.publicAddrs.map((a) => a.host)].filter((p): p is string => !!p);
+/** A service's identity: from data_dir, from the local auth service, or by joining with a token. */
+async function hostIdentity(
+  role: 'Node' | 'Proxy',
+  config: TeleportConfig,
+  store: IdentityStore,
+  uuid: string,
+  auth: AuthService | undefined,
+  log: Logger,
+): Promise<Identity> {
+  if (await store.has(role)) return store.load(role);
+  const service = role === 'Node' ? config.ssh : config.proxy;
+  const listen = service.listenAddr.host;
+  const publicHosts = role === 'Node' ? config.ssh.publicAddrs : [...config.proxy.publicAddrs, ...config.proxy.sshPublicAddrs];
+  const principals = [...new Set([config.advertiseIp, ...publicHosts.map((a) => a.host)].filter((p): p is string => !!p))];
+  const dnsNames = role === 'Proxy' ? principals : [];
   if (auth) {
-    const id = await auth.auth.localIdentity('Node', [...principals, ...(unspecified(listen) ? [] : [listen])], []);
+    const id = await auth.auth.localIdentity(role, [...principals, ...(unspecified(listen) ? [] : [listen])], dnsNames);
     await store.save(id);
     return id;
   }
   if (!config.authToken) {
-    throw new BadParameterError('this node has not joined a cluster yet: start it with --token (see `tctl nodes add`) and --ca-pin');
+    throw new BadParameterError(`this ${role.toLowerCase()} has not joined a cluster yet: start it with --token (see \`tctl nodes add\`) and --ca-pin`);
   }
   const id = await register({
     servers: config.authServers,
     token: config.authToken,
     caPins: config.caPins,
-    role: 'Node',
+    role,
     hostUUID: uuid,
     nodeName: config.nodeName,
     additionalPrincipals: [...principals, ...(config.advertiseIp ? [] : [unspecified(listen) ? '0.0.0.0' : listen])],
-    dnsNames: [],
+    dnsNames,
     log,
   });
   await store.save(id);
-  log.info('joined the cluster', { cluster: id.clusterName, host_uuid: uuid });
+  log.info('joined the cluster', { role, cluster: id.clusterName, host_uuid: uuid });
   return id;
 }
 
 export async function startProcess(config: TeleportConfig): Promise<TeleportProcess> {
   const log = logger('teleport');
-  if (config.proxy.enabled) throw new BadParameterError('the proxy service is not available in this version yet; start with --roles=auth,node');
-  if (!config.auth.enabled && !config.ssh.enabled) throw new BadParameterError('no service to start: enable at least one of auth, node or proxy');
+  if (!config.auth.enabled && !config.ssh.enabled && !config.proxy.enabled) throw new BadParameterError('no service to start: enable at least one of auth, node or proxy');
   ensureDataDir(config.dataDir);
   const uuid = hostUUID(config.dataDir);
   const proc = await openBackend({ type: 'sqlite', path: procStoragePath(config.dataDir) });
   const store = new IdentityStore(proc);
   let auth: AuthService | undefined;
   let node: NodeService | undefined;
+  let proxy: ProxyService | undefined;
   try {
     if (config.auth.enabled) {
       auth = await startAuthService({ config, hostUUID: uuid, procStore: store, log: logger('auth') });
@@ -71,10 +83,15 @@ export async function startProcess(config: TeleportConfig): Promise<TeleportProc
       config = { ...config, authServers: [{ host: unspecified(a.host) ? '127.0.0.1' : a.host, port: a.port }] };
     }
     if (config.ssh.enabled) {
-      const identity = await nodeIdentity(config, store, uuid, auth, logger('node'));
+      const identity = await hostIdentity('Node', config, store, uuid, auth, logger('node'));
       node = await startNodeService({ config, identity, hostUUID: uuid, log: logger('node') });
     }
+    if (config.proxy.enabled) {
+      const identity = await hostIdentity('Proxy', config, store, uuid, auth, logger('proxy'));
+      proxy = await startProxyService({ config, identity, hostUUID: uuid, log: logger('proxy') });
+    }
   } catch (err) {
+    await proxy?.close();
     await node?.close();
     await auth?.close();
     await proc.close();
@@ -86,7 +103,9 @@ export async function startProcess(config: TeleportConfig): Promise<TeleportProc
     hostUUID: uuid,
     auth,
     node,
+    proxy,
     close: async () => {
+      await proxy?.close();
       await node?.close();
       await auth?.close();
       await proc.close();

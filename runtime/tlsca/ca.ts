@@ -189,3 +189,33 @@ export function verifyIssuedBy(certPem: string, caPem: string, now: Date = new D
   if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) throw new AccessDeniedError('certificate is not signed by the cluster CA');
   if (now < new Date(cert.validFrom) || now > new Date(cert.validTo)) throw new AccessDeniedError('certificate is expired or not yet valid');
 }
+
+/**
+ * A self-signed server certificate for `names` (the proxy's HTTPS when no key pair is configured).
+ * Clients must be told to trust it (`--insecure`); browsers warn, as they should.
+ */
+export async function selfSignedServerCert(names: string[], ttlMs = 365 * 24 * 3600_000, now: Date = new Date()): Promise<TlsKeyPair> {
+  const keyPem = generateTlsKey();
+  const { key, alg } = await importPrivate(keyPem);
+  const publicKey = await importPublic(publicKeyPem(keyPem));
+  const cn = names[0] ?? 'localhost';
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: [{ CN: [cn] }],
+    issuer: [{ CN: [cn] }],
+    notBefore: new Date(now.getTime() - CLOCK_SKEW_MS),
+    notAfter: new Date(now.getTime() + ttlMs),
+    publicKey,
+    signingKey: key,
+    signingAlgorithm: alg,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+      new x509.SubjectAlternativeNameExtension(
+        names.map((n) => (/^[0-9.]+$/.test(n) || n.includes(':') ? { type: 'ip' as const, value: n } : { type: 'dns' as const, value: n })),
+      ),
+    ],
+  });
+  return { cert: cert.toString('pem') + '\n', key: keyPem };
+}

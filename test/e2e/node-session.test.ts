@@ -3,25 +3,10 @@
  * environment (SendEnv and ~/.tsh/environment), window changes, the idle
  * timeout, and an expired certificate.
  */
-import { createPrivateKey } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { Client } from 'ssh2';
-import { openBackend } from '../../runtime/backend';
-import { Keys } from '../../runtime/contract/keys';
-import {
-  CLIENT_HOST_KEY_ALGORITHMS,
-  clientCertIdentity,
-  encodeOpenSSHPrivateKey,
-  formatAuthorizedKey,
-  generateKeyPair,
-  hostCertVerifier,
-  loadPrivateKey,
-  parseAuthorizedKey,
-  publicKeyBlob,
-  signUserCert,
-} from '../../runtime/sshcert';
-import { startCluster, TestAuth, TestNode } from '../helpers/cluster';
+import { CLIENT_HOST_KEY_ALGORITHMS, clientCertIdentity, hostCertVerifier, loadPrivateKey, parseAuthorizedKey } from '../../runtime/sshcert';
+import { startCluster, TestAuth, TestNode, writeExpiredUserCert } from '../helpers/cluster';
 import { SshUser, sshTo } from '../helpers/openssh';
 import { run, tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
@@ -129,23 +114,7 @@ describe('node sessions', () => {
   });
 
   it('GIVEN an expired certificate from the cluster CA THEN the node refuses it', async () => {
-    const storage = await openBackend({ type: 'sqlite', path: path.join(cluster.dataDir, 'backend', 'sqlite.db') });
-    const ca = JSON.parse((await storage.get(Keys.certAuthority('user', 'example.com'))).value.toString());
-    await storage.close();
-    const pair = generateKeyPair('ed25519');
-    const blob = signUserCert({
-      caPrivateKey: createPrivateKey(Buffer.from(ca.spec.signing_keys[0], 'base64').toString()),
-      publicKey: publicKeyBlob(pair.publicKey),
-      username: 'alice',
-      logins: [OS_USER],
-      ttlMs: 60_000,
-      now: new Date(Date.now() - 3600_000),
-      permit: { pty: true, portForwarding: true, agentForwarding: true, x11Forwarding: false },
-      roles: ['admin'],
-    });
-    const key = path.join(work, 'expired');
-    fs.writeFileSync(key, encodeOpenSSHPrivateKey(pair.privateKey), { mode: 0o600 });
-    fs.writeFileSync(key + '-cert.pub', formatAuthorizedKey(blob) + '\n');
+    const key = await writeExpiredUserCert(cluster, work, 'expired', 'alice', [OS_USER]);
     const opts = alice.options(NODE).map((o) => o.replace(alice.key, key));
     const r = await run('ssh', [...opts, '-p', String(cluster.nodePort), `${OS_USER}@127.0.0.1`, 'true']);
     expect(r.code).toBe(255);

@@ -6,11 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { openBackend } from '../../runtime/backend';
-import { Keys } from '../../runtime/contract/keys';
-import { formatAuthorizedKey, generateKeyPair, publicKeyBlob, signUserCert, encodeOpenSSHPrivateKey } from '../../runtime/sshcert';
-import { createPrivateKey } from 'node:crypto';
-import { startAuth, TestAuth } from '../helpers/cluster';
+import { startAuth, TestAuth, writeExpiredUserCert } from '../helpers/cluster';
 import { LOGIN, ssh, startSshd, Sshd } from '../helpers/sshd';
 import { tempDir } from '../helpers/proc';
 
@@ -77,25 +73,7 @@ describe('OpenSSH sshd trusts the cluster CAs', () => {
   });
 
   it('GIVEN an expired cert signed by the right CA THEN sshd refuses it', async () => {
-    // The CA key is read straight from the auth server's storage to make a cert that tctl would never issue.
-    const storage = await openBackend({ type: 'sqlite', path: path.join(auth.dataDir, 'backend', 'sqlite.db') });
-    const ca = JSON.parse((await storage.get(Keys.certAuthority('user', 'example.com'))).value.toString());
-    await storage.close();
-    const caKey = createPrivateKey(Buffer.from(ca.spec.signing_keys[0], 'base64').toString());
-    const pair = generateKeyPair('ed25519');
-    const cert = signUserCert({
-      caPrivateKey: caKey,
-      publicKey: publicKeyBlob(pair.publicKey),
-      username: 'alice',
-      logins: [LOGIN],
-      ttlMs: 60_000,
-      now: new Date(Date.now() - 3600_000),
-      permit: { pty: true, portForwarding: true, agentForwarding: true, x11Forwarding: false },
-      roles: ['admin'],
-    });
-    const key = path.join(work, 'expired');
-    fs.writeFileSync(key, encodeOpenSSHPrivateKey(pair.privateKey), { mode: 0o600 });
-    fs.writeFileSync(key + '-cert.pub', formatAuthorizedKey(cert) + '\n');
+    const key = await writeExpiredUserCert(auth, work, 'expired', 'alice', [LOGIN]);
     const r = await userLogin(key);
     expect(r.code).toBe(255);
     expect(sshd.daemon.stderr).toMatch(/Certificate invalid: expired/);

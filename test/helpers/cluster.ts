@@ -6,7 +6,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AuthClient } from '../../runtime/auth/client';
 import { IdentityStore } from '../../runtime/auth/identity';
+import { createPrivateKey } from 'node:crypto';
 import { openBackend } from '../../runtime/backend';
+import { Keys } from '../../runtime/contract/keys';
+import { encodeOpenSSHPrivateKey, formatAuthorizedKey, generateKeyPair, publicKeyBlob, signUserCert } from '../../runtime/sshcert';
 import { cliPath, Daemon, freePort, runCli, RunResult, tempDir } from './proc';
 
 export interface TestAuthOptions {
@@ -23,10 +26,14 @@ export interface TestAuthOptions {
   commands?: { name: string; command: string[]; period: string }[];
   /** Extra YAML lines for `auth_service`. */
   authExtra?: string[];
+  /** Also run the proxy service in the same process. */
+  proxy?: { insecureNoTls?: boolean };
 }
 
 export class TestAuth {
   daemon?: Daemon;
+  /** More `teleport start` flags. */
+  startArgs: string[] = [];
 
   get addr(): string {
     return `127.0.0.1:${this.port}`;
@@ -38,16 +45,17 @@ export class TestAuth {
     readonly dataDir: string,
     readonly port: number,
     readonly nodePort?: number,
+    readonly proxyPorts?: { ssh: number; web: number; tunnel: number },
   ) {}
 
   start(env?: NodeJS.ProcessEnv): Daemon {
-    const roles = this.nodePort ? 'auth,node' : 'auth';
-    this.daemon = Daemon.spawn(process.execPath, [cliPath('teleport'), 'start', `--roles=${roles}`, '-c', this.configPath], env);
+    const roles = ['auth', ...(this.nodePort ? ['node'] : []), ...(this.proxyPorts ? ['proxy'] : [])].join(',');
+    this.daemon = Daemon.spawn(process.execPath, [cliPath('teleport'), 'start', `--roles=${roles}`, '-c', this.configPath, ...this.startArgs], env);
     return this.daemon;
   }
 
   async ready(): Promise<void> {
-    await this.daemon!.waitForOutput(this.nodePort ? /node service is listening/ : /auth service is listening/);
+    await this.daemon!.waitForOutput(/teleport is running/);
   }
 
   /** The cluster's CA pin, from `tctl status`. */
@@ -104,6 +112,7 @@ export async function createAuth(opts: TestAuthOptions = {}): Promise<TestAuth> 
   const dataDir = path.join(dir, 'data');
   const port = await freePort();
   const nodePort = opts.nodePort ?? undefined;
+  const proxyPorts = opts.proxy ? { ssh: await freePort(), web: await freePort(), tunnel: await freePort() } : undefined;
   const lines = [
     'teleport:',
     `  data_dir: ${dataDir}`,
@@ -130,11 +139,20 @@ export async function createAuth(opts: TestAuthOptions = {}): Promise<TestAuth> 
         ]
       : ['  enabled: no']),
     'proxy_service:',
-    '  enabled: no',
+    ...(proxyPorts
+      ? [
+          '  enabled: yes',
+          `  listen_addr: 127.0.0.1:${proxyPorts.ssh}`,
+          `  web_listen_addr: 127.0.0.1:${proxyPorts.web}`,
+          `  tunnel_listen_addr: 127.0.0.1:${proxyPorts.tunnel}`,
+        ]
+      : ['  enabled: no']),
   ];
   const configPath = path.join(dir, 'teleport.yaml');
   fs.writeFileSync(configPath, lines.join('\n') + '\n');
-  return new TestAuth(dir, configPath, dataDir, port, nodePort);
+  const auth = new TestAuth(dir, configPath, dataDir, port, nodePort, proxyPorts);
+  if (opts.proxy?.insecureNoTls) auth.startArgs.push('--insecure-no-tls');
+  return auth;
 }
 
 /** Creates and starts an auth server, ready to serve. */
@@ -207,4 +225,29 @@ export class TestNode {
     await this.daemon?.stop('SIGKILL');
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Writes `<dir>/<name>` and `-cert.pub`: a certificate for `user` signed by the cluster's real user CA
+ * (read straight from the auth server's storage) that expired an hour ago — one tctl would never issue.
+ */
+export async function writeExpiredUserCert(auth: TestAuth, dir: string, name: string, user: string, logins: string[], cluster = 'example.com'): Promise<string> {
+  const storage = await openBackend({ type: 'sqlite', path: path.join(auth.dataDir, 'backend', 'sqlite.db') });
+  const ca = JSON.parse((await storage.get(Keys.certAuthority('user', cluster))).value.toString());
+  await storage.close();
+  const pair = generateKeyPair('ed25519');
+  const blob = signUserCert({
+    caPrivateKey: createPrivateKey(Buffer.from(ca.spec.signing_keys[0], 'base64').toString()),
+    publicKey: publicKeyBlob(pair.publicKey),
+    username: user,
+    logins,
+    ttlMs: 60_000,
+    now: new Date(Date.now() - 3600_000),
+    permit: { pty: true, portForwarding: true, agentForwarding: true, x11Forwarding: false },
+    roles: ['admin'],
+  });
+  const key = path.join(dir, name);
+  fs.writeFileSync(key, encodeOpenSSHPrivateKey(pair.privateKey), { mode: 0o600 });
+  fs.writeFileSync(key + '-cert.pub', formatAuthorizedKey(blob) + '\n');
+  return key;
 }

@@ -30,6 +30,8 @@ export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv
       const stdoutBytes = Buffer.concat(out);
       resolve({ code, stdout: stdoutBytes.toString(), stderr, stdoutBytes });
     });
+    // A program may exit before reading its input; that is not the test's failure.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(opts.input ?? '');
   });
 }
