@@ -9,6 +9,12 @@ import { Server } from './resources';
 
 export const SERVER_ANNOUNCE_TTL_MS = 600_000;
 
+/** formats.md §3.4: ServerAnnounceTTL. `TELEPORT_ANNOUNCE_TTL` (seconds, 1–600) shortens it for tests. */
+export function announceTtlMs(env: NodeJS.ProcessEnv = process.env): number {
+  const s = Number(env.TELEPORT_ANNOUNCE_TTL);
+  return Number.isFinite(s) && s >= 1 && s <= 600 ? s * 1000 : SERVER_ANNOUNCE_TTL_MS;
+}
+
 type Kind = Server['kind'];
 
 function keyOf(kind: Kind, name: string, namespace = DEFAULT_NAMESPACE): string {

@@ -285,7 +285,7 @@ auth
             lines.push(
               type === 'user'
                 ? `cert-authority ${key} type=user&clustername=${encodeURIComponent(cluster)}`
-                : `@cert-authority ${cluster},*.${cluster} ${key} type=host`,
+                : `@cert-authority ${cluster},*.${cluster},[${cluster}]:*,[*.${cluster}]:* ${key} type=host`,
             );
           }
         }

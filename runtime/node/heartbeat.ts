@@ -7,11 +7,6 @@ import { AuthClient } from '../auth/client';
 import { Server } from '../auth/resources';
 import { Logger } from '../utils/logger';
 
-/** formats.md §3.4: ServerAnnounceTTL. `TELEPORT_ANNOUNCE_TTL` (seconds) shortens it for tests. */
-export function announceTtlMs(env: NodeJS.ProcessEnv = process.env): number {
-  const s = Number(env.TELEPORT_ANNOUNCE_TTL);
-  return Number.isFinite(s) && s >= 1 && s <= 600 ? s * 1000 : 600_000;
-}
 
 export class Heartbeat {
   private timer?: NodeJS.Timeout;

@@ -1,19 +1,23 @@
 /**
- * Runs the proxy service: the web listener on 3080 (and, as it lands, the
- * SSH front door on 3023), with the proxy's identity, announcing itself.
+ * Runs the proxy service: the SSH front door on 3023 (the `proxy`
+ * subsystem) and the web listener on 3080, with the proxy's identity,
+ * announcing itself to the cluster.
  */
 import { AuthClient } from '../auth/client';
 import { Identity } from '../auth/identity';
 import { ClusterConfig } from '../auth/server';
-import { formatAddr, TeleportConfig } from '../config';
+import { dialableAddr, formatAddr, TeleportConfig } from '../config';
+import { announceTtlMs } from '../auth/presence';
 import { Logger } from '../utils/logger';
 import { VERSION } from '../version';
+import { ProxySshService, startProxySshService } from './ssh';
 import { PingResponse, startWebService, WebService } from './web';
 
 const CONFIG_REFRESH_MS = 30_000;
 
 export interface ProxyService {
   readonly web: WebService;
+  readonly ssh: ProxySshService;
   close(): Promise<void>;
 }
 
@@ -62,8 +66,21 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       min_client_version: VERSION,
     };
   };
-  let web: WebService;
+  let web: WebService | undefined;
+  let ssh: ProxySshService | undefined;
+  let heartbeat: NodeJS.Timeout | undefined;
   try {
+    ssh = await startProxySshService({
+      listen: p.listenAddr,
+      identity,
+      authClient: client,
+      clusterName: identity.clusterName,
+      hostUUID: opts.hostUUID,
+      log: log.child('ssh'),
+      maxConnections: config.connectionLimits.maxConnections,
+      keepAliveIntervalMs: cluster.keep_alive_interval / 1e6,
+      keepAliveCountMax: cluster.keep_alive_count_max,
+    });
     web = await startWebService({
       listen: p.webListenAddr,
       dataDir: config.dataDir,
@@ -73,16 +90,42 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       ping,
       log: log.child('web'),
     });
+    const sshAddr = ssh.address;
+    const webAddr = web.address;
+    const announce = () =>
+      client
+        .post('/v1/proxies', {
+          kind: 'proxy',
+          version: 'v2',
+          metadata: { name: opts.hostUUID, namespace: 'default', expires: new Date(Date.now() + announceTtlMs()).toISOString() },
+          spec: {
+            addr: `${config.advertiseIp ?? dialableAddr(sshAddr).host}:${sshAddr.port}`,
+            public_addr: first(p.publicAddrs) || `${config.advertiseIp ?? config.nodeName}:${webAddr.port}`,
+            hostname: config.nodeName,
+            version: VERSION,
+          },
+        })
+        .catch((err) => log.warn('proxy heartbeat failed', { error: err }));
+    await announce();
+    heartbeat = setInterval(announce, announceTtlMs() / 2);
+    heartbeat.unref();
   } catch (err) {
     clearInterval(refresh);
+    await web?.close();
+    await ssh?.close();
     client.close();
     throw err;
   }
+  const w = web;
+  const s = ssh;
   return {
-    web,
+    web: w,
+    ssh: s,
     close: async () => {
       clearInterval(refresh);
-      await web.close();
+      clearInterval(heartbeat);
+      await w.close();
+      await s.close();
       client.close();
     },
   };

@@ -104,7 +104,7 @@ describe('OpenSSH sshd trusts the cluster CAs', () => {
 
     // THEN the same check fails when known_hosts trusts another cluster's host CA instead.
     const otherKh = path.join(work, 'known_hosts_other');
-    fs.writeFileSync(otherKh, (await other.tctlOk('auth', 'export', '--type=host')).replace('other.test,*.other.test', 'example.com,*.example.com'));
+    fs.writeFileSync(otherKh, (await other.tctlOk('auth', 'export', '--type=host')).replace(/other\.test/g, 'example.com'));
     const bad = await strict(otherKh);
     expect(bad.code).toBe(255);
     expect(bad.stderr).toMatch(/Host key verification failed/);

@@ -7,7 +7,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { startCluster, TestAuth } from '../helpers/cluster';
-import { run } from '../helpers/proc';
+import { SshUser } from '../helpers/openssh';
+import { run, tempDir } from '../helpers/proc';
+import { LOGIN } from '../helpers/sshd';
 
 describe('proxy web listener', () => {
   const clusters: TestAuth[] = [];
@@ -32,6 +34,23 @@ describe('proxy web listener', () => {
     // Without -k the certificate is not trusted: it is self-signed.
     expect((await run('curl', ['-s', `https://127.0.0.1:${c.proxyPorts!.web}/webapi/ping`])).code).not.toBe(0);
     expect((await run('curl', ['-sk', '-o', '/dev/null', '-w', '%{http_code}', `https://127.0.0.1:${c.proxyPorts!.web}/nope`])).stdout).toBe('404');
+  });
+
+  it('GIVEN teleport start with all three roles THEN OpenSSH reaches the node through the proxy and sign-up URLs name the proxy', async () => {
+    const c = clusters[0];
+    await c.tctlOk('users', 'add', 'alice', LOGIN);
+    const work = tempDir('proxy-all-');
+    try {
+      const alice = await SshUser.create(c, work, 'alice', LOGIN);
+      const hop = `ssh ${alice.options('test-auth').join(' ')} -p ${c.proxyPorts!.ssh} %r@127.0.0.1 -s proxy:%h:%p`;
+      const r = await run('ssh', [...alice.options('test-auth'), '-o', `ProxyCommand=${hop}`, '-p', String(c.nodePort), `${LOGIN}@test-auth`, 'echo through-the-proxy']);
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toBe('through-the-proxy\n');
+      const out = await c.tctlOk('users', 'add', 'bob', LOGIN);
+      expect(out).toContain(`https://test-auth:${c.proxyPorts!.web}/web/newuser/`);
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+    }
   });
 
   it('GIVEN --insecure-no-tls THEN ping answers over plain HTTP', async () => {

@@ -1,0 +1,299 @@
+/**
+ * The proxy's SSH service (port 3023): presents the proxy's host certificate,
+ * accepts only user certificates from the cluster's user CA for a login among
+ * their principals, and serves one thing, the `proxy:host:port[@cluster]`
+ * subsystem, which pipes the client's bytes to a node so that the SSH session
+ * with the node is end to end. Shells, commands, port forwarding and other
+ * channels are refused, as on Teleport's proxy. A malformed connection is
+ * closed on its own.
+ */
+import { createPrivateKey } from 'node:crypto';
+import * as net from 'node:net';
+import { type Connection, Server, type ServerChannel, type Session } from 'ssh2';
+import { AuthClient } from '../auth/client';
+import { Identity } from '../auth/identity';
+import { CertAuthority, Server as ServerRecord } from '../auth/resources';
+import { Ports } from '../contract/ports';
+import { Certificate, EXT_TELEPORT_ROUTE_TO_CLUSTER, hostKeyWithCertificate, parseAuthorizedKey, verifyUserCertAuth } from '../sshcert';
+import { BadParameterError, ConnectionProblemError, NotFoundError } from '../utils/errors';
+import { Logger } from '../utils/logger';
+import { dial, failChannel, proxyHello, readGreeting, relay, TELEPORT_VERSION_PREFIX } from './relay';
+import { HostPort, lookupIPs, NodeCache, resolveTarget } from './resolve';
+import { joinHostPort, parseProxySubsystem, PROXY_SUBSYSTEM_PREFIX } from './target';
+
+export const PROXY_SSH_IDENT = 'Teleport';
+
+export interface ProxySshServiceOptions {
+  readonly listen: HostPort;
+  /** The proxy's identity (role Proxy): its host key and certificate are what clients see. */
+  readonly identity: Identity;
+  /** An auth client with the proxy's credentials: user CAs, the node list and audit events. */
+  readonly authClient: AuthClient;
+  readonly clusterName: string;
+  readonly hostUUID: string;
+  readonly log: Logger;
+  /** @default 15000 */
+  readonly maxConnections?: number;
+  /** SSH keepalives to clients; 0 turns them off. @default 300000 (5 minutes) */
+  readonly keepAliveIntervalMs?: number;
+  /** @default 3 */
+  readonly keepAliveCountMax?: number;
+  /**
+   * Send a node whose version starts with `SSH-2.0-Teleport` the client's
+   * address (`Teleport-Proxy{"clientAddr":…}\0`) before relaying. Off by
+   * default: this project's node (ssh2) refuses bytes before the client's
+   * version line and would drop the connection.
+   * @default false
+   */
+  readonly sendClientAddr?: boolean;
+  /** How long the node list is reused. @default 2000 */
+  readonly nodeCacheTtlMs?: number;
+  /** How often the user CA is re-read. @default 10000 */
+  readonly caRefreshMs?: number;
+  /** Time a connection has to authenticate. @default 30000 */
+  readonly loginGraceMs?: number;
+  /** Time to connect to a node and read its version line. @default 15000 */
+  readonly dialTimeoutMs?: number;
+}
+
+export interface ProxySshService {
+  readonly address: HostPort;
+  close(): Promise<void>;
+}
+
+/** OpenSSH's MaxSessions default: session channels one connection may hold open. */
+const MAX_SESSIONS_PER_CONNECTION = 10;
+const DNS_TIMEOUT_MS = 2000;
+/** Requests refused with a message on stderr; others (pty, signals, agent) are refused quietly. */
+const REFUSED_WITH_MESSAGE = ['shell', 'exec'] as const;
+const REFUSED_QUIETLY = ['pty', 'x11', 'auth-agent', 'signal', 'window-change'] as const;
+
+interface ConnectionContext {
+  cert: Certificate;
+  login: string;
+  remote: HostPort;
+}
+
+/** Fetches the user CA keys; an empty answer is an error (nothing could log in). */
+async function fetchUserCAs(client: AuthClient): Promise<Buffer[]> {
+  const cas = await client.get<CertAuthority[]>('/v1/authorities/user');
+  const keys = cas.flatMap((ca) => ca.spec.checking_keys.map((k) => parseAuthorizedKey(Buffer.from(k, 'base64').toString()).blob));
+  if (!keys.length) throw new NotFoundError('the auth server returned no user CA keys');
+  return keys;
+}
+
+/**
+ * ssh2 hands out a session's channel only once a request is accepted; a
+ * refusal's reason goes on the still-open session channel's stderr (as
+ * Teleport's proxy does) through ssh2's protocol object. Skipped quietly if
+ * ssh2 no longer has that shape.
+ */
+function stderrBeforeAccept(client: Connection, session: Session, line: string): void {
+  const proto = (client as unknown as { _protocol?: { channelExtData?: (id: number, data: Buffer, type: number) => void } })._protocol;
+  const out = (session as unknown as { _chanInfo?: { outgoing?: { id: number; window: number; packetSize: number; state: string } } })._chanInfo?.outgoing;
+  const data = Buffer.from(line + '\n');
+  if (!proto?.channelExtData || !out || out.state !== 'open' || data.length > out.window || data.length > out.packetSize) return;
+  out.window -= data.length;
+  proto.channelExtData(out.id, data, 1 /* SSH_EXTENDED_DATA_STDERR */);
+}
+
+class ProxySshServer {
+  private readonly ssh: Server;
+  private readonly tcp: net.Server;
+  private readonly sockets = new Map<string, { sock: net.Socket; grace: NodeJS.Timeout }>();
+  private readonly nodes: NodeCache;
+  private readonly loginGraceMs: number;
+  private readonly dialTimeoutMs: number;
+  address?: HostPort;
+
+  constructor(
+    private readonly opts: ProxySshServiceOptions,
+    private readonly userCAs: () => Buffer[],
+  ) {
+    this.loginGraceMs = opts.loginGraceMs ?? 30_000;
+    this.dialTimeoutMs = opts.dialTimeoutMs ?? 15_000;
+    this.nodes = new NodeCache(
+      (ns) => opts.authClient.get<ServerRecord[]>(`/v1/namespaces/${encodeURIComponent(ns)}/nodes`),
+      opts.nodeCacheTtlMs ?? 2000,
+      opts.log,
+    );
+    this.ssh = new Server(
+      {
+        hostKeys: [hostKeyWithCertificate(createPrivateKey(opts.identity.sshKey), opts.identity.sshCert)],
+        ident: PROXY_SSH_IDENT,
+        keepaliveInterval: opts.keepAliveIntervalMs ?? 300_000,
+        keepaliveCountMax: opts.keepAliveCountMax ?? 3,
+      } as ConstructorParameters<typeof Server>[0],
+      (client, info) => this.onConnection(client, { host: info.ip, port: info.port }),
+    );
+    this.ssh.on('error', (err: Error) => opts.log.warn('ssh server error', { error: err }));
+    this.tcp = net.createServer((sock) => this.onSocket(sock));
+    this.tcp.maxConnections = opts.maxConnections ?? 15_000;
+    this.tcp.on('drop', (d?: { remoteAddress?: string }) => opts.log.warn('connection limit reached, refusing a connection', { remote: d?.remoteAddress }));
+    this.tcp.on('error', (err) => opts.log.warn('proxy ssh listener error', { error: err }));
+  }
+
+  async listen(): Promise<HostPort> {
+    const { host, port } = this.opts.listen;
+    await new Promise<void>((resolve, reject) => {
+      this.tcp.once('error', reject);
+      this.tcp.listen(port, host, () => {
+        this.tcp.off('error', reject);
+        resolve();
+      });
+    });
+    this.address = { host, port: (this.tcp.address() as net.AddressInfo).port };
+    return this.address;
+  }
+
+  /** Every TCP connection gets `loginGraceMs` to authenticate; the SSH layer is ssh2's. */
+  private onSocket(sock: net.Socket): void {
+    if (sock.remoteAddress === undefined || sock.remotePort === undefined) return void sock.destroy();
+    const key = joinHostPort(sock.remoteAddress, sock.remotePort);
+    const grace = setTimeout(() => sock.destroy(), this.loginGraceMs);
+    this.sockets.set(key, { sock, grace });
+    sock.once('close', () => {
+      clearTimeout(grace);
+      if (this.sockets.get(key)?.sock === sock) this.sockets.delete(key);
+    });
+    sock.on('error', (err) => this.opts.log.debug('connection error', { remote: key, error: err.message }));
+    this.ssh.injectSocket(sock);
+  }
+
+  private onConnection(client: Connection, remote: HostPort): void {
+    const { opts } = this;
+    const log = opts.log;
+    const where = joinHostPort(remote.host, remote.port);
+    const tcp = this.sockets.get(where);
+    let ctx: ConnectionContext | undefined;
+
+    client.on('error', (err) => log.debug('connection error', { remote: where, error: err.message }));
+    client.on('close', () => tcp?.sock.destroy());
+    client.on('authentication', (auth) => {
+      if (auth.method !== 'publickey') return auth.reject(['publickey']);
+      let cert: Certificate;
+      try {
+        cert = verifyUserCertAuth(auth, { trustedCAs: this.userCAs() });
+      } catch (err) {
+        const error = (err as Error).message;
+        log.info('authentication refused', { login: auth.username, remote: remote.host, error });
+        this.audit({ event: 'auth', user: auth.username, success: false, error, server_id: opts.hostUUID, 'addr.remote': where });
+        return auth.reject(['publickey']);
+      }
+      if (auth.signature) ctx = { cert, login: auth.username, remote };
+      auth.accept();
+    });
+    client.on('ready', () => {
+      clearTimeout(tcp?.grace);
+      let sessions = 0;
+      client.on('session', (accept, reject) => {
+        if (sessions >= MAX_SESSIONS_PER_CONNECTION) return reject();
+        const session = accept();
+        sessions++;
+        session.once('close', () => sessions--);
+        this.serveSession(client, session, ctx!);
+      });
+    });
+  }
+
+  private serveSession(client: Connection, session: Session, ctx: ConnectionContext): void {
+    const log = this.opts.log;
+    session.on('env', (accept) => accept?.());
+    for (const type of REFUSED_WITH_MESSAGE) {
+      session.on(type, (_accept: unknown, reject?: () => void) => {
+        log.info('refused a request on the proxy', { type, user: ctx.cert.keyId, login: ctx.login });
+        stderrBeforeAccept(client, session, `proxy doesn't support request type '${type}': ask for the proxy subsystem, e.g. ssh -p ${Ports.proxySsh} <login>@<proxy> -s proxy:<node>:<port>`);
+        reject?.();
+      });
+    }
+    for (const type of REFUSED_QUIETLY) session.on(type as 'pty', (_accept: unknown, reject?: () => void) => reject?.());
+    session.on('subsystem', (accept, reject, info) => {
+      if (!info.name.startsWith(PROXY_SUBSYSTEM_PREFIX)) {
+        stderrBeforeAccept(client, session, `unsupported subsystem "${info.name.slice(0, 64)}": this proxy serves only ${PROXY_SUBSYSTEM_PREFIX}<host>:<port>[@<cluster>]`);
+        return reject?.();
+      }
+      const channel = accept();
+      if (!channel) return;
+      this.proxy(channel, info.name, ctx).catch((err: Error) => {
+        log.info('proxy subsystem failed', { subsystem: info.name.slice(0, 300), user: ctx.cert.keyId, login: ctx.login, error: err.message });
+        failChannel(channel, err.message);
+      });
+    });
+  }
+
+  /** Resolves the request to a node (or a direct address), dials it and relays. */
+  private async proxy(channel: ServerChannel, request: string, ctx: ConnectionContext): Promise<void> {
+    const { opts } = this;
+    const target = parseProxySubsystem(request);
+    const cluster = target.cluster || ctx.cert.extensions[EXT_TELEPORT_ROUTE_TO_CLUSTER] || opts.clusterName;
+    if (cluster !== opts.clusterName) throw new NotFoundError(`cluster ${cluster} not found: this proxy serves only cluster ${opts.clusterName}`);
+    if (!target.host) throw new BadParameterError(`${request}: connecting to the auth server through the proxy subsystem is not supported`);
+    const [nodes, resolvedIPs] = await Promise.all([this.listNodes(target.namespace), lookupIPs(target.host, DNS_TIMEOUT_MS)]);
+    const res = resolveTarget(target, nodes, { clusterName: opts.clusterName, resolvedIPs });
+    const where = joinHostPort(res.addr.host, res.addr.port);
+    let closed = false;
+    channel.once('close', () => (closed = true));
+    let sock: net.Socket;
+    try {
+      sock = await dial(res.addr, this.dialTimeoutMs);
+    } catch (err) {
+      if (res.kind === 'node') throw new ConnectionProblemError(`node ${res.node.spec.hostname} (${res.node.metadata.name}): ${(err as Error).message}`);
+      throw new ConnectionProblemError(`host "${target.host}" is not a node of cluster ${opts.clusterName}, and ${(err as Error).message}`);
+    }
+    if (closed) return void sock.destroy();
+    const greeting = await readGreeting(sock, where, this.dialTimeoutMs);
+    if (closed) return void sock.destroy();
+    if (opts.sendClientAddr && greeting.versionLine?.startsWith(TELEPORT_VERSION_PREFIX)) {
+      sock.write(proxyHello(joinHostPort(ctx.remote.host, ctx.remote.port)));
+    }
+    const fields = { user: ctx.cert.keyId, login: ctx.login, remote: ctx.remote.host, target: request, addr: where, ...(res.kind === 'node' ? { node: res.node.metadata.name } : { direct: true }) };
+    opts.log.info('proxying to node', fields);
+    relay(channel, sock, greeting.head, where, (err) => opts.log.debug('proxy connection closed', { ...fields, ...(err ? { error: err.message } : {}) }));
+  }
+
+  private async listNodes(namespace: string): Promise<ServerRecord[]> {
+    try {
+      return await this.nodes.list(namespace);
+    } catch (err) {
+      throw new ConnectionProblemError(`cannot list the nodes of cluster ${this.opts.clusterName}: ${(err as Error).message}`);
+    }
+  }
+
+  private audit(fields: Record<string, unknown>): void {
+    this.opts.authClient.post('/v1/events', fields).catch((err: Error) => this.opts.log.warn('cannot send an audit event', { event: fields.event, error: err }));
+  }
+
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
+    for (const { sock } of this.sockets.values()) sock.destroy();
+    await closed;
+  }
+}
+
+/** Starts the proxy's SSH listener once the user CA is known; the CA is re-read in the background. */
+export async function startProxySshService(opts: ProxySshServiceOptions): Promise<ProxySshService> {
+  let userCAs = await fetchUserCAs(opts.authClient);
+  const refresh = setInterval(() => {
+    fetchUserCAs(opts.authClient).then(
+      (keys) => (userCAs = keys),
+      (err) => opts.log.warn('cannot refresh the user CA', { error: err }),
+    );
+  }, opts.caRefreshMs ?? 10_000);
+  refresh.unref();
+  const server = new ProxySshServer(opts, () => userCAs);
+  let address: HostPort;
+  try {
+    address = await server.listen();
+  } catch (err) {
+    clearInterval(refresh);
+    throw err;
+  }
+  opts.log.info('proxy ssh service is listening', { addr: joinHostPort(address.host, address.port), host_uuid: opts.hostUUID });
+  return {
+    address,
+    close: async () => {
+      clearInterval(refresh);
+      await server.close();
+    },
+  };
+}
