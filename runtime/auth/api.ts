@@ -11,6 +11,7 @@ import { AccessDeniedError, BadParameterError } from '../utils/errors';
 import { VERSION } from '../version';
 import { CAType } from './authorities';
 import { Caller, route, Route } from './http';
+import { loginRoutes } from './login-api';
 import { parseResource, parseSystemRole, roleSchema, serverSchema, Server, userSchema, SYSTEM_ROLES } from './resources';
 import { displayRole } from './roles';
 import { AuthServer } from './server';
@@ -254,5 +255,6 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
       },
     }),
     ...sessionRoutes(auth, recordings),
+    ...loginRoutes(auth),
   ];
 }

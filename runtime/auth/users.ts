@@ -1,12 +1,15 @@
 /**
- * Local users: the user record, its password hash, and the single-use
- * sign-up tokens that `tctl users add` hands out (1 hour by default).
+ * Local users: the user record, its password hash, its TOTP secret, the
+ * failed login attempts that lead to a lockout, and the single-use sign-up
+ * tokens that `tctl users add` hands out (1 hour by default).
  */
+import { randomUUID } from 'node:crypto';
 import { Backend } from '../backend';
 import { Keys, rangeEnd } from '../contract/keys';
-import { AlreadyExistsError, BadParameterError, isReason, NotFoundError } from '../utils/errors';
+import { AlreadyExistsError, BadParameterError, CompareFailedError, isReason, NotFoundError } from '../utils/errors';
 import { hashPassword, randomToken, tokenDigest } from '../utils/secrets';
 import { User, userSchema } from './resources';
+import { generateTotpSecret } from './totp';
 
 export const SIGNUP_TOKEN_TTL_MS = 3600_000;
 export const MAX_SIGNUP_TOKEN_TTL_MS = 48 * 3600_000;
@@ -16,9 +19,25 @@ export interface SignupToken {
   user: string;
   expires: string;
   created: string;
+  /** The TOTP secret offered to the user at sign-up, made on first read so a reload shows the same one. */
+  otp_secret?: string;
+}
+
+export interface TotpRecord {
+  /** base32 */
+  secret: string;
+  /** The last time step whose code was accepted; codes of this step and earlier are refused. */
+  last_step: number;
+}
+
+/** Throws BadParameterError unless the password is acceptable. */
+export function checkPassword(password: string): void {
+  if (password.length < 6) throw new BadParameterError('password must be at least 6 characters long');
+  if (password.length > 128) throw new BadParameterError('password must be at most 128 characters long');
 }
 
 const json = (v: unknown) => Buffer.from(JSON.stringify(v));
+const totpJson = (r: TotpRecord) => json({ secret: r.secret, last_step: r.last_step });
 
 export class Users {
   constructor(private readonly backend: Backend) {}
@@ -51,6 +70,27 @@ export class Users {
     await this.backend.put({ key: Keys.user(user.metadata.name), value: json(user) });
   }
 
+  /** Read-modify-write of a user record that never overwrites a concurrent change. */
+  async update(name: string, change: (user: User) => User): Promise<User> {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      let item;
+      try {
+        item = await this.backend.get(Keys.user(name));
+      } catch (err) {
+        if (isReason(err, 'not_found')) throw new NotFoundError(`user "${name}" not found`);
+        throw err;
+      }
+      const next = change(userSchema.parse(JSON.parse(item.value.toString())));
+      try {
+        await this.backend.compareAndSwap({ key: item.key, value: item.value }, { key: item.key, value: json(next) });
+        return next;
+      } catch (err) {
+        if (!isReason(err, 'compare_failed')) throw err;
+      }
+    }
+    throw new CompareFailedError(`user "${name}" kept changing while it was being updated; try again`);
+  }
+
   /** Deletes the user with its password, sessions and pending sign-up tokens. */
   async delete(name: string): Promise<void> {
     try {
@@ -66,8 +106,7 @@ export class Users {
   }
 
   async setPassword(name: string, password: string): Promise<void> {
-    if (password.length < 6) throw new BadParameterError('password must be at least 6 characters long');
-    if (password.length > 128) throw new BadParameterError('password must be at most 128 characters long');
+    checkPassword(password);
     await this.get(name);
     await this.backend.put({ key: Keys.userPassword(name), value: Buffer.from(await hashPassword(password)) });
   }
@@ -79,6 +118,48 @@ export class Users {
       if (isReason(err, 'not_found')) return undefined;
       throw err;
     }
+  }
+
+  async getTotp(name: string): Promise<TotpRecord | undefined> {
+    try {
+      return JSON.parse((await this.backend.get(Keys.userTotp(name))).value.toString()) as TotpRecord;
+    } catch (err) {
+      if (isReason(err, 'not_found')) return undefined;
+      throw err;
+    }
+  }
+
+  async setTotp(name: string, rec: TotpRecord): Promise<void> {
+    await this.backend.put({ key: Keys.userTotp(name), value: totpJson(rec) });
+  }
+
+  /** Replaces the TOTP record if it is still `expected`; false when someone else changed it first. */
+  async swapTotp(name: string, expected: TotpRecord, next: TotpRecord): Promise<boolean> {
+    try {
+      await this.backend.compareAndSwap({ key: Keys.userTotp(name), value: totpJson(expected) }, { key: Keys.userTotp(name), value: totpJson(next) });
+      return true;
+    } catch (err) {
+      if (isReason(err, 'compare_failed')) return false;
+      throw err;
+    }
+  }
+
+  /** Records a failed login that counts for `windowMs`. */
+  async addLoginAttempt(name: string, windowMs: number): Promise<void> {
+    const now = Date.now();
+    await this.backend.put({
+      key: Keys.userLoginAttempt(name, randomUUID()),
+      value: json({ time: new Date(now).toISOString(), success: false }),
+      expires: new Date(now + windowMs),
+    });
+  }
+
+  async countLoginAttempts(name: string): Promise<number> {
+    return (await this.backend.getRange(Keys.userLoginAttempts(name), rangeEnd(Keys.userLoginAttempts(name)))).length;
+  }
+
+  async clearLoginAttempts(name: string): Promise<void> {
+    await this.backend.deleteRange(Keys.userLoginAttempts(name), rangeEnd(Keys.userLoginAttempts(name)));
   }
 
   async createSignupToken(user: string, ttlMs = SIGNUP_TOKEN_TTL_MS): Promise<SignupToken> {
@@ -100,12 +181,40 @@ export class Users {
     }
   }
 
+  /** The token with its TOTP secret, generating and storing the secret on the first call. */
+  async signupTokenWithSecret(token: string): Promise<SignupToken & { otp_secret: string }> {
+    const key = Keys.signupToken(tokenDigest(token));
+    for (let attempt = 0; attempt < 10; attempt++) {
+      let item;
+      try {
+        item = await this.backend.get(key);
+      } catch (err) {
+        if (isReason(err, 'not_found')) throw new NotFoundError('sign-up token not found or expired');
+        throw err;
+      }
+      const rec = JSON.parse(item.value.toString()) as SignupToken;
+      if (rec.otp_secret) return rec as SignupToken & { otp_secret: string };
+      const next = { ...rec, otp_secret: generateTotpSecret() };
+      try {
+        await this.backend.compareAndSwap({ key, value: item.value }, { key, value: json(next), ...(item.expires ? { expires: item.expires } : {}) });
+        return next;
+      } catch (err) {
+        if (!isReason(err, 'compare_failed')) throw err;
+      }
+    }
+    throw new CompareFailedError('sign-up token kept changing while its TOTP secret was being stored; try again');
+  }
+
   async deleteSignupToken(token: string): Promise<void> {
     await this.backend.delete(Keys.signupToken(tokenDigest(token)));
   }
 
+  /** The pending tokens, without their TOTP secrets. */
   async listSignupTokens(): Promise<SignupToken[]> {
     const items = await this.backend.getRange(Keys.signupTokens(), rangeEnd(Keys.signupTokens()));
-    return items.map((i) => JSON.parse(i.value.toString()) as SignupToken);
+    return items.map((i) => {
+      const { otp_secret: _secret, ...rec } = JSON.parse(i.value.toString()) as SignupToken;
+      return rec;
+    });
   }
 }

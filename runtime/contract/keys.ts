@@ -28,6 +28,11 @@ export const Keys = {
   user: (name: string) => key('web', 'users', name, 'params'),
   userPassword: (name: string) => key('web', 'users', name, 'pwd'),
   userPrefix: (name: string) => key('web', 'users', name) + '/',
+  /** The user's TOTP secret and the last time step used (replay protection). */
+  userTotp: (name: string) => key('web', 'users', name, 'totp'),
+  /** Failed login attempts, one item each, expiring after the lockout window. */
+  userLoginAttempt: (name: string, id: string) => key('web', 'users', name, 'attempts', id),
+  userLoginAttempts: (name: string) => key('web', 'users', name, 'attempts') + '/',
   users: () => key('web', 'users') + '/',
   role: (name: string) => key('roles', name, 'params'),
   roles: () => key('roles') + '/',

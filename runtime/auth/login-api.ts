@@ -1,0 +1,63 @@
+/**
+ * The auth API routes the proxy calls for local users: reading and
+ * completing a sign-up token, and logging in with a password and second
+ * factor (the proxy's `POST /webapi/ssh/certs`, formats.md §4.3). Only
+ * proxies (and the auth server's own identities) may call them.
+ */
+import { z } from 'zod';
+import { route, Route } from './http';
+import { LocalLogins } from './login';
+import { AuthServer } from './server';
+
+const NS_PER_MS = 1_000_000;
+const unb64 = (s: string) => Buffer.from(s, 'base64').toString();
+
+const completeSignupBody = z.object({ password: z.string().max(1024), otp_token: z.string().max(32).optional() }).strict();
+
+const loginBody = z
+  .object({
+    password: z.string().max(1024),
+    otp_token: z.string().max(32).optional(),
+    /** authorized_keys line, base64. */
+    pub_key: z.string().min(1).max(16384),
+    /** PEM SPKI, base64. */
+    tls_pub_key: z.string().max(16384).optional(),
+    /** Nanoseconds. */
+    ttl: z.number().int().nonnegative().optional(),
+    route_to_cluster: z.string().max(255).optional(),
+  })
+  .strict();
+
+export function loginRoutes(auth: AuthServer, logins = new LocalLogins(auth)): Route[] {
+  return [
+    route({
+      method: 'GET',
+      path: '/v1/signuptokens/:token',
+      allow: ['Proxy'],
+      handler: async ({ params }) => logins.signupToken(params.token),
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/signuptokens/:token/complete',
+      allow: ['Proxy'],
+      body: completeSignupBody,
+      handler: async ({ params, body }) => logins.completeSignup(params.token, body.password, body.otp_token),
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/users/:name/login',
+      allow: ['Proxy'],
+      body: loginBody,
+      handler: async ({ params, body }) =>
+        logins.login({
+          username: params.name,
+          password: body.password,
+          ...(body.otp_token !== undefined ? { otpToken: body.otp_token } : {}),
+          sshPublicKey: unb64(body.pub_key),
+          ...(body.tls_pub_key ? { tlsPublicKey: unb64(body.tls_pub_key) } : {}),
+          ...(body.ttl ? { ttlMs: Math.round(body.ttl / NS_PER_MS) } : {}),
+          ...(body.route_to_cluster ? { routeToCluster: body.route_to_cluster } : {}),
+        }),
+    }),
+  ];
+}

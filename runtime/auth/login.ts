@@ -1,0 +1,280 @@
+/**
+ * Local users signing up and logging in: the server side of the sign-up page
+ * (password and TOTP registration with a `tctl users add` token) and of
+ * `tsh login` (password and TOTP exchanged for short-lived certificates).
+ * Every login attempt is audited; repeated failures lock the user for a
+ * while; callers learn only "it failed", never which part was wrong.
+ */
+import { createPublicKey } from 'node:crypto';
+import { formatAuthorizedKey, parseAuthorizedKey, parsePublicKeyBlob, USER_CERT_TTL } from '../sshcert';
+import { AccessDeniedError, BadParameterError, CompareFailedError, isReason, NotFoundError } from '../utils/errors';
+import { RateLimiter } from '../utils/ratelimit';
+import { hashPassword, randomToken, verifyPassword } from '../utils/secrets';
+import { User } from './resources';
+import { AuthServer } from './server';
+import { otpauthUrl, verifyTotp } from './totp';
+import { checkPassword, SignupToken } from './users';
+
+/** Failed attempts within `attemptWindowMs` that lock a user, and for how long. */
+export const LOCKOUT = { maxAttempts: 5, attemptWindowMs: 30 * 60_000, lockMs: 20 * 60_000 } as const;
+
+/** What a caller is told about any failed login, whatever the cause. */
+export const INVALID_LOGIN = 'invalid username, password or second factor';
+
+const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,254}$/;
+
+export interface LoginRequest {
+  username: string;
+  password: string;
+  otpToken?: string;
+  /** authorized_keys line. */
+  sshPublicKey: string;
+  /** PEM SPKI, when a TLS certificate is wanted too. */
+  tlsPublicKey?: string;
+  /** @default USER_CERT_TTL.default (12 h), capped by the user's roles */
+  ttlMs?: number;
+  routeToCluster?: string;
+}
+
+/** A CA the client should trust (formats.md §4.3 TrustedCerts); byte fields base64. */
+export interface TrustedCerts {
+  domain_name: string;
+  checking_keys: string[];
+  tls_certs: string[];
+}
+
+/** formats.md §4.3 SSHLoginResponse; byte fields base64. */
+export interface SSHLoginResponse {
+  username: string;
+  cert: string;
+  tls_cert?: string;
+  host_signers: TrustedCerts[];
+}
+
+export interface SignupTokenInfo {
+  user: string;
+  expires: string;
+  second_factor: string;
+  /** Present when the cluster's second factor is `otp`. */
+  otp_url?: string;
+  otp_secret?: string;
+}
+
+/** A failed login: the caller sees the generic message, the audit log sees `detail`. */
+class LoginFailure extends AccessDeniedError {
+  constructor(
+    message: string,
+    readonly detail: string,
+  ) {
+    super(message);
+  }
+}
+
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+function lockedUntil(user: User, now: number): Date | undefined {
+  const s = user.spec.status;
+  if (!s?.is_locked || !s.lock_expires) return undefined;
+  const until = new Date(s.lock_expires);
+  return until.getTime() > now ? until : undefined;
+}
+
+const lockMessage = (name: string, until: Date) => `user "${name}" is locked until ${until.toISOString()} after too many failed login attempts`;
+
+export interface LocalLoginsOptions {
+  /** Login attempts per user name. @default burst 10, one more every 6 s */
+  limiter?: RateLimiter;
+}
+
+export class LocalLogins {
+  private readonly limiter: RateLimiter;
+  private dummyHash?: Promise<string>;
+
+  constructor(
+    private readonly auth: AuthServer,
+    opts: LocalLoginsOptions = {},
+  ) {
+    this.limiter = opts.limiter ?? new RateLimiter({ burst: 10, perSecond: 1 / 6 });
+  }
+
+  private get secondFactor(): 'off' | 'otp' | 'u2f' {
+    return this.auth.opts.clusterConfig.second_factor;
+  }
+
+  private checkSecondFactorSupported(): void {
+    if (this.secondFactor === 'u2f') {
+      throw new BadParameterError('auth_service.authentication.second_factor is u2f, which this auth server does not support for local users; use otp or off');
+    }
+  }
+
+  private async liveSignupToken(token: string): Promise<SignupToken> {
+    const rec = await this.auth.users.getSignupToken(token);
+    if (new Date(rec.expires).getTime() <= Date.now()) throw new NotFoundError('sign-up token not found or expired');
+    return rec;
+  }
+
+  /** What the sign-up page shows for a token: the user and, with `otp`, the secret to register. */
+  async signupToken(token: string): Promise<SignupTokenInfo> {
+    this.checkSecondFactorSupported();
+    const live = await this.liveSignupToken(token);
+    if (this.secondFactor !== 'otp') return { user: live.user, expires: live.expires, second_factor: this.secondFactor };
+    const rec = await this.auth.users.signupTokenWithSecret(token);
+    return {
+      user: rec.user,
+      expires: rec.expires,
+      second_factor: this.secondFactor,
+      otp_url: otpauthUrl(this.auth.clusterName, rec.user, rec.otp_secret),
+      otp_secret: rec.otp_secret,
+    };
+  }
+
+  /**
+   * Sets the user's password (and TOTP secret with `otp`) and uses up the token.
+   * A wrong code leaves the token usable; a used or expired one is not found.
+   */
+  async completeSignup(token: string, password: string, otpToken?: string): Promise<{ username: string }> {
+    this.checkSecondFactorSupported();
+    const rec = await this.liveSignupToken(token);
+    checkPassword(password);
+    await this.auth.users.get(rec.user);
+    let totpStepUsed: number | undefined;
+    if (this.secondFactor === 'otp') {
+      const step = rec.otp_secret && otpToken !== undefined ? verifyTotp(rec.otp_secret, otpToken) : undefined;
+      if (step === undefined) {
+        throw new AccessDeniedError('invalid second factor code: enter the current code from the authenticator app set up with this sign-up token');
+      }
+      totpStepUsed = step;
+    }
+    try {
+      await this.auth.users.deleteSignupToken(token);
+    } catch (err) {
+      if (isReason(err, 'not_found')) throw new NotFoundError('sign-up token not found or expired');
+      throw err;
+    }
+    await this.auth.users.setPassword(rec.user, password);
+    if (totpStepUsed !== undefined) await this.auth.users.setTotp(rec.user, { secret: rec.otp_secret!, last_step: totpStepUsed });
+    await this.auth.emit({ event: 'user.password_change', user: rec.user, name: rec.user, method: 'signup', second_factor: this.secondFactor });
+    return { username: rec.user };
+  }
+
+  /** Checks the credentials, issues certificates and audits the attempt either way. */
+  async login(req: LoginRequest): Promise<SSHLoginResponse> {
+    try {
+      const ttlMs = this.checkRequest(req);
+      this.limiter.take(req.username);
+      await this.authenticate(req);
+      const certs = await this.auth.generateUserCerts({
+        username: req.username,
+        sshPublicKey: req.sshPublicKey,
+        ...(req.tlsPublicKey ? { tlsPublicKey: req.tlsPublicKey } : {}),
+        ...(ttlMs ? { ttlMs } : {}),
+        overrideRoleTtl: false,
+        ...(req.routeToCluster ? { routeToCluster: req.routeToCluster } : {}),
+      });
+      const res: SSHLoginResponse = {
+        username: req.username,
+        cert: b64(certs.sshCert),
+        ...(certs.tlsCert ? { tls_cert: b64(certs.tlsCert) } : {}),
+        host_signers: await this.hostSigners(),
+      };
+      await this.auth.emit({ event: 'user.login', user: req.username, method: 'local', success: true });
+      return res;
+    } catch (err) {
+      const detail = err instanceof LoginFailure ? err.detail : (err as Error).message;
+      await this.auth.emit({ event: 'user.login', user: req.username.slice(0, 255), method: 'local', success: false, error: detail });
+      throw err;
+    }
+  }
+
+  /** Validates what does not depend on the user; returns the TTL asked for, if any. */
+  private checkRequest(req: LoginRequest): number | undefined {
+    if (!USER_NAME.test(req.username)) throw new BadParameterError('invalid user name: letters, digits, ".", "_", "@" or "-", starting with a letter or digit');
+    this.checkSecondFactorSupported();
+    if (req.ttlMs !== undefined && req.ttlMs !== 0 && (req.ttlMs < USER_CERT_TTL.min || req.ttlMs > USER_CERT_TTL.max)) {
+      throw new BadParameterError('ttl must be between 1m and 30h');
+    }
+    try {
+      parsePublicKeyBlob(parseAuthorizedKey(req.sshPublicKey).blob);
+    } catch (err) {
+      throw new BadParameterError(`pub_key is not an SSH public key in authorized_keys form: ${(err as Error).message}`);
+    }
+    if (req.tlsPublicKey) {
+      try {
+        createPublicKey(req.tlsPublicKey);
+      } catch {
+        throw new BadParameterError('tls_pub_key is not a PEM public key');
+      }
+    }
+    return req.ttlMs || undefined;
+  }
+
+  /** A hash of a random password, so an unknown user costs the same scrypt run as a known one. */
+  private placeholderHash(): Promise<string> {
+    this.dummyHash ??= hashPassword(randomToken());
+    return this.dummyHash;
+  }
+
+  private async authenticate(req: LoginRequest): Promise<void> {
+    const { username: name } = req;
+    let user: User | undefined;
+    try {
+      user = await this.auth.users.get(name);
+    } catch (err) {
+      if (!isReason(err, 'not_found')) throw err;
+    }
+    const locked = user && lockedUntil(user, Date.now());
+    if (locked) throw new LoginFailure(lockMessage(name, locked), 'user is locked');
+    const hash = user ? await this.auth.users.passwordHash(name) : undefined;
+    const passwordOk = await verifyPassword(req.password, hash ?? (await this.placeholderHash()));
+    if (!user) throw new LoginFailure(INVALID_LOGIN, 'unknown user');
+    if (!hash) return this.failed(name, 'the user has not completed sign-up');
+    if (!passwordOk) return this.failed(name, 'invalid password');
+    if (this.secondFactor === 'otp') await this.checkTotp(name, req.otpToken);
+    await this.auth.users.clearLoginAttempts(name);
+    if (user.spec.status?.is_locked) {
+      await this.auth.users.update(name, (u) => ({ ...u, spec: { ...u.spec, status: { is_locked: false } } }));
+    }
+  }
+
+  private async checkTotp(name: string, code: string | undefined): Promise<void> {
+    if (!code) return this.failed(name, 'no second factor code given');
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const rec = await this.auth.users.getTotp(name);
+      if (!rec) return this.failed(name, 'the user has no second factor registered');
+      const now = Date.now();
+      const step = verifyTotp(rec.secret, code, { timeMs: now, afterStep: rec.last_step });
+      if (step === undefined) {
+        const replayed = verifyTotp(rec.secret, code, { timeMs: now }) !== undefined;
+        return this.failed(name, replayed ? 'second factor code already used' : 'invalid second factor code');
+      }
+      if (await this.auth.users.swapTotp(name, rec, { secret: rec.secret, last_step: step })) return;
+    }
+    throw new CompareFailedError(`the second factor of user "${name}" kept changing during login; try again`);
+  }
+
+  /** Counts a failed attempt against an existing user and locks them after too many. */
+  private async failed(name: string, detail: string): Promise<never> {
+    await this.auth.users.addLoginAttempt(name, LOCKOUT.attemptWindowMs);
+    if ((await this.auth.users.countLoginAttempts(name)) < LOCKOUT.maxAttempts) throw new LoginFailure(INVALID_LOGIN, detail);
+    const now = Date.now();
+    const until = new Date(now + LOCKOUT.lockMs);
+    await this.auth.users.update(name, (u) => ({
+      ...u,
+      spec: {
+        ...u.spec,
+        status: { is_locked: true, locked_time: new Date(now).toISOString(), lock_expires: until.toISOString(), locked_message: 'user has exceeded maximum failed login attempts' },
+      },
+    }));
+    await this.auth.users.clearLoginAttempts(name);
+    throw new LoginFailure(lockMessage(name, until), `${detail}; user locked after ${LOCKOUT.maxAttempts} failed attempts`);
+  }
+
+  /** The host CAs the client should trust, of this cluster and any trusted one. */
+  private async hostSigners(): Promise<TrustedCerts[]> {
+    return (await this.auth.authorities.list('host')).map((ca) => ({
+      domain_name: ca.clusterName,
+      checking_keys: ca.checkingKeys().map((k) => b64(formatAuthorizedKey(k))),
+      tls_certs: ca.resource.spec.tls_key_pairs.map((p) => p.cert),
+    }));
+  }
+}
