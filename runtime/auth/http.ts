@@ -104,8 +104,9 @@ async function readRaw(req: IncomingMessage, limit: number): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-async function readBody(req: IncomingMessage): Promise<unknown> {
-  const body = await readRaw(req, MAX_BODY_BYTES);
+/** Reads a JSON body of at most `limit` bytes; an empty body is undefined. */
+export async function readJsonBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<unknown> {
+  const body = await readRaw(req, limit);
   if (!body.length) return undefined;
   try {
     return JSON.parse(body.toString('utf8'));
@@ -126,6 +127,11 @@ function sendBytes(res: ServerResponse, body: Buffer): void {
 }
 
 export function sendError(res: ServerResponse, err: unknown, log: Logger): void {
+  if (err instanceof BodyTooLargeError) {
+    res.shouldKeepAlive = false;
+    sendJson(res, 413, { error: { reason: err.reason, message: err.message } });
+    return;
+  }
   if (err instanceof TeleportError) {
     sendJson(res, httpStatusOf(err.reason), { error: { reason: err.reason, message: err.message } });
     return;
@@ -172,7 +178,7 @@ export class Router {
         }
         const params = Object.fromEntries(c.names.map((n, i) => [n, decodeURIComponent(m[i + 1])]));
         const raw =
-          req.method === 'GET' || req.method === 'DELETE' ? undefined : c.route.rawBodyLimit !== undefined ? await readRaw(req, c.route.rawBodyLimit) : await readBody(req);
+          req.method === 'GET' || req.method === 'DELETE' ? undefined : c.route.rawBodyLimit !== undefined ? await readRaw(req, c.route.rawBodyLimit) : await readJsonBody(req);
         let body: unknown = raw;
         if (c.route.body) {
           const parsed = c.route.body.safeParse(raw ?? {});
@@ -191,10 +197,7 @@ export class Router {
       throw methodMatched ? new BadParameterError(`method ${req.method} not allowed on ${url.pathname}`) : new NotFoundError(`no API at ${url.pathname}`);
     } catch (err) {
       if (res.headersSent) res.destroy();
-      else if (err instanceof BodyTooLargeError) {
-        res.shouldKeepAlive = false;
-        sendJson(res, 413, { error: { reason: err.reason, message: err.message } });
-      } else sendError(res, err, this.log);
+      else sendError(res, err, this.log);
     }
   };
 }

@@ -87,7 +87,20 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       keyPairs: p.keyPairs,
       insecureNoTls: p.insecureNoTls,
       hostNames: [...new Set([config.nodeName, 'localhost', '127.0.0.1', ...p.publicAddrs.map((a) => a.host)])],
-      ping,
+      api: {
+        ping,
+        login: (user, b) =>
+          client.post(`/v1/users/${encodeURIComponent(user)}/login`, {
+            password: b.password,
+            ...((b.otp_token ?? b.hotp_token) ? { otp_token: b.otp_token ?? b.hotp_token } : {}),
+            pub_key: b.pub_key,
+            ...(b.tls_pub_key ? { tls_pub_key: b.tls_pub_key } : {}),
+            ...(b.ttl !== undefined ? { ttl: b.ttl } : {}),
+            ...(b.route_to_cluster ? { route_to_cluster: b.route_to_cluster } : {}),
+          }),
+        signupToken: (token) => client.get(`/v1/signuptokens/${token}`),
+        completeSignup: (token, b) => client.post(`/v1/signuptokens/${token}/complete`, b),
+      },
       log: log.child('web'),
     });
     const sshAddr = ssh.address;

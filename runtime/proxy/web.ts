@@ -2,18 +2,22 @@
  * The proxy's web listener (3080): HTTPS with the configured key pairs, or a
  * self-signed certificate made on first start (`webproxy_{key,cert}.pem` in
  * data_dir), or plain HTTP with `--insecure-no-tls` behind a load balancer
- * that terminates TLS. Serves `GET /webapi/ping` (load balancer health checks
- * and client discovery); the login API and pages come with the rest of the
- * proxy (issue 4).
+ * that terminates TLS. Serves the web API (all also under `/v1`):
+ *   GET  /webapi/ping                     load balancer health checks, client discovery
+ *   POST /webapi/ssh/certs                tsh login: password + second factor in, certificates out
+ *   GET  /webapi/signuptokens/:token      what the sign-up page shows (user, TOTP enrolment URL)
+ *   POST /webapi/signuptokens/:token      completes the sign-up (password + TOTP code)
+ * Bodies are JSON of at most 64 KiB, validated by one schema each; a bad one gets a 4xx.
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { AddressInfo } from 'node:net';
 import * as path from 'node:path';
-import { sendError, sendJson } from '../auth/http';
+import { z } from 'zod';
+import { readJsonBody, sendError, sendJson } from '../auth/http';
 import { selfSignedServerCert } from '../tlsca';
-import { NotFoundError } from '../utils/errors';
+import { BadParameterError, NotFoundError } from '../utils/errors';
 import { Logger } from '../utils/logger';
 
 export interface PingResponse {
@@ -21,6 +25,47 @@ export interface PingResponse {
   proxy: { ssh: { listen_addr: string; tunnel_listen_addr: string; public_addr: string; ssh_public_addr: string } };
   server_version: string;
   min_client_version: string;
+}
+
+/** What the web API asks of the cluster (the auth service, through the proxy's identity). */
+export interface WebApi {
+  ping(): Promise<PingResponse>;
+  login(user: string, body: LoginBody): Promise<unknown>;
+  signupToken(token: string): Promise<unknown>;
+  completeSignup(token: string, body: SignupBody): Promise<unknown>;
+}
+
+const WEB_BODY_LIMIT = 64 * 1024;
+const TOKEN_RE = /^[0-9a-f]{32}$/;
+
+/** `POST /webapi/ssh/certs` (formats.md §4.3 CreateSSHCertReq). */
+export const loginBodySchema = z
+  .object({
+    user: z.string().min(1).max(255),
+    password: z.string().min(1).max(1024),
+    otp_token: z.string().max(16).optional(),
+    hotp_token: z.string().max(16).optional(),
+    pub_key: z.string().min(1).max(16384),
+    tls_pub_key: z.string().max(16384).optional(),
+    ttl: z.number().int().nonnegative().optional(),
+    compatibility: z.string().max(32).optional(),
+    route_to_cluster: z.string().max(255).optional(),
+  })
+  .strict();
+export type LoginBody = z.infer<typeof loginBodySchema>;
+
+export const signupBodySchema = z.object({ password: z.string().min(1).max(1024), otp_token: z.string().max(16).optional() }).strict();
+export type SignupBody = z.infer<typeof signupBodySchema>;
+
+async function parseBody<T>(req: http.IncomingMessage, schema: z.ZodType<T>): Promise<T> {
+  const parsed = schema.safeParse((await readJsonBody(req, WEB_BODY_LIMIT)) ?? {});
+  if (parsed.success) return parsed.data;
+  throw new BadParameterError('invalid request: ' + parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; '));
+}
+
+function signupToken(value: string): string {
+  if (!TOKEN_RE.test(value)) throw new NotFoundError('sign-up token not found or expired');
+  return value;
 }
 
 export interface WebServiceOptions {
@@ -31,7 +76,7 @@ export interface WebServiceOptions {
   insecureNoTls: boolean;
   /** DNS names and IPs for the self-signed certificate. */
   hostNames: string[];
-  ping: () => Promise<PingResponse>;
+  api: WebApi;
   log: Logger;
 }
 
@@ -70,11 +115,21 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
     try {
       const url = new URL(req.url ?? '/', 'http://proxy');
       const route = url.pathname.replace(/^\/v1(?=\/webapi\/)/, '');
+      const signup = /^\/webapi\/signuptokens\/([^/]+)$/.exec(route);
+      const { api } = opts;
       if (route === '/webapi/ping' && (req.method === 'GET' || req.method === 'HEAD')) {
-        sendJson(res, 200, await opts.ping());
-        return;
+        sendJson(res, 200, await api.ping());
+      } else if (route === '/webapi/ssh/certs' && req.method === 'POST') {
+        const body = await parseBody(req, loginBodySchema);
+        sendJson(res, 200, await api.login(body.user, body));
+      } else if (signup && req.method === 'GET') {
+        sendJson(res, 200, await api.signupToken(signupToken(signup[1])));
+      } else if (signup && req.method === 'POST') {
+        const body = await parseBody(req, signupBodySchema);
+        sendJson(res, 200, await api.completeSignup(signupToken(signup[1]), body));
+      } else {
+        throw new NotFoundError(`no page at ${url.pathname}`);
       }
-      throw new NotFoundError(`no page at ${url.pathname}`);
     } catch (err) {
       sendError(res, err, log);
     }
