@@ -26,7 +26,7 @@ describe('node sessions', () => {
       const r = await run('useradd', ['--create-home', '--shell', '/bin/bash', OS_USER]);
       if (r.code !== 0) throw new Error(`useradd failed (tests need root): ${r.stderr}`);
     }
-    cluster = await startCluster({ authExtra: ['client_idle_timeout: 2s'], tokens: ['node:session-node-token'] });
+    cluster = await startCluster({ authExtra: ['client_idle_timeout: 3s', 'keep_alive_interval: 500ms'], tokens: ['node:session-node-token'] });
     await cluster.tctlOk('users', 'add', 'alice', `${LOGIN},${OS_USER}`);
     alice = await SshUser.create(cluster, work, 'alice', OS_USER);
     const home = `/home/${OS_USER}`;
@@ -105,6 +105,13 @@ describe('node sessions', () => {
     client.end();
     expect(output).toContain('SIZE-AFTER 50 132');
     await waitFor('the resize event', async () => (await cluster.events(['resize'])).some((e) => e.size === '132:50' && e.login === OS_USER));
+  });
+
+  it('GIVEN keep_alive_interval THEN the node sends keepalive@openssh.com requests the client answers', async () => {
+    const opts = alice.options(NODE).map((o) => (o === 'LogLevel=ERROR' ? 'LogLevel=DEBUG1' : o));
+    const r = await run('ssh', [...opts, '-p', String(cluster.nodePort), `${OS_USER}@127.0.0.1`, 'sleep 2; echo awake']);
+    expect(r.stdout).toBe('awake\n');
+    expect(r.stderr).toMatch(/client_input_global_request: rtype keepalive@openssh\.com want_reply 1/);
   });
 
   it('GIVEN a session idle longer than client_idle_timeout THEN the node disconnects it and audits why', async () => {
