@@ -33,6 +33,8 @@ export interface NodeServerOptions {
   keepAliveCountMax: number;
   disconnectExpiredCert: boolean;
   maxConnections: number;
+  /** Distinct cluster users with a connection at once (`connection_limits.max_users`). */
+  maxUsers: number;
   emit(fields: EventFields): void;
   record(sid: string): SessionRecording;
   log: Logger;
@@ -53,6 +55,8 @@ function permitsOf(cert: Certificate) {
 export class NodeServer {
   private readonly server: Server;
   private readonly clients = new Set<Connection>();
+  /** Open authenticated connections per cluster user. */
+  private readonly users = new Map<string, number>();
   address?: { host: string; port: number };
 
   constructor(private readonly opts: NodeServerOptions) {
@@ -108,6 +112,11 @@ export class NodeServer {
     client.on('error', (err) => log.debug('connection error', { remote: remote.addr, error: err.message }));
     client.on('close', () => {
       this.clients.delete(client);
+      if (cert) {
+        const n = (this.users.get(cert.keyId) ?? 1) - 1;
+        if (n > 0) this.users.set(cert.keyId, n);
+        else this.users.delete(cert.keyId);
+      }
       timers.forEach(clearTimeout);
       stopForwarding();
     });
@@ -125,9 +134,16 @@ export class NodeServer {
         return ctx.reject(['publickey']);
       }
       if (!(ctx as { signature?: Buffer }).signature) return ctx.accept();
+      if (!this.users.has(verified.keyId) && this.users.size >= opts.maxUsers) {
+        opts.emit({ event: 'auth', user: login, success: false, error: 'too many users connected', server_id: opts.serverId, 'addr.remote': `${remote.addr}:${remote.port}` });
+        log.warn('user limit reached, refusing a login', { user: verified.keyId, max_users: opts.maxUsers });
+        return ctx.reject(['publickey']);
+      }
       lookupUser(login).then(
         (u) => {
+          if (cert) return ctx.reject(['publickey']);
           cert = verified;
+          this.users.set(verified.keyId, (this.users.get(verified.keyId) ?? 0) + 1);
           osUser = u;
           ctx.accept();
         },

@@ -116,6 +116,7 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     keepAliveCountMax: cluster.keep_alive_count_max,
     disconnectExpiredCert: cluster.disconnect_expired_cert,
     maxConnections: config.connectionLimits.maxConnections,
+    maxUsers: config.connectionLimits.maxUsers,
     emit,
     record: (sid) => {
       if (cluster.session_recording !== 'node') return { output: () => undefined, event: () => undefined, close: async () => undefined };

@@ -24,8 +24,9 @@ export interface TestAuthOptions {
   /** `ssh_service.labels` and `commands` for that node. */
   labels?: Record<string, string>;
   commands?: { name: string; command: string[]; period: string }[];
-  /** Extra YAML lines for `auth_service`. */
+  /** Extra YAML lines for `auth_service` and `teleport`. */
   authExtra?: string[];
+  teleportExtra?: string[];
   /** Also run the proxy service in the same process. */
   proxy?: { insecureNoTls?: boolean };
 }
@@ -119,6 +120,7 @@ export async function createAuth(opts: TestAuthOptions = {}): Promise<TestAuth> 
     '  nodename: test-auth',
     '  log:',
     '    severity: INFO',
+    ...(opts.teleportExtra ?? []).map((l) => `  ${l}`),
     ...(opts.storagePath ? ['  storage:', '    type: dir', `    path: ${opts.storagePath}`] : []),
     'auth_service:',
     '  enabled: yes',
