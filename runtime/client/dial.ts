@@ -1,0 +1,161 @@
+/**
+ * Reaching a node the way `tsh ssh` does (formats.md §8.3): SSH to the
+ * proxy's SSH port with the user certificate, request the subsystem
+ * `proxy:<host>:<port>@<cluster>` on a session channel, and run a second SSH
+ * handshake to the node over that channel.
+ *
+ * Host checks. Proxy hop: the proxy is dialled by an address whose name need
+ * not be among its certificate's principals (`<uuid>.<cluster>`, nodename,
+ * public addrs), so any principal is accepted, but the certificate must be a
+ * host certificate signed by the cluster's host CA, currently valid, with
+ * `x-teleport-role=Proxy` and `x-teleport-authority=<cluster>`. Node hop: a
+ * host certificate from the cluster's host CA that lists the requested host
+ * or `<host>.<cluster>` as a principal. Plain host keys are refused on both.
+ */
+import { KeyObject } from 'node:crypto';
+import { Client, ClientChannel, ConnectConfig } from 'ssh2';
+import { blobType, Certificate, CLIENT_HOST_KEY_ALGORITHMS, clientCertIdentity, EXT_TELEPORT_AUTHORITY, EXT_TELEPORT_ROLE, isCertificateType, parseCertificate, verifyCertificate } from '../sshcert';
+import { AccessDeniedError, ConnectionProblemError, TeleportError } from '../utils/errors';
+import { splitHostPort } from './profile';
+
+export interface DialOptions {
+  /** `host:port` of the proxy's SSH port. */
+  proxyAddr: string;
+  cluster: string;
+  /** Host CA key blobs trusted for `cluster`. */
+  hostCAs: Buffer[];
+  privateKey: KeyObject;
+  certLine: string;
+  /** The OS login on the node. */
+  login: string;
+  /** The node as the user names it. */
+  host: string;
+  /** 0: whichever port the node listens on. */
+  port: number;
+  readyTimeoutMs?: number;
+}
+
+export interface NodeConnection {
+  /** The SSH client logged in to the node. */
+  node: Client;
+  close(): void;
+}
+
+function hostCert(key: Buffer, what: string): Certificate {
+  const type = blobType(key);
+  if (!isCertificateType(type)) throw new AccessDeniedError(`${what} presented a plain ${type} host key; only host certificates from the cluster's host CA are trusted`);
+  return parseCertificate(key);
+}
+
+/** Checks the proxy's host certificate (see the module comment); throws AccessDeniedError. */
+export function checkProxyHostKey(key: Buffer, cluster: string, hostCAs: Buffer[]): void {
+  const cert = hostCert(key, 'the proxy');
+  verifyCertificate(cert, { trustedCAs: hostCAs, certType: 'host' });
+  if (cert.extensions[EXT_TELEPORT_ROLE] !== 'Proxy') {
+    throw new AccessDeniedError(`the proxy's host certificate "${cert.keyId}" has role "${cert.extensions[EXT_TELEPORT_ROLE] ?? 'none'}", not Proxy`);
+  }
+  if (cert.extensions[EXT_TELEPORT_AUTHORITY] !== cluster) {
+    throw new AccessDeniedError(`the proxy's host certificate "${cert.keyId}" is from cluster "${cert.extensions[EXT_TELEPORT_AUTHORITY] ?? 'none'}", not "${cluster}"`);
+  }
+}
+
+/** Checks a node's host certificate for `host` in `cluster`; throws AccessDeniedError. */
+export function checkNodeHostKey(key: Buffer, host: string, cluster: string, hostCAs: Buffer[]): void {
+  const cert = hostCert(key, `node "${host}"`);
+  verifyCertificate(cert, { trustedCAs: hostCAs, certType: 'host' });
+  const names = [host, `${host}.${cluster}`];
+  if (!cert.principals.some((p) => names.includes(p))) {
+    throw new AccessDeniedError(`node "${host}": host certificate "${cert.keyId}" lists neither ${names.join(' nor ')} (principals: ${cert.principals.join(', ')})`);
+  }
+}
+
+/** Connects an ssh2 Client and resolves when it is ready; a refused host key becomes the reason given. */
+function connectClient(config: ConnectConfig, check: (key: Buffer) => void, what: string): Promise<Client> {
+  return new Promise((resolve, reject) => {
+    const client = new Client();
+    let denied: TeleportError | undefined;
+    const fail = (err: Error) => {
+      client.end();
+      if (denied) return reject(denied);
+      if (err instanceof TeleportError) return reject(err);
+      const level = (err as { level?: string }).level;
+      if (level === 'client-authentication') return reject(new AccessDeniedError(`${what}: the user certificate was refused (${err.message})`));
+      reject(new ConnectionProblemError(`${what}: ${err.message}`));
+    };
+    const onClose = () => fail(new Error('connection closed during the handshake'));
+    client.once('ready', () => {
+      client.off('error', fail);
+      client.off('close', onClose);
+      client.on('error', () => undefined);
+      resolve(client);
+    });
+    client.once('error', fail);
+    client.once('close', onClose);
+    client.connect({
+      ...config,
+      algorithms: { serverHostKey: CLIENT_HOST_KEY_ALGORITHMS },
+      hostVerifier: (key: Buffer) => {
+        try {
+          check(key);
+          return true;
+        } catch (err) {
+          denied = err instanceof TeleportError ? err : new AccessDeniedError(`${what}: ${(err as Error).message}`);
+          return false;
+        }
+      },
+    });
+  });
+}
+
+/** Requests the proxy subsystem and returns its channel once accepted. */
+function proxySubsystem(proxy: Client, request: string): Promise<ClientChannel> {
+  return new Promise((resolve, reject) => {
+    proxy.subsys(request, (err, channel) => {
+      if (err) return reject(new ConnectionProblemError(`the proxy refused subsystem "${request}": ${err.message}`));
+      resolve(channel);
+    });
+  });
+}
+
+/** The subsystem name for a node: `proxy:<host>:<port>@<cluster>`. */
+export function proxySubsystemName(host: string, port: number, cluster: string): string {
+  const h = host.includes(':') ? `[${host}]` : host;
+  return `proxy:${h}:${port}@${cluster}`;
+}
+
+export async function dialNode(opts: DialOptions): Promise<NodeConnection> {
+  if (opts.hostCAs.length === 0) throw new AccessDeniedError(`no host CA is trusted for cluster "${opts.cluster}" (run "tsh login" again)`);
+  const { host: proxyHost, port: proxyPort } = splitHostPort(opts.proxyAddr);
+  const agent = clientCertIdentity(opts.privateKey, opts.certLine);
+  const readyTimeout = opts.readyTimeoutMs ?? 30_000;
+  const proxy = await connectClient(
+    { host: proxyHost, port: proxyPort, username: opts.login, agent, readyTimeout },
+    (key) => checkProxyHostKey(key, opts.cluster, opts.hostCAs),
+    `proxy ${opts.proxyAddr}`,
+  );
+  try {
+    const channel = await proxySubsystem(proxy, proxySubsystemName(opts.host, opts.port, opts.cluster));
+    let stderr = '';
+    channel.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8').slice(0, 4096)));
+    const node = await connectClient(
+      { sock: channel, username: opts.login, agent, readyTimeout },
+      (key) => checkNodeHostKey(key, opts.host, opts.cluster, opts.hostCAs),
+      `node "${opts.host}"`,
+    ).catch((err: Error) => {
+      const why = stderr.trim();
+      if (why && err instanceof ConnectionProblemError) throw new ConnectionProblemError(`node "${opts.host}": ${why}`);
+      throw err;
+    });
+    node.on('close', () => proxy.end());
+    return {
+      node,
+      close: () => {
+        node.end();
+        proxy.end();
+      },
+    };
+  } catch (err) {
+    proxy.end();
+    throw err;
+  }
+}

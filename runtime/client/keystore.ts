@@ -1,0 +1,135 @@
+/**
+ * The key store under `<home>/keys/<proxyHost>/`: `<user>` (OpenSSH private
+ * key, 0600), `<user>.pub`, `<user>-cert.pub` (SSH user certificate),
+ * `<user>-x509.pem` (TLS certificate, when issued), `certs.pem` (TLS CAs);
+ * and `<home>/known_hosts` with one `@cert-authority <cluster>,*.<cluster>`
+ * line per host CA key (formats.md §8.3).
+ */
+import { KeyObject } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Certificate, formatAuthorizedKey, loadPrivateKey, parseAuthorizedKey, parseCertificate, publicKeyBlob, encodeOpenSSHPrivateKey } from '../sshcert';
+import { BadParameterError, NotFoundError } from '../utils/errors';
+import { ensurePrivateDir, tshHome, writeFileAtomic } from './paths';
+import { checkProxyHost } from './profile';
+
+export const KNOWN_HOSTS_FILE = 'known_hosts';
+
+/** What a login brings home. */
+export interface LoginKeys {
+  privateKey: KeyObject;
+  /** The SSH user certificate, an authorized_keys style line. */
+  sshCert: string;
+  /** PEM, when the proxy issued one. */
+  tlsCert?: string;
+  /** PEM certificates of the cluster's TLS CAs. */
+  tlsCAs: string[];
+}
+
+export interface HostCA {
+  cluster: string;
+  /** Public key blob. */
+  key: Buffer;
+}
+
+/** A user's loaded key: the private key and its parsed user certificate. */
+export interface StoredKey {
+  privateKey: KeyObject;
+  certLine: string;
+  cert: Certificate;
+}
+
+function checkUser(user: string): string {
+  if (!/^[A-Za-z0-9@._+=-]{1,255}$/.test(user) || user === '.' || user === '..') throw new BadParameterError(`user name "${user}" cannot be stored as a key file name`);
+  return user;
+}
+
+export function keyDir(proxyHost: string, home = tshHome()): string {
+  return path.join(home, 'keys', checkProxyHost(proxyHost));
+}
+
+export function keyPaths(proxyHost: string, user: string, home = tshHome()) {
+  const dir = keyDir(proxyHost, home);
+  const base = path.join(dir, checkUser(user));
+  return { dir, privateKey: base, publicKey: `${base}.pub`, sshCert: `${base}-cert.pub`, tlsCert: `${base}-x509.pem`, tlsCAs: path.join(dir, 'certs.pem') };
+}
+
+export function saveKeys(proxyHost: string, user: string, keys: LoginKeys, home = tshHome()): void {
+  ensurePrivateDir(home);
+  ensurePrivateDir(path.join(home, 'keys'));
+  const p = keyPaths(proxyHost, user, home);
+  ensurePrivateDir(p.dir);
+  writeFileAtomic(p.privateKey, encodeOpenSSHPrivateKey(keys.privateKey, user));
+  writeFileAtomic(p.publicKey, formatAuthorizedKey(publicKeyBlob(keys.privateKey)) + '\n', 0o644);
+  writeFileAtomic(p.sshCert, keys.sshCert.trim() + '\n', 0o644);
+  if (keys.tlsCert) writeFileAtomic(p.tlsCert, keys.tlsCert);
+  else fs.rmSync(p.tlsCert, { force: true });
+  writeFileAtomic(p.tlsCAs, keys.tlsCAs.map((c) => c.trim() + '\n').join(''), 0o644);
+}
+
+export function loadKey(proxyHost: string, user: string, home = tshHome()): StoredKey {
+  const p = keyPaths(proxyHost, user, home);
+  let keyText: string;
+  let certLine: string;
+  try {
+    keyText = fs.readFileSync(p.privateKey, 'utf8');
+    certLine = fs.readFileSync(p.sshCert, 'utf8').trim();
+  } catch {
+    throw new NotFoundError(`no key for "${user}" at ${p.dir} (run "tsh login")`);
+  }
+  return { privateKey: loadPrivateKey(keyText), certLine, cert: parseCertificate(certLine) };
+}
+
+/** Removes a user's key files, and the proxy's key directory when nothing else is left in it. */
+export function removeKeys(proxyHost: string, user: string, home = tshHome()): void {
+  const p = keyPaths(proxyHost, user, home);
+  for (const f of [p.privateKey, p.publicKey, p.sshCert, p.tlsCert]) fs.rmSync(f, { force: true });
+  const rest = fs.existsSync(p.dir) ? fs.readdirSync(p.dir).filter((f) => f !== 'certs.pem') : [];
+  if (rest.length === 0) fs.rmSync(p.dir, { recursive: true, force: true });
+}
+
+/** The `@cert-authority` line for one host CA key. */
+export function knownHostsLine(ca: HostCA): string {
+  return `@cert-authority ${ca.cluster},*.${ca.cluster} ${formatAuthorizedKey(ca.key)} type=host`;
+}
+
+/** Replaces the host CA lines of the clusters in `cas`, keeping every other line of known_hosts. */
+export function saveHostCAs(cas: HostCA[], home = tshHome()): void {
+  ensurePrivateDir(home);
+  const file = path.join(home, KNOWN_HOSTS_FILE);
+  const clusters = new Set(cas.map((c) => c.cluster));
+  const kept = readLines(file).filter((l) => {
+    const ca = parseKnownHostsCA(l);
+    return !ca || !clusters.has(ca.cluster);
+  });
+  writeFileAtomic(file, [...kept, ...cas.map(knownHostsLine)].map((l) => l + '\n').join(''), 0o644);
+}
+
+/** The host CA keys trusted for `cluster`. */
+export function loadHostCAs(cluster: string, home = tshHome()): Buffer[] {
+  return readLines(path.join(home, KNOWN_HOSTS_FILE))
+    .map(parseKnownHostsCA)
+    .filter((ca): ca is HostCA => ca !== undefined && ca.cluster === cluster)
+    .map((ca) => ca.key);
+}
+
+function readLines(file: string): string[] {
+  try {
+    return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '');
+  } catch {
+    return [];
+  }
+}
+
+/** `@cert-authority <cluster>,*.<cluster> <type> <b64> ...` → the cluster and key; other lines → undefined. */
+export function parseKnownHostsCA(line: string): HostCA | undefined {
+  const parts = line.trim().split(/\s+/);
+  if (parts[0] !== '@cert-authority' || parts.length < 4) return undefined;
+  const cluster = parts[1].split(',').find((p) => !p.startsWith('*.'));
+  if (!cluster) return undefined;
+  try {
+    return { cluster, key: parseAuthorizedKey(`${parts[2]} ${parts[3]}`).blob };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * `tsh login`: asks for the password and OTP code, generates an ed25519 key,
+ * gets it certified through the proxy's web API, and stores keys, host CAs
+ * and the profile. No TLS certificate is requested: the auth server's TLS CA
+ * signs only ECDSA and RSA keys, so `<user>-x509.pem` is written only when a
+ * proxy returns one anyway. Nothing is written unless the proxy issued certificates.
+ */
+import { generateKeyPair, formatAuthorizedKey, parseAuthorizedKey, parseCertificate, publicKeyBlob, Certificate } from '../sshcert';
+import { BadParameterError } from '../utils/errors';
+import { HostCA, saveHostCAs, saveKeys } from './keystore';
+import { Profile, saveProfile } from './profile';
+import { Prompter } from './prompt';
+import { discoverProxy, formatHostPort, parseProxySpec, requestSshCerts, sshProxyAddr } from './weblogin';
+
+export interface LoginOptions {
+  /** `[scheme://]host[:webport][,sshport]` */
+  proxy: string;
+  user: string;
+  ttlMinutes?: number;
+  insecure?: boolean;
+  prompter: Prompter;
+  home?: string;
+}
+
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+const unb64 = (s: string) => Buffer.from(s, 'base64').toString('utf8');
+
+export async function login(opts: LoginOptions): Promise<{ profile: Profile; cert: Certificate }> {
+  if (!opts.user) throw new BadParameterError('tsh login: --user is required');
+  if (opts.ttlMinutes !== undefined && (!Number.isInteger(opts.ttlMinutes) || opts.ttlMinutes <= 0)) {
+    throw new BadParameterError(`--ttl must be a positive number of minutes, got ${opts.ttlMinutes}`);
+  }
+  const spec = parseProxySpec(opts.proxy);
+  const { web, ping } = await discoverProxy(spec, !!opts.insecure);
+  const password = await opts.prompter.ask(`Enter password for Teleport user ${opts.user}:`, { hidden: true });
+  const secondFactor = ping.auth?.second_factor ?? 'otp';
+  const otp = secondFactor === 'off' ? undefined : await opts.prompter.ask('Enter your OTP token:', { hidden: false });
+
+  const pair = generateKeyPair('ed25519');
+  const res = await requestSshCerts(web, {
+    user: opts.user,
+    password,
+    ...(otp ? { otp_token: otp.trim() } : {}),
+    pub_key: b64(formatAuthorizedKey(publicKeyBlob(pair.publicKey))),
+    ...(opts.ttlMinutes ? { ttl: opts.ttlMinutes * 60 * 1e9 } : {}),
+  });
+
+  const certLine = unb64(res.cert).trim();
+  const cert = parseCertificate(certLine);
+  if (!cert.publicKey.equals(publicKeyBlob(pair.publicKey))) throw new BadParameterError('the proxy returned a certificate for a different key');
+  if (!res.host_signers?.length) throw new BadParameterError('the proxy returned no host certificate authorities');
+  const cluster = res.host_signers[0].domain_name;
+  const cas: HostCA[] = res.host_signers.flatMap((s) => s.checking_keys.map((k) => ({ cluster: s.domain_name, key: parseAuthorizedKey(unb64(k)).blob })));
+  const tlsCAs = res.host_signers.flatMap((s) => (s.tls_certs ?? []).map((c) => (c.includes('BEGIN') ? c : unb64(c))));
+
+  const profile: Profile = {
+    web_proxy_scheme: web.scheme,
+    web_proxy_addr: formatHostPort(spec.host, spec.webPort),
+    ssh_proxy_addr: sshProxyAddr(spec, ping),
+    user: opts.user,
+    cluster,
+    ...(opts.insecure ? { insecure: true } : {}),
+  };
+  saveKeys(spec.host, opts.user, { privateKey: pair.privateKey, sshCert: certLine, tlsCert: res.tls_cert ? unb64(res.tls_cert) : undefined, tlsCAs }, opts.home);
+  saveHostCAs(cas, opts.home);
+  saveProfile(profile, opts.home);
+  return { profile, cert };
+}
