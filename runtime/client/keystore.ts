@@ -1,7 +1,7 @@
 /**
  * The key store under `<home>/keys/<proxyHost>/`: `<user>` (OpenSSH private
  * key, 0600), `<user>.pub`, `<user>-cert.pub` (SSH user certificate),
- * `<user>-x509.pem` (TLS certificate, when issued), `certs.pem` (TLS CAs);
+ * `<user>-x509.pem` and `<user>-x509-key.pem` (TLS certificate and its key, 0600), `certs.pem` (TLS CAs);
  * and `<home>/known_hosts` with one `@cert-authority <cluster>,*.<cluster>`
  * line per host CA key (formats.md §8.3).
  */
@@ -22,6 +22,8 @@ export interface LoginKeys {
   sshCert: string;
   /** PEM, when the proxy issued one. */
   tlsCert?: string;
+  /** The TLS private key (PEM) the TLS certificate is for. */
+  tlsKey?: string;
   /** PEM certificates of the cluster's TLS CAs. */
   tlsCAs: string[];
 }
@@ -51,7 +53,7 @@ export function keyDir(proxyHost: string, home = tshHome()): string {
 export function keyPaths(proxyHost: string, user: string, home = tshHome()) {
   const dir = keyDir(proxyHost, home);
   const base = path.join(dir, checkUser(user));
-  return { dir, privateKey: base, publicKey: `${base}.pub`, sshCert: `${base}-cert.pub`, tlsCert: `${base}-x509.pem`, tlsCAs: path.join(dir, 'certs.pem') };
+  return { dir, privateKey: base, publicKey: `${base}.pub`, sshCert: `${base}-cert.pub`, tlsCert: `${base}-x509.pem`, tlsKey: `${base}-x509-key.pem`, tlsCAs: path.join(dir, 'certs.pem') };
 }
 
 export function saveKeys(proxyHost: string, user: string, keys: LoginKeys, home = tshHome()): void {
@@ -62,8 +64,13 @@ export function saveKeys(proxyHost: string, user: string, keys: LoginKeys, home 
   writeFileAtomic(p.privateKey, encodeOpenSSHPrivateKey(keys.privateKey, user));
   writeFileAtomic(p.publicKey, formatAuthorizedKey(publicKeyBlob(keys.privateKey)) + '\n', 0o644);
   writeFileAtomic(p.sshCert, keys.sshCert.trim() + '\n', 0o644);
-  if (keys.tlsCert) writeFileAtomic(p.tlsCert, keys.tlsCert);
-  else fs.rmSync(p.tlsCert, { force: true });
+  if (keys.tlsCert && keys.tlsKey) {
+    writeFileAtomic(p.tlsKey, keys.tlsKey);
+    writeFileAtomic(p.tlsCert, keys.tlsCert);
+  } else {
+    fs.rmSync(p.tlsCert, { force: true });
+    fs.rmSync(p.tlsKey, { force: true });
+  }
   writeFileAtomic(p.tlsCAs, keys.tlsCAs.map((c) => c.trim() + '\n').join(''), 0o644);
 }
 
@@ -83,7 +90,7 @@ export function loadKey(proxyHost: string, user: string, home = tshHome()): Stor
 /** Removes a user's key files, and the proxy's key directory when nothing else is left in it. */
 export function removeKeys(proxyHost: string, user: string, home = tshHome()): void {
   const p = keyPaths(proxyHost, user, home);
-  for (const f of [p.privateKey, p.publicKey, p.sshCert, p.tlsCert]) fs.rmSync(f, { force: true });
+  for (const f of [p.privateKey, p.publicKey, p.sshCert, p.tlsCert, p.tlsKey]) fs.rmSync(f, { force: true });
   const rest = fs.existsSync(p.dir) ? fs.readdirSync(p.dir).filter((f) => f !== 'certs.pem') : [];
   if (rest.length === 0) fs.rmSync(p.dir, { recursive: true, force: true });
 }

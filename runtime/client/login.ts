@@ -1,11 +1,11 @@
 /**
- * `tsh login`: asks for the password and OTP code, generates an ed25519 key,
- * gets it certified through the proxy's web API, and stores keys, host CAs
- * and the profile. No TLS certificate is requested: the auth server's TLS CA
- * signs only ECDSA and RSA keys, so `<user>-x509.pem` is written only when a
- * proxy returns one anyway. Nothing is written unless the proxy issued certificates.
+ * `tsh login`: asks for the password and OTP code, generates an ed25519 SSH
+ * key and a P-256 TLS key, gets both certified through the proxy's web API,
+ * and stores keys, host CAs and the profile. Nothing is written unless the
+ * proxy issued certificates.
  */
 import { generateKeyPair, formatAuthorizedKey, parseAuthorizedKey, parseCertificate, publicKeyBlob, Certificate } from '../sshcert';
+import { generateTlsKey, publicKeyPem } from '../tlsca';
 import { BadParameterError } from '../utils/errors';
 import { HostCA, saveHostCAs, saveKeys } from './keystore';
 import { Profile, saveProfile } from './profile';
@@ -37,11 +37,13 @@ export async function login(opts: LoginOptions): Promise<{ profile: Profile; cer
   const otp = secondFactor === 'off' ? undefined : await opts.prompter.ask('Enter your OTP token:', { hidden: false });
 
   const pair = generateKeyPair('ed25519');
+  const tlsKey = generateTlsKey();
   const res = await requestSshCerts(web, {
     user: opts.user,
     password,
     ...(otp ? { otp_token: otp.trim() } : {}),
     pub_key: b64(formatAuthorizedKey(publicKeyBlob(pair.publicKey))),
+    tls_pub_key: b64(publicKeyPem(tlsKey)),
     ...(opts.ttlMinutes ? { ttl: opts.ttlMinutes * 60 * 1e9 } : {}),
   });
 
@@ -61,7 +63,7 @@ export async function login(opts: LoginOptions): Promise<{ profile: Profile; cer
     cluster,
     ...(opts.insecure ? { insecure: true } : {}),
   };
-  saveKeys(spec.host, opts.user, { privateKey: pair.privateKey, sshCert: certLine, tlsCert: res.tls_cert ? unb64(res.tls_cert) : undefined, tlsCAs }, opts.home);
+  saveKeys(spec.host, opts.user, { privateKey: pair.privateKey, sshCert: certLine, tlsCert: res.tls_cert ? unb64(res.tls_cert) : undefined, tlsKey, tlsCAs }, opts.home);
   saveHostCAs(cas, opts.home);
   saveProfile(profile, opts.home);
   return { profile, cert };

@@ -12,6 +12,7 @@ import { formatAuthorizedKey, generateKeyPair, publicKeyBlob, signHostCert } fro
 import { startCluster, TestAuth } from '../helpers/cluster';
 import { cliPath, run, runCli, tempDir } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
+import { identityOf } from '../../runtime/tlsca';
 
 describe('tsh login, status, ssh, logout', () => {
   let c: TestAuth;
@@ -67,6 +68,8 @@ describe('tsh login, status, ssh, logout', () => {
     expect((fs.statSync(path.join(home, '.tsh')).mode & 0o777)).toBe(0o700);
     for (const f of ['alice', 'alice.pub', 'alice-cert.pub', 'certs.pem']) expect(fs.existsSync(path.join(keyDir(), f))).toBe(true);
     expect(fs.statSync(path.join(keyDir(), 'alice')).mode & 0o777).toBe(0o600);
+    expect(fs.statSync(path.join(keyDir(), 'alice-x509-key.pem')).mode & 0o777).toBe(0o600);
+    expect(identityOf(fs.readFileSync(path.join(keyDir(), 'alice-x509.pem'), 'utf8'))).toMatchObject({ username: 'alice', groups: ['admin'] });
     expect(fs.readFileSync(path.join(keyDir(), 'alice'), 'utf8')).toMatch(/^-----BEGIN OPENSSH PRIVATE KEY-----/);
     expect(fs.readFileSync(path.join(home, '.tsh', 'known_hosts'), 'utf8')).toMatch(/^@cert-authority example\.com,\*\.example\.com ssh-/m);
     expect(fs.readFileSync(path.join(home, '.tsh', '127.0.0.1.yaml'), 'utf8')).toMatch(/user: alice/);
@@ -135,6 +138,7 @@ describe('tsh login, status, ssh, logout', () => {
     expect(r.code).toBe(0);
     expect(fs.existsSync(path.join(keyDir(), 'alice'))).toBe(false);
     expect(fs.existsSync(path.join(keyDir(), 'alice-cert.pub'))).toBe(false);
+    expect(fs.existsSync(path.join(keyDir(), 'alice-x509-key.pem'))).toBe(false);
     expect(fs.existsSync(path.join(home, '.tsh', '127.0.0.1.yaml'))).toBe(false);
     const st = await tsh(['status']);
     expect(st.code).not.toBe(0);
