@@ -98,22 +98,45 @@ function subjectOf(id: TlsIdentity): x509.JsonName {
   return name;
 }
 
-/** Creates a self-signed CA (CN = O = cluster name, 10 years) with a new P-256 key. */
-export async function generateCA(clusterName: string, now: Date = new Date()): Promise<TlsKeyPair> {
+/** A SubjectAlternativeName of DNS names and IP addresses. */
+function altNames(names: string[]): x509.SubjectAlternativeNameExtension {
+  return new x509.SubjectAlternativeNameExtension(
+    names.map((n) => (/^[0-9.]+$/.test(n) || n.includes(':') ? { type: 'ip' as const, value: n } : { type: 'dns' as const, value: n })),
+  );
+}
+
+/** A new P-256 key and a certificate for it signed by itself. */
+async function selfSigned(
+  name: (serialNumber: string) => x509.JsonName,
+  ttlMs: number,
+  now: Date,
+  extensions: (publicKey: CryptoKey) => Promise<x509.Extension[]>,
+): Promise<TlsKeyPair> {
   const keyPem = generateTlsKey();
   const { key, alg } = await importPrivate(keyPem);
   const publicKey = await importPublic(publicKeyPem(keyPem));
   const serialNumber = serial();
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber,
-    subject: [{ CN: [clusterName] }, { O: [clusterName] }, { '2.5.4.5': [BigInt('0x' + serialNumber).toString()] }],
-    issuer: [{ CN: [clusterName] }, { O: [clusterName] }, { '2.5.4.5': [BigInt('0x' + serialNumber).toString()] }],
+    subject: name(serialNumber),
+    issuer: name(serialNumber),
     notBefore: new Date(now.getTime() - CLOCK_SKEW_MS),
-    notAfter: new Date(now.getTime() + CA_TTL_MS),
+    notAfter: new Date(now.getTime() + ttlMs),
     publicKey,
     signingKey: key,
     signingAlgorithm: alg,
-    extensions: [
+    extensions: await extensions(publicKey),
+  });
+  return { cert: cert.toString('pem') + '\n', key: keyPem };
+}
+
+/** Creates a self-signed CA (CN = O = cluster name, 10 years) with a new P-256 key. */
+export async function generateCA(clusterName: string, now: Date = new Date()): Promise<TlsKeyPair> {
+  return selfSigned(
+    (serialNumber): x509.JsonName => [{ CN: [clusterName] }, { O: [clusterName] }, { '2.5.4.5': [BigInt('0x' + serialNumber).toString()] }],
+    CA_TTL_MS,
+    now,
+    async (publicKey) => [
       new x509.BasicConstraintsExtension(true, undefined, true),
       new x509.KeyUsagesExtension(
         x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
@@ -121,8 +144,7 @@ export async function generateCA(clusterName: string, now: Date = new Date()): P
       ),
       await x509.SubjectKeyIdentifierExtension.create(publicKey),
     ],
-  });
-  return { cert: cert.toString('pem') + '\n', key: keyPem };
+  );
 }
 
 export interface IssueRequest {
@@ -143,16 +165,13 @@ export async function issueCert(req: IssueRequest): Promise<string> {
   const caCert = new x509.X509Certificate(req.ca.cert);
   const { key, alg } = await importPrivate(req.ca.key);
   const publicKey = await importPublic(req.publicKey);
-  const names = (req.dnsNames ?? []).map((n) =>
-    /^[0-9.]+$/.test(n) || n.includes(':') ? { type: 'ip' as const, value: n } : { type: 'dns' as const, value: n },
-  );
   const extensions: x509.Extension[] = [
     new x509.BasicConstraintsExtension(false, undefined, true),
     new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
     new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
     await x509.AuthorityKeyIdentifierExtension.create(caCert),
   ];
-  if (names.length) extensions.push(new x509.SubjectAlternativeNameExtension(names));
+  if (req.dnsNames?.length) extensions.push(altNames(req.dnsNames));
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
     subject: subjectOf(req.identity),
@@ -195,27 +214,11 @@ export function verifyIssuedBy(certPem: string, caPem: string, now: Date = new D
  * Clients must be told to trust it (`--insecure`); browsers warn, as they should.
  */
 export async function selfSignedServerCert(names: string[], ttlMs = 365 * 24 * 3600_000, now: Date = new Date()): Promise<TlsKeyPair> {
-  const keyPem = generateTlsKey();
-  const { key, alg } = await importPrivate(keyPem);
-  const publicKey = await importPublic(publicKeyPem(keyPem));
   const cn = names[0] ?? 'localhost';
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: serial(),
-    subject: [{ CN: [cn] }],
-    issuer: [{ CN: [cn] }],
-    notBefore: new Date(now.getTime() - CLOCK_SKEW_MS),
-    notAfter: new Date(now.getTime() + ttlMs),
-    publicKey,
-    signingKey: key,
-    signingAlgorithm: alg,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension(
-        names.map((n) => (/^[0-9.]+$/.test(n) || n.includes(':') ? { type: 'ip' as const, value: n } : { type: 'dns' as const, value: n })),
-      ),
-    ],
-  });
-  return { cert: cert.toString('pem') + '\n', key: keyPem };
+  return selfSigned(() => [{ CN: [cn] }], ttlMs, now, async () => [
+    new x509.BasicConstraintsExtension(false, undefined, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+    new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+    altNames(names),
+  ]);
 }
