@@ -41,6 +41,9 @@ async function newAuthority(type: CAType, clusterName: string, alg: KeyAlgorithm
 
 /** A loaded CA with its keys decoded, ready to sign. */
 export class Authority {
+  private signer?: KeyObject;
+  private checking?: Buffer[];
+
   constructor(readonly resource: CertAuthority) {}
 
   get type(): CAType {
@@ -51,13 +54,15 @@ export class Authority {
   }
   /** SSH public keys (wire blobs) that certificates from this CA are checked against. */
   checkingKeys(): Buffer[] {
-    return this.resource.spec.checking_keys.map((k) => parseAuthorizedKey(unb64(k)).blob);
+    this.checking ??= this.resource.spec.checking_keys.map((k) => parseAuthorizedKey(unb64(k)).blob);
+    return this.checking;
   }
   /** The first SSH signing key (formats.md §1.1: signing always uses the first). */
   signingKey(): KeyObject {
     const pem = this.resource.spec.signing_keys[0];
     if (!pem) throw new NotFoundError(`the ${this.type} CA of ${this.clusterName} has no signing key here`);
-    return createPrivateKey(unb64(pem));
+    this.signer ??= createPrivateKey(unb64(pem));
+    return this.signer;
   }
   tls(): TlsKeyPair {
     const pair = this.resource.spec.tls_key_pairs[0];

@@ -8,17 +8,17 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { AuthClient } from '../auth/client';
 import { Identity } from '../auth/identity';
-import { CertAuthority, Server } from '../auth/resources';
+import { Server } from '../auth/resources';
+import { watchUserCAs } from '../auth/usercas';
 import { ClusterConfig } from '../auth/server';
 import { TeleportConfig } from '../config';
 import { auditEventSender, EventSpool } from '../events/spool';
 import { SessionRecorder } from '../recordings/recorder';
 import { RecordingUploader } from '../recordings/uploader';
-import { parseAuthorizedKey } from '../sshcert';
 import { Logger } from '../utils/logger';
 import { VERSION } from '../version';
 import { announceTtlMs } from '../auth/presence';
-import { Heartbeat } from './heartbeat';
+import { Heartbeat } from '../service/heartbeat';
 import { DynamicLabels } from './labels';
 import { findPamLauncher, PamSettings } from './pam';
 import { NodeServer } from './server';
@@ -36,8 +36,6 @@ export interface StartNodeOptions {
   hostUUID: string;
   log: Logger;
 }
-
-const CA_REFRESH_MS = 10_000;
 
 /** The address other hosts reach this node at. */
 function advertisedAddr(config: TeleportConfig, port: number): string {
@@ -58,15 +56,7 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
   });
   const cluster = await client.get<ClusterConfig>('/v1/configuration/cluster');
 
-  let userCAs: Buffer[] = [];
-  const refreshCAs = async () => {
-    const cas = await client.get<CertAuthority[]>('/v1/authorities/user');
-    const keys = cas.flatMap((ca) => ca.spec.checking_keys.map((k) => parseAuthorizedKey(Buffer.from(k, 'base64').toString()).blob));
-    if (keys.length) userCAs = keys;
-  };
-  await refreshCAs();
-  const caTimer = setInterval(() => refreshCAs().catch((err) => log.warn('cannot refresh the user CA', { error: err })), CA_REFRESH_MS);
-  caTimer.unref();
+  const userCAs = await watchUserCAs(client, log);
 
   const logDir = path.join(config.dataDir, 'log', 'upload');
   const spool = new EventSpool({
@@ -107,7 +97,7 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     hostCert: identity.sshCert,
     serverId: opts.hostUUID,
     hostname: config.nodeName,
-    trustedUserCAs: () => userCAs,
+    trustedUserCAs: userCAs.keys,
     labels: allLabels,
     permitUserEnv: config.ssh.permitUserEnv,
     ...(pam ? { pam } : {}),
@@ -154,7 +144,7 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     address,
     flushEvents: () => spool.flush(),
     close: async () => {
-      clearInterval(caTimer);
+      userCAs.stop();
       heartbeat?.stop();
       labels.stop();
       await server.close();

@@ -8,6 +8,7 @@ import { Identity } from '../auth/identity';
 import { ClusterConfig } from '../auth/server';
 import { dialableAddr, formatAddr, TeleportConfig } from '../config';
 import { announceTtlMs } from '../auth/presence';
+import { Heartbeat } from '../service/heartbeat';
 import { Logger } from '../utils/logger';
 import { VERSION } from '../version';
 import { ProxySshService, startProxySshService } from './ssh';
@@ -68,7 +69,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
   };
   let web: WebService | undefined;
   let ssh: ProxySshService | undefined;
-  let heartbeat: NodeJS.Timeout | undefined;
+  let heartbeat: Heartbeat | undefined;
   try {
     ssh = await startProxySshService({
       listen: p.listenAddr,
@@ -105,23 +106,23 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
     });
     const sshAddr = ssh.address;
     const webAddr = web.address;
-    const announce = () =>
-      client
-        .post('/v1/proxies', {
-          kind: 'proxy',
-          version: 'v2',
-          metadata: { name: opts.hostUUID, namespace: 'default', expires: new Date(Date.now() + announceTtlMs()).toISOString() },
-          spec: {
-            addr: `${config.advertiseIp ?? dialableAddr(sshAddr).host}:${sshAddr.port}`,
-            public_addr: first(p.publicAddrs) || `${config.advertiseIp ?? config.nodeName}:${webAddr.port}`,
-            hostname: config.nodeName,
-            version: VERSION,
-          },
-        })
-        .catch((err) => log.warn('proxy heartbeat failed', { error: err }));
-    await announce();
-    heartbeat = setInterval(announce, announceTtlMs() / 2);
-    heartbeat.unref();
+    heartbeat = new Heartbeat(
+      client,
+      () => ({
+        kind: 'proxy',
+        version: 'v2',
+        metadata: { name: opts.hostUUID, namespace: 'default' },
+        spec: {
+          addr: `${config.advertiseIp ?? dialableAddr(sshAddr).host}:${sshAddr.port}`,
+          public_addr: first(p.publicAddrs) || `${config.advertiseIp ?? config.nodeName}:${webAddr.port}`,
+          hostname: config.nodeName,
+          version: VERSION,
+        },
+      }),
+      announceTtlMs(),
+      log.child('heartbeat'),
+    );
+    await heartbeat.start();
   } catch (err) {
     clearInterval(refresh);
     await web?.close();
@@ -136,7 +137,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
     ssh: s,
     close: async () => {
       clearInterval(refresh);
-      clearInterval(heartbeat);
+      heartbeat?.stop();
       await w.close();
       await s.close();
       client.close();

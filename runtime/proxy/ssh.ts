@@ -12,14 +12,15 @@ import * as net from 'node:net';
 import { type Connection, Server, type ServerChannel, type Session } from 'ssh2';
 import { AuthClient } from '../auth/client';
 import { Identity } from '../auth/identity';
-import { CertAuthority, Server as ServerRecord } from '../auth/resources';
+import { Server as ServerRecord } from '../auth/resources';
 import { Ports } from '../contract/ports';
-import { Certificate, EXT_TELEPORT_ROUTE_TO_CLUSTER, hostKeyWithCertificate, parseAuthorizedKey, verifyUserCertAuth } from '../sshcert';
+import { Certificate, EXT_TELEPORT_ROUTE_TO_CLUSTER, hostKeyWithCertificate, verifyUserCertAuth } from '../sshcert';
 import { BadParameterError, ConnectionProblemError, NotFoundError } from '../utils/errors';
 import { Logger } from '../utils/logger';
 import { dial, failChannel, proxyHello, readGreeting, relay, TELEPORT_VERSION_PREFIX } from './relay';
 import { HostPort, lookupIPs, NodeCache, resolveTarget } from './resolve';
 import { joinHostPort, parseProxySubsystem, PROXY_SUBSYSTEM_PREFIX } from './target';
+import { watchUserCAs } from '../auth/usercas';
 
 export const PROXY_SSH_IDENT = 'Teleport';
 
@@ -72,14 +73,6 @@ interface ConnectionContext {
   cert: Certificate;
   login: string;
   remote: HostPort;
-}
-
-/** Fetches the user CA keys; an empty answer is an error (nothing could log in). */
-async function fetchUserCAs(client: AuthClient): Promise<Buffer[]> {
-  const cas = await client.get<CertAuthority[]>('/v1/authorities/user');
-  const keys = cas.flatMap((ca) => ca.spec.checking_keys.map((k) => parseAuthorizedKey(Buffer.from(k, 'base64').toString()).blob));
-  if (!keys.length) throw new NotFoundError('the auth server returned no user CA keys');
-  return keys;
 }
 
 /**
@@ -272,27 +265,20 @@ class ProxySshServer {
 
 /** Starts the proxy's SSH listener once the user CA is known; the CA is re-read in the background. */
 export async function startProxySshService(opts: ProxySshServiceOptions): Promise<ProxySshService> {
-  let userCAs = await fetchUserCAs(opts.authClient);
-  const refresh = setInterval(() => {
-    fetchUserCAs(opts.authClient).then(
-      (keys) => (userCAs = keys),
-      (err) => opts.log.warn('cannot refresh the user CA', { error: err }),
-    );
-  }, opts.caRefreshMs ?? 10_000);
-  refresh.unref();
-  const server = new ProxySshServer(opts, () => userCAs);
+  const userCAs = await watchUserCAs(opts.authClient, opts.log, opts.caRefreshMs);
+  const server = new ProxySshServer(opts, userCAs.keys);
   let address: HostPort;
   try {
     address = await server.listen();
   } catch (err) {
-    clearInterval(refresh);
+    userCAs.stop();
     throw err;
   }
   opts.log.info('proxy ssh service is listening', { addr: joinHostPort(address.host, address.port), host_uuid: opts.hostUUID });
   return {
     address,
     close: async () => {
-      clearInterval(refresh);
+      userCAs.stop();
       await server.close();
     },
   };

@@ -1,7 +1,7 @@
 /**
- * The node's presence: it announces itself (name, address, labels) with a
- * TTL, again at half the TTL, and at once when a label changes. A node that
- * stops announcing disappears when its record expires.
+ * A service's presence (node or proxy): it announces itself (name, address,
+ * labels) with a TTL, again at half the TTL, and at once when something
+ * changes. A server that stops announcing disappears when its record expires.
  */
 import { AuthClient } from '../auth/client';
 import { Server } from '../auth/resources';
@@ -33,7 +33,8 @@ export class Heartbeat {
         const r = this.record();
         const expires = new Date(Date.now() + this.ttlMs).toISOString();
         try {
-          await this.client.post(`/v1/namespaces/${r.metadata.namespace}/nodes`, { ...r, metadata: { ...r.metadata, expires } });
+          const path = r.kind === 'proxy' ? '/v1/proxies' : `/v1/namespaces/${r.metadata.namespace}/nodes`;
+          await this.client.post(path, { ...r, metadata: { ...r.metadata, expires } });
         } catch (err) {
           this.log.warn('heartbeat failed', { error: err });
         }
