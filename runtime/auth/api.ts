@@ -10,7 +10,7 @@ import { RecordingStore } from '../recordings/store';
 import { AccessDeniedError, BadParameterError } from '../utils/errors';
 import { VERSION } from '../version';
 import { CAType } from './authorities';
-import { Caller, route, Route } from './http';
+import { Caller, Permission, route, Route } from './http';
 import { loginRoutes } from './login-api';
 import { parseResource, parseSystemRole, roleSchema, serverSchema, Server, userSchema, SYSTEM_ROLES } from './resources';
 import { displayRole } from './roles';
@@ -69,12 +69,17 @@ function checkOwnServer(caller: Caller, server: Server): void {
 
 export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route[] {
   const b64 = (s: string) => Buffer.from(s).toString('base64');
-  const presenceRoutes = (kind: Server['kind'], path: string, allowRead: ('Node' | 'Proxy')[], allowWrite: ('Node' | 'Proxy')[]) => [
+  const presenceRoutes = (kind: Server['kind'], path: string, allowRead: Permission[], allowWrite: ('Node' | 'Proxy')[]) => [
     route({
       method: 'GET',
       path,
       allow: allowRead,
-      handler: async ({ params }) => auth.presence.list(kind, params.ns ?? DEFAULT_NAMESPACE),
+      handler: async ({ params, caller }) => {
+        const ns = params.ns ?? DEFAULT_NAMESPACE;
+        // A user sees the nodes their roles' node_labels allow (`tsh ls`).
+        if (caller.kind === 'user') return auth.nodesForUser(caller.identity.username, ns);
+        return auth.presence.list(kind, ns);
+      },
     }),
     route({
       method: 'POST',
@@ -229,7 +234,7 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
         return {};
       },
     }),
-    ...presenceRoutes('node', '/v1/namespaces/:ns/nodes', ['Node', 'Proxy'], ['Node']),
+    ...presenceRoutes('node', '/v1/namespaces/:ns/nodes', ['Node', 'Proxy', 'user'], ['Node']),
     ...presenceRoutes('proxy', '/v1/proxies', ['Node', 'Proxy'], ['Proxy']),
     ...presenceRoutes('auth_server', '/v1/authservers', ['Node', 'Proxy'], []),
     route({

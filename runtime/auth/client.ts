@@ -5,6 +5,8 @@
  * used to reach it does not matter. Errors come back typed.
  */
 import * as https from 'node:https';
+import { Duplex } from 'node:stream';
+import * as tls from 'node:tls';
 import { AUTH_SERVER_NAME } from '../tlsca';
 import { ConnectionProblemError, errorFromReason, TeleportError } from '../utils/errors';
 
@@ -27,6 +29,11 @@ export interface AuthClientOptions {
   /** Verify the server against these CAs when calling without credentials (after pinning). */
   ca?: string[];
   timeoutMs?: number;
+  /**
+   * Opens the byte stream to a server instead of a TCP connection (e.g. an
+   * SSH channel through the proxy); TLS is still run and verified over it.
+   */
+  connect?: (server: HostPort) => Promise<Duplex>;
 }
 
 const RESPONSE_LIMIT = 64 * 1024 * 1024;
@@ -83,7 +90,7 @@ export class AuthClient {
           port: server.port,
           method,
           path,
-          agent: this.agent,
+          ...(this.opts.connect ? { createConnection: this.tunnel(server) } : { agent: this.agent }),
           servername: AUTH_SERVER_NAME,
           timeout: this.opts.timeoutMs ?? 30_000,
           headers: payload ? { 'content-type': payload.type, 'content-length': payload.data.length } : {},
@@ -120,6 +127,29 @@ export class AuthClient {
       req.on('error', (err) => reject(new ConnectionProblemError(`auth server ${where}: ${err.message}`, { cause: err })));
       req.end(payload?.data);
     });
+  }
+
+  /** A `createConnection` that runs TLS over the stream `connect` opens. */
+  private tunnel(server: HostPort) {
+    const c = this.opts.credentials;
+    const ca = c?.ca ?? this.opts.ca;
+    return (_opts: unknown, done: (err: Error | null, socket: Duplex) => void): undefined => {
+      this.opts.connect!(server).then(
+        (stream) =>
+          done(
+            null,
+            tls.connect({
+              socket: stream,
+              servername: AUTH_SERVER_NAME,
+              minVersion: 'TLSv1.2',
+              ...(c ? { key: c.key, cert: c.cert } : {}),
+              ...(ca ? { ca, rejectUnauthorized: true } : { rejectUnauthorized: false }),
+            }),
+          ),
+        (err: Error) => done(err, undefined as unknown as Duplex),
+      );
+      return undefined;
+    };
   }
 
   get<T>(path: string): Promise<T> {

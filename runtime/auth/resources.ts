@@ -154,6 +154,13 @@ export interface Server {
   };
 }
 
+/** A server's labels: the static ones and the latest result of each command label. */
+export function serverLabels(s: Server): Record<string, string> {
+  const labels = { ...(s.metadata.labels ?? {}) };
+  for (const [k, v] of Object.entries(s.spec.cmd_labels ?? {})) labels[k] = v.result;
+  return labels;
+}
+
 export const serverSchema = z
   .object({
     kind: z.enum(['node', 'proxy', 'auth_server']),
@@ -195,7 +202,7 @@ export function newUser(nameValue: string, roles: string[], logins: string[], cr
   });
 }
 
-/** The role every user made by `tctl users add` gets: the user's own logins, forwarding allowed, 30h max. */
+/** The role every user made by `tctl users add` gets: the user's own logins on every node, forwarding allowed, 30h max, and playback of every session. */
 export function defaultAdminRole(): Role {
   return roleSchema.parse({
     kind: 'role',
@@ -203,7 +210,7 @@ export function defaultAdminRole(): Role {
     metadata: { name: 'admin', namespace: 'default', description: 'Default role: the logins in the user traits, on every node' },
     spec: {
       options: { max_session_ttl: '30h0m0s', forward_agent: true, port_forwarding: true, permit_x11_forwarding: true, permit_pty: true, cert_format: 'standard' },
-      allow: { logins: ['{{internal.logins}}'], node_labels: { '*': '*' } },
+      allow: { logins: ['{{internal.logins}}'], node_labels: { '*': '*' }, rules: [{ resources: ['session'], verbs: ['list', 'read'] }] },
       deny: {},
     },
   });

@@ -49,6 +49,37 @@ export function accessFor(user: User, roles: Role[]): AccessChecker {
   };
 }
 
+type LabelSelector = Record<string, string | string[]> | undefined;
+
+/** Whether a selector (`node_labels`) matches labels: every key matches; `'*': '*'` matches every node. */
+export function labelsMatch(selector: LabelSelector, labels: Record<string, string>): boolean {
+  if (!selector || Object.keys(selector).length === 0) return false;
+  return Object.entries(selector).every(([key, want]) => {
+    const values = Array.isArray(want) ? want : [want];
+    if (key === '*') return values.includes('*');
+    const have = labels[key];
+    return have !== undefined && values.some((v) => v === '*' || v === have);
+  });
+}
+
+/** Whether the roles let their holder see and reach a node with these labels: some role allows, none denies. */
+export function nodeAllowed(roles: Role[], labels: Record<string, string>): boolean {
+  if (roles.some((r) => labelsMatch(r.spec.deny.node_labels, labels))) return false;
+  return roles.some((r) => labelsMatch(r.spec.allow.node_labels, labels));
+}
+
+type Rules = { resources: string[]; verbs: string[] }[] | undefined;
+
+function rulesMatch(rules: Rules, resource: string, verb: string): boolean {
+  return (rules ?? []).some((r) => (r.resources.includes('*') || r.resources.includes(resource)) && (r.verbs.includes('*') || r.verbs.includes(verb)));
+}
+
+/** Whether the roles' `rules` grant `verb` on `resource` (e.g. `session`/`read`): some role allows, none denies. */
+export function rulesAllow(roles: Role[], resource: string, verb: string): boolean {
+  if (roles.some((r) => rulesMatch(r.spec.deny.rules, resource, verb))) return false;
+  return roles.some((r) => rulesMatch(r.spec.allow.rules, resource, verb));
+}
+
 /** A role as YAML/JSON for people: durations written back in Go form. */
 export function displayRole(role: Role): unknown {
   const o = { ...role.spec.options } as Record<string, unknown>;

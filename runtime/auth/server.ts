@@ -26,8 +26,8 @@ import { RateLimiter } from '../utils/ratelimit';
 import { Authorities, Authority } from './authorities';
 import { Identity } from './identity';
 import { Presence } from './presence';
-import { newUser, SystemRole, User } from './resources';
-import { accessFor, Roles } from './roles';
+import { newUser, Server, serverLabels, SystemRole, User } from './resources';
+import { accessFor, nodeAllowed, Roles } from './roles';
 import { StaticToken, Tokens } from './tokens';
 import { Users } from './users';
 
@@ -327,6 +327,13 @@ export class AuthServer {
       tlsCert: creds.tlsCert,
       ...this.trustedCAs(),
     };
+  }
+
+  /** The nodes a user's roles let them see (`node_labels`), for `tsh ls` and the web UI. */
+  async nodesForUser(username: string, namespace = 'default'): Promise<Server[]> {
+    const roles = await this.roles.forUser(await this.users.get(username));
+    const nodes = await this.presence.list('node', namespace);
+    return nodes.filter((n) => nodeAllowed(roles, serverLabels(n)));
   }
 
   /** `tctl users add`: creates the user and a sign-up token. */

@@ -11,6 +11,7 @@ import { MAX_CHUNK_BYTES, MAX_EVENTS_PAGE, MAX_PART_BYTES, MAX_PARTS, parseCount
 import { RecordingStore } from '../recordings/store';
 import { BadParameterError, isReason, NotFoundError } from '../utils/errors';
 import { Caller, route, Route } from './http';
+import { rulesAllow } from './roles';
 import { AuthServer } from './server';
 
 /** At most this many events in one batch. */
@@ -68,6 +69,22 @@ export function sessionRoutes(auth: AuthServer, recordings?: RecordingStore): Ro
     return recordings;
   };
   const ids = (params: Record<string, string>) => ({ ns: checkNamespace(params.ns), sid: checkSessionId(params.sid) });
+
+  /**
+   * Playback: admins and cluster members read any recording; a user reads the
+   * sessions they ran, or any when a role grants `read` on `session`. A
+   * recording the user may not read is reported as missing.
+   */
+  const readable = async (caller: Caller, params: Record<string, string>) => {
+    const { ns, sid } = ids(params);
+    if (caller.kind !== 'user') return { ns, sid };
+    const name = caller.identity.username;
+    const roles = await auth.roles.forUser(await auth.users.get(name));
+    if (rulesAllow(roles, 'session', 'read')) return { ns, sid };
+    const [first] = await store().events(sid, { namespace: ns, limit: 1, print: false });
+    if (first?.user !== name) throw new NotFoundError(`no recording of session ${sid} in namespace ${ns}`);
+    return { ns, sid };
+  };
   const base = '/v1/namespaces/:ns/sessions/:sid';
 
   /** Emits the event unless its uid was delivered before; true when emitted. */
@@ -130,9 +147,9 @@ export function sessionRoutes(auth: AuthServer, recordings?: RecordingStore): Ro
     route({
       method: 'GET',
       path: `${base}/events`,
-      allow: [],
-      handler: async ({ params, query }) => {
-        const { ns, sid } = ids(params);
+      allow: ['user'],
+      handler: async ({ params, query, caller }) => {
+        const { ns, sid } = await readable(caller, params);
         const print = query.get('print');
         if (print !== null && print !== 'true' && print !== 'false') throw new BadParameterError(`print must be true or false, got ${JSON.stringify(print)}`);
         return store().events(sid, {
@@ -146,9 +163,9 @@ export function sessionRoutes(auth: AuthServer, recordings?: RecordingStore): Ro
     route({
       method: 'GET',
       path: `${base}/stream`,
-      allow: [],
-      handler: async ({ params, query }) => {
-        const { ns, sid } = ids(params);
+      allow: ['user'],
+      handler: async ({ params, query, caller }) => {
+        const { ns, sid } = await readable(caller, params);
         return store().stream(sid, parseCount(query.get('offset'), 'offset', 0), parseCount(query.get('bytes'), 'bytes', MAX_CHUNK_BYTES, MAX_CHUNK_BYTES), ns);
       },
     }),

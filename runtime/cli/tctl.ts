@@ -10,7 +10,7 @@ import { parseAllDocuments, stringify } from 'yaml';
 import { openBackend } from '../backend';
 import { AuthClient, HostPort } from '../auth/client';
 import { IdentityStore } from '../auth/identity';
-import { CertAuthority, parseResource, roleSchema, Server, tokenSchema, User, userSchema } from '../auth/resources';
+import { CertAuthority, parseResource, roleSchema, Server, serverLabels, tokenSchema, User, userSchema } from '../auth/resources';
 import { buildConfig, formatDuration, loadConfigFile, parseAddr, parseDuration, resolveConfigPath } from '../config';
 import { Ports } from '../contract/ports';
 import { procStoragePath } from '../service/datadir';
@@ -130,8 +130,7 @@ function formatExpiry(iso?: string): string {
 }
 
 function labelsOf(s: Server): string {
-  const labels = { ...(s.metadata.labels ?? {}) };
-  for (const [k, v] of Object.entries(s.spec.cmd_labels ?? {})) labels[k] = v.result;
+  const labels = serverLabels(s);
   return Object.keys(labels)
     .sort()
     .map((k) => `${k}=${labels[k]}`)

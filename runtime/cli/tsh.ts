@@ -1,15 +1,21 @@
 #!/usr/bin/env node
 /**
  * `tsh`: the user client. `login` gets certificates from the proxy's web API,
- * `status` shows them, `logout` removes them, `ssh` reaches nodes through
- * the proxy's SSH port. State lives in `$TELEPORT_HOME` or `~/.tsh`.
+ * `status` shows them, `logout` removes them; `ssh` and `scp` reach nodes
+ * through the proxy's SSH port; `ls` and `play` ask the auth server through
+ * the proxy. State lives in `$TELEPORT_HOME` or `~/.tsh`.
  */
 import { Command, Option } from 'commander';
 import { formatStatus } from '../client/status';
 import { login } from '../client/login';
-import { loadKey, removeKeys } from '../client/keystore';
-import { loadCurrentProfile, profileProxyHost, removeProfile } from '../client/profile';
+import { removeKeys } from '../client/keystore';
+import { currentLogin } from '../client/cluster';
+import { parseForwardSpec } from '../client/forward';
+import { formatNodes, listNodes, parseLabelSelector } from '../client/ls';
+import { play } from '../client/play';
+import { profileProxyHost, removeProfile } from '../client/profile';
 import { Prompter } from '../client/prompt';
+import { scpCommand } from '../client/scp';
 import { sshCommand } from '../client/ssh';
 import { BadParameterError } from '../utils/errors';
 import { VERSION } from '../version';
@@ -22,8 +28,16 @@ function intArg(name: string) {
   };
 }
 
+function collectForward(v: string, prev: ReturnType<typeof parseForwardSpec>[] = []) {
+  return [...prev, parseForwardSpec(v)];
+}
+
 const program = new Command('tsh').description('Teleport user client').version(VERSION, '--version');
-program.option('-d, --debug', 'Verbose errors').enablePositionalOptions();
+program
+  .option('-d, --debug', 'Verbose errors')
+  .option('--proxy <addr>', 'Proxy address: for login, where to log in; for other commands, which saved profile to use (default: the current one)')
+  .enablePositionalOptions();
+const globalProxy = (): string | undefined => program.opts<{ proxy?: string }>().proxy;
 
 program
   .command('version')
@@ -35,12 +49,14 @@ program
 program
   .command('login')
   .description('Logs in to the cluster through the proxy and saves the certificates')
-  .requiredOption('--proxy <addr>', 'Proxy address: [http(s)://]host[:webport][,sshport] (defaults 3080, 3023; HTTPS unless http:// is given)')
+  .option('--proxy <addr>', 'Proxy address: [http(s)://]host[:webport][,sshport] (defaults 3080, 3023; HTTPS unless http:// is given)')
   .requiredOption('--user <name>', 'Teleport user name')
   .option('--ttl <minutes>', 'Certificate lifetime in minutes', intArg('--ttl'))
   .addOption(new Option('--insecure', 'Do not verify the proxy\'s HTTPS certificate; allow plain HTTP when the proxy does not speak HTTPS'))
-  .action(async (o: { proxy: string; user: string; ttl?: number; insecure?: boolean }) => {
-    const { profile, cert } = await login({ proxy: o.proxy, user: o.user, ttlMinutes: o.ttl, insecure: o.insecure, prompter: new Prompter() });
+  .action(async (o: { proxy?: string; user: string; ttl?: number; insecure?: boolean }) => {
+    const proxy = o.proxy ?? globalProxy();
+    if (!proxy) throw new BadParameterError('tsh login: --proxy is required (the proxy\'s address, e.g. --proxy=proxy.example.com)');
+    const { profile, cert } = await login({ proxy, user: o.user, ttlMinutes: o.ttl, insecure: o.insecure, prompter: new Prompter() });
     process.stdout.write(formatStatus(profile, cert));
   });
 
@@ -48,8 +64,7 @@ program
   .command('status')
   .description('Shows the current profile and its certificate')
   .action(() => {
-    const profile = loadCurrentProfile();
-    const key = loadKey(profileProxyHost(profile), profile.user);
+    const { profile, key } = currentLogin({ proxy: globalProxy() });
     process.stdout.write(formatStatus(profile, key.cert));
   });
 
@@ -57,7 +72,7 @@ program
   .command('logout')
   .description('Removes the keys and profile of the current login')
   .action(() => {
-    const profile = loadCurrentProfile();
+    const { profile } = currentLogin({ proxy: globalProxy() });
     const host = profileProxyHost(profile);
     removeKeys(host, profile.user);
     removeProfile(host);
@@ -72,9 +87,68 @@ program
   .option('-p, --port <port>', 'Node SSH port (default: whichever the node listens on)', intArg('--port'))
   .option('-l, --login <login>', 'Remote login')
   .option('-t, --tty', 'Allocate a terminal even when stdin is not one')
+  .option('-A, --forward-agent', 'Forward an SSH agent holding the tsh key and certificate to the node')
+  .option('-L, --local <spec>', 'Forward a local port: [bind_address:]port:host:hostport (repeatable)', collectForward)
+  .option('-R, --remote <spec>', 'Forward a node port back here: [bind_address:]port:host:hostport (repeatable)', collectForward)
+  .option('-N, --no-remote-command', 'Run no command: only forward ports, until interrupted')
   .passThroughOptions()
-  .action(async (dest: string, command: string[], o: { port?: number; login?: string; tty?: boolean }) => {
-    process.exitCode = await sshCommand({ target: dest, command, login: o.login, port: o.port, forcePty: o.tty });
+  .action(async (dest: string, command: string[], o: SshFlags) => {
+    process.exitCode = await sshCommand({
+      target: dest,
+      command,
+      login: o.login,
+      port: o.port,
+      forcePty: o.tty,
+      forwardAgent: o.forwardAgent,
+      localForwards: o.local,
+      remoteForwards: o.remote,
+      noCommand: o.remoteCommand === false,
+      proxy: globalProxy(),
+    });
   });
+
+program
+  .command('ls')
+  .description('Lists the nodes you may reach, optionally those with the given labels')
+  .argument('[labels...]', 'label=value[,label=value] to match')
+  .option('-v, --verbose', 'Also show node IDs')
+  .action(async (labels: string[], o: { verbose?: boolean }) => {
+    const nodes = await listNodes(currentLogin({ proxy: globalProxy() }), parseLabelSelector(labels));
+    process.stdout.write(formatNodes(nodes, !!o.verbose));
+  });
+
+program
+  .command('scp')
+  .description('Copies files to or from a node, through the proxy: tsh scp [-r] [-P port] source... [user@]host:dest')
+  .argument('<paths...>', 'Sources, then the destination; the remote side is [user@]host:path')
+  .option('-r, --recursive', 'Copy directories recursively')
+  .option('-P, --port <port>', 'Node SSH port', intArg('--port'))
+  .action(async (paths: string[], o: { recursive?: boolean; port?: number }) => {
+    if (paths.length < 2) throw new BadParameterError('tsh scp: give at least one source and a destination');
+    await scpCommand({ sources: paths.slice(0, -1), destination: paths[paths.length - 1], recursive: o.recursive, port: o.port, proxy: globalProxy() });
+  });
+
+program
+  .command('play')
+  .description('Plays back a recorded session')
+  .argument('<session-id>', 'The session ID (TELEPORT_SESSION inside a session, sid in the audit log)')
+  .option('--speed <n>', 'Playback speed when writing to a terminal', (v: string) => {
+    const n = Number(v);
+    if (!(n > 0) || !Number.isFinite(n)) throw new BadParameterError(`--speed must be a positive number, got "${v}"`);
+    return n;
+  })
+  .action(async (sid: string, o: { speed?: number }) => {
+    await play(currentLogin({ proxy: globalProxy() }), sid, { out: process.stdout, speed: o.speed });
+  });
+
+interface SshFlags {
+  port?: number;
+  login?: string;
+  tty?: boolean;
+  forwardAgent?: boolean;
+  local?: ReturnType<typeof parseForwardSpec>[];
+  remote?: ReturnType<typeof parseForwardSpec>[];
+  remoteCommand?: boolean;
+}
 
 void runCli(program);

@@ -108,7 +108,7 @@ function connectClient(config: ConnectConfig, check: (key: Buffer) => void, what
 }
 
 /** Requests the proxy subsystem and returns its channel once accepted. */
-function proxySubsystem(proxy: Client, request: string): Promise<ClientChannel> {
+export function proxySubsystem(proxy: Client, request: string): Promise<ClientChannel> {
   return new Promise((resolve, reject) => {
     proxy.subsys(request, (err, channel) => {
       if (err) return reject(new ConnectionProblemError(`the proxy refused subsystem "${request}": ${err.message}`));
@@ -123,16 +123,21 @@ export function proxySubsystemName(host: string, port: number, cluster: string):
   return `proxy:${h}:${port}@${cluster}`;
 }
 
-export async function dialNode(opts: DialOptions): Promise<NodeConnection> {
+/** Logs in to the proxy's SSH port with the user certificate, checking the proxy's host certificate. */
+export async function dialProxy(opts: Omit<DialOptions, 'host' | 'port'>): Promise<Client> {
   if (opts.hostCAs.length === 0) throw new AccessDeniedError(`no host CA is trusted for cluster "${opts.cluster}" (run "tsh login" again)`);
-  const { host: proxyHost, port: proxyPort } = splitHostPort(opts.proxyAddr);
-  const agent = clientCertIdentity(opts.privateKey, opts.certLine);
-  const readyTimeout = opts.readyTimeoutMs ?? 30_000;
-  const proxy = await connectClient(
-    { host: proxyHost, port: proxyPort, username: opts.login, agent, readyTimeout },
+  const { host, port } = splitHostPort(opts.proxyAddr);
+  return connectClient(
+    { host, port, username: opts.login, agent: clientCertIdentity(opts.privateKey, opts.certLine), readyTimeout: opts.readyTimeoutMs ?? 30_000 },
     (key) => checkProxyHostKey(key, opts.cluster, opts.hostCAs),
     `proxy ${opts.proxyAddr}`,
   );
+}
+
+export async function dialNode(opts: DialOptions): Promise<NodeConnection> {
+  const proxy = await dialProxy(opts);
+  const agent = clientCertIdentity(opts.privateKey, opts.certLine);
+  const readyTimeout = opts.readyTimeoutMs ?? 30_000;
   try {
     const channel = await proxySubsystem(proxy, proxySubsystemName(opts.host, opts.port, opts.cluster));
     let stderr = '';

@@ -87,6 +87,18 @@ export function loadKey(proxyHost: string, user: string, home = tshHome()): Stor
   return { privateKey: loadPrivateKey(keyText), certLine, cert: parseCertificate(certLine) };
 }
 
+/** The TLS certificate, its key and the cluster's TLS CAs saved at login, for calls to the auth API. */
+export function loadTlsCredentials(proxyHost: string, user: string, home = tshHome()): { key: string; cert: string; ca: string[] } {
+  const p = keyPaths(proxyHost, user, home);
+  try {
+    const pem = fs.readFileSync(p.tlsCAs, 'utf8');
+    const ca = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    return { key: fs.readFileSync(p.tlsKey, 'utf8'), cert: fs.readFileSync(p.tlsCert, 'utf8'), ca };
+  } catch {
+    throw new NotFoundError(`no TLS certificate for "${user}" at ${p.dir} (run "tsh login" again)`);
+  }
+}
+
 /** Removes a user's key files, and the proxy's key directory when nothing else is left in it. */
 export function removeKeys(proxyHost: string, user: string, home = tshHome()): void {
   const p = keyPaths(proxyHost, user, home);

@@ -15,15 +15,19 @@ export interface SessionOptions {
   stdout?: NodeJS.WriteStream;
   stderr?: NodeJS.WriteStream;
   env?: Record<string, string>;
+  /** Ask the node to forward the agent (`-A`); the connection's agent must support it. */
+  forwardAgent?: boolean;
 }
 
 export const SIGNAL_EXIT_CODE = 255;
 
-function openChannel(client: Client, command: string | undefined, pty: PseudoTtyOptions | false, env: Record<string, string>): Promise<ClientChannel> {
+function openChannel(client: Client, command: string | undefined, pty: PseudoTtyOptions | false, env: Record<string, string>, agentForward: boolean): Promise<ClientChannel> {
   return new Promise((resolve, reject) => {
     const cb = (err: Error | undefined, ch: ClientChannel) => (err ? reject(new ConnectionProblemError(`cannot start the session: ${err.message}`)) : resolve(ch));
-    if (command !== undefined) client.exec(command, { pty, env }, cb);
-    else client.shell(pty, { env }, cb);
+    // ssh2 reads `agentForward` per channel (its types leave it out).
+    const extra = { agentForward } as object;
+    if (command !== undefined) client.exec(command, { pty, env, ...extra }, cb);
+    else client.shell(pty, { env, ...extra }, cb);
   });
 }
 
@@ -36,7 +40,7 @@ export async function runSession(client: Client, opts: SessionOptions = {}): Pro
   const pty: PseudoTtyOptions | false = wantPty ? { term: process.env.TERM || 'xterm', rows: stdout.rows || 24, cols: stdout.columns || 80 } : false;
   const env: Record<string, string> = { ...(opts.env ?? {}) };
   if (process.env.LANG) env.LANG = process.env.LANG;
-  const channel = await openChannel(client, opts.command, pty, env);
+  const channel = await openChannel(client, opts.command, pty, env, !!opts.forwardAgent);
 
   const raw = wantPty && tty;
   if (raw) stdin.setRawMode(true);

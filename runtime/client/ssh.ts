@@ -1,13 +1,15 @@
 /**
  * `tsh ssh` from the saved profile: picks the login (`-l`, `user@`, else the
  * local OS user when the certificate allows it, else the certificate's first
- * login), dials the node through the proxy and runs the session.
+ * login), dials the node through the proxy, sets up `-L`/`-R` forwards and
+ * `-A`, and runs the session.
  */
-import * as os from 'node:os';
+import type { Server as NetServer } from 'node:net';
 import { BadParameterError } from '../utils/errors';
-import { dialNode } from './dial';
-import { loadHostCAs, loadKey } from './keystore';
-import { loadCurrentProfile, profileProxyHost } from './profile';
+import { currentLogin, CurrentLogin, defaultLogin } from './cluster';
+import { dialNode, NodeConnection } from './dial';
+import { ForwardSpec, localForward, remoteForward } from './forward';
+import { loadHostCAs } from './keystore';
 import { runSession, SessionOptions } from './session';
 
 export interface SshOptions {
@@ -17,8 +19,18 @@ export interface SshOptions {
   login?: string;
   port?: number;
   forcePty?: boolean;
+  /** `-L` forwards. */
+  localForwards?: ForwardSpec[];
+  /** `-R` forwards. */
+  remoteForwards?: ForwardSpec[];
+  /** `-A`: forward an agent holding the tsh key and certificate. */
+  forwardAgent?: boolean;
+  /** `-N`: no command, only the forwards, until interrupted. */
+  noCommand?: boolean;
+  /** The profile of this proxy instead of the current one. */
+  proxy?: string;
   home?: string;
-  session?: Omit<SessionOptions, 'command' | 'forcePty'>;
+  session?: Omit<SessionOptions, 'command' | 'forcePty' | 'forwardAgent'>;
 }
 
 export function parseTarget(target: string): { login?: string; host: string } {
@@ -30,26 +42,46 @@ export function parseTarget(target: string): { login?: string; host: string } {
   return { login, host };
 }
 
-/** Runs `tsh ssh` and returns the exit code to exit with. */
-export async function sshCommand(opts: SshOptions): Promise<number> {
-  const profile = loadCurrentProfile(opts.home);
-  const key = loadKey(profileProxyHost(profile), profile.user, opts.home);
-  const { login: targetLogin, host } = parseTarget(opts.target);
-  const osUser = os.userInfo().username;
-  const login = opts.login ?? targetLogin ?? (key.cert.principals.includes(osUser) ? osUser : key.cert.principals[0] ?? osUser);
-  const conn = await dialNode({
-    proxyAddr: profile.ssh_proxy_addr,
-    cluster: profile.cluster,
-    hostCAs: loadHostCAs(profile.cluster, opts.home),
-    privateKey: key.privateKey,
-    certLine: key.certLine,
-    login,
+/** Logs in to a node through the proxy as `[login@]host` (`login` in opts wins). */
+export async function connectNode(me: CurrentLogin, target: string, opts: { login?: string; port?: number } = {}): Promise<NodeConnection> {
+  const { login: targetLogin, host } = parseTarget(target);
+  return dialNode({
+    proxyAddr: me.profile.ssh_proxy_addr,
+    cluster: me.profile.cluster,
+    hostCAs: loadHostCAs(me.profile.cluster, me.home),
+    privateKey: me.key.privateKey,
+    certLine: me.key.certLine,
+    login: opts.login ?? targetLogin ?? defaultLogin(me.key),
     host,
     port: opts.port ?? 0,
   });
+}
+
+/** Runs `tsh ssh` and returns the exit code to exit with. */
+export async function sshCommand(opts: SshOptions): Promise<number> {
+  const me = currentLogin({ proxy: opts.proxy, home: opts.home });
+  const conn = await connectNode(me, opts.target, opts);
+  const listeners: NetServer[] = [];
+  const stderr = opts.session?.stderr ?? process.stderr;
+  const warn = (msg: string) => stderr.write(msg + '\n');
   try {
-    return await runSession(conn.node, { ...opts.session, command: opts.command.length ? opts.command.join(' ') : undefined, forcePty: opts.forcePty });
+    for (const f of opts.localForwards ?? []) listeners.push(await localForward(conn.node, f, warn));
+    for (const f of opts.remoteForwards ?? []) {
+      const bound = await remoteForward(conn.node, f, warn);
+      if (f.bindPort === 0) warn(`Allocated port ${bound} for remote forward to ${f.host}:${f.hostPort}`);
+    }
+    if (opts.noCommand) {
+      await new Promise<void>((resolve) => conn.node.once('close', () => resolve()));
+      return 0;
+    }
+    return await runSession(conn.node, {
+      ...opts.session,
+      command: opts.command.length ? opts.command.join(' ') : undefined,
+      forcePty: opts.forcePty,
+      forwardAgent: opts.forwardAgent,
+    });
   } finally {
+    for (const l of listeners) l.close();
     conn.close();
   }
 }

@@ -15,7 +15,7 @@ import { Identity } from '../auth/identity';
 import { Server as ServerRecord } from '../auth/resources';
 import { Ports } from '../contract/ports';
 import { Certificate, EXT_TELEPORT_ROUTE_TO_CLUSTER, hostKeyWithCertificate, verifyUserCertAuth } from '../sshcert';
-import { BadParameterError, ConnectionProblemError, NotFoundError } from '../utils/errors';
+import { ConnectionProblemError, NotFoundError } from '../utils/errors';
 import { Logger } from '../utils/logger';
 import { dial, failChannel, proxyHello, readGreeting, relay, TELEPORT_VERSION_PREFIX } from './relay';
 import { HostPort, lookupIPs, NodeCache, resolveTarget } from './resolve';
@@ -28,6 +28,8 @@ export interface ProxySshServiceOptions {
   readonly listen: HostPort;
   /** The proxy's identity (role Proxy): its host key and certificate are what clients see. */
   readonly identity: Identity;
+  /** Where `proxy:@cluster` leads: the auth servers, tried in turn. */
+  readonly authServers: HostPort[];
   /** An auth client with the proxy's credentials: user CAs, the node list and audit events. */
   readonly authClient: AuthClient;
   readonly clusterName: string;
@@ -220,7 +222,7 @@ class ProxySshServer {
     const target = parseProxySubsystem(request);
     const cluster = target.cluster || ctx.cert.extensions[EXT_TELEPORT_ROUTE_TO_CLUSTER] || opts.clusterName;
     if (cluster !== opts.clusterName) throw new NotFoundError(`cluster ${cluster} not found: this proxy serves only cluster ${opts.clusterName}`);
-    if (!target.host) throw new BadParameterError(`${request}: connecting to the auth server through the proxy subsystem is not supported`);
+    if (!target.host) return this.proxyToAuth(channel, request, ctx);
     const [nodes, resolvedIPs] = await Promise.all([this.listNodes(target.namespace), lookupIPs(target.host, DNS_TIMEOUT_MS)]);
     const res = resolveTarget(target, nodes, { clusterName: opts.clusterName, resolvedIPs });
     const where = joinHostPort(res.addr.host, res.addr.port);
@@ -242,6 +244,34 @@ class ProxySshServer {
     const fields = { user: ctx.cert.keyId, login: ctx.login, remote: ctx.remote.host, target: request, addr: where, ...(res.kind === 'node' ? { node: res.node.metadata.name } : { direct: true }) };
     opts.log.info('proxying to node', fields);
     relay(channel, sock, greeting.head, where, (err) => opts.log.debug('proxy connection closed', { ...fields, ...(err ? { error: err.message } : {}) }));
+  }
+
+  /**
+   * `proxy:@cluster`: a byte pipe to an auth server (the first of the list
+   * that answers), over which `tsh` speaks mutual TLS with its own user
+   * certificate; the auth server decides what that user may do.
+   */
+  private async proxyToAuth(channel: ServerChannel, request: string, ctx: ConnectionContext): Promise<void> {
+    const { opts } = this;
+    let closed = false;
+    channel.once('close', () => (closed = true));
+    let last: Error | undefined;
+    for (const addr of opts.authServers) {
+      let sock: net.Socket;
+      try {
+        sock = await dial(addr, this.dialTimeoutMs);
+      } catch (err) {
+        last = err as Error;
+        continue;
+      }
+      if (closed) return void sock.destroy();
+      const where = joinHostPort(addr.host, addr.port);
+      const fields = { user: ctx.cert.keyId, login: ctx.login, remote: ctx.remote.host, target: request, addr: where };
+      opts.log.debug('proxying to the auth server', fields);
+      relay(channel, sock, Buffer.alloc(0), where, (err) => opts.log.debug('auth connection closed', { ...fields, ...(err ? { error: err.message } : {}) }));
+      return;
+    }
+    throw new ConnectionProblemError(`cannot reach the auth server of cluster ${opts.clusterName}: ${last?.message ?? 'no auth server configured'}`);
   }
 
   private async listNodes(namespace: string): Promise<ServerRecord[]> {

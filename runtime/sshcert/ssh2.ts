@@ -6,8 +6,11 @@
  * accepts host certificates signed by trusted CAs.
  */
 import { KeyObject, sign as cryptoSign } from 'node:crypto';
+import { Duplex } from 'node:stream';
 import {
+  AgentProtocol,
   BaseAgent,
+  type AgentInboundRequest,
   type AuthContext,
   type IdentityCallback,
   type ParsedKey,
@@ -187,6 +190,23 @@ class CertificateAgent extends BaseAgent<ParsedKey> {
     } catch (err) {
       done(err as Error);
     }
+  }
+
+  /**
+   * Agent forwarding (`tsh ssh -A`): an SSH agent on the forwarded channel
+   * that lists this one identity (the certificate) and signs with its key.
+   */
+  override getStream(cb: (err: Error | undefined, stream?: Duplex) => void): void {
+    const agent = new AgentProtocol(false);
+    agent.on('identities', (req: AgentInboundRequest) => agent.getIdentitiesReply(req, [this.identity]));
+    agent.on('sign', (req: AgentInboundRequest, pubKey: ParsedKey, data: Buffer, opts: SigningRequestOptions) => {
+      try {
+        agent.signReply(req, this.signRaw(pubKey, data, opts));
+      } catch {
+        agent.failureReply(req);
+      }
+    });
+    cb(undefined, agent);
   }
 
   /** The signature without its SSH header (what ssh2's agent interface returns). */

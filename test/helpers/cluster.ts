@@ -59,6 +59,11 @@ export class TestAuth {
     await this.daemon!.waitForOutput(/teleport is running/);
   }
 
+  /** The proxy's web address: `http://` with --insecure-no-tls, else `https://` (self-signed). */
+  webUrl(): string {
+    return `${this.startArgs.includes('--insecure-no-tls') ? 'http' : 'https'}://127.0.0.1:${this.proxyPorts!.web}`;
+  }
+
   /** The cluster's CA pin, from `tctl status`. */
   async caPin(): Promise<string> {
     return /CA pin\s+(sha256:[0-9a-f]{64})/.exec(await this.tctlOk('status'))![1];

@@ -1,0 +1,80 @@
+/**
+ * What every tsh command after `login` starts from: the saved profile and
+ * key, and, for commands that ask the cluster something (`ls`, `play`), an
+ * auth API client reached through the proxy. tsh logs in to the proxy's SSH
+ * port with its user certificate, asks for the `proxy:@<cluster>` subsystem
+ * (a byte pipe to an auth server) and speaks mutual TLS over it with its TLS
+ * certificate, verifying the auth server against the cluster's TLS CA; the
+ * auth server decides what the user may see.
+ */
+import * as os from 'node:os';
+import { AuthClient } from '../auth/client';
+import { Ports } from '../contract/ports';
+import { AUTH_SERVER_NAME } from '../tlsca';
+import { dialProxy, proxySubsystem } from './dial';
+import { loadHostCAs, loadKey, loadTlsCredentials, StoredKey } from './keystore';
+import { loadCurrentProfile, loadProfile, Profile, profileProxyHost, splitHostPort } from './profile';
+
+export interface CurrentLogin {
+  profile: Profile;
+  key: StoredKey;
+  home?: string;
+}
+
+/** The profile of `proxy` (a host, or host:port) when given, else the current one, with its key. */
+export function currentLogin(opts: { proxy?: string; home?: string } = {}): CurrentLogin {
+  const profile = opts.proxy ? loadProfile(proxyHostOf(opts.proxy), opts.home) : loadCurrentProfile(opts.home);
+  return { profile, key: loadKey(profileProxyHost(profile), profile.user, opts.home), home: opts.home };
+}
+
+function proxyHostOf(proxy: string): string {
+  const bare = proxy.replace(/^https?:\/\//, '').split(',')[0];
+  return /:\d+$/.test(bare) ? splitHostPort(bare).host : bare.replace(/^\[|\]$/g, '');
+}
+
+/** The login tsh uses on the proxy and nodes: the local OS user when the certificate allows it, else its first login. */
+export function defaultLogin(key: StoredKey): string {
+  const osUser = os.userInfo().username;
+  return key.cert.principals.includes(osUser) ? osUser : (key.cert.principals[0] ?? osUser);
+}
+
+export interface ClusterConnection {
+  /** The auth API as this user. */
+  auth: AuthClient;
+  close(): void;
+}
+
+export async function connectToCluster(login: CurrentLogin): Promise<ClusterConnection> {
+  const { profile, key, home } = login;
+  const tls = loadTlsCredentials(profileProxyHost(profile), profile.user, home);
+  const proxy = await dialProxy({
+    proxyAddr: profile.ssh_proxy_addr,
+    cluster: profile.cluster,
+    hostCAs: loadHostCAs(profile.cluster, home),
+    privateKey: key.privateKey,
+    certLine: key.certLine,
+    login: defaultLogin(key),
+  });
+  const auth = new AuthClient({
+    servers: [{ host: AUTH_SERVER_NAME, port: Ports.auth }],
+    credentials: tls,
+    connect: () => proxySubsystem(proxy, `proxy:@${profile.cluster}`),
+  });
+  return {
+    auth,
+    close: () => {
+      auth.close();
+      proxy.end();
+    },
+  };
+}
+
+/** Runs `fn` with a cluster connection, closed afterwards. */
+export async function withCluster<T>(login: CurrentLogin, fn: (c: ClusterConnection) => Promise<T>): Promise<T> {
+  const conn = await connectToCluster(login);
+  try {
+    return await fn(conn);
+  } finally {
+    conn.close();
+  }
+}

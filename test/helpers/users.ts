@@ -1,0 +1,64 @@
+/**
+ * A cluster user as a person would be one: created with `tctl users add`,
+ * signed up through the proxy's web API with a password and TOTP, and
+ * logged in with `tsh login` into their own HOME. `tsh(...)` then runs tsh
+ * as that person.
+ */
+import * as fs from 'node:fs';
+import { totp } from '../../runtime/auth/totp';
+import { webRequest } from '../../runtime/client/weblogin';
+import { TestAuth } from './cluster';
+import { runCli, RunResult, tempDir } from './proc';
+
+export class TshUser {
+  /** The TOTP step last used: every code sent must be for a later step. */
+  private lastStep = -Infinity;
+
+  private constructor(
+    readonly name: string,
+    readonly home: string,
+    readonly password: string,
+    readonly otpSecret: string,
+    private readonly cluster: TestAuth,
+  ) {}
+
+  /** `tctl users add <name> <logins> [--roles]`, then sign-up with a password and TOTP code. */
+  static async signUp(c: TestAuth, name: string, logins: string[], opts: { roles?: string[] } = {}): Promise<TshUser> {
+    const out = await c.tctlOk('users', 'add', name, logins.join(','), ...(opts.roles ? [`--roles=${opts.roles.join(',')}`] : []));
+    const token = /\/web\/newuser\/([0-9a-f]{32})/.exec(out)![1];
+    const url = new URL(c.webUrl());
+    const web = { scheme: url.protocol === 'http:' ? ('http' as const) : ('https' as const), host: url.hostname, port: Number(url.port), insecure: true };
+    const info = await webRequest<{ otp_secret: string }>(web, 'GET', `/webapi/signuptokens/${token}`);
+    const user = new TshUser(name, tempDir(`tsh-${name}-`), `${name} has a long password`, info.otp_secret, c);
+    await webRequest(web, 'POST', `/webapi/signuptokens/${token}`, { password: user.password, otp_token: user.nextCode() });
+    return user;
+  }
+
+  /**
+   * A TOTP code for a step after the last one used: the current step, or the
+   * next (the server accepts one step either side of now) when the current
+   * one is spent.
+   */
+  nextCode(): string {
+    const now = Math.floor(Date.now() / 30_000);
+    const step = Math.max(now, this.lastStep + 1);
+    if (step > now + 1) throw new Error('no unused TOTP step within the accepted window');
+    this.lastStep = step;
+    return totp(this.otpSecret, { timeMs: step * 30_000 });
+  }
+
+  tsh(args: string[], input?: string, env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
+    return runCli('tsh', args, { env: { HOME: this.home, TELEPORT_HOME: '', ...env }, input });
+  }
+
+  /** `tsh login` through the proxy (plain HTTP test proxies: http://), failing the test when it fails. */
+  async login(): Promise<void> {
+    const p = this.cluster.proxyPorts!;
+    const r = await this.tsh(['login', '--proxy', `${this.cluster.webUrl()},${p.ssh}`, '--insecure', '--user', this.name], `${this.password}\n${this.nextCode()}\n`);
+    if (r.code !== 0) throw new Error(`tsh login failed: ${r.stderr}`);
+  }
+
+  cleanup(): void {
+    fs.rmSync(this.home, { recursive: true, force: true });
+  }
+}
