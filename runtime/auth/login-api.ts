@@ -1,13 +1,15 @@
 /**
  * The auth API routes the proxy calls for local users: reading and
- * completing a sign-up token, and logging in with a password and second
- * factor (the proxy's `POST /webapi/ssh/certs`, formats.md §4.3). Only
- * proxies (and the auth server's own identities) may call them.
+ * completing a sign-up token, logging in with a password and second
+ * factor (the proxy's `POST /webapi/ssh/certs`, formats.md §4.3), and the
+ * web UI's browser sessions (bearer tokens travel in bodies, never in URLs).
+ * Only proxies (and the auth server's own identities) may call them.
  */
 import { z } from 'zod';
 import { route, Route } from './http';
 import { LocalLogins } from './login';
 import { AuthServer } from './server';
+import { WebSessions } from './websessions';
 
 const NS_PER_MS = 1_000_000;
 const unb64 = (s: string) => Buffer.from(s, 'base64').toString();
@@ -28,7 +30,14 @@ const loginBody = z
   })
   .strict();
 
+const webSessionBody = z
+  .object({ user: z.string().min(1).max(255), password: z.string().max(1024), otp_token: z.string().max(32).optional() })
+  .strict();
+
+const bearerBody = z.object({ token: z.string().max(256) }).strict();
+
 export function loginRoutes(auth: AuthServer, logins = new LocalLogins(auth)): Route[] {
+  const sessions = new WebSessions(auth, logins);
   return [
     route({
       method: 'GET',
@@ -58,6 +67,38 @@ export function loginRoutes(auth: AuthServer, logins = new LocalLogins(auth)): R
           ...(body.ttl ? { ttlMs: Math.round(body.ttl / NS_PER_MS) } : {}),
           ...(body.route_to_cluster ? { routeToCluster: body.route_to_cluster } : {}),
         }),
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/websessions',
+      allow: ['Proxy'],
+      body: webSessionBody,
+      handler: async ({ body }) =>
+        sessions.create({ username: body.user, password: body.password, ...(body.otp_token !== undefined ? { otpToken: body.otp_token } : {}) }),
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/websessions/get',
+      allow: ['Proxy'],
+      body: bearerBody,
+      handler: async ({ body }) => sessions.get(body.token),
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/websessions/nodes',
+      allow: ['Proxy'],
+      body: bearerBody,
+      handler: async ({ body }) => sessions.nodes(body.token),
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/websessions/delete',
+      allow: ['Proxy'],
+      body: bearerBody,
+      handler: async ({ body }) => {
+        await sessions.delete(body.token);
+        return {};
+      },
     }),
   ];
 }

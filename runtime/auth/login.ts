@@ -1,7 +1,8 @@
 /**
  * Local users signing up and logging in: the server side of the sign-up page
- * (password and TOTP registration with a `tctl users add` token) and of
- * `tsh login` (password and TOTP exchanged for short-lived certificates).
+ * (password and TOTP registration with a `tctl users add` token), of
+ * `tsh login` (password and TOTP exchanged for short-lived certificates) and
+ * of the web UI's login (`loginWith`, used by websessions.ts).
  * Every login attempt is audited; repeated failures lock the user for a
  * while; callers learn only "it failed", never which part was wrong.
  */
@@ -23,10 +24,14 @@ export const INVALID_LOGIN = 'invalid username, password or second factor';
 
 const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,254}$/;
 
-export interface LoginRequest {
+/** What a user proves who they are with: a password and, with `otp`, a TOTP code. */
+export interface Credentials {
   username: string;
   password: string;
   otpToken?: string;
+}
+
+export interface LoginRequest extends Credentials {
   /** authorized_keys line. */
   sshPublicKey: string;
   /** PEM SPKI, when a TLS certificate is wanted too. */
@@ -159,9 +164,8 @@ export class LocalLogins {
 
   /** Checks the credentials, issues certificates and audits the attempt either way. */
   async login(req: LoginRequest): Promise<SSHLoginResponse> {
-    try {
+    return this.audited(req.username, async () => {
       const ttlMs = this.checkRequest(req);
-      this.limiter.take(req.username);
       await this.authenticate(req);
       const certs = await this.auth.generateUserCerts({
         username: req.username,
@@ -177,19 +181,44 @@ export class LocalLogins {
         ...(certs.tlsCert ? { tls_cert: b64(certs.tlsCert) } : {}),
         host_signers: await this.hostSigners(),
       };
-      await this.auth.emit({ event: 'user.login', user: req.username, method: 'local', success: true });
+      return res;
+    });
+  }
+
+  /**
+   * Checks a user's credentials exactly as `login` does (rate limit, lockout,
+   * TOTP replay), then runs `then` (which makes what the login is for, e.g. a
+   * web session); the attempt is audited either way.
+   */
+  async loginWith<T>(creds: Credentials, then: () => Promise<T>): Promise<T> {
+    return this.audited(creds.username, async () => {
+      this.checkCredentials(creds);
+      await this.authenticate(creds);
+      return then();
+    });
+  }
+
+  /** Runs a login attempt and writes its `user.login` audit event, whatever the outcome. */
+  private async audited<T>(username: string, attempt: () => Promise<T>): Promise<T> {
+    try {
+      const res = await attempt();
+      await this.auth.emit({ event: 'user.login', user: username, method: 'local', success: true });
       return res;
     } catch (err) {
       const detail = err instanceof LoginFailure ? err.detail : (err as Error).message;
-      await this.auth.emit({ event: 'user.login', user: req.username.slice(0, 255), method: 'local', success: false, error: detail });
+      await this.auth.emit({ event: 'user.login', user: username.slice(0, 255), method: 'local', success: false, error: detail });
       throw err;
     }
   }
 
+  private checkCredentials(creds: Credentials): void {
+    if (!USER_NAME.test(creds.username)) throw new BadParameterError('invalid user name: letters, digits, ".", "_", "@" or "-", starting with a letter or digit');
+    this.checkSecondFactorSupported();
+  }
+
   /** Validates what does not depend on the user; returns the TTL asked for, if any. */
   private checkRequest(req: LoginRequest): number | undefined {
-    if (!USER_NAME.test(req.username)) throw new BadParameterError('invalid user name: letters, digits, ".", "_", "@" or "-", starting with a letter or digit');
-    this.checkSecondFactorSupported();
+    this.checkCredentials(req);
     if (req.ttlMs !== undefined && req.ttlMs !== 0 && (req.ttlMs < USER_CERT_TTL.min || req.ttlMs > USER_CERT_TTL.max)) {
       throw new BadParameterError('ttl must be between 1m and 30h');
     }
@@ -214,8 +243,10 @@ export class LocalLogins {
     return this.dummyHash;
   }
 
-  private async authenticate(req: LoginRequest): Promise<void> {
+  /** The one credential check behind every login: rate limit, lockout, password, second factor. */
+  private async authenticate(req: Credentials): Promise<void> {
     const { username: name } = req;
+    this.limiter.take(name);
     let user: User | undefined;
     try {
       user = await this.auth.users.get(name);

@@ -75,10 +75,12 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       listen: p.listenAddr,
       identity,
       authClient: client,
+      authServers: config.authServers,
       clusterName: identity.clusterName,
       hostUUID: opts.hostUUID,
       log: log.child('ssh'),
       maxConnections: config.connectionLimits.maxConnections,
+      maxUsers: config.connectionLimits.maxUsers,
       keepAliveIntervalMs: cluster.keep_alive_interval / 1e6,
       keepAliveCountMax: cluster.keep_alive_count_max,
     });
@@ -101,6 +103,14 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
           }),
         signupToken: (token) => client.get(`/v1/signuptokens/${token}`),
         completeSignup: (token, b) => client.post(`/v1/signuptokens/${token}/complete`, b),
+        clusterName: identity.clusterName,
+        createSession: (c) =>
+          client.post('/v1/websessions', { user: c.user, password: c.password, ...(c.otpToken ? { otp_token: c.otpToken } : {}) }),
+        getSession: (token) => client.post('/v1/websessions/get', { token }),
+        sessionNodes: (token) => client.post('/v1/websessions/nodes', { token }),
+        deleteSession: async (token) => {
+          await client.post('/v1/websessions/delete', { token });
+        },
       },
       log: log.child('web'),
     });

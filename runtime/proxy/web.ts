@@ -5,8 +5,13 @@
  * that terminates TLS. Serves the web API (all also under `/v1`):
  *   GET  /webapi/ping                     load balancer health checks, client discovery
  *   POST /webapi/ssh/certs                tsh login: password + second factor in, certificates out
- *   GET  /webapi/signuptokens/:token      what the sign-up page shows (user, TOTP enrolment URL)
+ *   GET  /webapi/signuptokens/:token      what the sign-up page shows (user, TOTP enrolment URL and QR code)
  *   POST /webapi/signuptokens/:token      completes the sign-up (password + TOTP code)
+ *   POST   /webapi/sessions               browser login: password + second factor in, bearer token out
+ *   DELETE /webapi/sessions/current       logout (bearer; also DELETE /webapi/sessions, as Teleport has it)
+ *   GET    /webapi/sites                  the cluster this proxy serves (bearer)
+ *   GET    /webapi/sites/:site/nodes      the nodes the user may see (bearer; also under /namespaces/default)
+ * and the browser UI's pages and files from runtime/proxy/webui (see pages.ts).
  * Bodies are JSON of at most 64 KiB, validated by one schema each; a bad one gets a 4xx.
  */
 import * as fs from 'node:fs';
@@ -14,11 +19,14 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { AddressInfo } from 'node:net';
 import * as path from 'node:path';
+import { toString as qrCodeText } from 'qrcode';
 import { z } from 'zod';
 import { readJsonBody, sendError, sendJson } from '../auth/http';
+import { Server, serverLabels } from '../auth/resources';
 import { selfSignedServerCert } from '../tlsca';
-import { BadParameterError, NotFoundError } from '../utils/errors';
+import { AccessDeniedError, BadParameterError, NotFoundError } from '../utils/errors';
 import { Logger } from '../utils/logger';
+import { CONTENT_SECURITY_POLICY, WebUi } from './pages';
 
 export interface PingResponse {
   auth: { type: string; second_factor: string };
@@ -27,12 +35,43 @@ export interface PingResponse {
   min_client_version: string;
 }
 
+/** What the auth service says about a sign-up token (runtime/auth/login.ts SignupTokenInfo). */
+export interface SignupInfo {
+  user: string;
+  otp_url?: string;
+  [field: string]: unknown;
+}
+
+/** A browser session as the auth service hands it out; the token is shown once. */
+export interface NewWebSession {
+  token: string;
+  user: string;
+  /** Seconds. */
+  expires_in: number;
+}
+
+/** A node as the web UI lists it (Teleport's `ui.Server`). */
+export interface WebNode {
+  id: string;
+  siteId: string;
+  hostname: string;
+  addr: string;
+  tags: { name: string; value: string }[];
+}
+
 /** What the web API asks of the cluster (the auth service, through the proxy's identity). */
 export interface WebApi {
+  /** The cluster this proxy serves: the one "site" of the web API. */
+  clusterName: string;
   ping(): Promise<PingResponse>;
   login(user: string, body: LoginBody): Promise<unknown>;
-  signupToken(token: string): Promise<unknown>;
+  signupToken(token: string): Promise<SignupInfo>;
   completeSignup(token: string, body: SignupBody): Promise<unknown>;
+  createSession(creds: { user: string; password: string; otpToken?: string }): Promise<NewWebSession>;
+  /** The session's user; AccessDeniedError when the token is unknown or expired. */
+  getSession(token: string): Promise<{ user: string }>;
+  sessionNodes(token: string): Promise<Server[]>;
+  deleteSession(token: string): Promise<void>;
 }
 
 const WEB_BODY_LIMIT = 64 * 1024;
@@ -56,6 +95,52 @@ export type LoginBody = z.infer<typeof loginBodySchema>;
 
 export const signupBodySchema = z.object({ password: z.string().min(1).max(1024), otp_token: z.string().max(16).optional() }).strict();
 export type SignupBody = z.infer<typeof signupBodySchema>;
+
+/** `POST /webapi/sessions` (Teleport's createSessionReq). */
+export const sessionBodySchema = z
+  .object({ user: z.string().min(1).max(255), pass: z.string().min(1).max(1024), second_factor_token: z.string().max(16).optional() })
+  .strict();
+
+/** A request without any bearer token: 401, so the page knows to log in. */
+class NoBearerError extends AccessDeniedError {}
+
+const BEARER_RE = /^Bearer ([0-9a-f]{64})$/i;
+
+/** The web session token from `Authorization: Bearer <token>`. */
+function bearer(req: http.IncomingMessage): string {
+  const h = req.headers.authorization;
+  if (!h) throw new NoBearerError('this API needs a web session: log in and send Authorization: Bearer <token>');
+  const m = BEARER_RE.exec(h);
+  if (!m) throw new AccessDeniedError('invalid or expired web session; log in again');
+  return m[1];
+}
+
+/** The QR code of an `otpauth://` URL, as an SVG data URL for an <img>. */
+async function qrCode(text: string): Promise<string> {
+  const svg = await qrCodeText(text, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 });
+  return 'data:image/svg+xml;base64,' + Buffer.from(svg).toString('base64');
+}
+
+function decodePart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new BadParameterError('malformed percent-encoding in the URL');
+  }
+}
+
+function webNode(s: Server, site: string): WebNode {
+  const labels = serverLabels(s);
+  return {
+    id: s.metadata.name,
+    siteId: site,
+    hostname: s.spec.hostname,
+    addr: s.spec.addr,
+    tags: Object.keys(labels)
+      .sort()
+      .map((name) => ({ name, value: labels[name] })),
+  };
+}
 
 async function parseBody<T>(req: http.IncomingMessage, schema: z.ZodType<T>): Promise<T> {
   const parsed = schema.safeParse((await readJsonBody(req, WEB_BODY_LIMIT)) ?? {});
@@ -91,6 +176,7 @@ const SECURITY_HEADERS = {
   'x-content-type-options': 'nosniff',
   'x-frame-options': 'DENY',
   'referrer-policy': 'no-referrer',
+  'content-security-policy': CONTENT_SECURITY_POLICY,
 };
 
 /** The key pair to serve: the configured one, or the self-signed one kept in data_dir (made once, 0600). */
@@ -110,28 +196,57 @@ async function loadKeyPair(opts: WebServiceOptions): Promise<{ key: string; cert
 
 export async function startWebService(opts: WebServiceOptions): Promise<WebService> {
   const { log } = opts;
+  const ui = new WebUi(log);
   const handler = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
     try {
       const url = new URL(req.url ?? '/', 'http://proxy');
       const route = url.pathname.replace(/^\/v1(?=\/webapi\/)/, '');
       const signup = /^\/webapi\/signuptokens\/([^/]+)$/.exec(route);
+      const nodes = /^\/webapi\/sites\/([^/]+)(?:\/namespaces\/default)?\/nodes$/.exec(route);
       const { api } = opts;
-      if (route === '/webapi/ping' && (req.method === 'GET' || req.method === 'HEAD')) {
+      const read = req.method === 'GET' || req.method === 'HEAD';
+      if (route === '/webapi/ping' && read) {
         sendJson(res, 200, await api.ping());
       } else if (route === '/webapi/ssh/certs' && req.method === 'POST') {
         const body = await parseBody(req, loginBodySchema);
         sendJson(res, 200, await api.login(body.user, body));
       } else if (signup && req.method === 'GET') {
-        sendJson(res, 200, await api.signupToken(signupToken(signup[1])));
+        const info = await api.signupToken(signupToken(signup[1]));
+        sendJson(res, 200, info.otp_url ? { ...info, qr_code: await qrCode(info.otp_url) } : info);
       } else if (signup && req.method === 'POST') {
         const body = await parseBody(req, signupBodySchema);
         sendJson(res, 200, await api.completeSignup(signupToken(signup[1]), body));
+      } else if (route === '/webapi/sessions' && req.method === 'POST') {
+        const body = await parseBody(req, sessionBodySchema);
+        const s = await api.createSession({ user: body.user, password: body.pass, ...(body.second_factor_token ? { otpToken: body.second_factor_token } : {}) });
+        sendJson(res, 200, { token: s.token, token_type: 'Bearer', expires_in: s.expires_in, user: s.user });
+      } else if ((route === '/webapi/sessions/current' || route === '/webapi/sessions') && req.method === 'DELETE') {
+        await api.deleteSession(bearer(req));
+        sendJson(res, 200, {});
+      } else if (route === '/webapi/sites' && read) {
+        const { user } = await api.getSession(bearer(req));
+        sendJson(res, 200, { items: [{ name: api.clusterName, status: 'online' }], user });
+      } else if (nodes && read) {
+        const token = bearer(req);
+        const site = decodePart(nodes[1]);
+        if (site !== api.clusterName) {
+          await api.getSession(token); // no cluster names for those without a session
+          throw new NotFoundError(`cluster "${site}" is not served by this proxy; it serves "${api.clusterName}"`);
+        }
+        sendJson(res, 200, { items: (await api.sessionNodes(token)).map((s) => webNode(s, site)) });
+      } else if (read && (await ui.serve(url.pathname, req, res))) {
+        // a page or one of its files
       } else {
         throw new NotFoundError(`no page at ${url.pathname}`);
       }
     } catch (err) {
-      sendError(res, err, log);
+      if (err instanceof NoBearerError) {
+        res.setHeader('www-authenticate', 'Bearer');
+        sendJson(res, 401, { error: { reason: err.reason, message: err.message } });
+      } else {
+        sendError(res, err, log);
+      }
     }
   };
   const server = opts.insecureNoTls

@@ -1,0 +1,107 @@
+/**
+ * Browser sessions for the proxy's web UI: after a password and second
+ * factor (the same checks, lockout and audit as `tsh login`), the user gets a
+ * random bearer token, shown once. Only its SHA-256 is stored, under the user
+ * (`/web/users/<user>/sessions/<sha256>`, so deleting the user ends them),
+ * with an index from the digest to the user; both expire with the session:
+ * 12 hours, or less when the user's roles say so (`max_session_ttl`).
+ */
+import { Backend } from '../backend';
+import { Keys } from '../contract/keys';
+import { AccessDeniedError, isReason, NotFoundError } from '../utils/errors';
+import { randomToken, tokenDigest } from '../utils/secrets';
+import { Credentials, LocalLogins } from './login';
+import { Server } from './resources';
+import { accessFor } from './roles';
+import { AuthServer } from './server';
+
+export const WEB_SESSION_TTL_MS = 12 * 3600_000;
+/** 32 random bytes, hex. */
+export const WEB_SESSION_TOKEN_BYTES = 32;
+const TOKEN_RE = /^[0-9a-f]{64}$/;
+
+/** What is stored for a session (never the token itself). */
+export interface WebSessionRecord {
+  user: string;
+  created: string;
+  expires: string;
+}
+
+/** A new session: the token is in no other place than this answer. */
+export interface NewWebSession {
+  token: string;
+  user: string;
+  expires: string;
+  /** Seconds. */
+  expires_in: number;
+}
+
+/** The same answer for an unknown, malformed, expired or ended session. */
+const noSession = () => new AccessDeniedError('invalid or expired web session; log in again');
+
+const json = (v: unknown) => Buffer.from(JSON.stringify(v));
+
+export class WebSessions {
+  constructor(
+    private readonly auth: AuthServer,
+    private readonly logins: LocalLogins,
+  ) {}
+
+  private get backend(): Backend {
+    return this.auth.backend;
+  }
+
+  /** Logs a user in with their credentials and starts a session. */
+  async create(creds: Credentials): Promise<NewWebSession> {
+    return this.logins.loginWith(creds, async () => {
+      const user = await this.auth.users.get(creds.username);
+      const ttlMs = Math.min(WEB_SESSION_TTL_MS, accessFor(user, await this.auth.roles.forUser(user)).maxSessionTtlMs);
+      const token = randomToken(WEB_SESSION_TOKEN_BYTES);
+      const digest = tokenDigest(token);
+      const now = Date.now();
+      const expires = new Date(now + ttlMs);
+      const rec: WebSessionRecord = { user: user.metadata.name, created: new Date(now).toISOString(), expires: expires.toISOString() };
+      await this.backend.create({ key: Keys.webSession(rec.user, digest), value: json(rec), expires });
+      await this.backend.create({ key: Keys.webSessionOwner(digest), value: json({ user: rec.user }), expires });
+      return { token, user: rec.user, expires: rec.expires, expires_in: Math.floor(ttlMs / 1000) };
+    });
+  }
+
+  /** The live session of a bearer token; AccessDeniedError for anything else. */
+  async get(token: string): Promise<WebSessionRecord> {
+    if (!TOKEN_RE.test(token)) throw noSession();
+    const digest = tokenDigest(token);
+    try {
+      const { user } = JSON.parse((await this.backend.get(Keys.webSessionOwner(digest))).value.toString()) as { user: string };
+      const rec = JSON.parse((await this.backend.get(Keys.webSession(user, digest))).value.toString()) as WebSessionRecord;
+      if (new Date(rec.expires).getTime() <= Date.now()) throw noSession();
+      return rec;
+    } catch (err) {
+      if (isReason(err, 'not_found')) throw noSession();
+      throw err;
+    }
+  }
+
+  /** The nodes the session's user may see. */
+  async nodes(token: string): Promise<Server[]> {
+    const { user } = await this.get(token);
+    try {
+      return await this.auth.nodesForUser(user);
+    } catch (err) {
+      if (err instanceof NotFoundError) throw noSession(); // the user was deleted
+      throw err;
+    }
+  }
+
+  /** Ends a session (logout); ending one that is gone already is refused like any unknown token. */
+  async delete(token: string): Promise<void> {
+    const { user } = await this.get(token);
+    const digest = tokenDigest(token);
+    await this.backend.delete(Keys.webSession(user, digest)).catch((err) => {
+      if (!isReason(err, 'not_found')) throw err;
+    });
+    await this.backend.delete(Keys.webSessionOwner(digest)).catch((err) => {
+      if (!isReason(err, 'not_found')) throw err;
+    });
+  }
+}

@@ -1,0 +1,240 @@
+// The proxy's browser UI: sign-up, login and the node list, on the web API
+// (runtime/proxy/web.ts). No framework; text goes in with textContent only.
+'use strict';
+
+(function () {
+  var TOKEN_KEY = 'teleport.token';
+  var USER_KEY = 'teleport.user';
+
+  function $(id) {
+    return document.getElementById(id);
+  }
+
+  function show(id, visible) {
+    $(id).hidden = !visible;
+  }
+
+  function showError(message) {
+    var el = $('error');
+    el.textContent = message;
+    el.hidden = false;
+  }
+
+  function clearError() {
+    $('error').textContent = '';
+    $('error').hidden = true;
+  }
+
+  /** Calls the web API; resolves the JSON answer or rejects with an Error carrying `status`. */
+  function api(method, path, body, token) {
+    var headers = { accept: 'application/json' };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (token) headers.authorization = 'Bearer ' + token;
+    return fetch(path, {
+      method: method,
+      headers: headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'same-origin',
+      cache: 'no-store',
+    }).then(function (res) {
+      return res.text().then(function (text) {
+        var data = {};
+        try {
+          data = text ? JSON.parse(text) : {};
+        } catch (e) {
+          data = {};
+        }
+        if (res.ok) return data;
+        var err = new Error((data.error && data.error.message) || 'request failed with status ' + res.status);
+        err.status = res.status;
+        throw err;
+      });
+    });
+  }
+
+  function networkMessage(err) {
+    return err.status ? err.message : 'cannot reach the proxy: ' + err.message;
+  }
+
+  function busy(button, on) {
+    button.disabled = on;
+  }
+
+  // ---- sign-up: /web/newuser/<token>
+  function signupPage() {
+    var m = /^\/web\/newuser\/([^/]+)\/?$/.exec(location.pathname);
+    var token = m ? m[1] : '';
+    var secondFactor = 'off';
+    api('GET', '/webapi/signuptokens/' + encodeURIComponent(token)).then(
+      function (info) {
+        show('loading', false);
+        secondFactor = info.second_factor;
+        $('user').textContent = info.user;
+        if (info.second_factor === 'otp') {
+          $('qr').src = info.qr_code;
+          $('otp-secret').textContent = info.otp_secret;
+          show('otp-setup', true);
+          show('otp-field', true);
+        }
+        show('signup', true);
+        $('password').focus();
+      },
+      function (err) {
+        show('loading', false);
+        showError(
+          err.status === 404
+            ? 'This sign-up link is invalid, has expired or has been used already. Ask your administrator for a new one.'
+            : networkMessage(err),
+        );
+      },
+    );
+    $('signup-form').addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      clearError();
+      var password = $('password').value;
+      var otp = $('otp').value.trim();
+      if (password.length < 6) return showError('The password must be at least 6 characters long.');
+      if (password !== $('password-confirm').value) return showError('The passwords do not match.');
+      if (secondFactor === 'otp' && !/^\d{6}$/.test(otp)) return showError('Enter the 6-digit code from your authenticator app.');
+      var body = { password: password };
+      if (secondFactor === 'otp') body.otp_token = otp;
+      busy($('submit'), true);
+      api('POST', '/webapi/signuptokens/' + encodeURIComponent(token), body).then(
+        function () {
+          show('signup', false);
+          show('success', true);
+          $('login-link').focus();
+        },
+        function (err) {
+          busy($('submit'), false);
+          showError(
+            err.status === 404
+              ? 'This sign-up link is invalid, has expired or has been used already. Ask your administrator for a new one.'
+              : networkMessage(err),
+          );
+        },
+      );
+    });
+  }
+
+  // ---- login: /web/login
+  function loginPage() {
+    $('login-form').addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      clearError();
+      var user = $('username').value.trim();
+      var pass = $('password').value;
+      var otp = $('otp').value.trim();
+      if (!user || !pass) return showError('Enter your user name and password.');
+      var body = { user: user, pass: pass };
+      if (otp) body.second_factor_token = otp;
+      busy($('login'), true);
+      api('POST', '/webapi/sessions', body)
+        .then(function (session) {
+          sessionStorage.setItem(TOKEN_KEY, session.token);
+          sessionStorage.setItem(USER_KEY, session.user);
+          return api('GET', '/webapi/sites', undefined, session.token);
+        })
+        .then(
+          function (sites) {
+            var site = sites.items && sites.items[0];
+            location.assign(site ? '/web/cluster/' + encodeURIComponent(site.name) + '/nodes' : '/web');
+          },
+          function (err) {
+            busy($('login'), false);
+            $('password').value = '';
+            $('otp').value = '';
+            showError(networkMessage(err));
+          },
+        );
+    });
+  }
+
+  // ---- nodes: /web and /web/cluster/<site>/nodes
+  function toLogin() {
+    sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(USER_KEY);
+    location.assign('/web/login');
+  }
+
+  function sessionFailed(err) {
+    show('loading', false);
+    if (err.status === 401 || err.status === 403) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      showError('Your session has expired or was ended. Log in again.');
+      show('logout', false);
+      var link = document.createElement('a');
+      link.href = '/web/login';
+      link.id = 'relogin';
+      link.textContent = 'Log in';
+      $('error').appendChild(document.createTextNode(' '));
+      $('error').appendChild(link);
+    } else {
+      showError(networkMessage(err));
+    }
+  }
+
+  function renderNodes(items) {
+    var tbody = $('nodes').querySelector('tbody');
+    tbody.textContent = '';
+    items.forEach(function (n) {
+      var tr = document.createElement('tr');
+      tr.dataset.id = n.id;
+      var host = document.createElement('td');
+      host.className = 'hostname';
+      host.textContent = n.hostname;
+      var addr = document.createElement('td');
+      addr.className = 'addr';
+      addr.textContent = n.addr;
+      var labels = document.createElement('td');
+      labels.className = 'labels';
+      (n.tags || []).forEach(function (t) {
+        var span = document.createElement('span');
+        span.className = 'label';
+        span.textContent = t.name + ': ' + t.value;
+        labels.appendChild(span);
+      });
+      tr.appendChild(host);
+      tr.appendChild(addr);
+      tr.appendChild(labels);
+      tbody.appendChild(tr);
+    });
+    show('loading', false);
+    show('nodes', items.length > 0);
+    show('empty', items.length === 0);
+  }
+
+  function nodesPage() {
+    var token = sessionStorage.getItem(TOKEN_KEY);
+    if (!token) return toLogin();
+    $('whoami').textContent = sessionStorage.getItem(USER_KEY) || '';
+    $('logout').addEventListener('click', function () {
+      busy($('logout'), true);
+      api('DELETE', '/webapi/sessions/current', undefined, token).then(toLogin, function (err) {
+        if (err.status === 401 || err.status === 403) return toLogin();
+        busy($('logout'), false);
+        showError(networkMessage(err));
+      });
+    });
+    var m = /^\/web\/cluster\/([^/]+)\/nodes\/?$/.exec(location.pathname);
+    var site = m
+      ? Promise.resolve(decodeURIComponent(m[1]))
+      : api('GET', '/webapi/sites', undefined, token).then(function (sites) {
+          var name = sites.items[0].name;
+          history.replaceState(null, '', '/web/cluster/' + encodeURIComponent(name) + '/nodes');
+          return name;
+        });
+    site
+      .then(function (name) {
+        $('cluster').textContent = name;
+        return api('GET', '/webapi/sites/' + encodeURIComponent(name) + '/nodes', undefined, token);
+      })
+      .then(function (res) {
+        renderNodes(res.items || []);
+      }, sessionFailed);
+  }
+
+  var pages = { newuser: signupPage, login: loginPage, nodes: nodesPage };
+  var page = pages[document.body.dataset.page];
+  if (page) page();
+})();
