@@ -14,6 +14,7 @@ import { serveForwarding } from './forwarding';
 import { lookupUser, OsUser } from './osuser';
 import { PamSettings } from './pam';
 import { NodeSession, SessionRecording } from './session';
+import { UserLimit } from '../utils/userlimit';
 
 export interface NodeServerOptions {
   listen: { host: string; port: number };
@@ -56,10 +57,11 @@ export class NodeServer {
   private readonly server: Server;
   private readonly clients = new Set<Connection>();
   /** Open authenticated connections per cluster user. */
-  private readonly users = new Map<string, number>();
+  private readonly users: UserLimit;
   address?: { host: string; port: number };
 
   constructor(private readonly opts: NodeServerOptions) {
+    this.users = new UserLimit(opts.maxUsers);
     this.server = new Server(
       {
         hostKeys: [hostKeyWithCertificate(createPrivateKey(opts.hostKey), opts.hostCert)],
@@ -112,11 +114,7 @@ export class NodeServer {
     client.on('error', (err) => log.debug('connection error', { remote: remote.addr, error: err.message }));
     client.on('close', () => {
       this.clients.delete(client);
-      if (cert) {
-        const n = (this.users.get(cert.keyId) ?? 1) - 1;
-        if (n > 0) this.users.set(cert.keyId, n);
-        else this.users.delete(cert.keyId);
-      }
+      if (cert) this.users.remove(cert.keyId);
       timers.forEach(clearTimeout);
       stopForwarding();
     });
@@ -134,20 +132,23 @@ export class NodeServer {
         return ctx.reject(['publickey']);
       }
       if (!(ctx as { signature?: Buffer }).signature) return ctx.accept();
-      if (!this.users.has(verified.keyId) && this.users.size >= opts.maxUsers) {
+      if (!this.users.tryAdd(verified.keyId)) {
         opts.emit({ event: 'auth', user: login, success: false, error: 'too many users connected', server_id: opts.serverId, 'addr.remote': `${remote.addr}:${remote.port}` });
         log.warn('user limit reached, refusing a login', { user: verified.keyId, max_users: opts.maxUsers });
         return ctx.reject(['publickey']);
       }
       lookupUser(login).then(
         (u) => {
-          if (cert) return ctx.reject(['publickey']);
+          if (cert) {
+            this.users.remove(verified.keyId);
+            return ctx.reject(['publickey']);
+          }
           cert = verified;
-          this.users.set(verified.keyId, (this.users.get(verified.keyId) ?? 0) + 1);
           osUser = u;
           ctx.accept();
         },
         (err: Error) => {
+          this.users.remove(verified.keyId);
           opts.emit({ event: 'auth', user: login, success: false, error: err.message, server_id: opts.serverId, 'addr.remote': `${remote.addr}:${remote.port}` });
           ctx.reject(['publickey']);
         },

@@ -21,6 +21,7 @@ import { dial, failChannel, proxyHello, readGreeting, relay, TELEPORT_VERSION_PR
 import { HostPort, lookupIPs, NodeCache, resolveTarget } from './resolve';
 import { joinHostPort, parseProxySubsystem, PROXY_SUBSYSTEM_PREFIX } from './target';
 import { watchUserCAs } from '../auth/usercas';
+import { UserLimit } from '../utils/userlimit';
 
 export const PROXY_SSH_IDENT = 'Teleport';
 
@@ -37,6 +38,8 @@ export interface ProxySshServiceOptions {
   readonly log: Logger;
   /** @default 15000 */
   readonly maxConnections?: number;
+  /** Distinct users with a connection at once (`connection_limits.max_users`). @default 250 */
+  readonly maxUsers?: number;
   /** SSH keepalives to clients; 0 turns them off. @default 300000 (5 minutes) */
   readonly keepAliveIntervalMs?: number;
   /** @default 3 */
@@ -97,6 +100,7 @@ class ProxySshServer {
   private readonly tcp: net.Server;
   private readonly sockets = new Map<string, { sock: net.Socket; grace: NodeJS.Timeout }>();
   private readonly nodes: NodeCache;
+  private readonly users: UserLimit;
   private readonly loginGraceMs: number;
   private readonly dialTimeoutMs: number;
   address?: HostPort;
@@ -106,6 +110,7 @@ class ProxySshServer {
     private readonly userCAs: () => Buffer[],
   ) {
     this.loginGraceMs = opts.loginGraceMs ?? 30_000;
+    this.users = new UserLimit(opts.maxUsers ?? 250);
     this.dialTimeoutMs = opts.dialTimeoutMs ?? 15_000;
     this.nodes = new NodeCache(
       (ns) => opts.authClient.get<ServerRecord[]>(`/v1/namespaces/${encodeURIComponent(ns)}/nodes`),
@@ -163,7 +168,10 @@ class ProxySshServer {
     let ctx: ConnectionContext | undefined;
 
     client.on('error', (err) => log.debug('connection error', { remote: where, error: err.message }));
-    client.on('close', () => tcp?.sock.destroy());
+    client.on('close', () => {
+      tcp?.sock.destroy();
+      if (ctx) this.users.remove(ctx.cert.keyId);
+    });
     client.on('authentication', (auth) => {
       if (auth.method !== 'publickey') return auth.reject(['publickey']);
       let cert: Certificate;
@@ -175,7 +183,15 @@ class ProxySshServer {
         this.audit({ event: 'auth', user: auth.username, success: false, error, server_id: opts.hostUUID, 'addr.remote': where });
         return auth.reject(['publickey']);
       }
-      if (auth.signature) ctx = { cert, login: auth.username, remote };
+      if (!auth.signature) return auth.accept();
+      if (ctx || !this.users.tryAdd(cert.keyId)) {
+        if (!ctx) {
+          log.warn('user limit reached, refusing a login', { user: cert.keyId, max_users: this.users.max });
+          this.audit({ event: 'auth', user: auth.username, success: false, error: 'too many users connected', server_id: opts.hostUUID, 'addr.remote': where });
+        }
+        return auth.reject(['publickey']);
+      }
+      ctx = { cert, login: auth.username, remote };
       auth.accept();
     });
     client.on('ready', () => {

@@ -1,16 +1,17 @@
-/** connection_limits.max_users: the node admits at most that many distinct cluster users at once. */
+/** connection_limits.max_users: the node and the proxy admit at most that many distinct cluster users at once. */
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { startCluster, TestAuth } from '../helpers/cluster';
 import { SshUser, sshTo } from '../helpers/openssh';
-import { Daemon, tempDir, waitFor } from '../helpers/proc';
+import { Daemon, run, tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
 
-describe('node connection limits', () => {
+describe('connection limits', () => {
   let cluster: TestAuth;
   let work: string;
   beforeAll(async () => {
     work = tempDir('limits-');
-    cluster = await startCluster({ teleportExtra: ['connection_limits:', '  max_connections: 100', '  max_users: 1'] });
+    cluster = await startCluster({ proxy: { insecureNoTls: true }, teleportExtra: ['connection_limits:', '  max_connections: 100', '  max_users: 1'] });
     await cluster.tctlOk('users', 'add', 'alice', LOGIN);
     await cluster.tctlOk('users', 'add', 'bob', LOGIN);
   });
@@ -34,5 +35,27 @@ describe('node connection limits', () => {
       await held.stop();
     }
     await waitFor('bob to be admitted', async () => (await sshTo(bob, cluster.nodePort!, 'test-auth', ['echo bob'])).stdout === 'bob\n');
+  });
+
+  it('GIVEN max_users 1 and alice connected through the proxy THEN the proxy refuses bob itself until alice leaves', async () => {
+    const alice = await SshUser.create(cluster, work, 'alice', LOGIN);
+    const bob = await SshUser.create(cluster, work, 'bob', LOGIN);
+    const proxyPort = String(cluster.proxyPorts!.ssh);
+    const subsystem = `proxy:test-auth:${cluster.nodePort}`;
+    // Straight to the proxy's subsystem, as a ProxyCommand runs it: once the proxy admits the user, the node's version line comes through.
+    const toProxy = (u: SshUser) => run('ssh', [...u.options('test-auth'), '-p', proxyPort, `${LOGIN}@127.0.0.1`, '-s', subsystem], { input: '' });
+    // stdin stays open, so the connection is held until the test ends it.
+    const held = new Daemon(spawn('ssh', [...alice.options('test-auth'), '-p', proxyPort, `${LOGIN}@127.0.0.1`, '-s', subsystem], { stdio: ['pipe', 'pipe', 'pipe'] }));
+    try {
+      await held.waitForOutput(/^SSH-2\.0-/m);
+      const refused = await toProxy(bob);
+      expect(refused.code).toBe(255);
+      expect(refused.stdout).toBe('');
+      expect(refused.stderr).toMatch(/Permission denied/);
+      expect((await toProxy(alice)).stdout).toMatch(/^SSH-2\.0-/);
+    } finally {
+      await held.stop();
+    }
+    await waitFor('bob to be admitted by the proxy', async () => /^SSH-2\.0-/.test((await toProxy(bob)).stdout));
   });
 });
