@@ -22,6 +22,11 @@ export class TshUser {
     private readonly cluster: TestAuth,
   ) {}
 
+  /** A user who signs up some other way (a browser): `signUpCode()` gives the code to enter there. */
+  static forAccount(c: TestAuth, name: string, password: string, otpSecret: string): TshUser {
+    return new TshUser(name, tempDir(`tsh-${name}-`), password, otpSecret, c);
+  }
+
   /** `tctl users add <name> <logins> [--roles]`, then sign-up with a password and TOTP code. */
   static async signUp(c: TestAuth, name: string, logins: string[], opts: { roles?: string[] } = {}): Promise<TshUser> {
     const out = await c.tctlOk('users', 'add', name, logins.join(','), ...(opts.roles ? [`--roles=${opts.roles.join(',')}`] : []));
