@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 /** `teleport`: the daemon (start, configure, version, status). */
+import * as os from 'node:os';
 import { Command } from 'commander';
 import { buildConfig, loadConfigFile, resolveConfigPath, sampleConfig, StartFlags } from '../config';
+import { formatNextSteps, gatherNextSteps, tctlFlagsFor } from '../service/nextsteps';
 import { startProcess } from '../service/process';
 import { logger, setLogLevel } from '../utils/logger';
 import { VERSION } from '../version';
@@ -37,6 +39,18 @@ program
     if (!opts.debug) setLogLevel(config.log.severity);
     const proc = await startProcess(config);
     const log = logger('teleport');
+    try {
+      const facts = await gatherNextSteps(proc, config, {
+        osUser: os.userInfo().username,
+        tctlFlags: proc.auth ? tctlFlagsFor({ configPath, env: process.env, dataDir: config.dataDir, authAddr: proc.auth.address }) : [],
+        // From `npm start` the commands are the project's bins, reached with npx.
+        commandPrefix: process.env.npm_lifecycle_event ? 'npx ' : '',
+      });
+      const lines = formatNextSteps(facts);
+      if (lines.length > 0) process.stdout.write('\n' + lines.join('\n') + '\n\n');
+    } catch (err) {
+      log.warn('cannot work out the next steps to print', { error: err });
+    }
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;

@@ -17,6 +17,8 @@ import { ensureDataDir, hostUUID, procStoragePath } from './datadir';
 
 export interface TeleportProcess {
   readonly hostUUID: string;
+  /** The cluster this process belongs to (from the local auth service or a joined identity). */
+  readonly clusterName?: string;
   readonly auth?: AuthService;
   readonly node?: NodeService;
   readonly proxy?: ProxyService;
@@ -76,18 +78,22 @@ export async function startProcess(config: TeleportConfig): Promise<TeleportProc
   let auth: AuthService | undefined;
   let node: NodeService | undefined;
   let proxy: ProxyService | undefined;
+  let clusterName: string | undefined;
   try {
     if (config.auth.enabled) {
       auth = await startAuthService({ config, hostUUID: uuid, procStore: store, log: logger('auth') });
+      clusterName = auth.auth.clusterName;
       const a = auth.address;
       config = { ...config, authServers: [{ host: unspecified(a.host) ? '127.0.0.1' : a.host, port: a.port }] };
     }
     if (config.ssh.enabled) {
       const identity = await hostIdentity('Node', config, store, uuid, auth, logger('node'));
+      clusterName ??= identity.clusterName;
       node = await startNodeService({ config, identity, hostUUID: uuid, log: logger('node') });
     }
     if (config.proxy.enabled) {
       const identity = await hostIdentity('Proxy', config, store, uuid, auth, logger('proxy'));
+      clusterName ??= identity.clusterName;
       proxy = await startProxyService({ config, identity, hostUUID: uuid, log: logger('proxy') });
     }
   } catch (err) {
@@ -101,6 +107,7 @@ export async function startProcess(config: TeleportConfig): Promise<TeleportProc
   log.info('teleport is running', { host_uuid: uuid, data_dir: config.dataDir });
   return {
     hostUUID: uuid,
+    ...(clusterName ? { clusterName } : {}),
     auth,
     node,
     proxy,

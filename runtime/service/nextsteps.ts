@@ -1,0 +1,205 @@
+/**
+ * What `teleport start` tells its operator once the services are up: where
+ * the cluster is reached and, on a cluster without users, the exact commands
+ * that create the first user, log in and connect. `gatherNextSteps` collects
+ * the facts from the running process, `formatNextSteps` turns them into lines
+ * (pure, so tests check the wording). Nothing here is a secret: no tokens,
+ * no keys, only names, addresses and commands.
+ */
+import * as path from 'node:path';
+import {
+  buildConfig,
+  DEFAULT_CONFIG_PATH,
+  dialableAddr,
+  formatAddr,
+  isUnspecifiedHost,
+  loadConfigFile,
+  type HostPort,
+  type TeleportConfig,
+} from '../config';
+import { Ports } from '../contract/ports';
+import type { TeleportProcess } from './process';
+
+export interface NextStepsFacts {
+  clusterName?: string;
+  dataDir: string;
+  /** Present when the auth service runs in this process. */
+  auth?: {
+    addr: HostPort;
+    /** How many users the cluster has. */
+    userCount: number;
+    /** Whether a Teleport user named like the OS user exists. */
+    osUserExists: boolean;
+    secondFactor: 'off' | 'otp' | 'u2f';
+  };
+  /** Present when the node (SSH) service runs in this process. */
+  node?: { name: string; listen: HostPort };
+  /** Present when the proxy runs in this process. */
+  proxy?: {
+    /** `https://localhost:3080` */
+    webUrl: string;
+    /** What to give `tsh login --proxy=`. */
+    tshProxy: string;
+    sshPort: number;
+    /** The web listener has the self-signed certificate: `tsh login` needs `--insecure`. */
+    selfSigned: boolean;
+  };
+  /** The OS account running teleport: the login the first user gets. */
+  osUser: string;
+  /** The global `tctl` flags it needs to find this auth server's admin identity (empty when the defaults do). */
+  tctlFlags: string[];
+  /** Put before `tctl`/`tsh`: `npx ` when teleport was started from the project with npm. */
+  commandPrefix: string;
+}
+
+const SAFE = /^[A-Za-z0-9_./:=@,+%-]+$/;
+
+/** A word as a POSIX shell reads it back unchanged. */
+export function shellQuote(word: string): string {
+  if (SAFE.test(word)) return word;
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** A word printed as is: a `<placeholder>` for the reader to fill in. */
+interface Raw {
+  raw: string;
+}
+const raw = (text: string): Raw => ({ raw: text });
+
+function command(prefix: string, words: (string | Raw)[]): string {
+  return prefix + words.map((w) => (typeof w === 'string' ? shellQuote(w) : w.raw)).join(' ');
+}
+
+/** The web address users are told to open: the public address, else the host it listens on (`localhost` for all interfaces). */
+function clientHost(listen: HostPort): string {
+  if (isUnspecifiedHost(listen.host) || listen.host === '127.0.0.1' || listen.host === '::1') return 'localhost';
+  return listen.host;
+}
+
+/** Lines to print once the process is up; empty when there is nothing to tell (a node that joined a cluster elsewhere). */
+export function formatNextSteps(f: NextStepsFacts): string[] {
+  if (!f.auth && !f.proxy) return [];
+  const tctl = (...words: (string | Raw)[]) => command(f.commandPrefix, ['tctl', ...f.tctlFlags, ...words]);
+  const tsh = (...words: (string | Raw)[]) => command(f.commandPrefix, ['tsh', ...words]);
+  const out: string[] = [];
+
+  out.push(`Teleport is up${f.clusterName ? `: cluster ${JSON.stringify(f.clusterName)}` : ''}.`);
+  const rows: [string, string][] = [['Data directory', f.dataDir]];
+  if (f.auth) rows.push(['Auth service', formatAddr(f.auth.addr)]);
+  if (f.node) rows.push(['Node', `${f.node.name} (SSH on ${formatAddr(f.node.listen)})`]);
+  if (f.proxy) {
+    const cert = f.proxy.selfSigned ? ', self-signed certificate' : '';
+    rows.push(['Proxy', `${f.proxy.webUrl} (web${cert}), SSH on port ${f.proxy.sshPort}`]);
+  }
+  const w = Math.max(...rows.map(([k]) => k.length)) + 1;
+  for (const [k, v] of rows) out.push(`  ${(k + ':').padEnd(w)}  ${v}`);
+  out.push('');
+
+  // The first user is named after the OS account and may log in as it; otherwise the reader fills in names.
+  const known = f.auth !== undefined && (f.auth.userCount === 0 || f.auth.osUserExists);
+  const user = known ? shellQuote(f.osUser) : '<user>';
+  const loginName = known ? shellQuote(f.osUser) : '<login>';
+  const nodeName = f.node ? shellQuote(f.node.name) : '<node>';
+  const proxyArg = f.proxy ? shellQuote(`--proxy=${f.proxy.tshProxy}`) : `--proxy=<proxy host>:${Ports.web}`;
+  const loginCmd = tsh('login', raw(proxyArg), ...(f.proxy?.selfSigned ? ['--insecure'] : []), raw(`--user=${user}`));
+  const sshCmd = tsh('ssh', raw(`${loginName}@${nodeName}`));
+
+  if (f.auth && f.auth.userCount === 0) {
+    const enrol =
+      f.auth.secondFactor === 'otp'
+        ? 'choose a password and scan the QR code with an authenticator app (one-time passwords are required)'
+        : f.auth.secondFactor === 'u2f'
+          ? 'choose a password and register a U2F key'
+          : 'choose a password';
+    out.push('Next steps:');
+    out.push('');
+    out.push(`  1. Create the first user, allowed to log in as ${JSON.stringify(f.osUser)} (run it as the same OS user, in another terminal):`);
+    out.push('');
+    out.push(`       ${tctl('users', 'add', f.osUser, f.osUser)}`);
+    out.push('');
+    out.push(`     It prints a sign-up URL: open it, ${enrol}.`);
+    out.push('');
+    out.push(
+      f.proxy
+        ? `  2. Log in${f.proxy.selfSigned ? ' (--insecure: the proxy\'s certificate is self-signed)' : ''}:`
+        : '  2. Log in through the cluster\'s proxy (this process runs none: start one with --roles=proxy):',
+    );
+    out.push('');
+    out.push(`       ${loginCmd}`);
+    out.push('');
+    out.push(`  3. List the nodes and connect${f.node ? ' to this one' : ''}:`);
+    out.push('');
+    out.push(`       ${tsh('ls')}`);
+    out.push(`       ${sshCmd}`);
+  } else {
+    out.push('Log in and connect (a user invited with `tctl users add` first signs up at the URL it printed):');
+    out.push('');
+    out.push(`  ${loginCmd}`);
+    out.push(`  ${tsh('ls')}`);
+    out.push(`  ${sshCmd}`);
+  }
+  return out;
+}
+
+/**
+ * The global flags `tctl` needs, run from another terminal by the same OS
+ * user, to reach this auth server: `-c` for a config file other than
+ * /etc/teleport.yaml (TELEPORT_CONFIG may not be set there), then
+ * `--data-dir` and `--auth-server` only where what tctl would work out from
+ * that differs from what the process really uses.
+ */
+export function tctlFlagsFor(opts: {
+  configPath?: string;
+  env: NodeJS.ProcessEnv;
+  dataDir: string;
+  authAddr: HostPort;
+}): string[] {
+  const flags: string[] = [];
+  const configPath = opts.configPath ? path.resolve(opts.configPath) : undefined;
+  if (configPath && configPath !== DEFAULT_CONFIG_PATH) flags.push('-c', configPath);
+  const env = { ...opts.env, TELEPORT_CONFIG: undefined };
+  const seen = buildConfig(configPath ? loadConfigFile(configPath) : {}, { roles: 'auth' }, env);
+  if (path.resolve(seen.dataDir) !== path.resolve(opts.dataDir)) flags.push('--data-dir', path.resolve(opts.dataDir));
+  const want = dialableAddr(opts.authAddr);
+  const guess = dialableAddr(seen.auth.listenAddr);
+  if (guess.host !== want.host || guess.port !== want.port) flags.push(`--auth-server=${formatAddr(want)}`);
+  return flags;
+}
+
+/** Collects the facts for `formatNextSteps` from the running process. */
+export async function gatherNextSteps(
+  proc: TeleportProcess,
+  config: TeleportConfig,
+  opts: { osUser: string; tctlFlags: string[]; commandPrefix: string },
+): Promise<NextStepsFacts> {
+  const facts: NextStepsFacts = {
+    dataDir: config.dataDir,
+    osUser: opts.osUser,
+    tctlFlags: opts.tctlFlags,
+    commandPrefix: opts.commandPrefix,
+    ...(proc.clusterName ? { clusterName: proc.clusterName } : {}),
+  };
+  if (proc.auth) {
+    const users = await proc.auth.auth.users.list();
+    facts.auth = {
+      addr: dialableAddr(proc.auth.address),
+      userCount: users.length,
+      osUserExists: users.some((u) => u.metadata.name === opts.osUser),
+      secondFactor: config.auth.authentication.secondFactor,
+    };
+  }
+  if (proc.node) facts.node = { name: config.nodeName, listen: proc.node.address };
+  if (proc.proxy) {
+    const web = proc.proxy.web.address;
+    const pub = config.proxy.publicAddrs[0];
+    const hostPort = pub ? formatAddr(pub) : formatAddr({ host: clientHost(web), port: web.port });
+    const plain = config.proxy.insecureNoTls;
+    facts.proxy = {
+      webUrl: `${plain ? 'http' : 'https'}://${hostPort}`,
+      tshProxy: plain ? `http://${hostPort}` : hostPort,
+      sshPort: proc.proxy.ssh.address.port,
+      selfSigned: !plain && config.proxy.keyPairs.length === 0,
+    };
+  }
+  return facts;
+}
