@@ -161,6 +161,15 @@ export function serverLabels(s: Server): Record<string, string> {
   return labels;
 }
 
+/** `k1=v1,k2=v2`, sorted by key: how tctl and tsh print a server's labels. */
+export function formatServerLabels(s: Server): string {
+  const labels = serverLabels(s);
+  return Object.keys(labels)
+    .sort()
+    .map((k) => `${k}=${labels[k]}`)
+    .join(',');
+}
+
 export const serverSchema = z
   .object({
     kind: z.enum(['node', 'proxy', 'auth_server']),

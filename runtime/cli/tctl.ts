@@ -10,7 +10,7 @@ import { parseAllDocuments, stringify } from 'yaml';
 import { openBackend } from '../backend';
 import { AuthClient, HostPort } from '../auth/client';
 import { IdentityStore } from '../auth/identity';
-import { CertAuthority, parseResource, roleSchema, Server, serverLabels, tokenSchema, User, userSchema } from '../auth/resources';
+import { CertAuthority, parseResource, roleSchema, formatServerLabels, Server, tokenSchema, User, userSchema } from '../auth/resources';
 import { buildConfig, formatDuration, loadConfigFile, parseAddr, parseDuration, resolveConfigPath } from '../config';
 import { Ports } from '../contract/ports';
 import { procStoragePath } from '../service/datadir';
@@ -19,7 +19,8 @@ import { generateTlsKey, publicKeyPem } from '../tlsca';
 import { BadParameterError, NotFoundError } from '../utils/errors';
 import { setLogLevel } from '../utils/logger';
 import { VERSION } from '../version';
-import { collect, keyValueTable, runCli, table } from './common';
+import { collect, runCli } from './common';
+import { keyValueTable, table } from '../utils/table';
 import { SignFormat, writeCredentials } from './identityfile';
 
 interface GlobalOpts {
@@ -129,14 +130,6 @@ function formatExpiry(iso?: string): string {
   return `${d.toUTCString().replace(' GMT', ' UTC')} (${formatDuration(Math.round(left / 1000) * 1000)})`;
 }
 
-function labelsOf(s: Server): string {
-  const labels = serverLabels(s);
-  return Object.keys(labels)
-    .sort()
-    .map((k) => `${k}=${labels[k]}`)
-    .join(',');
-}
-
 function printFormatted(format: string, value: unknown, text: () => string): void {
   if (format === 'json') out(JSON.stringify(value, null, 2) + '\n');
   else if (format === 'yaml') out(stringify(value));
@@ -222,7 +215,7 @@ nodes
       const list = await ctx.client.get<Server[]>(`/v1/namespaces/${encodeURIComponent(o.namespace)}/nodes`);
       list.sort((a, b) => a.spec.hostname.localeCompare(b.spec.hostname));
       printFormatted(o.format, list, () =>
-        table(['Nodename', 'UUID', 'Address', 'Labels'], list.map((s) => [s.spec.hostname, s.metadata.name, s.spec.addr, labelsOf(s)])),
+        table(['Nodename', 'UUID', 'Address', 'Labels'], list.map((s) => [s.spec.hostname, s.metadata.name, s.spec.addr, formatServerLabels(s)])),
       );
     }),
   );

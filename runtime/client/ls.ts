@@ -3,8 +3,9 @@
  * the auth server (through the proxy), optionally narrowed by labels, as a
  * table of name, address and labels (`-v` adds the node ID).
  */
-import { Server, serverLabels } from '../auth/resources';
+import { formatServerLabels, Server, serverLabels } from '../auth/resources';
 import { BadParameterError } from '../utils/errors';
+import { table } from '../utils/table';
 import { CurrentLogin, withCluster } from './cluster';
 
 /** `env=prod,role=db` (or several arguments) → {env: 'prod', role: 'db'}. */
@@ -24,26 +25,11 @@ export function matchesSelector(node: Server, selector: Record<string, string>):
   return Object.entries(selector).every(([k, v]) => labels[k] === v);
 }
 
-function formatLabels(node: Server): string {
-  const labels = serverLabels(node);
-  return Object.keys(labels)
-    .sort()
-    .map((k) => `${k}=${labels[k]}`)
-    .join(',');
-}
-
-/** A left-aligned table with a dashed rule under the header, as tsh prints it. */
-export function formatTable(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join(' ').trimEnd();
-  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n') + '\n';
-}
-
 export function formatNodes(nodes: Server[], verbose: boolean): string {
   const sorted = [...nodes].sort((a, b) => a.spec.hostname.localeCompare(b.spec.hostname) || a.metadata.name.localeCompare(b.metadata.name));
   const header = verbose ? ['Node Name', 'Node ID', 'Address', 'Labels'] : ['Node Name', 'Address', 'Labels'];
-  const rows = sorted.map((n) => (verbose ? [n.spec.hostname, n.metadata.name, n.spec.addr, formatLabels(n)] : [n.spec.hostname, n.spec.addr, formatLabels(n)]));
-  return formatTable(header, rows);
+  const rows = sorted.map((n) => (verbose ? [n.spec.hostname, n.metadata.name, n.spec.addr, formatServerLabels(n)] : [n.spec.hostname, n.spec.addr, formatServerLabels(n)]));
+  return table(header, rows);
 }
 
 export async function listNodes(login: CurrentLogin, selector: Record<string, string> = {}): Promise<Server[]> {

@@ -59,7 +59,7 @@ describe('tsh ls, scp, ssh -L/-R/-A and play', () => {
     expect(r.code).toBe(0);
     const lines = r.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^Node Name\s+Address\s+Labels$/);
-    expect(lines[1]).toMatch(/^-+ -+ -+$/);
+    expect(lines[1]).toMatch(/^-+ +-+ +-+$/);
     expect(lines[2]).toMatch(new RegExp(`^test-auth\\s+127\\.0\\.0\\.1:${c.nodePort}\\s+arch=x86,env=staging,team=infra$`));
     expect(lines).toHaveLength(3);
   });
