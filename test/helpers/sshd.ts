@@ -17,6 +17,8 @@ export interface SshdOptions {
   hostKey?: string;
   /** Host certificate file for HostCertificate. */
   hostCert?: string;
+  /** More sshd_config lines, appended last (sshd keeps a keyword's first value, so only keywords not set above). */
+  extraConfig?: string[];
 }
 
 export interface Sshd {
@@ -57,6 +59,7 @@ export async function startSshd(opts: SshdOptions): Promise<Sshd> {
     fs.writeFileSync(caFile, opts.trustedUserCAKeys);
     lines.push(`TrustedUserCAKeys ${caFile}`);
   }
+  lines.push(...(opts.extraConfig ?? []));
   const config = path.join(dir, 'sshd_config');
   fs.writeFileSync(config, lines.join('\n') + '\n');
   const daemon = Daemon.spawn(SSHD, ['-D', '-e', '-f', config]);

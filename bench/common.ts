@@ -1,0 +1,84 @@
+/**
+ * Small pieces the benchmarks share: size knobs from the environment,
+ * quantiles, an aligned text table, and timing one OpenSSH client run.
+ */
+import { spawn } from 'node:child_process';
+
+const UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
+
+/** A positive number from `process.env[name]`, or `dflt` when unset; exits with a message when malformed. */
+export function envNumber(name: string, dflt: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return dflt;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0) usage(`${name}=${raw} is not a non-negative number`);
+  return n;
+}
+
+/** A byte count from `process.env[name]`: `1073741824`, `64M`, `1G` (binary units); `dflt` when unset. */
+export function envBytes(name: string, dflt: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return dflt;
+  const m = /^(\d+)([KMG]?)(?:i?B)?$/i.exec(raw.trim());
+  if (!m || Number(m[1]) === 0) usage(`${name}=${raw} is not a byte count (e.g. 64M, 1G)`);
+  return Number(m[1]) * UNITS[m[2].toUpperCase()];
+}
+
+function usage(message: string): never {
+  console.error(message);
+  process.exit(2);
+}
+
+/** The q-quantile (0..1) of `xs` by the nearest-rank method; NaN for no samples. */
+export function quantile(xs: number[], q: number): number {
+  if (xs.length === 0) return NaN;
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
+}
+
+/** Rows as aligned columns: the first left-aligned, the others right-aligned. */
+export function formatTable(rows: string[][]): string {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
+  return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('   ')).join('\n');
+}
+
+/** A number for a table cell with `digits` decimals, or `-` when it is not a number. */
+export function fmt(n: number | undefined, digits = 1): string {
+  return n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(digits);
+}
+
+/** `a / b` for a table cell, or `-` when either side is missing. */
+export function ratio(a: number | undefined, b: number | undefined): string {
+  return a === undefined || b === undefined || !Number.isFinite(a) || !Number.isFinite(b) || b === 0 ? '-' : (a / b).toFixed(2);
+}
+
+export interface SshRun {
+  ms: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs the OpenSSH client with `args`, with `bytes` zero bytes on its stdin
+ * (fed by `head -c` from /dev/zero, so that this process does not carry the
+ * data); resolves with the elapsed wall time, or rejects unless ssh exits 0.
+ */
+export function timeSsh(args: string[], bytes = 0): Promise<SshRun> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const child =
+      bytes > 0
+        ? spawn('sh', ['-c', 'head -c "$0" /dev/zero | ssh "$@"', String(bytes), ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+        : spawn('ssh', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      if (code !== 0) reject(new Error(`ssh ${args.join(' ')} exited ${code}: ${stderr.trim()}`));
+      else resolve({ ms, stdout, stderr });
+    });
+  });
+}

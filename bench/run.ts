@@ -1,0 +1,23 @@
+/**
+ * `npm run bench`: runs every benchmark in turn, each in its own process
+ * (`node dist/bench/<name>.js`), or only those named on the command line:
+ * `npm run bench -- proxy-ssh`. Each prints its own table and a JSON line.
+ */
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+
+const BENCHES = ['cert-issuance', 'node-ssh', 'proxy-ssh'];
+
+const wanted = process.argv.slice(2);
+const unknown = wanted.filter((w) => !BENCHES.includes(w));
+if (unknown.length) {
+  process.stderr.write(`unknown benchmark ${unknown.join(', ')}; there are: ${BENCHES.join(', ')}\n`);
+  process.exit(2);
+}
+let failed = 0;
+for (const name of wanted.length ? wanted : BENCHES) {
+  process.stdout.write(`\n=== ${name} ===\n`);
+  const r = spawnSync(process.execPath, [path.join(__dirname, `${name}.js`)], { stdio: 'inherit' });
+  if (r.status !== 0) failed++;
+}
+process.exit(failed ? 1 : 0);
