@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BadParameterError } from '../utils/errors';
+import { EtcdBackend } from './etcd';
 import { MemoryBackend } from './memory';
 import { SqliteBackend } from './sqlite';
 import type { Backend } from './types';
@@ -18,6 +19,8 @@ export { MemoryBackend } from './memory';
 export type { MemoryBackendOptions } from './memory';
 export { SqliteBackend, DEFAULT_POLL_PERIOD_MS, EVENTS_TTL_MS } from './sqlite';
 export type { SqliteBackendOptions } from './sqlite';
+export { EtcdBackend, DEFAULT_ETCD_PREFIX } from './etcd';
+export type { EtcdBackendOptions } from './etcd';
 export { checkBound, checkExpires, checkItem, checkKey, checkLimit } from './validate';
 
 /** The database file inside a `dir` backend's directory (Teleport's lite backend layout). */
@@ -29,10 +32,20 @@ export interface BackendConfig {
    * `<path>/sqlite.db`). `dir`: `path` is a directory holding `sqlite.db`, as in Teleport.
    * `memory`: nothing is persisted.
    */
-  type: 'sqlite' | 'dir' | 'memory';
+  type: 'sqlite' | 'dir' | 'memory' | 'etcd';
   path?: string;
   /** @default 500 */
   pollPeriodMs?: number;
+  /** etcd: client URLs of the members (`storage.peers`). */
+  peers?: string[];
+  /** etcd: key prefix. @default '/teleport' */
+  prefix?: string;
+  /** etcd: client certificate, its key, and the CA of the etcd servers (PEM files). */
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+  tlsCaFile?: string;
+  /** etcd: skip certificate verification (refused by the etcd backend). */
+  insecure?: boolean;
 }
 
 export async function openBackend(cfg: BackendConfig): Promise<Backend> {
@@ -45,6 +58,15 @@ export async function openBackend(cfg: BackendConfig): Promise<Backend> {
       const file = cfg.type === 'dir' || isDirectory(cfg.path) ? path.join(cfg.path, SQLITE_FILE_NAME) : cfg.path;
       return SqliteBackend.open({ path: file, pollPeriodMs: cfg.pollPeriodMs });
     }
+    case 'etcd':
+      return EtcdBackend.open({
+        peers: cfg.peers ?? [],
+        ...(cfg.prefix !== undefined ? { prefix: cfg.prefix } : {}),
+        tlsCertFile: cfg.tlsCertFile,
+        tlsKeyFile: cfg.tlsKeyFile,
+        tlsCaFile: cfg.tlsCaFile,
+        insecure: cfg.insecure,
+      });
     default:
       throw new BadParameterError(
         `storage type ${JSON.stringify((cfg as { type: unknown }).type)} is not supported (want sqlite, dir or memory)`,
