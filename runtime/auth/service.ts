@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { AddressInfo } from 'node:net';
 import { TLSSocket } from 'node:tls';
-import { Backend, openBackend } from '../backend';
+import { Backend } from '../backend';
 import { TeleportConfig } from '../config';
 import { FileAuditLog } from '../events/filelog';
 import { FileRecordingStore } from '../recordings/store';
@@ -19,6 +19,7 @@ import { callerOf, Router } from './http';
 import { IdentityStore } from './identity';
 import { SERVER_ANNOUNCE_TTL_MS } from './presence';
 import { AuthServer } from './server';
+import { openClusterStorage } from './storage';
 
 export interface AuthService {
   readonly auth: AuthServer;
@@ -40,11 +41,7 @@ function loopbackIfAny(host: string): string {
 
 export async function startAuthService(opts: StartAuthOptions): Promise<AuthService> {
   const { config, log } = opts;
-  const backend: Backend = await openBackend({
-    type: 'sqlite',
-    path: config.storage.path,
-    ...(config.storage.pollStreamPeriodMs ? { pollPeriodMs: config.storage.pollStreamPeriodMs } : {}),
-  });
+  const backend: Backend = await openClusterStorage(config.storage, log);
   const audit = new FileAuditLog(path.join(config.dataDir, 'log'));
   let auth: AuthServer;
   try {

@@ -1,0 +1,104 @@
+/**
+ * The auth service's read cache: the shared backend suite through it, then
+ * what makes it a cache — warm reads never reach the store, other writers'
+ * changes arrive through the watch, a writer reads its own writes, and a
+ * broken watch sends reads back to the store until it is re-read.
+ */
+import { CachedBackend } from '../../../runtime/backend/cache';
+import { MemoryBackend } from '../../../runtime/backend/memory';
+import { Backend, Item, Watcher, WatchOptions } from '../../../runtime/backend/types';
+import { NotFoundError } from '../../../runtime/utils/errors';
+import { waitFor } from './helpers';
+import { runBackendSuite } from './suite';
+
+runBackendSuite('cached memory', async () => {
+  const backend = await CachedBackend.open(new MemoryBackend({ sweepPeriodMs: 100 }), { prefixes: ['/'] });
+  return { backend, cleanup: () => backend.close() };
+});
+
+/** A MemoryBackend that counts reads and can break its watchers. */
+class CountingBackend extends MemoryBackend {
+  reads = 0;
+  private readonly watchers: Watcher[] = [];
+
+  override async get(key: string): Promise<Item> {
+    this.reads++;
+    return super.get(key);
+  }
+  override async getRange(start: string, end: string, limit?: number): Promise<Item[]> {
+    this.reads++;
+    return super.getRange(start, end, limit);
+  }
+  override async newWatcher(opts: WatchOptions): Promise<Watcher> {
+    const w = await super.newWatcher(opts);
+    this.watchers.push(w);
+    return w;
+  }
+  breakWatchers(): void {
+    for (const w of this.watchers.splice(0)) w.close();
+  }
+}
+
+const val = (s: string) => Buffer.from(s);
+
+describe('CachedBackend', () => {
+  let store: CountingBackend;
+  let cache: CachedBackend;
+
+  beforeEach(async () => {
+    store = new CountingBackend();
+    await store.put({ key: '/roles/admin', value: val('v1') });
+    await store.put({ key: '/nodes/default/n1', value: val('node-1') });
+    await store.put({ key: '/other/x', value: val('not cached') });
+    cache = await CachedBackend.open(store, { prefixes: ['/roles/', '/nodes/'], retryMs: 10 });
+  });
+  afterEach(() => cache.close());
+
+  it('GIVEN a loaded cache WHEN cached items are read THEN the store is not asked; other keys still are', async () => {
+    const before = store.reads;
+    expect((await cache.get('/roles/admin')).value.toString()).toBe('v1');
+    expect((await cache.getRange('/nodes/default/', '/nodes/default/\uffff')).map((i) => i.key)).toEqual(['/nodes/default/n1']);
+    expect(store.reads).toBe(before);
+    expect((await cache.get('/other/x')).value.toString()).toBe('not cached');
+    expect(store.reads).toBe(before + 1);
+  });
+
+  it('GIVEN another writer (straight to the store) WHEN it changes a cached item THEN the cache shows it without a read', async () => {
+    await store.put({ key: '/roles/admin', value: val('v2') });
+    await store.delete('/nodes/default/n1');
+    const before = store.reads;
+    await waitFor(async () => (await cache.get('/roles/admin')).value.toString() === 'v2', 'the change to reach the cache');
+    await waitFor(async () => (await cache.getRange('/nodes/', '/nodes/\uffff')).length === 0, 'the delete to reach the cache');
+    expect(store.reads).toBe(before);
+  });
+
+  it('GIVEN a write through the cache THEN the writer reads it back at once, with its id', async () => {
+    await cache.put({ key: '/roles/admin', value: val('mine') });
+    const got = await cache.get('/roles/admin');
+    expect(got.value.toString()).toBe('mine');
+    expect(got.id).toBe((await store.get('/roles/admin')).id);
+    await cache.delete('/roles/admin');
+    await expect(cache.get('/roles/admin')).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it('GIVEN an expired item in the cache THEN it is not returned', async () => {
+    await store.put({ key: '/roles/short', value: val('s'), expires: new Date(Date.now() + 300) });
+    await waitFor(async () => (await cache.getRange('/roles/', '/roles/\uffff')).some((i) => i.key === '/roles/short'), 'the item to be cached');
+    await waitFor(async () => !(await cache.getRange('/roles/', '/roles/\uffff')).some((i) => i.key === '/roles/short'), 'the item to expire');
+  });
+
+  it('GIVEN the watch breaks THEN reads go to the store until the cache has re-read everything', async () => {
+    store.breakWatchers();
+    await store.put({ key: '/roles/admin', value: val('during-outage') });
+    // Whether served by the store (watch down) or the re-read cache, the read is current.
+    expect((await cache.get('/roles/admin')).value.toString()).toBe('during-outage');
+    await waitFor(() => cache.isReady, 'the cache to be re-read');
+    const before = store.reads;
+    expect((await cache.get('/roles/admin')).value.toString()).toBe('during-outage');
+    expect(store.reads).toBe(before);
+  });
+});
+
+/** The type check the cache relies on: it is a Backend. */
+const _typecheck: (b: CachedBackend) => Backend = (b) => b;
+void _typecheck;
