@@ -255,6 +255,49 @@ for (const name of ['rm', 'del']) {
     );
 }
 
+// ---- events
+/** `--from`/`--to`: an RFC 3339 time, or a duration back from now (`2h`, `30m`). */
+function timeArg(name: string, value: string): Date {
+  if (/^\d+(\.\d+)?(ns|us|µs|ms|s|m|h)/.test(value)) return new Date(Date.now() - parseDuration(value));
+  const d = new Date(value);
+  if (isNaN(d.getTime())) throw new BadParameterError(`${name}: "${value}" is neither an RFC 3339 time nor a duration like 2h`);
+  return d;
+}
+
+program
+  .command('events')
+  .description('Audit events')
+  .command('ls')
+  .description('Searches the audit log by time range and event type')
+  .option('--from <time>', 'Start: RFC 3339 time or a duration back from now', '24h')
+  .option('--to <time>', 'End: RFC 3339 time or a duration back from now (default: now)')
+  .option('--type <event>', 'Event type, e.g. user.login or session.start (repeatable)', collect)
+  .option('--limit <n>', 'At most this many events', (v: string) => {
+    if (!/^\d+$/.test(v) || Number(v) < 1) throw new BadParameterError(`--limit must be a positive integer, got "${v}"`);
+    return Number(v);
+  })
+  .addOption(formatOption())
+  .action(async (o: { from: string; to?: string; type?: string[]; limit?: number; format: string }, cmd: Command) =>
+    withClient(cmd, async (ctx) => {
+      const q = new URLSearchParams([
+        ['from', timeArg('--from', o.from).toISOString()],
+        ['to', (o.to ? timeArg('--to', o.to) : new Date()).toISOString()],
+        ...(o.type ?? []).map((t): [string, string] => ['event', t]),
+        ...(o.limit ? [['limit', String(o.limit)] as [string, string]] : []),
+      ]);
+      const events = await ctx.client.get<Record<string, unknown>[]>(`/v1/events?${q}`);
+      printFormatted(o.format, events, () =>
+        table(
+          ['Time', 'Event', 'Code', 'User', 'Details'],
+          events.map((e) => {
+            const { time, event, code, user, uid: _uid, ei: _ei, ...rest } = e;
+            return [String(time ?? ''), String(event ?? ''), String(code ?? ''), String(user ?? ''), JSON.stringify(rest)];
+          }),
+        ),
+      );
+    }),
+  );
+
 // ---- auth
 const auth = program.command('auth').description('Operations with the cluster certificate authorities');
 auth

@@ -35,6 +35,21 @@ describe('tctl', () => {
     expect(await auth.tctlOk('tokens', 'ls')).not.toMatch(/Signup/);
   });
 
+  it('GIVEN audit events WHEN tctl events ls filters by type and time THEN only those events are listed', async () => {
+    await auth.tctlOk('users', 'add', 'evt-user', 'root');
+    const text = await auth.tctlOk('events', 'ls', '--type=user.create', '--from=1h');
+    expect(text).toMatch(/^Time\s+Event\s+Code\s+User\s+Details$/m);
+    expect(text).toMatch(/^\S+\s+user\.create\s+T1002I\s+\S+\s+.*"name":"evt-user"/m);
+    expect(text).not.toMatch(/reset_password_token\.create/);
+    const json = JSON.parse(await auth.tctlOk('events', 'ls', '--type=user.create', '--type=reset_password_token.create', '--format=json')) as { event: string; name?: string }[];
+    expect(json.filter((e) => e.name === 'evt-user').map((e) => e.event).sort()).toEqual(['reset_password_token.create', 'user.create']);
+    const future = await auth.tctlOk('events', 'ls', `--from=${new Date(Date.now() + 3600_000).toISOString()}`, `--to=${new Date(Date.now() + 7200_000).toISOString()}`);
+    expect(future.trim().split('\n')).toHaveLength(2);
+    const bad = await auth.tctl('events', 'ls', '--from=yesterday');
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--from: "yesterday" is neither an RFC 3339 time nor a duration/);
+  });
+
   it('GIVEN tokens add with a value THEN tokens ls shows it with its type and expiry, and del revokes it', async () => {
     await auth.tctlOk('tokens', 'add', '--type=node,proxy', '--value=my-secret-value-1', '--ttl=2h');
     const ls = await auth.tctlOk('tokens', 'ls');
