@@ -10,7 +10,7 @@ import { AddressInfo } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { Backend } from '../backend';
 import { TeleportConfig } from '../config';
-import { FileAuditLog } from '../events/filelog';
+import { AuditLog } from '../events/filelog';
 import { FileRecordingStore } from '../recordings/store';
 import { Logger } from '../utils/logger';
 import { VERSION } from '../version';
@@ -19,7 +19,7 @@ import { callerOf, Router } from './http';
 import { IdentityStore } from './identity';
 import { SERVER_ANNOUNCE_TTL_MS } from './presence';
 import { AuthServer } from './server';
-import { openClusterStorage } from './storage';
+import { openAuditLogs, openClusterStorage } from './storage';
 
 export interface AuthService {
   readonly auth: AuthServer;
@@ -42,7 +42,13 @@ function loopbackIfAny(host: string): string {
 export async function startAuthService(opts: StartAuthOptions): Promise<AuthService> {
   const { config, log } = opts;
   const backend: Backend = await openClusterStorage(config.storage, log);
-  const audit = new FileAuditLog(path.join(config.dataDir, 'log'));
+  let audit: AuditLog;
+  try {
+    audit = await openAuditLogs(config.storage);
+  } catch (err) {
+    await backend.close();
+    throw err;
+  }
   let auth: AuthServer;
   try {
     auth = await AuthServer.init({

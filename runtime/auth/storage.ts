@@ -1,12 +1,15 @@
 /**
- * The auth service's cluster state: the backend `storage` names (SQLite in
- * the data dir, etcd, or DynamoDB), behind a read cache of the resources
- * every request touches, so that no request path queries the store for them.
+ * The auth service's storage, as the `storage` section names it: the cluster
+ * state (SQLite in the data dir, etcd, or DynamoDB) behind a read cache of
+ * the resources every request touches, so that no request path queries the
+ * store for them; and the audit log(s) of `audit_events_uri`.
  */
 import { Backend, openBackend } from '../backend';
 import { CachedBackend } from '../backend/cache';
 import { StorageConfig } from '../config';
 import { key, Keys } from '../contract/keys';
+import { AuditLog, FileAuditLog } from '../events/filelog';
+import { MultiAuditLog } from '../events/multi';
 import { BadParameterError } from '../utils/errors';
 import { Logger } from '../utils/logger';
 
@@ -29,7 +32,19 @@ function openStore(s: StorageConfig): Promise<Backend> {
     case 'etcd':
       return openBackend({ type: 'etcd', peers: s.peers, prefix: s.prefix, tlsCertFile: s.tlsCertFile, tlsKeyFile: s.tlsKeyFile, tlsCaFile: s.tlsCaFile, insecure: s.insecure });
     case 'dynamodb':
-      throw new BadParameterError('storage type dynamodb is not available in this build yet');
+      return openBackend({
+        type: 'dynamodb',
+        tableName: s.tableName,
+        region: s.region,
+        endpoint: s.endpoint,
+        accessKey: s.accessKey,
+        secretKey: s.secretKey,
+        billingMode: s.billingMode,
+        readCapacityUnits: s.readCapacityUnits,
+        writeCapacityUnits: s.writeCapacityUnits,
+        continuousBackups: s.continuousBackups,
+        pollPeriodMs: s.pollStreamPeriodMs,
+      });
     default:
       return openBackend({ type: 'sqlite', path: s.path, ...(s.pollStreamPeriodMs ? { pollPeriodMs: s.pollStreamPeriodMs } : {}) });
   }
@@ -37,4 +52,31 @@ function openStore(s: StorageConfig): Promise<Backend> {
 
 export async function openClusterStorage(s: StorageConfig, log: Logger): Promise<Backend> {
   return CachedBackend.open(await openStore(s), { prefixes: CACHED_PREFIXES, log: log.child('cache') });
+}
+
+/** One audit log per `audit_events_uri` (`file://<dir>`, `dynamodb://<table>`), or the file log in `<data_dir>/log`. */
+export async function openAuditLogs(s: StorageConfig): Promise<AuditLog> {
+  if (s.auditEventsUri.length === 0) return new FileAuditLog(s.auditLogDir);
+  const logs: AuditLog[] = [];
+  try {
+    for (const uri of s.auditEventsUri) logs.push(await openAuditLog(uri, s));
+  } catch (err) {
+    await Promise.all(logs.map((l) => l.close()));
+    throw err;
+  }
+  return logs.length === 1 ? logs[0] : new MultiAuditLog(logs);
+}
+
+async function openAuditLog(uri: string, s: StorageConfig): Promise<AuditLog> {
+  const scheme = uri.slice(0, uri.indexOf(':'));
+  switch (scheme) {
+    case 'file':
+      return new FileAuditLog(decodeURIComponent(new URL(uri).pathname));
+    case 'dynamodb': {
+      const { DynamoAuditLog, auditLogOptionsFromUri } = await import('../events/dynamodb');
+      return DynamoAuditLog.open(auditLogOptionsFromUri(uri, { region: s.region, endpoint: s.endpoint, accessKey: s.accessKey, secretKey: s.secretKey }));
+    }
+    default:
+      throw new BadParameterError(`audit_events_uri ${JSON.stringify(uri)}: want file:// or dynamodb://`);
+  }
 }

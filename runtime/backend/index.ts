@@ -6,7 +6,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BadParameterError } from '../utils/errors';
-import { EtcdBackend } from './etcd';
 import { MemoryBackend } from './memory';
 import { SqliteBackend } from './sqlite';
 import type { Backend } from './types';
@@ -19,8 +18,10 @@ export { MemoryBackend } from './memory';
 export type { MemoryBackendOptions } from './memory';
 export { SqliteBackend, DEFAULT_POLL_PERIOD_MS, EVENTS_TTL_MS } from './sqlite';
 export type { SqliteBackendOptions } from './sqlite';
-export { EtcdBackend, DEFAULT_ETCD_PREFIX } from './etcd';
+// etcd and DynamoDB load their client libraries (gRPC, the AWS SDK) only when opened, so that tctl, tsh
+// and SQLite clusters start without them: import them from './etcd' and './dynamodb' directly.
 export type { EtcdBackendOptions } from './etcd';
+export type { DynamoBackendOptions } from './dynamodb';
 export { checkBound, checkExpires, checkItem, checkKey, checkLimit } from './validate';
 
 /** The database file inside a `dir` backend's directory (Teleport's lite backend layout). */
@@ -32,7 +33,7 @@ export interface BackendConfig {
    * `<path>/sqlite.db`). `dir`: `path` is a directory holding `sqlite.db`, as in Teleport.
    * `memory`: nothing is persisted.
    */
-  type: 'sqlite' | 'dir' | 'memory' | 'etcd';
+  type: 'sqlite' | 'dir' | 'memory' | 'etcd' | 'dynamodb';
   path?: string;
   /** @default 500 */
   pollPeriodMs?: number;
@@ -46,6 +47,16 @@ export interface BackendConfig {
   tlsCaFile?: string;
   /** etcd: skip certificate verification (refused by the etcd backend). */
   insecure?: boolean;
+  /** dynamodb: the table (`storage.table_name`); the other fields are `storage.*` (see dynamodb.ts). */
+  tableName?: string;
+  region?: string;
+  endpoint?: string;
+  accessKey?: string;
+  secretKey?: string;
+  billingMode?: 'pay_per_request' | 'provisioned';
+  readCapacityUnits?: number;
+  writeCapacityUnits?: number;
+  continuousBackups?: boolean;
 }
 
 export async function openBackend(cfg: BackendConfig): Promise<Backend> {
@@ -58,7 +69,8 @@ export async function openBackend(cfg: BackendConfig): Promise<Backend> {
       const file = cfg.type === 'dir' || isDirectory(cfg.path) ? path.join(cfg.path, SQLITE_FILE_NAME) : cfg.path;
       return SqliteBackend.open({ path: file, pollPeriodMs: cfg.pollPeriodMs });
     }
-    case 'etcd':
+    case 'etcd': {
+      const { EtcdBackend } = await import('./etcd');
       return EtcdBackend.open({
         peers: cfg.peers ?? [],
         ...(cfg.prefix !== undefined ? { prefix: cfg.prefix } : {}),
@@ -67,9 +79,26 @@ export async function openBackend(cfg: BackendConfig): Promise<Backend> {
         tlsCaFile: cfg.tlsCaFile,
         insecure: cfg.insecure,
       });
+    }
+    case 'dynamodb': {
+      if (!cfg.tableName) throw new BadParameterError('storage type dynamodb needs table_name');
+      const { DynamoBackend } = await import('./dynamodb');
+      return DynamoBackend.open({
+        tableName: cfg.tableName,
+        region: cfg.region,
+        endpoint: cfg.endpoint,
+        accessKey: cfg.accessKey,
+        secretKey: cfg.secretKey,
+        billingMode: cfg.billingMode,
+        readCapacityUnits: cfg.readCapacityUnits,
+        writeCapacityUnits: cfg.writeCapacityUnits,
+        continuousBackups: cfg.continuousBackups,
+        pollPeriodMs: cfg.pollPeriodMs,
+      });
+    }
     default:
       throw new BadParameterError(
-        `storage type ${JSON.stringify((cfg as { type: unknown }).type)} is not supported (want sqlite, dir or memory)`,
+        `storage type ${JSON.stringify((cfg as { type: unknown }).type)} is not supported (want sqlite, dir, memory, etcd or dynamodb)`,
       );
   }
 }

@@ -1,0 +1,72 @@
+/**
+ * Two auth servers (each with a proxy) on one DynamoDB (DynamoDB Local):
+ * cluster state in the state table with streams, audit events in a DynamoDB
+ * events table beside each server's file log. A user created through A
+ * signs up on A's proxy and logs in through B's; the node heartbeating
+ * through A shows on B; after A is SIGKILLed, B keeps serving and still has
+ * every event A acknowledged.
+ */
+import { startCluster, createAuth, TestAuth } from '../helpers/cluster';
+import { DynamoDbLocal } from '../helpers/dynamodb';
+import { waitFor } from '../helpers/proc';
+import { LOGIN } from '../helpers/sshd';
+import { TshUser } from '../helpers/users';
+
+describe('two auth servers on one DynamoDB', () => {
+  let ddb: DynamoDbLocal;
+  let a: TestAuth;
+  let b: TestAuth;
+  let alice: TshUser | undefined;
+
+  const storage = () => [
+    'storage:',
+    '  type: dynamodb',
+    '  region: us-east-1',
+    `  endpoint: ${ddb.endpoint}`,
+    '  table_name: teleport-state',
+    '  access_key: local',
+    '  secret_key: local',
+    '  poll_stream_period: 200ms',
+    '  audit_events_uri: ["dynamodb://teleport-events"]',
+  ];
+
+  beforeAll(async () => {
+    ddb = await DynamoDbLocal.start();
+    a = await startCluster({ proxy: { insecureNoTls: true }, labels: { env: 'ha' }, teleportExtra: storage() });
+    b = await createAuth({ proxy: { insecureNoTls: true }, teleportExtra: storage() });
+    b.start();
+    await b.ready();
+  });
+  afterAll(async () => {
+    await a?.cleanup();
+    await b?.cleanup();
+    await ddb?.stop();
+    alice?.cleanup();
+  });
+
+  it('GIVEN both servers up THEN they share one cluster: one CA pin, and A\'s node is listed on B', async () => {
+    expect(await b.caPin()).toBe(await a.caPin());
+    await waitFor('the node heartbeating through A to show on B', async () => /^test-auth\s/m.test(await b.tctlOk('nodes', 'ls')));
+  });
+
+  it('GIVEN a user created through A WHEN they sign up on A and log in through B THEN B issues their certificate', async () => {
+    alice = await TshUser.signUp(a, 'alice', [LOGIN]);
+    const p = b.proxyPorts!;
+    const login = await alice.tsh(['login', '--insecure', `--proxy=${b.webUrl()},${p.ssh}`, '--user=alice'], `${alice.password}\n${alice.nextCode()}\n`);
+    expect(login.stderr).toMatch(/Enter your OTP token/);
+    expect(login.code).toBe(0);
+    expect(login.stdout).toMatch(/Logged in as:\s+alice/);
+  });
+
+  it('GIVEN A is killed THEN B keeps serving, and every event A acknowledged is in the shared events table', async () => {
+    await a.tctlOk('users', 'add', 'bob', LOGIN);
+    await a.daemon!.stop('SIGKILL');
+    expect(await b.tctlOk('users', 'ls')).toMatch(/^bob\s/m);
+    const events = JSON.parse(await b.tctlOk('events', 'ls', '--type=user.create', '--format=json')) as { name: string }[];
+    expect(events.map((e) => e.name).sort()).toEqual(['alice', 'bob']);
+    // B's proxy and auth still answer alice's tsh (her profile is B's proxy).
+    const ls = await alice!.tsh(['ls']);
+    expect(ls.stderr).toBe('');
+    expect(ls.code).toBe(0);
+  });
+});
