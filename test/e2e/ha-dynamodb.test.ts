@@ -6,7 +6,8 @@
  * through A shows on B; after A is SIGKILLed, B keeps serving and still has
  * every event A acknowledged.
  */
-import { startCluster, createAuth, TestAuth } from '../helpers/cluster';
+import { Server } from '../../runtime/auth/resources';
+import { createAuth, startCluster, TestAuth, TestNode } from '../helpers/cluster';
 import { DynamoDbLocal } from '../helpers/dynamodb';
 import { waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
@@ -17,6 +18,7 @@ describe('two auth servers on one DynamoDB', () => {
   let a: TestAuth;
   let b: TestAuth;
   let alice: TshUser | undefined;
+  let node: TestNode | undefined;
 
   const storage = () => [
     'storage:',
@@ -32,12 +34,13 @@ describe('two auth servers on one DynamoDB', () => {
 
   beforeAll(async () => {
     ddb = await DynamoDbLocal.start();
-    a = await startCluster({ proxy: { insecureNoTls: true }, labels: { env: 'ha' }, teleportExtra: storage() });
+    a = await startCluster({ proxy: { insecureNoTls: true }, labels: { env: 'ha' }, tokens: ['node:ha-node-token'], teleportExtra: storage() });
     b = await createAuth({ proxy: { insecureNoTls: true }, teleportExtra: storage() });
     b.start();
     await b.ready();
   });
   afterAll(async () => {
+    await node?.cleanup();
     await a?.cleanup();
     await b?.cleanup();
     await ddb?.stop();
@@ -58,9 +61,25 @@ describe('two auth servers on one DynamoDB', () => {
     expect(login.stdout).toMatch(/Logged in as:\s+alice/);
   });
 
-  it('GIVEN A is killed THEN B keeps serving, and every event A acknowledged is in the shared events table', async () => {
+  it('GIVEN A is killed THEN B keeps serving, a node given both fails over to B, and every event A acknowledged is in the shared events table', async () => {
+    // GIVEN a node that joined through A and knows both auth servers, heartbeating every second
+    node = await TestNode.create(a, { token: 'ha-node-token', caPin: await a.caPin(), nodeName: 'ha-node', extraArgs: [`--auth-server=${b.addr}`], env: { TELEPORT_ANNOUNCE_TTL: '2' } });
+    node.start();
+    await node.ready();
     await a.tctlOk('users', 'add', 'bob', LOGIN);
+    // WHEN A dies
     await a.daemon!.stop('SIGKILL');
+    const killedAt = Date.now();
+    // THEN the node's heartbeats go on through B: its record is renewed after the kill
+    const admin = await b.adminClient();
+    try {
+      await waitFor('a heartbeat through B after the kill', async () => {
+        const n = (await admin.get<Server[]>('/v1/namespaces/default/nodes')).find((s) => s.spec.hostname === 'ha-node');
+        return !!n?.metadata.expires && Date.parse(n.metadata.expires) > killedAt + 2000; // TTL 2 s: only a heartbeat sent after the kill
+      });
+    } finally {
+      admin.close();
+    }
     expect(await b.tctlOk('users', 'ls')).toMatch(/^bob\s/m);
     const events = JSON.parse(await b.tctlOk('events', 'ls', '--type=user.create', '--format=json')) as { name: string }[];
     expect(events.map((e) => e.name).sort()).toEqual(['alice', 'bob']);
