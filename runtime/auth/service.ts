@@ -4,14 +4,12 @@
  * serves the API on 3025 over mutual TLS and announces itself.
  */
 import * as https from 'node:https';
-import * as path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { AddressInfo } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { Backend } from '../backend';
 import { TeleportConfig } from '../config';
 import { AuditLog } from '../events/filelog';
-import { FileRecordingStore } from '../recordings/store';
 import { Logger } from '../utils/logger';
 import { VERSION } from '../version';
 import { authRoutes } from './api';
@@ -19,7 +17,7 @@ import { callerOf, Router } from './http';
 import { IdentityStore } from './identity';
 import { SERVER_ANNOUNCE_TTL_MS } from './presence';
 import { AuthServer } from './server';
-import { openAuditLogs, openClusterStorage } from './storage';
+import { openAuditLogs, openClusterStorage, openRecordingStore } from './storage';
 
 export interface AuthService {
   readonly auth: AuthServer;
@@ -87,7 +85,8 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
 
   const hostCA = [new X509Certificate(auth.hostCA.tlsCert())];
   const userCA = [new X509Certificate(auth.userCA.tlsCert())];
-  const router = new Router(authRoutes(auth, new FileRecordingStore(path.join(config.dataDir, 'log', 'sessions'))), (socket: TLSSocket) => callerOf(socket, hostCA, userCA), log);
+  const recordings = await openRecordingStore(config, log);
+  const router = new Router(authRoutes(auth, recordings.store), (socket: TLSSocket) => callerOf(socket, hostCA, userCA), log);
   const server = https.createServer(
     {
       key: identity.tlsKey,
@@ -135,6 +134,7 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      await recordings.close();
       await backend.close();
       await audit.close();
     },

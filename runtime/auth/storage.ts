@@ -2,11 +2,14 @@
  * The auth service's storage, as the `storage` section names it: the cluster
  * state (SQLite in the data dir, etcd, or DynamoDB) behind a read cache of
  * the resources every request touches, so that no request path queries the
- * store for them; and the audit log(s) of `audit_events_uri`.
+ * store for them; the audit log(s) of `audit_events_uri`; and the session
+ * recordings of `audit_sessions_uri`.
  */
+import * as path from 'node:path';
 import { Backend, openBackend } from '../backend';
 import { CachedBackend } from '../backend/cache';
-import { StorageConfig } from '../config';
+import { StorageConfig, TeleportConfig } from '../config';
+import { FileRecordingStore, RecordingStore } from '../recordings/store';
 import { key, Keys } from '../contract/keys';
 import { AuditLog, FileAuditLog } from '../events/filelog';
 import { MultiAuditLog } from '../events/multi';
@@ -79,4 +82,28 @@ async function openAuditLog(uri: string, s: StorageConfig): Promise<AuditLog> {
     default:
       throw new BadParameterError(`audit_events_uri ${JSON.stringify(uri)}: want file:// or dynamodb://`);
   }
+}
+
+/**
+ * The recording store `storage.audit_sessions_uri` names: files under `<data_dir>/log/sessions`
+ * (the default), or S3, with small parts staged in `<data_dir>/log/s3-staging` and the completer
+ * of abandoned uploads running. The AWS SDK is loaded only for S3.
+ */
+export async function openRecordingStore(config: TeleportConfig, log: Logger): Promise<{ store: RecordingStore; close(): Promise<void> }> {
+  const where = config.storage.auditSessions ?? { type: 'file', dir: path.join(config.dataDir, 'log', 'sessions') };
+  if (where.type === 'file') return { store: new FileRecordingStore(where.dir), close: async () => undefined };
+  const { S3RecordingStore } = await import('../recordings/s3');
+  const store = new S3RecordingStore({
+    bucket: where.bucket,
+    prefix: where.prefix,
+    region: where.region,
+    endpoint: where.endpoint,
+    sse: where.sse,
+    kmsKeyId: where.kmsKeyId,
+    stagingDir: path.join(config.dataDir, 'log', 's3-staging'),
+    log: log.child('recordings:s3'),
+  });
+  store.startCompleter();
+  log.info('session recordings are kept in S3', { location: store.location, sse: where.sse });
+  return { store, close: () => store.close() };
 }

@@ -9,6 +9,7 @@ import { isIP } from 'node:net';
 import { hostname, homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Ports } from '../contract/ports';
+import { BadParameterError } from '../utils/errors';
 import { dialableAddr, parseAddr, type HostPort } from './address';
 import { ConfigError, type ConfigIssue } from './errors';
 import { parseLabelsFlag, type CommandLabel } from './labels';
@@ -72,6 +73,8 @@ export interface StorageConfig {
   auditEventsUri: string[];
   /** Where session recordings go; absent means files under `auditLogDir`. */
   auditSessionsUri?: string;
+  /** `auditSessionsUri` parsed: files (`<data_dir>/log/sessions` by default) or an S3 bucket. */
+  auditSessions?: SessionsStorage;
   /** `<data_dir>/log`. */
   auditLogDir: string;
   pollStreamPeriodMs?: number;
@@ -164,6 +167,106 @@ export const Defaults = {
 export function defaultDataDir(env: NodeJS.ProcessEnv = process.env, uid: number | undefined = process.getuid?.()): string {
   if (uid === 0) return Defaults.dataDirRoot;
   return join(env.HOME || homedir(), '.local', 'share', 'teleport');
+}
+
+/** Where the auth service keeps session recordings (`storage.audit_sessions_uri`). */
+export type SessionsStorage =
+  | { type: 'file'; dir: string }
+  | {
+      type: 's3';
+      bucket: string;
+      /** Key prefix without leading or trailing slashes; '' for the bucket's root. */
+      prefix: string;
+      region?: string;
+      /** An S3-compatible endpoint URL (path-style requests). */
+      endpoint?: string;
+      /** Server-side encryption of the objects: SSE-KMS (default), SSE-S3, or none. */
+      sse: 'aws:kms' | 'AES256' | 'off';
+      /** SSE-KMS key ID, ARN or alias; the account's `aws/s3` key when absent. */
+      kmsKeyId?: string;
+    };
+
+const S3_SESSIONS_PARAMS = ['region', 'endpoint', 'insecure', 'sse', 'sse_kms_key', 'disable_server_side_encryption', 'disablesse'];
+
+function uriBool(name: string, value: string): boolean {
+  const v = value.trim().toLowerCase();
+  if (['true', '1', 't', 'yes'].includes(v)) return true;
+  if (['false', '0', 'f', 'no'].includes(v)) return false;
+  throw new BadParameterError(`${name} must be true or false, got ${JSON.stringify(value)}`);
+}
+
+/**
+ * Parses `audit_sessions_uri`: `file:///absolute/dir`, or
+ * `s3://<bucket>/<prefix>?region=&endpoint=&insecure=&sse=aws:kms|AES256&sse_kms_key=&disable_server_side_encryption=`
+ * (`disablesse` as in later Teleport). The region defaults to `storage.region`; an endpoint without a
+ * scheme is https, or http with `insecure=true`.
+ */
+export function parseSessionsUri(uri: string, defaultRegion?: string): SessionsStorage {
+  let u: URL;
+  try {
+    u = new URL(uri.trim());
+  } catch {
+    throw new BadParameterError(`${JSON.stringify(uri)} is not a URI`);
+  }
+  const scheme = u.protocol.replace(/:$/, '').toLowerCase();
+  if (scheme === 'file') {
+    if (u.host && u.host !== 'localhost') throw new BadParameterError(`${uri} names a host: use file:///absolute/path`);
+    if (u.search) throw new BadParameterError(`${uri}: a file URI takes no parameters`);
+    const dir = decodeURIComponent(u.pathname);
+    if (dir === '' || dir === '/') throw new BadParameterError(`${uri} names no directory`);
+    return { type: 'file', dir: resolve(dir) };
+  }
+  if (scheme !== 's3') throw new BadParameterError(`expected a file:// or s3:// URI, got ${JSON.stringify(uri)}`);
+  const bucket = u.hostname;
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
+    throw new BadParameterError(`${JSON.stringify(bucket)} is not a valid S3 bucket name (3 to 63 lower-case letters, digits, dots and hyphens)`);
+  }
+  if (u.port || u.username || u.password) throw new BadParameterError(`${uri}: put an S3-compatible server in ?endpoint=, not in the bucket name`);
+  const prefix = decodeURIComponent(u.pathname).replace(/^\/+|\/+$/g, '');
+  if (prefix.split('/').some((seg) => seg === '.' || seg === '..' || (prefix !== '' && seg === ''))) {
+    throw new BadParameterError(`${JSON.stringify(prefix)} is not a valid key prefix`);
+  }
+  const q = u.searchParams;
+  for (const name of new Set(q.keys())) {
+    if (!S3_SESSIONS_PARAMS.includes(name)) throw new BadParameterError(`unknown parameter ${JSON.stringify(name)} (expected ${S3_SESSIONS_PARAMS.join(', ')})`);
+  }
+  const insecure = q.has('insecure') ? uriBool('insecure', q.get('insecure')!) : false;
+  let endpoint: string | undefined;
+  const ep = q.get('endpoint')?.trim();
+  if (ep) {
+    endpoint = /^https?:\/\//i.test(ep) ? ep : `${insecure ? 'http' : 'https'}://${ep}`;
+    try {
+      new URL(endpoint);
+    } catch {
+      throw new BadParameterError(`endpoint ${JSON.stringify(ep)} is not a URL or host:port`);
+    }
+  }
+  const disabled =
+    (q.has('disable_server_side_encryption') && uriBool('disable_server_side_encryption', q.get('disable_server_side_encryption')!)) ||
+    (q.has('disablesse') && uriBool('disablesse', q.get('disablesse')!));
+  let sse: 'aws:kms' | 'AES256' | 'off' = 'aws:kms';
+  const sseParam = q.get('sse')?.trim();
+  if (sseParam) {
+    if (sseParam.toLowerCase() === 'aws:kms') sse = 'aws:kms';
+    else if (sseParam.toUpperCase() === 'AES256') sse = 'AES256';
+    else throw new BadParameterError(`sse must be aws:kms or AES256, got ${JSON.stringify(sseParam)}`);
+  }
+  if (disabled) {
+    if (sseParam) throw new BadParameterError('sse and disable_server_side_encryption contradict each other');
+    sse = 'off';
+  }
+  const kmsKeyId = q.get('sse_kms_key')?.trim() || undefined;
+  if (kmsKeyId && sse !== 'aws:kms') throw new BadParameterError('sse_kms_key needs server-side encryption aws:kms');
+  const region = q.get('region')?.trim() || defaultRegion;
+  return {
+    type: 's3',
+    bucket,
+    prefix,
+    sse,
+    ...(region ? { region } : {}),
+    ...(endpoint ? { endpoint } : {}),
+    ...(kmsKeyId ? { kmsKeyId } : {}),
+  };
 }
 
 /** Parses `--roles`: the services to run; throws on an unknown or empty list. */
@@ -280,6 +383,9 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
   const storageType = st.type === 'dynamodb' || st.type === 'etcd' ? st.type : 'sqlite';
   const auditEventsUri = [...(st.audit_events_uri ?? [])];
   if (auditEventsUri.length === 0 && st.audit_table_name) auditEventsUri.push(`dynamodb://${st.audit_table_name}`);
+  const auditSessions = st.audit_sessions_uri
+    ? attempt(() => parseSessionsUri(st.audit_sessions_uri!, st.region), (m) => atFile(['teleport', 'storage', 'audit_sessions_uri'], m))
+    : { type: 'file' as const, dir: join(dataDir, 'log', 'sessions') };
   const storage: StorageConfig = {
     type: storageType,
     path: st.path ? join(resolve(dataDir, st.path), 'sqlite.db') : join(dataDir, 'backend', 'sqlite.db'),
@@ -301,6 +407,7 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
     insecure: st.insecure ?? false,
     auditEventsUri,
     auditSessionsUri: st.audit_sessions_uri,
+    auditSessions,
     auditLogDir: join(dataDir, 'log'),
     pollStreamPeriodMs: st.poll_stream_period,
   };

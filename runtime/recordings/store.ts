@@ -85,7 +85,7 @@ export function checkStreamRange(offset: number, bytes: number): void {
 }
 
 /** Serialises the work on each recording within this process. */
-class KeyedLock {
+export class KeyedLock {
   private readonly tails = new Map<string, Promise<void>>();
 
   async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
@@ -104,7 +104,7 @@ class KeyedLock {
   }
 }
 
-async function writeFileDurably(file: string, data: Buffer): Promise<void> {
+export async function writeFileDurably(file: string, data: Buffer): Promise<void> {
   const fh = await fs.promises.open(file, 'w', 0o600);
   try {
     await fh.writeFile(data);

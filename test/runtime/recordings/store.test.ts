@@ -10,6 +10,7 @@ import { MAX_CHUNK_BYTES, MAX_PART_BYTES, MAX_PARTS } from '../../../runtime/rec
 import { FileRecordingStore, PartRef, RecordingFile, sha256Hex } from '../../../runtime/recordings/store';
 import { AlreadyExistsError, BadParameterError, LimitExceededError, NotFoundError } from '../../../runtime/utils/errors';
 import { tempDir } from '../../helpers/proc';
+import { recordingStoreSuite } from './suite';
 
 const ref = (part: number, file: RecordingFile, data: Buffer): PartRef => ({ part, file, size: data.length, sha256: sha256Hex(data) });
 const logOf = (...events: object[]) => Buffer.from(events.map((e) => JSON.stringify(e) + '\n').join(''));
@@ -128,5 +129,18 @@ describe('FileRecordingStore', () => {
     expect(fs.readdirSync(root)).toEqual(['log']);
     expect(fs.readdirSync(path.join(root, 'log'))).toEqual(['sessions']);
     expect(fs.readdirSync(path.join(root, 'log', 'sessions'))).toEqual([]);
+  });
+});
+
+describe('FileRecordingStore: the behaviour every recording store shares (suite.ts)', () => {
+  recordingStoreSuite(async () => {
+    const root = tempDir('store-suite-');
+    const dir = path.join(root, 'log', 'sessions');
+    return {
+      store: new FileRecordingStore(dir),
+      url: (sid, ns = 'default') => `file://${path.join(dir, ns, sid)}`,
+      reopen: async () => new FileRecordingStore(dir),
+      destroy: async () => fs.rmSync(root, { recursive: true, force: true }),
+    };
   });
 });
