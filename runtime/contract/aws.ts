@@ -1,0 +1,48 @@
+/**
+ * What the CDK app (lib/), the control plane Lambdas (runtime/controlplane)
+ * and the AMI's boot-time config generator must agree on: SSM parameter
+ * paths, the `/etc/teleport.d/conf` variable names (the AWS guide's), and the
+ * roles an instance can take. lib/ may import only runtime/contract.
+ */
+
+/** SSM parameters under `/teleport/<cluster>/` (aws-deployment.md §1.8). */
+export const SsmPaths = {
+  prefix: (cluster: string) => `/teleport/${cluster}`,
+  /** SecureString: the current join token for `role`, written by the token rotator. */
+  token: (cluster: string, role: JoinRole) => `/teleport/${cluster}/tokens/${role}`,
+  /** String: `sha256:<hex>` of the cluster's TLS CA, written by the token rotator. */
+  caPin: (cluster: string) => `/teleport/${cluster}/ca-pin`,
+} as const;
+
+/** Roles that join with a token published in SSM. */
+export type JoinRole = 'node' | 'proxy';
+export const JOIN_ROLES: readonly JoinRole[] = ['node', 'proxy'];
+
+/** `TELEPORT_ROLE` values: one tier, or every role on one instance (the starter). */
+export type InstanceRole = 'auth' | 'proxy' | 'node' | 'auth,node,proxy';
+
+/** `/etc/teleport.d/conf`: `KEY=value` lines written by user data (aws-deployment.md §2.2). */
+export const CONF_FILE = '/etc/teleport.d/conf';
+
+export const ConfVars = {
+  role: 'TELEPORT_ROLE',
+  region: 'EC2_REGION',
+  clusterName: 'TELEPORT_CLUSTER_NAME',
+  authServerLb: 'TELEPORT_AUTH_SERVER_LB',
+  domainName: 'TELEPORT_DOMAIN_NAME',
+  stateTable: 'TELEPORT_DYNAMO_TABLE_NAME',
+  eventsTable: 'TELEPORT_DYNAMO_EVENTS_TABLE_NAME',
+  recordingsBucket: 'TELEPORT_S3_BUCKET',
+  proxyServerLb: 'TELEPORT_PROXY_SERVER_LB',
+  proxyServerNlbAlias: 'TELEPORT_PROXY_SERVER_NLB_ALIAS',
+  useAcm: 'USE_ACM',
+  ssmKeyArn: 'TELEPORT_SSM_KEY_ARN',
+  externalHostname: 'TELEPORT_EXTERNAL_HOSTNAME',
+  externalPort: 'TELEPORT_EXTERNAL_PORT',
+} as const;
+
+export type ConfVar = (typeof ConfVars)[keyof typeof ConfVars];
+
+/** Join tokens live this long; the rotator runs more often, so a published token is always valid. */
+export const JOIN_TOKEN_TTL_MS = 4 * 3600_000;
+export const TOKEN_ROTATION_PERIOD_MS = 3600_000;
