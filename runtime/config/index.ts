@@ -36,11 +36,13 @@ export {
   defaultDataDir,
   loadTeleportConfig,
   parseRoles,
+  parseSessionsUri,
   type CaKeyType,
   type ServiceRole,
   type Severity,
   type StartFlags,
   type StaticToken,
+  type SessionsStorage,
   type StorageConfig,
   type TeleportConfig,
 } from './config';
