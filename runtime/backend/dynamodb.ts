@@ -99,6 +99,7 @@ const optionsSchema = z
     fullScanPeriodMs: z.number().int().positive().optional(),
     watchSyncTimeoutMs: z.number().int().positive().optional(),
     maxAttempts: z.number().int().min(1).max(20).optional(),
+    background: z.boolean().optional(),
     clock: z.custom<Clock>((c) => !!c && typeof (c as Clock).now === 'function').optional(),
   })
   .strict()
@@ -130,6 +131,12 @@ export interface DynamoBackendOptions {
   readonly watchSyncTimeoutMs?: number;
   /** SDK attempts per request (standard retry strategy with backoff). @default 5 */
   readonly maxAttempts?: number;
+  /**
+   * Tail the stream (for watches) and sweep expired items. Off for short-lived
+   * clients such as the control plane Lambdas: they need no stream permissions,
+   * and `newWatcher` is refused. @default true
+   */
+  readonly background?: boolean;
   /** @default the system clock */
   readonly clock?: Clock;
 }
@@ -184,7 +191,7 @@ export class DynamoBackend implements Backend {
     const backend = new DynamoBackend(db, streams, opts);
     try {
       await backend.ensureTable();
-      await backend.start();
+      if (opts.background !== false) await backend.start();
       return backend;
     } catch (err) {
       await backend.close();
@@ -379,7 +386,8 @@ export class DynamoBackend implements Backend {
 
   async newWatcher(opts: WatchOptions): Promise<Watcher> {
     this.checkOpen();
-    const poller = this.poller!;
+    const poller = this.poller;
+    if (!poller) throw new BadParameterError(`DynamoDB table ${this.tableName} was opened without watches (background: false)`);
     await poller.sync(this.opts.watchSyncTimeoutMs ?? DEFAULT_WATCH_SYNC_TIMEOUT_MS);
     this.checkOpen();
     return this.fanout.newWatcher(opts);

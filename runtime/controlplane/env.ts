@@ -55,5 +55,7 @@ export function openState(env: ControlPlaneEnv): Promise<DynamoBackend> {
     region: env.region,
     ...(env.dynamoEndpoint ? { endpoint: env.dynamoEndpoint } : {}),
     maxAttempts: 3,
+    // A Lambda neither watches nor sweeps: no stream reads, no stream permissions.
+    background: false,
   });
 }

@@ -388,3 +388,19 @@ describe('DynamoBackend across a DynamoDB Local restart', () => {
     }
   }, 120_000);
 });
+
+describe('DynamoBackend opened without background work (the control plane Lambdas)', () => {
+  it('GIVEN background: false THEN items are read and written, and a watch is refused', async () => {
+    const table = uniqueTable('nobg');
+    const full = await open(table);
+    const light = await open(table, { background: false });
+    try {
+      await light.put({ key: '/tokens/t1', value: val('token') });
+      expect((await full.get('/tokens/t1')).value.toString()).toBe('token');
+      await expect(light.newWatcher({ prefixes: ['/'] })).rejects.toThrow(/opened without watches/);
+    } finally {
+      await light.close();
+      await full.close();
+    }
+  });
+});
