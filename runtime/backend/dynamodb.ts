@@ -27,6 +27,7 @@
  *   its own success as a condition failure, as in any DynamoDB client.
  */
 
+import { StateTableSchema } from '../contract/dynamodb';
 import {
   AttributeValue,
   BatchWriteItemCommand,
@@ -461,12 +462,12 @@ export class DynamoBackend implements Backend {
         new CreateTableCommand({
           TableName: this.tableName,
           AttributeDefinitions: [
-            { AttributeName: 'HashKey', AttributeType: 'S' },
-            { AttributeName: 'FullPath', AttributeType: 'S' },
+            { AttributeName: StateTableSchema.partitionKey, AttributeType: 'S' },
+            { AttributeName: StateTableSchema.sortKey, AttributeType: 'S' },
           ],
           KeySchema: [
-            { AttributeName: 'HashKey', KeyType: 'HASH' },
-            { AttributeName: 'FullPath', KeyType: 'RANGE' },
+            { AttributeName: StateTableSchema.partitionKey, KeyType: 'HASH' },
+            { AttributeName: StateTableSchema.sortKey, KeyType: 'RANGE' },
           ],
           ...(provisioned
             ? {
@@ -774,7 +775,7 @@ function checkSchema(tableName: string, table: TableDescription): void {
   }
   const hash = table.KeySchema?.find((k) => k.KeyType === 'HASH')?.AttributeName;
   const range = table.KeySchema?.find((k) => k.KeyType === 'RANGE')?.AttributeName;
-  if (hash !== 'HashKey' || range !== 'FullPath') {
+  if (hash !== StateTableSchema.partitionKey || range !== StateTableSchema.sortKey) {
     throw new BadParameterError(
       `DynamoDB table ${tableName} has keys ${hash}/${range}; the backend needs hash key HashKey and range key FullPath`,
     );

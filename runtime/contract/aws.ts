@@ -43,6 +43,9 @@ export const ConfVars = {
 
 export type ConfVar = (typeof ConfVars)[keyof typeof ConfVars];
 
+/** Session recordings go under this prefix of the recordings bucket: `audit_sessions_uri: s3://<bucket>/records`. */
+export const RECORDINGS_PREFIX = 'records';
+
 /** Join tokens live this long; the rotator runs more often, so a published token is always valid. */
 export const JOIN_TOKEN_TTL_MS = 4 * 3600_000;
 export const TOKEN_ROTATION_PERIOD_MS = 3600_000;

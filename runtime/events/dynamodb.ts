@@ -13,6 +13,7 @@
  * The table is created when missing (on-demand, TTL on Expires); an existing one is used as it is.
  */
 
+import { EventsTableSchema } from '../contract/dynamodb';
 import { randomUUID } from 'node:crypto';
 import {
   AttributeValue,
@@ -30,7 +31,8 @@ import { BadParameterError, ConnectionProblemError, TeleportError } from '../uti
 import { logger } from '../utils/logger';
 import { AuditLog, completeEvent, EventFields, SearchQuery } from './filelog';
 
-export const TIME_SEARCH_INDEX = 'timesearch';
+export const TIME_SEARCH_INDEX = EventsTableSchema.timeSearchIndex;
+const E = EventsTableSchema;
 export const EVENT_NAMESPACE = 'default';
 export const DEFAULT_RETENTION_DAYS = 365;
 const DAY_S = 86_400;
@@ -216,21 +218,21 @@ export class DynamoAuditLog implements AuditLog {
             TableName: this.tableName,
             BillingMode: 'PAY_PER_REQUEST',
             AttributeDefinitions: [
-              { AttributeName: 'SessionID', AttributeType: 'S' },
-              { AttributeName: 'EventIndex', AttributeType: 'N' },
-              { AttributeName: 'EventNamespace', AttributeType: 'S' },
-              { AttributeName: 'CreatedAt', AttributeType: 'N' },
+              { AttributeName: E.partitionKey, AttributeType: 'S' },
+              { AttributeName: E.sortKey, AttributeType: 'N' },
+              { AttributeName: E.indexPartitionKey, AttributeType: 'S' },
+              { AttributeName: E.indexSortKey, AttributeType: 'N' },
             ],
             KeySchema: [
-              { AttributeName: 'SessionID', KeyType: 'HASH' },
-              { AttributeName: 'EventIndex', KeyType: 'RANGE' },
+              { AttributeName: E.partitionKey, KeyType: 'HASH' },
+              { AttributeName: E.sortKey, KeyType: 'RANGE' },
             ],
             GlobalSecondaryIndexes: [
               {
                 IndexName: TIME_SEARCH_INDEX,
                 KeySchema: [
-                  { AttributeName: 'EventNamespace', KeyType: 'HASH' },
-                  { AttributeName: 'CreatedAt', KeyType: 'RANGE' },
+                  { AttributeName: E.indexPartitionKey, KeyType: 'HASH' },
+                  { AttributeName: E.indexSortKey, KeyType: 'RANGE' },
                 ],
                 Projection: { ProjectionType: 'ALL' },
               },

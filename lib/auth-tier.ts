@@ -1,0 +1,215 @@
+/**
+ * `AuthTier`: the auth servers (the cluster's CA and API on 3025) in private subnets behind
+ * an internal Network Load Balancer. Only the principals given to {@link AuthTier.allowClient}
+ * (the proxy and node tiers) can reach 3025, through the load balancer's security group.
+ */
+import { CfnElement, Duration, Stack, Validations } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import { Construct } from 'constructs';
+import { ConfVars, SsmPaths } from '../runtime/contract/aws';
+import { Ports } from '../runtime/contract/ports';
+import { acknowledgeInstanceRoleFindings, nagArn, ssmAgentStatements, ssmParameterArn } from './iam';
+import { RECORDINGS_PREFIX } from '../runtime/contract/aws';
+import { ClusterStorage } from './storage';
+import { InstanceSettings, TeleportAutoScalingGroup } from './teleport-asg';
+
+/** DynamoDB actions the auth server's backend and audit log call (runtime/backend/dynamodb.ts, runtime/events/dynamodb.ts). */
+export const AUTH_TABLE_ACTIONS = [
+  'dynamodb:BatchWriteItem',
+  'dynamodb:DeleteItem',
+  'dynamodb:DescribeTable',
+  'dynamodb:DescribeTimeToLive',
+  'dynamodb:GetItem',
+  'dynamodb:PutItem',
+  'dynamodb:Query',
+  'dynamodb:UpdateItem',
+] as const;
+/** DynamoDB Streams actions the backend's watcher calls. */
+export const AUTH_STREAM_ACTIONS = [
+  'dynamodb:DescribeStream',
+  'dynamodb:GetRecords',
+  'dynamodb:GetShardIterator',
+  'dynamodb:ListStreams',
+] as const;
+/** S3 object actions for session recordings (multipart upload with resume; HeadObject is GetObject). */
+export const AUTH_OBJECT_ACTIONS = ['s3:AbortMultipartUpload', 's3:GetObject', 's3:PutObject'] as const;
+export const AUTH_BUCKET_ACTIONS = ['s3:ListBucket', 's3:ListBucketMultipartUploads'] as const;
+/** KMS actions for the tables and the SSE-KMS bucket. */
+export const AUTH_KMS_ACTIONS = ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey'] as const;
+
+/** Properties of {@link AuthTier}. */
+export interface AuthTierProps extends InstanceSettings {
+  /** The cluster name (`cluster_name`, SSM path segment and resource-name prefix). */
+  readonly clusterName: string;
+  /** The proxy's public DNS name (`TELEPORT_DOMAIN_NAME`). */
+  readonly domainName: string;
+  /** The tables, bucket and key the auth servers use. */
+  readonly storage: ClusterStorage;
+  /** VPC of the instances and the load balancer. */
+  readonly vpc: ec2.IVpc;
+  /** Private subnets for the instances and the internal load balancer. */
+  readonly vpcSubnets: ec2.SubnetSelection;
+  /** Whether the proxies sit behind an ACM certificate on an ALB (`USE_ACM`). */
+  readonly useAcm: boolean;
+
+  /**
+   * EC2 instance type.
+   *
+   * @default 't3.medium'
+   */
+  readonly instanceType?: string;
+
+  /**
+   * Smallest number of auth servers; at least 1.
+   *
+   * @default 2
+   */
+  readonly minCapacity?: number;
+
+  /**
+   * Largest number of auth servers.
+   *
+   * @default 4
+   */
+  readonly maxCapacity?: number;
+}
+
+/** The auth servers, their internal NLB on 3025 and their instance role. */
+export class AuthTier extends Construct {
+  public readonly role: iam.Role;
+  public readonly securityGroup: ec2.SecurityGroup;
+  public readonly loadBalancer: elbv2.NetworkLoadBalancer;
+  /** Guards the load balancer: clients are allowed here, the instances allow only this group. */
+  public readonly loadBalancerSecurityGroup: ec2.SecurityGroup;
+  public readonly instances: TeleportAutoScalingGroup;
+
+  constructor(scope: Construct, id: string, props: AuthTierProps) {
+    super(scope, id);
+    const { storage, clusterName } = props;
+
+    this.role = new iam.Role(this, 'Role', {
+      assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+      description: `Teleport auth servers of cluster ${clusterName}`,
+      inlinePolicies: { teleport: new iam.PolicyDocument({ statements: this.statements(props) }) },
+    });
+    acknowledgeInstanceRoleFindings(this.role);
+    const stack = Stack.of(this);
+    const logicalId = (c: Construct) => stack.getLogicalId(c.node.defaultChild as CfnElement);
+    Validations.of(this.role).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::<${logicalId(storage.stateTable)}.Arn>/stream/*]`,
+      reason: 'A stream ARN ends in its creation time and changes whenever the stream is re-enabled; the wildcard covers only streams of the state table.',
+    });
+    Validations.of(this.role).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::<${logicalId(storage.recordingsBucket)}.Arn>/${RECORDINGS_PREFIX}/*]`,
+      reason: 'Session recordings are objects created at run time under the records/ prefix of the recordings bucket; the wildcard is limited to that prefix.',
+    });
+    Validations.of(this.role).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::${nagArn(this, 'ssm', `parameter${SsmPaths.prefix(clusterName)}/*`)}]`,
+      reason: 'Read-only access to this cluster\'s own SSM parameters (/teleport/<cluster>/*), which the control plane writes at run time.',
+    });
+
+    this.securityGroup = new ec2.SecurityGroup(this, 'InstanceSecurityGroup', {
+      vpc: props.vpc,
+      description: 'Teleport auth servers: 3025 from the auth load balancer only; HTTPS out to AWS APIs',
+      allowAllOutbound: false,
+    });
+    this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'HTTPS to AWS APIs (DynamoDB, S3, SSM, KMS)');
+
+    this.loadBalancerSecurityGroup = new ec2.SecurityGroup(this, 'LoadBalancerSecurityGroup', {
+      vpc: props.vpc,
+      description: 'Teleport auth NLB: 3025 from cluster members',
+      allowAllOutbound: false,
+    });
+
+    this.loadBalancer = new elbv2.NetworkLoadBalancer(this, 'LoadBalancer', {
+      vpc: props.vpc,
+      vpcSubnets: props.vpcSubnets,
+      loadBalancerName: `${props.clusterName}-auth`,
+      internetFacing: false,
+      crossZoneEnabled: true,
+      securityGroups: [this.loadBalancerSecurityGroup],
+    });
+    Validations.of(this.loadBalancer).acknowledge({
+      id: 'AwsSolutions-ELB2',
+      reason: 'NLB access logs are only written for TLS listeners; this load balancer has a single TCP listener (mutual TLS is end to end with the auth servers).',
+    });
+
+    this.instances = new TeleportAutoScalingGroup(this, 'Instances', {
+      vpc: props.vpc,
+      vpcSubnets: props.vpcSubnets,
+      amiParameterName: props.amiParameterName,
+      rootVolumeSizeGiB: props.rootVolumeSizeGiB,
+      rootDeviceName: props.rootDeviceName,
+      notificationsTopic: props.notificationsTopic,
+      teleportRole: 'auth',
+      instanceType: props.instanceType ?? 't3.medium',
+      role: this.role,
+      securityGroup: this.securityGroup,
+      minCapacity: props.minCapacity ?? 2,
+      maxCapacity: props.maxCapacity ?? 4,
+      conf: {
+        [ConfVars.region]: Stack.of(this).region,
+        [ConfVars.clusterName]: clusterName,
+        [ConfVars.domainName]: props.domainName,
+        [ConfVars.authServerLb]: this.loadBalancer.loadBalancerDnsName,
+        [ConfVars.stateTable]: storage.stateTable.tableName,
+        [ConfVars.eventsTable]: storage.eventsTable.tableName,
+        [ConfVars.recordingsBucket]: storage.recordingsBucket.bucketName,
+        [ConfVars.ssmKeyArn]: storage.key.keyArn,
+        [ConfVars.useAcm]: String(props.useAcm),
+      },
+    });
+
+    const listener = this.loadBalancer.addListener('Auth', { port: Ports.auth, protocol: elbv2.Protocol.TCP });
+    listener.addTargets('Auth', {
+      port: Ports.auth,
+      protocol: elbv2.Protocol.TCP,
+      targets: [this.instances.autoScalingGroup],
+      deregistrationDelay: Duration.seconds(30),
+      healthCheck: { protocol: elbv2.Protocol.TCP, interval: Duration.seconds(10), healthyThresholdCount: 2, unhealthyThresholdCount: 2 },
+    });
+    this.loadBalancerSecurityGroup.connections.allowTo(this.securityGroup, ec2.Port.tcp(Ports.auth), 'NLB to auth servers (traffic and health checks)');
+  }
+
+  /** Let `client` (the proxy or node tier) reach the auth API through the load balancer. */
+  public allowClient(client: ec2.IConnectable, description: string): void {
+    this.loadBalancerSecurityGroup.connections.allowFrom(client, ec2.Port.tcp(Ports.auth), description);
+  }
+
+  private statements(props: AuthTierProps): iam.PolicyStatement[] {
+    const { storage } = props;
+    const tables = [storage.stateTable.tableArn, storage.eventsTable.tableArn];
+    const objects = storage.recordingsBucket.arnForObjects(`${RECORDINGS_PREFIX}/*`);
+    return [
+      new iam.PolicyStatement({
+        sid: 'Tables',
+        actions: [...AUTH_TABLE_ACTIONS],
+        resources: [...tables, `${storage.eventsTable.tableArn}/index/timesearch`],
+      }),
+      new iam.PolicyStatement({
+        sid: 'StateTableStream',
+        actions: [...AUTH_STREAM_ACTIONS],
+        resources: [`${storage.stateTable.tableArn}/stream/*`],
+      }),
+      new iam.PolicyStatement({ sid: 'Recordings', actions: [...AUTH_OBJECT_ACTIONS], resources: [objects] }),
+      new iam.PolicyStatement({
+        sid: 'RecordingsBucket',
+        actions: [...AUTH_BUCKET_ACTIONS],
+        resources: [storage.recordingsBucket.bucketArn],
+      }),
+      new iam.PolicyStatement({ sid: 'DataKey', actions: [...AUTH_KMS_ACTIONS], resources: [storage.key.keyArn] }),
+      new iam.PolicyStatement({
+        sid: 'ClusterParameters',
+        actions: ['ssm:GetParameter', 'ssm:GetParameters', 'ssm:GetParametersByPath'],
+        // GetParametersByPath is authorised on the path itself; the others on each parameter under it.
+        resources: [
+          ssmParameterArn(this, SsmPaths.prefix(props.clusterName)),
+          ssmParameterArn(this, `${SsmPaths.prefix(props.clusterName)}/*`),
+        ],
+      }),
+      ...ssmAgentStatements(this),
+    ];
+  }
+}

@@ -1,0 +1,324 @@
+/**
+ * `ClusterStack`: a highly available Teleport cluster — storage (DynamoDB state and audit
+ * tables, S3 recordings, KMS), a VPC (new or existing), the auth tier behind an internal NLB,
+ * the proxy tier behind a public NLB (and an ALB with an ACM certificate), the node tier, and
+ * the proxy's Route 53 record. Every prop is validated before any resource is defined.
+ *
+ * The control plane Lambdas (join-token rotation, lifecycle hooks) are composed separately;
+ * this stack exposes what they need (`storage`, `clusterName`, the auth group).
+ */
+import { CfnOutput, RemovalPolicy, Stack, StackProps, Validations } from 'aws-cdk-lib';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import { Construct } from 'constructs';
+import { JOIN_ROLES, SsmPaths } from '../runtime/contract/aws';
+import { AuthTier } from './auth-tier';
+import { ProxyCertificate } from './certificate';
+import { HostedZoneRef, importHostedZone, ProxyDns } from './dns';
+import { ClusterNetwork, ExistingVpcProps, validateExistingVpc } from './network';
+import { NodeTier } from './node-tier';
+import { ProxyTier } from './proxy-tier';
+import { ClusterStorage } from './storage';
+import {
+  checkCertificateArn,
+  checkCidr,
+  checkClusterName,
+  checkDomainName,
+  checkHostedZoneId,
+  checkInZone,
+  checkInstanceType,
+  checkInt,
+  checkSsmParameterName,
+} from './validation';
+
+/** Size of one tier. */
+export interface TierSize {
+  /**
+   * EC2 instance type.
+   *
+   * @default - the tier's default (auth and proxy 't3.medium', node 't3.small')
+   */
+  readonly instanceType?: string;
+
+  /**
+   * Smallest number of instances; at least 1.
+   *
+   * @default - auth 2, proxy 2, node 1
+   */
+  readonly minCapacity?: number;
+
+  /**
+   * Largest number of instances; at least 2 (a rolling update keeps one in service).
+   *
+   * @default - auth 4, proxy 4, node 10
+   */
+  readonly maxCapacity?: number;
+}
+
+/** Properties of {@link ClusterStack}. */
+export interface ClusterStackProps extends StackProps {
+  /**
+   * The cluster name: lower-case letters, digits and hyphens, at most 20 characters (it
+   * prefixes load balancer names, which are limited to 32).
+   */
+  readonly clusterName: string;
+
+  /** The proxy's public DNS name, e.g. `teleport.example.com`. */
+  readonly domainName: string;
+
+  /**
+   * SSM parameter holding the Teleport AMI id, resolved at deploy time.
+   *
+   * @default '/teleport/ami/latest'
+   */
+  readonly amiParameterName?: string;
+
+  /**
+   * Route 53 zone for the proxy's alias record (and DNS validation of a new certificate).
+   *
+   * @default - no DNS record; point `domainName` at the `ProxyLoadBalancer` output yourself
+   */
+  readonly hostedZone?: HostedZoneRef;
+
+  /**
+   * ACM certificate for `domainName`: the web UI/API is then served by an ALB on 443.
+   *
+   * @default - none (see `createCertificate`)
+   */
+  readonly certificateArn?: string;
+
+  /**
+   * Request a DNS-validated ACM certificate for `domainName` (needs `hostedZone`).
+   *
+   * @default false
+   */
+  readonly createCertificate?: boolean;
+
+  /**
+   * Use this existing VPC instead of creating one.
+   *
+   * @default - a new VPC with public and private subnets in two zones
+   */
+  readonly existingVpc?: ExistingVpcProps;
+
+  /**
+   * Availability zones of a new VPC; required when `env` names an account and region.
+   *
+   * @default - two zones chosen at deploy time
+   */
+  readonly availabilityZones?: string[];
+
+  /**
+   * IPv4 CIDR blocks allowed to reach the proxy's public listeners.
+   *
+   * @default ['0.0.0.0/0']
+   */
+  readonly allowedCidrs?: string[];
+
+  /**
+   * Publish the proxy's Kubernetes port 3026.
+   *
+   * @default false
+   */
+  readonly kubernetes?: boolean;
+
+  /**
+   * Auth tier size.
+   *
+   * @default - 2 to 4 t3.medium
+   */
+  readonly auth?: TierSize;
+
+  /**
+   * Proxy tier size.
+   *
+   * @default - 2 to 4 t3.medium
+   */
+  readonly proxy?: TierSize;
+
+  /**
+   * Node tier size.
+   *
+   * @default - 1 to 10 t3.small
+   */
+  readonly node?: TierSize;
+
+  /**
+   * S3 Object Lock (governance) default retention of session recordings, in days.
+   *
+   * @default - no Object Lock
+   */
+  readonly recordingsObjectLockDays?: number;
+
+  /**
+   * SNS topic receiving the auto scaling groups' launch, terminate and error notifications.
+   *
+   * @default - no notifications
+   */
+  readonly notificationsTopic?: sns.ITopic;
+
+  /**
+   * What happens to the tables, buckets and key when the stack is deleted.
+   *
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly dataRemovalPolicy?: RemovalPolicy;
+}
+
+/** Throws an Error naming the first invalid prop. */
+export function validateClusterStackProps(props: ClusterStackProps): void {
+  checkClusterName('clusterName', props.clusterName);
+  checkDomainName('domainName', props.domainName);
+  checkSsmParameterName('amiParameterName', props.amiParameterName ?? DEFAULT_AMI_PARAMETER);
+  if (props.hostedZone) {
+    checkHostedZoneId('hostedZone.hostedZoneId', props.hostedZone.hostedZoneId);
+    checkDomainName('hostedZone.zoneName', props.hostedZone.zoneName.replace(/\.$/, ''));
+    checkInZone('domainName', props.domainName, props.hostedZone.zoneName);
+  }
+  if (props.certificateArn !== undefined) {
+    checkCertificateArn('certificateArn', props.certificateArn);
+    if (props.createCertificate) throw new Error('give either certificateArn or createCertificate, not both');
+  }
+  if (props.createCertificate && !props.hostedZone) {
+    throw new Error('createCertificate needs hostedZone (the certificate is validated with DNS records in it)');
+  }
+  const cidrs = props.allowedCidrs ?? ['0.0.0.0/0'];
+  if (cidrs.length === 0) throw new Error('allowedCidrs must list at least one CIDR block');
+  cidrs.forEach((c) => checkCidr('allowedCidrs', c));
+  for (const [tier, size] of [['auth', props.auth], ['proxy', props.proxy], ['node', props.node]] as const) {
+    if (!size) continue;
+    if (size.instanceType !== undefined) checkInstanceType(`${tier}.instanceType`, size.instanceType);
+    if (size.minCapacity !== undefined) checkInt(`${tier}.minCapacity`, size.minCapacity, 1);
+    if (size.maxCapacity !== undefined) checkInt(`${tier}.maxCapacity`, size.maxCapacity, Math.max(2, size.minCapacity ?? 1));
+  }
+  if (props.existingVpc) validateExistingVpc(props.existingVpc);
+  if (props.recordingsObjectLockDays !== undefined) checkInt('recordingsObjectLockDays', props.recordingsObjectLockDays, 1, 36500);
+}
+
+const DEFAULT_AMI_PARAMETER = '/teleport/ami/latest';
+
+/** The HA cluster. */
+export class ClusterStack extends Stack {
+  public readonly clusterName: string;
+  public readonly storage: ClusterStorage;
+  public readonly network: ClusterNetwork;
+  public readonly auth: AuthTier;
+  public readonly proxy: ProxyTier;
+  public readonly nodes: NodeTier;
+  private explicitAzs?: string[];
+
+  constructor(scope: Construct, id: string, props: ClusterStackProps) {
+    validateClusterStackProps(props);
+    super(scope, id, props);
+    this.explicitAzs = props.existingVpc ? undefined : props.availabilityZones;
+    if (this.explicitAzs) {
+      Validations.of(this).acknowledge({
+        id: 'CloudFormation-Validate::W3010',
+        reason: 'The subnets use the availability zones named in the availabilityZones prop, given so that synthesis needs no zone lookup',
+      });
+    }
+    this.clusterName = props.clusterName;
+    const amiParameterName = props.amiParameterName ?? DEFAULT_AMI_PARAMETER;
+
+    this.storage = new ClusterStorage(this, 'Storage', {
+      removalPolicy: props.dataRemovalPolicy,
+      objectLockRetentionDays: props.recordingsObjectLockDays,
+    });
+    this.network = new ClusterNetwork(this, 'Network', {
+      existingVpc: props.existingVpc,
+      availabilityZones: props.existingVpc ? undefined : props.availabilityZones,
+      flowLogsBucket: this.storage.logsBucket,
+    });
+    const { vpc, publicSubnets, privateSubnets } = this.network;
+
+    const zone = props.hostedZone ? importHostedZone(this, 'HostedZone', props.hostedZone, props.domainName) : undefined;
+    const certificate =
+      props.certificateArn !== undefined || props.createCertificate
+        ? new ProxyCertificate(this, 'Certificate', {
+            domainName: props.domainName,
+            certificateArn: props.certificateArn,
+            validationZone: props.createCertificate ? zone : undefined,
+          }).certificate
+        : undefined;
+
+    this.auth = new AuthTier(this, 'Auth', {
+      clusterName: props.clusterName,
+      domainName: props.domainName,
+      storage: this.storage,
+      vpc,
+      vpcSubnets: privateSubnets,
+      useAcm: certificate !== undefined,
+      amiParameterName,
+      notificationsTopic: props.notificationsTopic,
+      ...props.auth,
+    });
+
+    this.proxy = new ProxyTier(this, 'Proxy', {
+      clusterName: props.clusterName,
+      domainName: props.domainName,
+      authServerAddress: this.auth.loadBalancer.loadBalancerDnsName,
+      key: this.storage.key,
+      vpc,
+      publicSubnets,
+      privateSubnets,
+      certificate,
+      kubernetes: props.kubernetes,
+      allowedCidrs: props.allowedCidrs,
+      amiParameterName,
+      notificationsTopic: props.notificationsTopic,
+      accessLogsBucket: this.storage.logsBucket,
+      ...props.proxy,
+    });
+
+    this.nodes = new NodeTier(this, 'Nodes', {
+      clusterName: props.clusterName,
+      domainName: props.domainName,
+      authServerAddress: this.auth.loadBalancer.loadBalancerDnsName,
+      key: this.storage.key,
+      vpc,
+      vpcSubnets: privateSubnets,
+      proxies: this.proxy.securityGroup,
+      amiParameterName,
+      notificationsTopic: props.notificationsTopic,
+      ...props.node,
+    });
+
+    this.auth.allowClient(this.proxy.securityGroup, 'auth API from the proxies');
+    this.auth.allowClient(this.nodes.securityGroup, 'auth API from the nodes (join, heartbeats, audit)');
+
+    if (props.hostedZone) {
+      new ProxyDns(this, 'Dns', {
+        zone: props.hostedZone,
+        domainName: props.domainName,
+        loadBalancer: this.proxy.webLoadBalancer,
+      });
+    }
+
+    new CfnOutput(this, 'ProxyUrl', { value: `https://${props.domainName}`, description: 'Web UI and tsh --proxy address' });
+    new CfnOutput(this, 'ProxyLoadBalancer', {
+      value: this.proxy.webLoadBalancer.loadBalancerDnsName,
+      description: 'Point the proxy domain here when no hosted zone is given',
+    });
+    new CfnOutput(this, 'ProxyNetworkLoadBalancer', {
+      value: this.proxy.networkLoadBalancer.loadBalancerDnsName,
+      description: `SSH (3023) and tunnel (3024) listeners`,
+    });
+    new CfnOutput(this, 'AuthLoadBalancer', { value: this.auth.loadBalancer.loadBalancerDnsName });
+    new CfnOutput(this, 'SsmParameterPrefix', { value: SsmPaths.prefix(props.clusterName) });
+    for (const role of JOIN_ROLES) {
+      new CfnOutput(this, `SsmTokenPath${role[0].toUpperCase()}${role.slice(1)}`, { value: SsmPaths.token(props.clusterName, role) });
+    }
+    new CfnOutput(this, 'SsmCaPinPath', { value: SsmPaths.caPin(props.clusterName) });
+    new CfnOutput(this, 'StateTableName', { value: this.storage.stateTable.tableName });
+    new CfnOutput(this, 'EventsTableName', { value: this.storage.eventsTable.tableName });
+    new CfnOutput(this, 'RecordingsBucketName', { value: this.storage.recordingsBucket.bucketName });
+    new CfnOutput(this, 'KeyArn', { value: this.storage.key.keyArn });
+  }
+
+  /**
+   * The zones given in props, so that a stack with a concrete account and region never asks
+   * CDK to look them up (which needs credentials at synth time).
+   */
+  override get availabilityZones(): string[] {
+    return this.explicitAzs ?? super.availabilityZones;
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * `ClusterNetwork`: the VPC the cluster runs in. By default a new VPC with public and
+ * private-with-egress subnets in two availability zones; or an existing VPC given by ids
+ * (`Vpc.fromVpcAttributes`, never a lookup, so `cdk synth` needs no AWS credentials).
+ */
+import { Stack, Token } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { Construct } from 'constructs';
+import { checkCidr, checkInt, checkSubnetIds, checkVpcId } from './validation';
+
+/** An existing VPC, by ids. */
+export interface ExistingVpcProps {
+  /** The VPC id (`vpc-...`). */
+  readonly vpcId: string;
+  /** Availability zones of the subnets, in the same order as the subnet ids (e.g. `['eu-west-1a', 'eu-west-1b']`). */
+  readonly availabilityZones: string[];
+  /** Public subnets (routed to an internet gateway) for the internet-facing load balancers, one per zone. */
+  readonly publicSubnetIds: string[];
+  /** Private subnets with outbound internet access (NAT) for the instances, one per zone. */
+  readonly privateSubnetIds: string[];
+}
+
+/** Properties of {@link ClusterNetwork}. */
+export interface ClusterNetworkProps {
+  /**
+   * Use this existing VPC instead of creating one.
+   *
+   * @default - a new VPC
+   */
+  readonly existingVpc?: ExistingVpcProps;
+
+  /**
+   * CIDR block of the new VPC (ignored with `existingVpc`).
+   *
+   * @default '10.20.0.0/16'
+   */
+  readonly cidr?: string;
+
+  /**
+   * Number of availability zones of the new VPC (ignored with `existingVpc` or `availabilityZones`).
+   *
+   * @default 2
+   */
+  readonly maxAzs?: number;
+
+  /**
+   * Availability zones of the new VPC, by name. Required when the stack has a concrete account
+   * and region: CDK would otherwise look the zones up at synth time, which needs credentials.
+   *
+   * @default - the first `maxAzs` zones of the region, chosen at deploy time (`Fn::GetAZs`)
+   */
+  readonly availabilityZones?: string[];
+
+  /**
+   * NAT gateways of the new VPC; one per zone keeps outbound access when a zone fails.
+   *
+   * @default - one per availability zone
+   */
+  readonly natGateways?: number;
+
+  /**
+   * Bucket receiving the new VPC's flow logs (under `vpc-flow-logs/`).
+   *
+   * @default - no flow logs
+   */
+  readonly flowLogsBucket?: s3.IBucket;
+}
+
+/** The cluster's VPC and the subnet selections the tiers use. */
+export class ClusterNetwork extends Construct {
+  public readonly vpc: ec2.IVpc;
+  /** Where internet-facing load balancers go. */
+  public readonly publicSubnets: ec2.SubnetSelection;
+  /** Where instances and internal load balancers go. */
+  public readonly privateSubnets: ec2.SubnetSelection;
+
+  constructor(scope: Construct, id: string, props: ClusterNetworkProps = {}) {
+    super(scope, id);
+    const existing = props.existingVpc;
+    if (existing) {
+      validateExistingVpc(existing);
+      this.vpc = ec2.Vpc.fromVpcAttributes(this, 'Vpc', {
+        vpcId: existing.vpcId,
+        availabilityZones: existing.availabilityZones,
+        publicSubnetIds: existing.publicSubnetIds,
+        privateSubnetIds: existing.privateSubnetIds,
+      });
+      this.publicSubnets = { subnets: this.vpc.publicSubnets };
+      this.privateSubnets = { subnets: this.vpc.privateSubnets };
+      return;
+    }
+
+    const cidr = props.cidr ?? '10.20.0.0/16';
+    checkCidr('cidr', cidr);
+    const azs = props.availabilityZones;
+    if (azs !== undefined) {
+      if (azs.length < 2 || azs.some((z) => !/^[a-z]{2}(-[a-z]+)+-\d[a-z]$/.test(z))) {
+        throw new Error(`availabilityZones must name at least two zones such as eu-west-1a, got [${azs.join(', ')}]`);
+      }
+    } else if (!Token.isUnresolved(Stack.of(this).region) && !Token.isUnresolved(Stack.of(this).account)) {
+      throw new Error('availabilityZones must be given for a new VPC when the stack has an account and region (no synth-time lookups)');
+    }
+    const maxAzs = azs?.length ?? props.maxAzs ?? 2;
+    checkInt('maxAzs', maxAzs, 2, 6);
+    if (props.natGateways !== undefined) checkInt('natGateways', props.natGateways, 1, maxAzs);
+
+    const vpc = new ec2.Vpc(this, 'Vpc', {
+      ipAddresses: ec2.IpAddresses.cidr(cidr),
+      ...(azs ? { availabilityZones: azs } : { maxAzs }),
+      natGateways: props.natGateways ?? maxAzs,
+      subnetConfiguration: [
+        { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24, mapPublicIpOnLaunch: false },
+        { name: 'private', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 20 },
+      ],
+      // true would add a custom-resource Lambda (an asset to publish); nothing here uses the default SG.
+      restrictDefaultSecurityGroup: false,
+    });
+    if (props.flowLogsBucket) {
+      vpc.addFlowLog('FlowLogs', {
+        destination: ec2.FlowLogDestination.toS3(props.flowLogsBucket, 'vpc-flow-logs/'),
+        trafficType: ec2.FlowLogTrafficType.ALL,
+      });
+    }
+    this.vpc = vpc;
+    this.publicSubnets = { subnetType: ec2.SubnetType.PUBLIC };
+    this.privateSubnets = { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS };
+  }
+}
+
+/** Throws an Error naming the first invalid field of `existing`. */
+export function validateExistingVpc(existing: ExistingVpcProps): void {
+  checkVpcId('existingVpc.vpcId', existing.vpcId);
+  checkSubnetIds('existingVpc.publicSubnetIds', existing.publicSubnetIds);
+  checkSubnetIds('existingVpc.privateSubnetIds', existing.privateSubnetIds);
+  const n = existing.availabilityZones.length;
+  if (existing.publicSubnetIds.length !== n || existing.privateSubnetIds.length !== n) {
+    throw new Error(
+      `existingVpc: give one public and one private subnet per availability zone (${n} zones, ` +
+        `${existing.publicSubnetIds.length} public, ${existing.privateSubnetIds.length} private subnets)`,
+    );
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * `TeleportAutoScalingGroup`: one tier's instances — a launch template (IMDSv2 required,
+ * encrypted gp3 root volume, AMI id from an SSM parameter resolved at deploy time, user data
+ * writing `/etc/teleport.d/conf`) and an auto scaling group with ELB health checks and a
+ * rolling update that always keeps an instance in service.
+ */
+import { Duration, Token, Validations } from 'aws-cdk-lib';
+import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import { Construct } from 'constructs';
+import { CONF_FILE, ConfVar, InstanceRole } from '../runtime/contract/aws';
+import { checkInstanceType, checkInt, checkSsmParameterName } from './validation';
+
+/** Settings every tier's instances share. */
+export interface InstanceSettings {
+  /**
+   * SSM parameter holding the AMI id (the Packer-built Teleport AMI). Resolved by
+   * CloudFormation at deploy time (`AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>`), so
+   * publishing a new AMI and redeploying rolls the instances.
+   */
+  readonly amiParameterName: string;
+
+  /**
+   * Root volume size in GiB (gp3, encrypted).
+   *
+   * @default 20
+   */
+  readonly rootVolumeSizeGiB?: number;
+
+  /**
+   * Device name of the AMI's root volume.
+   *
+   * @default '/dev/xvda'
+   */
+  readonly rootDeviceName?: string;
+
+  /**
+   * SNS topic receiving the groups' launch, terminate and error notifications.
+   *
+   * @default - no notifications
+   */
+  readonly notificationsTopic?: sns.ITopic;
+}
+
+/** Properties of {@link TeleportAutoScalingGroup}. */
+export interface TeleportAutoScalingGroupProps extends InstanceSettings {
+  /** VPC of the instances. */
+  readonly vpc: ec2.IVpc;
+  /** Subnets of the instances. */
+  readonly vpcSubnets: ec2.SubnetSelection;
+  /** The `TELEPORT_ROLE` these instances take. */
+  readonly teleportRole: InstanceRole;
+  /** `/etc/teleport.d/conf` variables besides `TELEPORT_ROLE`. */
+  readonly conf: Partial<Record<ConfVar, string>>;
+  /** EC2 instance type, e.g. `t3.medium`. */
+  readonly instanceType: string;
+  /** Instance role (an instance profile is created for it). */
+  readonly role: iam.IRole;
+  /** Security group of the instances. */
+  readonly securityGroup: ec2.ISecurityGroup;
+  /** Smallest number of instances; at least 1. */
+  readonly minCapacity: number;
+  /** Largest number of instances; at least 2 so a rolling update can keep one in service. */
+  readonly maxCapacity: number;
+
+  /**
+   * Replace instances that fail the load balancer health check (not only the EC2 status
+   * check). Only meaningful when the group is attached to a load balancer.
+   *
+   * @default true
+   */
+  readonly elbHealthCheck?: boolean;
+}
+
+/** A tier's launch template and auto scaling group. */
+export class TeleportAutoScalingGroup extends Construct {
+  public readonly launchTemplate: ec2.LaunchTemplate;
+  public readonly autoScalingGroup: autoscaling.AutoScalingGroup;
+  public readonly userData: ec2.UserData;
+
+  constructor(scope: Construct, id: string, props: TeleportAutoScalingGroupProps) {
+    super(scope, id);
+    checkSsmParameterName('amiParameterName', props.amiParameterName);
+    checkInstanceType('instanceType', props.instanceType);
+    checkInt('minCapacity', props.minCapacity, 1);
+    checkInt('maxCapacity', props.maxCapacity, Math.max(2, props.minCapacity));
+    const volumeSize = props.rootVolumeSizeGiB ?? 20;
+    checkInt('rootVolumeSizeGiB', volumeSize, 8, 16384);
+
+    this.userData = ec2.UserData.forLinux({ shebang: '#!/bin/bash' });
+    this.userData.addCommands(...confCommands({ [`TELEPORT_ROLE`]: props.teleportRole, ...props.conf }));
+
+    this.launchTemplate = new ec2.LaunchTemplate(this, 'LaunchTemplate', {
+      machineImage: ec2.MachineImage.fromSsmParameter(props.amiParameterName, {
+        os: ec2.OperatingSystemType.LINUX,
+        cachedInContext: false,
+      }),
+      instanceType: new ec2.InstanceType(props.instanceType),
+      role: props.role,
+      securityGroup: props.securityGroup,
+      userData: this.userData,
+      requireImdsv2: true,
+      httpPutResponseHopLimit: 1,
+      associatePublicIpAddress: false,
+      ebsOptimized: true,
+      blockDevices: [
+        {
+          deviceName: props.rootDeviceName ?? '/dev/xvda',
+          volume: ec2.BlockDeviceVolume.ebs(volumeSize, {
+            encrypted: true,
+            volumeType: ec2.EbsDeviceVolumeType.GP3,
+            deleteOnTermination: true,
+          }),
+        },
+      ],
+    });
+
+    this.autoScalingGroup = new autoscaling.AutoScalingGroup(this, 'Group', {
+      vpc: props.vpc,
+      vpcSubnets: props.vpcSubnets,
+      launchTemplate: this.launchTemplate,
+      minCapacity: props.minCapacity,
+      maxCapacity: props.maxCapacity,
+      // No desiredCapacity: the group starts at minCapacity and a redeploy never resets its size.
+      healthChecks:
+        props.elbHealthCheck === false
+          ? autoscaling.HealthChecks.ec2({ gracePeriod: Duration.minutes(5) })
+          : autoscaling.HealthChecks.withAdditionalChecks({
+              additionalTypes: [autoscaling.AdditionalHealthCheckType.ELB],
+              gracePeriod: Duration.minutes(5),
+            }),
+      updatePolicy: autoscaling.UpdatePolicy.rollingUpdate({ maxBatchSize: 1, minInstancesInService: 1 }),
+      notifications: props.notificationsTopic ? [{ topic: props.notificationsTopic }] : undefined,
+    });
+    if (!props.notificationsTopic) {
+      Validations.of(this.autoScalingGroup).acknowledge({
+        id: 'AwsSolutions-AS3',
+        reason: 'No notificationsTopic was given: scaling events stay in the group\'s activity history and CloudTrail; pass a topic to route them to alerting.',
+      });
+    }
+  }
+}
+
+/** Shell lines writing `vars` as `KEY="value"` lines to {@link CONF_FILE}, mode 0600. */
+export function confCommands(vars: Record<string, string | undefined>): string[] {
+  const lines: string[] = [];
+  for (const [name, value] of Object.entries(vars)) {
+    if (value === undefined) continue;
+    if (!Token.isUnresolved(value) && !/^[A-Za-z0-9._:/,@+=-]*$/.test(value)) {
+      throw new Error(`conf variable ${name} has characters that are unsafe in ${CONF_FILE}: '${value}'`);
+    }
+    lines.push(`${name}="${value}"`);
+  }
+  return [
+    'set -euo pipefail',
+    'install -d -m 0755 /etc/teleport.d',
+    `install -m 0600 /dev/null ${CONF_FILE}`,
+    `cat > ${CONF_FILE} <<'TELEPORT_CONF'`,
+    ...lines,
+    'TELEPORT_CONF',
+  ];
+}

@@ -1,0 +1,48 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ROOT, run, tempDir } from '../helpers/proc';
+
+const CDK = path.join(ROOT, 'node_modules', '.bin', 'cdk');
+const out = tempDir('cdk-synth-');
+afterAll(() => fs.rmSync(out, { recursive: true, force: true }));
+
+describe('`cdk synth` of the app as a process', () => {
+  test('synthesises with no AWS credentials or network, cdk-nag included, exit 0', async () => {
+    // GIVEN no credentials, no profile files and no instance metadata
+    const env = {
+      AWS_ACCESS_KEY_ID: '',
+      AWS_SECRET_ACCESS_KEY: '',
+      AWS_SESSION_TOKEN: '',
+      AWS_PROFILE: '',
+      AWS_DEFAULT_PROFILE: '',
+      AWS_REGION: '',
+      AWS_DEFAULT_REGION: '',
+      AWS_CONFIG_FILE: path.join(out, 'no-config'),
+      AWS_SHARED_CREDENTIALS_FILE: path.join(out, 'no-credentials'),
+      AWS_EC2_METADATA_DISABLED: 'true',
+    };
+    // WHEN the CLI synthesises the app with the context a user would pass
+    const r = await run(
+      CDK,
+      [
+        'synth', '--quiet', '--no-notices', '--no-version-reporting', '--output', path.join(out, 'cdk.out'),
+        '-c', 'clusterName=synthtest',
+        '-c', 'domainName=teleport.example.com',
+        '-c', 'hostedZoneId=Z0123456789ABCDEFGHIJ',
+        '-c', 'hostedZoneName=example.com',
+        '-c', 'certificateArn=arn:aws:acm:eu-west-1:123456789012:certificate/0f2e5a1c-7d3b-4c1e-9a8b-123456789abc',
+        '-c', 'kubernetes=true',
+      ],
+      { cwd: ROOT, env },
+    );
+    // THEN it exits 0 and writes the stack's template with the context applied
+    expect({ code: r.code, stderr: r.code === 0 ? '' : r.stderr }).toEqual({ code: 0, stderr: '' });
+    const template = JSON.parse(fs.readFileSync(path.join(out, 'cdk.out', 'Teleport-synthtest.template.json'), 'utf8'));
+    const types = Object.values(template.Resources as Record<string, { Type: string }>).map((r) => r.Type);
+    expect(types).toContain('AWS::Route53::RecordSet');
+    expect(types.filter((t) => t === 'AWS::ElasticLoadBalancingV2::LoadBalancer')).toHaveLength(3);
+    // AND nothing asked for a context lookup (which would need credentials)
+    const manifest = JSON.parse(fs.readFileSync(path.join(out, 'cdk.out', 'manifest.json'), 'utf8'));
+    expect(manifest.missing).toBeUndefined();
+  }, 120_000);
+});

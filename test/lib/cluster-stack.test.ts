@@ -1,0 +1,419 @@
+import { App, Stack } from 'aws-cdk-lib';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import { Template } from 'aws-cdk-lib/assertions';
+import { ClusterStack, ClusterStackProps } from '../../lib/cluster-stack';
+import { AUTH_BUCKET_ACTIONS, AUTH_KMS_ACTIONS, AUTH_OBJECT_ACTIONS, AUTH_STREAM_ACTIONS, AUTH_TABLE_ACTIONS } from '../../lib/auth-tier';
+
+type Res = { Properties: Record<string, any> };
+
+function synth(props: Partial<ClusterStackProps> = {}): Template {
+  const app = new App();
+  const stack = new ClusterStack(app, 'Cluster', { clusterName: 'acme', domainName: 'teleport.example.com', ...props });
+  return Template.fromStack(stack);
+}
+
+/** The one resource of `type` whose logical id starts with `prefix`. */
+function one(t: Template, type: string, prefix: string): Res {
+  const found = Object.entries(t.findResources(type)).filter(([id]) => id.startsWith(prefix));
+  if (found.length !== 1) throw new Error(`${found.length} ${type} resources start with ${prefix}`);
+  return found[0][1] as Res;
+}
+function logicalId(t: Template, type: string, prefix: string): string {
+  const ids = Object.keys(t.findResources(type)).filter((id) => id.startsWith(prefix));
+  if (ids.length !== 1) throw new Error(`${ids.length} ${type} resources start with ${prefix}`);
+  return ids[0];
+}
+
+/** Statements of a tier role's inline policy, by Sid. */
+function statements(t: Template, tier: string): Record<string, { Action: string | string[]; Resource: unknown; Condition?: unknown }> {
+  const role = one(t, 'AWS::IAM::Role', `${tier}Role`);
+  const out: Record<string, any> = {};
+  for (const p of role.Properties.Policies) for (const s of p.PolicyDocument.Statement) out[s.Sid] = s;
+  return out;
+}
+const actions = (a: string | string[]) => [a].flat().sort();
+
+/** Ingress rules that target group `groupId` (inline and standalone), as "port<-source". */
+function ingress(t: Template, groupId: string): string[] {
+  const rules: string[] = [];
+  const sg = t.findResources('AWS::EC2::SecurityGroup')[groupId];
+  for (const r of sg.Properties.SecurityGroupIngress ?? []) rules.push(`${r.FromPort}-${r.ToPort}<-${r.CidrIp}`);
+  for (const r of Object.values(t.findResources('AWS::EC2::SecurityGroupIngress')) as Res[]) {
+    if (r.Properties.GroupId['Fn::GetAtt'][0] !== groupId) continue;
+    rules.push(`${r.Properties.FromPort}-${r.Properties.ToPort}<-${r.Properties.SourceSecurityGroupId['Fn::GetAtt'][0]}`);
+  }
+  return rules.sort();
+}
+
+/** The conf file lines written by a launch template's user data, with tokens shown as <Ref>. */
+function confLines(t: Template, tier: string): string[] {
+  const lt = one(t, 'AWS::EC2::LaunchTemplate', `${tier}Instances`);
+  const parts: unknown[] = lt.Properties.LaunchTemplateData.UserData['Fn::Base64']['Fn::Join'][1];
+  const text = parts.map((p) => (typeof p === 'string' ? p : '<token>')).join('');
+  const body = text.split("<<'TELEPORT_CONF'\n")[1].split('\nTELEPORT_CONF')[0];
+  return body.split('\n');
+}
+
+describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () => {
+  // GIVEN the default cluster
+  const t = synth();
+  const authSg = logicalId(t, 'AWS::EC2::SecurityGroup', 'AuthInstanceSecurityGroup');
+  const authLbSg = logicalId(t, 'AWS::EC2::SecurityGroup', 'AuthLoadBalancerSecurityGroup');
+  const proxySg = logicalId(t, 'AWS::EC2::SecurityGroup', 'ProxyInstanceSecurityGroup');
+  const nlbSg = logicalId(t, 'AWS::EC2::SecurityGroup', 'ProxyNlbSecurityGroup');
+  const nodeSg = logicalId(t, 'AWS::EC2::SecurityGroup', 'NodesInstanceSecurityGroup');
+
+  test('a new VPC with public and private subnets in two zones and a NAT gateway per zone', () => {
+    t.resourceCountIs('AWS::EC2::VPC', 1);
+    t.resourceCountIs('AWS::EC2::Subnet', 4);
+    t.resourceCountIs('AWS::EC2::NatGateway', 2);
+    t.hasResourceProperties('AWS::EC2::FlowLog', { LogDestinationType: 's3', TrafficType: 'ALL' });
+  });
+
+  test('the auth NLB is internal and listens on 3025 only', () => {
+    const lb = one(t, 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'AuthLoadBalancer');
+    expect(lb.Properties).toMatchObject({ Scheme: 'internal', Type: 'network', Name: 'acme-auth' });
+    const listeners = Object.values(t.findResources('AWS::ElasticLoadBalancingV2::Listener')) as Res[];
+    const authListeners = listeners.filter((l) => l.Properties.LoadBalancerArn.Ref.startsWith('AuthLoadBalancer'));
+    expect(authListeners.map((l) => [l.Properties.Port, l.Properties.Protocol])).toEqual([[3025, 'TCP']]);
+  });
+
+  test('the proxy NLB is internet-facing with 3023, 3024 and 443 -> 3080 (no 3026 without kubernetes)', () => {
+    const lb = one(t, 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'ProxyNlb');
+    expect(lb.Properties).toMatchObject({ Scheme: 'internet-facing', Type: 'network', Name: 'acme-proxy' });
+    const listeners = (Object.values(t.findResources('AWS::ElasticLoadBalancingV2::Listener')) as Res[])
+      .filter((l) => l.Properties.LoadBalancerArn.Ref.startsWith('ProxyNlb'))
+      .map((l) => [l.Properties.Port, l.Properties.Protocol]);
+    expect(listeners.sort()).toEqual([[3023, 'TCP'], [3024, 'TCP'], [443, 'TCP']].sort());
+    t.resourceCountIs('AWS::ElasticLoadBalancingV2::LoadBalancer', 2);
+  });
+
+  test('the web target group forwards to 3080 and health-checks /webapi/ping over HTTPS', () => {
+    t.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', {
+      Port: 3080,
+      Protocol: 'TCP',
+      HealthCheckProtocol: 'HTTPS',
+      HealthCheckPath: '/webapi/ping',
+    });
+  });
+
+  test('security groups carry exactly the firewall table ports', () => {
+    // THEN auth servers accept 3025 from their load balancer only
+    expect(ingress(t, authSg)).toEqual([`3025-3025<-${authLbSg}`]);
+    // the auth load balancer accepts 3025 from proxies and nodes only
+    expect(ingress(t, authLbSg)).toEqual([`3025-3025<-${nodeSg}`, `3025-3025<-${proxySg}`].sort());
+    // proxies accept their listener ports from the NLB only
+    expect(ingress(t, proxySg)).toEqual([`3023-3023<-${nlbSg}`, `3024-3024<-${nlbSg}`, `3080-3080<-${nlbSg}`].sort());
+    // the NLB is open to the allowed CIDRs on its listener ports
+    expect(ingress(t, nlbSg)).toEqual(['3023-3023<-0.0.0.0/0', '3024-3024<-0.0.0.0/0', '443-443<-0.0.0.0/0'].sort());
+    // nodes accept 3022 from the proxies only
+    expect(ingress(t, nodeSg)).toEqual([`3022-3022<-${proxySg}`]);
+  });
+
+  test('instances have no allow-all egress: HTTPS out, plus the cluster ports they dial', () => {
+    const sgs = t.findResources('AWS::EC2::SecurityGroup');
+    for (const id of [authSg, proxySg, nodeSg]) {
+      const inline = sgs[id].Properties.SecurityGroupEgress.map((e: any) => `${e.IpProtocol}:${e.FromPort}->${e.CidrIp}`);
+      expect(inline).toEqual(['tcp:443->0.0.0.0/0']);
+    }
+    const egress = (Object.values(t.findResources('AWS::EC2::SecurityGroupEgress')) as Res[]).map(
+      (e) => `${e.Properties.GroupId['Fn::GetAtt'][0]}:${e.Properties.FromPort}->${e.Properties.DestinationSecurityGroupId['Fn::GetAtt'][0]}`,
+    );
+    expect(egress.filter((e) => e.startsWith(proxySg)).sort()).toEqual([`${proxySg}:3022->${nodeSg}`, `${proxySg}:3025->${authLbSg}`].sort());
+    expect(egress.filter((e) => e.startsWith(nodeSg))).toEqual([`${nodeSg}:3025->${authLbSg}`]);
+  });
+
+  test('the auth role has the exact DynamoDB, Streams, S3, KMS and SSM actions on named resources', () => {
+    const s = statements(t, 'Auth');
+    expect(Object.keys(s).sort()).toEqual(
+      ['ClusterParameters', 'DataKey', 'Recordings', 'RecordingsBucket', 'SsmAgentRegister', 'SsmSessionManager', 'StateTableStream', 'Tables'].sort(),
+    );
+    expect(actions(s.Tables.Action)).toEqual([...AUTH_TABLE_ACTIONS].sort());
+    expect(actions(s.Tables.Action)).toEqual([
+      'dynamodb:BatchWriteItem',
+      'dynamodb:DeleteItem',
+      'dynamodb:DescribeTable',
+      'dynamodb:DescribeTimeToLive',
+      'dynamodb:GetItem',
+      'dynamodb:PutItem',
+      'dynamodb:Query',
+      'dynamodb:UpdateItem',
+    ]);
+    const state = logicalId(t, 'AWS::DynamoDB::Table', 'StorageStateTable');
+    const events = logicalId(t, 'AWS::DynamoDB::Table', 'StorageEventsTable');
+    expect(s.Tables.Resource).toEqual([
+      { 'Fn::GetAtt': [state, 'Arn'] },
+      { 'Fn::GetAtt': [events, 'Arn'] },
+      { 'Fn::Join': ['', [{ 'Fn::GetAtt': [events, 'Arn'] }, '/index/timesearch']] },
+    ]);
+    expect(actions(s.StateTableStream.Action)).toEqual([...AUTH_STREAM_ACTIONS].sort());
+    expect(actions(s.StateTableStream.Action)).toEqual(
+      ['dynamodb:DescribeStream', 'dynamodb:GetRecords', 'dynamodb:GetShardIterator', 'dynamodb:ListStreams'],
+    );
+    expect(s.StateTableStream.Resource).toEqual({ 'Fn::Join': ['', [{ 'Fn::GetAtt': [state, 'Arn'] }, '/stream/*']] });
+    expect(actions(s.Recordings.Action)).toEqual([...AUTH_OBJECT_ACTIONS].sort());
+    expect(JSON.stringify(s.Recordings.Resource)).toContain('/records/*');
+    expect(actions(s.RecordingsBucket.Action)).toEqual([...AUTH_BUCKET_ACTIONS].sort());
+    expect(actions(s.DataKey.Action)).toEqual([...AUTH_KMS_ACTIONS].sort());
+    expect(actions(s.ClusterParameters.Action)).toEqual(['ssm:GetParameter', 'ssm:GetParameters', 'ssm:GetParametersByPath']);
+    const params = JSON.stringify(s.ClusterParameters.Resource);
+    expect(params).toContain(':parameter/teleport/acme"');
+    expect(params).toContain(':parameter/teleport/acme/*"');
+    expect(actions(s.SsmAgentRegister.Action)).toEqual(['ssm:UpdateInstanceInformation']);
+  });
+
+  test.each(['Proxy', 'Nodes'])('the %s role reads only its own token and the CA pin, and decrypts only via SSM', (tier) => {
+    const s = statements(t, tier);
+    const role = tier === 'Proxy' ? 'proxy' : 'node';
+    expect(Object.keys(s).sort()).toEqual(['DecryptSecureStrings', 'JoinParameters', 'SsmAgentRegister', 'SsmSessionManager']);
+    expect(actions(s.JoinParameters.Action)).toEqual(['ssm:GetParameter']);
+    const resources = JSON.stringify(s.JoinParameters.Resource);
+    expect(resources).toContain(`:parameter/teleport/acme/tokens/${role}"`);
+    expect(resources).toContain(':parameter/teleport/acme/ca-pin"');
+    expect(resources).not.toContain(`tokens/${role === 'proxy' ? 'node' : 'proxy'}`);
+    expect(actions(s.DecryptSecureStrings.Action)).toEqual(['kms:Decrypt']);
+    expect(JSON.stringify(s.DecryptSecureStrings.Condition)).toContain('kms:ViaService');
+    expect(actions(s.SsmAgentRegister.Action)).toEqual(['ssm:UpdateInstanceInformation']);
+  });
+
+  test('no role has a service wildcard action or a managed policy', () => {
+    for (const role of Object.values(t.findResources('AWS::IAM::Role')) as Res[]) {
+      expect(role.Properties.ManagedPolicyArns).toBeUndefined();
+      for (const p of role.Properties.Policies ?? []) {
+        for (const s of p.PolicyDocument.Statement) {
+          for (const a of [s.Action].flat()) expect(a).not.toMatch(/\*/);
+        }
+      }
+    }
+    expect(JSON.stringify(t.toJSON())).not.toContain('dynamodb:*');
+  });
+
+  test('launch templates require IMDSv2 and encrypted gp3 root volumes', () => {
+    const lts = Object.values(t.findResources('AWS::EC2::LaunchTemplate')) as Res[];
+    expect(lts).toHaveLength(3);
+    for (const lt of lts) {
+      const data = lt.Properties.LaunchTemplateData;
+      expect(data.MetadataOptions).toMatchObject({ HttpTokens: 'required', HttpPutResponseHopLimit: 1 });
+      expect(data.BlockDeviceMappings).toEqual([
+        { DeviceName: '/dev/xvda', Ebs: { DeleteOnTermination: true, Encrypted: true, VolumeSize: 20, VolumeType: 'gp3' } },
+      ]);
+      expect(data.IamInstanceProfile).toBeDefined();
+    }
+  });
+
+  test('the AMI id is a CloudFormation SSM parameter resolved at deploy time, not a synth-time lookup', () => {
+    const params = t.toJSON().Parameters as Record<string, { Type: string; Default: string }>;
+    const ami = Object.values(params).filter((p) => p.Type === 'AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>');
+    expect(ami).toEqual([expect.objectContaining({ Default: '/teleport/ami/latest' })]);
+    for (const lt of Object.values(t.findResources('AWS::EC2::LaunchTemplate')) as Res[]) {
+      expect(Object.keys(params)).toContain(lt.Properties.LaunchTemplateData.ImageId.Ref);
+    }
+  });
+
+  test('user data writes /etc/teleport.d/conf with the contract variables of each role', () => {
+    expect(confLines(t, 'Auth')).toEqual([
+      'TELEPORT_ROLE="auth"',
+      'EC2_REGION="<token>"',
+      'TELEPORT_CLUSTER_NAME="acme"',
+      'TELEPORT_DOMAIN_NAME="teleport.example.com"',
+      'TELEPORT_AUTH_SERVER_LB="<token>"',
+      'TELEPORT_DYNAMO_TABLE_NAME="<token>"',
+      'TELEPORT_DYNAMO_EVENTS_TABLE_NAME="<token>"',
+      'TELEPORT_S3_BUCKET="<token>"',
+      'TELEPORT_SSM_KEY_ARN="<token>"',
+      'USE_ACM="false"',
+    ]);
+    expect(confLines(t, 'Proxy')).toEqual([
+      'TELEPORT_ROLE="proxy"',
+      'EC2_REGION="<token>"',
+      'TELEPORT_CLUSTER_NAME="acme"',
+      'TELEPORT_DOMAIN_NAME="teleport.example.com"',
+      'TELEPORT_EXTERNAL_HOSTNAME="teleport.example.com"',
+      'TELEPORT_EXTERNAL_PORT="443"',
+      'TELEPORT_AUTH_SERVER_LB="<token>"',
+      'TELEPORT_PROXY_SERVER_LB="<token>"',
+      'USE_ACM="false"',
+    ]);
+    expect(confLines(t, 'Nodes')).toEqual([
+      'TELEPORT_ROLE="node"',
+      'EC2_REGION="<token>"',
+      'TELEPORT_CLUSTER_NAME="acme"',
+      'TELEPORT_DOMAIN_NAME="teleport.example.com"',
+      'TELEPORT_AUTH_SERVER_LB="<token>"',
+    ]);
+    // the tokens are the real table/bucket/LB references
+    const auth = JSON.stringify(one(t, 'AWS::EC2::LaunchTemplate', 'AuthInstances').Properties.LaunchTemplateData.UserData);
+    expect(auth).toContain(`{"Ref":"${logicalId(t, 'AWS::DynamoDB::Table', 'StorageStateTable')}"}`);
+    expect(auth).toContain(`{"Ref":"${logicalId(t, 'AWS::S3::Bucket', 'StorageRecordingsBucket')}"}`);
+    expect(auth).toContain(`["${logicalId(t, 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'AuthLoadBalancer')}","DNSName"]`);
+  });
+
+  test('auth and proxy groups replace instances on ELB health and roll one at a time, keeping one in service', () => {
+    for (const tier of ['Auth', 'Proxy']) {
+      const [asg] = Object.entries(t.findResources('AWS::AutoScaling::AutoScalingGroup')).filter(([id]) => id.startsWith(tier)).map(([, r]) => r);
+      expect(asg.Properties).toMatchObject({ HealthCheckType: 'ELB', MinSize: '2', MaxSize: '4' });
+      expect(asg.Properties.DesiredCapacity).toBeUndefined();
+      expect(asg.UpdatePolicy.AutoScalingRollingUpdate).toMatchObject({ MinInstancesInService: 1, MaxBatchSize: 1 });
+    }
+    // nodes have no load balancer: EC2 status checks only
+    const [nodes] = Object.entries(t.findResources('AWS::AutoScaling::AutoScalingGroup')).filter(([id]) => id.startsWith('Nodes')).map(([, r]) => r);
+    expect(nodes.Properties).toMatchObject({ HealthCheckType: 'EC2', MinSize: '1', MaxSize: '10' });
+    expect(nodes.UpdatePolicy.AutoScalingRollingUpdate).toMatchObject({ MinInstancesInService: 1 });
+  });
+
+  test('outputs name the proxy URL, SSM paths, tables and bucket', () => {
+    const outputs = t.toJSON().Outputs as Record<string, { Value: unknown }>;
+    expect(outputs.ProxyUrl.Value).toBe('https://teleport.example.com');
+    expect(outputs.SsmParameterPrefix.Value).toBe('/teleport/acme');
+    expect(outputs.SsmTokenPathNode.Value).toBe('/teleport/acme/tokens/node');
+    expect(outputs.SsmTokenPathProxy.Value).toBe('/teleport/acme/tokens/proxy');
+    expect(outputs.SsmCaPinPath.Value).toBe('/teleport/acme/ca-pin');
+    expect(outputs.StateTableName.Value).toEqual({ Ref: logicalId(t, 'AWS::DynamoDB::Table', 'StorageStateTable') });
+    expect(outputs.EventsTableName.Value).toEqual({ Ref: logicalId(t, 'AWS::DynamoDB::Table', 'StorageEventsTable') });
+    expect(outputs.RecordingsBucketName.Value).toEqual({ Ref: logicalId(t, 'AWS::S3::Bucket', 'StorageRecordingsBucket') });
+  });
+});
+
+describe('ClusterStack: ACM certificate, hosted zone, kubernetes, restricted CIDRs', () => {
+  // GIVEN a certificate ARN, a hosted zone and kubernetes on
+  const certificateArn = 'arn:aws:acm:eu-west-1:123456789012:certificate/0f2e5a1c-7d3b-4c1e-9a8b-123456789abc';
+  const t = synth({
+    certificateArn,
+    hostedZone: { hostedZoneId: 'Z0123456789ABCDEFGHIJ', zoneName: 'example.com' },
+    kubernetes: true,
+    allowedCidrs: ['203.0.113.0/24'],
+  });
+
+  test('an ALB terminates TLS on 443 with the certificate and a TLS 1.2+/1.3 policy', () => {
+    const alb = one(t, 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'ProxyAlb');
+    expect(alb.Properties).toMatchObject({ Scheme: 'internet-facing', Type: 'application', Name: 'acme-web' });
+    expect(alb.Properties.LoadBalancerAttributes).toEqual(
+      expect.arrayContaining([{ Key: 'routing.http.drop_invalid_header_fields.enabled', Value: 'true' }]),
+    );
+    t.hasResourceProperties('AWS::ElasticLoadBalancingV2::Listener', {
+      Port: 443,
+      Protocol: 'HTTPS',
+      Certificates: [{ CertificateArn: certificateArn }],
+      SslPolicy: 'ELBSecurityPolicy-TLS13-1-2-2021-06',
+    });
+  });
+
+  test('the ALB target group is HTTPS to 3080 with the /webapi/ping health check', () => {
+    t.hasResourceProperties('AWS::ElasticLoadBalancingV2::TargetGroup', {
+      Port: 3080,
+      Protocol: 'HTTPS',
+      HealthCheckPath: '/webapi/ping',
+      HealthCheckProtocol: 'HTTPS',
+    });
+  });
+
+  test('the NLB carries 3023, 3024 and 3026 and no 443', () => {
+    const listeners = (Object.values(t.findResources('AWS::ElasticLoadBalancingV2::Listener')) as Res[])
+      .filter((l) => l.Properties.LoadBalancerArn.Ref.startsWith('ProxyNlb'))
+      .map((l) => l.Properties.Port)
+      .sort();
+    expect(listeners).toEqual([3023, 3024, 3026]);
+  });
+
+  test('only the allowed CIDR reaches the public listeners', () => {
+    const nlbSg = logicalId(t, 'AWS::EC2::SecurityGroup', 'ProxyNlbSecurityGroup');
+    const albSg = logicalId(t, 'AWS::EC2::SecurityGroup', 'ProxyAlbSecurityGroup');
+    const proxySg = logicalId(t, 'AWS::EC2::SecurityGroup', 'ProxyInstanceSecurityGroup');
+    expect(ingress(t, nlbSg)).toEqual(['3023-3023<-203.0.113.0/24', '3024-3024<-203.0.113.0/24', '3026-3026<-203.0.113.0/24']);
+    expect(ingress(t, albSg)).toEqual(['443-443<-203.0.113.0/24']);
+    expect(ingress(t, proxySg)).toEqual(
+      [`3023-3023<-${nlbSg}`, `3024-3024<-${nlbSg}`, `3026-3026<-${nlbSg}`, `3080-3080<-${albSg}`].sort(),
+    );
+  });
+
+  test('Route 53 aliases the domain to the ALB in the given zone (no lookup)', () => {
+    const alb = logicalId(t, 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'ProxyAlb');
+    t.hasResourceProperties('AWS::Route53::RecordSet', {
+      Name: 'teleport.example.com.',
+      Type: 'A',
+      HostedZoneId: 'Z0123456789ABCDEFGHIJ',
+      AliasTarget: {
+        DNSName: { 'Fn::Join': ['', ['dualstack.', { 'Fn::GetAtt': [alb, 'DNSName'] }]] },
+        HostedZoneId: { 'Fn::GetAtt': [alb, 'CanonicalHostedZoneID'] },
+      },
+    });
+  });
+
+  test('proxies and auth are told USE_ACM=true', () => {
+    expect(confLines(t, 'Proxy')).toContain('USE_ACM="true"');
+    expect(confLines(t, 'Auth')).toContain('USE_ACM="true"');
+  });
+});
+
+describe('ClusterStack: existing VPC and a DNS-validated certificate', () => {
+  // GIVEN an existing VPC by ids and createCertificate
+  const t = synth({
+    existingVpc: {
+      vpcId: 'vpc-0123456789abcdef0',
+      availabilityZones: ['eu-west-1a', 'eu-west-1b'],
+      publicSubnetIds: ['subnet-0000000000000000a', 'subnet-0000000000000000b'],
+      privateSubnetIds: ['subnet-0000000000000000c', 'subnet-0000000000000000d'],
+    },
+    hostedZone: { hostedZoneId: 'Z0123456789ABCDEFGHIJ', zoneName: 'example.com' },
+    createCertificate: true,
+    notificationsTopic: sns.Topic.fromTopicArn(new Stack(new App(), 'Ops'), 'Topic', 'arn:aws:sns:eu-west-1:123456789012:ops'),
+  });
+
+  test('every group sends its scaling notifications to the given topic', () => {
+    const groups = Object.values(t.findResources('AWS::AutoScaling::AutoScalingGroup')) as Res[];
+    expect(groups).toHaveLength(3);
+    for (const g of groups) {
+      expect(g.Properties.NotificationConfigurations).toEqual([
+        expect.objectContaining({ TopicARN: 'arn:aws:sns:eu-west-1:123456789012:ops' }),
+      ]);
+    }
+  });
+
+  test('no VPC resources are created and the instances go into the given private subnets', () => {
+    t.resourceCountIs('AWS::EC2::VPC', 0);
+    t.resourceCountIs('AWS::EC2::Subnet', 0);
+    t.resourceCountIs('AWS::EC2::NatGateway', 0);
+    for (const asg of Object.values(t.findResources('AWS::AutoScaling::AutoScalingGroup')) as Res[]) {
+      expect(asg.Properties.VPCZoneIdentifier).toEqual(['subnet-0000000000000000c', 'subnet-0000000000000000d']);
+    }
+    t.hasResourceProperties('AWS::EC2::SecurityGroup', { VpcId: 'vpc-0123456789abcdef0' });
+    const alb = one(t, 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'ProxyAlb');
+    expect(alb.Properties.Subnets).toEqual(['subnet-0000000000000000a', 'subnet-0000000000000000b']);
+  });
+
+  test('the certificate is requested for the domain and its wildcard, validated in the zone', () => {
+    t.hasResourceProperties('AWS::CertificateManager::Certificate', {
+      DomainName: 'teleport.example.com',
+      SubjectAlternativeNames: ['*.teleport.example.com'],
+      ValidationMethod: 'DNS',
+      DomainValidationOptions: [{ DomainName: 'teleport.example.com', HostedZoneId: 'Z0123456789ABCDEFGHIJ' }],
+    });
+  });
+});
+
+describe('ClusterStack: concrete account and region', () => {
+  // GIVEN an environment-specific stack with explicit zones and a certificate
+  const t = synth({
+    env: { account: '123456789012', region: 'eu-west-1' },
+    availabilityZones: ['eu-west-1a', 'eu-west-1b'],
+    certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/0f2e5a1c-7d3b-4c1e-9a8b-123456789abc',
+  });
+
+  test('the subnets use the given zones (no synth-time lookup) and the ALB logs to the logs bucket', () => {
+    const zones = (Object.values(t.findResources('AWS::EC2::Subnet')) as Res[]).map((s) => s.Properties.AvailabilityZone);
+    expect([...new Set(zones)].sort()).toEqual(['eu-west-1a', 'eu-west-1b']);
+    const alb = one(t, 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'ProxyAlb');
+    expect(alb.Properties.LoadBalancerAttributes).toEqual(
+      expect.arrayContaining([
+        { Key: 'access_logs.s3.enabled', Value: 'true' },
+        { Key: 'access_logs.s3.bucket', Value: { Ref: logicalId(t, 'AWS::S3::Bucket', 'StorageLogsBucket') } },
+      ]),
+    );
+  });
+
+  test('without zones a concrete environment is refused instead of looked up', () => {
+    expect(() => new ClusterStack(new App(), 'C', { clusterName: 'acme', domainName: 'teleport.example.com', env: { account: '123456789012', region: 'eu-west-1' } })).toThrow(
+      /availabilityZones must be given for a new VPC when the stack has an account and region/,
+    );
+  });
+});
