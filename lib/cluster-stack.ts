@@ -4,8 +4,8 @@
  * the proxy tier behind a public NLB (and an ALB with an ACM certificate), the node tier, and
  * the proxy's Route 53 record. Every prop is validated before any resource is defined.
  *
- * The control plane Lambdas (join-token rotation, lifecycle hooks) are composed separately;
- * this stack exposes what they need (`storage`, `clusterName`, the auth group).
+ * The control plane Lambdas ({@link ControlPlane}) rotate the join tokens (hourly and at each
+ * deployment) and clean up after terminating instances of the three tiers.
  */
 import { CfnOutput, RemovalPolicy, Stack, StackProps, Validations } from 'aws-cdk-lib';
 import * as sns from 'aws-cdk-lib/aws-sns';
@@ -14,6 +14,7 @@ import { JOIN_ROLES, SsmPaths } from '../runtime/contract/aws';
 import { AuthTier } from './auth-tier';
 import { ProxyCertificate } from './certificate';
 import { HostedZoneRef, importHostedZone, ProxyDns } from './dns';
+import { ControlPlane } from './control-plane';
 import { ClusterNetwork, ExistingVpcProps, validateExistingVpc } from './network';
 import { NodeTier } from './node-tier';
 import { ProxyTier } from './proxy-tier';
@@ -204,6 +205,7 @@ export class ClusterStack extends Stack {
   public readonly auth: AuthTier;
   public readonly proxy: ProxyTier;
   public readonly nodes: NodeTier;
+  public readonly controlPlane: ControlPlane;
   private explicitAzs?: string[];
 
   constructor(scope: Construct, id: string, props: ClusterStackProps) {
@@ -282,6 +284,15 @@ export class ClusterStack extends Stack {
       ...props.node,
     });
 
+    this.controlPlane = new ControlPlane(this, 'ControlPlane', {
+      clusterName: props.clusterName,
+      stateTable: this.storage.stateTable,
+      stateTableKey: this.storage.key,
+      // The same key the auth tier is given as TELEPORT_SSM_KEY_ARN and the proxies and nodes decrypt with.
+      ssmKey: this.storage.key,
+      autoScalingGroups: [this.auth.instances.autoScalingGroup, this.proxy.instances.autoScalingGroup, this.nodes.instances.autoScalingGroup],
+    });
+
     this.auth.allowClient(this.proxy.securityGroup, 'auth API from the proxies');
     this.auth.allowClient(this.nodes.securityGroup, 'auth API from the nodes (join, heartbeats, audit)');
 
@@ -311,6 +322,10 @@ export class ClusterStack extends Stack {
     new CfnOutput(this, 'StateTableName', { value: this.storage.stateTable.tableName });
     new CfnOutput(this, 'EventsTableName', { value: this.storage.eventsTable.tableName });
     new CfnOutput(this, 'RecordingsBucketName', { value: this.storage.recordingsBucket.bucketName });
+    new CfnOutput(this, 'TokenRotatorFunctionName', {
+      value: this.controlPlane.rotator.functionName,
+      description: 'Invoke to rotate the join tokens and publish the CA pin now (e.g. once the auth tier is up)',
+    });
     new CfnOutput(this, 'KeyArn', { value: this.storage.key.keyArn });
   }
 

@@ -44,5 +44,23 @@ describe('`cdk synth` of the app as a process', () => {
     // AND nothing asked for a context lookup (which would need credentials)
     const manifest = JSON.parse(fs.readFileSync(path.join(out, 'cdk.out', 'manifest.json'), 'utf8'));
     expect(manifest.missing).toBeUndefined();
+    // AND the control plane handlers were bundled for real by esbuild: each function's asset holds its handler
+    const assets = JSON.parse(fs.readFileSync(path.join(out, 'cdk.out', 'Teleport-synthtest.assets.json'), 'utf8'));
+    const bundle = (prefix: string): string => {
+      const [fn] = Object.entries(template.Resources as Record<string, { Type: string; Properties: any }>).filter(
+        ([id, r]) => r.Type === 'AWS::Lambda::Function' && id.startsWith(prefix),
+      );
+      const hash = String(fn[1].Properties.Code.S3Key).replace(/\.zip$/, '');
+      const dir = path.join(out, 'cdk.out', assets.files[hash].source.path);
+      expect(fs.readdirSync(dir).sort()).toEqual(['index.js', 'index.js.map']);
+      return fs.readFileSync(path.join(dir, 'index.js'), 'utf8');
+    };
+    const rotator = bundle('ControlPlaneRotator');
+    expect(rotator).toContain('teleport-token-rotator-');
+    expect(rotator).toContain('SecureString');
+    const lifecycle = bundle('ControlPlaneLifecycle');
+    expect(lifecycle).toContain('autoscaling:EC2_INSTANCE_TERMINATING');
+    // AND the SDK is left to the Lambda runtime (required, not inlined)
+    for (const code of [rotator, lifecycle]) expect(code).toMatch(/require\("@aws-sdk\/client-ssm"\)/);
   }, 120_000);
 });

@@ -7,7 +7,8 @@ import { AUTH_BUCKET_ACTIONS, AUTH_KMS_ACTIONS, AUTH_OBJECT_ACTIONS, AUTH_STREAM
 type Res = { Properties: Record<string, any> };
 
 function synth(props: Partial<ClusterStackProps> = {}): Template {
-  const app = new App();
+  // No Lambda bundling here: the `cdk synth` process test (cdk-synth.test.ts) bundles the handlers for real.
+  const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
   const stack = new ClusterStack(app, 'Cluster', { clusterName: 'acme', domainName: 'teleport.example.com', ...props });
   return Template.fromStack(stack);
 }
