@@ -10,10 +10,10 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { ConfVars, SsmPaths } from '../runtime/contract/aws';
 import { Ports } from '../runtime/contract/ports';
-import { acknowledgeInstanceRoleFindings, nagArn, ssmAgentStatements, ssmParameterArn } from './iam';
+import { instanceRole, nagArn, ssmParameterArn } from './iam';
 import { RECORDINGS_PREFIX } from '../runtime/contract/aws';
 import { ClusterStorage } from './storage';
-import { InstanceSettings, TeleportAutoScalingGroup } from './teleport-asg';
+import { instanceSecurityGroup, InstanceSettings, TeleportAutoScalingGroup } from './teleport-asg';
 
 /** DynamoDB actions the auth server's backend and audit log call (runtime/backend/dynamodb.ts, runtime/events/dynamodb.ts). */
 export const AUTH_TABLE_ACTIONS = [
@@ -89,12 +89,7 @@ export class AuthTier extends Construct {
     super(scope, id);
     const { storage, clusterName } = props;
 
-    this.role = new iam.Role(this, 'Role', {
-      assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
-      description: `Teleport auth servers of cluster ${clusterName}`,
-      inlinePolicies: { teleport: new iam.PolicyDocument({ statements: this.statements(props) }) },
-    });
-    acknowledgeInstanceRoleFindings(this.role);
+    this.role = instanceRole(this, `Teleport auth servers of cluster ${clusterName}`, this.statements(props));
     const stack = Stack.of(this);
     const logicalId = (c: Construct) => stack.getLogicalId(c.node.defaultChild as CfnElement);
     Validations.of(this.role).acknowledge({
@@ -110,12 +105,7 @@ export class AuthTier extends Construct {
       reason: 'Read-only access to this cluster\'s own SSM parameters (/teleport/<cluster>/*), which the control plane writes at run time.',
     });
 
-    this.securityGroup = new ec2.SecurityGroup(this, 'InstanceSecurityGroup', {
-      vpc: props.vpc,
-      description: 'Teleport auth servers: 3025 from the auth load balancer only; HTTPS out to AWS APIs',
-      allowAllOutbound: false,
-    });
-    this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'HTTPS to AWS APIs (DynamoDB, S3, SSM, KMS)');
+    this.securityGroup = instanceSecurityGroup(this, props.vpc, 'Teleport auth servers: 3025 from the auth load balancer only; HTTPS out to AWS APIs', 'HTTPS to AWS APIs (DynamoDB, S3, SSM, KMS)');
 
     this.loadBalancerSecurityGroup = new ec2.SecurityGroup(this, 'LoadBalancerSecurityGroup', {
       vpc: props.vpc,
@@ -209,7 +199,6 @@ export class AuthTier extends Construct {
           ssmParameterArn(this, `${SsmPaths.prefix(props.clusterName)}/*`),
         ],
       }),
-      ...ssmAgentStatements(this),
     ];
   }
 }

@@ -6,6 +6,7 @@ import { Stack, Token, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct, IConstruct } from 'constructs';
+import { JoinRole, SsmPaths } from '../runtime/contract/aws';
 
 /** ARN of an SSM parameter given by its path (`/teleport/...`). */
 export function ssmParameterArn(scope: Construct, path: string): string {
@@ -70,4 +71,30 @@ export function acknowledgeInstanceRoleFindings(role: IConstruct): void {
     id: 'AwsSolutions-IAM5[Resource::*]',
     reason: 'ssmmessages:* channel actions (Session Manager) support no resource-level permissions; the actions are listed individually.',
   });
+}
+
+/**
+ * A tier's instance role (construct id `Role`): its own statements plus the SSM agent's, and the
+ * acknowledgements every instance role carries.
+ */
+export function instanceRole(scope: Construct, description: string, statements: iam.PolicyStatement[]): iam.Role {
+  const role = new iam.Role(scope, 'Role', {
+    assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+    description,
+    inlinePolicies: { teleport: new iam.PolicyDocument({ statements: [...statements, ...ssmAgentStatements(scope)] }) },
+  });
+  acknowledgeInstanceRoleFindings(role);
+  return role;
+}
+
+/** What a tier that joins with a token needs: its own join token and the CA pin from SSM, and the key to decrypt them. */
+export function joinStatements(scope: Construct, clusterName: string, role: JoinRole, key: kms.IKey): iam.PolicyStatement[] {
+  return [
+    new iam.PolicyStatement({
+      sid: 'JoinParameters',
+      actions: ['ssm:GetParameter'],
+      resources: [ssmParameterArn(scope, SsmPaths.token(clusterName, role)), ssmParameterArn(scope, SsmPaths.caPin(clusterName))],
+    }),
+    ssmDecryptStatement(scope, key),
+  ];
 }

@@ -8,10 +8,10 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct } from 'constructs';
-import { ConfVars, SsmPaths } from '../runtime/contract/aws';
+import { ConfVars } from '../runtime/contract/aws';
 import { Ports } from '../runtime/contract/ports';
-import { acknowledgeInstanceRoleFindings, ssmAgentStatements, ssmDecryptStatement, ssmParameterArn } from './iam';
-import { InstanceSettings, TeleportAutoScalingGroup } from './teleport-asg';
+import { instanceRole, joinStatements } from './iam';
+import { instanceSecurityGroup, InstanceSettings, TeleportAutoScalingGroup } from './teleport-asg';
 
 /** Properties of {@link NodeTier}. */
 export interface NodeTierProps extends InstanceSettings {
@@ -60,34 +60,9 @@ export class NodeTier extends Construct {
 
   constructor(scope: Construct, id: string, props: NodeTierProps) {
     super(scope, id);
-    this.role = new iam.Role(this, 'Role', {
-      assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
-      description: `Teleport nodes of cluster ${props.clusterName}`,
-      inlinePolicies: {
-        teleport: new iam.PolicyDocument({
-          statements: [
-            new iam.PolicyStatement({
-              sid: 'JoinParameters',
-              actions: ['ssm:GetParameter'],
-              resources: [
-                ssmParameterArn(this, SsmPaths.token(props.clusterName, 'node')),
-                ssmParameterArn(this, SsmPaths.caPin(props.clusterName)),
-              ],
-            }),
-            ssmDecryptStatement(this, props.key),
-            ...ssmAgentStatements(this),
-          ],
-        }),
-      },
-    });
-    acknowledgeInstanceRoleFindings(this.role);
+    this.role = instanceRole(this, `Teleport nodes of cluster ${props.clusterName}`, joinStatements(this, props.clusterName, 'node', props.key));
 
-    this.securityGroup = new ec2.SecurityGroup(this, 'InstanceSecurityGroup', {
-      vpc: props.vpc,
-      description: 'Teleport nodes: 3022 from the proxies only; HTTPS out',
-      allowAllOutbound: false,
-    });
-    this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'HTTPS to AWS APIs (SSM, KMS)');
+    this.securityGroup = instanceSecurityGroup(this, props.vpc, 'Teleport nodes: 3022 from the proxies only; HTTPS out', 'HTTPS to AWS APIs (SSM, KMS)');
     this.securityGroup.connections.allowFrom(props.proxies, ec2.Port.tcp(Ports.node), 'SSH from the proxies');
 
     this.instances = new TeleportAutoScalingGroup(this, 'Instances', {

@@ -13,10 +13,10 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { ConfVars, SsmPaths } from '../runtime/contract/aws';
+import { ConfVars } from '../runtime/contract/aws';
 import { Ports } from '../runtime/contract/ports';
-import { acknowledgeInstanceRoleFindings, ssmAgentStatements, ssmDecryptStatement, ssmParameterArn } from './iam';
-import { InstanceSettings, TeleportAutoScalingGroup } from './teleport-asg';
+import { instanceRole, joinStatements } from './iam';
+import { instanceSecurityGroup, InstanceSettings, TeleportAutoScalingGroup } from './teleport-asg';
 import { checkCidr } from './validation';
 
 /** The health check path of the proxy's web listener (cheap JSON, no login page rendering). */
@@ -115,34 +115,9 @@ export class ProxyTier extends Construct {
     const useAcm = props.certificate !== undefined;
     const stack = Stack.of(this);
 
-    this.role = new iam.Role(this, 'Role', {
-      assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
-      description: `Teleport proxies of cluster ${props.clusterName}`,
-      inlinePolicies: {
-        teleport: new iam.PolicyDocument({
-          statements: [
-            new iam.PolicyStatement({
-              sid: 'JoinParameters',
-              actions: ['ssm:GetParameter'],
-              resources: [
-                ssmParameterArn(this, SsmPaths.token(props.clusterName, 'proxy')),
-                ssmParameterArn(this, SsmPaths.caPin(props.clusterName)),
-              ],
-            }),
-            ssmDecryptStatement(this, props.key),
-            ...ssmAgentStatements(this),
-          ],
-        }),
-      },
-    });
-    acknowledgeInstanceRoleFindings(this.role);
+    this.role = instanceRole(this, `Teleport proxies of cluster ${props.clusterName}`, joinStatements(this, props.clusterName, 'proxy', props.key));
 
-    this.securityGroup = new ec2.SecurityGroup(this, 'InstanceSecurityGroup', {
-      vpc: props.vpc,
-      description: 'Teleport proxies: listener ports from their load balancers only; HTTPS out',
-      allowAllOutbound: false,
-    });
-    this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'HTTPS to AWS APIs (SSM, KMS)');
+    this.securityGroup = instanceSecurityGroup(this, props.vpc, 'Teleport proxies: listener ports from their load balancers only; HTTPS out', 'HTTPS to AWS APIs (SSM, KMS)');
 
     this.networkLoadBalancerSecurityGroup = new ec2.SecurityGroup(this, 'NlbSecurityGroup', {
       vpc: props.vpc,

@@ -162,3 +162,13 @@ export function confCommands(vars: Record<string, string | undefined>): string[]
     'TELEPORT_CONF',
   ];
 }
+
+/**
+ * A tier's instance security group (construct id `InstanceSecurityGroup`): nothing in until the tier
+ * allows it, and out only HTTPS (the AWS APIs) plus what the tier adds.
+ */
+export function instanceSecurityGroup(scope: Construct, vpc: ec2.IVpc, description: string, httpsOut: string): ec2.SecurityGroup {
+  const sg = new ec2.SecurityGroup(scope, 'InstanceSecurityGroup', { vpc, description, allowAllOutbound: false });
+  sg.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), httpsOut);
+  return sg;
+}
