@@ -65,7 +65,7 @@ import { ExpirySweeper } from './dynamodb-expiry';
 import { errorName, StreamPoller } from './dynamodb-streams';
 import { Fanout } from './fanout';
 import { Backend, Event, Item, Lease, OpType, Watcher, WatchOptions } from './types';
-import { checkBound, checkExpires, checkItem, checkKey, checkLimit } from './validate';
+import { checkBound, checkExpires, checkItem, checkKey, checkLimit, checkSwap } from './validate';
 
 /** The constant hash key, and the prefix of every FullPath. */
 export const HASH_KEY = 'teleport';
@@ -299,13 +299,7 @@ export class DynamoBackend implements Backend {
   }
 
   async compareAndSwap(expected: Item, replaceWith: Item): Promise<Lease> {
-    const exp = checkItem(expected, 'compareAndSwap');
-    const next = checkItem(replaceWith, 'compareAndSwap');
-    if (exp.key !== next.key) {
-      throw new BadParameterError(
-        `backend compareAndSwap: expected key ${JSON.stringify(exp.key)} and replacement key ${JSON.stringify(next.key)} differ`,
-      );
-    }
+    const { want: exp, next } = checkSwap(expected, replaceWith);
     this.checkOpen();
     const written = await this.putItem('compareAndSwap', next, {
       ConditionExpression: `#v = :prev AND ${LIVE}`,

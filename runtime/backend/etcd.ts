@@ -50,7 +50,7 @@ import { logger } from '../utils/logger';
 import { Clock, systemClock } from './clock';
 import { Fanout } from './fanout';
 import { Backend, Event, Item, Lease, OpType, Watcher, WatchOptions } from './types';
-import { checkBound, checkExpires, checkItem, checkKey, checkLimit } from './validate';
+import { checkBound, checkExpires, checkItem, checkKey, checkLimit, checkSwap } from './validate';
 
 export const DEFAULT_ETCD_PREFIX = '/teleport';
 export const DEFAULT_ETCD_REQUEST_TIMEOUT_MS = 15_000;
@@ -215,13 +215,7 @@ export class EtcdBackend implements Backend {
   }
 
   async compareAndSwap(expected: Item, replaceWith: Item): Promise<Lease> {
-    const want = checkItem(expected, 'compareAndSwap');
-    const next = checkItem(replaceWith, 'compareAndSwap');
-    if (want.key !== next.key) {
-      throw new BadParameterError(
-        `compareAndSwap: expected key ${JSON.stringify(want.key)} and replacement key ${JSON.stringify(next.key)} differ`,
-      );
-    }
+    const { want, next } = checkSwap(expected, replaceWith);
     const key = this.k(next.key);
     const sameValue: ICompare = { key, target: 'Value', result: 'Equal', value: want.value };
     const ok = await this.withLease('compareAndSwap', next.expires, (lease, now) =>

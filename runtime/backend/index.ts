@@ -22,7 +22,7 @@ export type { SqliteBackendOptions } from './sqlite';
 // and SQLite clusters start without them: import them from './etcd' and './dynamodb' directly.
 export type { EtcdBackendOptions } from './etcd';
 export type { DynamoBackendOptions } from './dynamodb';
-export { checkBound, checkExpires, checkItem, checkKey, checkLimit } from './validate';
+export { checkBound, checkExpires, checkItem, checkKey, checkLimit, checkSwap } from './validate';
 
 /** The database file inside a `dir` backend's directory (Teleport's lite backend layout). */
 export const SQLITE_FILE_NAME = 'sqlite.db';

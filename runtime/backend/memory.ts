@@ -9,7 +9,7 @@ import { AlreadyExistsError, BadParameterError, CompareFailedError, ConnectionPr
 import { Clock, systemClock } from './clock';
 import { Fanout } from './fanout';
 import { Backend, Event, Item, Lease, OpType, Watcher, WatchOptions } from './types';
-import { checkBound, checkExpires, checkItem, checkKey, checkLimit } from './validate';
+import { checkBound, checkExpires, checkItem, checkKey, checkLimit, checkSwap } from './validate';
 
 export interface MemoryBackendOptions {
   /** @default the system clock */
@@ -93,13 +93,7 @@ export class MemoryBackend implements Backend {
 
   async compareAndSwap(expected: Item, replaceWith: Item): Promise<Lease> {
     this.checkOpen();
-    const want = checkItem(expected, 'compareAndSwap');
-    const next = checkItem(replaceWith, 'compareAndSwap');
-    if (want.key !== next.key) {
-      throw new BadParameterError(
-        `compareAndSwap: expected key ${JSON.stringify(want.key)} and replacement key ${JSON.stringify(next.key)} differ`,
-      );
-    }
+    const { want, next } = checkSwap(expected, replaceWith);
     const current = this.live(want.key);
     if (!current) throw new CompareFailedError(`compareAndSwap: key ${JSON.stringify(want.key)} is not found`);
     if (!current.value.equals(want.value)) {

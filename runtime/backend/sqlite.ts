@@ -28,7 +28,7 @@ import { logger } from '../utils/logger';
 import { Clock, systemClock } from './clock';
 import { Fanout } from './fanout';
 import { Backend, Item, Lease, OpType, Watcher, WatchOptions } from './types';
-import { checkBound, checkExpires, checkItem, checkKey, checkLimit } from './validate';
+import { checkBound, checkExpires, checkItem, checkKey, checkLimit, checkSwap } from './validate';
 
 export const DEFAULT_POLL_PERIOD_MS = 500;
 export const DEFAULT_BUSY_TIMEOUT_MS = 10_000;
@@ -165,13 +165,7 @@ export class SqliteBackend implements Backend {
   }
 
   async compareAndSwap(expected: Item, replaceWith: Item): Promise<Lease> {
-    const want = checkItem(expected, 'compareAndSwap');
-    const next = checkItem(replaceWith, 'compareAndSwap');
-    if (want.key !== next.key) {
-      throw new BadParameterError(
-        `compareAndSwap: expected key ${JSON.stringify(want.key)} and replacement key ${JSON.stringify(next.key)} differ`,
-      );
-    }
+    const { want, next } = checkSwap(expected, replaceWith);
     this.write('compareAndSwap', (now) => {
       const modified = this.appendEvent(OpType.Put, now, next);
       const { changes } = this.stmt.cas.run({ ...kvParams(next, modified), now, expected: want.value });

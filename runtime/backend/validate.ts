@@ -69,3 +69,15 @@ export function checkItem(item: Item, op: string): Item {
   const value = Buffer.from(item.value);
   return expires ? { key, value, expires } : { key, value };
 }
+
+/** Checks compareAndSwap's arguments: two valid items for one key. Returns private copies. */
+export function checkSwap(expected: Item, replaceWith: Item): { want: Item; next: Item } {
+  const want = checkItem(expected, 'compareAndSwap');
+  const next = checkItem(replaceWith, 'compareAndSwap');
+  if (want.key !== next.key) {
+    throw new BadParameterError(
+      `backend compareAndSwap: expected key ${JSON.stringify(want.key)} and replacement key ${JSON.stringify(next.key)} differ`,
+    );
+  }
+  return { want, next };
+}
