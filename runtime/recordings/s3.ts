@@ -47,9 +47,10 @@ import { z } from 'zod';
 import { EventFields } from '../events/filelog';
 import { AlreadyExistsError, BadParameterError, ConnectionProblemError, LimitExceededError, NotFoundError, TeleportError } from '../utils/errors';
 import { Logger, logger } from '../utils/logger';
-import { checkNamespace, checkPartNumber, checkSessionId, DEFAULT_NAMESPACE, MAX_EVENTS_PAGE, MAX_PART_BYTES, MAX_PARTS } from './limits';
+import { checkNamespace, checkPartNumber, checkSessionId, DEFAULT_NAMESPACE, MAX_PART_BYTES, MAX_PARTS } from './limits';
 import { syncDir } from './recorder';
 import {
+  checkEventsQuery,
   checkPartList,
   checkStreamRange,
   CompleteResult,
@@ -394,10 +395,7 @@ export class S3RecordingStore implements RecordingStore {
 
   async events(sid: string, query: EventsQuery = {}): Promise<EventFields[]> {
     const r = this.ref(sid, query.namespace);
-    const after = query.after ?? 0;
-    const limit = Math.min(query.limit ?? MAX_EVENTS_PAGE, MAX_EVENTS_PAGE);
-    if (!Number.isSafeInteger(after) || after < 0) throw new BadParameterError(`after must be a non-negative integer, got ${after}`);
-    if (!Number.isInteger(limit) || limit < 1) throw new BadParameterError(`limit must be a positive integer, got ${limit}`);
+    const { after, limit } = checkEventsQuery(query);
     const index = await this.index(r);
     let start = 0;
     for (const [offset, maxEiBefore] of index.checkpoints) {

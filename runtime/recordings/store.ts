@@ -79,6 +79,15 @@ export function sha256Hex(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
+/** An events query's first index (default 0) and page size (default and at most MAX_EVENTS_PAGE). */
+export function checkEventsQuery(query: EventsQuery): { after: number; limit: number } {
+  const after = query.after ?? 0;
+  const limit = Math.min(query.limit ?? MAX_EVENTS_PAGE, MAX_EVENTS_PAGE);
+  if (!Number.isSafeInteger(after) || after < 0) throw new BadParameterError(`after must be a non-negative integer, got ${after}`);
+  if (!Number.isInteger(limit) || limit < 1) throw new BadParameterError(`limit must be a positive integer, got ${limit}`);
+  return { after, limit };
+}
+
 export function checkStreamRange(offset: number, bytes: number): void {
   if (!Number.isSafeInteger(offset) || offset < 0) throw new BadParameterError(`offset must be a non-negative integer, got ${offset}`);
   if (!Number.isInteger(bytes) || bytes < 1 || bytes > MAX_CHUNK_BYTES) throw new BadParameterError(`bytes must be from 1 to ${MAX_CHUNK_BYTES}, got ${bytes}`);
@@ -200,10 +209,7 @@ export class FileRecordingStore implements RecordingStore {
 
   async events(sid: string, query: EventsQuery = {}): Promise<EventFields[]> {
     const p = this.paths(sid, query.namespace);
-    const after = query.after ?? 0;
-    const limit = Math.min(query.limit ?? MAX_EVENTS_PAGE, MAX_EVENTS_PAGE);
-    if (!Number.isSafeInteger(after) || after < 0) throw new BadParameterError(`after must be a non-negative integer, got ${after}`);
-    if (!Number.isInteger(limit) || limit < 1) throw new BadParameterError(`limit must be a positive integer, got ${limit}`);
+    const { after, limit } = checkEventsQuery(query);
     let input: fs.ReadStream;
     try {
       const fh = await fs.promises.open(p.log, 'r');
