@@ -2,7 +2,12 @@
 /** `teleport`: the daemon (start, configure, version, status). */
 import * as os from 'node:os';
 import { Command } from 'commander';
-import { buildConfig, loadConfigFile, resolveConfigPath, sampleConfig, StartFlags } from '../config';
+import { buildConfig, DEFAULT_CONFIG_PATH, loadConfigFile, parseDuration, resolveConfigPath, sampleConfig, StartFlags } from '../config';
+import { CONF_FILE, JOIN_ROLES, type JoinRole } from '../contract/aws';
+import { loadConf } from '../instance/conf';
+import { configureFromConf } from '../instance/configure';
+import { DEFAULT_INSTANCE_PATHS } from '../instance/generate';
+import { BadParameterError } from '../utils/errors';
 import { formatNextSteps, gatherNextSteps, tctlFlagsFor } from '../service/nextsteps';
 import { startProcess } from '../service/process';
 import { logger, setLogLevel } from '../utils/logger';
@@ -34,10 +39,10 @@ program
     const opts: StartFlags & { config?: string } = { ...rest, ...(nodename !== undefined ? { nodeName: nodename } : {}) };
     if (opts.debug) setLogLevel('debug');
     const configPath = resolveConfigPath(opts.config, process.env);
-    const file = configPath ? loadConfigFile(configPath) : {};
-    const config = buildConfig(file, opts, process.env);
+    const load = () => buildConfig(configPath ? loadConfigFile(configPath) : {}, opts, process.env);
+    const config = load();
     if (!opts.debug) setLogLevel(config.log.severity);
-    const proc = await startProcess(config);
+    let proc = await startProcess(config);
     const log = logger('teleport');
     try {
       const facts = await gatherNextSteps(proc, config, {
@@ -52,26 +57,103 @@ program
       log.warn('cannot work out the next steps to print', { error: err });
     }
     let stopping = false;
+    // SIGHUP (systemd's ExecReload): re-read the config; if it is valid, restart the services
+    // with it in this process; if not, say why and keep running the old one.
+    let reloading: Promise<void> = Promise.resolve();
+    const reload = async () => {
+      let next;
+      try {
+        next = load();
+      } catch (err) {
+        log.error('reload refused: the configuration is invalid; still running the previous one', { error: (err as Error).message });
+        return;
+      }
+      log.info('reloading', { config: configPath ?? '(flags only)' });
+      await proc.close();
+      if (stopping) return;
+      try {
+        proc = await startProcess(next);
+        if (!opts.debug) setLogLevel(next.log.severity);
+        log.info('reloaded');
+      } catch (err) {
+        log.error('cannot start with the new configuration', { error: err });
+        process.exit(1);
+      }
+    };
+    process.on('SIGHUP', () => {
+      reloading = reloading.then(reload);
+    });
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
       log.info('shutting down', { signal });
-      proc.close().then(
-        () => process.exit(0),
-        (err) => {
-          log.error('shutdown failed', { error: err });
-          process.exit(1);
-        },
-      );
+      reloading
+        .then(() => proc.close())
+        .then(
+          () => process.exit(0),
+          (err) => {
+            log.error('shutdown failed', { error: err });
+            process.exit(1);
+          },
+        );
     };
     for (const s of ['SIGTERM', 'SIGINT'] as const) process.on(s, () => stop(s));
   });
 
 program
   .command('configure')
-  .description('Prints a sample configuration file (YAML) to standard output')
-  .action(() => {
-    process.stdout.write(sampleConfig());
+  .description(
+    'Prints a sample configuration file (YAML) to standard output; with --from-conf, generates teleport.yaml ' +
+      `for an AMI instance from ${CONF_FILE} and the instance metadata (once: an existing file is kept)`,
+  )
+  .option('--from-conf <file>', `Generate from this KEY=value file (the AMI's ${CONF_FILE})`)
+  .option('-o, --output <path>', 'With --from-conf: the file to write, or - to print it', DEFAULT_CONFIG_PATH)
+  .option('--data-dir <path>', 'With --from-conf: the data directory the config names', DEFAULT_INSTANCE_PATHS.dataDir)
+  .action(async (opts: { fromConf?: string; output: string; dataDir: string }) => {
+    if (!opts.fromConf) {
+      process.stdout.write(sampleConfig());
+      return;
+    }
+    const result = await configureFromConf({
+      confFile: opts.fromConf,
+      outputFile: opts.output,
+      paths: { dataDir: opts.dataDir },
+      // The AWS SDK loads only when it is needed (it is slow to load and warns on old Node versions).
+      facts: async () => (await import('../instance/imds')).readInstanceFacts(),
+    });
+    for (const name of result.ignored) process.stderr.write(`WARNING: ${opts.fromConf}: ${name} is not supported by this image and is ignored\n`);
+    if (opts.output === '-') process.stdout.write(result.text!);
+    else if (result.generated) process.stderr.write(`wrote ${opts.output} (mode ${result.mode})\n`);
+    else process.stderr.write(`${opts.output} exists and was kept (mode ${result.mode}); remove it and run again to regenerate\n`);
+  });
+
+program
+  .command('fetch-join-secrets')
+  .description(`Waits for this instance's join token and CA pin in SSM and writes them to the files teleport.yaml names (AMI proxies and nodes)`)
+  .option('--from-conf <file>', 'The KEY=value file naming the cluster and region', CONF_FILE)
+  .option('--role <role>', 'proxy or node [the conf file\'s TELEPORT_ROLE]')
+  .option('--data-dir <path>', 'Where to write token and ca-pin', DEFAULT_INSTANCE_PATHS.dataDir)
+  .option('--timeout <duration>', 'Give up after this long (e.g. 5m)', '5m')
+  .action(async (opts: { fromConf: string; role?: string; dataDir: string; timeout: string }) => {
+    const conf = loadConf(opts.fromConf);
+    const role = opts.role ?? conf.role;
+    if (!(JOIN_ROLES as readonly string[]).includes(role)) {
+      throw new BadParameterError(`join secrets are for ${JOIN_ROLES.join(' and ')} instances, not ${JSON.stringify(role)} (use --role)`);
+    }
+    const log = logger('join-secrets');
+    const { SSMClient } = await import('@aws-sdk/client-ssm');
+    const { fetchJoinSecrets, writeJoinSecrets } = await import('../instance/join-secrets');
+    const ssm = new SSMClient({ region: conf.region });
+    try {
+      const secrets = await fetchJoinSecrets(ssm, conf.clusterName!, role as JoinRole, {
+        timeoutMs: parseDuration(opts.timeout),
+        onWait: (missing, ms) => log.info('waiting for the control plane to publish the join secrets', { missing, retryInMs: ms }),
+      });
+      writeJoinSecrets({ dataDir: opts.dataDir }, secrets);
+    } finally {
+      ssm.destroy();
+    }
+    process.stderr.write(`wrote the ${role} join token and CA pin to ${opts.dataDir}\n`);
   });
 
 program

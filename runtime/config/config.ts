@@ -14,8 +14,8 @@ import { dialableAddr, parseAddr, type HostPort } from './address';
 import { ConfigError, type ConfigIssue } from './errors';
 import { parseLabelsFlag, type CommandLabel } from './labels';
 import { formatPath, loadConfigFile, resolveConfigPath, sourceMapOf } from './load';
-import { FileConfigSchema, normalizeCaPin, type FileConfig } from './schema';
-import { parseStaticTokenSpec, readTokenValue, type StaticTokenRole } from './tokens';
+import { FileConfigSchema, type FileConfig } from './schema';
+import { normalizeCaPin, parseStaticTokenSpec, readCaPinsValue, readTokenValue, type StaticTokenRole } from './tokens';
 
 export type { HostPort } from './address';
 export type { CommandLabel } from './labels';
@@ -360,7 +360,7 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
   } else if (t.auth_token !== undefined && t.auth_token !== '') {
     authToken = attempt(() => readTokenValue(t.auth_token!), (m) => atFile(['teleport', 'auth_token'], m));
   }
-  let caPins = t.ca_pin ?? [];
+  let caPins = (t.ca_pin ?? []).flatMap((v, i) => attempt(() => readCaPinsValue(v), (m) => atFile(['teleport', 'ca_pin', i], m)) ?? []);
   if (flags.caPin !== undefined) {
     caPins = [];
     for (const pin of flags.caPin.flatMap((v) => v.split(',')).filter((v) => v.trim() !== '')) {

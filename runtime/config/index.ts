@@ -8,6 +8,8 @@ export {
   STATIC_TOKEN_ROLES,
   parseStaticTokenSpec,
   readTokenValue,
+  readCaPinsValue,
+  normalizeCaPin,
   type StaticTokenRole,
   type StaticTokenSpec,
 } from './tokens';
@@ -15,7 +17,6 @@ export {
   FileConfigSchema,
   STORAGE_TYPES,
   CA_KEY_TYPES,
-  normalizeCaPin,
   knownKeysAt,
   describeValue,
   type FileConfig,

@@ -7,6 +7,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
+import { closestName } from '../utils/didyoumean';
 import { ConfigError, type ConfigIssue } from './errors';
 import { FileConfigSchema, knownKeysAt, REQUIRED, type FileConfig } from './schema';
 
@@ -113,32 +114,14 @@ function toData(node: unknown, doc: Document, path: Path, map: SourceMap, issues
   return undefined;
 }
 
-/** Levenshtein distance, for "did you mean". */
-function distance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0];
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const up = prev[j];
-      prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = up;
-    }
-  }
-  return prev[b.length];
-}
-
 const TOP_LEVEL = ['teleport', 'auth_service', 'ssh_service', 'proxy_service'];
 
 function unknownKeyMessage(path: Path, key: string): string {
   const where = path.length === 0 ? 'at the top level' : `in ${formatPath(path)}`;
   let msg = `unknown key ${JSON.stringify(key)} ${where}`;
-  const known = knownKeysAt(path) ?? [];
-  const best = known
-    .map((k) => ({ k, d: distance(key.toLowerCase(), k) }))
-    .sort((x, y) => x.d - y.d)[0];
-  if (best && best.d <= Math.max(2, Math.floor(key.length / 3))) {
-    msg += ` (did you mean ${JSON.stringify(best.k)}?)`;
+  const best = closestName(key.toLowerCase(), knownKeysAt(path) ?? [], Math.max(2, Math.floor(key.length / 3)));
+  if (best) {
+    msg += ` (did you mean ${JSON.stringify(best)}?)`;
   } else if (path.length > 0 && TOP_LEVEL.includes(key)) {
     msg += ` (${key} is a top-level section)`;
   } else if (path.length === 0) {

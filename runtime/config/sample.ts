@@ -40,7 +40,7 @@ teleport:
   # auth_token: xxxx-token-xxxx
 
   # The CA pin of the auth server, as printed by "tctl status".
-  # ca_pin: sha256:<64 hex digits>
+  # ca_pin: sha256:<64 hex digits>   (or the path of a file holding pins)
 
   # The auth servers to connect to. More than one in an HA setup.
   auth_servers:

@@ -12,9 +12,8 @@ import { z } from 'zod';
 import { parseAddr } from './address';
 import { parseDuration } from './duration';
 import { labelNameProblem } from './labels';
-import { parseStaticTokenSpec } from './tokens';
+import { normalizeCaPin, parseStaticTokenSpec } from './tokens';
 import { Ports } from '../contract/ports';
-import { BadParameterError } from '../utils/errors';
 
 /** A short description of a value for "got ..." in messages. */
 export function describeValue(v: unknown): string {
@@ -123,22 +122,17 @@ function section<S extends z.core.$ZodLooseShape>(shape: S) {
   });
 }
 
-const CA_PIN = /^sha256:[0-9a-f]{64}$/;
-/** Normalises one CA pin (`sha256:<64 hex>`, lower case); throws a BadParameterError when it is not one. */
-export function normalizeCaPin(s: string): string {
-  const t = s.trim().toLowerCase();
-  if (!CA_PIN.test(t)) {
-    throw new BadParameterError(
-      `expected a CA pin "sha256:<64 hex digits>" as printed by "tctl status", got ${describeValue(s)}`,
-    );
-  }
-  return t;
-}
-
+/** CA pins, or absolute paths of files holding pins (read by config.ts when the service starts). */
 const caPins = () =>
-  list(scalar('a CA pin', (s) => (s.trim() === '' ? '' : tryParse(() => normalizeCaPin(s)))), 'CA pins', { single: true }).transform((pins) =>
-    pins.filter((p) => p !== ''),
-  );
+  list(
+    scalar('a CA pin or the path of a file holding pins', (s) => {
+      const t = s.trim();
+      if (t === '' || t.startsWith('/')) return t;
+      return tryParse(() => normalizeCaPin(s));
+    }),
+    'CA pins',
+    { single: true },
+  ).transform((pins) => pins.filter((p) => p !== ''));
 
 const ipAddress = () =>
   scalar('an IP address', (s) => (isIP(s.trim()) ? s.trim() : new Invalid(`expected an IP address, got ${describeValue(s)}`)));

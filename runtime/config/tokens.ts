@@ -38,18 +38,52 @@ export function parseStaticTokenSpec(entry: string): StaticTokenSpec {
   return { roles, value, fromFile: value.startsWith('/') };
 }
 
+const CA_PIN = /^sha256:[0-9a-f]{64}$/;
+/** Normalises one CA pin (`sha256:<64 hex>`, lower case); throws a BadParameterError when it is not one. */
+export function normalizeCaPin(s: string): string {
+  const t = s.trim().toLowerCase();
+  if (!CA_PIN.test(t)) {
+    throw new BadParameterError(
+      `expected a CA pin "sha256:<64 hex digits>" as printed by "tctl status", got ${JSON.stringify(s.length > 60 ? s.slice(0, 57) + '...' : s)}`,
+    );
+  }
+  return t;
+}
+
 /** Reads a token value, following it to a file when it starts with `/`. */
 export function readTokenValue(value: string): string {
-  if (!value.startsWith('/')) return value;
+  return value.startsWith('/') ? readValueFile(value, 'token') : value;
+}
+
+/**
+ * The CA pins of one `ca_pin` entry: the pin itself, or, when it starts with `/`, the pins
+ * in that file (separated by white space or commas), as the AMI's join-secrets fetch writes it.
+ */
+export function readCaPinsValue(value: string): string[] {
+  if (!value.startsWith('/')) return [normalizeCaPin(value)];
+  return readValueFile(value, 'CA pin')
+    .split(/[\s,]+/)
+    .filter((p) => p !== '')
+    .map((p) => {
+      try {
+        return normalizeCaPin(p);
+      } catch (err) {
+        throw new BadParameterError(`CA pin file ${JSON.stringify(value)}: ${(err as Error).message}`);
+      }
+    });
+}
+
+/** The trimmed, non-empty content of a token or pin file; a BadParameterError says why not. */
+function readValueFile(path: string, what: string): string {
   let text: string;
   try {
-    text = readFileSync(value, 'utf8');
+    text = readFileSync(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
-    throw new BadParameterError(`cannot read token file ${JSON.stringify(value)}: ${why}`);
+    throw new BadParameterError(`cannot read ${what} file ${JSON.stringify(path)}: ${why}`);
   }
-  const token = text.trim();
-  if (token === '') throw new BadParameterError(`token file ${JSON.stringify(value)} is empty`);
-  return token;
+  const content = text.trim();
+  if (content === '') throw new BadParameterError(`${what} file ${JSON.stringify(path)} is empty`);
+  return content;
 }

@@ -1,0 +1,87 @@
+/**
+ * `teleport configure --from-conf`: the AMI's boot-time step. Validates the conf, reads the
+ * instance's facts, writes teleport.yaml once (an existing file is kept: hand edits survive
+ * reboots; remove it to regenerate) and the role marker `role.<mode>` next to the conf that
+ * gates the role's systemd unit. Everything is checked before anything is written.
+ */
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync, chownSync, chmodSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { loadConf } from './conf';
+import { DEFAULT_INSTANCE_PATHS, generateConfig, INSTANCE_MODES, instanceMode, renderConfig, type InstanceFacts, type InstanceMode, type InstancePaths } from './generate';
+
+export interface ConfigureOptions {
+  readonly confFile: string;
+  /** teleport.yaml to write; `-` prints it instead (and writes no marker). */
+  readonly outputFile: string;
+  readonly paths?: InstancePaths;
+  /** Reads the instance's facts (IMDS); called only when a config is generated. */
+  readonly facts: () => Promise<InstanceFacts>;
+}
+
+export interface ConfigureResult {
+  readonly mode: InstanceMode;
+  /** False when the output existed and was kept. */
+  readonly generated: boolean;
+  /** The config text (when generated). */
+  readonly text?: string;
+  /** Conf variables of the AWS guide this image ignores. */
+  readonly ignored: string[];
+}
+
+/** The marker file gating the unit of `mode`. */
+export const roleMarkerFile = (confDir: string, mode: InstanceMode) => join(confDir, `role.${mode}`);
+
+/** The group the non-root services run as; teleport.yaml is readable by it. */
+export const SERVICE_GROUP = 'teleport';
+
+export async function configureFromConf(opts: ConfigureOptions): Promise<ConfigureResult> {
+  const conf = loadConf(opts.confFile);
+  const mode = instanceMode(conf.role, conf.useAcm);
+  const base = { mode, ignored: conf.ignored };
+  if (opts.outputFile !== '-' && existsSync(opts.outputFile)) {
+    writeMarker(dirname(opts.confFile), mode);
+    return { ...base, generated: false };
+  }
+  const facts = await opts.facts();
+  const text = renderConfig(generateConfig(conf, facts, opts.paths ?? DEFAULT_INSTANCE_PATHS), {
+    confFile: opts.confFile,
+    mode,
+    outputFile: opts.outputFile === '-' ? '/etc/teleport.yaml' : opts.outputFile,
+  });
+  if (opts.outputFile !== '-') {
+    writeConfigFile(opts.outputFile, text);
+    writeMarker(dirname(opts.confFile), mode);
+  }
+  return { ...base, generated: true, text };
+}
+
+/** Writes `text` atomically, mode 0640, group {@link SERVICE_GROUP} when running as root and the group exists. */
+function writeConfigFile(file: string, text: string): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, text, { mode: 0o640, flag: 'wx' });
+    chmodSync(tmp, 0o640);
+    const gid = process.getuid?.() === 0 ? groupId(SERVICE_GROUP) : undefined;
+    if (gid !== undefined) chownSync(tmp, 0, gid);
+    renameSync(tmp, file);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** Exactly one marker: this mode's, created; any other mode's, removed. */
+function writeMarker(confDir: string, mode: InstanceMode): void {
+  for (const m of INSTANCE_MODES) if (m !== mode) rmSync(roleMarkerFile(confDir, m), { force: true });
+  writeFileSync(roleMarkerFile(confDir, mode), '', { mode: 0o644 });
+}
+
+function groupId(name: string): number | undefined {
+  try {
+    const line = readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.startsWith(`${name}:`));
+    const gid = line ? Number(line.split(':')[2]) : NaN;
+    return Number.isInteger(gid) ? gid : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,195 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ConfigError } from '../../../runtime/config';
+import { loadConf, parseConfText, validateConf } from '../../../runtime/instance/conf';
+import { configureFromConf } from '../../../runtime/instance/configure';
+import { readInstanceFacts } from '../../../runtime/instance/imds';
+import { startImds, type Imitation } from '../../helpers/ec2-imitations';
+import { runCli, tempDir } from '../../helpers/proc';
+
+const META = { 'local-ipv4': '10.0.1.17', 'local-hostname': 'ip-10-0-1-17.eu-west-1.compute.internal', 'public-ipv4': '203.0.113.7' };
+const PROXY_ACM = [
+  'TELEPORT_ROLE=proxy',
+  'EC2_REGION=eu-west-1',
+  'TELEPORT_CLUSTER_NAME="acme"',
+  "TELEPORT_AUTH_SERVER_LB='acme-auth.elb.eu-west-1.amazonaws.com'",
+  'TELEPORT_DOMAIN_NAME=teleport.example.com',
+  'TELEPORT_PROXY_SERVER_LB=acme-proxy.elb.eu-west-1.amazonaws.com',
+  'USE_ACM=true',
+];
+
+let imds: Imitation;
+let dir: string;
+beforeAll(async () => {
+  imds = await startImds(META);
+});
+afterAll(() => imds.close());
+beforeEach(() => {
+  dir = tempDir('configure-');
+  fs.mkdirSync(path.join(dir, 'teleport.d'));
+});
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const confFile = () => path.join(dir, 'teleport.d', 'conf');
+const output = () => path.join(dir, 'teleport.yaml');
+const writeConf = (lines: string[]) => fs.writeFileSync(confFile(), lines.join('\n') + '\n');
+const facts = () => readInstanceFacts({ endpoint: imds.url, retries: 0 });
+const listing = () => fs.readdirSync(dir, { recursive: true }).map(String).sort();
+
+/** The problems a conf text has, one `file:line: message` line each. */
+function problems(lines: string[]): string[] {
+  try {
+    const { vars, lineOf } = parseConfText(lines.join('\n'), 'conf');
+    validateConf(vars, 'conf', lineOf);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message.split('\n');
+  }
+  throw new Error('the conf was accepted');
+}
+
+describe('/etc/teleport.d/conf validation', () => {
+  test('GIVEN quoted values, comments and export lines WHEN read THEN they are taken as a shell would', () => {
+    const conf = validateConf(parseConfText(['# user data', 'export TELEPORT_ROLE="node"', "TELEPORT_CLUSTER_NAME='acme'", 'EC2_REGION=eu-west-1', 'TELEPORT_AUTH_SERVER_LB=auth.internal', ''].join('\n'), 'c').vars, 'c');
+    expect(conf).toMatchObject({ role: 'node', clusterName: 'acme', region: 'eu-west-1', authServerLb: 'auth.internal', useAcm: false });
+  });
+
+  test('GIVEN an unknown role WHEN validated THEN the message names the line and the roles there are', () => {
+    expect(problems(['EC2_REGION=eu-west-1', 'TELEPORT_ROLE=monitor'])).toEqual([
+      'conf:2:1: TELEPORT_ROLE: unknown role "monitor" (expected auth, proxy, node, or auth,node,proxy for all roles on one instance)',
+    ]);
+  });
+
+  test('GIVEN ACM without a domain WHEN validated THEN it says the domain is required', () => {
+    expect(problems(['TELEPORT_ROLE=auth,node,proxy', 'USE_ACM=true'])).toEqual([
+      'conf: TELEPORT_DOMAIN_NAME: is required (the domain the ACM certificate is for) when USE_ACM=true',
+    ]);
+  });
+
+  test('GIVEN a bad port, a bad boolean and a misspelt name WHEN validated THEN each is reported at its line', () => {
+    expect(problems(['TELEPORT_ROLE=auth,node,proxy', 'TELEPORT_EXTERNAL_PORT=70000', 'USE_ACM=maybe', 'TELEPORT_DOMIAN_NAME=x.example.com'])).toEqual([
+      'conf:4:1: TELEPORT_DOMIAN_NAME: unknown variable (did you mean TELEPORT_DOMAIN_NAME?)',
+      'conf:3:1: USE_ACM: expected true or false, got "maybe"',
+      'conf:2:1: TELEPORT_EXTERNAL_PORT: expected a port number from 1 to 65535, got "70000"',
+    ]);
+  });
+
+  test('GIVEN a table without the events table and bucket WHEN validated THEN it says all three are needed', () => {
+    expect(problems(['TELEPORT_ROLE=auth,node,proxy', 'EC2_REGION=eu-west-1', 'TELEPORT_DYNAMO_TABLE_NAME=acme-state'])).toEqual([
+      'conf: TELEPORT_DYNAMO_EVENTS_TABLE_NAME: is required with TELEPORT_DYNAMO_TABLE_NAME (DynamoDB and S3 storage needs all of TELEPORT_DYNAMO_TABLE_NAME, TELEPORT_DYNAMO_EVENTS_TABLE_NAME, TELEPORT_S3_BUCKET)',
+    ]);
+  });
+
+  test('GIVEN a node without the auth address or region WHEN validated THEN both are reported', () => {
+    expect(problems(['TELEPORT_ROLE=node', 'TELEPORT_CLUSTER_NAME=acme'])).toEqual([
+      'conf: TELEPORT_AUTH_SERVER_LB: is required for TELEPORT_ROLE=node (the auth servers to join)',
+      'conf: EC2_REGION: is required for TELEPORT_ROLE=node (the join token is read from SSM)',
+    ]);
+  });
+
+  test('GIVEN shell syntax that would run something WHEN read THEN it is refused, not evaluated', () => {
+    expect(problems(['TELEPORT_ROLE=node', 'TELEPORT_CLUSTER_NAME=$(curl evil)', 'not a line'])).toEqual([
+      'conf:2:1: TELEPORT_CLUSTER_NAME: unbalanced quotes or an unquoted space in "$(curl evil)"',
+      'conf:3:1: expected KEY=value, got "not a line"',
+    ]);
+  });
+
+  test('GIVEN variables of the AWS guide this image does not support WHEN validated THEN they are accepted and listed', () => {
+    const conf = validateConf({ TELEPORT_ROLE: '', USE_LETSENCRYPT: 'true', TELEPORT_INFLUXDB_ADDRESS: '' }, 'conf');
+    expect(conf.ignored).toEqual(['USE_LETSENCRYPT']);
+  });
+
+  test('GIVEN no conf file WHEN loaded THEN it says user data writes it', () => {
+    expect(() => loadConf(path.join(dir, 'missing'))).toThrow(/missing: no such file \(user data writes it at first boot\)/);
+  });
+});
+
+describe('teleport configure --from-conf', () => {
+  test('GIVEN a proxy ACM conf WHEN configured THEN teleport.yaml (0640) and only the role.proxy-acm marker are written', async () => {
+    writeConf(PROXY_ACM);
+    fs.writeFileSync(path.join(dir, 'teleport.d', 'role.all'), '');
+    const r = await configureFromConf({ confFile: confFile(), outputFile: output(), facts });
+    expect(r).toMatchObject({ mode: 'proxy-acm', generated: true });
+    expect(fs.statSync(output()).mode & 0o777).toBe(0o640);
+    expect(fs.readFileSync(output(), 'utf8')).toContain('public_addr: teleport.example.com:443');
+    expect(fs.readdirSync(path.join(dir, 'teleport.d')).sort()).toEqual(['conf', 'role.proxy-acm']);
+  });
+
+  test('GIVEN teleport.yaml exists WHEN configured again THEN the file is kept as it was and the marker follows the conf', async () => {
+    writeConf(PROXY_ACM);
+    await configureFromConf({ confFile: confFile(), outputFile: output(), facts });
+    fs.appendFileSync(output(), '# a hand edit\n');
+    const before = fs.readFileSync(output(), 'utf8');
+    writeConf(PROXY_ACM.map((l) => (l === 'USE_ACM=true' ? 'USE_ACM=false' : l)));
+    const r = await configureFromConf({ confFile: confFile(), outputFile: output(), facts });
+    expect(r).toMatchObject({ mode: 'proxy', generated: false });
+    expect(fs.readFileSync(output(), 'utf8')).toBe(before);
+    expect(fs.readdirSync(path.join(dir, 'teleport.d')).sort()).toEqual(['conf', 'role.proxy']);
+  });
+
+  test('GIVEN the reconfigure flow (edit the conf, remove teleport.yaml) WHEN configured THEN the new conf is generated', async () => {
+    writeConf(PROXY_ACM);
+    await configureFromConf({ confFile: confFile(), outputFile: output(), facts });
+    writeConf(PROXY_ACM.map((l) => (l.startsWith('TELEPORT_DOMAIN_NAME=') ? 'TELEPORT_DOMAIN_NAME=new.example.com' : l)));
+    fs.rmSync(output());
+    await configureFromConf({ confFile: confFile(), outputFile: output(), facts });
+    expect(fs.readFileSync(output(), 'utf8')).toContain('public_addr: new.example.com:443');
+  });
+
+  test('GIVEN a bad conf WHEN run as the boot unit runs it THEN it exits 1 with the problem and writes nothing', async () => {
+    writeConf(['TELEPORT_ROLE=proxy', 'USE_ACM=true', 'TELEPORT_EXTERNAL_PORT=http']);
+    const before = listing();
+    const r = await runCli('teleport', ['configure', '--from-conf', confFile(), '--output', output()], { env: { AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.url } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${confFile()}:3:1: TELEPORT_EXTERNAL_PORT: expected a port number from 1 to 65535, got "http"`);
+    expect(listing()).toEqual(before);
+  });
+
+  test('GIVEN the metadata service is unreachable WHEN configured THEN it fails saying so and writes nothing', async () => {
+    writeConf(PROXY_ACM);
+    const down = await startImds(META);
+    await down.close();
+    const before = listing();
+    await expect(configureFromConf({ confFile: confFile(), outputFile: output(), facts: () => readInstanceFacts({ endpoint: down.url, retries: 0 }) })).rejects.toThrow(
+      /cannot read local-ipv4 from the instance metadata service \(IMDSv2\)/,
+    );
+    expect(listing()).toEqual(before);
+  });
+
+  test('GIVEN --output - WHEN run THEN the config is printed and no file or marker is written', async () => {
+    writeConf(PROXY_ACM);
+    const before = listing();
+    const r = await runCli('teleport', ['configure', '--from-conf', confFile(), '--output', '-'], { env: { AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.url } });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('ssh_public_addr: acme-proxy.elb.eu-west-1.amazonaws.com:3023');
+    expect(listing()).toEqual(before);
+  });
+});
+
+describe('instance facts from IMDSv2 (metadata service imitated over HTTP)', () => {
+  test('GIVEN an instance with a public address WHEN read THEN all three facts come back, every request carrying a session token', async () => {
+    const seen = imds.requests.length;
+    expect(await facts()).toEqual({ localIp: '10.0.1.17', localHostname: 'ip-10-0-1-17.eu-west-1.compute.internal', publicIp: '203.0.113.7' });
+    const mine = imds.requests.slice(seen);
+    expect(mine.filter((r) => r.startsWith('GET'))).toEqual(['GET /latest/meta-data/local-ipv4', 'GET /latest/meta-data/local-hostname', 'GET /latest/meta-data/public-ipv4']);
+    expect(mine).toContain('PUT /latest/api/token');
+  });
+
+  test('GIVEN no public address (404) WHEN read THEN publicIp is absent', async () => {
+    const priv = await startImds({ 'local-ipv4': '10.0.1.17', 'local-hostname': 'ip-10-0-1-17.ec2.internal' });
+    try {
+      expect(await readInstanceFacts({ endpoint: priv.url, retries: 0 })).toEqual({ localIp: '10.0.1.17', localHostname: 'ip-10-0-1-17.ec2.internal' });
+    } finally {
+      await priv.close();
+    }
+  });
+
+  test('GIVEN an answer that is not an address WHEN read THEN it is refused rather than written into teleport.yaml', async () => {
+    const bad = await startImds({ ...META, 'local-ipv4': '<html>Unauthorized</html>' });
+    try {
+      await expect(readInstanceFacts({ endpoint: bad.url, retries: 0 })).rejects.toThrow(/returned a local-ipv4 that is not an IP address: "<html>Unauthorized<\/html>"/);
+    } finally {
+      await bad.close();
+    }
+  });
+});

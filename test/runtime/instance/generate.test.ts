@@ -1,0 +1,166 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { buildConfig, formatAddr, loadConfigFile, type TeleportConfig } from '../../../runtime/config';
+import { validateConf } from '../../../runtime/instance/conf';
+import { generateConfig, instanceMode, renderConfig, type InstanceFacts } from '../../../runtime/instance/generate';
+import { tempDir } from '../../helpers/proc';
+
+const PIN = 'sha256:' + 'ab'.repeat(32);
+const FACTS: InstanceFacts = { localIp: '10.0.1.17', localHostname: 'ip-10-0-1-17.eu-west-1.compute.internal', publicIp: '203.0.113.7' };
+const dir = tempDir('generate-');
+const dataDir = path.join(dir, 'data');
+fs.mkdirSync(dataDir);
+// The files the join-secrets fetch writes before a proxy or node starts.
+fs.writeFileSync(path.join(dataDir, 'token'), 'join-token-from-ssm\n');
+fs.writeFileSync(path.join(dataDir, 'ca-pin'), `${PIN}\n`);
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const HA = {
+  TELEPORT_CLUSTER_NAME: 'acme',
+  EC2_REGION: 'eu-west-1',
+  TELEPORT_AUTH_SERVER_LB: 'acme-auth-0123456789.elb.eu-west-1.amazonaws.com',
+  TELEPORT_DOMAIN_NAME: 'teleport.example.com',
+};
+const DYNAMO = {
+  TELEPORT_DYNAMO_TABLE_NAME: 'acme-state',
+  TELEPORT_DYNAMO_EVENTS_TABLE_NAME: 'acme-events',
+  TELEPORT_S3_BUCKET: 'acme-recordings',
+  TELEPORT_SSM_KEY_ARN: 'arn:aws:kms:eu-west-1:123456789012:key/0f2e5a1c-7d3b-4c1e-9a8b-123456789abc',
+};
+const NLB = 'acme-proxy-0123456789.elb.eu-west-1.amazonaws.com';
+
+/** Every role and mode the image supports, as user data would write the conf. */
+const CASES: Record<string, Record<string, string>> = {
+  auth: { TELEPORT_ROLE: 'auth', ...HA, ...DYNAMO, USE_ACM: 'false' },
+  proxy: { TELEPORT_ROLE: 'proxy', ...HA, TELEPORT_PROXY_SERVER_LB: NLB, USE_ACM: 'false' },
+  'proxy-acm': { TELEPORT_ROLE: 'proxy', ...HA, TELEPORT_PROXY_SERVER_LB: NLB, USE_ACM: 'true' },
+  node: { TELEPORT_ROLE: 'node', ...HA },
+  all: { TELEPORT_ROLE: 'auth,node,proxy', TELEPORT_CLUSTER_NAME: 'starter', EC2_REGION: 'eu-west-1' },
+  'all-dynamodb': { TELEPORT_ROLE: 'auth,node,proxy', TELEPORT_CLUSTER_NAME: 'starter', EC2_REGION: 'eu-west-1', ...DYNAMO },
+  'all-acm': {
+    TELEPORT_ROLE: 'auth,node,proxy',
+    TELEPORT_CLUSTER_NAME: 'starter',
+    EC2_REGION: 'eu-west-1',
+    USE_ACM: 'true',
+    TELEPORT_DOMAIN_NAME: 'teleport.example.com',
+    TELEPORT_EXTERNAL_HOSTNAME: 'teleport.example.com',
+    TELEPORT_EXTERNAL_PORT: '443',
+    TELEPORT_PROXY_SERVER_LB: '203.0.113.7',
+  },
+  'all-acm-dynamodb': {
+    TELEPORT_ROLE: 'auth,node,proxy',
+    TELEPORT_CLUSTER_NAME: 'starter',
+    EC2_REGION: 'eu-west-1',
+    USE_ACM: 'true',
+    TELEPORT_DOMAIN_NAME: 'teleport.example.com',
+    ...DYNAMO,
+  },
+  'all-generic': { TELEPORT_ROLE: '' },
+};
+
+/** Generates, writes and reads the config back the way `teleport start -c` does. */
+function generate(name: string, facts: InstanceFacts = FACTS): { mode: string; config: TeleportConfig } {
+  const conf = validateConf(CASES[name], 'conf');
+  const mode = instanceMode(conf.role, conf.useAcm);
+  const file = path.join(dir, `${name}.yaml`);
+  const text = renderConfig(generateConfig(conf, facts, { dataDir }), { confFile: '/etc/teleport.d/conf', mode, outputFile: '/etc/teleport.yaml' });
+  fs.writeFileSync(file, text);
+  return { mode, config: buildConfig(loadConfigFile(file), {}, {}) };
+}
+
+const addrs = (list: { host: string; port: number }[]) => list.map(formatAddr);
+
+describe('teleport.yaml generated for each role and mode', () => {
+  test.each(Object.keys(CASES))('GIVEN the %s conf WHEN generated THEN teleport start accepts it, unchanged from the snapshot', (name) => {
+    generate(name);
+    // The snapshot is of the file the image writes, with its own data directory.
+    const conf = validateConf(CASES[name], 'conf');
+    const mode = instanceMode(conf.role, conf.useAcm);
+    expect(renderConfig(generateConfig(conf, FACTS), { confFile: '/etc/teleport.d/conf', mode, outputFile: '/etc/teleport.yaml' })).toMatchSnapshot();
+  });
+
+  test('GIVEN an auth conf WHEN generated THEN only auth runs, on 3025, on the shared DynamoDB and S3 storage, published at the auth NLB', () => {
+    const { mode, config } = generate('auth');
+    expect(mode).toBe('auth');
+    expect([config.auth.enabled, config.proxy.enabled, config.ssh.enabled]).toEqual([true, false, false]);
+    expect(formatAddr(config.auth.listenAddr)).toBe('0.0.0.0:3025');
+    expect(addrs(config.auth.publicAddrs)).toEqual([`${HA.TELEPORT_AUTH_SERVER_LB}:3025`]);
+    expect(config.auth.clusterName).toBe('acme');
+    expect(config.auth.authentication.secondFactor).toBe('otp');
+    expect(config.storage).toMatchObject({ type: 'dynamodb', region: 'eu-west-1', tableName: 'acme-state', auditEventsUri: ['dynamodb://acme-events'] });
+    expect(config.storage.auditSessions).toMatchObject({ type: 's3', bucket: 'acme-recordings', prefix: 'records', region: 'eu-west-1', sse: 'aws:kms', kmsKeyId: DYNAMO.TELEPORT_SSM_KEY_ARN });
+    expect(config.nodeName).toBe('ip-10-0-1-17-eu-west-1-compute-internal');
+    expect(config.advertiseIp).toBe('10.0.1.17');
+    expect(config.authToken).toBeUndefined();
+  });
+
+  test('GIVEN a proxy conf without ACM WHEN generated THEN it joins through the auth NLB with the SSM token and pin files, and publishes the domain on 443/3023/3024', () => {
+    const { mode, config } = generate('proxy');
+    expect(mode).toBe('proxy');
+    expect([config.auth.enabled, config.proxy.enabled, config.ssh.enabled]).toEqual([false, true, false]);
+    expect(addrs(config.authServers)).toEqual([`${HA.TELEPORT_AUTH_SERVER_LB}:3025`]);
+    expect(config.authToken).toBe('join-token-from-ssm');
+    expect(config.caPins).toEqual([PIN]);
+    expect([config.proxy.listenAddr, config.proxy.tunnelListenAddr, config.proxy.webListenAddr].map(formatAddr)).toEqual(['0.0.0.0:3023', '0.0.0.0:3024', '0.0.0.0:3080']);
+    expect(addrs(config.proxy.publicAddrs)).toEqual(['teleport.example.com:443']);
+    expect(addrs(config.proxy.sshPublicAddrs)).toEqual(['teleport.example.com:3023']);
+    expect(addrs(config.proxy.tunnelPublicAddrs)).toEqual(['teleport.example.com:3024']);
+    expect(config.connectionLimits).toEqual({ maxConnections: 65000, maxUsers: 10000 });
+  });
+
+  test('GIVEN a proxy conf with ACM WHEN generated THEN the web address is the domain (the ALB) and SSH/tunnels go to the NLB', () => {
+    const { mode, config } = generate('proxy-acm');
+    expect(mode).toBe('proxy-acm');
+    expect(addrs(config.proxy.publicAddrs)).toEqual(['teleport.example.com:443']);
+    expect(addrs(config.proxy.sshPublicAddrs)).toEqual([`${NLB}:3023`]);
+    expect(addrs(config.proxy.tunnelPublicAddrs)).toEqual([`${NLB}:3024`]);
+    expect(config.proxy.insecureNoTls).toBe(false);
+  });
+
+  test('GIVEN a node conf WHEN generated THEN only the SSH service runs, on 3022, joining through the auth NLB on 3025', () => {
+    const { mode, config } = generate('node');
+    expect(mode).toBe('node');
+    expect([config.auth.enabled, config.proxy.enabled, config.ssh.enabled]).toEqual([false, false, true]);
+    expect(formatAddr(config.ssh.listenAddr)).toBe('0.0.0.0:3022');
+    // The earlier generator gave nodes the auth NLB on :443, where nothing listens (aws-deployment.md §2.3).
+    expect(addrs(config.authServers)).toEqual([`${HA.TELEPORT_AUTH_SERVER_LB}:3025`]);
+    expect(config.authToken).toBe('join-token-from-ssm');
+    expect(config.caPins).toEqual([PIN]);
+  });
+
+  test('GIVEN an all-in-one conf without a domain WHEN generated THEN every role runs on local storage and the public IP is published on 3080', () => {
+    const { mode, config } = generate('all');
+    expect(mode).toBe('all');
+    expect([config.auth.enabled, config.proxy.enabled, config.ssh.enabled]).toEqual([true, true, true]);
+    expect(config.storage.type).not.toBe('dynamodb');
+    expect(addrs(config.authServers)).toEqual(['127.0.0.1:3025']);
+    expect(config.authToken).toBeUndefined();
+    expect(addrs(config.proxy.publicAddrs)).toEqual(['203.0.113.7:3080']);
+    expect(addrs(config.proxy.sshPublicAddrs)).toEqual(['203.0.113.7:3023']);
+  });
+
+  test('GIVEN an all-in-one conf with ACM WHEN generated THEN the web address is the domain on 443 and SSH goes to the instance address', () => {
+    const { mode, config } = generate('all-acm');
+    expect(mode).toBe('all-acm');
+    expect(addrs(config.proxy.publicAddrs)).toEqual(['teleport.example.com:443']);
+    expect(addrs(config.proxy.sshPublicAddrs)).toEqual(['203.0.113.7:3023']);
+    expect(addrs(config.proxy.tunnelPublicAddrs)).toEqual(['203.0.113.7:3024']);
+  });
+
+  test('GIVEN an all-in-one conf with the tables and bucket WHEN generated THEN it uses DynamoDB and S3', () => {
+    const { config } = generate('all-dynamodb');
+    expect(config.storage).toMatchObject({ type: 'dynamodb', tableName: 'acme-state', auditEventsUri: ['dynamodb://acme-events'] });
+    expect(config.storage.auditSessions).toMatchObject({ type: 's3', bucket: 'acme-recordings' });
+  });
+
+  test('GIVEN an instance without a public address WHEN an all-in-one is generated THEN it publishes its private address', () => {
+    const { config } = generate('all', { localIp: '10.0.1.17', localHostname: 'ip-10-0-1-17.ec2.internal' });
+    expect(addrs(config.proxy.publicAddrs)).toEqual(['10.0.1.17:3080']);
+  });
+
+  test('GIVEN an empty TELEPORT_ROLE WHEN generated THEN it is the generic all-in-one named after the instance', () => {
+    const { mode, config } = generate('all-generic');
+    expect(mode).toBe('all');
+    expect(config.auth.clusterName).toBe('ip-10-0-1-17-eu-west-1-compute-internal');
+  });
+});
