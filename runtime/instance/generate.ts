@@ -19,6 +19,10 @@ export interface InstanceFacts {
   readonly localHostname: string;
   /** The public IPv4 address, when the instance has one. */
   readonly publicIp?: string;
+  /** Become the node's `aws/instance-id`, `aws/instance-type` and `aws/availability-zone` labels. */
+  readonly instanceId?: string;
+  readonly instanceType?: string;
+  readonly availabilityZone?: string;
 }
 
 /** Where the instance keeps its state; the join-secrets fetch writes the token and pin files here. */
@@ -60,7 +64,7 @@ export interface GeneratedConfig {
     keep_alive_count_max: number;
     authentication: { type: 'local'; second_factor: 'otp' };
   }>;
-  ssh_service: { enabled: boolean } & Partial<{ listen_addr: string }>;
+  ssh_service: { enabled: boolean } & Partial<{ listen_addr: string; labels: Record<string, string> }>;
   proxy_service: { enabled: boolean } & Partial<{
     listen_addr: string;
     tunnel_listen_addr: string;
@@ -124,7 +128,14 @@ export function generateConfig(conf: InstanceConf, facts: InstanceFacts, paths: 
       }
     : { enabled: false };
 
-  const sshService: GeneratedConfig['ssh_service'] = runs.node ? { enabled: true, listen_addr: any(Ports.node) } : { enabled: false };
+  const labels = Object.fromEntries(
+    Object.entries({ 'aws/instance-id': facts.instanceId, 'aws/instance-type': facts.instanceType, 'aws/availability-zone': facts.availabilityZone }).filter(
+      (e): e is [string, string] => e[1] !== undefined,
+    ),
+  );
+  const sshService: GeneratedConfig['ssh_service'] = runs.node
+    ? { enabled: true, listen_addr: any(Ports.node), ...(Object.keys(labels).length > 0 ? { labels } : {}) }
+    : { enabled: false };
 
   let proxyService: GeneratedConfig['proxy_service'] = { enabled: false };
   if (runs.proxy) {

@@ -7,7 +7,14 @@ import { readInstanceFacts } from '../../../runtime/instance/imds';
 import { startImds, type Imitation } from '../../helpers/ec2-imitations';
 import { runCli, tempDir } from '../../helpers/proc';
 
-const META = { 'local-ipv4': '10.0.1.17', 'local-hostname': 'ip-10-0-1-17.eu-west-1.compute.internal', 'public-ipv4': '203.0.113.7' };
+const META = {
+  'local-ipv4': '10.0.1.17',
+  'local-hostname': 'ip-10-0-1-17.eu-west-1.compute.internal',
+  'public-ipv4': '203.0.113.7',
+  'instance-id': 'i-0123456789abcdef0',
+  'instance-type': 't3.small',
+  'placement/availability-zone': 'eu-west-1a',
+};
 const PROXY_ACM = [
   'TELEPORT_ROLE=proxy',
   'EC2_REGION=eu-west-1',
@@ -167,15 +174,22 @@ describe('teleport configure --from-conf', () => {
 });
 
 describe('instance facts from IMDSv2 (metadata service imitated over HTTP)', () => {
-  test('GIVEN an instance with a public address WHEN read THEN all three facts come back, every request carrying a session token', async () => {
+  test('GIVEN an instance with a public address WHEN read THEN every fact comes back, every request carrying a session token', async () => {
     const seen = imds.requests.length;
-    expect(await facts()).toEqual({ localIp: '10.0.1.17', localHostname: 'ip-10-0-1-17.eu-west-1.compute.internal', publicIp: '203.0.113.7' });
+    expect(await facts()).toEqual({
+      localIp: '10.0.1.17',
+      localHostname: 'ip-10-0-1-17.eu-west-1.compute.internal',
+      publicIp: '203.0.113.7',
+      instanceId: 'i-0123456789abcdef0',
+      instanceType: 't3.small',
+      availabilityZone: 'eu-west-1a',
+    });
     const mine = imds.requests.slice(seen);
-    expect(mine.filter((r) => r.startsWith('GET'))).toEqual(['GET /latest/meta-data/local-ipv4', 'GET /latest/meta-data/local-hostname', 'GET /latest/meta-data/public-ipv4']);
+    expect(mine.filter((r) => r.startsWith('GET')).map((r) => r.replace('GET /latest/meta-data/', ''))).toEqual(['local-ipv4', 'local-hostname', 'public-ipv4', ...Object.keys(META).slice(3)]);
     expect(mine).toContain('PUT /latest/api/token');
   });
 
-  test('GIVEN no public address (404) WHEN read THEN publicIp is absent', async () => {
+  test('GIVEN no public address and no placement facts (404) WHEN read THEN they are absent', async () => {
     const priv = await startImds({ 'local-ipv4': '10.0.1.17', 'local-hostname': 'ip-10-0-1-17.ec2.internal' });
     try {
       expect(await readInstanceFacts({ endpoint: priv.url, retries: 0 })).toEqual({ localIp: '10.0.1.17', localHostname: 'ip-10-0-1-17.ec2.internal' });

@@ -6,7 +6,14 @@ import { generateConfig, instanceMode, renderConfig, type InstanceFacts } from '
 import { tempDir } from '../../helpers/proc';
 
 const PIN = 'sha256:' + 'ab'.repeat(32);
-const FACTS: InstanceFacts = { localIp: '10.0.1.17', localHostname: 'ip-10-0-1-17.eu-west-1.compute.internal', publicIp: '203.0.113.7' };
+const FACTS: InstanceFacts = {
+  localIp: '10.0.1.17',
+  localHostname: 'ip-10-0-1-17.eu-west-1.compute.internal',
+  publicIp: '203.0.113.7',
+  instanceId: 'i-0123456789abcdef0',
+  instanceType: 't3.small',
+  availabilityZone: 'eu-west-1a',
+};
 const dir = tempDir('generate-');
 const dataDir = path.join(dir, 'data');
 fs.mkdirSync(dataDir);
@@ -122,6 +129,7 @@ describe('teleport.yaml generated for each role and mode', () => {
     expect(mode).toBe('node');
     expect([config.auth.enabled, config.proxy.enabled, config.ssh.enabled]).toEqual([false, false, true]);
     expect(formatAddr(config.ssh.listenAddr)).toBe('0.0.0.0:3022');
+    expect(config.ssh.labels).toEqual({ 'aws/instance-id': 'i-0123456789abcdef0', 'aws/instance-type': 't3.small', 'aws/availability-zone': 'eu-west-1a' });
     // The earlier generator gave nodes the auth NLB on :443, where nothing listens (aws-deployment.md §2.3).
     expect(addrs(config.authServers)).toEqual([`${HA.TELEPORT_AUTH_SERVER_LB}:3025`]);
     expect(config.authToken).toBe('join-token-from-ssm');
