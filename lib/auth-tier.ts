@@ -3,41 +3,19 @@
  * an internal Network Load Balancer. Only the principals given to {@link AuthTier.allowClient}
  * (the proxy and node tiers) can reach 3025, through the load balancer's security group.
  */
-import { CfnElement, Duration, Stack, Validations } from 'aws-cdk-lib';
+import { Duration, Stack, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { ConfVars, SsmPaths } from '../runtime/contract/aws';
 import { Ports } from '../runtime/contract/ports';
-import { instanceRole, nagArn, ssmParameterArn } from './iam';
-import { RECORDINGS_PREFIX } from '../runtime/contract/aws';
+import { acknowledgeStorageFindings, instanceRole, nagArn, ssmParameterArn, storageStatements } from './iam';
 import { ClusterStorage } from './storage';
 import { instanceSecurityGroup, InstanceSettings, TeleportAutoScalingGroup } from './teleport-asg';
 
-/** DynamoDB actions the auth server's backend and audit log call (runtime/backend/dynamodb.ts, runtime/events/dynamodb.ts). */
-export const AUTH_TABLE_ACTIONS = [
-  'dynamodb:BatchWriteItem',
-  'dynamodb:DeleteItem',
-  'dynamodb:DescribeTable',
-  'dynamodb:DescribeTimeToLive',
-  'dynamodb:GetItem',
-  'dynamodb:PutItem',
-  'dynamodb:Query',
-  'dynamodb:UpdateItem',
-] as const;
-/** DynamoDB Streams actions the backend's watcher calls. */
-export const AUTH_STREAM_ACTIONS = [
-  'dynamodb:DescribeStream',
-  'dynamodb:GetRecords',
-  'dynamodb:GetShardIterator',
-  'dynamodb:ListStreams',
-] as const;
-/** S3 object actions for session recordings (multipart upload with resume; HeadObject is GetObject). */
-export const AUTH_OBJECT_ACTIONS = ['s3:AbortMultipartUpload', 's3:GetObject', 's3:PutObject'] as const;
-export const AUTH_BUCKET_ACTIONS = ['s3:ListBucket', 's3:ListBucketMultipartUploads'] as const;
-/** KMS actions for the tables and the SSE-KMS bucket. */
-export const AUTH_KMS_ACTIONS = ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey'] as const;
+// The storage actions live with the statements that use them (shared with the starter's instance).
+export { AUTH_BUCKET_ACTIONS, AUTH_KMS_ACTIONS, AUTH_OBJECT_ACTIONS, AUTH_STREAM_ACTIONS, AUTH_TABLE_ACTIONS } from './iam';
 
 /** Properties of {@link AuthTier}. */
 export interface AuthTierProps extends InstanceSettings {
@@ -90,16 +68,7 @@ export class AuthTier extends Construct {
     const { storage, clusterName } = props;
 
     this.role = instanceRole(this, `Teleport auth servers of cluster ${clusterName}`, this.statements(props));
-    const stack = Stack.of(this);
-    const logicalId = (c: Construct) => stack.getLogicalId(c.node.defaultChild as CfnElement);
-    Validations.of(this.role).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::<${logicalId(storage.stateTable)}.Arn>/stream/*]`,
-      reason: 'A stream ARN ends in its creation time and changes whenever the stream is re-enabled; the wildcard covers only streams of the state table.',
-    });
-    Validations.of(this.role).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::<${logicalId(storage.recordingsBucket)}.Arn>/${RECORDINGS_PREFIX}/*]`,
-      reason: 'Session recordings are objects created at run time under the records/ prefix of the recordings bucket; the wildcard is limited to that prefix.',
-    });
+    acknowledgeStorageFindings(this.role, storage);
     Validations.of(this.role).acknowledge({
       id: `AwsSolutions-IAM5[Resource::${nagArn(this, 'ssm', `parameter${SsmPaths.prefix(clusterName)}/*`)}]`,
       reason: 'Read-only access to this cluster\'s own SSM parameters (/teleport/<cluster>/*), which the control plane writes at run time.',
@@ -169,27 +138,8 @@ export class AuthTier extends Construct {
   }
 
   private statements(props: AuthTierProps): iam.PolicyStatement[] {
-    const { storage } = props;
-    const tables = [storage.stateTable.tableArn, storage.eventsTable.tableArn];
-    const objects = storage.recordingsBucket.arnForObjects(`${RECORDINGS_PREFIX}/*`);
     return [
-      new iam.PolicyStatement({
-        sid: 'Tables',
-        actions: [...AUTH_TABLE_ACTIONS],
-        resources: [...tables, `${storage.eventsTable.tableArn}/index/timesearch`],
-      }),
-      new iam.PolicyStatement({
-        sid: 'StateTableStream',
-        actions: [...AUTH_STREAM_ACTIONS],
-        resources: [`${storage.stateTable.tableArn}/stream/*`],
-      }),
-      new iam.PolicyStatement({ sid: 'Recordings', actions: [...AUTH_OBJECT_ACTIONS], resources: [objects] }),
-      new iam.PolicyStatement({
-        sid: 'RecordingsBucket',
-        actions: [...AUTH_BUCKET_ACTIONS],
-        resources: [storage.recordingsBucket.bucketArn],
-      }),
-      new iam.PolicyStatement({ sid: 'DataKey', actions: [...AUTH_KMS_ACTIONS], resources: [storage.key.keyArn] }),
+      ...storageStatements(props.storage),
       new iam.PolicyStatement({
         sid: 'ClusterParameters',
         actions: ['ssm:GetParameter', 'ssm:GetParameters', 'ssm:GetParametersByPath'],

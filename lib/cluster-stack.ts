@@ -7,29 +7,20 @@
  * The control plane Lambdas ({@link ControlPlane}) rotate the join tokens (hourly and at each
  * deployment) and clean up after terminating instances of the three tiers.
  */
-import { CfnOutput, RemovalPolicy, Stack, StackProps, Validations } from 'aws-cdk-lib';
+import { CfnOutput, Stack, Validations } from 'aws-cdk-lib';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { JOIN_ROLES, SsmPaths } from '../runtime/contract/aws';
 import { AuthTier } from './auth-tier';
 import { ProxyCertificate } from './certificate';
-import { HostedZoneRef, importHostedZone, ProxyDns } from './dns';
+import { importHostedZone, ProxyDns } from './dns';
 import { ControlPlane } from './control-plane';
 import { ClusterNetwork, ExistingVpcProps, validateExistingVpc } from './network';
 import { NodeTier } from './node-tier';
 import { ProxyTier } from './proxy-tier';
 import { ClusterStorage } from './storage';
-import {
-  checkCertificateArn,
-  checkCidr,
-  checkClusterName,
-  checkDomainName,
-  checkHostedZoneId,
-  checkInZone,
-  checkInstanceType,
-  checkInt,
-  checkSsmParameterName,
-} from './validation';
+import { DEFAULT_AMI_PARAMETER, TeleportStackProps, validateTeleportStackProps } from './stack-props';
+import { checkInstanceType, checkInt } from './validation';
 
 /** Size of one tier. */
 export interface TierSize {
@@ -56,43 +47,9 @@ export interface TierSize {
 }
 
 /** Properties of {@link ClusterStack}. */
-export interface ClusterStackProps extends StackProps {
-  /**
-   * The cluster name: lower-case letters, digits and hyphens, at most 20 characters (it
-   * prefixes load balancer names, which are limited to 32).
-   */
-  readonly clusterName: string;
-
+export interface ClusterStackProps extends TeleportStackProps {
   /** The proxy's public DNS name, e.g. `teleport.example.com`. */
   readonly domainName: string;
-
-  /**
-   * SSM parameter holding the Teleport AMI id, resolved at deploy time.
-   *
-   * @default '/teleport/ami/latest'
-   */
-  readonly amiParameterName?: string;
-
-  /**
-   * Route 53 zone for the proxy's alias record (and DNS validation of a new certificate).
-   *
-   * @default - no DNS record; point `domainName` at the `ProxyLoadBalancer` output yourself
-   */
-  readonly hostedZone?: HostedZoneRef;
-
-  /**
-   * ACM certificate for `domainName`: the web UI/API is then served by an ALB on 443.
-   *
-   * @default - none (see `createCertificate`)
-   */
-  readonly certificateArn?: string;
-
-  /**
-   * Request a DNS-validated ACM certificate for `domainName` (needs `hostedZone`).
-   *
-   * @default false
-   */
-  readonly createCertificate?: boolean;
 
   /**
    * Use this existing VPC instead of creating one.
@@ -100,27 +57,6 @@ export interface ClusterStackProps extends StackProps {
    * @default - a new VPC with public and private subnets in two zones
    */
   readonly existingVpc?: ExistingVpcProps;
-
-  /**
-   * Availability zones of a new VPC; required when `env` names an account and region.
-   *
-   * @default - two zones chosen at deploy time
-   */
-  readonly availabilityZones?: string[];
-
-  /**
-   * IPv4 CIDR blocks allowed to reach the proxy's public listeners.
-   *
-   * @default ['0.0.0.0/0']
-   */
-  readonly allowedCidrs?: string[];
-
-  /**
-   * Publish the proxy's Kubernetes port 3026.
-   *
-   * @default false
-   */
-  readonly kubernetes?: boolean;
 
   /**
    * Auth tier size.
@@ -157,34 +93,11 @@ export interface ClusterStackProps extends StackProps {
    */
   readonly notificationsTopic?: sns.ITopic;
 
-  /**
-   * What happens to the tables, buckets and key when the stack is deleted.
-   *
-   * @default RemovalPolicy.RETAIN
-   */
-  readonly dataRemovalPolicy?: RemovalPolicy;
 }
 
 /** Throws an Error naming the first invalid prop. */
 export function validateClusterStackProps(props: ClusterStackProps): void {
-  checkClusterName('clusterName', props.clusterName);
-  checkDomainName('domainName', props.domainName);
-  checkSsmParameterName('amiParameterName', props.amiParameterName ?? DEFAULT_AMI_PARAMETER);
-  if (props.hostedZone) {
-    checkHostedZoneId('hostedZone.hostedZoneId', props.hostedZone.hostedZoneId);
-    checkDomainName('hostedZone.zoneName', props.hostedZone.zoneName.replace(/\.$/, ''));
-    checkInZone('domainName', props.domainName, props.hostedZone.zoneName);
-  }
-  if (props.certificateArn !== undefined) {
-    checkCertificateArn('certificateArn', props.certificateArn);
-    if (props.createCertificate) throw new Error('give either certificateArn or createCertificate, not both');
-  }
-  if (props.createCertificate && !props.hostedZone) {
-    throw new Error('createCertificate needs hostedZone (the certificate is validated with DNS records in it)');
-  }
-  const cidrs = props.allowedCidrs ?? ['0.0.0.0/0'];
-  if (cidrs.length === 0) throw new Error('allowedCidrs must list at least one CIDR block');
-  cidrs.forEach((c) => checkCidr('allowedCidrs', c));
+  validateTeleportStackProps(props, props.domainName);
   for (const [tier, size] of [['auth', props.auth], ['proxy', props.proxy], ['node', props.node]] as const) {
     if (!size) continue;
     if (size.instanceType !== undefined) checkInstanceType(`${tier}.instanceType`, size.instanceType);
@@ -195,8 +108,7 @@ export function validateClusterStackProps(props: ClusterStackProps): void {
   if (props.recordingsObjectLockDays !== undefined) checkInt('recordingsObjectLockDays', props.recordingsObjectLockDays, 1, 36500);
 }
 
-const DEFAULT_AMI_PARAMETER = '/teleport/ami/latest';
-
+/** The SSM parameter holding the AMI id when none is given (the Packer build publishes it there). */
 /** The HA cluster. */
 export class ClusterStack extends Stack {
   public readonly clusterName: string;
@@ -230,7 +142,9 @@ export class ClusterStack extends Stack {
       availabilityZones: props.existingVpc ? undefined : props.availabilityZones,
       flowLogsBucket: this.storage.logsBucket,
     });
-    const { vpc, publicSubnets, privateSubnets } = this.network;
+    const { vpc, publicSubnets } = this.network;
+    // Always defined here: this network was not built with publicSubnetsOnly.
+    const privateSubnets = this.network.privateSubnets!;
 
     const zone = props.hostedZone ? importHostedZone(this, 'HostedZone', props.hostedZone, props.domainName) : undefined;
     const certificate =

@@ -2,11 +2,37 @@
  * Policy statements shared by the tiers' instance roles. Every statement names its actions
  * exactly (no service wildcards) and the narrowest resource the action supports.
  */
-import { Stack, Token, Validations } from 'aws-cdk-lib';
+import { CfnElement, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct, IConstruct } from 'constructs';
-import { JoinRole, SsmPaths } from '../runtime/contract/aws';
+import { JoinRole, RECORDINGS_PREFIX, SsmPaths } from '../runtime/contract/aws';
+import type { ClusterStorage } from './storage';
+
+/** DynamoDB actions the auth server's backend and audit log call (runtime/backend/dynamodb.ts, runtime/events/dynamodb.ts). */
+export const AUTH_TABLE_ACTIONS = [
+  'dynamodb:BatchWriteItem',
+  'dynamodb:DeleteItem',
+  'dynamodb:DescribeTable',
+  'dynamodb:DescribeTimeToLive',
+  'dynamodb:GetItem',
+  'dynamodb:PutItem',
+  'dynamodb:Query',
+  'dynamodb:UpdateItem',
+] as const;
+/** DynamoDB Streams actions the backend's watcher calls. */
+export const AUTH_STREAM_ACTIONS = [
+  'dynamodb:DescribeStream',
+  'dynamodb:GetRecords',
+  'dynamodb:GetShardIterator',
+  'dynamodb:ListStreams',
+] as const;
+/** S3 object actions for session recordings (multipart upload with resume; HeadObject is GetObject). */
+export const AUTH_OBJECT_ACTIONS = ['s3:AbortMultipartUpload', 's3:GetObject', 's3:PutObject'] as const;
+export const AUTH_BUCKET_ACTIONS = ['s3:ListBucket', 's3:ListBucketMultipartUploads'] as const;
+/** KMS actions for the tables and the SSE-KMS bucket. */
+export const AUTH_KMS_ACTIONS = ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey'] as const;
+
 
 /** ARN of an SSM parameter given by its path (`/teleport/...`). */
 export function ssmParameterArn(scope: Construct, path: string): string {
@@ -97,4 +123,50 @@ export function joinStatements(scope: Construct, clusterName: string, role: Join
     }),
     ssmDecryptStatement(scope, key),
   ];
+}
+
+/**
+ * What an auth service with DynamoDB/S3 storage needs of `storage` (the auth tier's instances
+ * and the starter's): the two tables and the audit index, the state table's stream, the
+ * recordings under `records/` and the bucket listing, and the data key.
+ */
+export function storageStatements(storage: ClusterStorage): iam.PolicyStatement[] {
+  const tables = [storage.stateTable.tableArn, storage.eventsTable.tableArn];
+  return [
+    new iam.PolicyStatement({
+      sid: 'Tables',
+      actions: [...AUTH_TABLE_ACTIONS],
+      resources: [...tables, `${storage.eventsTable.tableArn}/index/timesearch`],
+    }),
+    new iam.PolicyStatement({
+      sid: 'StateTableStream',
+      actions: [...AUTH_STREAM_ACTIONS],
+      resources: [`${storage.stateTable.tableArn}/stream/*`],
+    }),
+    new iam.PolicyStatement({
+      sid: 'Recordings',
+      actions: [...AUTH_OBJECT_ACTIONS],
+      resources: [storage.recordingsBucket.arnForObjects(`${RECORDINGS_PREFIX}/*`)],
+    }),
+    new iam.PolicyStatement({
+      sid: 'RecordingsBucket',
+      actions: [...AUTH_BUCKET_ACTIONS],
+      resources: [storage.recordingsBucket.bucketArn],
+    }),
+    new iam.PolicyStatement({ sid: 'DataKey', actions: [...AUTH_KMS_ACTIONS], resources: [storage.key.keyArn] }),
+  ];
+}
+
+/** The cdk-nag acknowledgements of a role carrying {@link storageStatements}, each naming the wildcard it covers. */
+export function acknowledgeStorageFindings(role: IConstruct, storage: ClusterStorage): void {
+  const stack = Stack.of(role);
+  const logicalId = (c: IConstruct) => stack.getLogicalId(c.node.defaultChild as CfnElement);
+  Validations.of(role).acknowledge({
+    id: `AwsSolutions-IAM5[Resource::<${logicalId(storage.stateTable)}.Arn>/stream/*]`,
+    reason: 'A stream ARN ends in its creation time and changes whenever the stream is re-enabled; the wildcard covers only streams of the state table.',
+  });
+  Validations.of(role).acknowledge({
+    id: `AwsSolutions-IAM5[Resource::<${logicalId(storage.recordingsBucket)}.Arn>/${RECORDINGS_PREFIX}/*]`,
+    reason: 'Session recordings are objects created at run time under the records/ prefix of the recordings bucket; the wildcard is limited to that prefix.',
+  });
 }

@@ -21,6 +21,16 @@ import { checkCidr } from './validation';
 
 /** The health check path of the proxy's web listener (cheap JSON, no login page rendering). */
 export const WEB_HEALTH_CHECK_PATH = '/webapi/ping';
+/** How load balancers check a proxy's web listener (3080, HTTPS with the proxy's own certificate). */
+export const WEB_HEALTH_CHECK: elbv2.HealthCheck = {
+  protocol: elbv2.Protocol.HTTPS,
+  path: WEB_HEALTH_CHECK_PATH,
+  port: String(Ports.web),
+  interval: Duration.seconds(15),
+  healthyThresholdCount: 2,
+  unhealthyThresholdCount: 3,
+};
+
 /** The public HTTPS port of the web UI/API. */
 export const PUBLIC_WEB_PORT = 443;
 
@@ -170,14 +180,6 @@ export class ProxyTier extends Construct {
     }
     this.nlbPorts = [...tcpPorts];
 
-    const webHealthCheck: elbv2.HealthCheck = {
-      protocol: elbv2.Protocol.HTTPS,
-      path: WEB_HEALTH_CHECK_PATH,
-      port: String(Ports.web),
-      interval: Duration.seconds(15),
-      healthyThresholdCount: 2,
-      unhealthyThresholdCount: 3,
-    };
 
     if (props.certificate) {
       const albSg = new ec2.SecurityGroup(this, 'AlbSecurityGroup', {
@@ -213,13 +215,13 @@ export class ProxyTier extends Construct {
         port: Ports.web,
         protocol: elbv2.ApplicationProtocol.HTTPS,
         targets: [asg],
-        healthCheck: webHealthCheck,
+        healthCheck: WEB_HEALTH_CHECK,
         deregistrationDelay: Duration.seconds(30),
       });
       this.applicationLoadBalancer = alb;
       this.webLoadBalancer = alb;
     } else {
-      this.addNlbService(PUBLIC_WEB_PORT, Ports.web, asg, { protocol: elbv2.Protocol.TCP, healthCheck: webHealthCheck });
+      this.addNlbService(PUBLIC_WEB_PORT, Ports.web, asg, { protocol: elbv2.Protocol.TCP, healthCheck: WEB_HEALTH_CHECK });
       this.nlbPorts.push(PUBLIC_WEB_PORT);
       this.webLoadBalancer = this.networkLoadBalancer;
     }

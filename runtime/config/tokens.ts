@@ -61,14 +61,19 @@ export function readTokenValue(value: string): string {
  */
 export function readCaPinsValue(value: string): string[] {
   if (!value.startsWith('/')) return [normalizeCaPin(value)];
-  return readValueFile(value, 'CA pin')
+  return parseCaPinList(readValueFile(value, 'CA pin'), `CA pin file ${JSON.stringify(value)}`);
+}
+
+/** Pins separated by white space or commas; a bad one throws a BadParameterError starting with `where`. */
+export function parseCaPinList(text: string, where: string): string[] {
+  return text
     .split(/[\s,]+/)
     .filter((p) => p !== '')
     .map((p) => {
       try {
         return normalizeCaPin(p);
       } catch (err) {
-        throw new BadParameterError(`CA pin file ${JSON.stringify(value)}: ${(err as Error).message}`);
+        throw new BadParameterError(`${where}: ${(err as Error).message}`);
       }
     });
 }

@@ -7,7 +7,7 @@
  */
 import { chmodSync, renameSync, writeFileSync } from 'node:fs';
 import { GetParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
-import { normalizeCaPin } from '../config/tokens';
+import { parseCaPinList } from '../config/tokens';
 import { JoinRole, SsmPaths } from '../contract/aws';
 import { BadParameterError } from '../utils/errors';
 import { caPinFile, joinTokenFile, type InstancePaths } from './generate';
@@ -88,16 +88,7 @@ async function getParameter(ssm: SSMClient, name: string, decrypt: boolean): Pro
 function parseSecrets(token: string, pin: string, tokenPath: string, pinPath: string): JoinSecrets {
   const t = token.trim();
   if (t === '' || /\s/.test(t)) throw new BadParameterError(`SSM parameter ${tokenPath} does not hold a join token`);
-  const caPins = pin
-    .split(/[\s,]+/)
-    .filter((p) => p !== '')
-    .map((p) => {
-      try {
-        return normalizeCaPin(p);
-      } catch (err) {
-        throw new BadParameterError(`SSM parameter ${pinPath}: ${(err as Error).message}`);
-      }
-    });
+  const caPins = parseCaPinList(pin, `SSM parameter ${pinPath}`);
   if (caPins.length === 0) throw new BadParameterError(`SSM parameter ${pinPath} is empty`);
   return { token: t, caPins };
 }

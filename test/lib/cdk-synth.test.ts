@@ -6,21 +6,23 @@ const CDK = path.join(ROOT, 'node_modules', '.bin', 'cdk');
 const out = tempDir('cdk-synth-');
 afterAll(() => fs.rmSync(out, { recursive: true, force: true }));
 
+/** No credentials, no profile files and no instance metadata. */
+const env = {
+  AWS_ACCESS_KEY_ID: '',
+  AWS_SECRET_ACCESS_KEY: '',
+  AWS_SESSION_TOKEN: '',
+  AWS_PROFILE: '',
+  AWS_DEFAULT_PROFILE: '',
+  AWS_REGION: '',
+  AWS_DEFAULT_REGION: '',
+  AWS_CONFIG_FILE: path.join(out, 'no-config'),
+  AWS_SHARED_CREDENTIALS_FILE: path.join(out, 'no-credentials'),
+  AWS_EC2_METADATA_DISABLED: 'true',
+};
+
 describe('`cdk synth` of the app as a process', () => {
   test('synthesises with no AWS credentials or network, cdk-nag included, exit 0', async () => {
-    // GIVEN no credentials, no profile files and no instance metadata
-    const env = {
-      AWS_ACCESS_KEY_ID: '',
-      AWS_SECRET_ACCESS_KEY: '',
-      AWS_SESSION_TOKEN: '',
-      AWS_PROFILE: '',
-      AWS_DEFAULT_PROFILE: '',
-      AWS_REGION: '',
-      AWS_DEFAULT_REGION: '',
-      AWS_CONFIG_FILE: path.join(out, 'no-config'),
-      AWS_SHARED_CREDENTIALS_FILE: path.join(out, 'no-credentials'),
-      AWS_EC2_METADATA_DISABLED: 'true',
-    };
+    // GIVEN no credentials, no profile files and no instance metadata (env)
     // WHEN the CLI synthesises the app with the context a user would pass
     const r = await run(
       CDK,
@@ -62,5 +64,39 @@ describe('`cdk synth` of the app as a process', () => {
     expect(lifecycle).toContain('autoscaling:EC2_INSTANCE_TERMINATING');
     // AND the SDK is left to the Lambda runtime (required, not inlined)
     for (const code of [rotator, lifecycle]) expect(code).toMatch(/require\("@aws-sdk\/client-ssm"\)/);
+  }, 120_000);
+
+  test('synthesises the starter (-c stack=starter) into an existing VPC with no credentials, exit 0', async () => {
+    // GIVEN no credentials (env) WHEN the CLI synthesises the starter into a VPC given by ids
+    const dir = path.join(out, 'cdk.out-starter');
+    const r = await run(
+      CDK,
+      [
+        'synth', '--quiet', '--no-notices', '--no-version-reporting', '--output', dir,
+        '-c', 'stack=starter',
+        '-c', 'clusterName=synthstarter',
+        '-c', 'storage=dynamodb',
+        '-c', 'vpcId=vpc-0123456789abcdef0',
+        '-c', 'availabilityZones=eu-west-1a,eu-west-1b',
+        '-c', 'publicSubnetIds=subnet-0000000000000000a,subnet-0000000000000000b',
+      ],
+      { cwd: ROOT, env },
+    );
+    // THEN it exits 0 and writes the starter's template: one instance with an Elastic IP in the given subnet, no VPC
+    expect({ code: r.code, stderr: r.code === 0 ? '' : r.stderr }).toEqual({ code: 0, stderr: '' });
+    const template = JSON.parse(fs.readFileSync(path.join(dir, 'Teleport-synthstarter-starter.template.json'), 'utf8'));
+    const resources = Object.values(template.Resources as Record<string, { Type: string; Properties: any }>);
+    const types = resources.map((res) => res.Type);
+    expect(types.filter((t) => t === 'AWS::EC2::Instance')).toHaveLength(1);
+    expect(types).toContain('AWS::EC2::EIPAssociation');
+    expect(types.filter((t) => t === 'AWS::DynamoDB::Table')).toHaveLength(2);
+    expect(types).not.toContain('AWS::EC2::VPC');
+    expect(types).not.toContain('AWS::AutoScaling::AutoScalingGroup');
+    const instance = resources.find((res) => res.Type === 'AWS::EC2::Instance')!;
+    expect(instance.Properties.NetworkInterfaces[0].SubnetId).toBe('subnet-0000000000000000a');
+    // AND nothing asked for a context lookup (which would need credentials), and the cluster stack was not built
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+    expect(manifest.missing).toBeUndefined();
+    expect(Object.keys(manifest.artifacts)).not.toContain('Teleport-synthstarter');
   }, 120_000);
 });

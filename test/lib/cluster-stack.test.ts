@@ -1,10 +1,10 @@
 import { App, Stack } from 'aws-cdk-lib';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Template } from 'aws-cdk-lib/assertions';
+import { actions, ingress, logicalId, one, statements, type Res } from '../helpers/cdk';
 import { ClusterStack, ClusterStackProps } from '../../lib/cluster-stack';
 import { AUTH_BUCKET_ACTIONS, AUTH_KMS_ACTIONS, AUTH_OBJECT_ACTIONS, AUTH_STREAM_ACTIONS, AUTH_TABLE_ACTIONS } from '../../lib/auth-tier';
 
-type Res = { Properties: Record<string, any> };
 
 function synth(props: Partial<ClusterStackProps> = {}): Template {
   // No Lambda bundling here: the `cdk synth` process test (cdk-synth.test.ts) bundles the handlers for real.
@@ -13,38 +13,8 @@ function synth(props: Partial<ClusterStackProps> = {}): Template {
   return Template.fromStack(stack);
 }
 
-/** The one resource of `type` whose logical id starts with `prefix`. */
-function one(t: Template, type: string, prefix: string): Res {
-  const found = Object.entries(t.findResources(type)).filter(([id]) => id.startsWith(prefix));
-  if (found.length !== 1) throw new Error(`${found.length} ${type} resources start with ${prefix}`);
-  return found[0][1] as Res;
-}
-function logicalId(t: Template, type: string, prefix: string): string {
-  const ids = Object.keys(t.findResources(type)).filter((id) => id.startsWith(prefix));
-  if (ids.length !== 1) throw new Error(`${ids.length} ${type} resources start with ${prefix}`);
-  return ids[0];
-}
 
-/** Statements of a tier role's inline policy, by Sid. */
-function statements(t: Template, tier: string): Record<string, { Action: string | string[]; Resource: unknown; Condition?: unknown }> {
-  const role = one(t, 'AWS::IAM::Role', `${tier}Role`);
-  const out: Record<string, any> = {};
-  for (const p of role.Properties.Policies) for (const s of p.PolicyDocument.Statement) out[s.Sid] = s;
-  return out;
-}
-const actions = (a: string | string[]) => [a].flat().sort();
 
-/** Ingress rules that target group `groupId` (inline and standalone), as "port<-source". */
-function ingress(t: Template, groupId: string): string[] {
-  const rules: string[] = [];
-  const sg = t.findResources('AWS::EC2::SecurityGroup')[groupId];
-  for (const r of sg.Properties.SecurityGroupIngress ?? []) rules.push(`${r.FromPort}-${r.ToPort}<-${r.CidrIp}`);
-  for (const r of Object.values(t.findResources('AWS::EC2::SecurityGroupIngress')) as Res[]) {
-    if (r.Properties.GroupId['Fn::GetAtt'][0] !== groupId) continue;
-    rules.push(`${r.Properties.FromPort}-${r.Properties.ToPort}<-${r.Properties.SourceSecurityGroupId['Fn::GetAtt'][0]}`);
-  }
-  return rules.sort();
-}
 
 /** The conf file lines written by a launch template's user data, with tokens shown as <Ref>. */
 function confLines(t: Template, tier: string): string[] {
@@ -125,7 +95,7 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
   });
 
   test('the auth role has the exact DynamoDB, Streams, S3, KMS and SSM actions on named resources', () => {
-    const s = statements(t, 'Auth');
+    const s = statements(t, 'AuthRole');
     expect(Object.keys(s).sort()).toEqual(
       ['ClusterParameters', 'DataKey', 'Recordings', 'RecordingsBucket', 'SsmAgentRegister', 'SsmSessionManager', 'StateTableStream', 'Tables'].sort(),
     );
@@ -164,7 +134,7 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
   });
 
   test.each(['Proxy', 'Nodes'])('the %s role reads only its own token and the CA pin, and decrypts only via SSM', (tier) => {
-    const s = statements(t, tier);
+    const s = statements(t, `${tier}Role`);
     const role = tier === 'Proxy' ? 'proxy' : 'node';
     expect(Object.keys(s).sort()).toEqual(['DecryptSecureStrings', 'JoinParameters', 'SsmAgentRegister', 'SsmSessionManager']);
     expect(actions(s.JoinParameters.Action)).toEqual(['ssm:GetParameter']);

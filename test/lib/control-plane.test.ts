@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
+import { actions, logicalId, NO_BUNDLING, one, statements, type Res, type Stmt } from '../helpers/cdk';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -20,27 +21,9 @@ import {
   ROTATOR_SSM_KMS_ACTIONS,
 } from '../../lib/control-plane';
 
-type Res = { Properties: Record<string, any>; DependsOn?: string[] };
-type Stmt = { Sid?: string; Action: string | string[]; Resource: unknown; Condition?: unknown };
 
-/** Template-based tests skip bundling (the `cdk synth` process test bundles for real). */
-const NO_BUNDLING = { 'aws:cdk:bundling-stacks': [] };
 
-function logicalId(t: Template, type: string, prefix: string): string {
-  const ids = Object.keys(t.findResources(type)).filter((id) => id.startsWith(prefix));
-  if (ids.length !== 1) throw new Error(`${ids.length} ${type} resources start with ${prefix}`);
-  return ids[0];
-}
-const resource = (t: Template, type: string, prefix: string): Res => t.findResources(type)[logicalId(t, type, prefix)] as Res;
 
-/** The inline policy statements of a role, by Sid. */
-function statements(t: Template, rolePrefix: string): Record<string, Stmt> {
-  const role = resource(t, 'AWS::IAM::Role', rolePrefix);
-  const out: Record<string, Stmt> = {};
-  for (const p of role.Properties.Policies ?? []) for (const s of p.PolicyDocument.Statement) out[s.Sid] = s;
-  return out;
-}
-const actions = (a: string | string[]) => [a].flat().sort();
 const sorted = (a: readonly string[]) => [...a].sort();
 
 /** Every string literal anywhere in a JSON value. */
@@ -109,7 +92,7 @@ describe('ControlPlane in the ClusterStack (customer key for the table and the S
 
   test('the rotator runs every hour on an EventBridge schedule', () => {
     // THEN a rule with rate(1 hour) targets the rotator
-    const rule = resource(t, 'AWS::Events::Rule', 'ControlPlaneRotationSchedule');
+    const rule = one(t, 'AWS::Events::Rule', 'ControlPlaneRotationSchedule');
     expect(rule.Properties.ScheduleExpression).toBe('rate(1 hour)');
     expect(rule.Properties.Targets.map((x: any) => x.Arn)).toEqual([{ 'Fn::GetAtt': [rotatorId, 'Arn'] }]);
     // AND EventBridge may invoke it
@@ -122,7 +105,7 @@ describe('ControlPlane in the ClusterStack (customer key for the table and the S
 
   test('a custom resource runs the rotator at deployment through the Provider framework', () => {
     // THEN the custom resource's service token is the framework function, which calls the rotator
-    const custom = resource(t, 'Custom::TeleportTokenRotation', 'ControlPlaneInitialRotation');
+    const custom = one(t, 'Custom::TeleportTokenRotation', 'ControlPlaneInitialRotation');
     const frameworkId = custom.Properties.ServiceToken['Fn::GetAtt'][0];
     const framework = t.findResources('AWS::Lambda::Function')[frameworkId] as Res;
     expect(framework.Properties.Environment.Variables.USER_ON_EVENT_FUNCTION_ARN).toEqual({ 'Fn::GetAtt': [rotatorId, 'Arn'] });
@@ -151,7 +134,7 @@ describe('ControlPlane in the ClusterStack (customer key for the table and the S
 
   test('an EventBridge rule sends the three groups\' terminate actions to the lifecycle function', () => {
     // THEN the rule matches Auto Scaling's terminate lifecycle actions of exactly these groups
-    const rule = resource(t, 'AWS::Events::Rule', 'ControlPlaneLifecycleRule');
+    const rule = one(t, 'AWS::Events::Rule', 'ControlPlaneLifecycleRule');
     expect(rule.Properties.EventPattern).toEqual({
       source: ['aws.autoscaling'],
       'detail-type': ['EC2 Instance-terminate Lifecycle Action'],
@@ -186,7 +169,7 @@ describe('ControlPlane in the ClusterStack (customer key for the table and the S
     expect(s.EncryptSecureStrings.Resource).toEqual({ 'Fn::GetAtt': [keyId, 'Arn'] });
     expect(JSON.stringify(s.EncryptSecureStrings.Condition)).toContain('ssm.');
     // AND no managed policy, no separate policy resource
-    expect(resource(t, 'AWS::IAM::Role', 'ControlPlaneRotatorRole').Properties.ManagedPolicyArns).toBeUndefined();
+    expect(one(t, 'AWS::IAM::Role', 'ControlPlaneRotatorRole').Properties.ManagedPolicyArns).toBeUndefined();
   });
 
   test('the lifecycle role: its logs, the state table, completing actions of the three groups, the SSM inventory', () => {
@@ -266,13 +249,13 @@ describe('ControlPlane with AWS-managed keys (no ssmKey, no stateTableKey)', () 
       expect(JSON.stringify(s)).not.toContain('kms:');
     }
     // AND the rotator has no key variable
-    const rotator = resource(t, 'AWS::Lambda::Function', 'ControlPlaneRotator');
+    const rotator = one(t, 'AWS::Lambda::Function', 'ControlPlaneRotator');
     expect(Object.keys(rotator.Properties.Environment.Variables).sort()).toEqual(['NODE_OPTIONS', 'TELEPORT_CLUSTER_NAME', 'TELEPORT_DYNAMO_TABLE_NAME']);
   });
 
   test('the rotation period prop sets the schedule', () => {
     // THEN the schedule follows the prop
-    expect(resource(t, 'AWS::Events::Rule', 'ControlPlaneRotationSchedule').Properties.ScheduleExpression).toBe('rate(30 minutes)');
+    expect(one(t, 'AWS::Events::Rule', 'ControlPlaneRotationSchedule').Properties.ScheduleExpression).toBe('rate(30 minutes)');
   });
 });
 

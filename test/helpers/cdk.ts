@@ -1,0 +1,54 @@
+/** Reading synthesised CloudFormation templates in the CDK tests. */
+import { Template } from 'aws-cdk-lib/assertions';
+
+export type Res = { Properties: Record<string, any>; DependsOn?: string[] };
+export type Stmt = { Sid?: string; Action: string | string[]; Resource: unknown; Condition?: unknown };
+
+/** App context for Template-based tests: no Lambda bundling (the `cdk synth` process test bundles for real). */
+export const NO_BUNDLING = { 'aws:cdk:bundling-stacks': [] };
+
+/** The logical id of the one resource of `type` whose id starts with `prefix`. */
+export function logicalId(t: Template, type: string, prefix = ''): string {
+  const ids = Object.keys(t.findResources(type)).filter((id) => id.startsWith(prefix));
+  if (ids.length !== 1) throw new Error(`${ids.length} ${type} resources start with '${prefix}'`);
+  return ids[0];
+}
+
+/** The one resource of `type` whose logical id starts with `prefix`. */
+export function one(t: Template, type: string, prefix = ''): Res {
+  return t.findResources(type)[logicalId(t, type, prefix)] as Res;
+}
+
+/** The inline policy statements of the role whose logical id starts with `rolePrefix`, by Sid. */
+export function statements(t: Template, rolePrefix: string): Record<string, Stmt> {
+  const out: Record<string, Stmt> = {};
+  for (const p of one(t, 'AWS::IAM::Role', rolePrefix).Properties.Policies ?? []) for (const s of p.PolicyDocument.Statement) out[s.Sid] = s;
+  return out;
+}
+
+/** Actions of a statement, sorted. */
+export const actions = (a: string | readonly string[]) => [a].flat().sort();
+
+/** Ingress rules of group `groupId` (inline and standalone), as "port<-source". */
+export function ingress(t: Template, groupId: string): string[] {
+  const rules: string[] = [];
+  const sg = t.findResources('AWS::EC2::SecurityGroup')[groupId];
+  for (const r of sg.Properties.SecurityGroupIngress ?? []) rules.push(`${r.FromPort}-${r.ToPort}<-${r.CidrIp}`);
+  for (const r of Object.values(t.findResources('AWS::EC2::SecurityGroupIngress')) as Res[]) {
+    if (r.Properties.GroupId['Fn::GetAtt'][0] !== groupId) continue;
+    rules.push(`${r.Properties.FromPort}-${r.Properties.ToPort}<-${r.Properties.SourceSecurityGroupId['Fn::GetAtt'][0]}`);
+  }
+  return rules.sort();
+}
+
+/** Egress rules of group `groupId` (inline and standalone), as "port->destination". */
+export function egress(t: Template, groupId: string): string[] {
+  const rules: string[] = [];
+  const sg = t.findResources('AWS::EC2::SecurityGroup')[groupId];
+  for (const r of sg.Properties.SecurityGroupEgress ?? []) rules.push(`${r.FromPort}-${r.ToPort}->${r.CidrIp}`);
+  for (const r of Object.values(t.findResources('AWS::EC2::SecurityGroupEgress')) as Res[]) {
+    if (r.Properties.GroupId['Fn::GetAtt'][0] !== groupId) continue;
+    rules.push(`${r.Properties.FromPort}-${r.Properties.ToPort}->${r.Properties.DestinationSecurityGroupId['Fn::GetAtt'][0]}`);
+  }
+  return rules.sort();
+}
