@@ -6,7 +6,7 @@
  *
  *   npx cdk synth -c clusterName=acme -c domainName=teleport.example.com \
  *     -c hostedZoneId=Z0123456789ABCDEFGHIJ -c hostedZoneName=example.com
- *   npx cdk synth -c stack=starter -c clusterName=acme -c domainName=
+ *   npx cdk synth -c stack=starter -c clusterName=acme
  */
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
