@@ -17,7 +17,8 @@ test('GIVEN the repository WHEN installing THEN patch-package applies patches/ss
 
   expect(existsSync(PATCH)).toBe(true);
   expect(pkg.scripts.postinstall).toMatch(/^patch-package( && |$)/);
-  expect(pkg.devDependencies['patch-package']).toBeDefined();
+  // A production dependency: the AMI installs the package with --omit=dev and the postinstall still runs.
+  expect(pkg.dependencies['patch-package']).toBeDefined();
   expect(pkg.dependencies.ssh2).toBe('1.17.0');
   expect(lock.packages['node_modules/ssh2'].version).toBe('1.17.0');
   const patched = [...readFileSync(PATCH, 'utf8').matchAll(/^diff --git a\/(\S+)/gm)].map((m) => m[1]);
