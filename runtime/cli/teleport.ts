@@ -124,7 +124,10 @@ program
     for (const name of result.ignored) process.stderr.write(`WARNING: ${opts.fromConf}: ${name} is not supported by this image and is ignored\n`);
     if (opts.output === '-') process.stdout.write(result.text!);
     else if (result.generated) process.stderr.write(`wrote ${opts.output} (mode ${result.mode})\n`);
-    else process.stderr.write(`${opts.output} exists and was kept (mode ${result.mode}); remove it and run again to regenerate\n`);
+    else {
+      process.stderr.write(`${opts.output} exists and was kept (mode ${result.mode}); remove it and run again to regenerate\n`);
+      if (result.confMode) process.stderr.write(`WARNING: ${opts.fromConf} now asks for mode ${result.confMode}: remove ${opts.output} and run again to switch\n`);
+    }
   });
 
 program
@@ -142,18 +145,18 @@ program
     }
     const log = logger('join-secrets');
     const { SSMClient } = await import('@aws-sdk/client-ssm');
-    const { fetchJoinSecrets, writeJoinSecrets } = await import('../instance/join-secrets');
-    const ssm = new SSMClient({ region: conf.region });
+    const { refreshJoinSecrets } = await import('../instance/join-secrets');
+    const ssm = new SSMClient({ region: conf.region, requestHandler: { connectionTimeout: 5_000, requestTimeout: 10_000 } });
     try {
-      const secrets = await fetchJoinSecrets(ssm, conf.clusterName!, role as JoinRole, {
+      const r = await refreshJoinSecrets(ssm, conf.clusterName!, role as JoinRole, { dataDir: opts.dataDir }, {
         timeoutMs: parseDuration(opts.timeout),
         onWait: (missing, ms) => log.info('waiting for the control plane to publish the join secrets', { missing, retryInMs: ms }),
       });
-      writeJoinSecrets({ dataDir: opts.dataDir }, secrets);
+      if (r.refreshed) process.stderr.write(`wrote the ${role} join token and CA pin to ${opts.dataDir}\n`);
+      else process.stderr.write(`WARNING: keeping the join token and CA pin fetched earlier in ${opts.dataDir}: ${r.reason}\n`);
     } finally {
       ssm.destroy();
     }
-    process.stderr.write(`wrote the ${role} join token and CA pin to ${opts.dataDir}\n`);
   });
 
 program

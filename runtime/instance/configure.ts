@@ -22,6 +22,8 @@ export interface ConfigureResult {
   readonly mode: InstanceMode;
   /** False when the output existed and was kept. */
   readonly generated: boolean;
+  /** When a kept file's mode differs from what the conf now asks for: the conf's mode. */
+  readonly confMode?: InstanceMode;
   /** The config text (when generated). */
   readonly text?: string;
   /** Conf variables of the AWS guide this image ignores. */
@@ -39,8 +41,13 @@ export async function configureFromConf(opts: ConfigureOptions): Promise<Configu
   const mode = instanceMode(conf.role, conf.useAcm);
   const base = { mode, ignored: conf.ignored };
   if (opts.outputFile !== '-' && existsSync(opts.outputFile)) {
-    writeMarker(dirname(opts.confFile), mode);
-    return { ...base, generated: false };
+    // The kept file decides what runs: its marker stays even if the conf now says otherwise
+    // (a proxy's teleport.yaml must not start under the node unit). A file without a marker
+    // (written by hand) gets the conf's.
+    const confDir = dirname(opts.confFile);
+    const current = INSTANCE_MODES.find((m) => existsSync(roleMarkerFile(confDir, m)));
+    if (current === undefined) writeMarker(confDir, mode);
+    return { ...base, mode: current ?? mode, generated: false, ...(current !== undefined && current !== mode ? { confMode: mode } : {}) };
   }
   const facts = await opts.facts();
   const text = renderConfig(generateConfig(conf, facts, opts.paths ?? DEFAULT_INSTANCE_PATHS), {

@@ -5,7 +5,7 @@
  * published them (a new cluster's first minutes) the fetch waits with a bounded backoff, then
  * gives up with a message saying what is missing.
  */
-import { chmodSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, renameSync, writeFileSync } from 'node:fs';
 import { GetParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import { parseCaPinList } from '../config/tokens';
 import { JoinRole, SsmPaths } from '../contract/aws';
@@ -91,6 +91,29 @@ function parseSecrets(token: string, pin: string, tokenPath: string, pinPath: st
   const caPins = parseCaPinList(pin, `SSM parameter ${pinPath}`);
   if (caPins.length === 0) throw new BadParameterError(`SSM parameter ${pinPath} is empty`);
   return { token: t, caPins };
+}
+
+/**
+ * What the unit runs before each start: fetch the secrets (waiting for them on a first boot) and
+ * write them. An instance that fetched them before (a restart, a reboot) asks SSM once and, if
+ * that fails, keeps the files it has: a joined proxy or node must not stay down while SSM is
+ * unreachable. Returns whether the files were refreshed, or kept and why.
+ */
+export async function refreshJoinSecrets(
+  ssm: SSMClient,
+  cluster: string,
+  role: JoinRole,
+  paths: InstancePaths,
+  opts: FetchOptions = {},
+): Promise<{ refreshed: true } | { refreshed: false; reason: string }> {
+  const previous = existsSync(joinTokenFile(paths)) && existsSync(caPinFile(paths));
+  try {
+    writeJoinSecrets(paths, await fetchJoinSecrets(ssm, cluster, role, previous ? { ...opts, timeoutMs: 0 } : opts));
+    return { refreshed: true };
+  } catch (err) {
+    if (!previous) throw err;
+    return { refreshed: false, reason: (err as Error).message };
+  }
 }
 
 /** Writes the token and pin files (0600, each replaced atomically) that teleport.yaml names. */

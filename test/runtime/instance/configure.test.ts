@@ -122,16 +122,26 @@ describe('teleport configure --from-conf', () => {
     expect(fs.readdirSync(path.join(dir, 'teleport.d')).sort()).toEqual(['conf', 'role.proxy-acm']);
   });
 
-  test('GIVEN teleport.yaml exists WHEN configured again THEN the file is kept as it was and the marker follows the conf', async () => {
+  test('GIVEN teleport.yaml exists WHEN configured again with another mode THEN the file and its marker are kept, and the new mode is reported', async () => {
     writeConf(PROXY_ACM);
     await configureFromConf({ confFile: confFile(), outputFile: output(), facts });
     fs.appendFileSync(output(), '# a hand edit\n');
     const before = fs.readFileSync(output(), 'utf8');
     writeConf(PROXY_ACM.map((l) => (l === 'USE_ACM=true' ? 'USE_ACM=false' : l)));
     const r = await configureFromConf({ confFile: confFile(), outputFile: output(), facts });
-    expect(r).toMatchObject({ mode: 'proxy', generated: false });
+    expect(r).toMatchObject({ mode: 'proxy-acm', confMode: 'proxy', generated: false });
     expect(fs.readFileSync(output(), 'utf8')).toBe(before);
-    expect(fs.readdirSync(path.join(dir, 'teleport.d')).sort()).toEqual(['conf', 'role.proxy']);
+    expect(fs.readdirSync(path.join(dir, 'teleport.d')).sort()).toEqual(['conf', 'role.proxy-acm']);
+  });
+
+  test('GIVEN a hand-written teleport.yaml and no marker WHEN configured THEN the file is kept and the conf\'s marker written', async () => {
+    writeConf(PROXY_ACM);
+    fs.writeFileSync(output(), 'teleport:\n  nodename: by-hand\n');
+    const r = await configureFromConf({ confFile: confFile(), outputFile: output(), facts });
+    expect(r).toMatchObject({ mode: 'proxy-acm', generated: false });
+    expect(r.confMode).toBeUndefined();
+    expect(fs.readFileSync(output(), 'utf8')).toBe('teleport:\n  nodename: by-hand\n');
+    expect(fs.readdirSync(path.join(dir, 'teleport.d')).sort()).toEqual(['conf', 'role.proxy-acm']);
   });
 
   test('GIVEN the reconfigure flow (edit the conf, remove teleport.yaml) WHEN configured THEN the new conf is generated', async () => {

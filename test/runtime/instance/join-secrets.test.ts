@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { GetParameterCommand, ParameterNotFound, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
-import { fetchJoinSecrets, writeJoinSecrets } from '../../../runtime/instance/join-secrets';
+import { fetchJoinSecrets, refreshJoinSecrets, writeJoinSecrets } from '../../../runtime/instance/join-secrets';
 import { tempDir } from '../../helpers/proc';
 
 const PIN = 'sha256:' + 'cd'.repeat(32);
@@ -51,6 +51,38 @@ describe('join secrets from SSM (SSM mocked at the SDK level)', () => {
     ssm.on(GetParameterCommand, { Name: TOKEN_PATH }).resolves({ Parameter: { Value: 'tok' } });
     ssm.on(GetParameterCommand, { Name: PIN_PATH }).resolves({ Parameter: { Value: 'md5:1234' } });
     await expect(fetchJoinSecrets(client, 'acme', 'node', FAST)).rejects.toThrow(`SSM parameter ${PIN_PATH}: expected a CA pin "sha256:<64 hex digits>"`);
+  });
+
+  describe('before each start (refresh)', () => {
+    let dir: string;
+    beforeEach(() => {
+      dir = tempDir('join-refresh-');
+    });
+    afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const read = () => [fs.readFileSync(path.join(dir, 'token'), 'utf8'), fs.readFileSync(path.join(dir, 'ca-pin'), 'utf8')];
+
+    test('GIVEN secrets fetched at an earlier start WHEN SSM fails now THEN it asks once and keeps the files, saying why', async () => {
+      writeJoinSecrets({ dataDir: dir }, { token: 'earlier-token', caPins: [PIN] });
+      ssm.on(GetParameterCommand).rejects(Object.assign(new Error('connect ETIMEDOUT'), { name: 'TimeoutError' }));
+      const r = await refreshJoinSecrets(client, 'acme', 'node', { dataDir: dir }, { ...FAST, timeoutMs: 60_000 });
+      expect(r).toEqual({ refreshed: false, reason: expect.stringContaining(`${TOKEN_PATH} not readable`) });
+      expect(ssm.commandCalls(GetParameterCommand)).toHaveLength(1);
+      expect(read()).toEqual(['earlier-token\n', `${PIN}\n`]);
+    });
+
+    test('GIVEN secrets fetched earlier WHEN SSM has rotated ones THEN the files are refreshed', async () => {
+      writeJoinSecrets({ dataDir: dir }, { token: 'earlier-token', caPins: [PIN] });
+      ssm.on(GetParameterCommand, { Name: TOKEN_PATH }).resolves({ Parameter: { Value: 'rotated-token' } });
+      ssm.on(GetParameterCommand, { Name: PIN_PATH }).resolves({ Parameter: { Value: PIN } });
+      expect(await refreshJoinSecrets(client, 'acme', 'node', { dataDir: dir }, FAST)).toEqual({ refreshed: true });
+      expect(read()).toEqual(['rotated-token\n', `${PIN}\n`]);
+    });
+
+    test('GIVEN a first boot WHEN SSM refuses THEN it fails and writes nothing', async () => {
+      ssm.on(GetParameterCommand).rejects(Object.assign(new Error('denied'), { name: 'AccessDeniedException', $metadata: { httpStatusCode: 400 } }));
+      await expect(refreshJoinSecrets(client, 'acme', 'node', { dataDir: dir }, FAST)).rejects.toThrow(/AccessDeniedException: denied/);
+      expect(fs.readdirSync(dir)).toEqual([]);
+    });
   });
 
   test('GIVEN secrets WHEN written THEN the token and pin files the generated config names are 0600', () => {
