@@ -42,12 +42,14 @@ program
     const load = () => buildConfig(configPath ? loadConfigFile(configPath) : {}, opts, process.env);
     const config = load();
     if (!opts.debug) setLogLevel(config.log.severity);
-    let proc = await startProcess(config);
+    const first = await startProcess(config);
+    /** The running services; undefined between a reload's close and start. */
+    let proc: typeof first | undefined = first;
     const log = logger('teleport');
     try {
-      const facts = await gatherNextSteps(proc, config, {
+      const facts = await gatherNextSteps(first, config, {
         osUser: os.userInfo().username,
-        tctlFlags: proc.auth ? tctlFlagsFor({ configPath, env: process.env, dataDir: config.dataDir, authAddr: proc.auth.address }) : [],
+        tctlFlags: first.auth ? tctlFlagsFor({ configPath, env: process.env, dataDir: config.dataDir, authAddr: first.auth.address }) : [],
         // From `npm start` the commands are the project's bins, reached with npx.
         commandPrefix: process.env.npm_lifecycle_event ? 'npx ' : '',
       });
@@ -69,7 +71,9 @@ program
         return;
       }
       log.info('reloading', { config: configPath ?? '(flags only)' });
-      await proc.close();
+      const old = proc;
+      proc = undefined;
+      await old?.close();
       if (stopping) return;
       try {
         proc = await startProcess(next);
@@ -81,14 +85,18 @@ program
       }
     };
     process.on('SIGHUP', () => {
-      reloading = reloading.then(reload);
+      reloading = reloading.then(reload).catch((err) => {
+        // Stopping the old services failed: their state is unknown, so exit for the supervisor to restart.
+        log.error('reload failed', { error: err });
+        process.exit(1);
+      });
     });
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
       log.info('shutting down', { signal });
       reloading
-        .then(() => proc.close())
+        .then(() => proc?.close())
         .then(
           () => process.exit(0),
           (err) => {
