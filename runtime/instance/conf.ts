@@ -145,12 +145,20 @@ export function validateConf(vars: Record<string, string>, file: string, lineOf:
       at(key, `unknown variable${hint ? ` (did you mean ${hint}?)` : ''}`);
     }
   }
-  const parsed = ConfSchema.safeParse(vars);
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) at(String(issue.path[0]), issue.message);
-    throw new ConfigError(issues);
+  // Each variable on its own, so one bad value does not hide what else is wrong: the role rules
+  // below still run over the values that parsed (a value that did not is not also "required").
+  const failed = new Set<string>();
+  const parsed: Record<string, unknown> = {};
+  for (const [key, schema] of Object.entries(ConfSchema.shape)) {
+    const r = (schema as z.ZodType).safeParse(vars[key]);
+    if (r.success) parsed[key] = r.data;
+    else {
+      failed.add(key);
+      for (const issue of r.error.issues) at(key, issue.message);
+    }
   }
-  const c = parsed.data;
+  if (failed.has(ConfVars.role)) throw new ConfigError(issues);
+  const c = parsed as z.output<typeof ConfSchema>;
   const conf: InstanceConf = {
     role: c[ConfVars.role],
     useAcm: c[ConfVars.useAcm] ?? false,
@@ -168,7 +176,7 @@ export function validateConf(vars: Record<string, string>, file: string, lineOf:
 
   // What each role needs.
   const need = (key: string, value: unknown, why: string) => {
-    if (value === undefined) at(key, `is required ${why}`);
+    if (value === undefined && !failed.has(key)) at(key, `is required ${why}`);
   };
   const dynamoKeys = [ConfVars.stateTable, ConfVars.eventsTable, ConfVars.recordingsBucket] as const;
   const dynamoSet = dynamoKeys.filter((k) => c[k] !== undefined);

@@ -159,6 +159,7 @@ describe('teleport configure --from-conf', () => {
     const r = await runCli('teleport', ['configure', '--from-conf', confFile(), '--output', output()], { env: { AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.url } });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`${confFile()}:3:1: TELEPORT_EXTERNAL_PORT: expected a port number from 1 to 65535, got "http"`);
+    expect(r.stderr).toContain(`${confFile()}: TELEPORT_CLUSTER_NAME: is required for TELEPORT_ROLE=proxy`);
     expect(listing()).toEqual(before);
   });
 
