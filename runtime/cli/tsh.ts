@@ -11,6 +11,7 @@ import { login } from '../client/login';
 import { removeKeys } from '../client/keystore';
 import { currentLogin } from '../client/cluster';
 import { parseForwardSpec } from '../client/forward';
+import { parseDynamicSpec } from '../client/socks';
 import { formatNodes, listNodes, parseLabelSelector } from '../client/ls';
 import { play } from '../client/play';
 import { profileProxyHost, removeProfile } from '../client/profile';
@@ -26,6 +27,10 @@ function intArg(name: string) {
     if (!/^\d+$/.test(v)) throw new BadParameterError(`${name} must be a positive integer, got "${v}"`);
     return Number(v);
   };
+}
+
+function collectDynamic(v: string, prev: ReturnType<typeof parseDynamicSpec>[] = []) {
+  return [...prev, parseDynamicSpec(v)];
 }
 
 function collectForward(v: string, prev: ReturnType<typeof parseForwardSpec>[] = []) {
@@ -90,6 +95,7 @@ program
   .option('-A, --forward-agent', 'Forward an SSH agent holding the tsh key and certificate to the node')
   .option('-L, --local <spec>', 'Forward a local port: [bind_address:]port:host:hostport (repeatable)', collectForward)
   .option('-R, --remote <spec>', 'Forward a node port back here: [bind_address:]port:host:hostport (repeatable)', collectForward)
+  .option('-D, --dynamic <spec>', 'SOCKS4/5 proxy on a local port whose connections leave from the node: [bind_address:]port (repeatable)', collectDynamic)
   .option('-N, --no-remote-command', 'Run no command: only forward ports, until interrupted')
   .passThroughOptions()
   .action(async (dest: string, command: string[], o: SshFlags) => {
@@ -102,6 +108,7 @@ program
       forwardAgent: o.forwardAgent,
       localForwards: o.local,
       remoteForwards: o.remote,
+      dynamicForwards: o.dynamic,
       noCommand: o.remoteCommand === false,
       proxy: globalProxy(),
     });
@@ -148,6 +155,7 @@ interface SshFlags {
   forwardAgent?: boolean;
   local?: ReturnType<typeof parseForwardSpec>[];
   remote?: ReturnType<typeof parseForwardSpec>[];
+  dynamic?: ReturnType<typeof parseDynamicSpec>[];
   remoteCommand?: boolean;
 }
 

@@ -46,7 +46,8 @@ export function parseForwardSpec(spec: string): ForwardSpec {
   return { bindHost: bindHost || '127.0.0.1', bindPort: port(bindPort, spec), host, hostPort: port(hostPort, spec) };
 }
 
-function pipe(sock: net.Socket, channel: ClientChannel): void {
+/** Bytes both ways between a local socket and a channel; either side closing closes the other. */
+export function pipe(sock: net.Socket, channel: ClientChannel): void {
   sock.pipe(channel).pipe(sock);
   sock.on('error', () => channel.close());
   sock.on('close', () => channel.close());

@@ -1,7 +1,7 @@
 /**
  * `tsh ssh` from the saved profile: picks the login (`-l`, `user@`, else the
  * local OS user when the certificate allows it, else the certificate's first
- * login), dials the node through the proxy, sets up `-L`/`-R` forwards and
+ * login), dials the node through the proxy, sets up `-L`/`-R`/`-D` forwards and
  * `-A`, and runs the session.
  */
 import type { Server as NetServer } from 'node:net';
@@ -10,6 +10,7 @@ import { currentLogin, CurrentLogin, defaultLogin } from './cluster';
 import { dialNode, NodeConnection } from './dial';
 import { ForwardSpec, localForward, remoteForward } from './forward';
 import { loadHostCAs } from './keystore';
+import { DynamicForwardSpec, dynamicForward } from './socks';
 import { runSession, SessionOptions } from './session';
 
 export interface SshOptions {
@@ -23,6 +24,8 @@ export interface SshOptions {
   localForwards?: ForwardSpec[];
   /** `-R` forwards. */
   remoteForwards?: ForwardSpec[];
+  /** `-D` forwards (SOCKS). */
+  dynamicForwards?: DynamicForwardSpec[];
   /** `-A`: forward an agent holding the tsh key and certificate. */
   forwardAgent?: boolean;
   /** `-N`: no command, only the forwards, until interrupted. */
@@ -66,6 +69,7 @@ export async function sshCommand(opts: SshOptions): Promise<number> {
   const warn = (msg: string) => stderr.write(msg + '\n');
   try {
     for (const f of opts.localForwards ?? []) listeners.push(await localForward(conn.node, f, warn));
+    for (const f of opts.dynamicForwards ?? []) listeners.push(await dynamicForward(conn.node, f, warn));
     for (const f of opts.remoteForwards ?? []) {
       const bound = await remoteForward(conn.node, f, warn);
       if (f.bindPort === 0) warn(`Allocated port ${bound} for remote forward to ${f.host}:${f.hostPort}`);

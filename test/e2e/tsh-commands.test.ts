@@ -1,11 +1,12 @@
 /**
  * tsh beyond login: `ls` (filtered by the user's roles and by labels), `scp`,
- * `ssh -L/-R/-A`, and `play`, against a real cluster (auth + node + proxy in
+ * `ssh -L/-R/-D/-A`, and `play`, against a real cluster (auth + node + proxy in
  * one process). `ls` and `play` reach the auth server through the proxy's
  * `proxy:@cluster` subsystem with the user's TLS certificate.
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { startCluster, TestAuth } from '../helpers/cluster';
@@ -36,7 +37,7 @@ function ask(port: number, line: string): Promise<string> {
   });
 }
 
-describe('tsh ls, scp, ssh -L/-R/-A and play', () => {
+describe('tsh ls, scp, ssh -L/-R/-D/-A and play', () => {
   let c: TestAuth;
   let alice: TshUser;
   let work: string;
@@ -138,6 +139,44 @@ describe('tsh ls, scp, ssh -L/-R/-A and play', () => {
     } finally {
       await tsh.stop();
       echo.close();
+    }
+  });
+
+  it('GIVEN -D WHEN curl goes through the SOCKS5 and SOCKS4a proxy THEN its requests leave from the node; a non-SOCKS client is dropped alone', async () => {
+    const web = http.createServer((req, res) => res.end(`hello ${req.url} from ${req.socket.remoteAddress}`));
+    await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
+    const webPort = (web.address() as net.AddressInfo).port;
+    const socks = await freePort();
+    const tsh = Daemon.spawn(process.execPath, [cliPath('tsh'), 'ssh', '-N', '-D', String(socks), 'test-auth'], { HOME: alice.home, TELEPORT_HOME: '' });
+    try {
+      // GIVEN the listener is up (a plain TCP connect succeeds)
+      await waitFor('the -D listener', () => new Promise<boolean>((res) => net.connect(socks, '127.0.0.1', function (this: net.Socket) { this.destroy(); res(true); }).once('error', () => res(false))));
+      // WHEN a client that does not speak SOCKS connects THEN only it is dropped
+      const junk = await new Promise<string>((resolve) => {
+        let got = '';
+        const sock = net.connect(socks, '127.0.0.1', () => sock.write('GET / HTTP/1.0\r\n\r\n'));
+        sock.on('data', (d) => (got += d));
+        sock.on('error', () => undefined);
+        sock.on('close', () => resolve(got === '' ? 'closed without a reply' : got));
+      });
+      expect(junk).toBe('closed without a reply');
+      // AND curl resolves "localhost" on the far side (socks5h, socks4a) and by address (socks5, socks4)
+      for (const proto of ['socks5h', 'socks4a']) {
+        const r = await run('curl', ['-sS', '--max-time', '20', '-x', `${proto}://127.0.0.1:${socks}`, `http://localhost:${webPort}/${proto}`]);
+        expect({ proto, code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({ proto, code: 0, stdout: `hello /${proto} from 127.0.0.1`, stderr: '' });
+      }
+      for (const proto of ['socks5', 'socks4']) {
+        const r = await run('curl', ['-sS', '--max-time', '20', '-x', `${proto}://127.0.0.1:${socks}`, `http://127.0.0.1:${webPort}/${proto}`]);
+        expect({ proto, code: r.code, stdout: r.stdout }).toEqual({ proto, code: 0, stdout: `hello /${proto} from 127.0.0.1` });
+      }
+      // AND a port nothing listens on is refused with a SOCKS error, not a hang
+      const closed = await freePort();
+      const refused = await run('curl', ['-sS', '--max-time', '20', '-x', `socks5h://127.0.0.1:${socks}`, `http://localhost:${closed}/`]);
+      expect(refused.code).toBe(97); // curl: proxy handshake error (the SOCKS server refused the connection)
+      expect(tsh.stderr).toMatch(new RegExp(`channel for -D to localhost:${closed}: open failed`));
+    } finally {
+      await tsh.stop();
+      web.close();
     }
   });
 
