@@ -12,6 +12,7 @@ import { removeKeys } from '../client/keystore';
 import { currentLogin } from '../client/cluster';
 import { parseForwardSpec } from '../client/forward';
 import { parseDynamicSpec } from '../client/socks';
+import { formatClusters, listClusters } from '../client/clusters';
 import { formatNodes, listNodes, parseLabelSelector } from '../client/ls';
 import { play } from '../client/play';
 import { profileProxyHost, removeProfile } from '../client/profile';
@@ -122,6 +123,13 @@ program
   .action(async (labels: string[], o: { verbose?: boolean }) => {
     const nodes = await listNodes(currentLogin({ proxy: globalProxy() }), parseLabelSelector(labels));
     process.stdout.write(formatNodes(nodes, !!o.verbose));
+  });
+
+program
+  .command('clusters')
+  .description('Lists the clusters you can reach through the proxy')
+  .action(async () => {
+    process.stdout.write(formatClusters(await listClusters(currentLogin({ proxy: globalProxy() }))));
   });
 
 program

@@ -129,6 +129,12 @@ describe('tsh ls, scp, ssh -L/-R/-D/-A and play', () => {
     }
   });
 
+  it('GIVEN a logged-in user WHEN tsh clusters runs THEN the cluster behind the proxy is listed online', async () => {
+    const r = await alice.tsh(['clusters']);
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(r.stdout.trimEnd().split('\n').map((l) => l.trim().split(/\s+/).join(' '))).toEqual(['Cluster Name Status', '------------ ------', 'example.com online']);
+  });
+
   it('GIVEN -L WHEN a local connection is made THEN it reaches the target from the node', async () => {
     const echo = await echoServer();
     const local = await freePort();
