@@ -5,7 +5,7 @@
  * failure leaves nothing half-written.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { writeFileAtomic } from '../utils/files';
 import { KeyObject } from 'node:crypto';
 import { encodeOpenSSHPrivateKey } from '../sshcert';
 
@@ -19,17 +19,6 @@ export interface Credentials {
   tlsCACerts: string[];
   /** `@cert-authority` lines for known_hosts. */
   knownHosts: string[];
-}
-
-function writeAtomic(file: string, data: string, mode = 0o600): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  fs.writeFileSync(tmp, data, { mode, flag: 'wx' });
-  try {
-    fs.renameSync(tmp, file);
-  } catch (err) {
-    fs.rmSync(tmp, { force: true });
-    throw err;
-  }
 }
 
 /** Writes the files and returns their paths. */
@@ -50,7 +39,7 @@ export function writeCredentials(out: string, format: SignFormat, c: Credentials
   const written: string[] = [];
   try {
     for (const [f, data] of files) {
-      writeAtomic(f, data);
+      writeFileAtomic(f, data);
       written.push(f);
     }
   } catch (err) {

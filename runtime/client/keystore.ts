@@ -10,7 +10,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Certificate, formatAuthorizedKey, loadPrivateKey, parseAuthorizedKey, parseCertificate, publicKeyBlob, encodeOpenSSHPrivateKey } from '../sshcert';
 import { BadParameterError, NotFoundError } from '../utils/errors';
-import { ensurePrivateDir, tshHome, writeFileAtomic } from './paths';
+import { writeFileAtomic } from '../utils/files';
+import { ensurePrivateDir, tshHome } from './paths';
 import { checkProxyHost } from './profile';
 
 export const KNOWN_HOSTS_FILE = 'known_hosts';

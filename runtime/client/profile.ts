@@ -8,7 +8,8 @@ import * as path from 'node:path';
 import { parse, stringify } from 'yaml';
 import { z } from 'zod';
 import { BadParameterError, NotFoundError } from '../utils/errors';
-import { ensurePrivateDir, tshHome, writeFileAtomic } from './paths';
+import { writeFileAtomic } from '../utils/files';
+import { ensurePrivateDir, tshHome } from './paths';
 
 export const CURRENT_PROFILE_FILE = 'current-profile';
 

@@ -4,8 +4,9 @@
  * reboots; remove it to regenerate) and the role marker `role.<mode>` next to the conf that
  * gates the role's systemd unit. Everything is checked before anything is written.
  */
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync, chownSync, chmodSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { writeFileAtomic } from '../utils/files';
 import { loadConf } from './conf';
 import { DEFAULT_INSTANCE_PATHS, generateConfig, INSTANCE_MODES, instanceMode, renderConfig, type InstanceFacts, type InstanceMode, type InstancePaths } from './generate';
 
@@ -56,25 +57,11 @@ export async function configureFromConf(opts: ConfigureOptions): Promise<Configu
     outputFile: opts.outputFile === '-' ? '/etc/teleport.yaml' : opts.outputFile,
   });
   if (opts.outputFile !== '-') {
-    writeConfigFile(opts.outputFile, text);
+    // Readable by the services' group, which the non-root units run as.
+    writeFileAtomic(opts.outputFile, text, 0o640, { gid: process.getuid?.() === 0 ? groupId(SERVICE_GROUP) : undefined });
     writeMarker(dirname(opts.confFile), mode);
   }
   return { ...base, generated: true, text };
-}
-
-/** Writes `text` atomically, mode 0640, group {@link SERVICE_GROUP} when running as root and the group exists. */
-function writeConfigFile(file: string, text: string): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  try {
-    writeFileSync(tmp, text, { mode: 0o640, flag: 'wx' });
-    chmodSync(tmp, 0o640);
-    const gid = process.getuid?.() === 0 ? groupId(SERVICE_GROUP) : undefined;
-    if (gid !== undefined) chownSync(tmp, 0, gid);
-    renameSync(tmp, file);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
 }
 
 /** Exactly one marker: this mode's, created; any other mode's, removed. */

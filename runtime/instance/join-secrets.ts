@@ -5,11 +5,12 @@
  * published them (a new cluster's first minutes) the fetch waits with a bounded backoff, then
  * gives up with a message saying what is missing.
  */
-import { chmodSync, existsSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { GetParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import { parseCaPinList } from '../config/tokens';
 import { JoinRole, SsmPaths } from '../contract/aws';
 import { BadParameterError } from '../utils/errors';
+import { writeFileAtomic } from '../utils/files';
 import { caPinFile, joinTokenFile, type InstancePaths } from './generate';
 
 export interface JoinSecrets {
@@ -118,13 +119,6 @@ export async function refreshJoinSecrets(
 
 /** Writes the token and pin files (0600, each replaced atomically) that teleport.yaml names. */
 export function writeJoinSecrets(paths: InstancePaths, secrets: JoinSecrets): void {
-  writeSecretFile(joinTokenFile(paths), secrets.token + '\n');
-  writeSecretFile(caPinFile(paths), secrets.caPins.join('\n') + '\n');
-}
-
-function writeSecretFile(file: string, content: string): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, content, { mode: 0o600 });
-  chmodSync(tmp, 0o600);
-  renameSync(tmp, file);
+  writeFileAtomic(joinTokenFile(paths), secrets.token + '\n');
+  writeFileAtomic(caPinFile(paths), secrets.caPins.join('\n') + '\n');
 }

@@ -9,3 +9,20 @@ export async function exists(p: string): Promise<boolean> {
     return false;
   }
 }
+
+/**
+ * Writes a file atomically (a temporary file beside it, then a rename) with `mode`, and the
+ * group `gid` when given. A failure leaves no temporary file behind.
+ */
+export function writeFileAtomic(file: string, data: string | Buffer, mode = 0o600, opts: { gid?: number } = {}): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  try {
+    fs.writeFileSync(tmp, data, { mode });
+    fs.chmodSync(tmp, mode);
+    if (opts.gid !== undefined) fs.chownSync(tmp, process.getuid?.() ?? -1, opts.gid);
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+}
