@@ -22,6 +22,8 @@ const ttlNs = z.number().int().nonnegative().optional();
 const toMs = (ns?: number) => (ns === undefined ? undefined : Math.round(ns / NS_PER_MS));
 const hostId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'must be a host UUID');
 const shortString = z.string().max(1024);
+/** The longest a proxy or node's `GET /v1/access` poll is held. */
+const MAX_ACCESS_WAIT_MS = 25_000;
 
 const registerBody = z
   .object({
@@ -77,7 +79,7 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
       handler: async ({ params, caller }) => {
         const ns = params.ns ?? DEFAULT_NAMESPACE;
         // A user sees the nodes their roles' node_labels allow (`tsh ls`).
-        if (caller.kind === 'user') return auth.nodesForUser(caller.identity.username, ns);
+        if (caller.kind === 'user') return auth.nodesForUser(caller.identity.username, ns, caller.identity.groups);
         return auth.presence.list(kind, ns);
       },
     }),
@@ -116,6 +118,17 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
     }),
     route({ method: 'GET', path: '/v1/status', allow: [], handler: async () => auth.status() }),
     route({ method: 'GET', path: '/v1/configuration/cluster', allow: ['Node', 'Proxy'], handler: async () => auth.opts.clusterConfig }),
+    route({
+      method: 'GET',
+      path: '/v1/access',
+      allow: ['Node', 'Proxy'],
+      // A long poll: answers at once when the caller's version is not the current one, else when it changes or after `wait` ms.
+      handler: async ({ query }) => {
+        const wait = Math.min(Math.max(Number(query.get('wait')) || 0, 0), MAX_ACCESS_WAIT_MS);
+        await auth.access.waitForChange(query.get('version') ?? '', wait);
+        return auth.access.snapshot();
+      },
+    }),
     route({
       method: 'GET',
       path: '/v1/authorities/:type',

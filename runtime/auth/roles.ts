@@ -1,84 +1,12 @@
 /**
- * Roles: what a user's certificate allows. A user's logins are the union of
- * the `allow.logins` of their roles (with `{{internal.logins}}` expanded from
- * the user's traits) minus every `deny.logins`; a permission holds when any
- * role grants it; the TTL is capped by the smallest `max_session_ttl`.
+ * Roles as stored in the cluster state: the default `admin` role, reads and
+ * writes of role resources. What roles allow is decided in access/decision.ts.
  */
 import { Backend } from '../backend';
 import { Keys, rangeEnd } from '../contract/keys';
 import { formatDuration } from '../config/duration';
 import { isReason, NotFoundError } from '../utils/errors';
 import { defaultAdminRole, Role, roleSchema, User } from './resources';
-
-export interface AccessChecker {
-  logins: string[];
-  roles: string[];
-  maxSessionTtlMs: number;
-  permit: { pty: boolean; portForwarding: boolean; agentForwarding: boolean; x11Forwarding: boolean };
-}
-
-const MAX_TTL_MS = 30 * 3600 * 1000;
-
-function expand(value: string, user: User): string[] {
-  const m = /^\{\{(internal|external)\.([a-z_]+)\}\}$/.exec(value);
-  if (!m) return [value];
-  return user.spec.traits[m[2]] ?? [];
-}
-
-/** What the user may do, given the roles' definitions. */
-export function accessFor(user: User, roles: Role[]): AccessChecker {
-  const allow = new Set<string>();
-  const deny = new Set<string>();
-  let maxTtl = MAX_TTL_MS;
-  const permit = { pty: false, portForwarding: false, agentForwarding: false, x11Forwarding: false };
-  for (const role of roles) {
-    for (const l of role.spec.allow.logins ?? []) expand(l, user).forEach((x) => allow.add(x));
-    for (const l of role.spec.deny.logins ?? []) expand(l, user).forEach((x) => deny.add(x));
-    const o = role.spec.options;
-    if (o.max_session_ttl !== undefined) maxTtl = Math.min(maxTtl, o.max_session_ttl);
-    permit.pty ||= o.permit_pty ?? true;
-    permit.portForwarding ||= o.port_forwarding ?? true;
-    permit.agentForwarding ||= o.forward_agent ?? false;
-    permit.x11Forwarding ||= o.permit_x11_forwarding ?? false;
-  }
-  return {
-    logins: [...allow].filter((l) => !deny.has(l)),
-    roles: roles.map((r) => r.metadata.name),
-    maxSessionTtlMs: maxTtl,
-    permit,
-  };
-}
-
-type LabelSelector = Record<string, string | string[]> | undefined;
-
-/** Whether a selector (`node_labels`) matches labels: every key matches; `'*': '*'` matches every node. */
-export function labelsMatch(selector: LabelSelector, labels: Record<string, string>): boolean {
-  if (!selector || Object.keys(selector).length === 0) return false;
-  return Object.entries(selector).every(([key, want]) => {
-    const values = Array.isArray(want) ? want : [want];
-    if (key === '*') return values.includes('*');
-    const have = labels[key];
-    return have !== undefined && values.some((v) => v === '*' || v === have);
-  });
-}
-
-/** Whether the roles let their holder see and reach a node with these labels: some role allows, none denies. */
-export function nodeAllowed(roles: Role[], labels: Record<string, string>): boolean {
-  if (roles.some((r) => labelsMatch(r.spec.deny.node_labels, labels))) return false;
-  return roles.some((r) => labelsMatch(r.spec.allow.node_labels, labels));
-}
-
-type Rules = { resources: string[]; verbs: string[] }[] | undefined;
-
-function rulesMatch(rules: Rules, resource: string, verb: string): boolean {
-  return (rules ?? []).some((r) => (r.resources.includes('*') || r.resources.includes(resource)) && (r.verbs.includes('*') || r.verbs.includes(verb)));
-}
-
-/** Whether the roles' `rules` grant `verb` on `resource` (e.g. `session`/`read`): some role allows, none denies. */
-export function rulesAllow(roles: Role[], resource: string, verb: string): boolean {
-  if (roles.some((r) => rulesMatch(r.spec.deny.rules, resource, verb))) return false;
-  return roles.some((r) => rulesMatch(r.spec.allow.rules, resource, verb));
-}
 
 /** A role as YAML/JSON for people: durations written back in Go form. */
 export function displayRole(role: Role): unknown {

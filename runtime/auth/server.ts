@@ -27,7 +27,9 @@ import { Authorities, Authority } from './authorities';
 import { Identity } from './identity';
 import { Presence } from './presence';
 import { newUser, Server, serverLabels, SystemRole, User } from './resources';
-import { accessFor, nodeAllowed, Roles } from './roles';
+import { accessFor, checkAccess } from './access/decision';
+import { AccessFeed } from './access/feed';
+import { Roles } from './roles';
 import { StaticToken, Tokens } from './tokens';
 import { Users } from './users';
 
@@ -137,6 +139,8 @@ export class AuthServer {
   readonly tokens: Tokens;
   readonly presence: Presence;
   readonly authorities: Authorities;
+  /** Users, roles and user CA keys as proxies and nodes load them (`GET /v1/access`). */
+  readonly access: AccessFeed;
   private readonly joinLimiter = new RateLimiter({ burst: 20, perSecond: 1 });
 
   private constructor(
@@ -150,6 +154,7 @@ export class AuthServer {
     this.tokens = new Tokens(opts.backend);
     this.presence = new Presence(opts.backend);
     this.authorities = new Authorities(opts.backend);
+    this.access = new AccessFeed(opts.backend, opts.log.child('access'));
   }
 
   /** Sets up the cluster's state on first start (name, CAs, default role) and loads it on later ones. */
@@ -162,7 +167,12 @@ export class AuthServer {
     await server.tokens.setStatic(opts.staticTokens);
     const general = { kind: 'cluster_config', version: 'v3', metadata: { name: 'cluster-config' }, spec: opts.clusterConfig };
     await opts.backend.put({ key: Keys.clusterConfig(), value: Buffer.from(JSON.stringify(general)) });
+    await server.access.start();
     return server;
+  }
+
+  async close(): Promise<void> {
+    await this.access.close();
   }
 
   get backend(): Backend {
@@ -329,11 +339,16 @@ export class AuthServer {
     };
   }
 
-  /** The nodes a user's roles let them see (`node_labels`), for `tsh ls` and the web UI. */
-  async nodesForUser(username: string, namespace = 'default'): Promise<Server[]> {
-    const roles = await this.roles.forUser(await this.users.get(username));
+  /**
+   * The nodes a user may see (`tsh ls`, the web UI): those the access decision lets the roles
+   * reach with some login. `roles` are the caller's certificate roles (default: all the user's).
+   */
+  async nodesForUser(username: string, namespace = 'default', roles?: string[]): Promise<Server[]> {
+    const user = await this.users.get(username);
     const nodes = await this.presence.list('node', namespace);
-    return nodes.filter((n) => nodeAllowed(roles, serverLabels(n)));
+    return nodes.filter(
+      (n) => checkAccess(this.access, { user: username, certRoles: roles ?? user.spec.roles, node: { name: n.spec.hostname, labels: serverLabels(n) } }).allowed,
+    );
   }
 
   /** `tctl users add`: creates the user and a sign-up token. */

@@ -135,6 +135,7 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
         server.closeAllConnections();
       });
       await recordings.close();
+      await auth.close();
       await backend.close();
       await audit.close();
     },

@@ -11,7 +11,7 @@ import { MAX_CHUNK_BYTES, MAX_EVENTS_PAGE, MAX_PART_BYTES, MAX_PARTS, parseCount
 import { RecordingStore } from '../recordings/store';
 import { BadParameterError, isReason, NotFoundError } from '../utils/errors';
 import { Caller, route, Route } from './http';
-import { rulesAllow } from './roles';
+import { rulesAllow } from './access/decision';
 import { AuthServer } from './server';
 
 /** At most this many events in one batch. */

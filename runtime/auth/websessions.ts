@@ -12,7 +12,7 @@ import { AccessDeniedError, isReason, NotFoundError } from '../utils/errors';
 import { randomToken, tokenDigest } from '../utils/secrets';
 import { Credentials, LocalLogins } from './login';
 import { Server } from './resources';
-import { accessFor } from './roles';
+import { accessFor } from './access/decision';
 import { AuthServer } from './server';
 
 export const WEB_SESSION_TTL_MS = 12 * 3600_000;

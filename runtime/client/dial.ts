@@ -74,12 +74,17 @@ function connectClient(config: ConnectConfig, check: (key: Buffer) => void, what
   return new Promise((resolve, reject) => {
     const client = new Client();
     let denied: TeleportError | undefined;
+    // Why the server refused us, when it says (this project's proxy and nodes send the access decision's reason).
+    let banner = '';
+    client.on('banner', (text: string) => (banner += text.slice(0, 4096)));
     const fail = (err: Error) => {
       client.end();
       if (denied) return reject(denied);
       if (err instanceof TeleportError) return reject(err);
       const level = (err as { level?: string }).level;
-      if (level === 'client-authentication') return reject(new AccessDeniedError(`${what}: the user certificate was refused (${err.message})`));
+      if (level === 'client-authentication') {
+        return reject(new AccessDeniedError(banner.trim() || `${what}: the user certificate was refused (${err.message})`));
+      }
       reject(new ConnectionProblemError(`${what}: ${err.message}`));
     };
     const onClose = () => fail(new Error('connection closed during the handshake'));
@@ -148,7 +153,9 @@ export async function dialNode(opts: DialOptions): Promise<NodeConnection> {
       `node "${opts.host}"`,
     ).catch((err: Error) => {
       const why = stderr.trim();
-      if (why && err instanceof ConnectionProblemError) throw new ConnectionProblemError(`node "${opts.host}": ${why}`);
+      if (why && err instanceof ConnectionProblemError) {
+        throw why.startsWith('access denied') ? new AccessDeniedError(why) : new ConnectionProblemError(`node "${opts.host}": ${why}`);
+      }
       throw err;
     });
     node.on('close', () => proxy.end());

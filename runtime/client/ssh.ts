@@ -5,6 +5,7 @@
  * `-A`, and runs the session.
  */
 import type { Server as NetServer } from 'node:net';
+import { LoginNotInCertificateError } from '../sshcert';
 import { BadParameterError } from '../utils/errors';
 import { currentLogin, CurrentLogin, defaultLogin } from './cluster';
 import { dialNode, NodeConnection } from './dial';
@@ -48,13 +49,16 @@ export function parseTarget(target: string): { login?: string; host: string } {
 /** Logs in to a node through the proxy as `[login@]host` (`login` in opts wins). */
 export async function connectNode(me: CurrentLogin, target: string, opts: { login?: string; port?: number } = {}): Promise<NodeConnection> {
   const { login: targetLogin, host } = parseTarget(target);
+  const login = opts.login ?? targetLogin ?? defaultLogin(me.key);
+  // The certificate lists the logins the roles allowed at login time: say so now rather than after a refused handshake.
+  if (!me.key.cert.principals.includes(login)) throw new LoginNotInCertificateError(login, me.key.cert.keyId);
   return dialNode({
     proxyAddr: me.profile.ssh_proxy_addr,
     cluster: me.profile.cluster,
     hostCAs: loadHostCAs(me.profile.cluster, me.home),
     privateKey: me.key.privateKey,
     certLine: me.key.certLine,
-    login: opts.login ?? targetLogin ?? defaultLogin(me.key),
+    login,
     host,
     port: opts.port ?? 0,
   });

@@ -4,7 +4,7 @@
  * `:port` (all interfaces).
  */
 
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 import { BadParameterError } from '../utils/errors';
 
 export interface HostPort {
@@ -77,4 +77,15 @@ export function isUnspecifiedHost(host: string): boolean {
 export function dialableAddr(addr: HostPort): HostPort {
   if (!isUnspecifiedHost(addr.host)) return addr;
   return { host: addr.host.includes(':') ? '::1' : '127.0.0.1', port: addr.port };
+}
+
+/** Parses `a.b.c.d/n` or `ipv6/n`; throws BadParameterError. */
+export function parseCidr(cidr: string): { network: string; prefix: number; family: 'ipv4' | 'ipv6' } {
+  const m = /^([^/]+)\/(\d{1,3})$/.exec(cidr.trim());
+  const version = m ? isIP(m[1]) : 0;
+  const prefix = m ? Number(m[2]) : -1;
+  if (!m || version === 0 || prefix > (version === 4 ? 32 : 128)) {
+    throw new BadParameterError(`${JSON.stringify(cidr)} is not a CIDR such as 10.0.0.0/8 or fd00::/8`);
+  }
+  return { network: m[1], prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
 }

@@ -143,6 +143,8 @@ export interface TeleportConfig {
     publicAddrs: HostPort[];
     sshPublicAddrs: HostPort[];
     tunnelPublicAddrs: HostPort[];
+    /** CIDRs outside the cluster's nodes that `proxy:host:port` may reach; none by default. */
+    directDialCidrs: string[];
     keyPairs: { keyFile: string; certFile: string }[];
     insecureNoTls: boolean;
     kube: { enabled: boolean; listenAddr: HostPort; publicAddrs: HostPort[]; kubeconfigFile?: string };
@@ -505,6 +507,7 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
       publicAddrs: addrs(p.public_addr, Ports.web),
       sshPublicAddrs: addrs(p.ssh_public_addr, Ports.proxySsh),
       tunnelPublicAddrs: addrs(p.tunnel_public_addr, Ports.proxyTunnel),
+      directDialCidrs: p.direct_dial_cidrs ?? [],
       keyPairs,
       insecureNoTls: flags.insecureNoTls ?? false,
       kube: {

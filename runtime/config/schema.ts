@@ -9,7 +9,7 @@
 
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { parseAddr } from './address';
+import { parseAddr, parseCidr } from './address';
 import { parseDuration } from './duration';
 import { labelNameProblem } from './labels';
 import { normalizeCaPin, parseStaticTokenSpec } from './tokens';
@@ -327,6 +327,15 @@ const proxyServiceSchema = section({
   public_addr: list(address(Ports.web), 'addresses', { single: true }).optional(),
   ssh_public_addr: list(address(Ports.proxySsh), 'addresses', { single: true }).optional(),
   tunnel_public_addr: list(address(Ports.proxyTunnel), 'addresses', { single: true }).optional(),
+  /** This implementation's extension: addresses that are not nodes which `proxy:host:port` may reach. */
+  direct_dial_cidrs: list(
+    scalar('a CIDR such as 10.0.0.0/8', (s) => {
+      const r = tryParse(() => parseCidr(s));
+      return r instanceof Invalid ? r : s.trim();
+    }),
+    'CIDRs',
+    { single: true },
+  ).optional(),
   https_key_file: nonEmpty('a file path').optional(),
   https_cert_file: nonEmpty('a file path').optional(),
   https_keypairs: list(

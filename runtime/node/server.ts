@@ -8,7 +8,8 @@ import { createPrivateKey } from 'node:crypto';
 import { AddressInfo } from 'node:net';
 import { Connection, Server } from 'ssh2';
 import { EventFields } from '../events/filelog';
-import { Certificate, hostKeyWithCertificate, verifyUserCertAuth } from '../sshcert';
+import { AccessDecision, accessFor, Permissions } from '../auth/access/decision';
+import { Certificate, certRoles, hostKeyWithCertificate, LoginNotInCertificateError, verifyUserCertAuth } from '../sshcert';
 import { Logger } from '../utils/logger';
 import { serveForwarding } from './forwarding';
 import { lookupUser, OsUser } from './osuser';
@@ -25,6 +26,8 @@ export interface NodeServerOptions {
   hostname: string;
   /** The user CA keys to trust now (refreshed by the caller). */
   trustedUserCAs: () => Buffer[];
+  /** The access decision for this node (access/decision.ts), from the current roles and users. */
+  authorize(req: { user: string; certRoles: string[]; login: string }): AccessDecision;
   labels: () => Record<string, string>;
   permitUserEnv: boolean;
   pam?: PamSettings;
@@ -43,13 +46,14 @@ export interface NodeServerOptions {
 
 export const SSH_IDENT = 'Teleport';
 
-function permitsOf(cert: Certificate) {
+/** What the session may do: what the certificate permits and the user's roles still permit now. */
+function permitsOf(cert: Certificate, now: Permissions): Permissions {
   const e = cert.extensions;
   return {
-    pty: 'permit-pty' in e,
-    portForwarding: 'permit-port-forwarding' in e,
-    agentForwarding: 'permit-agent-forwarding' in e,
-    x11Forwarding: 'permit-X11-forwarding' in e,
+    pty: 'permit-pty' in e && now.pty,
+    portForwarding: 'permit-port-forwarding' in e && now.portForwarding,
+    agentForwarding: 'permit-agent-forwarding' in e && now.agentForwarding,
+    x11Forwarding: 'permit-X11-forwarding' in e && now.x11Forwarding,
   };
 }
 
@@ -100,15 +104,24 @@ export class NodeServer {
     const sock = (client as unknown as { _sock?: { localAddress?: string; localPort?: number } })._sock;
     const local = { addr: sock?.localAddress ?? opts.listen.host, port: sock?.localPort ?? this.address?.port ?? 0 };
     let cert: Certificate | undefined;
+    let permit: Permissions | undefined;
     let osUser: OsUser | undefined;
     let login = '';
     let lastActivity = Date.now();
     const timers: NodeJS.Timeout[] = [];
     let stopForwarding = () => undefined as void;
+    const where = `${remote.addr}:${remote.port}`;
 
     const disconnect = (reason: string) => {
-      if (cert) opts.emit({ event: 'client.disconnect', user: cert.keyId, login, reason, server_id: opts.serverId, 'addr.remote': `${remote.addr}:${remote.port}` });
+      if (cert) opts.emit({ event: 'client.disconnect', user: cert.keyId, login, reason, server_id: opts.serverId, 'addr.remote': where });
       client.end();
+    };
+    /** A refused attempt: audited with its reason; the reason is shown to the user when it is theirs to know. */
+    const refuse = (reject: () => void, user: string, error: string, tell: boolean) => {
+      opts.emit({ event: 'auth', user, login, success: false, error, server_id: opts.serverId, 'addr.remote': where });
+      log.info('authentication refused', { user, login, remote: remote.addr, error });
+      if (tell) client.authBanner(error);
+      reject();
     };
 
     client.on('error', (err) => log.debug('connection error', { remote: remote.addr, error: err.message }));
@@ -122,35 +135,36 @@ export class NodeServer {
     client.on('authentication', (ctx) => {
       if (ctx.method !== 'publickey') return ctx.reject(['publickey']);
       login = ctx.username;
+      const signed = !!(ctx as { signature?: Buffer }).signature;
+      const reject = () => ctx.reject(['publickey']);
       let verified: Certificate;
       try {
         verified = verifyUserCertAuth(ctx, { trustedCAs: opts.trustedUserCAs() });
       } catch (err) {
         // Audited whether the key came with a signature or only as a probe: a refused probe is the last try with that key.
-        opts.emit({ event: 'auth', user: login, success: false, error: (err as Error).message, server_id: opts.serverId, 'addr.remote': `${remote.addr}:${remote.port}` });
-        log.info('authentication refused', { login, remote: remote.addr, error: (err as Error).message });
-        return ctx.reject(['publickey']);
+        return refuse(reject, login, (err as Error).message, err instanceof LoginNotInCertificateError);
       }
-      if (!(ctx as { signature?: Buffer }).signature) return ctx.accept();
+      if (!signed) return ctx.accept();
+      const decision = opts.authorize({ user: verified.keyId, certRoles: certRoles(verified.extensions), login });
+      if (!decision.allowed) return refuse(reject, verified.keyId, decision.reason, true);
       if (!this.users.tryAdd(verified.keyId)) {
-        opts.emit({ event: 'auth', user: login, success: false, error: 'too many users connected', server_id: opts.serverId, 'addr.remote': `${remote.addr}:${remote.port}` });
         log.warn('user limit reached, refusing a login', { user: verified.keyId, max_users: opts.maxUsers });
-        return ctx.reject(['publickey']);
+        return refuse(reject, verified.keyId, 'too many users connected', false);
       }
       lookupUser(login).then(
         (u) => {
           if (cert) {
             this.users.remove(verified.keyId);
-            return ctx.reject(['publickey']);
+            return reject();
           }
           cert = verified;
+          permit = permitsOf(verified, accessFor(decision.user, decision.roles).permit);
           osUser = u;
           ctx.accept();
         },
         (err: Error) => {
           this.users.remove(verified.keyId);
-          opts.emit({ event: 'auth', user: login, success: false, error: err.message, server_id: opts.serverId, 'addr.remote': `${remote.addr}:${remote.port}` });
-          ctx.reject(['publickey']);
+          refuse(reject, verified.keyId, err.message, false);
         },
       );
     });
@@ -158,7 +172,6 @@ export class NodeServer {
     client.on('ready', () => {
       const c = cert!;
       const u = osUser!;
-      const permit = permitsOf(c);
       const touch = () => (lastActivity = Date.now());
       if (opts.idleTimeoutMs > 0) {
         const check = () => {
@@ -173,7 +186,7 @@ export class NodeServer {
         timers.push(setTimeout(() => disconnect('client certificate has expired'), Math.max(0, Math.min(ms, 2 ** 31 - 1))));
       }
       const who = { user: c.keyId, login, server_id: opts.serverId, namespace: 'default' };
-      stopForwarding = serveForwarding(client, { allowed: permit.portForwarding, privileged: u.uid === 0, emit: opts.emit, who, touch, log });
+      stopForwarding = serveForwarding(client, { allowed: permit!.portForwarding, privileged: u.uid === 0, emit: opts.emit, who, touch, log });
       client.on('session', (accept, reject) => {
         touch();
         const session = accept();
@@ -182,7 +195,7 @@ export class NodeServer {
           user: c.keyId,
           login,
           osUser: u,
-          permit,
+          permit: permit!,
           remoteAddr: remote.addr,
           remotePort: remote.port,
           localAddr: local.addr,

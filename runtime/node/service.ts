@@ -1,6 +1,7 @@
 /**
  * Runs the node service: the SSH server on 3022 with this host's identity,
- * the cluster's user CA (re-read periodically so a rotation takes effect),
+ * the cluster's user CA, users and roles (kept current from the auth service,
+ * so a rotation or an edited role takes effect at the next connection),
  * labels and heartbeats, and the audit events and recordings it ships to
  * the auth service through local disk.
  */
@@ -9,7 +10,7 @@ import * as path from 'node:path';
 import { AuthClient } from '../auth/client';
 import { Identity } from '../auth/identity';
 import { Server } from '../auth/resources';
-import { watchUserCAs } from '../auth/usercas';
+import { AccessCache } from '../auth/access/cache';
 import { ClusterConfig } from '../auth/server';
 import { TeleportConfig } from '../config';
 import { auditEventSender, EventSpool } from '../events/spool';
@@ -56,7 +57,8 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
   });
   const cluster = await client.get<ClusterConfig>('/v1/configuration/cluster');
 
-  const userCAs = await watchUserCAs(client, log);
+  const access = new AccessCache(client, log.child('access'));
+  await access.start();
 
   const logDir = path.join(config.dataDir, 'log', 'upload');
   const spool = new EventSpool({
@@ -97,7 +99,8 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     hostCert: identity.sshCert,
     serverId: opts.hostUUID,
     hostname: config.nodeName,
-    trustedUserCAs: userCAs.keys,
+    trustedUserCAs: () => access.userCAKeys(),
+    authorize: (req) => access.check({ ...req, node: { name: config.nodeName, labels: allLabels() } }),
     labels: allLabels,
     permitUserEnv: config.ssh.permitUserEnv,
     ...(pam ? { pam } : {}),
@@ -144,7 +147,7 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     address,
     flushEvents: () => spool.flush(),
     close: async () => {
-      userCAs.stop();
+      access.stop();
       heartbeat?.stop();
       labels.stop();
       await server.close();

@@ -83,6 +83,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       maxUsers: config.connectionLimits.maxUsers,
       keepAliveIntervalMs: cluster.keep_alive_interval / 1e6,
       keepAliveCountMax: cluster.keep_alive_count_max,
+      directDialCidrs: p.directDialCidrs,
     });
     web = await startWebService({
       listen: p.webListenAddr,

@@ -12,15 +12,17 @@ import * as net from 'node:net';
 import { type Connection, Server, type ServerChannel, type Session } from 'ssh2';
 import { AuthClient } from '../auth/client';
 import { Identity } from '../auth/identity';
-import { Server as ServerRecord } from '../auth/resources';
+import { AccessCache } from '../auth/access/cache';
+import { AccessDecision } from '../auth/access/decision';
+import { Server as ServerRecord, serverLabels } from '../auth/resources';
 import { Ports } from '../contract/ports';
-import { Certificate, EXT_TELEPORT_ROUTE_TO_CLUSTER, hostKeyWithCertificate, verifyUserCertAuth } from '../sshcert';
-import { ConnectionProblemError, NotFoundError } from '../utils/errors';
+import { Certificate, certRoles, EXT_TELEPORT_ROUTE_TO_CLUSTER, hostKeyWithCertificate, LoginNotInCertificateError, verifyUserCertAuth } from '../sshcert';
+import { AccessDeniedError, ConnectionProblemError, NotFoundError } from '../utils/errors';
 import { Logger } from '../utils/logger';
 import { dial, failChannel, proxyHello, readGreeting, relay, TELEPORT_VERSION_PREFIX } from './relay';
+import { DirectDialPolicy } from './direct';
 import { HostPort, lookupIPs, NodeCache, resolveTarget } from './resolve';
 import { joinHostPort, parseProxySubsystem, PROXY_SUBSYSTEM_PREFIX } from './target';
-import { watchUserCAs } from '../auth/usercas';
 import { UserLimit } from '../utils/userlimit';
 
 export const PROXY_SSH_IDENT = 'Teleport';
@@ -54,8 +56,13 @@ export interface ProxySshServiceOptions {
   readonly sendClientAddr?: boolean;
   /** How long the node list is reused. @default 2000 */
   readonly nodeCacheTtlMs?: number;
-  /** How often the user CA is re-read. @default 10000 */
-  readonly caRefreshMs?: number;
+  /**
+   * Addresses outside the cluster's nodes that `proxy:host:port` may reach
+   * (`proxy_service.direct_dial_cidrs`, e.g. OpenSSH servers that trust the
+   * user CA). Anything else that is not a registered node is refused.
+   * @default none
+   */
+  readonly directDialCidrs?: string[];
   /** Time a connection has to authenticate. @default 30000 */
   readonly loginGraceMs?: number;
   /** Time to connect to a node and read its version line. @default 15000 */
@@ -105,10 +112,13 @@ class ProxySshServer {
   private readonly dialTimeoutMs: number;
   address?: HostPort;
 
+  private readonly direct: DirectDialPolicy;
+
   constructor(
     private readonly opts: ProxySshServiceOptions,
-    private readonly userCAs: () => Buffer[],
+    private readonly access: AccessCache,
   ) {
+    this.direct = new DirectDialPolicy(opts.directDialCidrs ?? []);
     this.loginGraceMs = opts.loginGraceMs ?? 30_000;
     this.users = new UserLimit(opts.maxUsers ?? 250);
     this.dialTimeoutMs = opts.dialTimeoutMs ?? 15_000;
@@ -176,11 +186,12 @@ class ProxySshServer {
       if (auth.method !== 'publickey') return auth.reject(['publickey']);
       let cert: Certificate;
       try {
-        cert = verifyUserCertAuth(auth, { trustedCAs: this.userCAs() });
+        cert = verifyUserCertAuth(auth, { trustedCAs: this.access.userCAKeys() });
       } catch (err) {
         const error = (err as Error).message;
         log.info('authentication refused', { login: auth.username, remote: remote.host, error });
-        this.audit({ event: 'auth', user: auth.username, success: false, error, server_id: opts.hostUUID, 'addr.remote': where });
+        this.audit({ event: 'auth', user: auth.username, login: auth.username, success: false, error, server_id: opts.hostUUID, 'addr.remote': where });
+        if (err instanceof LoginNotInCertificateError) client.authBanner(error);
         return auth.reject(['publickey']);
       }
       if (!auth.signature) return auth.accept();
@@ -241,6 +252,17 @@ class ProxySshServer {
     if (!target.host) return this.proxyToAuth(channel, request, ctx);
     const [nodes, resolvedIPs] = await Promise.all([this.listNodes(target.namespace), lookupIPs(target.host, DNS_TIMEOUT_MS)]);
     const res = resolveTarget(target, nodes, { clusterName: opts.clusterName, resolvedIPs });
+    if (res.kind === 'direct') {
+      const ip = this.direct.pick(target.host, resolvedIPs);
+      if (!ip) {
+        opts.log.info('refused to dial an address that is not a node', { target: request.slice(0, 300), user: ctx.cert.keyId, hint: 'proxy_service.direct_dial_cidrs allows addresses outside the cluster' });
+        throw this.refuse(ctx, request, `access denied: "${target.host}" is not a node of cluster ${opts.clusterName}`);
+      }
+      res.addr = { host: ip, port: res.addr.port };
+    }
+    const node = res.kind === 'node' ? { name: res.node.spec.hostname, labels: serverLabels(res.node) } : { name: target.host, labels: {} };
+    const decision: AccessDecision = this.access.check({ user: ctx.cert.keyId, certRoles: certRoles(ctx.cert.extensions), login: ctx.login, node });
+    if (!decision.allowed) throw this.refuse(ctx, request, decision.reason);
     const where = joinHostPort(res.addr.host, res.addr.port);
     let closed = false;
     channel.once('close', () => (closed = true));
@@ -298,6 +320,13 @@ class ProxySshServer {
     }
   }
 
+  /** An audited refusal of a proxy request; its reason goes to the user on the channel's stderr. */
+  private refuse(ctx: ConnectionContext, request: string, reason: string): AccessDeniedError {
+    const where = joinHostPort(ctx.remote.host, ctx.remote.port);
+    this.audit({ event: 'auth', user: ctx.cert.keyId, login: ctx.login, success: false, error: reason, target: request.slice(0, 300), server_id: this.opts.hostUUID, 'addr.remote': where });
+    return new AccessDeniedError(reason);
+  }
+
   private audit(fields: Record<string, unknown>): void {
     this.opts.authClient.post('/v1/events', fields).catch((err: Error) => this.opts.log.warn('cannot send an audit event', { event: fields.event, error: err }));
   }
@@ -309,22 +338,23 @@ class ProxySshServer {
   }
 }
 
-/** Starts the proxy's SSH listener once the user CA is known; the CA is re-read in the background. */
+/** Starts the proxy's SSH listener once the users, roles and user CA are loaded; they are kept current in the background. */
 export async function startProxySshService(opts: ProxySshServiceOptions): Promise<ProxySshService> {
-  const userCAs = await watchUserCAs(opts.authClient, opts.log, opts.caRefreshMs);
-  const server = new ProxySshServer(opts, userCAs.keys);
+  const access = new AccessCache(opts.authClient, opts.log.child('access'));
+  await access.start();
+  const server = new ProxySshServer(opts, access);
   let address: HostPort;
   try {
     address = await server.listen();
   } catch (err) {
-    userCAs.stop();
+    access.stop();
     throw err;
   }
   opts.log.info('proxy ssh service is listening', { addr: joinHostPort(address.host, address.port), host_uuid: opts.hostUUID });
   return {
     address,
     close: async () => {
-      userCAs.stop();
+      access.stop();
       await server.close();
     },
   };

@@ -41,6 +41,7 @@ export {
   signHostCert,
   hostPrincipals,
   marshalCertRoles,
+  certRoles,
   EXT_PERMIT_PTY,
   EXT_PERMIT_PORT_FORWARDING,
   EXT_PERMIT_AGENT_FORWARDING,
@@ -51,4 +52,4 @@ export {
   EXT_TELEPORT_ROLE,
   EXT_TELEPORT_AUTHORITY,
 } from './issue';
-export { CLIENT_HOST_KEY_ALGORITHMS, certBaseAlgorithm, hostKeyWithCertificate, plainHostKey, verifyUserCertAuth, clientCertIdentity, hostCertVerifier, type UserCertAuthOptions, type HostCertVerifierOptions } from './ssh2';
+export { CLIENT_HOST_KEY_ALGORITHMS, certBaseAlgorithm, hostKeyWithCertificate, plainHostKey, verifyUserCertAuth, LoginNotInCertificateError, clientCertIdentity, hostCertVerifier, type UserCertAuthOptions, type HostCertVerifierOptions } from './ssh2';

@@ -87,6 +87,16 @@ export function marshalCertRoles(roles: string[]): string {
   return JSON.stringify({ version: 'v1', roles });
 }
 
+/** The roles a user certificate carries (`teleport-roles`); none when the extension is missing or malformed. */
+export function certRoles(extensions: Record<string, string>): string[] {
+  try {
+    const v = JSON.parse(extensions[EXT_TELEPORT_ROLES] ?? '') as { roles?: unknown };
+    return Array.isArray(v.roles) ? v.roles.filter((r): r is string => typeof r === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
 export function signUserCert(p: UserCertParams): Buffer {
   const username = requireName(p.username, 'user certificate username');
   const ttl = p.ttlMs ?? USER_CERT_TTL.default;

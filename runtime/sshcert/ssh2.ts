@@ -29,6 +29,15 @@ declare module 'ssh2' {
   interface Connection {
     /** Asks the client to open an `auth-agent@openssh.com` channel (patched ssh2). */
     openssh_authAgent(callback: (err: Error | undefined, channel: ServerChannel) => void): this;
+    /** Sends a USERAUTH_BANNER, a message the client shows its user, during authentication (patched ssh2). */
+    authBanner(message: string): this;
+  }
+}
+
+/** A genuine, valid user certificate that does not list the login asked for. */
+export class LoginNotInCertificateError extends AccessDeniedError {
+  constructor(login: string, user: string) {
+    super(`access denied: login "${login}" is not allowed for user "${user}"`);
   }
 }
 
@@ -147,7 +156,6 @@ export function verifyUserCertAuth(ctx: AuthContext, opts: UserCertAuthOptions):
   verifyCertificate(cert, {
     trustedCAs: opts.trustedCAs,
     certType: 'user',
-    principal: ctx.username,
     now: opts.now,
     allowedCriticalOptions: opts.allowedCriticalOptions,
   });
@@ -162,6 +170,9 @@ export function verifyUserCertAuth(ctx: AuthContext, opts: UserCertAuthOptions):
     if (!ctx.blob || !sshVerify(cert.publicKey, ctx.blob, ctx.signature)) {
       throw new AccessDeniedError(`${who}: signature by the key of certificate "${cert.keyId}" is invalid`);
     }
+  }
+  if (!cert.principals.includes(ctx.username)) {
+    throw new LoginNotInCertificateError(ctx.username, cert.keyId);
   }
   return cert;
 }

@@ -140,7 +140,7 @@ describe('node service with OpenSSH', () => {
 
     it('GIVEN a role without permit-pty and port forwarding THEN a pty and -W are refused but commands run', async () => {
       const role = path.join(work, 'restricted.yaml');
-      fs.writeFileSync(role, `kind: role\nversion: v3\nmetadata:\n  name: restricted\nspec:\n  options:\n    permit_pty: false\n    port_forwarding: false\n  allow:\n    logins: [${LOGIN}]\n`);
+      fs.writeFileSync(role, `kind: role\nversion: v3\nmetadata:\n  name: restricted\nspec:\n  options:\n    permit_pty: false\n    port_forwarding: false\n  allow:\n    logins: [${LOGIN}]\n    node_labels:\n      '*': '*'\n`);
       await cluster.tctlOk('create', role);
       const user = path.join(work, 'bob.yaml');
       fs.writeFileSync(user, `kind: user\nversion: v2\nmetadata:\n  name: bob\nspec:\n  roles: [restricted]\n`);

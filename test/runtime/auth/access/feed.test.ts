@@ -1,0 +1,120 @@
+/**
+ * Access data from the store to a node: the auth service's AccessFeed (a
+ * watch on users, roles and the user CA) and a node's AccessCache that long
+ * polls it. The cache's client is the feed itself, called as the
+ * `GET /v1/access` route calls it, or a client that fails like an
+ * unreachable auth service.
+ */
+import { AccessCache } from '../../../../runtime/auth/access/cache';
+import { AccessFeed } from '../../../../runtime/auth/access/feed';
+import { newUser, roleSchema } from '../../../../runtime/auth/resources';
+import { Backend, MemoryBackend } from '../../../../runtime/backend';
+import { Keys } from '../../../../runtime/contract/keys';
+import { formatAuthorizedKey, generateKeyPair, publicKeyBlob } from '../../../../runtime/sshcert';
+import { ConnectionProblemError } from '../../../../runtime/utils/errors';
+import { logger } from '../../../../runtime/utils/logger';
+import { waitFor } from '../../../helpers/proc';
+
+const log = logger('test');
+const json = (v: unknown) => Buffer.from(JSON.stringify(v));
+
+async function putRole(store: Backend, name: string, labels: Record<string, string>): Promise<void> {
+  const role = roleSchema.parse({ kind: 'role', version: 'v3', metadata: { name }, spec: { allow: { logins: ['deploy'], node_labels: labels } } });
+  await store.put({ key: Keys.role(name), value: json(role) });
+}
+
+function userCA(): { line: string; blob: Buffer; record: unknown } {
+  const blob = publicKeyBlob(generateKeyPair('ed25519').publicKey);
+  const line = formatAuthorizedKey(blob);
+  const record = { kind: 'cert_authority', version: 'v2', sub_kind: 'user', spec: { type: 'user', cluster_name: 'example.com', checking_keys: [Buffer.from(line).toString('base64')], signing_keys: ['c2VjcmV0'] } };
+  return { line, blob, record };
+}
+
+const PROD = { name: 'web-1', labels: { env: 'prod' } };
+const ask = (cache: AccessCache) => cache.check({ user: 'bob', certRoles: ['ops'], login: 'deploy', node: PROD });
+
+describe('access feed and cache', () => {
+  let store: MemoryBackend;
+  let feed: AccessFeed;
+  let reachable: boolean;
+  let cache: AccessCache;
+  const ca = userCA();
+
+  beforeEach(async () => {
+    store = new MemoryBackend();
+    await putRole(store, 'ops', { env: 'prod' });
+    await store.put({ key: Keys.user('bob'), value: json(newUser('bob', ['ops'], ['bob'], 'test')) });
+    await store.put({ key: Keys.certAuthority('user', 'example.com'), value: json(ca.record) });
+    // Secrets next to the user record are not access data.
+    await store.put({ key: Keys.userPassword('bob'), value: Buffer.from('scrypt-hash') });
+    feed = new AccessFeed(store, log, 50);
+    await feed.start();
+    reachable = true;
+    const client = {
+      get: async <T>(path: string): Promise<T> => {
+        if (!reachable) throw new ConnectionProblemError('cannot reach the auth server');
+        const q = new URL(path, 'https://auth').searchParams;
+        await feed.waitForChange(q.get('version') ?? '', Math.min(Number(q.get('wait')), 200));
+        if (!reachable) throw new ConnectionProblemError('connection reset'); // a poll in flight fails too
+        return feed.snapshot() as T;
+      },
+    };
+    cache = new AccessCache(client, log);
+  });
+  afterEach(async () => {
+    cache.stop();
+    await feed.close();
+    await store.close();
+  });
+
+  it('GIVEN a cache that has never loaded THEN it refuses every request (fail closed) and trusts no user CA', () => {
+    expect(ask(cache)).toEqual({ allowed: false, reason: 'access denied: the roles and users of the cluster are not loaded yet; try again shortly' });
+    expect(cache.userCAKeys()).toEqual([]);
+  });
+
+  it('GIVEN a loaded cache THEN it decides from the store and trusts the user CA public keys only', async () => {
+    await cache.start();
+    expect(ask(cache).allowed).toBe(true);
+    expect(cache.userCAKeys()).toEqual([ca.blob]);
+    const snapshot = JSON.stringify(feed.snapshot());
+    expect(snapshot).not.toContain('c2VjcmV0');
+    expect(snapshot).not.toContain('scrypt-hash');
+  });
+
+  it('GIVEN a role edited in the store THEN the cache refuses on its next decision without any certificate change', async () => {
+    await cache.start();
+    const before = feed.version;
+    await putRole(store, 'ops', { env: 'staging' });
+    await waitFor('the cache to see the edited role', () => !ask(cache).allowed);
+    expect(feed.version).not.toBe(before);
+    expect(ask(cache)).toEqual({ allowed: false, reason: 'access denied: user "bob" is not allowed on node "web-1"' });
+  });
+
+  it('GIVEN a deleted user THEN the cache refuses them', async () => {
+    await cache.start();
+    await store.delete(Keys.user('bob'));
+    await waitFor('the cache to see the deletion', () => !ask(cache).allowed);
+    expect(ask(cache)).toEqual({ allowed: false, reason: 'access denied: user "bob" does not exist' });
+  });
+
+  it('GIVEN an unreachable auth service THEN the cache keeps deciding from its last copy, and catches up when it is back', async () => {
+    await cache.start();
+    reachable = false;
+    await putRole(store, 'ops', { env: 'staging' });
+    // The feed moved on, the cache cannot hear of it: the last copy still decides.
+    await waitFor('the feed to see the edit', () => !feed.role('ops')?.spec.allow.node_labels?.env.includes('prod'));
+    expect(ask(cache).allowed).toBe(true);
+    reachable = true;
+    await waitFor('the cache to catch up', () => !ask(cache).allowed);
+  });
+
+  it('GIVEN a password or login attempt written THEN the version does not move (nodes do not reload for it)', async () => {
+    const before = feed.version;
+    await store.put({ key: Keys.userPassword('bob'), value: Buffer.from('another-hash') });
+    await store.put({ key: Keys.userLoginAttempt('bob', 'x'), value: Buffer.from('{}') });
+    // A relevant write after them: once it is seen, the earlier ones were seen too (watch order).
+    await putRole(store, 'other', { env: 'x' });
+    await waitFor('the feed to see the role', () => feed.role('other'));
+    expect(feed.version.split('.')[1]).toBe(String(Number(before.split('.')[1]) + 1));
+  });
+});
