@@ -79,24 +79,30 @@ export class AccessFeed implements AccessView {
     return w;
   }
 
-  private async run(w: Watcher): Promise<void> {
-    while (!this.closed) {
+  private async run(first: Watcher): Promise<void> {
+    for (let w: Watcher | undefined = first; w; w = await this.reopen()) {
       for (let e = await w.next(); e; e = await w.next()) {
         if (!relevant(e.item.key)) continue;
         if (e.type === OpType.Put) this.items.set(e.item.key, e.item.value);
         else if (e.type === OpType.Delete) this.items.delete(e.item.key);
         this.changed();
       }
-      while (!this.closed) {
-        try {
-          w = await this.open();
-          break;
-        } catch (err) {
-          this.log.warn('access feed: cannot watch the store, retrying', { error: err });
-          await new Promise((resolve) => setTimeout(resolve, this.retryMs).unref());
-        }
+    }
+  }
+
+  /** A new watch after the last one closed (the store restarted, or we fell behind); undefined once the feed is closed. */
+  private async reopen(): Promise<Watcher | undefined> {
+    while (!this.closed) {
+      try {
+        const w = await this.open();
+        if (!this.closed) return w;
+        w.close();
+      } catch (err) {
+        this.log.warn('access feed: cannot watch the store, retrying', { error: err });
+        await new Promise((resolve) => setTimeout(resolve, this.retryMs).unref());
       }
     }
+    return undefined;
   }
 
   /** Rebuilds the parsed view, moves the version on and wakes the long polls. */

@@ -8,7 +8,7 @@
 import { AccessCache } from '../../../../runtime/auth/access/cache';
 import { AccessFeed } from '../../../../runtime/auth/access/feed';
 import { newUser, roleSchema } from '../../../../runtime/auth/resources';
-import { Backend, MemoryBackend } from '../../../../runtime/backend';
+import { Backend, MemoryBackend, Watcher, WatchOptions } from '../../../../runtime/backend';
 import { Keys } from '../../../../runtime/contract/keys';
 import { formatAuthorizedKey, generateKeyPair, publicKeyBlob } from '../../../../runtime/sshcert';
 import { ConnectionProblemError } from '../../../../runtime/utils/errors';
@@ -106,6 +106,23 @@ describe('access feed and cache', () => {
     expect(ask(cache).allowed).toBe(true);
     reachable = true;
     await waitFor('the cache to catch up', () => !ask(cache).allowed);
+  });
+
+  it('GIVEN the store closes the feed\'s watch THEN the feed watches again, re-reads, and misses nothing', async () => {
+    const watchers: Watcher[] = [];
+    const watched: Backend = Object.create(store, {
+      newWatcher: { value: async (o: WatchOptions) => watchers[watchers.push(await store.newWatcher(o)) - 1] },
+    });
+    const own = new AccessFeed(watched, log, 10);
+    await own.start();
+    try {
+      watchers[0].close();
+      await putRole(store, 'late', { env: 'x' });
+      await waitFor('the feed to see a write made after its watch closed', () => own.role('late'));
+      expect(watchers.length).toBeGreaterThan(1);
+    } finally {
+      await own.close();
+    }
   });
 
   it('GIVEN a password or login attempt written THEN the version does not move (nodes do not reload for it)', async () => {
