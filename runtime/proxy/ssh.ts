@@ -14,7 +14,8 @@ import { AuthClient } from '../auth/client';
 import { Identity } from '../auth/identity';
 import { Server as ServerRecord } from '../auth/resources';
 import { Ports } from '../contract/ports';
-import { Certificate, EXT_TELEPORT_ROUTE_TO_CLUSTER, hostKeyWithCertificate, verifyUserCertAuth } from '../sshcert';
+import { Certificate, DEFAULT_SSH_ALGORITHMS, EXT_TELEPORT_ROUTE_TO_CLUSTER, hostKeyWithCertificate, serverAlgorithms, type SshAlgorithms, verifyUserCertAuth } from '../sshcert';
+import { logNegotiated } from '../sshcert/negotiated';
 import { ConnectionProblemError, NotFoundError } from '../utils/errors';
 import { Logger } from '../utils/logger';
 import { dial, failChannel, proxyHello, readGreeting, relay, TELEPORT_VERSION_PREFIX } from './relay';
@@ -29,6 +30,8 @@ export interface ProxySshServiceOptions {
   readonly listen: HostPort;
   /** The proxy's identity (role Proxy): its host key and certificate are what clients see. */
   readonly identity: Identity;
+  /** Key exchanges, ciphers and MACs offered (teleport.kex_algos / ciphers / mac_algos). @default DEFAULT_SSH_ALGORITHMS */
+  readonly algorithms?: SshAlgorithms;
   /** Where `proxy:@cluster` leads: the auth servers, tried in turn. */
   readonly authServers: HostPort[];
   /** An auth client with the proxy's credentials: user CAs, the node list and audit events. */
@@ -121,6 +124,7 @@ class ProxySshServer {
       {
         hostKeys: [hostKeyWithCertificate(createPrivateKey(opts.identity.sshKey), opts.identity.sshCert)],
         ident: PROXY_SSH_IDENT,
+        algorithms: serverAlgorithms(opts.algorithms ?? DEFAULT_SSH_ALGORITHMS),
         keepaliveInterval: opts.keepAliveIntervalMs ?? 300_000,
         keepaliveCountMax: opts.keepAliveCountMax ?? 3,
       } as ConstructorParameters<typeof Server>[0],
@@ -168,6 +172,7 @@ class ProxySshServer {
     let ctx: ConnectionContext | undefined;
 
     client.on('error', (err) => log.debug('connection error', { remote: where, error: err.message }));
+    logNegotiated(client, log, remote.host);
     client.on('close', () => {
       tcp?.sock.destroy();
       if (ctx) this.users.remove(ctx.cert.keyId);
