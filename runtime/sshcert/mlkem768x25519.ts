@@ -14,6 +14,12 @@
  * As in OpenSSH, a C_INIT or S_REPLY of the wrong length, an encapsulation
  * key that fails FIPS 203's modulus check, or an all-zero X25519 secret fails
  * the exchange (that one connection).
+ *
+ * FIPS 203's modulus check of the encapsulation key is done here: the
+ * pinned @noble/post-quantum 0.4.1 has one whose 12-bit decoding does not
+ * reduce mod q, so it never fails (later, ESM-only releases fixed it).
+ * Inputs reach the library as copies in plain Uint8Arrays (a node Buffer's
+ * slice() is a view, which some of its in-place code does not expect).
  */
 import { createHash, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, KeyObject, timingSafeEqual } from 'node:crypto';
 import { ml_kem768 } from '@noble/post-quantum/ml-kem';
@@ -22,6 +28,9 @@ import { BadParameterError } from '../utils/errors';
 export const MLKEM768_PUBLIC_KEY_LEN = 1184;
 export const MLKEM768_CIPHERTEXT_LEN = 1088;
 export const X25519_LEN = 32;
+/** ML-KEM's q; the encapsulation key is 3 × 256 12-bit coefficients of t̂ (1152 bytes), then ρ (32 bytes). */
+const Q = 3329;
+const T_HAT_LEN = 1152;
 export const C_INIT_LEN = MLKEM768_PUBLIC_KEY_LEN + X25519_LEN;
 export const S_REPLY_LEN = MLKEM768_CIPHERTEXT_LEN + X25519_LEN;
 
@@ -53,13 +62,13 @@ function x25519KeyPair(privateRaw?: Uint8Array): { privateKey: KeyObject; public
 
 function x25519Shared(privateKey: KeyObject, peerRaw: Uint8Array): Buffer {
   const publicKey = createPublicKey({ key: Buffer.concat([X25519_SPKI_PREFIX, peerRaw]), format: 'der', type: 'spki' });
-  let shared: Buffer;
+  let shared: Buffer | undefined;
   try {
     shared = diffieHellman({ privateKey, publicKey });
-  } catch (err) {
-    throw new BadParameterError(`${NAME}: X25519 failed: ${(err as Error).message}`);
+  } catch {
+    // OpenSSL refuses an all-zero result itself
   }
-  if (timingSafeEqual(shared, ZERO)) throw new BadParameterError(`${NAME}: the peer's X25519 key gives an all-zero secret`);
+  if (!shared || timingSafeEqual(shared, ZERO)) throw new BadParameterError(`${NAME}: the peer's X25519 key is of low order (all-zero secret)`);
   return shared;
 }
 
@@ -68,6 +77,20 @@ function combine(kPq: Uint8Array, kCl: Buffer): Buffer {
   kPq.fill(0);
   kCl.fill(0);
   return k;
+}
+
+/** A copy in a plain Uint8Array (see the module comment). */
+const copy = (b: Uint8Array): Uint8Array => new Uint8Array(b);
+
+/** FIPS 203 section 7.2 modulus check: ByteEncode12(ByteDecode12(t̂)) == t̂, i.e. every coefficient < q. */
+function modulusCheck(ek: Uint8Array): void {
+  for (let i = 0; i < T_HAT_LEN; i += 3) {
+    const c0 = ek[i] | ((ek[i + 1] & 0x0f) << 8);
+    const c1 = (ek[i + 1] >> 4) | (ek[i + 2] << 4);
+    if (c0 >= Q || c1 >= Q) {
+      throw new BadParameterError(`${NAME}: the client's ML-KEM-768 encapsulation key is invalid: coefficient ${c0 >= Q ? c0 : c1} at byte ${i} is not reduced mod ${Q}`);
+    }
+  }
 }
 
 function checkLength(what: string, got: Uint8Array, want: number): void {
@@ -83,7 +106,7 @@ export interface ClientExchange {
 
 /** The client's side: fresh keys and their C_INIT. */
 export function clientExchange(random?: ClientRandomness): ClientExchange {
-  const kem = ml_kem768.keygen(random?.mlkemSeed);
+  const kem = ml_kem768.keygen(random && copy(random.mlkemSeed));
   const x = x25519KeyPair(random?.x25519);
   let done = false;
   return {
@@ -92,7 +115,7 @@ export function clientExchange(random?: ClientRandomness): ClientExchange {
       if (done) throw new BadParameterError(`${NAME}: the exchange is already finished`);
       done = true;
       checkLength('server reply (S_REPLY)', reply, S_REPLY_LEN);
-      const kPq = ml_kem768.decapsulate(reply.subarray(0, MLKEM768_CIPHERTEXT_LEN), kem.secretKey);
+      const kPq = ml_kem768.decapsulate(copy(reply.subarray(0, MLKEM768_CIPHERTEXT_LEN)), kem.secretKey);
       kem.secretKey.fill(0);
       return combine(kPq, x25519Shared(x.privateKey, reply.subarray(MLKEM768_CIPHERTEXT_LEN)));
     },
@@ -102,9 +125,10 @@ export function clientExchange(random?: ClientRandomness): ClientExchange {
 /** The server's side: S_REPLY and K for a client's C_INIT; throws BadParameterError when C_INIT is malformed. */
 export function serverExchange(init: Uint8Array, random?: ServerRandomness): { reply: Buffer; secret: Buffer } {
   checkLength('client init (C_INIT)', init, C_INIT_LEN);
+  modulusCheck(init);
   let enc: { cipherText: Uint8Array; sharedSecret: Uint8Array };
   try {
-    enc = ml_kem768.encapsulate(init.subarray(0, MLKEM768_PUBLIC_KEY_LEN), random?.mlkemMessage);
+    enc = ml_kem768.encapsulate(copy(init.subarray(0, MLKEM768_PUBLIC_KEY_LEN)), random && copy(random.mlkemMessage));
   } catch (err) {
     throw new BadParameterError(`${NAME}: the client's ML-KEM-768 encapsulation key is invalid: ${(err as Error).message}`);
   }
