@@ -84,7 +84,7 @@ describe('mlkem768x25519-sha256', () => {
   });
 
   test('GIVEN an encapsulation key whose coefficients are all q - 1 WHEN the server answers THEN the modulus check lets it through', () => {
-    let ek = Buffer.from(ml_kem768.keygen(MLKEM_SEED).publicKey);
+    let ek: Buffer = Buffer.from(ml_kem768.keygen(MLKEM_SEED).publicKey);
     for (let i = 0; i < 768; i++) ek = withCoefficient(i, 3328, ek);
     expect(serverExchange(Buffer.concat([ek, ALICE_PUBLIC])).reply).toHaveLength(S_REPLY_LEN);
   });
@@ -132,7 +132,7 @@ describe('mlkem768x25519-sha256', () => {
 const KNOWN_K = 'a04c49fcf0b9687902ae099ec9228746e16d35f1c1460d50c62f138106378c83';
 
 /** A valid encapsulation key (or `ek`) with 12-bit coefficient `n` of t̂ set to `value`. */
-function withCoefficient(n: number, value: number, ek = Buffer.from(ml_kem768.keygen(MLKEM_SEED).publicKey)): Buffer {
+function withCoefficient(n: number, value: number, ek: Buffer = Buffer.from(ml_kem768.keygen(MLKEM_SEED).publicKey)): Buffer {
   const out = Buffer.from(ek);
   const at = Math.floor(n / 2) * 3;
   if (n % 2 === 0) {
