@@ -14,7 +14,7 @@
  */
 import { KeyObject } from 'node:crypto';
 import { Client, ClientChannel, ConnectConfig } from 'ssh2';
-import { blobType, Certificate, CLIENT_HOST_KEY_ALGORITHMS, clientCertIdentity, EXT_TELEPORT_AUTHORITY, EXT_TELEPORT_ROLE, isCertificateType, parseCertificate, verifyCertificate } from '../sshcert';
+import { blobType, Certificate, CLIENT_ALGORITHMS, clientCertIdentity, EXT_TELEPORT_AUTHORITY, EXT_TELEPORT_ROLE, isCertificateType, parseCertificate, verifyCertificate } from '../sshcert';
 import { AccessDeniedError, ConnectionProblemError, TeleportError } from '../utils/errors';
 import { splitHostPort } from './profile';
 
@@ -98,7 +98,7 @@ function connectClient(config: ConnectConfig, check: (key: Buffer) => void, what
     client.once('close', onClose);
     client.connect({
       ...config,
-      algorithms: { serverHostKey: CLIENT_HOST_KEY_ALGORITHMS },
+      algorithms: CLIENT_ALGORITHMS,
       hostVerifier: (key: Buffer) => {
         try {
           check(key);

@@ -14,6 +14,7 @@ import { parseDuration } from './duration';
 import { labelNameProblem } from './labels';
 import { normalizeCaPin, parseStaticTokenSpec } from './tokens';
 import { Ports } from '../contract/ports';
+import { algorithmListProblem, algorithmProblem, type AlgorithmKind } from '../sshcert/algorithms';
 
 /** A short description of a value for "got ..." in messages. */
 export function describeValue(v: unknown): string {
@@ -160,6 +161,19 @@ const staticToken = () =>
     return r instanceof Invalid ? r : s;
   });
 
+/** `ciphers`, `kex_algos`, `mac_algos`: supported names (runtime/sshcert/algorithms.ts); a list replaces the defaults. */
+const sshAlgorithmList = (kind: AlgorithmKind, what: string) =>
+  list(
+    scalar(`a ${what} name`, (s) => {
+      const problem = algorithmProblem(kind, s.trim());
+      return problem ? new Invalid(problem) : s.trim();
+    }),
+    `${what} names`,
+  ).superRefine((names, ctx) => {
+    const problem = algorithmListProblem(kind, names);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
+
 export const STORAGE_TYPES = ['dir', 'sqlite', 'dynamodb', 'etcd'] as const;
 
 const storageSchema = section({
@@ -220,9 +234,9 @@ const teleportSchema = section({
   }).optional(),
   storage: storageSchema.optional(),
   ca_signature_algo: nonEmpty('an SSH signature algorithm').optional(),
-  ciphers: list(nonEmpty('a cipher name'), 'cipher names').optional(),
-  kex_algos: list(nonEmpty('a key exchange algorithm'), 'key exchange algorithms').optional(),
-  mac_algos: list(nonEmpty('a MAC algorithm'), 'MAC algorithms').optional(),
+  ciphers: sshAlgorithmList('cipher', 'cipher').optional(),
+  kex_algos: sshAlgorithmList('kex', 'key exchange algorithm').optional(),
+  mac_algos: sshAlgorithmList('mac', 'MAC algorithm').optional(),
   ciphersuites: list(nonEmpty('a TLS cipher suite'), 'TLS cipher suites').optional(),
 });
 

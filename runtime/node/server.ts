@@ -9,7 +9,8 @@ import { AddressInfo } from 'node:net';
 import { Connection, Server } from 'ssh2';
 import { EventFields } from '../events/filelog';
 import { AccessDecision, accessFor, Permissions } from '../auth/access/decision';
-import { Certificate, certRoles, hostKeyWithCertificate, LoginNotInCertificateError, verifyUserCertAuth } from '../sshcert';
+import { Certificate, certRoles, hostKeyWithCertificate, LoginNotInCertificateError, serverAlgorithms, type SshAlgorithms, verifyUserCertAuth } from '../sshcert';
+import { logNegotiated } from '../sshcert/negotiated';
 import { Logger } from '../utils/logger';
 import { serveForwarding } from './forwarding';
 import { lookupUser, OsUser } from './osuser';
@@ -22,6 +23,8 @@ export interface NodeServerOptions {
   /** SSH private key (PEM) and host certificate (authorized_keys line). */
   hostKey: string;
   hostCert: string;
+  /** Key exchanges, ciphers and MACs offered (teleport.kex_algos / ciphers / mac_algos). */
+  algorithms: SshAlgorithms;
   serverId: string;
   hostname: string;
   /** The user CA keys to trust now (refreshed by the caller). */
@@ -70,6 +73,7 @@ export class NodeServer {
       {
         hostKeys: [hostKeyWithCertificate(createPrivateKey(opts.hostKey), opts.hostCert)],
         ident: SSH_IDENT,
+        algorithms: serverAlgorithms(opts.algorithms),
         keepaliveInterval: opts.keepAliveIntervalMs,
         keepaliveCountMax: opts.keepAliveCountMax,
       } as ConstructorParameters<typeof Server>[0],
@@ -125,6 +129,7 @@ export class NodeServer {
     };
 
     client.on('error', (err) => log.debug('connection error', { remote: remote.addr, error: err.message }));
+    logNegotiated(client, log, remote.addr);
     client.on('close', () => {
       this.clients.delete(client);
       if (cert) this.users.remove(cert.keyId);

@@ -13,6 +13,7 @@ import { Server } from '../auth/resources';
 import { AccessCache } from '../auth/access/cache';
 import { ClusterConfig } from '../auth/server';
 import { TeleportConfig } from '../config';
+import { sshAlgorithmsOf } from '../sshcert/algorithms';
 import { auditEventSender, EventSpool } from '../events/spool';
 import { SessionRecorder } from '../recordings/recorder';
 import { RecordingUploader } from '../recordings/uploader';
@@ -97,6 +98,7 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     listen: config.ssh.listenAddr,
     hostKey: identity.sshKey,
     hostCert: identity.sshCert,
+    algorithms: sshAlgorithmsOf(config),
     serverId: opts.hostUUID,
     hostname: config.nodeName,
     trustedUserCAs: () => access.userCAKeys(),

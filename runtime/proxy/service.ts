@@ -7,6 +7,7 @@ import { AuthClient } from '../auth/client';
 import { Identity } from '../auth/identity';
 import { ClusterConfig } from '../auth/server';
 import { dialableAddr, formatAddr, TeleportConfig } from '../config';
+import { sshAlgorithmsOf } from '../sshcert/algorithms';
 import { announceTtlMs } from '../auth/presence';
 import { Heartbeat } from '../service/heartbeat';
 import { Logger } from '../utils/logger';
@@ -74,6 +75,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
     ssh = await startProxySshService({
       listen: p.listenAddr,
       identity,
+      algorithms: sshAlgorithmsOf(config),
       authClient: client,
       authServers: config.authServers,
       clusterName: identity.clusterName,

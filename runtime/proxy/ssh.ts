@@ -16,7 +16,8 @@ import { AccessCache } from '../auth/access/cache';
 import { AccessDecision } from '../auth/access/decision';
 import { Server as ServerRecord, serverLabels } from '../auth/resources';
 import { Ports } from '../contract/ports';
-import { Certificate, certRoles, EXT_TELEPORT_ROUTE_TO_CLUSTER, hostKeyWithCertificate, LoginNotInCertificateError, verifyUserCertAuth } from '../sshcert';
+import { Certificate, certRoles, DEFAULT_SSH_ALGORITHMS, EXT_TELEPORT_ROUTE_TO_CLUSTER, hostKeyWithCertificate, LoginNotInCertificateError, serverAlgorithms, type SshAlgorithms, verifyUserCertAuth } from '../sshcert';
+import { logNegotiated } from '../sshcert/negotiated';
 import { AccessDeniedError, ConnectionProblemError, NotFoundError } from '../utils/errors';
 import { Logger } from '../utils/logger';
 import { dial, failChannel, proxyHello, readGreeting, relay, TELEPORT_VERSION_PREFIX } from './relay';
@@ -31,6 +32,8 @@ export interface ProxySshServiceOptions {
   readonly listen: HostPort;
   /** The proxy's identity (role Proxy): its host key and certificate are what clients see. */
   readonly identity: Identity;
+  /** Key exchanges, ciphers and MACs offered (teleport.kex_algos / ciphers / mac_algos). @default DEFAULT_SSH_ALGORITHMS */
+  readonly algorithms?: SshAlgorithms;
   /** Where `proxy:@cluster` leads: the auth servers, tried in turn. */
   readonly authServers: HostPort[];
   /** An auth client with the proxy's credentials: user CAs, the node list and audit events. */
@@ -131,6 +134,7 @@ class ProxySshServer {
       {
         hostKeys: [hostKeyWithCertificate(createPrivateKey(opts.identity.sshKey), opts.identity.sshCert)],
         ident: PROXY_SSH_IDENT,
+        algorithms: serverAlgorithms(opts.algorithms ?? DEFAULT_SSH_ALGORITHMS),
         keepaliveInterval: opts.keepAliveIntervalMs ?? 300_000,
         keepaliveCountMax: opts.keepAliveCountMax ?? 3,
       } as ConstructorParameters<typeof Server>[0],
@@ -178,6 +182,7 @@ class ProxySshServer {
     let ctx: ConnectionContext | undefined;
 
     client.on('error', (err) => log.debug('connection error', { remote: where, error: err.message }));
+    logNegotiated(client, log, remote.host);
     client.on('close', () => {
       tcp?.sock.destroy();
       if (ctx) this.users.remove(ctx.cert.keyId);

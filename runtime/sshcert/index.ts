@@ -52,4 +52,15 @@ export {
   EXT_TELEPORT_ROLE,
   EXT_TELEPORT_AUTHORITY,
 } from './issue';
-export { CLIENT_HOST_KEY_ALGORITHMS, certBaseAlgorithm, hostKeyWithCertificate, plainHostKey, verifyUserCertAuth, LoginNotInCertificateError, clientCertIdentity, hostCertVerifier, type UserCertAuthOptions, type HostCertVerifierOptions } from './ssh2';
+export { CLIENT_ALGORITHMS, CLIENT_HOST_KEY_ALGORITHMS, serverAlgorithms, certBaseAlgorithm, hostKeyWithCertificate, plainHostKey, verifyUserCertAuth, LoginNotInCertificateError, clientCertIdentity, hostCertVerifier, type UserCertAuthOptions, type HostCertVerifierOptions } from './ssh2';
+export {
+  type AlgorithmKind,
+  type SshAlgorithms,
+  SSH_ALGORITHMS,
+  SSH_COMPRESSION,
+  DEFAULT_SSH_ALGORITHMS,
+  MLKEM768X25519_SHA256,
+  algorithmProblem,
+  algorithmListProblem,
+  sshAlgorithmsOf,
+} from './algorithms';

@@ -12,7 +12,12 @@ import {
   BaseAgent,
   type AgentInboundRequest,
   type AuthContext,
+  type CipherAlgorithm,
+  type CompressionAlgorithm,
+  type ConnectConfig,
   type IdentityCallback,
+  type KexAlgorithm,
+  type MacAlgorithm,
   type ParsedKey,
   type ServerHostKeyAlgorithm,
   type SignCallback,
@@ -20,8 +25,10 @@ import {
   utils as ssh2utils,
 } from 'ssh2';
 import { AccessDeniedError, BadParameterError } from '../utils/errors';
+import { DEFAULT_SSH_ALGORITHMS, MLKEM768X25519_SHA256, SSH_COMPRESSION, type SshAlgorithms } from './algorithms';
 import { type Certificate, CERT_SUFFIX, isCertificateType, parseCertificate, verifyCertificate } from './cert';
 import { blobType, formatAuthorizedKey, publicKeyBlob, signatureAlgorithm, sshKeyType, sshSign, sshVerify } from './keys';
+import { clientExchange, serverExchange } from './mlkem768x25519';
 import { encodeOpenSSHPrivateKey } from './privatekey';
 import { SshReader } from './wire';
 
@@ -41,6 +48,38 @@ export class LoginNotInCertificateError extends AccessDeniedError {
   }
 }
 
+/** The patched ssh2's hook for KEM-style key exchanges (see patches/ssh2+1.17.0.patch). */
+interface Ssh2Kex {
+  registerKemExchange?(
+    name: string,
+    impl: {
+      hashName: string;
+      clientExchange(): { init: Buffer; finish(reply: Buffer): Buffer };
+      serverExchange(init: Buffer): { reply: Buffer; secret: Buffer };
+    },
+  ): void;
+}
+
+// mlkem768x25519-sha256 becomes a key exchange ssh2 knows, for servers and clients alike
+{
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const kex = require('ssh2/lib/protocol/kex.js') as Ssh2Kex;
+  if (typeof kex.registerKemExchange !== 'function') {
+    throw new Error('ssh2 lacks registerKemExchange: node_modules/ssh2 is not patched (npm ci runs patch-package)');
+  }
+  kex.registerKemExchange(MLKEM768X25519_SHA256, { hashName: 'sha256', clientExchange: () => clientExchange(), serverExchange: (init) => serverExchange(init) });
+}
+
+/** ssh2's `algorithms` option for a Server offering `algos` (host key algorithms come from its host keys). */
+export function serverAlgorithms(algos: SshAlgorithms): NonNullable<ConnectConfig['algorithms']> {
+  return {
+    kex: algos.kex as KexAlgorithm[],
+    cipher: algos.ciphers as CipherAlgorithm[],
+    hmac: algos.macs as MacAlgorithm[],
+    compress: SSH_COMPRESSION as CompressionAlgorithm[],
+  };
+}
+
 /**
  * Host key algorithms for an ssh2 Client that checks host certificates: the
  * certificate algorithms first (the patched ssh2 accepts them when listed),
@@ -58,6 +97,12 @@ export const CLIENT_HOST_KEY_ALGORITHMS = [
   'rsa-sha2-512',
   'rsa-sha2-256',
 ] as unknown as ServerHostKeyAlgorithm[];
+
+/** ssh2's `algorithms` option for tsh's client: the defaults the node and proxy offer (mlkem768x25519 first), host certificates. */
+export const CLIENT_ALGORITHMS: NonNullable<ConnectConfig['algorithms']> = {
+  ...serverAlgorithms(DEFAULT_SSH_ALGORITHMS),
+  serverHostKey: CLIENT_HOST_KEY_ALGORITHMS,
+};
 
 /** The algorithm a certificate algorithm signs with: `rsa-sha2-512-cert-v01@openssh.com` → `rsa-sha2-512`. */
 export function certBaseAlgorithm(algo: string): string {
