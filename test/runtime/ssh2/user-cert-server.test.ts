@@ -97,7 +97,7 @@ describe.each(KEY_TYPES)('a %s user certificate', (alg) => {
     expect(certAttempts.length).toBeGreaterThan(0);
     for (const a of certAttempts) {
       expect(a.accepted).toBe(false);
-      expect(a.reason).toContain(`AccessDeniedError: certificate "alice@example.com": principal "${LOGIN}" is not listed`);
+      expect(a.reason).toContain(`LoginNotInCertificateError: access denied: login "${LOGIN}" is not allowed for user "alice@example.com"`);
     }
   });
 
