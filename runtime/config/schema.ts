@@ -14,6 +14,7 @@ import { parseDuration } from './duration';
 import { labelNameProblem } from './labels';
 import { normalizeCaPin, parseStaticTokenSpec } from './tokens';
 import { Ports } from '../contract/ports';
+import { cipherSuiteProblem } from '../tlsca/ciphersuites';
 
 /** A short description of a value for "got ..." in messages. */
 export function describeValue(v: unknown): string {
@@ -223,7 +224,13 @@ const teleportSchema = section({
   ciphers: list(nonEmpty('a cipher name'), 'cipher names').optional(),
   kex_algos: list(nonEmpty('a key exchange algorithm'), 'key exchange algorithms').optional(),
   mac_algos: list(nonEmpty('a MAC algorithm'), 'MAC algorithms').optional(),
-  ciphersuites: list(nonEmpty('a TLS cipher suite'), 'TLS cipher suites').optional(),
+  ciphersuites: list(
+    scalar('a TLS cipher suite such as tls-ecdhe-ecdsa-with-aes-128-gcm-sha256', (s) => {
+      const problem = cipherSuiteProblem(s);
+      return problem ? new Invalid(problem) : s.trim().toLowerCase();
+    }),
+    'TLS cipher suites',
+  ).optional(),
 });
 
 export const CA_KEY_TYPES = ['ed25519', 'ecdsa-p256', 'ecdsa-p384', 'rsa'] as const;

@@ -89,6 +89,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       dataDir: config.dataDir,
       keyPairs: p.keyPairs,
       insecureNoTls: p.insecureNoTls,
+      ...(config.ciphersuites ? { cipherSuites: config.ciphersuites } : {}),
       hostNames: [...new Set([config.nodeName, 'localhost', '127.0.0.1', ...p.publicAddrs.map((a) => a.host)])],
       api: {
         ping,

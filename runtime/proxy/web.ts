@@ -24,6 +24,7 @@ import { z } from 'zod';
 import { readJsonBody, sendError, sendJson } from '../auth/http';
 import { Server, serverLabels } from '../auth/resources';
 import { selfSignedServerCert } from '../tlsca';
+import { policyKeyMismatch, tlsPolicy } from '../tlsca/ciphersuites';
 import { AccessDeniedError, BadParameterError, NotFoundError } from '../utils/errors';
 import { Logger } from '../utils/logger';
 import { CONTENT_SECURITY_POLICY, WebUi } from './pages';
@@ -159,6 +160,8 @@ export interface WebServiceOptions {
   /** Configured certificate/key files (first one is served); empty means self-signed. */
   keyPairs: { keyFile: string; certFile: string }[];
   insecureNoTls: boolean;
+  /** `teleport.ciphersuites`: narrows the TLS policy (runtime/tlsca/ciphersuites.ts). */
+  cipherSuites?: readonly string[];
   /** DNS names and IPs for the self-signed certificate. */
   hostNames: string[];
   api: WebApi;
@@ -249,9 +252,16 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
       }
     }
   };
-  const server = opts.insecureNoTls
-    ? http.createServer(handler)
-    : https.createServer({ ...(await loadKeyPair(opts)), minVersion: 'TLSv1.2' }, handler);
+  let server: http.Server;
+  if (opts.insecureNoTls) {
+    server = http.createServer(handler);
+  } else {
+    const pair = await loadKeyPair(opts);
+    const policy = tlsPolicy(opts.cipherSuites);
+    const mismatch = policyKeyMismatch(policy, pair.key);
+    if (mismatch) log.warn(mismatch);
+    server = https.createServer({ ...pair, ...policy }, handler);
+  }
   server.headersTimeout = 30_000;
   server.requestTimeout = 60_000;
   await new Promise<void>((resolve, reject) => {
