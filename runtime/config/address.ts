@@ -4,7 +4,7 @@
  * `:port` (all interfaces).
  */
 
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 import { BadParameterError } from '../utils/errors';
 
 export interface HostPort {
@@ -77,4 +77,27 @@ export function isUnspecifiedHost(host: string): boolean {
 export function dialableAddr(addr: HostPort): HostPort {
   if (!isUnspecifiedHost(addr.host)) return addr;
   return { host: addr.host.includes(':') ? '::1' : '127.0.0.1', port: addr.port };
+}
+
+/** An address block: `ip/prefix`, or one address (`ip`, a /32 or /128). */
+export interface Cidr {
+  readonly address: string;
+  readonly prefix: number;
+  readonly family: 'ipv4' | 'ipv6';
+}
+
+/** Parses `10.0.0.0/8`, `2001:db8::/32` or a single IP address. */
+export function parseCidr(text: string): Cidr {
+  const s = text.trim();
+  const slash = s.indexOf('/');
+  const address = slash < 0 ? s : s.slice(0, slash);
+  const version = isIP(address);
+  if (version === 0) throw new BadParameterError(`invalid address block ${JSON.stringify(text)}: expected an IP address or ip/prefix such as 10.0.0.0/16`);
+  const max = version === 4 ? 32 : 128;
+  const prefixText = slash < 0 ? String(max) : s.slice(slash + 1);
+  const prefix = Number(prefixText);
+  if (!/^\d{1,3}$/.test(prefixText) || prefix > max) {
+    throw new BadParameterError(`invalid address block ${JSON.stringify(text)}: the prefix length must be 0 to ${max}`);
+  }
+  return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
 }

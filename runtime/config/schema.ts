@@ -9,7 +9,7 @@
 
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { parseAddr } from './address';
+import { parseAddr, parseCidr } from './address';
 import { parseDuration } from './duration';
 import { labelNameProblem } from './labels';
 import { normalizeCaPin, parseStaticTokenSpec } from './tokens';
@@ -134,6 +134,12 @@ const caPins = () =>
     'CA pins',
     { single: true },
   ).transform((pins) => pins.filter((p) => p !== ''));
+
+const cidr = () =>
+  scalar('an IP address or address block such as 10.0.0.0/16', (s) => {
+    const r = tryParse(() => parseCidr(s));
+    return r instanceof Invalid ? r : s.trim();
+  });
 
 const ipAddress = () =>
   scalar('an IP address', (s) => (isIP(s.trim()) ? s.trim() : new Invalid(`expected an IP address, got ${describeValue(s)}`)));
@@ -340,6 +346,8 @@ const proxyServiceSchema = section({
     section({ key_file: nonEmpty('a file path'), cert_file: nonEmpty('a file path') }),
     'key pairs ({key_file, cert_file})',
   ).optional(),
+  /** Ours: load balancers whose X-Forwarded-For names the client (runtime/proxy/clientaddr.ts). */
+  trust_x_forwarded_for_from: list(cidr(), 'IP addresses or address blocks', { single: true }).optional(),
   kubernetes: section({
     enabled: bool().optional(),
     listen_addr: address(Ports.kube).optional(),
