@@ -195,6 +195,10 @@ describe('local users with second_factor otp', () => {
       await errorOf(login('nobody', { password: passwords.joe, otp_token: joe.wrong() })),
     ];
     for (const r of refusals) expect(r).toMatchObject({ reason: 'access_denied', message: expect.stringMatching(GENERIC) });
+    // AND the client address a proxy names must be an IP address, and is what the audit log keeps
+    expect((await errorOf(login('someone', { password: 'not-the-password', client_addr: 'evil.example' }))).reason).toBe('bad_parameter');
+    expect((await errorOf(login('someone', { password: 'not-the-password', client_addr: '203.0.113.44' }))).reason).toBe('access_denied');
+    expect((await auth.events(['user.login'])).filter((e) => e['addr.remote'] === '203.0.113.44')).toHaveLength(1);
     // AND a request outside the TTL limits is refused before any credential is checked
     expect((await errorOf(login('joe', { password: passwords.joe, otp_token: joe.wrong(), ttl: 31 * HOUR * NS }))).reason).toBe('bad_parameter');
   });
