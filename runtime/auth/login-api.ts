@@ -3,8 +3,11 @@
  * completing a sign-up token, logging in with a password and second
  * factor (the proxy's `POST /webapi/ssh/certs`, formats.md §4.3), and the
  * web UI's browser sessions (bearer tokens travel in bodies, never in URLs).
- * Only proxies (and the auth server's own identities) may call them.
+ * Only proxies (and the auth server's own identities) may call them; a proxy
+ * names the client's address in `client_addr` (else the proxy's own address
+ * counts), for the per-source login limit and the audit log.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { route, Route } from './http';
 import { LocalLogins } from './login';
@@ -13,6 +16,13 @@ import { WebSessions } from './websessions';
 
 const NS_PER_MS = 1_000_000;
 const unb64 = (s: string) => Buffer.from(s, 'base64').toString();
+
+/** The address of the client the proxy serves, as the proxy worked it out (runtime/proxy/clientaddr.ts). */
+const clientAddr = z
+  .string()
+  .max(64)
+  .refine((s) => isIP(s) !== 0, 'an IP address')
+  .optional();
 
 const completeSignupBody = z.object({ password: z.string().max(1024), otp_token: z.string().max(32).optional() }).strict();
 
@@ -27,14 +37,17 @@ const loginBody = z
     /** Nanoseconds. */
     ttl: z.number().int().nonnegative().optional(),
     route_to_cluster: z.string().max(255).optional(),
+    client_addr: clientAddr,
   })
   .strict();
 
 const webSessionBody = z
-  .object({ user: z.string().min(1).max(255), password: z.string().max(1024), otp_token: z.string().max(32).optional() })
+  .object({ user: z.string().min(1).max(255), password: z.string().max(1024), otp_token: z.string().max(32).optional(), client_addr: clientAddr })
   .strict();
 
 const bearerBody = z.object({ token: z.string().max(256) }).strict();
+
+const logoutBody = z.object({ token: z.string().max(256), client_addr: clientAddr }).strict();
 
 export function loginRoutes(auth: AuthServer, logins = new LocalLogins(auth)): Route[] {
   const sessions = new WebSessions(auth, logins);
@@ -57,24 +70,30 @@ export function loginRoutes(auth: AuthServer, logins = new LocalLogins(auth)): R
       path: '/v1/users/:name/login',
       allow: ['Proxy'],
       body: loginBody,
-      handler: async ({ params, body }) =>
-        logins.login({
-          username: params.name,
-          password: body.password,
-          ...(body.otp_token !== undefined ? { otpToken: body.otp_token } : {}),
-          sshPublicKey: unb64(body.pub_key),
-          ...(body.tls_pub_key ? { tlsPublicKey: unb64(body.tls_pub_key) } : {}),
-          ...(body.ttl ? { ttlMs: Math.round(body.ttl / NS_PER_MS) } : {}),
-          ...(body.route_to_cluster ? { routeToCluster: body.route_to_cluster } : {}),
-        }),
+      handler: async ({ params, body, remoteAddr }) =>
+        logins.login(
+          {
+            username: params.name,
+            password: body.password,
+            ...(body.otp_token !== undefined ? { otpToken: body.otp_token } : {}),
+            sshPublicKey: unb64(body.pub_key),
+            ...(body.tls_pub_key ? { tlsPublicKey: unb64(body.tls_pub_key) } : {}),
+            ...(body.ttl ? { ttlMs: Math.round(body.ttl / NS_PER_MS) } : {}),
+            ...(body.route_to_cluster ? { routeToCluster: body.route_to_cluster } : {}),
+          },
+          body.client_addr ?? remoteAddr,
+        ),
     }),
     route({
       method: 'POST',
       path: '/v1/websessions',
       allow: ['Proxy'],
       body: webSessionBody,
-      handler: async ({ body }) =>
-        sessions.create({ username: body.user, password: body.password, ...(body.otp_token !== undefined ? { otpToken: body.otp_token } : {}) }),
+      handler: async ({ body, remoteAddr }) =>
+        sessions.create(
+          { username: body.user, password: body.password, ...(body.otp_token !== undefined ? { otpToken: body.otp_token } : {}) },
+          body.client_addr ?? remoteAddr,
+        ),
     }),
     route({
       method: 'POST',
@@ -94,9 +113,9 @@ export function loginRoutes(auth: AuthServer, logins = new LocalLogins(auth)): R
       method: 'POST',
       path: '/v1/websessions/delete',
       allow: ['Proxy'],
-      body: bearerBody,
-      handler: async ({ body }) => {
-        await sessions.delete(body.token);
+      body: logoutBody,
+      handler: async ({ body, remoteAddr }) => {
+        await sessions.delete(body.token, body.client_addr ?? remoteAddr);
         return {};
       },
     }),

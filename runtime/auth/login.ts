@@ -3,13 +3,17 @@
  * (password and TOTP registration with a `tctl users add` token), of
  * `tsh login` (password and TOTP exchanged for short-lived certificates) and
  * of the web UI's login (`loginWith`, used by websessions.ts).
- * Every login attempt is audited; repeated failures lock the user for a
- * while; callers learn only "it failed", never which part was wrong.
+ * Every login attempt is audited with the client's address; repeated
+ * failures lock the user for a while; failures are rate limited per user
+ * name and per source address. Callers learn only "it failed", never which
+ * part was wrong nor whether the user exists or is locked: every failure
+ * runs the same scrypt and records the same attempt, for any user name.
  */
 import { createPublicKey } from 'node:crypto';
+import { Clock, systemClock } from '../backend/clock';
 import { formatAuthorizedKey, parseAuthorizedKey, parsePublicKeyBlob, USER_CERT_TTL } from '../sshcert';
 import { AccessDeniedError, BadParameterError, CompareFailedError, isReason, NotFoundError } from '../utils/errors';
-import { RateLimiter } from '../utils/ratelimit';
+import { addressKey, RateLimiter } from '../utils/ratelimit';
 import { hashPassword, randomToken, verifyPassword } from '../utils/secrets';
 import { User } from './resources';
 import { AuthServer } from './server';
@@ -18,6 +22,17 @@ import { checkPassword, SignupToken } from './users';
 
 /** Failed attempts within `attemptWindowMs` that lock a user, and for how long. */
 export const LOCKOUT = { maxAttempts: 5, attemptWindowMs: 30 * 60_000, lockMs: 20 * 60_000 } as const;
+
+/** Login attempts per user name: 10 at once, one more every 6 s. */
+export const USER_LIMIT = { burst: 10, perSecond: 1 / 6 } as const;
+
+/**
+ * Failed login attempts per source address (IPv6: per /64): 20 at once, one
+ * more every 15 s (240 an hour). Successful logins give their token back,
+ * so many users behind one address (NAT, a load balancer that does not
+ * forward the client address) are held up only by failures.
+ */
+export const SOURCE_LIMIT = { burst: 20, perSecond: 1 / 15 } as const;
 
 /** What a caller is told about any failed login, whatever the cause. */
 export const INVALID_LOGIN = 'invalid username, password or second factor';
@@ -84,22 +99,32 @@ function lockedUntil(user: User, now: number): Date | undefined {
   return until.getTime() > now ? until : undefined;
 }
 
-const lockMessage = (name: string, until: Date) => `user "${name}" is locked until ${until.toISOString()} after too many failed login attempts`;
-
 export interface LocalLoginsOptions {
-  /** Login attempts per user name. @default burst 10, one more every 6 s */
-  limiter?: RateLimiter;
+  /** Login attempts per user name. @default USER_LIMIT */
+  userLimiter?: RateLimiter;
+  /** Failed login attempts per source address. @default SOURCE_LIMIT */
+  sourceLimiter?: RateLimiter;
+  /** Time for lockouts, rate limits, TOTP and sign-up token expiry. @default the system clock */
+  clock?: Clock;
 }
 
 export class LocalLogins {
-  private readonly limiter: RateLimiter;
+  private readonly userLimiter: RateLimiter;
+  private readonly sourceLimiter: RateLimiter;
+  private readonly clock: Clock;
   private dummyHash?: Promise<string>;
 
   constructor(
     private readonly auth: AuthServer,
     opts: LocalLoginsOptions = {},
   ) {
-    this.limiter = opts.limiter ?? new RateLimiter({ burst: 10, perSecond: 1 / 6 });
+    this.userLimiter = opts.userLimiter ?? new RateLimiter(USER_LIMIT);
+    this.sourceLimiter = opts.sourceLimiter ?? new RateLimiter(SOURCE_LIMIT);
+    this.clock = opts.clock ?? systemClock;
+  }
+
+  private now(): number {
+    return this.clock.now().getTime();
   }
 
   private get secondFactor(): 'off' | 'otp' | 'u2f' {
@@ -114,7 +139,7 @@ export class LocalLogins {
 
   private async liveSignupToken(token: string): Promise<SignupToken> {
     const rec = await this.auth.users.getSignupToken(token);
-    if (new Date(rec.expires).getTime() <= Date.now()) throw new NotFoundError('sign-up token not found or expired');
+    if (new Date(rec.expires).getTime() <= this.now()) throw new NotFoundError('sign-up token not found or expired');
     return rec;
   }
 
@@ -144,7 +169,7 @@ export class LocalLogins {
     await this.auth.users.get(rec.user);
     let totpStepUsed: number | undefined;
     if (this.secondFactor === 'otp') {
-      const step = rec.otp_secret && otpToken !== undefined ? verifyTotp(rec.otp_secret, otpToken) : undefined;
+      const step = rec.otp_secret && otpToken !== undefined ? verifyTotp(rec.otp_secret, otpToken, { timeMs: this.now() }) : undefined;
       if (step === undefined) {
         throw new AccessDeniedError('invalid second factor code: enter the current code from the authenticator app set up with this sign-up token');
       }
@@ -162,11 +187,15 @@ export class LocalLogins {
     return { username: rec.user };
   }
 
-  /** Checks the credentials, issues certificates and audits the attempt either way. */
-  async login(req: LoginRequest): Promise<SSHLoginResponse> {
-    return this.audited(req.username, async () => {
+  /**
+   * Checks the credentials, issues certificates and audits the attempt either
+   * way. `remoteAddr` is the client's address (as the proxy saw it), for the
+   * per-source limit and the audit log.
+   */
+  async login(req: LoginRequest, remoteAddr: string): Promise<SSHLoginResponse> {
+    return this.audited(req.username, remoteAddr, async () => {
       const ttlMs = this.checkRequest(req);
-      await this.authenticate(req);
+      await this.authenticate(req, remoteAddr);
       const certs = await this.auth.generateUserCerts({
         username: req.username,
         sshPublicKey: req.sshPublicKey,
@@ -190,23 +219,24 @@ export class LocalLogins {
    * TOTP replay), then runs `then` (which makes what the login is for, e.g. a
    * web session); the attempt is audited either way.
    */
-  async loginWith<T>(creds: Credentials, then: () => Promise<T>): Promise<T> {
-    return this.audited(creds.username, async () => {
+  async loginWith<T>(creds: Credentials, remoteAddr: string, then: () => Promise<T>): Promise<T> {
+    return this.audited(creds.username, remoteAddr, async () => {
       this.checkCredentials(creds);
-      await this.authenticate(creds);
+      await this.authenticate(creds, remoteAddr);
       return then();
     });
   }
 
   /** Runs a login attempt and writes its `user.login` audit event, whatever the outcome. */
-  private async audited<T>(username: string, attempt: () => Promise<T>): Promise<T> {
+  private async audited<T>(username: string, remoteAddr: string, attempt: () => Promise<T>): Promise<T> {
+    const addr = remoteAddr ? { 'addr.remote': remoteAddr } : {};
     try {
       const res = await attempt();
-      await this.auth.emit({ event: 'user.login', user: username, method: 'local', success: true });
+      await this.auth.emit({ event: 'user.login', user: username, method: 'local', success: true, ...addr });
       return res;
     } catch (err) {
       const detail = err instanceof LoginFailure ? err.detail : (err as Error).message;
-      await this.auth.emit({ event: 'user.login', user: username.slice(0, 255), method: 'local', success: false, error: detail });
+      await this.auth.emit({ event: 'user.login', user: username.slice(0, 255), method: 'local', success: false, error: detail, ...addr });
       throw err;
     }
   }
@@ -243,51 +273,66 @@ export class LocalLogins {
     return this.dummyHash;
   }
 
-  /** The one credential check behind every login: rate limit, lockout, password, second factor. */
-  private async authenticate(req: Credentials): Promise<void> {
+  /**
+   * The one credential check behind every login: rate limits, password,
+   * lockout, second factor. Unknown, locked and signed-up-halfway users take
+   * the same path as a wrong password: one scrypt run, one recorded attempt,
+   * the same answer.
+   */
+  private async authenticate(req: Credentials, remoteAddr: string): Promise<void> {
     const { username: name } = req;
-    this.limiter.take(name);
+    const source = addressKey(remoteAddr);
+    this.sourceLimiter.take(source, this.now());
+    this.userLimiter.take(name, this.now());
     let user: User | undefined;
     try {
       user = await this.auth.users.get(name);
     } catch (err) {
       if (!isReason(err, 'not_found')) throw err;
     }
-    const locked = user && lockedUntil(user, Date.now());
-    if (locked) throw new LoginFailure(lockMessage(name, locked), 'user is locked');
     const hash = user ? await this.auth.users.passwordHash(name) : undefined;
     const passwordOk = await verifyPassword(req.password, hash ?? (await this.placeholderHash()));
-    if (!user) throw new LoginFailure(INVALID_LOGIN, 'unknown user');
-    if (!hash) return this.failed(name, 'the user has not completed sign-up');
-    if (!passwordOk) return this.failed(name, 'invalid password');
-    if (this.secondFactor === 'otp') await this.checkTotp(name, req.otpToken);
+    if (!user) return this.failed(name, undefined, 'unknown user');
+    if (lockedUntil(user, this.now())) return this.failed(name, user, 'user is locked');
+    if (!hash) return this.failed(name, user, 'the user has not completed sign-up');
+    if (!passwordOk) return this.failed(name, user, 'invalid password');
+    if (this.secondFactor === 'otp') await this.checkTotp(user, req.otpToken);
     await this.auth.users.clearLoginAttempts(name);
     if (user.spec.status?.is_locked) {
       await this.auth.users.update(name, (u) => ({ ...u, spec: { ...u.spec, status: { is_locked: false } } }));
     }
+    this.sourceLimiter.giveBack(source);
   }
 
-  private async checkTotp(name: string, code: string | undefined): Promise<void> {
-    if (!code) return this.failed(name, 'no second factor code given');
+  private async checkTotp(user: User, code: string | undefined): Promise<void> {
+    const name = user.metadata.name;
+    if (!code) return this.failed(name, user, 'no second factor code given');
     for (let attempt = 0; attempt < 10; attempt++) {
       const rec = await this.auth.users.getTotp(name);
-      if (!rec) return this.failed(name, 'the user has no second factor registered');
-      const now = Date.now();
+      if (!rec) return this.failed(name, user, 'the user has no second factor registered');
+      const now = this.now();
       const step = verifyTotp(rec.secret, code, { timeMs: now, afterStep: rec.last_step });
       if (step === undefined) {
         const replayed = verifyTotp(rec.secret, code, { timeMs: now }) !== undefined;
-        return this.failed(name, replayed ? 'second factor code already used' : 'invalid second factor code');
+        return this.failed(name, user, replayed ? 'second factor code already used' : 'invalid second factor code');
       }
       if (await this.auth.users.swapTotp(name, rec, { secret: rec.secret, last_step: step })) return;
     }
     throw new CompareFailedError(`the second factor of user "${name}" kept changing during login; try again`);
   }
 
-  /** Counts a failed attempt against an existing user and locks them after too many. */
-  private async failed(name: string, detail: string): Promise<never> {
-    await this.auth.users.addLoginAttempt(name, LOCKOUT.attemptWindowMs);
+  /**
+   * Records a failed attempt against the user name, whether or not such a
+   * user exists (so both cost the same), and after too many locks the user
+   * if there is one and it is not locked already. The answer is always
+   * INVALID_LOGIN; the audit log gets `detail`.
+   */
+  private async failed(name: string, user: User | undefined, detail: string): Promise<never> {
+    const now = this.now();
+    await this.auth.users.addLoginAttempt(name, LOCKOUT.attemptWindowMs, now);
     if ((await this.auth.users.countLoginAttempts(name)) < LOCKOUT.maxAttempts) throw new LoginFailure(INVALID_LOGIN, detail);
-    const now = Date.now();
+    await this.auth.users.clearLoginAttempts(name);
+    if (!user || lockedUntil(user, now)) throw new LoginFailure(INVALID_LOGIN, detail);
     const until = new Date(now + LOCKOUT.lockMs);
     await this.auth.users.update(name, (u) => ({
       ...u,
@@ -296,8 +341,7 @@ export class LocalLogins {
         status: { is_locked: true, locked_time: new Date(now).toISOString(), lock_expires: until.toISOString(), locked_message: 'user has exceeded maximum failed login attempts' },
       },
     }));
-    await this.auth.users.clearLoginAttempts(name);
-    throw new LoginFailure(lockMessage(name, until), `${detail}; user locked after ${LOCKOUT.maxAttempts} failed attempts`);
+    throw new LoginFailure(INVALID_LOGIN, `${detail}; user locked until ${until.toISOString()} after ${LOCKOUT.maxAttempts} failed attempts`);
   }
 
   /** The host CAs the client should trust, of this cluster and any trusted one. */

@@ -10,6 +10,7 @@ import { TLSSocket } from 'node:tls';
 import { Backend } from '../backend';
 import { TeleportConfig } from '../config';
 import { AuditLog } from '../events/filelog';
+import { policyKeyMismatch, tlsPolicy } from '../tlsca/ciphersuites';
 import { Logger } from '../utils/logger';
 import { VERSION } from '../version';
 import { authRoutes } from './api';
@@ -87,6 +88,9 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
   const userCA = [new X509Certificate(auth.userCA.tlsCert())];
   const recordings = await openRecordingStore(config, log);
   const router = new Router(authRoutes(auth, recordings.store), (socket: TLSSocket) => callerOf(socket, hostCA, userCA), log);
+  const policy = tlsPolicy(config.ciphersuites);
+  const mismatch = policyKeyMismatch(policy, identity.tlsKey);
+  if (mismatch) log.warn(mismatch);
   const server = https.createServer(
     {
       key: identity.tlsKey,
@@ -94,7 +98,7 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
       ca: [auth.hostCA.tlsCert(), auth.userCA.tlsCert()],
       requestCert: true,
       rejectUnauthorized: false,
-      minVersion: 'TLSv1.2',
+      ...policy,
       handshakeTimeout: 10_000,
     },
     router.handle,

@@ -64,6 +64,8 @@ export class Users {
       if (isReason(err, 'already_exists')) throw new AlreadyExistsError(`user "${user.metadata.name}" already exists`);
       throw err;
     }
+    // Failed logins are recorded for unknown names too; those made before the user existed do not count.
+    await this.clearLoginAttempts(user.metadata.name);
   }
 
   async upsert(user: User): Promise<void> {
@@ -144,9 +146,8 @@ export class Users {
     }
   }
 
-  /** Records a failed login that counts for `windowMs`. */
-  async addLoginAttempt(name: string, windowMs: number): Promise<void> {
-    const now = Date.now();
+  /** Records a failed login (for any user name, existing or not) that counts for `windowMs`. */
+  async addLoginAttempt(name: string, windowMs: number, now = Date.now()): Promise<void> {
     await this.backend.put({
       key: Keys.userLoginAttempt(name, randomUUID()),
       value: json({ time: new Date(now).toISOString(), success: false }),

@@ -5,6 +5,7 @@
  * (`/web/users/<user>/sessions/<sha256>`, so deleting the user ends them),
  * with an index from the digest to the user; both expire with the session:
  * 12 hours, or less when the user's roles say so (`max_session_ttl`).
+ * Logging out is audited (`user.logout`).
  */
 import { Backend } from '../backend';
 import { Keys } from '../contract/keys';
@@ -51,9 +52,9 @@ export class WebSessions {
     return this.auth.backend;
   }
 
-  /** Logs a user in with their credentials and starts a session. */
-  async create(creds: Credentials): Promise<NewWebSession> {
-    return this.logins.loginWith(creds, async () => {
+  /** Logs a user in with their credentials and starts a session; `remoteAddr` is the client's address. */
+  async create(creds: Credentials, remoteAddr: string): Promise<NewWebSession> {
+    return this.logins.loginWith(creds, remoteAddr, async () => {
       const user = await this.auth.users.get(creds.username);
       const ttlMs = Math.min(WEB_SESSION_TTL_MS, accessFor(user, await this.auth.roles.forUser(user)).maxSessionTtlMs);
       const token = randomToken(WEB_SESSION_TOKEN_BYTES);
@@ -93,8 +94,8 @@ export class WebSessions {
     }
   }
 
-  /** Ends a session (logout); ending one that is gone already is refused like any unknown token. */
-  async delete(token: string): Promise<void> {
+  /** Ends a session (logout) and audits it; ending one that is gone already is refused like any unknown token. */
+  async delete(token: string, remoteAddr: string): Promise<void> {
     const { user } = await this.get(token);
     const digest = tokenDigest(token);
     await this.backend.delete(Keys.webSession(user, digest)).catch((err) => {
@@ -103,5 +104,6 @@ export class WebSessions {
     await this.backend.delete(Keys.webSessionOwner(digest)).catch((err) => {
       if (!isReason(err, 'not_found')) throw err;
     });
+    await this.auth.emit({ event: 'user.logout', user, method: 'web', ...(remoteAddr ? { 'addr.remote': remoteAddr } : {}) });
   }
 }

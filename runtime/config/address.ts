@@ -4,7 +4,7 @@
  * `:port` (all interfaces).
  */
 
-import { isIP, isIPv6 } from 'node:net';
+import { BlockList, isIP, isIPv6 } from 'node:net';
 import { BadParameterError } from '../utils/errors';
 
 export interface HostPort {
@@ -79,13 +79,42 @@ export function dialableAddr(addr: HostPort): HostPort {
   return { host: addr.host.includes(':') ? '::1' : '127.0.0.1', port: addr.port };
 }
 
-/** Parses `a.b.c.d/n` or `ipv6/n`; throws BadParameterError. */
-export function parseCidr(cidr: string): { network: string; prefix: number; family: 'ipv4' | 'ipv6' } {
-  const m = /^([^/]+)\/(\d{1,3})$/.exec(cidr.trim());
-  const version = m ? isIP(m[1]) : 0;
-  const prefix = m ? Number(m[2]) : -1;
-  if (!m || version === 0 || prefix > (version === 4 ? 32 : 128)) {
-    throw new BadParameterError(`${JSON.stringify(cidr)} is not a CIDR such as 10.0.0.0/8 or fd00::/8`);
+/** An address block: `ip/prefix`, or one address (`ip`, a /32 or /128). */
+export interface Cidr {
+  readonly address: string;
+  readonly prefix: number;
+  readonly family: 'ipv4' | 'ipv6';
+}
+
+/** Parses `10.0.0.0/8`, `2001:db8::/32` or a single IP address. */
+export function parseCidr(text: string): Cidr {
+  const s = text.trim();
+  const slash = s.indexOf('/');
+  const address = slash < 0 ? s : s.slice(0, slash);
+  const version = isIP(address);
+  if (version === 0) throw new BadParameterError(`invalid address block ${JSON.stringify(text)}: expected an IP address or ip/prefix such as 10.0.0.0/16`);
+  const max = version === 4 ? 32 : 128;
+  const prefixText = slash < 0 ? String(max) : s.slice(slash + 1);
+  const prefix = Number(prefixText);
+  if (!/^\d{1,3}$/.test(prefixText) || prefix > max) {
+    throw new BadParameterError(`invalid address block ${JSON.stringify(text)}: the prefix length must be 0 to ${max}`);
   }
-  return { network: m[1], prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
+  return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
+}
+
+/** A set of address blocks: whether an IP falls in any of them (an IPv4-mapped IPv6 address counts as IPv4). */
+export class AddressSet {
+  private readonly blocks = new BlockList();
+  readonly empty: boolean;
+
+  constructor(cidrs: readonly Cidr[]) {
+    for (const c of cidrs) this.blocks.addSubnet(c.address, c.prefix, c.family);
+    this.empty = cidrs.length === 0;
+  }
+
+  has(ip: string): boolean {
+    const addr = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip)?.[1] ?? ip;
+    const version = isIP(addr);
+    return version !== 0 && this.blocks.check(addr, version === 4 ? 'ipv4' : 'ipv6');
+  }
 }

@@ -10,7 +10,7 @@ import { hostname, homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Ports } from '../contract/ports';
 import { BadParameterError } from '../utils/errors';
-import { dialableAddr, parseAddr, type HostPort } from './address';
+import { dialableAddr, parseAddr, parseCidr, type Cidr, type HostPort } from './address';
 import { ConfigError, type ConfigIssue } from './errors';
 import { parseLabelsFlag, type CommandLabel } from './labels';
 import { formatPath, loadConfigFile, resolveConfigPath, sourceMapOf } from './load';
@@ -143,10 +143,12 @@ export interface TeleportConfig {
     publicAddrs: HostPort[];
     sshPublicAddrs: HostPort[];
     tunnelPublicAddrs: HostPort[];
-    /** CIDRs outside the cluster's nodes that `proxy:host:port` may reach; none by default. */
-    directDialCidrs: string[];
+    /** Addresses outside the cluster's nodes that `proxy:host:port` may reach; none by default. */
+    directDialCidrs: Cidr[];
     keyPairs: { keyFile: string; certFile: string }[];
     insecureNoTls: boolean;
+    /** Peers whose X-Forwarded-For header names the client (ours: `trust_x_forwarded_for_from`). */
+    trustXForwardedForFrom: Cidr[];
     kube: { enabled: boolean; listenAddr: HostPort; publicAddrs: HostPort[]; kubeconfigFile?: string };
   };
 }
@@ -507,9 +509,10 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
       publicAddrs: addrs(p.public_addr, Ports.web),
       sshPublicAddrs: addrs(p.ssh_public_addr, Ports.proxySsh),
       tunnelPublicAddrs: addrs(p.tunnel_public_addr, Ports.proxyTunnel),
-      directDialCidrs: p.direct_dial_cidrs ?? [],
+      directDialCidrs: (p.direct_dial_cidrs ?? []).map(parseCidr),
       keyPairs,
       insecureNoTls: flags.insecureNoTls ?? false,
+      trustXForwardedForFrom: (p.trust_x_forwarded_for_from ?? []).map(parseCidr),
       kube: {
         enabled: kube.enabled ?? false,
         listenAddr: listen(kube.listen_addr, `0.0.0.0:${Ports.kube}`, Ports.kube),

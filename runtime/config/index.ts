@@ -1,6 +1,6 @@
 /** teleport.yaml: schema, loading with file:line errors, flag merging, defaults, the sample config. */
 
-export { parseAddr, formatAddr, dialableAddr, isUnspecifiedHost, type HostPort } from './address';
+export { parseAddr, parseCidr, formatAddr, dialableAddr, isUnspecifiedHost, type Cidr, type HostPort } from './address';
 export { parseDuration, formatDuration } from './duration';
 export { ConfigError, formatIssue, type ConfigIssue } from './errors';
 export { parseLabelsFlag, splitCommand, labelNameProblem, type CommandLabel } from './labels';

@@ -15,6 +15,7 @@ import { labelNameProblem } from './labels';
 import { normalizeCaPin, parseStaticTokenSpec } from './tokens';
 import { Ports } from '../contract/ports';
 import { algorithmListProblem, algorithmProblem, type AlgorithmKind } from '../sshcert/algorithms';
+import { cipherSuiteProblem } from '../tlsca/ciphersuites';
 
 /** A short description of a value for "got ..." in messages. */
 export function describeValue(v: unknown): string {
@@ -135,6 +136,12 @@ const caPins = () =>
     { single: true },
   ).transform((pins) => pins.filter((p) => p !== ''));
 
+const cidr = () =>
+  scalar('an IP address or address block such as 10.0.0.0/16', (s) => {
+    const r = tryParse(() => parseCidr(s));
+    return r instanceof Invalid ? r : s.trim();
+  });
+
 const ipAddress = () =>
   scalar('an IP address', (s) => (isIP(s.trim()) ? s.trim() : new Invalid(`expected an IP address, got ${describeValue(s)}`)));
 
@@ -237,7 +244,13 @@ const teleportSchema = section({
   ciphers: sshAlgorithmList('cipher', 'cipher').optional(),
   kex_algos: sshAlgorithmList('kex', 'key exchange algorithm').optional(),
   mac_algos: sshAlgorithmList('mac', 'MAC algorithm').optional(),
-  ciphersuites: list(nonEmpty('a TLS cipher suite'), 'TLS cipher suites').optional(),
+  ciphersuites: list(
+    scalar('a TLS cipher suite such as tls-ecdhe-ecdsa-with-aes-128-gcm-sha256', (s) => {
+      const problem = cipherSuiteProblem(s);
+      return problem ? new Invalid(problem) : s.trim().toLowerCase();
+    }),
+    'TLS cipher suites',
+  ).optional(),
 });
 
 export const CA_KEY_TYPES = ['ed25519', 'ecdsa-p256', 'ecdsa-p384', 'rsa'] as const;
@@ -342,20 +355,15 @@ const proxyServiceSchema = section({
   ssh_public_addr: list(address(Ports.proxySsh), 'addresses', { single: true }).optional(),
   tunnel_public_addr: list(address(Ports.proxyTunnel), 'addresses', { single: true }).optional(),
   /** This implementation's extension: addresses that are not nodes which `proxy:host:port` may reach. */
-  direct_dial_cidrs: list(
-    scalar('a CIDR such as 10.0.0.0/8', (s) => {
-      const r = tryParse(() => parseCidr(s));
-      return r instanceof Invalid ? r : s.trim();
-    }),
-    'CIDRs',
-    { single: true },
-  ).optional(),
+  direct_dial_cidrs: list(cidr(), 'addresses or address blocks', { single: true }).optional(),
   https_key_file: nonEmpty('a file path').optional(),
   https_cert_file: nonEmpty('a file path').optional(),
   https_keypairs: list(
     section({ key_file: nonEmpty('a file path'), cert_file: nonEmpty('a file path') }),
     'key pairs ({key_file, cert_file})',
   ).optional(),
+  /** Ours: load balancers whose X-Forwarded-For names the client (runtime/proxy/clientaddr.ts). */
+  trust_x_forwarded_for_from: list(cidr(), 'IP addresses or address blocks', { single: true }).optional(),
   kubernetes: section({
     enabled: bool().optional(),
     listen_addr: address(Ports.kube).optional(),

@@ -72,8 +72,17 @@ export interface GeneratedConfig {
     public_addr: string;
     ssh_public_addr: string;
     tunnel_public_addr: string;
+    trust_x_forwarded_for_from: string[];
   }>;
 }
+
+/**
+ * With ACM an ALB re-encrypts to 3080 and, by the security groups of both
+ * stacks, is the only peer that reaches it: its addresses are in the VPC, so
+ * the private ranges name it, and the client it names in X-Forwarded-For
+ * counts for per-address login limits and the audit log.
+ */
+export const ALB_PEERS = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'];
 
 /** The mode (and so the systemd unit) of a role. */
 export function instanceMode(role: InstanceRole, useAcm: boolean): InstanceMode {
@@ -156,6 +165,7 @@ export function generateConfig(conf: InstanceConf, facts: InstanceFacts, paths: 
       public_addr: `${webHost}:${webPort}`,
       ssh_public_addr: `${sshHost}:${Ports.proxySsh}`,
       tunnel_public_addr: `${sshHost}:${Ports.proxyTunnel}`,
+      ...(conf.useAcm ? { trust_x_forwarded_for_from: ALB_PEERS } : {}),
     };
   }
 

@@ -5,30 +5,20 @@
  * resolved once and the proxy dials the allowed IP it resolved to, so a
  * second DNS answer cannot move the connection elsewhere.
  */
-import { BlockList, isIP } from 'node:net';
-import { parseCidr } from '../config/address';
+import { isIP } from 'node:net';
+import { AddressSet, type Cidr } from '../config/address';
 
 export class DirectDialPolicy {
-  private readonly allowed = new BlockList();
-  private readonly empty: boolean;
+  private readonly allowed: AddressSet;
 
-  constructor(cidrs: string[]) {
-    for (const c of cidrs) {
-      const { network, prefix, family } = parseCidr(c);
-      this.allowed.addSubnet(network, prefix, family);
-    }
-    this.empty = cidrs.length === 0;
-  }
-
-  private allows(ip: string): boolean {
-    const version = isIP(ip);
-    return version !== 0 && this.allowed.check(ip, version === 4 ? 'ipv4' : 'ipv6');
+  constructor(cidrs: readonly Cidr[]) {
+    this.allowed = new AddressSet(cidrs);
   }
 
   /** The IP to dial for `host` (an IP, or a name that resolved to `resolvedIPs`), or undefined when none is allowed. */
   pick(host: string, resolvedIPs: string[]): string | undefined {
-    if (this.empty) return undefined;
+    if (this.allowed.empty) return undefined;
     const candidates = isIP(host) ? [host] : resolvedIPs;
-    return candidates.find((ip) => this.allows(ip));
+    return candidates.find((ip) => this.allowed.has(ip));
   }
 }

@@ -3,6 +3,7 @@
  * subsystem) and the web listener on 3080, with the proxy's identity,
  * announcing itself to the cluster.
  */
+import { isIP } from 'node:net';
 import { AuthClient } from '../auth/client';
 import { Identity } from '../auth/identity';
 import { ClusterConfig } from '../auth/server';
@@ -16,6 +17,9 @@ import { ProxySshService, startProxySshService } from './ssh';
 import { PingResponse, startWebService, WebService } from './web';
 
 const CONFIG_REFRESH_MS = 30_000;
+
+/** The client's address for the auth server, when the proxy knows it. */
+const clientAddrField = (addr: string) => (isIP(addr) ? { client_addr: addr } : {});
 
 export interface ProxyService {
   readonly web: WebService;
@@ -92,11 +96,14 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       dataDir: config.dataDir,
       keyPairs: p.keyPairs,
       insecureNoTls: p.insecureNoTls,
+      ...(config.ciphersuites ? { cipherSuites: config.ciphersuites } : {}),
+      trustXForwardedForFrom: p.trustXForwardedForFrom,
       hostNames: [...new Set([config.nodeName, 'localhost', '127.0.0.1', ...p.publicAddrs.map((a) => a.host)])],
       api: {
         ping,
-        login: (user, b) =>
+        login: (user, b, clientAddr) =>
           client.post(`/v1/users/${encodeURIComponent(user)}/login`, {
+            ...clientAddrField(clientAddr),
             password: b.password,
             ...((b.otp_token ?? b.hotp_token) ? { otp_token: b.otp_token ?? b.hotp_token } : {}),
             pub_key: b.pub_key,
@@ -107,12 +114,12 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
         signupToken: (token) => client.get(`/v1/signuptokens/${token}`),
         completeSignup: (token, b) => client.post(`/v1/signuptokens/${token}/complete`, b),
         clusterName: identity.clusterName,
-        createSession: (c) =>
-          client.post('/v1/websessions', { user: c.user, password: c.password, ...(c.otpToken ? { otp_token: c.otpToken } : {}) }),
+        createSession: (c, clientAddr) =>
+          client.post('/v1/websessions', { user: c.user, password: c.password, ...(c.otpToken ? { otp_token: c.otpToken } : {}), ...clientAddrField(clientAddr) }),
         getSession: (token) => client.post('/v1/websessions/get', { token }),
         sessionNodes: (token) => client.post('/v1/websessions/nodes', { token }),
-        deleteSession: async (token) => {
-          await client.post('/v1/websessions/delete', { token });
+        deleteSession: async (token, clientAddr) => {
+          await client.post('/v1/websessions/delete', { token, ...clientAddrField(clientAddr) });
         },
       },
       log: log.child('web'),

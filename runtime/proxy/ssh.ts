@@ -21,6 +21,7 @@ import { logNegotiated } from '../sshcert/negotiated';
 import { AccessDeniedError, ConnectionProblemError, NotFoundError } from '../utils/errors';
 import { Logger } from '../utils/logger';
 import { dial, failChannel, proxyHello, readGreeting, relay, TELEPORT_VERSION_PREFIX } from './relay';
+import type { Cidr } from '../config/address';
 import { DirectDialPolicy } from './direct';
 import { HostPort, lookupIPs, NodeCache, resolveTarget } from './resolve';
 import { joinHostPort, parseProxySubsystem, PROXY_SUBSYSTEM_PREFIX } from './target';
@@ -65,7 +66,7 @@ export interface ProxySshServiceOptions {
    * user CA). Anything else that is not a registered node is refused.
    * @default none
    */
-  readonly directDialCidrs?: string[];
+  readonly directDialCidrs?: readonly Cidr[];
   /** Time a connection has to authenticate. @default 30000 */
   readonly loginGraceMs?: number;
   /** Time to connect to a node and read its version line. @default 15000 */

@@ -13,6 +13,9 @@
  *   GET    /webapi/sites/:site/nodes      the nodes the user may see (bearer; also under /namespaces/default)
  * and the browser UI's pages and files from runtime/proxy/webui (see pages.ts).
  * Bodies are JSON of at most 64 KiB, validated by one schema each; a bad one gets a 4xx.
+ * Requests that change something must not come from another site and POSTs
+ * must be declared JSON (crossorigin.ts: 403 / 415). Logins and logouts carry
+ * the client's address (clientaddr.ts) to the auth server.
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -23,9 +26,13 @@ import { toString as qrCodeText } from 'qrcode';
 import { z } from 'zod';
 import { readJsonBody, sendError, sendJson } from '../auth/http';
 import { Server, serverLabels } from '../auth/resources';
+import type { Cidr } from '../config';
 import { selfSignedServerCert } from '../tlsca';
+import { policyKeyMismatch, tlsPolicy } from '../tlsca/ciphersuites';
 import { AccessDeniedError, BadParameterError, NotFoundError } from '../utils/errors';
 import { Logger } from '../utils/logger';
+import { ClientAddress } from './clientaddr';
+import { checkNotCrossSite, UnsupportedMediaTypeError } from './crossorigin';
 import { CONTENT_SECURITY_POLICY, WebUi } from './pages';
 
 export interface PingResponse {
@@ -64,14 +71,15 @@ export interface WebApi {
   /** The cluster this proxy serves: the one "site" of the web API. */
   clusterName: string;
   ping(): Promise<PingResponse>;
-  login(user: string, body: LoginBody): Promise<unknown>;
+  /** `clientAddr`: the address of the client the request came from. */
+  login(user: string, body: LoginBody, clientAddr: string): Promise<unknown>;
   signupToken(token: string): Promise<SignupInfo>;
   completeSignup(token: string, body: SignupBody): Promise<unknown>;
-  createSession(creds: { user: string; password: string; otpToken?: string }): Promise<NewWebSession>;
+  createSession(creds: { user: string; password: string; otpToken?: string }, clientAddr: string): Promise<NewWebSession>;
   /** The session's user; AccessDeniedError when the token is unknown or expired. */
   getSession(token: string): Promise<{ user: string }>;
   sessionNodes(token: string): Promise<Server[]>;
-  deleteSession(token: string): Promise<void>;
+  deleteSession(token: string, clientAddr: string): Promise<void>;
 }
 
 const WEB_BODY_LIMIT = 64 * 1024;
@@ -159,6 +167,10 @@ export interface WebServiceOptions {
   /** Configured certificate/key files (first one is served); empty means self-signed. */
   keyPairs: { keyFile: string; certFile: string }[];
   insecureNoTls: boolean;
+  /** `teleport.ciphersuites`: narrows the TLS policy (runtime/tlsca/ciphersuites.ts). */
+  cipherSuites?: readonly string[];
+  /** `proxy_service.trust_x_forwarded_for_from`: load balancers that name the client in X-Forwarded-For. */
+  trustXForwardedForFrom?: readonly Cidr[];
   /** DNS names and IPs for the self-signed certificate. */
   hostNames: string[];
   api: WebApi;
@@ -197,9 +209,11 @@ async function loadKeyPair(opts: WebServiceOptions): Promise<{ key: string; cert
 export async function startWebService(opts: WebServiceOptions): Promise<WebService> {
   const { log } = opts;
   const ui = new WebUi(log);
+  const clients = new ClientAddress(opts.trustXForwardedForFrom);
   const handler = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
     try {
+      checkNotCrossSite(req, !opts.insecureNoTls);
       const url = new URL(req.url ?? '/', 'http://proxy');
       const route = url.pathname.replace(/^\/v1(?=\/webapi\/)/, '');
       const signup = /^\/webapi\/signuptokens\/([^/]+)$/.exec(route);
@@ -210,7 +224,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
         sendJson(res, 200, await api.ping());
       } else if (route === '/webapi/ssh/certs' && req.method === 'POST') {
         const body = await parseBody(req, loginBodySchema);
-        sendJson(res, 200, await api.login(body.user, body));
+        sendJson(res, 200, await api.login(body.user, body, clients.of(req)));
       } else if (signup && req.method === 'GET') {
         const info = await api.signupToken(signupToken(signup[1]));
         sendJson(res, 200, info.otp_url ? { ...info, qr_code: await qrCode(info.otp_url) } : info);
@@ -219,10 +233,11 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
         sendJson(res, 200, await api.completeSignup(signupToken(signup[1]), body));
       } else if (route === '/webapi/sessions' && req.method === 'POST') {
         const body = await parseBody(req, sessionBodySchema);
-        const s = await api.createSession({ user: body.user, password: body.pass, ...(body.second_factor_token ? { otpToken: body.second_factor_token } : {}) });
+        const creds = { user: body.user, password: body.pass, ...(body.second_factor_token ? { otpToken: body.second_factor_token } : {}) };
+        const s = await api.createSession(creds, clients.of(req));
         sendJson(res, 200, { token: s.token, token_type: 'Bearer', expires_in: s.expires_in, user: s.user });
       } else if ((route === '/webapi/sessions/current' || route === '/webapi/sessions') && req.method === 'DELETE') {
-        await api.deleteSession(bearer(req));
+        await api.deleteSession(bearer(req), clients.of(req));
         sendJson(res, 200, {});
       } else if (route === '/webapi/sites' && read) {
         const { user } = await api.getSession(bearer(req));
@@ -244,14 +259,23 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
       if (err instanceof NoBearerError) {
         res.setHeader('www-authenticate', 'Bearer');
         sendJson(res, 401, { error: { reason: err.reason, message: err.message } });
+      } else if (err instanceof UnsupportedMediaTypeError) {
+        sendJson(res, 415, { error: { reason: err.reason, message: err.message } });
       } else {
         sendError(res, err, log);
       }
     }
   };
-  const server = opts.insecureNoTls
-    ? http.createServer(handler)
-    : https.createServer({ ...(await loadKeyPair(opts)), minVersion: 'TLSv1.2' }, handler);
+  let server: http.Server;
+  if (opts.insecureNoTls) {
+    server = http.createServer(handler);
+  } else {
+    const pair = await loadKeyPair(opts);
+    const policy = tlsPolicy(opts.cipherSuites);
+    const mismatch = policyKeyMismatch(policy, pair.key);
+    if (mismatch) log.warn(mismatch);
+    server = https.createServer({ ...pair, ...policy }, handler);
+  }
   server.headersTimeout = 30_000;
   server.requestTimeout = 60_000;
   await new Promise<void>((resolve, reject) => {

@@ -3,14 +3,17 @@
  * HTTPS listener: sign-up with password and TOTP from the page's QR code
  * secret, login, the node list with labels, logout; refusals of used and
  * expired sign-up links, wrong passwords and wrong or replayed codes. Then
- * the web session API itself: bearer checks, bad bodies, CSP headers.
+ * the web session API itself: bearer checks, bad bodies, CSP headers; and a
+ * page on another site that tries to log in through the user's browser.
  *
  * TOTP codes are computed at the moment of use for the current step (sign-up)
  * and the next one (login): the server accepts ±1 step and never a step at or
  * before the last one used, so these are accepted even across a step boundary.
  */
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as https from 'node:https';
+import { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { Browser, Page } from 'playwright-core';
 import { totp } from '../../runtime/auth/totp';
@@ -299,5 +302,38 @@ describe('proxy web UI in headless Chromium', () => {
     expect((await request('GET', '/web/nodes.html')).status).toBe(404);
     expect((await request('GET', '/web/%2e%2e/%2e%2e/package.json')).status).toBe(404);
     expect((await request('POST', '/web/login', { body: {} })).status).toBe(404);
+  });
+
+  it('GIVEN a page on another site WHEN Chromium submits its text/plain form or no-cors fetch to the login APIs THEN they are refused and reach no user', async () => {
+    // GIVEN an attacker's page on another origin, with the classic JSON-in-a-text/plain-form trick
+    // (the body is `name=value`: {"user":"csrf-form","pass":"guess="}) and a no-cors fetch, both valid login bodies
+    const field = (v: string) => v.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
+    const page = `<!doctype html><form id="f" method="POST" enctype="text/plain" action="${base}/webapi/sessions">
+      <input name="${field('{"user":"csrf-form","pass":"guess')}" value="${field('"}')}"></form>
+      <script>
+        fetch(${JSON.stringify(base + '/webapi/sessions')}, { method: 'POST', mode: 'no-cors', headers: { 'content-type': 'text/plain' },
+          body: JSON.stringify({ user: 'csrf-fetch', pass: 'guess-guess' }) })
+          .finally(() => { document.title = 'sent'; });
+      </script>`;
+    const evil = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(page);
+    });
+    await new Promise<void>((resolve) => evil.listen(0, '127.0.0.1', resolve));
+    const context = await newContext(browser);
+    try {
+      const tab = await context.newPage();
+      await tab.goto(`http://127.0.0.1:${(evil.address() as AddressInfo).port}/`);
+      await tab.waitForFunction('document.title === "sent"');
+      // WHEN the form is submitted THEN the proxy refuses it as cross-site
+      const [answer] = await Promise.all([tab.waitForResponse(`${base}/webapi/sessions`), tab.evaluate("document.getElementById('f').submit()")]);
+      expect(answer.status()).toBe(403);
+      expect(await answer.text()).toMatch(/cross-site requests are refused/);
+      // THEN no login attempt reached the auth server, so none counts towards a lockout
+      expect((await c.events(['user.login'])).filter((e) => String(e.user).startsWith('csrf-'))).toEqual([]);
+    } finally {
+      await context.close();
+      await new Promise<void>((resolve) => evil.close(() => resolve()));
+    }
   });
 });

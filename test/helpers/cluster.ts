@@ -27,8 +27,8 @@ export interface TestAuthOptions {
   /** Extra YAML lines for `auth_service` and `teleport`. */
   authExtra?: string[];
   teleportExtra?: string[];
-  /** Also run the proxy service in the same process. */
-  proxy?: { insecureNoTls?: boolean };
+  /** Also run the proxy service in the same process; `extra`: more YAML lines for `proxy_service`. */
+  proxy?: { insecureNoTls?: boolean; extra?: string[] };
 }
 
 export class TestAuth {
@@ -152,6 +152,7 @@ export async function createAuth(opts: TestAuthOptions = {}): Promise<TestAuth> 
           `  listen_addr: 127.0.0.1:${proxyPorts.ssh}`,
           `  web_listen_addr: 127.0.0.1:${proxyPorts.web}`,
           `  tunnel_listen_addr: 127.0.0.1:${proxyPorts.tunnel}`,
+          ...(opts.proxy?.extra ?? []).map((l) => `  ${l}`),
         ]
       : ['  enabled: no']),
   ];

@@ -113,6 +113,8 @@ describe('teleport.yaml generated for each role and mode', () => {
     expect(addrs(config.proxy.sshPublicAddrs)).toEqual(['teleport.example.com:3023']);
     expect(addrs(config.proxy.tunnelPublicAddrs)).toEqual(['teleport.example.com:3024']);
     expect(config.connectionLimits).toEqual({ maxConnections: 65000, maxUsers: 10000 });
+    // AND clients reach 3080 themselves through the NLB, so their own address counts: no X-Forwarded-For is trusted
+    expect(config.proxy.trustXForwardedForFrom).toEqual([]);
   });
 
   test('GIVEN a proxy conf with ACM WHEN generated THEN the web address is the domain (the ALB) and SSH/tunnels go to the NLB', () => {
@@ -122,6 +124,8 @@ describe('teleport.yaml generated for each role and mode', () => {
     expect(addrs(config.proxy.sshPublicAddrs)).toEqual([`${NLB}:3023`]);
     expect(addrs(config.proxy.tunnelPublicAddrs)).toEqual([`${NLB}:3024`]);
     expect(config.proxy.insecureNoTls).toBe(false);
+    // AND the ALB in the VPC, the only peer on 3080, names the client in X-Forwarded-For
+    expect(config.proxy.trustXForwardedForFrom.map((c) => `${c.address}/${c.prefix}`)).toEqual(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16']);
   });
 
   test('GIVEN a node conf WHEN generated THEN only the SSH service runs, on 3022, joining through the auth NLB on 3025', () => {
