@@ -8,6 +8,7 @@ import { loadConf } from '../instance/conf';
 import { configureFromConf } from '../instance/configure';
 import { DEFAULT_INSTANCE_PATHS } from '../instance/generate';
 import { BadParameterError } from '../utils/errors';
+import { setLogOutput } from '../service/logoutput';
 import { formatNextSteps, gatherNextSteps, tctlFlagsFor } from '../service/nextsteps';
 import { startProcess } from '../service/process';
 import { logger, setLogLevel } from '../utils/logger';
@@ -41,6 +42,7 @@ program
     const configPath = resolveConfigPath(opts.config, process.env);
     const load = () => buildConfig(configPath ? loadConfigFile(configPath) : {}, opts, process.env);
     const config = load();
+    setLogOutput(config.log.output);
     if (!opts.debug) setLogLevel(config.log.severity);
     const first = await startProcess(config);
     /** The running services; undefined between a reload's close and start. */
@@ -66,6 +68,8 @@ program
       let next;
       try {
         next = load();
+        // Reopened even when unchanged, for log rotation.
+        setLogOutput(next.log.output);
       } catch (err) {
         log.error('reload refused: the configuration is invalid; still running the previous one', { error: (err as Error).message });
         return;

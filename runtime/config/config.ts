@@ -93,6 +93,7 @@ export interface TeleportConfig {
   advertiseIp?: string;
   authServers: HostPort[];
   connectionLimits: { maxConnections: number; maxUsers: number };
+  /** `output`: stderr, stdout or the absolute path of a file to append to. */
   log: { output: string; severity: Severity };
   storage: StorageConfig;
   caKeyType: CaKeyType;
@@ -451,7 +452,8 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
       maxUsers: t.connection_limits?.max_users ?? Defaults.maxUsers,
     },
     log: {
-      output: t.log?.output ?? Defaults.logOutput,
+      // syslog is not supported: the default.
+      output: t.log?.output === undefined || t.log.output === 'syslog' ? Defaults.logOutput : t.log.output,
       severity: flags.debug ? 'debug' : (t.log?.severity ?? Defaults.logSeverity),
     },
     storage,

@@ -51,8 +51,8 @@ teleport:
     max_connections: ${Defaults.maxConnections}
     max_users: ${Defaults.maxUsers}
 
-  # Logging: output is stdout, stderr, syslog or a file path;
-  # severity is DEBUG, INFO, WARN or ERROR.
+  # Logging: output is stderr, stdout or the absolute path of a file
+  # (reopened on SIGHUP); severity is DEBUG, INFO, WARN or ERROR.
   log:
     output: stderr
     severity: INFO
