@@ -144,6 +144,7 @@ export interface TeleportConfig {
     publicAddrs: HostPort[];
     sshPublicAddrs: HostPort[];
     tunnelPublicAddrs: HostPort[];
+    /** The first pair is served by default; the others to clients asking for one of their names (SNI). */
     keyPairs: { keyFile: string; certFile: string }[];
     insecureNoTls: boolean;
     kube: { enabled: boolean; listenAddr: HostPort; publicAddrs: HostPort[]; kubeconfigFile?: string };

@@ -130,7 +130,9 @@ proxy_service:
   # The name users reach the proxy by; set it when behind a load balancer.
   # public_addr: teleport.example.com:3080
 
-  # TLS certificate for HTTPS. Without one, a self-signed pair is generated.
+  # TLS certificates for HTTPS. Without one, a self-signed pair is generated.
+  # The first is the default; the others are served to clients that ask for
+  # one of their DNS names (SNI).
   # https_keypairs:
   #   - key_file: ${commentDir}/webproxy_key.pem
   #     cert_file: ${commentDir}/webproxy_cert.pem

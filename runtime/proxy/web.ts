@@ -26,6 +26,7 @@ import { Server, serverLabels } from '../auth/resources';
 import { selfSignedServerCert } from '../tlsca';
 import { AccessDeniedError, BadParameterError, NotFoundError } from '../utils/errors';
 import { Logger } from '../utils/logger';
+import { loadKeyPairs, ServedKeyPairs } from './keypairs';
 import { CONTENT_SECURITY_POLICY, WebUi } from './pages';
 
 export interface PingResponse {
@@ -156,7 +157,7 @@ function signupToken(value: string): string {
 export interface WebServiceOptions {
   listen: { host: string; port: number };
   dataDir: string;
-  /** Configured certificate/key files (first one is served); empty means self-signed. */
+  /** Configured certificate/key files (the first by default, the others by SNI); empty means self-signed. */
   keyPairs: { keyFile: string; certFile: string }[];
   insecureNoTls: boolean;
   /** DNS names and IPs for the self-signed certificate. */
@@ -179,10 +180,9 @@ const SECURITY_HEADERS = {
   'content-security-policy': CONTENT_SECURITY_POLICY,
 };
 
-/** The key pair to serve: the configured one, or the self-signed one kept in data_dir (made once, 0600). */
-async function loadKeyPair(opts: WebServiceOptions): Promise<{ key: string; cert: string }> {
-  const configured = opts.keyPairs[0];
-  if (configured) return { key: fs.readFileSync(configured.keyFile, 'utf8'), cert: fs.readFileSync(configured.certFile, 'utf8') };
+/** The key pairs to serve: the configured ones (chosen by SNI), or the self-signed one kept in data_dir (made once, 0600). */
+async function loadKeyPair(opts: WebServiceOptions): Promise<ServedKeyPairs> {
+  if (opts.keyPairs.length > 0) return loadKeyPairs(opts.keyPairs);
   const keyFile = path.join(opts.dataDir, 'webproxy_key.pem');
   const certFile = path.join(opts.dataDir, 'webproxy_cert.pem');
   if (!fs.existsSync(keyFile) || !fs.existsSync(certFile)) {
