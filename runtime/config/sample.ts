@@ -79,9 +79,10 @@ auth_service:
   ca_key_type: ed25519
 
   authentication:
-    # local (Teleport's own user database), github, oidc or saml.
+    # local: Teleport's own user database (github, oidc and saml are not
+    # supported yet).
     type: local
-    # off, otp or u2f.
+    # otp or off (u2f is not supported).
     second_factor: otp
 
   # Static join tokens, "roles:token"; a token starting with "/" is read
@@ -89,7 +90,7 @@ auth_service:
   # tokens:
   #   - "proxy,node:replace-with-a-32-character-random-token"
 
-  # Where sessions are recorded: node, proxy or off.
+  # Where sessions are recorded: node or off (proxy is not supported yet).
   session_recording: node
 
 # The node service: the SSH server on this machine.
@@ -120,9 +121,6 @@ proxy_service:
 
   # SSH clients connect here.
   listen_addr: 0.0.0.0:3023
-
-  # Reverse tunnels from clusters and nodes behind firewalls.
-  tunnel_listen_addr: 0.0.0.0:3024
 
   # HTTPS: the web UI and the login API of tsh.
   web_listen_addr: 0.0.0.0:3080

@@ -72,6 +72,7 @@ async function hostIdentity(
 export async function startProcess(config: TeleportConfig): Promise<TeleportProcess> {
   const log = logger('teleport');
   if (!config.auth.enabled && !config.ssh.enabled && !config.proxy.enabled) throw new BadParameterError('no service to start: enable at least one of auth, node or proxy');
+  for (const warning of config.warnings) log.warn(warning);
   // What the host must have, checked before anything is created or joined.
   const pam = config.ssh.enabled ? pamSettings(config.ssh.pam) : undefined;
   ensureDataDir(config.dataDir);
