@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Builds native/pam-launch (the node service's PAM integration) into build/ when the host has libpam's
-// headers (Debian: libpam0g-dev). Without them the node runs without PAM and says so; this never fails the install.
+// headers (Debian: libpam0g-dev). Without them a node with ssh_service.pam.enabled refuses to start; this never
+// fails the install. Run it again (node scripts/build-native.js) after installing the headers.
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');

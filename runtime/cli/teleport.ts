@@ -2,45 +2,30 @@
 /** `teleport`: the daemon (start, configure, version, status). */
 import * as os from 'node:os';
 import { Command } from 'commander';
-import { buildConfig, DEFAULT_CONFIG_PATH, loadConfigFile, parseDuration, resolveConfigPath, sampleConfig, StartFlags } from '../config';
+import { buildConfig, DEFAULT_CONFIG_PATH, loadConfigFile, parseDuration, resolveConfigPath, sampleConfig } from '../config';
 import { CONF_FILE, JOIN_ROLES, type JoinRole } from '../contract/aws';
 import { loadConf } from '../instance/conf';
 import { configureFromConf } from '../instance/configure';
 import { DEFAULT_INSTANCE_PATHS } from '../instance/generate';
 import { BadParameterError } from '../utils/errors';
+import { setLogOutput } from '../service/logoutput';
 import { formatNextSteps, gatherNextSteps, tctlFlagsFor } from '../service/nextsteps';
 import { startProcess } from '../service/process';
 import { logger, setLogLevel } from '../utils/logger';
 import { VERSION } from '../version';
-import { collect, runCli } from './common';
+import { runCli } from './common';
+import { startCommand, toStartFlags } from './start-flags';
 
 const program = new Command('teleport').description('Teleport-compatible SSH access daemon: auth, proxy and node services').version(VERSION, '--version');
 
-program
-  .command('start')
-  .description('Starts the Teleport services')
-  .option('-d, --debug', 'Enable verbose logging to stderr')
-  .option('--insecure-no-tls', 'Disable TLS for the web socket')
-  .option('-r, --roles <roles>', 'Comma-separated list of roles to start with [proxy,node,auth]')
-  .option('--pid-file <path>', 'Full path to the PID file. By default no PID file will be created')
-  .option('--advertise-ip <ip>', 'IP to advertise to clients if running behind NAT')
-  .option('-l, --listen-ip <ip>', 'IP address to bind to [0.0.0.0]')
-  .option('--auth-server <addr>', 'Address of the auth server [127.0.0.1:3025] (repeatable)', collect)
-  .option('--token <token>', 'Invitation token to join a cluster [none]')
-  .option('--ca-pin <pin>', 'CA pin to validate the auth server (sha256:<hex>, repeatable)', collect)
-  .option('--nodename <name>', 'Name of this node, defaults to hostname')
-  .option('-c, --config <path>', 'Path to a configuration file [/etc/teleport.yaml]')
-  .option('--labels <labels>', 'List of labels for this node, e.g. env=prod,kernel=[1h:"uname -r"]')
-  .option('--insecure', 'Do not verify the proxy or auth server TLS certificates (testing only)')
-  .option('--permit-user-env', 'Enables reading of ~/.tsh/environment when creating a session')
-  .option('--data-dir <path>', 'Directory for keys and state [/var/lib/teleport, or ~/.local/share/teleport for non-root]')
-  .action(async (raw: StartFlags & { config?: string; nodename?: string }) => {
-    const { nodename, ...rest } = raw;
-    const opts: StartFlags & { config?: string } = { ...rest, ...(nodename !== undefined ? { nodeName: nodename } : {}) };
+program.addCommand(
+  startCommand().action(async (raw: Record<string, unknown>) => {
+    const opts = toStartFlags(raw);
     if (opts.debug) setLogLevel('debug');
     const configPath = resolveConfigPath(opts.config, process.env);
     const load = () => buildConfig(configPath ? loadConfigFile(configPath) : {}, opts, process.env);
     const config = load();
+    setLogOutput(config.log.output);
     if (!opts.debug) setLogLevel(config.log.severity);
     const first = await startProcess(config);
     /** The running services; undefined between a reload's close and start. */
@@ -66,6 +51,8 @@ program
       let next;
       try {
         next = load();
+        // Reopened even when unchanged, for log rotation.
+        setLogOutput(next.log.output);
       } catch (err) {
         log.error('reload refused: the configuration is invalid; still running the previous one', { error: (err as Error).message });
         return;
@@ -106,7 +93,8 @@ program
         );
     };
     for (const s of ['SIGTERM', 'SIGINT'] as const) process.on(s, () => stop(s));
-  });
+  }),
+);
 
 program
   .command('configure')

@@ -11,10 +11,11 @@ import { join, resolve } from 'node:path';
 import { Ports } from '../contract/ports';
 import { BadParameterError } from '../utils/errors';
 import { dialableAddr, parseAddr, parseCidr, type Cidr, type HostPort } from './address';
-import { ConfigError, type ConfigIssue } from './errors';
+import { ConfigError, formatIssue, type ConfigIssue } from './errors';
 import { parseLabelsFlag, type CommandLabel } from './labels';
 import { formatPath, loadConfigFile, resolveConfigPath, sourceMapOf } from './load';
 import { FileConfigSchema, type FileConfig } from './schema';
+import { unsupportedSettings } from './support';
 import { normalizeCaPin, parseStaticTokenSpec, readCaPinsValue, readTokenValue, type StaticTokenRole } from './tokens';
 
 export type { HostPort } from './address';
@@ -26,6 +27,7 @@ export interface StartFlags {
   roles?: string;
   debug?: boolean;
   insecureNoTls?: boolean;
+  /** Accepted for compatibility; it has no effect here (warned about, see support.ts). */
   insecure?: boolean;
   pidFile?: string;
   advertiseIp?: string;
@@ -60,7 +62,6 @@ export interface StorageConfig {
   readCapacityUnits?: number;
   writeCapacityUnits?: number;
   continuousBackups?: boolean;
-  bufferSize?: number;
   peers: string[];
   tlsCertFile?: string;
   tlsKeyFile?: string;
@@ -71,9 +72,7 @@ export interface StorageConfig {
   insecure: boolean;
   /** Where audit events go; empty means the file log in `auditLogDir`. */
   auditEventsUri: string[];
-  /** Where session recordings go; absent means files under `auditLogDir`. */
-  auditSessionsUri?: string;
-  /** `auditSessionsUri` parsed: files (`<data_dir>/log/sessions` by default) or an S3 bucket. */
+  /** Where session recordings go (`audit_sessions_uri`): files (`<data_dir>/log/sessions` by default) or an S3 bucket. */
   auditSessions?: SessionsStorage;
   /** `<data_dir>/log`. */
   auditLogDir: string;
@@ -93,17 +92,18 @@ export interface TeleportConfig {
   advertiseIp?: string;
   authServers: HostPort[];
   connectionLimits: { maxConnections: number; maxUsers: number };
+  /** `output`: stderr, stdout or the absolute path of a file to append to. */
   log: { output: string; severity: Severity };
   storage: StorageConfig;
   caKeyType: CaKeyType;
-  caSignatureAlgo?: string;
   ciphers?: string[];
   kexAlgos?: string[];
   macAlgos?: string[];
   ciphersuites?: string[];
   debug: boolean;
-  insecure: boolean;
   pidFile?: string;
+  /** Settings accepted but ignored (support.ts), one line each as `file:line:col: key: why`; logged when the services start. */
+  warnings: string[];
   auth: {
     enabled: boolean;
     listenAddr: HostPort;
@@ -113,7 +113,6 @@ export interface TeleportConfig {
     authentication: {
       type: 'local' | 'github' | 'oidc' | 'saml';
       secondFactor: 'off' | 'otp' | 'u2f';
-      u2f?: { appId: string; facets: string[] };
     };
     sessionRecording: 'node' | 'proxy' | 'off';
     proxyChecksHostKeys: boolean;
@@ -122,8 +121,6 @@ export interface TeleportConfig {
     disconnectExpiredCert: boolean;
     keepAliveIntervalMs: number;
     keepAliveCountMax: number;
-    /** Absolute; a relative `license_file` is relative to data_dir. */
-    licenseFile: string;
   };
   ssh: {
     enabled: boolean;
@@ -132,8 +129,7 @@ export interface TeleportConfig {
     labels: Record<string, string>;
     commands: CommandLabel[];
     permitUserEnv: boolean;
-    pam: { enabled: boolean; serviceName: string; usePamAuth: boolean };
-    enhancedRecording: { enabled: boolean; cgroupPath?: string };
+    pam: { enabled: boolean; serviceName: string };
   };
   proxy: {
     enabled: boolean;
@@ -142,14 +138,13 @@ export interface TeleportConfig {
     webListenAddr: HostPort;
     publicAddrs: HostPort[];
     sshPublicAddrs: HostPort[];
-    tunnelPublicAddrs: HostPort[];
     /** Addresses outside the cluster's nodes that `proxy:host:port` may reach; none by default. */
     directDialCidrs: Cidr[];
+    /** The first pair is served by default; the others to clients asking for one of their names (SNI). */
     keyPairs: { keyFile: string; certFile: string }[];
     insecureNoTls: boolean;
     /** Peers whose X-Forwarded-For header names the client (ours: `trust_x_forwarded_for_from`). */
     trustXForwardedForFrom: Cidr[];
-    kube: { enabled: boolean; listenAddr: HostPort; publicAddrs: HostPort[]; kubeconfigFile?: string };
   };
 }
 
@@ -294,11 +289,20 @@ export function parseRoles(spec: string): Set<ServiceRole> {
  */
 export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJS.ProcessEnv = process.env): TeleportConfig {
   const issues: ConfigIssue[] = [];
+  const warnings: string[] = [];
   const map = sourceMapOf(file);
   const atFile = (path: (string | number)[], message: string) => {
     const text = `${formatPath(path)}: ${message}`;
     issues.push(map ? map.issue(path, text) : { message: text });
   };
+  // Refused and ignored settings, each list in file order, flags last.
+  const unsupported = unsupportedSettings(file, flags)
+    .map((found) => ({ action: found.action, issue: found.path && map ? map.issue(found.path, found.text, 'key') : { message: found.text } }))
+    .sort((x, y) => (x.issue.line ?? Infinity) - (y.issue.line ?? Infinity) || (x.issue.col ?? 0) - (y.issue.col ?? 0));
+  for (const { action, issue } of unsupported) {
+    if (action === 'refuse') issues.push(issue);
+    else warnings.push(formatIssue(issue));
+  }
   const atFlag = (flag: string, message: string) => issues.push({ message: `--${flag}: ${message}` });
   const attempt = <T>(f: () => T, report: (message: string) => void): T | undefined => {
     try {
@@ -402,7 +406,6 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
     readCapacityUnits: st.read_capacity_units,
     writeCapacityUnits: st.write_capacity_units,
     continuousBackups: st.continuous_backups,
-    bufferSize: st.buffer_size,
     peers: st.peers ?? [],
     tlsCertFile: st.tls_cert_file,
     tlsKeyFile: st.tls_key_file,
@@ -410,7 +413,6 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
     prefix: st.prefix || Defaults.etcdPrefix,
     insecure: st.insecure ?? false,
     auditEventsUri,
-    auditSessionsUri: st.audit_sessions_uri,
     auditSessions,
     auditLogDir: join(dataDir, 'log'),
     pollStreamPeriodMs: st.poll_stream_period,
@@ -441,7 +443,6 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
     ...(p.https_key_file && p.https_cert_file ? [{ keyFile: p.https_key_file, certFile: p.https_cert_file }] : []),
     ...(p.https_keypairs ?? []).map((k) => ({ keyFile: k.key_file, certFile: k.cert_file })),
   ];
-  const kube = p.kubernetes ?? {};
 
   const config: TeleportConfig = {
     nodeName,
@@ -455,19 +456,19 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
       maxUsers: t.connection_limits?.max_users ?? Defaults.maxUsers,
     },
     log: {
-      output: t.log?.output ?? Defaults.logOutput,
+      // syslog is warned about (support.ts) and falls back to the default.
+      output: t.log?.output === undefined || t.log.output === 'syslog' ? Defaults.logOutput : t.log.output,
       severity: flags.debug ? 'debug' : (t.log?.severity ?? Defaults.logSeverity),
     },
     storage,
     caKeyType: a.ca_key_type ?? Defaults.caKeyType,
-    caSignatureAlgo: t.ca_signature_algo,
     ciphers: t.ciphers,
     kexAlgos: t.kex_algos,
     macAlgos: t.mac_algos,
     ciphersuites: t.ciphersuites,
     debug: flags.debug ?? false,
-    insecure: flags.insecure ?? false,
     pidFile: flags.pidFile ?? t.pid_file,
+    warnings,
     auth: {
       enabled: enabled.auth,
       listenAddr: authListen,
@@ -477,7 +478,6 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
       authentication: {
         type: auth.type ?? 'local',
         secondFactor: auth.second_factor ?? 'otp',
-        u2f: auth.u2f?.app_id ? { appId: auth.u2f.app_id, facets: auth.u2f.facets ?? [auth.u2f.app_id] } : undefined,
       },
       sessionRecording: a.session_recording ?? 'node',
       proxyChecksHostKeys: a.proxy_checks_host_keys ?? true,
@@ -485,7 +485,6 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
       disconnectExpiredCert: a.disconnect_expired_cert ?? false,
       keepAliveIntervalMs: a.keep_alive_interval ?? Defaults.keepAliveIntervalMs,
       keepAliveCountMax: a.keep_alive_count_max ?? Defaults.keepAliveCountMax,
-      licenseFile: resolve(dataDir, a.license_file ?? 'license.pem'),
     },
     ssh: {
       enabled: enabled.node,
@@ -497,9 +496,7 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
       pam: {
         enabled: s.pam?.enabled ?? false,
         serviceName: s.pam?.service_name ?? Defaults.pamServiceName,
-        usePamAuth: s.pam?.use_pam_auth ?? false,
       },
-      enhancedRecording: { enabled: s.enhanced_recording?.enabled ?? false, cgroupPath: s.enhanced_recording?.cgroup_path },
     },
     proxy: {
       enabled: enabled.proxy,
@@ -508,17 +505,10 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
       webListenAddr: listen(p.web_listen_addr, `0.0.0.0:${Ports.web}`, Ports.web),
       publicAddrs: addrs(p.public_addr, Ports.web),
       sshPublicAddrs: addrs(p.ssh_public_addr, Ports.proxySsh),
-      tunnelPublicAddrs: addrs(p.tunnel_public_addr, Ports.proxyTunnel),
       directDialCidrs: (p.direct_dial_cidrs ?? []).map(parseCidr),
       keyPairs,
       insecureNoTls: flags.insecureNoTls ?? false,
       trustXForwardedForFrom: (p.trust_x_forwarded_for_from ?? []).map(parseCidr),
-      kube: {
-        enabled: kube.enabled ?? false,
-        listenAddr: listen(kube.listen_addr, `0.0.0.0:${Ports.kube}`, Ports.kube),
-        publicAddrs: addrs(kube.public_addr, Ports.kube),
-        kubeconfigFile: kube.kubeconfig_file,
-      },
     },
   };
 

@@ -51,8 +51,8 @@ teleport:
     max_connections: ${Defaults.maxConnections}
     max_users: ${Defaults.maxUsers}
 
-  # Logging: output is stdout, stderr, syslog or a file path;
-  # severity is DEBUG, INFO, WARN or ERROR.
+  # Logging: output is stderr, stdout or the absolute path of a file
+  # (reopened on SIGHUP); severity is DEBUG, INFO, WARN or ERROR.
   log:
     output: stderr
     severity: INFO
@@ -79,9 +79,10 @@ auth_service:
   ca_key_type: ed25519
 
   authentication:
-    # local (Teleport's own user database), github, oidc or saml.
+    # local: Teleport's own user database (github, oidc and saml are not
+    # supported yet).
     type: local
-    # off, otp or u2f.
+    # otp or off (u2f is not supported).
     second_factor: otp
 
   # Static join tokens, "roles:token"; a token starting with "/" is read
@@ -89,7 +90,7 @@ auth_service:
   # tokens:
   #   - "proxy,node:replace-with-a-32-character-random-token"
 
-  # Where sessions are recorded: node, proxy or off.
+  # Where sessions are recorded: node or off (proxy is not supported yet).
   session_recording: node
 
 # The node service: the SSH server on this machine.
@@ -121,16 +122,15 @@ proxy_service:
   # SSH clients connect here.
   listen_addr: 0.0.0.0:3023
 
-  # Reverse tunnels from clusters and nodes behind firewalls.
-  tunnel_listen_addr: 0.0.0.0:3024
-
   # HTTPS: the web UI and the login API of tsh.
   web_listen_addr: 0.0.0.0:3080
 
   # The name users reach the proxy by; set it when behind a load balancer.
   # public_addr: teleport.example.com:3080
 
-  # TLS certificate for HTTPS. Without one, a self-signed pair is generated.
+  # TLS certificates for HTTPS. Without one, a self-signed pair is generated.
+  # The first is the default; the others are served to clients that ask for
+  # one of their DNS names (SNI).
   # https_keypairs:
   #   - key_file: ${commentDir}/webproxy_key.pem
   #     cert_file: ${commentDir}/webproxy_cert.pem

@@ -29,6 +29,9 @@ export function describeValue(v: unknown): string {
 /** The start of the message of a missing required key; load.ts rewrites it to name the key. */
 export const REQUIRED = 'is required';
 
+/** The values of the keys that take one of a fixed set (enums and booleans), for tools that walk the schema. */
+export const CHOICES = z.registry<{ values: readonly string[] }>();
+
 class Invalid {
   constructor(readonly message: string) {}
 }
@@ -67,7 +70,7 @@ const bool = () =>
   scalar('a boolean (yes/no, true/false, on/off)', (s) => {
     const b = BOOLEANS[s.trim().toLowerCase()];
     return b ?? new Invalid(`expected a boolean (yes/no, true/false, on/off), got ${describeValue(s)}`);
-  });
+  }).register(CHOICES, { values: ['yes', 'no'] });
 
 const count = (what = 'a whole number') =>
   scalar(what, (s) => {
@@ -103,7 +106,7 @@ function oneOf<const V extends string>(values: readonly V[], aliases: Record<str
     if ((values as readonly string[]).includes(t)) return t as V;
     if (Object.hasOwn(aliases, t)) return aliases[t];
     return new Invalid(`expected ${what}, got ${describeValue(s)}`);
-  });
+  }).register(CHOICES, { values });
 }
 
 function list<T extends z.ZodType>(item: T, what: string, opts: { single?: boolean } = {}) {
@@ -261,6 +264,7 @@ const authServiceSchema = section({
   public_addr: list(address(Ports.auth), 'addresses', { single: true }).optional(),
   cluster_name: nonEmpty('a cluster name').optional(),
   tokens: list(staticToken(), '"roles:token" strings').optional(),
+  // github, oidc, saml and u2f are refused, and the u2f section is ignored (support.ts).
   authentication: section({
     type: oneOf(['local', 'github', 'oidc', 'saml'] as const).optional(),
     second_factor: oneOf(['off', 'otp', 'u2f'] as const).optional(),
@@ -268,13 +272,7 @@ const authServiceSchema = section({
       app_id: nonEmpty('a URL').optional(),
       facets: list(nonEmpty('a URL'), 'URLs', { single: true }).optional(),
     }).optional(),
-  })
-    .superRefine((a, ctx) => {
-      if (a.second_factor === 'u2f' && !a.u2f?.app_id) {
-        ctx.addIssue({ code: 'custom', path: ['second_factor'], message: 'second_factor u2f needs u2f.app_id' });
-      }
-    })
-    .optional(),
+  }).optional(),
   session_recording: oneOf(['node', 'proxy', 'off'] as const).optional(),
   proxy_checks_host_keys: bool().optional(),
   client_idle_timeout: duration().optional(),

@@ -67,11 +67,9 @@ export interface GeneratedConfig {
   ssh_service: { enabled: boolean } & Partial<{ listen_addr: string; labels: Record<string, string> }>;
   proxy_service: { enabled: boolean } & Partial<{
     listen_addr: string;
-    tunnel_listen_addr: string;
     web_listen_addr: string;
     public_addr: string;
     ssh_public_addr: string;
-    tunnel_public_addr: string;
     trust_x_forwarded_for_from: string[];
   }>;
 }
@@ -153,18 +151,16 @@ export function generateConfig(conf: InstanceConf, facts: InstanceFacts, paths: 
     // all-in-one without one, this instance's own address on the web port.
     const webHost = conf.externalHostname ?? conf.domainName ?? facts.publicIp ?? facts.localIp;
     const webPort = conf.externalPort ?? (allInOne && !conf.useAcm ? Ports.web : 443);
-    // Without ACM the domain names the NLB, which carries SSH and tunnels too. With ACM it names
-    // the ALB, which cannot: they go to the NLB (its alias, or its own name) or the instance itself.
+    // Without ACM the domain names the NLB, which carries SSH too. With ACM it names
+    // the ALB, which cannot: SSH goes to the NLB (its alias, or its own name) or the instance itself.
     const sshHost =
       conf.proxyServerNlbAlias ?? (conf.useAcm ? (conf.proxyServerLb ?? facts.publicIp ?? facts.localIp) : webHost);
     proxyService = {
       enabled: true,
       listen_addr: any(Ports.proxySsh),
-      tunnel_listen_addr: any(Ports.proxyTunnel),
       web_listen_addr: any(Ports.web),
       public_addr: `${webHost}:${webPort}`,
       ssh_public_addr: `${sshHost}:${Ports.proxySsh}`,
-      tunnel_public_addr: `${sshHost}:${Ports.proxyTunnel}`,
       ...(conf.useAcm ? { trust_x_forwarded_for_from: ALB_PEERS } : {}),
     };
   }

@@ -2,10 +2,12 @@
  * PAM for node sessions (`ssh_service.pam`): sessions start through
  * `build/pam-launch` (native/pam-launch.c, built at install when libpam's
  * headers are there), which runs the account check and opens the PAM session
- * around the user's program, as sshd does.
+ * around the user's program, as sshd does. A node told to use PAM on a host
+ * without the launcher does not start (fail closed).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { BadParameterError } from '../utils/errors';
 
 export interface PamSettings {
   service: string;
@@ -19,13 +21,31 @@ function packageRoot(): string {
   return dir;
 }
 
+const launcherPath = () => path.join(packageRoot(), 'build', 'pam-launch');
+
 /** The launcher's path when it was built and can run here. */
 export function findPamLauncher(): string | undefined {
-  const p = path.join(packageRoot(), 'build', 'pam-launch');
+  const p = launcherPath();
   try {
     fs.accessSync(p, fs.constants.X_OK);
     return p;
   } catch {
     return undefined;
   }
+}
+
+/**
+ * What the node's sessions use PAM with, or undefined when `pam.enabled` is off.
+ * Throws when PAM is on but the launcher is missing: sessions must not start without PAM.
+ */
+export function pamSettings(pam: { enabled: boolean; serviceName: string }): PamSettings | undefined {
+  if (!pam.enabled) return undefined;
+  const launcher = findPamLauncher();
+  if (!launcher) {
+    throw new BadParameterError(
+      `ssh_service.pam.enabled is on, but this installation has no PAM launcher (${launcherPath()}), so sessions cannot go through PAM: ` +
+        'install a C compiler and the PAM headers (Debian: libpam0g-dev), then reinstall or run "node scripts/build-native.js"; or set pam.enabled: no',
+    );
+  }
+  return { service: pam.serviceName, launcher };
 }

@@ -22,7 +22,7 @@ import { VERSION } from '../version';
 import { announceTtlMs } from '../auth/presence';
 import { Heartbeat } from '../service/heartbeat';
 import { DynamicLabels } from './labels';
-import { findPamLauncher, PamSettings } from './pam';
+import { PamSettings } from './pam';
 import { NodeServer } from './server';
 
 export interface NodeService {
@@ -36,6 +36,8 @@ export interface StartNodeOptions {
   config: TeleportConfig;
   identity: Identity;
   hostUUID: string;
+  /** From pamSettings(config.ssh.pam), checked before anything starts. */
+  pam?: PamSettings;
   log: Logger;
 }
 
@@ -83,17 +85,6 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     return { ...config.ssh.labels, ...Object.fromEntries(Object.entries(dyn).map(([k, v]) => [k, v.result])) };
   };
 
-  let pam: PamSettings | undefined;
-  if (config.ssh.pam.enabled) {
-    const launcher = findPamLauncher();
-    if (launcher) pam = { service: config.ssh.pam.serviceName, launcher };
-    else {
-      log.warn('PAM is enabled but this host has no PAM launcher (build/pam-launch: install libpam0g-dev and reinstall); sessions start without PAM', {
-        service_name: config.ssh.pam.serviceName,
-      });
-    }
-  }
-
   const server = new NodeServer({
     listen: config.ssh.listenAddr,
     hostKey: identity.sshKey,
@@ -105,7 +96,7 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     authorize: (req) => access.check({ ...req, node: { name: config.nodeName, labels: allLabels() } }),
     labels: allLabels,
     permitUserEnv: config.ssh.permitUserEnv,
-    ...(pam ? { pam } : {}),
+    ...(opts.pam ? { pam: opts.pam } : {}),
     idleTimeoutMs: cluster.client_idle_timeout / 1e6,
     keepAliveIntervalMs: cluster.keep_alive_interval / 1e6,
     keepAliveCountMax: cluster.keep_alive_count_max,

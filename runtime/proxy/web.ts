@@ -33,6 +33,7 @@ import { AccessDeniedError, BadParameterError, NotFoundError } from '../utils/er
 import { Logger } from '../utils/logger';
 import { ClientAddress } from './clientaddr';
 import { checkNotCrossSite, UnsupportedMediaTypeError } from './crossorigin';
+import { loadKeyPairs, ServedKeyPairs } from './keypairs';
 import { CONTENT_SECURITY_POLICY, WebUi } from './pages';
 
 export interface PingResponse {
@@ -164,7 +165,7 @@ function signupToken(value: string): string {
 export interface WebServiceOptions {
   listen: { host: string; port: number };
   dataDir: string;
-  /** Configured certificate/key files (first one is served); empty means self-signed. */
+  /** Configured certificate/key files (the first by default, the others by SNI); empty means self-signed. */
   keyPairs: { keyFile: string; certFile: string }[];
   insecureNoTls: boolean;
   /** `teleport.ciphersuites`: narrows the TLS policy (runtime/tlsca/ciphersuites.ts). */
@@ -191,10 +192,9 @@ const SECURITY_HEADERS = {
   'content-security-policy': CONTENT_SECURITY_POLICY,
 };
 
-/** The key pair to serve: the configured one, or the self-signed one kept in data_dir (made once, 0600). */
-async function loadKeyPair(opts: WebServiceOptions): Promise<{ key: string; cert: string }> {
-  const configured = opts.keyPairs[0];
-  if (configured) return { key: fs.readFileSync(configured.keyFile, 'utf8'), cert: fs.readFileSync(configured.certFile, 'utf8') };
+/** The key pairs to serve: the configured ones (chosen by SNI), or the self-signed one kept in data_dir (made once, 0600). */
+async function loadKeyPair(opts: WebServiceOptions): Promise<ServedKeyPairs> {
+  if (opts.keyPairs.length > 0) return loadKeyPairs(opts.keyPairs);
   const keyFile = path.join(opts.dataDir, 'webproxy_key.pem');
   const certFile = path.join(opts.dataDir, 'webproxy_cert.pem');
   if (!fs.existsSync(keyFile) || !fs.existsSync(certFile)) {

@@ -9,6 +9,7 @@ import { TeleportConfig } from '../config';
 import { Identity, IdentityStore } from '../auth/identity';
 import { register } from '../auth/register';
 import { AuthService, startAuthService } from '../auth/service';
+import { pamSettings } from '../node/pam';
 import { NodeService, startNodeService } from '../node/service';
 import { ProxyService, startProxyService } from '../proxy/service';
 import { BadParameterError } from '../utils/errors';
@@ -71,6 +72,9 @@ async function hostIdentity(
 export async function startProcess(config: TeleportConfig): Promise<TeleportProcess> {
   const log = logger('teleport');
   if (!config.auth.enabled && !config.ssh.enabled && !config.proxy.enabled) throw new BadParameterError('no service to start: enable at least one of auth, node or proxy');
+  for (const warning of config.warnings) log.warn(warning);
+  // What the host must have, checked before anything is created or joined.
+  const pam = config.ssh.enabled ? pamSettings(config.ssh.pam) : undefined;
   ensureDataDir(config.dataDir);
   const uuid = hostUUID(config.dataDir);
   const proc = await openBackend({ type: 'sqlite', path: procStoragePath(config.dataDir) });
@@ -89,7 +93,7 @@ export async function startProcess(config: TeleportConfig): Promise<TeleportProc
     if (config.ssh.enabled) {
       const identity = await hostIdentity('Node', config, store, uuid, auth, logger('node'));
       clusterName ??= identity.clusterName;
-      node = await startNodeService({ config, identity, hostUUID: uuid, log: logger('node') });
+      node = await startNodeService({ config, identity, hostUUID: uuid, ...(pam ? { pam } : {}), log: logger('node') });
     }
     if (config.proxy.enabled) {
       const identity = await hostIdentity('Proxy', config, store, uuid, auth, logger('proxy'));

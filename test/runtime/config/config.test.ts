@@ -28,7 +28,6 @@ describe('buildConfig: defaults', () => {
     expect(cfg.proxy.listenAddr).toEqual({ host: '0.0.0.0', port: 3023 });
     expect(cfg.proxy.tunnelListenAddr).toEqual({ host: '0.0.0.0', port: 3024 });
     expect(cfg.proxy.webListenAddr).toEqual({ host: '0.0.0.0', port: 3080 });
-    expect(cfg.proxy.kube).toEqual({ enabled: false, listenAddr: { host: '0.0.0.0', port: 3026 }, publicAddrs: [] });
     // auth runs here, so this process talks to its own auth service over loopback
     expect(cfg.authServers).toEqual([{ host: '127.0.0.1', port: 3025 }]);
     expect(cfg.storage).toMatchObject({
@@ -45,11 +44,11 @@ describe('buildConfig: defaults', () => {
     expect(cfg.auth.proxyChecksHostKeys).toBe(true);
     expect(cfg.auth.keepAliveIntervalMs).toBe(300_000);
     expect(cfg.auth.keepAliveCountMax).toBe(3);
-    expect(cfg.auth.licenseFile).toBe('/data/license.pem');
-    expect(cfg.ssh.pam).toEqual({ enabled: false, serviceName: 'sshd', usePamAuth: false });
+    expect(cfg.ssh.pam).toEqual({ enabled: false, serviceName: 'sshd' });
     expect(cfg.ssh.permitUserEnv).toBe(false);
     expect(cfg.proxy.insecureNoTls).toBe(false);
     expect(cfg.caPins).toEqual([]);
+    expect(cfg.warnings).toEqual([]);
     expect(cfg).not.toHaveProperty('authToken');
   });
 
@@ -64,14 +63,9 @@ describe('buildConfig: defaults', () => {
     expect(cfg.authServers).toEqual([{ host: '127.0.0.1', port: 3025 }]);
   });
 
-  test('GIVEN storage.path and relative paths WHEN built THEN they are resolved against data_dir', () => {
-    const file = parseConfig(
-      yaml('teleport:', '  data_dir: /srv/tp', '  storage:', '    path: state', 'auth_service:', '  license_file: lic/license.pem'),
-      't.yaml',
-    );
-    const cfg = buildConfig(file, {}, ENV);
-    expect(cfg.storage.path).toBe('/srv/tp/state/sqlite.db');
-    expect(cfg.auth.licenseFile).toBe('/srv/tp/lic/license.pem');
+  test('GIVEN a relative storage.path WHEN built THEN it is resolved against data_dir', () => {
+    const file = parseConfig(yaml('teleport:', '  data_dir: /srv/tp', '  storage:', '    path: state'), 't.yaml');
+    expect(buildConfig(file, {}, ENV).storage.path).toBe('/srv/tp/state/sqlite.db');
   });
 
   test('GIVEN the 4.x audit_table_name WHEN built THEN it becomes a dynamodb:// events URI', () => {
@@ -97,8 +91,6 @@ describe('buildConfig: flags override the file', () => {
     '  labels: {env: file}',
     'proxy_service:',
     '  web_listen_addr: 0.0.0.0:443',
-    '  kubernetes:',
-    '    enabled: yes',
   );
 
   test('GIVEN enabled: no in the file and no --roles WHEN built THEN only that section is off', () => {
@@ -127,7 +119,6 @@ describe('buildConfig: flags override the file', () => {
     expect(cfg.proxy.listenAddr).toEqual({ host: '10.1.2.3', port: 3023 });
     expect(cfg.proxy.tunnelListenAddr).toEqual({ host: '10.1.2.3', port: 3024 });
     expect(cfg.proxy.webListenAddr).toEqual({ host: '10.1.2.3', port: 443 });
-    expect(cfg.proxy.kube.listenAddr).toEqual({ host: '10.1.2.3', port: 3026 });
     expect(() => buildConfig(empty(), { listenIp: 'eth0' }, ENV)).toThrow('--listen-ip: expected an IP address, got "eth0"');
   });
 
@@ -171,7 +162,6 @@ describe('buildConfig: flags override the file', () => {
         permitUserEnv: true,
         pidFile: '/run/teleport.pid',
         debug: true,
-        insecure: true,
         insecureNoTls: true,
       },
       ENV,
@@ -183,7 +173,7 @@ describe('buildConfig: flags override the file', () => {
     expect(cfg.ssh.permitUserEnv).toBe(true);
     expect(cfg.pidFile).toBe('/run/teleport.pid');
     expect(cfg.log.severity).toBe('debug');
-    expect([cfg.debug, cfg.insecure, cfg.proxy.insecureNoTls]).toEqual([true, true, true]);
+    expect([cfg.debug, cfg.proxy.insecureNoTls]).toEqual([true, true]);
   });
 
   test('GIVEN several bad flags WHEN built THEN all are reported together', () => {

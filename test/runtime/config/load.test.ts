@@ -266,11 +266,8 @@ describe('parseConfig: every error says file:line:col and what is wrong', () => 
           'teleport:', //                    1
           '  storage:', //                   2
           '    type: dynamodb', //           3
-          'auth_service:', //                4
-          '  authentication:', //            5
-          '    second_factor: u2f', //       6
-          'proxy_service:', //               7
-          '  https_key_file: /k.pem', //     8
+          'proxy_service:', //               4
+          '  https_key_file: /k.pem', //     5
         ),
         'teleport.yaml',
       ),
@@ -278,8 +275,7 @@ describe('parseConfig: every error says file:line:col and what is wrong', () => 
     expect(lines).toEqual([
       'teleport.yaml:3:11: teleport.storage.type: storage type dynamodb needs table_name',
       'teleport.yaml:3:11: teleport.storage.type: storage type dynamodb needs region (or an endpoint)',
-      'teleport.yaml:6:20: auth_service.authentication.second_factor: second_factor u2f needs u2f.app_id',
-      'teleport.yaml:8:19: proxy_service.https_key_file: https_key_file needs https_cert_file as well',
+      'teleport.yaml:5:19: proxy_service.https_key_file: https_key_file needs https_cert_file as well',
     ]);
   });
 

@@ -14,6 +14,8 @@ describe('sampleConfig', () => {
     expect([cfg.auth.enabled, cfg.ssh.enabled, cfg.proxy.enabled]).toEqual([true, true, true]);
     expect(cfg.ssh.commands).toEqual([{ name: 'hostname', command: ['hostname'], periodMs: 60_000 }]);
     expect(cfg.proxy.webListenAddr).toEqual({ host: '0.0.0.0', port: 3080 });
+    // AND nothing in it is refused or ignored
+    expect(cfg.warnings).toEqual([]);
   });
 
   test('GIVEN the sample WHEN its commented-out token, keypair and storage lines are uncommented THEN it is still valid', () => {
@@ -29,7 +31,8 @@ describe('sampleConfig', () => {
     expect(cfg.auth.staticTokens).toEqual([{ roles: ['proxy', 'node'], token: 'replace-with-a-32-character-random-token' }]);
     expect(cfg.proxy.keyPairs).toEqual([{ keyFile: '/d/webproxy_key.pem', certFile: '/d/webproxy_cert.pem' }]);
     expect(cfg.storage.auditEventsUri).toEqual(['dynamodb://teleport-events']);
-    expect(cfg.storage.auditSessionsUri).toBe('s3://teleport-recordings/records');
+    expect(cfg.storage.auditSessions).toMatchObject({ type: 's3', bucket: 'teleport-recordings', prefix: 'records' });
+    expect(cfg.warnings).toEqual([]);
     expect(cfg.proxy.publicAddrs).toEqual([{ host: 'teleport.example.com', port: 3080 }]);
   });
 

@@ -72,7 +72,10 @@ function generate(name: string, facts: InstanceFacts = FACTS): { mode: string; c
   const file = path.join(dir, `${name}.yaml`);
   const text = renderConfig(generateConfig(conf, facts, { dataDir }), { confFile: '/etc/teleport.d/conf', mode, outputFile: '/etc/teleport.yaml' });
   fs.writeFileSync(file, text);
-  return { mode, config: buildConfig(loadConfigFile(file), {}, {}) };
+  const config = buildConfig(loadConfigFile(file), {}, {});
+  // Nothing the generator writes is refused or ignored by teleport start.
+  expect(config.warnings).toEqual([]);
+  return { mode, config };
 }
 
 const addrs = (list: { host: string; port: number }[]) => list.map(formatAddr);
@@ -101,28 +104,26 @@ describe('teleport.yaml generated for each role and mode', () => {
     expect(config.authToken).toBeUndefined();
   });
 
-  test('GIVEN a proxy conf without ACM WHEN generated THEN it joins through the auth NLB with the SSM token and pin files, and publishes the domain on 443/3023/3024', () => {
+  test('GIVEN a proxy conf without ACM WHEN generated THEN it joins through the auth NLB with the SSM token and pin files, and publishes the domain on 443 and 3023', () => {
     const { mode, config } = generate('proxy');
     expect(mode).toBe('proxy');
     expect([config.auth.enabled, config.proxy.enabled, config.ssh.enabled]).toEqual([false, true, false]);
     expect(addrs(config.authServers)).toEqual([`${HA.TELEPORT_AUTH_SERVER_LB}:3025`]);
     expect(config.authToken).toBe('join-token-from-ssm');
     expect(config.caPins).toEqual([PIN]);
-    expect([config.proxy.listenAddr, config.proxy.tunnelListenAddr, config.proxy.webListenAddr].map(formatAddr)).toEqual(['0.0.0.0:3023', '0.0.0.0:3024', '0.0.0.0:3080']);
+    expect([config.proxy.listenAddr, config.proxy.webListenAddr].map(formatAddr)).toEqual(['0.0.0.0:3023', '0.0.0.0:3080']);
     expect(addrs(config.proxy.publicAddrs)).toEqual(['teleport.example.com:443']);
     expect(addrs(config.proxy.sshPublicAddrs)).toEqual(['teleport.example.com:3023']);
-    expect(addrs(config.proxy.tunnelPublicAddrs)).toEqual(['teleport.example.com:3024']);
     expect(config.connectionLimits).toEqual({ maxConnections: 65000, maxUsers: 10000 });
     // AND clients reach 3080 themselves through the NLB, so their own address counts: no X-Forwarded-For is trusted
     expect(config.proxy.trustXForwardedForFrom).toEqual([]);
   });
 
-  test('GIVEN a proxy conf with ACM WHEN generated THEN the web address is the domain (the ALB) and SSH/tunnels go to the NLB', () => {
+  test('GIVEN a proxy conf with ACM WHEN generated THEN the web address is the domain (the ALB) and SSH goes to the NLB', () => {
     const { mode, config } = generate('proxy-acm');
     expect(mode).toBe('proxy-acm');
     expect(addrs(config.proxy.publicAddrs)).toEqual(['teleport.example.com:443']);
     expect(addrs(config.proxy.sshPublicAddrs)).toEqual([`${NLB}:3023`]);
-    expect(addrs(config.proxy.tunnelPublicAddrs)).toEqual([`${NLB}:3024`]);
     expect(config.proxy.insecureNoTls).toBe(false);
     // AND the ALB in the VPC, the only peer on 3080, names the client in X-Forwarded-For
     expect(config.proxy.trustXForwardedForFrom.map((c) => `${c.address}/${c.prefix}`)).toEqual(['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16']);
@@ -156,7 +157,6 @@ describe('teleport.yaml generated for each role and mode', () => {
     expect(mode).toBe('all-acm');
     expect(addrs(config.proxy.publicAddrs)).toEqual(['teleport.example.com:443']);
     expect(addrs(config.proxy.sshPublicAddrs)).toEqual(['203.0.113.7:3023']);
-    expect(addrs(config.proxy.tunnelPublicAddrs)).toEqual(['203.0.113.7:3024']);
   });
 
   test('GIVEN an all-in-one conf with the tables and bucket WHEN generated THEN it uses DynamoDB and S3', () => {
