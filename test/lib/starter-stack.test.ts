@@ -355,7 +355,6 @@ describe('StarterStack user data → the AMI generator (runtime/instance)', () =
     expect(config.proxy_service).toMatchObject({
       public_addr: '203.0.113.10:3080',
       ssh_public_addr: '203.0.113.10:3023',
-      tunnel_public_addr: '203.0.113.10:3024',
     });
     expect(config.auth_service.cluster_name).toBe('acme');
   });
@@ -367,7 +366,6 @@ describe('StarterStack user data → the AMI generator (runtime/instance)', () =
     expect(config.proxy_service).toMatchObject({
       public_addr: 'teleport.example.com:443',
       ssh_public_addr: '203.0.113.10:3023',
-      tunnel_public_addr: '203.0.113.10:3024',
     });
   });
 });
