@@ -8,10 +8,12 @@ import { z } from 'zod';
 import { DEFAULT_NAMESPACE } from '../contract/keys';
 import { RecordingStore } from '../recordings/store';
 import { AccessDeniedError, BadParameterError } from '../utils/errors';
+import { EventFields } from '../events/filelog';
 import { VERSION } from '../version';
 import { CAType } from './authorities';
-import { Caller, Permission, route, Route } from './http';
+import { Caller, callerHostId, Permission, route, Route } from './http';
 import { loginRoutes } from './login-api';
+import { acceptMemberEvent } from './member-audit';
 import { parseResource, parseSystemRole, roleSchema, serverSchema, Server, userSchema, SYSTEM_ROLES } from './resources';
 import { displayRole } from './roles';
 import { AuthServer } from './server';
@@ -61,10 +63,10 @@ function caType(v: string): CAType {
 }
 
 /** A cluster member may only announce itself. */
-function checkOwnServer(caller: Caller, server: Server): void {
+function checkOwnServer(caller: Caller, server: Server, clusterName: string): void {
   if (caller.kind !== 'system' || caller.role === 'Admin' || caller.role === 'Auth') return;
-  const uuid = caller.identity.username.split('.')[0];
-  if (server.metadata.name !== uuid) throw new AccessDeniedError(`host ${uuid} cannot announce server ${server.metadata.name}`);
+  const uuid = callerHostId(caller, clusterName);
+  if (server.metadata.name !== uuid) throw new AccessDeniedError(`host ${uuid ?? caller.identity.username} cannot announce server ${server.metadata.name}`);
 }
 
 export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route[] {
@@ -88,7 +90,7 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
       body: serverSchema,
       handler: async ({ body, caller, params }) => {
         if (body.kind !== kind) throw new BadParameterError(`expected a ${kind} record, got ${body.kind}`);
-        checkOwnServer(caller, body as Server);
+        checkOwnServer(caller, body as Server, auth.clusterName);
         await auth.presence.upsert({ ...(body as Server), metadata: { ...body.metadata, namespace: params.ns ?? body.metadata.namespace } });
         return {};
       },
@@ -242,9 +244,9 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
       path: '/v1/events',
       allow: ['Node', 'Proxy'],
       body: z.record(z.string(), z.unknown()),
-      handler: async ({ body }) => {
+      handler: async ({ body, caller, remoteAddr }) => {
         if (typeof body.event !== 'string') throw new BadParameterError('an audit event needs an "event" field');
-        return auth.emit(body as { event: string });
+        return auth.emit(await acceptMemberEvent(auth, { caller, remoteAddr }, body as EventFields));
       },
     }),
     route({

@@ -46,6 +46,10 @@ export const Keys = {
   proxies: () => key('proxies') + '/',
   authServer: (uuid: string) => key('authservers', uuid),
   authServers: () => key('authservers') + '/',
+  /** Which host is uploading a session's recording: only that host may send its parts and complete it. */
+  recordingUploader: (namespace: string, sid: string) => key('recordings', 'uploaders', namespace, sid),
+  /** An audit event `uid` a host has delivered, so a re-sent copy is dropped. */
+  seenEvent: (hostId: string, uid: string) => key('audit', 'seen', hostId, uid),
 } as const;
 
 export const DEFAULT_NAMESPACE = 'default';
