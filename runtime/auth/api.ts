@@ -214,7 +214,7 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
       method: 'GET',
       path: '/v1/tokens',
       allow: [],
-      handler: async () => (await auth.tokens.list()).map((t) => ({ token: t.token, roles: t.roles, expires: t.expires?.toISOString(), static: t.static })),
+      handler: async () => (await auth.tokens.list()).map((t) => ({ id: t.id, roles: t.roles, expires: t.expires?.toISOString(), static: t.static })),
     }),
     route({
       method: 'POST',
@@ -223,13 +223,14 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
       body: tokenBody,
       handler: async ({ body }) => {
         const t = await auth.tokens.create({ roles: body.roles.map(parseSystemRole), ...(body.token ? { token: body.token } : {}), ...(body.ttl !== undefined ? { ttlMs: toMs(body.ttl) } : {}) });
-        return { token: t.token, roles: t.roles, expires: t.expires?.toISOString() };
+        return { token: t.token, id: t.id, roles: t.roles, expires: t.expires?.toISOString() };
       },
     }),
     route({
       method: 'POST',
       path: '/v1/tokens/delete',
       allow: [],
+      // `token`: the token's value, or its ID.
       body: z.object({ token: z.string().min(1).max(1024) }).strict(),
       handler: async ({ body }) => {
         await auth.tokens.delete(body.token);
