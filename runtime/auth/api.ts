@@ -49,6 +49,8 @@ const signupBody = z
   .object({ user: z.string().min(1).max(255), logins: z.array(z.string().min(1).max(64)).max(64).default([]), roles: z.array(z.string()).max(64).default(['admin']), ttl: ttlNs })
   .strict();
 
+const resetBody = z.object({ ttl: ttlNs }).strict();
+
 const tokenBody = z.object({ token: z.string().max(256).optional(), roles: z.array(z.string()).min(1), ttl: ttlNs }).strict();
 
 function who(caller: Caller): string {
@@ -185,6 +187,13 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
       },
     }),
     route({ method: 'GET', path: '/v1/signuptokens', allow: [], handler: async () => auth.users.listSignupTokens() }),
+    route({
+      method: 'POST',
+      path: '/v1/users/:name/reset',
+      allow: [],
+      body: resetBody,
+      handler: async ({ params, body, caller }) => auth.resetUser(params.name, who(caller), toMs(body.ttl)),
+    }),
     route({ method: 'GET', path: '/v1/roles', allow: ['Proxy'], handler: async () => (await auth.roles.list()).map(displayRole) }),
     route({ method: 'GET', path: '/v1/roles/:name', allow: ['Proxy'], handler: async ({ params }) => displayRole(await auth.roles.get(params.name)) }),
     route({

@@ -1,7 +1,8 @@
 /**
  * Local users: the user record, its password hash, its TOTP secret, the
  * failed login attempts that lead to a lockout, and the single-use sign-up
- * tokens that `tctl users add` hands out (1 hour by default). A sign-up token is stored only under its SHA-256: its value is
+ * tokens that `tctl users add` and `tctl users reset` hand out (1 hour by
+ * default). A sign-up token is stored only under its SHA-256: its value is
  * known only to the caller that created it.
  */
 import { randomUUID } from 'node:crypto';
@@ -120,6 +121,22 @@ export class Users {
     }
     await this.backend.deleteRange(Keys.userPrefix(name), rangeEnd(Keys.userPrefix(name)));
     await this.deleteSignupTokensOf(name);
+  }
+
+  /**
+   * Takes away everything the user proves who they are with: pending sign-up
+   * tokens, password, second factor and browser sessions. The user record
+   * (roles, logins) stays. Certificates already issued stay valid until they expire.
+   */
+  async resetCredentials(name: string): Promise<void> {
+    await this.get(name);
+    await this.deleteSignupTokensOf(name);
+    for (const key of [Keys.userPassword(name), Keys.userTotp(name)]) {
+      await this.backend.delete(key).catch((err) => {
+        if (!isReason(err, 'not_found')) throw err;
+      });
+    }
+    await this.backend.deleteRange(Keys.webSessions(name), rangeEnd(Keys.webSessions(name)));
   }
 
   async setPassword(name: string, password: string): Promise<void> {

@@ -127,6 +127,14 @@ async function proxyAddress(ctx: Context): Promise<string> {
 /** How a token named by its value or ID is shown after the fact: by its ID, so the value is not echoed. */
 const displayTokenId = (tokenOrId: string) => (TOKEN_ID_RE.test(tokenOrId) ? tokenOrId : tokenId(tokenOrId));
 
+/** The sign-up page for a token, and the note `tctl users add` and `reset` print with it. */
+function signupUrl(proxy: string, token: string): string {
+  return `https://${proxy}/web/newuser/${token}
+
+NOTE: Make sure ${proxy} points at a Teleport proxy which users can access.
+`;
+}
+
 function formatExpiry(iso?: string): string {
   if (!iso) return 'never';
   const d = new Date(iso);
@@ -168,10 +176,20 @@ users
       });
       const proxy = await proxyAddress(ctx);
       out(`Signup token has been created and is valid for ${formatDuration(ttlMs)}. Share this URL with the user:
-https://${proxy}/web/newuser/${token.token}
-
-NOTE: Make sure ${proxy} points at a Teleport proxy which users can access.
-`);
+${signupUrl(proxy, token.token)}`);
+    }),
+  );
+users
+  .command('reset <user>')
+  .description("Ends the user's password, second factor and browser sessions now and prints a link to set new ones")
+  .addOption(ttlOption('1h'))
+  .action(async (user: string, o: { ttl: string }, cmd: Command) =>
+    withClient(cmd, async (ctx) => {
+      const ttlMs = parseDuration(o.ttl);
+      const token = await ctx.client.post<{ token: string }>(`/v1/users/${encodeURIComponent(user)}/reset`, { ttl: ttlMs * NS });
+      const proxy = await proxyAddress(ctx);
+      out(`User "${user}" has been reset. Share this URL with the user to set a new password and second factor; it is valid for ${formatDuration(ttlMs)}:
+${signupUrl(proxy, token.token)}`);
     }),
   );
 users

@@ -29,7 +29,7 @@ describe('tctl', () => {
     expect(await auth.tctlOk('users', 'ls')).toMatch(/^User\s+Allowed Logins\n----\s+--------------\n(.*\n)*joe\s+joe,root$/m);
     const dup = await auth.tctl('users', 'add', 'joe');
     expect(dup.code).toBe(1);
-    expect(dup.stderr).toBe('ERROR: user "joe" already exists\n');
+    expect(dup.stderr).toBe('ERROR: user "joe" already exists; `tctl users reset joe` gives them a new sign-up link\n');
     const token = /\/web\/newuser\/([0-9a-f]{32})/.exec(out)![1];
     expect(await auth.tctlOk('tokens', 'ls')).toMatch(new RegExp(`^${tokenId(token)}\\s+Signup\\s`, 'm'));
     expect(await auth.tctlOk('users', 'rm', 'joe')).toBe('User "joe" has been deleted\n');
