@@ -79,13 +79,13 @@ describe('audit integrity: members write only as themselves', () => {
   });
 
   it("GIVEN a node WHEN it writes an event for another server THEN 403, nothing is recorded, and the refusal is audited", async () => {
-    // WHEN
+    // WHEN a node, and a proxy, write an event naming node B
     const marker = randomUUID();
     const single = a.post('/v1/events', { event: 'exec', command: 'rm -rf /', server_id: nodeB, marker });
-    const viaProxy = p.post('/v1/events', { event: 'auth', user: 'x', success: false, server_id: nodeB, marker });
-    // THEN
     await expect(single).rejects.toMatchObject({ reason: 'access_denied', message: `host ${nodeA} may not write events for server ${nodeB}` });
+    const viaProxy = p.post('/v1/events', { event: 'auth', user: 'x', success: false, server_id: nodeB, marker });
     await expect(viaProxy).rejects.toMatchObject({ reason: 'access_denied' });
+    // THEN
     expect(await withMarker(marker)).toEqual([]);
     const refused = await rejections(nodeB);
     expect(refused).toEqual(
@@ -97,15 +97,15 @@ describe('audit integrity: members write only as themselves', () => {
   });
 
   it('GIVEN a node WHEN it writes events only the auth service writes, or a code not of its event THEN 403 and audited', async () => {
-    // WHEN
+    // WHEN a node writes a login, an upload, and its own kind of event with a login's code
     const marker = randomUUID();
     const login = a.post('/v1/events', { event: 'user.login', user: 'alice', method: 'local', success: true, marker });
-    const upload = a.post('/v1/events', { event: 'session.upload', sid: randomUUID(), marker });
-    const dressedUp = a.post('/v1/events', { event: 'auth', user: 'alice', code: 'T1000I', marker });
-    // THEN
     await expect(login).rejects.toMatchObject({ reason: 'access_denied', message: expect.stringMatching(/may not write "user\.login" events: only the auth service/) });
+    const upload = a.post('/v1/events', { event: 'session.upload', sid: randomUUID(), marker });
     await expect(upload).rejects.toMatchObject({ reason: 'access_denied' });
+    const dressedUp = a.post('/v1/events', { event: 'auth', user: 'alice', code: 'T1000I', marker });
     await expect(dressedUp).rejects.toMatchObject({ reason: 'access_denied', message: expect.stringMatching(/code T1000I/) });
+    // THEN
     expect(await withMarker(marker)).toEqual([]);
     expect(await rejections('user.login')).toContainEqual(expect.objectContaining({ server_id: nodeA, attempted_event: 'user.login', error: expect.stringMatching(/only the auth service/) }));
     expect(await rejections('session.upload')).toContainEqual(expect.objectContaining({ server_id: nodeA, attempted_event: 'session.upload' }));
@@ -145,12 +145,12 @@ describe('audit integrity: members write only as themselves', () => {
     const forged = Buffer.from(JSON.stringify({ event: 'session.start', sid, server_id: nodeA, user: 'forged', ei: 0 }) + '\n');
     const ref = (data: Buffer) => [{ part: 1, file: 'log', size: data.length, sha256: createHash('sha256').update(data).digest('hex') }];
     await a.callRaw('PUT', `${base}/parts/1`, log);
-    // WHEN
+    // WHEN node B sends its own part 1, and completes with it
     const part = b.callRaw('PUT', `${base}/parts/1`, forged);
-    const complete = b.post(`${base}/complete`, { parts: ref(forged) });
-    // THEN
     await expect(part).rejects.toMatchObject({ reason: 'access_denied', message: `host ${nodeB} may not upload the recording of session ${sid}: host ${nodeA} is uploading it` });
+    const complete = b.post(`${base}/complete`, { parts: ref(forged) });
     await expect(complete).rejects.toMatchObject({ reason: 'access_denied' });
+    // THEN both refusals are audited
     expect((await rejections(sid)).map((e) => [e.server_id, e.attempted_event])).toEqual([
       [nodeB, 'session.upload'],
       [nodeB, 'session.upload'],
