@@ -8,10 +8,12 @@ import { z } from 'zod';
 import { DEFAULT_NAMESPACE } from '../contract/keys';
 import { RecordingStore } from '../recordings/store';
 import { AccessDeniedError, BadParameterError } from '../utils/errors';
+import { EventFields } from '../events/filelog';
 import { VERSION } from '../version';
 import { CAType } from './authorities';
-import { Caller, Permission, route, Route } from './http';
+import { Caller, callerHostId, Permission, route, Route } from './http';
 import { loginRoutes } from './login-api';
+import { acceptMemberEvent } from './member-audit';
 import { parseResource, parseSystemRole, roleSchema, serverSchema, Server, userSchema, SYSTEM_ROLES } from './resources';
 import { displayRole } from './roles';
 import { AuthServer } from './server';
@@ -49,6 +51,8 @@ const signupBody = z
   .object({ user: z.string().min(1).max(255), logins: z.array(z.string().min(1).max(64)).max(64).default([]), roles: z.array(z.string()).max(64).default(['admin']), ttl: ttlNs })
   .strict();
 
+const resetBody = z.object({ ttl: ttlNs }).strict();
+
 const tokenBody = z.object({ token: z.string().max(256).optional(), roles: z.array(z.string()).min(1), ttl: ttlNs }).strict();
 
 function who(caller: Caller): string {
@@ -63,10 +67,10 @@ function caType(v: string): CAType {
 }
 
 /** A cluster member may only announce itself. */
-function checkOwnServer(caller: Caller, server: Server): void {
+function checkOwnServer(caller: Caller, server: Server, clusterName: string): void {
   if (caller.kind !== 'system' || caller.role === 'Admin' || caller.role === 'Auth') return;
-  const uuid = caller.identity.username.split('.')[0];
-  if (server.metadata.name !== uuid) throw new AccessDeniedError(`host ${uuid} cannot announce server ${server.metadata.name}`);
+  const uuid = callerHostId(caller, clusterName);
+  if (server.metadata.name !== uuid) throw new AccessDeniedError(`host ${uuid ?? caller.identity.username} cannot announce server ${server.metadata.name}`);
 }
 
 export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route[] {
@@ -90,7 +94,7 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
       body: serverSchema,
       handler: async ({ body, caller, params }) => {
         if (body.kind !== kind) throw new BadParameterError(`expected a ${kind} record, got ${body.kind}`);
-        checkOwnServer(caller, body as Server);
+        checkOwnServer(caller, body as Server, auth.clusterName);
         await auth.presence.upsert({ ...(body as Server), metadata: { ...body.metadata, namespace: params.ns ?? body.metadata.namespace } });
         return {};
       },
@@ -196,6 +200,13 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
       },
     }),
     route({ method: 'GET', path: '/v1/signuptokens', allow: [], handler: async () => auth.users.listSignupTokens() }),
+    route({
+      method: 'POST',
+      path: '/v1/users/:name/reset',
+      allow: [],
+      body: resetBody,
+      handler: async ({ params, body, caller }) => auth.resetUser(params.name, who(caller), toMs(body.ttl)),
+    }),
     route({ method: 'GET', path: '/v1/roles', allow: ['Proxy'], handler: async () => (await auth.roles.list()).map(displayRole) }),
     route({ method: 'GET', path: '/v1/roles/:name', allow: ['Proxy'], handler: async ({ params }) => displayRole(await auth.roles.get(params.name)) }),
     route({
@@ -225,7 +236,7 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
       method: 'GET',
       path: '/v1/tokens',
       allow: [],
-      handler: async () => (await auth.tokens.list()).map((t) => ({ token: t.token, roles: t.roles, expires: t.expires?.toISOString(), static: t.static })),
+      handler: async () => (await auth.tokens.list()).map((t) => ({ id: t.id, roles: t.roles, expires: t.expires?.toISOString(), static: t.static })),
     }),
     route({
       method: 'POST',
@@ -234,13 +245,14 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
       body: tokenBody,
       handler: async ({ body }) => {
         const t = await auth.tokens.create({ roles: body.roles.map(parseSystemRole), ...(body.token ? { token: body.token } : {}), ...(body.ttl !== undefined ? { ttlMs: toMs(body.ttl) } : {}) });
-        return { token: t.token, roles: t.roles, expires: t.expires?.toISOString() };
+        return { token: t.token, id: t.id, roles: t.roles, expires: t.expires?.toISOString() };
       },
     }),
     route({
       method: 'POST',
       path: '/v1/tokens/delete',
       allow: [],
+      // `token`: the token's value, or its ID.
       body: z.object({ token: z.string().min(1).max(1024) }).strict(),
       handler: async ({ body }) => {
         await auth.tokens.delete(body.token);
@@ -255,9 +267,9 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
       path: '/v1/events',
       allow: ['Node', 'Proxy'],
       body: z.record(z.string(), z.unknown()),
-      handler: async ({ body }) => {
+      handler: async ({ body, caller, remoteAddr }) => {
         if (typeof body.event !== 'string') throw new BadParameterError('an audit event needs an "event" field');
-        return auth.emit(body as { event: string });
+        return auth.emit(await acceptMemberEvent(auth, { caller, remoteAddr }, body as EventFields));
       },
     }),
     route({

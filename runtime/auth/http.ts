@@ -21,6 +21,14 @@ export type Caller =
 
 export type Permission = 'nop' | 'user' | SystemRole;
 
+/** The host ID of a cluster member, whose certificate names it `<hostID>.<cluster>`; undefined for anyone else. */
+export function callerHostId(caller: Caller, clusterName: string): string | undefined {
+  if (caller.kind !== 'system') return undefined;
+  const suffix = '.' + clusterName;
+  const name = caller.identity.username;
+  return name.length > suffix.length && name.endsWith(suffix) ? name.slice(0, -suffix.length) : undefined;
+}
+
 export interface RequestContext<B> {
   params: Record<string, string>;
   query: URLSearchParams;

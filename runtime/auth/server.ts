@@ -20,7 +20,7 @@ import {
   USER_CERT_TTL,
 } from '../sshcert';
 import { AUTH_SERVER_NAME, caPin, generateTlsKey, issueCert, publicKeyPem } from '../tlsca';
-import { AccessDeniedError, BadParameterError, isReason } from '../utils/errors';
+import { AccessDeniedError, AlreadyExistsError, BadParameterError, isReason } from '../utils/errors';
 import { Logger } from '../utils/logger';
 import { RateLimiter } from '../utils/ratelimit';
 import { Authorities, Authority } from './authorities';
@@ -31,7 +31,7 @@ import { accessFor, checkAccess } from './access/decision';
 import { AccessFeed } from './access/feed';
 import { Roles } from './roles';
 import { StaticToken, Tokens } from './tokens';
-import { Users } from './users';
+import { checkSignupTtl, SIGNUP_TOKEN_TTL_MS, Users } from './users';
 
 /** Host TLS certificates last as long as the CA (formats.md §1.4). */
 const HOST_TLS_TTL_MS = 10 * 365 * 24 * 3600_000;
@@ -351,15 +351,34 @@ export class AuthServer {
     );
   }
 
-  /** `tctl users add`: creates the user and a sign-up token. */
-  async addUser(name: string, logins: string[], roles: string[], createdBy: string, ttlMs?: number) {
+  /** `tctl users add`: creates the user and a sign-up token. Everything is checked before anything is written. */
+  async addUser(name: string, logins: string[], roles: string[], createdBy: string, ttlMs = SIGNUP_TOKEN_TTL_MS) {
+    checkSignupTtl(ttlMs);
     for (const r of roles) await this.roles.get(r);
     const user: User = newUser(name, roles, logins.length ? logins : [name], createdBy);
-    await this.users.create(user);
+    try {
+      await this.users.create(user);
+    } catch (err) {
+      if (isReason(err, 'already_exists')) throw new AlreadyExistsError(`user "${name}" already exists; \`tctl users reset ${name}\` gives them a new sign-up link`);
+      throw err;
+    }
     const token = await this.users.createSignupToken(name, ttlMs);
     await this.emit({ event: 'user.create', user: createdBy, name, roles, logins: user.spec.traits.logins });
     await this.emit({ event: 'reset_password_token.create', user: createdBy, name, ttl: token.expires });
     return { user, token };
+  }
+
+  /**
+   * `tctl users reset`: the user's pending sign-up links, password, second
+   * factor and browser sessions stop working now, and a new sign-up link lets
+   * them set a new password and second factor.
+   */
+  async resetUser(name: string, by: string, ttlMs = SIGNUP_TOKEN_TTL_MS): Promise<{ token: string; user: string; expires: string }> {
+    checkSignupTtl(ttlMs);
+    await this.users.resetCredentials(name);
+    const token = await this.users.createSignupToken(name, ttlMs);
+    await this.emit({ event: 'reset_password_token.create', user: by, name, ttl: token.expires, reset: true });
+    return { token: token.token, user: name, expires: token.expires };
   }
 
   async deleteUser(name: string, by: string): Promise<void> {

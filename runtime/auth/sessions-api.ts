@@ -1,23 +1,33 @@
 /**
  * The auth API for what nodes ship and admins replay: batches of audit
- * events from a node's spool (de-duplicated by `uid`), session recordings
+ * events from a node's spool (checked and stamped by member-audit.ts,
+ * de-duplicated by the sender's host ID and `uid`), session recordings
  * uploaded in raw binary parts and completed with a part list, and playback
  * of a recording's events and bytes (formats.md §6.5).
+ *
+ * The first host to send a part of a recording (or complete it) becomes its
+ * uploader: any other host's parts or completion for that session are refused
+ * and audited, so a node cannot replace or pre-empt the recording another
+ * node is uploading. (A finished recording is never replaced: the store
+ * refuses parts for it.)
  */
 import { z } from 'zod';
-import { key } from '../contract/keys';
+import { Keys } from '../contract/keys';
 import { EventFields } from '../events/filelog';
 import { MAX_CHUNK_BYTES, MAX_EVENTS_PAGE, MAX_PART_BYTES, MAX_PARTS, parseCount, SESSION_UPLOAD_EI, checkNamespace, checkPartNumber, checkSessionId } from '../recordings/limits';
 import { RecordingStore } from '../recordings/store';
-import { BadParameterError, isReason, NotFoundError } from '../utils/errors';
+import { AccessDeniedError, BadParameterError, isReason, NotFoundError } from '../utils/errors';
 import { Caller, route, Route } from './http';
 import { rulesAllow } from './access/decision';
+import { acceptMemberEvent, auditRefusals, memberHostId } from './member-audit';
 import { AuthServer } from './server';
 
 /** At most this many events in one batch. */
 export const MAX_EVENT_BATCH = 1000;
 /** How long the auth service remembers a delivered event's `uid` to drop a re-sent copy. */
 const SEEN_UID_TTL_MS = 24 * 3600_000;
+/** How long a host stays the uploader of a recording it started uploading. */
+const UPLOADER_TTL_MS = 7 * 24 * 3600_000;
 const UID_RE = /^[0-9A-Za-z-]{8,64}$/;
 
 const eventBatchBody = z
@@ -42,10 +52,6 @@ const completeBody = z
       .max(MAX_PARTS),
   })
   .strict();
-
-function hostOf(caller: Caller): string | undefined {
-  return caller.kind === 'system' ? caller.identity.username.split('.')[0] : undefined;
-}
 
 /** Runs the handlers that write the audit log one at a time, so batches keep their order and a uid is checked once. */
 class Serial {
@@ -87,10 +93,10 @@ export function sessionRoutes(auth: AuthServer, recordings?: RecordingStore): Ro
   };
   const base = '/v1/namespaces/:ns/sessions/:sid';
 
-  /** Emits the event unless its uid was delivered before; true when emitted. */
-  const emitOnce = async (e: EventFields): Promise<boolean> => {
+  /** Emits the event unless `host` delivered its uid before; true when emitted. */
+  const emitOnce = async (host: string, e: EventFields): Promise<boolean> => {
     const uid = typeof e.uid === 'string' && UID_RE.test(e.uid) ? e.uid : undefined;
-    const seenKey = uid ? key('audit', 'seen', uid) : undefined;
+    const seenKey = uid ? Keys.seenEvent(host, uid) : undefined;
     if (seenKey) {
       try {
         await auth.backend.get(seenKey);
@@ -104,27 +110,58 @@ export function sessionRoutes(auth: AuthServer, recordings?: RecordingStore): Ro
     return true;
   };
 
+  /**
+   * Makes the caller the uploader of the recording unless another host is;
+   * refuses (and audits) anyone else. Returns the caller's host ID.
+   */
+  const claimUpload = async (req: { caller: Caller; remoteAddr: string }, ns: string, sid: string): Promise<string> =>
+    auditRefusals(auth, req, { attempted_event: 'session.upload', sid, namespace: ns }, async () => {
+      const host = memberHostId(auth, req.caller);
+      const claim = Keys.recordingUploader(ns, sid);
+      for (;;) {
+        try {
+          await auth.backend.create({ key: claim, value: Buffer.from(host), expires: new Date(Date.now() + UPLOADER_TTL_MS) });
+          return host;
+        } catch (err) {
+          if (!isReason(err, 'already_exists')) throw err;
+        }
+        try {
+          const owner = (await auth.backend.get(claim)).value.toString();
+          if (owner !== host) throw new AccessDeniedError(`host ${host} may not upload the recording of session ${sid}: host ${owner} is uploading it`);
+          return host;
+        } catch (err) {
+          if (!isReason(err, 'not_found')) throw err; // the claim expired in between: claim it again
+        }
+      }
+    });
+
   return [
     route({
       method: 'POST',
       path: '/v1/events/batch',
       allow: ['Node', 'Proxy'],
       body: eventBatchBody,
-      handler: async ({ body }) =>
-        ingest.run(async () => {
+      handler: async ({ body, caller, remoteAddr }) => {
+        const host = memberHostId(auth, caller);
+        // The whole batch is checked first: a refused event leaves the rest of it unwritten too.
+        const events: EventFields[] = [];
+        for (const e of body.events as EventFields[]) events.push(await acceptMemberEvent(auth, { caller, remoteAddr }, e));
+        return ingest.run(async () => {
           let accepted = 0;
-          for (const e of body.events) if (await emitOnce(e as EventFields)) accepted++;
-          return { accepted, duplicates: body.events.length - accepted };
-        }),
+          for (const e of events) if (await emitOnce(host, e)) accepted++;
+          return { accepted, duplicates: events.length - accepted };
+        });
+      },
     }),
     route<Buffer>({
       method: 'PUT',
       path: `${base}/recording/parts/:part`,
       allow: ['Node', 'Proxy'],
       rawBodyLimit: MAX_PART_BYTES,
-      handler: async ({ params, body }) => {
+      handler: async ({ params, body, caller, remoteAddr }) => {
         const { ns, sid } = ids(params);
         const part = checkPartNumber(parseCount(params.part, 'part number', 0));
+        await claimUpload({ caller, remoteAddr }, ns, sid);
         await store().putPart(sid, part, body, ns);
         return {};
       },
@@ -134,13 +171,11 @@ export function sessionRoutes(auth: AuthServer, recordings?: RecordingStore): Ro
       path: `${base}/recording/complete`,
       allow: ['Node', 'Proxy'],
       body: completeBody,
-      handler: async ({ params, body, caller }) => {
+      handler: async ({ params, body, caller, remoteAddr }) => {
         const { ns, sid } = ids(params);
+        const host = await claimUpload({ caller, remoteAddr }, ns, sid);
         const res = await store().complete(sid, body.parts, ns);
-        if (res.created) {
-          const host = hostOf(caller);
-          await auth.emit({ event: 'session.upload', sid, namespace: ns, url: res.url, ei: SESSION_UPLOAD_EI, ...(host ? { server_id: host } : {}) });
-        }
+        if (res.created) await auth.emit({ event: 'session.upload', sid, namespace: ns, url: res.url, ei: SESSION_UPLOAD_EI, server_id: host });
         return res;
       },
     }),

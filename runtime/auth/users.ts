@@ -1,21 +1,23 @@
 /**
  * Local users: the user record, its password hash, its TOTP secret, the
  * failed login attempts that lead to a lockout, and the single-use sign-up
- * tokens that `tctl users add` hands out (1 hour by default).
+ * tokens that `tctl users add` and `tctl users reset` hand out (1 hour by
+ * default). A sign-up token is stored only under its SHA-256: its value is
+ * known only to the caller that created it.
  */
 import { randomUUID } from 'node:crypto';
 import { Backend } from '../backend';
 import { Keys, rangeEnd } from '../contract/keys';
 import { AlreadyExistsError, BadParameterError, CompareFailedError, isReason, NotFoundError } from '../utils/errors';
-import { hashPassword, randomToken, tokenDigest } from '../utils/secrets';
+import { digestId, hashPassword, randomToken, tokenDigest } from '../utils/secrets';
 import { User, userSchema } from './resources';
 import { generateTotpSecret } from './totp';
 
 export const SIGNUP_TOKEN_TTL_MS = 3600_000;
 export const MAX_SIGNUP_TOKEN_TTL_MS = 48 * 3600_000;
 
+/** A pending sign-up token as stored (under the SHA-256 of its value, which is not stored). */
 export interface SignupToken {
-  token: string;
   user: string;
   expires: string;
   created: string;
@@ -23,11 +25,29 @@ export interface SignupToken {
   otp_secret?: string;
 }
 
+/** A sign-up token just made: the only time its value is known. */
+export interface NewSignupToken extends SignupToken {
+  token: string;
+}
+
+/** A pending sign-up token as listed: by its ID (the start of its digest), without its TOTP secret. */
+export interface PendingSignupToken {
+  id: string;
+  user: string;
+  expires: string;
+  created: string;
+}
+
 export interface TotpRecord {
   /** base32 */
   secret: string;
   /** The last time step whose code was accepted; codes of this step and earlier are refused. */
   last_step: number;
+}
+
+/** Throws BadParameterError unless a sign-up token may live this long. */
+export function checkSignupTtl(ttlMs: number): void {
+  if (!(ttlMs > 0) || ttlMs > MAX_SIGNUP_TOKEN_TTL_MS) throw new BadParameterError('sign-up token TTL must be between 1s and 48h');
 }
 
 /** Throws BadParameterError unless the password is acceptable. */
@@ -102,9 +122,23 @@ export class Users {
       throw err;
     }
     await this.backend.deleteRange(Keys.userPrefix(name), rangeEnd(Keys.userPrefix(name)));
-    for (const t of await this.listSignupTokens()) {
-      if (t.user === name) await this.backend.delete(Keys.signupToken(tokenDigest(t.token))).catch(() => undefined);
+    await this.deleteSignupTokensOf(name);
+  }
+
+  /**
+   * Takes away everything the user proves who they are with: pending sign-up
+   * tokens, password, second factor and browser sessions. The user record
+   * (roles, logins) stays. Certificates already issued stay valid until they expire.
+   */
+  async resetCredentials(name: string): Promise<void> {
+    await this.get(name);
+    await this.deleteSignupTokensOf(name);
+    for (const key of [Keys.userPassword(name), Keys.userTotp(name)]) {
+      await this.backend.delete(key).catch((err) => {
+        if (!isReason(err, 'not_found')) throw err;
+      });
     }
+    await this.backend.deleteRange(Keys.webSessions(name), rangeEnd(Keys.webSessions(name)));
   }
 
   async setPassword(name: string, password: string): Promise<void> {
@@ -163,13 +197,13 @@ export class Users {
     await this.backend.deleteRange(Keys.userLoginAttempts(name), rangeEnd(Keys.userLoginAttempts(name)));
   }
 
-  async createSignupToken(user: string, ttlMs = SIGNUP_TOKEN_TTL_MS): Promise<SignupToken> {
-    if (ttlMs <= 0 || ttlMs > MAX_SIGNUP_TOKEN_TTL_MS) throw new BadParameterError('sign-up token TTL must be between 1s and 48h');
+  async createSignupToken(user: string, ttlMs = SIGNUP_TOKEN_TTL_MS): Promise<NewSignupToken> {
+    checkSignupTtl(ttlMs);
     const token = randomToken();
     const now = Date.now();
-    const rec: SignupToken = { token, user, expires: new Date(now + ttlMs).toISOString(), created: new Date(now).toISOString() };
+    const rec: SignupToken = { user, expires: new Date(now + ttlMs).toISOString(), created: new Date(now).toISOString() };
     await this.backend.create({ key: Keys.signupToken(tokenDigest(token)), value: json(rec), expires: new Date(now + ttlMs) });
-    return rec;
+    return { token, ...rec };
   }
 
   async getSignupToken(token: string): Promise<SignupToken> {
@@ -210,12 +244,23 @@ export class Users {
     await this.backend.delete(Keys.signupToken(tokenDigest(token)));
   }
 
-  /** The pending tokens, without their TOTP secrets. */
-  async listSignupTokens(): Promise<SignupToken[]> {
+  /** The pending tokens, by ID, without their TOTP secrets. */
+  async listSignupTokens(): Promise<PendingSignupToken[]> {
     const items = await this.backend.getRange(Keys.signupTokens(), rangeEnd(Keys.signupTokens()));
     return items.map((i) => {
-      const { otp_secret: _secret, ...rec } = JSON.parse(i.value.toString()) as SignupToken;
-      return rec;
+      const rec = JSON.parse(i.value.toString()) as SignupToken;
+      return { id: digestId(i.key.slice(Keys.signupTokens().length)), user: rec.user, expires: rec.expires, created: rec.created };
     });
+  }
+
+  /** Deletes the user's pending sign-up tokens. */
+  private async deleteSignupTokensOf(name: string): Promise<void> {
+    const items = await this.backend.getRange(Keys.signupTokens(), rangeEnd(Keys.signupTokens()));
+    for (const i of items) {
+      if ((JSON.parse(i.value.toString()) as SignupToken).user !== name) continue;
+      await this.backend.delete(i.key).catch((err) => {
+        if (!isReason(err, 'not_found')) throw err;
+      });
+    }
   }
 }

@@ -7,6 +7,14 @@
  * events in the same transaction, so with several processes exactly one emits each delete) and
  * prunes events older than ten minutes.
  *
+ * The change log `events` holds keys only, never values: a Put event is delivered with the row
+ * `kv` holds while it is still the one that event wrote (`kv.modified` = the event's id). A Put
+ * whose row has been overwritten or deleted since is skipped, since the later event that did so
+ * follows; so another process's watchers may see several quick writes to a key as the last one.
+ * Secrets (CA keys, TOTP secrets) thus live only in `kv`, for as long as they exist, and
+ * `secure_delete` zeroes what is deleted or overwritten in the file (older page images may
+ * remain in the `-wal` file until SQLite reuses it).
+ *
  * `kv.modified` holds the id of the event that last wrote the row, a revision that grows across
  * every process sharing the file; it is reported as `Item.id`. Times are Unix milliseconds.
  * Keys use the BINARY collation (UTF-8 byte order), which equals JS string order for the keys
@@ -34,7 +42,8 @@ export const DEFAULT_POLL_PERIOD_MS = 500;
 export const DEFAULT_BUSY_TIMEOUT_MS = 10_000;
 export const EVENTS_TTL_MS = 10 * 60 * 1000;
 const TAIL_BATCH = 1000;
-const SCHEMA_VERSION = 1;
+/** 2: `events` without values (version 1 databases are migrated when opened). */
+const SCHEMA_VERSION = 2;
 
 export interface SqliteBackendOptions {
   /** The database file (not a directory). Missing parent directories are created with mode 0700. */
@@ -56,12 +65,14 @@ interface KvRow {
   value: Buffer;
 }
 
+/** An event with the row it wrote, when that row is still current (`modified` then equals `id`). */
 interface EventRow {
   id: number;
   type: number;
   kv_key: string;
-  kv_expires: number | null;
-  kv_value: Buffer | null;
+  modified: number | null;
+  expires: number | null;
+  value: Buffer | null;
 }
 
 const SCHEMA = `
@@ -76,9 +87,7 @@ CREATE TABLE IF NOT EXISTS events (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   type INTEGER NOT NULL,
   created INTEGER NOT NULL,
-  kv_key TEXT NOT NULL,
-  kv_expires INTEGER,
-  kv_value BLOB
+  kv_key TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_created ON events (created);
 CREATE TABLE IF NOT EXISTS meta (version INTEGER NOT NULL);
@@ -138,7 +147,7 @@ export class SqliteBackend implements Backend {
   async create(item: Item): Promise<Lease> {
     const it = checkItem(item, 'create');
     this.write('create', (now) => {
-      const modified = this.appendEvent(OpType.Put, now, it);
+      const modified = this.appendEvent(OpType.Put, now, it.key);
       const { changes } = this.stmt.create.run({ ...kvParams(it, modified), now });
       if (changes === 0) throw new AlreadyExistsError(`key ${JSON.stringify(it.key)} already exists`);
     });
@@ -148,7 +157,7 @@ export class SqliteBackend implements Backend {
   async put(item: Item): Promise<Lease> {
     const it = checkItem(item, 'put');
     this.write('put', (now) => {
-      const modified = this.appendEvent(OpType.Put, now, it);
+      const modified = this.appendEvent(OpType.Put, now, it.key);
       this.stmt.upsert.run(kvParams(it, modified));
     });
     return { key: it.key };
@@ -157,7 +166,7 @@ export class SqliteBackend implements Backend {
   async update(item: Item): Promise<Lease> {
     const it = checkItem(item, 'update');
     this.write('update', (now) => {
-      const modified = this.appendEvent(OpType.Put, now, it);
+      const modified = this.appendEvent(OpType.Put, now, it.key);
       const { changes } = this.stmt.update.run({ ...kvParams(it, modified), now });
       if (changes === 0) throw new NotFoundError(`key ${JSON.stringify(it.key)} is not found`);
     });
@@ -167,7 +176,7 @@ export class SqliteBackend implements Backend {
   async compareAndSwap(expected: Item, replaceWith: Item): Promise<Lease> {
     const { want, next } = checkSwap(expected, replaceWith);
     this.write('compareAndSwap', (now) => {
-      const modified = this.appendEvent(OpType.Put, now, next);
+      const modified = this.appendEvent(OpType.Put, now, next.key);
       const { changes } = this.stmt.cas.run({ ...kvParams(next, modified), now, expected: want.value });
       if (changes === 0) {
         throw new CompareFailedError(`compareAndSwap: value of ${JSON.stringify(want.key)} has changed or it is not found`);
@@ -181,7 +190,7 @@ export class SqliteBackend implements Backend {
     this.write('delete', (now) => {
       const { changes } = this.stmt.delete.run({ key, now });
       if (changes === 0) throw new NotFoundError(`key ${JSON.stringify(key)} is not found`);
-      this.appendEvent(OpType.Delete, now, { key, value: Buffer.alloc(0) });
+      this.appendEvent(OpType.Delete, now, key);
     });
   }
 
@@ -191,7 +200,7 @@ export class SqliteBackend implements Backend {
     this.write('deleteRange', (now) => {
       const keys = this.stmt.deleteRange.all({ start, end }).map((r) => r.key);
       for (const key of keys.sort()) {
-        this.appendEvent(OpType.Delete, now, { key, value: Buffer.alloc(0) });
+        this.appendEvent(OpType.Delete, now, key);
       }
     });
   }
@@ -203,7 +212,7 @@ export class SqliteBackend implements Backend {
     this.write('keepAlive', (now) => {
       const row = this.stmt.get.get({ key, now });
       if (!row) throw new NotFoundError(`keepAlive: key ${JSON.stringify(key)} is not found`);
-      const modified = this.appendEvent(OpType.Put, now, { key, value: row.value, expires: when });
+      const modified = this.appendEvent(OpType.Put, now, key);
       this.stmt.keepAlive.run({ key, modified, expires: when.getTime() });
     });
   }
@@ -226,7 +235,7 @@ export class SqliteBackend implements Backend {
         this.db
           .transaction(() => {
             for (const { key } of this.stmt.deleteExpired.all({ now })) {
-              this.appendEvent(OpType.Delete, now, { key, value: Buffer.alloc(0) });
+              this.appendEvent(OpType.Delete, now, key);
             }
           })
           .immediate();
@@ -256,29 +265,28 @@ export class SqliteBackend implements Backend {
     }
   }
 
-  /** Hands every event after `lastEventId` to the fan-out, in id order. */
+  /**
+   * Hands every event after `lastEventId` to the fan-out, in id order: Deletes, and Puts whose
+   * row is still the one they wrote (a later event covers the others).
+   */
   private tail(): void {
     for (;;) {
       const rows = this.stmt.tail.all({ after: this.lastEventId, limit: TAIL_BATCH });
       for (const row of rows) {
         this.lastEventId = row.id;
-        const item: Item = { key: row.kv_key, value: row.kv_value ?? Buffer.alloc(0), id: row.id };
-        if (row.kv_expires !== null) item.expires = new Date(row.kv_expires);
-        this.fanout.emit({ type: row.type as OpType, item });
+        if (row.type === OpType.Delete) {
+          this.fanout.emit({ type: OpType.Delete, item: { key: row.kv_key, value: Buffer.alloc(0), id: row.id } });
+        } else if (row.modified !== null) {
+          this.fanout.emit({ type: OpType.Put, item: toItem({ key: row.kv_key, modified: row.modified, expires: row.expires, value: row.value! }) });
+        }
       }
       if (rows.length < TAIL_BATCH) return;
     }
   }
 
-  /** Appends an event inside the current transaction and returns its id (the new revision). */
-  private appendEvent(type: OpType, now: number, item: Item): number {
-    const { lastInsertRowid } = this.stmt.insertEvent.run({
-      type,
-      created: now,
-      key: item.key,
-      expires: item.expires ? item.expires.getTime() : null,
-      value: type === OpType.Put ? item.value : null,
-    });
+  /** Appends an event (its type and key, never the value) inside the current transaction; returns its id, the new revision. */
+  private appendEvent(type: OpType, now: number, key: string): number {
+    const { lastInsertRowid } = this.stmt.insertEvent.run({ type, created: now, key });
     return Number(lastInsertRowid);
   }
 
@@ -353,10 +361,12 @@ function openFile(file: string, opts: SqliteBackendOptions): Database.Database {
     const mode = db.pragma('journal_mode = WAL', { simple: true });
     if (String(mode).toLowerCase() !== 'wal') throw new Error(`could not switch to WAL mode (got ${String(mode)})`);
     db.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
+    db.pragma('secure_delete = ON');
     db.transaction(() => {
       db!.exec(SCHEMA);
       const meta = db!.prepare('SELECT version FROM meta').get() as { version: number } | undefined;
       if (!meta) db!.prepare('INSERT INTO meta (version) VALUES (?)').run(SCHEMA_VERSION);
+      else if (meta.version === 1) migrateFromV1(db!);
       else if (meta.version !== SCHEMA_VERSION) {
         throw new BadParameterError(`sqlite backend ${file}: schema version ${meta.version} is not supported (want ${SCHEMA_VERSION})`);
       }
@@ -368,6 +378,12 @@ function openFile(file: string, opts: SqliteBackendOptions): Database.Database {
     const message = err instanceof Error ? err.message : String(err);
     throw new ConnectionProblemError(`sqlite backend: cannot open ${file}: ${message}`, { cause: err });
   }
+}
+
+/** Version 1 kept every written value in the change log: drop those columns (their pages are zeroed). */
+function migrateFromV1(db: Database.Database): void {
+  db.exec('ALTER TABLE events DROP COLUMN kv_value; ALTER TABLE events DROP COLUMN kv_expires;');
+  db.prepare('UPDATE meta SET version = ?').run(SCHEMA_VERSION);
 }
 
 function kvParams(item: Item, modified: number) {
@@ -406,12 +422,12 @@ function prepare(db: Database.Database) {
     ),
     anyExpired: db.prepare<{ now: number }, { one: number }>('SELECT 1 AS one FROM kv WHERE expires <= @now LIMIT 1'),
     deleteExpired: db.prepare<{ now: number }, { key: string }>('DELETE FROM kv WHERE expires <= @now RETURNING key'),
-    insertEvent: db.prepare(
-      'INSERT INTO events (type, created, kv_key, kv_expires, kv_value) VALUES (@type, @created, @key, @expires, @value)',
-    ),
+    insertEvent: db.prepare('INSERT INTO events (type, created, kv_key) VALUES (@type, @created, @key)'),
     maxEventId: db.prepare<[], { id: number | null }>('SELECT MAX(id) AS id FROM events'),
     tail: db.prepare<{ after: number; limit: number }, EventRow>(
-      'SELECT id, type, kv_key, kv_expires, kv_value FROM events WHERE id > @after ORDER BY id LIMIT @limit',
+      `SELECT e.id, e.type, e.kv_key, kv.modified, kv.expires, kv.value FROM events e
+       LEFT JOIN kv ON kv.key = e.kv_key AND kv.modified = e.id
+       WHERE e.id > @after ORDER BY e.id LIMIT @limit`,
     ),
     anyOldEvent: db.prepare<{ cutoff: number }, { one: number }>('SELECT 1 AS one FROM events WHERE created < @cutoff LIMIT 1'),
     pruneEvents: db.prepare('DELETE FROM events WHERE created < @cutoff'),

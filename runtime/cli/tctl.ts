@@ -17,6 +17,7 @@ import { procStoragePath } from '../service/datadir';
 import { formatAuthorizedKey, generateKeyPair, publicKeyBlob } from '../sshcert';
 import { generateTlsKey, publicKeyPem } from '../tlsca';
 import { BadParameterError, NotFoundError } from '../utils/errors';
+import { TOKEN_ID_RE, tokenId } from '../utils/secrets';
 import { setLogLevel } from '../utils/logger';
 import { VERSION } from '../version';
 import { collect, runCli } from './common';
@@ -123,6 +124,17 @@ async function proxyAddress(ctx: Context): Promise<string> {
   return `${os.hostname()}:${Ports.web}`;
 }
 
+/** How a token named by its value or ID is shown after the fact: by its ID, so the value is not echoed. */
+const displayTokenId = (tokenOrId: string) => (TOKEN_ID_RE.test(tokenOrId) ? tokenOrId : tokenId(tokenOrId));
+
+/** The sign-up page for a token, and the note `tctl users add` and `reset` print with it. */
+function signupUrl(proxy: string, token: string): string {
+  return `https://${proxy}/web/newuser/${token}
+
+NOTE: Make sure ${proxy} points at a Teleport proxy which users can access.
+`;
+}
+
 function formatExpiry(iso?: string): string {
   if (!iso) return 'never';
   const d = new Date(iso);
@@ -164,10 +176,20 @@ users
       });
       const proxy = await proxyAddress(ctx);
       out(`Signup token has been created and is valid for ${formatDuration(ttlMs)}. Share this URL with the user:
-https://${proxy}/web/newuser/${token.token}
-
-NOTE: Make sure ${proxy} points at a Teleport proxy which users can access.
-`);
+${signupUrl(proxy, token.token)}`);
+    }),
+  );
+users
+  .command('reset <user>')
+  .description("Ends the user's password, second factor and browser sessions now and prints a link to set new ones")
+  .addOption(ttlOption('1h'))
+  .action(async (user: string, o: { ttl: string }, cmd: Command) =>
+    withClient(cmd, async (ctx) => {
+      const ttlMs = parseDuration(o.ttl);
+      const token = await ctx.client.post<{ token: string }>(`/v1/users/${encodeURIComponent(user)}/reset`, { ttl: ttlMs * NS });
+      const proxy = await proxyAddress(ctx);
+      out(`User "${user}" has been reset. Share this URL with the user to set a new password and second factor; it is valid for ${formatDuration(ttlMs)}:
+${signupUrl(proxy, token.token)}`);
     }),
   );
 users
@@ -233,24 +255,27 @@ tokens
   );
 tokens
   .command('ls')
-  .description('Lists join and sign-up tokens')
+  .description('Lists join and sign-up tokens by ID (token values are not stored)')
   .addOption(formatOption())
   .action(async (o: { format: string }, cmd: Command) =>
     withClient(cmd, async (ctx) => {
-      const list = await ctx.client.get<{ token: string; roles: string[]; expires?: string }[]>('/v1/tokens');
-      const signups = await ctx.client.get<{ token: string; expires: string }[]>('/v1/signuptokens');
-      const rows = [...list.map((t) => ({ ...t, type: t.roles.join(',') })), ...signups.map((t) => ({ token: t.token, type: 'Signup', expires: t.expires }))];
-      printFormatted(o.format, rows, () => table(['Token', 'Type', 'Expiry Time (UTC)'], rows.map((t) => [t.token, t.type, formatExpiry(t.expires)])));
+      const list = await ctx.client.get<{ id: string; roles: string[]; expires?: string }[]>('/v1/tokens');
+      const signups = await ctx.client.get<{ id: string; user: string; expires: string }[]>('/v1/signuptokens');
+      const rows = [
+        ...list.map((t) => ({ id: t.id, type: t.roles.join(','), expires: t.expires })),
+        ...signups.map((t) => ({ id: t.id, type: 'Signup', user: t.user, expires: t.expires })),
+      ];
+      printFormatted(o.format, rows, () => table(['Token ID', 'Type', 'Expiry Time (UTC)'], rows.map((t) => [t.id, t.type, formatExpiry(t.expires)])));
     }),
   );
 for (const name of ['rm', 'del']) {
   tokens
     .command(`${name} <token>`)
-    .description('Deletes (revokes) a join token')
+    .description('Deletes (revokes) a join token, named by its value or its ID')
     .action(async (token: string, _o: unknown, cmd: Command) =>
       withClient(cmd, async (ctx) => {
         await ctx.client.post('/v1/tokens/delete', { token });
-        out(`Token ${token} has been deleted\n`);
+        out(`Token ${displayTokenId(token)} has been deleted\n`);
       }),
     );
 }
@@ -405,10 +430,11 @@ async function getResources(ctx: Context, kind: Kind, name?: string): Promise<un
     case 'role':
       return name ? one(`/v1/roles/${encodeURIComponent(name)}`) : ctx.client.get<unknown[]>('/v1/roles');
     case 'token': {
-      const list = await ctx.client.get<{ token: string; roles: string[]; expires?: string; static: boolean }[]>('/v1/tokens');
+      // Named by its ID or its value; shown by its ID (the value is not stored).
+      const list = await ctx.client.get<{ id: string; roles: string[]; expires?: string; static: boolean }[]>('/v1/tokens');
       const res = list
-        .filter((t) => !name || t.token === name)
-        .map((t) => ({ kind: 'token', version: 'v2', metadata: { name: t.token, ...(t.expires ? { expires: t.expires } : {}) }, spec: { roles: t.roles } }));
+        .filter((t) => !name || t.id === name || t.id === tokenId(name))
+        .map((t) => ({ kind: 'token', version: 'v2', metadata: { name: t.id, ...(t.expires ? { expires: t.expires } : {}) }, spec: { roles: t.roles } }));
       if (name && !res.length) throw new NotFoundError(`token not found`);
       return res;
     }
@@ -481,7 +507,7 @@ program
 
 program
   .command('rm <resource>')
-  .description('Deletes a resource: user/<name>, role/<name>, token/<token>, node/<uuid>')
+  .description('Deletes a resource: user/<name>, role/<name>, token/<token or ID>, node/<uuid>')
   .action(async (ref: string, _o: unknown, cmd: Command) =>
     withClient(cmd, async (ctx) => {
       const { kind, name } = parseRef(ref);
@@ -491,7 +517,7 @@ program
       else if (kind === 'token') await ctx.client.post('/v1/tokens/delete', { token: name });
       else if (kind === 'node') await ctx.client.delete(`/v1/namespaces/default/nodes/${encodeURIComponent(name)}`);
       else throw new BadParameterError('certificate authorities cannot be deleted');
-      out(`${kind} "${name}" has been deleted\n`);
+      out(`${kind} "${kind === 'token' ? displayTokenId(name) : name}" has been deleted\n`);
     }),
   );
 

@@ -36,6 +36,7 @@ export const Keys = {
   users: () => key('web', 'users') + '/',
   /** A browser session (formats.md §5 `/web/users/<user>/sessions/<sid>`), the sid being the SHA-256 of its bearer token. */
   webSession: (name: string, tokenHash: string) => key('web', 'users', name, 'sessions', tokenHash),
+  webSessions: (name: string) => key('web', 'users', name, 'sessions') + '/',
   /** Which user a web session's bearer token belongs to, keyed by its SHA-256, so a token alone finds its session. */
   webSessionOwner: (tokenHash: string) => key('web', 'sessions', tokenHash),
   role: (name: string) => key('roles', name, 'params'),
@@ -46,6 +47,10 @@ export const Keys = {
   proxies: () => key('proxies') + '/',
   authServer: (uuid: string) => key('authservers', uuid),
   authServers: () => key('authservers') + '/',
+  /** Which host is uploading a session's recording: only that host may send its parts and complete it. */
+  recordingUploader: (namespace: string, sid: string) => key('recordings', 'uploaders', namespace, sid),
+  /** An audit event `uid` a host has delivered, so a re-sent copy is dropped. */
+  seenEvent: (hostId: string, uid: string) => key('audit', 'seen', hostId, uid),
 } as const;
 
 export const DEFAULT_NAMESPACE = 'default';

@@ -6,8 +6,8 @@
  *
  * Each run:
  * 1. mints a fresh random token per role in JOIN_ROLES, stored in the state table exactly as
- *    `tctl tokens add` stores it (runtime/auth/tokens.ts: keyed by its SHA-256, with the role and
- *    an expiry JOIN_TOKEN_TTL_MS from now). Earlier tokens are left alone: they stay valid until
+ *    `tctl tokens add` stores it (runtime/auth/tokens.ts: keyed by its SHA-256 and named by its ID,
+ *    never its value, with the role and an expiry JOIN_TOKEN_TTL_MS from now). Earlier tokens are left alone: they stay valid until
  *    their own TTL, so an instance that read the previous token a minute ago still joins;
  * 2. writes each token to SSM as a SecureString at `SsmPaths.token(cluster, role)`, overwriting
  *    (with TELEPORT_SSM_KEY_ARN as the KMS key when set);

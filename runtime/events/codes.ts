@@ -26,6 +26,8 @@ export const EventCodes = {
   'user.logout': { success: 'TL001I' },
   /** Not in 4.x: a host joining the cluster with a token (success) or being refused (failure). */
   'instance.join': { success: 'TJ001I', failure: 'TJ001E' },
+  /** Not in 4.x: a node or proxy tried to write audit data it may not (another server's events, an auth-only event, another host's recording). */
+  'audit.rejected': { failure: 'TA001W' },
 } as const;
 
 export type EventType = keyof typeof EventCodes | 'scp';

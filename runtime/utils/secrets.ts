@@ -17,6 +17,19 @@ export function tokenDigest(token: string): string {
   return createHash('sha256').update(token).digest('hex');
 }
 
+/** Hex digits of a digest that name a stored token where its value is not known (`tctl tokens ls`). */
+export const TOKEN_ID_LENGTH = 16;
+export const TOKEN_ID_RE = /^[0-9a-f]{16}$/;
+
+/** A stored token's ID: the start of its digest. It is no secret: it joins nothing and does not reveal the token. */
+export function digestId(digest: string): string {
+  return digest.slice(0, TOKEN_ID_LENGTH);
+}
+
+export function tokenId(token: string): string {
+  return digestId(tokenDigest(token));
+}
+
 export function constantTimeEqual(a: string, b: string): boolean {
   const ha = createHash('sha256').update(a).digest();
   const hb = createHash('sha256').update(b).digest();

@@ -9,6 +9,7 @@ import { base32Decode, hotp, totpStep } from '../../runtime/auth/totp';
 import { formatAuthorizedKey, generateKeyPair, parseCertificate, publicKeyBlob } from '../../runtime/sshcert';
 import { generateTlsKey, identityOf, publicKeyPem } from '../../runtime/tlsca';
 import { logger } from '../../runtime/utils/logger';
+import { tokenId } from '../../runtime/utils/secrets';
 import { startAuth, TestAuth } from '../helpers/cluster';
 import { waitFor } from '../helpers/proc';
 
@@ -207,7 +208,7 @@ describe('local users with second_factor otp', () => {
     const token = await signupToken(auth, 'ann', 'ann', '--ttl=1s');
     const admin = await auth.adminClient();
     try {
-      await waitFor('the sign-up token to expire', async () => !(await admin.get<{ token: string }[]>('/v1/signuptokens')).some((t) => t.token === token));
+      await waitFor('the sign-up token to expire', async () => !(await admin.get<{ id: string }[]>('/v1/signuptokens')).some((t) => t.id === tokenId(token)));
     } finally {
       admin.close();
     }

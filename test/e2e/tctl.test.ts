@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { AuthClient } from '../../runtime/auth/client';
 import { register } from '../../runtime/auth/register';
 import { logger } from '../../runtime/utils/logger';
+import { tokenId } from '../../runtime/utils/secrets';
 import { startAuth, TestAuth } from '../helpers/cluster';
 
 describe('tctl', () => {
@@ -28,8 +29,9 @@ describe('tctl', () => {
     expect(await auth.tctlOk('users', 'ls')).toMatch(/^User\s+Allowed Logins\n----\s+--------------\n(.*\n)*joe\s+joe,root$/m);
     const dup = await auth.tctl('users', 'add', 'joe');
     expect(dup.code).toBe(1);
-    expect(dup.stderr).toBe('ERROR: user "joe" already exists\n');
-    expect(await auth.tctlOk('tokens', 'ls')).toMatch(/Signup/);
+    expect(dup.stderr).toBe('ERROR: user "joe" already exists; `tctl users reset joe` gives them a new sign-up link\n');
+    const token = /\/web\/newuser\/([0-9a-f]{32})/.exec(out)![1];
+    expect(await auth.tctlOk('tokens', 'ls')).toMatch(new RegExp(`^${tokenId(token)}\\s+Signup\\s`, 'm'));
     expect(await auth.tctlOk('users', 'rm', 'joe')).toBe('User "joe" has been deleted\n');
     expect(await auth.tctlOk('users', 'ls')).not.toMatch(/^joe/m);
     expect(await auth.tctlOk('tokens', 'ls')).not.toMatch(/Signup/);
@@ -50,17 +52,37 @@ describe('tctl', () => {
     expect(bad.stderr).toMatch(/--from: "yesterday" is neither an RFC 3339 time nor a duration/);
   });
 
-  it('GIVEN tokens add with a value THEN tokens ls shows it with its type and expiry, and del revokes it', async () => {
+  it('GIVEN tokens add with a value THEN tokens ls shows its ID (never the value) with its type and expiry, and del revokes it', async () => {
+    // GIVEN a token with a chosen value, and a generated one
     await auth.tctlOk('tokens', 'add', '--type=node,proxy', '--value=my-secret-value-1', '--ttl=2h');
+    const generated = /The invite token: ([0-9a-f]{32})/.exec(await auth.tctlOk('tokens', 'add', '--type=proxy'))![1];
+    // WHEN listing
     const ls = await auth.tctlOk('tokens', 'ls');
-    expect(ls).toMatch(/^Token\s+Type\s+Expiry Time \(UTC\)$/m);
-    expect(ls).toMatch(/^static-token-for-tctl\s+Node\s+never$/m);
-    expect(ls).toMatch(/^my-secret-value-1\s+Node,Proxy\s+\w{3}, \d{2} \w{3} \d{4} [\d:]{8} UTC \((1h59m\d+s|2h0m0s)\)$/m);
-    await auth.tctlOk('tokens', 'del', 'my-secret-value-1');
-    expect(await auth.tctlOk('tokens', 'ls')).not.toContain('my-secret-value-1');
-    const r = await auth.tctl('tokens', 'rm', 'static-token-for-tctl');
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/static tokens .* cannot be deleted/);
+    const json = await auth.tctlOk('tokens', 'ls', '--format=json');
+    // THEN each token is shown by its ID, static ones included, and no token value is printed
+    expect(ls).toMatch(/^Token ID\s+Type\s+Expiry Time \(UTC\)$/m);
+    expect(ls).toMatch(new RegExp(`^${tokenId('static-token-for-tctl')}\\s+Node\\s+never$`, 'm'));
+    expect(ls).toMatch(new RegExp(`^${tokenId('my-secret-value-1')}\\s+Node,Proxy\\s+\\w{3}, \\d{2} \\w{3} \\d{4} [\\d:]{8} UTC \\((1h59m\\d+s|2h0m0s)\\)$`, 'm'));
+    expect(ls).toMatch(new RegExp(`^${tokenId(generated)}\\s+Proxy\\s`, 'm'));
+    for (const secret of ['static-token-for-tctl', 'my-secret-value-1', generated]) {
+      expect(ls).not.toContain(secret);
+      expect(json).not.toContain(secret);
+    }
+    expect(JSON.parse(json)).toContainEqual({ id: tokenId('my-secret-value-1'), type: 'Node,Proxy', expires: expect.any(String) });
+    // WHEN one is deleted by its value and the other by its ID
+    expect(await auth.tctlOk('tokens', 'del', 'my-secret-value-1')).toBe(`Token ${tokenId('my-secret-value-1')} has been deleted\n`);
+    expect(await auth.tctlOk('tokens', 'rm', tokenId(generated))).toBe(`Token ${tokenId(generated)} has been deleted\n`);
+    // THEN both are gone, and deleting again says so
+    const after = await auth.tctlOk('tokens', 'ls');
+    expect(after).not.toContain(tokenId('my-secret-value-1'));
+    expect(after).not.toContain(tokenId(generated));
+    expect((await auth.tctl('tokens', 'rm', tokenId(generated))).stderr).toBe('ERROR: token not found\n');
+    // AND static tokens cannot be deleted, by value or by ID
+    for (const name of ['static-token-for-tctl', tokenId('static-token-for-tctl')]) {
+      const r = await auth.tctl('tokens', 'rm', name);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/static tokens .* cannot be deleted/);
+    }
   });
 
   it('GIVEN a joined node that heartbeats THEN nodes ls shows its name, UUID, address and labels', async () => {
@@ -162,8 +184,14 @@ spec:
   it('GIVEN tokens created as resources THEN they can join, and the status shows the cluster', async () => {
     const expires = new Date(Date.now() + 600_000).toISOString();
     await auth.tctlOk('create', file('token.yaml', `kind: token\nversion: v2\nmetadata:\n  name: resource-token-1\n  expires: ${expires}\nspec:\n  roles: [Node]\n`));
-    expect(await auth.tctlOk('get', 'token/resource-token-1')).toMatch(/roles:\n\s+- Node/);
-    await auth.tctlOk('rm', 'token/resource-token-1');
+    const id = tokenId('resource-token-1');
+    for (const name of ['resource-token-1', id]) {
+      const got = await auth.tctlOk('get', `token/${name}`);
+      expect(got).toMatch(new RegExp(`^kind: token\nversion: v2\nmetadata:\n  name: ${id}\n(.*\n)*spec:\n  roles:\n\\s+- Node`));
+      expect(got).not.toContain('resource-token-1');
+    }
+    expect(await auth.tctlOk('rm', 'token/resource-token-1')).toBe(`token "${id}" has been deleted\n`);
+    expect((await auth.tctl('get', `token/${id}`)).stderr).toBe('ERROR: token not found\n');
     const status = await auth.tctlOk('status');
     expect(status).toMatch(/^Cluster\s+example\.com\nUser CA\s+never updated\nHost CA\s+never updated\nCA pin\s+sha256:[0-9a-f]{64}\n$/);
   });

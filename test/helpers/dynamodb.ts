@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DynamoDBClient, ListTablesCommand } from '@aws-sdk/client-dynamodb';
+import { AttributeValue, DynamoDBClient, ListTablesCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
 import { Daemon, freePort, ROOT, tempDir, waitFor } from './proc';
 
 export const DYNAMODB_LOCAL_DIR = path.join(ROOT, 'node_modules', 'amplify-dynamodb-simulator', 'emulator');
@@ -126,5 +126,23 @@ export class DynamoDbLocal {
     } finally {
       client.destroy();
     }
+  }
+}
+
+/** Every item of a table, binary attributes as UTF-8 text: for tests that look for what must not be stored. */
+export async function scanTable(local: DynamoDbLocal, table: string): Promise<Record<string, string>[]> {
+  const client = local.client();
+  const text = (v: AttributeValue): string => (v.B ? Buffer.from(v.B).toString('utf8') : v.S ?? v.N ?? JSON.stringify(v));
+  try {
+    const items: Record<string, string>[] = [];
+    let start: Record<string, AttributeValue> | undefined;
+    do {
+      const out = await client.send(new ScanCommand({ TableName: table, ConsistentRead: true, ...(start ? { ExclusiveStartKey: start } : {}) }));
+      for (const item of out.Items ?? []) items.push(Object.fromEntries(Object.entries(item).map(([k, v]) => [k, text(v)])));
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return items;
+  } finally {
+    client.destroy();
   }
 }

@@ -30,11 +30,16 @@ export class TshUser {
   /** `tctl users add <name> <logins> [--roles]`, then sign-up with a password and TOTP code. */
   static async signUp(c: TestAuth, name: string, logins: string[], opts: { roles?: string[] } = {}): Promise<TshUser> {
     const out = await c.tctlOk('users', 'add', name, logins.join(','), ...(opts.roles ? [`--roles=${opts.roles.join(',')}`] : []));
-    const token = /\/web\/newuser\/([0-9a-f]{32})/.exec(out)![1];
+    return TshUser.fromSignupLink(c, name, out);
+  }
+
+  /** Signs up through the proxy's web API with the link in `tctlOutput` (`tctl users add` or `users reset`). */
+  static async fromSignupLink(c: TestAuth, name: string, tctlOutput: string, password = `${name} has a long password`): Promise<TshUser> {
+    const token = /\/web\/newuser\/([0-9a-f]{32})/.exec(tctlOutput)![1];
     const url = new URL(c.webUrl());
     const web = { scheme: url.protocol === 'http:' ? ('http' as const) : ('https' as const), host: url.hostname, port: Number(url.port), insecure: true };
     const info = await webRequest<{ otp_secret: string }>(web, 'GET', `/webapi/signuptokens/${token}`);
-    const user = new TshUser(name, tempDir(`tsh-${name}-`), `${name} has a long password`, info.otp_secret, c);
+    const user = new TshUser(name, tempDir(`tsh-${name}-`), password, info.otp_secret, c);
     await webRequest(web, 'POST', `/webapi/signuptokens/${token}`, { password: user.password, otp_token: user.nextCode() });
     return user;
   }

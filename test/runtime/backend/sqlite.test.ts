@@ -327,3 +327,132 @@ describe('SqliteBackend after close', () => {
     removeDir(dir);
   });
 });
+
+describe('SqliteBackend: secrets in the change log and the file', () => {
+  let dir: string;
+  let file: string;
+
+  beforeEach(() => {
+    dir = tempDir('secrets');
+    file = path.join(dir, 'state.db');
+  });
+  afterEach(() => removeDir(dir));
+
+  /** Every byte SQLite keeps for the database: the file, its WAL and its shared-memory index. */
+  const fileBytes = () => Buffer.concat(['', '-wal', '-shm'].filter((s) => fs.existsSync(file + s)).map((s) => fs.readFileSync(file + s)));
+  const rawEvents = () => {
+    const raw = new Database(file, { readonly: true });
+    try {
+      return raw.prepare('SELECT * FROM events').all() as Record<string, unknown>[];
+    } finally {
+      raw.close();
+    }
+  };
+
+  it("keeps only keys in the change log, while another instance's watcher still gets the values", async () => {
+    // GIVEN two instances on one file, a watcher on the second
+    const a = await SqliteBackend.open({ path: file, pollPeriodMs: POLL_MS });
+    const b = await SqliteBackend.open({ path: file, pollPeriodMs: POLL_MS });
+    try {
+      const w = await b.newWatcher({ prefixes: ['/authorities/'] });
+      // WHEN the first writes a CA private key, and keeps it alive
+      const secret = 'PRIVATE-KEY-b61c0a7e-the-ca-signing-key';
+      await a.put({ key: '/authorities/host/example.com', value: val(secret), expires: new Date(Date.now() + 3_600_000) });
+      await a.keepAlive({ key: '/authorities/host/example.com' }, new Date(Date.now() + 7_200_000));
+      // THEN the watcher gets the value
+      const seen = await watchUntil(w, (e) => e.type === OpType.Put, 'the Put of the CA');
+      expect(seen[1].item.value.toString()).toBe(secret);
+      // and the change log has the events, without any value
+      const events = rawEvents();
+      expect(events.map((e) => [e.type, e.kv_key])).toEqual([
+        [OpType.Put, '/authorities/host/example.com'],
+        [OpType.Put, '/authorities/host/example.com'],
+      ]);
+      expect(Object.keys(events[0]).sort()).toEqual(['created', 'id', 'kv_key', 'type']);
+      expect(JSON.stringify(events)).not.toContain('PRIVATE-KEY');
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('delivers to another instance a value overwritten before it polled as its latest value, once', async () => {
+    // GIVEN an instance that has not polled, with a watcher
+    const a = await SqliteBackend.open({ path: file, pollPeriodMs: POLL_MS });
+    const idle = await SqliteBackend.open({ path: file, pollPeriodMs: 60_000 });
+    try {
+      const w = await idle.newWatcher({ prefixes: ['/k/'] });
+      // WHEN the key is written twice and then another key once
+      await a.put({ key: '/k/1', value: val('first') });
+      await a.put({ key: '/k/1', value: val('second') });
+      await a.put({ key: '/k/2', value: val('other') });
+      idle.poll();
+      // THEN the watcher sees the key once, with the value and id it has now, then the other key
+      const seen = await watchUntil(w, (e) => e.item.key === '/k/2', 'the later key');
+      expect(seen.map((e) => `${describeEvent(e)}=${e.item.value.toString()}`)).toEqual(['Init =', 'Put /k/1=second', 'Put /k/2=other']);
+      expect(seen[1].item.id).toBe((await a.get('/k/1')).id);
+    } finally {
+      await a.close();
+      await idle.close();
+    }
+  });
+
+  it('leaves no trace of a deleted secret in the database file (secure_delete)', async () => {
+    // GIVEN a secret written among other data, then deleted
+    const backend = await SqliteBackend.open({ path: file });
+    const secret = 'OTP-SECRET-5d1f0c9a-of-a-pending-sign-up';
+    for (let i = 0; i < 20; i++) await backend.put({ key: `/web/users/u${i}/params`, value: val(`user ${i} `.repeat(20)) });
+    await backend.put({ key: '/usertokens/abc', value: val(secret) });
+    await backend.delete('/usertokens/abc');
+    // WHEN the backend closes (SQLite checkpoints the WAL into the file)
+    await backend.close();
+    // THEN the file holds the other data but not the secret
+    const bytes = fileBytes();
+    expect(bytes.includes('user 19 ')).toBe(true);
+    expect(bytes.includes(secret)).toBe(false);
+  });
+
+  it('migrates a version 1 database: the values in its change log are dropped, data and revisions kept', async () => {
+    // GIVEN a version 1 database whose change log holds an old value of a key
+    const v1 = new Database(file);
+    v1.exec(`
+      CREATE TABLE kv (key TEXT COLLATE BINARY PRIMARY KEY, modified INTEGER NOT NULL, expires INTEGER, value BLOB NOT NULL);
+      CREATE INDEX kv_expires ON kv (expires);
+      CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, type INTEGER NOT NULL, created INTEGER NOT NULL,
+        kv_key TEXT NOT NULL, kv_expires INTEGER, kv_value BLOB);
+      CREATE INDEX events_created ON events (created);
+      CREATE TABLE meta (version INTEGER NOT NULL);
+      INSERT INTO meta (version) VALUES (1);
+    `);
+    const now = Date.now();
+    const ins = v1.prepare('INSERT INTO events (type, created, kv_key, kv_value) VALUES (?, ?, ?, ?)');
+    ins.run(OpType.Put, now, '/tokens/k', val('OLD-CLEAR-TOKEN-4f2a9b'));
+    ins.run(OpType.Put, now, '/tokens/k', val('current value'));
+    v1.prepare('INSERT INTO kv (key, modified, expires, value) VALUES (?, 2, NULL, ?)').run('/tokens/k', val('current value'));
+    v1.close();
+    // WHEN the backend opens it and writes
+    const backend = await SqliteBackend.open({ path: file });
+    try {
+      await backend.put({ key: '/other', value: val('v') });
+      // THEN the data is there, revisions keep growing, and the change log has no values
+      expect((await backend.get('/tokens/k')).value.toString()).toBe('current value');
+      expect((await backend.get('/other')).id).toBe(3);
+      const events = rawEvents();
+      expect(Object.keys(events[0]).sort()).toEqual(['created', 'id', 'kv_key', 'type']);
+      expect(events.map((e) => e.id)).toEqual([1, 2, 3]);
+    } finally {
+      await backend.close();
+    }
+    const raw = new Database(file, { readonly: true });
+    expect(raw.prepare('SELECT version FROM meta').get()).toEqual({ version: 2 });
+    raw.close();
+    expect(fileBytes().includes('OLD-CLEAR-TOKEN')).toBe(false);
+  });
+
+  it('refuses a database of an unknown schema version', async () => {
+    const raw = new Database(file);
+    raw.exec('CREATE TABLE meta (version INTEGER NOT NULL); INSERT INTO meta (version) VALUES (3);');
+    raw.close();
+    await expect(SqliteBackend.open({ path: file })).rejects.toThrow(/schema version 3 is not supported \(want 2\)/);
+  });
+});

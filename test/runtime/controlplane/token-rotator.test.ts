@@ -12,9 +12,9 @@ import { JOIN_TOKEN_TTL_MS, SsmPaths } from '../../../runtime/contract/aws';
 import { Keys } from '../../../runtime/contract/keys';
 import { handler, physicalResourceId } from '../../../runtime/controlplane/token-rotator';
 import { setLogWriter } from '../../../runtime/utils/logger';
-import { tokenDigest } from '../../../runtime/utils/secrets';
+import { tokenDigest, tokenId } from '../../../runtime/utils/secrets';
 import { startAuth, TestAuth, TestNode } from '../../helpers/cluster';
-import { DynamoDbLocal, LOCAL_REGION } from '../../helpers/dynamodb';
+import { DynamoDbLocal, LOCAL_REGION, scanTable } from '../../helpers/dynamodb';
 import { waitFor } from '../../helpers/proc';
 
 const CLUSTER = 'example.com';
@@ -29,6 +29,8 @@ describe('token rotator (SSM mocked)', () => {
   let state: DynamoBackend;
   let auth: TestAuth | undefined;
   const nodes: TestNode[] = [];
+  /** Every token value published to SSM, over all the tests. */
+  const published = new Set<string>();
 
   /** The PutParameter inputs captured since the last reset, by parameter name. */
   const puts = (): PutParameterCommandInput[] => ssm.commandCalls(PutParameterCommand).map((c) => c.args[0].input);
@@ -63,7 +65,10 @@ describe('token rotator (SSM mocked)', () => {
   });
   beforeEach(() => {
     ssm.reset();
-    ssm.on(PutParameterCommand).resolves({ Version: 1, Tier: 'Standard' });
+    ssm.on(PutParameterCommand).callsFake((input: PutParameterCommandInput) => {
+      if (input.Name?.includes('/tokens/')) published.add(input.Value!);
+      return { Version: 1, Tier: 'Standard' };
+    });
   });
   afterAll(async () => {
     for (const n of nodes) await n.cleanup();
@@ -89,9 +94,10 @@ describe('token rotator (SSM mocked)', () => {
       expect(p).toMatchObject({ Type: 'SecureString', Overwrite: true, KeyId: KMS_KEY });
       const token = p.Value!;
       expect(JSON.stringify(out)).not.toContain(token);
-      // the token is stored as the auth server stores it: under its SHA-256, for that role only, expiring after the TTL
+      // the token is stored as the auth server stores it: under its SHA-256, named by its ID, for that role only, expiring after the TTL
       const item = await state.get(Keys.token(tokenDigest(token)));
-      expect(JSON.parse(item.value.toString()).spec.roles).toEqual([role === 'node' ? 'Node' : 'Proxy']);
+      expect(JSON.parse(item.value.toString())).toMatchObject({ metadata: { name: tokenId(token) }, spec: { roles: [role === 'node' ? 'Node' : 'Proxy'] } });
+      expect(item.value.toString()).not.toContain(token);
       expect(item.expires!.getTime()).toBeGreaterThanOrEqual(before + JOIN_TOKEN_TTL_MS);
       expect(item.expires!.getTime()).toBeLessThanOrEqual(Date.now() + JOIN_TOKEN_TTL_MS + 1000);
     }
@@ -159,12 +165,18 @@ describe('token rotator (SSM mocked)', () => {
     expect((await new Tokens(state).list()).length).toBe(before);
   });
 
-  it('GIVEN every run so far THEN no token value was ever logged', async () => {
+  it('GIVEN every run so far THEN no token value was ever logged or stored', async () => {
     // GIVEN the ten tokens minted above (two per rotating run: Create, the failed and the good schedule, two Updates)
-    const all = await new Tokens(state).list();
-    expect(all).toHaveLength(10);
+    expect(await new Tokens(state).list()).toHaveLength(10);
+    expect(published.size).toBe(10);
     // THEN the runs were logged, by parameter name only
     expect(logs.filter((l) => /published a new join token/.test(l))).toHaveLength(10);
-    for (const t of all) expect(logs.join('\n')).not.toContain(t.token);
+    // and no token value is in the log or anywhere in the state table, while their digests (the keys) are
+    const table = JSON.stringify(await scanTable(ddb, TABLE));
+    for (const t of published) {
+      expect(logs.join('\n')).not.toContain(t);
+      expect(table).not.toContain(t);
+      expect(table).toContain(tokenDigest(t));
+    }
   });
 });
