@@ -18,6 +18,8 @@ export type AlgorithmKind = 'kex' | 'cipher' | 'mac';
 
 export const MLKEM768X25519_SHA256 = 'mlkem768x25519-sha256';
 
+const CIPHERS = ['chacha20-poly1305@openssh.com', 'aes256-gcm@openssh.com', 'aes128-gcm@openssh.com', 'aes256-ctr', 'aes192-ctr', 'aes128-ctr'];
+
 /** Supported names, best first; `defaults` is what is offered when the config says nothing. */
 export const SSH_ALGORITHMS: Record<AlgorithmKind, { supported: readonly string[]; defaults: readonly string[] }> = {
   kex: {
@@ -35,24 +37,8 @@ export const SSH_ALGORITHMS: Record<AlgorithmKind, { supported: readonly string[
     ],
     defaults: [MLKEM768X25519_SHA256, 'curve25519-sha256', 'curve25519-sha256@libssh.org'],
   },
-  cipher: {
-    supported: [
-      'chacha20-poly1305@openssh.com',
-      'aes256-gcm@openssh.com',
-      'aes128-gcm@openssh.com',
-      'aes256-ctr',
-      'aes192-ctr',
-      'aes128-ctr',
-    ],
-    defaults: [
-      'chacha20-poly1305@openssh.com',
-      'aes256-gcm@openssh.com',
-      'aes128-gcm@openssh.com',
-      'aes256-ctr',
-      'aes192-ctr',
-      'aes128-ctr',
-    ],
-  },
+  // every supported cipher is a default: AEAD, or CTR with an encrypt-then-MAC MAC
+  cipher: { supported: CIPHERS, defaults: CIPHERS },
   mac: {
     supported: [
       'hmac-sha2-256-etm@openssh.com',

@@ -68,6 +68,7 @@ async function setup(secondFactor: 'otp' | 'off'): Promise<Setup> {
     clock,
     audit,
     close: async () => {
+      await auth.close();
       await backend.close();
       await audit.close();
       fs.rmSync(dir, { recursive: true, force: true });
