@@ -194,9 +194,19 @@
         span.textContent = t.name + ': ' + t.value;
         labels.appendChild(span);
       });
+      var logins = document.createElement('td');
+      logins.className = 'logins';
+      (n.logins || []).forEach(function (login) {
+        var code = document.createElement('code');
+        code.className = 'login';
+        code.textContent = 'tsh ssh ' + login + '@' + n.hostname;
+        logins.appendChild(code);
+      });
+      if (!logins.firstChild) logins.textContent = 'no login allowed';
       tr.appendChild(host);
       tr.appendChild(addr);
       tr.appendChild(labels);
+      tr.appendChild(logins);
       tbody.appendChild(tr);
     });
     show('loading', false);
