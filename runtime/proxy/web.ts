@@ -38,6 +38,8 @@ import { loadKeyPairs, ServedKeyPairs } from './keypairs';
 import { CONTENT_SECURITY_POLICY, WebUi } from './pages';
 
 export interface PingResponse {
+  /** Ours (Teleport 4.x has none): the pages show it; the auth service's ping and the proxy's host certificate name it to anyone already. */
+  cluster_name: string;
   auth: { type: string; second_factor: string };
   proxy: { ssh: { listen_addr: string; tunnel_listen_addr: string; public_addr: string; ssh_public_addr: string } };
   server_version: string;
@@ -250,7 +252,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
         const token = bearer(req);
         const site = decodePart(nodes[1]);
         if (site !== api.clusterName) {
-          await api.getSession(token); // no cluster names for those without a session
+          await api.getSession(token); // a session first: 401/403 before anything else
           throw new NotFoundError(`cluster "${site}" is not served by this proxy; it serves "${api.clusterName}"`);
         }
         sendJson(res, 200, { items: (await api.sessionNodes(token)).map((s) => webNode(s, site)) });

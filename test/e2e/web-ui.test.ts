@@ -2,11 +2,12 @@
  * The proxy's browser UI in real headless Chromium over the proxy's real
  * HTTPS listener: sign-up with password and TOTP from the page's QR code
  * secret, login, the node list with labels and the logins each node offers,
- * logout; refusals of used and expired sign-up links, wrong passwords and
- * wrong or replayed codes. Then the web session API itself: bearer checks,
- * bad bodies, CSP headers; and a page on another site that tries to log in
- * through the user's browser. The cluster has two nodes: test-auth
- * (env=prod) and staging-1 (env=staging).
+ * logout; every page named after the product and the cluster, with its
+ * favicon, and no CSP violation; refusals of used and expired sign-up links,
+ * wrong passwords and wrong or replayed codes. Then the web session API
+ * itself: bearer checks, bad bodies, CSP headers, the favicon; and a page on
+ * another site that tries to log in through the user's browser. The cluster
+ * has two nodes: test-auth (env=prod) and staging-1 (env=staging).
  *
  * TOTP codes are computed at the moment of use for the current step (sign-up)
  * and the next one (login): the server accepts ±1 step and never a step at or
@@ -38,7 +39,34 @@ const USED_OR_EXPIRED = /invalid, has expired or has been used already/;
 /** The bearer token the page keeps in sessionStorage (the test code has no DOM types). */
 const storedToken = (page: Page) => page.evaluate<string | null>("sessionStorage.getItem('teleport.token')");
 const nextStepCode = (secret: string) => totp(secret, { timeMs: Date.now() + 30_000 });
+const FAVICON_LINK = '<link rel="icon" href="/web/favicon.svg" type="image/svg+xml">';
 const STAGING = 'staging-1';
+
+/** Records the page's Content-Security-Policy violations (read them with `cspViolations` before leaving the page). */
+const recordCspViolations = (page: Page) =>
+  page.addInitScript(
+    "window.cspViolations = []; document.addEventListener('securitypolicyviolation', (e) => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));",
+  );
+const cspViolations = (page: Page) => page.evaluate<string[]>('window.cspViolations');
+
+/** The width of the image the page's `<link rel="icon">` names, loaded in the page (so under its CSP). */
+const faviconWidth = (page: Page) =>
+  page.evaluate<number>(`new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img.naturalWidth);
+    img.onerror = () => reject(new Error('the favicon did not load'));
+    img.src = document.querySelector('link[rel="icon"]').href;
+  })`);
+
+/** Waits for the page to name the cluster in its header, then checks the title, the product name and the favicon. */
+const expectBranded = async (page: Page, title: string) => {
+  await page.locator('#cluster', { hasText: 'example.com' }).waitFor();
+  expect(await page.title()).toBe(`${title} · example.com · Teleport`);
+  expect(await page.textContent('header .brand')).toBe('Teleport');
+  expect(await page.$eval('header .brand img', (img) => (img as unknown as { naturalWidth: number }).naturalWidth)).toBeGreaterThan(0);
+  expect(await faviconWidth(page)).toBeGreaterThan(0);
+  expect(await cspViolations(page)).toEqual([]);
+};
 
 describe('proxy web UI in headless Chromium', () => {
   let c: TestAuth;
@@ -121,10 +149,12 @@ describe('proxy web UI in headless Chromium', () => {
     const context = await newContext(browser);
     const page = await context.newPage();
     const problems = watchPage(page);
+    await recordCspViolations(page);
 
-    // GIVEN the sign-up page: the user, a QR code that renders under the CSP, and the secret for manual entry
+    // GIVEN the sign-up page: named after the product and the cluster, the user, a QR code that renders under the CSP, and the secret for manual entry
     await page.goto(base + signupPath);
     await page.locator('#otp-secret').waitFor();
+    await expectBranded(page, 'Sign up');
     expect(await page.textContent('#user')).toBe('alice');
     const secret = (await page.textContent('#otp-secret'))!.trim();
     expect(secret).toMatch(/^[A-Z2-7]{32}$/);
@@ -160,6 +190,7 @@ describe('proxy web UI in headless Chromium', () => {
 
     // WHEN logging in with a wrong password, a wrong code or the replayed sign-up code THEN each is refused in the page
     await page.goto(`${base}/web/login`);
+    await expectBranded(page, 'Log in');
     const tryLogin = async (password: string, code: string) => {
       await page.fill('#username', 'alice');
       await page.fill('#password', password);
@@ -187,7 +218,7 @@ describe('proxy web UI in headless Chromium', () => {
     expect(await row.locator('.login').allTextContents()).toEqual([`tsh ssh ${LOGIN}@test-auth`]);
     expect(await page.locator('#nodes tbody tr', { hasText: STAGING }).locator('.login').allTextContents()).toEqual([`tsh ssh ${LOGIN}@${STAGING}`]);
     expect(await page.textContent('#whoami')).toBe('alice');
-    expect(await page.textContent('#cluster')).toBe('example.com');
+    await expectBranded(page, 'Nodes');
     const token = (await storedToken(page))!;
     expect(token).toMatch(/^[0-9a-f]{64}$/);
     const items = (await request('GET', '/webapi/sites/example.com/nodes', { token })).json.items as { hostname: string }[];
@@ -322,6 +353,7 @@ describe('proxy web UI in headless Chromium', () => {
     try {
       const page = await context.newPage();
       const problems = watchPage(page);
+      await recordCspViolations(page);
 
       // WHEN dave logs in in the browser
       await page.goto(`${base}/web/login`);
@@ -335,6 +367,7 @@ describe('proxy web UI in headless Chromium', () => {
       await page.locator('#nodes tbody tr').first().waitFor();
       expect(await page.locator('#nodes tbody tr .hostname').allTextContents()).toEqual(['test-auth']);
       expect(await page.locator('#nodes tbody tr .login').allTextContents()).toEqual([`tsh ssh ${LOGIN}@test-auth`]);
+      await expectBranded(page, 'Nodes');
       expect(problems).toEqual([]);
 
       // AND the API answers the same, with `logins` per node
@@ -357,11 +390,13 @@ describe('proxy web UI in headless Chromium', () => {
     }
   });
 
-  it('GIVEN the pages THEN they carry a strict CSP, hold no inline script, and nothing else under the folder is served', async () => {
+  it('GIVEN the pages THEN they carry a strict CSP, hold no inline script, reference the favicon, and nothing else under the folder is served', async () => {
     for (const p of ['/web', '/web/login', '/web/newuser/0123456789abcdef0123456789abcdef', '/web/cluster/example.com/nodes']) {
       const r = await request('GET', p);
       expect(r.status).toBe(200);
       expect(r.headers['content-type']).toBe('text/html; charset=utf-8');
+      expect(r.text).toContain(FAVICON_LINK);
+      expect(r.text).toMatch(/<title>[^<]+ · Teleport<\/title>/);
       expect(r.headers['content-security-policy']).toMatch(/default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'/);
       expect(r.headers['x-frame-options']).toBe('DENY');
       expect(r.text).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
@@ -372,6 +407,11 @@ describe('proxy web UI in headless Chromium', () => {
     expect(root.headers.location).toBe('/web');
     expect((await request('GET', '/web/app.js')).headers['content-type']).toBe('text/javascript; charset=utf-8');
     expect((await request('GET', '/web/app.css')).headers['content-type']).toBe('text/css; charset=utf-8');
+    const favicon = await request('GET', '/web/favicon.svg');
+    expect([favicon.status, favicon.headers['content-type'], favicon.headers['x-content-type-options']]).toEqual([200, 'image/svg+xml', 'nosniff']);
+    expect(favicon.text).toMatch(/^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"[\s\S]*<\/svg>\s*$/);
+    expect(favicon.text).not.toMatch(/<script|\shref=|\sstyle=|<style/i); // self-contained and inert
+    expect((await request('GET', '/webapi/ping')).json.cluster_name).toBe('example.com');
     expect((await request('GET', '/web/nodes.html')).status).toBe(404);
     expect((await request('GET', '/web/%2e%2e/%2e%2e/package.json')).status).toBe(404);
     expect((await request('POST', '/web/login', { body: {} })).status).toBe(404);
