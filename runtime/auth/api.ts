@@ -83,7 +83,7 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
       handler: async ({ params, caller }) => {
         const ns = params.ns ?? DEFAULT_NAMESPACE;
         // A user sees the nodes their roles' node_labels allow (`tsh ls`).
-        if (caller.kind === 'user') return auth.nodesForUser(caller.identity.username, ns, caller.identity.groups);
+        if (caller.kind === 'user') return (await auth.nodesForUser(caller.identity.username, ns, caller.identity.groups)).map((n) => n.server);
         return auth.presence.list(kind, ns);
       },
     }),

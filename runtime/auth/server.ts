@@ -27,7 +27,7 @@ import { Authorities, Authority } from './authorities';
 import { Identity } from './identity';
 import { Presence } from './presence';
 import { newUser, Server, serverLabels, SystemRole, User } from './resources';
-import { accessFor, checkAccess } from './access/decision';
+import { accessFor, allowedLogins, checkAccess } from './access/decision';
 import { AccessFeed } from './access/feed';
 import { Roles } from './roles';
 import { StaticToken, Tokens } from './tokens';
@@ -36,6 +36,12 @@ import { checkSignupTtl, SIGNUP_TOKEN_TTL_MS, Users } from './users';
 /** Host TLS certificates last as long as the CA (formats.md §1.4). */
 const HOST_TLS_TTL_MS = 10 * 365 * 24 * 3600_000;
 const SSH_FOREVER = 0xffffffffffffffffn;
+
+/** A node a user may see, with the logins the access decision allows them on it. */
+export interface UserNode {
+  server: Server;
+  logins: string[];
+}
 
 export interface AuthServerOptions {
   backend: Backend;
@@ -341,14 +347,18 @@ export class AuthServer {
 
   /**
    * The nodes a user may see (`tsh ls`, the web UI): those the access decision lets the roles
-   * reach with some login. `roles` are the caller's certificate roles (default: all the user's).
+   * reach, each with the logins it allows there. `roles` are the caller's certificate roles
+   * (default: all the user's).
    */
-  async nodesForUser(username: string, namespace = 'default', roles?: string[]): Promise<Server[]> {
+  async nodesForUser(username: string, namespace = 'default', roles?: string[]): Promise<UserNode[]> {
     const user = await this.users.get(username);
-    const nodes = await this.presence.list('node', namespace);
-    return nodes.filter(
-      (n) => checkAccess(this.access, { user: username, certRoles: roles ?? user.spec.roles, node: { name: n.spec.hostname, labels: serverLabels(n) } }).allowed,
-    );
+    const certRoles = roles ?? user.spec.roles;
+    const visible: UserNode[] = [];
+    for (const server of await this.presence.list('node', namespace)) {
+      const req = { user: username, certRoles, node: { name: server.spec.hostname, labels: serverLabels(server) } };
+      if (checkAccess(this.access, req).allowed) visible.push({ server, logins: allowedLogins(this.access, req) });
+    }
+    return visible;
   }
 
   /** `tctl users add`: creates the user and a sign-up token. Everything is checked before anything is written. */

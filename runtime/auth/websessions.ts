@@ -12,9 +12,8 @@ import { Keys } from '../contract/keys';
 import { AccessDeniedError, isReason, NotFoundError } from '../utils/errors';
 import { randomToken, tokenDigest } from '../utils/secrets';
 import { Credentials, LocalLogins } from './login';
-import { Server } from './resources';
 import { accessFor } from './access/decision';
-import { AuthServer } from './server';
+import { AuthServer, UserNode } from './server';
 
 export const WEB_SESSION_TTL_MS = 12 * 3600_000;
 /** 32 random bytes, hex. */
@@ -83,8 +82,8 @@ export class WebSessions {
     }
   }
 
-  /** The nodes the session's user may see. */
-  async nodes(token: string): Promise<Server[]> {
+  /** The nodes the session's user may see, each with the logins they may use on it. */
+  async nodes(token: string): Promise<UserNode[]> {
     const { user } = await this.get(token);
     try {
       return await this.auth.nodesForUser(user);

@@ -1,8 +1,8 @@
 /**
  * The browser UI's pages, served by the proxy's web listener from the static
- * files in runtime/proxy/webui (HTML, one script, one stylesheet; no build
- * step). The pages hold no data: the script asks the web API for it, so no
- * secret ever lands in HTML.
+ * files in runtime/proxy/webui (HTML, one script, one stylesheet, the SVG
+ * favicon; no build step). The pages hold no data: the script asks the web
+ * API for it (the cluster name from ping), so no secret ever lands in HTML.
  *   /                              redirect to /web
  *   /web, /web/cluster/:site/nodes the nodes the logged-in user may see
  *   /web/login                     password + TOTP login
@@ -29,6 +29,7 @@ const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
 };
 
 /** The files a path serves; nothing else under the folder is reachable. */
@@ -38,6 +39,7 @@ function fileFor(pathname: string): string | undefined {
   if (/^\/web\/newuser\/[^/]+\/?$/.test(pathname)) return 'newuser.html';
   if (pathname === '/web/app.js') return 'app.js';
   if (pathname === '/web/app.css') return 'app.css';
+  if (pathname === '/web/favicon.svg') return 'favicon.svg';
   return undefined;
 }
 

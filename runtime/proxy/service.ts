@@ -59,6 +59,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
   refresh.unref();
   const ping = async (): Promise<PingResponse> => {
     return {
+      cluster_name: identity.clusterName,
       auth: { type: cluster.auth_type, second_factor: cluster.second_factor },
       proxy: {
         ssh: {

@@ -10,7 +10,7 @@
  *   POST   /webapi/sessions               browser login: password + second factor in, bearer token out
  *   DELETE /webapi/sessions/current       logout (bearer; also DELETE /webapi/sessions, as Teleport has it)
  *   GET    /webapi/sites                  the cluster this proxy serves (bearer)
- *   GET    /webapi/sites/:site/nodes      the nodes the user may see (bearer; also under /namespaces/default)
+ *   GET    /webapi/sites/:site/nodes      the nodes the user may see, with the logins they may use (bearer; also under /namespaces/default)
  * and the browser UI's pages and files from runtime/proxy/webui (see pages.ts).
  * Bodies are JSON of at most 64 KiB, validated by one schema each; a bad one gets a 4xx.
  * Requests that change something must not come from another site and POSTs
@@ -25,7 +25,8 @@ import * as path from 'node:path';
 import { toString as qrCodeText } from 'qrcode';
 import { z } from 'zod';
 import { readJsonBody, sendError, sendJson } from '../auth/http';
-import { Server, serverLabels } from '../auth/resources';
+import { serverLabels } from '../auth/resources';
+import type { UserNode } from '../auth/server';
 import type { Cidr } from '../config';
 import { selfSignedServerCert } from '../tlsca';
 import { policyKeyMismatch, tlsPolicy } from '../tlsca/ciphersuites';
@@ -37,6 +38,8 @@ import { loadKeyPairs, ServedKeyPairs } from './keypairs';
 import { CONTENT_SECURITY_POLICY, WebUi } from './pages';
 
 export interface PingResponse {
+  /** Ours (Teleport 4.x has none): the pages show it; the auth service's ping and the proxy's host certificate name it to anyone already. */
+  cluster_name: string;
   auth: { type: string; second_factor: string };
   proxy: { ssh: { listen_addr: string; tunnel_listen_addr: string; public_addr: string; ssh_public_addr: string } };
   server_version: string;
@@ -58,13 +61,15 @@ export interface NewWebSession {
   expires_in: number;
 }
 
-/** A node as the web UI lists it (Teleport's `ui.Server`). */
+/** A node as the web UI lists it (Teleport's `ui.Server`, plus `logins`). */
 export interface WebNode {
   id: string;
   siteId: string;
   hostname: string;
   addr: string;
   tags: { name: string; value: string }[];
+  /** Ours: the logins the user may use on the node, exactly those the access decision allows there. */
+  logins: string[];
 }
 
 /** What the web API asks of the cluster (the auth service, through the proxy's identity). */
@@ -79,7 +84,7 @@ export interface WebApi {
   createSession(creds: { user: string; password: string; otpToken?: string }, clientAddr: string): Promise<NewWebSession>;
   /** The session's user; AccessDeniedError when the token is unknown or expired. */
   getSession(token: string): Promise<{ user: string }>;
-  sessionNodes(token: string): Promise<Server[]>;
+  sessionNodes(token: string): Promise<UserNode[]>;
   deleteSession(token: string, clientAddr: string): Promise<void>;
 }
 
@@ -138,7 +143,7 @@ function decodePart(part: string): string {
   }
 }
 
-function webNode(s: Server, site: string): WebNode {
+function webNode({ server: s, logins }: UserNode, site: string): WebNode {
   const labels = serverLabels(s);
   return {
     id: s.metadata.name,
@@ -148,6 +153,7 @@ function webNode(s: Server, site: string): WebNode {
     tags: Object.keys(labels)
       .sort()
       .map((name) => ({ name, value: labels[name] })),
+    logins,
   };
 }
 
@@ -246,7 +252,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
         const token = bearer(req);
         const site = decodePart(nodes[1]);
         if (site !== api.clusterName) {
-          await api.getSession(token); // no cluster names for those without a session
+          await api.getSession(token); // a session first: 401/403 before anything else
           throw new NotFoundError(`cluster "${site}" is not served by this proxy; it serves "${api.clusterName}"`);
         }
         sendJson(res, 200, { items: (await api.sessionNodes(token)).map((s) => webNode(s, site)) });

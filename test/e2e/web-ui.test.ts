@@ -1,10 +1,13 @@
 /**
  * The proxy's browser UI in real headless Chromium over the proxy's real
  * HTTPS listener: sign-up with password and TOTP from the page's QR code
- * secret, login, the node list with labels, logout; refusals of used and
- * expired sign-up links, wrong passwords and wrong or replayed codes. Then
- * the web session API itself: bearer checks, bad bodies, CSP headers; and a
- * page on another site that tries to log in through the user's browser.
+ * secret, login, the node list with labels and the logins each node offers,
+ * logout; every page named after the product and the cluster, with its
+ * favicon, and no CSP violation; refusals of used and expired sign-up links,
+ * wrong passwords and wrong or replayed codes. Then the web session API
+ * itself: bearer checks, bad bodies, CSP headers, the favicon; and a page on
+ * another site that tries to log in through the user's browser. The cluster
+ * has two nodes: test-auth (env=prod) and staging-1 (env=staging).
  *
  * TOTP codes are computed at the moment of use for the current step (sign-up)
  * and the next one (login): the server accepts ±1 step and never a step at or
@@ -18,9 +21,10 @@ import * as path from 'node:path';
 import { Browser, Page } from 'playwright-core';
 import { totp } from '../../runtime/auth/totp';
 import { launchChromium, newContext } from '../helpers/browser';
-import { startCluster, TestAuth } from '../helpers/cluster';
+import { startCluster, TestAuth, TestNode } from '../helpers/cluster';
 import { tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
+import { TshUser } from '../helpers/users';
 
 interface Answer {
   status: number;
@@ -35,6 +39,34 @@ const USED_OR_EXPIRED = /invalid, has expired or has been used already/;
 /** The bearer token the page keeps in sessionStorage (the test code has no DOM types). */
 const storedToken = (page: Page) => page.evaluate<string | null>("sessionStorage.getItem('teleport.token')");
 const nextStepCode = (secret: string) => totp(secret, { timeMs: Date.now() + 30_000 });
+const FAVICON_LINK = '<link rel="icon" href="/web/favicon.svg" type="image/svg+xml">';
+const STAGING = 'staging-1';
+
+/** Records the page's Content-Security-Policy violations (read them with `cspViolations` before leaving the page). */
+const recordCspViolations = (page: Page) =>
+  page.addInitScript(
+    "window.cspViolations = []; document.addEventListener('securitypolicyviolation', (e) => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));",
+  );
+const cspViolations = (page: Page) => page.evaluate<string[]>('window.cspViolations');
+
+/** The width of the image the page's `<link rel="icon">` names, loaded in the page (so under its CSP). */
+const faviconWidth = (page: Page) =>
+  page.evaluate<number>(`new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img.naturalWidth);
+    img.onerror = () => reject(new Error('the favicon did not load'));
+    img.src = document.querySelector('link[rel="icon"]').href;
+  })`);
+
+/** Waits for the page to name the cluster in its header, then checks the title, the product name and the favicon. */
+const expectBranded = async (page: Page, title: string) => {
+  await page.locator('#cluster', { hasText: 'example.com' }).waitFor();
+  expect(await page.title()).toBe(`${title} · example.com · Teleport`);
+  expect(await page.textContent('header .brand')).toBe('Teleport');
+  expect(await page.$eval('header .brand img', (img) => (img as unknown as { naturalWidth: number }).naturalWidth)).toBeGreaterThan(0);
+  expect(await faviconWidth(page)).toBeGreaterThan(0);
+  expect(await cspViolations(page)).toEqual([]);
+};
 
 describe('proxy web UI in headless Chromium', () => {
   let c: TestAuth;
@@ -42,6 +74,7 @@ describe('proxy web UI in headless Chromium', () => {
   let base: string;
   let ca: string;
   let work: string;
+  let staging: TestNode;
 
   /** A request to the proxy's web listener, trusting exactly its self-signed certificate. */
   const request = (method: string, p: string, opts: { body?: string | object; token?: string; headers?: Record<string, string> } = {}) =>
@@ -95,26 +128,33 @@ describe('proxy web UI in headless Chromium', () => {
 
   beforeAll(async () => {
     work = tempDir('web-ui-');
-    c = await startCluster({ proxy: {}, labels: { env: 'prod', team: 'web' } });
+    c = await startCluster({ proxy: {}, labels: { env: 'prod', team: 'web' }, tokens: ['node:web-ui-node-token'] });
+    staging = await TestNode.create(c, { token: 'web-ui-node-token', caPin: await c.caPin(), nodeName: STAGING, labels: 'env=staging' });
+    staging.start();
+    await staging.ready();
+    await waitFor('the staging node to announce itself', async () => (await c.tctlOk('nodes', 'ls')).includes(STAGING));
     base = `https://127.0.0.1:${c.proxyPorts!.web}`;
     ca = fs.readFileSync(path.join(c.dataDir, 'webproxy_cert.pem'), 'utf8');
     browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();
+    await staging?.cleanup();
     await c?.cleanup();
     fs.rmSync(work, { recursive: true, force: true });
   });
 
-  it('GIVEN a sign-up URL from tctl WHEN the user completes it in Chromium THEN they log in on the login page, see the node with its labels, and log out', async () => {
+  it('GIVEN a sign-up URL from tctl WHEN the user completes it in Chromium THEN they log in on the login page, see the nodes with their labels and logins, and log out', async () => {
     const signupPath = await addUser('alice', LOGIN);
     const context = await newContext(browser);
     const page = await context.newPage();
     const problems = watchPage(page);
+    await recordCspViolations(page);
 
-    // GIVEN the sign-up page: the user, a QR code that renders under the CSP, and the secret for manual entry
+    // GIVEN the sign-up page: named after the product and the cluster, the user, a QR code that renders under the CSP, and the secret for manual entry
     await page.goto(base + signupPath);
     await page.locator('#otp-secret').waitFor();
+    await expectBranded(page, 'Sign up');
     expect(await page.textContent('#user')).toBe('alice');
     const secret = (await page.textContent('#otp-secret'))!.trim();
     expect(secret).toMatch(/^[A-Z2-7]{32}$/);
@@ -150,6 +190,7 @@ describe('proxy web UI in headless Chromium', () => {
 
     // WHEN logging in with a wrong password, a wrong code or the replayed sign-up code THEN each is refused in the page
     await page.goto(`${base}/web/login`);
+    await expectBranded(page, 'Log in');
     const tryLogin = async (password: string, code: string) => {
       await page.fill('#username', 'alice');
       await page.fill('#password', password);
@@ -167,18 +208,29 @@ describe('proxy web UI in headless Chromium', () => {
     expect(new URL(page.url()).pathname).toBe('/web/login');
     expect(await storedToken(page)).toBeNull();
 
-    // WHEN logging in with the password and the next code THEN the nodes page lists the node with its labels
+    // WHEN logging in with the password and the next code THEN the nodes page lists both nodes (the admin role's '*') with labels and alice's login
     await tryLogin(PASSWORD, nextStepCode(secret));
     await page.waitForURL(`${base}/web/cluster/example.com/nodes`);
     const row = page.locator('#nodes tbody tr', { hasText: 'test-auth' });
     await row.waitFor();
     expect(await row.locator('.addr').textContent()).toBe(`127.0.0.1:${c.nodePort}`);
     expect(await row.locator('.label').allTextContents()).toEqual(['env: prod', 'team: web']);
+    expect(await row.locator('.login').allTextContents()).toEqual([`tsh ssh ${LOGIN}@test-auth`]);
+    expect(await page.locator('#nodes tbody tr', { hasText: STAGING }).locator('.login').allTextContents()).toEqual([`tsh ssh ${LOGIN}@${STAGING}`]);
     expect(await page.textContent('#whoami')).toBe('alice');
-    expect(await page.textContent('#cluster')).toBe('example.com');
+    await expectBranded(page, 'Nodes');
     const token = (await storedToken(page))!;
     expect(token).toMatch(/^[0-9a-f]{64}$/);
-    expect((await request('GET', '/webapi/sites/example.com/nodes', { token })).json.items).toEqual([
+    const items = (await request('GET', '/webapi/sites/example.com/nodes', { token })).json.items as { hostname: string }[];
+    expect(items.sort((a, b) => a.hostname.localeCompare(b.hostname))).toEqual([
+      {
+        id: expect.any(String),
+        siteId: 'example.com',
+        hostname: STAGING,
+        addr: `127.0.0.1:${staging.port}`,
+        tags: [{ name: 'env', value: 'staging' }],
+        logins: [LOGIN],
+      },
       {
         id: expect.any(String),
         siteId: 'example.com',
@@ -188,6 +240,7 @@ describe('proxy web UI in headless Chromium', () => {
           { name: 'env', value: 'prod' },
           { name: 'team', value: 'web' },
         ],
+        logins: [LOGIN],
       },
     ]);
 
@@ -254,7 +307,7 @@ describe('proxy web UI in headless Chromium', () => {
     expect(wrong.status).toBe(403);
     expect(wrong.json.error.message).toBe(GENERIC);
 
-    // WHEN bob logs in THEN he gets a bearer token for at most his role's 1h, and sees none of the env=prod nodes
+    // WHEN bob logs in THEN he gets a bearer token for at most his role's 1h, and sees the env=staging node only
     const created = await request('POST', '/webapi/sessions', { body: { user: 'bob', pass: PASSWORD, second_factor_token: nextStepCode(info.json.otp_secret) } });
     expect(created.status).toBe(200);
     expect(created.json).toMatchObject({ token: expect.stringMatching(/^[0-9a-f]{64}$/), token_type: 'Bearer', user: 'bob' });
@@ -262,8 +315,9 @@ describe('proxy web UI in headless Chromium', () => {
     expect(created.json.expires_in).toBeLessThanOrEqual(3600);
     const token = created.json.token as string;
     expect(created.headers['cache-control']).toBe('no-store');
-    expect((await request('GET', '/webapi/sites/example.com/nodes', { token })).json).toEqual({ items: [] });
-    expect((await request('GET', '/webapi/sites/example.com/namespaces/default/nodes', { token })).json).toEqual({ items: [] });
+    const listed = async (p: string) => ((await request('GET', p, { token })).json.items as { hostname: string; logins: string[] }[]).map((n) => [n.hostname, n.logins]);
+    expect(await listed('/webapi/sites/example.com/nodes')).toEqual([[STAGING, [LOGIN]]]);
+    expect(await listed('/webapi/sites/example.com/namespaces/default/nodes')).toEqual([[STAGING, [LOGIN]]]);
     expect((await request('GET', '/webapi/sites', { token })).json.items).toEqual([{ name: 'example.com', status: 'online' }]);
     expect((await request('GET', '/webapi/sites/other.example.com/nodes', { token })).status).toBe(404);
 
@@ -284,11 +338,65 @@ describe('proxy web UI in headless Chromium', () => {
     expect((await request('GET', '/webapi/ping')).status).toBe(200);
   });
 
-  it('GIVEN the pages THEN they carry a strict CSP, hold no inline script, and nothing else under the folder is served', async () => {
+  it('GIVEN a user whose role allows env=prod with one login and denies another WHEN they open the node list THEN it offers that login on the prod node only, and the offered command works while the others are refused', async () => {
+    // GIVEN dave: his role allows LOGIN and "auditor" on env=prod and denies "auditor"; his own traits login is not in the role
+    const roleFile = path.join(work, 'prod-ops.yaml');
+    fs.writeFileSync(
+      roleFile,
+      `kind: role\nversion: v3\nmetadata:\n  name: prod-ops\nspec:\n  allow:\n    logins: [${LOGIN}, auditor]\n    node_labels:\n      env: prod\n  deny:\n    logins: [auditor]\n`,
+    );
+    await c.tctlOk('create', roleFile);
+    const dave = await TshUser.signUp(c, 'dave', ['dave-trait'], { roles: ['prod-ops'] });
+    // and erin, who holds the same role and traits, for tsh (each user has only two TOTP steps at hand: sign-up and one login)
+    const erin = await TshUser.signUp(c, 'erin', ['dave-trait'], { roles: ['prod-ops'] });
+    const context = await newContext(browser);
+    try {
+      const page = await context.newPage();
+      const problems = watchPage(page);
+      await recordCspViolations(page);
+
+      // WHEN dave logs in in the browser
+      await page.goto(`${base}/web/login`);
+      await page.fill('#username', 'dave');
+      await page.fill('#password', dave.password);
+      await page.fill('#otp', dave.nextCode());
+      await page.click('#login');
+      await page.waitForURL(`${base}/web/cluster/example.com/nodes`);
+
+      // THEN the prod node offers exactly LOGIN, and the staging node is not listed
+      await page.locator('#nodes tbody tr').first().waitFor();
+      expect(await page.locator('#nodes tbody tr .hostname').allTextContents()).toEqual(['test-auth']);
+      expect(await page.locator('#nodes tbody tr .login').allTextContents()).toEqual([`tsh ssh ${LOGIN}@test-auth`]);
+      await expectBranded(page, 'Nodes');
+      expect(problems).toEqual([]);
+
+      // AND the API answers the same, with `logins` per node
+      const nodes = await request('GET', '/webapi/sites/example.com/nodes', { token: (await storedToken(page))! });
+      expect(nodes.json.items.map((n: { hostname: string; logins: string[] }) => [n.hostname, n.logins])).toEqual([['test-auth', [LOGIN]]]);
+
+      // WHEN the offered command runs with tsh (as erin) THEN it works; the logins not offered are refused
+      await erin.login();
+      const ok = await erin.tsh(['ssh', `${LOGIN}@test-auth`, 'echo', 'offered-login-works']);
+      expect([ok.code, ok.stdout.trim()]).toEqual([0, 'offered-login-works']);
+      for (const [login, node] of [['auditor', 'test-auth'], ['dave-trait', 'test-auth'], [LOGIN, STAGING]]) {
+        const refused = await erin.tsh(['ssh', `${login}@${node}`, 'echo', 'should-not-run']);
+        expect(refused.code).not.toBe(0);
+        expect(refused.stdout).not.toContain('should-not-run');
+      }
+    } finally {
+      await context.close();
+      dave.cleanup();
+      erin.cleanup();
+    }
+  });
+
+  it('GIVEN the pages THEN they carry a strict CSP, hold no inline script, reference the favicon, and nothing else under the folder is served', async () => {
     for (const p of ['/web', '/web/login', '/web/newuser/0123456789abcdef0123456789abcdef', '/web/cluster/example.com/nodes']) {
       const r = await request('GET', p);
       expect(r.status).toBe(200);
       expect(r.headers['content-type']).toBe('text/html; charset=utf-8');
+      expect(r.text).toContain(FAVICON_LINK);
+      expect(r.text).toMatch(/<title>[^<]+ · Teleport<\/title>/);
       expect(r.headers['content-security-policy']).toMatch(/default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'/);
       expect(r.headers['x-frame-options']).toBe('DENY');
       expect(r.text).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
@@ -299,6 +407,11 @@ describe('proxy web UI in headless Chromium', () => {
     expect(root.headers.location).toBe('/web');
     expect((await request('GET', '/web/app.js')).headers['content-type']).toBe('text/javascript; charset=utf-8');
     expect((await request('GET', '/web/app.css')).headers['content-type']).toBe('text/css; charset=utf-8');
+    const favicon = await request('GET', '/web/favicon.svg');
+    expect([favicon.status, favicon.headers['content-type'], favicon.headers['x-content-type-options']]).toEqual([200, 'image/svg+xml', 'nosniff']);
+    expect(favicon.text).toMatch(/^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"[\s\S]*<\/svg>\s*$/);
+    expect(favicon.text).not.toMatch(/<script|\shref=|\sstyle=|<style/i); // self-contained and inert
+    expect((await request('GET', '/webapi/ping')).json.cluster_name).toBe('example.com');
     expect((await request('GET', '/web/nodes.html')).status).toBe(404);
     expect((await request('GET', '/web/%2e%2e/%2e%2e/package.json')).status).toBe(404);
     expect((await request('POST', '/web/login', { body: {} })).status).toBe(404);

@@ -14,6 +14,8 @@
  *   an empty selector matches nothing;
  * - `{{internal.logins}}` (any `{{internal.x}}` / `{{external.x}}`) expands to
  *   the user's current traits.
+ * `allowedLogins` lists, for the web node list, exactly the logins `checkAccess`
+ * allows on a node.
  * The roles that count are those named in the certificate that the user still
  * has and that still exist, so removing a role from a user, editing or
  * deleting it, or deleting the user bites at the next connection.
@@ -142,4 +144,16 @@ export function checkAccess(view: AccessView, req: AccessRequest): AccessDecisio
   if (onNode.some((r) => loginsOf(r.spec.allow, user).includes(login))) return { allowed: true, user, roles };
   if (!roles.some((r) => loginsOf(r.spec.allow, user).includes(login))) return deny(`login "${login}" is not allowed for user "${req.user}"`);
   return deny(onNode.length ? `login "${login}" is not allowed for user "${req.user}" on node "${node.name}"` : nodeDenied);
+}
+
+/**
+ * The logins the user may use on the node: each candidate (the expanded `allow.logins` of the roles
+ * that count, in role order, once each) that `checkAccess` allows there. Listings call this so they
+ * offer exactly what the proxy and the node will let through.
+ */
+export function allowedLogins(view: AccessView, req: Omit<AccessRequest, 'login'>): string[] {
+  const user = view.user(req.user);
+  if (!user) return [];
+  const candidates = new Set(currentRoles(view, user, req.certRoles).flatMap((r) => loginsOf(r.spec.allow, user)));
+  return [...candidates].filter((login) => checkAccess(view, { ...req, login }).allowed);
 }

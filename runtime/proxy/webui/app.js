@@ -1,8 +1,10 @@
 // The proxy's browser UI: sign-up, login and the node list, on the web API
 // (runtime/proxy/web.ts). No framework; text goes in with textContent only.
+// Every page names the product and the cluster (from ping) in its title and header.
 'use strict';
 
 (function () {
+  var PRODUCT = 'Teleport';
   var TOKEN_KEY = 'teleport.token';
   var USER_KEY = 'teleport.user';
 
@@ -58,6 +60,21 @@
 
   function busy(button, on) {
     button.disabled = on;
+  }
+
+  /** Puts the cluster's name in the header and the title ("Log in · <cluster> · Teleport"). */
+  function showCluster() {
+    api('GET', '/webapi/ping').then(
+      function (ping) {
+        if (!ping.cluster_name) return;
+        $('cluster').textContent = ping.cluster_name;
+        show('cluster-name', true);
+        document.title = [document.body.dataset.title, ping.cluster_name, PRODUCT].join(' · ');
+      },
+      function () {
+        // the page's own requests report an unreachable proxy
+      },
+    );
   }
 
   // ---- sign-up: /web/newuser/<token>
@@ -194,9 +211,19 @@
         span.textContent = t.name + ': ' + t.value;
         labels.appendChild(span);
       });
+      var logins = document.createElement('td');
+      logins.className = 'logins';
+      (n.logins || []).forEach(function (login) {
+        var code = document.createElement('code');
+        code.className = 'login';
+        code.textContent = 'tsh ssh ' + login + '@' + n.hostname;
+        logins.appendChild(code);
+      });
+      if (!logins.firstChild) logins.textContent = 'no login allowed';
       tr.appendChild(host);
       tr.appendChild(addr);
       tr.appendChild(labels);
+      tr.appendChild(logins);
       tbody.appendChild(tr);
     });
     show('loading', false);
@@ -226,7 +253,6 @@
         });
     site
       .then(function (name) {
-        $('cluster').textContent = name;
         return api('GET', '/webapi/sites/' + encodeURIComponent(name) + '/nodes', undefined, token);
       })
       .then(function (res) {
@@ -236,5 +262,8 @@
 
   var pages = { newuser: signupPage, login: loginPage, nodes: nodesPage };
   var page = pages[document.body.dataset.page];
-  if (page) page();
+  if (page) {
+    showCluster();
+    page();
+  }
 })();

@@ -1,10 +1,11 @@
 /**
  * The access decision (runtime/auth/access/decision.ts), table-driven: logins
  * allowed and denied, node_labels allow and deny, wildcards, deny wins, several
- * roles combined, the roles that still count for a certificate, and the role
+ * roles combined, the roles that still count for a certificate, the logins a
+ * listing offers on a node (exactly those checkAccess allows), and the role
  * option defaults that decide a certificate's permissions.
  */
-import { AccessRequest, AccessView, accessFor, checkAccess, labelsMatch } from '../../../../runtime/auth/access/decision';
+import { AccessRequest, AccessView, accessFor, allowedLogins, checkAccess, labelsMatch } from '../../../../runtime/auth/access/decision';
 import { newUser, Role, RoleInput, roleSchema, User } from '../../../../runtime/auth/resources';
 
 function role(name: string, spec: RoleInput['spec']): Role {
@@ -92,6 +93,55 @@ describe('checkAccess', () => {
   it('GIVEN an allowed request THEN the decision carries the roles that counted', () => {
     const d = ask(['prod', 'everywhere'], 'ops', PROD, ['prod', 'everywhere', 'stale']);
     expect(d.allowed && d.roles.map((r) => r.metadata.name)).toEqual(['prod', 'everywhere']);
+  });
+});
+
+describe('allowedLogins (what the web node list offers)', () => {
+  const offered = (roles: string[], node: AccessRequest['node'], certRoles = roles) =>
+    allowedLogins(view([newUser('bob', roles, ['bob'], 'test')]), { user: 'bob', certRoles, node });
+
+  it.each([
+    // roles, node, logins offered
+    [['prod'], PROD, ['deploy', 'bob']], // {{internal.logins}} expanded from the traits
+    [['prod'], STAGING, []],
+    [['everywhere', 'prod'], PROD, ['ops', 'deploy', 'bob']], // role order, each role's own logins
+    [['everywhere', 'prod'], STAGING, []], // deny.node_labels wins over '*'
+    [['everywhere', 'deny-all'], BARE, []],
+    [['no-root'], PROD, []], // deny.logins wins
+    [['no-root', 'everywhere', 'dev-root'], DEV, ['ops']], // root allowed by two roles, denied by one
+    [['dev-root', 'everywhere'], PROD, ['ops']], // root is allowed only where dev-root's node_labels match
+    [['dev-root', 'everywhere'], DEV, ['root', 'ops']],
+    [['any-team'], PROD, ['teamer']],
+    [['any-team'], DEV, []],
+    [['nothing'], PROD, []], // a login without node_labels reaches no node
+    [['dev-root', 'dev-root'], DEV, ['root']], // once each
+  ] as const)('roles %j on %j → %j', (roles, node, want) => {
+    expect(offered([...roles], node)).toEqual(want);
+  });
+
+  it('GIVEN certificate roles the user no longer has, or a deleted user, THEN only the roles that still count offer logins', () => {
+    expect(offered(['prod'], PROD, ['prod', 'everywhere'])).toEqual(['deploy', 'bob']);
+    expect(allowedLogins(view([]), { user: 'bob', certRoles: ['everywhere'], node: PROD })).toEqual([]);
+  });
+
+  it('GIVEN every combination of two roles, every node and every login THEN a login is offered exactly when checkAccess allows it', () => {
+    const names = ROLES.map((r) => r.metadata.name);
+    const candidates = ['deploy', 'bob', 'ops', 'root', 'teamer', 'multi', 'idle', 'nobody'];
+    const disagreements: string[] = [];
+    let offers = 0;
+    for (const a of names) {
+      for (const b of names) {
+        for (const node of [PROD, STAGING, DEV, BARE]) {
+          const logins = offered([a, b], node);
+          offers += logins.length;
+          for (const login of candidates) {
+            if (logins.includes(login) !== ask([a, b], login, node).allowed) disagreements.push(`${a}+${b} ${login}@${node.name}`);
+          }
+        }
+      }
+    }
+    expect(disagreements).toEqual([]);
+    expect(offers).toBeGreaterThan(0);
   });
 });
 
