@@ -187,6 +187,14 @@ describe('README Quickstart', () => {
   it('GIVEN a clean home as a non-root user WHEN every Quickstart command runs as written THEN each does what the README says', async () => {
     const commands = readmeCommands('Quickstart');
     expect(commands.map((c) => c.text)).toEqual(expect.arrayContaining(['npm start']));
-    for (const c of commands) await perform(c);
+    for (const c of commands) {
+      try {
+        await perform(c);
+      } catch (err) {
+        // The server's side of the story, for whoever reads the failure.
+        (err as Error).message += `\n--- teleport output (last 4000 characters) ---\n${serverOutput.slice(-4000)}`;
+        throw err;
+      }
+    }
   });
 });
