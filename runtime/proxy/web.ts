@@ -31,6 +31,7 @@ import { selfSignedServerCert } from '../tlsca';
 import { policyKeyMismatch, tlsPolicy } from '../tlsca/ciphersuites';
 import { AccessDeniedError, BadParameterError, NotFoundError } from '../utils/errors';
 import { Logger } from '../utils/logger';
+import { listen } from '../service/listen';
 import { ClientAddress } from './clientaddr';
 import { checkNotCrossSite, UnsupportedMediaTypeError } from './crossorigin';
 import { loadKeyPairs, ServedKeyPairs } from './keypairs';
@@ -278,13 +279,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
   }
   server.headersTimeout = 30_000;
   server.requestTimeout = 60_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.listen.port, opts.listen.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listen(server, opts.listen, 'proxyWeb');
   const address = { host: opts.listen.host, port: (server.address() as AddressInfo).port };
   const scheme = opts.insecureNoTls ? 'http' : 'https';
   log.info('web service is listening', { addr: `${scheme}://${address.host}:${address.port}` });

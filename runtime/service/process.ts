@@ -13,8 +13,10 @@ import { pamSettings } from '../node/pam';
 import { NodeService, startNodeService } from '../node/service';
 import { ProxyService, startProxyService } from '../proxy/service';
 import { BadParameterError } from '../utils/errors';
+import { Closers } from '../utils/closers';
 import { Logger, logger } from '../utils/logger';
-import { ensureDataDir, hostUUID, procStoragePath } from './datadir';
+import { prepareDataDir, procStoragePath } from './datadir';
+import { checkPorts, plannedListeners } from './listen';
 
 export interface TeleportProcess {
   readonly hostUUID: string;
@@ -75,52 +77,52 @@ export async function startProcess(config: TeleportConfig): Promise<TeleportProc
   for (const warning of config.warnings) log.warn(warning);
   // What the host must have, checked before anything is created or joined.
   const pam = config.ssh.enabled ? pamSettings(config.ssh.pam) : undefined;
-  ensureDataDir(config.dataDir);
-  const uuid = hostUUID(config.dataDir);
-  const proc = await openBackend({ type: 'sqlite', path: procStoragePath(config.dataDir) });
-  const store = new IdentityStore(proc);
-  let auth: AuthService | undefined;
-  let node: NodeService | undefined;
-  let proxy: ProxyService | undefined;
-  let clusterName: string | undefined;
-  try {
+  await checkPorts(plannedListeners(config));
+  const uuid = prepareDataDir(config.dataDir);
+  const opened = new Closers();
+  return opened.guard(async () => {
+    const proc = await openBackend({ type: 'sqlite', path: procStoragePath(config.dataDir) });
+    opened.add(() => proc.close());
+    const store = new IdentityStore(proc);
+    let auth: AuthService | undefined;
+    let node: NodeService | undefined;
+    let proxy: ProxyService | undefined;
+    let clusterName: string | undefined;
     if (config.auth.enabled) {
-      auth = await startAuthService({ config, hostUUID: uuid, procStore: store, log: logger('auth') });
-      clusterName = auth.auth.clusterName;
-      const a = auth.address;
-      config = { ...config, authServers: [{ host: unspecified(a.host) ? '127.0.0.1' : a.host, port: a.port }] };
+      const a = await startAuthService({ config, hostUUID: uuid, procStore: store, log: logger('auth') });
+      auth = a;
+      opened.add(() => a.close());
+      clusterName = a.auth.clusterName;
+      const addr = a.address;
+      config = { ...config, authServers: [{ host: unspecified(addr.host) ? '127.0.0.1' : addr.host, port: addr.port }] };
     }
     if (config.ssh.enabled) {
       const identity = await hostIdentity('Node', config, store, uuid, auth, logger('node'));
       clusterName ??= identity.clusterName;
-      node = await startNodeService({ config, identity, hostUUID: uuid, ...(pam ? { pam } : {}), log: logger('node') });
+      const n = await startNodeService({ config, identity, hostUUID: uuid, ...(pam ? { pam } : {}), log: logger('node') });
+      node = n;
+      opened.add(() => n.close());
     }
     if (config.proxy.enabled) {
       const identity = await hostIdentity('Proxy', config, store, uuid, auth, logger('proxy'));
       clusterName ??= identity.clusterName;
-      proxy = await startProxyService({ config, identity, hostUUID: uuid, log: logger('proxy') });
+      const p = await startProxyService({ config, identity, hostUUID: uuid, log: logger('proxy') });
+      proxy = p;
+      opened.add(() => p.close());
     }
-  } catch (err) {
-    await proxy?.close();
-    await node?.close();
-    await auth?.close();
-    await proc.close();
-    throw err;
-  }
-  if (config.pidFile) fs.writeFileSync(config.pidFile, `${process.pid}\n`, { mode: 0o644 });
-  log.info('teleport is running', { host_uuid: uuid, data_dir: config.dataDir });
-  return {
-    hostUUID: uuid,
-    ...(clusterName ? { clusterName } : {}),
-    auth,
-    node,
-    proxy,
-    close: async () => {
-      await proxy?.close();
-      await node?.close();
-      await auth?.close();
-      await proc.close();
-      if (config.pidFile) fs.rmSync(config.pidFile, { force: true });
-    },
-  };
+    const pidFile = config.pidFile;
+    if (pidFile) {
+      fs.writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o644 });
+      opened.add(() => fs.rmSync(pidFile, { force: true }));
+    }
+    log.info('teleport is running', { host_uuid: uuid, data_dir: config.dataDir });
+    return {
+      hostUUID: uuid,
+      ...(clusterName ? { clusterName } : {}),
+      auth,
+      node,
+      proxy,
+      close: () => opened.close(),
+    };
+  });
 }
