@@ -115,7 +115,8 @@ describe('teleport start with no flags', () => {
     expect(fs.existsSync(path.join(dataDir, 'backend', 'sqlite.db'))).toBe(true);
 
     // THEN stdout says where things are, with the real ports.
-    expect(d.stdout).toMatch(/^Teleport is up: cluster "[0-9a-f-]{36}"\.$/m);
+    // THEN the cluster is named after the host, as Teleport names it.
+    expect(d.stdout).toContain(`Teleport is up: cluster "${nodeName}".\n`);
     expect(d.stdout).toContain(`Data directory:  ${dataDir}\n`);
     expect(d.stdout).toContain(`Proxy:           https://localhost:${ports.web} (web, self-signed certificate), SSH on port ${ports.proxySsh}\n`);
     expect(d.stdout.match(/Next steps:/g)).toHaveLength(1);
