@@ -194,10 +194,15 @@ const SECURITY_HEADERS = {
 };
 
 /** The key pairs to serve: the configured ones (chosen by SNI), or the self-signed one kept in data_dir (made once, 0600). */
+/** The self-signed certificate's file when no key pair is configured (`teleport start` names it for clients to trust). */
+export function selfSignedCertFile(dataDir: string): string {
+  return path.join(dataDir, 'webproxy_cert.pem');
+}
+
 async function loadKeyPair(opts: WebServiceOptions): Promise<ServedKeyPairs> {
   if (opts.keyPairs.length > 0) return loadKeyPairs(opts.keyPairs);
   const keyFile = path.join(opts.dataDir, 'webproxy_key.pem');
-  const certFile = path.join(opts.dataDir, 'webproxy_cert.pem');
+  const certFile = selfSignedCertFile(opts.dataDir);
   if (!fs.existsSync(keyFile) || !fs.existsSync(certFile)) {
     const pair = await selfSignedServerCert(opts.hostNames);
     fs.writeFileSync(keyFile, pair.key, { mode: 0o600 });

@@ -12,6 +12,7 @@ import { AuthService, startAuthService } from '../auth/service';
 import { pamSettings } from '../node/pam';
 import { NodeService, startNodeService } from '../node/service';
 import { ProxyService, startProxyService } from '../proxy/service';
+import { parseCertificate } from '../sshcert';
 import { BadParameterError } from '../utils/errors';
 import { Closers } from '../utils/closers';
 import { Logger, logger } from '../utils/logger';
@@ -32,7 +33,17 @@ function unspecified(host: string): boolean {
   return host === '0.0.0.0' || host === '::' || host === '';
 }
 
-/** A service's identity: from data_dir, from the local auth service, or by joining with a token. */
+/**
+ * Names a proxy's host certificate carries besides its own, as Teleport's do: a client on the proxy's
+ * host (`tsh login --proxy=localhost`, then OpenSSH through `tsh config`) checks the proxy under them.
+ */
+const PROXY_LOOPBACK_PRINCIPALS = ['localhost', '127.0.0.1', '::1'];
+
+/**
+ * A service's identity: from data_dir, from the local auth service, or by joining with a token.
+ * With a local auth service, a stored identity whose certificate lacks a name this configuration
+ * asks for (a new public_addr, or one issued before proxies carried the loopback names) is issued again.
+ */
 async function hostIdentity(
   role: 'Node' | 'Proxy',
   config: TeleportConfig,
@@ -41,14 +52,21 @@ async function hostIdentity(
   auth: AuthService | undefined,
   log: Logger,
 ): Promise<Identity> {
-  if (await store.has(role)) return store.load(role);
   const service = role === 'Node' ? config.ssh : config.proxy;
   const listen = service.listenAddr.host;
   const publicHosts = role === 'Node' ? config.ssh.publicAddrs : [...config.proxy.publicAddrs, ...config.proxy.sshPublicAddrs];
   const principals = [...new Set([config.advertiseIp, ...publicHosts.map((a) => a.host)].filter((p): p is string => !!p))];
   const dnsNames = role === 'Proxy' ? principals : [];
+  const extra = role === 'Proxy' ? PROXY_LOOPBACK_PRINCIPALS : [];
+  const local = [...principals, ...extra, ...(unspecified(listen) ? [] : [listen])];
+  if (await store.has(role)) {
+    const stored = await store.load(role);
+    const has = new Set(parseCertificate(stored.sshCert).principals);
+    if (!auth || local.every((p) => has.has(p))) return stored;
+    log.info('issuing this host a new certificate with the names the configuration asks for', { role, principals: local.filter((p) => !has.has(p)) });
+  }
   if (auth) {
-    const id = await auth.auth.localIdentity(role, [...principals, ...(unspecified(listen) ? [] : [listen])], dnsNames);
+    const id = await auth.auth.localIdentity(role, local, dnsNames);
     await store.save(id);
     return id;
   }
@@ -62,7 +80,7 @@ async function hostIdentity(
     role,
     hostUUID: uuid,
     nodeName: config.nodeName,
-    additionalPrincipals: [...principals, ...(config.advertiseIp ? [] : [unspecified(listen) ? '0.0.0.0' : listen])],
+    additionalPrincipals: [...principals, ...extra, ...(config.advertiseIp ? [] : [unspecified(listen) ? '0.0.0.0' : listen])],
     dnsNames,
     log,
   });

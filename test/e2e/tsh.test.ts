@@ -71,7 +71,8 @@ describe('tsh login, status, ssh, logout', () => {
     expect(fs.statSync(path.join(keyDir(), 'alice-x509-key.pem')).mode & 0o777).toBe(0o600);
     expect(identityOf(fs.readFileSync(path.join(keyDir(), 'alice-x509.pem'), 'utf8'))).toMatchObject({ username: 'alice', groups: ['admin'] });
     expect(fs.readFileSync(path.join(keyDir(), 'alice'), 'utf8')).toMatch(/^-----BEGIN OPENSSH PRIVATE KEY-----/);
-    expect(fs.readFileSync(path.join(home, '.tsh', 'known_hosts'), 'utf8')).toMatch(/^@cert-authority example\.com,\*\.example\.com ssh-/m);
+    // known_hosts trusts the host CA for the cluster's hosts and for the proxy's SSH host (for OpenSSH through tsh config).
+    expect(fs.readFileSync(path.join(home, '.tsh', 'known_hosts'), 'utf8')).toMatch(/^@cert-authority example\.com,\*\.example\.com,127\.0\.0\.1 ssh-/m);
     expect(fs.readFileSync(path.join(home, '.tsh', '127.0.0.1.yaml'), 'utf8')).toMatch(/user: alice/);
   });
 
