@@ -29,7 +29,7 @@ import { Server, serverLabels } from '../auth/resources';
 import type { Cidr } from '../config';
 import { selfSignedServerCert } from '../tlsca';
 import { policyKeyMismatch, tlsPolicy } from '../tlsca/ciphersuites';
-import { AccessDeniedError, BadParameterError, NotFoundError } from '../utils/errors';
+import { AccessDeniedError, BadParameterError, isReason, NotFoundError } from '../utils/errors';
 import { Logger } from '../utils/logger';
 import { listen } from '../service/listen';
 import { ClientAddress } from './clientaddr';
@@ -158,9 +158,23 @@ async function parseBody<T>(req: http.IncomingMessage, schema: z.ZodType<T>): Pr
   throw new BadParameterError('invalid request: ' + parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; '));
 }
 
+/** What an unknown, expired or used sign-up link gets: the way to a new one. */
+export const SIGNUP_LINK_GONE =
+  'sign-up token not found or expired (or already used): ask an administrator for a new sign-up link (tctl users reset <user>)';
+
 function signupToken(value: string): string {
-  if (!TOKEN_RE.test(value)) throw new NotFoundError('sign-up token not found or expired');
+  if (!TOKEN_RE.test(value)) throw new NotFoundError(SIGNUP_LINK_GONE);
   return value;
+}
+
+/** A call about a sign-up token, whose "not found" (expired, used) says how to get a new link. */
+async function signupCall<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if (isReason(err, 'not_found')) throw new NotFoundError(SIGNUP_LINK_GONE);
+    throw err;
+  }
 }
 
 export interface WebServiceOptions {
@@ -232,11 +246,11 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
         const body = await parseBody(req, loginBodySchema);
         sendJson(res, 200, await api.login(body.user, body, clients.of(req)));
       } else if (signup && req.method === 'GET') {
-        const info = await api.signupToken(signupToken(signup[1]));
+        const info = await signupCall(() => api.signupToken(signupToken(signup[1])));
         sendJson(res, 200, info.otp_url ? { ...info, qr_code: await qrCode(info.otp_url) } : info);
       } else if (signup && req.method === 'POST') {
         const body = await parseBody(req, signupBodySchema);
-        sendJson(res, 200, await api.completeSignup(signupToken(signup[1]), body));
+        sendJson(res, 200, await signupCall(() => api.completeSignup(signupToken(signup[1]), body)));
       } else if (route === '/webapi/sessions' && req.method === 'POST') {
         const body = await parseBody(req, sessionBodySchema);
         const creds = { user: body.user, password: body.pass, ...(body.second_factor_token ? { otpToken: body.second_factor_token } : {}) };

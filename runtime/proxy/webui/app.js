@@ -61,6 +61,9 @@
   }
 
   // ---- sign-up: /web/newuser/<token>
+  var SIGNUP_LINK_GONE =
+    'This sign-up link is invalid, has expired or has been used already. ' +
+    'Ask your administrator for a new one: they run "tctl users reset <your user name>" and send you the link it prints.';
   function signupPage() {
     var m = /^\/web\/newuser\/([^/]+)\/?$/.exec(location.pathname);
     var token = m ? m[1] : '';
@@ -83,7 +86,7 @@
         show('loading', false);
         showError(
           err.status === 404
-            ? 'This sign-up link is invalid, has expired or has been used already. Ask your administrator for a new one.'
+            ? SIGNUP_LINK_GONE
             : networkMessage(err),
         );
       },
@@ -109,7 +112,7 @@
           busy($('submit'), false);
           showError(
             err.status === 404
-              ? 'This sign-up link is invalid, has expired or has been used already. Ask your administrator for a new one.'
+              ? SIGNUP_LINK_GONE
               : networkMessage(err),
           );
         },
