@@ -83,7 +83,8 @@ export async function checkPorts(planned: { name: ListenerName; addr: HostPort }
         const t = LISTENERS[twin.name];
         throw new BadParameterError(`${LISTENERS[p.name].service} cannot listen on ${formatAddr(p.addr)} (${LISTENERS[p.name].key}): ${t.service} wants port ${p.addr.port} too (${t.key})`);
       }
-      const server = net.createServer();
+      // A client that connects in this moment (a load balancer's health check) is let go at once, so closing never waits on it.
+      const server = net.createServer((sock) => sock.destroy());
       await listen(server, p.addr, p.name);
       held.push({ ...p, server });
     }
