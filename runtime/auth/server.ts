@@ -3,7 +3,7 @@
  * issuing user and host certificates, joining hosts with tokens, and the
  * audit trail of every change. `api.ts` exposes it over mutual TLS.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Backend } from '../backend';
 import { Keys } from '../contract/keys';
 import { AuditLog, EventFields } from '../events/filelog';
@@ -48,7 +48,7 @@ export interface AuthServerOptions {
   audit: AuditLog;
   hostUUID: string;
   nodeName: string;
-  /** From `auth_service.cluster_name`; when absent the stored name is used, or a new UUID. */
+  /** From `auth_service.cluster_name`; when absent the stored name is used, or for a new cluster `nodeName`. */
   clusterName?: string;
   caKeyType: KeyAlgorithm;
   staticTokens: StaticToken[];
@@ -112,7 +112,11 @@ function checkPublicKeyLine(line: string): Buffer {
   return blob;
 }
 
-async function initClusterName(backend: Backend, wanted: string | undefined): Promise<string> {
+/**
+ * The cluster's name: the one in storage when there is one (a cluster keeps its name), else
+ * `auth_service.cluster_name`, else, as Teleport does, this auth server's host name (its nodename).
+ */
+async function initClusterName(backend: Backend, wanted: string | undefined, hostName: string): Promise<string> {
   const read = async () => {
     const item = await backend.get(Keys.clusterName());
     return (JSON.parse(item.value.toString()) as { spec: { cluster_name: string } }).spec.cluster_name;
@@ -122,7 +126,7 @@ async function initClusterName(backend: Backend, wanted: string | undefined): Pr
     name = await read();
   } catch (err) {
     if (!isReason(err, 'not_found')) throw err;
-    const candidate = wanted ?? randomUUID();
+    const candidate = wanted ?? hostName;
     const value = { kind: 'cluster_name', version: 'v2', metadata: { name: 'cluster-name' }, spec: { cluster_name: candidate } };
     try {
       await backend.create({ key: Keys.clusterName(), value: Buffer.from(JSON.stringify(value)) });
@@ -165,7 +169,7 @@ export class AuthServer {
 
   /** Sets up the cluster's state on first start (name, CAs, default role) and loads it on later ones. */
   static async init(opts: AuthServerOptions): Promise<AuthServer> {
-    const clusterName = await initClusterName(opts.backend, opts.clusterName);
+    const clusterName = await initClusterName(opts.backend, opts.clusterName, opts.nodeName);
     const authorities = new Authorities(opts.backend);
     const { user, host } = await authorities.init(clusterName, opts.caKeyType);
     const server = new AuthServer(opts, clusterName, user, host);

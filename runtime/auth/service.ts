@@ -11,7 +11,9 @@ import { Backend } from '../backend';
 import { TeleportConfig } from '../config';
 import { AuditLog } from '../events/filelog';
 import { policyKeyMismatch, tlsPolicy } from '../tlsca/ciphersuites';
+import { Closers } from '../utils/closers';
 import { Logger } from '../utils/logger';
+import { listen as listenOn } from '../service/listen';
 import { VERSION } from '../version';
 import { authRoutes } from './api';
 import { callerOf, Router } from './http';
@@ -40,17 +42,13 @@ function loopbackIfAny(host: string): string {
 
 export async function startAuthService(opts: StartAuthOptions): Promise<AuthService> {
   const { config, log } = opts;
-  const backend: Backend = await openClusterStorage(config.storage, log);
-  let audit: AuditLog;
-  try {
-    audit = await openAuditLogs(config.storage);
-  } catch (err) {
-    await backend.close();
-    throw err;
-  }
-  let auth: AuthServer;
-  try {
-    auth = await AuthServer.init({
+  const opened = new Closers();
+  return opened.guard(async () => {
+    const backend: Backend = await openClusterStorage(config.storage, log);
+    opened.add(() => backend.close());
+    const audit: AuditLog = await openAuditLogs(config.storage);
+    opened.add(() => audit.close());
+    const auth = await AuthServer.init({
       backend,
       audit,
       hostUUID: opts.hostUUID,
@@ -70,78 +68,64 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
       },
       log,
     });
-  } catch (err) {
-    await backend.close();
-    await audit.close();
-    throw err;
-  }
+    opened.add(() => auth.close());
 
-  const listen = config.auth.listenAddr;
-  const names = [config.nodeName, 'localhost', '127.0.0.1', '::1', ...config.auth.publicAddrs.map((a) => a.host)];
-  if (config.advertiseIp) names.push(config.advertiseIp);
-  if (loopbackIfAny(listen.host) !== '127.0.0.1') names.push(listen.host);
-  const identity = await auth.localIdentity('Auth', names, names);
-  await opts.procStore.save(identity);
-  await opts.procStore.save(await auth.localIdentity('Admin', [], []));
+    const listen = config.auth.listenAddr;
+    const names = [config.nodeName, 'localhost', '127.0.0.1', '::1', ...config.auth.publicAddrs.map((a) => a.host)];
+    if (config.advertiseIp) names.push(config.advertiseIp);
+    if (loopbackIfAny(listen.host) !== '127.0.0.1') names.push(listen.host);
+    const identity = await auth.localIdentity('Auth', names, names);
+    await opts.procStore.save(identity);
+    await opts.procStore.save(await auth.localIdentity('Admin', [], []));
 
-  const hostCA = [new X509Certificate(auth.hostCA.tlsCert())];
-  const userCA = [new X509Certificate(auth.userCA.tlsCert())];
-  const recordings = await openRecordingStore(config, log);
-  const router = new Router(authRoutes(auth, recordings.store), (socket: TLSSocket) => callerOf(socket, hostCA, userCA), log);
-  const policy = tlsPolicy(config.ciphersuites);
-  const mismatch = policyKeyMismatch(policy, identity.tlsKey);
-  if (mismatch) log.warn(mismatch);
-  const server = https.createServer(
-    {
-      key: identity.tlsKey,
-      cert: identity.tlsCert,
-      ca: [auth.hostCA.tlsCert(), auth.userCA.tlsCert()],
-      requestCert: true,
-      rejectUnauthorized: false,
-      ...policy,
-      handshakeTimeout: 10_000,
-    },
-    router.handle,
-  );
-  server.headersTimeout = 30_000;
-  server.requestTimeout = 60_000;
-  server.on('tlsClientError', (err) => log.debug('TLS handshake failed', { error: err.message }));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(listen.port, listen.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
+    const hostCA = [new X509Certificate(auth.hostCA.tlsCert())];
+    const userCA = [new X509Certificate(auth.userCA.tlsCert())];
+    const recordings = await openRecordingStore(config, log);
+    opened.add(() => recordings.close());
+    const router = new Router(authRoutes(auth, recordings.store), (socket: TLSSocket) => callerOf(socket, hostCA, userCA), log);
+    const policy = tlsPolicy(config.ciphersuites);
+    const mismatch = policyKeyMismatch(policy, identity.tlsKey);
+    if (mismatch) log.warn(mismatch);
+    const server = https.createServer(
+      {
+        key: identity.tlsKey,
+        cert: identity.tlsCert,
+        ca: [auth.hostCA.tlsCert(), auth.userCA.tlsCert()],
+        requestCert: true,
+        rejectUnauthorized: false,
+        ...policy,
+        handshakeTimeout: 10_000,
+      },
+      router.handle,
+    );
+    server.headersTimeout = 30_000;
+    server.requestTimeout = 60_000;
+    server.on('tlsClientError', (err) => log.debug('TLS handshake failed', { error: err.message }));
+    await listenOn(server, listen, 'auth');
+    opened.add(
+      () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        }),
+    );
+    const address = { host: listen.host, port: (server.address() as AddressInfo).port };
+
+    const announce = () =>
+      auth.presence
+        .upsert({
+          kind: 'auth_server',
+          version: 'v2',
+          metadata: { name: opts.hostUUID, namespace: 'default' },
+          spec: { addr: `${config.advertiseIp ?? loopbackIfAny(address.host)}:${address.port}`, hostname: config.nodeName, version: VERSION },
+        })
+        .catch((err) => log.warn('failed to announce the auth server', { error: err }));
+    await announce();
+    const heartbeat = setInterval(announce, SERVER_ANNOUNCE_TTL_MS / 2);
+    heartbeat.unref();
+    opened.add(() => clearInterval(heartbeat));
+
+    log.info('auth service is listening', { addr: `${address.host}:${address.port}`, cluster: auth.clusterName });
+    return { auth, address, close: () => opened.close() };
   });
-  const address = { host: listen.host, port: (server.address() as AddressInfo).port };
-
-  const announce = () =>
-    auth.presence
-      .upsert({
-        kind: 'auth_server',
-        version: 'v2',
-        metadata: { name: opts.hostUUID, namespace: 'default' },
-        spec: { addr: `${config.advertiseIp ?? loopbackIfAny(address.host)}:${address.port}`, hostname: config.nodeName, version: VERSION },
-      })
-      .catch((err) => log.warn('failed to announce the auth server', { error: err }));
-  await announce();
-  const heartbeat = setInterval(announce, SERVER_ANNOUNCE_TTL_MS / 2);
-  heartbeat.unref();
-
-  log.info('auth service is listening', { addr: `${address.host}:${address.port}`, cluster: auth.clusterName });
-  return {
-    auth,
-    address,
-    close: async () => {
-      clearInterval(heartbeat);
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-      await recordings.close();
-      await auth.close();
-      await backend.close();
-      await audit.close();
-    },
-  };
 }

@@ -171,4 +171,8 @@ program
     process.stdout.write(`Session ID: ${sid}\n`);
   });
 
-void runCli(program);
+// A failed command exits at once: a start-up that failed has closed what it opened, and this
+// makes sure that nothing missed (a timer, a socket) keeps a failed daemon alive.
+void runCli(program).then(() => {
+  if (process.exitCode) process.exit();
+});

@@ -3,7 +3,8 @@
  * `tsh`: the user client. `login` gets certificates from the proxy's web API,
  * `status` shows them, `logout` removes them; `ssh` and `scp` reach nodes
  * through the proxy's SSH port; `ls` and `play` ask the auth server through
- * the proxy. State lives in `$TELEPORT_HOME` or `~/.tsh`.
+ * the proxy; `config` prints the OpenSSH client configuration for the login.
+ * State lives in `$TELEPORT_HOME` or `~/.tsh`.
  */
 import { Command, Option } from 'commander';
 import { formatStatus } from '../client/status';
@@ -19,6 +20,7 @@ import { profileProxyHost, removeProfile } from '../client/profile';
 import { Prompter } from '../client/prompt';
 import { scpCommand } from '../client/scp';
 import { sshCommand } from '../client/ssh';
+import { formatSshConfig, sshConfigFacts } from '../client/sshconfig';
 import { BadParameterError } from '../utils/errors';
 import { VERSION } from '../version';
 import { runCli } from './common';
@@ -123,6 +125,13 @@ program
   .action(async (labels: string[], o: { verbose?: boolean }) => {
     const nodes = await listNodes(currentLogin({ proxy: globalProxy() }), parseLabelSelector(labels));
     process.stdout.write(formatNodes(nodes, !!o.verbose));
+  });
+
+program
+  .command('config')
+  .description('Prints an OpenSSH client configuration for the current login: add it to ~/.ssh/config to reach nodes as <login>@<node>.<cluster>')
+  .action(() => {
+    process.stdout.write(formatSshConfig(sshConfigFacts(currentLogin({ proxy: globalProxy() }))));
   });
 
 program

@@ -2,11 +2,13 @@
  * The key store under `<home>/keys/<proxyHost>/`: `<user>` (OpenSSH private
  * key, 0600), `<user>.pub`, `<user>-cert.pub` (SSH user certificate),
  * `<user>-x509.pem` and `<user>-x509-key.pem` (TLS certificate and its key, 0600), `certs.pem` (TLS CAs);
- * and `<home>/known_hosts` with one `@cert-authority <cluster>,*.<cluster>`
- * line per host CA key (formats.md §8.3).
+ * and `<home>/known_hosts` with one `@cert-authority <cluster>,*.<cluster>,<proxy>`
+ * line per host CA key (formats.md §8.3; `<proxy>`, the host of the proxy's
+ * SSH address, lets OpenSSH check the proxy hop with it, see sshconfig.ts).
  */
 import { KeyObject } from 'node:crypto';
 import * as fs from 'node:fs';
+import { isIP } from 'node:net';
 import * as path from 'node:path';
 import { Certificate, formatAuthorizedKey, loadPrivateKey, parseAuthorizedKey, parseCertificate, publicKeyBlob, encodeOpenSSHPrivateKey } from '../sshcert';
 import { BadParameterError, NotFoundError } from '../utils/errors';
@@ -108,29 +110,53 @@ export function removeKeys(proxyHost: string, user: string, home = tshHome()): v
   if (rest.length === 0) fs.rmSync(p.dir, { recursive: true, force: true });
 }
 
-/** The `@cert-authority` line for one host CA key. */
-export function knownHostsLine(ca: HostCA): string {
-  return `@cert-authority ${ca.cluster},*.${ca.cluster} ${formatAuthorizedKey(ca.key)} type=host`;
+/** A cluster name or host as it may stand in a known_hosts pattern list or an ssh_config `Host` line. */
+const HOST_NAME_RE = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/;
+
+/** Refuses a cluster or host name (they come from the proxy's answers) that is not a plain name or IP address. */
+export function checkHostName(name: string, what: string): string {
+  if (!HOST_NAME_RE.test(name) && isIP(name) === 0) throw new BadParameterError(`${what}: ${JSON.stringify(name)} is not a host name or IP address`);
+  return name;
+}
+
+/** The `@cert-authority` line for one host CA key: the cluster's hosts, and the proxy when given. */
+export function knownHostsLine(ca: HostCA, proxyHost?: string): string {
+  const cluster = checkHostName(ca.cluster, 'cluster name');
+  const hosts = [cluster, `*.${cluster}`, ...(proxyHost && proxyHost !== cluster ? [checkHostName(proxyHost, 'proxy host')] : [])];
+  return `@cert-authority ${hosts.join(',')} ${formatAuthorizedKey(ca.key)} type=host`;
 }
 
 /** Replaces the host CA lines of the clusters in `cas`, keeping every other line of known_hosts. */
-export function saveHostCAs(cas: HostCA[], home = tshHome()): void {
+export function saveHostCAs(cas: HostCA[], proxyHost?: string, home = tshHome()): void {
   ensurePrivateDir(home);
   const file = path.join(home, KNOWN_HOSTS_FILE);
+  const lines = cas.map((ca) => knownHostsLine(ca, proxyHost));
   const clusters = new Set(cas.map((c) => c.cluster));
   const kept = readLines(file).filter((l) => {
     const ca = parseKnownHostsCA(l);
     return !ca || !clusters.has(ca.cluster);
   });
-  writeFileAtomic(file, [...kept, ...cas.map(knownHostsLine)].map((l) => l + '\n').join(''), 0o644);
+  writeFileAtomic(file, [...kept, ...lines].map((l) => l + '\n').join(''), 0o644);
+}
+
+/** Whether the known_hosts lines of `cluster` also name `host` (lines saved before they named the proxy do not). */
+export function hostCAsCover(cluster: string, host: string, home = tshHome()): boolean {
+  const lines = clusterLines(cluster, home);
+  return lines.length > 0 && lines.every((ca) => ca.hosts.includes(host));
+}
+
+type KnownHostsCA = HostCA & { hosts: string[] };
+
+/** The parsed known_hosts lines of `cluster`. */
+function clusterLines(cluster: string, home: string): KnownHostsCA[] {
+  return readLines(path.join(home, KNOWN_HOSTS_FILE))
+    .map(parseKnownHostsCA)
+    .filter((ca): ca is KnownHostsCA => ca !== undefined && ca.cluster === cluster);
 }
 
 /** The host CA keys trusted for `cluster`. */
 export function loadHostCAs(cluster: string, home = tshHome()): Buffer[] {
-  return readLines(path.join(home, KNOWN_HOSTS_FILE))
-    .map(parseKnownHostsCA)
-    .filter((ca): ca is HostCA => ca !== undefined && ca.cluster === cluster)
-    .map((ca) => ca.key);
+  return clusterLines(cluster, home).map((ca) => ca.key);
 }
 
 function readLines(file: string): string[] {
@@ -141,14 +167,15 @@ function readLines(file: string): string[] {
   }
 }
 
-/** `@cert-authority <cluster>,*.<cluster> <type> <b64> ...` → the cluster and key; other lines → undefined. */
-export function parseKnownHostsCA(line: string): HostCA | undefined {
+/** `@cert-authority <cluster>,*.<cluster>[,<proxy>] <type> <b64> ...` → the cluster, its hosts and key; other lines → undefined. */
+export function parseKnownHostsCA(line: string): KnownHostsCA | undefined {
   const parts = line.trim().split(/\s+/);
   if (parts[0] !== '@cert-authority' || parts.length < 4) return undefined;
-  const cluster = parts[1].split(',').find((p) => !p.startsWith('*.'));
+  const hosts = parts[1].split(',');
+  const cluster = hosts.find((p) => !p.startsWith('*.'));
   if (!cluster) return undefined;
   try {
-    return { cluster, key: parseAuthorizedKey(`${parts[2]} ${parts[3]}`).blob };
+    return { cluster, hosts, key: parseAuthorizedKey(`${parts[2]} ${parts[3]}`).blob };
   } catch {
     return undefined;
   }

@@ -7,8 +7,8 @@
 import { generateKeyPair, formatAuthorizedKey, parseAuthorizedKey, parseCertificate, publicKeyBlob, Certificate } from '../sshcert';
 import { generateTlsKey, publicKeyPem } from '../tlsca';
 import { BadParameterError } from '../utils/errors';
-import { HostCA, saveHostCAs, saveKeys } from './keystore';
-import { Profile, saveProfile } from './profile';
+import { checkHostName, HostCA, saveHostCAs, saveKeys } from './keystore';
+import { Profile, saveProfile, splitHostPort } from './profile';
 import { Prompter } from './prompt';
 import { discoverProxy, formatHostPort, parseProxySpec, requestSshCerts, sshProxyAddr } from './weblogin';
 
@@ -63,8 +63,11 @@ export async function login(opts: LoginOptions): Promise<{ profile: Profile; cer
     cluster,
     ...(opts.insecure ? { insecure: true } : {}),
   };
+  // The names known_hosts will hold (and tsh config's ssh_config), checked before anything is written.
+  for (const ca of cas) checkHostName(ca.cluster, 'the cluster name the proxy sent');
+  const proxyHost = checkHostName(splitHostPort(profile.ssh_proxy_addr).host, "the host of the proxy's SSH address");
   saveKeys(spec.host, opts.user, { privateKey: pair.privateKey, sshCert: certLine, tlsCert: res.tls_cert ? unb64(res.tls_cert) : undefined, tlsKey, tlsCAs }, opts.home);
-  saveHostCAs(cas, opts.home);
+  saveHostCAs(cas, proxyHost, opts.home);
   saveProfile(profile, opts.home);
   return { profile, cert };
 }

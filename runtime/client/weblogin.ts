@@ -64,6 +64,31 @@ export interface WebClientOptions {
   insecure?: boolean;
 }
 
+/** OpenSSL's and Node's codes for a server certificate this machine does not trust (or that is not for this name). */
+const UNTRUSTED_CERT_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** Why the proxy's certificate was refused, and the two ways on: --insecure for the quickstart's self-signed one, or trusting it. */
+function untrustedCertError(where: string, err: Error): ConnectionProblemError {
+  return new ConnectionProblemError(
+    `the proxy's HTTPS certificate at ${where} is not trusted (${err.message}). ` +
+      `For the self-signed certificate of a quickstart proxy, add --insecure (the certificate is then not checked), ` +
+      `or have tsh trust it: run it with NODE_EXTRA_CA_CERTS=<the proxy's data_dir>/webproxy_cert.pem (teleport start prints the path). ` +
+      `For a proxy of your own, give it a certificate from a CA this machine trusts (https_keypairs), or name that CA's file in NODE_EXTRA_CA_CERTS`,
+    { cause: err },
+  );
+}
+
 /** Errors that mean "this server does not speak TLS". */
 function isPlainHttpAnswer(err: unknown): boolean {
   const e = err as NodeJS.ErrnoException & { reason?: string };
@@ -116,6 +141,7 @@ export function webRequest<T>(opts: WebClientOptions, method: 'GET' | 'POST', ur
     req.on('timeout', () => req.destroy(new ConnectionProblemError(`${where}: no answer within 30s`)));
     req.on('error', (err) => {
       if (err instanceof TeleportError) return reject(err);
+      if (UNTRUSTED_CERT_CODES.has((err as NodeJS.ErrnoException).code ?? '')) return reject(untrustedCertError(`https://${formatHostPort(opts.host, opts.port)}`, err));
       const e = new ConnectionProblemError(`cannot reach the proxy at ${where}: ${err.message}`);
       (e as { cause?: unknown }).cause = err;
       reject(e);

@@ -68,7 +68,8 @@ auth_service:
   enabled: yes
 
   # Part of every certificate this CA signs. Changing it invalidates all
-  # certificates and keys (wipe ${commentDir} after a change).
+  # certificates and keys (wipe ${commentDir} after a change). Without it,
+  # a new cluster is named after this host (its nodename).
   cluster_name: main
 
   # Where other Teleport services reach the auth API.

@@ -12,6 +12,7 @@ import { AccessDecision, accessFor, Permissions } from '../auth/access/decision'
 import { Certificate, certRoles, hostKeyWithCertificate, LoginNotInCertificateError, serverAlgorithms, type SshAlgorithms, verifyUserCertAuth } from '../sshcert';
 import { logNegotiated } from '../sshcert/negotiated';
 import { Logger } from '../utils/logger';
+import { listen } from '../service/listen';
 import { serveForwarding } from './forwarding';
 import { lookupUser, OsUser } from './osuser';
 import { PamSettings } from './pam';
@@ -83,13 +84,7 @@ export class NodeServer {
   }
 
   async listen(): Promise<{ host: string; port: number }> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.opts.listen.port, this.opts.listen.host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
+    await listen(this.server, this.opts.listen, 'node');
     const a = this.server.address() as AddressInfo;
     this.address = { host: this.opts.listen.host, port: a.port };
     return this.address;

@@ -17,6 +17,7 @@ import { sshAlgorithmsOf } from '../sshcert/algorithms';
 import { auditEventSender, EventSpool } from '../events/spool';
 import { SessionRecorder } from '../recordings/recorder';
 import { RecordingUploader } from '../recordings/uploader';
+import { Closers } from '../utils/closers';
 import { Logger } from '../utils/logger';
 import { VERSION } from '../version';
 import { announceTtlMs } from '../auth/presence';
@@ -54,99 +55,98 @@ function advertisedAddr(config: TeleportConfig, port: number): string {
 
 export async function startNodeService(opts: StartNodeOptions): Promise<NodeService> {
   const { config, identity, log } = opts;
-  const client = new AuthClient({
-    servers: config.authServers,
-    credentials: { key: identity.tlsKey, cert: identity.tlsCert, ca: identity.tlsCACerts },
-  });
-  const cluster = await client.get<ClusterConfig>('/v1/configuration/cluster');
+  const opened = new Closers();
+  return opened.guard(async () => {
+    const client = new AuthClient({
+      servers: config.authServers,
+      credentials: { key: identity.tlsKey, cert: identity.tlsCert, ca: identity.tlsCACerts },
+    });
+    opened.add(() => client.close());
+    const cluster = await client.get<ClusterConfig>('/v1/configuration/cluster');
 
-  const access = new AccessCache(client, log.child('access'));
-  await access.start();
+    const access = new AccessCache(client, log.child('access'));
+    opened.add(() => access.stop());
+    await access.start();
 
-  const logDir = path.join(config.dataDir, 'log', 'upload');
-  const spool = new EventSpool({
-    dir: path.join(logDir, 'events'),
-    send: auditEventSender(client),
-    log: log.child('events'),
-  });
-  await spool.start();
-  const emit = (fields: Parameters<EventSpool['emit']>[0]) => {
-    spool.emit(fields).catch((err) => log.error('failed to write an audit event to disk', { error: err, event: fields.event }));
-  };
-  const sessionsDir = path.join(logDir, 'sessions', 'default');
-  const uploader = new RecordingUploader({ dir: sessionsDir, client, log: log.child('upload') });
-  await uploader.start();
+    const logDir = path.join(config.dataDir, 'log', 'upload');
+    const spool = new EventSpool({
+      dir: path.join(logDir, 'events'),
+      send: auditEventSender(client),
+      log: log.child('events'),
+    });
+    opened.add(() => spool.close());
+    await spool.start();
+    const emit = (fields: Parameters<EventSpool['emit']>[0]) => {
+      spool.emit(fields).catch((err) => log.error('failed to write an audit event to disk', { error: err, event: fields.event }));
+    };
+    const sessionsDir = path.join(logDir, 'sessions', 'default');
+    const uploader = new RecordingUploader({ dir: sessionsDir, client, log: log.child('upload') });
+    opened.add(() => uploader.close());
+    await uploader.start();
 
-  let heartbeat: Heartbeat | undefined;
-  const labels = new DynamicLabels(config.ssh.commands, () => void heartbeat?.announce(), log.child('labels'));
-  await labels.start();
-  const allLabels = () => {
-    const dyn = labels.snapshot();
-    return { ...config.ssh.labels, ...Object.fromEntries(Object.entries(dyn).map(([k, v]) => [k, v.result])) };
-  };
+    let heartbeat: Heartbeat | undefined;
+    const labels = new DynamicLabels(config.ssh.commands, () => void heartbeat?.announce(), log.child('labels'));
+    opened.add(() => labels.stop());
+    await labels.start();
+    const allLabels = () => {
+      const dyn = labels.snapshot();
+      return { ...config.ssh.labels, ...Object.fromEntries(Object.entries(dyn).map(([k, v]) => [k, v.result])) };
+    };
 
-  const server = new NodeServer({
-    listen: config.ssh.listenAddr,
-    hostKey: identity.sshKey,
-    hostCert: identity.sshCert,
-    algorithms: sshAlgorithmsOf(config),
-    serverId: opts.hostUUID,
-    hostname: config.nodeName,
-    trustedUserCAs: () => access.userCAKeys(),
-    authorize: (req) => access.check({ ...req, node: { name: config.nodeName, labels: allLabels() } }),
-    labels: allLabels,
-    permitUserEnv: config.ssh.permitUserEnv,
-    ...(opts.pam ? { pam: opts.pam } : {}),
-    idleTimeoutMs: cluster.client_idle_timeout / 1e6,
-    keepAliveIntervalMs: cluster.keep_alive_interval / 1e6,
-    keepAliveCountMax: cluster.keep_alive_count_max,
-    disconnectExpiredCert: cluster.disconnect_expired_cert,
-    maxConnections: config.connectionLimits.maxConnections,
-    maxUsers: config.connectionLimits.maxUsers,
-    emit,
-    record: (sid) => {
-      if (cluster.session_recording !== 'node') return { output: () => undefined, event: () => undefined, close: async () => undefined };
-      const rec = new SessionRecorder({ dir: sessionsDir, sid, serverId: opts.hostUUID });
-      return {
-        output: (d) => rec.output(d),
-        event: (f) => rec.event(f),
-        close: async () => {
-          await rec.close();
-          uploader.notify();
-        },
-      };
-    },
-    log: log.child('ssh'),
-  });
-  const address = await server.listen();
-
-  const record = (): Server => ({
-    kind: 'node',
-    version: 'v2',
-    metadata: { name: opts.hostUUID, namespace: 'default', labels: config.ssh.labels },
-    spec: {
-      addr: advertisedAddr(config, address.port),
+    const server = new NodeServer({
+      listen: config.ssh.listenAddr,
+      hostKey: identity.sshKey,
+      hostCert: identity.sshCert,
+      algorithms: sshAlgorithmsOf(config),
+      serverId: opts.hostUUID,
       hostname: config.nodeName,
-      cmd_labels: labels.snapshot(),
-      version: VERSION,
-      ...(config.ssh.publicAddrs[0] ? { public_addr: `${config.ssh.publicAddrs[0].host}:${config.ssh.publicAddrs[0].port}` } : {}),
-    },
-  });
-  heartbeat = new Heartbeat(client, record, announceTtlMs(), log.child('heartbeat'));
-  await heartbeat.start();
-  log.info('node service is listening', { addr: `${address.host}:${address.port}`, host_uuid: opts.hostUUID });
+      trustedUserCAs: () => access.userCAKeys(),
+      authorize: (req) => access.check({ ...req, node: { name: config.nodeName, labels: allLabels() } }),
+      labels: allLabels,
+      permitUserEnv: config.ssh.permitUserEnv,
+      ...(opts.pam ? { pam: opts.pam } : {}),
+      idleTimeoutMs: cluster.client_idle_timeout / 1e6,
+      keepAliveIntervalMs: cluster.keep_alive_interval / 1e6,
+      keepAliveCountMax: cluster.keep_alive_count_max,
+      disconnectExpiredCert: cluster.disconnect_expired_cert,
+      maxConnections: config.connectionLimits.maxConnections,
+      maxUsers: config.connectionLimits.maxUsers,
+      emit,
+      record: (sid) => {
+        if (cluster.session_recording !== 'node') return { output: () => undefined, event: () => undefined, close: async () => undefined };
+        const rec = new SessionRecorder({ dir: sessionsDir, sid, serverId: opts.hostUUID });
+        return {
+          output: (d) => rec.output(d),
+          event: (f) => rec.event(f),
+          close: async () => {
+            await rec.close();
+            uploader.notify();
+          },
+        };
+      },
+      log: log.child('ssh'),
+    });
+    const address = await server.listen();
+    opened.add(() => server.close());
 
-  return {
-    address,
-    flushEvents: () => spool.flush(),
-    close: async () => {
-      access.stop();
-      heartbeat?.stop();
-      labels.stop();
-      await server.close();
-      await uploader.close();
-      await spool.close();
-      client.close();
-    },
-  };
+    const record = (): Server => ({
+      kind: 'node',
+      version: 'v2',
+      metadata: { name: opts.hostUUID, namespace: 'default', labels: config.ssh.labels },
+      spec: {
+        addr: advertisedAddr(config, address.port),
+        hostname: config.nodeName,
+        cmd_labels: labels.snapshot(),
+        version: VERSION,
+        ...(config.ssh.publicAddrs[0] ? { public_addr: `${config.ssh.publicAddrs[0].host}:${config.ssh.publicAddrs[0].port}` } : {}),
+      },
+    });
+    heartbeat = new Heartbeat(client, record, announceTtlMs(), log.child('heartbeat'));
+    const beating = heartbeat;
+    opened.add(() => beating.stop());
+    await heartbeat.start();
+    log.info('node service is listening', { addr: `${address.host}:${address.port}`, host_uuid: opts.hostUUID });
+
+    return { address, flushEvents: () => spool.flush(), close: () => opened.close() };
+  });
 }

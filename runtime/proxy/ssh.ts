@@ -20,6 +20,7 @@ import { Certificate, certRoles, DEFAULT_SSH_ALGORITHMS, EXT_TELEPORT_ROUTE_TO_C
 import { logNegotiated } from '../sshcert/negotiated';
 import { AccessDeniedError, ConnectionProblemError, NotFoundError } from '../utils/errors';
 import { Logger } from '../utils/logger';
+import { listen } from '../service/listen';
 import { dial, failChannel, proxyHello, readGreeting, relay, TELEPORT_VERSION_PREFIX } from './relay';
 import type { Cidr } from '../config/address';
 import { DirectDialPolicy } from './direct';
@@ -149,14 +150,8 @@ class ProxySshServer {
   }
 
   async listen(): Promise<HostPort> {
-    const { host, port } = this.opts.listen;
-    await new Promise<void>((resolve, reject) => {
-      this.tcp.once('error', reject);
-      this.tcp.listen(port, host, () => {
-        this.tcp.off('error', reject);
-        resolve();
-      });
-    });
+    const { host } = this.opts.listen;
+    await listen(this.tcp, this.opts.listen, 'proxySsh');
     this.address = { host, port: (this.tcp.address() as net.AddressInfo).port };
     return this.address;
   }

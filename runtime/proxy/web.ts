@@ -30,8 +30,9 @@ import type { UserNode } from '../auth/server';
 import type { Cidr } from '../config';
 import { selfSignedServerCert } from '../tlsca';
 import { policyKeyMismatch, tlsPolicy } from '../tlsca/ciphersuites';
-import { AccessDeniedError, BadParameterError, NotFoundError } from '../utils/errors';
+import { AccessDeniedError, BadParameterError, isReason, NotFoundError } from '../utils/errors';
 import { Logger } from '../utils/logger';
+import { listen } from '../service/listen';
 import { ClientAddress } from './clientaddr';
 import { checkNotCrossSite, UnsupportedMediaTypeError } from './crossorigin';
 import { loadKeyPairs, ServedKeyPairs } from './keypairs';
@@ -163,9 +164,23 @@ async function parseBody<T>(req: http.IncomingMessage, schema: z.ZodType<T>): Pr
   throw new BadParameterError('invalid request: ' + parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; '));
 }
 
+/** What an unknown, expired or used sign-up link gets: the way to a new one. */
+export const SIGNUP_LINK_GONE =
+  'sign-up token not found or expired (or already used): ask an administrator for a new sign-up link (tctl users reset <user>)';
+
 function signupToken(value: string): string {
-  if (!TOKEN_RE.test(value)) throw new NotFoundError('sign-up token not found or expired');
+  if (!TOKEN_RE.test(value)) throw new NotFoundError(SIGNUP_LINK_GONE);
   return value;
+}
+
+/** A call about a sign-up token, whose "not found" (expired, used) says how to get a new link. */
+async function signupCall<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if (isReason(err, 'not_found')) throw new NotFoundError(SIGNUP_LINK_GONE);
+    throw err;
+  }
 }
 
 export interface WebServiceOptions {
@@ -199,10 +214,15 @@ const SECURITY_HEADERS = {
 };
 
 /** The key pairs to serve: the configured ones (chosen by SNI), or the self-signed one kept in data_dir (made once, 0600). */
+/** The self-signed certificate's file when no key pair is configured (`teleport start` names it for clients to trust). */
+export function selfSignedCertFile(dataDir: string): string {
+  return path.join(dataDir, 'webproxy_cert.pem');
+}
+
 async function loadKeyPair(opts: WebServiceOptions): Promise<ServedKeyPairs> {
   if (opts.keyPairs.length > 0) return loadKeyPairs(opts.keyPairs);
   const keyFile = path.join(opts.dataDir, 'webproxy_key.pem');
-  const certFile = path.join(opts.dataDir, 'webproxy_cert.pem');
+  const certFile = selfSignedCertFile(opts.dataDir);
   if (!fs.existsSync(keyFile) || !fs.existsSync(certFile)) {
     const pair = await selfSignedServerCert(opts.hostNames);
     fs.writeFileSync(keyFile, pair.key, { mode: 0o600 });
@@ -232,11 +252,11 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
         const body = await parseBody(req, loginBodySchema);
         sendJson(res, 200, await api.login(body.user, body, clients.of(req)));
       } else if (signup && req.method === 'GET') {
-        const info = await api.signupToken(signupToken(signup[1]));
+        const info = await signupCall(() => api.signupToken(signupToken(signup[1])));
         sendJson(res, 200, info.otp_url ? { ...info, qr_code: await qrCode(info.otp_url) } : info);
       } else if (signup && req.method === 'POST') {
         const body = await parseBody(req, signupBodySchema);
-        sendJson(res, 200, await api.completeSignup(signupToken(signup[1]), body));
+        sendJson(res, 200, await signupCall(() => api.completeSignup(signupToken(signup[1]), body)));
       } else if (route === '/webapi/sessions' && req.method === 'POST') {
         const body = await parseBody(req, sessionBodySchema);
         const creds = { user: body.user, password: body.pass, ...(body.second_factor_token ? { otpToken: body.second_factor_token } : {}) };
@@ -284,13 +304,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
   }
   server.headersTimeout = 30_000;
   server.requestTimeout = 60_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.listen.port, opts.listen.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listen(server, opts.listen, 'proxyWeb');
   const address = { host: opts.listen.host, port: (server.address() as AddressInfo).port };
   const scheme = opts.insecureNoTls ? 'http' : 'https';
   log.info('web service is listening', { addr: `${scheme}://${address.host}:${address.port}` });

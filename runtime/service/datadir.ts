@@ -10,7 +10,33 @@ import { BadParameterError } from '../utils/errors';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-export function ensureDataDir(dir: string): void {
+/**
+ * Makes the data dir ready and returns the host UUID; a data dir this user
+ * cannot create, write or tighten is a BadParameterError naming it and the
+ * way out, before anything else is opened.
+ */
+export function prepareDataDir(dir: string): string {
+  try {
+    ensureDataDir(dir);
+    return hostUUID(dir);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (!e.code || !e.syscall) throw err;
+    const what =
+      e.code === 'EACCES' || e.code === 'EPERM'
+        ? `permission denied (${e.syscall} ${e.path ?? dir})`
+        : e.code === 'ENOTDIR'
+          ? 'a part of the path is a file, not a directory'
+          : e.code === 'EROFS'
+            ? 'the file system is read-only'
+            : e.message;
+    throw new BadParameterError(
+      `cannot use the data directory ${dir}: ${what}; run teleport as the user who owns it, or choose another directory with --data-dir or teleport.data_dir`,
+    );
+  }
+}
+
+function ensureDataDir(dir: string): void {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const st = fs.statSync(dir);
   if (!st.isDirectory()) throw new BadParameterError(`data_dir ${dir} is not a directory`);
@@ -18,7 +44,7 @@ export function ensureDataDir(dir: string): void {
 }
 
 /** Reads `<dir>/host_uuid`, creating it with a new UUID the first time. */
-export function hostUUID(dir: string): string {
+function hostUUID(dir: string): string {
   const file = path.join(dir, 'host_uuid');
   try {
     fs.writeFileSync(file, randomUUID(), { flag: 'wx', mode: 0o600 });

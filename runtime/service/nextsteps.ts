@@ -1,7 +1,8 @@
 /**
  * What `teleport start` tells its operator once the services are up: where
  * the cluster is reached and, on a cluster without users, the exact commands
- * that create the first user, log in and connect. `gatherNextSteps` collects
+ * that create the first user, log in and connect (with tsh, and with stock
+ * OpenSSH through `tsh config`). `gatherNextSteps` collects
  * the facts from the running process, `formatNextSteps` turns them into lines
  * (pure, so tests check the wording). Nothing here is a secret: no tokens,
  * no keys, only names, addresses and commands.
@@ -18,6 +19,8 @@ import {
   type TeleportConfig,
 } from '../config';
 import { Ports } from '../contract/ports';
+import { selfSignedCertFile } from '../proxy/web';
+import { shellQuote } from '../utils/shell';
 import type { TeleportProcess } from './process';
 
 export interface NextStepsFacts {
@@ -41,8 +44,9 @@ export interface NextStepsFacts {
     /** What to give `tsh login --proxy=`. */
     tshProxy: string;
     sshPort: number;
-    /** The web listener has the self-signed certificate: `tsh login` needs `--insecure`. */
+    /** The web listener has the self-signed certificate: `tsh login` needs `--insecure`, or to be told to trust this file. */
     selfSigned: boolean;
+    certFile?: string;
   };
   /** The OS account running teleport: the login the first user gets. */
   osUser: string;
@@ -50,14 +54,6 @@ export interface NextStepsFacts {
   tctlFlags: string[];
   /** Put before `tctl`/`tsh`: `npx ` when teleport was started from the project with npm. */
   commandPrefix: string;
-}
-
-const SAFE = /^[A-Za-z0-9_./:=@,+%-]+$/;
-
-/** A word as a POSIX shell reads it back unchanged. */
-export function shellQuote(word: string): string {
-  if (SAFE.test(word)) return word;
-  return `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
 /** A word printed as is: a `<placeholder>` for the reader to fill in. */
@@ -103,6 +99,18 @@ export function formatNextSteps(f: NextStepsFacts): string[] {
   const proxyArg = f.proxy ? shellQuote(`--proxy=${f.proxy.tshProxy}`) : `--proxy=<proxy host>:${Ports.web}`;
   const loginCmd = tsh('login', raw(proxyArg), ...(f.proxy?.selfSigned ? ['--insecure'] : []), raw(`--user=${user}`));
   const sshCmd = tsh('ssh', raw(`${loginName}@${nodeName}`));
+  // Stock OpenSSH after `tsh config`: a node is <node>.<cluster>, its port given only when it is not the default.
+  const openssh = f.clusterName
+    ? [
+        `mkdir -p ~/.ssh && ${tsh('config')} >> ~/.ssh/config`,
+        command('', [
+          'ssh',
+          ...(f.node && f.node.listen.port !== Ports.node ? ['-p', String(f.node.listen.port)] : []),
+          raw(`${loginName}@${f.node ? shellQuote(`${f.node.name}.${f.clusterName}`) : `<node>.${shellQuote(f.clusterName)}`}`),
+        ]),
+      ]
+    : [];
+  const opensshIntro = `add the cluster to ~/.ssh/config once; then ssh, scp and sftp reach its nodes as <node>.${f.clusterName ?? '<cluster>'}, host certificates checked`;
 
   if (f.auth && f.auth.userCount === 0) {
     const enrol =
@@ -119,11 +127,13 @@ export function formatNextSteps(f: NextStepsFacts): string[] {
     out.push('');
     out.push(`     It prints a sign-up URL: open it, ${enrol}.`);
     out.push('');
-    out.push(
-      f.proxy
-        ? `  2. Log in${f.proxy.selfSigned ? ' (--insecure: the proxy\'s certificate is self-signed)' : ''}:`
-        : '  2. Log in through the cluster\'s proxy (this process runs none: start one with --roles=proxy):',
-    );
+    if (!f.proxy) out.push("  2. Log in through the cluster's proxy (this process runs none: start one with --roles=proxy):");
+    else if (!f.proxy.selfSigned) out.push('  2. Log in:');
+    else if (!f.proxy.certFile) out.push("  2. Log in (--insecure: the proxy's certificate is self-signed):");
+    else {
+      out.push("  2. Log in (--insecure: the proxy's certificate is self-signed; to have tsh check it instead, leave out --insecure");
+      out.push(`     and put NODE_EXTRA_CA_CERTS=${shellQuote(f.proxy.certFile)} in front of the command):`);
+    }
     out.push('');
     out.push(`       ${loginCmd}`);
     out.push('');
@@ -131,12 +141,24 @@ export function formatNextSteps(f: NextStepsFacts): string[] {
     out.push('');
     out.push(`       ${tsh('ls')}`);
     out.push(`       ${sshCmd}`);
+    if (openssh.length > 0) {
+      out.push('');
+      out.push(`  4. Or use OpenSSH: ${opensshIntro}:`);
+      out.push('');
+      for (const l of openssh) out.push(`       ${l}`);
+    }
   } else {
     out.push('Log in and connect (a user invited with `tctl users add` first signs up at the URL it printed):');
     out.push('');
     out.push(`  ${loginCmd}`);
     out.push(`  ${tsh('ls')}`);
     out.push(`  ${sshCmd}`);
+    if (openssh.length > 0) {
+      out.push('');
+      out.push(`Or with OpenSSH (${opensshIntro}):`);
+      out.push('');
+      for (const l of openssh) out.push(`  ${l}`);
+    }
   }
   return out;
 }
@@ -194,11 +216,13 @@ export async function gatherNextSteps(
     const pub = config.proxy.publicAddrs[0];
     const hostPort = pub ? formatAddr(pub) : formatAddr({ host: clientHost(web), port: web.port });
     const plain = config.proxy.insecureNoTls;
+    const selfSigned = !plain && config.proxy.keyPairs.length === 0;
     facts.proxy = {
       webUrl: `${plain ? 'http' : 'https'}://${hostPort}`,
       tshProxy: plain ? `http://${hostPort}` : hostPort,
       sshPort: proc.proxy.ssh.address.port,
-      selfSigned: !plain && config.proxy.keyPairs.length === 0,
+      selfSigned,
+      ...(selfSigned ? { certFile: selfSignedCertFile(config.dataDir) } : {}),
     };
   }
   return facts;

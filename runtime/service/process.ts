@@ -12,9 +12,12 @@ import { AuthService, startAuthService } from '../auth/service';
 import { pamSettings } from '../node/pam';
 import { NodeService, startNodeService } from '../node/service';
 import { ProxyService, startProxyService } from '../proxy/service';
+import { parseCertificate } from '../sshcert';
 import { BadParameterError } from '../utils/errors';
+import { Closers } from '../utils/closers';
 import { Logger, logger } from '../utils/logger';
-import { ensureDataDir, hostUUID, procStoragePath } from './datadir';
+import { prepareDataDir, procStoragePath } from './datadir';
+import { checkPorts, plannedListeners } from './listen';
 
 export interface TeleportProcess {
   readonly hostUUID: string;
@@ -30,7 +33,17 @@ function unspecified(host: string): boolean {
   return host === '0.0.0.0' || host === '::' || host === '';
 }
 
-/** A service's identity: from data_dir, from the local auth service, or by joining with a token. */
+/**
+ * Names a proxy's host certificate carries besides its own, as Teleport's do: a client on the proxy's
+ * host (`tsh login --proxy=localhost`, then OpenSSH through `tsh config`) checks the proxy under them.
+ */
+const PROXY_LOOPBACK_PRINCIPALS = ['localhost', '127.0.0.1', '::1'];
+
+/**
+ * A service's identity: from data_dir, from the local auth service, or by joining with a token.
+ * With a local auth service, a stored identity whose certificate lacks a name this configuration
+ * asks for (a new public_addr, or one issued before proxies carried the loopback names) is issued again.
+ */
 async function hostIdentity(
   role: 'Node' | 'Proxy',
   config: TeleportConfig,
@@ -39,14 +52,21 @@ async function hostIdentity(
   auth: AuthService | undefined,
   log: Logger,
 ): Promise<Identity> {
-  if (await store.has(role)) return store.load(role);
   const service = role === 'Node' ? config.ssh : config.proxy;
   const listen = service.listenAddr.host;
   const publicHosts = role === 'Node' ? config.ssh.publicAddrs : [...config.proxy.publicAddrs, ...config.proxy.sshPublicAddrs];
   const principals = [...new Set([config.advertiseIp, ...publicHosts.map((a) => a.host)].filter((p): p is string => !!p))];
   const dnsNames = role === 'Proxy' ? principals : [];
+  const extra = role === 'Proxy' ? PROXY_LOOPBACK_PRINCIPALS : [];
+  const local = [...principals, ...extra, ...(unspecified(listen) ? [] : [listen])];
+  if (await store.has(role)) {
+    const stored = await store.load(role);
+    const has = new Set(parseCertificate(stored.sshCert).principals);
+    if (!auth || local.every((p) => has.has(p))) return stored;
+    log.info('issuing this host a new certificate with the names the configuration asks for', { role, principals: local.filter((p) => !has.has(p)) });
+  }
   if (auth) {
-    const id = await auth.auth.localIdentity(role, [...principals, ...(unspecified(listen) ? [] : [listen])], dnsNames);
+    const id = await auth.auth.localIdentity(role, local, dnsNames);
     await store.save(id);
     return id;
   }
@@ -60,7 +80,7 @@ async function hostIdentity(
     role,
     hostUUID: uuid,
     nodeName: config.nodeName,
-    additionalPrincipals: [...principals, ...(config.advertiseIp ? [] : [unspecified(listen) ? '0.0.0.0' : listen])],
+    additionalPrincipals: [...principals, ...extra, ...(config.advertiseIp ? [] : [unspecified(listen) ? '0.0.0.0' : listen])],
     dnsNames,
     log,
   });
@@ -75,52 +95,52 @@ export async function startProcess(config: TeleportConfig): Promise<TeleportProc
   for (const warning of config.warnings) log.warn(warning);
   // What the host must have, checked before anything is created or joined.
   const pam = config.ssh.enabled ? pamSettings(config.ssh.pam) : undefined;
-  ensureDataDir(config.dataDir);
-  const uuid = hostUUID(config.dataDir);
-  const proc = await openBackend({ type: 'sqlite', path: procStoragePath(config.dataDir) });
-  const store = new IdentityStore(proc);
-  let auth: AuthService | undefined;
-  let node: NodeService | undefined;
-  let proxy: ProxyService | undefined;
-  let clusterName: string | undefined;
-  try {
+  await checkPorts(plannedListeners(config));
+  const uuid = prepareDataDir(config.dataDir);
+  const opened = new Closers();
+  return opened.guard(async () => {
+    const proc = await openBackend({ type: 'sqlite', path: procStoragePath(config.dataDir) });
+    opened.add(() => proc.close());
+    const store = new IdentityStore(proc);
+    let auth: AuthService | undefined;
+    let node: NodeService | undefined;
+    let proxy: ProxyService | undefined;
+    let clusterName: string | undefined;
     if (config.auth.enabled) {
-      auth = await startAuthService({ config, hostUUID: uuid, procStore: store, log: logger('auth') });
-      clusterName = auth.auth.clusterName;
-      const a = auth.address;
-      config = { ...config, authServers: [{ host: unspecified(a.host) ? '127.0.0.1' : a.host, port: a.port }] };
+      const a = await startAuthService({ config, hostUUID: uuid, procStore: store, log: logger('auth') });
+      auth = a;
+      opened.add(() => a.close());
+      clusterName = a.auth.clusterName;
+      const addr = a.address;
+      config = { ...config, authServers: [{ host: unspecified(addr.host) ? '127.0.0.1' : addr.host, port: addr.port }] };
     }
     if (config.ssh.enabled) {
       const identity = await hostIdentity('Node', config, store, uuid, auth, logger('node'));
       clusterName ??= identity.clusterName;
-      node = await startNodeService({ config, identity, hostUUID: uuid, ...(pam ? { pam } : {}), log: logger('node') });
+      const n = await startNodeService({ config, identity, hostUUID: uuid, ...(pam ? { pam } : {}), log: logger('node') });
+      node = n;
+      opened.add(() => n.close());
     }
     if (config.proxy.enabled) {
       const identity = await hostIdentity('Proxy', config, store, uuid, auth, logger('proxy'));
       clusterName ??= identity.clusterName;
-      proxy = await startProxyService({ config, identity, hostUUID: uuid, log: logger('proxy') });
+      const p = await startProxyService({ config, identity, hostUUID: uuid, log: logger('proxy') });
+      proxy = p;
+      opened.add(() => p.close());
     }
-  } catch (err) {
-    await proxy?.close();
-    await node?.close();
-    await auth?.close();
-    await proc.close();
-    throw err;
-  }
-  if (config.pidFile) fs.writeFileSync(config.pidFile, `${process.pid}\n`, { mode: 0o644 });
-  log.info('teleport is running', { host_uuid: uuid, data_dir: config.dataDir });
-  return {
-    hostUUID: uuid,
-    ...(clusterName ? { clusterName } : {}),
-    auth,
-    node,
-    proxy,
-    close: async () => {
-      await proxy?.close();
-      await node?.close();
-      await auth?.close();
-      await proc.close();
-      if (config.pidFile) fs.rmSync(config.pidFile, { force: true });
-    },
-  };
+    const pidFile = config.pidFile;
+    if (pidFile) {
+      fs.writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o644 });
+      opened.add(() => fs.rmSync(pidFile, { force: true }));
+    }
+    log.info('teleport is running', { host_uuid: uuid, data_dir: config.dataDir });
+    return {
+      hostUUID: uuid,
+      ...(clusterName ? { clusterName } : {}),
+      auth,
+      node,
+      proxy,
+      close: () => opened.close(),
+    };
+  });
 }

@@ -3,7 +3,8 @@
  * OS user with a fresh HOME: it runs auth, node and proxy, keeps its data under
  * that home, and prints next steps whose commands work exactly as printed —
  * `tctl users add`, then (after the web sign-up) `tsh login`, `tsh ls` and
- * `tsh ssh`, the session running as that OS user.
+ * `tsh ssh`, the session running as that OS user, and stock OpenSSH through
+ * the `~/.ssh/config` block `tsh config` writes, host certificates checked.
  *
  * The tests run as root (as CI does), so the daemon and every printed command
  * run through setpriv as an unprivileged account. Only the ports come from a
@@ -34,6 +35,8 @@ describe('teleport start with no flags', () => {
   let configPath: string;
   let ports: { auth: number; node: number; proxySsh: number; web: number; tunnel: number };
   let daemon: Daemon | undefined;
+  /** `tsh` as a command on PATH (a small script running the compiled CLI). */
+  let binDir: string;
   const nodeName = os.hostname();
 
   /** Runs `file args` as the unprivileged account (directly when the tests already run as it). */
@@ -50,6 +53,11 @@ describe('teleport start with no flags', () => {
     expect(['tctl', 'tsh']).toContain(tool);
     const [file, argv] = asAccount(process.execPath, [cliPath(tool as 'tctl' | 'tsh'), ...args, ...extra]);
     return run(file, argv, { env: freshEnv(), input, cwd: home });
+  };
+  /** Runs a printed shell line (`mkdir ... && tsh config >> ...`) as the account, with the tools on PATH as an installation has them. */
+  const runShellLine = (line: string): Promise<RunResult> => {
+    const [file, argv] = asAccount('/bin/sh', ['-c', line]);
+    return run(file, argv, { env: { ...freshEnv(), PATH: `${binDir}:/usr/bin:/bin` }, cwd: home });
   };
   const printed = (out: string, re: RegExp): string => {
     const m = re.exec(out);
@@ -82,6 +90,9 @@ describe('teleport start with no flags', () => {
     // GIVEN a fresh HOME owned by the account and a file that sets only the listen ports.
     home = tempDir('start-defaults-');
     fs.chownSync(home, account.uid, account.gid);
+    binDir = path.join(home, 'bin');
+    fs.mkdirSync(binDir, { mode: 0o755 });
+    fs.writeFileSync(path.join(binDir, 'tsh'), `#!/bin/sh\nexec ${process.execPath} ${cliPath('tsh')} "$@"\n`, { mode: 0o755 });
     ports = { auth: await freePort(), node: await freePort(), proxySsh: await freePort(), web: await freePort(), tunnel: await freePort() };
     configPath = path.join(home, 'ports.yaml');
     fs.writeFileSync(
@@ -115,7 +126,8 @@ describe('teleport start with no flags', () => {
     expect(fs.existsSync(path.join(dataDir, 'backend', 'sqlite.db'))).toBe(true);
 
     // THEN stdout says where things are, with the real ports.
-    expect(d.stdout).toMatch(/^Teleport is up: cluster "[0-9a-f-]{36}"\.$/m);
+    // THEN the cluster is named after the host, as Teleport names it.
+    expect(d.stdout).toContain(`Teleport is up: cluster "${nodeName}".\n`);
     expect(d.stdout).toContain(`Data directory:  ${dataDir}\n`);
     expect(d.stdout).toContain(`Proxy:           https://localhost:${ports.web} (web, self-signed certificate), SSH on port ${ports.proxySsh}\n`);
     expect(d.stdout.match(/Next steps:/g)).toHaveLength(1);
@@ -144,6 +156,9 @@ describe('teleport start with no flags', () => {
     // AND runs the printed tsh login (password and the next TOTP code on stdin).
     const loginLine = printed(d.stdout, /^ {7}(tsh login .*)$/m);
     expect(loginLine).toBe(`tsh login --proxy=localhost:${ports.web} --insecure --user=${account.name}`);
+    // (The step also names the self-signed certificate for those who would rather have tsh check it.)
+    expect(d.stdout).toContain(`     and put NODE_EXTRA_CA_CERTS=${dataDir}/webproxy_cert.pem in front of the command):\n`);
+    expect(fs.existsSync(path.join(dataDir, 'webproxy_cert.pem'))).toBe(true);
     const login = await runPrinted(loginLine, `${PASSWORD}\n${totp(info.otp_secret, { timeMs: Date.now() + 30_000 })}\n`);
     expect({ code: login.code, stdout: login.stdout }).toEqual({ code: 0, stdout: expect.stringContaining(`Logged in as: ${account.name}`) });
 
@@ -155,6 +170,22 @@ describe('teleport start with no flags', () => {
     expect(sshLine).toBe(`tsh ssh ${account.name}@${nodeName}`);
     const who = await runPrinted(sshLine, undefined, ['id', '-un']);
     expect({ code: who.code, stdout: who.stdout, stderr: who.stderr }).toEqual({ code: 0, stdout: `${account.name}\n`, stderr: '' });
+
+    // WHEN the printed OpenSSH step adds the cluster to ~/.ssh/config, in a shell as the account.
+    const configLine = printed(d.stdout, /^ {7}(mkdir -p .*)$/m);
+    expect(configLine).toBe('mkdir -p ~/.ssh && tsh config >> ~/.ssh/config');
+    const configured = await runShellLine(configLine);
+    expect({ code: configured.code, stderr: configured.stderr }).toEqual({ code: 0, stderr: '' });
+    const sshConfig = path.join(home, '.ssh', 'config');
+    expect(fs.readFileSync(sshConfig, 'utf8')).toContain(`Host *.${nodeName} !localhost\n`);
+    // AND the printed ssh line runs: stock OpenSSH reaches the node as <node>.<cluster>, checking both host certificates.
+    // (ssh reads ~/.ssh/config from the account's passwd entry, not from $HOME, so the test names the file the step wrote.)
+    const opensshLine = printed(d.stdout, /^ {7}(ssh .*)$/m);
+    expect(opensshLine).toBe(`ssh -p ${ports.node} ${account.name}@${nodeName}.${nodeName}`);
+    const [, ...opensshArgs] = opensshLine.split(' ');
+    const [sshFile, sshArgv] = asAccount('ssh', ['-F', sshConfig, '-o', 'BatchMode=yes', ...opensshArgs, 'id', '-un']);
+    const viaOpenssh = await run(sshFile, sshArgv, { env: freshEnv(), cwd: home });
+    expect({ code: viaOpenssh.code, stdout: viaOpenssh.stdout, stderr: viaOpenssh.stderr }).toEqual({ code: 0, stdout: `${account.name}\n`, stderr: '' });
 
     // WHEN teleport is started again on this cluster, which now has a user.
     expect(await d.stop()).toBe(0);

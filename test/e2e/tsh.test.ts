@@ -71,7 +71,8 @@ describe('tsh login, status, ssh, logout', () => {
     expect(fs.statSync(path.join(keyDir(), 'alice-x509-key.pem')).mode & 0o777).toBe(0o600);
     expect(identityOf(fs.readFileSync(path.join(keyDir(), 'alice-x509.pem'), 'utf8'))).toMatchObject({ username: 'alice', groups: ['admin'] });
     expect(fs.readFileSync(path.join(keyDir(), 'alice'), 'utf8')).toMatch(/^-----BEGIN OPENSSH PRIVATE KEY-----/);
-    expect(fs.readFileSync(path.join(home, '.tsh', 'known_hosts'), 'utf8')).toMatch(/^@cert-authority example\.com,\*\.example\.com ssh-/m);
+    // known_hosts trusts the host CA for the cluster's hosts and for the proxy's SSH host (for OpenSSH through tsh config).
+    expect(fs.readFileSync(path.join(home, '.tsh', 'known_hosts'), 'utf8')).toMatch(/^@cert-authority example\.com,\*\.example\.com,127\.0\.0\.1 ssh-/m);
     expect(fs.readFileSync(path.join(home, '.tsh', '127.0.0.1.yaml'), 'utf8')).toMatch(/user: alice/);
   });
 
@@ -168,15 +169,45 @@ describe('tsh against a proxy with a self-signed HTTPS certificate', () => {
     const env = { HOME: home, TELEPORT_HOME: '' };
     const proxy = `127.0.0.1:${c.proxyPorts!.web},${c.proxyPorts!.ssh}`;
 
+    // WHEN tsh login runs without --insecure THEN it refuses before asking anything, and says the ways on:
+    // --insecure for the quickstart's self-signed certificate, or trusting it through NODE_EXTRA_CA_CERTS.
     const strict = await runCli('tsh', ['login', '--proxy', proxy, '--user', 'bob'], { env, input: 'bobs long password\n' });
-    expect(strict.code).not.toBe(0);
-    expect(strict.stderr).toMatch(/ERROR: cannot reach the proxy at https:\/\/127\.0\.0\.1:\d+\/webapi\/ping: .*(self.signed|certificate)/i);
+    expect(strict.code).toBe(1);
+    expect(strict.stderr).toBe(
+      `ERROR: the proxy's HTTPS certificate at https://127.0.0.1:${c.proxyPorts!.web} is not trusted (self-signed certificate). ` +
+        'For the self-signed certificate of a quickstart proxy, add --insecure (the certificate is then not checked), ' +
+        "or have tsh trust it: run it with NODE_EXTRA_CA_CERTS=<the proxy's data_dir>/webproxy_cert.pem (teleport start prints the path). " +
+        "For a proxy of your own, give it a certificate from a CA this machine trusts (https_keypairs), or name that CA's file in NODE_EXTRA_CA_CERTS\n",
+    );
+    expect(fs.existsSync(path.join(home, '.tsh'))).toBe(false);
 
     const login = await runCli('tsh', ['login', '--insecure', '--proxy', proxy, '--user', 'bob'], { env, input: `bobs long password\n${totp(secret, { timeMs: Date.now() + 30_000 })}\n` });
     expect(login.code).toBe(0);
     expect(login.stdout).toMatch(/^> Profile URL:\s+https:\/\/127\.0\.0\.1:\d+$/m);
     const hi = await runCli('tsh', ['ssh', 'test-auth', 'echo', 'over-https-login'], { env });
     expect(hi.stdout).toBe('over-https-login\n');
+  });
+
+  it('GIVEN NODE_EXTRA_CA_CERTS naming the proxy\'s self-signed certificate WHEN tsh login runs without --insecure THEN it checks the certificate and logs in', async () => {
+    // GIVEN another user, with a home of their own.
+    const carolHome = tempDir('tsh-home-ca-');
+    try {
+      const out = await c.tctlOk('users', 'add', 'carol', LOGIN);
+      const token = /\/web\/newuser\/([0-9a-f]{32})/.exec(out)![1];
+      const web = { scheme: 'https' as const, host: '127.0.0.1', port: c.proxyPorts!.web, insecure: true };
+      const { otp_secret: secret } = await webRequest<{ otp_secret: string }>(web, 'GET', `/webapi/signuptokens/${token}`);
+      await webRequest(web, 'POST', `/webapi/signuptokens/${token}`, { password: 'carols long password', otp_token: totp(secret) });
+      // WHEN tsh trusts the file teleport start names (webproxy_cert.pem in the proxy's data dir) and logs in through "localhost".
+      const login = await runCli('tsh', ['login', '--proxy', `localhost:${c.proxyPorts!.web},${c.proxyPorts!.ssh}`, '--user', 'carol'], {
+        env: { HOME: carolHome, TELEPORT_HOME: '', NODE_EXTRA_CA_CERTS: path.join(c.dataDir, 'webproxy_cert.pem') },
+        input: `carols long password\n${totp(secret, { timeMs: Date.now() + 30_000 })}\n`,
+      });
+      // THEN the login succeeds, and the profile records a checked login (no insecure flag).
+      expect({ code: login.code, stdout: login.stdout }).toEqual({ code: 0, stdout: expect.stringContaining('Logged in as: carol') });
+      expect(fs.readFileSync(path.join(carolHome, '.tsh', 'localhost.yaml'), 'utf8')).not.toContain('insecure');
+    } finally {
+      fs.rmSync(carolHome, { recursive: true, force: true });
+    }
   });
 });
 

@@ -111,6 +111,16 @@ describe('tctl users reset', () => {
     // GIVEN
     const first = LINK_RE.exec(await c.tctlOk('users', 'add', 'bob', 'bob', '--ttl=1s'))![1];
     await waitFor('the first sign-up link to expire', async () => (await signupStatus(first)) === 404);
+    // THEN the sign-up API (what the page shows, and what a completed form gets) says how to get a new link
+    const gone = 'sign-up token not found or expired (or already used): ask an administrator for a new sign-up link (tctl users reset <user>)';
+    const shown = await fetch(`${c.webUrl()}/webapi/signuptokens/${first}`);
+    expect({ status: shown.status, body: await shown.json() }).toEqual({ status: 404, body: { error: { reason: 'not_found', message: gone } } });
+    const posted = await fetch(`${c.webUrl()}/webapi/signuptokens/${first}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ password: 'bob has a long password', otp_token: '123456' }),
+    });
+    expect({ status: posted.status, body: await posted.json() }).toEqual({ status: 404, body: { error: { reason: 'not_found', message: gone } } });
     const again = await c.tctl('users', 'add', 'bob', 'bob');
     expect(again.code).toBe(1);
     expect(again.stderr).toBe('ERROR: user "bob" already exists; `tctl users reset bob` gives them a new sign-up link\n');

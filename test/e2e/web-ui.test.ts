@@ -275,6 +275,8 @@ describe('proxy web UI in headless Chromium', () => {
     await page.goto(base + signupPath);
     await page.locator('#error').waitFor();
     expect(await page.textContent('#error')).toMatch(USED_OR_EXPIRED);
+    // AND it says how to get a new link
+    expect(await page.textContent('#error')).toContain('they run "tctl users reset <your user name>" and send you the link it prints');
     expect(await page.isVisible('#signup')).toBe(false);
     await context.close();
   });

@@ -78,6 +78,9 @@
   }
 
   // ---- sign-up: /web/newuser/<token>
+  var SIGNUP_LINK_GONE =
+    'This sign-up link is invalid, has expired or has been used already. ' +
+    'Ask your administrator for a new one: they run "tctl users reset <your user name>" and send you the link it prints.';
   function signupPage() {
     var m = /^\/web\/newuser\/([^/]+)\/?$/.exec(location.pathname);
     var token = m ? m[1] : '';
@@ -100,7 +103,7 @@
         show('loading', false);
         showError(
           err.status === 404
-            ? 'This sign-up link is invalid, has expired or has been used already. Ask your administrator for a new one.'
+            ? SIGNUP_LINK_GONE
             : networkMessage(err),
         );
       },
@@ -126,7 +129,7 @@
           busy($('submit'), false);
           showError(
             err.status === 404
-              ? 'This sign-up link is invalid, has expired or has been used already. Ask your administrator for a new one.'
+              ? SIGNUP_LINK_GONE
               : networkMessage(err),
           );
         },

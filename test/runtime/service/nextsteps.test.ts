@@ -6,15 +6,16 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { defaultDataDir } from '../../../runtime/config';
-import { formatNextSteps, NextStepsFacts, shellQuote, tctlFlagsFor } from '../../../runtime/service/nextsteps';
+import { formatNextSteps, NextStepsFacts, tctlFlagsFor } from '../../../runtime/service/nextsteps';
+import { shellQuote } from '../../../runtime/utils/shell';
 
 /** What a plain `teleport start` as joe on host "box" looks like on a new cluster. */
 const fresh = (over: Partial<NextStepsFacts> = {}): NextStepsFacts => ({
-  clusterName: 'c0ffee00-0000-4000-8000-000000000000',
+  clusterName: 'box',
   dataDir: '/home/joe/.local/share/teleport',
   auth: { addr: { host: '127.0.0.1', port: 3025 }, userCount: 0, osUserExists: false, secondFactor: 'otp' },
   node: { name: 'box', listen: { host: '0.0.0.0', port: 3022 } },
-  proxy: { webUrl: 'https://localhost:3080', tshProxy: 'localhost:3080', sshPort: 3023, selfSigned: true },
+  proxy: { webUrl: 'https://localhost:3080', tshProxy: 'localhost:3080', sshPort: 3023, selfSigned: true, certFile: '/home/joe/.local/share/teleport/webproxy_cert.pem' },
   osUser: 'joe',
   tctlFlags: [],
   commandPrefix: '',
@@ -22,11 +23,13 @@ const fresh = (over: Partial<NextStepsFacts> = {}): NextStepsFacts => ({
 });
 
 const commands = (lines: string[]) => lines.filter((l) => /^\s+(npx )?(tctl|tsh) /.test(l)).map((l) => l.trim());
+/** The OpenSSH lines: `tsh config` into ~/.ssh/config, then ssh. */
+const openssh = (lines: string[]) => lines.filter((l) => /^\s+(mkdir|ssh) /.test(l)).map((l) => l.trim());
 
 describe('formatNextSteps', () => {
   test('GIVEN a new cluster with all three services THEN it shows the addresses and the quickstart commands in order', () => {
     const lines = formatNextSteps(fresh());
-    expect(lines[0]).toBe('Teleport is up: cluster "c0ffee00-0000-4000-8000-000000000000".');
+    expect(lines[0]).toBe('Teleport is up: cluster "box".');
     expect(lines).toEqual(
       expect.arrayContaining([
         '  Data directory:  /home/joe/.local/share/teleport',
@@ -38,6 +41,16 @@ describe('formatNextSteps', () => {
     );
     expect(commands(lines)).toEqual(['tctl users add joe joe', 'tsh login --proxy=localhost:3080 --insecure --user=joe', 'tsh ls', 'tsh ssh joe@box']);
     expect(lines.join('\n')).toMatch(/open it, choose a password and scan the QR code/);
+    // THEN the self-signed certificate's file is named for those who would rather have tsh check it.
+    expect(lines).toContain('     and put NODE_EXTRA_CA_CERTS=/home/joe/.local/share/teleport/webproxy_cert.pem in front of the command):');
+    // THEN step 4 is stock OpenSSH through tsh config, the node named <node>.<cluster> (its certificate's principal).
+    expect(lines).toContain('  4. Or use OpenSSH: add the cluster to ~/.ssh/config once; then ssh, scp and sftp reach its nodes as <node>.box, host certificates checked:');
+    expect(openssh(lines)).toEqual(['mkdir -p ~/.ssh && tsh config >> ~/.ssh/config', 'ssh joe@box.box']);
+  });
+
+  test('GIVEN the node on another port than 3022 THEN the OpenSSH command names the port', () => {
+    const lines = formatNextSteps(fresh({ node: { name: 'box', listen: { host: '127.0.0.1', port: 14022 } } }));
+    expect(openssh(lines)).toEqual(['mkdir -p ~/.ssh && tsh config >> ~/.ssh/config', 'ssh -p 14022 joe@box.box']);
   });
 
   test('GIVEN it was started from npm with a config file THEN the commands go through npx and tctl gets -c', () => {
@@ -48,14 +61,17 @@ describe('formatNextSteps', () => {
       'npx tsh ls',
       'npx tsh ssh joe@box',
     ]);
+    expect(openssh(lines)).toEqual(['mkdir -p ~/.ssh && npx tsh config >> ~/.ssh/config', 'ssh joe@box.box']);
   });
 
   test('GIVEN the cluster has users THEN only the login hint is printed, named after the OS user only if that user exists', () => {
     const withJoe = formatNextSteps(fresh({ auth: { ...fresh().auth!, userCount: 2, osUserExists: true } }));
     expect(withJoe).not.toContain('Next steps:');
     expect(commands(withJoe)).toEqual(['tsh login --proxy=localhost:3080 --insecure --user=joe', 'tsh ls', 'tsh ssh joe@box']);
+    expect(openssh(withJoe)).toEqual(['mkdir -p ~/.ssh && tsh config >> ~/.ssh/config', 'ssh joe@box.box']);
     const others = formatNextSteps(fresh({ auth: { ...fresh().auth!, userCount: 1, osUserExists: false } }));
     expect(commands(others)).toEqual(['tsh login --proxy=localhost:3080 --insecure --user=<user>', 'tsh ls', 'tsh ssh <login>@box']);
+    expect(openssh(others)).toEqual(['mkdir -p ~/.ssh && tsh config >> ~/.ssh/config', 'ssh <login>@box.box']);
   });
 
   test('GIVEN a proxy without TLS and no second factor THEN login uses http:// without --insecure and sign-up asks only for a password', () => {
@@ -66,6 +82,8 @@ describe('formatNextSteps', () => {
       }),
     );
     expect(commands(lines)).toContain('tsh login --proxy=http://localhost:3080 --user=joe');
+    expect(lines).toContain('  2. Log in:');
+    expect(lines.join('\n')).not.toContain('NODE_EXTRA_CA_CERTS');
     expect(lines).toContain('     It prints a sign-up URL: open it, choose a password.');
   });
 

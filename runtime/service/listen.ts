@@ -1,0 +1,94 @@
+/**
+ * Binding the services' ports. A port that cannot be bound is named in the
+ * error with the service that wanted it and the setting that chose it, and
+ * `teleport start` checks every port it will bind before it opens or
+ * creates anything (`checkPorts`), so a second cluster on the same ports
+ * fails at once and leaves nothing behind. The real bind (`listen`) reports
+ * the same way, for a port taken in between.
+ */
+import * as net from 'node:net';
+import { formatAddr, type HostPort, isUnspecifiedHost, type TeleportConfig } from '../config';
+import { BadParameterError } from '../utils/errors';
+
+export const LISTENERS = {
+  auth: { service: 'the auth service', key: 'auth_service.listen_addr' },
+  node: { service: 'the node service (SSH)', key: 'ssh_service.listen_addr' },
+  proxySsh: { service: "the proxy's SSH service", key: 'proxy_service.listen_addr' },
+  proxyWeb: { service: "the proxy's web service", key: 'proxy_service.web_listen_addr' },
+} as const;
+export type ListenerName = keyof typeof LISTENERS;
+
+/** A server with node's listen/error interface (net, http(s), ssh2). */
+interface Bindable {
+  listen(port: number, host: string, cb: () => void): unknown;
+  once(event: 'error', fn: (err: Error) => void): unknown;
+  off(event: 'error', fn: (err: Error) => void): unknown;
+}
+
+/** Why the bind failed, with what to do about it. */
+function reason(err: NodeJS.ErrnoException, addr: HostPort, name: ListenerName): string {
+  switch (err.code) {
+    case 'EADDRINUSE':
+      return `port ${addr.port} is already in use (is another teleport running? stop it, or set another port in ${LISTENERS[name].key})`;
+    case 'EACCES':
+      return `permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)`;
+    case 'EADDRNOTAVAIL':
+      return `${addr.host} is not an address of this host`;
+    default:
+      return err.message;
+  }
+}
+
+export function listenError(err: unknown, addr: HostPort, name: ListenerName): BadParameterError {
+  const l = LISTENERS[name];
+  return new BadParameterError(`${l.service} cannot listen on ${formatAddr(addr)} (${l.key}): ${reason(err as NodeJS.ErrnoException, addr, name)}`);
+}
+
+/** Binds `server` to `addr`; a failure is a BadParameterError naming the port and the service. */
+export async function listen(server: Bindable, addr: HostPort, name: ListenerName): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const fail = (err: Error) => reject(listenError(err, addr, name));
+    server.once('error', fail);
+    server.listen(addr.port, addr.host, () => {
+      server.off('error', fail);
+      resolve();
+    });
+  });
+}
+
+/** The ports `teleport start` binds with this config (port 0 is any free port and is left out). */
+export function plannedListeners(config: TeleportConfig): { name: ListenerName; addr: HostPort }[] {
+  const all: { name: ListenerName; addr: HostPort }[] = [];
+  if (config.auth.enabled) all.push({ name: 'auth', addr: config.auth.listenAddr });
+  if (config.ssh.enabled) all.push({ name: 'node', addr: config.ssh.listenAddr });
+  if (config.proxy.enabled) all.push({ name: 'proxySsh', addr: config.proxy.listenAddr }, { name: 'proxyWeb', addr: config.proxy.webListenAddr });
+  return all.filter((l) => l.addr.port !== 0);
+}
+
+function overlaps(a: HostPort, b: HostPort): boolean {
+  return a.port === b.port && (a.host === b.host || isUnspecifiedHost(a.host) || isUnspecifiedHost(b.host));
+}
+
+/**
+ * Binds every planned port at once and lets go of them: a port another
+ * process holds, or one two services of this config both want, fails here,
+ * before anything is opened or written.
+ */
+export async function checkPorts(planned: { name: ListenerName; addr: HostPort }[]): Promise<void> {
+  const held: { name: ListenerName; addr: HostPort; server: net.Server }[] = [];
+  try {
+    for (const p of planned) {
+      const twin = held.find((h) => overlaps(h.addr, p.addr));
+      if (twin) {
+        const t = LISTENERS[twin.name];
+        throw new BadParameterError(`${LISTENERS[p.name].service} cannot listen on ${formatAddr(p.addr)} (${LISTENERS[p.name].key}): ${t.service} wants port ${p.addr.port} too (${t.key})`);
+      }
+      // A client that connects in this moment (a load balancer's health check) is let go at once, so closing never waits on it.
+      const server = net.createServer((sock) => sock.destroy());
+      await listen(server, p.addr, p.name);
+      held.push({ ...p, server });
+    }
+  } finally {
+    await Promise.all(held.map((h) => new Promise<void>((resolve) => h.server.close(() => resolve()))));
+  }
+}

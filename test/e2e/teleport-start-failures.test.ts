@@ -1,0 +1,279 @@
+/**
+ * `teleport start` that cannot start: a port another cluster holds, a port
+ * two services of one config want, a data directory or config file the user
+ * cannot use. Each exits non-zero by itself with one line naming what failed
+ * (the port and the service, the directory, the file), creates nothing, and
+ * leaves no process behind.
+ *
+ * The services themselves (auth, node) are also started straight from the
+ * library in a child process that never calls process.exit, on a port taken
+ * after the start-up check: that child must end by itself, which it only does
+ * when the failed start closed everything it had opened (storage and its poll
+ * timer, the access feed, audit spool, clients).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { createAuth, startCluster, TestAuth } from '../helpers/cluster';
+import { cliPath, Daemon, freePort, ROOT, run, RunResult, tempDir, waitFor } from '../helpers/proc';
+
+/** How long a failed start may take before the test calls it hung (a bound, not a timing assertion). */
+const EXIT_BOUND_MS = 20_000;
+const NOBODY = { uid: 65534, gid: 65534 };
+const isRoot = process.getuid?.() === 0;
+
+/** Runs `teleport start` and waits, up to the bound, for it to exit; a process still running then fails the test and is killed. */
+async function startExpectingExit(args: string[], opts: { asNobody?: boolean } = {}): Promise<RunResult> {
+  const argv = [cliPath('teleport'), 'start', ...args];
+  const d =
+    opts.asNobody && isRoot
+      ? Daemon.spawn('setpriv', ['--reuid', String(NOBODY.uid), '--regid', String(NOBODY.gid), '--clear-groups', '--', process.execPath, ...argv])
+      : Daemon.spawn(process.execPath, argv);
+  try {
+    const code = await waitFor('teleport start to exit', () => d.child.exitCode ?? d.child.signalCode ?? undefined, EXIT_BOUND_MS);
+    return { code: typeof code === 'number' ? code : null, stdout: d.stdout, stderr: d.stderr, stdoutBytes: Buffer.from(d.stdout) };
+  } finally {
+    await d.stop('SIGKILL');
+  }
+}
+
+/** The processes whose command line mentions `marker` (pgrep -f), other than pgrep itself. */
+async function processesWith(marker: string): Promise<string[]> {
+  const r = await run('pgrep', ['-af', marker]);
+  return r.stdout.split('\n').filter((l) => l.trim() !== '' && !/\bpgrep\b/.test(l));
+}
+
+describe('teleport start that cannot start', () => {
+  let first: TestAuth;
+  let dir: string;
+
+  beforeAll(async () => {
+    // GIVEN a running cluster: auth, node and proxy (SSH and web) on their own ports.
+    first = await startCluster({ proxy: {} });
+  });
+  afterAll(async () => {
+    await first?.cleanup();
+  });
+  beforeEach(() => {
+    dir = tempDir('start-fail-');
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  /** The running cluster's config with another data dir (a second cluster on the same ports). */
+  const secondClusterConfig = (): { configPath: string; dataDir: string } => {
+    const dataDir = path.join(dir, 'data');
+    const text = fs.readFileSync(first.configPath, 'utf8').replace(/^ {2}data_dir: .*$/m, `  data_dir: ${dataDir}`);
+    const configPath = path.join(dir, 'second.yaml');
+    fs.writeFileSync(configPath, text);
+    return { configPath, dataDir };
+  };
+
+  it('GIVEN a second cluster on the same ports WHEN it starts THEN it exits non-zero naming the port and the service, creates nothing and leaves no process', async () => {
+    const { configPath, dataDir } = secondClusterConfig();
+
+    // WHEN the second cluster starts with every role.
+    const r = await startExpectingExit(['-c', configPath]);
+
+    // THEN it exits non-zero with one line naming the auth service's port and the setting.
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      `ERROR: the auth service cannot listen on 127.0.0.1:${first.port} (auth_service.listen_addr): port ${first.port} is already in use`,
+    );
+    // THEN nothing was created and no process of it is left.
+    expect(fs.existsSync(dataDir)).toBe(false);
+    expect(await processesWith(configPath)).toEqual([]);
+
+    // WHEN only the proxy would start there THEN the proxy's port is the one named.
+    const proxyOnly = await startExpectingExit(['-c', configPath, '--roles=proxy']);
+    expect(proxyOnly.code).toBe(1);
+    expect(proxyOnly.stderr).toContain(
+      `ERROR: the proxy's SSH service cannot listen on 127.0.0.1:${first.proxyPorts!.ssh} (proxy_service.listen_addr): port ${first.proxyPorts!.ssh} is already in use`,
+    );
+    expect(await processesWith(configPath)).toEqual([]);
+
+    // THEN the running cluster is untouched and still answers.
+    expect(await first.tctlOk('status')).toMatch(/^Cluster\s+example\.com$/m);
+  });
+
+  it('GIVEN the very same config and data dir (a second `npm start`) WHEN it starts THEN it exits naming the port, and the first keeps its identity', async () => {
+    const proc = path.join(first.dataDir, 'proc', 'sqlite.db');
+    const before = fs.readFileSync(proc);
+
+    // WHEN the same command starts again.
+    const r = await startExpectingExit(['--roles=auth,node,proxy', '-c', first.configPath]);
+
+    // THEN it fails on the first port before it touches the data dir.
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`^ERROR: the auth service cannot listen on 127\\.0\\.0\\.1:${first.port} .*already in use`, 'm'));
+    expect(fs.readFileSync(proc).equals(before)).toBe(true);
+    expect((await processesWith(first.configPath)).length).toBe(1); // only the first cluster
+    expect(await first.tctlOk('status')).toMatch(/^Cluster\s+example\.com$/m);
+  });
+
+  it('GIVEN two services of one config on one port WHEN it starts THEN the error names both settings and nothing is created', async () => {
+    const port = await freePort();
+    const dataDir = path.join(dir, 'data');
+    const configPath = path.join(dir, 'twice.yaml');
+    fs.writeFileSync(
+      configPath,
+      [
+        'teleport:',
+        `  data_dir: ${dataDir}`,
+        'auth_service:',
+        `  listen_addr: 127.0.0.1:${port}`,
+        'ssh_service:',
+        `  listen_addr: 0.0.0.0:${port}`,
+        'proxy_service:',
+        '  enabled: no',
+        '',
+      ].join('\n'),
+    );
+    const r = await startExpectingExit(['-c', configPath]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      `ERROR: the node service (SSH) cannot listen on 0.0.0.0:${port} (ssh_service.listen_addr): the auth service wants port ${port} too (auth_service.listen_addr)`,
+    );
+    expect(fs.existsSync(dataDir)).toBe(false);
+  });
+
+  it('GIVEN a data dir the user may not create WHEN it starts THEN it names the directory and the way out', async () => {
+    // GIVEN a parent directory nobody else may write (as root, teleport runs as nobody; else the parent is read-only to its owner).
+    const parent = path.join(dir, 'locked');
+    fs.mkdirSync(parent, { mode: isRoot ? 0o700 : 0o500 });
+    const dataDir = path.join(parent, 'data');
+    const configPath = path.join(dir, 'teleport.yaml');
+    fs.writeFileSync(configPath, `teleport:\n  data_dir: ${dataDir}\nauth_service:\n  listen_addr: 127.0.0.1:${await freePort()}\nssh_service:\n  enabled: no\nproxy_service:\n  enabled: no\n`, { mode: 0o644 });
+    fs.chmodSync(dir, 0o755);
+
+    const r = await startExpectingExit(['-c', configPath], { asNobody: true });
+
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`ERROR: cannot use the data directory ${dataDir}: permission denied (mkdir ${dataDir}); run teleport as the user who owns it, or choose another directory with --data-dir`);
+    expect(fs.existsSync(dataDir)).toBe(false);
+    expect(await processesWith(configPath)).toEqual([]);
+  });
+
+  it('GIVEN a config file the user may not read WHEN it starts THEN it names the file', async () => {
+    const configPath = path.join(dir, 'secret.yaml');
+    fs.writeFileSync(configPath, `auth_service:\n  listen_addr: 127.0.0.1:${await freePort()}\n`, { mode: 0o600 });
+    if (!isRoot) fs.chmodSync(configPath, 0o000);
+    fs.chmodSync(dir, 0o755);
+
+    const r = await startExpectingExit(['-c', configPath], { asNobody: true });
+
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`ERROR: ${configPath}: permission denied reading the config file`);
+  });
+});
+
+describe('a service whose port is taken after the start-up check', () => {
+  let auth: TestAuth | undefined;
+  let dir: string;
+  beforeAll(() => {
+    dir = tempDir('start-cleanup-');
+  });
+  afterAll(async () => {
+    await auth?.cleanup();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /**
+   * Runs `body` (JavaScript, with `lib(module)` loading the compiled runtime, `config` from the
+   * test's YAML and `busy(port)` holding a port) in a child that never calls process.exit, and
+   * waits, up to the bound, for it to end by itself.
+   */
+  const runChild = async (configPath: string, body: string): Promise<RunResult> => {
+    const script = `
+      const path = require('node:path');
+      const net = require('node:net');
+      const lib = (m) => require(path.join(${JSON.stringify(path.join(ROOT, 'dist', 'runtime'))}, m));
+      const { buildConfig, loadConfigFile } = lib('config');
+      const config = buildConfig(loadConfigFile(${JSON.stringify(configPath)}), {}, {});
+      const busy = (port) => new Promise((resolve) => { const s = net.createServer(); s.listen(port, '127.0.0.1', () => resolve(s)); });
+      (async () => { ${body} })().catch((err) => { console.log('UNEXPECTED: ' + err.stack); process.exitCode = 2; });
+    `;
+    const d = Daemon.spawn(process.execPath, ['-e', script]);
+    try {
+      const code = await waitFor('the child to end by itself', () => d.child.exitCode ?? d.child.signalCode ?? undefined, EXIT_BOUND_MS).catch((err: Error) => {
+        throw new Error(`${err.message}: a failed start left something running\n${d.stdout}${d.stderr}`);
+      });
+      return { code: typeof code === 'number' ? code : null, stdout: d.stdout, stderr: d.stderr, stdoutBytes: Buffer.from(d.stdout) };
+    } finally {
+      await d.stop('SIGKILL');
+    }
+  };
+
+  it('GIVEN the auth port taken WHEN the auth service starts THEN it fails naming the port and closes its storage', async () => {
+    auth = await createAuth({ nodePort: await freePort() });
+    fs.mkdirSync(auth.dataDir, { recursive: true });
+    // WHEN the auth service starts from the library on a port another server holds.
+    const r = await runChild(
+      auth.configPath,
+      `
+      const { startAuthService } = lib('auth/service');
+      const { IdentityStore } = lib('auth/identity');
+      const { openBackend } = lib('backend');
+      const { logger, setLogLevel } = lib('utils/logger');
+      setLogLevel('error');
+      const taken = await busy(config.auth.listenAddr.port);
+      const proc = await openBackend({ type: 'memory' });
+      try {
+        await startAuthService({ config, hostUUID: '00000000-0000-4000-8000-000000000001', procStore: new IdentityStore(proc), log: logger('auth') });
+        console.log('STARTED');
+      } catch (err) {
+        console.log('FAILED: ' + err.message);
+      } finally {
+        taken.close();
+        await proc.close();
+      }
+      `,
+    );
+    // THEN it fails with the port and the service, and the child ends by itself.
+    expect(r.stdout).toContain(`FAILED: the auth service cannot listen on 127.0.0.1:${auth.port} (auth_service.listen_addr): port ${auth.port} is already in use`);
+    expect(r.code).toBe(0);
+  });
+
+  it('GIVEN the node port taken WHEN the node service starts THEN it fails naming the port and closes its connections to the auth server', async () => {
+    auth ??= await createAuth({ nodePort: await freePort() });
+    fs.mkdirSync(auth.dataDir, { recursive: true });
+    // WHEN the auth service runs and the node service starts from the library on a port another server holds.
+    const r = await runChild(
+      auth.configPath,
+      `
+      const { startAuthService } = lib('auth/service');
+      const { startNodeService } = lib('node/service');
+      const { IdentityStore } = lib('auth/identity');
+      const { openBackend } = lib('backend');
+      const { logger, setLogLevel } = lib('utils/logger');
+      setLogLevel('error');
+      const proc = await openBackend({ type: 'memory' });
+      const hostUUID = '00000000-0000-4000-8000-000000000002';
+      const auth = await startAuthService({ config, hostUUID, procStore: new IdentityStore(proc), log: logger('auth') });
+      const taken = await busy(config.ssh.listenAddr.port);
+      try {
+        const identity = await auth.auth.localIdentity('Node', [], []);
+        const nodeConfig = { ...config, authServers: [{ host: '127.0.0.1', port: auth.address.port }] };
+        await startNodeService({ config: nodeConfig, identity, hostUUID, log: logger('node') });
+        console.log('STARTED');
+      } catch (err) {
+        console.log('FAILED: ' + err.message);
+      }
+      try {
+        // The node's clients (its access feed's long poll among them) hold connections to the auth
+        // server until they are closed: wait, up to a bound, for none to be left.
+        const toAuth = () => process._getActiveHandles().filter((h) => h.remotePort === auth.address.port).length;
+        const deadline = Date.now() + 10000;
+        while (toAuth() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        console.log('connections to the auth server left: ' + toAuth());
+      } finally {
+        taken.close();
+        await auth.close();
+        await proc.close();
+      }
+      `,
+    );
+    // THEN it fails with the port and the service, and closed every connection it had opened.
+    expect(r.stdout).toContain(`FAILED: the node service (SSH) cannot listen on 127.0.0.1:${auth.nodePort} (ssh_service.listen_addr): port ${auth.nodePort} is already in use`);
+    expect(r.stdout).toContain('connections to the auth server left: 0\n');
+    expect(r.code).toBe(0);
+  });
+});
