@@ -25,6 +25,8 @@ const PASSWORD = 'a long quickstart password';
 
 interface Person {
   name: string;
+  /** The account running the tests (not root), whose home in the password database is not `home`. */
+  ownAccount: boolean;
   uid: number;
   gid: number;
   home: string;
@@ -37,7 +39,7 @@ async function newPerson(): Promise<Person> {
   const home = tempDir('readme-home-');
   if (process.getuid?.() !== 0) {
     const me = os.userInfo();
-    return { name: me.username, uid: me.uid, gid: me.gid, home, remove: async () => fs.rmSync(home, { recursive: true, force: true }) };
+    return { name: me.username, ownAccount: true, uid: me.uid, gid: me.gid, home, remove: async () => fs.rmSync(home, { recursive: true, force: true }) };
   }
   const name = `tpreadme${process.pid % 100000}`;
   const r = await run('useradd', ['--no-create-home', '--home-dir', home, '--shell', '/bin/bash', name]);
@@ -47,6 +49,7 @@ async function newPerson(): Promise<Person> {
   fs.chownSync(home, uid, gid);
   return {
     name,
+    ownAccount: false,
     uid,
     gid,
     home,
@@ -127,6 +130,12 @@ describe('README Quickstart', () => {
     });
   }
 
+  /**
+   * OpenSSH reads the config of the home in the password database, not $HOME: as root the harness's
+   * person has the clean home there; as the current user (not root) the README's ~/.ssh/config is named.
+   */
+  const openSshConfigOf = (command: string) => (person.ownAccount && /^(ssh|scp|sftp) /.test(command) ? command.replace(/^(\w+) /, '$1 -F ~/.ssh/config ') : command);
+
   /** A one-time code for a step after the last one used (the server refuses a replayed step). */
   function nextCode(): string {
     const step = Math.max(Math.floor(Date.now() / 30_000), lastStep + 1);
@@ -172,8 +181,9 @@ describe('README Quickstart', () => {
       });
       return;
     }
-    const input = /\btsh login\b/.test(command) ? `${PASSWORD}\n${nextCode()}\n` : /\btsh ssh\b/.test(command) ? 'echo quickstart-shell-$USER\nexit\n' : '';
-    const r = await runAs(command, input);
+    const shellSession = /^(npx tsh ssh|ssh) [^ ]+$/.test(command); // a shell: the person types into it
+    const input = /\btsh login\b/.test(command) ? `${PASSWORD}\n${nextCode()}\n` : shellSession ? 'echo quickstart-shell-$USER\nexit\n' : '';
+    const r = await runAs(openSshConfigOf(command), input);
     expect({ where, code: r.code, stderr: r.code === 0 ? '' : r.stderr }).toEqual({ where, code: 0, stderr: '' });
     if (/\btctl users add\b/.test(command)) {
       const url = /https:\/\/\S+\/web\/newuser\/[0-9a-f]{32}/.exec(r.stdout)?.[0];
@@ -181,7 +191,9 @@ describe('README Quickstart', () => {
       await signUpInBrowser(url!);
     }
     if (/\btsh ls\b/.test(command)) expect(r.stdout).toMatch(new RegExp(`^${HOST}\\s`, 'm'));
-    if (/\btsh ssh\b/.test(command)) expect(r.stdout).toContain(`quickstart-shell-${person.name}`);
+    if (shellSession) expect({ where, out: r.stdout }).toEqual({ where, out: expect.stringContaining(`quickstart-shell-${person.name}`) });
+    const scp = /^scp (\S+) [^:]+:(\S+)$/.exec(command); // a file to the node (this host): it lands in the person's home
+    if (scp) expect(fs.readFileSync(path.join(person.home, scp[2]), 'utf8')).toBe(fs.readFileSync(path.join(project, scp[1]), 'utf8'));
   }
 
   it('GIVEN a clean home as a non-root user WHEN every Quickstart command runs as written THEN each does what the README says', async () => {
