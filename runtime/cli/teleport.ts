@@ -27,26 +27,19 @@ program.addCommand(
     const config = load();
     setLogOutput(config.log.output);
     if (!opts.debug) setLogLevel(config.log.severity);
-    const first = await startProcess(config);
-    /** The running services; undefined between a reload's close and start. */
-    let proc: typeof first | undefined = first;
+    // The signal handlers are in place before anything starts: a supervisor may signal as soon as
+    // teleport says it is running, and a signal that comes while it starts waits for the start.
+    const starting = startProcess(config);
+    /** The running services; undefined while starting and between a reload's close and start. */
+    let proc: Awaited<typeof starting> | undefined;
     const log = logger('teleport');
-    try {
-      const facts = await gatherNextSteps(first, config, {
-        osUser: os.userInfo().username,
-        tctlFlags: first.auth ? tctlFlagsFor({ configPath, env: process.env, dataDir: config.dataDir, authAddr: first.auth.address }) : [],
-        // From `npm start` the commands are the project's bins, reached with npx.
-        commandPrefix: process.env.npm_lifecycle_event ? 'npx ' : '',
-      });
-      const lines = formatNextSteps(facts);
-      if (lines.length > 0) process.stdout.write('\n' + lines.join('\n') + '\n\n');
-    } catch (err) {
-      log.warn('cannot work out the next steps to print', { error: err });
-    }
     let stopping = false;
     // SIGHUP (systemd's ExecReload): re-read the config; if it is valid, restart the services
     // with it in this process; if not, say why and keep running the old one.
-    let reloading: Promise<void> = Promise.resolve();
+    let reloading: Promise<void> = starting.then(
+      (p) => void (proc = p),
+      () => undefined, // a failed start is reported below
+    );
     const reload = async () => {
       let next;
       try {
@@ -93,6 +86,19 @@ program.addCommand(
         );
     };
     for (const s of ['SIGTERM', 'SIGINT'] as const) process.on(s, () => stop(s));
+    const first = await starting;
+    try {
+      const facts = await gatherNextSteps(first, config, {
+        osUser: os.userInfo().username,
+        tctlFlags: first.auth ? tctlFlagsFor({ configPath, env: process.env, dataDir: config.dataDir, authAddr: first.auth.address }) : [],
+        // From `npm start` the commands are the project's bins, reached with npx.
+        commandPrefix: process.env.npm_lifecycle_event ? 'npx ' : '',
+      });
+      const lines = formatNextSteps(facts);
+      if (lines.length > 0) process.stdout.write('\n' + lines.join('\n') + '\n\n');
+    } catch (err) {
+      log.warn('cannot work out the next steps to print', { error: err });
+    }
   }),
 );
 

@@ -194,7 +194,7 @@ export class NodeSession {
       c.log.warn('cannot start the session', { error: err });
       return reject?.();
     }
-    const stream = accept();
+    const stream = this.open(accept);
     stream.on('data', () => c.touch());
     if (command !== undefined) this.auditCommand(command);
     if (this.ptyInfo) this.runPty(stream, file, args, command);
@@ -347,7 +347,18 @@ export class NodeSession {
       return reject?.();
     }
     this.conn.emit({ event: 'subsystem', name, exitError: '', ...this.who(), code: 'T3001I' });
-    this.runPipes(accept(), file, args, undefined);
+    this.runPipes(this.open(accept), file, args, undefined);
+  }
+
+  /**
+   * Accepts the session's channel. When the connection drops (idle timeout, network loss) the
+   * channel closes without the client's CHANNEL_CLOSE, and ssh2 then emits no 'close' on the
+   * session: what the session runs ends either way, and a shell's session.end is audited.
+   */
+  private open(accept: () => ServerChannel): ServerChannel {
+    const stream = accept();
+    stream.on('close', () => this.cleanup());
+    return stream;
   }
 
   private cleanup(): void {

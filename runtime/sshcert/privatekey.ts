@@ -65,6 +65,8 @@ export function encodeOpenSSHPrivateKey(privateKey: KeyObject, comment = ''): st
     priv.string(parts.curve).string(parts.q).mpint(field(jwk, 'd'));
   }
   priv.string(comment);
+  // Pad with 1, 2, 3, … up to the next multiple of the block size and add nothing when the section is
+  // already aligned: what ssh-keygen writes (PROTOCOL.key; the interop test compares the bytes).
   for (let pad = 1; priv.size % BLOCK_SIZE !== 0; pad++) priv.raw(Buffer.from([pad]));
   const body = new SshWriter()
     .raw(MAGIC)

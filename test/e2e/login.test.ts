@@ -282,12 +282,13 @@ describe('local users with second_factor otp', () => {
 
   it('GIVEN a Node identity THEN the sign-up and login routes are closed to it', async () => {
     const token = await signupToken(auth, 'lee', 'lee');
+    // One call at a time: a call started early could fail before anything awaits it (an unhandled rejection).
     for (const call of [
-      node.get(`/v1/signuptokens/${token}`),
-      node.post(`/v1/signuptokens/${token}/complete`, { password: 'lee-secret-pass' }),
-      node.post('/v1/users/joe/login', { password: passwords.joe, pub_key: sshPublicKey() }),
+      () => node.get(`/v1/signuptokens/${token}`),
+      () => node.post(`/v1/signuptokens/${token}/complete`, { password: 'lee-secret-pass' }),
+      () => node.post('/v1/users/joe/login', { password: passwords.joe, pub_key: sshPublicKey() }),
     ]) {
-      expect((await errorOf(call)).reason).toBe('access_denied');
+      expect((await errorOf(call())).reason).toBe('access_denied');
     }
     expect(await proxy.get(`/v1/signuptokens/${token}`)).toMatchObject({ user: 'lee' });
   });

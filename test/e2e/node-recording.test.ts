@@ -9,6 +9,7 @@ import { fetchRecording } from '../../runtime/recordings/playback';
 import { startAuth, startCluster, TestAuth, TestNode } from '../helpers/cluster';
 import { SshUser, sshTo } from '../helpers/openssh';
 import { Daemon, tempDir, waitFor } from '../helpers/proc';
+import { scratchDir } from '../helpers/scratch';
 import { LOGIN } from '../helpers/sshd';
 
 async function recordingOf(auth: TestAuth, sid: string) {
@@ -55,7 +56,7 @@ describe('session recording', () => {
       node.start();
       await node.ready();
       await auth.tctlOk('users', 'add', 'alice', LOGIN);
-      const alice = await SshUser.create(auth, tempDir('rec2-'), 'alice', LOGIN);
+      const alice = await SshUser.create(auth, scratchDir('rec2-'), 'alice', LOGIN);
       const session = Daemon.spawn('ssh', [...alice.options('rec-node'), '-p', String(node.port), '-tt', `${LOGIN}@127.0.0.1`, 'echo MARKER-$((40+2)); exec sleep 600']);
       const dir = path.join(node.dataDir, 'log', 'upload', 'sessions', 'default');
       const sid = await waitFor('the marker on the node disk', () => {

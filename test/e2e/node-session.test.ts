@@ -8,11 +8,14 @@ import { Client } from 'ssh2';
 import { CLIENT_HOST_KEY_ALGORITHMS, clientCertIdentity, hostCertVerifier, loadPrivateKey, parseAuthorizedKey } from '../../runtime/sshcert';
 import { startCluster, TestAuth, TestNode, writeExpiredUserCert } from '../helpers/cluster';
 import { SshUser, sshTo } from '../helpers/openssh';
+import { findProcesses } from '../helpers/leftovers';
+import { testOsAccount } from '../helpers/osusers';
 import { run, tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
 
 const NODE = 'test-auth';
-const OS_USER = 'tpnodeuser';
+/** A real unprivileged account to log in as (the tests run as root, as CI does). */
+const osUser = testOsAccount('session');
 
 describe('node sessions', () => {
   let cluster: TestAuth;
@@ -21,17 +24,11 @@ describe('node sessions', () => {
 
   beforeAll(async () => {
     work = tempDir('node-session-');
-    // A real unprivileged account to log in as (the tests run as root, as CI does).
-    if ((await run('id', [OS_USER])).code !== 0) {
-      const r = await run('useradd', ['--create-home', '--shell', '/bin/bash', OS_USER]);
-      if (r.code !== 0) throw new Error(`useradd failed (tests need root): ${r.stderr}`);
-    }
     cluster = await startCluster({ authExtra: ['client_idle_timeout: 3s', 'keep_alive_interval: 500ms'], tokens: ['node:session-node-token'] });
-    await cluster.tctlOk('users', 'add', 'alice', `${LOGIN},${OS_USER}`);
-    alice = await SshUser.create(cluster, work, 'alice', OS_USER);
-    const home = `/home/${OS_USER}`;
-    fs.mkdirSync(`${home}/.tsh`, { recursive: true });
-    fs.writeFileSync(`${home}/.tsh/environment`, 'FROM_TSH_ENV=yes\n# a comment\n');
+    await cluster.tctlOk('users', 'add', 'alice', `${LOGIN},${osUser.name}`);
+    alice = await SshUser.create(cluster, work, 'alice', osUser.name);
+    fs.mkdirSync(`${osUser.home}/.tsh`, { recursive: true });
+    fs.writeFileSync(`${osUser.home}/.tsh/environment`, 'FROM_TSH_ENV=yes\n# a comment\n');
   });
   afterAll(async () => {
     await cluster?.cleanup();
@@ -41,16 +38,16 @@ describe('node sessions', () => {
   it('GIVEN a login as an unprivileged account THEN the session runs as that account with its own groups only', async () => {
     const r = await sshTo(alice, cluster.nodePort!, NODE, ['id -un; id -u; id -G; pwd; echo $HOME $USER $SHELL']);
     const [name, uid, groups, pwd, env] = r.stdout.trim().split('\n');
-    expect(name).toBe(OS_USER);
+    expect(name).toBe(osUser.name);
     expect(uid).not.toBe('0');
     expect(groups.split(' ')).not.toContain('0');
-    expect(pwd).toBe(`/home/${OS_USER}`);
-    expect(env).toBe(`/home/${OS_USER} ${OS_USER} /bin/bash`);
+    expect(pwd).toBe(osUser.home);
+    expect(env).toBe(`${osUser.home} ${osUser.name} /bin/bash`);
     expect(await sshTo(alice, cluster.nodePort!, NODE, ['cat /root/.profile >/dev/null 2>&1 || echo denied'])).toMatchObject({ stdout: 'denied\n' });
   });
 
   it('GIVEN SendEnv and ~/.tsh/environment THEN LANG/LC_* pass, other names do not, and the file is read only when permitted', async () => {
-    const r = await run('ssh', [...alice.options(NODE), '-p', String(cluster.nodePort), '-o', 'SendEnv=LC_PAPER SECRET_THING', `${OS_USER}@127.0.0.1`, 'echo "$LC_PAPER|$SECRET_THING|$FROM_TSH_ENV|$SSH_CONNECTION"'], {
+    const r = await run('ssh', [...alice.options(NODE), '-p', String(cluster.nodePort), '-o', 'SendEnv=LC_PAPER SECRET_THING', `${osUser.name}@127.0.0.1`, 'echo "$LC_PAPER|$SECRET_THING|$FROM_TSH_ENV|$SSH_CONNECTION"'], {
       env: { LC_PAPER: 'de_DE.UTF-8', SECRET_THING: 'nope' },
     });
     const [lc, secret, fromFile, conn] = r.stdout.trim().split('|');
@@ -96,7 +93,7 @@ describe('node sessions', () => {
         .connect({
           host: '127.0.0.1',
           port: cluster.nodePort,
-          username: OS_USER,
+          username: osUser.name,
           agent: clientCertIdentity(key, cert),
           algorithms: { serverHostKey: CLIENT_HOST_KEY_ALGORITHMS },
           hostVerifier: hostCertVerifier({ trustedCAs: [hostCA], hostname: NODE }),
@@ -104,26 +101,51 @@ describe('node sessions', () => {
     });
     client.end();
     expect(output).toContain('SIZE-AFTER 50 132');
-    await waitFor('the resize event', async () => (await cluster.events(['resize'])).some((e) => e.size === '132:50' && e.login === OS_USER));
+    await waitFor('the resize event', async () => (await cluster.events(['resize'])).some((e) => e.size === '132:50' && e.login === osUser.name));
   });
 
   it('GIVEN keep_alive_interval THEN the node sends keepalive@openssh.com requests the client answers', async () => {
     const opts = alice.options(NODE).map((o) => (o === 'LogLevel=ERROR' ? 'LogLevel=DEBUG1' : o));
-    const r = await run('ssh', [...opts, '-p', String(cluster.nodePort), `${OS_USER}@127.0.0.1`, 'sleep 2; echo awake']);
+    const r = await run('ssh', [...opts, '-p', String(cluster.nodePort), `${osUser.name}@127.0.0.1`, 'sleep 2; echo awake']);
     expect(r.stdout).toBe('awake\n');
     expect(r.stderr).toMatch(/client_input_global_request: rtype keepalive@openssh\.com want_reply 1/);
   });
 
-  it('GIVEN a session idle longer than client_idle_timeout THEN the node disconnects it and audits why', async () => {
-    const r = await sshTo(alice, cluster.nodePort!, NODE, ['sleep 30']);
+  it('GIVEN a session idle longer than client_idle_timeout THEN the node disconnects it, audits why and ends the command the session ran', async () => {
+    // GIVEN a command that would outlive the test
+    const command = 'sleep 300';
+
+    // WHEN it runs through a session that goes idle
+    const r = await sshTo(alice, cluster.nodePort!, NODE, [command]);
+
+    // THEN the client is disconnected, the audit log says why, and the command does not keep running as the account
     expect(r.code).toBe(255);
     await waitFor('the client.disconnect event', async () => (await cluster.events(['client.disconnect'])).some((e) => /idle/.test(e.reason)));
+    await waitFor(`"${command}" to end`, () => findProcesses((p) => p.uid === osUser.uid && p.command === command).length === 0);
+  });
+
+  it('GIVEN a terminal session idle longer than client_idle_timeout THEN the node disconnects it, ends its program and audits session.end', async () => {
+    // GIVEN a program in a terminal that would outlive the test
+    const command = 'sleep 301';
+    const endsBefore = (await cluster.events(['session.end'])).length;
+
+    // WHEN its session goes idle
+    const r = await sshTo(alice, cluster.nodePort!, NODE, [command], ['-tt']);
+
+    // THEN the client is disconnected, the program ends on the hangup, and the session's end is in the audit log
+    expect(r.code).toBe(255);
+    await waitFor(`"${command}" to end`, () => findProcesses((p) => p.uid === osUser.uid && p.command === command).length === 0);
+    await waitFor('the exec and session.end events', async () => {
+      const execs = await cluster.events(['exec']);
+      const ends = await cluster.events(['session.end']);
+      return execs.some((e) => e.command === command && e.exitError === 'signal HUP') && ends.length === endsBefore + 1;
+    });
   });
 
   it('GIVEN an expired certificate from the cluster CA THEN the node refuses it', async () => {
-    const key = await writeExpiredUserCert(cluster, work, 'expired', 'alice', [OS_USER]);
+    const key = await writeExpiredUserCert(cluster, work, 'expired', 'alice', [osUser.name]);
     const opts = alice.options(NODE).map((o) => o.replace(alice.key, key));
-    const r = await run('ssh', [...opts, '-p', String(cluster.nodePort), `${OS_USER}@127.0.0.1`, 'true']);
+    const r = await run('ssh', [...opts, '-p', String(cluster.nodePort), `${osUser.name}@127.0.0.1`, 'true']);
     expect(r.code).toBe(255);
     await waitFor('the expired-cert auth event', async () => (await cluster.events(['auth'])).some((e) => /has expired/.test(e.error)));
   });

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { startCluster, TestAuth } from '../helpers/cluster';
 import { SshUser, sshTo } from '../helpers/openssh';
 import { Daemon, freePort, run, tempDir, waitFor } from '../helpers/proc';
+import { scratchDir } from '../helpers/scratch';
 import { LOGIN } from '../helpers/sshd';
 
 const NODE = 'test-auth';
@@ -120,7 +121,7 @@ describe('node service with OpenSSH', () => {
   describe('refusals', () => {
     it('GIVEN a cert from another cluster THEN login is refused and audited', async () => {
       await other.tctlOk('users', 'add', 'alice', LOGIN);
-      const dir = tempDir('other-');
+      const dir = scratchDir('other-');
       const otherAlice = await SshUser.create(other, dir, 'alice', LOGIN);
       // The other cluster's user, but this cluster's known_hosts, so only user authentication differs.
       fs.copyFileSync(alice.knownHosts, otherAlice.knownHosts);

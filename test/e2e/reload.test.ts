@@ -3,8 +3,8 @@
  * it; an invalid config is refused and the running services stay up.
  */
 import * as fs from 'node:fs';
-import { startCluster, TestAuth } from '../helpers/cluster';
-import { waitFor } from '../helpers/proc';
+import { createAuth, startCluster, TestAuth } from '../helpers/cluster';
+import { freePort, waitFor } from '../helpers/proc';
 
 describe('teleport start: reload on SIGHUP', () => {
   let c: TestAuth;
@@ -31,5 +31,56 @@ describe('teleport start: reload on SIGHUP', () => {
     await c.daemon!.waitForOutput(/"msg":"reloaded"/);
     await waitFor('the node to heartbeat its new label', async () => /env=after/.test(await c.tctlOk('nodes', 'ls')));
     expect(c.daemon!.child.exitCode).toBeNull();
+  });
+
+  describe('signals while teleport starts', () => {
+    let starting: TestAuth | undefined;
+    afterEach(async () => {
+      await starting?.cleanup();
+      starting = undefined;
+    });
+
+    /** Starts teleport and sends `signal` the moment its output first matches `when` (from the output handler, no polling). */
+    const signalWhen = async (when: RegExp, signal: NodeJS.Signals) => {
+      starting = await createAuth({ nodePort: await freePort() });
+      const d = starting.start();
+      let seen = '';
+      let sent = false;
+      const watch = (chunk: Buffer) => {
+        seen += chunk;
+        if (!sent && when.test(seen)) {
+          sent = true;
+          d.child.kill(signal);
+        }
+      };
+      d.child.stdout!.on('data', watch);
+      d.child.stderr!.on('data', watch);
+      return d;
+    };
+
+    it('GIVEN teleport halfway through starting WHEN SIGHUP arrives THEN it finishes starting, then reloads, and keeps running', async () => {
+      // GIVEN / WHEN the auth service is up but the node is not yet
+      const d = await signalWhen(/auth service is listening/, 'SIGHUP');
+
+      // THEN
+      await d.waitForOutput(/"msg":"reloaded"/);
+      const log = d.stderr;
+      expect(log.indexOf('teleport is running')).toBeLessThan(log.indexOf('"msg":"reloading"'));
+      expect(d.child.exitCode).toBeNull();
+      expect(d.child.signalCode).toBeNull();
+    });
+
+    it('GIVEN teleport that has just said it is running WHEN SIGHUP arrives THEN it reloads and keeps running', async () => {
+      const d = await signalWhen(/teleport is running/, 'SIGHUP');
+      await d.waitForOutput(/"msg":"reloaded"/);
+      expect(d.child.exitCode).toBeNull();
+      expect(d.child.signalCode).toBeNull();
+    });
+
+    it('GIVEN teleport halfway through starting WHEN SIGTERM arrives THEN it finishes starting, shuts down cleanly and exits 0', async () => {
+      const d = await signalWhen(/auth service is listening/, 'SIGTERM');
+      expect(await d.exited).toBe(0);
+      expect(d.stderr).toMatch(/"msg":"shutting down","signal":"SIGTERM"/);
+    });
   });
 });

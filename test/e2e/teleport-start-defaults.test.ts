@@ -18,19 +18,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { totp } from '../../runtime/auth/totp';
 import { webRequest, WebClientOptions } from '../../runtime/client/weblogin';
+import { testOsAccount } from '../helpers/osusers';
 import { cliPath, Daemon, freePort, run, RunResult, tempDir } from '../helpers/proc';
 
-const UNPRIVILEGED = 'tpnodeuser';
 const PASSWORD = 'correct horse battery staple';
-
-interface Account {
-  name: string;
-  uid: number;
-  gid: number;
-}
+/** The unprivileged account everything runs as (created when the tests run as root, else the current user). */
+const account = testOsAccount('start', { orCurrentUser: true });
 
 describe('teleport start with no flags', () => {
-  let account: Account;
   let home: string;
   let configPath: string;
   let ports: { auth: number; node: number; proxySsh: number; web: number; tunnel: number };
@@ -76,17 +71,6 @@ describe('teleport start with no flags', () => {
   const web = (): WebClientOptions => ({ scheme: 'https', host: '127.0.0.1', port: ports.web, insecure: true });
 
   beforeAll(async () => {
-    if (process.getuid?.() === 0) {
-      if ((await run('id', [UNPRIVILEGED])).code !== 0) {
-        const r = await run('useradd', ['--create-home', '--shell', '/bin/bash', UNPRIVILEGED]);
-        if (r.code !== 0) throw new Error(`useradd failed: ${r.stderr}`);
-      }
-      const id = (flag: string) => run('id', [flag, UNPRIVILEGED]).then((r) => Number(r.stdout.trim()));
-      account = { name: UNPRIVILEGED, uid: await id('-u'), gid: await id('-g') };
-    } else {
-      const me = os.userInfo();
-      account = { name: me.username, uid: me.uid, gid: me.gid };
-    }
     // GIVEN a fresh HOME owned by the account and a file that sets only the listen ports.
     home = tempDir('start-defaults-');
     fs.chownSync(home, account.uid, account.gid);

@@ -1,8 +1,15 @@
-/** Reading synthesised CloudFormation templates in the CDK tests. */
+/** Apps and reading synthesised CloudFormation templates in the CDK tests. */
+import { App, AppProps } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
+import { scratchDir } from './scratch';
 
 export type Res = { Properties: Record<string, any>; DependsOn?: string[] };
 export type Stmt = { Sid?: string; Action: string | string[]; Resource: unknown; Condition?: unknown };
+
+/** An App whose cloud assembly goes to a temp directory removed after the test file (a bare `new App()` leaves one behind in TMPDIR). */
+export function testApp(props: AppProps = {}): App {
+  return new App({ outdir: scratchDir('cdk.out-'), ...props });
+}
 
 /** App context for Template-based tests: no Lambda bundling (the `cdk synth` process test bundles for real). */
 export const NO_BUNDLING = { 'aws:cdk:bundling-stacks': [] };

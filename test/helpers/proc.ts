@@ -98,31 +98,33 @@ export class Daemon {
   stderr = '';
   readonly exited: Promise<number | null>;
 
+  /** The process has exited and its output streams are closed: no more output will come. */
+  private done = false;
+
   constructor(readonly child: ChildProcess) {
     child.stdout?.on('data', (d) => (this.stdout += d));
     child.stderr?.on('data', (d) => (this.stderr += d));
     this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+    child.on('close', () => (this.done = true));
   }
 
   static spawn(cmd: string, args: string[], env?: NodeJS.ProcessEnv): Daemon {
     return new Daemon(spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
   }
 
-  /** Waits until the output matches, or the process exits (which fails with its output). */
+  /** Waits until the output matches; fails at once, with the output, when the process exits first. */
   async waitForOutput(re: RegExp, timeoutMs = 30_000): Promise<void> {
-    let exited = false;
-    void this.exited.then(() => (exited = true));
-    await waitFor(
+    const outcome = await waitFor(
       `output ${re}`,
-      () => {
-        if (re.test(this.stdout + this.stderr)) return true;
-        if (exited) throw new Error(`process exited: ${this.stderr || this.stdout}`);
-        return false;
-      },
+      () => (re.test(this.stdout + this.stderr) ? 'matched' : this.done ? 'exited' : false),
       timeoutMs,
     ).catch((err: Error) => {
       throw new Error(`${err.message}\n--- output ---\n${this.stdout}${this.stderr}`);
     });
+    if (outcome === 'exited') {
+      const how = this.child.signalCode ? `killed by ${this.child.signalCode}` : `exit status ${this.child.exitCode}`;
+      throw new Error(`the process ended (${how}) before its output matched ${re}\n--- output ---\n${this.stdout}${this.stderr}`);
+    }
   }
 
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {

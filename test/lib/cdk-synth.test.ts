@@ -18,6 +18,7 @@ const env = {
   AWS_CONFIG_FILE: path.join(out, 'no-config'),
   AWS_SHARED_CREDENTIALS_FILE: path.join(out, 'no-credentials'),
   AWS_EC2_METADATA_DISABLED: 'true',
+  TMPDIR: out, // the CLI's own caches (v8-compile-cache) go with the test's directory
 };
 
 describe('`cdk synth` of the app as a process', () => {

@@ -1,14 +1,14 @@
-import { App, Stack } from 'aws-cdk-lib';
+import { Stack } from 'aws-cdk-lib';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Template } from 'aws-cdk-lib/assertions';
-import { actions, ingress, logicalId, one, statements, type Res } from '../helpers/cdk';
+import { actions, ingress, logicalId, one, statements, type Res, testApp } from '../helpers/cdk';
 import { ClusterStack, ClusterStackProps } from '../../lib/cluster-stack';
 import { AUTH_BUCKET_ACTIONS, AUTH_KMS_ACTIONS, AUTH_OBJECT_ACTIONS, AUTH_STREAM_ACTIONS, AUTH_TABLE_ACTIONS } from '../../lib/auth-tier';
 
 
 function synth(props: Partial<ClusterStackProps> = {}): Template {
   // No Lambda bundling here: the `cdk synth` process test (cdk-synth.test.ts) bundles the handlers for real.
-  const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+  const app = testApp({ context: { 'aws:cdk:bundling-stacks': [] } });
   const stack = new ClusterStack(app, 'Cluster', { clusterName: 'acme', domainName: 'teleport.example.com', ...props });
   return Template.fromStack(stack);
 }
@@ -327,7 +327,7 @@ describe('ClusterStack: existing VPC and a DNS-validated certificate', () => {
     },
     hostedZone: { hostedZoneId: 'Z0123456789ABCDEFGHIJ', zoneName: 'example.com' },
     createCertificate: true,
-    notificationsTopic: sns.Topic.fromTopicArn(new Stack(new App(), 'Ops'), 'Topic', 'arn:aws:sns:eu-west-1:123456789012:ops'),
+    notificationsTopic: sns.Topic.fromTopicArn(new Stack(testApp(), 'Ops'), 'Topic', 'arn:aws:sns:eu-west-1:123456789012:ops'),
   });
 
   test('every group sends its scaling notifications to the given topic', () => {
@@ -383,7 +383,7 @@ describe('ClusterStack: concrete account and region', () => {
   });
 
   test('without zones a concrete environment is refused instead of looked up', () => {
-    expect(() => new ClusterStack(new App(), 'C', { clusterName: 'acme', domainName: 'teleport.example.com', env: { account: '123456789012', region: 'eu-west-1' } })).toThrow(
+    expect(() => new ClusterStack(testApp(), 'C', { clusterName: 'acme', domainName: 'teleport.example.com', env: { account: '123456789012', region: 'eu-west-1' } })).toThrow(
       /availabilityZones must be given for a new VPC when the stack has an account and region/,
     );
   });

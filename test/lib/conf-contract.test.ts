@@ -4,12 +4,12 @@
  * teleport.yaml that `teleport start` accepts. CloudFormation values (names and addresses known
  * only at deploy time) are replaced with plausible stand-ins.
  */
-import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { ClusterStack, ClusterStackProps } from '../../lib/cluster-stack';
 import { CONF_FILE } from '../../runtime/contract/aws';
 import { parseConfText, validateConf } from '../../runtime/instance/conf';
 import { generateConfig, instanceMode, renderConfig } from '../../runtime/instance/generate';
+import { testApp } from '../helpers/cdk';
 
 const FACTS = { localIp: '10.0.1.17', localHostname: 'ip-10-0-1-17.eu-west-1.compute.internal' };
 
@@ -33,7 +33,7 @@ function confText(t: Template, tierPrefix: string): string {
 }
 
 function generated(props: Partial<ClusterStackProps>, tierPrefix: string) {
-  const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+  const app = testApp({ context: { 'aws:cdk:bundling-stacks': [] } });
   const stack = new ClusterStack(app, 'Cluster', { clusterName: 'acme', domainName: 'teleport.example.com', ...props });
   const conf = validateConf(parseConfText(confText(Template.fromStack(stack), tierPrefix), CONF_FILE).vars, CONF_FILE);
   const mode = instanceMode(conf.role, conf.useAcm);

@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
-import { actions, logicalId, NO_BUNDLING, one, statements, type Res, type Stmt } from '../helpers/cdk';
+import { actions, logicalId, NO_BUNDLING, one, statements, type Res, type Stmt, testApp } from '../helpers/cdk';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -46,7 +46,7 @@ function arnText(v: unknown): string {
 
 describe('ControlPlane in the ClusterStack (customer key for the table and the SecureStrings)', () => {
   // GIVEN the default cluster stack
-  const app = new App({ context: NO_BUNDLING });
+  const app = testApp({ context: NO_BUNDLING });
   const stack = new ClusterStack(app, 'Cluster', { clusterName: 'acme', domainName: 'teleport.example.com' });
   // WHEN it is synthesised
   const t = Template.fromStack(stack);
@@ -215,7 +215,7 @@ describe('ControlPlane in the ClusterStack (customer key for the table and the S
 });
 
 /** A small stack with three bare groups, for the construct on its own. */
-function standalone(props: Partial<ControlPlaneProps> = {}, app = new App({ context: NO_BUNDLING })) {
+function standalone(props: Partial<ControlPlaneProps> = {}, app = testApp({ context: NO_BUNDLING })) {
   const stack = new Stack(app, 'Standalone');
   const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 1, natGateways: 0, subnetConfiguration: [{ name: 'p', subnetType: ec2.SubnetType.PUBLIC }] });
   const table = new dynamodb.Table(stack, 'State', {

@@ -1,6 +1,6 @@
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
-import { actions, egress, ingress, logicalId, one, statements, type Res } from '../helpers/cdk';
+import { actions, egress, ingress, logicalId, one, statements, type Res, testApp } from '../helpers/cdk';
 import { CONF_FILE, ConfVars } from '../../runtime/contract/aws';
 import { validateConf } from '../../runtime/instance/conf';
 import { generateConfig, instanceMode, renderConfig } from '../../runtime/instance/generate';
@@ -19,7 +19,7 @@ const EXISTING_VPC = {
 };
 
 function build(props: Partial<StarterStackProps> = {}): { app: App; stack: StarterStack; t: Template } {
-  const app = new App();
+  const app = testApp();
   const stack = new StarterStack(app, 'Starter', { clusterName: 'acme', ...props });
   return { app, stack, t: Template.fromStack(stack) };
 }
@@ -202,7 +202,7 @@ describe('StarterStack: DynamoDB storage, domain in a hosted zone without certif
     for (const st of Object.values(s)) for (const a of [st.Action].flat()) expect(a).not.toMatch(/\*/);
     // AND they are the very statements a ClusterStack's auth tier carries (same construct ids, same logical ids)
     const cluster = Template.fromStack(
-      new ClusterStack(new App({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Cluster', { clusterName: 'acme', domainName: 'teleport.example.com' }),
+      new ClusterStack(testApp({ context: { 'aws:cdk:bundling-stacks': [] } }), 'Cluster', { clusterName: 'acme', domainName: 'teleport.example.com' }),
     );
     const auth = statements(cluster, 'AuthRole');
     for (const sid of ['Tables', 'StateTableStream', 'Recordings', 'RecordingsBucket', 'DataKey']) expect(s[sid]).toEqual(auth[sid]);
@@ -436,7 +436,7 @@ describe('StarterStack prop validation (before any resource is defined)', () => 
     // GIVEN invalid props WHEN the stack is built THEN a clear error names the prop
     let app: App | undefined;
     expect(() => {
-      app = new App();
+      app = testApp();
       new StarterStack(app, 'Starter', { clusterName: 'acme', ...props });
     }).toThrow(message);
     // AND nothing was defined: the checks run before the stack itself is created
@@ -480,7 +480,7 @@ describe('starter context', () => {
       allowedCidrs: ['203.0.113.0/24'],
     });
     // AND they build
-    expect(() => new StarterStack(new App(), 'S', props)).not.toThrow();
+    expect(() => new StarterStack(testApp(), 'S', props)).not.toThrow();
   });
 
   test('an invalid context lists every bad key at once', () => {

@@ -1,6 +1,7 @@
-import { App, Stack } from 'aws-cdk-lib';
+import { Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { ClusterStorage } from '../../lib/storage';
+import { testApp } from '../helpers/cdk';
 
 /** Properties of the only resource of `type` whose logical id starts with `prefix`. */
 function resourceOf(t: Template, type: string, prefix: string): { Properties: Record<string, any>; DeletionPolicy?: string } {
@@ -11,7 +12,7 @@ function resourceOf(t: Template, type: string, prefix: string): { Properties: Re
 
 describe('ClusterStorage (defaults)', () => {
   // GIVEN a stack with the storage construct
-  const stack = new Stack(new App(), 'S');
+  const stack = new Stack(testApp(), 'S');
   new ClusterStorage(stack, 'Storage');
   // WHEN it is synthesised
   const t = Template.fromStack(stack);
@@ -137,7 +138,7 @@ describe('ClusterStorage (defaults)', () => {
 describe('ClusterStorage (Object Lock and validation)', () => {
   test('objectLockRetentionDays turns on governance-mode Object Lock', () => {
     // GIVEN Object Lock retention of 30 days
-    const stack = new Stack(new App(), 'S');
+    const stack = new Stack(testApp(), 'S');
     new ClusterStorage(stack, 'Storage', { objectLockRetentionDays: 30 });
     // THEN the recordings bucket has Object Lock with that default retention
     const bucket = resourceOf(Template.fromStack(stack), 'AWS::S3::Bucket', 'StorageRecordingsBucket');
@@ -149,7 +150,7 @@ describe('ClusterStorage (Object Lock and validation)', () => {
   });
 
   test('a non-positive lifecycle value is rejected before anything is defined', () => {
-    const stack = new Stack(new App(), 'S');
+    const stack = new Stack(testApp(), 'S');
     expect(() => new ClusterStorage(stack, 'Storage', { abortIncompleteMultipartUploadDays: 0 })).toThrow(
       /abortIncompleteMultipartUploadDays must be an integer between 1 and 365, got 0/,
     );

@@ -1,12 +1,13 @@
 import { App } from 'aws-cdk-lib';
 import { clusterPropsFromContext } from '../../lib/app-context';
 import { ClusterStack, ClusterStackProps } from '../../lib/cluster-stack';
+import { testApp } from '../helpers/cdk';
 
 const base: ClusterStackProps = { clusterName: 'acme', domainName: 'teleport.example.com' };
 
 /** Builds a cluster stack with `props` over the base props; returns the app to check nothing was defined. */
 function build(props: Partial<ClusterStackProps>): App {
-  const app = new App();
+  const app = testApp();
   new ClusterStack(app, 'Cluster', { ...base, ...props });
   return app;
 }
@@ -37,7 +38,7 @@ describe('ClusterStack prop validation (before any resource is defined)', () => 
     // GIVEN invalid props WHEN the stack is built THEN a clear error names the prop
     let app: App | undefined;
     expect(() => {
-      app = new App();
+      app = testApp();
       new ClusterStack(app, 'Cluster', { ...base, ...props });
     }).toThrow(message);
     // AND nothing was defined: the checks run before the stack itself is created

@@ -1,9 +1,9 @@
 /** Shared bits of the config tests: catching a ConfigError, writing temp files. */
 
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../../../runtime/config';
+import { scratchDir } from '../../helpers/scratch';
 
 /** Runs `f` and returns the ConfigError it throws; fails the test if it throws nothing or something else. */
 export function configErrorOf(f: () => unknown): ConfigError {
@@ -21,9 +21,9 @@ export function errorLines(f: () => unknown): string[] {
   return configErrorOf(f).message.split('\n');
 }
 
-/** A fresh temp directory with the given files written into it; returns its path. */
+/** A fresh temp directory with the given files written into it, removed after the test file; returns its path. */
 export function tempDirWith(files: Record<string, string> = {}): string {
-  const dir = mkdtempSync(join(tmpdir(), 'teleport-config-test-'));
+  const dir = scratchDir('teleport-config-test-');
   for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
   return dir;
 }

@@ -1,9 +1,14 @@
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { generateKeyPairSync, KeyObject, randomInt } from 'node:crypto';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import {
   decodeOpenSSHPrivateKey,
   encodeOpenSSHPrivateKey,
   formatAuthorizedKey,
+  generateKeyPair,
+  KeyAlgorithm,
   loadPrivateKey,
   parseAuthorizedKey,
   publicKeyBlob,
@@ -23,6 +28,8 @@ const KEYGEN_ARGS = {
   rsa: ['-t', 'rsa', '-b', '2048'],
 } as const;
 
+const execFileAsync = promisify(execFile);
+
 const dir = makeTempDir();
 afterAll(() => dir.remove());
 
@@ -32,6 +39,36 @@ function body(text: string): Buffer {
 
 function armor(data: Buffer): string {
   return `-----BEGIN OPENSSH PRIVATE KEY-----\n${data.toString('base64')}\n-----END OPENSSH PRIVATE KEY-----\n`;
+}
+
+/** How many SSH strings/mpints each key type's private part has (PROTOCOL.key, sshkey_private_serialize). */
+const KEY_FIELDS: Record<KeyAlgorithm, number> = { ed25519: 2, 'ecdsa-p256': 3, 'ecdsa-p384': 3, rsa: 6 };
+
+/** The private section of a key file's body, and where it starts (its two check ints come first). */
+function privateSection(data: Buffer): { section: Buffer; start: number } {
+  const r = new SshReader(data.subarray(15));
+  r.string();
+  r.string();
+  r.bytes();
+  r.uint32();
+  r.bytes();
+  const section = r.bytes();
+  return { section, start: 15 + r.position - section.length };
+}
+
+/** The bytes after the comment: the padding. */
+function paddingOf(section: Buffer, alg: KeyAlgorithm): Buffer {
+  const r = new SshReader(section);
+  r.uint32();
+  r.uint32();
+  r.string();
+  for (let i = 0; i < KEY_FIELDS[alg]; i++) r.bytes();
+  r.string();
+  return r.raw(r.remaining);
+}
+
+function oneTwoThree(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i + 1);
 }
 
 describe('encodeOpenSSHPrivateKey', () => {
@@ -67,8 +104,9 @@ describe('encodeOpenSSHPrivateKey', () => {
     expect(r.atEnd()).toBe(true);
     expect(checks[0]).toBe(checks[1]);
     expect(section.length % 8).toBe(0);
-    const padLen = section[section.length - 1];
-    expect([...section.subarray(section.length - padLen)]).toEqual(Array.from({ length: padLen }, (_, i) => i + 1));
+    const padding = paddingOf(section, alg);
+    expect(padding.length).toBeLessThan(8);
+    expect([...padding]).toEqual(oneTwoThree(padding.length));
   });
 
   test.each(ALGORITHMS)('GIVEN a %s key WHEN encoded and decoded THEN the key and comment come back', (alg) => {
@@ -81,6 +119,85 @@ describe('encodeOpenSSHPrivateKey', () => {
     // THEN
     expect(comment).toBe('round trip');
     expect(privateKey.export({ format: 'jwk' })).toEqual(kp.privateKey.export({ format: 'jwk' }));
+  });
+});
+
+describe('openssh-key-v1 interop with ssh-keygen', () => {
+  const KEYS = 500;
+  const LETTERS = 'abcdefghijklmnopqrstuvwxyz0123456789.@-';
+
+  /** A fresh random key; RSA at 1024 bits (OpenSSH's minimum) keeps 125 of them fast, the layout is the same. */
+  function randomKey(alg: KeyAlgorithm): KeyObject {
+    return alg === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey : generateKeyPair(alg).privateKey;
+  }
+
+  function randomComment(length: number): string {
+    return Array.from({ length }, () => LETTERS[randomInt(LETTERS.length)]).join('');
+  }
+
+  /** The file's body with the two random check ints zeroed, so two writers' outputs compare byte for byte. */
+  function withoutCheckInts(text: string): Buffer {
+    const data = body(text);
+    const { start } = privateSection(data);
+    data.fill(0, start, start + 8);
+    return data;
+  }
+
+  /** Runs ssh-keygen without blocking, so the four key types' loops overlap. */
+  async function keygen(args: string[]): Promise<string> {
+    const { stdout } = await execFileAsync('ssh-keygen', args, { env: { ...process.env, TZ: 'UTC' }, encoding: 'utf8' });
+    return stdout;
+  }
+
+  test(`GIVEN ${KEYS} random keys of every type with comments of 0 to 15 bytes WHEN we write each file, ssh-keygen -y reads it, ssh-keygen -c rewrites it and we read that THEN all agree byte for byte and every padding length 0…7 occurs on both sides`, async () => {
+    // GIVEN
+    const padLengths = { ours: new Map<KeyAlgorithm, Set<number>>(), keygen: new Map<KeyAlgorithm, Set<number>>() };
+    const seen = (side: keyof typeof padLengths, alg: KeyAlgorithm, text: string) => {
+      const set = padLengths[side].get(alg) ?? new Set<number>();
+      set.add(paddingOf(privateSection(body(text)).section, alg).length);
+      padLengths[side].set(alg, set);
+    };
+
+    const oneType = async (alg: KeyAlgorithm) => {
+      const path = join(dir.path, `interop-${alg}`);
+      for (let n = 0; n < KEYS / ALGORITHMS.length; n++) {
+        const key = randomKey(alg);
+        const ourComment = randomComment(n % 16);
+        const keygenComment = randomComment((n + 5) % 16);
+
+        // WHEN
+        const ours = encodeOpenSSHPrivateKey(key, ourComment);
+        rmSync(path, { force: true });
+        writeFileSync(path, ours, { mode: 0o600 });
+        const printed = (await keygen(['-y', '-f', path])).trim();
+        await keygen(['-q', '-c', '-C', keygenComment, '-f', path]);
+        const theirs = readFileSync(path, 'utf8');
+        const read = readOpenSSHPrivateKey(theirs);
+        seen('ours', alg, ours);
+        seen('keygen', alg, theirs);
+
+        // THEN (one object per key, so a failure names the key type and number)
+        expect({ alg, n, printed, comment: read.comment, jwk: read.privateKey.export({ format: 'jwk' }) }).toEqual({
+          alg,
+          n,
+          printed: formatAuthorizedKey(publicKeyBlob(key), ourComment),
+          comment: keygenComment,
+          jwk: key.export({ format: 'jwk' }),
+        });
+        const same = withoutCheckInts(theirs).equals(withoutCheckInts(encodeOpenSSHPrivateKey(key, keygenComment)));
+        expect({ alg, n, same }).toEqual({ alg, n, same: true });
+      }
+    };
+    const outcomes = await Promise.allSettled(ALGORITHMS.map(oneType)); // all loops end before the test does
+    for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason;
+
+    // THEN every padding length, including none for an already aligned section, was exercised for every type
+    for (const side of ['ours', 'keygen'] as const) {
+      for (const alg of ALGORITHMS) {
+        const lengths = [...(padLengths[side].get(alg) ?? [])].sort();
+        expect({ side, alg, lengths }).toEqual({ side, alg, lengths: [0, 1, 2, 3, 4, 5, 6, 7] });
+      }
+    }
   });
 });
 
