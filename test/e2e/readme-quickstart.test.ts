@@ -17,6 +17,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { totp } from '../../runtime/auth/totp';
 import { launchChromium, newContext } from '../helpers/browser';
+import { createOsAccount, removeOsAccount } from '../helpers/osusers';
 import { run, ROOT, RunResult, tempDir, waitFor } from '../helpers/proc';
 import { ReadmeCommand, readmeCommands, readmeOutputLines } from '../helpers/readme';
 
@@ -34,30 +35,15 @@ interface Person {
   remove(): Promise<void>;
 }
 
-/** A non-root user with a new, empty home: a new OS user when the tests run as root, else the current user. */
+/** A non-root user with a new, empty home: a new OS account when the tests run as root, else the current user. */
 async function newPerson(): Promise<Person> {
-  const home = tempDir('readme-home-');
   if (process.getuid?.() !== 0) {
     const me = os.userInfo();
+    const home = tempDir('readme-home-');
     return { name: me.username, ownAccount: true, uid: me.uid, gid: me.gid, home, remove: async () => fs.rmSync(home, { recursive: true, force: true }) };
   }
-  const name = `tpreadme${process.pid % 100000}`;
-  const r = await run('useradd', ['--no-create-home', '--home-dir', home, '--shell', '/bin/bash', name]);
-  if (r.code !== 0) throw new Error(`useradd ${name}: ${r.stderr}`);
-  const id = (flag: string) => run('id', [flag, name]).then((x) => Number(x.stdout.trim()));
-  const [uid, gid] = [await id('-u'), await id('-g')];
-  fs.chownSync(home, uid, gid);
-  return {
-    name,
-    ownAccount: false,
-    uid,
-    gid,
-    home,
-    remove: async () => {
-      await run('userdel', [name]);
-      fs.rmSync(home, { recursive: true, force: true });
-    },
-  };
+  const account = createOsAccount('readme');
+  return { ...account, ownAccount: false, remove: () => removeOsAccount(account.name) };
 }
 
 /** The project as the person has it after `npm ci`: the tracked files, their own, and the checkout's dependencies. */
