@@ -46,6 +46,19 @@ function readBody(req: NodeJS.ReadableStream): Promise<Buffer> {
   });
 }
 
+/** Resolves once `file` holds `size` bytes (when the size is known) and its `.md5` exists. */
+async function untilStored(file: string, size: number): Promise<void> {
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+    try {
+      if ((Number.isNaN(size) || fs.statSync(file).size === size) && fs.existsSync(`${file}.md5`)) return;
+    } catch {
+      // not created yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  throw new Error(`part file ${file} did not reach ${size} bytes`);
+}
+
 function compat(root: string) {
   const auth = authentication();
   const faults = { remaining: 0, status: 503, code: 'SlowDown', injected: 0 };
@@ -128,6 +141,15 @@ function compat(root: string) {
       if (ctx.method === 'PUT' && !known) {
         await readBody(ctx.req);
         throw noSuchUpload();
+      }
+      if (ctx.method === 'PUT' && 'partNumber' in q) {
+        // s3rver answers an UploadPart when it has hashed the body, which can be before its file is
+        // written (the write stream opens late on a busy machine): S3 answers once the part is stored.
+        await next();
+        const file = path.join(uploadDir(bucket, uploadId), String(Number(q.partNumber)));
+        const size = Number((ctx.req as { headers?: Record<string, string | undefined> }).headers?.['content-length']);
+        await untilStored(file, size);
+        return;
       }
       if (ctx.method === 'POST') {
         if (!known) throw noSuchUpload();
