@@ -177,7 +177,6 @@ export class ClusterStack extends Stack {
       publicSubnets,
       privateSubnets,
       certificate,
-      kubernetes: props.kubernetes,
       allowedCidrs: props.allowedCidrs,
       amiParameterName,
       notificationsTopic: props.notificationsTopic,
@@ -225,7 +224,7 @@ export class ClusterStack extends Stack {
     });
     new CfnOutput(this, 'ProxyNetworkLoadBalancer', {
       value: this.proxy.networkLoadBalancer.loadBalancerDnsName,
-      description: `SSH (3023) and tunnel (3024) listeners`,
+      description: `The proxy's public TCP listeners: ${this.proxy.nlbPorts.join(', ')}`,
     });
     new CfnOutput(this, 'AuthLoadBalancer', { value: this.auth.loadBalancer.loadBalancerDnsName });
     new CfnOutput(this, 'SsmParameterPrefix', { value: SsmPaths.prefix(props.clusterName) });

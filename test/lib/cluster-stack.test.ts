@@ -49,13 +49,13 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
     expect(authListeners.map((l) => [l.Properties.Port, l.Properties.Protocol])).toEqual([[3025, 'TCP']]);
   });
 
-  test('the proxy NLB is internet-facing with 3023, 3024 and 443 -> 3080 (no 3026 without kubernetes)', () => {
+  test('the proxy NLB is internet-facing with 3023 and 443 -> 3080 only (no 3024: nothing serves reverse tunnels yet)', () => {
     const lb = one(t, 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'ProxyNlb');
     expect(lb.Properties).toMatchObject({ Scheme: 'internet-facing', Type: 'network', Name: 'acme-proxy' });
     const listeners = (Object.values(t.findResources('AWS::ElasticLoadBalancingV2::Listener')) as Res[])
       .filter((l) => l.Properties.LoadBalancerArn.Ref.startsWith('ProxyNlb'))
       .map((l) => [l.Properties.Port, l.Properties.Protocol]);
-    expect(listeners.sort()).toEqual([[3023, 'TCP'], [3024, 'TCP'], [443, 'TCP']].sort());
+    expect(listeners.sort()).toEqual([[3023, 'TCP'], [443, 'TCP']].sort());
     t.resourceCountIs('AWS::ElasticLoadBalancingV2::LoadBalancer', 2);
   });
 
@@ -74,9 +74,9 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
     // the auth load balancer accepts 3025 from proxies and nodes only
     expect(ingress(t, authLbSg)).toEqual([`3025-3025<-${nodeSg}`, `3025-3025<-${proxySg}`].sort());
     // proxies accept their listener ports from the NLB only
-    expect(ingress(t, proxySg)).toEqual([`3023-3023<-${nlbSg}`, `3024-3024<-${nlbSg}`, `3080-3080<-${nlbSg}`].sort());
+    expect(ingress(t, proxySg)).toEqual([`3023-3023<-${nlbSg}`, `3080-3080<-${nlbSg}`].sort());
     // the NLB is open to the allowed CIDRs on its listener ports
-    expect(ingress(t, nlbSg)).toEqual(['3023-3023<-0.0.0.0/0', '3024-3024<-0.0.0.0/0', '443-443<-0.0.0.0/0'].sort());
+    expect(ingress(t, nlbSg)).toEqual(['3023-3023<-0.0.0.0/0', '443-443<-0.0.0.0/0'].sort());
     // nodes accept 3022 from the proxies only
     expect(ingress(t, nodeSg)).toEqual([`3022-3022<-${proxySg}`]);
   });
@@ -243,15 +243,15 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
     expect(outputs.EventsTableName.Value).toEqual({ Ref: logicalId(t, 'AWS::DynamoDB::Table', 'StorageEventsTable') });
     expect(outputs.RecordingsBucketName.Value).toEqual({ Ref: logicalId(t, 'AWS::S3::Bucket', 'StorageRecordingsBucket') });
   });
+
 });
 
-describe('ClusterStack: ACM certificate, hosted zone, kubernetes, restricted CIDRs', () => {
-  // GIVEN a certificate ARN, a hosted zone and kubernetes on
+describe('ClusterStack: ACM certificate, hosted zone, restricted CIDRs', () => {
+  // GIVEN a certificate ARN, a hosted zone and one allowed CIDR
   const certificateArn = 'arn:aws:acm:eu-west-1:123456789012:certificate/0f2e5a1c-7d3b-4c1e-9a8b-123456789abc';
   const t = synth({
     certificateArn,
     hostedZone: { hostedZoneId: 'Z0123456789ABCDEFGHIJ', zoneName: 'example.com' },
-    kubernetes: true,
     allowedCidrs: ['203.0.113.0/24'],
   });
 
@@ -278,22 +278,22 @@ describe('ClusterStack: ACM certificate, hosted zone, kubernetes, restricted CID
     });
   });
 
-  test('the NLB carries 3023, 3024 and 3026 and no 443', () => {
+  test('the NLB carries 3023 only (no 443: the ALB has it; no 3024 or 3026: nothing serves them)', () => {
     const listeners = (Object.values(t.findResources('AWS::ElasticLoadBalancingV2::Listener')) as Res[])
       .filter((l) => l.Properties.LoadBalancerArn.Ref.startsWith('ProxyNlb'))
       .map((l) => l.Properties.Port)
       .sort();
-    expect(listeners).toEqual([3023, 3024, 3026]);
+    expect(listeners).toEqual([3023]);
   });
 
   test('only the allowed CIDR reaches the public listeners', () => {
     const nlbSg = logicalId(t, 'AWS::EC2::SecurityGroup', 'ProxyNlbSecurityGroup');
     const albSg = logicalId(t, 'AWS::EC2::SecurityGroup', 'ProxyAlbSecurityGroup');
     const proxySg = logicalId(t, 'AWS::EC2::SecurityGroup', 'ProxyInstanceSecurityGroup');
-    expect(ingress(t, nlbSg)).toEqual(['3023-3023<-203.0.113.0/24', '3024-3024<-203.0.113.0/24', '3026-3026<-203.0.113.0/24']);
+    expect(ingress(t, nlbSg)).toEqual(['3023-3023<-203.0.113.0/24']);
     expect(ingress(t, albSg)).toEqual(['443-443<-203.0.113.0/24']);
     expect(ingress(t, proxySg)).toEqual(
-      [`3023-3023<-${nlbSg}`, `3024-3024<-${nlbSg}`, `3026-3026<-${nlbSg}`, `3080-3080<-${albSg}`].sort(),
+      [`3023-3023<-${nlbSg}`, `3080-3080<-${albSg}`].sort(),
     );
   });
 
@@ -388,3 +388,4 @@ describe('ClusterStack: concrete account and region', () => {
     );
   });
 });
+

@@ -27,6 +27,7 @@ describe('ClusterStack prop validation (before any resource is defined)', () => 
     ['createCertificate without a zone', { createCertificate: true }, /createCertificate needs hostedZone/],
     ['a malformed CIDR', { allowedCidrs: ['10.0.0.0/33'] }, /allowedCidrs must contain IPv4 CIDR blocks/],
     ['an empty CIDR list', { allowedCidrs: [] }, /allowedCidrs must list at least one CIDR block/],
+    ['kubernetes on (the Kubernetes proxy is not built)', { kubernetes: true }, /^kubernetes: the Kubernetes proxy is not built yet, so nothing would serve port 3026; leave kubernetes unset \(or false\)$/],
     ['a malformed instance type', { proxy: { instanceType: 'large' } }, /proxy.instanceType must be an EC2 instance type/],
     ['zero auth servers', { auth: { minCapacity: 0 } }, /auth.minCapacity must be an integer between 1 and/],
     ['a max below min', { node: { minCapacity: 3, maxCapacity: 2 } }, /node.maxCapacity must be an integer between 3 and/],
@@ -46,7 +47,7 @@ describe('ClusterStack prop validation (before any resource is defined)', () => 
   });
 
   test('valid props build', () => {
-    expect(() => build({ auth: { minCapacity: 1, maxCapacity: 2 }, allowedCidrs: ['203.0.113.0/24', '198.51.100.7/32'] })).not.toThrow();
+    expect(() => build({ auth: { minCapacity: 1, maxCapacity: 2 }, allowedCidrs: ['203.0.113.0/24', '198.51.100.7/32'], kubernetes: false })).not.toThrow();
   });
 });
 
