@@ -5,7 +5,8 @@
  *   them (SecureStrings) and the CA pin (String) to SSM. It runs on an EventBridge schedule and
  *   once per deployment through a custom resource (`custom_resources.Provider`), so the stack never
  *   declares a token: CloudFormation cannot create SecureStrings, and a token in a template would
- *   leak it.
+ *   leak it. Two runs at once are harmless (see token-rotator.ts), so nothing reserves concurrency
+ *   (a reservation eats into the account's unreserved pool, which new accounts cannot spare).
  * - The lifecycle handler receives the tiers' TERMINATING lifecycle hooks through EventBridge,
  *   removes the instance's presence records and completes the action.
  *
@@ -165,8 +166,6 @@ export class ControlPlane extends Construct {
       entry: path.join(HANDLERS_DIR, 'token-rotator.ts'),
       description: `Teleport ${clusterName}: mints join tokens and publishes them and the CA pin to SSM`,
       logGroup: rotatorLogs,
-      // One rotation at a time: a schedule firing during a deployment's run waits for its async retry.
-      reservedConcurrentExecutions: 1,
       environment: { ...environment, ...(props.ssmKey ? { [ConfVars.ssmKeyArn]: props.ssmKey.keyArn } : {}) },
       statements: [
         ...stateStatements,
@@ -287,7 +286,6 @@ export class ControlPlane extends Construct {
       logGroup: logs.LogGroup;
       environment: Record<string, string>;
       statements: iam.PolicyStatement[];
-      reservedConcurrentExecutions?: number;
     },
   ): nodejs.NodejsFunction {
     const role = new iam.Role(this, `${id}Role`, {
@@ -308,7 +306,6 @@ export class ControlPlane extends Construct {
       role,
       logGroup: opts.logGroup,
       loggingFormat: lambda.LoggingFormat.TEXT,
-      reservedConcurrentExecutions: opts.reservedConcurrentExecutions,
       environment: { ...opts.environment, NODE_OPTIONS: '--enable-source-maps' },
       bundling: {
         forceDockerBundling: false,

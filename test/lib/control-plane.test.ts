@@ -79,8 +79,6 @@ describe('ControlPlane in the ClusterStack (customer key for the table and the S
       TELEPORT_SSM_KEY_ARN: { 'Fn::GetAtt': [keyId, 'Arn'] },
       NODE_OPTIONS: '--enable-source-maps',
     });
-    // AND runs one at a time
-    expect(rotator.Properties.ReservedConcurrentExecutions).toBe(1);
     // AND the lifecycle handler needs no key
     const lifecycle = t.findResources('AWS::Lambda::Function')[lifecycleId] as Res;
     expect(lifecycle.Properties.Environment.Variables).toEqual({
@@ -256,6 +254,31 @@ describe('ControlPlane with AWS-managed keys (no ssmKey, no stateTableKey)', () 
   test('the rotation period prop sets the schedule', () => {
     // THEN the schedule follows the prop
     expect(one(t, 'AWS::Events::Rule', 'ControlPlaneRotationSchedule').Properties.ScheduleExpression).toBe('rate(30 minutes)');
+  });
+});
+
+describe('no function reserves concurrency (new accounts cannot spare any of their unreserved pool)', () => {
+  const cert = 'arn:aws:acm:eu-west-1:123456789012:certificate/0f2e5a1c-7d3b-4c1e-9a8b-123456789abc';
+  test.each<[string, () => Stack]>([
+    ['the default cluster', () => new ClusterStack(testApp({ context: NO_BUNDLING }), 'Cluster', { clusterName: 'acme', domainName: 'teleport.example.com' })],
+    [
+      'a cluster with a certificate in a concrete environment',
+      () =>
+        new ClusterStack(testApp({ context: NO_BUNDLING }), 'Cluster', {
+          clusterName: 'acme',
+          domainName: 'teleport.example.com',
+          certificateArn: cert,
+          env: { account: '123456789012', region: 'eu-west-1' },
+          availabilityZones: ['eu-west-1a', 'eu-west-1b'],
+        }),
+    ],
+    ['the control plane on its own', () => standalone().stack],
+  ])('%s', (_name, build) => {
+    // GIVEN the stack WHEN synthesised
+    const fns = Object.entries(Template.fromStack(build()).findResources('AWS::Lambda::Function')) as [string, Res][];
+    // THEN it has its functions (the handlers and the custom resource framework's), none with reserved concurrency
+    expect(fns.length).toBeGreaterThanOrEqual(3);
+    expect(fns.filter(([, f]) => f.Properties.ReservedConcurrentExecutions !== undefined).map(([id]) => id)).toEqual([]);
   });
 });
 
