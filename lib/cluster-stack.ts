@@ -5,7 +5,8 @@
  * the proxy's Route 53 record. Every prop is validated before any resource is defined.
  *
  * The control plane Lambdas ({@link ControlPlane}) rotate the join tokens (hourly and at each
- * deployment) and clean up after terminating instances of the three tiers.
+ * deployment), publish the CA pin when the CA is created or rotated, and clean up after
+ * terminating instances of the three tiers.
  */
 import { CfnOutput, Stack, Validations } from 'aws-cdk-lib';
 import * as sns from 'aws-cdk-lib/aws-sns';

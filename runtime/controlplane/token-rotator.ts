@@ -12,7 +12,8 @@
  * 2. writes each token to SSM as a SecureString at `SsmPaths.token(cluster, role)`, overwriting
  *    (with TELEPORT_SSM_KEY_ARN as the KMS key when set);
  * 3. writes the CA pin (`caPin` of the host CA's TLS certificate, what `tctl status` shows) as a
- *    String at `SsmPaths.caPin(cluster)`.
+ *    String at `SsmPaths.caPin(cluster)`. The CA pin publisher (ca-pin.ts) writes it within seconds
+ *    of the CA's creation or rotation; this run is the safety net.
  *
  * Two runs at once (the schedule during a deployment's run) do no harm, so nothing serialises them:
  * each stores its tokens before publishing them and every stored token stays valid until its own

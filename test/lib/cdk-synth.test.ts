@@ -63,8 +63,10 @@ describe('`cdk synth` of the app as a process', () => {
     expect(rotator).toContain('SecureString');
     const lifecycle = bundle('ControlPlaneLifecycle');
     expect(lifecycle).toContain('autoscaling:EC2_INSTANCE_TERMINATING');
+    const pinPublisher = bundle('ControlPlanePinPublisher');
+    expect(pinPublisher).toContain('no write of the host CA in the event');
     // AND the SDK is left to the Lambda runtime (required, not inlined)
-    for (const code of [rotator, lifecycle]) expect(code).toMatch(/require\("@aws-sdk\/client-ssm"\)/);
+    for (const code of [rotator, lifecycle, pinPublisher]) expect(code).toMatch(/require\("@aws-sdk\/client-ssm"\)/);
   }, 120_000);
 
   test('-c kubernetes=true stops synthesis with the reason and exit 1 (the Kubernetes proxy is not built)', async () => {
