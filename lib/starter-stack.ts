@@ -11,7 +11,7 @@
  * it local state) whenever it judged it unhealthy. Every prop is validated before any resource
  * is defined.
  */
-import { CfnOutput, Duration, Fn, Stack, Token, Validations } from 'aws-cdk-lib';
+import { CfnOutput, Duration, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as elbv2Targets from 'aws-cdk-lib/aws-elasticloadbalancingv2-targets';
@@ -20,6 +20,7 @@ import { Construct } from 'constructs';
 import { ConfVars } from '../runtime/contract/aws';
 import { Ports, SERVED_PORTS } from '../runtime/contract/ports';
 import { ProxyCertificate } from './certificate';
+import { FIRST_USER_COMMAND, instanceShellCommand } from './first-user';
 import { importHostedZone, ProxyDns } from './dns';
 import { acknowledgeStorageFindings, instanceRole, storageStatements } from './iam';
 import { ClusterNetwork, ExistingPublicVpcProps, validateExistingVpc } from './network';
@@ -327,11 +328,11 @@ export class StarterStack extends Stack {
     }
     new CfnOutput(this, 'InstanceId', { value: this.instance.instanceId });
     new CfnOutput(this, 'ShellCommand', {
-      value: Fn.join('', ['aws ssm start-session --target ', this.instance.instanceId]),
+      value: instanceShellCommand(this, this.instance.instanceId),
       description: 'A shell on the instance through Session Manager (no SSH key or open port 22)',
     });
     new CfnOutput(this, 'FirstUserCommand', {
-      value: 'sudo tctl users add <username> root,ec2-user',
+      value: FIRST_USER_COMMAND,
       description: 'Run in that shell once teleport is up to create the first user; open the sign-up URL it prints',
     });
     if (this.storage) {

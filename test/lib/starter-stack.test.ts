@@ -136,7 +136,7 @@ describe('StarterStack: defaults (local storage, new VPC, no domain)', () => {
     expect(outputs.ProxyUrl.Value).toEqual({ 'Fn::Join': ['', ['https://', { 'Fn::GetAtt': [eip, 'PublicIp'] }, ':3080']] });
     expect(outputs.PublicIp.Value).toEqual({ 'Fn::GetAtt': [eip, 'PublicIp'] });
     expect(outputs.InstanceId.Value).toEqual({ Ref: instance });
-    expect(outputs.ShellCommand.Value).toEqual({ 'Fn::Join': ['', ['aws ssm start-session --target ', { Ref: instance }]] });
+    expect(outputs.ShellCommand.Value).toEqual({ 'Fn::Join': ['', ['aws ssm start-session --region ', { Ref: 'AWS::Region' }, ' --target ', { Ref: instance }]] });
     expect(outputs.FirstUserCommand.Value).toBe('sudo tctl users add <username> root,ec2-user');
     expect(Object.keys(outputs)).not.toContain('StateTableName');
     expect(Object.keys(outputs)).not.toContain('LoadBalancer');
