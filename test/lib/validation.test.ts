@@ -1,6 +1,8 @@
 import { App } from 'aws-cdk-lib';
 import { clusterPropsFromContext } from '../../lib/app-context';
 import { ClusterStack, ClusterStackProps } from '../../lib/cluster-stack';
+import { checkServed } from '../../lib/validation';
+import type { InstanceRole } from '../../runtime/contract/aws';
 import { testApp } from '../helpers/cdk';
 
 const base: ClusterStackProps = { clusterName: 'acme', domainName: 'teleport.example.com' };
@@ -97,5 +99,29 @@ describe('clusterPropsFromContext', () => {
     ['vpcId without subnets', { clusterName: 'a', domainName: 'b.example.com', vpcId: 'vpc-0123456789abcdef0' }, /vpcId needs availabilityZones/],
   ])('rejects %s', (_name, values, message) => {
     expect(() => clusterPropsFromContext(ctx(values))).toThrow(message);
+  });
+});
+
+describe('checkServed: a port may be published only where the runtime serves it', () => {
+  test.each<[InstanceRole, number]>([
+    ['proxy', 3024],
+    ['proxy', 3026],
+    ['proxy', 3022],
+    ['node', 3025],
+    ['auth,node,proxy', 3024],
+  ])('GIVEN role %s WHEN port %d is to be published THEN it is refused, naming what it serves', (role, port) => {
+    expect(() => checkServed(role, port, 'the listener')).toThrow(
+      new RegExp(`^the listener: port ${port} is not served by the ${role} runtime \\(it serves [\\d, ]+\\), so it cannot be published$`),
+    );
+  });
+
+  test.each<[InstanceRole, number]>([
+    ['proxy', 3023],
+    ['proxy', 3080],
+    ['auth', 3025],
+    ['node', 3022],
+    ['auth,node,proxy', 3080],
+  ])('GIVEN role %s WHEN port %d is to be published THEN it is returned', (role, port) => {
+    expect(checkServed(role, port, 'the listener')).toBe(port);
   });
 });

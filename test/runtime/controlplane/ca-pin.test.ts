@@ -160,6 +160,27 @@ describe('CA pin publisher (DynamoDB Local stream, local SSM endpoint)', () => {
     expect(ssm.writes.length).toBe(writes);
   });
 
+  it('GIVEN the host CA key holds another cluster\'s CA or a user CA WHEN delivered THEN the invocation fails naming the key and writes nothing', async () => {
+    // GIVEN real CAs of cluster "acme" copied under the host CA key of cluster "copied"
+    const key = Keys.certAuthority('host', 'copied');
+    const writes = ssm.writes.length;
+    const client = new SSMClient({ region: LOCAL_REGION });
+    try {
+      for (const type of ['host', 'user'] as const) {
+        const ca = (await state.get(Keys.certAuthority(type, CLUSTER))).value;
+        await state.put({ key, value: type === 'host' ? ca : Buffer.from(JSON.stringify({ ...JSON.parse(ca.toString()), spec: { ...JSON.parse(ca.toString()).spec, cluster_name: 'copied' } })) });
+        const { event } = await delivered('copied', keyIs(key));
+        // WHEN it reaches that cluster's publisher THEN it is refused: a host CA of another cluster, a user CA of this one
+        await expect(publishFromStream(event, { ssm: client, clusterName: 'copied' })).rejects.toThrow(
+          /^the \/authorities\/host\/copied record is not the host certificate authority of cluster "copied" with a TLS certificate$/,
+        );
+      }
+    } finally {
+      client.destroy();
+    }
+    expect(ssm.writes.length).toBe(writes);
+  });
+
   it('GIVEN an event that is not a DynamoDB stream event WHEN the publisher is invoked THEN it fails saying so', async () => {
     await expect(handler({ 'detail-type': 'Scheduled Event', detail: {} })).rejects.toThrow(/^not a DynamoDB stream event: Records: /);
     await expect(handler({ Records: [{ eventName: 'INSERT', dynamodb: { Keys: {}, NewImage: { Value: { B: 'not base64!' } } } }] })).rejects.toThrow(
