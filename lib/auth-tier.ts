@@ -13,6 +13,7 @@ import { Ports } from '../runtime/contract/ports';
 import { acknowledgeStorageFindings, instanceRole, nagArn, ssmParameterArn, storageStatements } from './iam';
 import { ClusterStorage } from './storage';
 import { instanceSecurityGroup, InstanceSettings, TeleportAutoScalingGroup } from './teleport-asg';
+import { checkServed } from './validation';
 
 // The storage actions live with the statements that use them (shared with the starter's instance).
 export { AUTH_BUCKET_ACTIONS, AUTH_KMS_ACTIONS, AUTH_OBJECT_ACTIONS, AUTH_STREAM_ACTIONS, AUTH_TABLE_ACTIONS } from './iam';
@@ -121,7 +122,7 @@ export class AuthTier extends Construct {
       },
     });
 
-    const listener = this.loadBalancer.addListener('Auth', { port: Ports.auth, protocol: elbv2.Protocol.TCP });
+    const listener = this.loadBalancer.addListener('Auth', { port: checkServed('auth', Ports.auth, 'the auth NLB listener'), protocol: elbv2.Protocol.TCP });
     listener.addTargets('Auth', {
       port: Ports.auth,
       protocol: elbv2.Protocol.TCP,

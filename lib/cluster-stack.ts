@@ -5,7 +5,9 @@
  * the proxy's Route 53 record. Every prop is validated before any resource is defined.
  *
  * The control plane Lambdas ({@link ControlPlane}) rotate the join tokens (hourly and at each
- * deployment) and clean up after terminating instances of the three tiers.
+ * deployment), publish the CA pin when the CA is created or rotated, and clean up after
+ * terminating instances of the three tiers. The outputs give the cluster URL and how to create the
+ * first user: a Session Manager shell on an auth server and the `tctl users add` line.
  */
 import { CfnOutput, Stack, Validations } from 'aws-cdk-lib';
 import * as sns from 'aws-cdk-lib/aws-sns';
@@ -15,6 +17,7 @@ import { AuthTier } from './auth-tier';
 import { ProxyCertificate } from './certificate';
 import { importHostedZone, ProxyDns } from './dns';
 import { ControlPlane } from './control-plane';
+import { FIRST_USER_COMMAND, groupShellCommand } from './first-user';
 import { ClusterNetwork, ExistingVpcProps, validateExistingVpc } from './network';
 import { NodeTier } from './node-tier';
 import { ProxyTier } from './proxy-tier';
@@ -108,7 +111,6 @@ export function validateClusterStackProps(props: ClusterStackProps): void {
   if (props.recordingsObjectLockDays !== undefined) checkInt('recordingsObjectLockDays', props.recordingsObjectLockDays, 1, 36500);
 }
 
-/** The SSM parameter holding the AMI id when none is given (the Packer build publishes it there). */
 /** The HA cluster. */
 export class ClusterStack extends Stack {
   public readonly clusterName: string;
@@ -177,7 +179,6 @@ export class ClusterStack extends Stack {
       publicSubnets,
       privateSubnets,
       certificate,
-      kubernetes: props.kubernetes,
       allowedCidrs: props.allowedCidrs,
       amiParameterName,
       notificationsTopic: props.notificationsTopic,
@@ -218,14 +219,23 @@ export class ClusterStack extends Stack {
       });
     }
 
-    new CfnOutput(this, 'ProxyUrl', { value: `https://${props.domainName}`, description: 'Web UI and tsh --proxy address' });
+    new CfnOutput(this, 'ProxyUrl', { value: `https://${props.domainName}`, description: 'The cluster URL: web UI and tsh --proxy address' });
     new CfnOutput(this, 'ProxyLoadBalancer', {
       value: this.proxy.webLoadBalancer.loadBalancerDnsName,
       description: 'Point the proxy domain here when no hosted zone is given',
     });
     new CfnOutput(this, 'ProxyNetworkLoadBalancer', {
       value: this.proxy.networkLoadBalancer.loadBalancerDnsName,
-      description: `SSH (3023) and tunnel (3024) listeners`,
+      description: `The proxy's public TCP listeners: ${this.proxy.nlbPorts.join(', ')}`,
+    });
+    new CfnOutput(this, 'AuthAutoScalingGroupName', { value: this.auth.instances.autoScalingGroup.autoScalingGroupName });
+    new CfnOutput(this, 'ShellCommand', {
+      value: groupShellCommand(this, this.auth.instances.autoScalingGroup.autoScalingGroupName),
+      description: 'A shell on an in-service auth server through Session Manager (no SSH key or open port 22)',
+    });
+    new CfnOutput(this, 'FirstUserCommand', {
+      value: FIRST_USER_COMMAND,
+      description: 'Run in that shell once the auth tier is up to create the first user; open the sign-up URL it prints',
     });
     new CfnOutput(this, 'AuthLoadBalancer', { value: this.auth.loadBalancer.loadBalancerDnsName });
     new CfnOutput(this, 'SsmParameterPrefix', { value: SsmPaths.prefix(props.clusterName) });

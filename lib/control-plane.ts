@@ -1,11 +1,14 @@
 /**
- * `ControlPlane`: the two Lambdas that run beside the cluster (runtime/controlplane/README.md).
+ * `ControlPlane`: the three Lambdas that run beside the cluster (runtime/controlplane/README.md).
  *
  * - The join-token rotator mints fresh node/proxy join tokens in the state table and publishes
  *   them (SecureStrings) and the CA pin (String) to SSM. It runs on an EventBridge schedule and
  *   once per deployment through a custom resource (`custom_resources.Provider`), so the stack never
  *   declares a token: CloudFormation cannot create SecureStrings, and a token in a template would
- *   leak it.
+ *   leak it. Two runs at once are harmless (see token-rotator.ts), so nothing reserves concurrency
+ *   (a reservation eats into the account's unreserved pool, which new accounts cannot spare).
+ * - The CA pin publisher is invoked by the state table's stream, filtered to writes of the
+ *   cluster's host CA, and writes the pin to SSM within seconds of the CA's creation or rotation.
  * - The lifecycle handler receives the tiers' TERMINATING lifecycle hooks through EventBridge,
  *   removes the instance's presence records and completes the action.
  *
@@ -26,7 +29,9 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 import { ConfVars, JOIN_ROLES, JOIN_TOKEN_TTL_MS, SsmPaths, TOKEN_ROTATION_PERIOD_MS } from '../runtime/contract/aws';
-import { nagArn, ssmParameterArn } from './iam';
+import { stateFullPath } from '../runtime/contract/dynamodb';
+import { Keys } from '../runtime/contract/keys';
+import { nagArn, ssmParameterArn, STREAM_READ_ACTIONS } from './iam';
 import { checkClusterName, checkInt } from './validation';
 
 const HANDLERS_DIR = path.join(__dirname, '..', 'runtime', 'controlplane');
@@ -45,6 +50,10 @@ export const CONTROL_PLANE_TABLE_KMS_ACTIONS = ['kms:Decrypt', 'kms:GenerateData
 /** KMS actions SSM performs with the caller's credentials when writing a SecureString with a customer key. */
 export const ROTATOR_SSM_KMS_ACTIONS = ['kms:Encrypt', 'kms:GenerateDataKey'] as const;
 export const ROTATOR_SSM_ACTIONS = ['ssm:PutParameter'] as const;
+/** The CA pin publisher: its stream (read by Lambda's event source mapping with the function's role), the table key to decrypt records, the pin. */
+export const PIN_STREAM_ACTIONS = STREAM_READ_ACTIONS;
+export const PIN_STREAM_KMS_ACTIONS = ['kms:Decrypt'] as const;
+export const PIN_SSM_ACTIONS = ['ssm:PutParameter'] as const;
 export const LIFECYCLE_ASG_ACTIONS = ['autoscaling:CompleteLifecycleAction'] as const;
 export const LIFECYCLE_SSM_ACTIONS = ['ssm:DescribeInstanceInformation'] as const;
 /** Only what a function needs to write to its own, pre-created log group. */
@@ -58,7 +67,10 @@ export interface ControlPlaneProps {
   /** The cluster name (`TELEPORT_CLUSTER_NAME`: the CA's name and the SSM prefix `/teleport/<cluster>/`). */
   readonly clusterName: string;
 
-  /** The cluster state table (`TELEPORT_DYNAMO_TABLE_NAME`), which must already exist with its stream and TTL. */
+  /**
+   * The cluster state table (`TELEPORT_DYNAMO_TABLE_NAME`), which must already exist with its
+   * NEW_IMAGE stream (its `tableStreamArn` is required: the CA pin publisher reads it) and TTL.
+   */
   readonly stateTable: dynamodb.ITable;
 
   /**
@@ -111,6 +123,7 @@ export interface ControlPlaneProps {
 /** Throws an Error naming the first invalid prop. */
 export function validateControlPlaneProps(props: ControlPlaneProps): void {
   checkClusterName('clusterName', props.clusterName);
+  if (!props.stateTable.tableStreamArn) throw new Error('stateTable has no stream: the CA pin publisher is triggered by its NEW_IMAGE stream');
   if (props.autoScalingGroups.length === 0) throw new Error('autoScalingGroups must list at least one Auto Scaling group');
   if (new Set(props.autoScalingGroups).size !== props.autoScalingGroups.length) {
     throw new Error('autoScalingGroups lists the same group twice');
@@ -125,9 +138,24 @@ export function validateControlPlaneProps(props: ControlPlaneProps): void {
   }
 }
 
-/** The token rotator and the lifecycle handler, with their triggers, roles and log groups. */
+/**
+ * The filter of the CA pin publisher's event source mapping: writes (not deletions) of the
+ * cluster's own host CA item, by its sort key (`FullPath`), so no other change of the state
+ * table invokes the function.
+ */
+export function hostCaRecordFilter(clusterName: string): Record<string, unknown> {
+  return lambda.FilterCriteria.filter({
+    eventName: lambda.FilterRule.or('INSERT', 'MODIFY'),
+    dynamodb: { Keys: { FullPath: { S: lambda.FilterRule.isEqual(stateFullPath(Keys.certAuthority('host', clusterName))) } } },
+  });
+}
+
+/** The token rotator, the CA pin publisher and the lifecycle handler, with their triggers, roles and log groups. */
 export class ControlPlane extends Construct {
   public readonly rotator: nodejs.NodejsFunction;
+  public readonly pinPublisher: nodejs.NodejsFunction;
+  /** Invokes the pin publisher with the state table's stream records of the host CA. */
+  public readonly pinTrigger: lambda.EventSourceMapping;
   public readonly lifecycle: nodejs.NodejsFunction;
   public readonly rotationSchedule: events.Rule;
   public readonly lifecycleRule: events.Rule;
@@ -165,8 +193,6 @@ export class ControlPlane extends Construct {
       entry: path.join(HANDLERS_DIR, 'token-rotator.ts'),
       description: `Teleport ${clusterName}: mints join tokens and publishes them and the CA pin to SSM`,
       logGroup: rotatorLogs,
-      // One rotation at a time: a schedule firing during a deployment's run waits for its async retry.
-      reservedConcurrentExecutions: 1,
       environment: { ...environment, ...(props.ssmKey ? { [ConfVars.ssmKeyArn]: props.ssmKey.keyArn } : {}) },
       statements: [
         ...stateStatements,
@@ -219,6 +245,39 @@ export class ControlPlane extends Construct {
       resourceType: 'Custom::TeleportTokenRotation',
       // Stable inputs only: Create and Update rotate; a deployment that changes none of these does not.
       properties: { ClusterName: clusterName, StateTable: props.stateTable.tableName },
+    });
+
+    // CA pin publisher: the state table's stream, only writes of the host CA.
+    const streamArn = props.stateTable.tableStreamArn!;
+    this.pinPublisher = this.handlerFunction('PinPublisher', {
+      entry: path.join(HANDLERS_DIR, 'ca-pin.ts'),
+      description: `Teleport ${clusterName}: publishes the CA pin to SSM when the host CA is created or rotated`,
+      logGroup: this.logGroup('PinPublisherLogs', logRetention),
+      environment: { [ConfVars.clusterName]: clusterName },
+      statements: [
+        new iam.PolicyStatement({ sid: 'StateTableStream', actions: [...PIN_STREAM_ACTIONS], resources: [streamArn] }),
+        ...(props.stateTableKey
+          ? [
+              new iam.PolicyStatement({
+                sid: 'StateTableStreamKey',
+                actions: [...PIN_STREAM_KMS_ACTIONS],
+                resources: [props.stateTableKey.keyArn],
+                conditions: { StringEquals: { 'kms:ViaService': `dynamodb.${stack.region}.amazonaws.com` } },
+              }),
+            ]
+          : []),
+        new iam.PolicyStatement({ sid: 'PublishPin', actions: [...PIN_SSM_ACTIONS], resources: [ssmParameterArn(this, SsmPaths.caPin(clusterName))] }),
+      ],
+    });
+    this.pinTrigger = new lambda.EventSourceMapping(this, 'PinTrigger', {
+      target: this.pinPublisher,
+      eventSourceArn: streamArn,
+      // From the oldest record kept (24 h): a CA written before the mapping was enabled still gets its pin.
+      startingPosition: lambda.StartingPosition.TRIM_HORIZON,
+      filters: [hostCaRecordFilter(clusterName)],
+      batchSize: 100,
+      retryAttempts: 10,
+      maxRecordAge: Duration.hours(1),
     });
 
     // Lifecycle handler.
@@ -287,7 +346,6 @@ export class ControlPlane extends Construct {
       logGroup: logs.LogGroup;
       environment: Record<string, string>;
       statements: iam.PolicyStatement[];
-      reservedConcurrentExecutions?: number;
     },
   ): nodejs.NodejsFunction {
     const role = new iam.Role(this, `${id}Role`, {
@@ -308,7 +366,6 @@ export class ControlPlane extends Construct {
       role,
       logGroup: opts.logGroup,
       loggingFormat: lambda.LoggingFormat.TEXT,
-      reservedConcurrentExecutions: opts.reservedConcurrentExecutions,
       environment: { ...opts.environment, NODE_OPTIONS: '--enable-source-maps' },
       bundling: {
         forceDockerBundling: false,

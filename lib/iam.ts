@@ -20,13 +20,15 @@ export const AUTH_TABLE_ACTIONS = [
   'dynamodb:Query',
   'dynamodb:UpdateItem',
 ] as const;
-/** DynamoDB Streams actions the backend's watcher calls. */
-export const AUTH_STREAM_ACTIONS = [
+/** DynamoDB Streams actions of a stream reader (the backend's watcher; Lambda's event source mapping). */
+export const STREAM_READ_ACTIONS = [
   'dynamodb:DescribeStream',
   'dynamodb:GetRecords',
   'dynamodb:GetShardIterator',
   'dynamodb:ListStreams',
 ] as const;
+/** DynamoDB Streams actions the backend's watcher calls. */
+export const AUTH_STREAM_ACTIONS = STREAM_READ_ACTIONS;
 /** S3 object actions for session recordings (multipart upload with resume; HeadObject is GetObject). */
 export const AUTH_OBJECT_ACTIONS = ['s3:AbortMultipartUpload', 's3:GetObject', 's3:PutObject'] as const;
 export const AUTH_BUCKET_ACTIONS = ['s3:ListBucket', 's3:ListBucketMultipartUploads'] as const;

@@ -12,6 +12,7 @@ import { ConfVars } from '../runtime/contract/aws';
 import { Ports } from '../runtime/contract/ports';
 import { instanceRole, joinStatements } from './iam';
 import { instanceSecurityGroup, InstanceSettings, TeleportAutoScalingGroup } from './teleport-asg';
+import { checkServed } from './validation';
 
 /** Properties of {@link NodeTier}. */
 export interface NodeTierProps extends InstanceSettings {
@@ -63,7 +64,7 @@ export class NodeTier extends Construct {
     this.role = instanceRole(this, `Teleport nodes of cluster ${props.clusterName}`, joinStatements(this, props.clusterName, 'node', props.key));
 
     this.securityGroup = instanceSecurityGroup(this, props.vpc, 'Teleport nodes: 3022 from the proxies only; HTTPS out', 'HTTPS to AWS APIs (SSM, KMS)');
-    this.securityGroup.connections.allowFrom(props.proxies, ec2.Port.tcp(Ports.node), 'SSH from the proxies');
+    this.securityGroup.connections.allowFrom(props.proxies, ec2.Port.tcp(checkServed('node', Ports.node, 'the nodes\' security group')), 'SSH from the proxies');
 
     this.instances = new TeleportAutoScalingGroup(this, 'Instances', {
       vpc: props.vpc,

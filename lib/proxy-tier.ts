@@ -1,9 +1,11 @@
 /**
- * `ProxyTier`: the proxies (SSH 3023, reverse tunnels 3024, Kubernetes 3026, web 3080) in
- * private subnets behind a public Network Load Balancer. The web UI/API is published on 443:
- * with an ACM certificate through an Application Load Balancer that terminates TLS with a
- * modern policy and re-encrypts to 3080; without one the NLB passes 443 through to 3080 and
- * the proxy terminates TLS itself. Both paths health-check `/webapi/ping`.
+ * `ProxyTier`: the proxies in private subnets behind a public Network Load Balancer, which
+ * publishes exactly the ports the proxy runtime serves (`SERVED_PORTS.proxy` in
+ * runtime/contract/ports.ts: SSH 3023 and web 3080; no reverse tunnels on 3024 nor Kubernetes on
+ * 3026 until their servers exist). SSH passes through on its own port. The web UI/API is published
+ * on 443: with an ACM certificate through an Application Load Balancer that terminates TLS with a
+ * modern policy and re-encrypts to 3080; without one the NLB passes 443 through to 3080 and the
+ * proxy terminates TLS itself. Both paths health-check `/webapi/ping`.
  */
 import { Duration, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as acm from 'aws-cdk-lib/aws-certificatemanager';
@@ -14,10 +16,10 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { ConfVars } from '../runtime/contract/aws';
-import { Ports } from '../runtime/contract/ports';
+import { Ports, SERVED_PORTS } from '../runtime/contract/ports';
 import { instanceRole, joinStatements } from './iam';
 import { instanceSecurityGroup, InstanceSettings, TeleportAutoScalingGroup } from './teleport-asg';
-import { checkCidr } from './validation';
+import { checkCidr, checkServed } from './validation';
 
 /** The health check path of the proxy's web listener (cheap JSON, no login page rendering). */
 export const WEB_HEALTH_CHECK_PATH = '/webapi/ping';
@@ -57,13 +59,6 @@ export interface ProxyTierProps extends InstanceSettings {
    * @default - no certificate: the NLB passes 443 through to the proxy's own TLS on 3080
    */
   readonly certificate?: acm.ICertificate;
-
-  /**
-   * Publish the Kubernetes proxy on 3026.
-   *
-   * @default false
-   */
-  readonly kubernetes?: boolean;
 
   /**
    * IPv4 CIDR blocks allowed to reach the public listeners.
@@ -106,7 +101,7 @@ export interface ProxyTierProps extends InstanceSettings {
 export class ProxyTier extends Construct {
   public readonly role: iam.Role;
   public readonly securityGroup: ec2.SecurityGroup;
-  /** Public NLB: 3023, 3024 (+3026), and 443 pass-through when there is no certificate. */
+  /** Public NLB: 3023, and 443 pass-through to 3080 when there is no certificate. */
   public readonly networkLoadBalancer: elbv2.NetworkLoadBalancer;
   public readonly networkLoadBalancerSecurityGroup: ec2.SecurityGroup;
   /** Public ALB on 443 with the ACM certificate, when one is given. */
@@ -173,13 +168,12 @@ export class ProxyTier extends Construct {
     });
     const asg = this.instances.autoScalingGroup;
 
-    // TCP services on the NLB: the LB port is the proxy's port.
-    const tcpPorts: number[] = [Ports.proxySsh, Ports.proxyTunnel, ...(props.kubernetes ? [Ports.kube] : [])];
+    // Every port the proxy serves besides the web port passes through the NLB on its own number.
+    const tcpPorts = SERVED_PORTS.proxy.filter((port) => port !== Ports.web);
     for (const port of tcpPorts) {
       this.addNlbService(port, port, asg, { protocol: elbv2.Protocol.TCP });
     }
     this.nlbPorts = [...tcpPorts];
-
 
     if (props.certificate) {
       const albSg = new ec2.SecurityGroup(this, 'AlbSecurityGroup', {
@@ -212,7 +206,7 @@ export class ProxyTier extends Construct {
         open: false,
       });
       listener.addTargets('Web', {
-        port: Ports.web,
+        port: checkServed('proxy', Ports.web, 'the ALB target group'),
         protocol: elbv2.ApplicationProtocol.HTTPS,
         targets: [asg],
         healthCheck: WEB_HEALTH_CHECK,
@@ -247,6 +241,7 @@ export class ProxyTier extends Construct {
     asg: TeleportAutoScalingGroup['autoScalingGroup'],
     opts: { protocol: elbv2.Protocol; healthCheck?: elbv2.HealthCheck },
   ): void {
+    checkServed('proxy', targetPort, `the NLB listener on ${lbPort}`);
     const listener = this.networkLoadBalancer.addListener(`Port${lbPort}`, { port: lbPort, protocol: opts.protocol });
     listener.addTargets(`Port${lbPort}`, {
       port: targetPort,

@@ -5,7 +5,7 @@
  */
 import { RemovalPolicy, StackProps } from 'aws-cdk-lib';
 import { HostedZoneRef } from './dns';
-import { checkCertificateArn, checkCidr, checkClusterName, checkDomainName, checkHostedZoneId, checkInZone, checkSsmParameterName } from './validation';
+import { checkCertificateArn, checkCidr, checkClusterName, checkDomainName, checkHostedZoneId, checkInZone, checkKubernetes, checkSsmParameterName } from './validation';
 
 /** The SSM parameter both stacks read the AMI id from unless told otherwise. */
 export const DEFAULT_AMI_PARAMETER = '/teleport/ami/latest';
@@ -62,7 +62,8 @@ export interface TeleportStackProps extends StackProps {
   readonly allowedCidrs?: string[];
 
   /**
-   * Publish the Kubernetes proxy port 3026.
+   * Publish the Kubernetes proxy port 3026. The Kubernetes proxy is not built yet: `true` is
+   * refused with a validation error (nothing would serve 3026); `false` is accepted.
    *
    * @default false
    */
@@ -102,4 +103,5 @@ export function validateTeleportStackProps(props: TeleportStackProps, domainName
   const cidrs = props.allowedCidrs ?? ['0.0.0.0/0'];
   if (cidrs.length === 0) throw new Error('allowedCidrs must list at least one CIDR block');
   cidrs.forEach((c) => checkCidr('allowedCidrs', c));
+  checkKubernetes(props.kubernetes);
 }

@@ -4,21 +4,23 @@
  * instance's encrypted root volume (`storage: 'local'`, for trying Teleport out) or in the same
  * DynamoDB tables, S3 bucket and KMS key the HA cluster uses (`storage: 'dynamodb'`). With an
  * ACM certificate an ALB serves the web UI/API on 443 and re-encrypts to the instance's 3080;
- * SSH (3023) and reverse tunnels (3024) always go to the Elastic IP directly.
+ * SSH (3023) always goes to the Elastic IP directly. Only ports the proxy runtime serves are
+ * opened (`SERVED_PORTS.proxy` in runtime/contract/ports.ts).
  *
  * One `ec2.Instance`, not an auto scaling group: a group would replace the instance (and with
  * it local state) whenever it judged it unhealthy. Every prop is validated before any resource
  * is defined.
  */
-import { CfnOutput, Duration, Fn, Stack, Token, Validations } from 'aws-cdk-lib';
+import { CfnOutput, Duration, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as elbv2Targets from 'aws-cdk-lib/aws-elasticloadbalancingv2-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { ConfVars } from '../runtime/contract/aws';
-import { Ports } from '../runtime/contract/ports';
+import { Ports, SERVED_PORTS } from '../runtime/contract/ports';
 import { ProxyCertificate } from './certificate';
+import { FIRST_USER_COMMAND, instanceShellCommand } from './first-user';
 import { importHostedZone, ProxyDns } from './dns';
 import { acknowledgeStorageFindings, instanceRole, storageStatements } from './iam';
 import { ClusterNetwork, ExistingPublicVpcProps, validateExistingVpc } from './network';
@@ -26,7 +28,7 @@ import { PUBLIC_WEB_PORT, WEB_HEALTH_CHECK } from './proxy-tier';
 import { ClusterStorage } from './storage';
 import { confCommands, instanceSecurityGroup } from './teleport-asg';
 import { DEFAULT_AMI_PARAMETER, TeleportStackProps, validateTeleportStackProps } from './stack-props';
-import { checkInstanceType, checkInt } from './validation';
+import { checkInstanceType, checkInt, checkServed } from './validation';
 
 /** Where the starter keeps the cluster state, audit events and session recordings. */
 export const STARTER_STORAGE = ['local', 'dynamodb'] as const;
@@ -167,10 +169,11 @@ export class StarterStack extends Stack {
     this.securityGroup = instanceSecurityGroup(
       this,
       vpc,
-      'Teleport starter: proxy SSH, tunnel, web (or ALB) and kube ports from the allowed CIDRs; HTTPS out',
+      'Teleport starter: the proxy SSH and web (or ALB) ports from the allowed CIDRs; HTTPS out',
       'HTTPS to AWS APIs and package mirrors',
     );
-    const publicPorts: number[] = [Ports.proxySsh, Ports.proxyTunnel, ...(useAcm ? [] : [Ports.web]), ...(props.kubernetes ? [Ports.kube] : [])];
+    // The proxy's ports (with a certificate the web port is reached through the ALB only); the auth and node ports stay closed.
+    const publicPorts = SERVED_PORTS.proxy.filter((port) => !(useAcm && port === Ports.web));
     for (const cidr of allowedCidrs) {
       for (const port of publicPorts) this.securityGroup.addIngressRule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(port), `Teleport ${port}`);
     }
@@ -288,15 +291,16 @@ export class StarterStack extends Stack {
         sslPolicy: elbv2.SslPolicy.RECOMMENDED_TLS,
         open: false,
       });
+      const webPort = checkServed('auth,node,proxy', Ports.web, 'the ALB target group');
       listener.addTargets('Web', {
-        port: Ports.web,
+        port: webPort,
         protocol: elbv2.ApplicationProtocol.HTTPS,
-        targets: [new elbv2Targets.InstanceTarget(this.instance, Ports.web)],
+        targets: [new elbv2Targets.InstanceTarget(this.instance, webPort)],
         healthCheck: WEB_HEALTH_CHECK,
         deregistrationDelay: Duration.seconds(30),
       });
       // An instance target (unlike a group) opens no ports by itself.
-      alb.connections.allowTo(this.securityGroup, ec2.Port.tcp(Ports.web), 'ALB to the web port (traffic and health checks)');
+      alb.connections.allowTo(this.securityGroup, ec2.Port.tcp(webPort), 'ALB to the web port (traffic and health checks)');
       this.loadBalancer = alb;
     }
 
@@ -313,7 +317,7 @@ export class StarterStack extends Stack {
     new CfnOutput(this, 'PublicIp', {
       value: publicIp,
       description: useAcm
-        ? 'The instance\'s Elastic IP: SSH (3023) and tunnels (3024) go here directly'
+        ? `The instance's Elastic IP: SSH (${Ports.proxySsh}) goes here directly`
         : `The instance's Elastic IP${domainName && !props.hostedZone ? `: point ${domainName} here` : ''}`,
     });
     if (this.loadBalancer) {
@@ -324,11 +328,11 @@ export class StarterStack extends Stack {
     }
     new CfnOutput(this, 'InstanceId', { value: this.instance.instanceId });
     new CfnOutput(this, 'ShellCommand', {
-      value: Fn.join('', ['aws ssm start-session --target ', this.instance.instanceId]),
+      value: instanceShellCommand(this, this.instance.instanceId),
       description: 'A shell on the instance through Session Manager (no SSH key or open port 22)',
     });
     new CfnOutput(this, 'FirstUserCommand', {
-      value: 'sudo tctl users add <username> root,ec2-user',
+      value: FIRST_USER_COMMAND,
       description: 'Run in that shell once teleport is up to create the first user; open the sign-up URL it prints',
     });
     if (this.storage) {

@@ -4,6 +4,8 @@
  * aws-cdk-lib's own constructs validate their props).
  */
 import { Token } from 'aws-cdk-lib';
+import type { InstanceRole } from '../runtime/contract/aws';
+import { Ports, servedPorts } from '../runtime/contract/ports';
 
 /** Elastic Load Balancing names: alphanumerics and hyphens, at most 32 characters, no leading/trailing hyphen. */
 export const LB_NAME_MAX = 32;
@@ -89,5 +91,24 @@ export function checkSubnetIds(prop: string, ids: readonly string[]): void {
   if (ids.length < 2) throw new Error(`${prop} must list at least two subnets (in different availability zones), got ${ids.length}`);
   for (const id of ids) {
     if (!/^subnet-[0-9a-f]{8,17}$/.test(id)) throw new Error(`${prop} must contain subnet ids such as subnet-0123456789abcdef0, got '${id}'`);
+  }
+}
+
+/**
+ * Throws unless instances with `TELEPORT_ROLE=role` serve `port` (runtime/contract/ports.ts): a load
+ * balancer or security group must never lead to a port nothing listens on. Returns the port.
+ */
+export function checkServed(role: InstanceRole, port: number, what: string): number {
+  const served = servedPorts(role);
+  if (!served.includes(port)) {
+    throw new Error(`${what}: port ${port} is not served by the ${role} runtime (it serves ${served.join(', ')}), so it cannot be published`);
+  }
+  return port;
+}
+
+/** The Kubernetes proxy (3026) does not exist yet: `kubernetes: true` is refused rather than publishing a port nothing serves. */
+export function checkKubernetes(kubernetes: boolean | undefined): void {
+  if (kubernetes) {
+    throw new Error(`kubernetes: the Kubernetes proxy is not built yet, so nothing would serve port ${Ports.kube}; leave kubernetes unset (or false)`);
   }
 }

@@ -27,7 +27,7 @@
  *   its own success as a condition failure, as in any DynamoDB client.
  */
 
-import { StateTableSchema } from '../contract/dynamodb';
+import { StateTableSchema, stateFullPath } from '../contract/dynamodb';
 import {
   AttributeValue,
   BatchWriteItemCommand,
@@ -68,7 +68,7 @@ import { Backend, Event, Item, Lease, OpType, Watcher, WatchOptions } from './ty
 import { checkBound, checkExpires, checkItem, checkKey, checkLimit, checkSwap } from './validate';
 
 /** The constant hash key, and the prefix of every FullPath. */
-export const HASH_KEY = 'teleport';
+export const HASH_KEY = StateTableSchema.hashKeyValue;
 export const DEFAULT_STREAM_POLL_PERIOD_MS = 1_000;
 export const DEFAULT_FULL_SCAN_PERIOD_MS = 5 * 60_000;
 export const DEFAULT_WATCH_SYNC_TIMEOUT_MS = 30_000;
@@ -144,7 +144,7 @@ export interface DynamoBackendOptions {
 
 const N = (n: number | bigint | string) => ({ N: String(n) });
 const S = (s: string) => ({ S: s });
-const fullPath = (key: string) => HASH_KEY + key;
+const fullPath = stateFullPath;
 /** Unix seconds of an expiry, rounded up, so an item never expires before the time it was given. */
 const expiresSeconds = (d: Date) => Math.ceil(d.getTime() / 1000);
 

@@ -12,7 +12,13 @@
  * 2. writes each token to SSM as a SecureString at `SsmPaths.token(cluster, role)`, overwriting
  *    (with TELEPORT_SSM_KEY_ARN as the KMS key when set);
  * 3. writes the CA pin (`caPin` of the host CA's TLS certificate, what `tctl status` shows) as a
- *    String at `SsmPaths.caPin(cluster)`.
+ *    String at `SsmPaths.caPin(cluster)`. The CA pin publisher (ca-pin.ts) writes it within seconds
+ *    of the CA's creation or rotation; this run is the safety net.
+ *
+ * Two runs at once (the schedule during a deployment's run) do no harm, so nothing serialises them:
+ * each stores its tokens before publishing them and every stored token stays valid until its own
+ * expiry, so whichever run writes a parameter last leaves a valid token there; both write the
+ * same pin; SSM's refusal of a concurrent write is retried (publish.ts).
  *
  * Before the first auth server has started there is no CA: tokens are still minted and published
  * (they are plain records; the auth server honours them once it runs), but the pin cannot be.
@@ -24,7 +30,7 @@
  *
  * Token values never appear in logs or in the custom resource's Data.
  */
-import { SSMClient, PutParameterCommand } from '@aws-sdk/client-ssm';
+import { SSMClient } from '@aws-sdk/client-ssm';
 import { Authorities } from '../auth/authorities';
 import { Tokens } from '../auth/tokens';
 import { Backend } from '../backend';
@@ -33,6 +39,7 @@ import { caPin } from '../tlsca/pin';
 import { isReason, NotFoundError } from '../utils/errors';
 import { logger } from '../utils/logger';
 import { ControlPlaneEnv, openState, readEnv } from './env';
+import { publishCaPin, putParameter } from './publish';
 
 const log = logger('token-rotator');
 
@@ -62,33 +69,26 @@ export async function rotate(deps: RotateDeps): Promise<RotationResult> {
   for (const role of JOIN_ROLES) {
     const minted = await tokens.create({ roles: [role], ttlMs: JOIN_TOKEN_TTL_MS });
     const name = SsmPaths.token(deps.clusterName, role);
-    await deps.ssm.send(
-      new PutParameterCommand({
-        Name: name,
-        Value: minted.token,
-        Type: 'SecureString',
-        Overwrite: true,
-        ...(deps.ssmKeyId ? { KeyId: deps.ssmKeyId } : {}),
-        Description: `Teleport join token for ${role}s of ${deps.clusterName}, rotated by the control plane`,
-      }),
-    );
+    await putParameter(deps.ssm, {
+      Name: name,
+      Value: minted.token,
+      Type: 'SecureString',
+      Overwrite: true,
+      ...(deps.ssmKeyId ? { KeyId: deps.ssmKeyId } : {}),
+      Description: `Teleport join token for ${role}s of ${deps.clusterName}, rotated by the control plane`,
+    });
     tokenParameters[role] = name;
     tokenExpires = minted.expires!;
     log.info('published a new join token', { cluster: deps.clusterName, role, parameter: name, expires: tokenExpires.toISOString() });
   }
   let pin: string | undefined;
   try {
-    const hostCA = await new Authorities(deps.backend).get('host', deps.clusterName);
-    pin = caPin(hostCA.tlsCert());
+    pin = caPin((await new Authorities(deps.backend).get('host', deps.clusterName)).tlsCert());
   } catch (err) {
     if (!isReason(err, 'not_found')) throw err;
     log.warn('the cluster has no host CA yet (no auth server has started): the CA pin is not published', { cluster: deps.clusterName });
   }
-  if (pin) {
-    const name = SsmPaths.caPin(deps.clusterName);
-    await deps.ssm.send(new PutParameterCommand({ Name: name, Value: pin, Type: 'String', Overwrite: true }));
-    log.info('published the CA pin', { cluster: deps.clusterName, parameter: name, ca_pin: pin });
-  }
+  if (pin) await publishCaPin(deps.ssm, deps.clusterName, pin);
   return { tokenParameters, tokenExpires, ...(pin ? { caPin: pin } : {}) };
 }
 

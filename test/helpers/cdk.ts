@@ -1,6 +1,7 @@
 /** Apps and reading synthesised CloudFormation templates in the CDK tests. */
 import { App, AppProps } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
+import { CONF_FILE } from '../../runtime/contract/aws';
 import { scratchDir } from './scratch';
 
 export type Res = { Properties: Record<string, any>; DependsOn?: string[] };
@@ -58,4 +59,22 @@ export function egress(t: Template, groupId: string): string[] {
     rules.push(`${r.Properties.FromPort}-${r.Properties.ToPort}->${r.Properties.DestinationSecurityGroupId['Fn::GetAtt'][0]}`);
   }
   return rules.sort();
+}
+
+/** A deploy-time value as a string the conf schema would see: ARNs for `Arn` attributes, the region, else a DNS-safe name. */
+export function standIn(token: Record<string, any>): string {
+  if (token.Ref === 'AWS::Region') return 'eu-west-1';
+  const [resource, attribute] = token['Fn::GetAtt'] ?? [token.Ref, 'Ref'];
+  const name = `${String(resource).toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 40)}-x`;
+  if (attribute === 'Arn') return `arn:aws:kms:eu-west-1:123456789012:key/${name}`;
+  return attribute === 'DNSName' ? `${name}.elb.eu-west-1.amazonaws.com` : name;
+}
+
+/** The `/etc/teleport.d/conf` text an instance's or launch template's `UserData` writes, deploy-time values stood in. */
+export function userDataConf(userData: unknown, what: string): string {
+  const b64 = (userData as Record<string, any>)['Fn::Base64'];
+  const script: string = typeof b64 === 'string' ? b64 : b64['Fn::Join'][1].map((p: unknown) => (typeof p === 'string' ? p : standIn(p as Record<string, any>))).join('');
+  const m = new RegExp(`cat > ${CONF_FILE} <<'TELEPORT_CONF'\\n([\\s\\S]*?)\\nTELEPORT_CONF`).exec(script);
+  if (!m) throw new Error(`no conf heredoc in the user data of ${what}`);
+  return m[1];
 }

@@ -7,7 +7,8 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { AttributeValue, DynamoDBClient, ListTablesCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { AttributeValue, DescribeTableCommand, DynamoDBClient, ListTablesCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { DescribeStreamCommand, DynamoDBStreamsClient, GetRecordsCommand, GetShardIteratorCommand, _Record } from '@aws-sdk/client-dynamodb-streams';
 import { Daemon, freePort, ROOT, tempDir, waitFor } from './proc';
 
 export const DYNAMODB_LOCAL_DIR = path.join(ROOT, 'node_modules', 'amplify-dynamodb-simulator', 'emulator');
@@ -145,4 +146,64 @@ export async function scanTable(local: DynamoDbLocal, table: string): Promise<Re
   } finally {
     client.destroy();
   }
+}
+
+/** Every record of a table's stream so far, oldest first (each shard from its trim horizon to its end), as the SDK returns them. */
+export async function readStream(local: DynamoDbLocal, table: string): Promise<{ streamArn: string; records: _Record[] }> {
+  const db = local.client();
+  const streams = new DynamoDBStreamsClient({ endpoint: local.endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS, maxAttempts: 2 });
+  try {
+    const streamArn = (await db.send(new DescribeTableCommand({ TableName: table }))).Table?.LatestStreamArn;
+    if (!streamArn) throw new Error(`table ${table} has no stream`);
+    const shards = (await streams.send(new DescribeStreamCommand({ StreamArn: streamArn }))).StreamDescription?.Shards ?? [];
+    const records: _Record[] = [];
+    for (const shard of shards) {
+      let iterator = (await streams.send(new GetShardIteratorCommand({ StreamArn: streamArn, ShardId: shard.ShardId, ShardIteratorType: 'TRIM_HORIZON' }))).ShardIterator;
+      while (iterator) {
+        const page = await streams.send(new GetRecordsCommand({ ShardIterator: iterator }));
+        records.push(...(page.Records ?? []));
+        // An open shard hands out an iterator forever: its end, for now, is the first empty page.
+        iterator = page.Records?.length ? page.NextShardIterator : undefined;
+      }
+    }
+    return { streamArn, records };
+  } finally {
+    db.destroy();
+    streams.destroy();
+  }
+}
+
+/** A value in the JSON a Lambda function receives: binary as base64, times as epoch seconds. */
+function lambdaJson(v: unknown): unknown {
+  if (v instanceof Uint8Array) return Buffer.from(v).toString('base64');
+  if (v instanceof Date) return v.getTime() / 1000;
+  if (Array.isArray(v)) return v.map(lambdaJson);
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined).map(([k, x]) => [k, lambdaJson(x)]));
+  return v;
+}
+
+/** The event Lambda's event source mapping builds from stream records: `{ Records }`, each with its `eventSourceARN`. */
+export function lambdaStreamEvent(records: _Record[], streamArn: string): { Records: Record<string, any>[] } {
+  return { Records: records.map((r) => ({ ...(lambdaJson(r) as Record<string, any>), eventSourceARN: streamArn })) };
+}
+
+/**
+ * Whether a Lambda event filter pattern (`FilterCriteria.Filters[].Pattern`) matches a record: each
+ * key of the pattern must match, an array lists the accepted values (exact, or `{ prefix }`).
+ * Any other operator is refused, so a filter this cannot evaluate fails the test instead of passing it.
+ */
+export function matchesFilter(pattern: Record<string, unknown>, record: unknown): boolean {
+  return Object.entries(pattern).every(([k, want]) => {
+    const got = (record as Record<string, unknown> | undefined)?.[k];
+    if (Array.isArray(want)) {
+      return want.some((w) => {
+        if (typeof w !== 'object' || w === null) return got === w;
+        const ops = Object.keys(w);
+        if (ops.length === 1 && ops[0] === 'prefix') return typeof got === 'string' && got.startsWith((w as { prefix: string }).prefix);
+        throw new Error(`filter operator not evaluated here: ${JSON.stringify(w)}`);
+      });
+    }
+    if (want && typeof want === 'object') return matchesFilter(want as Record<string, unknown>, got);
+    throw new Error(`not a filter pattern value: ${JSON.stringify(want)}`);
+  });
 }

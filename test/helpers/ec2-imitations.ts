@@ -1,7 +1,8 @@
 /**
- * Local HTTP imitations of the two AWS endpoints an AMI instance talks to at boot and that
- * cannot run here: the instance metadata service (IMDSv2 only: PUT a session token, then GETs
- * carrying it) and SSM Parameter Store's GetParameter (the JSON protocol the SDK speaks).
+ * Local HTTP imitations of two AWS endpoints that cannot run here: the instance metadata
+ * service (IMDSv2 only: PUT a session token, then GETs carrying it), which an AMI instance reads
+ * at boot, and SSM Parameter Store's GetParameter and PutParameter (the JSON protocol the SDK
+ * speaks), which instances read and the control plane writes.
  * Point the SDK at them with `AWS_EC2_METADATA_SERVICE_ENDPOINT` and `AWS_ENDPOINT_URL_SSM`.
  */
 import * as http from 'node:http';
@@ -9,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 
 export interface Imitation {
   readonly url: string;
-  /** Requests served, as `METHOD path` (IMDS) or the SSM parameter name asked for. */
+  /** Requests served, as `METHOD path` (IMDS), or the SSM parameter name asked for (`PutParameter <name>` for a write). */
   readonly requests: string[];
   close(): Promise<void>;
 }
@@ -46,19 +47,66 @@ export async function startImds(meta: Record<string, string>): Promise<Imitation
   return { ...srv, requests };
 }
 
-/** SSM GetParameter over parameters in `params` (changeable while running); a missing name is ParameterNotFound. */
-export async function startSsm(params: Map<string, string>): Promise<Imitation> {
+/** One PutParameter the SSM imitation accepted. */
+export interface SsmWrite {
+  Name: string;
+  Value: string;
+  Type: string;
+  Overwrite: boolean;
+  KeyId?: string;
+}
+
+export interface SsmImitation extends Imitation {
+  /** Accepted PutParameter calls, in order. */
+  readonly writes: SsmWrite[];
+  /** Refuses the next `count` writes of `name` with `error`, as SSM refuses a write while another write of the parameter is in flight. */
+  refuseWrites(name: string, count: number, error?: string): void;
+}
+
+/**
+ * SSM Parameter Store over `params` (changeable while running): GetParameter (a missing name is
+ * ParameterNotFound) and PutParameter (an existing name without `Overwrite` is
+ * ParameterAlreadyExists), in the JSON protocol the SDK speaks (`X-Amz-Target: AmazonSSM.<Action>`).
+ */
+export async function startSsm(params: Map<string, string>): Promise<SsmImitation> {
   const requests: string[] = [];
+  const writes: SsmWrite[] = [];
+  const types = new Map<string, string>();
+  const versions = new Map<string, number>();
+  const refusals = new Map<string, { count: number; error: string }>();
   const srv = await listen((req, body, res) => {
     const target = String(req.headers['x-amz-target'] ?? '');
     const reply = (status: number, json: object) =>
       res.writeHead(status, { 'content-type': 'application/x-amz-json-1.1' }).end(JSON.stringify(json));
-    if (target !== 'AmazonSSM.GetParameter') return reply(400, { __type: 'InvalidAction', message: `not imitated: ${target}` });
-    const { Name } = JSON.parse(body) as { Name: string };
-    requests.push(Name);
-    const value = params.get(Name);
-    if (value === undefined) return reply(400, { __type: 'ParameterNotFound', message: '' });
-    reply(200, { Parameter: { Name, Value: value, Type: 'String', Version: 1 } });
+    if (target === 'AmazonSSM.GetParameter') {
+      const { Name } = JSON.parse(body) as { Name: string };
+      requests.push(Name);
+      const value = params.get(Name);
+      if (value === undefined) return reply(400, { __type: 'ParameterNotFound', message: '' });
+      return reply(200, { Parameter: { Name, Value: value, Type: types.get(Name) ?? 'String', Version: versions.get(Name) ?? 1 } });
+    }
+    if (target === 'AmazonSSM.PutParameter') {
+      const input = JSON.parse(body) as SsmWrite;
+      requests.push(`PutParameter ${input.Name}`);
+      const refusal = refusals.get(input.Name);
+      if (refusal && refusal.count > 0) {
+        refusal.count--;
+        return reply(400, { __type: refusal.error, message: 'There are concurrent updates for a resource that supports one update at a time.' });
+      }
+      if (params.has(input.Name) && !input.Overwrite) return reply(400, { __type: 'ParameterAlreadyExists', message: 'The parameter already exists.' });
+      params.set(input.Name, input.Value);
+      types.set(input.Name, input.Type);
+      const version = (versions.get(input.Name) ?? 0) + 1;
+      versions.set(input.Name, version);
+      writes.push({ Name: input.Name, Value: input.Value, Type: input.Type, Overwrite: input.Overwrite === true, ...(input.KeyId ? { KeyId: input.KeyId } : {}) });
+      return reply(200, { Version: version, Tier: 'Standard' });
+    }
+    reply(400, { __type: 'InvalidAction', message: `not imitated: ${target}` });
   });
-  return { ...srv, requests };
+  return {
+    ...srv,
+    requests,
+    writes,
+    refuseWrites: (name, count, error = 'TooManyUpdates') => void refusals.set(name, { count, error }),
+  };
 }

@@ -34,7 +34,7 @@ describe('`cdk synth` of the app as a process', () => {
         '-c', 'hostedZoneId=Z0123456789ABCDEFGHIJ',
         '-c', 'hostedZoneName=example.com',
         '-c', 'certificateArn=arn:aws:acm:eu-west-1:123456789012:certificate/0f2e5a1c-7d3b-4c1e-9a8b-123456789abc',
-        '-c', 'kubernetes=true',
+        '-c', 'kubernetes=false',
       ],
       { cwd: ROOT, env },
     );
@@ -63,8 +63,24 @@ describe('`cdk synth` of the app as a process', () => {
     expect(rotator).toContain('SecureString');
     const lifecycle = bundle('ControlPlaneLifecycle');
     expect(lifecycle).toContain('autoscaling:EC2_INSTANCE_TERMINATING');
+    const pinPublisher = bundle('ControlPlanePinPublisher');
+    expect(pinPublisher).toContain('no write of the host CA in the event');
     // AND the SDK is left to the Lambda runtime (required, not inlined)
-    for (const code of [rotator, lifecycle]) expect(code).toMatch(/require\("@aws-sdk\/client-ssm"\)/);
+    for (const code of [rotator, lifecycle, pinPublisher]) expect(code).toMatch(/require\("@aws-sdk\/client-ssm"\)/);
+  }, 120_000);
+
+  test('-c kubernetes=true stops synthesis with the reason and exit 1 (the Kubernetes proxy is not built)', async () => {
+    // GIVEN no credentials (env) WHEN the CLI synthesises a cluster asking for the Kubernetes proxy
+    const dir = path.join(out, 'cdk.out-kubernetes');
+    const r = await run(
+      CDK,
+      ['synth', '--quiet', '--no-notices', '--no-version-reporting', '--output', dir, '-c', 'clusterName=synthkube', '-c', 'domainName=teleport.example.com', '-c', 'kubernetes=true'],
+      { cwd: ROOT, env },
+    );
+    // THEN it fails naming the key and why, and writes no template
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('error: kubernetes: the Kubernetes proxy is not built yet, so nothing would serve port 3026; leave kubernetes unset (or false)');
+    expect(fs.existsSync(path.join(dir, 'Teleport-synthkube.template.json'))).toBe(false);
   }, 120_000);
 
   test('synthesises the starter (-c stack=starter) into an existing VPC with no credentials, exit 0', async () => {

@@ -1,8 +1,13 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Stack } from 'aws-cdk-lib';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Template } from 'aws-cdk-lib/assertions';
 import { actions, ingress, logicalId, one, statements, type Res, testApp } from '../helpers/cdk';
 import { ClusterStack, ClusterStackProps } from '../../lib/cluster-stack';
+import { run } from '../helpers/proc';
+import { readmeCommands } from '../helpers/readme';
+import { scratchDir } from '../helpers/scratch';
 import { AUTH_BUCKET_ACTIONS, AUTH_KMS_ACTIONS, AUTH_OBJECT_ACTIONS, AUTH_STREAM_ACTIONS, AUTH_TABLE_ACTIONS } from '../../lib/auth-tier';
 
 
@@ -49,13 +54,13 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
     expect(authListeners.map((l) => [l.Properties.Port, l.Properties.Protocol])).toEqual([[3025, 'TCP']]);
   });
 
-  test('the proxy NLB is internet-facing with 3023, 3024 and 443 -> 3080 (no 3026 without kubernetes)', () => {
+  test('the proxy NLB is internet-facing with 3023 and 443 -> 3080 only (no 3024: nothing serves reverse tunnels yet)', () => {
     const lb = one(t, 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'ProxyNlb');
     expect(lb.Properties).toMatchObject({ Scheme: 'internet-facing', Type: 'network', Name: 'acme-proxy' });
     const listeners = (Object.values(t.findResources('AWS::ElasticLoadBalancingV2::Listener')) as Res[])
       .filter((l) => l.Properties.LoadBalancerArn.Ref.startsWith('ProxyNlb'))
       .map((l) => [l.Properties.Port, l.Properties.Protocol]);
-    expect(listeners.sort()).toEqual([[3023, 'TCP'], [3024, 'TCP'], [443, 'TCP']].sort());
+    expect(listeners.sort()).toEqual([[3023, 'TCP'], [443, 'TCP']].sort());
     t.resourceCountIs('AWS::ElasticLoadBalancingV2::LoadBalancer', 2);
   });
 
@@ -74,9 +79,9 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
     // the auth load balancer accepts 3025 from proxies and nodes only
     expect(ingress(t, authLbSg)).toEqual([`3025-3025<-${nodeSg}`, `3025-3025<-${proxySg}`].sort());
     // proxies accept their listener ports from the NLB only
-    expect(ingress(t, proxySg)).toEqual([`3023-3023<-${nlbSg}`, `3024-3024<-${nlbSg}`, `3080-3080<-${nlbSg}`].sort());
+    expect(ingress(t, proxySg)).toEqual([`3023-3023<-${nlbSg}`, `3080-3080<-${nlbSg}`].sort());
     // the NLB is open to the allowed CIDRs on its listener ports
-    expect(ingress(t, nlbSg)).toEqual(['3023-3023<-0.0.0.0/0', '3024-3024<-0.0.0.0/0', '443-443<-0.0.0.0/0'].sort());
+    expect(ingress(t, nlbSg)).toEqual(['3023-3023<-0.0.0.0/0', '443-443<-0.0.0.0/0'].sort());
     // nodes accept 3022 from the proxies only
     expect(ingress(t, nodeSg)).toEqual([`3022-3022<-${proxySg}`]);
   });
@@ -243,15 +248,65 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
     expect(outputs.EventsTableName.Value).toEqual({ Ref: logicalId(t, 'AWS::DynamoDB::Table', 'StorageEventsTable') });
     expect(outputs.RecordingsBucketName.Value).toEqual({ Ref: logicalId(t, 'AWS::S3::Bucket', 'StorageRecordingsBucket') });
   });
+
+  test('outputs give the cluster URL, a Session Manager shell on an auth server and the first-user command; the auth role lets the SSM agent serve it', () => {
+    // THEN the cluster URL, the auth group, the shell and the tctl line are outputs
+    const outputs = t.toJSON().Outputs as Record<string, { Value: any; Description?: string }>;
+    const authGroup = logicalId(t, 'AWS::AutoScaling::AutoScalingGroup', 'AuthInstancesGroup');
+    expect(outputs.ProxyUrl).toEqual({ Value: 'https://teleport.example.com', Description: 'The cluster URL: web UI and tsh --proxy address' });
+    expect(outputs.AuthAutoScalingGroupName.Value).toEqual({ Ref: authGroup });
+    expect(outputs.FirstUserCommand.Value).toBe('sudo tctl users add <username> root,ec2-user');
+    const parts: unknown[] = outputs.ShellCommand.Value['Fn::Join'][1];
+    expect(parts.filter((p) => typeof p !== 'string')).toEqual([{ Ref: 'AWS::Region' }, { Ref: 'AWS::Region' }, { Ref: authGroup }]);
+    expect(parts[0]).toBe('aws ssm start-session --region ');
+    // AND the auth instances' role has what the SSM agent needs for Session Manager, action by action
+    const s = statements(t, 'AuthRole');
+    expect(actions(s.SsmAgentRegister.Action)).toEqual(['ssm:UpdateInstanceInformation']);
+    expect(actions(s.SsmSessionManager.Action)).toEqual([
+      'ssmmessages:CreateControlChannel',
+      'ssmmessages:CreateDataChannel',
+      'ssmmessages:OpenControlChannel',
+      'ssmmessages:OpenDataChannel',
+    ]);
+  });
+
+  test('the shell command, run by bash, opens the session on the first in-service healthy auth instance', async () => {
+    // GIVEN the command with the stack's values (region, group name) and an `aws` CLI stand-in that answers
+    // describe-auto-scaling-groups through a JMESPath evaluation of --query and records start-session
+    const parts: unknown[] = (t.toJSON().Outputs.ShellCommand.Value as any)['Fn::Join'][1];
+    const command = parts.map((p) => (typeof p === 'string' ? p : (p as { Ref: string }).Ref === 'AWS::Region' ? 'eu-west-1' : 'Teleport-acme-AuthGroup-X1')).join('');
+    const dir = scratchDir('shell-command-');
+    fs.writeFileSync(path.join(dir, 'aws'), FAKE_AWS, { mode: 0o755 });
+    // WHEN bash runs it
+    const r = await run('bash', ['-c', command], { env: { PATH: `${dir}:${process.env.PATH}`, FAKE_AWS_LOG: path.join(dir, 'calls') } });
+    // THEN the session is started in the stack's region on the first InService, Healthy instance of the auth group
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(fs.readFileSync(path.join(dir, 'calls'), 'utf8').trim().split('\n')).toEqual([
+      'autoscaling describe-auto-scaling-groups --region eu-west-1 --auto-scaling-group-names Teleport-acme-AuthGroup-X1',
+      'ssm start-session --region eu-west-1 --target i-0healthy',
+    ]);
+  });
+
+  test('the README\'s walk-through runs the same shell and first-user commands', () => {
+    // GIVEN the outputs with the README's example region and the group name as a placeholder
+    const outputs = t.toJSON().Outputs as Record<string, { Value: any }>;
+    const parts: unknown[] = outputs.ShellCommand.Value['Fn::Join'][1];
+    const shell = parts.map((p) => (typeof p === 'string' ? p : (p as { Ref: string }).Ref === 'AWS::Region' ? 'eu-west-1' : '<AuthAutoScalingGroupName>')).join('');
+    // WHEN the README's Deploy to AWS commands are read
+    const commands = readmeCommands('Deploy to AWS').map((c) => c.text);
+    // THEN it shows exactly these, the user named
+    expect(commands.filter((c) => c.startsWith('aws ssm start-session') && c.includes('autoscaling'))).toEqual([shell]);
+    expect(commands).toContain(outputs.FirstUserCommand.Value.replace('<username>', 'alice'));
+    expect(commands).toContain('tsh login --proxy=teleport.example.com:443 --user=alice');
+  });
 });
 
-describe('ClusterStack: ACM certificate, hosted zone, kubernetes, restricted CIDRs', () => {
-  // GIVEN a certificate ARN, a hosted zone and kubernetes on
+describe('ClusterStack: ACM certificate, hosted zone, restricted CIDRs', () => {
+  // GIVEN a certificate ARN, a hosted zone and one allowed CIDR
   const certificateArn = 'arn:aws:acm:eu-west-1:123456789012:certificate/0f2e5a1c-7d3b-4c1e-9a8b-123456789abc';
   const t = synth({
     certificateArn,
     hostedZone: { hostedZoneId: 'Z0123456789ABCDEFGHIJ', zoneName: 'example.com' },
-    kubernetes: true,
     allowedCidrs: ['203.0.113.0/24'],
   });
 
@@ -278,22 +333,22 @@ describe('ClusterStack: ACM certificate, hosted zone, kubernetes, restricted CID
     });
   });
 
-  test('the NLB carries 3023, 3024 and 3026 and no 443', () => {
+  test('the NLB carries 3023 only (no 443: the ALB has it; no 3024 or 3026: nothing serves them)', () => {
     const listeners = (Object.values(t.findResources('AWS::ElasticLoadBalancingV2::Listener')) as Res[])
       .filter((l) => l.Properties.LoadBalancerArn.Ref.startsWith('ProxyNlb'))
       .map((l) => l.Properties.Port)
       .sort();
-    expect(listeners).toEqual([3023, 3024, 3026]);
+    expect(listeners).toEqual([3023]);
   });
 
   test('only the allowed CIDR reaches the public listeners', () => {
     const nlbSg = logicalId(t, 'AWS::EC2::SecurityGroup', 'ProxyNlbSecurityGroup');
     const albSg = logicalId(t, 'AWS::EC2::SecurityGroup', 'ProxyAlbSecurityGroup');
     const proxySg = logicalId(t, 'AWS::EC2::SecurityGroup', 'ProxyInstanceSecurityGroup');
-    expect(ingress(t, nlbSg)).toEqual(['3023-3023<-203.0.113.0/24', '3024-3024<-203.0.113.0/24', '3026-3026<-203.0.113.0/24']);
+    expect(ingress(t, nlbSg)).toEqual(['3023-3023<-203.0.113.0/24']);
     expect(ingress(t, albSg)).toEqual(['443-443<-203.0.113.0/24']);
     expect(ingress(t, proxySg)).toEqual(
-      [`3023-3023<-${nlbSg}`, `3024-3024<-${nlbSg}`, `3026-3026<-${nlbSg}`, `3080-3080<-${albSg}`].sort(),
+      [`3023-3023<-${nlbSg}`, `3080-3080<-${albSg}`].sort(),
     );
   });
 
@@ -388,3 +443,32 @@ describe('ClusterStack: concrete account and region', () => {
     );
   });
 });
+
+/**
+ * An `aws` CLI stand-in: `autoscaling describe-auto-scaling-groups` answers a group with a pending, an
+ * unhealthy and two healthy in-service instances, filtered by `--query` with a JMESPath implementation
+ * (the language the CLI's --query speaks) and printed as `--output text` prints one value; every call
+ * is logged to $FAKE_AWS_LOG without its query and output options.
+ */
+const FAKE_AWS = `#!${process.execPath}
+const fs = require('node:fs');
+const jmespath = require(${JSON.stringify(require.resolve('jmespath'))});
+const args = process.argv.slice(2);
+const opt = (name) => args[args.indexOf(name) + 1];
+const logged = args.filter((a, i) => !['--query', '--output'].includes(a) && !['--query', '--output'].includes(args[i - 1]));
+fs.appendFileSync(process.env.FAKE_AWS_LOG, logged.join(' ') + '\\n');
+if (args[0] === 'autoscaling' && args[1] === 'describe-auto-scaling-groups') {
+  const Instances = [
+    { InstanceId: 'i-0pending', LifecycleState: 'Pending', HealthStatus: 'Healthy' },
+    { InstanceId: 'i-0unhealthy', LifecycleState: 'InService', HealthStatus: 'Unhealthy' },
+    { InstanceId: 'i-0healthy', LifecycleState: 'InService', HealthStatus: 'Healthy' },
+    { InstanceId: 'i-0second', LifecycleState: 'InService', HealthStatus: 'Healthy' },
+  ];
+  if (opt('--output') !== 'text') { console.error('expected --output text'); process.exit(2); }
+  const result = jmespath.search({ AutoScalingGroups: [{ AutoScalingGroupName: opt('--auto-scaling-group-names'), Instances }] }, opt('--query'));
+  console.log(result === null ? 'None' : String(result));
+} else if (!(args[0] === 'ssm' && args[1] === 'start-session')) {
+  console.error('unexpected call: ' + args.join(' '));
+  process.exit(2);
+}
+`;

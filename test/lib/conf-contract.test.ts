@@ -9,27 +9,14 @@ import { ClusterStack, ClusterStackProps } from '../../lib/cluster-stack';
 import { CONF_FILE } from '../../runtime/contract/aws';
 import { parseConfText, validateConf } from '../../runtime/instance/conf';
 import { generateConfig, instanceMode, renderConfig } from '../../runtime/instance/generate';
-import { testApp } from '../helpers/cdk';
+import { testApp, userDataConf } from '../helpers/cdk';
 
 const FACTS = { localIp: '10.0.1.17', localHostname: 'ip-10-0-1-17.eu-west-1.compute.internal' };
-
-/** A deploy-time value as a string the conf schema would see: ARNs for `Arn` attributes, the region, else a DNS-safe name. */
-function standIn(token: Record<string, any>): string {
-  if (token.Ref === 'AWS::Region') return 'eu-west-1';
-  const [resource, attribute] = token['Fn::GetAtt'] ?? [token.Ref, 'Ref'];
-  const name = `${String(resource).toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 40)}-x`;
-  if (attribute === 'Arn') return `arn:aws:kms:eu-west-1:123456789012:key/${name}`;
-  return attribute === 'DNSName' ? `${name}.elb.eu-west-1.amazonaws.com` : name;
-}
 
 /** The conf text a tier's launch template writes, with deploy-time values stood in. */
 function confText(t: Template, tierPrefix: string): string {
   const [lt] = Object.entries(t.findResources('AWS::EC2::LaunchTemplate')).filter(([id]) => id.startsWith(tierPrefix));
-  const userData = lt[1].Properties.LaunchTemplateData.UserData['Fn::Base64'];
-  const script: string = typeof userData === 'string' ? userData : userData['Fn::Join'][1].map((p: unknown) => (typeof p === 'string' ? p : standIn(p as Record<string, any>))).join('');
-  const m = new RegExp(`cat > ${CONF_FILE} <<'TELEPORT_CONF'\\n([\\s\\S]*?)\\nTELEPORT_CONF`).exec(script);
-  if (!m) throw new Error(`no conf heredoc in the user data of ${tierPrefix}`);
-  return m[1];
+  return userDataConf(lt[1].Properties.LaunchTemplateData.UserData, tierPrefix);
 }
 
 function generated(props: Partial<ClusterStackProps>, tierPrefix: string) {

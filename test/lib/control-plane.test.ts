@@ -17,6 +17,10 @@ import {
   LIFECYCLE_ASG_ACTIONS,
   LIFECYCLE_SSM_ACTIONS,
   LOG_ACTIONS,
+  hostCaRecordFilter,
+  PIN_SSM_ACTIONS,
+  PIN_STREAM_ACTIONS,
+  PIN_STREAM_KMS_ACTIONS,
   ROTATOR_SSM_ACTIONS,
   ROTATOR_SSM_KMS_ACTIONS,
 } from '../../lib/control-plane';
@@ -53,15 +57,16 @@ describe('ControlPlane in the ClusterStack (customer key for the table and the S
   const template = t.toJSON();
   const rotatorId = logicalId(t, 'AWS::Lambda::Function', 'ControlPlaneRotator');
   const lifecycleId = logicalId(t, 'AWS::Lambda::Function', 'ControlPlaneLifecycle');
+  const pinId = logicalId(t, 'AWS::Lambda::Function', 'ControlPlanePinPublisher');
   const tableId = logicalId(t, 'AWS::DynamoDB::Table', 'StorageStateTable');
   const keyId = logicalId(t, 'AWS::KMS::Key', 'StorageKey');
   const groups = ['AuthInstancesGroup', 'ProxyInstancesGroup', 'NodesInstancesGroup'].map((p) =>
     logicalId(t, 'AWS::AutoScaling::AutoScalingGroup', p),
   );
 
-  test('two handler functions on the newest Node.js runtime, arm64, with the README environment', () => {
-    // THEN both handlers run nodejs24.x on arm64 from their bundled index.handler
-    for (const id of [rotatorId, lifecycleId]) {
+  test('three handler functions on the newest Node.js runtime, arm64, with the README environment', () => {
+    // THEN the handlers run nodejs24.x on arm64 from their bundled index.handler
+    for (const id of [rotatorId, lifecycleId, pinId]) {
       const fn = t.findResources('AWS::Lambda::Function')[id] as Res;
       expect(fn.Properties.Runtime).toBe('nodejs24.x');
       expect(fn.Properties.Architectures).toEqual(['arm64']);
@@ -79,8 +84,6 @@ describe('ControlPlane in the ClusterStack (customer key for the table and the S
       TELEPORT_SSM_KEY_ARN: { 'Fn::GetAtt': [keyId, 'Arn'] },
       NODE_OPTIONS: '--enable-source-maps',
     });
-    // AND runs one at a time
-    expect(rotator.Properties.ReservedConcurrentExecutions).toBe(1);
     // AND the lifecycle handler needs no key
     const lifecycle = t.findResources('AWS::Lambda::Function')[lifecycleId] as Res;
     expect(lifecycle.Properties.Environment.Variables).toEqual({
@@ -88,6 +91,51 @@ describe('ControlPlane in the ClusterStack (customer key for the table and the S
       TELEPORT_DYNAMO_TABLE_NAME: { Ref: tableId },
       NODE_OPTIONS: '--enable-source-maps',
     });
+    // AND the pin publisher only the cluster (it reads no table, only the stream records it is given)
+    const pin = t.findResources('AWS::Lambda::Function')[pinId] as Res;
+    expect(pin.Properties.Environment.Variables).toEqual({ TELEPORT_CLUSTER_NAME: 'acme', NODE_OPTIONS: '--enable-source-maps' });
+  });
+
+  test('the state table\'s stream invokes the pin publisher, filtered to writes of the cluster\'s host CA, from the oldest record kept', () => {
+    // THEN one event source mapping: the state table's stream to the pin publisher
+    const mappings = Object.values(t.findResources('AWS::Lambda::EventSourceMapping')) as Res[];
+    expect(mappings).toHaveLength(1);
+    expect(mappings[0].Properties).toEqual({
+      EventSourceArn: { 'Fn::GetAtt': [tableId, 'StreamArn'] },
+      FunctionName: { Ref: pinId },
+      StartingPosition: 'TRIM_HORIZON',
+      BatchSize: 100,
+      MaximumRetryAttempts: 10,
+      MaximumRecordAgeInSeconds: 3600,
+      FilterCriteria: { Filters: [{ Pattern: hostCaRecordFilter('acme').pattern }] },
+    });
+    // AND the filter keeps INSERT and MODIFY of exactly the host CA item (FullPath = "teleport" + its key)
+    expect(JSON.parse(mappings[0].Properties.FilterCriteria.Filters[0].Pattern)).toEqual({
+      eventName: ['INSERT', 'MODIFY'],
+      dynamodb: { Keys: { FullPath: { S: ['teleport/authorities/host/acme'] } } },
+    });
+    // AND the table streams new images (the publisher reads the CA from the record)
+    expect(one(t, 'AWS::DynamoDB::Table', 'StorageStateTable').Properties.StreamSpecification).toEqual({ StreamViewType: 'NEW_IMAGE' });
+  });
+
+  test('the pin publisher\'s role: its logs, reading the state table\'s stream (and its key through DynamoDB), writing the pin parameter only', () => {
+    // THEN its inline policy has exactly these statements
+    const s = statements(t, 'ControlPlanePinPublisherRole');
+    expect(Object.keys(s).sort()).toEqual(['OwnLogGroup', 'PublishPin', 'StateTableStream', 'StateTableStreamKey']);
+    expect(s.OwnLogGroup.Resource).toEqual({ 'Fn::GetAtt': [logicalId(t, 'AWS::Logs::LogGroup', 'ControlPlanePinPublisherLogs'), 'Arn'] });
+    expect(actions(s.StateTableStream.Action)).toEqual(['dynamodb:DescribeStream', 'dynamodb:GetRecords', 'dynamodb:GetShardIterator', 'dynamodb:ListStreams']);
+    expect(actions(s.StateTableStream.Action)).toEqual(sorted(PIN_STREAM_ACTIONS));
+    expect(s.StateTableStream.Resource).toEqual({ 'Fn::GetAtt': [tableId, 'StreamArn'] });
+    expect(actions(s.StateTableStreamKey.Action)).toEqual(['kms:Decrypt']);
+    expect(actions(s.StateTableStreamKey.Action)).toEqual(sorted(PIN_STREAM_KMS_ACTIONS));
+    expect(s.StateTableStreamKey.Resource).toEqual({ 'Fn::GetAtt': [keyId, 'Arn'] });
+    expect(JSON.stringify(s.StateTableStreamKey.Condition)).toContain('"dynamodb.');
+    expect(actions(s.PublishPin.Action)).toEqual(['ssm:PutParameter']);
+    expect(actions(s.PublishPin.Action)).toEqual(sorted(PIN_SSM_ACTIONS));
+    expect([s.PublishPin.Resource].flat().map(arnText)).toEqual(['arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/teleport/acme/ca-pin']);
+    // AND no table, token or other parameter access, no managed policy
+    expect(JSON.stringify(s)).not.toMatch(/dynamodb:(GetItem|Query|PutItem)|tokens\/|kms:Encrypt/);
+    expect(one(t, 'AWS::IAM::Role', 'ControlPlanePinPublisherRole').Properties.ManagedPolicyArns).toBeUndefined();
   });
 
   test('the rotator runs every hour on an EventBridge schedule', () => {
@@ -221,6 +269,7 @@ function standalone(props: Partial<ControlPlaneProps> = {}, app = testApp({ cont
   const table = new dynamodb.Table(stack, 'State', {
     partitionKey: { name: 'HashKey', type: dynamodb.AttributeType.STRING },
     sortKey: { name: 'FullPath', type: dynamodb.AttributeType.STRING },
+    stream: dynamodb.StreamViewType.NEW_IMAGE,
   });
   const groups = ['A', 'B', 'C'].map(
     (n) =>
@@ -241,11 +290,12 @@ describe('ControlPlane with AWS-managed keys (no ssmKey, no stateTableKey)', () 
   const t = Template.fromStack(stack);
 
   test('no KMS permissions and no TELEPORT_SSM_KEY_ARN: SSM uses alias/aws/ssm', () => {
-    // THEN neither role mentions KMS
-    for (const role of ['ControlPlaneRotatorRole', 'ControlPlaneLifecycleRole']) {
+    // THEN no role mentions KMS
+    for (const role of ['ControlPlaneRotatorRole', 'ControlPlaneLifecycleRole', 'ControlPlanePinPublisherRole']) {
       const s = statements(t, role);
       expect(Object.keys(s)).not.toContain('StateTableKey');
       expect(Object.keys(s)).not.toContain('EncryptSecureStrings');
+      expect(Object.keys(s)).not.toContain('StateTableStreamKey');
       expect(JSON.stringify(s)).not.toContain('kms:');
     }
     // AND the rotator has no key variable
@@ -256,6 +306,31 @@ describe('ControlPlane with AWS-managed keys (no ssmKey, no stateTableKey)', () 
   test('the rotation period prop sets the schedule', () => {
     // THEN the schedule follows the prop
     expect(one(t, 'AWS::Events::Rule', 'ControlPlaneRotationSchedule').Properties.ScheduleExpression).toBe('rate(30 minutes)');
+  });
+});
+
+describe('no function reserves concurrency (new accounts cannot spare any of their unreserved pool)', () => {
+  const cert = 'arn:aws:acm:eu-west-1:123456789012:certificate/0f2e5a1c-7d3b-4c1e-9a8b-123456789abc';
+  test.each<[string, () => Stack]>([
+    ['the default cluster', () => new ClusterStack(testApp({ context: NO_BUNDLING }), 'Cluster', { clusterName: 'acme', domainName: 'teleport.example.com' })],
+    [
+      'a cluster with a certificate in a concrete environment',
+      () =>
+        new ClusterStack(testApp({ context: NO_BUNDLING }), 'Cluster', {
+          clusterName: 'acme',
+          domainName: 'teleport.example.com',
+          certificateArn: cert,
+          env: { account: '123456789012', region: 'eu-west-1' },
+          availabilityZones: ['eu-west-1a', 'eu-west-1b'],
+        }),
+    ],
+    ['the control plane on its own', () => standalone().stack],
+  ])('%s', (_name, build) => {
+    // GIVEN the stack WHEN synthesised
+    const fns = Object.entries(Template.fromStack(build()).findResources('AWS::Lambda::Function')) as [string, Res][];
+    // THEN it has its functions (the handlers and the custom resource framework's), none with reserved concurrency
+    expect(fns.length).toBeGreaterThanOrEqual(3);
+    expect(fns.filter(([, f]) => f.Properties.ReservedConcurrentExecutions !== undefined).map(([id]) => id)).toEqual([]);
   });
 });
 
@@ -297,6 +372,13 @@ describe('ControlPlane prop validation', () => {
     expect(() => new ControlPlane(stack, 'Bad', { clusterName: 'solo', stateTable: table, autoScalingGroups: groups, ...bad })).toThrow(message);
     // AND nothing was added to the tree
     expect(stack.node.findAll().length).toBe(before);
+  });
+
+  test('a state table without a stream is rejected (the pin publisher is triggered by it)', () => {
+    // GIVEN a table without a stream WHEN constructing THEN it throws naming the prop
+    const { stack, groups } = standalone();
+    const bare = new dynamodb.Table(stack, 'Bare', { partitionKey: { name: 'HashKey', type: dynamodb.AttributeType.STRING } });
+    expect(() => new ControlPlane(stack, 'NoStream', { clusterName: 'solo', stateTable: bare, autoScalingGroups: groups })).toThrow(/^stateTable has no stream/);
   });
 
   test('the same group twice is rejected', () => {

@@ -36,11 +36,10 @@ function acknowledgements(app: App): { path: string; id: string; reason: string 
 const variants: [string, Partial<ClusterStackProps>][] = [
   ['default (NLB, new VPC)', {}],
   [
-    'ACM + zone + kubernetes + existing VPC',
+    'ACM + zone + existing VPC',
     {
       certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/0f2e5a1c-7d3b-4c1e-9a8b-123456789abc',
       hostedZone: { hostedZoneId: 'Z0123456789ABCDEFGHIJ', zoneName: 'example.com' },
-      kubernetes: true,
       existingVpc: {
         vpcId: 'vpc-0123456789abcdef0',
         availabilityZones: ['eu-west-1a', 'eu-west-1b'],
@@ -62,12 +61,11 @@ const variants: [string, Partial<ClusterStackProps>][] = [
 const starterVariants: [string, Partial<StarterStackProps>][] = [
   ['starter: local storage, no domain, new VPC', {}],
   [
-    'starter: local storage, ACM + zone + kubernetes + existing VPC',
+    'starter: local storage, ACM + zone + existing VPC',
     {
       domainName: 'teleport.example.com',
       certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/0f2e5a1c-7d3b-4c1e-9a8b-123456789abc',
       hostedZone: { hostedZoneId: 'Z0123456789ABCDEFGHIJ', zoneName: 'example.com' },
-      kubernetes: true,
       existingVpc: {
         vpcId: 'vpc-0123456789abcdef0',
         availabilityZones: ['eu-west-1a', 'eu-west-1b'],

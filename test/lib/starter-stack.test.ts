@@ -103,8 +103,8 @@ describe('StarterStack: defaults (local storage, new VPC, no domain)', () => {
     });
   });
 
-  test('only 3023, 3024 and 3080 are open (to 0.0.0.0/0); 3022 and 3025 are not; only HTTPS goes out', () => {
-    expect(ingress(t, instanceSg)).toEqual(['3023-3023<-0.0.0.0/0', '3024-3024<-0.0.0.0/0', '3080-3080<-0.0.0.0/0']);
+  test('only the proxy\'s 3023 and 3080 are open (to 0.0.0.0/0); 3022, 3024 and 3025 are not; only HTTPS goes out', () => {
+    expect(ingress(t, instanceSg)).toEqual(['3023-3023<-0.0.0.0/0', '3080-3080<-0.0.0.0/0']);
     expect(egress(t, instanceSg)).toEqual(['443-443->0.0.0.0/0']);
   });
 
@@ -136,20 +136,19 @@ describe('StarterStack: defaults (local storage, new VPC, no domain)', () => {
     expect(outputs.ProxyUrl.Value).toEqual({ 'Fn::Join': ['', ['https://', { 'Fn::GetAtt': [eip, 'PublicIp'] }, ':3080']] });
     expect(outputs.PublicIp.Value).toEqual({ 'Fn::GetAtt': [eip, 'PublicIp'] });
     expect(outputs.InstanceId.Value).toEqual({ Ref: instance });
-    expect(outputs.ShellCommand.Value).toEqual({ 'Fn::Join': ['', ['aws ssm start-session --target ', { Ref: instance }]] });
+    expect(outputs.ShellCommand.Value).toEqual({ 'Fn::Join': ['', ['aws ssm start-session --region ', { Ref: 'AWS::Region' }, ' --target ', { Ref: instance }]] });
     expect(outputs.FirstUserCommand.Value).toBe('sudo tctl users add <username> root,ec2-user');
     expect(Object.keys(outputs)).not.toContain('StateTableName');
     expect(Object.keys(outputs)).not.toContain('LoadBalancer');
   });
 });
 
-describe('StarterStack: DynamoDB storage, domain in a hosted zone without certificate, kubernetes, restricted CIDRs', () => {
-  // GIVEN dynamodb storage, a domain in a zone (no certificate), kubernetes and one allowed CIDR
+describe('StarterStack: DynamoDB storage, domain in a hosted zone without certificate, restricted CIDRs', () => {
+  // GIVEN dynamodb storage, a domain in a zone (no certificate) and one allowed CIDR
   const { t } = build({
     storage: 'dynamodb',
     domainName: 'teleport.example.com',
     hostedZone: ZONE,
-    kubernetes: true,
     allowedCidrs: ['203.0.113.0/24'],
     instanceType: 't3.large',
   });
@@ -214,9 +213,9 @@ describe('StarterStack: DynamoDB storage, domain in a hosted zone without certif
     expect(p.InstanceType).toBe('t3.large');
   });
 
-  test('only the allowed CIDR reaches 3023, 3024, 3026 and 3080', () => {
+  test('only the allowed CIDR reaches 3023 and 3080', () => {
     const sg = logicalId(t, 'AWS::EC2::SecurityGroup', 'InstanceSecurityGroup');
-    expect(ingress(t, sg)).toEqual(['3023-3023<-203.0.113.0/24', '3024-3024<-203.0.113.0/24', '3026-3026<-203.0.113.0/24', '3080-3080<-203.0.113.0/24']);
+    expect(ingress(t, sg)).toEqual(['3023-3023<-203.0.113.0/24', '3080-3080<-203.0.113.0/24']);
   });
 
   test('Route 53 points the domain at the Elastic IP', () => {
@@ -285,14 +284,14 @@ describe('StarterStack: ACM certificate (ALB on 443), existing VPC', () => {
     });
   });
 
-  test('3080 is open to the ALB only; SSH and tunnel stay public on the instance; the ALB takes 443', () => {
-    expect(ingress(t, instanceSg)).toEqual(['3023-3023<-0.0.0.0/0', '3024-3024<-0.0.0.0/0', `3080-3080<-${albSg}`].sort());
+  test('3080 is open to the ALB only; SSH stays public on the instance; the ALB takes 443', () => {
+    expect(ingress(t, instanceSg)).toEqual(['3023-3023<-0.0.0.0/0', `3080-3080<-${albSg}`].sort());
     expect(ingress(t, albSg)).toEqual(['443-443<-0.0.0.0/0']);
     expect(egress(t, albSg)).toEqual([`3080-3080->${instanceSg}`]);
     expect(egress(t, instanceSg)).toEqual(['443-443->0.0.0.0/0']);
   });
 
-  test('user data says USE_ACM, public port 443, and the Elastic IP for SSH and tunnels', () => {
+  test('user data says USE_ACM, public port 443, and the Elastic IP for SSH', () => {
     expect(conf(t)).toEqual({
       TELEPORT_ROLE: 'auth,node,proxy',
       EC2_REGION: '<Ref:AWS::Region>',
@@ -431,6 +430,7 @@ describe('StarterStack prop validation (before any resource is defined)', () => 
     ['a root volume too small', { rootVolumeSizeGiB: 4 }, /rootVolumeSizeGiB must be an integer between 8 and/],
     ['a malformed CIDR', { allowedCidrs: ['10.0.0.0/33'] }, /allowedCidrs must contain IPv4 CIDR blocks/],
     ['an AMI parameter without a leading slash', { amiParameterName: 'teleport/ami' }, /amiParameterName must be an SSM parameter name/],
+    ['kubernetes on (the Kubernetes proxy is not built)', { kubernetes: true }, /^kubernetes: the Kubernetes proxy is not built yet, so nothing would serve port 3026; leave kubernetes unset \(or false\)$/],
     ['an existing VPC with a zone per subnet missing', { existingVpc: { ...EXISTING_VPC, availabilityZones: ['eu-west-1a'] } }, /existingVpc: give one public subnet per availability zone \(1 zones, 2 public subnets\)/],
   ])('rejects %s', (_name, props, message) => {
     // GIVEN invalid props WHEN the stack is built THEN a clear error names the prop
@@ -466,7 +466,7 @@ describe('starter context', () => {
         vpcId: 'vpc-0123456789abcdef0',
         availabilityZones: 'eu-west-1a,eu-west-1b',
         publicSubnetIds: 'subnet-0000000000000000a, subnet-0000000000000000b',
-        kubernetes: 'yes',
+        kubernetes: 'no',
         allowedCidrs: '203.0.113.0/24',
       }),
     );
@@ -476,7 +476,7 @@ describe('starter context', () => {
       storage: 'dynamodb',
       instanceType: 't3.large',
       existingVpc: EXISTING_VPC,
-      kubernetes: true,
+      kubernetes: false,
       allowedCidrs: ['203.0.113.0/24'],
     });
     // AND they build

@@ -1,6 +1,8 @@
 import { App } from 'aws-cdk-lib';
 import { clusterPropsFromContext } from '../../lib/app-context';
 import { ClusterStack, ClusterStackProps } from '../../lib/cluster-stack';
+import { checkServed } from '../../lib/validation';
+import type { InstanceRole } from '../../runtime/contract/aws';
 import { testApp } from '../helpers/cdk';
 
 const base: ClusterStackProps = { clusterName: 'acme', domainName: 'teleport.example.com' };
@@ -27,6 +29,7 @@ describe('ClusterStack prop validation (before any resource is defined)', () => 
     ['createCertificate without a zone', { createCertificate: true }, /createCertificate needs hostedZone/],
     ['a malformed CIDR', { allowedCidrs: ['10.0.0.0/33'] }, /allowedCidrs must contain IPv4 CIDR blocks/],
     ['an empty CIDR list', { allowedCidrs: [] }, /allowedCidrs must list at least one CIDR block/],
+    ['kubernetes on (the Kubernetes proxy is not built)', { kubernetes: true }, /^kubernetes: the Kubernetes proxy is not built yet, so nothing would serve port 3026; leave kubernetes unset \(or false\)$/],
     ['a malformed instance type', { proxy: { instanceType: 'large' } }, /proxy.instanceType must be an EC2 instance type/],
     ['zero auth servers', { auth: { minCapacity: 0 } }, /auth.minCapacity must be an integer between 1 and/],
     ['a max below min', { node: { minCapacity: 3, maxCapacity: 2 } }, /node.maxCapacity must be an integer between 3 and/],
@@ -46,7 +49,7 @@ describe('ClusterStack prop validation (before any resource is defined)', () => 
   });
 
   test('valid props build', () => {
-    expect(() => build({ auth: { minCapacity: 1, maxCapacity: 2 }, allowedCidrs: ['203.0.113.0/24', '198.51.100.7/32'] })).not.toThrow();
+    expect(() => build({ auth: { minCapacity: 1, maxCapacity: 2 }, allowedCidrs: ['203.0.113.0/24', '198.51.100.7/32'], kubernetes: false })).not.toThrow();
   });
 });
 
@@ -96,5 +99,29 @@ describe('clusterPropsFromContext', () => {
     ['vpcId without subnets', { clusterName: 'a', domainName: 'b.example.com', vpcId: 'vpc-0123456789abcdef0' }, /vpcId needs availabilityZones/],
   ])('rejects %s', (_name, values, message) => {
     expect(() => clusterPropsFromContext(ctx(values))).toThrow(message);
+  });
+});
+
+describe('checkServed: a port may be published only where the runtime serves it', () => {
+  test.each<[InstanceRole, number]>([
+    ['proxy', 3024],
+    ['proxy', 3026],
+    ['proxy', 3022],
+    ['node', 3025],
+    ['auth,node,proxy', 3024],
+  ])('GIVEN role %s WHEN port %d is to be published THEN it is refused, naming what it serves', (role, port) => {
+    expect(() => checkServed(role, port, 'the listener')).toThrow(
+      new RegExp(`^the listener: port ${port} is not served by the ${role} runtime \\(it serves [\\d, ]+\\), so it cannot be published$`),
+    );
+  });
+
+  test.each<[InstanceRole, number]>([
+    ['proxy', 3023],
+    ['proxy', 3080],
+    ['auth', 3025],
+    ['node', 3022],
+    ['auth,node,proxy', 3080],
+  ])('GIVEN role %s WHEN port %d is to be published THEN it is returned', (role, port) => {
+    expect(checkServed(role, port, 'the listener')).toBe(port);
   });
 });

@@ -6,11 +6,13 @@
  */
 import { PutParameterCommand, PutParameterCommandInput, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
+import { Authorities } from '../../../runtime/auth/authorities';
 import { Tokens } from '../../../runtime/auth/tokens';
 import { DynamoBackend } from '../../../runtime/backend/dynamodb';
 import { JOIN_TOKEN_TTL_MS, SsmPaths } from '../../../runtime/contract/aws';
 import { Keys } from '../../../runtime/contract/keys';
 import { handler, physicalResourceId } from '../../../runtime/controlplane/token-rotator';
+import { caPin } from '../../../runtime/tlsca/pin';
 import { setLogWriter } from '../../../runtime/utils/logger';
 import { tokenDigest, tokenId } from '../../../runtime/utils/secrets';
 import { startAuth, TestAuth, TestNode } from '../../helpers/cluster';
@@ -178,5 +180,60 @@ describe('token rotator (SSM mocked)', () => {
       expect(table).not.toContain(t);
       expect(table).toContain(tokenDigest(t));
     }
+  });
+});
+
+describe('token rotator: runs at the same time (no reserved concurrency, no lock)', () => {
+  const savedEnv = { ...process.env };
+  let ssm: ReturnType<typeof mockClient>;
+  let ddb: DynamoDbLocal;
+  let state: DynamoBackend;
+
+  beforeAll(async () => {
+    // Mocked here, after the first describe restored its own mock.
+    ssm = mockClient(SSMClient);
+    ddb = await DynamoDbLocal.start();
+    Object.assign(process.env, {
+      TELEPORT_CLUSTER_NAME: CLUSTER,
+      TELEPORT_DYNAMO_TABLE_NAME: TABLE,
+      AWS_REGION: LOCAL_REGION,
+      TELEPORT_DYNAMO_ENDPOINT: ddb.endpoint,
+      AWS_ACCESS_KEY_ID: 'local',
+      AWS_SECRET_ACCESS_KEY: 'local',
+    });
+    state = await DynamoBackend.open({ tableName: TABLE, endpoint: ddb.endpoint, accessKey: 'local', secretKey: 'local', background: false });
+    ssm.on(PutParameterCommand).resolves({ Version: 1, Tier: 'Standard' });
+  });
+  afterAll(async () => {
+    await state?.close();
+    await ddb?.stop();
+    process.env = savedEnv;
+    ssm?.restore();
+  });
+
+  it('GIVEN a cluster with its CA WHEN two scheduled runs and a deployment\'s run overlap THEN all succeed, SSM is left with valid tokens and the pin, and every minted token is valid', async () => {
+    // GIVEN the CA the first auth server creates
+    const { host } = await new Authorities(state).init(CLUSTER, 'ed25519');
+    // WHEN three runs start together
+    const runs = await Promise.allSettled([
+      handler({ 'detail-type': 'Scheduled Event', source: 'aws.events', detail: {} }),
+      handler({ 'detail-type': 'Scheduled Event', source: 'aws.events', detail: {} }),
+      handler({ RequestType: 'Update', PhysicalResourceId: physicalResourceId(CLUSTER), ResourceProperties: {} }),
+    ]);
+    // THEN each succeeds
+    expect(runs.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
+    // AND each wrote both tokens and the pin
+    const puts = ssm.commandCalls(PutParameterCommand).map((c) => c.args[0].input as PutParameterCommandInput);
+    expect(puts).toHaveLength(9);
+    // AND whatever each parameter holds last (SSM keeps the last write) is a valid token of its role, and the pin is the CA's
+    const tokens = new Tokens(state);
+    const last = (name: string) => puts.filter((p) => p.Name === name).at(-1)!.Value!;
+    await expect(tokens.validate(last(SsmPaths.token(CLUSTER, 'node')), 'Node')).resolves.toMatchObject({ roles: ['Node'] });
+    await expect(tokens.validate(last(SsmPaths.token(CLUSTER, 'proxy')), 'Proxy')).resolves.toMatchObject({ roles: ['Proxy'] });
+    expect(last(SsmPaths.caPin(CLUSTER))).toBe(caPin(host.tlsCert()));
+    // AND every token any run published stays valid until its own expiry, so a reader of an overwritten value still joins
+    const published = puts.filter((p) => p.Name!.includes('/tokens/'));
+    expect(new Set(published.map((p) => p.Value)).size).toBe(6);
+    for (const p of published) await expect(tokens.validate(p.Value!, p.Name!.endsWith('/node') ? 'Node' : 'Proxy')).resolves.toBeDefined();
   });
 });
