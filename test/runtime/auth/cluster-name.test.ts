@@ -12,7 +12,7 @@ import { Keys } from '../../../runtime/contract/keys';
 import { AuthServer } from '../../../runtime/auth/server';
 import { MemoryBackend } from '../../../runtime/backend/memory';
 import { FileAuditLog } from '../../../runtime/events/filelog';
-import { logger } from '../../../runtime/utils/logger';
+import { initTestAuthServer } from '../../helpers/authserver';
 
 const OLD_UUID_NAME = '27a0fed0-3c3e-43cd-8574-3acb870bf0ca';
 
@@ -35,26 +35,7 @@ describe('cluster name', () => {
   });
 
   const init = async (nodeName: string, clusterName?: string): Promise<AuthServer> => {
-    const auth = await AuthServer.init({
-      backend,
-      audit,
-      hostUUID: '00000000-0000-4000-8000-000000000001',
-      nodeName,
-      ...(clusterName ? { clusterName } : {}),
-      caKeyType: 'ed25519',
-      staticTokens: [],
-      clusterConfig: {
-        session_recording: 'node',
-        proxy_checks_host_keys: true,
-        client_idle_timeout: 0,
-        disconnect_expired_cert: false,
-        keep_alive_interval: 0,
-        keep_alive_count_max: 3,
-        auth_type: 'local',
-        second_factor: 'otp',
-      },
-      log: logger('test'),
-    });
+    const auth = await initTestAuthServer({ backend, audit, nodeName, ...(clusterName ? { clusterName } : {}) });
     started.push(auth);
     return auth;
   };

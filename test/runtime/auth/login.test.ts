@@ -12,7 +12,7 @@ import { totp } from '../../../runtime/auth/totp';
 import { Clock } from '../../../runtime/backend/clock';
 import { MemoryBackend } from '../../../runtime/backend/memory';
 import { FileAuditLog } from '../../../runtime/events/filelog';
-import { logger } from '../../../runtime/utils/logger';
+import { initTestAuthServer } from '../../helpers/authserver';
 import { addressKey } from '../../../runtime/utils/ratelimit';
 import * as secrets from '../../../runtime/utils/secrets';
 
@@ -42,26 +42,7 @@ async function setup(secondFactor: 'otp' | 'off'): Promise<Setup> {
   const clock = new TestClock(Date.now());
   const backend = new MemoryBackend({ clock, sweepPeriodMs: 0 });
   const audit = new FileAuditLog(dir);
-  const auth = await AuthServer.init({
-    backend,
-    audit,
-    hostUUID: '00000000-0000-4000-8000-000000000001',
-    nodeName: 'test',
-    clusterName: 'example.com',
-    caKeyType: 'ed25519',
-    staticTokens: [],
-    clusterConfig: {
-      session_recording: 'node',
-      proxy_checks_host_keys: true,
-      client_idle_timeout: 0,
-      disconnect_expired_cert: false,
-      keep_alive_interval: 0,
-      keep_alive_count_max: 3,
-      auth_type: 'local',
-      second_factor: secondFactor,
-    },
-    log: logger('test'),
-  });
+  const auth = await initTestAuthServer({ backend, audit, clusterName: 'example.com', clusterConfig: { second_factor: secondFactor } });
   return {
     auth,
     logins: new LocalLogins(auth, { clock }),
