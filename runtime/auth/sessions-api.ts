@@ -118,19 +118,24 @@ export function sessionRoutes(auth: AuthServer, recordings?: RecordingStore): Ro
     auditRefusals(auth, req, { attempted_event: 'session.upload', sid, namespace: ns }, async () => {
       const host = memberHostId(auth, req.caller);
       const claim = Keys.recordingUploader(ns, sid);
+      // Read first: every part after the first finds the claim (one read, no refused conditional write).
       for (;;) {
+        const owner = await auth.backend.get(claim).then(
+          (item) => item.value.toString(),
+          (err) => {
+            if (!isReason(err, 'not_found')) throw err;
+            return undefined;
+          },
+        );
+        if (owner !== undefined) {
+          if (owner !== host) throw new AccessDeniedError(`host ${host} may not upload the recording of session ${sid}: host ${owner} is uploading it`);
+          return host;
+        }
         try {
           await auth.backend.create({ key: claim, value: Buffer.from(host), expires: new Date(Date.now() + UPLOADER_TTL_MS) });
           return host;
         } catch (err) {
-          if (!isReason(err, 'already_exists')) throw err;
-        }
-        try {
-          const owner = (await auth.backend.get(claim)).value.toString();
-          if (owner !== host) throw new AccessDeniedError(`host ${host} may not upload the recording of session ${sid}: host ${owner} is uploading it`);
-          return host;
-        } catch (err) {
-          if (!isReason(err, 'not_found')) throw err; // the claim expired in between: claim it again
+          if (!isReason(err, 'already_exists')) throw err; // another part claimed it first: read whose it is
         }
       }
     });

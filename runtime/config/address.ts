@@ -6,6 +6,7 @@
 
 import { BlockList, isIP, isIPv6 } from 'node:net';
 import { BadParameterError } from '../utils/errors';
+import { unmapIPv4 } from '../utils/ip';
 
 export interface HostPort {
   readonly host: string;
@@ -113,7 +114,7 @@ export class AddressSet {
   }
 
   has(ip: string): boolean {
-    const addr = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip)?.[1] ?? ip;
+    const addr = unmapIPv4(ip);
     const version = isIP(addr);
     return version !== 0 && this.blocks.check(addr, version === 4 ? 'ipv4' : 'ipv6');
   }

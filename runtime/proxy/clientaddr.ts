@@ -12,12 +12,7 @@
 import * as http from 'node:http';
 import { isIP } from 'node:net';
 import { AddressSet, type Cidr } from '../config/address';
-
-/** `::ffff:a.b.c.d` as `a.b.c.d`, so IPv4 clients look the same on dual-stack listeners. */
-function unmapped(addr: string): string {
-  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(addr);
-  return m ? m[1] : addr;
-}
+import { unmapIPv4 } from '../utils/ip';
 
 export class ClientAddress {
   private readonly trusted: AddressSet;
@@ -32,12 +27,12 @@ export class ClientAddress {
 
   /** The client's address: the TCP peer, or what a trusted load balancer says in X-Forwarded-For. */
   of(req: http.IncomingMessage): string {
-    let addr = unmapped(req.socket.remoteAddress ?? '');
+    let addr = unmapIPv4(req.socket.remoteAddress ?? '');
     if (!this.isTrusted(addr)) return addr;
     const header = req.headers['x-forwarded-for'];
     const hops = (Array.isArray(header) ? header.join(',') : (header ?? '')).split(',').map((h) => h.trim());
     for (let i = hops.length - 1; i >= 0 && hops[i] !== ''; i--) {
-      const hop = unmapped(hops[i]);
+      const hop = unmapIPv4(hops[i]);
       if (isIP(hop) === 0) return addr;
       addr = hop;
       if (!this.isTrusted(addr)) return addr;

@@ -4,6 +4,7 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { LimitExceededError } from './errors';
+import { unmapIPv4 } from './ip';
 
 export interface RateLimitOptions {
   /** Requests allowed at once. */
@@ -47,9 +48,7 @@ export class RateLimiter {
  * changing its interface ID.
  */
 export function addressKey(addr: string): string {
-  const a = addr.trim().toLowerCase();
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a);
-  if (mapped) return mapped[1];
+  const a = unmapIPv4(addr.trim().toLowerCase());
   if (isIPv4(a) || !isIPv6(a)) return a;
   const [head, tail = ''] = a.split('::');
   const groups = (s: string) => (s ? s.split(':') : []);

@@ -34,10 +34,14 @@ function relevant(key: string): boolean {
   return key.startsWith(Keys.roles()) || key.startsWith(Keys.certAuthorities('user'));
 }
 
+/** A record of the access data as parsed once, when it was written. */
+type Entry = { kind: 'user'; user: User } | { kind: 'role'; role: Role; stored: unknown } | { kind: 'ca'; keys: string[] };
+
 export class AccessFeed implements AccessView {
-  private readonly items = new Map<string, Buffer>();
-  private users = new Map<string, User>();
-  private roles = new Map<string, Role>();
+  /** By store key. */
+  private readonly entries = new Map<string, Entry>();
+  private readonly users = new Map<string, User>();
+  private readonly roles = new Map<string, { role: Role; stored: unknown }>();
   private snapshotCache?: AccessSnapshot;
   private readonly epoch = randomBytes(6).toString('hex');
   private counter = 0;
@@ -66,10 +70,10 @@ export class AccessFeed implements AccessView {
     const w = await this.store.newWatcher({ prefixes: [Keys.users(), Keys.roles(), Keys.certAuthorities('user')], name: 'access-feed', queueSize: 16_384 });
     try {
       if (!(await w.next())) throw new Error('the watch closed before it started');
-      this.items.clear();
-      for (const prefix of [Keys.users(), Keys.roles(), Keys.certAuthorities('user')]) {
-        for (const item of await this.store.getRange(prefix, rangeEnd(prefix))) if (relevant(item.key)) this.items.set(item.key, item.value);
-      }
+      const items = [];
+      for (const prefix of [Keys.users(), Keys.roles(), Keys.certAuthorities('user')]) items.push(...(await this.store.getRange(prefix, rangeEnd(prefix))));
+      for (const key of [...this.entries.keys()]) this.remove(key);
+      for (const item of items) if (relevant(item.key)) this.set(item.key, item.value);
     } catch (err) {
       w.close();
       throw err;
@@ -83,8 +87,8 @@ export class AccessFeed implements AccessView {
     for (let w: Watcher | undefined = first; w; w = await this.reopen()) {
       for (let e = await w.next(); e; e = await w.next()) {
         if (!relevant(e.item.key)) continue;
-        if (e.type === OpType.Put) this.items.set(e.item.key, e.item.value);
-        else if (e.type === OpType.Delete) this.items.delete(e.item.key);
+        if (e.type === OpType.Put) this.set(e.item.key, e.item.value);
+        else if (e.type === OpType.Delete) this.remove(e.item.key);
         this.changed();
       }
     }
@@ -105,25 +109,33 @@ export class AccessFeed implements AccessView {
     return undefined;
   }
 
-  /** Rebuilds the parsed view, moves the version on and wakes the long polls. */
-  private changed(): void {
-    const users = new Map<string, User>();
-    const roles = new Map<string, Role>();
-    for (const [key, value] of this.items) {
-      try {
-        if (key.startsWith(Keys.users())) {
-          const u = userSchema.parse(JSON.parse(value.toString()));
-          users.set(u.metadata.name, u);
-        } else if (key.startsWith(Keys.roles())) {
-          const r = roleSchema.parse(JSON.parse(value.toString()));
-          roles.set(r.metadata.name, r);
-        }
-      } catch (err) {
-        this.log.warn('access feed: skipping a record that does not parse', { key, error: err });
-      }
+  /** Parses one written record (only that one: a change costs the same however many users there are). */
+  private set(key: string, value: Buffer): void {
+    this.remove(key);
+    let entry: Entry;
+    try {
+      const json = JSON.parse(value.toString()) as unknown;
+      if (key.startsWith(Keys.users())) entry = { kind: 'user', user: userSchema.parse(json) };
+      else if (key.startsWith(Keys.roles())) entry = { kind: 'role', role: roleSchema.parse(json), stored: json };
+      else entry = { kind: 'ca', keys: (json as CertAuthority).spec.checking_keys.map((k) => Buffer.from(k, 'base64').toString()) };
+    } catch (err) {
+      this.log.warn('access feed: skipping a record that does not parse', { key, error: err });
+      return;
     }
-    this.users = users;
-    this.roles = roles;
+    this.entries.set(key, entry);
+    if (entry.kind === 'user') this.users.set(entry.user.metadata.name, entry.user);
+    else if (entry.kind === 'role') this.roles.set(entry.role.metadata.name, entry);
+  }
+
+  private remove(key: string): void {
+    const entry = this.entries.get(key);
+    this.entries.delete(key);
+    if (entry?.kind === 'user') this.users.delete(entry.user.metadata.name);
+    else if (entry?.kind === 'role') this.roles.delete(entry.role.metadata.name);
+  }
+
+  /** Moves the version on and wakes the long polls. */
+  private changed(): void {
     this.snapshotCache = undefined;
     this.counter++;
     const waiters = this.waiters;
@@ -136,23 +148,16 @@ export class AccessFeed implements AccessView {
   }
 
   role(name: string): Role | undefined {
-    return this.roles.get(name);
+    return this.roles.get(name)?.role;
   }
 
   snapshot(): AccessSnapshot {
-    if (this.snapshotCache) return this.snapshotCache;
-    const caKeys: string[] = [];
-    const roles: unknown[] = [];
-    for (const [key, value] of this.items) {
-      if (key.startsWith(Keys.certAuthorities('user'))) {
-        const ca = JSON.parse(value.toString()) as CertAuthority;
-        caKeys.push(...ca.spec.checking_keys.map((k) => Buffer.from(k, 'base64').toString()));
-      } else if (key.startsWith(Keys.roles()) && this.roles.has(key.split('/')[2])) {
-        roles.push(JSON.parse(value.toString()));
-      }
-    }
-    const users = [...this.users.values()].map((u) => ({ name: u.metadata.name, roles: u.spec.roles, traits: u.spec.traits }));
-    this.snapshotCache = { version: this.version, user_ca_keys: caKeys, roles, users };
+    this.snapshotCache ??= {
+      version: this.version,
+      user_ca_keys: [...this.entries.values()].flatMap((e) => (e.kind === 'ca' ? e.keys : [])),
+      roles: [...this.roles.values()].map((r) => r.stored),
+      users: [...this.users.values()].map((u) => ({ name: u.metadata.name, roles: u.spec.roles, traits: u.spec.traits })),
+    };
     return this.snapshotCache;
   }
 
