@@ -1,0 +1,185 @@
+/**
+ * An EC2 instance of the local deployment, booting as the AMI does. It runs in its own network
+ * namespace (its own address) and mount namespace, where overlays give it a private `/etc`,
+ * `/var`, `/run` and `/usr/local` over the host's (its root disk). Boot, as on EC2 with the image
+ * that `ami/` builds:
+ *   1. the image: `/usr/local/bin/{teleport,tctl,tsh}` run this repository's build (`dist/`), and
+ *      `/var/lib/teleport` exists (0700), as `ami/files/install.sh` leaves them;
+ *   2. cloud-init runs the launch template's user data (which writes `/etc/teleport.d/conf`);
+ *   3. the systemd units of `ami/files/system` run in their order: `teleport-generate-config`
+ *      (conf + IMDS → `/etc/teleport.yaml` and the role marker), then the role unit whose
+ *      `ConditionPathExists` holds, with its `ExecStartPre`, `ExecStart` and `Restart=on-failure`
+ *      / `RestartSec`, the command lines as the unit files have them.
+ * Endpoint settings are the only difference from EC2: the processes get `AWS_ENDPOINT_URL`,
+ * `NODE_EXTRA_CA_CERTS` and `AWS_EC2_METADATA_SERVICE_ENDPOINT` in their environment. Units run as
+ * root here (their `User=` is not applied). The boot's output is the instance's console log.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Daemon } from './process';
+import { Network, type Attachment } from './net';
+
+/** The repository root (this file runs from sim/ under ts-node or from dist/sim/). */
+export const REPO_ROOT = ((dir: string) => (path.basename(path.dirname(dir)) === 'dist' ? path.resolve(dir, '..', '..') : path.resolve(dir, '..')))(__dirname);
+const UNITS_DIR = path.join(REPO_ROOT, 'ami', 'files', 'system');
+const GENERATE_UNIT = 'teleport-generate-config.service';
+
+/** One systemd unit of the image, as far as the boot uses it. */
+export interface Unit {
+  readonly name: string;
+  readonly condition?: string;
+  readonly execStartPre: string[];
+  readonly execStart: string;
+  readonly restartOnFailure: boolean;
+  readonly restartSec: number;
+}
+
+/** The image's units (`ami/files/system`), the config generator first. */
+export function imageUnits(dir = UNITS_DIR): Unit[] {
+  const units = fs.readdirSync(dir).filter((f) => f.endsWith('.service')).sort().map((name) => {
+    const text = fs.readFileSync(path.join(dir, name), 'utf8');
+    const values = (key: string) => [...text.matchAll(new RegExp(`^${key}=(.*)$`, 'gm'))].map((m) => m[1].trim());
+    const [execStart] = values('ExecStart');
+    if (!execStart) throw new Error(`${name} has no ExecStart`);
+    return {
+      name,
+      condition: values('ConditionPathExists')[0],
+      execStartPre: values('ExecStartPre'),
+      execStart,
+      restartOnFailure: values('Restart')[0] === 'on-failure',
+      restartSec: Number(values('RestartSec')[0] ?? 0.1),
+    };
+  });
+  return [...units.filter((u) => u.name === GENERATE_UNIT), ...units.filter((u) => u.name !== GENERATE_UNIT)];
+}
+
+/** The boot script run inside the instance's namespaces. */
+export function bootScript(opts: { root: string; userDataFile: string; units: Unit[]; nodeBinary: string }): string {
+  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  const lines = [
+    'set -u',
+    'say() { printf "[%s] %s\\n" "$(date -u +%H:%M:%S.%3N)" "$*"; }',
+    // The instance's disk: private overlays over the host's directories.
+    ...['etc', 'var', 'run', 'usr/local'].map((d) => {
+      const key = d.replace('/', '-');
+      return `mkdir -p ${q(`${opts.root}/disk/${key}/upper`)} ${q(`${opts.root}/disk/${key}/work`)} && mount -t overlay overlay -o ${q(`lowerdir=/${d},upperdir=${opts.root}/disk/${key}/upper,workdir=${opts.root}/disk/${key}/work`)} /${d} || { say "cannot mount the instance's /${d}"; exit 1; }`;
+    }),
+    // The image (ami/files/install.sh): the CLIs and the data directory.
+    'install -d -m 0700 /var/lib/teleport && install -d -m 0755 /usr/local/bin',
+    ...['teleport', 'tctl', 'tsh'].map(
+      (b) => `printf '#!/bin/sh\\nexec %s %s "$@"\\n' > /usr/local/bin/${b} && chmod 0755 /usr/local/bin/${b}`.replace('%s %s', `${opts.nodeBinary} ${path.join(REPO_ROOT, 'dist', 'runtime', 'cli', `${b}.js`)}`),
+    ),
+    'say "cloud-init: running the user data"',
+    `bash ${q(opts.userDataFile)} || { say "cloud-init: the user data failed with status $?"; exit 1; }`,
+  ];
+  for (const u of opts.units) {
+    const run = [...u.execStartPre, u.execStart].map((c) => `{ say ${q(`${u.name}: ${c}`)}; ${c.replace(/^-/, '')}; }`).join(' && ');
+    const cond = u.condition ? `[ -e ${q(u.condition)} ]` : 'true';
+    if (u.restartOnFailure) {
+      lines.push(`if ${cond}; then while true; do ${run} && break; say ${q(`${u.name}: failed with status`)} $?"; restarting in ${u.restartSec}s"; sleep ${u.restartSec}; done; fi`);
+    } else {
+      lines.push(`if ${cond}; then ${run} || say ${q(`${u.name}: failed`)}; fi`);
+    }
+  }
+  lines.push('say "boot: every unit has ended"');
+  return `${lines.join('\n')}\n`;
+}
+
+export interface InstanceSpec {
+  readonly id: string;
+  readonly userData: string;
+  readonly units?: Unit[];
+  /** Environment of the instance's processes: the endpoint settings. */
+  readonly env: Record<string, string>;
+}
+
+export class Instance {
+  private readonly daemon: Daemon;
+  readonly exited: Promise<number | null>;
+  readonly consoleFile: string;
+
+  private constructor(
+    readonly id: string,
+    readonly attachment: Attachment,
+    readonly root: string,
+    child: ChildProcess,
+  ) {
+    this.daemon = new Daemon(child);
+    this.exited = this.daemon.exited;
+    this.consoleFile = path.join(root, 'console.log');
+  }
+
+  get address(): string {
+    return this.attachment.address;
+  }
+
+  /** Boots `spec` in `attachment`'s network namespace; its files live under `root`. */
+  static boot(spec: InstanceSpec, attachment: Attachment, root: string): Instance {
+    fs.mkdirSync(root, { recursive: true, mode: 0o700 });
+    const userDataFile = path.join(root, 'user-data');
+    fs.writeFileSync(userDataFile, spec.userData, { mode: 0o700 });
+    const script = bootScript({ root, userDataFile, units: spec.units ?? imageUnits(), nodeBinary: process.execPath });
+    fs.writeFileSync(path.join(root, 'boot.sh'), script, { mode: 0o700 });
+    const out = fs.openSync(path.join(root, 'console.log'), 'a');
+    const child = spawn('ip', ['netns', 'exec', attachment.namespace, 'unshare', '--mount', '--propagation', 'private', 'bash', path.join(root, 'boot.sh')], {
+      env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', LANG: 'C.UTF-8', ...spec.env },
+      stdio: ['ignore', out, out],
+      detached: true,
+    });
+    fs.closeSync(out);
+    return new Instance(spec.id, attachment, root, child);
+  }
+
+  /** The end of the console log. */
+  console(lines = 40): string {
+    try {
+      return fs.readFileSync(this.consoleFile, 'utf8').split('\n').slice(-lines).join('\n');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Whether the boot process has ended (the instance failed or was terminated). */
+  get running(): boolean {
+    return this.daemon.child.exitCode === null && this.daemon.child.signalCode === null;
+  }
+
+  /** Runs a command inside the instance (its mounts and network), as Session Manager would give a shell. */
+  exec(command: string[], opts: { input?: string; env?: Record<string, string> } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    const pid = this.daemon.child.pid;
+    return new Promise((resolve, reject) => {
+      const child = spawn('nsenter', ['-t', String(pid), '-m', '-n', '--', ...command], {
+        env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', ...opts.env },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => (stderr += d));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+      child.stdin.on('error', () => undefined);
+      child.stdin.end(opts.input ?? '');
+    });
+  }
+
+  /** Stops every process of the instance (TERM, then KILL after `graceMs`), as a terminated EC2 instance stops. */
+  async terminate(graceMs = 5000): Promise<void> {
+    const kill = (signal: NodeJS.Signals) => {
+      for (const pid of [this.daemon.child.pid, ...Network.pids(this.attachment.namespace)]) {
+        try {
+          if (pid) process.kill(pid, signal);
+        } catch {
+          // gone
+        }
+      }
+    };
+    kill('SIGTERM');
+    const timer = setTimeout(() => kill('SIGKILL'), graceMs);
+    await this.exited;
+    clearTimeout(timer);
+    // Processes that left the boot's process tree (sessions) but live in the namespace.
+    kill('SIGKILL');
+  }
+}
