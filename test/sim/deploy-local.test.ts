@@ -1,0 +1,126 @@
+/**
+ * The HA stack, deployed whole on this machine from its synthesized template (`npm run
+ * deploy:local`'s library): 1 auth, 1 proxy, 2 nodes behind the template's load balancers, state in
+ * DynamoDB Local, recordings in S3, join tokens and the CA pin in SSM written by the control-plane
+ * functions, every AWS call checked against the template's IAM policies.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ScanCommand } from '@aws-sdk/client-dynamodb';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { LocalDeployment } from '../../sim/deploy';
+import { synthesize } from '../../sim/synth';
+import { waitFor } from '../../sim/process';
+import { totp } from '../../runtime/auth/totp';
+import { testOsAccount } from '../helpers/osusers';
+
+/** Template durations run this many times faster (health checks, grace periods, schedules). */
+const TIME_SCALE = 10;
+const DOMAIN = 'teleport.example.com';
+
+jest.setTimeout(240_000);
+
+/** The OS login the nodes give alice (made before the instances boot: their /etc is an overlay of this host's). */
+const login = testOsAccount('dl');
+
+describe('deploy:local — the HA stack from its template', () => {
+  let dir: string;
+  let d: LocalDeployment;
+  const started = Date.now();
+  let healthyAfterMs = 0;
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'deploy-local-'));
+    // GIVEN the app synthesized as `cdk deploy` would, with an ACM certificate (ALB) and 1/1/2 instances
+    const cdkOut = await synthesize(path.join(dir, 'cdk.out'), {
+      clusterName: 'acme',
+      domainName: DOMAIN,
+      hostedZoneId: 'Z0123456789ABCDEFGHIJ',
+      hostedZoneName: 'example.com',
+      certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/11111111-2222-3333-4444-555555555555',
+      authMinCapacity: '1',
+      proxyMinCapacity: '1',
+      nodeMinCapacity: '2',
+    });
+    // WHEN it is deployed from an empty state
+    d = await LocalDeployment.deploy({ cdkOut, dir: path.join(dir, 'deployment'), timeScale: TIME_SCALE });
+  });
+
+  afterAll(async () => {
+    await d?.close();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('every target group has all its targets healthy within 2 minutes, and no instance is replaced for 2 more (template time)', async () => {
+    healthyAfterMs = await d.waitHealthy(120_000 / TIME_SCALE + 60_000);
+    const launched = d.asg.history.filter((h) => h.event === 'launch').length;
+    expect(launched).toBe(4);
+    // THEN for two minutes of template time, nothing is replaced (health-check failures would show here)
+    const until = Date.now() + 120_000 / TIME_SCALE;
+    await waitFor('two minutes of template time', () => Date.now() >= until, 60_000, 500);
+    expect(d.asg.history.filter((h) => h.event !== 'launch')).toEqual([]);
+    expect(d.unhealthyTargets()).toEqual([]);
+    expect(healthyAfterMs).toBeGreaterThan(0);
+    void started;
+  });
+
+  test('the nodes join with the token and CA pin the control plane published to SSM', async () => {
+    const nodes = d.asg.group('Nodes').live();
+    expect(nodes).toHaveLength(2);
+    const auth = d.asg.group('Auth').live()[0];
+    const listed = await waitFor('both nodes in tctl nodes ls', async () => {
+      const r = await auth.instance.exec(['tctl', 'nodes', 'ls']);
+      return nodes.every((n) => r.stdout.includes(n.instance.address)) ? r.stdout : undefined;
+    }, 60_000, 500);
+    expect(listed).toMatch(/aws\/instance-id/);
+  });
+
+  test('a user signs up, logs in with tsh through the ALB and reaches each node over ssh through the NLB; the session is recorded in S3 and audited in DynamoDB', async () => {
+    const auth = d.asg.group('Auth').live()[0];
+    // GIVEN the first user, created as the stack's FirstUserCommand says (on an auth instance)
+    const add = await auth.instance.exec(['tctl', 'users', 'add', 'alice', login.name]);
+    expect(add.code).toBe(0);
+    const token = /\/web\/newuser\/([0-9a-f]{32})/.exec(add.stdout)![1];
+    const home = path.join(dir, 'alice');
+    fs.mkdirSync(home);
+    const signup = await d.client(['curl', '-sS', '--fail', '--cacert', d.publicCaFile, `https://${DOMAIN}/webapi/signuptokens/${token}`]);
+    expect(signup.code).toBe(0);
+    const secret = JSON.parse(signup.stdout).otp_secret as string;
+    const password = 'alice has a long password';
+    const done = await d.client([
+      'curl', '-sS', '--fail', '--cacert', d.publicCaFile, '-H', 'content-type: application/json',
+      '--data', JSON.stringify({ password, otp_token: totp(secret) }), `https://${DOMAIN}/webapi/signuptokens/${token}`,
+    ]);
+    expect(done.code).toBe(0);
+
+    // WHEN alice logs in through the ALB (its certificate trusted as a public one would be) ...
+    const env = { HOME: home, NODE_EXTRA_CA_CERTS: d.publicCaFile };
+    const next = () => totp(secret, { timeMs: Date.now() + 30_000 });
+    const tshLogin = await d.client(['tsh', 'login', `--proxy=${DOMAIN}:443`, '--user=alice'], { env, input: `${password}\n${next()}\n` });
+    expect(tshLogin.stderr + tshLogin.stdout).toMatch(/Logged in as:\s+alice/);
+
+    // ... THEN she reaches each node through the NLB's SSH listener
+    for (const node of d.asg.group('Nodes').live()) {
+      const r = await d.client(['tsh', 'ssh', `${login.name}@${node.instance.address}`, 'echo', `hello-from-${node.id}`], { env });
+      expect(r.stdout).toContain(`hello-from-${node.id}`);
+    }
+
+    // AND the recording lands in the template's bucket, the events in the events table
+    const s3 = d.stores.s3Client();
+    const objects = await waitFor('a recording in S3', async () => {
+      const out = await s3.send(new ListObjectsV2Command({ Bucket: d.physicalName('StorageRecordingsBucket') }));
+      return (out.Contents ?? []).length > 0 ? out.Contents : undefined;
+    }, 60_000, 500);
+    expect(objects![0].Key).toMatch(/^records\//);
+    const db = d.stores.dynamoClient();
+    const events = await db.send(new ScanCommand({ TableName: d.physicalName('StorageEventsTable') }));
+    const types = (events.Items ?? []).map((i) => JSON.parse(i.Fields?.S ?? '{}').event ?? i.EventType?.S);
+    expect(types).toEqual(expect.arrayContaining(['session.start', 'session.end', 'user.login']));
+  });
+
+  test('the IAM audit lists no denied call', () => {
+    expect(d.audit.denied().map((e) => `${e.call.caller.name} ${e.call.action} ${e.call.resource}: ${e.decision.reason}`)).toEqual([]);
+    expect(d.audit.calls().length).toBeGreaterThan(0);
+  });
+});
