@@ -20,7 +20,9 @@
  * preservation off; the ALB's X-Forwarded-For carries the client), passive health checks,
  * early completion of a deregistration without connections (the delay is always waited),
  * keeping an NLB's connections open past the delay (they are closed, as with
- * `deregistration_delay.connection_termination.enabled`), and
+ * `deregistration_delay.connection_termination.enabled`), keeping an NLB's connections to a
+ * target that turns unhealthy when the group fails open (they are reset like any unhealthy
+ * target's, per `target_health_state.unhealthy.connection_termination.enabled`), and
  * `routing.http.drop_invalid_header_fields.enabled` (haproxy refuses malformed header names with
  * a 400 on its own instead of dropping the field).
  */
