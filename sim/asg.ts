@@ -21,12 +21,11 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import * as path from 'node:path';
 import { Instance, type Unit } from './instance';
+import type { LoadBalancers } from './lb';
 import type { Network } from './net';
 import type { CredentialRegistry } from './aws/credentials';
 import type { Deployment } from './template';
 import { arn, REGION, type AwsCall, type Caller, type IamDecision, type IssuedCredentials, type Log } from './types';
-
-export type TargetHealth = 'initial' | 'healthy' | 'unhealthy' | 'draining' | 'unused';
 
 /** What the groups need from the rest of the deployment. */
 export interface AsgEnvironment {
@@ -43,12 +42,7 @@ export interface AsgEnvironment {
     addInstance(i: { ip: string; instanceId: string; instanceType: string; availabilityZone: string; localHostname: string; roleName: string; credentials: () => IssuedCredentials; userData?: string }): void;
     removeInstance(ip: string): void;
   };
-  readonly targets: {
-    register(targetGroupArn: string, targetId: string, ip: string): void;
-    deregister(targetGroupArn: string, targetId: string): void;
-    health(targetGroupArn: string): Map<string, TargetHealth | string>;
-    deregistrationDelaySeconds(targetGroupArn: string): number;
-  };
+  readonly targets: Pick<LoadBalancers, 'register' | 'deregister' | 'health' | 'spec'>;
   readonly events: { put(event: { source: string; 'detail-type': string; detail: Record<string, unknown>; resources?: string[] }): void | Promise<void> };
   /** Called once an instance booted its processes (the SSM agent's registration, for example). */
   readonly onLaunch?: (instance: GroupInstance) => Promise<void>;
@@ -300,13 +294,15 @@ export class AutoScaling {
 
   private async reconcile(): Promise<void> {
     const now = Date.now();
+    const health = new Map<string, Map<string, string>>();
+    for (const tg of new Set(this.groups.flatMap((g) => g.targetGroups))) health.set(tg, await this.env.targets.health(tg));
     for (const g of this.groups) {
       for (const gi of g.live()) {
         const age = (now - gi.launchedAt) / 1000;
         let reason: string | undefined;
         if (!gi.instance.running) reason = 'the instance stopped (EC2 status check)';
         else if (g.healthCheckType === 'ELB' && age >= g.gracePeriod / this.env.timeScale) {
-          const bad = g.targetGroups.find((tg) => this.env.targets.health(tg).get(gi.id) === 'unhealthy');
+          const bad = g.targetGroups.find((tg) => health.get(tg)?.get(gi.id) === 'unhealthy');
           if (bad) reason = `target group ${bad.split(':').pop()} reports it unhealthy after the ${g.gracePeriod} s grace period`;
         }
         if (reason) {
@@ -330,6 +326,7 @@ export class AutoScaling {
     const n = this.launches++;
     const az = `${REGION}${'ab'[n % 2]}`;
     const caller: Caller = { roleLogicalId: g.role.logicalId, roleArn: arn.role(g.role.name), name: id };
+    const credentials = env.credentials.issue(caller);
     const localHostname = `ip-${attachment.address.replace(/\./g, '-')}.${REGION}.compute.internal`;
     env.metadata.addInstance({
       ip: attachment.address,
@@ -338,13 +335,13 @@ export class AutoScaling {
       availabilityZone: az,
       localHostname,
       roleName: g.role.name,
-      credentials: () => env.credentials.issue(caller),
+      credentials: () => credentials,
       userData: g.userData,
     });
     const instance = Instance.boot({ id, userData: g.userData, env: env.instanceEnv, units: env.units }, attachment, path.join(env.dir, 'instances', id));
     const gi: GroupInstance = { id, group: g, instance, caller, launchedAt: Date.now(), state: 'Pending', health: 'Healthy', version: g.version };
     g.instances.set(id, gi);
-    for (const tg of g.targetGroups) env.targets.register(tg, id, attachment.address);
+    for (const tg of g.targetGroups) env.targets.register(tg, id, attachment.address).catch((err: Error) => env.log(`${id}: registering with ${tg}: ${err.message}`));
     this.history.push({ time: Date.now(), group: g.logicalId, instanceId: id, event: 'launch' });
     env.log(`${g.logicalId}: launched ${id} at ${attachment.address} (${az})`);
     if (env.onLaunch) env.onLaunch(gi).catch((err: Error) => env.log(`${id}: ${err.message}`));
@@ -357,10 +354,12 @@ export class AutoScaling {
     gi.state = 'Terminating';
     this.history.push({ time: Date.now(), group: gi.group.logicalId, instanceId: gi.id, event: `terminate: ${reason}` });
     env.log(`${gi.group.logicalId}: terminating ${gi.id}: ${reason}`);
-    const delays = gi.group.targetGroups.map((tg) => {
-      env.targets.deregister(tg, gi.id);
-      return env.targets.deregistrationDelaySeconds(tg);
-    });
+    const delays = await Promise.all(
+      gi.group.targetGroups.map(async (tg) => {
+        await env.targets.deregister(tg, gi.id).catch((err: Error) => env.log(`${gi.id}: deregistering from ${tg}: ${err.message}`));
+        return env.targets.spec.targetGroups.find((g) => g.arn === tg)?.deregistrationDelaySeconds ?? 300;
+      }),
+    );
     const delay = Math.max(0, ...delays) / env.timeScale;
     if (delay > 0) await new Promise((r) => setTimeout(r, delay * 1000));
     for (const hook of gi.group.hooks) {

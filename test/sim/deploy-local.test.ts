@@ -27,7 +27,6 @@ const login = testOsAccount('dl');
 describe('deploy:local — the HA stack from its template', () => {
   let dir: string;
   let d: LocalDeployment;
-  const started = Date.now();
   let healthyAfterMs = 0;
 
   beforeAll(async () => {
@@ -60,9 +59,8 @@ describe('deploy:local — the HA stack from its template', () => {
     const until = Date.now() + 120_000 / TIME_SCALE;
     await waitFor('two minutes of template time', () => Date.now() >= until, 60_000, 500);
     expect(d.asg.history.filter((h) => h.event !== 'launch')).toEqual([]);
-    expect(d.unhealthyTargets()).toEqual([]);
+    expect(await d.unhealthyTargets()).toEqual([]);
     expect(healthyAfterMs).toBeGreaterThan(0);
-    void started;
   });
 
   test('the nodes join with the token and CA pin the control plane published to SSM', async () => {
@@ -107,13 +105,13 @@ describe('deploy:local — the HA stack from its template', () => {
     }
 
     // AND the recording lands in the template's bucket, the events in the events table
-    const s3 = d.stores.s3Client();
+    const s3 = d.s3Client();
     const objects = await waitFor('a recording in S3', async () => {
       const out = await s3.send(new ListObjectsV2Command({ Bucket: d.physicalName('StorageRecordingsBucket') }));
       return (out.Contents ?? []).length > 0 ? out.Contents : undefined;
     }, 60_000, 500);
     expect(objects![0].Key).toMatch(/^records\//);
-    const db = d.stores.dynamoClient();
+    const db = d.dynamoClient();
     const events = await db.send(new ScanCommand({ TableName: d.physicalName('StorageEventsTable') }));
     const types = (events.Items ?? []).map((i) => JSON.parse(i.Fields?.S ?? '{}').event ?? i.EventType?.S);
     expect(types).toEqual(expect.arrayContaining(['session.start', 'session.end', 'user.login']));

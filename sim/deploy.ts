@@ -1,0 +1,325 @@
+/**
+ * The synthesized stack deployed on this machine, in the order CloudFormation creates it, and the
+ * handles of the running deployment (see sim/README.md for what stands in for what):
+ *   network → IAM audit and credentials → tables and buckets → the AWS gateway, SSM and IMDS →
+ *   functions, their rules, stream mappings and custom resources → load balancers (ACM
+ *   stand-in certificates) → Route 53 records (the client's /etc/hosts) → auto scaling groups.
+ * Progress is logged per resource as CloudFormation events are (`CREATE_COMPLETE <type> <id>`);
+ * resources with nothing to run here (VPC plumbing, security groups, log groups) are listed as
+ * not simulated. `close()` tears everything down, also after a failed deploy.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SSMClient, UpdateInstanceInformationCommand } from '@aws-sdk/client-ssm';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import * as https from 'node:https';
+import { selfSignedServerCert } from '../runtime/tlsca';
+import { AutoScaling, type GroupInstance } from './asg';
+import { CredentialRegistry } from './aws/credentials';
+import { Gateway } from './aws/gateway';
+import { Imds } from './aws/imds';
+import { ParameterStore } from './aws/ssm';
+import { Stores } from './aws/stores';
+import { IamAudit } from './iam/audit';
+import { REPO_ROOT } from './instance';
+import { lambdaApi } from './lambda/api';
+import { CustomResources } from './lambda/custom-resources';
+import { EventRules } from './lambda/events';
+import { Functions } from './lambda/functions';
+import { StreamMappings } from './lambda/streams';
+import { LoadBalancers } from './lb';
+import { Network } from './net';
+import { waitFor } from './process';
+import { Deployment } from './template';
+import { endpointTls } from './tls';
+import { REGION, type Log } from './types';
+
+export interface LocalDeployOptions {
+  /** The cloud assembly (`cdk synth -o <dir>`). */
+  readonly cdkOut: string;
+  /** Where the deployment keeps its files (created; removed by close()). */
+  readonly dir: string;
+  /** Template durations (health checks, grace periods, schedules, hook timeouts) are divided by this. @default 1 */
+  readonly timeScale?: number;
+  /** The network 10.<net>.0.0/16. @default a free one */
+  readonly net?: number;
+  readonly stackName?: string;
+  /** Progress lines. @default none */
+  readonly log?: Log;
+}
+
+/** Resource types the deployment runs, by the part that runs them; every other type is reported as not simulated. */
+const SERVED = new Set([
+  'AWS::DynamoDB::Table', 'AWS::S3::Bucket', 'AWS::S3::BucketPolicy', 'AWS::KMS::Key', 'AWS::IAM::Role', 'AWS::IAM::Policy', 'AWS::IAM::ManagedPolicy',
+  'AWS::IAM::InstanceProfile', 'AWS::Lambda::Function', 'AWS::Lambda::Permission', 'AWS::Lambda::EventSourceMapping', 'AWS::Events::Rule',
+  'AWS::ElasticLoadBalancingV2::LoadBalancer', 'AWS::ElasticLoadBalancingV2::Listener', 'AWS::ElasticLoadBalancingV2::TargetGroup',
+  'AWS::Route53::RecordSet', 'AWS::EC2::LaunchTemplate', 'AWS::AutoScaling::AutoScalingGroup', 'AWS::AutoScaling::LifecycleHook',
+]);
+
+export class LocalDeployment {
+  network!: Network;
+  deployment!: Deployment;
+  audit!: IamAudit;
+  readonly credentials = new CredentialRegistry();
+  stores!: Stores;
+  gateway!: Gateway;
+  ssm!: ParameterStore;
+  imds!: Imds;
+  functions!: Functions;
+  rules!: EventRules;
+  streams!: StreamMappings;
+  customResources!: CustomResources;
+  loadBalancers!: LoadBalancers;
+  asg!: AutoScaling;
+  /** The names the stack's Route 53 records give, with their addresses. */
+  readonly hosts: Record<string, string> = {};
+  /** The trust anchor of the certificates standing in for ACM's (clients trust it as they would a public CA). */
+  publicCaFile = '';
+  private readonly closers: (() => Promise<void> | void)[] = [];
+  private readonly log: Log;
+  readonly timeScale: number;
+
+  private constructor(readonly opts: LocalDeployOptions) {
+    this.log = opts.log ?? (() => undefined);
+    this.timeScale = opts.timeScale ?? 1;
+  }
+
+  /** Deploys the assembly's stack; on failure everything created so far is removed and the error rethrown. */
+  static async deploy(opts: LocalDeployOptions): Promise<LocalDeployment> {
+    const d = new LocalDeployment(opts);
+    try {
+      await d.create();
+    } catch (err) {
+      await d.close();
+      throw err;
+    }
+    return d;
+  }
+
+  private created(type: string, id: string, detail = ''): void {
+    this.log(`CREATE_COMPLETE ${type} ${id}${detail ? ` (${detail})` : ''}`);
+  }
+
+  private async create(): Promise<void> {
+    const { opts, log } = this;
+    fs.mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
+    const net = Network.create(opts.net ?? Network.freeNumber());
+    this.network = net;
+    this.closers.push(() => net.close());
+    const d = Deployment.load({ cdkOut: opts.cdkOut, stackName: opts.stackName, loadBalancerAddress: (i) => net.loadBalancerAddress(i) });
+    this.deployment = d;
+    log(`deploying ${d.stackName} from ${opts.cdkOut} on 10.${net.net}.0.0/16 (time x${this.timeScale})`);
+    net.addLoadBalancerAddresses(d.ofType('AWS::ElasticLoadBalancingV2::LoadBalancer').length);
+    const skipped = [...new Set(Object.values(d.resources).map((r) => r.Type))].filter((t) => !SERVED.has(t) && !t.startsWith('Custom::') && t !== 'AWS::CDK::Metadata');
+    log(`not simulated (no behaviour to run here): ${skipped.sort().join(', ')}`);
+
+    // IAM: every role's policies, and the audit of every call.
+    this.audit = new IamAudit(d.resources, d.resolve, { log: (l) => log(`iam: ${l}`) });
+    this.closers.push(() => this.audit.close());
+    for (const id of d.ofType('AWS::IAM::Role')) this.created('AWS::IAM::Role', id, d.physicalId(id));
+
+    // Tables and buckets.
+    this.stores = await Stores.start({ resources: d.resources, resolve: d.resolve, dir: path.join(opts.dir, 'stores'), log });
+    this.closers.push(() => this.stores.stop());
+    for (const t of this.stores.tables.values()) {
+      if (t.streamArn) d.setAttribute(t.logicalId, 'StreamArn', t.streamArn);
+      this.created('AWS::DynamoDB::Table', t.logicalId, t.name);
+    }
+    for (const b of this.stores.buckets.values()) this.created('AWS::S3::Bucket', b.logicalId, b.name);
+
+    // The AWS endpoints.
+    const tls = await endpointTls(opts.dir, [net.hostAddress, '127.0.0.1', 'localhost']);
+    this.gateway = await Gateway.start({ tls, registry: this.credentials, auditor: this.audit, host: net.hostAddress, stores: this.stores, log });
+    this.closers.push(() => this.gateway.close());
+    this.ssm = new ParameterStore();
+    this.gateway.route('ssm', this.ssm.handler);
+    this.imds = await Imds.start({ host: net.hostAddress });
+    this.closers.push(() => this.imds.close());
+    const endpointEnv = { AWS_ENDPOINT_URL: this.gateway.url, NODE_EXTRA_CA_CERTS: tls.certFile };
+    log(`aws endpoints: ${this.gateway.url} (every service), IMDS ${this.imds.url}`);
+
+    // Functions and what triggers them.
+    this.functions = Functions.create({ resources: d.resources, resolve: d.resolve, cdkOut: opts.cdkOut, credentials: this.credentials, env: endpointEnv, log: (l) => log(`lambda: ${l}`), workDir: opts.dir, timeScale: this.timeScale });
+    this.closers.push(() => this.functions.close());
+    this.gateway.route('lambda', lambdaApi(this.functions));
+    for (const id of d.ofType('AWS::Lambda::Function')) this.created('AWS::Lambda::Function', id, d.physicalId(id));
+    this.rules = EventRules.create({ resources: d.resources, resolve: d.resolve, functions: this.functions, log: (l) => log(`events: ${l}`), timeScale: this.timeScale });
+    this.closers.push(() => this.rules.close());
+    for (const id of d.ofType('AWS::Events::Rule')) this.created('AWS::Events::Rule', id, d.physicalId(id));
+    this.streams = await StreamMappings.create({ resources: d.resources, resolve: d.resolve, functions: this.functions, credentials: this.credentials, endpoint: this.gateway.url, ca: tls.cert, log: (l) => log(`streams: ${l}`) });
+    this.closers.push(() => this.streams.close());
+    for (const id of d.ofType('AWS::Lambda::EventSourceMapping')) this.created('AWS::Lambda::EventSourceMapping', id);
+    this.customResources = await CustomResources.create({ resources: d.resources, resolve: d.resolve, functions: this.functions, log: (l) => log(`custom resources: ${l}`), tls, host: net.hostAddress, stackName: d.stackName, timeoutMs: 120_000 });
+    this.closers.push(() => this.customResources.close());
+    for (const id of this.customResources.logicalIds()) {
+      const result = await this.customResources.create(id);
+      d.setAttribute(id, 'Ref', result.physicalResourceId);
+      this.created(d.resource(id).Type, id, result.physicalResourceId);
+    }
+
+    // Load balancers, with certificates standing in for ACM's.
+    const names = this.recordNames();
+    const acm = await selfSignedServerCert([...names, ...d.ofType('AWS::ElasticLoadBalancingV2::LoadBalancer').map((_, i) => net.loadBalancerAddress(i))]);
+    this.publicCaFile = path.join(opts.dir, 'public-ca.crt');
+    fs.writeFileSync(this.publicCaFile, acm.cert);
+    const lbDir = path.join(opts.dir, 'lb');
+    fs.mkdirSync(lbDir, { recursive: true });
+    this.loadBalancers = await LoadBalancers.start({ dir: lbDir, resources: d.resources, resolve: d.resolve, certificates: () => acm, timeScale: this.timeScale, log });
+    this.closers.push(() => this.loadBalancers.close());
+    for (const l of this.loadBalancers.describe()) this.created('AWS::ElasticLoadBalancingV2::Listener', l.listener, `${l.protocol} ${l.address} on ${l.loadBalancer}`);
+
+    // Route 53: the records, as the client namespace resolves them.
+    for (const id of d.ofType('AWS::Route53::RecordSet')) {
+      const p = d.resolve(d.resource(id).Properties);
+      const name = String(p.Name).replace(/\.$/, '');
+      const target = p.AliasTarget ? String(p.AliasTarget.DNSName).replace(/^dualstack\./, '') : (p.ResourceRecords ?? [])[0];
+      if (target) this.hosts[name] = target;
+      this.created('AWS::Route53::RecordSet', id, `${name} -> ${target}`);
+    }
+    net.client(this.hosts);
+
+    // The instances.
+    this.asg = new AutoScaling({
+      deployment: d,
+      network: net,
+      credentials: this.credentials,
+      dir: opts.dir,
+      timeScale: this.timeScale,
+      log,
+      instanceEnv: { ...endpointEnv, AWS_EC2_METADATA_SERVICE_ENDPOINT: this.imds.url },
+      metadata: this.imds,
+      targets: this.loadBalancers,
+      events: { put: async (e) => void (await this.rules.put(e)) },
+      onLaunch: (gi) => this.registerAgent(gi),
+    });
+    this.closers.push(() => this.asg.close());
+    this.gateway.route('autoscaling', (req, authorize) => this.asg.handle(req, authorize));
+    for (const g of this.asg.groups) this.created('AWS::AutoScaling::AutoScalingGroup', g.logicalId, `${g.name}: desired ${g.desired}`);
+    this.asg.start();
+    for (const [key, o] of Object.entries(d.resolvedOutputs())) log(`output ${key} = ${o.value}`);
+  }
+
+  /** What the SSM agent does at start: registers the instance (its address and computer name) with its own credentials. */
+  private async registerAgent(gi: GroupInstance): Promise<void> {
+    const creds = this.credentials.issue(gi.caller);
+    const client = new SSMClient({
+      region: REGION,
+      endpoint: this.gateway.url,
+      credentials: { accessKeyId: creds.accessKeyId, secretAccessKey: creds.secretAccessKey, sessionToken: creds.sessionToken },
+      requestHandler: new NodeHttpHandler({ httpsAgent: new https.Agent({ ca: fs.readFileSync(path.join(this.opts.dir, 'endpoints.crt')) }) }),
+    });
+    try {
+      await client.send(
+        new UpdateInstanceInformationCommand({
+          InstanceId: gi.id,
+          AgentName: 'amazon-ssm-agent',
+          AgentVersion: '3.3.0.0',
+          AgentStatus: 'Active',
+          PlatformType: 'Linux',
+          PlatformName: 'Amazon Linux',
+          PlatformVersion: '2023',
+          IPAddress: gi.instance.address,
+          ComputerName: `ip-${gi.instance.address.replace(/\./g, '-')}.${REGION}.compute.internal`,
+        } as never),
+      );
+    } finally {
+      client.destroy();
+    }
+  }
+
+  /** The names of the stack's Route 53 records. */
+  private recordNames(): string[] {
+    const d = this.deployment;
+    return d.ofType('AWS::Route53::RecordSet').map((id) => String(d.resolve(d.resource(id).Properties.Name)).replace(/\.$/, ''));
+  }
+
+  /** The physical name of the resource whose logical id starts with `prefix`. */
+  physicalName(prefix: string): string {
+    const ids = Object.keys(this.deployment.resources).filter((id) => id.startsWith(prefix));
+    if (ids.length !== 1) throw new Error(`${ids.length} resources start with ${prefix}`);
+    return this.deployment.physicalId(ids[0]);
+  }
+
+  /** Targets that are not healthy, as `group/target: state`. */
+  async unhealthyTargets(): Promise<string[]> {
+    const out: string[] = [];
+    for (const g of this.loadBalancers.spec.targetGroups) {
+      for (const [target, state] of await this.loadBalancers.health(g.arn)) if (state !== 'healthy') out.push(`${g.logicalId}/${target}: ${state}`);
+    }
+    return out;
+  }
+
+  /**
+   * Waits until every auto scaling group has its desired number of instances in service and every
+   * target group has all its registered targets healthy; resolves with the milliseconds it took since `since`.
+   */
+  async waitHealthy(timeoutMs: number, since = Date.now()): Promise<number> {
+    await waitFor(
+      'every target healthy',
+      async () => {
+        const full = this.asg.groups.every((g) => g.live().length === g.desired && g.live().every((i) => i.state === 'InService'));
+        if (!full) return false;
+        for (const g of this.loadBalancers.spec.targetGroups) {
+          const health = await this.loadBalancers.health(g.arn);
+          const members = this.asg.groups.filter((x) => x.targetGroups.includes(g.arn)).flatMap((x) => x.live());
+          if (members.some((m) => health.get(m.id) !== 'healthy')) return false;
+        }
+        return true;
+      },
+      timeoutMs,
+      250,
+    ).catch(async (err: Error) => {
+      throw new Error(`${err.message}\nunhealthy: ${(await this.unhealthyTargets()).join(', ')}\n${this.consoles()}`);
+    });
+    return Date.now() - since;
+  }
+
+  /** The end of every instance's console log (for failures). */
+  consoles(lines = 25): string {
+    return this.asg.all().map((gi) => `--- ${gi.group.logicalId} ${gi.id} (${gi.state}) ---\n${gi.instance.console(lines)}`).join('\n');
+  }
+
+  /** Runs a command as a user on the internet would: in the client namespace, resolving the stack's DNS records. */
+  client(command: string[], opts: { env?: Record<string, string>; input?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    const [cmd, ...args] = command;
+    const bin = ['tsh', 'tctl', 'teleport'].includes(cmd) ? [process.execPath, path.join(REPO_ROOT, 'dist', 'runtime', 'cli', `${cmd}.js`)] : [cmd];
+    const ns = this.network.client(this.hosts).namespace;
+    return new Promise((resolve, reject) => {
+      const child = spawn('ip', ['netns', 'exec', ns, ...bin, ...args], { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (b) => (stdout += b));
+      child.stderr.on('data', (b) => (stderr += b));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+      child.stdin.on('error', () => undefined);
+      child.stdin.end(opts.input ?? '');
+    });
+  }
+
+  /** A DynamoDB client straight to the tables (for inspection; not audited). */
+  dynamoClient(): DynamoDBClient {
+    return new DynamoDBClient({ endpoint: this.stores.dynamodbEndpoint, region: REGION, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+  }
+
+  /** An S3 client straight to the buckets (for inspection; not audited). */
+  s3Client(): S3Client {
+    return new S3Client({ endpoint: this.stores.s3Endpoint, region: REGION, forcePathStyle: true, credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+  }
+
+  /** Tears everything down, newest first. */
+  async close(): Promise<void> {
+    for (const close of this.closers.reverse()) {
+      try {
+        await close();
+      } catch (err) {
+        this.log(`teardown: ${(err as Error).message}`);
+      }
+    }
+    this.closers.length = 0;
+    fs.rmSync(this.opts.dir, { recursive: true, force: true });
+  }
+}
