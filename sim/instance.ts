@@ -110,6 +110,11 @@ export class Instance {
     this.consoleFile = path.join(root, 'console.log');
   }
 
+  /** The pid of the instance's boot process: `nsenter -t <pid> -m -n` enters the instance. */
+  get pid(): number | undefined {
+    return this.daemon.child.pid;
+  }
+
   get address(): string {
     return this.attachment.address;
   }
