@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { CredentialRegistry, accessKeyOf } from '../../sim/aws/credentials';
 import type { ServiceHandler } from '../../sim/lambda/service';
-import { endpointTls, type EndpointTls } from '../../sim/tls';
+import type { EndpointTls } from '../../sim/tls';
 import { arn, type AwsCall, type CfnResource, type IamDecision } from '../../sim/types';
 import { RUN_ENV, runId } from '../helpers/leftovers';
 import { ROOT, tempDir } from '../helpers/proc';
@@ -22,7 +22,8 @@ export interface TestFunction {
   readonly code: string;
   readonly handler?: string;
   readonly timeout?: number;
-  readonly variables?: Record<string, string>;
+  /** Template values (resolved by the fixture's resolver). */
+  readonly variables?: Record<string, unknown>;
   /** Extra files of the asset, by name. */
   readonly files?: Record<string, string>;
 }
@@ -120,14 +121,13 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
-/** Serves `handler` on 127.0.0.1; `decide` is the IAM decision (every call allowed unless it says otherwise). */
+/** Serves `handler` on 127.0.0.1 with `tls`; `decide` is the IAM decision (every call allowed unless it says otherwise). */
 export async function serveService(
   handler: ServiceHandler,
   credentials: CredentialRegistry,
-  tlsDir: string,
+  tls: EndpointTls,
   decide: (call: AwsCall) => IamDecision = () => ({ allowed: true }),
 ): Promise<TestGateway> {
-  const tls = await endpointTls(tlsDir, ['127.0.0.1']);
   const calls: AwsCall[] = [];
   const server = https.createServer({ cert: tls.cert, key: tls.key }, (req, res) => {
     const chunks: Buffer[] = [];

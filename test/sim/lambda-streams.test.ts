@@ -11,6 +11,7 @@ import { StreamMappings } from '../../sim/lambda/streams';
 import type { CfnResource } from '../../sim/types';
 import type { ServiceHandler } from '../../sim/lambda/service';
 import { DynamoDbLocal, LOCAL_CREDENTIALS, LOCAL_REGION } from '../helpers/dynamodb';
+import { endpointTls } from '../../sim/tls';
 import { waitFor } from '../helpers/proc';
 import { fixture, physicalName, serveService, type Fixture, type TestGateway } from './lambda-fixture';
 
@@ -102,7 +103,7 @@ describe('DynamoDB stream event source mappings', () => {
       { Table: streamArn },
     );
     // The gateway's part: DynamoDB Streams calls authorized for the caller's role (BlockedRole is denied), then passed to DynamoDB Local.
-    gateway = await serveService(streamsService(ddb.endpoint, streamArn), fx.credentials, fx.dir, (call) =>
+    gateway = await serveService(streamsService(ddb.endpoint, streamArn), fx.credentials, await endpointTls(fx.dir), (call) =>
       call.caller.roleLogicalId === 'BlockedRole' ? { allowed: false, reason: 'no identity-based policy allows it' } : { allowed: true },
     );
     functions = Functions.create({ resources: fx.resources, resolve: fx.resolve, cdkOut: fx.cdkOut, credentials: fx.credentials, env: fx.env, log: fx.log, workDir: fx.workDir });

@@ -9,6 +9,7 @@ import { GetFunctionCommand, GetFunctionConfigurationCommand, InvokeCommand, Lam
 import { lambdaApi } from '../../sim/lambda/api';
 import { FunctionNotFoundError, Functions } from '../../sim/lambda/functions';
 import { arn } from '../../sim/types';
+import { endpointTls } from '../../sim/tls';
 import { waitFor } from '../helpers/proc';
 import { fixture, physicalName, serveService, type Fixture, type TestGateway } from './lambda-fixture';
 
@@ -209,7 +210,7 @@ describe('Lambda functions', () => {
     const denied = new Set<string>();
 
     beforeAll(async () => {
-      gateway = await serveService(lambdaApi(functions), fx.credentials, fx.dir, (call) => (denied.has(call.action) ? { allowed: false, reason: 'test' } : { allowed: true }));
+      gateway = await serveService(lambdaApi(functions), fx.credentials, await endpointTls(fx.dir), (call) => (denied.has(call.action) ? { allowed: false, reason: 'test' } : { allowed: true }));
       const creds = fx.credentials.issue({ roleLogicalId: 'EchoRole', roleArn: arn.role(physicalName('EchoRole')), name: 'i-0123' });
       client = new LambdaClient({
         endpoint: gateway.url,
