@@ -97,7 +97,17 @@ function parseRule(logicalId: string, props: Record<string, any>, resolve: Resol
     const ref = typeof t.Arn === 'string' && t.Arn.startsWith('arn:') && t.Arn.split(':')[2] === 'lambda' ? parseFunctionRef(t.Arn) : undefined;
     if (!ref) throw fail(`target ${t.Id} (${t.Arn}) is not a Lambda function: only Lambda targets are supported`);
     if (t.InputTransformer) throw fail(`target ${t.Id}: InputTransformer is not supported`);
-    const input: Target['input'] = t.Input !== undefined ? () => JSON.parse(t.Input) : t.InputPath !== undefined ? jsonPath(logicalId, t.InputPath) : (event) => event;
+    let input: Target['input'] = (event) => event;
+    if (t.InputPath !== undefined) input = jsonPath(logicalId, t.InputPath);
+    if (t.Input !== undefined) {
+      let constant: unknown;
+      try {
+        constant = JSON.parse(t.Input);
+      } catch {
+        throw fail(`target ${t.Id}: Input is not JSON`);
+      }
+      input = () => constant;
+    }
     return { id: t.Id, functionArn: t.Arn, functionName: ref.name, input };
   });
   return {

@@ -125,7 +125,8 @@ function runtimeModules(workDir: string): string {
   fs.mkdirSync(dir, { recursive: true });
   for (const scope of ['@aws-sdk', '@smithy']) {
     const link = path.join(dir, scope);
-    if (!fs.existsSync(link)) fs.symlinkSync(path.join(repoModules, scope), link);
+    fs.rmSync(link, { force: true });
+    fs.symlinkSync(path.join(repoModules, scope), link);
   }
   return dir;
 }
@@ -272,7 +273,7 @@ export class Functions {
     const payload = JSON.stringify(event ?? {});
     const invokedArn = nameOrArn.startsWith('arn:') ? nameOrArn : arn.function(nameOrArn);
     if (opts.type === 'Event') {
-      void this.runAsync(def, requestId, payload, invokedArn);
+      this.runAsync(def, requestId, payload, invokedArn).catch((err: Error) => this.opts.log(`lambda ${def.name} ${requestId}: asynchronous invocation lost: ${err.message}`));
       return { requestId, status: 202, payload: '', executedVersion: '$LATEST', logs: '' };
     }
     const outcome = await this.run(def, requestId, payload, invokedArn, 'RequestResponse', 0);

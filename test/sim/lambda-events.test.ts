@@ -47,7 +47,7 @@ describe('EventBridge rules', () => {
               detail: { AutoScalingGroupName: [{ Ref: 'AuthGroup' }, { prefix: 'nodes-' }] },
             },
             State: 'ENABLED',
-            Targets: [target('Hook', { InputPath: '$.detail' })],
+            Targets: [target('Hook', { InputPath: '$.detail' }), target('Hook', { Id: 'Target1', Input: '{"fixed":true}' })],
           },
         },
         LifecycleAllow: permission('Hook', 'Lifecycle'),
@@ -108,16 +108,17 @@ describe('EventBridge rules', () => {
       { source: 'aws.autoscaling', 'detail-type': 'EC2 Instance-terminate Lifecycle Action', detail: detail(physicalName('AuthGroup')) },
       { source: 'aws.autoscaling', 'detail-type': 'EC2 Instance-terminate Lifecycle Action', detail: detail('nodes-7') },
     );
-    // THEN only the matching events were delivered
+    // THEN only the matching events were delivered, to both targets
     expect(rules.deliveries.filter((d) => [other, wrongType].includes(d.eventId))).toEqual([]);
-    expect(rules.deliveries.filter((d) => matching.includes(d.eventId)).map((d) => d.outcome)).toEqual(['invoked', 'invoked']);
-    // AND the function received their detail (InputPath $.detail), and nothing else
-    const got = await waitFor('the two matching events', () => {
+    expect(rules.deliveries.filter((d) => matching.includes(d.eventId)).map((d) => d.outcome)).toEqual(['invoked', 'invoked', 'invoked', 'invoked']);
+    // AND the function received their detail (InputPath $.detail) and the second target's constant Input, nothing else
+    const got = await waitFor('the four deliveries', () => {
       const events = received(functions, 'Hook');
-      return events.length >= 2 && events;
+      return events.length >= 4 && events;
     });
-    expect(got.map((e) => e.AutoScalingGroupName).sort()).toEqual([physicalName('AuthGroup'), 'nodes-7'].sort());
-    expect(got).toHaveLength(2);
+    expect(got.filter((e) => !e.fixed).map((e) => e.AutoScalingGroupName).sort()).toEqual([physicalName('AuthGroup'), 'nodes-7'].sort());
+    expect(got.filter((e) => e.fixed)).toEqual([{ fixed: true }, { fixed: true }]);
+    expect(got).toHaveLength(4);
   });
 
   test('schedules: rate() in minutes, hours and days; cron() is refused clearly', () => {

@@ -26,6 +26,8 @@ export interface TestFunction {
   readonly variables?: Record<string, unknown>;
   /** Extra files of the asset, by name. */
   readonly files?: Record<string, string>;
+  /** Other properties of the function resource. */
+  readonly properties?: Record<string, unknown>;
 }
 
 export interface Fixture {
@@ -74,6 +76,7 @@ export function fixture(functions: Record<string, TestFunction>, extra: Record<s
         Timeout: fn.timeout ?? 10,
         Role: { 'Fn::GetAtt': [`${id}Role`, 'Arn'] },
         Environment: { Variables: { STACK_TABLE: { Ref: 'Table' }, ...fn.variables } },
+        ...fn.properties,
       },
       Metadata: { 'aws:asset:path': `asset.${hash}` },
     };

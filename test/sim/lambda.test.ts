@@ -44,6 +44,8 @@ exports.handler = async (event) => {
   return { calls };
 };`;
 
+const LOGGING = `exports.handler = async () => { console.info('routine detail'); console.warn('worth a look'); return 1; };`;
+
 const MODULES = `
 exports.sdk = async () => typeof require('@aws-sdk/client-lambda').LambdaClient;
 exports.other = async () => require('zod');`;
@@ -62,6 +64,7 @@ describe('Lambda functions', () => {
       Modules: { code: MODULES, handler: 'mods.sdk' },
       ModulesOther: { code: MODULES, handler: 'mods.other' },
       Missing: { code: 'exports.other = async () => 1;' },
+      Logging: { code: LOGGING, properties: { LoggingConfig: { LogFormat: 'JSON', ApplicationLogLevel: 'WARN', LogGroup: { Ref: 'Logs' } } } },
     });
     functions = Functions.create({
       resources: fx.resources,
@@ -178,6 +181,16 @@ describe('Lambda functions', () => {
     expect(other.functionError).toBe('Unhandled');
     expect(JSON.parse(other.payload)).toMatchObject({ errorType: 'Error', errorMessage: expect.stringContaining("Cannot find module 'zod'") });
     expect(JSON.parse(missing.payload)).toMatchObject({ errorType: 'Runtime.HandlerNotFound', errorMessage: 'index.handler is undefined or not exported' });
+  });
+
+  test('JSON logging writes Lambda\'s JSON lines at the application log level and above', async () => {
+    // GIVEN a function with LoggingConfig JSON, level WARN, and its own log group
+    // WHEN it logs at INFO and WARN
+    const result = await functions.invoke(physicalName('Logging'), {});
+    // THEN only the WARN line is written, as JSON with the request id
+    const lines = result.logs.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines).toEqual([{ timestamp: expect.any(String), level: 'WARN', requestId: result.requestId, message: 'worth a look' }]);
+    expect(functions.definition(physicalName('Logging')).logGroup).toBe(physicalName('Logs'));
   });
 
   test('an unknown function is not found', async () => {
