@@ -2,8 +2,8 @@
  * One Lambda execution environment: a warm child process running the runtime (`runtime.ts`, from
  * the build) in the function's code directory with the function's environment. It serves one
  * invocation at a time. An invocation ends with the handler's result or error, or, as in Lambda,
- * with `Sandbox.Timedout` when the function's timeout passes (counted from the invocation, so a
- * first invocation's init phase counts too) or `Runtime.ExitError` when the process dies; after
+ * with `Sandbox.Timedout` when the function's timeout passes (counted from the handing over of the
+ * event; the init phase has Lambda's 10 s of its own) or `Runtime.ExitError` when the process dies; after
  * either of these, and after an init error, the environment is gone and the next invocation
  * needs a new one (`alive` is false).
  */
@@ -40,6 +40,9 @@ function runtimeFile(): string {
   if (!found) throw new Error(`the Lambda runtime is not built (${candidates.join(' or ')} is missing): run "npm run build"`);
   return found;
 }
+
+/** Lambda's limit on the init phase (loading the handler), apart from the function's timeout. */
+const INIT_TIMEOUT_SECONDS = 10;
 
 interface Running {
   readonly requestId: string;
@@ -86,15 +89,9 @@ export class Environment {
   /** Runs one invocation; never rejects: failures are outcomes. */
   invoke(requestId: string, event: string, invokedFunctionArn: string): Promise<Outcome> {
     if (this.running) throw new Error(`environment busy with ${this.running.requestId}`);
-    const timeoutMs = this.spec.timeoutSeconds * 1000;
-    const deadlineMs = Date.now() + timeoutMs;
     return new Promise((resolve) => {
       const logs: string[] = [];
-      const timer = setTimeout(() => {
-        const message = `RequestId: ${requestId} Error: Task timed out after ${this.spec.timeoutSeconds.toFixed(2)} seconds`;
-        running.finish('timeout', JSON.stringify({ errorType: 'Sandbox.Timedout', errorMessage: message }));
-        void this.kill();
-      }, timeoutMs);
+      let timer: NodeJS.Timeout | undefined;
       const running: Running = {
         requestId,
         logs,
@@ -105,15 +102,24 @@ export class Environment {
           resolve({ kind, payload, logs: logs.join('') });
         },
       };
+      const timeOut = (seconds: number, what: string) =>
+        setTimeout(() => {
+          const message = `RequestId: ${requestId} Error: ${what} timed out after ${seconds.toFixed(2)} seconds`;
+          running.finish('timeout', JSON.stringify({ errorType: 'Sandbox.Timedout', errorMessage: message }));
+          void this.kill();
+        }, seconds * 1000);
       this.running = running;
+      timer = timeOut(INIT_TIMEOUT_SECONDS, 'Init');
       void this.initialized.then((failed) => {
         if (this.running !== running) return;
+        clearTimeout(timer);
         if (failed) {
           running.finish(failed.kind, JSON.stringify(failed.error));
           void this.kill();
           return;
         }
-        const msg: ToRuntime = { kind: 'invoke', requestId, event, deadlineMs, invokedFunctionArn };
+        timer = timeOut(this.spec.timeoutSeconds, 'Task');
+        const msg: ToRuntime = { kind: 'invoke', requestId, event, deadlineMs: Date.now() + this.spec.timeoutSeconds * 1000, invokedFunctionArn };
         this.child.send(msg);
       });
     });

@@ -25,6 +25,14 @@ exports.handler = async (event) => {
   return 'ok';
 };`;
 
+/** Fails every batch that holds poison/2. */
+const POISONED = `exports.handler = async (event) => {
+  const keys = event.Records.map((r) => r.dynamodb.Keys.FullPath.S);
+  console.log('EVENT ' + JSON.stringify(event));
+  if (keys.includes('poison/2')) throw new Error('poisoned');
+  return 'ok';
+};`;
+
 const HOST_CA = 'teleport/authorities/host/acme';
 
 const mapping = (fn: string, extra: Record<string, unknown>): CfnResource => ({
@@ -85,8 +93,9 @@ describe('DynamoDB stream event source mappings', () => {
     // Written before the mappings start: TRIM_HORIZON sees it, LATEST does not.
     await put(HOST_CA, 'ca-v1');
     await put('flaky/0', 'before');
+    for (const n of [1, 2, 3]) await put(`poison/${n}`, 'p');
     fx = fixture(
-      { Pin: { code: RECORDER }, Flaky: { code: FLAKY }, Blocked: { code: RECORDER } },
+      { Pin: { code: RECORDER }, Flaky: { code: FLAKY }, Blocked: { code: RECORDER }, Poisoned: { code: POISONED } },
       {
         PinTrigger: mapping('Pin', {
           StartingPosition: 'TRIM_HORIZON',
@@ -95,6 +104,12 @@ describe('DynamoDB stream event source mappings', () => {
           FilterCriteria: { Filters: [{ Pattern: JSON.stringify({ eventName: ['INSERT', 'MODIFY'], dynamodb: { Keys: { FullPath: { S: [HOST_CA] } } } }) }] },
         }),
         BlockedTrigger: mapping('Blocked', { StartingPosition: 'TRIM_HORIZON' }),
+        PoisonedTrigger: mapping('Poisoned', {
+          StartingPosition: 'TRIM_HORIZON',
+          BisectBatchOnFunctionError: true,
+          MaximumRetryAttempts: 0,
+          FilterCriteria: { Filters: [{ Pattern: JSON.stringify({ dynamodb: { Keys: { FullPath: { S: [{ prefix: 'poison/' }] } } } }) }] },
+        }),
         FlakyTrigger: mapping('Flaky', {
           StartingPosition: 'LATEST',
           FilterCriteria: { Filters: [{ Pattern: JSON.stringify({ dynamodb: { Keys: { FullPath: { S: [{ prefix: 'flaky/' }] } } } }) }] },
@@ -181,6 +196,23 @@ describe('DynamoDB stream event source mappings', () => {
     expect(fx.lines.some((l) => l.includes('FlakyTrigger → ') && l.includes('failed (attempt 1)'))).toBe(true);
   });
 
+  test('a failing batch is bisected down to the failing record, which is dropped after its retries; the others are delivered', async () => {
+    // GIVEN three records already in the stream, read in one batch, the second of which always fails
+    // WHEN the mapping (bisect on, no retries) has delivered what it can
+    await waitFor('the batch after the poisoned record', () => mappings.batches.filter((b) => b.mapping === 'PoisonedTrigger').length >= 6);
+    // THEN the batch was split until the failing record stood alone, which was dropped
+    expect(mappings.batches.filter((b) => b.mapping === 'PoisonedTrigger').map((b) => [b.outcome, b.records])).toEqual([
+      ['failed', 3],
+      ['failed', 2],
+      ['delivered', 1],
+      ['failed', 1],
+      ['dropped', 1],
+      ['delivered', 1],
+    ]);
+    // AND the invocations came in stream order
+    expect(received(functions, 'Poisoned').map(keysOf)).toEqual([['poison/1', 'poison/2', 'poison/3'], ['poison/1', 'poison/2'], ['poison/1'], ['poison/2'], ['poison/3']]);
+  });
+
   test('the stream is read with the function\'s role credentials, and a role the gateway denies gets nothing', async () => {
     // GIVEN the mappings have been polling
     await waitFor('a denied read by the Blocked mapping', () => fx.lines.find((l) => l.includes('BlockedTrigger: PROBLEM') && l.includes('AccessDeniedException')));
@@ -188,7 +220,7 @@ describe('DynamoDB stream event source mappings', () => {
     const byRole = (role: string) => new Set(gateway.calls.filter((c) => c.caller.roleLogicalId === role).map((c) => c.action));
     expect(byRole('PinRole')).toEqual(new Set(['dynamodb:DescribeStream', 'dynamodb:GetShardIterator', 'dynamodb:GetRecords']));
     expect(byRole('FlakyRole')).toEqual(new Set(['dynamodb:DescribeStream', 'dynamodb:GetShardIterator', 'dynamodb:GetRecords']));
-    expect(gateway.calls.every((c) => ['PinRole', 'FlakyRole', 'BlockedRole'].includes(c.caller.roleLogicalId) && c.resource === streamArn)).toBe(true);
+    expect(gateway.calls.every((c) => ['PinRole', 'FlakyRole', 'BlockedRole', 'PoisonedRole'].includes(c.caller.roleLogicalId) && c.resource === streamArn)).toBe(true);
     // AND the function whose role may not read the stream was never invoked
     expect(functions.invocations.filter((i) => i.function === physicalName('Blocked'))).toEqual([]);
   });
