@@ -8,8 +8,9 @@
  * (`AWS::Lambda::Permission` for `events.amazonaws.com` and the rule's ARN) allows it: without one
  * the delivery is denied and logged, and not retried (a permission error is not retriable in
  * EventBridge). A function's own failures are retried by Lambda's asynchronous invocation
- * (`functions.ts`); a target's `RetryPolicy` is read, and applies only to retriable delivery
- * errors, which a local asynchronous invocation does not have.
+ * (`functions.ts`), as in AWS; a target's `RetryPolicy` governs only retriable delivery errors
+ * (throttling, an unavailable service), which the local asynchronous invocation does not have, so
+ * it is not used.
  */
 import { randomUUID } from 'node:crypto';
 import { ACCOUNT, type CfnResources, type Log, REGION, type Resolve } from '../types';
