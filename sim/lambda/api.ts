@@ -42,8 +42,7 @@ function codeDigest(dir: string): { size: number; sha256: string } {
 }
 
 /** `FunctionConfiguration` as the API returns it. */
-function configuration(def: FunctionDefinition, loadedAt: Date): Record<string, unknown> {
-  const code = codeDigest(def.codeDir);
+function configuration(def: FunctionDefinition, loadedAt: Date, code: { size: number; sha256: string }): Record<string, unknown> {
   return {
     FunctionName: def.name,
     FunctionArn: def.arn,
@@ -79,6 +78,11 @@ const ROUTES: ReadonlyArray<readonly [string, RegExp, Operation]> = [
 /** The gateway's handler for the `lambda` service. */
 export function lambdaApi(functions: Functions): ServiceHandler {
   const loadedAt = new Date();
+  const digests = new Map<string, { size: number; sha256: string }>();
+  const config = (def: FunctionDefinition) => {
+    if (!digests.has(def.name)) digests.set(def.name, codeDigest(def.codeDir));
+    return configuration(def, loadedAt, digests.get(def.name)!);
+  };
   return async (req, authorize) => {
     const route = ROUTES.map(([method, re, operation]) => ({ operation, m: req.method === method ? re.exec(req.path) : null })).find((r) => r.m);
     if (!route?.m) return apiError(404, 'UnknownOperationException', `no Lambda operation ${req.method} ${req.path}`);
@@ -103,9 +107,9 @@ export function lambdaApi(functions: Functions): ServiceHandler {
     }
     switch (operation) {
       case 'GetFunctionConfiguration':
-        return { status: 200, headers: JSON_TYPE, body: JSON.stringify(configuration(def, loadedAt)) };
+        return { status: 200, headers: JSON_TYPE, body: JSON.stringify(config(def)) };
       case 'GetFunction':
-        return { status: 200, headers: JSON_TYPE, body: JSON.stringify({ Configuration: configuration(def, loadedAt), Code: { RepositoryType: 'S3', Location: `file://${def.codeDir}` } }) };
+        return { status: 200, headers: JSON_TYPE, body: JSON.stringify({ Configuration: config(def), Code: { RepositoryType: 'S3', Location: `file://${def.codeDir}` } }) };
       case 'InvokeFunction':
         return invoke(functions, resource, req.headers, req.body);
     }

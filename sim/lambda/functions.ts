@@ -23,6 +23,9 @@ import { arn, type Caller, type CfnResources, type Log, REGION, type Resolve } f
 import { Environment, type OutcomeKind } from './environment';
 import { ResourceError } from './errors';
 
+/** Invocation records kept, the newest. */
+const MAX_RECORDS = 10_000;
+
 /** A function of the template, resolved. */
 export interface FunctionDefinition {
   readonly logicalId: string;
@@ -255,7 +258,7 @@ export class Functions {
     return def;
   }
 
-  /** Every run so far, oldest first. */
+  /** The runs so far (the newest 10000), oldest first. */
   get invocations(): readonly InvocationRecord[] {
     return this.records;
   }
@@ -320,6 +323,7 @@ export class Functions {
     try {
       const outcome = await env.invoke(requestId, payload, invokedArn);
       const durationMs = Date.now() - startedAt.getTime();
+      if (this.records.length >= MAX_RECORDS) this.records.shift();
       this.records.push({
         function: def.name,
         requestId,
