@@ -9,13 +9,13 @@
  * not simulated. `close()` tears everything down, also after a failed deploy.
  */
 import { spawn } from 'node:child_process';
+import { createHash, createHmac } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as https from 'node:https';
 import * as path from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
-import { SSMClient, UpdateInstanceInformationCommand } from '@aws-sdk/client-ssm';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
-import * as https from 'node:https';
+import { SignatureV4 } from '@smithy/signature-v4';
 import { selfSignedServerCert } from '../runtime/tlsca';
 import { AutoScaling, type GroupInstance } from './asg';
 import { CredentialRegistry } from './aws/credentials';
@@ -59,6 +59,23 @@ const SERVED = new Set([
   'AWS::Route53::RecordSet', 'AWS::EC2::LaunchTemplate', 'AWS::AutoScaling::AutoScalingGroup', 'AWS::AutoScaling::LifecycleHook',
 ]);
 
+/** SHA-256 as the SigV4 signer takes it (a `Checksum`), on node:crypto. */
+class Sha256 {
+  private readonly hash;
+  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
+    this.hash = secret === undefined ? createHash('sha256') : createHmac('sha256', Buffer.from(secret as ArrayBuffer));
+  }
+  update(data: string | ArrayBuffer | ArrayBufferView): void {
+    this.hash.update(typeof data === 'string' ? data : Buffer.from(data as ArrayBuffer));
+  }
+  async digest(): Promise<Uint8Array> {
+    return this.hash.digest();
+  }
+  reset(): void {
+    throw new Error('not used');
+  }
+}
+
 export class LocalDeployment {
   network!: Network;
   deployment!: Deployment;
@@ -78,6 +95,7 @@ export class LocalDeployment {
   readonly hosts: Record<string, string> = {};
   /** The trust anchor of the certificates standing in for ACM's (clients trust it as they would a public CA). */
   publicCaFile = '';
+  private endpointCert = '';
   private readonly closers: (() => Promise<void> | void)[] = [];
   private readonly log: Log;
   readonly timeScale: number;
@@ -132,6 +150,7 @@ export class LocalDeployment {
 
     // The AWS endpoints.
     const tls = await endpointTls(opts.dir, [net.hostAddress, '127.0.0.1', 'localhost']);
+    this.endpointCert = tls.cert;
     this.gateway = await Gateway.start({ tls, registry: this.credentials, auditor: this.audit, host: net.hostAddress, stores: this.stores, log });
     this.closers.push(() => this.gateway.close());
     this.ssm = new ParameterStore();
@@ -202,38 +221,51 @@ export class LocalDeployment {
     for (const [key, o] of Object.entries(d.resolvedOutputs())) log(`output ${key} = ${o.value}`);
   }
 
-  /** What the SSM agent does at start: registers the instance (its address and computer name) with its own credentials. */
+  /**
+   * What the SSM agent does at start: registers the instance (its address and computer name) with
+   * the instance's own credentials. UpdateInstanceInformation is the agent's API, not in the SDK's
+   * SSM client: the request is built and signed (SigV4) here as the agent's is.
+   */
   private async registerAgent(gi: GroupInstance): Promise<void> {
     const creds = this.credentials.issue(gi.caller);
-    const client = new SSMClient({
-      region: REGION,
-      endpoint: this.gateway.url,
-      credentials: { accessKeyId: creds.accessKeyId, secretAccessKey: creds.secretAccessKey, sessionToken: creds.sessionToken },
-      requestHandler: new NodeHttpHandler({ httpsAgent: new https.Agent({ ca: fs.readFileSync(path.join(this.opts.dir, 'endpoints.crt')) }) }),
+    const url = new URL(this.gateway.url);
+    const body = JSON.stringify({
+      InstanceId: gi.id,
+      AgentName: 'amazon-ssm-agent',
+      AgentVersion: '3.3.0.0',
+      AgentStatus: 'Active',
+      PlatformType: 'Linux',
+      PlatformName: 'Amazon Linux',
+      PlatformVersion: '2023',
+      IPAddress: gi.instance.address,
+      ComputerName: `ip-${gi.instance.address.replace(/\./g, '-')}.${REGION}.compute.internal`,
     });
-    try {
-      await client.send(
-        new UpdateInstanceInformationCommand({
-          InstanceId: gi.id,
-          AgentName: 'amazon-ssm-agent',
-          AgentVersion: '3.3.0.0',
-          AgentStatus: 'Active',
-          PlatformType: 'Linux',
-          PlatformName: 'Amazon Linux',
-          PlatformVersion: '2023',
-          IPAddress: gi.instance.address,
-          ComputerName: `ip-${gi.instance.address.replace(/\./g, '-')}.${REGION}.compute.internal`,
-        } as never),
-      );
-    } finally {
-      client.destroy();
-    }
+    const signer = new SignatureV4({ service: 'ssm', region: REGION, sha256: Sha256, credentials: { accessKeyId: creds.accessKeyId, secretAccessKey: creds.secretAccessKey, sessionToken: creds.sessionToken } });
+    const signed = await signer.sign({
+      method: 'POST',
+      protocol: 'https:',
+      hostname: url.hostname,
+      port: Number(url.port),
+      path: '/',
+      query: {},
+      headers: { host: url.host, 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'AmazonSSM.UpdateInstanceInformation' },
+      body,
+    });
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = https.request({ method: 'POST', hostname: url.hostname, port: url.port, path: '/', headers: signed.headers, ca: this.endpointCert }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+    if (status !== 200) throw new Error(`the SSM agent could not register (HTTP ${status})`);
   }
 
   /** The names of the stack's Route 53 records. */
   private recordNames(): string[] {
     const d = this.deployment;
-    return d.ofType('AWS::Route53::RecordSet').map((id) => String(d.resolve(d.resource(id).Properties.Name)).replace(/\.$/, ''));
+    return d.ofType('AWS::Route53::RecordSet').map((id) => String(d.resolve(d.resource(id).Properties!.Name)).replace(/\.$/, ''));
   }
 
   /** The physical name of the resource whose logical id starts with `prefix`. */
