@@ -18,7 +18,7 @@ import type { AwsCall } from '../types';
 import { ACCOUNT, arn, PARTITION, REGION } from '../types';
 import type { ServiceHandler } from './gateway';
 import { Upstream } from './forward';
-import { AwsError, refusal } from './protocol';
+import { jsonRequest, refusal } from './protocol';
 
 const LOCAL_PREFIX = `arn:${PARTITION}:dynamodb:ddblocal:000000000000:`;
 const OUR_PREFIX = `arn:${PARTITION}:dynamodb:${REGION}:${ACCOUNT}:`;
@@ -65,16 +65,8 @@ export function dynamodbCalls(op: string, input: Input): Call[] {
 export function dynamodbRoute(endpoint: string): { handler: ServiceHandler; close: () => void } {
   const upstream = new Upstream('DynamoDB Local', endpoint);
   const handler: ServiceHandler = async (req, authorize) => {
-    const target = /^(DynamoDB|DynamoDBStreams)_20120810\.(\w+)$/.exec(String(req.headers['x-amz-target'] ?? ''));
-    if (req.method !== 'POST' || !target) throw new AwsError(400, 'UnknownOperationException', 'The X-Amz-Target header names no DynamoDB operation.');
-    let input: Input;
-    try {
-      input = JSON.parse(req.body.toString('utf8') || '{}');
-    } catch {
-      throw new AwsError(400, 'SerializationException', 'The request body is not valid JSON.');
-    }
-    if (!input || typeof input !== 'object' || Array.isArray(input)) throw new AwsError(400, 'SerializationException', 'The request body is not a JSON object.');
-    const denied = refusal('dynamodb', req.caller, authorize, dynamodbCalls(target[2], input));
+    const { op, input } = jsonRequest(req, ['DynamoDB_20120810', 'DynamoDBStreams_20120810']);
+    const denied = refusal('dynamodb', req.caller, authorize, dynamodbCalls(op, input));
     if (denied) return denied;
     const body = Buffer.from(req.body.toString('utf8').split(OUR_PREFIX).join(LOCAL_PREFIX));
     const answer = await upstream.send('POST', '/', req.headers, body);

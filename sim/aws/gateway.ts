@@ -2,8 +2,8 @@
  * The local deployment's AWS endpoint: one HTTPS server (the endpoint certificate of `sim/tls.ts`)
  * that instances and functions reach through `AWS_ENDPOINT_URL`, for every service.
  *
- * Each request names its caller by the access key id of its SigV4 `Authorization` header (or of a
- * presigned URL's `X-Amz-Credential`): the key is looked up in the `CredentialRegistry`, and the
+ * Each request names its caller by the access key id of its SigV4 `Authorization` header
+ * (presigned URLs are not served): the key is looked up in the `CredentialRegistry`, and the
  * service in the credential scope picks the route. Signatures are NOT verified: the key only
  * attributes the call to a role (every caller runs on this machine and holds only its own keys).
  * A route turns the request into IAM calls and asks `authorize` for each; a denied call is
@@ -134,7 +134,8 @@ export class Gateway {
 
   private async answer(req: IncomingMessage, body: Buffer): Promise<ServiceResponse> {
     const url = new URL(req.url ?? '/', 'https://gateway');
-    const signed = accessKeyOf(req.headers.authorization) ?? accessKeyOf(`Credential=${url.searchParams.get('X-Amz-Credential') ?? ''}`);
+    const signed = accessKeyOf(req.headers.authorization);
+    // Unsigned: the service is unknown; a JSON protocol's error when the request names a JSON target, else S3's.
     if (!signed) return missingAuthentication(req.headers['x-amz-target'] ? 'json' : 's3');
     const { service } = signed;
     const caller = this.opts.registry.callerOf(signed.accessKeyId);

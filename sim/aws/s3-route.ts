@@ -54,9 +54,6 @@ const OBJECT_SUBRESOURCES: Readonly<Record<string, readonly [get: string, put: s
   'legal-hold': ['GetObjectLegalHold', 'PutObjectLegalHold'],
 };
 
-/** Query parameters of a presigned URL: the gateway's to read, not s3rver's. */
-const PRESIGN_PARAMS = ['X-Amz-Algorithm', 'X-Amz-Credential', 'X-Amz-Date', 'X-Amz-Expires', 'X-Amz-SignedHeaders', 'X-Amz-Signature', 'X-Amz-Security-Token'];
-
 const header = (req: Pick<ServiceRequest, 'headers'>, name: string): string | undefined => {
   const v = req.headers[name];
   return Array.isArray(v) ? v[0] : v;
@@ -142,7 +139,7 @@ export function impliedKmsCalls(req: Pick<ServiceRequest, 'method' | 'path' | 'q
 }
 
 /** The request as s3rver takes it: an aws-chunked body decoded (and its checksums checked), the caller's signature left out. */
-export function forS3rver(req: ServiceRequest): { target: string; headers: ServiceRequest['headers']; body: Buffer } {
+export function forS3rver(req: ServiceRequest): { headers: ServiceRequest['headers']; body: Buffer } {
   const headers = { ...req.headers };
   for (const h of ['authorization', 'x-amz-security-token', 'x-amz-content-sha256', 'x-amz-decoded-content-length', 'x-amz-trailer']) delete headers[h];
   let body = req.body;
@@ -158,14 +155,7 @@ export function forS3rver(req: ServiceRequest): { target: string; headers: Servi
     else delete headers['content-encoding'];
   }
   checkChecksums(body, req.headers);
-  const presigned = PRESIGN_PARAMS.some((p) => req.query.has(p));
-  let target = req.url;
-  if (presigned) {
-    const query = new URLSearchParams(req.query);
-    for (const p of PRESIGN_PARAMS) query.delete(p);
-    target = `${req.path}${query.size ? `?${query}` : ''}`;
-  }
-  return { target, headers, body };
+  return { headers, body };
 }
 
 /** The S3 route over s3rver at `endpoint`; `bucketKeys` are the buckets' default SSE-KMS keys. */
@@ -175,7 +165,7 @@ export function s3Route(endpoint: string, bucketKeys: ReadonlyMap<string, string
     const denied = refusal('s3', req.caller, authorize, [...s3Calls(req), ...impliedKmsCalls(req, bucketKeys)]);
     if (denied) return denied;
     const out = forS3rver(req);
-    return upstream.send(req.method, out.target, out.headers, out.body);
+    return upstream.send(req.method, req.url, out.headers, out.body);
   };
   return { handler, close: () => upstream.close() };
 }

@@ -18,7 +18,7 @@ import type { AwsCall } from '../types';
 import { arn } from '../types';
 import type { ServiceHandler, ServiceRequest } from './gateway';
 import { keyArn, viaService } from './kms';
-import { AwsError, jsonResponse, refusal } from './protocol';
+import { AwsError, jsonRequest, jsonResponse, refusal } from './protocol';
 
 type Call = Omit<AwsCall, 'caller'>;
 type Input = Record<string, any>;
@@ -80,15 +80,7 @@ export class ParameterStore {
 
   /** The gateway route for `ssm`. */
   readonly handler: ServiceHandler = async (req, authorize) => {
-    const action = /^AmazonSSM\.(\w+)$/.exec(String(req.headers['x-amz-target'] ?? ''))?.[1];
-    if (req.method !== 'POST' || !action) throw new AwsError(400, 'UnknownOperationException', 'The X-Amz-Target header names no SSM action.');
-    let input: Input;
-    try {
-      input = JSON.parse(req.body.toString('utf8') || '{}');
-    } catch {
-      throw new AwsError(400, 'SerializationException', 'The request body is not valid JSON.');
-    }
-    if (!input || typeof input !== 'object' || Array.isArray(input)) throw new AwsError(400, 'SerializationException', 'The request body is not a JSON object.');
+    const { op: action, input } = jsonRequest(req, ['AmazonSSM']);
     const serve = this.actions[action];
     if (!serve) throw new AwsError(400, 'InvalidAction', `The action ${action} is not served by the local deployment.`);
     const step = serve(input, req);

@@ -21,10 +21,13 @@ import {
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
+import { AutoScalingClient, CompleteLifecycleActionCommand } from '@aws-sdk/client-auto-scaling';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { DescribeInstanceInformationCommand, GetParameterCommand, GetParametersByPathCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { checkChecksums, decodeAwsChunked } from '../../sim/aws/aws-chunked';
 import { CredentialRegistry } from '../../sim/aws/credentials';
-import { Gateway } from '../../sim/aws/gateway';
+import { Gateway, type ServiceHandler } from '../../sim/aws/gateway';
+import { refusal, type ServiceResponse } from '../../sim/aws/protocol';
 import { ParameterStore } from '../../sim/aws/ssm';
 import { Stores } from '../../sim/aws/stores';
 import { endpointTls, type EndpointTls } from '../../sim/tls';
@@ -86,7 +89,7 @@ const resolve: Resolve = (v) => {
 /** Allows everything but a few actions of the "Limited" role. */
 class TestAuditor implements CallAuditor {
   readonly calls: AwsCall[] = [];
-  static readonly LIMITED_DENIED = new Set(['dynamodb:PutItem', 's3:PutObject', 'kms:Decrypt']);
+  static readonly LIMITED_DENIED = new Set(['dynamodb:PutItem', 's3:PutObject', 'kms:Decrypt', 'autoscaling:CompleteLifecycleAction', 'lambda:InvokeFunction']);
   check(call: AwsCall): IamDecision {
     this.calls.push(call);
     return call.caller.roleLogicalId === 'LimitedRole' && TestAuditor.LIMITED_DENIED.has(call.action) ? { allowed: false, reason: 'the test denies it' } : { allowed: true };
@@ -398,6 +401,31 @@ describe('SSM through the gateway', () => {
   });
 });
 
+describe('routes added by other modules', () => {
+  it('serve their service, and their refusals reach the SDK as that service\'s AccessDenied', async () => {
+    // GIVEN Auto Scaling (query protocol) and Lambda (REST-JSON) routes that check one call each
+    const served: string[] = [];
+    const checked = (service: string, action: string, resource: string, ok: ServiceResponse): ServiceHandler => async (req, authorize) => {
+      served.push(`${service} ${req.method} ${req.path}`);
+      return refusal(service, req.caller, authorize, [{ action, resource }]) ?? ok;
+    };
+    gateway!.route('autoscaling', checked('autoscaling', 'autoscaling:CompleteLifecycleAction', '*', { status: 200, headers: { 'content-type': 'text/xml' }, body: '<CompleteLifecycleActionResponse><CompleteLifecycleActionResult/></CompleteLifecycleActionResponse>' }));
+    gateway!.route('lambda', checked('lambda', 'lambda:InvokeFunction', arn.function('acme-rotator'), { status: 200, headers: { 'content-type': 'application/json' }, body: '{"ok":true}' }));
+    const action = { AutoScalingGroupName: 'acme-nodes', LifecycleHookName: 'drain', LifecycleActionResult: 'CONTINUE', InstanceId: 'i-0node1' };
+    // WHEN an allowed caller and a denied one call them
+    await client(AutoScalingClient, registry.issue(AUTH)).send(new CompleteLifecycleActionCommand(action));
+    const invoked = await client(LambdaClient, registry.issue(AUTH)).send(new InvokeCommand({ FunctionName: 'acme-rotator' }));
+    const asgDenied = await client(AutoScalingClient, registry.issue(LIMITED)).send(new CompleteLifecycleActionCommand(action)).catch((e) => e);
+    const lambdaDenied = await client(LambdaClient, registry.issue(LIMITED)).send(new InvokeCommand({ FunctionName: 'acme-rotator' })).catch((e) => e);
+    // THEN the allowed calls were served, the denied ones refused in each protocol's shape
+    expect(Buffer.from(invoked.Payload!).toString()).toBe('{"ok":true}');
+    expect(served).toEqual(['autoscaling POST /', 'lambda POST /2015-03-31/functions/acme-rotator/invocations', 'autoscaling POST /', 'lambda POST /2015-03-31/functions/acme-rotator/invocations']);
+    expect(asgDenied).toMatchObject({ name: 'AccessDenied', $metadata: { httpStatusCode: 403 } });
+    expect(lambdaDenied).toMatchObject({ name: 'AccessDeniedException', $metadata: { httpStatusCode: 403 } });
+    expect(lambdaDenied.message).toContain(`lambda:InvokeFunction on resource: ${arn.function('acme-rotator')}`);
+  });
+});
+
 describe('clients configured only by the environment', () => {
   it('reach every service through AWS_ENDPOINT_URL, trusting the endpoint through NODE_EXTRA_CA_CERTS', async () => {
     // GIVEN a process with default clients (no endpoint option, no path-style, default checksums) and only env settings
@@ -406,6 +434,7 @@ describe('clients configured only by the environment', () => {
       const { S3Client, PutObjectCommand, GetObjectCommand } = require('@aws-sdk/client-s3');
       const { DynamoDBClient, GetItemCommand } = require('@aws-sdk/client-dynamodb');
       const { SSMClient, GetParameterCommand } = require('@aws-sdk/client-ssm');
+      const { DynamoDBStreamsClient, ListStreamsCommand } = require('@aws-sdk/client-dynamodb-streams');
       const { Readable } = require('node:stream');
       (async () => {
         const s3 = new S3Client({});
@@ -413,7 +442,8 @@ describe('clients configured only by the environment', () => {
         const obj = await (await s3.send(new GetObjectCommand({ Bucket: '${BUCKET}', Key: 'env.txt' }))).Body.transformToString();
         const item = await new DynamoDBClient({}).send(new GetItemCommand({ TableName: '${TABLE}', Key: { HashKey: { S: 'node' }, FullPath: { S: '/nodes/a' } } }));
         const p = await new SSMClient({}).send(new GetParameterCommand({ Name: '/teleport/acme/ca-pin' }));
-        process.stdout.write(JSON.stringify({ obj, kind: item.Item.Kind.S, pin: p.Parameter.Value }));
+        const streams = await new DynamoDBStreamsClient({}).send(new ListStreamsCommand({ TableName: '${TABLE}' }));
+        process.stdout.write(JSON.stringify({ obj, kind: item.Item.Kind.S, pin: p.Parameter.Value, stream: streams.Streams[0].StreamArn }));
       })().catch((e) => { process.stderr.write(String(e && e.stack || e)); process.exit(1); });`;
     const env: NodeJS.ProcessEnv = {
       PATH: process.env.PATH,
@@ -434,10 +464,10 @@ describe('clients configured only by the environment', () => {
       child.stderr.on('data', (d) => (stderr += d));
       child.on('close', (code) => resolve({ code, stdout, stderr }));
     });
-    // THEN S3 (path-style for an address endpoint), DynamoDB and SSM all answered through the gateway
+    // THEN S3 (path-style for an address endpoint), DynamoDB, its streams and SSM all answered through the gateway
     expect(out.stderr.replace(/.*NodeVersionSupportWarning[\s\S]*$/, '')).toBe('');
     expect(out.code).toBe(0);
-    expect(JSON.parse(out.stdout)).toEqual({ obj: 'from env', kind: 'node', pin: 'sha256:2' });
+    expect(JSON.parse(out.stdout)).toEqual({ obj: 'from env', kind: 'node', pin: 'sha256:2', stream: stores!.tables.get('StateTable')!.streamArn });
   });
 });
 
