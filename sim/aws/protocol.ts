@@ -58,7 +58,7 @@ const xmlEscape = (s: string) => s.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(
  * The operation and input of a JSON-protocol request (`POST /`, `X-Amz-Target: <prefix>.<Op>`,
  * a JSON object body), or the service's 400 for a request that is not one.
  */
-export function jsonRequest(req: { method: string; headers: Record<string, string | string[] | undefined>; body: Buffer }, prefixes: readonly string[]): { prefix: string; op: string; input: Record<string, any> } {
+export function jsonRequest(req: { method: string; headers: Record<string, string | string[] | undefined>; body: Buffer }, prefixes: readonly string[]): { op: string; input: Record<string, any> } {
   const target = /^([\w.]+)\.(\w+)$/.exec(String(req.headers['x-amz-target'] ?? ''));
   if (req.method !== 'POST' || !target || !prefixes.includes(target[1])) throw new AwsError(400, 'UnknownOperationException', `The X-Amz-Target header names no operation of ${prefixes.join(' or ')}.`);
   let input: unknown;
@@ -68,7 +68,7 @@ export function jsonRequest(req: { method: string; headers: Record<string, strin
     throw new AwsError(400, 'SerializationException', 'The request body is not valid JSON.');
   }
   if (!input || typeof input !== 'object' || Array.isArray(input)) throw new AwsError(400, 'SerializationException', 'The request body is not a JSON object.');
-  return { prefix: target[1], op: target[2], input: input as Record<string, any> };
+  return { op: target[2], input: input as Record<string, any> };
 }
 
 /** A successful JSON answer of a JSON-protocol service. */

@@ -93,6 +93,11 @@ export class ParameterStore {
     return this.parameters.get(name);
   }
 
+  /** What the SSM agent of an instance last reported, if it did. */
+  instance(instanceId: string): InstanceInformation | undefined {
+    return this.agents.get(instanceId);
+  }
+
   /** Each action: the IAM calls it makes, then what it does once they are allowed. */
   private readonly actions: Record<string, (input: Input, req: ServiceRequest) => { calls: Call[]; run: () => unknown }> = {
     GetParameter: (input) => {
