@@ -1,9 +1,10 @@
 /**
  * An S3 server for tests: s3rver (dev dependency) in its own process on a free
  * loopback port with its files in a temporary directory, ready when
- * ListObjects on its bucket answers. test/helpers/s3rver-main.ts adds what
+ * ListObjects on its bucket answers. sim/aws/s3rver.ts adds what
  * s3rver lacks (ListMultipartUploads, ListParts, AbortMultipartUpload, S3's
- * part checks at CompleteMultipartUpload) and a fault injector. The process
+ * part checks at CompleteMultipartUpload), test/helpers/s3rver-main.ts a
+ * fault injector. The process
  * runs from dist/, so build first (`npx tsc -p .`; `npm test` does it).
  */
 import * as fs from 'node:fs';

@@ -1,89 +1,16 @@
 /**
- * The process test/helpers/s3.ts starts: s3rver (the `s3rver` dev dependency)
- * on 127.0.0.1:<port> with its files in <dir>, plus what S3 does and s3rver
- * 3.7.1 lacks, implemented on s3rver's own upload directory
- * (`<bucket>/._S3rver_uploads/<uploadId>/{key,<n>,<n>.md5}`):
- *
- * - ListMultipartUploads, ListParts and AbortMultipartUpload;
- * - UploadPart to an unknown upload fails with NoSuchUpload;
- * - CompleteMultipartUpload checks its part list as S3 does: ascending
- *   (InvalidPartOrder), each part uploaded with that ETag (InvalidPart), and
- *   every part but the last at least 5 MiB (EntityTooSmall).
- *
- * `POST /__faults {"count": n, "status": 503, "code": "SlowDown"}` makes the
- * next n S3 requests fail that way; `GET /__faults` tells how many did.
+ * The process test/helpers/s3.ts starts: s3rver with S3's multipart behaviour
+ * (sim/aws/s3rver.ts) on 127.0.0.1:<port> with its files in <dir>, plus a
+ * fault injector: `POST /__faults {"count": n, "status": 503, "code": "SlowDown"}`
+ * makes the next n S3 requests fail that way; `GET /__faults` tells how many did.
  *
  * Usage: node s3rver-main.js <port> <dir> <bucket>...
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { Readable } from 'node:stream';
+import { createS3rver, readBody, S3rverError, S3rverMiddleware, stopS3rver } from '../../sim/aws/s3rver';
 
-const S3rver = require('s3rver');
-const S3Error = require('s3rver/lib/models/error');
-const authentication = require('s3rver/lib/middleware/authentication');
-
-type Ctx = {
-  method: string;
-  path: string;
-  query: Record<string, string>;
-  params: Record<string, string>;
-  req: NodeJS.ReadableStream & { headers?: unknown };
-  body: unknown;
-  status: number;
-  set(name: string, value: string): void;
-};
-type Next = () => Promise<void>;
-
-export const S3_MIN_PART = 5 * 1024 * 1024;
-
-function readBody(req: NodeJS.ReadableStream): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
-
-/** Resolves once `file` holds `size` bytes (when the size is known) and its `.md5` exists. */
-async function untilStored(file: string, size: number): Promise<void> {
-  for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
-    try {
-      if ((Number.isNaN(size) || fs.statSync(file).size === size) && fs.existsSync(`${file}.md5`)) return;
-    } catch {
-      // not created yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-  throw new Error(`part file ${file} did not reach ${size} bytes`);
-}
-
-function compat(root: string) {
-  const auth = authentication();
+function faultInjector(): S3rverMiddleware {
   const faults = { remaining: 0, status: 503, code: 'SlowDown', injected: 0 };
-  const uploadDir = (bucket: string, uploadId: string) => path.join(root, bucket, '._S3rver_uploads', uploadId);
-  const uploadKey = (bucket: string, uploadId: string): string | undefined => {
-    if (!/^[0-9a-f]{32}$/.test(uploadId)) return undefined;
-    try {
-      return fs.readFileSync(path.join(uploadDir(bucket, uploadId), 'key'), 'utf8');
-    } catch {
-      return undefined;
-    }
-  };
-  const noSuchUpload = () => new S3Error('NoSuchUpload', 'The specified upload does not exist.');
-  const parts = (bucket: string, uploadId: string) =>
-    fs
-      .readdirSync(uploadDir(bucket, uploadId))
-      .filter((f) => /^\d+$/.test(f))
-      .map((f) => {
-        const file = path.join(uploadDir(bucket, uploadId), f);
-        const st = fs.statSync(file);
-        return { PartNumber: Number(f), ETag: JSON.stringify(fs.readFileSync(`${file}.md5`, 'utf8')), Size: st.size, LastModified: st.mtime.toISOString() };
-      })
-      .sort((a, b) => a.PartNumber - b.PartNumber);
-
-  return async function s3Compat(ctx: Ctx, next: Next): Promise<void> {
+  return async function injectFaults(ctx, next) {
     if (ctx.path === '/__faults') {
       if (ctx.method === 'POST') {
         const spec = JSON.parse((await readBody(ctx.req)).toString() || '{}');
@@ -97,76 +24,9 @@ function compat(root: string) {
       faults.remaining--;
       faults.injected++;
       await readBody(ctx.req);
-      const err = new S3Error(faults.code, 'Injected by the test.');
+      const err = new S3rverError(faults.code, 'Injected by the test.');
       err.status = faults.status;
       throw err;
-    }
-    const [bucket, ...rest] = ctx.path.replace(/^\//, '').split('/');
-    const key = decodeURIComponent(rest.join('/'));
-    const q = ctx.query;
-    const authed = (fn: () => Promise<void> | void) => {
-      ctx.params = { ...(ctx.params ?? {}), bucket, ...(key ? { key } : {}) };
-      return auth(ctx, async () => fn());
-    };
-
-    if (ctx.method === 'GET' && bucket && !key && 'uploads' in q) {
-      return authed(() => {
-        const base = path.join(root, bucket, '._S3rver_uploads');
-        const prefix = q.prefix ?? '';
-        const uploads = (fs.existsSync(base) ? fs.readdirSync(base) : [])
-          .map((id) => ({ id, key: uploadKey(bucket, id) }))
-          .filter((u): u is { id: string; key: string } => u.key !== undefined && u.key.startsWith(prefix))
-          .map((u) => ({ Key: u.key, UploadId: u.id, Initiated: fs.statSync(path.join(base, u.id, 'key')).mtime.toISOString() }))
-          .sort((a, b) => a.Key.localeCompare(b.Key) || a.UploadId.localeCompare(b.UploadId));
-        ctx.body = { ListMultipartUploadsResult: { Bucket: bucket, Prefix: prefix, MaxUploads: 1000, IsTruncated: false, ...(uploads.length ? { Upload: uploads } : {}) } };
-      });
-    }
-    if (bucket && key && 'uploadId' in q) {
-      const uploadId = q.uploadId;
-      const known = uploadKey(bucket, uploadId) === key;
-      if (ctx.method === 'GET') {
-        return authed(() => {
-          if (!known) throw noSuchUpload();
-          const list = parts(bucket, uploadId);
-          ctx.body = { ListPartsResult: { Bucket: bucket, Key: key, UploadId: uploadId, IsTruncated: false, ...(list.length ? { Part: list } : {}) } };
-        });
-      }
-      if (ctx.method === 'DELETE') {
-        return authed(() => {
-          if (!known) throw noSuchUpload();
-          fs.rmSync(uploadDir(bucket, uploadId), { recursive: true, force: true });
-          ctx.status = 204;
-        });
-      }
-      if (ctx.method === 'PUT' && !known) {
-        await readBody(ctx.req);
-        throw noSuchUpload();
-      }
-      if (ctx.method === 'PUT' && 'partNumber' in q) {
-        // s3rver answers an UploadPart when it has hashed the body, which can be before its file is
-        // written (the write stream opens late on a busy machine): S3 answers once the part is stored.
-        await next();
-        const file = path.join(uploadDir(bucket, uploadId), String(Number(q.partNumber)));
-        const size = Number((ctx.req as { headers?: Record<string, string | undefined> }).headers?.['content-length']);
-        await untilStored(file, size);
-        return;
-      }
-      if (ctx.method === 'POST') {
-        if (!known) throw noSuchUpload();
-        const xml = (await readBody(ctx.req)).toString('utf8');
-        const listed = [...xml.matchAll(/<Part>([\s\S]*?)<\/Part>/g)].map((m) => ({
-          number: Number(/<PartNumber>(\d+)<\/PartNumber>/.exec(m[1])?.[1]),
-          etag: (/<ETag>([\s\S]*?)<\/ETag>/.exec(m[1])?.[1] ?? '').replace(/&quot;|"/g, ''),
-        }));
-        const have = new Map(parts(bucket, uploadId).map((p) => [p.PartNumber, p]));
-        listed.forEach((p, i) => {
-          if (i > 0 && p.number <= listed[i - 1].number) throw new S3Error('InvalidPartOrder', 'The list of parts was not in ascending order.');
-          const got = have.get(p.number);
-          if (!got || got.ETag.replace(/"/g, '') !== p.etag) throw new S3Error('InvalidPart', `Part ${p.number} could not be found or its ETag does not match.`);
-          if (i < listed.length - 1 && got.Size < S3_MIN_PART) throw new S3Error('EntityTooSmall', `Part ${p.number} is ${got.Size} bytes, smaller than the minimum allowed object size.`);
-        });
-        ctx.req = Readable.from([Buffer.from(xml)]);
-      }
     }
     return next();
   };
@@ -174,18 +34,12 @@ function compat(root: string) {
 
 async function main(): Promise<void> {
   const [port, dir, ...buckets] = process.argv.slice(2);
-  const server = new S3rver({
-    port: Number(port),
-    address: '127.0.0.1',
-    directory: dir,
-    silent: true,
-    configureBuckets: buckets.map((name) => ({ name })),
-  });
-  // Before s3rver's router, after its logger, XML encoder and vhost handling.
-  server.middleware.splice(server.middleware.length - 1, 0, compat(dir));
+  const server = createS3rver({ host: '127.0.0.1', port: Number(port), dir, buckets });
+  // Before the S3 additions (which sit just before s3rver's router).
+  server.middleware.splice(server.middleware.length - 2, 0, faultInjector());
   await server.run();
   process.stdout.write(`s3rver listening on 127.0.0.1:${port}\n`);
-  const stop = () => server.close().finally(() => process.exit(0));
+  const stop = () => stopS3rver(server).finally(() => process.exit(0));
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 }
