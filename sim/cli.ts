@@ -66,7 +66,13 @@ async function main(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', () => void shutdown(130));
   process.on('SIGTERM', () => void shutdown(143));
-  const healthyMs = await deployment.waitHealthy(15 * 60_000 / opts.timeScale + 120_000, started);
+  let healthyMs: number;
+  try {
+    healthyMs = await deployment.waitHealthy((15 * 60_000) / opts.timeScale + 120_000, started);
+  } catch (err) {
+    console.error(`deploy:local: ${(err as Error).message}`);
+    return shutdown(1);
+  }
   log(`every target is healthy (${(healthyMs / 1000).toFixed(1)} s after start)`);
   const auth = deployment.asg.groups.find((g) => g.logicalId.startsWith('Auth'))?.live()[0];
   const outputs = deployment.deployment.resolvedOutputs();

@@ -134,11 +134,6 @@ export class LocalDeployment {
     const skipped = [...new Set(Object.values(d.resources).map((r) => r.Type))].filter((t) => !SERVED.has(t) && !t.startsWith('Custom::') && t !== 'AWS::CDK::Metadata');
     log(`not simulated (no behaviour to run here): ${skipped.sort().join(', ')}`);
 
-    // IAM: every role's policies, and the audit of every call.
-    this.audit = new IamAudit(d.resources, d.resolve, { log: (l) => log(`iam: ${l}`) });
-    this.closers.push(() => this.audit.close());
-    for (const id of d.ofType('AWS::IAM::Role')) this.created('AWS::IAM::Role', id, d.physicalId(id));
-
     // Tables and buckets.
     this.stores = await Stores.start({ resources: d.resources, resolve: d.resolve, dir: path.join(opts.dir, 'stores'), log });
     this.closers.push(() => this.stores.stop());
@@ -147,6 +142,11 @@ export class LocalDeployment {
       this.created('AWS::DynamoDB::Table', t.logicalId, t.name);
     }
     for (const b of this.stores.buckets.values()) this.created('AWS::S3::Bucket', b.logicalId, b.name);
+
+    // IAM: every role's policies (a stream's ARN is known now), and the audit of every call.
+    this.audit = new IamAudit(d.resources, d.resolve, { log: (l) => log(`iam: ${l}`) });
+    this.closers.push(() => this.audit.close());
+    for (const id of d.ofType('AWS::IAM::Role')) this.created('AWS::IAM::Role', id, d.physicalId(id));
 
     // The AWS endpoints.
     const tls = await endpointTls(opts.dir, [net.hostAddress, '127.0.0.1', 'localhost']);
@@ -161,17 +161,17 @@ export class LocalDeployment {
     log(`aws endpoints: ${this.gateway.url} (every service), IMDS ${this.imds.url}`);
 
     // Functions and what triggers them.
-    this.functions = Functions.create({ resources: d.resources, resolve: d.resolve, cdkOut: opts.cdkOut, credentials: this.credentials, env: endpointEnv, log: (l) => log(`lambda: ${l}`), workDir: opts.dir, timeScale: this.timeScale });
+    this.functions = Functions.create({ resources: d.resources, resolve: d.resolve, cdkOut: opts.cdkOut, credentials: this.credentials, env: endpointEnv, log, workDir: opts.dir, timeScale: this.timeScale });
     this.closers.push(() => this.functions.close());
     this.gateway.route('lambda', lambdaApi(this.functions));
     for (const id of d.ofType('AWS::Lambda::Function')) this.created('AWS::Lambda::Function', id, d.physicalId(id));
-    this.rules = EventRules.create({ resources: d.resources, resolve: d.resolve, functions: this.functions, log: (l) => log(`events: ${l}`), timeScale: this.timeScale });
+    this.rules = EventRules.create({ resources: d.resources, resolve: d.resolve, functions: this.functions, log, timeScale: this.timeScale });
     this.closers.push(() => this.rules.close());
     for (const id of d.ofType('AWS::Events::Rule')) this.created('AWS::Events::Rule', id, d.physicalId(id));
-    this.streams = await StreamMappings.create({ resources: d.resources, resolve: d.resolve, functions: this.functions, credentials: this.credentials, endpoint: this.gateway.url, ca: tls.cert, log: (l) => log(`streams: ${l}`) });
+    this.streams = await StreamMappings.create({ resources: d.resources, resolve: d.resolve, functions: this.functions, credentials: this.credentials, endpoint: this.gateway.url, ca: tls.cert, log });
     this.closers.push(() => this.streams.close());
     for (const id of d.ofType('AWS::Lambda::EventSourceMapping')) this.created('AWS::Lambda::EventSourceMapping', id);
-    this.customResources = await CustomResources.create({ resources: d.resources, resolve: d.resolve, functions: this.functions, log: (l) => log(`custom resources: ${l}`), tls, host: net.hostAddress, stackName: d.stackName, timeoutMs: 120_000 });
+    this.customResources = await CustomResources.create({ resources: d.resources, resolve: d.resolve, functions: this.functions, log, tls, host: net.hostAddress, stackName: d.stackName, timeoutMs: 120_000 });
     this.closers.push(() => this.customResources.close());
     for (const id of this.customResources.logicalIds()) {
       const result = await this.customResources.create(id);

@@ -9,7 +9,7 @@
  *   3. the systemd units of `ami/files/system` run in their order: `teleport-generate-config`
  *      (conf + IMDS → `/etc/teleport.yaml` and the role marker), then the role unit whose
  *      `ConditionPathExists` holds, with its `ExecStartPre`, `ExecStart` and `Restart=on-failure`
- *      / `RestartSec`, the command lines as the unit files have them.
+ *      / `RestartSec` and `RuntimeDirectory=`, the command lines as the unit files have them.
  * Endpoint settings are the only difference from EC2: the processes get `AWS_ENDPOINT_URL`,
  * `NODE_EXTRA_CA_CERTS` and `AWS_EC2_METADATA_SERVICE_ENDPOINT` in their environment. Units run as
  * root here (their `User=` is not applied). The boot's output is the instance's console log.
@@ -33,6 +33,8 @@ export interface Unit {
   readonly execStart: string;
   readonly restartOnFailure: boolean;
   readonly restartSec: number;
+  /** `RuntimeDirectory=` (under /run, made before the unit starts) with `RuntimeDirectoryMode=`. */
+  readonly runtimeDirectory?: { name: string; mode: string };
 }
 
 /** The image's units (`ami/files/system`), the config generator first. */
@@ -49,6 +51,7 @@ export function imageUnits(dir = UNITS_DIR): Unit[] {
       execStart,
       restartOnFailure: values('Restart')[0] === 'on-failure',
       restartSec: Number(values('RestartSec')[0] ?? 0.1),
+      ...(values('RuntimeDirectory')[0] ? { runtimeDirectory: { name: values('RuntimeDirectory')[0], mode: values('RuntimeDirectoryMode')[0] ?? '0755' } } : {}),
     };
   });
   return [...units.filter((u) => u.name === GENERATE_UNIT), ...units.filter((u) => u.name !== GENERATE_UNIT)];
@@ -74,7 +77,8 @@ export function bootScript(opts: { root: string; userDataFile: string; units: Un
     `bash ${q(opts.userDataFile)} || { say "cloud-init: the user data failed with status $?"; exit 1; }`,
   ];
   for (const u of opts.units) {
-    const run = [...u.execStartPre, u.execStart].map((c) => `{ say ${q(`${u.name}: ${c}`)}; ${c.replace(/^-/, '')}; }`).join(' && ');
+    const runtimeDir = u.runtimeDirectory ? [`install -d -m ${u.runtimeDirectory.mode} /run/${u.runtimeDirectory.name}`] : [];
+    const run = [...runtimeDir, ...[...u.execStartPre, u.execStart].map((c) => `{ say ${q(`${u.name}: ${c}`)}; ${c.replace(/^-/, '')}; }`)].join(' && ');
     const cond = u.condition ? `[ -e ${q(u.condition)} ]` : 'true';
     if (u.restartOnFailure) {
       lines.push(`if ${cond}; then while true; do ${run} && break; say ${q(`${u.name}: failed with status`)} $?"; restarting in ${u.restartSec}s"; sleep ${u.restartSec}; done; fi`);
