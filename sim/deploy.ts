@@ -268,13 +268,6 @@ export class LocalDeployment {
     return d.ofType('AWS::Route53::RecordSet').map((id) => String(d.resolve(d.resource(id).Properties!.Name)).replace(/\.$/, ''));
   }
 
-  /** The physical name of the resource whose logical id starts with `prefix`. */
-  physicalName(prefix: string): string {
-    const ids = Object.keys(this.deployment.resources).filter((id) => id.startsWith(prefix));
-    if (ids.length !== 1) throw new Error(`${ids.length} resources start with ${prefix}`);
-    return this.deployment.physicalId(ids[0]);
-  }
-
   /** Targets that are not healthy, as `group/target: state`. */
   async unhealthyTargets(): Promise<string[]> {
     const out: string[] = [];

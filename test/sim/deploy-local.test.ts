@@ -28,6 +28,7 @@ describe('deploy:local — the HA stack from its template', () => {
   let dir: string;
   let d: LocalDeployment;
   let healthyAfterMs = 0;
+  const outputs = () => d.deployment.resolvedOutputs();
 
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'deploy-local-'));
@@ -100,19 +101,19 @@ describe('deploy:local — the HA stack from its template', () => {
 
     // ... THEN she reaches each node through the NLB's SSH listener
     for (const node of d.asg.group('Nodes').live()) {
-      const r = await d.client(['tsh', 'ssh', `${login.name}@${node.instance.address}`, 'echo', `hello-from-${node.id}`], { env });
+      const r = await d.client(['tsh', 'ssh', '-t', `${login.name}@${node.instance.address}`, 'echo', `hello-from-${node.id}`], { env });
       expect(r.stdout).toContain(`hello-from-${node.id}`);
     }
 
     // AND the recording lands in the template's bucket, the events in the events table
     const s3 = d.s3Client();
     const objects = await waitFor('a recording in S3', async () => {
-      const out = await s3.send(new ListObjectsV2Command({ Bucket: d.physicalName('StorageRecordingsBucket') }));
+      const out = await s3.send(new ListObjectsV2Command({ Bucket: outputs().RecordingsBucketName.value }));
       return (out.Contents ?? []).length > 0 ? out.Contents : undefined;
     }, 60_000, 500);
     expect(objects![0].Key).toMatch(/^records\//);
     const db = d.dynamoClient();
-    const events = await db.send(new ScanCommand({ TableName: d.physicalName('StorageEventsTable') }));
+    const events = await db.send(new ScanCommand({ TableName: outputs().EventsTableName.value }));
     const types = (events.Items ?? []).map((i) => JSON.parse(i.Fields?.S ?? '{}').event ?? i.EventType?.S);
     expect(types).toEqual(expect.arrayContaining(['session.start', 'session.end', 'user.login']));
   });
