@@ -26,6 +26,7 @@ import { Stores } from './aws/stores';
 import { IamAudit } from './iam/audit';
 import { REPO_ROOT } from './instance';
 import { lambdaApi } from './lambda/api';
+import { NEW_ACCOUNT_CONCURRENCY, reservedConcurrencyFailures } from './lambda/concurrency';
 import { CustomResources } from './lambda/custom-resources';
 import { EventRules } from './lambda/events';
 import { Functions } from './lambda/functions';
@@ -74,6 +75,11 @@ class Sha256 {
   reset(): void {
     throw new Error('not used');
   }
+}
+
+/** The stack cannot be created as the template says (what CloudFormation would report as CREATE_FAILED and roll back). */
+export class DeployError extends Error {
+  override readonly name = 'DeployError';
 }
 
 export class LocalDeployment {
@@ -160,7 +166,10 @@ export class LocalDeployment {
     const endpointEnv = { AWS_ENDPOINT_URL: this.gateway.url, NODE_EXTRA_CA_CERTS: tls.certFile };
     log(`aws endpoints: ${this.gateway.url} (every service), IMDS ${this.imds.url}`);
 
-    // Functions and what triggers them.
+    // Functions and what triggers them; the account is a new one (Lambda concurrency quota 10).
+    const refused = reservedConcurrencyFailures(d.resources, d.resolve);
+    for (const f of refused) log(`CREATE_FAILED AWS::Lambda::Function ${f.logicalId}: ${f.message}`);
+    if (refused.length > 0) throw new DeployError(`${refused[0].logicalId}: ${refused[0].message} (a new account's Lambda concurrency quota is ${NEW_ACCOUNT_CONCURRENCY})`);
     this.functions = Functions.create({ resources: d.resources, resolve: d.resolve, cdkOut: opts.cdkOut, credentials: this.credentials, env: endpointEnv, log, workDir: opts.dir, timeScale: this.timeScale });
     this.closers.push(() => this.functions.close());
     this.gateway.route('lambda', lambdaApi(this.functions));

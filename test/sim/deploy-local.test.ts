@@ -12,6 +12,7 @@ import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { LocalDeployment } from '../../sim/deploy';
 import { synthesize } from '../../sim/synth';
 import { waitFor } from '../../sim/process';
+import { REGION } from '../../sim/types';
 import { totp } from '../../runtime/auth/totp';
 import { testOsAccount } from '../helpers/osusers';
 
@@ -64,7 +65,10 @@ describe('deploy:local — the HA stack from its template', () => {
     expect(healthyAfterMs).toBeGreaterThan(0);
   });
 
-  test('the nodes join with the token and CA pin the control plane published to SSM', async () => {
+  test('the nodes join within 60 s of the CA being created, with the token and CA pin the control plane published to SSM', async () => {
+    // GIVEN the pin, published by the function the state table's stream triggers when the first auth server creates the CA
+    const pin = d.ssm.get(outputs().SsmCaPinPath.value);
+    expect(pin?.value).toMatch(/^sha256:[0-9a-f]{64}$/);
     const nodes = d.asg.group('Nodes').live();
     expect(nodes).toHaveLength(2);
     const auth = d.asg.group('Auth').live()[0];
@@ -73,6 +77,8 @@ describe('deploy:local — the HA stack from its template', () => {
       return nodes.every((n) => r.stdout.includes(n.instance.address)) ? r.stdout : undefined;
     }, 60_000, 500);
     expect(listed).toMatch(/aws\/instance-id/);
+    // THEN both were seen registered within 60 s of the pin's publication (an upper bound of their join time)
+    expect(Date.now() - pin!.lastModified.getTime()).toBeLessThan(60_000);
   });
 
   test('a user signs up, logs in with tsh through the ALB and reaches each node over ssh through the NLB; the session is recorded in S3 and audited in DynamoDB', async () => {
@@ -99,10 +105,20 @@ describe('deploy:local — the HA stack from its template', () => {
     const tshLogin = await d.client(['tsh', 'login', `--proxy=${DOMAIN}:443`, '--user=alice'], { env, input: `${password}\n${next()}\n` });
     expect(tshLogin.stderr + tshLogin.stdout).toMatch(/Logged in as:\s+alice/);
 
-    // ... THEN she reaches each node through the NLB's SSH listener
+    // ... THEN she reaches each node through the NLB's SSH listener, with tsh ...
     for (const node of d.asg.group('Nodes').live()) {
       const r = await d.client(['tsh', 'ssh', '-t', `${login.name}@${node.instance.address}`, 'echo', `hello-from-${node.id}`], { env });
       expect(r.stdout).toContain(`hello-from-${node.id}`);
+    }
+    // ... and with stock OpenSSH, configured by `tsh config` (the proxy subsystem through the NLB)
+    const config = await d.client(['tsh', 'config'], { env });
+    expect(config.code).toBe(0);
+    fs.writeFileSync(path.join(home, 'ssh_config'), config.stdout);
+    for (const node of d.asg.group('Nodes').live()) {
+      const nodename = `ip-${node.instance.address.replace(/\./g, '-')}-${REGION}-compute-internal`;
+      const r = await d.client(['ssh', '-F', path.join(home, 'ssh_config'), '-o', 'BatchMode=yes', `${login.name}@${nodename}.acme`, 'echo', `openssh-${node.id}`], { env });
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toBe(`openssh-${node.id}\n`);
     }
 
     // AND the recording lands in the template's bucket, the events in the events table
