@@ -13,9 +13,13 @@
  * - The Auto Scaling API (query protocol) serves CompleteLifecycleAction,
  *   RecordLifecycleActionHeartbeat, DescribeAutoScalingGroups and SetDesiredCapacity, each checked
  *   against the caller's policies.
- * - Rolling replacement ({@link AutoScaling.rollingReplace}) honours the group's
- *   `AutoScalingRollingUpdate` (MinInstancesInService, MaxBatchSize): new instances first, an old one
- *   is terminated only when the group still has MinInstancesInService healthy ones without it.
+ * - A new launch template version ({@link AutoScaling.rollingUpdate}) rolls out as CloudFormation's
+ *   `AutoScalingRollingUpdate` does: batches of MaxBatchSize old instances are replaced while
+ *   MinInstancesInService stay in service (capacity rises above the desired one when it must), the
+ *   group's SuspendProcesses are suspended, and after each batch CloudFormation waits PauseTime — with
+ *   WaitOnResourceSignals, for a success signal from each new instance (CloudFormation's
+ *   SignalResource, served here) within PauseTime, failing the update otherwise. CloudFormation
+ *   never looks at load balancer health during the update; neither does this.
  * Template durations are divided by `timeScale`.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -84,6 +88,10 @@ export class Group {
   readonly hooks: Hook[] = [];
   userData: string;
   version = 1;
+  /** Processes suspended during a rolling update (`HealthCheck`, `ReplaceUnhealthy`, ...). */
+  suspended = new Set<string>();
+  /** Success signals received, by instance id. */
+  readonly signals = new Map<string, 'SUCCESS' | 'FAILURE'>();
 
   constructor(
     readonly logicalId: string,
@@ -97,7 +105,7 @@ export class Group {
     readonly instanceType: string,
     userData: string,
     readonly role: { logicalId: string; name: string },
-    readonly rolling: { minInService: number; maxBatch: number },
+    readonly rolling: { minInService: number; maxBatch: number; pauseSeconds: number; waitOnSignals: boolean; suspend: string[] },
   ) {
     this.desired = desired;
     this.userData = userData;
@@ -144,7 +152,13 @@ export class AutoScaling {
           String(data.InstanceType),
           Buffer.from(String(data.UserData ?? ''), 'base64').toString(),
           { logicalId: roleId, name: roleName },
-          { minInService: Number(rolling.MinInstancesInService ?? 0), maxBatch: Number(rolling.MaxBatchSize ?? 1) },
+          {
+            minInService: Number(rolling.MinInstancesInService ?? 0),
+            maxBatch: Number(rolling.MaxBatchSize ?? 1),
+            pauseSeconds: isoSeconds(rolling.PauseTime ?? (rolling.WaitOnResourceSignals ? 'PT5M' : 'PT0S')),
+            waitOnSignals: rolling.WaitOnResourceSignals === true || rolling.WaitOnResourceSignals === 'true',
+            suspend: rolling.SuspendProcesses ?? [],
+          },
         ),
       );
     }
@@ -194,28 +208,65 @@ export class AutoScaling {
   }
 
   /**
-   * A new launch template version: new user data for `group`, then a rolling replacement of its
-   * instances as its UpdatePolicy says. Resolves when every instance runs the new version.
+   * A new launch template version for `group` (a new image: `userData` when it changes too), rolled
+   * out as the stack update would (see the module comment). Resolves when no instance of an older
+   * version is left; rejects as CloudFormation fails the update (a missing or failure signal).
    */
-  async rollingReplace(group: Group, userData: string, isHealthy: (gi: GroupInstance) => boolean): Promise<void> {
-    group.userData = userData;
-    group.version++;
-    const version = group.version;
-    const maxBatch = Math.max(1, group.rolling.maxBatch);
-    for (;;) {
-      const old = group.live().filter((i) => i.version < version);
-      if (old.length === 0) return;
-      const healthyNew = group.live().filter((i) => i.version === version && isHealthy(i)).length;
-      const launchedNew = group.live().filter((i) => i.version === version).length;
-      if (launchedNew === healthyNew && launchedNew < group.desired) {
-        // Bring up a batch of new instances above the desired capacity while old ones still serve.
-        for (let i = 0; i < Math.min(maxBatch, group.desired - launchedNew) && group.live().length < group.max + maxBatch; i++) this.launch(group);
+  async rollingUpdate(group: Group, change: { userData?: string } = {}): Promise<void> {
+    const r = group.rolling;
+    if (change.userData !== undefined) group.userData = change.userData;
+    const version = ++group.version;
+    const desired = group.desired;
+    group.suspended = new Set(r.suspend);
+    this.env.log(`${group.logicalId}: rolling update to launch template version ${version} (MinInstancesInService ${r.minInService}, MaxBatchSize ${r.maxBatch}, PauseTime ${r.pauseSeconds} s${r.waitOnSignals ? ', WaitOnResourceSignals' : ''})`);
+    try {
+      for (;;) {
+        const old = group.live().filter((i) => i.version < version);
+        if (old.length === 0) return;
+        const batch = old.slice(0, Math.max(1, r.maxBatch));
+        // Keep MinInstancesInService in service: raise the capacity for the batch when the group is too small.
+        const raised = Math.min(group.max, Math.max(desired, r.minInService + batch.length));
+        group.desired = raised;
+        await this.until(() => group.live().length >= group.desired && group.live().every((i) => i.state === 'InService'));
+        const fresh = new Set(group.live().filter((i) => i.version === version).map((i) => i.id));
+        // The batch leaves (nothing replaces it meanwhile), then the group returns to its desired capacity.
+        group.desired = raised - batch.length;
+        await Promise.all(batch.map((i) => this.retire(i, `rolling update to version ${version}`)));
+        group.desired = desired;
+        await this.until(() => group.live().length >= group.desired && group.live().every((i) => i.state === 'InService'));
+        const launched = group.live().filter((i) => i.version === version && !fresh.has(i.id));
+        if (r.waitOnSignals) {
+          const deadline = Date.now() + (r.pauseSeconds / this.env.timeScale) * 1000;
+          await this.until(() => launched.every((i) => group.signals.has(i.id)) || Date.now() > deadline);
+          const missing = launched.filter((i) => group.signals.get(i.id) !== 'SUCCESS');
+          if (missing.length > 0) throw new Error(`${group.logicalId}: rolling update failed: no success signal from ${missing.map((i) => i.id).join(', ')} within PauseTime ${r.pauseSeconds} s`);
+        } else if (r.pauseSeconds > 0) {
+          await new Promise((res) => setTimeout(res, (r.pauseSeconds / this.env.timeScale) * 1000));
+        }
       }
-      const healthy = group.live().filter(isHealthy).length;
-      const removable = old.filter((i) => healthy - 1 >= Math.max(group.rolling.minInService, 1) || !isHealthy(i)).slice(0, maxBatch);
-      if (removable.length > 0 && healthyNew > 0) await Promise.all(removable.map((i) => this.retire(i, 'rolling update')));
-      await new Promise((r) => setTimeout(r, 250));
+    } finally {
+      group.desired = desired;
+      group.suspended = new Set();
     }
+  }
+
+  /** CloudFormation's SignalResource for an instance of a group (what cfn-signal sends). */
+  signal(groupName: string, instanceId: string, status: 'SUCCESS' | 'FAILURE'): void {
+    const group = this.groups.find((g) => g.name === groupName || g.logicalId === groupName);
+    if (!group) throw new Error(`no auto scaling group ${groupName}`);
+    group.signals.set(instanceId, status);
+    this.env.log(`${group.logicalId}: ${status} signal from ${instanceId}`);
+  }
+
+  private until(condition: () => boolean): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if (this.closed) return reject(new Error('the deployment is closing'));
+        if (condition()) return resolve();
+        setTimeout(check, 100);
+      };
+      check();
+    });
   }
 
   /** The Auto Scaling API (query protocol), for the gateway. */
@@ -300,8 +351,9 @@ export class AutoScaling {
       for (const gi of g.live()) {
         const age = (now - gi.launchedAt) / 1000;
         let reason: string | undefined;
+        const replacing = !g.suspended.has('HealthCheck') && !g.suspended.has('ReplaceUnhealthy');
         if (!gi.instance.running) reason = 'the instance stopped (EC2 status check)';
-        else if (g.healthCheckType === 'ELB' && age >= g.gracePeriod / this.env.timeScale) {
+        else if (replacing && g.healthCheckType === 'ELB' && age >= g.gracePeriod / this.env.timeScale) {
           const bad = g.targetGroups.find((tg) => health.get(tg)?.get(gi.id) === 'unhealthy');
           if (bad) reason = `target group ${bad.split(':').pop()} reports it unhealthy after the ${g.gracePeriod} s grace period`;
         }
@@ -411,6 +463,13 @@ export class AutoScaling {
     this.history.push({ time: Date.now(), group: gi.group.logicalId, instanceId: gi.id, event: 'terminated' });
     this.env.log(`${gi.group.logicalId}: ${gi.id} terminated`);
   }
+}
+
+/** Seconds of an ISO 8601 duration such as `PT5M30S`. */
+function isoSeconds(duration: string): number {
+  const m = /^PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?$/.exec(duration);
+  if (!m) throw new Error(`PauseTime ${duration} is not an ISO 8601 duration (PT#H#M#S)`);
+  return Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
 }
 
 function escape(s: string): string {

@@ -8,19 +8,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, Option } from 'commander';
 import { LocalDeployment } from './deploy';
+import { runFaults } from './faults';
 import { REPO_ROOT } from './instance';
+import { DEFAULT_CONTEXT, FAULTS_CONTEXT } from './cli-context';
 import { synthesize } from './synth';
-
-/** Context of the HA stack when none is given: a small cluster with a hosted zone, so that its DNS record exists. */
-export const DEFAULT_CONTEXT: Record<string, string> = {
-  clusterName: 'local',
-  domainName: 'teleport.example.com',
-  hostedZoneId: 'Z0123456789ABCDEFGHIJ',
-  hostedZoneName: 'example.com',
-  authMinCapacity: '1',
-  proxyMinCapacity: '1',
-  nodeMinCapacity: '2',
-};
 
 function parseContext(values: string[]): Record<string, string> {
   const out: Record<string, string> = {};
@@ -40,8 +31,10 @@ async function main(argv: string[]): Promise<void> {
     .option('--dir <dir>', 'where the deployment keeps its files', path.join(REPO_ROOT, '.deploy-local'))
     .addOption(new Option('--time-scale <n>', 'run template durations (health checks, grace periods, schedules) n times faster').default('1').argParser(Number))
     .option('--exit-when-healthy', 'tear down and exit 0 once every target is healthy (CI, benchmarks)')
+    .addOption(new Option('--scenario <name>', 'once healthy, run a scenario, print its verdict, tear down and exit (0 when it held)').choices(['faults']))
+    .option('--login <name>', 'the OS login the scenario\'s user gets on the nodes', 'root')
     .parse(argv);
-  const opts = program.opts<{ context: string[]; cdkOut?: string; dir: string; timeScale: number; exitWhenHealthy?: boolean }>();
+  const opts = program.opts<{ context: string[]; cdkOut?: string; dir: string; timeScale: number; exitWhenHealthy?: boolean; scenario?: 'faults'; login: string }>();
   if (!(opts.timeScale > 0)) throw new Error(`--time-scale must be a positive number, got ${opts.timeScale}`);
   if (process.getuid?.() !== 0) throw new Error('deploy:local needs root: each instance gets its own network and mount namespaces');
   const started = Date.now();
@@ -51,7 +44,7 @@ async function main(argv: string[]): Promise<void> {
   fs.mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
   let cdkOut = opts.cdkOut;
   if (!cdkOut) {
-    const context = { ...DEFAULT_CONTEXT, ...parseContext(opts.context) };
+    const context = { ...DEFAULT_CONTEXT, ...(opts.scenario === 'faults' ? FAULTS_CONTEXT : {}), ...parseContext(opts.context) };
     log(`synthesizing bin/app.ts with ${Object.entries(context).map(([k, v]) => `-c ${k}=${v}`).join(' ')}`);
     cdkOut = await synthesize(path.join(opts.dir, 'cdk.out'), context);
   }
@@ -85,6 +78,16 @@ Then, as FirstUserCommand says: ${outputs.FirstUserCommand?.value ?? 'tctl users
 Users' commands run "on the internet" with:  ip netns exec ${deployment.network.client(deployment.hosts).namespace} <command>
   (trust the load balancer's certificate with NODE_EXTRA_CA_CERTS=${deployment.publicCaFile})
 Ctrl-C tears the deployment down.`);
+  if (opts.scenario === 'faults') {
+    try {
+      const report = await runFaults(deployment, { login: opts.login, dir: opts.dir, log });
+      log(`faults scenario held: ${JSON.stringify(report)}`);
+    } catch (err) {
+      console.error(`deploy:local: the faults scenario failed: ${(err as Error).message}`);
+      return shutdown(1);
+    }
+    return shutdown(0);
+  }
   if (opts.exitWhenHealthy) await shutdown(0);
 }
 

@@ -101,6 +101,11 @@ export class LocalDeployment {
   readonly hosts: Record<string, string> = {};
   /** The trust anchor of the certificates standing in for ACM's (clients trust it as they would a public CA). */
   publicCaFile = '';
+
+  /** Whether the web UI is served with an ACM certificate (an HTTPS listener), which clients trust through {@link publicCaFile}. */
+  get publicWebCertificate(): boolean {
+    return this.loadBalancers.describe().some((l) => l.protocol === 'HTTPS');
+  }
   private endpointCert = '';
   private readonly closers: (() => Promise<void> | void)[] = [];
   private readonly log: Log;

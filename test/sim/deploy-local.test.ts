@@ -13,7 +13,7 @@ import { LocalDeployment } from '../../sim/deploy';
 import { synthesize } from '../../sim/synth';
 import { waitFor } from '../../sim/process';
 import { REGION } from '../../sim/types';
-import { totp } from '../../runtime/auth/totp';
+import { ClusterUser } from '../../sim/user';
 import { testOsAccount } from '../helpers/osusers';
 
 /** Template durations run this many times faster (health checks, grace periods, schedules). */
@@ -82,41 +82,20 @@ describe('deploy:local — the HA stack from its template', () => {
   });
 
   test('a user signs up, logs in with tsh through the ALB and reaches each node over ssh through the NLB; the session is recorded in S3 and audited in DynamoDB', async () => {
-    const auth = d.asg.group('Auth').live()[0];
-    // GIVEN the first user, created as the stack's FirstUserCommand says (on an auth instance)
-    const add = await auth.instance.exec(['tctl', 'users', 'add', 'alice', login.name]);
-    expect(add.code).toBe(0);
-    const token = /\/web\/newuser\/([0-9a-f]{32})/.exec(add.stdout)![1];
-    const home = path.join(dir, 'alice');
-    fs.mkdirSync(home);
-    const signup = await d.client(['curl', '-sS', '--fail', '--cacert', d.publicCaFile, `https://${DOMAIN}/webapi/signuptokens/${token}`]);
-    expect(signup.code).toBe(0);
-    const secret = JSON.parse(signup.stdout).otp_secret as string;
-    const password = 'alice has a long password';
-    const done = await d.client([
-      'curl', '-sS', '--fail', '--cacert', d.publicCaFile, '-H', 'content-type: application/json',
-      '--data', JSON.stringify({ password, otp_token: totp(secret) }), `https://${DOMAIN}/webapi/signuptokens/${token}`,
-    ]);
-    expect(done.code).toBe(0);
-
+    // GIVEN the first user, created as the stack's FirstUserCommand says (on an auth instance), signed up through the ALB
+    const alice = await ClusterUser.signUp(d, 'alice', [login.name], path.join(dir, 'alice'));
     // WHEN alice logs in through the ALB (its certificate trusted as a public one would be) ...
-    const env = { HOME: home, NODE_EXTRA_CA_CERTS: d.publicCaFile };
-    const next = () => totp(secret, { timeMs: Date.now() + 30_000 });
-    const tshLogin = await d.client(['tsh', 'login', `--proxy=${DOMAIN}:443`, '--user=alice'], { env, input: `${password}\n${next()}\n` });
-    expect(tshLogin.stderr + tshLogin.stdout).toMatch(/Logged in as:\s+alice/);
+    expect(await alice.login()).toMatch(/Logged in as:\s+alice/);
 
     // ... THEN she reaches each node through the NLB's SSH listener, with tsh ...
     for (const node of d.asg.group('Nodes').live()) {
-      const r = await d.client(['tsh', 'ssh', '-t', `${login.name}@${node.instance.address}`, 'echo', `hello-from-${node.id}`], { env });
+      const r = await alice.tsh(['ssh', '-t', `${login.name}@${node.instance.address}`, 'echo', `hello-from-${node.id}`]);
       expect(r.stdout).toContain(`hello-from-${node.id}`);
     }
     // ... and with stock OpenSSH, configured by `tsh config` (the proxy subsystem through the NLB)
-    const config = await d.client(['tsh', 'config'], { env });
-    expect(config.code).toBe(0);
-    fs.writeFileSync(path.join(home, 'ssh_config'), config.stdout);
     for (const node of d.asg.group('Nodes').live()) {
       const nodename = `ip-${node.instance.address.replace(/\./g, '-')}-${REGION}-compute-internal`;
-      const r = await d.client(['ssh', '-F', path.join(home, 'ssh_config'), '-o', 'BatchMode=yes', `${login.name}@${nodename}.acme`, 'echo', `openssh-${node.id}`], { env });
+      const r = await alice.ssh(`${login.name}@${nodename}.acme`, ['echo', `openssh-${node.id}`]);
       expect(r.stderr).toBe('');
       expect(r.stdout).toBe(`openssh-${node.id}\n`);
     }
