@@ -39,6 +39,9 @@ export const ConfVars = {
   ssmKeyArn: 'TELEPORT_SSM_KEY_ARN',
   externalHostname: 'TELEPORT_EXTERNAL_HOSTNAME',
   externalPort: 'TELEPORT_EXTERNAL_PORT',
+  /** The CloudFormation stack and the logical id of the instance's auto scaling group: where `teleport signal-ready` sends its SignalResource. */
+  cfnStack: 'TELEPORT_CFN_STACK',
+  cfnResource: 'TELEPORT_CFN_RESOURCE',
 } as const;
 
 export type ConfVar = (typeof ConfVars)[keyof typeof ConfVars];

@@ -43,6 +43,8 @@ export interface InstanceConf {
   /** DynamoDB and S3 storage: all three names, or none. */
   readonly dynamo?: { readonly stateTable: string; readonly eventsTable: string; readonly recordingsBucket: string };
   readonly ssmKeyArn?: string;
+  /** Where the instance signals its readiness (CloudFormation SignalResource): both variables, or none. */
+  readonly signal?: { readonly stack: string; readonly resource: string };
   /** Names of {@link UNSUPPORTED_VARS} that were set (not empty). */
   readonly ignored: string[];
 }
@@ -99,6 +101,8 @@ const ConfSchema = z.object({
   [ConfVars.eventsTable]: name('a DynamoDB table name', /^[A-Za-z0-9_.-]{3,255}$/),
   [ConfVars.recordingsBucket]: name('an S3 bucket name', /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/),
   [ConfVars.ssmKeyArn]: name('a KMS key ARN', /^arn:aws[a-z-]*:kms:/),
+  [ConfVars.cfnStack]: name('a CloudFormation stack name', /^[A-Za-z][A-Za-z0-9-]{0,127}$/),
+  [ConfVars.cfnResource]: name('a CloudFormation logical id', /^[A-Za-z0-9]{1,255}$/),
 });
 
 /** `KEY=value` lines: comments, blank lines, `export`, and single or double quotes as a shell would take them. */
@@ -171,6 +175,7 @@ export function validateConf(vars: Record<string, string>, file: string, lineOf:
     proxyServerLb: c[ConfVars.proxyServerLb],
     proxyServerNlbAlias: c[ConfVars.proxyServerNlbAlias],
     ssmKeyArn: c[ConfVars.ssmKeyArn],
+    ...(c[ConfVars.cfnStack] !== undefined && c[ConfVars.cfnResource] !== undefined ? { signal: { stack: c[ConfVars.cfnStack]!, resource: c[ConfVars.cfnResource]! } } : {}),
     ignored: UNSUPPORTED_VARS.filter((k) => (vars[k] ?? '') !== ''),
   };
 
@@ -200,6 +205,10 @@ export function validateConf(vars: Record<string, string>, file: string, lineOf:
   if (dynamoSet.length > 0) {
     if (conf.role === 'proxy' || conf.role === 'node') at(dynamoSet[0], `is only for the auth service, not ${roleWhy}`);
     need(ConfVars.region, conf.region, '(the region of the DynamoDB tables)');
+  }
+  if ((c[ConfVars.cfnStack] === undefined) !== (c[ConfVars.cfnResource] === undefined)) {
+    const missing = c[ConfVars.cfnStack] === undefined ? ConfVars.cfnStack : ConfVars.cfnResource;
+    at(missing, `is required with ${missing === ConfVars.cfnStack ? ConfVars.cfnResource : ConfVars.cfnStack} (the stack and resource the instance signals)`);
   }
   if (conf.role === 'auth' && dynamoSet.length === 0) {
     at(ConfVars.stateTable, `is required ${roleWhy} (an auth tier shares its state in DynamoDB)`);
