@@ -68,7 +68,7 @@ export class AuthTier extends Construct {
     super(scope, id);
     const { storage, clusterName } = props;
 
-    this.role = instanceRole(this, `Teleport auth servers of cluster ${clusterName}`, this.statements(props));
+    this.role = instanceRole(this, `Teleport auth servers of cluster ${clusterName}`, this.statements(props), { signalsStack: true });
     acknowledgeStorageFindings(this.role, storage);
     Validations.of(this.role).acknowledge({
       id: `AwsSolutions-IAM5[Resource::${nagArn(this, 'ssm', `parameter${SsmPaths.prefix(clusterName)}/*`)}]`,

@@ -105,14 +105,35 @@ export function acknowledgeInstanceRoleFindings(role: IConstruct): void {
  * A tier's instance role (construct id `Role`): its own statements plus the SSM agent's, and the
  * acknowledgements every instance role carries.
  */
-export function instanceRole(scope: Construct, description: string, statements: iam.PolicyStatement[]): iam.Role {
+export function instanceRole(scope: Construct, description: string, statements: iam.PolicyStatement[], opts: { signalsStack?: boolean } = {}): iam.Role {
   const role = new iam.Role(scope, 'Role', {
     assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
     description,
-    inlinePolicies: { teleport: new iam.PolicyDocument({ statements: [...statements, ...ssmAgentStatements(scope)] }) },
+    inlinePolicies: {
+      teleport: new iam.PolicyDocument({ statements: [...statements, ...(opts.signalsStack ? [signalStatement(scope)] : []), ...ssmAgentStatements(scope)] }),
+    },
   });
   acknowledgeInstanceRoleFindings(role);
+  if (opts.signalsStack) {
+    Validations.of(role).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::${nagArn(role, 'cloudformation', `stack/${Stack.of(scope).stackName}/*`)}]`,
+      reason: 'SignalResource to this stack only; the wildcard is the stack id CloudFormation assigns at creation.',
+    });
+  }
   return role;
+}
+
+/**
+ * `teleport signal-ready`'s SignalResource to its own stack (the auto scaling group's creation and
+ * rolling updates wait for it).
+ */
+function signalStatement(scope: Construct): iam.PolicyStatement {
+  const stack = Stack.of(scope);
+  return new iam.PolicyStatement({
+    sid: 'SignalReadiness',
+    actions: ['cloudformation:SignalResource'],
+    resources: [stack.formatArn({ service: 'cloudformation', resource: 'stack', resourceName: `${stack.stackName}/*` })],
+  });
 }
 
 /** What a tier that joins with a token needs: its own join token and the CA pin from SSM, and the key to decrypt them. */

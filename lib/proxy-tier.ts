@@ -120,7 +120,7 @@ export class ProxyTier extends Construct {
     const useAcm = props.certificate !== undefined;
     const stack = Stack.of(this);
 
-    this.role = instanceRole(this, `Teleport proxies of cluster ${props.clusterName}`, joinStatements(this, props.clusterName, 'proxy', props.key));
+    this.role = instanceRole(this, `Teleport proxies of cluster ${props.clusterName}`, joinStatements(this, props.clusterName, 'proxy', props.key), { signalsStack: true });
 
     this.securityGroup = instanceSecurityGroup(this, props.vpc, 'Teleport proxies: listener ports from their load balancers only; HTTPS out', 'HTTPS to AWS APIs (SSM, KMS)');
 

@@ -1,17 +1,23 @@
 /**
  * `TeleportAutoScalingGroup`: one tier's instances — a launch template (IMDSv2 required,
  * encrypted gp3 root volume, AMI id from an SSM parameter resolved at deploy time, user data
- * writing `/etc/teleport.d/conf`) and an auto scaling group with ELB health checks and a
- * rolling update that always keeps an instance in service.
+ * writing `/etc/teleport.d/conf`) and an auto scaling group with ELB health checks. Creation and
+ * rolling updates are health-gated: each new instance signals CloudFormation (`teleport
+ * signal-ready`, the AMI's teleport-signal unit) once its role passes the checks its load
+ * balancer makes, and the stack waits for that signal before it counts the instance or replaces
+ * the next one, always keeping an instance in service.
  */
-import { Duration, Token, Validations } from 'aws-cdk-lib';
+import { Duration, Lazy, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
-import { CONF_FILE, ConfVar, InstanceRole } from '../runtime/contract/aws';
+import { CONF_FILE, ConfVar, ConfVars, InstanceRole } from '../runtime/contract/aws';
 import { checkInstanceType, checkInt, checkSsmParameterName } from './validation';
+
+/** How long CloudFormation waits for an instance's readiness signal (its boot, join and first health checks). */
+export const SIGNAL_TIMEOUT = Duration.minutes(15);
 
 /** Settings every tier's instances share. */
 export interface InstanceSettings {
@@ -90,7 +96,12 @@ export class TeleportAutoScalingGroup extends Construct {
     checkInt('rootVolumeSizeGiB', volumeSize, 8, 16384);
 
     this.userData = ec2.UserData.forLinux({ shebang: '#!/bin/bash' });
-    this.userData.addCommands(...confCommands({ [`TELEPORT_ROLE`]: props.teleportRole, ...props.conf }));
+    const stack = Stack.of(this);
+    // Where the instance signals its readiness: this group (its logical id is known once it exists).
+    const groupLogicalId = Lazy.string({ produce: () => stack.getLogicalId(this.autoScalingGroup.node.defaultChild as autoscaling.CfnAutoScalingGroup) });
+    this.userData.addCommands(
+      ...confCommands({ [`TELEPORT_ROLE`]: props.teleportRole, ...props.conf, [ConfVars.cfnStack]: stack.stackName, [ConfVars.cfnResource]: groupLogicalId }),
+    );
 
     this.launchTemplate = new ec2.LaunchTemplate(this, 'LaunchTemplate', {
       machineImage: ec2.MachineImage.fromSsmParameter(props.amiParameterName, {
@@ -131,7 +142,9 @@ export class TeleportAutoScalingGroup extends Construct {
               additionalTypes: [autoscaling.AdditionalHealthCheckType.ELB],
               gracePeriod: Duration.minutes(5),
             }),
-      updatePolicy: autoscaling.UpdatePolicy.rollingUpdate({ maxBatchSize: 1, minInstancesInService: 1 }),
+      // Health-gated: creation waits for MinSize signals, an update for each new instance's before the next batch.
+      signals: autoscaling.Signals.waitForMinCapacity({ timeout: SIGNAL_TIMEOUT }),
+      updatePolicy: autoscaling.UpdatePolicy.rollingUpdate({ maxBatchSize: 1, minInstancesInService: 1, waitOnResourceSignals: true, pauseTime: SIGNAL_TIMEOUT }),
       notifications: props.notificationsTopic ? [{ topic: props.notificationsTopic }] : undefined,
     });
     if (!props.notificationsTopic) {

@@ -250,12 +250,30 @@ export class AutoScaling {
     }
   }
 
-  /** CloudFormation's SignalResource for an instance of a group (what cfn-signal sends). */
-  signal(groupName: string, instanceId: string, status: 'SUCCESS' | 'FAILURE'): void {
-    const group = this.groups.find((g) => g.name === groupName || g.logicalId === groupName);
-    if (!group) throw new Error(`no auto scaling group ${groupName}`);
+  /** CloudFormation's SignalResource for an instance of a group (`teleport signal-ready`, cfn-signal). */
+  signal(logicalId: string, instanceId: string, status: 'SUCCESS' | 'FAILURE'): void {
+    const group = this.groups.find((g) => g.logicalId === logicalId);
+    if (!group) throw new Error(`${logicalId} is not an auto scaling group of the stack`);
     group.signals.set(instanceId, status);
     this.env.log(`${group.logicalId}: ${status} signal from ${instanceId}`);
+  }
+
+  /**
+   * The group's CreationPolicy (`ResourceSignal` Count and Timeout): resolves when that many
+   * instances signalled SUCCESS, rejects on a FAILURE signal or when the timeout (scaled) passes,
+   * as the stack's creation would fail and roll back.
+   */
+  async creationSignals(group: Group): Promise<void> {
+    const policy = this.env.deployment.resource(group.logicalId).CreationPolicy?.ResourceSignal as { Count?: number | string; Timeout?: string } | undefined;
+    if (!policy) return;
+    const count = Number(policy.Count ?? 1);
+    const timeout = isoSeconds(policy.Timeout ?? 'PT5M');
+    const deadline = Date.now() + (timeout / this.env.timeScale) * 1000;
+    const statuses = () => [...group.signals.values()];
+    await this.until(() => statuses().includes('FAILURE') || statuses().filter((v) => v === 'SUCCESS').length >= count || Date.now() > deadline);
+    if (statuses().includes('FAILURE')) throw new Error(`${group.logicalId}: an instance signalled FAILURE`);
+    const got = statuses().filter((v) => v === 'SUCCESS').length;
+    if (got < count) throw new Error(`${group.logicalId}: ${got} of ${count} success signals within ${timeout} s (CreationPolicy)`);
   }
 
   private until(condition: () => boolean): Promise<void> {

@@ -9,7 +9,7 @@
  * not simulated. `close()` tears everything down, also after a failed deploy.
  */
 import { spawn } from 'node:child_process';
-import { createHash, createHmac } from 'node:crypto';
+import { createHash, createHmac, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as https from 'node:https';
 import * as path from 'node:path';
@@ -19,7 +19,7 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import { selfSignedServerCert } from '../runtime/tlsca';
 import { AutoScaling, type GroupInstance } from './asg';
 import { CredentialRegistry } from './aws/credentials';
-import { Gateway } from './aws/gateway';
+import { Gateway, type Authorize, type ServiceRequest, type ServiceResponse } from './aws/gateway';
 import { Imds } from './aws/imds';
 import { ParameterStore } from './aws/ssm';
 import { Stores } from './aws/stores';
@@ -230,8 +230,20 @@ export class LocalDeployment {
     });
     this.closers.push(() => this.asg.close());
     this.gateway.route('autoscaling', (req, authorize) => this.asg.handle(req, authorize));
-    for (const g of this.asg.groups) this.created('AWS::AutoScaling::AutoScalingGroup', g.logicalId, `${g.name}: desired ${g.desired}`);
+    this.gateway.route('cloudformation', (req, authorize) => this.cloudFormation(req, authorize));
     this.asg.start();
+    // CloudFormation counts a group created once its CreationPolicy's signals arrived (the groups are created side by side).
+    await Promise.all(
+      this.asg.groups.map(async (g) => {
+        try {
+          await this.asg.creationSignals(g);
+        } catch (err) {
+          log(`CREATE_FAILED AWS::AutoScaling::AutoScalingGroup ${g.logicalId}: ${(err as Error).message}`);
+          throw new DeployError(`${(err as Error).message}\n${this.consoles()}`);
+        }
+        this.created('AWS::AutoScaling::AutoScalingGroup', g.logicalId, `${g.name}: desired ${g.desired}`);
+      }),
+    );
     for (const [key, o] of Object.entries(d.resolvedOutputs())) log(`output ${key} = ${o.value}`);
   }
 
@@ -274,6 +286,31 @@ export class LocalDeployment {
       req.end(body);
     });
     if (status !== 200) throw new Error(`the SSM agent could not register (HTTP ${status})`);
+  }
+
+  /** CloudFormation's API as instances use it: SignalResource (query protocol). */
+  private async cloudFormation(req: ServiceRequest, authorize: Authorize): Promise<ServiceResponse> {
+    const params = new URLSearchParams(req.body.toString());
+    const xmlns = 'http://cloudformation.amazonaws.com/doc/2010-05-15/';
+    const error = (status: number, code: string, message: string) => ({
+      status,
+      headers: { 'content-type': 'text/xml' },
+      body: `<ErrorResponse xmlns="${xmlns}"><Error><Type>Sender</Type><Code>${code}</Code><Message>${message.replace(/[<&>]/g, '')}</Message></Error><RequestId>${randomUUID()}</RequestId></ErrorResponse>`,
+    });
+    if (params.get('Action') !== 'SignalResource') return error(400, 'InvalidAction', `${params.get('Action')} is not served by the local deployment`);
+    const stackId = String(this.deployment.resolve({ Ref: 'AWS::StackId' }));
+    const stack = params.get('StackName');
+    if (stack !== this.deployment.stackName && stack !== stackId) return error(400, 'ValidationError', `Stack ${stack} does not exist`);
+    const decision = authorize({ action: 'cloudformation:SignalResource', resource: stackId });
+    if (!decision.allowed) return error(403, 'AccessDenied', `User: ${req.caller.roleArn} is not authorized to perform: cloudformation:SignalResource on resource: ${stackId}`);
+    const status = params.get('Status');
+    if (status !== 'SUCCESS' && status !== 'FAILURE') return error(400, 'ValidationError', `Status must be SUCCESS or FAILURE, not ${status}`);
+    try {
+      this.asg.signal(params.get('LogicalResourceId') ?? '', params.get('UniqueId') ?? '', status);
+    } catch (err) {
+      return error(400, 'ValidationError', (err as Error).message);
+    }
+    return { status: 200, headers: { 'content-type': 'text/xml' }, body: `<SignalResourceResponse xmlns="${xmlns}"><ResponseMetadata><RequestId>${randomUUID()}</RequestId></ResponseMetadata></SignalResourceResponse>` };
   }
 
   /** The names of the stack's Route 53 records. */

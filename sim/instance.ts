@@ -6,10 +6,11 @@
  *   1. the image: `/usr/local/bin/{teleport,tctl,tsh}` run this repository's build (`dist/`), and
  *      `/var/lib/teleport` exists (0700), as `ami/files/install.sh` leaves them;
  *   2. cloud-init runs the launch template's user data (which writes `/etc/teleport.d/conf`);
- *   3. the systemd units of `ami/files/system` run in their order: `teleport-generate-config`
- *      (conf + IMDS → `/etc/teleport.yaml` and the role marker), then the role unit whose
- *      `ConditionPathExists` holds, with its `ExecStartPre`, `ExecStart` and `Restart=on-failure`
- *      / `RestartSec` and `RuntimeDirectory=`, the command lines as the unit files have them.
+ *   3. the systemd units of `ami/files/system` start in their `After=`/`Before=` order:
+ *      `teleport-generate-config` (conf + IMDS → `/etc/teleport.yaml` and the role marker), the
+ *      role unit whose `ConditionPathExists` holds (`ExecStartPre`, `ExecStart`, `RuntimeDirectory=`;
+ *      a service runs in the background and restarts after `RestartSec` with `Restart=on-failure`),
+ *      then the oneshot units ordered after it; the command lines as the unit files have them.
  * Endpoint settings are the only difference from EC2: the processes get `AWS_ENDPOINT_URL`,
  * `NODE_EXTRA_CA_CERTS` and `AWS_EC2_METADATA_SERVICE_ENDPOINT` in their environment. Units run as
  * root here (their `User=` is not applied). The boot's output is the instance's console log.
@@ -23,7 +24,6 @@ import { Network, type Attachment } from './net';
 /** The repository root (this file runs from sim/ under ts-node or from dist/sim/). */
 export const REPO_ROOT = ((dir: string) => (path.basename(path.dirname(dir)) === 'dist' ? path.resolve(dir, '..', '..') : path.resolve(dir, '..')))(__dirname);
 const UNITS_DIR = path.join(REPO_ROOT, 'ami', 'files', 'system');
-const GENERATE_UNIT = 'teleport-generate-config.service';
 
 /** One systemd unit of the image, as far as the boot uses it. */
 export interface Unit {
@@ -35,6 +35,9 @@ export interface Unit {
   readonly restartSec: number;
   /** `RuntimeDirectory=` (under /run, made before the unit starts) with `RuntimeDirectoryMode=`. */
   readonly runtimeDirectory?: { name: string; mode: string };
+  /** Units this one starts after (`After=`), and before (`Before=`). */
+  readonly after: string[];
+  readonly before: string[];
 }
 
 /** The image's units (`ami/files/system`), the config generator first. */
@@ -52,9 +55,26 @@ export function imageUnits(dir = UNITS_DIR): Unit[] {
       restartOnFailure: values('Restart')[0] === 'on-failure',
       restartSec: Number(values('RestartSec')[0] ?? 0.1),
       ...(values('RuntimeDirectory')[0] ? { runtimeDirectory: { name: values('RuntimeDirectory')[0], mode: values('RuntimeDirectoryMode')[0] ?? '0755' } } : {}),
+      after: values('After').flatMap((v) => v.split(/\s+/)),
+      before: values('Before').flatMap((v) => v.split(/\s+/)),
     };
   });
-  return [...units.filter((u) => u.name === GENERATE_UNIT), ...units.filter((u) => u.name !== GENERATE_UNIT)];
+  return startOrder(units);
+}
+
+/** The units in an order that honours their `After=`/`Before=` among themselves (systemd's ordering; ties by name). */
+export function startOrder(units: Unit[]): Unit[] {
+  const names = new Set(units.map((u) => u.name));
+  const deps = new Map(units.map((u) => [u.name, new Set(u.after.filter((a) => names.has(a)))]));
+  for (const u of units) for (const b of u.before) deps.get(b)?.add(u.name);
+  const order: Unit[] = [];
+  const left = [...units];
+  while (left.length > 0) {
+    const i = left.findIndex((u) => [...deps.get(u.name)!].every((d) => order.some((o) => o.name === d)));
+    if (i < 0) throw new Error(`the units' After=/Before= form a cycle among ${left.map((u) => u.name).join(', ')}`);
+    order.push(left.splice(i, 1)[0]);
+  }
+  return order;
 }
 
 /** The boot script run inside the instance's namespaces. */
@@ -81,12 +101,13 @@ export function bootScript(opts: { root: string; userDataFile: string; units: Un
     const run = [...runtimeDir, ...[...u.execStartPre, u.execStart].map((c) => `{ say ${q(`${u.name}: ${c}`)}; ${c.replace(/^-/, '')}; }`)].join(' && ');
     const cond = u.condition ? `[ -e ${q(u.condition)} ]` : 'true';
     if (u.restartOnFailure) {
-      lines.push(`if ${cond}; then while true; do ${run} && break; say ${q(`${u.name}: failed with status`)} $?"; restarting in ${u.restartSec}s"; sleep ${u.restartSec}; done; fi`);
+      // A service runs beside the others (systemd starts it and moves on), restarted when it fails.
+      lines.push(`if ${cond}; then ( while true; do ${run} && break; say ${q(`${u.name}: failed with status`)} $?"; restarting in ${u.restartSec}s"; sleep ${u.restartSec}; done ) & fi`);
     } else {
       lines.push(`if ${cond}; then ${run} || say ${q(`${u.name}: failed`)}; fi`);
     }
   }
-  lines.push('say "boot: every unit has ended"');
+  lines.push('wait', 'say "boot: every unit has ended"');
   return `${lines.join('\n')}\n`;
 }
 

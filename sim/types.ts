@@ -36,6 +36,7 @@ export interface CfnResource {
   readonly DependsOn?: string | string[];
   readonly Metadata?: Record<string, unknown>;
   readonly UpdatePolicy?: Record<string, any>;
+  readonly CreationPolicy?: Record<string, any>;
   readonly DeletionPolicy?: string;
 }
 

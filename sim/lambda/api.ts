@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ACCOUNT, arn } from '../types';
 import { type FunctionDefinition, FunctionNotFoundError, type Functions, parseFunctionRef } from './functions';
-import type { ServiceHandler, ServiceResponse } from './service';
+import type { ServiceHandler, ServiceResponse } from '../aws/gateway';
 
 const JSON_TYPE = { 'Content-Type': 'application/json' };
 

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { Stack } from 'aws-cdk-lib';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Template } from 'aws-cdk-lib/assertions';
-import { actions, ingress, logicalId, one, statements, type Res, testApp } from '../helpers/cdk';
+import { actions, ingress, logicalId, one, statements, type Res, testApp, userDataConf } from '../helpers/cdk';
 import { ClusterStack, ClusterStackProps } from '../../lib/cluster-stack';
 import { run } from '../helpers/proc';
 import { readmeCommands } from '../helpers/readme';
@@ -102,7 +102,7 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
   test('the auth role has the exact DynamoDB, Streams, S3, KMS and SSM actions on named resources', () => {
     const s = statements(t, 'AuthRole');
     expect(Object.keys(s).sort()).toEqual(
-      ['ClusterParameters', 'DataKey', 'Recordings', 'RecordingsBucket', 'SsmAgentRegister', 'SsmSessionManager', 'StateTableStream', 'Tables'].sort(),
+      ['ClusterParameters', 'DataKey', 'Recordings', 'RecordingsBucket', 'SignalReadiness', 'SsmAgentRegister', 'SsmSessionManager', 'StateTableStream', 'Tables'].sort(),
     );
     expect(actions(s.Tables.Action)).toEqual([...AUTH_TABLE_ACTIONS].sort());
     expect(actions(s.Tables.Action)).toEqual([
@@ -141,7 +141,7 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
   test.each(['Proxy', 'Nodes'])('the %s role reads only its own token and the CA pin, and decrypts only via SSM', (tier) => {
     const s = statements(t, `${tier}Role`);
     const role = tier === 'Proxy' ? 'proxy' : 'node';
-    expect(Object.keys(s).sort()).toEqual(['DecryptSecureStrings', 'JoinParameters', 'SsmAgentRegister', 'SsmSessionManager']);
+    expect(Object.keys(s).sort()).toEqual(['DecryptSecureStrings', 'JoinParameters', 'SignalReadiness', 'SsmAgentRegister', 'SsmSessionManager']);
     expect(actions(s.JoinParameters.Action)).toEqual(['ssm:GetParameter']);
     const resources = JSON.stringify(s.JoinParameters.Resource);
     expect(resources).toContain(`:parameter/teleport/acme/tokens/${role}"`);
@@ -198,6 +198,8 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
       'TELEPORT_S3_BUCKET="<token>"',
       'TELEPORT_SSM_KEY_ARN="<token>"',
       'USE_ACM="false"',
+      'TELEPORT_CFN_STACK="Cluster"',
+      'TELEPORT_CFN_RESOURCE="AuthInstancesGroupASG203FD7FE"',
     ]);
     expect(confLines(t, 'Proxy')).toEqual([
       'TELEPORT_ROLE="proxy"',
@@ -209,6 +211,8 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
       'TELEPORT_AUTH_SERVER_LB="<token>"',
       'TELEPORT_PROXY_SERVER_LB="<token>"',
       'USE_ACM="false"',
+      'TELEPORT_CFN_STACK="Cluster"',
+      'TELEPORT_CFN_RESOURCE="ProxyInstancesGroupASG6CD93D1C"',
     ]);
     expect(confLines(t, 'Nodes')).toEqual([
       'TELEPORT_ROLE="node"',
@@ -216,12 +220,34 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
       'TELEPORT_CLUSTER_NAME="acme"',
       'TELEPORT_DOMAIN_NAME="teleport.example.com"',
       'TELEPORT_AUTH_SERVER_LB="<token>"',
+      'TELEPORT_CFN_STACK="Cluster"',
+      'TELEPORT_CFN_RESOURCE="NodesInstancesGroupASG6B7D8025"',
     ]);
     // the tokens are the real table/bucket/LB references
     const auth = JSON.stringify(one(t, 'AWS::EC2::LaunchTemplate', 'AuthInstances').Properties.LaunchTemplateData.UserData);
     expect(auth).toContain(`{"Ref":"${logicalId(t, 'AWS::DynamoDB::Table', 'StorageStateTable')}"}`);
     expect(auth).toContain(`{"Ref":"${logicalId(t, 'AWS::S3::Bucket', 'StorageRecordingsBucket')}"}`);
     expect(auth).toContain(`["${logicalId(t, 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'AuthLoadBalancer')}","DNSName"]`);
+  });
+
+  test('each tier signals only its own stack', () => {
+    for (const tier of ['AuthRole', 'ProxyRole', 'NodesRole']) {
+      const s = statements(t, tier).SignalReadiness;
+      expect(actions(s.Action)).toEqual(['cloudformation:SignalResource']);
+      expect(JSON.stringify(s.Resource)).toContain(':stack/Cluster/*');
+    }
+  });
+
+  test('creation and rolling updates wait for each new instance to signal that it is healthy', () => {
+    for (const [id, asg] of Object.entries(t.findResources('AWS::AutoScaling::AutoScalingGroup')) as [string, Res & { UpdatePolicy: any; CreationPolicy: any }][]) {
+      expect(asg.UpdatePolicy.AutoScalingRollingUpdate).toMatchObject({ WaitOnResourceSignals: true, PauseTime: 'PT15M', MinInstancesInService: 1, MaxBatchSize: 1 });
+      expect(asg.CreationPolicy.ResourceSignal).toEqual({ Count: Number(asg.Properties.MinSize), Timeout: 'PT15M' });
+      // the instances learn where to signal from their conf: this stack and this group
+      const ltId = asg.Properties.LaunchTemplate.LaunchTemplateId.Ref;
+      const conf = userDataConf(t.findResources('AWS::EC2::LaunchTemplate')[ltId].Properties.LaunchTemplateData.UserData, ltId);
+      expect(conf).toContain('TELEPORT_CFN_STACK="Cluster"');
+      expect(conf).toContain(`TELEPORT_CFN_RESOURCE="${id}"`);
+    }
   });
 
   test('auth and proxy groups replace instances on ELB health and roll one at a time, keeping one in service', () => {

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { lambdaApi } from '../../sim/lambda/api';
 import { CustomResourceError, CustomResources } from '../../sim/lambda/custom-resources';
 import { Functions } from '../../sim/lambda/functions';
-import type { ServiceHandler } from '../../sim/lambda/service';
+import type { ServiceHandler } from '../../sim/aws/gateway';
 import { endpointTls } from '../../sim/tls';
 import { arn } from '../../sim/types';
 import { fixture, physicalName, PROVIDER_FRAMEWORK_DIR, serveService, type Fixture, type TestGateway } from './lambda-fixture';

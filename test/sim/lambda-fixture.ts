@@ -11,7 +11,7 @@ import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { CredentialRegistry, accessKeyOf } from '../../sim/aws/credentials';
-import type { ServiceHandler } from '../../sim/lambda/service';
+import type { ServiceHandler } from '../../sim/aws/gateway';
 import type { EndpointTls } from '../../sim/tls';
 import { arn, type AwsCall, type CfnResource, type IamDecision } from '../../sim/types';
 import { RUN_ENV, runId } from '../helpers/leftovers';
@@ -147,7 +147,7 @@ export async function serveService(
         calls.push(full);
         return decide(full);
       };
-      handler({ caller, method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers, body: Buffer.concat(chunks) }, authorize).then(
+      handler({ caller, method: req.method ?? 'GET', path: url.pathname, query: url.searchParams, headers: req.headers, body: Buffer.concat(chunks), url: req.url ?? '/' }, authorize).then(
         (out) => res.writeHead(out.status, out.headers).end(out.body),
         (err: Error) => res.writeHead(500).end(JSON.stringify({ message: err.message })),
       );

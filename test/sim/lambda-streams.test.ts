@@ -9,7 +9,7 @@ import { CreateTableCommand, PutItemCommand, type DynamoDBClient } from '@aws-sd
 import { Functions } from '../../sim/lambda/functions';
 import { StreamMappings } from '../../sim/lambda/streams';
 import type { CfnResource } from '../../sim/types';
-import type { ServiceHandler } from '../../sim/lambda/service';
+import type { ServiceHandler } from '../../sim/aws/gateway';
 import { DynamoDbLocal, LOCAL_CREDENTIALS, LOCAL_REGION } from '../helpers/dynamodb';
 import { endpointTls } from '../../sim/tls';
 import { waitFor } from '../helpers/proc';

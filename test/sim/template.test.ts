@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { bootScript, imageUnits } from '../../sim/instance';
+import { bootScript, imageUnits, startOrder } from '../../sim/instance';
 import { reservedConcurrencyFailures } from '../../sim/lambda/concurrency';
 import { Deployment, LOCAL_IMAGE_ID, TemplateError } from '../../sim/template';
 import { ACCOUNT, arn, REGION } from '../../sim/types';
@@ -109,7 +109,14 @@ describe('instance boot from the AMI units', () => {
       restartSec: 5,
       runtimeDirectory: { name: 'teleport', mode: '0750' },
     });
-    for (const u of units.slice(1)) expect(u.condition).toMatch(/^\/etc\/teleport\.d\/role\./);
+    for (const u of units.filter((x) => x.restartOnFailure)) expect(u.condition).toMatch(/^\/etc\/teleport\.d\/role\./);
+  });
+
+  test('units start in their After=/Before= order; a cycle is refused', () => {
+    const unit = (name: string, after: string[] = [], before: string[] = []) => ({ name, after, before, execStartPre: [], execStart: 'true', restartOnFailure: false, restartSec: 0 });
+    const order = startOrder([unit('a.service', ['c.service']), unit('b.service'), unit('c.service', [], ['b.service'])]).map((u) => u.name);
+    expect(order).toEqual(['c.service', 'a.service', 'b.service']);
+    expect(() => startOrder([unit('a.service', ['b.service']), unit('b.service', ['a.service'])])).toThrow(/cycle/);
   });
 
   test('the boot script mounts the instance disk, runs the user data, then the units in order, restarting a failed role unit', () => {
@@ -120,7 +127,9 @@ describe('instance boot from the AMI units', () => {
     expect(at("bash '/r/user-data'")).toBeGreaterThan(at('mount -t overlay'));
     expect(at('teleport configure --from-conf')).toBeGreaterThan(at("bash '/r/user-data'"));
     expect(at('fetch-join-secrets --from-conf /etc/teleport.d/conf --role node')).toBeGreaterThan(at('teleport configure --from-conf'));
-    expect(script).toMatch(/if \[ -e '\/etc\/teleport.d\/role.node' \]; then while true; do install -d -m 0750 \/run\/teleport && /);
+    // a service runs in the background, restarted after RestartSec; the boot waits for all of them
+    expect(script).toMatch(/if \[ -e '\/etc\/teleport.d\/role.node' \]; then \( while true; do install -d -m 0750 \/run\/teleport && /);
     expect(script).toContain('sleep 5');
+    expect(script.trimEnd().split('\n').slice(-2)[0]).toBe('wait');
   });
 });
