@@ -8,7 +8,6 @@
  * resources with nothing to run here (VPC plumbing, security groups, log groups) are listed as
  * not simulated. `close()` tears everything down, also after a failed deploy.
  */
-import { spawn } from 'node:child_process';
 import { createHash, createHmac, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as https from 'node:https';
@@ -33,7 +32,7 @@ import { Functions } from './lambda/functions';
 import { StreamMappings } from './lambda/streams';
 import { LoadBalancers } from './lb';
 import { Network } from './net';
-import { waitFor } from './process';
+import { collect, waitFor, type Collected } from './process';
 import { Deployment } from './template';
 import { endpointTls } from './tls';
 import { REGION, type Log } from './types';
@@ -359,21 +358,10 @@ export class LocalDeployment {
   }
 
   /** Runs a command as a user on the internet would: in the client namespace, resolving the stack's DNS records. */
-  client(command: string[], opts: { env?: Record<string, string>; input?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  client(command: string[], opts: { env?: Record<string, string>; input?: string } = {}): Promise<Collected> {
     const [cmd, ...args] = command;
     const bin = ['tsh', 'tctl', 'teleport'].includes(cmd) ? [process.execPath, path.join(REPO_ROOT, 'dist', 'runtime', 'cli', `${cmd}.js`)] : [cmd];
-    const ns = this.network.client(this.hosts).namespace;
-    return new Promise((resolve, reject) => {
-      const child = spawn('ip', ['netns', 'exec', ns, ...bin, ...args], { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (b) => (stdout += b));
-      child.stderr.on('data', (b) => (stderr += b));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-      child.stdin.on('error', () => undefined);
-      child.stdin.end(opts.input ?? '');
-    });
+    return collect('ip', ['netns', 'exec', this.network.client(this.hosts).namespace, ...bin, ...args], { env: { ...process.env, ...opts.env }, input: opts.input });
   }
 
   /** A DynamoDB client straight to the tables (for inspection; not audited). */

@@ -18,7 +18,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Daemon } from './process';
+import { collect, Daemon, type Collected } from './process';
 import { Network, type Attachment } from './net';
 
 /** The repository root (this file runs from sim/ under ts-node or from dist/sim/). */
@@ -176,21 +176,10 @@ export class Instance {
   }
 
   /** Runs a command inside the instance (its mounts and network), as Session Manager would give a shell. */
-  exec(command: string[], opts: { input?: string; env?: Record<string, string> } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const pid = this.daemon.child.pid;
-    return new Promise((resolve, reject) => {
-      const child = spawn('nsenter', ['-t', String(pid), '-m', '-n', '--', ...command], {
-        env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', ...opts.env },
-        stdio: ['pipe', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-      child.stdin.on('error', () => undefined);
-      child.stdin.end(opts.input ?? '');
+  exec(command: string[], opts: { input?: string; env?: Record<string, string> } = {}): Promise<Collected> {
+    return collect('nsenter', ['-t', String(this.pid), '-m', '-n', '--', ...command], {
+      env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root', ...opts.env },
+      input: opts.input,
     });
   }
 

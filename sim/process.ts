@@ -43,6 +43,29 @@ function anyFreePort(host: string): Promise<number> {
   });
 }
 
+/** What a finished command printed. */
+export interface Collected {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `cmd args...` to completion with `env` (the whole environment) and `input` on stdin, collecting its output. */
+export function collect(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<Collected> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    // A program may exit before reading its input.
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
 /** A long-running child whose output is kept, with a way to wait for a line and to stop it. */
 export class Daemon {
   stdout = '';

@@ -93,7 +93,7 @@ function parseMapping(logicalId: string, props: Record<string, any>, resolve: Re
 }
 
 /** A value as Lambda puts it in the event's JSON: binary as base64, times as epoch seconds. */
-function lambdaJson(v: unknown): unknown {
+export function lambdaJson(v: unknown): unknown {
   if (v instanceof Uint8Array) return Buffer.from(v).toString('base64');
   if (v instanceof Date) return v.getTime() / 1000;
   if (Array.isArray(v)) return v.map(lambdaJson);

@@ -6,6 +6,7 @@
 import { AttributeValue, DescribeTableCommand, ScanCommand } from '@aws-sdk/client-dynamodb';
 import { DescribeStreamCommand, DynamoDBStreamsClient, GetRecordsCommand, GetShardIteratorCommand, _Record } from '@aws-sdk/client-dynamodb-streams';
 import { DynamoDbLocal, LOCAL_CREDENTIALS, LOCAL_REGION } from '../../sim/aws/dynamodb-local';
+import { lambdaJson } from '../../sim/lambda/streams';
 
 export { DYNAMODB_LOCAL_DIR, DynamoDbLocal, LOCAL_CREDENTIALS, LOCAL_REGION } from '../../sim/aws/dynamodb-local';
 export type { DynamoDbLocalOptions } from '../../sim/aws/dynamodb-local';
@@ -51,15 +52,6 @@ export async function readStream(local: DynamoDbLocal, table: string): Promise<{
     db.destroy();
     streams.destroy();
   }
-}
-
-/** A value in the JSON a Lambda function receives: binary as base64, times as epoch seconds. */
-function lambdaJson(v: unknown): unknown {
-  if (v instanceof Uint8Array) return Buffer.from(v).toString('base64');
-  if (v instanceof Date) return v.getTime() / 1000;
-  if (Array.isArray(v)) return v.map(lambdaJson);
-  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined).map(([k, x]) => [k, lambdaJson(x)]));
-  return v;
 }
 
 /** The event Lambda's event source mapping builds from stream records: `{ Records }`, each with its `eventSourceARN`. */

@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { DEFAULT_CONTEXT } from '../../sim/cli-context';
 import { LocalDeployment } from '../../sim/deploy';
 import { synthesize } from '../../sim/synth';
 import { waitFor } from '../../sim/process';
@@ -18,7 +19,6 @@ import { testOsAccount } from '../helpers/osusers';
 
 /** Template durations run this many times faster (health checks, grace periods, schedules). */
 const TIME_SCALE = 10;
-const DOMAIN = 'teleport.example.com';
 
 jest.setTimeout(240_000);
 
@@ -34,16 +34,7 @@ describe('deploy:local — the HA stack from its template', () => {
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'deploy-local-'));
     // GIVEN the app synthesized as `cdk deploy` would, with an ACM certificate (ALB) and 1/1/2 instances
-    const cdkOut = await synthesize(path.join(dir, 'cdk.out'), {
-      clusterName: 'acme',
-      domainName: DOMAIN,
-      hostedZoneId: 'Z0123456789ABCDEFGHIJ',
-      hostedZoneName: 'example.com',
-      certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/11111111-2222-3333-4444-555555555555',
-      authMinCapacity: '1',
-      proxyMinCapacity: '1',
-      nodeMinCapacity: '2',
-    });
+    const cdkOut = await synthesize(path.join(dir, 'cdk.out'), { ...DEFAULT_CONTEXT, clusterName: 'acme' });
     // WHEN it is deployed from an empty state
     d = await LocalDeployment.deploy({ cdkOut, dir: path.join(dir, 'deployment'), timeScale: TIME_SCALE });
   });
