@@ -109,7 +109,10 @@ describe('instance boot from the AMI units', () => {
       restartSec: 5,
       runtimeDirectory: { name: 'teleport', mode: '0750' },
     });
-    for (const u of units.slice(1)) expect(u.condition).toMatch(/^\/etc\/teleport\.d\/role\./);
+    // Every other unit is a role unit gated by its marker, except teleport-signal, which every instance runs.
+    for (const u of units.slice(1).filter((x) => x.name !== 'teleport-signal.service')) expect(u.condition).toMatch(/^\/etc\/teleport\.d\/role\./);
+    expect(units.find((u) => u.name === 'teleport-signal.service')).toMatchObject({ execStart: '/usr/local/bin/teleport signal-ready --from-conf /etc/teleport.d/conf', restartOnFailure: false });
+    expect(units.find((u) => u.name === 'teleport-signal.service')?.condition).toBeUndefined();
   });
 
   test('the boot script mounts the instance disk, runs the user data, then the units in order, restarting a failed role unit', () => {
