@@ -17,7 +17,7 @@ import { CONF_FILE, ConfVar, ConfVars, InstanceRole } from '../runtime/contract/
 import { checkInstanceType, checkInt, checkSsmParameterName } from './validation';
 
 /** How long CloudFormation waits for an instance's readiness signal (its boot, join and first health checks). */
-export const SIGNAL_TIMEOUT = Duration.minutes(15);
+export const SIGNAL_TIMEOUT = Duration.minutes(25);
 
 /** Settings every tier's instances share. */
 export interface InstanceSettings {

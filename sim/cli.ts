@@ -53,6 +53,7 @@ async function main(argv: string[]): Promise<void> {
   const shutdown = async (code: number) => {
     if (closing) return;
     closing = true;
+    console.log(`\nIAM audit of every AWS call made (denied calls, then permissions no call used):\n${deployment.audit.report()}`);
     log('tearing down');
     await deployment.close();
     process.exit(code);

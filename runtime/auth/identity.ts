@@ -38,7 +38,25 @@ interface StoredIdentity {
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const unb64 = (s: string) => Buffer.from(s, 'base64').toString();
-const idKey = (role: SystemRole) => key('ids', role.toLowerCase(), 'current');
+/** Where a role's identity is kept in the process storage: `/ids/<role>/current`. */
+export const identityKey = (role: SystemRole) => key('ids', role.toLowerCase(), 'current');
+
+/** An identity as {@link IdentityStore.save} stored it. */
+export function decodeIdentity(raw: Buffer): Identity {
+  const s = (JSON.parse(raw.toString()) as StoredIdentity).spec;
+  const tlsCert = unb64(s.tls_cert);
+  return {
+    role: s.role,
+    username: identityOf(tlsCert).username,
+    clusterName: s.cluster_name,
+    sshKey: unb64(s.key),
+    sshCert: unb64(s.ssh_cert),
+    tlsKey: unb64(s.tls_key),
+    tlsCert,
+    tlsCACerts: s.tls_ca_certs.map(unb64),
+    sshCACerts: s.ssh_ca_certs.map(unb64),
+  };
+}
 
 export class IdentityStore {
   constructor(private readonly backend: Backend) {}
@@ -59,35 +77,23 @@ export class IdentityStore {
         ssh_ca_certs: id.sshCACerts.map(b64),
       },
     };
-    await this.backend.put({ key: idKey(id.role), value: Buffer.from(JSON.stringify(stored)) });
+    await this.backend.put({ key: identityKey(id.role), value: Buffer.from(JSON.stringify(stored)) });
   }
 
   async load(role: SystemRole): Promise<Identity> {
     let raw;
     try {
-      raw = await this.backend.get(idKey(role));
+      raw = await this.backend.get(identityKey(role));
     } catch (err) {
       if (isReason(err, 'not_found')) throw new NotFoundError(`no ${role} identity in this data directory`);
       throw err;
     }
-    const s = (JSON.parse(raw.value.toString()) as StoredIdentity).spec;
-    const tlsCert = unb64(s.tls_cert);
-    return {
-      role: s.role,
-      username: identityOf(tlsCert).username,
-      clusterName: s.cluster_name,
-      sshKey: unb64(s.key),
-      sshCert: unb64(s.ssh_cert),
-      tlsKey: unb64(s.tls_key),
-      tlsCert,
-      tlsCACerts: s.tls_ca_certs.map(unb64),
-      sshCACerts: s.ssh_ca_certs.map(unb64),
-    };
+    return decodeIdentity(raw.value);
   }
 
   async has(role: SystemRole): Promise<boolean> {
     try {
-      await this.backend.get(idKey(role));
+      await this.backend.get(identityKey(role));
       return true;
     } catch (err) {
       if (isReason(err, 'not_found')) return false;

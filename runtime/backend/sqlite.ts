@@ -380,6 +380,35 @@ function openFile(file: string, opts: SqliteBackendOptions): Database.Database {
   }
 }
 
+/**
+ * Reads one live item of a database file another process may hold open, read-only and without
+ * the backend (no schema set-up, no poller, nothing written): how a separate program (e.g.
+ * `teleport signal-ready`) looks at what `teleport start` stored. Undefined when the file, its
+ * table or the key does not exist (yet). The reader may still create the `-shm` index next to
+ * the file, as every WAL reader does.
+ */
+export function peekSqliteItem(file: string, key: string, now = Date.now()): Buffer | undefined {
+  let db: Database.Database | undefined;
+  try {
+    // Only a file that is not there is "not yet": a directory this user may not search is an error.
+    try {
+      fs.statSync(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    db = new Database(file, { readonly: true, fileMustExist: true, timeout: 2000 });
+    const table = db.prepare("SELECT 1 AS one FROM sqlite_master WHERE type = 'table' AND name = 'kv'").get();
+    if (!table) return undefined;
+    const row = db.prepare<{ key: string; now: number }, { value: Buffer }>(`SELECT value FROM kv WHERE key = @key AND ${LIVE}`).get({ key, now });
+    return row?.value;
+  } catch (err) {
+    throw new ConnectionProblemError(`sqlite backend: cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  } finally {
+    db?.close();
+  }
+}
+
 /** Version 1 kept every written value in the change log: drop those columns (their pages are zeroed). */
 function migrateFromV1(db: Database.Database): void {
   db.exec('ALTER TABLE events DROP COLUMN kv_value; ALTER TABLE events DROP COLUMN kv_expires;');

@@ -3,7 +3,7 @@
 import * as os from 'node:os';
 import { Command } from 'commander';
 import { buildConfig, DEFAULT_CONFIG_PATH, loadConfigFile, parseDuration, resolveConfigPath, sampleConfig } from '../config';
-import { CONF_FILE, JOIN_ROLES, type JoinRole } from '../contract/aws';
+import { CONF_FILE, ConfVars, JOIN_ROLES, type JoinRole } from '../contract/aws';
 import { loadConf } from '../instance/conf';
 import { configureFromConf } from '../instance/configure';
 import { DEFAULT_INSTANCE_PATHS } from '../instance/generate';
@@ -158,6 +158,57 @@ program
       else process.stderr.write(`WARNING: keeping the join token and CA pin fetched earlier in ${opts.dataDir}: ${r.reason}\n`);
     } finally {
       ssm.destroy();
+    }
+  });
+
+program
+  .command('signal-ready')
+  .description(
+    "Waits until this instance's role is healthy as its load balancer checks it, then signals CloudFormation " +
+      '(SignalResource SUCCESS for the stack and resource the conf names, or FAILURE after the timeout): the ' +
+      "AMI's health gate for rolling updates. Without TELEPORT_CFN_STACK in the conf there is nothing to signal",
+  )
+  .option('--from-conf <file>', 'The KEY=value file naming the role, region, stack and resource', CONF_FILE)
+  .option('--timeout <duration>', 'Signal FAILURE if the role is not healthy after this long (e.g. 10m)', '10m')
+  .option('--data-dir <path>', "Teleport's data dir, where a node keeps the identity it joined with", DEFAULT_INSTANCE_PATHS.dataDir)
+  .action(async (opts: { fromConf: string; timeout: string; dataDir: string }) => {
+    const timeoutMs = parseDuration(opts.timeout);
+    if (timeoutMs < 0) throw new BadParameterError(`--timeout must not be negative, got ${JSON.stringify(opts.timeout)}`);
+    const conf = loadConf(opts.fromConf);
+    if (!conf.signal) {
+      process.stderr.write(`nothing to signal: ${opts.fromConf} sets no ${ConfVars.cfnStack} and ${ConfVars.cfnResource}\n`);
+      return;
+    }
+    const log = logger('signal');
+    // The AWS SDK loads only when it is needed (it is slow to load).
+    const { cloudFormationClient, signalReady } = await import('../instance/signal');
+    const { localTargets, readinessChecks } = await import('../instance/readiness');
+    const checks = readinessChecks(conf.role, localTargets(opts.dataDir));
+    let last = '';
+    const result = await signalReady({
+      conf,
+      checks,
+      timeoutMs,
+      instanceId: async () => {
+        const facts = await (await import('../instance/imds')).readInstanceFacts();
+        if (!facts.instanceId) throw new BadParameterError('the instance metadata service gave no instance-id: it is the unique id of the signal');
+        return facts.instanceId;
+      },
+      cloudFormation: () => cloudFormationClient(conf.region!),
+      // Logged when what is missing changes, not at every poll.
+      onPoll: (unready) => {
+        const now = unready.map((u) => `${u.check}: ${u.reason}`).join('; ');
+        if (now !== last && unready.length > 0) log.info('waiting for this instance to be healthy', { role: conf.role, unready: unready.map((u) => `${u.check}: ${u.reason}`) });
+        last = now;
+      },
+      retry: { onRetry: (error, attempt, delayMs) => log.warn('SignalResource failed; retrying', { error, attempt, retryInMs: delayMs }) },
+    });
+    if (!result.signalled) return; // not reached: the conf has a signal
+    const { target, outcome } = result;
+    if (outcome.delivered) {
+      process.stderr.write(`healthy (${checks.map((c) => c.name).join(', ')}): signalled SUCCESS for ${target.resource} in stack ${target.stack} (instance ${target.instanceId})\n`);
+    } else {
+      process.stderr.write(`healthy; no signal sent: ${outcome.reason}\n`);
     }
   });
 

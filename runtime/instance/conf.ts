@@ -210,6 +210,7 @@ export function validateConf(vars: Record<string, string>, file: string, lineOf:
     const missing = c[ConfVars.cfnStack] === undefined ? ConfVars.cfnStack : ConfVars.cfnResource;
     at(missing, `is required with ${missing === ConfVars.cfnStack ? ConfVars.cfnResource : ConfVars.cfnStack} (the stack and resource the instance signals)`);
   }
+  if (conf.signal) need(ConfVars.region, conf.region, `with ${ConfVars.cfnStack} (the region of the stack to signal)`);
   if (conf.role === 'auth' && dynamoSet.length === 0) {
     at(ConfVars.stateTable, `is required ${roleWhy} (an auth tier shares its state in DynamoDB)`);
   }

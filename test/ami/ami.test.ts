@@ -25,7 +25,9 @@ const ROLE_UNITS: Record<string, string> = {
   'teleport-node.service': 'node',
 };
 const GENERATE = 'teleport-generate-config.service';
-const ALL_UNITS = [GENERATE, ...Object.keys(ROLE_UNITS)].sort();
+/** Signals CloudFormation once the role is healthy (`teleport signal-ready`). */
+const SIGNAL = 'teleport-signal.service';
+const ALL_UNITS = [GENERATE, SIGNAL, ...Object.keys(ROLE_UNITS)].sort();
 /** Units that include the node service run as root (sessions log users in); the others as teleport. */
 const ROOT_UNITS = ['teleport.service', 'teleport-acm.service', 'teleport-node.service'];
 const SANDBOXED_UNITS = ['teleport-auth.service', 'teleport-proxy.service', 'teleport-proxy-acm.service'];
@@ -38,6 +40,7 @@ const JOIN_ROLE: Record<string, string> = {
 
 const START = '/usr/local/bin/teleport start --config /etc/teleport.yaml --pid-file /run/teleport/teleport.pid';
 const CONFIGURE = '/usr/local/bin/teleport configure --from-conf /etc/teleport.d/conf --output /etc/teleport.yaml';
+const SIGNAL_READY = '/usr/local/bin/teleport signal-ready --from-conf /etc/teleport.d/conf';
 const fetchSecrets = (role: string) => `/usr/local/bin/teleport fetch-join-secrets --from-conf /etc/teleport.d/conf --role ${role}`;
 
 /** A unit file as section -> key -> values (keys may repeat; an empty assignment resets the list, as in systemd). */
@@ -247,7 +250,7 @@ describe('the AMI systemd units (ami/files/system)', () => {
   });
   afterAll(() => fs.rmSync(staged, { recursive: true, force: true }));
 
-  it('GIVEN ami/files/system WHEN listed THEN it holds exactly the generate-config unit and one unit per role and mode', () => {
+  it('GIVEN ami/files/system WHEN listed THEN it holds exactly the generate-config unit, one unit per role and mode, and the signal unit', () => {
     expect(fs.readdirSync(UNITS_DIR).sort()).toEqual(ALL_UNITS);
   });
 
@@ -307,6 +310,44 @@ describe('the AMI systemd units (ami/files/system)', () => {
     expect(words(u, 'Unit', 'Before').sort()).toEqual(Object.keys(ROLE_UNITS).sort());
     expect(words(u, 'Install', 'WantedBy')).toEqual(['cloud-init.target']);
     expect(u.Unit.ConditionPathExists).toBeUndefined();
+  });
+
+  it('GIVEN teleport-signal WHEN parsed THEN it is a oneshot that runs `teleport signal-ready` after every role unit has started, for longer than the command waits, and sandboxed', () => {
+    const u = readUnit(SIGNAL);
+    expect(value(u, 'Service', 'Type')).toBe('oneshot');
+    expect(value(u, 'Service', 'RemainAfterExit')).toBe('yes');
+    expect(u.Service.ExecStart).toEqual([SIGNAL_READY]);
+    // Ordered after every role unit (the one whose marker exists runs) and the generator; it pulls in none of them.
+    expect(words(u, 'Unit', 'After').sort()).toEqual([GENERATE, 'network-online.target', ...Object.keys(ROLE_UNITS)].sort());
+    expect(words(u, 'Unit', 'Wants')).toEqual(['network-online.target']);
+    expect(words(u, 'Unit', 'Requires')).toEqual([]);
+    // Every instance runs it: without a stack in the conf the command says there is nothing to signal.
+    expect(u.Unit.ConditionPathExists).toBeUndefined();
+    expect(words(u, 'Install', 'WantedBy')).toEqual(['cloud-init.target']);
+    // systemd must not kill it before the command's own timeout, which ends with the FAILURE signal.
+    const help = sh(process.execPath, [cliPath('teleport'), 'signal-ready', '--help']).stdout.replace(/\s+/g, ' ');
+    const commandMinutes = Number(/--timeout <duration>.*\(default: "(\d+)m"\)/.exec(help)?.[1]);
+    expect(commandMinutes).toBe(10);
+    expect(Number(/^(\d+)min$/.exec(value(u, 'Service', 'TimeoutStartSec') ?? '')?.[1])).toBeGreaterThan(commandMinutes);
+    // Sandboxed like teleport-generate-config: root with only the capability to read the node's storage.
+    const s = (k: string) => value(u, 'Service', k);
+    expect(s('User')).toBeUndefined();
+    expect(s('CapabilityBoundingSet')).toBe('CAP_DAC_READ_SEARCH');
+    expect(s('ProtectSystem')).toBe('strict');
+    expect(words(u, 'Service', 'ReadWritePaths')).toEqual(['/var/lib/teleport']);
+    for (const k of ['NoNewPrivileges', 'ProtectHome', 'PrivateTmp', 'PrivateDevices', 'ProtectKernelTunables', 'ProtectKernelModules', 'ProtectControlGroups', 'RestrictNamespaces', 'RestrictSUIDSGID', 'LockPersonality']) expect([k, s(k)]).toEqual([k, 'yes']);
+    expect(words(u, 'Service', 'RestrictAddressFamilies').sort()).toEqual(['AF_INET', 'AF_INET6', 'AF_NETLINK', 'AF_UNIX']);
+    expect(u.Service.SystemCallFilter).toEqual(['@system-service']);
+    const r = sh(analyze, ['security', '--offline=true', '--threshold=30', '--no-pager', path.join(UNITS_DIR, SIGNAL)]);
+    expect(Number(/Overall exposure level for \S+: ([\d.]+)/.exec(r.stdout)?.[1])).toBeLessThanOrEqual(3);
+  });
+
+  it('GIVEN the units enabled WHEN the boot transaction of cloud-init.target (which pulls in teleport-signal, ordered after the role units) is verified THEN there is no ordering cycle', () => {
+    // WHEN
+    const r = sh(analyze, ['verify', `--root=${staged}`, path.join(staged, 'usr', 'lib', 'systemd', 'system', 'cloud-init.target')]);
+    // THEN
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
   });
 
   it.each(Object.entries(ROLE_UNITS))('GIVEN %s WHEN parsed THEN it runs only with marker role.%s, after generate-config, restarts on failure and reloads with HUP', (name, mode) => {
@@ -378,7 +419,7 @@ describe('the AMI systemd units (ami/files/system)', () => {
       for (const a of args) if (a.startsWith('--')) opts.add(a);
       bySubcommand.set(sub, opts);
     }
-    expect([...bySubcommand.keys()].sort()).toEqual(['configure', 'fetch-join-secrets', 'start']);
+    expect([...bySubcommand.keys()].sort()).toEqual(['configure', 'fetch-join-secrets', 'signal-ready', 'start']);
     for (const [sub, opts] of bySubcommand) {
       const help = sh(process.execPath, [cliPath('teleport'), sub, '--help']);
       expect([sub, help.status]).toEqual([sub, 0]);

@@ -12,6 +12,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseDocument } from 'yaml';
 import { TestAuth } from '../helpers/cluster';
+import { nodeIdentityFile, nodeJoined, readinessChecks } from '../../runtime/instance/readiness';
+import { waitUntilReady } from '../../runtime/instance/signal';
 import { startImds, startSsm, type Imitation } from '../helpers/ec2-imitations';
 import { cliPath, Daemon, freePort, runCli, tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
@@ -89,6 +91,16 @@ describe('AMI boot: conf → teleport configure → teleport start', () => {
     cluster.start();
     await cluster.ready();
 
+    // AND teleport-signal's checks (on the moved ports) find every role healthy as its load balancer would:
+    // auth and proxy SSH accept connections, the web ping answers 200 over the self-signed certificate,
+    // the node listens and holds the host certificate its local auth service issued
+    const targets = {
+      host: '127.0.0.1',
+      ports: { auth: ports['auth_service.listen_addr'], node: ports['ssh_service.listen_addr'], proxySsh: ports['proxy_service.listen_addr'], web: ports['proxy_service.web_listen_addr'] },
+      dataDir,
+    };
+    expect(await waitUntilReady(readinessChecks('auth,node,proxy', targets), { timeoutMs: 30_000, pollMs: 100 })).toEqual([]);
+
     // THEN the admin adds a user, who signs up, logs in with tsh and runs a command on the instance
     expect(await cluster.tctlOk('status')).toContain(CLUSTER);
     alice = await TshUser.signUp(cluster, 'alice', [LOGIN]);
@@ -137,8 +149,11 @@ describe('AMI boot: conf → teleport configure → teleport start', () => {
     // AND the node starts with the generated config, joins, and takes sessions through the proxy
     const authPort = cluster!.port;
     await moveListeners(configPath, (doc) => doc.setIn(['teleport', 'auth_servers'], [`127.0.0.1:${authPort}`]));
+    expect(await nodeJoined(nodeIdentityFile(dataDir))).toBe('the node has not joined yet, no node identity is stored');
     node = Daemon.spawn(process.execPath, [cliPath('teleport'), 'start', '-c', configPath]);
     await node.waitForOutput(/teleport is running/);
+    // (teleport-signal's join check: the identity the join stored in the node's data dir)
+    expect(await nodeJoined(nodeIdentityFile(dataDir))).toBeUndefined();
     await waitFor('the node to be listed', async () => /^ip-127-0-0-2-eu-west-1-compute-internal\s/m.test(await cluster!.tctlOk('nodes', 'ls')));
     const r = await alice!.tsh(['ssh', `${LOGIN}@ip-127-0-0-2-eu-west-1-compute-internal`, 'echo', 'joined from SSM']);
     expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 0, stdout: 'joined from SSM\n' });

@@ -1,9 +1,11 @@
 /**
- * Local HTTP imitations of two AWS endpoints that cannot run here: the instance metadata
- * service (IMDSv2 only: PUT a session token, then GETs carrying it), which an AMI instance reads
- * at boot, and SSM Parameter Store's GetParameter and PutParameter (the JSON protocol the SDK
- * speaks), which instances read and the control plane writes.
- * Point the SDK at them with `AWS_EC2_METADATA_SERVICE_ENDPOINT` and `AWS_ENDPOINT_URL_SSM`.
+ * Local HTTP imitations of AWS endpoints that cannot run here: the instance metadata service
+ * (IMDSv2 only: PUT a session token, then GETs carrying it), which an AMI instance reads at boot;
+ * SSM Parameter Store's GetParameter and PutParameter (the JSON protocol the SDK speaks), which
+ * instances read and the control plane writes; and CloudFormation's SignalResource (the query
+ * protocol), which instances call once healthy.
+ * Point the SDK at them with `AWS_EC2_METADATA_SERVICE_ENDPOINT`, `AWS_ENDPOINT_URL_SSM` and
+ * `AWS_ENDPOINT_URL_CLOUDFORMATION` (or `AWS_ENDPOINT_URL`).
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -109,4 +111,68 @@ export async function startSsm(params: Map<string, string>): Promise<SsmImitatio
     writes,
     refuseWrites: (name, count, error = 'TooManyUpdates') => void refusals.set(name, { count, error }),
   };
+}
+
+/** One SignalResource the CloudFormation imitation answered with success. */
+export interface CfnSignal {
+  StackName: string;
+  LogicalResourceId: string;
+  UniqueId: string;
+  Status: string;
+}
+
+/** An error answer, as CloudFormation's query protocol sends it. */
+export interface CfnError {
+  status: number;
+  code: string;
+  message: string;
+}
+
+export interface CloudFormationImitation extends Imitation {
+  /** Signals answered with success, in order. */
+  readonly signals: CfnSignal[];
+  /** Answers the next `count` requests with `error` instead. */
+  failNext(count: number, error: CfnError): void;
+}
+
+const CFN_NS = 'http://cloudformation.amazonaws.com/doc/2010-05-15/';
+const xmlEscape = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/**
+ * CloudFormation's SignalResource in the query protocol (`Action=SignalResource&Version=2010-05-15&
+ * StackName=...&LogicalResourceId=...&UniqueId=...&Status=...`, form-encoded): an XML
+ * `SignalResourceResponse`, or the queued errors as an XML `ErrorResponse`. Every request
+ * (`requests`) is recorded as `Action Status`.
+ */
+export async function startCloudFormation(): Promise<CloudFormationImitation> {
+  const requests: string[] = [];
+  const signals: CfnSignal[] = [];
+  const failures: { count: number; error: CfnError }[] = [];
+  let next = 0;
+  const srv = await listen((req, body, res) => {
+    const params = Object.fromEntries(new URLSearchParams(body));
+    requests.push(`${params.Action ?? '(no Action)'} ${params.Status ?? ''}`.trim());
+    const requestId = `req-${++next}`;
+    const xml = (status: number, text: string) => res.writeHead(status, { 'content-type': 'text/xml', 'x-amzn-requestid': requestId }).end(text);
+    const failure = failures[0];
+    if (failure) {
+      if (--failure.count <= 0) failures.shift();
+      const { status, code, message } = failure.error;
+      return xml(
+        status,
+        `<ErrorResponse xmlns="${CFN_NS}"><Error><Type>${status >= 500 ? 'Receiver' : 'Sender'}</Type><Code>${xmlEscape(code)}</Code>` +
+          `<Message>${xmlEscape(message)}</Message></Error><RequestId>${requestId}</RequestId></ErrorResponse>`,
+      );
+    }
+    if (req.method !== 'POST' || params.Action !== 'SignalResource' || params.Version !== '2010-05-15') {
+      return xml(400, `<ErrorResponse xmlns="${CFN_NS}"><Error><Type>Sender</Type><Code>InvalidAction</Code><Message>not imitated: ${xmlEscape(String(params.Action))}</Message></Error><RequestId>${requestId}</RequestId></ErrorResponse>`);
+    }
+    const missing = ['StackName', 'LogicalResourceId', 'UniqueId', 'Status'].filter((k) => !params[k]);
+    if (missing.length > 0 || !['SUCCESS', 'FAILURE'].includes(params.Status)) {
+      return xml(400, `<ErrorResponse xmlns="${CFN_NS}"><Error><Type>Sender</Type><Code>ValidationError</Code><Message>invalid request: ${xmlEscape(missing.join(', ') || params.Status)}</Message></Error><RequestId>${requestId}</RequestId></ErrorResponse>`);
+    }
+    signals.push({ StackName: params.StackName, LogicalResourceId: params.LogicalResourceId, UniqueId: params.UniqueId, Status: params.Status });
+    xml(200, `<SignalResourceResponse xmlns="${CFN_NS}"><ResponseMetadata><RequestId>${requestId}</RequestId></ResponseMetadata></SignalResourceResponse>`);
+  });
+  return { ...srv, requests, signals, failNext: (count, error) => void failures.push({ count, error }) };
 }

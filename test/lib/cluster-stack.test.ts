@@ -240,8 +240,8 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
 
   test('creation and rolling updates wait for each new instance to signal that it is healthy', () => {
     for (const [id, asg] of Object.entries(t.findResources('AWS::AutoScaling::AutoScalingGroup')) as [string, Res & { UpdatePolicy: any; CreationPolicy: any }][]) {
-      expect(asg.UpdatePolicy.AutoScalingRollingUpdate).toMatchObject({ WaitOnResourceSignals: true, PauseTime: 'PT15M', MinInstancesInService: 1, MaxBatchSize: 1 });
-      expect(asg.CreationPolicy.ResourceSignal).toEqual({ Count: Number(asg.Properties.MinSize), Timeout: 'PT15M' });
+      expect(asg.UpdatePolicy.AutoScalingRollingUpdate).toMatchObject({ WaitOnResourceSignals: true, PauseTime: 'PT25M', MinInstancesInService: 1, MaxBatchSize: 1 });
+      expect(asg.CreationPolicy.ResourceSignal).toEqual({ Count: Number(asg.Properties.MinSize), Timeout: 'PT25M' });
       // the instances learn where to signal from their conf: this stack and this group
       const ltId = asg.Properties.LaunchTemplate.LaunchTemplateId.Ref;
       const conf = userDataConf(t.findResources('AWS::EC2::LaunchTemplate')[ltId].Properties.LaunchTemplateData.UserData, ltId);

@@ -110,6 +110,11 @@ describe('instance boot from the AMI units', () => {
       runtimeDirectory: { name: 'teleport', mode: '0750' },
     });
     for (const u of units.filter((x) => x.restartOnFailure)) expect(u.condition).toMatch(/^\/etc\/teleport\.d\/role\./);
+    // the readiness signal runs on every instance, after the role units
+    expect(units.find((u) => u.name === 'teleport-signal.service')).toMatchObject({ execStart: '/usr/local/bin/teleport signal-ready --from-conf /etc/teleport.d/conf', restartOnFailure: false });
+    expect(units.find((u) => u.name === 'teleport-signal.service')?.condition).toBeUndefined();
+    const names = units.map((u) => u.name);
+    for (const u of units.filter((x) => x.restartOnFailure)) expect(names.indexOf('teleport-signal.service')).toBeGreaterThan(names.indexOf(u.name));
   });
 
   test('units start in their After=/Before= order; a cycle is refused', () => {

@@ -1,0 +1,350 @@
+/**
+ * `teleport signal-ready` (runtime/instance/signal.ts, readiness.ts): an AMI instance waits until
+ * its role is healthy as its load balancer judges it, then signals CloudFormation. The real AWS
+ * SDK talks to local imitations of CloudFormation's SignalResource (query protocol) and of IMDSv2;
+ * local listeners on free ports stand in for the role's (the CLI checks the real 3025, 3080, 3023
+ * and 3022, which other tests may use).
+ */
+import * as fs from 'node:fs';
+import * as https from 'node:https';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { IdentityStore, type Identity } from '../../../runtime/auth/identity';
+import { MemoryBackend } from '../../../runtime/backend/memory';
+import { SqliteBackend } from '../../../runtime/backend/sqlite';
+import { FileAuditLog } from '../../../runtime/events/filelog';
+import { readInstanceFacts } from '../../../runtime/instance/imds';
+import { localTargets, nodeIdentityFile, nodeJoined, readinessChecks, type ReadinessTargets } from '../../../runtime/instance/readiness';
+import { cloudFormationClient, RoleNotReadyError, sendSignal, signalReady, waitUntilReady, type SignalTarget, type Unready } from '../../../runtime/instance/signal';
+import { formatAuthorizedKey, generateKeyPair, publicKeyBlob, signHostCert } from '../../../runtime/sshcert';
+import { selfSignedServerCert } from '../../../runtime/tlsca';
+import { AccessDeniedError, BadParameterError, ConnectionProblemError } from '../../../runtime/utils/errors';
+import { initTestAuthServer } from '../../helpers/authserver';
+import { startCloudFormation, startImds, type CloudFormationImitation, type Imitation } from '../../helpers/ec2-imitations';
+import { freePort, runCli, tempDir, waitFor } from '../../helpers/proc';
+
+const INSTANCE_ID = 'i-0123456789abcdef0';
+const META = {
+  'local-ipv4': '10.0.1.17',
+  'local-hostname': 'ip-10-0-1-17.eu-west-1.compute.internal',
+  'instance-id': INSTANCE_ID,
+  'instance-type': 't3.small',
+  'placement/availability-zone': 'eu-west-1a',
+};
+const SIGNAL = { signal: { stack: 'Teleport-acme', resource: 'AuthAutoScalingGroup1A2B3C4D' } };
+const TARGET: SignalTarget = { stack: SIGNAL.signal.stack, resource: SIGNAL.signal.resource, instanceId: INSTANCE_ID };
+const FAST = { attempts: 3, initialDelayMs: 1, maxDelayMs: 5 };
+const CREDENTIALS = { accessKeyId: 'AKIDSIGNALTEST', secretAccessKey: 'signal-test-secret' };
+
+let imds: Imitation;
+let cfn: CloudFormationImitation;
+let dir: string;
+/** Servers a test opened; closed after it. */
+let servers: (net.Server | https.Server)[] = [];
+/** A node identity issued by a real auth server (its CA made once: it is slow). */
+let nodeIdentity: Identity;
+let proxyIdentity: Identity;
+
+beforeAll(async () => {
+  imds = await startImds(META);
+  const authDir = tempDir('signal-auth-');
+  const backend = new MemoryBackend({ sweepPeriodMs: 0 });
+  const audit = new FileAuditLog(authDir);
+  try {
+    const auth = await initTestAuthServer({ backend, audit, clusterName: 'acme' });
+    try {
+      nodeIdentity = await auth.localIdentity('Node', ['10.0.1.17'], []);
+      proxyIdentity = await auth.localIdentity('Proxy', ['10.0.1.17'], []);
+    } finally {
+      await auth.close();
+    }
+  } finally {
+    await backend.close();
+    await audit.close();
+    fs.rmSync(authDir, { recursive: true, force: true });
+  }
+});
+afterAll(() => imds.close());
+beforeEach(async () => {
+  cfn = await startCloudFormation();
+  dir = tempDir('signal-');
+});
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => new Promise<void>((r) => ((s as net.Server & { closeAllConnections?: () => void }).closeAllConnections?.(), s.close(() => r())))));
+  await cfn.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** Free ports for every listener of a role, and the test's data dir. */
+async function targets(): Promise<ReadinessTargets> {
+  return { host: '127.0.0.1', ports: { auth: await freePort(), node: await freePort(), proxySsh: await freePort(), web: await freePort() }, dataDir: dir, probeTimeoutMs: 2000 };
+}
+
+/** A TCP listener on `port` (a role's port coming up). */
+async function listenTcp(port: number): Promise<void> {
+  const srv = net.createServer((s) => s.destroy());
+  servers.push(srv);
+  await new Promise<void>((r) => srv.listen(port, '127.0.0.1', r));
+}
+
+/** The proxy's web listener with a self-signed certificate; `/webapi/ping` answers `status.code`. */
+async function listenWeb(port: number, status: { code: number }): Promise<void> {
+  const { cert, key } = await selfSignedServerCert(['localhost']);
+  const srv = https.createServer({ cert, key }, (req, res) => {
+    res.writeHead(req.url === '/webapi/ping' ? status.code : 404, { 'content-type': 'application/json' }).end('{}');
+  });
+  servers.push(srv);
+  await new Promise<void>((r) => srv.listen(port, '127.0.0.1', r));
+}
+
+/** The node's storage as `teleport start` opens it (before the join), optionally holding an identity. */
+async function nodeStorage(...ids: Identity[]): Promise<SqliteBackend> {
+  const proc = await SqliteBackend.open({ path: nodeIdentityFile(dir) });
+  for (const id of ids) await new IdentityStore(proc).save(id);
+  return proc;
+}
+
+const instanceId = async () => (await readInstanceFacts({ endpoint: imds.url, retries: 0 })).instanceId!;
+const client = (endpoint = cfn.url) => () => cloudFormationClient('eu-west-1', { endpoint, credentials: CREDENTIALS });
+
+describe('readiness checks, as the load balancers judge the role', () => {
+  test('GIVEN each role WHEN its checks are listed THEN they are its load balancer checks (plus the join for a node), on the real ports by default', () => {
+    // GIVEN the real targets
+    const t = localTargets('/var/lib/teleport');
+    // WHEN / THEN
+    const names = (role: Parameters<typeof readinessChecks>[0]) => readinessChecks(role, t).map((c) => c.name);
+    expect(names('auth')).toEqual(['auth API: TCP 127.0.0.1:3025']);
+    expect(names('proxy')).toEqual(['proxy web: GET https://127.0.0.1:3080/webapi/ping', 'proxy SSH: TCP 127.0.0.1:3023']);
+    expect(names('node')).toEqual(['node SSH: TCP 127.0.0.1:3022', 'node joined: host certificate in /var/lib/teleport/proc/sqlite.db']);
+    expect(names('auth,node,proxy')).toEqual([...names('auth'), ...names('proxy'), ...names('node')]);
+  });
+
+  test('GIVEN a node storage WHEN the node has not joined, has joined, has stopped, or holds only a proxy identity THEN only a valid node host certificate counts', async () => {
+    const file = nodeIdentityFile(dir);
+    // GIVEN no storage yet THEN not joined
+    expect(await nodeJoined(file)).toBe('the node has not joined yet, no node identity is stored');
+    // GIVEN the storage opened by teleport start, holding only a proxy identity (an all-in-one's other service)
+    const proc = await nodeStorage(proxyIdentity);
+    try {
+      expect(await nodeJoined(file)).toBe('the node has not joined yet, no node identity is stored');
+      // WHEN the join stores the node identity while the node holds the database open (WAL) THEN joined
+      await new IdentityStore(proc).save(nodeIdentity);
+      expect(await nodeJoined(file)).toBeUndefined();
+    } finally {
+      await proc.close();
+    }
+    // WHEN the node has stopped THEN still joined; and the check wrote nothing the node stores
+    expect(await nodeJoined(file)).toBeUndefined();
+    const reopened = await SqliteBackend.open({ path: file });
+    try {
+      expect((await new IdentityStore(reopened).load('Node')).sshCert).toBe(nodeIdentity.sshCert);
+    } finally {
+      await reopened.close();
+    }
+    // GIVEN a host certificate as the auth server issues it (no expiry) THEN it stays valid
+    const inTwoHours = new Date(Date.now() + 2 * 3600_000);
+    expect(await nodeJoined(file, inTwoHours)).toBeUndefined();
+    // GIVEN one valid for an hour WHEN two hours have passed THEN not ready, saying so
+    const ca = generateKeyPair('ed25519');
+    const host = generateKeyPair('ed25519');
+    const hourLong = signHostCert({ caPrivateKey: ca.privateKey, publicKey: publicKeyBlob(host.publicKey), hostUUID: 'host-1', clusterName: 'acme', role: 'Node', ttlMs: 3600_000 });
+    const again = await SqliteBackend.open({ path: file });
+    try {
+      await new IdentityStore(again).save({ ...nodeIdentity, sshCert: formatAuthorizedKey(hourLong) });
+    } finally {
+      await again.close();
+    }
+    expect(await nodeJoined(file)).toBeUndefined();
+    expect(await nodeJoined(file, inTwoHours)).toMatch(/^the node's host certificate expired at \d{4}-\d\d-\d\dT/);
+  });
+
+  test('GIVEN an all-in-one with every listener up and the node joined WHEN waited on THEN it is ready at the first round', async () => {
+    // GIVEN
+    const t = await targets();
+    await Promise.all([listenTcp(t.ports.auth), listenTcp(t.ports.proxySsh), listenTcp(t.ports.node), listenWeb(t.ports.web, { code: 200 })]);
+    const proc = await nodeStorage(nodeIdentity);
+    try {
+      // WHEN
+      const rounds: Unready[][] = [];
+      const unready = await waitUntilReady(readinessChecks('auth,node,proxy', t), { timeoutMs: 10_000, pollMs: 20, onPoll: (u) => rounds.push(u) });
+      // THEN
+      expect(unready).toEqual([]);
+      expect(rounds).toEqual([[]]);
+    } finally {
+      await proc.close();
+    }
+  });
+});
+
+describe('signalReady', () => {
+  test('GIVEN an auth instance whose port is not open yet WHEN it waits THEN nothing is signalled until the listener appears, then SUCCESS with the instance id', async () => {
+    // GIVEN
+    const t = await targets();
+    const rounds: Unready[][] = [];
+    // WHEN
+    const result = signalReady({ conf: SIGNAL, checks: readinessChecks('auth', t), instanceId, cloudFormation: client(), timeoutMs: 60_000, pollMs: 20, onPoll: (u) => rounds.push(u) });
+    await waitFor('two rounds of probes finding the auth port closed', () => rounds.length >= 2);
+    // THEN not ready, and no signal yet
+    expect(rounds[0]).toEqual([{ check: `auth API: TCP 127.0.0.1:${t.ports.auth}`, reason: 'connection refused, nothing listens yet' }]);
+    expect(cfn.requests).toEqual([]);
+    // WHEN the auth service starts listening THEN SUCCESS is signalled for this instance
+    await listenTcp(t.ports.auth);
+    expect(await result).toEqual({ signalled: true, target: TARGET, outcome: { delivered: true } });
+    expect(cfn.signals).toEqual([{ StackName: 'Teleport-acme', LogicalResourceId: 'AuthAutoScalingGroup1A2B3C4D', UniqueId: INSTANCE_ID, Status: 'SUCCESS' }]);
+    expect(imds.requests).toContain('GET /latest/meta-data/instance-id');
+  });
+
+  test('GIVEN a conf without a stack to signal WHEN run THEN nothing is asked of IMDS or CloudFormation', async () => {
+    const asked: string[] = [];
+    const r = await signalReady({
+      conf: {},
+      checks: readinessChecks('auth', await targets()),
+      instanceId: async () => (asked.push('imds'), INSTANCE_ID),
+      cloudFormation: () => (asked.push('cloudformation'), client()()),
+      timeoutMs: 0,
+    });
+    expect(r).toEqual({ signalled: false, reason: expect.stringContaining('no TELEPORT_CFN_STACK') });
+    expect(asked).toEqual([]);
+    expect(cfn.requests).toEqual([]);
+  });
+
+  test('GIVEN a node that listens but never joins WHEN the timeout passes THEN FAILURE is signalled and the error names the unready check only', async () => {
+    // GIVEN the node's SSH port is up, but no identity is stored
+    const t = await targets();
+    await listenTcp(t.ports.node);
+    // WHEN
+    const run = signalReady({ conf: SIGNAL, checks: readinessChecks('node', t), instanceId, cloudFormation: client(), timeoutMs: 200, pollMs: 20, retry: FAST });
+    // THEN
+    const err = (await run.catch((e: unknown) => e)) as RoleNotReadyError;
+    expect(err).toBeInstanceOf(RoleNotReadyError);
+    expect(err.reason).toBe('connection_problem');
+    expect(err.unready).toEqual([{ check: `node joined: host certificate in ${nodeIdentityFile(dir)}`, reason: 'the node has not joined yet, no node identity is stored' }]);
+    expect(err.message).toBe(
+      `this instance's role was not ready after 200ms: node joined: host certificate in ${nodeIdentityFile(dir)} (the node has not joined yet, no node identity is stored); signalled FAILURE to CloudFormation`,
+    );
+    expect(cfn.signals).toEqual([{ StackName: 'Teleport-acme', LogicalResourceId: 'AuthAutoScalingGroup1A2B3C4D', UniqueId: INSTANCE_ID, Status: 'FAILURE' }]);
+  });
+
+  test('GIVEN a proxy whose ping answers 500 WHEN it waits THEN it is not ready (its SSH port is), and once ping answers 200 SUCCESS is signalled', async () => {
+    // GIVEN both proxy listeners up, the web one answering 500 (self-signed certificate, not verified)
+    const t = await targets();
+    const ping = { code: 500 };
+    await Promise.all([listenTcp(t.ports.proxySsh), listenWeb(t.ports.web, ping)]);
+    const rounds: Unready[][] = [];
+    // WHEN
+    const result = signalReady({ conf: SIGNAL, checks: readinessChecks('proxy', t), instanceId, cloudFormation: client(), timeoutMs: 60_000, pollMs: 20, onPoll: (u) => rounds.push(u) });
+    await waitFor('two rounds of probes', () => rounds.length >= 2);
+    // THEN only the web check fails, on the status
+    expect(rounds[1]).toEqual([{ check: `proxy web: GET https://127.0.0.1:${t.ports.web}/webapi/ping`, reason: 'answered HTTP 500, not 200' }]);
+    expect(cfn.requests).toEqual([]);
+    // WHEN ping answers 200 THEN SUCCESS
+    ping.code = 200;
+    expect(await result).toEqual({ signalled: true, target: TARGET, outcome: { delivered: true } });
+    expect(cfn.signals.map((s) => s.Status)).toEqual(['SUCCESS']);
+  });
+
+  test('GIVEN CloudFormation waits for no signal (a reboot, a scale-out) WHEN the healthy instance signals THEN that is reported, not an error', async () => {
+    const t = await targets();
+    await listenTcp(t.ports.auth);
+    cfn.failNext(1, { status: 400, code: 'ValidationError', message: 'Stack arn:aws:cloudformation:eu-west-1:123456789012:stack/Teleport-acme/x is in UPDATE_COMPLETE state and cannot be signaled' });
+    const r = await signalReady({ conf: SIGNAL, checks: readinessChecks('auth', t), instanceId, cloudFormation: client(), timeoutMs: 10_000, pollMs: 20, retry: FAST });
+    expect(r).toEqual({ signalled: true, target: TARGET, outcome: { delivered: false, reason: expect.stringContaining('UPDATE_COMPLETE state and cannot be signaled') } });
+    expect(cfn.requests).toEqual(['SignalResource SUCCESS']);
+  });
+});
+
+describe('sendSignal: CloudFormation errors', () => {
+  const send = (endpoint?: string, onRetry?: (e: string) => void) => sendSignal(client(endpoint)(), TARGET, 'SUCCESS', { ...FAST, ...(onRetry ? { onRetry } : {}) });
+
+  test('GIVEN throttling twice WHEN signalled THEN it is retried with backoff and delivered', async () => {
+    cfn.failNext(2, { status: 400, code: 'Throttling', message: 'Rate exceeded' });
+    const retries: string[] = [];
+    expect(await send(undefined, (e) => retries.push(e))).toEqual({ delivered: true });
+    expect(retries).toEqual(['Throttling: Rate exceeded', 'Throttling: Rate exceeded']);
+    expect(cfn.requests).toEqual(['SignalResource SUCCESS', 'SignalResource SUCCESS', 'SignalResource SUCCESS']);
+    expect(cfn.signals).toHaveLength(1);
+  });
+
+  test('GIVEN the service failing every time WHEN signalled THEN it gives up after the attempts, naming the call and the error', async () => {
+    cfn.failNext(10, { status: 500, code: 'InternalFailure', message: 'We encountered an internal error' });
+    const err = await send().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConnectionProblemError);
+    expect((err as Error).message).toBe(
+      `cannot send SignalResource SUCCESS for AuthAutoScalingGroup1A2B3C4D in stack Teleport-acme (instance ${INSTANCE_ID}) after 3 attempts: InternalFailure: We encountered an internal error`,
+    );
+    expect(cfn.requests).toHaveLength(3);
+  });
+
+  test('GIVEN an endpoint nobody listens on WHEN signalled THEN the network error is retried, then reported', async () => {
+    const closed = `http://127.0.0.1:${await freePort()}`;
+    const retries: string[] = [];
+    const err = await send(closed, (e) => retries.push(e)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConnectionProblemError);
+    expect((err as Error).message).toMatch(/^cannot send SignalResource SUCCESS .* after 3 attempts: .*ECONNREFUSED/);
+    expect(retries).toHaveLength(2);
+  });
+
+  test('GIVEN a stack that does not exist or a role without the permission WHEN signalled THEN it fails at once, not retried', async () => {
+    cfn.failNext(1, { status: 400, code: 'ValidationError', message: 'Stack with id Teleport-acme does not exist' });
+    const missing = await send().catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(BadParameterError);
+    expect((missing as Error).message).toBe(`cannot send SignalResource SUCCESS for AuthAutoScalingGroup1A2B3C4D in stack Teleport-acme (instance ${INSTANCE_ID}): ValidationError: Stack with id Teleport-acme does not exist`);
+    cfn.failNext(1, { status: 403, code: 'AccessDenied', message: 'User is not authorized to perform: cloudformation:SignalResource' });
+    const denied = await send().catch((e: unknown) => e);
+    expect(denied).toBeInstanceOf(AccessDeniedError);
+    expect((denied as Error).message).toContain('the instance role needs cloudformation:SignalResource on the stack');
+    expect(cfn.requests).toHaveLength(2);
+    expect(cfn.signals).toEqual([]);
+  });
+});
+
+describe('teleport signal-ready (the CLI)', () => {
+  const conf = (lines: string[]) => {
+    const file = path.join(dir, 'conf');
+    fs.writeFileSync(file, lines.join('\n') + '\n');
+    return file;
+  };
+  /** The endpoints of the imitations and credentials through the environment, as the SDK's default chain reads them. */
+  const env = () => ({
+    AWS_ENDPOINT_URL: cfn.url,
+    AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.url,
+    AWS_ACCESS_KEY_ID: CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: CREDENTIALS.secretAccessKey,
+    AWS_CONFIG_FILE: path.join(dir, 'no-aws-config'),
+    AWS_SHARED_CREDENTIALS_FILE: path.join(dir, 'no-aws-credentials'),
+  });
+  const NODE = ['TELEPORT_ROLE=node', 'TELEPORT_CLUSTER_NAME=acme', 'EC2_REGION=eu-west-1', 'TELEPORT_AUTH_SERVER_LB=acme-auth.elb.eu-west-1.amazonaws.com'];
+
+  test('GIVEN a conf without TELEPORT_CFN_STACK WHEN run THEN it says there is nothing to signal and exits 0 without calling anything', async () => {
+    const imdsBefore = imds.requests.length;
+    const r = await runCli('teleport', ['signal-ready', '--from-conf', conf(NODE)], { env: env() });
+    expect(r.stderr).toBe(`nothing to signal: ${path.join(dir, 'conf')} sets no TELEPORT_CFN_STACK and TELEPORT_CFN_RESOURCE\n`);
+    expect(r.code).toBe(0);
+    expect(cfn.requests).toEqual([]);
+    expect(imds.requests.slice(imdsBefore)).toEqual([]);
+  });
+
+  test('GIVEN a node that has not joined WHEN the timeout passes THEN it signals FAILURE for this instance and exits non-zero naming the unready check', async () => {
+    // GIVEN a data dir without a node identity
+    const file = conf([...NODE, 'TELEPORT_CFN_STACK=Teleport-acme', 'TELEPORT_CFN_RESOURCE=NodeAutoScalingGroup5E6F']);
+    // WHEN
+    const r = await runCli('teleport', ['signal-ready', '--from-conf', file, '--timeout', '1s', '--data-dir', dir], { env: env() });
+    // THEN
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`ERROR: this instance's role was not ready after 1s: `);
+    expect(r.stderr).toContain(`node joined: host certificate in ${nodeIdentityFile(dir)} (the node has not joined yet, no node identity is stored)`);
+    expect(r.stderr).toContain('; signalled FAILURE to CloudFormation');
+    expect(cfn.signals).toEqual([{ StackName: 'Teleport-acme', LogicalResourceId: 'NodeAutoScalingGroup5E6F', UniqueId: INSTANCE_ID, Status: 'FAILURE' }]);
+  });
+
+  test('GIVEN a stack without EC2_REGION or a bad timeout WHEN run THEN it refuses before waiting, naming the variable or the flag', async () => {
+    const noRegion = conf(['TELEPORT_ROLE=auth,node,proxy', 'TELEPORT_CFN_STACK=Teleport-acme', 'TELEPORT_CFN_RESOURCE=StarterInstance']);
+    const r = await runCli('teleport', ['signal-ready', '--from-conf', noRegion], { env: env() });
+    expect(r.stderr).toBe(`ERROR: ${noRegion}: EC2_REGION: is required with TELEPORT_CFN_STACK (the region of the stack to signal)\n`);
+    expect(r.code).toBe(1);
+    const bad = await runCli('teleport', ['signal-ready', '--from-conf', noRegion, '--timeout', '10'], { env: env() });
+    expect(bad.stderr).toContain('invalid duration "10": missing unit after 10');
+    expect(bad.code).toBe(1);
+    expect(cfn.requests).toEqual([]);
+  });
+});
