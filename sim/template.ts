@@ -146,7 +146,7 @@ export class Deployment {
         break;
       }
       case 'AWS::ElasticLoadBalancingV2::TargetGroup':
-        value = `arn:${PARTITION}:elasticloadbalancing:${REGION}:${ACCOUNT}:targetgroup/${(given('Name') ?? id).slice(0, 32)}/${suffix.toLowerCase()}`;
+        value = `arn:${PARTITION}:elasticloadbalancing:${REGION}:${ACCOUNT}:targetgroup/${(given('Name') ?? id).slice(0, 32)}/${createHash('sha256').update(id).digest('hex').slice(0, 16)}`;
         break;
       case 'AWS::ElasticLoadBalancingV2::Listener':
         value = `arn:${PARTITION}:elasticloadbalancing:${REGION}:${ACCOUNT}:listener/${id}/${suffix.toLowerCase()}`;

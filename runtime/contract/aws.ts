@@ -42,6 +42,8 @@ export const ConfVars = {
   /** The CloudFormation stack and the logical id of the instance's auto scaling group: where `teleport signal-ready` sends its SignalResource. */
   cfnStack: 'TELEPORT_CFN_STACK',
   cfnResource: 'TELEPORT_CFN_RESOURCE',
+  /** Comma-separated ARNs of the target groups the instance's group registers it with: `signal-ready` waits until each reports it healthy. */
+  targetGroups: 'TELEPORT_TARGET_GROUP_ARNS',
 } as const;
 
 export type ConfVar = (typeof ConfVars)[keyof typeof ConfVars];

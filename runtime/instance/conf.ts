@@ -43,8 +43,12 @@ export interface InstanceConf {
   /** DynamoDB and S3 storage: all three names, or none. */
   readonly dynamo?: { readonly stateTable: string; readonly eventsTable: string; readonly recordingsBucket: string };
   readonly ssmKeyArn?: string;
-  /** Where the instance signals its readiness (CloudFormation SignalResource): both variables, or none. */
-  readonly signal?: { readonly stack: string; readonly resource: string };
+  /**
+   * Where the instance signals its readiness (CloudFormation SignalResource): stack and resource
+   * both, or neither; and the target groups that must report it healthy first (none when its
+   * group has no load balancer).
+   */
+  readonly signal?: { readonly stack: string; readonly resource: string; readonly targetGroups: readonly string[] };
   /** Names of {@link UNSUPPORTED_VARS} that were set (not empty). */
   readonly ignored: string[];
 }
@@ -103,6 +107,12 @@ const ConfSchema = z.object({
   [ConfVars.ssmKeyArn]: name('a KMS key ARN', /^arn:aws[a-z-]*:kms:/),
   [ConfVars.cfnStack]: name('a CloudFormation stack name', /^[A-Za-z][A-Za-z0-9-]{0,127}$/),
   [ConfVars.cfnResource]: name('a CloudFormation logical id', /^[A-Za-z0-9]{1,255}$/),
+  [ConfVars.targetGroups]: opt(
+    z
+      .string()
+      .transform((v) => v.split(',').map((a) => a.trim()).filter(Boolean))
+      .pipe(z.array(z.string().regex(/^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup\/[A-Za-z0-9-]{1,32}\/[0-9a-f]{16}$/, 'expected comma-separated target group ARNs')).min(1)),
+  ),
 });
 
 /** `KEY=value` lines: comments, blank lines, `export`, and single or double quotes as a shell would take them. */
@@ -175,7 +185,9 @@ export function validateConf(vars: Record<string, string>, file: string, lineOf:
     proxyServerLb: c[ConfVars.proxyServerLb],
     proxyServerNlbAlias: c[ConfVars.proxyServerNlbAlias],
     ssmKeyArn: c[ConfVars.ssmKeyArn],
-    ...(c[ConfVars.cfnStack] !== undefined && c[ConfVars.cfnResource] !== undefined ? { signal: { stack: c[ConfVars.cfnStack]!, resource: c[ConfVars.cfnResource]! } } : {}),
+    ...(c[ConfVars.cfnStack] !== undefined && c[ConfVars.cfnResource] !== undefined
+      ? { signal: { stack: c[ConfVars.cfnStack]!, resource: c[ConfVars.cfnResource]!, targetGroups: c[ConfVars.targetGroups] ?? [] } }
+      : {}),
     ignored: UNSUPPORTED_VARS.filter((k) => (vars[k] ?? '') !== ''),
   };
 
@@ -205,6 +217,9 @@ export function validateConf(vars: Record<string, string>, file: string, lineOf:
   if (dynamoSet.length > 0) {
     if (conf.role === 'proxy' || conf.role === 'node') at(dynamoSet[0], `is only for the auth service, not ${roleWhy}`);
     need(ConfVars.region, conf.region, '(the region of the DynamoDB tables)');
+  }
+  if (c[ConfVars.targetGroups] !== undefined && c[ConfVars.cfnStack] === undefined) {
+    at(ConfVars.targetGroups, `is only used with ${ConfVars.cfnStack} and ${ConfVars.cfnResource} (the readiness signal waits on the target groups)`);
   }
   if ((c[ConfVars.cfnStack] === undefined) !== (c[ConfVars.cfnResource] === undefined)) {
     const missing = c[ConfVars.cfnStack] === undefined ? ConfVars.cfnStack : ConfVars.cfnResource;

@@ -31,7 +31,7 @@ const META = {
   'instance-type': 't3.small',
   'placement/availability-zone': 'eu-west-1a',
 };
-const SIGNAL = { signal: { stack: 'Teleport-acme', resource: 'AuthAutoScalingGroup1A2B3C4D' } };
+const SIGNAL = { signal: { stack: 'Teleport-acme', resource: 'AuthAutoScalingGroup1A2B3C4D', targetGroups: [] } };
 const TARGET: SignalTarget = { stack: SIGNAL.signal.stack, resource: SIGNAL.signal.resource, instanceId: INSTANCE_ID };
 const FAST = { attempts: 3, initialDelayMs: 1, maxDelayMs: 5 };
 const CREDENTIALS = { accessKeyId: 'AKIDSIGNALTEST', secretAccessKey: 'signal-test-secret' };
