@@ -68,7 +68,7 @@ export class AuthTier extends Construct {
     super(scope, id);
     const { storage, clusterName } = props;
 
-    this.role = instanceRole(this, `Teleport auth servers of cluster ${clusterName}`, this.statements(props), { signalsStack: true });
+    this.role = instanceRole(this, `Teleport auth servers of cluster ${clusterName}`, this.statements(props), { signalsStack: true, readsTargetHealth: true });
     acknowledgeStorageFindings(this.role, storage);
     Validations.of(this.role).acknowledge({
       id: `AwsSolutions-IAM5[Resource::${nagArn(this, 'ssm', `parameter${SsmPaths.prefix(clusterName)}/*`)}]`,
@@ -123,13 +123,14 @@ export class AuthTier extends Construct {
     });
 
     const listener = this.loadBalancer.addListener('Auth', { port: checkServed('auth', Ports.auth, 'the auth NLB listener'), protocol: elbv2.Protocol.TCP });
-    listener.addTargets('Auth', {
+    const targetGroup = listener.addTargets('Auth', {
       port: Ports.auth,
       protocol: elbv2.Protocol.TCP,
       targets: [this.instances.autoScalingGroup],
       deregistrationDelay: Duration.seconds(30),
       healthCheck: { protocol: elbv2.Protocol.TCP, interval: Duration.seconds(10), healthyThresholdCount: 2, unhealthyThresholdCount: 2 },
     });
+    this.instances.signalWhenHealthyIn(targetGroup);
     this.loadBalancerSecurityGroup.connections.allowTo(this.securityGroup, ec2.Port.tcp(Ports.auth), 'NLB to auth servers (traffic and health checks)');
   }
 

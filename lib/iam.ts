@@ -97,7 +97,8 @@ export function acknowledgeInstanceRoleFindings(role: IConstruct): void {
   });
   Validations.of(role).acknowledge({
     id: 'AwsSolutions-IAM5[Resource::*]',
-    reason: 'ssmmessages:* channel actions (Session Manager) support no resource-level permissions; the actions are listed individually.',
+    reason:
+      'ssmmessages:* channel actions (Session Manager) and elasticloadbalancing:DescribeTargetHealth (the readiness signal) support no resource-level permissions; the actions are listed individually.',
   });
 }
 
@@ -105,12 +106,24 @@ export function acknowledgeInstanceRoleFindings(role: IConstruct): void {
  * A tier's instance role (construct id `Role`): its own statements plus the SSM agent's, and the
  * acknowledgements every instance role carries.
  */
-export function instanceRole(scope: Construct, description: string, statements: iam.PolicyStatement[], opts: { signalsStack?: boolean } = {}): iam.Role {
+export function instanceRole(
+  scope: Construct,
+  description: string,
+  statements: iam.PolicyStatement[],
+  opts: { signalsStack?: boolean; readsTargetHealth?: boolean } = {},
+): iam.Role {
   const role = new iam.Role(scope, 'Role', {
     assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
     description,
     inlinePolicies: {
-      teleport: new iam.PolicyDocument({ statements: [...statements, ...(opts.signalsStack ? [signalStatement(scope)] : []), ...ssmAgentStatements(scope)] }),
+      teleport: new iam.PolicyDocument({
+        statements: [
+          ...statements,
+          ...(opts.signalsStack ? [signalStatement(scope)] : []),
+          ...(opts.readsTargetHealth ? [targetHealthStatement()] : []),
+          ...ssmAgentStatements(scope),
+        ],
+      }),
     },
   });
   acknowledgeInstanceRoleFindings(role);
@@ -134,6 +147,11 @@ function signalStatement(scope: Construct): iam.PolicyStatement {
     actions: ['cloudformation:SignalResource'],
     resources: [stack.formatArn({ service: 'cloudformation', resource: 'stack', resourceName: `${stack.stackName}/*` })],
   });
+}
+
+/** `teleport signal-ready` waits until the instance's target groups report it healthy (DescribeTargetHealth has no resource-level permissions). */
+function targetHealthStatement(): iam.PolicyStatement {
+  return new iam.PolicyStatement({ sid: 'TargetHealth', actions: ['elasticloadbalancing:DescribeTargetHealth'], resources: ['*'] });
 }
 
 /** What a tier that joins with a token needs: its own join token and the CA pin from SSM, and the key to decrypt them. */

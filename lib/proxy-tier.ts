@@ -120,7 +120,7 @@ export class ProxyTier extends Construct {
     const useAcm = props.certificate !== undefined;
     const stack = Stack.of(this);
 
-    this.role = instanceRole(this, `Teleport proxies of cluster ${props.clusterName}`, joinStatements(this, props.clusterName, 'proxy', props.key), { signalsStack: true });
+    this.role = instanceRole(this, `Teleport proxies of cluster ${props.clusterName}`, joinStatements(this, props.clusterName, 'proxy', props.key), { signalsStack: true, readsTargetHealth: true });
 
     this.securityGroup = instanceSecurityGroup(this, props.vpc, 'Teleport proxies: listener ports from their load balancers only; HTTPS out', 'HTTPS to AWS APIs (SSM, KMS)');
 
@@ -205,13 +205,14 @@ export class ProxyTier extends Construct {
         sslPolicy: elbv2.SslPolicy.RECOMMENDED_TLS,
         open: false,
       });
-      listener.addTargets('Web', {
+      const web = listener.addTargets('Web', {
         port: checkServed('proxy', Ports.web, 'the ALB target group'),
         protocol: elbv2.ApplicationProtocol.HTTPS,
         targets: [asg],
         healthCheck: WEB_HEALTH_CHECK,
         deregistrationDelay: Duration.seconds(30),
       });
+      this.instances.signalWhenHealthyIn(web);
       this.applicationLoadBalancer = alb;
       this.webLoadBalancer = alb;
     } else {
@@ -243,13 +244,14 @@ export class ProxyTier extends Construct {
   ): void {
     checkServed('proxy', targetPort, `the NLB listener on ${lbPort}`);
     const listener = this.networkLoadBalancer.addListener(`Port${lbPort}`, { port: lbPort, protocol: opts.protocol });
-    listener.addTargets(`Port${lbPort}`, {
+    const targetGroup = listener.addTargets(`Port${lbPort}`, {
       port: targetPort,
       protocol: opts.protocol,
       targets: [asg],
       deregistrationDelay: Duration.seconds(30),
       healthCheck: opts.healthCheck ?? { protocol: elbv2.Protocol.TCP, interval: Duration.seconds(10) },
     });
+    this.instances.signalWhenHealthyIn(targetGroup);
     this.networkLoadBalancerSecurityGroup.connections.allowTo(this.securityGroup, ec2.Port.tcp(targetPort), `NLB to proxy ${targetPort}`);
   }
 }

@@ -10,6 +10,7 @@
 import { Duration, Lazy, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
@@ -85,6 +86,7 @@ export class TeleportAutoScalingGroup extends Construct {
   public readonly launchTemplate: ec2.LaunchTemplate;
   public readonly autoScalingGroup: autoscaling.AutoScalingGroup;
   public readonly userData: ec2.UserData;
+  private readonly readinessTargetGroups: elbv2.ITargetGroup[] = [];
 
   constructor(scope: Construct, id: string, props: TeleportAutoScalingGroupProps) {
     super(scope, id);
@@ -97,12 +99,20 @@ export class TeleportAutoScalingGroup extends Construct {
 
     this.userData = ec2.UserData.forLinux({ shebang: '#!/bin/bash' });
     const stack = Stack.of(this);
-    // Where the instance signals its readiness: this group (its logical id is known once it exists).
-    const groupLogicalId = Lazy.string({ produce: () => stack.getLogicalId(this.autoScalingGroup.node.defaultChild as autoscaling.CfnAutoScalingGroup) });
+    // Rendered at synthesis, once the group (its logical id) and its target groups exist: the
+    // instance signals this group once each target group reports it healthy.
     this.userData.addCommands(
-      ...confCommands({ [`TELEPORT_ROLE`]: props.teleportRole, ...props.conf, [ConfVars.cfnStack]: stack.stackName, [ConfVars.cfnResource]: groupLogicalId }),
+      Lazy.string({
+        produce: () =>
+          confCommands({
+            [`TELEPORT_ROLE`]: props.teleportRole,
+            ...props.conf,
+            [ConfVars.cfnStack]: stack.stackName,
+            [ConfVars.cfnResource]: stack.getLogicalId(this.autoScalingGroup.node.defaultChild as autoscaling.CfnAutoScalingGroup),
+            ...(this.readinessTargetGroups.length > 0 ? { [ConfVars.targetGroups]: this.readinessTargetGroups.map((tg) => tg.targetGroupArn).join(',') } : {}),
+          }).join('\n'),
+      }),
     );
-
     this.launchTemplate = new ec2.LaunchTemplate(this, 'LaunchTemplate', {
       machineImage: ec2.MachineImage.fromSsmParameter(props.amiParameterName, {
         os: ec2.OperatingSystemType.LINUX,
@@ -153,6 +163,14 @@ export class TeleportAutoScalingGroup extends Construct {
         reason: 'No notificationsTopic was given: scaling events stay in the group\'s activity history and CloudTrail; pass a topic to route them to alerting.',
       });
     }
+  }
+
+  /**
+   * Registers the group's instances with `targetGroup` for the readiness signal: a new instance
+   * signals CloudFormation only once this target group reports it healthy (`TELEPORT_TARGET_GROUP_ARNS`).
+   */
+  public signalWhenHealthyIn(targetGroup: elbv2.ITargetGroup): void {
+    this.readinessTargetGroups.push(targetGroup);
   }
 }
 

@@ -230,6 +230,7 @@ export class LocalDeployment {
     this.closers.push(() => this.asg.close());
     this.gateway.route('autoscaling', (req, authorize) => this.asg.handle(req, authorize));
     this.gateway.route('cloudformation', (req, authorize) => this.cloudFormation(req, authorize));
+    this.gateway.route('elasticloadbalancing', (req, authorize) => this.elasticLoadBalancing(req, authorize));
     this.asg.start();
     // CloudFormation counts a group created once its CreationPolicy's signals arrived (the groups are created side by side).
     await Promise.all(
@@ -310,6 +311,35 @@ export class LocalDeployment {
       return error(400, 'ValidationError', (err as Error).message);
     }
     return { status: 200, headers: { 'content-type': 'text/xml' }, body: `<SignalResourceResponse xmlns="${xmlns}"><ResponseMetadata><RequestId>${randomUUID()}</RequestId></ResponseMetadata></SignalResourceResponse>` };
+  }
+
+  /** Elastic Load Balancing's API as instances use it: DescribeTargetHealth (query protocol), from the load balancers' health. */
+  private async elasticLoadBalancing(req: ServiceRequest, authorize: Authorize): Promise<ServiceResponse> {
+    const params = new URLSearchParams(req.body.toString());
+    const xmlns = 'http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/';
+    const xml = (status: number, body: string) => ({ status, headers: { 'content-type': 'text/xml' }, body });
+    const error = (status: number, code: string, message: string) =>
+      xml(status, `<ErrorResponse xmlns="${xmlns}"><Error><Type>Sender</Type><Code>${code}</Code><Message>${message.replace(/[<&>]/g, '')}</Message></Error><RequestId>${randomUUID()}</RequestId></ErrorResponse>`);
+    if (params.get('Action') !== 'DescribeTargetHealth') return error(400, 'InvalidAction', `${params.get('Action')} is not served by the local deployment`);
+    const decision = authorize({ action: 'elasticloadbalancing:DescribeTargetHealth', resource: '*' });
+    if (!decision.allowed) return error(403, 'AccessDenied', `User: ${req.caller.roleArn} is not authorized to perform: elasticloadbalancing:DescribeTargetHealth`);
+    const arn = params.get('TargetGroupArn') ?? '';
+    const group = this.loadBalancers.spec.targetGroups.find((g) => g.arn === arn);
+    if (!group) return error(400, 'TargetGroupNotFound', `Target groups '${arn}' not found`);
+    const health = await this.loadBalancers.health(arn);
+    const asked = [...params.entries()].filter(([k]) => /^Targets\.member\.\d+\.Id$/.test(k)).map(([, v]) => v);
+    const reasons: Record<string, string> = {
+      initial: 'Elb.RegistrationInProgress',
+      unhealthy: 'Target.FailedHealthChecks',
+      draining: 'Target.DeregistrationInProgress',
+      unused: 'Target.NotRegistered',
+    };
+    const members = (asked.length > 0 ? asked : [...health.keys()]).map((id) => {
+      const state = health.get(id) ?? 'unused';
+      const reason = reasons[state] ? `<Reason>${reasons[state]}</Reason>` : '';
+      return `<member><Target><Id>${id}</Id><Port>${group.port}</Port></Target><HealthCheckPort>${group.healthCheck.port === 'traffic-port' ? group.port : group.healthCheck.port}</HealthCheckPort><TargetHealth><State>${state}</State>${reason}</TargetHealth></member>`;
+    });
+    return xml(200, `<DescribeTargetHealthResponse xmlns="${xmlns}"><DescribeTargetHealthResult><TargetHealthDescriptions>${members.join('')}</TargetHealthDescriptions></DescribeTargetHealthResult><ResponseMetadata><RequestId>${randomUUID()}</RequestId></ResponseMetadata></DescribeTargetHealthResponse>`);
   }
 
   /** The names of the stack's Route 53 records. */

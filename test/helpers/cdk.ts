@@ -66,6 +66,10 @@ export function standIn(token: Record<string, any>): string {
   if (token.Ref === 'AWS::Region') return 'eu-west-1';
   const [resource, attribute] = token['Fn::GetAtt'] ?? [token.Ref, 'Ref'];
   const name = `${String(resource).toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 40)}-x`;
+  // A target group's Ref is its ARN (CDK names them <listener>Group<hash>).
+  if (attribute === 'Ref' && /Group[0-9A-F]{8}$/.test(String(resource))) {
+    return `arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/${String(resource).slice(0, 32)}/0123456789abcdef`;
+  }
   if (attribute === 'Arn') return `arn:aws:kms:eu-west-1:123456789012:key/${name}`;
   return attribute === 'DNSName' ? `${name}.elb.eu-west-1.amazonaws.com` : name;
 }

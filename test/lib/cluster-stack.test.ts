@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { Stack } from 'aws-cdk-lib';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Template } from 'aws-cdk-lib/assertions';
-import { actions, ingress, logicalId, one, statements, type Res, testApp, userDataConf } from '../helpers/cdk';
+import { actions, ingress, logicalId, one, standIn, statements, type Res, testApp, userDataConf } from '../helpers/cdk';
 import { ClusterStack, ClusterStackProps } from '../../lib/cluster-stack';
 import { run } from '../helpers/proc';
 import { readmeCommands } from '../helpers/readme';
@@ -102,7 +102,7 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
   test('the auth role has the exact DynamoDB, Streams, S3, KMS and SSM actions on named resources', () => {
     const s = statements(t, 'AuthRole');
     expect(Object.keys(s).sort()).toEqual(
-      ['ClusterParameters', 'DataKey', 'Recordings', 'RecordingsBucket', 'SignalReadiness', 'SsmAgentRegister', 'SsmSessionManager', 'StateTableStream', 'Tables'].sort(),
+      ['ClusterParameters', 'DataKey', 'Recordings', 'RecordingsBucket', 'SignalReadiness', 'SsmAgentRegister', 'SsmSessionManager', 'StateTableStream', 'Tables', 'TargetHealth'].sort(),
     );
     expect(actions(s.Tables.Action)).toEqual([...AUTH_TABLE_ACTIONS].sort());
     expect(actions(s.Tables.Action)).toEqual([
@@ -141,7 +141,7 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
   test.each(['Proxy', 'Nodes'])('the %s role reads only its own token and the CA pin, and decrypts only via SSM', (tier) => {
     const s = statements(t, `${tier}Role`);
     const role = tier === 'Proxy' ? 'proxy' : 'node';
-    expect(Object.keys(s).sort()).toEqual(['DecryptSecureStrings', 'JoinParameters', 'SignalReadiness', 'SsmAgentRegister', 'SsmSessionManager']);
+    expect(Object.keys(s).sort()).toEqual(['DecryptSecureStrings', 'JoinParameters', 'SignalReadiness', 'SsmAgentRegister', 'SsmSessionManager', ...(tier === 'Proxy' ? ['TargetHealth'] : [])]);
     expect(actions(s.JoinParameters.Action)).toEqual(['ssm:GetParameter']);
     const resources = JSON.stringify(s.JoinParameters.Resource);
     expect(resources).toContain(`:parameter/teleport/acme/tokens/${role}"`);
@@ -200,6 +200,7 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
       'USE_ACM="false"',
       'TELEPORT_CFN_STACK="Cluster"',
       'TELEPORT_CFN_RESOURCE="AuthInstancesGroupASG203FD7FE"',
+      'TELEPORT_TARGET_GROUP_ARNS="<token>"',
     ]);
     expect(confLines(t, 'Proxy')).toEqual([
       'TELEPORT_ROLE="proxy"',
@@ -213,6 +214,7 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
       'USE_ACM="false"',
       'TELEPORT_CFN_STACK="Cluster"',
       'TELEPORT_CFN_RESOURCE="ProxyInstancesGroupASG6CD93D1C"',
+      'TELEPORT_TARGET_GROUP_ARNS="<token>,<token>"',
     ]);
     expect(confLines(t, 'Nodes')).toEqual([
       'TELEPORT_ROLE="node"',
@@ -230,11 +232,13 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
     expect(auth).toContain(`["${logicalId(t, 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'AuthLoadBalancer')}","DNSName"]`);
   });
 
-  test('each tier signals only its own stack', () => {
+  test('each tier signals only its own stack; tiers behind a load balancer may read their targets\' health', () => {
     for (const tier of ['AuthRole', 'ProxyRole', 'NodesRole']) {
-      const s = statements(t, tier).SignalReadiness;
-      expect(actions(s.Action)).toEqual(['cloudformation:SignalResource']);
-      expect(JSON.stringify(s.Resource)).toContain(':stack/Cluster/*');
+      const s = statements(t, tier);
+      expect(actions(s.SignalReadiness.Action)).toEqual(['cloudformation:SignalResource']);
+      expect(JSON.stringify(s.SignalReadiness.Resource)).toContain(':stack/Cluster/*');
+      if (tier === 'NodesRole') expect(s.TargetHealth).toBeUndefined();
+      else expect(actions(s.TargetHealth.Action)).toEqual(['elasticloadbalancing:DescribeTargetHealth']);
     }
   });
 
@@ -247,6 +251,10 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
       const conf = userDataConf(t.findResources('AWS::EC2::LaunchTemplate')[ltId].Properties.LaunchTemplateData.UserData, ltId);
       expect(conf).toContain('TELEPORT_CFN_STACK="Cluster"');
       expect(conf).toContain(`TELEPORT_CFN_RESOURCE="${id}"`);
+      // the instance waits for each target group of its group to report it healthy before it signals
+      const groups = (asg.Properties.TargetGroupARNs ?? []).map((g: { Ref: string }) => g.Ref);
+      if (groups.length === 0) expect(conf).not.toContain('TELEPORT_TARGET_GROUP_ARNS');
+      else expect(conf).toContain(`TELEPORT_TARGET_GROUP_ARNS="${groups.map((g: string) => standIn({ Ref: g })).join(',')}"`);
     }
   });
 
