@@ -164,12 +164,13 @@ program
 program
   .command('signal-ready')
   .description(
-    "Waits until this instance's role is healthy as its load balancer checks it, then signals CloudFormation " +
-      '(SignalResource SUCCESS for the stack and resource the conf names, or FAILURE after the timeout): the ' +
-      "AMI's health gate for rolling updates. Without TELEPORT_CFN_STACK in the conf there is nothing to signal",
+    "Waits until this instance's role is healthy as its load balancer checks it and every target group of " +
+      'TELEPORT_TARGET_GROUP_ARNS reports it healthy, then signals CloudFormation (SignalResource SUCCESS for the ' +
+      "stack and resource the conf names, or FAILURE after the timeout): the AMI's health gate for rolling " +
+      'updates. Without TELEPORT_CFN_STACK in the conf there is nothing to signal',
   )
   .option('--from-conf <file>', 'The KEY=value file naming the role, region, stack and resource', CONF_FILE)
-  .option('--timeout <duration>', 'Signal FAILURE if the role is not healthy after this long (e.g. 10m)', '10m')
+  .option('--timeout <duration>', 'Signal FAILURE if the role is not healthy (its target groups included) after this long (e.g. 10m)', '10m')
   .option('--data-dir <path>', "Teleport's data dir, where a node keeps the identity it joined with", DEFAULT_INSTANCE_PATHS.dataDir)
   .action(async (opts: { fromConf: string; timeout: string; dataDir: string }) => {
     const timeoutMs = parseDuration(opts.timeout);
@@ -181,7 +182,7 @@ program
     }
     const log = logger('signal');
     // The AWS SDK loads only when it is needed (it is slow to load).
-    const { cloudFormationClient, signalReady } = await import('../instance/signal');
+    const { cloudFormationClient, loadBalancingClient, signalReady, targetGroupCheck } = await import('../instance/signal');
     const { localTargets, readinessChecks } = await import('../instance/readiness');
     const checks = readinessChecks(conf.role, localTargets(opts.dataDir));
     let last = '';
@@ -195,18 +196,20 @@ program
         return facts.instanceId;
       },
       cloudFormation: () => cloudFormationClient(conf.region!),
+      loadBalancing: () => loadBalancingClient(conf.region!),
       // Logged when what is missing changes, not at every poll.
       onPoll: (unready) => {
         const now = unready.map((u) => `${u.check}: ${u.reason}`).join('; ');
         if (now !== last && unready.length > 0) log.info('waiting for this instance to be healthy', { role: conf.role, unready: unready.map((u) => `${u.check}: ${u.reason}`) });
         last = now;
       },
-      retry: { onRetry: (error, attempt, delayMs) => log.warn('SignalResource failed; retrying', { error, attempt, retryInMs: delayMs }) },
+      retry: { onRetry: (error, attempt, delayMs, operation) => log.warn(`${operation} failed; retrying`, { error, attempt, retryInMs: delayMs }) },
     });
     if (!result.signalled) return; // not reached: the conf has a signal
     const { target, outcome } = result;
     if (outcome.delivered) {
-      process.stderr.write(`healthy (${checks.map((c) => c.name).join(', ')}): signalled SUCCESS for ${target.resource} in stack ${target.stack} (instance ${target.instanceId})\n`);
+      const held = [...checks.map((c) => c.name), ...conf.signal.targetGroups.map(targetGroupCheck)];
+      process.stderr.write(`healthy (${held.join(', ')}): signalled SUCCESS for ${target.resource} in stack ${target.stack} (instance ${target.instanceId})\n`);
     } else {
       process.stderr.write(`healthy; no signal sent: ${outcome.reason}\n`);
     }

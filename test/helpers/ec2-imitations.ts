@@ -2,10 +2,12 @@
  * Local HTTP imitations of AWS endpoints that cannot run here: the instance metadata service
  * (IMDSv2 only: PUT a session token, then GETs carrying it), which an AMI instance reads at boot;
  * SSM Parameter Store's GetParameter and PutParameter (the JSON protocol the SDK speaks), which
- * instances read and the control plane writes; and CloudFormation's SignalResource (the query
- * protocol), which instances call once healthy.
- * Point the SDK at them with `AWS_EC2_METADATA_SERVICE_ENDPOINT`, `AWS_ENDPOINT_URL_SSM` and
- * `AWS_ENDPOINT_URL_CLOUDFORMATION` (or `AWS_ENDPOINT_URL`).
+ * instances read and the control plane writes; CloudFormation's SignalResource (the query
+ * protocol), which instances call once healthy; and Elastic Load Balancing v2's
+ * DescribeTargetHealth (the query protocol), which they ask before that.
+ * Point the SDK at them with `AWS_EC2_METADATA_SERVICE_ENDPOINT`, `AWS_ENDPOINT_URL_SSM`,
+ * `AWS_ENDPOINT_URL_CLOUDFORMATION` and `AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2` (or
+ * `AWS_ENDPOINT_URL`).
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -175,4 +177,92 @@ export async function startCloudFormation(): Promise<CloudFormationImitation> {
     xml(200, `<SignalResourceResponse xmlns="${CFN_NS}"><ResponseMetadata><RequestId>${requestId}</RequestId></ResponseMetadata></SignalResourceResponse>`);
   });
   return { ...srv, requests, signals, failNext: (count, error) => void failures.push({ count, error }) };
+}
+
+/** A target's health as DescribeTargetHealth reports it (`TargetHealth`), and the port it is registered on. */
+export interface TargetHealthAnswer {
+  State: 'initial' | 'healthy' | 'unhealthy' | 'unhealthy.draining' | 'unused' | 'draining' | 'unavailable';
+  Reason?: string;
+  Description?: string;
+  /** @default 3025 */
+  Port?: number;
+}
+
+export interface LoadBalancingImitation extends Imitation {
+  /** Sets what a target group answers for an instance from now on (the first answer registers the group). */
+  setHealth(targetGroupArn: string, instanceId: string, health: TargetHealthAnswer): void;
+  /** Answers the next `count` requests with `error` instead. */
+  failNext(count: number, error: CfnError): void;
+}
+
+const ELB_NS = 'http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/';
+
+/** What AWS answers while a target registers, passes its first checks, or fails them. */
+export const TargetHealths = {
+  initial: { State: 'initial', Reason: 'Elb.RegistrationInProgress', Description: 'Target registration is in progress' },
+  healthy: { State: 'healthy' },
+  unhealthy: { State: 'unhealthy', Reason: 'Target.FailedHealthChecks', Description: 'Health checks failed' },
+} as const satisfies Record<string, TargetHealthAnswer>;
+
+/**
+ * Elastic Load Balancing v2's DescribeTargetHealth in the query protocol (`Action=DescribeTargetHealth&
+ * Version=2015-12-01&TargetGroupArn=...&Targets.member.1.Id=...`, form-encoded): an XML
+ * `DescribeTargetHealthResponse` with one `TargetHealthDescriptions` member per target asked for (all
+ * the group's without `Targets`), a target the group does not have being `unused`
+ * (`Target.NotRegistered`) as in AWS; an unknown group is `TargetGroupNotFound`. Every request
+ * (`requests`) is recorded as `DescribeTargetHealth <arn> <id>[,<id>...]`.
+ */
+export async function startLoadBalancing(): Promise<LoadBalancingImitation> {
+  const requests: string[] = [];
+  const groups = new Map<string, Map<string, TargetHealthAnswer>>();
+  const failures: { count: number; error: CfnError }[] = [];
+  let next = 0;
+  const srv = await listen((req, body, res) => {
+    const params = Object.fromEntries(new URLSearchParams(body));
+    const ids = Object.keys(params)
+      .filter((k) => /^Targets\.member\.\d+\.Id$/.test(k))
+      .sort((a, b) => Number(a.split('.')[2]) - Number(b.split('.')[2]))
+      .map((k) => params[k]);
+    requests.push([params.Action ?? '(no Action)', params.TargetGroupArn, ids.join(',')].filter(Boolean).join(' '));
+    const requestId = `elb-req-${++next}`;
+    const xml = (status: number, text: string) => res.writeHead(status, { 'content-type': 'text/xml', 'x-amzn-requestid': requestId }).end(text);
+    const error = (status: number, code: string, message: string) =>
+      xml(
+        status,
+        `<ErrorResponse xmlns="${ELB_NS}"><Error><Type>${status >= 500 ? 'Receiver' : 'Sender'}</Type><Code>${xmlEscape(code)}</Code>` +
+          `<Message>${xmlEscape(message)}</Message></Error><RequestId>${requestId}</RequestId></ErrorResponse>`,
+      );
+    const failure = failures[0];
+    if (failure) {
+      if (--failure.count <= 0) failures.shift();
+      return error(failure.error.status, failure.error.code, failure.error.message);
+    }
+    if (req.method !== 'POST' || params.Action !== 'DescribeTargetHealth' || params.Version !== '2015-12-01') {
+      return error(400, 'InvalidAction', `not imitated: ${String(params.Action)}`);
+    }
+    const group = groups.get(params.TargetGroupArn ?? '');
+    if (!group) return error(400, 'TargetGroupNotFound', `Target groups '${String(params.TargetGroupArn)}' not found`);
+    const unused: TargetHealthAnswer = { State: 'unused', Reason: 'Target.NotRegistered', Description: 'Target is not registered to the target group' };
+    const members = (ids.length > 0 ? ids : [...group.keys()]).map((id) => {
+      const h = group.get(id) ?? unused;
+      const port = h.Port ?? 3025;
+      const health =
+        `<State>${h.State}</State>` + (h.Reason ? `<Reason>${xmlEscape(h.Reason)}</Reason>` : '') + (h.Description ? `<Description>${xmlEscape(h.Description)}</Description>` : '');
+      return `<member><Target><Id>${xmlEscape(id)}</Id><Port>${port}</Port></Target><HealthCheckPort>${port}</HealthCheckPort><TargetHealth>${health}</TargetHealth></member>`;
+    });
+    xml(
+      200,
+      `<DescribeTargetHealthResponse xmlns="${ELB_NS}"><DescribeTargetHealthResult><TargetHealthDescriptions>${members.join('')}</TargetHealthDescriptions>` +
+        `</DescribeTargetHealthResult><ResponseMetadata><RequestId>${requestId}</RequestId></ResponseMetadata></DescribeTargetHealthResponse>`,
+    );
+  });
+  return {
+    ...srv,
+    requests,
+    setHealth: (arn, id, health) => {
+      if (!groups.has(arn)) groups.set(arn, new Map());
+      groups.get(arn)!.set(id, health);
+    },
+    failNext: (count, error) => void failures.push({ count, error }),
+  };
 }

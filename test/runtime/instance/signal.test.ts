@@ -1,7 +1,9 @@
 /**
  * `teleport signal-ready` (runtime/instance/signal.ts, readiness.ts): an AMI instance waits until
- * its role is healthy as its load balancer judges it, then signals CloudFormation. The real AWS
- * SDK talks to local imitations of CloudFormation's SignalResource (query protocol) and of IMDSv2;
+ * its role is healthy as its load balancer judges it, and until its target groups report it
+ * healthy, then signals CloudFormation. The real AWS SDK talks to local imitations of
+ * CloudFormation's SignalResource and Elastic Load Balancing's DescribeTargetHealth (both in the
+ * query protocol) and of IMDSv2;
  * local listeners on free ports stand in for the role's (the CLI checks the real 3025, 3080, 3023
  * and 3022, which other tests may use).
  */
@@ -15,12 +17,30 @@ import { SqliteBackend } from '../../../runtime/backend/sqlite';
 import { FileAuditLog } from '../../../runtime/events/filelog';
 import { readInstanceFacts } from '../../../runtime/instance/imds';
 import { localTargets, nodeIdentityFile, nodeJoined, readinessChecks, type ReadinessTargets } from '../../../runtime/instance/readiness';
-import { cloudFormationClient, RoleNotReadyError, sendSignal, signalReady, waitUntilReady, type SignalTarget, type Unready } from '../../../runtime/instance/signal';
+import {
+  cloudFormationClient,
+  loadBalancingClient,
+  RoleNotReadyError,
+  sendSignal,
+  signalReady,
+  TargetHealthUncheckableError,
+  waitUntilReady,
+  type SignalTarget,
+  type Unready,
+} from '../../../runtime/instance/signal';
 import { formatAuthorizedKey, generateKeyPair, publicKeyBlob, signHostCert } from '../../../runtime/sshcert';
 import { selfSignedServerCert } from '../../../runtime/tlsca';
 import { AccessDeniedError, BadParameterError, ConnectionProblemError } from '../../../runtime/utils/errors';
 import { initTestAuthServer } from '../../helpers/authserver';
-import { startCloudFormation, startImds, type CloudFormationImitation, type Imitation } from '../../helpers/ec2-imitations';
+import {
+  startCloudFormation,
+  startImds,
+  startLoadBalancing,
+  TargetHealths,
+  type CloudFormationImitation,
+  type Imitation,
+  type LoadBalancingImitation,
+} from '../../helpers/ec2-imitations';
 import { freePort, runCli, tempDir, waitFor } from '../../helpers/proc';
 
 const INSTANCE_ID = 'i-0123456789abcdef0';
@@ -38,6 +58,7 @@ const CREDENTIALS = { accessKeyId: 'AKIDSIGNALTEST', secretAccessKey: 'signal-te
 
 let imds: Imitation;
 let cfn: CloudFormationImitation;
+let elb: LoadBalancingImitation;
 let dir: string;
 /** Servers a test opened; closed after it. */
 let servers: (net.Server | https.Server)[] = [];
@@ -67,11 +88,13 @@ beforeAll(async () => {
 afterAll(() => imds.close());
 beforeEach(async () => {
   cfn = await startCloudFormation();
+  elb = await startLoadBalancing();
   dir = tempDir('signal-');
 });
 afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => new Promise<void>((r) => ((s as net.Server & { closeAllConnections?: () => void }).closeAllConnections?.(), s.close(() => r())))));
   await cfn.close();
+  await elb.close();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
@@ -106,6 +129,7 @@ async function nodeStorage(...ids: Identity[]): Promise<SqliteBackend> {
 
 const instanceId = async () => (await readInstanceFacts({ endpoint: imds.url, retries: 0 })).instanceId!;
 const client = (endpoint = cfn.url) => () => cloudFormationClient('eu-west-1', { endpoint, credentials: CREDENTIALS });
+const lb = () => () => loadBalancingClient('eu-west-1', { endpoint: elb.url, credentials: CREDENTIALS });
 
 describe('readiness checks, as the load balancers judge the role', () => {
   test('GIVEN each role WHEN its checks are listed THEN they are its load balancer checks (plus the join for a node), on the real ports by default', () => {
@@ -182,7 +206,7 @@ describe('signalReady', () => {
     const t = await targets();
     const rounds: Unready[][] = [];
     // WHEN
-    const result = signalReady({ conf: SIGNAL, checks: readinessChecks('auth', t), instanceId, cloudFormation: client(), timeoutMs: 60_000, pollMs: 20, onPoll: (u) => rounds.push(u) });
+    const result = signalReady({ conf: SIGNAL, checks: readinessChecks('auth', t), instanceId, cloudFormation: client(), loadBalancing: lb(), timeoutMs: 60_000, pollMs: 20, onPoll: (u) => rounds.push(u) });
     await waitFor('two rounds of probes finding the auth port closed', () => rounds.length >= 2);
     // THEN not ready, and no signal yet
     expect(rounds[0]).toEqual([{ check: `auth API: TCP 127.0.0.1:${t.ports.auth}`, reason: 'connection refused, nothing listens yet' }]);
@@ -201,6 +225,7 @@ describe('signalReady', () => {
       checks: readinessChecks('auth', await targets()),
       instanceId: async () => (asked.push('imds'), INSTANCE_ID),
       cloudFormation: () => (asked.push('cloudformation'), client()()),
+      loadBalancing: () => (asked.push('elb'), lb()()),
       timeoutMs: 0,
     });
     expect(r).toEqual({ signalled: false, reason: expect.stringContaining('no TELEPORT_CFN_STACK') });
@@ -213,7 +238,7 @@ describe('signalReady', () => {
     const t = await targets();
     await listenTcp(t.ports.node);
     // WHEN
-    const run = signalReady({ conf: SIGNAL, checks: readinessChecks('node', t), instanceId, cloudFormation: client(), timeoutMs: 200, pollMs: 20, retry: FAST });
+    const run = signalReady({ conf: SIGNAL, checks: readinessChecks('node', t), instanceId, cloudFormation: client(), loadBalancing: lb(), timeoutMs: 200, pollMs: 20, retry: FAST });
     // THEN
     const err = (await run.catch((e: unknown) => e)) as RoleNotReadyError;
     expect(err).toBeInstanceOf(RoleNotReadyError);
@@ -232,7 +257,7 @@ describe('signalReady', () => {
     await Promise.all([listenTcp(t.ports.proxySsh), listenWeb(t.ports.web, ping)]);
     const rounds: Unready[][] = [];
     // WHEN
-    const result = signalReady({ conf: SIGNAL, checks: readinessChecks('proxy', t), instanceId, cloudFormation: client(), timeoutMs: 60_000, pollMs: 20, onPoll: (u) => rounds.push(u) });
+    const result = signalReady({ conf: SIGNAL, checks: readinessChecks('proxy', t), instanceId, cloudFormation: client(), loadBalancing: lb(), timeoutMs: 60_000, pollMs: 20, onPoll: (u) => rounds.push(u) });
     await waitFor('two rounds of probes', () => rounds.length >= 2);
     // THEN only the web check fails, on the status
     expect(rounds[1]).toEqual([{ check: `proxy web: GET https://127.0.0.1:${t.ports.web}/webapi/ping`, reason: 'answered HTTP 500, not 200' }]);
@@ -247,9 +272,192 @@ describe('signalReady', () => {
     const t = await targets();
     await listenTcp(t.ports.auth);
     cfn.failNext(1, { status: 400, code: 'ValidationError', message: 'Stack arn:aws:cloudformation:eu-west-1:123456789012:stack/Teleport-acme/x is in UPDATE_COMPLETE state and cannot be signaled' });
-    const r = await signalReady({ conf: SIGNAL, checks: readinessChecks('auth', t), instanceId, cloudFormation: client(), timeoutMs: 10_000, pollMs: 20, retry: FAST });
+    const r = await signalReady({ conf: SIGNAL, checks: readinessChecks('auth', t), instanceId, cloudFormation: client(), loadBalancing: lb(), timeoutMs: 10_000, pollMs: 20, retry: FAST });
     expect(r).toEqual({ signalled: true, target: TARGET, outcome: { delivered: false, reason: expect.stringContaining('UPDATE_COMPLETE state and cannot be signaled') } });
     expect(cfn.requests).toEqual(['SignalResource SUCCESS']);
+  });
+});
+
+describe('signalReady: the target groups must report the instance healthy (TELEPORT_TARGET_GROUP_ARNS)', () => {
+  const TG = (name: string, id: string) => `arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/${name}/${id}`;
+  const AUTH_TG = TG('acme-auth', '0123456789abcdef');
+  const PROXY_SSH_TG = TG('acme-proxy-ssh', '1111111111111111');
+  const PROXY_WEB_TG = TG('acme-proxy-web', '2222222222222222');
+  const withGroups = (...targetGroups: string[]) => ({ signal: { ...SIGNAL.signal, targetGroups } });
+  const INITIAL = 'initial (Elb.RegistrationInProgress: Target registration is in progress)';
+  const UNHEALTHY = 'unhealthy (Target.FailedHealthChecks: Health checks failed)';
+  const FAILURE = { StackName: 'Teleport-acme', LogicalResourceId: 'AuthAutoScalingGroup1A2B3C4D', UniqueId: INSTANCE_ID, Status: 'FAILURE' };
+
+  test('GIVEN an auth instance whose port is open but whose target group says initial WHEN it waits THEN nothing is signalled; once the group says healthy, SUCCESS', async () => {
+    // GIVEN the auth port open, the target group still registering the instance (2 checks x 10 s in AWS)
+    const t = await targets();
+    await listenTcp(t.ports.auth);
+    elb.setHealth(AUTH_TG, INSTANCE_ID, TargetHealths.initial);
+    const rounds: Unready[][] = [];
+    // WHEN
+    const result = signalReady({
+      conf: withGroups(AUTH_TG),
+      checks: readinessChecks('auth', t),
+      instanceId,
+      cloudFormation: client(),
+      loadBalancing: lb(),
+      timeoutMs: 60_000,
+      pollMs: 20,
+      targetHealthPollMs: 20,
+      onPoll: (u) => rounds.push(u),
+    });
+    await waitFor('two rounds of DescribeTargetHealth', () => elb.requests.length >= 2);
+    // THEN the local check held at once, the target group is asked for this instance only, and nothing is signalled
+    expect(rounds[0]).toEqual([]);
+    expect(rounds[1]).toEqual([{ check: `target group ${AUTH_TG}`, reason: INITIAL }]);
+    expect(elb.requests[0]).toBe(`DescribeTargetHealth ${AUTH_TG} ${INSTANCE_ID}`);
+    expect(cfn.requests).toEqual([]);
+    // WHEN the load balancer's checks have passed THEN SUCCESS
+    elb.setHealth(AUTH_TG, INSTANCE_ID, TargetHealths.healthy);
+    expect(await result).toEqual({ signalled: true, target: TARGET, outcome: { delivered: true } });
+    expect(rounds.at(-1)).toEqual([]);
+    expect(cfn.signals).toEqual([{ ...FAILURE, Status: 'SUCCESS' }]);
+  });
+
+  test('GIVEN a proxy in two target groups (SSH 3023 on the NLB, web on the ALB) WHEN only one at a time reports it healthy THEN nothing is signalled until both do', async () => {
+    // GIVEN both listeners up; SSH healthy, web still registering
+    const t = await targets();
+    await Promise.all([listenTcp(t.ports.proxySsh), listenWeb(t.ports.web, { code: 200 })]);
+    elb.setHealth(PROXY_SSH_TG, INSTANCE_ID, { ...TargetHealths.healthy, Port: 3023 });
+    elb.setHealth(PROXY_WEB_TG, INSTANCE_ID, { ...TargetHealths.initial, Port: 3080 });
+    const rounds: Unready[][] = [];
+    const last = () => rounds.at(-1);
+    // WHEN
+    const result = signalReady({
+      conf: withGroups(PROXY_SSH_TG, PROXY_WEB_TG),
+      checks: readinessChecks('proxy', t),
+      instanceId,
+      cloudFormation: client(),
+      loadBalancing: lb(),
+      timeoutMs: 60_000,
+      pollMs: 20,
+      targetHealthPollMs: 20,
+      onPoll: (u) => rounds.push(u),
+    });
+    // THEN the web group holds it back
+    await waitFor('a round with the web group unready', () => last()?.length === 1 && last()![0].check === `target group ${PROXY_WEB_TG}`);
+    expect(last()).toEqual([{ check: `target group ${PROXY_WEB_TG}`, reason: INITIAL }]);
+    expect(elb.requests).toEqual(expect.arrayContaining([`DescribeTargetHealth ${PROXY_SSH_TG} ${INSTANCE_ID}`, `DescribeTargetHealth ${PROXY_WEB_TG} ${INSTANCE_ID}`]));
+    // WHEN web becomes healthy while SSH fails its checks THEN still nothing
+    elb.setHealth(PROXY_WEB_TG, INSTANCE_ID, { ...TargetHealths.healthy, Port: 3080 });
+    elb.setHealth(PROXY_SSH_TG, INSTANCE_ID, { ...TargetHealths.unhealthy, Port: 3023 });
+    await waitFor('a round with the SSH group unready', () => last()?.length === 1 && last()![0].check === `target group ${PROXY_SSH_TG}`);
+    expect(last()).toEqual([{ check: `target group ${PROXY_SSH_TG}`, reason: UNHEALTHY }]);
+    expect(cfn.requests).toEqual([]);
+    // WHEN both are healthy THEN SUCCESS
+    elb.setHealth(PROXY_SSH_TG, INSTANCE_ID, { ...TargetHealths.healthy, Port: 3023 });
+    expect(await result).toEqual({ signalled: true, target: TARGET, outcome: { delivered: true } });
+    expect(cfn.signals.map((s) => s.Status)).toEqual(['SUCCESS']);
+  });
+
+  test('GIVEN a target group that keeps the instance unhealthy WHEN the timeout passes THEN FAILURE is signalled, naming the group, its state and reason', async () => {
+    // GIVEN
+    const t = await targets();
+    await listenTcp(t.ports.auth);
+    elb.setHealth(AUTH_TG, INSTANCE_ID, TargetHealths.unhealthy);
+    // WHEN
+    const started = Date.now();
+    const err = (await signalReady({
+      conf: withGroups(AUTH_TG),
+      checks: readinessChecks('auth', t),
+      instanceId,
+      cloudFormation: client(),
+      loadBalancing: lb(),
+      timeoutMs: 300,
+      pollMs: 20,
+      targetHealthPollMs: 20,
+      retry: FAST,
+    }).catch((e: unknown) => e)) as RoleNotReadyError;
+    // THEN within the one timeout the local checks and the target group share
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(err).toBeInstanceOf(RoleNotReadyError);
+    expect(err.unready).toEqual([{ check: `target group ${AUTH_TG}`, reason: UNHEALTHY }]);
+    expect(err.message).toBe(`this instance's role was not ready after 300ms: target group ${AUTH_TG} (${UNHEALTHY}); signalled FAILURE to CloudFormation`);
+    expect(cfn.signals).toEqual([FAILURE]);
+  });
+
+  test('GIVEN no target groups (a node) WHEN the local checks hold THEN SUCCESS is signalled at once, Elastic Load Balancing never asked', async () => {
+    const t = await targets();
+    await listenTcp(t.ports.auth);
+    const made: string[] = [];
+    const r = await signalReady({
+      conf: withGroups(),
+      checks: readinessChecks('auth', t),
+      instanceId,
+      cloudFormation: client(),
+      loadBalancing: () => (made.push('elb'), lb()()),
+      timeoutMs: 10_000,
+      pollMs: 20,
+      targetHealthPollMs: 5_000,
+    });
+    expect(r).toEqual({ signalled: true, target: TARGET, outcome: { delivered: true } });
+    expect(made).toEqual([]);
+    expect(elb.requests).toEqual([]);
+  });
+
+  test('GIVEN the local checks never hold WHEN the timeout passes THEN the target groups are not asked and FAILURE names the local check', async () => {
+    const t = await targets();
+    elb.setHealth(AUTH_TG, INSTANCE_ID, TargetHealths.healthy);
+    const err = (await signalReady({ conf: withGroups(AUTH_TG), checks: readinessChecks('auth', t), instanceId, cloudFormation: client(), loadBalancing: lb(), timeoutMs: 100, pollMs: 20, retry: FAST }).catch(
+      (e: unknown) => e,
+    )) as RoleNotReadyError;
+    expect(err).toBeInstanceOf(RoleNotReadyError);
+    expect(err.unready.map((u) => u.check)).toEqual([`auth API: TCP 127.0.0.1:${t.ports.auth}`]);
+    expect(elb.requests).toEqual([]);
+    expect(cfn.signals).toEqual([FAILURE]);
+  });
+
+  test('GIVEN DescribeTargetHealth throttled, then failing on every try WHEN waited on THEN throttling is retried as SignalResource is, and a call that keeps failing is the reason given at the timeout', async () => {
+    const t = await targets();
+    await listenTcp(t.ports.auth);
+    elb.setHealth(AUTH_TG, INSTANCE_ID, TargetHealths.healthy);
+    const opts = { conf: withGroups(AUTH_TG), checks: readinessChecks('auth', t), instanceId, cloudFormation: client(), loadBalancing: lb(), pollMs: 20, targetHealthPollMs: 20 };
+    // GIVEN throttling twice THEN retried, then SUCCESS
+    elb.failNext(2, { status: 400, code: 'Throttling', message: 'Rate exceeded' });
+    const retries: string[] = [];
+    const ok = await signalReady({ ...opts, timeoutMs: 10_000, retry: { ...FAST, onRetry: (e, _a, _d, op) => retries.push(`${op}: ${e}`) } });
+    expect(ok).toEqual({ signalled: true, target: TARGET, outcome: { delivered: true } });
+    expect(retries).toEqual([`DescribeTargetHealth ${AUTH_TG}: Throttling: Rate exceeded`, `DescribeTargetHealth ${AUTH_TG}: Throttling: Rate exceeded`]);
+    expect(elb.requests).toHaveLength(3);
+    // GIVEN 5xx on every try THEN each round gives up after the attempts, and the timeout names that error
+    elb.failNext(1000, { status: 500, code: 'InternalFailure', message: 'We encountered an internal error' });
+    const err = (await signalReady({ ...opts, timeoutMs: 300, retry: FAST }).catch((e: unknown) => e)) as RoleNotReadyError;
+    expect(err).toBeInstanceOf(RoleNotReadyError);
+    expect(err.unready).toEqual([{ check: `target group ${AUTH_TG}`, reason: 'cannot check after 3 attempts: InternalFailure: We encountered an internal error' }]);
+    expect(cfn.signals.map((s) => s.Status)).toEqual(['SUCCESS', 'FAILURE']);
+  });
+
+  test('GIVEN a role without elasticloadbalancing:DescribeTargetHealth, or a target group that does not exist WHEN asked THEN FAILURE is signalled at once, not after the timeout', async () => {
+    const t = await targets();
+    await listenTcp(t.ports.auth);
+    const opts = { checks: readinessChecks('auth', t), instanceId, cloudFormation: client(), loadBalancing: lb(), timeoutMs: 60_000, pollMs: 20, targetHealthPollMs: 20, retry: FAST };
+    // GIVEN access denied
+    elb.setHealth(AUTH_TG, INSTANCE_ID, TargetHealths.healthy);
+    elb.failNext(1, { status: 403, code: 'AccessDenied', message: 'User is not authorized to perform: elasticloadbalancing:DescribeTargetHealth' });
+    const started = Date.now();
+    const denied = (await signalReady({ ...opts, conf: withGroups(AUTH_TG) }).catch((e: unknown) => e)) as TargetHealthUncheckableError;
+    expect(denied).toBeInstanceOf(TargetHealthUncheckableError);
+    expect(denied.reason).toBe('access_denied');
+    expect(denied.message).toBe(
+      `cannot check the health of instance ${INSTANCE_ID} in target group ${AUTH_TG}: AccessDenied: User is not authorized to perform: elasticloadbalancing:DescribeTargetHealth ` +
+        '(the instance role needs elasticloadbalancing:DescribeTargetHealth); signalled FAILURE to CloudFormation',
+    );
+    // GIVEN a target group the load balancing service does not know
+    const missing = TG('acme-gone', 'ffffffffffffffff');
+    const notFound = (await signalReady({ ...opts, conf: withGroups(AUTH_TG, missing) }).catch((e: unknown) => e)) as TargetHealthUncheckableError;
+    expect(notFound).toBeInstanceOf(TargetHealthUncheckableError);
+    expect(notFound.reason).toBe('bad_parameter');
+    expect(notFound.targetGroup).toBe(missing);
+    expect(notFound.message).toContain(`in target group ${missing}: TargetGroupNotFoundException: Target groups '${missing}' not found; signalled FAILURE`);
+    // THEN each was tried once and failed at once
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(elb.requests.filter((r) => r.includes(missing))).toHaveLength(1);
+    expect(cfn.signals.map((s) => s.Status)).toEqual(['FAILURE', 'FAILURE']);
   });
 });
 
