@@ -134,7 +134,7 @@ export class LocalDeployment {
   private async create(): Promise<void> {
     const { opts, log } = this;
     fs.mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
-    const net = Network.create(opts.net ?? Network.freeNumber());
+    const net = Network.create({ net: opts.net });
     this.network = net;
     this.closers.push(() => net.close());
     const d = Deployment.load({ cdkOut: opts.cdkOut, stackName: opts.stackName, loadBalancerAddress: (i) => net.loadBalancerAddress(i) });

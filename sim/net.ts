@@ -44,27 +44,30 @@ export class Network {
   }
 
   /**
-   * Creates the bridge `tsim<net>` with `10.<net>.0.1/16`. Left-overs of a deployment that died
-   * with the same number are removed first.
+   * Creates the bridge `tsim<net>` with `10.<net>.0.1/16` on the first free network number from
+   * `preferred` (or exactly `net`). A number is taken by a lock file naming its owner's pid
+   * (`/run/tsim<net>.pid`): a live owner's network is never touched; a dead owner's left-overs
+   * (namespaces, processes, the bridge) are removed first.
    */
-  static create(net: number): Network {
-    if (!Number.isInteger(net) || net < 1 || net > 254) throw new NetworkError(`the network number must be 1-254, got ${net}`);
-    const n = new Network(net);
-    n.removeLeftovers();
-    ip('link', 'add', n.bridge, 'type', 'bridge');
-    ip('addr', 'add', `${n.hostAddress}/16`, 'dev', n.bridge);
-    ip('link', 'set', n.bridge, 'up');
-    return n;
-  }
-
-  /** A free network number: one without a `tsim<n>` bridge and without a 10.<n>.0.0/16 address on this host. */
-  static freeNumber(preferred = 231): number {
-    const used = ip('-o', 'addr', 'show');
-    for (let n = preferred; n < preferred + 24; n++) {
-      const k = ((n - 1) % 254) + 1;
-      if (!used.includes(` 10.${k}.`) && !used.includes(`tsim${k}`)) return k;
+  static create(opts: { net?: number; preferred?: number } = {}): Network {
+    const candidates = opts.net !== undefined ? [opts.net] : Array.from({ length: 24 }, (_, i) => (((opts.preferred ?? 231) + i - 1) % 254) + 1);
+    for (const net of candidates) {
+      if (!Number.isInteger(net) || net < 1 || net > 254) throw new NetworkError(`the network number must be 1-254, got ${net}`);
+      if (!claim(net)) continue;
+      const n = new Network(net);
+      try {
+        n.removeLeftovers();
+        if (ip('-o', 'addr', 'show').includes(` 10.${net}.`)) throw new NetworkError(`10.${net}.0.0/16 is in use on this host`);
+        ip('link', 'add', n.bridge, 'type', 'bridge');
+        ip('addr', 'add', `${n.hostAddress}/16`, 'dev', n.bridge);
+        ip('link', 'set', n.bridge, 'up');
+        return n;
+      } catch (err) {
+        fs.rmSync(lockFile(net), { force: true });
+        if (opts.net !== undefined) throw err;
+      }
     }
-    throw new NetworkError('no free 10.<n>.0.0/16 network for the local deployment');
+    throw new NetworkError(`no free 10.<n>.0.0/16 network for the local deployment among ${candidates[0]}..${candidates[candidates.length - 1]}`);
   }
 
   /** The virtual IP of the `index`-th load balancer, added to the bridge. */
@@ -131,6 +134,7 @@ export class Network {
     } catch {
       // already gone
     }
+    fs.rmSync(lockFile(this.net), { force: true });
   }
 
   private attachAt(label: string, address: string): Attachment {
@@ -163,5 +167,29 @@ export class Network {
     }
     if (ip('-o', 'link', 'show').includes(` ${this.bridge}:`)) ip('link', 'del', this.bridge);
     fs.rmSync(`/etc/netns/tsim${this.net}-client`, { recursive: true, force: true });
+  }
+}
+
+const lockFile = (net: number) => `/run/tsim${net}.pid`;
+
+/** Takes network `net` for this process: a new lock file, or one whose owner is gone. */
+function claim(net: number): boolean {
+  const file = lockFile(net);
+  try {
+    fs.writeFileSync(file, String(process.pid), { flag: 'wx' });
+    return true;
+  } catch {
+    const owner = Number(fs.readFileSync(file, 'utf8'));
+    if (owner === process.pid) return false;
+    if (Number.isInteger(owner) && owner > 0) {
+      try {
+        process.kill(owner, 0);
+        return false; // its owner is alive
+      } catch {
+        // its owner died: take it over
+      }
+    }
+    fs.writeFileSync(file, String(process.pid));
+    return true;
   }
 }
