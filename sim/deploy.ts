@@ -140,7 +140,7 @@ export class LocalDeployment {
     const d = Deployment.load({ cdkOut: opts.cdkOut, stackName: opts.stackName, loadBalancerAddress: (i) => net.loadBalancerAddress(i) });
     this.deployment = d;
     log(`deploying ${d.stackName} from ${opts.cdkOut} on 10.${net.net}.0.0/16 (time x${this.timeScale})`);
-    net.addLoadBalancerAddresses(d.ofType('AWS::ElasticLoadBalancingV2::LoadBalancer').length);
+    const lbNamespace = net.addLoadBalancers(d.ofType('AWS::ElasticLoadBalancingV2::LoadBalancer').length).namespace;
     const skipped = [...new Set(Object.values(d.resources).map((r) => r.Type))].filter((t) => !SERVED.has(t) && !t.startsWith('Custom::') && t !== 'AWS::CDK::Metadata');
     log(`not simulated (no behaviour to run here): ${skipped.sort().join(', ')}`);
 
@@ -185,10 +185,16 @@ export class LocalDeployment {
     this.closers.push(() => this.streams.close());
     for (const id of d.ofType('AWS::Lambda::EventSourceMapping')) this.created('AWS::Lambda::EventSourceMapping', id);
     this.customResources = await CustomResources.create({ resources: d.resources, resolve: d.resolve, functions: this.functions, log, tls, host: net.hostAddress, stackName: d.stackName, timeoutMs: 120_000 });
-    this.closers.push(() => this.customResources.close());
+    const createdResources: string[] = [];
+    this.closers.push(async () => {
+      // Deleting the stack deletes its custom resources (newest first) before the functions behind them.
+      for (const id of createdResources.reverse()) await this.customResources.delete(id).catch((err: Error) => log(`DELETE_FAILED ${id}: ${err.message}`));
+      await this.customResources.close();
+    });
     for (const id of this.customResources.logicalIds()) {
       const result = await this.customResources.create(id);
       d.setAttribute(id, 'Ref', result.physicalResourceId);
+      createdResources.push(id);
       this.created(d.resource(id).Type, id, result.physicalResourceId);
     }
 
@@ -199,7 +205,7 @@ export class LocalDeployment {
     fs.writeFileSync(this.publicCaFile, acm.cert);
     const lbDir = path.join(opts.dir, 'lb');
     fs.mkdirSync(lbDir, { recursive: true });
-    this.loadBalancers = await LoadBalancers.start({ dir: lbDir, resources: d.resources, resolve: d.resolve, certificates: () => acm, timeScale: this.timeScale, log });
+    this.loadBalancers = await LoadBalancers.start({ dir: lbDir, resources: d.resources, resolve: d.resolve, certificates: () => acm, timeScale: this.timeScale, namespace: lbNamespace, log });
     this.closers.push(() => this.loadBalancers.close());
     for (const l of this.loadBalancers.describe()) this.created('AWS::ElasticLoadBalancingV2::Listener', l.listener, `${l.protocol} ${l.address} on ${l.loadBalancer}`);
 

@@ -51,6 +51,8 @@ export interface LoadBalancersOptions {
   readonly certificates: (listenerLogicalId: string) => { cert: string; key: string } | undefined;
   /** Template intervals, timeouts and delays are divided by this (default 1). */
   readonly timeScale?: number;
+  /** The network namespace haproxy runs in (where the virtual IPs are), or this process's. */
+  readonly namespace?: string;
   readonly log: Log;
 }
 
@@ -127,7 +129,7 @@ export class LoadBalancers {
       files.push(socket);
       const config = write('haproxy.cfg', haproxyConfig(spec, { socket, certificateFile: (id) => certificateFiles.get(id)!, timeScale }));
       const cli = new HaproxyCli(socket);
-      const haproxy = await runHaproxy(config, cli, opts.log);
+      const haproxy = await runHaproxy(config, cli, opts.log, opts.namespace);
       return new LoadBalancers(spec, haproxy, cli, files, timeScale, opts.log);
     } catch (err) {
       for (const f of files) fs.rmSync(f, { force: true });
@@ -267,8 +269,8 @@ function serverNames(group: TargetGroupSpec, targetId: string): [string, string]
 }
 
 /** Runs haproxy on `config`, its warnings and alerts going to `log`, until it answers on its socket. */
-async function runHaproxy(config: string, cli: HaproxyCli, log: Log): Promise<Daemon> {
-  const haproxy = Daemon.spawn('haproxy', ['-db', '-f', config]);
+async function runHaproxy(config: string, cli: HaproxyCli, log: Log, namespace?: string): Promise<Daemon> {
+  const haproxy = namespace ? Daemon.spawn('ip', ['netns', 'exec', namespace, 'haproxy', '-db', '-f', config]) : Daemon.spawn('haproxy', ['-db', '-f', config]);
   let spawnError: Error | undefined;
   haproxy.child.on('error', (err) => (spawnError = err));
   let partial = '';

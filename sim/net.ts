@@ -2,7 +2,7 @@
  * The deployment's network, as a VPC would give it: a Linux bridge whose host side
  * (`10.<net>.0.1`) serves the AWS endpoints; one network namespace per instance with its own
  * address (`10.<net>.0.N`), so every instance listens on the ports its role uses (3022, 3025,
- * 3080, ...) exactly as on EC2; load balancers' virtual IPs (`10.<net>.1.N`) on the host side; and
+ * 3080, ...) exactly as on EC2; the load balancers' namespace with their virtual IPs (`10.<net>.1.N`); and
  * a client namespace ("the internet", `10.<net>.2.1`) whose `/etc/hosts` holds the stack's Route 53
  * records, so users' commands resolve the cluster's domain as they would on the internet.
  * Needs root (CAP_NET_ADMIN) and iproute2.
@@ -75,9 +75,14 @@ export class Network {
     return `10.${this.net}.1.${index + 1}`;
   }
 
-  /** Puts the load balancers' virtual IPs on the host side of the bridge. */
-  addLoadBalancerAddresses(count: number): void {
-    for (let i = 0; i < count; i++) ip('addr', 'add', `${this.loadBalancerAddress(i)}/32`, 'dev', this.bridge);
+  /**
+   * The load balancers' namespace `tsim<net>-lb`, holding their virtual IPs: their listeners (on
+   * 443, 3023, 3025, ...) never collide with what binds those ports on this host.
+   */
+  addLoadBalancers(count: number): Attachment {
+    const lb = this.attachAt('lb', `10.${this.net}.1.254`);
+    for (let i = 0; i < count; i++) ip('-n', lb.namespace, 'addr', 'add', `${this.loadBalancerAddress(i)}/32`, 'dev', 'eth0');
+    return lb;
   }
 
   /** A new namespace `tsim<net>-<label>` attached to the bridge with the next free address. */

@@ -21,6 +21,9 @@ import { createOsAccount, removeOsAccount } from '../helpers/osusers';
 import { run, ROOT, RunResult, tempDir, waitFor } from '../helpers/proc';
 import { ReadmeCommand, readmeCommands, readmeOutputLines } from '../helpers/readme';
 
+/** The Quickstart builds the whole project (npm start runs tsc) before anything else: minutes on a busy 2-core machine. */
+jest.setTimeout(180_000);
+
 const HOST = os.hostname();
 const PASSWORD = 'a long quickstart password';
 

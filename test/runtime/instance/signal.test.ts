@@ -428,7 +428,8 @@ describe('signalReady: the target groups must report the instance healthy (TELEP
     elb.failNext(1000, { status: 500, code: 'InternalFailure', message: 'We encountered an internal error' });
     const err = (await signalReady({ ...opts, timeoutMs: 300, retry: FAST }).catch((e: unknown) => e)) as RoleNotReadyError;
     expect(err).toBeInstanceOf(RoleNotReadyError);
-    expect(err.unready).toEqual([{ check: `target group ${AUTH_TG}`, reason: 'cannot check after 3 attempts: InternalFailure: We encountered an internal error' }]);
+    // (how many attempts fit before the deadline depends on the machine's load: the reason names the error whatever the count)
+    expect(err.unready).toEqual([{ check: `target group ${AUTH_TG}`, reason: expect.stringMatching(/^cannot check after \d+ attempts?: InternalFailure: We encountered an internal error$/) }]);
     expect(cfn.signals.map((s) => s.Status)).toEqual(['SUCCESS', 'FAILURE']);
   });
 
