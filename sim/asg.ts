@@ -28,6 +28,7 @@ import { Instance, type Unit } from './instance';
 import type { LoadBalancers } from './lb';
 import type { Network } from './net';
 import type { CredentialRegistry } from './aws/credentials';
+import { errorResponse, type ServiceResponse } from './aws/protocol';
 import type { Deployment } from './template';
 import { arn, REGION, type AwsCall, type Caller, type IamDecision, type IssuedCredentials, type Log } from './types';
 
@@ -288,14 +289,13 @@ export class AutoScaling {
   }
 
   /** The Auto Scaling API (query protocol), for the gateway. */
-  async handle(req: { caller: Caller; body: Buffer; query: URLSearchParams }, authorize: (call: Omit<AwsCall, 'caller'>) => IamDecision): Promise<{ status: number; headers?: Record<string, string>; body: string }> {
+  async handle(req: { caller: Caller; body: Buffer; query: URLSearchParams }, authorize: (call: Omit<AwsCall, 'caller'>) => IamDecision): Promise<ServiceResponse> {
     const params = new URLSearchParams(req.body.toString());
     for (const [k, v] of req.query) if (!params.has(k)) params.set(k, v);
     const action = params.get('Action') ?? '';
     const requestId = randomUUID();
     const xml = (status: number, inner: string) => ({ status, headers: { 'content-type': 'text/xml' }, body: inner });
-    const error = (status: number, code: string, message: string) =>
-      xml(status, `<ErrorResponse xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><Error><Type>Sender</Type><Code>${code}</Code><Message>${escape(message)}</Message></Error><RequestId>${requestId}</RequestId></ErrorResponse>`);
+    const error = (status: number, code: string, message: string) => errorResponse('autoscaling', status, code, message);
     const ok = (result = '') =>
       xml(200, `<${action}Response xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><${action}Result>${result}</${action}Result><ResponseMetadata><RequestId>${requestId}</RequestId></ResponseMetadata></${action}Response>`);
     const groupName = params.get('AutoScalingGroupName') ?? '';
@@ -488,8 +488,4 @@ function isoSeconds(duration: string): number {
   const m = /^PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?$/.exec(duration);
   if (!m) throw new Error(`PauseTime ${duration} is not an ISO 8601 duration (PT#H#M#S)`);
   return Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0);
-}
-
-function escape(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }

@@ -19,6 +19,7 @@ import { selfSignedServerCert } from '../runtime/tlsca';
 import { AutoScaling, type GroupInstance } from './asg';
 import { CredentialRegistry } from './aws/credentials';
 import { Gateway, type Authorize, type ServiceRequest, type ServiceResponse } from './aws/gateway';
+import { errorResponse } from './aws/protocol';
 import { Imds } from './aws/imds';
 import { ParameterStore } from './aws/ssm';
 import { Stores } from './aws/stores';
@@ -298,11 +299,7 @@ export class LocalDeployment {
   private async cloudFormation(req: ServiceRequest, authorize: Authorize): Promise<ServiceResponse> {
     const params = new URLSearchParams(req.body.toString());
     const xmlns = 'http://cloudformation.amazonaws.com/doc/2010-05-15/';
-    const error = (status: number, code: string, message: string) => ({
-      status,
-      headers: { 'content-type': 'text/xml' },
-      body: `<ErrorResponse xmlns="${xmlns}"><Error><Type>Sender</Type><Code>${code}</Code><Message>${message.replace(/[<&>]/g, '')}</Message></Error><RequestId>${randomUUID()}</RequestId></ErrorResponse>`,
-    });
+    const error = (status: number, code: string, message: string) => errorResponse('cloudformation', status, code, message);
     if (params.get('Action') !== 'SignalResource') return error(400, 'InvalidAction', `${params.get('Action')} is not served by the local deployment`);
     const stackId = String(this.deployment.resolve({ Ref: 'AWS::StackId' }));
     const stack = params.get('StackName');
@@ -324,8 +321,7 @@ export class LocalDeployment {
     const params = new URLSearchParams(req.body.toString());
     const xmlns = 'http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/';
     const xml = (status: number, body: string) => ({ status, headers: { 'content-type': 'text/xml' }, body });
-    const error = (status: number, code: string, message: string) =>
-      xml(status, `<ErrorResponse xmlns="${xmlns}"><Error><Type>Sender</Type><Code>${code}</Code><Message>${message.replace(/[<&>]/g, '')}</Message></Error><RequestId>${randomUUID()}</RequestId></ErrorResponse>`);
+    const error = (status: number, code: string, message: string) => errorResponse('elasticloadbalancing', status, code, message);
     if (params.get('Action') !== 'DescribeTargetHealth') return error(400, 'InvalidAction', `${params.get('Action')} is not served by the local deployment`);
     const decision = authorize({ action: 'elasticloadbalancing:DescribeTargetHealth', resource: '*' });
     if (!decision.allowed) return error(403, 'AccessDenied', `User: ${req.caller.roleArn} is not authorized to perform: elasticloadbalancing:DescribeTargetHealth`);
