@@ -28,6 +28,8 @@ export const NODE = 'test-auth';
 const PROXY_NAME = 'bench-proxy';
 const PROXY_TOKEN = 'bench-proxy-join-token';
 /** sshd limits raised so that the reference turns no connection away; no banners in the shells. */
+/** The same startups limits on the node and the proxy as on the reference sshd (SSHD_EXTRA). */
+const STARTUPS = ['max_startups: 1000:30:1000', 'per_source_max_startups: 1000:30:1000'];
 const SSHD_EXTRA = ['MaxStartups 1000:30:1000', 'MaxSessions 1000', 'PrintMotd no', 'PrintLastLog no'];
 
 export type PathName = 'proxy' | 'jump';
@@ -44,7 +46,7 @@ export interface Rig {
 /** Starts the cluster, the proxy and both sshd; `onChild` learns each long-running process (to stop it on an interrupt). */
 export async function startRig(login: string, onChild: (d: Daemon) => void = () => undefined): Promise<Rig> {
   const work = tempDir('bench-rig-');
-  const cluster = await startCluster({ tokens: [`proxy:${PROXY_TOKEN}`] });
+  const cluster = await startCluster({ tokens: [`proxy:${PROXY_TOKEN}`], sshExtra: STARTUPS });
   onChild(cluster.daemon!);
   let proxy: { daemon: Daemon; sshPort: number } | undefined;
   const sshds: Sshd[] = [];
@@ -111,6 +113,7 @@ async function startProxy(cluster: TestAuth, dir: string): Promise<{ daemon: Dae
       `  listen_addr: 127.0.0.1:${sshPort}`,
       `  web_listen_addr: 127.0.0.1:${webPort}`,
       `  tunnel_listen_addr: 127.0.0.1:${tunnelPort}`,
+      ...STARTUPS.map((l) => `  ${l}`),
       '',
     ].join('\n'),
   );

@@ -14,6 +14,7 @@ import { policyKeyMismatch, tlsPolicy } from '../tlsca/ciphersuites';
 import { Closers } from '../utils/closers';
 import { Logger } from '../utils/logger';
 import { listen as listenOn } from '../service/listen';
+import { limitBeforeRequest } from '../service/httplimits';
 import { VERSION } from '../version';
 import { authRoutes } from './api';
 import { callerOf, Router } from './http';
@@ -94,12 +95,10 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
         requestCert: true,
         rejectUnauthorized: false,
         ...policy,
-        handshakeTimeout: 10_000,
       },
       router.handle,
     );
-    server.headersTimeout = 30_000;
-    server.requestTimeout = 60_000;
+    limitBeforeRequest(server, true);
     server.on('tlsClientError', (err) => log.debug('TLS handshake failed', { error: err.message }));
     await listenOn(server, listen, 'auth');
     opened.add(

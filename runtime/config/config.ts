@@ -14,6 +14,7 @@ import { dialableAddr, parseAddr, parseCidr, type Cidr, type HostPort } from './
 import { ConfigError, formatIssue, type ConfigIssue } from './errors';
 import { parseLabelsFlag, type CommandLabel } from './labels';
 import { formatPath, loadConfigFile, resolveConfigPath, sourceMapOf } from './load';
+import { DEFAULT_MAX_STARTUPS, type MaxStartups, type PreAuthLimits } from './startups';
 import { FileConfigSchema, type FileConfig } from './schema';
 import { unsupportedSettings } from './support';
 import { normalizeCaPin, parseStaticTokenSpec, readCaPinsValue, readTokenValue, type StaticTokenRole } from './tokens';
@@ -130,6 +131,7 @@ export interface TeleportConfig {
     commands: CommandLabel[];
     permitUserEnv: boolean;
     pam: { enabled: boolean; serviceName: string };
+    preAuth: PreAuthLimits;
   };
   proxy: {
     enabled: boolean;
@@ -145,6 +147,7 @@ export interface TeleportConfig {
     insecureNoTls: boolean;
     /** Peers whose X-Forwarded-For header names the client (ours: `trust_x_forwarded_for_from`). */
     trustXForwardedForFrom: Cidr[];
+    preAuth: PreAuthLimits;
   };
 }
 
@@ -160,7 +163,22 @@ export const Defaults = {
   keepAliveCountMax: 3,
   pamServiceName: 'sshd',
   etcdPrefix: '/teleport',
+  /** sshd's LoginGraceTime on the node; the proxy keeps its 30 s. */
+  nodeLoginGraceMs: 120_000,
+  proxyLoginGraceMs: 30_000,
 } as const;
+
+/** ssh_service / proxy_service `login_grace_time`, `max_startups`, `per_source_max_startups`. */
+function preAuthOf(
+  section: { login_grace_time?: number; max_startups?: MaxStartups; per_source_max_startups?: MaxStartups },
+  defaultGraceMs: number,
+): PreAuthLimits {
+  return {
+    loginGraceMs: section.login_grace_time ?? defaultGraceMs,
+    maxStartups: section.max_startups ?? DEFAULT_MAX_STARTUPS,
+    perSourceMaxStartups: section.per_source_max_startups ?? DEFAULT_MAX_STARTUPS,
+  };
+}
 
 /** `/var/lib/teleport` when running as root, else `$HOME/.local/share/teleport`. */
 export function defaultDataDir(env: NodeJS.ProcessEnv = process.env, uid: number | undefined = process.getuid?.()): string {
@@ -497,6 +515,7 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
         enabled: s.pam?.enabled ?? false,
         serviceName: s.pam?.service_name ?? Defaults.pamServiceName,
       },
+      preAuth: preAuthOf(s, Defaults.nodeLoginGraceMs),
     },
     proxy: {
       enabled: enabled.proxy,
@@ -509,6 +528,7 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
       keyPairs,
       insecureNoTls: flags.insecureNoTls ?? false,
       trustXForwardedForFrom: (p.trust_x_forwarded_for_from ?? []).map(parseCidr),
+      preAuth: preAuthOf(p, Defaults.proxyLoginGraceMs),
     },
   };
 

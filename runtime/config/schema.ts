@@ -11,6 +11,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseAddr, parseCidr } from './address';
 import { parseDuration } from './duration';
+import { parseMaxStartups } from './startups';
 import { labelNameProblem } from './labels';
 import { normalizeCaPin, parseStaticTokenSpec } from './tokens';
 import { Ports } from '../contract/ports';
@@ -90,6 +91,17 @@ const duration = (opts: { positive?: boolean } = {}) =>
     }
     return ms;
   });
+
+/** sshd's MaxStartups syntax, `start:rate:full` or `n`. */
+const startups = () =>
+  scalar('a startups limit such as 10:30:100 (start:rate:full)', (s) => tryParse(() => parseMaxStartups(s)));
+
+/** Ours: limits on SSH connections that have not authenticated yet (service/preauth.ts). */
+const preAuthKeys = {
+  login_grace_time: duration().optional(),
+  max_startups: startups().optional(),
+  per_source_max_startups: startups().optional(),
+};
 
 const address = (defaultPort: number) =>
   scalar(`an address such as host:${defaultPort}`, (s) => {
@@ -321,6 +333,7 @@ const sshServiceSchema = section({
     })
     .optional(),
   permit_user_env: bool().optional(),
+  ...preAuthKeys,
   enhanced_recording: section({
     enabled: bool().optional(),
     command_buffer_size: count().optional(),
@@ -354,6 +367,7 @@ const proxyServiceSchema = section({
   tunnel_public_addr: list(address(Ports.proxyTunnel), 'addresses', { single: true }).optional(),
   /** This implementation's extension: addresses that are not nodes which `proxy:host:port` may reach. */
   direct_dial_cidrs: list(cidr(), 'addresses or address blocks', { single: true }).optional(),
+  ...preAuthKeys,
   https_key_file: nonEmpty('a file path').optional(),
   https_cert_file: nonEmpty('a file path').optional(),
   https_keypairs: list(

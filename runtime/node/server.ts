@@ -5,7 +5,7 @@
  * and port forwarding. A malformed connection is closed on its own.
  */
 import { createPrivateKey } from 'node:crypto';
-import { AddressInfo } from 'node:net';
+import * as net from 'node:net';
 import { Connection, Server } from 'ssh2';
 import { EventFields } from '../events/filelog';
 import { AccessDecision, accessFor, Permissions } from '../auth/access/decision';
@@ -13,6 +13,7 @@ import { Certificate, certRoles, hostKeyWithCertificate, LoginNotInCertificateEr
 import { logNegotiated } from '../sshcert/negotiated';
 import { Logger } from '../utils/logger';
 import { listen } from '../service/listen';
+import { PreAuthGate, type PreAuthLimits } from '../service/preauth';
 import { serveForwarding } from './forwarding';
 import { lookupUser, OsUser } from './osuser';
 import { PamSettings } from './pam';
@@ -41,6 +42,8 @@ export interface NodeServerOptions {
   keepAliveCountMax: number;
   disconnectExpiredCert: boolean;
   maxConnections: number;
+  /** Login grace time and startups limits on connections not yet authenticated. */
+  preAuth: PreAuthLimits;
   /** Distinct cluster users with a connection at once (`connection_limits.max_users`). */
   maxUsers: number;
   emit(fields: EventFields): void;
@@ -63,6 +66,8 @@ function permitsOf(cert: Certificate, now: Permissions): Permissions {
 
 export class NodeServer {
   private readonly server: Server;
+  private readonly tcp: net.Server;
+  private readonly preAuth: PreAuthGate;
   private readonly clients = new Set<Connection>();
   /** Open authenticated connections per cluster user. */
   private readonly users: UserLimit;
@@ -81,11 +86,17 @@ export class NodeServer {
       (client, info) => this.onConnection(client, info),
     );
     this.server.on('error', (err: Error) => opts.log.warn('ssh server error', { error: err }));
+    this.preAuth = new PreAuthGate(opts.preAuth, opts.log);
+    this.tcp = net.createServer((sock) => {
+      sock.on('error', (err) => opts.log.debug('connection error', { remote: sock.remoteAddress, error: err.message }));
+      if (this.preAuth.admit(sock)) this.server.injectSocket(sock);
+    });
+    this.tcp.on('error', (err) => opts.log.warn('ssh listener error', { error: err }));
   }
 
   async listen(): Promise<{ host: string; port: number }> {
-    await listen(this.server, this.opts.listen, 'node');
-    const a = this.server.address() as AddressInfo;
+    await listen(this.tcp, this.opts.listen, 'node');
+    const a = this.tcp.address() as net.AddressInfo;
     this.address = { host: this.opts.listen.host, port: a.port };
     return this.address;
   }
@@ -170,6 +181,7 @@ export class NodeServer {
     });
 
     client.on('ready', () => {
+      this.preAuth.authenticated(info);
       const c = cert!;
       const u = osUser!;
       const touch = () => (lastActivity = Date.now());
@@ -216,7 +228,9 @@ export class NodeServer {
   }
 
   async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
+    this.preAuth.destroyPending();
     for (const c of this.clients) c.end();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await closed;
   }
 }

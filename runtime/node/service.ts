@@ -110,6 +110,7 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
       keepAliveCountMax: cluster.keep_alive_count_max,
       disconnectExpiredCert: cluster.disconnect_expired_cert,
       maxConnections: config.connectionLimits.maxConnections,
+      preAuth: config.ssh.preAuth,
       maxUsers: config.connectionLimits.maxUsers,
       emit,
       record: (sid) => {

@@ -91,6 +91,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       keepAliveIntervalMs: cluster.keep_alive_interval / 1e6,
       keepAliveCountMax: cluster.keep_alive_count_max,
       directDialCidrs: p.directDialCidrs,
+      preAuth: p.preAuth,
     });
     web = await startWebService({
       listen: p.webListenAddr,

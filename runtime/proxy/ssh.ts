@@ -21,8 +21,11 @@ import { logNegotiated } from '../sshcert/negotiated';
 import { AccessDeniedError, ConnectionProblemError, NotFoundError } from '../utils/errors';
 import { Logger } from '../utils/logger';
 import { listen } from '../service/listen';
+import { PreAuthGate, type PreAuthLimits } from '../service/preauth';
 import { dial, failChannel, proxyHello, readGreeting, relay, TELEPORT_VERSION_PREFIX } from './relay';
 import type { Cidr } from '../config/address';
+import { Defaults } from '../config';
+import { DEFAULT_MAX_STARTUPS } from '../config/startups';
 import { DirectDialPolicy } from './direct';
 import { HostPort, lookupIPs, NodeCache, resolveTarget } from './resolve';
 import { joinHostPort, parseProxySubsystem, PROXY_SUBSYSTEM_PREFIX } from './target';
@@ -68,8 +71,8 @@ export interface ProxySshServiceOptions {
    * @default none
    */
   readonly directDialCidrs?: readonly Cidr[];
-  /** Time a connection has to authenticate. @default 30000 */
-  readonly loginGraceMs?: number;
+  /** Login grace time and startups limits on connections not yet authenticated. @default 30 s, 10:30:100 in all and per source */
+  readonly preAuth?: PreAuthLimits;
   /** Time to connect to a node and read its version line. @default 15000 */
   readonly dialTimeoutMs?: number;
 }
@@ -110,10 +113,10 @@ function stderrBeforeAccept(client: Connection, session: Session, line: string):
 class ProxySshServer {
   private readonly ssh: Server;
   private readonly tcp: net.Server;
-  private readonly sockets = new Map<string, { sock: net.Socket; grace: NodeJS.Timeout }>();
+  private readonly sockets = new Map<string, net.Socket>();
   private readonly nodes: NodeCache;
   private readonly users: UserLimit;
-  private readonly loginGraceMs: number;
+  private readonly preAuth: PreAuthGate;
   private readonly dialTimeoutMs: number;
   address?: HostPort;
 
@@ -124,7 +127,10 @@ class ProxySshServer {
     private readonly access: AccessCache,
   ) {
     this.direct = new DirectDialPolicy(opts.directDialCidrs ?? []);
-    this.loginGraceMs = opts.loginGraceMs ?? 30_000;
+    this.preAuth = new PreAuthGate(
+      opts.preAuth ?? { loginGraceMs: Defaults.proxyLoginGraceMs, maxStartups: DEFAULT_MAX_STARTUPS, perSourceMaxStartups: DEFAULT_MAX_STARTUPS },
+      opts.log,
+    );
     this.users = new UserLimit(opts.maxUsers ?? 250);
     this.dialTimeoutMs = opts.dialTimeoutMs ?? 15_000;
     this.nodes = new NodeCache(
@@ -156,17 +162,15 @@ class ProxySshServer {
     return this.address;
   }
 
-  /** Every TCP connection gets `loginGraceMs` to authenticate; the SSH layer is ssh2's. */
+  /** Every TCP connection passes the pre-authentication limits (service/preauth.ts); the SSH layer is ssh2's. */
   private onSocket(sock: net.Socket): void {
-    if (sock.remoteAddress === undefined || sock.remotePort === undefined) return void sock.destroy();
-    const key = joinHostPort(sock.remoteAddress, sock.remotePort);
-    const grace = setTimeout(() => sock.destroy(), this.loginGraceMs);
-    this.sockets.set(key, { sock, grace });
+    sock.on('error', (err) => this.opts.log.debug('connection error', { remote: sock.remoteAddress, error: err.message }));
+    if (!this.preAuth.admit(sock)) return;
+    const key = joinHostPort(sock.remoteAddress!, sock.remotePort!);
+    this.sockets.set(key, sock);
     sock.once('close', () => {
-      clearTimeout(grace);
-      if (this.sockets.get(key)?.sock === sock) this.sockets.delete(key);
+      if (this.sockets.get(key) === sock) this.sockets.delete(key);
     });
-    sock.on('error', (err) => this.opts.log.debug('connection error', { remote: key, error: err.message }));
     this.ssh.injectSocket(sock);
   }
 
@@ -180,7 +184,7 @@ class ProxySshServer {
     client.on('error', (err) => log.debug('connection error', { remote: where, error: err.message }));
     logNegotiated(client, log, remote.host);
     client.on('close', () => {
-      tcp?.sock.destroy();
+      tcp?.destroy();
       if (ctx) this.users.remove(ctx.cert.keyId);
     });
     client.on('authentication', (auth) => {
@@ -207,7 +211,7 @@ class ProxySshServer {
       auth.accept();
     });
     client.on('ready', () => {
-      clearTimeout(tcp?.grace);
+      this.preAuth.authenticated({ ip: remote.host, port: remote.port });
       let sessions = 0;
       client.on('session', (accept, reject) => {
         if (sessions >= MAX_SESSIONS_PER_CONNECTION) return reject();
@@ -334,7 +338,7 @@ class ProxySshServer {
 
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
-    for (const { sock } of this.sockets.values()) sock.destroy();
+    for (const sock of this.sockets.values()) sock.destroy();
     await closed;
   }
 }

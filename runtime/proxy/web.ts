@@ -33,6 +33,7 @@ import { policyKeyMismatch, tlsPolicy } from '../tlsca/ciphersuites';
 import { AccessDeniedError, BadParameterError, isReason, NotFoundError } from '../utils/errors';
 import { Logger } from '../utils/logger';
 import { listen } from '../service/listen';
+import { limitBeforeRequest } from '../service/httplimits';
 import { ClientAddress } from './clientaddr';
 import { checkNotCrossSite, UnsupportedMediaTypeError } from './crossorigin';
 import { loadKeyPairs, ServedKeyPairs } from './keypairs';
@@ -302,8 +303,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
     if (mismatch) log.warn(mismatch);
     server = https.createServer({ ...pair, ...policy }, handler);
   }
-  server.headersTimeout = 30_000;
-  server.requestTimeout = 60_000;
+  limitBeforeRequest(server, !opts.insecureNoTls);
   await listen(server, opts.listen, 'proxyWeb');
   const address = { host: opts.listen.host, port: (server.address() as AddressInfo).port };
   const scheme = opts.insecureNoTls ? 'http' : 'https';

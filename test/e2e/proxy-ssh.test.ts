@@ -272,7 +272,7 @@ describe('proxy SSH service with OpenSSH', () => {
       hostUUID: proxyUUID,
       log: logger('proxy:strict'),
       maxConnections: 2,
-      loginGraceMs: 300,
+      preAuth: { loginGraceMs: 300, maxStartups: { start: 10, rate: 30, full: 100 }, perSourceMaxStartups: { start: 10, rate: 30, full: 100 } },
     });
     const silent = () =>
       new Promise<{ closed: Promise<string> }>((resolve) => {

@@ -24,6 +24,8 @@ export interface TestAuthOptions {
   /** `ssh_service.labels` and `commands` for that node. */
   labels?: Record<string, string>;
   commands?: { name: string; command: string[]; period: string }[];
+  /** More YAML lines for that node's `ssh_service`. */
+  sshExtra?: string[];
   /** Extra YAML lines for `auth_service` and `teleport`. */
   authExtra?: string[];
   teleportExtra?: string[];
@@ -143,6 +145,7 @@ export async function createAuth(opts: TestAuthOptions = {}): Promise<TestAuth> 
           ...(opts.commands
             ? ['  commands:', ...opts.commands.map((c) => `  - name: ${c.name}\n    command: ${JSON.stringify(c.command)}\n    period: ${c.period}`)]
             : []),
+          ...(opts.sshExtra ?? []).map((l) => `  ${l}`),
         ]
       : ['  enabled: no']),
     'proxy_service:',
