@@ -176,7 +176,7 @@ function preAuthOf(
   return {
     loginGraceMs: section.login_grace_time ?? defaultGraceMs,
     maxStartups: section.max_startups ?? DEFAULT_MAX_STARTUPS,
-    perSourceMaxStartups: section.per_source_max_startups ?? DEFAULT_MAX_STARTUPS,
+    ...(section.per_source_max_startups ? { perSourceMaxStartups: section.per_source_max_startups } : {}),
   };
 }
 

@@ -18,8 +18,8 @@ export interface PreAuthLimits {
   loginGraceMs: number;
   /** Unauthenticated connections in all. */
   maxStartups: MaxStartups;
-  /** Unauthenticated connections from one source address. */
-  perSourceMaxStartups: MaxStartups;
+  /** Unauthenticated connections from one source address; none by default, as sshd's `PerSourceMaxStartups`. */
+  perSourceMaxStartups?: MaxStartups;
 }
 
 /** sshd's default, `10:30:100`. */

@@ -128,7 +128,7 @@ class ProxySshServer {
   ) {
     this.direct = new DirectDialPolicy(opts.directDialCidrs ?? []);
     this.preAuth = new PreAuthGate(
-      opts.preAuth ?? { loginGraceMs: Defaults.proxyLoginGraceMs, maxStartups: DEFAULT_MAX_STARTUPS, perSourceMaxStartups: DEFAULT_MAX_STARTUPS },
+      opts.preAuth ?? { loginGraceMs: Defaults.proxyLoginGraceMs, maxStartups: DEFAULT_MAX_STARTUPS },
       opts.log,
     );
     this.users = new UserLimit(opts.maxUsers ?? 250);

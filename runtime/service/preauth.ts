@@ -37,7 +37,7 @@ export class PreAuthGate {
     }
     const key = keyOf({ ip: source, port: sock.remotePort });
     const fromSource = this.perSource.get(source) ?? 0;
-    if (shouldDrop(this.limits.maxStartups, this.pending.size, this.random) || shouldDrop(this.limits.perSourceMaxStartups, fromSource, this.random)) {
+    if (shouldDrop(this.limits.maxStartups, this.pending.size, this.random) || (this.limits.perSourceMaxStartups !== undefined && shouldDrop(this.limits.perSourceMaxStartups, fromSource, this.random))) {
       this.log.warn('too many unauthenticated connections, dropping a connection', { remote: source, pending: this.pending.size, pending_from_source: fromSource });
       sock.destroy();
       return false;

@@ -10,8 +10,8 @@ describe('pre-authentication limits in teleport.yaml', () => {
     // GIVEN an empty file WHEN built
     const cfg = buildConfig(parseConfig('', 't.yaml'), { dataDir: '/data' }, ENV);
     // THEN
-    expect(cfg.ssh.preAuth).toEqual({ loginGraceMs: 120_000, maxStartups: SSHD_DEFAULT, perSourceMaxStartups: SSHD_DEFAULT });
-    expect(cfg.proxy.preAuth).toEqual({ loginGraceMs: 30_000, maxStartups: SSHD_DEFAULT, perSourceMaxStartups: SSHD_DEFAULT });
+    expect(cfg.ssh.preAuth).toEqual({ loginGraceMs: 120_000, maxStartups: SSHD_DEFAULT });
+    expect(cfg.proxy.preAuth).toEqual({ loginGraceMs: 30_000, maxStartups: SSHD_DEFAULT }); // no per-source limit unless set, as sshd
   });
 
   test('GIVEN the keys on both services WHEN built THEN each service gets its own values', () => {
@@ -32,7 +32,7 @@ describe('pre-authentication limits in teleport.yaml', () => {
     const cfg = buildConfig(file, { dataDir: '/data' }, ENV);
     // THEN
     expect(cfg.ssh.preAuth).toEqual({ loginGraceMs: 2000, maxStartups: { start: 5, rate: 50, full: 20 }, perSourceMaxStartups: { start: 3, rate: 100, full: 3 } });
-    expect(cfg.proxy.preAuth).toEqual({ loginGraceMs: 0, maxStartups: { start: 100, rate: 10, full: 200 }, perSourceMaxStartups: SSHD_DEFAULT });
+    expect(cfg.proxy.preAuth).toEqual({ loginGraceMs: 0, maxStartups: { start: 100, rate: 10, full: 200 } });
   });
 
   test.each([
