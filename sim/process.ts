@@ -48,18 +48,23 @@ export interface Collected {
   readonly code: number | null;
   readonly stdout: string;
   readonly stderr: string;
+  /** stdout as the bytes it was, for binary comparisons. */
+  readonly stdoutBytes: Buffer;
 }
 
 /** Runs `cmd args...` to completion with `env` (the whole environment) and `input` on stdin, collecting its output. */
-export function collect(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<Collected> {
+export function collect(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string } = {}): Promise<Collected> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
+    const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
     let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
+    child.stdout.on('data', (d: Buffer) => out.push(d));
     child.stderr.on('data', (d) => (stderr += d));
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.on('close', (code) => {
+      const stdoutBytes = Buffer.concat(out);
+      resolve({ code, stdout: stdoutBytes.toString(), stderr, stdoutBytes });
+    });
     // A program may exit before reading its input.
     child.stdin.on('error', () => undefined);
     child.stdin.end(opts.input ?? '');

@@ -9,8 +9,26 @@ import * as path from 'node:path';
 import { totp } from '../runtime/auth/totp';
 import type { LocalDeployment } from './deploy';
 
-export class ClusterUser {
+/**
+ * TOTP codes as a person types them: each for a step after the last one used (the server accepts
+ * one step either side of now, and each code once).
+ */
+export class TotpCodes {
   private lastStep = -Infinity;
+
+  constructor(private readonly secret: string) {}
+
+  next(): string {
+    const now = Math.floor(Date.now() / 30_000);
+    const step = Math.max(now, this.lastStep + 1);
+    if (step > now + 1) throw new Error('no unused TOTP step within the accepted window');
+    this.lastStep = step;
+    return totp(this.secret, { timeMs: step * 30_000 });
+  }
+}
+
+export class ClusterUser {
+  private readonly codes: TotpCodes;
 
   private constructor(
     private readonly d: LocalDeployment,
@@ -18,8 +36,10 @@ export class ClusterUser {
     readonly home: string,
     readonly domain: string,
     private readonly password: string,
-    private readonly secret: string,
-  ) {}
+    secret: string,
+  ) {
+    this.codes = new TotpCodes(secret);
+  }
 
   /** `tctl users add <name> <logins>` on an in-service auth instance, then sign-up through the cluster's domain. */
   static async signUp(d: LocalDeployment, name: string, logins: string[], home: string): Promise<ClusterUser> {
@@ -34,18 +54,9 @@ export class ClusterUser {
     if (info.code !== 0) throw new Error(`sign-up page: ${info.stderr}${info.stdout}`);
     fs.mkdirSync(home, { recursive: true, mode: 0o700 });
     const user = new ClusterUser(d, name, home, domain, `${name} has a long password`, JSON.parse(info.stdout).otp_secret);
-    const done = await curl('-H', 'content-type: application/json', '--data', JSON.stringify({ password: user.password, otp_token: user.nextCode() }), `https://${domain}/webapi/signuptokens/${token}`);
+    const done = await curl('-H', 'content-type: application/json', '--data', JSON.stringify({ password: user.password, otp_token: user.codes.next() }), `https://${domain}/webapi/signuptokens/${token}`);
     if (done.code !== 0) throw new Error(`sign-up: ${done.stderr}${done.stdout}`);
     return user;
-  }
-
-  /** A TOTP code for a step after the last one used (the server accepts one step either side of now). */
-  private nextCode(): string {
-    const now = Math.floor(Date.now() / 30_000);
-    const step = Math.max(now, this.lastStep + 1);
-    if (step > now + 1) throw new Error('no unused TOTP step within the accepted window');
-    this.lastStep = step;
-    return totp(this.secret, { timeMs: step * 30_000 });
   }
 
   /** The environment of the user's commands: their HOME, and the load balancer's certificate trusted as a public one. */
@@ -62,7 +73,7 @@ export class ClusterUser {
   async login(): Promise<string> {
     // Without an ALB the proxy serves its own self-signed certificate: users pass --insecure, as it tells them.
     const insecure = this.d.publicWebCertificate ? [] : ['--insecure'];
-    const r = await this.tsh(['login', `--proxy=${this.domain}:443`, `--user=${this.name}`, ...insecure], `${this.password}\n${this.nextCode()}\n`);
+    const r = await this.tsh(['login', `--proxy=${this.domain}:443`, `--user=${this.name}`, ...insecure], `${this.password}\n${this.codes.next()}\n`);
     if (r.code !== 0) throw new Error(`tsh login failed: ${r.stderr}${r.stdout}`);
     return r.stdout + r.stderr;
   }

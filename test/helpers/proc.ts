@@ -1,8 +1,9 @@
 /** Running the project's commands and other programs from tests, and waiting on conditions (never on the clock alone). */
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+
+import { collect, type Collected } from '../../sim/process';
 
 export { Daemon, freePort, waitFor } from '../../sim/process';
 
@@ -10,31 +11,11 @@ export { Daemon, freePort, waitFor } from '../../sim/process';
 export const ROOT = ((dir: string) => (path.basename(dir) === 'dist' ? path.dirname(dir) : dir))(path.resolve(__dirname, '..', '..'));
 export const DIST_CLI = path.join(ROOT, 'dist', 'runtime', 'cli');
 
-export interface RunResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  /** stdout as the bytes it was, for binary comparisons. */
-  stdoutBytes: Buffer;
-}
+export type RunResult = Collected;
 
-/** Runs a program to completion and collects its output. */
+/** Runs a program to completion and collects its output (this process's environment plus `env`). */
 export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string; cwd?: string } = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: { ...process.env, ...opts.env }, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const stdoutBytes = Buffer.concat(out);
-      resolve({ code, stdout: stdoutBytes.toString(), stderr, stdoutBytes });
-    });
-    // A program may exit before reading its input; that is not the test's failure.
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(opts.input ?? '');
-  });
+  return collect(cmd, args, { ...opts, env: { ...process.env, ...opts.env } });
 }
 
 /** Path of one of the compiled CLIs (`npm test` builds them first). */

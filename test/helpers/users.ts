@@ -5,14 +5,13 @@
  * as that person.
  */
 import * as fs from 'node:fs';
-import { totp } from '../../runtime/auth/totp';
 import { webRequest } from '../../runtime/client/weblogin';
+import { TotpCodes } from '../../sim/user';
 import { TestAuth } from './cluster';
 import { runCli, RunResult, tempDir } from './proc';
 
 export class TshUser {
-  /** The TOTP step last used: every code sent must be for a later step. */
-  private lastStep = -Infinity;
+  private readonly codes: TotpCodes;
 
   private constructor(
     readonly name: string,
@@ -20,7 +19,9 @@ export class TshUser {
     readonly password: string,
     readonly otpSecret: string,
     private readonly cluster: TestAuth,
-  ) {}
+  ) {
+    this.codes = new TotpCodes(otpSecret);
+  }
 
   /** A user who signs up some other way (a browser): `signUpCode()` gives the code to enter there. */
   static forAccount(c: TestAuth, name: string, password: string, otpSecret: string): TshUser {
@@ -44,17 +45,9 @@ export class TshUser {
     return user;
   }
 
-  /**
-   * A TOTP code for a step after the last one used: the current step, or the
-   * next (the server accepts one step either side of now) when the current
-   * one is spent.
-   */
+  /** A TOTP code for a step after the last one used. */
   nextCode(): string {
-    const now = Math.floor(Date.now() / 30_000);
-    const step = Math.max(now, this.lastStep + 1);
-    if (step > now + 1) throw new Error('no unused TOTP step within the accepted window');
-    this.lastStep = step;
-    return totp(this.otpSecret, { timeMs: step * 30_000 });
+    return this.codes.next();
   }
 
   tsh(args: string[], input?: string, env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
