@@ -2,11 +2,11 @@
 # The role is chosen at boot by the instance's user data (/etc/teleport.d/conf); see ami/README.md.
 #
 #   npm pack                                             # in the checkout: teleport-ts-<version>.tgz
+#   packer init ami/                                     # the Amazon plugin (plugins.pkr.hcl)
 #   packer build -var package=teleport-ts-<version>.tgz ami/
 #
-# Written for Packer's HCL2 with the amazon-ebs builder; `packer validate` passes with Debian's
-# packer 1.6.6 (which has the builder built in). Newer Packer needs the Amazon plugin:
-# `packer plugins install github.com/hashicorp/amazon`.
+# Written for Packer's HCL2 with the amazon-ebs builder, using only what Debian's packer 1.6.6 also has
+# built in, so the tests validate it there (without plugins.pkr.hcl, which 1.6.6 predates).
 
 locals {
   # teleport-ts-0.1.0.tgz -> 0.1.0

@@ -52,11 +52,11 @@ variable "instance_type" {
 
 variable "node_major" {
   type        = number
-  default     = 20
-  description = "Major version of the Amazon Linux 2023 Node.js package to install (nodejs<major>); the package needs 20 or later."
+  default     = 24
+  description = "Major version of the Amazon Linux 2023 Node.js package to install (nodejs<major>): a Node.js LTS line still supported upstream."
   validation {
-    condition     = contains([20, 22, 24], var.node_major)
-    error_message = "The node_major variable must be 20, 22 or 24 (the Node.js versions Amazon Linux 2023 packages and this package supports)."
+    condition     = contains([22, 24], var.node_major)
+    error_message = "The node_major variable must be 22 or 24 (the supported Node.js LTS lines Amazon Linux 2023 packages; Node.js 20 reached its end of life in April 2026)."
   }
 }
 

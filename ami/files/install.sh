@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Provisions the teleport-ts AMI on an Amazon Linux 2023 build instance; Packer runs it as root
 # (ami/teleport.pkr.hcl). Inputs (environment):
-#   NODE_MAJOR  Node.js major version of the nodejs<major> package (20, 22, 24)
+#   NODE_MAJOR  Node.js major version of the nodejs<major> package (22, 24)
 #   PACKAGE     the `npm pack` tarball of teleport-ts, uploaded by Packer
 #   FILES       the uploaded ami/files directory (this script, system/*.service, 50-teleport.preset)
 #   STAGING     the upload directory, removed at the end
@@ -13,7 +13,7 @@ fail() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
 trap 'fail "line $LINENO: \"$BASH_COMMAND\" exited with $?"' ERR
 
 [ "$(id -u)" = 0 ] || fail "must run as root (Packer runs it through sudo)"
-[[ "${NODE_MAJOR:-}" =~ ^[0-9]+$ ]] || fail "NODE_MAJOR must be a Node.js major version such as 20, got \"${NODE_MAJOR:-}\""
+[[ "${NODE_MAJOR:-}" =~ ^[0-9]+$ ]] || fail "NODE_MAJOR must be a Node.js major version such as 24, got \"${NODE_MAJOR:-}\""
 [ -f "${PACKAGE:-}" ] || fail "PACKAGE must name the uploaded npm pack tarball, got \"${PACKAGE:-}\""
 [ -d "${FILES:-}/system" ] || fail "FILES must name the uploaded ami/files directory (with system/), got \"${FILES:-}\""
 # shellcheck source=/dev/null

@@ -97,6 +97,11 @@ describe('the AMI template (ami/*.pkr.hcl)', () => {
   let packer: string;
   let tmp: string;
   let tarball: string;
+  /**
+   * ami/ without plugins.pkr.hcl: the machine's Packer is Debian's 1.6.6, which has amazon-ebs built in but
+   * predates `required_plugins` (checked on its own below).
+   */
+  let template: string;
   /** No AWS credentials or metadata service reachable: validation must not depend on AWS. */
   let env: NodeJS.ProcessEnv;
 
@@ -106,6 +111,9 @@ describe('the AMI template (ami/*.pkr.hcl)', () => {
     // Stub: an empty file with `npm pack`'s name. Validation checks that it exists; only a build reads it.
     tarball = path.join(tmp, 'teleport-ts-0.1.0.tgz');
     fs.writeFileSync(tarball, '');
+    template = path.join(tmp, 'ami');
+    fs.cpSync(AMI, template, { recursive: true });
+    fs.rmSync(path.join(template, 'plugins.pkr.hcl'));
     env = {
       PATH: process.env.PATH,
       HOME: tmp,
@@ -117,7 +125,7 @@ describe('the AMI template (ami/*.pkr.hcl)', () => {
   });
   afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-  const validate = (...vars: string[]) => sh(packer, ['validate', ...vars.flatMap((v) => ['-var', v]), AMI], env);
+  const validate = (...vars: string[]) => sh(packer, ['validate', ...vars.flatMap((v) => ['-var', v]), template], env);
 
   it('GIVEN the package tarball and no AWS credentials WHEN packer validate runs on ami/ (full validation, not -syntax-only) THEN it passes', () => {
     // WHEN
@@ -129,7 +137,7 @@ describe('the AMI template (ami/*.pkr.hcl)', () => {
 
   it('GIVEN every allowed arch and Node.js major WHEN validated THEN each passes', () => {
     for (const arch of ['x86_64', 'arm64']) {
-      for (const major of ['20', '22', '24']) {
+      for (const major of ['22', '24']) {
         const r = validate(`package=${tarball}`, `arch=${arch}`, `node_major=${major}`, 'subnet_id=subnet-0123456789abcdef0', 'vpc_id=vpc-01234567');
         expect({ arch, major, status: r.status, stderr: r.stderr }).toEqual({ arch, major, status: 0, stderr: '' });
       }
@@ -139,7 +147,7 @@ describe('the AMI template (ami/*.pkr.hcl)', () => {
   it.each([
     ['region', 'us-east', 'The region variable must be an AWS region name'],
     ['arch', 'i386', 'The arch variable must be x86_64 or arm64'],
-    ['node_major', '18', 'The node_major variable must be 20, 22 or 24'],
+    ['node_major', '20', 'The node_major variable must be 22 or 24'],
     ['instance_type', 'big', 'The instance_type variable must be empty or an EC2 instance type'],
     ['subnet_id', 'sn-1', 'The subnet_id variable must be empty or a subnet ID'],
     ['vpc_id', 'vpc-xyz', 'The vpc_id variable must be empty or a VPC ID'],
@@ -155,8 +163,28 @@ describe('the AMI template (ami/*.pkr.hcl)', () => {
     expect(`${r.stdout}${r.stderr}`.replace(/\s+/g, ' ')).toContain(message);
   });
 
+  it('GIVEN plugins.pkr.hcl THEN it requires Packer 1.7+ and pins the Amazon plugin, so `packer init` installs the builder', () => {
+    const hcl = fs.readFileSync(path.join(AMI, 'plugins.pkr.hcl'), 'utf8');
+    expect(hcl).toMatch(/required_version\s*=\s*">= 1\.7\.0"/);
+    expect(hcl).toMatch(/required_plugins\s*\{\s*amazon\s*=\s*\{[^}]*source\s*=\s*"github\.com\/hashicorp\/amazon"[^}]*version\s*=\s*">= 1\.3\.0, < 2\.0\.0"/);
+  });
+
+  it('GIVEN the node_major variable THEN its default and every allowed value are supported LTS lines that satisfy package.json engines', () => {
+    const vars = fs.readFileSync(path.join(AMI, 'variables.pkr.hcl'), 'utf8');
+    const block = /variable "node_major" \{([\s\S]*?)\n\}/.exec(vars)![1];
+    const allowed = /contains\(\[([\d, ]+)\], var\.node_major\)/.exec(block)![1].split(',').map(Number);
+    const dflt = Number(/default\s*=\s*(\d+)/.exec(block)![1]);
+    const engines = /^>=(\d+)\.\d+\.\d+$/.exec(JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).engines.node)!;
+    expect(allowed).toContain(dflt);
+    for (const major of allowed) {
+      expect(major).toBeGreaterThanOrEqual(Number(engines[1]));
+      // Node.js 20 reached its end of life in April 2026; only even (LTS) lines from 22 on.
+      expect(major % 2 === 0 && major >= 22).toBe(true);
+    }
+  });
+
   it('GIVEN no package, or a package path that does not exist WHEN validated THEN packer fails and says to run npm pack', () => {
-    const missing = sh(packer, ['validate', AMI], env);
+    const missing = sh(packer, ['validate', template], env);
     expect(missing.status).not.toBe(0);
     expect(`${missing.stdout}${missing.stderr}`).toMatch(/Unset variable "package"/);
 
