@@ -3,6 +3,12 @@
  * private-with-egress subnets in two availability zones (or, with `publicSubnetsOnly`, public
  * subnets only and no NAT gateways, for the single-instance starter); or an existing VPC given
  * by ids (`Vpc.fromVpcAttributes`, never a lookup, so `cdk synth` needs no AWS credentials).
+ *
+ * A new VPC gets gateway endpoints for S3 and DynamoDB (free): the cluster's state, audit events
+ * and session recordings then never pass through a NAT gateway, which bills per gigabyte. Session
+ * Manager and SSM reach their regional endpoints through the NAT gateways (or, with public subnets
+ * only, the instances' public addresses), so no interface endpoint is needed. An existing VPC keeps
+ * the endpoints its owner gave it.
  */
 import { Stack, Token, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -139,6 +145,9 @@ export class ClusterNetwork extends Construct {
       // true would add a custom-resource Lambda (an asset to publish); nothing here uses the default SG.
       restrictDefaultSecurityGroup: false,
     });
+    // Into every route table of the VPC (public and private subnets).
+    vpc.addGatewayEndpoint('S3Endpoint', { service: ec2.GatewayVpcEndpointAwsService.S3 });
+    vpc.addGatewayEndpoint('DynamoDbEndpoint', { service: ec2.GatewayVpcEndpointAwsService.DYNAMODB });
     if (props.flowLogsBucket) {
       vpc.addFlowLog('FlowLogs', {
         destination: ec2.FlowLogDestination.toS3(props.flowLogsBucket, 'vpc-flow-logs/'),

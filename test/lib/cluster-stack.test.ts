@@ -46,6 +46,18 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
     t.hasResourceProperties('AWS::EC2::FlowLog', { LogDestinationType: 's3', TrafficType: 'ALL' });
   });
 
+  test('gateway endpoints for S3 and DynamoDB in every route table, so state, audit and recordings bypass the NAT gateways', () => {
+    const endpoints = Object.values(t.findResources('AWS::EC2::VPCEndpoint')) as Res[];
+    const routeTables = Object.keys(t.findResources('AWS::EC2::RouteTable')).sort();
+    expect(routeTables).toHaveLength(4);
+    const services = endpoints.map((e) => {
+      expect(e.Properties.VpcEndpointType).toBe('Gateway');
+      expect(e.Properties.RouteTableIds.map((r: { Ref: string }) => r.Ref).sort()).toEqual(routeTables);
+      return JSON.stringify(e.Properties.ServiceName).match(/\.(s3|dynamodb)"/)![1];
+    });
+    expect(services.sort()).toEqual(['dynamodb', 's3']);
+  });
+
   test('the auth NLB is internal and listens on 3025 only', () => {
     const lb = one(t, 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'AuthLoadBalancer');
     expect(lb.Properties).toMatchObject({ Scheme: 'internal', Type: 'network', Name: 'acme-auth' });
