@@ -80,6 +80,11 @@ systemd-analyze verify "${units[@]/#//etc/systemd/system/}"
 # Every unit is enabled; at boot teleport-generate-config writes the one role marker that lets one run.
 systemctl enable "${units[@]}"
 
+step "enabling the SSM agent (Session Manager and the join secrets need no SSH key)"
+# Amazon Linux 2023 images ship it; install it if a custom base image does not.
+rpm -q amazon-ssm-agent >/dev/null || dnf -y -q install amazon-ssm-agent
+systemctl enable amazon-ssm-agent
+
 step "removing build-time secrets and per-instance state"
 # SSH: no key of the build may log in to or identify the instances (host keys are made at first boot).
 rm -f /root/.ssh/authorized_keys /home/*/.ssh/authorized_keys

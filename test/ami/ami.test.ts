@@ -223,6 +223,9 @@ describe('the AMI provisioning script (ami/files/install.sh) and unit preset', (
     expect(script).toMatch(/install -d -m 0700 -o teleport -g teleport \/var\/lib\/teleport/);
     expect(script).toMatch(/for f in "\$FILES"\/system\/\*\.service; do/);
     expect(script).toMatch(/systemctl enable "\$\{units\[@\]\}"/);
+    // Session Manager on every instance: the agent is installed and enabled (the roles carry its permissions).
+    expect(script).toContain('rpm -q amazon-ssm-agent >/dev/null || dnf -y -q install amazon-ssm-agent');
+    expect(script).toMatch(/^systemctl enable amazon-ssm-agent$/m);
     expect(script).toContain('rm -f /root/.ssh/authorized_keys /home/*/.ssh/authorized_keys');
     expect(script).toContain('rm -f /etc/ssh/ssh_host_*');
     expect(script).toContain('cloud-init clean --logs');
