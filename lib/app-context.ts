@@ -54,6 +54,7 @@ const contextSchema = z.object({
   nodeMinCapacity: int,
   nodeMaxCapacity: int,
   recordingsObjectLockDays: int,
+  alarmEmail: str,
 });
 
 /** The context keys the cluster stack reads. */
@@ -111,6 +112,7 @@ export function clusterPropsFromContext(get: (key: string) => unknown): ClusterS
     proxy: tier(c.proxyInstanceType, c.proxyMinCapacity, c.proxyMaxCapacity),
     node: tier(c.nodeInstanceType, c.nodeMinCapacity, c.nodeMaxCapacity),
     recordingsObjectLockDays: c.recordingsObjectLockDays,
+    alarmEmail: c.alarmEmail,
   };
 }
 

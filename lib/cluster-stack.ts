@@ -10,6 +10,8 @@
  * first user: a Session Manager shell on an auth server and the `tctl users add` line.
  */
 import { CfnOutput, Stack, Validations } from 'aws-cdk-lib';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { JOIN_ROLES, SsmPaths } from '../runtime/contract/aws';
@@ -18,12 +20,13 @@ import { ProxyCertificate } from './certificate';
 import { importHostedZone, ProxyDns } from './dns';
 import { ControlPlane } from './control-plane';
 import { FIRST_USER_COMMAND, groupShellCommand } from './first-user';
+import { ClusterMonitoring } from './monitoring';
 import { ClusterNetwork, ExistingVpcProps, validateExistingVpc } from './network';
 import { NodeTier } from './node-tier';
 import { ProxyTier } from './proxy-tier';
 import { ClusterStorage } from './storage';
 import { DEFAULT_AMI_PARAMETER, TeleportStackProps, validateTeleportStackProps } from './stack-props';
-import { checkInstanceType, checkInt } from './validation';
+import { checkEmail, checkInstanceType, checkInt } from './validation';
 
 /** Size of one tier. */
 export interface TierSize {
@@ -96,6 +99,12 @@ export interface ClusterStackProps extends TeleportStackProps {
    */
   readonly notificationsTopic?: sns.ITopic;
 
+  /**
+   * E-mail address subscribed to the cluster's alarm topic (AWS first sends it a confirmation).
+   *
+   * @default - no subscription (subscribe to the `AlarmTopicArn` output)
+   */
+  readonly alarmEmail?: string;
 }
 
 /** Throws an Error naming the first invalid prop. */
@@ -109,6 +118,7 @@ export function validateClusterStackProps(props: ClusterStackProps): void {
   }
   if (props.existingVpc) validateExistingVpc(props.existingVpc);
   if (props.recordingsObjectLockDays !== undefined) checkInt('recordingsObjectLockDays', props.recordingsObjectLockDays, 1, 36500);
+  if (props.alarmEmail !== undefined) checkEmail('alarmEmail', props.alarmEmail);
 }
 
 /** The HA cluster. */
@@ -120,6 +130,7 @@ export class ClusterStack extends Stack {
   public readonly proxy: ProxyTier;
   public readonly nodes: NodeTier;
   public readonly controlPlane: ControlPlane;
+  public readonly monitoring: ClusterMonitoring;
   private explicitAzs?: string[];
 
   constructor(scope: Construct, id: string, props: ClusterStackProps) {
@@ -219,6 +230,22 @@ export class ClusterStack extends Stack {
       });
     }
 
+    this.monitoring = new ClusterMonitoring(this, 'Monitoring', {
+      clusterName: props.clusterName,
+      targetGroups: (
+        [
+          ['auth', this.auth.instances],
+          ['proxy', this.proxy.instances],
+        ] as const
+      ).flatMap(([tier, group]) =>
+        group.targetGroups.map((targetGroup) => ({ label: `${tier} ${(targetGroup.node.defaultChild as elbv2.CfnTargetGroup).port}`, targetGroup })),
+      ),
+      // Every function of the stack: the control plane's and the custom-resource providers'.
+      functions: this.node.findAll().filter((c): c is lambda.Function => c instanceof lambda.Function),
+      tables: [this.storage.stateTable, this.storage.eventsTable],
+      alarmEmail: props.alarmEmail,
+    });
+
     new CfnOutput(this, 'ProxyUrl', { value: `https://${props.domainName}`, description: 'The cluster URL: web UI and tsh --proxy address' });
     new CfnOutput(this, 'ProxyLoadBalancer', {
       value: this.proxy.webLoadBalancer.loadBalancerDnsName,
@@ -251,6 +278,8 @@ export class ClusterStack extends Stack {
       description: 'Invoke to rotate the join tokens and publish the CA pin now (e.g. once the auth tier is up)',
     });
     new CfnOutput(this, 'KeyArn', { value: this.storage.key.keyArn });
+    new CfnOutput(this, 'AlarmTopicArn', { value: this.monitoring.topic.topicArn, description: 'Every alarm of the cluster notifies this SNS topic' });
+    new CfnOutput(this, 'DashboardName', { value: this.monitoring.dashboard.dashboardName, description: 'The CloudWatch dashboard of the cluster' });
   }
 
   /**

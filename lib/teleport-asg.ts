@@ -172,6 +172,11 @@ export class TeleportAutoScalingGroup extends Construct {
   public signalWhenHealthyIn(targetGroup: elbv2.ITargetGroup): void {
     this.readinessTargetGroups.push(targetGroup);
   }
+
+  /** The target groups the group's instances serve (every one the readiness signal waits on). */
+  public get targetGroups(): readonly elbv2.ITargetGroup[] {
+    return this.readinessTargetGroups;
+  }
 }
 
 /** Shell lines writing `vars` as `KEY="value"` lines to {@link CONF_FILE}, mode 0600. */

@@ -65,6 +65,12 @@ export function checkCertificateArn(prop: string, arn: string): void {
   }
 }
 
+const EMAIL_RE = /^[^\s@",;<>]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$/;
+/** One e-mail address such as ops@example.com (no display name, no list). */
+export function checkEmail(prop: string, email: string): void {
+  if (!EMAIL_RE.test(email) || email.length > 254) throw new Error(`${prop} must be one e-mail address such as ops@example.com, got '${email}'`);
+}
+
 const INSTANCE_TYPE_RE = /^[a-z][a-z0-9-]*\.[a-z0-9]+$/;
 export function checkInstanceType(prop: string, type: string): void {
   if (!INSTANCE_TYPE_RE.test(type)) throw new Error(`${prop} must be an EC2 instance type such as t3.medium, got '${type}'`);

@@ -518,3 +518,75 @@ if (args[0] === 'autoscaling' && args[1] === 'describe-auto-scaling-groups') {
   process.exit(2);
 }
 `;
+
+describe('ClusterStack: alarms, their topic and the dashboard', () => {
+  // GIVEN the default cluster with an alarm e-mail
+  const t = synth({ alarmEmail: 'ops@example.com' });
+  const alarms = Object.values(t.findResources('AWS::CloudWatch::Alarm')) as Res[];
+  const topic = logicalId(t, 'AWS::SNS::Topic', 'MonitoringTopic');
+  /** The alarms whose metric (or one of its math inputs) has these dimensions' references. */
+  const watching = (ref: string) => alarms.filter((a) => JSON.stringify(a.Properties).includes(ref));
+  /** The alarm's metric names, whether it has one metric or a list (math, or a labelled metric). */
+  const metricNames = (a: Res): string[] => (a.Properties.MetricName ? [a.Properties.MetricName] : a.Properties.Metrics.filter((m: any) => m.MetricStat).map((m: any) => m.MetricStat.Metric.MetricName));
+
+  test('every target group has a no-healthy-target and a stuck-unhealthy-target alarm', () => {
+    const groups = Object.keys(t.findResources('AWS::ElasticLoadBalancingV2::TargetGroup'));
+    expect(groups.length).toBeGreaterThanOrEqual(3);
+    for (const g of groups) {
+      const metrics = watching(g).map((a) => [...metricNames(a), a.Properties.ComparisonOperator, a.Properties.EvaluationPeriods]);
+      expect(metrics.sort()).toEqual([
+        ['HealthyHostCount', 'LessThanThreshold', 2],
+        ['UnHealthyHostCount', 'GreaterThanOrEqualToThreshold', 15],
+      ]);
+    }
+  });
+
+  test('every Lambda function of the stack has an errors and a throttles alarm', () => {
+    const functions = Object.keys(t.findResources('AWS::Lambda::Function'));
+    expect(functions.length).toBeGreaterThanOrEqual(3);
+    for (const f of functions) {
+      expect(watching(f).flatMap(metricNames).sort()).toEqual(['Errors', 'Throttles']);
+    }
+  });
+
+  test('each DynamoDB table has an alarm on its throttled reads plus writes', () => {
+    for (const table of [logicalId(t, 'AWS::DynamoDB::Table', 'StorageStateTable'), logicalId(t, 'AWS::DynamoDB::Table', 'StorageEventsTable')]) {
+      const [alarm] = watching(table);
+      expect(metricNames(alarm).sort()).toEqual(['ReadThrottleEvents', 'WriteThrottleEvents']);
+      expect(alarm.Properties.Metrics.find((m: any) => m.Expression).Expression).toBe('r + w');
+    }
+  });
+
+  test('every alarm notifies the topic when it fires and when it clears', () => {
+    expect(alarms.length).toBeGreaterThan(0);
+    for (const a of alarms) {
+      expect(a.Properties.AlarmActions).toEqual([{ Ref: topic }]);
+      expect(a.Properties.OKActions).toEqual([{ Ref: topic }]);
+      expect(a.Properties.AlarmDescription).toMatch(/^Teleport acme: /);
+    }
+  });
+
+  test('the topic is encrypted with a rotated key CloudWatch may use, requires TLS, and mails alarmEmail', () => {
+    const keyId = one(t, 'AWS::SNS::Topic', 'MonitoringTopic').Properties.KmsMasterKeyId['Fn::GetAtt'][0];
+    const key = t.findResources('AWS::KMS::Key')[keyId];
+    expect(key.Properties.EnableKeyRotation).toBe(true);
+    const cw = key.Properties.KeyPolicy.Statement.find((s: any) => s.Principal?.Service === 'cloudwatch.amazonaws.com');
+    expect(actions(cw.Action)).toEqual(['kms:Decrypt', 'kms:GenerateDataKey*']);
+    t.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'ops@example.com', TopicArn: { Ref: topic } });
+    const policy = one(t, 'AWS::SNS::TopicPolicy', 'MonitoringTopicPolicy');
+    expect(JSON.stringify(policy.Properties)).toContain('"aws:SecureTransport":"false"');
+    t.hasOutput('AlarmTopicArn', { Value: { Ref: topic } });
+  });
+
+  test('one dashboard named after the cluster, showing the alarms', () => {
+    t.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
+    const d = one(t, 'AWS::CloudWatch::Dashboard');
+    expect(d.Properties.DashboardName).toBe('teleport-acme');
+    expect(JSON.stringify(d.Properties.DashboardBody)).toContain('"type\\":\\"alarm\\"');
+  });
+
+  test('no alarmEmail: no subscription; a malformed one is refused', () => {
+    synth().resourceCountIs('AWS::SNS::Subscription', 0);
+    expect(() => synth({ alarmEmail: 'ops at example' })).toThrow("alarmEmail must be one e-mail address such as ops@example.com, got 'ops at example'");
+  });
+});
