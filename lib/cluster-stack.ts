@@ -9,7 +9,7 @@
  * terminating instances of the three tiers. The outputs give the cluster URL and how to create the
  * first user: a Session Manager shell on an auth server and the `tctl users add` line.
  */
-import { CfnOutput, Stack, Validations } from 'aws-cdk-lib';
+import { CfnOutput, CfnResource, Stack, Validations } from 'aws-cdk-lib';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sns from 'aws-cdk-lib/aws-sns';
@@ -218,6 +218,12 @@ export class ClusterStack extends Stack {
       ssmKey: this.storage.key,
       autoScalingGroups: [this.auth.instances.autoScalingGroup, this.proxy.instances.autoScalingGroup, this.nodes.instances.autoScalingGroup],
     });
+
+    // CloudFormation creates and updates the auth group first: a new image or version reaches the
+    // proxies and nodes only once every auth server runs it and signalled healthy (and a failure
+    // there rolls the stack back before any proxy or node is touched).
+    const authGroup = this.auth.instances.autoScalingGroup.node.defaultChild as CfnResource;
+    for (const tier of [this.proxy, this.nodes]) (tier.instances.autoScalingGroup.node.defaultChild as CfnResource).addDependency(authGroup);
 
     this.auth.allowClient(this.proxy.securityGroup, 'auth API from the proxies');
     this.auth.allowClient(this.nodes.securityGroup, 'auth API from the nodes (join, heartbeats, audit)');

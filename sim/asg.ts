@@ -24,7 +24,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import * as path from 'node:path';
-import { Instance, type Unit } from './instance';
+import { CURRENT_IMAGE, Instance, type Image, type Unit } from './instance';
 import type { LoadBalancers } from './lb';
 import type { Network } from './net';
 import type { CredentialRegistry } from './aws/credentials';
@@ -65,8 +65,14 @@ export interface GroupInstance {
   readonly launchedAt: number;
   state: LifecycleState;
   health: 'Healthy' | 'Unhealthy';
-  /** The launch template version (user data) it booted from. */
+  /** The launch template version (user data and image) it booted from. */
   readonly version: number;
+}
+
+/** What a launch template version gives an instance. */
+export interface LaunchTemplateVersion {
+  readonly userData: string;
+  readonly image: Image;
 }
 
 interface Hook {
@@ -87,8 +93,11 @@ export class Group {
   desired: number;
   readonly instances = new Map<string, GroupInstance>();
   readonly hooks: Hook[] = [];
-  userData: string;
+  /** Launch template versions, the first at index 0; new instances boot from `version`. */
+  readonly versions: LaunchTemplateVersion[];
   version = 1;
+  /** Created (CloudFormation reached it): only then does it launch instances. */
+  active = false;
   /** Processes suspended during a rolling update (`HealthCheck`, `ReplaceUnhealthy`, ...). */
   suspended = new Set<string>();
   /** Success signals received, by instance id. */
@@ -107,9 +116,16 @@ export class Group {
     userData: string,
     readonly role: { logicalId: string; name: string },
     readonly rolling: { minInService: number; maxBatch: number; pauseSeconds: number; waitOnSignals: boolean; suspend: string[] },
+    /** The other groups it names in DependsOn: CloudFormation creates and updates those first. */
+    readonly dependsOn: string[],
   ) {
     this.desired = desired;
-    this.userData = userData;
+    this.versions = [{ userData, image: CURRENT_IMAGE }];
+  }
+
+  /** The launch template version new instances boot from. */
+  get template(): LaunchTemplateVersion {
+    return this.versions[this.version - 1];
   }
 
   /** Instances not on their way out. */
@@ -140,6 +156,7 @@ export class AutoScaling {
       const roleName = d.resolve(d.resource(profileId).Properties).Roles[0];
       const roleId = d.ofType('AWS::IAM::Role').find((r) => d.physicalId(r) === roleName)!;
       const rolling = d.resource(id).UpdatePolicy?.AutoScalingRollingUpdate ?? {};
+      const dependsOn = [d.resource(id).DependsOn ?? []].flat().filter((dep) => d.resource(dep).Type === 'AWS::AutoScaling::AutoScalingGroup');
       this.groups.push(
         new Group(
           id,
@@ -160,6 +177,7 @@ export class AutoScaling {
             waitOnSignals: rolling.WaitOnResourceSignals === true || rolling.WaitOnResourceSignals === 'true',
             suspend: rolling.SuspendProcesses ?? [],
           },
+          dependsOn,
         ),
       );
     }
@@ -209,20 +227,25 @@ export class AutoScaling {
   }
 
   /**
-   * A new launch template version for `group` (a new image: `userData` when it changes too), rolled
-   * out as the stack update would (see the module comment). Resolves when no instance of an older
-   * version is left; rejects as CloudFormation fails the update (a missing or failure signal).
+   * A new launch template version for `group` (`change`: a new image and/or user data), or, with
+   * `revertTo`, a return to an earlier one (a stack rollback), rolled out as the stack update would
+   * (see the module comment). Resolves when every instance runs that version; rejects as
+   * CloudFormation fails the update (a missing or failure signal).
    */
-  async rollingUpdate(group: Group, change: { userData?: string } = {}): Promise<void> {
+  async rollingUpdate(group: Group, change: Partial<LaunchTemplateVersion> | { revertTo: number } = {}): Promise<void> {
     const r = group.rolling;
-    if (change.userData !== undefined) group.userData = change.userData;
-    const version = ++group.version;
+    if ('revertTo' in change) group.version = change.revertTo;
+    else {
+      group.versions.push({ ...group.template, ...change });
+      group.version = group.versions.length;
+    }
+    const version = group.version;
     const desired = group.desired;
     group.suspended = new Set(r.suspend);
-    this.env.log(`${group.logicalId}: rolling update to launch template version ${version} (MinInstancesInService ${r.minInService}, MaxBatchSize ${r.maxBatch}, PauseTime ${r.pauseSeconds} s${r.waitOnSignals ? ', WaitOnResourceSignals' : ''})`);
+    this.env.log(`${group.logicalId}: rolling update to launch template version ${version}, image ${group.template.image.id} (MinInstancesInService ${r.minInService}, MaxBatchSize ${r.maxBatch}, PauseTime ${r.pauseSeconds} s${r.waitOnSignals ? ', WaitOnResourceSignals' : ''})`);
     try {
       for (;;) {
-        const old = group.live().filter((i) => i.version < version);
+        const old = group.live().filter((i) => i.version !== version);
         if (old.length === 0) return;
         const batch = old.slice(0, Math.max(1, r.maxBatch));
         // Keep MinInstancesInService in service: raise the capacity for the batch when the group is too small.
@@ -381,6 +404,7 @@ export class AutoScaling {
         } else if (gi.state === 'Pending') gi.state = 'InService';
       }
       const live = g.live();
+      if (!g.active) continue;
       if (live.length < g.desired) for (let i = live.length; i < g.desired; i++) this.launch(g);
       else if (live.length > g.desired) {
         const oldest = [...live].sort((a, b) => a.version - b.version || a.launchedAt - b.launchedAt).slice(0, live.length - g.desired);
@@ -406,9 +430,9 @@ export class AutoScaling {
       localHostname,
       roleName: g.role.name,
       credentials: () => credentials,
-      userData: g.userData,
+      userData: g.template.userData,
     });
-    const instance = Instance.boot({ id, userData: g.userData, env: env.instanceEnv, units: env.units }, attachment, path.join(env.dir, 'instances', id));
+    const instance = Instance.boot({ id, userData: g.template.userData, image: g.template.image, env: env.instanceEnv, units: env.units }, attachment, path.join(env.dir, 'instances', id));
     const gi: GroupInstance = { id, group: g, instance, caller, launchedAt: Date.now(), state: 'Pending', health: 'Healthy', version: g.version };
     g.instances.set(id, gi);
     for (const tg of g.targetGroups) env.targets.register(tg, id, attachment.address).catch((err: Error) => env.log(`${id}: registering with ${tg}: ${err.message}`));

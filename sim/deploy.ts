@@ -16,7 +16,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { selfSignedServerCert } from '../runtime/tlsca';
-import { AutoScaling, type GroupInstance } from './asg';
+import { AutoScaling, type Group, type GroupInstance, type LaunchTemplateVersion } from './asg';
 import { CredentialRegistry } from './aws/credentials';
 import { Gateway, type Authorize, type ServiceRequest, type ServiceResponse } from './aws/gateway';
 import { errorResponse } from './aws/protocol';
@@ -82,6 +82,51 @@ export class DeployError extends Error {
   override readonly name = 'DeployError';
 }
 
+/** A stack event of an update, as CloudFormation lists them. */
+export interface StackEvent {
+  readonly time: number;
+  readonly logicalId: string;
+  readonly status: 'UPDATE_IN_PROGRESS' | 'UPDATE_COMPLETE' | 'UPDATE_FAILED' | 'UPDATE_CANCELLED' | 'UPDATE_ROLLBACK_IN_PROGRESS' | 'UPDATE_ROLLBACK_COMPLETE';
+  readonly reason?: string;
+}
+
+/** How a stack update ended: complete, or failed and rolled back (`reason` says which group failed and why). */
+export interface StackUpdate {
+  readonly status: 'UPDATE_COMPLETE' | 'UPDATE_ROLLBACK_COMPLETE';
+  readonly reason?: string;
+  readonly events: StackEvent[];
+}
+
+/**
+ * Runs `run` for each group once `run` ended for the groups it depends on (CloudFormation's
+ * order; independent groups side by side). After a failure no group starts; the ones running end.
+ * Resolves with the first failure, if any, once nothing runs.
+ */
+async function inDependencyOrder(groups: Group[], run: (g: Group) => Promise<void>): Promise<Error | undefined> {
+  let failure: Error | undefined;
+  const runs = new Map<Group, Promise<boolean>>();
+  const go = (g: Group): Promise<boolean> => {
+    let p = runs.get(g);
+    if (!p) {
+      const deps = groups.filter((x) => g.dependsOn.includes(x.logicalId));
+      p = Promise.all(deps.map(go)).then(async (ok) => {
+        if (failure || !ok.every(Boolean)) return false;
+        try {
+          await run(g);
+          return true;
+        } catch (err) {
+          failure ??= err as Error;
+          return false;
+        }
+      });
+      runs.set(g, p);
+    }
+    return p;
+  };
+  await Promise.all(groups.map(go));
+  return failure;
+}
+
 export class LocalDeployment {
   network!: Network;
   deployment!: Deployment;
@@ -97,6 +142,42 @@ export class LocalDeployment {
   customResources!: CustomResources;
   loadBalancers!: LoadBalancers;
   asg!: AutoScaling;
+  /**
+   * A stack update that gives groups a new launch template version (`changes`, by logical id: a new
+   * image and/or user data), run as CloudFormation runs it: a group's rolling update starts once the
+   * groups it depends on are updated. When one fails, nothing more starts and the stack rolls back:
+   * each group updated or updating returns to its previous version, dependents first.
+   */
+  async updateStack(changes: Record<string, Partial<LaunchTemplateVersion>>): Promise<StackUpdate> {
+    const groups = Object.keys(changes).map((id) => this.asg.group(id));
+    const previous = new Map(groups.map((g) => [g, g.version]));
+    const events: StackEvent[] = [];
+    const event = (logicalId: string, status: StackEvent['status'], reason?: string) => {
+      events.push({ time: Date.now(), logicalId, status, reason });
+      this.log(`${status} AWS::AutoScaling::AutoScalingGroup ${logicalId}${reason ? `: ${reason}` : ''}`);
+    };
+    const touched: Group[] = [];
+    const failure = await inDependencyOrder(groups, async (g) => {
+      touched.push(g);
+      event(g.logicalId, 'UPDATE_IN_PROGRESS');
+      try {
+        await this.asg.rollingUpdate(g, changes[g.logicalId]);
+      } catch (err) {
+        event(g.logicalId, 'UPDATE_FAILED', (err as Error).message);
+        throw err;
+      }
+      event(g.logicalId, 'UPDATE_COMPLETE');
+    });
+    if (!failure) return { status: 'UPDATE_COMPLETE', events };
+    for (const g of groups.filter((x) => !touched.includes(x))) event(g.logicalId, 'UPDATE_CANCELLED');
+    for (const g of [...touched].reverse()) {
+      event(g.logicalId, 'UPDATE_ROLLBACK_IN_PROGRESS');
+      await this.asg.rollingUpdate(g, { revertTo: previous.get(g)! });
+      event(g.logicalId, 'UPDATE_ROLLBACK_COMPLETE');
+    }
+    return { status: 'UPDATE_ROLLBACK_COMPLETE', reason: failure.message, events };
+  }
+
   /** The names the stack's Route 53 records give, with their addresses. */
   readonly hosts: Record<string, string> = {};
   /** The trust anchor of the certificates standing in for ACM's (clients trust it as they would a public CA). */
@@ -239,18 +320,18 @@ export class LocalDeployment {
     this.gateway.route('cloudformation', (req, authorize) => this.cloudFormation(req, authorize));
     this.gateway.route('elasticloadbalancing', (req, authorize) => this.elasticLoadBalancing(req, authorize));
     this.asg.start();
-    // CloudFormation counts a group created once its CreationPolicy's signals arrived (the groups are created side by side).
-    await Promise.all(
-      this.asg.groups.map(async (g) => {
-        try {
-          await this.asg.creationSignals(g);
-        } catch (err) {
-          log(`CREATE_FAILED AWS::AutoScaling::AutoScalingGroup ${g.logicalId}: ${(err as Error).message}`);
-          throw new DeployError(`${(err as Error).message}\n${this.consoles()}`);
-        }
-        this.created('AWS::AutoScaling::AutoScalingGroup', g.logicalId, `${g.name}: desired ${g.desired}`);
-      }),
-    );
+    // CloudFormation creates a group once the groups it depends on are created, and counts it created once its CreationPolicy's signals arrived.
+    const failed = await inDependencyOrder(this.asg.groups, async (g) => {
+      g.active = true;
+      try {
+        await this.asg.creationSignals(g);
+      } catch (err) {
+        log(`CREATE_FAILED AWS::AutoScaling::AutoScalingGroup ${g.logicalId}: ${(err as Error).message}`);
+        throw err;
+      }
+      this.created('AWS::AutoScaling::AutoScalingGroup', g.logicalId, `${g.name}: desired ${g.desired}`);
+    });
+    if (failed) throw new DeployError(`${failed.message}\n${this.consoles()}`);
     for (const [key, o] of Object.entries(d.resolvedOutputs())) log(`output ${key} = ${o.value}`);
   }
 

@@ -4,12 +4,17 @@
  *      within 5 s, and the group replaces the instance.
  *   2. Nodes scale 2 → 4 → 1: the new ones join with the SSM token and CA pin; the removed ones
  *      leave `tctl nodes ls` through the lifecycle hook's function, not by heartbeat expiry.
- *   3. A new runtime version (a new launch template version) rolls through the auth group as the
- *      stack update would: at no moment does the auth target group have zero healthy targets.
+ *   3. A new image for every group, as a stack update: the auth group is replaced first, the proxies
+ *      and nodes only once it is done, and at no moment does the auth target group have zero
+ *      healthy targets.
+ *   4. A broken release (its `teleport start` fails, so the new auth instance never signals): the
+ *      update fails after PauseTime and rolls back before any proxy or node is touched; every auth
+ *      instance runs the previous image again, auth kept a healthy target throughout, sessions work.
  * Each step logs what it measured; a violated expectation throws a {@link ScenarioError}.
  */
 import * as path from 'node:path';
 import type { Group } from './asg';
+import type { Image } from './instance';
 import type { LocalDeployment } from './deploy';
 import { waitFor } from './process';
 import type { Log } from './types';
@@ -34,8 +39,12 @@ export interface FaultsReport {
   readonly scaleOutMs: number;
   /** From scaling to 1 until only 1 node was listed. */
   readonly scaleInMs: number;
-  /** The fewest healthy auth targets seen during the rolling update. */
+  /** The fewest healthy auth targets seen during the upgrade and the failed release (step 3 and 4). */
   readonly minHealthyAuth: number;
+  /** The order in which the upgrade started and completed the groups' updates. */
+  readonly upgradeOrder: string[];
+  /** Why the broken release's update failed (it was rolled back). */
+  readonly rollbackReason: string;
 }
 
 const group = (d: LocalDeployment, prefix: string): Group => d.asg.group(prefix);
@@ -93,7 +102,7 @@ export async function runFaults(d: LocalDeployment, opts: FaultsOptions): Promis
   if (hookRuns < 3) throw new ScenarioError(`the lifecycle function completed ${hookRuns} times for 3 terminated nodes`);
   if (!(await session())) throw new ScenarioError('no session works on the remaining node');
 
-  // 3. A new runtime version through the auth group.
+  // 3. and 4. A new image for every group, then a broken release; the auth target group is watched throughout.
   const authGroupArns = auth.targetGroups;
   let minHealthyAuth = Infinity;
   let sampling = true;
@@ -106,14 +115,35 @@ export async function runFaults(d: LocalDeployment, opts: FaultsOptions): Promis
       await new Promise((r) => setTimeout(r, 100));
     }
   })();
+  const everyGroup = (image: Image) => Object.fromEntries(d.asg.groups.map((g) => [g.logicalId, { image }]));
+  let upgradeOrder: string[];
+  let rollbackReason: string;
   try {
-    await d.asg.rollingUpdate(auth);
+    const upgrade = await d.updateStack(everyGroup({ id: 'ami-next' }));
+    if (upgrade.status !== 'UPDATE_COMPLETE') throw new ScenarioError(`the upgrade failed: ${upgrade.reason}`);
+    upgradeOrder = upgrade.events.map((e) => `${e.status} ${e.logicalId}`);
+    const authDone = upgrade.events.find((e) => e.logicalId === auth.logicalId && e.status === 'UPDATE_COMPLETE')!.time;
+    const early = upgrade.events.filter((e) => e.logicalId !== auth.logicalId && e.status === 'UPDATE_IN_PROGRESS' && e.time < authDone);
+    if (early.length > 0) throw new ScenarioError(`${early.map((e) => e.logicalId).join(', ')} started updating before the auth group was done`);
     await d.waitHealthy(180_000);
+    await waitFor('a session after the upgrade', session, 60_000, 250);
+    log(`faults: upgrade done in this order: ${upgradeOrder.join(', ')}`);
+
+    const release = await d.updateStack(everyGroup({ id: 'ami-broken', brokenStart: true }));
+    if (release.status !== 'UPDATE_ROLLBACK_COMPLETE') throw new ScenarioError('the broken release was not rolled back');
+    rollbackReason = release.reason!;
+    const touched = new Set(release.events.filter((e) => e.status === 'UPDATE_IN_PROGRESS').map((e) => e.logicalId));
+    if (touched.size !== 1 || !touched.has(auth.logicalId)) throw new ScenarioError(`the broken release reached ${[...touched].join(', ')}, not only the auth group`);
+    const stale = d.asg.groups.flatMap((g) => g.live().filter((i) => g.versions[i.version - 1].image.id !== 'ami-next').map((i) => `${i.id} (${g.logicalId})`));
+    if (stale.length > 0) throw new ScenarioError(`after the rollback ${stale.join(', ')} do not run the previous image`);
+    await d.waitHealthy(180_000);
+    await waitFor('a session after the rollback', session, 60_000, 250);
+    log(`faults: the broken release was rolled back (${rollbackReason})`);
   } finally {
     sampling = false;
     await sampler;
   }
-  log(`faults: rolling update of the auth group done; fewest healthy auth targets during it: ${minHealthyAuth}`);
-  if (minHealthyAuth < 1) throw new ScenarioError('the rolling update left the auth target group with no healthy target');
-  return { recoveryMs, scaleOutMs, scaleInMs, minHealthyAuth };
+  log(`faults: fewest healthy auth targets during the upgrade and the rollback: ${minHealthyAuth}`);
+  if (minHealthyAuth < 1) throw new ScenarioError('the auth target group had no healthy target during an update');
+  return { recoveryMs, scaleOutMs, scaleInMs, minHealthyAuth, upgradeOrder, rollbackReason };
 }

@@ -78,7 +78,24 @@ export function startOrder(units: Unit[]): Unit[] {
 }
 
 /** The boot script run inside the instance's namespaces. */
-export function bootScript(opts: { root: string; userDataFile: string; units: Unit[]; nodeBinary: string }): string {
+/** The machine image an instance boots: this repository's build, or a broken release of it. */
+export interface Image {
+  /** The image id, as a launch template names it. */
+  readonly id: string;
+  /** A release whose `teleport start` exits with an error at once (the other commands work): a bad upgrade. */
+  readonly brokenStart?: boolean;
+}
+
+/** The image the template's launch templates name: this repository's build. */
+export const CURRENT_IMAGE: Image = { id: 'ami-local' };
+
+/** The shell script installed as `/usr/local/bin/<cli>` by `image`. */
+function cliWrapper(cli: string, image: Image, nodeBinary: string): string {
+  const broken = cli === 'teleport' && image.brokenStart ? [`[ "\${1:-}" = start ] && { echo "teleport: this release cannot start (image ${image.id})" >&2; exit 1; }`] : [];
+  return ['#!/bin/sh', ...broken, `exec ${nodeBinary} ${path.join(REPO_ROOT, 'dist', 'runtime', 'cli', `${cli}.js`)} "$@"`, ''].join('\n');
+}
+
+export function bootScript(opts: { root: string; userDataFile: string; units: Unit[]; nodeBinary: string; image?: Image }): string {
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   const lines = [
     'set -u',
@@ -90,9 +107,7 @@ export function bootScript(opts: { root: string; userDataFile: string; units: Un
     }),
     // The image (ami/files/install.sh): the CLIs and the data directory.
     'install -d -m 0700 /var/lib/teleport && install -d -m 0755 /usr/local/bin',
-    ...['teleport', 'tctl', 'tsh'].map(
-      (b) => `printf '#!/bin/sh\\nexec %s %s "$@"\\n' > /usr/local/bin/${b} && chmod 0755 /usr/local/bin/${b}`.replace('%s %s', `${opts.nodeBinary} ${path.join(REPO_ROOT, 'dist', 'runtime', 'cli', `${b}.js`)}`),
-    ),
+    ...['teleport', 'tctl', 'tsh'].map((b) => `printf '%s' ${q(cliWrapper(b, opts.image ?? CURRENT_IMAGE, opts.nodeBinary))} > /usr/local/bin/${b} && chmod 0755 /usr/local/bin/${b}`),
     'say "cloud-init: running the user data"',
     `bash ${q(opts.userDataFile)} || { say "cloud-init: the user data failed with status $?"; exit 1; }`,
   ];
@@ -114,6 +129,8 @@ export function bootScript(opts: { root: string; userDataFile: string; units: Un
 export interface InstanceSpec {
   readonly id: string;
   readonly userData: string;
+  /** @default CURRENT_IMAGE */
+  readonly image?: Image;
   readonly units?: Unit[];
   /** Environment of the instance's processes: the endpoint settings. */
   readonly env: Record<string, string>;
@@ -149,7 +166,7 @@ export class Instance {
     fs.mkdirSync(root, { recursive: true, mode: 0o700 });
     const userDataFile = path.join(root, 'user-data');
     fs.writeFileSync(userDataFile, spec.userData, { mode: 0o700 });
-    const script = bootScript({ root, userDataFile, units: spec.units ?? imageUnits(), nodeBinary: process.execPath });
+    const script = bootScript({ root, userDataFile, units: spec.units ?? imageUnits(), nodeBinary: process.execPath, image: spec.image });
     fs.writeFileSync(path.join(root, 'boot.sh'), script, { mode: 0o700 });
     const out = fs.openSync(path.join(root, 'console.log'), 'a');
     const child = spawn('ip', ['netns', 'exec', attachment.namespace, 'unshare', '--mount', '--propagation', 'private', 'bash', path.join(root, 'boot.sh')], {

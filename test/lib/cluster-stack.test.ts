@@ -283,6 +283,14 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
     expect(nodes.UpdatePolicy.AutoScalingRollingUpdate).toMatchObject({ MinInstancesInService: 1 });
   });
 
+  test('the auth group is created and updated first: the proxy and node groups depend on it, and on no other group', () => {
+    const groups = t.findResources('AWS::AutoScaling::AutoScalingGroup') as Record<string, Res & { DependsOn?: string[] }>;
+    const auth = logicalId(t, 'AWS::AutoScaling::AutoScalingGroup', 'Auth');
+    const groupDeps = (id: string) => (groups[id].DependsOn ?? []).filter((d) => d in groups);
+    expect(groupDeps(auth)).toEqual([]);
+    for (const tier of ['Proxy', 'Nodes']) expect(groupDeps(logicalId(t, 'AWS::AutoScaling::AutoScalingGroup', tier))).toEqual([auth]);
+  });
+
   test('outputs name the proxy URL, SSM paths, tables and bucket', () => {
     const outputs = t.toJSON().Outputs as Record<string, { Value: unknown }>;
     expect(outputs.ProxyUrl.Value).toBe('https://teleport.example.com');
