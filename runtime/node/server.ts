@@ -13,6 +13,7 @@ import { Certificate, certRoles, hostKeyWithCertificate, LoginNotInCertificateEr
 import { logNegotiated } from '../sshcert/negotiated';
 import { Logger } from '../utils/logger';
 import { listen } from '../service/listen';
+import { ConnectionLimit } from '../service/connlimit';
 import { PreAuthGate, type PreAuthLimits } from '../service/preauth';
 import { serveForwarding } from './forwarding';
 import { lookupUser, OsUser } from './osuser';
@@ -41,6 +42,7 @@ export interface NodeServerOptions {
   keepAliveIntervalMs: number;
   keepAliveCountMax: number;
   disconnectExpiredCert: boolean;
+  /** Open connections at once (`connection_limits.max_connections`); one more is refused with a message. */
   maxConnections: number;
   /** Login grace time and startups limits on connections not yet authenticated. */
   preAuth: PreAuthLimits;
@@ -68,6 +70,7 @@ export class NodeServer {
   private readonly server: Server;
   private readonly tcp: net.Server;
   private readonly preAuth: PreAuthGate;
+  private readonly connections: ConnectionLimit;
   private readonly clients = new Set<Connection>();
   /** Open authenticated connections per cluster user. */
   private readonly users: UserLimit;
@@ -87,9 +90,10 @@ export class NodeServer {
     );
     this.server.on('error', (err: Error) => opts.log.warn('ssh server error', { error: err }));
     this.preAuth = new PreAuthGate(opts.preAuth, opts.log);
+    this.connections = new ConnectionLimit(opts.maxConnections, SSH_IDENT, opts.log);
     this.tcp = net.createServer((sock) => {
       sock.on('error', (err) => opts.log.debug('connection error', { remote: sock.remoteAddress, error: err.message }));
-      if (this.preAuth.admit(sock)) this.server.injectSocket(sock);
+      if (this.connections.admit(sock) && this.preAuth.admit(sock)) this.server.injectSocket(sock);
     });
     this.tcp.on('error', (err) => opts.log.warn('ssh listener error', { error: err }));
   }
@@ -104,11 +108,6 @@ export class NodeServer {
   private onConnection(client: Connection, info: { ip: string; port: number }): void {
     const { opts } = this;
     const log = opts.log;
-    if (this.clients.size >= opts.maxConnections) {
-      log.warn('connection limit reached, refusing a connection', { remote: info.ip });
-      client.end();
-      return;
-    }
     this.clients.add(client);
     const remote = { addr: info.ip, port: info.port };
     const sock = (client as unknown as { _sock?: { localAddress?: string; localPort?: number } })._sock;

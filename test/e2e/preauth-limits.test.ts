@@ -9,52 +9,9 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { startCluster, TestAuth } from '../helpers/cluster';
 import { SshUser, sshTo } from '../helpers/openssh';
+import { admitted, Idle, idle } from '../helpers/idle';
 import { Daemon, tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
-
-/** A raw TCP connection that never authenticates; `closed` resolves with what the server sent. */
-interface Idle {
-  sock: net.Socket;
-  /** Resolves once the server's first bytes arrived. */
-  greeted: Promise<void>;
-  closed: Promise<string>;
-}
-
-function idle(port: number, localAddress = '127.0.0.1', hello?: string): Promise<Idle> {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect({ port, host: '127.0.0.1', localAddress });
-    let got = '';
-    let greet = () => undefined as void;
-    const greeted = new Promise<void>((r) => (greet = r));
-    sock.on('data', (d) => {
-      got += d;
-      greet();
-    });
-    const closed = new Promise<string>((r) => sock.on('close', () => r(got)));
-    sock.once('error', reject);
-    sock.on('connect', () => {
-      sock.off('error', reject);
-      sock.on('error', () => undefined);
-      if (hello) sock.write(hello);
-      resolve({ sock, greeted, closed });
-    });
-  });
-}
-
-/**
- * A connection the server admitted (it sent its version line). Connections
- * closed earlier are released by the server only when it sees their close, a
- * moment after the client does, so one may be refused meanwhile: retry then.
- */
-async function admitted(port: number, localAddress = '127.0.0.1', hello?: string): Promise<Idle> {
-  let conn: Idle | undefined;
-  await waitFor(`a connection from ${localAddress} to be admitted`, async () => {
-    const c = await idle(port, localAddress, hello);
-    if (await Promise.race([c.greeted.then(() => true), c.closed.then(() => false)])) return (conn = c);
-    return false;
-  });
-  return conn!;
-}
 
 describe('pre-authentication limits', () => {
   const work = tempDir('preauth-');
