@@ -13,6 +13,7 @@ import { Certificate, certRoles, hostKeyWithCertificate, LoginNotInCertificateEr
 import { logNegotiated } from '../sshcert/negotiated';
 import { Logger } from '../utils/logger';
 import { listen } from '../service/listen';
+import { CERT_EXPIRED, whenCertExpires } from '../service/certexpiry';
 import { ConnectionLimit } from '../service/connlimit';
 import { PreAuthGate, type PreAuthLimits } from '../service/preauth';
 import { serveForwarding } from './forwarding';
@@ -119,10 +120,11 @@ export class NodeServer {
     let lastActivity = Date.now();
     const timers: NodeJS.Timeout[] = [];
     let stopForwarding = () => undefined as void;
+    let stopExpiry = () => undefined as void;
     const where = `${remote.addr}:${remote.port}`;
 
     const disconnect = (reason: string) => {
-      if (cert) opts.emit({ event: 'client.disconnect', user: cert.keyId, login, reason, server_id: opts.serverId, 'addr.remote': where });
+      if (cert) opts.emit({ event: 'client.disconnect', user: cert.keyId, login, reason, server_id: opts.serverId, 'addr.local': `${local.addr}:${local.port}`, 'addr.remote': where });
       client.end();
     };
     /** A refused attempt: audited with its reason; the reason is shown to the user when it is theirs to know. */
@@ -139,6 +141,7 @@ export class NodeServer {
       this.clients.delete(client);
       if (cert) this.users.remove(cert.keyId);
       timers.forEach(clearTimeout);
+      stopExpiry();
       stopForwarding();
     });
 
@@ -192,10 +195,7 @@ export class NodeServer {
         };
         timers.push(setTimeout(check, opts.idleTimeoutMs));
       }
-      if (opts.disconnectExpiredCert && c.validBefore < 0xffffffffffffffffn) {
-        const ms = Number(c.validBefore) * 1000 - Date.now();
-        timers.push(setTimeout(() => disconnect('client certificate has expired'), Math.max(0, Math.min(ms, 2 ** 31 - 1))));
-      }
+      if (opts.disconnectExpiredCert) stopExpiry = whenCertExpires(c, () => disconnect(CERT_EXPIRED));
       const who = { user: c.keyId, login, server_id: opts.serverId, namespace: 'default' };
       stopForwarding = serveForwarding(client, { allowed: permit!.portForwarding, privileged: u.uid === 0, emit: opts.emit, who, touch, log });
       client.on('session', (accept, reject) => {

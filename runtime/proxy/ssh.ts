@@ -21,6 +21,7 @@ import { logNegotiated } from '../sshcert/negotiated';
 import { AccessDeniedError, ConnectionProblemError, NotFoundError } from '../utils/errors';
 import { Logger } from '../utils/logger';
 import { listen } from '../service/listen';
+import { CERT_EXPIRED, whenCertExpires } from '../service/certexpiry';
 import { ConnectionLimit } from '../service/connlimit';
 import { PreAuthGate, type PreAuthLimits } from '../service/preauth';
 import { dial, failChannel, proxyHello, readGreeting, relay, TELEPORT_VERSION_PREFIX } from './relay';
@@ -51,6 +52,8 @@ export interface ProxySshServiceOptions {
   readonly maxConnections?: number;
   /** Distinct users with a connection at once (`connection_limits.max_users`). @default 250 */
   readonly maxUsers?: number;
+  /** End a connection when its user certificate expires, audited as `client.disconnect` (`disconnect_expired_cert`). @default false */
+  readonly disconnectExpiredCert?: boolean;
   /** SSH keepalives to clients; 0 turns them off. @default 300000 (5 minutes) */
   readonly keepAliveIntervalMs?: number;
   /** @default 3 */
@@ -184,8 +187,10 @@ class ProxySshServer {
 
     client.on('error', (err) => log.debug('connection error', { remote: where, error: err.message }));
     logNegotiated(client, log, remote.host);
+    let stopExpiry = () => undefined as void;
     client.on('close', () => {
       tcp?.destroy();
+      stopExpiry();
       if (ctx) this.users.remove(ctx.cert.keyId);
     });
     client.on('authentication', (auth) => {
@@ -213,6 +218,14 @@ class ProxySshServer {
     });
     client.on('ready', () => {
       this.preAuth.authenticated({ ip: remote.host, port: remote.port });
+      if (opts.disconnectExpiredCert) {
+        const { cert, login } = ctx!;
+        stopExpiry = whenCertExpires(cert, () => {
+          const local = tcp ? joinHostPort(tcp.localAddress!, tcp.localPort!) : undefined;
+          this.audit({ event: 'client.disconnect', user: cert.keyId, login, reason: CERT_EXPIRED, server_id: opts.hostUUID, ...(local ? { 'addr.local': local } : {}), 'addr.remote': where });
+          client.end();
+        });
+      }
       let sessions = 0;
       client.on('session', (accept, reject) => {
         if (sessions >= MAX_SESSIONS_PER_CONNECTION) return reject();
