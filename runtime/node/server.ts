@@ -13,6 +13,8 @@ import { Certificate, certRoles, hostKeyWithCertificate, LoginNotInCertificateEr
 import { logNegotiated } from '../sshcert/negotiated';
 import { Logger } from '../utils/logger';
 import { listen } from '../service/listen';
+import { CERT_EXPIRED, whenCertExpires } from '../service/certexpiry';
+import { ConnectionLimit } from '../service/connlimit';
 import { PreAuthGate, type PreAuthLimits } from '../service/preauth';
 import { serveForwarding } from './forwarding';
 import { lookupUser, OsUser } from './osuser';
@@ -41,6 +43,7 @@ export interface NodeServerOptions {
   keepAliveIntervalMs: number;
   keepAliveCountMax: number;
   disconnectExpiredCert: boolean;
+  /** Open connections at once (`connection_limits.max_connections`); one more is refused with a message. */
   maxConnections: number;
   /** Login grace time and startups limits on connections not yet authenticated. */
   preAuth: PreAuthLimits;
@@ -68,6 +71,7 @@ export class NodeServer {
   private readonly server: Server;
   private readonly tcp: net.Server;
   private readonly preAuth: PreAuthGate;
+  private readonly connections: ConnectionLimit;
   private readonly clients = new Set<Connection>();
   /** Open authenticated connections per cluster user. */
   private readonly users: UserLimit;
@@ -87,9 +91,10 @@ export class NodeServer {
     );
     this.server.on('error', (err: Error) => opts.log.warn('ssh server error', { error: err }));
     this.preAuth = new PreAuthGate(opts.preAuth, opts.log);
+    this.connections = new ConnectionLimit(opts.maxConnections, SSH_IDENT, opts.log);
     this.tcp = net.createServer((sock) => {
       sock.on('error', (err) => opts.log.debug('connection error', { remote: sock.remoteAddress, error: err.message }));
-      if (this.preAuth.admit(sock)) this.server.injectSocket(sock);
+      if (this.connections.admit(sock) && this.preAuth.admit(sock)) this.server.injectSocket(sock);
     });
     this.tcp.on('error', (err) => opts.log.warn('ssh listener error', { error: err }));
   }
@@ -104,11 +109,6 @@ export class NodeServer {
   private onConnection(client: Connection, info: { ip: string; port: number }): void {
     const { opts } = this;
     const log = opts.log;
-    if (this.clients.size >= opts.maxConnections) {
-      log.warn('connection limit reached, refusing a connection', { remote: info.ip });
-      client.end();
-      return;
-    }
     this.clients.add(client);
     const remote = { addr: info.ip, port: info.port };
     const sock = (client as unknown as { _sock?: { localAddress?: string; localPort?: number } })._sock;
@@ -120,10 +120,11 @@ export class NodeServer {
     let lastActivity = Date.now();
     const timers: NodeJS.Timeout[] = [];
     let stopForwarding = () => undefined as void;
+    let stopExpiry = () => undefined as void;
     const where = `${remote.addr}:${remote.port}`;
 
     const disconnect = (reason: string) => {
-      if (cert) opts.emit({ event: 'client.disconnect', user: cert.keyId, login, reason, server_id: opts.serverId, 'addr.remote': where });
+      if (cert) opts.emit({ event: 'client.disconnect', user: cert.keyId, login, reason, server_id: opts.serverId, 'addr.local': `${local.addr}:${local.port}`, 'addr.remote': where });
       client.end();
     };
     /** A refused attempt: audited with its reason; the reason is shown to the user when it is theirs to know. */
@@ -140,6 +141,7 @@ export class NodeServer {
       this.clients.delete(client);
       if (cert) this.users.remove(cert.keyId);
       timers.forEach(clearTimeout);
+      stopExpiry();
       stopForwarding();
     });
 
@@ -193,10 +195,7 @@ export class NodeServer {
         };
         timers.push(setTimeout(check, opts.idleTimeoutMs));
       }
-      if (opts.disconnectExpiredCert && c.validBefore < 0xffffffffffffffffn) {
-        const ms = Number(c.validBefore) * 1000 - Date.now();
-        timers.push(setTimeout(() => disconnect('client certificate has expired'), Math.max(0, Math.min(ms, 2 ** 31 - 1))));
-      }
+      if (opts.disconnectExpiredCert) stopExpiry = whenCertExpires(c, () => disconnect(CERT_EXPIRED));
       const who = { user: c.keyId, login, server_id: opts.serverId, namespace: 'default' };
       stopForwarding = serveForwarding(client, { allowed: permit!.portForwarding, privileged: u.uid === 0, emit: opts.emit, who, touch, log });
       client.on('session', (accept, reject) => {

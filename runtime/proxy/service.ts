@@ -88,6 +88,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       log: log.child('ssh'),
       maxConnections: config.connectionLimits.maxConnections,
       maxUsers: config.connectionLimits.maxUsers,
+      disconnectExpiredCert: cluster.disconnect_expired_cert,
       keepAliveIntervalMs: cluster.keep_alive_interval / 1e6,
       keepAliveCountMax: cluster.keep_alive_count_max,
       directDialCidrs: p.directDialCidrs,

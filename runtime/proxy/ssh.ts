@@ -21,6 +21,8 @@ import { logNegotiated } from '../sshcert/negotiated';
 import { AccessDeniedError, ConnectionProblemError, NotFoundError } from '../utils/errors';
 import { Logger } from '../utils/logger';
 import { listen } from '../service/listen';
+import { CERT_EXPIRED, whenCertExpires } from '../service/certexpiry';
+import { ConnectionLimit } from '../service/connlimit';
 import { PreAuthGate, type PreAuthLimits } from '../service/preauth';
 import { dial, failChannel, proxyHello, readGreeting, relay, TELEPORT_VERSION_PREFIX } from './relay';
 import type { Cidr } from '../config/address';
@@ -46,10 +48,12 @@ export interface ProxySshServiceOptions {
   readonly clusterName: string;
   readonly hostUUID: string;
   readonly log: Logger;
-  /** @default 15000 */
+  /** Open connections at once; one more is refused with a message (service/connlimit.ts). @default 15000 */
   readonly maxConnections?: number;
   /** Distinct users with a connection at once (`connection_limits.max_users`). @default 250 */
   readonly maxUsers?: number;
+  /** End a connection when its user certificate expires, audited as `client.disconnect` (`disconnect_expired_cert`). @default false */
+  readonly disconnectExpiredCert?: boolean;
   /** SSH keepalives to clients; 0 turns them off. @default 300000 (5 minutes) */
   readonly keepAliveIntervalMs?: number;
   /** @default 3 */
@@ -117,6 +121,7 @@ class ProxySshServer {
   private readonly nodes: NodeCache;
   private readonly users: UserLimit;
   private readonly preAuth: PreAuthGate;
+  private readonly connections: ConnectionLimit;
   private readonly dialTimeoutMs: number;
   address?: HostPort;
 
@@ -132,6 +137,7 @@ class ProxySshServer {
       opts.log,
     );
     this.users = new UserLimit(opts.maxUsers ?? 250);
+    this.connections = new ConnectionLimit(opts.maxConnections ?? 15_000, PROXY_SSH_IDENT, opts.log);
     this.dialTimeoutMs = opts.dialTimeoutMs ?? 15_000;
     this.nodes = new NodeCache(
       (ns) => opts.authClient.get<ServerRecord[]>(`/v1/namespaces/${encodeURIComponent(ns)}/nodes`),
@@ -150,8 +156,6 @@ class ProxySshServer {
     );
     this.ssh.on('error', (err: Error) => opts.log.warn('ssh server error', { error: err }));
     this.tcp = net.createServer((sock) => this.onSocket(sock));
-    this.tcp.maxConnections = opts.maxConnections ?? 15_000;
-    this.tcp.on('drop', (d?: { remoteAddress?: string }) => opts.log.warn('connection limit reached, refusing a connection', { remote: d?.remoteAddress }));
     this.tcp.on('error', (err) => opts.log.warn('proxy ssh listener error', { error: err }));
   }
 
@@ -162,10 +166,10 @@ class ProxySshServer {
     return this.address;
   }
 
-  /** Every TCP connection passes the pre-authentication limits (service/preauth.ts); the SSH layer is ssh2's. */
+  /** Every TCP connection passes the connection limit (service/connlimit.ts) and the pre-authentication limits (service/preauth.ts); the SSH layer is ssh2's. */
   private onSocket(sock: net.Socket): void {
     sock.on('error', (err) => this.opts.log.debug('connection error', { remote: sock.remoteAddress, error: err.message }));
-    if (!this.preAuth.admit(sock)) return;
+    if (!this.connections.admit(sock) || !this.preAuth.admit(sock)) return;
     const key = joinHostPort(sock.remoteAddress!, sock.remotePort!);
     this.sockets.set(key, sock);
     sock.once('close', () => {
@@ -183,8 +187,10 @@ class ProxySshServer {
 
     client.on('error', (err) => log.debug('connection error', { remote: where, error: err.message }));
     logNegotiated(client, log, remote.host);
+    let stopExpiry = () => undefined as void;
     client.on('close', () => {
       tcp?.destroy();
+      stopExpiry();
       if (ctx) this.users.remove(ctx.cert.keyId);
     });
     client.on('authentication', (auth) => {
@@ -212,6 +218,14 @@ class ProxySshServer {
     });
     client.on('ready', () => {
       this.preAuth.authenticated({ ip: remote.host, port: remote.port });
+      if (opts.disconnectExpiredCert) {
+        const { cert, login } = ctx!;
+        stopExpiry = whenCertExpires(cert, () => {
+          const local = tcp ? joinHostPort(tcp.localAddress!, tcp.localPort!) : undefined;
+          this.audit({ event: 'client.disconnect', user: cert.keyId, login, reason: CERT_EXPIRED, server_id: opts.hostUUID, ...(local ? { 'addr.local': local } : {}), 'addr.remote': where });
+          client.end();
+        });
+      }
       let sessions = 0;
       client.on('session', (accept, reject) => {
         if (sessions >= MAX_SESSIONS_PER_CONNECTION) return reject();

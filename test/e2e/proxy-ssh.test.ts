@@ -16,6 +16,7 @@ import { Server } from '../../runtime/auth/resources';
 import { startProxySshService, ProxySshService } from '../../runtime/proxy/ssh';
 import { logger, setLogWriter } from '../../runtime/utils/logger';
 import { startAuth, startCluster, TestAuth, TestNode } from '../helpers/cluster';
+import { isRefusal } from '../helpers/idle';
 import { SshUser } from '../helpers/openssh';
 import { run, RunResult, tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
@@ -286,7 +287,10 @@ describe('proxy SSH service with OpenSSH', () => {
     try {
       const [a, b] = [await silent(), await silent()];
       const over = await silent();
-      expect(await over.closed).toBe('');
+      // The one over max_connections is refused with the server's version line and an SSH disconnect saying why
+      const refusal = await over.closed;
+      expect(isRefusal(refusal)).toBe(true);
+      expect(refusal).toContain('too many connections');
       expect(await a.closed).toMatch(/^SSH-2\.0-Teleport\r\n/);
       expect(await b.closed).toMatch(/^SSH-2\.0-Teleport\r\n/);
       expect(logs.some((l) => l.includes('connection limit reached'))).toBe(true);

@@ -242,7 +242,16 @@ export class TestNode {
  * Writes `<dir>/<name>` and `-cert.pub`: a certificate for `user` signed by the cluster's real user CA
  * (read straight from the auth server's storage) that expired an hour ago — one tctl would never issue.
  */
-export async function writeExpiredUserCert(auth: TestAuth, dir: string, name: string, user: string, logins: string[], cluster = 'example.com'): Promise<string> {
+export function writeExpiredUserCert(auth: TestAuth, dir: string, name: string, user: string, logins: string[], cluster = 'example.com'): Promise<string> {
+  return writeUserCert(auth, dir, name, user, logins, new Date(Date.now() - 3540_000), cluster);
+}
+
+/**
+ * Writes `<dir>/<name>` and `-cert.pub`: a one-minute certificate for `user` (role admin) signed by the cluster's
+ * real user CA, read straight from the auth server's storage, that expires at `expires` — e.g. in a few seconds,
+ * shorter than tctl issues.
+ */
+export async function writeUserCert(auth: TestAuth, dir: string, name: string, user: string, logins: string[], expires: Date, cluster = 'example.com'): Promise<string> {
   const storage = await openBackend({ type: 'sqlite', path: path.join(auth.dataDir, 'backend', 'sqlite.db') });
   const ca = JSON.parse((await storage.get(Keys.certAuthority('user', cluster))).value.toString());
   await storage.close();
@@ -253,7 +262,7 @@ export async function writeExpiredUserCert(auth: TestAuth, dir: string, name: st
     username: user,
     logins,
     ttlMs: 60_000,
-    now: new Date(Date.now() - 3600_000),
+    now: new Date(expires.getTime() - 60_000),
     permit: { pty: true, portForwarding: true, agentForwarding: true, x11Forwarding: false },
     roles: ['admin'],
   });

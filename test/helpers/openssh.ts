@@ -19,7 +19,12 @@ export class SshUser {
   static async create(auth: TestAuth, dir: string, user: string, login: string, ttl = '1h'): Promise<SshUser> {
     const key = path.join(dir, `${user}-key`);
     await auth.tctlOk('auth', 'sign', '--user', user, '--format', 'openssh', '-o', key, '--ttl', ttl);
-    const knownHosts = path.join(dir, 'known_hosts');
+    return SshUser.withKey(auth, key, login);
+  }
+
+  /** Uses the key at `key` and its certificate at `key-cert.pub`; writes known_hosts next to them. */
+  static async withKey(auth: TestAuth, key: string, login: string): Promise<SshUser> {
+    const knownHosts = path.join(path.dirname(key), 'known_hosts');
     if (!fs.existsSync(knownHosts)) fs.writeFileSync(knownHosts, await auth.tctlOk('auth', 'export', '--type=host'));
     return new SshUser(key, knownHosts, login);
   }

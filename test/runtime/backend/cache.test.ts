@@ -8,7 +8,7 @@ import { CachedBackend } from '../../../runtime/backend/cache';
 import { MemoryBackend } from '../../../runtime/backend/memory';
 import { Backend, Item, Watcher, WatchOptions } from '../../../runtime/backend/types';
 import { NotFoundError } from '../../../runtime/utils/errors';
-import { waitFor } from './helpers';
+import { FakeClock, waitFor } from './helpers';
 import { runBackendSuite } from './suite';
 
 runBackendSuite('cached memory', async () => {
@@ -81,12 +81,6 @@ describe('CachedBackend', () => {
     await expect(cache.get('/roles/admin')).rejects.toBeInstanceOf(NotFoundError);
   });
 
-  it('GIVEN an expired item in the cache THEN it is not returned', async () => {
-    await store.put({ key: '/roles/short', value: val('s'), expires: new Date(Date.now() + 300) });
-    await waitFor(async () => (await cache.getRange('/roles/', '/roles/\uffff')).some((i) => i.key === '/roles/short'), 'the item to be cached');
-    await waitFor(async () => !(await cache.getRange('/roles/', '/roles/\uffff')).some((i) => i.key === '/roles/short'), 'the item to expire');
-  });
-
   it('GIVEN the watch breaks THEN reads go to the store until the cache has re-read everything', async () => {
     store.breakWatchers();
     await store.put({ key: '/roles/admin', value: val('during-outage') });
@@ -96,6 +90,45 @@ describe('CachedBackend', () => {
     const before = store.reads;
     expect((await cache.get('/roles/admin')).value.toString()).toBe('during-outage');
     expect(store.reads).toBe(before);
+  });
+});
+
+describe('CachedBackend expiry', () => {
+  let clock: FakeClock;
+  let store: CountingBackend;
+  let cache: CachedBackend;
+  const expires = new Date(Date.UTC(2020, 0, 1, 0, 1));
+
+  beforeEach(async () => {
+    clock = new FakeClock(expires.getTime() - 60_000);
+    store = new CountingBackend({ clock, sweepPeriodMs: 0 }); // no sweeper: only the cache's own check can hide the item
+    await store.put({ key: '/roles/short', value: val('s'), expires });
+    await store.put({ key: '/roles/stays', value: val('l') });
+    cache = await CachedBackend.open(store, { prefixes: ['/roles/'], clock, retryMs: 10 });
+  });
+  afterEach(() => cache.close());
+
+  const rangeKeys = async () => (await cache.getRange('/roles/', '/roles/\uffff')).map((i) => i.key);
+
+  it('GIVEN a cached item with an expiry WHEN read 1 ms before it THEN the cache serves it from memory', async () => {
+    // GIVEN the clock 1 ms before the expiry
+    clock.advance(60_000 - 1);
+    const before = store.reads;
+    // WHEN it is read THEN it is there, and the store was not asked
+    expect((await cache.get('/roles/short')).value.toString()).toBe('s');
+    expect(await rangeKeys()).toEqual(['/roles/short', '/roles/stays']);
+    expect(store.reads).toBe(before);
+  });
+
+  it('GIVEN a cached item with an expiry WHEN read at the instant it expires THEN it is gone, though no event removed it', async () => {
+    // GIVEN the clock exactly at the expiry; no sweep ran, so the cache still holds the item
+    clock.advance(60_000);
+    // WHEN a range is read THEN it leaves the item out, answered from memory (the cache itself dropped it)
+    const before = store.reads;
+    expect(await rangeKeys()).toEqual(['/roles/stays']);
+    expect(store.reads).toBe(before);
+    // AND get says not found
+    await expect(cache.get('/roles/short')).rejects.toBeInstanceOf(NotFoundError);
   });
 });
 
