@@ -1,10 +1,13 @@
 /**
  * The diagnostics endpoint of real `teleport start` processes: `/healthz`, `/readyz` following
  * the services' dependencies (a node whose auth server is paused, then up, then stopped, then
- * back), and `/metrics` read with a Prometheus text-format parser, whose counters move when a
+ * back; an auth server whose etcd stops and comes back), and `/metrics` read with a Prometheus text-format parser, whose counters move when a
  * user logs in, fails to, and runs a session.
  */
-import { startAuth, startCluster, TestAuth, TestNode } from '../helpers/cluster';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { createAuth, startAuth, startCluster, TestAuth, TestNode } from '../helpers/cluster';
+import { EtcdServer } from '../helpers/etcd';
 import { promtoolCheck, readyz, scrape } from '../helpers/metrics';
 import { freePort, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
@@ -189,5 +192,52 @@ describe('/readyz of a node follows its auth server (--diag-addr)', () => {
     await auth.ready();
     // THEN
     await waitFor('/readyz 200 again', async () => (await readyz(diagUrl))?.status === 200);
+  });
+});
+
+describe('/readyz of an auth server follows its backend (etcd)', () => {
+  let etcd: EtcdServer;
+  let etcdDir: string | undefined;
+  let auth: TestAuth;
+
+  beforeAll(async () => {
+    etcd = await EtcdServer.start();
+    etcdDir = path.dirname(etcd.dataDir);
+    auth = await createAuth({ diag: true, teleportExtra: ['storage:', '  type: etcd', '  peers:', `    - ${etcd.url}`] });
+    auth.start();
+    await auth.ready();
+  });
+  afterAll(async () => {
+    await auth?.cleanup();
+    await etcd?.stop();
+    // The restarted etcd runs on the first one's data directory, which only the first would remove.
+    if (etcdDir) fs.rmSync(etcdDir, { recursive: true, force: true });
+  });
+
+  const BACKEND = 'auth backend: the etcd storage answers a read';
+
+  it('GIVEN an auth server on etcd WHEN etcd stops and starts again THEN /readyz goes 200, 503 naming the backend, 200', async () => {
+    // GIVEN
+    const up = await waitFor('/readyz 200', async () => {
+      const r = await readyz(auth.diagUrl);
+      return r?.status === 200 ? r : undefined;
+    });
+    expect(up.body.checks.map((ch) => ch.name)).toContain(BACKEND);
+
+    // WHEN etcd stops
+    await etcd.kill();
+    // THEN
+    const down = await waitFor('/readyz 503', async () => {
+      const r = await readyz(auth.diagUrl);
+      return r?.status === 503 ? r : undefined;
+    });
+    expect(down.body.checks.filter((ch) => ch.status === 'failing').map((ch) => ch.name)).toEqual([BACKEND]);
+    expect(down.body.status).toMatch(/^auth backend: the etcd storage answers a read: the etcd backend does not answer/);
+    expect((await fetch(`${auth.diagUrl}/healthz`)).status).toBe(200);
+
+    // WHEN etcd starts again on its data
+    etcd = await EtcdServer.start({ dataDir: etcd.dataDir, clientPort: etcd.clientPort, peerPort: etcd.peerPort });
+    // THEN
+    await waitFor('/readyz 200 again', async () => (await readyz(auth.diagUrl))?.status === 200, 60_000);
   });
 });
