@@ -22,6 +22,7 @@ import { Logger } from '../utils/logger';
 import { VERSION } from '../version';
 import { announceTtlMs } from '../auth/presence';
 import { Heartbeat } from '../service/heartbeat';
+import { recordingUploadsPending } from '../service/metrics';
 import { nodeIdentityFile, nodeJoined, type ReadinessCheck } from '../instance/readiness';
 import { DynamicLabels } from './labels';
 import { PamSettings } from './pam';
@@ -86,6 +87,7 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     const uploader = new RecordingUploader({ dir: sessionsDir, client, log: log.child('upload') });
     opened.add(() => uploader.close());
     await uploader.start();
+    opened.add(recordingUploadsPending.track(() => uploader.pending()));
 
     let heartbeat: Heartbeat | undefined;
     const labels = new DynamicLabels(config.ssh.commands, () => void heartbeat?.announce(), log.child('labels'));

@@ -73,6 +73,33 @@ export const backendWriteFailed = new Counter({
 /** Events queued for backend watchers and not yet taken by their consumers (how far the watchers lag). */
 export const watcherQueued = new Gauge({ name: 'backend_watcher_queues_total', help: 'Number of events queued for backend watchers and not yet consumed', registers });
 
+/** A gauge whose value is the sum of what its sources report when it is scraped. */
+export class SourcedGauge {
+  private readonly sources = new Set<() => Promise<number>>();
+
+  constructor(name: string, help: string) {
+    const sources = this.sources;
+    new Gauge({
+      name,
+      help,
+      registers,
+      async collect() {
+        const counts = await Promise.all([...sources].map((s) => s().catch(() => 0)));
+        this.set(counts.reduce((a, b) => a + b, 0));
+      },
+    });
+  }
+
+  /** Adds a source while it runs; call what is returned to remove it. */
+  track(source: () => Promise<number>): () => void {
+    this.sources.add(source);
+    return () => this.sources.delete(source);
+  }
+}
+
+/** Session recordings a node holds that are not uploaded to the auth service yet. */
+export const recordingUploadsPending = new SourcedGauge('recording_uploads_pending', 'Number of session recordings waiting to be uploaded');
+
 let processMetrics = false;
 
 /** Adds the process metrics (CPU, memory, file descriptors, event loop, GC) to the registry, once. */
