@@ -9,7 +9,7 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { HostPort } from '../config';
-import { unreadyChecks, type ReadinessCheck } from '../instance/readiness';
+import { unreadyChecks, type ReadinessCheck, type Unready } from '../instance/readiness';
 import type { Logger } from '../utils/logger';
 import { limitBeforeRequest } from './httplimits';
 import { listen } from './listen';
@@ -36,6 +36,18 @@ function send(res: http.ServerResponse, status: number, body: unknown): void {
 export async function startDiagServer(addr: HostPort, log: Logger): Promise<DiagServer> {
   collectProcessMetrics();
   let checks: readonly ReadinessCheck[] = [STARTING];
+  // Requests that come while the checks are being probed share that round: a burst of /readyz
+  // makes one round of backend reads and auth pings, not one per request.
+  let round: { checks: readonly ReadinessCheck[]; unready: Promise<Unready[]> } | undefined;
+  const probe = (): { checks: readonly ReadinessCheck[]; unready: Promise<Unready[]> } => {
+    if (round && round.checks === checks) return round;
+    const current = { checks, unready: unreadyChecks(checks) };
+    round = current;
+    void current.unready.finally(() => {
+      if (round === current) round = undefined;
+    });
+    return current;
+  };
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     const path = (req.url ?? '').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -46,8 +58,8 @@ export async function startDiagServer(addr: HostPort, log: Logger): Promise<Diag
       case '/healthz':
         return send(res, 200, { status: 'ok' });
       case '/readyz': {
-        const now = checks;
-        const unready = await unreadyChecks(now);
+        const { checks: now, unready: probing } = probe();
+        const unready = await probing;
         const failing = new Map(unready.map((u) => [u.check, u.reason]));
         const results = now.map((c) => ({ name: c.name, status: failing.has(c.name) ? 'failing' : 'ok', ...(failing.has(c.name) ? { reason: failing.get(c.name) } : {}) }));
         const status = unready.length ? unready.map((u) => `${u.check}: ${u.reason}`).join('; ') : 'ok';
