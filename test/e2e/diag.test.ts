@@ -1,7 +1,8 @@
 /**
  * The diagnostics endpoint of real `teleport start` processes: `/healthz`, `/readyz` following
  * the services' dependencies (a node whose auth server is paused, then up, then stopped, then
- * back; an auth server whose etcd stops and comes back), and `/metrics` read with a Prometheus text-format parser, whose counters move when a
+ * back; a proxy whose auth server stops and comes back; an auth server whose etcd stops and
+ * comes back), and `/metrics` read with a Prometheus text-format parser, whose counters move when a
  * user logs in, fails to, and runs a session.
  */
 import * as fs from 'node:fs';
@@ -9,7 +10,7 @@ import * as path from 'node:path';
 import { createAuth, startAuth, startCluster, TestAuth, TestNode } from '../helpers/cluster';
 import { EtcdServer } from '../helpers/etcd';
 import { promtoolCheck, readyz, scrape } from '../helpers/metrics';
-import { freePort, waitFor } from '../helpers/proc';
+import { cliPath, Daemon, freePort, tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
 import { TshUser } from '../helpers/users';
 
@@ -239,5 +240,66 @@ describe('/readyz of an auth server follows its backend (etcd)', () => {
     etcd = await EtcdServer.start({ dataDir: etcd.dataDir, clientPort: etcd.clientPort, peerPort: etcd.peerPort });
     // THEN
     await waitFor('/readyz 200 again', async () => (await readyz(auth.diagUrl))?.status === 200, 60_000);
+  });
+});
+
+describe('/readyz of a proxy follows its auth server', () => {
+  let auth: TestAuth;
+  let dir: string;
+  let proxy: Daemon | undefined;
+  let diagUrl: string;
+
+  beforeAll(async () => {
+    auth = await startAuth({ tokens: ['proxy:diag-proxy-join-token'] });
+    dir = tempDir('diag-proxy-');
+    const diagPort = await freePort();
+    diagUrl = `http://127.0.0.1:${diagPort}`;
+    const config = path.join(dir, 'teleport.yaml');
+    const lines = [
+      'auth_service:',
+      '  enabled: no',
+      'ssh_service:',
+      '  enabled: no',
+      'proxy_service:',
+      `  listen_addr: 127.0.0.1:${await freePort()}`,
+      `  web_listen_addr: 127.0.0.1:${await freePort()}`,
+      `  tunnel_listen_addr: 127.0.0.1:${await freePort()}`,
+    ];
+    fs.writeFileSync(config, lines.join('\n') + '\n');
+    const args = ['start', '--roles=proxy', '-c', config, `--data-dir=${path.join(dir, 'data')}`, `--auth-server=${auth.addr}`];
+    proxy = Daemon.spawn(process.execPath, [cliPath('teleport'), ...args, '--token=diag-proxy-join-token', `--ca-pin=${await auth.caPin()}`, `--diag-addr=127.0.0.1:${diagPort}`]);
+    await proxy.waitForOutput(/teleport is running/);
+  });
+  afterAll(async () => {
+    await proxy?.stop('SIGKILL');
+    await auth?.cleanup();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('GIVEN a proxy in its own process WHEN its auth server stops and comes back THEN /readyz goes 200, 503 naming the auth ping, 200', async () => {
+    // GIVEN
+    const up = await waitFor('/readyz 200', async () => {
+      const r = await readyz(diagUrl);
+      return r?.status === 200 ? r : undefined;
+    });
+    expect(up.body.checks.map((ch) => ch.name)).toEqual([
+      `proxy auth server: GET /v1/ping on ${auth.addr}`,
+      expect.stringMatching(/^proxy SSH: TCP 127\.0\.0\.1:\d+$/),
+      expect.stringMatching(/^proxy web: TCP 127\.0\.0\.1:\d+$/),
+    ]);
+
+    // WHEN the auth server stops
+    await auth.stop();
+    // THEN
+    const down = await readyz(diagUrl);
+    expect(down?.status).toBe(503);
+    expect(down?.body.checks.filter((ch) => ch.status === 'failing').map((ch) => ch.name)).toEqual([`proxy auth server: GET /v1/ping on ${auth.addr}`]);
+    expect(down?.body.status).toMatch(/: the auth server does not answer: /);
+
+    // WHEN it comes back
+    auth.start();
+    await auth.ready();
+    // THEN
+    await waitFor('/readyz 200 again', async () => (await readyz(diagUrl))?.status === 200);
   });
 });
