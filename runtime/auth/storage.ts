@@ -14,7 +14,7 @@ import { key, Keys } from '../contract/keys';
 import { AuditLog, FileAuditLog } from '../events/filelog';
 import { MultiAuditLog } from '../events/multi';
 import { BadParameterError, NotFoundError } from '../utils/errors';
-import { withTimeout } from '../instance/readiness';
+import { answers } from '../instance/readiness';
 import { InstrumentedBackend } from '../backend/instrumented';
 import { Logger } from '../utils/logger';
 
@@ -68,15 +68,7 @@ export interface ClusterStorage {
 export async function openClusterStorage(s: StorageConfig, log: Logger): Promise<ClusterStorage> {
   const store = new InstrumentedBackend(await openStore(s));
   const backend = await CachedBackend.open(store, { prefixes: CACHED_PREFIXES, log: log.child('cache') });
-  const reachable = (timeoutMs: number) =>
-    withTimeout(
-      store.get(PROBE_KEY).then(
-        () => undefined,
-        (err: Error) => (err instanceof NotFoundError ? undefined : `the ${s.type} backend does not answer: ${err.message}`),
-      ),
-      timeoutMs,
-      `the ${s.type} backend does not answer within ${timeoutMs} ms`,
-    );
+  const reachable = (timeoutMs: number) => answers(`the ${s.type} backend`, () => store.get(PROBE_KEY), timeoutMs, (err) => err instanceof NotFoundError);
   return { backend, reachable };
 }
 

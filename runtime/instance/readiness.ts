@@ -57,11 +57,18 @@ export async function unreadyChecks(checks: readonly ReadinessCheck[]): Promise<
   return results.filter((r): r is Unready => r.reason !== undefined);
 }
 
-/** `probe`'s answer, or `reason` when it has none within `timeoutMs`. */
-export function withTimeout(probe: Promise<string | undefined>, timeoutMs: number, reason: string): Promise<string | undefined> {
+/**
+ * Undefined when `call` settles within `timeoutMs`, resolving or failing with an error that
+ * `isAnswer` accepts (a missing key is an answer); else why `what` is not ready.
+ */
+export function answers(what: string, call: () => Promise<unknown>, timeoutMs: number, isAnswer: (err: unknown) => boolean = () => false): Promise<string | undefined> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<string>((resolve) => (timer = setTimeout(() => resolve(reason), timeoutMs)));
-  return Promise.race([probe, late]).finally(() => clearTimeout(timer));
+  const late = new Promise<string>((resolve) => (timer = setTimeout(() => resolve(`${what} does not answer within ${timeoutMs} ms`), timeoutMs)));
+  const answered = call().then(
+    () => undefined,
+    (err: Error) => (isAnswer(err) ? undefined : `${what} does not answer: ${err.message}`),
+  );
+  return Promise.race([answered, late]).finally(() => clearTimeout(timer));
 }
 
 /** The web API path the proxy target groups' HTTPS health check requests (lib/proxy-tier.ts). */

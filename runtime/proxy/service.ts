@@ -11,7 +11,7 @@ import { dialableAddr, formatAddr, TeleportConfig } from '../config';
 import { sshAlgorithmsOf } from '../sshcert/algorithms';
 import { announceTtlMs } from '../auth/presence';
 import { Heartbeat } from '../service/heartbeat';
-import { READINESS_PROBE_MS, tcpAccepts, withTimeout, type ReadinessCheck } from '../instance/readiness';
+import { answers, READINESS_PROBE_MS, tcpAccepts, type ReadinessCheck } from '../instance/readiness';
 import { Logger } from '../utils/logger';
 import { VERSION } from '../version';
 import { ProxySshService, startProxySshService } from './ssh';
@@ -164,15 +164,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
   const readiness: ReadinessCheck[] = [
     {
       name: `proxy auth server: GET /v1/ping on ${config.authServers.map(formatAddr).join(', ')}`,
-      probe: () =>
-        withTimeout(
-          client.get('/v1/ping').then(
-            () => undefined,
-            (err: Error) => `the auth server does not answer: ${err.message}`,
-          ),
-          READINESS_PROBE_MS,
-          `the auth server does not answer within ${READINESS_PROBE_MS} ms`,
-        ),
+      probe: () => answers('the auth server', () => client.get('/v1/ping'), READINESS_PROBE_MS),
     },
     listening('SSH', s.address),
     listening('web', w.address),
