@@ -22,7 +22,7 @@ import { Logger } from '../utils/logger';
 import { VERSION } from '../version';
 import { announceTtlMs } from '../auth/presence';
 import { Heartbeat } from '../service/heartbeat';
-import { recordingUploadsPending } from '../service/metrics';
+import { auditEventsQueued, recordingUploadsPending } from '../service/metrics';
 import { nodeIdentityFile, nodeJoined, type ReadinessCheck } from '../instance/readiness';
 import { DynamicLabels } from './labels';
 import { PamSettings } from './pam';
@@ -80,6 +80,7 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     });
     opened.add(() => spool.close());
     await spool.start();
+    opened.add(auditEventsQueued.track(() => spool.queued()));
     const emit = (fields: Parameters<EventSpool['emit']>[0]) => {
       spool.emit(fields).catch((err) => log.error('failed to write an audit event to disk', { error: err, event: fields.event }));
     };

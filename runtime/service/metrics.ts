@@ -97,6 +97,9 @@ export class SourcedGauge {
   }
 }
 
+/** Audit events a node has spooled to disk and the auth service has not acknowledged yet. */
+export const auditEventsQueued = new SourcedGauge('audit_events_queued', 'Number of audit events waiting to be delivered to the auth service');
+
 /** Session recordings a node holds that are not uploaded to the auth service yet. */
 export const recordingUploadsPending = new SourcedGauge('recording_uploads_pending', 'Number of session recordings waiting to be uploaded');
 
