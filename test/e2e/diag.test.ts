@@ -99,6 +99,9 @@ describe('diagnostics endpoint of an all-in-one process (teleport.diag_addr)', (
     expect(m.family('backend_read_requests_failed_total').type).toBe('COUNTER');
     expect(m.value('auth_heartbeats_received_total', { kind: 'node' })).toBeGreaterThan(0);
     expect(m.value('auth_heartbeats_received_total', { kind: 'proxy' })).toBeGreaterThan(0);
+    expect(m.family('audit_events_queued').type).toBe('GAUGE');
+    expect(m.family('recording_uploads_pending').type).toBe('GAUGE');
+    expect(m.family('backend_watcher_queues_total').type).toBe('GAUGE');
   });
 
   it('GIVEN a user WHEN they fail a login, log in, and run a command on the node THEN failed logins, user certificates and sessions started each move by one', async () => {
@@ -122,10 +125,11 @@ describe('diagnostics endpoint of an all-in-one process (teleport.diag_addr)', (
     // WHEN a session on the node through the proxy
     const r = await alice.tsh(['ssh', 'test-auth', 'echo', 'through the proxy']);
     expect(r.stdout).toBe('through the proxy\n');
-    // THEN (the session has ended once tsh has its exit status; the gauges drop when each side sees the close)
-    const after = await waitFor('the active session gauges to drop back', async () => {
+    // THEN (the session has ended once tsh has its exit status; the gauges drop when each side sees the close,
+    // and the node's audit events of the session reach the auth server)
+    const after = await waitFor('the active session gauges and the audit queue to drop back', async () => {
       const m = await scrape(c.diagUrl);
-      return m.value('server_interactive_sessions_total') === 0 && m.value('proxy_ssh_sessions_total') === 0 ? m : undefined;
+      return m.value('server_interactive_sessions_total') === 0 && m.value('proxy_ssh_sessions_total') === 0 && m.value('audit_events_queued') === 0 ? m : undefined;
     });
     expect(after.value('server_sessions_started_total')).toBe(before.value('server_sessions_started_total') + 1);
     expect(after.value('proxy_ssh_sessions_started_total')).toBe(before.value('proxy_ssh_sessions_started_total') + 1);
