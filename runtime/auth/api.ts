@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { DEFAULT_NAMESPACE } from '../contract/keys';
 import { RecordingStore } from '../recordings/store';
 import { AccessDeniedError, BadParameterError } from '../utils/errors';
+import { heartbeatsReceived } from '../service/metrics';
 import { EventFields } from '../events/filelog';
 import { VERSION } from '../version';
 import { CAType } from './authorities';
@@ -96,6 +97,7 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
         if (body.kind !== kind) throw new BadParameterError(`expected a ${kind} record, got ${body.kind}`);
         checkOwnServer(caller, body as Server, auth.clusterName);
         await auth.presence.upsert({ ...(body as Server), metadata: { ...body.metadata, namespace: params.ns ?? body.metadata.namespace } });
+        heartbeatsReceived.inc({ kind });
         return {};
       },
     }),

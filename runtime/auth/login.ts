@@ -13,6 +13,7 @@ import { createPublicKey } from 'node:crypto';
 import { Clock, systemClock } from '../backend/clock';
 import { formatAuthorizedKey, parseAuthorizedKey, parsePublicKeyBlob, USER_CERT_TTL } from '../sshcert';
 import { AccessDeniedError, BadParameterError, CompareFailedError, isReason, NotFoundError } from '../utils/errors';
+import { failedLogins } from '../service/metrics';
 import { addressKey, RateLimiter } from '../utils/ratelimit';
 import { hashPassword, randomToken, verifyPassword } from '../utils/secrets';
 import { User } from './resources';
@@ -236,6 +237,7 @@ export class LocalLogins {
       return res;
     } catch (err) {
       const detail = err instanceof LoginFailure ? err.detail : (err as Error).message;
+      failedLogins.inc();
       await this.auth.emit({ event: 'user.login', user: username.slice(0, 255), method: 'local', success: false, error: detail, ...addr });
       throw err;
     }

@@ -21,6 +21,7 @@ import {
 } from '../sshcert';
 import { AUTH_SERVER_NAME, caPin, generateTlsKey, issueCert, publicKeyPem } from '../tlsca';
 import { AccessDeniedError, AlreadyExistsError, BadParameterError, isReason } from '../utils/errors';
+import { certificatesIssued } from '../service/metrics';
 import { Logger } from '../utils/logger';
 import { RateLimiter } from '../utils/ratelimit';
 import { Authorities, Authority } from './authorities';
@@ -224,6 +225,7 @@ export class AuthServer {
         ttlMs: ttl,
       });
     }
+    certificatesIssued.inc({ type: 'user' });
     return { sshCert, ...(tlsCert ? { tlsCert } : {}), logins: access.logins, roles: access.roles };
   }
 
@@ -245,6 +247,7 @@ export class AuthServer {
       },
       this.hostCA.signingKey(),
     );
+    certificatesIssued.inc({ type: 'host' });
     return formatAuthorizedKey(blob);
   }
 
@@ -276,6 +279,7 @@ export class AuthServer {
       dnsNames,
       ttlMs: HOST_TLS_TTL_MS,
     });
+    certificatesIssued.inc({ type: 'host' });
     return { sshCert: formatAuthorizedKey(blob), tlsCert };
   }
 

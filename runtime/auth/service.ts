@@ -8,7 +8,8 @@ import { X509Certificate } from 'node:crypto';
 import { AddressInfo } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { Backend } from '../backend';
-import { TeleportConfig } from '../config';
+import { dialableAddr, formatAddr, TeleportConfig } from '../config';
+import { READINESS_PROBE_MS, tcpAccepts, type ReadinessCheck } from '../instance/readiness';
 import { AuditLog } from '../events/filelog';
 import { policyKeyMismatch, tlsPolicy } from '../tlsca/ciphersuites';
 import { Closers } from '../utils/closers';
@@ -27,6 +28,8 @@ export interface AuthService {
   readonly auth: AuthServer;
   /** The address the API listens on (the real port when 0 was asked for). */
   readonly address: { host: string; port: number };
+  /** What `/readyz` checks: the cluster backend answers, the CAs are loaded, the API accepts connections. */
+  readonly readiness: ReadinessCheck[];
   close(): Promise<void>;
 }
 
@@ -37,6 +40,18 @@ export interface StartAuthOptions {
   log: Logger;
 }
 
+/** Undefined when both CAs can sign: their keys are in memory. */
+function caProblem(auth: AuthServer): string | undefined {
+  for (const [what, ca] of [['host', auth.hostCA], ['user', auth.userCA]] as const) {
+    try {
+      ca.signingKey();
+    } catch (err) {
+      return `the ${what} CA cannot sign: ${(err as Error).message}`;
+    }
+  }
+  return undefined;
+}
+
 function loopbackIfAny(host: string): string {
   return host === '0.0.0.0' || host === '::' || host === '' ? '127.0.0.1' : host;
 }
@@ -45,7 +60,8 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
   const { config, log } = opts;
   const opened = new Closers();
   return opened.guard(async () => {
-    const backend: Backend = await openClusterStorage(config.storage, log);
+    const storage = await openClusterStorage(config.storage, log);
+    const backend: Backend = storage.backend;
     opened.add(() => backend.close());
     const audit: AuditLog = await openAuditLogs(config.storage);
     opened.add(() => audit.close());
@@ -125,6 +141,12 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
     opened.add(() => clearInterval(heartbeat));
 
     log.info('auth service is listening', { addr: `${address.host}:${address.port}`, cluster: auth.clusterName });
-    return { auth, address, close: () => opened.close() };
+    const api = dialableAddr(address);
+    const readiness: ReadinessCheck[] = [
+      { name: `auth backend: the ${config.storage.type} storage answers a read`, probe: () => storage.reachable(READINESS_PROBE_MS) },
+      { name: 'auth CA: the host and user certificate authorities are loaded', probe: async () => caProblem(auth) },
+      { name: `auth API: TCP ${formatAddr(api)}`, probe: () => tcpAccepts(api.host, api.port, READINESS_PROBE_MS) },
+    ];
+    return { auth, address, readiness, close: () => opened.close() };
   });
 }

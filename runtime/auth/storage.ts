@@ -13,7 +13,9 @@ import { FileRecordingStore, RecordingStore } from '../recordings/store';
 import { key, Keys } from '../contract/keys';
 import { AuditLog, FileAuditLog } from '../events/filelog';
 import { MultiAuditLog } from '../events/multi';
-import { BadParameterError } from '../utils/errors';
+import { BadParameterError, NotFoundError } from '../utils/errors';
+import { answers } from '../instance/readiness';
+import { InstrumentedBackend } from '../backend/instrumented';
 import { Logger } from '../utils/logger';
 
 /** CAs, cluster settings, roles, users, join and sign-up tokens, and the presence of nodes, proxies and auth servers. */
@@ -53,8 +55,21 @@ function openStore(s: StorageConfig): Promise<Backend> {
   }
 }
 
-export async function openClusterStorage(s: StorageConfig, log: Logger): Promise<Backend> {
-  return CachedBackend.open(await openStore(s), { prefixes: CACHED_PREFIXES, log: log.child('cache') });
+/** A key no resource lives under: reading it asks the store for an answer without touching state. */
+const PROBE_KEY = key('readiness-probe');
+
+export interface ClusterStorage {
+  /** The store behind its read cache; every request to the store is counted in the backend metrics. */
+  readonly backend: Backend;
+  /** Whether the store itself answers now (not the cache): one read, undefined when it answered. */
+  reachable(timeoutMs: number): Promise<string | undefined>;
+}
+
+export async function openClusterStorage(s: StorageConfig, log: Logger): Promise<ClusterStorage> {
+  const store = new InstrumentedBackend(await openStore(s));
+  const backend = await CachedBackend.open(store, { prefixes: CACHED_PREFIXES, log: log.child('cache') });
+  const reachable = (timeoutMs: number) => answers(`the ${s.type} backend`, () => store.get(PROBE_KEY), timeoutMs, (err) => err instanceof NotFoundError);
+  return { backend, reachable };
 }
 
 /** One audit log per `audit_events_uri` (`file://<dir>`, `dynamodb://<table>`), or the file log in `<data_dir>/log`. */

@@ -8,6 +8,7 @@
 
 import { logger } from '../utils/logger';
 import { BadParameterError } from '../utils/errors';
+import { watcherQueued } from '../service/metrics';
 import { Event, OpType, Watcher, WatchOptions } from './types';
 
 export const DEFAULT_QUEUE_SIZE = 1024;
@@ -48,19 +49,24 @@ class QueueWatcher implements Watcher {
     }
     if (this.queue.length >= this.capacity) return false;
     this.queue.push(event);
+    watcherQueued.inc();
     return true;
   }
 
   next(): Promise<Event | undefined> {
     if (this.closed) return Promise.resolve(undefined);
     const queued = this.queue.shift();
-    if (queued) return Promise.resolve(queued);
+    if (queued) {
+      watcherQueued.dec();
+      return Promise.resolve(queued);
+    }
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    watcherQueued.dec(this.queue.length);
     this.queue.length = 0;
     for (const waiter of this.waiters.splice(0)) waiter(undefined);
     this.onClose(this);

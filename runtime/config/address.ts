@@ -64,6 +64,13 @@ export function parseAddr(text: string, defaultPort: number): HostPort {
   return { host, port };
 }
 
+/** Like {@link parseAddr}, for an address that has no default port: the text must name one. */
+export function parseAddrWithPort(text: string): HostPort {
+  const addr = parseAddr(text, -1);
+  if (addr.port === -1) throw new BadParameterError(`invalid address ${JSON.stringify(text)}: missing port; expected host:port`);
+  return addr;
+}
+
 /** `host:port`, with IPv6 hosts in brackets. */
 export function formatAddr(addr: HostPort): string {
   return addr.host.includes(':') ? `[${addr.host}]:${addr.port}` : `${addr.host}:${addr.port}`;

@@ -10,7 +10,7 @@ import { hostname, homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Ports } from '../contract/ports';
 import { BadParameterError } from '../utils/errors';
-import { dialableAddr, parseAddr, parseCidr, type Cidr, type HostPort } from './address';
+import { dialableAddr, parseAddr, parseAddrWithPort, parseCidr, type Cidr, type HostPort } from './address';
 import { ConfigError, formatIssue, type ConfigIssue } from './errors';
 import { parseLabelsFlag, type CommandLabel } from './labels';
 import { formatPath, loadConfigFile, resolveConfigPath, sourceMapOf } from './load';
@@ -33,6 +33,8 @@ export interface StartFlags {
   pidFile?: string;
   advertiseIp?: string;
   listenIp?: string;
+  /** `host:port` of the diagnostics HTTP endpoint (`/healthz`, `/readyz`, `/metrics`); off when absent. */
+  diagAddr?: string;
   /** Each entry may itself be a comma-separated list. */
   authServer?: string[];
   token?: string;
@@ -103,6 +105,8 @@ export interface TeleportConfig {
   ciphersuites?: string[];
   debug: boolean;
   pidFile?: string;
+  /** Where the diagnostics endpoint listens (plain HTTP: `/healthz`, `/readyz`, `/metrics`); off when absent. */
+  diagAddr?: HostPort;
   /** Settings accepted but ignored (support.ts), one line each as `file:line:col: key: why`; logged when the services start. */
   warnings: string[];
   auth: {
@@ -401,6 +405,10 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
     else atFlag('advertise-ip', `expected an IP address, got ${JSON.stringify(flags.advertiseIp)}`);
   }
 
+  // The diagnostics endpoint: off unless asked for; --diag-addr over teleport.diag_addr.
+  let diagAddr = t.diag_addr !== undefined ? parseAddrWithPort(t.diag_addr) : undefined;
+  if (flags.diagAddr !== undefined) diagAddr = attempt(() => parseAddrWithPort(flags.diagAddr!), (m) => atFlag('diag-addr', m));
+
   const nodeName = (flags.nodeName ?? t.nodename ?? hostname()).trim();
   if (nodeName === '') atFlag('nodename', 'the node name cannot be empty');
 
@@ -486,6 +494,7 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
     ciphersuites: t.ciphersuites,
     debug: flags.debug ?? false,
     pidFile: flags.pidFile ?? t.pid_file,
+    ...(diagAddr ? { diagAddr } : {}),
     warnings,
     auth: {
       enabled: enabled.auth,

@@ -9,7 +9,7 @@
 
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { parseAddr, parseCidr } from './address';
+import { parseAddr, parseAddrWithPort, parseCidr } from './address';
 import { parseDuration } from './duration';
 import { parseMaxStartups } from './startups';
 import { labelNameProblem } from './labels';
@@ -106,6 +106,13 @@ const preAuthKeys = {
 const address = (defaultPort: number) =>
   scalar(`an address such as host:${defaultPort}`, (s) => {
     const r = tryParse(() => parseAddr(s, defaultPort));
+    return r instanceof Invalid ? r : s.trim();
+  });
+
+/** An address that must name its port (no default port). */
+const addressWithPort = () =>
+  scalar('an address such as 127.0.0.1:3000', (s) => {
+    const r = tryParse(() => parseAddrWithPort(s));
     return r instanceof Invalid ? r : s.trim();
   });
 
@@ -245,6 +252,7 @@ const teleportSchema = section({
   auth_token: text('a join token or the path of a file holding it').optional(),
   ca_pin: caPins().optional(),
   advertise_ip: ipAddress().optional(),
+  diag_addr: addressWithPort().optional(),
   auth_servers: list(address(Ports.auth), 'addresses', { single: true }).optional(),
   connection_limits: section({
     max_connections: count().optional(),

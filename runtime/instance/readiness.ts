@@ -23,6 +23,9 @@ export interface ReadinessTargets {
   readonly probeTimeoutMs?: number;
 }
 
+/** How long one probe may take before it counts as not ready, unless told otherwise. */
+export const READINESS_PROBE_MS = 3000;
+
 /** This instance's listeners on their real ports (runtime/contract/ports.ts). */
 export function localTargets(dataDir: string): ReadinessTargets {
   return { host: '127.0.0.1', ports: { auth: Ports.auth, node: Ports.node, proxySsh: Ports.proxySsh, web: Ports.web }, dataDir };
@@ -36,12 +39,44 @@ export interface ReadinessCheck {
   probe(): Promise<string | undefined>;
 }
 
+/** A check that does not hold, with why. */
+export interface Unready {
+  readonly check: string;
+  readonly reason: string;
+}
+
+/**
+ * Probes every check once, together: what does not hold, in the checks' order (empty when
+ * everything does). The one readiness decision: `teleport signal-ready` and the diagnostics
+ * endpoint's `/readyz` both take it.
+ */
+export async function unreadyChecks(checks: readonly ReadinessCheck[]): Promise<Unready[]> {
+  const results = await Promise.all(
+    checks.map(async (c) => ({ check: c.name, reason: await c.probe().catch((err: Error) => `cannot check: ${err.message}`) })),
+  );
+  return results.filter((r): r is Unready => r.reason !== undefined);
+}
+
+/**
+ * Undefined when `call` settles within `timeoutMs`, resolving or failing with an error that
+ * `isAnswer` accepts (a missing key is an answer); else why `what` is not ready.
+ */
+export function answers(what: string, call: () => Promise<unknown>, timeoutMs: number, isAnswer: (err: unknown) => boolean = () => false): Promise<string | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<string>((resolve) => (timer = setTimeout(() => resolve(`${what} does not answer within ${timeoutMs} ms`), timeoutMs)));
+  const answered = call().then(
+    () => undefined,
+    (err: Error) => (isAnswer(err) ? undefined : `${what} does not answer: ${err.message}`),
+  );
+  return Promise.race([answered, late]).finally(() => clearTimeout(timer));
+}
+
 /** The web API path the proxy target groups' HTTPS health check requests (lib/proxy-tier.ts). */
 export const PING_PATH = '/webapi/ping';
 
 /** The checks of `role`; `auth,node,proxy` has every role's. */
 export function readinessChecks(role: InstanceRole, t: ReadinessTargets): ReadinessCheck[] {
-  const timeoutMs = t.probeTimeoutMs ?? 3000;
+  const timeoutMs = t.probeTimeoutMs ?? READINESS_PROBE_MS;
   const hostPort = (port: number) => (t.host.includes(':') ? `[${t.host}]:${port}` : `${t.host}:${port}`);
   const tcp = (what: string, port: number): ReadinessCheck => ({
     name: `${what}: TCP ${hostPort(port)}`,

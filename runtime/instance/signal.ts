@@ -26,7 +26,9 @@ import {
 import { formatDuration } from '../config/duration';
 import { AccessDeniedError, BadParameterError, ConnectionProblemError, TeleportError } from '../utils/errors';
 import type { InstanceConf } from './conf';
-import type { ReadinessCheck } from './readiness';
+import { unreadyChecks, type ReadinessCheck, type Unready } from './readiness';
+
+export type { Unready } from './readiness';
 
 /** What the instance signals: the stack, the auto scaling group's logical id, and itself. */
 export interface SignalTarget {
@@ -36,12 +38,6 @@ export interface SignalTarget {
 }
 
 export type SignalStatus = 'SUCCESS' | 'FAILURE';
-
-/** A check that did not hold, and why. */
-export interface Unready {
-  readonly check: string;
-  readonly reason: string;
-}
 
 export interface RetryOptions {
   /** Tries in all (the first included). @default 5 */
@@ -125,10 +121,7 @@ export interface WaitOptions {
 export async function waitUntilReady(checks: readonly ReadinessCheck[], opts: WaitOptions): Promise<Unready[]> {
   const deadline = Date.now() + opts.timeoutMs;
   for (;;) {
-    const results = await Promise.all(
-      checks.map(async (c) => ({ check: c.name, reason: await c.probe().catch((err: Error) => `cannot check: ${err.message}`) })),
-    );
-    const unready = results.filter((r): r is Unready => r.reason !== undefined);
+    const unready = await unreadyChecks(checks);
     opts.onPoll?.(unready);
     if (unready.length === 0) return [];
     const wait = Math.min(opts.pollMs ?? 2000, deadline - Date.now());

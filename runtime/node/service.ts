@@ -22,6 +22,8 @@ import { Logger } from '../utils/logger';
 import { VERSION } from '../version';
 import { announceTtlMs } from '../auth/presence';
 import { Heartbeat } from '../service/heartbeat';
+import { auditEventsQueued, recordingUploadsPending } from '../service/metrics';
+import { nodeIdentityFile, nodeJoined, type ReadinessCheck } from '../instance/readiness';
 import { DynamicLabels } from './labels';
 import { PamSettings } from './pam';
 import { NodeServer } from './server';
@@ -30,6 +32,8 @@ export interface NodeService {
   readonly address: { host: string; port: number };
   /** Waits until every audit event emitted so far has reached the auth service. */
   flushEvents(): Promise<void>;
+  /** What `/readyz` checks: the node holds a valid host certificate and its heartbeats reach the auth server. */
+  readonly readiness: ReadinessCheck[];
   close(): Promise<void>;
 }
 
@@ -76,6 +80,7 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     });
     opened.add(() => spool.close());
     await spool.start();
+    opened.add(auditEventsQueued.track(() => spool.queued()));
     const emit = (fields: Parameters<EventSpool['emit']>[0]) => {
       spool.emit(fields).catch((err) => log.error('failed to write an audit event to disk', { error: err, event: fields.event }));
     };
@@ -83,6 +88,7 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     const uploader = new RecordingUploader({ dir: sessionsDir, client, log: log.child('upload') });
     opened.add(() => uploader.close());
     await uploader.start();
+    opened.add(recordingUploadsPending.track(() => uploader.pending()));
 
     let heartbeat: Heartbeat | undefined;
     const labels = new DynamicLabels(config.ssh.commands, () => void heartbeat?.announce(), log.child('labels'));
@@ -148,6 +154,11 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     await heartbeat.start();
     log.info('node service is listening', { addr: `${address.host}:${address.port}`, host_uuid: opts.hostUUID });
 
-    return { address, flushEvents: () => spool.flush(), close: () => opened.close() };
+    const identityFile = nodeIdentityFile(config.dataDir);
+    const readiness: ReadinessCheck[] = [
+      { name: `node joined: host certificate in ${identityFile}`, probe: () => nodeJoined(identityFile) },
+      beating.readiness('node heartbeat: the last announce reached the auth server'),
+    ];
+    return { address, flushEvents: () => spool.flush(), readiness, close: () => opened.close() };
   });
 }

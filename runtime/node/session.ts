@@ -10,6 +10,7 @@ import * as pty from 'node-pty';
 import type { PseudoTtyInfo, ServerChannel, Session } from 'ssh2';
 import { EventFields } from '../events/filelog';
 import { Logger } from '../utils/logger';
+import { nodeSessionsActive, nodeSessionsStarted } from '../service/metrics';
 import { AgentForwarder } from './agent';
 import { asUser, OsUser, shellArgs } from './osuser';
 import { PamSettings } from './pam';
@@ -357,6 +358,9 @@ export class NodeSession {
    */
   private open(accept: () => ServerChannel): ServerChannel {
     const stream = accept();
+    nodeSessionsStarted.inc();
+    nodeSessionsActive.inc();
+    stream.once('close', () => nodeSessionsActive.dec());
     stream.on('close', () => this.cleanup());
     return stream;
   }

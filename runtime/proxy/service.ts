@@ -11,6 +11,7 @@ import { dialableAddr, formatAddr, TeleportConfig } from '../config';
 import { sshAlgorithmsOf } from '../sshcert/algorithms';
 import { announceTtlMs } from '../auth/presence';
 import { Heartbeat } from '../service/heartbeat';
+import { answers, READINESS_PROBE_MS, tcpAccepts, type ReadinessCheck } from '../instance/readiness';
 import { Logger } from '../utils/logger';
 import { VERSION } from '../version';
 import { ProxySshService, startProxySshService } from './ssh';
@@ -24,6 +25,8 @@ const clientAddrField = (addr: string) => (isIP(addr) ? { client_addr: addr } : 
 export interface ProxyService {
   readonly web: WebService;
   readonly ssh: ProxySshService;
+  /** What `/readyz` checks: the auth server answers, and the SSH and web listeners accept connections. */
+  readonly readiness: ReadinessCheck[];
   close(): Promise<void>;
 }
 
@@ -155,9 +158,22 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
   }
   const w = web;
   const s = ssh;
+  const listening = (what: string, addr: { host: string; port: number }): ReadinessCheck => {
+    const at = dialableAddr(addr);
+    return { name: `proxy ${what}: TCP ${formatAddr(at)}`, probe: () => tcpAccepts(at.host, at.port, READINESS_PROBE_MS) };
+  };
+  const readiness: ReadinessCheck[] = [
+    {
+      name: `proxy auth server: GET /v1/ping on ${config.authServers.map(formatAddr).join(', ')}`,
+      probe: () => answers('the auth server', () => client.get('/v1/ping'), READINESS_PROBE_MS),
+    },
+    listening('SSH', s.address),
+    listening('web', w.address),
+  ];
   return {
     web: w,
     ssh: s,
+    readiness,
     close: async () => {
       clearInterval(refresh);
       heartbeat?.stop();

@@ -25,6 +25,7 @@ import { CERT_EXPIRED, whenCertExpires } from '../service/certexpiry';
 import { ConnectionLimit } from '../service/connlimit';
 import { PreAuthGate, type PreAuthLimits } from '../service/preauth';
 import { dial, failChannel, proxyHello, readGreeting, relay, TELEPORT_VERSION_PREFIX } from './relay';
+import { proxySessionsActive, proxySessionsStarted } from '../service/metrics';
 import type { Cidr } from '../config/address';
 import { Defaults } from '../config';
 import { DEFAULT_MAX_STARTUPS } from '../config/startups';
@@ -300,7 +301,12 @@ class ProxySshServer {
     }
     const fields = { user: ctx.cert.keyId, login: ctx.login, remote: ctx.remote.host, target: request, addr: where, ...(res.kind === 'node' ? { node: res.node.metadata.name } : { direct: true }) };
     opts.log.info('proxying to node', fields);
-    relay(channel, sock, greeting.head, where, (err) => opts.log.debug('proxy connection closed', { ...fields, ...(err ? { error: err.message } : {}) }));
+    proxySessionsStarted.inc();
+    proxySessionsActive.inc();
+    relay(channel, sock, greeting.head, where, (err) => {
+      proxySessionsActive.dec();
+      opts.log.debug('proxy connection closed', { ...fields, ...(err ? { error: err.message } : {}) });
+    });
   }
 
   /**

@@ -166,14 +166,24 @@ export class RecordingUploader {
     });
   }
 
-  /** Recordings ready to go: completed, or left behind by a recorder that is no longer running. */
-  private async candidates(): Promise<string[]> {
+  /** How many recordings wait to be uploaded (the one uploading now included); for `recording_uploads_pending`. */
+  async pending(): Promise<number> {
+    return (await this.waiting()).length;
+  }
+
+  /** Recordings not yet uploaded: completed, or left behind by a recorder that is no longer running. */
+  private async waiting(): Promise<string[]> {
     const sids = new Set<string>();
     for (const f of await fs.promises.readdir(this.opts.dir)) {
       const m = FILE_RE.exec(f);
       if (m) sids.add(m[1]);
     }
-    return [...sids].filter((sid) => !isRecording(this.opts.dir, sid) && !inFlight.has(this.flightKey(sid))).sort();
+    return [...sids].filter((sid) => !isRecording(this.opts.dir, sid)).sort();
+  }
+
+  /** Recordings ready to go: waiting, and not being uploaded by another uploader of this process. */
+  private async candidates(): Promise<string[]> {
+    return (await this.waiting()).filter((sid) => !inFlight.has(this.flightKey(sid)));
   }
 
   private flightKey(sid: string): string {

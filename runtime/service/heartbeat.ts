@@ -2,9 +2,11 @@
  * A service's presence (node or proxy): it announces itself (name, address,
  * labels) with a TTL, again at half the TTL, and at once when something
  * changes. A server that stops announcing disappears when its record expires.
+ * Whether the last announce got through is its readiness check (`/readyz`).
  */
 import { AuthClient } from '../auth/client';
 import { Server } from '../auth/resources';
+import type { ReadinessCheck } from '../instance/readiness';
 import { Logger } from '../utils/logger';
 
 
@@ -13,6 +15,8 @@ export class Heartbeat {
   private inFlight?: Promise<void>;
   private again = false;
   private stopped = false;
+  /** Why the last announce failed; undefined once one got through. */
+  private failure = 'no heartbeat has reached the auth server yet';
 
   constructor(
     private readonly client: AuthClient,
@@ -35,13 +39,20 @@ export class Heartbeat {
         try {
           const path = r.kind === 'proxy' ? '/v1/proxies' : `/v1/namespaces/${r.metadata.namespace}/nodes`;
           await this.client.post(path, { ...r, metadata: { ...r.metadata, expires } });
+          this.failure = '';
         } catch (err) {
+          this.failure = `the last heartbeat failed: ${(err as Error).message}`;
           this.log.warn('heartbeat failed', { error: err });
         }
       } while (this.again && !this.stopped);
       this.inFlight = undefined;
     })();
     return this.inFlight;
+  }
+
+  /** Holds while the last announce reached the auth server (checked again every half TTL). */
+  readiness(name: string): ReadinessCheck {
+    return { name, probe: async () => this.failure || undefined };
   }
 
   async start(): Promise<void> {

@@ -15,6 +15,7 @@ export const LISTENERS = {
   node: { service: 'the node service (SSH)', key: 'ssh_service.listen_addr' },
   proxySsh: { service: "the proxy's SSH service", key: 'proxy_service.listen_addr' },
   proxyWeb: { service: "the proxy's web service", key: 'proxy_service.web_listen_addr' },
+  diag: { service: 'the diagnostics endpoint', key: 'teleport.diag_addr' },
 } as const;
 export type ListenerName = keyof typeof LISTENERS;
 
@@ -62,6 +63,8 @@ export function plannedListeners(config: TeleportConfig): { name: ListenerName; 
   if (config.auth.enabled) all.push({ name: 'auth', addr: config.auth.listenAddr });
   if (config.ssh.enabled) all.push({ name: 'node', addr: config.ssh.listenAddr });
   if (config.proxy.enabled) all.push({ name: 'proxySsh', addr: config.proxy.listenAddr }, { name: 'proxyWeb', addr: config.proxy.webListenAddr });
+  // Checked with the others, so that the diagnostics endpoint never shares a service's port.
+  if (config.diagAddr) all.push({ name: 'diag', addr: config.diagAddr });
   return all.filter((l) => l.addr.port !== 0);
 }
 

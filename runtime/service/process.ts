@@ -17,6 +17,7 @@ import { BadParameterError } from '../utils/errors';
 import { Closers } from '../utils/closers';
 import { Logger, logger } from '../utils/logger';
 import { prepareDataDir, procStoragePath } from './datadir';
+import { startDiagServer } from './diag';
 import { checkPorts, plannedListeners } from './listen';
 
 export interface TeleportProcess {
@@ -99,6 +100,10 @@ export async function startProcess(config: TeleportConfig): Promise<TeleportProc
   const uuid = prepareDataDir(config.dataDir);
   const opened = new Closers();
   return opened.guard(async () => {
+    // First, so that /readyz answers 503 while the services start.
+    const diagAddr = config.diagAddr;
+    const diag = diagAddr ? await startDiagServer(diagAddr, logger('diag')) : undefined;
+    if (diag) opened.add(() => diag.close());
     const proc = await openBackend({ type: 'sqlite', path: procStoragePath(config.dataDir) });
     opened.add(() => proc.close());
     const store = new IdentityStore(proc);
@@ -133,6 +138,7 @@ export async function startProcess(config: TeleportConfig): Promise<TeleportProc
       fs.writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o644 });
       opened.add(() => fs.rmSync(pidFile, { force: true }));
     }
+    diag?.setReadiness([...(auth?.readiness ?? []), ...(node?.readiness ?? []), ...(proxy?.readiness ?? [])]);
     log.info('teleport is running', { host_uuid: uuid, data_dir: config.dataDir });
     return {
       hostUUID: uuid,

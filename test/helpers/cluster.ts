@@ -31,6 +31,8 @@ export interface TestAuthOptions {
   teleportExtra?: string[];
   /** Also run the proxy service in the same process; `extra`: more YAML lines for `proxy_service`. */
   proxy?: { insecureNoTls?: boolean; extra?: string[] };
+  /** Serve the diagnostics endpoint (`teleport.diag_addr`) on a free loopback port: `TestAuth.diagUrl`. */
+  diag?: boolean;
 }
 
 export class TestAuth {
@@ -49,7 +51,13 @@ export class TestAuth {
     readonly port: number,
     readonly nodePort?: number,
     readonly proxyPorts?: { ssh: number; web: number; tunnel: number },
+    readonly diagPort?: number,
   ) {}
+
+  /** `http://127.0.0.1:<port>` of the diagnostics endpoint (with the `diag` option). */
+  get diagUrl(): string {
+    return `http://127.0.0.1:${this.diagPort!}`;
+  }
 
   start(env?: NodeJS.ProcessEnv): Daemon {
     const roles = ['auth', ...(this.nodePort ? ['node'] : []), ...(this.proxyPorts ? ['proxy'] : [])].join(',');
@@ -121,12 +129,14 @@ export async function createAuth(opts: TestAuthOptions = {}): Promise<TestAuth> 
   const port = await freePort();
   const nodePort = opts.nodePort ?? undefined;
   const proxyPorts = opts.proxy ? { ssh: await freePort(), web: await freePort(), tunnel: await freePort() } : undefined;
+  const diagPort = opts.diag ? await freePort() : undefined;
   const lines = [
     'teleport:',
     `  data_dir: ${dataDir}`,
     '  nodename: test-auth',
     '  log:',
     '    severity: INFO',
+    ...(diagPort ? [`  diag_addr: 127.0.0.1:${diagPort}`] : []),
     ...(opts.teleportExtra ?? []).map((l) => `  ${l}`),
     ...(opts.storagePath ? ['  storage:', '    type: dir', `    path: ${opts.storagePath}`] : []),
     'auth_service:',
@@ -161,7 +171,7 @@ export async function createAuth(opts: TestAuthOptions = {}): Promise<TestAuth> 
   ];
   const configPath = path.join(dir, 'teleport.yaml');
   fs.writeFileSync(configPath, lines.join('\n') + '\n');
-  const auth = new TestAuth(dir, configPath, dataDir, port, nodePort, proxyPorts);
+  const auth = new TestAuth(dir, configPath, dataDir, port, nodePort, proxyPorts, diagPort);
   if (opts.proxy?.insecureNoTls) auth.startArgs.push('--insecure-no-tls');
   return auth;
 }

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EventFields } from '../../../runtime/events/filelog';
 import { EventSpool, MAX_EVENT_BYTES } from '../../../runtime/events/spool';
+import { auditEventsQueued, registry } from '../../../runtime/service/metrics';
 import { BadParameterError, ConnectionProblemError } from '../../../runtime/utils/errors';
 import { setLogLevel } from '../../../runtime/utils/logger';
 import { tempDir, waitFor } from '../../helpers/proc';
@@ -75,6 +76,42 @@ describe('EventSpool', () => {
 
     expect(uids(sink.all())).toEqual(uids(emitted));
     expect(sink.all().map((e) => e.n)).toEqual(emitted.map((e) => e.n));
+  });
+
+  it('GIVEN an unreachable auth side WHEN events are spooled, the node restarts, and the auth side answers THEN audit_events_queued counts them until they are delivered', async () => {
+    // GIVEN a spool whose auth side is unreachable, its queue tracked by the gauge
+    const queued = async () => (await registry.getSingleMetric('audit_events_queued')!.get()).values[0].value;
+    let crashed = false;
+    const a = spool({ send: () => (crashed ? hang() : unreachable()), segmentEvents: 4 });
+    await a.start();
+    const untrackA = auditEventsQueued.track(() => a.queued());
+    try {
+      // WHEN ten events are spooled
+      for (let n = 0; n < 10; n++) await a.emit({ event: 'exec', n });
+      // THEN
+      expect(await queued()).toBe(10);
+    } finally {
+      untrackA();
+    }
+    crashed = true;
+
+    // WHEN the node starts again (the segments on disk are all it knows) and the auth side answers
+    let reachable = false;
+    const sink = collector();
+    const b = spool({ send: (events) => (reachable ? sink.send(events) : unreachable()), segmentEvents: 4 });
+    await b.start();
+    const untrackB = auditEventsQueued.track(() => b.queued());
+    try {
+      // THEN the backlog is counted before anything is delivered
+      expect(await queued()).toBe(10);
+      reachable = true;
+      await b.flush();
+      // THEN
+      expect(sink.all()).toHaveLength(10);
+      expect(await queued()).toBe(0);
+    } finally {
+      untrackB();
+    }
   });
 
   it('GIVEN part of the spool was acknowledged before a crash THEN the next start sends only the rest', async () => {

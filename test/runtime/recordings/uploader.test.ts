@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { recordingFiles, SessionRecorder } from '../../../runtime/recordings/recorder';
 import { FileRecordingStore, PartRef } from '../../../runtime/recordings/store';
 import { RecordingTarget, RecordingUploader } from '../../../runtime/recordings/uploader';
+import { recordingUploadsPending, registry } from '../../../runtime/service/metrics';
 import { BadParameterError, ConnectionProblemError } from '../../../runtime/utils/errors';
 import { setLogLevel } from '../../../runtime/utils/logger';
 import { tempDir } from '../../helpers/proc';
@@ -129,6 +130,28 @@ describe('RecordingUploader', () => {
     expect(target.failuresLeft).toBe(0);
     expect(await store.stream(sid, 0, 10_000)).toEqual(data);
     expect(fs.readdirSync(dir)).toEqual([]);
+  });
+
+  it('GIVEN an unreachable auth side THEN recording_uploads_pending counts the recording until it is uploaded, and not one still being written', async () => {
+    // GIVEN a finished recording, one still being written, and an auth side that refuses the first tries
+    const pending = async () => (await registry.getSingleMetric('recording_uploads_pending')!.get()).values[0].value;
+    await record(randomUUID(), [randomBytes(100)]);
+    const live = await record(randomUUID(), [randomBytes(100)], false);
+    target.failuresLeft = 1_000_000;
+    const u = await uploader();
+    const untrack = recordingUploadsPending.track(() => u.pending());
+    try {
+      // THEN
+      expect(await pending()).toBe(1);
+      // WHEN the auth side answers again
+      target.failuresLeft = 0;
+      await u.flush();
+      // THEN
+      expect(await pending()).toBe(0);
+    } finally {
+      untrack();
+      await live.close();
+    }
   });
 
   it('GIVEN a recording the auth side already has THEN the local copy is removed without a second upload', async () => {
