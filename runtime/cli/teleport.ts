@@ -2,7 +2,7 @@
 /** `teleport`: the daemon (start, configure, version, status). */
 import * as os from 'node:os';
 import { Command } from 'commander';
-import { buildConfig, DEFAULT_CONFIG_PATH, loadConfigFile, parseDuration, resolveConfigPath, sampleConfig } from '../config';
+import { buildConfig, ConfigError, DEFAULT_CONFIG_PATH, loadConfigFile, parseDuration, resolveConfigPath, sampleConfig } from '../config';
 import { CONF_FILE, ConfVars, JOIN_ROLES, type JoinRole } from '../contract/aws';
 import { loadConf } from '../instance/conf';
 import { configureFromConf } from '../instance/configure';
@@ -10,6 +10,7 @@ import { DEFAULT_INSTANCE_PATHS } from '../instance/generate';
 import { BadParameterError } from '../utils/errors';
 import { setLogOutput } from '../service/logoutput';
 import { formatNextSteps, gatherNextSteps, tctlFlagsFor } from '../service/nextsteps';
+import { configProblems } from '../service/preflight';
 import { startProcess } from '../service/process';
 import { logger, setLogLevel } from '../utils/logger';
 import { VERSION } from '../version';
@@ -44,6 +45,9 @@ program.addCommand(
       let next;
       try {
         next = load();
+        // What can be checked while the running services hold their ports (files, conflicts) is, before they stop.
+        const problems = configProblems(next);
+        if (problems.length > 0) throw new ConfigError(problems);
         // Reopened even when unchanged, for log rotation.
         setLogOutput(next.log.output);
       } catch (err) {

@@ -92,14 +92,21 @@ function joinIssues(config: TeleportConfig): ConfigIssue[] {
 const portIssue = (map: SourceMap | undefined) => (p: PortProblem) => issueAt(map, LISTENERS[p.name].key.split('.'), p.message);
 
 /**
+ * The problems of what the config says (its files, a way to join, two services on one port),
+ * found without binding anything: a reload checks these while the old services still run.
+ */
+export function configProblems(config: TeleportConfig): ConfigIssue[] {
+  const map = sourceMapOf(config);
+  return [...keyPairIssues(config, map), ...etcdFileIssues(config, map), ...joinIssues(config), ...portConflicts(plannedListeners(config)).map(portIssue(map))];
+}
+
+/**
  * Throws a ConfigError listing every problem found; returns when the configuration can start.
  * What the config says is checked first, and only a config without problems has its ports
  * bound (for a moment) to find the ones another process holds.
  */
 export async function preflight(config: TeleportConfig): Promise<void> {
-  const map = sourceMapOf(config);
-  const planned = plannedListeners(config);
-  const issues = [...keyPairIssues(config, map), ...etcdFileIssues(config, map), ...joinIssues(config), ...portConflicts(planned).map(portIssue(map))];
-  if (issues.length === 0) issues.push(...(await checkPorts(planned)).map(portIssue(map)));
+  const issues = configProblems(config);
+  if (issues.length === 0) issues.push(...(await checkPorts(plannedListeners(config))).map(portIssue(sourceMapOf(config))));
   if (issues.length > 0) throw new ConfigError(issues);
 }
