@@ -1,7 +1,7 @@
 /**
  * What `teleport start` checks before it creates, opens or joins anything:
  * the files the configuration names (the proxy's key pairs, key matching
- * certificate; etcd's TLS files), that a node or proxy without a local auth
+ * certificate; etcd's TLS files; the pid file's directory), that a node or proxy without a local auth
  * service has a way to join, and that every port is free and wanted by one
  * service only. Every problem found is listed at once, each at the line of
  * the setting in teleport.yaml (`file:line:col:`) when the file sets it, so
@@ -10,6 +10,7 @@
  * Token and CA pin files are read (and reported the same way) by buildConfig.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { ConfigError, formatPath, sourceMapOf, type ConfigIssue, type SourceMap, type TeleportConfig } from '../config';
 import { KeyPairError, loadKeyPair } from '../proxy/keypairs';
 import { procStoragePath } from './datadir';
@@ -20,6 +21,11 @@ type Path = (string | number)[];
 /** What a node or proxy that has neither a local auth service nor a stored identity is told. */
 export function notJoinedMessage(role: 'node' | 'proxy'): string {
   return `this ${role} has not joined a cluster yet: start it with --token (see \`tctl nodes add\`) and --ca-pin`;
+}
+
+/** An issue at the line of `config`'s file that sets `path`, if one does; else the message alone. */
+export function issueAtSetting(config: TeleportConfig, path: Path, message: string): ConfigIssue {
+  return issueAt(sourceMapOf(config), path, message);
 }
 
 /** An issue at the setting's line when the file sets it; else the message alone (a default or a flag). */
@@ -78,6 +84,30 @@ function unreadableFile(file: string): string | undefined {
   }
 }
 
+/** Why a file cannot be created or appended to at `file`, or undefined when it can. */
+function unwritableFile(file: string): string | undefined {
+  const dir = path.dirname(file);
+  try {
+    if (fs.existsSync(file)) {
+      if (!fs.statSync(file).isFile()) return 'not a file';
+      fs.accessSync(file, fs.constants.W_OK);
+      return undefined;
+    }
+    if (!fs.statSync(dir).isDirectory()) return `${dir} is not a directory`;
+    fs.accessSync(dir, fs.constants.W_OK);
+    return undefined;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    return e.code === 'ENOENT' ? `no such directory ${dir}` : e.code === 'EACCES' ? 'permission denied' : e.message;
+  }
+}
+
+/** The pid file, written once the services run: its directory must take it (it may come from --pid-file, so no line). */
+function pidFileIssues(config: TeleportConfig): ConfigIssue[] {
+  const problem = config.pidFile === undefined ? undefined : unwritableFile(config.pidFile);
+  return problem ? [{ message: `teleport.pid_file (or --pid-file): cannot write the pid file ${JSON.stringify(config.pidFile)}: ${problem}` }] : [];
+}
+
 /**
  * A node or proxy without a local auth service joins with a token, unless data_dir already holds
  * its identity; with neither, it cannot start (the data dir is not even created to find out).
@@ -97,7 +127,7 @@ const portIssue = (map: SourceMap | undefined) => (p: PortProblem) => issueAt(ma
  */
 export function configProblems(config: TeleportConfig): ConfigIssue[] {
   const map = sourceMapOf(config);
-  return [...keyPairIssues(config, map), ...etcdFileIssues(config, map), ...joinIssues(config), ...portConflicts(plannedListeners(config)).map(portIssue(map))];
+  return [...keyPairIssues(config, map), ...etcdFileIssues(config, map), ...pidFileIssues(config), ...joinIssues(config), ...portConflicts(plannedListeners(config)).map(portIssue(map))];
 }
 
 /**

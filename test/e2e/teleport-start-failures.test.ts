@@ -265,6 +265,22 @@ describe('teleport start that cannot start', () => {
       expect(await processesWith(configPath)).toEqual([]);
     });
 
+    it('GIVEN a log file in a directory that does not exist WHEN it starts THEN it is named at its line and the data dir is not made', async () => {
+      const dataDir = path.join(dir, 'data');
+      const logFile = path.join(dir, 'no-such-dir', 'teleport.log');
+      const configPath = path.join(dir, 'log.yaml');
+      fs.writeFileSync(
+        configPath,
+        ['teleport:', `  data_dir: ${dataDir}`, '  log:', `    output: ${logFile}`, 'auth_service:', `  listen_addr: 127.0.0.1:${await freePort()}`, 'ssh_service:', '  enabled: no', 'proxy_service:', '  enabled: no', ''].join('\n'),
+      );
+
+      const r = await startExpectingExit(['-c', configPath]);
+
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`ERROR: ${configPath}:4:13: teleport.log.output: cannot open "${logFile}" to append the log to: ENOENT`);
+      expect(fs.existsSync(dataDir)).toBe(false);
+    });
+
     it('GIVEN a node alone (auth disabled) with no join token and no identity WHEN it starts THEN it says how to join and creates no data dir', async () => {
       const dataDir = path.join(dir, 'data');
       const configPath = path.join(dir, 'node.yaml');

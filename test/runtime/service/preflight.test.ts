@@ -120,6 +120,15 @@ describe('start-up checks', () => {
     expect(await problems(listeners())).toEqual([]);
   });
 
+  it('GIVEN a pid file in a directory that does not exist, or that is a directory WHEN checked THEN it is named; in an existing directory it passes', async () => {
+    const nowhere = path.join(dir, 'no-such-dir', 'teleport.pid');
+    expect(await problems(['teleport:', `  pid_file: ${nowhere}`, ...listeners()])).toEqual([
+      `teleport.pid_file (or --pid-file): cannot write the pid file "${nowhere}": no such directory ${path.dirname(nowhere)}`,
+    ]);
+    expect(await problems(['teleport:', `  pid_file: ${dir}`, ...listeners()])).toEqual([`teleport.pid_file (or --pid-file): cannot write the pid file "${dir}": not a file`]);
+    expect(await problems(['teleport:', `  pid_file: ${path.join(dir, 'teleport.pid')}`, ...listeners()])).toEqual([]);
+  });
+
   it('GIVEN a node without a local auth service, a token or a stored identity WHEN checked THEN it is told how to join; with a token it passes', async () => {
     const nodeOnly = ['teleport:', '  auth_servers: [127.0.0.1:3025]', ...listeners()];
     expect(await problems(nodeOnly, { roles: 'node' })).toEqual(['this node has not joined a cluster yet: start it with --token (see `tctl nodes add`) and --ca-pin']);
