@@ -145,8 +145,9 @@ export function sendError(res: ServerResponse, err: unknown, log: Logger): void 
     sendJson(res, httpStatusOf(err.reason), { error: { reason: err.reason, message: err.message } });
     return;
   }
-  if (isClientGone(err)) {
-    // Nothing to answer, and not the server's fault: no error line, no stack.
+  if (isClientGone(err) && (!res.socket || res.socket.destroyed)) {
+    // The client's own connection is gone (not a reset on one of the server's calls):
+    // nothing to answer, and not the server's fault, so no error line and no stack.
     log.debug('the client went away before the request was answered', { error: (err as Error).message });
     res.destroy();
     return;

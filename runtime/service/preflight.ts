@@ -115,7 +115,13 @@ function pidFileIssues(config: TeleportConfig): ConfigIssue[] {
 function joinIssues(config: TeleportConfig): ConfigIssue[] {
   if (config.auth.enabled || config.authToken !== undefined) return [];
   if (!config.ssh.enabled && !config.proxy.enabled) return [];
-  if (fs.existsSync(procStoragePath(config.dataDir))) return [];
+  try {
+    fs.statSync(procStoragePath(config.dataDir));
+    return [];
+  } catch (err) {
+    // A data dir this user cannot read is reported as such when it is prepared.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return [];
+  }
   return [{ message: notJoinedMessage(config.ssh.enabled ? 'node' : 'proxy') }];
 }
 
