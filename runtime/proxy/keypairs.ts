@@ -9,6 +9,7 @@ import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as tls from 'node:tls';
 import { BadParameterError } from '../utils/errors';
+import { fileErrorText } from '../utils/files';
 
 export interface KeyPairFiles {
   keyFile: string;
@@ -38,9 +39,7 @@ function read(file: string, field: 'key_file' | 'cert_file'): string {
     return fs.readFileSync(file, 'utf8');
   } catch (err) {
     if (err instanceof KeyPairError) throw err;
-    const e = err as NodeJS.ErrnoException;
-    const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.message;
-    throw new KeyPairError(field, `cannot read the ${field} ${JSON.stringify(file)}: ${why}`);
+    throw new KeyPairError(field, `cannot read the ${field} ${JSON.stringify(file)}: ${fileErrorText(err)}`);
   }
 }
 

@@ -1,9 +1,9 @@
 /**
  * What `teleport start` checks before it creates, opens or joins anything:
  * the files the configuration names (the proxy's key pairs, key matching
- * certificate; etcd's TLS files; the pid file's directory), that a node or proxy without a local auth
- * service has a way to join, and that every port is free and wanted by one
- * service only. Every problem found is listed at once, each at the line of
+ * certificate; etcd's TLS files; the pid file's directory), that a node or
+ * proxy without a local auth service has a way to join, and that every port
+ * is free and wanted by one service only. Every problem found is listed at once, each at the line of
  * the setting in teleport.yaml (`file:line:col:`) when the file sets it, so
  * a config that cannot run fails before the data dir exists.
  *
@@ -13,6 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, formatPath, sourceMapOf, type ConfigIssue, type SourceMap, type TeleportConfig } from '../config';
 import { KeyPairError, loadKeyPair } from '../proxy/keypairs';
+import { fileErrorText } from '../utils/files';
 import { procStoragePath } from './datadir';
 import { checkPorts, LISTENERS, plannedListeners, portConflicts, type PortProblem } from './listen';
 
@@ -23,14 +24,14 @@ export function notJoinedMessage(role: 'node' | 'proxy'): string {
   return `this ${role} has not joined a cluster yet: start it with --token (see \`tctl nodes add\`) and --ca-pin`;
 }
 
-/** An issue at the line of `config`'s file that sets `path`, if one does; else the message alone. */
-export function issueAtSetting(config: TeleportConfig, path: Path, message: string): ConfigIssue {
-  return issueAt(sourceMapOf(config), path, message);
+/** An issue at the line of `config`'s file that sets `setting`, if one does; else the message alone. */
+export function issueAtSetting(config: TeleportConfig, setting: Path, message: string): ConfigIssue {
+  return issueAt(sourceMapOf(config), setting, message);
 }
 
 /** An issue at the setting's line when the file sets it; else the message alone (a default or a flag). */
-function issueAt(map: SourceMap | undefined, path: Path, message: string): ConfigIssue {
-  return map?.has(path) ? map.issue(path, message) : { message };
+function issueAt(map: SourceMap | undefined, setting: Path, message: string): ConfigIssue {
+  return map?.has(setting) ? map.issue(setting, message) : { message };
 }
 
 /**
@@ -46,11 +47,11 @@ function keyPairIssues(config: TeleportConfig, map: SourceMap | undefined): Conf
       return [];
     } catch (err) {
       if (!(err instanceof KeyPairError)) throw err;
-      const path: Path =
+      const setting: Path =
         single && i === 0
           ? ['proxy_service', err.field === 'key_file' ? 'https_key_file' : 'https_cert_file']
           : ['proxy_service', 'https_keypairs', single ? i - 1 : i, err.field];
-      return [issueAt(map, path, `${formatPath(path)}: ${err.detail}`)];
+      return [issueAt(map, setting, `${formatPath(setting)}: ${err.detail}`)];
     }
   });
 }
@@ -67,8 +68,8 @@ function etcdFileIssues(config: TeleportConfig, map: SourceMap | undefined): Con
   return files.flatMap(([key, file]) => {
     if (file === undefined) return [];
     const problem = unreadableFile(file);
-    const path = ['teleport', 'storage', key];
-    return problem ? [issueAt(map, path, `${formatPath(path)}: cannot read ${JSON.stringify(file)}: ${problem}`)] : [];
+    const setting = ['teleport', 'storage', key];
+    return problem ? [issueAt(map, setting, `${formatPath(setting)}: cannot read ${JSON.stringify(file)}: ${problem}`)] : [];
   });
 }
 
@@ -79,8 +80,7 @@ function unreadableFile(file: string): string | undefined {
     fs.accessSync(file, fs.constants.R_OK);
     return undefined;
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    return e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.message;
+    return fileErrorText(err);
   }
 }
 
@@ -97,8 +97,7 @@ function unwritableFile(file: string): string | undefined {
     fs.accessSync(dir, fs.constants.W_OK);
     return undefined;
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    return e.code === 'ENOENT' ? `no such directory ${dir}` : e.code === 'EACCES' ? 'permission denied' : e.message;
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? `no such directory ${dir}` : fileErrorText(err);
   }
 }
 
@@ -133,7 +132,13 @@ const portIssue = (map: SourceMap | undefined) => (p: PortProblem) => issueAt(ma
  */
 export function configProblems(config: TeleportConfig): ConfigIssue[] {
   const map = sourceMapOf(config);
-  return [...keyPairIssues(config, map), ...etcdFileIssues(config, map), ...pidFileIssues(config), ...joinIssues(config), ...portConflicts(plannedListeners(config)).map(portIssue(map))];
+  return [
+    ...keyPairIssues(config, map),
+    ...etcdFileIssues(config, map),
+    ...pidFileIssues(config),
+    ...joinIssues(config),
+    ...portConflicts(plannedListeners(config)).map(portIssue(map)),
+  ];
 }
 
 /**
