@@ -9,6 +9,7 @@ import { TLSSocket } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import { identityOf, TlsIdentity } from '../tlsca';
+import { isClientGone } from '../utils/clientgone';
 import { AccessDeniedError, BadParameterError, httpStatusOf, LimitExceededError, NotFoundError, TeleportError } from '../utils/errors';
 import { Logger } from '../utils/logger';
 import { SYSTEM_ROLES, SystemRole } from './resources';
@@ -142,6 +143,13 @@ export function sendError(res: ServerResponse, err: unknown, log: Logger): void 
   }
   if (err instanceof TeleportError) {
     sendJson(res, httpStatusOf(err.reason), { error: { reason: err.reason, message: err.message } });
+    return;
+  }
+  if (isClientGone(err) && (!res.socket || res.socket.destroyed)) {
+    // The client's own connection is gone (not a reset on one of the server's calls):
+    // nothing to answer, and not the server's fault, so no error line and no stack.
+    log.debug('the client went away before the request was answered', { error: (err as Error).message });
+    res.destroy();
     return;
   }
   log.error('request failed', { error: err instanceof Error ? err.stack : String(err) });

@@ -14,6 +14,7 @@ import { AuditLog } from '../events/filelog';
 import { policyKeyMismatch, tlsPolicy } from '../tlsca/ciphersuites';
 import { Closers } from '../utils/closers';
 import { Logger } from '../utils/logger';
+import { limitRepeats } from '../utils/logrepeats';
 import { listen as listenOn } from '../service/listen';
 import { limitBeforeRequest } from '../service/httplimits';
 import { VERSION } from '../version';
@@ -57,7 +58,9 @@ function loopbackIfAny(host: string): string {
 }
 
 export async function startAuthService(opts: StartAuthOptions): Promise<AuthService> {
-  const { config, log } = opts;
+  const { config } = opts;
+  // Failures that repeat (announcing, clients) are logged once per interval with a count.
+  const log = limitRepeats(opts.log);
   const opened = new Closers();
   return opened.guard(async () => {
     const storage = await openClusterStorage(config.storage, log);

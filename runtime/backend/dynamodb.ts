@@ -60,6 +60,7 @@ import {
   TeleportError,
 } from '../utils/errors';
 import { logger } from '../utils/logger';
+import { limitRepeats } from '../utils/logrepeats';
 import { Clock, systemClock } from './clock';
 import { ExpirySweeper } from './dynamodb-expiry';
 import { errorName, StreamPoller } from './dynamodb-streams';
@@ -159,7 +160,8 @@ const NAMES = {
 const LIVE = '(attribute_not_exists(#e) OR #e > :now)';
 
 export class DynamoBackend implements Backend {
-  private readonly log = logger('backend').child('dynamodb');
+  /** Stream failures repeat while DynamoDB is away: once per interval with a count. */
+  private readonly log = limitRepeats(logger('backend').child('dynamodb'));
   private readonly fanout = new Fanout();
   private readonly clock: Clock;
   private poller?: StreamPoller;

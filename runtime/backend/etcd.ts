@@ -47,6 +47,7 @@ import {
   TeleportError,
 } from '../utils/errors';
 import { logger } from '../utils/logger';
+import { limitRepeats } from '../utils/logrepeats';
 import { Clock, systemClock } from './clock';
 import { Fanout } from './fanout';
 import { Backend, Event, Item, Lease, OpType, Watcher, WatchOptions } from './types';
@@ -99,7 +100,8 @@ const EXPIRED_LEASE = (key: Buffer, now: number): ICompare[] => [
 ];
 
 export class EtcdBackend implements Backend {
-  private readonly log = logger('backend').child('etcd');
+  /** Watch restarts repeat while etcd is away: once per interval with a count. */
+  private readonly log = limitRepeats(logger('backend').child('etcd'));
   private readonly fanout = new Fanout();
   private readonly clock: Clock;
   private readonly prefix: Buffer;

@@ -33,6 +33,7 @@ import {
   TeleportError,
 } from '../utils/errors';
 import { logger } from '../utils/logger';
+import { limitRepeats } from '../utils/logrepeats';
 import { Clock, systemClock } from './clock';
 import { Fanout } from './fanout';
 import { Backend, Item, Lease, OpType, Watcher, WatchOptions } from './types';
@@ -96,7 +97,8 @@ CREATE TABLE IF NOT EXISTS meta (version INTEGER NOT NULL);
 const LIVE = '(expires IS NULL OR expires > @now)';
 
 export class SqliteBackend implements Backend {
-  private readonly log = logger('backend').child('sqlite');
+  /** Poll failures repeat every tick: once per interval with a count. */
+  private readonly log = limitRepeats(logger('backend').child('sqlite'));
   private readonly fanout = new Fanout();
   private readonly clock: Clock;
   private readonly timer: NodeJS.Timeout;

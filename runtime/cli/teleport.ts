@@ -2,7 +2,7 @@
 /** `teleport`: the daemon (start, configure, version, status). */
 import * as os from 'node:os';
 import { Command } from 'commander';
-import { buildConfig, DEFAULT_CONFIG_PATH, loadConfigFile, parseDuration, resolveConfigPath, sampleConfig } from '../config';
+import { buildConfig, ConfigError, DEFAULT_CONFIG_PATH, loadConfigFile, parseDuration, resolveConfigPath, sampleConfig, type TeleportConfig } from '../config';
 import { CONF_FILE, ConfVars, JOIN_ROLES, type JoinRole } from '../contract/aws';
 import { loadConf } from '../instance/conf';
 import { configureFromConf } from '../instance/configure';
@@ -10,6 +10,7 @@ import { DEFAULT_INSTANCE_PATHS } from '../instance/generate';
 import { BadParameterError } from '../utils/errors';
 import { setLogOutput } from '../service/logoutput';
 import { formatNextSteps, gatherNextSteps, tctlFlagsFor } from '../service/nextsteps';
+import { configProblems, issueAtSetting } from '../service/preflight';
 import { startProcess } from '../service/process';
 import { logger, setLogLevel } from '../utils/logger';
 import { VERSION } from '../version';
@@ -24,8 +25,16 @@ program.addCommand(
     if (opts.debug) setLogLevel('debug');
     const configPath = resolveConfigPath(opts.config, process.env);
     const load = () => buildConfig(configPath ? loadConfigFile(configPath) : {}, opts, process.env);
+    /** Opens the log output (a file that cannot be opened is an error at its line). */
+    const openLog = (c: TeleportConfig) => {
+      try {
+        setLogOutput(c.log.output);
+      } catch (err) {
+        throw new ConfigError([issueAtSetting(c, ['teleport', 'log', 'output'], (err as Error).message)]);
+      }
+    };
     const config = load();
-    setLogOutput(config.log.output);
+    openLog(config);
     if (!opts.debug) setLogLevel(config.log.severity);
     // The signal handlers are in place before anything starts: a supervisor may signal as soon as
     // teleport says it is running, and a signal that comes while it starts waits for the start.
@@ -44,8 +53,11 @@ program.addCommand(
       let next;
       try {
         next = load();
+        // What can be checked while the running services hold their ports (files, conflicts) is, before they stop.
+        const problems = configProblems(next);
+        if (problems.length > 0) throw new ConfigError(problems);
         // Reopened even when unchanged, for log rotation.
-        setLogOutput(next.log.output);
+        openLog(next);
       } catch (err) {
         log.error('reload refused: the configuration is invalid; still running the previous one', { error: (err as Error).message });
         return;

@@ -13,7 +13,7 @@ import { BadParameterError } from '../utils/errors';
 import { dialableAddr, parseAddr, parseAddrWithPort, parseCidr, type Cidr, type HostPort } from './address';
 import { ConfigError, formatIssue, type ConfigIssue } from './errors';
 import { parseLabelsFlag, type CommandLabel } from './labels';
-import { formatPath, loadConfigFile, resolveConfigPath, sourceMapOf } from './load';
+import { formatPath, loadConfigFile, resolveConfigPath, shareSourceMap, sourceMapOf } from './load';
 import { DEFAULT_MAX_STARTUPS, type MaxStartups, type PreAuthLimits } from './startups';
 import { FileConfigSchema, type FileConfig } from './schema';
 import { unsupportedSettings } from './support';
@@ -549,6 +549,8 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
     );
   }
   if (issues.length > 0) throw new ConfigError(issues);
+  // The start-up checks (service/preflight.ts) point at the file's lines too.
+  shareSourceMap(file, config);
   return dropUndefinedDeep(config);
 }
 

@@ -35,6 +35,11 @@ export class SourceMap {
     this.spots.set(JSON.stringify(path), spot);
   }
 
+  /** Whether the file sets `path` (a default or a flag does not). */
+  has(path: Path): boolean {
+    return this.spots.has(JSON.stringify(path));
+  }
+
   /** The issue for `path`, at its key (`at: 'key'`) or value, or at the nearest enclosing node that exists. */
   issue(path: Path, message: string, at: 'key' | 'value' = 'value'): ConfigIssue {
     for (let n = path.length; n >= 0; n--) {
@@ -50,9 +55,18 @@ export class SourceMap {
 
 const sourceMaps = new WeakMap<object, SourceMap>();
 
-/** The source positions of a FileConfig returned by parseConfig, if it came from one. */
-export function sourceMapOf(config: FileConfig): SourceMap | undefined {
+/**
+ * The source positions of a FileConfig returned by parseConfig, or of the
+ * TeleportConfig buildConfig made from one, if it came from a file.
+ */
+export function sourceMapOf(config: object): SourceMap | undefined {
   return sourceMaps.get(config);
+}
+
+/** Lets checks of `derived` (built from `from`) point at the lines of `from`'s file. */
+export function shareSourceMap(from: object, derived: object): void {
+  const map = sourceMaps.get(from);
+  if (map) sourceMaps.set(derived, map);
 }
 
 /** `teleport.storage.type`, `ssh_service.commands[0].period`. */

@@ -6,6 +6,7 @@
 
 import { readFileSync } from 'node:fs';
 import { BadParameterError } from '../utils/errors';
+import { fileErrorText } from '../utils/files';
 
 export const STATIC_TOKEN_ROLES = ['auth', 'node', 'proxy', 'trusted_cluster', 'signup'] as const;
 export type StaticTokenRole = (typeof STATIC_TOKEN_ROLES)[number];
@@ -84,9 +85,7 @@ function readValueFile(path: string, what: string): string {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
-    throw new BadParameterError(`cannot read ${what} file ${JSON.stringify(path)}: ${why}`);
+    throw new BadParameterError(`cannot read ${what} file ${JSON.stringify(path)}: ${fileErrorText(err)}`);
   }
   const content = text.trim();
   if (content === '') throw new BadParameterError(`${what} file ${JSON.stringify(path)} is empty`);

@@ -19,6 +19,7 @@ import { SessionRecorder } from '../recordings/recorder';
 import { RecordingUploader } from '../recordings/uploader';
 import { Closers } from '../utils/closers';
 import { Logger } from '../utils/logger';
+import { limitRepeats } from '../utils/logrepeats';
 import { VERSION } from '../version';
 import { announceTtlMs } from '../auth/presence';
 import { Heartbeat } from '../service/heartbeat';
@@ -58,7 +59,9 @@ function advertisedAddr(config: TeleportConfig, port: number): string {
 }
 
 export async function startNodeService(opts: StartNodeOptions): Promise<NodeService> {
-  const { config, identity, log } = opts;
+  const { config, identity } = opts;
+  // Failures that repeat (heartbeats, auth unreachable, refused connections) are logged once per interval with a count.
+  const log = limitRepeats(opts.log);
   const opened = new Closers();
   return opened.guard(async () => {
     const client = new AuthClient({

@@ -13,6 +13,7 @@ import { announceTtlMs } from '../auth/presence';
 import { Heartbeat } from '../service/heartbeat';
 import { answers, READINESS_PROBE_MS, tcpAccepts, type ReadinessCheck } from '../instance/readiness';
 import { Logger } from '../utils/logger';
+import { limitRepeats } from '../utils/logrepeats';
 import { VERSION } from '../version';
 import { ProxySshService, startProxySshService } from './ssh';
 import { PingResponse, startWebService, WebService } from './web';
@@ -38,7 +39,9 @@ export interface StartProxyOptions {
 }
 
 export async function startProxyService(opts: StartProxyOptions): Promise<ProxyService> {
-  const { config, identity, log } = opts;
+  const { config, identity } = opts;
+  // Failures that repeat (heartbeats, auth unreachable, refused connections, failed requests) are logged once per interval with a count.
+  const log = limitRepeats(opts.log);
   const p = config.proxy;
   const client = new AuthClient({
     servers: config.authServers,

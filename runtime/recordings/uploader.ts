@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import type { AuthClient } from '../auth/client';
 import { BadParameterError, isReason } from '../utils/errors';
 import { Logger, logger } from '../utils/logger';
+import { limitRepeats } from '../utils/logrepeats';
 import { DEFAULT_NAMESPACE, MAX_PART_BYTES, MAX_PARTS, checkNamespace, checkPartNumber, checkSessionId } from './limits';
 import { isRecording, recordingFiles, syncDir } from './recorder';
 import { CompleteResult, PartRef, RecordingFile, sha256Hex } from './store';
@@ -83,7 +84,8 @@ export class RecordingUploader {
       throw new BadParameterError(`recording uploader: partSize must be from 1 to ${MAX_PART_BYTES} bytes, got ${opts.partSize}`);
     }
     checkNamespace(opts.namespace ?? DEFAULT_NAMESPACE);
-    this.log = opts.log ?? logger('recordings:upload');
+    // A scan that fails fails again on the next tick: once per interval with a count.
+    this.log = limitRepeats(opts.log ?? logger('recordings:upload'));
   }
 
   /** Scans now and then every `scanPeriodMs`. */

@@ -72,26 +72,43 @@ function overlaps(a: HostPort, b: HostPort): boolean {
   return a.port === b.port && (a.host === b.host || isUnspecifiedHost(a.host) || isUnspecifiedHost(b.host));
 }
 
+/** A planned port that cannot be bound, and why (the message names the service, the address and the setting). */
+export interface PortProblem {
+  name: ListenerName;
+  message: string;
+}
+
+/** Each planned port a service before it in the list wants too (nothing is bound to find out). */
+export function portConflicts(planned: { name: ListenerName; addr: HostPort }[]): PortProblem[] {
+  return planned.flatMap((p, i) => {
+    const twin = planned.slice(0, i).find((q) => overlaps(q.addr, p.addr));
+    if (!twin) return [];
+    const [l, t] = [LISTENERS[p.name], LISTENERS[twin.name]];
+    return [{ name: p.name, message: `${l.service} cannot listen on ${formatAddr(p.addr)} (${l.key}): ${t.service} wants port ${p.addr.port} too (${t.key})` }];
+  });
+}
+
 /**
- * Binds every planned port at once and lets go of them: a port another
- * process holds, or one two services of this config both want, fails here,
+ * Binds every planned port (free of conflicts, see portConflicts) at once
+ * and lets go of them: each port another process holds is a problem, found
  * before anything is opened or written.
  */
-export async function checkPorts(planned: { name: ListenerName; addr: HostPort }[]): Promise<void> {
-  const held: { name: ListenerName; addr: HostPort; server: net.Server }[] = [];
+export async function checkPorts(planned: { name: ListenerName; addr: HostPort }[]): Promise<PortProblem[]> {
+  const held: net.Server[] = [];
+  const problems: PortProblem[] = [];
   try {
     for (const p of planned) {
-      const twin = held.find((h) => overlaps(h.addr, p.addr));
-      if (twin) {
-        const t = LISTENERS[twin.name];
-        throw new BadParameterError(`${LISTENERS[p.name].service} cannot listen on ${formatAddr(p.addr)} (${LISTENERS[p.name].key}): ${t.service} wants port ${p.addr.port} too (${t.key})`);
-      }
       // A client that connects in this moment (a load balancer's health check) is let go at once, so closing never waits on it.
       const server = net.createServer((sock) => sock.destroy());
-      await listen(server, p.addr, p.name);
-      held.push({ ...p, server });
+      try {
+        await listen(server, p.addr, p.name);
+        held.push(server);
+      } catch (err) {
+        problems.push({ name: p.name, message: (err as Error).message });
+      }
     }
   } finally {
-    await Promise.all(held.map((h) => new Promise<void>((resolve) => h.server.close(() => resolve()))));
+    await Promise.all(held.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
   }
+  return problems;
 }

@@ -18,7 +18,7 @@ import { Closers } from '../utils/closers';
 import { Logger, logger } from '../utils/logger';
 import { prepareDataDir, procStoragePath } from './datadir';
 import { startDiagServer } from './diag';
-import { checkPorts, plannedListeners } from './listen';
+import { notJoinedMessage, preflight } from './preflight';
 
 export interface TeleportProcess {
   readonly hostUUID: string;
@@ -72,7 +72,7 @@ async function hostIdentity(
     return id;
   }
   if (!config.authToken) {
-    throw new BadParameterError(`this ${role.toLowerCase()} has not joined a cluster yet: start it with --token (see \`tctl nodes add\`) and --ca-pin`);
+    throw new BadParameterError(notJoinedMessage(role === 'Node' ? 'node' : 'proxy'));
   }
   const id = await register({
     servers: config.authServers,
@@ -96,7 +96,7 @@ export async function startProcess(config: TeleportConfig): Promise<TeleportProc
   for (const warning of config.warnings) log.warn(warning);
   // What the host must have, checked before anything is created or joined.
   const pam = config.ssh.enabled ? pamSettings(config.ssh.pam) : undefined;
-  await checkPorts(plannedListeners(config));
+  await preflight(config);
   const uuid = prepareDataDir(config.dataDir);
   const opened = new Closers();
   return opened.guard(async () => {

@@ -1,6 +1,12 @@
 /** Small file-system helpers shared by modules that keep state on disk. */
 import * as fs from 'node:fs';
 
+/** Why a file operation failed, in words: `no such file`, `permission denied`, else the error's message. */
+export function fileErrorText(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+}
+
 export async function exists(p: string): Promise<boolean> {
   try {
     await fs.promises.access(p);

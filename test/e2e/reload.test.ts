@@ -25,6 +25,26 @@ describe('teleport start: reload on SIGHUP', () => {
     expect(c.daemon!.stdout + c.daemon!.stderr).not.toMatch(/"reloading"/);
   });
 
+  it('GIVEN a running node WHEN the new config puts two services on one port and HUP is sent THEN the reload is refused at the line, before the services stop', async () => {
+    const good = fs.readFileSync(c.configPath, 'utf8');
+    const clash = good.replace(`  listen_addr: 127.0.0.1:${c.nodePort}`, `  listen_addr: 127.0.0.1:${c.port}`);
+    expect(clash).not.toBe(good);
+    fs.writeFileSync(c.configPath, clash);
+    const line = clash.split('\n').findIndex((l, i) => i > clash.split('\n').indexOf('ssh_service:') && l.startsWith('  listen_addr:')) + 1;
+    try {
+      c.daemon!.child.kill('SIGHUP');
+      await c.daemon!.waitForOutput(/reload refused: the configuration is invalid.*wants port/);
+    } finally {
+      fs.writeFileSync(c.configPath, good);
+    }
+    const out = c.daemon!.stdout + c.daemon!.stderr;
+    expect(out).toContain(`${c.configPath}:${line}:16: the node service (SSH) cannot listen on 127.0.0.1:${c.port} (ssh_service.listen_addr): the auth service wants port ${c.port} too`);
+    // THEN the old services never stopped and still answer.
+    expect(out).not.toMatch(/"reloading"/);
+    expect(c.daemon!.child.exitCode).toBeNull();
+    expect(await c.tctlOk('nodes', 'ls')).toMatch(/env=before/);
+  });
+
   it('GIVEN a running node WHEN its labels change in the file and HUP is sent THEN it serves with the new labels', async () => {
     fs.writeFileSync(c.configPath, fs.readFileSync(c.configPath, 'utf8').replace('env: "before"', 'env: "after"'));
     c.daemon!.child.kill('SIGHUP');

@@ -12,7 +12,9 @@
  * timer, the access feed, audit spool, clients).
  */
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
+import { selfSignedServerCert } from '../../runtime/tlsca';
 import { createAuth, startCluster, TestAuth } from '../helpers/cluster';
 import { cliPath, Daemon, freePort, ROOT, run, RunResult, tempDir, waitFor } from '../helpers/proc';
 
@@ -34,6 +36,28 @@ async function startExpectingExit(args: string[], opts: { asNobody?: boolean } =
   } finally {
     await d.stop('SIGKILL');
   }
+}
+
+/**
+ * `<file>:<line>:<col>` of the value of `key` in `section` of a config file (two-space indents), as
+ * the start-up checks print it: the first `  key:` line after the `section:` line.
+ */
+function spotOf(configPath: string, section: string, key: string): string {
+  const lines = fs.readFileSync(configPath, 'utf8').split('\n');
+  const start = lines.indexOf(`${section}:`);
+  const i = lines.findIndex((l, n) => n > start && l.startsWith(`  ${key}:`));
+  if (start < 0 || i < 0) throw new Error(`${section}.${key} is not in ${configPath}`);
+  return `${configPath}:${i + 1}:${lines[i].indexOf(':') + 3}`;
+}
+
+/** A server of the test's on 127.0.0.1:`port` (close it when done). */
+async function holdPort(port: number): Promise<net.Server> {
+  const server = net.createServer((sock) => sock.destroy());
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  return server;
 }
 
 /** The processes whose command line mentions `marker` (pgrep -f), other than pgrep itself. */
@@ -73,20 +97,24 @@ describe('teleport start that cannot start', () => {
     // WHEN the second cluster starts with every role.
     const r = await startExpectingExit(['-c', configPath]);
 
-    // THEN it exits non-zero with one line naming the auth service's port and the setting.
+    // THEN it exits non-zero naming, at the setting's line, the auth service's port and the setting.
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(
-      `ERROR: the auth service cannot listen on 127.0.0.1:${first.port} (auth_service.listen_addr): port ${first.port} is already in use`,
+      `ERROR: ${spotOf(configPath, 'auth_service', 'listen_addr')}: the auth service cannot listen on 127.0.0.1:${first.port} (auth_service.listen_addr): port ${first.port} is already in use`,
+    );
+    // THEN every taken port is named, not only the first.
+    expect(r.stderr).toContain(
+      `${spotOf(configPath, 'proxy_service', 'web_listen_addr')}: the proxy's web service cannot listen on 127.0.0.1:${first.proxyPorts!.web} (proxy_service.web_listen_addr): port ${first.proxyPorts!.web} is already in use`,
     );
     // THEN nothing was created and no process of it is left.
     expect(fs.existsSync(dataDir)).toBe(false);
     expect(await processesWith(configPath)).toEqual([]);
 
-    // WHEN only the proxy would start there THEN the proxy's port is the one named.
-    const proxyOnly = await startExpectingExit(['-c', configPath, '--roles=proxy']);
+    // WHEN only the proxy would start there (to join with a token) THEN the proxy's port is the one named.
+    const proxyOnly = await startExpectingExit(['-c', configPath, '--roles=proxy', '--token=join-me']);
     expect(proxyOnly.code).toBe(1);
     expect(proxyOnly.stderr).toContain(
-      `ERROR: the proxy's SSH service cannot listen on 127.0.0.1:${first.proxyPorts!.ssh} (proxy_service.listen_addr): port ${first.proxyPorts!.ssh} is already in use`,
+      `ERROR: ${spotOf(configPath, 'proxy_service', 'listen_addr')}: the proxy's SSH service cannot listen on 127.0.0.1:${first.proxyPorts!.ssh} (proxy_service.listen_addr): port ${first.proxyPorts!.ssh} is already in use`,
     );
     expect(await processesWith(configPath)).toEqual([]);
 
@@ -103,7 +131,7 @@ describe('teleport start that cannot start', () => {
 
     // THEN it fails on the first port before it touches the data dir.
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(new RegExp(`^ERROR: the auth service cannot listen on 127\\.0\\.0\\.1:${first.port} .*already in use`, 'm'));
+    expect(r.stderr).toContain(`ERROR: ${spotOf(first.configPath, 'auth_service', 'listen_addr')}: the auth service cannot listen on 127.0.0.1:${first.port} `);
     expect(fs.readFileSync(proc).equals(before)).toBe(true);
     expect((await processesWith(first.configPath)).length).toBe(1); // only the first cluster
     expect(await first.tctlOk('status')).toMatch(/^Cluster\s+example\.com$/m);
@@ -127,12 +155,157 @@ describe('teleport start that cannot start', () => {
         '',
       ].join('\n'),
     );
-    const r = await startExpectingExit(['-c', configPath]);
+    // GIVEN another server holds the port: a start that bound before checking the config would say so.
+    const holder = await holdPort(port);
+    let r: RunResult;
+    try {
+      r = await startExpectingExit(['-c', configPath]);
+    } finally {
+      await new Promise((resolve) => holder.close(resolve));
+    }
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(
-      `ERROR: the node service (SSH) cannot listen on 0.0.0.0:${port} (ssh_service.listen_addr): the auth service wants port ${port} too (auth_service.listen_addr)`,
+      `ERROR: ${configPath}:6:16: the node service (SSH) cannot listen on 0.0.0.0:${port} (ssh_service.listen_addr): the auth service wants port ${port} too (auth_service.listen_addr)`,
     );
     expect(fs.existsSync(dataDir)).toBe(false);
+    // THEN the port was not even bound to find out: a config that is wrong in itself fails before any listener opens.
+    expect(r.stderr).not.toContain('already in use');
+  });
+
+  describe('a config naming files that are not there or do not belong together', () => {
+    /** A key pair written to `dir`: `<name>-key.pem`, `<name>-cert.pem`. */
+    const writePair = async (name: string): Promise<{ keyFile: string; certFile: string }> => {
+      const kp = await selfSignedServerCert(['proxy.example.com']);
+      const pair = { keyFile: path.join(dir, `${name}-key.pem`), certFile: path.join(dir, `${name}-cert.pem`) };
+      fs.writeFileSync(pair.keyFile, kp.key, { mode: 0o600 });
+      fs.writeFileSync(pair.certFile, kp.cert);
+      return pair;
+    };
+
+    it('GIVEN auth and proxy with a missing key file and a key that is not its certificate\'s WHEN it starts THEN both are named at their lines, before any port is bound or the data dir made', async () => {
+      const [a, b] = [await writePair('a'), await writePair('b')];
+      const missing = path.join(dir, 'missing-key.pem');
+      const [authPort, sshPort, webPort] = [await freePort(), await freePort(), await freePort()];
+      const dataDir = path.join(dir, 'data');
+      const configPath = path.join(dir, 'keypairs.yaml');
+      fs.writeFileSync(
+        configPath,
+        [
+          'teleport:',
+          `  data_dir: ${dataDir}`,
+          'auth_service:',
+          `  listen_addr: 127.0.0.1:${authPort}`,
+          'ssh_service:',
+          '  enabled: no',
+          'proxy_service:',
+          `  listen_addr: 127.0.0.1:${sshPort}`,
+          `  web_listen_addr: 127.0.0.1:${webPort}`,
+          '  https_keypairs:',
+          `  - key_file: ${missing}`, //   11
+          `    cert_file: ${a.certFile}`,
+          `  - key_file: ${a.keyFile}`, // 13
+          `    cert_file: ${b.certFile}`,
+          '',
+        ].join('\n'),
+      );
+      // GIVEN another server holds the auth port: a start that bound before checking the files would say so.
+      const holder = await holdPort(authPort);
+      let r: RunResult;
+      try {
+        r = await startExpectingExit(['-c', configPath]);
+      } finally {
+        await new Promise((resolve) => holder.close(resolve));
+      }
+
+      // THEN it exits non-zero naming each file at its line and key.
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`ERROR: ${configPath}:11:15: proxy_service.https_keypairs[0].key_file: cannot read the key_file "${missing}": no such file\n`);
+      expect(r.stderr).toContain(
+        `${configPath}:13:15: proxy_service.https_keypairs[1].key_file: the key_file "${a.keyFile}" does not match the cert_file "${b.certFile}" (the certificate is for another key)\n`,
+      );
+      expect(r.stderr).not.toContain('ENOENT');
+      // THEN no port was bound, nothing was created and no process is left.
+      expect(r.stderr).not.toContain('already in use');
+      expect(fs.existsSync(dataDir)).toBe(false);
+      expect(await processesWith(configPath)).toEqual([]);
+    });
+
+    it('GIVEN a proxy alone (auth disabled) whose certificate file is missing WHEN it starts THEN the file is named at its line, not "has not joined"', async () => {
+      const a = await writePair('a');
+      const missing = path.join(dir, 'missing-cert.pem');
+      const dataDir = path.join(dir, 'data');
+      const configPath = path.join(dir, 'proxy.yaml');
+      fs.writeFileSync(
+        configPath,
+        [
+          'teleport:',
+          `  data_dir: ${dataDir}`,
+          `  auth_servers: [127.0.0.1:${await freePort()}]`,
+          '  auth_token: join-me',
+          `  ca_pin: sha256:${'0'.repeat(64)}`,
+          'auth_service:',
+          '  enabled: no',
+          'ssh_service:',
+          '  enabled: no',
+          'proxy_service:',
+          `  listen_addr: 127.0.0.1:${await freePort()}`,
+          `  web_listen_addr: 127.0.0.1:${await freePort()}`,
+          `  https_key_file: ${a.keyFile}`,
+          `  https_cert_file: ${missing}`, // 14
+          '',
+        ].join('\n'),
+      );
+
+      const r = await startExpectingExit(['-c', configPath]);
+
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`ERROR: ${configPath}:14:20: proxy_service.https_cert_file: cannot read the cert_file "${missing}": no such file\n`);
+      expect(r.stderr).not.toContain('has not joined');
+      expect(fs.existsSync(dataDir)).toBe(false);
+      expect(await processesWith(configPath)).toEqual([]);
+    });
+
+    it('GIVEN a log file in a directory that does not exist WHEN it starts THEN it is named at its line and the data dir is not made', async () => {
+      const dataDir = path.join(dir, 'data');
+      const logFile = path.join(dir, 'no-such-dir', 'teleport.log');
+      const configPath = path.join(dir, 'log.yaml');
+      fs.writeFileSync(
+        configPath,
+        ['teleport:', `  data_dir: ${dataDir}`, '  log:', `    output: ${logFile}`, 'auth_service:', `  listen_addr: 127.0.0.1:${await freePort()}`, 'ssh_service:', '  enabled: no', 'proxy_service:', '  enabled: no', ''].join('\n'),
+      );
+
+      const r = await startExpectingExit(['-c', configPath]);
+
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`ERROR: ${configPath}:4:13: teleport.log.output: cannot open "${logFile}" to append the log to: ENOENT`);
+      expect(fs.existsSync(dataDir)).toBe(false);
+    });
+
+    it('GIVEN a node alone (auth disabled) with no join token and no identity WHEN it starts THEN it says how to join and creates no data dir', async () => {
+      const dataDir = path.join(dir, 'data');
+      const configPath = path.join(dir, 'node.yaml');
+      fs.writeFileSync(
+        configPath,
+        [
+          'teleport:',
+          `  data_dir: ${dataDir}`,
+          `  auth_servers: [127.0.0.1:${await freePort()}]`,
+          'auth_service:',
+          '  enabled: no',
+          'ssh_service:',
+          `  listen_addr: 127.0.0.1:${await freePort()}`,
+          'proxy_service:',
+          '  enabled: no',
+          '',
+        ].join('\n'),
+      );
+
+      const r = await startExpectingExit(['-c', configPath]);
+
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('ERROR: this node has not joined a cluster yet: start it with --token (see `tctl nodes add`) and --ca-pin\n');
+      expect(fs.existsSync(dataDir)).toBe(false);
+    });
   });
 
   it('GIVEN a data dir the user may not create WHEN it starts THEN it names the directory and the way out', async () => {

@@ -222,6 +222,15 @@ describe('buildConfig: static tokens and token files', () => {
     expect(buildConfig(empty(), { token: join(dir, 'token') }, ENV).authToken).toBe('join-me');
     expect(() => buildConfig(empty(), { token: join(dir, 'nope') }, ENV)).toThrow(`--token: cannot read token file "${join(dir, 'nope')}"`);
   });
+  test('GIVEN auth_token and ca_pin naming files that are missing WHEN built THEN each is named at its line in the file', () => {
+    const dir = tempDirWith({});
+    const [token, pins] = [join(dir, 'token'), join(dir, 'ca-pin')];
+    const file = parseConfig(yaml('teleport:', `  auth_token: ${token}`, '  ca_pin:', `  - ${pins}`), 'teleport.yaml');
+    expect(errorLines(() => buildConfig(file, { roles: 'node' }, ENV))).toEqual([
+      `teleport.yaml:2:15: teleport.auth_token: cannot read token file "${token}": no such file`,
+      `teleport.yaml:4:5: teleport.ca_pin[0]: cannot read CA pin file "${pins}": no such file`,
+    ]);
+  });
 });
 
 describe('buildConfig: checks across keys', () => {

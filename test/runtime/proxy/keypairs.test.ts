@@ -82,7 +82,11 @@ describe('web proxy key pairs (SNI)', () => {
     const missing = path.join(dir, 'nope.pem');
     expect(() => loadKeyPairs([pair.main, { keyFile: missing, certFile: pair.wild.certFile }])).toThrow(`https_keypairs: cannot read the key_file "${missing}"`);
     expect(() => loadKeyPairs([{ keyFile: pair.main.keyFile, certFile: pair.wild.certFile }])).toThrow(
-      `https_keypairs: key_file "${pair.main.keyFile}" and cert_file "${pair.wild.certFile}" are not a usable pair`,
+      `https_keypairs: the key_file "${pair.main.keyFile}" does not match the cert_file "${pair.wild.certFile}" (the certificate is for another key)`,
     );
+    // a certificate given as the key, and a key given as the certificate
+    expect(() => loadKeyPairs([{ keyFile: pair.main.certFile, certFile: pair.main.certFile }])).toThrow(`https_keypairs: the key_file "${pair.main.certFile}" is not a PEM private key`);
+    expect(() => loadKeyPairs([{ keyFile: pair.main.keyFile, certFile: pair.main.keyFile }])).toThrow(`https_keypairs: the cert_file "${pair.main.keyFile}" is not a PEM certificate`);
+    expect(() => loadKeyPairs([{ keyFile: dir, certFile: pair.main.certFile }])).toThrow(`https_keypairs: the key_file "${dir}" is not a file`);
   });
 });
