@@ -3,7 +3,7 @@
  * named, and never a port one of the services listens on.
  */
 import { buildConfig, parseConfig } from '../../../runtime/config';
-import { checkPorts, plannedListeners } from '../../../runtime/service/listen';
+import { plannedListeners, portConflicts } from '../../../runtime/service/listen';
 import { freePort } from '../../helpers/proc';
 import { errorLines, yaml } from './helpers';
 
@@ -45,8 +45,11 @@ describe('diagnostics address', () => {
     const file = parseConfig(yaml('proxy_service:', `  web_listen_addr: 127.0.0.1:${web}`, `  listen_addr: 127.0.0.1:${await freePort()}`), 'teleport.yaml');
     const cfg = buildConfig(file, { dataDir: '/d', roles: 'proxy', diagAddr: `0.0.0.0:${web}` }, ENV);
     // WHEN / THEN
-    await expect(checkPorts(plannedListeners(cfg))).rejects.toThrow(
-      `the diagnostics endpoint cannot listen on 0.0.0.0:${web} (teleport.diag_addr): the proxy's web service wants port ${web} too (proxy_service.web_listen_addr)`,
-    );
+    expect(portConflicts(plannedListeners(cfg))).toEqual([
+      {
+        name: 'diag',
+        message: `the diagnostics endpoint cannot listen on 0.0.0.0:${web} (teleport.diag_addr): the proxy's web service wants port ${web} too (proxy_service.web_listen_addr)`,
+      },
+    ]);
   });
 });
