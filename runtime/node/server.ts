@@ -7,13 +7,13 @@
 import { createPrivateKey } from 'node:crypto';
 import * as net from 'node:net';
 import { Connection, Server } from 'ssh2';
-import { EventFields } from '../events/filelog';
 import { AccessDecision, accessFor, Permissions } from '../auth/access/decision';
 import { Certificate, certRoles, hostKeyWithCertificate, LoginNotInCertificateError, serverAlgorithms, type SshAlgorithms, verifyUserCertAuth } from '../sshcert';
 import { logNegotiated } from '../sshcert/negotiated';
 import { Logger } from '../utils/logger';
 import { listen } from '../service/listen';
 import { PreAuthGate, type PreAuthLimits } from '../service/preauth';
+import { AuditGate } from './auditgate';
 import { serveForwarding } from './forwarding';
 import { lookupUser, OsUser } from './osuser';
 import { PamSettings } from './pam';
@@ -46,7 +46,8 @@ export interface NodeServerOptions {
   preAuth: PreAuthLimits;
   /** Distinct cluster users with a connection at once (`connection_limits.max_users`). */
   maxUsers: number;
-  emit(fields: EventFields): void;
+  /** Where audit events go (ssh_service.audit_failure decides whether a session runs when they cannot be recorded). */
+  audit: AuditGate;
   record(sid: string): SessionRecording;
   log: Logger;
 }
@@ -104,6 +105,7 @@ export class NodeServer {
   private onConnection(client: Connection, info: { ip: string; port: number }): void {
     const { opts } = this;
     const log = opts.log;
+    const emit = opts.audit.emit.bind(opts.audit);
     if (this.clients.size >= opts.maxConnections) {
       log.warn('connection limit reached, refusing a connection', { remote: info.ip });
       client.end();
@@ -123,12 +125,12 @@ export class NodeServer {
     const where = `${remote.addr}:${remote.port}`;
 
     const disconnect = (reason: string) => {
-      if (cert) opts.emit({ event: 'client.disconnect', user: cert.keyId, login, reason, server_id: opts.serverId, 'addr.remote': where });
+      if (cert) emit({ event: 'client.disconnect', user: cert.keyId, login, reason, server_id: opts.serverId, 'addr.remote': where });
       client.end();
     };
     /** A refused attempt: audited with its reason; the reason is shown to the user when it is theirs to know. */
     const refuse = (reject: () => void, user: string, error: string, tell: boolean) => {
-      opts.emit({ event: 'auth', user, login, success: false, error, server_id: opts.serverId, 'addr.remote': where });
+      emit({ event: 'auth', user, login, success: false, error, server_id: opts.serverId, 'addr.remote': where });
       log.info('authentication refused', { user, login, remote: remote.addr, error });
       if (tell) client.authBanner(error);
       reject();
@@ -198,7 +200,7 @@ export class NodeServer {
         timers.push(setTimeout(() => disconnect('client certificate has expired'), Math.max(0, Math.min(ms, 2 ** 31 - 1))));
       }
       const who = { user: c.keyId, login, server_id: opts.serverId, namespace: 'default' };
-      stopForwarding = serveForwarding(client, { allowed: permit!.portForwarding, privileged: u.uid === 0, emit: opts.emit, who, touch, log });
+      stopForwarding = serveForwarding(client, { allowed: permit!.portForwarding, privileged: u.uid === 0, emit, who, touch, log });
       client.on('session', (accept, reject) => {
         touch();
         const session = accept();
@@ -217,7 +219,7 @@ export class NodeServer {
           labels: opts.labels,
           permitUserEnv: opts.permitUserEnv,
           ...(opts.pam ? { pam: opts.pam } : {}),
-          emit: opts.emit,
+          audit: opts.audit,
           record: opts.record,
           openAgentChannel: (cb) => client.openssh_authAgent((err, ch) => cb(err, ch)),
           touch,

@@ -23,6 +23,7 @@ import { VERSION } from '../version';
 import { announceTtlMs } from '../auth/presence';
 import { Heartbeat } from '../service/heartbeat';
 import { DynamicLabels } from './labels';
+import { AuditGate } from './auditgate';
 import { PamSettings } from './pam';
 import { NodeServer } from './server';
 
@@ -76,9 +77,7 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     });
     opened.add(() => spool.close());
     await spool.start();
-    const emit = (fields: Parameters<EventSpool['emit']>[0]) => {
-      spool.emit(fields).catch((err) => log.error('failed to write an audit event to disk', { error: err, event: fields.event }));
-    };
+    const audit = new AuditGate({ write: (e) => spool.emit(e), dir: path.join(logDir, 'events'), mode: config.ssh.auditFailure, log: log.child('audit') });
     const sessionsDir = path.join(logDir, 'sessions', 'default');
     const uploader = new RecordingUploader({ dir: sessionsDir, client, log: log.child('upload') });
     opened.add(() => uploader.close());
@@ -112,9 +111,9 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
       maxConnections: config.connectionLimits.maxConnections,
       preAuth: config.ssh.preAuth,
       maxUsers: config.connectionLimits.maxUsers,
-      emit,
+      audit,
       record: (sid) => {
-        if (cluster.session_recording !== 'node') return { output: () => undefined, event: () => undefined, close: async () => undefined };
+        if (cluster.session_recording !== 'node') return { output: () => undefined, event: () => undefined, close: async () => undefined, discard: () => undefined };
         const rec = new SessionRecorder({ dir: sessionsDir, sid, serverId: opts.hostUUID });
         return {
           output: (d) => rec.output(d),
@@ -123,6 +122,7 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
             await rec.close();
             uploader.notify();
           },
+          discard: () => rec.discard(),
         };
       },
       log: log.child('ssh'),
