@@ -1,0 +1,125 @@
+/**
+ * Audit durability on a full disk, with real processes and small tmpfs disks filled on purpose:
+ * - a node that cannot record audit events refuses sessions (ssh_service.audit_failure: refuse,
+ *   the default), tells the user why, runs nothing and leaves no empty recording behind;
+ * - an auth server whose disk fills while nodes deliver events keeps an audit file that parses
+ *   completely, stores each event once, and has every acknowledged event once space returns.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { startAuth, TestAuth, TestNode } from '../helpers/cluster';
+import { SshUser, sshTo } from '../helpers/openssh';
+import { tempDir, waitFor } from '../helpers/proc';
+import { LOGIN } from '../helpers/sshd';
+import { SmallDisk } from '../helpers/tmpfs';
+
+const REFUSED = 'session refused: the node cannot record audit events (disk full)';
+
+describe('audit on a full disk', () => {
+  let work: string;
+  beforeAll(() => {
+    work = tempDir('audit-disk-');
+    fs.chmodSync(work, 0o777);
+  });
+  afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
+
+  describe('GIVEN a node whose data dir is full', () => {
+    let auth: TestAuth;
+    let node: TestNode;
+    let disk: SmallDisk | undefined;
+    let alice: SshUser;
+
+    beforeAll(async () => {
+      auth = await startAuth({ tokens: ['node:full-node-token'] });
+      node = await TestNode.create(auth, { token: 'full-node-token', caPin: await auth.caPin(), nodeName: 'full-node' });
+      disk = await SmallDisk.mount(node.dataDir, '32m');
+      node.start();
+      await node.ready();
+      await auth.tctlOk('users', 'add', 'alice', LOGIN);
+      alice = await SshUser.create(auth, work, 'alice', LOGIN);
+    }, 60_000);
+
+    afterAll(async () => {
+      await node?.daemon?.stop('SIGKILL');
+      await disk?.unmount();
+      await node?.cleanup();
+      await auth?.cleanup();
+    });
+
+    it('WHEN a command and an interactive session are started THEN both are refused with the reason, nothing runs, and it is logged once; after space returns sessions work', async () => {
+      // GIVEN a working node, then its disk filled
+      expect((await sshTo(alice, node.port, 'full-node', ['echo', 'before'])).stdout).toBe('before\n');
+      disk!.fill();
+      const ran = path.join(work, 'ran-exec');
+      const ranShell = path.join(work, 'ran-shell');
+
+      // WHEN a command with a side effect is run
+      const exec = await sshTo(alice, node.port, 'full-node', [`touch ${ran}`]);
+      // THEN it is refused with the reason, and did not run
+      expect(exec.code).not.toBe(0);
+      expect(exec.stderr).toContain(REFUSED);
+      expect(fs.existsSync(ran)).toBe(false);
+
+      // WHEN an interactive session is opened and types a command
+      const shell = await sshTo(alice, node.port, 'full-node', [], ['-tt'], `touch ${ranShell}\nexit\n`);
+      // THEN it is refused the same way, nothing ran, and no recording file is left behind
+      expect(shell.code).not.toBe(0);
+      expect(shell.stdout + shell.stderr).toContain(REFUSED);
+      expect(fs.existsSync(ranShell)).toBe(false);
+      const recordings = path.join(node.dataDir, 'log', 'upload', 'sessions', 'default');
+      expect(fs.existsSync(recordings) ? fs.readdirSync(recordings).filter((f) => f.includes('.session.')) : []).toEqual([]);
+
+      // AND the operator sees one error line for the outage, not one per refusal
+      const out = node.daemon!.stdout + node.daemon!.stderr;
+      expect(out.match(/cannot record audit events; refusing sessions/g)).toHaveLength(1);
+      expect(out).toContain('disk full');
+
+      // WHEN space returns THEN commands and interactive sessions run again, and are audited
+      disk!.free();
+      const after = await sshTo(alice, node.port, 'full-node', [`touch ${ran} && echo after`]);
+      expect(after.stdout).toBe('after\n');
+      expect(fs.existsSync(ran)).toBe(true);
+      const shellAfter = await sshTo(alice, node.port, 'full-node', [], ['-tt'], `touch ${ranShell}\nexit\n`);
+      expect(shellAfter.code).toBe(0);
+      expect(fs.existsSync(ranShell)).toBe(true);
+      await waitFor('the exec event of the command run after space returned', async () =>
+        (await auth.events(['exec'])).some((e) => e.command === `touch ${ran} && echo after`),
+      );
+      await node.daemon!.waitForOutput(/audit events are recorded again/);
+    }, 90_000);
+  });
+
+  describe('GIVEN a node with audit_failure: continue whose data dir is full', () => {
+    let auth: TestAuth;
+    let node: TestNode;
+    let disk: SmallDisk | undefined;
+
+    afterAll(async () => {
+      await node?.daemon?.stop('SIGKILL');
+      await disk?.unmount();
+      await node?.cleanup();
+      await auth?.cleanup();
+    });
+
+    it('WHEN a command is run THEN it runs unaudited, and the operator is told so once', async () => {
+      // GIVEN the node, its disk full
+      auth = await startAuth({ tokens: ['node:continue-node-token'] });
+      node = await TestNode.create(auth, { token: 'continue-node-token', caPin: await auth.caPin(), nodeName: 'cont-node', sshExtra: ['audit_failure: continue'] });
+      disk = await SmallDisk.mount(node.dataDir, '32m');
+      node.start();
+      await node.ready();
+      await auth.tctlOk('users', 'add', 'bob', LOGIN);
+      const bob = await SshUser.create(auth, work, 'bob', LOGIN);
+      disk.fill();
+      // WHEN a command is run twice
+      const ran = path.join(work, 'ran-continue');
+      const r = await sshTo(bob, node.port, 'cont-node', [`touch ${ran} && echo ran`]);
+      await sshTo(bob, node.port, 'cont-node', ['true']);
+      // THEN it ran, and the node logged the outage once
+      expect(r.stdout).toBe('ran\n');
+      expect(fs.existsSync(ran)).toBe(true);
+      const out = node.daemon!.stdout + node.daemon!.stderr;
+      expect(out.match(/cannot record audit events; sessions run unaudited/g)).toHaveLength(1);
+    }, 90_000);
+  });
+});
