@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { startAuth, TestAuth, TestNode } from '../helpers/cluster';
+import { createAuth, startAuth, TestAuth, TestNode } from '../helpers/cluster';
 import { SshUser, sshTo } from '../helpers/openssh';
 import { tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
@@ -121,5 +121,62 @@ describe('audit on a full disk', () => {
       const out = node.daemon!.stdout + node.daemon!.stderr;
       expect(out.match(/cannot record audit events; sessions run unaudited/g)).toHaveLength(1);
     }, 90_000);
+  });
+
+  describe('GIVEN an auth server whose data dir fills up while a node delivers events', () => {
+    let auth: TestAuth | undefined;
+    let node: TestNode | undefined;
+    let disk: SmallDisk | undefined;
+
+    afterAll(async () => {
+      await node?.cleanup();
+      await auth?.stop();
+      await disk?.unmount();
+      await auth?.cleanup();
+    });
+
+    it('THEN the audit file parses completely, each event is stored once, and every event the node acknowledged arrives once space returns', async () => {
+      // GIVEN an auth server on a small disk and a node in its own process (its own disk)
+      auth = await createAuth({ tokens: ['node:auth-full-token'] });
+      disk = await SmallDisk.mount(auth.dataDir, '32m');
+      auth.start();
+      await auth.ready();
+      node = await TestNode.create(auth, { token: 'auth-full-token', caPin: await auth.caPin(), nodeName: 'busy-node' });
+      node.start();
+      await node.ready();
+      await auth.tctlOk('users', 'add', 'carol', LOGIN);
+      const carol = await SshUser.create(auth, work, 'carol', LOGIN);
+      const marker = (n: number) => `echo audit-marker-${n}`;
+      for (let n = 0; n < 3; n++) expect((await sshTo(carol, node.port, 'busy-node', [marker(n)])).code).toBe(0);
+
+      // WHEN the auth server's disk is full while more commands run (the node acknowledges them from its own disk)
+      disk.fill();
+      for (let n = 3; n < 20; n++) expect((await sshTo(carol, node.port, 'busy-node', [marker(n)])).code).toBe(0);
+      await node.daemon!.waitForOutput(/cannot deliver audit events; will retry/);
+      // AND space returns
+      disk.free();
+
+      // THEN every command's exec event arrives
+      const execs = await waitFor(
+        'all 20 exec events on the auth server',
+        async () => {
+          const got = (await auth!.events(['exec'])).filter((e) => String(e.command).startsWith('echo audit-marker-'));
+          return new Set(got.map((e) => e.command)).size === 20 ? got : undefined;
+        },
+        60_000,
+      );
+      // AND each is stored once
+      expect(execs).toHaveLength(20);
+      // AND the day files parse completely, with every event identity once
+      const logDir = path.join(auth.dataDir, 'log');
+      const lines = fs
+        .readdirSync(logDir)
+        .filter((f) => f.endsWith('.log'))
+        .flatMap((f) => fs.readFileSync(path.join(logDir, f), 'utf8').split('\n').filter(Boolean));
+      const events = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+      const ids = events.map((e) => `${String(e.uid)}@${String(e.server_id ?? '')}`);
+      expect(new Set(ids).size).toBe(ids.length);
+      expect(fs.readdirSync(logDir).filter((f) => f.endsWith('.log')).every((f) => fs.readFileSync(path.join(logDir, f), 'utf8').endsWith('\n'))).toBe(true);
+    }, 150_000);
   });
 });
