@@ -98,6 +98,8 @@ export class NodeSession {
   /** The channel closed (the client left, or the session ended). */
   private closed = false;
   private stream?: ServerChannel;
+  /** The recording could not be written and the session is being ended. */
+  private recordingFailed = false;
 
   constructor(
     session: Session,
@@ -257,20 +259,25 @@ export class NodeSession {
     this.writeRecording((r) => r.event(ev));
   }
 
-  private writeRecording(write: (r: SessionRecording) => void): void {
+  /** False when the recording failed and the session is being ended (audit_failure: refuse): what was not recorded is not shown. */
+  private writeRecording(write: (r: SessionRecording) => void): boolean {
     const r = this.recording;
-    if (!r) return;
+    if (!r) return !this.recordingFailed;
     try {
       write(r);
+      return true;
     } catch (err) {
       this.recording = undefined;
       void r.close().catch(() => undefined);
       try {
         this.conn.audit.refuse(err, 'recording');
       } catch (refusal) {
+        this.recordingFailed = true;
         this.stream?.stderr.write(`\r\nsession ended: ${(refusal as Error).message.replace(/^session refused: /, '')}\r\n`);
         this.cleanup();
+        return false;
       }
+      return true;
     }
   }
 
@@ -324,8 +331,7 @@ export class NodeSession {
     this.term = term;
     term.onData((d) => {
       const data = d as unknown as Buffer;
-      this.writeRecording((r) => r.output(data));
-      stream.write(data);
+      if (this.writeRecording((r) => r.output(data))) stream.write(data);
     });
     stream.on('data', (d: Buffer) => term.write(d));
     term.onExit(({ exitCode, signal }) => {

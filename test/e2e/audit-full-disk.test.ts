@@ -87,6 +87,27 @@ describe('audit on a full disk', () => {
       );
       await node.daemon!.waitForOutput(/audit events are recorded again/);
     }, 90_000);
+
+    it('WHEN the disk fills during an interactive session THEN the session ends with the reason as soon as its output cannot be recorded, and the node keeps serving', async () => {
+      // GIVEN a shell that waits for a file before printing a lot
+      const go = path.join(work, 'go');
+      const script = `echo STARTED-$((1+1))\nwhile [ ! -e ${go} ]; do sleep 0.1; done; od -v -N 200000 /dev/zero; echo FINISHED-$((2+2))\nexit\n`;
+      const session = sshTo(alice, node.port, 'full-node', [], ['-tt'], script);
+      const recordings = path.join(node.dataDir, 'log', 'upload', 'sessions', 'default');
+      await waitFor('the session recording on the node', () =>
+        fs.existsSync(recordings) && fs.readdirSync(recordings).some((f) => f.endsWith('.session.bytes') && fs.readFileSync(path.join(recordings, f), 'utf8').includes('STARTED-2')),
+      );
+      // WHEN the disk fills and the shell prints
+      disk!.fill();
+      fs.writeFileSync(go, '');
+      const r = await session;
+      // THEN the session is ended with the reason, before its output is complete
+      expect(r.stdout + r.stderr).toContain('session ended: the node cannot record audit events (disk full)');
+      expect(r.stdout).not.toContain('FINISHED-4');
+      // AND WHEN space returns THEN the node serves again
+      disk!.free();
+      expect((await sshTo(alice, node.port, 'full-node', ['echo', 'still-here'])).stdout).toBe('still-here\n');
+    }, 90_000);
   });
 
   describe('GIVEN a node with audit_failure: continue whose data dir is full', () => {
