@@ -90,6 +90,8 @@ function parseLines(text: string): { events: EventFields[]; damaged: number } {
 export class FileAuditLog implements AuditLog {
   private readonly log = logger('events').child('file');
   private open?: { day: string; fd: number; size: number; ids: Set<string> };
+  /** Why writes fail, while they do (logged once per outage). */
+  private failing?: string;
   /** Files whose damaged lines were already reported. */
   private readonly reported = new Set<string>();
 
@@ -111,10 +113,17 @@ export class FileAuditLog implements AuditLog {
       fs.fdatasyncSync(file.fd);
     } catch (err) {
       this.rollback(file);
-      throw new ConnectionProblemError(`cannot write the audit log in ${this.dir}: ${storageProblem(err)}`, { cause: err });
+      const reason = storageProblem(err);
+      if (this.failing === undefined) this.log.error('cannot write the audit log; events are refused until it can be written', { dir: this.dir, reason });
+      this.failing = reason;
+      throw new ConnectionProblemError(`cannot write the audit log in ${this.dir}: ${reason}`, { cause: err });
     }
     file.size += data.length;
     file.ids.add(id);
+    if (this.failing !== undefined) {
+      this.log.info('the audit log is written again', { dir: this.dir, was: this.failing });
+      this.failing = undefined;
+    }
     return event;
   }
 

@@ -32,27 +32,32 @@ describe('FileAuditLog', () => {
     return lines;
   }
 
-  it('GIVEN a write that stops half way (disk full) WHEN emitting THEN it rejects, the file is cut back to the last whole record, and the next event is whole', async () => {
-    // GIVEN a log whose second write writes 10 bytes and then fails with ENOSPC
+  it('GIVEN a write that stops half way (disk full) WHEN emitting THEN it rejects, the file is cut back to the last whole record, the next event is whole, and the outage is logged once', async () => {
+    // GIVEN a log whose second write writes 10 bytes and then fails with ENOSPC, and whose next write fails too
     const d = dir();
     let writes = 0;
     const io: FileLogIo = {
       write(fd, data, offset, length, position) {
         if (++writes === 2) return fs.writeSync(fd, data, offset, 10, position);
-        if (writes === 3) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+        if (writes === 3 || writes === 4) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
         return fs.writeSync(fd, data, offset, length, position);
       },
     };
     const audit = new FileAuditLog(d, io);
     const first = await audit.emit({ event: 'user.login', user: 'alice', time: at(1) });
     const sizeAfterFirst = fs.statSync(fileOf(d)).size;
-    // WHEN the second event fails part way
-    await expect(audit.emit({ event: 'user.login', user: 'bob', time: at(2) })).rejects.toThrow(/cannot write the audit log in .*: disk full/);
-    // THEN nothing of it is left in the file
-    expect(fs.statSync(fileOf(d)).size).toBe(sizeAfterFirst);
-    // AND WHEN the disk has space again THEN the retried event follows as a whole line
-    const second = await audit.emit({ event: 'user.login', user: 'bob', time: at(2) });
+    let second: EventFields | undefined;
+    const lines = await captureLog(async () => {
+      // WHEN the second event fails part way, and its retry fails too
+      for (let i = 0; i < 2; i++) await expect(audit.emit({ event: 'user.login', user: 'bob', time: at(2) })).rejects.toThrow(/cannot write the audit log in .*: disk full/);
+      // THEN nothing of it is left in the file
+      expect(fs.statSync(fileOf(d)).size).toBe(sizeAfterFirst);
+      // AND WHEN the disk has space again THEN the retried event follows as a whole line
+      second = await audit.emit({ event: 'user.login', user: 'bob', time: at(2) });
+    });
     expect(linesOf(d)).toEqual([first, second]);
+    // AND the operator got one line for the outage and one for the recovery
+    expect(lines.map((l) => JSON.parse(l).msg)).toEqual(['cannot write the audit log; events are refused until it can be written', 'the audit log is written again']);
     await audit.close();
   });
 
