@@ -241,7 +241,11 @@ export class NodeSession {
       }
       return false;
     }
-    return !this.closed;
+    if (!this.closed) return true;
+    // The client left while the session was being audited: nothing runs, and the recording ends here.
+    void this.recording?.close().catch((err) => this.conn.log.error('failed to close the recording', { error: err }));
+    this.recording = undefined;
+    return false;
   }
 
   private async auditCommand(command: string): Promise<void> {

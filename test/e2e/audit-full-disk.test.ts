@@ -17,6 +17,12 @@ const REFUSED = 'session refused: the node cannot record audit events (disk full
 
 describe('audit on a full disk', () => {
   let work: string;
+  /** A directory for one cluster's user keys and known_hosts (each describe has its own cluster). */
+  const keysDir = (name: string): string => {
+    const d = path.join(work, name);
+    fs.mkdirSync(d, { recursive: true });
+    return d;
+  };
   beforeAll(() => {
     work = tempDir('audit-disk-');
     fs.chmodSync(work, 0o777);
@@ -36,7 +42,7 @@ describe('audit on a full disk', () => {
       node.start();
       await node.ready();
       await auth.tctlOk('users', 'add', 'alice', LOGIN);
-      alice = await SshUser.create(auth, work, 'alice', LOGIN);
+      alice = await SshUser.create(auth, keysDir('alice'), 'alice', LOGIN);
     }, 60_000);
 
     afterAll(async () => {
@@ -130,7 +136,7 @@ describe('audit on a full disk', () => {
       node.start();
       await node.ready();
       await auth.tctlOk('users', 'add', 'bob', LOGIN);
-      const bob = await SshUser.create(auth, work, 'bob', LOGIN);
+      const bob = await SshUser.create(auth, keysDir('bob'), 'bob', LOGIN);
       disk.fill();
       // WHEN a command is run twice
       const ran = path.join(work, 'ran-continue');
@@ -166,7 +172,7 @@ describe('audit on a full disk', () => {
       node.start();
       await node.ready();
       await auth.tctlOk('users', 'add', 'carol', LOGIN);
-      const carol = await SshUser.create(auth, work, 'carol', LOGIN);
+      const carol = await SshUser.create(auth, keysDir('carol'), 'carol', LOGIN);
       const marker = (n: number) => `echo audit-marker-${n}`;
       for (let n = 0; n < 3; n++) expect((await sshTo(carol, node.port, 'busy-node', [marker(n)])).code).toBe(0);
 
