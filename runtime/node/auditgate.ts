@@ -9,6 +9,7 @@
  * recorded again, not one per event or retry.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { EventFields } from '../events/filelog';
 import { storageProblem } from '../events/filelog';
 import { MAX_EVENT_BYTES } from '../events/spool';
@@ -59,8 +60,13 @@ export class AuditGate {
     this.recovered();
   }
 
-  /** AuditUnavailableError (with `refuse`) unless the spool's disk has room for an event. */
+  /**
+   * AuditUnavailableError (with `refuse`) unless the spool's disk has room for an event. While
+   * writes are failing, free space is not trusted (a quota, a read-only remount): an event's worth
+   * of bytes is written, synced and deleted first.
+   */
   async ready(what: string): Promise<void> {
+    const need = this.opts.minFreeBytes ?? MAX_EVENT_BYTES;
     let free: number;
     try {
       const st = await fs.promises.statfs(this.opts.dir);
@@ -68,8 +74,28 @@ export class AuditGate {
     } catch (err) {
       return this.refuse(err, what);
     }
-    if (free < (this.opts.minFreeBytes ?? MAX_EVENT_BYTES)) {
-      return this.refuse(Object.assign(new Error(`${free} bytes free in ${this.opts.dir}`), { code: 'ENOSPC' }), what);
+    if (free < need) return this.refuse(Object.assign(new Error(`${free} bytes free in ${this.opts.dir}`), { code: 'ENOSPC' }), what);
+    if (this.down === undefined) return;
+    try {
+      await this.probe(need);
+    } catch (err) {
+      return this.refuse(err, what);
+    }
+    this.recovered();
+  }
+
+  private async probe(bytes: number): Promise<void> {
+    const file = path.join(this.opts.dir, '.probe');
+    try {
+      const fh = await fs.promises.open(file, 'w', 0o600);
+      try {
+        await fh.write(Buffer.alloc(bytes));
+        await fh.datasync();
+      } finally {
+        await fh.close();
+      }
+    } finally {
+      await fs.promises.rm(file, { force: true });
     }
   }
 

@@ -1,5 +1,9 @@
 /** The node's audit gate: fail closed (or continue) when an event cannot be recorded, and tell the operator once per outage. */
 import * as os from 'node:os';
+import * as path from 'node:path';
+import { run, tempDir } from '../../helpers/proc';
+import { SmallDisk } from '../../helpers/tmpfs';
+import * as fs from 'node:fs';
 import { EventFields } from '../../../runtime/events/filelog';
 import { AuditGate, AuditUnavailableError } from '../../../runtime/node/auditgate';
 import { Logger } from '../../../runtime/utils/logger';
@@ -57,5 +61,31 @@ describe('AuditGate', () => {
     await expect(tight.ready('exec')).rejects.toThrow('session refused: the node cannot record audit events (disk full)');
     const roomy = new AuditGate({ write, dir: os.tmpdir(), mode: 'refuse', minFreeBytes: 1, log });
     await expect(roomy.ready('exec')).resolves.toBeUndefined();
+  });
+
+  it('GIVEN writes failing on a disk that reports free space (read-only) WHEN a command asks THEN a test write decides: refused while it fails, allowed once it works', async () => {
+    // GIVEN a gate on a small disk, remounted read-only after a failed event
+    const dir = tempDir('gate-');
+    const disk = await SmallDisk.mount(dir, '4m');
+    try {
+      const { log, lines } = captured();
+      const gate = new AuditGate({ write: (e: EventFields) => fs.promises.writeFile(path.join(dir, 'event'), JSON.stringify(e)).then(() => e), dir, mode: 'refuse', log });
+      expect((await run('mount', ['-o', 'remount,ro', dir])).code).toBe(0);
+      await expect(gate.emitDurable({ event: 'session.start' })).rejects.toThrow(AuditUnavailableError);
+      // WHEN a command asks while the disk is read-only
+      // THEN it is refused though the disk has room
+      await expect(gate.ready('exec')).rejects.toThrow('session refused: the node cannot record audit events (read-only file system)');
+      // AND WHEN the disk is writable again THEN it may run, and the recovery is logged
+      expect((await run('mount', ['-o', 'remount,rw', dir])).code).toBe(0);
+      await expect(gate.ready('exec')).resolves.toBeUndefined();
+      expect(lines.filter((l) => !l.startsWith('debug'))).toEqual([
+        'error cannot record audit events; refusing sessions until they can be recorded',
+        'info audit events are recorded again',
+      ]);
+      expect(fs.readdirSync(dir)).toEqual([]);
+    } finally {
+      await disk.unmount();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
