@@ -93,7 +93,12 @@ export function sessionRoutes(auth: AuthServer, recordings?: RecordingStore): Ro
   };
   const base = '/v1/namespaces/:ns/sessions/:sid';
 
-  /** Emits the event unless `host` delivered its uid before; true when emitted. */
+  /**
+   * Emits the event unless `host` delivered its uid before; true when emitted. The audit logs store
+   * an event (uid and server_id) once themselves, so a retry whose first try was written but not
+   * remembered here (the backend failed) is still stored once; this record spares the write and
+   * counts the duplicates.
+   */
   const emitOnce = async (host: string, e: EventFields): Promise<boolean> => {
     const uid = typeof e.uid === 'string' && UID_RE.test(e.uid) ? e.uid : undefined;
     const seenKey = uid ? Keys.seenEvent(host, uid) : undefined;

@@ -134,6 +134,8 @@ export interface TeleportConfig {
     labels: Record<string, string>;
     commands: CommandLabel[];
     permitUserEnv: boolean;
+    /** What a session does when its audit event or recording cannot be written: refused (fail closed) or run anyway. */
+    auditFailure: 'refuse' | 'continue';
     pam: { enabled: boolean; serviceName: string };
     preAuth: PreAuthLimits;
   };
@@ -520,6 +522,7 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
       labels,
       commands,
       permitUserEnv: flags.permitUserEnv ?? s.permit_user_env ?? false,
+      auditFailure: s.audit_failure ?? 'refuse',
       pam: {
         enabled: s.pam?.enabled ?? false,
         serviceName: s.pam?.service_name ?? Defaults.pamServiceName,

@@ -112,6 +112,10 @@ ssh_service:
   # Read ~/.tsh/environment when a session starts.
   permit_user_env: false
 
+  # When an audit event or recording cannot be written (disk full): refuse the
+  # session (the default) or run it unaudited (continue).
+  audit_failure: refuse
+
   pam:
     enabled: no
     service_name: sshd

@@ -341,6 +341,7 @@ const sshServiceSchema = section({
     })
     .optional(),
   permit_user_env: bool().optional(),
+  audit_failure: oneOf(['refuse', 'continue'] as const).optional(),
   ...preAuthKeys,
   enhanced_recording: section({
     enabled: bool().optional(),

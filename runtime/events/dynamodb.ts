@@ -8,19 +8,20 @@
  * (S, the whole event as JSON) and `Expires` (N, TTL, `retentionDays` after the write). The global
  * secondary index `timesearch` (hash `EventNamespace`, range `CreatedAt`, projection ALL) serves
  * searches by time. A session event (with `sid` and a numeric `ei`) is stored under its session
- * and index; any other event gets a random SessionID (spreading partitions) and index 0.
+ * and index; any other event under its identity (`uid`, scoped by `server_id`: eventIdentity)
+ * and index 0. Every put is conditional on the key being free, so a retried event is stored once.
  *
  * The table is created when missing (on-demand, TTL on Expires); an existing one is used as it is.
  */
 
 import { EventsTableSchema } from '../contract/dynamodb';
-import { randomUUID } from 'node:crypto';
 import {
   AttributeValue,
   CreateTableCommand,
   DescribeTableCommand,
   DescribeTimeToLiveCommand,
   DynamoDBClient,
+  GetItemCommand,
   PutItemCommand,
   QueryCommand,
   TableDescription,
@@ -29,7 +30,7 @@ import {
 import { z } from 'zod';
 import { BadParameterError, ConnectionProblemError, TeleportError } from '../utils/errors';
 import { logger } from '../utils/logger';
-import { AuditLog, completeEvent, EventFields, SearchQuery } from './filelog';
+import { AuditLog, completeEvent, EventFields, eventIdentity, SearchQuery } from './filelog';
 
 export const TIME_SEARCH_INDEX = EventsTableSchema.timeSearchIndex;
 const E = EventsTableSchema;
@@ -135,22 +136,45 @@ export class DynamoAuditLog implements AuditLog {
     const createdAt = Math.floor(createdMs / 1000);
     const sid = typeof event.sid === 'string' && event.sid ? event.sid : undefined;
     const ei = typeof event.ei === 'number' && Number.isSafeInteger(event.ei) ? event.ei : undefined;
-    const inSession = sid !== undefined && ei !== undefined;
-    const item: Record<string, AttributeValue> = {
-      SessionID: { S: inSession ? sid : randomUUID() },
-      EventIndex: { N: String(inSession ? ei : 0) },
+    const attrs: Record<string, AttributeValue> = {
       EventType: { S: event.event },
       EventNamespace: { S: EVENT_NAMESPACE },
       CreatedAt: { N: String(createdAt) },
       Fields: { S: JSON.stringify(event) },
       Expires: { N: String(Math.floor(Date.now() / 1000) + this.retentionDays * DAY_S) },
     };
+    const id = eventIdentity(event);
+    if (sid !== undefined && ei !== undefined) {
+      if (await this.putOnce({ SessionID: { S: sid }, EventIndex: { N: String(ei) } }, attrs)) return event;
+      // The session's slot is taken: by this very event (a retry), or by another one, which must not be lost.
+      const held = await this.fieldsAt({ SessionID: { S: sid }, EventIndex: { N: String(ei) } });
+      if (held && eventIdentity(held) === id) return event;
+      this.log.warn('another event holds this session index; storing the event under its own id', { sid, ei, uid: event.uid });
+    }
+    await this.putOnce({ SessionID: { S: id }, EventIndex: { N: '0' } }, attrs);
+    return event;
+  }
+
+  /** Writes the item unless its key exists; false when it does (the write is then a no-op). */
+  private async putOnce(key: Record<string, AttributeValue>, attrs: Record<string, AttributeValue>): Promise<boolean> {
     try {
-      await this.db.send(new PutItemCommand({ TableName: this.tableName, Item: item }));
+      await this.db.send(
+        new PutItemCommand({ TableName: this.tableName, Item: { ...key, ...attrs }, ConditionExpression: `attribute_not_exists(${E.partitionKey})` }),
+      );
+      return true;
+    } catch (err) {
+      if ((err as { name?: string }).name === 'ConditionalCheckFailedException') return false;
+      throw this.wrap(err, 'emit');
+    }
+  }
+
+  private async fieldsAt(key: Record<string, AttributeValue>): Promise<EventFields | undefined> {
+    try {
+      const got = await this.db.send(new GetItemCommand({ TableName: this.tableName, Key: key, ConsistentRead: true }));
+      return parseFields(got.Item?.Fields?.S);
     } catch (err) {
       throw this.wrap(err, 'emit');
     }
-    return event;
   }
 
   /** Events with `from <= time <= to`, oldest first, of the given types, at most `limit`. */

@@ -271,9 +271,13 @@ export class EventSpool {
           while (off < data.length) off += (await act.fh.write(data, off, data.length - off, act.size + off)).bytesWritten;
           await act.fh.datasync();
         } catch (err) {
-          // Leave no partial line behind, so the file holds exactly the events that were acknowledged to emit.
-          await act.fh.truncate(act.size).catch(() => undefined);
-          await this.seal();
+          // Leave no partial line behind, so the file holds exactly the events that were acknowledged to emit;
+          // a segment that cannot be cut back is not written to again (its torn tail is dropped when read).
+          const cut = await act.fh.truncate(act.size).then(
+            () => true,
+            () => false,
+          );
+          if (!cut) await this.seal();
           for (const p of group) p.reject(err);
           continue;
         }
@@ -379,15 +383,18 @@ export class EventSpool {
 
   private async ship(): Promise<void> {
     let failures = 0;
+    let readFailures = 0;
     while (this.state === 'started') {
       let batch: EventFields[];
       try {
         batch = await this.locked(() => this.nextBatch());
       } catch (err) {
-        this.log.error('cannot read the event spool', { dir: this.opts.dir, error: err });
-        await this.waitForWake(this.delayFor(++failures));
+        // Once per outage (e.g. a full disk refuses the cursor), not once per retry.
+        (readFailures++ === 0 ? this.log.error : this.log.debug)('cannot read the event spool', { dir: this.opts.dir, error: err });
+        await this.waitForWake(this.delayFor(readFailures));
         continue;
       }
+      readFailures = 0;
       if (!batch.length) {
         await this.waitForWake();
         continue;

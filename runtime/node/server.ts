@@ -7,7 +7,6 @@
 import { createPrivateKey } from 'node:crypto';
 import * as net from 'node:net';
 import { Connection, Server } from 'ssh2';
-import { EventFields } from '../events/filelog';
 import { AccessDecision, accessFor, Permissions } from '../auth/access/decision';
 import { Certificate, certRoles, hostKeyWithCertificate, LoginNotInCertificateError, serverAlgorithms, type SshAlgorithms, verifyUserCertAuth } from '../sshcert';
 import { logNegotiated } from '../sshcert/negotiated';
@@ -16,6 +15,7 @@ import { listen } from '../service/listen';
 import { CERT_EXPIRED, whenCertExpires } from '../service/certexpiry';
 import { ConnectionLimit } from '../service/connlimit';
 import { PreAuthGate, type PreAuthLimits } from '../service/preauth';
+import { AuditGate } from './auditgate';
 import { serveForwarding } from './forwarding';
 import { lookupUser, OsUser } from './osuser';
 import { PamSettings } from './pam';
@@ -49,7 +49,8 @@ export interface NodeServerOptions {
   preAuth: PreAuthLimits;
   /** Distinct cluster users with a connection at once (`connection_limits.max_users`). */
   maxUsers: number;
-  emit(fields: EventFields): void;
+  /** Where audit events go (ssh_service.audit_failure decides whether a session runs when they cannot be recorded). */
+  audit: AuditGate;
   record(sid: string): SessionRecording;
   log: Logger;
 }
@@ -109,6 +110,7 @@ export class NodeServer {
   private onConnection(client: Connection, info: { ip: string; port: number }): void {
     const { opts } = this;
     const log = opts.log;
+    const emit = opts.audit.emit.bind(opts.audit);
     this.clients.add(client);
     const remote = { addr: info.ip, port: info.port };
     const sock = (client as unknown as { _sock?: { localAddress?: string; localPort?: number } })._sock;
@@ -124,12 +126,12 @@ export class NodeServer {
     const where = `${remote.addr}:${remote.port}`;
 
     const disconnect = (reason: string) => {
-      if (cert) opts.emit({ event: 'client.disconnect', user: cert.keyId, login, reason, server_id: opts.serverId, 'addr.local': `${local.addr}:${local.port}`, 'addr.remote': where });
+      if (cert) emit({ event: 'client.disconnect', user: cert.keyId, login, reason, server_id: opts.serverId, 'addr.local': `${local.addr}:${local.port}`, 'addr.remote': where });
       client.end();
     };
     /** A refused attempt: audited with its reason; the reason is shown to the user when it is theirs to know. */
     const refuse = (reject: () => void, user: string, error: string, tell: boolean) => {
-      opts.emit({ event: 'auth', user, login, success: false, error, server_id: opts.serverId, 'addr.remote': where });
+      emit({ event: 'auth', user, login, success: false, error, server_id: opts.serverId, 'addr.remote': where });
       log.info('authentication refused', { user, login, remote: remote.addr, error });
       if (tell) client.authBanner(error);
       reject();
@@ -197,7 +199,7 @@ export class NodeServer {
       }
       if (opts.disconnectExpiredCert) stopExpiry = whenCertExpires(c, () => disconnect(CERT_EXPIRED));
       const who = { user: c.keyId, login, server_id: opts.serverId, namespace: 'default' };
-      stopForwarding = serveForwarding(client, { allowed: permit!.portForwarding, privileged: u.uid === 0, emit: opts.emit, who, touch, log });
+      stopForwarding = serveForwarding(client, { allowed: permit!.portForwarding, privileged: u.uid === 0, emit, who, touch, log });
       client.on('session', (accept, reject) => {
         touch();
         const session = accept();
@@ -216,7 +218,7 @@ export class NodeServer {
           labels: opts.labels,
           permitUserEnv: opts.permitUserEnv,
           ...(opts.pam ? { pam: opts.pam } : {}),
-          emit: opts.emit,
+          audit: opts.audit,
           record: opts.record,
           openAgentChannel: (cb) => client.openssh_authAgent((err, ch) => cb(err, ch)),
           touch,

@@ -26,6 +26,7 @@ import { Heartbeat } from '../service/heartbeat';
 import { auditEventsQueued, recordingUploadsPending } from '../service/metrics';
 import { nodeIdentityFile, nodeJoined, type ReadinessCheck } from '../instance/readiness';
 import { DynamicLabels } from './labels';
+import { AuditGate } from './auditgate';
 import { PamSettings } from './pam';
 import { NodeServer } from './server';
 
@@ -84,9 +85,7 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     opened.add(() => spool.close());
     await spool.start();
     opened.add(auditEventsQueued.track(() => spool.queued()));
-    const emit = (fields: Parameters<EventSpool['emit']>[0]) => {
-      spool.emit(fields).catch((err) => log.error('failed to write an audit event to disk', { error: err, event: fields.event }));
-    };
+    const audit = new AuditGate({ write: (e) => spool.emit(e), dir: path.join(logDir, 'events'), mode: config.ssh.auditFailure, log: log.child('audit') });
     const sessionsDir = path.join(logDir, 'sessions', 'default');
     const uploader = new RecordingUploader({ dir: sessionsDir, client, log: log.child('upload') });
     opened.add(() => uploader.close());
@@ -121,9 +120,9 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
       maxConnections: config.connectionLimits.maxConnections,
       preAuth: config.ssh.preAuth,
       maxUsers: config.connectionLimits.maxUsers,
-      emit,
+      audit,
       record: (sid) => {
-        if (cluster.session_recording !== 'node') return { output: () => undefined, event: () => undefined, close: async () => undefined };
+        if (cluster.session_recording !== 'node') return { output: () => undefined, event: () => undefined, close: async () => undefined, discard: () => undefined };
         const rec = new SessionRecorder({ dir: sessionsDir, sid, serverId: opts.hostUUID });
         return {
           output: (d) => rec.output(d),
@@ -132,6 +131,7 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
             await rec.close();
             uploader.notify();
           },
+          discard: () => rec.discard(),
         };
       },
       log: log.child('ssh'),

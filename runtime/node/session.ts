@@ -12,6 +12,7 @@ import { EventFields } from '../events/filelog';
 import { Logger } from '../utils/logger';
 import { nodeSessionsActive, nodeSessionsStarted } from '../service/metrics';
 import { AgentForwarder } from './agent';
+import { AuditGate, AuditUnavailableError } from './auditgate';
 import { asUser, OsUser, shellArgs } from './osuser';
 import { PamSettings } from './pam';
 
@@ -32,7 +33,8 @@ export interface ConnectionInfo {
   permitUserEnv: boolean;
   /** Start sessions inside PAM sessions. */
   pam?: PamSettings;
-  emit(fields: EventFields): void;
+  /** Where the session's audit events go, and whether a session may run when they cannot be recorded. */
+  audit: AuditGate;
   /** Starts recording an interactive session. */
   record(sid: string): SessionRecording;
   /** The agent channel opener of this connection. */
@@ -46,6 +48,8 @@ export interface SessionRecording {
   output(data: Buffer): void;
   event(fields: EventFields): void;
   close(): Promise<void>;
+  /** Deletes what was recorded: the session was refused before it ran. */
+  discard(): void;
 }
 
 /** ssh2 passes the TERM value of a pty request too. */
@@ -92,6 +96,11 @@ export class NodeSession {
   private agent?: AgentForwarder;
   private recording?: SessionRecording;
   private started = false;
+  /** The channel closed (the client left, or the session ended). */
+  private closed = false;
+  private stream?: ServerChannel;
+  /** The recording could not be written and the session is being ended. */
+  private recordingFailed = false;
 
   constructor(
     session: Session,
@@ -113,8 +122,8 @@ export class NodeSession {
         this.term?.resize(Math.max(1, info.cols), Math.max(1, info.rows));
         if (this.started) {
           const ev = { event: 'resize', sid: this.sid, size: `${info.cols}:${info.rows}`, ...this.who() };
-          conn.emit(ev);
-          this.recording?.event(ev);
+          conn.audit.emit(ev);
+          this.recordEvent(ev);
         }
       }
       accept?.();
@@ -148,7 +157,10 @@ export class NodeSession {
     session.on('shell', (accept, reject) => this.run(accept, reject, undefined));
     session.on('exec', (accept, reject, info) => this.run(accept, reject, info.command));
     session.on('subsystem', (accept, reject, info) => this.subsystem(accept, reject, info.name));
-    session.on('close', () => this.cleanup());
+    session.on('close', () => {
+      this.closed = true;
+      this.cleanup();
+    });
   }
 
   private who() {
@@ -196,24 +208,86 @@ export class NodeSession {
       return reject?.();
     }
     const stream = this.open(accept);
-    stream.on('data', () => c.touch());
-    if (command !== undefined) this.auditCommand(command);
-    if (this.ptyInfo) this.runPty(stream, file, args, command);
-    else this.runPipes(stream, file, args, command);
+    const started = Date.now();
+    void this.audited(stream, async () => {
+      // Recorded durably before anything runs: a shell's session.start (and its recording), else room for the exec event.
+      if (this.ptyInfo) await this.sessionStart();
+      else await c.audit.ready('exec');
+      if (command !== undefined) await this.auditCommand(command);
+    }).then((ok) => {
+      if (!ok) return;
+      stream.on('data', () => c.touch());
+      if (this.ptyInfo) this.runPty(stream, file, args, command, started);
+      else this.runPipes(stream, file, args, command);
+    });
   }
 
-  private auditCommand(command: string): void {
+  /**
+   * Runs `record` (what must be audited before the session starts); true when the session may
+   * start. When it cannot be audited the user is told why on stderr and the channel ends with exit
+   * status 1, and nothing runs.
+   */
+  private async audited(stream: ServerChannel, record: () => Promise<void>): Promise<boolean> {
+    try {
+      await record();
+    } catch (err) {
+      this.recording?.discard();
+      this.recording = undefined;
+      const message = err instanceof AuditUnavailableError ? err.message : `session refused: ${(err as Error).message}`;
+      if (!(err instanceof AuditUnavailableError)) this.conn.log.warn('cannot start the session', { error: err });
+      if (!this.closed) {
+        stream.stderr.write(`${message}\r\n`);
+        stream.exit(1);
+        stream.end();
+      }
+      return false;
+    }
+    if (!this.closed) return true;
+    // The client left while the session was being audited: nothing runs, and the recording ends here.
+    void this.recording?.close().catch((err) => this.conn.log.error('failed to close the recording', { error: err }));
+    this.recording = undefined;
+    return false;
+  }
+
+  private async auditCommand(command: string): Promise<void> {
     const scp = /^\s*scp\s+(.*)$/.exec(command);
     if (scp) {
       const flags = scp[1].split(/\s+/);
       const action = flags.includes('-t') ? 'upload' : flags.includes('-f') ? 'download' : 'scp';
       const target = flags.filter((f) => !f.startsWith('-')).join(' ');
-      this.conn.emit({ event: 'scp', action, path: target, command, ...this.who(), 'addr.remote': `${this.conn.remoteAddr}:${this.conn.remotePort}`, code: action === 'download' ? 'T3004I' : 'T3005I' });
+      await this.conn.audit.emitDurable({ event: 'scp', action, path: target, command, ...this.who(), 'addr.remote': `${this.conn.remoteAddr}:${this.conn.remotePort}`, code: action === 'download' ? 'T3004I' : 'T3005I' });
     }
   }
 
-  private sessionStart(): number {
-    const started = Date.now();
+  /** Writes a session event to the recording; a recording that cannot be written ends the session (audit_failure: refuse). */
+  private recordEvent(ev: EventFields): void {
+    this.writeRecording((r) => r.event(ev));
+  }
+
+  /** False when the recording failed and the session is being ended (audit_failure: refuse): what was not recorded is not shown. */
+  private writeRecording(write: (r: SessionRecording) => void): boolean {
+    const r = this.recording;
+    if (!r) return !this.recordingFailed;
+    try {
+      write(r);
+      return true;
+    } catch (err) {
+      this.recording = undefined;
+      void r.close().catch(() => undefined);
+      try {
+        this.conn.audit.refuse(err, 'recording');
+      } catch (refusal) {
+        this.recordingFailed = true;
+        this.stream?.stderr.write(`\r\nsession ended: ${(refusal as Error).message.replace(/^session refused: /, '')}\r\n`);
+        this.cleanup();
+        return false;
+      }
+      return true;
+    }
+  }
+
+  /** Starts the recording and records session.start in it and, durably, in the audit log. */
+  private async sessionStart(): Promise<void> {
     const c = this.conn;
     const ev = {
       event: 'session.start',
@@ -225,15 +299,23 @@ export class NodeSession {
       server_hostname: c.hostname,
       server_labels: c.labels(),
     };
-    this.recording = c.record(this.sid);
-    this.recording.event(ev);
-    c.emit(ev);
-    return started;
+    try {
+      this.recording = c.record(this.sid);
+    } catch (err) {
+      c.audit.refuse(err, 'recording');
+    }
+    try {
+      this.recording?.event(ev);
+    } catch (err) {
+      this.recording?.discard();
+      this.recording = undefined;
+      c.audit.refuse(err, 'recording');
+    }
+    await c.audit.emitDurable(ev);
   }
 
-  private runPty(stream: ServerChannel, file: string, args: string[], command: string | undefined): void {
+  private runPty(stream: ServerChannel, file: string, args: string[], command: string | undefined, started: number): void {
     const info = this.ptyInfo!;
-    const started = this.sessionStart();
     let term: pty.IPty;
     try {
       term = pty.spawn(file, args, {
@@ -254,8 +336,7 @@ export class NodeSession {
     this.term = term;
     term.onData((d) => {
       const data = d as unknown as Buffer;
-      this.recording?.output(data);
-      stream.write(data);
+      if (this.writeRecording((r) => r.output(data))) stream.write(data);
     });
     stream.on('data', (d: Buffer) => term.write(d));
     term.onExit(({ exitCode, signal }) => {
@@ -274,10 +355,10 @@ export class NodeSession {
         session_start: new Date(started).toISOString(),
         session_stop: new Date().toISOString(),
       };
-      this.recording?.event(ev);
+      this.recordEvent(ev);
       void this.recording?.close().catch((err) => this.conn.log.error('failed to close the recording', { error: err }));
       this.recording = undefined;
-      this.conn.emit(ev);
+      this.conn.audit.emit(ev);
       this.finish(stream, exitCode, sig);
     });
   }
@@ -314,7 +395,7 @@ export class NodeSession {
 
   private emitExec(command: string, exitCode: number, signal?: string): void {
     const failed = exitCode !== 0 || !!signal;
-    this.conn.emit({
+    this.conn.audit.emit({
       event: 'exec',
       command,
       exitCode: String(exitCode),
@@ -335,7 +416,7 @@ export class NodeSession {
   private subsystem(accept: (() => ServerChannel) | undefined, reject: (() => void) | undefined, name: string): void {
     const server = SFTP_SERVERS.find((p) => fs.existsSync(p));
     if (name !== 'sftp' || !server || this.started || !accept) {
-      this.conn.emit({ event: 'subsystem', name, exitError: name === 'sftp' ? 'sftp-server not found' : 'unknown subsystem', ...this.who(), code: 'T3001E' });
+      this.conn.audit.emit({ event: 'subsystem', name, exitError: name === 'sftp' ? 'sftp-server not found' : 'unknown subsystem', ...this.who(), code: 'T3001E' });
       return reject?.();
     }
     this.started = true;
@@ -347,8 +428,10 @@ export class NodeSession {
       this.conn.log.warn('cannot start sftp', { error: err });
       return reject?.();
     }
-    this.conn.emit({ event: 'subsystem', name, exitError: '', ...this.who(), code: 'T3001I' });
-    this.runPipes(this.open(accept), file, args, undefined);
+    const stream = this.open(accept);
+    void this.audited(stream, () => this.conn.audit.emitDurable({ event: 'subsystem', name, exitError: '', ...this.who(), code: 'T3001I' })).then((ok) => {
+      if (ok) this.runPipes(stream, file, args, undefined);
+    });
   }
 
   /**
@@ -361,7 +444,11 @@ export class NodeSession {
     nodeSessionsStarted.inc();
     nodeSessionsActive.inc();
     stream.once('close', () => nodeSessionsActive.dec());
-    stream.on('close', () => this.cleanup());
+    this.stream = stream;
+    stream.on('close', () => {
+      this.closed = true;
+      this.cleanup();
+    });
     return stream;
   }
 

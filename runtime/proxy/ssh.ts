@@ -14,6 +14,7 @@ import { AuthClient } from '../auth/client';
 import { Identity } from '../auth/identity';
 import { AccessCache } from '../auth/access/cache';
 import { AccessDecision } from '../auth/access/decision';
+import { completeEvent, EventFields } from '../events/filelog';
 import { Server as ServerRecord, serverLabels } from '../auth/resources';
 import { Ports } from '../contract/ports';
 import { Certificate, certRoles, DEFAULT_SSH_ALGORITHMS, EXT_TELEPORT_ROUTE_TO_CLUSTER, hostKeyWithCertificate, LoginNotInCertificateError, serverAlgorithms, type SshAlgorithms, verifyUserCertAuth } from '../sshcert';
@@ -352,8 +353,9 @@ class ProxySshServer {
     return new AccessDeniedError(reason);
   }
 
-  private audit(fields: Record<string, unknown>): void {
-    this.opts.authClient.post('/v1/events', fields).catch((err: Error) => this.opts.log.warn('cannot send an audit event', { event: fields.event, error: err }));
+  /** Sent with its `uid` given here, so an event that reaches the audit log twice (a retry on another auth server) is stored once. */
+  private audit(fields: EventFields): void {
+    this.opts.authClient.post('/v1/events', completeEvent(fields)).catch((err: Error) => this.opts.log.warn('cannot send an audit event', { event: fields.event, error: err }));
   }
 
   async close(): Promise<void> {

@@ -93,7 +93,10 @@ export class SessionRecorder {
       bytesFd = fs.openSync(this.files.bytes, 'wx', 0o600);
       this.logFd = fs.openSync(this.files.log, 'wx', 0o600);
     } catch (err) {
-      if (bytesFd !== undefined) fs.closeSync(bytesFd);
+      if (bytesFd !== undefined) {
+        fs.closeSync(bytesFd);
+        fs.rmSync(this.files.bytes, { force: true });
+      }
       live.delete(key);
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new AlreadyExistsError(`a recording of session ${this.sid} already exists in ${opts.dir}`);
       throw err;
@@ -149,6 +152,22 @@ export class SessionRecorder {
   close(): Promise<void> {
     this.closing ??= this.finish();
     return this.closing;
+  }
+
+  /** Stops recording and deletes its files: for a session refused before it ran (e.g. the disk is full). */
+  discard(): void {
+    if (this.closing) return;
+    this.closing = Promise.resolve();
+    clearInterval(this.timer);
+    for (const fd of [this.bytesFd, this.logFd]) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        /* already closed */
+      }
+    }
+    for (const f of [this.files.bytes, this.files.log]) fs.rmSync(f, { force: true });
+    live.delete(liveKey(this.opts.dir, this.sid));
   }
 
   private async finish(): Promise<void> {

@@ -276,3 +276,16 @@ describe('resolveConfigPath and loadTeleportConfig', () => {
     expect(cfg.auth.enabled).toBe(false);
   });
 });
+
+describe('ssh_service.audit_failure', () => {
+  test('GIVEN no value, continue, or an unknown value THEN the node refuses by default, continues when told, and a typo is an error at its line', () => {
+    // GIVEN / WHEN built from each
+    const of = (...lines: string[]) => buildConfig(parseConfig(yaml(...lines), 'teleport.yaml'), { dataDir: '/data' }, ENV).ssh.auditFailure;
+    // THEN
+    expect(of('ssh_service:', '  enabled: yes')).toBe('refuse');
+    expect(of('ssh_service:', '  audit_failure: continue')).toBe('continue');
+    expect(errorLines(() => of('ssh_service:', '  audit_failure: ignore'))).toEqual([
+      'teleport.yaml:2:18: ssh_service.audit_failure: expected one of refuse, continue, got "ignore"',
+    ]);
+  });
+});

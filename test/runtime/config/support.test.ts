@@ -144,6 +144,7 @@ const SAMPLES: Record<string, Sample> = {
   'ssh_service.commands[].command': { values: [['uname', '-r']] },
   'ssh_service.commands[].period': { values: ['5m'] },
   'ssh_service.permit_user_env': {},
+  'ssh_service.audit_failure': {},
   'ssh_service.login_grace_time': { values: ['45s', '0s'] },
   'ssh_service.max_startups': { values: ['5:50:20', '7'] },
   'ssh_service.per_source_max_startups': { values: ['3:30:9'] },

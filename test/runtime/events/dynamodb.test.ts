@@ -128,6 +128,32 @@ describe('DynamoAuditLog', () => {
     }
   });
 
+  it('GIVEN events delivered more than once (a node retrying) THEN each is stored once; another event on a taken session index is kept', async () => {
+    // GIVEN a log, a non-session event and a session event, each emitted twice with the same uid
+    const table = `events-${randomUUID().slice(0, 8)}`;
+    const audit = await open(table);
+    try {
+      const sid = randomUUID();
+      const exec = { event: 'exec', uid: randomUUID(), server_id: 'node-a', command: 'true', time: at(1) };
+      const start = { event: 'session.start', uid: randomUUID(), sid, ei: 0, time: at(2) };
+      // WHEN they are emitted again, and another host's event carries the first uid, and another event claims the session index
+      for (const e of [exec, exec, start, start, { ...exec, server_id: 'node-b' }]) await audit.emit(e);
+      const other = await audit.emit({ event: 'session.start', uid: randomUUID(), sid, ei: 0, time: at(3) });
+      // THEN each distinct event is stored exactly once
+      const all = await audit.search({ from: T(0), to: T(59) });
+      expect(all.map((e) => [e.event, e.uid, e.server_id]).sort((a, b) => `${a[0]}${a[2]}`.localeCompare(`${b[0]}${b[2]}`)).slice(0, 2)).toEqual([
+        ['exec', exec.uid, 'node-a'],
+        ['exec', exec.uid, 'node-b'],
+      ]);
+      expect(all.slice(2).map((e) => [e.event, e.uid, e.server_id])).toEqual([
+        ['session.start', start.uid, undefined],
+        ['session.start', other.uid, undefined],
+      ]);
+    } finally {
+      await audit.close();
+    }
+  });
+
   it('reads its table, region and endpoint from the URI', () => {
     expect(auditLogOptionsFromUri('dynamodb://audit-events?region=eu-west-1', { region: 'us-east-1' })).toEqual({
       tableName: 'audit-events',

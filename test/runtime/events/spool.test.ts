@@ -11,6 +11,7 @@ import { auditEventsQueued, registry } from '../../../runtime/service/metrics';
 import { BadParameterError, ConnectionProblemError } from '../../../runtime/utils/errors';
 import { setLogLevel } from '../../../runtime/utils/logger';
 import { tempDir, waitFor } from '../../helpers/proc';
+import { SmallDisk } from '../../helpers/tmpfs';
 
 const unreachable = async (): Promise<void> => {
   throw new ConnectionProblemError('auth server unreachable');
@@ -179,6 +180,36 @@ describe('EventSpool', () => {
 
     expect(sink.all().map((e) => e.n)).toEqual([1, 2, 4]);
     expect(uids(sink.all()).slice(0, 2)).toEqual(uids(emitted));
+  });
+
+  it('GIVEN a full disk WHEN events are emitted THEN they reject (ENOSPC), leave no partial line or new segment behind, and once space returns new events follow the whole ones', async () => {
+    // GIVEN a spool on a small disk that is then filled; the auth side is unreachable so nothing is acknowledged
+    const disk = await SmallDisk.mount(path.dirname(dir), '1m');
+    try {
+      const s = spool({ send: unreachable });
+      await s.start();
+      const before = await s.emit({ event: 'exec', n: 1 });
+      disk.fill();
+      // WHEN events are emitted on the full disk (the last partly filled page takes a few, then they fail)
+      const failures: unknown[] = [];
+      for (let n = 2; n < 40; n++) await s.emit({ event: 'exec', n, command: 'x'.repeat(500) }).catch((err) => failures.push(err));
+      // THEN they reject with ENOSPC, the segment holds only whole lines, and no empty segments pile up
+      expect(failures.length).toBeGreaterThan(0);
+      expect((failures[0] as NodeJS.ErrnoException).code).toBe('ENOSPC');
+      expect(segmentFiles(dir)).toEqual(['0000000000000001.events']);
+      const text = fs.readFileSync(path.join(dir, segmentFiles(dir)[0]), 'utf8');
+      expect(text.endsWith('\n')).toBe(true);
+      const stored = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as EventFields);
+      expect(stored[0].uid).toBe(before.uid);
+      // AND WHEN space returns THEN new events are written after the whole ones
+      disk.free();
+      const after = await s.emit({ event: 'exec', n: 99 });
+      const lines = fs.readFileSync(path.join(dir, segmentFiles(dir)[0]), 'utf8').split('\n').filter(Boolean);
+      expect(lines.map((l) => (JSON.parse(l) as EventFields).uid)).toEqual([...uids(stored), after.uid]);
+      await s.close();
+    } finally {
+      await disk.unmount();
+    }
   });
 
   it('GIVEN invalid use THEN emit and flush reject with a clear error and nothing is sent', async () => {
