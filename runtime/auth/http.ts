@@ -101,15 +101,49 @@ function allowed(caller: Caller, allow: Permission[]): boolean {
   return false;
 }
 
-async function readRaw(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw new BodyTooLargeError(`request body is larger than ${limit} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
+/**
+ * How much of an oversized body is still read, and dropped, before the 413: a
+ * server that answers and closes while the client is still sending makes the
+ * kernel reset the connection, and the client loses the answer. Past this much
+ * the connection is closed at once (bounded work; the client may then see the reset).
+ */
+export const OVERSIZED_BODY_DRAIN_BYTES = 8 * 1024 * 1024;
+
+/** Reads a body of at most `limit` bytes; a larger one is drained as above, then BodyTooLargeError (413). */
+function readRaw(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const tooLarge = () => new BodyTooLargeError(`request body is larger than ${limit} bytes`);
+    const declared = Number(req.headers['content-length']);
+    if (declared > limit + OVERSIZED_BODY_DRAIN_BYTES) return reject(tooLarge());
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const stop = (err?: Error) => {
+      req.removeListener('data', onData);
+      req.removeListener('end', onEnd);
+      req.removeListener('error', stop);
+      req.removeListener('close', onClose);
+      if (err) {
+        req.pause();
+        reject(err);
+      }
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= limit) chunks.push(chunk);
+      else if (size > limit + OVERSIZED_BODY_DRAIN_BYTES) stop(tooLarge());
+      else chunks.length = 0; // over the limit: kept reading, no longer kept
+    };
+    const onEnd = () => {
+      stop();
+      if (size > limit) reject(tooLarge());
+      else resolve(Buffer.concat(chunks));
+    };
+    const onClose = () => stop(new BadParameterError('the client closed the connection before the end of the request body'));
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', stop);
+    req.on('close', onClose);
+  });
 }
 
 /** Reads a JSON body of at most `limit` bytes; an empty body is undefined. */
