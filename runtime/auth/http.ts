@@ -157,6 +157,29 @@ export async function readJsonBody(req: IncomingMessage, limit = MAX_BODY_BYTES)
   }
 }
 
+/**
+ * The request's target as a URL. Only origin-form (`/path?query`) is served: `//x` is a path here,
+ * not another host, and anything else (`*`, `http://host/…`) is a BadParameterError (400).
+ */
+export function requestUrl(req: IncomingMessage): URL {
+  const target = req.url ?? '/';
+  if (!target.startsWith('/')) throw new BadParameterError(`request target ${JSON.stringify(target.slice(0, 100))} is not a path`);
+  try {
+    return new URL(`http://server${target}`);
+  } catch {
+    throw new BadParameterError(`request target ${JSON.stringify(target.slice(0, 100))} is not a valid path`);
+  }
+}
+
+/** decodeURIComponent, with malformed percent-encoding a BadParameterError (400). */
+export function decodePathPart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new BadParameterError('malformed percent-encoding in the URL');
+  }
+}
+
 export function sendJson(res: ServerResponse, status: number, value: unknown): void {
   const body = JSON.stringify(value ?? {});
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
@@ -207,7 +230,7 @@ export class Router {
 
   readonly handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     try {
-      const url = new URL(req.url ?? '/', 'https://auth');
+      const url = requestUrl(req);
       let methodMatched = false;
       for (const c of this.routes) {
         const m = c.re.exec(url.pathname);
@@ -218,7 +241,7 @@ export class Router {
         if (!allowed(caller, c.route.allow)) {
           throw new AccessDeniedError(caller.kind === 'nop' ? 'this API needs a client certificate' : `access denied to ${req.method} ${url.pathname}`);
         }
-        const params = Object.fromEntries(c.names.map((n, i) => [n, decodeURIComponent(m[i + 1])]));
+        const params = Object.fromEntries(c.names.map((n, i) => [n, decodePathPart(m[i + 1])]));
         const raw =
           req.method === 'GET' || req.method === 'DELETE' ? undefined : c.route.rawBodyLimit !== undefined ? await readRaw(req, c.route.rawBodyLimit) : await readJsonBody(req);
         let body: unknown = raw;
