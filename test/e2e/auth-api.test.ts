@@ -48,6 +48,11 @@ describe('auth API edge', () => {
     expect(big.status).toBe(413);
     expect(big.json.error.message).toBe('request body is larger than 1048576 bytes');
     expect((await request(auth.port, 'GET', '/v1/nope')).status).toBe(404);
+    // '//…' is a path (no route: 404), not a host a URL parser would take it for (that was a 500); a target that is not a path is a 400.
+    for (const [target, status, reason] of [['//', 404, 'not_found'], ['//evil.example/v1/ping', 404, 'not_found'], ['http://evil.example/v1/ping', 400, 'bad_parameter']]) {
+      const r = await request(auth.port, 'GET', target as string);
+      expect([target, r.status, r.json.error.reason]).toEqual([target, status, reason]);
+    }
     // Garbage instead of a TLS handshake closes only that connection.
     await new Promise<void>((resolve) => {
       const s = net.connect(auth.port, '127.0.0.1', () => s.end(Buffer.from('\x16\x03\x01garbage-garbage-garbage')));
