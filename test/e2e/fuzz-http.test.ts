@@ -13,14 +13,12 @@ import * as tls from 'node:tls';
 import { webRequest } from '../../runtime/client/weblogin';
 import { MAX_BODY_BYTES } from '../../runtime/auth/http';
 import { createAuth, TestAuth } from '../helpers/cluster';
-import { HttpTemplate, httpBytes, malformedJson, MB, mutatedHttpRequest, Rng, runFuzz, SETTLE_NODE_ARGS, settledMemory, wrongJsonValue, type Memory } from '../helpers/fuzz';
+import { expectNearBaseline, HttpTemplate, httpBytes, malformedJson, MB, mutatedHttpRequest, Rng, runFuzz, SETTLE_NODE_ARGS, settledMemory, wrongJsonValue, type Memory } from '../helpers/fuzz';
 import { TshUser } from '../helpers/users';
 
 const SEED = 0x5eed_0080;
 const INPUTS = 1500;
 const WEB_BODY_LIMIT = 64 * 1024;
-const HEAP_SLACK = 16 * MB;
-const RSS_SLACK = 64 * MB;
 
 interface Answer {
   status?: number;
@@ -115,10 +113,7 @@ describe('HTTPS listeners under fuzzing', () => {
   });
 
   async function settledNear(before: Memory): Promise<void> {
-    const after = await settledMemory(cluster.daemon!);
-    process.stdout.write(`memory: heap ${(before.heapUsed / MB).toFixed(1)} -> ${(after.heapUsed / MB).toFixed(1)} MB, rss ${(before.rss / MB).toFixed(1)} -> ${(after.rss / MB).toFixed(1)} MB\n`);
-    expect(after.heapUsed).toBeLessThan(before.heapUsed + HEAP_SLACK);
-    expect(after.rss).toBeLessThan(before.rss + RSS_SLACK);
+    expectNearBaseline(expect.getState().currentTestName ?? '', before, await settledMemory(cluster.daemon!));
   }
 
   it(`GIVEN the admin identity WHEN ${INPUTS} malformed, oversized and mutated requests reach the auth API THEN each gets its answer and the API still serves`, async () => {

@@ -17,7 +17,7 @@ import { parseProxySubsystem } from '../../runtime/proxy/target';
 import { CLIENT_ALGORITHMS, clientCertIdentity } from '../../runtime/sshcert';
 import { loadPrivateKey } from '../../runtime/sshcert/privatekey';
 import { createAuth, TestAuth } from '../helpers/cluster';
-import { MB, mutate, Rng, runFuzz, SETTLE_NODE_ARGS, settledMemory, sshPreAuthInput, sshString, sshUint32, type Memory } from '../helpers/fuzz';
+import { expectNearBaseline, mutate, Rng, runFuzz, SETTLE_NODE_ARGS, settledMemory, sshPreAuthInput, sshString, sshUint32, type Memory } from '../helpers/fuzz';
 import { SshUser, sshTo } from '../helpers/openssh';
 import { freePort, tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
@@ -29,10 +29,6 @@ const SEED = 0x5eed_0016;
 const PRE_AUTH_INPUTS = 3000;
 /** Fewer: a bad input often costs a fresh login (key exchange and certificate checks), which is what takes the time here. */
 const POST_AUTH_INPUTS = 400;
-/** Settled heap may grow this much over a suite (caches, JIT code); a leak of a few bytes per input is well past it. */
-const HEAP_SLACK = 16 * MB;
-/** RSS is the allocator's business as well as ours: only a generous bound. */
-const RSS_SLACK = 64 * MB;
 
 // --- pre-authentication -------------------------------------------------------------------------
 
@@ -236,6 +232,7 @@ class Logins {
   private readonly free: Client[] = [];
   readonly all = new Set<Client>();
   logins = 0;
+  loginMs = 0;
 
   constructor(
     private readonly port: number,
@@ -244,8 +241,10 @@ class Logins {
 
   async take(): Promise<Client> {
     for (let c = this.free.pop(); c; c = this.free.pop()) if (this.usable(c)) return c;
+    const started = Date.now();
     const fresh = await login(this.port, this.id);
     this.logins++;
+    this.loginMs += Date.now() - started;
     this.all.add(fresh);
     fresh.on('close', () => this.all.delete(fresh));
     return fresh;
@@ -298,10 +297,7 @@ describe('SSH listeners under fuzzing', () => {
     const r = await sshTo(alice, port, 'test-auth', ['echo', 'still-serving'], extra);
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe('still-serving\n');
-    const after = await settledMemory(cluster.daemon!);
-    process.stdout.write(`memory: heap ${(before.heapUsed / MB).toFixed(1)} -> ${(after.heapUsed / MB).toFixed(1)} MB, rss ${(before.rss / MB).toFixed(1)} -> ${(after.rss / MB).toFixed(1)} MB\n`);
-    expect(after.heapUsed).toBeLessThan(before.heapUsed + HEAP_SLACK);
-    expect(after.rss).toBeLessThan(before.rss + RSS_SLACK);
+    expectNearBaseline(expect.getState().currentTestName ?? '', before, await settledMemory(cluster.daemon!));
   }
 
   it.each([['node'], ['proxy']])(`GIVEN ${PRE_AUTH_INPUTS} malformed pre-authentication inputs to the %s THEN each closes its connection and OpenSSH still logs in`, async (which) => {
@@ -337,7 +333,7 @@ describe('SSH listeners under fuzzing', () => {
         describe: (a) => describeAction(a),
       });
       // THEN every input got its answer (refusal, end of channel, or a closed connection) in time
-      process.stdout.write(`node post-auth: ${r.ran} inputs over ${pool.logins} logins; slowest:\n  ${r.slowest.join('\n  ')}\n`);
+      process.stdout.write(`node post-auth: ${r.ran} inputs over ${pool.logins} logins (${Math.round(pool.loginMs / Math.max(1, pool.logins))} ms each); slowest:\n  ${r.slowest.join('\n  ')}\n`);
       expect(r.failures).toEqual([]);
     } finally {
       pool.close();
@@ -389,7 +385,7 @@ describe('SSH listeners under fuzzing', () => {
           }
         },
       });
-      process.stdout.write(`proxy post-auth: ${r.ran} inputs over ${pool.logins} logins; slowest:\n  ${r.slowest.join('\n  ')}\n`);
+      process.stdout.write(`proxy post-auth: ${r.ran} inputs over ${pool.logins} logins (${Math.round(pool.loginMs / Math.max(1, pool.logins))} ms each); slowest:\n  ${r.slowest.join('\n  ')}\n`);
       expect(r.failures).toEqual([]);
     } finally {
       pool.close();

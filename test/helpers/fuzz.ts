@@ -294,18 +294,34 @@ export interface Memory {
   rss: number;
   /** V8 heap in use after the collection, bytes. */
   heapUsed: number;
+  /** Memory outside the V8 heap that JS objects hold (Buffers among it), bytes. */
+  external: number;
 }
+
+const SETTLED = /^settled heapUsed=(\d+) external=(\d+)$/gm;
 
 /** Forces a full garbage collection in `daemon` (started with SETTLE_NODE_ARGS) and reads its memory. */
 export async function settledMemory(daemon: Daemon): Promise<Memory> {
-  const seen = (daemon.stderr.match(/^settled heapUsed=\d+$/gm) ?? []).length;
+  const seen = [...daemon.stderr.matchAll(SETTLED)].length;
   daemon.child.kill('SIGUSR2');
-  const heapUsed = await waitFor('the daemon to report its memory after a collection', () => {
-    const lines = daemon.stderr.match(/^settled heapUsed=(\d+)$/gm) ?? [];
-    return lines.length > seen ? Number(/\d+/.exec(lines[lines.length - 1])![0]) : undefined;
+  const last = await waitFor('the daemon to report its memory after a collection', () => {
+    const lines = [...daemon.stderr.matchAll(SETTLED)];
+    return lines.length > seen ? lines[lines.length - 1] : undefined;
   });
   const status = fs.readFileSync(`/proc/${daemon.child.pid}/status`, 'utf8');
-  return { rss: Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)![1]) * 1024, heapUsed };
+  return { rss: Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)![1]) * 1024, heapUsed: Number(last[1]), external: Number(last[2]) };
+}
+
+/** Settled heap and external memory may grow this much over a suite (caches, compiled code); a leak of a few hundred bytes per input is past it. */
+export const HEAP_SLACK = 16 * 1024 * 1024;
+/** RSS is the allocator's business as well as ours (it keeps freed pages for reuse): only a generous bound. */
+export const RSS_SLACK = 64 * 1024 * 1024;
+
+/** Fails the test unless `after` is near `before` (see the slacks), printing both. */
+export function expectNearBaseline(what: string, before: Memory, after: Memory): void {
+  const mb = (n: number) => (n / MB).toFixed(1);
+  process.stdout.write(`${what} memory: heap ${mb(before.heapUsed)} -> ${mb(after.heapUsed)} MB, external ${mb(before.external)} -> ${mb(after.external)} MB, rss ${mb(before.rss)} -> ${mb(after.rss)} MB\n`);
+  expect({ what, heapUsed: after.heapUsed < before.heapUsed + HEAP_SLACK, external: after.external < before.external + HEAP_SLACK, rss: after.rss < before.rss + RSS_SLACK }).toEqual({ what, heapUsed: true, external: true, rss: true });
 }
 
 export const MB = 1024 * 1024;

@@ -1,7 +1,7 @@
 /**
  * `node --expose-gc dist/test/helpers/settle.js <cli.js> args...` runs the
  * compiled CLI as if started directly, and on SIGUSR2 runs two full garbage
- * collections and prints `settled heapUsed=<bytes>` on stderr: the fuzz
+ * collections and prints `settled heapUsed=<bytes> external=<bytes>` on stderr: the fuzz
  * suites' memory checks (fuzz.ts settledMemory) measure a settled heap, not
  * whatever garbage happens to be waiting. Test-only: the runtime has no such hook.
  */
@@ -14,7 +14,8 @@ if (!cli || !collect) {
 process.on('SIGUSR2', () => {
   collect();
   collect();
-  process.stderr.write(`settled heapUsed=${process.memoryUsage().heapUsed}\n`);
+  const m = process.memoryUsage();
+  process.stderr.write(`settled heapUsed=${m.heapUsed} external=${m.external}\n`);
 });
 process.argv = [node, cli, ...args];
 require(cli);
