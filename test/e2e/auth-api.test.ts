@@ -1,7 +1,7 @@
 /**
  * The auth API at its edge: anonymous callers reach only ping, the CA
- * certificate and the join endpoint; malformed or oversized requests get a
- * 4xx and the server goes on serving.
+ * certificate and the join endpoint; malformed or invalid requests get 400,
+ * oversized ones 413, and the server goes on serving.
  */
 import * as https from 'node:https';
 import * as net from 'node:net';
@@ -37,7 +37,7 @@ describe('auth API edge', () => {
     }
   });
 
-  it('GIVEN malformed or oversized bodies THEN 4xx with a reason, and the server keeps serving', async () => {
+  it('GIVEN malformed, invalid or oversized bodies THEN 400, 400 and 413 with a reason, and the server keeps serving', async () => {
     const bad = await request(auth.port, 'POST', '/v1/tokens/register', '{"hostID": ');
     expect(bad.status).toBe(400);
     expect(bad.json.error.message).toMatch(/not valid JSON/);

@@ -61,7 +61,7 @@ describe('proxy web API: sign-up and login', () => {
     expect(r.stdout).toBe('logged-in-via-web\n');
   });
 
-  it('GIVEN malformed, invalid or oversized bodies THEN 4xx, and the proxy keeps serving', async () => {
+  it('GIVEN malformed, invalid or oversized bodies THEN 400, 400 and 413, and the proxy keeps serving', async () => {
     const bad = await post('/webapi/ssh/certs', '{"user": ');
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: { message: string } }).error.message).toMatch(/not valid JSON/);
