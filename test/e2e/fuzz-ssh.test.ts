@@ -27,8 +27,9 @@ const { sendPacket } = require('ssh2/lib/protocol/utils') as { sendPacket(proto:
 
 const SEED = 0x5eed_0016;
 const PRE_AUTH_INPUTS = 3000;
-/** Fewer: a bad input often costs a fresh login (key exchange and certificate checks), which is what takes the time here. */
-const POST_AUTH_INPUTS = 400;
+/** Fewer on the node: a bad input there often costs a fresh login (key exchange and certificate checks), which is what takes the time. */
+const NODE_POST_AUTH_INPUTS = 600;
+const PROXY_POST_AUTH_INPUTS = 800;
 
 // --- pre-authentication -------------------------------------------------------------------------
 
@@ -227,6 +228,19 @@ async function runNodeAction(c: Client, a: NodeAction): Promise<string | undefin
   }
 }
 
+/** Runs `command` on a logged-in client and collects its stdout. */
+function execOut(c: Client, command: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    c.exec(command, (err, ch) => {
+      if (err) return reject(err);
+      let out = '';
+      ch.on('data', (d: Buffer) => (out += d));
+      ch.stderr.resume();
+      ch.on('close', () => resolve(out));
+    });
+  });
+}
+
 /** A pool of logged-in clients, one per worker, replaced when a bad input closes one. */
 class Logins {
   private readonly free: Client[] = [];
@@ -303,22 +317,32 @@ describe('SSH listeners under fuzzing', () => {
   it.each([['node'], ['proxy']])(`GIVEN ${PRE_AUTH_INPUTS} malformed pre-authentication inputs to the %s THEN each closes its connection and OpenSSH still logs in`, async (which) => {
     const port = which === 'node' ? cluster.nodePort! : cluster.proxyPorts!.ssh;
     const before = await settledMemory(cluster.daemon!);
-    // WHEN noise, mutated version lines and mutated packets arrive, 64 connections at a time
-    const r = await runFuzz({ name: `${which} pre-auth`, seed: SEED, count: PRE_AUTH_INPUTS, concurrency: 64, timeoutMs: 15_000, input: (rng) => sshPreAuthInput(rng), send: (data, signal) => hitRaw(port, data, signal) });
-    // THEN the server closed every one of them, and still serves a real login
-    expect(r.failures).toEqual([]);
-    expect(r.ran).toBe(PRE_AUTH_INPUTS);
+    // GIVEN a bystander logged in to the same listener
+    const bystander = await login(port, id);
+    try {
+      // WHEN noise, mutated version lines and mutated packets arrive, 64 connections at a time
+      const r = await runFuzz({ name: `${which} pre-auth`, seed: SEED, count: PRE_AUTH_INPUTS, concurrency: 64, timeoutMs: 15_000, input: (rng) => sshPreAuthInput(rng), send: (data, signal) => hitRaw(port, data, signal) });
+      // THEN the server closed every one of them, the bystander's connection is untouched, and a new login is served
+      expect(r.failures).toEqual([]);
+      expect(r.ran).toBe(PRE_AUTH_INPUTS);
+      if (which === 'node') expect(await execOut(bystander, 'echo bystander')).toBe('bystander\n');
+      else expect(await globalRequest(bystander, 'keepalive@openssh.com', Buffer.alloc(0))).toBe(false);
+    } finally {
+      bystander.end();
+    }
     await stillServingWithin(before, cluster.nodePort!, which === 'proxy');
   }, 120_000);
 
-  it(`GIVEN alice logged in to the node WHEN ${POST_AUTH_INPUTS} malformed channel and global requests arrive THEN each ends its channel or connection and OpenSSH still logs in`, async () => {
+  it(`GIVEN alice logged in to the node WHEN ${NODE_POST_AUTH_INPUTS} malformed channel and global requests arrive THEN each ends its channel or connection and OpenSSH still logs in`, async () => {
     const before = await settledMemory(cluster.daemon!);
     const pool = new Logins(cluster.nodePort!, id);
+    // GIVEN a bystander logged in to the node, which the fuzzer never touches
+    const bystander = await login(cluster.nodePort!, id);
     try {
       const r = await runFuzz({
         name: 'node post-auth',
         seed: SEED,
-        count: POST_AUTH_INPUTS,
+        count: NODE_POST_AUTH_INPUTS,
         concurrency: 8,
         timeoutMs: 20_000,
         input: (rng) => nodeAction(rng),
@@ -335,13 +359,16 @@ describe('SSH listeners under fuzzing', () => {
       // THEN every input got its answer (refusal, end of channel, or a closed connection) in time
       process.stdout.write(`node post-auth: ${r.ran} inputs over ${pool.logins} logins (${Math.round(pool.loginMs / Math.max(1, pool.logins))} ms each); slowest:\n  ${r.slowest.join('\n  ')}\n`);
       expect(r.failures).toEqual([]);
+      // THEN bad inputs closed only their own channels and connections: the bystander still runs commands
+      expect(await execOut(bystander, 'echo bystander')).toBe('bystander\n');
     } finally {
+      bystander.end();
       pool.close();
     }
     await stillServingWithin(before, cluster.nodePort!, false);
   }, 120_000);
 
-  it(`GIVEN alice logged in to the proxy WHEN ${POST_AUTH_INPUTS} malformed proxy subsystem targets and requests arrive THEN each is refused or relayed alone and OpenSSH still logs in through it`, async () => {
+  it(`GIVEN alice logged in to the proxy WHEN ${PROXY_POST_AUTH_INPUTS} malformed proxy subsystem targets and requests arrive THEN each is refused or relayed alone and OpenSSH still logs in through it`, async () => {
     const before = await settledMemory(cluster.daemon!);
     const pool = new Logins(cluster.proxyPorts!.ssh, id);
     const valid = `proxy:test-auth:${cluster.nodePort}@example.com`;
@@ -359,7 +386,7 @@ describe('SSH listeners under fuzzing', () => {
       const r = await runFuzz({
         name: 'proxy post-auth',
         seed: SEED,
-        count: POST_AUTH_INPUTS,
+        count: PROXY_POST_AUTH_INPUTS,
         concurrency: 8,
         timeoutMs: 20_000,
         input: (rng) => ({ kind: rng.int(10), name: target(rng), noise: rng.bytes(1 + rng.int(300)), action: nodeAction(rng) }),

@@ -257,8 +257,9 @@ export async function runFuzz<T>(run: FuzzRun<T>): Promise<FuzzResult> {
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<string>((resolve) => {
       timer = setTimeout(() => {
-        abort.abort();
+        // Settled before the abort, so the race reports the timeout even when the abort makes `send` resolve at once.
         resolve(`no answer within ${run.timeoutMs} ms`);
+        abort.abort();
       }, run.timeoutMs);
     });
     try {
