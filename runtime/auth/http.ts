@@ -102,15 +102,49 @@ function allowed(caller: Caller, allow: Permission[]): boolean {
   return false;
 }
 
-async function readRaw(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw new BodyTooLargeError(`request body is larger than ${limit} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
+/**
+ * How much of an oversized body is still read, and dropped, before the 413: a
+ * server that answers and closes while the client is still sending makes the
+ * kernel reset the connection, and the client loses the answer. Past this much
+ * the connection is closed at once (bounded work; the client may then see the reset).
+ */
+export const OVERSIZED_BODY_DRAIN_BYTES = 8 * 1024 * 1024;
+
+/** Reads a body of at most `limit` bytes; a larger one is drained as above, then BodyTooLargeError (413). */
+function readRaw(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const tooLarge = () => new BodyTooLargeError(`request body is larger than ${limit} bytes`);
+    const declared = Number(req.headers['content-length']);
+    if (declared > limit + OVERSIZED_BODY_DRAIN_BYTES) return reject(tooLarge());
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const stop = (err?: Error) => {
+      req.removeListener('data', onData);
+      req.removeListener('end', onEnd);
+      req.removeListener('error', stop);
+      req.removeListener('close', onClose);
+      if (err) {
+        req.pause();
+        reject(err);
+      }
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= limit) chunks.push(chunk);
+      else if (size > limit + OVERSIZED_BODY_DRAIN_BYTES) stop(tooLarge());
+      else chunks.length = 0; // over the limit: kept reading, no longer kept
+    };
+    const onEnd = () => {
+      stop();
+      if (size > limit) reject(tooLarge());
+      else resolve(Buffer.concat(chunks));
+    };
+    const onClose = () => stop(new BadParameterError('the client closed the connection before the end of the request body'));
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', stop);
+    req.on('close', onClose);
+  });
 }
 
 /** Reads a JSON body of at most `limit` bytes; an empty body is undefined. */
@@ -121,6 +155,29 @@ export async function readJsonBody(req: IncomingMessage, limit = MAX_BODY_BYTES)
     return JSON.parse(body.toString('utf8'));
   } catch (err) {
     throw new BadParameterError(`request body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * The request's target as a URL. Only origin-form (`/path?query`) is served: `//x` is a path here,
+ * not another host, and anything else (`*`, `http://host/…`) is a BadParameterError (400).
+ */
+export function requestUrl(req: IncomingMessage): URL {
+  const target = req.url ?? '/';
+  if (!target.startsWith('/')) throw new BadParameterError(`request target ${JSON.stringify(target.slice(0, 100))} is not a path`);
+  try {
+    return new URL(`http://server${target}`);
+  } catch {
+    throw new BadParameterError(`request target ${JSON.stringify(target.slice(0, 100))} is not a valid path`);
+  }
+}
+
+/** decodeURIComponent, with malformed percent-encoding a BadParameterError (400). */
+export function decodePathPart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new BadParameterError('malformed percent-encoding in the URL');
   }
 }
 
@@ -181,7 +238,7 @@ export class Router {
 
   readonly handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     try {
-      const url = new URL(req.url ?? '/', 'https://auth');
+      const url = requestUrl(req);
       let methodMatched = false;
       for (const c of this.routes) {
         const m = c.re.exec(url.pathname);
@@ -192,7 +249,7 @@ export class Router {
         if (!allowed(caller, c.route.allow)) {
           throw new AccessDeniedError(caller.kind === 'nop' ? 'this API needs a client certificate' : `access denied to ${req.method} ${url.pathname}`);
         }
-        const params = Object.fromEntries(c.names.map((n, i) => [n, decodeURIComponent(m[i + 1])]));
+        const params = Object.fromEntries(c.names.map((n, i) => [n, decodePathPart(m[i + 1])]));
         const raw =
           req.method === 'GET' || req.method === 'DELETE' ? undefined : c.route.rawBodyLimit !== undefined ? await readRaw(req, c.route.rawBodyLimit) : await readJsonBody(req);
         let body: unknown = raw;

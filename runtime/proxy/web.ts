@@ -24,7 +24,7 @@ import { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { toString as qrCodeText } from 'qrcode';
 import { z } from 'zod';
-import { readJsonBody, sendError, sendJson } from '../auth/http';
+import { decodePathPart, readJsonBody, requestUrl, sendError, sendJson } from '../auth/http';
 import { serverLabels } from '../auth/resources';
 import type { UserNode } from '../auth/server';
 import type { Cidr } from '../config';
@@ -137,14 +137,6 @@ async function qrCode(text: string): Promise<string> {
   return 'data:image/svg+xml;base64,' + Buffer.from(svg).toString('base64');
 }
 
-function decodePart(part: string): string {
-  try {
-    return decodeURIComponent(part);
-  } catch {
-    throw new BadParameterError('malformed percent-encoding in the URL');
-  }
-}
-
 function webNode({ server: s, logins }: UserNode, site: string): WebNode {
   const labels = serverLabels(s);
   return {
@@ -241,7 +233,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
     try {
       checkNotCrossSite(req, !opts.insecureNoTls);
-      const url = new URL(req.url ?? '/', 'http://proxy');
+      const url = requestUrl(req);
       const route = url.pathname.replace(/^\/v1(?=\/webapi\/)/, '');
       const signup = /^\/webapi\/signuptokens\/([^/]+)$/.exec(route);
       const nodes = /^\/webapi\/sites\/([^/]+)(?:\/namespaces\/default)?\/nodes$/.exec(route);
@@ -271,7 +263,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
         sendJson(res, 200, { items: [{ name: api.clusterName, status: 'online' }], user });
       } else if (nodes && read) {
         const token = bearer(req);
-        const site = decodePart(nodes[1]);
+        const site = decodePathPart(nodes[1]);
         if (site !== api.clusterName) {
           await api.getSession(token); // a session first: 401/403 before anything else
           throw new NotFoundError(`cluster "${site}" is not served by this proxy; it serves "${api.clusterName}"`);

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AuthClient } from '../../runtime/auth/client';
-import { IdentityStore } from '../../runtime/auth/identity';
+import { Identity, IdentityStore } from '../../runtime/auth/identity';
 import { createPrivateKey } from 'node:crypto';
 import { openBackend } from '../../runtime/backend';
 import { Keys } from '../../runtime/contract/keys';
@@ -39,6 +39,8 @@ export class TestAuth {
   daemon?: Daemon;
   /** More `teleport start` flags. */
   startArgs: string[] = [];
+  /** `node` flags and a launcher before the CLI (fuzz.ts SETTLE_NODE_ARGS). */
+  nodeArgs: string[] = [];
 
   get addr(): string {
     return `127.0.0.1:${this.port}`;
@@ -61,7 +63,7 @@ export class TestAuth {
 
   start(env?: NodeJS.ProcessEnv): Daemon {
     const roles = ['auth', ...(this.nodePort ? ['node'] : []), ...(this.proxyPorts ? ['proxy'] : [])].join(',');
-    this.daemon = Daemon.spawn(process.execPath, [cliPath('teleport'), 'start', `--roles=${roles}`, '-c', this.configPath, ...this.startArgs], env);
+    this.daemon = Daemon.spawn(process.execPath, [...this.nodeArgs, cliPath('teleport'), 'start', `--roles=${roles}`, '-c', this.configPath, ...this.startArgs], env);
     return this.daemon;
   }
 
@@ -79,15 +81,20 @@ export class TestAuth {
     return /CA pin\s+(sha256:[0-9a-f]{64})/.exec(await this.tctlOk('status'))![1];
   }
 
-  /** An auth API client with the admin identity, as tctl has. */
-  async adminClient(): Promise<AuthClient> {
+  /** The admin identity, as tctl has it. */
+  async adminIdentity(): Promise<Identity> {
     const proc = await openBackend({ type: 'sqlite', path: path.join(this.dataDir, 'proc', 'sqlite.db') });
     try {
-      const id = await new IdentityStore(proc).load('Admin');
-      return new AuthClient({ servers: [{ host: '127.0.0.1', port: this.port }], credentials: { key: id.tlsKey, cert: id.tlsCert, ca: id.tlsCACerts } });
+      return await new IdentityStore(proc).load('Admin');
     } finally {
       await proc.close();
     }
+  }
+
+  /** An auth API client with the admin identity. */
+  async adminClient(): Promise<AuthClient> {
+    const id = await this.adminIdentity();
+    return new AuthClient({ servers: [{ host: '127.0.0.1', port: this.port }], credentials: { key: id.tlsKey, cert: id.tlsCert, ca: id.tlsCACerts } });
   }
 
   /** The audit events the auth server has written. */
