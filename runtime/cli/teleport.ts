@@ -11,7 +11,9 @@ import { BadParameterError } from '../utils/errors';
 import { setLogOutput } from '../service/logoutput';
 import { formatNextSteps, gatherNextSteps, tctlFlagsFor } from '../service/nextsteps';
 import { configProblems, issueAtSetting } from '../service/preflight';
+import { announceRunning, drain, startSuccessor } from '../service/handover';
 import { startProcess } from '../service/process';
+import { diagnosticReport } from '../service/report';
 import { logger, setLogLevel } from '../utils/logger';
 import { VERSION } from '../version';
 import { runCli } from './common';
@@ -98,7 +100,50 @@ program.addCommand(
         );
     };
     for (const s of ['SIGTERM', 'SIGINT'] as const) process.on(s, () => stop(s));
+    /** Stops accepting, waits for the open connections to end, then stops (QUIT, and after a USR2 handover). */
+    const finish = async (why: string) => {
+      stopping = true;
+      await reloading;
+      await drain(log);
+      log.info('the last connection ended; shutting down', { reason: why });
+      await proc?.close();
+      process.exit(0);
+    };
+    const fail = (err: unknown) => {
+      log.error('graceful shutdown failed', { error: err });
+      process.exit(1);
+    };
+    process.on('SIGQUIT', () => {
+      if (stopping) return;
+      log.info('graceful shutdown', { signal: 'SIGQUIT' });
+      finish('SIGQUIT').catch(fail);
+    });
+    let handingOver = false;
+    process.on('SIGUSR2', () => {
+      if (stopping || handingOver) return;
+      handingOver = true;
+      reloading
+        .then(() => startSuccessor(log))
+        .then(
+          (child) => {
+            log.info('the new process serves new connections; this one finishes its sessions', { new_pid: child.pid });
+            return finish('SIGUSR2');
+          },
+          (err) => {
+            handingOver = false;
+            log.error('the new process did not start', { error: (err as Error).message });
+          },
+        )
+        .catch(fail);
+    });
+    process.on('SIGUSR1', () => {
+      diagnosticReport().then(
+        (report) => log.info('diagnostic report', { ...report }),
+        (err) => log.warn('cannot write the diagnostic report', { error: err }),
+      );
+    });
     const first = await starting;
+    announceRunning();
     try {
       const facts = await gatherNextSteps(first, config, {
         osUser: os.userInfo().username,

@@ -6,6 +6,7 @@
  * the auth service through local disk.
  */
 import * as os from 'node:os';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AuthClient } from '../auth/client';
 import { Identity } from '../auth/identity';
@@ -27,6 +28,7 @@ import { auditEventsQueued, recordingUploadsPending } from '../service/metrics';
 import { nodeIdentityFile, nodeJoined, type ReadinessCheck } from '../instance/readiness';
 import { DynamicLabels } from './labels';
 import { AuditGate } from './auditgate';
+import { claimSpoolDir } from '../events/spooldir';
 import { PamSettings } from './pam';
 import { NodeServer } from './server';
 
@@ -77,15 +79,29 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     await access.start();
 
     const logDir = path.join(config.dataDir, 'log', 'upload');
-    const spool = new EventSpool({
-      dir: path.join(logDir, 'events'),
-      send: auditEventSender(client),
-      log: log.child('events'),
-    });
+    // One process per spool directory: during a USR2 handover the new process spools beside the old one's.
+    const spoolDir = claimSpoolDir(path.join(logDir, 'events'));
+    opened.add(() => spoolDir.release());
+    const send = auditEventSender(client);
+    const spool = new EventSpool({ dir: spoolDir.dir, send, log: log.child('events') });
     opened.add(() => spool.close());
     await spool.start();
     opened.add(auditEventsQueued.track(() => spool.queued()));
-    const audit = new AuditGate({ write: (e) => spool.emit(e), dir: path.join(logDir, 'events'), mode: config.ssh.auditFailure, log: log.child('audit') });
+    for (const dir of spoolDir.orphans) {
+      // A spool left by a process that is gone: its events are delivered, then it is removed.
+      const left = new EventSpool({ dir, send, log: log.child('events') });
+      opened.add(() => left.close());
+      await left.start();
+      void left
+        .flush()
+        .then(() => left.close())
+        .then(() => fs.promises.rm(dir, { recursive: true, force: true }))
+        .then(
+          () => log.info('delivered the audit events a previous process left', { dir }),
+          (err) => log.warn('cannot deliver the audit events a previous process left yet; they stay for the next start', { dir, error: (err as Error).message }),
+        );
+    }
+    const audit = new AuditGate({ write: (e) => spool.emit(e), dir: spoolDir.dir, mode: config.ssh.auditFailure, log: log.child('audit') });
     const sessionsDir = path.join(logDir, 'sessions', 'default');
     const uploader = new RecordingUploader({ dir: sessionsDir, client, log: log.child('upload') });
     opened.add(() => uploader.close());

@@ -9,6 +9,7 @@
 import * as net from 'node:net';
 import { formatAddr, type HostPort, isUnspecifiedHost, type TeleportConfig } from '../config';
 import { BadParameterError } from '../utils/errors';
+import { hasInherited, takeInherited, trackListening } from './handover';
 
 export const LISTENERS = {
   auth: { service: 'the auth service', key: 'auth_service.listen_addr' },
@@ -18,13 +19,6 @@ export const LISTENERS = {
   diag: { service: 'the diagnostics endpoint', key: 'teleport.diag_addr' },
 } as const;
 export type ListenerName = keyof typeof LISTENERS;
-
-/** A server with node's listen/error interface (net, http(s), ssh2). */
-interface Bindable {
-  listen(port: number, host: string, cb: () => void): unknown;
-  once(event: 'error', fn: (err: Error) => void): unknown;
-  off(event: 'error', fn: (err: Error) => void): unknown;
-}
 
 /** Why the bind failed, with what to do about it. */
 function reason(err: NodeJS.ErrnoException, addr: HostPort, name: ListenerName): string {
@@ -45,16 +39,27 @@ export function listenError(err: unknown, addr: HostPort, name: ListenerName): B
   return new BadParameterError(`${l.service} cannot listen on ${formatAddr(addr)} (${l.key}): ${reason(err as NodeJS.ErrnoException, addr, name)}`);
 }
 
-/** Binds `server` to `addr`; a failure is a BadParameterError naming the port and the service. */
-export async function listen(server: Bindable, addr: HostPort, name: ListenerName): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
+/** Binds `server` to `addr`, or takes over the descriptor `fd`; a failure is a BadParameterError naming the port and the service. */
+function bind(server: net.Server, addr: HostPort, name: ListenerName, fd?: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     const fail = (err: Error) => reject(listenError(err, addr, name));
     server.once('error', fail);
-    server.listen(addr.port, addr.host, () => {
+    const bound = () => {
       server.off('error', fail);
       resolve();
-    });
+    };
+    if (fd === undefined) server.listen(addr.port, addr.host, bound);
+    else server.listen({ fd }, bound);
   });
+}
+
+/**
+ * A service's listening socket: bound to `addr`, or, in a process started by USR2, the socket
+ * its predecessor handed down for this listener (service/handover.ts), which is already bound.
+ */
+export async function listen(server: net.Server, addr: HostPort, name: ListenerName): Promise<void> {
+  await bind(server, addr, name, takeInherited(name));
+  trackListening(name, server);
 }
 
 /** The ports `teleport start` binds with this config (port 0 is any free port and is left out). */
@@ -97,11 +102,12 @@ export async function checkPorts(planned: { name: ListenerName; addr: HostPort }
   const held: net.Server[] = [];
   const problems: PortProblem[] = [];
   try {
-    for (const p of planned) {
+    // A socket the predecessor hands down (USR2) is bound already, by design.
+    for (const p of planned.filter((l) => !hasInherited(l.name))) {
       // A client that connects in this moment (a load balancer's health check) is let go at once, so closing never waits on it.
       const server = net.createServer((sock) => sock.destroy());
       try {
-        await listen(server, p.addr, p.name);
+        await bind(server, p.addr, p.name);
         held.push(server);
       } catch (err) {
         problems.push({ name: p.name, message: (err as Error).message });

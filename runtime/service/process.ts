@@ -136,7 +136,10 @@ export async function startProcess(config: TeleportConfig): Promise<TeleportProc
     const pidFile = config.pidFile;
     if (pidFile) {
       fs.writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o644 });
-      opened.add(() => fs.rmSync(pidFile, { force: true }));
+      // Removed only while it names this process: a successor (USR2) wrote its own.
+      opened.add(() => {
+        if (readPid(pidFile) === process.pid) fs.rmSync(pidFile, { force: true });
+      });
     }
     diag?.setReadiness([...(auth?.readiness ?? []), ...(node?.readiness ?? []), ...(proxy?.readiness ?? [])]);
     log.info('teleport is running', { host_uuid: uuid, data_dir: config.dataDir });
@@ -149,4 +152,12 @@ export async function startProcess(config: TeleportConfig): Promise<TeleportProc
       close: () => opened.close(),
     };
   });
+}
+
+function readPid(file: string): number | undefined {
+  try {
+    return Number(fs.readFileSync(file, 'utf8').trim());
+  } catch {
+    return undefined;
+  }
 }

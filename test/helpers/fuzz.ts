@@ -287,7 +287,7 @@ export async function runFuzz<T>(run: FuzzRun<T>): Promise<FuzzResult> {
 
 // --- memory --------------------------------------------------------------------------------------
 
-/** `node` flags that run a CLI under settle.js: SIGUSR2 then collects garbage and prints the memory. */
+/** `node` flags that run a CLI under settle.js: SIGUSR1 then collects garbage and prints the memory. */
 export const SETTLE_NODE_ARGS = ['--expose-gc', path.join(ROOT, 'dist', 'test', 'helpers', 'settle.js')];
 
 export interface Memory {
@@ -304,7 +304,7 @@ const SETTLED = /^settled heapUsed=(\d+) external=(\d+)$/gm;
 /** Forces a full garbage collection in `daemon` (started with SETTLE_NODE_ARGS) and reads its memory. */
 export async function settledMemory(daemon: Daemon): Promise<Memory> {
   const seen = [...daemon.stderr.matchAll(SETTLED)].length;
-  daemon.child.kill('SIGUSR2');
+  daemon.child.kill('SIGUSR1');
   const last = await waitFor('the daemon to report its memory after a collection', () => {
     const lines = [...daemon.stderr.matchAll(SETTLED)];
     return lines.length > seen ? lines[lines.length - 1] : undefined;

@@ -1,6 +1,6 @@
 /**
  * `node --expose-gc dist/test/helpers/settle.js <cli.js> args...` runs the
- * compiled CLI as if started directly, and on SIGUSR2 runs two full garbage
+ * compiled CLI as if started directly, and on SIGUSR1 runs two full garbage
  * collections and prints `settled heapUsed=<bytes> external=<bytes>` on stderr: the fuzz
  * suites' memory checks (fuzz.ts settledMemory) measure a settled heap, not
  * whatever garbage happens to be waiting. Test-only: the runtime has no such hook.
@@ -11,7 +11,8 @@ if (!cli || !collect) {
   process.stderr.write('usage: node --expose-gc settle.js <cli.js> [args...]\n');
   process.exit(2);
 }
-process.on('SIGUSR2', () => {
+// USR1 (the daemon's diagnostic report, which only logs) and not USR2, which hands the sockets to a new process.
+process.on('SIGUSR1', () => {
   collect();
   collect();
   const m = process.memoryUsage();
