@@ -121,6 +121,11 @@ program.addCommand(
     let handingOver = false;
     process.on('SIGUSR2', () => {
       if (stopping || handingOver) return;
+      if (process.env.INVOCATION_ID) {
+        // systemd would take the old process's exit for the service's end and stop the new one with it.
+        log.error('USR2 ignored: under systemd a handover would end the service when this process exits; use `systemctl reload` (HUP) or `systemctl restart`');
+        return;
+      }
       handingOver = true;
       reloading
         .then(() => startSuccessor(log))

@@ -58,7 +58,8 @@ describe('daemon signals', () => {
 
   beforeEach(async () => {
     work = tempDir('signals-');
-    cluster = await startCluster({ sshExtra: ROOMY });
+    // Not as a systemd service, even when the tests run under one (USR2 is refused there).
+    cluster = await startCluster({ sshExtra: ROOMY }, { INVOCATION_ID: undefined });
     await cluster.tctlOk('users', 'add', 'alice', LOGIN);
     alice = await SshUser.create(cluster, work, 'alice', LOGIN);
   });
@@ -192,5 +193,18 @@ describe('daemon signals', () => {
     // THEN the event reaches the auth server and the spool is gone
     await waitFor('the left event to be delivered', async () => (await cluster.events(['exec'])).some((e) => e.command === 'echo left-behind'));
     await waitFor('the left spool to be removed', () => !fs.existsSync(dir));
+  });
+
+  test('GIVEN teleport under systemd (INVOCATION_ID set) WHEN USR2 THEN it refuses with the reason and serves on', async () => {
+    // GIVEN the cluster restarted as systemd would start it
+    await cluster.stop();
+    cluster.start({ ...process.env, INVOCATION_ID: '0123456789abcdef0123456789abcdef' });
+    await cluster.ready();
+    // WHEN
+    cluster.daemon!.child.kill('SIGUSR2');
+    // THEN
+    await cluster.daemon!.waitForOutput(/USR2 ignored: under systemd/);
+    expect((await sshTo(alice, cluster.nodePort!, 'test-auth', ['echo still'])).stdout).toBe('still\n');
+    expect(cluster.daemon!.stdout + cluster.daemon!.stderr).not.toMatch(/started a new process/);
   });
 });
