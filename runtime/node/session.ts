@@ -197,6 +197,11 @@ export class NodeSession {
 
   private run(accept: () => ServerChannel, reject: (() => void) | undefined, command: string | undefined): void {
     if (this.started) return reject?.();
+    // A C string on the wire (OpenSSH's sshd refuses the request too): no program could get it.
+    if (command?.includes('\0')) {
+      this.conn.log.warn('refusing a command with a NUL byte');
+      return reject?.();
+    }
     this.started = true;
     const c = this.conn;
     let file: string;
@@ -217,9 +222,22 @@ export class NodeSession {
     }).then((ok) => {
       if (!ok) return;
       stream.on('data', () => c.touch());
-      if (this.ptyInfo) this.runPty(stream, file, args, command, started);
-      else this.runPipes(stream, file, args, command);
+      this.launch(stream, () => (this.ptyInfo ? this.runPty(stream, file, args, command, started) : this.runPipes(stream, file, args, command)));
     });
+  }
+
+  /** Starts the session's program; one that cannot be started (bad environment, no such shell) ends this channel, not the node. */
+  private launch(stream: ServerChannel, start: () => void): void {
+    try {
+      start();
+    } catch (err) {
+      this.conn.log.warn('cannot start the session', { error: (err as Error).message });
+      if (!this.closed) {
+        stream.stderr.write(`cannot start the session: ${(err as Error).message}\r\n`);
+        stream.exit(1);
+        stream.end();
+      }
+    }
   }
 
   /**
@@ -430,7 +448,7 @@ export class NodeSession {
     }
     const stream = this.open(accept);
     void this.audited(stream, () => this.conn.audit.emitDurable({ event: 'subsystem', name, exitError: '', ...this.who(), code: 'T3001I' })).then((ok) => {
-      if (ok) this.runPipes(stream, file, args, undefined);
+      if (ok) this.launch(stream, () => this.runPipes(stream, file, args, undefined));
     });
   }
 

@@ -17,7 +17,7 @@ import { expectNearBaseline, HttpTemplate, httpBytes, malformedJson, MB, mutated
 import { TshUser } from '../helpers/users';
 
 const SEED = 0x5eed_0080;
-const INPUTS = 1500;
+const INPUTS = 2500;
 const WEB_BODY_LIMIT = 64 * 1024;
 
 interface Answer {
