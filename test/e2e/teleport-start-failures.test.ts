@@ -50,14 +50,21 @@ function spotOf(configPath: string, section: string, key: string): string {
   return `${configPath}:${i + 1}:${lines[i].indexOf(':') + 3}`;
 }
 
-/** A server of the test's on 127.0.0.1:`port` (close it when done). */
-async function holdPort(port: number): Promise<net.Server> {
-  const server = net.createServer((sock) => sock.destroy());
+/**
+ * `teleport start` expected to exit, while a server of the test's holds 127.0.0.1:`port`: a start
+ * that bound its ports before checking the config would say that port is in use.
+ */
+async function startWhileHolding(port: number, args: string[]): Promise<RunResult> {
+  const holder = net.createServer((sock) => sock.destroy());
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve());
+    holder.once('error', reject);
+    holder.listen(port, '127.0.0.1', () => resolve());
   });
-  return server;
+  try {
+    return await startExpectingExit(args);
+  } finally {
+    await new Promise((resolve) => holder.close(resolve));
+  }
 }
 
 /** The processes whose command line mentions `marker` (pgrep -f), other than pgrep itself. */
@@ -156,13 +163,7 @@ describe('teleport start that cannot start', () => {
       ].join('\n'),
     );
     // GIVEN another server holds the port: a start that bound before checking the config would say so.
-    const holder = await holdPort(port);
-    let r: RunResult;
-    try {
-      r = await startExpectingExit(['-c', configPath]);
-    } finally {
-      await new Promise((resolve) => holder.close(resolve));
-    }
+    const r = await startWhileHolding(port, ['-c', configPath]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(
       `ERROR: ${configPath}:6:16: the node service (SSH) cannot listen on 0.0.0.0:${port} (ssh_service.listen_addr): the auth service wants port ${port} too (auth_service.listen_addr)`,
@@ -209,13 +210,7 @@ describe('teleport start that cannot start', () => {
         ].join('\n'),
       );
       // GIVEN another server holds the auth port: a start that bound before checking the files would say so.
-      const holder = await holdPort(authPort);
-      let r: RunResult;
-      try {
-        r = await startExpectingExit(['-c', configPath]);
-      } finally {
-        await new Promise((resolve) => holder.close(resolve));
-      }
+      const r = await startWhileHolding(authPort, ['-c', configPath]);
 
       // THEN it exits non-zero naming each file at its line and key.
       expect(r.code).toBe(1);
