@@ -35,6 +35,10 @@ teleport:
   # Where Teleport keeps its keys, its state and the audit log.
   data_dir: ${dir}
 
+  # Diagnostics endpoint (plain HTTP): /healthz, /readyz and Prometheus /metrics.
+  # Off unless set; keep it on loopback or a private network.
+  # diag_addr: 127.0.0.1:3000
+
   # Invitation token used to join a cluster; only used on the first start.
   # A value starting with "/" is read from that file.
   # auth_token: xxxx-token-xxxx
