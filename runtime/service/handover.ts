@@ -14,11 +14,15 @@
  *      sessions have ended ({@link drain}, also what QUIT does).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
 import type * as http from 'node:http';
 import * as net from 'node:net';
 import type { Logger } from '../utils/logger';
 
 export const INHERITED_ENV = 'TELEPORT_INHERITED_LISTENERS';
+
+/** How long a successor may take to start (join included) before it is given up. */
+const SUCCESSOR_START_MS = 5 * 60_000;
 
 /** The process's listening servers, by listener name (`node`, `proxyWeb`, ...). */
 const listening = new Map<string, net.Server>();
@@ -58,8 +62,14 @@ export function trackListening(name: string, server: net.Server): void {
   });
 }
 
-/** The successor says it is running (it serves on every socket), then lets go of the channel. */
+/**
+ * The successor says it is running (it serves on every socket), then lets go of the channel.
+ * A socket handed down that no service took (the config no longer has that listener) is closed,
+ * so that its port refuses connections instead of leaving them unanswered.
+ */
 export function announceRunning(): void {
+  for (const fd of inherited.values()) fs.closeSync(fd);
+  inherited.clear();
   if (!successor || !process.send) return;
   process.send({ type: 'running', pid: process.pid }, undefined, {}, () => process.disconnect());
 }
@@ -80,12 +90,17 @@ export function startSuccessor(log: Logger): Promise<ChildProcess> {
   });
   log.info('started a new process to take over the listening sockets', { pid: child.pid, listeners: servers.map((s) => s.name) });
   return new Promise((resolve, reject) => {
-    const exited = (code: number | null, signal: string | null) =>
+    const exited = (code: number | null, signal: string | null) => {
+      clearTimeout(timer);
       reject(new Error(`the new process ${child.pid} ended (${signal ?? `exit status ${code}`}) before it was running; still serving here`));
+    };
+    // One that neither runs nor ends in time is stopped: this process serves on.
+    const timer = setTimeout(() => child.kill('SIGKILL'), SUCCESSOR_START_MS);
     child.once('exit', exited);
     child.once('error', (err) => reject(err));
     child.on('message', (msg: { type?: string }) => {
       if (msg?.type !== 'running') return;
+      clearTimeout(timer);
       child.off('exit', exited);
       resolve(child);
     });

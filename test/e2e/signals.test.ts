@@ -11,7 +11,7 @@ import { EventSpool } from '../../runtime/events/spool';
 import { startCluster, TestAuth } from '../helpers/cluster';
 import { idle } from '../helpers/idle';
 import { SshUser, sshTo } from '../helpers/openssh';
-import { Daemon, tempDir, waitFor } from '../helpers/proc';
+import { Daemon, freePort, tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
 
 jest.setTimeout(180_000);
@@ -206,5 +206,26 @@ describe('daemon signals', () => {
     await cluster.daemon!.waitForOutput(/USR2 ignored: under systemd/);
     expect((await sshTo(alice, cluster.nodePort!, 'test-auth', ['echo still'])).stdout).toBe('still\n');
     expect(cluster.daemon!.stdout + cluster.daemon!.stderr).not.toMatch(/started a new process/);
+  });
+
+  test('GIVEN a config that no longer has a listener WHEN USR2 THEN the new process closes the socket it was handed for it: the port refuses, not hangs', async () => {
+    // GIVEN a process with a diagnostics endpoint, whose config then drops it
+    await cluster.stop();
+    const diagPort = await freePort();
+    const config = fs.readFileSync(cluster.configPath, 'utf8');
+    fs.writeFileSync(cluster.configPath, config.replace('teleport:\n', `teleport:\n  diag_addr: 127.0.0.1:${diagPort}\n`));
+    cluster.start({ INVOCATION_ID: undefined });
+    await cluster.ready();
+    expect((await fetch(`http://127.0.0.1:${diagPort}/healthz`)).status).toBe(200);
+    fs.writeFileSync(cluster.configPath, config);
+    // WHEN
+    cluster.daemon!.child.kill('SIGUSR2');
+    await cluster.daemon!.waitForOutput(/the new process serves new connections/);
+    successors.push(logLine(cluster.daemon!, 'the new process serves new connections; this one finishes its sessions').new_pid as number);
+    expect(await cluster.daemon!.exited).toBe(0);
+    // THEN nothing serves the dropped port and a connection is refused at once
+    await expect(idle(diagPort)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    // AND the node is served by the new process
+    expect((await sshTo(alice, cluster.nodePort!, 'test-auth', ['echo new'])).stdout).toBe('new\n');
   });
 });
