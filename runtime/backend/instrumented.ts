@@ -27,15 +27,19 @@ function isAnswer(err: unknown): boolean {
 }
 
 export class InstrumentedBackend implements Backend {
+  private readonly labels: { component: string };
+
   /** `component` labels the metrics (`backend`, as Teleport labels its cluster state store). */
   constructor(
     private readonly inner: Backend,
-    private readonly component = 'backend',
-  ) {}
+    component = 'backend',
+  ) {
+    this.labels = { component };
+  }
 
   private async track<T>(kind: Kind, call: () => Promise<T>): Promise<T> {
     const m = METRICS[kind];
-    const labels = { component: this.component };
+    const labels = this.labels;
     m.requests.inc(labels);
     const end = m.seconds.startTimer(labels);
     try {

@@ -50,6 +50,8 @@ interface Segment {
   id: number;
   /** Loaded for the active segment and the oldest one being shipped. */
   events?: EventFields[];
+  /** How many events a sealed segment not loaded holds (counted once, for `queued`). */
+  count?: number;
   sealed: boolean;
 }
 
@@ -187,13 +189,14 @@ export class EventSpool {
   async queued(): Promise<number> {
     let n = this.pending.length;
     for (const seg of [...this.segments]) {
-      if (!seg.events) {
+      if (!seg.events && seg.count === undefined) {
+        // Counted, not kept: a backlog of segments stays on disk, not in memory.
         const file = path.join(this.opts.dir, segmentName(seg.id));
         const text = await fs.promises.readFile(file, 'utf8').catch(() => undefined); // acknowledged and removed meanwhile
         if (text === undefined) continue;
-        seg.events ??= parseSegment(text, this.log, file);
+        seg.count = parseSegment(text, this.log, file).length;
       }
-      n += Math.max(0, seg.events.length - (this.cursor.segment === seg.id ? this.cursor.acked : 0));
+      n += Math.max(0, (seg.events?.length ?? seg.count ?? 0) - (this.cursor.segment === seg.id ? this.cursor.acked : 0));
     }
     return n;
   }

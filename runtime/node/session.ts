@@ -3,7 +3,7 @@
  * (sftp), signals, window changes, agent forwarding and the exit status,
  * run as the login's OS user. Interactive (pty) sessions are recorded.
  */
-import { ChildProcess, spawn as spawnChild } from 'node:child_process';
+import { ChildProcess, type ChildProcessWithoutNullStreams, spawn as spawnChild } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as pty from 'node-pty';
@@ -222,22 +222,17 @@ export class NodeSession {
     }).then((ok) => {
       if (!ok) return;
       stream.on('data', () => c.touch());
-      this.launch(stream, () => (this.ptyInfo ? this.runPty(stream, file, args, command, started) : this.runPipes(stream, file, args, command)));
+      if (this.ptyInfo) this.runPty(stream, file, args, command, started);
+      else this.runPipes(stream, file, args, command);
     });
   }
 
-  /** Starts the session's program; one that cannot be started (bad environment, no such shell) ends this channel, not the node. */
-  private launch(stream: ServerChannel, start: () => void): void {
-    try {
-      start();
-    } catch (err) {
-      this.conn.log.warn('cannot start the session', { error: (err as Error).message });
-      if (!this.closed) {
-        stream.stderr.write(`cannot start the session: ${(err as Error).message}\r\n`);
-        stream.exit(1);
-        stream.end();
-      }
-    }
+  /** Ends the channel with `message` on its stderr and exit status 1: what it was to run did not start. */
+  private endChannel(stream: ServerChannel, message: string): void {
+    if (this.closed) return;
+    stream.stderr.write(`${message}\r\n`);
+    stream.exit(1);
+    stream.end();
   }
 
   /**
@@ -253,11 +248,7 @@ export class NodeSession {
       this.recording = undefined;
       const message = err instanceof AuditUnavailableError ? err.message : `session refused: ${(err as Error).message}`;
       if (!(err instanceof AuditUnavailableError)) this.conn.log.warn('cannot start the session', { error: err });
-      if (!this.closed) {
-        stream.stderr.write(`${message}\r\n`);
-        stream.exit(1);
-        stream.end();
-      }
+      this.endChannel(stream, message);
       return false;
     }
     if (!this.closed) return true;
@@ -346,10 +337,7 @@ export class NodeSession {
       } as pty.IPtyForkOptions);
     } catch (err) {
       this.conn.log.warn('cannot start a pty', { error: err });
-      stream.stderr.write(`failed to start a session: ${(err as Error).message}\r\n`);
-      stream.exit(1);
-      stream.end();
-      return;
+      return this.endChannel(stream, `failed to start a session: ${(err as Error).message}`);
     }
     this.term = term;
     term.onData((d) => {
@@ -382,7 +370,14 @@ export class NodeSession {
   }
 
   private runPipes(stream: ServerChannel, file: string, args: string[], command: string | undefined): void {
-    const child = spawnChild(file, args, { cwd: this.cwd(), env: this.environment(), stdio: ['pipe', 'pipe', 'pipe'] });
+    let child: ChildProcessWithoutNullStreams;
+    try {
+      child = spawnChild(file, args, { cwd: this.cwd(), env: this.environment(), stdio: ['pipe', 'pipe', 'pipe'] });
+    } catch (err) {
+      // e.g. an environment value with a NUL byte: this channel ends, not the node.
+      this.conn.log.warn('cannot start a program', { error: err });
+      return this.endChannel(stream, `failed to start a session: ${(err as Error).message}`);
+    }
     this.child = child;
     child.stdout.pipe(stream, { end: false });
     child.stderr.pipe(stream.stderr, { end: false });
@@ -448,7 +443,7 @@ export class NodeSession {
     }
     const stream = this.open(accept);
     void this.audited(stream, () => this.conn.audit.emitDurable({ event: 'subsystem', name, exitError: '', ...this.who(), code: 'T3001I' })).then((ok) => {
-      if (ok) this.launch(stream, () => this.runPipes(stream, file, args, undefined));
+      if (ok) this.runPipes(stream, file, args, undefined);
     });
   }
 

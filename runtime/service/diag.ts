@@ -8,7 +8,7 @@
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { HostPort } from '../config';
+import { formatAddr, type HostPort } from '../config';
 import { unreadyChecks, type ReadinessCheck, type Unready } from '../instance/readiness';
 import type { Logger } from '../utils/logger';
 import { limitBeforeRequest } from './httplimits';
@@ -84,7 +84,7 @@ export async function startDiagServer(addr: HostPort, log: Logger): Promise<Diag
   limitBeforeRequest(server, false);
   await listen(server, addr, 'diag');
   const address = { host: addr.host, port: (server.address() as AddressInfo).port };
-  log.info('diagnostics endpoint is listening', { addr: `http://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}` });
+  log.info('diagnostics endpoint is listening', { addr: `http://${formatAddr(address)}` });
   return {
     address,
     setReadiness: (next) => (checks = [...next]),
