@@ -223,7 +223,7 @@ export class ClusterStack extends Stack {
     // proxies and nodes only once every auth server runs it and signalled healthy (and a failure
     // there rolls the stack back before any proxy or node is touched).
     const authGroup = this.auth.instances.autoScalingGroup.node.defaultChild as CfnResource;
-    for (const tier of [this.proxy, this.nodes]) (tier.instances.autoScalingGroup.node.defaultChild as CfnResource).addDependency(authGroup);
+    for (const tier of [this.proxy, this.nodes]) (tier.instances.autoScalingGroup.node.defaultChild as CfnResource).addResourceDependency(authGroup);
 
     this.auth.allowClient(this.proxy.securityGroup, 'auth API from the proxies');
     this.auth.allowClient(this.nodes.securityGroup, 'auth API from the nodes (join, heartbeats, audit)');

@@ -64,7 +64,8 @@ export class Environment {
     let initDone: (v: { kind: OutcomeKind; error: LambdaError } | undefined) => void = () => undefined;
     this.initialized = new Promise((resolve) => (initDone = resolve));
     this.child.on('message', (msg: FromRuntime) => {
-      if (msg.kind === 'ready') initDone(undefined);
+      if (msg.kind === 'log') this.output(msg.text);
+      else if (msg.kind === 'ready') initDone(undefined);
       else if (msg.kind === 'init-error') initDone({ kind: 'error', error: msg.error });
       else if (msg.requestId === this.running?.requestId) this.running.finish(msg.kind === 'result' ? 'success' : 'error', msg.kind === 'result' ? msg.payload : JSON.stringify(msg.error));
     });

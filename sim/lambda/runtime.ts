@@ -5,7 +5,8 @@
  * says `ready` (or why not) over IPC, then runs one invocation per `invoke` message with Lambda's
  * context object and answers with the JSON result or the error as Lambda reports it
  * (`errorType`, `errorMessage`, `trace`). `console` writes Lambda's log lines (text, or JSON with
- * the application log level) tagged with the current request id. An unhandled rejection or an
+ * the application log level) tagged with the current request id, over the IPC channel, so that
+ * they reach the parent before the result they precede (the stdout pipe gives no such order). An unhandled rejection or an
  * uncaught exception ends the process, as it ends Lambda's runtime.
  */
 import * as fs from 'node:fs';
@@ -22,6 +23,7 @@ export interface LambdaError {
 export type ToRuntime = { kind: 'invoke'; requestId: string; event: string; deadlineMs: number; invokedFunctionArn: string };
 export type FromRuntime =
   | { kind: 'ready' }
+  | { kind: 'log'; text: string }
   | { kind: 'init-error'; error: LambdaError }
   | { kind: 'result'; requestId: string; payload: string }
   | { kind: 'error'; requestId: string; error: LambdaError };
@@ -53,7 +55,7 @@ function patchConsole(): void {
     const timestamp = new Date().toISOString();
     const message = format(...args);
     const line = json ? JSON.stringify({ timestamp, level, requestId, message }) : `${timestamp}\t${requestId ?? 'undefined'}\t${level}\t${message.replace(/\n/g, '\r')}`;
-    process.stdout.write(`${line}\n`);
+    send({ kind: 'log', text: `${line}\n` });
   };
   const methods: Record<string, string> = { trace: 'TRACE', debug: 'DEBUG', info: 'INFO', log: 'INFO', warn: 'WARN', error: 'ERROR' };
   for (const [method, level] of Object.entries(methods)) (console as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => write(level, args);
