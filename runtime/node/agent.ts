@@ -11,11 +11,24 @@ import type { ServerChannel } from 'ssh2';
 import { Logger } from '../utils/logger';
 import { OsUser } from './osuser';
 
+/** Socket directories of live forwarders, removed when the process exits however its sessions ended. */
+const liveDirs = new Set<string>();
+let exitHookSet = false;
+function track(dir: string): void {
+  liveDirs.add(dir);
+  if (exitHookSet) return;
+  exitHookSet = true;
+  process.once('exit', () => {
+    for (const d of liveDirs) fs.rmSync(d, { recursive: true, force: true });
+  });
+}
+
 export type AgentChannelOpener = (cb: (err: Error | undefined, channel?: ServerChannel) => void) => void;
 
 export class AgentForwarder {
   private dir?: string;
   private server?: net.Server;
+  private closed = false;
   socketPath = '';
 
   constructor(
@@ -25,7 +38,9 @@ export class AgentForwarder {
   ) {}
 
   async start(): Promise<void> {
+    if (this.closed) throw new Error('the session ended before agent forwarding started');
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'teleport-agent-'));
+    track(this.dir);
     this.socketPath = path.join(this.dir, `agent.${process.pid}`);
     const asRoot = process.getuid?.() === 0;
     if (asRoot) fs.chownSync(this.dir, this.user.uid, this.user.gid);
@@ -47,14 +62,23 @@ export class AgentForwarder {
     });
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
+      this.server!.once('close', () => reject(new Error('the session ended while agent forwarding started')));
       this.server!.listen(this.socketPath, () => resolve());
     });
+    if (this.closed) {
+      this.close();
+      throw new Error('the session ended while agent forwarding started');
+    }
     fs.chmodSync(this.socketPath, 0o600);
     if (asRoot) fs.chownSync(this.socketPath, this.user.uid, this.user.gid);
   }
 
   close(): void {
+    this.closed = true;
     this.server?.close();
-    if (this.dir) fs.rmSync(this.dir, { recursive: true, force: true });
+    if (this.dir) {
+      fs.rmSync(this.dir, { recursive: true, force: true });
+      liveDirs.delete(this.dir);
+    }
   }
 }
