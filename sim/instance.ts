@@ -28,7 +28,8 @@ const UNITS_DIR = path.join(REPO_ROOT, 'ami', 'files', 'system');
 /** One systemd unit of the image, as far as the boot uses it. */
 export interface Unit {
   readonly name: string;
-  readonly condition?: string;
+  /** `ConditionPathExists=` paths: the unit runs only if every one exists. */
+  readonly conditions: string[];
   readonly execStartPre: string[];
   readonly execStart: string;
   readonly restartOnFailure: boolean;
@@ -49,7 +50,7 @@ export function imageUnits(dir = UNITS_DIR): Unit[] {
     if (!execStart) throw new Error(`${name} has no ExecStart`);
     return {
       name,
-      condition: values('ConditionPathExists')[0],
+      conditions: values('ConditionPathExists'),
       execStartPre: values('ExecStartPre'),
       execStart,
       restartOnFailure: values('Restart')[0] === 'on-failure',
@@ -114,7 +115,7 @@ export function bootScript(opts: { root: string; userDataFile: string; units: Un
   for (const u of opts.units) {
     const runtimeDir = u.runtimeDirectory ? [`install -d -m ${u.runtimeDirectory.mode} /run/${u.runtimeDirectory.name}`] : [];
     const run = [...runtimeDir, ...[...u.execStartPre, u.execStart].map((c) => `{ say ${q(`${u.name}: ${c}`)}; ${c.replace(/^-/, '')}; }`)].join(' && ');
-    const cond = u.condition ? `[ -e ${q(u.condition)} ]` : 'true';
+    const cond = u.conditions.length > 0 ? u.conditions.map((c) => `[ -e ${q(c)} ]`).join(' && ') : 'true';
     if (u.restartOnFailure) {
       // A service runs beside the others (systemd starts it and moves on), restarted when it fails.
       lines.push(`if ${cond}; then ( while true; do ${run} && break; say ${q(`${u.name}: failed with status`)} $?"; restarting in ${u.restartSec}s"; sleep ${u.restartSec}; done ) & fi`);
