@@ -55,6 +55,7 @@ const contextSchema = z.object({
   nodeMaxCapacity: int,
   recordingsObjectLockDays: int,
   alarmEmail: str,
+  logRetentionDays: int,
 });
 
 /** The context keys the cluster stack reads. */
@@ -113,6 +114,7 @@ export function clusterPropsFromContext(get: (key: string) => unknown): ClusterS
     node: tier(c.nodeInstanceType, c.nodeMinCapacity, c.nodeMaxCapacity),
     recordingsObjectLockDays: c.recordingsObjectLockDays,
     alarmEmail: c.alarmEmail,
+    logRetentionDays: c.logRetentionDays,
   };
 }
 
