@@ -8,12 +8,14 @@
  *   2. cloud-init runs the launch template's user data (which writes `/etc/teleport.d/conf`);
  *   3. the systemd units of `ami/files/system` start in their `After=`/`Before=` order:
  *      `teleport-generate-config` (conf + IMDS → `/etc/teleport.yaml` and the role marker), the
- *      role unit whose `ConditionPathExists` holds (`ExecStartPre`, `ExecStart`, `RuntimeDirectory=`;
+ *      units whose `ConditionPathExists=` paths all exist (the role's; not the CloudWatch agent's, which
+ *      is not installed here) (`ExecStartPre`, `ExecStart`, `RuntimeDirectory=`;
  *      a service runs in the background and restarts after `RestartSec` with `Restart=on-failure`),
  *      then the oneshot units ordered after it; the command lines as the unit files have them.
  * Endpoint settings are the only difference from EC2: the processes get `AWS_ENDPOINT_URL`,
  * `NODE_EXTRA_CA_CERTS` and `AWS_EC2_METADATA_SERVICE_ENDPOINT` in their environment. Units run as
- * root here (their `User=` is not applied). The boot's output is the instance's console log.
+ * root here (their `User=` is not applied). The boot's output, the units' included (their
+ * `StandardOutput=append:` files are not used), is the instance's console log.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
