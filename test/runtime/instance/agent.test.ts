@@ -6,6 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import Ajv from 'ajv';
 import { parse } from 'yaml';
 import { METRICS_NAMESPACE, MetricDimensions, PublishedMetrics, SCRAPE_JOB, unitLogFile } from '../../../runtime/contract/telemetry';
 import { agentConfigFile, agentPrometheusFile, configureFromConf } from '../../../runtime/instance/configure';
@@ -29,6 +30,14 @@ const AUTH = [
   'TELEPORT_S3_BUCKET=acme-recordings',
 ];
 const LOGS = ['TELEPORT_LOG_GROUP=acme-Logs-1A2B', 'TELEPORT_METRICS_LOG_GROUP=/teleport/acme/metrics'];
+
+/** The agent's own schema of its config (fixtures/README.md), draft-04, as the agent checks a config it translates. */
+function agentSchema(): (config: unknown) => string[] {
+  const ajv = new Ajv({ schemaId: 'id', allErrors: true, logger: false });
+  ajv.addMetaSchema(require('ajv/lib/refs/json-schema-draft-04.json'));
+  const validate = ajv.compile(JSON.parse(fs.readFileSync(path.join(__dirname, 'fixtures', 'cloudwatch-agent-schema.json'), 'utf8')));
+  return (config) => (validate(config) ? [] : (validate.errors ?? []).map((e) => `${e.dataPath}: ${e.message}`));
+}
 
 let imds: Imitation;
 let dir: string;
@@ -124,6 +133,26 @@ describe('the CloudWatch agent config of teleport configure --from-conf', () => 
       expect(config.logs.logs_collected.files.collect_list[0].file_path).toBe(unitLogFile(`${unit}.service`));
       const labels = parse(fs.readFileSync(agentPrometheusFile(confDir()), 'utf8')).scrape_configs[0].static_configs[0];
       expect(labels).toEqual({ targets: ['127.0.0.1:3000'], labels: { ClusterName: cluster, Role: role } });
+    }
+  });
+
+  test('GIVEN the config of every mode WHEN checked against the CloudWatch agent\'s own schema THEN it is valid; (control) a field the agent does not know is not', async () => {
+    const problems = agentSchema();
+    for (const lines of [
+      AUTH,
+      ['TELEPORT_ROLE=node', 'EC2_REGION=eu-west-1', 'TELEPORT_CLUSTER_NAME=acme', 'TELEPORT_AUTH_SERVER_LB=auth.internal'],
+      ['TELEPORT_ROLE=auth,node,proxy'],
+    ]) {
+      // GIVEN
+      fs.rmSync(output(), { force: true });
+      writeConf([...lines, ...LOGS]);
+      // WHEN
+      await configureFromConf({ confFile: confFile(), outputFile: output(), facts });
+      const config = JSON.parse(fs.readFileSync(agentConfigFile(confDir()), 'utf8'));
+      // THEN
+      expect([lines[0], problems(config)]).toEqual([lines[0], []]);
+      // AND (control) the schema refuses what the agent would
+      expect(problems({ ...config, logs: { ...config.logs, retention: 30 } })).toEqual(['.logs: should NOT have additional properties']);
     }
   });
 
