@@ -38,6 +38,7 @@ const sharedShape = {
   kubernetes: bool,
   account: str,
   region: str,
+  logRetentionDays: int,
 };
 
 const contextSchema = z.object({
@@ -55,7 +56,6 @@ const contextSchema = z.object({
   nodeMaxCapacity: int,
   recordingsObjectLockDays: int,
   alarmEmail: str,
-  logRetentionDays: int,
 });
 
 /** The context keys the cluster stack reads. */
@@ -75,6 +75,7 @@ function sharedProps(c: Shared) {
     allowedCidrs: c.allowedCidrs,
     kubernetes: c.kubernetes,
     env: c.account !== undefined || c.region !== undefined ? { account: c.account, region: c.region } : undefined,
+    logRetentionDays: c.logRetentionDays,
   };
 }
 
@@ -114,7 +115,6 @@ export function clusterPropsFromContext(get: (key: string) => unknown): ClusterS
     node: tier(c.nodeInstanceType, c.nodeMinCapacity, c.nodeMaxCapacity),
     recordingsObjectLockDays: c.recordingsObjectLockDays,
     alarmEmail: c.alarmEmail,
-    logRetentionDays: c.logRetentionDays,
   };
 }
 

@@ -26,7 +26,7 @@ import { NodeTier } from './node-tier';
 import { ProxyTier } from './proxy-tier';
 import { ClusterStorage } from './storage';
 import { DEFAULT_AMI_PARAMETER, TeleportStackProps, validateTeleportStackProps } from './stack-props';
-import { checkLogRetentionDays, InstanceTelemetry } from './telemetry';
+import { InstanceTelemetry } from './telemetry';
 import { checkEmail, checkInstanceType, checkInt } from './validation';
 
 /** Size of one tier. */
@@ -106,15 +106,6 @@ export interface ClusterStackProps extends TeleportStackProps {
    * @default - no subscription (subscribe to the `AlarmTopicArn` output)
    */
   readonly alarmEmail?: string;
-
-  /**
-   * How long CloudWatch Logs keeps the instances' logs and the metric events the CloudWatch agent
-   * writes, in days: one of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096,
-   * 1827, 2192, 2557, 2922, 3288, 3653. The log groups follow `dataRemovalPolicy`.
-   *
-   * @default 30
-   */
-  readonly logRetentionDays?: number;
 }
 
 /** Throws an Error naming the first invalid prop. */
@@ -129,7 +120,6 @@ export function validateClusterStackProps(props: ClusterStackProps): void {
   if (props.existingVpc) validateExistingVpc(props.existingVpc);
   if (props.recordingsObjectLockDays !== undefined) checkInt('recordingsObjectLockDays', props.recordingsObjectLockDays, 1, 36500);
   if (props.alarmEmail !== undefined) checkEmail('alarmEmail', props.alarmEmail);
-  if (props.logRetentionDays !== undefined) checkLogRetentionDays('logRetentionDays', props.logRetentionDays);
 }
 
 /** The HA cluster. */
