@@ -94,16 +94,18 @@ export async function configureFromConf(opts: ConfigureOptions): Promise<Configu
     prometheusFile: agentPrometheusFile(confDir),
   });
   if (opts.outputFile === '-') return { ...base, generated: true, text };
-  // Readable by the services' group, which the non-root units run as.
-  writeFileAtomic(opts.outputFile, text, 0o640, { gid: process.getuid?.() === 0 ? groupId(SERVICE_GROUP) : undefined });
-  writeMarker(confDir, mode);
-  // The agent runs as root; its config names nothing secret but is no one else's business.
+  // The agent's files first: teleport.yaml, once it exists, keeps them as they are (a run that
+  // stops in between generates everything again). The agent runs as root; its config names
+  // nothing secret but is no one else's business.
   if (agent) {
     writeFileAtomic(agentPrometheusFile(confDir), agent.prometheus, 0o600);
     writeFileAtomic(agentConfigFile(confDir), JSON.stringify(agent.config, null, 2) + '\n', 0o600);
   } else {
     for (const f of [agentConfigFile(confDir), agentPrometheusFile(confDir)]) rmSync(f, { force: true });
   }
+  // Readable by the services' group, which the non-root units run as.
+  writeFileAtomic(opts.outputFile, text, 0o640, { gid: process.getuid?.() === 0 ? groupId(SERVICE_GROUP) : undefined });
+  writeMarker(confDir, mode);
   return { ...base, generated: true, text, ...(agent ? { agentConfigFile: agentConfigFile(confDir) } : {}) };
 }
 

@@ -177,6 +177,16 @@ describe('the CloudWatch agent config of teleport configure --from-conf', () => 
     expect(listing()).toEqual(['teleport.d', 'teleport.d/conf']);
   });
 
+  test('GIVEN a log group name CloudWatch Logs would not take (an ARN pattern) WHEN configured THEN it fails naming the variable and its line, and writes nothing', async () => {
+    // GIVEN
+    writeConf([...AUTH, 'TELEPORT_LOG_GROUP=logs:*', LOGS[1]]);
+    // WHEN / THEN
+    await expect(configureFromConf({ confFile: confFile(), outputFile: output(), facts })).rejects.toThrow(
+      `${confFile()}:${AUTH.length + 1}:1: TELEPORT_LOG_GROUP: expected a CloudWatch Logs group name`,
+    );
+    expect(listing()).toEqual(['teleport.d', 'teleport.d/conf']);
+  });
+
   test.each(['0.0.0.0:3000', '10.0.1.17:3000', '[::]:3000', '127.0.0.1', 'localhost:http'])(
     'GIVEN --diag-addr %s (not a loopback address with a port) WHEN the boot unit\'s command runs THEN it exits 1 saying so and writes nothing',
     async (addr) => {
