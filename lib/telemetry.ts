@@ -1,15 +1,17 @@
 /**
  * `InstanceTelemetry`: where the instances' logs and metrics go. Two CloudWatch Logs groups with
- * a retention: one for the teleport units' log files, one the CloudWatch agent writes the scraped
+ * a retention, encrypted with a rotating key of their own that only CloudWatch Logs may use, for
+ * these groups: one for the teleport units' log files, one the CloudWatch agent writes the scraped
  * `/metrics` to in the embedded metric format, from which CloudWatch publishes them in the
  * `Teleport` namespace (runtime/contract/telemetry.ts). The instances learn the groups from their
  * conf (`TELEPORT_LOG_GROUP`, `TELEPORT_METRICS_LOG_GROUP`); `teleport configure --from-conf` turns
  * them into the agent's config. Their roles may create streams in, and write to, these two groups
  * and nothing else: the embedded metric format needs no `cloudwatch:PutMetricData`.
  */
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { ConfVar, ConfVars } from '../runtime/contract/aws';
@@ -23,6 +25,9 @@ export const DEFAULT_LOG_RETENTION_DAYS = 30;
 
 /** The actions the CloudWatch agent calls on a log group it writes to (the groups exist: it creates none). */
 export const AGENT_LOG_ACTIONS = ['logs:CreateLogStream', 'logs:DescribeLogStreams', 'logs:PutLogEvents'] as const;
+
+/** What CloudWatch Logs does with the groups' key. */
+export const LOGS_KEY_ACTIONS = ['kms:Decrypt*', 'kms:Describe*', 'kms:Encrypt*', 'kms:GenerateDataKey*', 'kms:ReEncrypt*'] as const;
 
 /** Throws unless `days` is a retention CloudWatch Logs accepts. */
 export function checkLogRetentionDays(prop: string, days: number): void {
@@ -58,6 +63,8 @@ export class InstanceTelemetry extends Construct {
   public readonly logGroup: logs.LogGroup;
   /** The agent's embedded-metric-format events (the metrics' raw samples). */
   public readonly metricsLogGroup: logs.LogGroup;
+  /** Encrypts both groups. */
+  public readonly key: kms.Key;
   public readonly clusterName: string;
 
   constructor(scope: Construct, id: string, props: InstanceTelemetryProps) {
@@ -65,8 +72,28 @@ export class InstanceTelemetry extends Construct {
     checkLogRetentionDays('logRetentionDays', retentionDays);
     super(scope, id);
     this.clusterName = props.clusterName;
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    this.key = new kms.Key(this, 'Key', {
+      description: `Encrypts the instance logs and metric events of Teleport cluster ${props.clusterName}`,
+      enableKeyRotation: true,
+      removalPolicy,
+    });
+    // CloudWatch Logs encrypts and decrypts with it, for log groups of this account and region only
+    // (the groups' generated names are not known before they exist, and they need the key first).
+    const stack = Stack.of(this);
+    this.key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'CloudWatchLogs',
+        principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
+        actions: [...LOGS_KEY_ACTIONS],
+        resources: ['*'],
+        conditions: {
+          ArnLike: { 'kms:EncryptionContext:aws:logs:arn': stack.formatArn({ service: 'logs', resource: 'log-group', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }) },
+        },
+      }),
+    );
     const group = (groupId: string) =>
-      new logs.LogGroup(this, groupId, { retention: retentionDays as logs.RetentionDays, removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN });
+      new logs.LogGroup(this, groupId, { retention: retentionDays as logs.RetentionDays, removalPolicy, encryptionKey: this.key });
     this.logGroup = group('Logs');
     this.metricsLogGroup = group('Metrics');
   }

@@ -9,7 +9,7 @@ import { run } from '../helpers/proc';
 import { readmeCommands } from '../helpers/readme';
 import { scratchDir } from '../helpers/scratch';
 import { AUTH_BUCKET_ACTIONS, AUTH_KMS_ACTIONS, AUTH_OBJECT_ACTIONS, AUTH_STREAM_ACTIONS, AUTH_TABLE_ACTIONS } from '../../lib/auth-tier';
-import { AGENT_LOG_ACTIONS } from '../../lib/telemetry';
+import { AGENT_LOG_ACTIONS, LOGS_KEY_ACTIONS } from '../../lib/telemetry';
 import { parse } from 'yaml';
 import { METRICS_NAMESPACE, PublishedMetrics } from '../../runtime/contract/telemetry';
 import { agentConfig } from '../../runtime/instance/agent';
@@ -628,6 +628,23 @@ describe('ClusterStack: logs and metrics leave the instances (CloudWatch agent)'
     const weekGroups = Object.entries(week.findResources('AWS::Logs::LogGroup')).filter(([id]) => id.startsWith('Telemetry'));
     expect(weekGroups.map(([, g]) => g.Properties.RetentionInDays)).toEqual([7, 7]);
     t.hasOutput('LogGroupName', { Value: { Ref: logs } });
+  });
+
+  test('both groups are encrypted with their own rotating key, which CloudWatch Logs may use for this account\'s and region\'s log groups only', () => {
+    const key = logicalId(t, 'AWS::KMS::Key', 'TelemetryKey');
+    for (const g of logGroups) expect(t.findResources('AWS::Logs::LogGroup')[g].Properties.KmsKeyId).toEqual({ 'Fn::GetAtt': [key, 'Arn'] });
+    const k = t.findResources('AWS::KMS::Key')[key];
+    expect(k.Properties.EnableKeyRotation).toBe(true);
+    const logsStatements = k.Properties.KeyPolicy.Statement.filter((st: any) => JSON.stringify(st.Principal ?? {}).includes('logs.'));
+    expect(logsStatements).toHaveLength(1);
+    const [st] = logsStatements;
+    expect(st.Principal).toEqual({ Service: { 'Fn::Join': ['', ['logs.', { Ref: 'AWS::Region' }, '.amazonaws.com']] } });
+    expect(actions(st.Action)).toEqual([...LOGS_KEY_ACTIONS].sort());
+    expect(st.Condition).toEqual({
+      ArnLike: {
+        'kms:EncryptionContext:aws:logs:arn': { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':logs:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':log-group:*']] },
+      },
+    });
   });
 
   test('a retention CloudWatch Logs does not accept is refused, naming the prop and the accepted values', () => {

@@ -71,12 +71,13 @@ describe('StarterStack: defaults (local storage, new VPC, no domain)', () => {
     t.resourceCountIs('AWS::EC2::InternetGateway', 1);
   });
 
-  test('one instance, no auto scaling group, and no tables, buckets or keys', () => {
+  test('one instance, no auto scaling group, and no tables, buckets or keys but its log groups\' key', () => {
     t.resourceCountIs('AWS::EC2::Instance', 1);
     t.resourceCountIs('AWS::AutoScaling::AutoScalingGroup', 0);
-    for (const type of ['AWS::DynamoDB::Table', 'AWS::S3::Bucket', 'AWS::KMS::Key', 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'AWS::Route53::RecordSet']) {
+    for (const type of ['AWS::DynamoDB::Table', 'AWS::S3::Bucket', 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'AWS::Route53::RecordSet']) {
       t.resourceCountIs(type, 0);
     }
+    expect(Object.keys(t.findResources('AWS::KMS::Key'))).toEqual([logicalId(t, 'AWS::KMS::Key', 'TelemetryKey')]);
   });
 
   test('the instance requires IMDSv2 and keeps its encrypted gp3 root volume (the local data) on termination', () => {
