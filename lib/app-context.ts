@@ -38,6 +38,7 @@ const sharedShape = {
   kubernetes: bool,
   account: str,
   region: str,
+  logRetentionDays: int,
 };
 
 const contextSchema = z.object({
@@ -74,6 +75,7 @@ function sharedProps(c: Shared) {
     allowedCidrs: c.allowedCidrs,
     kubernetes: c.kubernetes,
     env: c.account !== undefined || c.region !== undefined ? { account: c.account, region: c.region } : undefined,
+    logRetentionDays: c.logRetentionDays,
   };
 }
 

@@ -103,6 +103,7 @@ export class AuthTier extends Construct {
       rootVolumeSizeGiB: props.rootVolumeSizeGiB,
       rootDeviceName: props.rootDeviceName,
       notificationsTopic: props.notificationsTopic,
+      telemetry: props.telemetry,
       teleportRole: 'auth',
       instanceType: props.instanceType ?? 't3.medium',
       role: this.role,
@@ -142,6 +143,7 @@ export class AuthTier extends Construct {
   private statements(props: AuthTierProps): iam.PolicyStatement[] {
     return [
       ...storageStatements(props.storage),
+      ...(props.telemetry?.statements() ?? []),
       new iam.PolicyStatement({
         sid: 'ClusterParameters',
         actions: ['ssm:GetParameter', 'ssm:GetParameters', 'ssm:GetParametersByPath'],

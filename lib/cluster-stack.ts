@@ -26,6 +26,7 @@ import { NodeTier } from './node-tier';
 import { ProxyTier } from './proxy-tier';
 import { ClusterStorage } from './storage';
 import { DEFAULT_AMI_PARAMETER, TeleportStackProps, validateTeleportStackProps } from './stack-props';
+import { InstanceTelemetry } from './telemetry';
 import { checkEmail, checkInstanceType, checkInt } from './validation';
 
 /** Size of one tier. */
@@ -131,6 +132,7 @@ export class ClusterStack extends Stack {
   public readonly nodes: NodeTier;
   public readonly controlPlane: ControlPlane;
   public readonly monitoring: ClusterMonitoring;
+  public readonly telemetry: InstanceTelemetry;
   private explicitAzs?: string[];
 
   constructor(scope: Construct, id: string, props: ClusterStackProps) {
@@ -159,6 +161,13 @@ export class ClusterStack extends Stack {
     // Always defined here: this network was not built with publicSubnetsOnly.
     const privateSubnets = this.network.privateSubnets!;
 
+    // The instances' logs and metrics (the CloudWatch agent the AMI runs), which the alarms read.
+    this.telemetry = new InstanceTelemetry(this, 'Telemetry', {
+      clusterName: props.clusterName,
+      retentionDays: props.logRetentionDays,
+      removalPolicy: props.dataRemovalPolicy,
+    });
+
     const zone = props.hostedZone ? importHostedZone(this, 'HostedZone', props.hostedZone, props.domainName) : undefined;
     const certificate =
       props.certificateArn !== undefined || props.createCertificate
@@ -178,6 +187,7 @@ export class ClusterStack extends Stack {
       useAcm: certificate !== undefined,
       amiParameterName,
       notificationsTopic: props.notificationsTopic,
+      telemetry: this.telemetry,
       ...props.auth,
     });
 
@@ -193,6 +203,7 @@ export class ClusterStack extends Stack {
       allowedCidrs: props.allowedCidrs,
       amiParameterName,
       notificationsTopic: props.notificationsTopic,
+      telemetry: this.telemetry,
       accessLogsBucket: this.storage.logsBucket,
       ...props.proxy,
     });
@@ -207,6 +218,7 @@ export class ClusterStack extends Stack {
       proxies: this.proxy.securityGroup,
       amiParameterName,
       notificationsTopic: props.notificationsTopic,
+      telemetry: this.telemetry,
       ...props.node,
     });
 
@@ -249,6 +261,7 @@ export class ClusterStack extends Stack {
       // Every function of the stack: the control plane's and the custom-resource providers'.
       functions: this.node.findAll().filter((c): c is lambda.Function => c instanceof lambda.Function),
       tables: [this.storage.stateTable, this.storage.eventsTable],
+      instanceMetrics: this.telemetry,
       alarmEmail: props.alarmEmail,
     });
 
@@ -285,6 +298,7 @@ export class ClusterStack extends Stack {
     });
     new CfnOutput(this, 'KeyArn', { value: this.storage.key.keyArn });
     new CfnOutput(this, 'AlarmTopicArn', { value: this.monitoring.topic.topicArn, description: 'Every alarm of the cluster notifies this SNS topic' });
+    new CfnOutput(this, 'LogGroupName', { value: this.telemetry.logGroup.logGroupName, description: "The instances' teleport logs (stream <instance id>/<unit>)" });
     new CfnOutput(this, 'DashboardName', { value: this.monitoring.dashboard.dashboardName, description: 'The CloudWatch dashboard of the cluster' });
   }
 

@@ -4,8 +4,10 @@
  *
  * Alarms watch what AWS itself measures: every load balancer target group (a tier with no healthy
  * target is down; a target unhealthy for 15 minutes is stuck), every Lambda function of the stack
- * (errors and throttles), and the DynamoDB tables (throttled reads and writes). Each alarm also
- * notifies when it returns to OK.
+ * (errors and throttles), and the DynamoDB tables (throttled reads and writes). With
+ * `instanceMetrics`, also what the instances' CloudWatch agent publishes from their diagnostics
+ * endpoints (lib/telemetry.ts): an auth server not ready, session recordings not uploaded,
+ * certificate issuance failing. Each alarm also notifies when it returns to OK.
  */
 import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -18,6 +20,8 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
+import { PublishedMetrics } from '../runtime/contract/telemetry';
+import type { InstanceTelemetry } from './telemetry';
 import { checkEmail } from './validation';
 
 /** A target group with the name operators know it by (e.g. `proxy 3023`). */
@@ -41,6 +45,14 @@ export interface ClusterMonitoringProps {
 
   /** DynamoDB tables to alarm on: any throttled read or write in 5 minutes. */
   readonly tables: dynamodb.ITable[];
+
+  /**
+   * The metrics the instances' CloudWatch agent publishes: alarms on auth readiness, the recording
+   * upload backlog and certificate issuance failures, and their dashboard row.
+   *
+   * @default - no alarms on instance metrics
+   */
+  readonly instanceMetrics?: InstanceTelemetry;
 
   /**
    * E-mail address subscribed to the alarm topic (AWS sends it a confirmation message first).
@@ -139,15 +151,77 @@ export class ClusterMonitoring extends Construct {
       );
     }
 
+    const instanceWidgets = props.instanceMetrics ? this.instanceAlarms(props.clusterName, props.instanceMetrics) : [];
+
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
       dashboardName: `teleport-${props.clusterName}`.replace(/[^A-Za-z0-9_-]/g, '-'),
       widgets: [
         [new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 24 })],
         healthWidgets,
+        instanceWidgets,
         functionWidgets,
         tableWidgets,
       ],
     });
+  }
+
+  /** The alarms on the agent-published metrics, and their dashboard widgets. */
+  private instanceAlarms(clusterName: string, t: InstanceTelemetry): cloudwatch.IWidget[] {
+    const minute = Duration.minutes(1);
+    const fiveMinutes = Duration.minutes(5);
+    // Each auth server publishes its readiness once a minute; the minimum is 0 when any is not ready.
+    const authReady = t.metric(PublishedMetrics.ready, 'auth', { statistic: 'Minimum', period: minute });
+    this.alarm('auth not ready', authReady, {
+      description: `Teleport ${clusterName}: an auth server has not been ready (/readyz) for 5 minutes, or no auth server has reported for 5 minutes (all down, or their CloudWatch agent is not running).`,
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      evaluationPeriods: 5,
+      // No datapoint means no auth server reported: every one is down or not publishing. Either way
+      // nothing shows the tier is ready, so the alarm fails closed.
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
+    // Completed recordings leave a node within seconds; one still waiting in every 5-minute window
+    // for 30 minutes means uploads are failing or cannot keep up.
+    const backlog = t.metric(PublishedMetrics.recordingUploadsPending, 'node', { statistic: 'Maximum', period: fiveMinutes });
+    this.alarm('recording upload backlog', backlog, {
+      description: `Teleport ${clusterName}: session recordings have been waiting on a node to be uploaded for 30 minutes (check the node's log for the upload errors).`,
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 6,
+      // No datapoint: no node reported (none running, or its agent is down); the target and auth
+      // alarms cover instances that are down, so this alarm only speaks about a backlog it sees.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    // The agent publishes a counter's increase since the previous scrape.
+    const failures = t.metric(PublishedMetrics.certificateIssueFailures, 'auth', { statistic: 'Sum', period: fiveMinutes });
+    this.alarm('certificate issuance failures', failures, {
+      description: `Teleport ${clusterName}: the auth servers failed to issue certificates they had accepted the request for in the last 5 minutes (backend or CA trouble: see the auth servers' log).`,
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      // The counter has no series until its first failure: missing is the normal state.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    const issued = t.metric(PublishedMetrics.certificatesIssued, 'auth', { statistic: 'Sum', period: fiveMinutes, label: 'certificates issued' });
+    const failedLogins = t.metric(PublishedMetrics.failedLogins, 'auth', { statistic: 'Sum', period: fiveMinutes, label: 'failed logins' });
+    return [
+      new cloudwatch.GraphWidget({
+        title: 'Readiness (1 = every instance of the role ready)',
+        left: (['auth', 'proxy', 'node'] as const).map((role) => t.metric(PublishedMetrics.ready, role, { statistic: 'Minimum', period: minute, label: role })),
+        leftYAxis: { min: 0, max: 1 },
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({ title: 'Certificates', left: [issued, failedLogins], right: [failures.with({ label: 'issuance failures' })], width: 8 }),
+      new cloudwatch.GraphWidget({
+        title: 'Sessions and recording uploads',
+        left: [
+          t.metric(PublishedMetrics.nodeSessions, 'node', { statistic: 'Sum', period: minute, label: 'node sessions' }),
+          t.metric(PublishedMetrics.proxySessions, 'proxy', { statistic: 'Sum', period: minute, label: 'proxy sessions' }),
+        ],
+        right: [backlog.with({ label: 'recordings waiting (maximum)' })],
+        width: 8,
+      }),
+    ];
   }
 
   private alarm(

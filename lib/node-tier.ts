@@ -61,7 +61,7 @@ export class NodeTier extends Construct {
 
   constructor(scope: Construct, id: string, props: NodeTierProps) {
     super(scope, id);
-    this.role = instanceRole(this, `Teleport nodes of cluster ${props.clusterName}`, joinStatements(this, props.clusterName, 'node', props.key), { signalsStack: true });
+    this.role = instanceRole(this, `Teleport nodes of cluster ${props.clusterName}`, [...joinStatements(this, props.clusterName, 'node', props.key), ...(props.telemetry?.statements() ?? [])], { signalsStack: true });
 
     this.securityGroup = instanceSecurityGroup(this, props.vpc, 'Teleport nodes: 3022 from the proxies only; HTTPS out', 'HTTPS to AWS APIs (SSM, KMS)');
     this.securityGroup.connections.allowFrom(props.proxies, ec2.Port.tcp(checkServed('node', Ports.node, 'the nodes\' security group')), 'SSH from the proxies');
@@ -73,6 +73,7 @@ export class NodeTier extends Construct {
       rootVolumeSizeGiB: props.rootVolumeSizeGiB,
       rootDeviceName: props.rootDeviceName,
       notificationsTopic: props.notificationsTopic,
+      telemetry: props.telemetry,
       teleportRole: 'node',
       instanceType: props.instanceType ?? 't3.small',
       role: this.role,

@@ -120,7 +120,7 @@ export class ProxyTier extends Construct {
     const useAcm = props.certificate !== undefined;
     const stack = Stack.of(this);
 
-    this.role = instanceRole(this, `Teleport proxies of cluster ${props.clusterName}`, joinStatements(this, props.clusterName, 'proxy', props.key), { signalsStack: true, readsTargetHealth: true });
+    this.role = instanceRole(this, `Teleport proxies of cluster ${props.clusterName}`, [...joinStatements(this, props.clusterName, 'proxy', props.key), ...(props.telemetry?.statements() ?? [])], { signalsStack: true, readsTargetHealth: true });
 
     this.securityGroup = instanceSecurityGroup(this, props.vpc, 'Teleport proxies: listener ports from their load balancers only; HTTPS out', 'HTTPS to AWS APIs (SSM, KMS)');
 
@@ -149,6 +149,7 @@ export class ProxyTier extends Construct {
       rootVolumeSizeGiB: props.rootVolumeSizeGiB,
       rootDeviceName: props.rootDeviceName,
       notificationsTopic: props.notificationsTopic,
+      telemetry: props.telemetry,
       teleportRole: 'proxy',
       instanceType: props.instanceType ?? 't3.medium',
       role: this.role,

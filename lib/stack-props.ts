@@ -6,6 +6,7 @@
 import { RemovalPolicy, StackProps } from 'aws-cdk-lib';
 import { HostedZoneRef } from './dns';
 import { checkCertificateArn, checkCidr, checkClusterName, checkDomainName, checkHostedZoneId, checkInZone, checkKubernetes, checkSsmParameterName } from './validation';
+import { checkLogRetentionDays } from './telemetry';
 
 /** The SSM parameter both stacks read the AMI id from unless told otherwise. */
 export const DEFAULT_AMI_PARAMETER = '/teleport/ami/latest';
@@ -75,6 +76,15 @@ export interface TeleportStackProps extends StackProps {
    * @default RemovalPolicy.RETAIN
    */
   readonly dataRemovalPolicy?: RemovalPolicy;
+
+  /**
+   * How long CloudWatch Logs keeps the instances' logs and the metric events their CloudWatch agent
+   * writes, in days: one of 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096,
+   * 1827, 2192, 2557, 2922, 3288, 3653. The log groups follow `dataRemovalPolicy`.
+   *
+   * @default 30
+   */
+  readonly logRetentionDays?: number;
 }
 
 /** Throws an Error naming the first invalid shared prop; `domainName` is the stack's domain, if any. */
@@ -104,4 +114,5 @@ export function validateTeleportStackProps(props: TeleportStackProps, domainName
   if (cidrs.length === 0) throw new Error('allowedCidrs must list at least one CIDR block');
   cidrs.forEach((c) => checkCidr('allowedCidrs', c));
   checkKubernetes(props.kubernetes);
+  if (props.logRetentionDays !== undefined) checkLogRetentionDays('logRetentionDays', props.logRetentionDays);
 }

@@ -27,6 +27,7 @@ import { ClusterNetwork, ExistingPublicVpcProps, validateExistingVpc } from './n
 import { PUBLIC_WEB_PORT, WEB_HEALTH_CHECK } from './proxy-tier';
 import { ClusterStorage } from './storage';
 import { confCommands, instanceSecurityGroup } from './teleport-asg';
+import { InstanceTelemetry } from './telemetry';
 import { DEFAULT_AMI_PARAMETER, TeleportStackProps, validateTeleportStackProps } from './stack-props';
 import { checkInstanceType, checkInt, checkServed } from './validation';
 
@@ -111,6 +112,8 @@ export class StarterStack extends Stack {
   /** The tables, bucket and key, with `storage: 'dynamodb'`. */
   public readonly storage?: ClusterStorage;
   public readonly role: iam.Role;
+  /** The instance's log groups (the CloudWatch agent's logs and metric events). */
+  public readonly telemetry: InstanceTelemetry;
   public readonly securityGroup: ec2.SecurityGroup;
   public readonly instance: ec2.Instance;
   public readonly elasticIp: ec2.CfnEIP;
@@ -163,7 +166,13 @@ export class StarterStack extends Stack {
         : undefined;
     const useAcm = certificate !== undefined;
 
-    this.role = instanceRole(this, `Teleport starter instance of cluster ${clusterName}`, this.storage ? storageStatements(this.storage) : []);
+    // The instance's logs and metrics (the CloudWatch agent the AMI runs).
+    this.telemetry = new InstanceTelemetry(this, 'Telemetry', { clusterName, retentionDays: props.logRetentionDays, removalPolicy: props.dataRemovalPolicy });
+
+    this.role = instanceRole(this, `Teleport starter instance of cluster ${clusterName}`, [
+      ...(this.storage ? storageStatements(this.storage) : []),
+      ...this.telemetry.statements(),
+    ]);
     if (this.storage) acknowledgeStorageFindings(this.role, this.storage);
 
     this.securityGroup = instanceSecurityGroup(
@@ -210,6 +219,7 @@ export class StarterStack extends Stack {
             }
           : {}),
         [ConfVars.useAcm]: String(useAcm),
+        ...this.telemetry.conf,
       }),
     );
 
@@ -314,6 +324,7 @@ export class StarterStack extends Stack {
 
     this.proxyUrl = useAcm ? `https://${domainName}` : `https://${domainName ?? publicIp}:${Ports.web}`;
     new CfnOutput(this, 'ProxyUrl', { value: this.proxyUrl, description: 'Web UI and tsh --proxy address' });
+    new CfnOutput(this, 'LogGroupName', { value: this.telemetry.logGroup.logGroupName, description: "The instance's teleport logs (stream <instance id>/<unit>)" });
     new CfnOutput(this, 'PublicIp', {
       value: publicIp,
       description: useAcm

@@ -15,6 +15,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { CONF_FILE, ConfVar, ConfVars, InstanceRole } from '../runtime/contract/aws';
+import type { InstanceTelemetry } from './telemetry';
 import { checkInstanceType, checkInt, checkSsmParameterName } from './validation';
 
 /** How long CloudFormation waits for an instance's readiness signal (its boot, join and first health checks). */
@@ -49,6 +50,14 @@ export interface InstanceSettings {
    * @default - no notifications
    */
   readonly notificationsTopic?: sns.ITopic;
+
+  /**
+   * Where the instances' CloudWatch agent sends their logs and metrics (the conf variables naming
+   * the groups; the tier's role gets {@link InstanceTelemetry.statements}).
+   *
+   * @default - no agent runs: logs and metrics stay on the instances
+   */
+  readonly telemetry?: InstanceTelemetry;
 }
 
 /** Properties of {@link TeleportAutoScalingGroup}. */
@@ -107,6 +116,7 @@ export class TeleportAutoScalingGroup extends Construct {
           confCommands({
             [`TELEPORT_ROLE`]: props.teleportRole,
             ...props.conf,
+            ...props.telemetry?.conf,
             [ConfVars.cfnStack]: stack.stackName,
             [ConfVars.cfnResource]: stack.getLogicalId(this.autoScalingGroup.node.defaultChild as autoscaling.CfnAutoScalingGroup),
             ...(this.readinessTargetGroups.length > 0 ? { [ConfVars.targetGroups]: this.readinessTargetGroups.map((tg) => tg.targetGroupArn).join(',') } : {}),

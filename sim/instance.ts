@@ -8,12 +8,14 @@
  *   2. cloud-init runs the launch template's user data (which writes `/etc/teleport.d/conf`);
  *   3. the systemd units of `ami/files/system` start in their `After=`/`Before=` order:
  *      `teleport-generate-config` (conf + IMDS → `/etc/teleport.yaml` and the role marker), the
- *      role unit whose `ConditionPathExists` holds (`ExecStartPre`, `ExecStart`, `RuntimeDirectory=`;
+ *      units whose `ConditionPathExists=` paths all exist (the role's; not the CloudWatch agent's, which
+ *      is not installed here) (`ExecStartPre`, `ExecStart`, `RuntimeDirectory=`;
  *      a service runs in the background and restarts after `RestartSec` with `Restart=on-failure`),
  *      then the oneshot units ordered after it; the command lines as the unit files have them.
  * Endpoint settings are the only difference from EC2: the processes get `AWS_ENDPOINT_URL`,
  * `NODE_EXTRA_CA_CERTS` and `AWS_EC2_METADATA_SERVICE_ENDPOINT` in their environment. Units run as
- * root here (their `User=` is not applied). The boot's output is the instance's console log.
+ * root here (their `User=` is not applied). The boot's output, the units' included (their
+ * `StandardOutput=append:` files are not used), is the instance's console log.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -28,7 +30,8 @@ const UNITS_DIR = path.join(REPO_ROOT, 'ami', 'files', 'system');
 /** One systemd unit of the image, as far as the boot uses it. */
 export interface Unit {
   readonly name: string;
-  readonly condition?: string;
+  /** `ConditionPathExists=` paths: the unit runs only if every one exists. */
+  readonly conditions: string[];
   readonly execStartPre: string[];
   readonly execStart: string;
   readonly restartOnFailure: boolean;
@@ -49,7 +52,7 @@ export function imageUnits(dir = UNITS_DIR): Unit[] {
     if (!execStart) throw new Error(`${name} has no ExecStart`);
     return {
       name,
-      condition: values('ConditionPathExists')[0],
+      conditions: values('ConditionPathExists'),
       execStartPre: values('ExecStartPre'),
       execStart,
       restartOnFailure: values('Restart')[0] === 'on-failure',
@@ -114,7 +117,7 @@ export function bootScript(opts: { root: string; userDataFile: string; units: Un
   for (const u of opts.units) {
     const runtimeDir = u.runtimeDirectory ? [`install -d -m ${u.runtimeDirectory.mode} /run/${u.runtimeDirectory.name}`] : [];
     const run = [...runtimeDir, ...[...u.execStartPre, u.execStart].map((c) => `{ say ${q(`${u.name}: ${c}`)}; ${c.replace(/^-/, '')}; }`)].join(' && ');
-    const cond = u.condition ? `[ -e ${q(u.condition)} ]` : 'true';
+    const cond = u.conditions.length > 0 ? u.conditions.map((c) => `[ -e ${q(c)} ]`).join(' && ') : 'true';
     if (u.restartOnFailure) {
       // A service runs beside the others (systemd starts it and moves on), restarted when it fails.
       lines.push(`if ${cond}; then ( while true; do ${run} && break; say ${q(`${u.name}: failed with status`)} $?"; restarting in ${u.restartSec}s"; sleep ${u.restartSec}; done ) & fi`);

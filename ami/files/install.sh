@@ -3,7 +3,7 @@
 # (ami/teleport.pkr.hcl). Inputs (environment):
 #   NODE_MAJOR  Node.js major version of the nodejs<major> package (22, 24)
 #   PACKAGE     the `npm pack` tarball of teleport-ts, uploaded by Packer
-#   FILES       the uploaded ami/files directory (this script, system/*.service, 50-teleport.preset)
+#   FILES       the uploaded ami/files directory (this script, system/*.service, 50-teleport.preset, logrotate-teleport)
 #   STAGING     the upload directory, removed at the end
 # It fails on the first error, naming the step.
 set -euo pipefail
@@ -62,6 +62,9 @@ getent passwd teleport >/dev/null ||
     --comment "Teleport auth and proxy services" teleport
 install -d -m 0700 -o teleport -g teleport /var/lib/teleport
 install -d -m 0755 -o root -g root /etc/teleport.d
+# The units append their output here (systemd opens the files as root); root reads them (the CloudWatch agent).
+install -d -m 0750 -o root -g root /var/log/teleport
+install -m 0644 -o root -g root "$FILES/logrotate-teleport" /etc/logrotate.d/teleport
 # `sudo tctl ...` finds /usr/local/bin.
 printf 'Defaults secure_path = /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n' > /etc/sudoers.d/10-teleport-path
 chmod 0440 /etc/sudoers.d/10-teleport-path
@@ -79,6 +82,12 @@ systemctl daemon-reload
 systemd-analyze verify "${units[@]/#//etc/systemd/system/}"
 # Every unit is enabled; at boot teleport-generate-config writes the one role marker that lets one run.
 systemctl enable "${units[@]}"
+
+step "installing the CloudWatch agent (teleport-cloudwatch-agent starts it with the config teleport configure writes)"
+dnf -y -q install amazon-cloudwatch-agent logrotate
+[ -x /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl ] || fail "amazon-cloudwatch-agent-ctl is missing after installing amazon-cloudwatch-agent"
+# Started only by teleport-cloudwatch-agent, with the generated config, never with a default one.
+systemctl disable amazon-cloudwatch-agent 2>/dev/null || true
 
 step "enabling the SSM agent (Session Manager and the join secrets need no SSH key)"
 # Amazon Linux 2023 images ship it; install it if a custom base image does not.

@@ -20,8 +20,8 @@ import {
   USER_CERT_TTL,
 } from '../sshcert';
 import { AUTH_SERVER_NAME, caPin, generateTlsKey, issueCert, publicKeyPem } from '../tlsca';
-import { AccessDeniedError, AlreadyExistsError, BadParameterError, isReason } from '../utils/errors';
-import { certificatesIssued } from '../service/metrics';
+import { AccessDeniedError, AlreadyExistsError, BadParameterError, isReason, LimitExceededError, NotFoundError } from '../utils/errors';
+import { certificateIssueFailures, certificatesIssued } from '../service/metrics';
 import { Logger } from '../utils/logger';
 import { RateLimiter } from '../utils/ratelimit';
 import { Authorities, Authority } from './authorities';
@@ -113,6 +113,32 @@ function checkPublicKeyLine(line: string): Buffer {
   return blob;
 }
 
+/** What a host's credentials are issued for. */
+interface HostCredentialsRequest {
+  hostUUID: string;
+  nodeName: string;
+  role: SystemRole;
+  sshPublicKey: string;
+  tlsPublicKey: string;
+  principals: string[];
+  dnsNames: string[];
+}
+
+/**
+ * Runs `issue`, counting its failure in `auth_certificate_issue_failures_total` unless the request
+ * itself was refused (access denied, a bad parameter, something that does not exist, a limit):
+ * what is left is the auth server failing to serve a request it accepted.
+ */
+async function countingFailures<T>(type: 'user' | 'host', issue: () => Promise<T>): Promise<T> {
+  try {
+    return await issue();
+  } catch (err) {
+    const refused = [AccessDeniedError, BadParameterError, NotFoundError, LimitExceededError].some((kind) => err instanceof kind);
+    if (!refused) certificateIssueFailures.inc({ type });
+    throw err;
+  }
+}
+
 /**
  * The cluster's name: the one in storage when there is one (a cluster keeps its name), else
  * `auth_service.cluster_name`, else, as Teleport does, this auth server's host name (its nodename).
@@ -195,7 +221,11 @@ export class AuthServer {
   }
 
   /** Issues an SSH certificate (and optionally a TLS one) for a user. */
-  async generateUserCerts(req: UserCertRequest): Promise<{ sshCert: string; tlsCert?: string; logins: string[]; roles: string[] }> {
+  generateUserCerts(req: UserCertRequest): Promise<{ sshCert: string; tlsCert?: string; logins: string[]; roles: string[] }> {
+    return countingFailures('user', () => this.signUserCerts(req));
+  }
+
+  private async signUserCerts(req: UserCertRequest): Promise<{ sshCert: string; tlsCert?: string; logins: string[]; roles: string[] }> {
     const user = await this.users.get(req.username);
     const access = accessFor(user, await this.roles.forUser(user));
     if (!access.logins.length) {
@@ -230,7 +260,11 @@ export class AuthServer {
   }
 
   /** A host certificate for an OpenSSH server (`tctl auth sign --host`): exactly the names given. */
-  async generateHostCertForNames(sshPublicKey: string, hostNames: string[], ttlMs: number): Promise<string> {
+  generateHostCertForNames(sshPublicKey: string, hostNames: string[], ttlMs: number): Promise<string> {
+    return countingFailures('host', async () => this.signHostCertForNames(sshPublicKey, hostNames, ttlMs));
+  }
+
+  private signHostCertForNames(sshPublicKey: string, hostNames: string[], ttlMs: number): string {
     if (!hostNames.length) throw new BadParameterError('at least one host name is needed');
     const now = BigInt(Math.floor(Date.now() / 1000));
     const blob = signCertificate(
@@ -251,15 +285,11 @@ export class AuthServer {
     return formatAuthorizedKey(blob);
   }
 
-  private async hostCredentials(p: {
-    hostUUID: string;
-    nodeName: string;
-    role: SystemRole;
-    sshPublicKey: string;
-    tlsPublicKey: string;
-    principals: string[];
-    dnsNames: string[];
-  }): Promise<{ sshCert: string; tlsCert: string }> {
+  private hostCredentials(p: HostCredentialsRequest): Promise<{ sshCert: string; tlsCert: string }> {
+    return countingFailures('host', () => this.signHostCredentials(p));
+  }
+
+  private async signHostCredentials(p: HostCredentialsRequest): Promise<{ sshCert: string; tlsCert: string }> {
     const blob = signHostCert({
       caPrivateKey: this.hostCA.signingKey(),
       publicKey: checkPublicKeyLine(p.sshPublicKey),

@@ -7,6 +7,7 @@ import { CONF_FILE, ConfVars, JOIN_ROLES, type JoinRole } from '../contract/aws'
 import { loadConf } from '../instance/conf';
 import { configureFromConf } from '../instance/configure';
 import { DEFAULT_INSTANCE_PATHS } from '../instance/generate';
+import { DEFAULT_INSTANCE_DIAG_ADDR } from '../contract/telemetry';
 import { BadParameterError } from '../utils/errors';
 import { setLogOutput } from '../service/logoutput';
 import { formatNextSteps, gatherNextSteps, tctlFlagsFor } from '../service/nextsteps';
@@ -173,7 +174,8 @@ program
   .option('--from-conf <file>', `Generate from this KEY=value file (the AMI's ${CONF_FILE})`)
   .option('-o, --output <path>', 'With --from-conf: the file to write, or - to print it', DEFAULT_CONFIG_PATH)
   .option('--data-dir <path>', 'With --from-conf: the data directory the config names', DEFAULT_INSTANCE_PATHS.dataDir)
-  .action(async (opts: { fromConf?: string; output: string; dataDir: string }) => {
+  .option('--diag-addr <host:port>', 'With --from-conf: the loopback address of the diagnostics endpoint (teleport.diag_addr) the CloudWatch agent scrapes', DEFAULT_INSTANCE_DIAG_ADDR)
+  .action(async (opts: { fromConf?: string; output: string; dataDir: string; diagAddr: string }) => {
     if (!opts.fromConf) {
       process.stdout.write(sampleConfig());
       return;
@@ -182,12 +184,13 @@ program
       confFile: opts.fromConf,
       outputFile: opts.output,
       paths: { dataDir: opts.dataDir },
+      diagAddr: opts.diagAddr,
       // The AWS SDK loads only when it is needed (it is slow to load and warns on old Node versions).
       facts: async () => (await import('../instance/imds')).readInstanceFacts(),
     });
     for (const name of result.ignored) process.stderr.write(`WARNING: ${opts.fromConf}: ${name} is not supported by this image and is ignored\n`);
     if (opts.output === '-') process.stdout.write(result.text!);
-    else if (result.generated) process.stderr.write(`wrote ${opts.output} (mode ${result.mode})\n`);
+    else if (result.generated) process.stderr.write(`wrote ${opts.output} (mode ${result.mode})${result.agentConfigFile ? ` and ${result.agentConfigFile}` : ''}\n`);
     else {
       process.stderr.write(`${opts.output} exists and was kept (mode ${result.mode}); remove it and run again to regenerate\n`);
       if (result.confMode) process.stderr.write(`WARNING: ${opts.fromConf} now asks for mode ${result.confMode}: remove ${opts.output} and run again to switch\n`);

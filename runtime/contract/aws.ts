@@ -44,6 +44,10 @@ export const ConfVars = {
   cfnResource: 'TELEPORT_CFN_RESOURCE',
   /** Comma-separated ARNs of the target groups the instance's group registers it with: `signal-ready` waits until each reports it healthy. */
   targetGroups: 'TELEPORT_TARGET_GROUP_ARNS',
+  /** The CloudWatch Logs group the instance's unit logs go to (runtime/contract/telemetry.ts); with the next, turns the CloudWatch agent on. */
+  logGroup: 'TELEPORT_LOG_GROUP',
+  /** The CloudWatch Logs group the agent writes the scraped metrics to (embedded metric format), from which CloudWatch extracts them. */
+  metricsLogGroup: 'TELEPORT_METRICS_LOG_GROUP',
 } as const;
 
 export type ConfVar = (typeof ConfVars)[keyof typeof ConfVars];

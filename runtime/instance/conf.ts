@@ -49,10 +49,14 @@ export interface InstanceConf {
    * group has no load balancer).
    */
   readonly signal?: { readonly stack: string; readonly resource: string; readonly targetGroups: readonly string[] };
+  /** Where the CloudWatch agent sends the instance's logs and metrics: both groups, or neither (no agent config). */
+  readonly telemetry?: { readonly logGroup: string; readonly metricsLogGroup: string };
   /** Names of {@link UNSUPPORTED_VARS} that were set (not empty). */
   readonly ignored: string[];
 }
 
+/** CloudWatch Logs group names: 1 to 512 of these characters. */
+const LOG_GROUP = /^[A-Za-z0-9._\/#-]{1,512}$/;
 const HOST = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 const opt = <T extends z.ZodType>(t: T) => z.preprocess((v) => (v === '' ? undefined : v), t.optional());
 const host = (what: string) => opt(z.string().regex(HOST, `expected ${what} (a DNS name or IP address)`));
@@ -107,6 +111,8 @@ const ConfSchema = z.object({
   [ConfVars.ssmKeyArn]: name('a KMS key ARN', /^arn:aws[a-z-]*:kms:/),
   [ConfVars.cfnStack]: name('a CloudFormation stack name', /^[A-Za-z][A-Za-z0-9-]{0,127}$/),
   [ConfVars.cfnResource]: name('a CloudFormation logical id', /^[A-Za-z0-9]{1,255}$/),
+  [ConfVars.logGroup]: name('a CloudWatch Logs group name', LOG_GROUP),
+  [ConfVars.metricsLogGroup]: name('a CloudWatch Logs group name', LOG_GROUP),
   [ConfVars.targetGroups]: opt(
     z
       .string()
@@ -188,6 +194,9 @@ export function validateConf(vars: Record<string, string>, file: string, lineOf:
     ...(c[ConfVars.cfnStack] !== undefined && c[ConfVars.cfnResource] !== undefined
       ? { signal: { stack: c[ConfVars.cfnStack]!, resource: c[ConfVars.cfnResource]!, targetGroups: c[ConfVars.targetGroups] ?? [] } }
       : {}),
+    ...(c[ConfVars.logGroup] !== undefined && c[ConfVars.metricsLogGroup] !== undefined
+      ? { telemetry: { logGroup: c[ConfVars.logGroup]!, metricsLogGroup: c[ConfVars.metricsLogGroup]! } }
+      : {}),
     ignored: UNSUPPORTED_VARS.filter((k) => (vars[k] ?? '') !== ''),
   };
 
@@ -224,6 +233,10 @@ export function validateConf(vars: Record<string, string>, file: string, lineOf:
   if ((c[ConfVars.cfnStack] === undefined) !== (c[ConfVars.cfnResource] === undefined)) {
     const missing = c[ConfVars.cfnStack] === undefined ? ConfVars.cfnStack : ConfVars.cfnResource;
     at(missing, `is required with ${missing === ConfVars.cfnStack ? ConfVars.cfnResource : ConfVars.cfnStack} (the stack and resource the instance signals)`);
+  }
+  if ((c[ConfVars.logGroup] === undefined) !== (c[ConfVars.metricsLogGroup] === undefined)) {
+    const [missing, other] = c[ConfVars.logGroup] === undefined ? [ConfVars.logGroup, ConfVars.metricsLogGroup] : [ConfVars.metricsLogGroup, ConfVars.logGroup];
+    if (!failed.has(missing)) at(missing, `is required with ${other} (the CloudWatch agent sends logs and metrics, each to its group)`);
   }
   if (conf.signal) need(ConfVars.region, conf.region, `with ${ConfVars.cfnStack} (the region of the stack to signal)`);
   if (conf.role === 'auth' && dynamoSet.length === 0) {

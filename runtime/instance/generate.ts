@@ -7,6 +7,7 @@ import { stringify } from 'yaml';
 import { parseConfig } from '../config/load';
 import { InstanceRole, RECORDINGS_PREFIX } from '../contract/aws';
 import { Ports } from '../contract/ports';
+import { DEFAULT_INSTANCE_DIAG_ADDR } from '../contract/telemetry';
 import type { InstanceConf } from './conf';
 
 /** The unit an instance runs, named by its marker file `/etc/teleport.d/role.<mode>`. */
@@ -44,6 +45,8 @@ export interface GeneratedConfig {
     data_dir: string;
     advertise_ip: string;
     log: { output: 'stderr'; severity: 'INFO' };
+    /** The diagnostics endpoint (`/readyz`, `/metrics`), on loopback: the CloudWatch agent scrapes it. */
+    diag_addr: string;
     auth_token?: string;
     ca_pin?: string;
     auth_servers?: string[];
@@ -92,7 +95,12 @@ export function instanceMode(role: InstanceRole, useAcm: boolean): InstanceMode 
 const any = (port: number) => `0.0.0.0:${port}`;
 
 /** teleport.yaml for `conf` on an instance with `facts`. Pure: the same input gives the same output. */
-export function generateConfig(conf: InstanceConf, facts: InstanceFacts, paths: InstancePaths = DEFAULT_INSTANCE_PATHS): GeneratedConfig {
+export function generateConfig(
+  conf: InstanceConf,
+  facts: InstanceFacts,
+  paths: InstancePaths = DEFAULT_INSTANCE_PATHS,
+  diagAddr: string = DEFAULT_INSTANCE_DIAG_ADDR,
+): GeneratedConfig {
   const runs = {
     auth: conf.role === 'auth' || conf.role === 'auth,node,proxy',
     proxy: conf.role === 'proxy' || conf.role === 'auth,node,proxy',
@@ -105,6 +113,7 @@ export function generateConfig(conf: InstanceConf, facts: InstanceFacts, paths: 
     data_dir: paths.dataDir,
     advertise_ip: facts.localIp,
     log: { output: 'stderr', severity: 'INFO' },
+    diag_addr: diagAddr,
   };
   if (joins) {
     teleport.auth_token = joinTokenFile(paths);

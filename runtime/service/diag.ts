@@ -3,7 +3,8 @@
  * `GET /healthz` answers 200 while the process runs; `GET /readyz` answers 200 when every
  * readiness check of the services it runs holds and 503 naming the ones that do not (the one
  * readiness decision of runtime/instance/readiness.ts); `GET /metrics` is the process's
- * registry (metrics.ts) in the Prometheus text format. Off unless asked for, and never on a
+ * registry (metrics.ts) in the Prometheus text format, whose `teleport_ready` gauge is that same
+ * decision (1 when `/readyz` would answer 200). Off unless asked for, and never on a
  * service's port (checkPorts refuses it).
  */
 import * as http from 'node:http';
@@ -13,7 +14,7 @@ import { unreadyChecks, type ReadinessCheck, type Unready } from '../instance/re
 import type { Logger } from '../utils/logger';
 import { limitBeforeRequest } from './httplimits';
 import { listen } from './listen';
-import { collectProcessMetrics, registry } from './metrics';
+import { collectProcessMetrics, ready, registry } from './metrics';
 
 /** The check that holds once every service of the process has started. */
 const STARTING: ReadinessCheck = { name: 'teleport: the services have started', probe: async () => 'teleport is starting' };
@@ -83,6 +84,7 @@ export async function startDiagServer(addr: HostPort, log: Logger): Promise<Diag
   });
   limitBeforeRequest(server, false);
   await listen(server, addr, 'diag');
+  const untrack = ready.track(async () => ((await probe().unready).length === 0 ? 1 : 0));
   const address = { host: addr.host, port: (server.address() as AddressInfo).port };
   log.info('diagnostics endpoint is listening', { addr: `http://${formatAddr(address)}` });
   return {
@@ -90,6 +92,7 @@ export async function startDiagServer(addr: HostPort, log: Logger): Promise<Diag
     setReadiness: (next) => (checks = [...next]),
     close: () =>
       new Promise<void>((resolve) => {
+        untrack();
         server.close(() => resolve());
         server.closeAllConnections();
       }),

@@ -29,6 +29,17 @@ export const certificatesIssued = new Counter({
   labelNames: ['type'] as const,
   registers,
 });
+/**
+ * Certificate requests the auth server could not serve for a reason of its own (the backend does
+ * not answer, a CA cannot sign), by kind; requests refused for what they ask (an unknown user, no
+ * allowed login, a malformed key) are not failures of issuance.
+ */
+export const certificateIssueFailures = new Counter({
+  name: 'auth_certificate_issue_failures_total',
+  help: 'Number of certificate requests the auth server failed to serve (internal errors, not refused requests)',
+  labelNames: ['type'] as const,
+  registers,
+});
 /** Logins refused by the auth server (wrong password or second factor, unknown or locked user). */
 export const failedLogins = new Counter({ name: 'failed_login_attempts_total', help: 'Number of failed login attempts', registers });
 /** Presence announcements (heartbeats) the auth server accepted, by the kind of server. */
@@ -102,6 +113,12 @@ export const auditEventsQueued = new SourcedGauge('audit_events_queued', 'Number
 
 /** Session recordings a node holds that are not uploaded to the auth service yet. */
 export const recordingUploadsPending = new SourcedGauge('recording_uploads_pending', 'Number of session recordings waiting to be uploaded');
+
+/**
+ * 1 while every readiness check of the process holds (`/readyz` answers 200), else 0; probed when
+ * scraped, by the diagnostics endpoint's one readiness decision (diag.ts). 0 without the endpoint.
+ */
+export const ready = new SourcedGauge('teleport_ready', 'Whether every readiness check of the process holds (1) or not (0), as /readyz answers');
 
 let processMetrics = false;
 

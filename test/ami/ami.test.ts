@@ -9,6 +9,11 @@ import { spawnSync, SpawnSyncReturns } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { CONF_FILE } from '../../runtime/contract/aws';
+import { LOG_DIR, unitLogFile } from '../../runtime/contract/telemetry';
+import { BOOT_UNITS, MODE_UNITS } from '../../runtime/instance/agent';
+import { agentConfigFile } from '../../runtime/instance/configure';
+import { INSTANCE_MODES } from '../../runtime/instance/generate';
 import { cliPath, ROOT } from '../helpers/proc';
 
 const AMI = path.join(ROOT, 'ami');
@@ -27,7 +32,12 @@ const ROLE_UNITS: Record<string, string> = {
 const GENERATE = 'teleport-generate-config.service';
 /** Signals CloudFormation once the role is healthy (`teleport signal-ready`). */
 const SIGNAL = 'teleport-signal.service';
-const ALL_UNITS = [GENERATE, SIGNAL, ...Object.keys(ROLE_UNITS)].sort();
+/** Starts the CloudWatch agent with the config `teleport configure` generated. */
+const AGENT = 'teleport-cloudwatch-agent.service';
+const AGENT_CTL = '/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl';
+/** The units that run teleport commands. */
+const TELEPORT_UNITS = [GENERATE, SIGNAL, ...Object.keys(ROLE_UNITS)].sort();
+const ALL_UNITS = [...TELEPORT_UNITS, AGENT].sort();
 /** Units that include the node service run as root (sessions log users in); the others as teleport. */
 const ROOT_UNITS = ['teleport.service', 'teleport-acm.service', 'teleport-node.service'];
 const SANDBOXED_UNITS = ['teleport-auth.service', 'teleport-proxy.service', 'teleport-proxy-acm.service'];
@@ -230,6 +240,10 @@ describe('the AMI provisioning script (ami/files/install.sh) and unit preset', (
     expect(script).toContain('rm -f /etc/ssh/ssh_host_*');
     expect(script).toContain('cloud-init clean --logs');
     expect(script).toMatch(/^set -euo pipefail$/m);
+    // Logs and metrics leave the instance: the CloudWatch agent, the units' log directory and its rotation.
+    expect(script).toContain('dnf -y -q install amazon-cloudwatch-agent logrotate');
+    expect(script).toContain(`install -d -m 0750 -o root -g root ${LOG_DIR}`);
+    expect(script).toContain('install -m 0644 -o root -g root "$FILES/logrotate-teleport" /etc/logrotate.d/teleport');
   });
 
   it('GIVEN the preset file WHEN read THEN it enables exactly the units in ami/files/system (so first-boot presets keep them enabled)', () => {
@@ -259,7 +273,7 @@ describe('the AMI systemd units (ami/files/system)', () => {
     fs.mkdirSync(path.join(root, 'usr', 'lib', 'systemd'), { recursive: true });
     fs.cpSync(hostUnits, path.join(root, 'usr', 'lib', 'systemd', 'system'), { recursive: true, verbatimSymlinks: true });
     for (const f of fs.readdirSync(path.join(FIXTURES, 'cloud-init'))) fs.copyFileSync(path.join(FIXTURES, 'cloud-init', f), path.join(root, 'usr', 'lib', 'systemd', 'system', f));
-    for (const [bin, dir] of [['teleport', 'usr/local/bin'], ['kill', 'usr/bin'], ['cloud-init', 'usr/bin']]) {
+    for (const [bin, dir] of [['teleport', 'usr/local/bin'], ['kill', 'usr/bin'], ['cloud-init', 'usr/bin'], [path.basename(AGENT_CTL), path.dirname(AGENT_CTL).slice(1)]]) {
       fs.mkdirSync(path.join(root, dir), { recursive: true });
       fs.writeFileSync(path.join(root, dir, bin), '#!/bin/sh\n# placeholder for systemd-analyze verify\nexit 0\n', { mode: 0o755 });
     }
@@ -281,7 +295,7 @@ describe('the AMI systemd units (ami/files/system)', () => {
   });
   afterAll(() => fs.rmSync(staged, { recursive: true, force: true }));
 
-  it('GIVEN ami/files/system WHEN listed THEN it holds exactly the generate-config unit, one unit per role and mode, and the signal unit', () => {
+  it('GIVEN ami/files/system WHEN listed THEN it holds exactly the generate-config unit, one unit per role and mode, the signal unit and the CloudWatch agent\'s', () => {
     expect(fs.readdirSync(UNITS_DIR).sort()).toEqual(ALL_UNITS);
   });
 
@@ -438,7 +452,7 @@ describe('the AMI systemd units (ami/files/system)', () => {
 
   it('GIVEN the teleport command lines of the units WHEN the real teleport CLI describes those commands THEN it accepts every option the units pass', () => {
     // Units and the program must not drift apart: each subcommand and option must exist in the CLI.
-    const lines = ALL_UNITS.flatMap((n) => {
+    const lines = TELEPORT_UNITS.flatMap((n) => {
       const u = readUnit(n);
       return [...(u.Service.ExecStartPre ?? []), ...(u.Service.ExecStart ?? [])];
     });
@@ -459,5 +473,58 @@ describe('the AMI systemd units (ami/files/system)', () => {
     // The fetch's own default timeout stays under the units' TimeoutStartSec (10 min).
     const fetchHelp = sh(process.execPath, [cliPath('teleport'), 'fetch-join-secrets', '--help']).stdout;
     expect(fetchHelp.replace(/\s+/g, ' ')).toMatch(/--timeout <duration>.*\(default: "[1-9]m"\)/);
+  });
+
+  it.each(TELEPORT_UNITS)('GIVEN %s WHEN parsed THEN it appends its output and errors to its own file under /var/log/teleport, the one the CloudWatch agent config collects', (name) => {
+    const u = readUnit(name);
+    expect(u.Service.StandardOutput).toEqual([`append:${unitLogFile(name)}`]);
+    expect(u.Service.StandardError).toEqual([`append:${unitLogFile(name)}`]);
+  });
+
+  it('GIVEN the agent config of every mode WHEN its log files are listed THEN they are exactly the files the teleport units write (and cloud-init\'s output)', () => {
+    const collected = new Set(Object.values(MODE_UNITS).flatMap((unit) => [unit, ...BOOT_UNITS]));
+    expect([...collected].sort()).toEqual(TELEPORT_UNITS);
+    expect(Object.keys(MODE_UNITS).sort()).toEqual([...INSTANCE_MODES].sort());
+    for (const [mode, unit] of Object.entries(MODE_UNITS)) expect([mode, readUnit(unit).Unit.ConditionPathExists]).toEqual([mode, [`/etc/teleport.d/role.${mode}`]]);
+  });
+
+  it('GIVEN teleport-cloudwatch-agent WHEN parsed THEN it starts the agent with the generated config, after the generator, only where both the agent and that config exist', () => {
+    const u = readUnit(AGENT);
+    const config = agentConfigFile(path.dirname(CONF_FILE));
+    expect(u.Unit.ConditionPathExists).toEqual([AGENT_CTL, config]);
+    expect(words(u, 'Unit', 'After')).toEqual(expect.arrayContaining([GENERATE, 'network-online.target']));
+    expect(value(u, 'Service', 'Type')).toBe('oneshot');
+    expect(u.Service.ExecStart).toEqual([`${AGENT_CTL} -a fetch-config -m ec2 -s -c file:${config}`]);
+    expect(words(u, 'Install', 'WantedBy')).toEqual(['cloud-init.target']);
+  });
+});
+
+describe('the log rotation of the units\' files (ami/files/logrotate-teleport)', () => {
+  it('GIVEN a unit appending to its log file WHEN logrotate rotates it with the AMI\'s rules THEN the old lines are in the rotated copy and the writer goes on at the start of the truncated file, with nothing lost and no signal', () => {
+    const logrotate = requireTool('logrotate', 'logrotate');
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ami-logrotate-'));
+    try {
+      // GIVEN the AMI's rules for a log directory of the test's, and a file held open for appending as systemd does
+      const rules = fs.readFileSync(path.join(AMI, 'files', 'logrotate-teleport'), 'utf8');
+      expect(rules).toContain(`${LOG_DIR}/*.log {`);
+      const conf = path.join(tmp, 'teleport.conf');
+      fs.writeFileSync(conf, rules.replace(`${LOG_DIR}/`, `${tmp}/`).replace(/^\s*su root root$/m, ''));
+      const file = path.join(tmp, 'teleport-auth.log');
+      const fd = fs.openSync(file, 'a');
+      try {
+        fs.writeSync(fd, 'line 1\nline 2\n');
+        // WHEN it is rotated (forced: the file is younger than a day)
+        const r = sh(logrotate, ['--force', '--state', path.join(tmp, 'state'), conf]);
+        expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: '' });
+        fs.writeSync(fd, 'line 3\n');
+      } finally {
+        fs.closeSync(fd);
+      }
+      // THEN (delaycompress: the first rotation is not compressed yet)
+      expect(fs.readFileSync(`${file}.1`, 'utf8')).toBe('line 1\nline 2\n');
+      expect(fs.readFileSync(file, 'utf8')).toBe('line 3\n');
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
   });
 });

@@ -16,6 +16,7 @@ import { nodeIdentityFile, nodeJoined, readinessChecks } from '../../runtime/ins
 import { waitUntilReady } from '../../runtime/instance/signal';
 import { startImds, startSsm, type Imitation } from '../helpers/ec2-imitations';
 import { cliPath, Daemon, freePort, runCli, tempDir, waitFor } from '../helpers/proc';
+import { scrape } from '../helpers/metrics';
 import { LOGIN } from '../helpers/sshd';
 import { TshUser } from '../helpers/users';
 
@@ -70,16 +71,21 @@ describe('AMI boot: conf → teleport configure → teleport start', () => {
   it('GIVEN an all-in-one conf WHEN the instance boots THEN a user signs up, logs in and runs a command on it', async () => {
     // GIVEN user data wrote the all-in-one conf
     const conf = path.join(confDir, 'conf');
-    fs.writeFileSync(conf, [`TELEPORT_ROLE="auth,node,proxy"`, `TELEPORT_CLUSTER_NAME="${CLUSTER}"`, `EC2_REGION="${REGION}"`, ''].join('\n'));
+    fs.writeFileSync(
+      conf,
+      [`TELEPORT_ROLE="auth,node,proxy"`, `TELEPORT_CLUSTER_NAME="${CLUSTER}"`, `EC2_REGION="${REGION}"`, 'TELEPORT_LOG_GROUP=ami-e2e-logs', 'TELEPORT_METRICS_LOG_GROUP=ami-e2e-metrics', ''].join('\n'),
+    );
     const configPath = path.join(dir, 'teleport.yaml');
     const dataDir = path.join(dir, 'data');
 
-    // WHEN teleport-generate-config runs
-    const gen = await runCli('teleport', ['configure', '--from-conf', conf, '--output', configPath, '--data-dir', dataDir], {
+    // WHEN teleport-generate-config runs (with a diagnostics port of its own: two instances share this host)
+    const diagAddr = `127.0.0.1:${await freePort()}`;
+    const gen = await runCli('teleport', ['configure', '--from-conf', conf, '--output', configPath, '--data-dir', dataDir, '--diag-addr', diagAddr], {
       env: { AWS_EC2_METADATA_SERVICE_ENDPOINT: imds.url },
     });
-    expect({ code: gen.code, stderr: gen.stderr }).toEqual({ code: 0, stderr: `wrote ${configPath} (mode all)\n` });
-    expect(fs.readdirSync(confDir).sort()).toEqual(['conf', 'role.all']);
+    const agentConfig = path.join(confDir, 'cloudwatch-agent.json');
+    expect({ code: gen.code, stderr: gen.stderr }).toEqual({ code: 0, stderr: `wrote ${configPath} (mode all) and ${agentConfig}\n` });
+    expect(fs.readdirSync(confDir).sort()).toEqual(['cloudwatch-agent.json', 'cloudwatch-prometheus.yaml', 'conf', 'role.all']);
 
     // AND the teleport unit starts it
     const ports = await moveListeners(configPath);
@@ -100,6 +106,12 @@ describe('AMI boot: conf → teleport configure → teleport start', () => {
       dataDir,
     };
     expect(await waitUntilReady(readinessChecks('auth,node,proxy', targets), { timeoutMs: 30_000, pollMs: 100 })).toEqual([]);
+
+    // AND the CloudWatch agent's scrape target is the instance's diagnostics endpoint, which reports it ready
+    const scrapeConfig = parseDocument(fs.readFileSync(path.join(confDir, 'cloudwatch-prometheus.yaml'), 'utf8')).toJS();
+    const target = scrapeConfig.scrape_configs[0].static_configs[0].targets[0];
+    expect(target).toBe(diagAddr);
+    await waitFor('the instance to report itself ready in /metrics', async () => (await scrape(`http://${target}`)).value('teleport_ready') === 1);
 
     // THEN the admin adds a user, who signs up, logs in with tsh and runs a command on the instance
     expect(await cluster.tctlOk('status')).toContain(CLUSTER);
@@ -127,7 +139,7 @@ describe('AMI boot: conf → teleport configure → teleport start', () => {
     };
 
     // GIVEN teleport-generate-config has run on the node instance
-    const gen = await runCli('teleport', ['configure', '--from-conf', conf, '--output', configPath, '--data-dir', dataDir], { env: awsEnv });
+    const gen = await runCli('teleport', ['configure', '--from-conf', conf, '--output', configPath, '--data-dir', dataDir, '--diag-addr', `127.0.0.1:${await freePort()}`], { env: awsEnv });
     expect(gen.code).toBe(0);
     expect(fs.readdirSync(path.dirname(conf)).sort()).toEqual(['conf', 'role.node']);
 

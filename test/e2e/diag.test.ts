@@ -50,6 +50,8 @@ describe('diagnostics endpoint of an all-in-one process (teleport.diag_addr)', (
       expect(names.some((n) => part.test(n))).toBe(true);
     }
     expect(r.body.checks.every((ch) => ch.status === 'ok')).toBe(true);
+    // AND the readiness gauge of /metrics is the same decision
+    expect((await scrape(c.diagUrl)).value('teleport_ready')).toBe(1);
   });
 
   it('GIVEN the public web listener WHEN /metrics or /healthz is asked there THEN it serves neither (only the diagnostics address does)', async () => {
@@ -299,11 +301,14 @@ describe('/readyz of a proxy follows its auth server', () => {
     expect(down?.status).toBe(503);
     expect(down?.body.checks.filter((ch) => ch.status === 'failing').map((ch) => ch.name)).toEqual([`proxy auth server: GET /v1/ping on ${auth.addr}`]);
     expect(down?.body.status).toMatch(/: the auth server does not answer: /);
+    // AND the readiness gauge the CloudWatch agent publishes says so too
+    expect((await scrape(diagUrl)).value('teleport_ready')).toBe(0);
 
     // WHEN it comes back
     auth.start();
     await auth.ready();
     // THEN
     await waitFor('/readyz 200 again', async () => (await readyz(diagUrl))?.status === 200);
+    expect((await scrape(diagUrl)).value('teleport_ready')).toBe(1);
   });
 });

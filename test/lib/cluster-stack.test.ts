@@ -9,6 +9,11 @@ import { run } from '../helpers/proc';
 import { readmeCommands } from '../helpers/readme';
 import { scratchDir } from '../helpers/scratch';
 import { AUTH_BUCKET_ACTIONS, AUTH_KMS_ACTIONS, AUTH_OBJECT_ACTIONS, AUTH_STREAM_ACTIONS, AUTH_TABLE_ACTIONS } from '../../lib/auth-tier';
+import { AGENT_LOG_ACTIONS, LOGS_KEY_ACTIONS } from '../../lib/telemetry';
+import { parse } from 'yaml';
+import { METRICS_NAMESPACE, PublishedMetrics } from '../../runtime/contract/telemetry';
+import { agentConfig } from '../../runtime/instance/agent';
+import { validateConf } from '../../runtime/instance/conf';
 
 
 function synth(props: Partial<ClusterStackProps> = {}): Template {
@@ -114,7 +119,7 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
   test('the auth role has the exact DynamoDB, Streams, S3, KMS and SSM actions on named resources', () => {
     const s = statements(t, 'AuthRole');
     expect(Object.keys(s).sort()).toEqual(
-      ['ClusterParameters', 'DataKey', 'Recordings', 'RecordingsBucket', 'SignalReadiness', 'SsmAgentRegister', 'SsmSessionManager', 'StateTableStream', 'Tables', 'TargetHealth'].sort(),
+      ['ClusterParameters', 'DataKey', 'InstanceTelemetry', 'Recordings', 'RecordingsBucket', 'SignalReadiness', 'SsmAgentRegister', 'SsmSessionManager', 'StateTableStream', 'Tables', 'TargetHealth'].sort(),
     );
     expect(actions(s.Tables.Action)).toEqual([...AUTH_TABLE_ACTIONS].sort());
     expect(actions(s.Tables.Action)).toEqual([
@@ -153,7 +158,7 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
   test.each(['Proxy', 'Nodes'])('the %s role reads only its own token and the CA pin, and decrypts only via SSM', (tier) => {
     const s = statements(t, `${tier}Role`);
     const role = tier === 'Proxy' ? 'proxy' : 'node';
-    expect(Object.keys(s).sort()).toEqual(['DecryptSecureStrings', 'JoinParameters', 'SignalReadiness', 'SsmAgentRegister', 'SsmSessionManager', ...(tier === 'Proxy' ? ['TargetHealth'] : [])]);
+    expect(Object.keys(s).sort()).toEqual(['DecryptSecureStrings', 'InstanceTelemetry', 'JoinParameters', 'SignalReadiness', 'SsmAgentRegister', 'SsmSessionManager', ...(tier === 'Proxy' ? ['TargetHealth'] : [])]);
     expect(actions(s.JoinParameters.Action)).toEqual(['ssm:GetParameter']);
     const resources = JSON.stringify(s.JoinParameters.Resource);
     expect(resources).toContain(`:parameter/teleport/acme/tokens/${role}"`);
@@ -210,6 +215,8 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
       'TELEPORT_S3_BUCKET="<token>"',
       'TELEPORT_SSM_KEY_ARN="<token>"',
       'USE_ACM="false"',
+      'TELEPORT_LOG_GROUP="<token>"',
+      'TELEPORT_METRICS_LOG_GROUP="<token>"',
       'TELEPORT_CFN_STACK="Cluster"',
       'TELEPORT_CFN_RESOURCE="AuthInstancesGroupASG203FD7FE"',
       'TELEPORT_TARGET_GROUP_ARNS="<token>"',
@@ -224,6 +231,8 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
       'TELEPORT_AUTH_SERVER_LB="<token>"',
       'TELEPORT_PROXY_SERVER_LB="<token>"',
       'USE_ACM="false"',
+      'TELEPORT_LOG_GROUP="<token>"',
+      'TELEPORT_METRICS_LOG_GROUP="<token>"',
       'TELEPORT_CFN_STACK="Cluster"',
       'TELEPORT_CFN_RESOURCE="ProxyInstancesGroupASG6CD93D1C"',
       'TELEPORT_TARGET_GROUP_ARNS="<token>,<token>"',
@@ -234,6 +243,8 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
       'TELEPORT_CLUSTER_NAME="acme"',
       'TELEPORT_DOMAIN_NAME="teleport.example.com"',
       'TELEPORT_AUTH_SERVER_LB="<token>"',
+      'TELEPORT_LOG_GROUP="<token>"',
+      'TELEPORT_METRICS_LOG_GROUP="<token>"',
       'TELEPORT_CFN_STACK="Cluster"',
       'TELEPORT_CFN_RESOURCE="NodesInstancesGroupASG6B7D8025"',
     ]);
@@ -596,5 +607,114 @@ describe('ClusterStack: alarms, their topic and the dashboard', () => {
   test('no alarmEmail: no subscription; a malformed one is refused', () => {
     synth().resourceCountIs('AWS::SNS::Subscription', 0);
     expect(() => synth({ alarmEmail: 'ops at example' })).toThrow("alarmEmail must be one e-mail address such as ops@example.com, got 'ops at example'");
+  });
+});
+
+describe('ClusterStack: logs and metrics leave the instances (CloudWatch agent)', () => {
+  // GIVEN the default cluster
+  const t = synth();
+  const logGroups = Object.keys(t.findResources('AWS::Logs::LogGroup')).filter((id) => id.startsWith('Telemetry'));
+  const logs = logicalId(t, 'AWS::Logs::LogGroup', 'TelemetryLogs');
+  const metricsGroup = logicalId(t, 'AWS::Logs::LogGroup', 'TelemetryMetrics');
+  const alarms = Object.values(t.findResources('AWS::CloudWatch::Alarm')) as Res[];
+  const agentAlarms = alarms.filter((a) => a.Properties.Namespace === METRICS_NAMESPACE);
+
+  test('two log groups, the units\' logs and the agent\'s metric events, kept 30 days by default, retained with the data; logRetentionDays changes it', () => {
+    expect(logGroups.sort()).toEqual([logs, metricsGroup].sort());
+    for (const g of logGroups) {
+      expect(t.findResources('AWS::Logs::LogGroup')[g]).toMatchObject({ Properties: { RetentionInDays: 30 }, DeletionPolicy: 'Retain' });
+    }
+    const week = synth({ logRetentionDays: 7 });
+    const weekGroups = Object.entries(week.findResources('AWS::Logs::LogGroup')).filter(([id]) => id.startsWith('Telemetry'));
+    expect(weekGroups.map(([, g]) => g.Properties.RetentionInDays)).toEqual([7, 7]);
+    t.hasOutput('LogGroupName', { Value: { Ref: logs } });
+  });
+
+  test('both groups are encrypted with their own rotating key, which CloudWatch Logs may use for this account\'s and region\'s log groups only', () => {
+    const key = logicalId(t, 'AWS::KMS::Key', 'TelemetryKey');
+    for (const g of logGroups) expect(t.findResources('AWS::Logs::LogGroup')[g].Properties.KmsKeyId).toEqual({ 'Fn::GetAtt': [key, 'Arn'] });
+    const k = t.findResources('AWS::KMS::Key')[key];
+    expect(k.Properties.EnableKeyRotation).toBe(true);
+    const logsStatements = k.Properties.KeyPolicy.Statement.filter((st: any) => JSON.stringify(st.Principal ?? {}).includes('logs.'));
+    expect(logsStatements).toHaveLength(1);
+    const [st] = logsStatements;
+    expect(st.Principal).toEqual({ Service: { 'Fn::Join': ['', ['logs.', { Ref: 'AWS::Region' }, '.amazonaws.com']] } });
+    expect(actions(st.Action)).toEqual([...LOGS_KEY_ACTIONS].sort());
+    expect(st.Condition).toEqual({
+      ArnLike: {
+        'kms:EncryptionContext:aws:logs:arn': { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':logs:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':log-group:*']] },
+      },
+    });
+  });
+
+  test('a retention CloudWatch Logs does not accept is refused, naming the prop and the accepted values', () => {
+    expect(() => synth({ logRetentionDays: 10 })).toThrow(/^logRetentionDays must be one of the retention periods CloudWatch Logs accepts \(1, 3, 5, 7, 14, 30, .*3653 days\), got 10$/);
+  });
+
+  test.each(['Auth', 'Proxy', 'Nodes'])('the %s instances are told the two groups, and their role may write to exactly those (no PutMetricData, no other logs action)', (tier) => {
+    expect(confLines(t, tier)).toEqual(expect.arrayContaining(['TELEPORT_LOG_GROUP="<token>"', 'TELEPORT_METRICS_LOG_GROUP="<token>"']));
+    const userData = JSON.stringify(one(t, 'AWS::EC2::LaunchTemplate', `${tier}Instances`).Properties.LaunchTemplateData.UserData);
+    expect(userData).toContain(`TELEPORT_LOG_GROUP=\\"",{"Ref":"${logs}"}`);
+    expect(userData).toContain(`TELEPORT_METRICS_LOG_GROUP=\\"",{"Ref":"${metricsGroup}"}`);
+    const s = statements(t, `${tier}Role`);
+    expect(actions(s.InstanceTelemetry.Action)).toEqual([...AGENT_LOG_ACTIONS].sort());
+    expect(actions(s.InstanceTelemetry.Action)).toEqual(['logs:CreateLogStream', 'logs:DescribeLogStreams', 'logs:PutLogEvents']);
+    expect(s.InstanceTelemetry.Resource).toEqual([{ 'Fn::GetAtt': [logs, 'Arn'] }, { 'Fn::GetAtt': [metricsGroup, 'Arn'] }]);
+    expect(s.InstanceTelemetry.Condition).toBeUndefined();
+    for (const [sid, st] of Object.entries(s)) {
+      if (sid === 'InstanceTelemetry') continue;
+      expect([sid, actions(st.Action).filter((a) => a.startsWith('logs:') || a.startsWith('cloudwatch:'))]).toEqual([sid, []]);
+    }
+  });
+
+  test('alarms on what the agent publishes: an auth server not ready, recordings waiting on a node, certificate issuance failing, each with a deliberate treatment of missing data', () => {
+    const summary = agentAlarms.map((a) => ({
+      metric: a.Properties.MetricName,
+      dimensions: a.Properties.Dimensions,
+      statistic: a.Properties.Statistic,
+      period: a.Properties.Period,
+      comparison: a.Properties.ComparisonOperator,
+      threshold: a.Properties.Threshold,
+      evaluationPeriods: a.Properties.EvaluationPeriods,
+      missing: a.Properties.TreatMissingData,
+    }));
+    const dims = (role: string) => [
+      { Name: 'ClusterName', Value: 'acme' },
+      { Name: 'Role', Value: role },
+    ];
+    expect(summary.sort((a, b) => a.metric.localeCompare(b.metric))).toEqual([
+      { metric: PublishedMetrics.certificateIssueFailures, dimensions: dims('auth'), statistic: 'Sum', period: 300, comparison: 'GreaterThanOrEqualToThreshold', threshold: 1, evaluationPeriods: 1, missing: 'notBreaching' },
+      { metric: PublishedMetrics.recordingUploadsPending, dimensions: dims('node'), statistic: 'Maximum', period: 300, comparison: 'GreaterThanOrEqualToThreshold', threshold: 1, evaluationPeriods: 6, missing: 'notBreaching' },
+      // No auth server reporting is no evidence of a ready auth tier: breaching.
+      { metric: PublishedMetrics.ready, dimensions: dims('auth'), statistic: 'Minimum', period: 60, comparison: 'LessThanThreshold', threshold: 1, evaluationPeriods: 5, missing: 'breaching' },
+    ]);
+  });
+
+  test('the alarms read what the agent config publishes: its namespace, its dimension names and values, and metrics it selects', () => {
+    // GIVEN the agent config `teleport configure` writes for an auth and a node instance of this cluster
+    const published = (role: 'auth' | 'node') => {
+      const conf = validateConf({ TELEPORT_ROLE: role, TELEPORT_CLUSTER_NAME: 'acme', EC2_REGION: 'eu-west-1', TELEPORT_AUTH_SERVER_LB: 'auth.internal', TELEPORT_DYNAMO_TABLE_NAME: 'acme-state', TELEPORT_DYNAMO_EVENTS_TABLE_NAME: 'acme-events', TELEPORT_S3_BUCKET: 'acme-recordings', TELEPORT_LOG_GROUP: 'l', TELEPORT_METRICS_LOG_GROUP: 'm', ...(role === 'node' ? { TELEPORT_DYNAMO_TABLE_NAME: '', TELEPORT_DYNAMO_EVENTS_TABLE_NAME: '', TELEPORT_S3_BUCKET: '' } : {}) }, 'conf');
+      const files = agentConfig(conf, { mode: role, clusterName: 'acme', diagAddr: '127.0.0.1:3000', prometheusFile: '/etc/teleport.d/cloudwatch-prometheus.yaml' })!;
+      const emf = files.config.logs.metrics_collected.prometheus.emf_processor;
+      const labels = parse(files.prometheus).scrape_configs[0].static_configs[0].labels as Record<string, string>;
+      return { namespace: emf.metric_namespace, dimensions: emf.metric_declaration[0].dimensions, selectors: emf.metric_declaration[0].metric_selectors.map((r) => new RegExp(r)), labels };
+    };
+    // THEN every alarm on the Teleport namespace reads a metric an instance of its Role publishes, with exactly the dimensions it publishes
+    expect(agentAlarms).toHaveLength(3);
+    for (const a of agentAlarms) {
+      const role = a.Properties.Dimensions.find((d: { Name: string }) => d.Name === 'Role').Value as 'auth' | 'node';
+      const p = published(role);
+      expect(a.Properties.Namespace).toBe(p.namespace);
+      expect([a.Properties.MetricName, p.selectors.some((r) => r.test(a.Properties.MetricName))]).toEqual([a.Properties.MetricName, true]);
+      expect(a.Properties.Dimensions.map((d: { Name: string }) => d.Name)).toEqual(p.dimensions[0]);
+      for (const d of a.Properties.Dimensions as { Name: string; Value: string }[]) expect([d.Name, d.Value]).toEqual([d.Name, p.labels[d.Name]]);
+    }
+  });
+
+  test('the dashboard has a row of the agent-published metrics', () => {
+    const body = JSON.stringify(one(t, 'AWS::CloudWatch::Dashboard').Properties.DashboardBody);
+    for (const m of [PublishedMetrics.ready, PublishedMetrics.recordingUploadsPending, PublishedMetrics.certificateIssueFailures, PublishedMetrics.certificatesIssued]) {
+      expect(body).toContain(`\\"${METRICS_NAMESPACE}\\",\\"${m}\\"`);
+    }
   });
 });

@@ -58,7 +58,10 @@ function runtimeServes(userData: unknown, what: string): { role: InstanceRole; p
   fs.writeFileSync(path.join(dataDir, 'ca-pin'), `sha256:${'0'.repeat(64)}`);
   const text = renderConfig(generateConfig(conf, FACTS, { dataDir }), { confFile: CONF_FILE, mode: instanceMode(conf.role, conf.useAcm), outputFile: '/etc/teleport.yaml' });
   const config = buildConfig(parseConfig(text, '/etc/teleport.yaml'), {}, {});
-  return { role: conf.role, ports: plannedListeners(config).map((l) => l.addr.port).sort() };
+  const listeners = plannedListeners(config);
+  // The diagnostics endpoint is for the instance's own CloudWatch agent: on loopback, so nothing can publish it.
+  expect(listeners.filter((l) => l.name === 'diag').map((l) => l.addr.host)).toEqual(['127.0.0.1']);
+  return { role: conf.role, ports: listeners.filter((l) => l.name !== 'diag').map((l) => l.addr.port).sort() };
 }
 
 const refOf = (v: unknown): string | undefined => {

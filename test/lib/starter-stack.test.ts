@@ -37,6 +37,10 @@ function show(v: unknown): string {
 }
 
 /** The `/etc/teleport.d/conf` the instance's user data writes, as a map of variable to (quoted) value. */
+/** The logical ids of the instance's two log groups. */
+const logs = (t: Template) => logicalId(t, 'AWS::Logs::LogGroup', 'TelemetryLogs');
+const metrics = (t: Template) => logicalId(t, 'AWS::Logs::LogGroup', 'TelemetryMetrics');
+
 function conf(t: Template): Record<string, string> {
   const parts: unknown[] = one(t, 'AWS::EC2::Instance').Properties.UserData['Fn::Base64']['Fn::Join'][1];
   const text = parts.map(show).join('');
@@ -67,12 +71,13 @@ describe('StarterStack: defaults (local storage, new VPC, no domain)', () => {
     t.resourceCountIs('AWS::EC2::InternetGateway', 1);
   });
 
-  test('one instance, no auto scaling group, and no tables, buckets or keys', () => {
+  test('one instance, no auto scaling group, and no tables, buckets or keys but its log groups\' key', () => {
     t.resourceCountIs('AWS::EC2::Instance', 1);
     t.resourceCountIs('AWS::AutoScaling::AutoScalingGroup', 0);
-    for (const type of ['AWS::DynamoDB::Table', 'AWS::S3::Bucket', 'AWS::KMS::Key', 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'AWS::Route53::RecordSet']) {
+    for (const type of ['AWS::DynamoDB::Table', 'AWS::S3::Bucket', 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'AWS::Route53::RecordSet']) {
       t.resourceCountIs(type, 0);
     }
+    expect(Object.keys(t.findResources('AWS::KMS::Key'))).toEqual([logicalId(t, 'AWS::KMS::Key', 'TelemetryKey')]);
   });
 
   test('the instance requires IMDSv2 and keeps its encrypted gp3 root volume (the local data) on termination', () => {
@@ -117,14 +122,21 @@ describe('StarterStack: defaults (local storage, new VPC, no domain)', () => {
       TELEPORT_EXTERNAL_HOSTNAME: `<${eip}.PublicIp>`,
       TELEPORT_EXTERNAL_PORT: '3080',
       USE_ACM: 'false',
+      TELEPORT_LOG_GROUP: `<Ref:${logs(t)}>`,
+      TELEPORT_METRICS_LOG_GROUP: `<Ref:${metrics(t)}>`,
     });
     // every name is one the boot-time generator reads (runtime/contract/aws.ts)
     for (const k of Object.keys(c)) expect(Object.values(ConfVars)).toContain(k);
   });
 
-  test('the role has only the SSM agent statements, no managed policy and no wildcard action', () => {
+  test('the role has only the SSM agent statements and the CloudWatch agent\'s on its two log groups, no managed policy and no wildcard action', () => {
     const s = statements(t, 'Role');
-    expect(Object.keys(s).sort()).toEqual(['SsmAgentRegister', 'SsmSessionManager']);
+    expect(Object.keys(s).sort()).toEqual(['InstanceTelemetry', 'SsmAgentRegister', 'SsmSessionManager']);
+    expect(actions(s.InstanceTelemetry.Action)).toEqual(['logs:CreateLogStream', 'logs:DescribeLogStreams', 'logs:PutLogEvents']);
+    expect(s.InstanceTelemetry.Resource).toEqual([{ 'Fn::GetAtt': [logs(t), 'Arn'] }, { 'Fn::GetAtt': [metrics(t), 'Arn'] }]);
+    for (const id of [logs(t), metrics(t)]) expect(t.findResources('AWS::Logs::LogGroup')[id].Properties.RetentionInDays).toBe(30);
+    expect(Object.values(build({ logRetentionDays: 365 }).t.findResources('AWS::Logs::LogGroup')).map((g) => g.Properties.RetentionInDays)).toEqual([365, 365]);
+    expect(() => build({ logRetentionDays: 0 })).toThrow(/^logRetentionDays must be one of the retention periods CloudWatch Logs accepts/);
     expect(actions(s.SsmAgentRegister.Action)).toEqual(['ssm:UpdateInstanceInformation']);
     const role = one(t, 'AWS::IAM::Role', 'Role');
     expect(role.Properties.ManagedPolicyArns).toBeUndefined();
@@ -176,13 +188,15 @@ describe('StarterStack: DynamoDB storage, domain in a hosted zone without certif
       TELEPORT_S3_BUCKET: `<Ref:${recordings}>`,
       TELEPORT_SSM_KEY_ARN: `<${key}.Arn>`,
       USE_ACM: 'false',
+      TELEPORT_LOG_GROUP: `<Ref:${logs(t)}>`,
+      TELEPORT_METRICS_LOG_GROUP: `<Ref:${metrics(t)}>`,
     });
   });
 
   test('the role gets exactly the auth tier\'s storage statements, nothing for SSM parameters', () => {
     const s = statements(t, 'Role');
     expect(Object.keys(s).sort()).toEqual(
-      ['DataKey', 'Recordings', 'RecordingsBucket', 'SsmAgentRegister', 'SsmSessionManager', 'StateTableStream', 'Tables'].sort(),
+      ['DataKey', 'InstanceTelemetry', 'Recordings', 'RecordingsBucket', 'SsmAgentRegister', 'SsmSessionManager', 'StateTableStream', 'Tables'].sort(),
     );
     expect(actions(s.Tables.Action)).toEqual([...AUTH_TABLE_ACTIONS].sort());
     expect(s.Tables.Resource).toEqual([
@@ -301,6 +315,8 @@ describe('StarterStack: ACM certificate (ALB on 443), existing VPC', () => {
       TELEPORT_EXTERNAL_PORT: '443',
       TELEPORT_PROXY_SERVER_LB: `<${eip}.PublicIp>`,
       USE_ACM: 'true',
+      TELEPORT_LOG_GROUP: `<Ref:${logs(t)}>`,
+      TELEPORT_METRICS_LOG_GROUP: `<Ref:${metrics(t)}>`,
     });
   });
 

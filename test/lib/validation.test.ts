@@ -72,6 +72,7 @@ describe('clusterPropsFromContext', () => {
         privateSubnetIds: 'subnet-0000000000000000c,subnet-0000000000000000d',
         authMinCapacity: '3',
         nodeInstanceType: 't3.micro',
+        logRetentionDays: '90',
         certificateArn: '',
       }),
     );
@@ -84,6 +85,7 @@ describe('clusterPropsFromContext', () => {
       existingVpc: { vpcId: 'vpc-0123456789abcdef0', availabilityZones: ['eu-west-1a', 'eu-west-1b'] },
       auth: { minCapacity: 3 },
       node: { instanceType: 't3.micro' },
+      logRetentionDays: 90,
     });
     expect(props.certificateArn).toBeUndefined();
     expect(props.proxy).toBeUndefined();

@@ -12,7 +12,7 @@ import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { DEFAULT_CONTEXT } from '../../sim/cli-context';
 import { LocalDeployment } from '../../sim/deploy';
 import { synthesize } from '../../sim/synth';
-import { waitFor } from '../../sim/process';
+import { collect, waitFor } from '../../sim/process';
 import { REGION } from '../../sim/types';
 import { ClusterUser } from '../../sim/user';
 import { testOsAccount } from '../helpers/osusers';
@@ -102,6 +102,20 @@ describe('deploy:local — the HA stack from its template', () => {
     const events = await db.send(new ScanCommand({ TableName: outputs().EventsTableName.value }));
     const types = (events.Items ?? []).map((i) => JSON.parse(i.Fields?.S ?? '{}').event ?? i.EventType?.S);
     expect(types).toEqual(expect.arrayContaining(['session.start', 'session.end', 'user.login']));
+  });
+
+  test('every instance reports itself ready on its loopback diagnostics endpoint (what its CloudWatch agent scrapes), which does not listen on its network address', async () => {
+    const instances = d.asg.all().filter((gi) => gi.state === 'InService');
+    expect(instances).toHaveLength(4);
+    for (const gi of instances) {
+      // WHEN /metrics is scraped inside the instance, at the address its generated agent config names
+      const inside = await collect('ip', ['netns', 'exec', gi.instance.attachment.namespace, 'curl', '-sS', '--max-time', '5', 'http://127.0.0.1:3000/metrics']);
+      // THEN the instance is ready
+      expect([gi.group.logicalId, inside.code, /^teleport_ready 1$/m.test(inside.stdout)]).toEqual([gi.group.logicalId, 0, true]);
+      // AND on the instance's own network address (where the load balancers and other instances reach it) nothing listens on that port
+      const network = await collect('ip', ['netns', 'exec', gi.instance.attachment.namespace, 'curl', '-sS', '--max-time', '5', `http://${gi.instance.address}:3000/metrics`]);
+      expect([gi.group.logicalId, network.code, network.stderr]).toEqual([gi.group.logicalId, 7, expect.stringMatching(/Connection refused|Couldn't connect/)]);
+    }
   });
 
   test('the IAM audit lists no denied call', () => {

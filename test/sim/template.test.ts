@@ -103,22 +103,22 @@ describe('instance boot from the AMI units', () => {
     expect(units[0].execStart).toBe('/usr/local/bin/teleport configure --from-conf /etc/teleport.d/conf --output /etc/teleport.yaml');
     const node = units.find((u) => u.name === 'teleport-node.service')!;
     expect(node).toMatchObject({
-      condition: '/etc/teleport.d/role.node',
+      conditions: ['/etc/teleport.d/role.node'],
       execStartPre: ['/usr/local/bin/teleport fetch-join-secrets --from-conf /etc/teleport.d/conf --role node'],
       restartOnFailure: true,
       restartSec: 5,
       runtimeDirectory: { name: 'teleport', mode: '0750' },
     });
-    for (const u of units.filter((x) => x.restartOnFailure)) expect(u.condition).toMatch(/^\/etc\/teleport\.d\/role\./);
+    for (const u of units.filter((x) => x.restartOnFailure)) expect(u.conditions).toEqual([expect.stringMatching(/^\/etc\/teleport\.d\/role\./)]);
     // the readiness signal runs on every instance, after the role units
     expect(units.find((u) => u.name === 'teleport-signal.service')).toMatchObject({ execStart: '/usr/local/bin/teleport signal-ready --from-conf /etc/teleport.d/conf', restartOnFailure: false });
-    expect(units.find((u) => u.name === 'teleport-signal.service')?.condition).toBeUndefined();
+    expect(units.find((u) => u.name === 'teleport-signal.service')?.conditions).toEqual([]);
     const names = units.map((u) => u.name);
     for (const u of units.filter((x) => x.restartOnFailure)) expect(names.indexOf('teleport-signal.service')).toBeGreaterThan(names.indexOf(u.name));
   });
 
   test('units start in their After=/Before= order; a cycle is refused', () => {
-    const unit = (name: string, after: string[] = [], before: string[] = []) => ({ name, after, before, execStartPre: [], execStart: 'true', restartOnFailure: false, restartSec: 0 });
+    const unit = (name: string, after: string[] = [], before: string[] = []) => ({ name, after, before, conditions: [], execStartPre: [], execStart: 'true', restartOnFailure: false, restartSec: 0 });
     const order = startOrder([unit('a.service', ['c.service']), unit('b.service'), unit('c.service', [], ['b.service'])]).map((u) => u.name);
     expect(order).toEqual(['c.service', 'a.service', 'b.service']);
     expect(() => startOrder([unit('a.service', ['b.service']), unit('b.service', ['a.service'])])).toThrow(/cycle/);
@@ -136,5 +136,9 @@ describe('instance boot from the AMI units', () => {
     expect(script).toMatch(/if \[ -e '\/etc\/teleport.d\/role.node' \]; then \( while true; do install -d -m 0750 \/run\/teleport && /);
     expect(script).toContain('sleep 5');
     expect(script.trimEnd().split('\n').slice(-2)[0]).toBe('wait');
+    // the CloudWatch agent's unit runs only where the agent is installed and a config was generated (neither here)
+    expect(script).toContain(
+      "if [ -e '/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl' ] && [ -e '/etc/teleport.d/cloudwatch-agent.json' ]; then",
+    );
   });
 });

@@ -7,6 +7,7 @@ import * as http from 'node:http';
 import { startDiagServer, type DiagServer } from '../../../runtime/service/diag';
 import type { ReadinessCheck } from '../../../runtime/instance/readiness';
 import { logger, setLogLevel } from '../../../runtime/utils/logger';
+import { scrape } from '../../helpers/metrics';
 
 describe('diagnostics server', () => {
   let diag: DiagServer;
@@ -101,5 +102,19 @@ describe('diagnostics server', () => {
     // THEN
     expect(all.every((r) => r.status === 503 && r.body.checks[0].reason === 'the auth server does not answer')).toBe(true);
     expect(probes).toBe(1);
+  });
+
+  test('GIVEN a check that fails WHEN /metrics is scraped THEN teleport_ready is 0; once the check holds, 1 (as /readyz answers)', async () => {
+    // GIVEN
+    let down = true;
+    diag.setReadiness([{ name: 'b: backend', probe: async () => (down ? 'the backend does not answer' : undefined) }]);
+    // WHEN / THEN
+    expect((await readyz()).status).toBe(503);
+    expect((await scrape(base)).value('teleport_ready')).toBe(0);
+    // WHEN the check holds
+    down = false;
+    // THEN
+    expect((await readyz()).status).toBe(200);
+    expect((await scrape(base)).value('teleport_ready')).toBe(1);
   });
 });
