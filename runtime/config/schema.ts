@@ -429,7 +429,6 @@ function acmeProblems(
     const { host } = tryParse(() => parseAddr(a, Ports.web)) as { host?: string };
     if (host === undefined) return; // reported by the address check
     if (isIP(host)) add(['public_addr', i], `acme cannot get a certificate for the IP address ${host}: public_addr must be a DNS name`);
-    else if (host.includes('*')) add(['public_addr', i], `acme cannot get a certificate for the wildcard name ${host} (TLS-ALPN-01 validates each name): list the names`);
     else if (!host.includes('.')) add(['public_addr', i], `acme cannot get a certificate for ${host}: it is not a fully qualified DNS name`);
   });
 }
