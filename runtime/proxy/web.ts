@@ -35,7 +35,7 @@ import { AccessDeniedError, BadParameterError, isReason, NotFoundError } from '.
 import { Logger } from '../utils/logger';
 import { listen } from '../service/listen';
 import { HTTP_LIMITS, limitBeforeRequest } from '../service/httplimits';
-import { ACME_TLS_ALPN, AcmeCertificates } from './acme';
+import { ACME_TLS_ALPN, AcmeCertificates, type PemPair } from './acme';
 import { readClientHello } from './clienthello';
 import { ClientAddress } from './clientaddr';
 import { checkNotCrossSite, UnsupportedMediaTypeError } from './crossorigin';
@@ -293,6 +293,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
   let server: http.Server;
   /** The listening socket: the server itself, or with ACME a front that reads each ClientHello first. */
   let listener: net.Server;
+  let installCertificate: ((pair: PemPair) => void) | undefined;
   if (opts.insecureNoTls) {
     server = listener = http.createServer(handler);
   } else {
@@ -306,7 +307,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
     const httpsServer = https.createServer({ ...pair, ...policy }, handler);
     server = listener = httpsServer;
     if (opts.acme) listener = acmeFront(httpsServer, opts.acme, log);
-    opts.acme?.start((next) => httpsServer.setSecureContext({ ...next, ...policy }));
+    installCertificate = (next) => httpsServer.setSecureContext({ ...next, ...policy });
   }
   limitBeforeRequest(server, !opts.insecureNoTls);
   try {
@@ -315,6 +316,8 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
     opts.acme?.close();
     throw err;
   }
+  // Once listening: the CA's validation comes to this port.
+  if (installCertificate) opts.acme?.start(installCertificate);
   const address = { host: opts.listen.host, port: (listener.address() as net.AddressInfo).port };
   const scheme = opts.insecureNoTls ? 'http' : 'https';
   log.info('web service is listening', { addr: `${scheme}://${address.host}:${address.port}` });
@@ -333,7 +336,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
 
 /**
  * The web listener with ACME: each connection's ClientHello is read first. One offering
- * `acme-tls/1` is a TLS-ALPN-01 validation and gets the challenge certificate for the name
+ * only `acme-tls/1` is a TLS-ALPN-01 validation and gets the challenge certificate for the name
  * it asks for (or is closed when none is pending); every other goes to the HTTPS server
  * with its bytes untouched. A malformed hello closes that connection only.
  */
@@ -341,7 +344,8 @@ function acmeFront(server: https.Server, acme: AcmeCertificates, log: Logger): n
   return net.createServer((socket) => {
     readClientHello(socket, HTTP_LIMITS.handshakeMs).then(
       (hello) => {
-        if (!hello.alpn.includes(ACME_TLS_ALPN)) {
+        // RFC 8737: a validation offers acme-tls/1 and nothing else.
+        if (hello.alpn.length !== 1 || hello.alpn[0] !== ACME_TLS_ALPN) {
           server.emit('connection', socket);
           return;
         }

@@ -32,11 +32,10 @@ function served(port: number, ca: string): Promise<{ socket: tls.TLSSocket; cert
   });
 }
 
-const PING_HEAD = `GET /webapi/ping HTTP/1.1\r\nHost: ${NAME}\r\nConnection: keep-alive\r\n`;
-
-/** The response to a request on an open TLS connection (`rest`: what is still to send of it); resolves with the status line. */
-function ping(socket: tls.TLSSocket, rest = `${PING_HEAD}\r\n`): Promise<string> {
+/** One keep-alive request on an open TLS connection; resolves with the status line, rejects if the connection is gone. */
+function ping(socket: tls.TLSSocket): Promise<string> {
   return new Promise((resolve, reject) => {
+    if (socket.destroyed) return reject(new Error('the connection is closed'));
     let got = '';
     const onData = (d: Buffer) => {
       got += d;
@@ -50,7 +49,7 @@ function ping(socket: tls.TLSSocket, rest = `${PING_HEAD}\r\n`): Promise<string>
     socket.on('data', onData);
     socket.once('error', reject);
     socket.once('close', () => reject(new Error(`the connection closed; got ${JSON.stringify(got)}`)));
-    socket.write(rest);
+    socket.write(`GET /webapi/ping HTTP/1.1\r\nHost: ${NAME}\r\nConnection: keep-alive\r\n\r\n`);
   });
 }
 
@@ -93,6 +92,9 @@ describe('proxy_service.acme against Pebble', () => {
     // THEN until then it said it served a self-signed certificate, and Pebble's validation reached the web port
     expect(logLines(d, 'no ACME certificate yet: serving a self-signed one until the ACME server issues it')).toHaveLength(1);
     expect(logLines(d, 'answering a TLS-ALPN-01 validation')[0]).toMatchObject({ server_name: NAME });
+    // THEN the next steps it printed do not tell users to log in with --insecure
+    expect(d.stdout + d.stderr).toMatch(new RegExp(`Proxy: +https://${NAME.replace(/\./g, '\\.')}:${cluster.proxyPorts!.web} \\(web\\), SSH on port`));
+    expect(d.stdout + d.stderr).not.toMatch(/self-signed certificate\)|tsh login .*--insecure/);
     // THEN a client that trusts only Pebble's root sees a certificate for the name, issued by Pebble's intermediate
     const { socket, cert } = await served(cluster.proxyPorts!.web, root);
     socket.destroy();
@@ -128,13 +130,21 @@ describe('proxy_service.acme against Pebble', () => {
         ),
       );
       await ssh.waitForOutput(/^ready$/m);
-      // GIVEN a kept-alive HTTPS connection that has made a request and is in the middle of its next one
-      // (so the server's idle timeout cannot end it while the renewal runs)
+      // GIVEN a kept-alive HTTPS connection, reused by its client every second (within the server's 5 s keep-alive timeout)
       kept = await served(web, root);
-      expect(await ping(kept.socket)).toBe('HTTP/1.1 200 OK');
-      kept.socket.write(PING_HEAD);
+      const conn = kept.socket;
+      expect(await ping(conn)).toBe('HTTP/1.1 200 OK');
+      let renewing = true;
+      const reuses: string[] = [];
+      const reuse = (async () => {
+        while (renewing) {
+          await new Promise((r) => setTimeout(r, 1000));
+          reuses.push(await ping(conn).catch((err: Error) => err.message));
+        }
+      })();
       // WHEN the operator runs `teleport acme renew`
-      const r = await runCli('teleport', ['acme', 'renew', '-c', cluster.configPath, '--timeout', '40s']);
+      const r = await runCli('teleport', ['acme', 'renew', '-c', cluster.configPath, '--timeout', '60s']).finally(() => (renewing = false));
+      await reuse;
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
       const renewed = /renewed: serial ([0-9A-F]+), valid until /.exec(r.stdout);
@@ -145,8 +155,9 @@ describe('proxy_service.acme against Pebble', () => {
       expect(after.cert.serialNumber).toBe(renewed![1]);
       expect(after.cert.serialNumber).not.toBe(kept.cert.serialNumber);
       expect(after.cert.subjectaltname).toBe(`DNS:${NAME}`);
-      // THEN the kept-alive connection still answers, and the SSH session goes on and ends normally
-      expect(await ping(kept.socket, '\r\n')).toBe('HTTP/1.1 200 OK');
+      // THEN the kept-alive connection answered throughout and still does, and the SSH session goes on and ends normally
+      expect(reuses.every((status) => status === 'HTTP/1.1 200 OK')).toBe(true);
+      expect(await ping(conn)).toBe('HTTP/1.1 200 OK');
       ssh.child.stdin!.write('still-here\n');
       await ssh.waitForOutput(/^got still-here$/m);
       expect(await ssh.exited).toBe(0);
@@ -173,7 +184,7 @@ describe('proxy_service.acme against Pebble', () => {
     expect(logLines(d, 'no ACME certificate yet: serving a self-signed one until the ACME server issues it')).toHaveLength(0);
   });
 
-  it('GIVEN garbage and a TLS-ALPN-01 hello for a name with no pending challenge WHEN they reach the web port THEN each is closed and the port keeps serving', async () => {
+  it('GIVEN garbage, a TLS-ALPN-01 hello for a name with no pending challenge and a hello offering acme-tls/1 among others WHEN they reach the web port THEN the first two are closed, the third served as usual, and the port keeps serving', async () => {
     const web = cluster.proxyPorts!.web;
     // WHEN a client sends bytes that are not a ClientHello THEN the proxy closes that connection
     await new Promise<void>((resolve, reject) => {
@@ -190,6 +201,13 @@ describe('proxy_service.acme against Pebble', () => {
         s.once('close', () => reject(new Error('closed')));
       }),
     ).rejects.toThrow();
+    // WHEN a client offers acme-tls/1 among other protocols THEN it is no validation: it gets the served certificate
+    const mixed = await new Promise<tls.TLSSocket>((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port: web, servername: NAME, ca: root, ALPNProtocols: ['acme-tls/1', 'http/1.1'] }, () => resolve(s));
+      s.once('error', reject);
+    });
+    expect(mixed.getPeerCertificate().issuer.CN).toMatch(/^Pebble Intermediate CA/);
+    mixed.destroy();
     // THEN a normal client is served
     const ok = await served(web, root);
     expect(await ping(ok.socket)).toBe('HTTP/1.1 200 OK');
