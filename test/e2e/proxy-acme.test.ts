@@ -15,7 +15,7 @@ import * as tls from 'node:tls';
 import { createAuth, TestAuth } from '../helpers/cluster';
 import { SshUser } from '../helpers/openssh';
 import { startPebble, Pebble } from '../helpers/pebble';
-import { Daemon, freePort, runCli, tempDir } from '../helpers/proc';
+import { Daemon, freePort, runCli, tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
 
 jest.setTimeout(180_000);
@@ -184,6 +184,29 @@ describe('proxy_service.acme against Pebble', () => {
     expect(logLines(d, 'no ACME certificate yet: serving a self-signed one until the ACME server issues it')).toHaveLength(0);
   });
 
+  it('GIVEN a stored certificate WHEN renew_before is set longer than its lifetime and teleport reloads (HUP) THEN it renews once, at start', async () => {
+    const before = await served(cluster.proxyPorts!.web, root);
+    before.socket.destroy();
+    // GIVEN renew_before longer than Pebble's five-year certificates (acme is the file's last block)
+    fs.appendFileSync(cluster.configPath, '    renew_before: 50000h\n');
+    const d = cluster.daemon!;
+    const ordersBefore = logLines(d, 'ordering a certificate from the ACME server').length;
+    // WHEN teleport reloads its config
+    d.child.kill('SIGHUP');
+    await d.waitForOutput(/"msg":"reloaded"/);
+    await waitFor('the renewal', () => logLines(d, 'obtained a certificate from the ACME server').length > 0 && logLines(d, 'ordering a certificate from the ACME server').length > ordersBefore);
+    await waitFor('the new certificate', async () => {
+      const s = await served(cluster.proxyPorts!.web, root);
+      s.socket.destroy();
+      return s.cert.serialNumber !== before.cert.serialNumber;
+    });
+    // THEN the order said why, and the next renewal is not due at once (no order loop)
+    const orders = logLines(d, 'ordering a certificate from the ACME server').slice(ordersBefore);
+    expect(orders).toEqual([expect.objectContaining({ reason: 'the certificate is inside its renewal window' })]);
+    const obtained = logLines(d, 'obtained a certificate from the ACME server').at(-1)!;
+    expect(Date.parse(obtained.renew_at) - Date.now()).toBeGreaterThan(50 * 60_000);
+  });
+
   it('GIVEN garbage, a TLS-ALPN-01 hello for a name with no pending challenge and a hello offering acme-tls/1 among others WHEN they reach the web port THEN the first two are closed, the third served as usual, and the port keeps serving', async () => {
     const web = cluster.proxyPorts!.web;
     // WHEN a client sends bytes that are not a ClientHello THEN the proxy closes that connection
@@ -234,6 +257,18 @@ describe('proxy_service.acme failures', () => {
       expect(await ping(s)).toBe('HTTP/1.1 200 OK');
       s.destroy();
       expect(c.daemon!.child.exitCode).toBeNull();
+    } finally {
+      await c.cleanup();
+    }
+  });
+
+  it('GIVEN a config without acme WHEN teleport acme renew runs THEN it refuses, saying so, and writes nothing', async () => {
+    const c = await createAuth({ proxy: {} });
+    try {
+      const r = await runCli('teleport', ['acme', 'renew', '-c', c.configPath]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain(`proxy_service.acme is not enabled in ${c.configPath}: there is no ACME certificate to renew`);
+      expect(fs.existsSync(c.dataDir)).toBe(false);
     } finally {
       await c.cleanup();
     }
