@@ -294,6 +294,8 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
   /** The listening socket: the server itself, or with ACME a front that reads each ClientHello first. */
   let listener: net.Server;
   let installCertificate: ((pair: PemPair) => void) | undefined;
+  /** Ends the front's connections that are not the HTTPS server's (hellos being read, validations). */
+  let endFrontConnections = () => undefined as void;
   if (opts.insecureNoTls) {
     server = listener = http.createServer(handler);
   } else {
@@ -306,7 +308,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
     if (mismatch) log.warn(mismatch);
     const httpsServer = https.createServer({ ...pair, ...policy }, handler);
     server = listener = httpsServer;
-    if (opts.acme) listener = acmeFront(httpsServer, opts.acme, log);
+    if (opts.acme) ({ listener, endConnections: endFrontConnections } = acmeFront(httpsServer, opts.acme, log));
     installCertificate = (next) => httpsServer.setSecureContext({ ...next, ...policy });
   }
   limitBeforeRequest(server, !opts.insecureNoTls);
@@ -324,13 +326,15 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
   return {
     address,
     scheme,
-    close: () =>
-      new Promise<void>((resolve) => {
-        opts.acme?.close();
-        if (listener !== server) listener.close();
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    close: async () => {
+      opts.acme?.close();
+      const closed = (s: net.Server) => new Promise<void>((resolve) => s.close(() => resolve()));
+      // (the HTTPS server behind a front never listened: its close only waits for its connections)
+      const done = Promise.all([closed(server), ...(listener !== server ? [closed(listener)] : [])]);
+      server.closeAllConnections();
+      endFrontConnections();
+      await done;
+    },
   };
 }
 
@@ -340,8 +344,11 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
  * it asks for (or is closed when none is pending); every other goes to the HTTPS server
  * with its bytes untouched. A malformed hello closes that connection only.
  */
-function acmeFront(server: https.Server, acme: AcmeCertificates, log: Logger): net.Server {
-  return net.createServer((socket) => {
+function acmeFront(server: https.Server, acme: AcmeCertificates, log: Logger): { listener: net.Server; endConnections: () => void } {
+  const open = new Set<net.Socket>();
+  const listener = net.createServer((socket) => {
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
     readClientHello(socket, HTTP_LIMITS.handshakeMs).then(
       (hello) => {
         // RFC 8737: a validation offers acme-tls/1 and nothing else.
@@ -364,4 +371,5 @@ function acmeFront(server: https.Server, acme: AcmeCertificates, log: Logger): n
       (err) => log.debug('closed a connection that did not start with a TLS ClientHello', { from: socket.remoteAddress, error: (err as Error).message }),
     );
   });
+  return { listener, endConnections: () => open.forEach((s) => s.destroy()) };
 }

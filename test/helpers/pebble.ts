@@ -22,8 +22,6 @@ export interface Pebble {
   caFile: string;
   /** The environment for a process that talks to Pebble. */
   env: NodeJS.ProcessEnv;
-  /** Orders Pebble has finalised (its own count, from the management API's log of issued certificates is not kept: see `orders`). */
-  pebble: Daemon;
   /** The root of the chains Pebble issues (regenerated at every Pebble start). */
   issuingRoot(): Promise<string>;
   stop(): Promise<void>;
@@ -92,7 +90,6 @@ export async function startPebble(tlsPort: number): Promise<Pebble> {
       directoryUrl: `https://127.0.0.1:${acmePort}/dir`,
       caFile,
       env: { NODE_EXTRA_CA_CERTS: caFile },
-      pebble,
       issuingRoot: () => get(`https://127.0.0.1:${acmeMgmt}/roots/0`, caPem),
       stop,
     };
