@@ -43,6 +43,16 @@ export interface AcmeOptions extends AcmeSettings {
 
 type AcmeClientModule = typeof import('acme-client');
 
+/**
+ * When a certificate valid from `notBefore` to `notAfter` (ms) is to be renewed: `renewBeforeMs`
+ * before it expires (default a third of its lifetime: day 60 of Let's Encrypt's 90), but not
+ * sooner than MIN_RENEW_INTERVAL_MS after this process last got one (`issuedAt`, 0 for none).
+ */
+export function renewalDue(notBefore: number, notAfter: number, renewBeforeMs: number | undefined, issuedAt = 0): number {
+  const renewBefore = renewBeforeMs ?? (notAfter - notBefore) / 3;
+  return Math.max(notAfter - renewBefore, issuedAt + MIN_RENEW_INTERVAL_MS);
+}
+
 /** A certificate chain and its key, as PEM. */
 export interface PemPair {
   key: string;
@@ -164,10 +174,7 @@ export class AcmeCertificates {
   private dueAt(): number {
     if (!this.current) return Date.now();
     const { x509, issuedAt } = this.current;
-    const notBefore = Date.parse(x509.validFrom);
-    const notAfter = Date.parse(x509.validTo);
-    const renewBefore = this.opts.renewBeforeMs ?? (notAfter - notBefore) / 3;
-    return Math.max(notAfter - renewBefore, issuedAt + MIN_RENEW_INTERVAL_MS);
+    return renewalDue(Date.parse(x509.validFrom), Date.parse(x509.validTo), this.opts.renewBeforeMs, issuedAt);
   }
 
   private schedule(delayMs = this.dueAt() - Date.now()): void {
