@@ -390,6 +390,8 @@ const proxyServiceSchema = section({
     uri: scalar('the https:// URL of an ACME directory', (s) => {
       const url = tryParse(() => new URL(s.trim()));
       if (url instanceof Invalid || url.protocol !== 'https:') return new Invalid(`expected the https:// URL of an ACME directory, got ${describeValue(s)}`);
+      // It is logged with every order: no credentials in it.
+      if (url.username || url.password) return new Invalid('the ACME directory URL must not hold a user name or password');
       return url.href;
     }).optional(),
     renew_before: duration({ positive: true }).optional(),

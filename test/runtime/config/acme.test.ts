@@ -31,6 +31,7 @@ describe('proxy_service.acme', () => {
   it.each<[string, string[], string]>([
     ['a plain-HTTP uri', ['public_addr: p.example.com', 'acme:', '  enabled: yes', '  uri: http://acme.example.net/dir'], 't.yaml:7:10: proxy_service.acme.uri: expected the https:// URL of an ACME directory, got "http://acme.example.net/dir"'],
     ['a uri that is not a URL', ['public_addr: p.example.com', 'acme:', '  enabled: yes', '  uri: acme'], 't.yaml:7:10: proxy_service.acme.uri: expected the https:// URL of an ACME directory, got "acme"'],
+    ['a uri with credentials', ['public_addr: p.example.com', 'acme:', '  enabled: yes', '  uri: https://me:secret@acme.example.net/dir'], 't.yaml:7:10: proxy_service.acme.uri: the ACME directory URL must not hold a user name or password'],
     ['an email without @', ['public_addr: p.example.com', 'acme:', '  enabled: yes', '  email: ops'], 't.yaml:7:12: proxy_service.acme.email: expected an e-mail address, got "ops"'],
     ['renew_before of 0', ['public_addr: p.example.com', 'acme:', '  enabled: yes', '  renew_before: 0s'], 't.yaml:7:19: proxy_service.acme.renew_before: the duration "0s" must be greater than zero'],
     ['an unknown key', ['public_addr: p.example.com', 'acme:', '  enabled: yes', '  insecure: yes'], 't.yaml:7:5: unknown key "insecure" in proxy_service.acme'],
@@ -40,7 +41,9 @@ describe('proxy_service.acme', () => {
     ['a single-label public_addr', ['public_addr: proxy', 'acme:', '  enabled: yes'], 't.yaml:4:16: proxy_service.public_addr[0]: acme cannot get a certificate for proxy: it is not a fully qualified DNS name'],
     ['https_cert_file', ['public_addr: p.example.com', 'https_key_file: /k', 'https_cert_file: /c', 'acme:', '  enabled: yes'], 't.yaml:6:20: proxy_service.https_cert_file: https_cert_file cannot be used with acme.enabled'],
   ])('GIVEN acme with %s WHEN built THEN it is refused at the line', (_what, lines, message) => {
-    expect(errorLines(() => build(lines)).join('\n')).toContain(message);
+    const text = errorLines(() => build(lines)).join('\n');
+    expect(text).toContain(message);
+    expect(text).not.toContain('secret');
   });
 
   it('GIVEN acme enabled WHEN --insecure-no-tls is given THEN it is refused (the validation needs TLS on the web port)', () => {
