@@ -4,8 +4,10 @@
  * validation on its own web port; serves it with Pebble's chain; renews it
  * when an operator asks (`teleport acme renew`) without dropping an open SSH
  * session or a kept-alive HTTPS connection; reuses the stored one after a
- * restart; keeps serving (self-signed) when the ACME server is unreachable;
- * and refuses an ACME config it cannot serve, at the file's line.
+ * restart; renews on a reload once inside its renew_before window; keeps
+ * serving (self-signed) when the ACME server is unreachable or the challenge
+ * fails, saying why; and refuses an ACME config it cannot serve, at the
+ * file's line.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -259,6 +261,33 @@ describe('proxy_service.acme failures', () => {
       expect(c.daemon!.child.exitCode).toBeNull();
     } finally {
       await c.cleanup();
+    }
+  });
+
+  it('GIVEN Pebble validating on a port where the proxy does not listen WHEN the proxy orders THEN the failed challenge is logged with its reason, retried later, and the proxy keeps serving', async () => {
+    // GIVEN Pebble whose TLS-ALPN-01 validation dials a closed port
+    const p = await startPebble(await freePort());
+    const c = await createAuth({ proxy: { extra: [`public_addr: ${NAME}`, ...ACME_LINES(p)] } });
+    try {
+      c.start(p.env);
+      await c.ready();
+      // WHEN the order's challenge fails THEN the reason (Pebble's problem detail) and the backoff are logged
+      await c.daemon!.waitForOutput(/"msg":"cannot obtain a certificate from the ACME server; still serving the previous one"/);
+      const [failure] = logLines(c.daemon!, 'cannot obtain a certificate from the ACME server; still serving the previous one');
+      expect(failure.error).toMatch(/^Failed to connect to 127\.0\.0\.1:\d+ for the tls-alpn-01 challenge/);
+      expect(failure.retry_in).toBe('30s');
+      // THEN nothing was stored, and the web port serves the self-signed certificate
+      expect(fs.existsSync(path.join(c.dataDir, 'acme', 'cert.pem'))).toBe(false);
+      const s = await new Promise<tls.TLSSocket>((resolve, reject) => {
+        const t = tls.connect({ host: '127.0.0.1', port: c.proxyPorts!.web, servername: NAME, rejectUnauthorized: false }, () => resolve(t));
+        t.once('error', reject);
+      });
+      expect(s.getPeerCertificate().issuer.CN).not.toMatch(/Pebble/);
+      expect(await ping(s)).toBe('HTTP/1.1 200 OK');
+      s.destroy();
+    } finally {
+      await c.cleanup();
+      await p.stop();
     }
   });
 
