@@ -143,6 +143,7 @@ const starterSchema = z.object({
   ...sharedShape,
   domainName: str,
   instanceType: str,
+  letsEncryptEmail: str,
   storage: z.preprocess(
     emptyToUndefined,
     z.enum(STARTER_STORAGE, { error: (i) => `must be one of ${STARTER_STORAGE.join(', ')}, got '${String(i.input)}'` }).optional(),
@@ -173,6 +174,7 @@ export function starterPropsFromContext(get: (key: string) => unknown): StarterS
     domainName: c.domainName,
     instanceType: c.instanceType,
     storage: c.storage,
+    letsEncryptEmail: c.letsEncryptEmail,
     existingVpc: c.vpcId !== undefined ? { vpcId: c.vpcId, availabilityZones: c.availabilityZones!, publicSubnetIds: c.publicSubnetIds! } : undefined,
   };
 }

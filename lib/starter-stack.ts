@@ -4,8 +4,9 @@
  * instance's encrypted root volume (`storage: 'local'`, for trying Teleport out) or in the same
  * DynamoDB tables, S3 bucket and KMS key the HA cluster uses (`storage: 'dynamodb'`). With an
  * ACM certificate an ALB serves the web UI/API on 443 and re-encrypts to the instance's 3080;
- * SSH (3023) always goes to the Elastic IP directly. Only ports the proxy runtime serves are
- * opened (`SERVED_PORTS.proxy` in runtime/contract/ports.ts).
+ * SSH (3023) always goes to the Elastic IP directly. With `letsEncryptEmail` the proxy gets its
+ * certificate from Let's Encrypt itself and serves the web on 443 of the Elastic IP. Only ports
+ * the proxy runtime serves are opened (`servedPorts` in runtime/contract/ports.ts).
  *
  * One `ec2.Instance`, not an auto scaling group: a group would replace the instance (and with
  * it local state) whenever it judged it unhealthy. Every prop is validated before any resource
@@ -18,7 +19,7 @@ import * as elbv2Targets from 'aws-cdk-lib/aws-elasticloadbalancingv2-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { ConfVars } from '../runtime/contract/aws';
-import { Ports, SERVED_PORTS } from '../runtime/contract/ports';
+import { Ports, servedPorts } from '../runtime/contract/ports';
 import { ProxyCertificate } from './certificate';
 import { FIRST_USER_COMMAND, instanceShellCommand } from './first-user';
 import { importHostedZone, ProxyDns } from './dns';
@@ -88,6 +89,16 @@ export interface StarterStackProps extends TeleportStackProps {
    */
   readonly existingVpc?: ExistingPublicVpcProps;
 
+  /**
+   * Get the web certificate from Let's Encrypt, with this contact address: the proxy orders and
+   * renews it itself (`proxy_service.acme`), proving the domain with TLS-ALPN-01 on port 443,
+   * where its web listener then runs (instead of 3080). Needs `domainName` and `hostedZone` (the
+   * record must point at the Elastic IP for Let's Encrypt to reach it); not with
+   * `certificateArn` or `createCertificate`.
+   *
+   * @default - none: no Let's Encrypt (an ACM certificate with an ALB, or self-signed on 3080)
+   */
+  readonly letsEncryptEmail?: string;
 }
 
 /** Throws an Error naming the first invalid prop. */
@@ -100,7 +111,19 @@ export function validateStarterStackProps(props: StarterStackProps): void {
   checkInstanceType('instanceType', props.instanceType ?? DEFAULT_INSTANCE_TYPE);
   checkInt('rootVolumeSizeGiB', props.rootVolumeSizeGiB ?? DEFAULT_VOLUME_GIB, 8, 16384);
   if (props.existingVpc) validateExistingVpc(props.existingVpc, { privateSubnets: false });
+  if (props.letsEncryptEmail !== undefined) {
+    if (!EMAIL.test(props.letsEncryptEmail)) throw new Error(`letsEncryptEmail must be an e-mail address, got '${props.letsEncryptEmail}'`);
+    if (props.certificateArn !== undefined || props.createCertificate) {
+      throw new Error('give letsEncryptEmail or certificateArn/createCertificate, not both: the certificate comes from Let\'s Encrypt or from ACM');
+    }
+    if (props.domainName === undefined || !props.hostedZone) {
+      throw new Error('letsEncryptEmail needs domainName and hostedZone (the record that points the domain at the Elastic IP, where Let\'s Encrypt validates it)');
+    }
+  }
 }
+
+/** An address the conf file can carry as it is (runtime/instance/conf.ts accepts the same). */
+const EMAIL = /^[A-Za-z0-9._+=-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$/;
 
 const DEFAULT_INSTANCE_TYPE = 't3.medium';
 const DEFAULT_VOLUME_GIB = 20;
@@ -165,6 +188,7 @@ export class StarterStack extends Stack {
           }).certificate
         : undefined;
     const useAcm = certificate !== undefined;
+    const letsEncrypt = props.letsEncryptEmail !== undefined;
 
     // The instance's logs and metrics (the CloudWatch agent the AMI runs).
     this.telemetry = new InstanceTelemetry(this, 'Telemetry', { clusterName, retentionDays: props.logRetentionDays, removalPolicy: props.dataRemovalPolicy });
@@ -181,8 +205,9 @@ export class StarterStack extends Stack {
       'Teleport starter: the proxy SSH and web (or ALB) ports from the allowed CIDRs; HTTPS out',
       'HTTPS to AWS APIs and package mirrors',
     );
-    // The proxy's ports (with a certificate the web port is reached through the ALB only); the auth and node ports stay closed.
-    const publicPorts = SERVED_PORTS.proxy.filter((port) => !(useAcm && port === Ports.web));
+    // The proxy's ports (with a certificate the web port is reached through the ALB only; with Let's Encrypt
+    // the web listener is on 443); the auth and node ports stay closed.
+    const publicPorts = servedPorts('proxy', { letsEncrypt }).filter((port) => !(useAcm && port === Ports.web));
     for (const cidr of allowedCidrs) {
       for (const port of publicPorts) this.securityGroup.addIngressRule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(port), `Teleport ${port}`);
     }
@@ -207,7 +232,7 @@ export class StarterStack extends Stack {
         // Without a domain the web address is the Elastic IP, given here rather than read from
         // the instance metadata at boot, which may run before the address is associated.
         [ConfVars.externalHostname]: domainName ?? publicIp,
-        [ConfVars.externalPort]: String(useAcm ? PUBLIC_WEB_PORT : Ports.web),
+        [ConfVars.externalPort]: String(useAcm ? PUBLIC_WEB_PORT : letsEncrypt ? Ports.acmeWeb : Ports.web),
         // The domain points at the ALB, which carries HTTPS only: SSH and tunnels use the Elastic IP.
         [ConfVars.proxyServerLb]: useAcm ? publicIp : undefined,
         ...(this.storage
@@ -220,6 +245,7 @@ export class StarterStack extends Stack {
           : {}),
         [ConfVars.useAcm]: String(useAcm),
         ...this.telemetry.conf,
+        ...(letsEncrypt ? { [ConfVars.useLetsEncrypt]: 'true', [ConfVars.domainAdminEmail]: props.letsEncryptEmail } : {}),
       }),
     );
 
@@ -322,7 +348,7 @@ export class StarterStack extends Stack {
       });
     }
 
-    this.proxyUrl = useAcm ? `https://${domainName}` : `https://${domainName ?? publicIp}:${Ports.web}`;
+    this.proxyUrl = useAcm || letsEncrypt ? `https://${domainName}` : `https://${domainName ?? publicIp}:${Ports.web}`;
     new CfnOutput(this, 'ProxyUrl', { value: this.proxyUrl, description: 'Web UI and tsh --proxy address' });
     new CfnOutput(this, 'LogGroupName', { value: this.telemetry.logGroup.logGroupName, description: "The instance's teleport logs (stream <instance id>/<unit>)" });
     new CfnOutput(this, 'PublicIp', {

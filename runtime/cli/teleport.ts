@@ -14,6 +14,7 @@ import { formatNextSteps, gatherNextSteps, tctlFlagsFor } from '../service/nexts
 import { configProblems, issueAtSetting } from '../service/preflight';
 import { announceRunning, drain, startSuccessor } from '../service/handover';
 import { startProcess } from '../service/process';
+import { requestRenewal } from '../proxy/acme';
 import { diagnosticReport } from '../service/report';
 import { logger, setLogLevel } from '../utils/logger';
 import { VERSION } from '../version';
@@ -279,6 +280,25 @@ program
       process.stderr.write(`healthy; no signal sent: ${outcome.reason}\n`);
     }
   });
+
+program
+  .command('acme')
+  .description("The proxy's ACME (Let's Encrypt) certificate (proxy_service.acme)")
+  .addCommand(
+    new Command('renew')
+      .description('Asks the running proxy to renew its ACME certificate now (open connections stay), and waits for the new one')
+      .option('-c, --config <path>', `the configuration file (default ${DEFAULT_CONFIG_PATH})`)
+      .option('--timeout <duration>', 'how long to wait for the new certificate', '5m')
+      .action(async (o: { config?: string; timeout: string }) => {
+        const configPath = resolveConfigPath(o.config, process.env);
+        const config = buildConfig(configPath ? loadConfigFile(configPath) : {}, {}, process.env);
+        if (!config.proxy.enabled || !config.proxy.acme) {
+          throw new BadParameterError(`proxy_service.acme is not enabled in ${configPath ?? 'the configuration'}: there is no ACME certificate to renew`);
+        }
+        const cert = await requestRenewal(config.dataDir, parseDuration(o.timeout));
+        process.stdout.write(`renewed: serial ${cert.serialNumber}, valid until ${new Date(cert.validTo).toISOString()}\n`);
+      }),
+  );
 
 program
   .command('version')

@@ -151,13 +151,26 @@ export interface TeleportConfig {
     /** The first pair is served by default; the others to clients asking for one of their names (SNI). */
     keyPairs: { keyFile: string; certFile: string }[];
     insecureNoTls: boolean;
+    /** `acme`: certificates for the public_addr hosts from an ACME server (present when enabled). */
+    acme?: AcmeSettings;
     /** Peers whose X-Forwarded-For header names the client (ours: `trust_x_forwarded_for_from`). */
     trustXForwardedForFrom: Cidr[];
     preAuth: PreAuthLimits;
   };
 }
 
+/** `proxy_service.acme` (runtime/proxy/acme.ts). */
+export interface AcmeSettings {
+  /** The ACME directory URL (`uri`; Let's Encrypt's by default). */
+  directoryUrl: string;
+  /** The account's contact address, if any. */
+  email?: string;
+  /** Renew when less than this is left (`renew_before`, ours); default a third of the certificate's lifetime. */
+  renewBeforeMs?: number;
+}
+
 export const Defaults = {
+  acmeDirectory: 'https://acme-v02.api.letsencrypt.org/directory',
   dataDirRoot: '/var/lib/teleport',
   authServer: { host: '127.0.0.1', port: Ports.auth } as HostPort,
   maxConnections: 15000,
@@ -539,11 +552,17 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
       directDialCidrs: (p.direct_dial_cidrs ?? []).map(parseCidr),
       keyPairs,
       insecureNoTls: flags.insecureNoTls ?? false,
+      acme: p.acme?.enabled
+        ? { directoryUrl: p.acme.uri ?? Defaults.acmeDirectory, email: p.acme.email, renewBeforeMs: p.acme.renew_before }
+        : undefined,
       trustXForwardedForFrom: (p.trust_x_forwarded_for_from ?? []).map(parseCidr),
       preAuth: preAuthOf(p, Defaults.proxyLoginGraceMs),
     },
   };
 
+  if (enabled.proxy && p.acme?.enabled && flags.insecureNoTls) {
+    atFlag('insecure-no-tls', 'cannot be used with proxy_service.acme: the ACME validation (TLS-ALPN-01) needs the web listener to speak TLS');
+  }
   if (!enabled.auth && !enabled.node && !enabled.proxy) {
     issues.push(
       map

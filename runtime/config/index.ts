@@ -32,6 +32,7 @@ export {
 } from './load';
 export {
   Defaults,
+  type AcmeSettings,
   SERVICE_ROLES,
   buildConfig,
   defaultDataDir,

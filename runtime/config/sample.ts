@@ -143,5 +143,12 @@ proxy_service:
   # https_keypairs:
   #   - key_file: ${commentDir}/webproxy_key.pem
   #     cert_file: ${commentDir}/webproxy_cert.pem
+
+  # Or a certificate from Let's Encrypt for the public_addr names, instead of
+  # https_keypairs: the proxy orders and renews it itself, validated on port
+  # 443 of those names (run web_listen_addr on 443, or forward 443 to it).
+  # acme:
+  #   enabled: yes
+  #   email: admin@example.com
 `;
 }

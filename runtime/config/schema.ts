@@ -383,6 +383,19 @@ const proxyServiceSchema = section({
     section({ key_file: nonEmpty('a file path'), cert_file: nonEmpty('a file path') }),
     'key pairs ({key_file, cert_file})',
   ).optional(),
+  /** Certificates from an ACME server such as Let's Encrypt (runtime/proxy/acme.ts); Teleport 6's keys, plus our renew_before. */
+  acme: section({
+    enabled: bool().optional(),
+    email: scalar('an e-mail address', (s) => (/^[^@\s]+@[^@\s]+$/.test(s.trim()) ? s.trim() : new Invalid(`expected an e-mail address, got ${describeValue(s)}`))).optional(),
+    uri: scalar('the https:// URL of an ACME directory', (s) => {
+      const url = tryParse(() => new URL(s.trim()));
+      if (url instanceof Invalid || url.protocol !== 'https:') return new Invalid(`expected the https:// URL of an ACME directory, got ${describeValue(s)}`);
+      // It is logged with every order: no credentials in it.
+      if (url.username || url.password) return new Invalid('the ACME directory URL must not hold a user name or password');
+      return url.href;
+    }).optional(),
+    renew_before: duration({ positive: true }).optional(),
+  }).optional(),
   /** Ours: load balancers whose X-Forwarded-For names the client (runtime/proxy/clientaddr.ts). */
   trust_x_forwarded_for_from: list(cidr(), 'IP addresses or address blocks', { single: true }).optional(),
   kubernetes: section({
@@ -398,7 +411,29 @@ const proxyServiceSchema = section({
   if (p.https_cert_file && !p.https_key_file) {
     ctx.addIssue({ code: 'custom', path: ['https_cert_file'], message: 'https_cert_file needs https_key_file as well' });
   }
+  if (p.acme?.enabled) acmeProblems(p, ctx);
 });
+
+/** What `acme.enabled: yes` needs: public DNS names to order the certificate for, and no certificate of the operator's own. */
+function acmeProblems(
+  p: { public_addr?: string[]; https_cert_file?: string; https_keypairs?: unknown[] },
+  ctx: { addIssue(issue: { code: 'custom'; path: (string | number)[]; message: string }): void },
+): void {
+  const add = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+  for (const key of ['https_cert_file', 'https_keypairs'] as const) {
+    if (p[key]) add([key], `${key} cannot be used with acme.enabled: the certificate comes from the ACME server; remove one of them`);
+  }
+  if (!p.public_addr?.length) {
+    add(['acme', 'enabled'], 'acme needs proxy_service.public_addr: the DNS name(s) clients use, which the certificate is ordered for');
+    return;
+  }
+  p.public_addr.forEach((a, i) => {
+    const { host } = tryParse(() => parseAddr(a, Ports.web)) as { host?: string };
+    if (host === undefined) return; // reported by the address check
+    if (isIP(host)) add(['public_addr', i], `acme cannot get a certificate for the IP address ${host}: public_addr must be a DNS name`);
+    else if (!host.includes('.')) add(['public_addr', i], `acme cannot get a certificate for ${host}: it is not a fully qualified DNS name`);
+  });
+}
 
 export const FileConfigSchema = section({
   teleport: teleportSchema.optional(),

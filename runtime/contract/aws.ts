@@ -36,6 +36,10 @@ export const ConfVars = {
   proxyServerLb: 'TELEPORT_PROXY_SERVER_LB',
   proxyServerNlbAlias: 'TELEPORT_PROXY_SERVER_NLB_ALIAS',
   useAcm: 'USE_ACM',
+  /** All-in-one only: the proxy gets its web certificate from Let's Encrypt (`proxy_service.acme`), its web listener on 443. */
+  useLetsEncrypt: 'USE_LETSENCRYPT',
+  /** The Let's Encrypt account's contact address (optional). */
+  domainAdminEmail: 'TELEPORT_DOMAIN_ADMIN_EMAIL',
   ssmKeyArn: 'TELEPORT_SSM_KEY_ARN',
   externalHostname: 'TELEPORT_EXTERNAL_HOSTNAME',
   externalPort: 'TELEPORT_EXTERNAL_PORT',

@@ -14,6 +14,8 @@ export const Ports = {
   kube: 3026,
   /** Proxy web UI and web API (HTTPS). */
   web: 3080,
+  /** The proxy's web listener with Let's Encrypt (`proxy_service.acme`): the CA validates TLS-ALPN-01 on 443 only. */
+  acmeWeb: 443,
 } as const;
 
 /** A role of `teleport start` that listens on ports. */
@@ -33,7 +35,15 @@ export const SERVED_PORTS: Readonly<Record<ServingRole, readonly number[]>> = {
   node: [Ports.node],
 };
 
+/** How an instance's proxy is set up, where that moves a port. */
+export interface ServeOptions {
+  /** `USE_LETSENCRYPT=true`: the proxy's web listener is on 443 (Ports.acmeWeb) instead of 3080. */
+  readonly letsEncrypt?: boolean;
+}
+
 /** The ports an instance with `TELEPORT_ROLE=role` serves: its roles' together (`auth,node,proxy`: all three). */
-export function servedPorts(role: InstanceRole): number[] {
-  return (role.split(',') as ServingRole[]).flatMap((r) => SERVED_PORTS[r]);
+export function servedPorts(role: InstanceRole, opts: ServeOptions = {}): number[] {
+  return (role.split(',') as ServingRole[]).flatMap((r) =>
+    r === 'proxy' && opts.letsEncrypt ? SERVED_PORTS.proxy.map((p) => (p === Ports.web ? Ports.acmeWeb : p)) : SERVED_PORTS[r],
+  );
 }

@@ -10,10 +10,8 @@ import { ConfVars, InstanceRole } from '../contract/aws';
 import { ConfigError, type ConfigIssue } from '../config/errors';
 import { closestName } from '../utils/didyoumean';
 
-/** Variables of the AWS guide this image does not act on (Let's Encrypt, monitoring, licences): accepted, reported. */
+/** Variables of the AWS guide this image does not act on (monitoring, licences, later Teleport features): accepted, reported. */
 export const UNSUPPORTED_VARS = [
-  'USE_LETSENCRYPT',
-  'TELEPORT_DOMAIN_ADMIN_EMAIL',
   'TELEPORT_INFLUXDB_ADDRESS',
   'TELEPORT_LICENSE_PATH',
   'TELEPORT_LOCKS_TABLE_NAME',
@@ -32,6 +30,8 @@ export interface InstanceConf {
   /** The role this instance takes; `auth,node,proxy` also for an empty `TELEPORT_ROLE` (the generic all-in-one). */
   readonly role: InstanceRole;
   readonly useAcm: boolean;
+  /** `USE_LETSENCRYPT=true` (all-in-one only): the proxy's certificate from Let's Encrypt, for the domain. */
+  readonly letsEncrypt?: { readonly email?: string };
   readonly region?: string;
   readonly clusterName?: string;
   readonly authServerLb?: string;
@@ -97,6 +97,8 @@ const name = (what: string, re: RegExp) => opt(z.string().regex(re, `expected ${
 const ConfSchema = z.object({
   [ConfVars.role]: z.preprocess((v) => v ?? '', role),
   [ConfVars.useAcm]: bool,
+  [ConfVars.useLetsEncrypt]: bool,
+  [ConfVars.domainAdminEmail]: name('an e-mail address', /^[A-Za-z0-9._+=-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$/),
   [ConfVars.region]: name('an AWS region such as eu-west-1', /^[a-z]{2}(-[a-z]+)+-\d$/),
   [ConfVars.clusterName]: name('a cluster name (letters, digits, dots, hyphens)', /^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/),
   [ConfVars.authServerLb]: host('the auth load balancer address'),
@@ -182,6 +184,7 @@ export function validateConf(vars: Record<string, string>, file: string, lineOf:
   const conf: InstanceConf = {
     role: c[ConfVars.role],
     useAcm: c[ConfVars.useAcm] ?? false,
+    ...(c[ConfVars.useLetsEncrypt] ? { letsEncrypt: c[ConfVars.domainAdminEmail] !== undefined ? { email: c[ConfVars.domainAdminEmail] } : {} } : {}),
     region: c[ConfVars.region],
     clusterName: c[ConfVars.clusterName],
     authServerLb: c[ConfVars.authServerLb],
@@ -218,6 +221,14 @@ export function validateConf(vars: Record<string, string>, file: string, lineOf:
   }
   if (conf.useAcm && conf.role === 'proxy' && conf.proxyServerLb === undefined && conf.proxyServerNlbAlias === undefined) {
     at(ConfVars.proxyServerLb, `is required ${roleWhy} with USE_ACM=true (SSH and tunnel clients reach the proxies through the NLB, not the ALB)`);
+  }
+  if (conf.letsEncrypt) {
+    if (conf.role !== 'auth,node,proxy') at(ConfVars.useLetsEncrypt, `is for the all-in-one instance only (TELEPORT_ROLE=auth,node,proxy), not ${roleWhy}`);
+    if (conf.useAcm) at(ConfVars.useLetsEncrypt, `cannot be used with ${ConfVars.useAcm}=true: the certificate comes from ACM or from Let's Encrypt, not both`);
+    need(ConfVars.domainName, conf.domainName, `with ${ConfVars.useLetsEncrypt}=true (the name the certificate is for)`);
+  }
+  if (c[ConfVars.domainAdminEmail] !== undefined && !conf.letsEncrypt) {
+    at(ConfVars.domainAdminEmail, `is only used with ${ConfVars.useLetsEncrypt}=true (the Let's Encrypt account's contact)`);
   }
   if (dynamoSet.length > 0 && dynamoSet.length < dynamoKeys.length) {
     const missing = dynamoKeys.filter((k) => c[k] === undefined);

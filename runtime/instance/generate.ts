@@ -74,6 +74,7 @@ export interface GeneratedConfig {
     public_addr: string;
     ssh_public_addr: string;
     trust_x_forwarded_for_from: string[];
+    acme: { enabled: true; email?: string };
   }>;
 }
 
@@ -158,8 +159,9 @@ export function generateConfig(
     const allInOne = conf.role === 'auth,node,proxy';
     // The web address users browse to: the domain (through the ALB or NLB on 443), or, for an
     // all-in-one without one, this instance's own address on the web port.
-    const webHost = conf.externalHostname ?? conf.domainName ?? facts.publicIp ?? facts.localIp;
-    const webPort = conf.externalPort ?? (allInOne && !conf.useAcm ? Ports.web : 443);
+    // With Let's Encrypt the certificate is for the domain, so that is the web address.
+    const webHost = (conf.letsEncrypt ? conf.domainName : undefined) ?? conf.externalHostname ?? conf.domainName ?? facts.publicIp ?? facts.localIp;
+    const webPort = conf.letsEncrypt ? Ports.acmeWeb : (conf.externalPort ?? (allInOne && !conf.useAcm ? Ports.web : 443));
     // Without ACM the domain names the NLB, which carries SSH too. With ACM it names
     // the ALB, which cannot: SSH goes to the NLB (its alias, or its own name) or the instance itself.
     const sshHost =
@@ -167,10 +169,12 @@ export function generateConfig(
     proxyService = {
       enabled: true,
       listen_addr: any(Ports.proxySsh),
-      web_listen_addr: any(Ports.web),
+      // Let's Encrypt validates on 443 of the domain (TLS-ALPN-01, answered by the web listener itself).
+      web_listen_addr: any(conf.letsEncrypt ? Ports.acmeWeb : Ports.web),
       public_addr: `${webHost}:${webPort}`,
       ssh_public_addr: `${sshHost}:${Ports.proxySsh}`,
       ...(conf.useAcm ? { trust_x_forwarded_for_from: ALB_PEERS } : {}),
+      ...(conf.letsEncrypt ? { acme: { enabled: true as const, ...(conf.letsEncrypt.email ? { email: conf.letsEncrypt.email } : {}) } } : {}),
     };
   }
 

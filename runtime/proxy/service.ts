@@ -15,6 +15,7 @@ import { answers, READINESS_PROBE_MS, tcpAccepts, type ReadinessCheck } from '..
 import { Logger } from '../utils/logger';
 import { limitRepeats } from '../utils/logrepeats';
 import { VERSION } from '../version';
+import { AcmeCertificates } from './acme';
 import { ProxySshService, startProxySshService } from './ssh';
 import { PingResponse, startWebService, WebService } from './web';
 
@@ -105,6 +106,9 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       dataDir: config.dataDir,
       keyPairs: p.keyPairs,
       insecureNoTls: p.insecureNoTls,
+      ...(p.acme
+        ? { acme: new AcmeCertificates({ ...p.acme, domains: [...new Set(p.publicAddrs.map((a) => a.host.toLowerCase()))], dataDir: config.dataDir, log: log.child('acme') }) }
+        : {}),
       ...(config.ciphersuites ? { cipherSuites: config.ciphersuites } : {}),
       trustXForwardedForFrom: p.trustXForwardedForFrom,
       hostNames: [...new Set([config.nodeName, 'localhost', '127.0.0.1', ...p.publicAddrs.map((a) => a.host)])],

@@ -20,7 +20,8 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
-import { AddressInfo } from 'node:net';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
 import * as path from 'node:path';
 import { toString as qrCodeText } from 'qrcode';
 import { z } from 'zod';
@@ -33,7 +34,9 @@ import { policyKeyMismatch, tlsPolicy } from '../tlsca/ciphersuites';
 import { AccessDeniedError, BadParameterError, isReason, NotFoundError } from '../utils/errors';
 import { Logger } from '../utils/logger';
 import { listen } from '../service/listen';
-import { limitBeforeRequest } from '../service/httplimits';
+import { HTTP_LIMITS, limitBeforeRequest } from '../service/httplimits';
+import { ACME_TLS_ALPN, AcmeCertificates, type PemPair } from './acme';
+import { readClientHello } from './clienthello';
 import { ClientAddress } from './clientaddr';
 import { checkNotCrossSite, UnsupportedMediaTypeError } from './crossorigin';
 import { loadKeyPairs, ServedKeyPairs } from './keypairs';
@@ -182,6 +185,8 @@ export interface WebServiceOptions {
   /** Configured certificate/key files (the first by default, the others by SNI); empty means self-signed. */
   keyPairs: { keyFile: string; certFile: string }[];
   insecureNoTls: boolean;
+  /** `proxy_service.acme`: the certificate comes from an ACME server (keyPairs is empty then). */
+  acme?: AcmeCertificates;
   /** `teleport.ciphersuites`: narrows the TLS policy (runtime/tlsca/ciphersuites.ts). */
   cipherSuites?: readonly string[];
   /** `proxy_service.trust_x_forwarded_for_from`: load balancers that name the client in X-Forwarded-For. */
@@ -220,7 +225,7 @@ async function loadKeyPair(opts: WebServiceOptions): Promise<ServedKeyPairs> {
     const pair = await selfSignedServerCert(opts.hostNames);
     fs.writeFileSync(keyFile, pair.key, { mode: 0o600 });
     fs.writeFileSync(certFile, pair.cert, { mode: 0o600 });
-    opts.log.warn('serving HTTPS with a self-signed certificate; set https_keypairs for one clients trust', { cert: certFile });
+    if (!opts.acme) opts.log.warn('serving HTTPS with a self-signed certificate; set https_keypairs for one clients trust', { cert: certFile });
   }
   return { key: fs.readFileSync(keyFile, 'utf8'), cert: fs.readFileSync(certFile, 'utf8') };
 }
@@ -286,27 +291,85 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
     }
   };
   let server: http.Server;
+  /** The listening socket: the server itself, or with ACME a front that reads each ClientHello first. */
+  let listener: net.Server;
+  let installCertificate: ((pair: PemPair) => void) | undefined;
+  /** Ends the front's connections that are not the HTTPS server's (hellos being read, validations). */
+  let endFrontConnections = () => undefined as void;
   if (opts.insecureNoTls) {
-    server = http.createServer(handler);
+    server = listener = http.createServer(handler);
   } else {
-    const pair = await loadKeyPair(opts);
     const policy = tlsPolicy(opts.cipherSuites);
+    const pair = opts.acme?.certificate ?? (await loadKeyPair(opts));
+    if (opts.acme && !opts.acme.certificate) {
+      log.warn('no ACME certificate yet: serving a self-signed one until the ACME server issues it', { cert: selfSignedCertFile(opts.dataDir) });
+    }
     const mismatch = policyKeyMismatch(policy, pair.key);
     if (mismatch) log.warn(mismatch);
-    server = https.createServer({ ...pair, ...policy }, handler);
+    const httpsServer = https.createServer({ ...pair, ...policy }, handler);
+    server = listener = httpsServer;
+    if (opts.acme) ({ listener, endConnections: endFrontConnections } = acmeFront(httpsServer, opts.acme, log));
+    installCertificate = (next) => httpsServer.setSecureContext({ ...next, ...policy });
   }
   limitBeforeRequest(server, !opts.insecureNoTls);
-  await listen(server, opts.listen, 'proxyWeb');
-  const address = { host: opts.listen.host, port: (server.address() as AddressInfo).port };
+  try {
+    await listen(listener, opts.listen, 'proxyWeb');
+  } catch (err) {
+    opts.acme?.close();
+    throw err;
+  }
+  // Once listening: the CA's validation comes to this port.
+  if (installCertificate) opts.acme?.start(installCertificate);
+  const address = { host: opts.listen.host, port: (listener.address() as net.AddressInfo).port };
   const scheme = opts.insecureNoTls ? 'http' : 'https';
   log.info('web service is listening', { addr: `${scheme}://${address.host}:${address.port}` });
   return {
     address,
     scheme,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    close: async () => {
+      opts.acme?.close();
+      const closed = (s: net.Server) => new Promise<void>((resolve) => s.close(() => resolve()));
+      // (the HTTPS server behind a front never listened: its close only waits for its connections)
+      const done = Promise.all([closed(server), ...(listener !== server ? [closed(listener)] : [])]);
+      server.closeAllConnections();
+      endFrontConnections();
+      await done;
+    },
   };
+}
+
+/**
+ * The web listener with ACME: each connection's ClientHello is read first. One offering
+ * only `acme-tls/1` is a TLS-ALPN-01 validation and gets the challenge certificate for the name
+ * it asks for (or is closed when none is pending); every other goes to the HTTPS server
+ * with its bytes untouched. A malformed hello closes that connection only.
+ */
+function acmeFront(server: https.Server, acme: AcmeCertificates, log: Logger): { listener: net.Server; endConnections: () => void } {
+  const open = new Set<net.Socket>();
+  const listener = net.createServer((socket) => {
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+    readClientHello(socket, HTTP_LIMITS.handshakeMs).then(
+      (hello) => {
+        // RFC 8737: a validation offers acme-tls/1 and nothing else.
+        if (hello.alpn.length !== 1 || hello.alpn[0] !== ACME_TLS_ALPN) {
+          server.emit('connection', socket);
+          return;
+        }
+        const secureContext = acme.challengeContext(hello.serverName);
+        if (!secureContext) {
+          log.debug('a TLS-ALPN-01 validation for a name with no pending challenge; closed', { server_name: hello.serverName });
+          socket.destroy();
+          return;
+        }
+        const challenge = new tls.TLSSocket(socket, { isServer: true, secureContext, ALPNProtocols: [ACME_TLS_ALPN] });
+        challenge.setTimeout(HTTP_LIMITS.handshakeMs, () => challenge.destroy());
+        challenge.once('secure', () => challenge.end());
+        challenge.on('error', () => challenge.destroy());
+        log.info('answering a TLS-ALPN-01 validation', { server_name: hello.serverName, from: socket.remoteAddress });
+      },
+      (err) => log.debug('closed a connection that did not start with a TLS ClientHello', { from: socket.remoteAddress, error: (err as Error).message }),
+    );
+  });
+  return { listener, endConnections: () => open.forEach((s) => s.destroy()) };
 }

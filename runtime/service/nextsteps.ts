@@ -216,7 +216,8 @@ export async function gatherNextSteps(
     const pub = config.proxy.publicAddrs[0];
     const hostPort = pub ? formatAddr(pub) : formatAddr({ host: clientHost(web), port: web.port });
     const plain = config.proxy.insecureNoTls;
-    const selfSigned = !plain && config.proxy.keyPairs.length === 0;
+    // With ACME the certificate comes from a CA clients trust (the self-signed one only bridges the first minutes).
+    const selfSigned = !plain && config.proxy.keyPairs.length === 0 && !config.proxy.acme;
     facts.proxy = {
       webUrl: `${plain ? 'http' : 'https'}://${hostPort}`,
       tshProxy: plain ? `http://${hostPort}` : hostPort,

@@ -61,6 +61,10 @@ const variants: [string, Partial<ClusterStackProps>][] = [
 const starterVariants: [string, Partial<StarterStackProps>][] = [
   ['starter: local storage, no domain, new VPC', {}],
   [
+    "starter: Let's Encrypt, zone, DynamoDB storage",
+    { domainName: 'teleport.example.com', hostedZone: { hostedZoneId: 'Z0123456789ABCDEFGHIJ', zoneName: 'example.com' }, letsEncryptEmail: 'ops@example.com', storage: 'dynamodb' },
+  ],
+  [
     'starter: local storage, ACM + zone + existing VPC',
     {
       domainName: 'teleport.example.com',

@@ -45,12 +45,13 @@ const starterVariants: [string, Partial<StarterStackProps>][] = [
     'starter: ACM certificate, hosted zone, existing VPC',
     { domainName: 'teleport.example.com', certificateArn: CERT_ARN, hostedZone: ZONE, existingVpc: { vpcId: 'vpc-0123456789abcdef0', availabilityZones: AZS, publicSubnetIds: PUBLIC } },
   ],
+  ["starter: Let's Encrypt (web on 443), hosted zone", { domainName: 'teleport.example.com', hostedZone: ZONE, letsEncryptEmail: 'ops@example.com' }],
 ];
 
 const FACTS = { localIp: '10.0.1.17', localHostname: 'ip-10-0-1-17.eu-west-1.compute.internal' };
 
 /** The role and the ports `teleport start` binds on an instance booted with this user data (the AMI's path, stand-ins for deploy-time values). */
-function runtimeServes(userData: unknown, what: string): { role: InstanceRole; ports: number[] } {
+function runtimeServes(userData: unknown, what: string): { role: InstanceRole; letsEncrypt: boolean; ports: number[] } {
   const conf = validateConf(parseConfText(userDataConf(userData, what), CONF_FILE).vars, CONF_FILE);
   // The join secrets fetch-join-secrets would have written (the config builder reads them).
   const dataDir = scratchDir('served-ports-');
@@ -61,7 +62,7 @@ function runtimeServes(userData: unknown, what: string): { role: InstanceRole; p
   const listeners = plannedListeners(config);
   // The diagnostics endpoint is for the instance's own CloudWatch agent: on loopback, so nothing can publish it.
   expect(listeners.filter((l) => l.name === 'diag').map((l) => l.addr.host)).toEqual(['127.0.0.1']);
-  return { role: conf.role, ports: listeners.filter((l) => l.name !== 'diag').map((l) => l.addr.port).sort() };
+  return { role: conf.role, letsEncrypt: conf.letsEncrypt !== undefined, ports: listeners.filter((l) => l.name !== 'diag').map((l) => l.addr.port).sort() };
 }
 
 const refOf = (v: unknown): string | undefined => {
@@ -77,7 +78,7 @@ function unservedPublications(t: Template): { problems: string[]; published: str
   const ofType = (type: string) => Object.entries(all).filter(([, r]) => r.Type === type);
 
   // Instances (launch templates and EC2 instances): what they serve, by the runtime and by the contract.
-  const serves = new Map<string, { role: InstanceRole; ports: number[] }>();
+  const serves = new Map<string, ReturnType<typeof runtimeServes>>();
   const instanceGroups = new Map<string, string[]>(); // security group -> instance-like resources using it
   const useGroup = (sg: unknown, user: string) => {
     const id = refOf(sg)!;
@@ -93,8 +94,9 @@ function unservedPublications(t: Template): { problems: string[]; published: str
     for (const sg of inst.Properties.SecurityGroupIds ?? inst.Properties.NetworkInterfaces?.flatMap((n: any) => n.GroupSet ?? []) ?? []) useGroup(sg, id);
   }
   for (const [id, s] of serves) {
-    if (s.ports.join() !== [...servedPorts(s.role)].sort().join()) {
-      problems.push(`${id} (${s.role}) binds ${s.ports.join(', ')} but the contract says ${servedPorts(s.role).join(', ')}`);
+    const contract = servedPorts(s.role, { letsEncrypt: s.letsEncrypt });
+    if (s.ports.join() !== [...contract].sort().join()) {
+      problems.push(`${id} (${s.role}) binds ${s.ports.join(', ')} but the contract says ${contract.join(', ')}`);
     }
   }
   const groupOf = (asgId: string) => refOf(all[asgId].Properties.LaunchTemplate?.LaunchTemplateId)!;
@@ -162,6 +164,8 @@ describe('the shared contract is what the runtime binds', () => {
     ['node', [Ports.node]],
     ['auth,node,proxy', [Ports.node, Ports.proxySsh, Ports.auth, Ports.web]],
   ])('%s serves %j and neither 3024 (no tunnel server) nor 3026 (no Kubernetes proxy)', (role, ports) => {
+    // (with Let's Encrypt, the proxy's web port is 443 instead of 3080)
+    if (role.includes('proxy')) expect([...servedPorts(role, { letsEncrypt: true })].sort()).toEqual(ports.map((p) => (p === Ports.web ? Ports.acmeWeb : p)).sort());
     // GIVEN the contract WHEN asked for the role THEN it lists exactly the ports its services bind
     expect([...servedPorts(role)].sort()).toEqual([...ports].sort());
     expect(Object.values(SERVED_PORTS).flat()).not.toContain(Ports.proxyTunnel);
@@ -191,9 +195,11 @@ describe.each(starterVariants)('%s', (_name, props) => {
   test('every target group, listener and security group rule leads to a served port', () => {
     // WHEN its publications are walked
     const { problems, published } = unservedPublications(t);
-    // THEN none leads to a port nothing serves, and the proxy's ports are published
+    // THEN none leads to a port nothing serves, and the proxy's ports are published (the web port on 443 with Let's Encrypt)
     expect(problems).toEqual([]);
-    expect(published).toEqual(expect.arrayContaining([expect.stringMatching(/: 3023$/), expect.stringMatching(/: 3080$/)]));
+    const web = props.letsEncryptEmail ? /: 443$/ : /: 3080$/;
+    expect(published).toEqual(expect.arrayContaining([expect.stringMatching(/: 3023$/), expect.stringMatching(web)]));
+    if (props.letsEncryptEmail) expect(published.join('\n')).not.toMatch(/: 3080$/m);
     expect(published.join('\n')).not.toMatch(/: 302[46]$/m);
   });
 });

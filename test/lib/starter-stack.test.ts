@@ -340,6 +340,35 @@ describe('StarterStack: ACM certificate (ALB on 443), existing VPC', () => {
   });
 });
 
+describe("StarterStack: Let's Encrypt (letsEncryptEmail), domain in a hosted zone", () => {
+  // GIVEN a domain in a zone and a Let's Encrypt contact address
+  const { t } = build({ domainName: 'teleport.example.com', hostedZone: ZONE, letsEncryptEmail: 'ops@example.com' });
+  const eip = logicalId(t, 'AWS::EC2::EIP');
+  const instanceSg = logicalId(t, 'AWS::EC2::SecurityGroup', 'InstanceSecurityGroup');
+
+  test('443 (the web listener, where Let\'s Encrypt validates) and 3023 are open; 3080 is not; there is no ALB and no ACM certificate', () => {
+    expect(ingress(t, instanceSg)).toEqual(['3023-3023<-0.0.0.0/0', '443-443<-0.0.0.0/0']);
+    t.resourceCountIs('AWS::ElasticLoadBalancingV2::LoadBalancer', 0);
+    t.resourceCountIs('AWS::CertificateManager::Certificate', 0);
+  });
+
+  test('user data asks for Let\'s Encrypt with the address, the domain on 443, no ACM', () => {
+    expect(conf(t)).toMatchObject({
+      TELEPORT_DOMAIN_NAME: 'teleport.example.com',
+      TELEPORT_EXTERNAL_HOSTNAME: 'teleport.example.com',
+      TELEPORT_EXTERNAL_PORT: '443',
+      USE_ACM: 'false',
+      USE_LETSENCRYPT: 'true',
+      TELEPORT_DOMAIN_ADMIN_EMAIL: 'ops@example.com',
+    });
+  });
+
+  test('Route 53 points the domain at the Elastic IP (where the validation arrives) and the URL has no port', () => {
+    t.hasResourceProperties('AWS::Route53::RecordSet', { Name: 'teleport.example.com.', Type: 'A', ResourceRecords: [{ 'Fn::GetAtt': [eip, 'PublicIp'] }] });
+    expect((t.toJSON().Outputs as Record<string, { Value: unknown }>).ProxyUrl.Value).toBe('https://teleport.example.com');
+  });
+});
+
 describe('StarterStack user data → the AMI generator (runtime/instance)', () => {
   /** Deploy-time values as the generator would see them: the Elastic IP, names, ARNs, the region. */
   const standIns = (c: Record<string, string>): Record<string, string> =>
@@ -372,6 +401,18 @@ describe('StarterStack user data → the AMI generator (runtime/instance)', () =
       ssh_public_addr: '203.0.113.10:3023',
     });
     expect(config.auth_service.cluster_name).toBe('acme');
+  });
+
+  test("Let's Encrypt: mode all (root, which may bind 443), the web listener on 443 with acme for the domain", () => {
+    const { mode, config } = generated({ domainName: 'teleport.example.com', hostedZone: ZONE, letsEncryptEmail: 'ops@example.com' });
+    expect(mode).toBe('all');
+    expect(config.proxy_service).toMatchObject({
+      web_listen_addr: '0.0.0.0:443',
+      public_addr: 'teleport.example.com:443',
+      ssh_public_addr: 'teleport.example.com:3023',
+      acme: { enabled: true, email: 'ops@example.com' },
+    });
+    expect(config.proxy_service).not.toHaveProperty('trust_x_forwarded_for_from');
   });
 
   test('dynamodb storage with ACM: mode all-acm, the stack\'s tables and bucket, web on the domain, SSH on the Elastic IP', () => {
@@ -447,6 +488,11 @@ describe('StarterStack prop validation (before any resource is defined)', () => 
     ['a malformed CIDR', { allowedCidrs: ['10.0.0.0/33'] }, /allowedCidrs must contain IPv4 CIDR blocks/],
     ['an AMI parameter without a leading slash', { amiParameterName: 'teleport/ami' }, /amiParameterName must be an SSM parameter name/],
     ['kubernetes on (the Kubernetes proxy is not built)', { kubernetes: true }, /^kubernetes: the Kubernetes proxy is not built yet, so nothing would serve port 3026; leave kubernetes unset \(or false\)$/],
+    ["Let's Encrypt with an ACM certificate", { domainName: 'teleport.example.com', hostedZone: ZONE, certificateArn: CERT_ARN, letsEncryptEmail: 'ops@example.com' }, /give letsEncryptEmail or certificateArn\/createCertificate, not both/],
+    ["Let's Encrypt with createCertificate", { domainName: 'teleport.example.com', hostedZone: ZONE, createCertificate: true, letsEncryptEmail: 'ops@example.com' }, /give letsEncryptEmail or certificateArn\/createCertificate, not both/],
+    ["Let's Encrypt without a hosted zone", { domainName: 'teleport.example.com', letsEncryptEmail: 'ops@example.com' }, /letsEncryptEmail needs domainName and hostedZone/],
+    ["Let's Encrypt without a domain", { letsEncryptEmail: 'ops@example.com' }, /letsEncryptEmail needs domainName and hostedZone/],
+    ["Let's Encrypt with a malformed address", { domainName: 'teleport.example.com', hostedZone: ZONE, letsEncryptEmail: 'ops at example' }, /letsEncryptEmail must be an e-mail address, got 'ops at example'/],
     ['an existing VPC with a zone per subnet missing', { existingVpc: { ...EXISTING_VPC, availabilityZones: ['eu-west-1a'] } }, /existingVpc: give one public subnet per availability zone \(1 zones, 2 public subnets\)/],
   ])('rejects %s', (_name, props, message) => {
     // GIVEN invalid props WHEN the stack is built THEN a clear error names the prop
@@ -496,6 +542,14 @@ describe('starter context', () => {
       allowedCidrs: ['203.0.113.0/24'],
     });
     // AND they build
+    expect(() => new StarterStack(testApp(), 'S', props)).not.toThrow();
+  });
+
+  test("letsEncryptEmail is read from the context", () => {
+    const props = starterPropsFromContext(
+      ctx({ clusterName: 'acme', domainName: 'teleport.example.com', hostedZoneId: 'Z0123456789ABCDEFGHIJ', hostedZoneName: 'example.com', letsEncryptEmail: 'ops@example.com' }),
+    );
+    expect(props).toMatchObject({ domainName: 'teleport.example.com', letsEncryptEmail: 'ops@example.com' });
     expect(() => new StarterStack(testApp(), 'S', props)).not.toThrow();
   });
 

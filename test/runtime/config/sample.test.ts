@@ -36,6 +36,15 @@ describe('sampleConfig', () => {
     expect(cfg.proxy.publicAddrs).toEqual([{ host: 'teleport.example.com', port: 3080 }]);
   });
 
+  test('GIVEN the sample WHEN its commented-out acme lines and public_addr are uncommented THEN it asks Let’s Encrypt for that name', () => {
+    const text = sampleConfig({ nodeName: 'n', dataDir: '/d' })
+      .replace('  # public_addr:', '  public_addr:')
+      .replace('  # acme:\n  #   enabled: yes\n  #   email:', '  acme:\n    enabled: yes\n    email:');
+    const cfg = buildConfig(parseConfig(text, 'sample.yaml'), {}, {});
+    expect(cfg.proxy.acme).toEqual({ directoryUrl: 'https://acme-v02.api.letsencrypt.org/directory', email: 'admin@example.com' });
+    expect(cfg.warnings).toEqual([]);
+  });
+
   test('GIVEN a node name that needs quoting WHEN the sample is made THEN it still parses to that name', () => {
     const text = sampleConfig({ nodeName: 'web #1: "east"', dataDir: '/tmp/x y' });
     const file = parseConfig(text, 'sample.yaml');

@@ -70,6 +70,7 @@ interface Sample {
 const DYNAMO: Doc = { teleport: { storage: { type: 'dynamodb', table_name: 'state', region: 'eu-west-1' } } };
 const ETCD: Doc = { teleport: { storage: { type: 'etcd', peers: ['https://etcd0:2379'] } } };
 const KEYPAIR: Doc = { proxy_service: { https_key_file: '/k0.pem', https_cert_file: '/c0.pem' } };
+const ACME: Doc = { proxy_service: { public_addr: ['proxy.example.com'], acme: { enabled: true } } };
 const DYNAMO_OR_NOT = [{}, DYNAMO];
 const ETCD_OR_NOT = [{}, ETCD];
 
@@ -172,6 +173,10 @@ const SAMPLES: Record<string, Sample> = {
   'proxy_service.https_cert_file': { values: ['/c1.pem'], contexts: [KEYPAIR] },
   'proxy_service.https_keypairs[].key_file': { values: ['/k1.pem'] },
   'proxy_service.https_keypairs[].cert_file': { values: ['/c1.pem'] },
+  'proxy_service.acme.enabled': { contexts: [{ proxy_service: { public_addr: ['proxy.example.com'] } }] },
+  'proxy_service.acme.email': { values: ['ops@example.com'], contexts: [ACME] },
+  'proxy_service.acme.uri': { values: ['https://acme.example.net/dir'], contexts: [ACME] },
+  'proxy_service.acme.renew_before': { values: ['720h'], contexts: [ACME] },
   'proxy_service.kubernetes.enabled': {},
   'proxy_service.kubernetes.listen_addr': { values: ['0.0.0.0:3026'] },
   'proxy_service.kubernetes.public_addr': { values: [['kube.example.com']] },

@@ -102,8 +102,36 @@ describe('/etc/teleport.d/conf validation', () => {
   });
 
   test('GIVEN variables of the AWS guide this image does not support WHEN validated THEN they are accepted and listed', () => {
-    const conf = validateConf({ TELEPORT_ROLE: '', USE_LETSENCRYPT: 'true', TELEPORT_INFLUXDB_ADDRESS: '' }, 'conf');
-    expect(conf.ignored).toEqual(['USE_LETSENCRYPT']);
+    const conf = validateConf({ TELEPORT_ROLE: '', TELEPORT_LICENSE_PATH: '/var/lib/teleport/license.pem', TELEPORT_INFLUXDB_ADDRESS: '' }, 'conf');
+    expect(conf.ignored).toEqual(['TELEPORT_LICENSE_PATH']);
+  });
+
+  test("GIVEN USE_LETSENCRYPT=true with a domain and an address WHEN validated THEN the conf asks for Let's Encrypt with that contact", () => {
+    const conf = validateConf({ TELEPORT_ROLE: '', USE_LETSENCRYPT: 'true', TELEPORT_DOMAIN_NAME: 'teleport.example.com', TELEPORT_DOMAIN_ADMIN_EMAIL: 'ops@example.com' }, 'conf');
+    expect(conf).toMatchObject({ letsEncrypt: { email: 'ops@example.com' }, ignored: [] });
+    expect(validateConf({ TELEPORT_ROLE: '', USE_LETSENCRYPT: 'false' }, 'conf').letsEncrypt).toBeUndefined();
+  });
+
+  test.each<[string, string[], string[]]>([
+    ['without a domain', ['TELEPORT_ROLE=auth,node,proxy', 'USE_LETSENCRYPT=true'], ['conf: TELEPORT_DOMAIN_NAME: is required with USE_LETSENCRYPT=true (the name the certificate is for)']],
+    [
+      'with ACM',
+      ['TELEPORT_ROLE=auth,node,proxy', 'USE_LETSENCRYPT=true', 'USE_ACM=true', 'TELEPORT_DOMAIN_NAME=teleport.example.com'],
+      ["conf:2:1: USE_LETSENCRYPT: cannot be used with USE_ACM=true: the certificate comes from ACM or from Let's Encrypt, not both"],
+    ],
+    [
+      'on a proxy tier',
+      ['TELEPORT_ROLE=proxy', 'USE_LETSENCRYPT=true', 'TELEPORT_CLUSTER_NAME=acme', 'EC2_REGION=eu-west-1', 'TELEPORT_AUTH_SERVER_LB=auth.internal', 'TELEPORT_DOMAIN_NAME=teleport.example.com'],
+      ['conf:2:1: USE_LETSENCRYPT: is for the all-in-one instance only (TELEPORT_ROLE=auth,node,proxy), not for TELEPORT_ROLE=proxy'],
+    ],
+    [
+      'with a malformed address',
+      ['TELEPORT_ROLE=auth,node,proxy', 'TELEPORT_DOMAIN_ADMIN_EMAIL=ops'],
+      ['conf:2:1: TELEPORT_DOMAIN_ADMIN_EMAIL: expected an e-mail address'],
+    ],
+    ['an address without USE_LETSENCRYPT', ['TELEPORT_ROLE=auth,node,proxy', 'TELEPORT_DOMAIN_ADMIN_EMAIL=ops@example.com'], ["conf:2:1: TELEPORT_DOMAIN_ADMIN_EMAIL: is only used with USE_LETSENCRYPT=true (the Let's Encrypt account's contact)"]],
+  ])('GIVEN USE_LETSENCRYPT %s WHEN validated THEN it is refused at the line', (_what, lines, expected) => {
+    expect(problems(lines)).toEqual(expected);
   });
 
   test('GIVEN no conf file WHEN loaded THEN it says user data writes it', () => {

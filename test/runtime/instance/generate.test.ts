@@ -62,6 +62,17 @@ const CASES: Record<string, Record<string, string>> = {
     TELEPORT_DOMAIN_NAME: 'teleport.example.com',
     ...DYNAMO,
   },
+  'all-letsencrypt': {
+    TELEPORT_ROLE: 'auth,node,proxy',
+    TELEPORT_CLUSTER_NAME: 'starter',
+    EC2_REGION: 'eu-west-1',
+    USE_ACM: 'false',
+    USE_LETSENCRYPT: 'true',
+    TELEPORT_DOMAIN_ADMIN_EMAIL: 'ops@example.com',
+    TELEPORT_DOMAIN_NAME: 'teleport.example.com',
+    TELEPORT_EXTERNAL_HOSTNAME: 'teleport.example.com',
+    TELEPORT_EXTERNAL_PORT: '443',
+  },
   'all-generic': { TELEPORT_ROLE: '' },
 };
 
@@ -157,6 +168,17 @@ describe('teleport.yaml generated for each role and mode', () => {
     expect(mode).toBe('all-acm');
     expect(addrs(config.proxy.publicAddrs)).toEqual(['teleport.example.com:443']);
     expect(addrs(config.proxy.sshPublicAddrs)).toEqual(['203.0.113.7:3023']);
+  });
+
+  test("GIVEN an all-in-one conf with Let's Encrypt WHEN generated THEN the web listener is on 443 of the domain and gets its certificate from Let's Encrypt", () => {
+    const { mode, config } = generate('all-letsencrypt');
+    // mode all: the root unit, which may bind 443
+    expect(mode).toBe('all');
+    expect(formatAddr(config.proxy.webListenAddr)).toBe('0.0.0.0:443');
+    expect(addrs(config.proxy.publicAddrs)).toEqual(['teleport.example.com:443']);
+    expect(addrs(config.proxy.sshPublicAddrs)).toEqual(['teleport.example.com:3023']);
+    expect(config.proxy.acme).toEqual({ directoryUrl: 'https://acme-v02.api.letsencrypt.org/directory', email: 'ops@example.com' });
+    expect(config.proxy.keyPairs).toEqual([]);
   });
 
   test('GIVEN an all-in-one conf with the tables and bucket WHEN generated THEN it uses DynamoDB and S3', () => {
