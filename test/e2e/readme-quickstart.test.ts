@@ -16,7 +16,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { totp } from '../../runtime/auth/totp';
-import { launchChromium, newContext } from '../helpers/browser';
+import { goto, launchChromium, newContext } from '../helpers/browser';
 import { createOsAccount, removeOsAccount } from '../helpers/osusers';
 import { run, ROOT, RunResult, tempDir, waitFor } from '../helpers/proc';
 import { ReadmeCommand, readmeCommands, readmeOutputLines } from '../helpers/readme';
@@ -137,7 +137,7 @@ describe('README Quickstart', () => {
     const browser = await launchChromium();
     try {
       const page = await (await newContext(browser)).newPage();
-      await page.goto(url);
+      await goto(page, url);
       await page.locator('#otp-secret').waitFor();
       otpSecret = (await page.locator('#otp-secret').textContent())!.trim();
       await page.fill('#password', PASSWORD);

@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Browser } from 'playwright-core';
-import { launchChromium, newContext } from '../helpers/browser';
+import { goto, launchChromium, newContext } from '../helpers/browser';
 import { startCluster, TestAuth } from '../helpers/cluster';
 import { cliPath, run, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
@@ -37,7 +37,7 @@ describe('the proxy story: sign-up in a browser, tsh, OpenSSH, playback', () => 
 
     // WHEN the user opens it in a browser, scans the code (reads the secret) and chooses a password
     const page = await (await newContext(browser)).newPage();
-    await page.goto(url.replace(/^https:\/\/[^/]+/, c.webUrl()));
+    await goto(page, url.replace(/^https:\/\/[^/]+/, c.webUrl()));
     await page.locator('#otp-secret').waitFor();
     const secret = (await page.locator('#otp-secret').textContent())!.trim();
     expect(secret).toMatch(/^[A-Z2-7]{32}$/);

@@ -20,7 +20,7 @@ import { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { Browser, Page } from 'playwright-core';
 import { totp } from '../../runtime/auth/totp';
-import { launchChromium, newContext } from '../helpers/browser';
+import { goto, launchChromium, newContext } from '../helpers/browser';
 import { startCluster, TestAuth, TestNode } from '../helpers/cluster';
 import { tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
@@ -152,7 +152,7 @@ describe('proxy web UI in headless Chromium', () => {
     await recordCspViolations(page);
 
     // GIVEN the sign-up page: named after the product and the cluster, the user, a QR code that renders under the CSP, and the secret for manual entry
-    await page.goto(base + signupPath);
+    await goto(page, base + signupPath);
     await page.locator('#otp-secret').waitFor();
     await expectBranded(page, 'Sign up');
     expect(await page.textContent('#user')).toBe('alice');
@@ -183,13 +183,13 @@ describe('proxy web UI in headless Chromium', () => {
     expect(await page.getAttribute('#login-link', 'href')).toBe('/web/login');
 
     // WHEN the sign-up link is opened again THEN it is refused
-    await page.goto(base + signupPath);
+    await goto(page, base + signupPath);
     await page.locator('#error').waitFor();
     expect(await page.textContent('#error')).toMatch(USED_OR_EXPIRED);
     expect(await page.isVisible('#signup-form')).toBe(false);
 
     // WHEN logging in with a wrong password, a wrong code or the replayed sign-up code THEN each is refused in the page
-    await page.goto(`${base}/web/login`);
+    await goto(page, `${base}/web/login`);
     await expectBranded(page, 'Log in');
     const tryLogin = async (password: string, code: string) => {
       await page.fill('#username', 'alice');
@@ -250,13 +250,13 @@ describe('proxy web UI in headless Chromium', () => {
     expect(await storedToken(page)).toBeNull();
     expect((await request('GET', '/webapi/sites/example.com/nodes', { token })).status).toBe(403);
     await page.evaluate(`sessionStorage.setItem('teleport.token', ${JSON.stringify(token)})`);
-    await page.goto(`${base}/web`);
+    await goto(page, `${base}/web`);
     await page.locator('#error', { hasText: /session has expired or was ended/ }).waitFor();
     expect(await page.isVisible('#nodes')).toBe(false);
 
     // AND without a session the nodes page sends the browser to the login page
     await page.evaluate('sessionStorage.clear()');
-    await page.goto(`${base}/web`);
+    await goto(page, `${base}/web`);
     await page.waitForURL(`${base}/web/login`);
     expect(problems).toEqual([]);
     await context.close();
@@ -272,7 +272,7 @@ describe('proxy web UI in headless Chromium', () => {
     await waitFor('the sign-up token to expire', async () => (await request('GET', `/webapi/signuptokens/${token}`)).status === 404);
     const context = await newContext(browser);
     const page = await context.newPage();
-    await page.goto(base + signupPath);
+    await goto(page, base + signupPath);
     await page.locator('#error').waitFor();
     expect(await page.textContent('#error')).toMatch(USED_OR_EXPIRED);
     // AND it says how to get a new link
@@ -358,7 +358,7 @@ describe('proxy web UI in headless Chromium', () => {
       await recordCspViolations(page);
 
       // WHEN dave logs in in the browser
-      await page.goto(`${base}/web/login`);
+      await goto(page, `${base}/web/login`);
       await page.fill('#username', 'dave');
       await page.fill('#password', dave.password);
       await page.fill('#otp', dave.nextCode());
@@ -438,7 +438,7 @@ describe('proxy web UI in headless Chromium', () => {
     const context = await newContext(browser);
     try {
       const tab = await context.newPage();
-      await tab.goto(`http://127.0.0.1:${(evil.address() as AddressInfo).port}/`);
+      await goto(tab, `http://127.0.0.1:${(evil.address() as AddressInfo).port}/`);
       await tab.waitForFunction('document.title === "sent"');
       // WHEN the form is submitted THEN the proxy refuses it as cross-site
       const [answer] = await Promise.all([tab.waitForResponse(`${base}/webapi/sessions`), tab.evaluate("document.getElementById('f').submit()")]);

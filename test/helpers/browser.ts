@@ -3,7 +3,7 @@
  * by .ci/run) driven by playwright-core, which ships no browser of its own.
  */
 import * as fs from 'node:fs';
-import { Browser, BrowserContext, chromium } from 'playwright-core';
+import { Browser, BrowserContext, chromium, Page } from 'playwright-core';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
@@ -27,4 +27,20 @@ export async function launchChromium(): Promise<Browser> {
 /** A fresh profile (own cookies and sessionStorage) that accepts the proxy's self-signed certificate. */
 export function newContext(browser: Browser): Promise<BrowserContext> {
   return browser.newContext({ ignoreHTTPSErrors: true });
+}
+
+/**
+ * `page.goto(url)`, again when Chromium aborted it with ERR_NETWORK_CHANGED: Chromium watches the
+ * host's addresses and aborts requests in flight when they change, which the local deployment's
+ * tests do (each instance gets a network namespace and a veth pair) while other suites run.
+ */
+export async function goto(page: Page, url: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await page.goto(url);
+      return;
+    } catch (err) {
+      if (attempt >= 5 || !/net::ERR_NETWORK_CHANGED/.test((err as Error).message)) throw err;
+    }
+  }
 }
