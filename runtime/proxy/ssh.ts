@@ -34,6 +34,8 @@ import { DirectDialPolicy } from './direct';
 import { HostPort, lookupIPs, NodeCache, resolveTarget } from './resolve';
 import { joinHostPort, parseProxySubsystem, PROXY_SUBSYSTEM_PREFIX } from './target';
 import { UserLimit } from '../utils/userlimit';
+import type { Duplex } from 'node:stream';
+import type { TunnelRegistry } from './tunnel';
 
 export const PROXY_SSH_IDENT = 'Teleport';
 
@@ -81,6 +83,8 @@ export interface ProxySshServiceOptions {
   readonly preAuth?: PreAuthLimits;
   /** Time to connect to a node and read its version line. @default 15000 */
   readonly dialTimeoutMs?: number;
+  /** Nodes' reverse tunnels: a node with a live tunnel is reached through it, else dialled. @default none */
+  readonly tunnels?: TunnelRegistry;
 }
 
 export interface ProxySshService {
@@ -284,12 +288,16 @@ class ProxySshServer {
     const node = res.kind === 'node' ? { name: res.node.spec.hostname, labels: serverLabels(res.node) } : { name: target.host, labels: {} };
     const decision: AccessDecision = this.access.check({ user: ctx.cert.keyId, certRoles: certRoles(ctx.cert.extensions), login: ctx.login, node });
     if (!decision.allowed) throw this.refuse(ctx, request, decision.reason);
-    const where = joinHostPort(res.addr.host, res.addr.port);
+    const viaTunnel = res.kind === 'node' && (!res.addr || !!opts.tunnels?.has(res.node.metadata.name));
+    const where = viaTunnel ? `reverse tunnel of ${res.node.metadata.name}` : joinHostPort(res.addr!.host, res.addr!.port);
     let closed = false;
     channel.once('close', () => (closed = true));
-    let sock: net.Socket;
+    let sock: Duplex;
     try {
-      sock = await dial(res.addr, this.dialTimeoutMs);
+      if (res.kind === 'node' && viaTunnel) {
+        if (!opts.tunnels?.has(res.node.metadata.name)) throw new ConnectionProblemError('it is reached only through a reverse tunnel, and none is connected to this proxy');
+        sock = await opts.tunnels.dial(res.node.metadata.name, ctx.remote);
+      } else sock = await dial(res.addr!, this.dialTimeoutMs);
     } catch (err) {
       if (res.kind === 'node') throw new ConnectionProblemError(`node ${res.node.spec.hostname} (${res.node.metadata.name}): ${(err as Error).message}`);
       throw new ConnectionProblemError(`host "${target.host}" is not a node of cluster ${opts.clusterName}, and ${(err as Error).message}`);
@@ -297,10 +305,10 @@ class ProxySshServer {
     if (closed) return void sock.destroy();
     const greeting = await readGreeting(sock, where, this.dialTimeoutMs);
     if (closed) return void sock.destroy();
-    if (opts.sendClientAddr && greeting.versionLine?.startsWith(TELEPORT_VERSION_PREFIX)) {
+    if (opts.sendClientAddr && !viaTunnel && greeting.versionLine?.startsWith(TELEPORT_VERSION_PREFIX)) {
       sock.write(proxyHello(joinHostPort(ctx.remote.host, ctx.remote.port)));
     }
-    const fields = { user: ctx.cert.keyId, login: ctx.login, remote: ctx.remote.host, target: request, addr: where, ...(res.kind === 'node' ? { node: res.node.metadata.name } : { direct: true }) };
+    const fields = { user: ctx.cert.keyId, login: ctx.login, remote: ctx.remote.host, target: request, addr: where, ...(res.kind === 'node' ? { node: res.node.metadata.name } : { direct: true }), ...(viaTunnel ? { tunnel: true } : {}) };
     opts.log.info('proxying to node', fields);
     proxySessionsStarted.inc();
     proxySessionsActive.inc();

@@ -1,0 +1,137 @@
+/**
+ * The node's reverse-tunnel agent (formats.md §4.5): keeps an SSH connection
+ * to one proxy's tunnel listener, logged in with the node's host certificate,
+ * and serves the channels the proxy opens over it with the node's own SSH
+ * server (NodeServer.serveStream: the same authentication, authorization,
+ * recording and audit as a TCP connection). The proxy must present a host
+ * certificate from the cluster's host CA, with role Proxy, for the name the
+ * agent dialled. SSH keepalives (TUNNEL_KEEPALIVE) notice a dead proxy; the
+ * agent then reconnects with capped exponential backoff and jitter.
+ *
+ * One agent serves one proxy address; a pool that learns every proxy behind
+ * a load balancer would run one agent per proxy.
+ */
+import { createPrivateKey } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import { Client } from 'ssh2';
+import { Identity } from '../auth/identity';
+import { CLIENT_ALGORITHMS, clientCertIdentity, hostCertVerifier } from '../sshcert';
+import { Logger } from '../utils/logger';
+import { TUNNEL_BIND_ADDR, TUNNEL_BIND_PORT, TUNNEL_KEEPALIVE } from '../proxy/tunnel';
+import type { HostPort } from '../proxy/resolve';
+import { joinHostPort } from '../proxy/target';
+
+/** Reconnect delays: doubling from `minMs` up to `maxMs`, each drawn at random from its upper half. */
+export const TUNNEL_BACKOFF = { minMs: 1_000, maxMs: 30_000 } as const;
+
+/** The delay before reconnect attempt `attempt` (0 for the first after a loss). */
+export function backoffMs(attempt: number, random: () => number = Math.random, b: { minMs: number; maxMs: number } = TUNNEL_BACKOFF): number {
+  const cap = Math.min(b.maxMs, b.minMs * 2 ** Math.min(attempt, 30));
+  return Math.round(cap / 2 + (random() * cap) / 2);
+}
+
+export interface TunnelAgentOptions {
+  /** The proxy's tunnel address. */
+  proxy: HostPort;
+  /** The node's identity: host key and host certificate. */
+  identity: Identity;
+  /** The host CA keys the proxy's certificate must be signed by (asked before each connection). */
+  hostCAKeys: () => Promise<Buffer[]>;
+  /** Serves one SSH connection from `from` (the client's address, as the proxy saw it). */
+  serve(stream: Duplex, from: { ip: string; port: number }): void;
+  log: Logger;
+  /** Told each time the tunnel is up (tests, readiness). */
+  onConnected?: () => void;
+}
+
+export class TunnelAgent {
+  private client?: Client;
+  private timer?: NodeJS.Timeout;
+  private stopped = false;
+  private attempt = 0;
+  private up = false;
+  private readonly where: string;
+
+  constructor(private readonly opts: TunnelAgentOptions) {
+    this.where = joinHostPort(opts.proxy.host, opts.proxy.port);
+  }
+
+  /** Whether the tunnel is up now. */
+  get connected(): boolean {
+    return this.up;
+  }
+
+  start(): void {
+    void this.connect();
+  }
+
+  private async connect(): Promise<void> {
+    if (this.stopped) return;
+    const { opts } = this;
+    let trusted: Buffer[];
+    try {
+      trusted = await opts.hostCAKeys();
+    } catch (err) {
+      opts.log.warn('cannot get the host CA keys to check the proxy; retrying', { proxy: this.where, error: (err as Error).message });
+      return this.retry();
+    }
+    if (this.stopped) return;
+    const client = new Client();
+    this.client = client;
+    let denied: string | undefined;
+    client.on('ready', () => {
+      client.forwardIn(TUNNEL_BIND_ADDR, TUNNEL_BIND_PORT, (err) => {
+        if (err) {
+          opts.log.warn('the proxy refused to serve this node through the tunnel', { proxy: this.where, error: err.message });
+          client.end();
+          return;
+        }
+        this.attempt = 0;
+        this.up = true;
+        opts.log.info('reverse tunnel to the proxy is up', { proxy: this.where });
+        opts.onConnected?.();
+      });
+    });
+    client.on('tcp connection', (info, accept) => {
+      const channel = accept();
+      opts.serve(channel, { ip: info.srcIP, port: info.srcPort });
+    });
+    client.on('error', (err) => opts.log.debug('reverse tunnel error', { proxy: this.where, error: err.message }));
+    client.on('close', () => {
+      if (this.client !== client) return;
+      this.client = undefined;
+      if (this.up) opts.log.warn('reverse tunnel to the proxy is down; reconnecting', { proxy: this.where });
+      else opts.log.warn('cannot open a reverse tunnel to the proxy; retrying', { proxy: this.where, ...(denied ? { error: denied } : {}) });
+      this.up = false;
+      this.retry();
+    });
+    client.connect({
+      host: opts.proxy.host,
+      port: opts.proxy.port,
+      username: opts.identity.username,
+      agent: clientCertIdentity(createPrivateKey(opts.identity.sshKey), opts.identity.sshCert, 'host'),
+      algorithms: CLIENT_ALGORITHMS,
+      hostVerifier: hostCertVerifier({
+        trustedCAs: trusted,
+        hostname: opts.proxy.host,
+        teleportRole: { role: 'Proxy', clusterName: opts.identity.clusterName },
+        onDenied: (err) => (denied = err.message),
+      }),
+      keepaliveInterval: TUNNEL_KEEPALIVE.intervalMs,
+      keepaliveCountMax: TUNNEL_KEEPALIVE.countMax,
+      readyTimeout: 20_000,
+    } as Parameters<Client['connect']>[0]);
+  }
+
+  private retry(): void {
+    if (this.stopped) return;
+    const delay = backoffMs(this.attempt++);
+    this.timer = setTimeout(() => void this.connect(), delay);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.client?.end();
+  }
+}

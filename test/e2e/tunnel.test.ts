@@ -1,0 +1,222 @@
+/**
+ * Nodes behind NAT: a node whose `auth_servers` is the proxy's web address
+ * joins through the proxy, listens on no port, and is served through its
+ * reverse tunnel to the proxy (3024) — with tsh and with stock OpenSSH through
+ * the `proxy` subsystem, recorded and audited as usual, under the same access
+ * decision. The tunnel listener refuses agents without a valid Node host
+ * certificate of the cluster; the agent reconnects after the proxy restarts.
+ *
+ * Cluster: auth + proxy (HTTPS web) in one process; node "nat-node"
+ * (env=nat) in its own, pointed at the proxy's web port.
+ */
+import { generateKeyPairSync, KeyObject, randomUUID } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { Client } from 'ssh2';
+import { fetchRecording } from '../../runtime/recordings/playback';
+import { CLIENT_ALGORITHMS, clientCertIdentity, formatAuthorizedKey, generateKeyPair, publicKeyBlob, signHostCert, signUserCert } from '../../runtime/sshcert';
+import { clusterCAKey, startAuth, TestAuth, TestNode } from '../helpers/cluster';
+import { SshUser } from '../helpers/openssh';
+import { run, RunResult, tempDir, waitFor } from '../helpers/proc';
+import { LOGIN } from '../helpers/sshd';
+import { TshUser } from '../helpers/users';
+
+const CLUSTER = 'example.com';
+const NAT = 'nat-node';
+const TUNNEL_UP = /reverse tunnel to the proxy is up/g;
+const DENY_NAT = `kind: role\nversion: v3\nmetadata:\n  name: no-nat\nspec:\n  allow:\n    logins: [${LOGIN}]\n    node_labels:\n      '*': '*'\n  deny:\n    node_labels:\n      env: nat\n`;
+
+/** What happened when an ssh2 client logged in to `port` as `username` with `key` and certificate `cert`. */
+function tryAgent(port: number, username: string, key: KeyObject, cert: Buffer, certType: 'user' | 'host'): Promise<'ready' | string> {
+  return new Promise((resolve) => {
+    const c = new Client();
+    c.on('ready', () => {
+      c.end();
+      resolve('ready');
+    });
+    c.on('error', (err) => resolve(err.message));
+    c.connect({
+      host: '127.0.0.1',
+      port,
+      username,
+      agent: clientCertIdentity(key, formatAuthorizedKey(cert), certType),
+      algorithms: CLIENT_ALGORITHMS,
+      hostVerifier: () => true,
+      readyTimeout: 10_000,
+    });
+  });
+}
+
+describe('nodes behind NAT, through reverse tunnels', () => {
+  let cluster: TestAuth;
+  let nat: TestNode;
+  let work: string;
+  let alice: TshUser;
+  let bob: TshUser;
+  let aliceSsh: SshUser;
+  let natUUID: string;
+
+  beforeAll(async () => {
+    work = tempDir('tunnel-');
+    cluster = await startAuth({ tokens: ['node:nat-join-token'], proxy: {} });
+    nat = await TestNode.create(cluster, { token: 'nat-join-token', caPin: await cluster.caPin(), nodeName: NAT, labels: 'env=nat', authServer: `127.0.0.1:${cluster.proxyPorts!.web}` });
+    nat.start();
+    await nat.daemon!.waitForOutput(TUNNEL_UP);
+    fs.writeFileSync(path.join(work, 'no-nat.yaml'), DENY_NAT);
+    await cluster.tctlOk('create', path.join(work, 'no-nat.yaml'));
+    alice = await TshUser.signUp(cluster, 'alice', [LOGIN]);
+    await alice.login();
+    bob = await TshUser.signUp(cluster, 'bob', [LOGIN], { roles: ['no-nat'] });
+    await bob.login();
+    aliceSsh = await SshUser.create(cluster, work, 'alice', LOGIN);
+    const nodes = JSON.parse(await cluster.tctlOk('nodes', 'ls', '--format=json')) as { metadata: { name: string }; spec: { hostname: string; addr: string; use_tunnel?: boolean } }[];
+    natUUID = nodes.find((n) => n.spec.hostname === NAT)!.metadata.name;
+  });
+  afterAll(async () => {
+    await nat?.cleanup();
+    await cluster?.cleanup();
+    alice?.cleanup();
+    bob?.cleanup();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  /** OpenSSH to the NAT node through the proxy's `proxy` subsystem, as alice. */
+  const openssh = (remote: string[], extra: string[] = [], input?: string): Promise<RunResult> =>
+    run('ssh', [
+      ...aliceSsh.options(NAT, CLUSTER),
+      '-o', `ProxyCommand=ssh ${aliceSsh.options('test-auth', CLUSTER).join(' ')} -p ${cluster.proxyPorts!.ssh} %r@127.0.0.1 -s proxy:%h:%p@${CLUSTER}`,
+      ...extra,
+      `${LOGIN}@${NAT}`, ...remote,
+    ], input === undefined ? {} : { input });
+
+  it('GIVEN auth_servers naming the proxy web port THEN the node joined through the proxy, listens on no TCP port, and is listed as a tunnel node', async () => {
+    // THEN its configured SSH port refuses connections, and the process listens on no TCP port at all
+    const refused = await new Promise<string>((resolve) => {
+      const s = net.connect(nat.port, '127.0.0.1', () => resolve('connected'));
+      s.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    });
+    expect(refused).toBe('ECONNREFUSED');
+    const ss = await run('ss', ['-Hltnp']);
+    expect(ss.code).toBe(0);
+    expect(ss.stdout.split('\n').filter((l) => l.includes(`pid=${nat.daemon!.child.pid},`))).toEqual([]);
+    // AND its heartbeat says tunnel, with no address; tctl and tsh list it so
+    const json = JSON.parse(await cluster.tctlOk('nodes', 'ls', '--format=json')) as { metadata: { name: string }; spec: { addr: string; use_tunnel?: boolean } }[];
+    expect(json.find((n) => n.metadata.name === natUUID)!.spec).toMatchObject({ addr: '', use_tunnel: true });
+    expect(await cluster.tctlOk('nodes', 'ls')).toMatch(new RegExp(`^${NAT}\\s+${natUUID}\\s+⟵ Tunnel\\s+env=nat$`, 'm'));
+    const ls = await alice.tsh(['ls']);
+    expect(ls.stdout).toMatch(new RegExp(`^${NAT}\\s+⟵ Tunnel\\s+env=nat$`, 'm'));
+  });
+
+  it('GIVEN alice WHEN tsh ssh runs a command on the NAT node THEN it runs there through the tunnel', async () => {
+    const r = await alice.tsh(['ssh', NAT, 'echo via-tunnel $USER; exit 4']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe(`via-tunnel ${LOGIN}\n`);
+    expect(r.code).toBe(4);
+    expect(cluster.daemon!.stdout + cluster.daemon!.stderr).toMatch(new RegExp(`proxying to node.*${natUUID}.*"tunnel":true`));
+  });
+
+  it('GIVEN OpenSSH through the proxy subsystem WHEN an interactive session runs THEN it is recorded and audited by the node as usual', async () => {
+    const r = await openssh([], ['-tt'], 'echo typed-$((6*7))\nexit\n');
+    expect(r.stdout).toContain('typed-42');
+    const start = await waitFor('the session.start event of the NAT node', async () => (await cluster.events(['session.start'])).find((e) => e.server_id === natUUID));
+    expect(start).toMatchObject({ user: 'alice', login: LOGIN, 'addr.remote': expect.stringMatching(/^127\.0\.0\.1:\d+$/) });
+    const rec = await waitFor('the recording on the auth server', async () => {
+      const client = await cluster.adminClient();
+      try {
+        return await fetchRecording(client, start.sid).catch(() => undefined);
+      } finally {
+        client.close();
+      }
+    });
+    expect(rec.bytes.toString()).toContain('typed-42');
+    expect(rec.events[0].event).toBe('session.start');
+  });
+
+  it('GIVEN bob, whose role denies env=nat WHEN he asks for the NAT node with tsh or OpenSSH THEN the proxy refuses with the reason and audits it', async () => {
+    const denied = `access denied: user "bob" is not allowed on node "${NAT}"`;
+    const r = await bob.tsh(['ssh', NAT, 'echo no']);
+    expect(r.code).not.toBe(0);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(`ERROR: ${denied}\n`);
+    const bobDir = path.join(work, 'bob');
+    fs.mkdirSync(bobDir);
+    const bobSsh = await SshUser.create(cluster, bobDir, 'bob', LOGIN);
+    const viaProxy = await run('ssh', [...bobSsh.options('test-auth', CLUSTER), '-o', 'LogLevel=INFO', '-p', String(cluster.proxyPorts!.ssh), `${LOGIN}@127.0.0.1`, '-s', `proxy:${NAT}:0`]);
+    expect(viaProxy.code).toBe(1);
+    expect(viaProxy.stderr).toContain(denied);
+    await waitFor('the refusal in the audit log', async () => (await cluster.events(['auth'])).some((e) => e.user === 'bob' && e.error === denied));
+  });
+
+  describe('the tunnel listener refuses agents without a valid Node host certificate', () => {
+    const tunnelPort = () => cluster.proxyPorts!.tunnel;
+    const hostCert = async (o: { ca?: KeyObject; role?: string; expired?: boolean; uuid: string }) => {
+      const pair = generateKeyPair('ed25519');
+      const cert = signHostCert({
+        caPrivateKey: o.ca ?? (await clusterCAKey(cluster, 'host')),
+        publicKey: publicKeyBlob(pair.publicKey),
+        hostUUID: o.uuid,
+        nodeName: 'agent',
+        clusterName: CLUSTER,
+        role: o.role ?? 'Node',
+        ...(o.expired ? { ttlMs: 60_000, now: new Date(Date.now() - 3_600_000) } : {}),
+      });
+      return { key: pair.privateKey, cert };
+    };
+    /** The proxy's log entries for refused agents. */
+    const refusals = () =>
+      (cluster.daemon!.stdout + cluster.daemon!.stderr)
+        .split('\n')
+        .filter((l) => l.includes('refused a reverse tunnel agent'))
+        .map((l) => JSON.parse(l) as { login: string; error: string });
+
+    it('GIVEN a valid Node host certificate of the cluster THEN the agent logs in (the control for the refusals below)', async () => {
+      const uuid = randomUUID();
+      const { key, cert } = await hostCert({ uuid });
+      expect(await tryAgent(tunnelPort(), `${uuid}.${CLUSTER}`, key, cert, 'host')).toBe('ready');
+    });
+
+    it.each([
+      ['a user certificate from the user CA', 'is signed by an untrusted CA'],
+      ['a user certificate signed with the host CA key', 'is a user certificate, expected a host certificate'],
+      ['a host certificate from another CA', 'is signed by an untrusted CA'],
+      ['an expired host certificate', 'has expired'],
+      ['a host certificate for role Proxy', 'is for role "Proxy", expected "Node"'],
+    ])('GIVEN %s WHEN it dials the tunnel port THEN it is refused and the reason logged', async (what, reason) => {
+      const uuid = randomUUID();
+      const username = `${uuid}.${CLUSTER}`;
+      let outcome: string;
+      if (what.startsWith('a user')) {
+        const pair = generateKeyPair('ed25519');
+        const cert = signUserCert({
+          caPrivateKey: await clusterCAKey(cluster, what.includes('host CA') ? 'host' : 'user'),
+          publicKey: publicKeyBlob(pair.publicKey),
+          username,
+          logins: [username],
+          ttlMs: 60_000,
+          permit: { pty: false, portForwarding: false, agentForwarding: false, x11Forwarding: false },
+          roles: ['admin'],
+        });
+        outcome = await tryAgent(tunnelPort(), username, pair.privateKey, cert, 'user');
+      } else {
+        const other = what.includes('another CA') ? generateKeyPairSync('ed25519').privateKey : undefined;
+        const { key, cert } = await hostCert({ uuid, ...(other ? { ca: other } : {}), expired: what.includes('expired'), ...(what.includes('Proxy') ? { role: 'Proxy' } : {}) });
+        outcome = await tryAgent(tunnelPort(), username, key, cert, 'host');
+      }
+      expect(outcome).toMatch(/authentication methods failed/);
+      await waitFor('the refusal in the proxy log', () => refusals().some((e) => e.login === username && e.error.includes(reason)));
+    });
+  });
+
+  it('GIVEN the proxy stops and starts again THEN the agent reconnects on its own and the node is reachable again', async () => {
+    const before = (nat.daemon!.stdout + nat.daemon!.stderr).match(TUNNEL_UP)!.length;
+    await cluster.stop();
+    await nat.daemon!.waitForOutput(/reverse tunnel to the proxy is down/);
+    cluster.start();
+    await cluster.ready();
+    await waitFor('the tunnel to come back', () => (nat.daemon!.stdout + nat.daemon!.stderr).match(TUNNEL_UP)!.length > before, 60_000);
+    const r = await alice.tsh(['ssh', NAT, 'echo back-again']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('back-again\n');
+  });
+});
