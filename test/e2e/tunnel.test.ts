@@ -149,20 +149,42 @@ describe('nodes behind NAT, through reverse tunnels', () => {
   });
 
   describe('the tunnel listener refuses agents without a valid Node host certificate', () => {
-    const tunnelPort = () => cluster.proxyPorts!.tunnel;
-    const hostCert = async (o: { ca?: KeyObject; role?: string; expired?: boolean; uuid: string }) => {
+    interface Attempt {
+      username: string;
+      key: KeyObject;
+      cert: Buffer;
+      certType: 'user' | 'host';
+    }
+    /** A host certificate for `uuid` (host "agent"), from the cluster's host CA unless `ca` is given. */
+    const hostCert = async (uuid: string, o: { ca?: KeyObject; role?: string; expired?: boolean; cluster?: string; login?: string } = {}): Promise<Attempt> => {
       const pair = generateKeyPair('ed25519');
       const cert = signHostCert({
         caPrivateKey: o.ca ?? (await clusterCAKey(cluster, 'host')),
         publicKey: publicKeyBlob(pair.publicKey),
-        hostUUID: o.uuid,
+        hostUUID: uuid,
         nodeName: 'agent',
-        clusterName: CLUSTER,
+        clusterName: o.cluster ?? CLUSTER,
         role: o.role ?? 'Node',
         ...(o.expired ? { ttlMs: 60_000, now: new Date(Date.now() - 3_600_000) } : {}),
       });
-      return { key: pair.privateKey, cert };
+      return { username: o.login ?? `${uuid}.${o.cluster ?? CLUSTER}`, key: pair.privateKey, cert, certType: 'host' };
     };
+    /** A user certificate whose login is the host's name, from the `ca` CA's key. */
+    const userCert = async (uuid: string, ca: 'user' | 'host'): Promise<Attempt> => {
+      const pair = generateKeyPair('ed25519');
+      const username = `${uuid}.${CLUSTER}`;
+      const cert = signUserCert({
+        caPrivateKey: await clusterCAKey(cluster, ca),
+        publicKey: publicKeyBlob(pair.publicKey),
+        username,
+        logins: [username],
+        ttlMs: 60_000,
+        permit: { pty: false, portForwarding: false, agentForwarding: false, x11Forwarding: false },
+        roles: ['admin'],
+      });
+      return { username, key: pair.privateKey, cert, certType: 'user' };
+    };
+    const attempt = (a: Attempt) => tryAgent(cluster.proxyPorts!.tunnel, a.username, a.key, a.cert, a.certType);
     /** The proxy's log entries for refused agents. */
     const refusals = () =>
       (cluster.daemon!.stdout + cluster.daemon!.stderr)
@@ -171,40 +193,22 @@ describe('nodes behind NAT, through reverse tunnels', () => {
         .map((l) => JSON.parse(l) as { login: string; error: string });
 
     it('GIVEN a valid Node host certificate of the cluster THEN the agent logs in (the control for the refusals below)', async () => {
-      const uuid = randomUUID();
-      const { key, cert } = await hostCert({ uuid });
-      expect(await tryAgent(tunnelPort(), `${uuid}.${CLUSTER}`, key, cert, 'host')).toBe('ready');
+      expect(await attempt(await hostCert(randomUUID()))).toBe('ready');
     });
 
-    it.each([
-      ['a user certificate from the user CA', 'is signed by an untrusted CA'],
-      ['a user certificate signed with the host CA key', 'is a user certificate, expected a host certificate'],
-      ['a host certificate from another CA', 'is signed by an untrusted CA'],
-      ['an expired host certificate', 'has expired'],
-      ['a host certificate for role Proxy', 'is for role "Proxy", expected "Node"'],
-    ])('GIVEN %s WHEN it dials the tunnel port THEN it is refused and the reason logged', async (what, reason) => {
-      const uuid = randomUUID();
-      const username = `${uuid}.${CLUSTER}`;
-      let outcome: string;
-      if (what.startsWith('a user')) {
-        const pair = generateKeyPair('ed25519');
-        const cert = signUserCert({
-          caPrivateKey: await clusterCAKey(cluster, what.includes('host CA') ? 'host' : 'user'),
-          publicKey: publicKeyBlob(pair.publicKey),
-          username,
-          logins: [username],
-          ttlMs: 60_000,
-          permit: { pty: false, portForwarding: false, agentForwarding: false, x11Forwarding: false },
-          roles: ['admin'],
-        });
-        outcome = await tryAgent(tunnelPort(), username, pair.privateKey, cert, 'user');
-      } else {
-        const other = what.includes('another CA') ? generateKeyPairSync('ed25519').privateKey : undefined;
-        const { key, cert } = await hostCert({ uuid, ...(other ? { ca: other } : {}), expired: what.includes('expired'), ...(what.includes('Proxy') ? { role: 'Proxy' } : {}) });
-        outcome = await tryAgent(tunnelPort(), username, key, cert, 'host');
-      }
-      expect(outcome).toMatch(/authentication methods failed/);
-      await waitFor('the refusal in the proxy log', () => refusals().some((e) => e.login === username && e.error.includes(reason)));
+    it.each<[string, string, (uuid: string) => Promise<Attempt>]>([
+      ['a user certificate from the user CA', 'is signed by an untrusted CA', (u) => userCert(u, 'user')],
+      ['a user certificate signed with the host CA key', 'is a user certificate, expected a host certificate', (u) => userCert(u, 'host')],
+      ['a host certificate from another CA', 'is signed by an untrusted CA', (u) => hostCert(u, { ca: generateKeyPairSync('ed25519').privateKey })],
+      ['an expired host certificate', 'has expired', (u) => hostCert(u, { expired: true })],
+      ['a host certificate for role Proxy', 'is for role "Proxy", expected "Node"', (u) => hostCert(u, { role: 'Proxy' })],
+      ['a host certificate naming another cluster', 'was issued by cluster "other.test", expected "example.com"', (u) => hostCert(u, { cluster: 'other.test' })],
+      ['a host certificate used to log in as another host', 'not a principal of certificate', (u) => hostCert(u, { login: `${randomUUID()}.${CLUSTER}` })],
+      ['a host certificate used to log in under its node name', 'does not name host "agent"', (u) => hostCert(u, { login: 'agent' })],
+    ])('GIVEN %s WHEN it dials the tunnel port THEN it is refused and the reason logged', async (_what, reason, make) => {
+      const a = await make(randomUUID());
+      expect(await attempt(a)).toMatch(/authentication methods failed/);
+      await waitFor('the refusal in the proxy log', () => refusals().some((e) => e.login === a.username && e.error.includes(reason)));
     });
   });
 
