@@ -40,8 +40,10 @@ export interface TunnelAgentOptions {
   /** Serves one SSH connection from `from` (the client's address, as the proxy saw it). */
   serve(stream: Duplex, from: { ip: string; port: number }): void;
   log: Logger;
-  /** Told each time the tunnel is up (tests, readiness). */
+  /** Told each time the tunnel is up. */
   onConnected?: () => void;
+  /** @default TUNNEL_KEEPALIVE */
+  keepAlive?: { intervalMs: number; countMax: number };
 }
 
 export class TunnelAgent {
@@ -96,7 +98,11 @@ export class TunnelAgent {
       const channel = accept();
       opts.serve(channel, { ip: info.srcIP, port: info.srcPort });
     });
-    client.on('error', (err) => opts.log.debug('reverse tunnel error', { proxy: this.where, error: err.message }));
+    client.on('error', (err) => {
+      // A keepalive timeout or a protocol error: ssh2 only half-closes, which a dead proxy never completes.
+      opts.log.debug('reverse tunnel error', { proxy: this.where, error: err.message });
+      client.destroy();
+    });
     client.on('close', () => {
       if (this.client !== client) return;
       this.client = undefined;
@@ -117,8 +123,8 @@ export class TunnelAgent {
         teleportRole: { role: 'Proxy', clusterName: opts.identity.clusterName },
         onDenied: (err) => (denied = err.message),
       }),
-      keepaliveInterval: TUNNEL_KEEPALIVE.intervalMs,
-      keepaliveCountMax: TUNNEL_KEEPALIVE.countMax,
+      keepaliveInterval: (opts.keepAlive ?? TUNNEL_KEEPALIVE).intervalMs,
+      keepaliveCountMax: (opts.keepAlive ?? TUNNEL_KEEPALIVE).countMax,
       readyTimeout: 20_000,
     } as Parameters<Client['connect']>[0]);
   }
@@ -132,6 +138,6 @@ export class TunnelAgent {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
-    this.client?.end();
+    this.client?.destroy();
   }
 }

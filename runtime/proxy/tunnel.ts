@@ -88,6 +88,8 @@ export interface TunnelServerOptions {
   preAuth: PreAuthLimits;
   maxConnections: number;
   log: Logger;
+  /** @default TUNNEL_KEEPALIVE */
+  keepAlive?: { intervalMs: number; countMax: number };
 }
 
 export class TunnelServer {
@@ -95,7 +97,8 @@ export class TunnelServer {
   private readonly tcp: net.Server;
   private readonly preAuth: PreAuthGate;
   private readonly connections: ConnectionLimit;
-  private readonly clients = new Set<Connection>();
+  /** The raw sockets by remote address: an SSH connection that failed (a keepalive timeout) is torn down at once. */
+  private readonly sockets = new Map<string, net.Socket>();
   address?: HostPort;
 
   constructor(private readonly opts: TunnelServerOptions) {
@@ -104,8 +107,8 @@ export class TunnelServer {
         hostKeys: [hostKeyWithCertificate(createPrivateKey(opts.identity.sshKey), opts.identity.sshCert)],
         ident: TUNNEL_SSH_IDENT,
         algorithms: serverAlgorithms(opts.algorithms ?? DEFAULT_SSH_ALGORITHMS),
-        keepaliveInterval: TUNNEL_KEEPALIVE.intervalMs,
-        keepaliveCountMax: TUNNEL_KEEPALIVE.countMax,
+        keepaliveInterval: (opts.keepAlive ?? TUNNEL_KEEPALIVE).intervalMs,
+        keepaliveCountMax: (opts.keepAlive ?? TUNNEL_KEEPALIVE).countMax,
       } as ConstructorParameters<typeof Server>[0],
       (client, info) => this.onConnection(client, { host: info.ip, port: info.port }),
     );
@@ -114,7 +117,13 @@ export class TunnelServer {
     this.connections = new ConnectionLimit(opts.maxConnections, TUNNEL_SSH_IDENT, opts.log);
     this.tcp = net.createServer((sock) => {
       sock.on('error', (err) => opts.log.debug('tunnel connection error', { remote: sock.remoteAddress, error: err.message }));
-      if (this.connections.admit(sock) && this.preAuth.admit(sock)) this.ssh.injectSocket(sock);
+      if (!this.connections.admit(sock) || !this.preAuth.admit(sock)) return;
+      const key = joinHostPort(sock.remoteAddress!, sock.remotePort!);
+      this.sockets.set(key, sock);
+      sock.once('close', () => {
+        if (this.sockets.get(key) === sock) this.sockets.delete(key);
+      });
+      this.ssh.injectSocket(sock);
     });
     this.tcp.on('error', (err) => opts.log.warn('tunnel listener error', { error: err }));
   }
@@ -131,11 +140,15 @@ export class TunnelServer {
     const where = joinHostPort(remote.host, remote.port);
     let hostId: string | undefined;
     let registered = false;
-    this.clients.add(client);
-    client.on('error', (err) => log.debug('tunnel connection error', { remote: where, error: err.message }));
+    const sock = this.sockets.get(where);
+    client.on('error', (err) => {
+      // A keepalive timeout or a protocol error: ssh2 only half-closes, which a dead peer never completes.
+      log.info('reverse tunnel failed', { ...(hostId ? { host_uuid: hostId } : {}), remote: where, error: err.message });
+      sock?.destroy();
+    });
     logNegotiated(client, log, remote.host);
     client.on('close', () => {
-      this.clients.delete(client);
+      sock?.destroy();
       if (hostId && registered) {
         opts.registry.remove(hostId, client);
         log.info('reverse tunnel closed', { host_uuid: hostId, remote: where });
@@ -180,7 +193,7 @@ export class TunnelServer {
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
     this.preAuth.destroyPending();
-    for (const c of this.clients) c.end();
+    for (const sock of this.sockets.values()) sock.destroy();
     await closed;
   }
 }

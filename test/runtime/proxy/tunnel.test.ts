@@ -1,0 +1,152 @@
+/**
+ * The reverse-tunnel server (proxy side) and agent (node side) in one
+ * process, through a TCP relay the test can freeze: the agent registers its
+ * host, the proxy reaches the node's stream with the client's address, a
+ * tunnel that stops answering is noticed on both ends by the keepalives and
+ * re-established, and the agent refuses a server that is not a proxy of the
+ * cluster under the name it dialled.
+ */
+import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { Identity } from '../../../runtime/auth/identity';
+import { TunnelAgent } from '../../../runtime/node/tunnel';
+import { TunnelRegistry, TunnelServer } from '../../../runtime/proxy/tunnel';
+import { formatAuthorizedKey, generateKeyPair, publicKeyBlob, signHostCert } from '../../../runtime/sshcert';
+import { logger, setLogWriter } from '../../../runtime/utils/logger';
+import { waitFor } from '../../helpers/proc';
+
+const CLUSTER = 'tunnel.test';
+const NODE_UUID = '0d0d0d0d-0000-4000-8000-00000000beef';
+const PROXY_UUID = '0e0e0e0e-0000-4000-8000-00000000cafe';
+const KEEPALIVE = { intervalMs: 200, countMax: 2 };
+const hostCA = generateKeyPair('ed25519');
+
+function identity(role: 'Node' | 'Proxy', uuid: string, principals: string[] = []): Identity {
+  const pair = generateKeyPair('ed25519');
+  const cert = signHostCert({ caPrivateKey: hostCA.privateKey, publicKey: publicKeyBlob(pair.publicKey), hostUUID: uuid, clusterName: CLUSTER, role, additionalPrincipals: principals });
+  return {
+    role,
+    username: `${uuid}.${CLUSTER}`,
+    clusterName: CLUSTER,
+    sshKey: pair.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string,
+    sshCert: formatAuthorizedKey(cert),
+    tlsKey: '',
+    tlsCert: '',
+    tlsCACerts: [],
+    sshCACerts: [],
+  } as Identity;
+}
+
+/** A TCP relay to `target` whose open connections can be frozen: bytes stop flowing both ways, nothing is closed. */
+async function relay(target: number): Promise<{ port: number; freeze(): void; close(): Promise<void> }> {
+  const pairs: [net.Socket, net.Socket][] = [];
+  const all: net.Socket[] = [];
+  const server = net.createServer((a) => {
+    const b = net.connect(target, '127.0.0.1');
+    a.pipe(b).pipe(a);
+    a.on('error', () => b.destroy());
+    b.on('error', () => a.destroy());
+    pairs.push([a, b]);
+    all.push(a, b);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    freeze: () => {
+      for (const [a, b] of pairs.splice(0)) {
+        a.unpipe(b);
+        b.unpipe(a);
+        // Held, not closed, until the test ends: a peer that vanished without a FIN.
+        a.pause();
+        b.pause();
+      }
+    },
+    close: () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const sock of all) sock.destroy();
+      return closed;
+    },
+  };
+}
+
+describe('reverse tunnel server and agent', () => {
+  const logs: string[] = [];
+  const closers: (() => unknown)[] = [];
+  beforeAll(() => setLogWriter((line) => logs.push(line)));
+  afterEach(async () => {
+    for (const c of closers.splice(0).reverse()) await c();
+  });
+
+  async function startServer(proxy: Identity, registry: TunnelRegistry): Promise<number> {
+    const server = new TunnelServer({
+      listen: { host: '127.0.0.1', port: 0 },
+      identity: proxy,
+      clusterName: CLUSTER,
+      hostCAKeys: () => [publicKeyBlob(hostCA.publicKey)],
+      registry,
+      preAuth: { loginGraceMs: 10_000, maxStartups: { start: 10, rate: 30, full: 100 } },
+      maxConnections: 100,
+      log: logger('proxy:tunnel'),
+      keepAlive: KEEPALIVE,
+    });
+    closers.push(() => server.close());
+    return (await server.listen()).port;
+  }
+
+  function startAgent(port: number, serve: (stream: Duplex, from: { ip: string; port: number }) => void): TunnelAgent {
+    const agent = new TunnelAgent({
+      proxy: { host: '127.0.0.1', port },
+      identity: identity('Node', NODE_UUID),
+      hostCAKeys: async () => [publicKeyBlob(hostCA.publicKey)],
+      serve,
+      log: logger('node:tunnel'),
+      keepAlive: KEEPALIVE,
+    });
+    closers.push(() => agent.stop());
+    agent.start();
+    return agent;
+  }
+
+  it('GIVEN an agent with a Node certificate THEN its host is registered and the proxy reaches it with the client address; a frozen tunnel is dropped on both ends and re-established', async () => {
+    // GIVEN a proxy behind a freezable relay, and an agent that echoes what comes through
+    const registry = new TunnelRegistry();
+    const port = await startServer(identity('Proxy', PROXY_UUID, ['127.0.0.1']), registry);
+    const r = await relay(port);
+    closers.push(() => r.close());
+    const seen: { ip: string; port: number }[] = [];
+    const agent = startAgent(r.port, (stream, from) => {
+      seen.push(from);
+      stream.pipe(stream);
+    });
+    // WHEN it is up THEN the registry has its host
+    await waitFor('the tunnel to register', () => registry.has(NODE_UUID));
+    // WHEN the proxy dials the host THEN the agent serves a stream from the client's address
+    const stream = await registry.dial(NODE_UUID, { host: '203.0.113.7', port: 5555 });
+    const echoed = new Promise<string>((resolve) => stream.once('data', (d: Buffer) => resolve(d.toString())));
+    stream.write('ping');
+    expect(await echoed).toBe('ping');
+    expect(seen).toEqual([{ ip: '203.0.113.7', port: 5555 }]);
+    stream.destroy();
+    // AND an unknown host has no tunnel
+    await expect(registry.dial('00000000-0000-4000-8000-000000000000', { host: '127.0.0.1', port: 1 })).rejects.toThrow('no reverse tunnel to host');
+    // WHEN the tunnel stops carrying bytes without closing THEN the keepalives drop it on the proxy and the agent
+    r.freeze();
+    await waitFor('the proxy to drop the dead tunnel', () => !registry.has(NODE_UUID));
+    await waitFor('the agent to notice', () => logs.some((l) => l.includes('reverse tunnel to the proxy is down')));
+    // AND the agent dials again and the host is registered again
+    await waitFor('the tunnel to come back', () => registry.has(NODE_UUID) && agent.connected);
+  });
+
+  it.each([
+    ['a Node certificate', identity('Node', PROXY_UUID, ['127.0.0.1']), 'is for role \\"Node\\", expected \\"Proxy\\"'],
+    ['a Proxy certificate without the dialled name', identity('Proxy', PROXY_UUID, ['proxy.elsewhere']), 'principal \\"127.0.0.1\\" is not listed'],
+  ])('GIVEN a server presenting %s THEN the agent refuses it and never registers', async (_what, server, reason) => {
+    const registry = new TunnelRegistry();
+    const port = await startServer(server, registry);
+    const before = logs.length;
+    const agent = startAgent(port, () => undefined);
+    await waitFor('the refusal in the agent log', () => logs.slice(before).some((l) => l.includes('cannot open a reverse tunnel to the proxy') && l.includes(reason)));
+    expect(registry.size).toBe(0);
+    expect(agent.connected).toBe(false);
+  });
+});
