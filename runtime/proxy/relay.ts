@@ -46,6 +46,19 @@ export function dial(addr: HostPort, timeoutMs: number): Promise<net.Socket> {
   });
 }
 
+/** A TCP connection to the first of `servers` that answers, tried in turn; the last failure when none does. */
+export async function dialFirst(servers: HostPort[], timeoutMs: number): Promise<{ sock: net.Socket; addr: HostPort }> {
+  let last: Error | undefined;
+  for (const addr of servers) {
+    try {
+      return { sock: await dial(addr, timeoutMs), addr };
+    } catch (err) {
+      last = err as Error;
+    }
+  }
+  throw last ?? new ConnectionProblemError('no address to dial');
+}
+
 export interface NodeGreeting {
   /** Every byte read so far, to be relayed to the client first. */
   head: Buffer;

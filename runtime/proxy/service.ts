@@ -1,11 +1,11 @@
 /**
  * Runs the proxy service: the SSH front door on 3023 (the `proxy`
- * subsystem) and the web listener on 3080, with the proxy's identity,
- * announcing itself to the cluster.
+ * subsystem), the reverse-tunnel listener on 3024 (nodes behind NAT) and
+ * the web listener on 3080, with the proxy's identity, announcing itself to
+ * the cluster.
  */
-import { isIP, type Socket } from 'node:net';
-import { dial } from './relay';
-import { ConnectionProblemError } from '../utils/errors';
+import { isIP } from 'node:net';
+import { dialFirst } from './relay';
 import { AuthClient } from '../auth/client';
 import { Identity } from '../auth/identity';
 import { ClusterConfig } from '../auth/server';
@@ -24,20 +24,6 @@ import { PingResponse, startWebService, WebService } from './web';
 
 const CONFIG_REFRESH_MS = 30_000;
 const AUTH_DIAL_TIMEOUT_MS = 15_000;
-
-/** A TCP connection to the first of the auth servers that answers. */
-async function dialAuth(servers: { host: string; port: number }[]): Promise<Socket> {
-  let last: Error | undefined;
-  for (const server of servers) {
-    try {
-      return await dial(server, AUTH_DIAL_TIMEOUT_MS);
-    } catch (err) {
-      last = err as Error;
-    }
-  }
-  throw last ?? new ConnectionProblemError('no auth server configured');
-}
-
 
 /** The client's address for the auth server, when the proxy knows it. */
 const clientAddrField = (addr: string) => (isIP(addr) ? { client_addr: addr } : {});
@@ -174,7 +160,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
           await client.post('/v1/websessions/delete', { token, ...clientAddrField(clientAddr) });
         },
       },
-      connectAuth: () => dialAuth(config.authServers),
+      connectAuth: async () => (await dialFirst(config.authServers, AUTH_DIAL_TIMEOUT_MS)).sock,
       log: log.child('web'),
     });
     const sshAddr = ssh.address;

@@ -25,7 +25,7 @@ import { listen } from '../service/listen';
 import { CERT_EXPIRED, whenCertExpires } from '../service/certexpiry';
 import { ConnectionLimit } from '../service/connlimit';
 import { PreAuthGate, type PreAuthLimits } from '../service/preauth';
-import { dial, failChannel, proxyHello, readGreeting, relay, TELEPORT_VERSION_PREFIX } from './relay';
+import { dial, dialFirst, failChannel, proxyHello, readGreeting, relay, TELEPORT_VERSION_PREFIX } from './relay';
 import { proxySessionsActive, proxySessionsStarted } from '../service/metrics';
 import type { Cidr } from '../config/address';
 import { Defaults } from '../config';
@@ -327,23 +327,17 @@ class ProxySshServer {
     const { opts } = this;
     let closed = false;
     channel.once('close', () => (closed = true));
-    let last: Error | undefined;
-    for (const addr of opts.authServers) {
-      let sock: net.Socket;
-      try {
-        sock = await dial(addr, this.dialTimeoutMs);
-      } catch (err) {
-        last = err as Error;
-        continue;
-      }
-      if (closed) return void sock.destroy();
-      const where = joinHostPort(addr.host, addr.port);
-      const fields = { user: ctx.cert.keyId, login: ctx.login, remote: ctx.remote.host, target: request, addr: where };
-      opts.log.debug('proxying to the auth server', fields);
-      relay(channel, sock, Buffer.alloc(0), where, (err) => opts.log.debug('auth connection closed', { ...fields, ...(err ? { error: err.message } : {}) }));
-      return;
+    let dialled: { sock: net.Socket; addr: HostPort };
+    try {
+      dialled = await dialFirst(opts.authServers, this.dialTimeoutMs);
+    } catch (err) {
+      throw new ConnectionProblemError(`cannot reach the auth server of cluster ${opts.clusterName}: ${(err as Error).message}`);
     }
-    throw new ConnectionProblemError(`cannot reach the auth server of cluster ${opts.clusterName}: ${last?.message ?? 'no auth server configured'}`);
+    if (closed) return void dialled.sock.destroy();
+    const where = joinHostPort(dialled.addr.host, dialled.addr.port);
+    const fields = { user: ctx.cert.keyId, login: ctx.login, remote: ctx.remote.host, target: request, addr: where };
+    opts.log.debug('proxying to the auth server', fields);
+    relay(channel, dialled.sock, Buffer.alloc(0), where, (err) => opts.log.debug('auth connection closed', { ...fields, ...(err ? { error: err.message } : {}) }));
   }
 
   private async listNodes(namespace: string): Promise<ServerRecord[]> {
