@@ -7,18 +7,24 @@
  * certificate of the cluster; the agent reconnects after the proxy restarts.
  *
  * Cluster: auth + proxy (HTTPS web) in one process; node "nat-node"
- * (env=nat) in its own, pointed at the proxy's web port.
+ * (env=nat) in its own, pointed at the proxy's web port. A second cluster
+ * shows the node's own access decision on a tunnelled connection.
  */
 import { generateKeyPairSync, KeyObject, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { Client } from 'ssh2';
+import { AuthClient } from '../../runtime/auth/client';
+import { fetchHostCAKeys } from '../../runtime/auth/hostcas';
+import { register } from '../../runtime/auth/register';
+import { TunnelRegistry, TunnelServer } from '../../runtime/proxy/tunnel';
 import { fetchRecording } from '../../runtime/recordings/playback';
-import { CLIENT_ALGORITHMS, clientCertIdentity, formatAuthorizedKey, generateKeyPair, publicKeyBlob, signHostCert, signUserCert } from '../../runtime/sshcert';
+import { logger, setLogWriter } from '../../runtime/utils/logger';
+import { CLIENT_ALGORITHMS, clientCertIdentity, formatAuthorizedKey, loadPrivateKey, generateKeyPair, publicKeyBlob, signHostCert, signUserCert } from '../../runtime/sshcert';
 import { clusterCAKey, startAuth, TestAuth, TestNode } from '../helpers/cluster';
 import { SshUser } from '../helpers/openssh';
-import { run, RunResult, tempDir, waitFor } from '../helpers/proc';
+import { freePort, run, RunResult, tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
 import { TshUser } from '../helpers/users';
 
@@ -222,5 +228,115 @@ describe('nodes behind NAT, through reverse tunnels', () => {
     const r = await alice.tsh(['ssh', NAT, 'echo back-again']);
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe('back-again\n');
+  });
+});
+
+/**
+ * The node's own access decision on a tunnelled connection: the proxy's ping
+ * advertises `tunnel_public_addr`, which here is a tunnel server run by the
+ * test with a proxy identity of the cluster, so the test reaches the node's
+ * SSH server through the tunnel without the proxy's check in front.
+ */
+describe('a node behind NAT decides access itself', () => {
+  let cluster: TestAuth;
+  let nat: TestNode;
+  let work: string;
+  let tunnels: TunnelRegistry;
+  let server: TunnelServer;
+  let proxyClient: AuthClient;
+  let natUUID: string;
+
+  beforeAll(async () => {
+    setLogWriter(() => undefined);
+    work = tempDir('tunnel-node-');
+    const tunnelPort = await freePort();
+    cluster = await startAuth({ tokens: ['node:nat-join-token', 'proxy:proxy-join-token'], proxy: { extra: [`tunnel_public_addr: 127.0.0.1:${tunnelPort}`] } });
+    const caPin = await cluster.caPin();
+    const proxyIdentity = await register({
+      servers: [{ host: '127.0.0.1', port: cluster.port }],
+      token: 'proxy-join-token',
+      caPins: [caPin],
+      role: 'Proxy',
+      hostUUID: randomUUID(),
+      nodeName: 'test-proxy',
+      additionalPrincipals: ['127.0.0.1'],
+      dnsNames: [],
+      log: logger('test'),
+    });
+    proxyClient = new AuthClient({ servers: [{ host: '127.0.0.1', port: cluster.port }], credentials: { key: proxyIdentity.tlsKey, cert: proxyIdentity.tlsCert, ca: proxyIdentity.tlsCACerts } });
+    const hostCAs = await fetchHostCAKeys(proxyClient);
+    tunnels = new TunnelRegistry();
+    server = new TunnelServer({
+      listen: { host: '127.0.0.1', port: tunnelPort },
+      identity: proxyIdentity,
+      clusterName: CLUSTER,
+      hostCAKeys: () => hostCAs,
+      registry: tunnels,
+      preAuth: { loginGraceMs: 10_000, maxStartups: { start: 10, rate: 30, full: 100 } },
+      maxConnections: 100,
+      log: logger('test:tunnel'),
+    });
+    await server.listen();
+    nat = await TestNode.create(cluster, { token: 'nat-join-token', caPin, nodeName: NAT, labels: 'env=nat', authServer: `127.0.0.1:${cluster.proxyPorts!.web}` });
+    nat.start();
+    await nat.daemon!.waitForOutput(TUNNEL_UP);
+    fs.writeFileSync(path.join(work, 'no-nat.yaml'), DENY_NAT);
+    await cluster.tctlOk('create', path.join(work, 'no-nat.yaml'));
+    await cluster.tctlOk('users', 'add', 'alice', LOGIN);
+    await cluster.tctlOk('users', 'add', 'bob', LOGIN, '--roles=no-nat');
+    const nodes = JSON.parse(await cluster.tctlOk('nodes', 'ls', '--format=json')) as { metadata: { name: string }; spec: { hostname: string } }[];
+    natUUID = nodes.find((n) => n.spec.hostname === NAT)!.metadata.name;
+  });
+  afterAll(async () => {
+    await server?.close();
+    proxyClient?.close();
+    await nat?.cleanup();
+    await cluster?.cleanup();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  /** Runs `echo` on the node as `user`, over a channel of the node's tunnel opened by the test's tunnel server. */
+  const execThroughTunnel = async (user: string): Promise<string> => {
+    const key = path.join(work, `${user}-key`);
+    await cluster.tctlOk('auth', 'sign', '--user', user, '--format', 'openssh', '-o', key, '--ttl', '10m');
+    const stream = await tunnels.dial(natUUID, { host: '192.0.2.9', port: 4242 });
+    return new Promise((resolve) => {
+      const c = new Client();
+      c.on('ready', () =>
+        c.exec('echo reached-$((6*7))', (err, ch) => {
+          if (err) return resolve(err.message);
+          let out = '';
+          ch.on('data', (d: Buffer) => (out += d));
+          ch.on('close', () => {
+            c.end();
+            resolve(out);
+          });
+        }),
+      );
+      c.on('error', (err) => resolve(err.message));
+      c.connect({
+        sock: stream,
+        username: LOGIN,
+        agent: clientCertIdentity(loadPrivateKey(fs.readFileSync(key, 'utf8')), fs.readFileSync(`${key}-cert.pub`, 'utf8')),
+        algorithms: CLIENT_ALGORITHMS,
+        hostVerifier: () => true,
+        readyTimeout: 10_000,
+      } as Parameters<Client['connect']>[0]);
+    });
+  };
+
+  it('GIVEN tunnel_public_addr on the proxy THEN the node dialled that address for its tunnel', () => {
+    expect(tunnels.has(natUUID)).toBe(true);
+  });
+
+  it('GIVEN alice (allowed) THEN a command runs through the tunnel, audited with the client address the tunnel carried (the control)', async () => {
+    expect(await execThroughTunnel('alice')).toBe('reached-42\n');
+    await waitFor('the exec event from the client address', async () => (await cluster.events(['exec'])).some((e) => e.server_id === natUUID && e['addr.remote'] === '192.0.2.9:4242'));
+  });
+
+  it('GIVEN bob, whose role denies env=nat, with no proxy check in front THEN the node refuses him and audits it', async () => {
+    expect(await execThroughTunnel('bob')).toMatch(/authentication methods failed/);
+    const denied = `access denied: user "bob" is not allowed on node "${NAT}"`;
+    await waitFor('the node refusal in the audit log', async () => (await cluster.events(['auth'])).some((e) => e.server_id === natUUID && e.user === 'bob' && e.error === denied));
   });
 });
