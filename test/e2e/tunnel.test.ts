@@ -14,6 +14,7 @@ import { generateKeyPairSync, KeyObject, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import * as tls from 'node:tls';
 import { Client } from 'ssh2';
 import { AuthClient } from '../../runtime/auth/client';
 import { fetchHostCAKeys } from '../../runtime/auth/hostcas';
@@ -112,6 +113,31 @@ describe('nodes behind NAT, through reverse tunnels', () => {
     expect(await cluster.tctlOk('nodes', 'ls')).toMatch(new RegExp(`^${NAT}\\s+${natUUID}\\s+⟵ Tunnel\\s+env=nat$`, 'm'));
     const ls = await alice.tsh(['ls']);
     expect(ls.stdout).toMatch(new RegExp(`^${NAT}\\s+⟵ Tunnel\\s+env=nat$`, 'm'));
+  });
+
+  it('GIVEN an upgrade request on the web port THEN only GET /webapi/auth/connect with Upgrade: teleport-auth becomes the auth pipe; others get 400', async () => {
+    /** The status line the web port answers an upgrade request with. */
+    const ask = (method: string, target: string, upgrade: string) =>
+      new Promise<string>((resolve) => {
+        let buf = '';
+        const s = tls.connect({ host: '127.0.0.1', port: cluster.proxyPorts!.web, rejectUnauthorized: false }, () =>
+          s.write(`${method} ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: ${upgrade}\r\nContent-Length: 0\r\n\r\n`),
+        );
+        const done = () => {
+          s.destroy();
+          resolve(buf.split('\r\n')[0]);
+        };
+        s.on('data', (d: Buffer) => {
+          buf += d.toString('latin1');
+          if (buf.includes('\r\n\r\n')) done();
+        });
+        s.on('error', (err) => resolve(err.message));
+        s.on('close', done);
+      });
+    expect(await ask('GET', '/webapi/auth/connect', 'websocket')).toBe('HTTP/1.1 400 Bad Request');
+    expect(await ask('GET', '/webapi/ping', 'teleport-auth')).toBe('HTTP/1.1 400 Bad Request');
+    expect(await ask('POST', '/webapi/auth/connect', 'teleport-auth')).toBe('HTTP/1.1 400 Bad Request');
+    expect(await ask('GET', '/webapi/auth/connect', 'teleport-auth')).toBe('HTTP/1.1 101 Switching Protocols');
   });
 
   it('GIVEN alice WHEN tsh ssh runs a command on the NAT node THEN it runs there through the tunnel', async () => {

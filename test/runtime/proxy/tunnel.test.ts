@@ -3,15 +3,17 @@
  * process, through a TCP relay the test can freeze: the agent registers its
  * host, the proxy reaches the node's stream with the client's address, a
  * tunnel that stops answering is noticed on both ends by the keepalives and
- * re-established, and the agent refuses a server that is not a proxy of the
- * cluster under the name it dialled.
+ * re-established, only the tunnel's own forward is served, and the agent
+ * refuses a server that is not a proxy of the cluster under the name it dialled.
  */
+import { createPrivateKey } from 'node:crypto';
 import * as net from 'node:net';
+import { Client } from 'ssh2';
 import type { Duplex } from 'node:stream';
 import { Identity } from '../../../runtime/auth/identity';
 import { TunnelAgent } from '../../../runtime/node/tunnel';
-import { TunnelRegistry, TunnelServer } from '../../../runtime/proxy/tunnel';
-import { formatAuthorizedKey, generateKeyPair, publicKeyBlob, signHostCert } from '../../../runtime/sshcert';
+import { TUNNEL_BIND_ADDR, TUNNEL_BIND_PORT, TunnelRegistry, TunnelServer } from '../../../runtime/proxy/tunnel';
+import { CLIENT_ALGORITHMS, clientCertIdentity, formatAuthorizedKey, generateKeyPair, publicKeyBlob, signHostCert } from '../../../runtime/sshcert';
 import { logger, setLogWriter } from '../../../runtime/utils/logger';
 import { waitFor } from '../../helpers/proc';
 
@@ -135,6 +137,30 @@ describe('reverse tunnel server and agent', () => {
     await waitFor('the agent to notice', () => logs.some((l) => l.includes('reverse tunnel to the proxy is down')));
     // AND the agent dials again and the host is registered again
     await waitFor('the tunnel to come back', () => registry.has(NODE_UUID) && agent.connected);
+  });
+
+  it('GIVEN a logged-in agent THEN only the one tunnel forward is served: other forwards, a second one, sessions and direct-tcpip are refused', async () => {
+    // GIVEN an agent logged in with a valid Node certificate (an ssh2 client, to send what the real agent never does)
+    const registry = new TunnelRegistry();
+    const port = await startServer(identity('Proxy', PROXY_UUID, ['127.0.0.1']), registry);
+    const node = identity('Node', NODE_UUID);
+    const c = new Client();
+    closers.push(() => c.end());
+    await new Promise<void>((resolve, reject) => {
+      c.once('ready', () => resolve()).once('error', reject);
+      c.connect({ host: '127.0.0.1', port, username: node.username, agent: clientCertIdentity(createPrivateKey(node.sshKey), node.sshCert, 'host'), algorithms: CLIENT_ALGORITHMS, hostVerifier: () => true });
+    });
+    const outcome = (op: (cb: (err: Error | undefined) => void) => void) => new Promise<string>((resolve) => op((err) => resolve(err ? 'refused' : 'accepted')));
+    // WHEN it asks for another forward THEN it is refused and nothing is registered
+    expect(await outcome((cb) => c.forwardIn('0.0.0.0', 8080, (err) => cb(err)))).toBe('refused');
+    expect(registry.has(NODE_UUID)).toBe(false);
+    // WHEN it opens a session or a direct-tcpip channel THEN both are refused
+    expect(await outcome((cb) => c.exec('id', (err) => cb(err)))).toBe('refused');
+    expect(await outcome((cb) => c.forwardOut('127.0.0.1', 1, '127.0.0.1', port, (err) => cb(err)))).toBe('refused');
+    // WHEN it asks for the tunnel forward THEN it is registered; a second one is refused
+    expect(await outcome((cb) => c.forwardIn(TUNNEL_BIND_ADDR, TUNNEL_BIND_PORT, (err) => cb(err)))).toBe('accepted');
+    expect(registry.has(NODE_UUID)).toBe(true);
+    expect(await outcome((cb) => c.forwardIn(TUNNEL_BIND_ADDR, TUNNEL_BIND_PORT, (err) => cb(err)))).toBe('refused');
   });
 
   it.each([
