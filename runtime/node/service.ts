@@ -33,7 +33,7 @@ import { AuditGate } from './auditgate';
 import { claimSpoolDir } from '../events/spooldir';
 import { PamSettings } from './pam';
 import { NodeServer } from './server';
-import { TunnelAgent } from './tunnel';
+import { AgentPool } from './agentpool';
 import { authPipe, type ProxyRoute } from './viaproxy';
 import { fetchHostCAKeys } from '../auth/hostcas';
 
@@ -59,7 +59,7 @@ export interface StartNodeOptions {
 }
 
 /** Readiness of a node behind NAT: its reverse tunnel is up. */
-function tunnelUp(agent: TunnelAgent, proxy: { host: string; port: number }): ReadinessCheck {
+function tunnelUp(agent: AgentPool, proxy: { host: string; port: number }): ReadinessCheck {
   return { name: `node reverse tunnel to ${proxy.host}:${proxy.port}`, probe: async () => (agent.connected ? undefined : 'the tunnel is down') };
 }
 
@@ -168,13 +168,17 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
       log: log.child('ssh'),
     });
     let address: { host: string; port: number };
-    let agent: TunnelAgent | undefined;
+    let agent: AgentPool | undefined;
     if (viaProxy) {
-      agent = new TunnelAgent({
-        proxy: viaProxy.tunnel,
-        identity,
-        hostCAKeys: () => fetchHostCAKeys(client),
-        serve: (stream, from) => server.serveStream(stream, from),
+      agent = new AgentPool({
+        agent: {
+          proxy: viaProxy.tunnel,
+          identity,
+          hostCAKeys: () => fetchHostCAKeys(client),
+          serve: (stream, from) => server.serveStream(stream, from),
+          log: log.child('tunnel'),
+        },
+        countProxies: async () => (await client.get<Server[]>('/v1/proxies')).length,
         log: log.child('tunnel'),
       });
       const a = agent;

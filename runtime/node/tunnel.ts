@@ -8,14 +8,14 @@
  * agent dialled. SSH keepalives (TUNNEL_KEEPALIVE) notice a dead proxy; the
  * agent then reconnects with capped exponential backoff and jitter.
  *
- * One agent serves one proxy address; a pool that learns every proxy behind
- * a load balancer would run one agent per proxy.
+ * One agent holds one tunnel; agentpool.ts runs one per proxy behind a load
+ * balancer.
  */
 import { createPrivateKey } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { Client } from 'ssh2';
 import { Identity } from '../auth/identity';
-import { CLIENT_ALGORITHMS, clientCertIdentity, hostCertVerifier } from '../sshcert';
+import { CLIENT_ALGORITHMS, clientCertIdentity, hostCertVerifier, parseCertificate } from '../sshcert';
 import { Logger } from '../utils/logger';
 import { TUNNEL_BIND_ADDR, TUNNEL_BIND_PORT, TUNNEL_KEEPALIVE } from '../proxy/tunnel';
 import type { HostPort } from '../proxy/resolve';
@@ -40,8 +40,13 @@ export interface TunnelAgentOptions {
   /** Serves one SSH connection from `from` (the client's address, as the proxy saw it). */
   serve(stream: Duplex, from: { ip: string; port: number }): void;
   log: Logger;
-  /** Told each time the tunnel is up. */
-  onConnected?: () => void;
+  /**
+   * Asked, once logged in, whether to keep a tunnel to the proxy whose host certificate names it `proxyId`
+   * (`<uuid>.<cluster>`); false closes the connection and dials again soon (agentpool.ts). @default always
+   */
+  claim?: (proxyId: string) => boolean;
+  /** Told when the tunnel to a claimed proxy is gone. */
+  release?: (proxyId: string) => void;
   /** @default TUNNEL_KEEPALIVE */
   keepAlive?: { intervalMs: number; countMax: number };
 }
@@ -81,7 +86,22 @@ export class TunnelAgent {
     const client = new Client();
     this.client = client;
     let denied: string | undefined;
+    let proxyId: string | undefined;
+    let claimed = false;
+    const verify = hostCertVerifier({
+      trustedCAs: trusted,
+      hostname: opts.proxy.host,
+      teleportRole: { role: 'Proxy', clusterName: opts.identity.clusterName },
+      onDenied: (err) => (denied = err.message),
+    });
     client.on('ready', () => {
+      if (opts.claim && !opts.claim(proxyId!)) {
+        opts.log.debug('landed on a proxy that already has a tunnel; dialling again', { proxy: this.where, proxy_id: proxyId });
+        this.attempt = 0;
+        client.end();
+        return;
+      }
+      claimed = true;
       client.forwardIn(TUNNEL_BIND_ADDR, TUNNEL_BIND_PORT, (err) => {
         if (err) {
           opts.log.warn('the proxy refused to serve this node through the tunnel', { proxy: this.where, error: err.message });
@@ -90,8 +110,7 @@ export class TunnelAgent {
         }
         this.attempt = 0;
         this.up = true;
-        opts.log.info('reverse tunnel to the proxy is up', { proxy: this.where });
-        opts.onConnected?.();
+        opts.log.info('reverse tunnel to the proxy is up', { proxy: this.where, proxy_id: proxyId });
       });
     });
     client.on('tcp connection', (info, accept) => {
@@ -106,8 +125,9 @@ export class TunnelAgent {
     client.on('close', () => {
       if (this.client !== client) return;
       this.client = undefined;
-      if (this.up) opts.log.warn('reverse tunnel to the proxy is down; reconnecting', { proxy: this.where });
-      else opts.log.warn('cannot open a reverse tunnel to the proxy; retrying', { proxy: this.where, ...(denied ? { error: denied } : {}) });
+      if (claimed) opts.release?.(proxyId!);
+      if (this.up) opts.log.warn('reverse tunnel to the proxy is down; reconnecting', { proxy: this.where, proxy_id: proxyId });
+      else if (!proxyId || claimed) opts.log.warn('cannot open a reverse tunnel to the proxy; retrying', { proxy: this.where, ...(denied ? { error: denied } : {}) });
       this.up = false;
       this.retry();
     });
@@ -117,12 +137,11 @@ export class TunnelAgent {
       username: opts.identity.username,
       agent: clientCertIdentity(createPrivateKey(opts.identity.sshKey), opts.identity.sshCert, 'host'),
       algorithms: CLIENT_ALGORITHMS,
-      hostVerifier: hostCertVerifier({
-        trustedCAs: trusted,
-        hostname: opts.proxy.host,
-        teleportRole: { role: 'Proxy', clusterName: opts.identity.clusterName },
-        onDenied: (err) => (denied = err.message),
-      }),
+      hostVerifier: (key: Buffer) => {
+        if (!verify(key)) return false;
+        proxyId = parseCertificate(key).keyId;
+        return true;
+      },
       keepaliveInterval: (opts.keepAlive ?? TUNNEL_KEEPALIVE).intervalMs,
       keepaliveCountMax: (opts.keepAlive ?? TUNNEL_KEEPALIVE).countMax,
       readyTimeout: 20_000,

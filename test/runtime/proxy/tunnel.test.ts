@@ -11,6 +11,7 @@ import * as net from 'node:net';
 import { Client } from 'ssh2';
 import type { Duplex } from 'node:stream';
 import { Identity } from '../../../runtime/auth/identity';
+import { AgentPool } from '../../../runtime/node/agentpool';
 import { TunnelAgent } from '../../../runtime/node/tunnel';
 import { TUNNEL_BIND_ADDR, TUNNEL_BIND_PORT, TunnelRegistry, TunnelServer } from '../../../runtime/proxy/tunnel';
 import { CLIENT_ALGORITHMS, clientCertIdentity, formatAuthorizedKey, generateKeyPair, publicKeyBlob, signHostCert } from '../../../runtime/sshcert';
@@ -71,14 +72,45 @@ async function relay(target: number): Promise<{ port: number; freeze(): void; cl
   };
 }
 
+/**
+ * A TCP relay that sends new connections to `targets` in turn (a load balancer), except that the first
+ * target takes the first two: two agents dialling at once land on the same proxy.
+ */
+async function roundRobin(targets: number[]): Promise<{ port: number; close(): Promise<void> }> {
+  const all = new Set<net.Socket>();
+  let next = 0;
+  const server = net.createServer((a) => {
+    const n = next++;
+    const b = net.connect(targets[n === 0 ? 0 : (n - 1) % targets.length], '127.0.0.1');
+    for (const [x, y] of [[a, b], [b, a]]) {
+      all.add(x);
+      x.on('error', () => y.destroy());
+      x.on('close', () => (all.delete(x), y.destroy()));
+    }
+    a.pipe(b).pipe(a);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const sock of all) sock.destroy();
+      return closed;
+    },
+  };
+}
+
 describe('reverse tunnel server and agent', () => {
   const logs: string[] = [];
   const closers: (() => unknown)[] = [];
   beforeAll(() => setLogWriter((line) => logs.push(line)));
   afterEach(async () => {
     for (const c of closers.splice(0).reverse()) await c();
+    serverClosers.splice(0);
   });
 
+  /** The close of each server startServer started, in order. */
+  const serverClosers: (() => unknown)[] = [];
   async function startServer(proxy: Identity, registry: TunnelRegistry): Promise<number> {
     const server = new TunnelServer({
       listen: { host: '127.0.0.1', port: 0 },
@@ -91,7 +123,9 @@ describe('reverse tunnel server and agent', () => {
       log: logger('proxy:tunnel'),
       keepAlive: KEEPALIVE,
     });
-    closers.push(() => server.close());
+    const close = () => server.close();
+    closers.push(close);
+    serverClosers.push(close);
     return (await server.listen()).port;
   }
 
@@ -161,6 +195,41 @@ describe('reverse tunnel server and agent', () => {
     expect(await outcome((cb) => c.forwardIn(TUNNEL_BIND_ADDR, TUNNEL_BIND_PORT, (err) => cb(err)))).toBe('accepted');
     expect(registry.has(NODE_UUID)).toBe(true);
     expect(await outcome((cb) => c.forwardIn(TUNNEL_BIND_ADDR, TUNNEL_BIND_PORT, (err) => cb(err)))).toBe('refused');
+  });
+
+  it('GIVEN two proxies behind one round-robin address THEN the agent pool holds a tunnel to each; stopping one leaves the node reachable through the other', async () => {
+    // GIVEN two proxies (their own identities and registries) behind one address that alternates between them
+    const registries = [new TunnelRegistry(), new TunnelRegistry()];
+    const proxyIds = ['0e0e0e0e-0000-4000-8000-0000000000a1', '0e0e0e0e-0000-4000-8000-0000000000a2'];
+    const servers = await Promise.all(registries.map((r, i) => startServer(identity('Proxy', proxyIds[i], ['127.0.0.1']), r)));
+    const lb = await roundRobin(servers);
+    closers.push(() => lb.close());
+    // WHEN a pool told there are two proxies dials that address
+    const pool = new AgentPool({
+      agent: {
+        proxy: { host: '127.0.0.1', port: lb.port },
+        identity: identity('Node', NODE_UUID),
+        hostCAKeys: async () => [publicKeyBlob(hostCA.publicKey)],
+        serve: (stream) => stream.pipe(stream),
+        log: logger('node:tunnel'),
+        keepAlive: KEEPALIVE,
+      },
+      countProxies: async () => 2,
+      log: logger('node:pool'),
+    });
+    closers.push(() => pool.stop());
+    pool.start();
+    // THEN each proxy holds a tunnel to the node
+    await waitFor('a tunnel on each proxy', () => registries.every((r) => r.has(NODE_UUID)));
+    expect(pool.proxies().sort()).toEqual(proxyIds.map((id) => `${id}.${CLUSTER}`).sort());
+    // WHEN the first proxy goes away THEN the second still reaches the node
+    await closers.splice(closers.indexOf(serverClosers[0]), 1)[0]();
+    await waitFor('the pool to lose the first proxy', () => pool.proxies().length === 1);
+    const stream = await registries[1].dial(NODE_UUID, { host: '127.0.0.1', port: 1 });
+    const echoed = new Promise<string>((resolve) => stream.once('data', (d: Buffer) => resolve(d.toString())));
+    stream.write('still-here');
+    expect(await echoed).toBe('still-here');
+    stream.destroy();
   });
 
   it.each([
