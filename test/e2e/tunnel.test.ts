@@ -8,7 +8,8 @@
  *
  * Cluster: auth + proxy (HTTPS web) in one process; node "nat-node"
  * (env=nat) in its own, pointed at the proxy's web port. A second cluster
- * shows the node's own access decision on a tunnelled connection.
+ * shows the node's own access decision on a tunnelled connection, a third a
+ * node holding tunnels to two proxies behind one address.
  */
 import { generateKeyPairSync, KeyObject, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -25,7 +26,8 @@ import { logger, setLogWriter } from '../../runtime/utils/logger';
 import { CLIENT_ALGORITHMS, clientCertIdentity, formatAuthorizedKey, loadPrivateKey, generateKeyPair, publicKeyBlob, signHostCert, signUserCert } from '../../runtime/sshcert';
 import { clusterCAKey, startAuth, TestAuth, TestNode } from '../helpers/cluster';
 import { SshUser } from '../helpers/openssh';
-import { freePort, run, RunResult, tempDir, waitFor } from '../helpers/proc';
+import { cliPath, Daemon, freePort, run, RunResult, tempDir, waitFor } from '../helpers/proc';
+import { roundRobinRelay, TcpRelay } from '../helpers/tcprelay';
 import { LOGIN } from '../helpers/sshd';
 import { TshUser } from '../helpers/users';
 
@@ -364,5 +366,76 @@ describe('a node behind NAT decides access itself', () => {
     expect(await execThroughTunnel('bob')).toMatch(/authentication methods failed/);
     const denied = `access denied: user "bob" is not allowed on node "${NAT}"`;
     await waitFor('the node refusal in the audit log', async () => (await cluster.events(['auth'])).some((e) => e.server_id === natUUID && e.user === 'bob' && e.error === denied));
+  });
+});
+
+/**
+ * Two proxies (one in the auth process, one in its own) behind one tunnel
+ * address, a round-robin TCP load balancer that both advertise as
+ * `tunnel_public_addr`: the NAT node holds a tunnel to each.
+ */
+describe('a node behind NAT with two proxies', () => {
+  let cluster: TestAuth;
+  let proxy2: Daemon | undefined;
+  let proxy2Ports: { ssh: number; web: number; tunnel: number };
+  let lb: TcpRelay;
+  let nat: TestNode;
+  let work: string;
+  let aliceSsh: SshUser;
+  let natUUID: string;
+
+  beforeAll(async () => {
+    work = tempDir('tunnel-two-');
+    const lbPort = await freePort();
+    cluster = await startAuth({ tokens: ['node:nat-join-token', 'proxy:proxy-join-token'], proxy: { extra: [`tunnel_public_addr: 127.0.0.1:${lbPort}`] } });
+    const caPin = await cluster.caPin();
+    proxy2Ports = { ssh: await freePort(), web: await freePort(), tunnel: await freePort() };
+    const config = path.join(work, 'proxy2.yaml');
+    fs.writeFileSync(
+      config,
+      ['auth_service:', '  enabled: no', 'ssh_service:', '  enabled: no', 'proxy_service:',
+        `  listen_addr: 127.0.0.1:${proxy2Ports.ssh}`, `  web_listen_addr: 127.0.0.1:${proxy2Ports.web}`,
+        `  tunnel_listen_addr: 127.0.0.1:${proxy2Ports.tunnel}`, `  tunnel_public_addr: 127.0.0.1:${lbPort}`, ''].join('\n'),
+    );
+    proxy2 = Daemon.spawn(process.execPath, [
+      cliPath('teleport'), 'start', '--roles=proxy', '-c', config, `--data-dir=${path.join(work, 'proxy2-data')}`, '--nodename=proxy-two',
+      `--auth-server=${cluster.addr}`, '--token=proxy-join-token', `--ca-pin=${caPin}`,
+    ]);
+    await proxy2.waitForOutput(/teleport is running/);
+    lb = await roundRobinRelay([cluster.proxyPorts!.tunnel, proxy2Ports.tunnel], { port: lbPort });
+    nat = await TestNode.create(cluster, { token: 'nat-join-token', caPin, nodeName: NAT, authServer: `127.0.0.1:${cluster.proxyPorts!.web}` });
+    nat.start();
+    await nat.ready();
+    await cluster.tctlOk('users', 'add', 'alice', LOGIN);
+    aliceSsh = await SshUser.create(cluster, work, 'alice', LOGIN);
+    const nodes = JSON.parse(await cluster.tctlOk('nodes', 'ls', '--format=json')) as { metadata: { name: string }; spec: { hostname: string } }[];
+    natUUID = nodes.find((n) => n.spec.hostname === NAT)!.metadata.name;
+  });
+  afterAll(async () => {
+    await nat?.cleanup();
+    await lb?.close();
+    await proxy2?.stop('SIGKILL');
+    await cluster?.cleanup();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  /** OpenSSH to the NAT node through the proxy whose SSH port is `port` (its host certificate names it `alias`). */
+  const through = (port: number, alias: string): Promise<RunResult> =>
+    run('ssh', [
+      ...aliceSsh.options(NAT, CLUSTER),
+      '-o', `ProxyCommand=ssh ${aliceSsh.options(alias, CLUSTER).join(' ')} -p ${port} %r@127.0.0.1 -s proxy:%h:%p@${CLUSTER}`,
+      `${LOGIN}@${NAT}`, 'echo reached',
+    ]);
+  const established = (d: Daemon) => (d.stdout + d.stderr).split('\n').some((l) => l.includes('reverse tunnel established') && l.includes(natUUID));
+
+  it('GIVEN two proxies behind the tunnel address THEN the node holds a tunnel to each, and each proxy reaches it', async () => {
+    await waitFor('a tunnel on each proxy', () => established(cluster.daemon!) && established(proxy2!));
+    expect(await through(cluster.proxyPorts!.ssh, 'test-auth')).toMatchObject({ code: 0, stdout: 'reached\n' });
+    expect(await through(proxy2Ports.ssh, 'proxy-two')).toMatchObject({ code: 0, stdout: 'reached\n' });
+  });
+
+  it('GIVEN one proxy stops THEN the node stays reachable through the other', async () => {
+    await proxy2!.stop();
+    expect(await through(cluster.proxyPorts!.ssh, 'test-auth')).toMatchObject({ code: 0, stdout: 'reached\n' });
   });
 });

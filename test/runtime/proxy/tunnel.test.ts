@@ -17,6 +17,7 @@ import { TUNNEL_BIND_ADDR, TUNNEL_BIND_PORT, TunnelRegistry, TunnelServer } from
 import { CLIENT_ALGORITHMS, clientCertIdentity, formatAuthorizedKey, generateKeyPair, publicKeyBlob, signHostCert } from '../../../runtime/sshcert';
 import { logger, setLogWriter } from '../../../runtime/utils/logger';
 import { waitFor } from '../../helpers/proc';
+import { roundRobinRelay } from '../../helpers/tcprelay';
 
 const CLUSTER = 'tunnel.test';
 const NODE_UUID = '0d0d0d0d-0000-4000-8000-00000000beef';
@@ -64,34 +65,6 @@ async function relay(target: number): Promise<{ port: number; freeze(): void; cl
         b.pause();
       }
     },
-    close: () => {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const sock of all) sock.destroy();
-      return closed;
-    },
-  };
-}
-
-/**
- * A TCP relay that sends new connections to `targets` in turn (a load balancer), except that the first
- * target takes the first two: two agents dialling at once land on the same proxy.
- */
-async function roundRobin(targets: number[]): Promise<{ port: number; close(): Promise<void> }> {
-  const all = new Set<net.Socket>();
-  let next = 0;
-  const server = net.createServer((a) => {
-    const n = next++;
-    const b = net.connect(targets[n === 0 ? 0 : (n - 1) % targets.length], '127.0.0.1');
-    for (const [x, y] of [[a, b], [b, a]]) {
-      all.add(x);
-      x.on('error', () => y.destroy());
-      x.on('close', () => (all.delete(x), y.destroy()));
-    }
-    a.pipe(b).pipe(a);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
     close: () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const sock of all) sock.destroy();
@@ -197,12 +170,12 @@ describe('reverse tunnel server and agent', () => {
     expect(await outcome((cb) => c.forwardIn(TUNNEL_BIND_ADDR, TUNNEL_BIND_PORT, (err) => cb(err)))).toBe('refused');
   });
 
-  it('GIVEN two proxies behind one round-robin address THEN the agent pool holds a tunnel to each; stopping one leaves the node reachable through the other', async () => {
+  it('GIVEN two proxies behind one address, the first taking the first two connections THEN the agent pool holds a tunnel to each; stopping one leaves the node reachable through the other', async () => {
     // GIVEN two proxies (their own identities and registries) behind one address that alternates between them
     const registries = [new TunnelRegistry(), new TunnelRegistry()];
     const proxyIds = ['0e0e0e0e-0000-4000-8000-0000000000a1', '0e0e0e0e-0000-4000-8000-0000000000a2'];
     const servers = await Promise.all(registries.map((r, i) => startServer(identity('Proxy', proxyIds[i], ['127.0.0.1']), r)));
-    const lb = await roundRobin(servers);
+    const lb = await roundRobinRelay(servers, { firstTakesTwo: true });
     closers.push(() => lb.close());
     // WHEN a pool told there are two proxies dials that address
     const pool = new AgentPool({
