@@ -24,21 +24,35 @@ export const AUTH_PIPE_PATH = '/webapi/auth/connect';
 export const AUTH_PIPE_PROTOCOL = 'teleport-auth';
 const MAX_RESPONSE_HEAD = 8 * 1024;
 
+export interface AuthPipeOptions {
+  /** Opens a TCP connection to an auth server. */
+  connectAuth: () => Promise<net.Socket>;
+  /** The clients' ends of the open pipes, destroyed (with their auth ends) when the web listener closes. */
+  open: Set<Duplex>;
+  /** Pipes open at once; one more is answered 503 (each holds a connection to auth, which anyone may ask for). */
+  maxPipes: number;
+  log: Logger;
+}
+
+function answer(socket: Duplex, status: string): void {
+  socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+}
+
 /** The proxy side: answers an `upgrade` event of the web server; anything but the auth pipe is refused with 400. */
-export function serveAuthPipe(req: http.IncomingMessage, socket: Duplex, head: Buffer, connectAuth: () => Promise<net.Socket>, track: Set<Duplex>, log: Logger): void {
+export function serveAuthPipe(req: http.IncomingMessage, socket: Duplex, head: Buffer, opts: AuthPipeOptions): void {
+  const { open: track, log } = opts;
   socket.on('error', () => undefined);
   const path = (req.url ?? '').split('?')[0];
-  if (req.method !== 'GET' || path !== AUTH_PIPE_PATH || (req.headers.upgrade ?? '').toLowerCase() !== AUTH_PIPE_PROTOCOL) {
-    socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    return;
+  if (req.method !== 'GET' || path !== AUTH_PIPE_PATH || (req.headers.upgrade ?? '').toLowerCase() !== AUTH_PIPE_PROTOCOL) return answer(socket, '400 Bad Request');
+  if (track.size >= opts.maxPipes) {
+    log.warn('too many auth pipes open, refusing one', { remote: req.socket.remoteAddress, max: opts.maxPipes });
+    return answer(socket, '503 Service Unavailable');
   }
   track.add(socket);
   socket.once('close', () => track.delete(socket));
-  connectAuth().then(
+  opts.connectAuth().then(
     (auth) => {
       if (socket.destroyed) return void auth.destroy();
-      track.add(auth);
-      auth.once('close', () => track.delete(auth));
       socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${AUTH_PIPE_PROTOCOL}\r\n\r\n`);
       if (head.length) auth.write(head);
       socket.pipe(auth).pipe(socket);
@@ -51,15 +65,17 @@ export function serveAuthPipe(req: http.IncomingMessage, socket: Duplex, head: B
     },
     (err: Error) => {
       log.warn('cannot open the auth pipe for a node', { remote: req.socket.remoteAddress, error: err.message });
-      socket.end('HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      track.delete(socket);
+      answer(socket, '502 Bad Gateway');
     },
   );
 }
 
 /**
  * The node side: a byte stream to an auth server through the proxy at `web`
- * (https). The proxy's certificate is not checked: what runs over the pipe
- * is TLS with auth, verified against the cluster CA (see above).
+ * (https), paused (pipe it, read it or resume it). The proxy's certificate
+ * is not checked: what runs over the pipe is TLS with auth, verified against
+ * the cluster CA (see above).
  */
 export function connectAuthPipe(web: HostPort, timeoutMs: number): Promise<Duplex> {
   const where = joinHostPort(web.host, web.port);

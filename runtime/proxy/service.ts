@@ -161,6 +161,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
         },
       },
       connectAuth: async () => (await dialFirst(config.authServers, AUTH_DIAL_TIMEOUT_MS)).sock,
+      maxAuthPipes: config.connectionLimits.maxConnections,
       log: log.child('web'),
     });
     const sshAddr = ssh.address;

@@ -194,6 +194,8 @@ export interface WebServiceOptions {
   api: WebApi;
   /** Opens a TCP connection to an auth server, for the auth pipe of nodes behind NAT (authpipe.ts); without it the pipe is refused. */
   connectAuth?: () => Promise<import('node:net').Socket>;
+  /** Auth pipes open at once. @default 15000 */
+  maxAuthPipes?: number;
   log: Logger;
 }
 
@@ -304,7 +306,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
   const pipes = new Set<Duplex>();
   const connectAuth = opts.connectAuth;
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (connectAuth) serveAuthPipe(req, socket, head, connectAuth, pipes, log);
+    if (connectAuth) serveAuthPipe(req, socket, head, { connectAuth, open: pipes, maxPipes: opts.maxAuthPipes ?? 15_000, log });
     else socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
   });
   await listen(server, opts.listen, 'proxyWeb');
