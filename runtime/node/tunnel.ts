@@ -96,8 +96,8 @@ export class TunnelAgent {
     });
     client.on('ready', () => {
       if (opts.claim && !opts.claim(proxyId!)) {
+        // Dialled again with the backoff, so that a proxy count that is too high (a heartbeat not yet expired) costs little.
         opts.log.debug('landed on a proxy that already has a tunnel; dialling again', { proxy: this.where, proxy_id: proxyId });
-        this.attempt = 0;
         client.end();
         return;
       }
