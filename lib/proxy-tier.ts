@@ -1,8 +1,8 @@
 /**
  * `ProxyTier`: the proxies in private subnets behind a public Network Load Balancer, which
  * publishes exactly the ports the proxy runtime serves (`SERVED_PORTS.proxy` in
- * runtime/contract/ports.ts: SSH 3023 and web 3080; no reverse tunnels on 3024 nor Kubernetes on
- * 3026 until their servers exist). SSH passes through on its own port. The web UI/API is published
+ * runtime/contract/ports.ts: SSH 3023, reverse tunnels 3024 and web 3080; no Kubernetes on 3026
+ * until its server exists). SSH passes through on its own port. The web UI/API is published
  * on 443: with an ACM certificate through an Application Load Balancer that terminates TLS with a
  * modern policy and re-encrypts to 3080; without one the NLB passes 443 through to 3080 and the
  * proxy terminates TLS itself. Both paths health-check `/webapi/ping`.

@@ -8,7 +8,7 @@ import { formatAuthorizedKey, generateKeyPair, publicKeyBlob } from '../sshcert'
 import { generateTlsKey, matchesPin, publicKeyPem } from '../tlsca';
 import { AccessDeniedError, ConnectionProblemError, TeleportError } from '../utils/errors';
 import { Logger } from '../utils/logger';
-import { AuthClient, HostPort } from './client';
+import { AuthClient, AuthClientOptions, HostPort } from './client';
 import { Identity } from './identity';
 import { SystemRole } from './resources';
 import { PackedKeys } from './server';
@@ -23,14 +23,16 @@ export interface RegisterOptions {
   additionalPrincipals: string[];
   dnsNames: string[];
   log: Logger;
+  /** Reaches the auth server through a byte stream instead of TCP (a node behind NAT: through the proxy). */
+  connect?: AuthClientOptions['connect'];
 }
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const unb64 = (s: string) => Buffer.from(s, 'base64').toString();
 
 /** Reads the cluster's TLS CA from an auth server without trusting it yet. */
-export async function fetchClusterCA(server: HostPort): Promise<string> {
-  const client = new AuthClient({ servers: [server] });
+export async function fetchClusterCA(server: HostPort, connect?: AuthClientOptions['connect']): Promise<string> {
+  const client = new AuthClient({ servers: [server], ...(connect ? { connect } : {}) });
   try {
     const res = await client.get<{ tls_ca: string }>('/v1/cacert');
     return unb64(res.tls_ca);
@@ -40,7 +42,7 @@ export async function fetchClusterCA(server: HostPort): Promise<string> {
 }
 
 async function registerWith(server: HostPort, opts: RegisterOptions, keys: { ssh: ReturnType<typeof generateKeyPair>; tls: string }): Promise<Identity> {
-  const ca = await fetchClusterCA(server);
+  const ca = await fetchClusterCA(server, opts.connect);
   if (opts.caPins.length) {
     if (!matchesPin(ca, opts.caPins)) {
       throw new AccessDeniedError(`the auth server at ${server.host}:${server.port} does not match the CA pin; refusing to send the join token`);
@@ -50,7 +52,7 @@ async function registerWith(server: HostPort, opts: RegisterOptions, keys: { ssh
       auth_server: `${server.host}:${server.port}`,
     });
   }
-  const client = new AuthClient({ servers: [server], ca: [ca] });
+  const client = new AuthClient({ servers: [server], ca: [ca], ...(opts.connect ? { connect: opts.connect } : {}) });
   try {
     const packed = await client.post<PackedKeys>('/v1/tokens/register', {
       hostID: opts.hostUUID,

@@ -148,6 +148,8 @@ export interface Server {
     addr: string;
     public_addr?: string;
     hostname: string;
+    /** A node behind NAT: reached only through its reverse tunnels to the proxies; `addr` is empty. */
+    use_tunnel?: boolean;
     cmd_labels?: Record<string, { command: string[]; period: number; result: string }>;
     version?: string;
     rotation?: unknown;
@@ -159,6 +161,11 @@ export function serverLabels(s: Server): Record<string, string> {
   const labels = { ...(s.metadata.labels ?? {}) };
   for (const [k, v] of Object.entries(s.spec.cmd_labels ?? {})) labels[k] = v.result;
   return labels;
+}
+
+/** A server's address as tctl and tsh list it: `⟵ Tunnel` for a node behind NAT (as Teleport shows it). */
+export function serverAddress(s: Server): string {
+  return s.spec.use_tunnel ? '⟵ Tunnel' : s.spec.addr;
 }
 
 /** `k1=v1,k2=v2`, sorted by key: how tctl and tsh print a server's labels. */
@@ -187,6 +194,7 @@ export const serverSchema = z
         addr: z.string().max(512),
         public_addr: z.string().max(512).optional(),
         hostname: z.string().max(255),
+        use_tunnel: z.boolean().optional(),
         cmd_labels: z
           .record(z.string(), z.object({ command: z.array(z.string()), period: z.number(), result: z.string() }).strict())
           .optional(),

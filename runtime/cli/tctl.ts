@@ -10,7 +10,7 @@ import { parseAllDocuments, stringify } from 'yaml';
 import { openBackend } from '../backend';
 import { AuthClient, HostPort } from '../auth/client';
 import { IdentityStore } from '../auth/identity';
-import { CertAuthority, parseResource, roleSchema, formatServerLabels, Server, tokenSchema, User, userSchema } from '../auth/resources';
+import { CertAuthority, parseResource, roleSchema, formatServerLabels, Server, serverAddress, tokenSchema, User, userSchema } from '../auth/resources';
 import { buildConfig, formatDuration, loadConfigFile, parseAddr, parseDuration, resolveConfigPath } from '../config';
 import { Ports } from '../contract/ports';
 import { procStoragePath } from '../service/datadir';
@@ -237,7 +237,7 @@ nodes
       const list = await ctx.client.get<Server[]>(`/v1/namespaces/${encodeURIComponent(o.namespace)}/nodes`);
       list.sort((a, b) => a.spec.hostname.localeCompare(b.spec.hostname));
       printFormatted(o.format, list, () =>
-        table(['Nodename', 'UUID', 'Address', 'Labels'], list.map((s) => [s.spec.hostname, s.metadata.name, s.spec.addr, formatServerLabels(s)])),
+        table(['Nodename', 'UUID', 'Address', 'Labels'], list.map((s) => [s.spec.hostname, s.metadata.name, serverAddress(s), formatServerLabels(s)])),
       );
     }),
   );

@@ -3,7 +3,7 @@
  * the auth server (through the proxy), optionally narrowed by labels, as a
  * table of name, address and labels (`-v` adds the node ID).
  */
-import { formatServerLabels, Server, serverLabels } from '../auth/resources';
+import { formatServerLabels, Server, serverAddress, serverLabels } from '../auth/resources';
 import { BadParameterError } from '../utils/errors';
 import { table } from '../utils/table';
 import { CurrentLogin, withCluster } from './cluster';
@@ -28,7 +28,7 @@ export function matchesSelector(node: Server, selector: Record<string, string>):
 export function formatNodes(nodes: Server[], verbose: boolean): string {
   const sorted = [...nodes].sort((a, b) => a.spec.hostname.localeCompare(b.spec.hostname) || a.metadata.name.localeCompare(b.metadata.name));
   const header = verbose ? ['Node Name', 'Node ID', 'Address', 'Labels'] : ['Node Name', 'Address', 'Labels'];
-  const rows = sorted.map((n) => (verbose ? [n.spec.hostname, n.metadata.name, n.spec.addr, formatServerLabels(n)] : [n.spec.hostname, n.spec.addr, formatServerLabels(n)]));
+  const rows = sorted.map((n) => (verbose ? [n.spec.hostname, n.metadata.name, serverAddress(n), formatServerLabels(n)] : [n.spec.hostname, serverAddress(n), formatServerLabels(n)]));
   return table(header, rows);
 }
 

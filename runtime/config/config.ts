@@ -143,6 +143,8 @@ export interface TeleportConfig {
     enabled: boolean;
     listenAddr: HostPort;
     tunnelListenAddr: HostPort;
+    /** Where agents outside reach the tunnel listener (`tunnel_public_addr`): the proxy's ping tells nodes behind NAT. */
+    tunnelPublicAddrs: HostPort[];
     webListenAddr: HostPort;
     publicAddrs: HostPort[];
     sshPublicAddrs: HostPort[];
@@ -547,6 +549,7 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
       listenAddr: listen(p.listen_addr, `0.0.0.0:${Ports.proxySsh}`, Ports.proxySsh),
       tunnelListenAddr: listen(p.tunnel_listen_addr, `0.0.0.0:${Ports.proxyTunnel}`, Ports.proxyTunnel),
       webListenAddr: listen(p.web_listen_addr, `0.0.0.0:${Ports.web}`, Ports.web),
+      tunnelPublicAddrs: addrs(p.tunnel_public_addr, Ports.proxyTunnel),
       publicAddrs: addrs(p.public_addr, Ports.web),
       sshPublicAddrs: addrs(p.ssh_public_addr, Ports.proxySsh),
       directDialCidrs: (p.direct_dial_cidrs ?? []).map(parseCidr),

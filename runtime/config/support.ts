@@ -129,16 +129,6 @@ export const KEY_SUPPORT: readonly KeySupport[] = [
   ...storageKeys(['poll_stream_period'], (f) => storageType(f) !== 'etcd', 'storage types dir and dynamodb (etcd pushes changes)'),
   ...storageKeys(['peers', 'tls_cert_file', 'tls_key_file', 'tls_ca_file', 'prefix', 'insecure'], (f) => storageType(f) === 'etcd', 'storage type etcd'),
   {
-    path: ['proxy_service', 'tunnel_listen_addr'],
-    action: 'warn',
-    message: 'has no effect: reverse tunnels are not supported yet, so nothing listens on it',
-  },
-  {
-    path: ['proxy_service', 'tunnel_public_addr'],
-    action: 'warn',
-    message: 'has no effect: reverse tunnels are not supported yet',
-  },
-  {
     path: ['proxy_service', 'kubernetes'],
     action: 'warn',
     when: setBeyondDisabled,

@@ -6,7 +6,7 @@ export const Ports = {
   node: 3022,
   /** Proxy SSH (clients connect here, `proxy` subsystem). */
   proxySsh: 3023,
-  /** Proxy reverse tunnels: not served yet (there is no tunnel server). */
+  /** Proxy reverse tunnels (nodes behind NAT dial in). */
   proxyTunnel: 3024,
   /** Auth API (HTTPS, mutual TLS). */
   auth: 3025,
@@ -26,12 +26,11 @@ export type ServingRole = 'auth' | 'proxy' | 'node';
  * runtime/service/listen.ts; test/lib/served-ports.test.ts holds the two together). A load
  * balancer listener, target group or security group rule may only lead to one of these: a port
  * nothing listens on fails its health checks, and with ELB health checks the group replaces every
- * instance forever. Not 3024 (no reverse tunnel server) nor 3026 (no Kubernetes proxy) until their
- * servers exist.
+ * instance forever. Not 3026 (no Kubernetes proxy) until its server exists.
  */
 export const SERVED_PORTS: Readonly<Record<ServingRole, readonly number[]>> = {
   auth: [Ports.auth],
-  proxy: [Ports.proxySsh, Ports.web],
+  proxy: [Ports.proxySsh, Ports.proxyTunnel, Ports.web],
   node: [Ports.node],
 };
 

@@ -2,10 +2,13 @@
  * The node's SSH server (port 3022): presents the host certificate, accepts
  * only user certificates from the cluster's user CA for a login among their
  * principals, enforces the certificate's permissions, and serves sessions
- * and port forwarding. A malformed connection is closed on its own.
+ * and port forwarding. A malformed connection is closed on its own. A node
+ * behind NAT does not listen: its connections come through a reverse tunnel
+ * (serveStream).
  */
 import { createPrivateKey } from 'node:crypto';
 import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Connection, Server } from 'ssh2';
 import { AccessDecision, accessFor, Permissions } from '../auth/access/decision';
 import { Certificate, certRoles, hostKeyWithCertificate, LoginNotInCertificateError, serverAlgorithms, type SshAlgorithms, verifyUserCertAuth } from '../sshcert';
@@ -105,6 +108,18 @@ export class NodeServer {
     const a = this.tcp.address() as net.AddressInfo;
     this.address = { host: this.opts.listen.host, port: a.port };
     return this.address;
+  }
+
+  /**
+   * Serves an SSH connection that came through a reverse tunnel (tunnel.ts)
+   * exactly as one accepted on the listener: the same connection and
+   * pre-authentication limits, authentication, authorization, recording and
+   * audit. `from` is the client's address, as the proxy saw it.
+   */
+  serveStream(stream: Duplex, from: { ip: string; port: number }): void {
+    const sock = Object.assign(stream, { remoteAddress: from.ip, remotePort: from.port, remoteFamily: net.isIP(from.ip) === 6 ? 'IPv6' : 'IPv4' }) as unknown as net.Socket;
+    sock.on('error', (err) => this.opts.log.debug('tunnelled connection error', { remote: from.ip, error: err.message }));
+    if (this.connections.admit(sock) && this.preAuth.admit(sock)) this.server.injectSocket(sock);
   }
 
   private onConnection(client: Connection, info: { ip: string; port: number }): void {
@@ -229,7 +244,7 @@ export class NodeServer {
   }
 
   async close(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => (this.tcp.listening ? this.tcp.close(() => resolve()) : resolve()));
     this.preAuth.destroyPending();
     for (const c of this.clients) c.end();
     await closed;

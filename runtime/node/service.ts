@@ -3,7 +3,9 @@
  * the cluster's user CA, users and roles (kept current from the auth service,
  * so a rotation or an edited role takes effect at the next connection),
  * labels and heartbeats, and the audit events and recordings it ships to
- * the auth service through local disk.
+ * the auth service through local disk. A node behind NAT (viaproxy.ts)
+ * listens nowhere: it reaches auth through the proxy and serves the
+ * connections that come through its reverse tunnel (tunnel.ts).
  */
 import * as os from 'node:os';
 import * as fs from 'node:fs';
@@ -31,8 +33,12 @@ import { AuditGate } from './auditgate';
 import { claimSpoolDir } from '../events/spooldir';
 import { PamSettings } from './pam';
 import { NodeServer } from './server';
+import { AgentPool } from './agentpool';
+import { authPipe, type ProxyRoute } from './viaproxy';
+import { fetchHostCAKeys } from '../auth/hostcas';
 
 export interface NodeService {
+  /** Where it listens; for a node behind NAT, the proxy's tunnel address it dials. */
   readonly address: { host: string; port: number };
   /** Waits until every audit event emitted so far has reached the auth service. */
   flushEvents(): Promise<void>;
@@ -47,7 +53,14 @@ export interface StartNodeOptions {
   hostUUID: string;
   /** From pamSettings(config.ssh.pam), checked before anything starts. */
   pam?: PamSettings;
+  /** The node is behind NAT (viaproxy.ts): it reaches auth through the proxy and is served through a reverse tunnel, listening nowhere. */
+  viaProxy?: ProxyRoute;
   log: Logger;
+}
+
+/** Readiness of a node behind NAT: its reverse tunnel is up. */
+function tunnelUp(agent: AgentPool, proxy: { host: string; port: number }): ReadinessCheck {
+  return { name: `node reverse tunnel to ${proxy.host}:${proxy.port}`, probe: async () => (agent.connected ? undefined : 'the tunnel is down') };
 }
 
 /** The address other hosts reach this node at. */
@@ -67,9 +80,11 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
   const log = limitRepeats(opts.log);
   const opened = new Closers();
   return opened.guard(async () => {
+    const { viaProxy } = opts;
     const client = new AuthClient({
       servers: config.authServers,
       credentials: { key: identity.tlsKey, cert: identity.tlsCert, ca: identity.tlsCACerts },
+      ...(viaProxy ? { connect: authPipe(viaProxy) } : {}),
     });
     opened.add(() => client.close());
     const cluster = await client.get<ClusterConfig>('/v1/configuration/cluster');
@@ -152,15 +167,37 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
       },
       log: log.child('ssh'),
     });
-    const address = await server.listen();
-    opened.add(() => server.close());
+    let address: { host: string; port: number };
+    let agent: AgentPool | undefined;
+    if (viaProxy) {
+      agent = new AgentPool({
+        agent: {
+          proxy: viaProxy.tunnel,
+          identity,
+          hostCAKeys: () => fetchHostCAKeys(client),
+          serve: (stream, from) => server.serveStream(stream, from),
+          log: log.child('tunnel'),
+        },
+        countProxies: async () => (await client.get<Server[]>('/v1/proxies')).length,
+        log: log.child('tunnel'),
+      });
+      const a = agent;
+      opened.add(() => server.close());
+      opened.add(() => a.stop());
+      a.start();
+      address = viaProxy.tunnel;
+    } else {
+      address = await server.listen();
+      opened.add(() => server.close());
+    }
 
     const record = (): Server => ({
       kind: 'node',
       version: 'v2',
       metadata: { name: opts.hostUUID, namespace: 'default', labels: config.ssh.labels },
       spec: {
-        addr: advertisedAddr(config, address.port),
+        addr: viaProxy ? '' : advertisedAddr(config, address.port),
+        ...(viaProxy ? { use_tunnel: true } : {}),
         hostname: config.nodeName,
         cmd_labels: labels.snapshot(),
         version: VERSION,
@@ -171,12 +208,14 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     const beating = heartbeat;
     opened.add(() => beating.stop());
     await heartbeat.start();
-    log.info('node service is listening', { addr: `${address.host}:${address.port}`, host_uuid: opts.hostUUID });
+    if (viaProxy) log.info('node service is serving through a reverse tunnel', { tunnel: `${address.host}:${address.port}`, host_uuid: opts.hostUUID });
+    else log.info('node service is listening', { addr: `${address.host}:${address.port}`, host_uuid: opts.hostUUID });
 
     const identityFile = nodeIdentityFile(config.dataDir);
     const readiness: ReadinessCheck[] = [
       { name: `node joined: host certificate in ${identityFile}`, probe: () => nodeJoined(identityFile) },
       beating.readiness('node heartbeat: the last announce reached the auth server'),
+      ...(agent ? [tunnelUp(agent, address)] : []),
     ];
     return { address, flushEvents: () => spool.flush(), readiness, close: () => opened.close() };
   });

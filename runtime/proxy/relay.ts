@@ -1,10 +1,12 @@
 /**
- * The byte pipe behind a `proxy` subsystem channel: dial the node, read its
+ * The byte pipe behind a `proxy` subsystem channel: dial the node (or open a
+ * channel through its reverse tunnel), read its
  * SSH version line, optionally tell a Teleport node the client's address
  * (the `Teleport-Proxy` hello, formats.md §4.2), then copy bytes both ways,
  * ending each direction on its own EOF.
  */
 import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { ServerChannel } from 'ssh2';
 import { ConnectionProblemError } from '../utils/errors';
 import { HostPort } from './resolve';
@@ -44,6 +46,19 @@ export function dial(addr: HostPort, timeoutMs: number): Promise<net.Socket> {
   });
 }
 
+/** A TCP connection to the first of `servers` that answers, tried in turn; the last failure when none does. */
+export async function dialFirst(servers: HostPort[], timeoutMs: number): Promise<{ sock: net.Socket; addr: HostPort }> {
+  let last: Error | undefined;
+  for (const addr of servers) {
+    try {
+      return { sock: await dial(addr, timeoutMs), addr };
+    } catch (err) {
+      last = err as Error;
+    }
+  }
+  throw last ?? new ConnectionProblemError('no address to dial');
+}
+
 export interface NodeGreeting {
   /** Every byte read so far, to be relayed to the client first. */
   head: Buffer;
@@ -52,7 +67,7 @@ export interface NodeGreeting {
 }
 
 /** Reads the node's first line (its SSH version, unless the server sends a banner first) and pauses the socket. */
-export function readGreeting(sock: net.Socket, where: string, timeoutMs: number): Promise<NodeGreeting> {
+export function readGreeting(sock: Duplex, where: string, timeoutMs: number): Promise<NodeGreeting> {
   return new Promise((resolve, reject) => {
     let buf = Buffer.alloc(0);
     const finish = (err: Error | undefined, res?: NodeGreeting) => {
@@ -90,7 +105,7 @@ export function failChannel(channel: ServerChannel, message: string): void {
  * The node's EOF flushes what it sent, then ends the channel with exit
  * status 0; the client's EOF ends the write side of the node connection.
  */
-export function relay(channel: ServerChannel, sock: net.Socket, head: Buffer, where: string, onClose: (err?: Error) => void): void {
+export function relay(channel: ServerChannel, sock: Duplex, head: Buffer, where: string, onClose: (err?: Error) => void): void {
   let flushed: Promise<void> = Promise.resolve();
   let sockError: Error | undefined;
   const toClient = (d: Buffer) => {

@@ -4,7 +4,8 @@
  * the port checked when one was given. One more form than Teleport: a name
  * `<nodename>.<cluster>` or `<uuid>.<cluster>` (principals of the node's host
  * certificate) means that node, so an ssh_config `Host *.<cluster>` block
- * works without DNS records. No match dials the host directly.
+ * works without DNS records. A node behind NAT (`use_tunnel`) has no address:
+ * only its UUID or name match it, on any port. No match dials the host directly.
  */
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
@@ -18,7 +19,8 @@ export interface HostPort {
   port: number;
 }
 
-export type Resolution = { kind: 'node'; node: Server; addr: HostPort } | { kind: 'direct'; addr: HostPort };
+/** `addr` is undefined for a node reached only through its reverse tunnel. */
+export type Resolution = { kind: 'node'; node: Server; addr?: HostPort } | { kind: 'direct'; addr: HostPort };
 
 export interface ResolveOptions {
   clusterName: string;
@@ -40,7 +42,7 @@ export function splitAddr(addr: string): HostPort | undefined {
 }
 
 function describe(n: Server): string {
-  return `${n.metadata.name} (${n.spec.hostname} at ${n.spec.addr})`;
+  return `${n.metadata.name} (${n.spec.hostname} at ${n.spec.use_tunnel ? 'a reverse tunnel' : n.spec.addr})`;
 }
 
 /** Picks the node `host`/`port` names, or says to dial it directly; throws NotFound/BadParameter. */
@@ -48,7 +50,9 @@ export function resolveTarget(target: HostPort, nodes: Server[], opts: ResolveOp
   const host = target.host.toLowerCase();
   const suffix = `.${opts.clusterName.toLowerCase()}`;
   const bare = host.endsWith(suffix) ? host.slice(0, -suffix.length) : undefined;
-  const parsed = nodes.map((node) => ({ node, addr: splitAddr(node.spec.addr) })).filter((n): n is { node: Server; addr: HostPort } => !!n.addr);
+  const parsed = nodes
+    .map((node) => ({ node, addr: node.spec.use_tunnel ? undefined : splitAddr(node.spec.addr) }))
+    .filter((n) => n.node.spec.use_tunnel || n.addr);
 
   const uuid = isUUID(host) ? host : bare !== undefined && isUUID(bare) ? bare : undefined;
   if (uuid) {
@@ -59,6 +63,7 @@ export function resolveTarget(target: HostPort, nodes: Server[], opts: ResolveOp
 
   const matches = parsed.filter(({ node, addr }) => {
     const name = node.spec.hostname.toLowerCase();
+    if (!addr) return host === name || bare === name;
     const named = host === name || bare === name || host === addr.host || opts.resolvedIPs.includes(addr.host);
     return named && (target.port === 0 || target.port === addr.port);
   });

@@ -1,9 +1,11 @@
 /**
  * Runs the proxy service: the SSH front door on 3023 (the `proxy`
- * subsystem) and the web listener on 3080, with the proxy's identity,
- * announcing itself to the cluster.
+ * subsystem), the reverse-tunnel listener on 3024 (nodes behind NAT) and
+ * the web listener on 3080, with the proxy's identity, announcing itself to
+ * the cluster.
  */
 import { isIP } from 'node:net';
+import { dialFirst } from './relay';
 import { AuthClient } from '../auth/client';
 import { Identity } from '../auth/identity';
 import { ClusterConfig } from '../auth/server';
@@ -17,9 +19,12 @@ import { limitRepeats } from '../utils/logrepeats';
 import { VERSION } from '../version';
 import { AcmeCertificates } from './acme';
 import { ProxySshService, startProxySshService } from './ssh';
+import { TunnelRegistry, TunnelServer } from './tunnel';
+import { fetchHostCAKeys } from '../auth/hostcas';
 import { PingResponse, startWebService, WebService } from './web';
 
 const CONFIG_REFRESH_MS = 30_000;
+const AUTH_DIAL_TIMEOUT_MS = 15_000;
 
 /** The client's address for the auth server, when the proxy knows it. */
 const clientAddrField = (addr: string) => (isIP(addr) ? { client_addr: addr } : {});
@@ -27,6 +32,8 @@ const clientAddrField = (addr: string) => (isIP(addr) ? { client_addr: addr } : 
 export interface ProxyService {
   readonly web: WebService;
   readonly ssh: ProxySshService;
+  /** The reverse-tunnel listener's address (`tunnel_listen_addr`). */
+  readonly tunnelAddress: { host: string; port: number };
   /** What `/readyz` checks: the auth server answers, and the SSH and web listeners accept connections. */
   readonly readiness: ReadinessCheck[];
   close(): Promise<void>;
@@ -51,8 +58,9 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
   const first = (a: { host: string; port: number }[]) => (a[0] ? formatAddr(a[0]) : '');
   // Kept fresh in the background so that ping (a load balancer's health check) answers without a round trip.
   let cluster: ClusterConfig;
+  let hostCAs: Buffer[];
   try {
-    cluster = await client.get<ClusterConfig>('/v1/configuration/cluster');
+    [cluster, hostCAs] = await Promise.all([client.get<ClusterConfig>('/v1/configuration/cluster'), fetchHostCAKeys(client)]);
   } catch (err) {
     client.close();
     throw err;
@@ -61,6 +69,10 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
     client.get<ClusterConfig>('/v1/configuration/cluster').then(
       (c) => (cluster = c),
       (err) => log.warn('cannot refresh the cluster configuration', { error: err }),
+    );
+    fetchHostCAKeys(client).then(
+      (keys) => (hostCAs = keys),
+      (err) => log.warn('cannot refresh the host CA keys', { error: err }),
     );
   }, CONFIG_REFRESH_MS);
   refresh.unref();
@@ -74,6 +86,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
           tunnel_listen_addr: formatAddr(p.tunnelListenAddr),
           public_addr: first(p.publicAddrs),
           ssh_public_addr: first(p.sshPublicAddrs),
+          ...(p.tunnelPublicAddrs.length ? { ssh_tunnel_public_addr: first(p.tunnelPublicAddrs) } : {}),
         },
       },
       server_version: VERSION,
@@ -83,8 +96,24 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
   let web: WebService | undefined;
   let ssh: ProxySshService | undefined;
   let heartbeat: Heartbeat | undefined;
+  let tunnel: TunnelServer | undefined;
+  const tunnels = new TunnelRegistry();
   try {
+    tunnel = new TunnelServer({
+      listen: p.tunnelListenAddr,
+      identity,
+      algorithms: sshAlgorithmsOf(config),
+      clusterName: identity.clusterName,
+      hostCAKeys: () => hostCAs,
+      registry: tunnels,
+      preAuth: p.preAuth,
+      maxConnections: config.connectionLimits.maxConnections,
+      log: log.child('tunnel'),
+    });
+    const tunnelAddr = await tunnel.listen();
+    log.info('reverse tunnel service is listening', { addr: formatAddr(tunnelAddr) });
     ssh = await startProxySshService({
+      tunnels,
       listen: p.listenAddr,
       identity,
       algorithms: sshAlgorithmsOf(config),
@@ -135,6 +164,8 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
           await client.post('/v1/websessions/delete', { token, ...clientAddrField(clientAddr) });
         },
       },
+      connectAuth: async () => (await dialFirst(config.authServers, AUTH_DIAL_TIMEOUT_MS)).sock,
+      maxAuthPipes: config.connectionLimits.maxConnections,
       log: log.child('web'),
     });
     const sshAddr = ssh.address;
@@ -160,11 +191,13 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
     clearInterval(refresh);
     await web?.close();
     await ssh?.close();
+    await tunnel?.close();
     client.close();
     throw err;
   }
   const w = web;
   const s = ssh;
+  const t = tunnel;
   const listening = (what: string, addr: { host: string; port: number }): ReadinessCheck => {
     const at = dialableAddr(addr);
     return { name: `proxy ${what}: TCP ${formatAddr(at)}`, probe: () => tcpAccepts(at.host, at.port, READINESS_PROBE_MS) };
@@ -176,16 +209,19 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
     },
     listening('SSH', s.address),
     listening('web', w.address),
+    listening('reverse tunnel', t.address!),
   ];
   return {
     web: w,
     ssh: s,
+    tunnelAddress: t.address!,
     readiness,
     close: async () => {
       clearInterval(refresh);
       heartbeat?.stop();
       await w.close();
       await s.close();
+      await t.close();
       client.close();
     },
   };

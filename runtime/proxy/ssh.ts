@@ -25,7 +25,7 @@ import { listen } from '../service/listen';
 import { CERT_EXPIRED, whenCertExpires } from '../service/certexpiry';
 import { ConnectionLimit } from '../service/connlimit';
 import { PreAuthGate, type PreAuthLimits } from '../service/preauth';
-import { dial, failChannel, proxyHello, readGreeting, relay, TELEPORT_VERSION_PREFIX } from './relay';
+import { dial, dialFirst, failChannel, proxyHello, readGreeting, relay, TELEPORT_VERSION_PREFIX } from './relay';
 import { proxySessionsActive, proxySessionsStarted } from '../service/metrics';
 import type { Cidr } from '../config/address';
 import { Defaults } from '../config';
@@ -34,6 +34,8 @@ import { DirectDialPolicy } from './direct';
 import { HostPort, lookupIPs, NodeCache, resolveTarget } from './resolve';
 import { joinHostPort, parseProxySubsystem, PROXY_SUBSYSTEM_PREFIX } from './target';
 import { UserLimit } from '../utils/userlimit';
+import type { Duplex } from 'node:stream';
+import type { TunnelRegistry } from './tunnel';
 
 export const PROXY_SSH_IDENT = 'Teleport';
 
@@ -81,6 +83,8 @@ export interface ProxySshServiceOptions {
   readonly preAuth?: PreAuthLimits;
   /** Time to connect to a node and read its version line. @default 15000 */
   readonly dialTimeoutMs?: number;
+  /** Nodes' reverse tunnels: a node with a live tunnel is reached through it, else dialled. @default none */
+  readonly tunnels?: TunnelRegistry;
 }
 
 export interface ProxySshService {
@@ -284,12 +288,16 @@ class ProxySshServer {
     const node = res.kind === 'node' ? { name: res.node.spec.hostname, labels: serverLabels(res.node) } : { name: target.host, labels: {} };
     const decision: AccessDecision = this.access.check({ user: ctx.cert.keyId, certRoles: certRoles(ctx.cert.extensions), login: ctx.login, node });
     if (!decision.allowed) throw this.refuse(ctx, request, decision.reason);
-    const where = joinHostPort(res.addr.host, res.addr.port);
+    const viaTunnel = res.kind === 'node' && (!res.addr || !!opts.tunnels?.has(res.node.metadata.name));
+    const where = viaTunnel ? `reverse tunnel of ${res.node.metadata.name}` : joinHostPort(res.addr!.host, res.addr!.port);
     let closed = false;
     channel.once('close', () => (closed = true));
-    let sock: net.Socket;
+    let sock: Duplex;
     try {
-      sock = await dial(res.addr, this.dialTimeoutMs);
+      if (res.kind === 'node' && viaTunnel) {
+        if (!opts.tunnels?.has(res.node.metadata.name)) throw new ConnectionProblemError('it is reached only through a reverse tunnel, and none is connected to this proxy');
+        sock = await opts.tunnels.dial(res.node.metadata.name, ctx.remote);
+      } else sock = await dial(res.addr!, this.dialTimeoutMs);
     } catch (err) {
       if (res.kind === 'node') throw new ConnectionProblemError(`node ${res.node.spec.hostname} (${res.node.metadata.name}): ${(err as Error).message}`);
       throw new ConnectionProblemError(`host "${target.host}" is not a node of cluster ${opts.clusterName}, and ${(err as Error).message}`);
@@ -297,10 +305,10 @@ class ProxySshServer {
     if (closed) return void sock.destroy();
     const greeting = await readGreeting(sock, where, this.dialTimeoutMs);
     if (closed) return void sock.destroy();
-    if (opts.sendClientAddr && greeting.versionLine?.startsWith(TELEPORT_VERSION_PREFIX)) {
+    if (opts.sendClientAddr && !viaTunnel && greeting.versionLine?.startsWith(TELEPORT_VERSION_PREFIX)) {
       sock.write(proxyHello(joinHostPort(ctx.remote.host, ctx.remote.port)));
     }
-    const fields = { user: ctx.cert.keyId, login: ctx.login, remote: ctx.remote.host, target: request, addr: where, ...(res.kind === 'node' ? { node: res.node.metadata.name } : { direct: true }) };
+    const fields = { user: ctx.cert.keyId, login: ctx.login, remote: ctx.remote.host, target: request, addr: where, ...(res.kind === 'node' ? { node: res.node.metadata.name } : { direct: true }), ...(viaTunnel ? { tunnel: true } : {}) };
     opts.log.info('proxying to node', fields);
     proxySessionsStarted.inc();
     proxySessionsActive.inc();
@@ -319,23 +327,17 @@ class ProxySshServer {
     const { opts } = this;
     let closed = false;
     channel.once('close', () => (closed = true));
-    let last: Error | undefined;
-    for (const addr of opts.authServers) {
-      let sock: net.Socket;
-      try {
-        sock = await dial(addr, this.dialTimeoutMs);
-      } catch (err) {
-        last = err as Error;
-        continue;
-      }
-      if (closed) return void sock.destroy();
-      const where = joinHostPort(addr.host, addr.port);
-      const fields = { user: ctx.cert.keyId, login: ctx.login, remote: ctx.remote.host, target: request, addr: where };
-      opts.log.debug('proxying to the auth server', fields);
-      relay(channel, sock, Buffer.alloc(0), where, (err) => opts.log.debug('auth connection closed', { ...fields, ...(err ? { error: err.message } : {}) }));
-      return;
+    let dialled: { sock: net.Socket; addr: HostPort };
+    try {
+      dialled = await dialFirst(opts.authServers, this.dialTimeoutMs);
+    } catch (err) {
+      throw new ConnectionProblemError(`cannot reach the auth server of cluster ${opts.clusterName}: ${(err as Error).message}`);
     }
-    throw new ConnectionProblemError(`cannot reach the auth server of cluster ${opts.clusterName}: ${last?.message ?? 'no auth server configured'}`);
+    if (closed) return void dialled.sock.destroy();
+    const where = joinHostPort(dialled.addr.host, dialled.addr.port);
+    const fields = { user: ctx.cert.keyId, login: ctx.login, remote: ctx.remote.host, target: request, addr: where };
+    opts.log.debug('proxying to the auth server', fields);
+    relay(channel, dialled.sock, Buffer.alloc(0), where, (err) => opts.log.debug('auth connection closed', { ...fields, ...(err ? { error: err.message } : {}) }));
   }
 
   private async listNodes(namespace: string): Promise<ServerRecord[]> {

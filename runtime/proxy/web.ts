@@ -11,6 +11,7 @@
  *   DELETE /webapi/sessions/current       logout (bearer; also DELETE /webapi/sessions, as Teleport has it)
  *   GET    /webapi/sites                  the cluster this proxy serves (bearer)
  *   GET    /webapi/sites/:site/nodes      the nodes the user may see, with the logins they may use (bearer; also under /namespaces/default)
+ *   GET    /webapi/auth/connect           Upgrade: teleport-auth, a byte pipe to the auth API for nodes behind NAT (authpipe.ts)
  * and the browser UI's pages and files from runtime/proxy/webui (see pages.ts).
  * Bodies are JSON of at most 64 KiB, validated by one schema each; a bad one gets a 4xx.
  * Requests that change something must not come from another site and POSTs
@@ -26,7 +27,7 @@ import * as path from 'node:path';
 import { toString as qrCodeText } from 'qrcode';
 import { z } from 'zod';
 import { decodePathPart, readJsonBody, requestUrl, sendError, sendJson } from '../auth/http';
-import { serverLabels } from '../auth/resources';
+import { serverAddress, serverLabels } from '../auth/resources';
 import type { UserNode } from '../auth/server';
 import type { Cidr } from '../config';
 import { selfSignedServerCert } from '../tlsca';
@@ -37,6 +38,8 @@ import { listen } from '../service/listen';
 import { HTTP_LIMITS, limitBeforeRequest } from '../service/httplimits';
 import { ACME_TLS_ALPN, AcmeCertificates, type PemPair } from './acme';
 import { readClientHello } from './clienthello';
+import type { Duplex } from 'node:stream';
+import { serveAuthPipe } from './authpipe';
 import { ClientAddress } from './clientaddr';
 import { checkNotCrossSite, UnsupportedMediaTypeError } from './crossorigin';
 import { loadKeyPairs, ServedKeyPairs } from './keypairs';
@@ -46,7 +49,7 @@ export interface PingResponse {
   /** Ours (Teleport 4.x has none): the pages show it; the auth service's ping and the proxy's host certificate name it to anyone already. */
   cluster_name: string;
   auth: { type: string; second_factor: string };
-  proxy: { ssh: { listen_addr: string; tunnel_listen_addr: string; public_addr: string; ssh_public_addr: string } };
+  proxy: { ssh: { listen_addr: string; tunnel_listen_addr: string; public_addr: string; ssh_public_addr: string; ssh_tunnel_public_addr?: string } };
   server_version: string;
   min_client_version: string;
 }
@@ -146,7 +149,7 @@ function webNode({ server: s, logins }: UserNode, site: string): WebNode {
     id: s.metadata.name,
     siteId: site,
     hostname: s.spec.hostname,
-    addr: s.spec.addr,
+    addr: serverAddress(s),
     tags: Object.keys(labels)
       .sort()
       .map((name) => ({ name, value: labels[name] })),
@@ -194,6 +197,10 @@ export interface WebServiceOptions {
   /** DNS names and IPs for the self-signed certificate. */
   hostNames: string[];
   api: WebApi;
+  /** Opens a TCP connection to an auth server, for the auth pipe of nodes behind NAT (authpipe.ts); without it the pipe is refused. */
+  connectAuth?: () => Promise<import('node:net').Socket>;
+  /** Auth pipes open at once. @default 15000 */
+  maxAuthPipes?: number;
   log: Logger;
 }
 
@@ -312,6 +319,12 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
     installCertificate = (next) => httpsServer.setSecureContext({ ...next, ...policy });
   }
   limitBeforeRequest(server, !opts.insecureNoTls);
+  const pipes = new Set<Duplex>();
+  const connectAuth = opts.connectAuth;
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (connectAuth) serveAuthPipe(req, socket, head, { connectAuth, open: pipes, maxPipes: opts.maxAuthPipes ?? 15_000, log });
+    else socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+  });
   try {
     await listen(listener, opts.listen, 'proxyWeb');
   } catch (err) {
@@ -333,6 +346,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
       const done = Promise.all([closed(server), ...(listener !== server ? [closed(listener)] : [])]);
       server.closeAllConnections();
       endFrontConnections();
+      for (const p of pipes) p.destroy();
       await done;
     },
   };

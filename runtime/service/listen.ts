@@ -16,6 +16,7 @@ export const LISTENERS = {
   node: { service: 'the node service (SSH)', key: 'ssh_service.listen_addr' },
   proxySsh: { service: "the proxy's SSH service", key: 'proxy_service.listen_addr' },
   proxyWeb: { service: "the proxy's web service", key: 'proxy_service.web_listen_addr' },
+  proxyTunnel: { service: "the proxy's reverse tunnel service", key: 'proxy_service.tunnel_listen_addr' },
   diag: { service: 'the diagnostics endpoint', key: 'teleport.diag_addr' },
 } as const;
 export type ListenerName = keyof typeof LISTENERS;
@@ -67,7 +68,7 @@ export function plannedListeners(config: TeleportConfig): { name: ListenerName; 
   const all: { name: ListenerName; addr: HostPort }[] = [];
   if (config.auth.enabled) all.push({ name: 'auth', addr: config.auth.listenAddr });
   if (config.ssh.enabled) all.push({ name: 'node', addr: config.ssh.listenAddr });
-  if (config.proxy.enabled) all.push({ name: 'proxySsh', addr: config.proxy.listenAddr }, { name: 'proxyWeb', addr: config.proxy.webListenAddr });
+  if (config.proxy.enabled) all.push({ name: 'proxySsh', addr: config.proxy.listenAddr }, { name: 'proxyWeb', addr: config.proxy.webListenAddr }, { name: 'proxyTunnel', addr: config.proxy.tunnelListenAddr });
   // Checked with the others, so that the diagnostics endpoint never shares a service's port.
   if (config.diagAddr) all.push({ name: 'diag', addr: config.diagAddr });
   return all.filter((l) => l.addr.port !== 0);

@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import { openBackend } from '../backend';
-import { TeleportConfig } from '../config';
+import { formatAddr, TeleportConfig } from '../config';
 import { Identity, IdentityStore } from '../auth/identity';
 import { register } from '../auth/register';
 import { AuthService, startAuthService } from '../auth/service';
@@ -19,6 +19,7 @@ import { Logger, logger } from '../utils/logger';
 import { prepareDataDir, procStoragePath } from './datadir';
 import { startDiagServer } from './diag';
 import { notJoinedMessage, preflight } from './preflight';
+import { authPipe, discoverProxy, type ProxyRoute } from '../node/viaproxy';
 
 export interface TeleportProcess {
   readonly hostUUID: string;
@@ -52,10 +53,11 @@ async function hostIdentity(
   uuid: string,
   auth: AuthService | undefined,
   log: Logger,
+  viaProxy?: ProxyRoute,
 ): Promise<Identity> {
   const service = role === 'Node' ? config.ssh : config.proxy;
   const listen = service.listenAddr.host;
-  const publicHosts = role === 'Node' ? config.ssh.publicAddrs : [...config.proxy.publicAddrs, ...config.proxy.sshPublicAddrs];
+  const publicHosts = role === 'Node' ? config.ssh.publicAddrs : [...config.proxy.publicAddrs, ...config.proxy.sshPublicAddrs, ...config.proxy.tunnelPublicAddrs];
   const principals = [...new Set([config.advertiseIp, ...publicHosts.map((a) => a.host)].filter((p): p is string => !!p))];
   const dnsNames = role === 'Proxy' ? principals : [];
   const extra = role === 'Proxy' ? PROXY_LOOPBACK_PRINCIPALS : [];
@@ -76,6 +78,7 @@ async function hostIdentity(
   }
   const id = await register({
     servers: config.authServers,
+    ...(viaProxy ? { connect: authPipe(viaProxy) } : {}),
     token: config.authToken,
     caPins: config.caPins,
     role,
@@ -120,9 +123,12 @@ export async function startProcess(config: TeleportConfig): Promise<TeleportProc
       config = { ...config, authServers: [{ host: unspecified(addr.host) ? '127.0.0.1' : addr.host, port: addr.port }] };
     }
     if (config.ssh.enabled) {
-      const identity = await hostIdentity('Node', config, store, uuid, auth, logger('node'));
+      // A node alone whose auth_servers name a proxy's web port is behind NAT: everything goes through the proxy.
+      const viaProxy = !config.auth.enabled && !config.proxy.enabled ? await discoverProxy(config.authServers) : undefined;
+      if (viaProxy) logger('node').info('auth_servers names a proxy: joining and serving through it, with no inbound port', { proxy: formatAddr(viaProxy.web), tunnel: formatAddr(viaProxy.tunnel) });
+      const identity = await hostIdentity('Node', config, store, uuid, auth, logger('node'), viaProxy);
       clusterName ??= identity.clusterName;
-      const n = await startNodeService({ config, identity, hostUUID: uuid, ...(pam ? { pam } : {}), log: logger('node') });
+      const n = await startNodeService({ config, identity, hostUUID: uuid, ...(pam ? { pam } : {}), ...(viaProxy ? { viaProxy } : {}), log: logger('node') });
       node = n;
       opened.add(() => n.close());
     }

@@ -26,6 +26,7 @@ import {
 } from 'ssh2';
 import { AccessDeniedError, BadParameterError } from '../utils/errors';
 import { DEFAULT_SSH_ALGORITHMS, MLKEM768X25519_SHA256, SSH_COMPRESSION, type SshAlgorithms } from './algorithms';
+import { EXT_TELEPORT_AUTHORITY, EXT_TELEPORT_ROLE } from './issue';
 import { type Certificate, CERT_SUFFIX, isCertificateType, parseCertificate, verifyCertificate } from './cert';
 import { blobType, formatAuthorizedKey, publicKeyBlob, signatureAlgorithm, sshKeyType, sshSign, sshVerify } from './keys';
 import { clientExchange, serverExchange } from './mlkem768x25519';
@@ -172,7 +173,47 @@ function denied(err: unknown, prefix: string): AccessDeniedError {
  * over the session data. Returns the certificate; throws AccessDeniedError.
  */
 export function verifyUserCertAuth(ctx: AuthContext, opts: UserCertAuthOptions): Certificate {
-  const who = `user "${ctx.username}"`;
+  const cert = verifyCertAuth(ctx, `user "${ctx.username}"`, 'user', opts);
+  if (!cert.principals.includes(ctx.username)) {
+    throw new LoginNotInCertificateError(ctx.username, cert.keyId);
+  }
+  return cert;
+}
+
+export interface HostCertAuthOptions {
+  /** Host CA public key blobs to trust. */
+  trustedCAs: Buffer[];
+  /** The `x-teleport-role` the certificate must carry (e.g. `Node`). */
+  role: string;
+  /** The `x-teleport-authority` it must carry: the cluster that issued it. */
+  clusterName: string;
+  now?: Date;
+}
+
+/**
+ * A host logging in with its host certificate (a reverse-tunnel agent): the
+ * same checks as verifyUserCertAuth for a host certificate, which must list
+ * `ctx.username` as a principal, carry the given Teleport role and name the
+ * cluster as its authority. Returns the certificate; throws AccessDeniedError.
+ */
+export function verifyHostCertAuth(ctx: AuthContext, opts: HostCertAuthOptions): Certificate {
+  const who = `host "${ctx.username}"`;
+  const cert = verifyCertAuth(ctx, who, 'host', opts);
+  if (!cert.principals.includes(ctx.username)) {
+    throw new AccessDeniedError(`${who}: not a principal of certificate "${cert.keyId}" (principals: ${cert.principals.join(', ') || 'none'})`);
+  }
+  checkTeleportRole(cert, opts.role, opts.clusterName);
+  return cert;
+}
+
+function checkTeleportRole(cert: Certificate, role: string, clusterName: string): void {
+  const has = cert.extensions[EXT_TELEPORT_ROLE];
+  if (has !== role) throw new AccessDeniedError(`certificate "${cert.keyId}" is for role "${has ?? 'none'}", expected "${role}"`);
+  const authority = cert.extensions[EXT_TELEPORT_AUTHORITY];
+  if (authority !== clusterName) throw new AccessDeniedError(`certificate "${cert.keyId}" was issued by cluster "${authority ?? 'none'}", expected "${clusterName}"`);
+}
+
+function verifyCertAuth(ctx: AuthContext, who: string, certType: 'user' | 'host', opts: { trustedCAs: Buffer[]; now?: Date; allowedCriticalOptions?: string[] }): Certificate {
   if (ctx.method !== 'publickey') {
     throw new AccessDeniedError(`${who}: authentication method "${ctx.method}" is not allowed, only certificates`);
   }
@@ -183,7 +224,7 @@ export function verifyUserCertAuth(ctx: AuthContext, opts: UserCertAuthOptions):
     throw denied(err, `${who}: malformed public key`);
   }
   if (!isCertificateType(keyType)) {
-    throw new AccessDeniedError(`${who}: plain key (${keyType}) offered; only user certificates are accepted`);
+    throw new AccessDeniedError(`${who}: plain key (${keyType}) offered; only ${certType} certificates are accepted`);
   }
   const algo = ctx.key.algo;
   const algoMatches =
@@ -200,7 +241,7 @@ export function verifyUserCertAuth(ctx: AuthContext, opts: UserCertAuthOptions):
   }
   verifyCertificate(cert, {
     trustedCAs: opts.trustedCAs,
-    certType: 'user',
+    certType,
     now: opts.now,
     allowedCriticalOptions: opts.allowedCriticalOptions,
   });
@@ -215,9 +256,6 @@ export function verifyUserCertAuth(ctx: AuthContext, opts: UserCertAuthOptions):
     if (!ctx.blob || !sshVerify(cert.publicKey, ctx.blob, ctx.signature)) {
       throw new AccessDeniedError(`${who}: signature by the key of certificate "${cert.keyId}" is invalid`);
     }
-  }
-  if (!cert.principals.includes(ctx.username)) {
-    throw new LoginNotInCertificateError(ctx.username, cert.keyId);
   }
   return cert;
 }
@@ -283,12 +321,14 @@ class CertificateAgent extends BaseAgent<ParsedKey> {
 
 /**
  * An agent for `new Client().connect({ agent })` that logs in with the user
- * certificate (ssh2 offers `*-cert-v01@openssh.com` and signs with the key).
+ * certificate (ssh2 offers `*-cert-v01@openssh.com` and signs with the key);
+ * with `certType` 'host', a host logging in with its host certificate (a
+ * reverse-tunnel agent).
  */
-export function clientCertIdentity(privateKey: KeyObject, certLine: string | Buffer): BaseAgent<ParsedKey> {
+export function clientCertIdentity(privateKey: KeyObject, certLine: string | Buffer, certType: 'user' | 'host' = 'user'): BaseAgent<ParsedKey> {
   const cert = certificateFor(privateKey, certLine, 'client identity');
-  if (cert.certType !== 'user') {
-    throw new BadParameterError(`client identity: certificate "${cert.keyId}" is a ${cert.certType} certificate, not a user certificate`);
+  if (cert.certType !== certType) {
+    throw new BadParameterError(`client identity: certificate "${cert.keyId}" is a ${cert.certType} certificate, not a ${certType} certificate`);
   }
   const plainPublic = ssh2Key(formatAuthorizedKey(publicKeyBlob(privateKey)), 'client identity');
   return new CertificateAgent(privateKey, withCertificate(plainPublic, cert));
@@ -304,6 +344,8 @@ export interface HostCertVerifierOptions {
   now?: Date;
   /** Told why a host key was refused. */
   onDenied?: (err: AccessDeniedError) => void;
+  /** The `x-teleport-role` (and cluster, `x-teleport-authority`) the host certificate must carry, e.g. a proxy's. */
+  teleportRole?: { role: string; clusterName: string };
 }
 
 /**
@@ -329,10 +371,12 @@ function checkHostKey(key: Buffer, opts: HostCertVerifierOptions): void {
     if ((opts.knownHostKeys ?? []).some((k) => k.equals(key))) return;
     throw new AccessDeniedError(`host "${opts.hostname}" presented a plain ${type} key that is not known`);
   }
-  verifyCertificate(parseCertificate(key), {
+  const cert = parseCertificate(key);
+  verifyCertificate(cert, {
     trustedCAs: opts.trustedCAs,
     certType: 'host',
     principal: opts.hostname,
     now: opts.now,
   });
+  if (opts.teleportRole) checkTeleportRole(cert, opts.teleportRole.role, opts.teleportRole.clusterName);
 }

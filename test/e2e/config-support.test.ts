@@ -110,6 +110,7 @@ describe('teleport start: unsupported settings', () => {
       `      cert_file: ${files['main-cert']}`,
       `    - key_file: ${files['apps-key']}`,
       `      cert_file: ${files['apps-cert']}`,
+      `  tunnel_listen_addr: 127.0.0.1:${await freePort()}`,
     ];
     fs.writeFileSync(config, lines.join('\n') + '\n');
     // WHEN auth and proxy start with it and --insecure
@@ -127,7 +128,6 @@ describe('teleport start: unsupported settings', () => {
       expect(warnings).toEqual([
         `${config}:5:3: teleport.ca_signature_algo: has no effect: the SSH CAs sign with the algorithm of their key type (auth_service.ca_key_type; RSA signs with rsa-sha2-512)`,
         `${config}:8:3: auth_service.license_file: has no effect: there are no licensed features (it is for Teleport Enterprise)`,
-        `${config}:12:3: proxy_service.tunnel_public_addr: has no effect: reverse tunnels are not supported yet`,
         expect.stringMatching(/^--insecure: has no effect: /),
       ]);
       // AND nothing is logged to stderr

@@ -292,6 +292,7 @@ describe('/readyz of a proxy follows its auth server', () => {
       `proxy auth server: GET /v1/ping on ${auth.addr}`,
       expect.stringMatching(/^proxy SSH: TCP 127\.0\.0\.1:\d+$/),
       expect.stringMatching(/^proxy web: TCP 127\.0\.0\.1:\d+$/),
+      expect.stringMatching(/^proxy reverse tunnel: TCP 127\.0\.0\.1:\d+$/),
     ]);
 
     // WHEN the auth server stops

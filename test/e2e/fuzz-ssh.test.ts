@@ -1,6 +1,6 @@
 /**
- * Fuzzing the SSH listeners, kept as tests: the node (3022) and the proxy
- * (3023), before authentication (noise, mutated version lines and packets)
+ * Fuzzing the SSH listeners, kept as tests: the node (3022), the proxy
+ * (3023) and its reverse-tunnel listener (3024, before authentication only), before authentication (noise, mutated version lines and packets)
  * and after a real login with a user certificate (malformed channel and
  * global requests, absurd pty sizes, env floods, binary and huge commands,
  * subsystem names, window changes, out-of-order channel messages; on the
@@ -331,6 +331,26 @@ describe('SSH listeners under fuzzing', () => {
       bystander.end();
     }
     await stillServingWithin(before, which === 'proxy');
+  }, 120_000);
+
+  it(`GIVEN ${PRE_AUTH_INPUTS} malformed pre-authentication inputs to the proxy's reverse-tunnel listener THEN each closes its connection and it still greets`, async () => {
+    const port = cluster.proxyPorts!.tunnel;
+    const before = await settledMemory(cluster.daemon!);
+    // WHEN noise, mutated version lines and mutated packets arrive, 64 connections at a time
+    const r = await runFuzz({ name: 'tunnel pre-auth', seed: SEED, count: PRE_AUTH_INPUTS, concurrency: 64, timeoutMs: 15_000, input: (rng) => sshPreAuthInput(rng), send: (data, signal) => hitRaw(port, data, signal) });
+    // THEN the server closed every one of them, and a new connection is greeted with its version line
+    expect(r.failures).toEqual([]);
+    expect(r.ran).toBe(PRE_AUTH_INPUTS);
+    const greeting = await new Promise<string>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.once('data', (d: Buffer) => {
+        resolve(d.toString('latin1'));
+        s.destroy();
+      });
+      s.on('error', (err) => resolve(err.message));
+    });
+    expect(greeting).toMatch(/^SSH-2\.0-Teleport\r\n/);
+    await stillServingWithin(before, true);
   }, 120_000);
 
   it(`GIVEN alice logged in to the node WHEN ${NODE_POST_AUTH_INPUTS} malformed channel and global requests arrive THEN each ends its channel or connection and OpenSSH still logs in`, async () => {

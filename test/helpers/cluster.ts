@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AuthClient } from '../../runtime/auth/client';
 import { Identity, IdentityStore } from '../../runtime/auth/identity';
-import { createPrivateKey } from 'node:crypto';
+import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { openBackend } from '../../runtime/backend';
 import { Keys } from '../../runtime/contract/keys';
 import { encodeOpenSSHPrivateKey, formatAuthorizedKey, generateKeyPair, publicKeyBlob, signUserCert } from '../../runtime/sshcert';
@@ -209,6 +209,8 @@ export interface TestNodeOptions {
   extraArgs?: string[];
   /** More YAML lines for `ssh_service`. */
   sshExtra?: string[];
+  /** `--auth-server`: the auth server's address by default; a proxy's web address puts the node behind NAT. */
+  authServer?: string;
 }
 
 /** A node in its own process and data dir that joins `auth` with a token. */
@@ -226,7 +228,7 @@ export class TestNode {
     const dir = tempDir('node-');
     const port = await freePort();
     const args = [
-      cliPath('teleport'), 'start', '--roles=node', `--data-dir=${path.join(dir, 'data')}`, `--auth-server=${auth.addr}`,
+      cliPath('teleport'), 'start', '--roles=node', `--data-dir=${path.join(dir, 'data')}`, `--auth-server=${o.authServer ?? auth.addr}`,
       `--token=${o.token}`, `--nodename=${o.nodeName ?? 'node-1'}`, '--listen-ip=127.0.0.1',
       ...(o.caPin ? [`--ca-pin=${o.caPin}`] : []), ...(o.labels ? [`--labels=${o.labels}`] : []), ...(o.extraArgs ?? []),
     ];
@@ -246,12 +248,23 @@ export class TestNode {
   }
 
   async ready(): Promise<void> {
-    await this.daemon!.waitForOutput(/node service is listening/);
+    await this.daemon!.waitForOutput(/node service is (listening|serving through a reverse tunnel)/);
   }
 
   async cleanup(): Promise<void> {
     await this.daemon?.stop('SIGKILL');
     fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** The private key of the cluster's real `type` CA, read straight from the auth server's storage: to sign what tctl would never issue. */
+export async function clusterCAKey(auth: TestAuth, type: 'user' | 'host', cluster = 'example.com'): Promise<KeyObject> {
+  const storage = await openBackend({ type: 'sqlite', path: path.join(auth.dataDir, 'backend', 'sqlite.db') });
+  try {
+    const ca = JSON.parse((await storage.get(Keys.certAuthority(type, cluster))).value.toString());
+    return createPrivateKey(Buffer.from(ca.spec.signing_keys[0], 'base64').toString());
+  } finally {
+    await storage.close();
   }
 }
 
@@ -269,12 +282,9 @@ export function writeExpiredUserCert(auth: TestAuth, dir: string, name: string, 
  * shorter than tctl issues.
  */
 export async function writeUserCert(auth: TestAuth, dir: string, name: string, user: string, logins: string[], expires: Date, cluster = 'example.com'): Promise<string> {
-  const storage = await openBackend({ type: 'sqlite', path: path.join(auth.dataDir, 'backend', 'sqlite.db') });
-  const ca = JSON.parse((await storage.get(Keys.certAuthority('user', cluster))).value.toString());
-  await storage.close();
   const pair = generateKeyPair('ed25519');
   const blob = signUserCert({
-    caPrivateKey: createPrivateKey(Buffer.from(ca.spec.signing_keys[0], 'base64').toString()),
+    caPrivateKey: await clusterCAKey(auth, 'user', cluster),
     publicKey: publicKeyBlob(pair.publicKey),
     username: user,
     logins,

@@ -71,13 +71,13 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
     expect(authListeners.map((l) => [l.Properties.Port, l.Properties.Protocol])).toEqual([[3025, 'TCP']]);
   });
 
-  test('the proxy NLB is internet-facing with 3023 and 443 -> 3080 only (no 3024: nothing serves reverse tunnels yet)', () => {
+  test('the proxy NLB is internet-facing with 3023, 3024 and 443 -> 3080 only', () => {
     const lb = one(t, 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'ProxyNlb');
     expect(lb.Properties).toMatchObject({ Scheme: 'internet-facing', Type: 'network', Name: 'acme-proxy' });
     const listeners = (Object.values(t.findResources('AWS::ElasticLoadBalancingV2::Listener')) as Res[])
       .filter((l) => l.Properties.LoadBalancerArn.Ref.startsWith('ProxyNlb'))
       .map((l) => [l.Properties.Port, l.Properties.Protocol]);
-    expect(listeners.sort()).toEqual([[3023, 'TCP'], [443, 'TCP']].sort());
+    expect(listeners.sort()).toEqual([[3023, 'TCP'], [3024, 'TCP'], [443, 'TCP']].sort());
     t.resourceCountIs('AWS::ElasticLoadBalancingV2::LoadBalancer', 2);
   });
 
@@ -96,9 +96,9 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
     // the auth load balancer accepts 3025 from proxies and nodes only
     expect(ingress(t, authLbSg)).toEqual([`3025-3025<-${nodeSg}`, `3025-3025<-${proxySg}`].sort());
     // proxies accept their listener ports from the NLB only
-    expect(ingress(t, proxySg)).toEqual([`3023-3023<-${nlbSg}`, `3080-3080<-${nlbSg}`].sort());
+    expect(ingress(t, proxySg)).toEqual([`3023-3023<-${nlbSg}`, `3024-3024<-${nlbSg}`, `3080-3080<-${nlbSg}`].sort());
     // the NLB is open to the allowed CIDRs on its listener ports
-    expect(ingress(t, nlbSg)).toEqual(['3023-3023<-0.0.0.0/0', '443-443<-0.0.0.0/0'].sort());
+    expect(ingress(t, nlbSg)).toEqual(['3023-3023<-0.0.0.0/0', '3024-3024<-0.0.0.0/0', '443-443<-0.0.0.0/0'].sort());
     // nodes accept 3022 from the proxies only
     expect(ingress(t, nodeSg)).toEqual([`3022-3022<-${proxySg}`]);
   });
@@ -235,7 +235,7 @@ describe('ClusterStack: new VPC, no certificate (NLB passes 443 through)', () =>
       'TELEPORT_METRICS_LOG_GROUP="<token>"',
       'TELEPORT_CFN_STACK="Cluster"',
       'TELEPORT_CFN_RESOURCE="ProxyInstancesGroupASG6CD93D1C"',
-      'TELEPORT_TARGET_GROUP_ARNS="<token>,<token>"',
+      'TELEPORT_TARGET_GROUP_ARNS="<token>,<token>,<token>"',
     ]);
     expect(confLines(t, 'Nodes')).toEqual([
       'TELEPORT_ROLE="node"',
@@ -398,22 +398,22 @@ describe('ClusterStack: ACM certificate, hosted zone, restricted CIDRs', () => {
     });
   });
 
-  test('the NLB carries 3023 only (no 443: the ALB has it; no 3024 or 3026: nothing serves them)', () => {
+  test('the NLB carries 3023 and 3024 only (no 443: the ALB has it; no 3026: nothing serves it)', () => {
     const listeners = (Object.values(t.findResources('AWS::ElasticLoadBalancingV2::Listener')) as Res[])
       .filter((l) => l.Properties.LoadBalancerArn.Ref.startsWith('ProxyNlb'))
       .map((l) => l.Properties.Port)
       .sort();
-    expect(listeners).toEqual([3023]);
+    expect(listeners).toEqual([3023, 3024]);
   });
 
   test('only the allowed CIDR reaches the public listeners', () => {
     const nlbSg = logicalId(t, 'AWS::EC2::SecurityGroup', 'ProxyNlbSecurityGroup');
     const albSg = logicalId(t, 'AWS::EC2::SecurityGroup', 'ProxyAlbSecurityGroup');
     const proxySg = logicalId(t, 'AWS::EC2::SecurityGroup', 'ProxyInstanceSecurityGroup');
-    expect(ingress(t, nlbSg)).toEqual(['3023-3023<-203.0.113.0/24']);
+    expect(ingress(t, nlbSg)).toEqual(['3023-3023<-203.0.113.0/24', '3024-3024<-203.0.113.0/24']);
     expect(ingress(t, albSg)).toEqual(['443-443<-203.0.113.0/24']);
     expect(ingress(t, proxySg)).toEqual(
-      [`3023-3023<-${nlbSg}`, `3080-3080<-${albSg}`].sort(),
+      [`3023-3023<-${nlbSg}`, `3024-3024<-${nlbSg}`, `3080-3080<-${albSg}`].sort(),
     );
   });
 

@@ -160,15 +160,14 @@ function unservedPublications(t: Template): { problems: string[]; published: str
 describe('the shared contract is what the runtime binds', () => {
   test.each<[InstanceRole, number[]]>([
     ['auth', [Ports.auth]],
-    ['proxy', [Ports.proxySsh, Ports.web]],
+    ['proxy', [Ports.proxySsh, Ports.proxyTunnel, Ports.web]],
     ['node', [Ports.node]],
-    ['auth,node,proxy', [Ports.node, Ports.proxySsh, Ports.auth, Ports.web]],
-  ])('%s serves %j and neither 3024 (no tunnel server) nor 3026 (no Kubernetes proxy)', (role, ports) => {
+    ['auth,node,proxy', [Ports.node, Ports.proxySsh, Ports.proxyTunnel, Ports.auth, Ports.web]],
+  ])('%s serves %j and not 3026 (no Kubernetes proxy)', (role, ports) => {
     // (with Let's Encrypt, the proxy's web port is 443 instead of 3080)
     if (role.includes('proxy')) expect([...servedPorts(role, { letsEncrypt: true })].sort()).toEqual(ports.map((p) => (p === Ports.web ? Ports.acmeWeb : p)).sort());
     // GIVEN the contract WHEN asked for the role THEN it lists exactly the ports its services bind
     expect([...servedPorts(role)].sort()).toEqual([...ports].sort());
-    expect(Object.values(SERVED_PORTS).flat()).not.toContain(Ports.proxyTunnel);
     expect(Object.values(SERVED_PORTS).flat()).not.toContain(Ports.kube);
   });
 });
@@ -183,8 +182,8 @@ describe.each(clusterVariants)('%s', (_name, props) => {
     // THEN none leads to a port nothing serves
     expect(problems).toEqual([]);
     // AND the walk saw the tiers' publications (it is not vacuous)
-    expect(published).toEqual(expect.arrayContaining([expect.stringMatching(/: 3023$/), expect.stringMatching(/: 3025$/), expect.stringMatching(/: 3022$/), expect.stringMatching(/: 3080$/)]));
-    expect(published.join('\n')).not.toMatch(/: 302[46]$/m);
+    expect(published).toEqual(expect.arrayContaining([expect.stringMatching(/: 3023$/), expect.stringMatching(/: 3024$/), expect.stringMatching(/: 3025$/), expect.stringMatching(/: 3022$/), expect.stringMatching(/: 3080$/)]));
+    expect(published.join('\n')).not.toMatch(/: 3026$/m);
   });
 });
 
@@ -198,24 +197,24 @@ describe.each(starterVariants)('%s', (_name, props) => {
     // THEN none leads to a port nothing serves, and the proxy's ports are published (the web port on 443 with Let's Encrypt)
     expect(problems).toEqual([]);
     const web = props.letsEncryptEmail ? /: 443$/ : /: 3080$/;
-    expect(published).toEqual(expect.arrayContaining([expect.stringMatching(/: 3023$/), expect.stringMatching(web)]));
+    expect(published).toEqual(expect.arrayContaining([expect.stringMatching(/: 3023$/), expect.stringMatching(/: 3024$/), expect.stringMatching(web)]));
     if (props.letsEncryptEmail) expect(published.join('\n')).not.toMatch(/: 3080$/m);
-    expect(published.join('\n')).not.toMatch(/: 302[46]$/m);
+    expect(published.join('\n')).not.toMatch(/: 3026$/m);
   });
 });
 
 describe('the walk finds an unserved publication', () => {
-  test('GIVEN a template whose proxy NLB has a 3024 target group WHEN walked THEN it is reported', () => {
-    // GIVEN the default cluster's template with one more NLB listener and target group on 3024 (the old defect)
+  test('GIVEN a template whose proxy NLB has a 3026 target group WHEN walked THEN it is reported', () => {
+    // GIVEN the default cluster's template with one more NLB listener and target group on 3026 (nothing serves Kubernetes)
     const json = Template.fromStack(new ClusterStack(testApp({ context: NO_BUNDLING }), 'Cluster', { clusterName: 'acme', domainName: 'teleport.example.com' })).toJSON();
     const resources = json.Resources as Record<string, any>;
     const [sshTgId, sshTg] = Object.entries(resources).find(([, r]) => r.Type === 'AWS::ElasticLoadBalancingV2::TargetGroup' && r.Properties.Port === Ports.proxySsh)!;
     const [, sshListener] = Object.entries(resources).find(([, r]) => r.Type === 'AWS::ElasticLoadBalancingV2::Listener' && r.Properties.Port === Ports.proxySsh)!;
-    resources.TunnelTargetGroup = { ...sshTg, Properties: { ...sshTg.Properties, Port: Ports.proxyTunnel } };
-    resources.TunnelListener = { ...sshListener, Properties: { ...sshListener.Properties, Port: Ports.proxyTunnel, DefaultActions: [{ Type: 'forward', TargetGroupArn: { Ref: 'TunnelTargetGroup' } }] } };
+    resources.TunnelTargetGroup = { ...sshTg, Properties: { ...sshTg.Properties, Port: Ports.kube } };
+    resources.TunnelListener = { ...sshListener, Properties: { ...sshListener.Properties, Port: Ports.kube, DefaultActions: [{ Type: 'forward', TargetGroupArn: { Ref: 'TunnelTargetGroup' } }] } };
     const [, proxyAsg] = Object.entries(resources).find(([, r]) => r.Type === 'AWS::AutoScaling::AutoScalingGroup' && r.Properties.TargetGroupARNs?.some((a: any) => a.Ref === sshTgId))!;
     proxyAsg.Properties.TargetGroupARNs.push({ Ref: 'TunnelTargetGroup' });
     // WHEN walked THEN the target group is reported
-    expect(unservedPublications(Template.fromJSON(json)).problems).toEqual([expect.stringMatching(/^target group TunnelTargetGroup sends port 3024 to ProxyInstancesLaunchTemplate\w+, which does not serve it$/)]);
+    expect(unservedPublications(Template.fromJSON(json)).problems).toEqual([expect.stringMatching(/^target group TunnelTargetGroup sends port 3026 to ProxyInstancesLaunchTemplate\w+, which does not serve it$/)]);
   });
 });

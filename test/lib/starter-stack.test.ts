@@ -108,8 +108,8 @@ describe('StarterStack: defaults (local storage, new VPC, no domain)', () => {
     });
   });
 
-  test('only the proxy\'s 3023 and 3080 are open (to 0.0.0.0/0); 3022, 3024 and 3025 are not; only HTTPS goes out', () => {
-    expect(ingress(t, instanceSg)).toEqual(['3023-3023<-0.0.0.0/0', '3080-3080<-0.0.0.0/0']);
+  test('only the proxy\'s 3023, 3024 and 3080 are open (to 0.0.0.0/0); 3022, 3025 and 3026 are not; only HTTPS goes out', () => {
+    expect(ingress(t, instanceSg)).toEqual(['3023-3023<-0.0.0.0/0', '3024-3024<-0.0.0.0/0', '3080-3080<-0.0.0.0/0']);
     expect(egress(t, instanceSg)).toEqual(['443-443->0.0.0.0/0']);
   });
 
@@ -227,9 +227,9 @@ describe('StarterStack: DynamoDB storage, domain in a hosted zone without certif
     expect(p.InstanceType).toBe('t3.large');
   });
 
-  test('only the allowed CIDR reaches 3023 and 3080', () => {
+  test('only the allowed CIDR reaches 3023, 3024 and 3080', () => {
     const sg = logicalId(t, 'AWS::EC2::SecurityGroup', 'InstanceSecurityGroup');
-    expect(ingress(t, sg)).toEqual(['3023-3023<-203.0.113.0/24', '3080-3080<-203.0.113.0/24']);
+    expect(ingress(t, sg)).toEqual(['3023-3023<-203.0.113.0/24', '3024-3024<-203.0.113.0/24', '3080-3080<-203.0.113.0/24']);
   });
 
   test('Route 53 points the domain at the Elastic IP', () => {
@@ -298,8 +298,8 @@ describe('StarterStack: ACM certificate (ALB on 443), existing VPC', () => {
     });
   });
 
-  test('3080 is open to the ALB only; SSH stays public on the instance; the ALB takes 443', () => {
-    expect(ingress(t, instanceSg)).toEqual(['3023-3023<-0.0.0.0/0', `3080-3080<-${albSg}`].sort());
+  test('3080 is open to the ALB only; SSH and reverse tunnels stay public on the instance; the ALB takes 443', () => {
+    expect(ingress(t, instanceSg)).toEqual(['3023-3023<-0.0.0.0/0', '3024-3024<-0.0.0.0/0', `3080-3080<-${albSg}`].sort());
     expect(ingress(t, albSg)).toEqual(['443-443<-0.0.0.0/0']);
     expect(egress(t, albSg)).toEqual([`3080-3080->${instanceSg}`]);
     expect(egress(t, instanceSg)).toEqual(['443-443->0.0.0.0/0']);

@@ -106,11 +106,11 @@ describe('clusterPropsFromContext', () => {
 
 describe('checkServed: a port may be published only where the runtime serves it', () => {
   test.each<[InstanceRole, number]>([
-    ['proxy', 3024],
     ['proxy', 3026],
     ['proxy', 3022],
     ['node', 3025],
-    ['auth,node,proxy', 3024],
+    ['node', 3024],
+    ['auth,node,proxy', 3026],
   ])('GIVEN role %s WHEN port %d is to be published THEN it is refused, naming what it serves', (role, port) => {
     expect(() => checkServed(role, port, 'the listener')).toThrow(
       new RegExp(`^the listener: port ${port} is not served by the ${role} runtime \\(it serves [\\d, ]+\\), so it cannot be published$`),
@@ -119,6 +119,7 @@ describe('checkServed: a port may be published only where the runtime serves it'
 
   test.each<[InstanceRole, number]>([
     ['proxy', 3023],
+    ['proxy', 3024],
     ['proxy', 3080],
     ['auth', 3025],
     ['node', 3022],

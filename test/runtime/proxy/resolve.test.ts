@@ -77,6 +77,17 @@ describe('resolveTarget', () => {
     const r = resolveTarget({ host: 'broken', port: 0 }, [node(U1, 'broken', 'not-an-address')], opts);
     expect(r).toEqual({ kind: 'direct', addr: { host: 'broken', port: 3022 } });
   });
+
+  it('GIVEN a node behind NAT (use_tunnel, no address) THEN its name or UUID matches it on any port, with no address to dial', () => {
+    const natNode: Server = { ...node(U3, 'nat', ''), spec: { addr: '', hostname: 'nat', use_tunnel: true } };
+    const nodes = [...NODES.slice(0, 2), natNode];
+    for (const [host, port] of [['nat', 0], ['nat', 3022], ['nat', 22], ['nat.example.com', 0], [U3, 0]] as const) {
+      const r = resolveTarget({ host, port }, nodes, opts);
+      expect({ host, port, r }).toEqual({ host, port, r: { kind: 'node', node: natNode, addr: undefined } });
+    }
+    // An IP never names it: it has none.
+    expect(resolveTarget({ host: '10.0.0.3', port: 0 }, nodes, opts)).toEqual({ kind: 'direct', addr: { host: '10.0.0.3', port: 3022 } });
+  });
 });
 
 describe('lookupIPs', () => {

@@ -29,14 +29,14 @@ async function problems(yaml: string[], flags: { insecureNoTls?: boolean; roles?
 describe('start-up checks', () => {
   let dir: string;
   let pair: { key: string; cert: string };
-  let ports: { auth: number; ssh: number; web: number; node: number };
+  let ports: { auth: number; ssh: number; web: number; node: number; tunnel: number };
   beforeAll(async () => {
     dir = tempDir('preflight-');
     const kp = await selfSignedServerCert(['proxy.example.com']);
     pair = { key: path.join(dir, 'key.pem'), cert: path.join(dir, 'cert.pem') };
     fs.writeFileSync(pair.key, kp.key, { mode: 0o600 });
     fs.writeFileSync(pair.cert, kp.cert);
-    ports = { auth: await freePort(), ssh: await freePort(), web: await freePort(), node: await freePort() };
+    ports = { auth: await freePort(), ssh: await freePort(), web: await freePort(), node: await freePort(), tunnel: await freePort() };
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -48,30 +48,31 @@ describe('start-up checks', () => {
     'proxy_service:',
     `  listen_addr: 127.0.0.1:${ports.ssh}`,
     `  web_listen_addr: 127.0.0.1:${ports.web}`,
+    `  tunnel_listen_addr: 127.0.0.1:${ports.tunnel}`,
   ];
 
   it('GIVEN https_key_file and https_keypairs WHEN files are missing THEN each is named at its own key, the list entries counted from 0', async () => {
     const missing = path.join(dir, 'missing.pem');
     const found = await problems([
-      ...listeners(), //                         1-7
-      `  https_key_file: ${pair.key}`, //        8
-      `  https_cert_file: ${missing}`, //        9
-      '  https_keypairs:', //                   10
-      `  - key_file: ${pair.key}`, //           11
-      `    cert_file: ${pair.cert}`, //         12
-      `  - key_file: ${missing}`, //            13
-      `    cert_file: ${pair.cert}`, //         14
+      ...listeners(), //                         1-8
+      `  https_key_file: ${pair.key}`, //        9
+      `  https_cert_file: ${missing}`, //       10
+      '  https_keypairs:', //                   11
+      `  - key_file: ${pair.key}`, //           12
+      `    cert_file: ${pair.cert}`, //         13
+      `  - key_file: ${missing}`, //            14
+      `    cert_file: ${pair.cert}`, //         15
     ]);
     expect(found).toEqual([
-      `t.yaml:9:20: proxy_service.https_cert_file: cannot read the cert_file "${missing}": no such file`,
-      `t.yaml:13:15: proxy_service.https_keypairs[1].key_file: cannot read the key_file "${missing}": no such file`,
+      `t.yaml:10:20: proxy_service.https_cert_file: cannot read the cert_file "${missing}": no such file`,
+      `t.yaml:14:15: proxy_service.https_keypairs[1].key_file: cannot read the key_file "${missing}": no such file`,
     ]);
   });
 
   it('GIVEN a good pair WHEN checked THEN it passes; GIVEN no proxy, or a proxy without TLS, WHEN its files are missing THEN they are not checked', async () => {
     expect(await problems([...listeners(), '  https_keypairs:', `  - key_file: ${pair.key}`, `    cert_file: ${pair.cert}`])).toEqual([]);
     const broken = [...listeners(), '  https_keypairs:', '  - key_file: /nonexistent/k.pem', '    cert_file: /nonexistent/c.pem'];
-    expect(await problems(broken)).toEqual(['t.yaml:9:15: proxy_service.https_keypairs[0].key_file: cannot read the key_file "/nonexistent/k.pem": no such file']);
+    expect(await problems(broken)).toEqual(['t.yaml:10:15: proxy_service.https_keypairs[0].key_file: cannot read the key_file "/nonexistent/k.pem": no such file']);
     expect(await problems(broken, { roles: 'auth,node' })).toEqual([]);
     expect(await problems(broken, { insecureNoTls: true })).toEqual([]);
   });

@@ -1,0 +1,114 @@
+/**
+ * The auth API through the proxy's web port, for nodes behind NAT that can
+ * reach only the proxy: `GET /webapi/auth/connect` with `Upgrade:
+ * teleport-auth` turns the connection into a byte pipe to an auth server,
+ * over which the node runs its usual mutual-TLS session with auth (joining
+ * with a token and the CA pin, heartbeats, events, recordings). The proxy
+ * sees only ciphertext and decides nothing: auth authenticates and
+ * authorizes the node exactly as on a direct connection (anonymous callers
+ * reach only /v1/ping, /v1/cacert and the token-checked join), and the
+ * node verifies auth against the pinned cluster CA, so the outer web TLS
+ * layer needs no trust of its own. The same pipe is what `proxy:@cluster`
+ * already gives users on the proxy's SSH port.
+ */
+import type * as http from 'node:http';
+import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
+import * as tls from 'node:tls';
+import { ConnectionProblemError } from '../utils/errors';
+import { Logger } from '../utils/logger';
+import { HostPort } from './resolve';
+import { joinHostPort } from './target';
+
+export const AUTH_PIPE_PATH = '/webapi/auth/connect';
+export const AUTH_PIPE_PROTOCOL = 'teleport-auth';
+const MAX_RESPONSE_HEAD = 8 * 1024;
+
+export interface AuthPipeOptions {
+  /** Opens a TCP connection to an auth server. */
+  connectAuth: () => Promise<net.Socket>;
+  /** The clients' ends of the open pipes, destroyed (with their auth ends) when the web listener closes. */
+  open: Set<Duplex>;
+  /** Pipes open at once; one more is answered 503 (each holds a connection to auth, which anyone may ask for). */
+  maxPipes: number;
+  log: Logger;
+}
+
+function answer(socket: Duplex, status: string): void {
+  socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+}
+
+/** The proxy side: answers an `upgrade` event of the web server; anything but the auth pipe is refused with 400. */
+export function serveAuthPipe(req: http.IncomingMessage, socket: Duplex, head: Buffer, opts: AuthPipeOptions): void {
+  const { open: track, log } = opts;
+  socket.on('error', () => undefined);
+  const path = (req.url ?? '').split('?')[0];
+  if (req.method !== 'GET' || path !== AUTH_PIPE_PATH || (req.headers.upgrade ?? '').toLowerCase() !== AUTH_PIPE_PROTOCOL) return answer(socket, '400 Bad Request');
+  if (track.size >= opts.maxPipes) {
+    log.warn('too many auth pipes open, refusing one', { remote: req.socket.remoteAddress, max: opts.maxPipes });
+    return answer(socket, '503 Service Unavailable');
+  }
+  track.add(socket);
+  socket.once('close', () => track.delete(socket));
+  opts.connectAuth().then(
+    (auth) => {
+      if (socket.destroyed) return void auth.destroy();
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${AUTH_PIPE_PROTOCOL}\r\n\r\n`);
+      if (head.length) auth.write(head);
+      socket.pipe(auth).pipe(socket);
+      const done = () => {
+        socket.destroy();
+        auth.destroy();
+      };
+      socket.once('close', done);
+      auth.once('close', done);
+    },
+    (err: Error) => {
+      log.warn('cannot open the auth pipe for a node', { remote: req.socket.remoteAddress, error: err.message });
+      track.delete(socket);
+      answer(socket, '502 Bad Gateway');
+    },
+  );
+}
+
+/**
+ * The node side: a byte stream to an auth server through the proxy at `web`
+ * (https), paused (pipe it, read it or resume it). The proxy's certificate
+ * is not checked: what runs over the pipe is TLS with auth, verified against
+ * the cluster CA (see above).
+ */
+export function connectAuthPipe(web: HostPort, timeoutMs: number): Promise<Duplex> {
+  const where = joinHostPort(web.host, web.port);
+  return new Promise((resolve, reject) => {
+    const sock = tls.connect({ host: web.host, port: web.port, rejectUnauthorized: false, ...(net.isIP(web.host) ? {} : { servername: web.host }) });
+    let buf = Buffer.alloc(0);
+    const fail = (why: string) => {
+      clearTimeout(timer);
+      sock.destroy();
+      reject(new ConnectionProblemError(`cannot reach the auth server through the proxy at ${where}: ${why}`));
+    };
+    const timer = setTimeout(() => fail(`no answer in ${Math.round(timeoutMs / 1000)}s`), timeoutMs);
+    const onError = (err: Error) => fail(err.message);
+    const onClose = () => fail('the proxy closed the connection');
+    const onData = (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) {
+        if (buf.length > MAX_RESPONSE_HEAD) fail('its answer is not HTTP');
+        return;
+      }
+      const status = /^HTTP\/1\.1 (\d{3})/.exec(buf.subarray(0, end).toString('latin1'));
+      if (status?.[1] !== '101') return fail(`it answered ${status ? status[1] : 'something that is not HTTP'} (is it a Teleport proxy's web port?)`);
+      clearTimeout(timer);
+      sock.off('data', onData).off('error', onError).off('close', onClose);
+      sock.pause();
+      const rest = buf.subarray(end + 4);
+      if (rest.length) sock.unshift(rest);
+      resolve(sock);
+    };
+    sock.once('secureConnect', () => {
+      sock.write(`GET ${AUTH_PIPE_PATH} HTTP/1.1\r\nHost: ${where}\r\nConnection: Upgrade\r\nUpgrade: ${AUTH_PIPE_PROTOCOL}\r\n\r\n`);
+    });
+    sock.on('data', onData).on('error', onError).on('close', onClose);
+  });
+}

@@ -1,0 +1,199 @@
+/**
+ * The proxy's reverse-tunnel server (`proxy_service.tunnel_listen_addr`,
+ * 3024): nodes that cannot be dialled (behind NAT) dial in here and the proxy
+ * reaches them back over that connection (formats.md §4.5).
+ *
+ * It is an SSH server. An agent logs in with its host certificate: signed by
+ * the cluster's host CA, a host certificate, valid now, listing the login
+ * (`<host uuid>.<cluster>`) as a principal and carrying role `Node` and this
+ * cluster as its authority. Anything else is refused and the reason logged.
+ * The agent then asks for a remote forward (`tcpip-forward` of
+ * TUNNEL_BIND_ADDR:TUNNEL_BIND_PORT): that declares it ready, and the tunnel
+ * joins the registry under the host's UUID. The proxy reaches the node by
+ * opening a `forwarded-tcpip` channel whose originator is the SSH client's
+ * address; the node runs its own SSH server on that channel. Sessions, other
+ * channels and other requests are refused. Both ends send SSH keepalives, so
+ * a dead tunnel leaves the registry after TUNNEL_KEEPALIVE.intervalMs ×
+ * countMax at most.
+ */
+import { createPrivateKey } from 'node:crypto';
+import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { type Connection, Server } from 'ssh2';
+import { Identity } from '../auth/identity';
+import { DEFAULT_SSH_ALGORITHMS, hostKeyWithCertificate, serverAlgorithms, type SshAlgorithms, verifyHostCertAuth } from '../sshcert';
+import { logNegotiated } from '../sshcert/negotiated';
+import { ConnectionProblemError } from '../utils/errors';
+import { Logger } from '../utils/logger';
+import { listen } from '../service/listen';
+import { ConnectionLimit } from '../service/connlimit';
+import { PreAuthGate, type PreAuthLimits } from '../service/preauth';
+import { HostPort } from './resolve';
+import { joinHostPort } from './target';
+
+/** What an agent asks the proxy to forward: "connections for this node". */
+export const TUNNEL_BIND_ADDR = 'teleport-node';
+export const TUNNEL_BIND_PORT = 3022;
+/** SSH keepalives on both ends of a tunnel: a tunnel that misses `countMax` in a row is closed. */
+export const TUNNEL_KEEPALIVE = { intervalMs: 10_000, countMax: 3 } as const;
+export const TUNNEL_SSH_IDENT = 'Teleport';
+
+/** The live tunnels, by host UUID; the newest of a host's tunnels is tried first. */
+export class TunnelRegistry {
+  private readonly tunnels = new Map<string, Connection[]>();
+
+  add(hostId: string, conn: Connection): void {
+    this.tunnels.set(hostId, [...(this.tunnels.get(hostId) ?? []), conn]);
+  }
+
+  remove(hostId: string, conn: Connection): void {
+    const left = (this.tunnels.get(hostId) ?? []).filter((c) => c !== conn);
+    if (left.length) this.tunnels.set(hostId, left);
+    else this.tunnels.delete(hostId);
+  }
+
+  has(hostId: string): boolean {
+    return this.tunnels.has(hostId);
+  }
+
+  get size(): number {
+    return this.tunnels.size;
+  }
+
+  /** A byte stream to the node's SSH server through its tunnel; `from` is the SSH client's address, which the node audits. */
+  async dial(hostId: string, from: HostPort): Promise<Duplex> {
+    let last: Error | undefined;
+    for (const conn of [...(this.tunnels.get(hostId) ?? [])].reverse()) {
+      try {
+        return await new Promise<Duplex>((resolve, reject) =>
+          conn.forwardOut(TUNNEL_BIND_ADDR, TUNNEL_BIND_PORT, from.host, from.port, (err, channel) => (err ? reject(err) : resolve(channel))),
+        );
+      } catch (err) {
+        last = err as Error;
+      }
+    }
+    throw new ConnectionProblemError(`no reverse tunnel to host ${hostId} answers${last ? `: ${last.message}` : ''}`);
+  }
+}
+
+export interface TunnelServerOptions {
+  listen: HostPort;
+  /** The proxy's identity: its host certificate is what agents check. */
+  identity: Identity;
+  algorithms?: SshAlgorithms;
+  clusterName: string;
+  /** The host CA keys to trust now (kept current by the caller). */
+  hostCAKeys: () => Buffer[];
+  registry: TunnelRegistry;
+  preAuth: PreAuthLimits;
+  maxConnections: number;
+  log: Logger;
+  /** @default TUNNEL_KEEPALIVE */
+  keepAlive?: { intervalMs: number; countMax: number };
+}
+
+export class TunnelServer {
+  private readonly ssh: Server;
+  private readonly tcp: net.Server;
+  private readonly preAuth: PreAuthGate;
+  private readonly connections: ConnectionLimit;
+  /** The raw sockets by remote address: an SSH connection that failed (a keepalive timeout) is torn down at once. */
+  private readonly sockets = new Map<string, net.Socket>();
+  address?: HostPort;
+
+  constructor(private readonly opts: TunnelServerOptions) {
+    this.ssh = new Server(
+      {
+        hostKeys: [hostKeyWithCertificate(createPrivateKey(opts.identity.sshKey), opts.identity.sshCert)],
+        ident: TUNNEL_SSH_IDENT,
+        algorithms: serverAlgorithms(opts.algorithms ?? DEFAULT_SSH_ALGORITHMS),
+        keepaliveInterval: (opts.keepAlive ?? TUNNEL_KEEPALIVE).intervalMs,
+        keepaliveCountMax: (opts.keepAlive ?? TUNNEL_KEEPALIVE).countMax,
+      } as ConstructorParameters<typeof Server>[0],
+      (client, info) => this.onConnection(client, { host: info.ip, port: info.port }),
+    );
+    this.ssh.on('error', (err: Error) => opts.log.warn('tunnel server error', { error: err }));
+    this.preAuth = new PreAuthGate(opts.preAuth, opts.log);
+    this.connections = new ConnectionLimit(opts.maxConnections, TUNNEL_SSH_IDENT, opts.log);
+    this.tcp = net.createServer((sock) => {
+      sock.on('error', (err) => opts.log.debug('tunnel connection error', { remote: sock.remoteAddress, error: err.message }));
+      if (!this.connections.admit(sock) || !this.preAuth.admit(sock)) return;
+      const key = joinHostPort(sock.remoteAddress!, sock.remotePort!);
+      this.sockets.set(key, sock);
+      sock.once('close', () => {
+        if (this.sockets.get(key) === sock) this.sockets.delete(key);
+      });
+      this.ssh.injectSocket(sock);
+    });
+    this.tcp.on('error', (err) => opts.log.warn('tunnel listener error', { error: err }));
+  }
+
+  async listen(): Promise<HostPort> {
+    await listen(this.tcp, this.opts.listen, 'proxyTunnel');
+    this.address = { host: this.opts.listen.host, port: (this.tcp.address() as net.AddressInfo).port };
+    return this.address;
+  }
+
+  private onConnection(client: Connection, remote: HostPort): void {
+    const { opts } = this;
+    const log = opts.log;
+    const where = joinHostPort(remote.host, remote.port);
+    let hostId: string | undefined;
+    let registered = false;
+    const sock = this.sockets.get(where);
+    client.on('error', (err) => {
+      // A keepalive timeout or a protocol error: ssh2 only half-closes, which a dead peer never completes.
+      log.info('reverse tunnel failed', { ...(hostId ? { host_uuid: hostId } : {}), remote: where, error: err.message });
+      sock?.destroy();
+    });
+    logNegotiated(client, log, remote.host);
+    client.on('close', () => {
+      sock?.destroy();
+      if (hostId && registered) {
+        opts.registry.remove(hostId, client);
+        log.info('reverse tunnel closed', { host_uuid: hostId, remote: where });
+      }
+    });
+    client.on('authentication', (ctx) => {
+      if (ctx.method !== 'publickey') return ctx.reject(['publickey']);
+      try {
+        const cert = verifyHostCertAuth(ctx, { trustedCAs: opts.hostCAKeys(), role: 'Node', clusterName: opts.clusterName });
+        const suffix = `.${opts.clusterName}`;
+        if (cert.keyId !== ctx.username || !cert.keyId.endsWith(suffix)) {
+          throw new Error(`certificate "${cert.keyId}" does not name host "${ctx.username}" of cluster ${opts.clusterName}`);
+        }
+        if (ctx.signature) hostId = cert.keyId.slice(0, -suffix.length);
+      } catch (err) {
+        log.warn('refused a reverse tunnel agent', { remote: where, login: ctx.username.slice(0, 200), error: (err as Error).message });
+        return ctx.reject(['publickey']);
+      }
+      ctx.accept();
+    });
+    client.on('ready', () => {
+      this.preAuth.authenticated({ ip: remote.host, port: remote.port });
+      const id = hostId!;
+      client.on('request', (accept, reject, name, info) => {
+        const bind = info as { bindAddr?: string; bindPort?: number };
+        if (name !== 'tcpip-forward' || bind.bindAddr !== TUNNEL_BIND_ADDR || bind.bindPort !== TUNNEL_BIND_PORT || registered) {
+          log.info('refused a request on a reverse tunnel', { host_uuid: id, request: name });
+          return reject?.();
+        }
+        registered = true;
+        opts.registry.add(id, client);
+        log.info('reverse tunnel established', { host_uuid: id, remote: where });
+        accept?.();
+      });
+      client.on('session', (_accept, reject) => {
+        log.info('refused a session on a reverse tunnel', { host_uuid: id });
+        reject();
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
+    this.preAuth.destroyPending();
+    for (const sock of this.sockets.values()) sock.destroy();
+    await closed;
+  }
+}
