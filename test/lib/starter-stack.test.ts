@@ -346,8 +346,8 @@ describe("StarterStack: Let's Encrypt (letsEncryptEmail), domain in a hosted zon
   const eip = logicalId(t, 'AWS::EC2::EIP');
   const instanceSg = logicalId(t, 'AWS::EC2::SecurityGroup', 'InstanceSecurityGroup');
 
-  test('443 (the web listener, where Let\'s Encrypt validates) and 3023 are open; 3080 is not; there is no ALB and no ACM certificate', () => {
-    expect(ingress(t, instanceSg)).toEqual(['3023-3023<-0.0.0.0/0', '443-443<-0.0.0.0/0']);
+  test('443 (the web listener, where Let\'s Encrypt validates), 3023 and 3024 are open; 3080 is not; there is no ALB and no ACM certificate', () => {
+    expect(ingress(t, instanceSg)).toEqual(['3023-3023<-0.0.0.0/0', '3024-3024<-0.0.0.0/0', '443-443<-0.0.0.0/0']);
     t.resourceCountIs('AWS::ElasticLoadBalancingV2::LoadBalancer', 0);
     t.resourceCountIs('AWS::CertificateManager::Certificate', 0);
   });
