@@ -32,6 +32,7 @@ import { Defaults } from '../config';
 import { DEFAULT_MAX_STARTUPS } from '../config/startups';
 import { DirectDialPolicy } from './direct';
 import { HostPort, lookupIPs, NodeCache, resolveTarget } from './resolve';
+import { AdmittedSockets } from './admitted';
 import { joinHostPort, parseProxySubsystem, PROXY_SUBSYSTEM_PREFIX } from './target';
 import { UserLimit } from '../utils/userlimit';
 import type { Duplex } from 'node:stream';
@@ -123,7 +124,7 @@ function stderrBeforeAccept(client: Connection, session: Session, line: string):
 class ProxySshServer {
   private readonly ssh: Server;
   private readonly tcp: net.Server;
-  private readonly sockets = new Map<string, net.Socket>();
+  private readonly sockets: AdmittedSockets;
   private readonly nodes: NodeCache;
   private readonly users: UserLimit;
   private readonly preAuth: PreAuthGate;
@@ -161,7 +162,8 @@ class ProxySshServer {
       (client, info) => this.onConnection(client, { host: info.ip, port: info.port }),
     );
     this.ssh.on('error', (err: Error) => opts.log.warn('ssh server error', { error: err }));
-    this.tcp = net.createServer((sock) => this.onSocket(sock));
+    this.sockets = new AdmittedSockets(this.ssh, this.connections, this.preAuth, opts.log);
+    this.tcp = net.createServer(this.sockets.admit);
     this.tcp.on('error', (err) => opts.log.warn('proxy ssh listener error', { error: err }));
   }
 
@@ -172,23 +174,11 @@ class ProxySshServer {
     return this.address;
   }
 
-  /** Every TCP connection passes the connection limit (service/connlimit.ts) and the pre-authentication limits (service/preauth.ts); the SSH layer is ssh2's. */
-  private onSocket(sock: net.Socket): void {
-    sock.on('error', (err) => this.opts.log.debug('connection error', { remote: sock.remoteAddress, error: err.message }));
-    if (!this.connections.admit(sock) || !this.preAuth.admit(sock)) return;
-    const key = joinHostPort(sock.remoteAddress!, sock.remotePort!);
-    this.sockets.set(key, sock);
-    sock.once('close', () => {
-      if (this.sockets.get(key) === sock) this.sockets.delete(key);
-    });
-    this.ssh.injectSocket(sock);
-  }
-
   private onConnection(client: Connection, remote: HostPort): void {
     const { opts } = this;
     const log = opts.log;
     const where = joinHostPort(remote.host, remote.port);
-    const tcp = this.sockets.get(where);
+    const tcp = this.sockets.socketOf(where);
     let ctx: ConnectionContext | undefined;
 
     client.on('error', (err) => log.debug('connection error', { remote: where, error: err.message }));
@@ -362,7 +352,7 @@ class ProxySshServer {
 
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
-    for (const sock of this.sockets.values()) sock.destroy();
+    this.sockets.destroyAll();
     await closed;
   }
 }

@@ -29,6 +29,7 @@ import { listen } from '../service/listen';
 import { ConnectionLimit } from '../service/connlimit';
 import { PreAuthGate, type PreAuthLimits } from '../service/preauth';
 import { HostPort } from './resolve';
+import { AdmittedSockets } from './admitted';
 import { joinHostPort } from './target';
 
 /** What an agent asks the proxy to forward: "connections for this node". */
@@ -98,7 +99,7 @@ export class TunnelServer {
   private readonly preAuth: PreAuthGate;
   private readonly connections: ConnectionLimit;
   /** The raw sockets by remote address: an SSH connection that failed (a keepalive timeout) is torn down at once. */
-  private readonly sockets = new Map<string, net.Socket>();
+  private readonly sockets: AdmittedSockets;
   address?: HostPort;
 
   constructor(private readonly opts: TunnelServerOptions) {
@@ -115,16 +116,8 @@ export class TunnelServer {
     this.ssh.on('error', (err: Error) => opts.log.warn('tunnel server error', { error: err }));
     this.preAuth = new PreAuthGate(opts.preAuth, opts.log);
     this.connections = new ConnectionLimit(opts.maxConnections, TUNNEL_SSH_IDENT, opts.log);
-    this.tcp = net.createServer((sock) => {
-      sock.on('error', (err) => opts.log.debug('tunnel connection error', { remote: sock.remoteAddress, error: err.message }));
-      if (!this.connections.admit(sock) || !this.preAuth.admit(sock)) return;
-      const key = joinHostPort(sock.remoteAddress!, sock.remotePort!);
-      this.sockets.set(key, sock);
-      sock.once('close', () => {
-        if (this.sockets.get(key) === sock) this.sockets.delete(key);
-      });
-      this.ssh.injectSocket(sock);
-    });
+    this.sockets = new AdmittedSockets(this.ssh, this.connections, this.preAuth, opts.log);
+    this.tcp = net.createServer(this.sockets.admit);
     this.tcp.on('error', (err) => opts.log.warn('tunnel listener error', { error: err }));
   }
 
@@ -140,7 +133,7 @@ export class TunnelServer {
     const where = joinHostPort(remote.host, remote.port);
     let hostId: string | undefined;
     let registered = false;
-    const sock = this.sockets.get(where);
+    const sock = this.sockets.socketOf(where);
     client.on('error', (err) => {
       // A keepalive timeout or a protocol error: ssh2 only half-closes, which a dead peer never completes.
       log.info('reverse tunnel failed', { ...(hostId ? { host_uuid: hostId } : {}), remote: where, error: err.message });
@@ -192,8 +185,7 @@ export class TunnelServer {
 
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
-    this.preAuth.destroyPending();
-    for (const sock of this.sockets.values()) sock.destroy();
+    this.sockets.destroyAll();
     await closed;
   }
 }
