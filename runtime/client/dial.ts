@@ -16,6 +16,7 @@ import { KeyObject } from 'node:crypto';
 import { Client, ClientChannel, ConnectConfig } from 'ssh2';
 import { blobType, Certificate, CLIENT_ALGORITHMS, clientCertIdentity, EXT_TELEPORT_AUTHORITY, EXT_TELEPORT_ROLE, isCertificateType, parseCertificate, verifyCertificate } from '../sshcert';
 import { AccessDeniedError, ConnectionProblemError, TeleportError } from '../utils/errors';
+import { dialTcp } from '../utils/httpconnect';
 import { splitHostPort } from './profile';
 
 export interface DialOptions {
@@ -132,8 +133,12 @@ export function proxySubsystemName(host: string, port: number, cluster: string):
 export async function dialProxy(opts: Omit<DialOptions, 'host' | 'port'>): Promise<Client> {
   if (opts.hostCAs.length === 0) throw new AccessDeniedError(`no host CA is trusted for cluster "${opts.cluster}" (run "tsh login" again)`);
   const { host, port } = splitHostPort(opts.proxyAddr);
+  // (through the environment's HTTP proxy when it names one: utils/httpconnect.ts)
+  const sock = await dialTcp(host, port, opts.readyTimeoutMs ?? 30_000).catch((err: Error) => {
+    throw new ConnectionProblemError(`proxy ${opts.proxyAddr}: ${err.message}`);
+  });
   return connectClient(
-    { host, port, username: opts.login, agent: clientCertIdentity(opts.privateKey, opts.certLine), readyTimeout: opts.readyTimeoutMs ?? 30_000 },
+    { sock, username: opts.login, agent: clientCertIdentity(opts.privateKey, opts.certLine), readyTimeout: opts.readyTimeoutMs ?? 30_000 },
     (key) => checkProxyHostKey(key, opts.cluster, opts.hostCAs),
     `proxy ${opts.proxyAddr}`,
   );

@@ -8,7 +8,10 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
+import * as tls from 'node:tls';
 import { AccessDeniedError, BadParameterError, ConnectionProblemError, NotFoundError, TeleportError } from '../utils/errors';
+import { dialTcp, proxyFor } from '../utils/httpconnect';
 import { Ports } from '../contract/ports';
 
 export const DEFAULT_WEB_PORT = Ports.web;
@@ -99,6 +102,15 @@ function isPlainHttpAnswer(err: unknown): boolean {
 export function webRequest<T>(opts: WebClientOptions, method: 'GET' | 'POST', urlPath: string, body?: unknown): Promise<T> {
   const where = `${opts.scheme}://${formatHostPort(opts.host, opts.port)}${urlPath}`;
   const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  const tlsOptions = opts.scheme === 'https' ? { rejectUnauthorized: !opts.insecure, ...(isIP(opts.host) ? {} : { servername: opts.host }) } : {};
+  // With HTTPS_PROXY naming a proxy for this address: a CONNECT tunnel (utils/httpconnect.ts), TLS inside it.
+  const throughProxy = (_o: unknown, cb: (err: Error | null, sock: Duplex) => void): undefined => {
+    dialTcp(opts.host, opts.port, 30_000).then(
+      (tcp) => cb(null, opts.scheme === 'https' ? tls.connect({ socket: tcp, ...tlsOptions }) : tcp),
+      (err: Error) => cb(err, undefined as unknown as Duplex),
+    );
+    return undefined;
+  };
   return new Promise<T>((resolve, reject) => {
     const mod = opts.scheme === 'https' ? https : http;
     const req = mod.request(
@@ -109,7 +121,8 @@ export function webRequest<T>(opts: WebClientOptions, method: 'GET' | 'POST', ur
         path: urlPath,
         headers: { accept: 'application/json', ...(data ? { 'content-type': 'application/json', 'content-length': data.length } : {}) },
         timeout: 30_000,
-        ...(opts.scheme === 'https' ? { rejectUnauthorized: !opts.insecure, ...(isIP(opts.host) ? {} : { servername: opts.host }) } : {}),
+        ...tlsOptions,
+        ...(proxyFor(opts.host, opts.port) ? { createConnection: throughProxy } : {}),
       },
       (res) => {
         const chunks: Buffer[] = [];

@@ -12,10 +12,12 @@
  * balancer.
  */
 import { createPrivateKey } from 'node:crypto';
+import type * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Client } from 'ssh2';
 import { Identity } from '../auth/identity';
 import { CLIENT_ALGORITHMS, clientCertIdentity, hostCertVerifier, parseCertificate } from '../sshcert';
+import { dialTcp } from '../utils/httpconnect';
 import { Logger } from '../utils/logger';
 import { TUNNEL_BIND_ADDR, TUNNEL_BIND_PORT, TUNNEL_KEEPALIVE } from '../proxy/tunnel';
 import type { HostPort } from '../proxy/resolve';
@@ -23,6 +25,8 @@ import { joinHostPort } from '../proxy/target';
 
 /** Reconnect delays: doubling from `minMs` up to `maxMs`, each drawn at random from its upper half. */
 export const TUNNEL_BACKOFF = { minMs: 1_000, maxMs: 30_000 } as const;
+/** How long a TCP connection to the proxy's tunnel port (or through the HTTP proxy) may take. */
+const TUNNEL_DIAL_TIMEOUT_MS = 20_000;
 
 /** The delay before reconnect attempt `attempt` (0 for the first after a loss). */
 export function backoffMs(attempt: number, random: () => number = Math.random, b: { minMs: number; maxMs: number } = TUNNEL_BACKOFF): number {
@@ -83,6 +87,15 @@ export class TunnelAgent {
       return this.retry();
     }
     if (this.stopped) return;
+    // (through the environment's HTTP proxy when it names one: utils/httpconnect.ts)
+    let sock: net.Socket;
+    try {
+      sock = await dialTcp(opts.proxy.host, opts.proxy.port, TUNNEL_DIAL_TIMEOUT_MS);
+    } catch (err) {
+      opts.log.warn('cannot open a reverse tunnel to the proxy; retrying', { proxy: this.where, error: (err as Error).message });
+      return this.retry();
+    }
+    if (this.stopped) return void sock.destroy();
     const client = new Client();
     this.client = client;
     let denied: string | undefined;
@@ -132,8 +145,7 @@ export class TunnelAgent {
       this.retry();
     });
     client.connect({
-      host: opts.proxy.host,
-      port: opts.proxy.port,
+      sock,
       username: opts.identity.username,
       agent: clientCertIdentity(createPrivateKey(opts.identity.sshKey), opts.identity.sshCert, 'host'),
       algorithms: CLIENT_ALGORITHMS,

@@ -11,10 +11,13 @@
  * against the CA pin, and the proxy against the cluster's host CA.
  */
 import * as https from 'node:https';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
 import type { AuthClientOptions } from '../auth/client';
 import { connectAuthPipe } from '../proxy/authpipe';
 import { formatAddr, parseAddr } from '../config/address';
 import { ConnectionProblemError } from '../utils/errors';
+import { dialTcp } from '../utils/httpconnect';
 import { HostPort } from '../proxy/resolve';
 import { Ports } from '../contract/ports';
 import type { PingResponse } from '../proxy/web';
@@ -35,9 +38,16 @@ export function authPipe(route: ProxyRoute): NonNullable<AuthClientOptions['conn
 }
 const MAX_PING_BYTES = 64 * 1024;
 
-function ping(web: HostPort): Promise<PingResponse | undefined> {
-  return new Promise((resolve) => {
-    const req = https.get({ host: web.host, port: web.port, path: '/webapi/ping', rejectUnauthorized: false, timeout: PING_TIMEOUT_MS }, (res) => {
+async function ping(web: HostPort): Promise<PingResponse | undefined> {
+  let tcp: net.Socket;
+  try {
+    tcp = await dialTcp(web.host, web.port, PING_TIMEOUT_MS);
+  } catch {
+    return undefined;
+  }
+  const sock = tls.connect({ socket: tcp, rejectUnauthorized: false, ...(net.isIP(web.host) ? {} : { servername: web.host }) });
+  return new Promise<PingResponse | undefined>((resolve) => {
+    const req = https.get({ host: web.host, port: web.port, path: '/webapi/ping', createConnection: () => sock, timeout: PING_TIMEOUT_MS }, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {
@@ -57,7 +67,7 @@ function ping(web: HostPort): Promise<PingResponse | undefined> {
     });
     req.on('timeout', () => req.destroy());
     req.on('error', () => resolve(undefined));
-  });
+  }).finally(() => sock.destroy());
 }
 
 /** The route through the first of `servers` that is a proxy's web port; undefined when none is (they are auth servers). */

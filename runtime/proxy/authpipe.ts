@@ -16,6 +16,7 @@ import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
 import { ConnectionProblemError } from '../utils/errors';
+import { dialTcp } from '../utils/httpconnect';
 import { Logger } from '../utils/logger';
 import { HostPort } from './resolve';
 import { joinHostPort } from './target';
@@ -73,14 +74,15 @@ export function serveAuthPipe(req: http.IncomingMessage, socket: Duplex, head: B
 
 /**
  * The node side: a byte stream to an auth server through the proxy at `web`
- * (https), paused (pipe it, read it or resume it). The proxy's certificate
+ * (https; through the environment's HTTP proxy, utils/httpconnect.ts), paused (pipe it, read it or resume it). The proxy's certificate
  * is not checked: what runs over the pipe is TLS with auth, verified against
  * the cluster CA (see above).
  */
-export function connectAuthPipe(web: HostPort, timeoutMs: number): Promise<Duplex> {
+export async function connectAuthPipe(web: HostPort, timeoutMs: number): Promise<Duplex> {
   const where = joinHostPort(web.host, web.port);
+  const tcp = await dialTcp(web.host, web.port, timeoutMs);
   return new Promise((resolve, reject) => {
-    const sock = tls.connect({ host: web.host, port: web.port, rejectUnauthorized: false, ...(net.isIP(web.host) ? {} : { servername: web.host }) });
+    const sock = tls.connect({ socket: tcp, rejectUnauthorized: false, ...(net.isIP(web.host) ? {} : { servername: web.host }) });
     let buf = Buffer.alloc(0);
     const fail = (why: string) => {
       clearTimeout(timer);

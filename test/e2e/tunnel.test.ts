@@ -29,6 +29,7 @@ import { SshUser } from '../helpers/openssh';
 import { cliPath, Daemon, freePort, run, RunResult, tempDir, waitFor } from '../helpers/proc';
 import { roundRobinRelay, TcpRelay } from '../helpers/tcprelay';
 import { LOGIN } from '../helpers/sshd';
+import { startTinyProxy, TinyProxy } from '../helpers/tinyproxy';
 import { TshUser } from '../helpers/users';
 
 const CLUSTER = 'example.com';
@@ -440,5 +441,60 @@ describe('a node behind NAT with two proxies', () => {
   it('GIVEN one proxy stops THEN the node stays reachable through the other', async () => {
     await proxy2!.stop();
     expect(await through(cluster.proxyPorts!.ssh, 'test-auth')).toMatchObject({ code: 0, stdout: 'reached\n' });
+  });
+});
+
+/**
+ * HTTPS_PROXY (item 4 of the issue): the NAT node's ping, auth pipe and
+ * reverse tunnel, and tsh's web and SSH connections, all go through an HTTP
+ * CONNECT proxy (tinyproxy) when the environment names one.
+ */
+describe('a node behind NAT and tsh behind an HTTP proxy', () => {
+  let cluster: TestAuth;
+  let nat: TestNode;
+  let httpProxy: TinyProxy;
+  let alice: TshUser;
+
+  beforeAll(async () => {
+    httpProxy = await startTinyProxy();
+    cluster = await startAuth({ tokens: ['node:nat-join-token'], proxy: {} });
+    nat = await TestNode.create(cluster, {
+      token: 'nat-join-token', caPin: await cluster.caPin(), nodeName: NAT, authServer: `127.0.0.1:${cluster.proxyPorts!.web}`,
+      env: { HTTPS_PROXY: httpProxy.url, NO_PROXY: '' },
+    });
+    nat.start();
+    await nat.daemon!.waitForOutput(TUNNEL_UP);
+    alice = await TshUser.signUp(cluster, 'alice', [LOGIN]);
+  });
+  afterAll(async () => {
+    await nat?.cleanup();
+    await cluster?.cleanup();
+    await httpProxy?.stop();
+    alice?.cleanup();
+  });
+
+  it('GIVEN HTTPS_PROXY on the node THEN it joined, reaches auth and holds its tunnel through CONNECTs to the proxy web and tunnel ports only', () => {
+    const { web, tunnel } = cluster.proxyPorts!;
+    const targets = new Set(httpProxy.connects());
+    expect([...targets].sort()).toEqual([`127.0.0.1:${tunnel}`, `127.0.0.1:${web}`].sort());
+  });
+
+  it('GIVEN HTTPS_PROXY for tsh WHEN alice logs in and runs a command on the NAT node THEN tsh reached the web and SSH ports through the proxy', async () => {
+    const { ssh, web } = cluster.proxyPorts!;
+    const before = httpProxy.connects().length;
+    const env = { HTTPS_PROXY: httpProxy.url, NO_PROXY: '' };
+    const login = await alice.tsh(['login', '--proxy', `${cluster.webUrl()},${ssh}`, '--insecure', '--user', 'alice'], `${alice.password}\n${alice.nextCode()}\n`, env);
+    expect({ code: login.code, stderr: login.stderr }).toEqual({ code: 0, stderr: expect.not.stringMatching(/error/i) });
+    const r = await alice.tsh(['ssh', NAT, 'echo via-http-proxy'], undefined, env);
+    expect(r.stdout).toBe('via-http-proxy\n');
+    expect(r.code).toBe(0);
+    const used = new Set(httpProxy.connects().slice(before));
+    expect(used).toEqual(new Set([`127.0.0.1:${web}`, `127.0.0.1:${ssh}`]));
+  });
+
+  it('GIVEN HTTPS_PROXY naming a proxy that is down WHEN tsh runs THEN it fails saying it could not get through that proxy', async () => {
+    const r = await alice.tsh(['ssh', NAT, 'true'], undefined, { HTTPS_PROXY: 'http://127.0.0.1:1', NO_PROXY: '' });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/through the HTTP proxy 127\.0\.0\.1:1/);
   });
 });
