@@ -7,11 +7,9 @@
  */
 import * as http from 'node:http';
 import * as https from 'node:https';
-import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
-import * as tls from 'node:tls';
 import { AccessDeniedError, BadParameterError, ConnectionProblemError, NotFoundError, TeleportError } from '../utils/errors';
-import { dialTcp, proxyFor } from '../utils/httpconnect';
+import { dialTcp, dialTls, proxyFor, serverName } from '../utils/httpconnect';
 import { Ports } from '../contract/ports';
 
 export const DEFAULT_WEB_PORT = Ports.web;
@@ -102,11 +100,11 @@ function isPlainHttpAnswer(err: unknown): boolean {
 export function webRequest<T>(opts: WebClientOptions, method: 'GET' | 'POST', urlPath: string, body?: unknown): Promise<T> {
   const where = `${opts.scheme}://${formatHostPort(opts.host, opts.port)}${urlPath}`;
   const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-  const tlsOptions = opts.scheme === 'https' ? { rejectUnauthorized: !opts.insecure, ...(isIP(opts.host) ? {} : { servername: opts.host }) } : {};
+  const tlsOptions = opts.scheme === 'https' ? { rejectUnauthorized: !opts.insecure, ...serverName(opts.host) } : {};
   // With HTTPS_PROXY naming a proxy for this address: a CONNECT tunnel (utils/httpconnect.ts), TLS inside it.
   const throughProxy = (_o: unknown, cb: (err: Error | null, sock: Duplex) => void): undefined => {
-    dialTcp(opts.host, opts.port, 30_000).then(
-      (tcp) => cb(null, opts.scheme === 'https' ? tls.connect({ socket: tcp, ...tlsOptions }) : tcp),
+    (opts.scheme === 'https' ? dialTls(opts.host, opts.port, 30_000, tlsOptions) : dialTcp(opts.host, opts.port, 30_000)).then(
+      (sock) => cb(null, sock),
       (err: Error) => cb(err, undefined as unknown as Duplex),
     );
     return undefined;

@@ -11,13 +11,12 @@
  * against the CA pin, and the proxy against the cluster's host CA.
  */
 import * as https from 'node:https';
-import * as net from 'node:net';
-import * as tls from 'node:tls';
+import type * as tls from 'node:tls';
 import type { AuthClientOptions } from '../auth/client';
 import { connectAuthPipe } from '../proxy/authpipe';
 import { formatAddr, parseAddr } from '../config/address';
 import { ConnectionProblemError } from '../utils/errors';
-import { dialTcp } from '../utils/httpconnect';
+import { dialTls } from '../utils/httpconnect';
 import { HostPort } from '../proxy/resolve';
 import { Ports } from '../contract/ports';
 import type { PingResponse } from '../proxy/web';
@@ -39,13 +38,12 @@ export function authPipe(route: ProxyRoute): NonNullable<AuthClientOptions['conn
 const MAX_PING_BYTES = 64 * 1024;
 
 async function ping(web: HostPort): Promise<PingResponse | undefined> {
-  let tcp: net.Socket;
+  let sock: tls.TLSSocket;
   try {
-    tcp = await dialTcp(web.host, web.port, PING_TIMEOUT_MS);
+    sock = await dialTls(web.host, web.port, PING_TIMEOUT_MS, { rejectUnauthorized: false });
   } catch {
     return undefined;
   }
-  const sock = tls.connect({ socket: tcp, rejectUnauthorized: false, ...(net.isIP(web.host) ? {} : { servername: web.host }) });
   return new Promise<PingResponse | undefined>((resolve) => {
     const req = https.get({ host: web.host, port: web.port, path: '/webapi/ping', createConnection: () => sock, timeout: PING_TIMEOUT_MS }, (res) => {
       const chunks: Buffer[] = [];

@@ -20,6 +20,7 @@ import * as tls from 'node:tls';
 import type { AcmeSettings } from '../config';
 import { formatDuration } from '../config/duration';
 import { BadParameterError } from '../utils/errors';
+import { writeFileAtomic } from '../utils/files';
 import { Logger } from '../utils/logger';
 import { loadKeyPair } from './keypairs';
 
@@ -83,13 +84,6 @@ function reachable(url: string): Promise<void> {
     req.on('timeout', () => req.destroy(new Error('no answer within 30s')));
     req.on('error', (err) => reject(new Error(`cannot reach the ACME directory ${url}: ${err.message}`)));
   });
-}
-
-/** Writes `data` to `file` (0600) in one step: a reader sees the old content or the new, never a part. */
-function writeAtomic(file: string, data: string | Buffer): void {
-  const tmp = `${file}.tmp`;
-  fs.writeFileSync(tmp, data, { mode: 0o600 });
-  fs.renameSync(tmp, file);
 }
 
 function errorText(err: unknown): string {
@@ -237,7 +231,7 @@ export class AcmeCertificates {
     }
     this.opts.log.info('creating an ACME account key', { file: this.files.accountKey });
     const key = await acme.crypto.createPrivateEcdsaKey('P-256');
-    writeAtomic(this.files.accountKey, key);
+    writeFileAtomic(this.files.accountKey, key);
     return key;
   }
 
@@ -283,8 +277,8 @@ export class AcmeCertificates {
     const pair = { key: key.toString(), cert: chain };
     const x509 = new X509Certificate(chain);
     // The key first: a crash between the two renames leaves a pair that does not match, which loadStored refuses.
-    writeAtomic(this.files.key, pair.key);
-    writeAtomic(this.files.cert, pair.cert);
+    writeFileAtomic(this.files.key, pair.key);
+    writeFileAtomic(this.files.cert, pair.cert);
     this.current = { pair, x509, issuedAt: Date.now() };
     return pair;
   }

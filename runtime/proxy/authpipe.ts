@@ -12,18 +12,18 @@
  * already gives users on the proxy's SSH port.
  */
 import type * as http from 'node:http';
+import { once } from 'node:events';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
 import { ConnectionProblemError } from '../utils/errors';
-import { dialTcp } from '../utils/httpconnect';
+import { dialTls, readAnswerHead, within } from '../utils/httpconnect';
 import { Logger } from '../utils/logger';
 import { HostPort } from './resolve';
 import { joinHostPort } from './target';
 
 export const AUTH_PIPE_PATH = '/webapi/auth/connect';
 export const AUTH_PIPE_PROTOCOL = 'teleport-auth';
-const MAX_RESPONSE_HEAD = 8 * 1024;
 
 export interface AuthPipeOptions {
   /** Opens a TCP connection to an auth server. */
@@ -74,43 +74,26 @@ export function serveAuthPipe(req: http.IncomingMessage, socket: Duplex, head: B
 
 /**
  * The node side: a byte stream to an auth server through the proxy at `web`
- * (https; through the environment's HTTP proxy, utils/httpconnect.ts), paused (pipe it, read it or resume it). The proxy's certificate
- * is not checked: what runs over the pipe is TLS with auth, verified against
+ * (https; through the environment's HTTP proxy, utils/httpconnect.ts),
+ * paused (pipe it, read it or resume it). The proxy's certificate is not
+ * checked: what runs over the pipe is TLS with auth, verified against
  * the cluster CA (see above).
  */
 export async function connectAuthPipe(web: HostPort, timeoutMs: number): Promise<Duplex> {
   const where = joinHostPort(web.host, web.port);
-  const tcp = await dialTcp(web.host, web.port, timeoutMs);
-  return new Promise((resolve, reject) => {
-    const sock = tls.connect({ socket: tcp, rejectUnauthorized: false, ...(net.isIP(web.host) ? {} : { servername: web.host }) });
-    let buf = Buffer.alloc(0);
-    const fail = (why: string) => {
-      clearTimeout(timer);
-      sock.destroy();
-      reject(new ConnectionProblemError(`cannot reach the auth server through the proxy at ${where}: ${why}`));
-    };
-    const timer = setTimeout(() => fail(`no answer in ${Math.round(timeoutMs / 1000)}s`), timeoutMs);
-    const onError = (err: Error) => fail(err.message);
-    const onClose = () => fail('the proxy closed the connection');
-    const onData = (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      const end = buf.indexOf('\r\n\r\n');
-      if (end < 0) {
-        if (buf.length > MAX_RESPONSE_HEAD) fail('its answer is not HTTP');
-        return;
-      }
-      const status = /^HTTP\/1\.1 (\d{3})/.exec(buf.subarray(0, end).toString('latin1'));
-      if (status?.[1] !== '101') return fail(`it answered ${status ? status[1] : 'something that is not HTTP'} (is it a Teleport proxy's web port?)`);
-      clearTimeout(timer);
-      sock.off('data', onData).off('error', onError).off('close', onClose);
-      sock.pause();
-      const rest = buf.subarray(end + 4);
-      if (rest.length) sock.unshift(rest);
-      resolve(sock);
-    };
-    sock.once('secureConnect', () => {
-      sock.write(`GET ${AUTH_PIPE_PATH} HTTP/1.1\r\nHost: ${where}\r\nConnection: Upgrade\r\nUpgrade: ${AUTH_PIPE_PROTOCOL}\r\n\r\n`);
-    });
-    sock.on('data', onData).on('error', onError).on('close', onClose);
-  });
+  let sock: tls.TLSSocket | undefined;
+  const upgrade = async () => {
+    sock = await dialTls(web.host, web.port, timeoutMs, { rejectUnauthorized: false });
+    await once(sock, 'secureConnect');
+    sock.write(`GET ${AUTH_PIPE_PATH} HTTP/1.1\r\nHost: ${where}\r\nConnection: Upgrade\r\nUpgrade: ${AUTH_PIPE_PROTOCOL}\r\n\r\n`);
+    const { status } = await readAnswerHead(sock);
+    if (status !== '101') throw new Error(`it answered ${status || 'something that is not HTTP'} (is it a Teleport proxy's web port?)`);
+    return sock;
+  };
+  try {
+    return await within(upgrade(), timeoutMs, () => sock?.destroy());
+  } catch (err) {
+    sock?.destroy();
+    throw new ConnectionProblemError(`cannot reach the auth server through the proxy at ${where}: ${(err as Error).message}`);
+  }
 }

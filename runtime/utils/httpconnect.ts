@@ -7,7 +7,9 @@
  * What runs over these connections is TLS or SSH end to end, so the proxy sees a CONNECT line and
  * ciphertext only.
  */
+import { once } from 'node:events';
 import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
 import { getProxyForUrl } from 'proxy-from-env';
 import { BadParameterError, ConnectionProblemError } from './errors';
@@ -33,55 +35,82 @@ export function proxyFor(host: string, port: number): URL | undefined {
   return url;
 }
 
-/** A connected socket to `host:port`, through the environment's HTTP proxy when it names one. */
-export function dialTcp(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
-  const proxy = proxyFor(host, port);
-  const target = hostPort(host, port);
+/**
+ * Reads the head of an HTTP/1.x answer from `sock` and resolves with its status code and reason
+ * (status '' when the answer is not HTTP). The socket is then paused and holds whatever followed
+ * the head. Rejects when the connection fails or closes first, or no head ends within 16 KiB.
+ */
+export function readAnswerHead(sock: Duplex): Promise<{ status: string; reason: string }> {
   return new Promise((resolve, reject) => {
-    const proxyPort = proxy ? Number(proxy.port || (proxy.protocol === 'https:' ? 443 : 80)) : port;
-    const proxyHost = proxy ? proxy.hostname.replace(/^\[(.*)\]$/, '$1') : host;
-    const sock: net.Socket =
-      proxy?.protocol === 'https:'
-        ? tls.connect({ host: proxyHost, port: proxyPort, ...(net.isIP(proxyHost) ? {} : { servername: proxyHost }) })
-        : net.connect({ host: proxyHost, port: proxyPort });
-    const via = proxy ? ` through the HTTP proxy ${proxy.host}` : '';
-    const fail = (why: string) => {
-      clearTimeout(timer);
-      sock.destroy();
-      reject(new ConnectionProblemError(`cannot connect to ${target}${via}: ${why}`));
-    };
-    const timer = setTimeout(() => fail(`no connection in ${Math.round(timeoutMs / 1000)}s`), timeoutMs);
-    const onError = (err: Error) => fail(err.message);
-    const onClose = () => fail('the proxy closed the connection');
-    const done = () => {
-      clearTimeout(timer);
-      sock.off('error', onError).off('close', onClose);
-      resolve(sock);
-    };
-    sock.on('error', onError);
-    if (!proxy) {
-      sock.once('connect', done);
-      return;
-    }
-    sock.on('close', onClose);
     let head = Buffer.alloc(0);
+    const settle = (err?: Error) => {
+      sock.off('data', onData).off('error', onError).off('close', onClose);
+      if (err) reject(err);
+    };
+    const onError = (err: Error) => settle(err);
+    const onClose = () => settle(new Error('the connection closed before an answer'));
     const onData = (d: Buffer) => {
       head = Buffer.concat([head, d]);
       const end = head.indexOf('\r\n\r\n');
       if (end < 0) {
-        if (head.length > MAX_ANSWER_HEAD) fail('its answer to CONNECT is not HTTP');
+        if (head.length > MAX_ANSWER_HEAD) settle(new Error('its answer is not HTTP'));
         return;
       }
-      const status = /^HTTP\/1\.[01] (\d{3})([^\r\n]*)/.exec(head.subarray(0, end).toString('latin1'));
-      if (status?.[1] !== '200') return fail(status ? `it answered CONNECT with ${status[1]}${status[2]}` : 'its answer to CONNECT is not HTTP');
-      sock.off('data', onData);
+      settle();
       sock.pause();
       const rest = head.subarray(end + 4);
       if (rest.length) sock.unshift(rest);
-      done();
+      const m = /^HTTP\/1\.[01] (\d{3}) ?([^\r\n]*)/.exec(head.subarray(0, end).toString('latin1'));
+      resolve({ status: m?.[1] ?? '', reason: m?.[2] ?? '' });
     };
-    sock.on('data', onData);
-    const auth = proxy.username ? `Proxy-Authorization: Basic ${Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString('base64')}\r\n` : '';
-    sock.once(proxy.protocol === 'https:' ? 'secureConnect' : 'connect', () => sock.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${auth}\r\n`));
+    sock.on('data', onData).on('error', onError).on('close', onClose);
   });
+}
+
+/** `work`, or a rejection after `ms` (calling `onTimeout` first, to release what the work holds). */
+export function within<T>(work: Promise<T>, ms: number, onTimeout: () => void): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      onTimeout();
+      reject(new Error(`no connection in ${Math.round(ms / 1000)}s`));
+    }, ms);
+  });
+  return Promise.race([work, expired]).finally(() => clearTimeout(timer));
+}
+
+/** A connected socket to `host:port`, through the environment's HTTP proxy when it names one. */
+export async function dialTcp(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
+  const proxy = proxyFor(host, port);
+  const target = hostPort(host, port);
+  const proxyHost = proxy ? proxy.hostname.replace(/^\[(.*)\]$/, '$1') : host;
+  const proxyPort = proxy ? Number(proxy.port || (proxy.protocol === 'https:' ? 443 : 80)) : port;
+  const secure = proxy?.protocol === 'https:';
+  const sock: net.Socket = secure ? tls.connect({ host: proxyHost, port: proxyPort, ...serverName(proxyHost) }) : net.connect({ host: proxyHost, port: proxyPort });
+  const connect = async () => {
+    await once(sock, secure ? 'secureConnect' : 'connect');
+    if (!proxy) return;
+    const auth = proxy.username ? `Proxy-Authorization: Basic ${Buffer.from(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`).toString('base64')}\r\n` : '';
+    sock.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${auth}\r\n`);
+    const { status, reason } = await readAnswerHead(sock);
+    if (status !== '200') throw new Error(status ? `it answered CONNECT with ${status} ${reason}`.trimEnd() : 'its answer to CONNECT is not HTTP');
+  };
+  try {
+    await within(connect(), timeoutMs, () => sock.destroy());
+    return sock;
+  } catch (err) {
+    sock.destroy();
+    const via = proxy ? ` through the HTTP proxy ${proxy.host}` : '';
+    throw new ConnectionProblemError(`cannot connect to ${target}${via}: ${(err as Error).message}`);
+  }
+}
+
+/** `servername` for a TLS connection to `host` (none for an IP address, which SNI cannot carry). */
+export function serverName(host: string): { servername?: string } {
+  return net.isIP(host) ? {} : { servername: host };
+}
+
+/** A TLS connection to `host:port` (handshake under way), over {@link dialTcp}. */
+export async function dialTls(host: string, port: number, timeoutMs: number, opts: tls.ConnectionOptions = {}): Promise<tls.TLSSocket> {
+  return tls.connect({ ...opts, socket: await dialTcp(host, port, timeoutMs), ...serverName(host) });
 }
