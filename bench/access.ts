@@ -41,7 +41,7 @@ for (let i = 0; i < USERS; i++) {
   users.set(`user-${i}`, newUser(`user-${i}`, mine, [`user${i}`, 'deploy'], 'bench'));
 }
 const byName = new Map(roles.map((r) => [r.metadata.name, r]));
-const view: AccessView = { user: (n) => users.get(n), role: (n) => byName.get(n) };
+const view: AccessView = { user: (n) => users.get(n), role: (n) => byName.get(n), trustedCluster: () => undefined };
 
 const samples: number[] = [];
 let allowed = 0;

@@ -15,7 +15,8 @@ import { CAType } from './authorities';
 import { Caller, callerHostId, Permission, route, Route } from './http';
 import { loginRoutes } from './login-api';
 import { acceptMemberEvent } from './member-audit';
-import { parseResource, parseSystemRole, roleSchema, serverSchema, Server, userSchema, SYSTEM_ROLES } from './resources';
+import { parseResource, parseSystemRole, roleSchema, serverSchema, Server, trustedClusterSchema, userSchema, SYSTEM_ROLES } from './resources';
+import { trustedClusterView } from './trust';
 import { displayRole } from './roles';
 import { AuthServer } from './server';
 import { sessionRoutes } from './sessions-api';
@@ -83,8 +84,12 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
       allow: allowRead,
       handler: async ({ params, caller }) => {
         const ns = params.ns ?? DEFAULT_NAMESPACE;
-        // A user sees the nodes their roles' node_labels allow (`tsh ls`).
+        // A user sees the nodes their roles' node_labels allow (`tsh ls`); a trusted cluster's user, those their mapped roles allow.
         if (caller.kind === 'user') return (await auth.nodesForUser(caller.identity.username, ns, caller.identity.groups)).map((n) => n.server);
+        if (caller.kind === 'remote_user') {
+          const remote = { cluster: caller.cluster, logins: caller.identity.principals };
+          return (await auth.nodesForUser(caller.identity.username, ns, caller.identity.groups, remote)).map((n) => n.server);
+        }
         return auth.presence.list(kind, ns);
       },
     }),
@@ -261,7 +266,8 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
         return {};
       },
     }),
-    ...presenceRoutes('node', '/v1/namespaces/:ns/nodes', ['Node', 'Proxy', 'user'], ['Node']),
+    ...trustRoutes(auth),
+    ...presenceRoutes('node', '/v1/namespaces/:ns/nodes', ['Node', 'Proxy', 'user', 'remote_user'], ['Node']),
     ...presenceRoutes('proxy', '/v1/proxies', ['Node', 'Proxy'], ['Proxy']),
     ...presenceRoutes('auth_server', '/v1/authservers', ['Node', 'Proxy'], []),
     route({
@@ -288,5 +294,65 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
     }),
     ...sessionRoutes(auth, recordings),
     ...loginRoutes(auth),
+  ];
+}
+
+const validateBody = z
+  .object({ token: z.string().min(1).max(1024), certificate_authorities: z.array(z.unknown()).max(4), client_addr: z.string().max(64).optional() })
+  .strict();
+const clusterName = z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252}[A-Za-z0-9])?$/, 'must be a cluster name');
+const tunnelReportBody = z.object({ cluster: clusterName, up: z.boolean() }).strict();
+
+/** Trusted clusters (leaf side), remote clusters (root side) and the exchange between them (trust.ts). */
+function trustRoutes(auth: AuthServer): Route[] {
+  return [
+    route({
+      method: 'PUT',
+      path: '/v1/trustedclusters',
+      allow: [],
+      handler: async ({ body, caller, query }) => {
+        const tc = parseResource(trustedClusterSchema, body, 'trusted_cluster resource');
+        await auth.trust.upsertTrustedCluster(tc, { force: query.get('force') === 'true', user: who(caller) });
+        return {};
+      },
+    }),
+    route({ method: 'GET', path: '/v1/trustedclusters', allow: [], handler: async () => (await auth.trust.list('trusted')).map(trustedClusterView) }),
+    route({
+      method: 'DELETE',
+      path: '/v1/trustedclusters/:name',
+      allow: [],
+      handler: async ({ params, caller }) => {
+        await auth.trust.delete('trusted', params.name, who(caller));
+        return {};
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/trustedclusters/validate',
+      allow: ['Proxy'],
+      body: validateBody,
+      // The proxy names the leaf's address (the auth server sees only the proxy's).
+      handler: async ({ body, remoteAddr }) => auth.trust.validate(body, body.client_addr ?? remoteAddr),
+    }),
+    route({ method: 'GET', path: '/v1/remoteclusters', allow: ['Proxy', 'user'], handler: async () => auth.trust.remoteClusters() }),
+    route({
+      method: 'DELETE',
+      path: '/v1/remoteclusters/:name',
+      allow: [],
+      handler: async ({ params, caller }) => {
+        await auth.trust.delete('remote', params.name, who(caller));
+        return {};
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/tunnelconnections',
+      allow: ['Proxy'],
+      body: tunnelReportBody,
+      handler: async ({ body, caller }) => {
+        await auth.trust.reportTunnel(body.cluster, callerHostId(caller, auth.clusterName) ?? 'unknown', body.up);
+        return {};
+      },
+    }),
   ];
 }

@@ -14,13 +14,23 @@ import { AccessDeniedError, BadParameterError, httpStatusOf, LimitExceededError,
 import { Logger } from '../utils/logger';
 import { SYSTEM_ROLES, SystemRole } from './resources';
 
-/** Who is calling: nobody (no client certificate), a cluster member, or a user. */
+/**
+ * Who is calling: nobody (no client certificate), a cluster member, a user, or a user of a trusted
+ * (root) cluster (`remote_user`, allowed only where a route says so: they are no user of this cluster).
+ */
 export type Caller =
   | { kind: 'nop' }
   | { kind: 'system'; role: SystemRole; identity: TlsIdentity }
-  | { kind: 'user'; identity: TlsIdentity };
+  | { kind: 'user'; identity: TlsIdentity }
+  | { kind: 'remote_user'; identity: TlsIdentity; cluster: string };
 
-export type Permission = 'nop' | 'user' | SystemRole;
+export type Permission = 'nop' | 'user' | 'remote_user' | SystemRole;
+
+/** A trusted (root) cluster's user TLS CA certificates. */
+export interface ForeignUserCA {
+  cluster: string;
+  certs: X509Certificate[];
+}
 
 /** The host ID of a cluster member, whose certificate names it `<hostID>.<cluster>`; undefined for anyone else. */
 export function callerHostId(caller: Caller, clusterName: string): string | undefined {
@@ -78,13 +88,23 @@ function compile(r: Route): Compiled {
   return { route: r, re, names };
 }
 
-/** Identifies the caller; a certificate must come from the CA that matches what it claims to be. */
-export function callerOf(socket: TLSSocket, hostCA: X509Certificate[], userCA: X509Certificate[]): Caller {
-  if (!socket.authorized) return { kind: 'nop' };
+/**
+ * Identifies the caller; a certificate must come from the CA that matches what it claims to be.
+ * TLS verifies certificates from this cluster's CAs; one from a trusted cluster's user CA (which
+ * the TLS server does not know: trust changes while it runs) is verified here: issued and signed
+ * by that CA, and valid now.
+ */
+export function callerOf(socket: TLSSocket, hostCA: X509Certificate[], userCA: X509Certificate[], foreign: () => ForeignUserCA[] = () => []): Caller {
   const peer = socket.getPeerCertificate(false);
   if (!peer || !peer.raw) return { kind: 'nop' };
   const cert = new X509Certificate(peer.raw);
   const issuedBy = (cas: X509Certificate[]) => cas.some((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey));
+  if (!socket.authorized) {
+    const now = Date.now();
+    const from = foreign().find((f) => issuedBy(f.certs));
+    if (!from || Date.parse(cert.validFrom) > now || Date.parse(cert.validTo) < now) return { kind: 'nop' };
+    return { kind: 'remote_user', identity: identityOf(peer.raw), cluster: from.cluster };
+  }
   const identity = identityOf(peer.raw);
   if (issuedBy(hostCA)) {
     const role = identity.groups[0] as SystemRole;
@@ -99,6 +119,7 @@ function allowed(caller: Caller, allow: Permission[]): boolean {
   if (allow.includes('nop')) return true;
   if (caller.kind === 'system') return caller.role === 'Admin' || caller.role === 'Auth' || allow.includes(caller.role);
   if (caller.kind === 'user') return allow.includes('user');
+  if (caller.kind === 'remote_user') return allow.includes('remote_user');
   return false;
 }
 

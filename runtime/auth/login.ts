@@ -348,10 +348,17 @@ export class LocalLogins {
 
   /** The host CAs the client should trust, of this cluster and any trusted one. */
   private async hostSigners(): Promise<TrustedCerts[]> {
-    return (await this.auth.authorities.list('host')).map((ca) => ({
+    const own = (await this.auth.authorities.list('host')).map((ca) => ({
       domain_name: ca.clusterName,
       checking_keys: ca.checkingKeys().map((k) => b64(formatAuthorizedKey(k))),
       tls_certs: ca.resource.spec.tls_key_pairs.map((p) => p.cert),
     }));
+    // Leaf clusters' host CAs, so that tsh can check their nodes and auth servers (reached through this proxy).
+    const leaves = (await this.auth.trust.list('remote')).map((r) => ({
+      domain_name: r.metadata.name,
+      checking_keys: r.spec.host_ca.spec.checking_keys,
+      tls_certs: r.spec.host_ca.spec.tls_key_pairs.map((p) => p.cert),
+    }));
+    return [...own, ...leaves];
   }
 }

@@ -240,3 +240,41 @@ export function parseResource<T>(schema: z.ZodType<T>, value: unknown, where: st
   const lines = res.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
   throw new BadParameterError(`invalid ${where}:\n  ${lines.join('\n  ')}`);
 }
+
+/** `role_map` of a trusted cluster: a role of the root (`remote`, or `*` for any) becomes these roles of the leaf. */
+const roleMapping = z.object({ remote: z.string().regex(/^\*$|^[A-Za-z0-9][A-Za-z0-9._@-]{0,254}$/, 'must be a role name or "*"'), local: z.array(name).min(1) }).strict();
+export type RoleMapping = z.infer<typeof roleMapping>;
+
+/** `host:port` as a trusted cluster names the root's web and tunnel addresses. */
+const hostPortText = z.string().regex(/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?):[0-9]{1,5}$/, 'must be host:port');
+
+/**
+ * `kind: trusted_cluster` (Teleport 4.x, created in the leaf with `tctl create`): the root cluster
+ * this cluster trusts, named as the root names itself. `ca_pin` is ours: the root's CA pins
+ * (`sha256:…`, as `tctl status` prints them) that the exchanged CAs must match.
+ */
+export const trustedClusterSchema = z
+  .object({
+    kind: z.literal('trusted_cluster'),
+    version: z.literal('v2'),
+    metadata,
+    spec: z
+      .object({
+        enabled: z.boolean().default(true),
+        token: z.string().max(1024).default(''),
+        web_proxy_addr: hostPortText,
+        tunnel_addr: hostPortText,
+        role_map: z.array(roleMapping).max(256).default([]),
+        ca_pin: z.union([z.string(), z.array(z.string())]).optional(),
+      })
+      .strict(),
+  })
+  .strict();
+export type TrustedClusterResource = z.infer<typeof trustedClusterSchema>;
+
+/** The roles a root user's certificate roles map to in this cluster: each mapping whose `remote` names one of them (or is `*`). */
+export function mapRoles(roleMap: readonly RoleMapping[], certRoles: readonly string[]): string[] {
+  const out = new Set<string>();
+  for (const m of roleMap) if (m.remote === '*' ? certRoles.length > 0 : certRoles.includes(m.remote)) m.local.forEach((r) => out.add(r));
+  return [...out];
+}

@@ -28,10 +28,12 @@ import { Authorities, Authority } from './authorities';
 import { Identity } from './identity';
 import { Presence } from './presence';
 import { newUser, Server, serverLabels, SystemRole, User } from './resources';
-import { accessFor, allowedLogins, checkAccess } from './access/decision';
+import { AccessRequest, accessFor, allowedLogins, checkAccess } from './access/decision';
 import { AccessFeed } from './access/feed';
 import { Roles } from './roles';
 import { StaticToken, Tokens } from './tokens';
+import { ClusterTrust, TrustExchange } from './trust';
+import { trustExchange } from './trustexchange';
 import { checkSignupTtl, SIGNUP_TOKEN_TTL_MS, Users } from './users';
 
 /** Host TLS certificates last as long as the CA (formats.md §1.4). */
@@ -54,6 +56,8 @@ export interface AuthServerOptions {
   caKeyType: KeyAlgorithm;
   staticTokens: StaticToken[];
   clusterConfig: ClusterConfig;
+  /** How a new trusted cluster's CAs are fetched from its proxy. @default trustexchange.ts, verifying its HTTPS certificate */
+  trustExchange?: TrustExchange;
   log: Logger;
 }
 
@@ -178,6 +182,8 @@ export class AuthServer {
   readonly authorities: Authorities;
   /** Users, roles and user CA keys as proxies and nodes load them (`GET /v1/access`). */
   readonly access: AccessFeed;
+  /** Trusted (root) and remote (leaf) clusters. */
+  readonly trust: ClusterTrust;
   private readonly joinLimiter = new RateLimiter({ burst: 20, perSecond: 1 });
 
   private constructor(
@@ -192,6 +198,14 @@ export class AuthServer {
     this.presence = new Presence(opts.backend);
     this.authorities = new Authorities(opts.backend);
     this.access = new AccessFeed(opts.backend, opts.log.child('access'));
+    this.trust = new ClusterTrust({
+      backend: opts.backend,
+      clusterName,
+      tokens: this.tokens,
+      ownCAs: () => [this.hostCA, this.userCA],
+      exchange: opts.trustExchange ?? trustExchange({ insecure: false }),
+      emit: (f) => this.emit(f),
+    });
   }
 
   /** Sets up the cluster's state on first start (name, CAs, default role) and loads it on later ones. */
@@ -388,12 +402,11 @@ export class AuthServer {
    * reach, each with the logins it allows there. `roles` are the caller's certificate roles
    * (default: all the user's).
    */
-  async nodesForUser(username: string, namespace = 'default', roles?: string[]): Promise<UserNode[]> {
-    const user = await this.users.get(username);
-    const certRoles = roles ?? user.spec.roles;
+  async nodesForUser(username: string, namespace = 'default', roles?: string[], remote?: AccessRequest['remote']): Promise<UserNode[]> {
+    const certRoles = roles ?? (await this.users.get(username)).spec.roles;
     const visible: UserNode[] = [];
     for (const server of await this.presence.list('node', namespace)) {
-      const req = { user: username, certRoles, node: { name: server.spec.hostname, labels: serverLabels(server) } };
+      const req = { user: username, certRoles, node: { name: server.spec.hostname, labels: serverLabels(server) }, ...(remote ? { remote } : {}) };
       if (checkAccess(this.access, req).allowed) visible.push({ server, logins: allowedLogins(this.access, req) });
     }
     return visible;

@@ -19,7 +19,8 @@ import { listen as listenOn } from '../service/listen';
 import { limitBeforeRequest } from '../service/httplimits';
 import { VERSION } from '../version';
 import { authRoutes } from './api';
-import { callerOf, Router } from './http';
+import { callerOf, ForeignUserCA, Router } from './http';
+import { trustExchange } from './trustexchange';
 import { IdentityStore } from './identity';
 import { SERVER_ANNOUNCE_TTL_MS } from './presence';
 import { AuthServer } from './server';
@@ -86,6 +87,7 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
         auth_type: config.auth.authentication.type,
         second_factor: config.auth.authentication.secondFactor,
       },
+      trustExchange: trustExchange({ insecure: config.auth.insecureTrustExchange }),
       log,
     });
     opened.add(() => auth.close());
@@ -102,7 +104,16 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
     const userCA = [new X509Certificate(auth.userCA.tlsCert())];
     const recordings = await openRecordingStore(config, log);
     opened.add(() => recordings.close());
-    const router = new Router(authRoutes(auth, recordings.store), (socket: TLSSocket) => callerOf(socket, hostCA, userCA), log);
+    // Trusted clusters' user CAs, parsed again only when the access data changes.
+    let foreign = { version: '', cas: [] as ForeignUserCA[] };
+    const foreignUserCAs = () => {
+      if (foreign.version !== auth.access.version) {
+        const cas = auth.access.trustedUserTlsCAs().map((c) => ({ cluster: c.cluster, certs: c.certs.map((pem) => new X509Certificate(pem)) }));
+        foreign = { version: auth.access.version, cas };
+      }
+      return foreign.cas;
+    };
+    const router = new Router(authRoutes(auth, recordings.store), (socket: TLSSocket) => callerOf(socket, hostCA, userCA, foreignUserCAs), log);
     const policy = tlsPolicy(config.ciphersuites);
     const mismatch = policyKeyMismatch(policy, identity.tlsKey);
     if (mismatch) log.warn(mismatch);

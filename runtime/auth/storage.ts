@@ -30,6 +30,7 @@ export const CACHED_PREFIXES = [
   key('nodes') + '/',
   Keys.proxies(),
   Keys.authServers(),
+  Keys.clusterTrusts(),
 ];
 
 function openStore(s: StorageConfig): Promise<Backend> {

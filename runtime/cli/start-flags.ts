@@ -22,7 +22,7 @@ export function startCommand(): Command {
     .option('--nodename <name>', 'Name of this node, defaults to hostname')
     .option('-c, --config <path>', 'Path to a configuration file [/etc/teleport.yaml]')
     .option('--labels <labels>', 'List of labels for this node, e.g. env=prod,kernel=[1h:"uname -r"]')
-    .option('--insecure', 'Accepted for compatibility; has no effect here (no trusted clusters): start warns')
+    .option('--insecure', "Establish trust with a root cluster without verifying its web proxy's HTTPS certificate (tests only; start warns)")
     .option('--diag-addr <host:port>', 'Start the diagnostics endpoint (/healthz, /readyz, /metrics over plain HTTP) on this address [off]')
     .option('--permit-user-env', 'Enables reading of ~/.tsh/environment when creating a session')
     .option('--data-dir <path>', 'Directory for keys and state [/var/lib/teleport, or ~/.local/share/teleport for non-root]');

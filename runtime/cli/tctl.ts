@@ -10,7 +10,8 @@ import { parseAllDocuments, stringify } from 'yaml';
 import { openBackend } from '../backend';
 import { AuthClient, HostPort } from '../auth/client';
 import { IdentityStore } from '../auth/identity';
-import { CertAuthority, parseResource, roleSchema, formatServerLabels, Server, serverAddress, tokenSchema, User, userSchema } from '../auth/resources';
+import { CertAuthority, parseResource, roleSchema, formatServerLabels, Server, serverAddress, tokenSchema, TrustedClusterResource, trustedClusterSchema, User, userSchema } from '../auth/resources';
+import type { RemoteClusterStatus } from '../auth/trust';
 import { buildConfig, formatDuration, loadConfigFile, parseAddr, parseDuration, resolveConfigPath } from '../config';
 import { Ports } from '../contract/ports';
 import { procStoragePath } from '../service/datadir';
@@ -408,16 +409,26 @@ program
   );
 
 // ---- resources
-type Kind = 'user' | 'role' | 'token' | 'node' | 'cert_authority';
+type Kind = 'user' | 'role' | 'token' | 'node' | 'cert_authority' | 'trusted_cluster' | 'remote_cluster';
 const KIND_ALIASES: Record<string, Kind> = {
   user: 'user', users: 'user', role: 'role', roles: 'role', token: 'token', tokens: 'token',
   node: 'node', nodes: 'node', cert_authority: 'cert_authority', cert_authorities: 'cert_authority', cas: 'cert_authority', ca: 'cert_authority',
+  trusted_cluster: 'trusted_cluster', trusted_clusters: 'trusted_cluster', tc: 'trusted_cluster',
+  remote_cluster: 'remote_cluster', remote_clusters: 'remote_cluster', rc: 'remote_cluster',
 };
+const KINDS = 'user, role, token, node, cert_authority, trusted_cluster (tc), remote_cluster (rc)';
+
+/** The resources of a list named `name` (all when no name); NotFound when a name matches nothing. */
+function named<T extends { metadata: { name: string } }>(list: T[], kind: string, name?: string): T[] {
+  const res = list.filter((r) => !name || r.metadata.name === name);
+  if (name && !res.length) throw new NotFoundError(`${kind} "${name}" not found`);
+  return res;
+}
 
 function parseRef(ref: string): { kind: Kind; name?: string } {
   const [k, ...rest] = ref.split('/');
   const kind = KIND_ALIASES[k.toLowerCase()];
-  if (!kind) throw new BadParameterError(`unknown resource kind "${k}": expected one of user, role, token, node, cert_authority`);
+  if (!kind) throw new BadParameterError(`unknown resource kind "${k}": expected one of ${KINDS}`);
   const name = rest.join('/');
   return { kind, ...(name ? { name } : {}) };
 }
@@ -448,12 +459,16 @@ async function getResources(ctx: Context, kind: Kind, name?: string): Promise<un
       const cas = [...(await ctx.client.get<CertAuthority[]>('/v1/authorities/user')), ...(await ctx.client.get<CertAuthority[]>('/v1/authorities/host'))];
       return cas.filter((c) => !name || `${c.sub_kind}/${c.metadata.name}` === name || c.metadata.name === name);
     }
+    case 'trusted_cluster':
+      return named(await ctx.client.get<TrustedClusterResource[]>('/v1/trustedclusters'), 'trusted cluster', name);
+    case 'remote_cluster':
+      return named(await ctx.client.get<RemoteClusterStatus[]>('/v1/remoteclusters'), 'remote cluster', name);
   }
 }
 
 program
   .command('get <resource>')
-  .description('Prints resources as YAML: users, user/<name>, roles, role/<name>, tokens, nodes, cert_authorities')
+  .description('Prints resources as YAML: users, user/<name>, roles, role/<name>, tokens, nodes, cert_authorities, trusted_clusters (tc), remote_clusters (rc)')
   .addOption(new Option('--format <format>', 'Output format').choices(['yaml', 'json']).default('yaml'))
   .action(async (ref: string, o: { format: string }, cmd: Command) =>
     withClient(cmd, async (ctx) => {
@@ -481,7 +496,8 @@ program
       if (kind === 'user') parsed.push({ kind, value: parseResource(userSchema, value, where) });
       else if (kind === 'role') parsed.push({ kind, value: parseResource(roleSchema, value, where) });
       else if (kind === 'token') parsed.push({ kind, value: parseResource(tokenSchema, value, where) });
-      else throw new BadParameterError(`${where}: cannot create resources of kind "${kind || '(missing)'}": expected user, role or token`);
+      else if (kind === 'trusted_cluster') parsed.push({ kind, value: parseResource(trustedClusterSchema, value, where) });
+      else throw new BadParameterError(`${where}: cannot create resources of kind "${kind || '(missing)'}": expected user, role, token or trusted_cluster`);
     }
     // Everything is validated before anything is written.
     await withClient(cmd, async (ctx) => {
@@ -493,6 +509,10 @@ program
         } else if (r.kind === 'role') {
           await ctx.client.put(`/v1/roles${q}`, r.value);
           out(`role "${(r.value as { metadata: { name: string } }).metadata.name}" has been ${o.force ? 'updated' : 'created'}\n`);
+        } else if (r.kind === 'trusted_cluster') {
+          // Creating one establishes trust with the root (its proxy checks the token and exchanges CAs); -f updates one.
+          await ctx.client.put(`/v1/trustedclusters${o.force ? '?force=true' : ''}`, r.value);
+          out(`trusted cluster "${(r.value as TrustedClusterResource).metadata.name}" has been ${o.force ? 'created or updated' : 'created'}\n`);
         } else {
           const t = r.value as { metadata: { name: string; expires?: string }; spec: { roles: string[] } };
           const ttlMs = t.metadata.expires ? new Date(t.metadata.expires).getTime() - Date.now() : undefined;
@@ -507,7 +527,7 @@ program
 
 program
   .command('rm <resource>')
-  .description('Deletes a resource: user/<name>, role/<name>, token/<token or ID>, node/<uuid>')
+  .description('Deletes a resource: user/<name>, role/<name>, token/<token or ID>, node/<uuid>, tc/<root cluster> (removes the trust), rc/<leaf cluster>')
   .action(async (ref: string, _o: unknown, cmd: Command) =>
     withClient(cmd, async (ctx) => {
       const { kind, name } = parseRef(ref);
@@ -516,8 +536,11 @@ program
       else if (kind === 'role') await ctx.client.delete(`/v1/roles/${encodeURIComponent(name)}`);
       else if (kind === 'token') await ctx.client.post('/v1/tokens/delete', { token: name });
       else if (kind === 'node') await ctx.client.delete(`/v1/namespaces/default/nodes/${encodeURIComponent(name)}`);
+      else if (kind === 'trusted_cluster') await ctx.client.delete(`/v1/trustedclusters/${encodeURIComponent(name)}`);
+      else if (kind === 'remote_cluster') await ctx.client.delete(`/v1/remoteclusters/${encodeURIComponent(name)}`);
       else throw new BadParameterError('certificate authorities cannot be deleted');
-      out(`${kind} "${kind === 'token' ? displayTokenId(name) : name}" has been deleted\n`);
+      const what = kind === 'trusted_cluster' ? 'trusted cluster' : kind === 'remote_cluster' ? 'remote cluster' : kind;
+      out(`${what} "${kind === 'token' ? displayTokenId(name) : name}" has been deleted\n`);
     }),
   );
 

@@ -44,8 +44,12 @@ const program = new Command('tsh').description('Teleport user client').version(V
 program
   .option('-d, --debug', 'Verbose errors')
   .option('--proxy <addr>', 'Proxy address: for login, where to log in; for other commands, which saved profile to use (default: the current one)')
+  .option('--cluster <name>', 'A leaf (trusted) cluster to work in, reached through the proxy (default: the proxy\'s own cluster; see tsh clusters)')
   .enablePositionalOptions();
 const globalProxy = (): string | undefined => program.opts<{ proxy?: string }>().proxy;
+/** `--cluster` given after the command, else before it. */
+const clusterOf = (o: { cluster?: string }): string | undefined => o.cluster ?? program.opts<{ cluster?: string }>().cluster;
+const CLUSTER_HELP = 'A leaf (trusted) cluster to work in, reached through the proxy';
 
 program
   .command('version')
@@ -100,6 +104,7 @@ program
   .option('-R, --remote <spec>', 'Forward a node port back here: [bind_address:]port:host:hostport (repeatable)', collectForward)
   .option('-D, --dynamic <spec>', 'SOCKS4/5 proxy on a local port whose connections leave from the node: [bind_address:]port (repeatable)', collectDynamic)
   .option('-N, --no-remote-command', 'Run no command: only forward ports, until interrupted')
+  .option('--cluster <name>', CLUSTER_HELP)
   .passThroughOptions()
   .action(async (dest: string, command: string[], o: SshFlags) => {
     process.exitCode = await sshCommand({
@@ -114,6 +119,7 @@ program
       dynamicForwards: o.dynamic,
       noCommand: o.remoteCommand === false,
       proxy: globalProxy(),
+      cluster: clusterOf(o),
     });
   });
 
@@ -122,8 +128,9 @@ program
   .description('Lists the nodes you may reach, optionally those with the given labels')
   .argument('[labels...]', 'label=value[,label=value] to match')
   .option('-v, --verbose', 'Also show node IDs')
-  .action(async (labels: string[], o: { verbose?: boolean }) => {
-    const nodes = await listNodes(currentLogin({ proxy: globalProxy() }), parseLabelSelector(labels));
+  .option('--cluster <name>', CLUSTER_HELP)
+  .action(async (labels: string[], o: { verbose?: boolean; cluster?: string }) => {
+    const nodes = await listNodes(currentLogin({ proxy: globalProxy(), cluster: clusterOf(o) }), parseLabelSelector(labels));
     process.stdout.write(formatNodes(nodes, !!o.verbose));
   });
 
@@ -147,9 +154,10 @@ program
   .argument('<paths...>', 'Sources, then the destination; the remote side is [user@]host:path')
   .option('-r, --recursive', 'Copy directories recursively')
   .option('-P, --port <port>', 'Node SSH port', intArg('--port'))
-  .action(async (paths: string[], o: { recursive?: boolean; port?: number }) => {
+  .option('--cluster <name>', CLUSTER_HELP)
+  .action(async (paths: string[], o: { recursive?: boolean; port?: number; cluster?: string }) => {
     if (paths.length < 2) throw new BadParameterError('tsh scp: give at least one source and a destination');
-    await scpCommand({ sources: paths.slice(0, -1), destination: paths[paths.length - 1], recursive: o.recursive, port: o.port, proxy: globalProxy() });
+    await scpCommand({ sources: paths.slice(0, -1), destination: paths[paths.length - 1], recursive: o.recursive, port: o.port, proxy: globalProxy(), cluster: clusterOf(o) });
   });
 
 program
@@ -166,6 +174,7 @@ program
   });
 
 interface SshFlags {
+  cluster?: string;
   port?: number;
   login?: string;
   tty?: boolean;

@@ -14,17 +14,25 @@ import { AUTH_SERVER_NAME } from '../tlsca';
 import { dialProxy, proxySubsystem } from './dial';
 import { loadHostCAs, loadKey, loadTlsCredentials, StoredKey } from './keystore';
 import { loadCurrentProfile, loadProfile, Profile, profileProxyHost, splitHostPort } from './profile';
+import { NotFoundError } from '../utils/errors';
 
 export interface CurrentLogin {
   profile: Profile;
   key: StoredKey;
   home?: string;
+  /** The cluster to work in: the login's own, or one of its leaf clusters (`--cluster`). */
+  cluster: string;
 }
 
-/** The profile of `proxy` (a host, or host:port) when given, else the current one, with its key. */
-export function currentLogin(opts: { proxy?: string; home?: string } = {}): CurrentLogin {
+/** The profile of `proxy` (a host, or host:port) when given, else the current one, with its key; `cluster` picks a leaf cluster. */
+export function currentLogin(opts: { proxy?: string; home?: string; cluster?: string } = {}): CurrentLogin {
   const profile = opts.proxy ? loadProfile(proxyHostOf(opts.proxy), opts.home) : loadCurrentProfile(opts.home);
-  return { profile, key: loadKey(profileProxyHost(profile), profile.user, opts.home), home: opts.home };
+  const cluster = opts.cluster ?? profile.cluster;
+  if (cluster !== profile.cluster && !(profile.leaf_clusters ?? []).includes(cluster)) {
+    const known = [profile.cluster, ...(profile.leaf_clusters ?? [])].join(', ');
+    throw new NotFoundError(`cluster "${cluster}" is not known to this login (clusters: ${known}); if it was added since, run "tsh login" again`);
+  }
+  return { profile, key: loadKey(profileProxyHost(profile), profile.user, opts.home), home: opts.home, cluster };
 }
 
 function proxyHostOf(proxy: string): string {
@@ -44,9 +52,10 @@ export interface ClusterConnection {
   close(): void;
 }
 
+/** The auth API of the login's cluster (a leaf's through the root's proxy and the leaf's tunnel), as this user. */
 export async function connectToCluster(login: CurrentLogin): Promise<ClusterConnection> {
-  const { profile, key, home } = login;
-  const tls = loadTlsCredentials(profileProxyHost(profile), profile.user, home);
+  const { profile, key, home, cluster } = login;
+  const tls = loadTlsCredentials(profileProxyHost(profile), profile.user, home, cluster === profile.cluster ? undefined : cluster);
   const proxy = await dialProxy({
     proxyAddr: profile.ssh_proxy_addr,
     cluster: profile.cluster,
@@ -58,7 +67,7 @@ export async function connectToCluster(login: CurrentLogin): Promise<ClusterConn
   const auth = new AuthClient({
     servers: [{ host: AUTH_SERVER_NAME, port: Ports.auth }],
     credentials: tls,
-    connect: () => proxySubsystem(proxy, `proxy:@${profile.cluster}`),
+    connect: () => proxySubsystem(proxy, `proxy:@${cluster}`),
   });
   return {
     auth,

@@ -22,9 +22,12 @@ import { splitHostPort } from './profile';
 export interface DialOptions {
   /** `host:port` of the proxy's SSH port. */
   proxyAddr: string;
+  /** The proxy's cluster. */
   cluster: string;
   /** Host CA key blobs trusted for `cluster`. */
   hostCAs: Buffer[];
+  /** A node of a leaf cluster (trusted clusters): its name and host CA keys; the proxy is still `cluster`'s. */
+  leaf?: { cluster: string; hostCAs: Buffer[] };
   privateKey: KeyObject;
   certLine: string;
   /** The OS login on the node. */
@@ -149,12 +152,14 @@ export async function dialNode(opts: DialOptions): Promise<NodeConnection> {
   const agent = clientCertIdentity(opts.privateKey, opts.certLine);
   const readyTimeout = opts.readyTimeoutMs ?? 30_000;
   try {
-    const channel = await proxySubsystem(proxy, proxySubsystemName(opts.host, opts.port, opts.cluster));
+    const nodeCluster = opts.leaf ?? { cluster: opts.cluster, hostCAs: opts.hostCAs };
+    if (nodeCluster.hostCAs.length === 0) throw new AccessDeniedError(`no host CA is trusted for cluster "${nodeCluster.cluster}" (run "tsh login" again)`);
+    const channel = await proxySubsystem(proxy, proxySubsystemName(opts.host, opts.port, nodeCluster.cluster));
     let stderr = '';
     channel.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8').slice(0, 4096)));
     const node = await connectClient(
       { sock: channel, username: opts.login, agent, readyTimeout },
-      (key) => checkNodeHostKey(key, opts.host, opts.cluster, opts.hostCAs),
+      (key) => checkNodeHostKey(key, opts.host, nodeCluster.cluster, nodeCluster.hostCAs),
       `node "${opts.host}"`,
     ).catch((err: Error) => {
       const why = stderr.trim();

@@ -90,15 +90,30 @@ export function loadKey(proxyHost: string, user: string, home = tshHome()): Stor
   return { privateKey: loadPrivateKey(keyText), certLine, cert: parseCertificate(certLine) };
 }
 
-/** The TLS certificate, its key and the cluster's TLS CAs saved at login, for calls to the auth API. */
-export function loadTlsCredentials(proxyHost: string, user: string, home = tshHome()): { key: string; cert: string; ca: string[] } {
+/** Where a leaf cluster's TLS CAs are kept: `<home>/keys/<proxy>/cas/<cluster>.pem`. */
+function clusterTlsCAsPath(proxyHost: string, cluster: string, home: string): string {
+  return path.join(keyDir(proxyHost, home), 'cas', `${checkHostName(cluster, 'cluster name')}.pem`);
+}
+
+/** Saves the TLS CAs of a leaf cluster reached through this proxy (its auth server's certificate is checked with them). */
+export function saveClusterTlsCAs(proxyHost: string, cluster: string, pems: string[], home = tshHome()): void {
+  const file = clusterTlsCAsPath(proxyHost, cluster, home);
+  ensurePrivateDir(path.dirname(file));
+  writeFileAtomic(file, pems.map((c) => c.trim() + '\n').join(''), 0o644);
+}
+
+/**
+ * The TLS certificate, its key and the TLS CAs saved at login, for calls to the auth API: the
+ * cluster's own, or with `leaf` that leaf cluster's (the only CAs its auth server is checked with).
+ */
+export function loadTlsCredentials(proxyHost: string, user: string, home = tshHome(), leaf?: string): { key: string; cert: string; ca: string[] } {
   const p = keyPaths(proxyHost, user, home);
   try {
-    const pem = fs.readFileSync(p.tlsCAs, 'utf8');
+    const pem = fs.readFileSync(leaf ? clusterTlsCAsPath(proxyHost, leaf, home) : p.tlsCAs, 'utf8');
     const ca = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
     return { key: fs.readFileSync(p.tlsKey, 'utf8'), cert: fs.readFileSync(p.tlsCert, 'utf8'), ca };
   } catch {
-    throw new NotFoundError(`no TLS certificate for "${user}" at ${p.dir} (run "tsh login" again)`);
+    throw new NotFoundError(`no TLS certificate for "${user}"${leaf ? ` or CA of cluster ${leaf}` : ''} at ${p.dir} (run "tsh login" again)`);
   }
 }
 

@@ -7,7 +7,7 @@
 import { generateKeyPair, formatAuthorizedKey, parseAuthorizedKey, parseCertificate, publicKeyBlob, Certificate } from '../sshcert';
 import { generateTlsKey, publicKeyPem } from '../tlsca';
 import { BadParameterError } from '../utils/errors';
-import { checkHostName, HostCA, saveHostCAs, saveKeys } from './keystore';
+import { checkHostName, HostCA, saveClusterTlsCAs, saveHostCAs, saveKeys } from './keystore';
 import { Profile, saveProfile, splitHostPort } from './profile';
 import { Prompter } from './prompt';
 import { discoverProxy, formatHostPort, parseProxySpec, requestSshCerts, sshProxyAddr } from './weblogin';
@@ -51,9 +51,16 @@ export async function login(opts: LoginOptions): Promise<{ profile: Profile; cer
   const cert = parseCertificate(certLine);
   if (!cert.publicKey.equals(publicKeyBlob(pair.publicKey))) throw new BadParameterError('the proxy returned a certificate for a different key');
   if (!res.host_signers?.length) throw new BadParameterError('the proxy returned no host certificate authorities');
+  // The cluster's own host CA first, then those of its leaf clusters (trusted clusters).
   const cluster = res.host_signers[0].domain_name;
-  const cas: HostCA[] = res.host_signers.flatMap((s) => s.checking_keys.map((k) => ({ cluster: s.domain_name, key: parseAuthorizedKey(unb64(k)).blob })));
-  const tlsCAs = res.host_signers.flatMap((s) => (s.tls_certs ?? []).map((c) => (c.includes('BEGIN') ? c : unb64(c))));
+  const casOf = (signers: typeof res.host_signers): HostCA[] =>
+    signers.flatMap((s) => s.checking_keys.map((k) => ({ cluster: s.domain_name, key: parseAuthorizedKey(unb64(k)).blob })));
+  const tlsOf = (signers: typeof res.host_signers) => signers.flatMap((s) => (s.tls_certs ?? []).map((c) => (c.includes('BEGIN') ? c : unb64(c))));
+  const own = res.host_signers.filter((s) => s.domain_name === cluster);
+  const leaves = res.host_signers.filter((s) => s.domain_name !== cluster);
+  const leafNames = [...new Set(leaves.map((s) => s.domain_name))];
+  const cas = casOf(own);
+  const tlsCAs = tlsOf(own);
 
   const profile: Profile = {
     web_proxy_scheme: web.scheme,
@@ -61,13 +68,17 @@ export async function login(opts: LoginOptions): Promise<{ profile: Profile; cer
     ssh_proxy_addr: sshProxyAddr(spec, ping),
     user: opts.user,
     cluster,
+    ...(leafNames.length ? { leaf_clusters: leafNames } : {}),
     ...(opts.insecure ? { insecure: true } : {}),
   };
   // The names known_hosts will hold (and tsh config's ssh_config), checked before anything is written.
-  for (const ca of cas) checkHostName(ca.cluster, 'the cluster name the proxy sent');
+  for (const ca of [...cas, ...casOf(leaves)]) checkHostName(ca.cluster, 'the cluster name the proxy sent');
   const proxyHost = checkHostName(splitHostPort(profile.ssh_proxy_addr).host, "the host of the proxy's SSH address");
   saveKeys(spec.host, opts.user, { privateKey: pair.privateKey, sshCert: certLine, tlsCert: res.tls_cert ? unb64(res.tls_cert) : undefined, tlsKey, tlsCAs }, opts.home);
   saveHostCAs(cas, proxyHost, opts.home);
+  // A leaf's host CA is trusted for the leaf's hosts only, never for this proxy.
+  saveHostCAs(casOf(leaves), undefined, opts.home);
+  for (const name of leafNames) saveClusterTlsCAs(spec.host, name, tlsOf(leaves.filter((s) => s.domain_name === name)), opts.home);
   saveProfile(profile, opts.home);
   return { profile, cert };
 }

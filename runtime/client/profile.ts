@@ -23,6 +23,8 @@ export const profileSchema = z
     ssh_proxy_addr: z.string().min(1),
     user: z.string().min(1),
     cluster: z.string().min(1),
+    /** Leaf clusters of this cluster known at login (trusted clusters): reached through this proxy with --cluster. */
+    leaf_clusters: z.array(z.string().min(1)).optional(),
     /** Whether the web certificate was left unverified at login (--insecure). */
     insecure: z.boolean().optional(),
   })

@@ -18,6 +18,8 @@ export interface ScpOptions {
   recursive?: boolean;
   port?: number;
   proxy?: string;
+  /** A leaf cluster of the login's cluster (`--cluster`). */
+  cluster?: string;
   home?: string;
 }
 
@@ -110,7 +112,7 @@ export async function scpCommand(opts: ScpOptions): Promise<void> {
   const targets = new Set(uploading ? [dest.target] : remoteSources.map((s) => s!.target));
   if (targets.size !== 1) throw new BadParameterError('tsh scp: all remote sources must be on one host');
 
-  const me = currentLogin({ proxy: opts.proxy, home: opts.home });
+  const me = currentLogin({ proxy: opts.proxy, home: opts.home, cluster: opts.cluster });
   const conn = await connectNode(me, [...targets][0], { port: opts.port });
   try {
     const sftp = await new Promise<SFTPWrapper>((resolve, reject) =>

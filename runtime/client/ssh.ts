@@ -33,6 +33,8 @@ export interface SshOptions {
   noCommand?: boolean;
   /** The profile of this proxy instead of the current one. */
   proxy?: string;
+  /** A leaf cluster of the login's cluster (`--cluster`), reached through the same proxy. */
+  cluster?: string;
   home?: string;
   session?: Omit<SessionOptions, 'command' | 'forcePty' | 'forwardAgent'>;
 }
@@ -56,6 +58,7 @@ export async function connectNode(me: CurrentLogin, target: string, opts: { logi
     proxyAddr: me.profile.ssh_proxy_addr,
     cluster: me.profile.cluster,
     hostCAs: loadHostCAs(me.profile.cluster, me.home),
+    ...(me.cluster !== me.profile.cluster ? { leaf: { cluster: me.cluster, hostCAs: loadHostCAs(me.cluster, me.home) } } : {}),
     privateKey: me.key.privateKey,
     certLine: me.key.certLine,
     login,
@@ -66,7 +69,7 @@ export async function connectNode(me: CurrentLogin, target: string, opts: { logi
 
 /** Runs `tsh ssh` and returns the exit code to exit with. */
 export async function sshCommand(opts: SshOptions): Promise<number> {
-  const me = currentLogin({ proxy: opts.proxy, home: opts.home });
+  const me = currentLogin({ proxy: opts.proxy, home: opts.home, cluster: opts.cluster });
   const conn = await connectNode(me, opts.target, opts);
   const listeners: NetServer[] = [];
   const stderr = opts.session?.stderr ?? process.stderr;

@@ -28,6 +28,8 @@ import { profileProxyHost, splitHostPort } from './profile';
 
 export interface SshConfigFacts {
   cluster: string;
+  /** Leaf clusters (trusted clusters) reached through the same proxy: one more block each. */
+  leafClusters: string[];
   /** The Teleport user, for the comment. */
   user: string;
   /** The proxy's SSH address. */
@@ -69,6 +71,7 @@ export function sshConfigFacts(login: CurrentLogin): SshConfigFacts {
   }
   return {
     cluster,
+    leafClusters: (profile.leaf_clusters ?? []).map((c) => checkHostName(c, 'leaf cluster name')),
     user: profile.user,
     proxyHost,
     proxyPort: proxy.port,
@@ -88,14 +91,17 @@ export function formatSshConfig(f: SshConfigFacts): string {
     ['StrictHostKeyChecking', 'yes'],
   ];
   const proxyHop = ['ssh', '-p', String(f.proxyPort), ...options.flatMap(([k, v]) => ['-o', `${k}=${v}`])].map(shellQuote);
-  const proxyCommand = [...proxyHop, `%r@${f.proxyHost}`, '-s', `proxy:%h:%p@${f.cluster}`].join(' ');
+  const block = (cluster: string) => [
+    `Host *.${cluster} !${f.proxyHost}`,
+    `    Port ${Ports.node}`,
+    ...options.map(([k, v]) => `    ${k} ${v}`),
+    `    ProxyCommand ${[...proxyHop, `%r@${f.proxyHost}`, '-s', `proxy:%h:%p@${cluster}`].join(' ')}`,
+  ];
   return [
     `# Teleport cluster ${f.cluster} through the proxy ${f.proxyHost}:${f.proxyPort}, as Teleport user ${f.user} (tsh config).`,
     `# Add it to ~/.ssh/config, then reach a node as <login>@<node>.${f.cluster} with ssh, scp or sftp.`,
-    `Host *.${f.cluster} !${f.proxyHost}`,
-    `    Port ${Ports.node}`,
-    ...options.map(([k, v]) => `    ${k} ${v}`),
-    `    ProxyCommand ${proxyCommand}`,
+    ...block(f.cluster),
+    ...f.leafClusters.flatMap((leaf) => [`# Leaf cluster ${leaf}, through the same proxy: <login>@<node>.${leaf}.`, ...block(leaf)]),
     '',
   ].join('\n');
 }

@@ -28,7 +28,7 @@ export interface StartFlags {
   roles?: string;
   debug?: boolean;
   insecureNoTls?: boolean;
-  /** Accepted for compatibility; it has no effect here (warned about, see support.ts). */
+  /** Accept a trusted cluster's web proxy certificate without verifying it (Teleport 4.x); the auth service uses it when it establishes trust. */
   insecure?: boolean;
   pidFile?: string;
   advertiseIp?: string;
@@ -121,6 +121,8 @@ export interface TeleportConfig {
     };
     sessionRecording: 'node' | 'proxy' | 'off';
     proxyChecksHostKeys: boolean;
+    /** `--insecure`: establishing trust with a root cluster does not verify its web proxy's HTTPS certificate. */
+    insecureTrustExchange: boolean;
     /** 0 means never. */
     clientIdleTimeoutMs: number;
     disconnectExpiredCert: boolean;
@@ -525,6 +527,7 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
       },
       sessionRecording: a.session_recording ?? 'node',
       proxyChecksHostKeys: a.proxy_checks_host_keys ?? true,
+      insecureTrustExchange: flags.insecure ?? false,
       clientIdleTimeoutMs: a.client_idle_timeout ?? 0,
       disconnectExpiredCert: a.disconnect_expired_cert ?? false,
       keepAliveIntervalMs: a.keep_alive_interval ?? Defaults.keepAliveIntervalMs,

@@ -142,9 +142,7 @@ export const FLAG_SUPPORT: readonly FlagSupport[] = [
     name: '--insecure',
     action: 'warn',
     when: (v) => v === true,
-    message:
-      'has no effect: Teleport uses it to accept a trusted cluster\'s self-signed web proxy certificate, and trusted clusters are not supported; ' +
-      'joining a cluster is verified with --ca-pin',
+    message: "trust with a root cluster is established without verifying its web proxy's HTTPS certificate (the join token goes to whoever answers); use it only for tests",
   },
 ];
 

@@ -49,6 +49,16 @@ export const Keys = {
   authServers: () => key('authservers') + '/',
   /** Which host is uploading a session's recording: only that host may send its parts and complete it. */
   recordingUploader: (namespace: string, sid: string) => key('recordings', 'uploaders', namespace, sid),
+  /**
+   * Another cluster's trust record (runtime/auth/trust.ts): on a leaf, the root it trusts (`trusted_cluster`);
+   * on a root, a leaf that trusts it (`remote_cluster`). Their CAs live here, never under `authorities/`,
+   * so nothing that reads this cluster's own CAs (members, the CA pin, exports) can pick one up.
+   */
+  clusterTrust: (name: string) => key('cluster_trust', name),
+  clusterTrusts: () => key('cluster_trust') + '/',
+  /** A proxy's live reverse tunnel from a leaf cluster: it expires unless the proxy renews it. */
+  tunnelConnection: (cluster: string, proxy: string) => key('tunnelConnections', cluster, proxy),
+  tunnelConnections: (cluster: string) => key('tunnelConnections', cluster) + '/',
   /** An audit event `uid` a host has delivered, so a re-sent copy is dropped. */
   seenEvent: (hostId: string, uid: string) => key('audit', 'seen', hostId, uid),
 } as const;

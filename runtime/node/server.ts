@@ -11,7 +11,7 @@ import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Connection, Server } from 'ssh2';
 import { AccessDecision, accessFor, Permissions } from '../auth/access/decision';
-import { Certificate, certRoles, hostKeyWithCertificate, LoginNotInCertificateError, serverAlgorithms, type SshAlgorithms, verifyUserCertAuth } from '../sshcert';
+import { Certificate, hostKeyWithCertificate, LoginNotInCertificateError, serverAlgorithms, type SshAlgorithms, verifyUserCertAuth } from '../sshcert';
 import { logNegotiated } from '../sshcert/negotiated';
 import { Logger } from '../utils/logger';
 import { listen } from '../service/listen';
@@ -34,10 +34,10 @@ export interface NodeServerOptions {
   algorithms: SshAlgorithms;
   serverId: string;
   hostname: string;
-  /** The user CA keys to trust now (refreshed by the caller). */
+  /** The user CA keys to trust now, this cluster's and trusted clusters' (refreshed by the caller). */
   trustedUserCAs: () => Buffer[];
-  /** The access decision for this node (access/decision.ts), from the current roles and users. */
-  authorize(req: { user: string; certRoles: string[]; login: string }): AccessDecision;
+  /** The access decision for this node (access/decision.ts), from the current roles and users, for a verified certificate. */
+  authorize(req: { cert: Certificate; login: string }): AccessDecision;
   labels: () => Record<string, string>;
   permitUserEnv: boolean;
   pam?: PamSettings;
@@ -175,7 +175,7 @@ export class NodeServer {
         return refuse(reject, login, (err as Error).message, err instanceof LoginNotInCertificateError);
       }
       if (!signed) return ctx.accept();
-      const decision = opts.authorize({ user: verified.keyId, certRoles: certRoles(verified.extensions), login });
+      const decision = opts.authorize({ cert: verified, login });
       if (!decision.allowed) return refuse(reject, verified.keyId, decision.reason, true);
       if (!this.users.tryAdd(verified.keyId)) {
         log.warn('user limit reached, refusing a login', { user: verified.keyId, max_users: opts.maxUsers });

@@ -22,6 +22,7 @@ import { Logger } from '../utils/logger';
 import { TUNNEL_BIND_ADDR, TUNNEL_BIND_PORT, TUNNEL_KEEPALIVE } from '../proxy/tunnel';
 import type { HostPort } from '../proxy/resolve';
 import { joinHostPort } from '../proxy/target';
+import { CLUSTER_TUNNEL_BIND } from '../proxy/clusterchannel';
 
 /** Reconnect delays: doubling from `minMs` up to `maxMs`, each drawn at random from its upper half. */
 export const TUNNEL_BACKOFF = { minMs: 1_000, maxMs: 30_000 } as const;
@@ -53,6 +54,11 @@ export interface TunnelAgentOptions {
   release?: (proxyId: string) => void;
   /** @default TUNNEL_KEEPALIVE */
   keepAlive?: { intervalMs: number; countMax: number };
+  /**
+   * The cluster whose proxy this is, when it is not the agent's own: a leaf proxy's tunnel to its
+   * trusted (root) cluster, which forwards `CLUSTER_TUNNEL_BIND` instead of a node's. @default the identity's cluster
+   */
+  peerCluster?: string;
 }
 
 export class TunnelAgent {
@@ -104,7 +110,7 @@ export class TunnelAgent {
     const verify = hostCertVerifier({
       trustedCAs: trusted,
       hostname: opts.proxy.host,
-      teleportRole: { role: 'Proxy', clusterName: opts.identity.clusterName },
+      teleportRole: { role: 'Proxy', clusterName: opts.peerCluster ?? opts.identity.clusterName },
       onDenied: (err) => (denied = err.message),
     });
     client.on('ready', () => {
@@ -115,7 +121,8 @@ export class TunnelAgent {
         return;
       }
       claimed = true;
-      client.forwardIn(TUNNEL_BIND_ADDR, TUNNEL_BIND_PORT, (err) => {
+      const bind = opts.peerCluster ? CLUSTER_TUNNEL_BIND : { addr: TUNNEL_BIND_ADDR, port: TUNNEL_BIND_PORT };
+      client.forwardIn(bind.addr, bind.port, (err) => {
         if (err) {
           opts.log.warn('the proxy refused to serve this node through the tunnel', { proxy: this.where, error: err.message });
           client.end();

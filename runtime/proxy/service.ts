@@ -20,6 +20,9 @@ import { VERSION } from '../version';
 import { AcmeCertificates } from './acme';
 import { ProxySshService, startProxySshService } from './ssh';
 import { TunnelRegistry, TunnelServer } from './tunnel';
+import { AccessCache } from '../auth/access/cache';
+import { CLUSTER_TUNNEL_BIND } from './clusterchannel';
+import { RootAgents } from './rootagents';
 import { fetchHostCAKeys } from '../auth/hostcas';
 import { PingResponse, startWebService, WebService } from './web';
 
@@ -59,9 +62,13 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
   // Kept fresh in the background so that ping (a load balancer's health check) answers without a round trip.
   let cluster: ClusterConfig;
   let hostCAs: Buffer[];
+  let proxyCount = 1;
+  // Users, roles, user CA and the other clusters (trusted and leaf), shared by the SSH service, the tunnels and the agents to root clusters.
+  const access = new AccessCache(client, log.child('access'));
   try {
-    [cluster, hostCAs] = await Promise.all([client.get<ClusterConfig>('/v1/configuration/cluster'), fetchHostCAKeys(client)]);
+    [cluster, hostCAs] = await Promise.all([client.get<ClusterConfig>('/v1/configuration/cluster'), fetchHostCAKeys(client), access.start()]);
   } catch (err) {
+    access.stop();
     client.close();
     throw err;
   }
@@ -74,6 +81,12 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       (keys) => (hostCAs = keys),
       (err) => log.warn('cannot refresh the host CA keys', { error: err }),
     );
+    client.get<unknown[]>('/v1/proxies').then(
+      (proxies) => (proxyCount = Math.max(1, proxies.length)),
+      (err) => log.debug('cannot count the proxies', { error: err }),
+    );
+    // Leaf clusters whose tunnels this proxy holds stay online for `tsh clusters`.
+    for (const leaf of leaves.keys()) reportLeaf(leaf, true);
   }, CONFIG_REFRESH_MS);
   refresh.unref();
   const ping = async (): Promise<PingResponse> => {
@@ -98,6 +111,15 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
   let heartbeat: Heartbeat | undefined;
   let tunnel: TunnelServer | undefined;
   const tunnels = new TunnelRegistry();
+  const leaves = new TunnelRegistry(CLUSTER_TUNNEL_BIND, 'cluster');
+  const reportLeaf = (leaf: string, up: boolean) =>
+    client.post('/v1/tunnelconnections', { cluster: leaf, up }).catch((err: Error) => log.warn('cannot report a leaf cluster tunnel', { cluster: leaf, up, error: err }));
+  // A leaf cluster removed or disabled on this side loses its tunnels at once.
+  access.onChange(() => {
+    const allowed = new Set(access.clusters('remote').map((c) => c.name));
+    for (const leaf of leaves.keys()) if (!allowed.has(leaf)) leaves.closeAll(leaf);
+  });
+  let rootAgents: RootAgents | undefined;
   try {
     tunnel = new TunnelServer({
       listen: p.tunnelListenAddr,
@@ -106,6 +128,12 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       clusterName: identity.clusterName,
       hostCAKeys: () => hostCAs,
       registry: tunnels,
+      leaves: {
+        hostCAKeys: (name) => access.clusters('remote').find((c) => c.name === name)?.hostCAKeys,
+        registry: leaves,
+        proxyCount: () => proxyCount,
+        onChange: reportLeaf,
+      },
       preAuth: p.preAuth,
       maxConnections: config.connectionLimits.maxConnections,
       log: log.child('tunnel'),
@@ -114,6 +142,8 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
     log.info('reverse tunnel service is listening', { addr: formatAddr(tunnelAddr) });
     ssh = await startProxySshService({
       tunnels,
+      leaves,
+      access,
       listen: p.listenAddr,
       identity,
       algorithms: sshAlgorithmsOf(config),
@@ -163,6 +193,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
         deleteSession: async (token, clientAddr) => {
           await client.post('/v1/websessions/delete', { token, ...clientAddrField(clientAddr) });
         },
+        validateTrustedCluster: (b, clientAddr) => client.post('/v1/trustedclusters/validate', { ...b, ...clientAddrField(clientAddr) }),
       },
       connectAuth: async () => (await dialFirst(config.authServers, AUTH_DIAL_TIMEOUT_MS)).sock,
       maxAuthPipes: config.connectionLimits.maxConnections,
@@ -187,8 +218,13 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       log.child('heartbeat'),
     );
     await heartbeat.start();
+    const sshService = ssh;
+    rootAgents = new RootAgents({ access, identity, serve: (stream, root, req) => sshService.serveRootChannel(stream, root, req), log: log.child('trust') });
+    rootAgents.start();
   } catch (err) {
     clearInterval(refresh);
+    rootAgents?.stop();
+    access.stop();
     await web?.close();
     await ssh?.close();
     await tunnel?.close();
@@ -218,6 +254,8 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
     readiness,
     close: async () => {
       clearInterval(refresh);
+      rootAgents?.stop();
+      access.stop();
       heartbeat?.stop();
       await w.close();
       await s.close();

@@ -13,11 +13,11 @@ import { type Connection, Server, type ServerChannel, type Session } from 'ssh2'
 import { AuthClient } from '../auth/client';
 import { Identity } from '../auth/identity';
 import { AccessCache } from '../auth/access/cache';
-import { AccessDecision } from '../auth/access/decision';
+import { AccessDecision, AccessRequest } from '../auth/access/decision';
 import { completeEvent, EventFields } from '../events/filelog';
 import { Server as ServerRecord, serverLabels } from '../auth/resources';
 import { Ports } from '../contract/ports';
-import { Certificate, certRoles, DEFAULT_SSH_ALGORITHMS, EXT_TELEPORT_ROUTE_TO_CLUSTER, hostKeyWithCertificate, LoginNotInCertificateError, serverAlgorithms, type SshAlgorithms, verifyUserCertAuth } from '../sshcert';
+import { Certificate, certRoles, parseCertificate, verifyCertificate, DEFAULT_SSH_ALGORITHMS, EXT_TELEPORT_ROUTE_TO_CLUSTER, hostKeyWithCertificate, LoginNotInCertificateError, serverAlgorithms, type SshAlgorithms, verifyUserCertAuth } from '../sshcert';
 import { logNegotiated } from '../sshcert/negotiated';
 import { AccessDeniedError, ConnectionProblemError, NotFoundError } from '../utils/errors';
 import { Logger } from '../utils/logger';
@@ -33,7 +33,8 @@ import { DEFAULT_MAX_STARTUPS } from '../config/startups';
 import { DirectDialPolicy } from './direct';
 import { HostPort, lookupIPs, NodeCache, resolveTarget } from './resolve';
 import { AdmittedSockets } from './admitted';
-import { joinHostPort, parseProxySubsystem, PROXY_SUBSYSTEM_PREFIX } from './target';
+import { joinHostPort, parseProxySubsystem, PROXY_SUBSYSTEM_PREFIX, type ProxyTarget } from './target';
+import { ClusterAnswer, clusterAnswerSchema, ClusterRequest, FRAME_TIMEOUT_MS, pipeBoth, readFrame, writeFrame } from './clusterchannel';
 import { UserLimit } from '../utils/userlimit';
 import type { Duplex } from 'node:stream';
 import type { TunnelRegistry } from './tunnel';
@@ -86,10 +87,16 @@ export interface ProxySshServiceOptions {
   readonly dialTimeoutMs?: number;
   /** Nodes' reverse tunnels: a node with a live tunnel is reached through it, else dialled. @default none */
   readonly tunnels?: TunnelRegistry;
+  /** Leaf clusters' tunnels, by cluster name: `proxy:…@leaf` goes through them. @default none */
+  readonly leaves?: TunnelRegistry;
+  /** The users, roles, user CA and other clusters, loaded and kept current. @default one of its own */
+  readonly access?: AccessCache;
 }
 
 export interface ProxySshService {
   readonly address: HostPort;
+  /** Serves a channel the root cluster opened on this leaf proxy's tunnel (trusted clusters). */
+  serveRootChannel(stream: Duplex, root: string, req: ClusterRequest): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -258,13 +265,38 @@ class ProxySshServer {
     });
   }
 
-  /** Resolves the request to a node (or a direct address), dials it and relays. */
+  /** Resolves the request to a node (or a direct address) of this cluster or of a leaf cluster, dials it and relays. */
   private async proxy(channel: ServerChannel, request: string, ctx: ConnectionContext): Promise<void> {
     const { opts } = this;
     const target = parseProxySubsystem(request);
     const cluster = target.cluster || ctx.cert.extensions[EXT_TELEPORT_ROUTE_TO_CLUSTER] || opts.clusterName;
-    if (cluster !== opts.clusterName) throw new NotFoundError(`cluster ${cluster} not found: this proxy serves only cluster ${opts.clusterName}`);
+    if (cluster !== opts.clusterName) return this.proxyToLeaf(channel, request, target, cluster, ctx);
     if (!target.host) return this.proxyToAuth(channel, request, ctx);
+    let closed = false;
+    channel.once('close', () => (closed = true));
+    const decide = (node: AccessRequest['node']) => this.access.check({ user: ctx.cert.keyId, certRoles: certRoles(ctx.cert.extensions), login: ctx.login, node });
+    const conn = await this.connectTarget(target, request, ctx, decide, () => closed);
+    if (!conn) return;
+    proxySessionsStarted.inc();
+    proxySessionsActive.inc();
+    relay(channel, conn.sock, conn.head, conn.where, (err) => {
+      proxySessionsActive.dec();
+      opts.log.debug('proxy connection closed', { ...conn.fields, ...(err ? { error: err.message } : {}) });
+    });
+  }
+
+  /**
+   * Resolves a target of this cluster, decides access with `decide`, dials the node (through its
+   * reverse tunnel when it has one) and reads its version line; undefined when the caller went away.
+   */
+  private async connectTarget(
+    target: ProxyTarget,
+    request: string,
+    ctx: ConnectionContext,
+    decide: (node: AccessRequest['node']) => AccessDecision,
+    gone: () => boolean,
+  ): Promise<{ sock: Duplex; head: Buffer; where: string; fields: Record<string, unknown> } | undefined> {
+    const { opts } = this;
     const [nodes, resolvedIPs] = await Promise.all([this.listNodes(target.namespace), lookupIPs(target.host, DNS_TIMEOUT_MS)]);
     const res = resolveTarget(target, nodes, { clusterName: opts.clusterName, resolvedIPs });
     if (res.kind === 'direct') {
@@ -276,12 +308,10 @@ class ProxySshServer {
       res.addr = { host: ip, port: res.addr.port };
     }
     const node = res.kind === 'node' ? { name: res.node.spec.hostname, labels: serverLabels(res.node) } : { name: target.host, labels: {} };
-    const decision: AccessDecision = this.access.check({ user: ctx.cert.keyId, certRoles: certRoles(ctx.cert.extensions), login: ctx.login, node });
+    const decision = decide(node);
     if (!decision.allowed) throw this.refuse(ctx, request, decision.reason);
     const viaTunnel = res.kind === 'node' && (!res.addr || !!opts.tunnels?.has(res.node.metadata.name));
     const where = viaTunnel ? `reverse tunnel of ${res.node.metadata.name}` : joinHostPort(res.addr!.host, res.addr!.port);
-    let closed = false;
-    channel.once('close', () => (closed = true));
     let sock: Duplex;
     try {
       if (res.kind === 'node' && viaTunnel) {
@@ -292,20 +322,103 @@ class ProxySshServer {
       if (res.kind === 'node') throw new ConnectionProblemError(`node ${res.node.spec.hostname} (${res.node.metadata.name}): ${(err as Error).message}`);
       throw new ConnectionProblemError(`host "${target.host}" is not a node of cluster ${opts.clusterName}, and ${(err as Error).message}`);
     }
-    if (closed) return void sock.destroy();
+    if (gone()) return void sock.destroy();
     const greeting = await readGreeting(sock, where, this.dialTimeoutMs);
-    if (closed) return void sock.destroy();
+    if (gone()) return void sock.destroy();
     if (opts.sendClientAddr && !viaTunnel && greeting.versionLine?.startsWith(TELEPORT_VERSION_PREFIX)) {
       sock.write(proxyHello(joinHostPort(ctx.remote.host, ctx.remote.port)));
     }
     const fields = { user: ctx.cert.keyId, login: ctx.login, remote: ctx.remote.host, target: request, addr: where, ...(res.kind === 'node' ? { node: res.node.metadata.name } : { direct: true }), ...(viaTunnel ? { tunnel: true } : {}) };
     opts.log.info('proxying to node', fields);
+    return { sock, head: greeting.head, where, fields };
+  }
+
+  /**
+   * `proxy:host:port@leaf` / `proxy:@leaf`: through the leaf cluster's reverse tunnel to its proxy,
+   * which decides access by the leaf's rules (clusterchannel.ts) and pipes to the node or its auth.
+   */
+  private async proxyToLeaf(channel: ServerChannel, request: string, target: ProxyTarget, cluster: string, ctx: ConnectionContext): Promise<void> {
+    const { opts } = this;
+    if (!this.access.clusters('remote').some((c) => c.name === cluster)) {
+      throw new NotFoundError(`cluster ${cluster} not found: it is neither ${opts.clusterName} nor a leaf cluster of it`);
+    }
+    if (!opts.leaves?.has(cluster)) throw new ConnectionProblemError(`cluster ${cluster} is offline: none of its proxies holds a reverse tunnel to this proxy`);
+    let closed = false;
+    channel.once('close', () => (closed = true));
+    const stream = await opts.leaves.dial(cluster, ctx.remote);
+    if (closed) return void stream.destroy();
+    const req: ClusterRequest = target.host
+      ? { type: 'node', host: target.host, port: target.port, namespace: target.namespace, cert: ctx.cert.blob.toString('base64'), login: ctx.login, client: ctx.remote }
+      : { type: 'auth' };
+    writeFrame(stream, req);
+    let answer: { value: ClusterAnswer; rest: Buffer };
+    try {
+      answer = await readFrame(stream, clusterAnswerSchema, `the proxy of cluster ${cluster}`, this.dialTimeoutMs + FRAME_TIMEOUT_MS);
+    } catch (err) {
+      stream.destroy();
+      throw err;
+    }
+    if ('error' in answer.value) {
+      stream.destroy();
+      const reason = answer.value.error;
+      throw reason.startsWith('access denied') ? new AccessDeniedError(reason) : new ConnectionProblemError(`cluster ${cluster}: ${reason}`);
+    }
+    if (closed) return void stream.destroy();
+    const fields = { user: ctx.cert.keyId, login: ctx.login, remote: ctx.remote.host, target: request, cluster };
+    opts.log.info('proxying to a leaf cluster', fields);
     proxySessionsStarted.inc();
     proxySessionsActive.inc();
-    relay(channel, sock, greeting.head, where, (err) => {
+    relay(channel, stream, answer.rest, `cluster ${cluster}`, (err) => {
       proxySessionsActive.dec();
-      opts.log.debug('proxy connection closed', { ...fields, ...(err ? { error: err.message } : {}) });
+      opts.log.debug('leaf cluster connection closed', { ...fields, ...(err ? { error: err.message } : {}) });
     });
+  }
+
+  /**
+   * A channel the root cluster opened on this (leaf) proxy's tunnel to it: a root user's connection
+   * to one of our nodes, or to our auth server. The user's certificate must be from the root's user
+   * CA, list the login, and be valid now; access is decided here by our roles (role_map) as the node
+   * will decide it again.
+   */
+  async serveRootChannel(stream: Duplex, root: string, req: ClusterRequest): Promise<void> {
+    const { opts } = this;
+    const log = opts.log;
+    const fail = (err: Error) => {
+      log.info('refused a connection from the root cluster', { cluster: root, error: err.message });
+      if (!stream.destroyed) {
+        writeFrame(stream, { error: err.message.slice(0, 4000) });
+        stream.end();
+      }
+    };
+    try {
+      if (req.type === 'discovery') return void stream.end();
+      const keys = this.access.clusters('trusted').find((c) => c.name === root)?.userCAKeys;
+      if (!keys) throw new AccessDeniedError(`access denied: cluster "${root}" is not trusted by cluster ${opts.clusterName}`);
+      if (req.type === 'auth') {
+        const { sock, addr } = await dialFirst(opts.authServers, this.dialTimeoutMs);
+        writeFrame(stream, { ok: true });
+        log.debug('piping the root cluster to the auth server', { cluster: root, addr: joinHostPort(addr.host, addr.port) });
+        return pipeBoth(stream, sock, Buffer.alloc(0), () => undefined);
+      }
+      let cert: Certificate;
+      try {
+        cert = parseCertificate(Buffer.from(req.cert, 'base64'));
+        verifyCertificate(cert, { trustedCAs: keys, certType: 'user', principal: req.login });
+      } catch (err) {
+        throw new AccessDeniedError(`access denied: the certificate from cluster ${root} is not valid here: ${(err as Error).message}`);
+      }
+      const ctx: ConnectionContext = { cert, login: req.login, remote: req.client };
+      const target: ProxyTarget = { host: req.host, port: req.port, namespace: req.namespace, cluster: opts.clusterName };
+      const request = `proxy:${joinHostPort(req.host, req.port)}@${opts.clusterName}`;
+      const conn = await this.connectTarget(target, request, ctx, (node) => this.access.checkCert(cert, req.login, node), () => stream.destroyed);
+      if (!conn) return;
+      writeFrame(stream, { ok: true });
+      proxySessionsStarted.inc();
+      proxySessionsActive.inc();
+      pipeBoth(stream, conn.sock, conn.head, () => proxySessionsActive.dec());
+    } catch (err) {
+      fail(err as Error);
+    }
   }
 
   /**
@@ -359,21 +472,23 @@ class ProxySshServer {
 
 /** Starts the proxy's SSH listener once the users, roles and user CA are loaded; they are kept current in the background. */
 export async function startProxySshService(opts: ProxySshServiceOptions): Promise<ProxySshService> {
-  const access = new AccessCache(opts.authClient, opts.log.child('access'));
-  await access.start();
+  const own = opts.access ? undefined : new AccessCache(opts.authClient, opts.log.child('access'));
+  await own?.start();
+  const access = opts.access ?? own!;
   const server = new ProxySshServer(opts, access);
   let address: HostPort;
   try {
     address = await server.listen();
   } catch (err) {
-    access.stop();
+    own?.stop();
     throw err;
   }
   opts.log.info('proxy ssh service is listening', { addr: joinHostPort(address.host, address.port), host_uuid: opts.hostUUID });
   return {
     address,
+    serveRootChannel: (stream, root, req) => server.serveRootChannel(stream, root, req),
     close: async () => {
-      access.stop();
+      own?.stop();
       await server.close();
     },
   };

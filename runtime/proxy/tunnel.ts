@@ -31,6 +31,7 @@ import { PreAuthGate, type PreAuthLimits } from '../service/preauth';
 import { HostPort } from './resolve';
 import { AdmittedSockets } from './admitted';
 import { joinHostPort } from './target';
+import { CLUSTER_TUNNEL_BIND, writeFrame } from './clusterchannel';
 
 /** What an agent asks the proxy to forward: "connections for this node". */
 export const TUNNEL_BIND_ADDR = 'teleport-node';
@@ -39,9 +40,18 @@ export const TUNNEL_BIND_PORT = 3022;
 export const TUNNEL_KEEPALIVE = { intervalMs: 10_000, countMax: 3 } as const;
 export const TUNNEL_SSH_IDENT = 'Teleport';
 
-/** The live tunnels, by host UUID; the newest of a host's tunnels is tried first. */
+/**
+ * The live tunnels, by host UUID (nodes) or by cluster name (leaf clusters' proxies); the newest of
+ * a key's tunnels is tried first. `bind` is what the agents forward.
+ */
 export class TunnelRegistry {
   private readonly tunnels = new Map<string, Connection[]>();
+
+  constructor(
+    private readonly bind: { addr: string; port: number } = { addr: TUNNEL_BIND_ADDR, port: TUNNEL_BIND_PORT },
+    /** What the keys are, for messages. */
+    private readonly what: 'host' | 'cluster' = 'host',
+  ) {}
 
   add(hostId: string, conn: Connection): void {
     this.tunnels.set(hostId, [...(this.tunnels.get(hostId) ?? []), conn]);
@@ -61,19 +71,28 @@ export class TunnelRegistry {
     return this.tunnels.size;
   }
 
+  keys(): string[] {
+    return [...this.tunnels.keys()];
+  }
+
+  /** Ends every tunnel of `id` (a leaf whose trust was removed). */
+  closeAll(id: string): void {
+    for (const conn of this.tunnels.get(id) ?? []) conn.end();
+  }
+
   /** A byte stream to the node's SSH server through its tunnel; `from` is the SSH client's address, which the node audits. */
   async dial(hostId: string, from: HostPort): Promise<Duplex> {
     let last: Error | undefined;
     for (const conn of [...(this.tunnels.get(hostId) ?? [])].reverse()) {
       try {
         return await new Promise<Duplex>((resolve, reject) =>
-          conn.forwardOut(TUNNEL_BIND_ADDR, TUNNEL_BIND_PORT, from.host, from.port, (err, channel) => (err ? reject(err) : resolve(channel))),
+          conn.forwardOut(this.bind.addr, this.bind.port, from.host, from.port, (err, channel) => (err ? reject(err) : resolve(channel))),
         );
       } catch (err) {
         last = err as Error;
       }
     }
-    throw new ConnectionProblemError(`no reverse tunnel to host ${hostId} answers${last ? `: ${last.message}` : ''}`);
+    throw new ConnectionProblemError(`no reverse tunnel to ${this.what} ${hostId} answers${last ? `: ${last.message}` : ''}`);
   }
 }
 
@@ -91,6 +110,20 @@ export interface TunnelServerOptions {
   log: Logger;
   /** @default TUNNEL_KEEPALIVE */
   keepAlive?: { intervalMs: number; countMax: number };
+  /** Leaf clusters (trusted clusters whose root this is): their proxies' tunnels. @default none accepted */
+  leaves?: LeafTunnels;
+}
+
+/** How the tunnel server takes the proxies of leaf clusters. */
+export interface LeafTunnels {
+  /** The host CA keys of leaf cluster `name`; undefined when it is no (enabled) remote cluster. */
+  hostCAKeys(name: string): Buffer[] | undefined;
+  /** By leaf cluster name. */
+  registry: TunnelRegistry;
+  /** How many proxies this cluster has, told to each leaf tunnel so the leaf keeps one to each. */
+  proxyCount(): number;
+  /** A leaf's tunnel to this proxy came up, or its last one went down. */
+  onChange(cluster: string, up: boolean): void;
 }
 
 export class TunnelServer {
@@ -132,6 +165,8 @@ export class TunnelServer {
     const log = opts.log;
     const where = joinHostPort(remote.host, remote.port);
     let hostId: string | undefined;
+    /** Set for a leaf cluster's proxy: the leaf's name. */
+    let leaf: string | undefined;
     let registered = false;
     const sock = this.sockets.socketOf(where);
     client.on('error', (err) => {
@@ -142,7 +177,11 @@ export class TunnelServer {
     logNegotiated(client, log, remote.host);
     client.on('close', () => {
       sock?.destroy();
-      if (hostId && registered) {
+      if (leaf && registered && opts.leaves) {
+        opts.leaves.registry.remove(leaf, client);
+        if (!opts.leaves.registry.has(leaf)) opts.leaves.onChange(leaf, false);
+        log.info('reverse tunnel from a leaf cluster closed', { cluster: leaf, remote: where });
+      } else if (hostId && registered) {
         opts.registry.remove(hostId, client);
         log.info('reverse tunnel closed', { host_uuid: hostId, remote: where });
       }
@@ -150,12 +189,19 @@ export class TunnelServer {
     client.on('authentication', (ctx) => {
       if (ctx.method !== 'publickey') return ctx.reject(['publickey']);
       try {
-        const cert = verifyHostCertAuth(ctx, { trustedCAs: opts.hostCAKeys(), role: 'Node', clusterName: opts.clusterName });
-        const suffix = `.${opts.clusterName}`;
-        if (cert.keyId !== ctx.username || !cert.keyId.endsWith(suffix)) {
-          throw new Error(`certificate "${cert.keyId}" does not name host "${ctx.username}" of cluster ${opts.clusterName}`);
+        // `<host uuid>.<cluster>`: a node of this cluster, or a proxy of a leaf cluster.
+        const dot = ctx.username.indexOf('.');
+        const cluster = dot > 0 ? ctx.username.slice(dot + 1) : opts.clusterName;
+        const leafKeys = cluster !== opts.clusterName ? opts.leaves?.hostCAKeys(cluster) : undefined;
+        if (cluster !== opts.clusterName && !leafKeys) throw new Error(`"${cluster}" is neither this cluster (${opts.clusterName}) nor a leaf cluster of it`);
+        const cert = leafKeys
+          ? verifyHostCertAuth(ctx, { trustedCAs: leafKeys, role: 'Proxy', clusterName: cluster })
+          : verifyHostCertAuth(ctx, { trustedCAs: opts.hostCAKeys(), role: 'Node', clusterName: opts.clusterName });
+        if (cert.keyId !== ctx.username) throw new Error(`certificate "${cert.keyId}" does not name host "${ctx.username}"`);
+        if (ctx.signature) {
+          hostId = cert.keyId.slice(0, dot);
+          if (leafKeys) leaf = cluster;
         }
-        if (ctx.signature) hostId = cert.keyId.slice(0, -suffix.length);
       } catch (err) {
         log.warn('refused a reverse tunnel agent', { remote: where, login: ctx.username.slice(0, 200), error: (err as Error).message });
         return ctx.reject(['publickey']);
@@ -165,21 +211,40 @@ export class TunnelServer {
     client.on('ready', () => {
       this.preAuth.authenticated({ ip: remote.host, port: remote.port });
       const id = hostId!;
+      const want = leaf ? CLUSTER_TUNNEL_BIND : { addr: TUNNEL_BIND_ADDR, port: TUNNEL_BIND_PORT };
       client.on('request', (accept, reject, name, info) => {
         const bind = info as { bindAddr?: string; bindPort?: number };
-        if (name !== 'tcpip-forward' || bind.bindAddr !== TUNNEL_BIND_ADDR || bind.bindPort !== TUNNEL_BIND_PORT || registered) {
-          log.info('refused a request on a reverse tunnel', { host_uuid: id, request: name });
+        if (name !== 'tcpip-forward' || bind.bindAddr !== want.addr || bind.bindPort !== want.port || registered) {
+          log.info('refused a request on a reverse tunnel', { host_uuid: id, ...(leaf ? { cluster: leaf } : {}), request: name });
           return reject?.();
         }
         registered = true;
-        opts.registry.add(id, client);
-        log.info('reverse tunnel established', { host_uuid: id, remote: where });
         accept?.();
+        if (leaf && opts.leaves) {
+          const first = !opts.leaves.registry.has(leaf);
+          opts.leaves.registry.add(leaf, client);
+          if (first) opts.leaves.onChange(leaf, true);
+          log.info('reverse tunnel from a leaf cluster established', { cluster: leaf, proxy: id, remote: where });
+          this.tellProxyCount(client, leaf);
+        } else {
+          opts.registry.add(id, client);
+          log.info('reverse tunnel established', { host_uuid: id, remote: where });
+        }
       });
       client.on('session', (_accept, reject) => {
         log.info('refused a session on a reverse tunnel', { host_uuid: id });
         reject();
       });
+    });
+  }
+
+  /** Tells a leaf's proxy how many proxies this cluster has (clusterchannel.ts `discovery`). */
+  private tellProxyCount(client: Connection, leaf: string): void {
+    const proxies = Math.max(1, Math.min(1000, this.opts.leaves?.proxyCount() ?? 1));
+    client.forwardOut(CLUSTER_TUNNEL_BIND.addr, CLUSTER_TUNNEL_BIND.port, '0.0.0.0', 0, (err, channel) => {
+      if (err) return this.opts.log.debug('cannot tell a leaf cluster the proxy count', { cluster: leaf, error: err.message });
+      writeFrame(channel, { type: 'discovery', proxies });
+      channel.end();
     });
   }
 

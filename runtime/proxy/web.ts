@@ -94,7 +94,13 @@ export interface WebApi {
   getSession(token: string): Promise<{ user: string }>;
   sessionNodes(token: string): Promise<UserNode[]>;
   deleteSession(token: string, clientAddr: string): Promise<void>;
+  /** A leaf cluster asks to establish trust (runtime/auth/trust.ts): the auth server checks the token and exchanges CAs. */
+  validateTrustedCluster(body: ValidateTrustedClusterBody, clientAddr: string): Promise<unknown>;
 }
+
+/** `POST /webapi/trustedclusters/validate` (Teleport's ValidateTrustedClusterRequest). */
+export const validateTrustedClusterSchema = z.object({ token: z.string().min(1).max(1024), certificate_authorities: z.array(z.unknown()).max(4) }).strict();
+export type ValidateTrustedClusterBody = z.infer<typeof validateTrustedClusterSchema>;
 
 const WEB_BODY_LIMIT = 64 * 1024;
 const TOKEN_RE = /^[0-9a-f]{32}$/;
@@ -270,6 +276,9 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
       } else if ((route === '/webapi/sessions/current' || route === '/webapi/sessions') && req.method === 'DELETE') {
         await api.deleteSession(bearer(req), clients.of(req));
         sendJson(res, 200, {});
+      } else if (route === '/webapi/trustedclusters/validate' && req.method === 'POST') {
+        const body = await parseBody(req, validateTrustedClusterSchema);
+        sendJson(res, 200, await api.validateTrustedCluster(body, clients.of(req)));
       } else if (route === '/webapi/sites' && read) {
         const { user } = await api.getSession(bearer(req));
         sendJson(res, 200, { items: [{ name: api.clusterName, status: 'online' }], user });

@@ -128,7 +128,7 @@ describe('teleport start: unsupported settings', () => {
       expect(warnings).toEqual([
         `${config}:5:3: teleport.ca_signature_algo: has no effect: the SSH CAs sign with the algorithm of their key type (auth_service.ca_key_type; RSA signs with rsa-sha2-512)`,
         `${config}:8:3: auth_service.license_file: has no effect: there are no licensed features (it is for Teleport Enterprise)`,
-        expect.stringMatching(/^--insecure: has no effect: /),
+        expect.stringMatching(/^--insecure: trust with a root cluster is established without verifying/),
       ]);
       // AND nothing is logged to stderr
       expect(d.stderr).toBe('');

@@ -6,12 +6,23 @@
  * keeps deciding; before the first copy arrives every decision is a refusal.
  */
 import { z } from 'zod';
-import { parseAuthorizedKey } from '../../sshcert';
+import { Certificate, certRoles, parseAuthorizedKey } from '../../sshcert';
 import { Logger } from '../../utils/logger';
 import type { AuthClient } from '../client';
 import { Role, roleSchema, User } from '../resources';
-import { AccessDecision, AccessRequest, AccessView, checkAccess } from './decision';
-import type { AccessSnapshot } from './feed';
+import { AccessDecision, AccessRequest, AccessView, checkAccess, TrustedClusterRule } from './decision';
+import type { AccessSnapshot, SnapshotCluster } from './feed';
+
+/** Another cluster as loaded: its keys parsed. */
+export interface LoadedCluster {
+  name: string;
+  relation: SnapshotCluster['relation'];
+  enabled: boolean;
+  roleMap: SnapshotCluster['role_map'];
+  userCAKeys: Buffer[];
+  hostCAKeys: Buffer[];
+  tunnelAddr?: string;
+}
 
 /** How long the auth service holds a poll when nothing changes; below the client's 30 s timeout. */
 export const ACCESS_POLL_WAIT_MS = 20_000;
@@ -23,7 +34,10 @@ export interface Loaded {
   users: Map<string, User>;
   roles: Map<string, Role>;
   userCAKeys: Buffer[];
+  clusters: Map<string, LoadedCluster>;
 }
+
+const keysOf = (lines: string[]) => lines.map((line) => parseAuthorizedKey(line).blob);
 
 /** A user as the snapshot carries it: only what decisions read (the full `userSchema` costs ten times as much per user). */
 const snapshotUser = z.object({ name: z.string(), roles: z.array(z.string()), traits: z.record(z.string(), z.array(z.string())) });
@@ -46,13 +60,29 @@ export function parseSnapshot(s: AccessSnapshot, log: Logger): Loaded {
     if (parsed.success) roles.set(parsed.data.metadata.name, parsed.data);
     else log.warn('ignoring a role that does not parse', { error: parsed.error.message });
   }
-  const userCAKeys = s.user_ca_keys.map((line) => parseAuthorizedKey(line).blob);
-  return { version: s.version, users, roles, userCAKeys };
+  const clusters = new Map<string, LoadedCluster>();
+  for (const c of s.clusters ?? []) {
+    try {
+      clusters.set(c.name, {
+        name: c.name,
+        relation: c.relation,
+        enabled: c.enabled,
+        roleMap: c.role_map,
+        userCAKeys: keysOf(c.user_ca_keys),
+        hostCAKeys: keysOf(c.host_ca_keys),
+        ...(c.tunnel_addr ? { tunnelAddr: c.tunnel_addr } : {}),
+      });
+    } catch (err) {
+      log.warn('ignoring a trusted cluster record that does not parse', { cluster: c.name, error: (err as Error).message });
+    }
+  }
+  return { version: s.version, users, roles, userCAKeys: keysOf(s.user_ca_keys), clusters };
 }
 
 export class AccessCache implements AccessView {
   private data?: Loaded;
   private stopped = false;
+  private readonly listeners = new Set<() => void>();
 
   constructor(
     private readonly client: Pick<AuthClient, 'get'>,
@@ -77,6 +107,12 @@ export class AccessCache implements AccessView {
   private apply(s: AccessSnapshot): void {
     if (this.data && s.version === this.data.version) return;
     this.data = parseSnapshot(s, this.log);
+    for (const l of this.listeners) l();
+  }
+
+  /** Calls `listener` after each new copy is loaded. */
+  onChange(listener: () => void): void {
+    this.listeners.add(listener);
   }
 
   private async run(): Promise<void> {
@@ -102,15 +138,55 @@ export class AccessCache implements AccessView {
     return this.data?.roles.get(name);
   }
 
-  /** The user CA keys trusted now (none before the first load: nobody can log in). */
+  /** This cluster's user CA keys (none before the first load: nobody can log in). */
   userCAKeys(): Buffer[] {
     return this.data?.userCAKeys ?? [];
+  }
+
+  /** The other clusters with the given relation that are enabled now. */
+  clusters(relation: LoadedCluster['relation']): LoadedCluster[] {
+    return [...(this.data?.clusters.values() ?? [])].filter((c) => c.relation === relation && c.enabled);
+  }
+
+  trustedCluster(name: string): TrustedClusterRule | undefined {
+    const c = this.data?.clusters.get(name);
+    return c && c.relation === 'trusted' && c.enabled ? { roleMap: c.roleMap } : undefined;
+  }
+
+  /**
+   * The user CA keys to accept: this cluster's, then each enabled trusted cluster's, each with the
+   * cluster it stands for (undefined: this one).
+   */
+  userCAs(): { cluster?: string; keys: Buffer[] }[] {
+    return [{ keys: this.userCAKeys() }, ...this.clusters('trusted').map((c) => ({ cluster: c.name, keys: c.userCAKeys }))];
+  }
+
+  /** Which cluster's user CA `caKey` is (undefined: this cluster's), or null when no trusted CA is. */
+  clusterOfUserCA(caKey: Buffer): string | undefined | null {
+    for (const ca of this.userCAs()) if (ca.keys.some((k) => k.equals(caKey))) return ca.cluster;
+    return null;
   }
 
   /** The access decision from the current copy; a refusal when none is loaded yet (fail closed). */
   check(req: AccessRequest): AccessDecision {
     if (!this.data) return { allowed: false, reason: 'access denied: the roles and users of the cluster are not loaded yet; try again shortly' };
     return checkAccess(this, req);
+  }
+
+  /**
+   * The decision for a verified user certificate: from this cluster's user CA, the user's; from a
+   * trusted cluster's, that cluster's user with roles mapped by its role_map; from neither, a refusal.
+   */
+  checkCert(cert: Certificate, login: string | undefined, node: AccessRequest['node']): AccessDecision {
+    const cluster = this.clusterOfUserCA(cert.signatureKey);
+    if (cluster === null) return { allowed: false, reason: `access denied: certificate "${cert.keyId}" is not from a trusted user CA` };
+    return this.check({
+      user: cert.keyId,
+      certRoles: certRoles(cert.extensions),
+      ...(login !== undefined ? { login } : {}),
+      node,
+      ...(cluster !== undefined ? { remote: { cluster, logins: cert.principals } } : {}),
+    });
   }
 
   /** Stops polling; the poll in flight ends when its client is closed. */

@@ -18,9 +18,12 @@
  * allows on a node.
  * The roles that count are those named in the certificate that the user still
  * has and that still exist, so removing a role from a user, editing or
- * deleting it, or deleting the user bites at the next connection.
+ * deleting it, or deleting the user bites at the next connection. A user of a
+ * trusted (root) cluster has no user record here: the roles that count are
+ * the certificate's roles mapped by that cluster's `role_map`, while the
+ * cluster is trusted and enabled.
  */
-import type { Role, User } from '../resources';
+import { mapRoles, type Role, type RoleMapping, type User } from '../resources';
 
 /** What a user certificate allows, from the roles it carries (`permit-*` extensions). */
 export interface Permissions {
@@ -103,10 +106,17 @@ export function rulesAllow(roles: Role[], resource: string, verb: string): boole
   return roles.some((r) => rulesMatch(r.spec.allow.rules, resource, verb));
 }
 
+/** A trusted (root) cluster whose users this cluster lets in, as far as decisions need it. */
+export interface TrustedClusterRule {
+  roleMap: readonly RoleMapping[];
+}
+
 /** The cluster's users and roles as they are now (a cache on proxies and nodes, the store on the auth service). */
 export interface AccessView {
   user(name: string): User | undefined;
   role(name: string): Role | undefined;
+  /** An enabled trusted cluster by name; undefined when it is not trusted (or disabled). */
+  trustedCluster(name: string): TrustedClusterRule | undefined;
 }
 
 export interface AccessRequest {
@@ -118,6 +128,12 @@ export interface AccessRequest {
   login?: string;
   /** The node: its name for messages (never its labels), and its static and command labels. */
   node: { name: string; labels: Record<string, string> };
+  /**
+   * Set when the certificate is from a trusted (root) cluster's user CA: the user is no user of
+   * this cluster; their certificate roles are mapped by the trusted cluster's `role_map`, and the
+   * certificate's logins stand for `internal.logins`.
+   */
+  remote?: { cluster: string; logins: string[] };
 }
 
 export type AccessDecision = { allowed: true; user: User; roles: Role[] } | { allowed: false; reason: string };
@@ -129,12 +145,29 @@ export function currentRoles(view: AccessView, user: User, certRoles: string[]):
   return certRoles.filter((r) => user.spec.roles.includes(r)).flatMap((r) => view.role(r) ?? []);
 }
 
+/** The user a request is for: this cluster's user, or a trusted cluster's user with mapped roles; else the reason for refusing. */
+function requester(view: AccessView, req: Omit<AccessRequest, 'login'>): { user: User; roles: Role[] } | { reason: string } {
+  if (!req.remote) {
+    const user = view.user(req.user);
+    if (!user) return { reason: `user "${req.user}" does not exist` };
+    const roles = currentRoles(view, user, req.certRoles);
+    return roles.length ? { user, roles } : { reason: `user "${req.user}" has no roles` };
+  }
+  const { cluster, logins } = req.remote;
+  const trusted = view.trustedCluster(cluster);
+  if (!trusted) return { reason: `cluster "${cluster}" is not trusted by this cluster` };
+  const mapped = mapRoles(trusted.roleMap, req.certRoles);
+  const user: User = { kind: 'user', version: 'v2', metadata: { name: req.user }, spec: { roles: mapped, traits: { logins } } };
+  const roles = currentRoles(view, user, mapped);
+  if (roles.length) return { user, roles };
+  return { reason: `user "${req.user}" of cluster "${cluster}" has no roles here: role_map maps none of their roles (${req.certRoles.join(', ') || 'none'})` };
+}
+
 /** The decision: allowed with the user and roles that count, or a reason fit to show the user and the audit log. */
 export function checkAccess(view: AccessView, req: AccessRequest): AccessDecision {
-  const user = view.user(req.user);
-  if (!user) return deny(`user "${req.user}" does not exist`);
-  const roles = currentRoles(view, user, req.certRoles);
-  if (roles.length === 0) return deny(`user "${req.user}" has no roles`);
+  const who = requester(view, req);
+  if ('reason' in who) return deny(who.reason);
+  const { user, roles } = who;
   const { login, node } = req;
   const nodeDenied = `user "${req.user}" is not allowed on node "${node.name}"`;
   if (login !== undefined && roles.some((r) => loginsOf(r.spec.deny, user).includes(login))) return deny(`login "${login}" is not allowed for user "${req.user}"`);
@@ -152,8 +185,8 @@ export function checkAccess(view: AccessView, req: AccessRequest): AccessDecisio
  * offer exactly what the proxy and the node will let through.
  */
 export function allowedLogins(view: AccessView, req: Omit<AccessRequest, 'login'>): string[] {
-  const user = view.user(req.user);
-  if (!user) return [];
-  const candidates = new Set(currentRoles(view, user, req.certRoles).flatMap((r) => loginsOf(r.spec.allow, user)));
+  const who = requester(view, req);
+  if ('reason' in who) return [];
+  const candidates = new Set(who.roles.flatMap((r) => loginsOf(r.spec.allow, who.user)));
   return [...candidates].filter((login) => checkAccess(view, { ...req, login }).allowed);
 }

@@ -14,9 +14,22 @@ import { Backend, OpType, Watcher } from '../../backend';
 import { Keys, rangeEnd } from '../../contract/keys';
 import { Logger } from '../../utils/logger';
 import { CertAuthority, Role, roleSchema, User, userSchema } from '../resources';
-import { AccessView } from './decision';
+import type { ClusterTrustRecord, Relation } from '../trust';
+import { AccessView, TrustedClusterRule } from './decision';
 
-/** What proxies and nodes load: every user (name, roles, traits), every role, the user CA's public keys. */
+/** Another cluster as proxies and nodes need it: the trust, the role map, its CA keys and its tunnel address. */
+export interface SnapshotCluster {
+  name: string;
+  relation: Relation;
+  enabled: boolean;
+  role_map: ClusterTrustRecord['spec']['role_map'];
+  /** authorized_keys lines. */
+  user_ca_keys: string[];
+  host_ca_keys: string[];
+  tunnel_addr?: string;
+}
+
+/** What proxies and nodes load: every user (name, roles, traits), every role, the user CA's public keys, the other clusters. */
 export interface AccessSnapshot {
   version: string;
   /** authorized_keys lines. */
@@ -24,6 +37,22 @@ export interface AccessSnapshot {
   /** As stored (durations as Go strings); parse with `roleSchema`. */
   roles: unknown[];
   users: { name: string; roles: string[]; traits: Record<string, string[]> }[];
+  /** Trusted (root) and remote (leaf) clusters (runtime/auth/trust.ts). */
+  clusters: SnapshotCluster[];
+}
+
+const keyLines = (ca: CertAuthority) => ca.spec.checking_keys.map((k) => Buffer.from(k, 'base64').toString());
+
+function snapshotCluster(r: ClusterTrustRecord): SnapshotCluster {
+  return {
+    name: r.metadata.name,
+    relation: r.spec.relation,
+    enabled: r.spec.enabled,
+    role_map: r.spec.role_map,
+    user_ca_keys: keyLines(r.spec.user_ca),
+    host_ca_keys: keyLines(r.spec.host_ca),
+    ...(r.spec.tunnel_addr ? { tunnel_addr: r.spec.tunnel_addr } : {}),
+  };
 }
 
 const USER_SUFFIX = '/params';
@@ -31,11 +60,13 @@ const USER_SUFFIX = '/params';
 /** Whether a key of the store is part of the access data (not a password, TOTP secret, session or login attempt). */
 function relevant(key: string): boolean {
   if (key.startsWith(Keys.users())) return key.endsWith(USER_SUFFIX) && key.split('/').length === 5;
-  return key.startsWith(Keys.roles()) || key.startsWith(Keys.certAuthorities('user'));
+  return key.startsWith(Keys.roles()) || key.startsWith(Keys.certAuthorities('user')) || key.startsWith(Keys.clusterTrusts());
 }
 
+const PREFIXES = [Keys.users(), Keys.roles(), Keys.certAuthorities('user'), Keys.clusterTrusts()];
+
 /** A record of the access data as parsed once, when it was written. */
-type Entry = { kind: 'user'; user: User } | { kind: 'role'; role: Role; stored: unknown } | { kind: 'ca'; keys: string[] };
+type Entry = { kind: 'user'; user: User } | { kind: 'role'; role: Role; stored: unknown } | { kind: 'ca'; keys: string[] } | { kind: 'cluster'; cluster: SnapshotCluster; userTlsCAs: string[] };
 
 export class AccessFeed implements AccessView {
   /** By store key. */
@@ -67,11 +98,11 @@ export class AccessFeed implements AccessView {
   }
 
   private async open(): Promise<Watcher> {
-    const w = await this.store.newWatcher({ prefixes: [Keys.users(), Keys.roles(), Keys.certAuthorities('user')], name: 'access-feed', queueSize: 16_384 });
+    const w = await this.store.newWatcher({ prefixes: PREFIXES, name: 'access-feed', queueSize: 16_384 });
     try {
       if (!(await w.next())) throw new Error('the watch closed before it started');
       const items = [];
-      for (const prefix of [Keys.users(), Keys.roles(), Keys.certAuthorities('user')]) items.push(...(await this.store.getRange(prefix, rangeEnd(prefix))));
+      for (const prefix of PREFIXES) items.push(...(await this.store.getRange(prefix, rangeEnd(prefix))));
       for (const key of [...this.entries.keys()]) this.remove(key);
       for (const item of items) if (relevant(item.key)) this.set(item.key, item.value);
     } catch (err) {
@@ -117,7 +148,11 @@ export class AccessFeed implements AccessView {
       const json = JSON.parse(value.toString()) as unknown;
       if (key.startsWith(Keys.users())) entry = { kind: 'user', user: userSchema.parse(json) };
       else if (key.startsWith(Keys.roles())) entry = { kind: 'role', role: roleSchema.parse(json), stored: json };
-      else entry = { kind: 'ca', keys: (json as CertAuthority).spec.checking_keys.map((k) => Buffer.from(k, 'base64').toString()) };
+      else if (key.startsWith(Keys.clusterTrusts())) {
+        const r = json as ClusterTrustRecord;
+        entry = { kind: 'cluster', cluster: snapshotCluster(r), userTlsCAs: r.spec.user_ca.spec.tls_key_pairs.map((p) => Buffer.from(p.cert, 'base64').toString()) };
+      }
+      else entry = { kind: 'ca', keys: keyLines(json as CertAuthority) };
     } catch (err) {
       this.log.warn('access feed: skipping a record that does not parse', { key, error: err });
       return;
@@ -151,12 +186,29 @@ export class AccessFeed implements AccessView {
     return this.roles.get(name)?.role;
   }
 
+  private clusters(): SnapshotCluster[] {
+    return [...this.entries.values()].flatMap((e) => (e.kind === 'cluster' ? [e.cluster] : []));
+  }
+
+  /** The user TLS CA certificates (PEM) of each enabled trusted cluster, for the auth API's callers. */
+  trustedUserTlsCAs(): { cluster: string; certs: string[] }[] {
+    return [...this.entries.values()].flatMap((e) =>
+      e.kind === 'cluster' && e.cluster.relation === 'trusted' && e.cluster.enabled ? [{ cluster: e.cluster.name, certs: e.userTlsCAs }] : [],
+    );
+  }
+
+  trustedCluster(name: string): TrustedClusterRule | undefined {
+    const c = this.clusters().find((x) => x.name === name && x.relation === 'trusted' && x.enabled);
+    return c && { roleMap: c.role_map };
+  }
+
   snapshot(): AccessSnapshot {
     this.snapshotCache ??= {
       version: this.version,
       user_ca_keys: [...this.entries.values()].flatMap((e) => (e.kind === 'ca' ? e.keys : [])),
       roles: [...this.roles.values()].map((r) => r.stored),
       users: [...this.users.values()].map((u) => ({ name: u.metadata.name, roles: u.spec.roles, traits: u.spec.traits })),
+      clusters: this.clusters(),
     };
     return this.snapshotCache;
   }

@@ -31,7 +31,7 @@ describe('tsh config facts', () => {
   /** A login whose state lives in `home`, with the cluster's known_hosts line naming the proxy. */
   const loginIn = (home: string): CurrentLogin => {
     saveHostCAs([{ cluster: 'box', key: publicKeyBlob(generateKeyPair('ed25519').publicKey) }], 'localhost', home);
-    return { profile, key: undefined as unknown as CurrentLogin['key'], home };
+    return { profile, key: undefined as unknown as CurrentLogin['key'], home, cluster: profile.cluster };
   };
 
   it('GIVEN a plain state directory THEN the block names its files and reaches nodes through the proxy', () => {

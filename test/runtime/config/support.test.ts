@@ -523,7 +523,7 @@ describe('unsupported settings, as users see them', () => {
     expect(cfg.log.output).toBe('stderr');
     expect(cfg.warnings).toEqual([
       'teleport.yaml:3:5: teleport.log.output: syslog is not supported; logging to stderr instead (under systemd, the journal keeps it)',
-      expect.stringMatching(/^--insecure: has no effect: .*trusted clusters are not supported/),
+      expect.stringMatching(/^--insecure: trust with a root cluster is established without verifying/),
     ]);
   });
 });

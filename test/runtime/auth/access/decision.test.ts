@@ -6,7 +6,7 @@
  * option defaults that decide a certificate's permissions.
  */
 import { AccessRequest, AccessView, accessFor, allowedLogins, checkAccess, labelsMatch } from '../../../../runtime/auth/access/decision';
-import { newUser, Role, RoleInput, roleSchema, User } from '../../../../runtime/auth/resources';
+import { mapRoles, newUser, Role, RoleInput, RoleMapping, roleSchema, User } from '../../../../runtime/auth/resources';
 
 function role(name: string, spec: RoleInput['spec']): Role {
   return roleSchema.parse({ kind: 'role', version: 'v3', metadata: { name }, spec });
@@ -23,10 +23,11 @@ const ROLES: Role[] = [
   role('deny-all', { deny: { node_labels: { '*': '*' } } }),
 ];
 
-function view(users: User[], roles: Role[] = ROLES): AccessView {
+function view(users: User[], roles: Role[] = ROLES, trusted: Record<string, RoleMapping[]> = {}): AccessView {
   return {
     user: (n) => users.find((u) => u.metadata.name === n),
     role: (n) => roles.find((r) => r.metadata.name === n),
+    trustedCluster: (n) => (trusted[n] ? { roleMap: trusted[n] } : undefined),
   };
 }
 
@@ -142,6 +143,51 @@ describe('allowedLogins (what the web node list offers)', () => {
     }
     expect(disagreements).toEqual([]);
     expect(offers).toBeGreaterThan(0);
+  });
+});
+
+describe('users of a trusted (root) cluster', () => {
+  const PROD_NODE = { name: 'web1', labels: { env: 'prod' } };
+  const trusted = { root: [{ remote: 'admin', local: ['prod'] }, { remote: 'ops', local: ['everywhere', 'no-root'] }] };
+  const remoteReq = (certRoles: string[], login: string, cluster = 'root'): AccessRequest => ({
+    user: 'alice',
+    certRoles,
+    login,
+    node: PROD_NODE,
+    remote: { cluster, logins: ['alice', 'root'] },
+  });
+
+  it('GIVEN a mapped role THEN the leaf role decides, with the certificate logins as internal.logins', () => {
+    // GIVEN a leaf with no user "alice" WHEN root's alice (role admin → leaf prod) asks THEN prod's rules apply
+    const v = view([], ROLES, trusted);
+    expect(checkAccess(v, remoteReq(['admin'], 'deploy'))).toMatchObject({ allowed: true });
+    expect(checkAccess(v, remoteReq(['admin'], 'alice'))).toMatchObject({ allowed: true });
+    expect(checkAccess(v, remoteReq(['admin'], 'ops'))).toMatchObject({ allowed: false });
+    expect(allowedLogins(v, { user: 'alice', certRoles: ['admin'], node: PROD_NODE, remote: { cluster: 'root', logins: ['alice', 'root'] } })).toEqual(['deploy', 'alice', 'root']);
+  });
+
+  it('GIVEN a role no mapping names THEN refused with the reason, even when a local user has the same name', () => {
+    const v = view([newUser('alice', ['everywhere'], ['alice'], 'test')], ROLES, trusted);
+    const d = checkAccess(v, remoteReq(['auditor'], 'ops'));
+    expect(d).toEqual({ allowed: false, reason: 'access denied: user "alice" of cluster "root" has no roles here: role_map maps none of their roles (auditor)' });
+  });
+
+  it('GIVEN a cluster that is not trusted (or disabled) THEN refused', () => {
+    expect(checkAccess(view([], ROLES, trusted), remoteReq(['admin'], 'deploy', 'other'))).toEqual({ allowed: false, reason: 'access denied: cluster "other" is not trusted by this cluster' });
+  });
+
+  it('GIVEN deny rules of the mapped roles THEN they win as for local users', () => {
+    expect(checkAccess(view([], ROLES, trusted), remoteReq(['ops'], 'root'))).toMatchObject({ allowed: false });
+  });
+
+  it.each([
+    [[{ remote: 'admin', local: ['a'] }], ['admin'], ['a']],
+    [[{ remote: 'admin', local: ['a'] }], ['dev'], []],
+    [[{ remote: '*', local: ['b'] }], ['dev'], ['b']],
+    [[{ remote: '*', local: ['b'] }], [], []],
+    [[{ remote: 'admin', local: ['a', 'b'] }, { remote: 'dev', local: ['b', 'c'] }], ['admin', 'dev'], ['a', 'b', 'c']],
+  ] as [RoleMapping[], string[], string[]][])('mapRoles(%j, %j) = %j', (map, roles, want) => {
+    expect(mapRoles(map, roles)).toEqual(want);
   });
 });
 

@@ -1,0 +1,108 @@
+/**
+ * A leaf cluster's proxy keeps reverse tunnels to the proxies of each root
+ * cluster it trusts (trusted clusters, runtime/auth/trust.ts): one agent pool
+ * per enabled trusted cluster, dialling its `tunnel_addr` with this proxy's
+ * host certificate and checking the root proxy's against the root's host CA
+ * kept when trust was established. The pools follow the access data: a
+ * trusted cluster disabled or removed has its tunnels closed at once, one
+ * added or enabled gets them. The root tells each tunnel how many proxies it
+ * has (clusterchannel.ts `discovery`), and the pool holds one to each.
+ */
+import type { Duplex } from 'node:stream';
+import type { AccessCache, LoadedCluster } from '../auth/access/cache';
+import type { Identity } from '../auth/identity';
+import { parseAddr } from '../config/address';
+import { Ports } from '../contract/ports';
+import { AgentPool } from '../node/agentpool';
+import { Logger } from '../utils/logger';
+import { ClusterRequest, clusterRequestSchema, readFrame } from './clusterchannel';
+
+export interface RootAgentsOptions {
+  access: AccessCache;
+  identity: Identity;
+  /** Serves a root cluster's request on a channel (discovery frames are taken here). */
+  serve(stream: Duplex, root: string, req: ClusterRequest): Promise<void>;
+  log: Logger;
+}
+
+interface Running {
+  pool: AgentPool;
+  /** What the pool was started for: a change restarts it. */
+  spec: string;
+  proxies: number;
+}
+
+export class RootAgents {
+  private readonly running = new Map<string, Running>();
+  private stopped = false;
+
+  constructor(private readonly opts: RootAgentsOptions) {
+    opts.access.onChange(() => this.sync());
+  }
+
+  start(): void {
+    this.sync();
+  }
+
+  /** The trusted clusters with a tunnel up now. */
+  connected(): string[] {
+    return [...this.running.entries()].filter(([, r]) => r.pool.connected).map(([name]) => name);
+  }
+
+  private sync(): void {
+    if (this.stopped) return;
+    const wanted = new Map(this.opts.access.clusters('trusted').filter((c) => c.tunnelAddr).map((c) => [c.name, c]));
+    for (const [name, r] of this.running) {
+      const c = wanted.get(name);
+      if (!c || specOf(c) !== r.spec) {
+        r.pool.stop();
+        this.running.delete(name);
+        this.opts.log.info('closed the reverse tunnels to a trusted cluster', { cluster: name, reason: c ? 'its trust changed' : 'it is no longer trusted or is disabled' });
+      }
+    }
+    for (const [name, c] of wanted) if (!this.running.has(name)) this.run(c);
+  }
+
+  private run(c: LoadedCluster): void {
+    const { opts } = this;
+    const entry: Running = { spec: specOf(c), proxies: 1, pool: undefined as unknown as AgentPool };
+    entry.pool = new AgentPool({
+      agent: {
+        proxy: parseAddr(c.tunnelAddr!, Ports.proxyTunnel),
+        identity: opts.identity,
+        peerCluster: c.name,
+        hostCAKeys: async () => c.hostCAKeys,
+        serve: (stream) => void this.serve(stream, c.name, entry),
+        log: opts.log.child(`root:${c.name}`),
+      },
+      countProxies: async () => entry.proxies,
+      log: opts.log,
+    });
+    this.running.set(c.name, entry);
+    entry.pool.start();
+    opts.log.info('opening reverse tunnels to a trusted cluster', { cluster: c.name, tunnel_addr: c.tunnelAddr });
+  }
+
+  private async serve(stream: Duplex, root: string, entry: Running): Promise<void> {
+    let req: ClusterRequest;
+    try {
+      ({ value: req } = await readFrame(stream, clusterRequestSchema, `a channel from cluster ${root}`));
+    } catch (err) {
+      this.opts.log.info('dropped a channel from the root cluster', { cluster: root, error: (err as Error).message });
+      return void stream.destroy();
+    }
+    if (req.type !== 'discovery') return this.opts.serve(stream, root, req);
+    entry.proxies = req.proxies;
+    stream.end();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const r of this.running.values()) r.pool.stop();
+    this.running.clear();
+  }
+}
+
+function specOf(c: LoadedCluster): string {
+  return JSON.stringify([c.tunnelAddr, c.hostCAKeys.map((k) => k.toString('base64'))]);
+}
