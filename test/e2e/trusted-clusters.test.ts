@@ -12,6 +12,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { currentLogin, withCluster } from '../../runtime/client/cluster';
 import { selfSignedCertFile } from '../../runtime/proxy/web';
 import { createAuth, startAuth, TestAuth } from '../helpers/cluster';
 import { freePort, run, tempDir, waitFor } from '../helpers/proc';
@@ -131,6 +132,13 @@ describe('trusted clusters: a root cluster reaches a leaf cluster through revers
     expect(r.code).toBe(0);
     // AND the global flag form works the same
     expect((await alice.tsh([`--cluster=${LEAF}`, 'ssh', NODE, 'echo global'])).stdout).toBe('global\n');
+    // AND at the leaf's auth server she is a root user, not a leaf user: she lists nodes, and nothing only leaf users may do
+    const me = currentLogin({ home: path.join(alice.home, '.tsh'), cluster: LEAF });
+    await withCluster(me, async (c) => {
+      expect((await c.auth.get<{ spec: { hostname: string } }[]>('/v1/namespaces/default/nodes')).map((n) => n.spec.hostname)).toEqual([NODE]);
+      await expect(c.auth.get('/v1/remoteclusters')).rejects.toThrow('access denied to GET /v1/remoteclusters');
+      await expect(c.auth.get('/v1/namespaces/default/sessions/0b7d6a4e-1111-4a4a-8888-222233334444/events')).rejects.toThrow(/access denied/);
+    });
     // AND the leaf node itself accepts her root certificate (its own decision, no proxy in front)
     expect((await direct(alice, 'echo direct')).stdout).toBe('direct\n');
   });

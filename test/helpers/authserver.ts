@@ -5,6 +5,7 @@
  */
 import { AuthServer, ClusterConfig } from '../../runtime/auth/server';
 import { Backend } from '../../runtime/backend';
+import type { TrustExchange } from '../../runtime/auth/trust';
 import { AuditLog } from '../../runtime/events/filelog';
 import { logger } from '../../runtime/utils/logger';
 
@@ -17,6 +18,8 @@ export interface TestAuthServerOptions {
   clusterName?: string;
   /** Settings of `auth_service` that differ from the defaults below. */
   clusterConfig?: Partial<ClusterConfig>;
+  /** How trust with a root cluster is established (default: HTTPS to its proxy). */
+  trustExchange?: TrustExchange;
 }
 
 export function initTestAuthServer(o: TestAuthServerOptions): Promise<AuthServer> {
@@ -27,6 +30,7 @@ export function initTestAuthServer(o: TestAuthServerOptions): Promise<AuthServer
     nodeName: o.nodeName ?? 'test',
     ...(o.clusterName ? { clusterName: o.clusterName } : {}),
     caKeyType: 'ed25519',
+    ...(o.trustExchange ? { trustExchange: o.trustExchange } : {}),
     staticTokens: [],
     clusterConfig: {
       session_recording: 'node',
