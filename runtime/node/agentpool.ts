@@ -45,6 +45,13 @@ export class AgentPool {
     void this.refresh();
   }
 
+  /** Counts the proxies again now (the count changed), instead of at the next refresh. */
+  refreshNow(): void {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    void this.refresh();
+  }
+
   private async refresh(): Promise<void> {
     try {
       this.resize(Math.max(1, await this.opts.countProxies()));

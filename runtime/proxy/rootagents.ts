@@ -92,8 +92,10 @@ export class RootAgents {
       return void stream.destroy();
     }
     if (req.type !== 'discovery') return this.opts.serve(stream, root, req);
-    entry.proxies = req.proxies;
     stream.end();
+    if (entry.proxies === req.proxies) return;
+    entry.proxies = req.proxies;
+    entry.pool.refreshNow();
   }
 
   stop(): void {

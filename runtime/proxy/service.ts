@@ -62,11 +62,20 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
   // Kept fresh in the background so that ping (a load balancer's health check) answers without a round trip.
   let cluster: ClusterConfig;
   let hostCAs: Buffer[];
+  /** The cluster's proxies (their heartbeats, and this one), told to leaf clusters' tunnels. */
+  const countProxies = (proxies: { metadata: { name: string } }[]) => new Set([...proxies.map((x) => x.metadata.name), opts.hostUUID]).size;
   let proxyCount = 1;
   // Users, roles, user CA and the other clusters (trusted and leaf), shared by the SSH service, the tunnels and the agents to root clusters.
   const access = new AccessCache(client, log.child('access'));
   try {
-    [cluster, hostCAs] = await Promise.all([client.get<ClusterConfig>('/v1/configuration/cluster'), fetchHostCAKeys(client), access.start()]);
+    let proxies: { metadata: { name: string } }[];
+    [cluster, hostCAs, proxies] = await Promise.all([
+      client.get<ClusterConfig>('/v1/configuration/cluster'),
+      fetchHostCAKeys(client),
+      client.get<{ metadata: { name: string } }[]>('/v1/proxies'),
+      access.start(),
+    ]);
+    proxyCount = countProxies(proxies);
   } catch (err) {
     access.stop();
     client.close();
@@ -81,8 +90,13 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       (keys) => (hostCAs = keys),
       (err) => log.warn('cannot refresh the host CA keys', { error: err }),
     );
-    client.get<unknown[]>('/v1/proxies').then(
-      (proxies) => (proxyCount = Math.max(1, proxies.length)),
+    client.get<{ metadata: { name: string } }[]>('/v1/proxies').then(
+      (proxies) => {
+        const count = countProxies(proxies);
+        if (count === proxyCount) return;
+        proxyCount = count;
+        tunnel?.announceProxyCount();
+      },
       (err) => log.debug('cannot count the proxies', { error: err }),
     );
     // Leaf clusters whose tunnels this proxy holds stay online for `tsh clusters`.

@@ -75,6 +75,11 @@ export class TunnelRegistry {
     return [...this.tunnels.keys()];
   }
 
+  /** The live connections of `id`. */
+  connections(id: string): readonly Connection[] {
+    return this.tunnels.get(id) ?? [];
+  }
+
   /** Ends every tunnel of `id` (a leaf whose trust was removed). */
   closeAll(id: string): void {
     for (const conn of this.tunnels.get(id) ?? []) conn.end();
@@ -236,6 +241,13 @@ export class TunnelServer {
         reject();
       });
     });
+  }
+
+  /** Tells every leaf tunnel how many proxies this cluster has now (the count may have changed). */
+  announceProxyCount(): void {
+    const leaves = this.opts.leaves;
+    if (!leaves) return;
+    for (const leaf of leaves.registry.keys()) for (const conn of leaves.registry.connections(leaf)) this.tellProxyCount(conn, leaf);
   }
 
   /** Tells a leaf's proxy how many proxies this cluster has (clusterchannel.ts `discovery`). */

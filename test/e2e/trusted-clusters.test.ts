@@ -15,7 +15,9 @@ import * as path from 'node:path';
 import { currentLogin, withCluster } from '../../runtime/client/cluster';
 import { selfSignedCertFile } from '../../runtime/proxy/web';
 import { createAuth, startAuth, TestAuth } from '../helpers/cluster';
-import { freePort, run, tempDir, waitFor } from '../helpers/proc';
+import { SshUser } from '../helpers/openssh';
+import { cliPath, Daemon, freePort, run, tempDir, waitFor } from '../helpers/proc';
+import { roundRobinRelay, TcpRelay } from '../helpers/tcprelay';
 import { LOGIN } from '../helpers/sshd';
 import { TshUser } from '../helpers/users';
 
@@ -214,5 +216,75 @@ describe('establishing trust checks the root proxy HTTPS certificate', () => {
       await root.cleanup();
       fs.rmSync(work, { recursive: true, force: true });
     }
+  });
+});
+
+describe('trusted clusters with two root proxies behind one tunnel address', () => {
+  let root: TestAuth;
+  let leaf: TestAuth;
+  let proxy2: Daemon | undefined;
+  let proxy2Ports: { ssh: number; web: number; tunnel: number };
+  let lb: TcpRelay;
+  let work: string;
+  let aliceSsh: SshUser;
+
+  beforeAll(async () => {
+    work = tempDir('trusted-two-');
+    // GIVEN a root with a static trusted_cluster token and a second proxy, both tunnel ports behind one relay
+    root = await startAuth({ clusterName: ROOT, tokens: ['proxy:proxy-join-token', `trusted_cluster:${TOKEN}`], proxy: {} });
+    proxy2Ports = { ssh: await freePort(), web: await freePort(), tunnel: await freePort() };
+    const config = path.join(work, 'proxy2.yaml');
+    fs.writeFileSync(
+      config,
+      ['auth_service:', '  enabled: no', 'ssh_service:', '  enabled: no', 'proxy_service:', `  listen_addr: 127.0.0.1:${proxy2Ports.ssh}`,
+        `  web_listen_addr: 127.0.0.1:${proxy2Ports.web}`, `  tunnel_listen_addr: 127.0.0.1:${proxy2Ports.tunnel}`, ''].join('\n'),
+    );
+    proxy2 = Daemon.spawn(process.execPath, [
+      cliPath('teleport'), 'start', '--roles=proxy', '-c', config, `--data-dir=${path.join(work, 'proxy2-data')}`, '--nodename=proxy-two',
+      `--auth-server=${root.addr}`, '--token=proxy-join-token', `--ca-pin=${await root.caPin()}`,
+    ]);
+    await proxy2.waitForOutput(/teleport is running/);
+    lb = await roundRobinRelay([root.proxyPorts!.tunnel, proxy2Ports.tunnel]);
+    // AND a leaf (started with --insecure: the root proxy's certificate is self-signed) trusting it through the relay
+    leaf = await createAuth({ clusterName: LEAF, proxy: {}, nodePort: await freePort() });
+    leaf.startArgs.push('--insecure');
+    leaf.start();
+    await leaf.ready();
+    fs.writeFileSync(path.join(work, 'roles.yaml'), LEAF_ROLE);
+    await leaf.tctlOk('create', path.join(work, 'roles.yaml'));
+    const tc = trustedCluster(root).replace(`tunnel_addr: 127.0.0.1:${root.proxyPorts!.tunnel}`, `tunnel_addr: 127.0.0.1:${lb.port}`);
+    fs.writeFileSync(path.join(work, 'tc.yaml'), tc);
+    await leaf.tctlOk('create', path.join(work, 'tc.yaml'));
+    await root.tctlOk('users', 'add', 'alice', LOGIN);
+    aliceSsh = await SshUser.create(root, work, 'alice', LOGIN);
+    fs.appendFileSync(path.join(work, 'known_hosts'), await leaf.tctlOk('auth', 'export', '--type=host'));
+  });
+  afterAll(async () => {
+    await leaf?.cleanup();
+    await lb?.close();
+    await proxy2?.stop('SIGKILL');
+    await root?.cleanup();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  /** OpenSSH to the leaf node through the root proxy whose SSH port is `port` (its certificate names it `alias`). */
+  const through = (port: number, alias: string) =>
+    run('ssh', [
+      ...aliceSsh.options(NODE, LEAF),
+      '-o', `ProxyCommand=ssh ${aliceSsh.options(alias, ROOT).join(' ')} -p ${port} %r@127.0.0.1 -s proxy:%h:%p@${LEAF}`,
+      '-p', String(leaf.nodePort), `${LOGIN}@${NODE}`, 'echo reached',
+    ]);
+  const established = (d: Daemon) => (d.stdout + d.stderr).split('\n').some((l) => l.includes('reverse tunnel from a leaf cluster established') && l.includes(LEAF));
+
+  it('GIVEN the root tells the leaf it has two proxies THEN the leaf holds a tunnel to each, and each reaches the leaf node', async () => {
+    // (a proxy counts the others by their heartbeats, re-read every 30 s, and tells the leaf when the count changes)
+    await waitFor('a leaf tunnel on each root proxy', () => established(root.daemon!) && established(proxy2!), 75_000);
+    expect(await through(root.proxyPorts!.ssh, NODE)).toMatchObject({ code: 0, stdout: 'reached\n' });
+    expect(await through(proxy2Ports.ssh, 'proxy-two')).toMatchObject({ code: 0, stdout: 'reached\n' });
+  }, 120_000);
+
+  it('GIVEN one root proxy stops THEN the leaf node stays reachable through the other', async () => {
+    await proxy2!.stop();
+    expect(await through(root.proxyPorts!.ssh, NODE)).toMatchObject({ code: 0, stdout: 'reached\n' });
   });
 });
