@@ -20,6 +20,7 @@ import { trustedClusterView } from './trust';
 import { displayRole } from './roles';
 import { AuthServer } from './server';
 import { sessionRoutes } from './sessions-api';
+import { activeSessionRoutes } from './active-sessions';
 
 const NS_PER_MS = 1_000_000;
 const ttlNs = z.number().int().nonnegative().optional();
@@ -293,6 +294,7 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
       },
     }),
     ...sessionRoutes(auth, recordings),
+    ...activeSessionRoutes(auth),
     ...loginRoutes(auth),
   ];
 }

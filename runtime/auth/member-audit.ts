@@ -18,7 +18,7 @@ const codesOf = (...events: (keyof typeof EventCodes)[]): string[] => events.fla
 
 /** The events members send (runtime/node, runtime/proxy), with the codes each may carry. */
 const MEMBER_EVENTS: ReadonlyMap<string, readonly string[]> = new Map([
-  ...(['auth', 'client.disconnect', 'exec', 'port', 'resize', 'session.start', 'session.end', 'subsystem'] as const).map((e): [string, string[]] => [e, codesOf(e)]),
+  ...(['auth', 'client.disconnect', 'exec', 'port', 'resize', 'session.start', 'session.join', 'session.leave', 'session.end', 'subsystem'] as const).map((e): [string, string[]] => [e, codesOf(e)]),
   ['scp', codesOf('scp.download', 'scp.upload')],
 ]);
 

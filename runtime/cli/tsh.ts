@@ -16,6 +16,7 @@ import { parseDynamicSpec } from '../client/socks';
 import { formatClusters, listClusters } from '../client/clusters';
 import { formatNodes, listNodes, parseLabelSelector } from '../client/ls';
 import { play } from '../client/play';
+import { joinSession } from '../client/join';
 import { profileProxyHost, removeProfile } from '../client/profile';
 import { Prompter } from '../client/prompt';
 import { scpCommand } from '../client/scp';
@@ -158,6 +159,15 @@ program
   .action(async (paths: string[], o: { recursive?: boolean; port?: number; cluster?: string }) => {
     if (paths.length < 2) throw new BadParameterError('tsh scp: give at least one source and a destination');
     await scpCommand({ sources: paths.slice(0, -1), destination: paths[paths.length - 1], recursive: o.recursive, port: o.port, proxy: globalProxy(), cluster: clusterOf(o) });
+  });
+
+program
+  .command('join')
+  .description('Joins an interactive session running on a node (its ID is $TELEPORT_SESSION inside it)')
+  .argument('<session-id>', 'The session ID')
+  .option('--cluster <name>', CLUSTER_HELP)
+  .action(async (sid: string, o: { cluster?: string }) => {
+    process.exitCode = await joinSession({ sid, proxy: globalProxy(), cluster: clusterOf(o) });
   });
 
 program

@@ -59,6 +59,9 @@ export const Keys = {
   /** A proxy's live reverse tunnel from a leaf cluster: it expires unless the proxy renews it. */
   tunnelConnection: (cluster: string, proxy: string) => key('tunnelConnections', cluster, proxy),
   tunnelConnections: (cluster: string) => key('tunnelConnections', cluster) + '/',
+  /** An interactive session running on a node, which others may join (runtime/node/shared.ts); it expires unless the node renews it. */
+  activeSession: (namespace: string, sid: string) => key('sessions', namespace, sid),
+  activeSessions: (namespace: string) => key('sessions', namespace) + '/',
   /** An audit event `uid` a host has delivered, so a re-sent copy is dropped. */
   seenEvent: (hostId: string, uid: string) => key('audit', 'seen', hostId, uid),
 } as const;

@@ -22,6 +22,7 @@ import { AuditGate } from './auditgate';
 import { serveForwarding } from './forwarding';
 import { lookupUser, OsUser } from './osuser';
 import { PamSettings } from './pam';
+import { SessionDirectory } from './shared';
 import { NodeSession, SessionRecording } from './session';
 import { UserLimit } from '../utils/userlimit';
 
@@ -55,6 +56,8 @@ export interface NodeServerOptions {
   /** Where audit events go (ssh_service.audit_failure decides whether a session runs when they cannot be recorded). */
   audit: AuditGate;
   record(sid: string): SessionRecording;
+  /** The interactive sessions others may join, published to the auth server. @default not published */
+  sessions?: SessionDirectory;
   log: Logger;
 }
 
@@ -79,10 +82,12 @@ export class NodeServer {
   private readonly clients = new Set<Connection>();
   /** Open authenticated connections per cluster user. */
   private readonly users: UserLimit;
+  private readonly sessions: SessionDirectory;
   address?: { host: string; port: number };
 
   constructor(private readonly opts: NodeServerOptions) {
     this.users = new UserLimit(opts.maxUsers);
+    this.sessions = opts.sessions ?? new SessionDirectory(undefined, opts.log);
     this.server = new Server(
       {
         hostKeys: [hostKeyWithCertificate(createPrivateKey(opts.hostKey), opts.hostCert)],
@@ -237,6 +242,7 @@ export class NodeServer {
           record: opts.record,
           openAgentChannel: (cb) => client.openssh_authAgent((err, ch) => cb(err, ch)),
           touch,
+          sessions: this.sessions,
           log,
         });
       });
@@ -246,6 +252,7 @@ export class NodeServer {
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => (this.tcp.listening ? this.tcp.close(() => resolve()) : resolve()));
     this.preAuth.destroyPending();
+    this.sessions.close();
     for (const c of this.clients) c.end();
     await closed;
   }

@@ -14,6 +14,7 @@ import { AuthClient } from '../auth/client';
 import { Identity } from '../auth/identity';
 import { Server } from '../auth/resources';
 import { AccessCache } from '../auth/access/cache';
+import { SessionDirectory } from './shared';
 import { ClusterConfig } from '../auth/server';
 import { TeleportConfig } from '../config';
 import { sshAlgorithmsOf } from '../sshcert/algorithms';
@@ -141,6 +142,7 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
       hostname: config.nodeName,
       trustedUserCAs: () => access.userCAs().flatMap((ca) => ca.keys),
       authorize: (req) => access.checkCert(req.cert, req.login, { name: config.nodeName, labels: allLabels() }),
+      sessions: new SessionDirectory(client, log.child('sessions')),
       labels: allLabels,
       permitUserEnv: config.ssh.permitUserEnv,
       ...(opts.pam ? { pam: opts.pam } : {}),

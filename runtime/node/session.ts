@@ -1,7 +1,12 @@
 /**
  * One SSH `session` channel on the node: pty, env, shell, exec, subsystem
  * (sftp), signals, window changes, agent forwarding and the exit status,
- * run as the login's OS user. Interactive (pty) sessions are recorded.
+ * run as the login's OS user. Interactive (pty) sessions are recorded, and
+ * others may join them: a channel that sets `TELEPORT_SESSION=<id>` before
+ * its shell joins that session instead of starting one (`tsh join`), if it
+ * logged in with the session's login. Every party sees the same output and
+ * types into the same terminal; the session is recorded once; joins and
+ * leaves are audited (`session.join` / `session.leave`).
  */
 import { ChildProcess, type ChildProcessWithoutNullStreams, spawn as spawnChild } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -15,6 +20,7 @@ import { AgentForwarder } from './agent';
 import { AuditGate, AuditUnavailableError } from './auditgate';
 import { asUser, OsUser, shellArgs } from './osuser';
 import { PamSettings } from './pam';
+import { ActiveSession, Joinable, JoiningParty, SessionDirectory } from './shared';
 
 /** What a session needs from its connection. */
 export interface ConnectionInfo {
@@ -41,6 +47,8 @@ export interface ConnectionInfo {
   openAgentChannel(cb: (err: Error | undefined, channel?: ServerChannel) => void): void;
   /** Marks activity for the idle timeout. */
   touch(): void;
+  /** The node's joinable sessions. */
+  sessions: SessionDirectory;
   log: Logger;
 }
 
@@ -57,6 +65,9 @@ type PtyInfo = PseudoTtyInfo & { term?: string };
 
 const SFTP_SERVERS = ['/usr/lib/openssh/sftp-server', '/usr/lib/sftp-server', '/usr/libexec/openssh/sftp-server', '/usr/libexec/sftp-server'];
 const ACCEPTED_ENV = /^(LANG|LC_[A-Z_]+|TERM|COLORTERM|TZ)$/;
+/** The environment variable a client sets to join a session (Teleport's sshutils.SessionEnvVar). */
+export const SESSION_ENV = 'TELEPORT_SESSION';
+const SID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const SIGNALS = new Set(['ABRT', 'ALRM', 'FPE', 'HUP', 'ILL', 'INT', 'KILL', 'PIPE', 'QUIT', 'SEGV', 'TERM', 'USR1', 'USR2']);
 
@@ -87,8 +98,23 @@ function signalName(sig: NodeJS.Signals | number | undefined): string | undefine
   return sig.replace(/^SIG/, '');
 }
 
-export class NodeSession {
+/** Someone in an interactive session: its owner or a party that joined. */
+interface Party {
+  id: string;
+  user: string;
+  remote: string;
+  stream: ServerChannel;
+  joined: Date;
+}
+
+export class NodeSession implements Joinable {
   readonly sid = randomUUID();
+  /** Set by `TELEPORT_SESSION`: the session this channel's shell joins. */
+  private joinSid?: string;
+  /** Everyone in this session (a pty session that runs here), its owner first. */
+  private readonly parties = new Map<string, Party>();
+  /** Every user who took part, for session.end. */
+  private readonly participants = new Set<string>();
   private ptyInfo?: PtyInfo;
   private readonly env: Record<string, string> = {};
   private term?: pty.IPty;
@@ -117,19 +143,16 @@ export class NodeSession {
       accept?.();
     });
     session.on('window-change', (accept, _reject, info) => {
-      if (this.ptyInfo) {
-        this.ptyInfo = { ...this.ptyInfo, cols: info.cols, rows: info.rows };
-        this.term?.resize(Math.max(1, info.cols), Math.max(1, info.rows));
-        if (this.started) {
-          const ev = { event: 'resize', sid: this.sid, size: `${info.cols}:${info.rows}`, ...this.who() };
-          conn.audit.emit(ev);
-          this.recordEvent(ev);
-        }
-      }
+      // A party of a joined session resizes the shared terminal (the last resize wins, as in Teleport).
+      const joined = this.joinSid ? (conn.sessions.get(this.joinSid) as NodeSession | undefined) : undefined;
+      (joined ?? this).resize(info.cols, info.rows);
       accept?.();
     });
     session.on('env', (accept, reject, info) => {
-      if (ACCEPTED_ENV.test(info.key) && info.val.length < 4096) {
+      if (info.key === SESSION_ENV && SID_RE.test(info.val)) {
+        this.joinSid = info.val;
+        accept?.();
+      } else if (ACCEPTED_ENV.test(info.key) && info.val.length < 4096) {
         this.env[info.key] = info.val;
         accept?.();
       } else reject?.();
@@ -161,6 +184,21 @@ export class NodeSession {
       this.closed = true;
       this.cleanup();
     });
+  }
+
+  get login(): string {
+    return this.conn.login;
+  }
+
+  /** A window change: the terminal's size, audited and recorded once the session runs. */
+  resize(cols: number, rows: number): void {
+    if (!this.ptyInfo) return;
+    this.ptyInfo = { ...this.ptyInfo, cols, rows };
+    this.term?.resize(Math.max(1, cols), Math.max(1, rows));
+    if (!this.started || !this.term) return;
+    const ev = { event: 'resize', sid: this.sid, size: `${cols}:${rows}`, ...this.who() };
+    this.conn.audit.emit(ev);
+    this.recordEvent(ev);
   }
 
   private who() {
@@ -204,6 +242,7 @@ export class NodeSession {
     }
     this.started = true;
     const c = this.conn;
+    if (this.joinSid && command === undefined) return this.joinSession(this.joinSid, accept);
     let file: string;
     let args: string[];
     try {
@@ -340,20 +379,24 @@ export class NodeSession {
       return this.endChannel(stream, `failed to start a session: ${(err as Error).message}`);
     }
     this.term = term;
+    const c = this.conn;
+    this.addParty({ id: randomUUID(), user: c.user, remote: `${c.remoteAddr}:${c.remotePort}`, stream, joined: new Date(started) });
     term.onData((d) => {
       const data = d as unknown as Buffer;
-      if (this.writeRecording((r) => r.output(data))) stream.write(data);
+      if (!this.writeRecording((r) => r.output(data))) return;
+      for (const p of this.parties.values()) if (p.stream.writable) p.stream.write(data);
     });
-    stream.on('data', (d: Buffer) => term.write(d));
+    c.sessions.add(this.sid, this, () => this.activeRecord());
     term.onExit(({ exitCode, signal }) => {
       this.term = undefined;
+      this.conn.sessions.remove(this.sid);
       const sig = signalName(signal);
       if (command !== undefined) this.emitExec(command, exitCode, sig);
       const ev = {
         event: 'session.end',
         sid: this.sid,
         ...this.who(),
-        participants: [this.conn.user],
+        participants: [...this.participants],
         interactive: true,
         enhanced_recording: false,
         server_hostname: this.conn.hostname,
@@ -365,7 +408,64 @@ export class NodeSession {
       void this.recording?.close().catch((err) => this.conn.log.error('failed to close the recording', { error: err }));
       this.recording = undefined;
       this.conn.audit.emit(ev);
+      // The parties who joined leave with the session's exit status.
+      for (const p of [...this.parties.values()].slice(1)) this.finish(p.stream, exitCode, sig);
       this.finish(stream, exitCode, sig);
+    });
+  }
+
+  private addParty(p: Party): void {
+    this.parties.set(p.id, p);
+    this.participants.add(p.user);
+    p.stream.on('data', (d: Buffer) => this.term?.write(d));
+  }
+
+  /** The record the auth server lists while this session runs. */
+  private activeRecord(): ActiveSession {
+    const c = this.conn;
+    return {
+      id: this.sid,
+      namespace: 'default',
+      server_id: c.serverId,
+      server_hostname: c.hostname,
+      login: c.login,
+      parties: [...this.parties.values()].map((p) => ({ id: p.id, user: p.user, remote_addr: p.remote, joined: p.joined.toISOString() })),
+      terminal_params: { w: this.ptyInfo?.cols ?? 80, h: this.ptyInfo?.rows ?? 24 },
+      created: [...this.parties.values()][0]?.joined.toISOString() ?? new Date().toISOString(),
+    };
+  }
+
+  /** Another channel joins this session (it is the owner's NodeSession): audited, then it sees the output and types into the terminal. */
+  join(party: JoiningParty): void {
+    const id = randomUUID();
+    const p: Party = { id, user: party.user, remote: party.remote, stream: party.stream, joined: new Date() };
+    this.addParty(p);
+    const ev = { event: 'session.join', sid: this.sid, user: party.user, login: this.conn.login, server_id: this.conn.serverId, namespace: 'default', 'addr.remote': party.remote };
+    this.conn.audit.emit(ev);
+    this.recordEvent(ev);
+    this.conn.sessions.changed(this.sid);
+    party.stream.once('close', () => {
+      if (!this.parties.delete(id)) return;
+      const left = { ...ev, event: 'session.leave' };
+      this.conn.audit.emit(left);
+      this.recordEvent(left);
+      this.conn.sessions.changed(this.sid);
+      party.onLeave();
+    });
+  }
+
+  /** `TELEPORT_SESSION=<sid>` then a shell: joins that session if it runs here with this connection's login. */
+  private joinSession(sid: string, accept: () => ServerChannel): void {
+    const c = this.conn;
+    const stream = this.open(accept);
+    const target = c.sessions.get(sid);
+    if (!target) return this.endChannel(stream, `session ${sid} is not running on this node`);
+    if (target.login !== c.login) return this.endChannel(stream, `session ${sid} runs as login "${target.login}": join it with that login`);
+    if (!this.ptyInfo) return this.endChannel(stream, 'joining a session needs a terminal (a pty request)');
+    void this.audited(stream, () => c.audit.ready('session.join')).then((ok) => {
+      if (!ok) return;
+      stream.on('data', () => c.touch());
+      target.join({ user: c.user, remote: `${c.remoteAddr}:${c.remotePort}`, stream, onLeave: () => this.cleanup() });
     });
   }
 
