@@ -109,6 +109,7 @@ program.addCommand(
     /** Stops accepting, waits for the open connections to end, then stops (QUIT, and after a USR2 handover). */
     const finish = async (why: string) => {
       stopping = true;
+      stopped.abort();
       await reloading;
       await drain(log);
       log.info('the last connection ended; shutting down', { reason: why });

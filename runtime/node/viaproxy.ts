@@ -62,8 +62,9 @@ async function ping(web: HostPort): Promise<Answer> {
       let size = 0;
       res.on('data', (c: Buffer) => {
         size += c.length;
-        if (size > MAX_PING_BYTES) req.destroy();
-        else chunks.push(c);
+        if (size <= MAX_PING_BYTES) return void chunks.push(c);
+        resolve({ kind: 'answered' }); // (no proxy's ping is this long)
+        req.destroy();
       });
       res.on('end', () => {
         if (res.statusCode !== 200) return resolve({ kind: 'answered' });

@@ -274,12 +274,12 @@ describe('a NAT node that starts before its proxy, or whose SSH port is taken', 
     await aliceRuns('late-node', 'joined-late');
   }, 120_000);
 
-  it('GIVEN a node waiting for its auth_servers to answer WHEN it is told to stop (SIGTERM) THEN it stops at once, exit status 0', async () => {
-    const silent = await newNode('never-node', `127.0.0.1:${await freePort()}`);
+  it.each(['SIGTERM', 'SIGQUIT'] as const)('GIVEN a node waiting for its auth_servers to answer WHEN it is told to stop (%s) THEN it stops at once, exit status 0', async (signal) => {
+    const silent = await newNode(`never-node-${signal.toLowerCase()}`, `127.0.0.1:${await freePort()}`);
     silent.start();
     await waitFor('a retry', () => linesWith(silent.daemon!, WAITING).length > 0);
-    expect(await silent.daemon!.stop('SIGTERM')).toBe(0);
-    expect(output(silent.daemon!)).toMatch(/shutting down/);
+    expect(await silent.daemon!.stop(signal)).toBe(0);
+    expect(output(silent.daemon!)).toMatch(/shutting down|graceful shutdown/);
   });
 
   it("GIVEN the NAT node's ssh_service.listen_addr port is taken THEN it starts anyway (it binds no port) and is reachable through its tunnel", async () => {

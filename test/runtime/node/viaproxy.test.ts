@@ -69,6 +69,14 @@ describe('discoverProxy', () => {
     expect(log.warnings).toEqual([]);
   });
 
+  it('GIVEN a 200 answer longer than any ping (over 64 KiB) THEN it is an answer (no proxy), at once', async () => {
+    const port = await freePort();
+    servers.push(await httpsServer(port, 200, { filler: 'x'.repeat(100_000) }));
+    const log = recorder();
+    expect(await discoverProxy([{ host: '127.0.0.1', port }], { log, backoff: FAST })).toBeUndefined();
+    expect(log.warnings).toEqual([]);
+  });
+
   it('GIVEN a peer that answers but does not speak TLS THEN that is an answer too (no proxy): no waiting', async () => {
     const plain = http.createServer((_req, res) => res.end('plain'));
     servers.push(plain);
