@@ -1,8 +1,9 @@
 /**
  * Network namespaces for tests that cut a host off from the network except for what the test
  * lets through (nodes behind NAT, behind an HTTP proxy). Needs root and iproute2; `nat()` needs
- * nftables. A lab claims a number n (the lock file `/run/<prefix><n>.pid` naming its process and
- * test run, as sim/net.ts claims its networks) and names everything after it: namespaces
+ * nftables. A lab claims a number n, whatever its prefix (the lock file `/run/tnetlab<n>.pid`
+ * naming its process, test run and prefix, as sim/net.ts claims its networks), and names
+ * everything after its prefix and n: namespaces
  * `<prefix><n>-<label>`, host-side links `<prefix><n><x>`, addresses in 172.31.<n>.0/24, and a
  * host route that makes the rest of that /24 unreachable from this host (without it this
  * machine's default gateway may answer for any address). `close()` removes all of it; the test
@@ -74,7 +75,18 @@ function removeNetwork(prefix: string, n: number): string[] {
 }
 
 const labNet = (n: number) => `172.31.${n}`;
-const lockFile = (prefix: string, n: number) => `${LOCK_DIR}/${prefix}${n}.pid`;
+const LOCK_NAME = /^tnetlab(\d+)\.pid$/;
+const lockFile = (n: number) => `${LOCK_DIR}/tnetlab${n}.pid`;
+
+/** The test run and the prefix a lab's lock file names (undefined when there is none). */
+function lockOwner(n: number): { run: string; prefix: string } | undefined {
+  try {
+    const [, run, prefix] = fs.readFileSync(lockFile(n), 'utf8').trim().split(' ');
+    return run && prefix ? { run, prefix } : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 export class NetLab {
   private closed = false;
@@ -85,17 +97,19 @@ export class NetLab {
   ) {}
 
   /**
-   * A new lab: the first free number for `prefix` (a prefix no other test file uses, at most 9
-   * letters so that link names fit in 15 characters) for the test run `run`. What a dead owner
-   * left is removed first.
+   * A new lab of the test run `run`, on the first free number (labs of every prefix share the
+   * numbers, as they share 172.31.0.0/16), named with `prefix` (one no other test file uses, at
+   * most 9 letters so that link names fit in 15 characters). What a dead owner left is removed first.
    */
   static create(prefix: string, run = runId()): NetLab {
     if (!/^[a-z]{1,9}$/.test(prefix)) throw new Error(`a lab prefix is 1-9 lowercase letters, got ${JSON.stringify(prefix)}`);
     if (process.getuid?.() !== 0) throw new Error('network namespaces need root: run these tests as root (as .ci/run does)');
     for (let n = 1; n <= 254; n++) {
-      if (!claimLock(lockFile(prefix, n), run)) continue;
+      const before = lockOwner(n);
+      if (!claimLock(lockFile(n), `${run} ${prefix}`)) continue;
       const lab = new NetLab(prefix, n);
       try {
+        if (before) removeNetwork(before.prefix, n);
         removeNetwork(prefix, n);
         ip('route', 'add', 'unreachable', `${labNet(n)}.0/24`);
         return lab;
@@ -104,7 +118,7 @@ export class NetLab {
         throw err;
       }
     }
-    throw new Error(`no free lab number for ${prefix} in /run`);
+    throw new Error(`no free lab number (${LOCK_DIR}/tnetlab<1-254>.pid are all held)`);
   }
 
   /** The lab's address `172.31.<n>.<host>`. */
@@ -176,7 +190,7 @@ export class NetLab {
     if (this.closed) return;
     this.closed = true;
     removeNetwork(this.prefix, this.n);
-    fs.rmSync(lockFile(this.prefix, this.n), { force: true });
+    fs.rmSync(lockFile(this.n), { force: true });
   }
 }
 
@@ -184,17 +198,11 @@ export class NetLab {
 export function removeLabsOfRun(id: string): string[] {
   const removed: string[] = [];
   for (const file of fs.readdirSync(LOCK_DIR)) {
-    const m = /^([a-z]{1,9}?)(\d+)\.pid$/.exec(file);
-    if (!m) continue;
-    let note: string;
-    try {
-      note = fs.readFileSync(`${LOCK_DIR}/${file}`, 'utf8').split(' ')[1] ?? '';
-    } catch {
-      continue;
-    }
-    if (note !== id) continue;
-    removed.push(`network lab ${LOCK_DIR}/${file}`, ...removeNetwork(m[1], Number(m[2])));
-    fs.rmSync(`${LOCK_DIR}/${file}`, { force: true });
+    const n = Number(LOCK_NAME.exec(file)?.[1]);
+    const owner = n ? lockOwner(n) : undefined;
+    if (owner?.run !== id) continue;
+    removed.push(`network lab ${lockFile(n)}`, ...removeNetwork(owner.prefix, n));
+    fs.rmSync(lockFile(n), { force: true });
   }
   return removed;
 }

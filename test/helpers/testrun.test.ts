@@ -81,7 +81,7 @@ describe('endRun and network labs', () => {
         ns: execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).includes(ns),
         link: execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).includes(` ${lab.hostDev('h')}@`),
         route: execFileSync('ip', ['route', 'show', 'type', 'unreachable'], { encoding: 'utf8' }).includes(`${lab.addr(0)}/24`),
-        lock: fs.existsSync(`/run/tleftover${lab.n}.pid`),
+        lock: fs.existsSync(`/run/tnetlab${lab.n}.pid`),
       });
       expect(exists()).toEqual({ ns: true, link: true, route: true, lock: true });
 
@@ -91,7 +91,7 @@ describe('endRun and network labs', () => {
       // THEN
       expect(left.sort()).toEqual(
         [
-          `network lab /run/tleftover${lab.n}.pid`,
+          `network lab /run/tnetlab${lab.n}.pid`,
           `network namespace ${ns}`,
           `route unreachable ${lab.addr(0)}/24`,
         ].sort(),
