@@ -179,12 +179,21 @@ const lockFile = (net: number) => `/run/tsim${net}.pid`;
 
 /** Takes network `net` for this process: a new lock file, or one whose owner is gone. */
 function claim(net: number): boolean {
-  const file = lockFile(net);
+  return claimLock(lockFile(net));
+}
+
+/**
+ * Takes the lock file `file` for this process (its content: this pid, then ` ${note}` when given):
+ * a new file, or one whose owner (the pid it starts with) is gone. False while a live process, this
+ * one included, holds it.
+ */
+export function claimLock(file: string, note?: string): boolean {
+  const content = note ? `${process.pid} ${note}` : String(process.pid);
   try {
-    fs.writeFileSync(file, String(process.pid), { flag: 'wx' });
+    fs.writeFileSync(file, content, { flag: 'wx' });
     return true;
   } catch {
-    const owner = Number(fs.readFileSync(file, 'utf8'));
+    const owner = Number(fs.readFileSync(file, 'utf8').split(' ')[0]);
     if (owner === process.pid) return false;
     if (Number.isInteger(owner) && owner > 0) {
       try {
@@ -194,7 +203,7 @@ function claim(net: number): boolean {
         // its owner died: take it over
       }
     }
-    fs.writeFileSync(file, String(process.pid));
+    fs.writeFileSync(file, content);
     return true;
   }
 }

@@ -41,8 +41,10 @@ program.addCommand(
     openLog(config);
     if (!opts.debug) setLogLevel(config.log.severity);
     // The signal handlers are in place before anything starts: a supervisor may signal as soon as
-    // teleport says it is running, and a signal that comes while it starts waits for the start.
-    const starting = startProcess(config);
+    // teleport says it is running, and a signal that comes while it starts waits for the start
+    // (a start that waits for auth_servers to answer stops waiting: `stopped`).
+    const stopped = new AbortController();
+    const starting = startProcess(config, { signal: stopped.signal });
     /** The running services; undefined while starting and between a reload's close and start. */
     let proc: Awaited<typeof starting> | undefined;
     const log = logger('teleport');
@@ -72,10 +74,11 @@ program.addCommand(
       await old?.close();
       if (stopping) return;
       try {
-        proc = await startProcess(next);
+        proc = await startProcess(next, { signal: stopped.signal });
         if (!opts.debug) setLogLevel(next.log.severity);
         log.info('reloaded');
       } catch (err) {
+        if (stopped.signal.aborted) return;
         log.error('cannot start with the new configuration', { error: err });
         process.exit(1);
       }
@@ -91,6 +94,7 @@ program.addCommand(
       if (stopping) return;
       stopping = true;
       log.info('shutting down', { signal });
+      stopped.abort();
       reloading
         .then(() => proc?.close())
         .then(
@@ -105,6 +109,7 @@ program.addCommand(
     /** Stops accepting, waits for the open connections to end, then stops (QUIT, and after a USR2 handover). */
     const finish = async (why: string) => {
       stopping = true;
+      stopped.abort();
       await reloading;
       await drain(log);
       log.info('the last connection ended; shutting down', { reason: why });
@@ -149,7 +154,13 @@ program.addCommand(
         (err) => log.warn('cannot write the diagnostic report', { error: err }),
       );
     });
-    const first = await starting;
+    let first;
+    try {
+      first = await starting;
+    } catch (err) {
+      if (stopped.signal.aborted) return; // stop() exits
+      throw err;
+    }
     announceRunning();
     try {
       const facts = await gatherNextSteps(first, config, {

@@ -15,7 +15,7 @@ import { ConfigError, formatPath, sourceMapOf, type ConfigIssue, type SourceMap,
 import { KeyPairError, loadKeyPair } from '../proxy/keypairs';
 import { fileErrorText } from '../utils/files';
 import { procStoragePath } from './datadir';
-import { checkPorts, LISTENERS, plannedListeners, portConflicts, type PortProblem } from './listen';
+import { checkPorts, LISTENERS, type ListenerName, plannedListeners, portConflicts, type PortProblem } from './listen';
 
 type Path = (string | number)[];
 
@@ -141,13 +141,27 @@ export function configProblems(config: TeleportConfig): ConfigIssue[] {
   ];
 }
 
+/** The planned ports that `which` selects and another process holds, each at its setting. */
+async function heldPorts(config: TeleportConfig, which: (name: ListenerName) => boolean): Promise<ConfigIssue[]> {
+  const planned = plannedListeners(config).filter((l) => which(l.name));
+  return (await checkPorts(planned)).map(portIssue(sourceMapOf(config)));
+}
+
 /**
  * Throws a ConfigError listing every problem found; returns when the configuration can start.
  * What the config says is checked first, and only a config without problems has its ports
- * bound (for a moment) to find the ones another process holds.
+ * bound (for a moment) to find the ones another process holds. The ports in `deferred` are
+ * left for preflightPorts: a node alone learns only from the network whether it listens at all
+ * (behind NAT it does not, node/viaproxy.ts).
  */
-export async function preflight(config: TeleportConfig): Promise<void> {
+export async function preflight(config: TeleportConfig, deferred: ListenerName[] = []): Promise<void> {
   const issues = configProblems(config);
-  if (issues.length === 0) issues.push(...(await checkPorts(plannedListeners(config))).map(portIssue(sourceMapOf(config))));
+  if (issues.length === 0) issues.push(...(await heldPorts(config, (name) => !deferred.includes(name))));
+  if (issues.length > 0) throw new ConfigError(issues);
+}
+
+/** The deferred part of preflight: throws a ConfigError naming each port of `names` another process holds. */
+export async function preflightPorts(config: TeleportConfig, names: ListenerName[]): Promise<void> {
+  const issues = await heldPorts(config, (name) => names.includes(name));
   if (issues.length > 0) throw new ConfigError(issues);
 }

@@ -18,7 +18,7 @@ import { Closers } from '../utils/closers';
 import { Logger, logger } from '../utils/logger';
 import { prepareDataDir, procStoragePath } from './datadir';
 import { startDiagServer } from './diag';
-import { notJoinedMessage, preflight } from './preflight';
+import { notJoinedMessage, preflight, preflightPorts } from './preflight';
 import { authPipe, discoverProxy, type ProxyRoute } from '../node/viaproxy';
 
 export interface TeleportProcess {
@@ -93,20 +93,34 @@ async function hostIdentity(
   return id;
 }
 
-export async function startProcess(config: TeleportConfig): Promise<TeleportProcess> {
+export interface StartOptions {
+  /** Aborting it stops a start that waits for auth_servers to answer (the process is asked to stop). */
+  signal?: AbortSignal;
+}
+
+export async function startProcess(config: TeleportConfig, opts: StartOptions = {}): Promise<TeleportProcess> {
   const log = logger('teleport');
   if (!config.auth.enabled && !config.ssh.enabled && !config.proxy.enabled) throw new BadParameterError('no service to start: enable at least one of auth, node or proxy');
   for (const warning of config.warnings) log.warn(warning);
   // What the host must have, checked before anything is created or joined.
   const pam = config.ssh.enabled ? pamSettings(config.ssh.pam) : undefined;
-  await preflight(config);
-  const uuid = prepareDataDir(config.dataDir);
+  // A node alone whose auth_servers name a proxy's web port is behind NAT and binds no port: its
+  // SSH port is checked once the addresses have answered, before it joins or makes its data dir.
+  const nodeAlone = config.ssh.enabled && !config.auth.enabled && !config.proxy.enabled;
+  await preflight(config, nodeAlone ? ['node'] : []);
   const opened = new Closers();
   return opened.guard(async () => {
     // First, so that /readyz answers 503 while the services start.
     const diagAddr = config.diagAddr;
     const diag = diagAddr ? await startDiagServer(diagAddr, logger('diag')) : undefined;
     if (diag) opened.add(() => diag.close());
+    let viaProxy: ProxyRoute | undefined;
+    if (nodeAlone) {
+      viaProxy = await discoverProxy(config.authServers, { log: logger('node'), ...(opts.signal ? { signal: opts.signal } : {}) });
+      if (viaProxy) logger('node').info('auth_servers names a proxy: joining and serving through it, with no inbound port', { proxy: formatAddr(viaProxy.web), tunnel: formatAddr(viaProxy.tunnel) });
+      else await preflightPorts(config, ['node']);
+    }
+    const uuid = prepareDataDir(config.dataDir);
     const proc = await openBackend({ type: 'sqlite', path: procStoragePath(config.dataDir) });
     opened.add(() => proc.close());
     const store = new IdentityStore(proc);
@@ -123,9 +137,6 @@ export async function startProcess(config: TeleportConfig): Promise<TeleportProc
       config = { ...config, authServers: [{ host: unspecified(addr.host) ? '127.0.0.1' : addr.host, port: addr.port }] };
     }
     if (config.ssh.enabled) {
-      // A node alone whose auth_servers name a proxy's web port is behind NAT: everything goes through the proxy.
-      const viaProxy = !config.auth.enabled && !config.proxy.enabled ? await discoverProxy(config.authServers) : undefined;
-      if (viaProxy) logger('node').info('auth_servers names a proxy: joining and serving through it, with no inbound port', { proxy: formatAddr(viaProxy.web), tunnel: formatAddr(viaProxy.tunnel) });
       const identity = await hostIdentity('Node', config, store, uuid, auth, logger('node'), viaProxy);
       clusterName ??= identity.clusterName;
       const n = await startNodeService({ config, identity, hostUUID: uuid, ...(pam ? { pam } : {}), ...(viaProxy ? { viaProxy } : {}), log: logger('node') });

@@ -29,8 +29,11 @@ export interface TestAuthOptions {
   /** Extra YAML lines for `auth_service` and `teleport`. */
   authExtra?: string[];
   teleportExtra?: string[];
-  /** Also run the proxy service in the same process; `extra`: more YAML lines for `proxy_service`. */
-  proxy?: { insecureNoTls?: boolean; extra?: string[] };
+  /**
+   * Also run the proxy service in the same process; `extra`: more YAML lines for `proxy_service`;
+   * `host`: the address its listeners bind (and clients dial) instead of 127.0.0.1.
+   */
+  proxy?: { insecureNoTls?: boolean; extra?: string[]; host?: string };
   /** Serve the diagnostics endpoint (`teleport.diag_addr`) on a free loopback port: `TestAuth.diagUrl`. */
   diag?: boolean;
 }
@@ -41,6 +44,8 @@ export class TestAuth {
   startArgs: string[] = [];
   /** `node` flags and a launcher before the CLI (fuzz.ts SETTLE_NODE_ARGS). */
   nodeArgs: string[] = [];
+  /** The address the proxy's listeners bind. */
+  proxyHost = '127.0.0.1';
 
   get addr(): string {
     return `127.0.0.1:${this.port}`;
@@ -73,7 +78,7 @@ export class TestAuth {
 
   /** The proxy's web address: `http://` with --insecure-no-tls, else `https://` (self-signed). */
   webUrl(): string {
-    return `${this.startArgs.includes('--insecure-no-tls') ? 'http' : 'https'}://127.0.0.1:${this.proxyPorts!.web}`;
+    return `${this.startArgs.includes('--insecure-no-tls') ? 'http' : 'https'}://${this.proxyHost}:${this.proxyPorts!.web}`;
   }
 
   /** The cluster's CA pin, from `tctl status`. */
@@ -135,7 +140,8 @@ export async function createAuth(opts: TestAuthOptions = {}): Promise<TestAuth> 
   const dataDir = path.join(dir, 'data');
   const port = await freePort();
   const nodePort = opts.nodePort ?? undefined;
-  const proxyPorts = opts.proxy ? { ssh: await freePort(), web: await freePort(), tunnel: await freePort() } : undefined;
+  const proxyHost = opts.proxy?.host ?? '127.0.0.1';
+  const proxyPorts = opts.proxy ? { ssh: await freePort(proxyHost), web: await freePort(proxyHost), tunnel: await freePort(proxyHost) } : undefined;
   const diagPort = opts.diag ? await freePort() : undefined;
   const lines = [
     'teleport:',
@@ -169,9 +175,9 @@ export async function createAuth(opts: TestAuthOptions = {}): Promise<TestAuth> 
     ...(proxyPorts
       ? [
           '  enabled: yes',
-          `  listen_addr: 127.0.0.1:${proxyPorts.ssh}`,
-          `  web_listen_addr: 127.0.0.1:${proxyPorts.web}`,
-          `  tunnel_listen_addr: 127.0.0.1:${proxyPorts.tunnel}`,
+          `  listen_addr: ${proxyHost}:${proxyPorts.ssh}`,
+          `  web_listen_addr: ${proxyHost}:${proxyPorts.web}`,
+          `  tunnel_listen_addr: ${proxyHost}:${proxyPorts.tunnel}`,
           ...(opts.proxy?.extra ?? []).map((l) => `  ${l}`),
         ]
       : ['  enabled: no']),
@@ -179,6 +185,7 @@ export async function createAuth(opts: TestAuthOptions = {}): Promise<TestAuth> 
   const configPath = path.join(dir, 'teleport.yaml');
   fs.writeFileSync(configPath, lines.join('\n') + '\n');
   const auth = new TestAuth(dir, configPath, dataDir, port, nodePort, proxyPorts, diagPort);
+  auth.proxyHost = proxyHost;
   if (opts.proxy?.insecureNoTls) auth.startArgs.push('--insecure-no-tls');
   return auth;
 }
@@ -211,6 +218,8 @@ export interface TestNodeOptions {
   sshExtra?: string[];
   /** `--auth-server`: the auth server's address by default; a proxy's web address puts the node behind NAT. */
   authServer?: string;
+  /** A command that runs the node (e.g. `ip netns exec <ns>`, test/helpers/netns.ts). */
+  launcher?: string[];
 }
 
 /** A node in its own process and data dir that joins `auth` with a token. */
@@ -222,6 +231,7 @@ export class TestNode {
     readonly port: number,
     private readonly args: string[],
     private readonly env?: NodeJS.ProcessEnv,
+    private readonly launcher: string[] = [],
   ) {}
 
   static async create(auth: TestAuth, o: TestNodeOptions): Promise<TestNode> {
@@ -235,7 +245,7 @@ export class TestNode {
     const configPath = path.join(dir, 'teleport.yaml');
     const ssh = [`  listen_addr: 127.0.0.1:${port}`, ...(o.sshExtra ?? []).map((l) => `  ${l}`)];
     fs.writeFileSync(configPath, `ssh_service:\n${ssh.join('\n')}\nproxy_service:\n  enabled: no\nauth_service:\n  enabled: no\n`);
-    return new TestNode(dir, port, [...args, '-c', configPath], o.env);
+    return new TestNode(dir, port, [...args, '-c', configPath], o.env, o.launcher);
   }
 
   get dataDir(): string {
@@ -243,7 +253,8 @@ export class TestNode {
   }
 
   start(): Daemon {
-    this.daemon = Daemon.spawn(process.execPath, this.args, this.env);
+    const [cmd, ...pre] = [...this.launcher, process.execPath];
+    this.daemon = Daemon.spawn(cmd, [...pre, ...this.args], this.env);
     return this.daemon;
   }
 

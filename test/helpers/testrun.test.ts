@@ -4,13 +4,14 @@
  * removed; a clean run reports nothing; a fixture account lives exactly as long as its file.
  * The runs here are made up (their own id and temp directory), so the real run is not touched.
  */
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { accountsOfRun, ACCOUNT_MARKER, findProcesses, RUN_ENV, runId } from './leftovers';
 import { createOsAccount, testOsAccount } from './osusers';
 import { tempDir, waitFor } from './proc';
+import { NetLab } from './netns';
 import { endRun, Run } from './testrun';
 
 const fixture = testOsAccount('fixture');
@@ -65,6 +66,40 @@ describe('endRun', () => {
     // THEN
     expect(left).toEqual([]);
     expect(fs.existsSync(run.tmp)).toBe(false);
+  });
+});
+
+describe('endRun and network labs', () => {
+  test('GIVEN a run whose test left a network lab (namespace, host link, route) WHEN it ends THEN each is named and removed', async () => {
+    // GIVEN a lab of the run, never closed
+    const run = fakeRun();
+    const lab = NetLab.create('tleftover', run.id);
+    try {
+      const ns = lab.namespace('left');
+      lab.veth({ dev: lab.hostDev('h'), addr: `${lab.addr(1)}/30` }, { ns, dev: 'eth0', addr: `${lab.addr(2)}/30` });
+      const exists = () => ({
+        ns: execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).includes(ns),
+        link: execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).includes(` ${lab.hostDev('h')}@`),
+        route: execFileSync('ip', ['route', 'show', 'type', 'unreachable'], { encoding: 'utf8' }).includes(`${lab.addr(0)}/24`),
+        lock: fs.existsSync(`/run/tnetlab${lab.n}.pid`),
+      });
+      expect(exists()).toEqual({ ns: true, link: true, route: true, lock: true });
+
+      // WHEN
+      const left = await endRun(run, 200);
+
+      // THEN
+      expect(left.sort()).toEqual(
+        [
+          `network lab /run/tnetlab${lab.n}.pid`,
+          `network namespace ${ns}`,
+          `route unreachable ${lab.addr(0)}/24`,
+        ].sort(),
+      );
+      expect(exists()).toEqual({ ns: false, link: false, route: false, lock: false });
+    } finally {
+      lab.close();
+    }
   });
 });
 

@@ -2,14 +2,16 @@
  * The life of one `jest` run (jest.config.js's globalSetup and globalTeardown): the run gets an
  * id in the environment and a temp directory of its own as TMPDIR, both inherited by the jest
  * workers and everything the tests start. At the end, whatever the tests left (a process with
- * the id, an OS account marked with it, anything in the temp directory) fails the run, named, and
- * is removed; if jest exits without its teardown, the same removal runs at exit.
+ * the id, an OS account marked with it, a network lab of test/helpers/netns.ts, anything in the
+ * temp directory) fails the run, named, and is removed; if jest exits without its teardown, the
+ * same removal runs at exit.
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { accountsOfRun, processesOfRun, RUN_ENV } from './leftovers';
+import { removeLabsOfRun } from './netns';
 import { removeOsAccount, removeOsAccountNow } from './osusers';
 import { waitFor } from './proc';
 
@@ -47,9 +49,10 @@ function kill(pid: number): void {
   }
 }
 
-/** Kills the run's processes and removes its accounts and temp directory, at once. */
+/** Kills the run's processes and removes its network labs, accounts and temp directory, at once. */
 export function removeLeftoversNow(run: Run): void {
   for (const p of processesOfRun(run.id)) kill(p.pid);
+  removeLabsOfRun(run.id);
   for (const { name } of accountsOfRun(run.id)) {
     try {
       removeOsAccountNow(name);
@@ -72,6 +75,7 @@ export async function endRun(run: Run, graceMs = 10_000): Promise<string[]> {
     kill(p.pid);
   }
   await waitFor('killed processes to be gone', () => processesOfRun(run.id).length === 0, graceMs).catch(() => undefined);
+  left.push(...removeLabsOfRun(run.id));
   for (const { name } of accountsOfRun(run.id)) {
     left.push(`OS account ${name}`);
     await removeOsAccount(name).catch((err: Error) => left.push(`and it could not be removed: ${err.message}`));

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { buildConfig, ConfigError, parseConfig } from '../../../runtime/config';
-import { preflight } from '../../../runtime/service/preflight';
+import { preflight, preflightPorts } from '../../../runtime/service/preflight';
 import { selfSignedServerCert } from '../../../runtime/tlsca';
 import { freePort, tempDir } from '../../helpers/proc';
 
@@ -135,5 +135,24 @@ describe('start-up checks', () => {
     expect(await problems(nodeOnly, { roles: 'node' })).toEqual(['this node has not joined a cluster yet: start it with --token (see `tctl nodes add`) and --ca-pin']);
     expect(await problems(nodeOnly, { roles: 'proxy' })).toEqual(['this proxy has not joined a cluster yet: start it with --token (see `tctl nodes add`) and --ca-pin']);
     expect(await problems(['teleport:', '  auth_token: join-me', '  auth_servers: [127.0.0.1:3025]', ...listeners()], { roles: 'node' })).toEqual([]);
+  });
+
+  it('GIVEN a node alone whose SSH port is taken WHEN that port is deferred (it may be behind NAT) THEN preflight passes, and preflightPorts names it at its line', async () => {
+    // GIVEN
+    const holder = net.createServer();
+    await new Promise<void>((resolve) => holder.listen(ports.node, '127.0.0.1', resolve));
+    try {
+      const yaml = ['teleport:', '  auth_token: join-me', '  auth_servers: [127.0.0.1:3025]', ...listeners()].join('\n') + '\n';
+      const config = buildConfig(parseConfig(yaml, 't.yaml'), { dataDir: '/nonexistent/data', roles: 'node' }, ENV);
+      const taken = `t.yaml:7:16: the node service (SSH) cannot listen on 127.0.0.1:${ports.node} (ssh_service.listen_addr): port ${ports.node} is already in use`;
+      // WHEN / THEN the whole check names it; with the node's port deferred it passes
+      await expect(preflight(config)).rejects.toThrow(taken);
+      await expect(preflight(config, ['node'])).resolves.toBeUndefined();
+      // WHEN / THEN the deferred check names it, and only the ports it is asked about
+      await expect(preflightPorts(config, ['node'])).rejects.toThrow(taken);
+      await expect(preflightPorts(config, ['auth'])).resolves.toBeUndefined();
+    } finally {
+      await new Promise((resolve) => holder.close(resolve));
+    }
   });
 });
