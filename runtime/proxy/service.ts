@@ -160,12 +160,14 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
           client.post('/v1/websessions', { user: c.user, password: c.password, ...(c.otpToken ? { otp_token: c.otpToken } : {}), ...clientAddrField(clientAddr) }),
         getSession: (token) => client.post('/v1/websessions/get', { token }),
         sessionNodes: (token) => client.post('/v1/websessions/nodes', { token }),
+        sessionCert: (token, pubKey) => client.post('/v1/websessions/certs', { token, pub_key: pubKey }),
         deleteSession: async (token, clientAddr) => {
           await client.post('/v1/websessions/delete', { token, ...clientAddrField(clientAddr) });
         },
       },
       connectAuth: async () => (await dialFirst(config.authServers, AUTH_DIAL_TIMEOUT_MS)).sock,
       maxAuthPipes: config.connectionLimits.maxConnections,
+      terminal: { sshProxyAddr: dialableAddr(ssh.address), hostCAs: () => hostCAs },
       log: log.child('web'),
     });
     const sshAddr = ssh.address;
