@@ -21,6 +21,7 @@ import { AcmeCertificates } from './acme';
 import { ProxySshService, startProxySshService } from './ssh';
 import { TunnelRegistry, TunnelServer } from './tunnel';
 import { fetchHostCAKeys } from '../auth/hostcas';
+import { completeEvent } from '../events/filelog';
 import { PingResponse, startWebService, WebService } from './web';
 
 const CONFIG_REFRESH_MS = 30_000;
@@ -167,7 +168,14 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       },
       connectAuth: async () => (await dialFirst(config.authServers, AUTH_DIAL_TIMEOUT_MS)).sock,
       maxAuthPipes: config.connectionLimits.maxConnections,
-      terminal: { sshProxyAddr: dialableAddr(ssh.address), hostCAs: () => hostCAs },
+      terminal: {
+        sshProxyAddr: dialableAddr(ssh.address),
+        hostCAs: () => hostCAs,
+        serverId: opts.hostUUID,
+        audit: (fields) => {
+          client.post('/v1/events', completeEvent(fields)).catch((err: Error) => log.warn('cannot send an audit event', { event: fields.event, error: err }));
+        },
+      },
       log: log.child('web'),
     });
     const sshAddr = ssh.address;

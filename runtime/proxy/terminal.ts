@@ -40,6 +40,7 @@ import { z } from 'zod';
 import { decodePathPart, requestUrl } from '../auth/http';
 import type { UserNode } from '../auth/server';
 import { dialNode, type NodeConnection } from '../client/dial';
+import type { EventFields } from '../events/filelog';
 import { formatAuthorizedKey, generateKeyPair, publicKeyBlob } from '../sshcert';
 import { AccessDeniedError, BadParameterError, ConnectionProblemError, httpStatusOf, NotFoundError, TeleportError } from '../utils/errors';
 import { Logger } from '../utils/logger';
@@ -92,6 +93,12 @@ export interface TerminalOptions {
   hostCAs: () => Buffer[];
   /** Whether the web listener speaks TLS itself (Origin must then be https). */
   tls: boolean;
+  /** The client's address (clientaddr.ts), for the log and the audit log. */
+  clientAddr: (req: http.IncomingMessage) => string;
+  /** Sends an audit event (a refused login: `auth`, as the proxy's SSH service audits its refusals). */
+  audit: (fields: EventFields) => void;
+  /** The proxy's host UUID, the `server_id` of its audit events. */
+  serverId: string;
   log: Logger;
   /** How often an open terminal checks that its web session still exists. @default 10000 */
   sessionCheckMs?: number;
@@ -174,13 +181,13 @@ export class Terminals {
   upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => undefined);
     this.check(req).then(
-      (checked) => this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, checked, req.socket.remoteAddress ?? '')),
+      (checked) => this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, checked, this.opts.clientAddr(req))),
       (err: unknown) => {
         if (!(err instanceof TeleportError)) {
           this.opts.log.error('cannot check a terminal request', { error: err instanceof Error ? err.stack : String(err) });
           err = new ConnectionProblemError('internal error');
         }
-        this.opts.log.info('refused a terminal', { from: req.socket.remoteAddress, error: (err as Error).message });
+        this.opts.log.info('refused a terminal', { from: this.opts.clientAddr(req), error: (err as Error).message });
         refuseUpgrade(socket, err as TeleportError);
       },
     );
@@ -224,7 +231,9 @@ export class Terminals {
     const node = (await api.sessionNodes(token)).find((n) => n.server.metadata.name === params.server_id);
     if (!node) throw new NotFoundError(`no node "${params.server_id}" that user "${session.user}" may see in cluster ${api.clusterName}`);
     if (!node.logins.includes(params.login)) {
-      throw new AccessDeniedError(`access denied: login "${params.login}" is not allowed for user "${session.user}" on node "${node.server.spec.hostname}"`);
+      const error = `access denied: login "${params.login}" is not allowed for user "${session.user}" on node "${node.server.spec.hostname}"`;
+      this.opts.audit({ event: 'auth', user: session.user, login: params.login, success: false, error, server_id: this.opts.serverId, 'addr.remote': this.opts.clientAddr(req) });
+      throw new AccessDeniedError(error);
     }
     return { token, user: session.user, ...(session.expires ? { expires: session.expires } : {}), params, node };
   }

@@ -208,7 +208,7 @@ export interface WebServiceOptions {
   /** Auth pipes open at once. @default 15000 */
   maxAuthPipes?: number;
   /** The browser terminal: the proxy's own SSH listener and the cluster's host CA keys; without it terminals are refused. */
-  terminal?: Pick<TerminalOptions, 'sshProxyAddr' | 'hostCAs' | 'sessionCheckMs'>;
+  terminal?: Pick<TerminalOptions, 'sshProxyAddr' | 'hostCAs' | 'audit' | 'serverId' | 'sessionCheckMs'>;
   log: Logger;
 }
 
@@ -249,7 +249,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
   const { log } = opts;
   const ui = new WebUi(log);
   const clients = new ClientAddress(opts.trustXForwardedForFrom);
-  const terminals = opts.terminal ? new Terminals({ ...opts.terminal, api: opts.api, tls: !opts.insecureNoTls, log: log.child('terminal') }) : undefined;
+  const terminals = opts.terminal ? new Terminals({ ...opts.terminal, api: opts.api, tls: !opts.insecureNoTls, clientAddr: (req) => clients.of(req), log: log.child('terminal') }) : undefined;
   const handler = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
     try {

@@ -99,6 +99,18 @@ describe('browser terminal', () => {
       req.end(body);
     });
 
+  /** Calls the auth API with the identity of this process's proxy or node. */
+  const asMember = async <T>(role: 'Proxy' | 'Node', call: (client: AuthClient) => Promise<T>): Promise<T> => {
+    const proc = await openBackend({ type: 'sqlite', path: path.join(c.dataDir, 'proc', 'sqlite.db') });
+    const id = await new IdentityStore(proc).load(role).finally(() => proc.close());
+    const client = new AuthClient({ servers: [{ host: '127.0.0.1', port: c.port }], credentials: { key: id.tlsKey, cert: id.tlsCert, ca: id.tlsCACerts } });
+    try {
+      return await call(client);
+    } finally {
+      client.close();
+    }
+  };
+
   /** Signs a user up (admin role plus `roles`) and logs them in to the web API: their web session token. */
   const webSession = async (name: string, roles: string[] = []): Promise<{ user: TshUser; token: string; cookie: string }> => {
     const user = await TshUser.signUp(c, name, [LOGIN], { roles: ['admin', ...roles] });
@@ -260,6 +272,9 @@ describe('browser terminal', () => {
     // WHEN the login is one bob's roles do not allow on that node (his certificate lists it) THEN 403 with the decision's reason
     const refused = await connect({ token: bob.token, cookie: bob.cookie, params: params({ login: 'stagingops' }) });
     expect(refused).toMatchObject({ status: 403, body: { error: { message: expect.stringMatching(/^access denied: login "stagingops" is not allowed/) } } });
+    // AND the refusal is audited with the user, the login and the client's address
+    const audited = await waitFor('the refusal in the audit log', async () => (await c.events(['auth'])).find((e) => e.user === 'bob' && e.login === 'stagingops'));
+    expect(audited).toMatchObject({ success: false, error: refused.body.error.message, 'addr.remote': '127.0.0.1' });
     // WHEN the node, cluster or params are wrong THEN 404, 404, 400
     expect(await connect({ token: bob.token, cookie: bob.cookie, params: params({ server_id: '00000000-0000-4000-8000-000000000000' }) })).toMatchObject({ status: 404 });
     expect(await connect({ token: bob.token, cookie: bob.cookie, site: 'other.example' })).toMatchObject({ status: 404 });
@@ -267,22 +282,11 @@ describe('browser terminal', () => {
     expect(await connect({ token: bob.token, cookie: bob.cookie, params: JSON.stringify({ server_id: nodeId, login: LOGIN, term: { w: 0, h: 30 } }) })).toMatchObject({ status: 400 });
 
     // AND the node decides for itself: bob's web-session certificate, taken straight to the node (no proxy), does not get stagingops there
-    const proxyId = await (async () => {
-      const proc = await openBackend({ type: 'sqlite', path: path.join(c.dataDir, 'proc', 'sqlite.db') });
-      try {
-        return await new IdentityStore(proc).load('Proxy');
-      } finally {
-        await proc.close();
-      }
-    })();
-    const asProxy = new AuthClient({ servers: [{ host: '127.0.0.1', port: c.port }], credentials: { key: proxyId.tlsKey, cert: proxyId.tlsCert, ca: proxyId.tlsCACerts } });
     const pair = generateKeyPair('ed25519');
-    let cert: string;
-    try {
-      ({ cert } = await asProxy.post<{ cert: string }>('/v1/websessions/certs', { token: bob.token, pub_key: formatAuthorizedKey(publicKeyBlob(pair.publicKey)) }));
-    } finally {
-      asProxy.close();
-    }
+    const certRequest = { token: bob.token, pub_key: formatAuthorizedKey(publicKeyBlob(pair.publicKey)) };
+    // (only proxies get such certificates: a node's identity is refused)
+    await expect(asMember('Node', (client) => client.post('/v1/websessions/certs', certRequest))).rejects.toMatchObject({ reason: 'access_denied' });
+    const { cert } = await asMember('Proxy', (client) => client.post<{ cert: string }>('/v1/websessions/certs', certRequest));
     const refusal = await new Promise<{ error: Error; banner: string }>((resolve, reject) => {
       const client = new Client();
       let banner = '';
