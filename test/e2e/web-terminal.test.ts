@@ -3,6 +3,8 @@
  * `test-auth` with env=prod, proxy), real headless Chromium running the page's
  * xterm.js, and WebSocket clients (`ws`) for what a browser would not send.
  *
+ * A second node, nat-1, is behind NAT (joined through the proxy, reached only by its reverse tunnel).
+ *
  * Users: alice (admin role) uses the browser; bob, carol, erin and dave have
  * the admin role plus `staging-ops`, which allows the login `stagingops` on
  * env=staging nodes only, so their certificates list `stagingops` but the access
@@ -23,7 +25,7 @@ import { CLOSE_SESSION_ENDED, MAX_MESSAGE_BYTES, SESSION_COOKIE, TERMINAL_PROTOC
 import { fetchRecording } from '../../runtime/recordings/playback';
 import { CLIENT_ALGORITHMS, clientCertIdentity, formatAuthorizedKey, generateKeyPair, publicKeyBlob } from '../../runtime/sshcert';
 import { cspViolations, goto, launchChromium, newContext, recordCspViolations } from '../helpers/browser';
-import { startCluster, TestAuth } from '../helpers/cluster';
+import { startCluster, TestAuth, TestNode } from '../helpers/cluster';
 import { tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
 import { TshUser } from '../helpers/users';
@@ -72,6 +74,7 @@ describe('browser terminal', () => {
   let ca: string;
   let work: string;
   let nodeId: string;
+  let nat: TestNode;
   const users: TshUser[] = [];
   const sockets: WebSocket[] = [];
 
@@ -152,7 +155,7 @@ describe('browser terminal', () => {
 
   beforeAll(async () => {
     work = tempDir('web-terminal-');
-    c = await startCluster({ proxy: {}, labels: { env: 'prod' } });
+    c = await startCluster({ proxy: {}, labels: { env: 'prod' }, tokens: ['node:web-terminal-nat-token'] });
     base = `https://127.0.0.1:${c.proxyPorts!.web}`;
     ca = fs.readFileSync(path.join(c.dataDir, 'webproxy_cert.pem'), 'utf8');
     const roles = path.join(work, 'roles.yaml');
@@ -163,11 +166,15 @@ describe('browser terminal', () => {
     );
     await c.tctlOk('create', roles);
     nodeId = /\b([0-9a-f-]{36})\b/.exec(await waitFor('the node to announce itself', async () => (await c.tctlOk('nodes', 'ls')).match(/test-auth.*/)?.[0]))![1];
+    nat = await TestNode.create(c, { token: 'web-terminal-nat-token', caPin: await c.caPin(), nodeName: 'nat-1', authServer: `127.0.0.1:${c.proxyPorts!.web}` });
+    nat.start();
+    await nat.daemon!.waitForOutput(/reverse tunnel to the proxy is up/);
     browser = await launchChromium();
   });
   afterAll(async () => {
     for (const ws of sockets) ws.terminate();
     await browser?.close();
+    await nat?.cleanup();
     await c?.cleanup();
     for (const u of users) u.cleanup();
     fs.rmSync(work, { recursive: true, force: true });
@@ -328,6 +335,20 @@ describe('browser terminal', () => {
     // AND when its shell exits the socket closes normally with the exit status
     healthy.type('exit 3\n');
     expect(await healthy.waitForClose('the session to end')).toEqual({ code: 1000, reason: 'exit status 3' });
+  });
+
+  it('GIVEN a node behind NAT (no listening port) WHEN a terminal is opened to it THEN it is reached through its reverse tunnel, and the node records the session', async () => {
+    const gina = await webSession('gina');
+    const natId = await waitFor('the NAT node to announce itself', async () =>
+      (JSON.parse(await c.tctlOk('nodes', 'ls', '--format=json')) as { metadata: { name: string }; spec: { hostname: string } }[]).find((n) => n.spec.hostname === 'nat-1')?.metadata.name,
+    );
+    const { term } = await connect({ token: gina.token, cookie: gina.cookie, params: params({ server_id: natId }) });
+    term!.type('echo on-$(hostname)-$((6*7)); exit\n');
+    await term!.waitForOutput('the NAT node to answer', /on-\S+-42/);
+    expect(await term!.waitForClose('the session to end')).toEqual({ code: 1000, reason: 'exit status 0' });
+    expect(c.daemon!.stderr).toMatch(/"msg":"proxying to node".*"tunnel":true/);
+    const start = await waitFor('session.start on the NAT node', async () => (await c.events(['session.start'])).find((e) => e.user === 'gina'));
+    expect(start).toMatchObject({ server_id: natId, login: LOGIN });
   });
 
   it('GIVEN open terminals WHEN their web session is logged out, ended elsewhere, or expires THEN each socket is closed', async () => {
