@@ -353,6 +353,7 @@ export class Terminals {
     };
     channel.on('data', toBrowser);
     channel.stderr.on('data', toBrowser);
+    channel.on('error', (err: Error) => this.opts.log.debug('terminal channel error', { error: err.message }));
     channel.on('exit', (code: number | null) => {
       if (typeof code === 'number') status = code;
     });
@@ -362,7 +363,8 @@ export class Terminals {
     ws.on('message', (data: RawData, isBinary: boolean) => {
       const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
       if (isBinary) {
-        channel.write(bytes);
+        // (input still in flight when the shell has ended goes nowhere)
+        if (channel.writable) channel.write(bytes);
         return;
       }
       let message: unknown;
@@ -373,7 +375,7 @@ export class Terminals {
       }
       const control = controlSchema.safeParse(message);
       if (!control.success) return ws.close(1003, 'unsupported message: expected {"type":"resize","cols":n,"rows":n}');
-      channel.setWindow(control.data.rows, control.data.cols, 0, 0);
+      if (channel.writable) channel.setWindow(control.data.rows, control.data.cols, 0, 0);
     });
   }
 }

@@ -333,8 +333,16 @@ describe('browser terminal', () => {
     await healthy.waitForOutput('the resized PTY', /^17 91\r?$/m);
     expect(healthy.closed).toBeUndefined();
     // AND when its shell exits the socket closes normally with the exit status
+    // (while input keeps coming: what arrives after the shell has ended goes nowhere)
     healthy.type('exit 3\n');
-    expect(await healthy.waitForClose('the session to end')).toEqual({ code: 1000, reason: 'exit status 3' });
+    const flood = setInterval(() => healthy.ws.readyState === WebSocket.OPEN && healthy.type('more input\n'), 1);
+    try {
+      expect(await healthy.waitForClose('the session to end')).toEqual({ code: 1000, reason: 'exit status 3' });
+    } finally {
+      clearInterval(flood);
+    }
+    // AND the proxy still opens terminals
+    await openShell(erin);
   });
 
   it('GIVEN a node behind NAT (no listening port) WHEN a terminal is opened to it THEN it is reached through its reverse tunnel, and the node records the session', async () => {
