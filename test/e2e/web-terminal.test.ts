@@ -180,7 +180,7 @@ describe('browser terminal', () => {
     fs.rmSync(work, { recursive: true, force: true });
   });
 
-  it('GIVEN a logged-in user on the node list WHEN they open a terminal THEN the shell runs as their login in a PTY, UTF-8 goes both ways, a resize reaches stty, exit ends it, and it is recorded and audited', async () => {
+  it('GIVEN a logged-in user on the node list WHEN they open a terminal THEN the shell runs as their login in a PTY, UTF-8 goes both ways, pasting works, a resize reaches stty, exit ends it, and it is recorded and audited', async () => {
     // GIVEN alice logged in in Chromium, on the node list
     const alice = await TshUser.signUp(c, 'alice', [LOGIN], { roles: ['admin'] });
     users.push(alice);
@@ -218,6 +218,15 @@ describe('browser terminal', () => {
     // WHEN she types UTF-8 THEN the shell receives and echoes it intact
     await typeLine("echo 'héllo wörld ✓'");
     await waitFor('the UTF-8 echo', async () => (await lines()).includes('héllo wörld ✓'));
+
+    // WHEN text is pasted into the terminal (the browser's paste event, as Ctrl+V or the menu gives it) THEN the shell gets it
+    await tab.evaluate(`(() => {
+      const data = new DataTransfer();
+      data.setData('text/plain', 'echo pasted-$((6*7))');
+      document.querySelector('.xterm-helper-textarea').dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }));
+    })()`);
+    await tab.keyboard.press('Enter');
+    await waitFor('the pasted command to run', async () => (await lines()).includes('pasted-42'));
 
     // WHEN the window is resized THEN stty size reports the terminal's new rows and columns
     await typeLine('stty size');
