@@ -24,12 +24,8 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { Logger } from '../utils/logger';
 
-const POLICY_REST = ["img-src 'self' data:",
-  "frame-ancestors 'none'",
-  "form-action 'self'",
-  "base-uri 'none'",
-  "object-src 'none'",
-];
+/** The directives every page shares after the script and style ones. */
+const POLICY_REST = ["img-src 'self' data:", "frame-ancestors 'none'", "form-action 'self'", "base-uri 'none'", "object-src 'none'"];
 
 /** Only this origin's own files; no inline script or style; images may be data: URLs (the QR code). */
 export const CONTENT_SECURITY_POLICY = ["default-src 'self'", "script-src 'self'", "style-src 'self'", ...POLICY_REST].join('; ');
