@@ -219,6 +219,16 @@ describe('browser terminal', () => {
     await typeLine("echo 'héllo wörld ✓'");
     await waitFor('the UTF-8 echo', async () => (await lines()).includes('héllo wörld ✓'));
 
+    // WHEN the output has 256 and 24-bit colours THEN xterm.js draws them: the page's CSP admits the <style> elements
+    // it makes (theme, 256 colours) and the style attributes of 24-bit colours, and blocks nothing
+    await typeLine('printf "\\033[38;5;208mindexed\\033[0m \\033[38;2;255;100;0mtruecolor\\033[0m\\n"');
+    await waitFor('the coloured line', async () => (await lines()).includes('indexed truecolor'));
+    const colourOf = (text: string) =>
+      tab.evaluate(`getComputedStyle([...document.querySelectorAll('.xterm-rows span')].find((s) => s.textContent === ${JSON.stringify(text)})).color`);
+    expect(await colourOf('indexed')).toBe('rgb(255, 135, 0)');
+    expect(await colourOf('truecolor')).toBe('rgb(255, 100, 0)');
+    expect(await tab.evaluate('[...document.querySelectorAll("style")].filter((s) => !s.sheet).length')).toBe(0);
+
     // WHEN text is pasted into the terminal (the browser's paste event, as Ctrl+V or the menu gives it) THEN the shell gets it
     await tab.evaluate(`(() => {
       const data = new DataTransfer();
