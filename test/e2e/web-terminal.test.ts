@@ -187,7 +187,10 @@ describe('browser terminal', () => {
     const context = await newContext(browser);
     await recordCspViolations(context);
     const problems: string[] = [];
-    context.on('page', (p) => p.on('pageerror', (e) => problems.push(e.message)));
+    context.on('page', (p) => {
+      p.on('pageerror', (e) => problems.push(e.message));
+      p.on('console', (m) => m.type() === 'error' && problems.push(m.text()));
+    });
     const page = await context.newPage();
     await goto(page, `${base}/web/login`);
     await page.fill('#username', 'alice');
