@@ -26,6 +26,7 @@ import { fetchRecording } from '../../runtime/recordings/playback';
 import { CLIENT_ALGORITHMS, clientCertIdentity, formatAuthorizedKey, generateKeyPair, publicKeyBlob } from '../../runtime/sshcert';
 import { cspViolations, goto, launchChromium, newContext, recordCspViolations } from '../helpers/browser';
 import { startCluster, TestAuth, TestNode } from '../helpers/cluster';
+import { malformedJson, runFuzz, wrongJsonValue } from '../helpers/fuzz';
 import { tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
 import { TshUser } from '../helpers/users';
@@ -380,6 +381,64 @@ describe('browser terminal', () => {
     const start = await waitFor('session.start on the NAT node', async () => (await c.events(['session.start'])).find((e) => e.user === 'gina'));
     expect(start).toMatchObject({ server_id: natId, login: LOGIN });
   });
+
+  it('GIVEN seeded malformed terminal requests (params, tokens, origins, sites) WHEN they are sent THEN each is refused with a 4xx, none opens a session, and a valid one still works', async () => {
+    const henry = await webSession('henry');
+    const valid = { server_id: nodeId, login: LOGIN, term: { w: 80, h: 24 } };
+    const fields = ['server_id', 'login', 'term', 'w', 'h'] as const;
+    type Input = { kind: string; token?: string; cookie?: string; origin?: string | null; params?: string; site?: string; expect: number[] };
+    const result = await runFuzz<Input>({
+      name: 'terminal upgrade',
+      seed: 0x7e4a1,
+      count: 240,
+      concurrency: 4,
+      timeoutMs: 20_000,
+      input: (rng): Input => {
+        const good = { token: henry.token, cookie: henry.cookie };
+        switch (rng.int(5)) {
+          case 0:
+            return { kind: 'malformed params', ...good, params: malformedJson(rng, valid), expect: [400, 431] };
+          case 1: {
+            const field = rng.pick(fields);
+            const p: any = JSON.parse(JSON.stringify(valid));
+            if (field === 'w' || field === 'h') p.term[field] = rng.pick([0, -1, 1001, 1.5, '80', null, 1e308]);
+            else p[field] = wrongJsonValue(rng);
+            if (rng.chance(0.3)) p[rng.text(1 + rng.int(8))] = 1;
+            return { kind: `wrong ${field}`, ...good, params: JSON.stringify(p), expect: [400] };
+          }
+          case 2: {
+            const bad = rng.pick([rng.text(64, '0123456789abcdef'), rng.text(63, '0123456789abcdef'), henry.token.toUpperCase(), henry.token + 'a', rng.text(1 + rng.int(100))]);
+            return rng.chance(0.5)
+              ? { kind: 'bad bearer', token: bad, cookie: henry.cookie, expect: [401] }
+              : { kind: 'bad cookie', token: henry.token, cookie: `${SESSION_COOKIE}=${bad}`, expect: [401] };
+          }
+          case 3:
+            return { kind: 'bad origin', ...good, origin: rng.pick([`https://${rng.text(8)}.example`, 'null', `https://127.0.0.1:${rng.int(65536)}`, `http://127.0.0.1:${c.proxyPorts!.web}`, `https://127.0.0.1.${rng.text(3)}:${c.proxyPorts!.web}`]), expect: [403] };
+          default:
+            return { kind: 'bad site', ...good, site: rng.pick(['%zz', '%', 'other.example', rng.text(1 + rng.int(40)), 'example.com%2f..']), expect: [400, 404] };
+        }
+      },
+      describe: (i) => `${i.kind} ${JSON.stringify({ params: i.params?.slice(0, 80), origin: i.origin, site: i.site })}`,
+      send: async (i) => {
+        const got = await connect(i);
+        if (got.term) {
+          got.term.ws.terminate();
+          return 'the upgrade was accepted';
+        }
+        return i.expect.includes(got.status!) ? undefined : `expected ${i.expect.join(' or ')}, got ${got.status}`;
+      },
+    });
+    expect(result.failures).toEqual([]);
+    expect(result.ran).toBe(240);
+    // AND the proxy still opens terminals, and no session was started by any of them
+    const term = await openShell(henry);
+    term.ws.close();
+    const starts = await waitFor("henry's session.start", async () => {
+      const found = (await c.events(['session.start'])).filter((e) => e.user === 'henry');
+      return found.length ? found : undefined;
+    });
+    expect(starts).toHaveLength(1);
+  }, 120_000);
 
   it('GIVEN open terminals WHEN their web session is logged out, ended elsewhere, or expires THEN each socket is closed', async () => {
     // GIVEN carol, frank and dave (whose role caps sessions at 1 minute) each with a terminal open
