@@ -5,10 +5,11 @@
  *
  * A second node, nat-1, is behind NAT (joined through the proxy, reached only by its reverse tunnel).
  *
- * Users: alice (admin role) uses the browser; bob, carol, erin and dave have
- * the admin role plus `staging-ops`, which allows the login `stagingops` on
- * env=staging nodes only, so their certificates list `stagingops` but the access
- * decision refuses it on test-auth. dave's role caps sessions at 1 minute.
+ * Users: alice (admin role) uses the browser; the others log in through the
+ * web API, most with the admin role plus `staging-ops`, which allows the login
+ * `stagingops` on env=staging nodes only, so their certificates list
+ * `stagingops` but the access decision refuses it on test-auth. dave's role
+ * caps sessions at 1 minute.
  * Each user makes at most two logins (sign-up and one login): a TOTP step is
  * never used twice.
  */
