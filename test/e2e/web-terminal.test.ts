@@ -265,6 +265,13 @@ describe('browser terminal', () => {
     await tab.locator('#status', { hasText: 'Session ended (exit status 0)' }).waitFor();
     expect(await cspViolations(tab)).toEqual([]);
     expect(problems).toEqual([]);
+
+    // WHEN the web session is ended and the terminal page is opened again THEN it is refused and says why
+    const token = await tab.evaluate<string>("sessionStorage.getItem('teleport.token')");
+    expect((await request('DELETE', '/webapi/sessions/current', { token })).status).toBe(200);
+    await tab.reload();
+    await tab.locator('#error', { hasText: 'Your web session has expired or was ended. Log in again.' }).waitFor();
+    expect(await tab.textContent('#status')).toBe('Disconnected');
     await context.close();
 
     // THEN the node audited the session with her user and login, and its recording holds what she saw

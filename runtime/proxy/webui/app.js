@@ -334,7 +334,9 @@
     var send = function (data) {
       if (ws.readyState === WebSocket.OPEN) ws.send(data);
     };
+    var opened = false;
     ws.onopen = function () {
+      opened = true;
       status('Connected');
       term.focus();
     };
@@ -358,7 +360,17 @@
         status('Session ended' + (ev.reason ? ' (' + ev.reason + ')' : ''));
       } else {
         status('Disconnected' + (ev.reason ? ': ' + ev.reason : ''));
-        if ($('error').hidden && ev.code !== 1008 && ev.code !== 1011) showError('The connection to the proxy was lost or refused.');
+        if (!$('error').hidden || ev.code === 1008 || ev.code === 1011) return;
+        if (opened) return showError('The connection to the proxy was lost.');
+        // Refused before it opened (the browser does not say why): an ended session is the likely reason.
+        api('GET', '/webapi/sites', undefined, token).then(
+          function () {
+            showError('The proxy refused this terminal.');
+          },
+          function (err) {
+            showError(err.status === 401 || err.status === 403 ? 'Your web session has expired or was ended. Log in again.' : networkMessage(err));
+          },
+        );
       }
     };
     term.onData(function (d) {
