@@ -2,7 +2,8 @@
  * The auth API routes the proxy calls for local users: reading and
  * completing a sign-up token, logging in with a password and second
  * factor (the proxy's `POST /webapi/ssh/certs`, formats.md §4.3), and the
- * web UI's browser sessions (bearer tokens travel in bodies, never in URLs).
+ * web UI's browser sessions (bearer tokens travel in bodies, never in URLs),
+ * and the user certificates of the browser terminal (`/v1/websessions/certs`).
  * Only proxies (and the auth server's own identities) may call them; a proxy
  * names the client's address in `client_addr` (else the proxy's own address
  * counts), for the per-source login limit and the audit log.
@@ -46,6 +47,8 @@ const webSessionBody = z
   .strict();
 
 const bearerBody = z.object({ token: z.string().max(256) }).strict();
+
+const sessionCertBody = z.object({ token: z.string().max(256), pub_key: z.string().min(1).max(16384) }).strict();
 
 const logoutBody = z.object({ token: z.string().max(256), client_addr: clientAddr }).strict();
 
@@ -108,6 +111,13 @@ export function loginRoutes(auth: AuthServer, logins = new LocalLogins(auth)): R
       allow: ['Proxy'],
       body: bearerBody,
       handler: async ({ body }) => sessions.nodes(body.token),
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/websessions/certs',
+      allow: ['Proxy'],
+      body: sessionCertBody,
+      handler: async ({ body }) => sessions.sshCert(body.token, body.pub_key),
     }),
     route({
       method: 'POST',

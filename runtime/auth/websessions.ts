@@ -5,11 +5,14 @@
  * (`/web/users/<user>/sessions/<sha256>`, so deleting the user ends them),
  * with an index from the digest to the user; both expire with the session:
  * 12 hours, or less when the user's roles say so (`max_session_ttl`).
- * Logging out is audited (`user.logout`).
+ * Logging out is audited (`user.logout`). The proxy's browser terminal gets a
+ * user certificate for a session's user (`sshCert`), valid no longer than the
+ * session, for a key the proxy made for that one terminal.
  */
 import { Backend } from '../backend';
 import { Keys } from '../contract/keys';
-import { AccessDeniedError, isReason, NotFoundError } from '../utils/errors';
+import { parseAuthorizedKey, parsePublicKeyBlob, USER_CERT_TTL } from '../sshcert';
+import { AccessDeniedError, BadParameterError, isReason, NotFoundError } from '../utils/errors';
 import { randomToken, tokenDigest } from '../utils/secrets';
 import { Credentials, LocalLogins } from './login';
 import { accessFor } from './access/decision';
@@ -87,6 +90,30 @@ export class WebSessions {
     const { user } = await this.get(token);
     try {
       return await this.auth.nodesForUser(user);
+    } catch (err) {
+      if (err instanceof NotFoundError) throw noSession(); // the user was deleted
+      throw err;
+    }
+  }
+
+  /**
+   * A user certificate for the session's user and `sshPublicKey` (authorized_keys
+   * line), issued as at `tsh login` (the logins and permissions of the user's
+   * current roles, at most their `max_session_ttl`) and expiring with the session
+   * (or after 1 minute, the shortest certificate, when the session ends sooner).
+   */
+  async sshCert(token: string, sshPublicKey: string): Promise<{ cert: string }> {
+    const rec = await this.get(token);
+    try {
+      parsePublicKeyBlob(parseAuthorizedKey(sshPublicKey).blob);
+    } catch (err) {
+      throw new BadParameterError(`pub_key is not an SSH public key in authorized_keys form: ${(err as Error).message}`);
+    }
+    // Until the session ends, but at least as long as the shortest user certificate (the terminal closes with the session anyway).
+    const ttlMs = Math.max(USER_CERT_TTL.min, new Date(rec.expires).getTime() - Date.now());
+    try {
+      const certs = await this.auth.generateUserCerts({ username: rec.user, sshPublicKey, ttlMs, overrideRoleTtl: false });
+      return { cert: certs.sshCert };
     } catch (err) {
       if (err instanceof NotFoundError) throw noSession(); // the user was deleted
       throw err;

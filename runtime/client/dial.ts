@@ -13,6 +13,7 @@
  * or `<host>.<cluster>` as a principal. Plain host keys are refused on both.
  */
 import { KeyObject } from 'node:crypto';
+import type { Socket } from 'node:net';
 import { Client, ClientChannel, ConnectConfig } from 'ssh2';
 import { blobType, Certificate, CLIENT_ALGORITHMS, clientCertIdentity, EXT_TELEPORT_AUTHORITY, EXT_TELEPORT_ROLE, isCertificateType, parseCertificate, verifyCertificate } from '../sshcert';
 import { AccessDeniedError, ConnectionProblemError, TeleportError } from '../utils/errors';
@@ -37,6 +38,8 @@ export interface DialOptions {
   /** 0: whichever port the node listens on. */
   port: number;
   readyTimeoutMs?: number;
+  /** Opens the TCP connection to the proxy. @default dialTcp (through the environment's HTTP proxy when it names one) */
+  dialTcp?: (host: string, port: number, timeoutMs: number) => Promise<Socket>;
 }
 
 export interface NodeConnection {
@@ -137,7 +140,7 @@ export async function dialProxy(opts: Omit<DialOptions, 'host' | 'port'>): Promi
   if (opts.hostCAs.length === 0) throw new AccessDeniedError(`no host CA is trusted for cluster "${opts.cluster}" (run "tsh login" again)`);
   const { host, port } = splitHostPort(opts.proxyAddr);
   // (through the environment's HTTP proxy when it names one: utils/httpconnect.ts)
-  const sock = await dialTcp(host, port, opts.readyTimeoutMs ?? 30_000).catch((err: Error) => {
+  const sock = await (opts.dialTcp ?? dialTcp)(host, port, opts.readyTimeoutMs ?? 30_000).catch((err: Error) => {
     throw new ConnectionProblemError(`proxy ${opts.proxyAddr}: ${err.message}`);
   });
   return connectClient(

@@ -19,7 +19,8 @@ export class UnsupportedMediaTypeError extends BadParameterError {}
 const SAFE_METHODS = ['GET', 'HEAD', 'OPTIONS'];
 const CROSS_SITE = 'cross-site requests are refused: the web API takes requests from its own pages only';
 
-function sameOrigin(req: http.IncomingMessage, origin: string, schemes: readonly string[]): boolean {
+/** Whether `origin` is this proxy's own: the Host it was asked for, over one of `schemes`. */
+export function sameOrigin(req: http.IncomingMessage, origin: string, schemes: readonly string[]): boolean {
   const host = req.headers.host;
   if (!host) return false;
   let o: URL;

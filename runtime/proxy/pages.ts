@@ -1,29 +1,49 @@
 /**
  * The browser UI's pages, served by the proxy's web listener from the static
  * files in runtime/proxy/webui (HTML, one script, one stylesheet, the SVG
- * favicon; no build step). The pages hold no data: the script asks the web
- * API for it (the cluster name from ping), so no secret ever lands in HTML.
+ * favicon; no build step), and xterm.js's built files straight from
+ * node_modules by an allow-list (`/web/xterm/...`). The pages hold no data: the
+ * script asks the web API for it (the cluster name from ping), so no secret
+ * ever lands in HTML.
  *   /                              redirect to /web
  *   /web, /web/cluster/:site/nodes the nodes the logged-in user may see
  *   /web/login                     password + TOTP login
  *   /web/newuser/:token            sign-up: password and TOTP enrolment
+ *   /web/cluster/:site/console/node/:server/:login   a terminal on a node (terminal.ts)
+ *
+ * The terminal page's CSP differs in one directive, for xterm.js: it writes
+ * its computed styles (theme colours, cell size) into `<style>` elements it
+ * creates, and colours 24-bit-colour cells with `style` attributes. So that
+ * page gets `style-src 'self' 'nonce-<random per response>'` (app.js gives
+ * each `<style>` element xterm.js creates the nonce, which the page carries in
+ * a `<meta>`) and `style-src-attr 'unsafe-inline'`; scripts stay `'self'` only.
  */
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { Logger } from '../utils/logger';
 
+/** The directives every page shares after the script and style ones. */
+const POLICY_REST = ["img-src 'self' data:", "frame-ancestors 'none'", "form-action 'self'", "base-uri 'none'", "object-src 'none'"];
+
 /** Only this origin's own files; no inline script or style; images may be data: URLs (the QR code). */
-export const CONTENT_SECURITY_POLICY = [
-  "default-src 'self'",
-  "script-src 'self'",
-  "style-src 'self'",
-  "img-src 'self' data:",
-  "frame-ancestors 'none'",
-  "form-action 'self'",
-  "base-uri 'none'",
-  "object-src 'none'",
-].join('; ');
+export const CONTENT_SECURITY_POLICY = ["default-src 'self'", "script-src 'self'", "style-src 'self'", ...POLICY_REST].join('; ');
+
+/** The terminal page's policy (module comment): style elements with the nonce, style attributes. */
+export function terminalContentSecurityPolicy(nonce: string): string {
+  return ["default-src 'self'", "script-src 'self'", `style-src 'self' 'nonce-${nonce}'`, "style-src-attr 'unsafe-inline'", ...POLICY_REST].join('; ');
+}
+
+/** What the terminal page's `<meta name="csp-nonce">` holds in the file, replaced by each response's nonce. */
+const NONCE_PLACEHOLDER = '{{CSP_NONCE}}';
+
+/** xterm.js's built files, served from the installed packages (no CDN, no copy). */
+const PACKAGE_FILES: Record<string, string> = {
+  '/web/xterm/xterm.js': '@xterm/xterm/lib/xterm.js',
+  '/web/xterm/xterm.css': '@xterm/xterm/css/xterm.css',
+  '/web/xterm/addon-fit.js': '@xterm/addon-fit/lib/addon-fit.js',
+};
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -37,6 +57,7 @@ function fileFor(pathname: string): string | undefined {
   if (pathname === '/web' || pathname === '/web/' || /^\/web\/cluster\/[^/]+\/nodes\/?$/.test(pathname)) return 'nodes.html';
   if (pathname === '/web/login' || pathname === '/web/login/') return 'login.html';
   if (/^\/web\/newuser\/[^/]+\/?$/.test(pathname)) return 'newuser.html';
+  if (/^\/web\/cluster\/[^/]+\/console\/node\/[^/]+\/[^/]+\/?$/.test(pathname)) return 'terminal.html';
   if (pathname === '/web/app.js') return 'app.js';
   if (pathname === '/web/app.css') return 'app.css';
   if (pathname === '/web/favicon.svg') return 'favicon.svg';
@@ -70,14 +91,20 @@ export class WebUi {
       res.end();
       return true;
     }
-    const name = fileFor(pathname);
+    const pkg = PACKAGE_FILES[pathname];
+    const name = pkg ?? fileFor(pathname);
     if (!name) return false;
     let body: Buffer;
     try {
-      body = await fs.promises.readFile(path.join(this.dir, name));
+      body = await fs.promises.readFile(pkg ? require.resolve(pkg) : path.join(this.dir, name));
     } catch (err) {
       this.log.warn('cannot read a web UI file', { file: name, error: (err as Error).message });
       return false;
+    }
+    if (name === 'terminal.html') {
+      const nonce = randomBytes(16).toString('base64');
+      body = Buffer.from(body.toString('utf8').replace(NONCE_PLACEHOLDER, nonce));
+      res.setHeader('content-security-policy', terminalContentSecurityPolicy(nonce));
     }
     res.writeHead(200, { 'content-type': TYPES[path.extname(name)], 'content-length': body.length, 'cache-control': 'no-cache' });
     res.end(req.method === 'HEAD' ? undefined : body);

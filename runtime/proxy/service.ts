@@ -24,6 +24,7 @@ import { AccessCache } from '../auth/access/cache';
 import { CLUSTER_TUNNEL_BIND } from './clusterchannel';
 import { RootAgents } from './rootagents';
 import { fetchHostCAKeys } from '../auth/hostcas';
+import { completeEvent } from '../events/filelog';
 import { PingResponse, startWebService, WebService } from './web';
 
 const CONFIG_REFRESH_MS = 30_000;
@@ -204,6 +205,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
           client.post('/v1/websessions', { user: c.user, password: c.password, ...(c.otpToken ? { otp_token: c.otpToken } : {}), ...clientAddrField(clientAddr) }),
         getSession: (token) => client.post('/v1/websessions/get', { token }),
         sessionNodes: (token) => client.post('/v1/websessions/nodes', { token }),
+        sessionCert: (token, pubKey) => client.post('/v1/websessions/certs', { token, pub_key: pubKey }),
         deleteSession: async (token, clientAddr) => {
           await client.post('/v1/websessions/delete', { token, ...clientAddrField(clientAddr) });
         },
@@ -211,6 +213,14 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       },
       connectAuth: async () => (await dialFirst(config.authServers, AUTH_DIAL_TIMEOUT_MS)).sock,
       maxAuthPipes: config.connectionLimits.maxConnections,
+      terminal: {
+        sshProxyAddr: dialableAddr(ssh.address),
+        hostCAs: () => hostCAs,
+        serverId: opts.hostUUID,
+        audit: (fields) => {
+          client.post('/v1/events', completeEvent(fields)).catch((err: Error) => log.warn('cannot send an audit event', { event: fields.event, error: err }));
+        },
+      },
       log: log.child('web'),
     });
     const sshAddr = ssh.address;

@@ -11,11 +11,14 @@
  *   DELETE /webapi/sessions/current       logout (bearer; also DELETE /webapi/sessions, as Teleport has it)
  *   GET    /webapi/sites                  the cluster this proxy serves (bearer)
  *   GET    /webapi/sites/:site/nodes      the nodes the user may see, with the logins they may use (bearer; also under /namespaces/default)
+ *   GET    /webapi/sites/:site/connect    Upgrade: websocket, the browser terminal (cookie + bearer; terminal.ts)
  *   GET    /webapi/auth/connect           Upgrade: teleport-auth, a byte pipe to the auth API for nodes behind NAT (authpipe.ts)
  * and the browser UI's pages and files from runtime/proxy/webui (see pages.ts).
  * Bodies are JSON of at most 64 KiB, validated by one schema each; a bad one gets a 4xx.
  * Requests that change something must not come from another site and POSTs
- * must be declared JSON (crossorigin.ts: 403 / 415). Logins and logouts carry
+ * must be declared JSON (crossorigin.ts: 403 / 415). A browser login also sets
+ * the session's token in an HttpOnly cookie, which the terminal's WebSocket
+ * needs beside the bearer token (terminal.ts); logout removes it. Logins and logouts carry
  * the client's address (clientaddr.ts) to the auth server.
  */
 import * as fs from 'node:fs';
@@ -44,6 +47,7 @@ import { ClientAddress } from './clientaddr';
 import { checkNotCrossSite, UnsupportedMediaTypeError } from './crossorigin';
 import { loadKeyPairs, ServedKeyPairs } from './keypairs';
 import { CONTENT_SECURITY_POLICY, WebUi } from './pages';
+import { isTerminalRequest, sessionCookieHeader, Terminals, type TerminalOptions } from './terminal';
 
 export interface PingResponse {
   /** Ours (Teleport 4.x has none): the pages show it; the auth service's ping and the proxy's host certificate name it to anyone already. */
@@ -90,9 +94,11 @@ export interface WebApi {
   signupToken(token: string): Promise<SignupInfo>;
   completeSignup(token: string, body: SignupBody): Promise<unknown>;
   createSession(creds: { user: string; password: string; otpToken?: string }, clientAddr: string): Promise<NewWebSession>;
-  /** The session's user; AccessDeniedError when the token is unknown or expired. */
-  getSession(token: string): Promise<{ user: string }>;
+  /** The session's user and expiry (ISO 8601); AccessDeniedError when the token is unknown or expired. */
+  getSession(token: string): Promise<{ user: string; expires?: string }>;
   sessionNodes(token: string): Promise<UserNode[]>;
+  /** A user certificate (authorized_keys line) for the session's user and this public key, for the browser terminal. */
+  sessionCert(token: string, sshPublicKey: string): Promise<{ cert: string }>;
   deleteSession(token: string, clientAddr: string): Promise<void>;
   /** A leaf cluster asks to establish trust (runtime/auth/trust.ts): the auth server checks the token and exchanges CAs. */
   validateTrustedCluster(body: ValidateTrustedClusterBody, clientAddr: string): Promise<unknown>;
@@ -207,6 +213,8 @@ export interface WebServiceOptions {
   connectAuth?: () => Promise<import('node:net').Socket>;
   /** Auth pipes open at once. @default 15000 */
   maxAuthPipes?: number;
+  /** The browser terminal: the proxy's own SSH listener and the cluster's host CA keys; without it terminals are refused. */
+  terminal?: Pick<TerminalOptions, 'sshProxyAddr' | 'hostCAs' | 'audit' | 'serverId' | 'sessionCheckMs'>;
   log: Logger;
 }
 
@@ -247,6 +255,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
   const { log } = opts;
   const ui = new WebUi(log);
   const clients = new ClientAddress(opts.trustXForwardedForFrom);
+  const terminals = opts.terminal ? new Terminals({ ...opts.terminal, api: opts.api, tls: !opts.insecureNoTls, clientAddr: (req) => clients.of(req), log: log.child('terminal') }) : undefined;
   const handler = async (req: http.IncomingMessage, res: http.ServerResponse) => {
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
     try {
@@ -272,9 +281,13 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
         const body = await parseBody(req, sessionBodySchema);
         const creds = { user: body.user, password: body.pass, ...(body.second_factor_token ? { otpToken: body.second_factor_token } : {}) };
         const s = await api.createSession(creds, clients.of(req));
+        res.setHeader('set-cookie', sessionCookieHeader(s.token, s.expires_in));
         sendJson(res, 200, { token: s.token, token_type: 'Bearer', expires_in: s.expires_in, user: s.user });
       } else if ((route === '/webapi/sessions/current' || route === '/webapi/sessions') && req.method === 'DELETE') {
-        await api.deleteSession(bearer(req), clients.of(req));
+        const token = bearer(req);
+        await api.deleteSession(token, clients.of(req));
+        terminals?.sessionEnded(token);
+        res.setHeader('set-cookie', sessionCookieHeader('', 0));
         sendJson(res, 200, {});
       } else if (route === '/webapi/trustedclusters/validate' && req.method === 'POST') {
         const body = await parseBody(req, validateTrustedClusterSchema);
@@ -331,7 +344,8 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
   const pipes = new Set<Duplex>();
   const connectAuth = opts.connectAuth;
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (connectAuth) serveAuthPipe(req, socket, head, { connectAuth, open: pipes, maxPipes: opts.maxAuthPipes ?? 15_000, log });
+    if (terminals && isTerminalRequest(req)) terminals.upgrade(req, socket, head);
+    else if (connectAuth) serveAuthPipe(req, socket, head, { connectAuth, open: pipes, maxPipes: opts.maxAuthPipes ?? 15_000, log });
     else socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
   });
   try {
@@ -356,6 +370,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
       server.closeAllConnections();
       endFrontConnections();
       for (const p of pipes) p.destroy();
+      terminals?.close();
       await done;
     },
   };

@@ -20,7 +20,7 @@ import { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { Browser, Page } from 'playwright-core';
 import { totp } from '../../runtime/auth/totp';
-import { goto, launchChromium, newContext } from '../helpers/browser';
+import { cspViolations, goto, launchChromium, newContext, recordCspViolations } from '../helpers/browser';
 import { startCluster, TestAuth, TestNode } from '../helpers/cluster';
 import { tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
@@ -41,13 +41,6 @@ const storedToken = (page: Page) => page.evaluate<string | null>("sessionStorage
 const nextStepCode = (secret: string) => totp(secret, { timeMs: Date.now() + 30_000 });
 const FAVICON_LINK = '<link rel="icon" href="/web/favicon.svg" type="image/svg+xml">';
 const STAGING = 'staging-1';
-
-/** Records the page's Content-Security-Policy violations (read them with `cspViolations` before leaving the page). */
-const recordCspViolations = (page: Page) =>
-  page.addInitScript(
-    "window.cspViolations = []; document.addEventListener('securitypolicyviolation', (e) => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));",
-  );
-const cspViolations = (page: Page) => page.evaluate<string[]>('window.cspViolations');
 
 /** The width of the image the page's `<link rel="icon">` names, loaded in the page (so under its CSP). */
 const faviconWidth = (page: Page) =>

@@ -44,3 +44,12 @@ export async function goto(page: Page, url: string): Promise<void> {
     }
   }
 }
+
+/** Records the Content-Security-Policy violations of a page, or of every page of a context (read them with `cspViolations`). */
+export const recordCspViolations = (target: Page | BrowserContext) =>
+  target.addInitScript(
+    "window.cspViolations = []; document.addEventListener('securitypolicyviolation', (e) => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));",
+  );
+
+/** The violations `recordCspViolations` saw in the page so far (read them before leaving the page). */
+export const cspViolations = (page: Page) => page.evaluate<string[]>('window.cspViolations');

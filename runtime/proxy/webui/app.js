@@ -1,5 +1,6 @@
-// The proxy's browser UI: sign-up, login and the node list, on the web API
-// (runtime/proxy/web.ts). No framework; text goes in with textContent only.
+// The proxy's browser UI: sign-up, login, the node list and the terminal, on the
+// web API (runtime/proxy/web.ts, terminal.ts). No framework; text goes in with
+// textContent only; the terminal is xterm.js (served from /web/xterm/).
 // Every page names the product and the cluster (from ping) in its title and header.
 'use strict';
 
@@ -217,10 +218,22 @@
       var logins = document.createElement('td');
       logins.className = 'logins';
       (n.logins || []).forEach(function (login) {
+        var row = document.createElement('div');
+        row.className = 'login-row';
+        var open = document.createElement('a');
+        open.className = 'connect';
+        open.href = '/web/cluster/' + encodeURIComponent(n.siteId) + '/console/node/' + encodeURIComponent(n.id) + '/' + encodeURIComponent(login);
+        // A new tab that keeps its opener gets a copy of this tab's sessionStorage (the bearer token); same origin only.
+        open.target = '_blank';
+        open.rel = 'opener';
+        open.textContent = login;
+        open.title = 'Open a terminal on ' + n.hostname + ' as ' + login + ' in a new tab';
         var code = document.createElement('code');
         code.className = 'login';
         code.textContent = 'tsh ssh ' + login + '@' + n.hostname;
-        logins.appendChild(code);
+        row.appendChild(open);
+        row.appendChild(code);
+        logins.appendChild(row);
       });
       if (!logins.firstChild) logins.textContent = 'no login allowed';
       tr.appendChild(host);
@@ -263,7 +276,120 @@
       }, sessionFailed);
   }
 
-  var pages = { newuser: signupPage, login: loginPage, nodes: nodesPage };
+  // ---- terminal: /web/cluster/<site>/console/node/<node uuid>/<login>
+  var TERMINAL_PROTOCOL = 'teleport.terminal.v1';
+  var CLOSE_SESSION_ENDED = 4001;
+
+  /**
+   * xterm.js writes its computed styles into <style> elements it creates; the
+   * page's CSP admits only those carrying the nonce this response put in
+   * <meta name="csp-nonce">, so each new <style> element gets it.
+   */
+  function styleElementsWithNonce() {
+    var meta = document.querySelector('meta[name="csp-nonce"]');
+    var nonce = meta && meta.content;
+    if (!nonce) return;
+    var create = Document.prototype.createElement;
+    Document.prototype.createElement = function (name) {
+      var el = create.apply(this, arguments);
+      if (String(name).toLowerCase() === 'style') el.nonce = nonce;
+      return el;
+    };
+  }
+
+  function terminalPage() {
+    var token = sessionStorage.getItem(TOKEN_KEY);
+    if (!token) return toLogin();
+    var m = /^\/web\/cluster\/([^/]+)\/console\/node\/([^/]+)\/([^/]+)\/?$/.exec(location.pathname);
+    var site = decodeURIComponent(m[1]);
+    var server = decodeURIComponent(m[2]);
+    var login = decodeURIComponent(m[3]);
+    $('target').textContent = login + '@' + server;
+    var status = function (text) {
+      $('status').textContent = text;
+    };
+    // The node's name for the header (the URL has its UUID).
+    api('GET', '/webapi/sites/' + encodeURIComponent(site) + '/nodes', undefined, token).then(function (res) {
+      (res.items || []).forEach(function (n) {
+        if (n.id !== server) return;
+        $('target').textContent = login + '@' + n.hostname;
+        document.body.dataset.title = login + '@' + n.hostname;
+        document.title = [login + '@' + n.hostname, site, PRODUCT].join(' · ');
+      });
+    }, function () {});
+
+    styleElementsWithNonce();
+    var term = new Terminal({ cursorBlink: true, scrollback: 5000, fontFamily: 'ui-monospace, Menlo, Consolas, "DejaVu Sans Mono", monospace' });
+    var fit = new FitAddon.FitAddon();
+    term.loadAddon(fit);
+    term.open($('terminal'));
+    fit.fit();
+
+    var params = { server_id: server, login: login, term: { w: term.cols, h: term.rows } };
+    var url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/webapi/sites/' + encodeURIComponent(site) +
+      '/connect?params=' + encodeURIComponent(JSON.stringify(params));
+    var ws = new WebSocket(url, [TERMINAL_PROTOCOL, 'bearer.' + token]);
+    ws.binaryType = 'arraybuffer';
+    var encoder = new TextEncoder();
+    var send = function (data) {
+      if (ws.readyState === WebSocket.OPEN) ws.send(data);
+    };
+    var opened = false;
+    ws.onopen = function () {
+      opened = true;
+      status('Connected');
+      term.focus();
+    };
+    ws.onmessage = function (ev) {
+      if (typeof ev.data !== 'string') return term.write(new Uint8Array(ev.data));
+      var msg = {};
+      try {
+        msg = JSON.parse(ev.data);
+      } catch (e) {
+        msg = {};
+      }
+      if (msg.type === 'error') showError(msg.message);
+    };
+    ws.onclose = function (ev) {
+      term.options.disableStdin = true;
+      term.options.cursorBlink = false;
+      if (ev.code === CLOSE_SESSION_ENDED) {
+        showError('Your web session has expired or was ended. Log in again.');
+        status('Disconnected');
+      } else if (ev.code === 1000) {
+        status('Session ended' + (ev.reason ? ' (' + ev.reason + ')' : ''));
+      } else {
+        status('Disconnected' + (ev.reason ? ': ' + ev.reason : ''));
+        if (!$('error').hidden || ev.code === 1008 || ev.code === 1011) return;
+        if (opened) return showError('The connection to the proxy was lost.');
+        // Refused before it opened (the browser does not say why): an ended session is the likely reason.
+        api('GET', '/webapi/sites', undefined, token).then(
+          function () {
+            showError('The proxy refused this terminal.');
+          },
+          function (err) {
+            showError(err.status === 401 || err.status === 403 ? 'Your web session has expired or was ended. Log in again.' : networkMessage(err));
+          },
+        );
+      }
+    };
+    term.onData(function (d) {
+      send(encoder.encode(d));
+    });
+    term.onBinary(function (d) {
+      var bytes = new Uint8Array(d.length);
+      for (var i = 0; i < d.length; i++) bytes[i] = d.charCodeAt(i) & 0xff;
+      send(bytes);
+    });
+    term.onResize(function (size) {
+      send(JSON.stringify({ type: 'resize', cols: size.cols, rows: size.rows }));
+    });
+    window.addEventListener('resize', function () {
+      fit.fit();
+    });
+  }
+
+  var pages = { newuser: signupPage, login: loginPage, nodes: nodesPage, terminal: terminalPage };
   var page = pages[document.body.dataset.page];
   if (page) {
     showCluster();
