@@ -29,6 +29,13 @@ const activeSessionBody = z
   })
   .strict();
 
+/** The live sessions of namespace `ns`. */
+export async function listActiveSessions(auth: AuthServer, ns: string): Promise<ActiveSession[]> {
+  const now = Date.now();
+  const items = await auth.backend.getRange(Keys.activeSessions(ns), rangeEnd(Keys.activeSessions(ns)));
+  return items.filter((i) => !i.expires || i.expires.getTime() > now).map((i) => JSON.parse(i.value.toString()) as ActiveSession);
+}
+
 export function activeSessionRoutes(auth: AuthServer): Route[] {
   const base = '/v1/namespaces/:ns/sessions/:sid';
   const read = async (ns: string, sid: string): Promise<ActiveSession | undefined> => {
@@ -82,10 +89,7 @@ export function activeSessionRoutes(auth: AuthServer): Route[] {
       allow: ['user', 'Proxy'],
       handler: async ({ params, caller }) => {
         const ns = checkNamespace(params.ns);
-        const now = Date.now();
-        const items = await auth.backend.getRange(Keys.activeSessions(ns), rangeEnd(Keys.activeSessions(ns)));
-        const live = items.filter((i) => !i.expires || i.expires.getTime() > now).map((i) => JSON.parse(i.value.toString()) as ActiveSession);
-        return visible(caller, ns, live);
+        return visible(caller, ns, await listActiveSessions(auth, ns));
       },
     }),
     route({

@@ -114,6 +114,13 @@ export function loginRoutes(auth: AuthServer, logins = new LocalLogins(auth)): R
     }),
     route({
       method: 'POST',
+      path: '/v1/websessions/activesessions',
+      allow: ['Proxy'],
+      body: bearerBody,
+      handler: async ({ body }) => sessions.activeSessions(body.token),
+    }),
+    route({
+      method: 'POST',
       path: '/v1/websessions/certs',
       allow: ['Proxy'],
       body: sessionCertBody,

@@ -17,6 +17,8 @@ import { randomToken, tokenDigest } from '../utils/secrets';
 import { Credentials, LocalLogins } from './login';
 import { accessFor } from './access/decision';
 import { AuthServer, UserNode } from './server';
+import { listActiveSessions } from './active-sessions';
+import type { ActiveSession } from '../node/shared';
 
 export const WEB_SESSION_TTL_MS = 12 * 3600_000;
 /** 32 random bytes, hex. */
@@ -86,6 +88,14 @@ export class WebSessions {
   }
 
   /** The nodes the session's user may see, each with the logins they may use on it. */
+  /** The running sessions on the nodes the session's user may see, each with whether they may join it (its login is theirs there). */
+  async activeSessions(token: string): Promise<(ActiveSession & { joinable: boolean })[]> {
+    const nodes = new Map((await this.nodes(token)).map((n) => [n.server.metadata.name, n]));
+    return (await listActiveSessions(this.auth, 'default'))
+      .filter((s) => nodes.has(s.server_id))
+      .map((s) => ({ ...s, joinable: nodes.get(s.server_id)!.logins.includes(s.login) }));
+  }
+
   async nodes(token: string): Promise<UserNode[]> {
     const { user } = await this.get(token);
     try {

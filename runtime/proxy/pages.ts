@@ -9,7 +9,8 @@
  *   /web, /web/cluster/:site/nodes the nodes the logged-in user may see
  *   /web/login                     password + TOTP login
  *   /web/newuser/:token            sign-up: password and TOTP enrolment
- *   /web/cluster/:site/console/node/:server/:login   a terminal on a node (terminal.ts)
+ *   /web/cluster/:site/console/node/:server/:login   a terminal on a node (terminal.ts); `?sid=<id>` joins that running session
+ *   /web/cluster/:site/sessions    the sessions running on the nodes the user may see, to join
  *
  * The terminal page's CSP differs in one directive, for xterm.js: it writes
  * its computed styles (theme colours, cell size) into `<style>` elements it
@@ -57,6 +58,7 @@ function fileFor(pathname: string): string | undefined {
   if (pathname === '/web' || pathname === '/web/' || /^\/web\/cluster\/[^/]+\/nodes\/?$/.test(pathname)) return 'nodes.html';
   if (pathname === '/web/login' || pathname === '/web/login/') return 'login.html';
   if (/^\/web\/newuser\/[^/]+\/?$/.test(pathname)) return 'newuser.html';
+  if (/^\/web\/cluster\/[^/]+\/sessions\/?$/.test(pathname)) return 'sessions.html';
   if (/^\/web\/cluster\/[^/]+\/console\/node\/[^/]+\/[^/]+\/?$/.test(pathname)) return 'terminal.html';
   if (pathname === '/web/app.js') return 'app.js';
   if (pathname === '/web/app.css') return 'app.css';

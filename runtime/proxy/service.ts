@@ -205,6 +205,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
           client.post('/v1/websessions', { user: c.user, password: c.password, ...(c.otpToken ? { otp_token: c.otpToken } : {}), ...clientAddrField(clientAddr) }),
         getSession: (token) => client.post('/v1/websessions/get', { token }),
         sessionNodes: (token) => client.post('/v1/websessions/nodes', { token }),
+        activeSessions: (token) => client.post('/v1/websessions/activesessions', { token }),
         sessionCert: (token, pubKey) => client.post('/v1/websessions/certs', { token, pub_key: pubKey }),
         deleteSession: async (token, clientAddr) => {
           await client.post('/v1/websessions/delete', { token, ...clientAddrField(clientAddr) });

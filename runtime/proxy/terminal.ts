@@ -1,6 +1,7 @@
 /**
  * The web UI's browser terminal: `GET /webapi/sites/:site/connect?params=<json>`
- * (Teleport 4.x's path; params `{"server_id":"<node uuid>","login":"<os login>","term":{"w":80,"h":24}}`)
+ * (Teleport 4.x's path; params `{"server_id":"<node uuid>","login":"<os login>","term":{"w":80,"h":24}}`,
+ * with `"sid":"<session id>"` to join a running session instead of starting one)
  * upgraded to a WebSocket that carries one interactive shell on a node.
  *
  * Before the upgrade (refusals are plain HTTP answers: 400, 401, 403, 404):
@@ -70,6 +71,8 @@ export const terminalParamsSchema = z
     server_id: z.string().min(1).max(255),
     login: z.string().min(1).max(255),
     term: z.object({ w: DIMENSION, h: DIMENSION }).strict(),
+    /** Join this running session instead of starting a shell (the node checks it runs there with this login). */
+    sid: z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'must be a session ID').optional(),
   })
   .strict();
 export type TerminalParams = z.infer<typeof terminalParamsSchema>;
@@ -324,7 +327,7 @@ export class Terminals {
     try {
       const pty = { term: 'xterm-256color', cols: c.params.term.w, rows: c.params.term.h };
       const channel = await new Promise<ClientChannel>((resolve, reject) =>
-        conn.node.shell(pty, { env: { LANG: 'C.UTF-8' } }, (err, ch) => (err ? reject(new ConnectionProblemError(`cannot start the shell: ${err.message}`)) : resolve(ch))),
+        conn.node.shell(pty, { env: { LANG: 'C.UTF-8', ...(c.params.sid ? { TELEPORT_SESSION: c.params.sid } : {}) } }, (err, ch) => (err ? reject(new ConnectionProblemError(`cannot start the shell: ${err.message}`)) : resolve(ch))),
       );
       return { conn, channel };
     } catch (err) {

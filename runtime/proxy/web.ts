@@ -31,6 +31,7 @@ import { toString as qrCodeText } from 'qrcode';
 import { z } from 'zod';
 import { decodePathPart, readJsonBody, requestUrl, sendError, sendJson } from '../auth/http';
 import { serverAddress, serverLabels } from '../auth/resources';
+import type { ActiveSession } from '../node/shared';
 import type { UserNode } from '../auth/server';
 import type { Cidr } from '../config';
 import { selfSignedServerCert } from '../tlsca';
@@ -97,6 +98,8 @@ export interface WebApi {
   /** The session's user and expiry (ISO 8601); AccessDeniedError when the token is unknown or expired. */
   getSession(token: string): Promise<{ user: string; expires?: string }>;
   sessionNodes(token: string): Promise<UserNode[]>;
+  /** The interactive sessions running on nodes the session's user may see, each saying whether they may join it. */
+  activeSessions(token: string): Promise<(ActiveSession & { joinable: boolean })[]>;
   /** A user certificate (authorized_keys line) for the session's user and this public key, for the browser terminal. */
   sessionCert(token: string, sshPublicKey: string): Promise<{ cert: string }>;
   deleteSession(token: string, clientAddr: string): Promise<void>;
@@ -264,6 +267,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
       const route = url.pathname.replace(/^\/v1(?=\/webapi\/)/, '');
       const signup = /^\/webapi\/signuptokens\/([^/]+)$/.exec(route);
       const nodes = /^\/webapi\/sites\/([^/]+)(?:\/namespaces\/default)?\/nodes$/.exec(route);
+      const live = /^\/webapi\/sites\/([^/]+)(?:\/namespaces\/default)?\/sessions$/.exec(route);
       const { api } = opts;
       const read = req.method === 'GET' || req.method === 'HEAD';
       if (route === '/webapi/ping' && read) {
@@ -303,6 +307,14 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
           throw new NotFoundError(`cluster "${site}" is not served by this proxy; it serves "${api.clusterName}"`);
         }
         sendJson(res, 200, { items: (await api.sessionNodes(token)).map((s) => webNode(s, site)) });
+      } else if (live && read) {
+        const token = bearer(req);
+        const site = decodePathPart(live[1]);
+        if (site !== api.clusterName) {
+          await api.getSession(token);
+          throw new NotFoundError(`cluster "${site}" is not served by this proxy; it serves "${api.clusterName}"`);
+        }
+        sendJson(res, 200, { sessions: await api.activeSessions(token) });
       } else if (read && (await ui.serve(url.pathname, req, res))) {
         // a page or one of its files
       } else {

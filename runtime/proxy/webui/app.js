@@ -247,9 +247,8 @@
     show('empty', items.length === 0);
   }
 
-  function nodesPage() {
-    var token = sessionStorage.getItem(TOKEN_KEY);
-    if (!token) return toLogin();
+  /** The header of a logged-in page: who, logout, links to the cluster's pages. */
+  function loggedInHeader(token, site) {
     $('whoami').textContent = sessionStorage.getItem(USER_KEY) || '';
     $('logout').addEventListener('click', function () {
       busy($('logout'), true);
@@ -259,14 +258,29 @@
         showError(networkMessage(err));
       });
     });
-    var m = /^\/web\/cluster\/([^/]+)\/nodes\/?$/.exec(location.pathname);
-    var site = m
-      ? Promise.resolve(decodeURIComponent(m[1]))
-      : api('GET', '/webapi/sites', undefined, token).then(function (sites) {
-          var name = sites.items[0].name;
-          history.replaceState(null, '', '/web/cluster/' + encodeURIComponent(name) + '/nodes');
-          return name;
-        });
+    site.then(function (name) {
+      var base = '/web/cluster/' + encodeURIComponent(name);
+      $('nodes-link').href = base + '/nodes';
+      $('sessions-link').href = base + '/sessions';
+    }, function () {});
+  }
+
+  /** The cluster of a /web/cluster/<site>/<page> URL, or the proxy's own (and the URL says it). */
+  function siteOf(token, page) {
+    var m = /^\/web\/cluster\/([^/]+)\//.exec(location.pathname);
+    if (m) return Promise.resolve(decodeURIComponent(m[1]));
+    return api('GET', '/webapi/sites', undefined, token).then(function (sites) {
+      var name = sites.items[0].name;
+      history.replaceState(null, '', '/web/cluster/' + encodeURIComponent(name) + '/' + page);
+      return name;
+    });
+  }
+
+  function nodesPage() {
+    var token = sessionStorage.getItem(TOKEN_KEY);
+    if (!token) return toLogin();
+    var site = siteOf(token, 'nodes');
+    loggedInHeader(token, site);
     site
       .then(function (name) {
         return api('GET', '/webapi/sites/' + encodeURIComponent(name) + '/nodes', undefined, token);
@@ -274,6 +288,72 @@
       .then(function (res) {
         renderNodes(res.items || []);
       }, sessionFailed);
+  }
+
+  // ---- active sessions: /web/cluster/<site>/sessions, refreshed every few seconds
+  var SESSIONS_REFRESH_MS = 3000;
+
+  function renderSessions(site, sessions) {
+    var tbody = $('sessions').querySelector('tbody');
+    tbody.textContent = '';
+    sessions.forEach(function (s) {
+      var tr = document.createElement('tr');
+      tr.dataset.sid = s.id;
+      var cells = [s.server_hostname, s.login, s.parties.map(function (p) { return p.user; }).join(', '), new Date(s.created).toLocaleString()];
+      cells.forEach(function (text, i) {
+        var td = document.createElement('td');
+        td.className = ['node', 'login', 'users', 'started'][i];
+        td.textContent = text;
+        tr.appendChild(td);
+      });
+      var join = document.createElement('td');
+      join.className = 'join';
+      if (s.joinable) {
+        var a = document.createElement('a');
+        a.className = 'connect';
+        a.href = '/web/cluster/' + encodeURIComponent(site) + '/console/node/' + encodeURIComponent(s.server_id) + '/' + encodeURIComponent(s.login) + '?sid=' + encodeURIComponent(s.id);
+        a.target = '_blank';
+        a.rel = 'opener';
+        a.textContent = 'Join';
+        a.title = 'Join the session of ' + s.login + '@' + s.server_hostname + ' in a new tab';
+        join.appendChild(a);
+      } else {
+        join.textContent = 'login not allowed';
+      }
+      var code = document.createElement('code');
+      code.textContent = 'tsh join ' + s.id;
+      join.appendChild(document.createTextNode(' '));
+      join.appendChild(code);
+      tr.appendChild(join);
+      tbody.appendChild(tr);
+    });
+    show('loading', false);
+    show('sessions', sessions.length > 0);
+    show('empty', sessions.length === 0);
+  }
+
+  function sessionsPage() {
+    var token = sessionStorage.getItem(TOKEN_KEY);
+    if (!token) return toLogin();
+    var site = siteOf(token, 'sessions');
+    loggedInHeader(token, site);
+    site.then(function (name) {
+      var refresh = function () {
+        api('GET', '/webapi/sites/' + encodeURIComponent(name) + '/sessions', undefined, token).then(
+          function (res) {
+            clearError();
+            renderSessions(name, res.sessions || []);
+            setTimeout(refresh, SESSIONS_REFRESH_MS);
+          },
+          function (err) {
+            if (err.status === 401 || err.status === 403) return sessionFailed(err);
+            showError(networkMessage(err));
+            setTimeout(refresh, SESSIONS_REFRESH_MS);
+          },
+        );
+      };
+      refresh();
+    }, sessionFailed);
   }
 
   // ---- terminal: /web/cluster/<site>/console/node/<node uuid>/<login>
@@ -304,6 +384,7 @@
     var site = decodeURIComponent(m[1]);
     var server = decodeURIComponent(m[2]);
     var login = decodeURIComponent(m[3]);
+    var sid = new URLSearchParams(location.search).get('sid');
     $('target').textContent = login + '@' + server;
     var status = function (text) {
       $('status').textContent = text;
@@ -326,6 +407,7 @@
     fit.fit();
 
     var params = { server_id: server, login: login, term: { w: term.cols, h: term.rows } };
+    if (sid) params.sid = sid;
     var url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/webapi/sites/' + encodeURIComponent(site) +
       '/connect?params=' + encodeURIComponent(JSON.stringify(params));
     var ws = new WebSocket(url, [TERMINAL_PROTOCOL, 'bearer.' + token]);
@@ -389,7 +471,7 @@
     });
   }
 
-  var pages = { newuser: signupPage, login: loginPage, nodes: nodesPage, terminal: terminalPage };
+  var pages = { newuser: signupPage, login: loginPage, nodes: nodesPage, sessions: sessionsPage, terminal: terminalPage };
   var page = pages[document.body.dataset.page];
   if (page) {
     showCluster();
