@@ -37,8 +37,8 @@ export function backoffMs(attempt: number, random: () => number = Math.random, b
 export interface TunnelAgentOptions {
   /** The proxy's tunnel address. */
   proxy: HostPort;
-  /** The node's identity: host key and host certificate. */
-  identity: Identity;
+  /** The node's identity: host key and host certificate (the TLS half is not used here). */
+  identity: Pick<Identity, 'username' | 'clusterName' | 'sshKey' | 'sshCert'>;
   /** The host CA keys the proxy's certificate must be signed by (asked before each connection). */
   hostCAKeys: () => Promise<Buffer[]>;
   /** Serves one SSH connection from `from` (the client's address, as the proxy saw it). */
