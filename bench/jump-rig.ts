@@ -105,9 +105,10 @@ export interface BenchProxy {
 
 /**
  * A `teleport start --roles=proxy` process (named PROXY_NAME) that joined the cluster with PROXY_TOKEN;
- * `insecureNoTls` serves plain HTTP on the web port (else a self-signed certificate), `extra` adds `proxy_service` lines.
+ * `insecureNoTls` serves plain HTTP on the web port (else a self-signed certificate), `extra` adds `proxy_service` lines,
+ * `nodeArgs` are Node.js flags for the process (`--cpu-prof`, say).
  */
-export async function startProxy(cluster: TestAuth, dir: string, o: { insecureNoTls?: boolean; extra?: string[] } = {}): Promise<BenchProxy> {
+export async function startProxy(cluster: TestAuth, dir: string, o: { insecureNoTls?: boolean; extra?: string[]; nodeArgs?: string[] } = {}): Promise<BenchProxy> {
   const ports = { ssh: await freePort(), web: await freePort(), tunnel: await freePort() };
   const config = path.join(dir, 'proxy.yaml');
   fs.writeFileSync(
@@ -127,6 +128,7 @@ export async function startProxy(cluster: TestAuth, dir: string, o: { insecureNo
     ].join('\n'),
   );
   const daemon = Daemon.spawn(process.execPath, [
+    ...(o.nodeArgs ?? []),
     cliPath('teleport'), 'start', '--roles=proxy', ...(o.insecureNoTls ? ['--insecure-no-tls'] : []), '-c', config, `--data-dir=${path.join(dir, 'proxy-data')}`,
     `--auth-server=${cluster.addr}`, `--token=${PROXY_TOKEN}`, `--ca-pin=${await cluster.caPin()}`, `--nodename=${PROXY_NAME}`,
   ]);

@@ -20,9 +20,14 @@
  *   npm run bench -- tunnel-agents
  *
  * Knobs (environment): BENCH_AGENTS (1000), BENCH_AGENT_PROCESSES (4),
- * BENCH_IDLE_SECONDS (60), BENCH_RUNS (30), BENCH_UP_TIMEOUT_SECONDS (600),
+ * BENCH_IDLE_SECONDS (60; at least 60 for the count of dropped connections,
+ * which the proxy logs once a minute), BENCH_RUNS (30), BENCH_UP_TIMEOUT_SECONDS (600),
+ * BENCH_MAX_STARTUPS (the proxy's `max_startups`, `start:rate:full`; default
+ * its default, 10:30:100),
  * BENCH_LOGIN (the OS login on the nodes; default the current user, whose
- * shell start-up files run in every `ssh true`).
+ * shell start-up files run in every `ssh true`), BENCH_PROXY_NODE_ARGS
+ * (Node.js flags for the proxy process, split at spaces: e.g.
+ * `--cpu-prof --cpu-prof-dir=/tmp/prof` profiles it).
  */
 import { ChildProcess, fork, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -46,8 +51,12 @@ const IDLE_SECONDS = Math.max(1, envNumber('BENCH_IDLE_SECONDS', 60));
 const RUNS = Math.max(1, Math.round(envNumber('BENCH_RUNS', 30)));
 const UP_TIMEOUT_MS = envNumber('BENCH_UP_TIMEOUT_SECONDS', 600) * 1000;
 const LOGIN = process.env.BENCH_LOGIN?.trim() || CURRENT_USER;
+const MAX_STARTUPS = process.env.BENCH_MAX_STARTUPS?.trim();
+const PROXY_NODE_ARGS = process.env.BENCH_PROXY_NODE_ARGS?.trim().split(/\s+/).filter(Boolean) ?? [];
 
 const NODE_TOKEN = 'bench-node-join-token';
+/** The proxy's warning for a connection dropped over max_startups (service/preauth.ts). */
+const DROPPED = 'too many unauthenticated connections, dropping a connection';
 const DIRECT = 'direct-node';
 const NAT = 'nat-node';
 /** Host certificates at a time from the auth API. */
@@ -281,6 +290,8 @@ interface Figures {
   upS: { first: number; half: number; p90: number; all: number };
   /** Connections the proxy dropped over its max_startups while they came up. */
   dropped: number;
+  /** The proxy's CPU time from the first dial until all were up, per tunnel, ms. */
+  upCpuMsPerTunnel: number;
   agentHostsRssMiB: number;
   setupWithTunnels: SetupFigures;
   setupWithout: SetupFigures;
@@ -289,6 +300,19 @@ interface Figures {
 /** How many lines of `text` match `re`. */
 function count(text: string, re: RegExp): number {
   return text.match(new RegExp(re.source, 'g'))?.length ?? 0;
+}
+
+/**
+ * How many times the proxy logged `msg`, a warning: the first of a burst is written at once, the rest
+ * as `<msg> (repeated N times in the last 60s)` at the end of the interval (utils/logrepeats.ts).
+ */
+function warnings(text: string, msg: string): number {
+  let n = 0;
+  for (const line of text.split('\n')) {
+    if (!line.includes(msg)) continue;
+    n += Number(/\(repeated (\d+) times? in the last/.exec(line)?.[1] ?? 1);
+  }
+  return n;
 }
 
 async function measure(cluster: TestAuth, proxy: BenchProxy, work: string, cleanup: (c: () => Promise<void>) => void): Promise<Figures> {
@@ -308,9 +332,9 @@ async function measure(cluster: TestAuth, proxy: BenchProxy, work: string, clean
   note(`${PROCESSES} agent host processes`);
   const hosts = await forkAgentHosts(PROCESSES);
   cleanup(() => hosts.stop());
-  const droppedBefore = count(proxyLog(), /too many unauthenticated connections/);
   note(`${AGENTS} agents dial the proxy`);
   const dialledAt = performance.now();
+  const cpuAtDial = sample(pid).cpuS;
   const at: Partial<Figures['upS']> = {};
   hosts.start({ proxy: { host: '127.0.0.1', port: proxy.ports.tunnel }, hostCAs: hostCAs.map((k) => k.toString('base64')) }, identities);
   await waitFor(
@@ -331,10 +355,12 @@ async function measure(cluster: TestAuth, proxy: BenchProxy, work: string, clean
     throw new Error(`${err.message} (${hosts.up()} are)`);
   });
   const upS = at as Figures['upS'];
-  const dropped = count(proxyLog(), /too many unauthenticated connections/) - droppedBefore;
+  const upCpuMsPerTunnel = ((sample(pid).cpuS - cpuAtDial) * 1000) / AGENTS;
   note(`all up in ${upS.all.toFixed(1)}s; idle window, ${AGENTS} tunnels: ${IDLE_SECONDS}s`);
   const idleAll = await idleWindow(pid, IDLE_SECONDS);
   if (hosts.up() !== AGENTS) throw new Error(`only ${hosts.up()} of ${AGENTS} tunnels stayed up through the idle window`);
+  // (by now the proxy has written the count of the drops it held back: the window outlasts its 60 s)
+  const dropped = warnings(proxyLog(), DROPPED);
   const agentHostsRssMiB = hosts.rssMiB();
 
   note('a direct node and a node behind NAT');
@@ -349,7 +375,7 @@ async function measure(cluster: TestAuth, proxy: BenchProxy, work: string, clean
   const rssAfterMiB = sample(pid).rssBytes / 1024 ** 2;
   note(`session setup, no other tunnel: ${RUNS} runs on each node`);
   const setupWithout = await sessionSetup(nodes);
-  return { idleNone, idleAll, rssAfterMiB, issueS, upS, dropped, agentHostsRssMiB, setupWithTunnels, setupWithout };
+  return { idleNone, idleAll, rssAfterMiB, issueS, upS, dropped, upCpuMsPerTunnel, agentHostsRssMiB, setupWithTunnels, setupWithout };
 }
 
 function report(f: Figures, load: [number, number]): void {
@@ -360,6 +386,7 @@ function report(f: Figures, load: [number, number]): void {
     ['RSS, mean over the idle window (MiB)', fmt(f.idleNone.rssMiB), fmt(f.idleAll.rssMiB), `${fmt(((f.idleAll.rssMiB - f.idleNone.rssMiB) * 1024) / AGENTS)} KiB`],
     [`CPU at idle (CPU s per minute, ${IDLE_SECONDS}s window)`, fmt(f.idleNone.cpuSPerMin, 2), fmt(f.idleAll.cpuSPerMin, 2), `${fmt((((f.idleAll.cpuSPerMin - f.idleNone.cpuSPerMin) / 60) * 1000 * 1000) / AGENTS, 1)} µs/s`],
     ['time until the first / 50% / 90% / all tunnels are up (s)', '', `${fmt(f.upS.first, 2)} / ${fmt(f.upS.half)} / ${fmt(f.upS.p90)} / ${fmt(f.upS.all)}`, ''],
+    ['proxy CPU while they came up, per tunnel (ms)', '', fmt(f.upCpuMsPerTunnel), ''],
     ['connections dropped over max_startups meanwhile', '', String(f.dropped), ''],
     ['RSS after the agents left (MiB)', '', fmt(f.rssAfterMiB), ''],
   ];
@@ -372,7 +399,7 @@ function report(f: Figures, load: [number, number]): void {
     setupRow(`p90 (ms, ${RUNS} runs), no other tunnel`, f.setupWithout, 0.9),
   ];
   const sshVersion = spawnSync('ssh', ['-V'], { encoding: 'utf8' }).stderr.trim();
-  console.log(`${n} reverse tunnels on one proxy (${PROCESSES} agent processes), loopback; auth, proxy and each node in their own process`);
+  console.log(`${n} reverse tunnels on one proxy (${PROCESSES} agent processes), loopback; auth, proxy and each node in their own process; proxy max_startups ${MAX_STARTUPS ?? 'default (10:30:100)'}`);
   console.log(
     `node ${process.version}; ${sshVersion}; ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'unknown CPU'}; load average ${load[0].toFixed(2)} before, ${load[1].toFixed(2)} after; login ${LOGIN}`,
   );
@@ -392,6 +419,7 @@ function report(f: Figures, load: [number, number]): void {
       bench: 'tunnel-agents',
       agents: AGENTS,
       agent_processes: PROCESSES,
+      max_startups: MAX_STARTUPS ?? null,
       idle_seconds: IDLE_SECONDS,
       runs: RUNS,
       login: LOGIN,
@@ -402,6 +430,7 @@ function report(f: Figures, load: [number, number]): void {
       proxy_rss_mib: { no_tunnel: r(f.idleNone.rssMiB), all_tunnels: r(f.idleAll.rssMiB), after: r(f.rssAfterMiB) },
       proxy_cpu_s_per_min: { no_tunnel: r(f.idleNone.cpuSPerMin, 3), all_tunnels: r(f.idleAll.cpuSPerMin, 3) },
       up_s: { first: r(f.upS.first, 2), half: r(f.upS.half, 2), p90: r(f.upS.p90, 2), all: r(f.upS.all, 2) },
+      up_cpu_ms_per_tunnel: r(f.upCpuMsPerTunnel, 2),
       dropped_over_max_startups: f.dropped,
       agent_processes_rss_mib: r(f.agentHostsRssMiB),
       setup_with_tunnels: setup(f.setupWithTunnels),
@@ -422,9 +451,9 @@ async function main(): Promise<void> {
   try {
     const cluster = await startAuth({ tokens: [`proxy:${PROXY_TOKEN}`, `node:${NODE_TOKEN}`] });
     undo.push(() => cluster.cleanup());
-    const proxy = await startProxy(cluster, work);
+    const proxy = await startProxy(cluster, work, { nodeArgs: PROXY_NODE_ARGS, extra: MAX_STARTUPS ? [`max_startups: ${MAX_STARTUPS}`] : [] });
     undo.push(async () => void (await proxy.daemon.stop()));
-    note('auth and proxy are up');
+    note(`auth and proxy are up (proxy pid ${proxy.daemon.child.pid})`);
     const figures = await measure(cluster, proxy, work, (c) => undo.push(c));
     report(figures, [load0, os.loadavg()[0]]);
   } finally {
