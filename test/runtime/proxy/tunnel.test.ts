@@ -205,6 +205,25 @@ describe('reverse tunnel server and agent', () => {
     stream.destroy();
   });
 
+  it('GIVEN a proxy that drops the connection before its version line (as over its max_startups) THEN the agent warns with the reason and dials again', async () => {
+    // GIVEN a listener that closes every connection at once
+    let dropped = 0;
+    const server = net.createServer((sock) => {
+      dropped++;
+      sock.destroy();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const before = logs.length;
+    // WHEN an agent dials it
+    startAgent((server.address() as net.AddressInfo).port, () => undefined);
+    // THEN its warning names what ended the connection, not just that it failed
+    const warning = await waitFor('the warning', () => logs.slice(before).find((l) => l.includes('cannot open a reverse tunnel to the proxy')));
+    expect(JSON.parse(warning)).toMatchObject({ level: 'warn', error: expect.stringMatching(/^(Connection lost before handshake|read ECONNRESET)$/) });
+    // AND it dials again
+    await waitFor('a second attempt', () => dropped >= 2);
+  });
+
   it.each([
     ['a Node certificate', identity('Node', PROXY_UUID, ['127.0.0.1']), 'is for role \\"Node\\", expected \\"Proxy\\"'],
     ['a Proxy certificate without the dialled name', identity('Proxy', PROXY_UUID, ['proxy.elsewhere']), 'principal \\"127.0.0.1\\" is not listed'],
