@@ -25,8 +25,9 @@ import type { Dialed } from './echo';
 export const CLUSTER = 'example.com';
 /** The node's name (startCluster's nodename). */
 export const NODE = 'test-auth';
-const PROXY_NAME = 'bench-proxy';
-const PROXY_TOKEN = 'bench-proxy-join-token';
+export const PROXY_NAME = 'bench-proxy';
+/** The join token startProxy uses: the cluster must list `proxy:<it>` in its tokens. */
+export const PROXY_TOKEN = 'bench-proxy-join-token';
 /** sshd limits raised so that the reference turns no connection away; no banners in the shells. */
 /** The same startups limits on the node and the proxy as on the reference sshd (SSHD_EXTRA). */
 const STARTUPS = ['max_startups: 1000:30:1000', 'per_source_max_startups: 1000:30:1000'];
@@ -48,7 +49,7 @@ export async function startRig(login: string, onChild: (d: Daemon) => void = () 
   const work = tempDir('bench-rig-');
   const cluster = await startCluster({ tokens: [`proxy:${PROXY_TOKEN}`], sshExtra: STARTUPS });
   onChild(cluster.daemon!);
-  let proxy: { daemon: Daemon; sshPort: number } | undefined;
+  let proxy: BenchProxy | undefined;
   const sshds: Sshd[] = [];
   const close = async () => {
     await proxy?.daemon.stop();
@@ -67,9 +68,9 @@ export async function startRig(login: string, onChild: (d: Daemon) => void = () 
       onChild(sshds[sshds.length - 1].daemon);
     }
     const [jump, target] = sshds;
-    proxy = await startProxy(cluster, work);
+    proxy = await startProxy(cluster, work, { insecureNoTls: true, extra: STARTUPS });
     onChild(proxy.daemon);
-    const ports = { proxy: proxy.sshPort, node: cluster.nodePort!, jump: jump.port, target: target.port };
+    const ports = { proxy: proxy.ports.ssh, node: cluster.nodePort!, jump: jump.port, target: target.port };
     const configs = { default: path.join(work, 'ssh_config'), sameKex: path.join(work, 'ssh_config_curve25519') };
     writeSshConfig(configs.default, user, login, ports, []);
     writeSshConfig(configs.sameKex, user, login, ports, ['    KexAlgorithms curve25519-sha256']);
@@ -77,7 +78,7 @@ export async function startRig(login: string, onChild: (d: Daemon) => void = () 
     const privateKey = loadPrivateKey(fs.readFileSync(user.key, 'utf8'));
     const certLine = fs.readFileSync(`${user.key}-cert.pub`, 'utf8').trim();
     const auth: Auth = { login, agent: clientCertIdentity(privateKey, certLine), hostCAs: hostCAsFrom(user.knownHosts) };
-    const proxyAddr = `127.0.0.1:${proxy.sshPort}`;
+    const proxyAddr = `127.0.0.1:${proxy.ports.ssh}`;
     return {
       login,
       sshArgs: (p, cmd, sameKex = false) => {
@@ -97,9 +98,18 @@ export async function startRig(login: string, onChild: (d: Daemon) => void = () 
   }
 }
 
-/** A `teleport start --roles=proxy` process that joined the cluster with a token. */
-async function startProxy(cluster: TestAuth, dir: string): Promise<{ daemon: Daemon; sshPort: number }> {
-  const [sshPort, webPort, tunnelPort] = [await freePort(), await freePort(), await freePort()];
+export interface BenchProxy {
+  daemon: Daemon;
+  ports: { ssh: number; web: number; tunnel: number };
+}
+
+/**
+ * A `teleport start --roles=proxy` process (named PROXY_NAME) that joined the cluster with PROXY_TOKEN;
+ * `insecureNoTls` serves plain HTTP on the web port (else a self-signed certificate), `extra` adds `proxy_service` lines,
+ * `nodeArgs` are Node.js flags for the process (`--cpu-prof`, say).
+ */
+export async function startProxy(cluster: TestAuth, dir: string, o: { insecureNoTls?: boolean; extra?: string[]; nodeArgs?: string[] } = {}): Promise<BenchProxy> {
+  const ports = { ssh: await freePort(), web: await freePort(), tunnel: await freePort() };
   const config = path.join(dir, 'proxy.yaml');
   fs.writeFileSync(
     config,
@@ -110,19 +120,25 @@ async function startProxy(cluster: TestAuth, dir: string): Promise<{ daemon: Dae
       '  enabled: no',
       'proxy_service:',
       '  enabled: yes',
-      `  listen_addr: 127.0.0.1:${sshPort}`,
-      `  web_listen_addr: 127.0.0.1:${webPort}`,
-      `  tunnel_listen_addr: 127.0.0.1:${tunnelPort}`,
-      ...STARTUPS.map((l) => `  ${l}`),
+      `  listen_addr: 127.0.0.1:${ports.ssh}`,
+      `  web_listen_addr: 127.0.0.1:${ports.web}`,
+      `  tunnel_listen_addr: 127.0.0.1:${ports.tunnel}`,
+      ...(o.extra ?? []).map((l) => `  ${l}`),
       '',
     ].join('\n'),
   );
   const daemon = Daemon.spawn(process.execPath, [
-    cliPath('teleport'), 'start', '--roles=proxy', '--insecure-no-tls', '-c', config, `--data-dir=${path.join(dir, 'proxy-data')}`,
+    ...(o.nodeArgs ?? []),
+    cliPath('teleport'), 'start', '--roles=proxy', ...(o.insecureNoTls ? ['--insecure-no-tls'] : []), '-c', config, `--data-dir=${path.join(dir, 'proxy-data')}`,
     `--auth-server=${cluster.addr}`, `--token=${PROXY_TOKEN}`, `--ca-pin=${await cluster.caPin()}`, `--nodename=${PROXY_NAME}`,
   ]);
-  await daemon.waitForOutput(/teleport is running/);
-  return { daemon, sshPort };
+  try {
+    await daemon.waitForOutput(/teleport is running/);
+  } catch (err) {
+    await daemon.stop('SIGKILL');
+    throw err;
+  }
+  return { daemon, ports };
 }
 
 /** `ssh -F file test-auth` goes through the proxy, `ssh -F file -J jump target` through sshd. */

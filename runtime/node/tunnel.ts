@@ -38,8 +38,8 @@ export function backoffMs(attempt: number, random: () => number = Math.random, b
 export interface TunnelAgentOptions {
   /** The proxy's tunnel address. */
   proxy: HostPort;
-  /** The node's identity: host key and host certificate. */
-  identity: Identity;
+  /** The node's identity: host key and host certificate (the TLS half is not used here). */
+  identity: Pick<Identity, 'username' | 'clusterName' | 'sshKey' | 'sshCert'>;
   /** The host CA keys the proxy's certificate must be signed by (asked before each connection). */
   hostCAKeys: () => Promise<Buffer[]>;
   /** Serves one SSH connection from `from` (the client's address, as the proxy saw it). */
@@ -105,6 +105,8 @@ export class TunnelAgent {
     const client = new Client();
     this.client = client;
     let denied: string | undefined;
+    /** What ended the connection, for the warning (the proxy dropping it over its max_startups: "Connection lost before handshake"). */
+    let failure: string | undefined;
     let proxyId: string | undefined;
     let claimed = false;
     const verify = hostCertVerifier({
@@ -140,14 +142,16 @@ export class TunnelAgent {
     client.on('error', (err) => {
       // A keepalive timeout or a protocol error: ssh2 only half-closes, which a dead proxy never completes.
       opts.log.debug('reverse tunnel error', { proxy: this.where, error: err.message });
+      failure ??= err.message;
       client.destroy();
     });
     client.on('close', () => {
       if (this.client !== client) return;
       this.client = undefined;
       if (claimed) opts.release?.(proxyId!);
-      if (this.up) opts.log.warn('reverse tunnel to the proxy is down; reconnecting', { proxy: this.where, proxy_id: proxyId });
-      else if (!proxyId || claimed) opts.log.warn('cannot open a reverse tunnel to the proxy; retrying', { proxy: this.where, ...(denied ? { error: denied } : {}) });
+      const error = denied ?? failure;
+      if (this.up) opts.log.warn('reverse tunnel to the proxy is down; reconnecting', { proxy: this.where, proxy_id: proxyId, ...(failure ? { error: failure } : {}) });
+      else if (!proxyId || claimed) opts.log.warn('cannot open a reverse tunnel to the proxy; retrying', { proxy: this.where, ...(error ? { error } : {}) });
       this.up = false;
       this.retry();
     });

@@ -12,9 +12,9 @@
  * joins the registry under the host's UUID. The proxy reaches the node by
  * opening a `forwarded-tcpip` channel whose originator is the SSH client's
  * address; the node runs its own SSH server on that channel. Sessions, other
- * channels and other requests are refused. Both ends send SSH keepalives, so
- * a dead tunnel leaves the registry after TUNNEL_KEEPALIVE.intervalMs ×
- * countMax at most.
+ * channels and other requests are refused. Both ends send SSH keepalives
+ * (TUNNEL_KEEPALIVE, TUNNEL_PROXY_KEEPALIVE), so a dead tunnel leaves the
+ * registry within 45 s.
  */
 import { createPrivateKey } from 'node:crypto';
 import * as net from 'node:net';
@@ -36,8 +36,14 @@ import { CLUSTER_TUNNEL_BIND, writeFrame } from './clusterchannel';
 /** What an agent asks the proxy to forward: "connections for this node". */
 export const TUNNEL_BIND_ADDR = 'teleport-node';
 export const TUNNEL_BIND_PORT = 3022;
-/** SSH keepalives on both ends of a tunnel: a tunnel that misses `countMax` in a row is closed. */
+/** The agent's SSH keepalives: one every `intervalMs`; `countMax` unanswered in a row close the tunnel (a dead proxy is noticed within 40 s). */
 export const TUNNEL_KEEPALIVE = { intervalMs: 10_000, countMax: 3 } as const;
+/**
+ * The proxy's: one after `intervalMs` without a packet from the agent, longer than the agent's interval so
+ * that a live agent's own keepalives keep the proxy quiet (with equal timers both ends send one every
+ * interval, twice the idle traffic); `countMax` unanswered close the tunnel (a dead agent is noticed within 45 s).
+ */
+export const TUNNEL_PROXY_KEEPALIVE = { intervalMs: 15_000, countMax: 2 } as const;
 export const TUNNEL_SSH_IDENT = 'Teleport';
 
 /**
@@ -113,7 +119,7 @@ export interface TunnelServerOptions {
   preAuth: PreAuthLimits;
   maxConnections: number;
   log: Logger;
-  /** @default TUNNEL_KEEPALIVE */
+  /** @default TUNNEL_PROXY_KEEPALIVE */
   keepAlive?: { intervalMs: number; countMax: number };
   /** Leaf clusters (trusted clusters whose root this is): their proxies' tunnels. @default none accepted */
   leaves?: LeafTunnels;
@@ -146,8 +152,8 @@ export class TunnelServer {
         hostKeys: [hostKeyWithCertificate(createPrivateKey(opts.identity.sshKey), opts.identity.sshCert)],
         ident: TUNNEL_SSH_IDENT,
         algorithms: serverAlgorithms(opts.algorithms ?? DEFAULT_SSH_ALGORITHMS),
-        keepaliveInterval: (opts.keepAlive ?? TUNNEL_KEEPALIVE).intervalMs,
-        keepaliveCountMax: (opts.keepAlive ?? TUNNEL_KEEPALIVE).countMax,
+        keepaliveInterval: (opts.keepAlive ?? TUNNEL_PROXY_KEEPALIVE).intervalMs,
+        keepaliveCountMax: (opts.keepAlive ?? TUNNEL_PROXY_KEEPALIVE).countMax,
       } as ConstructorParameters<typeof Server>[0],
       (client, info) => this.onConnection(client, { host: info.ip, port: info.port }),
     );

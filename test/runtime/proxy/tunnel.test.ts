@@ -3,7 +3,8 @@
  * process, through a TCP relay the test can freeze: the agent registers its
  * host, the proxy reaches the node's stream with the client's address, a
  * tunnel that stops answering is noticed on both ends by the keepalives and
- * re-established, only the tunnel's own forward is served, and the agent
+ * re-established, an idle tunnel carries only the agent's keepalives and their
+ * answers, only the tunnel's own forward is served, and the agent
  * refuses a server that is not a proxy of the cluster under the name it dialled.
  */
 import { createPrivateKey } from 'node:crypto';
@@ -13,7 +14,7 @@ import type { Duplex } from 'node:stream';
 import { Identity } from '../../../runtime/auth/identity';
 import { AgentPool } from '../../../runtime/node/agentpool';
 import { TunnelAgent } from '../../../runtime/node/tunnel';
-import { TUNNEL_BIND_ADDR, TUNNEL_BIND_PORT, TunnelRegistry, TunnelServer } from '../../../runtime/proxy/tunnel';
+import { TUNNEL_BIND_ADDR, TUNNEL_BIND_PORT, TUNNEL_KEEPALIVE, TUNNEL_PROXY_KEEPALIVE, TunnelRegistry, TunnelServer } from '../../../runtime/proxy/tunnel';
 import { CLIENT_ALGORITHMS, clientCertIdentity, formatAuthorizedKey, generateKeyPair, publicKeyBlob, signHostCert } from '../../../runtime/sshcert';
 import { logger, setLogWriter } from '../../../runtime/utils/logger';
 import { waitFor } from '../../helpers/proc';
@@ -41,12 +42,18 @@ function identity(role: 'Node' | 'Proxy', uuid: string, principals: string[] = [
   } as Identity;
 }
 
-/** A TCP relay to `target` whose open connections can be frozen: bytes stop flowing both ways, nothing is closed. */
-async function relay(target: number): Promise<{ port: number; freeze(): void; close(): Promise<void> }> {
+/**
+ * A TCP relay to `target` whose open connections can be frozen: bytes stop flowing both ways, nothing is closed.
+ * `chunks` has the size of each chunk it carried, by direction.
+ */
+async function relay(target: number): Promise<{ port: number; chunks: { toTarget: number[]; fromTarget: number[] }; freeze(): void; close(): Promise<void> }> {
   const pairs: [net.Socket, net.Socket][] = [];
   const all: net.Socket[] = [];
+  const chunks = { toTarget: [] as number[], fromTarget: [] as number[] };
   const server = net.createServer((a) => {
     const b = net.connect(target, '127.0.0.1');
+    a.on('data', (d: Buffer) => chunks.toTarget.push(d.length));
+    b.on('data', (d: Buffer) => chunks.fromTarget.push(d.length));
     a.pipe(b).pipe(a);
     a.on('error', () => b.destroy());
     b.on('error', () => a.destroy());
@@ -56,6 +63,7 @@ async function relay(target: number): Promise<{ port: number; freeze(): void; cl
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as net.AddressInfo).port,
+    chunks,
     freeze: () => {
       for (const [a, b] of pairs.splice(0)) {
         a.unpipe(b);
@@ -84,7 +92,7 @@ describe('reverse tunnel server and agent', () => {
 
   /** The close of each server startServer started, in order. */
   const serverClosers: (() => unknown)[] = [];
-  async function startServer(proxy: Identity, registry: TunnelRegistry): Promise<number> {
+  async function startServer(proxy: Identity, registry: TunnelRegistry, keepAlive = KEEPALIVE): Promise<number> {
     const server = new TunnelServer({
       listen: { host: '127.0.0.1', port: 0 },
       identity: proxy,
@@ -94,7 +102,7 @@ describe('reverse tunnel server and agent', () => {
       preAuth: { loginGraceMs: 10_000, maxStartups: { start: 10, rate: 30, full: 100 } },
       maxConnections: 100,
       log: logger('proxy:tunnel'),
-      keepAlive: KEEPALIVE,
+      keepAlive,
     });
     const close = () => server.close();
     closers.push(close);
@@ -102,14 +110,14 @@ describe('reverse tunnel server and agent', () => {
     return (await server.listen()).port;
   }
 
-  function startAgent(port: number, serve: (stream: Duplex, from: { ip: string; port: number }) => void): TunnelAgent {
+  function startAgent(port: number, serve: (stream: Duplex, from: { ip: string; port: number }) => void, keepAlive = KEEPALIVE): TunnelAgent {
     const agent = new TunnelAgent({
       proxy: { host: '127.0.0.1', port },
       identity: identity('Node', NODE_UUID),
       hostCAKeys: async () => [publicKeyBlob(hostCA.publicKey)],
       serve,
       log: logger('node:tunnel'),
-      keepAlive: KEEPALIVE,
+      keepAlive,
     });
     closers.push(() => agent.stop());
     agent.start();
@@ -144,6 +152,26 @@ describe('reverse tunnel server and agent', () => {
     await waitFor('the agent to notice', () => logs.some((l) => l.includes('reverse tunnel to the proxy is down')));
     // AND the agent dials again and the host is registered again
     await waitFor('the tunnel to come back', () => registry.has(NODE_UUID) && agent.connected);
+  });
+
+  it('GIVEN an idle tunnel with both ends on their default keepalive timers (10 times faster) THEN only the agent sends keepalives: the proxy answers them and sends none of its own', async () => {
+    // GIVEN the default timers of both ends, scaled down
+    const scaled = (k: { intervalMs: number; countMax: number }) => ({ intervalMs: k.intervalMs / 10, countMax: k.countMax });
+    const registry = new TunnelRegistry();
+    const r = await relay(await startServer(identity('Proxy', PROXY_UUID, ['127.0.0.1']), registry, scaled(TUNNEL_PROXY_KEEPALIVE)));
+    closers.push(() => r.close());
+    const agent = startAgent(r.port, () => undefined, scaled(TUNNEL_KEEPALIVE));
+    await waitFor('the tunnel to be up', () => registry.has(NODE_UUID) && agent.connected);
+    // WHEN it stays idle for 5 of the agent's keepalives
+    const toProxy = r.chunks.toTarget.length;
+    const toAgent = r.chunks.fromTarget.length;
+    await waitFor('5 packets from the agent', () => r.chunks.toTarget.length - toProxy >= 5);
+    const fromAgent = r.chunks.toTarget.slice(toProxy, toProxy + 5);
+    const fromProxy = r.chunks.fromTarget.slice(toAgent, toAgent + 5);
+    // THEN every packet from the proxy is the same size (an answer), smaller than every packet from the agent (a keepalive request)
+    expect(new Set(fromProxy).size).toBe(1);
+    expect(new Set(fromAgent).size).toBe(1);
+    expect(fromProxy[0]).toBeLessThan(fromAgent[0]);
   });
 
   it('GIVEN a logged-in agent THEN only the one tunnel forward is served: other forwards, a second one, sessions and direct-tcpip are refused', async () => {
@@ -203,6 +231,25 @@ describe('reverse tunnel server and agent', () => {
     stream.write('still-here');
     expect(await echoed).toBe('still-here');
     stream.destroy();
+  });
+
+  it('GIVEN a proxy that drops the connection before its version line (as over its max_startups) THEN the agent warns with the reason and dials again', async () => {
+    // GIVEN a listener that closes every connection at once
+    let dropped = 0;
+    const server = net.createServer((sock) => {
+      dropped++;
+      sock.destroy();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const before = logs.length;
+    // WHEN an agent dials it
+    startAgent((server.address() as net.AddressInfo).port, () => undefined);
+    // THEN its warning names what ended the connection, not just that it failed
+    const warning = await waitFor('the warning', () => logs.slice(before).find((l) => l.includes('cannot open a reverse tunnel to the proxy')));
+    expect(JSON.parse(warning)).toMatchObject({ level: 'warn', error: expect.stringMatching(/^(Connection lost before handshake|read ECONNRESET)$/) });
+    // AND it dials again
+    await waitFor('a second attempt', () => dropped >= 2);
   });
 
   it.each([
