@@ -141,6 +141,22 @@ export async function startProxy(cluster: TestAuth, dir: string, o: { insecureNo
   return { daemon, ports };
 }
 
+/** The ssh_config `Host *` block of the benches: the cluster user's key and certificate, strict host checks, no prompts. */
+export function userBlock(user: SshUser, login: string): string[] {
+  return [
+    'Host *',
+    `    User ${login}`,
+    `    IdentityFile ${user.key}`,
+    `    CertificateFile ${user.key}-cert.pub`,
+    '    IdentitiesOnly yes',
+    '    BatchMode yes',
+    `    UserKnownHostsFile ${user.knownHosts}`,
+    '    StrictHostKeyChecking yes',
+    '    ConnectTimeout 30',
+    '    LogLevel ERROR',
+  ];
+}
+
 /** `ssh -F file test-auth` goes through the proxy, `ssh -F file -J jump target` through sshd. */
 function writeSshConfig(file: string, user: SshUser, login: string, ports: { proxy: number; node: number; jump: number; target: number }, extra: string[]): void {
   const host = (name: string, port: number) => [`Host ${name}`, '    HostName 127.0.0.1', `    Port ${port}`, `    HostKeyAlias ${name}.${CLUSTER}`];
@@ -154,16 +170,7 @@ function writeSshConfig(file: string, user: SshUser, login: string, ports: { pro
       `    ProxyCommand ssh -F ${file} %r@${PROXY_NAME} -s proxy:%h:%p@${CLUSTER}`,
       ...host('jump', ports.jump),
       ...host('target', ports.target),
-      'Host *',
-      `    User ${login}`,
-      `    IdentityFile ${user.key}`,
-      `    CertificateFile ${user.key}-cert.pub`,
-      '    IdentitiesOnly yes',
-      '    BatchMode yes',
-      `    UserKnownHostsFile ${user.knownHosts}`,
-      '    StrictHostKeyChecking yes',
-      '    ConnectTimeout 30',
-      '    LogLevel ERROR',
+      ...userBlock(user, login),
       ...extra,
       '',
     ].join('\n'),

@@ -42,7 +42,7 @@ import { SshUser } from '../test/helpers/openssh';
 import { tempDir, waitFor } from '../test/helpers/proc';
 import { LOGIN as CURRENT_USER } from '../test/helpers/sshd';
 import { envNumber, fmt, formatTable, quantile, ratio, timeSsh } from './common';
-import { BenchProxy, CLUSTER, PROXY_NAME, PROXY_TOKEN, startProxy } from './jump-rig';
+import { BenchProxy, CLUSTER, PROXY_NAME, PROXY_TOKEN, startProxy, userBlock } from './jump-rig';
 import type { AgentHostInit, AgentHostReport, AgentIdentity } from './tunnel-agent-host';
 
 const AGENTS = Math.max(1, Math.round(envNumber('BENCH_AGENTS', 1000)));
@@ -224,16 +224,7 @@ function writeSshConfig(file: string, user: SshUser, proxy: BenchProxy, directPo
       `    HostKeyAlias ${PROXY_NAME}.${CLUSTER}`,
       ...node(DIRECT, directPort),
       ...node(NAT),
-      'Host *',
-      `    User ${LOGIN}`,
-      `    IdentityFile ${user.key}`,
-      `    CertificateFile ${user.key}-cert.pub`,
-      '    IdentitiesOnly yes',
-      '    BatchMode yes',
-      `    UserKnownHostsFile ${user.knownHosts}`,
-      '    StrictHostKeyChecking yes',
-      '    ConnectTimeout 30',
-      '    LogLevel ERROR',
+      ...userBlock(user, LOGIN),
       '',
     ].join('\n'),
   );

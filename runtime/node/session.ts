@@ -435,13 +435,16 @@ export class NodeSession implements Joinable {
     };
   }
 
-  /** Another channel joins this session (it is the owner's NodeSession): audited, then it sees the output and types into the terminal. */
+  /** The `session.join` event of a party joining this session. */
+  joinEvent(party: { user: string; remote: string }): EventFields {
+    return { event: 'session.join', sid: this.sid, user: party.user, login: this.conn.login, server_id: this.conn.serverId, namespace: 'default', 'addr.remote': party.remote };
+  }
+
+  /** Another channel joins this session (its join already audited): it sees the output from now on and types into the terminal. */
   join(party: JoiningParty): void {
     const id = randomUUID();
-    const p: Party = { id, user: party.user, remote: party.remote, stream: party.stream, joined: new Date() };
-    this.addParty(p);
-    const ev = { event: 'session.join', sid: this.sid, user: party.user, login: this.conn.login, server_id: this.conn.serverId, namespace: 'default', 'addr.remote': party.remote };
-    this.conn.audit.emit(ev);
+    this.addParty({ id, user: party.user, remote: party.remote, stream: party.stream, joined: new Date() });
+    const ev = this.joinEvent(party);
     this.recordEvent(ev);
     this.conn.sessions.changed(this.sid);
     party.stream.once('close', () => {
@@ -462,10 +465,12 @@ export class NodeSession implements Joinable {
     if (!target) return this.endChannel(stream, `session ${sid} is not running on this node`);
     if (target.login !== c.login) return this.endChannel(stream, `session ${sid} runs as login "${target.login}": join it with that login`);
     if (!this.ptyInfo) return this.endChannel(stream, 'joining a session needs a terminal (a pty request)');
-    void this.audited(stream, () => c.audit.ready('session.join')).then((ok) => {
+    const party = { user: c.user, remote: `${c.remoteAddr}:${c.remotePort}`, stream, onLeave: () => this.cleanup() };
+    // The join is on disk before the party sees anything (audit_failure: refuse).
+    void this.audited(stream, () => c.audit.emitDurable(target.joinEvent(party))).then((ok) => {
       if (!ok) return;
       stream.on('data', () => c.touch());
-      target.join({ user: c.user, remote: `${c.remoteAddr}:${c.remotePort}`, stream, onLeave: () => this.cleanup() });
+      target.join(party);
     });
   }
 

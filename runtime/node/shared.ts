@@ -28,6 +28,8 @@ export interface ActiveSession {
 /** A running interactive session another channel can join. */
 export interface Joinable {
   readonly login: string;
+  /** The `session.join` audit event of `party`, sent (durably) before it joins. */
+  joinEvent(party: Pick<JoiningParty, 'user' | 'remote'>): import('../events/filelog').EventFields;
   /** Adds a party; the session writes its output to `stream` and takes its input. */
   join(party: JoiningParty): void;
 }

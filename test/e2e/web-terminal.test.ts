@@ -14,7 +14,6 @@
  * never used twice.
  */
 import * as fs from 'node:fs';
-import * as https from 'node:https';
 import * as path from 'node:path';
 import { Browser } from 'playwright-core';
 import { Client } from 'ssh2';
@@ -31,14 +30,9 @@ import { malformedJson, runFuzz, wrongJsonValue } from '../helpers/fuzz';
 import { tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
 import { TshUser } from '../helpers/users';
+import { webApiRequest, WebRequestOptions } from '../helpers/webapi';
 
 const SITE = 'example.com';
-
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  json: any;
-}
 
 /** A terminal WebSocket as a test drives it: what it received, and how it closed. */
 class TestTerminal {
@@ -80,29 +74,8 @@ describe('browser terminal', () => {
   const users: TshUser[] = [];
   const sockets: WebSocket[] = [];
 
-  const request = (method: string, p: string, opts: { body?: object; token?: string } = {}) =>
-    new Promise<Answer>((resolve, reject) => {
-      const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
-      const req = https.request(
-        `${base}${p}`,
-        {
-          method,
-          ca,
-          headers: {
-            ...(body !== undefined ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) } : {}),
-            ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
-          },
-        },
-        (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (d) => (text += d));
-          res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, json: text ? JSON.parse(text) : undefined }));
-        },
-      );
-      req.on('error', reject);
-      req.end(body);
-    });
+  /** A request to the proxy's web listener, trusting exactly its self-signed certificate. */
+  const request = (method: string, p: string, opts: WebRequestOptions = {}) => webApiRequest(base, ca, method, p, opts);
 
   /** Calls the auth API with the identity of this process's proxy or node. */
   const asMember = async <T>(role: 'Proxy' | 'Node', call: (client: AuthClient) => Promise<T>): Promise<T> => {

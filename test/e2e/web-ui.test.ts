@@ -15,7 +15,6 @@
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import * as https from 'node:https';
 import { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { Browser, Page } from 'playwright-core';
@@ -25,13 +24,7 @@ import { startCluster, TestAuth, TestNode } from '../helpers/cluster';
 import { tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
 import { TshUser } from '../helpers/users';
-
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  text: string;
-  json: any;
-}
+import { webApiRequest, WebRequestOptions } from '../helpers/webapi';
 
 const GENERIC = 'invalid username, password or second factor';
 const PASSWORD = 'correct horse battery';
@@ -70,38 +63,7 @@ describe('proxy web UI in headless Chromium', () => {
   let staging: TestNode;
 
   /** A request to the proxy's web listener, trusting exactly its self-signed certificate. */
-  const request = (method: string, p: string, opts: { body?: string | object; token?: string; headers?: Record<string, string> } = {}) =>
-    new Promise<Answer>((resolve, reject) => {
-      const body = opts.body === undefined ? undefined : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
-      const req = https.request(
-        `${base}${p}`,
-        {
-          method,
-          ca,
-          headers: {
-            ...(body !== undefined ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) } : {}),
-            ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
-            ...opts.headers,
-          },
-        },
-        (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (d) => (text += d));
-          res.on('end', () => {
-            let json: unknown;
-            try {
-              json = JSON.parse(text);
-            } catch {
-              json = undefined;
-            }
-            resolve({ status: res.statusCode!, headers: res.headers, text, json });
-          });
-        },
-      );
-      req.on('error', reject);
-      req.end(body);
-    });
+  const request = (method: string, p: string, opts: WebRequestOptions = {}) => webApiRequest(base, ca, method, p, opts);
 
   /** `tctl users add`, returning the sign-up page's path. */
   const addUser = async (...args: string[]) => {
