@@ -20,25 +20,54 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
 
 const handedOut = new Set<number>();
 
-/** A free TCP port on the loopback interface, never one this process handed out before. */
+/**
+ * Under jest, ports come from a slice of its own per worker (WORKER_PORTS from WORKER_PORTS_BASE),
+ * below the kernel's ephemeral range (32768 and up by default): a port handed out and not yet
+ * bound by the process it is for can then be taken neither by another worker nor by an outgoing
+ * connection, which draws its local port from the ephemeral range. Elsewhere, the kernel picks.
+ */
+const WORKER_PORTS_BASE = 20_000;
+const WORKER_PORTS = 3_000;
+/** Workers beyond these (jest.config.js runs 2) get ports from the kernel. */
+const MAX_WORKERS = 4;
+
+function workerSlice(): { first: number; next: number; end: number } | undefined {
+  const worker = Number(process.env.JEST_WORKER_ID);
+  if (!Number.isInteger(worker) || worker < 1 || worker > MAX_WORKERS) return undefined;
+  const first = WORKER_PORTS_BASE + (worker - 1) * WORKER_PORTS;
+  return { first, next: first, end: first + WORKER_PORTS };
+}
+const slice = workerSlice();
+
+/** A free TCP port on `host`, never one this process handed out before. */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
+  while (slice && slice.next < slice.end) {
+    const port = slice.next++;
+    if (!handedOut.has(port) && (await bindable(host, port))) {
+      handedOut.add(port);
+      return port;
+    }
+  }
   for (;;) {
-    const port = await anyFreePort(host);
-    if (!handedOut.has(port)) {
+    const port = await listenOnce(host, 0);
+    if (port !== undefined && !handedOut.has(port)) {
       handedOut.add(port);
       return port;
     }
   }
 }
 
-function anyFreePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
+const bindable = async (host: string, port: number) => (await listenOnce(host, port)) !== undefined;
+
+/** Listens on `host:port` (0: any) and closes at once: the port it got, or undefined when it could not. */
+function listenOnce(host: string, port: number): Promise<number | undefined> {
+  return new Promise((resolve) => {
     const srv = net.createServer();
     srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, host, () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
+    srv.on('error', () => resolve(undefined));
+    srv.listen(port, host, () => {
+      const got = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(got));
     });
   });
 }

@@ -19,7 +19,7 @@ import { parseResource, parseSystemRole, roleSchema, serverSchema, Server, trust
 import { trustedClusterView } from './trust';
 import { displayRole } from './roles';
 import { AuthServer } from './server';
-import { sessionRoutes } from './sessions-api';
+import { RecordingReader, sessionRoutes } from './sessions-api';
 import { activeSessionRoutes } from './active-sessions';
 
 const NS_PER_MS = 1_000_000;
@@ -295,7 +295,7 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
     }),
     ...sessionRoutes(auth, recordings),
     ...activeSessionRoutes(auth),
-    ...loginRoutes(auth),
+    ...loginRoutes(auth, new RecordingReader(auth, recordings)),
   ];
 }
 

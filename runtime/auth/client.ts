@@ -66,6 +66,12 @@ export class AuthClient {
     return this.each((server) => this.once<Buffer>(server, method, path, payload, true));
   }
 
+  /** POSTs a JSON body and takes the answer as bytes (a route that returns a Buffer). */
+  async postForBytes(path: string, body: unknown): Promise<Buffer> {
+    const payload = { data: Buffer.from(JSON.stringify(body)), type: 'application/json' };
+    return this.each((server) => this.once<Buffer>(server, 'POST', path, payload, true));
+  }
+
   private async each<T>(attempt: (server: HostPort) => Promise<T>): Promise<T> {
     let last: unknown;
     for (const server of this.opts.servers) {

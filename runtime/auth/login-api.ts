@@ -13,6 +13,7 @@ import { z } from 'zod';
 import { route, Route } from './http';
 import { LocalLogins } from './login';
 import { AuthServer } from './server';
+import type { RecordingReader } from './sessions-api';
 import { WebSessions } from './websessions';
 
 const NS_PER_MS = 1_000_000;
@@ -52,8 +53,16 @@ const sessionCertBody = z.object({ token: z.string().max(256), pub_key: z.string
 
 const logoutBody = z.object({ token: z.string().max(256), client_addr: clientAddr }).strict();
 
-export function loginRoutes(auth: AuthServer, logins = new LocalLogins(auth)): Route[] {
+const sid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'must be a session ID');
+const count = z.number().int().nonnegative().optional();
+const recordingEventsBody = z.object({ token: z.string().max(256), sid, after: count, limit: count }).strict();
+const recordingStreamBody = z.object({ token: z.string().max(256), sid, offset: count, bytes: count }).strict();
+const asQuery = (n?: number) => (n === undefined ? null : String(n));
+
+/** The routes proxies call for browsers: sign-up, logins, web sessions and what a web session may do (nodes, sessions, recordings). */
+export function loginRoutes(auth: AuthServer, recordings: RecordingReader, logins = new LocalLogins(auth)): Route[] {
   const sessions = new WebSessions(auth, logins);
+  const userOf = async (token: string) => (await sessions.get(token)).user;
   return [
     route({
       method: 'GET',
@@ -118,6 +127,20 @@ export function loginRoutes(auth: AuthServer, logins = new LocalLogins(auth)): R
       allow: ['Proxy'],
       body: bearerBody,
       handler: async ({ body }) => sessions.activeSessions(body.token),
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/websessions/recording/events',
+      allow: ['Proxy'],
+      body: recordingEventsBody,
+      handler: async ({ body }) => recordings.events(await userOf(body.token), 'default', body.sid, { after: asQuery(body.after), limit: asQuery(body.limit), print: 'true' }),
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/websessions/recording/stream',
+      allow: ['Proxy'],
+      body: recordingStreamBody,
+      handler: async ({ body }) => recordings.stream(await userOf(body.token), 'default', body.sid, { offset: asQuery(body.offset), bytes: asQuery(body.bytes) }),
     }),
     route({
       method: 'POST',

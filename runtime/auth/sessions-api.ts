@@ -65,6 +65,49 @@ class Serial {
 }
 
 /**
+ * Reading recordings for playback: admins and cluster members read any; a
+ * user reads the sessions they ran, or any when a role grants `read` on
+ * `session`. A recording the user may not read is reported as missing.
+ * Without a recording store every read answers that this auth server keeps none.
+ */
+export class RecordingReader {
+  constructor(
+    private readonly auth: AuthServer,
+    private readonly recordings?: RecordingStore,
+  ) {}
+
+  store(): RecordingStore {
+    if (!this.recordings) throw new NotFoundError('this auth server keeps no session recordings');
+    return this.recordings;
+  }
+
+  /** Throws NotFoundError unless `user` (undefined: a member or an admin) may read the recording. */
+  async check(user: string | undefined, ns: string, sid: string): Promise<void> {
+    if (user === undefined) return;
+    const roles = await this.auth.roles.forUser(await this.auth.users.get(user));
+    if (rulesAllow(roles, 'session', 'read')) return;
+    const [first] = await this.store().events(sid, { namespace: ns, limit: 1, print: false });
+    if (first?.user !== user) throw new NotFoundError(`no recording of session ${sid} in namespace ${ns}`);
+  }
+
+  async events(user: string | undefined, ns: string, sid: string, q: { after?: string | null; limit?: string | null; print?: string | null }): Promise<EventFields[]> {
+    await this.check(user, ns, sid);
+    if (q.print != null && q.print !== 'true' && q.print !== 'false') throw new BadParameterError(`print must be true or false, got ${JSON.stringify(q.print)}`);
+    return this.store().events(sid, {
+      namespace: ns,
+      after: parseCount(q.after ?? null, 'after', 0),
+      limit: parseCount(q.limit ?? null, 'limit', MAX_EVENTS_PAGE, MAX_EVENTS_PAGE) || MAX_EVENTS_PAGE,
+      print: q.print !== 'false',
+    });
+  }
+
+  async stream(user: string | undefined, ns: string, sid: string, q: { offset?: string | null; bytes?: string | null }): Promise<Buffer> {
+    await this.check(user, ns, sid);
+    return this.store().stream(sid, parseCount(q.offset ?? null, 'offset', 0), parseCount(q.bytes ?? null, 'bytes', MAX_CHUNK_BYTES, MAX_CHUNK_BYTES), ns);
+  }
+}
+
+/**
  * The routes. Without a recording store the recording routes answer that
  * recordings are not kept by this auth server.
  */
@@ -76,21 +119,9 @@ export function sessionRoutes(auth: AuthServer, recordings?: RecordingStore): Ro
   };
   const ids = (params: Record<string, string>) => ({ ns: checkNamespace(params.ns), sid: checkSessionId(params.sid) });
 
-  /**
-   * Playback: admins and cluster members read any recording; a user reads the
-   * sessions they ran, or any when a role grants `read` on `session`. A
-   * recording the user may not read is reported as missing.
-   */
-  const readable = async (caller: Caller, params: Record<string, string>) => {
-    const { ns, sid } = ids(params);
-    if (caller.kind !== 'user') return { ns, sid };
-    const name = caller.identity.username;
-    const roles = await auth.roles.forUser(await auth.users.get(name));
-    if (rulesAllow(roles, 'session', 'read')) return { ns, sid };
-    const [first] = await store().events(sid, { namespace: ns, limit: 1, print: false });
-    if (first?.user !== name) throw new NotFoundError(`no recording of session ${sid} in namespace ${ns}`);
-    return { ns, sid };
-  };
+  const reader = new RecordingReader(auth, recordings);
+  /** The user a playback request is checked for: undefined for members and admins. */
+  const reading = (caller: Caller) => (caller.kind === 'user' ? caller.identity.username : undefined);
   const base = '/v1/namespaces/:ns/sessions/:sid';
 
   /**
@@ -194,15 +225,8 @@ export function sessionRoutes(auth: AuthServer, recordings?: RecordingStore): Ro
       path: `${base}/events`,
       allow: ['user'],
       handler: async ({ params, query, caller }) => {
-        const { ns, sid } = await readable(caller, params);
-        const print = query.get('print');
-        if (print !== null && print !== 'true' && print !== 'false') throw new BadParameterError(`print must be true or false, got ${JSON.stringify(print)}`);
-        return store().events(sid, {
-          namespace: ns,
-          after: parseCount(query.get('after'), 'after', 0),
-          limit: parseCount(query.get('limit'), 'limit', MAX_EVENTS_PAGE, MAX_EVENTS_PAGE) || MAX_EVENTS_PAGE,
-          print: print !== 'false',
-        });
+        const { ns, sid } = ids(params);
+        return reader.events(reading(caller), ns, sid, { after: query.get('after'), limit: query.get('limit'), print: query.get('print') });
       },
     }),
     route({
@@ -210,8 +234,8 @@ export function sessionRoutes(auth: AuthServer, recordings?: RecordingStore): Ro
       path: `${base}/stream`,
       allow: ['user'],
       handler: async ({ params, query, caller }) => {
-        const { ns, sid } = await readable(caller, params);
-        return store().stream(sid, parseCount(query.get('offset'), 'offset', 0), parseCount(query.get('bytes'), 'bytes', MAX_CHUNK_BYTES, MAX_CHUNK_BYTES), ns);
+        const { ns, sid } = ids(params);
+        return reader.stream(reading(caller), ns, sid, { offset: query.get('offset'), bytes: query.get('bytes') });
       },
     }),
   ];

@@ -11,8 +11,9 @@
  *   /web/newuser/:token            sign-up: password and TOTP enrolment
  *   /web/cluster/:site/console/node/:server/:login   a terminal on a node (terminal.ts); `?sid=<id>` joins that running session
  *   /web/cluster/:site/sessions    the sessions running on the nodes the user may see, to join
+ *   /web/cluster/:site/session/:sid   plays a recorded session (play/pause, speed, seek)
  *
- * The terminal page's CSP differs in one directive, for xterm.js: it writes
+ * The terminal and player pages' CSP differs in one directive, for xterm.js: it writes
  * its computed styles (theme colours, cell size) into `<style>` elements it
  * creates, and colours 24-bit-colour cells with `style` attributes. So that
  * page gets `style-src 'self' 'nonce-<random per response>'` (app.js gives
@@ -59,6 +60,7 @@ function fileFor(pathname: string): string | undefined {
   if (pathname === '/web/login' || pathname === '/web/login/') return 'login.html';
   if (/^\/web\/newuser\/[^/]+\/?$/.test(pathname)) return 'newuser.html';
   if (/^\/web\/cluster\/[^/]+\/sessions\/?$/.test(pathname)) return 'sessions.html';
+  if (/^\/web\/cluster\/[^/]+\/session\/[0-9a-f-]{36}\/?$/.test(pathname)) return 'player.html';
   if (/^\/web\/cluster\/[^/]+\/console\/node\/[^/]+\/[^/]+\/?$/.test(pathname)) return 'terminal.html';
   if (pathname === '/web/app.js') return 'app.js';
   if (pathname === '/web/app.css') return 'app.css';
@@ -103,7 +105,7 @@ export class WebUi {
       this.log.warn('cannot read a web UI file', { file: name, error: (err as Error).message });
       return false;
     }
-    if (name === 'terminal.html') {
+    if (name === 'terminal.html' || name === 'player.html') {
       const nonce = randomBytes(16).toString('base64');
       body = Buffer.from(body.toString('utf8').replace(NONCE_PLACEHOLDER, nonce));
       res.setHeader('content-security-policy', terminalContentSecurityPolicy(nonce));

@@ -98,6 +98,10 @@ export interface WebApi {
   /** The session's user and expiry (ISO 8601); AccessDeniedError when the token is unknown or expired. */
   getSession(token: string): Promise<{ user: string; expires?: string }>;
   sessionNodes(token: string): Promise<UserNode[]>;
+  /** A page of a recording's events (print events included), if the session's user may read it. */
+  recordingEvents(token: string, sid: string, q: { after?: number; limit?: number }): Promise<unknown[]>;
+  /** A chunk of a recording's bytes from `offset`, if the session's user may read it (empty past the end). */
+  recordingStream(token: string, sid: string, q: { offset?: number; bytes?: number }): Promise<Buffer>;
   /** The interactive sessions running on nodes the session's user may see, each saying whether they may join it. */
   activeSessions(token: string): Promise<(ActiveSession & { joinable: boolean })[]>;
   /** A user certificate (authorized_keys line) for the session's user and this public key, for the browser terminal. */
@@ -156,6 +160,14 @@ function bearer(req: http.IncomingMessage): string {
 async function qrCode(text: string): Promise<string> {
   const svg = await qrCodeText(text, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 });
   return 'data:image/svg+xml;base64,' + Buffer.from(svg).toString('base64');
+}
+
+/** A non-negative integer query parameter, undefined when absent; BadParameterError otherwise. */
+function queryCount(url: URL, name: string): number | undefined {
+  const v = url.searchParams.get(name);
+  if (v === null) return undefined;
+  if (!/^\d{1,15}$/.test(v)) throw new BadParameterError(`${name} must be a non-negative integer, got ${JSON.stringify(v.slice(0, 32))}`);
+  return Number(v);
 }
 
 function webNode({ server: s, logins }: UserNode, site: string): WebNode {
@@ -268,6 +280,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
       const signup = /^\/webapi\/signuptokens\/([^/]+)$/.exec(route);
       const nodes = /^\/webapi\/sites\/([^/]+)(?:\/namespaces\/default)?\/nodes$/.exec(route);
       const live = /^\/webapi\/sites\/([^/]+)(?:\/namespaces\/default)?\/sessions$/.exec(route);
+      const recording = /^\/webapi\/sites\/([^/]+)(?:\/namespaces\/default)?\/sessions\/([0-9a-f-]{36})\/(events|stream)$/.exec(route);
       const { api } = opts;
       const read = req.method === 'GET' || req.method === 'HEAD';
       if (route === '/webapi/ping' && read) {
@@ -307,6 +320,19 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
           throw new NotFoundError(`cluster "${site}" is not served by this proxy; it serves "${api.clusterName}"`);
         }
         sendJson(res, 200, { items: (await api.sessionNodes(token)).map((s) => webNode(s, site)) });
+      } else if (recording && read) {
+        const token = bearer(req);
+        if (decodePathPart(recording[1]) !== api.clusterName) {
+          await api.getSession(token);
+          throw new NotFoundError(`cluster "${decodePathPart(recording[1])}" is not served by this proxy; it serves "${api.clusterName}"`);
+        }
+        const n = (name: string) => queryCount(url, name);
+        if (recording[3] === 'events') sendJson(res, 200, { events: await api.recordingEvents(token, recording[2], { after: n('after'), limit: n('limit') }) });
+        else {
+          const bytes = await api.recordingStream(token, recording[2], { offset: n('offset'), bytes: n('bytes') });
+          res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.length, 'cache-control': 'no-store' });
+          res.end(bytes);
+        }
       } else if (live && read) {
         const token = bearer(req);
         const site = decodePathPart(live[1]);

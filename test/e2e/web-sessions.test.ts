@@ -23,6 +23,9 @@ describe('live sessions in the browser', () => {
   const users: TshUser[] = [];
   const contexts: BrowserContext[] = [];
   let tsh: Daemon | undefined;
+  /** The session the first test records, and alice's logged-in page (its tab holds her web session). */
+  let sid: string;
+  let alicePage: Page;
 
   beforeAll(async () => {
     c = await startCluster({ proxy: {} });
@@ -99,11 +102,14 @@ describe('live sessions in the browser', () => {
     tsh = new Daemon(child);
     await waitFor('carol among the parties', async () => (await active())[0]?.parties.some((p) => p.user === 'carol'));
 
-    // THEN what each types reaches all three
-    await typeLine(bobTab, 'echo bob-$((2+3))');
-    child.stdin.write('echo carol-$((3+4))\n');
-    await typeLine(aliceTab, 'echo alice-again-$((4+5))');
-    for (const out of ['bob-5', 'carol-7', 'alice-again-9']) {
+    // THEN what each types reaches all three (one at a time: they type into one shell)
+    const typed: [string, () => Promise<unknown>][] = [
+      ['bob-5', () => typeLine(bobTab, 'echo bob-$((2+3))')],
+      ['carol-7', async () => child.stdin.write('echo carol-$((3+4))\n')],
+      ['alice-again-9', () => typeLine(aliceTab, 'echo alice-again-$((4+5))')],
+    ];
+    for (const [out, type] of typed) {
+      await type();
       await waitFor(`${out} in alice's terminal`, async () => (await screen(aliceTab)).includes(out));
       await waitFor(`${out} in bob's terminal`, async () => (await screen(bobTab)).includes(out));
       await tsh.waitForOutput(new RegExp(out));
@@ -118,5 +124,40 @@ describe('live sessions in the browser', () => {
     const end = await waitFor('session.end', async () => (await c.events(['session.end'])).find((e) => e.sid === s.id));
     expect([...end.participants].sort()).toEqual(['alice', 'bob', 'carol']);
     expect((await c.events(['session.join'])).filter((e) => e.sid === s.id).map((e) => e.user).sort()).toEqual(['bob', 'carol']);
+    sid = s.id;
+    alicePage = alice.page;
+  });
+
+  it('GIVEN the recorded session WHEN alice opens it in the player THEN it plays back the same text in order (at 8×), and seeks', async () => {
+    // GIVEN the recording uploaded (the node uploads it when the session ends)
+    await waitFor('session.upload', async () => (await c.events(['session.upload'])).find((e) => e.sid === sid));
+    const page = alicePage;
+    // (a tab in the background gets no animation frames, in which xterm.js draws)
+    await page.bringToFront();
+    await goto(page, `${base}/web/cluster/${SITE}/session/${sid}`);
+    await page.locator('#status', { hasText: 'Ready' }).waitFor();
+    expect(await page.textContent('#target')).toBe(`${LOGIN}@test-auth`);
+    // WHEN played at 8× THEN what the three typed comes back, in the order it happened
+    await page.selectOption('#speed', '8');
+    await page.click('#play');
+    await page.locator('#status', { hasText: 'Finished' }).waitFor();
+    const text = await screen(page);
+    const order = ['alice-2', 'bob-5', 'carol-7', 'alice-again-9', 'still-here'].map((out) => text.indexOf(out));
+    expect(order.every((at) => at >= 0)).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
+    // WHEN sought back to the start THEN the screen is as it was then; to the end, as it ended
+    await page.locator('#seek').fill('0');
+    await waitFor('the screen at the start', async () => !(await screen(page)).includes('alice-2'));
+    const end = await page.getAttribute('#seek', 'max');
+    await page.locator('#seek').fill(end!);
+    await waitFor('the screen at the end', async () => (await screen(page)).includes('still-here'));
+    expect(await page.textContent('#time')).toMatch(/^(\d+:\d\d) \/ \1$/);
+  });
+
+  it('GIVEN a session ID with no recording she may see WHEN the player opens it THEN it says so', async () => {
+    const page = alicePage;
+    await goto(page, `${base}/web/cluster/${SITE}/session/00000000-0000-4000-8000-00000000dead`);
+    await page.locator('#status', { hasText: 'Not available' }).waitFor();
+    expect(await page.textContent('#error')).toBe('No recording of session 00000000-0000-4000-8000-00000000dead that you may see.');
   });
 });

@@ -192,17 +192,23 @@ export async function createAuth(opts: TestAuthOptions = {}): Promise<TestAuth> 
 
 /** Creates and starts an auth server, ready to serve. */
 export async function startAuth(opts: TestAuthOptions = {}): Promise<TestAuth> {
-  const a = await createAuth(opts);
-  a.start();
-  await a.ready();
-  return a;
+  return started(await createAuth(opts));
 }
 
 /** An auth server with a node in the same process. */
 export async function startCluster(opts: TestAuthOptions = {}, env?: NodeJS.ProcessEnv): Promise<TestAuth> {
-  const a = await createAuth({ nodePort: await freePort(), ...opts });
+  return started(await createAuth({ nodePort: await freePort(), ...opts }), env);
+}
+
+/** Starts `a` and waits until it serves; when it does not, its process and files are gone before the error goes on. */
+async function started(a: TestAuth, env?: NodeJS.ProcessEnv): Promise<TestAuth> {
   a.start(env);
-  await a.ready();
+  try {
+    await a.ready();
+  } catch (err) {
+    await a.cleanup();
+    throw err;
+  }
   return a;
 }
 

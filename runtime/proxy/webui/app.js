@@ -471,7 +471,148 @@
     });
   }
 
-  var pages = { newuser: signupPage, login: loginPage, nodes: nodesPage, sessions: sessionsPage, terminal: terminalPage };
+  // ---- player: /web/cluster/<site>/session/<sid>
+  var EVENTS_PAGE = 1000;
+
+  /** Every event of a recording, page after page. */
+  function fetchEvents(base, token, after, into) {
+    return api('GET', base + '/events?after=' + after + '&limit=' + EVENTS_PAGE, undefined, token).then(function (res) {
+      var page = res.events || [];
+      page.forEach(function (e) {
+        into.push(e);
+      });
+      if (page.length < EVENTS_PAGE) return into;
+      return fetchEvents(base, token, Number(page[page.length - 1].ei) + 1, into);
+    });
+  }
+
+  /** A recording's bytes, chunk after chunk until an empty one. */
+  function fetchBytes(base, token, offset, chunks) {
+    return fetch(base + '/stream?offset=' + offset, { headers: { Authorization: 'Bearer ' + token }, credentials: 'same-origin' }).then(function (res) {
+      if (!res.ok) {
+        var err = new Error('HTTP ' + res.status);
+        err.status = res.status;
+        throw err;
+      }
+      return res.arrayBuffer().then(function (buf) {
+        if (buf.byteLength === 0) return chunks;
+        chunks.push(new Uint8Array(buf));
+        return fetchBytes(base, token, offset + buf.byteLength, chunks);
+      });
+    });
+  }
+
+  function clock(ms) {
+    var s = Math.floor(ms / 1000);
+    return Math.floor(s / 60) + ':' + String(s % 60).padStart(2, '0');
+  }
+
+  function playerPage() {
+    var token = sessionStorage.getItem(TOKEN_KEY);
+    if (!token) return toLogin();
+    var m = /^\/web\/cluster\/([^/]+)\/session\/([0-9a-f-]{36})\/?$/.exec(location.pathname);
+    var site = decodeURIComponent(m[1]);
+    var sid = m[2];
+    var base = '/webapi/sites/' + encodeURIComponent(site) + '/sessions/' + sid;
+    var status = function (text) {
+      $('status').textContent = text;
+    };
+    $('target').textContent = 'Session ' + sid;
+    styleElementsWithNonce();
+    Promise.all([fetchEvents(base, token, 0, []), fetchBytes(base, token, 0, [])]).then(
+      function (got) {
+        var events = got[0];
+        var size = got[1].reduce(function (n, c) { return n + c.length; }, 0);
+        var bytes = new Uint8Array(size);
+        got[1].reduce(function (at, c) { bytes.set(c, at); return at + c.length; }, 0);
+        var start = events.find(function (e) { return e.event === 'session.start'; }) || {};
+        if (start.login && start.server_hostname) {
+          $('target').textContent = start.login + '@' + start.server_hostname;
+          document.title = ['Recording of ' + start.login + '@' + start.server_hostname, site, PRODUCT].join(' · ');
+        }
+        // What the terminal shows, in order: print events (bytes at a time) and resizes.
+        var steps = events
+          .filter(function (e) { return e.event === 'print' || e.event === 'resize' || e.event === 'session.start'; })
+          .sort(function (a, b) { return Number(a.ei) - Number(b.ei); })
+          .map(function (e) {
+            var wh = String(e.size || '').split(':');
+            return e.event === 'print'
+              ? { ms: Number(e.ms) || 0, data: bytes.subarray(Number(e.offset), Number(e.offset) + Number(e.bytes)) }
+              : { ms: Number(e.ms) || 0, cols: Number(wh[0]) || 0, rows: Number(wh[1]) || 0 };
+          });
+        var duration = steps.length ? steps[steps.length - 1].ms : 0;
+        var first = steps.find(function (st) { return st.cols; });
+        var term = new Terminal({ disableStdin: true, cursorBlink: false, scrollback: 5000, cols: (first && first.cols) || 80, rows: (first && first.rows) || 24, fontFamily: 'ui-monospace, Menlo, Consolas, "DejaVu Sans Mono", monospace' });
+        term.open($('terminal'));
+        var next = 0;
+        var pos = 0;
+        var playing = false;
+        var timer;
+        var apply = function (st) {
+          if (st.data) term.write(st.data);
+          else if (st.cols > 0 && st.rows > 0) term.resize(st.cols, st.rows);
+        };
+        var show = function () {
+          $('seek').value = String(Math.round(pos));
+          $('time').textContent = clock(pos) + ' / ' + clock(duration);
+        };
+        var pause = function (why) {
+          playing = false;
+          clearTimeout(timer);
+          $('play').textContent = 'Play';
+          status(why);
+        };
+        var tick = function () {
+          if (!playing) return;
+          while (next < steps.length && steps[next].ms <= pos) apply(steps[next++]);
+          show();
+          if (next >= steps.length) return pause('Finished');
+          var speed = Number($('speed').value) || 1;
+          var wait = Math.min((steps[next].ms - pos) / speed, 1000);
+          var startedAt = Date.now();
+          timer = setTimeout(function () {
+            pos = Math.min(pos + (Date.now() - startedAt) * speed, steps[next].ms);
+            tick();
+          }, wait);
+        };
+        /** Shows the terminal as it was at `t` ms. */
+        var seek = function (t) {
+          term.reset();
+          next = 0;
+          pos = t;
+          while (next < steps.length && steps[next].ms <= t) apply(steps[next++]);
+          show();
+        };
+        $('seek').max = String(duration);
+        $('seek').disabled = false;
+        $('play').disabled = false;
+        $('play').addEventListener('click', function () {
+          if (playing) return pause('Paused');
+          if (next >= steps.length) seek(0);
+          playing = true;
+          $('play').textContent = 'Pause';
+          status('Playing');
+          tick();
+        });
+        $('seek').addEventListener('input', function () {
+          seek(Number($('seek').value));
+          if (playing) {
+            clearTimeout(timer);
+            tick();
+          }
+        });
+        show();
+        status('Ready');
+      },
+      function (err) {
+        if (err.status === 401 || err.status === 403) return sessionFailed(err);
+        status('Not available');
+        showError(err.status === 404 ? 'No recording of session ' + sid + ' that you may see.' : networkMessage(err));
+      },
+    );
+  }
+
+  var pages = { newuser: signupPage, login: loginPage, nodes: nodesPage, sessions: sessionsPage, terminal: terminalPage, player: playerPage };
   var page = pages[document.body.dataset.page];
   if (page) {
     showCluster();
