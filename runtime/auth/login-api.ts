@@ -58,6 +58,15 @@ const count = z.number().int().nonnegative().optional();
 const recordingEventsBody = z.object({ token: z.string().max(256), sid, after: count, limit: count }).strict();
 const recordingStreamBody = z.object({ token: z.string().max(256), sid, offset: count, bytes: count }).strict();
 const asQuery = (n?: number) => (n === undefined ? null : String(n));
+const changePasswordBody = z
+  .object({
+    token: z.string().max(256),
+    old_password: z.string().min(1).max(1024),
+    new_password: z.string().min(1).max(1024),
+    second_factor_token: z.string().max(16).optional(),
+    client_addr: clientAddr,
+  })
+  .strict();
 
 /** The routes proxies call for browsers: sign-up, logins, web sessions and what a web session may do (nodes, sessions, recordings). */
 export function loginRoutes(auth: AuthServer, recordings: RecordingReader, logins = new LocalLogins(auth)): Route[] {
@@ -127,6 +136,21 @@ export function loginRoutes(auth: AuthServer, recordings: RecordingReader, login
       allow: ['Proxy'],
       body: bearerBody,
       handler: async ({ body }) => sessions.activeSessions(body.token),
+    }),
+    route({
+      method: 'PUT',
+      path: '/v1/websessions/password',
+      allow: ['Proxy'],
+      body: changePasswordBody,
+      handler: async ({ body, remoteAddr }) => {
+        const user = await userOf(body.token);
+        await logins.changePassword(
+          user,
+          { oldPassword: body.old_password, newPassword: body.new_password, ...(body.second_factor_token ? { otpToken: body.second_factor_token } : {}) },
+          body.client_addr ?? remoteAddr,
+        );
+        return {};
+      },
     }),
     route({
       method: 'POST',

@@ -228,6 +228,30 @@ export class LocalLogins {
     });
   }
 
+  /**
+   * Changes the password of `username` (a web session's user): the current password and second
+   * factor are checked exactly as at login (rate limits, lockout, TOTP replay), then the new
+   * password is stored. Audited as `user.password_change` either way. Certificates and web
+   * sessions already issued stay valid, as in Teleport.
+   */
+  async changePassword(username: string, req: { oldPassword: string; newPassword: string; otpToken?: string }, remoteAddr: string): Promise<void> {
+    const addr = remoteAddr ? { 'addr.remote': remoteAddr } : {};
+    try {
+      checkPassword(req.newPassword);
+      if (req.newPassword === req.oldPassword) throw new BadParameterError('the new password is the same as the current one');
+      this.checkSecondFactorSupported();
+      await this.authenticate({ username, password: req.oldPassword, ...(req.otpToken ? { otpToken: req.otpToken } : {}) }, remoteAddr);
+      await this.auth.users.setPassword(username, req.newPassword);
+    } catch (err) {
+      const detail = err instanceof LoginFailure ? err.detail : (err as Error).message;
+      await this.auth.emit({ event: 'user.password_change', user: username, name: username, method: 'change', success: false, error: detail, ...addr });
+      // A wrong current password or code gets the login's answer, nothing more.
+      if (err instanceof LoginFailure) throw new AccessDeniedError('invalid current password or second factor');
+      throw err;
+    }
+    await this.auth.emit({ event: 'user.password_change', user: username, name: username, method: 'change', success: true, ...addr });
+  }
+
   /** Runs a login attempt and writes its `user.login` audit event, whatever the outcome. */
   private async audited<T>(username: string, remoteAddr: string, attempt: () => Promise<T>): Promise<T> {
     const addr = remoteAddr ? { 'addr.remote': remoteAddr } : {};

@@ -8,6 +8,7 @@
  *   /                              redirect to /web
  *   /web, /web/cluster/:site/nodes the nodes the logged-in user may see
  *   /web/login                     password + TOTP login
+ *   /web/account                   change password (current password and second factor)
  *   /web/newuser/:token            sign-up: password and TOTP enrolment
  *   /web/cluster/:site/console/node/:server/:login   a terminal on a node (terminal.ts); `?sid=<id>` joins that running session
  *   /web/cluster/:site/sessions    the sessions running on the nodes the user may see, to join
@@ -58,6 +59,7 @@ const TYPES: Record<string, string> = {
 function fileFor(pathname: string): string | undefined {
   if (pathname === '/web' || pathname === '/web/' || /^\/web\/cluster\/[^/]+\/nodes\/?$/.test(pathname)) return 'nodes.html';
   if (pathname === '/web/login' || pathname === '/web/login/') return 'login.html';
+  if (pathname === '/web/account' || pathname === '/web/account/') return 'account.html';
   if (/^\/web\/newuser\/[^/]+\/?$/.test(pathname)) return 'newuser.html';
   if (/^\/web\/cluster\/[^/]+\/sessions\/?$/.test(pathname)) return 'sessions.html';
   if (/^\/web\/cluster\/[^/]+\/session\/[0-9a-f-]{36}\/?$/.test(pathname)) return 'player.html';

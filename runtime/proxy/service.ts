@@ -206,6 +206,9 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
         getSession: (token) => client.post('/v1/websessions/get', { token }),
         sessionNodes: (token) => client.post('/v1/websessions/nodes', { token }),
         activeSessions: (token) => client.post('/v1/websessions/activesessions', { token }),
+        changePassword: async (token, b, clientAddr) => {
+          await client.put('/v1/websessions/password', { token, ...b, ...clientAddrField(clientAddr) });
+        },
         recordingEvents: (token, sid, q) => client.post('/v1/websessions/recording/events', { token, sid, ...q }),
         recordingStream: (token, sid, q) => client.postForBytes('/v1/websessions/recording/stream', { token, sid, ...q }),
         sessionCert: (token, pubKey) => client.post('/v1/websessions/certs', { token, pub_key: pubKey }),

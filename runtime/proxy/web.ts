@@ -98,6 +98,8 @@ export interface WebApi {
   /** The session's user and expiry (ISO 8601); AccessDeniedError when the token is unknown or expired. */
   getSession(token: string): Promise<{ user: string; expires?: string }>;
   sessionNodes(token: string): Promise<UserNode[]>;
+  /** Changes the web session's user's password, checking the current one and the second factor as a login does. */
+  changePassword(token: string, body: ChangePasswordBody, clientAddr: string): Promise<void>;
   /** A page of a recording's events (print events included), if the session's user may read it. */
   recordingEvents(token: string, sid: string, q: { after?: number; limit?: number }): Promise<unknown[]>;
   /** A chunk of a recording's bytes from `offset`, if the session's user may read it (empty past the end). */
@@ -110,6 +112,12 @@ export interface WebApi {
   /** A leaf cluster asks to establish trust (runtime/auth/trust.ts): the auth server checks the token and exchanges CAs. */
   validateTrustedCluster(body: ValidateTrustedClusterBody, clientAddr: string): Promise<unknown>;
 }
+
+/** `PUT /webapi/users/password` (Teleport 4.x's changePasswordReq). */
+export const changePasswordSchema = z
+  .object({ old_password: z.string().min(1).max(1024), new_password: z.string().min(1).max(1024), second_factor_token: z.string().max(16).optional() })
+  .strict();
+export type ChangePasswordBody = z.infer<typeof changePasswordSchema>;
 
 /** `POST /webapi/trustedclusters/validate` (Teleport's ValidateTrustedClusterRequest). */
 export const validateTrustedClusterSchema = z.object({ token: z.string().min(1).max(1024), certificate_authorities: z.array(z.unknown()).max(4) }).strict();
@@ -305,6 +313,11 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
         await api.deleteSession(token, clients.of(req));
         terminals?.sessionEnded(token);
         res.setHeader('set-cookie', sessionCookieHeader('', 0));
+        sendJson(res, 200, {});
+      } else if (route === '/webapi/users/password' && req.method === 'PUT') {
+        const token = bearer(req);
+        const body = await parseBody(req, changePasswordSchema);
+        await api.changePassword(token, body, clients.of(req));
         sendJson(res, 200, {});
       } else if (route === '/webapi/trustedclusters/validate' && req.method === 'POST') {
         const body = await parseBody(req, validateTrustedClusterSchema);

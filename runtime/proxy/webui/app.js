@@ -265,13 +265,13 @@
     }, function () {});
   }
 
-  /** The cluster of a /web/cluster/<site>/<page> URL, or the proxy's own (and the URL says it). */
+  /** The cluster of a /web/cluster/<site>/<page> URL, or the proxy's own (and, with `page`, the URL then says it). */
   function siteOf(token, page) {
     var m = /^\/web\/cluster\/([^/]+)\//.exec(location.pathname);
     if (m) return Promise.resolve(decodeURIComponent(m[1]));
     return api('GET', '/webapi/sites', undefined, token).then(function (sites) {
       var name = sites.items[0].name;
-      history.replaceState(null, '', '/web/cluster/' + encodeURIComponent(name) + '/' + page);
+      if (page) history.replaceState(null, '', '/web/cluster/' + encodeURIComponent(name) + '/' + page);
       return name;
     });
   }
@@ -471,6 +471,37 @@
     });
   }
 
+  // ---- account: /web/account
+  function accountPage() {
+    var token = sessionStorage.getItem(TOKEN_KEY);
+    if (!token) return toLogin();
+    loggedInHeader(token, siteOf(token, null));
+    $('password-form').addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      clearError();
+      show('done', false);
+      var body = { old_password: $('old-password').value, new_password: $('new-password').value };
+      var otp = $('otp').value.trim();
+      if (!body.old_password || !body.new_password) return showError('Enter your current and your new password.');
+      if (body.new_password !== $('confirm-password').value) return showError('The new passwords do not match.');
+      if (otp) body.second_factor_token = otp;
+      busy($('change'), true);
+      api('PUT', '/webapi/users/password', body, token).then(
+        function () {
+          busy($('change'), false);
+          $('password-form').reset();
+          show('done', true);
+        },
+        function (err) {
+          busy($('change'), false);
+          $('otp').value = '';
+          if (err.status === 401) return sessionFailed(err);
+          showError(networkMessage(err));
+        },
+      );
+    });
+  }
+
   // ---- player: /web/cluster/<site>/session/<sid>
   var EVENTS_PAGE = 1000;
 
@@ -612,7 +643,7 @@
     );
   }
 
-  var pages = { newuser: signupPage, login: loginPage, nodes: nodesPage, sessions: sessionsPage, terminal: terminalPage, player: playerPage };
+  var pages = { newuser: signupPage, login: loginPage, account: accountPage, nodes: nodesPage, sessions: sessionsPage, terminal: terminalPage, player: playerPage };
   var page = pages[document.body.dataset.page];
   if (page) {
     showCluster();
