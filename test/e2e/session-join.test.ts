@@ -10,7 +10,6 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fetchRecording } from '../../runtime/recordings/playback';
-import type { ActiveSession } from '../../runtime/node/shared';
 import { startCluster, TestAuth } from '../helpers/cluster';
 import { cliPath, Daemon, tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
@@ -53,14 +52,7 @@ describe('joining a session with tsh join', () => {
   });
 
   /** The active sessions, as an admin sees them. */
-  const active = async (): Promise<ActiveSession[]> => {
-    const client = await cluster.adminClient();
-    try {
-      return await client.get<ActiveSession[]>('/v1/namespaces/default/sessions');
-    } finally {
-      client.close();
-    }
-  };
+  const active = () => cluster.activeSessions();
 
   it('GIVEN alice in a shell WHEN bob joins THEN both see what either types, his leaving is audited, and the recording has the session once', async () => {
     // GIVEN alice's interactive shell

@@ -7,7 +7,6 @@
  */
 import { spawn } from 'node:child_process';
 import { Browser, BrowserContext, Page } from 'playwright-core';
-import type { ActiveSession } from '../../runtime/node/shared';
 import { goto, launchChromium, newContext } from '../helpers/browser';
 import { startCluster, TestAuth } from '../helpers/cluster';
 import { cliPath, Daemon, waitFor } from '../helpers/proc';
@@ -61,14 +60,7 @@ describe('live sessions in the browser', () => {
     await tab.keyboard.type(text);
     await tab.keyboard.press('Enter');
   };
-  const active = async (): Promise<ActiveSession[]> => {
-    const client = await c.adminClient();
-    try {
-      return await client.get<ActiveSession[]>('/v1/namespaces/default/sessions');
-    } finally {
-      client.close();
-    }
-  };
+  const active = () => c.activeSessions();
 
   it('GIVEN alice in a browser terminal WHEN bob joins from the sessions page and carol with tsh join THEN all three see each other, and leaving is audited', async () => {
     // GIVEN alice's terminal, opened from her node list

@@ -9,6 +9,7 @@ import { Identity, IdentityStore } from '../../runtime/auth/identity';
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { openBackend } from '../../runtime/backend';
 import { Keys } from '../../runtime/contract/keys';
+import type { ActiveSession } from '../../runtime/node/shared';
 import { encodeOpenSSHPrivateKey, formatAuthorizedKey, generateKeyPair, publicKeyBlob, signUserCert } from '../../runtime/sshcert';
 import { cliPath, Daemon, freePort, runCli, RunResult, tempDir } from './proc';
 
@@ -108,6 +109,16 @@ export class TestAuth {
     try {
       const q = new URLSearchParams([['from', new Date(Date.now() - 86_400_000).toISOString()], ...types.map((t): [string, string] => ['event', t])]);
       return await client.get<Record<string, any>[]>(`/v1/events?${q}`);
+    } finally {
+      client.close();
+    }
+  }
+
+  /** The interactive sessions running now (runtime/node/shared.ts), as an admin sees them. */
+  async activeSessions(): Promise<ActiveSession[]> {
+    const client = await this.adminClient();
+    try {
+      return await client.get<ActiveSession[]>('/v1/namespaces/default/sessions');
     } finally {
       client.close();
     }
