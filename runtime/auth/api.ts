@@ -78,6 +78,8 @@ function checkOwnServer(caller: Caller, server: Server, clusterName: string): vo
 
 export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route[] {
   const b64 = (s: string) => Buffer.from(s).toString('base64');
+  /** Playback for users (tsh play) and web sessions (the player) reads through one reader. */
+  const reader = new RecordingReader(auth, recordings);
   const presenceRoutes = (kind: Server['kind'], path: string, allowRead: Permission[], allowWrite: ('Node' | 'Proxy')[]) => [
     route({
       method: 'GET',
@@ -293,9 +295,9 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
         return auth.opts.audit.search({ from, to, eventTypes: query.getAll('event'), ...(limit ? { limit } : {}) });
       },
     }),
-    ...sessionRoutes(auth, recordings),
+    ...sessionRoutes(auth, reader),
     ...activeSessionRoutes(auth),
-    ...loginRoutes(auth, new RecordingReader(auth, recordings)),
+    ...loginRoutes(auth, reader),
   ];
 }
 

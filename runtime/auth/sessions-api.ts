@@ -111,15 +111,11 @@ export class RecordingReader {
  * The routes. Without a recording store the recording routes answer that
  * recordings are not kept by this auth server.
  */
-export function sessionRoutes(auth: AuthServer, recordings?: RecordingStore): Route[] {
+export function sessionRoutes(auth: AuthServer, reader: RecordingReader): Route[] {
   const ingest = new Serial();
-  const store = (): RecordingStore => {
-    if (!recordings) throw new NotFoundError('this auth server keeps no session recordings');
-    return recordings;
-  };
+  const store = () => reader.store();
   const ids = (params: Record<string, string>) => ({ ns: checkNamespace(params.ns), sid: checkSessionId(params.sid) });
 
-  const reader = new RecordingReader(auth, recordings);
   /** The user a playback request is checked for: undefined for members and admins. */
   const reading = (caller: Caller) => (caller.kind === 'user' ? caller.identity.username : undefined);
   const base = '/v1/namespaces/:ns/sessions/:sid';

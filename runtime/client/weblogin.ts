@@ -79,6 +79,12 @@ const UNTRUSTED_CERT_CODES = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
 
+/** Whether `err` (from webRequest) is a server certificate this machine does not trust. */
+export function isUntrustedCertError(err: unknown): boolean {
+  const cause = (err as { cause?: NodeJS.ErrnoException })?.cause;
+  return UNTRUSTED_CERT_CODES.has(cause?.code ?? '');
+}
+
 /** Why the proxy's certificate was refused, and the two ways on: --insecure for the quickstart's self-signed one, or trusting it. */
 function untrustedCertError(where: string, err: Error): ConnectionProblemError {
   return new ConnectionProblemError(

@@ -44,6 +44,8 @@ export const clusterRequestSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('discovery'), proxies: z.number().int().min(1).max(1000) }).strict(),
 ]);
 export type ClusterRequest = z.infer<typeof clusterRequestSchema>;
+/** A request that reaches the leaf's proxy service: to a node, or to its auth server. */
+export type ClusterDial = Exclude<ClusterRequest, { type: 'discovery' }>;
 
 export const clusterAnswerSchema = z.union([z.object({ ok: z.literal(true) }).strict(), z.object({ error: z.string().max(4096) }).strict()]);
 export type ClusterAnswer = z.infer<typeof clusterAnswerSchema>;

@@ -15,13 +15,13 @@ import { parseAddr } from '../config/address';
 import { Ports } from '../contract/ports';
 import { AgentPool } from '../node/agentpool';
 import { Logger } from '../utils/logger';
-import { ClusterRequest, clusterRequestSchema, readFrame } from './clusterchannel';
+import { ClusterDial, ClusterRequest, clusterRequestSchema, readFrame } from './clusterchannel';
 
 export interface RootAgentsOptions {
   access: AccessCache;
   identity: Identity;
   /** Serves a root cluster's request on a channel (discovery frames are taken here). */
-  serve(stream: Duplex, root: string, req: ClusterRequest): Promise<void>;
+  serve(stream: Duplex, root: string, req: ClusterDial): Promise<void>;
   log: Logger;
 }
 
@@ -42,11 +42,6 @@ export class RootAgents {
 
   start(): void {
     this.sync();
-  }
-
-  /** The trusted clusters with a tunnel up now. */
-  connected(): string[] {
-    return [...this.running.entries()].filter(([, r]) => r.pool.connected).map(([name]) => name);
   }
 
   private sync(): void {

@@ -34,7 +34,7 @@ import { DirectDialPolicy } from './direct';
 import { HostPort, lookupIPs, NodeCache, resolveTarget } from './resolve';
 import { AdmittedSockets } from './admitted';
 import { joinHostPort, parseProxySubsystem, PROXY_SUBSYSTEM_PREFIX, type ProxyTarget } from './target';
-import { ClusterAnswer, clusterAnswerSchema, ClusterRequest, FRAME_TIMEOUT_MS, pipeBoth, readFrame, writeFrame } from './clusterchannel';
+import { ClusterAnswer, clusterAnswerSchema, ClusterDial, ClusterRequest, FRAME_TIMEOUT_MS, pipeBoth, readFrame, writeFrame } from './clusterchannel';
 import { UserLimit } from '../utils/userlimit';
 import type { Duplex } from 'node:stream';
 import type { TunnelRegistry } from './tunnel';
@@ -96,7 +96,7 @@ export interface ProxySshServiceOptions {
 export interface ProxySshService {
   readonly address: HostPort;
   /** Serves a channel the root cluster opened on this leaf proxy's tunnel (trusted clusters). */
-  serveRootChannel(stream: Duplex, root: string, req: ClusterRequest): Promise<void>;
+  serveRootChannel(stream: Duplex, root: string, req: ClusterDial): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -380,7 +380,7 @@ class ProxySshServer {
    * CA, list the login, and be valid now; access is decided here by our roles (role_map) as the node
    * will decide it again.
    */
-  async serveRootChannel(stream: Duplex, root: string, req: ClusterRequest): Promise<void> {
+  async serveRootChannel(stream: Duplex, root: string, req: ClusterDial): Promise<void> {
     const { opts } = this;
     const log = opts.log;
     const fail = (err: Error) => {
@@ -391,7 +391,6 @@ class ProxySshServer {
       }
     };
     try {
-      if (req.type === 'discovery') return void stream.end();
       const keys = this.access.clusters('trusted').find((c) => c.name === root)?.userCAKeys;
       if (!keys) throw new AccessDeniedError(`access denied: cluster "${root}" is not trusted by cluster ${opts.clusterName}`);
       if (req.type === 'auth') {

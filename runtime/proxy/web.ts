@@ -170,6 +170,14 @@ async function qrCode(text: string): Promise<string> {
   return 'data:image/svg+xml;base64,' + Buffer.from(svg).toString('base64');
 }
 
+/** The cluster a `/webapi/sites/<site>/…` path names, if it is this proxy's; otherwise, for a live web session (401/403 first), NotFound. */
+async function servedSite(api: WebApi, token: string, encoded: string): Promise<string> {
+  const site = decodePathPart(encoded);
+  if (site === api.clusterName) return site;
+  await api.getSession(token);
+  throw new NotFoundError(`cluster "${site}" is not served by this proxy; it serves "${api.clusterName}"`);
+}
+
 /** A non-negative integer query parameter, undefined when absent; BadParameterError otherwise. */
 function queryCount(url: URL, name: string): number | undefined {
   const v = url.searchParams.get(name);
@@ -327,18 +335,11 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
         sendJson(res, 200, { items: [{ name: api.clusterName, status: 'online' }], user });
       } else if (nodes && read) {
         const token = bearer(req);
-        const site = decodePathPart(nodes[1]);
-        if (site !== api.clusterName) {
-          await api.getSession(token); // a session first: 401/403 before anything else
-          throw new NotFoundError(`cluster "${site}" is not served by this proxy; it serves "${api.clusterName}"`);
-        }
+        const site = await servedSite(api, token, nodes[1]);
         sendJson(res, 200, { items: (await api.sessionNodes(token)).map((s) => webNode(s, site)) });
       } else if (recording && read) {
         const token = bearer(req);
-        if (decodePathPart(recording[1]) !== api.clusterName) {
-          await api.getSession(token);
-          throw new NotFoundError(`cluster "${decodePathPart(recording[1])}" is not served by this proxy; it serves "${api.clusterName}"`);
-        }
+        await servedSite(api, token, recording[1]);
         const n = (name: string) => queryCount(url, name);
         if (recording[3] === 'events') sendJson(res, 200, { events: await api.recordingEvents(token, recording[2], { after: n('after'), limit: n('limit') }) });
         else {
@@ -348,11 +349,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
         }
       } else if (live && read) {
         const token = bearer(req);
-        const site = decodePathPart(live[1]);
-        if (site !== api.clusterName) {
-          await api.getSession(token);
-          throw new NotFoundError(`cluster "${site}" is not served by this proxy; it serves "${api.clusterName}"`);
-        }
+        await servedSite(api, token, live[1]);
         sendJson(res, 200, { sessions: await api.activeSessions(token) });
       } else if (read && (await ui.serve(url.pathname, req, res))) {
         // a page or one of its files

@@ -73,6 +73,8 @@ export class AccessFeed implements AccessView {
   private readonly entries = new Map<string, Entry>();
   private readonly users = new Map<string, User>();
   private readonly roles = new Map<string, { role: Role; stored: unknown }>();
+  /** Other clusters by name (a decision for a trusted cluster's user looks one up per node listed). */
+  private readonly others = new Map<string, { cluster: SnapshotCluster; userTlsCAs: string[] }>();
   private snapshotCache?: AccessSnapshot;
   private readonly epoch = randomBytes(6).toString('hex');
   private counter = 0;
@@ -160,6 +162,7 @@ export class AccessFeed implements AccessView {
     this.entries.set(key, entry);
     if (entry.kind === 'user') this.users.set(entry.user.metadata.name, entry.user);
     else if (entry.kind === 'role') this.roles.set(entry.role.metadata.name, entry);
+    else if (entry.kind === 'cluster') this.others.set(entry.cluster.name, entry);
   }
 
   private remove(key: string): void {
@@ -167,6 +170,7 @@ export class AccessFeed implements AccessView {
     this.entries.delete(key);
     if (entry?.kind === 'user') this.users.delete(entry.user.metadata.name);
     else if (entry?.kind === 'role') this.roles.delete(entry.role.metadata.name);
+    else if (entry?.kind === 'cluster') this.others.delete(entry.cluster.name);
   }
 
   /** Moves the version on and wakes the long polls. */
@@ -187,19 +191,17 @@ export class AccessFeed implements AccessView {
   }
 
   private clusters(): SnapshotCluster[] {
-    return [...this.entries.values()].flatMap((e) => (e.kind === 'cluster' ? [e.cluster] : []));
+    return [...this.others.values()].map((o) => o.cluster);
   }
 
   /** The user TLS CA certificates (PEM) of each enabled trusted cluster, for the auth API's callers. */
   trustedUserTlsCAs(): { cluster: string; certs: string[] }[] {
-    return [...this.entries.values()].flatMap((e) =>
-      e.kind === 'cluster' && e.cluster.relation === 'trusted' && e.cluster.enabled ? [{ cluster: e.cluster.name, certs: e.userTlsCAs }] : [],
-    );
+    return [...this.others.values()].flatMap((o) => (o.cluster.relation === 'trusted' && o.cluster.enabled ? [{ cluster: o.cluster.name, certs: o.userTlsCAs }] : []));
   }
 
   trustedCluster(name: string): TrustedClusterRule | undefined {
-    const c = this.clusters().find((x) => x.name === name && x.relation === 'trusted' && x.enabled);
-    return c && { roleMap: c.role_map };
+    const c = this.others.get(name)?.cluster;
+    return c && c.relation === 'trusted' && c.enabled ? { roleMap: c.role_map } : undefined;
   }
 
   snapshot(): AccessSnapshot {

@@ -195,6 +195,28 @@
     }
   }
 
+  /** A list page's table (or its "none" line) in place of "Loading…". */
+  function showList(table, count) {
+    show('loading', false);
+    show(table, count > 0);
+    show('empty', count === 0);
+  }
+
+  /**
+   * A link that opens a terminal page in a new tab. The tab keeps its opener, so it gets a copy of
+   * this tab's sessionStorage (the bearer token); same origin only.
+   */
+  function terminalLink(href, text, title) {
+    var a = document.createElement('a');
+    a.className = 'connect';
+    a.href = href;
+    a.target = '_blank';
+    a.rel = 'opener';
+    a.textContent = text;
+    a.title = title;
+    return a;
+  }
+
   function renderNodes(items) {
     var tbody = $('nodes').querySelector('tbody');
     tbody.textContent = '';
@@ -220,14 +242,11 @@
       (n.logins || []).forEach(function (login) {
         var row = document.createElement('div');
         row.className = 'login-row';
-        var open = document.createElement('a');
-        open.className = 'connect';
-        open.href = '/web/cluster/' + encodeURIComponent(n.siteId) + '/console/node/' + encodeURIComponent(n.id) + '/' + encodeURIComponent(login);
-        // A new tab that keeps its opener gets a copy of this tab's sessionStorage (the bearer token); same origin only.
-        open.target = '_blank';
-        open.rel = 'opener';
-        open.textContent = login;
-        open.title = 'Open a terminal on ' + n.hostname + ' as ' + login + ' in a new tab';
+        var open = terminalLink(
+          '/web/cluster/' + encodeURIComponent(n.siteId) + '/console/node/' + encodeURIComponent(n.id) + '/' + encodeURIComponent(login),
+          login,
+          'Open a terminal on ' + n.hostname + ' as ' + login + ' in a new tab',
+        );
         var code = document.createElement('code');
         code.className = 'login';
         code.textContent = 'tsh ssh ' + login + '@' + n.hostname;
@@ -242,9 +261,7 @@
       tr.appendChild(logins);
       tbody.appendChild(tr);
     });
-    show('loading', false);
-    show('nodes', items.length > 0);
-    show('empty', items.length === 0);
+    showList('nodes', items.length);
   }
 
   /** The header of a logged-in page: who, logout, links to the cluster's pages. */
@@ -309,14 +326,13 @@
       var join = document.createElement('td');
       join.className = 'join';
       if (s.joinable) {
-        var a = document.createElement('a');
-        a.className = 'connect';
-        a.href = '/web/cluster/' + encodeURIComponent(site) + '/console/node/' + encodeURIComponent(s.server_id) + '/' + encodeURIComponent(s.login) + '?sid=' + encodeURIComponent(s.id);
-        a.target = '_blank';
-        a.rel = 'opener';
-        a.textContent = 'Join';
-        a.title = 'Join the session of ' + s.login + '@' + s.server_hostname + ' in a new tab';
-        join.appendChild(a);
+        join.appendChild(
+          terminalLink(
+            '/web/cluster/' + encodeURIComponent(site) + '/console/node/' + encodeURIComponent(s.server_id) + '/' + encodeURIComponent(s.login) + '?sid=' + encodeURIComponent(s.id),
+            'Join',
+            'Join the session of ' + s.login + '@' + s.server_hostname + ' in a new tab',
+          ),
+        );
       } else {
         join.textContent = 'login not allowed';
       }
@@ -327,9 +343,7 @@
       tr.appendChild(join);
       tbody.appendChild(tr);
     });
-    show('loading', false);
-    show('sessions', sessions.length > 0);
-    show('empty', sessions.length === 0);
+    showList('sessions', sessions.length);
   }
 
   function sessionsPage() {
