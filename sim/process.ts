@@ -25,8 +25,9 @@ const handedOut = new Set<number>();
  * below the kernel's ephemeral range (32768 and up by default): a port handed out and not yet
  * bound by the process it is for can then be taken neither by another worker nor by an outgoing
  * connection, which draws its local port from the ephemeral range. Elsewhere, the kernel picks.
+ * TEST_PORTS_BASE moves the slices, so that two jest runs on one machine do not share ports.
  */
-const WORKER_PORTS_BASE = 20_000;
+const WORKER_PORTS_BASE = Number(process.env.TEST_PORTS_BASE) || 20_000;
 const WORKER_PORTS = 3_000;
 /** Workers beyond these (jest.config.js runs 2) get ports from the kernel. */
 const MAX_WORKERS = 4;
