@@ -7,7 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import { Browser, BrowserContext, Page } from 'playwright-core';
-import { goto, launchChromium, newContext } from '../helpers/browser';
+import { goto, launchChromium, newContext, terminalScreen } from '../helpers/browser';
 import { startCluster, TestAuth } from '../helpers/cluster';
 import { cliPath, Daemon, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
@@ -54,8 +54,7 @@ describe('live sessions in the browser', () => {
     await page.waitForURL(`${base}/web/cluster/${SITE}/nodes`);
     return { user, context, page };
   };
-  /** The text on a terminal tab's screen. */
-  const screen = async (tab: Page) => (await tab.locator('.xterm-rows > div').allTextContents()).map((l) => l.replace(/\u00a0/g, ' ').trimEnd()).join('\n');
+  const screen = terminalScreen;
   const typeLine = async (tab: Page, text: string) => {
     await tab.keyboard.type(text);
     await tab.keyboard.press('Enter');

@@ -24,7 +24,7 @@ import { openBackend } from '../../runtime/backend';
 import { CLOSE_SESSION_ENDED, MAX_MESSAGE_BYTES, SESSION_COOKIE, TERMINAL_PROTOCOL } from '../../runtime/proxy/terminal';
 import { fetchRecording } from '../../runtime/recordings/playback';
 import { CLIENT_ALGORITHMS, clientCertIdentity, formatAuthorizedKey, generateKeyPair, publicKeyBlob } from '../../runtime/sshcert';
-import { cspViolations, goto, launchChromium, newContext, recordCspViolations } from '../helpers/browser';
+import { cspViolations, goto, launchChromium, newContext, recordCspViolations, terminalScreen } from '../helpers/browser';
 import { startCluster, TestAuth, TestNode } from '../helpers/cluster';
 import { malformedJson, runFuzz, wrongJsonValue } from '../helpers/fuzz';
 import { tempDir, waitFor } from '../helpers/proc';
@@ -155,7 +155,7 @@ describe('browser terminal', () => {
     fs.rmSync(work, { recursive: true, force: true });
   });
 
-  it('GIVEN a logged-in user on the node list WHEN they open a terminal THEN the shell runs as their login in a PTY, UTF-8 goes both ways, pasting works, a resize reaches stty, exit ends it, and it is recorded and audited', async () => {
+  it('GIVEN a logged-in user on the node list WHEN they open a terminal THEN the shell runs as their login in a PTY, UTF-8 goes both ways, pasting works, a resize reaches stty, exit ends it, it is recorded and audited, and the player plays it back', async () => {
     // GIVEN alice logged in in Chromium, on the node list
     const alice = await TshUser.signUp(c, 'alice', [LOGIN], { roles: ['admin'] });
     users.push(alice);
@@ -239,16 +239,38 @@ describe('browser terminal', () => {
     expect(await cspViolations(tab)).toEqual([]);
     expect(problems).toEqual([]);
 
+    // THEN the session appears in the player once its recording is uploaded, and plays back the same text
+    const start = await waitFor('session.start', async () => (await c.events(['session.start'])).find((e) => e.user === 'alice'));
+    await waitFor('session.upload', async () => (await c.events(['session.upload'])).find((e) => e.sid === start.sid));
+    const terminalUrl = tab.url();
+    await goto(tab, `${base}/web/cluster/${SITE}/session/${start.sid}`);
+    await tab.locator('#status', { hasText: 'Ready' }).waitFor();
+    // (every row the player draws is kept: `clear` wipes the screen before the end)
+    await tab.evaluate(`(() => {
+      const rows = document.querySelector('.xterm-rows');
+      window.drawnRows = new Set();
+      new MutationObserver(() => rows.querySelectorAll(':scope > div').forEach((d) => window.drawnRows.add(d.textContent.replace(/\\u00a0/g, ' ').trimEnd())))
+        .observe(rows, { subtree: true, childList: true, characterData: true });
+    })()`);
+    await tab.click('#play');
+    await tab.locator('#status', { hasText: 'Finished' }).waitFor();
+    const played = await tab.evaluate<string[]>('[...window.drawnRows]');
+    expect(played).toContain(LOGIN);
+    expect(played.some((l) => /^\/dev\/pts\/\d+$/.test(l))).toBe(true);
+    expect(played).toContain('héllo wörld ✓');
+    expect(played).toContain('pasted-42');
+    expect(played).toContain(before);
+    expect(await terminalScreen(tab)).toContain(after);
+
     // WHEN the web session is ended and the terminal page is opened again THEN it is refused and says why
     const token = await tab.evaluate<string>("sessionStorage.getItem('teleport.token')");
     expect((await request('DELETE', '/webapi/sessions/current', { token })).status).toBe(200);
-    await tab.reload();
+    await goto(tab, terminalUrl);
     await tab.locator('#error', { hasText: 'Your web session has expired or was ended. Log in again.' }).waitFor();
     expect(await tab.textContent('#status')).toBe('Disconnected');
     await context.close();
 
     // THEN the node audited the session with her user and login, and its recording holds what she saw
-    const start = await waitFor('session.start', async () => (await c.events(['session.start'])).find((e) => e.user === 'alice'));
     expect(start).toMatchObject({ login: LOGIN, server_id: nodeId });
     const end = await waitFor('session.end', async () => (await c.events(['session.end'])).find((e) => e.user === 'alice'));
     expect(end).toMatchObject({ sid: start.sid, login: LOGIN });

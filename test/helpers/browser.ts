@@ -53,3 +53,7 @@ export const recordCspViolations = (target: Page | BrowserContext) =>
 
 /** The violations `recordCspViolations` saw in the page so far (read them before leaving the page). */
 export const cspViolations = (page: Page) => page.evaluate<string[]>('window.cspViolations');
+
+/** The text on an xterm.js screen (a terminal or the player), one line per row, trailing blanks trimmed. */
+export const terminalScreen = async (page: Page) =>
+  (await page.locator('.xterm-rows > div').allTextContents()).map((l) => l.replace(/\u00a0/g, ' ').trimEnd()).join('\n');
