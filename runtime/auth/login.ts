@@ -12,12 +12,13 @@
 import { createPublicKey } from 'node:crypto';
 import { Clock, systemClock } from '../backend/clock';
 import { formatAuthorizedKey, parseAuthorizedKey, parsePublicKeyBlob, USER_CERT_TTL } from '../sshcert';
-import { AccessDeniedError, BadParameterError, CompareFailedError, isReason, NotFoundError } from '../utils/errors';
+import { AccessDeniedError, BadParameterError, isReason, NotFoundError } from '../utils/errors';
 import { failedLogins } from '../service/metrics';
 import { addressKey, RateLimiter } from '../utils/ratelimit';
 import { hashPassword, randomToken, verifyPassword } from '../utils/secrets';
 import { User } from './resources';
 import { AuthServer } from './server';
+import { deviceInfo, MfaDeviceInfo } from './mfa';
 import { otpauthUrl, verifyTotp } from './totp';
 import { checkPassword, SignupToken } from './users';
 
@@ -183,7 +184,7 @@ export class LocalLogins {
       throw err;
     }
     await this.auth.users.setPassword(rec.user, password);
-    if (totpStepUsed !== undefined) await this.auth.users.setTotp(rec.user, { secret: rec.otp_secret!, last_step: totpStepUsed });
+    if (totpStepUsed !== undefined) await this.auth.users.mfa.replaceAll(rec.user, 'otp', rec.otp_secret!, totpStepUsed, new Date(this.now()));
     await this.auth.emit({ event: 'user.password_change', user: rec.user, name: rec.user, method: 'signup', second_factor: this.secondFactor });
     return { username: rec.user };
   }
@@ -230,26 +231,99 @@ export class LocalLogins {
 
   /**
    * Changes the password of `username` (a web session's user): the current password and second
-   * factor are checked exactly as at login (rate limits, lockout, TOTP replay), then the new
-   * password is stored. Audited as `user.password_change` either way. Certificates and web
-   * sessions already issued stay valid, as in Teleport.
+   * factor are checked exactly as at login, then the new password is stored. Audited as
+   * `user.password_change` either way. Certificates and web sessions already issued stay valid,
+   * as in Teleport.
    */
   async changePassword(username: string, req: { oldPassword: string; newPassword: string; otpToken?: string }, remoteAddr: string): Promise<void> {
-    const addr = remoteAddr ? { 'addr.remote': remoteAddr } : {};
-    try {
+    await this.accountChange('user.password_change', username, remoteAddr, { name: username, method: 'change' }, async () => {
       checkPassword(req.newPassword);
       if (req.newPassword === req.oldPassword) throw new BadParameterError('the new password is the same as the current one');
       this.checkSecondFactorSupported();
       await this.authenticate({ username, password: req.oldPassword, ...(req.otpToken ? { otpToken: req.otpToken } : {}) }, remoteAddr);
       await this.auth.users.setPassword(username, req.newPassword);
+    });
+  }
+
+  /** The second-factor devices of `username`, without their secrets. */
+  async mfaDevices(username: string): Promise<MfaDeviceInfo[]> {
+    return (await this.auth.users.mfa.list(username)).map(deviceInfo);
+  }
+
+  /**
+   * First step of adding a device: after the password and a code from a device the user has
+   * (checked as at login), a new TOTP secret to set up in an authenticator app, for 5 minutes.
+   * A refused attempt is audited as a failed `mfa.add`.
+   */
+  async offerMfaDevice(username: string, creds: { password: string; otpToken?: string }, remoteAddr: string): Promise<{ otp_secret: string; otp_url: string; expires: string }> {
+    return this.accountChange('mfa.add', username, remoteAddr, { mfa_device_type: 'TOTP' }, async () => {
+      this.requireDevices();
+      await this.authenticate({ username, ...creds }, remoteAddr);
+      const offer = await this.auth.users.mfa.offerTotp(username, new Date(this.now()));
+      return { otp_secret: offer.key, otp_url: otpauthUrl(this.auth.clusterName, username, offer.key), expires: offer.expires.toISOString() };
+    }, false);
+  }
+
+  /** Second step: the offered secret becomes device `name` when `otpToken` comes from it. Audited as `mfa.add`. */
+  async addMfaDevice(username: string, req: { name: string; otpToken: string }, remoteAddr: string): Promise<MfaDeviceInfo> {
+    const fields: Record<string, unknown> = { mfa_device_type: 'TOTP', mfa_device_name: req.name };
+    return this.accountChange('mfa.add', username, remoteAddr, fields, async () => {
+      this.requireDevices();
+      const device = await this.auth.users.mfa.confirmTotp(username, req.name, req.otpToken, new Date(this.now()));
+      fields.mfa_device_uuid = device.id;
+      return deviceInfo(device);
+    });
+  }
+
+  /**
+   * Removes device `name` after the password and a code (from any device, this one included),
+   * checked as at login. The last device cannot go while the cluster requires a second factor:
+   * the user could not log in again. Audited as `mfa.delete`.
+   */
+  async deleteMfaDevice(username: string, req: { name: string; password: string; otpToken?: string }, remoteAddr: string): Promise<void> {
+    const fields: Record<string, unknown> = { mfa_device_type: 'TOTP', mfa_device_name: req.name };
+    await this.accountChange('mfa.delete', username, remoteAddr, fields, async () => {
+      this.requireDevices();
+      await this.authenticate({ username, password: req.password, ...(req.otpToken ? { otpToken: req.otpToken } : {}) }, remoteAddr);
+      const devices = await this.auth.users.mfa.list(username);
+      if (!devices.some((d) => d.metadata.name === req.name)) throw new NotFoundError(`no second-factor device named "${req.name}"`);
+      if (devices.length === 1) throw new BadParameterError('this is your only second-factor device and the cluster requires one: add another device before removing it');
+      fields.mfa_device_uuid = (await this.auth.users.mfa.remove(username, req.name)).id;
+    });
+  }
+
+  /** Devices are for a cluster whose logins ask for a code. */
+  private requireDevices(): void {
+    if (this.secondFactor !== 'otp') {
+      throw new BadParameterError(`this cluster does not use second-factor devices (auth_service.authentication.second_factor is ${this.secondFactor})`);
+    }
+  }
+
+  /**
+   * A change to a logged-in user's account, audited as `event` with `fields` (as they are when
+   * `change` ends) either way; a success only when `auditSuccess`. A wrong current password or
+   * code gets the login's answer, nothing more.
+   */
+  private async accountChange<T>(
+    event: 'user.password_change' | 'mfa.add' | 'mfa.delete',
+    username: string,
+    remoteAddr: string,
+    fields: Record<string, unknown>,
+    change: () => Promise<T>,
+    auditSuccess = true,
+  ): Promise<T> {
+    const addr = remoteAddr ? { 'addr.remote': remoteAddr } : {};
+    let result: T;
+    try {
+      result = await change();
     } catch (err) {
       const detail = err instanceof LoginFailure ? err.detail : (err as Error).message;
-      await this.auth.emit({ event: 'user.password_change', user: username, name: username, method: 'change', success: false, error: detail, ...addr });
-      // A wrong current password or code gets the login's answer, nothing more.
+      await this.auth.emit({ event, user: username, ...fields, success: false, error: detail, ...addr });
       if (err instanceof LoginFailure) throw new AccessDeniedError('invalid current password or second factor');
       throw err;
     }
-    await this.auth.emit({ event: 'user.password_change', user: username, name: username, method: 'change', success: true, ...addr });
+    if (auditSuccess) await this.auth.emit({ event, user: username, ...fields, success: true, ...addr });
+    return result;
   }
 
   /** Runs a login attempt and writes its `user.login` audit event, whatever the outcome. */
@@ -333,18 +407,10 @@ export class LocalLogins {
   private async checkTotp(user: User, code: string | undefined): Promise<void> {
     const name = user.metadata.name;
     if (!code) return this.failed(name, user, 'no second factor code given');
-    for (let attempt = 0; attempt < 10; attempt++) {
-      const rec = await this.auth.users.getTotp(name);
-      if (!rec) return this.failed(name, user, 'the user has no second factor registered');
-      const now = this.now();
-      const step = verifyTotp(rec.secret, code, { timeMs: now, afterStep: rec.last_step });
-      if (step === undefined) {
-        const replayed = verifyTotp(rec.secret, code, { timeMs: now }) !== undefined;
-        return this.failed(name, user, replayed ? 'second factor code already used' : 'invalid second factor code');
-      }
-      if (await this.auth.users.swapTotp(name, rec, { secret: rec.secret, last_step: step })) return;
-    }
-    throw new CompareFailedError(`the second factor of user "${name}" kept changing during login; try again`);
+    const check = await this.auth.users.mfa.checkTotp(name, code, new Date(this.now()));
+    if (check.ok) return;
+    const why = { 'no device': 'the user has no second factor registered', replayed: 'second factor code already used', invalid: 'invalid second factor code' };
+    return this.failed(name, user, why[check.why]);
   }
 
   /**

@@ -1,6 +1,6 @@
 /**
- * Local users: the user record, its password hash, its TOTP secret, the
- * failed login attempts that lead to a lockout, and the single-use sign-up
+ * Local users: the user record, its password hash, its second-factor
+ * devices (mfa.ts), the failed login attempts that lead to a lockout, and the single-use sign-up
  * tokens that `tctl users add` and `tctl users reset` hand out (1 hour by
  * default). A sign-up token is stored only under its SHA-256: its value is
  * known only to the caller that created it.
@@ -11,6 +11,7 @@ import { Keys, rangeEnd } from '../contract/keys';
 import { AlreadyExistsError, BadParameterError, CompareFailedError, isReason, NotFoundError } from '../utils/errors';
 import { digestId, hashPassword, randomToken, tokenDigest } from '../utils/secrets';
 import { User, userSchema } from './resources';
+import { MfaDevices } from './mfa';
 import { generateTotpSecret } from './totp';
 
 export const SIGNUP_TOKEN_TTL_MS = 3600_000;
@@ -38,13 +39,6 @@ export interface PendingSignupToken {
   created: string;
 }
 
-export interface TotpRecord {
-  /** base32 */
-  secret: string;
-  /** The last time step whose code was accepted; codes of this step and earlier are refused. */
-  last_step: number;
-}
-
 /** Throws BadParameterError unless a sign-up token may live this long. */
 export function checkSignupTtl(ttlMs: number): void {
   if (!(ttlMs > 0) || ttlMs > MAX_SIGNUP_TOKEN_TTL_MS) throw new BadParameterError('sign-up token TTL must be between 1s and 48h');
@@ -57,10 +51,13 @@ export function checkPassword(password: string): void {
 }
 
 const json = (v: unknown) => Buffer.from(JSON.stringify(v));
-const totpJson = (r: TotpRecord) => json({ secret: r.secret, last_step: r.last_step });
 
 export class Users {
-  constructor(private readonly backend: Backend) {}
+  readonly mfa: MfaDevices;
+
+  constructor(private readonly backend: Backend) {
+    this.mfa = new MfaDevices(backend);
+  }
 
   async get(name: string): Promise<User> {
     try {
@@ -133,11 +130,10 @@ export class Users {
   async resetCredentials(name: string): Promise<void> {
     await this.get(name);
     await this.deleteSignupTokensOf(name);
-    for (const key of [Keys.userPassword(name), Keys.userTotp(name)]) {
-      await this.backend.delete(key).catch((err) => {
-        if (!isReason(err, 'not_found')) throw err;
-      });
-    }
+    await this.backend.delete(Keys.userPassword(name)).catch((err) => {
+      if (!isReason(err, 'not_found')) throw err;
+    });
+    await this.mfa.removeAll(name);
     await this.backend.deleteRange(Keys.webSessions(name), rangeEnd(Keys.webSessions(name)));
   }
 
@@ -152,30 +148,6 @@ export class Users {
       return (await this.backend.get(Keys.userPassword(name))).value.toString();
     } catch (err) {
       if (isReason(err, 'not_found')) return undefined;
-      throw err;
-    }
-  }
-
-  async getTotp(name: string): Promise<TotpRecord | undefined> {
-    try {
-      return JSON.parse((await this.backend.get(Keys.userTotp(name))).value.toString()) as TotpRecord;
-    } catch (err) {
-      if (isReason(err, 'not_found')) return undefined;
-      throw err;
-    }
-  }
-
-  async setTotp(name: string, rec: TotpRecord): Promise<void> {
-    await this.backend.put({ key: Keys.userTotp(name), value: totpJson(rec) });
-  }
-
-  /** Replaces the TOTP record if it is still `expected`; false when someone else changed it first. */
-  async swapTotp(name: string, expected: TotpRecord, next: TotpRecord): Promise<boolean> {
-    try {
-      await this.backend.compareAndSwap({ key: Keys.userTotp(name), value: totpJson(expected) }, { key: Keys.userTotp(name), value: totpJson(next) });
-      return true;
-    } catch (err) {
-      if (isReason(err, 'compare_failed')) return false;
       throw err;
     }
   }

@@ -28,8 +28,13 @@ export const Keys = {
   user: (name: string) => key('web', 'users', name, 'params'),
   userPassword: (name: string) => key('web', 'users', name, 'pwd'),
   userPrefix: (name: string) => key('web', 'users', name) + '/',
-  /** The user's TOTP secret and the last time step used (replay protection). */
+  /** Before second-factor devices: the user's one TOTP secret and last time step (auth/mfa.ts migrates it). */
   userTotp: (name: string) => key('web', 'users', name, 'totp'),
+  /** A second-factor device of the user, by its name (auth/mfa.ts). */
+  userMfaDevice: (name: string, device: string) => key('web', 'users', name, 'mfa', device),
+  userMfaDevices: (name: string) => key('web', 'users', name, 'mfa') + '/',
+  /** A TOTP secret offered to the user for a new device, waiting for a code from it. */
+  userMfaOffer: (name: string) => key('web', 'users', name, 'mfa_offer'),
   /** Failed login attempts, one item each, expiring after the lockout window. */
   userLoginAttempt: (name: string, id: string) => key('web', 'users', name, 'attempts', id),
   userLoginAttempts: (name: string) => key('web', 'users', name, 'attempts') + '/',

@@ -5,6 +5,9 @@ export const EventCodes = {
   'user.update': { success: 'T1003I' },
   'user.delete': { success: 'T1004I' },
   'user.password_change': { success: 'T1005I' },
+  /** Teleport 6+: a second-factor device added or removed (failures are ours). */
+  'mfa.add': { success: 'T1006I', failure: 'T1006W' },
+  'mfa.delete': { success: 'T1007I', failure: 'T1007W' },
   'session.start': { success: 'T2000I' },
   'session.join': { success: 'T2001I' },
   resize: { success: 'T2002I' },

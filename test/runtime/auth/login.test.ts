@@ -14,6 +14,7 @@ import { MemoryBackend } from '../../../runtime/backend/memory';
 import { FileAuditLog } from '../../../runtime/events/filelog';
 import { initTestAuthServer } from '../../helpers/authserver';
 import { addressKey } from '../../../runtime/utils/ratelimit';
+import { Keys } from '../../../runtime/contract/keys';
 import * as secrets from '../../../runtime/utils/secrets';
 
 const SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP';
@@ -61,7 +62,7 @@ async function setup(secondFactor: 'otp' | 'off'): Promise<Setup> {
 async function addUser(s: Setup, name: string, password: string): Promise<void> {
   await s.auth.addUser(name, [name], ['admin'], 'test');
   await s.auth.users.setPassword(name, password);
-  await s.auth.users.setTotp(name, { secret: SECRET, last_step: -1 });
+  await s.auth.users.mfa.replaceAll(name, 'otp', SECRET, -1, new Date(s.clock.ms));
 }
 
 /** One login attempt: 'ok', or what the caller is told. */
@@ -238,5 +239,146 @@ describe('local logins: the per-source limit', () => {
       [true, '198.51.100.20'],
       [false, '2001:db8::20'],
     ]);
+  });
+});
+
+describe('second-factor devices', () => {
+  let s: Setup;
+  const STEP = 30_000;
+  const code = (secret = SECRET) => totp(secret, { timeMs: s.clock.ms });
+  const outcome = (p: Promise<unknown>) =>
+    p.then(
+      () => 'ok',
+      (err: Error & { reason?: string }) => `${err.reason}: ${err.message}`,
+    );
+  const events = (type: string) => s.audit.search({ from: new Date(Date.now() - MINUTE), to: new Date(Date.now() + MINUTE), eventTypes: [type] });
+
+  beforeEach(async () => {
+    s = await setup('otp');
+    await addUser(s, 'kim', 'kim-secret-pass');
+  });
+  afterEach(async () => {
+    await s?.close();
+  });
+
+  /** Offers kim a device and confirms it as `name`: its secret. */
+  async function addDevice(name: string): Promise<string> {
+    s.clock.advance(STEP);
+    const offer = await s.logins.offerMfaDevice('kim', { password: 'kim-secret-pass', otpToken: code() }, '198.51.100.1');
+    await s.logins.addMfaDevice('kim', { name, otpToken: code(offer.otp_secret) }, '198.51.100.1');
+    return offer.otp_secret;
+  }
+
+  test('GIVEN kim with her sign-up device WHEN she adds a second THEN codes of either log her in, the list shows both without secrets, and the addition is audited', async () => {
+    // WHEN she asks for a new device with her password and current code, and confirms it with a code of the new secret
+    s.clock.advance(STEP);
+    const offer = await s.logins.offerMfaDevice('kim', { password: 'kim-secret-pass', otpToken: code() }, '198.51.100.1');
+    expect(offer.otp_url).toBe(`otpauth://totp/example.com:kim?secret=${offer.otp_secret}&issuer=example.com`);
+    expect(offer.otp_secret).not.toBe(SECRET);
+    const added = await s.logins.addMfaDevice('kim', { name: 'phone 2', otpToken: code(offer.otp_secret) }, '198.51.100.1');
+    expect(added).toMatchObject({ name: 'phone 2', type: 'TOTP' });
+
+    // THEN both devices are listed, without their secrets
+    const list = await s.logins.mfaDevices('kim');
+    expect(list.map((d) => d.name)).toEqual(['otp', 'phone 2']);
+    expect(JSON.stringify(list)).not.toContain(offer.otp_secret);
+    expect(JSON.stringify(list)).not.toContain(SECRET);
+
+    // THEN a code of either device logs her in (the new one's code of the confirming step is used up)
+    expect(await attempt(s, 'kim', 'kim-secret-pass', undefined, code(offer.otp_secret))).toBe('access_denied: ' + INVALID_LOGIN);
+    s.clock.advance(STEP);
+    expect(await attempt(s, 'kim', 'kim-secret-pass', undefined, code(offer.otp_secret))).toBe('ok');
+    s.clock.advance(STEP);
+    expect(await attempt(s, 'kim', 'kim-secret-pass', undefined, code())).toBe('ok');
+    // AND the same code is not taken twice
+    expect(await attempt(s, 'kim', 'kim-secret-pass', undefined, code())).toBe('access_denied: ' + INVALID_LOGIN);
+    expect((await events('user.login')).map((e) => e.error ?? 'ok')).toEqual(['second factor code already used', 'ok', 'ok', 'second factor code already used']);
+
+    // THEN the addition is audited with the device's name and ID
+    expect(await events('mfa.add')).toEqual([expect.objectContaining({ user: 'kim', success: true, code: 'T1006I', mfa_device_name: 'phone 2', mfa_device_uuid: added.id, mfa_device_type: 'TOTP', 'addr.remote': '198.51.100.1' })]);
+  });
+
+  test('GIVEN a new device being set up WHEN the confirming code is wrong, the name is taken or bad, or the offer has expired THEN it is not added, and each is said', async () => {
+    s.clock.advance(STEP);
+    const offer = await s.logins.offerMfaDevice('kim', { password: 'kim-secret-pass', otpToken: code() }, '198.51.100.1');
+    // WHEN confirmed with a code of her old device THEN refused, and the offer stays
+    expect(await outcome(s.logins.addMfaDevice('kim', { name: 'phone 2', otpToken: code() }, ''))).toMatch(/^bad_parameter: the code is not from the new device/);
+    // WHEN named as an existing device, or with a name that cannot be a key THEN refused
+    expect(await outcome(s.logins.addMfaDevice('kim', { name: 'otp', otpToken: code(offer.otp_secret) }, ''))).toBe('already_exists: there is already a device named "otp"');
+    expect(await outcome(s.logins.addMfaDevice('kim', { name: '../pwd', otpToken: code(offer.otp_secret) }, ''))).toMatch(/^bad_parameter: device name: /);
+    // WHEN confirmed after 5 minutes THEN the offer is gone
+    s.clock.advance(5 * MINUTE + 1000);
+    expect(await outcome(s.logins.addMfaDevice('kim', { name: 'phone 2', otpToken: code(offer.otp_secret) }, ''))).toMatch(/^not_found: no new device is being set up, or it took more than 5 minutes/);
+    expect((await s.logins.mfaDevices('kim')).map((d) => d.name)).toEqual(['otp']);
+    expect((await events('mfa.add')).map((e) => [e.success, e.code])).toEqual([
+      [false, 'T1006W'],
+      [false, 'T1006W'],
+      [false, 'T1006W'],
+      [false, 'T1006W'],
+    ]);
+  });
+
+  test('GIVEN a wrong password or code WHEN a device is asked for or removed THEN the login answer, audited, and counted toward the lockout', async () => {
+    s.clock.advance(STEP);
+    expect(await outcome(s.logins.offerMfaDevice('kim', { password: 'wrong-pass', otpToken: code() }, ''))).toBe('access_denied: invalid current password or second factor');
+    expect(await outcome(s.logins.offerMfaDevice('kim', { password: 'kim-secret-pass', otpToken: wrongCode(s.clock.ms) }, ''))).toBe('access_denied: invalid current password or second factor');
+    expect(await outcome(s.logins.deleteMfaDevice('kim', { name: 'otp', password: 'wrong-pass', otpToken: code() }, ''))).toBe('access_denied: invalid current password or second factor');
+    expect((await events('mfa.add')).map((e) => e.error)).toEqual(['invalid password', 'invalid second factor code']);
+    expect((await events('mfa.delete')).map((e) => e.error)).toEqual(['invalid password']);
+    expect(await s.auth.users.countLoginAttempts('kim')).toBe(3);
+  });
+
+  test('GIVEN two devices WHEN one is removed THEN its codes no longer log in, the last one cannot be removed, and removals are audited', async () => {
+    const second = await addDevice('phone 2');
+    // WHEN the sign-up device is removed (with the password and a code of the second)
+    s.clock.advance(STEP);
+    await s.logins.deleteMfaDevice('kim', { name: 'otp', password: 'kim-secret-pass', otpToken: code(second) }, '198.51.100.1');
+    // THEN its codes do not log in; the second's do
+    s.clock.advance(STEP);
+    expect(await attempt(s, 'kim', 'kim-secret-pass', undefined, code())).toBe('access_denied: ' + INVALID_LOGIN);
+    expect(await attempt(s, 'kim', 'kim-secret-pass', undefined, code(second))).toBe('ok');
+    // WHEN the last device is to be removed, or one she does not have THEN refused
+    s.clock.advance(STEP);
+    expect(await outcome(s.logins.deleteMfaDevice('kim', { name: 'phone 2', password: 'kim-secret-pass', otpToken: code(second) }, ''))).toMatch(/^bad_parameter: this is your only second-factor device/);
+    s.clock.advance(STEP);
+    expect(await outcome(s.logins.deleteMfaDevice('kim', { name: 'laptop', password: 'kim-secret-pass', otpToken: code(second) }, ''))).toBe('not_found: no second-factor device named "laptop"');
+    expect((await s.logins.mfaDevices('kim')).map((d) => d.name)).toEqual(['phone 2']);
+    expect((await events('mfa.delete')).map((e) => [e.success, e.mfa_device_name, e.code])).toEqual([
+      [true, 'otp', 'T1007I'],
+      [false, 'phone 2', 'T1007W'],
+      [false, 'laptop', 'T1007W'],
+    ]);
+  });
+
+  test('GIVEN a user from before devices (one TOTP record) WHEN she logs in THEN her code works, and the record became the device "otp"', async () => {
+    // GIVEN the old record instead of devices
+    await s.auth.users.mfa.removeAll('kim');
+    await s.auth.backend.put({ key: Keys.userTotp('kim'), value: Buffer.from(JSON.stringify({ secret: SECRET, last_step: -1 })) });
+    // WHEN she logs in THEN it works, once per code
+    expect(await attempt(s, 'kim', 'kim-secret-pass')).toBe('ok');
+    expect(await attempt(s, 'kim', 'kim-secret-pass')).toBe('access_denied: ' + INVALID_LOGIN);
+    expect((await s.logins.mfaDevices('kim')).map((d) => d.name)).toEqual(['otp']);
+    await expect(s.auth.backend.get(Keys.userTotp('kim'))).rejects.toMatchObject({ reason: 'not_found' });
+  });
+
+  test('GIVEN `tctl users reset` WHEN it runs THEN her devices and any device being set up are gone', async () => {
+    s.clock.advance(STEP);
+    await s.logins.offerMfaDevice('kim', { password: 'kim-secret-pass', otpToken: code() }, '');
+    await s.auth.users.resetCredentials('kim');
+    expect(await s.logins.mfaDevices('kim')).toEqual([]);
+    await expect(s.auth.backend.get(Keys.userMfaOffer('kim'))).rejects.toMatchObject({ reason: 'not_found' });
+  });
+
+  test('GIVEN a cluster without a second factor WHEN a device is asked for THEN it is refused and says why', async () => {
+    const off = await setup('off');
+    try {
+      await off.auth.addUser('lee', ['lee'], ['admin'], 'test');
+      await off.auth.users.setPassword('lee', 'lee-secret-pass');
+      await expect(off.logins.offerMfaDevice('lee', { password: 'lee-secret-pass' }, '')).rejects.toThrow(
+        'this cluster does not use second-factor devices (auth_service.authentication.second_factor is off)',
+      );
+    } finally {
+      await off.close();
+    }
   });
 });
