@@ -58,12 +58,20 @@ const count = z.number().int().nonnegative().optional();
 const recordingEventsBody = z.object({ token: z.string().max(256), sid, after: count, limit: count }).strict();
 const recordingStreamBody = z.object({ token: z.string().max(256), sid, offset: count, bytes: count }).strict();
 const asQuery = (n?: number) => (n === undefined ? null : String(n));
+const secondFactorToken = z.string().max(16).optional();
+const mfaOfferBody = z.object({ token: z.string().max(256), password: z.string().min(1).max(1024), second_factor_token: secondFactorToken, client_addr: clientAddr }).strict();
+const mfaAddBody = z.object({ token: z.string().max(256), name: z.string().max(64), second_factor_token: z.string().max(16), client_addr: clientAddr }).strict();
+const mfaDeleteBody = z
+  .object({ token: z.string().max(256), name: z.string().max(64), password: z.string().min(1).max(1024), second_factor_token: secondFactorToken, client_addr: clientAddr })
+  .strict();
+const otp = (t?: string) => (t ? { otpToken: t } : {});
+
 const changePasswordBody = z
   .object({
     token: z.string().max(256),
     old_password: z.string().min(1).max(1024),
     new_password: z.string().min(1).max(1024),
-    second_factor_token: z.string().max(16).optional(),
+    second_factor_token: secondFactorToken,
     client_addr: clientAddr,
   })
   .strict();
@@ -146,9 +154,52 @@ export function loginRoutes(auth: AuthServer, recordings: RecordingReader, login
         const user = await userOf(body.token);
         await logins.changePassword(
           user,
-          { oldPassword: body.old_password, newPassword: body.new_password, ...(body.second_factor_token ? { otpToken: body.second_factor_token } : {}) },
+          { oldPassword: body.old_password, newPassword: body.new_password, ...otp(body.second_factor_token) },
           body.client_addr ?? remoteAddr,
         );
+        return {};
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/websessions/context',
+      allow: ['Proxy'],
+      body: bearerBody,
+      handler: async ({ body }) => {
+        const user = await userOf(body.token);
+        return { user, roles: (await auth.users.get(user)).spec.roles, second_factor: auth.opts.clusterConfig.second_factor };
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/websessions/mfa/devices',
+      allow: ['Proxy'],
+      body: bearerBody,
+      handler: async ({ body }) => logins.mfaDevices(await userOf(body.token)),
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/websessions/mfa/offer',
+      allow: ['Proxy'],
+      body: mfaOfferBody,
+      handler: async ({ body, remoteAddr }) =>
+        logins.offerMfaDevice(await userOf(body.token), { password: body.password, ...otp(body.second_factor_token) }, body.client_addr ?? remoteAddr),
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/websessions/mfa/add',
+      allow: ['Proxy'],
+      body: mfaAddBody,
+      handler: async ({ body, remoteAddr }) =>
+        logins.addMfaDevice(await userOf(body.token), { name: body.name, otpToken: body.second_factor_token }, body.client_addr ?? remoteAddr),
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/websessions/mfa/delete',
+      allow: ['Proxy'],
+      body: mfaDeleteBody,
+      handler: async ({ body, remoteAddr }) => {
+        await logins.deleteMfaDevice(await userOf(body.token), { name: body.name, password: body.password, ...otp(body.second_factor_token) }, body.client_addr ?? remoteAddr);
         return {};
       },
     }),

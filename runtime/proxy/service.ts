@@ -215,6 +215,13 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
         deleteSession: async (token, clientAddr) => {
           await client.post('/v1/websessions/delete', { token, ...clientAddrField(clientAddr) });
         },
+        userContext: (token) => client.post('/v1/websessions/context', { token }),
+        mfaDevices: (token) => client.post('/v1/websessions/mfa/devices', { token }),
+        offerMfaDevice: (token, b, clientAddr) => client.post('/v1/websessions/mfa/offer', { token, ...b, ...clientAddrField(clientAddr) }),
+        addMfaDevice: (token, b, clientAddr) => client.post('/v1/websessions/mfa/add', { token, ...b, ...clientAddrField(clientAddr) }),
+        deleteMfaDevice: async (token, name, b, clientAddr) => {
+          await client.post('/v1/websessions/mfa/delete', { token, name, ...b, ...clientAddrField(clientAddr) });
+        },
         validateTrustedCluster: (b, clientAddr) => client.post('/v1/trustedclusters/validate', { ...b, ...clientAddrField(clientAddr) }),
       },
       connectAuth: async () => (await dialFirst(config.authServers, AUTH_DIAL_TIMEOUT_MS)).sock,

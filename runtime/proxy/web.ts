@@ -33,6 +33,7 @@ import { decodePathPart, readJsonBody, requestUrl, sendError, sendJson } from '.
 import { serverAddress, serverLabels } from '../auth/resources';
 import type { ActiveSession } from '../node/shared';
 import type { UserNode } from '../auth/server';
+import type { MfaDeviceInfo } from '../auth/mfa';
 import type { Cidr } from '../config';
 import { selfSignedServerCert } from '../tlsca';
 import { policyKeyMismatch, tlsPolicy } from '../tlsca/ciphersuites';
@@ -109,6 +110,16 @@ export interface WebApi {
   /** A user certificate (authorized_keys line) for the session's user and this public key, for the browser terminal. */
   sessionCert(token: string, sshPublicKey: string): Promise<{ cert: string }>;
   deleteSession(token: string, clientAddr: string): Promise<void>;
+  /** The session's user, their roles and the cluster's second factor: the user menu and the account page. */
+  userContext(token: string): Promise<{ user: string; roles: string[]; second_factor: string }>;
+  /** The session's user's second-factor devices (never their secrets). */
+  mfaDevices(token: string): Promise<MfaDeviceInfo[]>;
+  /** A new TOTP secret for the session's user to set up, after their password and a current code (as at login). */
+  offerMfaDevice(token: string, body: MfaOfferBody, clientAddr: string): Promise<{ otp_secret: string; otp_url: string; expires: string }>;
+  /** Adds the offered secret as device `name` when the code comes from it. */
+  addMfaDevice(token: string, body: MfaAddBody, clientAddr: string): Promise<MfaDeviceInfo>;
+  /** Removes a device, after the password and a current code (as at login). */
+  deleteMfaDevice(token: string, name: string, body: MfaDeleteBody, clientAddr: string): Promise<void>;
   /** A leaf cluster asks to establish trust (runtime/auth/trust.ts): the auth server checks the token and exchanges CAs. */
   validateTrustedCluster(body: ValidateTrustedClusterBody, clientAddr: string): Promise<unknown>;
 }
@@ -118,6 +129,16 @@ export const changePasswordSchema = z
   .object({ old_password: z.string().min(1).max(1024), new_password: z.string().min(1).max(1024), second_factor_token: z.string().max(16).optional() })
   .strict();
 export type ChangePasswordBody = z.infer<typeof changePasswordSchema>;
+
+/** `POST /webapi/mfa/offer`: the first step of adding a second-factor device. */
+export const mfaOfferSchema = z.object({ password: z.string().min(1).max(1024), second_factor_token: z.string().max(16).optional() }).strict();
+export type MfaOfferBody = z.infer<typeof mfaOfferSchema>;
+/** `POST /webapi/mfa/devices`: the device's name and a code from it. */
+export const mfaAddSchema = z.object({ name: z.string().min(1).max(64), second_factor_token: z.string().min(1).max(16) }).strict();
+export type MfaAddBody = z.infer<typeof mfaAddSchema>;
+/** `DELETE /webapi/mfa/devices/<name>`. */
+export const mfaDeleteSchema = mfaOfferSchema;
+export type MfaDeleteBody = z.infer<typeof mfaDeleteSchema>;
 
 /** `POST /webapi/trustedclusters/validate` (Teleport's ValidateTrustedClusterRequest). */
 export const validateTrustedClusterSchema = z.object({ token: z.string().min(1).max(1024), certificate_authorities: z.array(z.unknown()).max(4) }).strict();
@@ -296,6 +317,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
       const signup = /^\/webapi\/signuptokens\/([^/]+)$/.exec(route);
       const nodes = /^\/webapi\/sites\/([^/]+)(?:\/namespaces\/default)?\/nodes$/.exec(route);
       const live = /^\/webapi\/sites\/([^/]+)(?:\/namespaces\/default)?\/sessions$/.exec(route);
+      const device = /^\/webapi\/mfa\/devices\/([^/]+)$/.exec(route);
       const recording = /^\/webapi\/sites\/([^/]+)(?:\/namespaces\/default)?\/sessions\/([0-9a-f-]{36})\/(events|stream)$/.exec(route);
       const { api } = opts;
       const read = req.method === 'GET' || req.method === 'HEAD';
@@ -326,6 +348,21 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
         const token = bearer(req);
         const body = await parseBody(req, changePasswordSchema);
         await api.changePassword(token, body, clients.of(req));
+        sendJson(res, 200, {});
+      } else if (route === '/webapi/user/context' && read) {
+        sendJson(res, 200, await api.userContext(bearer(req)));
+      } else if (route === '/webapi/mfa/devices' && read) {
+        sendJson(res, 200, { items: await api.mfaDevices(bearer(req)) });
+      } else if (route === '/webapi/mfa/offer' && req.method === 'POST') {
+        const token = bearer(req);
+        const offer = await api.offerMfaDevice(token, await parseBody(req, mfaOfferSchema), clients.of(req));
+        sendJson(res, 200, { ...offer, qr_code: await qrCode(offer.otp_url) });
+      } else if (route === '/webapi/mfa/devices' && req.method === 'POST') {
+        const token = bearer(req);
+        sendJson(res, 200, await api.addMfaDevice(token, await parseBody(req, mfaAddSchema), clients.of(req)));
+      } else if (device && req.method === 'DELETE') {
+        const token = bearer(req);
+        await api.deleteMfaDevice(token, decodeURIComponent(device[1]), await parseBody(req, mfaDeleteSchema), clients.of(req));
         sendJson(res, 200, {});
       } else if (route === '/webapi/trustedclusters/validate' && req.method === 'POST') {
         const body = await parseBody(req, validateTrustedClusterSchema);

@@ -2,9 +2,12 @@
  * The account page (issue 19 item 5), in real Chromium: alice changes her
  * password with her current password and a second-factor code, logs out, and
  * logs in with the new one; the old one no longer works. A wrong current
- * password changes nothing. Both attempts are audited.
+ * password changes nothing. Both attempts are audited. bob, from the user
+ * menu (his name and roles), adds a second authenticator app, removes his
+ * first, and logs in with the new one only.
  */
 import { Browser, BrowserContext, Page } from 'playwright-core';
+import { TotpCodes } from '../../sim/user';
 import { goto, launchChromium, newContext } from '../helpers/browser';
 import { startAuth, TestAuth } from '../helpers/cluster';
 import { waitFor } from '../helpers/proc';
@@ -19,27 +22,30 @@ describe('account page', () => {
   let browser: Browser;
   let context: BrowserContext;
   let alice: TshUser;
+  let bob: TshUser;
 
   beforeAll(async () => {
     c = await startAuth({ proxy: {} });
     browser = await launchChromium();
     context = await newContext(browser);
     alice = await TshUser.signUp(c, 'alice', [LOGIN]);
+    bob = await TshUser.signUp(c, 'bob', [LOGIN], { roles: ['admin'] });
   });
   afterAll(async () => {
     await context?.close();
     await browser?.close();
     await c?.cleanup();
     alice?.cleanup();
+    bob?.cleanup();
   });
 
   /** A TOTP code of a step not used yet (waits for the next 30 s step when both in the accepted window are used). */
-  const freshCode = () =>
+  const freshCode = (codes: { nextCode(): string } = alice) =>
     waitFor(
       'an unused TOTP step',
       () => {
         try {
-          return alice.nextCode();
+          return codes.nextCode();
         } catch {
           return undefined;
         }
@@ -48,9 +54,9 @@ describe('account page', () => {
       500,
     );
 
-  const logIn = async (page: Page, password: string, code: string) => {
+  const logIn = async (page: Page, password: string, code: string, user = 'alice') => {
     await goto(page, `${c.webUrl()}/web/login`);
-    await page.fill('#username', 'alice');
+    await page.fill('#username', user);
     await page.fill('#password', password);
     await page.fill('#otp', code);
     await page.click('#login');
@@ -96,6 +102,7 @@ describe('account page', () => {
 
     // WHEN she logs out and in again with the old password THEN refused; with the new one THEN in
     await goto(page, `${c.webUrl()}/web`);
+    await page.click('#user-menu-button');
     await page.click('#logout');
     await page.waitForURL(`${c.webUrl()}/web/login`);
     await logIn(page, alice.password, '000000');
@@ -103,4 +110,76 @@ describe('account page', () => {
     await logIn(page, NEW_PASSWORD, await freshCode());
     await page.waitForURL(`${c.webUrl()}/web/cluster/${SITE}/nodes`);
   }, 180_000);
+
+  it('GIVEN bob logged in WHEN he adds a second authenticator app from the account page and removes the first THEN only the new one logs him in, and both changes are audited', async () => {
+    const page = await context.newPage();
+    await logIn(page, bob.password, await freshCode(bob), 'bob');
+    await page.waitForURL(`${c.webUrl()}/web/cluster/${SITE}/nodes`);
+
+    // WHEN he opens the user menu THEN it names him and his roles; Escape closes it
+    expect(await page.isVisible('#user-menu')).toBe(false);
+    await page.click('#user-menu-button');
+    await page.locator('#roles', { hasText: 'admin' }).waitFor();
+    expect(await page.textContent('#menu-user')).toBe('bob');
+    expect(await page.getAttribute('#user-menu-button', 'aria-expanded')).toBe('true');
+    await page.keyboard.press('Escape');
+    expect(await page.isVisible('#user-menu')).toBe(false);
+    // WHEN he picks the account settings in it THEN the account page lists his sign-up device
+    await page.click('#user-menu-button');
+    await page.click('#menu-account');
+    await page.waitForURL(`${c.webUrl()}/web/account`);
+    await page.locator('#devices tr', { hasText: 'otp' }).waitFor();
+
+    // WHEN he asks for a new device with a wrong password THEN refused
+    await page.fill('#offer-password', 'not my password');
+    await page.fill('#offer-otp', '000000');
+    await page.click('#offer');
+    await page.locator('#error', { hasText: 'invalid current password or second factor' }).waitFor();
+    // WHEN with his password and a code THEN a new secret is shown, as a QR code and as text
+    await page.fill('#offer-password', bob.password);
+    await page.fill('#offer-otp', await freshCode(bob));
+    await page.click('#offer');
+    await page.locator('#add-form').waitFor();
+    expect(await page.getAttribute('#new-qr', 'src')).toMatch(/^data:image\/svg\+xml;base64,/);
+    const phone = new TotpCodes((await page.textContent('#new-secret'))!);
+    const phoneCodes = { nextCode: () => phone.next() };
+    // AND he names it and confirms with a code from it THEN it is listed
+    await page.fill('#device-name', 'phone 2');
+    await page.fill('#new-otp', phoneCodes.nextCode());
+    await page.click('#add');
+    await page.locator('#devices tr', { hasText: 'phone 2' }).waitFor();
+    await page.locator('#done', { hasText: 'The device has been added' }).waitFor();
+
+    // WHEN he removes his sign-up device, proving it with the new one THEN only the new one is left
+    await page.click('button[aria-label="Remove otp"]');
+    await page.fill('#remove-password', bob.password);
+    await page.fill('#remove-otp', await freshCode(phoneCodes));
+    await page.click('#remove');
+    await page.locator('#done', { hasText: 'The device has been removed' }).waitFor();
+    expect(await page.locator('#devices tr').allTextContents()).toEqual([expect.stringContaining('phone 2')]);
+    // AND the last one cannot go
+    await page.click('button[aria-label="Remove phone 2"]');
+    await page.fill('#remove-password', bob.password);
+    await page.fill('#remove-otp', await freshCode(phoneCodes));
+    await page.click('#remove');
+    await page.locator('#error', { hasText: 'this is your only second-factor device' }).waitFor();
+
+    // WHEN he logs out and in with a code of the removed device THEN refused; of the new one THEN in
+    await page.click('#user-menu-button');
+    await page.click('#logout');
+    await page.waitForURL(`${c.webUrl()}/web/login`);
+    await logIn(page, bob.password, await freshCode(bob), 'bob');
+    await page.locator('#error', { hasText: /invalid/ }).waitFor();
+    await logIn(page, bob.password, await freshCode(phoneCodes), 'bob');
+    await page.waitForURL(`${c.webUrl()}/web/cluster/${SITE}/nodes`);
+
+    // THEN the audit log has the addition and the removal, and the refusals
+    const mfa = (await c.events(['mfa.add', 'mfa.delete'])).filter((e) => e.user === 'bob');
+    expect(mfa.map((e) => [e.event, e.success, e.mfa_device_name ?? null])).toEqual([
+      ['mfa.add', false, null],
+      ['mfa.add', true, 'phone 2'],
+      ['mfa.delete', true, 'otp'],
+      ['mfa.delete', false, 'phone 2'],
+    ]);
+  }, 240_000);
 });

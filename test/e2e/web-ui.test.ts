@@ -199,7 +199,8 @@ describe('proxy web UI in headless Chromium', () => {
       },
     ]);
 
-    // WHEN the user logs out THEN they are back on the login page and the token no longer lists nodes
+    // WHEN the user logs out (from the user menu) THEN they are back on the login page and the token no longer lists nodes
+    await page.click('#user-menu-button');
     await page.click('#logout');
     await page.waitForURL(`${base}/web/login`);
     expect(await storedToken(page)).toBeNull();

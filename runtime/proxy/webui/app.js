@@ -264,9 +264,29 @@
     showList('nodes', items.length);
   }
 
-  /** The header of a logged-in page: who, logout, links to the cluster's pages. */
+  /**
+   * The header of a logged-in page: links to the cluster's pages and the user menu (who, their
+   * roles, account, logout). Resolves the user's context (user, roles, the cluster's second factor).
+   */
   function loggedInHeader(token, site) {
     $('whoami').textContent = sessionStorage.getItem(USER_KEY) || '';
+    var button = $('user-menu-button');
+    function openMenu(open) {
+      button.setAttribute('aria-expanded', String(open));
+      show('user-menu', open);
+    }
+    button.addEventListener('click', function () {
+      openMenu($('user-menu').hidden);
+    });
+    document.addEventListener('keydown', function (ev) {
+      if (ev.key === 'Escape' && !$('user-menu').hidden) {
+        openMenu(false);
+        button.focus();
+      }
+    });
+    document.addEventListener('click', function (ev) {
+      if (!button.parentNode.contains(ev.target)) openMenu(false);
+    });
     $('logout').addEventListener('click', function () {
       busy($('logout'), true);
       api('DELETE', '/webapi/sessions/current', undefined, token).then(toLogin, function (err) {
@@ -280,6 +300,13 @@
       $('nodes-link').href = base + '/nodes';
       $('sessions-link').href = base + '/sessions';
     }, function () {});
+    var context = api('GET', '/webapi/user/context', undefined, token);
+    context.then(function (ctx) {
+      $('whoami').textContent = ctx.user;
+      $('menu-user').textContent = ctx.user;
+      $('roles').textContent = ctx.roles.length ? ctx.roles.join(', ') : 'none';
+    }, function () {});
+    return context;
   }
 
   /** The cluster of a /web/cluster/<site>/<page> URL, or the proxy's own (and, with `page`, the URL then says it). */
@@ -489,30 +516,149 @@
   function accountPage() {
     var token = sessionStorage.getItem(TOKEN_KEY);
     if (!token) return toLogin();
-    loggedInHeader(token, siteOf(token, null));
-    $('password-form').addEventListener('submit', function (ev) {
-      ev.preventDefault();
-      clearError();
-      show('done', false);
-      var body = { old_password: $('old-password').value, new_password: $('new-password').value };
-      var otp = $('otp').value.trim();
-      if (!body.old_password || !body.new_password) return showError('Enter your current and your new password.');
-      if (body.new_password !== $('confirm-password').value) return showError('The new passwords do not match.');
-      if (otp) body.second_factor_token = otp;
-      busy($('change'), true);
-      api('PUT', '/webapi/users/password', body, token).then(
-        function () {
-          busy($('change'), false);
-          $('password-form').reset();
-          show('done', true);
-        },
-        function (err) {
-          busy($('change'), false);
-          $('otp').value = '';
-          if (err.status === 401) return sessionFailed(err);
-          showError(networkMessage(err));
-        },
-      );
+    var context = loggedInHeader(token, siteOf(token, null));
+
+    /** Sends a form's request; on success runs `done` with the answer and says `message`. */
+    function submit(form, button, request, done, message) {
+      form.addEventListener('submit', function (ev) {
+        ev.preventDefault();
+        clearError();
+        show('done', false);
+        var req = request();
+        if (typeof req === 'string') return showError(req);
+        busy(button, true);
+        api(req.method, req.path, req.body, token).then(
+          function (res) {
+            busy(button, false);
+            form.reset();
+            done(res);
+            $('done').textContent = message;
+            show('done', true);
+          },
+          function (err) {
+            busy(button, false);
+            form.querySelectorAll('[autocomplete="one-time-code"]').forEach(function (el) {
+              el.value = '';
+            });
+            if (err.status === 401) return sessionFailed(err);
+            showError(networkMessage(err));
+          },
+        );
+      });
+    }
+    /** A code, if one was typed: a body field. */
+    function withCode(body, id) {
+      var code = $(id).value.trim();
+      if (code) body.second_factor_token = code;
+      return body;
+    }
+
+    submit(
+      $('password-form'),
+      $('change'),
+      function () {
+        var body = withCode({ old_password: $('old-password').value, new_password: $('new-password').value }, 'otp');
+        if (!body.old_password || !body.new_password) return 'Enter your current and your new password.';
+        if (body.new_password !== $('confirm-password').value) return 'The new passwords do not match.';
+        return { method: 'PUT', path: '/webapi/users/password', body: body };
+      },
+      function () {},
+      'Your password has been changed. Use it from your next login.',
+    );
+
+    function listDevices() {
+      return api('GET', '/webapi/mfa/devices', undefined, token).then(function (res) {
+        var tbody = $('devices');
+        tbody.textContent = '';
+        res.items.forEach(function (d) {
+          var tr = document.createElement('tr');
+          [d.name, new Date(d.added_at).toLocaleString(), new Date(d.last_used).toLocaleString()].forEach(function (text) {
+            var td = document.createElement('td');
+            td.textContent = text;
+            tr.appendChild(td);
+          });
+          var td = document.createElement('td');
+          var remove = document.createElement('button');
+          remove.type = 'button';
+          remove.className = 'secondary';
+          remove.textContent = 'Remove';
+          remove.setAttribute('aria-label', 'Remove ' + d.name);
+          remove.addEventListener('click', function () {
+            $('remove-name').textContent = d.name;
+            show('remove-form', true);
+            $('remove-password').focus();
+          });
+          td.appendChild(remove);
+          tr.appendChild(td);
+          tbody.appendChild(tr);
+        });
+      });
+    }
+
+    context.then(function (ctx) {
+      if (ctx.second_factor !== 'otp') {
+        show('otp', false);
+        document.querySelector('label[for="otp"]').hidden = true;
+        return;
+      }
+      show('devices-section', true);
+      listDevices().catch(function (err) {
+        showError(networkMessage(err));
+      });
+    }, function (err) {
+      if (err.status === 401) return sessionFailed(err);
+    });
+
+    submit(
+      $('offer-form'),
+      $('offer'),
+      function () {
+        var body = withCode({ password: $('offer-password').value }, 'offer-otp');
+        if (!body.password) return 'Enter your current password.';
+        return { method: 'POST', path: '/webapi/mfa/offer', body: body };
+      },
+      function (offer) {
+        $('new-qr').src = offer.qr_code;
+        $('new-secret').textContent = offer.otp_secret;
+        show('offer-form', false);
+        show('add-form', true);
+        $('device-name').focus();
+      },
+      'Scan the code with the new device, then name it and enter a code from it within 5 minutes.',
+    );
+    submit(
+      $('add-form'),
+      $('add'),
+      function () {
+        var body = { name: $('device-name').value.trim(), second_factor_token: $('new-otp').value.trim() };
+        if (!body.name) return 'Name the new device.';
+        if (!/^\d{6}$/.test(body.second_factor_token)) return 'Enter the 6-digit code the new device shows.';
+        return { method: 'POST', path: '/webapi/mfa/devices', body: body };
+      },
+      function () {
+        show('add-form', false);
+        show('offer-form', true);
+        listDevices();
+      },
+      'The device has been added: its codes log you in from now on.',
+    );
+    submit(
+      $('remove-form'),
+      $('remove'),
+      function () {
+        var body = withCode({ password: $('remove-password').value }, 'remove-otp');
+        if (!body.password) return 'Enter your current password.';
+        return { method: 'DELETE', path: '/webapi/mfa/devices/' + encodeURIComponent($('remove-name').textContent), body: body };
+      },
+      function () {
+        show('remove-form', false);
+        listDevices();
+      },
+      'The device has been removed: its codes no longer log you in.',
+    );
+    $('remove-cancel').addEventListener('click', function () {
+      $('remove-form').reset();
+      show('remove-form', false);
     });
   }
 
