@@ -3,7 +3,9 @@
  * completing a sign-up token, logging in with a password and second
  * factor (the proxy's `POST /webapi/ssh/certs`, formats.md §4.3), and the
  * web UI's browser sessions (bearer tokens travel in bodies, never in URLs),
- * and the user certificates of the browser terminal (`/v1/websessions/certs`).
+ * what a session's user does on the account page (password, second-factor
+ * devices: `/v1/websessions/mfa/*`), and the user certificates of the browser
+ * terminal (`/v1/websessions/certs`).
  * Only proxies (and the auth server's own identities) may call them; a proxy
  * names the client's address in `client_addr` (else the proxy's own address
  * counts), for the per-source login limit and the audit log.
