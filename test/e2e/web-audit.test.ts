@@ -77,13 +77,6 @@ describe('the audit log page', () => {
     return user;
   };
 
-  /** A web session of `user` through the web API: its bearer token. */
-  const webToken = async (user: TshUser) => {
-    const res = await request('POST', '/webapi/sessions', { body: { user: user.name, pass: user.password, second_factor_token: user.nextCode() } });
-    expect(res.status).toBe(200);
-    return res.json.token as string;
-  };
-
   /** An auth API client with a certificate of `user`'s own, issued by the auth server as at `tsh login` (`tctl auth sign`). */
   const asUser = async (user: string) => {
     const tlsKey = generateTlsKey();
@@ -238,10 +231,16 @@ describe('the audit log page', () => {
     expect(await page.textContent('#count')).toBe('150 events');
   });
 
-  it('GIVEN eve, whose roles have no rule on event WHEN she searches the audit log through the web API or the auth API THEN 403; alice, with the rule, gets her events both ways', async () => {
+  it('GIVEN eve, whose roles have no rule on event WHEN she opens the audit page, or searches through the web API or the auth API THEN 403; alice, with the rule, gets her events both ways', async () => {
     const eve = await signUp('eve', ['no-audit']);
-    // WHEN eve asks the web API THEN 403 saying why
-    const eveWeb = await request('GET', searchPath('user=eve'), { token: await webToken(eve) });
+    const { page } = await loggedIn(eve);
+    // WHEN eve opens the audit page THEN it says she may not read the audit log (and her session goes on)
+    await page.click('#audit-link');
+    await page.locator('#error', { hasText: 'do not allow reading the audit log' }).waitFor();
+    expect(await page.isVisible('#events')).toBe(false);
+    expect(await page.isVisible('#relogin')).toBe(false);
+    // AND WHEN she asks the web API THEN 403 saying why
+    const eveWeb = await request('GET', searchPath('user=eve'), { token: await pageToken(page) });
     expect(eveWeb.status).toBe(403);
     expect(eveWeb.json.error.message).toMatch(/roles of user "eve" do not allow reading the audit log/);
     // AND the auth API with her own certificate THEN 403 too
