@@ -29,6 +29,12 @@
         return failed ? 'failed login' + (e.error ? ': ' + e.error : '') : 'logged in (' + text(e.method || 'local') + ')';
       case 'user.logout':
         return 'logged out';
+      case 'user.password_change':
+        return (e.method === 'signup' ? 'set the password of ' : 'changed the password of ') + text(e.name) + (failed ? ' (failed' + (e.error ? ': ' + e.error : '') + ')' : '');
+      case 'user.create':
+      case 'user.update':
+      case 'user.delete':
+        return e.event.slice(5) + 'd user ' + text(e.name) + (e.roles ? ' (roles ' + [].concat(e.roles).join(', ') + ')' : '');
       case 'session.start':
         return 'started a session as ' + text(e.login) + on;
       case 'session.join':
