@@ -60,7 +60,7 @@ describe('the audit search on a DynamoDB audit log', () => {
     const bobs = await search('user=bob&event=user.password_change');
     const nobody = await search('user=mallory');
     // THEN hers are her sign-up and her login, bob's his sign-up, and none for mallory
-    // (in time order; the two may share a second, whose order DynamoDB does not keep)
+    // (compared sorted: the two may share a second, within which DynamoDB keeps no order)
     expect(hers.map((e) => [e.event, e.user]).sort()).toEqual([
       ['user.login', 'alice'],
       ['user.password_change', 'alice'],
