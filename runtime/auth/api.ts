@@ -21,6 +21,7 @@ import { displayRole } from './roles';
 import { AuthServer } from './server';
 import { RecordingReader, sessionRoutes } from './sessions-api';
 import { activeSessionRoutes } from './active-sessions';
+import { searchAuditLog } from './audit-search';
 
 const NS_PER_MS = 1_000_000;
 const ttlNs = z.number().int().nonnegative().optional();
@@ -286,14 +287,9 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
     route({
       method: 'GET',
       path: '/v1/events',
-      allow: [],
-      handler: async ({ query }) => {
-        const to = query.get('to') ? new Date(query.get('to')!) : new Date();
-        const from = query.get('from') ? new Date(query.get('from')!) : new Date(to.getTime() - 30 * 86_400_000);
-        if (isNaN(from.getTime()) || isNaN(to.getTime())) throw new BadParameterError('from and to must be RFC 3339 times');
-        const limit = Number(query.get('limit') ?? 0) || undefined;
-        return auth.opts.audit.search({ from, to, eventTypes: query.getAll('event'), ...(limit ? { limit } : {}) });
-      },
+      // Admins; users whose roles allow listing events (audit-search.ts).
+      allow: ['user'],
+      handler: async ({ query, caller }) => searchAuditLog(auth, caller.kind === 'user' ? caller.identity.username : undefined, query),
     }),
     ...sessionRoutes(auth, reader),
     ...activeSessionRoutes(auth),

@@ -4,14 +4,16 @@
  * factor (the proxy's `POST /webapi/ssh/certs`, formats.md §4.3), and the
  * web UI's browser sessions (bearer tokens travel in bodies, never in URLs),
  * what a session's user does on the account page (password, second-factor
- * devices: `/v1/websessions/mfa/*`), and the user certificates of the browser
- * terminal (`/v1/websessions/certs`).
+ * devices: `/v1/websessions/mfa/*`), the user certificates of the browser
+ * terminal (`/v1/websessions/certs`) and the audit page's search
+ * (`/v1/websessions/events/search`, as the session's user).
  * Only proxies (and the auth server's own identities) may call them; a proxy
  * names the client's address in `client_addr` (else the proxy's own address
  * counts), for the per-source login limit and the audit log.
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { searchAuditLog } from './audit-search';
 import { route, Route } from './http';
 import { LocalLogins } from './login';
 import { AuthServer } from './server';
@@ -59,6 +61,7 @@ const sid = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[
 const count = z.number().int().nonnegative().optional();
 const recordingEventsBody = z.object({ token: z.string().max(256), sid, after: count, limit: count }).strict();
 const recordingStreamBody = z.object({ token: z.string().max(256), sid, offset: count, bytes: count }).strict();
+const eventSearchBody = z.object({ token: z.string().max(256), query: z.string().max(16384) }).strict();
 const asQuery = (n?: number) => (n === undefined ? null : String(n));
 const secondFactorToken = z.string().max(16).optional();
 const mfaOfferBody = z.object({ token: z.string().max(256), password: z.string().min(1).max(1024), second_factor_token: secondFactorToken, client_addr: clientAddr }).strict();
@@ -218,6 +221,14 @@ export function loginRoutes(auth: AuthServer, recordings: RecordingReader, login
       allow: ['Proxy'],
       body: recordingStreamBody,
       handler: async ({ body }) => recordings.stream(await userOf(body.token), 'default', body.sid, { offset: asQuery(body.offset), bytes: asQuery(body.bytes) }),
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/websessions/events/search',
+      allow: ['Proxy'],
+      body: eventSearchBody,
+      // The web audit page: the search the session's user may make (the query is the page's URL query, checked in audit-search.ts).
+      handler: async ({ body }) => searchAuditLog(auth, await userOf(body.token), new URLSearchParams(body.query)),
     }),
     route({
       method: 'POST',

@@ -219,7 +219,7 @@ export function newUser(nameValue: string, roles: string[], logins: string[], cr
   });
 }
 
-/** The role every user made by `tctl users add` gets: the user's own logins on every node, forwarding allowed, 30h max, and playback of every session. */
+/** The role every user made by `tctl users add` gets: the user's own logins on every node, forwarding allowed, 30h max, playback of every session and the audit log. */
 export function defaultAdminRole(): Role {
   return roleSchema.parse({
     kind: 'role',
@@ -227,7 +227,7 @@ export function defaultAdminRole(): Role {
     metadata: { name: 'admin', namespace: 'default', description: 'Default role: the logins in the user traits, on every node' },
     spec: {
       options: { max_session_ttl: '30h0m0s', forward_agent: true, port_forwarding: true, permit_x11_forwarding: true, permit_pty: true, cert_format: 'standard' },
-      allow: { logins: ['{{internal.logins}}'], node_labels: { '*': '*' }, rules: [{ resources: ['session'], verbs: ['list', 'read'] }] },
+      allow: { logins: ['{{internal.logins}}'], node_labels: { '*': '*' }, rules: [{ resources: ['session'], verbs: ['list', 'read'] }, { resources: ['event'], verbs: ['list', 'read'] }] },
       deny: {},
     },
   });

@@ -294,21 +294,23 @@ program
   .command('events')
   .description('Audit events')
   .command('ls')
-  .description('Searches the audit log by time range and event type')
+  .description('Searches the audit log by time range, event type and user')
   .option('--from <time>', 'Start: RFC 3339 time or a duration back from now', '24h')
   .option('--to <time>', 'End: RFC 3339 time or a duration back from now (default: now)')
   .option('--type <event>', 'Event type, e.g. user.login or session.start (repeatable)', collect)
+  .option('--user <name>', "Only events of this Teleport user (the event's user field)")
   .option('--limit <n>', 'At most this many events', (v: string) => {
     if (!/^\d+$/.test(v) || Number(v) < 1) throw new BadParameterError(`--limit must be a positive integer, got "${v}"`);
     return Number(v);
   })
   .addOption(formatOption())
-  .action(async (o: { from: string; to?: string; type?: string[]; limit?: number; format: string }, cmd: Command) =>
+  .action(async (o: { from: string; to?: string; type?: string[]; user?: string; limit?: number; format: string }, cmd: Command) =>
     withClient(cmd, async (ctx) => {
       const q = new URLSearchParams([
         ['from', timeArg('--from', o.from).toISOString()],
         ['to', (o.to ? timeArg('--to', o.to) : new Date()).toISOString()],
         ...(o.type ?? []).map((t): [string, string] => ['event', t]),
+        ...(o.user !== undefined ? [['user', o.user] as [string, string]] : []),
         ...(o.limit ? [['limit', String(o.limit)] as [string, string]] : []),
       ]);
       const events = await ctx.client.get<Record<string, unknown>[]>(`/v1/events?${q}`);

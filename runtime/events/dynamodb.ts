@@ -30,7 +30,7 @@ import {
 import { z } from 'zod';
 import { BadParameterError, ConnectionProblemError, TeleportError } from '../utils/errors';
 import { logger } from '../utils/logger';
-import { AuditLog, completeEvent, EventFields, eventIdentity, SearchQuery } from './filelog';
+import { AuditLog, completeEvent, EventFields, eventIdentity, matchesQuery, SearchQuery } from './filelog';
 
 export const TIME_SEARCH_INDEX = EventsTableSchema.timeSearchIndex;
 const E = EventsTableSchema;
@@ -177,7 +177,10 @@ export class DynamoAuditLog implements AuditLog {
     }
   }
 
-  /** Events with `from <= time <= to`, oldest first, of the given types, at most `limit`. */
+  /**
+   * Events with `from <= time <= to`, oldest first, of the given types and user, at most `limit`.
+   * Types are filtered by DynamoDB (EventType); the user, which only the event's JSON holds, here.
+   */
   async search(q: SearchQuery): Promise<EventFields[]> {
     this.checkOpen();
     const fromS = Math.ceil(q.from.getTime() / 1000);
@@ -217,7 +220,7 @@ export class DynamoAuditLog implements AuditLog {
       }
       for (const raw of page.Items ?? []) {
         const event = parseFields(raw.Fields?.S);
-        if (!event || (types.length > 0 && !types.includes(event.event))) continue;
+        if (!event || !matchesQuery(event, q)) continue;
         out.push(event);
         if (limit && out.length >= limit) return out;
       }

@@ -18,7 +18,15 @@ export interface SearchQuery {
   to: Date;
   /** Only these event types; all when empty. */
   eventTypes?: string[];
+  /** Only events whose `user` is this one. */
+  user?: string;
   limit?: number;
+}
+
+/** Whether an event passes a query's type and user filters (not its time range). */
+export function matchesQuery(e: EventFields, q: Pick<SearchQuery, 'eventTypes' | 'user'>): boolean {
+  if (q.eventTypes?.length && !q.eventTypes.includes(e.event)) return false;
+  return q.user === undefined || e.user === q.user;
 }
 
 export interface AuditLog {
@@ -139,13 +147,11 @@ export class FileAuditLog implements AuditLog {
       })
       .map((m) => m[0])
       .sort();
-    const types = new Set(q.eventTypes ?? []);
     const out: EventFields[] = [];
     for (const f of files) {
       for (const e of this.read(path.join(this.dir, f))) {
         const t = new Date(String(e.time));
-        if (t < q.from || t > q.to) continue;
-        if (types.size && !types.has(e.event)) continue;
+        if (t < q.from || t > q.to || !matchesQuery(e, q)) continue;
         out.push(e);
       }
     }

@@ -1,6 +1,6 @@
 /**
  * The browser UI's pages, served by the proxy's web listener from the static
- * files in runtime/proxy/webui (HTML, one script, one stylesheet, the SVG
+ * files in runtime/proxy/webui (HTML, app.js and the audit page's audit.js, one stylesheet, the SVG
  * favicon; no build step), and xterm.js's built files straight from
  * node_modules by an allow-list (`/web/xterm/...`). The pages hold no data: the
  * script asks the web API for it (the cluster name from ping), so no secret
@@ -9,6 +9,7 @@
  *   /web, /web/cluster/:site/nodes the nodes the logged-in user may see
  *   /web/login                     password + TOTP login
  *   /web/account                   change password (current password and second factor)
+ *   /web/audit                     the audit log: events of a time range, by type and user (audit.js)
  *   /web/newuser/:token            sign-up: password and TOTP enrolment
  *   /web/cluster/:site/console/node/:server/:login   a terminal on a node (terminal.ts); `?sid=<id>` joins that running session
  *   /web/cluster/:site/sessions    the sessions running on the nodes the user may see, to join
@@ -60,11 +61,13 @@ function fileFor(pathname: string): string | undefined {
   if (pathname === '/web' || pathname === '/web/' || /^\/web\/cluster\/[^/]+\/nodes\/?$/.test(pathname)) return 'nodes.html';
   if (pathname === '/web/login' || pathname === '/web/login/') return 'login.html';
   if (pathname === '/web/account' || pathname === '/web/account/') return 'account.html';
+  if (pathname === '/web/audit' || pathname === '/web/audit/') return 'audit.html';
   if (/^\/web\/newuser\/[^/]+\/?$/.test(pathname)) return 'newuser.html';
   if (/^\/web\/cluster\/[^/]+\/sessions\/?$/.test(pathname)) return 'sessions.html';
   if (/^\/web\/cluster\/[^/]+\/session\/[0-9a-f-]{36}\/?$/.test(pathname)) return 'player.html';
   if (/^\/web\/cluster\/[^/]+\/console\/node\/[^/]+\/[^/]+\/?$/.test(pathname)) return 'terminal.html';
   if (pathname === '/web/app.js') return 'app.js';
+  if (pathname === '/web/audit.js') return 'audit.js';
   if (pathname === '/web/app.css') return 'app.css';
   if (pathname === '/web/favicon.svg') return 'favicon.svg';
   return undefined;

@@ -211,6 +211,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
         },
         recordingEvents: (token, sid, q) => client.post('/v1/websessions/recording/events', { token, sid, ...q }),
         recordingStream: (token, sid, q) => client.postForBytes('/v1/websessions/recording/stream', { token, sid, ...q }),
+        searchEvents: (token, query) => client.post('/v1/websessions/events/search', { token, query }),
         sessionCert: (token, pubKey) => client.post('/v1/websessions/certs', { token, pub_key: pubKey }),
         deleteSession: async (token, clientAddr) => {
           await client.post('/v1/websessions/delete', { token, ...clientAddrField(clientAddr) });

@@ -12,6 +12,7 @@
  *   GET    /webapi/sites                  the cluster this proxy serves (bearer)
  *   GET    /webapi/sites/:site/nodes      the nodes the user may see, with the logins they may use (bearer; also under /namespaces/default)
  *   GET    /webapi/sites/:site/connect    Upgrade: websocket, the browser terminal (cookie + bearer; terminal.ts)
+ *   GET    /webapi/sites/:site/events/search  the audit log, searched as the session's user (bearer; runtime/auth/audit-search.ts)
  *   GET    /webapi/auth/connect           Upgrade: teleport-auth, a byte pipe to the auth API for nodes behind NAT (authpipe.ts)
  * and the browser UI's pages and files from runtime/proxy/webui (see pages.ts).
  * Bodies are JSON of at most 64 KiB, validated by one schema each; a bad one gets a 4xx.
@@ -107,6 +108,8 @@ export interface WebApi {
   recordingStream(token: string, sid: string, q: { offset?: number; bytes?: number }): Promise<Buffer>;
   /** The interactive sessions running on nodes the session's user may see, each saying whether they may join it. */
   activeSessions(token: string): Promise<(ActiveSession & { joinable: boolean })[]>;
+  /** `{events}`: the audit events the URL query (`?from=&to=&event=&user=&limit=`) asks for, if the session's user may read the audit log. */
+  searchEvents(token: string, query: string): Promise<unknown[]>;
   /** A user certificate (authorized_keys line) for the session's user and this public key, for the browser terminal. */
   sessionCert(token: string, sshPublicKey: string): Promise<{ cert: string }>;
   deleteSession(token: string, clientAddr: string): Promise<void>;
@@ -318,6 +321,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
       const nodes = /^\/webapi\/sites\/([^/]+)(?:\/namespaces\/default)?\/nodes$/.exec(route);
       const live = /^\/webapi\/sites\/([^/]+)(?:\/namespaces\/default)?\/sessions$/.exec(route);
       const device = /^\/webapi\/mfa\/devices\/([^/]+)$/.exec(route);
+      const events = /^\/webapi\/sites\/([^/]+)\/events\/search$/.exec(route);
       const recording = /^\/webapi\/sites\/([^/]+)(?:\/namespaces\/default)?\/sessions\/([0-9a-f-]{36})\/(events|stream)$/.exec(route);
       const { api } = opts;
       const read = req.method === 'GET' || req.method === 'HEAD';
@@ -384,6 +388,10 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
           res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.length, 'cache-control': 'no-store' });
           res.end(bytes);
         }
+      } else if (events && read) {
+        const token = bearer(req);
+        await servedSite(api, token, events[1]);
+        sendJson(res, 200, { events: await api.searchEvents(token, url.search.slice(1)) });
       } else if (live && read) {
         const token = bearer(req);
         await servedSite(api, token, live[1]);

@@ -52,6 +52,29 @@ describe('tctl', () => {
     expect(bad.stderr).toMatch(/--from: "yesterday" is neither an RFC 3339 time nor a duration/);
   });
 
+  it('GIVEN events of several users WHEN tctl events ls --user THEN only that user\'s are listed; a reversed range or a limit out of range is refused saying so', async () => {
+    // GIVEN alice's and bob's events on a past day (in the auth server's day file)
+    const day = '2020-02-03';
+    const ev = (n: number, event: string, user: string, code: string) => ({ event, user, code, uid: `00000000-0000-4000-8000-00000000000${n}`, time: `${day}T08:00:0${n}Z` });
+    const planted = [ev(1, 'user.login', 'alice', 'T1000I'), ev(2, 'user.login', 'bob', 'T1000I'), ev(3, 'exec', 'alice', 'T3002I')];
+    fs.writeFileSync(path.join(auth.dataDir, 'log', `${day}.00:00:00.log`), planted.map((e) => JSON.stringify(e) + '\n').join(''));
+    const range = [`--from=${day}T00:00:00Z`, `--to=${day}T23:59:59Z`];
+    // WHEN listing alice's, then bob's logins
+    const alice = JSON.parse(await auth.tctlOk('events', 'ls', ...range, '--user=alice', '--format=json')) as { event: string; user: string }[];
+    const bob = await auth.tctlOk('events', 'ls', ...range, '--user=bob', '--type=user.login');
+    // THEN each lists that user's events only
+    expect(alice.map((e) => [e.event, e.user])).toEqual([
+      ['user.login', 'alice'],
+      ['exec', 'alice'],
+    ]);
+    expect(bob.trim().split('\n').slice(2)).toEqual([expect.stringMatching(/^2020-02-03T08:00:02Z\s+user\.login\s+T1000I\s+bob\s/)]);
+    // AND a range whose start is after its end, or a limit over the maximum, is refused with the reason
+    const reversed = await auth.tctl('events', 'ls', `--from=${day}T12:00:00Z`, `--to=${day}T11:00:00Z`);
+    expect([reversed.code, reversed.stderr]).toEqual([1, expect.stringMatching(/from \(2020-02-03T12:00:00.000Z\) is after to \(2020-02-03T11:00:00.000Z\)/)]);
+    const tooMany = await auth.tctl('events', 'ls', '--limit=20000');
+    expect([tooMany.code, tooMany.stderr]).toEqual([1, expect.stringMatching(/limit must be between 1 and 10000/)]);
+  });
+
   it('GIVEN tokens add with a value THEN tokens ls shows its ID (never the value) with its type and expiry, and del revokes it', async () => {
     // GIVEN a token with a chosen value, and a generated one
     await auth.tctlOk('tokens', 'add', '--type=node,proxy', '--value=my-secret-value-1', '--ttl=2h');

@@ -349,7 +349,7 @@ describe('proxy web UI in headless Chromium', () => {
   });
 
   it('GIVEN the pages THEN they carry a strict CSP, hold no inline script, reference the favicon, and nothing else under the folder is served', async () => {
-    for (const p of ['/web', '/web/login', '/web/newuser/0123456789abcdef0123456789abcdef', '/web/cluster/example.com/nodes']) {
+    for (const p of ['/web', '/web/login', '/web/newuser/0123456789abcdef0123456789abcdef', '/web/cluster/example.com/nodes', '/web/audit']) {
       const r = await request('GET', p);
       expect(r.status).toBe(200);
       expect(r.headers['content-type']).toBe('text/html; charset=utf-8');
@@ -364,6 +364,7 @@ describe('proxy web UI in headless Chromium', () => {
     expect(root.status).toBe(302);
     expect(root.headers.location).toBe('/web');
     expect((await request('GET', '/web/app.js')).headers['content-type']).toBe('text/javascript; charset=utf-8');
+    expect((await request('GET', '/web/audit.js')).headers['content-type']).toBe('text/javascript; charset=utf-8');
     expect((await request('GET', '/web/app.css')).headers['content-type']).toBe('text/css; charset=utf-8');
     const favicon = await request('GET', '/web/favicon.svg');
     expect([favicon.status, favicon.headers['content-type'], favicon.headers['x-content-type-options']]).toEqual([200, 'image/svg+xml', 'nosniff']);

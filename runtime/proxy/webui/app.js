@@ -803,6 +803,24 @@
     );
   }
 
+  // What a page with a script of its own (audit.js) builds on.
+  window.TeleportUi = {
+    TOKEN_KEY: TOKEN_KEY,
+    $: $,
+    show: show,
+    showError: showError,
+    clearError: clearError,
+    api: api,
+    networkMessage: networkMessage,
+    busy: busy,
+    toLogin: toLogin,
+    sessionFailed: sessionFailed,
+    showList: showList,
+    loggedInHeader: loggedInHeader,
+    siteOf: siteOf,
+    showCluster: showCluster,
+  };
+
   var pages = { newuser: signupPage, login: loginPage, account: accountPage, nodes: nodesPage, sessions: sessionsPage, terminal: terminalPage, player: playerPage };
   var page = pages[document.body.dataset.page];
   if (page) {

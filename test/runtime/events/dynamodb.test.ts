@@ -128,6 +128,42 @@ describe('DynamoAuditLog', () => {
     }
   });
 
+  it('GIVEN the events of several users WHEN searching by user (with a type, a range and a limit) THEN only that user\'s events come back, oldest first', async () => {
+    // GIVEN alice's and bob's logins and sessions, and an event without a user
+    const table = `events-${randomUUID().slice(0, 8)}`;
+    const audit = await open(table);
+    try {
+      const sid = randomUUID();
+      await audit.emit({ event: 'user.login', user: 'alice', method: 'local', success: true, time: at(1) });
+      await audit.emit({ event: 'user.login', user: 'bob', method: 'local', success: true, time: at(2) });
+      await audit.emit({ event: 'session.start', sid, ei: 0, user: 'alice', login: 'root', time: at(3) });
+      await audit.emit({ event: 'session.start', sid: randomUUID(), ei: 0, user: 'bob', login: 'root', time: at(4) });
+      await audit.emit({ event: 'session.upload', sid, ei: 2147483647, time: at(5) });
+      await audit.emit({ event: 'session.end', sid, ei: 7, user: 'alice', time: at(6) });
+      await audit.emit({ event: 'user.login', user: 'alice', method: 'local', success: false, time: at(40) });
+      // WHEN searching for alice's events, her session events, the first two of hers, bob's in a range without them, and a user with none
+      const alices = await audit.search({ from: T(0), to: T(30), user: 'alice' });
+      const sessions = await audit.search({ from: T(0), to: T(59), user: 'alice', eventTypes: ['session.start', 'session.end'] });
+      const firstTwo = await audit.search({ from: T(0), to: T(59), user: 'alice', limit: 2 });
+      const bobLater = await audit.search({ from: T(5), to: T(59), user: 'bob' });
+      const nobody = await audit.search({ from: T(0), to: T(59), user: 'mallory' });
+      // THEN each holds exactly alice's (or bob's) events matching the rest of the query
+      expect(alices.map((e) => [e.event, e.user, e.time])).toEqual([
+        ['user.login', 'alice', at(1)],
+        ['session.start', 'alice', at(3)],
+        ['session.end', 'alice', at(6)],
+      ]);
+      expect(sessions.map((e) => e.event)).toEqual(['session.start', 'session.end']);
+      expect(firstTwo.map((e) => e.time)).toEqual([at(1), at(3)]);
+      expect(bobLater).toEqual([]);
+      expect(nobody).toEqual([]);
+      // AND without the user filter everyone's are there
+      expect((await audit.search({ from: T(0), to: T(59) })).map((e) => e.user ?? '-')).toEqual(['alice', 'bob', 'alice', 'bob', '-', 'alice', 'alice']);
+    } finally {
+      await audit.close();
+    }
+  });
+
   it('GIVEN events delivered more than once (a node retrying) THEN each is stored once; another event on a taken session index is kept', async () => {
     // GIVEN a log, a non-session event and a session event, each emitted twice with the same uid
     const table = `events-${randomUUID().slice(0, 8)}`;

@@ -79,6 +79,35 @@ describe('FileAuditLog', () => {
     expect(linesOf(d).map((e) => e.server_id)).toEqual(['node-a', 'node-b']);
   });
 
+  it('GIVEN the events of several users over two days WHEN searching by user, type and limit THEN only that user\'s matching events come back, oldest first', async () => {
+    // GIVEN alice's and bob's events on two days, and one without a user
+    const d = dir();
+    const audit = new FileAuditLog(d);
+    const next = (s: number) => `2026-03-05T09:00:${String(s).padStart(2, '0')}Z`;
+    await audit.emit({ event: 'user.login', user: 'alice', time: at(1) });
+    await audit.emit({ event: 'user.login', user: 'bob', time: at(2) });
+    await audit.emit({ event: 'session.start', user: 'alice', sid: 's1', time: at(3) });
+    await audit.emit({ event: 'session.upload', sid: 's1', time: at(4) });
+    await audit.emit({ event: 'session.end', user: 'alice', sid: 's1', time: next(1) });
+    await audit.emit({ event: 'session.start', user: 'bob', sid: 's2', time: next(2) });
+    await audit.close();
+    const twoDays = { from: range.from, to: new Date('2026-03-05T23:59:59Z') };
+    // WHEN searching by user, by user and type, by user with a limit, and for a user with no events
+    const alice = await audit.search({ ...twoDays, user: 'alice' });
+    const bobSessions = await audit.search({ ...twoDays, user: 'bob', eventTypes: ['session.start'] });
+    const first = await audit.search({ ...twoDays, user: 'alice', limit: 2 });
+    // THEN only their events come back, in time order across the days
+    expect(alice.map((e) => [e.event, e.time])).toEqual([
+      ['user.login', at(1)],
+      ['session.start', at(3)],
+      ['session.end', next(1)],
+    ]);
+    expect(bobSessions.map((e) => [e.user, e.sid])).toEqual([['bob', 's2']]);
+    expect(first.map((e) => e.time)).toEqual([at(1), at(3)]);
+    expect(await audit.search({ ...twoDays, user: 'mallory' })).toEqual([]);
+    expect(await audit.search(twoDays)).toHaveLength(6);
+  });
+
   it('GIVEN a day file with a damaged line in the middle and a torn last line WHEN searching and writing THEN the good events are read, the damage is reported once, and the torn line is cut off', async () => {
     // GIVEN a file: good, damaged (two records glued), good, torn
     const d = dir();
