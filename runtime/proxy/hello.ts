@@ -50,25 +50,25 @@ export function parseAddress(text: string): Address | undefined {
   return { ip, port };
 }
 
-const helloSchema = z
-  .object({
-    clientAddr: z.string().max(64),
-    nodeAddr: z.string().max(64),
-    time: z.number().int().nonnegative(),
-    cert: z.string().max(MAX_HELLO_BYTES),
-    sig: z.string().max(MAX_HELLO_BYTES),
-  })
-  .strict();
+/** The signed fields are optional here: a Teleport 4.x proxy's hello parses, and is then not believed. */
+const helloSchema = z.object({
+  clientAddr: z.string().max(64),
+  nodeAddr: z.string().max(64).optional(),
+  time: z.number().int().nonnegative().optional(),
+  cert: z.string().max(MAX_HELLO_BYTES).optional(),
+  sig: z.string().max(MAX_HELLO_BYTES).optional(),
+});
 export type ProxyHello = z.infer<typeof helloSchema>;
+type SignedHello = Required<ProxyHello>;
 
-function signedBytes(h: Pick<ProxyHello, 'clientAddr' | 'nodeAddr' | 'time'>): Buffer {
+function signedBytes(h: Pick<SignedHello, 'clientAddr' | 'nodeAddr' | 'time'>): Buffer {
   return new SshWriter().string(SIGNED_CONTEXT).string(h.clientAddr).string(h.nodeAddr).string(String(h.time)).toBuffer();
 }
 
 /** The hello a proxy with this host key and certificate (authorized_keys line) sends when it dialled `node` for `client`. */
 export function signProxyHello(identity: { key: KeyObject; certLine: string }, client: Address, node: Address, now = Date.now()): Buffer {
   const fields = { clientAddr: formatAddress(client), nodeAddr: formatAddress(node), time: now };
-  const hello: ProxyHello = {
+  const hello: SignedHello = {
     ...fields,
     cert: parseAuthorizedKey(identity.certLine).blob.toString('base64'),
     sig: sshSign(identity.key, signedBytes(fields)).toString('base64'),
@@ -76,7 +76,7 @@ export function signProxyHello(identity: { key: KeyObject; certLine: string }, c
   return Buffer.concat([Buffer.from(PROXY_HELLO_SIGNATURE), Buffer.from(JSON.stringify(hello)), Buffer.from([0])]);
 }
 
-/** Parses the JSON between the signature and the NUL; BadParameterError when it is not a hello of this format. */
+/** Parses the JSON between the signature and the NUL; BadParameterError when it is not a hello at all. */
 export function parseProxyHello(json: Buffer): ProxyHello {
   let value: unknown;
   try {
@@ -107,8 +107,13 @@ export class HelloVerifier {
   private readonly seen = new Map<string, number>();
 
   /** The client's address the hello names; AccessDeniedError saying why it is not believed. */
-  verify(hello: ProxyHello, trust: HelloTrust): Address {
+  verify(unchecked: ProxyHello, trust: HelloTrust): Address {
     const now = trust.now ?? Date.now();
+    const { nodeAddr, time, cert: certText, sig } = unchecked;
+    if (nodeAddr === undefined || time === undefined || certText === undefined || sig === undefined) {
+      throw new AccessDeniedError('the hello is not signed (from a Teleport 4.x proxy, or forged)');
+    }
+    const hello: SignedHello = { clientAddr: unchecked.clientAddr, nodeAddr, time, cert: certText, sig };
     const client = parseAddress(hello.clientAddr);
     if (!client) throw new AccessDeniedError(`the hello's client address "${hello.clientAddr}" is not ip:port`);
     let cert: Certificate;

@@ -55,10 +55,17 @@ describe('Teleport-Proxy hello', () => {
     expect(new HelloVerifier().verify(decode(signProxyHello(rsaProxy, CLIENT, NODE, NOW)), trust())).toEqual(CLIENT);
   });
 
-  it('GIVEN a hello a user forged (the Teleport 4.x form, no certificate) THEN it is not a hello of this format', () => {
-    const forged = Buffer.from(JSON.stringify({ clientAddr: '6.6.6.6:666' }));
-    expect(() => parseProxyHello(forged)).toThrow(BadParameterError);
-    expect(() => parseProxyHello(Buffer.from('{not json'))).toThrow(BadParameterError);
+  it('GIVEN an unsigned hello (the Teleport 4.x form, or one a user forged) THEN it parses but is not believed', () => {
+    const unsigned = parseProxyHello(Buffer.from(JSON.stringify({ clientAddr: '6.6.6.6:666' })));
+    expect(() => new HelloVerifier().verify(unsigned, trust())).toThrow(/not signed/);
+    const noSig = { ...decode(signProxyHello(proxy, CLIENT, NODE, NOW)), sig: undefined };
+    expect(() => new HelloVerifier().verify(noSig, trust())).toThrow(/not signed/);
+  });
+
+  it('GIVEN bytes that are no hello at all THEN they do not parse', () => {
+    for (const bad of ['{not json', '[]', '{}', JSON.stringify({ clientAddr: 5 }), JSON.stringify({ clientAddr: 'x'.repeat(65) })]) {
+      expect(() => parseProxyHello(Buffer.from(bad))).toThrow(BadParameterError);
+    }
   });
 
   it('GIVEN a proxy certificate with a client address changed after signing THEN the signature does not match', () => {
