@@ -12,9 +12,11 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { Client } from 'ssh2';
+import { WebSocket } from 'ws';
 import { register } from '../../runtime/auth/register';
 import type { Identity } from '../../runtime/auth/identity';
 import { signProxyHello } from '../../runtime/proxy/hello';
+import { SESSION_COOKIE, TERMINAL_PROTOCOL } from '../../runtime/proxy/terminal';
 import { CLIENT_ALGORITHMS, clientCertIdentity, formatAuthorizedKey, generateKeyPair, publicKeyBlob, signUserCert } from '../../runtime/sshcert';
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { logger } from '../../runtime/utils/logger';
@@ -148,6 +150,39 @@ describe('client addresses through the proxy', () => {
     expect(r.stdout).toBe(command.slice(5) + '\n');
     // THEN
     expect((await eventWith('exec', 'command', command))['addr.remote']).toMatch(/^127\.0\.0\.2:\d+$/);
+  });
+
+  it("GIVEN the browser terminal opened from 127.0.0.2 THEN the node's session.start names the browser's address and port", async () => {
+    // GIVEN a web session of bob
+    const bob = await TshUser.signUp(cluster, 'bob', [LOGIN], { roles: ['admin'] });
+    try {
+      const web = cluster.webUrl();
+      const login = await fetch(`${web}/webapi/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: 'bob', pass: bob.password, second_factor_token: bob.nextCode() }) });
+      expect(login.status).toBe(200);
+      const { token } = (await login.json()) as { token: string };
+      const cookie = login.headers.getSetCookie().find((h) => h.startsWith(`${SESSION_COOKIE}=`))!.split(';')[0];
+      const nodes = (await (await fetch(`${web}/webapi/sites/${CLUSTER}/nodes`, { headers: { authorization: `Bearer ${token}` } })).json()) as { items: { id: string; hostname: string }[] };
+      const serverId = nodes.items.find((n) => n.hostname === NODE)!.id;
+      // WHEN a terminal opens from 127.0.0.2
+      const params = encodeURIComponent(JSON.stringify({ server_id: serverId, login: LOGIN, term: { w: 80, h: 24 } }));
+      const ws = new WebSocket(`${web.replace(/^http/, 'ws')}/webapi/sites/${CLUSTER}/connect?params=${params}`, [TERMINAL_PROTOCOL, `bearer.${token}`], { localAddress: CLIENT_IP, headers: { cookie, origin: web } });
+      try {
+        let output = '';
+        ws.on('message', (d, binary) => binary && (output += Buffer.from(d as Buffer).toString()));
+        ws.on('error', () => undefined);
+        await once(ws, 'open');
+        const browserPort = (ws as unknown as { _socket: net.Socket })._socket.localPort!;
+        ws.send(Buffer.from('echo from-the-$((6*7))-browser\n'), { binary: true });
+        await waitFor('the shell to answer', () => output.includes('from-the-42-browser'));
+        // THEN
+        const start = await waitFor('the session.start of the terminal', async () => (await cluster.events(['session.start'])).find((e) => e.user === 'bob'));
+        expect(start['addr.remote']).toBe(`${CLIENT_IP}:${browserPort}`);
+      } finally {
+        ws.terminate();
+      }
+    } finally {
+      bob.cleanup();
+    }
   });
 
   it('GIVEN OpenSSH straight to the node (no hello) THEN it works and its own address is audited', async () => {
