@@ -26,6 +26,7 @@ export class HelloFront extends Duplex {
     private readonly onHello: (json: Buffer) => void,
     /** Why the connection is closed for a malformed hello. */
     private readonly onMalformed: (why: string) => void,
+    private readonly timeoutMs = HELLO_TIMEOUT_MS,
   ) {
     super({ allowHalfOpen: true });
     sock.on('data', (d: Buffer) => this.onData(d));
@@ -79,7 +80,7 @@ export class HelloFront extends Duplex {
     }
     if (this.state === 'start') {
       this.state = 'hello';
-      this.timer = setTimeout(() => this.refuse(`the hello did not end within ${HELLO_TIMEOUT_MS / 1000}s`), HELLO_TIMEOUT_MS);
+      this.timer = setTimeout(() => this.refuse(`the hello did not end within ${this.timeoutMs / 1000}s`), this.timeoutMs);
     }
     const nul = this.head.indexOf(0, SIGNATURE.length);
     if (nul < 0) {

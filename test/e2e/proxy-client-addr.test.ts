@@ -185,6 +185,19 @@ describe('client addresses through the proxy', () => {
     }
   });
 
+  it('GIVEN a client that connects to the node and sends nothing THEN the node sends its version line at once (it does not wait for a hello)', async () => {
+    const sock = net.connect({ host: '127.0.0.1', port: cluster.nodePort! });
+    try {
+      sock.on('error', () => undefined);
+      let got = '';
+      sock.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      await waitFor('the version line', () => got.includes('\r\n'));
+      expect(got).toMatch(/^SSH-2\.0-Teleport\r\n/);
+    } finally {
+      sock.destroy();
+    }
+  });
+
   it('GIVEN OpenSSH straight to the node (no hello) THEN it works and its own address is audited', async () => {
     const user = await SshUser.create(cluster, work, 'alice', LOGIN);
     const command = uniqueCommand();
