@@ -5,7 +5,9 @@
  * subsystem, which pipes the client's bytes to a node so that the SSH session
  * with the node is end to end. Shells, commands, port forwarding and other
  * channels are refused, as on Teleport's proxy. A malformed connection is
- * closed on its own.
+ * closed on its own. A registered node it dials directly first gets a signed
+ * `Teleport-Proxy` hello with the client's address (hello.ts), so that its
+ * audit events name the user's address rather than the proxy's.
  */
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import * as net from 'node:net';
