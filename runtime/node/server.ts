@@ -4,7 +4,9 @@
  * principals, enforces the certificate's permissions, and serves sessions
  * and port forwarding. A malformed connection is closed on its own. A node
  * behind NAT does not listen: its connections come through a reverse tunnel
- * (serveStream).
+ * (serveStream). A connection from a proxy of this cluster that starts with
+ * its signed `Teleport-Proxy` hello (proxy/hello.ts) is audited with the
+ * client's address the hello names; any other with its TCP peer's.
  */
 import { createPrivateKey } from 'node:crypto';
 import * as net from 'node:net';
@@ -25,6 +27,8 @@ import { PamSettings } from './pam';
 import { SessionDirectory } from './shared';
 import { NodeSession, SessionRecording } from './session';
 import { UserLimit } from '../utils/userlimit';
+import { type Address, formatAddress, HelloVerifier, parseProxyHello } from '../proxy/hello';
+import { HelloFront } from './hellofront';
 
 export interface NodeServerOptions {
   listen: { host: string; port: number };
@@ -35,6 +39,9 @@ export interface NodeServerOptions {
   algorithms: SshAlgorithms;
   serverId: string;
   hostname: string;
+  /** The cluster's name and host CA keys now: a `Teleport-Proxy` hello is believed from this cluster's proxies only. */
+  clusterName: string;
+  trustedHostCAs: () => Buffer[];
   /** The user CA keys to trust now, this cluster's and trusted clusters' (refreshed by the caller). */
   trustedUserCAs: () => Buffer[];
   /** The access decision for this node (access/decision.ts), from the current roles and users, for a verified certificate. */
@@ -83,6 +90,9 @@ export class NodeServer {
   /** Open authenticated connections per cluster user. */
   private readonly users: UserLimit;
   private readonly sessions: SessionDirectory;
+  private readonly hellos = new HelloVerifier();
+  /** The client's address a believed hello named, by the TCP peer's (`ip|port`), while the connection is open. */
+  private readonly clientOf = new Map<string, Address>();
   address?: { host: string; port: number };
 
   constructor(private readonly opts: NodeServerOptions) {
@@ -103,7 +113,7 @@ export class NodeServer {
     this.connections = new ConnectionLimit(opts.maxConnections, SSH_IDENT, opts.log);
     this.tcp = net.createServer((sock) => {
       sock.on('error', (err) => opts.log.debug('connection error', { remote: sock.remoteAddress, error: err.message }));
-      if (this.connections.admit(sock) && this.preAuth.admit(sock)) this.server.injectSocket(sock);
+      if (this.connections.admit(sock) && this.preAuth.admit(sock)) this.server.injectSocket(this.front(sock) as unknown as net.Socket);
     });
     this.tcp.on('error', (err) => opts.log.warn('ssh listener error', { error: err }));
   }
@@ -113,6 +123,31 @@ export class NodeServer {
     const a = this.tcp.address() as net.AddressInfo;
     this.address = { host: this.opts.listen.host, port: a.port };
     return this.address;
+  }
+
+  /**
+   * The stream ssh2 reads: the socket without the proxy's hello, if one came; the client's address
+   * it names is used when the hello is believed, else the connection goes on as the TCP peer's.
+   */
+  private front(sock: net.Socket): HelloFront {
+    const { opts } = this;
+    const peer = `${sock.remoteAddress}|${sock.remotePort}`;
+    const from = { remote: sock.remoteAddress };
+    sock.once('close', () => this.clientOf.delete(peer));
+    return new HelloFront(
+      sock,
+      (json) => {
+        const hello = parseProxyHello(json);
+        try {
+          const client = this.hellos.verify(hello, { clusterName: opts.clusterName, hostCAs: opts.trustedHostCAs(), local: { ip: sock.localAddress ?? '', port: sock.localPort ?? 0 } });
+          this.clientOf.set(peer, client);
+          opts.log.debug('client address from the proxy', { ...from, client: formatAddress(client) });
+        } catch (err) {
+          opts.log.warn('not believing a Teleport-Proxy hello; the connection is audited with its TCP peer address', { ...from, claimed: hello.clientAddr, error: (err as Error).message });
+        }
+      },
+      (why) => opts.log.info('closing a connection with a malformed Teleport-Proxy hello', { ...from, error: why }),
+    );
   }
 
   /**
@@ -132,7 +167,8 @@ export class NodeServer {
     const log = opts.log;
     const emit = opts.audit.emit.bind(opts.audit);
     this.clients.add(client);
-    const remote = { addr: info.ip, port: info.port };
+    const believed = this.clientOf.get(`${info.ip}|${info.port}`);
+    const remote = believed ? { addr: believed.ip, port: believed.port } : { addr: info.ip, port: info.port };
     const sock = (client as unknown as { _sock?: { localAddress?: string; localPort?: number } })._sock;
     const local = { addr: sock?.localAddress ?? opts.listen.host, port: sock?.localPort ?? this.address?.port ?? 0 };
     let cert: Certificate | undefined;

@@ -140,6 +140,8 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
       algorithms: sshAlgorithmsOf(config),
       serverId: opts.hostUUID,
       hostname: config.nodeName,
+      clusterName: identity.clusterName,
+      trustedHostCAs: () => access.hostCAKeys(),
       trustedUserCAs: () => access.userCAs().flatMap((ca) => ca.keys),
       authorize: (req) => access.checkCert(req.cert, req.login, { name: config.nodeName, labels: allLabels() }),
       sessions: new SessionDirectory(client, log.child('sessions')),

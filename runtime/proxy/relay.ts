@@ -1,9 +1,8 @@
 /**
  * The byte pipe behind a `proxy` subsystem channel: dial the node (or open a
- * channel through its reverse tunnel), read its
- * SSH version line, optionally tell a Teleport node the client's address
- * (the `Teleport-Proxy` hello, formats.md §4.2), then copy bytes both ways,
- * ending each direction on its own EOF.
+ * channel through its reverse tunnel), read its SSH version line (after which
+ * the proxy may tell a Teleport node the client's address, hello.ts), then
+ * copy bytes both ways, ending each direction on its own EOF.
  */
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -13,16 +12,10 @@ import { HostPort } from './resolve';
 import { joinHostPort } from './target';
 
 export const TELEPORT_VERSION_PREFIX = 'SSH-2.0-Teleport';
-export const PROXY_HELLO_SIGNATURE = 'Teleport-Proxy';
 /** RFC 4253 §4.2: the version line, CR LF included. */
 export const MAX_VERSION_LINE = 255;
 /** How long a node may keep an unfinished relay open after the client has gone. */
 const LINGER_MS = 10_000;
-
-/** `Teleport-Proxy{"clientAddr":"ip:port"}\0`, sent to a node before the client's bytes. */
-export function proxyHello(clientAddr: string): Buffer {
-  return Buffer.concat([Buffer.from(PROXY_HELLO_SIGNATURE), Buffer.from(JSON.stringify({ clientAddr })), Buffer.from([0])]);
-}
 
 /** A TCP connection to `addr`, half-open aware; its later errors are the caller's to read from `close`. */
 export function dial(addr: HostPort, timeoutMs: number): Promise<net.Socket> {

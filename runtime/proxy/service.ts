@@ -6,6 +6,7 @@
  */
 import { isIP } from 'node:net';
 import { dialFirst } from './relay';
+import { LocalClients } from './localclients';
 import { AuthClient } from '../auth/client';
 import { Identity } from '../auth/identity';
 import { ClusterConfig } from '../auth/server';
@@ -126,6 +127,8 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
   let heartbeat: Heartbeat | undefined;
   let tunnel: TunnelServer | undefined;
   const tunnels = new TunnelRegistry();
+  // The browser terminal's connections to the SSH listener, with the browser's address.
+  const localClients = new LocalClients();
   const leaves = new TunnelRegistry(CLUSTER_TUNNEL_BIND, 'cluster');
   const reportLeaf = (leaf: string, up: boolean) =>
     client.post('/v1/tunnelconnections', { cluster: leaf, up }).catch((err: Error) => log.warn('cannot report a leaf cluster tunnel', { cluster: leaf, up, error: err }));
@@ -156,6 +159,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
     const tunnelAddr = await tunnel.listen();
     log.info('reverse tunnel service is listening', { addr: formatAddr(tunnelAddr) });
     ssh = await startProxySshService({
+      localClients,
       tunnels,
       leaves,
       access,
@@ -229,6 +233,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       maxAuthPipes: config.connectionLimits.maxConnections,
       terminal: {
         sshProxyAddr: dialableAddr(ssh.address),
+        localClients,
         hostCAs: () => hostCAs,
         serverId: opts.hostUUID,
         audit: (fields) => {

@@ -5,9 +5,11 @@
  * subsystem, which pipes the client's bytes to a node so that the SSH session
  * with the node is end to end. Shells, commands, port forwarding and other
  * channels are refused, as on Teleport's proxy. A malformed connection is
- * closed on its own.
+ * closed on its own. A registered node it dials directly first gets a signed
+ * `Teleport-Proxy` hello with the client's address (hello.ts), so that its
+ * audit events name the user's address rather than the proxy's.
  */
-import { createPrivateKey } from 'node:crypto';
+import { createPrivateKey, type KeyObject } from 'node:crypto';
 import * as net from 'node:net';
 import { type Connection, Server, type ServerChannel, type Session } from 'ssh2';
 import { AuthClient } from '../auth/client';
@@ -25,7 +27,9 @@ import { listen } from '../service/listen';
 import { CERT_EXPIRED, whenCertExpires } from '../service/certexpiry';
 import { ConnectionLimit } from '../service/connlimit';
 import { PreAuthGate, type PreAuthLimits } from '../service/preauth';
-import { dial, dialFirst, failChannel, proxyHello, readGreeting, relay, TELEPORT_VERSION_PREFIX } from './relay';
+import { dial, dialFirst, failChannel, readGreeting, relay, TELEPORT_VERSION_PREFIX } from './relay';
+import { signProxyHello } from './hello';
+import type { LocalClients } from './localclients';
 import { proxySessionsActive, proxySessionsStarted } from '../service/metrics';
 import type { Cidr } from '../config/address';
 import { Defaults } from '../config';
@@ -64,14 +68,6 @@ export interface ProxySshServiceOptions {
   readonly keepAliveIntervalMs?: number;
   /** @default 3 */
   readonly keepAliveCountMax?: number;
-  /**
-   * Send a node whose version starts with `SSH-2.0-Teleport` the client's
-   * address (`Teleport-Proxy{"clientAddr":…}\0`) before relaying. Off by
-   * default: this project's node (ssh2) refuses bytes before the client's
-   * version line and would drop the connection.
-   * @default false
-   */
-  readonly sendClientAddr?: boolean;
   /** How long the node list is reused. @default 2000 */
   readonly nodeCacheTtlMs?: number;
   /**
@@ -89,6 +85,8 @@ export interface ProxySshServiceOptions {
   readonly tunnels?: TunnelRegistry;
   /** Leaf clusters' tunnels, by cluster name: `proxy:…@leaf` goes through them. @default none */
   readonly leaves?: TunnelRegistry;
+  /** Connections this process opened to the listener for a browser terminal, with the browser's address. @default none */
+  readonly localClients?: LocalClients;
   /** The users, roles, user CA and other clusters, loaded and kept current. @default one of its own */
   readonly access?: AccessCache;
 }
@@ -140,12 +138,15 @@ class ProxySshServer {
   address?: HostPort;
 
   private readonly direct: DirectDialPolicy;
+  /** The proxy's host key, which signs its `Teleport-Proxy` hellos. */
+  private readonly hostKey: KeyObject;
 
   constructor(
     private readonly opts: ProxySshServiceOptions,
     private readonly access: AccessCache,
   ) {
     this.direct = new DirectDialPolicy(opts.directDialCidrs ?? []);
+    this.hostKey = createPrivateKey(opts.identity.sshKey);
     this.preAuth = new PreAuthGate(
       opts.preAuth ?? { loginGraceMs: Defaults.proxyLoginGraceMs, maxStartups: DEFAULT_MAX_STARTUPS },
       opts.log,
@@ -160,7 +161,7 @@ class ProxySshServer {
     );
     this.ssh = new Server(
       {
-        hostKeys: [hostKeyWithCertificate(createPrivateKey(opts.identity.sshKey), opts.identity.sshCert)],
+        hostKeys: [hostKeyWithCertificate(this.hostKey, opts.identity.sshCert)],
         ident: PROXY_SSH_IDENT,
         algorithms: serverAlgorithms(opts.algorithms ?? DEFAULT_SSH_ALGORITHMS),
         keepaliveInterval: opts.keepAliveIntervalMs ?? 300_000,
@@ -181,11 +182,13 @@ class ProxySshServer {
     return this.address;
   }
 
-  private onConnection(client: Connection, remote: HostPort): void {
+  private onConnection(client: Connection, peer: HostPort): void {
     const { opts } = this;
     const log = opts.log;
+    const tcp = this.sockets.socketOf(joinHostPort(peer.host, peer.port));
+    // The browser's address for a browser terminal's connection; the TCP peer's for any other.
+    const remote = opts.localClients?.clientOf(peer) ?? peer;
     const where = joinHostPort(remote.host, remote.port);
-    const tcp = this.sockets.socketOf(where);
     let ctx: ConnectionContext | undefined;
 
     client.on('error', (err) => log.debug('connection error', { remote: where, error: err.message }));
@@ -220,7 +223,7 @@ class ProxySshServer {
       auth.accept();
     });
     client.on('ready', () => {
-      this.preAuth.authenticated({ ip: remote.host, port: remote.port });
+      this.preAuth.authenticated({ ip: peer.host, port: peer.port });
       if (opts.disconnectExpiredCert) {
         const { cert, login } = ctx!;
         stopExpiry = whenCertExpires(cert, () => {
@@ -325,8 +328,11 @@ class ProxySshServer {
     if (gone()) return void sock.destroy();
     const greeting = await readGreeting(sock, where, this.dialTimeoutMs);
     if (gone()) return void sock.destroy();
-    if (opts.sendClientAddr && !viaTunnel && greeting.versionLine?.startsWith(TELEPORT_VERSION_PREFIX)) {
-      sock.write(proxyHello(joinHostPort(ctx.remote.host, ctx.remote.port)));
+    // A registered node dialled directly learns the client's address from a signed hello (hello.ts); a node
+    // behind a reverse tunnel learns it from the tunnel, and an address outside the cluster (OpenSSH) never gets one.
+    if (res.kind === 'node' && !viaTunnel && greeting.versionLine?.startsWith(TELEPORT_VERSION_PREFIX)) {
+      const tcp = sock as net.Socket;
+      sock.write(signProxyHello({ key: this.hostKey, certLine: opts.identity.sshCert }, { ip: ctx.remote.host, port: ctx.remote.port }, { ip: tcp.remoteAddress ?? '', port: tcp.remotePort ?? 0 }));
     }
     const fields = { user: ctx.cert.keyId, login: ctx.login, remote: ctx.remote.host, target: request, addr: where, ...(res.kind === 'node' ? { node: res.node.metadata.name } : { direct: true }), ...(viaTunnel ? { tunnel: true } : {}) };
     opts.log.info('proxying to node', fields);

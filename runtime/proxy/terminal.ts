@@ -48,6 +48,8 @@ import { Logger } from '../utils/logger';
 import { constantTimeEqual } from '../utils/secrets';
 import { sameOrigin } from './crossorigin';
 import { dial } from './relay';
+import type { LocalClients } from './localclients';
+import { unmapIPv4 } from '../utils/ip';
 import type { HostPort } from './resolve';
 import { joinHostPort } from './target';
 
@@ -98,6 +100,8 @@ export interface TerminalOptions {
   tls: boolean;
   /** The client's address (clientaddr.ts), for the log and the audit log. */
   clientAddr: (req: http.IncomingMessage) => string;
+  /** Where the terminal's connections to the SSH listener are registered with the browser's address (localclients.ts). */
+  localClients: LocalClients;
   /** Sends an audit event (a refused login: `auth`, as the proxy's SSH service audits its refusals). */
   audit: (fields: EventFields) => void;
   /** The proxy's host UUID, the `server_id` of its audit events. */
@@ -184,7 +188,7 @@ export class Terminals {
   upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => undefined);
     this.check(req).then(
-      (checked) => this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, checked, this.opts.clientAddr(req))),
+      (checked) => this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, checked, this.browserOf(req))),
       (err: unknown) => {
         if (!(err instanceof TeleportError)) {
           this.opts.log.error('cannot check a terminal request', { error: err instanceof Error ? err.stack : String(err) });
@@ -194,6 +198,13 @@ export class Terminals {
         refuseUpgrade(socket, err as TeleportError);
       },
     );
+  }
+
+  /** The browser's address (its TCP port when it is the TCP peer, else 0: a load balancer's X-Forwarded-For names no port). */
+  private browserOf(req: http.IncomingMessage): HostPort {
+    const host = this.opts.clientAddr(req);
+    const peer = unmapIPv4(req.socket.remoteAddress ?? '');
+    return { host, port: host === peer ? (req.socket.remotePort ?? 0) : 0 };
   }
 
   /** Logout on this proxy: that session's terminals close at once. */
@@ -256,9 +267,9 @@ export class Terminals {
   }
 
   /** One upgraded terminal: connect to the node, then copy bytes both ways until either side ends. */
-  private serve(ws: WebSocket, c: Checked, from: string): void {
+  private serve(ws: WebSocket, c: Checked, browser: HostPort): void {
     const { opts } = this;
-    const fields = { user: c.user, login: c.params.login, node: c.params.server_id, from };
+    const fields = { user: c.user, login: c.params.login, node: c.params.server_id, from: browser.host };
     const log = opts.log;
     let open = this.bySession.get(c.token);
     if (!open) this.bySession.set(c.token, (open = new Set()));
@@ -288,7 +299,7 @@ export class Terminals {
     });
     // Input that arrives while the session starts waits for it.
     ws.pause();
-    this.connect(c).then(
+    this.connect(c, browser).then(
       (connected) => {
         conn = connected.conn;
         channel = connected.channel;
@@ -307,14 +318,18 @@ export class Terminals {
     );
   }
 
-  private async connect(c: Checked): Promise<{ conn: NodeConnection; channel: ClientChannel }> {
+  private async connect(c: Checked, browser: HostPort): Promise<{ conn: NodeConnection; channel: ClientChannel }> {
     const { opts } = this;
     const pair = generateKeyPair('ed25519');
     const { cert } = await opts.api.sessionCert(c.token, formatAuthorizedKey(publicKeyBlob(pair.publicKey)));
     const timeout = opts.dialTimeoutMs ?? 30_000;
     const conn = await dialNode({
       proxyAddr: joinHostPort(opts.sshProxyAddr.host, opts.sshProxyAddr.port),
-      dialTcp: (host, port, ms) => dial({ host, port }, ms),
+      dialTcp: async (host, port, ms) => {
+        const sock = await dial({ host, port }, ms);
+        opts.localClients.register(sock, browser);
+        return sock;
+      },
       cluster: opts.api.clusterName,
       hostCAs: opts.hostCAs(),
       privateKey: pair.privateKey,

@@ -269,7 +269,7 @@ export interface WebServiceOptions {
   /** Auth pipes open at once. @default 15000 */
   maxAuthPipes?: number;
   /** The browser terminal: the proxy's own SSH listener and the cluster's host CA keys; without it terminals are refused. */
-  terminal?: Pick<TerminalOptions, 'sshProxyAddr' | 'hostCAs' | 'audit' | 'serverId' | 'sessionCheckMs'>;
+  terminal?: Pick<TerminalOptions, 'sshProxyAddr' | 'localClients' | 'hostCAs' | 'audit' | 'serverId' | 'sessionCheckMs'>;
   log: Logger;
 }
 

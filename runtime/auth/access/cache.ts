@@ -34,6 +34,7 @@ export interface Loaded {
   users: Map<string, User>;
   roles: Map<string, Role>;
   userCAKeys: Buffer[];
+  hostCAKeys: Buffer[];
   clusters: Map<string, LoadedCluster>;
 }
 
@@ -76,7 +77,7 @@ export function parseSnapshot(s: AccessSnapshot, log: Logger): Loaded {
       log.warn('ignoring a trusted cluster record that does not parse', { cluster: c.name, error: (err as Error).message });
     }
   }
-  return { version: s.version, users, roles, userCAKeys: keysOf(s.user_ca_keys), clusters };
+  return { version: s.version, users, roles, userCAKeys: keysOf(s.user_ca_keys), hostCAKeys: keysOf(s.host_ca_keys ?? []), clusters };
 }
 
 export class AccessCache implements AccessView {
@@ -141,6 +142,11 @@ export class AccessCache implements AccessView {
   /** This cluster's user CA keys (none before the first load: nobody can log in). */
   userCAKeys(): Buffer[] {
     return this.data?.userCAKeys ?? [];
+  }
+
+  /** This cluster's host CA keys (none before the first load, or from an auth server that does not send them). */
+  hostCAKeys(): Buffer[] {
+    return this.data?.hostCAKeys ?? [];
   }
 
   /** The other clusters with the given relation that are enabled now. */

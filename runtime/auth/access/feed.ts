@@ -1,6 +1,6 @@
 /**
- * The auth service's side of access data: the cluster's users, roles and
- * user CA keys, kept in memory from a watch on the store, with a version that
+ * The auth service's side of access data: the cluster's users, roles, user
+ * CA keys and host CA keys, kept in memory from a watch on the store, with a version that
  * changes whenever any of them does. Proxies and nodes long-poll it
  * (`GET /v1/access?version=…`, see access/cache.ts), so an edited role, a
  * deleted user or a rotated user CA reaches them within the store's watch
@@ -29,11 +29,13 @@ export interface SnapshotCluster {
   tunnel_addr?: string;
 }
 
-/** What proxies and nodes load: every user (name, roles, traits), every role, the user CA's public keys, the other clusters. */
+/** What proxies and nodes load: every user (name, roles, traits), every role, the user and host CAs' public keys, the other clusters. */
 export interface AccessSnapshot {
   version: string;
   /** authorized_keys lines. */
   user_ca_keys: string[];
+  /** authorized_keys lines (nodes check the proxies' `Teleport-Proxy` hellos with them). */
+  host_ca_keys: string[];
   /** As stored (durations as Go strings); parse with `roleSchema`. */
   roles: unknown[];
   users: { name: string; roles: string[]; traits: Record<string, string[]> }[];
@@ -60,13 +62,13 @@ const USER_SUFFIX = '/params';
 /** Whether a key of the store is part of the access data (not a password, TOTP secret, session or login attempt). */
 function relevant(key: string): boolean {
   if (key.startsWith(Keys.users())) return key.endsWith(USER_SUFFIX) && key.split('/').length === 5;
-  return key.startsWith(Keys.roles()) || key.startsWith(Keys.certAuthorities('user')) || key.startsWith(Keys.clusterTrusts());
+  return key.startsWith(Keys.roles()) || key.startsWith(Keys.certAuthorities('user')) || key.startsWith(Keys.certAuthorities('host')) || key.startsWith(Keys.clusterTrusts());
 }
 
-const PREFIXES = [Keys.users(), Keys.roles(), Keys.certAuthorities('user'), Keys.clusterTrusts()];
+const PREFIXES = [Keys.users(), Keys.roles(), Keys.certAuthorities('user'), Keys.certAuthorities('host'), Keys.clusterTrusts()];
 
 /** A record of the access data as parsed once, when it was written. */
-type Entry = { kind: 'user'; user: User } | { kind: 'role'; role: Role; stored: unknown } | { kind: 'ca'; keys: string[] } | { kind: 'cluster'; cluster: SnapshotCluster; userTlsCAs: string[] };
+type Entry = { kind: 'user'; user: User } | { kind: 'role'; role: Role; stored: unknown } | { kind: 'ca'; type: 'user' | 'host'; keys: string[] } | { kind: 'cluster'; cluster: SnapshotCluster; userTlsCAs: string[] };
 
 export class AccessFeed implements AccessView {
   /** By store key. */
@@ -154,7 +156,7 @@ export class AccessFeed implements AccessView {
         const r = json as ClusterTrustRecord;
         entry = { kind: 'cluster', cluster: snapshotCluster(r), userTlsCAs: r.spec.user_ca.spec.tls_key_pairs.map((p) => Buffer.from(p.cert, 'base64').toString()) };
       }
-      else entry = { kind: 'ca', keys: keyLines(json as CertAuthority) };
+      else entry = { kind: 'ca', type: key.startsWith(Keys.certAuthorities('host')) ? 'host' : 'user', keys: keyLines(json as CertAuthority) };
     } catch (err) {
       this.log.warn('access feed: skipping a record that does not parse', { key, error: err });
       return;
@@ -204,10 +206,15 @@ export class AccessFeed implements AccessView {
     return c && c.relation === 'trusted' && c.enabled ? { roleMap: c.role_map } : undefined;
   }
 
+  private caKeys(type: 'user' | 'host'): string[] {
+    return [...this.entries.values()].flatMap((e) => (e.kind === 'ca' && e.type === type ? e.keys : []));
+  }
+
   snapshot(): AccessSnapshot {
     this.snapshotCache ??= {
       version: this.version,
-      user_ca_keys: [...this.entries.values()].flatMap((e) => (e.kind === 'ca' ? e.keys : [])),
+      user_ca_keys: this.caKeys('user'),
+      host_ca_keys: this.caKeys('host'),
       roles: [...this.roles.values()].map((r) => r.stored),
       users: [...this.users.values()].map((u) => ({ name: u.metadata.name, roles: u.spec.roles, traits: u.spec.traits })),
       clusters: this.clusters(),

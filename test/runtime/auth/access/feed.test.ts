@@ -23,10 +23,10 @@ async function putRole(store: Backend, name: string, labels: Record<string, stri
   await store.put({ key: Keys.role(name), value: json(role) });
 }
 
-function userCA(): { line: string; blob: Buffer; record: unknown } {
+function userCA(type: 'user' | 'host' = 'user'): { line: string; blob: Buffer; record: unknown } {
   const blob = publicKeyBlob(generateKeyPair('ed25519').publicKey);
   const line = formatAuthorizedKey(blob);
-  const record = { kind: 'cert_authority', version: 'v2', sub_kind: 'user', spec: { type: 'user', cluster_name: 'example.com', checking_keys: [Buffer.from(line).toString('base64')], signing_keys: ['c2VjcmV0'] } };
+  const record = { kind: 'cert_authority', version: 'v2', sub_kind: type, spec: { type, cluster_name: 'example.com', checking_keys: [Buffer.from(line).toString('base64')], signing_keys: ['c2VjcmV0'] } };
   return { line, blob, record };
 }
 
@@ -79,6 +79,23 @@ describe('access feed and cache', () => {
     const snapshot = JSON.stringify(feed.snapshot());
     expect(snapshot).not.toContain('c2VjcmV0');
     expect(snapshot).not.toContain('scrypt-hash');
+  });
+
+  it('GIVEN a host CA in the store THEN the cache trusts its public keys as host CA keys only, and a new one as soon as it is written', async () => {
+    // GIVEN (nodes check proxies' Teleport-Proxy hellos with them)
+    const host = userCA('host');
+    await store.put({ key: Keys.certAuthority('host', 'example.com'), value: json(host.record) });
+    await cache.start();
+    await waitFor('the cache to load the host CA', () => cache.hostCAKeys().length > 0);
+    expect(cache.hostCAKeys()).toEqual([host.blob]);
+    expect(cache.userCAKeys()).toEqual([ca.blob]);
+    expect(JSON.stringify(feed.snapshot())).not.toContain('c2VjcmV0');
+    // WHEN the host CA is replaced (a rotation)
+    const next = userCA('host');
+    await store.put({ key: Keys.certAuthority('host', 'example.com'), value: json(next.record) });
+    // THEN
+    await waitFor('the cache to see the new host CA', () => cache.hostCAKeys()[0]?.equals(next.blob));
+    expect(cache.userCAKeys()).toEqual([ca.blob]);
   });
 
   it('GIVEN a role edited in the store THEN the cache refuses on its next decision without any certificate change', async () => {
