@@ -142,7 +142,7 @@ const PAGES: { name: string; open: (f: Fixture) => Promise<Page> }[] = [
   { name: 'account', open: async (f) => f.visit(await f.alice(), '/web/account', '#password-form') },
 ];
 
-describe('accessibility of the web UI (axe-core, WCAG 2.1 A/AA)', () => {
+describe('accessibility of the web UI (axe-core: WCAG 2.1 A/AA and best practices)', () => {
   let c: TestAuth;
   let browser: Browser;
   let fixture: Fixture;
