@@ -6,7 +6,9 @@
  * served with its real CSP (see test/helpers/axe.ts). A violation of impact
  * moderate, serious or critical fails the page's test, naming the rule, its
  * impact and the elements' selectors; minor ones are printed. And what axe
- * cannot see: the self-refreshing sessions list keeps the keyboard focus.
+ * does not check: each page has one level-one heading (axe takes the
+ * terminal, which covers most of the window, for a modal dialog and skips
+ * that rule), and the self-refreshing sessions list keeps the keyboard focus.
  *
  * A new page is one line in PAGES: its name and how to open it ready.
  */
@@ -182,15 +184,18 @@ describe('accessibility of the web UI (axe-core: WCAG 2.1 A/AA and best practice
     }
   });
 
-  it.each(PAGES.map((p) => [p.name, p]))('GIVEN the %s page as a user sees it WHEN axe checks it THEN it has no violation of moderate impact or worse', async (name, p) => {
+  it.each(PAGES.map((p) => [p.name, p]))('GIVEN the %s page as a user sees it WHEN axe checks it THEN it has no violation of moderate impact or worse, and one h1', async (name, p) => {
     // GIVEN the page, ready
     const page = await p.open(fixture);
     // WHEN axe-core checks it against WCAG 2.1 A/AA
     const violations: AxeViolation[] = await axeViolations(page);
     const minor = violations.filter((v) => !failing(violations).includes(v));
     if (minor.length) console.log(`minor accessibility findings:\n${formatViolations(name, minor)}`);
-    // THEN none is serious or critical (the message names each rule, impact and element)
+    // THEN none is moderate or worse (the message names each rule, impact and element)
     expect(formatViolations(name, failing(violations))).toBe('');
+    // AND it has one level-one heading with text (axe lets a page off when something covers most of the
+    // window, as the terminal does, taking it for a modal dialog)
+    expect((await page.locator('h1').allTextContents()).map((t) => t.trim() !== '')).toEqual([true]);
   });
 
   it('GIVEN a page with a known violation WHEN axe checks it THEN the check reports it (the check itself works under the CSP)', async () => {
