@@ -163,13 +163,21 @@ describe('accessibility of the web UI (axe-core: WCAG 2.1 A/AA and best practice
     users.forEach((u) => u.cleanup());
   });
 
-  it('GIVEN the sessions page with the keyboard focus on a Join link WHEN the list refreshes with a change THEN the focus stays on that link', async () => {
+  it('GIVEN the sessions page with the keyboard focus on a Join link WHEN the list refreshes THEN unchanged rows are left alone, and after a change the focus is still on that link', async () => {
     // GIVEN alice's live session on her sessions page, its Join link focused from the keyboard
     await fixture.terminal();
     const page = await fixture.visit(await fixture.alice(), `/web/cluster/${SITE}/sessions`, '#sessions tbody tr a.connect');
     const row = page.locator('#sessions tbody tr');
     expect(await row.locator('td.users').textContent()).toBe('alice');
     await row.locator('a.connect').focus();
+    // WHEN the list is fetched again unchanged THEN its rows are left as they are (a screen reader keeps its place):
+    // the page asks again only after it has handled the last answer, so two more requests mean one answer handled
+    await page.evaluate(`window.rowMutations = 0;
+      new MutationObserver((m) => (window.rowMutations += m.length)).observe(document.querySelector('#sessions tbody'), { childList: true, subtree: true, characterData: true })`);
+    const sessionsRequest = () => page.waitForRequest((r) => new URL(r.url()).pathname === `/webapi/sites/${SITE}/sessions`);
+    await sessionsRequest();
+    await sessionsRequest();
+    expect(await page.evaluate<number>('window.rowMutations')).toBe(0);
     // WHEN someone joins (a second tab of alice's) and the page's refresh shows it
     const [joined] = await Promise.all([page.context().waitForEvent('page'), page.evaluate("window.open(document.querySelector('#sessions a.connect').href)")]);
     try {
