@@ -337,8 +337,18 @@
   // ---- active sessions: /web/cluster/<site>/sessions, refreshed every few seconds
   var SESSIONS_REFRESH_MS = 3000;
 
+  /**
+   * Redraws the list when it changed since the last refresh (so that a screen reader's place in it
+   * holds), and keeps the keyboard focus on the link it was on in the same session's row.
+   */
+  var shownSessions;
   function renderSessions(site, sessions) {
+    var json = JSON.stringify(sessions);
+    if (json === shownSessions) return;
+    shownSessions = json;
     var tbody = $('sessions').querySelector('tbody');
+    var focused = tbody.contains(document.activeElement) && document.activeElement.closest('tr[data-sid]');
+    var refocus = focused && { sid: focused.dataset.sid, className: document.activeElement.className };
     tbody.textContent = '';
     sessions.forEach(function (s) {
       var tr = document.createElement('tr');
@@ -369,6 +379,10 @@
       join.appendChild(code);
       tr.appendChild(join);
       tbody.appendChild(tr);
+      if (refocus && refocus.sid === s.id) {
+        var again = tr.getElementsByClassName(refocus.className)[0];
+        if (again) again.focus();
+      }
     });
     showList('sessions', sessions.length);
   }
