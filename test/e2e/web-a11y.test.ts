@@ -141,7 +141,26 @@ const PAGES: { name: string; open: (f: Fixture) => Promise<Page> }[] = [
   { name: 'player', open: async (f) => f.visit(await f.alice(), `/web/cluster/${SITE}/session/${await f.recording()}`, '#status:has-text("Ready")') },
   { name: 'player (played)', open: (f) => f.played() },
   { name: 'terminal (ended)', open: async (f) => (await f.recording(), f.terminal()) },
-  { name: 'account', open: async (f) => f.visit(await f.alice(), '/web/account', '#password-form') },
+  { name: 'account', open: async (f) => f.visit(await f.alice(), '/web/account', '#devices tr') },
+  {
+    name: 'nodes (user menu open)',
+    open: async (f) => {
+      const page = await f.visit(await f.alice(), `/web/cluster/${SITE}/nodes`, '#nodes tbody tr');
+      await page.click('#user-menu-button');
+      await page.locator('#roles', { hasText: /\w/ }).waitFor();
+      return page;
+    },
+  },
+  { name: 'audit', open: async (f) => f.visit(await f.alice(), '/web/audit', '#events tbody tr') },
+  {
+    name: 'audit (event expanded)',
+    open: async (f) => {
+      const page = await f.visit(await f.alice(), '/web/audit', '#events tbody tr');
+      await page.locator('#events button.expand').first().click();
+      await page.locator('#events tr.details pre').first().waitFor();
+      return page;
+    },
+  },
 ];
 
 describe('accessibility of the web UI (axe-core: WCAG 2.1 A/AA and best practices)', () => {
