@@ -15,6 +15,10 @@
  *   /web/cluster/:site/sessions    the sessions running on the nodes the user may see, to join
  *   /web/cluster/:site/session/:sid   plays a recorded session (play/pause, speed, seek)
  *
+ * The logged-in pages share their navigation and user menu: `nav.html`, which
+ * is not served itself, goes where a page says `{{NAV <page>}}`, with that
+ * page's link marked current.
+ *
  * The terminal and player pages' CSP differs in one directive, for xterm.js: it writes
  * its computed styles (theme colours, cell size) into `<style>` elements it
  * creates, and colours 24-bit-colour cells with `style` attributes. So that
@@ -41,6 +45,9 @@ export function terminalContentSecurityPolicy(nonce: string): string {
 
 /** What the terminal page's `<meta name="csp-nonce">` holds in the file, replaced by each response's nonce. */
 const NONCE_PLACEHOLDER = '{{CSP_NONCE}}';
+
+/** Where a logged-in page's navigation goes, naming the page (module comment). */
+const NAV_PLACEHOLDER = /\{\{NAV ([a-z]+)\}\}/;
 
 /** xterm.js's built files, served from the installed packages (no CDN, no copy). */
 const PACKAGE_FILES: Record<string, string> = {
@@ -110,6 +117,7 @@ export class WebUi {
       this.log.warn('cannot read a web UI file', { file: name, error: (err as Error).message });
       return false;
     }
+    if (name.endsWith('.html')) body = await this.withNav(body);
     if (name === 'terminal.html' || name === 'player.html') {
       const nonce = randomBytes(16).toString('base64');
       body = Buffer.from(body.toString('utf8').replace(NONCE_PLACEHOLDER, nonce));
@@ -118,5 +126,15 @@ export class WebUi {
     res.writeHead(200, { 'content-type': TYPES[path.extname(name)], 'content-length': body.length, 'cache-control': 'no-cache' });
     res.end(req.method === 'HEAD' ? undefined : body);
     return true;
+  }
+
+  /** The page with its `{{NAV <page>}}` replaced by nav.html, the page's own link marked current. */
+  private async withNav(page: Buffer): Promise<Buffer> {
+    const text = page.toString('utf8');
+    const at = NAV_PLACEHOLDER.exec(text);
+    if (!at) return page;
+    const nav = (await fs.promises.readFile(path.join(this.dir, 'nav.html'), 'utf8')).trimEnd();
+    const current = nav.replace(`id="${at[1]}-link"`, `id="${at[1]}-link" aria-current="page"`);
+    return Buffer.from(text.replace(at[0], current.trimStart()));
   }
 }

@@ -360,6 +360,13 @@ describe('proxy web UI in headless Chromium', () => {
       expect(r.text).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
       expect(r.text).not.toMatch(/\sstyle=|\son[a-z]+=/i);
     }
+    // (the logged-in pages' shared navigation is put in when served, the page's own link marked current)
+    const nodesPage = (await request('GET', '/web')).text;
+    expect(nodesPage).toContain('<a id="nodes-link" aria-current="page" href="/web">Nodes</a>');
+    expect(nodesPage).toContain('<button id="user-menu-button"');
+    expect(nodesPage).not.toContain('{{');
+    expect((await request('GET', '/web/audit')).text).toContain('<a id="audit-link" aria-current="page" href="/web/audit">Audit log</a>');
+    expect((await request('GET', '/web/nav.html')).status).toBe(404);
     const root = await request('GET', '/');
     expect(root.status).toBe(302);
     expect(root.headers.location).toBe('/web');
