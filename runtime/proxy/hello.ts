@@ -4,16 +4,17 @@
  * address: `Teleport-Proxy` + JSON + NUL. Teleport 4.x sends
  * `{"clientAddr":"ip:port"}` and its nodes believe anyone; ours also carries
  * the proxy's host certificate and its signature, with its host key, over
- * the client's address, the node's address as dialled and the time, so a
+ * the client's address, the node's address as dialled, the time and a random
+ * nonce (two connections from one address in one millisecond differ), so a
  * node believes a hello only from a proxy of its own cluster, at that
  * address, within HELLO_MAX_SKEW_MS, and once:
  *
- *   {"clientAddr":"ip:port","nodeAddr":"ip:port","time":<unix ms>,"cert":<base64 host certificate>,"sig":<base64 SSH signature>}
+ *   {"clientAddr":"ip:port","nodeAddr":"ip:port","time":<unix ms>,"nonce":<base64, 16 bytes>,"cert":<base64 host certificate>,"sig":<base64 SSH signature>}
  *
  * (A Teleport 4.x node reads `clientAddr` and ignores the rest.)
  */
 import { isIP } from 'node:net';
-import type { KeyObject } from 'node:crypto';
+import { randomBytes, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { type Certificate, EXT_TELEPORT_AUTHORITY, EXT_TELEPORT_ROLE, parseCertificate, parseAuthorizedKey, SshWriter, sshSign, sshVerify, verifyCertificate } from '../sshcert';
 import { AccessDeniedError, BadParameterError } from '../utils/errors';
@@ -55,19 +56,20 @@ const helloSchema = z.object({
   clientAddr: z.string().max(64),
   nodeAddr: z.string().max(64).optional(),
   time: z.number().int().nonnegative().optional(),
+  nonce: z.string().max(64).optional(),
   cert: z.string().max(MAX_HELLO_BYTES).optional(),
   sig: z.string().max(MAX_HELLO_BYTES).optional(),
 });
 export type ProxyHello = z.infer<typeof helloSchema>;
 type SignedHello = Required<ProxyHello>;
 
-function signedBytes(h: Pick<SignedHello, 'clientAddr' | 'nodeAddr' | 'time'>): Buffer {
-  return new SshWriter().string(SIGNED_CONTEXT).string(h.clientAddr).string(h.nodeAddr).string(String(h.time)).toBuffer();
+function signedBytes(h: Pick<SignedHello, 'clientAddr' | 'nodeAddr' | 'time' | 'nonce'>): Buffer {
+  return new SshWriter().string(SIGNED_CONTEXT).string(h.clientAddr).string(h.nodeAddr).string(String(h.time)).string(h.nonce).toBuffer();
 }
 
 /** The hello a proxy with this host key and certificate (authorized_keys line) sends when it dialled `node` for `client`. */
 export function signProxyHello(identity: { key: KeyObject; certLine: string }, client: Address, node: Address, now = Date.now()): Buffer {
-  const fields = { clientAddr: formatAddress(client), nodeAddr: formatAddress(node), time: now };
+  const fields = { clientAddr: formatAddress(client), nodeAddr: formatAddress(node), time: now, nonce: randomBytes(16).toString('base64') };
   const hello: SignedHello = {
     ...fields,
     cert: parseAuthorizedKey(identity.certLine).blob.toString('base64'),
@@ -109,11 +111,11 @@ export class HelloVerifier {
   /** The client's address the hello names; AccessDeniedError saying why it is not believed. */
   verify(unchecked: ProxyHello, trust: HelloTrust): Address {
     const now = trust.now ?? Date.now();
-    const { nodeAddr, time, cert: certText, sig } = unchecked;
-    if (nodeAddr === undefined || time === undefined || certText === undefined || sig === undefined) {
+    const { nodeAddr, time, nonce, cert: certText, sig } = unchecked;
+    if (nodeAddr === undefined || time === undefined || nonce === undefined || certText === undefined || sig === undefined) {
       throw new AccessDeniedError('the hello is not signed (from a Teleport 4.x proxy, or forged)');
     }
-    const hello: SignedHello = { clientAddr: unchecked.clientAddr, nodeAddr, time, cert: certText, sig };
+    const hello: SignedHello = { clientAddr: unchecked.clientAddr, nodeAddr, time, nonce, cert: certText, sig };
     const client = parseAddress(hello.clientAddr);
     if (!client) throw new AccessDeniedError(`the hello's client address "${hello.clientAddr}" is not ip:port`);
     let cert: Certificate;

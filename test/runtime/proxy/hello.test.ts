@@ -112,8 +112,9 @@ describe('Teleport-Proxy hello', () => {
     const parsed = decode(signProxyHello(proxy, CLIENT, NODE, NOW));
     expect(verifier.verify(parsed, trust())).toEqual(CLIENT);
     expect(() => verifier.verify(parsed, trust({ now: NOW + 1000 }))).toThrow(/replay/);
-    // another hello from the same proxy and client at another time is new
+    // another hello from the same proxy and client, at another time or at the same millisecond, is new
     expect(verifier.verify(decode(signProxyHello(proxy, CLIENT, NODE, NOW + 1)), trust({ now: NOW + 1000 }))).toEqual(CLIENT);
+    expect(verifier.verify(decode(signProxyHello(proxy, CLIENT, NODE, NOW)), trust({ now: NOW + 1000 }))).toEqual(CLIENT);
     expect(() => verifier.verify(parsed, trust({ now: NOW + HELLO_MAX_SKEW_MS + 1 }))).toThrow(/more than 30s/);
   });
 
