@@ -5,6 +5,7 @@
  * the one place where resources from outside (YAML files, API bodies) are
  * validated.
  */
+import type { Rotation } from './rotation';
 import { z } from 'zod';
 import { BadParameterError } from '../utils/errors';
 import { parseDuration } from '../config/duration';
@@ -136,7 +137,7 @@ export interface CertAuthority {
     /** The SSH CA key algorithm. */
     signing_alg: string;
     roles: string[];
-    rotation: { state: 'standby'; last_rotated?: string; current_id?: string };
+    rotation: Rotation;
   };
 }
 
