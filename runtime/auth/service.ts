@@ -42,11 +42,12 @@ export interface StartAuthOptions {
   log: Logger;
 }
 
-/** Undefined when both CAs can sign: their keys are in memory. */
+/** Undefined when both CAs can sign: the signers of their keys are loaded. */
 function caProblem(auth: AuthServer): string | undefined {
   for (const [what, ca] of [['host', auth.hostCA], ['user', auth.userCA]] as const) {
     try {
-      ca.signingKey();
+      ca.sshSigner();
+      ca.tls();
     } catch (err) {
       return `the ${what} CA cannot sign: ${(err as Error).message}`;
     }
