@@ -302,6 +302,16 @@ const authServiceSchema = section({
   license_file: nonEmpty('a file path').optional(),
   /** This implementation's extension: the key type of the cluster's SSH CAs. */
   ca_key_type: oneOf(CA_KEY_TYPES).optional(),
+  /** Teleport 10+: where the CA keys are made and kept (config.ts checks that exactly one store is named). */
+  ca_key_params: section({
+    pkcs11: section({
+      module_path: nonEmpty('the path of a PKCS#11 module (.so)'),
+      slot_number: count('a slot number').optional(),
+      token_label: nonEmpty('a token label').optional(),
+      pin: nonEmpty('the user PIN of the token').optional(),
+      pin_path: nonEmpty('the path of a file holding the PIN').optional(),
+    }).optional(),
+  }).optional(),
 });
 
 const labelName = (what: string) =>
