@@ -71,7 +71,7 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
     opened.add(() => backend.close());
     const audit: AuditLog = await openAuditLogs(config.storage);
     opened.add(() => audit.close());
-    const caKeys = openCAKeyStores(config.caKeyParams);
+    const caKeys = await openCAKeyStores(config.caKeyParams);
     opened.add(() => caKeys.close());
     const auth = await AuthServer.init({
       backend,

@@ -100,7 +100,7 @@ export interface TeleportConfig {
   log: { output: string; severity: Severity };
   storage: StorageConfig;
   caKeyType: CaKeyType;
-  /** `auth_service.ca_key_params`: the CA keys are made and kept in a PKCS#11 token; absent, in process (stored in the backend). */
+  /** `auth_service.ca_key_params`: the CA keys are made and kept in a PKCS#11 token or AWS KMS; absent, in process (stored in the backend). */
   caKeyParams?: CaKeyParams;
   ciphers?: string[];
   kexAlgos?: string[];
@@ -338,9 +338,17 @@ export interface Pkcs11Config {
   where: Record<'module_path' | 'token' | 'pin', string>;
 }
 
-export type CaKeyParams = { pkcs11: Pkcs11Config };
+/** AWS KMS for the CA keys (`auth_service.ca_key_params.aws_kms`). */
+export interface AwsKmsConfig {
+  account: string;
+  region: string;
+  /** `file:line:col: auth_service.ca_key_params.aws_kms`, for errors found when KMS is called. */
+  where: string;
+}
 
-/** The CA key algorithm when the keys are in a hardware boundary: every PKCS#11 token and KMS supports ECDSA P-256. */
+export type CaKeyParams = { pkcs11: Pkcs11Config } | { awsKms: AwsKmsConfig };
+
+/** The CA key algorithm when the keys are in a hardware boundary: every PKCS#11 token and AWS KMS support ECDSA P-256. */
 export const HSM_CA_KEY_TYPE = 'ecdsa-p256';
 
 /**
@@ -504,7 +512,7 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
 
   const caKeyParams = caKeyParamsOf(a, map ? (path) => formatIssue(map.issue(path, formatPath(path), 'key')) : formatPath, atFile);
   if (caKeyParams && a.ca_key_type !== undefined && a.ca_key_type !== HSM_CA_KEY_TYPE) {
-    atFile(['auth_service', 'ca_key_type'], `must be ${HSM_CA_KEY_TYPE} (or left out) when the CA keys are in a PKCS#11 token (auth_service.ca_key_params)`);
+    atFile(['auth_service', 'ca_key_type'], `must be ${HSM_CA_KEY_TYPE} (or left out) when the CA keys are in a PKCS#11 token or AWS KMS (auth_service.ca_key_params)`);
   }
 
   const auth = file.auth_service?.authentication ?? {};
@@ -633,7 +641,7 @@ export function loadTeleportConfig(flags: StartFlags = {}, env: NodeJS.ProcessEn
 
 type Path = (string | number)[];
 
-/** `auth_service.ca_key_params`, checked: one key store, a slot or a token label, a PIN or a readable PIN file, a module that exists. */
+/** `auth_service.ca_key_params`, checked: one key store; for pkcs11 a slot or a token label, a PIN or a readable PIN file, a module that exists. */
 function caKeyParamsOf(
   a: NonNullable<FileConfig['auth_service']>,
   where: (path: Path) => string,
@@ -642,9 +650,17 @@ function caKeyParamsOf(
   const params = a.ca_key_params;
   if (!params) return undefined;
   const base = ['auth_service', 'ca_key_params'];
+  if (params.pkcs11 && params.aws_kms) {
+    atFile(base, 'names two key stores: give pkcs11 or aws_kms, not both');
+    return undefined;
+  }
+  if (params.aws_kms) {
+    const k = params.aws_kms;
+    return { awsKms: { account: k.account, region: k.region, where: where([...base, 'aws_kms']) } };
+  }
   const p = params.pkcs11;
   if (!p) {
-    atFile(base, 'names no key store: add pkcs11 (or remove ca_key_params to keep the CA keys in the backend)');
+    atFile(base, 'names no key store: add pkcs11 or aws_kms (or remove ca_key_params to keep the CA keys in the backend)');
     return undefined;
   }
   const at = [...base, 'pkcs11'];

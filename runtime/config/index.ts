@@ -42,6 +42,7 @@ export {
   type CaKeyType,
   type CaKeyParams,
   type Pkcs11Config,
+  type AwsKmsConfig,
   HSM_CA_KEY_TYPE,
   type ServiceRole,
   type Severity,

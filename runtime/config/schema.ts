@@ -311,6 +311,10 @@ const authServiceSchema = section({
       pin: nonEmpty('the user PIN of the token').optional(),
       pin_path: nonEmpty('the path of a file holding the PIN').optional(),
     }).optional(),
+    aws_kms: section({
+      account: scalar('an AWS account ID (12 digits)', (s) => (/^\d{12}$/.test(s.trim()) ? s.trim() : new Invalid(`expected an AWS account ID (12 digits), got ${describeValue(s)}`))),
+      region: scalar('an AWS region such as us-west-2', (s) => (/^[a-z]{2}(-[a-z]+)+-\d+$/.test(s.trim()) ? s.trim() : new Invalid(`expected an AWS region such as us-west-2, got ${describeValue(s)}`))),
+    }).optional(),
   }).optional(),
 });
 

@@ -145,6 +145,8 @@ const SAMPLES: Record<string, Sample> = {
   'auth_service.ca_key_params.pkcs11.slot_number': { values: [3], contexts: [pkcs11({ slot_number: 1, pin: '1' })] },
   'auth_service.ca_key_params.pkcs11.token_label': { values: ['hsm2'], contexts: [pkcs11({ token_label: 'hsm1', pin: '1' })] },
   'auth_service.ca_key_params.pkcs11.pin': { values: ['2'], contexts: [pkcs11({ token_label: 'hsm1', pin: '1' })] },
+  'auth_service.ca_key_params.aws_kms.account': { values: ['210987654321'], contexts: [{ auth_service: { ca_key_params: { aws_kms: { account: '123456789012', region: 'us-west-2' } } } }] },
+  'auth_service.ca_key_params.aws_kms.region': { values: ['eu-west-1'], contexts: [{ auth_service: { ca_key_params: { aws_kms: { account: '123456789012', region: 'us-west-2' } } } }] },
   'auth_service.ca_key_params.pkcs11.pin_path': { values: [path.join(HSM_FILES, 'pin2')], contexts: [pkcs11({ token_label: 'hsm1', pin_path: path.join(HSM_FILES, 'pin1') })] },
   'ssh_service.enabled': {},
   'ssh_service.listen_addr': { values: ['127.0.0.1:4022'] },
