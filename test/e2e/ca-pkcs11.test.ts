@@ -92,6 +92,20 @@ describe('CA keys in a PKCS#11 token (SoftHSM2)', () => {
     expect(found.length).toBeGreaterThan(0);
     expect(caPrivateKeysUnder(auth.dataDir, caKeys)).toEqual([]);
   });
+  it('GIVEN the running cluster WHEN HUP reloads it THEN it reopens the token and still issues certificates the node accepts', async () => {
+    // GIVEN
+    const before = auth.daemon!.stdout + auth.daemon!.stderr;
+    const reloads = (before.match(/"reloaded"/g) ?? []).length;
+    // WHEN
+    auth.daemon!.child.kill('SIGHUP');
+    await waitFor('the reload to finish', () => ((auth.daemon!.stdout + auth.daemon!.stderr).match(/"reloaded"/g) ?? []).length > reloads || auth.daemon!.child.exitCode !== null);
+    // THEN
+    expect(auth.daemon!.child.exitCode).toBeNull();
+    const user = await SshUser.create(auth, path.join(work), 'alice', LOGIN);
+    await waitFor('the node to serve again', async () => (await sshTo(user, auth.nodePort!, 'test-auth', ['true'])).code === 0);
+    const r = await sshTo(user, auth.nodePort!, 'test-auth', ['echo', 'after-reload']);
+    expect(r.stdout.trim()).toBe('after-reload');
+  });
 });
 
 describe('the private-key scan itself', () => {
