@@ -3,7 +3,9 @@
  * key plus an X.509 CA for mutual TLS. They are created on the first start,
  * exactly once even when several auth servers start together on one storage:
  * every server generates candidates and the backend's create-if-absent picks
- * one winner; the others read the winner back.
+ * one winner; the others delete their candidate keys and read the winner back.
+ * The keys live in a key store (runtime/keystore: in process, a PKCS#11 token,
+ * AWS KMS); the resource holds their references and public keys.
  */
 import { Backend } from '../backend';
 import { Keys, rangeEnd } from '../contract/keys';
