@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 
-const BENCHES = ['cert-issuance', 'node-ssh', 'proxy-ssh', 'backend', 'kex', 'access', 'deploy-local', 'tunnel-agents', 'web-echo'];
+const BENCHES = ['cert-issuance', 'ca-signer', 'node-ssh', 'proxy-ssh', 'backend', 'kex', 'access', 'deploy-local', 'tunnel-agents', 'web-echo'];
 
 const wanted = process.argv.slice(2);
 const unknown = wanted.filter((w) => !BENCHES.includes(w));

@@ -3,13 +3,16 @@
  * key plus an X.509 CA for mutual TLS. They are created on the first start,
  * exactly once even when several auth servers start together on one storage:
  * every server generates candidates and the backend's create-if-absent picks
- * one winner; the others read the winner back.
+ * one winner; the others delete their candidate keys and read the winner back.
+ * The keys live in a key store (runtime/keystore: in process, a PKCS#11 token,
+ * AWS KMS); the resource holds their references and public keys.
  */
-import { createPrivateKey, KeyObject } from 'node:crypto';
 import { Backend } from '../backend';
 import { Keys, rangeEnd } from '../contract/keys';
-import { formatAuthorizedKey, generateKeyPair, KeyAlgorithm, parseAuthorizedKey, publicKeyBlob } from '../sshcert';
-import { generateCA, TlsKeyPair } from '../tlsca';
+import { CAKeyStores, LocalKeyStore } from '../keystore/keystore';
+import type { Signer } from '../keystore/signer';
+import { formatAuthorizedKey, KeyAlgorithm, keyAlgorithmOf, parseAuthorizedKey, publicKeyBlob } from '../sshcert';
+import { createCACert, TlsCA } from '../tlsca';
 import { isReason, NotFoundError } from '../utils/errors';
 import { CertAuthority } from './resources';
 
@@ -18,9 +21,14 @@ export type CAType = 'user' | 'host';
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const unb64 = (s: string) => Buffer.from(s, 'base64').toString();
 
-async function newAuthority(type: CAType, clusterName: string, alg: KeyAlgorithm): Promise<CertAuthority> {
-  const pair = generateKeyPair(alg);
-  const tls = await generateCA(clusterName);
+/** The key references of a new CA's keys, and their signers. */
+interface NewKeys {
+  ssh: { ref: string; signer: Signer };
+  tls: { ref: string; signer: Signer };
+}
+
+async function newAuthority(type: CAType, clusterName: string, keys: NewKeys): Promise<CertAuthority> {
+  const tlsCert = await createCACert(clusterName, keys.tls.signer);
   return {
     kind: 'cert_authority',
     version: 'v2',
@@ -29,22 +37,34 @@ async function newAuthority(type: CAType, clusterName: string, alg: KeyAlgorithm
     spec: {
       type,
       cluster_name: clusterName,
-      checking_keys: [b64(formatAuthorizedKey(publicKeyBlob(pair.publicKey)))],
-      signing_keys: [b64(pair.privateKey.export({ format: 'pem', type: 'pkcs8' }) as string)],
-      tls_key_pairs: [{ cert: b64(tls.cert), key: b64(tls.key) }],
-      signing_alg: alg,
+      checking_keys: [b64(formatAuthorizedKey(publicKeyBlob(keys.ssh.signer.publicKey)))],
+      signing_keys: [b64(keys.ssh.ref)],
+      tls_key_pairs: [{ cert: b64(tlsCert), key: b64(keys.tls.ref) }],
+      signing_alg: keyAlgorithmOf(keys.ssh.signer.publicKey),
       roles: [],
       rotation: { state: 'standby' },
     },
   };
 }
 
-/** A loaded CA with its keys decoded, ready to sign. */
+/** The signers of a CA's active keys. */
+export interface CASigners {
+  ssh: Signer;
+  tls: Signer;
+}
+
+/**
+ * A CA resource; the CAs of this auth server's own cluster also carry the
+ * signers of their active keys (the first SSH signing key and TLS key pair,
+ * formats.md §1.1), loaded once at start from their key references.
+ */
 export class Authority {
-  private signer?: KeyObject;
   private checking?: Buffer[];
 
-  constructor(readonly resource: CertAuthority) {}
+  constructor(
+    readonly resource: CertAuthority,
+    private readonly signers?: CASigners,
+  ) {}
 
   get type(): CAType {
     return this.resource.spec.type;
@@ -57,21 +77,29 @@ export class Authority {
     this.checking ??= this.resource.spec.checking_keys.map((k) => parseAuthorizedKey(unb64(k)).blob);
     return this.checking;
   }
-  /** The first SSH signing key (formats.md §1.1: signing always uses the first). */
-  signingKey(): KeyObject {
-    const pem = this.resource.spec.signing_keys[0];
-    if (!pem) throw new NotFoundError(`the ${this.type} CA of ${this.clusterName} has no signing key here`);
-    this.signer ??= createPrivateKey(unb64(pem));
-    return this.signer;
+  /** The signer of the active SSH key. */
+  sshSigner(): Signer {
+    return this.loaded().ssh;
   }
-  tls(): TlsKeyPair {
-    const pair = this.resource.spec.tls_key_pairs[0];
-    return { cert: unb64(pair.cert), key: unb64(pair.key) };
+  /** The TLS CA certificate and the signer of its key. */
+  tls(): TlsCA {
+    return { cert: this.tlsCert(), signer: this.loaded().tls };
   }
   tlsCert(): string {
     return unb64(this.resource.spec.tls_key_pairs[0].cert);
   }
-  /** The resource without private keys, safe to send to any cluster member. */
+  /** The references of the active keys (PEM for in-process keys: secret). */
+  keyRefs(): { ssh: string; tls: string } {
+    const ssh = this.resource.spec.signing_keys[0];
+    const tls = this.resource.spec.tls_key_pairs[0]?.key;
+    if (!ssh || !tls) throw new NotFoundError(`the ${this.type} CA of ${this.clusterName} has no signing key here`);
+    return { ssh: unb64(ssh), tls: unb64(tls) };
+  }
+  private loaded(): CASigners {
+    if (!this.signers) throw new NotFoundError(`the ${this.type} CA of ${this.clusterName} has no signing key here`);
+    return this.signers;
+  }
+  /** The resource without private keys or key references, safe to send to any cluster member. */
   withoutSecrets(): CertAuthority {
     const r = this.resource;
     return {
@@ -86,25 +114,36 @@ export class Authorities {
 
   constructor(private readonly backend: Backend) {}
 
-  /** Creates the user and host CAs of `clusterName` unless they exist, and returns them. */
-  async init(clusterName: string, alg: KeyAlgorithm): Promise<{ user: Authority; host: Authority }> {
+  /**
+   * Creates the user and host CAs of `clusterName` unless they exist (new keys
+   * in `keys.generateIn`), and returns them with the signers of their keys.
+   */
+  async init(clusterName: string, alg: KeyAlgorithm, keys: CAKeyStores = new CAKeyStores(new LocalKeyStore())): Promise<{ user: Authority; host: Authority }> {
     const out: Partial<Record<CAType, Authority>> = {};
     for (const type of ['user', 'host'] as const) {
       const key = Keys.certAuthority(type, clusterName);
-      try {
-        out[type] = await this.get(type, clusterName);
-        continue;
-      } catch (err) {
-        if (!isReason(err, 'not_found')) throw err;
+      let stored = await this.get(type, clusterName).catch((err: unknown) => {
+        if (isReason(err, 'not_found')) return undefined;
+        throw err;
+      });
+      if (!stored) {
+        const label = `teleport-${type}-ca-${clusterName}`;
+        const fresh: NewKeys = {
+          ssh: await keys.generateIn.generate({ kind: 'ssh', algorithm: alg }, label),
+          tls: await keys.generateIn.generate({ kind: 'tls' }, `${label}-tls`),
+        };
+        try {
+          await this.backend.create({ key, value: Buffer.from(JSON.stringify(await newAuthority(type, clusterName, fresh))) });
+        } catch (err) {
+          // Another auth server won: its keys are the CA's, ours must not linger in a token.
+          for (const k of [fresh.ssh, fresh.tls]) await keys.delete(k.ref);
+          if (!isReason(err, 'already_exists')) throw err;
+        }
+        this.cache.delete(key);
+        stored = await this.get(type, clusterName);
       }
-      const candidate = await newAuthority(type, clusterName, alg);
-      try {
-        await this.backend.create({ key, value: Buffer.from(JSON.stringify(candidate)) });
-      } catch (err) {
-        if (!isReason(err, 'already_exists')) throw err;
-      }
-      this.cache.delete(key);
-      out[type] = await this.get(type, clusterName);
+      const refs = stored.keyRefs();
+      out[type] = new Authority(stored.resource, { ssh: await keys.load(refs.ssh), tls: await keys.load(refs.tls) });
     }
     return { user: out.user!, host: out.host! };
   }

@@ -14,10 +14,10 @@ import {
   parseAuthorizedKey,
   parsePublicKeyBlob,
   publicKeyBlob,
-  signCertificate,
-  signHostCert,
-  signUserCert,
+  hostCertFields,
+  signCertificateWith,
   USER_CERT_TTL,
+  userCertFields,
 } from '../sshcert';
 import { AUTH_SERVER_NAME, caPin, generateTlsKey, issueCert, publicKeyPem } from '../tlsca';
 import { AccessDeniedError, AlreadyExistsError, BadParameterError, isReason, LimitExceededError, NotFoundError } from '../utils/errors';
@@ -25,6 +25,7 @@ import { certificateIssueFailures, certificatesIssued } from '../service/metrics
 import { Logger } from '../utils/logger';
 import { RateLimiter } from '../utils/ratelimit';
 import { Authorities, Authority } from './authorities';
+import type { CAKeyStores } from '../keystore/keystore';
 import { Identity } from './identity';
 import { Presence } from './presence';
 import { newUser, Server, serverLabels, SystemRole, User } from './resources';
@@ -54,6 +55,8 @@ export interface AuthServerOptions {
   /** From `auth_service.cluster_name`; when absent the stored name is used, or for a new cluster `nodeName`. */
   clusterName?: string;
   caKeyType: KeyAlgorithm;
+  /** Where the CA keys are made and found. @default in-process keys stored in the backend */
+  caKeys?: CAKeyStores;
   staticTokens: StaticToken[];
   clusterConfig: ClusterConfig;
   /** How a new trusted cluster's CAs are fetched from its proxy. @default trustexchange.ts, verifying its HTTPS certificate */
@@ -212,7 +215,7 @@ export class AuthServer {
   static async init(opts: AuthServerOptions): Promise<AuthServer> {
     const clusterName = await initClusterName(opts.backend, opts.clusterName, opts.nodeName);
     const authorities = new Authorities(opts.backend);
-    const { user, host } = await authorities.init(clusterName, opts.caKeyType);
+    const { user, host } = await authorities.init(clusterName, opts.caKeyType, opts.caKeys);
     const server = new AuthServer(opts, clusterName, user, host);
     await server.roles.init();
     await server.tokens.setStatic(opts.staticTokens);
@@ -248,17 +251,19 @@ export class AuthServer {
     }
     let ttl = req.ttlMs ?? USER_CERT_TTL.default;
     if (!req.overrideRoleTtl) ttl = Math.min(ttl, access.maxSessionTtlMs);
-    const blob = signUserCert({
-      caPrivateKey: this.userCA.signingKey(),
-      publicKey: checkPublicKeyLine(req.sshPublicKey),
-      username: user.metadata.name,
-      logins: access.logins,
-      ttlMs: ttl,
-      permit: access.permit,
-      roles: access.roles,
-      traits: user.spec.traits,
-      ...(req.routeToCluster ? { routeToCluster: req.routeToCluster } : {}),
-    });
+    const blob = await signCertificateWith(
+      userCertFields({
+        publicKey: checkPublicKeyLine(req.sshPublicKey),
+        username: user.metadata.name,
+        logins: access.logins,
+        ttlMs: ttl,
+        permit: access.permit,
+        roles: access.roles,
+        traits: user.spec.traits,
+        ...(req.routeToCluster ? { routeToCluster: req.routeToCluster } : {}),
+      }),
+      this.userCA.sshSigner(),
+    );
     const sshCert = formatAuthorizedKey(blob);
     let tlsCert: string | undefined;
     if (req.tlsPublicKey) {
@@ -275,13 +280,13 @@ export class AuthServer {
 
   /** A host certificate for an OpenSSH server (`tctl auth sign --host`): exactly the names given. */
   generateHostCertForNames(sshPublicKey: string, hostNames: string[], ttlMs: number): Promise<string> {
-    return countingFailures('host', async () => this.signHostCertForNames(sshPublicKey, hostNames, ttlMs));
+    return countingFailures('host', () => this.signHostCertForNames(sshPublicKey, hostNames, ttlMs));
   }
 
-  private signHostCertForNames(sshPublicKey: string, hostNames: string[], ttlMs: number): string {
+  private async signHostCertForNames(sshPublicKey: string, hostNames: string[], ttlMs: number): Promise<string> {
     if (!hostNames.length) throw new BadParameterError('at least one host name is needed');
     const now = BigInt(Math.floor(Date.now() / 1000));
-    const blob = signCertificate(
+    const blob = await signCertificateWith(
       {
         certType: 'host',
         publicKey: checkPublicKeyLine(sshPublicKey),
@@ -293,7 +298,7 @@ export class AuthServer {
         criticalOptions: {},
         extensions: { 'x-teleport-authority': this.clusterName, 'x-teleport-role': 'Node' },
       },
-      this.hostCA.signingKey(),
+      this.hostCA.sshSigner(),
     );
     certificatesIssued.inc({ type: 'host' });
     return formatAuthorizedKey(blob);
@@ -304,16 +309,18 @@ export class AuthServer {
   }
 
   private async signHostCredentials(p: HostCredentialsRequest): Promise<{ sshCert: string; tlsCert: string }> {
-    const blob = signHostCert({
-      caPrivateKey: this.hostCA.signingKey(),
-      publicKey: checkPublicKeyLine(p.sshPublicKey),
-      hostUUID: p.hostUUID,
-      nodeName: p.nodeName,
-      clusterName: this.clusterName,
-      role: p.role,
-      additionalPrincipals: p.principals,
-      ttlMs: 0,
-    });
+    const blob = await signCertificateWith(
+      hostCertFields({
+        publicKey: checkPublicKeyLine(p.sshPublicKey),
+        hostUUID: p.hostUUID,
+        nodeName: p.nodeName,
+        clusterName: this.clusterName,
+        role: p.role,
+        additionalPrincipals: p.principals,
+        ttlMs: 0,
+      }),
+      this.hostCA.sshSigner(),
+    );
     const servesTls = p.role === 'Auth' || p.role === 'Admin' || p.role === 'Proxy';
     const dnsNames = servesTls ? [...new Set([AUTH_SERVER_NAME, '*.' + AUTH_SERVER_NAME, ...p.dnsNames, ...p.principals])] : [];
     const tlsCert = await issueCert({

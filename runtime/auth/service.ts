@@ -11,6 +11,7 @@ import { Backend } from '../backend';
 import { dialableAddr, formatAddr, TeleportConfig } from '../config';
 import { READINESS_PROBE_MS, tcpAccepts, type ReadinessCheck } from '../instance/readiness';
 import { AuditLog } from '../events/filelog';
+import { openCAKeyStores } from '../keystore';
 import { policyKeyMismatch, tlsPolicy } from '../tlsca/ciphersuites';
 import { Closers } from '../utils/closers';
 import { Logger } from '../utils/logger';
@@ -42,11 +43,12 @@ export interface StartAuthOptions {
   log: Logger;
 }
 
-/** Undefined when both CAs can sign: their keys are in memory. */
+/** Undefined when both CAs can sign: the signers of their keys are loaded. */
 function caProblem(auth: AuthServer): string | undefined {
   for (const [what, ca] of [['host', auth.hostCA], ['user', auth.userCA]] as const) {
     try {
-      ca.signingKey();
+      ca.sshSigner();
+      ca.tls();
     } catch (err) {
       return `the ${what} CA cannot sign: ${(err as Error).message}`;
     }
@@ -69,6 +71,8 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
     opened.add(() => backend.close());
     const audit: AuditLog = await openAuditLogs(config.storage);
     opened.add(() => audit.close());
+    const caKeys = await openCAKeyStores(config.caKeyParams);
+    opened.add(() => caKeys.close());
     const auth = await AuthServer.init({
       backend,
       audit,
@@ -76,6 +80,7 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
       nodeName: config.nodeName,
       ...(config.auth.clusterName ? { clusterName: config.auth.clusterName } : {}),
       caKeyType: config.caKeyType,
+      caKeys,
       staticTokens: config.auth.staticTokens,
       clusterConfig: {
         session_recording: config.auth.sessionRecording,
@@ -91,6 +96,11 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
       log,
     });
     opened.add(() => auth.close());
+    for (const ca of [auth.userCA, auth.hostCA]) {
+      if (!caKeys.generateIn.owns(ca.keyRefs().ssh)) {
+        log.warn(`the ${ca.type} CA's keys were made before ${caKeys.generateIn.description} was configured: they stay in the backend until the CA is rotated`);
+      }
+    }
 
     const listen = config.auth.listenAddr;
     const names = [config.nodeName, 'localhost', '127.0.0.1', '::1', ...config.auth.publicAddrs.map((a) => a.host)];

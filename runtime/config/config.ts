@@ -17,7 +17,8 @@ import { formatPath, loadConfigFile, resolveConfigPath, shareSourceMap, sourceMa
 import { DEFAULT_MAX_STARTUPS, type MaxStartups, type PreAuthLimits } from './startups';
 import { FileConfigSchema, type FileConfig } from './schema';
 import { unsupportedSettings } from './support';
-import { normalizeCaPin, parseStaticTokenSpec, readCaPinsValue, readTokenValue, type StaticTokenRole } from './tokens';
+import { normalizeCaPin, parseStaticTokenSpec, readCaPinsValue, readTokenValue, readValueFile, type StaticTokenRole } from './tokens';
+import { existsSync } from 'node:fs';
 
 export type { HostPort } from './address';
 export type { CommandLabel } from './labels';
@@ -99,6 +100,8 @@ export interface TeleportConfig {
   log: { output: string; severity: Severity };
   storage: StorageConfig;
   caKeyType: CaKeyType;
+  /** `auth_service.ca_key_params`: the CA keys are made and kept in a PKCS#11 token or AWS KMS; absent, in process (stored in the backend). */
+  caKeyParams?: CaKeyParams;
   ciphers?: string[];
   kexAlgos?: string[];
   macAlgos?: string[];
@@ -324,6 +327,30 @@ export function parseRoles(spec: string): Set<ServiceRole> {
   return roles;
 }
 
+/** A PKCS#11 token for the CA keys (`auth_service.ca_key_params.pkcs11`). */
+export interface Pkcs11Config {
+  modulePath: string;
+  /** The slot ID; or else the token is found by `tokenLabel`. */
+  slotNumber?: number;
+  tokenLabel?: string;
+  pin: string;
+  /** Where each setting is written (`file:line:col: auth_service.ca_key_params.pkcs11.pin`), for errors found when the token is opened. */
+  where: Record<'module_path' | 'token' | 'pin', string>;
+}
+
+/** AWS KMS for the CA keys (`auth_service.ca_key_params.aws_kms`). */
+export interface AwsKmsConfig {
+  account: string;
+  region: string;
+  /** `file:line:col: auth_service.ca_key_params.aws_kms`, for errors found when KMS is called. */
+  where: string;
+}
+
+export type CaKeyParams = { pkcs11: Pkcs11Config } | { awsKms: AwsKmsConfig };
+
+/** The CA key algorithm when the keys are in a hardware boundary: every PKCS#11 token and AWS KMS support ECDSA P-256. */
+export const HSM_CA_KEY_TYPE = 'ecdsa-p256';
+
 /**
  * Merges flags over the file and applies defaults. Throws a ConfigError
  * listing every problem, each at its file line or flag.
@@ -483,6 +510,11 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
     if (parsed) ({ labels, commands } = parsed);
   }
 
+  const caKeyParams = caKeyParamsOf(a, map ? (path) => formatIssue(map.issue(path, formatPath(path), 'key')) : formatPath, atFile);
+  if (caKeyParams && a.ca_key_type !== undefined && a.ca_key_type !== HSM_CA_KEY_TYPE) {
+    atFile(['auth_service', 'ca_key_type'], `must be ${HSM_CA_KEY_TYPE} (or left out) when the CA keys are in a PKCS#11 token or AWS KMS (auth_service.ca_key_params)`);
+  }
+
   const auth = file.auth_service?.authentication ?? {};
   const keyPairs = [
     ...(p.https_key_file && p.https_cert_file ? [{ keyFile: p.https_key_file, certFile: p.https_cert_file }] : []),
@@ -506,7 +538,8 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
       severity: flags.debug ? 'debug' : (t.log?.severity ?? Defaults.logSeverity),
     },
     storage,
-    caKeyType: a.ca_key_type ?? Defaults.caKeyType,
+    caKeyType: a.ca_key_type ?? (caKeyParams ? HSM_CA_KEY_TYPE : Defaults.caKeyType),
+    ...(caKeyParams ? { caKeyParams } : {}),
     ciphers: t.ciphers,
     kexAlgos: t.kex_algos,
     macAlgos: t.mac_algos,
@@ -604,4 +637,63 @@ export function loadTeleportConfig(flags: StartFlags = {}, env: NodeJS.ProcessEn
   const path = resolveConfigPath(flags.config, env);
   const file = path ? loadConfigFile(path) : FileConfigSchema.parse({});
   return buildConfig(file, flags, env);
+}
+
+type Path = (string | number)[];
+
+/** `auth_service.ca_key_params`, checked: one key store; for pkcs11 a slot or a token label, a PIN or a readable PIN file, a module that exists. */
+function caKeyParamsOf(
+  a: NonNullable<FileConfig['auth_service']>,
+  where: (path: Path) => string,
+  atFile: (path: Path, message: string) => void,
+): CaKeyParams | undefined {
+  const params = a.ca_key_params;
+  if (!params) return undefined;
+  const base = ['auth_service', 'ca_key_params'];
+  if (params.pkcs11 && params.aws_kms) {
+    atFile(base, 'names two key stores: give pkcs11 or aws_kms, not both');
+    return undefined;
+  }
+  if (params.aws_kms) {
+    const k = params.aws_kms;
+    return { awsKms: { account: k.account, region: k.region, where: where([...base, 'aws_kms']) } };
+  }
+  const p = params.pkcs11;
+  if (!p) {
+    atFile(base, 'names no key store: add pkcs11 or aws_kms (or remove ca_key_params to keep the CA keys in the backend)');
+    return undefined;
+  }
+  const at = [...base, 'pkcs11'];
+  let ok = true;
+  const fail = (path: Path, message: string) => {
+    atFile(path, message);
+    ok = false;
+  };
+  if ((p.slot_number === undefined) === (p.token_label === undefined)) {
+    fail(at, 'give exactly one of slot_number and token_label to choose the token');
+  }
+  if ((p.pin === undefined) === (p.pin_path === undefined)) fail(at, 'give exactly one of pin and pin_path');
+  if (!existsSync(p.module_path)) fail([...at, 'module_path'], `no such file: ${JSON.stringify(p.module_path)} (is the PKCS#11 library installed?)`);
+  let pin = p.pin;
+  if (p.pin_path !== undefined) {
+    try {
+      pin = readValueFile(p.pin_path, 'PIN');
+    } catch (err) {
+      fail([...at, 'pin_path'], (err as Error).message);
+    }
+  }
+  if (!ok || pin === undefined) return undefined;
+  return {
+    pkcs11: {
+      modulePath: p.module_path,
+      ...(p.slot_number !== undefined ? { slotNumber: p.slot_number } : {}),
+      ...(p.token_label !== undefined ? { tokenLabel: p.token_label } : {}),
+      pin,
+      where: {
+        module_path: where([...at, 'module_path']),
+        token: where([...at, p.slot_number !== undefined ? 'slot_number' : 'token_label']),
+        pin: where([...at, p.pin !== undefined ? 'pin' : 'pin_path']),
+      },
+    },
+  };
 }

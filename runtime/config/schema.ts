@@ -302,6 +302,20 @@ const authServiceSchema = section({
   license_file: nonEmpty('a file path').optional(),
   /** This implementation's extension: the key type of the cluster's SSH CAs. */
   ca_key_type: oneOf(CA_KEY_TYPES).optional(),
+  /** Teleport 10+: where the CA keys are made and kept (config.ts checks that exactly one store is named). */
+  ca_key_params: section({
+    pkcs11: section({
+      module_path: nonEmpty('the path of a PKCS#11 module (.so)'),
+      slot_number: count('a slot number').optional(),
+      token_label: nonEmpty('a token label').optional(),
+      pin: nonEmpty('the user PIN of the token').optional(),
+      pin_path: nonEmpty('the path of a file holding the PIN').optional(),
+    }).optional(),
+    aws_kms: section({
+      account: scalar('an AWS account ID (12 digits)', (s) => (/^\d{12}$/.test(s.trim()) ? s.trim() : new Invalid(`expected an AWS account ID (12 digits), got ${describeValue(s)}`))),
+      region: scalar('an AWS region such as us-west-2', (s) => (/^[a-z]{2}(-[a-z]+)+-\d+$/.test(s.trim()) ? s.trim() : new Invalid(`expected an AWS region such as us-west-2, got ${describeValue(s)}`))),
+    }).optional(),
+  }).optional(),
 });
 
 const labelName = (what: string) =>

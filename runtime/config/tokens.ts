@@ -80,7 +80,7 @@ export function parseCaPinList(text: string, where: string): string[] {
 }
 
 /** The trimmed, non-empty content of a token or pin file; a BadParameterError says why not. */
-function readValueFile(path: string, what: string): string {
+export function readValueFile(path: string, what: string): string {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');

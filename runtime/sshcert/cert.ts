@@ -6,6 +6,7 @@
 import { KeyObject, randomBytes, timingSafeEqual } from 'node:crypto';
 import { AccessDeniedError, BadParameterError } from '../utils/errors';
 import { SshReader, SshWriter } from './wire';
+import type { Signer } from '../keystore/signer';
 import {
   PLAIN_KEY_TYPES,
   blobType,
@@ -18,6 +19,7 @@ import {
   readPublicKeyParts,
   signatureAlgorithm,
   sshSign,
+  sshSignWith,
   sshVerify,
   writePublicKeyParts,
 } from './keys';
@@ -150,8 +152,8 @@ function checkUint64(v: bigint, what: string): void {
   }
 }
 
-/** Builds and signs a certificate; returns the certificate blob. */
-export function signCertificate(fields: CertificateFields, caPrivateKey: KeyObject): Buffer {
+/** The bytes a CA signs: the certificate blob up to and including the CA's public key. */
+function toBeSigned(fields: CertificateFields, caKey: KeyObject): Buffer {
   if (fields.certType !== 'user' && fields.certType !== 'host') {
     throw new BadParameterError(`certificate type must be "user" or "host", got "${String(fields.certType)}"`);
   }
@@ -174,10 +176,20 @@ export function signCertificate(fields: CertificateFields, caPrivateKey: KeyObje
     .string(encodeOptions(fields.criticalOptions, 'critical options'))
     .string(encodeOptions(fields.extensions, 'extensions'))
     .string(Buffer.alloc(0))
-    .string(publicKeyBlob(caPrivateKey));
-  const signed = w.toBuffer();
-  const signature = sshSign(caPrivateKey, signed);
-  return new SshWriter().raw(signed).string(signature).toBuffer();
+    .string(publicKeyBlob(caKey));
+  return w.toBuffer();
+}
+
+/** Builds and signs a certificate with a CA key in this process; returns the certificate blob. */
+export function signCertificate(fields: CertificateFields, caPrivateKey: KeyObject): Buffer {
+  const signed = toBeSigned(fields, caPrivateKey);
+  return new SshWriter().raw(signed).string(sshSign(caPrivateKey, signed)).toBuffer();
+}
+
+/** Builds a certificate and signs it through a CA Signer (the key may be in an HSM or KMS); returns the certificate blob. */
+export async function signCertificateWith(fields: CertificateFields, ca: Signer): Promise<Buffer> {
+  const signed = toBeSigned(fields, ca.publicKey);
+  return new SshWriter().raw(signed).string(await sshSignWith(ca, signed)).toBuffer();
 }
 
 function toBlob(input: Buffer | string): Buffer {

@@ -6,7 +6,7 @@
  */
 import { KeyObject, randomBytes } from 'node:crypto';
 import { BadParameterError } from '../utils/errors';
-import { MAX_VALID_BEFORE, signCertificate } from './cert';
+import { CertificateFields, MAX_VALID_BEFORE, signCertificate } from './cert';
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
@@ -31,8 +31,12 @@ export interface UserCertPermissions {
   x11Forwarding: boolean;
 }
 
-export interface UserCertParams {
+export interface UserCertParams extends UserCertPolicy {
   caPrivateKey: KeyObject;
+}
+
+/** What a user certificate says; signUserCert signs it in process, userCertFields builds it for a Signer. */
+export interface UserCertPolicy {
   /** The user's plain public key blob. */
   publicKey: Buffer;
   /** The Teleport username; becomes the key id. */
@@ -48,8 +52,12 @@ export interface UserCertParams {
   routeToCluster?: string;
 }
 
-export interface HostCertParams {
+export interface HostCertParams extends HostCertPolicy {
   caPrivateKey: KeyObject;
+}
+
+/** What a host certificate says; signHostCert signs it in process, hostCertFields builds it for a Signer. */
+export interface HostCertPolicy {
   /** The host's plain public key blob. */
   publicKey: Buffer;
   hostUUID: string;
@@ -98,6 +106,11 @@ export function certRoles(extensions: Record<string, string>): string[] {
 }
 
 export function signUserCert(p: UserCertParams): Buffer {
+  return signCertificate(userCertFields(p), p.caPrivateKey);
+}
+
+/** The fields of a user certificate by the cluster's policy; throws on a bad TTL, no logins or an empty name. */
+export function userCertFields(p: UserCertPolicy): CertificateFields {
   const username = requireName(p.username, 'user certificate username');
   const ttl = p.ttlMs ?? USER_CERT_TTL.default;
   if (!Number.isFinite(ttl) || ttl < USER_CERT_TTL.min || ttl > USER_CERT_TTL.max) {
@@ -118,24 +131,21 @@ export function signUserCert(p: UserCertParams): Buffer {
   extensions[EXT_TELEPORT_ROLES] = marshalCertRoles(p.roles);
   if (p.traits) extensions[EXT_TELEPORT_TRAITS] = JSON.stringify(p.traits);
   if (p.routeToCluster) extensions[EXT_TELEPORT_ROUTE_TO_CLUSTER] = p.routeToCluster;
-  return signCertificate(
-    {
-      certType: 'user',
-      publicKey: p.publicKey,
-      serial: randomSerial(),
-      keyId: username,
-      principals: [...p.logins],
-      validAfter: seconds(now - CLOCK_SKEW_MS),
-      validBefore: seconds(now + ttl),
-      criticalOptions: {},
-      extensions,
-    },
-    p.caPrivateKey,
-  );
+  return {
+    certType: 'user',
+    publicKey: p.publicKey,
+    serial: randomSerial(),
+    keyId: username,
+    principals: [...p.logins],
+    validAfter: seconds(now - CLOCK_SKEW_MS),
+    validBefore: seconds(now + ttl),
+    criticalOptions: {},
+    extensions,
+  };
 }
 
 /** Host certificate principals in order (formats.md §1.5), de-duplicated. */
-export function hostPrincipals(p: Pick<HostCertParams, 'hostUUID' | 'nodeName' | 'clusterName' | 'role' | 'additionalPrincipals'>): string[] {
+export function hostPrincipals(p: Pick<HostCertPolicy, 'hostUUID' | 'nodeName' | 'clusterName' | 'role' | 'additionalPrincipals'>): string[] {
   if (p.role === 'Admin') return [p.hostUUID];
   const all = [`${p.hostUUID}.${p.clusterName}`, p.hostUUID];
   if (p.nodeName) all.push(`${p.nodeName}.${p.clusterName}`, p.nodeName);
@@ -144,24 +154,26 @@ export function hostPrincipals(p: Pick<HostCertParams, 'hostUUID' | 'nodeName' |
 }
 
 export function signHostCert(p: HostCertParams): Buffer {
+  return signCertificate(hostCertFields(p), p.caPrivateKey);
+}
+
+/** The fields of a host certificate by the cluster's policy (formats.md §1.5). */
+export function hostCertFields(p: HostCertPolicy): CertificateFields {
   requireName(p.hostUUID, 'host certificate hostUUID');
   requireName(p.clusterName, 'host certificate clusterName');
   requireName(p.role, 'host certificate role');
   const ttl = p.ttlMs ?? 0;
   if (!Number.isFinite(ttl) || ttl < 0) throw new BadParameterError(`host certificate TTL must be >= 0 ms, got ${ttl}`);
   const now = nowOf(p.now);
-  return signCertificate(
-    {
-      certType: 'host',
-      publicKey: p.publicKey,
-      serial: randomSerial(),
-      keyId: `${p.hostUUID}.${p.clusterName}`,
-      principals: hostPrincipals(p),
-      validAfter: seconds(now - CLOCK_SKEW_MS),
-      validBefore: ttl === 0 ? MAX_VALID_BEFORE : seconds(now + ttl),
-      criticalOptions: {},
-      extensions: { [EXT_TELEPORT_ROLE]: p.role, [EXT_TELEPORT_AUTHORITY]: p.clusterName },
-    },
-    p.caPrivateKey,
-  );
+  return {
+    certType: 'host',
+    publicKey: p.publicKey,
+    serial: randomSerial(),
+    keyId: `${p.hostUUID}.${p.clusterName}`,
+    principals: hostPrincipals(p),
+    validAfter: seconds(now - CLOCK_SKEW_MS),
+    validBefore: ttl === 0 ? MAX_VALID_BEFORE : seconds(now + ttl),
+    criticalOptions: {},
+    extensions: { [EXT_TELEPORT_ROLE]: p.role, [EXT_TELEPORT_AUTHORITY]: p.clusterName },
+  };
 }

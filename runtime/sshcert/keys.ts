@@ -8,12 +8,12 @@ import {
   createHash,
   createPublicKey,
   generateKeyPairSync,
-  sign as cryptoSign,
   verify as cryptoVerify,
   JsonWebKey,
 } from 'node:crypto';
 import { BadParameterError } from '../utils/errors';
 import { SshReader, SshWriter, padStart, bytesToBigint } from './wire';
+import { signLocally, type SignatureHash, type Signer } from '../keystore/signer';
 
 export type KeyAlgorithm = 'ed25519' | 'ecdsa-p256' | 'ecdsa-p384' | 'rsa';
 
@@ -284,25 +284,43 @@ function rsaModulusBytes(key: KeyObject): number {
   return Math.ceil(bits / 8);
 }
 
-/** Signs `data` and returns an SSH signature blob (`string alg, string sig`). */
+/**
+ * How an SSH signature by `key` (public or private) is made: the hash to sign
+ * with, and how the raw signature (Signer.sign's format) becomes the SSH
+ * signature blob (`string alg, string sig`).
+ */
+function sshSignatureOf(key: KeyObject): { hash: SignatureHash | null; blob(raw: Buffer): Buffer } {
+  const type = sshKeyType(key);
+  const w = new SshWriter();
+  if (type === SSH_ED25519) return { hash: null, blob: (raw) => w.string(type).string(raw).toBuffer() };
+  if (type === SSH_RSA) {
+    return {
+      hash: 'sha512',
+      blob: (raw) => w.string(RSA_SHA2_512).string(padStart(raw, rsaModulusBytes(key), 'RSA signature')).toBuffer(),
+    };
+  }
+  const curve = curveOfKey(key);
+  return {
+    hash: curve.hash,
+    blob: (rs) => {
+      if (rs.length !== 2 * curve.size) throw new BadParameterError(`ECDSA signature is ${rs.length} bytes, expected ${2 * curve.size}`);
+      const inner = new SshWriter().mpint(rs.subarray(0, curve.size)).mpint(rs.subarray(curve.size)).toBuffer();
+      return w.string(type).string(inner).toBuffer();
+    },
+  };
+}
+
+/** Signs `data` with a private key in this process and returns an SSH signature blob (`string alg, string sig`). */
 export function sshSign(privateKey: KeyObject, data: Buffer): Buffer {
   if (privateKey.type !== 'private') throw new BadParameterError('sshSign needs a private key');
-  const type = sshKeyType(privateKey);
-  const w = new SshWriter();
-  if (type === SSH_ED25519) {
-    return w.string(type).string(cryptoSign(null, data, privateKey)).toBuffer();
-  }
-  if (type === SSH_RSA) {
-    const sig = cryptoSign('sha512', data, privateKey);
-    return w.string(RSA_SHA2_512).string(padStart(sig, rsaModulusBytes(privateKey), 'RSA signature')).toBuffer();
-  }
-  const curve = curveOfKey(privateKey);
-  const rs = cryptoSign(curve.hash, data, { key: privateKey, dsaEncoding: 'ieee-p1363' });
-  const inner = new SshWriter()
-    .mpint(rs.subarray(0, curve.size))
-    .mpint(rs.subarray(curve.size))
-    .toBuffer();
-  return w.string(type).string(inner).toBuffer();
+  const how = sshSignatureOf(privateKey);
+  return how.blob(signLocally(privateKey, data, how.hash));
+}
+
+/** Signs `data` through a Signer (a key that may live outside this process) and returns an SSH signature blob. */
+export async function sshSignWith(signer: Signer, data: Buffer): Promise<Buffer> {
+  const how = sshSignatureOf(signer.publicKey);
+  return how.blob(await signer.sign(data, how.hash));
 }
 
 /** The signature algorithm named in an SSH signature blob, or undefined if malformed. */

@@ -8,11 +8,13 @@ import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { createPrivateKey, createPublicKey, generateKeyPairSync, KeyObject, randomBytes, webcrypto, X509Certificate } from 'node:crypto';
 import { AccessDeniedError, BadParameterError } from '../utils/errors';
+import { localSigner, type Signer } from '../keystore/signer';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
 type CryptoKey = webcrypto.CryptoKey;
 type Algorithm = webcrypto.Algorithm;
+type Crypto = webcrypto.Crypto;
 type ImportAlgorithm = webcrypto.EcKeyImportParams | webcrypto.RsaHashedImportParams;
 
 /** A certificate and its private key, both PEM. */
@@ -60,12 +62,6 @@ function algorithmOf(key: KeyObject): ImportAlgorithm {
   throw new BadParameterError(`unsupported TLS key type ${key.asymmetricKeyType}`);
 }
 
-function signingAlgorithm(key: KeyObject): webcrypto.EcdsaParams | Algorithm {
-  const alg = algorithmOf(key);
-  if (alg.name === 'ECDSA') return { name: 'ECDSA', hash: (alg as webcrypto.EcKeyImportParams).namedCurve === 'P-384' ? 'SHA-384' : 'SHA-256' };
-  return { name: 'RSASSA-PKCS1-v1_5' };
-}
-
 async function importPublic(pem: string): Promise<CryptoKey> {
   let key: KeyObject;
   try {
@@ -77,11 +73,26 @@ async function importPublic(pem: string): Promise<CryptoKey> {
   return webcrypto.subtle.importKey('spki', der, algorithmOf(key), true, ['verify']) as Promise<CryptoKey>;
 }
 
-async function importPrivate(pem: string): Promise<{ key: CryptoKey; alg: Algorithm }> {
-  const obj = createPrivateKey(pem);
-  const der = obj.export({ format: 'der', type: 'pkcs8' });
-  const key = (await webcrypto.subtle.importKey('pkcs8', der, algorithmOf(obj), false, ['sign'])) as CryptoKey;
-  return { key, alg: signingAlgorithm(obj) };
+/**
+ * What @peculiar/x509 needs to sign through a Signer: a key object that only
+ * names the algorithm, and a crypto whose subtle.sign hands the to-be-signed
+ * bytes to the Signer (ECDSA r||s, as WebCrypto returns it; x509 turns it into DER).
+ */
+function x509Signing(signer: Signer): { signingKey: CryptoKey; signingAlgorithm: Algorithm; crypto: Crypto } {
+  const alg = algorithmOf(signer.publicKey);
+  const hash = alg.name === 'ECDSA' && (alg as webcrypto.EcKeyImportParams).namedCurve === 'P-384' ? 'sha384' : 'sha256';
+  const signingKey = { algorithm: alg, type: 'private', extractable: false, usages: ['sign'] } as unknown as CryptoKey;
+  const crypto = {
+    getRandomValues: <T extends ArrayBufferView>(a: T) => webcrypto.getRandomValues(a as never) as T,
+    subtle: {
+      exportKey: webcrypto.subtle.exportKey.bind(webcrypto.subtle),
+      sign: async (_alg: unknown, _key: unknown, data: ArrayBuffer) => {
+        const sig = await signer.sign(Buffer.from(data), hash);
+        return sig.buffer.slice(sig.byteOffset, sig.byteOffset + sig.byteLength);
+      },
+    },
+  } as unknown as Crypto;
+  return { signingKey, signingAlgorithm: { name: alg.name, hash: hash === 'sha384' ? 'SHA-384' : 'SHA-256' } as Algorithm, crypto };
 }
 
 function serial(): string {
@@ -105,34 +116,38 @@ function altNames(names: string[]): x509.SubjectAlternativeNameExtension {
   );
 }
 
-/** A new P-256 key and a certificate for it signed by itself. */
+/** A certificate for the signer's own key, signed by itself. */
 async function selfSigned(
+  signer: Signer,
   name: (serialNumber: string) => x509.JsonName,
   ttlMs: number,
   now: Date,
   extensions: (publicKey: CryptoKey) => Promise<x509.Extension[]>,
-): Promise<TlsKeyPair> {
-  const keyPem = generateTlsKey();
-  const { key, alg } = await importPrivate(keyPem);
-  const publicKey = await importPublic(publicKeyPem(keyPem));
+): Promise<string> {
+  const publicKey = await importPublic(signer.publicKey.export({ format: 'pem', type: 'spki' }) as string);
   const serialNumber = serial();
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber,
-    subject: name(serialNumber),
-    issuer: name(serialNumber),
-    notBefore: new Date(now.getTime() - CLOCK_SKEW_MS),
-    notAfter: new Date(now.getTime() + ttlMs),
-    publicKey,
-    signingKey: key,
-    signingAlgorithm: alg,
-    extensions: await extensions(publicKey),
-  });
-  return { cert: cert.toString('pem') + '\n', key: keyPem };
+  const { signingKey, signingAlgorithm, crypto } = x509Signing(signer);
+  const cert = await x509.X509CertificateGenerator.create(
+    {
+      serialNumber,
+      subject: name(serialNumber),
+      issuer: name(serialNumber),
+      notBefore: new Date(now.getTime() - CLOCK_SKEW_MS),
+      notAfter: new Date(now.getTime() + ttlMs),
+      publicKey,
+      signingKey,
+      signingAlgorithm,
+      extensions: await extensions(publicKey),
+    },
+    crypto,
+  );
+  return cert.toString('pem') + '\n';
 }
 
-/** Creates a self-signed CA (CN = O = cluster name, 10 years) with a new P-256 key. */
-export async function generateCA(clusterName: string, now: Date = new Date()): Promise<TlsKeyPair> {
+/** The self-signed certificate of a CA (CN = O = cluster name, 10 years) whose key is `signer`'s. */
+export async function createCACert(clusterName: string, signer: Signer, now: Date = new Date()): Promise<string> {
   return selfSigned(
+    signer,
     (serialNumber): x509.JsonName => [{ CN: [clusterName] }, { O: [clusterName] }, { '2.5.4.5': [BigInt('0x' + serialNumber).toString()] }],
     CA_TTL_MS,
     now,
@@ -147,9 +162,21 @@ export async function generateCA(clusterName: string, now: Date = new Date()): P
   );
 }
 
+/** Creates a self-signed CA (CN = O = cluster name, 10 years) with a new P-256 key in this process. */
+export async function generateCA(clusterName: string, now: Date = new Date()): Promise<TlsKeyPair> {
+  const keyPem = generateTlsKey();
+  return { cert: await createCACert(clusterName, localSigner(createPrivateKey(keyPem)), now), key: keyPem };
+}
+
+/** A CA certificate and the signer of its key. */
+export interface TlsCA {
+  readonly cert: string;
+  readonly signer: Signer;
+}
+
 export interface IssueRequest {
-  /** The CA to sign with. */
-  readonly ca: TlsKeyPair;
+  /** The CA to sign with: its key pair in PEM, or its certificate and a Signer (a key outside this process). */
+  readonly ca: TlsKeyPair | TlsCA;
   /** The holder's public key, PEM (SPKI). */
   readonly publicKey: string;
   readonly identity: TlsIdentity;
@@ -163,7 +190,8 @@ export interface IssueRequest {
 export async function issueCert(req: IssueRequest): Promise<string> {
   const now = req.now ?? new Date();
   const caCert = new x509.X509Certificate(req.ca.cert);
-  const { key, alg } = await importPrivate(req.ca.key);
+  const signer = 'signer' in req.ca ? req.ca.signer : localSigner(createPrivateKey(req.ca.key));
+  const { signingKey, signingAlgorithm, crypto } = x509Signing(signer);
   const publicKey = await importPublic(req.publicKey);
   const extensions: x509.Extension[] = [
     new x509.BasicConstraintsExtension(false, undefined, true),
@@ -172,17 +200,20 @@ export async function issueCert(req: IssueRequest): Promise<string> {
     await x509.AuthorityKeyIdentifierExtension.create(caCert),
   ];
   if (req.dnsNames?.length) extensions.push(altNames(req.dnsNames));
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: serial(),
-    subject: subjectOf(req.identity),
-    issuer: caCert.subject,
-    notBefore: new Date(now.getTime() - CLOCK_SKEW_MS),
-    notAfter: new Date(now.getTime() + req.ttlMs),
-    publicKey,
-    signingKey: key,
-    signingAlgorithm: alg,
-    extensions,
-  });
+  const cert = await x509.X509CertificateGenerator.create(
+    {
+      serialNumber: serial(),
+      subject: subjectOf(req.identity),
+      issuer: caCert.subject,
+      notBefore: new Date(now.getTime() - CLOCK_SKEW_MS),
+      notAfter: new Date(now.getTime() + req.ttlMs),
+      publicKey,
+      signingKey,
+      signingAlgorithm,
+      extensions,
+    },
+    crypto,
+  );
   return cert.toString('pem') + '\n';
 }
 
@@ -215,10 +246,12 @@ export function verifyIssuedBy(certPem: string, caPem: string, now: Date = new D
  */
 export async function selfSignedServerCert(names: string[], ttlMs = 365 * 24 * 3600_000, now: Date = new Date()): Promise<TlsKeyPair> {
   const cn = names[0] ?? 'localhost';
-  return selfSigned(() => [{ CN: [cn] }], ttlMs, now, async () => [
+  const keyPem = generateTlsKey();
+  const cert = await selfSigned(localSigner(createPrivateKey(keyPem)), () => [{ CN: [cn] }], ttlMs, now, async () => [
     new x509.BasicConstraintsExtension(false, undefined, true),
     new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
     new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
     altNames(names),
   ]);
+  return { cert, key: keyPem };
 }

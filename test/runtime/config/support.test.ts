@@ -19,6 +19,7 @@ import { startCommand, toStartFlags } from '../../../runtime/cli/start-flags';
 import { buildConfig, ConfigError, FileConfigSchema, parseConfig, type FileConfig, type StartFlags, type TeleportConfig } from '../../../runtime/config';
 import { CHOICES } from '../../../runtime/config/schema';
 import { FLAG_SUPPORT, KEY_SUPPORT, type FlagSupport, type KeySupport } from '../../../runtime/config/support';
+import { tempDirWith } from './helpers';
 
 const ENV = { HOME: '/home/alice' };
 const PIN = 'sha256:' + '7e12c17c20d9cb504bbcb3f0236be3f446861f1396dcbb44425fe28ec1c108f1';
@@ -72,6 +73,9 @@ const ETCD: Doc = { teleport: { storage: { type: 'etcd', peers: ['https://etcd0:
 const KEYPAIR: Doc = { proxy_service: { https_key_file: '/k0.pem', https_cert_file: '/c0.pem' } };
 const ACME: Doc = { proxy_service: { public_addr: ['proxy.example.com'], acme: { enabled: true } } };
 const DYNAMO_OR_NOT = [{}, DYNAMO];
+/** Files the PKCS#11 settings name: they must exist (a module) and hold a PIN (pin_path). */
+const HSM_FILES = tempDirWith({ 'a.so': 'module a', 'b.so': 'module b', pin1: '1111\n', pin2: '2222\n' });
+const pkcs11 = (keys: Doc): Doc => ({ auth_service: { ca_key_params: { pkcs11: { module_path: path.join(HSM_FILES, 'a.so'), ...keys } } } });
 const ETCD_OR_NOT = [{}, ETCD];
 
 /** The item a list-item key is set in, the rest of the item being this. */
@@ -137,6 +141,13 @@ const SAMPLES: Record<string, Sample> = {
   'auth_service.keep_alive_count_max': { values: [5] },
   'auth_service.license_file': { values: ['/etc/teleport/license.pem'] },
   'auth_service.ca_key_type': {},
+  'auth_service.ca_key_params.pkcs11.module_path': { values: [path.join(HSM_FILES, 'b.so')], contexts: [pkcs11({ token_label: 'hsm1', pin: '1' })] },
+  'auth_service.ca_key_params.pkcs11.slot_number': { values: [3], contexts: [pkcs11({ slot_number: 1, pin: '1' })] },
+  'auth_service.ca_key_params.pkcs11.token_label': { values: ['hsm2'], contexts: [pkcs11({ token_label: 'hsm1', pin: '1' })] },
+  'auth_service.ca_key_params.pkcs11.pin': { values: ['2'], contexts: [pkcs11({ token_label: 'hsm1', pin: '1' })] },
+  'auth_service.ca_key_params.aws_kms.account': { values: ['210987654321'], contexts: [{ auth_service: { ca_key_params: { aws_kms: { account: '123456789012', region: 'us-west-2' } } } }] },
+  'auth_service.ca_key_params.aws_kms.region': { values: ['eu-west-1'], contexts: [{ auth_service: { ca_key_params: { aws_kms: { account: '123456789012', region: 'us-west-2' } } } }] },
+  'auth_service.ca_key_params.pkcs11.pin_path': { values: [path.join(HSM_FILES, 'pin2')], contexts: [pkcs11({ token_label: 'hsm1', pin_path: path.join(HSM_FILES, 'pin1') })] },
   'ssh_service.enabled': {},
   'ssh_service.listen_addr': { values: ['127.0.0.1:4022'] },
   'ssh_service.public_addr': { values: [['node.example.com']] },
