@@ -4,6 +4,7 @@
  * Durations in bodies are nanoseconds and byte fields base64, as the Go
  * system in the seeds sends them.
  */
+import { ROTATION_PHASES, type RotationPhase } from './rotation';
 import { z } from 'zod';
 import { DEFAULT_NAMESPACE } from '../contract/keys';
 import { RecordingStore } from '../recordings/store';
@@ -58,6 +59,15 @@ const signupBody = z
 const resetBody = z.object({ ttl: ttlNs }).strict();
 
 const tokenBody = z.object({ token: z.string().max(256).optional(), roles: z.array(z.string()).min(1), ttl: ttlNs }).strict();
+
+/** `tctl auth rotate` (Teleport's RotateRequest): the grace period in nanoseconds. */
+const rotateBody = z
+  .object({
+    mode: z.enum(['manual', 'auto']),
+    target_phase: z.enum(ROTATION_PHASES as [RotationPhase, ...RotationPhase[]]).optional(),
+    grace_period: z.number().int().nonnegative(),
+  })
+  .strict();
 
 function who(caller: Caller): string {
   if (caller.kind === 'nop') return 'anonymous';
@@ -149,6 +159,19 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
       path: '/v1/authorities/:type',
       allow: ['Node', 'Proxy', 'user'],
       handler: async ({ params }) => (await auth.authorities.list(caType(params.type))).map((ca) => ca.withoutSecrets()),
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/authorities/:type/rotate',
+      allow: [],
+      body: rotateBody,
+      handler: async ({ params, body, caller }) => {
+        const ca = await auth.rotateCA(
+          { type: caType(params.type), mode: body.mode, gracePeriodMs: body.grace_period / NS_PER_MS, ...(body.target_phase ? { targetPhase: body.target_phase } : {}) },
+          who(caller),
+        );
+        return { type: ca.spec.type, rotation: ca.spec.rotation };
+      },
     }),
     route({
       method: 'POST',

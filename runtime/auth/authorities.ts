@@ -7,14 +7,15 @@
  * The keys live in a key store (runtime/keystore: in process, a PKCS#11 token,
  * AWS KMS); the resource holds their references and public keys.
  */
-import { Backend } from '../backend';
+import { Backend, Item } from '../backend';
 import { Keys, rangeEnd } from '../contract/keys';
-import { CAKeyStores, LocalKeyStore } from '../keystore/keystore';
+import { CAKeyStores, KeyStore, LocalKeyStore } from '../keystore/keystore';
 import type { Signer } from '../keystore/signer';
-import { formatAuthorizedKey, KeyAlgorithm, keyAlgorithmOf, parseAuthorizedKey, publicKeyBlob } from '../sshcert';
+import { formatAuthorizedKey, KeyAlgorithm, keyAlgorithmOf, parseAuthorizedKey, parsePublicKeyBlob, publicKeyBlob } from '../sshcert';
 import { createCACert, TlsCA } from '../tlsca';
 import { isReason, NotFoundError } from '../utils/errors';
 import { CertAuthority } from './resources';
+import type { NewCAKeys } from './rotation';
 
 export type CAType = 'user' | 'host';
 
@@ -22,13 +23,33 @@ const b64 = (s: string) => Buffer.from(s).toString('base64');
 const unb64 = (s: string) => Buffer.from(s, 'base64').toString();
 
 /** The key references of a new CA's keys, and their signers. */
-interface NewKeys {
+export interface NewKeys {
   ssh: { ref: string; signer: Signer };
   tls: { ref: string; signer: Signer };
 }
 
+/** New SSH and TLS keys for a CA of `type` in `store` (a CA's first keys, or a rotation's). */
+export async function generateCAKeys(store: KeyStore, type: CAType, clusterName: string, alg: KeyAlgorithm): Promise<NewKeys> {
+  const label = `teleport-${type}-ca-${clusterName}`;
+  return { ssh: await store.generate({ kind: 'ssh', algorithm: alg }, label), tls: await store.generate({ kind: 'tls' }, `${label}-tls`) };
+}
+
+/** The keys as a CA resource lists them. */
+export async function caKeyEntries(clusterName: string, keys: NewKeys): Promise<NewCAKeys> {
+  return {
+    checkingKey: b64(formatAuthorizedKey(publicKeyBlob(keys.ssh.signer.publicKey))),
+    signingKey: b64(keys.ssh.ref),
+    tlsKeyPair: { cert: b64(await createCACert(clusterName, keys.tls.signer)), key: b64(keys.tls.ref) },
+  };
+}
+
+/** The signing algorithm of a CA's first (active) key. */
+export function signingAlgorithm(ca: CertAuthority): string {
+  return keyAlgorithmOf(parsePublicKeyBlob(parseAuthorizedKey(unb64(ca.spec.checking_keys[0])).blob).publicKey);
+}
+
 async function newAuthority(type: CAType, clusterName: string, keys: NewKeys): Promise<CertAuthority> {
-  const tlsCert = await createCACert(clusterName, keys.tls.signer);
+  const entries = await caKeyEntries(clusterName, keys);
   return {
     kind: 'cert_authority',
     version: 'v2',
@@ -37,9 +58,9 @@ async function newAuthority(type: CAType, clusterName: string, keys: NewKeys): P
     spec: {
       type,
       cluster_name: clusterName,
-      checking_keys: [b64(formatAuthorizedKey(publicKeyBlob(keys.ssh.signer.publicKey)))],
-      signing_keys: [b64(keys.ssh.ref)],
-      tls_key_pairs: [{ cert: b64(tlsCert), key: b64(keys.tls.ref) }],
+      checking_keys: [entries.checkingKey],
+      signing_keys: [entries.signingKey],
+      tls_key_pairs: [entries.tlsKeyPair],
       signing_alg: keyAlgorithmOf(keys.ssh.signer.publicKey),
       roles: [],
       rotation: { state: 'standby' },
@@ -88,6 +109,10 @@ export class Authority {
   tlsCert(): string {
     return unb64(this.resource.spec.tls_key_pairs[0].cert);
   }
+  /** Every TLS CA certificate of the CA (PEM), the active one first: all are trusted (two during a rotation). */
+  tlsCerts(): string[] {
+    return this.resource.spec.tls_key_pairs.map((p) => unb64(p.cert));
+  }
   /** The references of the active keys (PEM for in-process keys: secret). */
   keyRefs(): { ssh: string; tls: string } {
     const ssh = this.resource.spec.signing_keys[0];
@@ -110,8 +135,6 @@ export class Authority {
 }
 
 export class Authorities {
-  private readonly cache = new Map<string, Authority>();
-
   constructor(private readonly backend: Backend) {}
 
   /**
@@ -127,11 +150,7 @@ export class Authorities {
         throw err;
       });
       if (!stored) {
-        const label = `teleport-${type}-ca-${clusterName}`;
-        const fresh: NewKeys = {
-          ssh: await keys.generateIn.generate({ kind: 'ssh', algorithm: alg }, label),
-          tls: await keys.generateIn.generate({ kind: 'tls' }, `${label}-tls`),
-        };
+        const fresh = await generateCAKeys(keys.generateIn, type, clusterName, alg);
         try {
           await this.backend.create({ key, value: Buffer.from(JSON.stringify(await newAuthority(type, clusterName, fresh))) });
         } catch (err) {
@@ -139,19 +158,37 @@ export class Authorities {
           for (const k of [fresh.ssh, fresh.tls]) await keys.delete(k.ref);
           if (!isReason(err, 'already_exists')) throw err;
         }
-        this.cache.delete(key);
         stored = await this.get(type, clusterName);
       }
-      const refs = stored.keyRefs();
-      out[type] = new Authority(stored.resource, { ssh: await keys.load(refs.ssh), tls: await keys.load(refs.tls) });
+      out[type] = await this.withSigners(stored.resource, keys);
     }
     return { user: out.user!, host: out.host! };
   }
 
+  /** A CA of this cluster with the signers of its active keys loaded. */
+  async withSigners(resource: CertAuthority, keys: CAKeyStores): Promise<Authority> {
+    const refs = new Authority(resource).keyRefs();
+    return new Authority(resource, { ssh: await keys.load(refs.ssh), tls: await keys.load(refs.tls) });
+  }
+
+  /** The stored item of a CA (for compare-and-swap), not cached. */
+  async item(type: CAType, clusterName: string): Promise<{ item: Item; ca: CertAuthority }> {
+    try {
+      const item = await this.backend.get(Keys.certAuthority(type, clusterName));
+      return { item, ca: JSON.parse(item.value.toString()) as CertAuthority };
+    } catch (err) {
+      if (isReason(err, 'not_found')) throw new NotFoundError(`${type} certificate authority for cluster "${clusterName}" not found`);
+      throw err;
+    }
+  }
+
+  /** Replaces a CA if it is still `expected` (CompareFailedError otherwise). */
+  async swap(expected: Item, next: CertAuthority): Promise<void> {
+    await this.backend.compareAndSwap(expected, { key: expected.key, value: Buffer.from(JSON.stringify(next)) });
+  }
+
   async get(type: CAType, clusterName: string): Promise<Authority> {
     const key = Keys.certAuthority(type, clusterName);
-    const cached = this.cache.get(key);
-    if (cached) return cached;
     let item;
     try {
       item = await this.backend.get(key);
@@ -159,9 +196,7 @@ export class Authorities {
       if (isReason(err, 'not_found')) throw new NotFoundError(`${type} certificate authority for cluster "${clusterName}" not found`);
       throw err;
     }
-    const ca = new Authority(JSON.parse(item.value.toString()) as CertAuthority);
-    this.cache.set(key, ca);
-    return ca;
+    return new Authority(JSON.parse(item.value.toString()) as CertAuthority);
   }
 
   async list(type: CAType): Promise<Authority[]> {

@@ -8,6 +8,7 @@ import { Backend } from '../backend';
 import { Keys } from '../contract/keys';
 import { AuditLog, EventFields } from '../events/filelog';
 import {
+  fingerprintSHA256,
   formatAuthorizedKey,
   generateKeyPair,
   KeyAlgorithm,
@@ -20,15 +21,16 @@ import {
   userCertFields,
 } from '../sshcert';
 import { AUTH_SERVER_NAME, caPin, generateTlsKey, issueCert, publicKeyPem } from '../tlsca';
-import { AccessDeniedError, AlreadyExistsError, BadParameterError, isReason, LimitExceededError, NotFoundError } from '../utils/errors';
+import { AccessDeniedError, AlreadyExistsError, BadParameterError, CompareFailedError, isReason, LimitExceededError, NotFoundError } from '../utils/errors';
 import { certificateIssueFailures, certificatesIssued } from '../service/metrics';
 import { Logger } from '../utils/logger';
 import { RateLimiter } from '../utils/ratelimit';
-import { Authorities, Authority } from './authorities';
-import type { CAKeyStores } from '../keystore/keystore';
+import { Authorities, Authority, CAType, caKeyEntries, generateCAKeys, signingAlgorithm } from './authorities';
+import { checkGracePeriod, checkTransition, describeRotation, dueStep, nextDue, rotate, rotationOf, type RotationMode, type RotationPhase, type RotationStep } from './rotation';
+import { CAKeyStores, LocalKeyStore } from '../keystore/keystore';
 import { Identity } from './identity';
 import { Presence } from './presence';
-import { newUser, Server, serverLabels, SystemRole, User } from './resources';
+import { CertAuthority, newUser, Server, serverLabels, SystemRole, User } from './resources';
 import { AccessRequest, accessFor, allowedLogins, checkAccess } from './access/decision';
 import { AccessFeed } from './access/feed';
 import { Roles } from './roles';
@@ -189,12 +191,22 @@ export class AuthServer {
   readonly trust: ClusterTrust;
   private readonly joinLimiter = new RateLimiter({ burst: 20, perSecond: 1 });
 
+  /** This cluster's CAs with the signers of their active keys, as last loaded (they change with a rotation). */
+  private cas: Record<CAType, Authority>;
+  private readonly caKeys: CAKeyStores;
+  private readonly caListeners = new Set<() => void>();
+  private caReload: Promise<void> = Promise.resolve();
+  private rotationTimer?: NodeJS.Timeout;
+  private closed = false;
+
   private constructor(
     readonly opts: AuthServerOptions,
     readonly clusterName: string,
-    readonly userCA: Authority,
-    readonly hostCA: Authority,
+    user: Authority,
+    host: Authority,
   ) {
+    this.cas = { user, host };
+    this.caKeys = opts.caKeys ?? new CAKeyStores(new LocalKeyStore());
     this.users = new Users(opts.backend);
     this.roles = new Roles(opts.backend);
     this.tokens = new Tokens(opts.backend);
@@ -222,11 +234,114 @@ export class AuthServer {
     const general = { kind: 'cluster_config', version: 'v3', metadata: { name: 'cluster-config' }, spec: opts.clusterConfig };
     await opts.backend.put({ key: Keys.clusterConfig(), value: Buffer.from(JSON.stringify(general)) });
     await server.access.start();
+    server.access.onChange(() => void server.reloadCAs());
+    server.scheduleRotation();
     return server;
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.rotationTimer);
     await this.access.close();
+    await this.caReload;
+  }
+
+  get userCA(): Authority {
+    return this.cas.user;
+  }
+  get hostCA(): Authority {
+    return this.cas.host;
+  }
+
+  /** Calls `listener` whenever this cluster's CAs change (a rotation step here or on another auth server). */
+  onCAChange(listener: () => void): () => void {
+    this.caListeners.add(listener);
+    return () => this.caListeners.delete(listener);
+  }
+
+  /**
+   * Loads this cluster's CA records again when they changed (the access feed's watch sees every
+   * write to them), so that the keys a rotation step made active sign from then on, here too.
+   */
+  reloadCAs(): Promise<void> {
+    this.caReload = this.caReload
+      .then(async () => {
+        let changed = false;
+        for (const type of ['user', 'host'] as const) {
+          const { ca } = await this.authorities.item(type, this.clusterName);
+          if (JSON.stringify(ca) === JSON.stringify(this.cas[type].resource)) continue;
+          this.cas[type] = await this.authorities.withSigners(ca, this.caKeys);
+          changed = true;
+        }
+        if (!changed) return;
+        for (const listener of this.caListeners) listener();
+        this.scheduleRotation();
+      })
+      .catch((err: Error) => this.opts.log.warn('cannot load the cluster CAs after a change', { error: err }));
+    return this.caReload;
+  }
+
+  /**
+   * `tctl auth rotate`: starts a rotation (auto: it then steps on its own schedule) or, manual,
+   * moves a CA to `targetPhase` (rotation.ts). Only the user CA for now: nodes and proxies do not
+   * yet move to new host certificates while they run.
+   */
+  async rotateCA(req: { type: CAType; targetPhase?: RotationPhase; mode: RotationMode; gracePeriodMs: number }, by: string): Promise<CertAuthority> {
+    if (req.type === 'host') {
+      throw new BadParameterError(
+        'rotating the host CA is not supported yet (nodes and proxies do not move to new host certificates while they run); rotate the user CA with --type=user',
+      );
+    }
+    if (req.mode === 'auto' && req.targetPhase && req.targetPhase !== 'init') throw new BadParameterError('--phase is for manual rotations (--manual)');
+    return this.stepCA(req.type, req.mode === 'auto' ? 'init' : (req.targetPhase ?? 'init'), req.mode, req.gracePeriodMs, by);
+  }
+
+  /** One rotation step of a CA, written only if nobody changed the CA meanwhile; the keys it leaves unused are deleted. */
+  private async stepCA(type: CAType, to: RotationPhase, mode: RotationMode, gracePeriodMs: number, by: string): Promise<CertAuthority> {
+    const { item, ca } = await this.authorities.item(type, this.clusterName);
+    checkTransition(ca, to);
+    if (to === 'init') checkGracePeriod(mode, gracePeriodMs);
+    const fresh = to === 'init' ? await generateCAKeys(this.caKeys.generateIn, type, this.clusterName, this.opts.caKeyType) : undefined;
+    let step: RotationStep;
+    try {
+      step = rotate(ca, to, { now: new Date(), mode, gracePeriodMs, ...(fresh ? { fresh: await caKeyEntries(this.clusterName, fresh) } : {}) });
+      step.ca.spec.signing_alg = signingAlgorithm(step.ca);
+      await this.authorities.swap(item, step.ca);
+    } catch (err) {
+      for (const k of fresh ? [fresh.ssh, fresh.tls] : []) await this.caKeys.delete(k.ref);
+      if (isReason(err, 'compare_failed')) throw new CompareFailedError(`the ${type} CA changed while it was being rotated (by another auth server?); try again`);
+      throw err;
+    }
+    for (const ref of step.discarded) {
+      await this.caKeys.delete(Buffer.from(ref, 'base64').toString()).catch((err: Error) => this.opts.log.warn('cannot delete a CA key a rotation left unused', { error: err }));
+    }
+    const r = rotationOf(step.ca);
+    await this.emit({ event: 'ca.rotate', user: by, type, phase: r.phase ?? 'standby', mode: r.mode ?? mode, rotation_id: r.current_id });
+    await this.reloadCAs();
+    return step.ca;
+  }
+
+  /** Steps the auto rotations whose time has come, then waits for the next (at most 10 s, to follow other auth servers). */
+  private scheduleRotation(): void {
+    clearTimeout(this.rotationTimer);
+    if (this.closed) return;
+    const due = [this.cas.user, this.cas.host].map((a) => nextDue(a.resource)?.getTime()).filter((t): t is number => t !== undefined);
+    if (!due.length) return;
+    const wait = Math.min(Math.max(0, Math.min(...due) - Date.now()), 10_000);
+    this.rotationTimer = setTimeout(() => void this.stepDueRotations(), wait);
+    this.rotationTimer.unref();
+  }
+
+  private async stepDueRotations(): Promise<void> {
+    for (const type of ['user', 'host'] as const) {
+      try {
+        const to = dueStep((await this.authorities.item(type, this.clusterName)).ca, new Date());
+        if (to) await this.stepCA(type, to, 'auto', 0, 'auto rotation');
+      } catch (err) {
+        if (!isReason(err, 'compare_failed')) this.opts.log.warn('cannot step an automatic CA rotation', { type, error: err });
+      }
+    }
+    this.scheduleRotation();
   }
 
   get backend(): Backend {
@@ -454,12 +569,18 @@ export class AuthServer {
     await this.emit({ event: 'user.delete', user: by, name });
   }
 
-  status(): { cluster_name: string; user_ca: string; host_ca: string; ca_pin: string; ca_key_type: string } {
-    const describe = (ca: Authority) => (ca.resource.spec.rotation.last_rotated ? `rotated ${ca.resource.spec.rotation.last_rotated}` : 'never updated');
+  /**
+   * `tctl status`: each CA's rotation (Teleport's words) and the SHA-256 fingerprints of its SSH
+   * keys, the signing one first.
+   */
+  status(): { cluster_name: string; user_ca: string; host_ca: string; user_ca_keys: string[]; host_ca_keys: string[]; ca_pin: string; ca_key_type: string } {
+    const fingerprints = (ca: Authority) => ca.checkingKeys().map((k) => fingerprintSHA256(k));
     return {
       cluster_name: this.clusterName,
-      user_ca: describe(this.userCA),
-      host_ca: describe(this.hostCA),
+      user_ca: describeRotation(this.userCA.resource),
+      host_ca: describeRotation(this.hostCA.resource),
+      user_ca_keys: fingerprints(this.userCA),
+      host_ca_keys: fingerprints(this.hostCA),
       ca_pin: caPin(this.hostCA.tlsCert()),
       ca_key_type: this.hostCA.resource.spec.signing_alg,
     };

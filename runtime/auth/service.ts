@@ -110,8 +110,10 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
     await opts.procStore.save(identity);
     await opts.procStore.save(await auth.localIdentity('Admin', [], []));
 
-    const hostCA = [new X509Certificate(auth.hostCA.tlsCert())];
-    const userCA = [new X509Certificate(auth.userCA.tlsCert())];
+    // The TLS CAs callers' certificates are checked against: every key of each CA (two during a rotation).
+    const tlsCAs = () => ({ host: auth.hostCA.tlsCerts(), user: auth.userCA.tlsCerts() });
+    const parsed = (pems: { host: string[]; user: string[] }) => ({ host: pems.host.map((p) => new X509Certificate(p)), user: pems.user.map((p) => new X509Certificate(p)) });
+    let trusted = parsed(tlsCAs());
     const recordings = await openRecordingStore(config, log);
     opened.add(() => recordings.close());
     // Trusted clusters' user CAs, parsed again only when the access data changes.
@@ -123,7 +125,7 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
       }
       return foreign.cas;
     };
-    const router = new Router(authRoutes(auth, recordings.store), (socket: TLSSocket) => callerOf(socket, hostCA, userCA, foreignUserCAs), log);
+    const router = new Router(authRoutes(auth, recordings.store), (socket: TLSSocket) => callerOf(socket, trusted.host, trusted.user, foreignUserCAs), log);
     const policy = tlsPolicy(config.ciphersuites);
     const mismatch = policyKeyMismatch(policy, identity.tlsKey);
     if (mismatch) log.warn(mismatch);
@@ -131,12 +133,19 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
       {
         key: identity.tlsKey,
         cert: identity.tlsCert,
-        ca: [auth.hostCA.tlsCert(), auth.userCA.tlsCert()],
+        ca: [...tlsCAs().host, ...tlsCAs().user],
         requestCert: true,
         rejectUnauthorized: false,
         ...policy,
       },
       router.handle,
+    );
+    opened.add(
+      auth.onCAChange(() => {
+        const pems = tlsCAs();
+        trusted = parsed(pems);
+        server.setSecureContext({ key: identity.tlsKey, cert: identity.tlsCert, ca: [...pems.host, ...pems.user], ...policy });
+      }),
     );
     limitBeforeRequest(server, true);
     server.on('tlsClientError', (err) => log.debug('TLS handshake failed', { error: err.message }));

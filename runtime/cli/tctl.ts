@@ -356,6 +356,30 @@ auth
       out(lines.join('\n') + '\n');
     }),
   );
+const PHASES = ['init', 'update_clients', 'update_servers', 'standby', 'rollback'];
+auth
+  .command('rotate')
+  .description('Rotates the cluster certificate authorities: automatically over the grace period, or by hand phase by phase (--manual)')
+  .option('--grace-period <duration>', 'How long certificates from the old CA stay trusted, e.g. 30h', '30h')
+  .option('--manual', 'Move the rotation by hand to --phase (default: automatic)')
+  .addOption(new Option('--type <type>', 'The CA to rotate (default: both)').choices(['user', 'host']))
+  .addOption(new Option('--phase <phase>', `With --manual, the phase to move to (default: init)`).choices(PHASES))
+  .action(async (o: { gracePeriod: string; manual?: boolean; type?: 'user' | 'host'; phase?: string }, cmd: Command) =>
+    withClient(cmd, async (ctx) => {
+      if (o.phase && !o.manual) throw new BadParameterError('--phase needs --manual: an automatic rotation steps through the phases on its own');
+      const gracePeriodMs = parseDuration(o.gracePeriod);
+      // the host CA first: while it cannot be rotated, nothing changes when both are asked for
+      for (const type of o.type ? [o.type] : (['host', 'user'] as const)) {
+        await ctx.client.post(`/v1/authorities/${type}/rotate`, {
+          mode: o.manual ? 'manual' : 'auto',
+          grace_period: gracePeriodMs * 1e6,
+          ...(o.phase ? { target_phase: o.phase } : {}),
+        });
+      }
+      out(o.manual ? `Updated rotation phase to "${o.phase ?? 'init'}". To check status use 'tctl status'` : "Initiated certificate authority rotation. To check status use 'tctl status'");
+    }),
+  );
+
 auth
   .command('sign')
   .description('Creates an identity (key and certificate) for a user or an OpenSSH server')
@@ -400,13 +424,10 @@ program
   .description('Reports the cluster status and its CA pin')
   .action(async (_o: unknown, cmd: Command) =>
     withClient(cmd, async (ctx) => {
-      const s = await ctx.client.get<{ cluster_name: string; user_ca: string; host_ca: string; ca_pin: string }>('/v1/status');
-      out(keyValueTable([
-        ['Cluster', s.cluster_name],
-        ['User CA', s.user_ca],
-        ['Host CA', s.host_ca],
-        ['CA pin', s.ca_pin],
-      ]));
+      const s = await ctx.client.get<{ cluster_name: string; user_ca: string; host_ca: string; user_ca_keys?: string[]; host_ca_keys?: string[]; ca_pin: string }>('/v1/status');
+      // each CA's key fingerprints under it, the signing one first
+      const keys = (fps: string[] = []): [string, string][] => fps.map((fp, i) => ['', i === 0 && fps.length > 1 ? `${fp} (signing)` : fp]);
+      out(keyValueTable([['Cluster', s.cluster_name], ['User CA', s.user_ca], ...keys(s.user_ca_keys), ['Host CA', s.host_ca], ...keys(s.host_ca_keys), ['CA pin', s.ca_pin]]));
     }),
   );
 

@@ -25,6 +25,8 @@ export const EventCodes = {
   'reset_password_token.create': { success: 'T6000I' },
   'role.created': { success: 'T9000I' },
   'role.deleted': { success: 'T9001I' },
+  /** Not in 4.x: a CA rotation step (`tctl auth rotate`, or an automatic rotation's schedule). */
+  'ca.rotate': { success: 'TC001I' },
   /** Not in 4.x: a user ending their web session (DELETE /webapi/sessions). */
   'user.logout': { success: 'TL001I' },
   /** Not in 4.x: a host joining the cluster with a token (success) or being refused (failure). */

@@ -81,6 +81,7 @@ export class AccessFeed implements AccessView {
   private readonly epoch = randomBytes(6).toString('hex');
   private counter = 0;
   private waiters = new Set<() => void>();
+  private readonly listeners = new Set<() => void>();
   private watcher?: Watcher;
   private closed = false;
   private loop?: Promise<void>;
@@ -182,6 +183,12 @@ export class AccessFeed implements AccessView {
     const waiters = this.waiters;
     this.waiters = new Set();
     waiters.forEach((wake) => wake());
+    this.listeners.forEach((listener) => listener());
+  }
+
+  /** Calls `listener` after every change the watch brings (and after each (re)load). */
+  onChange(listener: () => void): void {
+    this.listeners.add(listener);
   }
 
   user(name: string): User | undefined {
