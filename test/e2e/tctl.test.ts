@@ -216,7 +216,7 @@ spec:
     expect(await auth.tctlOk('rm', 'token/resource-token-1')).toBe(`token "${id}" has been deleted\n`);
     expect((await auth.tctl('get', `token/${id}`)).stderr).toBe('ERROR: token not found\n');
     const status = await auth.tctlOk('status');
-    expect(status).toMatch(/^Cluster\s+example\.com\nUser CA\s+never updated\nHost CA\s+never updated\nCA pin\s+sha256:[0-9a-f]{64}\n$/);
+    expect(status).toMatch(/^Cluster\s+example\.com\nUser CA\s+never updated\n\s+SHA256:\S{43}\nHost CA\s+never updated\n\s+SHA256:\S{43}\nCA pin\s+sha256:[0-9a-f]{64}\n$/);
   });
 
   it('GIVEN auth sign for an unknown user THEN it fails and writes no files', async () => {
