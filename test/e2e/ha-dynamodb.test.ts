@@ -3,13 +3,16 @@
  * cluster state in the state table with streams, audit events in a DynamoDB
  * events table beside each server's file log. A user created through A
  * signs up on A's proxy and logs in through B's; the node heartbeating
- * through A shows on B; after A is SIGKILLed, B keeps serving and still has
- * every event A acknowledged.
+ * through A shows on B; an automatic user CA rotation started through A is
+ * stepped once per phase and B signs with the new key; after A is SIGKILLed,
+ * B keeps serving and still has every event A acknowledged.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Server } from '../../runtime/auth/resources';
 import { createAuth, startCluster, TestAuth, TestNode } from '../helpers/cluster';
 import { DynamoDbLocal } from '../helpers/dynamodb';
-import { waitFor } from '../helpers/proc';
+import { run, tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
 import { TshUser } from '../helpers/users';
 
@@ -60,6 +63,44 @@ describe('two auth servers on one DynamoDB', () => {
     expect(login.code).toBe(0);
     expect(login.stdout).toMatch(/Logged in as:\s+alice/);
   });
+
+  it('GIVEN an automatic user CA rotation started through A THEN each step is taken once by one of the two, and B follows it: same phase, and it signs with the new key', async () => {
+    const work = tempDir('ha-rotation-');
+    try {
+      /** The fingerprint of the key that signed a user certificate `server` issues. */
+      const signingKey = async (server: TestAuth, name: string) => {
+        const key = path.join(work, name);
+        await server.tctlOk('auth', 'sign', '--user', 'alice', '--format', 'openssh', '-o', key, '--ttl', '1h');
+        return /Signing CA: \S+ (SHA256:\S+)/.exec((await run('ssh-keygen', ['-L', '-f', `${key}-cert.pub`])).stdout)![1];
+      };
+      const userCA = async (server: TestAuth) => /User CA\s+(.*)\n((?:\s+SHA256:.*\n)*)/.exec(await server.tctlOk('status'))!;
+      const oldKey = await signingKey(b, 'before');
+      // WHEN A starts an automatic rotation of 6 s
+      await a.tctlOk('auth', 'rotate', '--type=user', '--grace-period=6s');
+      // THEN B sees it and, once it completes, signs with the new key (which is all that is left)
+      await waitFor('B to see the rotation complete', async () => (await userCA(b))[1].startsWith('rotated '), 30_000);
+      const newKey = await signingKey(b, 'after');
+      expect(newKey).not.toBe(oldKey);
+      expect((await userCA(b))[2].trim()).toBe(newKey);
+      expect((await userCA(a))[2].trim()).toBe(newKey);
+      // AND each phase was stepped once, by one of them
+      const steps = JSON.parse(await b.tctlOk('events', 'ls', '--type=ca.rotate', '--format=json')) as { phase: string }[];
+      expect(steps.map((e) => e.phase)).toEqual(['init', 'update_clients', 'update_servers', 'standby']);
+      // (alice's certificate came from the old key: she logs in again, as any user must after a rotation)
+      const p = b.proxyPorts!;
+      const unusedCode = () => {
+        try {
+          return alice!.nextCode();
+        } catch {
+          return undefined; // both steps of the window are used: the next one comes within 30 s
+        }
+      };
+      const code = await waitFor('an unused TOTP step', unusedCode, 70_000, 500);
+      expect((await alice!.tsh(['login', '--insecure', `--proxy=${b.webUrl()},${p.ssh}`, '--user=alice'], `${alice!.password}\n${code}\n`)).code).toBe(0);
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   it('GIVEN A is killed THEN B keeps serving, a node given both fails over to B, and every event A acknowledged is in the shared events table', async () => {
     // GIVEN a node that joined through A and knows both auth servers, heartbeating every second
