@@ -106,6 +106,32 @@ describe('CA keys in a PKCS#11 token (SoftHSM2)', () => {
     const r = await sshTo(user, auth.nodePort!, 'test-auth', ['echo', 'after-reload']);
     expect(r.stdout.trim()).toBe('after-reload');
   });
+
+  it('GIVEN the user CA in the token WHEN it is rotated by hand to the end THEN its new keys are made in the token, its old ones are deleted from it, and the new key signs certificates the node accepts', async () => {
+    /** The token key IDs of a CA's key references. */
+    const keyIds = async (type: 'user' | 'host') => {
+      const ca = (await storedCAs(auth)).find((c) => c.spec.type === type)!;
+      return [...ca.spec.signing_keys, ...ca.spec.tls_key_pairs.map((p) => p.key)].map((r) => JSON.parse(unb64(r).slice('pkcs11:'.length)).key_id as string).sort();
+    };
+    const inToken = async () => (await tokenPrivateKeys(token)).map((k) => k.id).sort();
+    const [oldUser, host] = [await keyIds('user'), await keyIds('host')];
+    const rotate = (phase: string) => auth.tctlOk('auth', 'rotate', '--type=user', '--manual', `--phase=${phase}`);
+    // WHEN the rotation starts THEN two new keys (SSH and TLS) are made in the token, sensitive and not extractable
+    await rotate('init');
+    const during = await keyIds('user');
+    expect(during).toHaveLength(4);
+    expect(await inToken()).toEqual([...host, ...during].sort());
+    for (const k of await tokenPrivateKeys(token)) expect(k).toMatchObject({ extractable: false, sensitive: true });
+    // WHEN it completes THEN only the new keys are left, in the backend and in the token
+    for (const phase of ['update_clients', 'update_servers', 'standby']) await rotate(phase);
+    const after = await keyIds('user');
+    expect(after).toHaveLength(2);
+    expect(after.filter((id) => oldUser.includes(id))).toEqual([]);
+    expect(await inToken()).toEqual([...host, ...after].sort());
+    // THEN certificates from the new key get in
+    const user = await SshUser.create(auth, fs.mkdtempSync(path.join(work, 'rotated-')), 'alice', LOGIN);
+    await waitFor('the node to take the new key', async () => (await sshTo(user, auth.nodePort!, 'test-auth', ['true'])).code === 0);
+  });
 });
 
 describe('the private-key scan itself', () => {
