@@ -12,7 +12,7 @@ import { createAuth, startAuth, startCluster, TestAuth } from '../helpers/cluste
 import { SshUser, sshTo } from '../helpers/openssh';
 import { cliPath, Daemon, tempDir, waitFor } from '../helpers/proc';
 import { createSoftHsmToken, SoftHsmToken, tokenPrivateKeys } from '../helpers/softhsm';
-import { LOGIN, ssh, startSshd, Sshd } from '../helpers/sshd';
+import { LOGIN, ssh, startSshd, Sshd, trustedUserCAKeys } from '../helpers/sshd';
 
 const unb64 = (s: string) => Buffer.from(s, 'base64').toString();
 
@@ -64,7 +64,7 @@ describe('CA keys in a PKCS#11 token (SoftHSM2)', () => {
   it('GIVEN a stock sshd trusting the exported user CA and holding a host certificate from tctl auth sign WHEN ssh logs in THEN both certificates are accepted', async () => {
     // GIVEN
     const exported = await auth.tctlOk('auth', 'export', '--type=user');
-    const userCA = exported.split('\n').filter((l) => l.startsWith('cert-authority ')).map((l) => l.replace(/^cert-authority /, '')).join('\n') + '\n';
+    const userCA = trustedUserCAKeys(exported);
     const hostKey = path.join(work, 'sshd-host');
     await auth.tctlOk('auth', 'sign', '--host', 'node.example.com', '--format', 'openssh', '-o', hostKey, '--ttl', '1h');
     sshd = await startSshd({ trustedUserCAKeys: userCA, hostKey, hostCert: hostKey + '-cert.pub' });

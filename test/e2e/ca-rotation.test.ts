@@ -12,15 +12,8 @@ import * as path from 'node:path';
 import { startCluster, TestAuth, TestNode } from '../helpers/cluster';
 import { SshUser, sshTo } from '../helpers/openssh';
 import { cliPath, run, tempDir, waitFor } from '../helpers/proc';
-import { LOGIN, ssh, startSshd, Sshd } from '../helpers/sshd';
+import { LOGIN, ssh, startSshd, Sshd, trustedUserCAKeys } from '../helpers/sshd';
 import { TshUser } from '../helpers/users';
-
-const userCAFile = (exported: string) =>
-  exported
-    .split('\n')
-    .filter((l) => l.startsWith('cert-authority '))
-    .map((l) => l.replace(/^cert-authority /, ''))
-    .join('\n') + '\n';
 
 describe('user CA rotation', () => {
   let c: TestAuth;
@@ -77,7 +70,7 @@ describe('user CA rotation', () => {
     (await ssh(sshd.port, ['-i', u.key, '-o', `CertificateFile=${u.key}-cert.pub`, `${LOGIN}@127.0.0.1`, 'echo', 'in'], ['-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null'])).code;
   const viaProxy = async (u: TshUser) => (await u.tsh(['ssh', `${LOGIN}@node-1`, 'echo', 'in'])).code;
   const sshdTrustingNow = async () => {
-    const s = await startSshd({ trustedUserCAKeys: userCAFile(await c.tctlOk('auth', 'export', '--type=user')) });
+    const s = await startSshd({ trustedUserCAKeys: trustedUserCAKeys(await c.tctlOk('auth', 'export', '--type=user')) });
     sshds.push(s);
     return s;
   };

@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Server } from '../../runtime/auth/resources';
 import { createAuth, startCluster, TestAuth, TestNode } from '../helpers/cluster';
-import { DynamoDbLocal } from '../helpers/dynamodb';
+import { DynamoDbLocal, dynamoDbStorage } from '../helpers/dynamodb';
 import { run, tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
 import { TshUser } from '../helpers/users';
@@ -23,17 +23,7 @@ describe('two auth servers on one DynamoDB', () => {
   let alice: TshUser | undefined;
   let node: TestNode | undefined;
 
-  const storage = () => [
-    'storage:',
-    '  type: dynamodb',
-    '  region: us-east-1',
-    `  endpoint: ${ddb.endpoint}`,
-    '  table_name: teleport-state',
-    '  access_key: local',
-    '  secret_key: local',
-    '  poll_stream_period: 200ms',
-    '  audit_events_uri: ["dynamodb://teleport-events"]',
-  ];
+  const storage = () => dynamoDbStorage(ddb, { pollStreamPeriod: '200ms', eventsTable: 'teleport-events' });
 
   beforeAll(async () => {
     ddb = await DynamoDbLocal.start();

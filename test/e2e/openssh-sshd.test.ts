@@ -7,15 +7,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startAuth, TestAuth, writeExpiredUserCert } from '../helpers/cluster';
-import { LOGIN, ssh, startSshd, Sshd } from '../helpers/sshd';
+import { LOGIN, ssh, startSshd, Sshd, trustedUserCAKeys } from '../helpers/sshd';
 import { tempDir } from '../helpers/proc';
-
-const userCAFile = (exported: string) =>
-  exported
-    .split('\n')
-    .filter((l) => l.startsWith('cert-authority '))
-    .map((l) => l.replace(/^cert-authority /, ''))
-    .join('\n') + '\n';
 
 describe('OpenSSH sshd trusts the cluster CAs', () => {
   let auth: TestAuth;
@@ -35,7 +28,7 @@ describe('OpenSSH sshd trusts the cluster CAs', () => {
     await other.tctlOk('users', 'add', 'alice', LOGIN);
     const hostKey = path.join(work, 'host');
     await auth.tctlOk('auth', 'sign', '--host', 'node.example.com', '--format', 'openssh', '-o', hostKey, '--ttl', '1h');
-    sshd = await startSshd({ trustedUserCAKeys: userCAFile(await auth.tctlOk('auth', 'export', '--type=user')), hostKey, hostCert: hostKey + '-cert.pub' });
+    sshd = await startSshd({ trustedUserCAKeys: trustedUserCAKeys(await auth.tctlOk('auth', 'export', '--type=user')), hostKey, hostCert: hostKey + '-cert.pub' });
   });
 
   afterAll(async () => {

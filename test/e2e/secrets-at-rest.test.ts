@@ -12,7 +12,7 @@ import { register } from '../../runtime/auth/register';
 import { logger, setLogLevel } from '../../runtime/utils/logger';
 import { tokenDigest } from '../../runtime/utils/secrets';
 import { startAuth, TestAuth } from '../helpers/cluster';
-import { DynamoDbLocal, scanTable } from '../helpers/dynamodb';
+import { DynamoDbLocal, dynamoDbStorage, scanTable } from '../helpers/dynamodb';
 
 const STATIC_TOKEN = 'static-node-token-at-rest-5e1b';
 const INVITE_RE = /The invite token: (\S+)/;
@@ -90,7 +90,7 @@ describe('tokens at rest: DynamoDB', () => {
     ddb = await DynamoDbLocal.start();
     auth = await startAuth({
       tokens: [`node:${STATIC_TOKEN}`],
-      teleportExtra: ['storage:', '  type: dynamodb', '  region: us-east-1', `  endpoint: ${ddb.endpoint}`, '  table_name: state-at-rest', '  access_key: local', '  secret_key: local'],
+      teleportExtra: dynamoDbStorage(ddb, { table: 'state-at-rest' }),
     });
   });
   afterAll(async () => {

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startCluster, TestAuth } from '../helpers/cluster';
-import { DynamoDbLocal, scanTable } from '../helpers/dynamodb';
+import { DynamoDbLocal, dynamoDbStorage, scanTable } from '../helpers/dynamodb';
 import { LOGIN } from '../helpers/sshd';
 import { TshUser } from '../helpers/users';
 import { webApiRequest } from '../helpers/webapi';
@@ -23,16 +23,7 @@ describe('the audit search on a DynamoDB audit log', () => {
     ddb = await DynamoDbLocal.start();
     c = await startCluster({
       proxy: {},
-      teleportExtra: [
-        'storage:',
-        '  type: dynamodb',
-        '  region: us-east-1',
-        `  endpoint: ${ddb.endpoint}`,
-        '  table_name: teleport-state',
-        '  access_key: local',
-        '  secret_key: local',
-        `  audit_events_uri: ["dynamodb://${EVENTS_TABLE}"]`,
-      ],
+      teleportExtra: dynamoDbStorage(ddb, { eventsTable: EVENTS_TABLE }),
     });
     ca = fs.readFileSync(path.join(c.dataDir, 'webproxy_cert.pem'), 'utf8');
   });

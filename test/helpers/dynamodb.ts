@@ -79,3 +79,18 @@ export function matchesFilter(pattern: Record<string, unknown>, record: unknown)
     throw new Error(`not a filter pattern value: ${JSON.stringify(want)}`);
   });
 }
+
+/** The `storage:` lines of a teleport.yaml for a cluster on DynamoDB Local: its state in `table`, its audit events in `eventsTable` when given. */
+export function dynamoDbStorage(local: DynamoDbLocal, o: { table?: string; eventsTable?: string; pollStreamPeriod?: string } = {}): string[] {
+  return [
+    'storage:',
+    '  type: dynamodb',
+    `  region: ${LOCAL_REGION}`,
+    `  endpoint: ${local.endpoint}`,
+    `  table_name: ${o.table ?? 'teleport-state'}`,
+    '  access_key: local',
+    '  secret_key: local',
+    ...(o.pollStreamPeriod ? [`  poll_stream_period: ${o.pollStreamPeriod}`] : []),
+    ...(o.eventsTable ? [`  audit_events_uri: ["dynamodb://${o.eventsTable}"]`] : []),
+  ];
+}

@@ -90,3 +90,11 @@ export function ssh(port: number, args: string[], extraOptions: string[] = []): 
     ...args,
   ]);
 }
+
+/** The keys of `tctl auth export --type=user` output as a TrustedUserCAKeys file (without the `cert-authority` markers). */
+export const trustedUserCAKeys = (exported: string): string =>
+  exported
+    .split('\n')
+    .filter((l) => l.startsWith('cert-authority '))
+    .map((l) => l.replace(/^cert-authority /, ''))
+    .join('\n') + '\n';
