@@ -126,31 +126,41 @@ class EchoSession {
   }
 }
 
-/** Opens `sessions` shells with `dial`, types into all of them for `seconds`, closes them, and returns the echo times. */
-export async function runEchoLoad(dial: () => Promise<Dialed>, o: EchoLoadOptions): Promise<EchoLoadResult> {
-  const timeoutMs = o.timeoutMs ?? 10_000;
-  const open: EchoSession[] = [];
+/** Opens `count` sessions with `open`, `concurrency` at a time; those that fail are counted, the first error kept. */
+export async function openMany<T>(count: number, concurrency: number, open: () => Promise<T>): Promise<{ opened: T[]; failedToOpen: number; firstOpenError?: string; openMs: number }> {
+  const opened: T[] = [];
   let failedToOpen = 0;
   let firstOpenError: string | undefined;
   let next = 0;
   const t0 = performance.now();
   await Promise.all(
-    Array.from({ length: Math.min(o.openConcurrency, o.sessions) }, async () => {
-      while (next < o.sessions) {
+    Array.from({ length: Math.min(concurrency, count) }, async () => {
+      while (next < count) {
         next++;
-        let dialed: Dialed | undefined;
         try {
-          dialed = await dial();
-          open.push(await EchoSession.open(dialed));
+          opened.push(await open());
         } catch (err) {
-          dialed?.close();
           failedToOpen++;
           firstOpenError ??= (err as Error).message;
         }
       }
     }),
   );
-  const openMs = performance.now() - t0;
+  return { opened, failedToOpen, firstOpenError, openMs: performance.now() - t0 };
+}
+
+/** Opens `sessions` shells with `dial`, types into all of them for `seconds`, closes them, and returns the echo times. */
+export async function runEchoLoad(dial: () => Promise<Dialed>, o: EchoLoadOptions): Promise<EchoLoadResult> {
+  const timeoutMs = o.timeoutMs ?? 10_000;
+  const { opened: open, failedToOpen, firstOpenError, openMs } = await openMany(o.sessions, o.openConcurrency, async () => {
+    const dialed = await dial();
+    try {
+      return await EchoSession.open(dialed);
+    } catch (err) {
+      dialed.close();
+      throw err;
+    }
+  });
   const samples: number[] = [];
   const deadline = performance.now() + o.seconds * 1000;
   const timeouts = (await Promise.all(open.map((s) => s.typeUntil(deadline, o.intervalMs, timeoutMs, samples)))).reduce((a, b) => a + b, 0);

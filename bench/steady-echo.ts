@@ -10,6 +10,7 @@
  * the write to that echo is one sample.
  */
 import { performance } from 'node:perf_hooks';
+import { openMany } from './echo';
 
 /** An interactive shell's terminal as a byte stream. */
 export interface TermStream {
@@ -130,30 +131,17 @@ class EchoSession {
 /** Opens `sessions` shells with `open`, types into all of them for `seconds`, closes them, and returns the echo times. */
 export async function runSteadyEcho(open: () => Promise<TermStream>, o: SteadyEchoOptions): Promise<SteadyEchoResult> {
   const timeoutMs = o.timeoutMs ?? 10_000;
-  const sessions: EchoSession[] = [];
-  let failedToOpen = 0;
-  let firstOpenError: string | undefined;
-  let next = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: Math.min(o.openConcurrency, o.sessions) }, async () => {
-      while (next < o.sessions) {
-        next++;
-        let stream: TermStream | undefined;
-        try {
-          stream = await open();
-          const s = new EchoSession(stream);
-          await s.settle(30_000);
-          sessions.push(s);
-        } catch (err) {
-          await stream?.close();
-          failedToOpen++;
-          firstOpenError ??= (err as Error).message;
-        }
-      }
-    }),
-  );
-  const openMs = performance.now() - t0;
+  const { opened: sessions, failedToOpen, firstOpenError, openMs } = await openMany(o.sessions, o.openConcurrency, async () => {
+    const stream = await open();
+    try {
+      const s = new EchoSession(stream);
+      await s.settle(30_000);
+      return s;
+    } catch (err) {
+      await stream.close();
+      throw err;
+    }
+  });
   const samples: number[] = [];
   const deadline = performance.now() + o.seconds * 1000;
   // Each session starts at its own moment within the first interval, so that the keys are spread evenly.
