@@ -366,7 +366,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
         sendJson(res, 200, await api.addMfaDevice(token, await parseBody(req, mfaAddSchema), clients.of(req)));
       } else if (device && req.method === 'DELETE') {
         const token = bearer(req);
-        await api.deleteMfaDevice(token, decodeURIComponent(device[1]), await parseBody(req, mfaDeleteSchema), clients.of(req));
+        await api.deleteMfaDevice(token, decodePathPart(device[1]), await parseBody(req, mfaDeleteSchema), clients.of(req));
         sendJson(res, 200, {});
       } else if (route === '/webapi/trustedclusters/validate' && req.method === 'POST') {
         const body = await parseBody(req, validateTrustedClusterSchema);
