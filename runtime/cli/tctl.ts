@@ -367,6 +367,9 @@ auth
   .action(async (o: { gracePeriod: string; manual?: boolean; type?: 'user' | 'host'; phase?: string }, cmd: Command) =>
     withClient(cmd, async (ctx) => {
       if (o.phase && !o.manual) throw new BadParameterError('--phase needs --manual: an automatic rotation steps through the phases on its own');
+      if (o.phase && o.phase !== 'init' && cmd.getOptionValueSource('gracePeriod') === 'cli') {
+        throw new BadParameterError('--grace-period is set when a rotation starts (--phase=init, or an automatic one), not on a later phase');
+      }
       const gracePeriodMs = parseDuration(o.gracePeriod);
       // the host CA first: while it cannot be rotated, nothing changes when both are asked for
       for (const type of o.type ? [o.type] : (['host', 'user'] as const)) {

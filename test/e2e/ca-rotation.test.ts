@@ -167,6 +167,8 @@ describe('user CA rotation', () => {
     expect(noManual.stderr).toContain('--phase needs --manual');
 
     expect((await rotate('init')).stdout).toContain('Updated rotation phase to "init"');
+    const lateGrace = await c.tctl('auth', 'rotate', '--type=user', '--manual', '--phase=update_clients', '--grace-period=1h');
+    expect(lateGrace.stderr).toContain('--grace-period is set when a rotation starts');
     expect((await rotate('update_clients')).code).toBe(0);
     const during = await signed('during');
     expect(during.ca).not.toBe(oldKey);

@@ -7,10 +7,8 @@
  * first, and logs in with the new one only.
  */
 import { Browser, BrowserContext, Page } from 'playwright-core';
-import { TotpCodes } from '../../sim/user';
 import { goto, launchChromium, newContext } from '../helpers/browser';
 import { startAuth, TestAuth } from '../helpers/cluster';
-import { waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
 import { TshUser } from '../helpers/users';
 
@@ -23,6 +21,8 @@ describe('account page', () => {
   let context: BrowserContext;
   let alice: TshUser;
   let bob: TshUser;
+  /** bob's second authenticator app (its codes, as a TshUser's). */
+  let phone: TshUser | undefined;
 
   beforeAll(async () => {
     c = await startAuth({ proxy: {} });
@@ -37,22 +37,8 @@ describe('account page', () => {
     await c?.cleanup();
     alice?.cleanup();
     bob?.cleanup();
+    phone?.cleanup();
   });
-
-  /** A TOTP code of a step not used yet (waits for the next 30 s step when both in the accepted window are used). */
-  const freshCode = (codes: { nextCode(): string } = alice) =>
-    waitFor(
-      'an unused TOTP step',
-      () => {
-        try {
-          return codes.nextCode();
-        } catch {
-          return undefined;
-        }
-      },
-      70_000,
-      500,
-    );
 
   const logIn = async (page: Page, password: string, code: string, user = 'alice') => {
     await goto(page, `${c.webUrl()}/web/login`);
@@ -64,7 +50,7 @@ describe('account page', () => {
 
   it('GIVEN alice logged in WHEN she changes her password on the account page THEN the new one logs her in and the old one does not', async () => {
     const page = await context.newPage();
-    await logIn(page, alice.password, await freshCode());
+    await logIn(page, alice.password, await alice.freshCode());
     await page.waitForURL(`${c.webUrl()}/web/cluster/${SITE}/nodes`);
     // WHEN she opens the account page from the header
     await page.click('#account-link');
@@ -94,7 +80,7 @@ describe('account page', () => {
 
     // WHEN she gives her password and a code THEN it is changed
     await page.fill('#confirm-password', NEW_PASSWORD);
-    await page.fill('#otp', await freshCode());
+    await page.fill('#otp', await alice.freshCode());
     await page.click('#change');
     await page.locator('#done').waitFor();
     const changes = await c.events(['user.password_change']);
@@ -107,13 +93,13 @@ describe('account page', () => {
     await page.waitForURL(`${c.webUrl()}/web/login`);
     await logIn(page, alice.password, '000000');
     await page.locator('#error', { hasText: /invalid/ }).waitFor();
-    await logIn(page, NEW_PASSWORD, await freshCode());
+    await logIn(page, NEW_PASSWORD, await alice.freshCode());
     await page.waitForURL(`${c.webUrl()}/web/cluster/${SITE}/nodes`);
   }, 180_000);
 
   it('GIVEN bob logged in WHEN he adds a second authenticator app from the account page and removes the first THEN only the new one logs him in, and both changes are audited', async () => {
     const page = await context.newPage();
-    await logIn(page, bob.password, await freshCode(bob), 'bob');
+    await logIn(page, bob.password, await bob.freshCode(), 'bob');
     await page.waitForURL(`${c.webUrl()}/web/cluster/${SITE}/nodes`);
 
     // WHEN he opens the user menu THEN it names him and his roles; Escape closes it
@@ -137,15 +123,14 @@ describe('account page', () => {
     await page.locator('#error', { hasText: 'invalid current password or second factor' }).waitFor();
     // WHEN with his password and a code THEN a new secret is shown, as a QR code and as text
     await page.fill('#offer-password', bob.password);
-    await page.fill('#offer-otp', await freshCode(bob));
+    await page.fill('#offer-otp', await bob.freshCode());
     await page.click('#offer');
     await page.locator('#add-form').waitFor();
     expect(await page.getAttribute('#new-qr', 'src')).toMatch(/^data:image\/svg\+xml;base64,/);
-    const phone = new TotpCodes((await page.textContent('#new-secret'))!);
-    const phoneCodes = { nextCode: () => phone.next() };
+    phone = TshUser.forAccount(c, 'bob', bob.password, (await page.textContent('#new-secret'))!);
     // AND he names it and confirms with a code from it THEN it is listed
     await page.fill('#device-name', 'phone 2');
-    await page.fill('#new-otp', phoneCodes.nextCode());
+    await page.fill('#new-otp', phone.nextCode());
     await page.click('#add');
     await page.locator('#devices tr', { hasText: 'phone 2' }).waitFor();
     await page.locator('#done', { hasText: 'The device has been added' }).waitFor();
@@ -153,14 +138,14 @@ describe('account page', () => {
     // WHEN he removes his sign-up device, proving it with the new one THEN only the new one is left
     await page.click('button[aria-label="Remove otp"]');
     await page.fill('#remove-password', bob.password);
-    await page.fill('#remove-otp', await freshCode(phoneCodes));
+    await page.fill('#remove-otp', await phone.freshCode());
     await page.click('#remove');
     await page.locator('#done', { hasText: 'The device has been removed' }).waitFor();
     expect(await page.locator('#devices tr').allTextContents()).toEqual([expect.stringContaining('phone 2')]);
     // AND the last one cannot go
     await page.click('button[aria-label="Remove phone 2"]');
     await page.fill('#remove-password', bob.password);
-    await page.fill('#remove-otp', await freshCode(phoneCodes));
+    await page.fill('#remove-otp', await phone.freshCode());
     await page.click('#remove');
     await page.locator('#error', { hasText: 'this is your only second-factor device' }).waitFor();
 
@@ -168,9 +153,9 @@ describe('account page', () => {
     await page.click('#user-menu-button');
     await page.click('#logout');
     await page.waitForURL(`${c.webUrl()}/web/login`);
-    await logIn(page, bob.password, await freshCode(bob), 'bob');
+    await logIn(page, bob.password, await bob.freshCode(), 'bob');
     await page.locator('#error', { hasText: /invalid/ }).waitFor();
-    await logIn(page, bob.password, await freshCode(phoneCodes), 'bob');
+    await logIn(page, bob.password, await phone.freshCode(), 'bob');
     await page.waitForURL(`${c.webUrl()}/web/cluster/${SITE}/nodes`);
 
     // THEN the audit log has the addition and the removal, and the refusals

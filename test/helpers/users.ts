@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import { webRequest } from '../../runtime/client/weblogin';
 import { TotpCodes } from '../../sim/user';
 import { TestAuth } from './cluster';
-import { runCli, RunResult, tempDir } from './proc';
+import { runCli, RunResult, tempDir, waitFor } from './proc';
 
 export class TshUser {
   private readonly codes: TotpCodes;
@@ -50,6 +50,18 @@ export class TshUser {
     return this.codes.next();
   }
 
+  /** A TOTP code of a step not used yet, waiting for the next 30 s step when both in the accepted window are used. */
+  freshCode(): Promise<string> {
+    const unused = () => {
+      try {
+        return this.codes.next();
+      } catch {
+        return undefined;
+      }
+    };
+    return waitFor(`an unused TOTP step for ${this.name}`, unused, 70_000, 500);
+  }
+
   tsh(args: string[], input?: string, env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
     return runCli('tsh', args, { env: { HOME: this.home, TELEPORT_HOME: '', ...env }, input });
   }
@@ -57,7 +69,7 @@ export class TshUser {
   /** `tsh login` through the proxy (plain HTTP test proxies: http://), failing the test when it fails. */
   async login(): Promise<void> {
     const p = this.cluster.proxyPorts!;
-    const r = await this.tsh(['login', '--proxy', `${this.cluster.webUrl()},${p.ssh}`, '--insecure', '--user', this.name], `${this.password}\n${this.nextCode()}\n`);
+    const r = await this.tsh(['login', '--proxy', `${this.cluster.webUrl()},${p.ssh}`, '--insecure', '--user', this.name], `${this.password}\n${await this.freshCode()}\n`);
     if (r.code !== 0) throw new Error(`tsh login failed: ${r.stderr}`);
   }
 
