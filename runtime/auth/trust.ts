@@ -265,7 +265,9 @@ export class ClusterTrust {
     const item = await this.opts.backend.get(Keys.clusterTrust(from)).catch((err) => (isReason(err, 'not_found') ? undefined : Promise.reject(err)));
     const existing = item && (JSON.parse(item.value.toString()) as ClusterTrustRecord);
     if (!item || !existing || existing.spec.relation !== 'trusted' || !existing.spec.enabled) throw new AccessDeniedError(`cluster ${from} is not a trusted cluster here`);
-    if (sameKeys(existing.spec.user_ca, ca)) return false;
+    // The same keys in another order (the signing key moves first during a rotation) are no change here.
+    const sorted = (c: CertAuthority) => JSON.stringify([[...c.spec.checking_keys].sort(), c.spec.tls_key_pairs.map((p) => p.cert).sort()]);
+    if (sorted(existing.spec.user_ca) === sorted(ca)) return false;
     const keys = (c: CertAuthority) => new Set(c.spec.checking_keys);
     const before = keys(existing.spec.user_ca);
     // Compare-and-swap: an edit of the trusted cluster meanwhile (disabled, removed) is not undone; the proxy tries again.
