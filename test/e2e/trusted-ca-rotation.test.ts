@@ -194,4 +194,23 @@ describe('trusted clusters: a leaf follows the root user CA rotation', () => {
     await leaf.tctlOk('create', '-f', path.join(work, 'tc-off.yaml'));
     await expect(asIdentity(root, 'Proxy', { certificate_authority: current })).rejects.toMatchObject(denied);
   }, 120_000);
+
+  it('GIVEN the leaf offline while the root starts another rotation WHEN its tunnel comes back THEN the root proxy sends it the CA it missed', async () => {
+    // GIVEN the trust disabled on the leaf (the test before): its proxy holds no tunnel to the root
+    const remote = async () => (JSON.parse(await root.tctlOk('get', 'rc', '--format=json')) as { metadata: { name: string }; status: { connection: string } }[]).find((c) => c.metadata.name === LEAF);
+    await waitFor('the leaf offline at the root', async () => (await remote())?.status.connection === 'offline');
+    const trusted = await leafTrusts();
+    expect(trusted).toHaveLength(1);
+    // WHEN the root starts a rotation while the leaf is offline
+    await rotate('init');
+    const both = keyLines(await rootUserCA());
+    expect(both).toHaveLength(2);
+    expect(await leafTrusts()).toEqual(trusted);
+    // AND the leaf enables the trust again (its proxy dials the root)
+    fs.writeFileSync(path.join(work, 'tc-on.yaml'), trustedCluster(root));
+    await leaf.tctlOk('create', '-f', path.join(work, 'tc-on.yaml'));
+    // THEN once the tunnel is up the leaf trusts both keys
+    await waitFor('the leaf trusting both keys after its tunnel came back', async () => (await leafTrusts()).length === 2);
+    expect([...(await leafTrusts())].sort()).toEqual([...both].sort());
+  }, 120_000);
 });
