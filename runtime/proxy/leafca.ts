@@ -30,15 +30,40 @@ export const EXTERNAL_CA_PATH = '/v1/authorities/user/rotate/external';
 
 export interface LeafCAPushOptions {
   clusterName: string;
-  identity: Identity;
-  access: AccessCache;
+  access: Pick<AccessCache, 'onChange' | 'userCAKeys'>;
   /** This cluster's user CAs, public parts (`GET /v1/authorities/user` of its auth server). */
   fetchUserCAs(): Promise<CertAuthority[]>;
   /** Whether this proxy holds a tunnel from leaf `name` now. */
   connected(name: string): boolean;
+  /** Sends the CA to leaf `name`'s auth server (sendUserCA); resolves whether the leaf changed anything. */
+  send(name: string, ca: CertAuthority): Promise<boolean>;
+  log: Logger;
+  /** @default LEAF_CA_RETRY_MS */
+  retryMs?: { min: number; max: number };
+}
+
+export interface SendUserCAOptions {
+  /** This proxy's identity: its host certificate is what the leaf checks. */
+  identity: Identity;
+  access: Pick<AccessCache, 'clusters'>;
   /** A byte stream to leaf `name`'s auth server (its tunnel's `auth` channel). */
   dialAuth(name: string): Promise<Duplex>;
-  log: Logger;
+}
+
+/** Sends `ca` to leaf `name`'s auth server as mutual TLS over `dialAuth`, its certificate checked against the leaf's host TLS CA. */
+export async function sendUserCA(opts: SendUserCAOptions, name: string, ca: CertAuthority): Promise<boolean> {
+  const leaf = opts.access.clusters('remote').find((c) => c.name === name);
+  if (!leaf?.hostTlsCAs.length) throw new Error(`no host TLS CA is known for leaf cluster ${name}`);
+  const client = new AuthClient({
+    servers: [{ host: name, port: 0 }],
+    credentials: { key: opts.identity.tlsKey, cert: opts.identity.tlsCert, ca: leaf.hostTlsCAs },
+    connect: () => opts.dialAuth(name),
+  });
+  try {
+    return (await client.post<{ updated: boolean }>(EXTERNAL_CA_PATH, { certificate_authority: ca })).updated;
+  } finally {
+    client.close();
+  }
 }
 
 interface LeafState {
@@ -58,11 +83,14 @@ export class LeafCAPush {
   private readFor?: string;
   private reading = false;
   private readTimer?: NodeJS.Timeout;
-  private readDelayMs: number = LEAF_CA_RETRY_MS.min;
+  private readonly retry: { min: number; max: number };
+  private readDelayMs: number;
   private readonly leaves = new Map<string, LeafState>();
   private stopped = false;
 
   constructor(private readonly opts: LeafCAPushOptions) {
+    this.retry = opts.retryMs ?? LEAF_CA_RETRY_MS;
+    this.readDelayMs = this.retry.min;
     opts.access.onChange(() => void this.read());
   }
 
@@ -93,11 +121,11 @@ export class LeafCAPush {
       const pub: CertAuthority = { ...ca, spec: { ...ca.spec, signing_keys: [], tls_key_pairs: ca.spec.tls_key_pairs.map((p) => ({ cert: p.cert, key: '' })) } };
       this.current = { ca: pub, fp: fingerprint(pub) };
       this.readFor = keys;
-      this.readDelayMs = LEAF_CA_RETRY_MS.min;
+      this.readDelayMs = this.retry.min;
     } catch (err) {
       this.opts.log.warn('cannot read the user CA to send to leaf clusters; retrying', { error: err, retry_in_ms: this.readDelayMs });
       this.readTimer = setTimeout(() => void this.read(), this.readDelayMs).unref();
-      this.readDelayMs = Math.min(this.readDelayMs * 2, LEAF_CA_RETRY_MS.max);
+      this.readDelayMs = Math.min(this.readDelayMs * 2, this.retry.max);
       return;
     } finally {
       this.reading = false;
@@ -110,7 +138,7 @@ export class LeafCAPush {
   private push(name: string): void {
     if (this.stopped) return;
     let s = this.leaves.get(name);
-    if (!s) this.leaves.set(name, (s = { busy: false, delayMs: LEAF_CA_RETRY_MS.min }));
+    if (!s) this.leaves.set(name, (s = { busy: false, delayMs: this.retry.min }));
     if (s.busy) return;
     clearTimeout(s.timer);
     void this.run(name, s);
@@ -122,34 +150,18 @@ export class LeafCAPush {
     try {
       while (!this.stopped && this.current && s.pushed !== this.current.fp && this.leaves.get(name) === s && this.opts.connected(name)) {
         const { ca, fp } = this.current;
-        const updated = await this.send(name, ca);
+        const updated = await this.opts.send(name, ca);
         s.pushed = fp;
-        s.delayMs = LEAF_CA_RETRY_MS.min;
+        s.delayMs = this.retry.min;
         this.opts.log.info(updated ? 'sent the user CA to a leaf cluster' : 'a leaf cluster has the current user CA', { cluster: name, keys: ca.spec.checking_keys.length });
       }
     } catch (err) {
       if (this.stopped || this.leaves.get(name) !== s) return;
       this.opts.log.warn('cannot send the user CA to a leaf cluster; retrying', { cluster: name, error: err, retry_in_ms: s.delayMs });
       s.timer = setTimeout(() => this.push(name), s.delayMs).unref();
-      s.delayMs = Math.min(s.delayMs * 2, LEAF_CA_RETRY_MS.max);
+      s.delayMs = Math.min(s.delayMs * 2, this.retry.max);
     } finally {
       s.busy = false;
-    }
-  }
-
-  private async send(name: string, ca: CertAuthority): Promise<boolean> {
-    const leaf = this.opts.access.clusters('remote').find((c) => c.name === name);
-    if (!leaf?.hostTlsCAs.length) throw new Error(`no host TLS CA is known for leaf cluster ${name}`);
-    const { identity } = this.opts;
-    const client = new AuthClient({
-      servers: [{ host: name, port: 0 }],
-      credentials: { key: identity.tlsKey, cert: identity.tlsCert, ca: leaf.hostTlsCAs },
-      connect: () => this.opts.dialAuth(name),
-    });
-    try {
-      return (await client.post<{ updated: boolean }>(EXTERNAL_CA_PATH, { certificate_authority: ca })).updated;
-    } finally {
-      client.close();
     }
   }
 

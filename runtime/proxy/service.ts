@@ -23,7 +23,7 @@ import { ProxySshService, startProxySshService } from './ssh';
 import { TunnelRegistry, TunnelServer } from './tunnel';
 import { AccessCache } from '../auth/access/cache';
 import { CLUSTER_TUNNEL_BIND, FRAME_TIMEOUT_MS, requestOnChannel } from './clusterchannel';
-import { LeafCAPush } from './leafca';
+import { LeafCAPush, sendUserCA } from './leafca';
 import type { CertAuthority } from '../auth/resources';
 import { RootAgents } from './rootagents';
 import { fetchHostCAKeys } from '../auth/hostcas';
@@ -143,16 +143,24 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
   // Leaf clusters follow this cluster's user CA (its rotations), pushed through their tunnels.
   const leafCAs = new LeafCAPush({
     clusterName: identity.clusterName,
-    identity,
     access,
     fetchUserCAs: () => client.get<CertAuthority[]>('/v1/authorities/user'),
     connected: (leaf) => leaves.has(leaf),
-    dialAuth: async (leaf) => {
-      const stream = await leaves.dial(leaf, { host: '0.0.0.0', port: 0 });
-      const rest = await requestOnChannel(stream, { type: 'auth' }, leaf, FRAME_TIMEOUT_MS);
-      if (rest.length) stream.unshift(rest);
-      return stream;
-    },
+    send: (leaf, ca) =>
+      sendUserCA(
+        {
+          identity,
+          access,
+          dialAuth: async (name) => {
+            const stream = await leaves.dial(name, { host: '0.0.0.0', port: 0 });
+            const rest = await requestOnChannel(stream, { type: 'auth' }, name, FRAME_TIMEOUT_MS);
+            if (rest.length) stream.unshift(rest);
+            return stream;
+          },
+        },
+        leaf,
+        ca,
+      ),
     log: log.child('leafca'),
   });
   try {
