@@ -325,6 +325,8 @@ const validateBody = z
   .strict();
 const clusterName = z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252}[A-Za-z0-9])?$/, 'must be a cluster name');
 const tunnelReportBody = z.object({ cluster: clusterName, up: z.boolean() }).strict();
+/** The CA itself is checked by trust.ts checkForeignCA (public keys and certificates that parse, no private key). */
+const externalCABody = z.object({ certificate_authority: z.record(z.string(), z.unknown()) }).strict();
 
 /** Trusted clusters (leaf side), remote clusters (root side) and the exchange between them (trust.ts). */
 function trustRoutes(auth: AuthServer): Route[] {
@@ -365,6 +367,18 @@ function trustRoutes(auth: AuthServer): Route[] {
       handler: async ({ params, caller }) => {
         await auth.trust.delete('remote', params.name, who(caller));
         return {};
+      },
+    }),
+    // A root cluster's proxy sends the root's current user CA (its rotation reaches this leaf); nobody else may.
+    route({
+      method: 'POST',
+      path: '/v1/authorities/user/rotate/external',
+      allow: ['remote_proxy'],
+      body: externalCABody,
+      handler: async ({ body, caller, remoteAddr }) => {
+        // Admin and Auth pass every route's check; this one is only for a trusted cluster's proxy.
+        if (caller.kind !== 'remote_proxy') throw new AccessDeniedError('only a proxy of a trusted cluster may send its user CA');
+        return { updated: await auth.trust.rotateExternalUserCA(caller.cluster, body.certificate_authority, { user: who(caller), remoteAddr }) };
       },
     }),
     route({

@@ -15,21 +15,29 @@ import { Logger } from '../utils/logger';
 import { SYSTEM_ROLES, SystemRole } from './resources';
 
 /**
- * Who is calling: nobody (no client certificate), a cluster member, a user, or a user of a trusted
- * (root) cluster (`remote_user`, allowed only where a route says so: they are no user of this cluster).
+ * Who is calling: nobody (no client certificate), a cluster member, a user, a user of a trusted
+ * (root) cluster (`remote_user`, allowed only where a route says so: they are no user of this cluster),
+ * or a proxy of a trusted cluster (`remote_proxy`: only the route by which it sends its cluster's user CA).
  */
 export type Caller =
   | { kind: 'nop' }
   | { kind: 'system'; role: SystemRole; identity: TlsIdentity }
   | { kind: 'user'; identity: TlsIdentity }
-  | { kind: 'remote_user'; identity: TlsIdentity; cluster: string };
+  | { kind: 'remote_user'; identity: TlsIdentity; cluster: string }
+  | { kind: 'remote_proxy'; identity: TlsIdentity; cluster: string };
 
-export type Permission = 'nop' | 'user' | 'remote_user' | SystemRole;
+export type Permission = 'nop' | 'user' | 'remote_user' | 'remote_proxy' | SystemRole;
 
-/** A trusted (root) cluster's user TLS CA certificates. */
-export interface ForeignUserCA {
+/** A trusted (root) cluster's user or host TLS CA certificates. */
+export interface ForeignCA {
   cluster: string;
   certs: X509Certificate[];
+}
+
+/** The TLS CAs of the enabled trusted clusters. */
+export interface ForeignCAs {
+  user: ForeignCA[];
+  host: ForeignCA[];
 }
 
 /** The host ID of a cluster member, whose certificate names it `<hostID>.<cluster>`; undefined for anyone else. */
@@ -90,20 +98,27 @@ function compile(r: Route): Compiled {
 
 /**
  * Identifies the caller; a certificate must come from the CA that matches what it claims to be.
- * TLS verifies certificates from this cluster's CAs; one from a trusted cluster's user CA (which
- * the TLS server does not know: trust changes while it runs) is verified here: issued and signed
- * by that CA, and valid now.
+ * TLS verifies certificates from this cluster's CAs; one from a trusted cluster's CA (which the TLS
+ * server does not know: trust changes while it runs) is verified here: issued and signed by that
+ * CA, and valid now. From its user CA: a `remote_user`; from its host CA: a `remote_proxy` if the
+ * certificate names role Proxy and a host of that cluster, else nobody.
  */
-export function callerOf(socket: TLSSocket, hostCA: X509Certificate[], userCA: X509Certificate[], foreign: () => ForeignUserCA[] = () => []): Caller {
+export function callerOf(socket: TLSSocket, hostCA: X509Certificate[], userCA: X509Certificate[], foreign: () => ForeignCAs = () => ({ user: [], host: [] })): Caller {
   const peer = socket.getPeerCertificate(false);
   if (!peer || !peer.raw) return { kind: 'nop' };
   const cert = new X509Certificate(peer.raw);
   const issuedBy = (cas: X509Certificate[]) => cas.some((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey));
   if (!socket.authorized) {
     const now = Date.now();
-    const from = foreign().find((f) => issuedBy(f.certs));
-    if (!from || Date.parse(cert.validFrom) > now || Date.parse(cert.validTo) < now) return { kind: 'nop' };
-    return { kind: 'remote_user', identity: identityOf(peer.raw), cluster: from.cluster };
+    if (Date.parse(cert.validFrom) > now || Date.parse(cert.validTo) < now) return { kind: 'nop' };
+    const cas = foreign();
+    const user = cas.user.find((f) => issuedBy(f.certs));
+    if (user) return { kind: 'remote_user', identity: identityOf(peer.raw), cluster: user.cluster };
+    const host = cas.host.find((f) => issuedBy(f.certs));
+    if (!host) return { kind: 'nop' };
+    const identity = identityOf(peer.raw);
+    if (identity.groups.length !== 1 || identity.groups[0] !== 'Proxy' || !identity.username.endsWith('.' + host.cluster)) return { kind: 'nop' };
+    return { kind: 'remote_proxy', identity, cluster: host.cluster };
   }
   const identity = identityOf(peer.raw);
   if (issuedBy(hostCA)) {
@@ -120,6 +135,7 @@ function allowed(caller: Caller, allow: Permission[]): boolean {
   if (caller.kind === 'system') return caller.role === 'Admin' || caller.role === 'Auth' || allow.includes(caller.role);
   if (caller.kind === 'user') return allow.includes('user');
   if (caller.kind === 'remote_user') return allow.includes('remote_user');
+  if (caller.kind === 'remote_proxy') return allow.includes('remote_proxy');
   return false;
 }
 

@@ -20,7 +20,7 @@ import { listen as listenOn } from '../service/listen';
 import { limitBeforeRequest } from '../service/httplimits';
 import { VERSION } from '../version';
 import { authRoutes } from './api';
-import { callerOf, ForeignUserCA, Router } from './http';
+import { callerOf, ForeignCAs, Router } from './http';
 import { trustExchange } from './trustexchange';
 import { IdentityStore } from './identity';
 import { SERVER_ANNOUNCE_TTL_MS } from './presence';
@@ -116,16 +116,16 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
     let trusted = parsed(tlsCAs());
     const recordings = await openRecordingStore(config, log);
     opened.add(() => recordings.close());
-    // Trusted clusters' user CAs, parsed again only when the access data changes.
-    let foreign = { version: '', cas: [] as ForeignUserCA[] };
-    const foreignUserCAs = () => {
+    // Trusted clusters' user and host TLS CAs, parsed again only when the access data changes.
+    let foreign = { version: '', cas: { user: [], host: [] } as ForeignCAs };
+    const foreignCAs = () => {
       if (foreign.version !== auth.access.version) {
-        const cas = auth.access.trustedUserTlsCAs().map((c) => ({ cluster: c.cluster, certs: c.certs.map((pem) => new X509Certificate(pem)) }));
-        foreign = { version: auth.access.version, cas };
+        const parse = (cas: { cluster: string; certs: string[] }[]) => cas.map((c) => ({ cluster: c.cluster, certs: c.certs.map((pem) => new X509Certificate(pem)) }));
+        foreign = { version: auth.access.version, cas: { user: parse(auth.access.trustedUserTlsCAs()), host: parse(auth.access.trustedHostTlsCAs()) } };
       }
       return foreign.cas;
     };
-    const router = new Router(authRoutes(auth, recordings.store), (socket: TLSSocket) => callerOf(socket, trusted.host, trusted.user, foreignUserCAs), log);
+    const router = new Router(authRoutes(auth, recordings.store), (socket: TLSSocket) => callerOf(socket, trusted.host, trusted.user, foreignCAs), log);
     const policy = tlsPolicy(config.ciphersuites);
     const mismatch = policyKeyMismatch(policy, identity.tlsKey);
     if (mismatch) log.warn(mismatch);

@@ -77,47 +77,66 @@ export const TUNNEL_CONNECTION_TTL_MS = 90_000;
 const CLUSTER_NAME_RE = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252}[A-Za-z0-9])?$/;
 
 /**
- * The other cluster's user and host CAs from an exchange: exactly one of each, both of cluster `name`,
- * public keys that parse, a TLS CA certificate, and no private key (a private key sent is refused:
- * whoever sent it has mishandled it, and it is not ours to keep).
+ * One CA of another cluster, public parts only: of type `user` or `host`, a cluster name, 1–8 public keys
+ * that parse, 1–4 TLS certificates that parse and are CA certificates, and no private key (a private key
+ * sent is refused: whoever sent it has mishandled it, and it is not ours to keep).
  */
+export function checkForeignCA(raw: CertAuthority, what: string): CertAuthority {
+  const type = raw?.spec?.type;
+  if (type !== 'user' && type !== 'host') throw new BadParameterError(`${what}: ${JSON.stringify(type)} is not a certificate authority type (user or host)`);
+  const cluster = raw.spec.cluster_name;
+  if (typeof cluster !== 'string' || !CLUSTER_NAME_RE.test(cluster)) throw new BadParameterError(`${what}: ${JSON.stringify(cluster)} is not a cluster name`);
+  if ((raw.spec.signing_keys ?? []).length || (raw.spec.tls_key_pairs ?? []).some((p) => p?.key)) {
+    throw new BadParameterError(`${what}: a certificate authority was sent with its private key; refusing it`);
+  }
+  if (!Array.isArray(raw.spec.checking_keys) || raw.spec.checking_keys.length === 0 || raw.spec.checking_keys.length > 8) {
+    throw new BadParameterError(`${what}: the ${type} CA needs 1 to 8 public keys`);
+  }
+  for (const k of raw.spec.checking_keys) {
+    try {
+      if (typeof k !== 'string') throw new Error('not a string');
+      parsePublicKeyBlob(parseAuthorizedKey(Buffer.from(k, 'base64').toString()).blob);
+    } catch (err) {
+      throw new BadParameterError(`${what}: a public key of the ${type} CA does not parse: ${(err as Error).message}`);
+    }
+  }
+  const tls = raw.spec.tls_key_pairs;
+  if (!Array.isArray(tls) || tls.length === 0 || tls.length > 4) throw new BadParameterError(`${what}: the ${type} CA needs 1 to 4 TLS certificates`);
+  for (const p of tls) {
+    let x: X509Certificate;
+    try {
+      x = new X509Certificate(Buffer.from(String(p?.cert), 'base64'));
+    } catch (err) {
+      throw new BadParameterError(`${what}: a TLS certificate of the ${type} CA does not parse: ${(err as Error).message}`);
+    }
+    if (!x.ca) throw new BadParameterError(`${what}: the ${type} CA's TLS certificate is not a CA certificate`);
+  }
+  return {
+    kind: 'cert_authority',
+    version: 'v2',
+    sub_kind: type,
+    metadata: { name: cluster, namespace: 'default' },
+    spec: {
+      type,
+      cluster_name: cluster,
+      checking_keys: [...raw.spec.checking_keys],
+      signing_keys: [],
+      tls_key_pairs: tls.map((p) => ({ cert: p.cert, key: '' })),
+      signing_alg: String(raw.spec.signing_alg ?? ''),
+      roles: [],
+      rotation: { state: 'standby' },
+    },
+  };
+}
+
+/** The other cluster's user and host CAs from an exchange: exactly one of each (checkForeignCA), both of cluster `name`. */
 export function checkForeignCAs(cas: unknown, name: string | undefined, what: string): { user: CertAuthority; host: CertAuthority; name: string } {
   if (!Array.isArray(cas) || cas.length !== 2) throw new BadParameterError(`${what}: expected exactly two certificate authorities (user and host)`);
   const out: Partial<Record<'user' | 'host', CertAuthority>> = {};
   for (const raw of cas as CertAuthority[]) {
-    const type = raw?.spec?.type;
-    if ((type !== 'user' && type !== 'host') || out[type]) throw new BadParameterError(`${what}: expected one user and one host certificate authority`);
-    const cluster = raw.spec.cluster_name;
-    if (typeof cluster !== 'string' || !CLUSTER_NAME_RE.test(cluster)) throw new BadParameterError(`${what}: ${JSON.stringify(cluster)} is not a cluster name`);
-    if ((raw.spec.signing_keys ?? []).length || (raw.spec.tls_key_pairs ?? []).some((p) => p.key)) {
-      throw new BadParameterError(`${what}: a certificate authority was sent with its private key; refusing it`);
-    }
-    if (!Array.isArray(raw.spec.checking_keys) || raw.spec.checking_keys.length === 0 || raw.spec.checking_keys.length > 8) {
-      throw new BadParameterError(`${what}: the ${type} CA has no public keys`);
-    }
-    for (const k of raw.spec.checking_keys) parsePublicKeyBlob(parseAuthorizedKey(Buffer.from(k, 'base64').toString()).blob);
-    const tls = raw.spec.tls_key_pairs ?? [];
-    if (tls.length === 0 || tls.length > 4) throw new BadParameterError(`${what}: the ${type} CA has no TLS certificate`);
-    for (const p of tls) {
-      const x = new X509Certificate(Buffer.from(p.cert, 'base64'));
-      if (!x.ca) throw new BadParameterError(`${what}: the ${type} CA's TLS certificate is not a CA certificate`);
-    }
-    out[type] = {
-      kind: 'cert_authority',
-      version: 'v2',
-      sub_kind: type,
-      metadata: { name: cluster, namespace: 'default' },
-      spec: {
-        type,
-        cluster_name: cluster,
-        checking_keys: [...raw.spec.checking_keys],
-        signing_keys: [],
-        tls_key_pairs: tls.map((p) => ({ cert: p.cert, key: '' })),
-        signing_alg: String(raw.spec.signing_alg ?? ''),
-        roles: [],
-        rotation: { state: 'standby' },
-      },
-    };
+    const ca = checkForeignCA(raw, what);
+    if (out[ca.spec.type as 'user' | 'host']) throw new BadParameterError(`${what}: expected one user and one host certificate authority`);
+    out[ca.spec.type as 'user' | 'host'] = ca;
   }
   const { user, host } = out as Record<'user' | 'host', CertAuthority>;
   if (user.spec.cluster_name !== host.spec.cluster_name) throw new BadParameterError(`${what}: the user and host CAs are of different clusters`);
@@ -229,6 +248,40 @@ export class ClusterTrust {
     }
     await this.opts.emit({ event: 'trusted_cluster.create', success: true, remote_cluster: true, name: leaf.name, 'addr.remote': remoteAddr });
     return { certificate_authorities: this.opts.ownCAs().map((ca) => ca.withoutSecrets()) };
+  }
+
+  /**
+   * The leaf's side of a root's user CA rotation (Teleport's RotateExternalCertAuthority): a proxy of
+   * trusted cluster `from` (the caller, authenticated by that cluster's host CA) sends its cluster's
+   * current user CA, public parts only; it replaces the one kept for `from`. Only `from`'s own user CA,
+   * only while `from` is trusted and enabled. Returns whether anything changed (nothing is written or
+   * audited when the keys are the same).
+   */
+  async rotateExternalUserCA(from: string, raw: unknown, by: { user: string; remoteAddr: string }): Promise<boolean> {
+    const what = `the user CA sent by cluster ${from}`;
+    const ca = checkForeignCA(raw as CertAuthority, what);
+    if (ca.spec.type !== 'user') throw new BadParameterError(`${what}: only a user CA is taken from a trusted cluster, not a ${ca.spec.type} CA`);
+    if (ca.spec.cluster_name !== from) throw new AccessDeniedError(`${what}: a proxy of cluster ${from} may update only its own cluster's user CA, not that of "${ca.spec.cluster_name}"`);
+    const item = await this.opts.backend.get(Keys.clusterTrust(from)).catch((err) => (isReason(err, 'not_found') ? undefined : Promise.reject(err)));
+    const existing = item && (JSON.parse(item.value.toString()) as ClusterTrustRecord);
+    if (!item || !existing || existing.spec.relation !== 'trusted' || !existing.spec.enabled) throw new AccessDeniedError(`cluster ${from} is not a trusted cluster here`);
+    // The same keys in another order (the signing key moves first during a rotation) are no change here.
+    const sorted = (c: CertAuthority) => JSON.stringify([[...c.spec.checking_keys].sort(), c.spec.tls_key_pairs.map((p) => p.cert).sort()]);
+    if (sorted(existing.spec.user_ca) === sorted(ca)) return false;
+    const keys = (c: CertAuthority) => new Set(c.spec.checking_keys);
+    const before = keys(existing.spec.user_ca);
+    // Compare-and-swap: an edit of the trusted cluster meanwhile (disabled, removed) is not undone; the proxy tries again.
+    await this.opts.backend.compareAndSwap(item, { key: item.key, value: Buffer.from(JSON.stringify({ ...existing, spec: { ...existing.spec, user_ca: ca } })) });
+    await this.opts.emit({
+      event: 'trusted_cluster.ca_update',
+      user: by.user,
+      name: from,
+      ca_type: 'user',
+      keys_added: ca.spec.checking_keys.filter((k) => !before.has(k)).length,
+      keys_removed: [...before].filter((k) => !keys(ca).has(k)).length,
+      'addr.remote': by.remoteAddr,
+    });
+    return true;
   }
 
   /** Removes a trusted cluster (leaf side, `tctl rm tc/<root>`) or a remote cluster (root side, `tctl rm rc/<leaf>`). */

@@ -17,7 +17,7 @@
  */
 import type { Duplex } from 'node:stream';
 import { z } from 'zod';
-import { BadParameterError, ConnectionProblemError } from '../utils/errors';
+import { AccessDeniedError, BadParameterError, ConnectionProblemError } from '../utils/errors';
 import { within } from '../utils/httpconnect';
 
 /** The largest frame either side accepts. */
@@ -95,6 +95,28 @@ export function readFrame<T>(stream: Duplex, schema: z.ZodType<T>, what: string,
       stream.off('end', onEnd);
       stream.off('close', onEnd);
     });
+}
+
+/**
+ * The root's side of a channel to a leaf's proxy: sends `req` and reads the answer. Resolves with the
+ * bytes that came after an `ok` (the pipe's first bytes); a refusal is an AccessDeniedError when it
+ * says "access denied", else a ConnectionProblemError. On any failure the stream is destroyed.
+ */
+export async function requestOnChannel(stream: Duplex, req: ClusterDial, cluster: string, timeoutMs: number): Promise<Buffer> {
+  writeFrame(stream, req);
+  let answer: { value: ClusterAnswer; rest: Buffer };
+  try {
+    answer = await readFrame(stream, clusterAnswerSchema, `the proxy of cluster ${cluster}`, timeoutMs);
+  } catch (err) {
+    stream.destroy();
+    throw err;
+  }
+  if ('error' in answer.value) {
+    stream.destroy();
+    const reason = answer.value.error;
+    throw reason.startsWith('access denied') ? new AccessDeniedError(reason) : new ConnectionProblemError(`cluster ${cluster}: ${reason}`);
+  }
+  return answer.rest;
 }
 
 /** Pipes two streams both ways; `onClose` once both are done (or either failed). */

@@ -22,7 +22,9 @@ import { AcmeCertificates } from './acme';
 import { ProxySshService, startProxySshService } from './ssh';
 import { TunnelRegistry, TunnelServer } from './tunnel';
 import { AccessCache } from '../auth/access/cache';
-import { CLUSTER_TUNNEL_BIND } from './clusterchannel';
+import { CLUSTER_TUNNEL_BIND, FRAME_TIMEOUT_MS, requestOnChannel } from './clusterchannel';
+import { LeafCAPush, sendUserCA } from './leafca';
+import type { CertAuthority } from '../auth/resources';
 import { RootAgents } from './rootagents';
 import { fetchHostCAKeys } from '../auth/hostcas';
 import { completeEvent } from '../events/filelog';
@@ -138,6 +140,29 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
     for (const leaf of leaves.keys()) if (!allowed.has(leaf)) leaves.closeAll(leaf);
   });
   let rootAgents: RootAgents | undefined;
+  // Leaf clusters follow this cluster's user CA (its rotations), pushed through their tunnels.
+  const leafCAs = new LeafCAPush({
+    clusterName: identity.clusterName,
+    access,
+    fetchUserCAs: () => client.get<CertAuthority[]>('/v1/authorities/user'),
+    connected: (leaf) => leaves.has(leaf),
+    send: (leaf, ca) =>
+      sendUserCA(
+        {
+          identity,
+          access,
+          dialAuth: async (name) => {
+            const stream = await leaves.dial(name, { host: '0.0.0.0', port: 0 });
+            const rest = await requestOnChannel(stream, { type: 'auth' }, name, FRAME_TIMEOUT_MS);
+            if (rest.length) stream.unshift(rest);
+            return stream;
+          },
+        },
+        leaf,
+        ca,
+      ),
+    log: log.child('leafca'),
+  });
   try {
     tunnel = new TunnelServer({
       listen: p.tunnelListenAddr,
@@ -150,7 +175,10 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
         hostCAKeys: (name) => access.clusters('remote').find((c) => c.name === name)?.hostCAKeys,
         registry: leaves,
         proxyCount: () => proxyCount,
-        onChange: reportLeaf,
+        onChange: (leaf, up) => {
+          reportLeaf(leaf, up);
+          leafCAs.leafChanged(leaf, up);
+        },
       },
       preAuth: p.preAuth,
       maxConnections: config.connectionLimits.maxConnections,
@@ -264,8 +292,10 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
     const sshService = ssh;
     rootAgents = new RootAgents({ access, identity, serve: (stream, root, req) => sshService.serveRootChannel(stream, root, req), log: log.child('trust') });
     rootAgents.start();
+    leafCAs.start();
   } catch (err) {
     clearInterval(refresh);
+    leafCAs.stop();
     rootAgents?.stop();
     access.stop();
     await web?.close();
@@ -297,6 +327,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
     readiness,
     close: async () => {
       clearInterval(refresh);
+      leafCAs.stop();
       rootAgents?.stop();
       access.stop();
       heartbeat?.stop();

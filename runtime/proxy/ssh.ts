@@ -38,7 +38,7 @@ import { DirectDialPolicy } from './direct';
 import { HostPort, lookupIPs, NodeCache, resolveTarget } from './resolve';
 import { AdmittedSockets } from './admitted';
 import { joinHostPort, parseProxySubsystem, PROXY_SUBSYSTEM_PREFIX, type ProxyTarget } from './target';
-import { ClusterAnswer, clusterAnswerSchema, ClusterDial, ClusterRequest, FRAME_TIMEOUT_MS, pipeBoth, readFrame, writeFrame } from './clusterchannel';
+import { ClusterDial, ClusterRequest, FRAME_TIMEOUT_MS, pipeBoth, requestOnChannel, writeFrame } from './clusterchannel';
 import { UserLimit } from '../utils/userlimit';
 import type { Duplex } from 'node:stream';
 import type { TunnelRegistry } from './tunnel';
@@ -356,25 +356,13 @@ class ProxySshServer {
     const req: ClusterRequest = target.host
       ? { type: 'node', host: target.host, port: target.port, namespace: target.namespace, cert: ctx.cert.blob.toString('base64'), login: ctx.login, client: ctx.remote }
       : { type: 'auth' };
-    writeFrame(stream, req);
-    let answer: { value: ClusterAnswer; rest: Buffer };
-    try {
-      answer = await readFrame(stream, clusterAnswerSchema, `the proxy of cluster ${cluster}`, this.dialTimeoutMs + FRAME_TIMEOUT_MS);
-    } catch (err) {
-      stream.destroy();
-      throw err;
-    }
-    if ('error' in answer.value) {
-      stream.destroy();
-      const reason = answer.value.error;
-      throw reason.startsWith('access denied') ? new AccessDeniedError(reason) : new ConnectionProblemError(`cluster ${cluster}: ${reason}`);
-    }
+    const rest = await requestOnChannel(stream, req, cluster, this.dialTimeoutMs + FRAME_TIMEOUT_MS);
     if (closed) return void stream.destroy();
     const fields = { user: ctx.cert.keyId, login: ctx.login, remote: ctx.remote.host, target: request, cluster };
     opts.log.info('proxying to a leaf cluster', fields);
     proxySessionsStarted.inc();
     proxySessionsActive.inc();
-    relay(channel, stream, answer.rest, `cluster ${cluster}`, (err) => {
+    relay(channel, stream, rest, `cluster ${cluster}`, (err) => {
       proxySessionsActive.dec();
       opts.log.debug('leaf cluster connection closed', { ...fields, ...(err ? { error: err.message } : {}) });
     });

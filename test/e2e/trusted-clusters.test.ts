@@ -20,33 +20,10 @@ import { cliPath, Daemon, freePort, run, tempDir, waitFor } from '../helpers/pro
 import { roundRobinRelay, TcpRelay } from '../helpers/tcprelay';
 import { LOGIN } from '../helpers/sshd';
 import { TshUser } from '../helpers/users';
+import { directToLeafNode, LEAF, LEAF_ROLE, NODE, ROOT, TOKEN, trustedCluster } from '../helpers/trusted';
 
-const ROOT = 'root.example';
-const LEAF = 'leaf.example';
-const NODE = 'test-auth';
-const TOKEN = 'trusted-cluster-token-0123456789';
-/** Leaf roles: what root admins become there. */
-const LEAF_ROLE = `kind: role\nversion: v3\nmetadata:\n  name: leaf-access\nspec:\n  allow:\n    logins: ['{{internal.logins}}']\n    node_labels:\n      '*': '*'\n`;
 /** A root role no mapping names. */
 const DEV_ROLE = `kind: role\nversion: v3\nmetadata:\n  name: dev\nspec:\n  allow:\n    logins: [${LOGIN}]\n    node_labels:\n      '*': '*'\n`;
-
-function trustedCluster(root: TestAuth, o: { name?: string; token?: string; enabled?: boolean } = {}): string {
-  return [
-    'kind: trusted_cluster',
-    'version: v2',
-    'metadata:',
-    `  name: ${o.name ?? ROOT}`,
-    'spec:',
-    `  enabled: ${o.enabled ?? true}`,
-    `  token: ${o.token ?? TOKEN}`,
-    `  web_proxy_addr: 127.0.0.1:${root.proxyPorts!.web}`,
-    `  tunnel_addr: 127.0.0.1:${root.proxyPorts!.tunnel}`,
-    '  role_map:',
-    '    - remote: admin',
-    '      local: [leaf-access]',
-    '',
-  ].join('\n');
-}
 
 describe('trusted clusters: a root cluster reaches a leaf cluster through reverse tunnels', () => {
   let root: TestAuth;
@@ -62,14 +39,7 @@ describe('trusted clusters: a root cluster reaches a leaf cluster through revers
     return leaf.tctl('create', ...(force ? ['-f'] : []), file);
   };
   /** Stock ssh straight to the leaf node's port (no proxy in front: the node decides alone) with a root user's tsh key. */
-  const direct = (user: TshUser, command: string) => {
-    const key = path.join(user.home, '.tsh', 'keys', '127.0.0.1', user.name);
-    return run('ssh', [
-      '-F', '/dev/null', '-i', key, '-o', `CertificateFile=${key}-cert.pub`, '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes',
-      '-o', `UserKnownHostsFile=${path.join(user.home, '.tsh', 'known_hosts')}`, '-o', 'StrictHostKeyChecking=yes',
-      '-o', `HostKeyAlias=${NODE}.${LEAF}`, '-o', 'LogLevel=ERROR', '-p', String(leaf.nodePort), `${LOGIN}@127.0.0.1`, command,
-    ]);
-  };
+  const direct = (user: TshUser, command: string) => directToLeafNode(leaf, user, command);
   const remoteStatus = async () => JSON.parse(await root.tctlOk('get', 'rc', '--format=json')) as { metadata: { name: string }; status: { connection: string } }[];
 
   beforeAll(async () => {

@@ -88,10 +88,15 @@ export class TestAuth {
   }
 
   /** The admin identity, as tctl has it. */
-  async adminIdentity(): Promise<Identity> {
+  adminIdentity(): Promise<Identity> {
+    return this.identity('Admin');
+  }
+
+  /** An identity this process keeps (Admin, Auth, and Proxy or Node when it runs them). */
+  async identity(role: 'Admin' | 'Auth' | 'Proxy' | 'Node'): Promise<Identity> {
     const proc = await openBackend({ type: 'sqlite', path: path.join(this.dataDir, 'proc', 'sqlite.db') });
     try {
-      return await new IdentityStore(proc).load('Admin');
+      return await new IdentityStore(proc).load(role);
     } finally {
       await proc.close();
     }

@@ -21,6 +21,8 @@ export interface LoadedCluster {
   roleMap: SnapshotCluster['role_map'];
   userCAKeys: Buffer[];
   hostCAKeys: Buffer[];
+  /** The host CA's TLS certificates, PEM. */
+  hostTlsCAs: string[];
   tunnelAddr?: string;
 }
 
@@ -71,6 +73,7 @@ export function parseSnapshot(s: AccessSnapshot, log: Logger): Loaded {
         roleMap: c.role_map,
         userCAKeys: keysOf(c.user_ca_keys),
         hostCAKeys: keysOf(c.host_ca_keys),
+        hostTlsCAs: c.host_tls_cas ?? [],
         ...(c.tunnel_addr ? { tunnelAddr: c.tunnel_addr } : {}),
       });
     } catch (err) {

@@ -26,6 +26,8 @@ export interface SnapshotCluster {
   /** authorized_keys lines. */
   user_ca_keys: string[];
   host_ca_keys: string[];
+  /** The host CA's TLS certificates (PEM): a root's proxy checks its leaves' auth servers with them. */
+  host_tls_cas: string[];
   tunnel_addr?: string;
 }
 
@@ -44,6 +46,7 @@ export interface AccessSnapshot {
 }
 
 const keyLines = (ca: CertAuthority) => ca.spec.checking_keys.map((k) => Buffer.from(k, 'base64').toString());
+const tlsPems = (ca: CertAuthority) => ca.spec.tls_key_pairs.map((p) => Buffer.from(p.cert, 'base64').toString());
 
 function snapshotCluster(r: ClusterTrustRecord): SnapshotCluster {
   return {
@@ -53,6 +56,7 @@ function snapshotCluster(r: ClusterTrustRecord): SnapshotCluster {
     role_map: r.spec.role_map,
     user_ca_keys: keyLines(r.spec.user_ca),
     host_ca_keys: keyLines(r.spec.host_ca),
+    host_tls_cas: tlsPems(r.spec.host_ca),
     ...(r.spec.tunnel_addr ? { tunnel_addr: r.spec.tunnel_addr } : {}),
   };
 }
@@ -69,6 +73,11 @@ const PREFIXES = [Keys.users(), Keys.roles(), Keys.certAuthorities('user'), Keys
 
 /** A record of the access data as parsed once, when it was written. */
 type Entry = { kind: 'user'; user: User } | { kind: 'role'; role: Role; stored: unknown } | { kind: 'ca'; type: 'user' | 'host'; keys: string[] } | { kind: 'cluster'; cluster: SnapshotCluster; userTlsCAs: string[] };
+/** A trusted cluster's TLS CA certificates (PEM), for the auth API's callers. */
+export interface ForeignTlsCAs {
+  cluster: string;
+  certs: string[];
+}
 
 export class AccessFeed implements AccessView {
   /** By store key. */
@@ -155,7 +164,7 @@ export class AccessFeed implements AccessView {
       else if (key.startsWith(Keys.roles())) entry = { kind: 'role', role: roleSchema.parse(json), stored: json };
       else if (key.startsWith(Keys.clusterTrusts())) {
         const r = json as ClusterTrustRecord;
-        entry = { kind: 'cluster', cluster: snapshotCluster(r), userTlsCAs: r.spec.user_ca.spec.tls_key_pairs.map((p) => Buffer.from(p.cert, 'base64').toString()) };
+        entry = { kind: 'cluster', cluster: snapshotCluster(r), userTlsCAs: tlsPems(r.spec.user_ca) };
       }
       else entry = { kind: 'ca', type: key.startsWith(Keys.certAuthorities('host')) ? 'host' : 'user', keys: keyLines(json as CertAuthority) };
     } catch (err) {
@@ -204,8 +213,13 @@ export class AccessFeed implements AccessView {
   }
 
   /** The user TLS CA certificates (PEM) of each enabled trusted cluster, for the auth API's callers. */
-  trustedUserTlsCAs(): { cluster: string; certs: string[] }[] {
+  trustedUserTlsCAs(): ForeignTlsCAs[] {
     return [...this.others.values()].flatMap((o) => (o.cluster.relation === 'trusted' && o.cluster.enabled ? [{ cluster: o.cluster.name, certs: o.userTlsCAs }] : []));
+  }
+
+  /** The host TLS CA certificates (PEM) of each enabled trusted cluster: its proxies push its user CA here. */
+  trustedHostTlsCAs(): ForeignTlsCAs[] {
+    return [...this.others.values()].flatMap((o) => (o.cluster.relation === 'trusted' && o.cluster.enabled ? [{ cluster: o.cluster.name, certs: o.cluster.host_tls_cas }] : []));
   }
 
   trustedCluster(name: string): TrustedClusterRule | undefined {
