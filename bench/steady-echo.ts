@@ -10,7 +10,7 @@
  * the write to that echo is one sample.
  */
 import { performance } from 'node:perf_hooks';
-import { openMany } from './echo';
+import { EchoLoadResult, openMany } from './echo';
 
 /** An interactive shell's terminal as a byte stream. */
 export interface TermStream {
@@ -33,16 +33,8 @@ export interface SteadyEchoOptions {
   timeoutMs?: number;
 }
 
-export interface SteadyEchoResult {
-  opened: number;
-  failedToOpen: number;
-  firstOpenError?: string;
-  /** Wall time to open all sessions, ms. */
-  openMs: number;
-  /** Echo times of every key, ms. */
-  samples: number[];
-  timeouts: number;
-}
+/** As the other echo bench's: sessions opened and failed, the time to open them, the echo times and the timeouts. */
+export type SteadyEchoResult = EchoLoadResult;
 
 const LETTERS = 'abcdefghijklmnopqrstuvwxyz';
 const BACKSPACE = '\x7f';

@@ -17,11 +17,10 @@ import type { AccessSnapshot } from '../../runtime/auth/access/feed';
 import { AuthClient } from '../../runtime/auth/client';
 import type { CertAuthority } from '../../runtime/auth/resources';
 import { EXTERNAL_CA_PATH } from '../../runtime/proxy/leafca';
-import { selfSignedCertFile } from '../../runtime/proxy/web';
-import { createAuth, startAuth, TestAuth } from '../helpers/cluster';
-import { freePort, tempDir, waitFor } from '../helpers/proc';
+import { startAuth, TestAuth } from '../helpers/cluster';
+import { tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
-import { directToLeafNode, LEAF, LEAF_ROLE, NODE, ROOT, TOKEN, trustedCluster } from '../helpers/trusted';
+import { directToLeafNode, LEAF, NODE, ROOT, startLeaf, TOKEN, trustedCluster } from '../helpers/trusted';
 import { TshUser } from '../helpers/users';
 
 describe('trusted clusters: a leaf follows the root user CA rotation', () => {
@@ -68,11 +67,7 @@ describe('trusted clusters: a leaf follows the root user CA rotation', () => {
   beforeAll(async () => {
     work = tempDir('trusted-rot-');
     root = await startAuth({ clusterName: ROOT, proxy: {} });
-    leaf = await createAuth({ clusterName: LEAF, proxy: {}, nodePort: await freePort() });
-    leaf.start({ ...process.env, NODE_EXTRA_CA_CERTS: selfSignedCertFile(root.dataDir) });
-    await leaf.ready();
-    fs.writeFileSync(path.join(work, 'roles.yaml'), LEAF_ROLE);
-    await leaf.tctlOk('create', path.join(work, 'roles.yaml'));
+    leaf = await startLeaf(root, work);
     await root.tctlOk('tokens', 'add', '--type=trusted_cluster', `--value=${TOKEN}`);
     fs.writeFileSync(path.join(work, 'tc.yaml'), trustedCluster(root));
     await leaf.tctlOk('create', path.join(work, 'tc.yaml'));

@@ -13,14 +13,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { currentLogin, withCluster } from '../../runtime/client/cluster';
-import { selfSignedCertFile } from '../../runtime/proxy/web';
 import { createAuth, startAuth, TestAuth } from '../helpers/cluster';
 import { SshUser } from '../helpers/openssh';
 import { cliPath, Daemon, freePort, run, tempDir, waitFor } from '../helpers/proc';
 import { roundRobinRelay, TcpRelay } from '../helpers/tcprelay';
 import { LOGIN } from '../helpers/sshd';
 import { TshUser } from '../helpers/users';
-import { directToLeafNode, LEAF, LEAF_ROLE, NODE, ROOT, TOKEN, trustedCluster } from '../helpers/trusted';
+import { directToLeafNode, LEAF, LEAF_ROLE, NODE, ROOT, startLeaf, TOKEN, trustedCluster } from '../helpers/trusted';
 
 /** A root role no mapping names. */
 const DEV_ROLE = `kind: role\nversion: v3\nmetadata:\n  name: dev\nspec:\n  allow:\n    logins: [${LOGIN}]\n    node_labels:\n      '*': '*'\n`;
@@ -45,12 +44,7 @@ describe('trusted clusters: a root cluster reaches a leaf cluster through revers
   beforeAll(async () => {
     work = tempDir('trusted-');
     root = await startAuth({ clusterName: ROOT, proxy: {} });
-    // The leaf's node runs in the leaf's process.
-    leaf = await createAuth({ clusterName: LEAF, proxy: {}, nodePort: await freePort() });
-    leaf.start({ ...process.env, NODE_EXTRA_CA_CERTS: selfSignedCertFile(root.dataDir) });
-    await leaf.ready();
-    fs.writeFileSync(path.join(work, 'roles.yaml'), LEAF_ROLE);
-    await leaf.tctlOk('create', path.join(work, 'roles.yaml'));
+    leaf = await startLeaf(root, work);
     fs.writeFileSync(path.join(work, 'dev.yaml'), DEV_ROLE);
     await root.tctlOk('create', path.join(work, 'dev.yaml'));
     await root.tctlOk('tokens', 'add', '--type=trusted_cluster', `--value=${TOKEN}`);

@@ -3,9 +3,11 @@
  * leaf ("leaf.example" with node "test-auth"), the leaf role root admins map
  * to, and the leaf's `trusted_cluster` resource naming the root.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { TestAuth } from './cluster';
-import { run, RunResult } from './proc';
+import { selfSignedCertFile } from '../../runtime/proxy/web';
+import { createAuth, type TestAuth } from './cluster';
+import { freePort, run, RunResult } from './proc';
 import { LOGIN } from './sshd';
 import type { TshUser } from './users';
 
@@ -15,6 +17,24 @@ export const NODE = 'test-auth';
 export const TOKEN = 'trusted-cluster-token-0123456789';
 /** Leaf roles: what root admins become there. */
 export const LEAF_ROLE = `kind: role\nversion: v3\nmetadata:\n  name: leaf-access\nspec:\n  allow:\n    logins: ['{{internal.logins}}']\n    node_labels:\n      '*': '*'\n`;
+
+/**
+ * The leaf (auth, proxy and node NODE in one process) trusting the root proxy's self-signed HTTPS
+ * certificate, with LEAF_ROLE created (`work` holds its YAML). Gone again when it does not start.
+ */
+export async function startLeaf(root: TestAuth, work: string): Promise<TestAuth> {
+  const leaf = await createAuth({ clusterName: LEAF, proxy: {}, nodePort: await freePort() });
+  leaf.start({ ...process.env, NODE_EXTRA_CA_CERTS: selfSignedCertFile(root.dataDir) });
+  try {
+    await leaf.ready();
+    fs.writeFileSync(path.join(work, 'roles.yaml'), LEAF_ROLE);
+    await leaf.tctlOk('create', path.join(work, 'roles.yaml'));
+  } catch (err) {
+    await leaf.cleanup();
+    throw err;
+  }
+  return leaf;
+}
 
 /** The leaf's trusted_cluster resource for `root`, root admins mapped to leaf-access. */
 export function trustedCluster(root: TestAuth, o: { name?: string; token?: string; enabled?: boolean } = {}): string {
