@@ -188,15 +188,7 @@ export class Authorities {
   }
 
   async get(type: CAType, clusterName: string): Promise<Authority> {
-    const key = Keys.certAuthority(type, clusterName);
-    let item;
-    try {
-      item = await this.backend.get(key);
-    } catch (err) {
-      if (isReason(err, 'not_found')) throw new NotFoundError(`${type} certificate authority for cluster "${clusterName}" not found`);
-      throw err;
-    }
-    return new Authority(JSON.parse(item.value.toString()) as CertAuthority);
+    return new Authority((await this.item(type, clusterName)).ca);
   }
 
   async list(type: CAType): Promise<Authority[]> {

@@ -10,8 +10,8 @@ import { ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startCluster, TestAuth, TestNode } from '../helpers/cluster';
-import { SshUser, sshTo } from '../helpers/openssh';
-import { cliPath, run, tempDir, waitFor } from '../helpers/proc';
+import { signingCAOf, SshUser, sshTo } from '../helpers/openssh';
+import { cliPath, tempDir, waitFor } from '../helpers/proc';
 import { LOGIN, ssh, startSshd, Sshd, trustedUserCAKeys } from '../helpers/sshd';
 import { TshUser } from '../helpers/users';
 
@@ -45,25 +45,12 @@ describe('user CA rotation', () => {
     fs.rmSync(work, { recursive: true, force: true });
   });
 
-  /** `tctl status`: each CA's rotation line and key fingerprints, the signing one first. */
-  const status = async () => {
-    const out = await c.tctlOk('status');
-    const section = (name: string) => {
-      const lines = out.split('\n');
-      const at = lines.findIndex((l) => l.startsWith(name));
-      const keys: string[] = [];
-      for (let i = at + 1; i < lines.length && /^\s+SHA256:/.test(lines[i]); i++) keys.push(/SHA256:\S+/.exec(lines[i])![0]);
-      return { state: lines[at].slice(name.length).trim(), keys };
-    };
-    return { user: section('User CA'), host: section('Host CA') };
-  };
-  /** The fingerprint of the CA that signed an OpenSSH certificate. */
-  const signer = async (certFile: string) => /Signing CA: \S+ (SHA256:\S+)/.exec((await run('ssh-keygen', ['-L', '-f', certFile])).stdout)![1];
+  const status = () => c.caStatus();
   const signed = async (name: string) => {
     const dir = path.join(work, name);
     fs.mkdirSync(dir);
     const user = await SshUser.create(c, dir, 'alice', LOGIN);
-    return { user, ca: await signer(`${user.key}-cert.pub`) };
+    return { user, ca: await signingCAOf(`${user.key}-cert.pub`) };
   };
   const atNode = async (u: SshUser) => (await sshTo(u, node.port, 'node-1', ['echo', 'in'])).code;
   const atSshd = async (sshd: Sshd, u: SshUser) =>

@@ -12,7 +12,8 @@ import * as path from 'node:path';
 import { Server } from '../../runtime/auth/resources';
 import { createAuth, startCluster, TestAuth, TestNode } from '../helpers/cluster';
 import { DynamoDbLocal, dynamoDbStorage } from '../helpers/dynamodb';
-import { run, tempDir, waitFor } from '../helpers/proc';
+import { tempDir, waitFor } from '../helpers/proc';
+import { signingCAOf } from '../helpers/openssh';
 import { LOGIN } from '../helpers/sshd';
 import { TshUser } from '../helpers/users';
 
@@ -61,18 +62,17 @@ describe('two auth servers on one DynamoDB', () => {
       const signingKey = async (server: TestAuth, name: string) => {
         const key = path.join(work, name);
         await server.tctlOk('auth', 'sign', '--user', 'alice', '--format', 'openssh', '-o', key, '--ttl', '1h');
-        return /Signing CA: \S+ (SHA256:\S+)/.exec((await run('ssh-keygen', ['-L', '-f', `${key}-cert.pub`])).stdout)![1];
+        return signingCAOf(`${key}-cert.pub`);
       };
-      const userCA = async (server: TestAuth) => /User CA\s+(.*)\n((?:\s+SHA256:.*\n)*)/.exec(await server.tctlOk('status'))!;
       const oldKey = await signingKey(b, 'before');
       // WHEN A starts an automatic rotation of 6 s
       await a.tctlOk('auth', 'rotate', '--type=user', '--grace-period=6s');
       // THEN B sees it and, once it completes, signs with the new key (which is all that is left)
-      await waitFor('B to see the rotation complete', async () => (await userCA(b))[1].startsWith('rotated '), 30_000);
+      await waitFor('B to see the rotation complete', async () => (await b.caStatus()).user.state.startsWith('rotated '), 30_000);
       const newKey = await signingKey(b, 'after');
       expect(newKey).not.toBe(oldKey);
-      expect((await userCA(b))[2].trim()).toBe(newKey);
-      expect((await userCA(a))[2].trim()).toBe(newKey);
+      expect((await b.caStatus()).user.keys).toEqual([newKey]);
+      expect((await a.caStatus()).user.keys).toEqual([newKey]);
       // AND each phase was stepped once, by one of them
       const steps = JSON.parse(await b.tctlOk('events', 'ls', '--type=ca.rotate', '--format=json')) as { phase: string }[];
       expect(steps.map((e) => e.phase)).toEqual(['init', 'update_clients', 'update_servers', 'standby']);

@@ -87,6 +87,18 @@ export class TestAuth {
     return /CA pin\s+(sha256:[0-9a-f]{64})/.exec(await this.tctlOk('status'))![1];
   }
 
+  /** `tctl status` of each CA: its rotation line and its keys' fingerprints, the signing one first. */
+  async caStatus(): Promise<Record<'user' | 'host', { state: string; keys: string[] }>> {
+    const lines = (await this.tctlOk('status')).split('\n');
+    const section = (name: string) => {
+      const at = lines.findIndex((l) => l.startsWith(name));
+      const keys: string[] = [];
+      for (let i = at + 1; i < lines.length && /^\s+SHA256:/.test(lines[i]); i++) keys.push(/SHA256:\S+/.exec(lines[i])![0]);
+      return { state: lines[at].slice(name.length).trim(), keys };
+    };
+    return { user: section('User CA'), host: section('Host CA') };
+  }
+
   /** The admin identity, as tctl has it. */
   adminIdentity(): Promise<Identity> {
     return this.identity('Admin');

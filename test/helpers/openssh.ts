@@ -50,3 +50,8 @@ export class SshUser {
 export function sshTo(user: SshUser, port: number, nodeName: string, remote: string[], extra: string[] = [], input?: string): Promise<RunResult> {
   return run('ssh', [...user.options(nodeName), '-p', String(port), ...extra, `${user.login}@127.0.0.1`, ...remote], input === undefined ? {} : { input });
 }
+
+/** The fingerprint (SHA256:…) of the CA key that signed an OpenSSH certificate file, as `ssh-keygen -L` shows it. */
+export async function signingCAOf(certFile: string): Promise<string> {
+  return /Signing CA: \S+ (SHA256:\S+)/.exec((await run('ssh-keygen', ['-L', '-f', certFile])).stdout)![1];
+}
