@@ -46,6 +46,9 @@ const registerBody = z
   })
   .strict();
 
+/** A member's request for new host certificates: its host ID and role come from its certificate. */
+const reissueBody = registerBody.omit({ hostID: true, role: true, token: true, remote_addr: true }).strict();
+
 const userCertBody = z
   .object({ public_key: z.string().min(1).max(16384), tls_public_key: z.string().max(16384).optional(), ttl: ttlNs, route_to_cluster: z.string().max(255).optional() })
   .strict();
@@ -133,7 +136,18 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
 
   return [
     route({ method: 'GET', path: '/v1/ping', allow: ['nop'], handler: async () => ({ cluster_name: auth.clusterName, server_version: VERSION }) }),
-    route({ method: 'GET', path: '/v1/cacert', allow: ['nop'], handler: async () => ({ tls_ca: b64(auth.clusterCACert()) }) }),
+    // Every TLS certificate of the host CA (two during a rotation; the signing one first): a joining member trusts those its CA pins match.
+    route({ method: 'GET', path: '/v1/cacert', allow: ['nop'], handler: async () => ({ tls_ca: b64(auth.clusterCACert()), tls_ca_certs: auth.hostCA.tlsCerts().map(b64) }) }),
+    route({
+      method: 'POST',
+      path: '/v1/hosts/reissue',
+      allow: ['Node', 'Proxy'],
+      body: reissueBody,
+      handler: async ({ body, caller }) => {
+        if (caller.kind !== 'system') throw new AccessDeniedError('only a cluster member can renew its host certificates');
+        return auth.reissueHostCredentials(caller.identity, body);
+      },
+    }),
     route({
       method: 'POST',
       path: '/v1/tokens/register',

@@ -68,6 +68,20 @@ async function newAuthority(type: CAType, clusterName: string, keys: NewKeys): P
   };
 }
 
+/** A CA's keys at one position of its lists: the signers and the TLS CA certificate. */
+export interface CAKeysAt {
+  ssh: Signer;
+  tls: TlsCA;
+}
+
+/** The keys at `index` of a CA of this cluster (during a rotation: 0 the signing keys, 1 the others). */
+export async function keysAt(resource: CertAuthority, index: number, keys: CAKeyStores): Promise<CAKeysAt> {
+  const ssh = resource.spec.signing_keys[index];
+  const tls = resource.spec.tls_key_pairs[index];
+  if (!ssh || !tls?.key) throw new NotFoundError(`the ${resource.spec.type} CA of ${resource.spec.cluster_name} has no key ${index + 1} here`);
+  return { ssh: await keys.load(unb64(ssh)), tls: { cert: unb64(tls.cert), signer: await keys.load(unb64(tls.key)) } };
+}
+
 /** The signers of a CA's active keys. */
 export interface CASigners {
   ssh: Signer;

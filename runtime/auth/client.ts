@@ -39,19 +39,36 @@ export interface AuthClientOptions {
 const RESPONSE_LIMIT = 64 * 1024 * 1024;
 
 export class AuthClient {
-  private readonly agent: https.Agent;
+  private agent: https.Agent;
 
   constructor(private readonly opts: AuthClientOptions) {
     if (!opts.servers.length) throw new ConnectionProblemError('no auth server address configured');
-    const c = opts.credentials;
-    const ca = c?.ca ?? opts.ca;
-    this.agent = new https.Agent({
+    this.agent = this.newAgent();
+  }
+
+  private newAgent(): https.Agent {
+    const c = this.opts.credentials;
+    const ca = c?.ca ?? this.opts.ca;
+    return new https.Agent({
       keepAlive: true,
       minVersion: 'TLSv1.2',
       servername: AUTH_SERVER_NAME,
       ...(c ? { key: c.key, cert: c.cert } : {}),
       ...(ca ? { ca, rejectUnauthorized: true } : { rejectUnauthorized: false }),
     });
+  }
+
+  /**
+   * New credentials (a host CA rotation: a certificate from the new CA, or trust in both CAs) for
+   * the requests that start from now on; requests under way finish on their connections, which
+   * close once idle.
+   */
+  setCredentials(credentials: ClientCredentials): void {
+    this.opts.credentials = credentials;
+    const old = this.agent;
+    this.agent = this.newAgent();
+    for (const sockets of Object.values(old.freeSockets)) sockets?.forEach((s) => s.destroy());
+    old.on('free', (socket: Duplex) => socket.destroy());
   }
 
   /** Calls one route; connection failures move on to the next server, API errors do not. */

@@ -32,14 +32,18 @@ export interface Identity {
 interface StoredIdentity {
   kind: 'identity';
   version: 'v2';
-  metadata: { name: 'current' };
+  metadata: { name: IdentitySlot };
   spec: { role: SystemRole; cluster_name: string; key: string; ssh_cert: string; tls_key: string; tls_cert: string; tls_ca_certs: string[]; ssh_ca_certs: string[] };
 }
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const unb64 = (s: string) => Buffer.from(s, 'base64').toString();
-/** Where a role's identity is kept in the process storage: `/ids/<role>/current`. */
-export const identityKey = (role: SystemRole) => key('ids', role.toLowerCase(), 'current');
+/**
+ * Where a role's identity is kept in the process storage: `/ids/<role>/current`, and during a host CA
+ * rotation the one from the new CA in `/ids/<role>/replacement` (runtime/service/hostrotation.ts).
+ */
+export type IdentitySlot = 'current' | 'replacement';
+export const identityKey = (role: SystemRole, slot: IdentitySlot = 'current') => key('ids', role.toLowerCase(), slot);
 
 /** An identity as {@link IdentityStore.save} stored it. */
 export function decodeIdentity(raw: Buffer): Identity {
@@ -61,11 +65,11 @@ export function decodeIdentity(raw: Buffer): Identity {
 export class IdentityStore {
   constructor(private readonly backend: Backend) {}
 
-  async save(id: Identity): Promise<void> {
+  async save(id: Identity, slot: IdentitySlot = 'current'): Promise<void> {
     const stored: StoredIdentity = {
       kind: 'identity',
       version: 'v2',
-      metadata: { name: 'current' },
+      metadata: { name: slot },
       spec: {
         role: id.role,
         cluster_name: id.clusterName,
@@ -77,23 +81,34 @@ export class IdentityStore {
         ssh_ca_certs: id.sshCACerts.map(b64),
       },
     };
-    await this.backend.put({ key: identityKey(id.role), value: Buffer.from(JSON.stringify(stored)) });
+    await this.backend.put({ key: identityKey(id.role, slot), value: Buffer.from(JSON.stringify(stored)) });
   }
 
-  async load(role: SystemRole): Promise<Identity> {
+  async load(role: SystemRole, slot: IdentitySlot = 'current'): Promise<Identity> {
     let raw;
     try {
-      raw = await this.backend.get(identityKey(role));
+      raw = await this.backend.get(identityKey(role, slot));
     } catch (err) {
-      if (isReason(err, 'not_found')) throw new NotFoundError(`no ${role} identity in this data directory`);
+      if (isReason(err, 'not_found')) throw new NotFoundError(`no ${slot === 'current' ? '' : slot + ' '}${role} identity in this data directory`);
       throw err;
     }
     return decodeIdentity(raw.value);
   }
 
-  async has(role: SystemRole): Promise<boolean> {
+  /** The replacement identity, if a rotation left one. */
+  async replacement(role: SystemRole): Promise<Identity | undefined> {
+    return (await this.has(role, 'replacement')) ? this.load(role, 'replacement') : undefined;
+  }
+
+  async removeReplacement(role: SystemRole): Promise<void> {
+    await this.backend.delete(identityKey(role, 'replacement')).catch((err: unknown) => {
+      if (!isReason(err, 'not_found')) throw err;
+    });
+  }
+
+  async has(role: SystemRole, slot: IdentitySlot = 'current'): Promise<boolean> {
     try {
-      await this.backend.get(identityKey(role));
+      await this.backend.get(identityKey(role, slot));
       return true;
     } catch (err) {
       if (isReason(err, 'not_found')) return false;

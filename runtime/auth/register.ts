@@ -30,21 +30,23 @@ export interface RegisterOptions {
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const unb64 = (s: string) => Buffer.from(s, 'base64').toString();
 
-/** Reads the cluster's TLS CA from an auth server without trusting it yet. */
-export async function fetchClusterCA(server: HostPort, connect?: AuthClientOptions['connect']): Promise<string> {
+/** Reads the cluster's TLS CA certificates (two during a host CA rotation) from an auth server without trusting them yet. */
+export async function fetchClusterCAs(server: HostPort, connect?: AuthClientOptions['connect']): Promise<string[]> {
   const client = new AuthClient({ servers: [server], ...(connect ? { connect } : {}) });
   try {
-    const res = await client.get<{ tls_ca: string }>('/v1/cacert');
-    return unb64(res.tls_ca);
+    const res = await client.get<{ tls_ca: string; tls_ca_certs?: string[] }>('/v1/cacert');
+    return (res.tls_ca_certs ?? [res.tls_ca]).map(unb64);
   } finally {
     client.close();
   }
 }
 
 async function registerWith(server: HostPort, opts: RegisterOptions, keys: { ssh: ReturnType<typeof generateKeyPair>; tls: string }): Promise<Identity> {
-  const ca = await fetchClusterCA(server, opts.connect);
+  let cas = await fetchClusterCAs(server, opts.connect);
   if (opts.caPins.length) {
-    if (!matchesPin(ca, opts.caPins)) {
+    // Only the CAs a pin names are trusted: during a rotation the auth server may serve from either.
+    cas = cas.filter((ca) => matchesPin(ca, opts.caPins));
+    if (!cas.length) {
       throw new AccessDeniedError(`the auth server at ${server.host}:${server.port} does not match the CA pin; refusing to send the join token`);
     }
   } else {
@@ -52,7 +54,7 @@ async function registerWith(server: HostPort, opts: RegisterOptions, keys: { ssh
       auth_server: `${server.host}:${server.port}`,
     });
   }
-  const client = new AuthClient({ servers: [server], ca: [ca], ...(opts.connect ? { connect: opts.connect } : {}) });
+  const client = new AuthClient({ servers: [server], ca: cas, ...(opts.connect ? { connect: opts.connect } : {}) });
   try {
     const packed = await client.post<PackedKeys>('/v1/tokens/register', {
       hostID: opts.hostUUID,

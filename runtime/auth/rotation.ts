@@ -85,6 +85,12 @@ const NEXT: Record<RotationPhase, readonly RotationPhase[]> = {
 export const rotationOf = (ca: CertAuthority): Rotation => (ca.spec.rotation ?? { state: 'standby' }) as Rotation;
 export const phaseOf = (ca: CertAuthority): RotationPhase => rotationOf(ca).phase ?? 'standby';
 
+/**
+ * Which of a CA's keys (by position in its lists) servers present certificates from: the old one
+ * while only clients move (update_clients), else the first. Clients always use the first.
+ */
+export const servingKeyIndex = (ca: CertAuthority): number => (phaseOf(ca) === 'update_clients' ? 1 : 0);
+
 /** Whether `to` may follow the CA's phase; BadParameterError saying why not. */
 export function checkTransition(ca: CertAuthority, to: RotationPhase): void {
   const from = phaseOf(ca);

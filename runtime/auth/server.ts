@@ -20,13 +20,13 @@ import {
   USER_CERT_TTL,
   userCertFields,
 } from '../sshcert';
-import { AUTH_SERVER_NAME, caPin, generateTlsKey, issueCert, publicKeyPem } from '../tlsca';
+import { AUTH_SERVER_NAME, caPins, generateTlsKey, issueCert, publicKeyPem } from '../tlsca';
 import { AccessDeniedError, AlreadyExistsError, BadParameterError, CompareFailedError, isReason, LimitExceededError, NotFoundError } from '../utils/errors';
 import { certificateIssueFailures, certificatesIssued } from '../service/metrics';
 import { Logger } from '../utils/logger';
 import { RateLimiter } from '../utils/ratelimit';
-import { Authorities, Authority, CAType, caKeyEntries, generateCAKeys, signingAlgorithm } from './authorities';
-import { checkGracePeriod, checkTransition, describeRotation, dueStep, nextDue, rotate, rotationOf, type RotationMode, type RotationPhase, type RotationStep } from './rotation';
+import { Authorities, Authority, CAType, caKeyEntries, generateCAKeys, keysAt, signingAlgorithm, type CAKeysAt } from './authorities';
+import { checkGracePeriod, checkTransition, describeRotation, dueStep, nextDue, rotate, rotationOf, servingKeyIndex, type RotationMode, type RotationPhase, type RotationStep } from './rotation';
 import { CAKeyStores, LocalKeyStore } from '../keystore/keystore';
 import { Identity } from './identity';
 import { Presence } from './presence';
@@ -123,7 +123,18 @@ function checkPublicKeyLine(line: string): Buffer {
 }
 
 /** What a host's credentials are issued for. */
+/** A member's request for new host certificates (`POST /v1/hosts/reissue`); byte fields base64. */
+export interface ReissueRequest {
+  node_name: string;
+  additional_principals: string[];
+  dns_names: string[];
+  public_tls_key: string;
+  public_ssh_key: string;
+}
+
 interface HostCredentialsRequest {
+  /** The CA keys to sign with. @default the host CA's signing keys */
+  signers?: CAKeysAt;
   hostUUID: string;
   nodeName: string;
   role: SystemRole;
@@ -283,15 +294,10 @@ export class AuthServer {
 
   /**
    * `tctl auth rotate`: starts a rotation (auto: it then steps on its own schedule) or, manual,
-   * moves a CA to `targetPhase` (rotation.ts). Only the user CA for now: nodes and proxies do not
-   * yet move to new host certificates while they run.
+   * moves a CA to `targetPhase` (rotation.ts). Members follow the host CA's phases on their own
+   * (runtime/service/hostrotation.ts).
    */
   async rotateCA(req: { type: CAType; targetPhase?: RotationPhase; mode: RotationMode; gracePeriodMs: number }, by: string): Promise<CertAuthority> {
-    if (req.type === 'host') {
-      throw new BadParameterError(
-        'rotating the host CA is not supported yet (nodes and proxies do not move to new host certificates while they run); rotate the user CA with --type=user',
-      );
-    }
     if (req.mode === 'auto' && req.targetPhase && req.targetPhase !== 'init') throw new BadParameterError('--phase is for manual rotations (--manual)');
     return this.stepCA(req.type, req.mode === 'auto' ? 'init' : (req.targetPhase ?? 'init'), req.mode, req.gracePeriodMs, by);
   }
@@ -434,12 +440,12 @@ export class AuthServer {
         additionalPrincipals: p.principals,
         ttlMs: 0,
       }),
-      this.hostCA.sshSigner(),
+      p.signers?.ssh ?? this.hostCA.sshSigner(),
     );
     const servesTls = p.role === 'Auth' || p.role === 'Admin' || p.role === 'Proxy';
     const dnsNames = servesTls ? [...new Set([AUTH_SERVER_NAME, '*.' + AUTH_SERVER_NAME, ...p.dnsNames, ...p.principals])] : [];
     const tlsCert = await issueCert({
-      ca: this.hostCA.tls(),
+      ca: p.signers?.tls ?? this.hostCA.tls(),
       publicKey: p.tlsPublicKey,
       identity: { username: `${p.hostUUID}.${this.clusterName}`, groups: [p.role], principals: [] },
       dnsNames,
@@ -452,7 +458,7 @@ export class AuthServer {
   /** The CAs a cluster member trusts: the host TLS CA, and the host and user SSH CAs. */
   trustedCAs(): { tlsCACerts: string[]; sshCACerts: string[] } {
     return {
-      tlsCACerts: [this.hostCA.tlsCert()],
+      tlsCACerts: this.hostCA.tlsCerts(),
       sshCACerts: [...this.hostCA.checkingKeys(), ...this.userCA.checkingKeys()].map((k) => formatAuthorizedKey(k)),
     };
   }
@@ -481,14 +487,40 @@ export class AuthServer {
       dnsNames: req.dns_names,
     });
     await this.emit({ event: 'instance.join', success: true, role: req.role, host_id: req.hostID, node_name: req.node_name, 'addr.remote': remoteAddr });
-    const trusted = this.trustedCAs();
+    return this.packed(creds);
+  }
+
+  private packed(creds: { sshCert: string; tlsCert: string }): PackedKeys {
     return {
       key: null,
       cert: b64(creds.sshCert),
       tls_cert: b64(creds.tlsCert),
-      tls_ca_certs: trusted.tlsCACerts.map(b64),
+      tls_ca_certs: this.trustedCAs().tlsCACerts.map(b64),
       ssh_ca_certs: this.hostCA.checkingKeys().map((k) => b64(formatAuthorizedKey(k))),
     };
+  }
+
+  /**
+   * New host credentials for a member that has some (Teleport's GenerateServerKeys): during a host
+   * CA rotation it trades its certificates for ones from the CA's signing key. The host ID and role
+   * are the caller's certificate's, never the request's.
+   */
+  async reissueHostCredentials(caller: { username: string; groups: string[] }, req: ReissueRequest): Promise<PackedKeys> {
+    const role = caller.groups[0] as SystemRole;
+    const suffix = '.' + this.clusterName;
+    if (caller.groups.length !== 1 || !['Node', 'Proxy', 'Auth'].includes(role) || !caller.username.endsWith(suffix)) {
+      throw new AccessDeniedError('only a node, proxy or auth server of this cluster can renew its host certificates');
+    }
+    const creds = await this.hostCredentials({
+      hostUUID: caller.username.slice(0, -suffix.length),
+      nodeName: req.node_name,
+      role,
+      sshPublicKey: unb64(req.public_ssh_key),
+      tlsPublicKey: unb64(req.public_tls_key),
+      principals: req.additional_principals,
+      dnsNames: req.dns_names,
+    });
+    return this.packed(creds);
   }
 
   /**
@@ -498,7 +530,11 @@ export class AuthServer {
   async localIdentity(role: 'Auth' | 'Admin' | 'Node' | 'Proxy', principals: string[], dnsNames: string[]): Promise<Identity> {
     const ssh = generateKeyPair('ed25519');
     const tlsKey = generateTlsKey();
+    // A server presents certificates from the key servers use in the host CA's phase; the admin is a client.
+    const serving = servingKeyIndex(this.hostCA.resource);
+    const signers = role !== 'Admin' && serving > 0 ? await keysAt(this.hostCA.resource, serving, this.caKeys) : undefined;
     const creds = await this.hostCredentials({
+      ...(signers ? { signers } : {}),
       hostUUID: this.opts.hostUUID,
       nodeName: this.opts.nodeName,
       role,
@@ -581,7 +617,7 @@ export class AuthServer {
       host_ca: describeRotation(this.hostCA.resource),
       user_ca_keys: fingerprints(this.userCA),
       host_ca_keys: fingerprints(this.hostCA),
-      ca_pin: caPin(this.hostCA.tlsCert()),
+      ca_pin: caPins(this.hostCA.tlsCerts()),
       ca_key_type: this.hostCA.resource.spec.signing_alg,
     };
   }

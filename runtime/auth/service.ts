@@ -25,6 +25,7 @@ import { trustExchange } from './trustexchange';
 import { IdentityStore } from './identity';
 import { SERVER_ANNOUNCE_TTL_MS } from './presence';
 import { AuthServer } from './server';
+import { phaseOf, servingKeyIndex } from './rotation';
 import { openAuditLogs, openClusterStorage, openRecordingStore } from './storage';
 
 export interface AuthService {
@@ -106,8 +107,14 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
     const names = [config.nodeName, 'localhost', '127.0.0.1', '::1', ...config.auth.publicAddrs.map((a) => a.host)];
     if (config.advertiseIp) names.push(config.advertiseIp);
     if (loopbackIfAny(listen.host) !== '127.0.0.1') names.push(listen.host);
-    const identity = await auth.localIdentity('Auth', names, names);
+    // The auth server presents a certificate from the host CA key servers use in the CA's phase, the
+    // admin (`tctl`) one from the signing key; both are made again when a rotation moves those keys.
+    const servingCA = () => auth.hostCA.tlsCerts()[servingKeyIndex(auth.hostCA.resource)];
+    const signingCA = () => auth.hostCA.tlsCerts()[0];
+    let identity = await auth.localIdentity('Auth', names, names);
+    let identityCA = servingCA();
     await opts.procStore.save(identity);
+    let adminCA = signingCA();
     await opts.procStore.save(await auth.localIdentity('Admin', [], []));
 
     // The TLS CAs callers' certificates are checked against: every key of each CA (two during a rotation).
@@ -140,13 +147,28 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
       },
       router.handle,
     );
+    const followCAs = async () => {
+      if (identityCA !== servingCA()) {
+        identityCA = servingCA();
+        identity = await auth.localIdentity('Auth', names, names);
+        await opts.procStore.save(identity);
+        log.info('the auth server presents a new certificate (host CA rotation)', { phase: phaseOf(auth.hostCA.resource) });
+      }
+      if (adminCA !== signingCA()) {
+        adminCA = signingCA();
+        await opts.procStore.save(await auth.localIdentity('Admin', [], []));
+      }
+      const pems = tlsCAs();
+      trusted = parsed(pems);
+      server.setSecureContext({ key: identity.tlsKey, cert: identity.tlsCert, ca: [...pems.host, ...pems.user], ...policy });
+    };
+    let following = Promise.resolve();
     opened.add(
       auth.onCAChange(() => {
-        const pems = tlsCAs();
-        trusted = parsed(pems);
-        server.setSecureContext({ key: identity.tlsKey, cert: identity.tlsCert, ca: [...pems.host, ...pems.user], ...policy });
+        following = following.then(followCAs).catch((err: Error) => log.warn('cannot follow a CA change', { error: err }));
       }),
     );
+    opened.add(() => following);
     limitBeforeRequest(server, true);
     server.on('tlsClientError', (err) => log.debug('TLS handshake failed', { error: err.message }));
     await listenOn(server, listen, 'auth');

@@ -10,6 +10,7 @@ import { parseAllDocuments, stringify } from 'yaml';
 import { openBackend } from '../backend';
 import { AuthClient, HostPort } from '../auth/client';
 import { IdentityStore } from '../auth/identity';
+import { exportLines } from '../auth/export';
 import { CertAuthority, parseResource, roleSchema, formatServerLabels, Server, serverAddress, tokenSchema, TrustedClusterResource, trustedClusterSchema, User, userSchema } from '../auth/resources';
 import type { RemoteClusterStatus } from '../auth/trust';
 import { buildConfig, formatDuration, loadConfigFile, parseAddr, parseDuration, resolveConfigPath } from '../config';
@@ -343,14 +344,7 @@ auth
             lines.push(...ca.spec.tls_key_pairs.map((p) => unb64(p.cert).trimEnd()));
             continue;
           }
-          for (const k of ca.spec.checking_keys) {
-            const key = unb64(k).trim().split(/\s+/).slice(0, 2).join(' ');
-            lines.push(
-              type === 'user'
-                ? `cert-authority ${key} type=user&clustername=${encodeURIComponent(cluster)}`
-                : `@cert-authority ${cluster},*.${cluster},[${cluster}]:*,[*.${cluster}]:* ${key} type=host`,
-            );
-          }
+          lines.push(...exportLines(type as 'user' | 'host', cluster, ca.spec.checking_keys.map(unb64)));
         }
       }
       out(lines.join('\n') + '\n');
@@ -371,7 +365,7 @@ auth
         throw new BadParameterError('--grace-period is set when a rotation starts (--phase=init, or an automatic one), not on a later phase');
       }
       const gracePeriodMs = parseDuration(o.gracePeriod);
-      // the host CA first: while it cannot be rotated, nothing changes when both are asked for
+      // both by default, the host CA first
       for (const type of o.type ? [o.type] : (['host', 'user'] as const)) {
         await ctx.client.post(`/v1/authorities/${type}/rotate`, {
           mode: o.manual ? 'manual' : 'auto',

@@ -8,6 +8,7 @@
  * auth server decides what the user may see.
  */
 import * as os from 'node:os';
+import { withFreshHostCAs } from './hostcas';
 import { AuthClient } from '../auth/client';
 import { Ports } from '../contract/ports';
 import { AUTH_SERVER_NAME } from '../tlsca';
@@ -80,10 +81,16 @@ export async function connectToCluster(login: CurrentLogin): Promise<ClusterConn
 
 /** Runs `fn` with a cluster connection, closed afterwards. */
 export async function withCluster<T>(login: CurrentLogin, fn: (c: ClusterConnection) => Promise<T>): Promise<T> {
-  const conn = await connectToCluster(login);
-  try {
-    return await fn(conn);
-  } finally {
-    conn.close();
-  }
+  return withFreshHostCAs(
+    login,
+    async () => {
+      const conn = await connectToCluster(login);
+      try {
+        return await fn(conn);
+      } finally {
+        conn.close();
+      }
+    },
+    (msg) => process.stderr.write(msg + '\n'),
+  );
 }

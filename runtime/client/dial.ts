@@ -19,6 +19,7 @@ import { blobType, Certificate, CLIENT_ALGORITHMS, clientCertIdentity, EXT_TELEP
 import { AccessDeniedError, ConnectionProblemError, TeleportError } from '../utils/errors';
 import { dialTcp } from '../utils/httpconnect';
 import { splitHostPort } from './profile';
+import { UnknownHostCAError } from './hostcas';
 
 export interface DialOptions {
   /** `host:port` of the proxy's SSH port. */
@@ -54,9 +55,17 @@ function hostCert(key: Buffer, what: string): Certificate {
   return parseCertificate(key);
 }
 
+/** Refuses a certificate from a CA that is not trusted for the cluster with UnknownHostCAError (tsh may learn new CAs: hostcas.ts). */
+function checkKnownCA(cert: Certificate, what: string, cluster: string, hostCAs: Buffer[]): void {
+  if (!hostCAs.some((k) => k.equals(cert.signatureKey))) {
+    throw new UnknownHostCAError(`${what}'s host certificate "${cert.keyId}" is signed by a CA that is not trusted for cluster "${cluster}"`);
+  }
+}
+
 /** Checks the proxy's host certificate (see the module comment); throws AccessDeniedError. */
 export function checkProxyHostKey(key: Buffer, cluster: string, hostCAs: Buffer[]): void {
   const cert = hostCert(key, 'the proxy');
+  checkKnownCA(cert, 'the proxy', cluster, hostCAs);
   verifyCertificate(cert, { trustedCAs: hostCAs, certType: 'host' });
   if (cert.extensions[EXT_TELEPORT_ROLE] !== 'Proxy') {
     throw new AccessDeniedError(`the proxy's host certificate "${cert.keyId}" has role "${cert.extensions[EXT_TELEPORT_ROLE] ?? 'none'}", not Proxy`);
@@ -69,6 +78,7 @@ export function checkProxyHostKey(key: Buffer, cluster: string, hostCAs: Buffer[
 /** Checks a node's host certificate for `host` in `cluster`; throws AccessDeniedError. */
 export function checkNodeHostKey(key: Buffer, host: string, cluster: string, hostCAs: Buffer[]): void {
   const cert = hostCert(key, `node "${host}"`);
+  checkKnownCA(cert, `node "${host}"`, cluster, hostCAs);
   verifyCertificate(cert, { trustedCAs: hostCAs, certType: 'host' });
   const names = [host, `${host}.${cluster}`];
   if (!cert.principals.some((p) => names.includes(p))) {

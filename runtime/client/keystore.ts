@@ -102,6 +102,11 @@ export function saveClusterTlsCAs(proxyHost: string, cluster: string, pems: stri
   writeFileAtomic(file, pems.map((c) => c.trim() + '\n').join(''), 0o644);
 }
 
+/** Replaces the TLS CAs of the login's own cluster (its auth servers' certificates are checked with them). */
+export function saveLoginTlsCAs(proxyHost: string, user: string, pems: string[], home = tshHome()): void {
+  writeFileAtomic(keyPaths(proxyHost, user, home).tlsCAs, pems.map((c) => c.trim() + '\n').join(''), 0o644);
+}
+
 /**
  * The TLS certificate, its key and the TLS CAs saved at login, for calls to the auth API: the
  * cluster's own, or with `leaf` that leaf cluster's (the only CAs its auth server is checked with).

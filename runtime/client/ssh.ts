@@ -8,6 +8,7 @@ import type { Server as NetServer } from 'node:net';
 import { LoginNotInCertificateError } from '../sshcert';
 import { BadParameterError } from '../utils/errors';
 import { currentLogin, CurrentLogin, defaultLogin } from './cluster';
+import { withFreshHostCAs } from './hostcas';
 import { dialNode, NodeConnection } from './dial';
 import { ForwardSpec, localForward, remoteForward } from './forward';
 import { loadHostCAs } from './keystore';
@@ -54,17 +55,22 @@ export async function connectNode(me: CurrentLogin, target: string, opts: { logi
   const login = opts.login ?? targetLogin ?? defaultLogin(me.key);
   // The certificate lists the logins the roles allowed at login time: say so now rather than after a refused handshake.
   if (!me.key.cert.principals.includes(login)) throw new LoginNotInCertificateError(login, me.key.cert.keyId);
-  return dialNode({
-    proxyAddr: me.profile.ssh_proxy_addr,
-    cluster: me.profile.cluster,
-    hostCAs: loadHostCAs(me.profile.cluster, me.home),
-    ...(me.cluster !== me.profile.cluster ? { leaf: { cluster: me.cluster, hostCAs: loadHostCAs(me.cluster, me.home) } } : {}),
-    privateKey: me.key.privateKey,
-    certLine: me.key.certLine,
-    login,
-    host,
-    port: opts.port ?? 0,
-  });
+  return withFreshHostCAs(
+    me,
+    () =>
+      dialNode({
+        proxyAddr: me.profile.ssh_proxy_addr,
+        cluster: me.profile.cluster,
+        hostCAs: loadHostCAs(me.profile.cluster, me.home),
+        ...(me.cluster !== me.profile.cluster ? { leaf: { cluster: me.cluster, hostCAs: loadHostCAs(me.cluster, me.home) } } : {}),
+        privateKey: me.key.privateKey,
+        certLine: me.key.certLine,
+        login,
+        host,
+        port: opts.port ?? 0,
+      }),
+    (msg) => process.stderr.write(msg + '\n'),
+  );
 }
 
 /** Runs `tsh ssh` and returns the exit code to exit with. */

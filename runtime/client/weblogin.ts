@@ -139,13 +139,15 @@ export function webRequest<T>(opts: WebClientOptions, method: 'GET' | 'POST', ur
         res.on('error', reject);
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
+          const status = res.statusCode ?? 0;
+          // A text answer (the CA export) is the text itself.
+          if (status >= 200 && status < 300 && /^text\/plain\b/.test(res.headers['content-type'] ?? '')) return resolve(text as T);
           let json: unknown;
           try {
             json = text ? JSON.parse(text) : undefined;
           } catch {
             return reject(new ConnectionProblemError(`${where}: answered ${res.statusCode} with a body that is not JSON`));
           }
-          const status = res.statusCode ?? 0;
           if (status >= 200 && status < 300) return resolve(json as T);
           const msg = (json as { error?: { message?: string }; message?: string })?.error?.message ?? (json as { message?: string })?.message ?? `HTTP ${status}`;
           if (status === 401 || status === 403) return reject(new AccessDeniedError(msg));

@@ -1,14 +1,14 @@
 /**
  * The CA pin publisher: the Lambda that the state table's DynamoDB stream invokes when the
  * cluster's host CA record is written (created by the first auth server, changed by a CA
- * rotation). It writes the pin of that CA to `SsmPaths.caPin(cluster)` within seconds, so proxies
+ * rotation). It writes the pins of that CA (both during a rotation) to `SsmPaths.caPin(cluster)` within seconds, so proxies
  * and nodes that boot right after the auth tier find it; the token rotator's hourly run stays as
  * the safety net.
  *
  * The event source mapping's filter (lib/control-plane.ts) delivers only INSERT/MODIFY records of
  * the key `Keys.certAuthority('host', cluster)`, so the function reads no table: the CA comes from
  * the record's new image (the stream is NEW_IMAGE) and is decoded with the backend's own record
- * decoder (runtime/backend/dynamodb.ts), the pin computed with `caPin` as `tctl status` computes
+ * decoder (runtime/backend/dynamodb.ts), the pins computed with `caPins` as `tctl status` computes
  * it. Records of other keys, should any arrive, are ignored. Within a batch the last record of the
  * CA wins (a batch is in stream order).
  *
@@ -26,7 +26,7 @@ import { decodeRecord } from '../backend/dynamodb';
 import { Item, OpType } from '../backend/types';
 import { SsmPaths } from '../contract/aws';
 import { Keys } from '../contract/keys';
-import { caPin } from '../tlsca/pin';
+import { caPins } from '../tlsca/pin';
 import { BadParameterError } from '../utils/errors';
 import { logger } from '../utils/logger';
 import { readClusterEnv } from './env';
@@ -84,7 +84,7 @@ function pinOf(item: Item, clusterName: string): string {
   try {
     const ca = new Authority(JSON.parse(item.value.toString()) as CertAuthority);
     if (ca.type !== 'host' || ca.clusterName !== clusterName) throw new BadParameterError(problem);
-    return caPin(ca.tlsCert());
+    return caPins(ca.tlsCerts());
   } catch {
     // Parse errors quote the input, which holds the CA's private keys: say what, not why.
     throw new BadParameterError(problem);

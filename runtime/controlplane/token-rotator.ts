@@ -11,7 +11,7 @@
  *    their own TTL, so an instance that read the previous token a minute ago still joins;
  * 2. writes each token to SSM as a SecureString at `SsmPaths.token(cluster, role)`, overwriting
  *    (with TELEPORT_SSM_KEY_ARN as the KMS key when set);
- * 3. writes the CA pin (`caPin` of the host CA's TLS certificate, what `tctl status` shows) as a
+ * 3. writes the CA pin (`caPins` of the host CA's TLS certificates, two during a rotation, what `tctl status` shows) as a
  *    String at `SsmPaths.caPin(cluster)`. The CA pin publisher (ca-pin.ts) writes it within seconds
  *    of the CA's creation or rotation; this run is the safety net.
  *
@@ -35,7 +35,7 @@ import { Authorities } from '../auth/authorities';
 import { Tokens } from '../auth/tokens';
 import { Backend } from '../backend';
 import { JOIN_ROLES, JOIN_TOKEN_TTL_MS, JoinRole, SsmPaths } from '../contract/aws';
-import { caPin } from '../tlsca/pin';
+import { caPins } from '../tlsca/pin';
 import { isReason, NotFoundError } from '../utils/errors';
 import { logger } from '../utils/logger';
 import { ControlPlaneEnv, openState, readEnv } from './env';
@@ -83,7 +83,7 @@ export async function rotate(deps: RotateDeps): Promise<RotationResult> {
   }
   let pin: string | undefined;
   try {
-    pin = caPin((await new Authorities(deps.backend).get('host', deps.clusterName)).tlsCert());
+    pin = caPins((await new Authorities(deps.backend).get('host', deps.clusterName)).tlsCerts());
   } catch (err) {
     if (!isReason(err, 'not_found')) throw err;
     log.warn('the cluster has no host CA yet (no auth server has started): the CA pin is not published', { cluster: deps.clusterName });

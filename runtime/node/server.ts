@@ -8,12 +8,12 @@
  * its signed `Teleport-Proxy` hello (proxy/hello.ts) is audited with the
  * client's address the hello names; any other with its TCP peer's.
  */
-import { createPrivateKey } from 'node:crypto';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Connection, Server } from 'ssh2';
 import { AccessDecision, accessFor, Permissions } from '../auth/access/decision';
-import { Certificate, hostKeyWithCertificate, LoginNotInCertificateError, serverAlgorithms, type SshAlgorithms, verifyUserCertAuth } from '../sshcert';
+import { Certificate, LoginNotInCertificateError, type SshAlgorithms, verifyUserCertAuth } from '../sshcert';
+import { sshServer, type SshServerSettings } from '../service/sshserver';
 import { logNegotiated } from '../sshcert/negotiated';
 import { Logger } from '../utils/logger';
 import { listen } from '../service/listen';
@@ -82,7 +82,7 @@ function permitsOf(cert: Certificate, now: Permissions): Permissions {
 }
 
 export class NodeServer {
-  private readonly server: Server;
+  private server: Server;
   private readonly tcp: net.Server;
   private readonly preAuth: PreAuthGate;
   private readonly connections: ConnectionLimit;
@@ -98,17 +98,7 @@ export class NodeServer {
   constructor(private readonly opts: NodeServerOptions) {
     this.users = new UserLimit(opts.maxUsers);
     this.sessions = opts.sessions ?? new SessionDirectory(undefined, opts.log);
-    this.server = new Server(
-      {
-        hostKeys: [hostKeyWithCertificate(createPrivateKey(opts.hostKey), opts.hostCert)],
-        ident: SSH_IDENT,
-        algorithms: serverAlgorithms(opts.algorithms),
-        keepaliveInterval: opts.keepAliveIntervalMs,
-        keepaliveCountMax: opts.keepAliveCountMax,
-      } as ConstructorParameters<typeof Server>[0],
-      (client, info) => this.onConnection(client, info),
-    );
-    this.server.on('error', (err: Error) => opts.log.warn('ssh server error', { error: err }));
+    this.server = this.sshServer(opts.hostKey, opts.hostCert);
     this.preAuth = new PreAuthGate(opts.preAuth, opts.log);
     this.connections = new ConnectionLimit(opts.maxConnections, SSH_IDENT, opts.log);
     this.tcp = net.createServer((sock) => {
@@ -116,6 +106,18 @@ export class NodeServer {
       if (this.connections.admit(sock) && this.preAuth.admit(sock)) this.server.injectSocket(this.front(sock) as unknown as net.Socket);
     });
     this.tcp.on('error', (err) => opts.log.warn('ssh listener error', { error: err }));
+  }
+
+  /** ssh2's server for new connections, presenting this host key and certificate. */
+  private sshServer(hostKey: string, hostCert: string): Server {
+    const o = this.opts;
+    const settings = { ident: SSH_IDENT, algorithms: o.algorithms, keepaliveInterval: o.keepAliveIntervalMs, keepaliveCountMax: o.keepAliveCountMax };
+    return sshServer({ key: hostKey, cert: hostCert }, settings as SshServerSettings, (client, info) => this.onConnection(client, info), o.log);
+  }
+
+  /** Presents another host key and certificate (a host CA rotation) from the next connection on; open ones go on. */
+  setHostKey(hostKey: string, hostCert: string): void {
+    this.server = this.sshServer(hostKey, hostCert);
   }
 
   async listen(): Promise<{ host: string; port: number }> {

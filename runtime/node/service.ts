@@ -11,7 +11,8 @@ import * as os from 'node:os';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AuthClient } from '../auth/client';
-import { Identity } from '../auth/identity';
+import { Identity, IdentityStore } from '../auth/identity';
+import { HostRotation } from '../service/hostrotation';
 import { Server } from '../auth/resources';
 import { AccessCache } from '../auth/access/cache';
 import { SessionDirectory } from './shared';
@@ -51,6 +52,8 @@ export interface NodeService {
 export interface StartNodeOptions {
   config: TeleportConfig;
   identity: Identity;
+  /** The process storage the identity came from: a host CA rotation keeps the host's identities there. */
+  store: IdentityStore;
   hostUUID: string;
   /** From pamSettings(config.ssh.pam), checked before anything starts. */
   pam?: PamSettings;
@@ -93,6 +96,23 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     const access = new AccessCache(client, log.child('access'));
     opened.add(() => access.stop());
     await access.start();
+    // What the node presents: changed in place by a host CA rotation (the tunnel agent reads it at each dial).
+    const presented = { ...identity };
+    let server: NodeServer | undefined;
+    const rotation = new HostRotation({
+      current: identity,
+      store: opts.store,
+      client,
+      access,
+      nodeName: config.nodeName,
+      serve: (id) => {
+        Object.assign(presented, id);
+        server?.setHostKey(id.sshKey, id.sshCert);
+      },
+      log: log.child('rotation'),
+    });
+    opened.add(() => rotation.stop());
+    await rotation.start();
 
     const logDir = path.join(config.dataDir, 'log', 'upload');
     // One process per spool directory: during a USR2 handover the new process spools beside the old one's.
@@ -133,10 +153,10 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
       return { ...config.ssh.labels, ...Object.fromEntries(Object.entries(dyn).map(([k, v]) => [k, v.result])) };
     };
 
-    const server = new NodeServer({
+    server = new NodeServer({
       listen: config.ssh.listenAddr,
-      hostKey: identity.sshKey,
-      hostCert: identity.sshCert,
+      hostKey: presented.sshKey,
+      hostCert: presented.sshCert,
       algorithms: sshAlgorithmsOf(config),
       serverId: opts.hostUUID,
       hostname: config.nodeName,
@@ -177,7 +197,7 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
       agent = new AgentPool({
         agent: {
           proxy: viaProxy.tunnel,
-          identity,
+          identity: presented,
           hostCAKeys: () => fetchHostCAKeys(client),
           serve: (stream, from) => server.serveStream(stream, from),
           log: log.child('tunnel'),

@@ -16,7 +16,8 @@ export class AdmittedSockets {
   private readonly byRemote = new Map<string, net.Socket>();
 
   constructor(
-    private readonly ssh: Server,
+    /** The server new connections go to (replaced by a host CA rotation). */
+    public ssh: Server,
     private readonly connections: ConnectionLimit,
     private readonly preAuth: PreAuthGate,
     private readonly log: Logger,

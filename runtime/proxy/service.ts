@@ -8,7 +8,10 @@ import { isIP } from 'node:net';
 import { dialFirst } from './relay';
 import { LocalClients } from './localclients';
 import { AuthClient } from '../auth/client';
-import { Identity } from '../auth/identity';
+import { Identity, IdentityStore } from '../auth/identity';
+import { HostRotation } from '../service/hostrotation';
+import { exportLines } from '../auth/export';
+import { formatAuthorizedKey } from '../sshcert';
 import { ClusterConfig } from '../auth/server';
 import { dialableAddr, formatAddr, TeleportConfig } from '../config';
 import { sshAlgorithmsOf } from '../sshcert/algorithms';
@@ -49,12 +52,16 @@ export interface ProxyService {
 export interface StartProxyOptions {
   config: TeleportConfig;
   identity: Identity;
+  /** The process storage the identity came from: a host CA rotation keeps the host's identities there. */
+  store: IdentityStore;
   hostUUID: string;
   log: Logger;
 }
 
 export async function startProxyService(opts: StartProxyOptions): Promise<ProxyService> {
-  const { config, identity } = opts;
+  const { config } = opts;
+  // What the proxy presents: changed in place by a host CA rotation (tunnels to root clusters and pushes to leaves read it at each dial).
+  const identity = { ...opts.identity };
   // Failures that repeat (heartbeats, auth unreachable, refused connections, failed requests) are logged once per interval with a count.
   const log = limitRepeats(opts.log);
   const p = config.proxy;
@@ -71,6 +78,22 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
   let proxyCount = 1;
   // Users, roles, user CA and the other clusters (trusted and leaf), shared by the SSH service, the tunnels and the agents to root clusters.
   const access = new AccessCache(client, log.child('access'));
+  let web: WebService | undefined;
+  let ssh: ProxySshService | undefined;
+  let tunnel: TunnelServer | undefined;
+  const rotation = new HostRotation({
+    current: opts.identity,
+    store: opts.store,
+    client,
+    access,
+    nodeName: config.nodeName,
+    serve: (id) => {
+      Object.assign(identity, id);
+      ssh?.setHostKey(id.sshKey, id.sshCert);
+      tunnel?.setHostKey(id.sshKey, id.sshCert);
+    },
+    log: log.child('rotation'),
+  });
   try {
     let proxies: { metadata: { name: string } }[];
     [cluster, hostCAs, proxies] = await Promise.all([
@@ -80,7 +103,9 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       access.start(),
     ]);
     proxyCount = countProxies(proxies);
+    await rotation.start();
   } catch (err) {
+    await rotation.stop();
     access.stop();
     client.close();
     throw err;
@@ -124,10 +149,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       min_client_version: VERSION,
     };
   };
-  let web: WebService | undefined;
-  let ssh: ProxySshService | undefined;
   let heartbeat: Heartbeat | undefined;
-  let tunnel: TunnelServer | undefined;
   const tunnels = new TunnelRegistry();
   // The browser terminal's connections to the SSH listener, with the browser's address.
   const localClients = new LocalClients();
@@ -220,6 +242,11 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       hostNames: [...new Set([config.nodeName, 'localhost', '127.0.0.1', ...p.publicAddrs.map((a) => a.host)])],
       api: {
         ping,
+        exportCAs: (type) => {
+          const lines = (t: 'user' | 'host', keys: Buffer[]) => exportLines(t, identity.clusterName, keys.map((k) => formatAuthorizedKey(k)));
+          if (type === 'tls') return (access.hostCA()?.tlsCAs ?? []).map((pem) => pem.trimEnd());
+          return [...(type !== 'host' ? lines('user', access.userCAKeys()) : []), ...(type !== 'user' ? lines('host', access.hostCAKeys()) : [])];
+        },
         login: (user, b, clientAddr) =>
           client.post(`/v1/users/${encodeURIComponent(user)}/login`, {
             ...clientAddrField(clientAddr),
@@ -295,6 +322,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
     leafCAs.start();
   } catch (err) {
     clearInterval(refresh);
+    await rotation.stop();
     leafCAs.stop();
     rootAgents?.stop();
     access.stop();
@@ -327,6 +355,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
     readiness,
     close: async () => {
       clearInterval(refresh);
+      await rotation.stop();
       leafCAs.stop();
       rootAgents?.stop();
       access.stop();

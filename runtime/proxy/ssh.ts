@@ -19,7 +19,8 @@ import { AccessDecision, AccessRequest } from '../auth/access/decision';
 import { completeEvent, EventFields } from '../events/filelog';
 import { Server as ServerRecord, serverLabels } from '../auth/resources';
 import { Ports } from '../contract/ports';
-import { Certificate, certRoles, parseCertificate, verifyCertificate, DEFAULT_SSH_ALGORITHMS, EXT_TELEPORT_ROUTE_TO_CLUSTER, hostKeyWithCertificate, LoginNotInCertificateError, serverAlgorithms, type SshAlgorithms, verifyUserCertAuth } from '../sshcert';
+import { Certificate, certRoles, parseCertificate, verifyCertificate, DEFAULT_SSH_ALGORITHMS, EXT_TELEPORT_ROUTE_TO_CLUSTER, LoginNotInCertificateError, type SshAlgorithms, verifyUserCertAuth } from '../sshcert';
+import { sshServer } from '../service/sshserver';
 import { logNegotiated } from '../sshcert/negotiated';
 import { AccessDeniedError, ConnectionProblemError, NotFoundError } from '../utils/errors';
 import { Logger } from '../utils/logger';
@@ -95,6 +96,8 @@ export interface ProxySshService {
   readonly address: HostPort;
   /** Serves a channel the root cluster opened on this leaf proxy's tunnel (trusted clusters). */
   serveRootChannel(stream: Duplex, root: string, req: ClusterDial): Promise<void>;
+  /** Presents another host key and certificate (a host CA rotation) from the next connection on. */
+  setHostKey(hostKey: string, hostCert: string): void;
   close(): Promise<void>;
 }
 
@@ -127,7 +130,6 @@ function stderrBeforeAccept(client: Connection, session: Session, line: string):
 }
 
 class ProxySshServer {
-  private readonly ssh: Server;
   private readonly tcp: net.Server;
   private readonly sockets: AdmittedSockets;
   private readonly nodes: NodeCache;
@@ -138,15 +140,15 @@ class ProxySshServer {
   address?: HostPort;
 
   private readonly direct: DirectDialPolicy;
-  /** The proxy's host key, which signs its `Teleport-Proxy` hellos. */
-  private readonly hostKey: KeyObject;
+  /** The proxy's host key and certificate, which sign its `Teleport-Proxy` hellos. */
+  private host: { key: KeyObject; cert: string };
 
   constructor(
     private readonly opts: ProxySshServiceOptions,
     private readonly access: AccessCache,
   ) {
     this.direct = new DirectDialPolicy(opts.directDialCidrs ?? []);
-    this.hostKey = createPrivateKey(opts.identity.sshKey);
+    this.host = { key: createPrivateKey(opts.identity.sshKey), cert: opts.identity.sshCert };
     this.preAuth = new PreAuthGate(
       opts.preAuth ?? { loginGraceMs: Defaults.proxyLoginGraceMs, maxStartups: DEFAULT_MAX_STARTUPS },
       opts.log,
@@ -159,20 +161,21 @@ class ProxySshServer {
       opts.nodeCacheTtlMs ?? 2000,
       opts.log,
     );
-    this.ssh = new Server(
-      {
-        hostKeys: [hostKeyWithCertificate(this.hostKey, opts.identity.sshCert)],
-        ident: PROXY_SSH_IDENT,
-        algorithms: serverAlgorithms(opts.algorithms ?? DEFAULT_SSH_ALGORITHMS),
-        keepaliveInterval: opts.keepAliveIntervalMs ?? 300_000,
-        keepaliveCountMax: opts.keepAliveCountMax ?? 3,
-      } as ConstructorParameters<typeof Server>[0],
-      (client, info) => this.onConnection(client, { host: info.ip, port: info.port }),
-    );
-    this.ssh.on('error', (err: Error) => opts.log.warn('ssh server error', { error: err }));
-    this.sockets = new AdmittedSockets(this.ssh, this.connections, this.preAuth, opts.log);
+    this.sockets = new AdmittedSockets(this.sshServer(), this.connections, this.preAuth, opts.log);
     this.tcp = net.createServer(this.sockets.admit);
     this.tcp.on('error', (err) => opts.log.warn('proxy ssh listener error', { error: err }));
+  }
+
+  private sshServer(): Server {
+    const o = this.opts;
+    const settings = { ident: PROXY_SSH_IDENT, algorithms: o.algorithms ?? DEFAULT_SSH_ALGORITHMS, keepaliveInterval: o.keepAliveIntervalMs ?? 300_000, keepaliveCountMax: o.keepAliveCountMax ?? 3 };
+    return sshServer(this.host, settings, (client, info) => this.onConnection(client, { host: info.ip, port: info.port }), o.log);
+  }
+
+  /** Presents (and signs hellos with) another host key and certificate (a host CA rotation) from the next connection on. */
+  setHostKey(hostKey: string, hostCert: string): void {
+    this.host = { key: createPrivateKey(hostKey), cert: hostCert };
+    this.sockets.ssh = this.sshServer();
   }
 
   async listen(): Promise<HostPort> {
@@ -332,7 +335,7 @@ class ProxySshServer {
     // behind a reverse tunnel learns it from the tunnel, and an address outside the cluster (OpenSSH) never gets one.
     if (res.kind === 'node' && !viaTunnel && greeting.versionLine?.startsWith(TELEPORT_VERSION_PREFIX)) {
       const tcp = sock as net.Socket;
-      sock.write(signProxyHello({ key: this.hostKey, certLine: opts.identity.sshCert }, { ip: ctx.remote.host, port: ctx.remote.port }, { ip: tcp.remoteAddress ?? '', port: tcp.remotePort ?? 0 }));
+      sock.write(signProxyHello({ key: this.host.key, certLine: this.host.cert }, { ip: ctx.remote.host, port: ctx.remote.port }, { ip: tcp.remoteAddress ?? '', port: tcp.remotePort ?? 0 }));
     }
     const fields = { user: ctx.cert.keyId, login: ctx.login, remote: ctx.remote.host, target: request, addr: where, ...(res.kind === 'node' ? { node: res.node.metadata.name } : { direct: true }), ...(viaTunnel ? { tunnel: true } : {}) };
     opts.log.info('proxying to node', fields);
@@ -480,6 +483,7 @@ export async function startProxySshService(opts: ProxySshServiceOptions): Promis
   return {
     address,
     serveRootChannel: (stream, root, req) => server.serveRootChannel(stream, root, req),
+    setHostKey: (key, cert) => server.setHostKey(key, cert),
     close: async () => {
       own?.stop();
       await server.close();

@@ -16,12 +16,12 @@
  * (TUNNEL_KEEPALIVE, TUNNEL_PROXY_KEEPALIVE), so a dead tunnel leaves the
  * registry within 45 s.
  */
-import { createPrivateKey } from 'node:crypto';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type Connection, Server } from 'ssh2';
 import { Identity } from '../auth/identity';
-import { DEFAULT_SSH_ALGORITHMS, hostKeyWithCertificate, serverAlgorithms, type SshAlgorithms, verifyHostCertAuth } from '../sshcert';
+import { DEFAULT_SSH_ALGORITHMS, type SshAlgorithms, verifyHostCertAuth } from '../sshcert';
+import { sshServer } from '../service/sshserver';
 import { logNegotiated } from '../sshcert/negotiated';
 import { ConnectionProblemError } from '../utils/errors';
 import { Logger } from '../utils/logger';
@@ -138,7 +138,6 @@ export interface LeafTunnels {
 }
 
 export class TunnelServer {
-  private readonly ssh: Server;
   private readonly tcp: net.Server;
   private readonly preAuth: PreAuthGate;
   private readonly connections: ConnectionLimit;
@@ -147,22 +146,22 @@ export class TunnelServer {
   address?: HostPort;
 
   constructor(private readonly opts: TunnelServerOptions) {
-    this.ssh = new Server(
-      {
-        hostKeys: [hostKeyWithCertificate(createPrivateKey(opts.identity.sshKey), opts.identity.sshCert)],
-        ident: TUNNEL_SSH_IDENT,
-        algorithms: serverAlgorithms(opts.algorithms ?? DEFAULT_SSH_ALGORITHMS),
-        keepaliveInterval: (opts.keepAlive ?? TUNNEL_PROXY_KEEPALIVE).intervalMs,
-        keepaliveCountMax: (opts.keepAlive ?? TUNNEL_PROXY_KEEPALIVE).countMax,
-      } as ConstructorParameters<typeof Server>[0],
-      (client, info) => this.onConnection(client, { host: info.ip, port: info.port }),
-    );
-    this.ssh.on('error', (err: Error) => opts.log.warn('tunnel server error', { error: err }));
     this.preAuth = new PreAuthGate(opts.preAuth, opts.log);
     this.connections = new ConnectionLimit(opts.maxConnections, TUNNEL_SSH_IDENT, opts.log);
-    this.sockets = new AdmittedSockets(this.ssh, this.connections, this.preAuth, opts.log);
+    this.sockets = new AdmittedSockets(this.sshServer(opts.identity.sshKey, opts.identity.sshCert), this.connections, this.preAuth, opts.log);
     this.tcp = net.createServer(this.sockets.admit);
     this.tcp.on('error', (err) => opts.log.warn('tunnel listener error', { error: err }));
+  }
+
+  private sshServer(hostKey: string, hostCert: string): Server {
+    const keepAlive = this.opts.keepAlive ?? TUNNEL_PROXY_KEEPALIVE;
+    const settings = { ident: TUNNEL_SSH_IDENT, algorithms: this.opts.algorithms ?? DEFAULT_SSH_ALGORITHMS, keepaliveInterval: keepAlive.intervalMs, keepaliveCountMax: keepAlive.countMax };
+    return sshServer({ key: hostKey, cert: hostCert }, settings, (client, info) => this.onConnection(client, { host: info.ip, port: info.port }), this.opts.log);
+  }
+
+  /** Presents another host key and certificate (a host CA rotation) from the next connection on; open tunnels go on. */
+  setHostKey(hostKey: string, hostCert: string): void {
+    this.sockets.ssh = this.sshServer(hostKey, hostCert);
   }
 
   async listen(): Promise<HostPort> {

@@ -31,6 +31,7 @@ import * as path from 'node:path';
 import { toString as qrCodeText } from 'qrcode';
 import { z } from 'zod';
 import { decodePathPart, readJsonBody, requestUrl, sendError, sendJson } from '../auth/http';
+import type { ExportType } from '../auth/export';
 import { serverAddress, serverLabels } from '../auth/resources';
 import type { ActiveSession } from '../node/shared';
 import type { UserNode } from '../auth/server';
@@ -92,6 +93,8 @@ export interface WebApi {
   /** The cluster this proxy serves: the one "site" of the web API. */
   clusterName: string;
   ping(): Promise<PingResponse>;
+  /** The cluster's CAs' public keys in OpenSSH's formats (auth/export.ts), every key of each (two during a rotation). */
+  exportCAs(type: ExportType | undefined): string[];
   /** `clientAddr`: the address of the client the request came from. */
   login(user: string, body: LoginBody, clientAddr: string): Promise<unknown>;
   signupToken(token: string): Promise<SignupInfo>;
@@ -327,6 +330,13 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
       const read = req.method === 'GET' || req.method === 'HEAD';
       if (route === '/webapi/ping' && read) {
         sendJson(res, 200, await api.ping());
+      } else if (route === '/webapi/auth/export' && read) {
+        // Public keys, for anyone (as Teleport's): OpenSSH users and tsh refresh their trust from here during a rotation.
+        const type = url.searchParams.get('type') ?? undefined;
+        if (type !== undefined && !['user', 'host', 'tls'].includes(type)) throw new BadParameterError('type must be user, host or tls');
+        const body = api.exportCAs(type as ExportType | undefined).join('\n') + '\n';
+        res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+        res.end(body);
       } else if (route === '/webapi/ssh/certs' && req.method === 'POST') {
         const body = await parseBody(req, loginBodySchema);
         sendJson(res, 200, await api.login(body.user, body, clients.of(req)));

@@ -139,14 +139,14 @@ export async function startProcess(config: TeleportConfig, opts: StartOptions = 
     if (config.ssh.enabled) {
       const identity = await hostIdentity('Node', config, store, uuid, auth, logger('node'), viaProxy);
       clusterName ??= identity.clusterName;
-      const n = await startNodeService({ config, identity, hostUUID: uuid, ...(pam ? { pam } : {}), ...(viaProxy ? { viaProxy } : {}), log: logger('node') });
+      const n = await startNodeService({ config, identity, store, hostUUID: uuid, ...(pam ? { pam } : {}), ...(viaProxy ? { viaProxy } : {}), log: logger('node') });
       node = n;
       opened.add(() => n.close());
     }
     if (config.proxy.enabled) {
       const identity = await hostIdentity('Proxy', config, store, uuid, auth, logger('proxy'));
       clusterName ??= identity.clusterName;
-      const p = await startProxyService({ config, identity, hostUUID: uuid, log: logger('proxy') });
+      const p = await startProxyService({ config, identity, store, hostUUID: uuid, log: logger('proxy') });
       proxy = p;
       opened.add(() => p.close());
     }

@@ -13,6 +13,15 @@ export function caPin(caCertPem: string | Buffer): string {
   return 'sha256:' + createHash('sha256').update(spki).digest('hex');
 }
 
+/**
+ * The pins of every TLS certificate of a CA, comma-separated (as `--ca-pin` and the SSM parameter
+ * take a list): two during a rotation, so that a member joining then trusts the auth server
+ * whichever of the two it serves from.
+ */
+export function caPins(caCertPems: readonly string[]): string {
+  return caCertPems.map((pem) => caPin(pem)).join(',');
+}
+
 export function validatePin(pin: string): void {
   if (!PIN_RE.test(pin)) throw new BadParameterError(`invalid CA pin "${pin}": expected sha256:<64 lower-case hex digits>`);
 }

@@ -4,7 +4,7 @@
  * stock sshd that trusts the exported user CA. alice has a session open on
  * node-1 the whole time; certificates issued before, during and after the
  * rotation are tried straight at the node, through the proxy (tsh) and at
- * sshd. The host CA cannot be rotated yet: asking for it changes nothing.
+ * sshd. Host CA rotation: host-ca-rotation.test.ts.
  */
 import { ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -79,12 +79,6 @@ describe('user CA rotation', () => {
       await waitFor(`the session to answer ${line}`, async () => output.includes(`got ${line}`));
     };
     await say('before');
-
-    // WHEN both CAs are asked for THEN it is refused (the host CA cannot be rotated yet) and nothing changes
-    const both = await c.tctl('auth', 'rotate', '--grace-period=9s');
-    expect(both.code).not.toBe(0);
-    expect(both.stderr).toContain('rotating the host CA is not supported yet');
-    expect((await status()).user.state).toBe('never updated');
 
     // WHEN the user CA is rotated automatically over 9 s
     const started = await c.tctlOk('auth', 'rotate', '--type=user', '--grace-period=9s');

@@ -29,6 +29,11 @@ export class SshUser {
     return new SshUser(key, knownHosts, login);
   }
 
+  /** The same key and certificate with other known_hosts (e.g. an older export of the host CA). */
+  static withKnownHosts(user: SshUser, knownHosts: string): SshUser {
+    return new SshUser(user.key, knownHosts, user.login);
+  }
+
   /** Options that make OpenSSH use this identity and check the node's host certificate strictly. */
   options(nodeName: string, cluster = 'example.com'): string[] {
     return [
@@ -54,4 +59,15 @@ export function sshTo(user: SshUser, port: number, nodeName: string, remote: str
 /** The fingerprint (SHA256:…) of the CA key that signed an OpenSSH certificate file, as `ssh-keygen -L` shows it. */
 export async function signingCAOf(certFile: string): Promise<string> {
   return /Signing CA: \S+ (SHA256:\S+)/.exec((await run('ssh-keygen', ['-L', '-f', certFile])).stdout)![1];
+}
+
+/** The fingerprint of the CA that signed the host certificate the SSH server on `port` presents (`ssh-keyscan -c`). */
+export async function presentedHostCA(port: number, dir: string): Promise<string> {
+  const r = await run('ssh-keyscan', ['-c', '-p', String(port), '127.0.0.1']);
+  // `-c` prints the certificate without the host name in front (and without a newline after it)
+  const cert = /(\S+-cert-v01@openssh\.com) ([A-Za-z0-9+/]+=*)/.exec(r.stdout);
+  if (!cert) throw new Error(`no host certificate from port ${port}: ${r.stdout} ${r.stderr}`);
+  const file = path.join(dir, `keyscan-${port}-cert.pub`);
+  fs.writeFileSync(file, `${cert[1]} ${cert[2]}\n`);
+  return signingCAOf(file);
 }

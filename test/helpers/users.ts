@@ -5,6 +5,8 @@
  * as that person.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { keyPaths } from '../../runtime/client/keystore';
 import { webRequest } from '../../runtime/client/weblogin';
 import { TotpCodes } from '../../sim/user';
 import { TestAuth } from './cluster';
@@ -71,6 +73,11 @@ export class TshUser {
     const p = this.cluster.proxyPorts!;
     const r = await this.tsh(['login', '--proxy', `${this.cluster.webUrl()},${p.ssh}`, '--insecure', '--user', this.name], `${this.password}\n${await this.freshCode()}\n`);
     if (r.code !== 0) throw new Error(`tsh login failed: ${r.stderr}`);
+  }
+
+  /** The SSH certificate of the last `login()`. */
+  certFile(): string {
+    return keyPaths(new URL(this.cluster.webUrl()).hostname, this.name, path.join(this.home, '.tsh')).sshCert;
   }
 
   cleanup(): void {

@@ -12,6 +12,7 @@ import type { AuthClient } from '../client';
 import { Role, roleSchema, User } from '../resources';
 import { AccessDecision, AccessRequest, AccessView, checkAccess, TrustedClusterRule } from './decision';
 import type { AccessSnapshot, SnapshotCluster } from './feed';
+import type { RotationPhase } from '../rotation';
 
 /** Another cluster as loaded: its keys parsed. */
 export interface LoadedCluster {
@@ -37,6 +38,9 @@ export interface Loaded {
   roles: Map<string, Role>;
   userCAKeys: Buffer[];
   hostCAKeys: Buffer[];
+  /** The host CA's TLS certificates, PEM. */
+  hostTlsCAs: string[];
+  hostRotation?: { phase: RotationPhase; id: string };
   clusters: Map<string, LoadedCluster>;
 }
 
@@ -80,7 +84,16 @@ export function parseSnapshot(s: AccessSnapshot, log: Logger): Loaded {
       log.warn('ignoring a trusted cluster record that does not parse', { cluster: c.name, error: (err as Error).message });
     }
   }
-  return { version: s.version, users, roles, userCAKeys: keysOf(s.user_ca_keys), hostCAKeys: keysOf(s.host_ca_keys ?? []), clusters };
+  return {
+    version: s.version,
+    users,
+    roles,
+    userCAKeys: keysOf(s.user_ca_keys),
+    hostCAKeys: keysOf(s.host_ca_keys ?? []),
+    hostTlsCAs: s.host_tls_cas ?? [],
+    ...(s.host_ca_rotation ? { hostRotation: s.host_ca_rotation } : {}),
+    clusters,
+  };
 }
 
 export class AccessCache implements AccessView {
@@ -150,6 +163,12 @@ export class AccessCache implements AccessView {
   /** This cluster's host CA keys (none before the first load, or from an auth server that does not send them). */
   hostCAKeys(): Buffer[] {
     return this.data?.hostCAKeys ?? [];
+  }
+
+  /** This cluster's host CA as members follow it: its TLS certificates and its rotation (undefined before the first load). */
+  hostCA(): { tlsCAs: string[]; checkingKeys: Buffer[]; rotation: { phase: RotationPhase; id: string } } | undefined {
+    const d = this.data;
+    return d?.hostRotation ? { tlsCAs: d.hostTlsCAs, checkingKeys: d.hostCAKeys, rotation: d.hostRotation } : undefined;
   }
 
   /** The other clusters with the given relation that are enabled now. */

@@ -15,6 +15,7 @@ import { Keys, rangeEnd } from '../../contract/keys';
 import { Logger } from '../../utils/logger';
 import { CertAuthority, Role, roleSchema, User, userSchema } from '../resources';
 import type { ClusterTrustRecord, Relation } from '../trust';
+import { phaseOf, rotationOf, type RotationPhase } from '../rotation';
 import { AccessView, TrustedClusterRule } from './decision';
 
 /** Another cluster as proxies and nodes need it: the trust, the role map, its CA keys and its tunnel address. */
@@ -38,6 +39,10 @@ export interface AccessSnapshot {
   user_ca_keys: string[];
   /** authorized_keys lines (nodes check the proxies' `Teleport-Proxy` hellos with them). */
   host_ca_keys: string[];
+  /** The host CA's TLS certificates (PEM): members trust the auth servers' certificates from these (two during a rotation). */
+  host_tls_cas?: string[];
+  /** The host CA's rotation: members move to new host certificates by its phase (runtime/service/hostrotation.ts). */
+  host_ca_rotation?: { phase: RotationPhase; id: string };
   /** As stored (durations as Go strings); parse with `roleSchema`. */
   roles: unknown[];
   users: { name: string; roles: string[]; traits: Record<string, string[]> }[];
@@ -72,7 +77,11 @@ function relevant(key: string): boolean {
 const PREFIXES = [Keys.users(), Keys.roles(), Keys.certAuthorities('user'), Keys.certAuthorities('host'), Keys.clusterTrusts()];
 
 /** A record of the access data as parsed once, when it was written. */
-type Entry = { kind: 'user'; user: User } | { kind: 'role'; role: Role; stored: unknown } | { kind: 'ca'; type: 'user' | 'host'; keys: string[] } | { kind: 'cluster'; cluster: SnapshotCluster; userTlsCAs: string[] };
+type Entry =
+  | { kind: 'user'; user: User }
+  | { kind: 'role'; role: Role; stored: unknown }
+  | { kind: 'ca'; type: 'user' | 'host'; keys: string[]; tls: string[]; rotation: { phase: RotationPhase; id: string } }
+  | { kind: 'cluster'; cluster: SnapshotCluster; userTlsCAs: string[] };
 /** A trusted cluster's TLS CA certificates (PEM), for the auth API's callers. */
 export interface ForeignTlsCAs {
   cluster: string;
@@ -166,7 +175,11 @@ export class AccessFeed implements AccessView {
         const r = json as ClusterTrustRecord;
         entry = { kind: 'cluster', cluster: snapshotCluster(r), userTlsCAs: tlsPems(r.spec.user_ca) };
       }
-      else entry = { kind: 'ca', type: key.startsWith(Keys.certAuthorities('host')) ? 'host' : 'user', keys: keyLines(json as CertAuthority) };
+      else {
+        const ca = json as CertAuthority;
+        const type = key.startsWith(Keys.certAuthorities('host')) ? 'host' : 'user';
+        entry = { kind: 'ca', type, keys: keyLines(ca), tls: tlsPems(ca), rotation: { phase: phaseOf(ca), id: rotationOf(ca).current_id ?? '' } };
+      }
     } catch (err) {
       this.log.warn('access feed: skipping a record that does not parse', { key, error: err });
       return;
@@ -227,15 +240,17 @@ export class AccessFeed implements AccessView {
     return c && c.relation === 'trusted' && c.enabled ? { roleMap: c.role_map } : undefined;
   }
 
-  private caKeys(type: 'user' | 'host'): string[] {
-    return [...this.entries.values()].flatMap((e) => (e.kind === 'ca' && e.type === type ? e.keys : []));
+  private cas(type: 'user' | 'host') {
+    return [...this.entries.values()].flatMap((e) => (e.kind === 'ca' && e.type === type ? [e] : []));
   }
 
   snapshot(): AccessSnapshot {
     this.snapshotCache ??= {
       version: this.version,
-      user_ca_keys: this.caKeys('user'),
-      host_ca_keys: this.caKeys('host'),
+      user_ca_keys: this.cas('user').flatMap((e) => e.keys),
+      host_ca_keys: this.cas('host').flatMap((e) => e.keys),
+      host_tls_cas: this.cas('host').flatMap((e) => e.tls),
+      ...(this.cas('host')[0] ? { host_ca_rotation: this.cas('host')[0].rotation } : {}),
       roles: [...this.roles.values()].map((r) => r.stored),
       users: [...this.users.values()].map((u) => ({ name: u.metadata.name, roles: u.spec.roles, traits: u.spec.traits })),
       clusters: this.clusters(),
