@@ -58,7 +58,7 @@ function hostCert(key: Buffer, what: string): Certificate {
 /** Refuses a certificate from a CA that is not trusted for the cluster with UnknownHostCAError (tsh may learn new CAs: hostcas.ts). */
 function checkKnownCA(cert: Certificate, what: string, cluster: string, hostCAs: Buffer[]): void {
   if (!hostCAs.some((k) => k.equals(cert.signatureKey))) {
-    throw new UnknownHostCAError(`${what}'s host certificate "${cert.keyId}" is signed by a CA that is not trusted for cluster "${cluster}"`);
+    throw new UnknownHostCAError(`${what}'s host certificate "${cert.keyId}" is signed by an untrusted CA (none of those trusted for cluster "${cluster}"; after a host CA rotation, run "tsh login" again)`);
   }
 }
 

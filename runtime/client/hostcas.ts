@@ -3,7 +3,9 @@
  * proxy from `update_servers` on, and by the auth server's TLS) are not among the host CAs saved
  * at login. When a connection is refused for that reason alone (a CA tsh does not know, before any
  * request was sent), tsh reads the host CAs the proxy publishes now (`/webapi/auth/export`, over
- * the same HTTPS, checked the same way, that login used), saves them, and tries once more.
+ * HTTPS with the proxy's certificate checked, as login checked it), saves them, and tries once more.
+ * A login made with --insecure never does this: nothing would vouch for the keys it got, so the
+ * user is told to log in again.
  */
 import { AccessDeniedError } from '../utils/errors';
 import type { CurrentLogin } from './cluster';
@@ -19,8 +21,9 @@ const PEM_RE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 /** Saves the host CAs (SSH keys and TLS certificates) the proxy publishes for the login's cluster; false when nothing changed. */
 export async function refreshHostCAs(me: CurrentLogin): Promise<boolean> {
   const { profile } = me;
+  if (profile.insecure || profile.web_proxy_scheme !== 'https') return false;
   const { host, port } = splitHostPort(profile.web_proxy_addr);
-  const web = { scheme: profile.web_proxy_scheme, host, port, ...(profile.insecure ? { insecure: true } : {}) };
+  const web = { scheme: profile.web_proxy_scheme, host, port };
   const [hostText, tlsText] = await Promise.all([
     webRequest<string>(web, 'GET', '/webapi/auth/export?type=host'),
     webRequest<string>(web, 'GET', '/webapi/auth/export?type=tls'),

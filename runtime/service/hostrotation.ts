@@ -44,6 +44,7 @@ export interface HostRotationOptions {
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const unb64 = (s: string) => Buffer.from(s, 'base64').toString();
 const signerOf = (id: Identity) => parseCertificate(id.sshCert).signatureKey;
+const stateOf = (ids: Identity[]) => ids.map((id) => [id.sshCert, id.tlsCert, ...id.tlsCACerts].join('|')).join('||');
 
 export class HostRotation {
   private held: Identity[];
@@ -107,9 +108,12 @@ export class HostRotation {
     const server = from(ca.checkingKeys[ca.rotation.phase === 'update_clients' ? 1 : 0]) ?? client;
     held = [server, ...(client === server ? [] : [client])].map((id) => ({ ...id, tlsCACerts: ca.tlsCAs }));
     const [current, replacement] = held;
-    await this.opts.store.save(current);
-    if (replacement) await this.opts.store.save(replacement, 'replacement');
-    else await this.opts.store.removeReplacement(current.role);
+    // Written only when something changed (this runs on every change of the access data).
+    if (stateOf(held) !== stateOf(this.held)) {
+      await this.opts.store.save(current);
+      if (replacement) await this.opts.store.save(replacement, 'replacement');
+      else await this.opts.store.removeReplacement(current.role);
+    }
     this.held = held;
     const clientNow = held[held.length - 1];
     if (clientNow.tlsCert !== this.client.tlsCert || clientNow.tlsCACerts.join() !== this.client.tlsCACerts.join()) {

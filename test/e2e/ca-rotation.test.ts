@@ -80,8 +80,8 @@ describe('user CA rotation', () => {
     };
     await say('before');
 
-    // WHEN the user CA is rotated automatically over 9 s
-    const started = await c.tctlOk('auth', 'rotate', '--type=user', '--grace-period=9s');
+    // WHEN the user CA is rotated automatically over 18 s (each phase 6 s: time for tctl status under load)
+    const started = await c.tctlOk('auth', 'rotate', '--type=user', '--grace-period=18s');
     expect(started).toContain('Initiated certificate authority rotation');
     // THEN in init both keys are trusted, the old one still signs
     const init = await status();

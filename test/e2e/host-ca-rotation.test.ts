@@ -20,9 +20,7 @@ class OpenSession {
   readonly proc: ChildProcessWithoutNullStreams;
 
   constructor(user: TshUser, node: string) {
-    this.proc = spawn(process.execPath, [cliPath('tsh'), 'ssh', `${LOGIN}@${node}`, 'while read l; do echo "got $l"; done'], {
-      env: { ...process.env, HOME: user.home, TELEPORT_HOME: '' },
-    });
+    this.proc = spawn(process.execPath, [cliPath('tsh'), 'ssh', `${LOGIN}@${node}`, 'while read l; do echo "got $l"; done'], { env: { ...process.env, ...user.env } });
     this.proc.stdout.on('data', (d: Buffer) => (this.output += d.toString()));
   }
 
@@ -85,8 +83,8 @@ describe('host CA rotation', () => {
   };
 
   it('GIVEN two nodes with open sessions WHEN both CAs rotate automatically THEN nobody is cut off, new logins get the new CAs, every server ends up on the new host CA, and the old CAs are refused everywhere', async () => {
-    // GIVEN alice logged in before the rotation, with a session open on each node, and OpenSSH users set up from the exports
-    await alice.login();
+    // GIVEN alice logged in before the rotation (checking the proxy's HTTPS certificate), with a session open on each node, and OpenSSH users set up from the exports
+    await alice.loginChecked();
     const before = await status();
     expect(await presented()).toEqual(nodes.map(() => before.host.keys[0]).concat(before.host.keys[0]));
     for (const n of ['node-1', 'node-2']) sessions.push(new OpenSession(alice, n));
@@ -155,7 +153,9 @@ describe('host CA rotation', () => {
     const before = await status();
     const oldHost = before.host.keys[0];
     const rotate = (phase: string) => c.tctlOk('auth', 'rotate', '--type=host', '--manual', `--phase=${phase}`);
-    await alice.login();
+    // alice's login checked the proxy's HTTPS certificate, so tsh may learn new host CAs from it (an --insecure one may not)
+    await alice.loginChecked();
+    await bob.login();
     const session = new OpenSession(alice, 'node-1');
     sessions.push(session);
     await session.say('before');
@@ -177,6 +177,12 @@ describe('host CA rotation', () => {
     const learning = await viaProxy(alice, 'node-3');
     expect(learning.stderr).toContain('has new host CA keys (a CA rotation); now trusting those the proxy publishes');
     expect(learning.code).toBe(0);
+    // AND bob, logged in with --insecure, is told to log in again rather than trusting keys nothing vouched for
+    const unchecked = await viaProxy(bob, 'node-3');
+    expect(unchecked.code).not.toBe(0);
+    expect(unchecked.stderr).toMatch(/signed by an untrusted CA .*run "tsh login" again/);
+    await bob.login();
+    expect((await viaProxy(bob, 'node-3')).code).toBe(0);
 
     // WHEN update_servers THEN every server moves to a certificate from the new host CA
     await rotate('update_servers');

@@ -5,12 +5,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { register, RegisterOptions } from '../../runtime/auth/register';
-import { identityOf } from '../../runtime/tlsca';
-import { parseCertificate } from '../../runtime/sshcert';
+import { identityOf, publicKeyPem } from '../../runtime/tlsca';
+import { formatAuthorizedKey, parseCertificate } from '../../runtime/sshcert';
 import { logger } from '../../runtime/utils/logger';
 import { tokenId } from '../../runtime/utils/secrets';
 import { startAuth, TestAuth } from '../helpers/cluster';
-import { waitFor } from '../helpers/proc';
+import { tempDir, waitFor } from '../helpers/proc';
+import { AuthClient } from '../../runtime/auth/client';
+import type { Identity } from '../../runtime/auth/identity';
 
 const PIN_RE = /CA pin\s+(sha256:[0-9a-f]{64})/;
 
@@ -89,6 +91,77 @@ describe('joining the cluster with a token', () => {
     expect(JSON.stringify(failures)).not.toContain('not-a-real-token');
   });
 
+  describe('during a host CA rotation', () => {
+    const hostUUID = '7d3e2f4a-0000-4000-8000-000000000020';
+    const client = (id: { tlsKey: string; tlsCert: string; tlsCACerts: string[] }) =>
+      new AuthClient({ servers: [{ host: '127.0.0.1', port: auth.port }], credentials: { key: id.tlsKey, cert: id.tlsCert, ca: id.tlsCACerts } });
+    const reissueBody = (id: Identity) => ({
+      node_name: 'web-1',
+      additional_principals: [],
+      dns_names: [],
+      public_ssh_key: Buffer.from(formatAuthorizedKey(parseCertificate(id.sshCert).publicKey)).toString('base64'),
+      public_tls_key: Buffer.from(publicKeyPem(id.tlsKey)).toString('base64'),
+    });
+    const rotate = (phase: string) => auth.tctlOk('auth', 'rotate', '--type=host', '--manual', `--phase=${phase}`);
+
+    afterAll(async () => {
+      // back to one host CA for whatever runs next
+      const state = (await auth.caStatus()).host.state;
+      if (!state.startsWith('rolling back') && state.includes('mode:')) await rotate('rollback');
+      if ((await auth.caStatus()).host.state.includes('mode:')) await rotate('standby');
+    });
+
+    it('GIVEN update_clients WHEN a node joins THEN only the CAs its pins name are trusted: the old pin joins, the new one alone is refused (the auth server still serves the old CA), both join', async () => {
+      await rotate('init');
+      await rotate('update_clients');
+      const [newPin, oldPin] = /CA pin\s+(\S+)/.exec(await auth.tctlOk('status'))![1].split(',');
+      expect(oldPin).toBe(pin);
+      await expect(register(opts({ caPins: [newPin], hostUUID: '7d3e2f4a-0000-4000-8000-000000000021' }))).rejects.toThrow(/certificate|verify/i);
+      const old = await register(opts({ caPins: [oldPin], hostUUID: '7d3e2f4a-0000-4000-8000-000000000022' }));
+      expect(old.tlsCACerts).toHaveLength(2);
+      await expect(register(opts({ caPins: [newPin, oldPin], hostUUID }))).resolves.toMatchObject({ role: 'Node' });
+    });
+
+    it('GIVEN a member WHEN it asks for new host certificates THEN they name its own host ID and role, from the signing key; a host ID in the request, or a user, is refused', async () => {
+      const id = await register(opts({ hostUUID: '7d3e2f4a-0000-4000-8000-000000000023', caPins: [] }));
+      const c = client(id);
+      try {
+        const packed = await c.post<{ cert: string; tls_cert: string }>('/v1/hosts/reissue', reissueBody(id));
+        const cert = parseCertificate(Buffer.from(packed.cert, 'base64').toString());
+        expect(cert.keyId).toBe('7d3e2f4a-0000-4000-8000-000000000023.example.com');
+        expect(cert.extensions['x-teleport-role']).toBe('Node');
+        expect(identityOf(Buffer.from(packed.tls_cert, 'base64').toString())).toMatchObject({ username: '7d3e2f4a-0000-4000-8000-000000000023.example.com', groups: ['Node'] });
+        // from the signing key (the new one in update_clients), as the join's were
+        expect(formatAuthorizedKey(cert.signatureKey)).toBe(formatAuthorizedKey(parseCertificate(id.sshCert).signatureKey));
+        await expect(c.post('/v1/hosts/reissue', { ...reissueBody(id), hostID: 'someone-else' })).rejects.toMatchObject({ reason: 'bad_parameter' });
+      } finally {
+        c.close();
+      }
+      // the admin identity (tctl's) is no host: refused
+      const admin = await auth.adminClient();
+      try {
+        await expect(admin.post('/v1/hosts/reissue', reissueBody(id))).rejects.toMatchObject({ reason: 'access_denied' });
+      } finally {
+        admin.close();
+      }
+      // a user's certificate is refused
+      const dir = tempDir('reissue-');
+      try {
+        await auth.tctlOk('users', 'add', 'carol', 'carol');
+        await auth.tctlOk('auth', 'sign', '--user=carol', '--format=tls', '-o', path.join(dir, 'carol'), '--ttl=1h');
+        const read = (ext: string) => fs.readFileSync(path.join(dir, `carol.${ext}`), 'utf8');
+        const user = client({ tlsKey: read('key'), tlsCert: read('crt'), tlsCACerts: id.tlsCACerts });
+        try {
+          await expect(user.post('/v1/hosts/reissue', reissueBody(id))).rejects.toMatchObject({ reason: 'access_denied' });
+        } finally {
+          user.close();
+        }
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+
   it('GIVEN a flood of bad join attempts from one address THEN they are rate limited', async () => {
     const attempts = await Promise.allSettled(
       Array.from({ length: 40 }, (_, i) => register(opts({ token: `guess-${i}`, hostUUID: `7d3e2f4a-0000-4000-8000-1000000000${String(i).padStart(2, '0')}` }))),
@@ -97,4 +170,5 @@ describe('joining the cluster with a token', () => {
     expect(reasons).not.toContain('ok');
     expect(reasons).toContain('limit_exceeded');
   });
+
 });

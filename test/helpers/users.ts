@@ -14,6 +14,7 @@ import { runCli, RunResult, tempDir, waitFor } from './proc';
 
 export class TshUser {
   private readonly codes: TotpCodes;
+  private checked = false;
 
   private constructor(
     readonly name: string,
@@ -64,12 +65,30 @@ export class TshUser {
     return waitFor(`an unused TOTP step for ${this.name}`, unused, 70_000, 500);
   }
 
+  /** What tsh runs with: this user's home, and after `loginChecked()` the proxy's certificate trusted. */
+  get env(): NodeJS.ProcessEnv {
+    return { HOME: this.home, TELEPORT_HOME: '', ...(this.checked ? { NODE_EXTRA_CA_CERTS: path.join(this.cluster.dataDir, 'webproxy_cert.pem') } : {}) };
+  }
+
   tsh(args: string[], input?: string, env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
-    return runCli('tsh', args, { env: { HOME: this.home, TELEPORT_HOME: '', ...env }, input });
+    return runCli('tsh', args, { env: { ...this.env, ...env }, input });
+  }
+
+  /**
+   * `tsh login` that checks the proxy's HTTPS certificate instead of --insecure: the test proxy's
+   * self-signed one, trusted through NODE_EXTRA_CA_CERTS, by the name it has (localhost); later
+   * tsh calls trust it too.
+   */
+  async loginChecked(): Promise<void> {
+    this.checked = true;
+    const p = this.cluster.proxyPorts!;
+    const r = await this.tsh(['login', '--proxy', `localhost:${p.web},${p.ssh}`, '--user', this.name], `${this.password}\n${await this.freshCode()}\n`);
+    if (r.code !== 0) throw new Error(`tsh login failed: ${r.stderr}`);
   }
 
   /** `tsh login` through the proxy (plain HTTP test proxies: http://), failing the test when it fails. */
   async login(): Promise<void> {
+    this.checked = false;
     const p = this.cluster.proxyPorts!;
     const r = await this.tsh(['login', '--proxy', `${this.cluster.webUrl()},${p.ssh}`, '--insecure', '--user', this.name], `${this.password}\n${await this.freshCode()}\n`);
     if (r.code !== 0) throw new Error(`tsh login failed: ${r.stderr}`);
@@ -77,7 +96,7 @@ export class TshUser {
 
   /** The SSH certificate of the last `login()`. */
   certFile(): string {
-    return keyPaths(new URL(this.cluster.webUrl()).hostname, this.name, path.join(this.home, '.tsh')).sshCert;
+    return keyPaths(this.checked ? 'localhost' : new URL(this.cluster.webUrl()).hostname, this.name, path.join(this.home, '.tsh')).sshCert;
   }
 
   cleanup(): void {

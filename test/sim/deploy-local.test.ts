@@ -118,6 +118,50 @@ describe('deploy:local — the HA stack from its template', () => {
     }
   });
 
+  test('a host CA rotation: the control plane publishes both pins, a node launched in update_clients joins with them from SSM, and the cluster completes the rotation with every node', async () => {
+    const auth = d.asg.group('Auth').live()[0];
+    const tctl = async (...args: string[]) => {
+      const r = await auth.instance.exec(['tctl', ...args]);
+      if (r.code !== 0) throw new Error(`tctl ${args.join(' ')}: ${r.stderr}`);
+      return r.stdout;
+    };
+    const pinParam = outputs().SsmCaPinPath.value;
+    const before = d.ssm.get(pinParam)!.value;
+    // WHEN the host CA rotation reaches update_clients
+    await tctl('auth', 'rotate', '--type=host', '--manual', '--phase=init');
+    await tctl('auth', 'rotate', '--type=host', '--manual', '--phase=update_clients');
+    // THEN the pin function publishes both pins (from init on)
+    const both = await waitFor('both pins in SSM', async () => {
+      const v = d.ssm.get(pinParam)!.value;
+      return v.split(',').length === 2 ? v.split(',') : undefined;
+    }, 60_000, 500);
+    expect(both).toContain(before);
+    const newPin = both.find((p) => p !== before)!;
+    // WHEN a third node launches now (it reads the token and pins from SSM at boot)
+    const nodes = d.asg.group('Nodes');
+    d.asg.setDesired(nodes, 3);
+    const all = await waitFor('a third node in service', async () => {
+      const live = nodes.live();
+      return live.length === 3 && live.every((i) => i.state === 'InService') ? live : undefined;
+    }, 120_000, 500);
+    // THEN all three nodes are registered
+    await waitFor('three nodes in tctl nodes ls', async () => {
+      const out = await tctl('nodes', 'ls');
+      return all!.every((n) => out.includes(n.instance.address)) ? out : undefined;
+    }, 60_000, 500);
+    // WHEN the rotation completes THEN the pin is the new CA's alone
+    await tctl('auth', 'rotate', '--type=host', '--manual', '--phase=update_servers');
+    await tctl('auth', 'rotate', '--type=host', '--manual', '--phase=standby');
+    await waitFor('the new pin alone in SSM', async () => d.ssm.get(pinParam)!.value === newPin, 60_000, 500);
+    // AND a user who logs in now (trusting the new host CA only) reaches all three nodes: each moved to new host certificates on its own
+    const bob = await ClusterUser.signUp(d, 'bob', [login.name], path.join(dir, 'bob'));
+    expect(await bob.login()).toMatch(/Logged in as:\s+bob/);
+    for (const node of all!) {
+      const r = await bob.tsh(['ssh', `${login.name}@${node.instance.address}`, 'echo', `rotated-${node.id}`]);
+      expect(r.stdout).toContain(`rotated-${node.id}`);
+    }
+  });
+
   test('the IAM audit lists no denied call', () => {
     expect(d.audit.denied().map((e) => `${e.call.caller.name} ${e.call.action} ${e.call.resource}: ${e.decision.reason}`)).toEqual([]);
     expect(d.audit.calls().length).toBeGreaterThan(0);

@@ -51,7 +51,7 @@ export interface AccessSnapshot {
 }
 
 const keyLines = (ca: CertAuthority) => ca.spec.checking_keys.map((k) => Buffer.from(k, 'base64').toString());
-const tlsPems = (ca: CertAuthority) => ca.spec.tls_key_pairs.map((p) => Buffer.from(p.cert, 'base64').toString());
+const tlsPems = (ca: CertAuthority) => (ca.spec.tls_key_pairs ?? []).map((p) => Buffer.from(p.cert, 'base64').toString());
 
 function snapshotCluster(r: ClusterTrustRecord): SnapshotCluster {
   return {

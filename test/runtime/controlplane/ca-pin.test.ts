@@ -18,6 +18,7 @@ import { handler, publishFromStream } from '../../../runtime/controlplane/ca-pin
 import { PUT_ATTEMPTS } from '../../../runtime/controlplane/publish';
 import { generateCA } from '../../../runtime/tlsca';
 import { caPin } from '../../../runtime/tlsca/pin';
+import { parseCaPinList } from '../../../runtime/config/tokens';
 import { setLogWriter } from '../../../runtime/utils/logger';
 import { DynamoDbLocal, lambdaStreamEvent, LOCAL_REGION, matchesFilter, readStream } from '../../helpers/dynamodb';
 import { SsmImitation, startSsm } from '../../helpers/ec2-imitations';
@@ -124,6 +125,20 @@ describe('CA pin publisher (DynamoDB Local stream, local SSM endpoint)', () => {
     // THEN the last write wins: the rotated CA's pin
     expect(ssm.writes.at(-1)).toEqual({ Name: PIN_PARAMETER, Value: caPin(next.cert), Type: 'String', Overwrite: true });
     expect(caPin(next.cert)).not.toBe(ssm.writes[0].Value);
+  });
+
+  it('GIVEN a host CA rotation in progress (two TLS key pairs) WHEN its record is delivered THEN both pins are published, the signing CA\'s first, as --ca-pin takes a list', async () => {
+    const key = Keys.certAuthority('host', CLUSTER);
+    const ca = JSON.parse((await state.get(key)).value.toString()) as CertAuthority;
+    const second = await generateCA(CLUSTER);
+    const first = ca.spec.tls_key_pairs[0];
+    ca.spec.tls_key_pairs = [first, { cert: Buffer.from(second.cert).toString('base64'), key: Buffer.from(second.key).toString('base64') }];
+    await state.put({ key, value: Buffer.from(JSON.stringify(ca)) });
+    const { event } = await delivered(CLUSTER, (r) => r.eventName === 'MODIFY' && keyIs(key)(r));
+    await handler(event);
+    const pins = `${caPin(Buffer.from(first.cert, 'base64'))},${caPin(second.cert)}`;
+    expect(ssm.writes.at(-1)).toEqual({ Name: PIN_PARAMETER, Value: pins, Type: 'String', Overwrite: true });
+    expect(parseCaPinList(pins, 'the parameter')).toHaveLength(2);
   });
 
   it('GIVEN SSM refuses the write while another is in flight WHEN the publisher runs THEN it tries again, and fails only when SSM keeps refusing', async () => {
