@@ -15,7 +15,7 @@ import { ConfigError, formatIssue, type ConfigIssue } from './errors';
 import { parseLabelsFlag, type CommandLabel } from './labels';
 import { formatPath, loadConfigFile, resolveConfigPath, shareSourceMap, sourceMapOf } from './load';
 import { DEFAULT_MAX_STARTUPS, type MaxStartups, type PreAuthLimits } from './startups';
-import { FileConfigSchema, type FileConfig } from './schema';
+import { FileConfigSchema, type FileConfig, type SecondFactor } from './schema';
 import { unsupportedSettings } from './support';
 import { normalizeCaPin, parseStaticTokenSpec, readCaPinsValue, readTokenValue, readValueFile, type StaticTokenRole } from './tokens';
 import { existsSync } from 'node:fs';
@@ -120,7 +120,7 @@ export interface TeleportConfig {
     staticTokens: StaticToken[];
     authentication: {
       type: 'local' | 'github' | 'oidc' | 'saml';
-      secondFactor: 'off' | 'otp' | 'u2f';
+      secondFactor: SecondFactor;
     };
     sessionRecording: 'node' | 'proxy' | 'off';
     proxyChecksHostKeys: boolean;
