@@ -14,6 +14,11 @@
  *   GET    /webapi/sites/:site/connect    Upgrade: websocket, the browser terminal (cookie + bearer; terminal.ts)
  *   GET    /webapi/sites/:site/events/search  the audit log, searched as the session's user (bearer; runtime/auth/audit-search.ts)
  *   GET    /webapi/auth/connect           Upgrade: teleport-auth, a byte pipe to the auth API for nodes behind NAT (authpipe.ts)
+ * and WebAuthn security keys (relyingparty.ts: only on the proxy's public address):
+ *   POST /webapi/signuptokens/:token/webauthn  `{publicKey}` options to register a key at sign-up
+ *   POST /webapi/mfa/login/begin               password in, `{publicKey}` options for the user's keys out (then POST /webapi/sessions with `webauthn_response`)
+ *   POST /webapi/mfa/authenticatechallenge     `{publicKey}` options for the session user's keys (bearer; account changes)
+ *   POST /webapi/mfa/offer/webauthn            password and second factor in, `{publicKey}` options to register a new key out (bearer)
  * and the browser UI's pages and files from runtime/proxy/webui (see pages.ts).
  * Bodies are JSON of at most 64 KiB, validated by one schema each; a bad one gets a 4xx.
  * Requests that change something must not come from another site and POSTs
@@ -35,7 +40,9 @@ import { serverAddress, serverLabels } from '../auth/resources';
 import type { ActiveSession } from '../node/shared';
 import type { UserNode } from '../auth/server';
 import type { MfaDeviceInfo } from '../auth/mfa';
-import type { Cidr } from '../config';
+import { assertionResponseSchema, registrationResponseSchema, type RelyingParty } from '../auth/webauthn';
+import type { PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
+import type { Cidr, HostPort } from '../config';
 import { selfSignedServerCert } from '../tlsca';
 import { policyKeyMismatch, tlsPolicy } from '../tlsca/ciphersuites';
 import { AccessDeniedError, BadParameterError, isReason, NotFoundError } from '../utils/errors';
@@ -50,6 +57,7 @@ import { ClientAddress } from './clientaddr';
 import { checkNotCrossSite, UnsupportedMediaTypeError } from './crossorigin';
 import { loadKeyPairs, ServedKeyPairs } from './keypairs';
 import { CONTENT_SECURITY_POLICY, WebUi } from './pages';
+import { relyingParty } from './relyingparty';
 import { isTerminalRequest, sessionCookieHeader, Terminals, type TerminalOptions } from './terminal';
 
 export interface PingResponse {
@@ -96,7 +104,7 @@ export interface WebApi {
   login(user: string, body: LoginBody, clientAddr: string): Promise<unknown>;
   signupToken(token: string): Promise<SignupInfo>;
   completeSignup(token: string, body: SignupBody): Promise<unknown>;
-  createSession(creds: { user: string; password: string; otpToken?: string }, clientAddr: string): Promise<NewWebSession>;
+  createSession(creds: { user: string; password: string; otpToken?: string; webauthn?: WebAuthnAssertion }, clientAddr: string): Promise<NewWebSession>;
   /** The session's user and expiry (ISO 8601); AccessDeniedError when the token is unknown or expired. */
   getSession(token: string): Promise<{ user: string; expires?: string }>;
   sessionNodes(token: string): Promise<UserNode[]>;
@@ -123,21 +131,43 @@ export interface WebApi {
   addMfaDevice(token: string, body: MfaAddBody, clientAddr: string): Promise<MfaDeviceInfo>;
   /** Removes a device, after the password and a current code (as at login). */
   deleteMfaDevice(token: string, name: string, body: MfaDeleteBody, clientAddr: string): Promise<void>;
+  /** Options to register a security key at sign-up with `token`. */
+  signupWebAuthnOptions(token: string, rp: RelyingParty): Promise<PublicKeyCredentialCreationOptionsJSON>;
+  /** Step one of a login with a security key: the password checked, options for the user's keys. */
+  webAuthnLoginChallenge(creds: { user: string; password: string }, rp: RelyingParty, clientAddr: string): Promise<PublicKeyCredentialRequestOptionsJSON>;
+  /** Options for the keys of the web session's user, for an account change. */
+  webAuthnChallenge(token: string, rp: RelyingParty): Promise<PublicKeyCredentialRequestOptionsJSON>;
+  /** Options to register a new security key, after the password and the second factor. */
+  offerWebAuthnDevice(token: string, body: MfaOfferBody, rp: RelyingParty, clientAddr: string): Promise<PublicKeyCredentialCreationOptionsJSON>;
   /** A leaf cluster asks to establish trust (runtime/auth/trust.ts): the auth server checks the token and exchanges CAs. */
   validateTrustedCluster(body: ValidateTrustedClusterBody, clientAddr: string): Promise<unknown>;
 }
 
+/** A security key's answer (navigator.credentials.get, as JSON), instead of a second_factor_token. */
+const webauthnResponse = assertionResponseSchema.optional();
+export type WebAuthnAssertion = z.infer<typeof assertionResponseSchema>;
+
 /** `PUT /webapi/users/password` (Teleport 4.x's changePasswordReq). */
 export const changePasswordSchema = z
-  .object({ old_password: z.string().min(1).max(1024), new_password: z.string().min(1).max(1024), second_factor_token: z.string().max(16).optional() })
+  .object({
+    old_password: z.string().min(1).max(1024),
+    new_password: z.string().min(1).max(1024),
+    second_factor_token: z.string().max(16).optional(),
+    webauthn_response: webauthnResponse,
+  })
   .strict();
 export type ChangePasswordBody = z.infer<typeof changePasswordSchema>;
 
 /** `POST /webapi/mfa/offer`: the first step of adding a second-factor device. */
-export const mfaOfferSchema = z.object({ password: z.string().min(1).max(1024), second_factor_token: z.string().max(16).optional() }).strict();
+export const mfaOfferSchema = z
+  .object({ password: z.string().min(1).max(1024), second_factor_token: z.string().max(16).optional(), webauthn_response: webauthnResponse })
+  .strict();
 export type MfaOfferBody = z.infer<typeof mfaOfferSchema>;
-/** `POST /webapi/mfa/devices`: the device's name and a code from it. */
-export const mfaAddSchema = z.object({ name: z.string().min(1).max(64), second_factor_token: z.string().min(1).max(16) }).strict();
+/** `POST /webapi/mfa/devices`: the device's name and a code from it, or a security key's registration. */
+export const mfaAddSchema = z
+  .object({ name: z.string().min(1).max(64), second_factor_token: z.string().min(1).max(16).optional(), webauthn_registration: registrationResponseSchema.optional() })
+  .strict()
+  .refine((b) => (b.second_factor_token === undefined) !== (b.webauthn_registration === undefined), 'give second_factor_token or webauthn_registration');
 export type MfaAddBody = z.infer<typeof mfaAddSchema>;
 /** `DELETE /webapi/mfa/devices/<name>`. */
 export const mfaDeleteSchema = mfaOfferSchema;
@@ -157,6 +187,7 @@ export const loginBodySchema = z
     password: z.string().min(1).max(1024),
     otp_token: z.string().max(16).optional(),
     hotp_token: z.string().max(16).optional(),
+    webauthn_response: webauthnResponse,
     pub_key: z.string().min(1).max(16384),
     tls_pub_key: z.string().max(16384).optional(),
     ttl: z.number().int().nonnegative().optional(),
@@ -166,13 +197,18 @@ export const loginBodySchema = z
   .strict();
 export type LoginBody = z.infer<typeof loginBodySchema>;
 
-export const signupBodySchema = z.object({ password: z.string().min(1).max(1024), otp_token: z.string().max(16).optional() }).strict();
+export const signupBodySchema = z
+  .object({ password: z.string().min(1).max(1024), otp_token: z.string().max(16).optional(), webauthn_registration: registrationResponseSchema.optional() })
+  .strict();
 export type SignupBody = z.infer<typeof signupBodySchema>;
 
 /** `POST /webapi/sessions` (Teleport's createSessionReq). */
 export const sessionBodySchema = z
-  .object({ user: z.string().min(1).max(255), pass: z.string().min(1).max(1024), second_factor_token: z.string().max(16).optional() })
+  .object({ user: z.string().min(1).max(255), pass: z.string().min(1).max(1024), second_factor_token: z.string().max(16).optional(), webauthn_response: webauthnResponse })
   .strict();
+
+/** `POST /webapi/mfa/login/begin`: step one of a login with a security key. */
+export const webAuthnLoginBeginSchema = z.object({ user: z.string().min(1).max(255), pass: z.string().min(1).max(1024) }).strict();
 
 /** A request without any bearer token: 401, so the page knows to log in. */
 class NoBearerError extends AccessDeniedError {}
@@ -263,6 +299,8 @@ export interface WebServiceOptions {
   trustXForwardedForFrom?: readonly Cidr[];
   /** DNS names and IPs for the self-signed certificate. */
   hostNames: string[];
+  /** `proxy_service.public_addr`: where security keys may be used (relyingparty.ts). */
+  publicAddrs?: readonly HostPort[];
   api: WebApi;
   /** Opens a TCP connection to an auth server, for the auth pipe of nodes behind NAT (authpipe.ts); without it the pipe is refused. */
   connectAuth?: () => Promise<import('node:net').Socket>;
@@ -318,6 +356,8 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
       const url = requestUrl(req);
       const route = url.pathname.replace(/^\/v1(?=\/webapi\/)/, '');
       const signup = /^\/webapi\/signuptokens\/([^/]+)$/.exec(route);
+      const signupKey = /^\/webapi\/signuptokens\/([^/]+)\/webauthn$/.exec(route);
+      const rp = () => relyingParty(req, opts.publicAddrs ?? [], !opts.insecureNoTls);
       const nodes = /^\/webapi\/sites\/([^/]+)(?:\/namespaces\/default)?\/nodes$/.exec(route);
       const live = /^\/webapi\/sites\/([^/]+)(?:\/namespaces\/default)?\/sessions$/.exec(route);
       const device = /^\/webapi\/mfa\/devices\/([^/]+)$/.exec(route);
@@ -338,7 +378,12 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
         sendJson(res, 200, await signupCall(() => api.completeSignup(signupToken(signup[1]), body)));
       } else if (route === '/webapi/sessions' && req.method === 'POST') {
         const body = await parseBody(req, sessionBodySchema);
-        const creds = { user: body.user, password: body.pass, ...(body.second_factor_token ? { otpToken: body.second_factor_token } : {}) };
+        const creds = {
+          user: body.user,
+          password: body.pass,
+          ...(body.second_factor_token ? { otpToken: body.second_factor_token } : {}),
+          ...(body.webauthn_response ? { webauthn: body.webauthn_response } : {}),
+        };
         const s = await api.createSession(creds, clients.of(req));
         res.setHeader('set-cookie', sessionCookieHeader(s.token, s.expires_in));
         sendJson(res, 200, { token: s.token, token_type: 'Bearer', expires_in: s.expires_in, user: s.user });
@@ -368,6 +413,19 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
         const token = bearer(req);
         await api.deleteMfaDevice(token, decodePathPart(device[1]), await parseBody(req, mfaDeleteSchema), clients.of(req));
         sendJson(res, 200, {});
+      } else if (signupKey && req.method === 'POST') {
+        const party = rp();
+        sendJson(res, 200, { publicKey: await signupCall(() => api.signupWebAuthnOptions(signupToken(signupKey[1]), party)) });
+      } else if (route === '/webapi/mfa/login/begin' && req.method === 'POST') {
+        const body = await parseBody(req, webAuthnLoginBeginSchema);
+        sendJson(res, 200, { publicKey: await api.webAuthnLoginChallenge({ user: body.user, password: body.pass }, rp(), clients.of(req)) });
+      } else if (route === '/webapi/mfa/authenticatechallenge' && req.method === 'POST') {
+        const token = bearer(req);
+        sendJson(res, 200, { publicKey: await api.webAuthnChallenge(token, rp()) });
+      } else if (route === '/webapi/mfa/offer/webauthn' && req.method === 'POST') {
+        const token = bearer(req);
+        const body = await parseBody(req, mfaOfferSchema);
+        sendJson(res, 200, { publicKey: await api.offerWebAuthnDevice(token, body, rp(), clients.of(req)) });
       } else if (route === '/webapi/trustedclusters/validate' && req.method === 'POST') {
         const body = await parseBody(req, validateTrustedClusterSchema);
         sendJson(res, 200, await api.validateTrustedCluster(body, clients.of(req)));

@@ -499,7 +499,7 @@ describe('unsupported settings, as users see them', () => {
     ).toEqual([
       'teleport.yaml:2:3: auth_service.session_recording: proxy (recording proxy mode) is not supported yet; use node (nodes record sessions, the default) or off',
       'teleport.yaml:4:5: auth_service.authentication.type: github (single sign-on) is not supported yet; use local (users added with "tctl users add")',
-      'teleport.yaml:5:5: auth_service.authentication.second_factor: u2f is not supported (hardware keys will come with WebAuthn); use otp (the default) or off',
+      'teleport.yaml:5:5: auth_service.authentication.second_factor: u2f is not supported; security keys work with webauthn (or on/optional); use otp (the default), webauthn, on, optional or off',
       'teleport.yaml:8:5: ssh_service.enhanced_recording.enabled: enhanced session recording (BPF) is not supported yet; set enabled: no (session_recording: node still records what the terminal shows)',
       'teleport.yaml:10:5: ssh_service.pam.use_pam_auth: PAM authentication is not supported (nodes authenticate users by certificate only); set use_pam_auth: no. pam.enabled runs the PAM account and session modules',
     ]);
