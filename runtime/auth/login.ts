@@ -24,6 +24,7 @@ import { AuthServer } from './server';
 import type { SecondFactor } from '../config/schema';
 import { checkDeviceName, deviceInfo, MAX_MFA_DEVICES, MfaDevice, MfaDeviceInfo, MfaDeviceType, MfaSecret } from './mfa';
 import { AssertionResponse, RegistrationResponse, RelyingParty, WebAuthn } from './webauthn';
+import { WebAuthnCliRequests } from './webauthn-cli';
 import type { PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { otpauthUrl, verifyTotp } from './totp';
 import { checkPassword, SignupToken } from './users';
@@ -143,6 +144,8 @@ export class LocalLogins {
   private readonly sourceLimiter: RateLimiter;
   private readonly clock: Clock;
   private readonly webauthn: WebAuthn;
+  /** tsh login's requests for a security key's answer (webauthn-cli.ts). */
+  readonly cliRequests: WebAuthnCliRequests;
   private dummyHash?: Promise<string>;
 
   constructor(
@@ -153,6 +156,7 @@ export class LocalLogins {
     this.sourceLimiter = opts.sourceLimiter ?? new RateLimiter(SOURCE_LIMIT);
     this.clock = opts.clock ?? systemClock;
     this.webauthn = new WebAuthn(auth.opts.backend, auth.clusterName, this.clock);
+    this.cliRequests = new WebAuthnCliRequests(auth.opts.backend, this.clock);
   }
 
   private now(): number {
@@ -313,6 +317,32 @@ export class LocalLogins {
       },
       false,
     );
+  }
+
+  /**
+   * Step one of `tsh login` with a security key: the password, checked as at login (a failure is
+   * counted and audited as one), then a request the proxy's page answers with the user's key
+   * (webauthn-cli.ts).
+   */
+  async webAuthnCliRequest(creds: { username: string; password: string }, remoteAddr: string): Promise<{ id: string; secret: string; expires: Date }> {
+    return this.audited(
+      creds.username,
+      remoteAddr,
+      async () => {
+        this.checkCredentials(creds);
+        if (!takesWebAuthn(this.secondFactor)) throw new BadParameterError(`this cluster does not use security keys (auth_service.authentication.second_factor is ${this.secondFactor})`);
+        await this.authenticate(creds, remoteAddr, false);
+        if (!(await this.auth.users.mfa.list(creds.username)).some((d) => d.webauthn)) throw new BadParameterError('no security key is registered for this user');
+        return this.cliRequests.open(creds.username);
+      },
+      false,
+    );
+  }
+
+  /** The challenge of tsh login's request `id`, for the proxy page `rp`. */
+  async webAuthnCliChallenge(id: string, rp: RelyingParty): Promise<{ user: string; publicKey: PublicKeyCredentialRequestOptionsJSON }> {
+    const user = await this.cliRequests.pendingUser(id);
+    return { user, publicKey: await this.webauthn.assertionOptions(user, rp, await this.auth.users.mfa.list(user)) };
   }
 
   /** A challenge for the keys of `username` (a web session's user), for an account change that asks for the second factor. */

@@ -6,6 +6,11 @@
  *   POST /v1/webauthn/login                 password in, a challenge for the user's keys out (step one of a login)
  *   POST /v1/websessions/mfa/challenge      a challenge for the web session's user's keys (account changes)
  *   POST /v1/websessions/mfa/offer/webauthn password and second factor in, registration options for a new key out
+ * and tsh login's requests for a key's answer (webauthn-cli.ts):
+ *   POST /v1/webauthn/cli                   password in, `{id, secret, expires}` out
+ *   POST /v1/webauthn/cli/:id/challenge     the proxy page: `{user, publicKey}` options for the request's user's keys
+ *   POST /v1/webauthn/cli/:id/answer        the proxy page: the key's answer, kept for tsh (once)
+ *   POST /v1/webauthn/cli/:id/collect       tsh, with the secret: `{webauthn_response}` once answered, else `{pending: true}`
  * The answers to these go with the calls they are for (login, sign-up, account changes: login-api.ts).
  */
 import { isIP } from 'node:net';
@@ -20,7 +25,10 @@ const clientAddr = z
   .refine((s) => isIP(s) !== 0, 'an IP address')
   .optional();
 
-const signupOptionsBody = z.object({ rp: relyingPartySchema }).strict();
+const rpBody = z.object({ rp: relyingPartySchema }).strict();
+const cliRequestBody = z.object({ user: z.string().min(1).max(255), password: z.string().max(1024), client_addr: clientAddr }).strict();
+const cliAnswerBody = z.object({ webauthn_response: assertionResponseSchema }).strict();
+const cliCollectBody = z.object({ secret: z.string().max(128) }).strict();
 const loginChallengeBody = z.object({ user: z.string().min(1).max(255), password: z.string().max(1024), rp: relyingPartySchema, client_addr: clientAddr }).strict();
 const sessionChallengeBody = z.object({ token: z.string().max(256), rp: relyingPartySchema }).strict();
 const offerBody = z
@@ -46,7 +54,7 @@ export function webAuthnRoutes(logins: LocalLogins, userOf: (token: string) => P
       method: 'POST',
       path: '/v1/signuptokens/:token/webauthn',
       allow: ['Proxy'],
-      body: signupOptionsBody,
+      body: rpBody,
       handler: async ({ params, body }) => logins.signupWebAuthnOptions(params.token, body.rp),
     }),
     route({
@@ -70,6 +78,43 @@ export function webAuthnRoutes(logins: LocalLogins, userOf: (token: string) => P
       body: offerBody,
       handler: async ({ body, remoteAddr }) =>
         logins.offerWebAuthnDevice(await userOf(body.token), { password: body.password, ...secondFactor(body) }, body.rp, body.client_addr ?? remoteAddr),
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/webauthn/cli',
+      allow: ['Proxy'],
+      body: cliRequestBody,
+      handler: async ({ body, remoteAddr }) => {
+        const r = await logins.webAuthnCliRequest({ username: body.user, password: body.password }, body.client_addr ?? remoteAddr);
+        return { id: r.id, secret: r.secret, expires: r.expires.toISOString() };
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/webauthn/cli/:id/challenge',
+      allow: ['Proxy'],
+      body: rpBody,
+      handler: async ({ params, body }) => logins.webAuthnCliChallenge(params.id, body.rp),
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/webauthn/cli/:id/answer',
+      allow: ['Proxy'],
+      body: cliAnswerBody,
+      handler: async ({ params, body }) => {
+        await logins.cliRequests.answer(params.id, body.webauthn_response);
+        return {};
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/v1/webauthn/cli/:id/collect',
+      allow: ['Proxy'],
+      body: cliCollectBody,
+      handler: async ({ params, body }) => {
+        const got = await logins.cliRequests.collect(params.id, body.secret);
+        return got ? { webauthn_response: got.answer } : { pending: true };
+      },
     }),
   ];
 }

@@ -6,7 +6,8 @@
  * listener is plain HTTP behind a load balancer). A page from any other
  * origin, a proxy without a public address, or one whose public address is
  * an IP address (no RP ID can be one) runs no ceremony: WebAuthn binds a key
- * to the host name, so the proxy must know the one its users see.
+ * to the host name, so the proxy must know the one its users see. tsh, which
+ * has no origin, is sent to the first public address (`publicWebUrl`).
  */
 import type * as http from 'node:http';
 import { isIP } from 'node:net';
@@ -37,4 +38,12 @@ export function relyingParty(req: http.IncomingMessage, publicAddrs: readonly Ho
   }
   if (isIP(addr.host)) throw new BadParameterError(`proxy_service.public_addr ${addr.host} is an IP address: security keys need a DNS name as their relying party ID`);
   return { id: addr.host.toLowerCase(), origin: origin.origin };
+}
+
+/** `https://<first public_addr>` (no port when 443), where tsh sends the user for their key. */
+export function publicWebUrl(publicAddrs: readonly HostPort[]): string {
+  const addr = publicAddrs[0];
+  if (!addr) throw new BadParameterError("security keys need the proxy's public host name as their relying party ID: set proxy_service.public_addr");
+  const host = addr.host.includes(':') ? `[${addr.host}]` : addr.host;
+  return `https://${host}${addr.port === 443 ? '' : `:${addr.port}`}`;
 }

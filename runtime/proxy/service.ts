@@ -267,6 +267,12 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
         webAuthnLoginChallenge: (c, rp, clientAddr) => client.post('/v1/webauthn/login', { user: c.user, password: c.password, rp, ...clientAddrField(clientAddr) }),
         webAuthnChallenge: (token, rp) => client.post('/v1/websessions/mfa/challenge', { token, rp }),
         offerWebAuthnDevice: (token, b, rp, clientAddr) => client.post('/v1/websessions/mfa/offer/webauthn', { token, ...b, rp, ...clientAddrField(clientAddr) }),
+        webAuthnCliRequest: (c, clientAddr) => client.post('/v1/webauthn/cli', { user: c.user, password: c.password, ...clientAddrField(clientAddr) }),
+        webAuthnCliChallenge: (id, rp) => client.post(`/v1/webauthn/cli/${encodeURIComponent(id)}/challenge`, { rp }),
+        webAuthnCliAnswer: async (id, answer) => {
+          await client.post(`/v1/webauthn/cli/${encodeURIComponent(id)}/answer`, { webauthn_response: answer });
+        },
+        webAuthnCliCollect: (id, secret) => client.post(`/v1/webauthn/cli/${encodeURIComponent(id)}/collect`, { secret }),
         validateTrustedCluster: (b, clientAddr) => client.post('/v1/trustedclusters/validate', { ...b, ...clientAddrField(clientAddr) }),
       },
       connectAuth: async () => (await dialFirst(config.authServers, AUTH_DIAL_TIMEOUT_MS)).sock,

@@ -19,6 +19,10 @@
  *   POST /webapi/mfa/login/begin               password in, `{publicKey}` options for the user's keys out (then POST /webapi/sessions with `webauthn_response`)
  *   POST /webapi/mfa/authenticatechallenge     `{publicKey}` options for the session user's keys (bearer; account changes)
  *   POST /webapi/mfa/offer/webauthn            password and second factor in, `{publicKey}` options to register a new key out (bearer)
+ *   POST /webapi/mfa/cli/begin                 tsh login: password in, `{request_id, secret, url}` out: the page (/web/cli-mfa/<id>) where the user uses their key
+ *   POST /webapi/mfa/cli/:id/challenge         that page: `{user, publicKey}`
+ *   POST /webapi/mfa/cli/:id/answer            that page: the key's answer, kept for tsh
+ *   POST /webapi/mfa/cli/:id/collect           tsh, with its secret: `{webauthn_response}` once the page answered, else `{pending: true}`
  * and the browser UI's pages and files from runtime/proxy/webui (see pages.ts).
  * Bodies are JSON of at most 64 KiB, validated by one schema each; a bad one gets a 4xx.
  * Requests that change something must not come from another site and POSTs
@@ -57,7 +61,7 @@ import { ClientAddress } from './clientaddr';
 import { checkNotCrossSite, UnsupportedMediaTypeError } from './crossorigin';
 import { loadKeyPairs, ServedKeyPairs } from './keypairs';
 import { CONTENT_SECURITY_POLICY, WebUi } from './pages';
-import { relyingParty } from './relyingparty';
+import { publicWebUrl, relyingParty } from './relyingparty';
 import { isTerminalRequest, sessionCookieHeader, Terminals, type TerminalOptions } from './terminal';
 
 export interface PingResponse {
@@ -139,6 +143,11 @@ export interface WebApi {
   webAuthnChallenge(token: string, rp: RelyingParty): Promise<PublicKeyCredentialRequestOptionsJSON>;
   /** Options to register a new security key, after the password and the second factor. */
   offerWebAuthnDevice(token: string, body: MfaOfferBody, rp: RelyingParty, clientAddr: string): Promise<PublicKeyCredentialCreationOptionsJSON>;
+  /** tsh login with a security key: the password checked, a request for the proxy page to answer (runtime/auth/webauthn-cli.ts). */
+  webAuthnCliRequest(creds: { user: string; password: string }, clientAddr: string): Promise<{ id: string; secret: string; expires: string }>;
+  webAuthnCliChallenge(id: string, rp: RelyingParty): Promise<{ user: string; publicKey: PublicKeyCredentialRequestOptionsJSON }>;
+  webAuthnCliAnswer(id: string, answer: WebAuthnAssertion): Promise<void>;
+  webAuthnCliCollect(id: string, secret: string): Promise<{ webauthn_response?: WebAuthnAssertion; pending?: boolean }>;
   /** A leaf cluster asks to establish trust (runtime/auth/trust.ts): the auth server checks the token and exchanges CAs. */
   validateTrustedCluster(body: ValidateTrustedClusterBody, clientAddr: string): Promise<unknown>;
 }
@@ -207,7 +216,10 @@ export const sessionBodySchema = z
   .object({ user: z.string().min(1).max(255), pass: z.string().min(1).max(1024), second_factor_token: z.string().max(16).optional(), webauthn_response: webauthnResponse })
   .strict();
 
-/** `POST /webapi/mfa/login/begin`: step one of a login with a security key. */
+export const cliAnswerSchema = z.object({ webauthn_response: assertionResponseSchema }).strict();
+export const cliCollectSchema = z.object({ secret: z.string().min(1).max(128) }).strict();
+
+/** `POST /webapi/mfa/login/begin` (and `/webapi/mfa/cli/begin`): step one of a login with a security key. */
 export const webAuthnLoginBeginSchema = z.object({ user: z.string().min(1).max(255), pass: z.string().min(1).max(1024) }).strict();
 
 /** A request without any bearer token: 401, so the page knows to log in. */
@@ -358,6 +370,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
       const signup = /^\/webapi\/signuptokens\/([^/]+)$/.exec(route);
       const signupKey = /^\/webapi\/signuptokens\/([^/]+)\/webauthn$/.exec(route);
       const rp = () => relyingParty(req, opts.publicAddrs ?? [], !opts.insecureNoTls);
+      const cli = /^\/webapi\/mfa\/cli\/([^/]+)\/(challenge|answer|collect)$/.exec(route);
       const nodes = /^\/webapi\/sites\/([^/]+)(?:\/namespaces\/default)?\/nodes$/.exec(route);
       const live = /^\/webapi\/sites\/([^/]+)(?:\/namespaces\/default)?\/sessions$/.exec(route);
       const device = /^\/webapi\/mfa\/devices\/([^/]+)$/.exec(route);
@@ -426,6 +439,20 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
         const token = bearer(req);
         const body = await parseBody(req, mfaOfferSchema);
         sendJson(res, 200, { publicKey: await api.offerWebAuthnDevice(token, body, rp(), clients.of(req)) });
+      } else if (route === '/webapi/mfa/cli/begin' && req.method === 'POST') {
+        const body = await parseBody(req, webAuthnLoginBeginSchema);
+        const site = publicWebUrl(opts.publicAddrs ?? []);
+        const r = await api.webAuthnCliRequest({ user: body.user, password: body.pass }, clients.of(req));
+        sendJson(res, 200, { request_id: r.id, secret: r.secret, expires: r.expires, url: `${site}/web/cli-mfa/${r.id}` });
+      } else if (cli && req.method === 'POST') {
+        const id = decodePathPart(cli[1]);
+        if (cli[2] === 'challenge') sendJson(res, 200, await api.webAuthnCliChallenge(id, rp()));
+        else if (cli[2] === 'answer') {
+          const body = await parseBody(req, cliAnswerSchema);
+          rp(); // only a page on the proxy's public address answers
+          await api.webAuthnCliAnswer(id, body.webauthn_response);
+          sendJson(res, 200, {});
+        } else sendJson(res, 200, await api.webAuthnCliCollect(id, (await parseBody(req, cliCollectSchema)).secret));
       } else if (route === '/webapi/trustedclusters/validate' && req.method === 'POST') {
         const body = await parseBody(req, validateTrustedClusterSchema);
         sendJson(res, 200, await api.validateTrustedCluster(body, clients.of(req)));

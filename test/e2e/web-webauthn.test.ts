@@ -5,15 +5,20 @@
  * with it; a login whose assertion comes from another credential (bob's key),
  * a replayed assertion and one whose sign counter went back are refused and
  * audited; a page on another origin than the proxy's public address gets no
- * ceremony. With `second_factor: on`, carol signs up with an authenticator
+ * ceremony. `tsh login` prints a page on the proxy where frank uses his key,
+ * and gets certificates; the page's request is single use and only tsh's
+ * secret collects its answer. With `second_factor: on`, carol signs up with an authenticator
  * app, adds a security key on the account page, logs in with it, removes her
  * app with the key, and cannot remove the key, her last device.
  */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import type { Browser, BrowserContext, CDPSession, Page } from 'playwright-core';
 import { goto, launchChromium, newContext } from '../helpers/browser';
 import { startAuth, TestAuth } from '../helpers/cluster';
 import { LOGIN } from '../helpers/sshd';
 import { TshUser } from '../helpers/users';
+import { cliPath, Daemon, runCli, tempDir } from '../helpers/proc';
 
 const SITE = 'example.com';
 const PASSWORD = 'a long enough password';
@@ -185,6 +190,46 @@ describe('security keys (second_factor: webauthn)', () => {
     // WHEN the counter is past the stored one again THEN the same key logs in
     await reset(1000);
     expect((await scriptedKeyLogin(page, 'erin')).result).toBe('ok');
+  });
+
+  it('GIVEN frank with a key WHEN he runs tsh login THEN tsh prints a page on the proxy where he uses his key, and he gets certificates', async () => {
+    await signUpWithKey('frank');
+    const home = tempDir('tsh-frank-');
+    const env = { ...process.env, HOME: home, TELEPORT_HOME: '' };
+    const args = ['login', '--proxy', `${c.webUrl()},${c.proxyPorts!.ssh}`, '--insecure', '--user', 'frank'];
+    const child = spawn(process.execPath, [cliPath('tsh'), ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const tsh = new Daemon(child);
+    child.stdin.end(`${PASSWORD}\n`);
+    try {
+      // WHEN tsh has checked the password THEN it prints the page on the proxy's public address
+      const PAGE = /https:\/\/localhost:\d+\/web\/cli-mfa\/([0-9a-f]{32})/;
+      await tsh.waitForOutput(PAGE);
+      const [url, id] = PAGE.exec(tsh.stderr + tsh.stdout)!;
+      await goto(page, url);
+      await page.locator('#ask').waitFor();
+      expect(await page.textContent('#user')).toBe('frank');
+      // AND the page's answer is not for anyone without tsh's secret
+      const stolen = await page.evaluate(
+        (id) => (globalThis as any).TeleportUi.api('POST', `/webapi/mfa/cli/${id}/collect`, { secret: '0'.repeat(64) }).then(() => 'ok', (e: any) => `${e.status} ${e.message}`),
+        id,
+      );
+      expect(stolen).toBe('403 wrong secret for this security key request');
+
+      // WHEN he uses his key on the page THEN tsh logs in
+      await page.click('#use-key');
+      await page.locator('#done').waitFor();
+      expect(await tsh.exited).toBe(0);
+      const status = await runCli('tsh', ['status'], { env: { HOME: home, TELEPORT_HOME: '' } });
+      expect(status.stdout).toContain('frank');
+      expect((await c.events(['user.login'])).filter((e) => e.user === 'frank' && e.success === true)).toHaveLength(1);
+
+      // AND the request is used up: the page cannot be answered again
+      await goto(page, url);
+      await page.locator('#error', { hasText: 'no such security key request' }).waitFor();
+    } finally {
+      await tsh.stop();
+      fs.rmSync(home, { recursive: true, force: true });
+    }
   });
 
   it('GIVEN the proxy\'s public address is localhost WHEN a page on another origin (its IP address) asks for a challenge THEN no ceremony runs', async () => {

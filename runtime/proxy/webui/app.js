@@ -315,6 +315,41 @@
     });
   }
 
+  // ---- tsh login's security key: /web/cli-mfa/<request id> (runtime/client/securitykey.ts)
+  function cliMfaPage() {
+    var m = /^\/web\/cli-mfa\/([0-9a-f]{32})\/?$/.exec(location.pathname);
+    var base = '/webapi/mfa/cli/' + (m ? m[1] : '');
+    api('POST', base + '/challenge', {}).then(
+      function (req) {
+        show('loading', false);
+        $('user').textContent = req.user;
+        show('ask', true);
+        $('use-key').addEventListener('click', function () {
+          clearError();
+          busy($('use-key'), true);
+          useKey(req.publicKey)
+            .then(function (assertion) {
+              return api('POST', base + '/answer', { webauthn_response: assertion });
+            })
+            .then(
+              function () {
+                show('ask', false);
+                show('done', true);
+              },
+              function (err) {
+                busy($('use-key'), false);
+                showError(err.status ? err.message : err.message || String(err));
+              },
+            );
+        });
+      },
+      function (err) {
+        show('loading', false);
+        showError(networkMessage(err));
+      },
+    );
+  }
+
   // ---- nodes: /web and /web/cluster/<site>/nodes
   function toLogin() {
     sessionStorage.removeItem(TOKEN_KEY);
@@ -1035,7 +1070,7 @@
     useKey: useKey,
   };
 
-  var pages = { newuser: signupPage, login: loginPage, account: accountPage, nodes: nodesPage, sessions: sessionsPage, terminal: terminalPage, player: playerPage };
+  var pages = { climfa: cliMfaPage, newuser: signupPage, login: loginPage, account: accountPage, nodes: nodesPage, sessions: sessionsPage, terminal: terminalPage, player: playerPage };
   var page = pages[document.body.dataset.page];
   if (page) page(showCluster());
 })();
