@@ -529,6 +529,12 @@ describe('unsupported settings, as users see them', () => {
     expect(cfg.warnings).toEqual([]);
   });
 
+  test.each(['webauthn', 'on', 'optional'] as const)('GIVEN second_factor %s WHEN built THEN it is accepted without a word and kept', (mode) => {
+    const cfg = buildConfig(parseConfig(lines('auth_service:', `  authentication: {type: local, second_factor: ${mode}}`), 'teleport.yaml'), {}, ENV);
+    expect(cfg.auth.authentication).toEqual({ type: 'local', secondFactor: mode });
+    expect(cfg.warnings).toEqual([]);
+  });
+
   test('GIVEN log output syslog and --insecure WHEN built THEN the log goes to stderr and both are warned about', () => {
     const cfg = buildConfig(parseConfig(lines('teleport:', '  log:', '    output: syslog'), 'teleport.yaml'), { insecure: true }, ENV);
     expect(cfg.log.output).toBe('stderr');
