@@ -14,6 +14,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import type { Browser, BrowserContext, CDPSession, Page } from 'playwright-core';
+import { axeViolations, failing, formatViolations } from '../helpers/axe';
 import { goto, launchChromium, newContext } from '../helpers/browser';
 import { startAuth, TestAuth } from '../helpers/cluster';
 import { LOGIN } from '../helpers/sshd';
@@ -73,6 +74,9 @@ function scriptedKeyLogin(page: Page, user: string, allowCredential?: string): P
     [user, PASSWORD, allowCredential ?? ''] as const,
   );
 }
+
+/** The page's accessibility violations of moderate impact or worse (test/e2e/web-a11y.test.ts), one line each. */
+const a11yFailures = async (page: Page, name: string) => formatViolations(name, failing(await axeViolations(page)));
 
 async function failedLogins(c: TestAuth, user: string): Promise<string[]> {
   return (await c.events(['user.login'])).filter((e) => e.user === user && e.success === false).map((e) => String(e.error));
@@ -208,6 +212,7 @@ describe('security keys (second_factor: webauthn)', () => {
       await goto(page, url);
       await page.locator('#ask').waitFor();
       expect(await page.textContent('#user')).toBe('frank');
+      expect(await a11yFailures(page, 'cli-mfa')).toBe('');
       // AND the page's answer is not for anyone without tsh's secret
       const stolen = await page.evaluate(
         (id) => (globalThis as any).TeleportUi.api('POST', `/webapi/mfa/cli/${id}/collect`, { secret: '0'.repeat(64) }).then(() => 'ok', (e: any) => `${e.status} ${e.message}`),
@@ -275,6 +280,7 @@ describe('security keys beside authenticator apps (second_factor: on)', () => {
     await page.locator('#signup').waitFor();
     expect(await page.isVisible('#factor-choice')).toBe(true);
     expect(await page.isVisible('#factor-none')).toBe(false);
+    expect(await a11yFailures(page, 'newuser (on)')).toBe('');
     await page.check('#factor-otp');
     carol = TshUser.forAccount(c, 'carol', PASSWORD, (await page.textContent('#otp-secret'))!);
     await page.fill('#password', PASSWORD);
@@ -293,6 +299,7 @@ describe('security keys beside authenticator apps (second_factor: on)', () => {
     // WHEN she adds a security key, proving herself with a code
     await goto(page, `${c.webUrl()}/web/account`);
     await page.locator('#devices tr[data-type="TOTP"]').waitFor();
+    expect(await a11yFailures(page, 'account (on)')).toBe('');
     await page.fill('#key-name', 'yubikey');
     await page.fill('#key-password', PASSWORD);
     await page.fill('#key-otp', await carol.freshCode());
@@ -305,6 +312,8 @@ describe('security keys beside authenticator apps (second_factor: on)', () => {
 
     // THEN the key logs her in (the second button; the code field stays empty)
     await goto(page, `${c.webUrl()}/web/login`);
+    await page.locator('#login-key').waitFor();
+    expect(await a11yFailures(page, 'login (on)')).toBe('');
     await page.fill('#username', 'carol');
     await page.fill('#password', PASSWORD);
     await page.click('#login-key');
