@@ -71,6 +71,13 @@ describe('WebAuthn challenges', () => {
     expect(await webauthn.verifyAssertion('bob', answer(options.challenge), [keyDevice('key', 'AAAA')])).toEqual({ ok: false, why: 'webauthn challenge unknown, expired or already used' });
   });
 
+  test('GIVEN a login challenge WHEN a registration (of the same user) answers it THEN it is refused: a challenge is for one purpose', async () => {
+    const options = await webauthn.assertionOptions('kim', RP, [keyDevice('key', 'AAAA')]);
+    const clientData = Buffer.from(JSON.stringify({ type: 'webauthn.create', challenge: options.challenge, origin: RP.origin })).toString('base64url');
+    const registration = { id: 'BBBB', rawId: 'BBBB', type: 'public-key' as const, response: { clientDataJSON: clientData, attestationObject: 'AAAA' }, clientExtensionResults: {} };
+    await expect(webauthn.verifyRegistration({ user: 'kim', purpose: 'register' }, registration, [])).rejects.toThrow('webauthn challenge was not made for this user');
+  });
+
   test('GIVEN a challenge WHEN its answer comes after CHALLENGE_TTL_MS THEN it is refused as expired; a moment before, it gets as far as the signature', async () => {
     const devices = [keyDevice('key', 'AAAA')];
     const late = await webauthn.assertionOptions('kim', RP, devices);
