@@ -11,10 +11,9 @@
  * names the client's address in `client_addr` (else the proxy's own address
  * counts), for the per-source login limit and the audit log.
  */
-import { isIP } from 'node:net';
 import { z } from 'zod';
 import { searchAuditLog } from './audit-search';
-import { route, Route } from './http';
+import { clientAddrSchema, route, Route } from './http';
 import { LocalLogins } from './login';
 import { AuthServer } from './server';
 import type { RecordingReader } from './sessions-api';
@@ -26,11 +25,7 @@ const NS_PER_MS = 1_000_000;
 const unb64 = (s: string) => Buffer.from(s, 'base64').toString();
 
 /** The address of the client the proxy serves, as the proxy worked it out (runtime/proxy/clientaddr.ts). */
-const clientAddr = z
-  .string()
-  .max(64)
-  .refine((s) => isIP(s) !== 0, 'an IP address')
-  .optional();
+const clientAddr = clientAddrSchema;
 
 const completeSignupBody = z
   .object({ password: z.string().max(1024), otp_token: z.string().max(32).optional(), webauthn_registration: registrationResponseSchema.optional() })

@@ -198,7 +198,7 @@ export class LocalLogins {
   async signupWebAuthnOptions(token: string, rp: RelyingParty): Promise<PublicKeyCredentialCreationOptionsJSON> {
     this.checkSecondFactorSupported();
     const live = await this.liveSignupToken(token);
-    if (!takesWebAuthn(this.secondFactor)) throw new BadParameterError(`this cluster does not use security keys (auth_service.authentication.second_factor is ${this.secondFactor})`);
+    this.requireKeys();
     return this.webauthn.registrationOptions({ user: live.user, purpose: 'signup', token }, rp, []);
   }
 
@@ -215,7 +215,7 @@ export class LocalLogins {
     const mode = this.secondFactor;
     let device: { name: string; secret: MfaSecret } | undefined;
     if (second.webauthnRegistration) {
-      if (!takesWebAuthn(mode)) throw new BadParameterError(`this cluster does not use security keys (auth_service.authentication.second_factor is ${mode})`);
+      this.requireKeys();
       const key = await this.webauthn.verifyRegistration({ user: rec.user, purpose: 'signup', token }, second.webauthnRegistration, []);
       device = { name: 'webauthn', secret: { webauthn: key } };
     } else if (takesOtp(mode) && (second.otpToken !== undefined || mode !== 'optional')) {
@@ -311,7 +311,7 @@ export class LocalLogins {
       remoteAddr,
       async () => {
         this.checkCredentials(creds);
-        if (!takesWebAuthn(this.secondFactor)) throw new BadParameterError(`this cluster does not use security keys (auth_service.authentication.second_factor is ${this.secondFactor})`);
+        this.requireKeys();
         await this.authenticate(creds, remoteAddr, false);
         return this.webauthn.assertionOptions(creds.username, rp, await this.auth.users.mfa.list(creds.username));
       },
@@ -330,7 +330,7 @@ export class LocalLogins {
       remoteAddr,
       async () => {
         this.checkCredentials(creds);
-        if (!takesWebAuthn(this.secondFactor)) throw new BadParameterError(`this cluster does not use security keys (auth_service.authentication.second_factor is ${this.secondFactor})`);
+        this.requireKeys();
         await this.authenticate(creds, remoteAddr, false);
         if (!(await this.auth.users.mfa.list(creds.username)).some((d) => d.webauthn)) throw new BadParameterError('no security key is registered for this user');
         return this.cliRequests.open(creds.username);
@@ -347,7 +347,7 @@ export class LocalLogins {
 
   /** A challenge for the keys of `username` (a web session's user), for an account change that asks for the second factor. */
   async webAuthnChallenge(username: string, rp: RelyingParty): Promise<PublicKeyCredentialRequestOptionsJSON> {
-    if (!takesWebAuthn(this.secondFactor)) throw new BadParameterError(`this cluster does not use security keys (auth_service.authentication.second_factor is ${this.secondFactor})`);
+    this.requireKeys();
     return this.webauthn.assertionOptions(username, rp, await this.auth.users.mfa.list(username));
   }
 
@@ -433,6 +433,13 @@ export class LocalLogins {
       }
       fields.mfa_device_uuid = (await this.auth.users.mfa.remove(username, req.name)).id;
     });
+  }
+
+  /** Security key ceremonies are for a cluster whose second factor takes them. */
+  private requireKeys(): void {
+    if (!takesWebAuthn(this.secondFactor)) {
+      throw new BadParameterError(`this cluster does not use security keys (auth_service.authentication.second_factor is ${this.secondFactor})`);
+    }
   }
 
   /** Devices are for a cluster whose logins ask for a second factor; `type`: one of a kind it takes. */

@@ -13,17 +13,12 @@
  *   POST /v1/webauthn/cli/:id/collect       tsh, with the secret: `{webauthn_response}` once answered, else `{pending: true}`
  * The answers to these go with the calls they are for (login, sign-up, account changes: login-api.ts).
  */
-import { isIP } from 'node:net';
 import { z } from 'zod';
-import { route, Route } from './http';
+import { clientAddrSchema, route, Route } from './http';
 import { LocalLogins } from './login';
 import { AssertionResponse, assertionResponseSchema, relyingPartySchema } from './webauthn';
 
-const clientAddr = z
-  .string()
-  .max(64)
-  .refine((s) => isIP(s) !== 0, 'an IP address')
-  .optional();
+const clientAddr = clientAddrSchema;
 
 const rpBody = z.object({ rp: relyingPartySchema }).strict();
 const cliRequestBody = z.object({ user: z.string().min(1).max(255), password: z.string().max(1024), client_addr: clientAddr }).strict();
