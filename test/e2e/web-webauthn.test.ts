@@ -78,6 +78,18 @@ function scriptedKeyLogin(page: Page, user: string, allowCredential?: string): P
 /** The page's accessibility violations of moderate impact or worse (test/e2e/web-a11y.test.ts), one line each. */
 const a11yFailures = async (page: Page, name: string) => formatViolations(name, failing(await axeViolations(page)));
 
+/** The page `tsh login` prints for the user's security key. */
+const TSH_PAGE = /https:\/\/localhost:\d+\/web\/cli-mfa\/([0-9a-f]{32})/;
+
+/** `tsh login` as `user`, in a HOME of its own, with `input` on stdin, running until it ends. */
+function tshLogin(c: TestAuth, user: string, input: string): { tsh: Daemon; home: string } {
+  const home = tempDir(`tsh-${user}-`);
+  const args = ['login', '--proxy', `${c.webUrl()},${c.proxyPorts!.ssh}`, '--insecure', '--user', user];
+  const child = spawn(process.execPath, [cliPath('tsh'), ...args], { env: { ...process.env, HOME: home, TELEPORT_HOME: '' }, stdio: ['pipe', 'pipe', 'pipe'] });
+  child.stdin.end(input);
+  return { tsh: new Daemon(child), home };
+}
+
 async function failedLogins(c: TestAuth, user: string): Promise<string[]> {
   return (await c.events(['user.login'])).filter((e) => e.user === user && e.success === false).map((e) => String(e.error));
 }
@@ -198,17 +210,11 @@ describe('security keys (second_factor: webauthn)', () => {
 
   it('GIVEN frank with a key WHEN he runs tsh login THEN tsh prints a page on the proxy where he uses his key, and he gets certificates', async () => {
     await signUpWithKey('frank');
-    const home = tempDir('tsh-frank-');
-    const env = { ...process.env, HOME: home, TELEPORT_HOME: '' };
-    const args = ['login', '--proxy', `${c.webUrl()},${c.proxyPorts!.ssh}`, '--insecure', '--user', 'frank'];
-    const child = spawn(process.execPath, [cliPath('tsh'), ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    const tsh = new Daemon(child);
-    child.stdin.end(`${PASSWORD}\n`);
+    const { tsh, home } = tshLogin(c, 'frank', `${PASSWORD}\n`);
     try {
       // WHEN tsh has checked the password THEN it prints the page on the proxy's public address
-      const PAGE = /https:\/\/localhost:\d+\/web\/cli-mfa\/([0-9a-f]{32})/;
-      await tsh.waitForOutput(PAGE);
-      const [url, id] = PAGE.exec(tsh.stderr + tsh.stdout)!;
+      await tsh.waitForOutput(TSH_PAGE);
+      const [url, id] = TSH_PAGE.exec(tsh.stderr + tsh.stdout)!;
       await goto(page, url);
       await page.locator('#ask').waitFor();
       expect(await page.textContent('#user')).toBe('frank');
@@ -335,5 +341,22 @@ describe('security keys beside authenticator apps (second_factor: on)', () => {
     await page.click('#remove');
     await page.locator('#error', { hasText: 'this is your only second-factor device' }).waitFor();
     expect(await page.locator('#devices tr[data-type="WebAuthn"]').count()).toBe(1);
+  });
+
+  it('GIVEN carol with a key WHEN tsh login gets no code THEN it sends her to the proxy page for her key, and she is logged in', async () => {
+    // GIVEN (the previous test) carol's only device is her key
+    const { tsh, home } = tshLogin(c, 'carol', `${PASSWORD}\n\n`);
+    try {
+      await tsh.waitForOutput(TSH_PAGE);
+      expect(tsh.stderr).toContain('Enter your OTP token (or press Enter to use a security key):');
+      await goto(page, TSH_PAGE.exec(tsh.stderr + tsh.stdout)![0]);
+      await page.click('#use-key');
+      await page.locator('#done').waitFor();
+      expect(await tsh.exited).toBe(0);
+      expect((await runCli('tsh', ['status'], { env: { HOME: home, TELEPORT_HOME: '' } })).stdout).toContain('carol');
+    } finally {
+      await tsh.stop();
+      fs.rmSync(home, { recursive: true, force: true });
+    }
   });
 });
