@@ -333,16 +333,16 @@ export class LocalLogins {
         this.requireKeys();
         await this.authenticate(creds, remoteAddr, false);
         if (!(await this.auth.users.mfa.list(creds.username)).some((d) => d.webauthn)) throw new BadParameterError('no security key is registered for this user');
-        return this.cliRequests.open(creds.username);
+        return this.cliRequests.open(creds.username, remoteAddr);
       },
       false,
     );
   }
 
   /** The challenge of tsh login's request `id`, for the proxy page `rp`. */
-  async webAuthnCliChallenge(id: string, rp: RelyingParty): Promise<{ user: string; publicKey: PublicKeyCredentialRequestOptionsJSON }> {
-    const user = await this.cliRequests.pendingUser(id);
-    return { user, publicKey: await this.webauthn.assertionOptions(user, rp, await this.auth.users.mfa.list(user)) };
+  async webAuthnCliChallenge(id: string, rp: RelyingParty): Promise<{ user: string; from: string; publicKey: PublicKeyCredentialRequestOptionsJSON }> {
+    const { user, from } = await this.cliRequests.pending(id);
+    return { user, from, publicKey: await this.webauthn.assertionOptions(user, rp, await this.auth.users.mfa.list(user)) };
   }
 
   /** A challenge for the keys of `username` (a web session's user), for an account change that asks for the second factor. */

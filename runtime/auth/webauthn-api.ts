@@ -8,7 +8,7 @@
  *   POST /v1/websessions/mfa/offer/webauthn password and second factor in, registration options for a new key out
  * and tsh login's requests for a key's answer (webauthn-cli.ts):
  *   POST /v1/webauthn/cli                   password in, `{id, secret, expires}` out
- *   POST /v1/webauthn/cli/:id/challenge     the proxy page: `{user, publicKey}` options for the request's user's keys
+ *   POST /v1/webauthn/cli/:id/challenge     the proxy page: `{user, from, publicKey}`: whom tsh logs in, from where, the options for their keys
  *   POST /v1/webauthn/cli/:id/answer        the proxy page: the key's answer, kept for tsh (once)
  *   POST /v1/webauthn/cli/:id/collect       tsh, with the secret: `{webauthn_response}` once answered, else `{pending: true}`
  * The answers to these go with the calls they are for (login, sign-up, account changes: login-api.ts).

@@ -29,6 +29,8 @@ const SECRET_RE = /^[0-9a-f]{64}$/;
 
 interface CliRequest {
   user: string;
+  /** The address tsh logged in from, shown on the page so the user can tell a login they did not start. */
+  from: string;
   secret_sha256: string;
   answer?: AssertionResponse;
 }
@@ -58,21 +60,21 @@ export class WebAuthnCliRequests {
     }
   }
 
-  /** A new request for `user` (whose password was checked). */
-  async open(user: string): Promise<{ id: string; secret: string; expires: Date }> {
+  /** A new request for `user` (whose password was checked), from tsh at `from`. */
+  async open(user: string, from: string): Promise<{ id: string; secret: string; expires: Date }> {
     const id = randomBytes(16).toString('hex');
     const secret = randomBytes(32).toString('hex');
     const expires = new Date(this.clock.now().getTime() + CLI_REQUEST_TTL_MS);
-    const req: CliRequest = { user, secret_sha256: digest(secret).toString('hex') };
+    const req: CliRequest = { user, from, secret_sha256: digest(secret).toString('hex') };
     await this.backend.create({ key: this.key(id), value: json(req), expires });
     return { id, secret, expires };
   }
 
-  /** The user of a request still waiting for its answer. */
-  async pendingUser(id: string): Promise<string> {
+  /** Whom and where from a request still waiting for its answer is. */
+  async pending(id: string): Promise<{ user: string; from: string }> {
     const { req } = await this.item(id);
     if (req.answer) throw new BadParameterError('this security key request has been answered already: return to tsh');
-    return req.user;
+    return { user: req.user, from: req.from };
   }
 
   /** Keeps the key's answer; only the first one counts. */

@@ -20,7 +20,7 @@
  *   POST /webapi/mfa/authenticatechallenge     `{publicKey}` options for the session user's keys (bearer; account changes)
  *   POST /webapi/mfa/offer/webauthn            password and second factor in, `{publicKey}` options to register a new key out (bearer)
  *   POST /webapi/mfa/cli/begin                 tsh login: password in, `{request_id, secret, url}` out: the page (/web/cli-mfa/<id>) where the user uses their key
- *   POST /webapi/mfa/cli/:id/challenge         that page: `{user, publicKey}`
+ *   POST /webapi/mfa/cli/:id/challenge         that page: `{user, from, publicKey}` (from: tsh's address)
  *   POST /webapi/mfa/cli/:id/answer            that page: the key's answer, kept for tsh
  *   POST /webapi/mfa/cli/:id/collect           tsh, with its secret: `{webauthn_response}` once the page answered, else `{pending: true}`
  * and the browser UI's pages and files from runtime/proxy/webui (see pages.ts).
@@ -145,7 +145,7 @@ export interface WebApi {
   offerWebAuthnDevice(token: string, body: MfaOfferBody, rp: RelyingParty, clientAddr: string): Promise<PublicKeyCredentialCreationOptionsJSON>;
   /** tsh login with a security key: the password checked, a request for the proxy page to answer (runtime/auth/webauthn-cli.ts). */
   webAuthnCliRequest(creds: { user: string; password: string }, clientAddr: string): Promise<{ id: string; secret: string; expires: string }>;
-  webAuthnCliChallenge(id: string, rp: RelyingParty): Promise<{ user: string; publicKey: PublicKeyCredentialRequestOptionsJSON }>;
+  webAuthnCliChallenge(id: string, rp: RelyingParty): Promise<{ user: string; from: string; publicKey: PublicKeyCredentialRequestOptionsJSON }>;
   webAuthnCliAnswer(id: string, answer: WebAuthnAssertion): Promise<void>;
   webAuthnCliCollect(id: string, secret: string): Promise<{ webauthn_response?: WebAuthnAssertion; pending?: boolean }>;
   /** A leaf cluster asks to establish trust (runtime/auth/trust.ts): the auth server checks the token and exchanges CAs. */

@@ -218,6 +218,7 @@ describe('security keys (second_factor: webauthn)', () => {
       await goto(page, url);
       await page.locator('#ask').waitFor();
       expect(await page.textContent('#user')).toBe('frank');
+      expect(await page.textContent('#from')).toBe('127.0.0.1');
       expect(await a11yFailures(page, 'cli-mfa')).toBe('');
       // AND the page's answer is not for anyone without tsh's secret
       const stolen = await page.evaluate(

@@ -323,6 +323,7 @@
       function (req) {
         show('loading', false);
         $('user').textContent = req.user;
+        $('from').textContent = req.from;
         show('ask', true);
         $('use-key').addEventListener('click', function () {
           clearError();

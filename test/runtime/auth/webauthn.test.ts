@@ -184,14 +184,14 @@ describe("tsh login's security key requests", () => {
   });
 
   test('GIVEN a request WHEN the page answers twice THEN the second is refused, and only the secret collects the first, once', async () => {
-    const r = await requests.open('kim');
-    expect(await requests.pendingUser(r.id)).toBe('kim');
+    const r = await requests.open('kim', ADDR);
+    expect(await requests.pending(r.id)).toEqual({ user: 'kim', from: ADDR });
     // WHEN tsh asks before the page answered THEN nothing yet
     expect(await requests.collect(r.id, r.secret)).toBeUndefined();
     await requests.answer(r.id, answer('first-answer-challenge'));
     // WHEN the page answers again THEN refused
     await expect(requests.answer(r.id, answer('second-answer-challenge'))).rejects.toThrow('this security key request has been answered already');
-    await expect(requests.pendingUser(r.id)).rejects.toThrow('this security key request has been answered already');
+    await expect(requests.pending(r.id)).rejects.toThrow('this security key request has been answered already');
     // WHEN someone without the secret collects THEN refused
     await expect(requests.collect(r.id, 'f'.repeat(64))).rejects.toThrow('wrong secret for this security key request');
     await expect(requests.collect(r.id, 'short')).rejects.toThrow('wrong secret for this security key request');
@@ -201,11 +201,11 @@ describe("tsh login's security key requests", () => {
   });
 
   test('GIVEN a request WHEN CLI_REQUEST_TTL_MS has passed THEN it is gone', async () => {
-    const r = await requests.open('kim');
+    const r = await requests.open('kim', ADDR);
     clock.ms += CLI_REQUEST_TTL_MS - 1;
-    expect(await requests.pendingUser(r.id)).toBe('kim');
+    expect(await requests.pending(r.id)).toEqual({ user: 'kim', from: ADDR });
     clock.ms += 1;
-    await expect(requests.pendingUser(r.id)).rejects.toThrow('no such security key request');
+    await expect(requests.pending(r.id)).rejects.toThrow('no such security key request');
     await expect(requests.answer(r.id, answer('late-answer-challenge'))).rejects.toThrow('no such security key request');
   });
 });
