@@ -18,7 +18,7 @@ import { formatAuthorizedKey, parseAuthorizedKey, parsePublicKeyBlob, USER_CERT_
 import { AccessDeniedError, BadParameterError, isReason, NotFoundError } from '../utils/errors';
 import { failedLogins } from '../service/metrics';
 import { addressKey, RateLimiter } from '../utils/ratelimit';
-import { hashPassword, randomToken, verifyPassword } from '../utils/secrets';
+import { hashPassword, randomToken, tokenDigest, verifyPassword } from '../utils/secrets';
 import { User } from './resources';
 import { AuthServer } from './server';
 import type { SecondFactor } from '../config/schema';
@@ -199,7 +199,7 @@ export class LocalLogins {
     this.checkSecondFactorSupported();
     const live = await this.liveSignupToken(token);
     this.requireKeys();
-    return this.webauthn.registrationOptions({ user: live.user, purpose: 'signup', token }, rp, []);
+    return this.webauthn.registrationOptions({ user: live.user, purpose: 'signup', token: tokenDigest(token) }, rp, []);
   }
 
   /**
@@ -216,7 +216,7 @@ export class LocalLogins {
     let device: { name: string; secret: MfaSecret } | undefined;
     if (second.webauthnRegistration) {
       this.requireKeys();
-      const key = await this.webauthn.verifyRegistration({ user: rec.user, purpose: 'signup', token }, second.webauthnRegistration, []);
+      const key = await this.webauthn.verifyRegistration({ user: rec.user, purpose: 'signup', token: tokenDigest(token) }, second.webauthnRegistration, []);
       device = { name: 'webauthn', secret: { webauthn: key } };
     } else if (takesOtp(mode) && (second.otpToken !== undefined || mode !== 'optional')) {
       const step = rec.otp_secret && second.otpToken !== undefined ? verifyTotp(rec.otp_secret, second.otpToken, { timeMs: this.now() }) : undefined;

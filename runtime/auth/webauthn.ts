@@ -78,7 +78,7 @@ export type AssertionResponse = z.infer<typeof assertionResponseSchema>;
 export interface ChallengeBinding {
   user: string;
   purpose: 'login' | 'register' | 'signup';
-  /** The sign-up token, for `signup`. */
+  /** The sign-up token's digest (never the token itself: challenges are stored), for `signup`. */
   token?: string;
 }
 
