@@ -78,6 +78,13 @@ describe('WebAuthn challenges', () => {
     await expect(webauthn.verifyRegistration({ user: 'kim', purpose: 'register' }, registration, [])).rejects.toThrow('webauthn challenge was not made for this user');
   });
 
+  test('GIVEN a sign-up challenge of one token WHEN a sign-up with another token of the same user answers it THEN it is refused', async () => {
+    const options = await webauthn.registrationOptions({ user: 'kim', purpose: 'signup', token: 'digest-a' }, RP, []);
+    const clientData = Buffer.from(JSON.stringify({ type: 'webauthn.create', challenge: options.challenge, origin: RP.origin })).toString('base64url');
+    const registration = { id: 'BBBB', rawId: 'BBBB', type: 'public-key' as const, response: { clientDataJSON: clientData, attestationObject: 'AAAA' }, clientExtensionResults: {} };
+    await expect(webauthn.verifyRegistration({ user: 'kim', purpose: 'signup', token: 'digest-b' }, registration, [])).rejects.toThrow('webauthn challenge was not made for this sign-up');
+  });
+
   test('GIVEN a challenge WHEN its answer comes after CHALLENGE_TTL_MS THEN it is refused as expired; a moment before, it gets as far as the signature', async () => {
     const devices = [keyDevice('key', 'AAAA')];
     const late = await webauthn.assertionOptions('kim', RP, devices);
