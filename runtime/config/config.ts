@@ -602,6 +602,12 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
   if (enabled.proxy && p.acme?.enabled && flags.insecureNoTls) {
     atFlag('insecure-no-tls', 'cannot be used with proxy_service.acme: the ACME validation (TLS-ALPN-01) needs the web listener to speak TLS');
   }
+  const secondFactor = config.auth.authentication.secondFactor;
+  if (enabled.auth && enabled.proxy && ['webauthn', 'on', 'optional'].includes(secondFactor) && config.proxy.publicAddrs.length === 0) {
+    const path = ['auth_service', 'authentication', 'second_factor'];
+    const text = `${formatPath(path)}: ${secondFactor} takes security keys, which need proxy_service.public_addr (the DNS name users browse to, their relying party ID): without it the proxy runs no security key ceremony`;
+    warnings.push(formatIssue(map ? map.issue(path, text) : { message: text }));
+  }
   if (!enabled.auth && !enabled.node && !enabled.proxy) {
     issues.push(
       map

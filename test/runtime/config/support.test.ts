@@ -529,10 +529,21 @@ describe('unsupported settings, as users see them', () => {
     expect(cfg.warnings).toEqual([]);
   });
 
-  test.each(['webauthn', 'on', 'optional'] as const)('GIVEN second_factor %s WHEN built THEN it is accepted without a word and kept', (mode) => {
-    const cfg = buildConfig(parseConfig(lines('auth_service:', `  authentication: {type: local, second_factor: ${mode}}`), 'teleport.yaml'), {}, ENV);
+  test.each(['webauthn', 'on', 'optional'] as const)('GIVEN second_factor %s and the proxy\'s public_addr WHEN built THEN it is accepted without a word and kept', (mode) => {
+    const cfg = buildConfig(
+      parseConfig(lines('auth_service:', `  authentication: {type: local, second_factor: ${mode}}`, 'proxy_service:', '  public_addr: proxy.example.com:3080'), 'teleport.yaml'),
+      {},
+      ENV,
+    );
     expect(cfg.auth.authentication).toEqual({ type: 'local', secondFactor: mode });
     expect(cfg.warnings).toEqual([]);
+  });
+
+  test('GIVEN second_factor webauthn and a proxy without public_addr in the same process WHEN built THEN it warns that keys need it', () => {
+    const cfg = buildConfig(parseConfig(lines('auth_service:', '  authentication:', '    second_factor: webauthn'), 'teleport.yaml'), {}, ENV);
+    expect(cfg.warnings).toEqual([
+      'teleport.yaml:3:20: auth_service.authentication.second_factor: webauthn takes security keys, which need proxy_service.public_addr (the DNS name users browse to, their relying party ID): without it the proxy runs no security key ceremony',
+    ]);
   });
 
   test('GIVEN log output syslog and --insecure WHEN built THEN the log goes to stderr and both are warned about', () => {
