@@ -7,9 +7,12 @@
  * audited; a page on another origin than the proxy's public address gets no
  * ceremony. `tsh login` prints a page on the proxy where frank uses his key,
  * and gets certificates; the page's request is single use and only tsh's
- * secret collects its answer. With `second_factor: on`, carol signs up with an authenticator
- * app, adds a security key on the account page, logs in with it, removes her
- * app with the key, and cannot remove the key, her last device.
+ * secret collects its answer. On the account page gina's key is the second
+ * factor of a password change, and her only key cannot go. With
+ * `second_factor: on`, carol signs up with an authenticator app, adds a
+ * security key on the account page, logs in with it, removes her app with the
+ * key, and cannot remove the key, her last device; tsh login with no code
+ * sends her to her key.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -242,6 +245,36 @@ describe('security keys (second_factor: webauthn)', () => {
       await tsh.stop();
       fs.rmSync(home, { recursive: true, force: true });
     }
+  });
+
+  it('GIVEN gina logged in with her key WHEN she changes her password on the account page THEN her key is the second factor, and her only key cannot go', async () => {
+    await signUpWithKey('gina');
+    await goto(page, `${c.webUrl()}/web/login`);
+    await page.fill('#username', 'gina');
+    await page.fill('#password', PASSWORD);
+    await page.click('#login');
+    await page.waitForURL(`${c.webUrl()}/web/cluster/${SITE}/nodes`);
+    await goto(page, `${c.webUrl()}/web/account`);
+    await page.locator('#devices tr[data-type="WebAuthn"]').waitFor();
+    // THEN no code field is offered (security keys only) and no authenticator app can be added
+    expect(await page.isVisible('#otp')).toBe(false);
+    expect(await page.isVisible('#offer-form')).toBe(false);
+    expect(await page.isVisible('#key-form')).toBe(true);
+
+    // WHEN she changes her password: the page asks her key
+    const NEW = 'an even longer new password';
+    await page.fill('#old-password', PASSWORD);
+    await page.fill('#new-password', NEW);
+    await page.fill('#confirm-password', NEW);
+    await page.click('#change');
+    await page.locator('#done', { hasText: 'Your password has been changed' }).waitFor();
+    expect((await c.events(['user.password_change'])).filter((e) => e.user === 'gina' && e.method === 'change').map((e) => e.success)).toEqual([true]);
+
+    // WHEN she removes her only key THEN refused, as the cluster requires one
+    await page.click('button[aria-label="Remove webauthn"]');
+    await page.fill('#remove-password', NEW);
+    await page.click('#remove');
+    await page.locator('#error', { hasText: 'this is your only second-factor device' }).waitFor();
   });
 
   it('GIVEN the proxy\'s public address is localhost WHEN a page on another origin (its IP address) asks for a challenge THEN no ceremony runs', async () => {
