@@ -5,6 +5,7 @@
  * request gets a 4xx and touches nothing else.
  */
 import { IncomingMessage, ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { z } from 'zod';
@@ -19,6 +20,13 @@ import { SYSTEM_ROLES, SystemRole } from './resources';
  * (root) cluster (`remote_user`, allowed only where a route says so: they are no user of this cluster),
  * or a proxy of a trusted cluster (`remote_proxy`: only the route by which it sends its cluster's user CA).
  */
+/** The address of the client a proxy serves (runtime/proxy/clientaddr.ts), as the proxy names it in a body (`client_addr`). */
+export const clientAddrSchema = z
+  .string()
+  .max(64)
+  .refine((s) => isIP(s) !== 0, 'an IP address')
+  .optional();
+
 export type Caller =
   | { kind: 'nop' }
   | { kind: 'system'; role: SystemRole; identity: TlsIdentity }

@@ -11,31 +11,33 @@
  * names the client's address in `client_addr` (else the proxy's own address
  * counts), for the per-source login limit and the audit log.
  */
-import { isIP } from 'node:net';
 import { z } from 'zod';
 import { searchAuditLog } from './audit-search';
-import { route, Route } from './http';
+import { clientAddrSchema, route, Route } from './http';
 import { LocalLogins } from './login';
 import { AuthServer } from './server';
 import type { RecordingReader } from './sessions-api';
+import { assertionResponseSchema, registrationResponseSchema } from './webauthn';
+import { secondFactor, webAuthnRoutes } from './webauthn-api';
 import { WebSessions } from './websessions';
 
 const NS_PER_MS = 1_000_000;
 const unb64 = (s: string) => Buffer.from(s, 'base64').toString();
 
 /** The address of the client the proxy serves, as the proxy worked it out (runtime/proxy/clientaddr.ts). */
-const clientAddr = z
-  .string()
-  .max(64)
-  .refine((s) => isIP(s) !== 0, 'an IP address')
-  .optional();
+const clientAddr = clientAddrSchema;
 
-const completeSignupBody = z.object({ password: z.string().max(1024), otp_token: z.string().max(32).optional() }).strict();
+const completeSignupBody = z
+  .object({ password: z.string().max(1024), otp_token: z.string().max(32).optional(), webauthn_registration: registrationResponseSchema.optional() })
+  .strict();
+/** A security key's answer to a challenge, instead of a TOTP code. */
+const webauthnResponse = assertionResponseSchema.optional();
 
 const loginBody = z
   .object({
     password: z.string().max(1024),
     otp_token: z.string().max(32).optional(),
+    webauthn_response: webauthnResponse,
     /** authorized_keys line, base64. */
     pub_key: z.string().min(1).max(16384),
     /** PEM SPKI, base64. */
@@ -48,7 +50,7 @@ const loginBody = z
   .strict();
 
 const webSessionBody = z
-  .object({ user: z.string().min(1).max(255), password: z.string().max(1024), otp_token: z.string().max(32).optional(), client_addr: clientAddr })
+  .object({ user: z.string().min(1).max(255), password: z.string().max(1024), otp_token: z.string().max(32).optional(), webauthn_response: webauthnResponse, client_addr: clientAddr })
   .strict();
 
 const bearerBody = z.object({ token: z.string().max(256) }).strict();
@@ -64,12 +66,28 @@ const recordingStreamBody = z.object({ token: z.string().max(256), sid, offset: 
 const eventSearchBody = z.object({ token: z.string().max(256), query: z.string().max(16384) }).strict();
 const asQuery = (n?: number) => (n === undefined ? null : String(n));
 const secondFactorToken = z.string().max(16).optional();
-const mfaOfferBody = z.object({ token: z.string().max(256), password: z.string().min(1).max(1024), second_factor_token: secondFactorToken, client_addr: clientAddr }).strict();
-const mfaAddBody = z.object({ token: z.string().max(256), name: z.string().max(64), second_factor_token: z.string().max(16), client_addr: clientAddr }).strict();
-const mfaDeleteBody = z
-  .object({ token: z.string().max(256), name: z.string().max(64), password: z.string().min(1).max(1024), second_factor_token: secondFactorToken, client_addr: clientAddr })
+const mfaOfferBody = z
+  .object({ token: z.string().max(256), password: z.string().min(1).max(1024), second_factor_token: secondFactorToken, webauthn_response: webauthnResponse, client_addr: clientAddr })
   .strict();
-const otp = (t?: string) => (t ? { otpToken: t } : {});
+const mfaAddBody = z
+  .object({
+    token: z.string().max(256),
+    name: z.string().max(64),
+    second_factor_token: secondFactorToken,
+    webauthn_registration: registrationResponseSchema.optional(),
+    client_addr: clientAddr,
+  })
+  .strict();
+const mfaDeleteBody = z
+  .object({
+    token: z.string().max(256),
+    name: z.string().max(64),
+    password: z.string().min(1).max(1024),
+    second_factor_token: secondFactorToken,
+    webauthn_response: webauthnResponse,
+    client_addr: clientAddr,
+  })
+  .strict();
 
 const changePasswordBody = z
   .object({
@@ -77,6 +95,7 @@ const changePasswordBody = z
     old_password: z.string().min(1).max(1024),
     new_password: z.string().min(1).max(1024),
     second_factor_token: secondFactorToken,
+    webauthn_response: webauthnResponse,
     client_addr: clientAddr,
   })
   .strict();
@@ -97,7 +116,11 @@ export function loginRoutes(auth: AuthServer, recordings: RecordingReader, login
       path: '/v1/signuptokens/:token/complete',
       allow: ['Proxy'],
       body: completeSignupBody,
-      handler: async ({ params, body }) => logins.completeSignup(params.token, body.password, body.otp_token),
+      handler: async ({ params, body }) =>
+        logins.completeSignup(params.token, body.password, {
+          ...(body.otp_token !== undefined ? { otpToken: body.otp_token } : {}),
+          ...(body.webauthn_registration ? { webauthnRegistration: body.webauthn_registration } : {}),
+        }),
     }),
     route({
       method: 'POST',
@@ -110,6 +133,7 @@ export function loginRoutes(auth: AuthServer, recordings: RecordingReader, login
             username: params.name,
             password: body.password,
             ...(body.otp_token !== undefined ? { otpToken: body.otp_token } : {}),
+            ...(body.webauthn_response ? { webauthn: body.webauthn_response } : {}),
             sshPublicKey: unb64(body.pub_key),
             ...(body.tls_pub_key ? { tlsPublicKey: unb64(body.tls_pub_key) } : {}),
             ...(body.ttl ? { ttlMs: Math.round(body.ttl / NS_PER_MS) } : {}),
@@ -125,7 +149,12 @@ export function loginRoutes(auth: AuthServer, recordings: RecordingReader, login
       body: webSessionBody,
       handler: async ({ body, remoteAddr }) =>
         sessions.create(
-          { username: body.user, password: body.password, ...(body.otp_token !== undefined ? { otpToken: body.otp_token } : {}) },
+          {
+            username: body.user,
+            password: body.password,
+            ...(body.otp_token !== undefined ? { otpToken: body.otp_token } : {}),
+            ...(body.webauthn_response ? { webauthn: body.webauthn_response } : {}),
+          },
           body.client_addr ?? remoteAddr,
         ),
     }),
@@ -159,7 +188,7 @@ export function loginRoutes(auth: AuthServer, recordings: RecordingReader, login
         const user = await userOf(body.token);
         await logins.changePassword(
           user,
-          { oldPassword: body.old_password, newPassword: body.new_password, ...otp(body.second_factor_token) },
+          { oldPassword: body.old_password, newPassword: body.new_password, ...secondFactor(body) },
           body.client_addr ?? remoteAddr,
         );
         return {};
@@ -188,7 +217,7 @@ export function loginRoutes(auth: AuthServer, recordings: RecordingReader, login
       allow: ['Proxy'],
       body: mfaOfferBody,
       handler: async ({ body, remoteAddr }) =>
-        logins.offerMfaDevice(await userOf(body.token), { password: body.password, ...otp(body.second_factor_token) }, body.client_addr ?? remoteAddr),
+        logins.offerMfaDevice(await userOf(body.token), { password: body.password, ...secondFactor(body) }, body.client_addr ?? remoteAddr),
     }),
     route({
       method: 'POST',
@@ -196,7 +225,15 @@ export function loginRoutes(auth: AuthServer, recordings: RecordingReader, login
       allow: ['Proxy'],
       body: mfaAddBody,
       handler: async ({ body, remoteAddr }) =>
-        logins.addMfaDevice(await userOf(body.token), { name: body.name, otpToken: body.second_factor_token }, body.client_addr ?? remoteAddr),
+        logins.addMfaDevice(
+          await userOf(body.token),
+          {
+            name: body.name,
+            ...(body.second_factor_token ? { otpToken: body.second_factor_token } : {}),
+            ...(body.webauthn_registration ? { webauthnRegistration: body.webauthn_registration } : {}),
+          },
+          body.client_addr ?? remoteAddr,
+        ),
     }),
     route({
       method: 'POST',
@@ -204,10 +241,11 @@ export function loginRoutes(auth: AuthServer, recordings: RecordingReader, login
       allow: ['Proxy'],
       body: mfaDeleteBody,
       handler: async ({ body, remoteAddr }) => {
-        await logins.deleteMfaDevice(await userOf(body.token), { name: body.name, password: body.password, ...otp(body.second_factor_token) }, body.client_addr ?? remoteAddr);
+        await logins.deleteMfaDevice(await userOf(body.token), { name: body.name, password: body.password, ...secondFactor(body) }, body.client_addr ?? remoteAddr);
         return {};
       },
     }),
+    ...webAuthnRoutes(logins, userOf),
     route({
       method: 'POST',
       path: '/v1/websessions/recording/events',

@@ -1,8 +1,11 @@
 /**
  * Local users signing up and logging in: the server side of the sign-up page
- * (password and TOTP registration with a `tctl users add` token), of
- * `tsh login` (password and TOTP exchanged for short-lived certificates) and
- * of the web UI's login (`loginWith`, used by websessions.ts).
+ * (password and TOTP or security key registration with a `tctl users add`
+ * token), of `tsh login` (password and second factor exchanged for
+ * short-lived certificates) and of the web UI's login (`loginWith`, used by
+ * websessions.ts). The second factor is `second_factor`'s: `otp` a TOTP
+ * code, `webauthn` a security key's assertion (webauthn.ts), `on` either,
+ * `optional` either, or none for a user who has no device, `off` none.
  * Every login attempt is audited with the client's address; repeated
  * failures lock the user for a while; failures are rate limited per user
  * name and per source address. Callers learn only "it failed", never which
@@ -15,10 +18,14 @@ import { formatAuthorizedKey, parseAuthorizedKey, parsePublicKeyBlob, USER_CERT_
 import { AccessDeniedError, BadParameterError, isReason, NotFoundError } from '../utils/errors';
 import { failedLogins } from '../service/metrics';
 import { addressKey, RateLimiter } from '../utils/ratelimit';
-import { hashPassword, randomToken, verifyPassword } from '../utils/secrets';
+import { hashPassword, randomToken, tokenDigest, verifyPassword } from '../utils/secrets';
 import { User } from './resources';
 import { AuthServer } from './server';
-import { deviceInfo, MfaDeviceInfo } from './mfa';
+import type { SecondFactor } from '../config/schema';
+import { checkDeviceName, deviceInfo, MAX_MFA_DEVICES, MfaDevice, MfaDeviceInfo, MfaDeviceType, MfaSecret } from './mfa';
+import { AssertionResponse, RegistrationResponse, RelyingParty, WebAuthn } from './webauthn';
+import { WebAuthnCliRequests } from './webauthn-cli';
+import type { PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { otpauthUrl, verifyTotp } from './totp';
 import { checkPassword, SignupToken } from './users';
 
@@ -41,11 +48,27 @@ export const INVALID_LOGIN = 'invalid username, password or second factor';
 
 const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,254}$/;
 
-/** What a user proves who they are with: a password and, with `otp`, a TOTP code. */
+/** What a user proves who they are with: a password and a TOTP code or a security key's assertion. */
 export interface Credentials {
   username: string;
   password: string;
   otpToken?: string;
+  webauthn?: AssertionResponse;
+}
+
+/** Whether a cluster's `second_factor` takes TOTP codes, and security keys. */
+export const takesOtp = (mode: SecondFactor) => mode === 'otp' || mode === 'on' || mode === 'optional';
+export const takesWebAuthn = (mode: SecondFactor) => mode === 'webauthn' || mode === 'on' || mode === 'optional';
+/** Whether every login needs a second factor (`optional`: only a user who has a device). */
+const requiresSecondFactor = (mode: SecondFactor) => mode === 'otp' || mode === 'webauthn' || mode === 'on';
+/** Whether a device of this kind counts under `mode`. */
+const counts = (mode: SecondFactor, d: MfaDevice) => (d.webauthn ? takesWebAuthn(mode) : takesOtp(mode));
+
+/** How a new device proves itself: a code from the offered secret, or a security key's registration. */
+export interface NewDevice {
+  name: string;
+  otpToken?: string;
+  webauthnRegistration?: RegistrationResponse;
 }
 
 export interface LoginRequest extends Credentials {
@@ -77,7 +100,7 @@ export interface SignupTokenInfo {
   user: string;
   expires: string;
   second_factor: string;
-  /** Present when the cluster's second factor is `otp`. */
+  /** Present when the cluster's second factor takes TOTP codes (`otp`, `on`, `optional`). */
   otp_url?: string;
   otp_secret?: string;
 }
@@ -93,6 +116,12 @@ class LoginFailure extends AccessDeniedError {
 }
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+/** The second factor a request carries, as Credentials has it. */
+const secondFactorOf = (r: { otpToken?: string; webauthn?: AssertionResponse }) => ({
+  ...(r.otpToken ? { otpToken: r.otpToken } : {}),
+  ...(r.webauthn ? { webauthn: r.webauthn } : {}),
+});
 
 function lockedUntil(user: User, now: number): Date | undefined {
   const s = user.spec.status;
@@ -114,6 +143,9 @@ export class LocalLogins {
   private readonly userLimiter: RateLimiter;
   private readonly sourceLimiter: RateLimiter;
   private readonly clock: Clock;
+  private readonly webauthn: WebAuthn;
+  /** tsh login's requests for a security key's answer (webauthn-cli.ts). */
+  readonly cliRequests: WebAuthnCliRequests;
   private dummyHash?: Promise<string>;
 
   constructor(
@@ -123,13 +155,15 @@ export class LocalLogins {
     this.userLimiter = opts.userLimiter ?? new RateLimiter(USER_LIMIT);
     this.sourceLimiter = opts.sourceLimiter ?? new RateLimiter(SOURCE_LIMIT);
     this.clock = opts.clock ?? systemClock;
+    this.webauthn = new WebAuthn(auth.opts.backend, auth.clusterName, this.clock);
+    this.cliRequests = new WebAuthnCliRequests(auth.opts.backend, this.clock);
   }
 
   private now(): number {
     return this.clock.now().getTime();
   }
 
-  private get secondFactor(): 'off' | 'otp' | 'u2f' {
+  private get secondFactor(): SecondFactor {
     return this.auth.opts.clusterConfig.second_factor;
   }
 
@@ -145,11 +179,11 @@ export class LocalLogins {
     return rec;
   }
 
-  /** What the sign-up page shows for a token: the user and, with `otp`, the secret to register. */
+  /** What the sign-up page shows for a token: the user and, when TOTP codes count, the secret to register. */
   async signupToken(token: string): Promise<SignupTokenInfo> {
     this.checkSecondFactorSupported();
     const live = await this.liveSignupToken(token);
-    if (this.secondFactor !== 'otp') return { user: live.user, expires: live.expires, second_factor: this.secondFactor };
+    if (!takesOtp(this.secondFactor)) return { user: live.user, expires: live.expires, second_factor: this.secondFactor };
     const rec = await this.auth.users.signupTokenWithSecret(token);
     return {
       user: rec.user,
@@ -160,22 +194,38 @@ export class LocalLogins {
     };
   }
 
+  /** The options for registering a security key at sign-up with `token`, for the proxy `rp`. */
+  async signupWebAuthnOptions(token: string, rp: RelyingParty): Promise<PublicKeyCredentialCreationOptionsJSON> {
+    this.checkSecondFactorSupported();
+    const live = await this.liveSignupToken(token);
+    this.requireKeys();
+    return this.webauthn.registrationOptions({ user: live.user, purpose: 'signup', token: tokenDigest(token) }, rp, []);
+  }
+
   /**
-   * Sets the user's password (and TOTP secret with `otp`) and uses up the token.
-   * A wrong code leaves the token usable; a used or expired one is not found.
+   * Sets the user's password and second factor (a TOTP code from the token's secret, or a security
+   * key's registration made with `signupWebAuthnOptions`) and uses up the token. A wrong code leaves
+   * the token usable; a used or expired one is not found.
    */
-  async completeSignup(token: string, password: string, otpToken?: string): Promise<{ username: string }> {
+  async completeSignup(token: string, password: string, second: { otpToken?: string; webauthnRegistration?: RegistrationResponse } = {}): Promise<{ username: string }> {
     this.checkSecondFactorSupported();
     const rec = await this.liveSignupToken(token);
     checkPassword(password);
     await this.auth.users.get(rec.user);
-    let totpStepUsed: number | undefined;
-    if (this.secondFactor === 'otp') {
-      const step = rec.otp_secret && otpToken !== undefined ? verifyTotp(rec.otp_secret, otpToken, { timeMs: this.now() }) : undefined;
+    const mode = this.secondFactor;
+    let device: { name: string; secret: MfaSecret } | undefined;
+    if (second.webauthnRegistration) {
+      this.requireKeys();
+      const key = await this.webauthn.verifyRegistration({ user: rec.user, purpose: 'signup', token: tokenDigest(token) }, second.webauthnRegistration, []);
+      device = { name: 'webauthn', secret: { webauthn: key } };
+    } else if (takesOtp(mode) && (second.otpToken !== undefined || mode !== 'optional')) {
+      const step = rec.otp_secret && second.otpToken !== undefined ? verifyTotp(rec.otp_secret, second.otpToken, { timeMs: this.now() }) : undefined;
       if (step === undefined) {
         throw new AccessDeniedError('invalid second factor code: enter the current code from the authenticator app set up with this sign-up token');
       }
-      totpStepUsed = step;
+      device = { name: 'otp', secret: { totp: { key: rec.otp_secret!, last_step: step } } };
+    } else if (mode === 'webauthn') {
+      throw new AccessDeniedError('register a security key: this cluster requires one');
     }
     try {
       await this.auth.users.deleteSignupToken(token);
@@ -184,7 +234,7 @@ export class LocalLogins {
       throw err;
     }
     await this.auth.users.setPassword(rec.user, password);
-    if (totpStepUsed !== undefined) await this.auth.users.mfa.replaceAll(rec.user, 'otp', rec.otp_secret!, totpStepUsed, new Date(this.now()));
+    if (device) await this.auth.users.mfa.replaceAll(rec.user, device.name, device.secret, new Date(this.now()));
     await this.auth.emit({ event: 'user.password_change', user: rec.user, name: rec.user, method: 'signup', second_factor: this.secondFactor });
     return { username: rec.user };
   }
@@ -235,12 +285,12 @@ export class LocalLogins {
    * `user.password_change` either way. Certificates and web sessions already issued stay valid,
    * as in Teleport.
    */
-  async changePassword(username: string, req: { oldPassword: string; newPassword: string; otpToken?: string }, remoteAddr: string): Promise<void> {
+  async changePassword(username: string, req: { oldPassword: string; newPassword: string; otpToken?: string; webauthn?: AssertionResponse }, remoteAddr: string): Promise<void> {
     await this.accountChange('user.password_change', username, remoteAddr, { name: username, method: 'change' }, async () => {
       checkPassword(req.newPassword);
       if (req.newPassword === req.oldPassword) throw new BadParameterError('the new password is the same as the current one');
       this.checkSecondFactorSupported();
-      await this.authenticate({ username, password: req.oldPassword, ...(req.otpToken ? { otpToken: req.otpToken } : {}) }, remoteAddr);
+      await this.authenticate({ username, password: req.oldPassword, ...secondFactorOf(req) }, remoteAddr);
       await this.auth.users.setPassword(username, req.newPassword);
     });
   }
@@ -251,51 +301,155 @@ export class LocalLogins {
   }
 
   /**
-   * First step of adding a device: after the password and a code from a device the user has
-   * (checked as at login), a new TOTP secret to set up in an authenticator app, for 5 minutes.
+   * Step one of a login with a security key: the password, checked as at login (a failure is
+   * counted and audited as one), then a challenge for the user's keys, for the proxy `rp`. The
+   * login itself sends the password again with the key's answer (`login`, `loginWith`).
+   */
+  async webAuthnLoginChallenge(creds: { username: string; password: string }, rp: RelyingParty, remoteAddr: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    return this.audited(
+      creds.username,
+      remoteAddr,
+      async () => {
+        this.checkCredentials(creds);
+        this.requireKeys();
+        await this.authenticate(creds, remoteAddr, false);
+        return this.webauthn.assertionOptions(creds.username, rp, await this.auth.users.mfa.list(creds.username));
+      },
+      false,
+    );
+  }
+
+  /**
+   * Step one of `tsh login` with a security key: the password, checked as at login (a failure is
+   * counted and audited as one), then a request the proxy's page answers with the user's key
+   * (webauthn-cli.ts).
+   */
+  async webAuthnCliRequest(creds: { username: string; password: string }, remoteAddr: string): Promise<{ id: string; secret: string; expires: Date }> {
+    return this.audited(
+      creds.username,
+      remoteAddr,
+      async () => {
+        this.checkCredentials(creds);
+        this.requireKeys();
+        await this.authenticate(creds, remoteAddr, false);
+        if (!(await this.auth.users.mfa.list(creds.username)).some((d) => d.webauthn)) throw new BadParameterError('no security key is registered for this user');
+        return this.cliRequests.open(creds.username, remoteAddr);
+      },
+      false,
+    );
+  }
+
+  /** The challenge of tsh login's request `id`, for the proxy page `rp`. */
+  async webAuthnCliChallenge(id: string, rp: RelyingParty): Promise<{ user: string; from: string; publicKey: PublicKeyCredentialRequestOptionsJSON }> {
+    const { user, from } = await this.cliRequests.pending(id);
+    return { user, from, publicKey: await this.webauthn.assertionOptions(user, rp, await this.auth.users.mfa.list(user)) };
+  }
+
+  /** A challenge for the keys of `username` (a web session's user), for an account change that asks for the second factor. */
+  async webAuthnChallenge(username: string, rp: RelyingParty): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    this.requireKeys();
+    return this.webauthn.assertionOptions(username, rp, await this.auth.users.mfa.list(username));
+  }
+
+  /**
+   * First step of adding a TOTP device: after the password and the second factor (checked as at
+   * login), a new secret to set up in an authenticator app, for 5 minutes.
    * A refused attempt is audited as a failed `mfa.add`.
    */
-  async offerMfaDevice(username: string, creds: { password: string; otpToken?: string }, remoteAddr: string): Promise<{ otp_secret: string; otp_url: string; expires: string }> {
+  async offerMfaDevice(
+    username: string,
+    creds: { password: string; otpToken?: string; webauthn?: AssertionResponse },
+    remoteAddr: string,
+  ): Promise<{ otp_secret: string; otp_url: string; expires: string }> {
     return this.accountChange('mfa.add', username, remoteAddr, { mfa_device_type: 'TOTP' }, async () => {
-      this.requireDevices();
+      this.requireDevices('TOTP');
       await this.authenticate({ username, ...creds }, remoteAddr);
       const offer = await this.auth.users.mfa.offerTotp(username, new Date(this.now()));
       return { otp_secret: offer.key, otp_url: otpauthUrl(this.auth.clusterName, username, offer.key), expires: offer.expires.toISOString() };
     }, false);
   }
 
-  /** Second step: the offered secret becomes device `name` when `otpToken` comes from it. Audited as `mfa.add`. */
-  async addMfaDevice(username: string, req: { name: string; otpToken: string }, remoteAddr: string): Promise<MfaDeviceInfo> {
-    const fields: Record<string, unknown> = { mfa_device_type: 'TOTP', mfa_device_name: req.name };
+  /**
+   * First step of adding a security key: after the password and the second factor (checked as at
+   * login), the options of its registration ceremony for the proxy `rp`.
+   * A refused attempt is audited as a failed `mfa.add`.
+   */
+  async offerWebAuthnDevice(
+    username: string,
+    creds: { password: string; otpToken?: string; webauthn?: AssertionResponse },
+    rp: RelyingParty,
+    remoteAddr: string,
+  ): Promise<PublicKeyCredentialCreationOptionsJSON> {
+    return this.accountChange('mfa.add', username, remoteAddr, { mfa_device_type: 'WebAuthn' }, async () => {
+      this.requireDevices('WebAuthn');
+      await this.authenticate({ username, ...creds }, remoteAddr);
+      const devices = await this.auth.users.mfa.list(username);
+      if (devices.length >= MAX_MFA_DEVICES) throw new BadParameterError(`a user may have at most ${MAX_MFA_DEVICES} second-factor devices; remove one first`);
+      return this.webauthn.registrationOptions({ user: username, purpose: 'register' }, rp, devices);
+    }, false);
+  }
+
+  /**
+   * Second step: the offered secret becomes device `name` when `otpToken` comes from it, or the
+   * security key whose registration answers the offered challenge does. Audited as `mfa.add`.
+   */
+  async addMfaDevice(username: string, req: NewDevice, remoteAddr: string): Promise<MfaDeviceInfo> {
+    const type: MfaDeviceType = req.webauthnRegistration ? 'WebAuthn' : 'TOTP';
+    const fields: Record<string, unknown> = { mfa_device_type: type, mfa_device_name: req.name };
     return this.accountChange('mfa.add', username, remoteAddr, fields, async () => {
-      this.requireDevices();
-      const device = await this.auth.users.mfa.confirmTotp(username, req.name, req.otpToken, new Date(this.now()));
+      this.requireDevices(type);
+      const now = new Date(this.now());
+      let device: MfaDevice;
+      if (req.webauthnRegistration) {
+        checkDeviceName(req.name);
+        const key = await this.webauthn.verifyRegistration({ user: username, purpose: 'register' }, req.webauthnRegistration, await this.auth.users.mfa.list(username));
+        device = await this.auth.users.mfa.addWebAuthn(username, req.name, key, now);
+      } else {
+        if (!req.otpToken) throw new BadParameterError('the code from the new device is missing');
+        device = await this.auth.users.mfa.confirmTotp(username, req.name, req.otpToken, now);
+      }
       fields.mfa_device_uuid = device.id;
       return deviceInfo(device);
     });
   }
 
   /**
-   * Removes device `name` after the password and a code (from any device, this one included),
-   * checked as at login. The last device cannot go while the cluster requires a second factor:
-   * the user could not log in again. Audited as `mfa.delete`.
+   * Removes device `name` after the password and the second factor (from any device, this one
+   * included), checked as at login. The last device that counts cannot go while the cluster
+   * requires a second factor: the user could not log in again. Audited as `mfa.delete`.
    */
-  async deleteMfaDevice(username: string, req: { name: string; password: string; otpToken?: string }, remoteAddr: string): Promise<void> {
-    const fields: Record<string, unknown> = { mfa_device_type: 'TOTP', mfa_device_name: req.name };
+  async deleteMfaDevice(username: string, req: { name: string; password: string; otpToken?: string; webauthn?: AssertionResponse }, remoteAddr: string): Promise<void> {
+    const fields: Record<string, unknown> = { mfa_device_name: req.name };
     await this.accountChange('mfa.delete', username, remoteAddr, fields, async () => {
       this.requireDevices();
-      await this.authenticate({ username, password: req.password, ...(req.otpToken ? { otpToken: req.otpToken } : {}) }, remoteAddr);
+      await this.authenticate({ username, password: req.password, ...secondFactorOf(req) }, remoteAddr);
       const devices = await this.auth.users.mfa.list(username);
-      if (!devices.some((d) => d.metadata.name === req.name)) throw new NotFoundError(`no second-factor device named "${req.name}"`);
-      if (devices.length === 1) throw new BadParameterError('this is your only second-factor device and the cluster requires one: add another device before removing it');
+      const device = devices.find((d) => d.metadata.name === req.name);
+      if (!device) throw new NotFoundError(`no second-factor device named "${req.name}"`);
+      fields.mfa_device_type = deviceInfo(device).type;
+      const mode = this.secondFactor;
+      if (requiresSecondFactor(mode) && counts(mode, device) && devices.filter((d) => counts(mode, d)).length === 1) {
+        throw new BadParameterError('this is your only second-factor device and the cluster requires one: add another device before removing it');
+      }
       fields.mfa_device_uuid = (await this.auth.users.mfa.remove(username, req.name)).id;
     });
   }
 
-  /** Devices are for a cluster whose logins ask for a code. */
-  private requireDevices(): void {
-    if (this.secondFactor !== 'otp') {
-      throw new BadParameterError(`this cluster does not use second-factor devices (auth_service.authentication.second_factor is ${this.secondFactor})`);
+  /** Security key ceremonies are for a cluster whose second factor takes them. */
+  private requireKeys(): void {
+    if (!takesWebAuthn(this.secondFactor)) {
+      throw new BadParameterError(`this cluster does not use security keys (auth_service.authentication.second_factor is ${this.secondFactor})`);
+    }
+  }
+
+  /** Devices are for a cluster whose logins ask for a second factor; `type`: one of a kind it takes. */
+  private requireDevices(type?: MfaDeviceType): void {
+    const mode = this.secondFactor;
+    if (mode === 'off') {
+      throw new BadParameterError(`this cluster does not use second-factor devices (auth_service.authentication.second_factor is ${mode})`);
+    }
+    if ((type === 'TOTP' && !takesOtp(mode)) || (type === 'WebAuthn' && !takesWebAuthn(mode))) {
+      throw new BadParameterError(`this cluster does not use ${type} devices (auth_service.authentication.second_factor is ${mode})`);
     }
   }
 
@@ -326,12 +480,12 @@ export class LocalLogins {
     return result;
   }
 
-  /** Runs a login attempt and writes its `user.login` audit event, whatever the outcome. */
-  private async audited<T>(username: string, remoteAddr: string, attempt: () => Promise<T>): Promise<T> {
+  /** Runs a login attempt and writes its `user.login` audit event, whatever the outcome (a success only when `auditSuccess`). */
+  private async audited<T>(username: string, remoteAddr: string, attempt: () => Promise<T>, auditSuccess = true): Promise<T> {
     const addr = remoteAddr ? { 'addr.remote': remoteAddr } : {};
     try {
       const res = await attempt();
-      await this.auth.emit({ event: 'user.login', user: username, method: 'local', success: true, ...addr });
+      if (auditSuccess) await this.auth.emit({ event: 'user.login', user: username, method: 'local', success: true, ...addr });
       return res;
     } catch (err) {
       const detail = err instanceof LoginFailure ? err.detail : (err as Error).message;
@@ -377,9 +531,10 @@ export class LocalLogins {
    * The one credential check behind every login: rate limits, password,
    * lockout, second factor. Unknown, locked and signed-up-halfway users take
    * the same path as a wrong password: one scrypt run, one recorded attempt,
-   * the same answer.
+   * the same answer. Without `secondFactor` (step one of a login with a
+   * security key) it stops after the password, the failures so far kept.
    */
-  private async authenticate(req: Credentials, remoteAddr: string): Promise<void> {
+  private async authenticate(req: Credentials, remoteAddr: string, secondFactor = true): Promise<void> {
     const { username: name } = req;
     const source = addressKey(remoteAddr);
     this.sourceLimiter.take(source, this.now());
@@ -396,7 +551,8 @@ export class LocalLogins {
     if (lockedUntil(user, this.now())) return this.failed(name, user, 'user is locked');
     if (!hash) return this.failed(name, user, 'the user has not completed sign-up');
     if (!passwordOk) return this.failed(name, user, 'invalid password');
-    if (this.secondFactor === 'otp') await this.checkTotp(user, req.otpToken);
+    if (!secondFactor) return;
+    await this.checkSecondFactor(user, req);
     await this.auth.users.clearLoginAttempts(name);
     if (user.spec.status?.is_locked) {
       await this.auth.users.update(name, (u) => ({ ...u, spec: { ...u.spec, status: { is_locked: false } } }));
@@ -404,9 +560,37 @@ export class LocalLogins {
     this.sourceLimiter.giveBack(source);
   }
 
-  private async checkTotp(user: User, code: string | undefined): Promise<void> {
+  /** The second factor `second_factor` asks for: a TOTP code or a security key's assertion, either, or none. */
+  private async checkSecondFactor(user: User, req: Credentials): Promise<void> {
+    const mode = this.secondFactor;
     const name = user.metadata.name;
-    if (!code) return this.failed(name, user, 'no second factor code given');
+    if (mode === 'off') return;
+    if (req.webauthn) {
+      if (!takesWebAuthn(mode)) return this.failed(name, user, `a security key was given but second_factor is ${mode}`);
+      return this.checkWebAuthn(user, req.webauthn);
+    }
+    if (req.otpToken) {
+      if (!takesOtp(mode)) return this.failed(name, user, `a one-time code was given but second_factor is ${mode}`);
+      return this.checkTotp(user, req.otpToken);
+    }
+    if (mode === 'optional' && !(await this.auth.users.mfa.list(name)).length) return;
+    return this.failed(name, user, mode === 'otp' ? 'no second factor code given' : 'no second factor given');
+  }
+
+  private async checkWebAuthn(user: User, assertion: AssertionResponse): Promise<void> {
+    const name = user.metadata.name;
+    const check = await this.webauthn.verifyAssertion(name, assertion, await this.auth.users.mfa.list(name));
+    if (!check.ok) return this.failed(name, user, check.why);
+    try {
+      await this.auth.users.mfa.recordWebAuthnUse(name, check.device, check.counter, new Date(this.now()));
+    } catch (err) {
+      if (!isReason(err, 'compare_failed') && !isReason(err, 'not_found')) throw err;
+      return this.failed(name, user, 'the security key was used by another login at the same time');
+    }
+  }
+
+  private async checkTotp(user: User, code: string): Promise<void> {
+    const name = user.metadata.name;
     const check = await this.auth.users.mfa.checkTotp(name, code, new Date(this.now()));
     if (check.ok) return;
     const why = { 'no device': 'the user has no second factor registered', replayed: 'second factor code already used', invalid: 'invalid second factor code' };

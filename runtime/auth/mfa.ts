@@ -1,11 +1,14 @@
 /**
- * A user's second-factor devices: TOTP authenticator apps, each its own item
- * under `/web/users/<user>/mfa/<device name>` with its secret and the last
- * time step whose code was accepted (codes of that step and earlier are
- * refused: no replay). A user may have several; a login code is accepted
- * from any of them. Adding one takes two steps: a new secret is offered for
- * 5 minutes (one offer per user at a time), then a code from the app set up
- * with it proves the setup worked, and only then does it count.
+ * A user's second-factor devices, each its own item under
+ * `/web/users/<user>/mfa/<device name>`: TOTP authenticator apps, with their
+ * secret and the last time step whose code was accepted (codes of that step
+ * and earlier are refused: no replay), and WebAuthn security keys, with their
+ * credential's ID, public key and the last sign counter seen (webauthn.ts).
+ * A user may have several; a login code is accepted from any TOTP device.
+ * Adding a TOTP device takes two steps: a new secret is offered for 5 minutes
+ * (one offer per user at a time), then a code from the app set up with it
+ * proves the setup worked, and only then does it count. A security key is
+ * added once its registration ceremony is verified (webauthn.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { Backend, Item } from '../backend';
@@ -21,14 +24,33 @@ export interface MfaDevice {
   id: string;
   added_at: string;
   last_used: string;
-  totp: { key: string; last_step: number };
+  /** A TOTP device: its secret (base32) and the last step used. */
+  totp?: { key: string; last_step: number };
+  /** A WebAuthn security key (webauthn.ts). */
+  webauthn?: WebAuthnKey;
 }
+
+/** A security key's credential as registered. */
+export interface WebAuthnKey {
+  /** The credential ID, base64url. */
+  credential_id: string;
+  /** The COSE public key, base64url. */
+  public_key: string;
+  /** The last sign counter the key reported (0: it keeps none). */
+  counter: number;
+  transports?: string[];
+}
+
+export type MfaDeviceType = 'TOTP' | 'WebAuthn';
+
+/** What a device is made of: a TOTP secret or a security key. */
+export type MfaSecret = Pick<MfaDevice, 'totp'> | Pick<MfaDevice, 'webauthn'>;
 
 /** A device as shown to its user: never its secret. */
 export interface MfaDeviceInfo {
   name: string;
   id: string;
-  type: 'TOTP';
+  type: MfaDeviceType;
   added_at: string;
   last_used: string;
 }
@@ -44,7 +66,9 @@ export const MFA_OFFER_TTL_MS = 5 * 60_000;
 
 const json = (v: unknown) => Buffer.from(JSON.stringify(v));
 
-export const deviceInfo = (d: MfaDevice): MfaDeviceInfo => ({ name: d.metadata.name, id: d.id, type: 'TOTP', added_at: d.added_at, last_used: d.last_used });
+export const deviceType = (d: MfaDevice): MfaDeviceType => (d.webauthn ? 'WebAuthn' : 'TOTP');
+
+export const deviceInfo = (d: MfaDevice): MfaDeviceInfo => ({ name: d.metadata.name, id: d.id, type: deviceType(d), added_at: d.added_at, last_used: d.last_used });
 
 export function checkDeviceName(name: string): void {
   if (!MFA_DEVICE_NAME.test(name)) {
@@ -74,7 +98,7 @@ export class MfaDevices {
       if (isReason(err, 'not_found')) return;
       throw err;
     }
-    await this.create(user, 'otp', legacy.secret, legacy.last_step, new Date()).catch((err) => {
+    await this.create(user, 'otp', { totp: { key: legacy.secret, last_step: legacy.last_step } }, new Date()).catch((err) => {
       if (!isReason(err, 'already_exists')) throw err;
     });
     await this.backend.delete(Keys.userTotp(user)).catch((err) => {
@@ -86,7 +110,7 @@ export class MfaDevices {
     return (await this.items(user)).map((i) => i.device);
   }
 
-  private async create(user: string, name: string, key: string, lastStep: number, now: Date): Promise<MfaDevice> {
+  private async create(user: string, name: string, secret: MfaSecret, now: Date): Promise<MfaDevice> {
     const device: MfaDevice = {
       kind: 'mfa_device',
       version: 'v1',
@@ -94,16 +118,43 @@ export class MfaDevices {
       id: randomUUID(),
       added_at: now.toISOString(),
       last_used: now.toISOString(),
-      totp: { key, last_step: lastStep },
+      ...secret,
     };
     await this.backend.create({ key: Keys.userMfaDevice(user, name), value: json(device) });
     return device;
   }
 
   /** Sign-up (and sign-up after a reset): the device registered then is the user's only one. */
-  async replaceAll(user: string, name: string, key: string, lastStep: number, now: Date): Promise<MfaDevice> {
+  async replaceAll(user: string, name: string, secret: MfaSecret, now: Date): Promise<MfaDevice> {
     await this.backend.deleteRange(Keys.userMfaDevices(user), rangeEnd(Keys.userMfaDevices(user)));
-    return this.create(user, name, key, lastStep, now);
+    return this.create(user, name, secret, now);
+  }
+
+  /** Adds a verified security key as device `name` (at most MAX_MFA_DEVICES). */
+  async addWebAuthn(user: string, name: string, key: WebAuthnKey, now: Date): Promise<MfaDevice> {
+    checkDeviceName(name);
+    if ((await this.items(user)).length >= MAX_MFA_DEVICES) {
+      throw new BadParameterError(`a user may have at most ${MAX_MFA_DEVICES} second-factor devices; remove one first`);
+    }
+    return this.create(user, name, { webauthn: key }, now).catch((err) => {
+      if (isReason(err, 'already_exists')) throw new AlreadyExistsError(`there is already a device named "${name}"`);
+      throw err;
+    });
+  }
+
+  /**
+   * Records a security key's use: its new sign counter, compare-and-swap against `seen` (the device
+   * as it was when the assertion was checked), so that of two logins racing with one assertion
+   * (or with two whose counters are not both new) only one counts.
+   */
+  async recordWebAuthnUse(user: string, seen: MfaDevice, counter: number, now: Date): Promise<MfaDevice> {
+    const item = (await this.items(user)).find((i) => i.device.id === seen.id);
+    if (!item || !item.device.webauthn || item.device.webauthn.counter !== seen.webauthn!.counter) {
+      throw new CompareFailedError('the security key was used by another login at the same time');
+    }
+    const next: MfaDevice = { ...item.device, last_used: now.toISOString(), webauthn: { ...item.device.webauthn, counter } };
+    await this.backend.compareAndSwap(item.item, { key: item.item.key, value: json(next) });
+    return next;
   }
 
   /** Removes the device `name`; NotFoundError when the user has none by that name. */
@@ -131,16 +182,17 @@ export class MfaDevices {
   async checkTotp(user: string, code: string, now: Date): Promise<TotpCheck> {
     for (let attempt = 0; attempt < 10; attempt++) {
       const items = await this.items(user);
-      if (!items.length) return { ok: false, why: 'no device' };
+      if (!items.some((i) => i.device.totp)) return { ok: false, why: 'no device' };
       let replayed = false;
       let raced = false;
       for (const { device, item } of items) {
+        if (!device.totp) continue;
         const step = verifyTotp(device.totp.key, code, { timeMs: now.getTime(), afterStep: device.totp.last_step });
         if (step === undefined) {
           replayed ||= verifyTotp(device.totp.key, code, { timeMs: now.getTime() }) !== undefined;
           continue;
         }
-        const next: MfaDevice = { ...device, last_used: now.toISOString(), totp: { ...device.totp, last_step: step } };
+        const next: MfaDevice = { ...device, last_used: now.toISOString(), totp: { key: device.totp.key, last_step: step } };
         try {
           await this.backend.compareAndSwap(item, { key: item.key, value: json(next) });
           return { ok: true, device: next };
@@ -183,7 +235,7 @@ export class MfaDevices {
     if ((await this.items(user)).length >= MAX_MFA_DEVICES) {
       throw new BadParameterError(`a user may have at most ${MAX_MFA_DEVICES} second-factor devices; remove one first`);
     }
-    const device = await this.create(user, name, offer.key, step, now).catch((err) => {
+    const device = await this.create(user, name, { totp: { key: offer.key, last_step: step } }, now).catch((err) => {
       if (isReason(err, 'already_exists')) throw new AlreadyExistsError(`there is already a device named "${name}"`);
       throw err;
     });

@@ -38,6 +38,7 @@ import { StaticToken, Tokens } from './tokens';
 import { ClusterTrust, TrustExchange } from './trust';
 import { trustExchange } from './trustexchange';
 import { checkSignupTtl, SIGNUP_TOKEN_TTL_MS, Users } from './users';
+import type { SecondFactor } from '../config/schema';
 
 /** Host TLS certificates last as long as the CA (formats.md §1.4). */
 const HOST_TLS_TTL_MS = 10 * 365 * 24 * 3600_000;
@@ -76,7 +77,7 @@ export interface ClusterConfig {
   keep_alive_count_max: number;
   /** The auth preference the proxy advertises (`auth_service.authentication`). */
   auth_type: 'local' | 'github' | 'oidc' | 'saml';
-  second_factor: 'off' | 'otp' | 'u2f';
+  second_factor: SecondFactor;
 }
 
 export interface RegisterRequest {

@@ -1,5 +1,7 @@
 /**
- * `tsh login`: asks for the password and OTP code, generates an ed25519 SSH
+ * `tsh login`: asks for the password and OTP code (or, with a cluster that
+ * takes security keys, sends the user to the proxy's page to use theirs:
+ * securitykey.ts), generates an ed25519 SSH
  * key and a P-256 TLS key, gets both certified through the proxy's web API,
  * and stores keys, host CAs and the profile. Nothing is written unless the
  * proxy issued certificates.
@@ -10,6 +12,7 @@ import { BadParameterError } from '../utils/errors';
 import { checkHostName, HostCA, saveClusterTlsCAs, saveHostCAs, saveKeys } from './keystore';
 import { Profile, saveProfile, splitHostPort } from './profile';
 import { Prompter } from './prompt';
+import { KeyAnswer, securityKeyAnswer } from './securitykey';
 import { discoverProxy, formatHostPort, parseProxySpec, requestSshCerts, sshProxyAddr } from './weblogin';
 
 export interface LoginOptions {
@@ -34,7 +37,19 @@ export async function login(opts: LoginOptions): Promise<{ profile: Profile; cer
   const { web, ping } = await discoverProxy(spec, !!opts.insecure);
   const password = await opts.prompter.ask(`Enter password for Teleport user ${opts.user}:`, { hidden: true });
   const secondFactor = ping.auth?.second_factor ?? 'otp';
-  const otp = secondFactor === 'off' ? undefined : await opts.prompter.ask('Enter your OTP token:', { hidden: false });
+  let otp: string | undefined;
+  let key: KeyAnswer | undefined;
+  if (secondFactor === 'webauthn') key = await securityKeyAnswer(web, opts.user, password);
+  else if (secondFactor === 'on' || secondFactor === 'optional') {
+    otp = (await opts.prompter.ask('Enter your OTP token (or press Enter to use a security key):', { hidden: false })).trim();
+    // optional: a user without any device logs in with the password alone.
+    if (!otp) {
+      key = await securityKeyAnswer(web, opts.user, password).catch((err: Error) => {
+        if (secondFactor === 'optional' && /no security key is registered/.test(err.message)) return undefined;
+        throw err;
+      });
+    }
+  } else if (secondFactor !== 'off') otp = await opts.prompter.ask('Enter your OTP token:', { hidden: false });
 
   const pair = generateKeyPair('ed25519');
   const tlsKey = generateTlsKey();
@@ -42,6 +57,7 @@ export async function login(opts: LoginOptions): Promise<{ profile: Profile; cer
     user: opts.user,
     password,
     ...(otp ? { otp_token: otp.trim() } : {}),
+    ...(key ? { webauthn_response: key } : {}),
     pub_key: b64(formatAuthorizedKey(publicKeyBlob(pair.publicKey))),
     tls_pub_key: b64(publicKeyPem(tlsKey)),
     ...(opts.ttlMinutes ? { ttl: opts.ttlMinutes * 60 * 1e9 } : {}),

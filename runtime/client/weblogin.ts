@@ -179,6 +179,8 @@ export interface SshLoginRequest {
   user: string;
   password: string;
   otp_token?: string;
+  /** A security key's answer (runtime/client/securitykey.ts). */
+  webauthn_response?: Record<string, unknown>;
   /** base64 of the authorized_keys line */
   pub_key: string;
   tls_pub_key?: string;

@@ -15,7 +15,7 @@ import { ConfigError, formatIssue, type ConfigIssue } from './errors';
 import { parseLabelsFlag, type CommandLabel } from './labels';
 import { formatPath, loadConfigFile, resolveConfigPath, shareSourceMap, sourceMapOf } from './load';
 import { DEFAULT_MAX_STARTUPS, type MaxStartups, type PreAuthLimits } from './startups';
-import { FileConfigSchema, type FileConfig } from './schema';
+import { FileConfigSchema, type FileConfig, type SecondFactor } from './schema';
 import { unsupportedSettings } from './support';
 import { normalizeCaPin, parseStaticTokenSpec, readCaPinsValue, readTokenValue, readValueFile, type StaticTokenRole } from './tokens';
 import { existsSync } from 'node:fs';
@@ -120,7 +120,7 @@ export interface TeleportConfig {
     staticTokens: StaticToken[];
     authentication: {
       type: 'local' | 'github' | 'oidc' | 'saml';
-      secondFactor: 'off' | 'otp' | 'u2f';
+      secondFactor: SecondFactor;
     };
     sessionRecording: 'node' | 'proxy' | 'off';
     proxyChecksHostKeys: boolean;
@@ -601,6 +601,12 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
 
   if (enabled.proxy && p.acme?.enabled && flags.insecureNoTls) {
     atFlag('insecure-no-tls', 'cannot be used with proxy_service.acme: the ACME validation (TLS-ALPN-01) needs the web listener to speak TLS');
+  }
+  const secondFactor = config.auth.authentication.secondFactor;
+  if (enabled.auth && enabled.proxy && ['webauthn', 'on', 'optional'].includes(secondFactor) && config.proxy.publicAddrs.length === 0) {
+    const path = ['auth_service', 'authentication', 'second_factor'];
+    const text = `${formatPath(path)}: ${secondFactor} takes security keys, which need proxy_service.public_addr (the DNS name users browse to, their relying party ID): without it the proxy runs no security key ceremony`;
+    warnings.push(formatIssue(map ? map.issue(path, text) : { message: text }));
   }
   if (!enabled.auth && !enabled.node && !enabled.proxy) {
     issues.push(

@@ -278,6 +278,14 @@ const teleportSchema = section({
 
 export const CA_KEY_TYPES = ['ed25519', 'ecdsa-p256', 'ecdsa-p384', 'rsa'] as const;
 
+/**
+ * `auth_service.authentication.second_factor`, as Teleport: `otp` TOTP only, `webauthn` security
+ * keys only, `on` either (one required), `optional` either or none (a user with a device must use
+ * one), `off`; `u2f` is refused (support.ts).
+ */
+export const SECOND_FACTORS = ['off', 'otp', 'u2f', 'webauthn', 'on', 'optional'] as const;
+export type SecondFactor = (typeof SECOND_FACTORS)[number];
+
 const authServiceSchema = section({
   enabled: bool().optional(),
   listen_addr: address(Ports.auth).optional(),
@@ -287,7 +295,7 @@ const authServiceSchema = section({
   // github, oidc, saml and u2f are refused, and the u2f section is ignored (support.ts).
   authentication: section({
     type: oneOf(['local', 'github', 'oidc', 'saml'] as const).optional(),
-    second_factor: oneOf(['off', 'otp', 'u2f'] as const).optional(),
+    second_factor: oneOf(SECOND_FACTORS).optional(),
     u2f: section({
       app_id: nonEmpty('a URL').optional(),
       facets: list(nonEmpty('a URL'), 'URLs', { single: true }).optional(),

@@ -70,7 +70,7 @@ export const KEY_SUPPORT: readonly KeySupport[] = [
     path: ['auth_service', 'authentication', 'second_factor'],
     action: 'refuse',
     when: (v) => v === 'u2f',
-    message: 'u2f is not supported (hardware keys will come with WebAuthn); use otp (the default) or off',
+    message: 'u2f is not supported; security keys work with webauthn (or on/optional); use otp (the default), webauthn, on, optional or off',
   },
   {
     path: ['ssh_service', 'pam', 'use_pam_auth'],

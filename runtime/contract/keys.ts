@@ -35,6 +35,10 @@ export const Keys = {
   userMfaDevices: (name: string) => key('web', 'users', name, 'mfa') + '/',
   /** A TOTP secret offered to the user for a new device, waiting for a code from it. */
   userMfaOffer: (name: string) => key('web', 'users', name, 'mfa_offer'),
+  /** A WebAuthn ceremony's challenge, single use, with a short TTL (runtime/auth/webauthn.ts), by the challenge itself (base64url). */
+  webauthnChallenge: (challenge: string) => key('web', 'webauthn_challenges', challenge),
+  /** tsh login's request for a security key's answer, by its random ID (runtime/auth/webauthn-cli.ts). */
+  webauthnCliRequest: (id: string) => key('web', 'webauthn_cli', id),
   /** Failed login attempts, one item each, expiring after the lockout window. */
   userLoginAttempt: (name: string, id: string) => key('web', 'users', name, 'attempts', id),
   userLoginAttempts: (name: string) => key('web', 'users', name, 'attempts') + '/',

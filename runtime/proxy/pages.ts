@@ -7,7 +7,8 @@
  * ever lands in HTML.
  *   /                              redirect to /web
  *   /web, /web/cluster/:site/nodes the nodes the logged-in user may see
- *   /web/login                     password + TOTP login
+ *   /web/login                     password + TOTP code or security key login
+ *   /web/cli-mfa/:id               tsh login's security key: the user uses their key for that request (runtime/client/securitykey.ts)
  *   /web/account                   change password (current password and second factor)
  *   /web/audit                     the audit log: events of a time range, by type and user (audit.js)
  *   /web/newuser/:token            sign-up: password and TOTP enrolment
@@ -70,6 +71,7 @@ function fileFor(pathname: string): string | undefined {
   if (pathname === '/web/account' || pathname === '/web/account/') return 'account.html';
   if (pathname === '/web/audit' || pathname === '/web/audit/') return 'audit.html';
   if (/^\/web\/newuser\/[^/]+\/?$/.test(pathname)) return 'newuser.html';
+  if (/^\/web\/cli-mfa\/[0-9a-f]{32}\/?$/.test(pathname)) return 'cli-mfa.html';
   if (/^\/web\/cluster\/[^/]+\/sessions\/?$/.test(pathname)) return 'sessions.html';
   if (/^\/web\/cluster\/[^/]+\/session\/[0-9a-f-]{36}\/?$/.test(pathname)) return 'player.html';
   if (/^\/web\/cluster\/[^/]+\/console\/node\/[^/]+\/[^/]+\/?$/.test(pathname)) return 'terminal.html';

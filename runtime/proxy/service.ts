@@ -240,6 +240,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       ...(config.ciphersuites ? { cipherSuites: config.ciphersuites } : {}),
       trustXForwardedForFrom: p.trustXForwardedForFrom,
       hostNames: [...new Set([config.nodeName, 'localhost', '127.0.0.1', ...p.publicAddrs.map((a) => a.host)])],
+      publicAddrs: p.publicAddrs,
       api: {
         ping,
         exportCAs: (type) => {
@@ -252,6 +253,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
             ...clientAddrField(clientAddr),
             password: b.password,
             ...((b.otp_token ?? b.hotp_token) ? { otp_token: b.otp_token ?? b.hotp_token } : {}),
+            ...(b.webauthn_response ? { webauthn_response: b.webauthn_response } : {}),
             pub_key: b.pub_key,
             ...(b.tls_pub_key ? { tls_pub_key: b.tls_pub_key } : {}),
             ...(b.ttl !== undefined ? { ttl: b.ttl } : {}),
@@ -261,7 +263,13 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
         completeSignup: (token, b) => client.post(`/v1/signuptokens/${token}/complete`, b),
         clusterName: identity.clusterName,
         createSession: (c, clientAddr) =>
-          client.post('/v1/websessions', { user: c.user, password: c.password, ...(c.otpToken ? { otp_token: c.otpToken } : {}), ...clientAddrField(clientAddr) }),
+          client.post('/v1/websessions', {
+            user: c.user,
+            password: c.password,
+            ...(c.otpToken ? { otp_token: c.otpToken } : {}),
+            ...(c.webauthn ? { webauthn_response: c.webauthn } : {}),
+            ...clientAddrField(clientAddr),
+          }),
         getSession: (token) => client.post('/v1/websessions/get', { token }),
         sessionNodes: (token) => client.post('/v1/websessions/nodes', { token }),
         activeSessions: (token) => client.post('/v1/websessions/activesessions', { token }),
@@ -282,6 +290,16 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
         deleteMfaDevice: async (token, name, b, clientAddr) => {
           await client.post('/v1/websessions/mfa/delete', { token, name, ...b, ...clientAddrField(clientAddr) });
         },
+        signupWebAuthnOptions: (token, rp) => client.post(`/v1/signuptokens/${token}/webauthn`, { rp }),
+        webAuthnLoginChallenge: (c, rp, clientAddr) => client.post('/v1/webauthn/login', { user: c.user, password: c.password, rp, ...clientAddrField(clientAddr) }),
+        webAuthnChallenge: (token, rp) => client.post('/v1/websessions/mfa/challenge', { token, rp }),
+        offerWebAuthnDevice: (token, b, rp, clientAddr) => client.post('/v1/websessions/mfa/offer/webauthn', { token, ...b, rp, ...clientAddrField(clientAddr) }),
+        webAuthnCliRequest: (c, clientAddr) => client.post('/v1/webauthn/cli', { user: c.user, password: c.password, ...clientAddrField(clientAddr) }),
+        webAuthnCliChallenge: (id, rp) => client.post(`/v1/webauthn/cli/${encodeURIComponent(id)}/challenge`, { rp }),
+        webAuthnCliAnswer: async (id, answer) => {
+          await client.post(`/v1/webauthn/cli/${encodeURIComponent(id)}/answer`, { webauthn_response: answer });
+        },
+        webAuthnCliCollect: (id, secret) => client.post(`/v1/webauthn/cli/${encodeURIComponent(id)}/collect`, { secret }),
         validateTrustedCluster: (b, clientAddr) => client.post('/v1/trustedclusters/validate', { ...b, ...clientAddrField(clientAddr) }),
       },
       connectAuth: async () => (await dialFirst(config.authServers, AUTH_DIAL_TIMEOUT_MS)).sock,

@@ -14,6 +14,15 @@
  *   GET    /webapi/sites/:site/connect    Upgrade: websocket, the browser terminal (cookie + bearer; terminal.ts)
  *   GET    /webapi/sites/:site/events/search  the audit log, searched as the session's user (bearer; runtime/auth/audit-search.ts)
  *   GET    /webapi/auth/connect           Upgrade: teleport-auth, a byte pipe to the auth API for nodes behind NAT (authpipe.ts)
+ * and WebAuthn security keys (relyingparty.ts: only on the proxy's public address):
+ *   POST /webapi/signuptokens/:token/webauthn  `{publicKey}` options to register a key at sign-up
+ *   POST /webapi/mfa/login/begin               password in, `{publicKey}` options for the user's keys out (then POST /webapi/sessions with `webauthn_response`)
+ *   POST /webapi/mfa/authenticatechallenge     `{publicKey}` options for the session user's keys (bearer; account changes)
+ *   POST /webapi/mfa/offer/webauthn            password and second factor in, `{publicKey}` options to register a new key out (bearer)
+ *   POST /webapi/mfa/cli/begin                 tsh login: password in, `{request_id, secret, url}` out: the page (/web/cli-mfa/<id>) where the user uses their key
+ *   POST /webapi/mfa/cli/:id/challenge         that page: `{user, from, publicKey}` (from: tsh's address)
+ *   POST /webapi/mfa/cli/:id/answer            that page: the key's answer, kept for tsh
+ *   POST /webapi/mfa/cli/:id/collect           tsh, with its secret: `{webauthn_response}` once the page answered, else `{pending: true}`
  * and the browser UI's pages and files from runtime/proxy/webui (see pages.ts).
  * Bodies are JSON of at most 64 KiB, validated by one schema each; a bad one gets a 4xx.
  * Requests that change something must not come from another site and POSTs
@@ -36,7 +45,9 @@ import { serverAddress, serverLabels } from '../auth/resources';
 import type { ActiveSession } from '../node/shared';
 import type { UserNode } from '../auth/server';
 import type { MfaDeviceInfo } from '../auth/mfa';
-import type { Cidr } from '../config';
+import { assertionResponseSchema, registrationResponseSchema, type RelyingParty } from '../auth/webauthn';
+import type { PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
+import type { Cidr, HostPort } from '../config';
 import { selfSignedServerCert } from '../tlsca';
 import { policyKeyMismatch, tlsPolicy } from '../tlsca/ciphersuites';
 import { AccessDeniedError, BadParameterError, isReason, NotFoundError } from '../utils/errors';
@@ -51,6 +62,7 @@ import { ClientAddress } from './clientaddr';
 import { checkNotCrossSite, UnsupportedMediaTypeError } from './crossorigin';
 import { loadKeyPairs, ServedKeyPairs } from './keypairs';
 import { CONTENT_SECURITY_POLICY, WebUi } from './pages';
+import { publicWebUrl, relyingParty } from './relyingparty';
 import { isTerminalRequest, sessionCookieHeader, Terminals, type TerminalOptions } from './terminal';
 
 export interface PingResponse {
@@ -99,7 +111,7 @@ export interface WebApi {
   login(user: string, body: LoginBody, clientAddr: string): Promise<unknown>;
   signupToken(token: string): Promise<SignupInfo>;
   completeSignup(token: string, body: SignupBody): Promise<unknown>;
-  createSession(creds: { user: string; password: string; otpToken?: string }, clientAddr: string): Promise<NewWebSession>;
+  createSession(creds: { user: string; password: string; otpToken?: string; webauthn?: WebAuthnAssertion }, clientAddr: string): Promise<NewWebSession>;
   /** The session's user and expiry (ISO 8601); AccessDeniedError when the token is unknown or expired. */
   getSession(token: string): Promise<{ user: string; expires?: string }>;
   sessionNodes(token: string): Promise<UserNode[]>;
@@ -126,21 +138,48 @@ export interface WebApi {
   addMfaDevice(token: string, body: MfaAddBody, clientAddr: string): Promise<MfaDeviceInfo>;
   /** Removes a device, after the password and a current code (as at login). */
   deleteMfaDevice(token: string, name: string, body: MfaDeleteBody, clientAddr: string): Promise<void>;
+  /** Options to register a security key at sign-up with `token`. */
+  signupWebAuthnOptions(token: string, rp: RelyingParty): Promise<PublicKeyCredentialCreationOptionsJSON>;
+  /** Step one of a login with a security key: the password checked, options for the user's keys. */
+  webAuthnLoginChallenge(creds: { user: string; password: string }, rp: RelyingParty, clientAddr: string): Promise<PublicKeyCredentialRequestOptionsJSON>;
+  /** Options for the keys of the web session's user, for an account change. */
+  webAuthnChallenge(token: string, rp: RelyingParty): Promise<PublicKeyCredentialRequestOptionsJSON>;
+  /** Options to register a new security key, after the password and the second factor. */
+  offerWebAuthnDevice(token: string, body: MfaOfferBody, rp: RelyingParty, clientAddr: string): Promise<PublicKeyCredentialCreationOptionsJSON>;
+  /** tsh login with a security key: the password checked, a request for the proxy page to answer (runtime/auth/webauthn-cli.ts). */
+  webAuthnCliRequest(creds: { user: string; password: string }, clientAddr: string): Promise<{ id: string; secret: string; expires: string }>;
+  webAuthnCliChallenge(id: string, rp: RelyingParty): Promise<{ user: string; from: string; publicKey: PublicKeyCredentialRequestOptionsJSON }>;
+  webAuthnCliAnswer(id: string, answer: WebAuthnAssertion): Promise<void>;
+  webAuthnCliCollect(id: string, secret: string): Promise<{ webauthn_response?: WebAuthnAssertion; pending?: boolean }>;
   /** A leaf cluster asks to establish trust (runtime/auth/trust.ts): the auth server checks the token and exchanges CAs. */
   validateTrustedCluster(body: ValidateTrustedClusterBody, clientAddr: string): Promise<unknown>;
 }
 
+/** A security key's answer (navigator.credentials.get, as JSON), instead of a second_factor_token. */
+const webauthnResponse = assertionResponseSchema.optional();
+export type WebAuthnAssertion = z.infer<typeof assertionResponseSchema>;
+
 /** `PUT /webapi/users/password` (Teleport 4.x's changePasswordReq). */
 export const changePasswordSchema = z
-  .object({ old_password: z.string().min(1).max(1024), new_password: z.string().min(1).max(1024), second_factor_token: z.string().max(16).optional() })
+  .object({
+    old_password: z.string().min(1).max(1024),
+    new_password: z.string().min(1).max(1024),
+    second_factor_token: z.string().max(16).optional(),
+    webauthn_response: webauthnResponse,
+  })
   .strict();
 export type ChangePasswordBody = z.infer<typeof changePasswordSchema>;
 
 /** `POST /webapi/mfa/offer`: the first step of adding a second-factor device. */
-export const mfaOfferSchema = z.object({ password: z.string().min(1).max(1024), second_factor_token: z.string().max(16).optional() }).strict();
+export const mfaOfferSchema = z
+  .object({ password: z.string().min(1).max(1024), second_factor_token: z.string().max(16).optional(), webauthn_response: webauthnResponse })
+  .strict();
 export type MfaOfferBody = z.infer<typeof mfaOfferSchema>;
-/** `POST /webapi/mfa/devices`: the device's name and a code from it. */
-export const mfaAddSchema = z.object({ name: z.string().min(1).max(64), second_factor_token: z.string().min(1).max(16) }).strict();
+/** `POST /webapi/mfa/devices`: the device's name and a code from it, or a security key's registration. */
+export const mfaAddSchema = z
+  .object({ name: z.string().min(1).max(64), second_factor_token: z.string().min(1).max(16).optional(), webauthn_registration: registrationResponseSchema.optional() })
+  .strict()
+  .refine((b) => (b.second_factor_token === undefined) !== (b.webauthn_registration === undefined), 'give second_factor_token or webauthn_registration');
 export type MfaAddBody = z.infer<typeof mfaAddSchema>;
 /** `DELETE /webapi/mfa/devices/<name>`. */
 export const mfaDeleteSchema = mfaOfferSchema;
@@ -160,6 +199,7 @@ export const loginBodySchema = z
     password: z.string().min(1).max(1024),
     otp_token: z.string().max(16).optional(),
     hotp_token: z.string().max(16).optional(),
+    webauthn_response: webauthnResponse,
     pub_key: z.string().min(1).max(16384),
     tls_pub_key: z.string().max(16384).optional(),
     ttl: z.number().int().nonnegative().optional(),
@@ -169,13 +209,21 @@ export const loginBodySchema = z
   .strict();
 export type LoginBody = z.infer<typeof loginBodySchema>;
 
-export const signupBodySchema = z.object({ password: z.string().min(1).max(1024), otp_token: z.string().max(16).optional() }).strict();
+export const signupBodySchema = z
+  .object({ password: z.string().min(1).max(1024), otp_token: z.string().max(16).optional(), webauthn_registration: registrationResponseSchema.optional() })
+  .strict();
 export type SignupBody = z.infer<typeof signupBodySchema>;
 
 /** `POST /webapi/sessions` (Teleport's createSessionReq). */
 export const sessionBodySchema = z
-  .object({ user: z.string().min(1).max(255), pass: z.string().min(1).max(1024), second_factor_token: z.string().max(16).optional() })
+  .object({ user: z.string().min(1).max(255), pass: z.string().min(1).max(1024), second_factor_token: z.string().max(16).optional(), webauthn_response: webauthnResponse })
   .strict();
+
+export const cliAnswerSchema = z.object({ webauthn_response: assertionResponseSchema }).strict();
+export const cliCollectSchema = z.object({ secret: z.string().min(1).max(128) }).strict();
+
+/** `POST /webapi/mfa/login/begin` (and `/webapi/mfa/cli/begin`): step one of a login with a security key. */
+export const webAuthnLoginBeginSchema = z.object({ user: z.string().min(1).max(255), pass: z.string().min(1).max(1024) }).strict();
 
 /** A request without any bearer token: 401, so the page knows to log in. */
 class NoBearerError extends AccessDeniedError {}
@@ -266,6 +314,8 @@ export interface WebServiceOptions {
   trustXForwardedForFrom?: readonly Cidr[];
   /** DNS names and IPs for the self-signed certificate. */
   hostNames: string[];
+  /** `proxy_service.public_addr`: where security keys may be used (relyingparty.ts). */
+  publicAddrs?: readonly HostPort[];
   api: WebApi;
   /** Opens a TCP connection to an auth server, for the auth pipe of nodes behind NAT (authpipe.ts); without it the pipe is refused. */
   connectAuth?: () => Promise<import('node:net').Socket>;
@@ -321,6 +371,9 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
       const url = requestUrl(req);
       const route = url.pathname.replace(/^\/v1(?=\/webapi\/)/, '');
       const signup = /^\/webapi\/signuptokens\/([^/]+)$/.exec(route);
+      const signupKey = /^\/webapi\/signuptokens\/([^/]+)\/webauthn$/.exec(route);
+      const rp = () => relyingParty(req, opts.publicAddrs ?? [], !opts.insecureNoTls);
+      const cli = /^\/webapi\/mfa\/cli\/([^/]+)\/(challenge|answer|collect)$/.exec(route);
       const nodes = /^\/webapi\/sites\/([^/]+)(?:\/namespaces\/default)?\/nodes$/.exec(route);
       const live = /^\/webapi\/sites\/([^/]+)(?:\/namespaces\/default)?\/sessions$/.exec(route);
       const device = /^\/webapi\/mfa\/devices\/([^/]+)$/.exec(route);
@@ -348,7 +401,12 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
         sendJson(res, 200, await signupCall(() => api.completeSignup(signupToken(signup[1]), body)));
       } else if (route === '/webapi/sessions' && req.method === 'POST') {
         const body = await parseBody(req, sessionBodySchema);
-        const creds = { user: body.user, password: body.pass, ...(body.second_factor_token ? { otpToken: body.second_factor_token } : {}) };
+        const creds = {
+          user: body.user,
+          password: body.pass,
+          ...(body.second_factor_token ? { otpToken: body.second_factor_token } : {}),
+          ...(body.webauthn_response ? { webauthn: body.webauthn_response } : {}),
+        };
         const s = await api.createSession(creds, clients.of(req));
         res.setHeader('set-cookie', sessionCookieHeader(s.token, s.expires_in));
         sendJson(res, 200, { token: s.token, token_type: 'Bearer', expires_in: s.expires_in, user: s.user });
@@ -378,6 +436,33 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
         const token = bearer(req);
         await api.deleteMfaDevice(token, decodePathPart(device[1]), await parseBody(req, mfaDeleteSchema), clients.of(req));
         sendJson(res, 200, {});
+      } else if (signupKey && req.method === 'POST') {
+        const party = rp();
+        sendJson(res, 200, { publicKey: await signupCall(() => api.signupWebAuthnOptions(signupToken(signupKey[1]), party)) });
+      } else if (route === '/webapi/mfa/login/begin' && req.method === 'POST') {
+        const body = await parseBody(req, webAuthnLoginBeginSchema);
+        sendJson(res, 200, { publicKey: await api.webAuthnLoginChallenge({ user: body.user, password: body.pass }, rp(), clients.of(req)) });
+      } else if (route === '/webapi/mfa/authenticatechallenge' && req.method === 'POST') {
+        const token = bearer(req);
+        sendJson(res, 200, { publicKey: await api.webAuthnChallenge(token, rp()) });
+      } else if (route === '/webapi/mfa/offer/webauthn' && req.method === 'POST') {
+        const token = bearer(req);
+        const body = await parseBody(req, mfaOfferSchema);
+        sendJson(res, 200, { publicKey: await api.offerWebAuthnDevice(token, body, rp(), clients.of(req)) });
+      } else if (route === '/webapi/mfa/cli/begin' && req.method === 'POST') {
+        const body = await parseBody(req, webAuthnLoginBeginSchema);
+        const site = publicWebUrl(opts.publicAddrs ?? []);
+        const r = await api.webAuthnCliRequest({ user: body.user, password: body.pass }, clients.of(req));
+        sendJson(res, 200, { request_id: r.id, secret: r.secret, expires: r.expires, url: `${site}/web/cli-mfa/${r.id}` });
+      } else if (cli && req.method === 'POST') {
+        const id = decodePathPart(cli[1]);
+        if (cli[2] === 'challenge') sendJson(res, 200, await api.webAuthnCliChallenge(id, rp()));
+        else if (cli[2] === 'answer') {
+          const body = await parseBody(req, cliAnswerSchema);
+          rp(); // only a page on the proxy's public address answers
+          await api.webAuthnCliAnswer(id, body.webauthn_response);
+          sendJson(res, 200, {});
+        } else sendJson(res, 200, await api.webAuthnCliCollect(id, (await parseBody(req, cliCollectSchema)).secret));
       } else if (route === '/webapi/trustedclusters/validate' && req.method === 'POST') {
         const body = await parseBody(req, validateTrustedClusterSchema);
         sendJson(res, 200, await api.validateTrustedCluster(body, clients.of(req)));

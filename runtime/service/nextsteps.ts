@@ -22,6 +22,7 @@ import { Ports } from '../contract/ports';
 import { selfSignedCertFile } from '../proxy/web';
 import { shellQuote } from '../utils/shell';
 import type { TeleportProcess } from './process';
+import type { SecondFactor } from '../config/schema';
 
 export interface NextStepsFacts {
   clusterName?: string;
@@ -33,7 +34,7 @@ export interface NextStepsFacts {
     userCount: number;
     /** Whether a Teleport user named like the OS user exists. */
     osUserExists: boolean;
-    secondFactor: 'off' | 'otp' | 'u2f';
+    secondFactor: SecondFactor;
   };
   /** Present when the node (SSH) service runs in this process. */
   node?: { name: string; listen: HostPort };
@@ -116,9 +117,11 @@ export function formatNextSteps(f: NextStepsFacts): string[] {
     const enrol =
       f.auth.secondFactor === 'otp'
         ? 'choose a password and scan the QR code with an authenticator app (one-time passwords are required)'
-        : f.auth.secondFactor === 'u2f'
-          ? 'choose a password and register a U2F key'
-          : 'choose a password';
+        : f.auth.secondFactor === 'webauthn'
+          ? 'choose a password and register a security key (WebAuthn; security keys are required)'
+          : f.auth.secondFactor === 'on' || f.auth.secondFactor === 'optional'
+            ? 'choose a password and set up an authenticator app or a security key'
+            : 'choose a password';
     out.push('Next steps:');
     out.push('');
     out.push(`  1. Create the first user, allowed to log in as ${JSON.stringify(f.osUser)} (run it as the same OS user, in another terminal):`);

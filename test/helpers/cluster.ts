@@ -32,9 +32,10 @@ export interface TestAuthOptions {
   teleportExtra?: string[];
   /**
    * Also run the proxy service in the same process; `extra`: more YAML lines for `proxy_service`;
-   * `host`: the address its listeners bind (and clients dial) instead of 127.0.0.1.
+   * `host`: the address its listeners bind (and clients dial) instead of 127.0.0.1;
+   * `publicHost`: its `public_addr` host (with the web port), which `webUrl` then names (e.g. localhost, for WebAuthn).
    */
-  proxy?: { insecureNoTls?: boolean; extra?: string[]; host?: string };
+  proxy?: { insecureNoTls?: boolean; extra?: string[]; host?: string; publicHost?: string };
   /** Serve the diagnostics endpoint (`teleport.diag_addr`) on a free loopback port: `TestAuth.diagUrl`. */
   diag?: boolean;
 }
@@ -47,6 +48,8 @@ export class TestAuth {
   nodeArgs: string[] = [];
   /** The address the proxy's listeners bind. */
   proxyHost = '127.0.0.1';
+  /** The proxy's public host name, when it has one (`webUrl` names it). */
+  publicHost?: string;
 
   get addr(): string {
     return `127.0.0.1:${this.port}`;
@@ -79,7 +82,7 @@ export class TestAuth {
 
   /** The proxy's web address: `http://` with --insecure-no-tls, else `https://` (self-signed). */
   webUrl(): string {
-    return `${this.startArgs.includes('--insecure-no-tls') ? 'http' : 'https'}://${this.proxyHost}:${this.proxyPorts!.web}`;
+    return `${this.startArgs.includes('--insecure-no-tls') ? 'http' : 'https'}://${this.publicHost ?? this.proxyHost}:${this.proxyPorts!.web}`;
   }
 
   /** The cluster's CA pin, from `tctl status`. */
@@ -206,6 +209,7 @@ export async function createAuth(opts: TestAuthOptions = {}): Promise<TestAuth> 
           `  listen_addr: ${proxyHost}:${proxyPorts.ssh}`,
           `  web_listen_addr: ${proxyHost}:${proxyPorts.web}`,
           `  tunnel_listen_addr: ${proxyHost}:${proxyPorts.tunnel}`,
+          ...(opts.proxy?.publicHost ? [`  public_addr: ${opts.proxy.publicHost}:${proxyPorts.web}`] : []),
           ...(opts.proxy?.extra ?? []).map((l) => `  ${l}`),
         ]
       : ['  enabled: no']),
@@ -214,6 +218,7 @@ export async function createAuth(opts: TestAuthOptions = {}): Promise<TestAuth> 
   fs.writeFileSync(configPath, lines.join('\n') + '\n');
   const auth = new TestAuth(dir, configPath, dataDir, port, nodePort, proxyPorts, diagPort);
   auth.proxyHost = proxyHost;
+  if (opts.proxy?.publicHost) auth.publicHost = opts.proxy.publicHost;
   if (opts.proxy?.insecureNoTls) auth.startArgs.push('--insecure-no-tls');
   return auth;
 }

@@ -63,9 +63,89 @@
     button.disabled = on;
   }
 
-  /** Puts the cluster's name in the header and the title ("Log in · <cluster> · Teleport"). */
+  // ---- security keys: navigator.credentials with the server's options (runtime/auth/webauthn.ts)
+  function fromB64url(s) {
+    var bin = atob(s.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((s.length + 3) % 4));
+    var out = new Uint8Array(bin.length);
+    for (var i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+    return out.buffer;
+  }
+
+  function toB64url(buf) {
+    var bytes = new Uint8Array(buf);
+    var bin = '';
+    for (var i = 0; i < bytes.length; i++) bin += String.fromCharCode(bytes[i]);
+    return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  }
+
+  function withIds(list) {
+    return (list || []).map(function (c) {
+      return Object.assign({}, c, { id: fromB64url(c.id) });
+    });
+  }
+
+  function keyFailed(err) {
+    if (err && (err.name === 'NotAllowedError' || err.name === 'AbortError')) {
+      throw new Error('The security key did not answer: it was not touched in time, or the request was cancelled. Try again.');
+    }
+    if (err && err.name === 'InvalidStateError') throw new Error('This security key is registered already.');
+    throw err;
+  }
+
+  /** Registers a new key (navigator.credentials.create) with the server's options; resolves its answer as JSON. */
+  function createKey(options) {
+    var publicKey = Object.assign({}, options, {
+      challenge: fromB64url(options.challenge),
+      user: Object.assign({}, options.user, { id: fromB64url(options.user.id) }),
+      excludeCredentials: withIds(options.excludeCredentials),
+    });
+    return navigator.credentials.create({ publicKey: publicKey }).then(function (cred) {
+      return {
+        id: cred.id,
+        rawId: toB64url(cred.rawId),
+        type: cred.type,
+        response: {
+          clientDataJSON: toB64url(cred.response.clientDataJSON),
+          attestationObject: toB64url(cred.response.attestationObject),
+          transports: cred.response.getTransports ? cred.response.getTransports() : [],
+        },
+        clientExtensionResults: cred.getClientExtensionResults(),
+      };
+    }, keyFailed);
+  }
+
+  /** Signs the server's challenge with a registered key (navigator.credentials.get); resolves its answer as JSON. */
+  function useKey(options) {
+    var publicKey = Object.assign({}, options, { challenge: fromB64url(options.challenge), allowCredentials: withIds(options.allowCredentials) });
+    return navigator.credentials.get({ publicKey: publicKey }).then(function (cred) {
+      var response = {
+        clientDataJSON: toB64url(cred.response.clientDataJSON),
+        authenticatorData: toB64url(cred.response.authenticatorData),
+        signature: toB64url(cred.response.signature),
+      };
+      if (cred.response.userHandle) response.userHandle = toB64url(cred.response.userHandle);
+      return { id: cred.id, rawId: toB64url(cred.rawId), type: cred.type, response: response, clientExtensionResults: cred.getClientExtensionResults() };
+    }, keyFailed);
+  }
+
+  /** Whether the cluster's second_factor takes TOTP codes, and security keys. */
+  function takesOtp(mode) {
+    return mode === 'otp' || mode === 'on' || mode === 'optional';
+  }
+  function takesKeys(mode) {
+    return mode === 'webauthn' || mode === 'on' || mode === 'optional';
+  }
+
+  /** Hides a form field and its label. */
+  function hideField(id) {
+    show(id, false);
+    document.querySelector('label[for="' + id + '"]').hidden = true;
+  }
+
+  /** Puts the cluster's name in the header and the title ("Log in · <cluster> · Teleport"); resolves ping's answer. */
   function showCluster() {
-    api('GET', '/webapi/ping').then(
+    var ping = api('GET', '/webapi/ping');
+    ping.then(
       function (ping) {
         if (!ping.cluster_name) return;
         $('cluster').textContent = ping.cluster_name;
@@ -76,6 +156,7 @@
         // the page's own requests report an unreachable proxy
       },
     );
+    return ping;
   }
 
   // ---- sign-up: /web/newuser/<token>
@@ -91,12 +172,18 @@
         show('loading', false);
         secondFactor = info.second_factor;
         $('user').textContent = info.user;
-        if (info.second_factor === 'otp') {
+        if (info.otp_secret) {
           $('qr').src = info.qr_code;
           $('otp-secret').textContent = info.otp_secret;
-          show('otp-setup', true);
-          show('otp-field', true);
         }
+        // With on or optional the user chooses: an authenticator app, a security key (or, optional, neither).
+        if (takesOtp(secondFactor) && takesKeys(secondFactor)) {
+          show('factor-choice', true);
+          show('factor-none-choice', secondFactor === 'optional');
+        } else {
+          $('factor-' + (takesKeys(secondFactor) ? 'webauthn' : 'otp')).checked = true;
+        }
+        showFactor();
         show('signup', true);
         $('password').focus();
       },
@@ -109,6 +196,20 @@
         );
       },
     );
+    /** The second factor chosen: otp, webauthn, none (or off). */
+    function factor() {
+      if (secondFactor === 'off') return 'off';
+      var checked = document.querySelector('input[name="factor"]:checked');
+      return checked ? checked.value : 'otp';
+    }
+    function showFactor() {
+      show('otp-setup', factor() === 'otp');
+      show('otp-field', factor() === 'otp');
+      show('key-setup', factor() === 'webauthn');
+    }
+    document.querySelectorAll('input[name="factor"]').forEach(function (el) {
+      el.addEventListener('change', showFactor);
+    });
     $('signup-form').addEventListener('submit', function (ev) {
       ev.preventDefault();
       clearError();
@@ -116,11 +217,25 @@
       var otp = $('otp').value.trim();
       if (password.length < 6) return showError('The password must be at least 6 characters long.');
       if (password !== $('password-confirm').value) return showError('The passwords do not match.');
-      if (secondFactor === 'otp' && !/^\d{6}$/.test(otp)) return showError('Enter the 6-digit code from your authenticator app.');
+      if (factor() === 'otp' && !/^\d{6}$/.test(otp)) return showError('Enter the 6-digit code from your authenticator app.');
       var body = { password: password };
-      if (secondFactor === 'otp') body.otp_token = otp;
+      if (factor() === 'otp') body.otp_token = otp;
       busy($('submit'), true);
-      api('POST', '/webapi/signuptokens/' + encodeURIComponent(token), body).then(
+      var signup = encodeURIComponent(token);
+      var ready =
+        factor() === 'webauthn'
+          ? api('POST', '/webapi/signuptokens/' + signup + '/webauthn', {})
+              .then(function (res) {
+                return createKey(res.publicKey);
+              })
+              .then(function (registration) {
+                body.webauthn_registration = registration;
+                return body;
+              })
+          : Promise.resolve(body);
+      ready.then(function () {
+        return api('POST', '/webapi/signuptokens/' + signup, body);
+      }).then(
         function () {
           show('signup', false);
           show('success', true);
@@ -139,18 +254,39 @@
   }
 
   // ---- login: /web/login
-  function loginPage() {
-    $('login-form').addEventListener('submit', function (ev) {
-      ev.preventDefault();
+  function loginPage(ping) {
+    var secondFactor = 'otp';
+    ping.then(function (p) {
+      secondFactor = (p.auth && p.auth.second_factor) || 'otp';
+      if (!takesOtp(secondFactor)) hideField('otp');
+      // webauthn: the one button uses the key; on and optional: a second button does.
+      if (secondFactor === 'webauthn') $('login').textContent = 'Log in with a security key';
+      else show('login-key', takesKeys(secondFactor));
+    }, function () {});
+    /** Logs in with the password and a code, or (withKey) with the password and a security key. */
+    function logIn(withKey) {
       clearError();
       var user = $('username').value.trim();
       var pass = $('password').value;
       var otp = $('otp').value.trim();
       if (!user || !pass) return showError('Enter your user name and password.');
       var body = { user: user, pass: pass };
-      if (otp) body.second_factor_token = otp;
+      if (otp && !withKey) body.second_factor_token = otp;
       busy($('login'), true);
-      api('POST', '/webapi/sessions', body)
+      busy($('login-key'), true);
+      var ready = withKey
+        ? api('POST', '/webapi/mfa/login/begin', { user: user, pass: pass })
+            .then(function (res) {
+              return useKey(res.publicKey);
+            })
+            .then(function (assertion) {
+              body.webauthn_response = assertion;
+            })
+        : Promise.resolve();
+      ready
+        .then(function () {
+          return api('POST', '/webapi/sessions', body);
+        })
         .then(function (session) {
           sessionStorage.setItem(TOKEN_KEY, session.token);
           sessionStorage.setItem(USER_KEY, session.user);
@@ -163,12 +299,56 @@
           },
           function (err) {
             busy($('login'), false);
+            busy($('login-key'), false);
             $('password').value = '';
             $('otp').value = '';
             showError(networkMessage(err));
           },
         );
+    }
+    $('login-form').addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      logIn(secondFactor === 'webauthn');
     });
+    $('login-key').addEventListener('click', function () {
+      logIn(true);
+    });
+  }
+
+  // ---- tsh login's security key: /web/cli-mfa/<request id> (runtime/client/securitykey.ts)
+  function cliMfaPage() {
+    var m = /^\/web\/cli-mfa\/([0-9a-f]{32})\/?$/.exec(location.pathname);
+    var base = '/webapi/mfa/cli/' + (m ? m[1] : '');
+    api('POST', base + '/challenge', {}).then(
+      function (req) {
+        show('loading', false);
+        $('user').textContent = req.user;
+        $('from').textContent = req.from;
+        show('ask', true);
+        $('use-key').addEventListener('click', function () {
+          clearError();
+          busy($('use-key'), true);
+          useKey(req.publicKey)
+            .then(function (assertion) {
+              return api('POST', base + '/answer', { webauthn_response: assertion });
+            })
+            .then(
+              function () {
+                show('ask', false);
+                show('done', true);
+              },
+              function (err) {
+                busy($('use-key'), false);
+                showError(err.status ? err.message : err.message || String(err));
+              },
+            );
+        });
+      },
+      function (err) {
+        show('loading', false);
+        showError(networkMessage(err));
+      },
+    );
   }
 
   // ---- nodes: /web and /web/cluster/<site>/nodes
@@ -532,7 +712,14 @@
     if (!token) return toLogin();
     var context = loggedInHeader(token, siteOf(token, null));
 
-    /** Sends a form's request; on success runs `done` with the answer and says `message`. */
+    var secondFactor = 'otp';
+    /** Whether the user has a security key (then account changes ask for it when no code is typed). */
+    var hasKey = false;
+
+    /**
+     * Sends a form's request (`body` may be a promise: a security key's answer first; or `run`, a
+     * promise of several requests); on success runs `done` with the answer and says `message`.
+     */
     function submit(form, button, request, done, message) {
       form.addEventListener('submit', function (ev) {
         ev.preventDefault();
@@ -541,7 +728,12 @@
         var req = request();
         if (typeof req === 'string') return showError(req);
         busy(button, true);
-        api(req.method, req.path, req.body, token).then(
+        var sent = req.run
+          ? req.run()
+          : Promise.resolve(req.body).then(function (body) {
+              return api(req.method, req.path, body, token);
+            });
+        sent.then(
           function (res) {
             busy(button, false);
             form.reset();
@@ -560,21 +752,29 @@
         );
       });
     }
-    /** A code, if one was typed: a body field. */
+    /** The second factor: a code, if one was typed; else the user's security key, if they have one. Resolves the body. */
     function withCode(body, id) {
       var code = $(id).value.trim();
       if (code) body.second_factor_token = code;
-      return body;
+      if (code || !hasKey || !takesKeys(secondFactor)) return Promise.resolve(body);
+      return api('POST', '/webapi/mfa/authenticatechallenge', {}, token)
+        .then(function (res) {
+          return useKey(res.publicKey);
+        })
+        .then(function (assertion) {
+          body.webauthn_response = assertion;
+          return body;
+        });
     }
 
     submit(
       $('password-form'),
       $('change'),
       function () {
-        var body = withCode({ old_password: $('old-password').value, new_password: $('new-password').value }, 'otp');
+        var body = { old_password: $('old-password').value, new_password: $('new-password').value };
         if (!body.old_password || !body.new_password) return 'Enter your current and your new password.';
         if (body.new_password !== $('confirm-password').value) return 'The new passwords do not match.';
-        return { method: 'PUT', path: '/webapi/users/password', body: body };
+        return { method: 'PUT', path: '/webapi/users/password', body: withCode(body, 'otp') };
       },
       function () {},
       'Your password has been changed. Use it from your next login.',
@@ -584,9 +784,13 @@
       return api('GET', '/webapi/mfa/devices', undefined, token).then(function (res) {
         var tbody = $('devices');
         tbody.textContent = '';
+        hasKey = res.items.some(function (d) {
+          return d.type === 'WebAuthn';
+        });
         res.items.forEach(function (d) {
           var tr = document.createElement('tr');
-          [d.name, new Date(d.added_at).toLocaleString(), new Date(d.last_used).toLocaleString()].forEach(function (text) {
+          tr.dataset.type = d.type;
+          [d.name, d.type === 'WebAuthn' ? 'Security key' : 'Authenticator app', new Date(d.added_at).toLocaleString(), new Date(d.last_used).toLocaleString()].forEach(function (text) {
             var td = document.createElement('td');
             td.textContent = text;
             tr.appendChild(td);
@@ -610,11 +814,13 @@
     }
 
     context.then(function (ctx) {
-      if (ctx.second_factor !== 'otp') {
-        show('otp', false);
-        document.querySelector('label[for="otp"]').hidden = true;
-        return;
+      secondFactor = ctx.second_factor;
+      if (!takesOtp(secondFactor)) {
+        ['otp', 'offer-otp', 'remove-otp', 'key-otp'].forEach(hideField);
+        show('offer-form', false);
       }
+      if (secondFactor === 'off') return;
+      show('key-form', takesKeys(secondFactor));
       show('devices-section', true);
       listDevices().catch(function (err) {
         showError(networkMessage(err));
@@ -627,9 +833,9 @@
       $('offer-form'),
       $('offer'),
       function () {
-        var body = withCode({ password: $('offer-password').value }, 'offer-otp');
+        var body = { password: $('offer-password').value };
         if (!body.password) return 'Enter your current password.';
-        return { method: 'POST', path: '/webapi/mfa/offer', body: body };
+        return { method: 'POST', path: '/webapi/mfa/offer', body: withCode(body, 'offer-otp') };
       },
       function (offer) {
         $('new-qr').src = offer.qr_code;
@@ -660,15 +866,43 @@
       $('remove-form'),
       $('remove'),
       function () {
-        var body = withCode({ password: $('remove-password').value }, 'remove-otp');
+        var body = { password: $('remove-password').value };
         if (!body.password) return 'Enter your current password.';
-        return { method: 'DELETE', path: '/webapi/mfa/devices/' + encodeURIComponent($('remove-name').textContent), body: body };
+        return { method: 'DELETE', path: '/webapi/mfa/devices/' + encodeURIComponent($('remove-name').textContent), body: withCode(body, 'remove-otp') };
       },
       function () {
         show('remove-form', false);
         listDevices();
       },
       'The device has been removed: its codes no longer log you in.',
+    );
+    submit(
+      $('key-form'),
+      $('add-key'),
+      function () {
+        var name = $('key-name').value.trim();
+        var body = { password: $('key-password').value };
+        if (!name) return 'Name the new security key.';
+        if (!body.password) return 'Enter your current password.';
+        return {
+          run: function () {
+            return withCode(body, 'key-otp')
+              .then(function (b) {
+                return api('POST', '/webapi/mfa/offer/webauthn', b, token);
+              })
+              .then(function (res) {
+                return createKey(res.publicKey);
+              })
+              .then(function (registration) {
+                return api('POST', '/webapi/mfa/devices', { name: name, webauthn_registration: registration }, token);
+              });
+          },
+        };
+      },
+      function () {
+        listDevices();
+      },
+      'The security key has been added: it logs you in from now on.',
     );
     $('remove-cancel').addEventListener('click', function () {
       $('remove-form').reset();
@@ -833,12 +1067,11 @@
     loggedInHeader: loggedInHeader,
     siteOf: siteOf,
     showCluster: showCluster,
+    createKey: createKey,
+    useKey: useKey,
   };
 
-  var pages = { newuser: signupPage, login: loginPage, account: accountPage, nodes: nodesPage, sessions: sessionsPage, terminal: terminalPage, player: playerPage };
+  var pages = { climfa: cliMfaPage, newuser: signupPage, login: loginPage, account: accountPage, nodes: nodesPage, sessions: sessionsPage, terminal: terminalPage, player: playerPage };
   var page = pages[document.body.dataset.page];
-  if (page) {
-    showCluster();
-    page();
-  }
+  if (page) page(showCluster());
 })();

@@ -62,7 +62,7 @@ async function setup(secondFactor: 'otp' | 'off'): Promise<Setup> {
 async function addUser(s: Setup, name: string, password: string): Promise<void> {
   await s.auth.addUser(name, [name], ['admin'], 'test');
   await s.auth.users.setPassword(name, password);
-  await s.auth.users.mfa.replaceAll(name, 'otp', SECRET, -1, new Date(s.clock.ms));
+  await s.auth.users.mfa.replaceAll(name, 'otp', { totp: { key: SECRET, last_step: -1 } }, new Date(s.clock.ms));
 }
 
 /** One login attempt: 'ok', or what the caller is told. */

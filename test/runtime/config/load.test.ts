@@ -189,7 +189,7 @@ describe('parseConfig: every error says file:line:col and what is wrong', () => 
     );
     expect(lines).toEqual([
       'teleport.yaml:3:11: teleport.storage.type: expected one of dir, sqlite, dynamodb, etcd (also bolt for dir), got "s3"',
-      'teleport.yaml:6:20: auth_service.authentication.second_factor: expected one of off, otp, u2f, got "sms"',
+      'teleport.yaml:6:20: auth_service.authentication.second_factor: expected one of off, otp, u2f, webauthn, on, optional, got "sms"',
     ]);
   });
 

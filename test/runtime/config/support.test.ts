@@ -499,7 +499,7 @@ describe('unsupported settings, as users see them', () => {
     ).toEqual([
       'teleport.yaml:2:3: auth_service.session_recording: proxy (recording proxy mode) is not supported yet; use node (nodes record sessions, the default) or off',
       'teleport.yaml:4:5: auth_service.authentication.type: github (single sign-on) is not supported yet; use local (users added with "tctl users add")',
-      'teleport.yaml:5:5: auth_service.authentication.second_factor: u2f is not supported (hardware keys will come with WebAuthn); use otp (the default) or off',
+      'teleport.yaml:5:5: auth_service.authentication.second_factor: u2f is not supported; security keys work with webauthn (or on/optional); use otp (the default), webauthn, on, optional or off',
       'teleport.yaml:8:5: ssh_service.enhanced_recording.enabled: enhanced session recording (BPF) is not supported yet; set enabled: no (session_recording: node still records what the terminal shows)',
       'teleport.yaml:10:5: ssh_service.pam.use_pam_auth: PAM authentication is not supported (nodes authenticate users by certificate only); set use_pam_auth: no. pam.enabled runs the PAM account and session modules',
     ]);
@@ -527,6 +527,23 @@ describe('unsupported settings, as users see them', () => {
     expect(cfg.auth.authentication).toEqual({ type: 'local', secondFactor: 'off' });
     expect(cfg.ssh.pam.enabled).toBe(true);
     expect(cfg.warnings).toEqual([]);
+  });
+
+  test.each(['webauthn', 'on', 'optional'] as const)('GIVEN second_factor %s and the proxy\'s public_addr WHEN built THEN it is accepted without a word and kept', (mode) => {
+    const cfg = buildConfig(
+      parseConfig(lines('auth_service:', `  authentication: {type: local, second_factor: ${mode}}`, 'proxy_service:', '  public_addr: proxy.example.com:3080'), 'teleport.yaml'),
+      {},
+      ENV,
+    );
+    expect(cfg.auth.authentication).toEqual({ type: 'local', secondFactor: mode });
+    expect(cfg.warnings).toEqual([]);
+  });
+
+  test('GIVEN second_factor webauthn and a proxy without public_addr in the same process WHEN built THEN it warns that keys need it', () => {
+    const cfg = buildConfig(parseConfig(lines('auth_service:', '  authentication:', '    second_factor: webauthn'), 'teleport.yaml'), {}, ENV);
+    expect(cfg.warnings).toEqual([
+      'teleport.yaml:3:20: auth_service.authentication.second_factor: webauthn takes security keys, which need proxy_service.public_addr (the DNS name users browse to, their relying party ID): without it the proxy runs no security key ceremony',
+    ]);
   });
 
   test('GIVEN log output syslog and --insecure WHEN built THEN the log goes to stderr and both are warned about', () => {

@@ -87,6 +87,15 @@ describe('formatNextSteps', () => {
     expect(lines).toContain('     It prints a sign-up URL: open it, choose a password.');
   });
 
+  test.each([
+    ['webauthn', 'choose a password and register a security key (WebAuthn; security keys are required)'],
+    ['on', 'choose a password and set up an authenticator app or a security key'],
+    ['optional', 'choose a password and set up an authenticator app or a security key'],
+  ] as const)('GIVEN second_factor %s THEN sign-up says what to set up', (secondFactor, says) => {
+    const lines = formatNextSteps(fresh({ auth: { ...fresh().auth!, secondFactor } }));
+    expect(lines.join('\n')).toContain(`open it, ${says}`);
+  });
+
   test('GIVEN auth and node but no proxy THEN the login step says a proxy is needed', () => {
     const { proxy: _none, ...facts } = fresh();
     const lines = formatNextSteps(facts);
