@@ -1,0 +1,29 @@
+/**
+ * Who a single sign-on login says the user is, before they become a user of
+ * this cluster (sso.ts): their name, the roles the connector's mapping gives,
+ * and their traits (OIDC claims, GitHub team logins) that role templates such
+ * as `{{internal.logins}}` / `{{external.groups}}` expand.
+ */
+export interface SsoIdentity {
+  username: string;
+  roles: string[];
+  traits: Record<string, string[]>;
+  /** What the audit log records beside the user name (the OIDC subject, the GitHub teams). */
+  audit: Record<string, unknown>;
+}
+
+const TRAIT_NAME = /^[a-z_]{1,64}$/;
+const MAX_TRAITS = 64;
+const MAX_VALUES = 64;
+const MAX_VALUE = 256;
+
+/** The claims that can be traits: lower-case names, string values (or lists of them) of bounded size. */
+export function claimTraits(claims: Record<string, unknown>): Record<string, string[]> {
+  const traits: Record<string, string[]> = {};
+  for (const [k, v] of Object.entries(claims)) {
+    if (Object.keys(traits).length >= MAX_TRAITS || !TRAIT_NAME.test(k)) continue;
+    const list = (typeof v === 'string' ? [v] : Array.isArray(v) ? v : []).filter((x): x is string => typeof x === 'string' && x.length > 0 && x.length <= MAX_VALUE);
+    if (list.length) traits[k] = list.slice(0, MAX_VALUES);
+  }
+  return traits;
+}
