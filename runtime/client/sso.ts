@@ -76,6 +76,8 @@ export async function ssoLogin(web: WebClientOptions, opts: SsoLoginOptions): Pr
   let expectedState: string | undefined;
   let settle!: { resolve: (r: SshLoginResponse) => void; reject: (e: Error) => void };
   const result = new Promise<SshLoginResponse>((resolve, reject) => (settle = { resolve, reject }));
+  // Awaited once the login has begun; a timeout before then is not an unhandled rejection.
+  result.catch(() => undefined);
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     const state = url.searchParams.get('state') ?? '';

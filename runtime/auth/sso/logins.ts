@@ -17,6 +17,7 @@
  */
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
+import { Clock, systemClock } from '../../backend/clock';
 import { Keys } from '../../contract/keys';
 import { parseAuthorizedKey, parsePublicKeyBlob, USER_CERT_TTL } from '../../sshcert';
 import { AccessDeniedError, BadParameterError, isReason, NotFoundError } from '../../utils/errors';
@@ -25,7 +26,7 @@ import { accessFor } from '../access/decision';
 import { hostSigners, type SSHLoginResponse } from '../login';
 import { User, userSchema } from '../resources';
 import type { AuthServer } from '../server';
-import type { NewWebSession, WebSessions } from '../websessions';
+import { WEB_SESSION_TTL_MS, type NewWebSession, type WebSessions } from '../websessions';
 import { Connector, ConnectorKind, GithubConnector, OidcConnector } from './connectors';
 import { githubAuthorizeUrl, githubIdentity } from './github';
 import type { SsoIdentity } from './identity';
@@ -115,7 +116,13 @@ export class SsoLogins {
   constructor(
     private readonly auth: AuthServer,
     private readonly sessions: WebSessions,
+    /** Time for the requests' expiry. @default the system clock */
+    private readonly clock: Clock = systemClock,
   ) {}
+
+  private now(): number {
+    return this.clock.now().getTime();
+  }
 
   /** Starts a login with connector `req.connector` of `kind`: where the browser goes, and the login's state. A refusal is audited. */
   async begin(kind: ConnectorKind, req: WebBegin | ConsoleBegin, remoteAddr: string): Promise<{ redirect_url: string; state: string }> {
@@ -135,7 +142,7 @@ export class SsoLogins {
       connector: connector.metadata.name,
       nonce: randomToken(32),
       code_verifier: randomBytes(32).toString('base64url'),
-      expires: new Date(Date.now() + SSO_REQUEST_TTL_MS).toISOString(),
+      expires: new Date(this.now() + SSO_REQUEST_TTL_MS).toISOString(),
     };
     if (req.type === 'web') {
       if (!/^[0-9a-f]{64}$/.test(req.binding)) throw new BadParameterError('binding must be a SHA-256 digest (hex)');
@@ -215,7 +222,7 @@ export class SsoLogins {
       if (isReason(err, 'not_found')) throw unknown();
       throw err;
     }
-    if (new Date(rec.expires).getTime() <= Date.now()) throw unknown();
+    if (new Date(rec.expires).getTime() <= this.now()) throw unknown();
     if (rec.web && !(cb.binding && constantTimeEqual(tokenDigest(cb.binding), rec.web.binding))) {
       throw new AccessDeniedError('this single sign-on login was started in another browser (its cookie is missing or wrong): start the login again');
     }
@@ -235,9 +242,14 @@ export class SsoLogins {
     }
     const user = this.userOf(connector, id);
     const access = accessFor(user, roles);
-    const ttlMs = rec.web ? Math.min(access.maxSessionTtlMs, 12 * 3600_000) : Math.min(rec.console!.ttl_ms ?? USER_CERT_TTL.default, access.maxSessionTtlMs);
-    await this.saveUser(user, new Date(Date.now() + ttlMs + 60_000));
-    if (rec.web) return { redirect_url: '/web', session: await this.sessions.start(id.username) };
+    const ttlMs = rec.web ? Math.min(access.maxSessionTtlMs, WEB_SESSION_TTL_MS) : Math.min(rec.console!.ttl_ms ?? USER_CERT_TTL.default, access.maxSessionTtlMs);
+    // The user lives as long as what this login issues: the certificate, or the web session (exactly its expiry).
+    await this.saveUser(user, new Date(Date.now() + ttlMs));
+    if (rec.web) {
+      const session = await this.sessions.start(id.username);
+      await this.saveUser(user, new Date(session.expires));
+      return { redirect_url: '/web', session };
+    }
     const c = rec.console!;
     const certs = await this.auth.generateUserCerts({
       username: id.username,
