@@ -331,11 +331,12 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
         sendJson(res, 200, await api.ping());
       } else if (route === '/webapi/connectors' && read) {
         sendJson(res, 200, { items: await api.connectors() });
-      } else if (sso && sso[2] === 'login/web' && read) {
+      } else if (sso && sso[2] === 'login/web' && req.method === 'GET') {
         await beginWebLogin(api, sso[1], url, res, clients.of(req));
       } else if (sso && sso[2] === 'login/console' && req.method === 'POST') {
         sendJson(res, 200, await api.ssoBegin(sso[1], { type: 'console', ...(await parseBody(req, consoleLoginSchema)) }, clients.of(req)));
-      } else if (sso && sso[2] === 'callback' && read) {
+      } else if (sso && sso[2] === 'callback' && req.method === 'GET') {
+        // GET only: a HEAD (a link checker, a prefetch) must not use up the login's state.
         await completeLogin(api, sso[1], url, req, res, clients.of(req));
       } else if (route === '/webapi/sessions/sso' && req.method === 'POST') {
         sendJson(res, 200, { ...(await handOffSession(api, req, res)), token_type: 'Bearer' });

@@ -36,9 +36,9 @@ describe('single sign-on with GitHub', () => {
     return proxyGet(res.headers.get('location')!, cookie);
   }
 
-  /** `tsh login --auth=github --browser=none` as `user`, the browser's steps done here; resolves tsh's exit code and output. */
-  async function tshLogin(user: string, home: string): Promise<{ code: number | null; out: string }> {
-    const tsh = Daemon.spawn(process.execPath, [cliPath('tsh'), 'login', '--insecure', `--proxy=${c.webUrl()},${c.proxyPorts!.ssh}`, '--auth=github', '--browser=none'], { HOME: home, TELEPORT_HOME: '' });
+  /** `tsh login [--auth=…] --browser=none` as `user`, the browser's steps done here; resolves tsh's exit code and output. */
+  async function tshLogin(user: string, home: string, auth: string[]): Promise<{ code: number | null; out: string }> {
+    const tsh = Daemon.spawn(process.execPath, [cliPath('tsh'), 'login', '--insecure', `--proxy=${c.webUrl()},${c.proxyPorts!.ssh}`, ...auth, '--browser=none'], { HOME: home, TELEPORT_HOME: '' });
     try {
       await tsh.waitForOutput(/log in:\n(\S+)/);
       const atProxy = await authorize(/log in:\n(\S+)/.exec(tsh.stdout + tsh.stderr)![1], user);
@@ -94,10 +94,10 @@ describe('single sign-on with GitHub', () => {
     expect(shown).toContain(`api_endpoint_url: ${gh.url}`);
   });
 
-  it('GIVEN a member of a mapped team WHEN they log in with tsh --auth=github THEN they get the team\'s logins and reach the node', async () => {
+  it('GIVEN a member of a mapped team WHEN they log in with tsh, no --auth (the cluster\'s connector_name) THEN they get the team\'s logins and reach the node', async () => {
     const home = tempDir('tsh-octo-alice-');
     homes.push(home);
-    const login = await tshLogin('octo-alice', home);
+    const login = await tshLogin('octo-alice', home, []);
     expect(login.code).toBe(0);
     expect(login.out).toMatch(/Logged in as:\s+octo-alice/);
     expect(login.out).toMatch(new RegExp(`Logins:\\s+${LOGIN}`));
@@ -110,7 +110,7 @@ describe('single sign-on with GitHub', () => {
   it('GIVEN a user in no mapped team WHEN they log in with tsh THEN tsh exits saying so and the refusal is audited', async () => {
     const home = tempDir('tsh-octo-bob-');
     homes.push(home);
-    const login = await tshLogin('octo-bob', home);
+    const login = await tshLogin('octo-bob', home, ['--auth=github']);
     expect(login.code).not.toBe(0);
     expect(login.out).toContain('GitHub user octo-bob is not a member of any team that GitHub connector "github" maps (octocats/admins)');
     expect(fs.existsSync(path.join(home, '.tsh', 'keys'))).toBe(false);
@@ -124,8 +124,12 @@ describe('single sign-on with GitHub', () => {
     expect(begin.status).toBe(302);
     const binding = (begin.headers['set-cookie'] as string[]).find((k) => k.startsWith('__Host-teleport-sso-binding='))!;
     expect(binding).toMatch(/HttpOnly; SameSite=Lax/);
-    // WHEN the user authorizes it and GitHub sends the browser back with the cookie
-    const back = await authorize(begin.headers.location as string, 'octo-alice', binding.split(';')[0]);
+    // WHEN the user authorizes it and GitHub sends the browser back (a HEAD of the callback first, as a link checker would, uses nothing up)
+    gh.signIn = 'octo-alice';
+    const callback = (await fetch(begin.headers.location as string, { redirect: 'manual' })).headers.get('location')!;
+    const u = new URL(callback);
+    expect((await webApiRequest(c.webUrl(), ca, 'HEAD', u.pathname + u.search, { headers: { cookie: binding.split(';')[0] } })).status).toBe(404);
+    const back = await proxyGet(callback, binding.split(';')[0]);
     // THEN the proxy sets the session and hand-off cookies and sends it to the login page
     expect(back.headers.location).toBe('/web/login?sso=1');
     const cookies = (back.headers['set-cookie'] as string[]).map((k) => k.split(';')[0]).filter((k) => !k.endsWith('='));

@@ -13,15 +13,17 @@ export interface SsoIdentity {
 }
 
 const TRAIT_NAME = /^[a-z_]{1,64}$/;
+/** Claims about the token or the authentication itself (OpenID Connect Core §2, §3.1.3.6), not about the user. */
+const PROTOCOL_CLAIMS = new Set(['iss', 'sub', 'aud', 'azp', 'exp', 'iat', 'nbf', 'jti', 'nonce', 'at_hash', 'c_hash', 'auth_time', 'acr', 'amr', 'sid']);
 const MAX_TRAITS = 64;
 const MAX_VALUES = 64;
 const MAX_VALUE = 256;
 
-/** The claims that can be traits: lower-case names, string values (or lists of them) of bounded size. */
+/** The claims that can be traits: those about the user, with lower-case names and string values (or lists of them) of bounded size. */
 export function claimTraits(claims: Record<string, unknown>): Record<string, string[]> {
   const traits: Record<string, string[]> = {};
   for (const [k, v] of Object.entries(claims)) {
-    if (Object.keys(traits).length >= MAX_TRAITS || !TRAIT_NAME.test(k)) continue;
+    if (Object.keys(traits).length >= MAX_TRAITS || !TRAIT_NAME.test(k) || PROTOCOL_CLAIMS.has(k)) continue;
     const list = (typeof v === 'string' ? [v] : Array.isArray(v) ? v : []).filter((x): x is string => typeof x === 'string' && x.length > 0 && x.length <= MAX_VALUE);
     if (list.length) traits[k] = list.slice(0, MAX_VALUES);
   }

@@ -7,6 +7,7 @@
  * --auth=<connector>`) carries tsh's public keys, its localhost callback and
  * a one-time key that seals the certificates on their way through the
  * browser (AES-256-GCM).
+ * Logins begun are rate limited per source address (BEGIN_LIMIT).
  * `complete` takes the provider's answer: the request is deleted before
  * anything else (a state, and so a code, works once), the browser binding
  * is checked, the provider's identity is mapped by the connector to roles;
@@ -21,6 +22,7 @@ import { Clock, systemClock } from '../../backend/clock';
 import { Keys } from '../../contract/keys';
 import { parseAuthorizedKey, parsePublicKeyBlob, USER_CERT_TTL } from '../../sshcert';
 import { AccessDeniedError, BadParameterError, isReason, NotFoundError } from '../../utils/errors';
+import { addressKey, RateLimiter } from '../../utils/ratelimit';
 import { constantTimeEqual, randomToken, tokenDigest } from '../../utils/secrets';
 import { accessFor } from '../access/decision';
 import { hostSigners, type SSHLoginResponse } from '../login';
@@ -34,6 +36,8 @@ import { oidcAuthorizeUrl, oidcIdentity } from './oidc';
 
 /** How long a login may take between `begin` and the provider's answer. */
 export const SSO_REQUEST_TTL_MS = 10 * 60_000;
+/** Logins begun per source address (IPv6: per /64): 30 at once, one more every 2 s. Each costs a stored request and a call to the provider. */
+export const BEGIN_LIMIT = { burst: 30, perSecond: 1 / 2 } as const;
 /** Audit codes of single sign-on logins (formats.md §6.2). */
 const SSO_LOGIN_CODE = { success: 'T1001I', failure: 'T1001W' };
 
@@ -116,8 +120,9 @@ export class SsoLogins {
   constructor(
     private readonly auth: AuthServer,
     private readonly sessions: WebSessions,
-    /** Time for the requests' expiry. @default the system clock */
+    /** Time for the requests' expiry and the rate limit. @default the system clock */
     private readonly clock: Clock = systemClock,
+    private readonly beginLimiter = new RateLimiter(BEGIN_LIMIT),
   ) {}
 
   private now(): number {
@@ -127,6 +132,7 @@ export class SsoLogins {
   /** Starts a login with connector `req.connector` of `kind`: where the browser goes, and the login's state. A refusal is audited. */
   async begin(kind: ConnectorKind, req: WebBegin | ConsoleBegin, remoteAddr: string): Promise<{ redirect_url: string; state: string }> {
     try {
+      this.beginLimiter.take(addressKey(remoteAddr), this.now());
       return await this.request(kind, req);
     } catch (err) {
       await this.audit({ method: kind, connector: req.connector, user: '' }, remoteAddr, err as Error);

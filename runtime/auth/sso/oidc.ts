@@ -89,10 +89,12 @@ export async function oidcIdentity(c: OidcConnector, code: string, secrets: Oidc
   return oidcIdentityOf(c, claims);
 }
 
-/** The user a set of verified claims is: named by `email`, with the roles of every `claims_to_roles` entry they match. */
+/** The user a set of verified claims is: named by `email` (unless the provider says it is not verified), with the roles of every `claims_to_roles` entry they match. */
 export function oidcIdentityOf(c: OidcConnector, claims: Record<string, unknown>): SsoIdentity {
   const username = claims.email;
   if (typeof username !== 'string' || !username) throw new AccessDeniedError('the OIDC provider sent no email claim to name the user by (add the "email" scope to the connector)');
+  // A provider that says the address is not verified does not vouch for who owns it.
+  if (claims.email_verified === false) throw new AccessDeniedError(`the OIDC provider says the email address ${username} is not verified`);
   const values = (claim: string): string[] => {
     const v = claims[claim];
     return typeof v === 'string' ? [v] : Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];

@@ -3,7 +3,9 @@
  * 4.x shapes with their defaults, URLs that must be https (http only on a loopback host), unknown
  * keys refused by name; and `tctl get` without secrets.
  */
-import { connectorView, githubConnectorSchema, oidcConnectorSchema } from '../../../runtime/auth/sso/connectors';
+import { connectorView, GithubConnector, githubConnectorSchema, OidcConnector, oidcConnectorSchema } from '../../../runtime/auth/sso/connectors';
+import { githubIdentityOf } from '../../../runtime/auth/sso/github';
+import { oidcIdentityOf } from '../../../runtime/auth/sso/oidc';
 import { parseResource } from '../../../runtime/auth/resources';
 
 const oidc = (spec: Record<string, unknown>) => ({
@@ -58,5 +60,47 @@ describe('connector resources', () => {
     const c = oidcConnectorSchema.parse(oidc({}));
     expect(JSON.stringify(connectorView(c, false))).not.toContain('s3cret');
     expect(connectorView(c, true).spec.client_secret).toBe('s3cret');
+  });
+});
+
+describe('connector mappings', () => {
+  const corp = oidcConnectorSchema.parse(
+    oidc({ claims_to_roles: [{ claim: 'groups', value: 'ops', roles: ['ops'] }, { claim: 'department', value: 'sre', roles: ['ops', 'oncall'] }] }),
+  ) as OidcConnector;
+  const refused = (f: () => unknown) => {
+    try {
+      f();
+      return 'accepted';
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
+
+  test('GIVEN claims matching two entries (a list and a string) WHEN mapped THEN the user gets both entries\' roles once, and their user claims as traits', () => {
+    const id = oidcIdentityOf(corp, { sub: 'u1', iss: 'https://idp.example.com', nonce: 'n', email: 'ann@example.com', groups: ['dev', 'ops'], department: 'sre' });
+    expect(id.username).toBe('ann@example.com');
+    expect(id.roles).toEqual(['ops', 'oncall']);
+    expect(id.traits).toEqual({ email: ['ann@example.com'], groups: ['dev', 'ops'], department: ['sre'] });
+  });
+
+  test('GIVEN claims matching no entry, no email, or an email the provider did not verify WHEN mapped THEN refused, saying why', () => {
+    expect(refused(() => oidcIdentityOf(corp, { sub: 'u1', email: 'ann@example.com', groups: ['dev'] }))).toBe(
+      'user ann@example.com matches no claims_to_roles entry of OIDC connector "corp" (groups=ops, department=sre): ask an administrator for access',
+    );
+    expect(refused(() => oidcIdentityOf(corp, { sub: 'u1', groups: ['ops'] }))).toContain('sent no email claim');
+    expect(refused(() => oidcIdentityOf(corp, { sub: 'u1', email: 'ann@example.com', email_verified: false, groups: ['ops'] }))).toContain('is not verified');
+  });
+
+  test('GIVEN GitHub teams WHEN mapped THEN a team matches by slug or name within its organization only', () => {
+    const gh = githubConnectorSchema.parse({
+      kind: 'github',
+      version: 'v3',
+      metadata: { name: 'github' },
+      spec: { client_id: 'id', client_secret: 'secret', redirect_url: 'https://proxy.example.com/cb', teams_to_logins: [{ organization: 'octocats', team: 'Site Reliability', logins: ['root'] }] },
+    }) as GithubConnector;
+    expect(githubIdentityOf(gh, 'ann', [{ slug: 'site-reliability', name: 'Site Reliability', organization: { login: 'octocats' } }]).traits.logins).toEqual(['root']);
+    expect(refused(() => githubIdentityOf(gh, 'ann', [{ slug: 'site-reliability', name: 'Site Reliability', organization: { login: 'other-org' } }]))).toContain(
+      'GitHub user ann is not a member of any team that GitHub connector "github" maps (octocats/Site Reliability)',
+    );
   });
 });

@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Connector } from '../../../runtime/auth/sso/connectors';
-import { SSO_REQUEST_TTL_MS, SsoLogins } from '../../../runtime/auth/sso/logins';
+import { BEGIN_LIMIT, SSO_REQUEST_TTL_MS, SsoLogins } from '../../../runtime/auth/sso/logins';
 import { LocalLogins } from '../../../runtime/auth/login';
 import { AuthServer } from '../../../runtime/auth/server';
 import { WebSessions } from '../../../runtime/auth/websessions';
@@ -148,6 +148,16 @@ describe('single sign-on login requests', () => {
     expect(out.searchParams.get('state')).toBe(begun.state);
     expect(openSealed(key, out.searchParams.get('response')!)?.username).toBe('octo');
     expect(openSealed(randomBytes(32), out.searchParams.get('response')!)).toBeUndefined();
+  });
+
+  test('GIVEN one source address WHEN it begins more logins than the limit at once THEN the next is refused and audited, and another address still may', async () => {
+    const limited = new SsoLogins(auth, new WebSessions(auth, new LocalLogins(auth)), clock);
+    const begin = (addr: string) => limited.begin('github', { type: 'web', connector: 'github', binding: tokenDigest('b') }, addr);
+    for (let i = 0; i < BEGIN_LIMIT.burst; i++) await begin('203.0.113.9');
+    expect(await refusal(begin('203.0.113.9'))).toContain('too many requests');
+    expect(await refusal(begin('203.0.113.10'))).toBe('completed');
+    const events = await audit.search({ from: new Date(Date.now() - 60_000), to: new Date(Date.now() + 60_000), eventTypes: ['user.login'] });
+    expect(events.filter((e) => e['addr.remote'] === '203.0.113.9' && e.success === false).map((e) => e.error)).toEqual(['too many requests, try again later']);
   });
 
   test.each(['https://evil.example.com/callback', 'http://10.0.0.1:4000/callback', 'http://127.0.0.1/callback'])(
