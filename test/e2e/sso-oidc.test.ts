@@ -9,7 +9,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Browser, Page } from 'playwright-core';
-import { goto, launchChromium, newContext } from '../helpers/browser';
+import { axeViolations, failing, formatViolations } from '../helpers/axe';
+import { cspViolations, goto, launchChromium, newContext, recordCspViolations } from '../helpers/browser';
 import { startCluster, TestAuth } from '../helpers/cluster';
 import { TestOidcProvider } from '../helpers/oidcprovider';
 import { cliPath, Daemon, runCli, tempDir } from '../helpers/proc';
@@ -91,6 +92,18 @@ describe('single sign-on with OIDC', () => {
     expect(shown).toMatch(/issuer_url: http:\/\/127\.0\.0\.1:\d+/);
     expect(shown).not.toContain(SECRET);
     expect(await c.tctlOk('get', 'oidc', '--with-secrets')).toContain(`client_secret: ${SECRET}`);
+  });
+
+  it('GIVEN connectors WHEN the login page shows them THEN it passes the accessibility check and breaks no content security rule', async () => {
+    const context = await newContext(browser);
+    await recordCspViolations(context);
+    const page = await context.newPage();
+    await goto(page, `${c.webUrl()}/web/login`);
+    await page.locator('a.connector', { hasText: 'Corporate SSO' }).waitFor();
+    expect(await page.locator('#login-form').isVisible()).toBe(true);
+    expect(formatViolations('login with connectors', failing(await axeViolations(page)))).toBe('');
+    expect(await cspViolations(page)).toEqual([]);
+    await context.close();
   });
 
   it('GIVEN the web login page WHEN a user of group ops logs in with the connector THEN they land on the node list, and the login is audited with the connector', async () => {
@@ -244,5 +257,19 @@ describe('single sign-on with OIDC', () => {
     expect(decodeURIComponent(r.headers.location as string)).toMatch(/sso_error=.*says its issuer is "http:\/\/127\.0\.0\.1:\d+", not the connector's issuer_url/);
     const failed = (await ssoLogins()).find((e) => e.connector === 'wrong' && e.success === false);
     expect(failed?.error).toContain('issuer');
+  });
+
+  it('GIVEN a connector WHEN tctl rm removes it THEN it is gone from tctl get and the login page, and both changes are audited', async () => {
+    expect(await c.tctlOk('rm', 'oidc/wrong')).toBe('oidc connector "wrong" has been deleted\n');
+    const get = await c.tctl('get', 'oidc/wrong');
+    expect(get.code).not.toBe(0);
+    expect(get.stderr).toContain('oidc connector "wrong" not found');
+    const listed = await webApiRequest(c.webUrl(), ca, 'GET', '/webapi/connectors');
+    expect(listed.json.items).toEqual([{ kind: 'oidc', name: 'corp', display: 'Corporate SSO' }]);
+    const changes = await c.events(['oidc.created', 'oidc.deleted']);
+    expect(changes.filter((e) => e.name === 'wrong').map((e) => [e.event, e.code])).toEqual([
+      ['oidc.created', 'T8100I'],
+      ['oidc.deleted', 'T8101I'],
+    ]);
   });
 });
