@@ -9,7 +9,7 @@
 import { AccessDeniedError } from '../../utils/errors';
 import type { GithubConnector } from './connectors';
 import { fetchJson } from './fetch';
-import type { SsoIdentity } from './identity';
+import { SsoIdentity, SsoRefusal } from './identity';
 
 const API_HEADERS = { accept: 'application/vnd.github+json', 'x-github-api-version': '2022-11-28' };
 /** Teams per page, and pages read at most (GitHub's largest page is 100). */
@@ -64,7 +64,7 @@ export function githubIdentityOf(c: GithubConnector, login: string, teams: Team[
   const matched = c.spec.teams_to_logins.filter((m) => member.some((t) => t.org === m.organization && (t.slug === m.team || t.name === m.team)));
   if (!matched.length) {
     const wanted = c.spec.teams_to_logins.map((m) => `${m.organization}/${m.team}`).join(', ');
-    throw new AccessDeniedError(`GitHub user ${login} is not a member of any team that GitHub connector "${c.metadata.name}" maps (${wanted}): ask an administrator for access`);
+    throw new SsoRefusal(login, `GitHub user ${login} is not a member of any team that GitHub connector "${c.metadata.name}" maps (${wanted}): ask an administrator for access`);
   }
   return {
     username: login,

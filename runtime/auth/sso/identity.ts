@@ -1,9 +1,21 @@
 /**
  * Who a single sign-on login says the user is, before they become a user of
- * this cluster (sso.ts): their name, the roles the connector's mapping gives,
+ * this cluster (logins.ts): their name, the roles the connector's mapping gives,
  * and their traits (OIDC claims, GitHub team logins) that role templates such
  * as `{{internal.logins}}` / `{{external.groups}}` expand.
  */
+import { AccessDeniedError } from '../../utils/errors';
+
+/** A user the provider named but the connector refuses (no mapping matches): the audit log names them. */
+export class SsoRefusal extends AccessDeniedError {
+  constructor(
+    readonly user: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 export interface SsoIdentity {
   username: string;
   roles: string[];

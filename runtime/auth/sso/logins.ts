@@ -31,7 +31,7 @@ import type { AuthServer } from '../server';
 import { WEB_SESSION_TTL_MS, type NewWebSession, type WebSessions } from '../websessions';
 import { Connector, ConnectorKind, GithubConnector, OidcConnector } from './connectors';
 import { githubAuthorizeUrl, githubIdentity } from './github';
-import type { SsoIdentity } from './identity';
+import { SsoIdentity, SsoRefusal } from './identity';
 import { oidcAuthorizeUrl, oidcIdentity } from './oidc';
 
 /** How long a login may take between `begin` and the provider's answer. */
@@ -203,6 +203,7 @@ export class SsoLogins {
       await this.audit(audit, remoteAddr, undefined, identity.audit);
       return outcome;
     } catch (err) {
+      if (err instanceof SsoRefusal) audit.user = err.user;
       await this.audit(audit, remoteAddr, err as Error);
       const message = (err as Error).message;
       if (rec.console) {

@@ -13,7 +13,7 @@ import type { OidcConnector } from './connectors';
 import { fetchJson } from './fetch';
 import { verifyIdToken } from './jwt';
 import type { SsoIdentity } from './identity';
-import { claimTraits } from './identity';
+import { claimTraits, SsoRefusal } from './identity';
 
 interface ProviderMetadata {
   issuer: string;
@@ -94,7 +94,7 @@ export function oidcIdentityOf(c: OidcConnector, claims: Record<string, unknown>
   const username = claims.email;
   if (typeof username !== 'string' || !username) throw new AccessDeniedError('the OIDC provider sent no email claim to name the user by (add the "email" scope to the connector)');
   // A provider that says the address is not verified does not vouch for who owns it.
-  if (claims.email_verified === false) throw new AccessDeniedError(`the OIDC provider says the email address ${username} is not verified`);
+  if (claims.email_verified === false) throw new SsoRefusal(username, `the OIDC provider says the email address ${username} is not verified`);
   const values = (claim: string): string[] => {
     const v = claims[claim];
     return typeof v === 'string' ? [v] : Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
@@ -102,7 +102,7 @@ export function oidcIdentityOf(c: OidcConnector, claims: Record<string, unknown>
   const roles = [...new Set(c.spec.claims_to_roles.filter((m) => values(m.claim).includes(m.value)).flatMap((m) => m.roles))];
   if (!roles.length) {
     const wanted = c.spec.claims_to_roles.map((m) => `${m.claim}=${m.value}`).join(', ');
-    throw new AccessDeniedError(`user ${username} matches no claims_to_roles entry of OIDC connector "${c.metadata.name}" (${wanted}): ask an administrator for access`);
+    throw new SsoRefusal(username, `user ${username} matches no claims_to_roles entry of OIDC connector "${c.metadata.name}" (${wanted}): ask an administrator for access`);
   }
   return { username, roles, traits: claimTraits(claims), audit: { sub: claims.sub } };
 }
