@@ -118,6 +118,15 @@ describe('single sign-on with GitHub', () => {
     expect(refused).toMatchObject({ connector: 'github', code: 'T1001W' });
   });
 
+  it('GIVEN tsh login --user=<name> WHEN GitHub logs the user in as someone else THEN tsh refuses to save that login', async () => {
+    const home = tempDir('tsh-octo-other-');
+    homes.push(home);
+    const login = await tshLogin('octo-alice', home, ['--auth=github', '--user=octo-carol']);
+    expect(login.code).not.toBe(0);
+    expect(login.out).toContain('the identity provider logged you in as octo-alice, not octo-carol');
+    expect(fs.existsSync(path.join(home, '.tsh', 'keys'))).toBe(false);
+  });
+
   it('GIVEN the web login WHEN a member authorizes the app THEN the browser gets a session, its bearer token once, and the node list with the team\'s logins', async () => {
     // GIVEN the browser begins the login: a binding cookie, and off to GitHub
     const begin = await webApiRequest(c.webUrl(), ca, 'GET', '/v1/webapi/github/login/web?connector_id=github');
