@@ -259,6 +259,11 @@ describe('single sign-on with OIDC', () => {
     expect(failed?.error).toContain('issuer');
   });
 
+  it('GIVEN every login above WHEN the daemon\'s log and the audit log are read THEN the client secret is in neither', async () => {
+    expect(c.daemon!.stdout + c.daemon!.stderr).not.toContain(SECRET);
+    expect(JSON.stringify(await c.events())).not.toContain(SECRET);
+  });
+
   it('GIVEN a connector WHEN tctl rm removes it THEN it is gone from tctl get and the login page, and both changes are audited', async () => {
     expect(await c.tctlOk('rm', 'oidc/wrong')).toBe('oidc connector "wrong" has been deleted\n');
     const get = await c.tctl('get', 'oidc/wrong');
