@@ -6,6 +6,7 @@
  * node access; a tampered state, a replayed callback, a browser that did not begin the login
  * and a provider that names another issuer are refused and audited.
  */
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Browser, Page } from 'playwright-core';
@@ -14,6 +15,7 @@ import { cspViolations, goto, launchChromium, newContext, recordCspViolations } 
 import { startCluster, TestAuth } from '../helpers/cluster';
 import { TestOidcProvider } from '../helpers/oidcprovider';
 import { cliPath, Daemon, runCli, tempDir } from '../helpers/proc';
+import { formatAuthorizedKey, generateKeyPair, publicKeyBlob } from '../../runtime/sshcert';
 import { LOGIN } from '../helpers/sshd';
 import { webApiRequest } from '../helpers/webapi';
 
@@ -219,7 +221,7 @@ describe('single sign-on with OIDC', () => {
     expect(failed.length).toBeGreaterThan(0);
   });
 
-  it('GIVEN a completed web login WHEN its callback is replayed, or sent with a tampered state THEN both are refused and audited', async () => {
+  it('GIVEN a completed web login WHEN its callback is replayed, sent with a tampered state, or its code comes with a new login\'s state THEN each is refused and audited', async () => {
     // GIVEN a login that went through, whose callback URL (state and code) the test saw
     const page = await (await newContext(browser)).newPage();
     const callbacks: string[] = [];
@@ -245,8 +247,27 @@ describe('single sign-on with OIDC', () => {
     const tampered = await callbackAnswer(u.toString());
     expect(decodeURIComponent(tampered.headers.location as string)).toContain('unknown, used or expired single sign-on state');
 
-    // THEN both refusals are in the audit log
-    expect((await ssoLogins()).filter((e) => e.success === false).length).toBe(before + 2);
+    // WHEN the used code comes back with the state of a new login (a console one, begun here): the provider refuses it
+    const pair = generateKeyPair('ed25519');
+    const begun = await webApiRequest(c.webUrl(), ca, 'POST', '/webapi/oidc/login/console', {
+      body: {
+        connector_id: 'corp',
+        redirect_url: 'http://127.0.0.1:9/callback',
+        secret_key: randomBytes(32).toString('base64url'),
+        public_key: Buffer.from(formatAuthorizedKey(publicKeyBlob(pair.publicKey))).toString('base64'),
+      },
+    });
+    expect(begun.status).toBe(200);
+    const reused = new URL(callbacks[0]);
+    reused.searchParams.set('state', begun.json.state);
+    const refusedCode = new URL((await callbackAnswer(reused.toString())).headers.location as string);
+    expect(refusedCode.origin).toBe('http://127.0.0.1:9');
+    expect(refusedCode.searchParams.get('error')).toMatch(/OIDC code exchange: .* answered 400 \(invalid_grant/);
+
+    // THEN the three refusals are in the audit log
+    const refusals = (await ssoLogins()).filter((e) => e.success === false);
+    expect(refusals.length).toBe(before + 3);
+    expect(refusals[refusals.length - 1]).toMatchObject({ connector: 'corp', code: 'T1001W' });
   });
 
   it('GIVEN a connector whose provider names another issuer WHEN a web login begins THEN it is refused with the reason and audited', async () => {

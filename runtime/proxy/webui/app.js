@@ -155,6 +155,8 @@
    */
   function ssoLogin() {
     var params = new URLSearchParams(location.search);
+    // A reload must not try the one-time hand-off again.
+    if (params.has('sso') || params.has('sso_error')) history.replaceState(null, '', '/web/login');
     if (params.get('sso_error')) showError('Single sign-on failed: ' + params.get('sso_error'));
     if (params.get('sso') === '1') {
       api('POST', '/webapi/sessions/sso', {}).then(loggedIn, function (err) {
