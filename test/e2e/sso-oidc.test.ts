@@ -212,7 +212,8 @@ describe('single sign-on with OIDC', () => {
     await goto(other, authorize[0]);
     await idp.login(other, 'alice');
     // THEN it lands on the login page with the reason, without a session
-    await other.waitForURL(/\/web\/login\?sso_error=/);
+    await other.locator('#error:not([hidden])').waitFor();
+    expect(new URL(other.url()).pathname).toBe('/web/login');
     expect(await other.locator('#error').textContent()).toContain('started in another browser');
     expect((await other.context().cookies(c.webUrl())).map((k) => k.name)).not.toContain('__Host-teleport-session');
     await first.context().close();
