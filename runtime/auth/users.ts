@@ -74,9 +74,10 @@ export class Users {
     return items.filter((i) => i.key.endsWith('/params')).map((i) => userSchema.parse(JSON.parse(i.value.toString())));
   }
 
-  async create(user: User): Promise<void> {
+  /** Creates the user record (refused when the name is taken); with `expires`, it disappears then. */
+  async create(user: User, expires?: Date): Promise<void> {
     try {
-      await this.backend.create({ key: Keys.user(user.metadata.name), value: json(user) });
+      await this.backend.create({ key: Keys.user(user.metadata.name), value: json(user), ...(expires ? { expires } : {}) });
     } catch (err) {
       if (isReason(err, 'already_exists')) throw new AlreadyExistsError(`user "${user.metadata.name}" already exists`);
       throw err;

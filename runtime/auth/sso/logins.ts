@@ -302,8 +302,16 @@ export class SsoLogins {
     if (existing && (!was || was.type !== now.type || was.id !== now.id)) {
       throw new AccessDeniedError(`a user named ${name} exists already (${was ? `from ${was.type} connector "${was.id}"` : 'a local user'}): single sign-on does not take it over`);
     }
-    await this.auth.users.upsert({ ...user, spec: { ...user.spec, expires: expires.toISOString() } }, expires);
-    if (!existing) await this.auth.emit({ event: 'user.create', user: `system`, name, roles: user.spec.roles, connector: now.id, expires: expires.toISOString() });
+    const stored = { ...user, spec: { ...user.spec, expires: expires.toISOString() } };
+    if (existing) return this.auth.users.upsert(stored, expires);
+    // Created only if the name is still free: a local user made meanwhile is not overwritten.
+    try {
+      await this.auth.users.create(stored, expires);
+    } catch (err) {
+      if (isReason(err, 'already_exists')) throw new AccessDeniedError(`a user named ${name} exists already: single sign-on does not take it over`);
+      throw err;
+    }
+    await this.auth.emit({ event: 'user.create', user: `system`, name, roles: user.spec.roles, connector: now.id, expires: expires.toISOString() });
   }
 
   private async audit(who: { method: string; connector: string; user: string }, remoteAddr: string, err?: Error, fields: Record<string, unknown> = {}): Promise<void> {

@@ -77,7 +77,7 @@ describe('single sign-on login requests', () => {
     backend = new MemoryBackend({ sweepPeriodMs: 0 });
     audit = new FileAuditLog(dir);
     auth = await initTestAuthServer({ backend, audit, clusterName: 'example.com' });
-    gh = await FakeGithub.start({ clientId: 'app', clientSecret: 'app-secret', redirectUri: REDIRECT }, { octo: [{ org: 'octocats', slug: 'admins' }], kim: [{ org: 'octocats', slug: 'admins' }] });
+    gh = await FakeGithub.start({ clientId: 'app', clientSecret: 'app-secret', redirectUri: REDIRECT }, { octo: [{ org: 'octocats', slug: 'admins' }], kim: [{ org: 'octocats', slug: 'admins' }], ray: [{ org: 'octocats', slug: 'admins' }] });
     await auth.connectors.upsert(connector('github'), true);
     await auth.connectors.upsert(connector('github-two'), true);
     sso = new SsoLogins(auth, new WebSessions(auth, new LocalLogins(auth)), clock);
@@ -132,6 +132,23 @@ describe('single sign-on login requests', () => {
 
     const octo = await authorize((await webBegin(binding, 'github-two')).redirect_url, 'octo');
     expect(await refusal(sso.complete('github', { ...octo, binding }, ''))).toContain('a user named octo exists already (from github connector "github")');
+  });
+
+  test('GIVEN an SSO login of a new name WHEN an admin adds a local user of that name meanwhile THEN the local user is not overwritten', async () => {
+    const binding = randomBytes(32).toString('hex');
+    const cb = await authorize((await webBegin(binding)).redirect_url, 'ray');
+    // the admin's `tctl users add ray` lands between the login's look-up of "ray" and its write
+    const get = auth.users.get.bind(auth.users);
+    const spy = jest.spyOn(auth.users, 'get').mockImplementationOnce(async (name: string) => {
+      await auth.addUser('ray', ['ray'], ['admin'], 'admin');
+      return get(`${name}-not-there-yet`);
+    });
+    try {
+      expect(await refusal(sso.complete('github', { ...cb, binding }, ''))).toContain('a user named ray exists already');
+    } finally {
+      spy.mockRestore();
+    }
+    expect((await auth.users.get('ray')).spec.created_by?.connector).toBeUndefined();
   });
 
   test('GIVEN a console login WHEN it completes THEN its certificates go to the loopback callback, sealed with tsh\'s key only', async () => {
