@@ -23,6 +23,7 @@ import { AuthServer } from './server';
 import { RecordingReader, sessionRoutes } from './sessions-api';
 import { activeSessionRoutes } from './active-sessions';
 import { searchAuditLog } from './audit-search';
+import { ssoRoutes } from './sso/api';
 
 const NS_PER_MS = 1_000_000;
 const ttlNs = z.number().int().nonnegative().optional();
@@ -331,6 +332,7 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
     ...sessionRoutes(auth, reader),
     ...activeSessionRoutes(auth),
     ...loginRoutes(auth, reader),
+    ...ssoRoutes(auth, who),
   ];
 }
 

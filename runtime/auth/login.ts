@@ -260,7 +260,7 @@ export class LocalLogins {
         username: req.username,
         cert: b64(certs.sshCert),
         ...(certs.tlsCert ? { tls_cert: b64(certs.tlsCert) } : {}),
-        host_signers: await this.hostSigners(),
+        host_signers: await hostSigners(this.auth),
       };
       return res;
     });
@@ -548,6 +548,8 @@ export class LocalLogins {
     const hash = user ? await this.auth.users.passwordHash(name) : undefined;
     const passwordOk = await verifyPassword(req.password, hash ?? (await this.placeholderHash()));
     if (!user) return this.failed(name, undefined, 'unknown user');
+    const sso = user.spec.created_by?.connector;
+    if (sso) return this.failed(name, user, `the user logs in with single sign-on (${sso.type} connector "${sso.id}"), not with a password`);
     if (lockedUntil(user, this.now())) return this.failed(name, user, 'user is locked');
     if (!hash) return this.failed(name, user, 'the user has not completed sign-up');
     if (!passwordOk) return this.failed(name, user, 'invalid password');
@@ -619,20 +621,20 @@ export class LocalLogins {
     }));
     throw new LoginFailure(INVALID_LOGIN, `${detail}; user locked until ${until.toISOString()} after ${LOCKOUT.maxAttempts} failed attempts`);
   }
+}
 
-  /** The host CAs the client should trust, of this cluster and any trusted one. */
-  private async hostSigners(): Promise<TrustedCerts[]> {
-    const own = (await this.auth.authorities.list('host')).map((ca) => ({
-      domain_name: ca.clusterName,
-      checking_keys: ca.checkingKeys().map((k) => b64(formatAuthorizedKey(k))),
-      tls_certs: ca.resource.spec.tls_key_pairs.map((p) => p.cert),
-    }));
-    // Leaf clusters' host CAs, so that tsh can check their nodes and auth servers (reached through this proxy).
-    const leaves = (await this.auth.trust.list('remote')).map((r) => ({
-      domain_name: r.metadata.name,
-      checking_keys: r.spec.host_ca.spec.checking_keys,
-      tls_certs: r.spec.host_ca.spec.tls_key_pairs.map((p) => p.cert),
-    }));
-    return [...own, ...leaves];
-  }
+/** The host CAs the client should trust, of this cluster and any trusted one. */
+export async function hostSigners(auth: AuthServer): Promise<TrustedCerts[]> {
+  const own = (await auth.authorities.list('host')).map((ca) => ({
+    domain_name: ca.clusterName,
+    checking_keys: ca.checkingKeys().map((k) => b64(formatAuthorizedKey(k))),
+    tls_certs: ca.resource.spec.tls_key_pairs.map((p) => p.cert),
+  }));
+  // Leaf clusters' host CAs, so that tsh can check their nodes and auth servers (reached through this proxy).
+  const leaves = (await auth.trust.list('remote')).map((r) => ({
+    domain_name: r.metadata.name,
+    checking_keys: r.spec.host_ca.spec.checking_keys,
+    tls_certs: r.spec.host_ca.spec.tls_key_pairs.map((p) => p.cert),
+  }));
+  return [...own, ...leaves];
 }

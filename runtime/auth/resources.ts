@@ -53,7 +53,15 @@ export const userSchema = z
           .strict()
           .optional(),
         expires: timestamp.optional(),
-        created_by: z.object({ time: timestamp.optional(), user: z.object({ name: z.string() }).strict().optional() }).strict().optional(),
+        created_by: z
+          .object({
+            time: timestamp.optional(),
+            user: z.object({ name: z.string() }).strict().optional(),
+            /** A user made by a single sign-on login: the connector's kind and name, and who the provider said they are. */
+            connector: z.object({ type: z.enum(['oidc', 'github']), id: z.string(), identity: z.string() }).strict().optional(),
+          })
+          .strict()
+          .optional(),
       })
       .strict(),
   })

@@ -39,6 +39,7 @@ import { ClusterTrust, TrustExchange } from './trust';
 import { trustExchange } from './trustexchange';
 import { checkSignupTtl, SIGNUP_TOKEN_TTL_MS, Users } from './users';
 import type { SecondFactor } from '../config/schema';
+import { Connectors } from './sso/connectors';
 
 /** Host TLS certificates last as long as the CA (formats.md §1.4). */
 const HOST_TLS_TTL_MS = 10 * 365 * 24 * 3600_000;
@@ -77,6 +78,8 @@ export interface ClusterConfig {
   keep_alive_count_max: number;
   /** The auth preference the proxy advertises (`auth_service.authentication`). */
   auth_type: 'local' | 'github' | 'oidc' | 'saml';
+  /** `authentication.connector_name`: the connector tsh uses without --auth. */
+  connector_name?: string;
   second_factor: SecondFactor;
 }
 
@@ -193,6 +196,8 @@ async function initClusterName(backend: Backend, wanted: string | undefined, hos
 
 export class AuthServer {
   readonly users: Users;
+  /** Single sign-on connectors (runtime/auth/sso). */
+  readonly connectors: Connectors;
   readonly roles: Roles;
   readonly tokens: Tokens;
   readonly presence: Presence;
@@ -220,6 +225,7 @@ export class AuthServer {
     this.cas = { user, host };
     this.caKeys = opts.caKeys ?? new CAKeyStores(new LocalKeyStore());
     this.users = new Users(opts.backend);
+    this.connectors = new Connectors(opts.backend);
     this.roles = new Roles(opts.backend);
     this.tokens = new Tokens(opts.backend);
     this.presence = new Presence(opts.backend);
@@ -595,6 +601,8 @@ export class AuthServer {
    */
   async resetUser(name: string, by: string, ttlMs = SIGNUP_TOKEN_TTL_MS): Promise<{ token: string; user: string; expires: string }> {
     checkSignupTtl(ttlMs);
+    const sso = (await this.users.get(name)).spec.created_by?.connector;
+    if (sso) throw new BadParameterError(`user "${name}" logs in with single sign-on (${sso.type} connector "${sso.id}") and cannot have a password`);
     await this.users.resetCredentials(name);
     const token = await this.users.createSignupToken(name, ttlMs);
     await this.emit({ event: 'reset_password_token.create', user: by, name, ttl: token.expires, reset: true });

@@ -91,6 +91,7 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
         keep_alive_interval: config.auth.keepAliveIntervalMs * 1e6,
         keep_alive_count_max: config.auth.keepAliveCountMax,
         auth_type: config.auth.authentication.type,
+        ...(config.auth.authentication.connectorName ? { connector_name: config.auth.authentication.connectorName } : {}),
         second_factor: config.auth.authentication.secondFactor,
       },
       trustExchange: trustExchange({ insecure: config.auth.insecureTrustExchange }),

@@ -74,9 +74,10 @@ export class Users {
     return items.filter((i) => i.key.endsWith('/params')).map((i) => userSchema.parse(JSON.parse(i.value.toString())));
   }
 
-  async create(user: User): Promise<void> {
+  /** Creates the user record (refused when the name is taken); with `expires`, it disappears then. */
+  async create(user: User, expires?: Date): Promise<void> {
     try {
-      await this.backend.create({ key: Keys.user(user.metadata.name), value: json(user) });
+      await this.backend.create({ key: Keys.user(user.metadata.name), value: json(user), ...(expires ? { expires } : {}) });
     } catch (err) {
       if (isReason(err, 'already_exists')) throw new AlreadyExistsError(`user "${user.metadata.name}" already exists`);
       throw err;
@@ -85,8 +86,9 @@ export class Users {
     await this.clearLoginAttempts(user.metadata.name);
   }
 
-  async upsert(user: User): Promise<void> {
-    await this.backend.put({ key: Keys.user(user.metadata.name), value: json(user) });
+  /** Writes the user record; with `expires`, it disappears then (a single sign-on user lives as long as their certificate). */
+  async upsert(user: User, expires?: Date): Promise<void> {
+    await this.backend.put({ key: Keys.user(user.metadata.name), value: json(user), ...(expires ? { expires } : {}) });
   }
 
   /** Read-modify-write of a user record that never overwrites a concurrent change. */
@@ -101,7 +103,7 @@ export class Users {
       }
       const next = change(userSchema.parse(JSON.parse(item.value.toString())));
       try {
-        await this.backend.compareAndSwap({ key: item.key, value: item.value }, { key: item.key, value: json(next) });
+        await this.backend.compareAndSwap({ key: item.key, value: item.value }, { key: item.key, value: json(next), ...(item.expires ? { expires: item.expires } : {}) });
         return next;
       } catch (err) {
         if (!isReason(err, 'compare_failed')) throw err;

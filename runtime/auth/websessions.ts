@@ -58,18 +58,21 @@ export class WebSessions {
 
   /** Logs a user in with their credentials and starts a session; `remoteAddr` is the client's address. */
   async create(creds: Credentials, remoteAddr: string): Promise<NewWebSession> {
-    return this.logins.loginWith(creds, remoteAddr, async () => {
-      const user = await this.auth.users.get(creds.username);
-      const ttlMs = Math.min(WEB_SESSION_TTL_MS, accessFor(user, await this.auth.roles.forUser(user)).maxSessionTtlMs);
-      const token = randomToken(WEB_SESSION_TOKEN_BYTES);
-      const digest = tokenDigest(token);
-      const now = Date.now();
-      const expires = new Date(now + ttlMs);
-      const rec: WebSessionRecord = { user: user.metadata.name, created: new Date(now).toISOString(), expires: expires.toISOString() };
-      await this.backend.create({ key: Keys.webSession(rec.user, digest), value: json(rec), expires });
-      await this.backend.create({ key: Keys.webSessionOwner(digest), value: json({ user: rec.user }), expires });
-      return { token, user: rec.user, expires: rec.expires, expires_in: Math.floor(ttlMs / 1000) };
-    });
+    return this.logins.loginWith(creds, remoteAddr, () => this.start(creds.username));
+  }
+
+  /** A session for a user who has proved who they are (a password login, or single sign-on: runtime/auth/sso). */
+  async start(username: string): Promise<NewWebSession> {
+    const user = await this.auth.users.get(username);
+    const ttlMs = Math.min(WEB_SESSION_TTL_MS, accessFor(user, await this.auth.roles.forUser(user)).maxSessionTtlMs);
+    const token = randomToken(WEB_SESSION_TOKEN_BYTES);
+    const digest = tokenDigest(token);
+    const now = Date.now();
+    const expires = new Date(now + ttlMs);
+    const rec: WebSessionRecord = { user: user.metadata.name, created: new Date(now).toISOString(), expires: expires.toISOString() };
+    await this.backend.create({ key: Keys.webSession(rec.user, digest), value: json(rec), expires });
+    await this.backend.create({ key: Keys.webSessionOwner(digest), value: json({ user: rec.user }), expires });
+    return { token, user: rec.user, expires: rec.expires, expires_in: Math.floor(ttlMs / 1000) };
   }
 
   /** The live session of a bearer token; AccessDeniedError for anything else. */

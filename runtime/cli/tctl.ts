@@ -12,6 +12,7 @@ import { AuthClient, HostPort } from '../auth/client';
 import { IdentityStore } from '../auth/identity';
 import { exportLines } from '../auth/export';
 import { CertAuthority, parseResource, roleSchema, formatServerLabels, Server, serverAddress, tokenSchema, TrustedClusterResource, trustedClusterSchema, User, userSchema } from '../auth/resources';
+import { Connector, connectorSchema } from '../auth/sso/connectors';
 import type { RemoteClusterStatus } from '../auth/trust';
 import { buildConfig, formatDuration, loadConfigFile, parseAddr, parseDuration, resolveConfigPath } from '../config';
 import { Ports } from '../contract/ports';
@@ -429,14 +430,15 @@ program
   );
 
 // ---- resources
-type Kind = 'user' | 'role' | 'token' | 'node' | 'cert_authority' | 'trusted_cluster' | 'remote_cluster';
+type Kind = 'user' | 'role' | 'token' | 'node' | 'cert_authority' | 'trusted_cluster' | 'remote_cluster' | 'oidc' | 'github';
 const KIND_ALIASES: Record<string, Kind> = {
   user: 'user', users: 'user', role: 'role', roles: 'role', token: 'token', tokens: 'token',
   node: 'node', nodes: 'node', cert_authority: 'cert_authority', cert_authorities: 'cert_authority', cas: 'cert_authority', ca: 'cert_authority',
   trusted_cluster: 'trusted_cluster', trusted_clusters: 'trusted_cluster', tc: 'trusted_cluster',
   remote_cluster: 'remote_cluster', remote_clusters: 'remote_cluster', rc: 'remote_cluster',
+  oidc: 'oidc', github: 'github',
 };
-const KINDS = 'user, role, token, node, cert_authority, trusted_cluster (tc), remote_cluster (rc)';
+const KINDS = 'user, role, token, node, cert_authority, trusted_cluster (tc), remote_cluster (rc), oidc, github';
 
 /** The resources of a list named `name` (all when no name); NotFound when a name matches nothing. */
 function named<T extends { metadata: { name: string } }>(list: T[], kind: string, name?: string): T[] {
@@ -453,7 +455,7 @@ function parseRef(ref: string): { kind: Kind; name?: string } {
   return { kind, ...(name ? { name } : {}) };
 }
 
-async function getResources(ctx: Context, kind: Kind, name?: string): Promise<unknown[]> {
+async function getResources(ctx: Context, kind: Kind, name?: string, withSecrets = false): Promise<unknown[]> {
   const one = (p: string) => ctx.client.get<unknown>(p).then((r) => [r]);
   switch (kind) {
     case 'user':
@@ -483,17 +485,22 @@ async function getResources(ctx: Context, kind: Kind, name?: string): Promise<un
       return named(await ctx.client.get<TrustedClusterResource[]>('/v1/trustedclusters'), 'trusted cluster', name);
     case 'remote_cluster':
       return named(await ctx.client.get<RemoteClusterStatus[]>('/v1/remoteclusters'), 'remote cluster', name);
+    case 'oidc':
+    case 'github':
+      // The client secret only with --with-secrets.
+      return named(await ctx.client.get<Connector[]>(`/v1/connectors/${kind}${withSecrets ? '?with_secrets=true' : ''}`), `${kind} connector`, name);
   }
 }
 
 program
   .command('get <resource>')
-  .description('Prints resources as YAML: users, user/<name>, roles, role/<name>, tokens, nodes, cert_authorities, trusted_clusters (tc), remote_clusters (rc)')
+  .description('Prints resources as YAML: users, user/<name>, roles, role/<name>, tokens, nodes, cert_authorities, trusted_clusters (tc), remote_clusters (rc), oidc, github')
   .addOption(new Option('--format <format>', 'Output format').choices(['yaml', 'json']).default('yaml'))
-  .action(async (ref: string, o: { format: string }, cmd: Command) =>
+  .option('--with-secrets', "Include secrets (an auth connector's client_secret)")
+  .action(async (ref: string, o: { format: string; withSecrets?: boolean }, cmd: Command) =>
     withClient(cmd, async (ctx) => {
       const { kind, name } = parseRef(ref);
-      const list = await getResources(ctx, kind, name);
+      const list = await getResources(ctx, kind, name, !!o.withSecrets);
       if (o.format === 'json') out(JSON.stringify(list, null, 2) + '\n');
       else out(list.map((r) => stringify(r)).join('---\n'));
     }),
@@ -517,7 +524,8 @@ program
       else if (kind === 'role') parsed.push({ kind, value: parseResource(roleSchema, value, where) });
       else if (kind === 'token') parsed.push({ kind, value: parseResource(tokenSchema, value, where) });
       else if (kind === 'trusted_cluster') parsed.push({ kind, value: parseResource(trustedClusterSchema, value, where) });
-      else throw new BadParameterError(`${where}: cannot create resources of kind "${kind || '(missing)'}": expected user, role, token or trusted_cluster`);
+      else if (kind === 'oidc' || kind === 'github') parsed.push({ kind, value: parseResource(connectorSchema(kind), value, where) });
+      else throw new BadParameterError(`${where}: cannot create resources of kind "${kind || '(missing)'}": expected user, role, token, trusted_cluster, oidc or github`);
     }
     // Everything is validated before anything is written.
     await withClient(cmd, async (ctx) => {
@@ -529,6 +537,9 @@ program
         } else if (r.kind === 'role') {
           await ctx.client.put(`/v1/roles${q}`, r.value);
           out(`role "${(r.value as { metadata: { name: string } }).metadata.name}" has been ${o.force ? 'updated' : 'created'}\n`);
+        } else if (r.kind === 'oidc' || r.kind === 'github') {
+          await ctx.client.put(`/v1/connectors/${r.kind}${q}`, r.value);
+          out(`${r.kind} connector "${(r.value as Connector).metadata.name}" has been ${o.force ? 'created or updated' : 'created'}\n`);
         } else if (r.kind === 'trusted_cluster') {
           // Creating one establishes trust with the root (its proxy checks the token and exchanges CAs); -f updates one.
           await ctx.client.put(`/v1/trustedclusters${o.force ? '?force=true' : ''}`, r.value);
@@ -547,7 +558,7 @@ program
 
 program
   .command('rm <resource>')
-  .description('Deletes a resource: user/<name>, role/<name>, token/<token or ID>, node/<uuid>, tc/<root cluster> (removes the trust), rc/<leaf cluster>')
+  .description('Deletes a resource: user/<name>, role/<name>, token/<token or ID>, node/<uuid>, tc/<root cluster> (removes the trust), rc/<leaf cluster>, oidc/<name>, github/<name>')
   .action(async (ref: string, _o: unknown, cmd: Command) =>
     withClient(cmd, async (ctx) => {
       const { kind, name } = parseRef(ref);
@@ -558,8 +569,9 @@ program
       else if (kind === 'node') await ctx.client.delete(`/v1/namespaces/default/nodes/${encodeURIComponent(name)}`);
       else if (kind === 'trusted_cluster') await ctx.client.delete(`/v1/trustedclusters/${encodeURIComponent(name)}`);
       else if (kind === 'remote_cluster') await ctx.client.delete(`/v1/remoteclusters/${encodeURIComponent(name)}`);
+      else if (kind === 'oidc' || kind === 'github') await ctx.client.delete(`/v1/connectors/${kind}/${encodeURIComponent(name)}`);
       else throw new BadParameterError('certificate authorities cannot be deleted');
-      const what = kind === 'trusted_cluster' ? 'trusted cluster' : kind === 'remote_cluster' ? 'remote cluster' : kind;
+      const what = kind === 'trusted_cluster' ? 'trusted cluster' : kind === 'remote_cluster' ? 'remote cluster' : kind === 'oidc' || kind === 'github' ? `${kind} connector` : kind;
       out(`${what} "${kind === 'token' ? displayTokenId(name) : name}" has been deleted\n`);
     }),
   );

@@ -63,13 +63,23 @@ program
   .command('login')
   .description('Logs in to the cluster through the proxy and saves the certificates')
   .option('--proxy <addr>', 'Proxy address: [http(s)://]host[:webport][,sshport] (defaults 3080, 3023; HTTPS unless http:// is given)')
-  .requiredOption('--user <name>', 'Teleport user name')
+  .option('--user <name>', 'Teleport user name (local logins; single sign-on learns it from the identity provider)')
+  .option('--auth <connector>', 'local (password), or the single sign-on connector to log in with (default: the cluster\'s authentication type)')
+  .addOption(new Option('--browser <browser>', 'none: print the single sign-on URL instead of also opening the browser').choices(['default', 'none']))
   .option('--ttl <minutes>', 'Certificate lifetime in minutes', intArg('--ttl'))
   .addOption(new Option('--insecure', 'Do not verify the proxy\'s HTTPS certificate; allow plain HTTP when the proxy does not speak HTTPS'))
-  .action(async (o: { proxy?: string; user: string; ttl?: number; insecure?: boolean }) => {
+  .action(async (o: { proxy?: string; user?: string; auth?: string; browser?: 'default' | 'none'; ttl?: number; insecure?: boolean }) => {
     const proxy = o.proxy ?? globalProxy();
     if (!proxy) throw new BadParameterError('tsh login: --proxy is required (the proxy\'s address, e.g. --proxy=proxy.example.com)');
-    const { profile, cert } = await login({ proxy, user: o.user, ttlMinutes: o.ttl, insecure: o.insecure, prompter: new Prompter() });
+    const { profile, cert } = await login({
+      proxy,
+      ...(o.user ? { user: o.user } : {}),
+      ...(o.auth ? { auth: o.auth } : {}),
+      ...(o.browser ? { browser: o.browser } : {}),
+      ttlMinutes: o.ttl,
+      insecure: o.insecure,
+      prompter: new Prompter(),
+    });
     process.stdout.write(formatStatus(profile, cert));
   });
 

@@ -170,7 +170,8 @@ export function webRequest<T>(opts: WebClientOptions, method: 'GET' | 'POST', ur
 }
 
 export interface PingResponse {
-  auth?: { type?: string; second_factor?: string };
+  /** `oidc` / `github`: the cluster's default connector (`authentication.connector_name`). */
+  auth?: { type?: string; second_factor?: string; oidc?: { name?: string }; github?: { name?: string } };
   proxy?: { ssh?: { listen_addr?: string; public_addr?: string; ssh_public_addr?: string } };
   server_version?: string;
 }

@@ -120,6 +120,8 @@ export interface TeleportConfig {
     staticTokens: StaticToken[];
     authentication: {
       type: 'local' | 'github' | 'oidc' | 'saml';
+      /** The connector tsh uses without --auth (type github or oidc). */
+      connectorName?: string;
       secondFactor: SecondFactor;
     };
     sessionRecording: 'node' | 'proxy' | 'off';
@@ -556,6 +558,7 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
       staticTokens,
       authentication: {
         type: auth.type ?? 'local',
+        ...(auth.connector_name ? { connectorName: auth.connector_name } : {}),
         secondFactor: auth.second_factor ?? 'otp',
       },
       sessionRecording: a.session_recording ?? 'node',

@@ -292,9 +292,11 @@ const authServiceSchema = section({
   public_addr: list(address(Ports.auth), 'addresses', { single: true }).optional(),
   cluster_name: nonEmpty('a cluster name').optional(),
   tokens: list(staticToken(), '"roles:token" strings').optional(),
-  // github, oidc, saml and u2f are refused, and the u2f section is ignored (support.ts).
+  // saml and u2f are refused, and the u2f section is ignored (support.ts).
   authentication: section({
     type: oneOf(['local', 'github', 'oidc', 'saml'] as const).optional(),
+    /** The connector `tsh login` uses without --auth (type github or oidc). */
+    connector_name: nonEmpty('a connector name').optional(),
     second_factor: oneOf(SECOND_FACTORS).optional(),
     u2f: section({
       app_id: nonEmpty('a URL').optional(),

@@ -63,8 +63,14 @@ export const KEY_SUPPORT: readonly KeySupport[] = [
   {
     path: ['auth_service', 'authentication', 'type'],
     action: 'refuse',
-    when: (v) => v !== 'local',
-    message: (v) => `${v} (single sign-on) is not supported yet; use local (users added with "tctl users add")`,
+    when: (v) => v === 'saml',
+    message: 'saml is not supported; use github or oidc (single sign-on), or local (users added with "tctl users add")',
+  },
+  {
+    path: ['auth_service', 'authentication', 'connector_name'],
+    action: 'refuse',
+    when: (_v, file) => (file.auth_service?.authentication?.type ?? 'local') === 'local',
+    message: 'names the single sign-on connector of type github or oidc: set authentication.type to github or oidc, or remove connector_name',
   },
   {
     path: ['auth_service', 'authentication', 'second_factor'],

@@ -48,6 +48,11 @@ export const Keys = {
   webSessions: (name: string) => key('web', 'users', name, 'sessions') + '/',
   /** Which user a web session's bearer token belongs to, keyed by its SHA-256, so a token alone finds its session. */
   webSessionOwner: (tokenHash: string) => key('web', 'sessions', tokenHash),
+  /** A single sign-on connector (formats.md §5 `/web/connectors/{oidc,github}/connectors/<name>`). */
+  connector: (kind: string, name: string) => key('web', 'connectors', kind, 'connectors', name),
+  connectors: (kind: string) => key('web', 'connectors', kind, 'connectors') + '/',
+  /** A single sign-on login under way, by the SHA-256 of its `state`; it expires after a few minutes. */
+  ssoRequest: (kind: string, stateHash: string) => key('web', 'connectors', kind, 'requests', stateHash),
   role: (name: string) => key('roles', name, 'params'),
   roles: () => key('roles') + '/',
   node: (namespace: string, uuid: string) => key('nodes', namespace, uuid),

@@ -23,6 +23,10 @@ export const EventCodes = {
   'client.disconnect': { success: 'T3006I' },
   auth: { failure: 'T3007W' },
   'reset_password_token.create': { success: 'T6000I' },
+  'github.created': { success: 'T8000I' },
+  'github.deleted': { success: 'T8001I' },
+  'oidc.created': { success: 'T8100I' },
+  'oidc.deleted': { success: 'T8101I' },
   'role.created': { success: 'T9000I' },
   'role.deleted': { success: 'T9001I' },
   /** Not in 4.x: a CA rotation step (`tctl auth rotate`, or an automatic rotation's schedule). */

@@ -135,7 +135,12 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
   const ping = async (): Promise<PingResponse> => {
     return {
       cluster_name: identity.clusterName,
-      auth: { type: cluster.auth_type, second_factor: cluster.second_factor },
+      auth: {
+        type: cluster.auth_type,
+        second_factor: cluster.second_factor,
+        // Teleport's PingResponse names the default connector under its type (auth.oidc / auth.github).
+        ...(cluster.connector_name && (cluster.auth_type === 'oidc' || cluster.auth_type === 'github') ? { [cluster.auth_type]: { name: cluster.connector_name } } : {}),
+      },
       proxy: {
         ssh: {
           listen_addr: formatAddr(p.listenAddr),
@@ -301,6 +306,9 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
         },
         webAuthnCliCollect: (id, secret) => client.post(`/v1/webauthn/cli/${encodeURIComponent(id)}/collect`, { secret }),
         validateTrustedCluster: (b, clientAddr) => client.post('/v1/trustedclusters/validate', { ...b, ...clientAddrField(clientAddr) }),
+        connectors: () => client.get('/v1/connectors'),
+        ssoBegin: (kind, b, clientAddr) => client.post(`/v1/sso/${kind}/begin`, { ...b, ...clientAddrField(clientAddr) }),
+        ssoComplete: (kind, b, clientAddr) => client.post(`/v1/sso/${kind}/complete`, { ...b, ...clientAddrField(clientAddr) }),
       },
       connectAuth: async () => (await dialFirst(config.authServers, AUTH_DIAL_TIMEOUT_MS)).sock,
       maxAuthPipes: config.connectionLimits.maxConnections,

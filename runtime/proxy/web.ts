@@ -64,11 +64,12 @@ import { loadKeyPairs, ServedKeyPairs } from './keypairs';
 import { CONTENT_SECURITY_POLICY, WebUi } from './pages';
 import { publicWebUrl, relyingParty } from './relyingparty';
 import { isTerminalRequest, sessionCookieHeader, Terminals, type TerminalOptions } from './terminal';
+import { beginWebLogin, completeLogin, consoleLoginSchema, handOffSession, SSO_PATH, type SsoApi } from './sso';
 
 export interface PingResponse {
   /** Ours (Teleport 4.x has none): the pages show it; the auth service's ping and the proxy's host certificate name it to anyone already. */
   cluster_name: string;
-  auth: { type: string; second_factor: string };
+  auth: { type: string; second_factor: string; oidc?: { name: string }; github?: { name: string } };
   proxy: { ssh: { listen_addr: string; tunnel_listen_addr: string; public_addr: string; ssh_public_addr: string; ssh_tunnel_public_addr?: string } };
   server_version: string;
   min_client_version: string;
@@ -101,7 +102,7 @@ export interface WebNode {
 }
 
 /** What the web API asks of the cluster (the auth service, through the proxy's identity). */
-export interface WebApi {
+export interface WebApi extends SsoApi {
   /** The cluster this proxy serves: the one "site" of the web API. */
   clusterName: string;
   ping(): Promise<PingResponse>;
@@ -381,6 +382,7 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
       const recording = /^\/webapi\/sites\/([^/]+)(?:\/namespaces\/default)?\/sessions\/([0-9a-f-]{36})\/(events|stream)$/.exec(route);
       const { api } = opts;
       const read = req.method === 'GET' || req.method === 'HEAD';
+      const sso = SSO_PATH.exec(route);
       if (route === '/webapi/ping' && read) {
         sendJson(res, 200, await api.ping());
       } else if (route === '/webapi/auth/export' && read) {
@@ -390,6 +392,17 @@ export async function startWebService(opts: WebServiceOptions): Promise<WebServi
         const body = api.exportCAs(type as ExportType | undefined).join('\n') + '\n';
         res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
         res.end(body);
+      } else if (route === '/webapi/connectors' && read) {
+        sendJson(res, 200, { items: await api.connectors() });
+      } else if (sso && sso[2] === 'login/web' && req.method === 'GET') {
+        await beginWebLogin(api, sso[1], url, res, clients.of(req));
+      } else if (sso && sso[2] === 'login/console' && req.method === 'POST') {
+        sendJson(res, 200, await api.ssoBegin(sso[1], { type: 'console', ...(await parseBody(req, consoleLoginSchema)) }, clients.of(req)));
+      } else if (sso && sso[2] === 'callback' && req.method === 'GET') {
+        // GET only: a HEAD (a link checker, a prefetch) must not use up the login's state.
+        await completeLogin(api, sso[1], url, req, res, clients.of(req));
+      } else if (route === '/webapi/sessions/sso' && req.method === 'POST') {
+        sendJson(res, 200, { ...(await handOffSession(api, req, res)), token_type: 'Bearer' });
       } else if (route === '/webapi/ssh/certs' && req.method === 'POST') {
         const body = await parseBody(req, loginBodySchema);
         sendJson(res, 200, await api.login(body.user, body, clients.of(req)));

@@ -253,8 +253,53 @@
     });
   }
 
+  /** After a login: the bearer token for this tab, then the first cluster's nodes. */
+  function loggedIn(session) {
+    sessionStorage.setItem(TOKEN_KEY, session.token);
+    sessionStorage.setItem(USER_KEY, session.user);
+    return api('GET', '/webapi/sites', undefined, session.token).then(function (sites) {
+      var site = sites.items && sites.items[0];
+      location.assign(site ? '/web/cluster/' + encodeURIComponent(site.name) + '/nodes' : '/web');
+    });
+  }
+
+  /**
+   * Single sign-on: a button per connector (to the proxy, which sends the browser to the identity
+   * provider); back from it (`?sso=1`), the session's bearer token is fetched once; a refused login
+   * comes back with `?sso_error=<reason>`.
+   */
+  function ssoLogin() {
+    var params = new URLSearchParams(location.search);
+    // A reload must not try the one-time hand-off again.
+    if (params.has('sso') || params.has('sso_error')) history.replaceState(null, '', '/web/login');
+    if (params.get('sso_error')) showError('Single sign-on failed: ' + params.get('sso_error'));
+    if (params.get('sso') === '1') {
+      api('POST', '/webapi/sessions/sso', {}).then(loggedIn, function (err) {
+        showError(networkMessage(err));
+      });
+    }
+    api('GET', '/webapi/connectors').then(
+      function (res) {
+        (res.items || []).forEach(function (c) {
+          var li = document.createElement('li');
+          var a = document.createElement('a');
+          a.href = '/v1/webapi/' + encodeURIComponent(c.kind) + '/login/web?connector_id=' + encodeURIComponent(c.name);
+          a.textContent = c.display;
+          a.className = 'connector';
+          li.appendChild(a);
+          $('connectors').appendChild(li);
+        });
+        show('sso', (res.items || []).length > 0);
+      },
+      function () {
+        // no connectors to show: the password form stays
+      },
+    );
+  }
+
   // ---- login: /web/login
   function loginPage(ping) {
+    ssoLogin();
     var secondFactor = 'otp';
     ping.then(function (p) {
       secondFactor = (p.auth && p.auth.second_factor) || 'otp';
@@ -287,16 +332,9 @@
         .then(function () {
           return api('POST', '/webapi/sessions', body);
         })
-        .then(function (session) {
-          sessionStorage.setItem(TOKEN_KEY, session.token);
-          sessionStorage.setItem(USER_KEY, session.user);
-          return api('GET', '/webapi/sites', undefined, session.token);
-        })
+        .then(loggedIn)
         .then(
-          function (sites) {
-            var site = sites.items && sites.items[0];
-            location.assign(site ? '/web/cluster/' + encodeURIComponent(site.name) + '/nodes' : '/web');
-          },
+          function () {},
           function (err) {
             busy($('login'), false);
             busy($('login-key'), false);
