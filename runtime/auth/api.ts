@@ -50,6 +50,9 @@ const userCertBody = z
   .object({ public_key: z.string().min(1).max(16384), tls_public_key: z.string().max(16384).optional(), ttl: ttlNs, route_to_cluster: z.string().max(255).optional() })
   .strict();
 
+/** The longest host certificate a proxy in recording mode gets. */
+const PROXY_HOST_CERT_MAX_TTL_MS = 2 * 3600_000;
+
 const hostCertBody = z.object({ public_key: z.string().min(1).max(16384), host_names: z.array(shortString).min(1).max(64), ttl: ttlNs }).strict();
 
 const signupBody = z
@@ -193,11 +196,18 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
     route({
       method: 'POST',
       path: '/v1/hosts/certs',
-      allow: [],
+      // A proxy in recording mode presents a host certificate for the target it terminates (proxy/hostcerts.ts).
+      allow: ['Proxy'],
       body: hostCertBody,
-      handler: async ({ body }) => ({
-        cert: b64(await auth.generateHostCertForNames(Buffer.from(body.public_key, 'base64').toString(), body.host_names, toMs(body.ttl) ?? 12 * 3600_000)),
-      }),
+      handler: async ({ body, caller }) => {
+        const proxy = caller.kind === 'system' && caller.role === 'Proxy';
+        if (proxy && auth.opts.clusterConfig.session_recording !== 'proxy') {
+          throw new AccessDeniedError('a proxy may get host certificates only while session_recording is proxy');
+        }
+        const ttlMs = toMs(body.ttl) ?? 12 * 3600_000;
+        if (proxy && (ttlMs === 0 || ttlMs > PROXY_HOST_CERT_MAX_TTL_MS)) throw new BadParameterError(`a proxy's host certificates live at most ${PROXY_HOST_CERT_MAX_TTL_MS / 3600_000}h`);
+        return { cert: b64(await auth.generateHostCertForNames(Buffer.from(body.public_key, 'base64').toString(), body.host_names, ttlMs)) };
+      },
     }),
     route({ method: 'GET', path: '/v1/users', allow: ['Proxy'], handler: async () => auth.users.list() }),
     route({ method: 'GET', path: '/v1/users/:name', allow: ['Proxy'], handler: async ({ params }) => auth.users.get(params.name) }),

@@ -1,0 +1,183 @@
+/**
+ * Recording proxy mode (`auth_service.session_recording: proxy`): the proxy
+ * terminates the user's SSH connection, logs in to a stock OpenSSH server
+ * (TrustedUserCAKeys and a host certificate from the cluster) with the
+ * user's certificate through the forwarded agent, and records and audits the
+ * session. With `proxy_checks_host_keys: yes` it refuses a target without a
+ * host certificate from the cluster. A separate node follows the cluster's
+ * mode as it changes, without being restarted.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { createAuth, TestAuth, TestNode } from '../helpers/cluster';
+import { SshUser } from '../helpers/openssh';
+import { cliPath, Daemon, run, tempDir, waitFor } from '../helpers/proc';
+import { LOGIN, startSshd, Sshd, trustedUserCAKeys } from '../helpers/sshd';
+import { TshUser } from '../helpers/users';
+
+const TOKEN = 'recording-proxy-node-token';
+const AGENT_REQUIRED = 'forward your agent to the proxy';
+
+describe('recording proxy mode', () => {
+  let c: TestAuth;
+  let node: TestNode | undefined;
+  let certified: Sshd;
+  let selfKeyed: Sshd;
+  let alice: TshUser;
+  let work: string;
+  let agent: Daemon | undefined;
+
+  /** Switches the cluster's session_recording (the auth server's config) and restarts auth+proxy only. */
+  const setMode = async (mode: 'node' | 'proxy') => {
+    await c.stop();
+    fs.writeFileSync(c.configPath, fs.readFileSync(c.configPath, 'utf8').replace(/session_recording: \w+/, `session_recording: ${mode}`));
+    c.start();
+    await c.ready();
+  };
+
+  /** `tsh ssh` inside script(1), so that it has a terminal and the session is interactive. */
+  const interactive = (args: string[], input: string) =>
+    run('script', ['-qec', [process.execPath, cliPath('tsh'), 'ssh', ...args].join(' '), '/dev/null'], { env: { HOME: alice.home, TELEPORT_HOME: '' }, input });
+
+  const played = (sid: string) =>
+    waitFor(`the recording of ${sid}`, async () => {
+      const r = await alice.tsh(['play', sid]);
+      return r.code === 0 ? r.stdout : undefined;
+    });
+
+  beforeAll(async () => {
+    work = tempDir('recproxy-');
+    c = await createAuth({
+      tokens: [`node:${TOKEN}`],
+      proxy: { insecureNoTls: true, extra: ['direct_dial_cidrs: ["127.0.0.1/32"]'] },
+      authExtra: ['session_recording: proxy', 'proxy_checks_host_keys: yes'],
+    });
+    c.start();
+    await c.ready();
+    const userCA = trustedUserCAKeys(await c.tctlOk('auth', 'export', '--type=user'));
+    const hostKey = path.join(work, 'sshd-host');
+    await c.tctlOk('auth', 'sign', '--host', '127.0.0.1', '--format', 'openssh', '-o', hostKey, '--ttl', '2h');
+    [certified, selfKeyed] = await Promise.all([startSshd({ trustedUserCAKeys: userCA, hostKey, hostCert: `${hostKey}-cert.pub` }), startSshd({ trustedUserCAKeys: userCA })]);
+    alice = await TshUser.signUp(c, 'alice', [LOGIN]);
+    await alice.login();
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+    await node?.cleanup();
+    await Promise.all([certified?.close(), selfKeyed?.close()]);
+    await c?.cleanup();
+    alice?.cleanup();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it('GIVEN tsh ssh -A to a certified sshd WHEN a command runs THEN sshd accepted the user certificate through the proxy and the command is audited', async () => {
+    // WHEN
+    const r = await alice.tsh(['ssh', '-A', '-p', String(certified.port), `${LOGIN}@127.0.0.1`, 'echo', 'via-recording-proxy']);
+    // THEN
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('via-recording-proxy\n');
+    expect(r.code).toBe(0);
+    expect(certified.daemon.stderr).toMatch(/Accepted certificate ID "alice"/);
+    const exec = await waitFor('the exec event', async () => (await c.events(['exec'])).find((e) => e.command === 'echo via-recording-proxy'));
+    expect(exec).toMatchObject({ user: 'alice', login: LOGIN, server_hostname: '127.0.0.1', exitCode: '0' });
+  });
+
+  it('GIVEN an interactive tsh ssh -A session on sshd WHEN it ends THEN its start and end are audited and tsh play replays it', async () => {
+    // WHEN
+    const typed = await interactive(['-A', '-p', String(certified.port), `${LOGIN}@127.0.0.1`], 'echo typed-$((6*7)); exit\r');
+    expect(typed.stdout).toContain('typed-42');
+    // THEN
+    const start = await waitFor('session.start', async () => (await c.events(['session.start'])).find((e) => e.server_hostname === '127.0.0.1'));
+    expect(start).toMatchObject({ user: 'alice', login: LOGIN });
+    const end = await waitFor('session.end', async () => (await c.events(['session.end'])).find((e) => e.sid === start.sid));
+    expect(end).toMatchObject({ user: 'alice', participants: ['alice'] });
+    expect(await played(start.sid)).toContain('typed-42');
+  });
+
+  it('GIVEN tsh ssh without -A WHEN it reaches sshd through the proxy THEN it fails with a clear message and sshd saw no login', async () => {
+    const before = certified.daemon.stderr.length;
+    // WHEN
+    const r = await alice.tsh(['ssh', '-p', String(certified.port), `${LOGIN}@127.0.0.1`, 'echo', 'must-not-run']);
+    // THEN
+    expect(r.code).not.toBe(0);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain(AGENT_REQUIRED);
+    expect(certified.daemon.stderr.slice(before)).not.toMatch(/Accepted/);
+  });
+
+  it('GIVEN OpenSSH with an agent holding the certificate WHEN it goes through the proxy with ForwardAgent THEN the command runs on sshd', async () => {
+    // GIVEN an ssh-agent with the key and its certificate from tctl auth sign
+    const user = await SshUser.create(c, work, 'alice', LOGIN);
+    const sock = path.join(work, 'agent.sock');
+    agent = Daemon.spawn('ssh-agent', ['-D', '-a', sock]);
+    await waitFor('the agent socket', async () => fs.existsSync(sock) || undefined);
+    const env = { SSH_AUTH_SOCK: sock };
+    const added = await run('ssh-add', [user.key], { env });
+    expect(added.code).toBe(0);
+    const viaProxy = (forward: boolean) =>
+      run('ssh', [
+        ...user.options('127.0.0.1'),
+        '-o', `ForwardAgent=${forward ? 'yes' : 'no'}`,
+        '-o', `ProxyCommand=ssh ${user.options('test-auth').join(' ')} -o ForwardAgent=${forward ? 'yes' : 'no'} -p ${c.proxyPorts!.ssh} %r@127.0.0.1 -s proxy:%h:%p`,
+        '-p', String(certified.port), `${LOGIN}@127.0.0.1`, 'echo', 'openssh-via-recording-proxy',
+      ], { env });
+    // WHEN
+    const r = await viaProxy(true);
+    // THEN
+    expect(r.stdout).toBe('openssh-via-recording-proxy\n');
+    expect(r.code).toBe(0);
+    // and without agent forwarding the proxy says why it cannot go on
+    const without = await viaProxy(false);
+    expect(without.code).toBe(255);
+    expect(without.stderr).toContain(AGENT_REQUIRED);
+  });
+
+  it('GIVEN proxy_checks_host_keys: yes WHEN the target presents a self-generated host key THEN the proxy refuses it, saying why', async () => {
+    // WHEN
+    const r = await alice.tsh(['ssh', '-A', '-p', String(selfKeyed.port), `${LOGIN}@127.0.0.1`, 'echo', 'must-not-run']);
+    // THEN
+    expect(r.code).not.toBe(0);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain('the proxy refused target 127.0.0.1');
+    expect(r.stderr).toContain('proxy_checks_host_keys: yes');
+    expect(selfKeyed.daemon.stderr).not.toMatch(/Accepted/);
+  });
+
+  it('GIVEN a node that is not restarted WHEN the cluster switches between proxy and node mode THEN recordings move between the proxy and the node', async () => {
+    // GIVEN a node in its own process
+    node = await TestNode.create(c, { token: TOKEN, nodeName: 'rec-node' });
+    node.start();
+    await node.ready();
+    await waitFor('rec-node in tsh ls', async () => (await alice.tsh(['ls'])).stdout.includes('rec-node') || undefined);
+    const script = 'echo "sid=$TELEPORT_SESSION"; echo mode-$((6*7)); exit\r';
+
+    // WHEN the cluster records on the proxy: the proxy needs the agent, and the node does not record
+    const refused = await alice.tsh(['ssh', 'rec-node', 'echo', 'x']);
+    expect(refused.stderr).toContain(AGENT_REQUIRED);
+    const before = (await c.events(['session.start'])).length;
+    const inProxyMode = await interactive(['-A', 'rec-node'], script);
+    const nodeSid = /sid=([0-9a-f-]{36})/.exec(inProxyMode.stdout)![1];
+    // THEN two session.start events: the node's (not recorded) and the proxy's (recorded)
+    const starts = await waitFor('both session.start events', async () => {
+      const s = (await c.events(['session.start'])).slice(before);
+      return s.length >= 2 ? s : undefined;
+    });
+    const proxySid = starts.map((e) => e.sid as string).find((s) => s !== nodeSid)!;
+    expect(await played(proxySid)).toContain('mode-42');
+    expect((await alice.tsh(['play', nodeSid])).code).not.toBe(0);
+
+    // WHEN the cluster switches to node recording (auth and proxy restart; the node does not)
+    const nodePid = node.daemon!.child.pid;
+    await setMode('node');
+    // THEN the same session without -A is recorded by the node, under the node's session ID
+    const inNodeMode = await waitFor('a session in node mode', async () => {
+      const r = await interactive(['rec-node'], script);
+      return /sid=/.test(r.stdout) ? r : undefined;
+    });
+    const sid = /sid=([0-9a-f-]{36})/.exec(inNodeMode.stdout)![1];
+    expect(await played(sid)).toContain('mode-42');
+    expect(node.daemon!.child.pid).toBe(nodePid);
+    expect(node.daemon!.child.exitCode).toBeNull();
+  });
+});
