@@ -9,6 +9,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { AuthClient } from '../../runtime/auth/client';
+import { formatAuthorizedKey, generateKeyPair, parseCertificate, publicKeyBlob } from '../../runtime/sshcert';
 import { createAuth, TestAuth, TestNode } from '../helpers/cluster';
 import { SshUser } from '../helpers/openssh';
 import { cliPath, Daemon, run, tempDir, waitFor } from '../helpers/proc';
@@ -16,6 +18,14 @@ import { LOGIN, startSshd, Sshd, trustedUserCAKeys } from '../helpers/sshd';
 import { TshUser } from '../helpers/users';
 
 const TOKEN = 'recording-proxy-node-token';
+const NS_PER_MS = 1_000_000;
+
+/** A host certificate request as the proxy sends it (runtime/proxy/hostcerts.ts). */
+const hostCertRequest = (ttlMs: number) => ({
+  public_key: Buffer.from(formatAuthorizedKey(publicKeyBlob(generateKeyPair('ed25519').publicKey))).toString('base64'),
+  host_names: ['target.example.com'],
+  ttl: ttlMs * NS_PER_MS,
+});
 const AGENT_REQUIRED = 'forward your agent to the proxy';
 
 describe('recording proxy mode', () => {
@@ -131,6 +141,18 @@ describe('recording proxy mode', () => {
     const without = await viaProxy(false);
     expect(without.code).toBe(255);
     expect(without.stderr).toContain(AGENT_REQUIRED);
+
+    // and another user's certificate on the inner hop of alice's proxy connection is refused
+    await c.tctlOk('users', 'add', 'bob', LOGIN);
+    const bob = await SshUser.create(c, work, 'bob', LOGIN);
+    const mixed = await run('ssh', [
+      ...bob.options('127.0.0.1'),
+      '-o', `ProxyCommand=ssh ${user.options('test-auth').join(' ')} -o ForwardAgent=yes -p ${c.proxyPorts!.ssh} %r@127.0.0.1 -s proxy:%h:%p`,
+      '-p', String(certified.port), `${LOGIN}@127.0.0.1`, 'echo', 'must-not-run',
+    ], { env });
+    expect(mixed.code).toBe(255);
+    expect(mixed.stdout).toBe('');
+    expect(mixed.stderr).toContain('access denied: certificate of "bob" on a connection of "alice"');
   });
 
   it('GIVEN proxy_checks_host_keys: yes WHEN the target presents a self-generated host key THEN the proxy refuses it, saying why', async () => {
@@ -142,6 +164,20 @@ describe('recording proxy mode', () => {
     expect(r.stderr).toContain('the proxy refused target 127.0.0.1');
     expect(r.stderr).toContain('proxy_checks_host_keys: yes');
     expect(selfKeyed.daemon.stderr).not.toMatch(/Accepted/);
+  });
+
+  it("GIVEN the proxy's identity WHEN it asks the auth server for a host certificate in proxy mode THEN it gets one of at most 2 hours", async () => {
+    // GIVEN
+    const proxy = await c.identity('Proxy');
+    const client = new AuthClient({ servers: [{ host: '127.0.0.1', port: c.port }], credentials: { key: proxy.tlsKey, cert: proxy.tlsCert, ca: proxy.tlsCACerts } });
+    try {
+      // WHEN / THEN
+      const ok = await client.post<{ cert: string }>('/v1/hosts/certs', hostCertRequest(3600_000));
+      expect(parseCertificate(Buffer.from(ok.cert, 'base64').toString()).principals).toEqual(['target.example.com']);
+      await expect(client.post('/v1/hosts/certs', hostCertRequest(3 * 3600_000))).rejects.toThrow("a proxy's host certificates live at most 2h");
+    } finally {
+      client.close();
+    }
   });
 
   it('GIVEN a node that is not restarted WHEN the cluster switches between proxy and node mode THEN recordings move between the proxy and the node', async () => {
@@ -179,5 +215,18 @@ describe('recording proxy mode', () => {
     expect(await played(sid)).toContain('mode-42');
     expect(node.daemon!.child.pid).toBe(nodePid);
     expect(node.daemon!.child.exitCode).toBeNull();
+  });
+
+  it('GIVEN node mode WHEN the proxy asks the auth server for a host certificate THEN it is refused', async () => {
+    // GIVEN the previous test left the cluster in node mode
+    expect(fs.readFileSync(c.configPath, 'utf8')).toContain('session_recording: node');
+    const proxy = await c.identity('Proxy');
+    const client = new AuthClient({ servers: [{ host: '127.0.0.1', port: c.port }], credentials: { key: proxy.tlsKey, cert: proxy.tlsCert, ca: proxy.tlsCACerts } });
+    try {
+      // WHEN / THEN
+      await expect(client.post('/v1/hosts/certs', hostCertRequest(3600_000))).rejects.toThrow('a proxy may get host certificates only while session_recording is proxy');
+    } finally {
+      client.close();
+    }
   });
 });
