@@ -8,7 +8,8 @@ import { ROTATION_PHASES, type RotationPhase } from './rotation';
 import { z } from 'zod';
 import { DEFAULT_NAMESPACE } from '../contract/keys';
 import { RecordingStore } from '../recordings/store';
-import { AccessDeniedError, BadParameterError } from '../utils/errors';
+import { AccessDeniedError, AlreadyExistsError, BadParameterError } from '../utils/errors';
+import { parseAddrWithPort } from '../config/address';
 import { heartbeatsReceived } from '../service/metrics';
 import { EventFields } from '../events/filelog';
 import { VERSION } from '../version';
@@ -81,6 +82,20 @@ function who(caller: Caller): string {
 function caType(v: string): CAType {
   if (v !== 'user' && v !== 'host') throw new BadParameterError(`unknown CA type "${v}": expected user or host`);
   return v;
+}
+
+/** A node an administrator registers: a name, a hostname and the address the proxy dials (`host:port`). */
+function checkRegisteredNode(server: Server): Server {
+  if (server.kind !== 'node') throw new BadParameterError(`expected a node resource, got ${server.kind}`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(server.metadata.name)) throw new BadParameterError(`node name "${server.metadata.name}": letters, digits, ".", "_" and "-" only`);
+  if (!server.spec.hostname) throw new BadParameterError(`node "${server.metadata.name}": spec.hostname is required (the name users reach it by)`);
+  try {
+    parseAddrWithPort(server.spec.addr);
+  } catch {
+    throw new BadParameterError(`node "${server.metadata.name}": spec.addr "${server.spec.addr}" is not host:port (the address the proxy dials)`);
+  }
+  if (server.spec.use_tunnel || server.spec.cmd_labels) throw new BadParameterError(`node "${server.metadata.name}": use_tunnel and cmd_labels are for nodes that run the node service`);
+  return server;
 }
 
 /** A cluster member may only announce itself. */
@@ -305,6 +320,23 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
     }),
     ...trustRoutes(auth),
     ...presenceRoutes('node', '/v1/namespaces/:ns/nodes', ['Node', 'Proxy', 'user', 'remote_user'], ['Node']),
+    route({
+      // `tctl create` of a node: a server that runs no node service (an OpenSSH server), listed and reached like a node.
+      method: 'PUT',
+      path: '/v1/namespaces/:ns/nodes',
+      allow: [],
+      body: serverSchema,
+      handler: async ({ body, params, query, caller }) => {
+        const node = checkRegisteredNode(body as Server);
+        const ns = params.ns ?? DEFAULT_NAMESPACE;
+        if (query.get('create') === 'true' && (await auth.presence.list('node', ns)).some((n) => n.metadata.name === node.metadata.name)) {
+          throw new AlreadyExistsError(`node "${node.metadata.name}" already exists (tctl create -f replaces it)`);
+        }
+        await auth.presence.register({ ...node, metadata: { ...node.metadata, namespace: ns } });
+        await auth.emit({ event: 'resource.create', user: who(caller), kind: 'node', name: node.metadata.name });
+        return {};
+      },
+    }),
     ...presenceRoutes('proxy', '/v1/proxies', ['Node', 'Proxy'], ['Proxy']),
     ...presenceRoutes('auth_server', '/v1/authservers', ['Node', 'Proxy'], []),
     route({

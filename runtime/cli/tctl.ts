@@ -10,7 +10,7 @@ import { parseAllDocuments, stringify } from 'yaml';
 import { openBackend } from '../backend';
 import { AuthClient, HostPort } from '../auth/client';
 import { IdentityStore } from '../auth/identity';
-import { CertAuthority, parseResource, roleSchema, formatServerLabels, Server, serverAddress, tokenSchema, TrustedClusterResource, trustedClusterSchema, User, userSchema } from '../auth/resources';
+import { CertAuthority, parseResource, roleSchema, formatServerLabels, Server, serverAddress, serverSchema, tokenSchema, TrustedClusterResource, trustedClusterSchema, User, userSchema } from '../auth/resources';
 import type { RemoteClusterStatus } from '../auth/trust';
 import { buildConfig, formatDuration, loadConfigFile, parseAddr, parseDuration, resolveConfigPath } from '../config';
 import { Ports } from '../contract/ports';
@@ -523,7 +523,8 @@ program
       else if (kind === 'role') parsed.push({ kind, value: parseResource(roleSchema, value, where) });
       else if (kind === 'token') parsed.push({ kind, value: parseResource(tokenSchema, value, where) });
       else if (kind === 'trusted_cluster') parsed.push({ kind, value: parseResource(trustedClusterSchema, value, where) });
-      else throw new BadParameterError(`${where}: cannot create resources of kind "${kind || '(missing)'}": expected user, role, token or trusted_cluster`);
+      else if (kind === 'node') parsed.push({ kind, value: parseResource(serverSchema, value, where) });
+      else throw new BadParameterError(`${where}: cannot create resources of kind "${kind || '(missing)'}": expected user, role, token, trusted_cluster or node`);
     }
     // Everything is validated before anything is written.
     await withClient(cmd, async (ctx) => {
@@ -535,6 +536,11 @@ program
         } else if (r.kind === 'role') {
           await ctx.client.put(`/v1/roles${q}`, r.value);
           out(`role "${(r.value as { metadata: { name: string } }).metadata.name}" has been ${o.force ? 'updated' : 'created'}\n`);
+        } else if (r.kind === 'node') {
+          // A server without the node service (an OpenSSH server), listed and reached through the proxy like a node.
+          const n = r.value as Server;
+          await ctx.client.put(`/v1/namespaces/${encodeURIComponent(n.metadata.namespace)}/nodes${q}`, n);
+          out(`node "${n.metadata.name}" has been ${o.force ? 'updated' : 'created'}\n`);
         } else if (r.kind === 'trusted_cluster') {
           // Creating one establishes trust with the root (its proxy checks the token and exchanges CAs); -f updates one.
           await ctx.client.put(`/v1/trustedclusters${o.force ? '?force=true' : ''}`, r.value);

@@ -38,6 +38,8 @@ export const AGENT_REQUIRED =
 export interface ForwardTarget {
   /** The name the user dialled. */
   name: string;
+  /** Names its host certificate may list for `proxy_checks_host_keys`: the name dialled, and a registered node's hostname and UUID. */
+  certNames: string[];
   /** `host:port` the proxy connected to. */
   addr: string;
   /** The registered node's hostname, else the name dialled. */
@@ -166,9 +168,13 @@ function connectTarget(opts: ForwardOptions, login: string, agent: ForwardedAgen
   return new Promise((resolve, reject) => {
     const client = new Client();
     let denied: Error | undefined;
-    const verify = opts.trustedHostCAs
-      ? hostCertVerifier({ trustedCAs: opts.trustedHostCAs, hostname: opts.target.name, onDenied: (err) => (denied = err) })
-      : () => true;
+    const cas = opts.trustedHostCAs;
+    const verify = (key: Buffer) => {
+      if (!cas) return true;
+      const ok = opts.target.certNames.some((hostname) => hostCertVerifier({ trustedCAs: cas, hostname, onDenied: (err) => (denied = err) })(key));
+      if (ok) denied = undefined;
+      return ok;
+    };
     const fail = (err: Error) => {
       client.end();
       if (denied) return reject(new AccessDeniedError(`the proxy refused target ${opts.target.name}: ${denied.message} (proxy_checks_host_keys: yes)`));

@@ -407,6 +407,7 @@ class ProxySshServer {
       sock: conn.sock,
       target: {
         name: target.host,
+        certNames: [target.host, ...(node ? [node.spec.hostname, node.metadata.name] : [])],
         addr: conn.where,
         hostname: node?.spec.hostname ?? target.host,
         labels: node ? serverLabels(node) : {},

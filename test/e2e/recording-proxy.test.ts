@@ -66,7 +66,7 @@ describe('recording proxy mode', () => {
     await c.ready();
     const userCA = trustedUserCAKeys(await c.tctlOk('auth', 'export', '--type=user'));
     const hostKey = path.join(work, 'sshd-host');
-    await c.tctlOk('auth', 'sign', '--host', '127.0.0.1', '--format', 'openssh', '-o', hostKey, '--ttl', '2h');
+    await c.tctlOk('auth', 'sign', '--host', '127.0.0.1,openssh-1', '--format', 'openssh', '-o', hostKey, '--ttl', '2h');
     [certified, selfKeyed] = await Promise.all([startSshd({ trustedUserCAKeys: userCA, hostKey, hostCert: `${hostKey}-cert.pub` }), startSshd({ trustedUserCAKeys: userCA })]);
     alice = await TshUser.signUp(c, 'alice', [LOGIN]);
     await alice.login();
@@ -164,6 +164,36 @@ describe('recording proxy mode', () => {
     expect(r.stderr).toContain('the proxy refused target 127.0.0.1');
     expect(r.stderr).toContain('proxy_checks_host_keys: yes');
     expect(selfKeyed.daemon.stderr).not.toMatch(/Accepted/);
+  });
+
+  it('GIVEN sshd registered with tctl create WHEN users list and reach it by name THEN it is listed and reached as its roles allow', async () => {
+    // GIVEN the certified sshd as a node resource, and carol whose role allows only env=staging nodes
+    const resource = path.join(work, 'openssh-node.yaml');
+    fs.writeFileSync(resource, ['kind: node', 'version: v2', 'metadata:', '  name: openssh-1', '  labels:', '    env: openssh', 'spec:', `  addr: 127.0.0.1:${certified.port}`, '  hostname: openssh-1', ''].join('\n'));
+    expect(await c.tctlOk('create', resource)).toContain('node "openssh-1" has been created');
+    const again = await c.tctl('create', resource);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toContain('node "openssh-1" already exists');
+    const role = path.join(work, 'staging-only.yaml');
+    fs.writeFileSync(role, ['kind: role', 'version: v3', 'metadata:', '  name: staging-only', 'spec:', '  allow:', `    logins: [${LOGIN}]`, '    node_labels:', '      env: staging', ''].join('\n'));
+    await c.tctlOk('create', role);
+    const carol = await TshUser.signUp(c, 'carol', [LOGIN], { roles: ['staging-only'] });
+    try {
+      await carol.login();
+      // WHEN / THEN alice (admin) sees and reaches it by name
+      expect((await alice.tsh(['ls'])).stdout).toMatch(/openssh-1 .*env=openssh/);
+      const r = await alice.tsh(['ssh', '-A', `${LOGIN}@openssh-1`, 'echo', 'registered-openssh']);
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toBe('registered-openssh\n');
+      // and carol neither sees nor reaches it
+      expect((await carol.tsh(['ls'])).stdout).not.toContain('openssh-1');
+      const denied = await carol.tsh(['ssh', '-A', `${LOGIN}@openssh-1`, 'echo', 'must-not-run']);
+      expect(denied.code).not.toBe(0);
+      expect(denied.stdout).toBe('');
+      expect(denied.stderr).toContain('access denied');
+    } finally {
+      carol.cleanup();
+    }
   });
 
   it("GIVEN the proxy's identity WHEN it asks the auth server for a host certificate in proxy mode THEN it gets one of at most 2 hours", async () => {
