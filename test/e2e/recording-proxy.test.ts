@@ -8,6 +8,7 @@
  * mode as it changes, without being restarted.
  */
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { AuthClient } from '../../runtime/auth/client';
 import { formatAuthorizedKey, generateKeyPair, parseCertificate, publicKeyBlob } from '../../runtime/sshcert';
@@ -67,7 +68,7 @@ describe('recording proxy mode', () => {
     const userCA = trustedUserCAKeys(await c.tctlOk('auth', 'export', '--type=user'));
     const hostKey = path.join(work, 'sshd-host');
     await c.tctlOk('auth', 'sign', '--host', '127.0.0.1,openssh-1', '--format', 'openssh', '-o', hostKey, '--ttl', '2h');
-    [certified, selfKeyed] = await Promise.all([startSshd({ trustedUserCAKeys: userCA, hostKey, hostCert: `${hostKey}-cert.pub` }), startSshd({ trustedUserCAKeys: userCA })]);
+    [certified, selfKeyed] = await Promise.all([startSshd({ trustedUserCAKeys: userCA, hostKey, hostCert: `${hostKey}-cert.pub`, extraConfig: ['Subsystem sftp internal-sftp'] }), startSshd({ trustedUserCAKeys: userCA })]);
     alice = await TshUser.signUp(c, 'alice', [LOGIN]);
     await alice.login();
   });
@@ -116,7 +117,7 @@ describe('recording proxy mode', () => {
     expect(certified.daemon.stderr.slice(before)).not.toMatch(/Accepted/);
   });
 
-  it('GIVEN OpenSSH with an agent holding the certificate WHEN it goes through the proxy with ForwardAgent THEN the command runs on sshd', async () => {
+  it('GIVEN OpenSSH with an agent holding the certificate WHEN it goes through the proxy with ForwardAgent THEN commands, scp, sftp and port forwarding reach sshd and are audited', async () => {
     // GIVEN an ssh-agent with the key and its certificate from tctl auth sign
     const user = await SshUser.create(c, work, 'alice', LOGIN);
     const sock = path.join(work, 'agent.sock');
@@ -141,6 +142,40 @@ describe('recording proxy mode', () => {
     const without = await viaProxy(false);
     expect(without.code).toBe(255);
     expect(without.stderr).toContain(AGENT_REQUIRED);
+
+    // and scp and sftp through the proxy are audited as on a node (scp, subsystem)
+    const proxyCommand = `ProxyCommand=ssh ${user.options('test-auth').join(' ')} -o ForwardAgent=yes -p ${c.proxyPorts!.ssh} %r@127.0.0.1 -s proxy:%h:%p`;
+    const local = path.join(work, 'upload.txt');
+    fs.writeFileSync(local, 'uploaded through the recording proxy\n');
+    const remote = path.join(work, 'uploaded.txt');
+    const scp = await run('scp', ['-O', ...user.options('127.0.0.1'), '-o', proxyCommand, '-P', String(certified.port), local, `${LOGIN}@127.0.0.1:${remote}`], { env });
+    expect(scp.stderr).toBe('');
+    expect(scp.code).toBe(0);
+    expect(fs.readFileSync(remote, 'utf8')).toBe('uploaded through the recording proxy\n');
+    const sftp = await run('sftp', [...user.options('127.0.0.1'), '-o', proxyCommand, '-P', String(certified.port), '-b', '-', `${LOGIN}@127.0.0.1`], { env, input: `get ${remote} ${remote}.back\n` });
+    expect(sftp.code).toBe(0);
+    expect(fs.readFileSync(`${remote}.back`, 'utf8')).toBe('uploaded through the recording proxy\n');
+    const audited = await waitFor('the scp and subsystem events', async () => {
+      const events = await c.events(['scp', 'subsystem']);
+      const up = events.find((e) => e.event === 'scp' && e.path === remote);
+      const sub = events.find((e) => e.event === 'subsystem' && e.server_hostname === '127.0.0.1');
+      return up && sub ? { up, sub } : undefined;
+    });
+    expect(audited.up).toMatchObject({ action: 'upload', user: 'alice', code: 'T3005I' });
+    expect(audited.sub).toMatchObject({ name: 'sftp', user: 'alice', code: 'T3001I' });
+
+    // and a direct-tcpip channel (ssh -W) goes through sshd, audited as a port event
+    const echo = net.createServer((sock) => sock.once('data', (d) => sock.end(`echo:${d}`)));
+    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', () => resolve()));
+    const echoPort = (echo.address() as net.AddressInfo).port;
+    try {
+      const forwarded = await run('ssh', [...user.options('127.0.0.1'), '-o', proxyCommand, '-p', String(certified.port), '-W', `127.0.0.1:${echoPort}`, `${LOGIN}@127.0.0.1`], { env, input: 'ping\n' });
+      expect(forwarded.stdout).toBe('echo:ping\n');
+    } finally {
+      echo.close();
+    }
+    const port = await waitFor('the port event', async () => (await c.events(['port'])).find((e) => e.addr === `127.0.0.1:${echoPort}`));
+    expect(port).toMatchObject({ user: 'alice', success: true, server_hostname: '127.0.0.1' });
 
     // and another user's certificate on the inner hop of alice's proxy connection is refused
     await c.tctlOk('users', 'add', 'bob', LOGIN);
@@ -171,6 +206,11 @@ describe('recording proxy mode', () => {
     const resource = path.join(work, 'openssh-node.yaml');
     fs.writeFileSync(resource, ['kind: node', 'version: v2', 'metadata:', '  name: openssh-1', '  labels:', '    env: openssh', 'spec:', `  addr: 127.0.0.1:${certified.port}`, '  hostname: openssh-1', ''].join('\n'));
     expect(await c.tctlOk('create', resource)).toContain('node "openssh-1" has been created');
+    const bad = path.join(work, 'bad-node.yaml');
+    fs.writeFileSync(bad, ['kind: node', 'version: v2', 'metadata:', '  name: bad-1', 'spec:', '  addr: 127.0.0.1', '  hostname: bad-1', ''].join('\n'));
+    const refusedBad = await c.tctl('create', bad);
+    expect(refusedBad.code).not.toBe(0);
+    expect(refusedBad.stderr).toContain('node "bad-1": spec.addr "127.0.0.1" is not host:port');
     const again = await c.tctl('create', resource);
     expect(again.code).not.toBe(0);
     expect(again.stderr).toContain('node "openssh-1" already exists');
