@@ -106,6 +106,20 @@ describe('recording proxy mode', () => {
     expect(await played(start.sid)).toContain('typed-42');
   });
 
+  it('GIVEN tsh scp -A WHEN it copies a file to sshd through the proxy THEN the file arrives and its sftp subsystem is audited', async () => {
+    // GIVEN
+    const local = path.join(work, 'tsh-upload.txt');
+    fs.writeFileSync(local, 'tsh scp through the recording proxy\n');
+    const remote = path.join(work, 'tsh-uploaded.txt');
+    // WHEN
+    const r = await alice.tsh(['scp', '-A', '-P', String(certified.port), local, `${LOGIN}@127.0.0.1:${remote}`]);
+    // THEN
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(fs.readFileSync(remote, 'utf8')).toBe('tsh scp through the recording proxy\n');
+    expect(await waitFor('the subsystem event', async () => (await c.events(['subsystem'])).find((e) => e.user === 'alice' && e.server_hostname === '127.0.0.1'))).toMatchObject({ name: 'sftp' });
+  });
+
   it('GIVEN tsh ssh without -A WHEN it reaches sshd through the proxy THEN it fails with a clear message and sshd saw no login', async () => {
     const before = certified.daemon.stderr.length;
     // WHEN
