@@ -37,6 +37,7 @@ describe('recording proxy mode', () => {
   let alice: TshUser;
   let work: string;
   let agent: Daemon | undefined;
+  let daveAgent: Daemon | undefined;
 
   /** Switches the cluster's session_recording (the auth server's config) and restarts auth+proxy only. */
   const setMode = async (mode: 'node' | 'proxy') => {
@@ -75,6 +76,7 @@ describe('recording proxy mode', () => {
 
   afterAll(async () => {
     await agent?.stop();
+    await daveAgent?.stop();
     await node?.cleanup();
     await Promise.all([certified?.close(), selfKeyed?.close()]);
     await c?.cleanup();
@@ -248,6 +250,34 @@ describe('recording proxy mode', () => {
     } finally {
       carol.cleanup();
     }
+  });
+
+  it('GIVEN a login allowed on the proxy hop but not for the target WHEN the inner hop asks for it THEN the proxy refuses it', async () => {
+    // GIVEN dave may log in as nobody anywhere, and as the test login only on env=staging nodes; openssh-1 is env=openssh
+    const roles = path.join(work, 'dave-roles.yaml');
+    fs.writeFileSync(roles, [
+      'kind: role', 'version: v3', 'metadata:', '  name: nobody-anywhere', 'spec:', '  allow:', '    logins: [nobody]', "    node_labels: {'*': '*'}", '---',
+      'kind: role', 'version: v3', 'metadata:', '  name: login-on-staging', 'spec:', '  allow:', `    logins: [${LOGIN}]`, '    node_labels: {env: staging}', '',
+    ].join('\n'));
+    await c.tctlOk('create', roles);
+    await c.tctlOk('users', 'add', 'dave', `nobody,${LOGIN}`, '--roles=nobody-anywhere,login-on-staging');
+    const dave = await SshUser.create(c, work, 'dave', LOGIN);
+    const sock = path.join(work, 'dave-agent.sock');
+    daveAgent = Daemon.spawn('ssh-agent', ['-D', '-a', sock]);
+    await waitFor('the agent socket', async () => fs.existsSync(sock) || undefined);
+    expect((await run('ssh-add', [dave.key], { env: { SSH_AUTH_SOCK: sock } })).code).toBe(0);
+    const before = certified.daemon.stderr.length;
+    // WHEN the proxy hop logs in as nobody (allowed) and the inner hop as the test login (not allowed on openssh-1)
+    const r = await run('ssh', [
+      ...dave.options('openssh-1'),
+      '-o', `ProxyCommand=ssh ${dave.options('test-auth').join(' ')} -o ForwardAgent=yes -p ${c.proxyPorts!.ssh} nobody@127.0.0.1 -s proxy:openssh-1:0`,
+      `${LOGIN}@openssh-1`, 'echo', 'must-not-run',
+    ], { env: { SSH_AUTH_SOCK: sock } });
+    // THEN
+    expect(r.code).toBe(255);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain('access denied');
+    expect(certified.daemon.stderr.slice(before)).not.toMatch(/Accepted certificate ID "dave"/);
   });
 
   it("GIVEN the proxy's identity WHEN it asks the auth server for a host certificate in proxy mode THEN it gets one of at most 2 hours", async () => {
