@@ -18,6 +18,25 @@ import { Logger } from '../utils/logger';
 import { auditEventSender, EventSpool } from './spool';
 import { claimSpoolDir } from './spooldir';
 
+/**
+ * Writes to a session's recording. When that fails the recording is closed and `audit_failure`
+ * decides: `continue` returns undefined (the session goes on unrecorded), `refuse` throws
+ * AuditUnavailableError (the caller ends the session; what was not recorded is not shown).
+ */
+export function writeRecording(recording: SessionRecording, audit: AuditGate, write: (r: SessionRecording) => void): SessionRecording | undefined {
+  try {
+    write(recording);
+    return recording;
+  } catch (err) {
+    void recording.close().catch(() => undefined);
+    audit.refuse(err, 'recording');
+    return undefined;
+  }
+}
+
+/** What the user is told when a session ends because its recording could not be written. */
+export const recordingEndedMessage = (refusal: Error) => `session ended: ${refusal.message.replace(/^session refused: /, '')}`;
+
 /** A recording that keeps nothing (`session_recording` is not this service's to do). */
 export const NO_RECORDING: SessionRecording = { output: () => undefined, event: () => undefined, close: async () => undefined, discard: () => undefined };
 

@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import * as pty from 'node-pty';
 import type { PseudoTtyInfo, ServerChannel, Session } from 'ssh2';
 import { EventFields } from '../events/filelog';
+import { recordingEndedMessage, writeRecording } from '../events/sessionsink';
 import { execEvent, scpEvent, sessionEndEvent, sessionStartEvent, type SessionWho, subsystemEvent } from '../events/sessionevents';
 import { Logger } from '../utils/logger';
 import { nodeSessionsActive, nodeSessionsStarted } from '../service/metrics';
@@ -313,20 +314,14 @@ export class NodeSession implements Joinable {
     const r = this.recording;
     if (!r) return !this.recordingFailed;
     try {
-      write(r);
+      this.recording = writeRecording(r, this.conn.audit, write);
       return true;
-    } catch (err) {
+    } catch (refusal) {
       this.recording = undefined;
-      void r.close().catch(() => undefined);
-      try {
-        this.conn.audit.refuse(err, 'recording');
-      } catch (refusal) {
-        this.recordingFailed = true;
-        this.stream?.stderr.write(`\r\nsession ended: ${(refusal as Error).message.replace(/^session refused: /, '')}\r\n`);
-        this.cleanup();
-        return false;
-      }
-      return true;
+      this.recordingFailed = true;
+      this.stream?.stderr.write(`\r\n${recordingEndedMessage(refusal as Error)}\r\n`);
+      this.cleanup();
+      return false;
     }
   }
 

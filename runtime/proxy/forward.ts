@@ -22,6 +22,7 @@ import { execEvent, scpEvent, sessionEndEvent, sessionStartEvent, type SessionWh
 import { AuditGate, AuditUnavailableError } from '../node/auditgate';
 import { permitsOf } from '../node/server';
 import type { SessionRecording } from '../node/session';
+import { recordingEndedMessage, writeRecording } from '../events/sessionsink';
 import { type Certificate, CLIENT_ALGORITHMS, hostCertVerifier, LoginNotInCertificateError, serverAlgorithms, type SshAlgorithms, verifyUserCertAuth } from '../sshcert';
 import { AccessDeniedError } from '../utils/errors';
 import { Logger } from '../utils/logger';
@@ -231,6 +232,7 @@ class ForwardedSession {
   private started = false;
   private closed = false;
   private remote?: ClientChannel;
+  private stream?: ServerChannel;
   private recording?: SessionRecording;
 
   constructor(
@@ -277,6 +279,7 @@ class ForwardedSession {
     if (this.started || !accept || (what.kind === 'exec' && what.command.includes('\0'))) return reject?.();
     this.started = true;
     const stream = accept();
+    this.stream = stream;
     stream.once('close', () => {
       this.closed = true;
       this.remote?.close();
@@ -396,20 +399,14 @@ class ForwardedSession {
     const r = this.recording;
     if (!r) return true;
     try {
-      w(r);
+      this.recording = writeRecording(r, this.f.opts.audit, w);
       return true;
-    } catch (err) {
+    } catch (refusal) {
       this.recording = undefined;
-      void r.close().catch(() => undefined);
-      try {
-        this.f.opts.audit.refuse(err, 'recording');
-      } catch (refusal) {
-        this.remote?.close();
-        this.f.inner.end();
-        this.f.opts.log.error('recording failed; ending the session', { sid: this.sid, error: (refusal as Error).message });
-        return false;
-      }
-      return true;
+      this.stream?.stderr.write(`\r\n${recordingEndedMessage(refusal as Error)}\r\n`);
+      this.remote?.close();
+      this.f.inner.end();
+      return false;
     }
   }
 
