@@ -39,6 +39,7 @@ const sharedShape = {
   account: str,
   region: str,
   logRetentionDays: int,
+  sessionRecording: z.preprocess(emptyToUndefined, z.enum(['node', 'proxy', 'off'], { error: 'expected node, proxy or off' }).optional()),
 };
 
 const contextSchema = z.object({
@@ -76,6 +77,7 @@ function sharedProps(c: Shared) {
     kubernetes: c.kubernetes,
     env: c.account !== undefined || c.region !== undefined ? { account: c.account, region: c.region } : undefined,
     logRetentionDays: c.logRetentionDays,
+    sessionRecording: c.sessionRecording,
   };
 }
 

@@ -32,6 +32,8 @@ export interface AuthTierProps extends InstanceSettings {
   readonly vpcSubnets: ec2.SubnetSelection;
   /** Whether the proxies sit behind an ACM certificate on an ALB (`USE_ACM`). */
   readonly useAcm: boolean;
+  /** `auth_service.session_recording` (`TELEPORT_SESSION_RECORDING`). @default - node */
+  readonly sessionRecording?: 'node' | 'proxy' | 'off';
 
   /**
    * EC2 instance type.
@@ -120,6 +122,7 @@ export class AuthTier extends Construct {
         [ConfVars.recordingsBucket]: storage.recordingsBucket.bucketName,
         [ConfVars.ssmKeyArn]: storage.key.keyArn,
         [ConfVars.useAcm]: String(props.useAcm),
+        [ConfVars.sessionRecording]: props.sessionRecording,
       },
     });
 

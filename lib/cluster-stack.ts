@@ -185,6 +185,7 @@ export class ClusterStack extends Stack {
       vpc,
       vpcSubnets: privateSubnets,
       useAcm: certificate !== undefined,
+      sessionRecording: props.sessionRecording,
       amiParameterName,
       notificationsTopic: props.notificationsTopic,
       telemetry: this.telemetry,

@@ -85,6 +85,15 @@ export interface TeleportStackProps extends StackProps {
    * @default 30
    */
   readonly logRetentionDays?: number;
+
+  /**
+   * Where sessions are recorded (`auth_service.session_recording`): `node` (each node records its
+   * sessions), `proxy` (recording proxy mode: the proxies record them, for OpenSSH servers without
+   * the node service; see the README) or `off`.
+   *
+   * @default 'node'
+   */
+  readonly sessionRecording?: 'node' | 'proxy' | 'off';
 }
 
 /** Throws an Error naming the first invalid shared prop; `domainName` is the stack's domain, if any. */
@@ -115,4 +124,7 @@ export function validateTeleportStackProps(props: TeleportStackProps, domainName
   cidrs.forEach((c) => checkCidr('allowedCidrs', c));
   checkKubernetes(props.kubernetes);
   if (props.logRetentionDays !== undefined) checkLogRetentionDays('logRetentionDays', props.logRetentionDays);
+  if (props.sessionRecording !== undefined && !['node', 'proxy', 'off'].includes(props.sessionRecording)) {
+    throw new Error(`sessionRecording must be node, proxy or off, not "${String(props.sessionRecording)}"`);
+  }
 }

@@ -244,6 +244,7 @@ export class StarterStack extends Stack {
             }
           : {}),
         [ConfVars.useAcm]: String(useAcm),
+        [ConfVars.sessionRecording]: props.sessionRecording,
         ...this.telemetry.conf,
         ...(letsEncrypt ? { [ConfVars.useLetsEncrypt]: 'true', [ConfVars.domainAdminEmail]: props.letsEncryptEmail } : {}),
       }),

@@ -8,7 +8,8 @@ import { ROTATION_PHASES, type RotationPhase } from './rotation';
 import { z } from 'zod';
 import { DEFAULT_NAMESPACE } from '../contract/keys';
 import { RecordingStore } from '../recordings/store';
-import { AccessDeniedError, BadParameterError } from '../utils/errors';
+import { AccessDeniedError, AlreadyExistsError, BadParameterError } from '../utils/errors';
+import { parseAddrWithPort } from '../config/address';
 import { heartbeatsReceived } from '../service/metrics';
 import { EventFields } from '../events/filelog';
 import { VERSION } from '../version';
@@ -54,6 +55,9 @@ const userCertBody = z
   .object({ public_key: z.string().min(1).max(16384), tls_public_key: z.string().max(16384).optional(), ttl: ttlNs, route_to_cluster: z.string().max(255).optional() })
   .strict();
 
+/** The longest host certificate a proxy in recording mode gets. */
+const PROXY_HOST_CERT_MAX_TTL_MS = 2 * 3600_000;
+
 const hostCertBody = z.object({ public_key: z.string().min(1).max(16384), host_names: z.array(shortString).min(1).max(64), ttl: ttlNs }).strict();
 
 const signupBody = z
@@ -82,6 +86,20 @@ function who(caller: Caller): string {
 function caType(v: string): CAType {
   if (v !== 'user' && v !== 'host') throw new BadParameterError(`unknown CA type "${v}": expected user or host`);
   return v;
+}
+
+/** A node an administrator registers: a name, a hostname and the address the proxy dials (`host:port`). */
+function checkRegisteredNode(server: Server): Server {
+  if (server.kind !== 'node') throw new BadParameterError(`expected a node resource, got ${server.kind}`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(server.metadata.name)) throw new BadParameterError(`node name "${server.metadata.name}": letters, digits, ".", "_" and "-" only`);
+  if (!server.spec.hostname) throw new BadParameterError(`node "${server.metadata.name}": spec.hostname is required (the name users reach it by)`);
+  try {
+    parseAddrWithPort(server.spec.addr);
+  } catch {
+    throw new BadParameterError(`node "${server.metadata.name}": spec.addr "${server.spec.addr}" is not host:port (the address the proxy dials)`);
+  }
+  if (server.spec.use_tunnel || server.spec.cmd_labels) throw new BadParameterError(`node "${server.metadata.name}": use_tunnel and cmd_labels are for nodes that run the node service`);
+  return server;
 }
 
 /** A cluster member may only announce itself. */
@@ -208,11 +226,18 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
     route({
       method: 'POST',
       path: '/v1/hosts/certs',
-      allow: [],
+      // A proxy in recording mode presents a host certificate for the target it terminates (proxy/hostcerts.ts).
+      allow: ['Proxy'],
       body: hostCertBody,
-      handler: async ({ body }) => ({
-        cert: b64(await auth.generateHostCertForNames(Buffer.from(body.public_key, 'base64').toString(), body.host_names, toMs(body.ttl) ?? 12 * 3600_000)),
-      }),
+      handler: async ({ body, caller }) => {
+        const proxy = caller.kind === 'system' && caller.role === 'Proxy';
+        if (proxy && auth.opts.clusterConfig.session_recording !== 'proxy') {
+          throw new AccessDeniedError('a proxy may get host certificates only while session_recording is proxy');
+        }
+        const ttlMs = toMs(body.ttl) ?? 12 * 3600_000;
+        if (proxy && (ttlMs === 0 || ttlMs > PROXY_HOST_CERT_MAX_TTL_MS)) throw new BadParameterError(`a proxy's host certificates live at most ${PROXY_HOST_CERT_MAX_TTL_MS / 3600_000}h`);
+        return { cert: b64(await auth.generateHostCertForNames(Buffer.from(body.public_key, 'base64').toString(), body.host_names, ttlMs)) };
+      },
     }),
     route({ method: 'GET', path: '/v1/users', allow: ['Proxy'], handler: async () => auth.users.list() }),
     route({ method: 'GET', path: '/v1/users/:name', allow: ['Proxy'], handler: async ({ params }) => auth.users.get(params.name) }),
@@ -310,6 +335,23 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
     }),
     ...trustRoutes(auth),
     ...presenceRoutes('node', '/v1/namespaces/:ns/nodes', ['Node', 'Proxy', 'user', 'remote_user'], ['Node']),
+    route({
+      // `tctl create` of a node: a server that runs no node service (an OpenSSH server), listed and reached like a node.
+      method: 'PUT',
+      path: '/v1/namespaces/:ns/nodes',
+      allow: [],
+      body: serverSchema,
+      handler: async ({ body, params, query, caller }) => {
+        const node = checkRegisteredNode(body as Server);
+        const ns = params.ns ?? DEFAULT_NAMESPACE;
+        if (query.get('create') === 'true' && (await auth.presence.list('node', ns)).some((n) => n.metadata.name === node.metadata.name)) {
+          throw new AlreadyExistsError(`node "${node.metadata.name}" already exists (tctl create -f replaces it)`);
+        }
+        await auth.presence.register({ ...node, metadata: { ...node.metadata, namespace: ns } });
+        await auth.emit({ event: 'resource.create', user: who(caller), kind: 'node', name: node.metadata.name });
+        return {};
+      },
+    }),
     ...presenceRoutes('proxy', '/v1/proxies', ['Node', 'Proxy'], ['Proxy']),
     ...presenceRoutes('auth_server', '/v1/authservers', ['Node', 'Proxy'], []),
     route({

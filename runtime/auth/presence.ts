@@ -1,7 +1,8 @@
 /**
  * Presence: the heartbeat records of nodes, proxies and auth servers. Each
  * record expires (600 s by default) unless its server announces itself again,
- * so a stopped server disappears from `tctl nodes ls` on its own.
+ * so a stopped server disappears from `tctl nodes ls` on its own; a node an
+ * administrator registers (an OpenSSH server) stays until it is removed.
  */
 import { Backend } from '../backend';
 import { DEFAULT_NAMESPACE, Keys, rangeEnd } from '../contract/keys';
@@ -46,6 +47,15 @@ export class Presence {
       value: Buffer.from(JSON.stringify(record)),
       expires,
     });
+  }
+
+  /**
+   * Registers a node an administrator describes (`tctl create`, e.g. an OpenSSH server): kept until
+   * `metadata.expires`, or until removed (`tctl rm node/<name>`) when it names none.
+   */
+  async register(server: Server): Promise<void> {
+    const expires = server.metadata.expires ? new Date(server.metadata.expires) : undefined;
+    await this.backend.put({ key: keyOf(server.kind, server.metadata.name, server.metadata.namespace), value: Buffer.from(JSON.stringify(server)), ...(expires ? { expires } : {}) });
   }
 
   async list(kind: Kind, namespace = DEFAULT_NAMESPACE): Promise<Server[]> {

@@ -11,7 +11,7 @@ import { openBackend } from '../backend';
 import { AuthClient, HostPort } from '../auth/client';
 import { IdentityStore } from '../auth/identity';
 import { exportLines } from '../auth/export';
-import { CertAuthority, parseResource, roleSchema, formatServerLabels, Server, serverAddress, tokenSchema, TrustedClusterResource, trustedClusterSchema, User, userSchema } from '../auth/resources';
+import { CertAuthority, parseResource, roleSchema, formatServerLabels, Server, serverAddress, serverSchema, tokenSchema, TrustedClusterResource, trustedClusterSchema, User, userSchema } from '../auth/resources';
 import { Connector, connectorSchema } from '../auth/sso/connectors';
 import type { RemoteClusterStatus } from '../auth/trust';
 import { buildConfig, formatDuration, loadConfigFile, parseAddr, parseDuration, resolveConfigPath } from '../config';
@@ -525,7 +525,8 @@ program
       else if (kind === 'token') parsed.push({ kind, value: parseResource(tokenSchema, value, where) });
       else if (kind === 'trusted_cluster') parsed.push({ kind, value: parseResource(trustedClusterSchema, value, where) });
       else if (kind === 'oidc' || kind === 'github') parsed.push({ kind, value: parseResource(connectorSchema(kind), value, where) });
-      else throw new BadParameterError(`${where}: cannot create resources of kind "${kind || '(missing)'}": expected user, role, token, trusted_cluster, oidc or github`);
+      else if (kind === 'node') parsed.push({ kind, value: parseResource(serverSchema, value, where) });
+      else throw new BadParameterError(`${where}: cannot create resources of kind "${kind || '(missing)'}": expected user, role, token, trusted_cluster, oidc, github or node`);
     }
     // Everything is validated before anything is written.
     await withClient(cmd, async (ctx) => {
@@ -540,6 +541,11 @@ program
         } else if (r.kind === 'oidc' || r.kind === 'github') {
           await ctx.client.put(`/v1/connectors/${r.kind}${q}`, r.value);
           out(`${r.kind} connector "${(r.value as Connector).metadata.name}" has been ${o.force ? 'created or updated' : 'created'}\n`);
+        } else if (r.kind === 'node') {
+          // A server without the node service (an OpenSSH server), listed and reached through the proxy like a node.
+          const n = r.value as Server;
+          await ctx.client.put(`/v1/namespaces/${encodeURIComponent(n.metadata.namespace)}/nodes${q}`, n);
+          out(`node "${n.metadata.name}" has been ${o.force ? 'updated' : 'created'}\n`);
         } else if (r.kind === 'trusted_cluster') {
           // Creating one establishes trust with the root (its proxy checks the token and exchanges CAs); -f updates one.
           await ctx.client.put(`/v1/trustedclusters${o.force ? '?force=true' : ''}`, r.value);

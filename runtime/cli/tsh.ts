@@ -165,10 +165,11 @@ program
   .argument('<paths...>', 'Sources, then the destination; the remote side is [user@]host:path')
   .option('-r, --recursive', 'Copy directories recursively')
   .option('-P, --port <port>', 'Node SSH port', intArg('--port'))
+  .option('-A, --forward-agent', 'Forward the agent to the proxy (a recording proxy, session_recording: proxy, needs it)')
   .option('--cluster <name>', CLUSTER_HELP)
-  .action(async (paths: string[], o: { recursive?: boolean; port?: number; cluster?: string }) => {
+  .action(async (paths: string[], o: { recursive?: boolean; port?: number; cluster?: string; forwardAgent?: boolean }) => {
     if (paths.length < 2) throw new BadParameterError('tsh scp: give at least one source and a destination');
-    await scpCommand({ sources: paths.slice(0, -1), destination: paths[paths.length - 1], recursive: o.recursive, port: o.port, proxy: globalProxy(), cluster: clusterOf(o) });
+    await scpCommand({ sources: paths.slice(0, -1), destination: paths[paths.length - 1], recursive: o.recursive, port: o.port, proxy: globalProxy(), cluster: clusterOf(o), forwardAgent: o.forwardAgent });
   });
 
 program

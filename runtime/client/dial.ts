@@ -39,6 +39,11 @@ export interface DialOptions {
   /** 0: whichever port the node listens on. */
   port: number;
   readyTimeoutMs?: number;
+  /**
+   * Forward the agent (this identity) to the proxy on the subsystem's session channel: a proxy in
+   * recording mode (`session_recording: proxy`) logs in to the node with it. @default false
+   */
+  forwardAgent?: boolean;
   /** Opens the TCP connection to the proxy. @default dialTcp (through the environment's HTTP proxy when it names one) */
   dialTcp?: (host: string, port: number, timeoutMs: number) => Promise<Socket>;
 }
@@ -139,6 +144,19 @@ export function proxySubsystem(proxy: Client, request: string): Promise<ClientCh
   });
 }
 
+/**
+ * Sends `auth-agent-req@openssh.com` on the proxy subsystem's session channel (ssh2 offers it only
+ * with exec and shell), before any byte of the node's SSH connection; the agent channels the proxy
+ * then opens are served by the proxy connection's agent.
+ */
+function forwardAgentOn(proxy: Client, channel: ClientChannel): void {
+  const c = proxy as unknown as { _agentFwdEnabled?: boolean; _protocol?: { openssh_agentForward?(id: number, wantReply: boolean): void } };
+  const id = (channel as unknown as { outgoing?: { id?: number } }).outgoing?.id;
+  if (typeof c._protocol?.openssh_agentForward !== 'function' || id === undefined) throw new ConnectionProblemError('cannot forward the agent to the proxy: ssh2 does not have the expected shape');
+  c._agentFwdEnabled = true;
+  c._protocol.openssh_agentForward(id, false);
+}
+
 /** The subsystem name for a node: `proxy:<host>:<port>@<cluster>`. */
 export function proxySubsystemName(host: string, port: number, cluster: string): string {
   const h = host.includes(':') ? `[${host}]` : host;
@@ -168,6 +186,7 @@ export async function dialNode(opts: DialOptions): Promise<NodeConnection> {
     const nodeCluster = opts.leaf ?? { cluster: opts.cluster, hostCAs: opts.hostCAs };
     if (nodeCluster.hostCAs.length === 0) throw new AccessDeniedError(`no host CA is trusted for cluster "${nodeCluster.cluster}" (run "tsh login" again)`);
     const channel = await proxySubsystem(proxy, proxySubsystemName(opts.host, opts.port, nodeCluster.cluster));
+    if (opts.forwardAgent) forwardAgentOn(proxy, channel);
     let stderr = '';
     channel.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8').slice(0, 4096)));
     const node = await connectClient(

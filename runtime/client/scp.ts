@@ -21,6 +21,8 @@ export interface ScpOptions {
   /** A leaf cluster of the login's cluster (`--cluster`). */
   cluster?: string;
   home?: string;
+  /** `-A`: forward the agent to the proxy, which a recording proxy (`session_recording: proxy`) needs. */
+  forwardAgent?: boolean;
 }
 
 export interface RemotePath {
@@ -113,7 +115,7 @@ export async function scpCommand(opts: ScpOptions): Promise<void> {
   if (targets.size !== 1) throw new BadParameterError('tsh scp: all remote sources must be on one host');
 
   const me = currentLogin({ proxy: opts.proxy, home: opts.home, cluster: opts.cluster });
-  const conn = await connectNode(me, [...targets][0], { port: opts.port });
+  const conn = await connectNode(me, [...targets][0], { port: opts.port, forwardAgent: opts.forwardAgent });
   try {
     const sftp = await new Promise<SFTPWrapper>((resolve, reject) =>
       conn.node.sftp((err, s) => (err ? reject(new ConnectionProblemError(`cannot start SFTP on the node: ${err.message}`)) : resolve(s))),

@@ -50,7 +50,7 @@ export function parseTarget(target: string): { login?: string; host: string } {
 }
 
 /** Logs in to a node through the proxy as `[login@]host` (`login` in opts wins). */
-export async function connectNode(me: CurrentLogin, target: string, opts: { login?: string; port?: number } = {}): Promise<NodeConnection> {
+export async function connectNode(me: CurrentLogin, target: string, opts: { login?: string; port?: number; forwardAgent?: boolean } = {}): Promise<NodeConnection> {
   const { login: targetLogin, host } = parseTarget(target);
   const login = opts.login ?? targetLogin ?? defaultLogin(me.key);
   // The certificate lists the logins the roles allowed at login time: say so now rather than after a refused handshake.
@@ -68,6 +68,8 @@ export async function connectNode(me: CurrentLogin, target: string, opts: { logi
         login,
         host,
         port: opts.port ?? 0,
+        // A recording proxy logs in to the node with the forwarded agent (`-A`).
+        ...(opts.forwardAgent ? { forwardAgent: true } : {}),
       }),
     (msg) => process.stderr.write(msg + '\n'),
   );

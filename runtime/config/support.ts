@@ -55,12 +55,6 @@ const setBeyondDisabled = (section: Record<string, unknown>) => Object.entries(s
 export const KEY_SUPPORT: readonly KeySupport[] = [
   // Security settings that would not take effect: refused.
   {
-    path: ['auth_service', 'session_recording'],
-    action: 'refuse',
-    when: (v) => v === 'proxy',
-    message: 'proxy (recording proxy mode) is not supported yet; use node (nodes record sessions, the default) or off',
-  },
-  {
     path: ['auth_service', 'authentication', 'type'],
     action: 'refuse',
     when: (v) => v === 'saml',
@@ -95,11 +89,6 @@ export const KEY_SUPPORT: readonly KeySupport[] = [
     path: ['auth_service', 'authentication', 'u2f'],
     action: 'warn',
     message: 'has no effect: second_factor u2f is not supported',
-  },
-  {
-    path: ['auth_service', 'proxy_checks_host_keys'],
-    action: 'warn',
-    message: 'has no effect: it applies to recording proxy mode (session_recording: proxy), which is not supported yet',
   },
   {
     path: ['auth_service', 'license_file'],

@@ -52,6 +52,8 @@ export const ConfVars = {
   logGroup: 'TELEPORT_LOG_GROUP',
   /** The CloudWatch Logs group the agent writes the scraped metrics to (embedded metric format), from which CloudWatch extracts them. */
   metricsLogGroup: 'TELEPORT_METRICS_LOG_GROUP',
+  /** Auth instances: `auth_service.session_recording` (node, proxy or off); empty: node, the default. */
+  sessionRecording: 'TELEPORT_SESSION_RECORDING',
 } as const;
 
 export type ConfVar = (typeof ConfVars)[keyof typeof ConfVars];

@@ -51,6 +51,8 @@ export interface InstanceConf {
   readonly signal?: { readonly stack: string; readonly resource: string; readonly targetGroups: readonly string[] };
   /** Where the CloudWatch agent sends the instance's logs and metrics: both groups, or neither (no agent config). */
   readonly telemetry?: { readonly logGroup: string; readonly metricsLogGroup: string };
+  /** `auth_service.session_recording` of an auth instance; undefined: the default (node). */
+  readonly sessionRecording?: 'node' | 'proxy' | 'off';
   /** Names of {@link UNSUPPORTED_VARS} that were set (not empty). */
   readonly ignored: string[];
 }
@@ -115,6 +117,7 @@ const ConfSchema = z.object({
   [ConfVars.cfnResource]: name('a CloudFormation logical id', /^[A-Za-z0-9]{1,255}$/),
   [ConfVars.logGroup]: name('a CloudWatch Logs group name', LOG_GROUP),
   [ConfVars.metricsLogGroup]: name('a CloudWatch Logs group name', LOG_GROUP),
+  [ConfVars.sessionRecording]: opt(z.enum(['node', 'proxy', 'off'], { error: 'expected node, proxy or off' })),
   [ConfVars.targetGroups]: opt(
     z
       .string()
@@ -194,6 +197,7 @@ export function validateConf(vars: Record<string, string>, file: string, lineOf:
     proxyServerLb: c[ConfVars.proxyServerLb],
     proxyServerNlbAlias: c[ConfVars.proxyServerNlbAlias],
     ssmKeyArn: c[ConfVars.ssmKeyArn],
+    ...(c[ConfVars.sessionRecording] !== undefined ? { sessionRecording: c[ConfVars.sessionRecording] } : {}),
     ...(c[ConfVars.cfnStack] !== undefined && c[ConfVars.cfnResource] !== undefined
       ? { signal: { stack: c[ConfVars.cfnStack]!, resource: c[ConfVars.cfnResource]!, targetGroups: c[ConfVars.targetGroups] ?? [] } }
       : {}),
@@ -237,6 +241,9 @@ export function validateConf(vars: Record<string, string>, file: string, lineOf:
   if (dynamoSet.length > 0) {
     if (conf.role === 'proxy' || conf.role === 'node') at(dynamoSet[0], `is only for the auth service, not ${roleWhy}`);
     need(ConfVars.region, conf.region, '(the region of the DynamoDB tables)');
+  }
+  if (conf.sessionRecording !== undefined && (conf.role === 'proxy' || conf.role === 'node')) {
+    at(ConfVars.sessionRecording, `is for the auth service (proxies and nodes read it from there), not ${roleWhy}`);
   }
   if (c[ConfVars.targetGroups] !== undefined && c[ConfVars.cfnStack] === undefined) {
     at(ConfVars.targetGroups, `is only used with ${ConfVars.cfnStack} and ${ConfVars.cfnResource} (the readiness signal waits on the target groups)`);

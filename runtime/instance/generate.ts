@@ -66,6 +66,7 @@ export interface GeneratedConfig {
     keep_alive_interval: string;
     keep_alive_count_max: number;
     authentication: { type: 'local'; second_factor: 'otp' };
+    session_recording: 'node' | 'proxy' | 'off';
   }>;
   ssh_service: { enabled: boolean } & Partial<{ listen_addr: string; labels: Record<string, string> }>;
   proxy_service: { enabled: boolean } & Partial<{
@@ -142,6 +143,7 @@ export function generateConfig(
         keep_alive_interval: '1m',
         keep_alive_count_max: 3,
         authentication: { type: 'local', second_factor: 'otp' },
+        ...(conf.sessionRecording ? { session_recording: conf.sessionRecording } : {}),
       }
     : { enabled: false };
 

@@ -27,6 +27,7 @@ import { PamSettings } from './pam';
 import { SessionDirectory } from './shared';
 import { NodeSession, SessionRecording } from './session';
 import { UserLimit } from '../utils/userlimit';
+import type { ClusterConfig } from '../auth/server';
 import { type Address, formatAddress, HelloVerifier, parseProxyHello } from '../proxy/hello';
 import { HelloFront } from './hellofront';
 
@@ -62,7 +63,10 @@ export interface NodeServerOptions {
   maxUsers: number;
   /** Where audit events go (ssh_service.audit_failure decides whether a session runs when they cannot be recorded). */
   audit: AuditGate;
-  record(sid: string): SessionRecording;
+  /** `session_recording` as the auth server has it now, read when a connection logs in. */
+  sessionRecording(): Promise<SessionRecordingMode>;
+  /** Starts recording session `sid`; with a mode other than `node`, a recording that keeps nothing. */
+  record(sid: string, mode: SessionRecordingMode): SessionRecording;
   /** The interactive sessions others may join, published to the auth server. @default not published */
   sessions?: SessionDirectory;
   log: Logger;
@@ -70,8 +74,10 @@ export interface NodeServerOptions {
 
 export const SSH_IDENT = 'Teleport';
 
+export type SessionRecordingMode = ClusterConfig['session_recording'];
+
 /** What the session may do: what the certificate permits and the user's roles still permit now. */
-function permitsOf(cert: Certificate, now: Permissions): Permissions {
+export function permitsOf(cert: Certificate, now: Permissions): Permissions {
   const e = cert.extensions;
   return {
     pty: 'permit-pty' in e && now.pty,
@@ -176,6 +182,7 @@ export class NodeServer {
     let cert: Certificate | undefined;
     let permit: Permissions | undefined;
     let osUser: OsUser | undefined;
+    let recording: SessionRecordingMode = 'node';
     let login = '';
     let lastActivity = Date.now();
     const timers: NodeJS.Timeout[] = [];
@@ -224,8 +231,8 @@ export class NodeServer {
         log.warn('user limit reached, refusing a login', { user: verified.keyId, max_users: opts.maxUsers });
         return refuse(reject, verified.keyId, 'too many users connected', false);
       }
-      lookupUser(login).then(
-        (u) => {
+      Promise.all([lookupUser(login), opts.sessionRecording()]).then(
+        ([u, mode]) => {
           if (cert) {
             this.users.remove(verified.keyId);
             return reject();
@@ -233,6 +240,7 @@ export class NodeServer {
           cert = verified;
           permit = permitsOf(verified, accessFor(decision.user, decision.roles).permit);
           osUser = u;
+          recording = mode;
           ctx.accept();
         },
         (err: Error) => {
@@ -277,7 +285,7 @@ export class NodeServer {
           permitUserEnv: opts.permitUserEnv,
           ...(opts.pam ? { pam: opts.pam } : {}),
           audit: opts.audit,
-          record: opts.record,
+          record: (sid) => opts.record(sid, recording),
           openAgentChannel: (cb) => client.openssh_authAgent((err, ch) => cb(err, ch)),
           touch,
           sessions: this.sessions,

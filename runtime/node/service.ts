@@ -8,7 +8,6 @@
  * connections that come through its reverse tunnel (tunnel.ts).
  */
 import * as os from 'node:os';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AuthClient } from '../auth/client';
 import { Identity, IdentityStore } from '../auth/identity';
@@ -19,20 +18,16 @@ import { SessionDirectory } from './shared';
 import { ClusterConfig } from '../auth/server';
 import { TeleportConfig } from '../config';
 import { sshAlgorithmsOf } from '../sshcert/algorithms';
-import { auditEventSender, EventSpool } from '../events/spool';
-import { SessionRecorder } from '../recordings/recorder';
-import { RecordingUploader } from '../recordings/uploader';
+import { NO_RECORDING, startSessionSink } from '../events/sessionsink';
+import { ClusterSettings } from '../service/clustersettings';
 import { Closers } from '../utils/closers';
 import { Logger } from '../utils/logger';
 import { limitRepeats } from '../utils/logrepeats';
 import { VERSION } from '../version';
 import { announceTtlMs } from '../auth/presence';
 import { Heartbeat } from '../service/heartbeat';
-import { auditEventsQueued, recordingUploadsPending } from '../service/metrics';
 import { nodeIdentityFile, nodeJoined, type ReadinessCheck } from '../instance/readiness';
 import { DynamicLabels } from './labels';
-import { AuditGate } from './auditgate';
-import { claimSpoolDir } from '../events/spooldir';
 import { PamSettings } from './pam';
 import { NodeServer } from './server';
 import { AgentPool } from './agentpool';
@@ -114,35 +109,9 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     opened.add(() => rotation.stop());
     await rotation.start();
 
-    const logDir = path.join(config.dataDir, 'log', 'upload');
-    // One process per spool directory: during a USR2 handover the new process spools beside the old one's.
-    const spoolDir = claimSpoolDir(path.join(logDir, 'events'));
-    opened.add(() => spoolDir.release());
-    const send = auditEventSender(client);
-    const spool = new EventSpool({ dir: spoolDir.dir, send, log: log.child('events') });
-    opened.add(() => spool.close());
-    await spool.start();
-    opened.add(auditEventsQueued.track(() => spool.queued()));
-    for (const dir of spoolDir.orphans) {
-      // A spool left by a process that is gone: its events are delivered, then it is removed.
-      const left = new EventSpool({ dir, send, log: log.child('events') });
-      opened.add(() => left.close());
-      await left.start();
-      void left
-        .flush()
-        .then(() => left.close())
-        .then(() => fs.promises.rm(dir, { recursive: true, force: true }))
-        .then(
-          () => log.info('delivered the audit events a previous process left', { dir }),
-          (err) => log.warn('cannot deliver the audit events a previous process left yet; they stay for the next start', { dir, error: (err as Error).message }),
-        );
-    }
-    const audit = new AuditGate({ write: (e) => spool.emit(e), dir: spoolDir.dir, mode: config.ssh.auditFailure, log: log.child('audit') });
-    const sessionsDir = path.join(logDir, 'sessions', 'default');
-    const uploader = new RecordingUploader({ dir: sessionsDir, client, log: log.child('upload') });
-    opened.add(() => uploader.close());
-    await uploader.start();
-    opened.add(recordingUploadsPending.track(() => uploader.pending()));
+    const sink = await startSessionSink({ client, dir: path.join(config.dataDir, 'log', 'upload'), auditFailure: config.ssh.auditFailure, log, opened });
+    // session_recording is read from the auth server as each connection arrives: a change needs no restart here.
+    const settings = new ClusterSettings(() => client.get<ClusterConfig>('/v1/configuration/cluster'), cluster, log.child('cluster'));
 
     let heartbeat: Heartbeat | undefined;
     const labels = new DynamicLabels(config.ssh.commands, () => void heartbeat?.announce(), log.child('labels'));
@@ -175,20 +144,9 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
       maxConnections: config.connectionLimits.maxConnections,
       preAuth: config.ssh.preAuth,
       maxUsers: config.connectionLimits.maxUsers,
-      audit,
-      record: (sid) => {
-        if (cluster.session_recording !== 'node') return { output: () => undefined, event: () => undefined, close: async () => undefined, discard: () => undefined };
-        const rec = new SessionRecorder({ dir: sessionsDir, sid, serverId: opts.hostUUID });
-        return {
-          output: (d) => rec.output(d),
-          event: (f) => rec.event(f),
-          close: async () => {
-            await rec.close();
-            uploader.notify();
-          },
-          discard: () => rec.discard(),
-        };
-      },
+      sessionRecording: async () => (await settings.current()).session_recording,
+      audit: sink.audit,
+      record: (sid, mode) => (mode === 'node' ? sink.record(sid, opts.hostUUID) : NO_RECORDING),
       log: log.child('ssh'),
     });
     let address: { host: string; port: number };
@@ -241,6 +199,6 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
       beating.readiness('node heartbeat: the last announce reached the auth server'),
       ...(agent ? [tunnelUp(agent, address)] : []),
     ];
-    return { address, flushEvents: () => spool.flush(), readiness, close: () => opened.close() };
+    return { address, flushEvents: () => sink.flush(), readiness, close: () => opened.close() };
   });
 }

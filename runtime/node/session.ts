@@ -14,6 +14,8 @@ import * as fs from 'node:fs';
 import * as pty from 'node-pty';
 import type { PseudoTtyInfo, ServerChannel, Session } from 'ssh2';
 import { EventFields } from '../events/filelog';
+import { recordingEndedMessage, writeRecording } from '../events/sessionsink';
+import { execEvent, scpEvent, sessionEndEvent, sessionStartEvent, type SessionWho, subsystemEvent } from '../events/sessionevents';
 import { Logger } from '../utils/logger';
 import { nodeSessionsActive, nodeSessionsStarted } from '../service/metrics';
 import { AgentForwarder } from './agent';
@@ -201,7 +203,7 @@ export class NodeSession implements Joinable {
     this.recordEvent(ev);
   }
 
-  private who() {
+  private who(): SessionWho {
     return { user: this.conn.user, login: this.conn.login, server_id: this.conn.serverId, namespace: 'default' };
   }
 
@@ -298,13 +300,8 @@ export class NodeSession implements Joinable {
   }
 
   private async auditCommand(command: string): Promise<void> {
-    const scp = /^\s*scp\s+(.*)$/.exec(command);
-    if (scp) {
-      const flags = scp[1].split(/\s+/);
-      const action = flags.includes('-t') ? 'upload' : flags.includes('-f') ? 'download' : 'scp';
-      const target = flags.filter((f) => !f.startsWith('-')).join(' ');
-      await this.conn.audit.emitDurable({ event: 'scp', action, path: target, command, ...this.who(), 'addr.remote': `${this.conn.remoteAddr}:${this.conn.remotePort}`, code: action === 'download' ? 'T3004I' : 'T3005I' });
-    }
+    const scp = scpEvent(command, this.who(), `${this.conn.remoteAddr}:${this.conn.remotePort}`);
+    if (scp) await this.conn.audit.emitDurable(scp);
   }
 
   /** Writes a session event to the recording; a recording that cannot be written ends the session (audit_failure: refuse). */
@@ -317,36 +314,30 @@ export class NodeSession implements Joinable {
     const r = this.recording;
     if (!r) return !this.recordingFailed;
     try {
-      write(r);
+      this.recording = writeRecording(r, this.conn.audit, write);
       return true;
-    } catch (err) {
+    } catch (refusal) {
       this.recording = undefined;
-      void r.close().catch(() => undefined);
-      try {
-        this.conn.audit.refuse(err, 'recording');
-      } catch (refusal) {
-        this.recordingFailed = true;
-        this.stream?.stderr.write(`\r\nsession ended: ${(refusal as Error).message.replace(/^session refused: /, '')}\r\n`);
-        this.cleanup();
-        return false;
-      }
-      return true;
+      this.recordingFailed = true;
+      this.stream?.stderr.write(`\r\n${recordingEndedMessage(refusal as Error)}\r\n`);
+      this.cleanup();
+      return false;
     }
   }
 
   /** Starts the recording and records session.start in it and, durably, in the audit log. */
   private async sessionStart(): Promise<void> {
     const c = this.conn;
-    const ev = {
-      event: 'session.start',
+    const ev = sessionStartEvent({
       sid: this.sid,
-      ...this.who(),
-      'addr.remote': `${c.remoteAddr}:${c.remotePort}`,
-      'addr.local': `${c.localAddr}:${c.localPort}`,
-      size: `${this.ptyInfo!.cols}:${this.ptyInfo!.rows}`,
-      server_hostname: c.hostname,
-      server_labels: c.labels(),
-    };
+      who: this.who(),
+      remote: `${c.remoteAddr}:${c.remotePort}`,
+      local: `${c.localAddr}:${c.localPort}`,
+      cols: this.ptyInfo!.cols,
+      rows: this.ptyInfo!.rows,
+      hostname: c.hostname,
+      labels: c.labels(),
+    });
     try {
       this.recording = c.record(this.sid);
     } catch (err) {
@@ -392,18 +383,14 @@ export class NodeSession implements Joinable {
       this.conn.sessions.remove(this.sid);
       const sig = signalName(signal);
       if (command !== undefined) this.emitExec(command, exitCode, sig);
-      const ev = {
-        event: 'session.end',
+      const ev = sessionEndEvent({
         sid: this.sid,
-        ...this.who(),
+        who: this.who(),
         participants: [...this.participants],
-        interactive: true,
-        enhanced_recording: false,
-        server_hostname: this.conn.hostname,
-        server_addr: `${this.conn.localAddr}:${this.conn.localPort}`,
-        session_start: new Date(started).toISOString(),
-        session_stop: new Date().toISOString(),
-      };
+        hostname: this.conn.hostname,
+        serverAddr: `${this.conn.localAddr}:${this.conn.localPort}`,
+        started: new Date(started),
+      });
       this.recordEvent(ev);
       void this.recording?.close().catch((err) => this.conn.log.error('failed to close the recording', { error: err }));
       this.recording = undefined;
@@ -512,16 +499,7 @@ export class NodeSession implements Joinable {
   }
 
   private emitExec(command: string, exitCode: number, signal?: string): void {
-    const failed = exitCode !== 0 || !!signal;
-    this.conn.audit.emit({
-      event: 'exec',
-      command,
-      exitCode: String(exitCode),
-      exitError: signal ? `signal ${signal}` : failed ? `exit status ${exitCode}` : '',
-      ...this.who(),
-      'addr.remote': `${this.conn.remoteAddr}:${this.conn.remotePort}`,
-      code: failed ? 'T3002E' : 'T3002I',
-    });
+    this.conn.audit.emit(execEvent(command, exitCode, signal, this.who(), `${this.conn.remoteAddr}:${this.conn.remotePort}`));
   }
 
   private finish(stream: ServerChannel, code: number, signal?: string): void {
@@ -534,7 +512,7 @@ export class NodeSession implements Joinable {
   private subsystem(accept: (() => ServerChannel) | undefined, reject: (() => void) | undefined, name: string): void {
     const server = SFTP_SERVERS.find((p) => fs.existsSync(p));
     if (name !== 'sftp' || !server || this.started || !accept) {
-      this.conn.audit.emit({ event: 'subsystem', name, exitError: name === 'sftp' ? 'sftp-server not found' : 'unknown subsystem', ...this.who(), code: 'T3001E' });
+      this.conn.audit.emit(subsystemEvent(name, name === 'sftp' ? 'sftp-server not found' : 'unknown subsystem', this.who()));
       return reject?.();
     }
     this.started = true;
@@ -547,7 +525,7 @@ export class NodeSession implements Joinable {
       return reject?.();
     }
     const stream = this.open(accept);
-    void this.audited(stream, () => this.conn.audit.emitDurable({ event: 'subsystem', name, exitError: '', ...this.who(), code: 'T3001I' })).then((ok) => {
+    void this.audited(stream, () => this.conn.audit.emitDurable(subsystemEvent(name, '', this.who()))).then((ok) => {
       if (ok) this.runPipes(stream, file, args, undefined);
     });
   }

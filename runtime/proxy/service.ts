@@ -5,6 +5,7 @@
  * the cluster.
  */
 import { isIP } from 'node:net';
+import * as path from 'node:path';
 import { dialFirst } from './relay';
 import { LocalClients } from './localclients';
 import { AuthClient } from '../auth/client';
@@ -32,6 +33,10 @@ import { RootAgents } from './rootagents';
 import { fetchHostCAKeys } from '../auth/hostcas';
 import { completeEvent } from '../events/filelog';
 import { PingResponse, startWebService, WebService } from './web';
+import { startSessionSink } from '../events/sessionsink';
+import { ClusterSettings } from '../service/clustersettings';
+import { Closers } from '../utils/closers';
+import { ForwardingHostKeys } from './hostcerts';
 
 const CONFIG_REFRESH_MS = 30_000;
 const AUTH_DIAL_TIMEOUT_MS = 15_000;
@@ -167,6 +172,9 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
     for (const leaf of leaves.keys()) if (!allowed.has(leaf)) leaves.closeAll(leaf);
   });
   let rootAgents: RootAgents | undefined;
+  // Recording proxy mode (forward.ts): sessions audited and recorded here, beside a node's spool and uploads.
+  const recordingOpened = new Closers();
+  const settings = new ClusterSettings(() => client.get<ClusterConfig>('/v1/configuration/cluster'), cluster, log.child('cluster'));
   // Leaf clusters follow this cluster's user CA (its rotations), pushed through their tunnels.
   const leafCAs = new LeafCAPush({
     clusterName: identity.clusterName,
@@ -213,7 +221,10 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
     });
     const tunnelAddr = await tunnel.listen();
     log.info('reverse tunnel service is listening', { addr: formatAddr(tunnelAddr) });
+    const sink = await startSessionSink({ client, dir: path.join(config.dataDir, 'log', 'upload', 'proxy'), auditFailure: config.ssh.auditFailure, log: log.child('recording'), opened: recordingOpened });
     ssh = await startProxySshService({
+      settings,
+      recording: { sink, hostKeys: new ForwardingHostKeys(client) },
       localClients,
       tunnels,
       leaves,
@@ -355,6 +366,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
     await web?.close();
     await ssh?.close();
     await tunnel?.close();
+    await recordingOpened.close();
     client.close();
     throw err;
   }
@@ -389,6 +401,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       await w.close();
       await s.close();
       await t.close();
+      await recordingOpened.close();
       client.close();
     },
   };

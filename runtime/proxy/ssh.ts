@@ -43,6 +43,11 @@ import { ClusterDial, ClusterRequest, FRAME_TIMEOUT_MS, pipeBoth, requestOnChann
 import { UserLimit } from '../utils/userlimit';
 import type { Duplex } from 'node:stream';
 import type { TunnelRegistry } from './tunnel';
+import type { ClusterConfig } from '../auth/server';
+import type { ClusterSettings } from '../service/clustersettings';
+import type { SessionSink } from '../events/sessionsink';
+import type { ForwardingHostKeys } from './hostcerts';
+import { serveForwarded } from './forward';
 
 export const PROXY_SSH_IDENT = 'Teleport';
 
@@ -90,6 +95,10 @@ export interface ProxySshServiceOptions {
   readonly localClients?: LocalClients;
   /** The users, roles, user CA and other clusters, loaded and kept current. @default one of its own */
   readonly access?: AccessCache;
+  /** The cluster configuration, read as each connection arrives: `session_recording` and `proxy_checks_host_keys`. @default node recording */
+  readonly settings?: ClusterSettings;
+  /** What recording proxy mode needs: where sessions are audited and recorded, and host certificates for targets. @default recording mode refused */
+  readonly recording?: { readonly sink: SessionSink; readonly hostKeys: ForwardingHostKeys };
 }
 
 export interface ProxySshService {
@@ -112,6 +121,11 @@ interface ConnectionContext {
   cert: Certificate;
   login: string;
   remote: HostPort;
+}
+
+/** A session channel on the proxy: whether the client forwarded its agent on it (recording mode only). */
+interface SessionState {
+  agent: boolean;
 }
 
 /**
@@ -236,18 +250,25 @@ class ProxySshServer {
         });
       }
       let sessions = 0;
+      // Read where the connection arrives: a change of session_recording applies to the next connection.
+      const settings = opts.settings?.current();
       client.on('session', (accept, reject) => {
         if (sessions >= MAX_SESSIONS_PER_CONNECTION) return reject();
-        const session = accept();
         sessions++;
-        session.once('close', () => sessions--);
-        this.serveSession(client, session, ctx!);
+        void (settings ?? Promise.resolve(undefined)).then((cfg) => {
+          const session = accept();
+          if (!session) return void sessions--;
+          session.once('close', () => sessions--);
+          this.serveSession(client, session, ctx!, cfg);
+        });
       });
     });
   }
 
-  private serveSession(client: Connection, session: Session, ctx: ConnectionContext): void {
+  private serveSession(client: Connection, session: Session, ctx: ConnectionContext, cfg: ClusterConfig | undefined): void {
     const log = this.opts.log;
+    const recording = cfg?.session_recording === 'proxy';
+    const state: SessionState = { agent: false };
     session.on('env', (accept) => accept?.());
     for (const type of REFUSED_WITH_MESSAGE) {
       session.on(type, (_accept: unknown, reject?: () => void) => {
@@ -257,6 +278,14 @@ class ProxySshServer {
       });
     }
     for (const type of REFUSED_QUIETLY) session.on(type as 'pty', (_accept: unknown, reject?: () => void) => reject?.());
+    // Recording mode: the agent forwarded on this session logs the user in to the target of this session's subsystem, and nothing else.
+    if (recording) {
+      session.removeAllListeners('auth-agent');
+      session.on('auth-agent', (accept) => {
+        state.agent = true;
+        accept?.();
+      });
+    }
     session.on('subsystem', (accept, reject, info) => {
       if (!info.name.startsWith(PROXY_SUBSYSTEM_PREFIX)) {
         stderrBeforeAccept(client, session, `unsupported subsystem "${info.name.slice(0, 64)}": this proxy serves only ${PROXY_SUBSYSTEM_PREFIX}<host>:<port>[@<cluster>]`);
@@ -264,7 +293,8 @@ class ProxySshServer {
       }
       const channel = accept();
       if (!channel) return;
-      this.proxy(channel, info.name, ctx).catch((err: Error) => {
+      const done = recording ? this.proxyRecorded(client, channel, info.name, ctx, state, cfg!) : this.proxy(channel, info.name, ctx);
+      done.catch((err: Error) => {
         log.info('proxy subsystem failed', { subsystem: info.name.slice(0, 300), user: ctx.cert.keyId, login: ctx.login, error: err.message });
         failChannel(channel, err.message);
       });
@@ -301,7 +331,7 @@ class ProxySshServer {
     ctx: ConnectionContext,
     decide: (node: AccessRequest['node']) => AccessDecision,
     gone: () => boolean,
-  ): Promise<{ sock: Duplex; head: Buffer; where: string; fields: Record<string, unknown> } | undefined> {
+  ): Promise<{ sock: Duplex; head: Buffer; where: string; fields: Record<string, unknown>; node?: ServerRecord } | undefined> {
     const { opts } = this;
     const [nodes, resolvedIPs] = await Promise.all([this.listNodes(target.namespace), lookupIPs(target.host, DNS_TIMEOUT_MS)]);
     const res = resolveTarget(target, nodes, { clusterName: opts.clusterName, resolvedIPs });
@@ -339,7 +369,67 @@ class ProxySshServer {
     }
     const fields = { user: ctx.cert.keyId, login: ctx.login, remote: ctx.remote.host, target: request, addr: where, ...(res.kind === 'node' ? { node: res.node.metadata.name } : { direct: true }), ...(viaTunnel ? { tunnel: true } : {}) };
     opts.log.info('proxying to node', fields);
-    return { sock, head: greeting.head, where, fields };
+    return { sock, head: greeting.head, where, fields, ...(res.kind === 'node' ? { node: res.node } : {}) };
+  }
+
+  /**
+   * Recording proxy mode (forward.ts): the target of this cluster is reached as for a relay, after the
+   * same access decision, but the SSH connection on the channel ends here and the proxy logs in to the
+   * target with the user's forwarded agent, recording the session. Leaf clusters and `proxy:@cluster`
+   * are relayed as always.
+   */
+  private async proxyRecorded(client: Connection, channel: ServerChannel, request: string, ctx: ConnectionContext, state: SessionState, cfg: ClusterConfig): Promise<void> {
+    const { opts } = this;
+    const target = parseProxySubsystem(request);
+    const cluster = target.cluster || ctx.cert.extensions[EXT_TELEPORT_ROUTE_TO_CLUSTER] || opts.clusterName;
+    if (cluster !== opts.clusterName || !target.host) return this.proxy(channel, request, ctx);
+    const rec = opts.recording;
+    if (!rec) throw new ConnectionProblemError('this proxy cannot record sessions (session_recording: proxy): it was started without a place to record them');
+    let closed = false;
+    channel.once('close', () => (closed = true));
+    const decide = (node: AccessRequest['node']) => this.access.check({ user: ctx.cert.keyId, certRoles: certRoles(ctx.cert.extensions), login: ctx.login, node });
+    const conn = await this.connectTarget(target, request, ctx, decide, () => closed);
+    if (!conn) return;
+    const node = conn.node;
+    const names = [target.host, `${target.host}.${opts.clusterName}`, ...(node ? [node.metadata.name, node.spec.hostname, `${node.spec.hostname}.${opts.clusterName}`] : [])];
+    let hostKey;
+    try {
+      hostKey = await rec.hostKeys.forNames(names);
+    } catch (err) {
+      conn.sock.destroy();
+      throw new ConnectionProblemError(`recording proxy: cannot get a host certificate for ${target.host}: ${(err as Error).message}`);
+    }
+    if (closed) return void conn.sock.destroy();
+    conn.sock.unshift(conn.head);
+    proxySessionsStarted.inc();
+    proxySessionsActive.inc();
+    channel.once('close', () => proxySessionsActive.dec());
+    opts.log.info('recording proxy: terminating the connection to the target', conn.fields);
+    serveForwarded({
+      channel,
+      sock: conn.sock,
+      target: {
+        name: target.host,
+        certNames: [target.host, ...(node ? [node.spec.hostname, node.metadata.name] : [])],
+        addr: conn.where,
+        hostname: node?.spec.hostname ?? target.host,
+        labels: node ? serverLabels(node) : {},
+      },
+      serverId: opts.hostUUID,
+      hostKey,
+      algorithms: opts.algorithms ?? DEFAULT_SSH_ALGORITHMS,
+      user: ctx.cert,
+      remote: ctx.remote,
+      // Asked for on the wire before the client's SSH bytes on this channel, so known by the time it logs in.
+      agent: () => (state.agent ? (cb) => client.openssh_authAgent((err, ch) => cb(err, ch)) : undefined),
+      trustedUserCAs: () => this.access.userCAKeys(),
+      ...(cfg.proxy_checks_host_keys ? { trustedHostCAs: this.access.hostCAKeys() } : {}),
+      authorize: (cert, login) => this.access.check({ user: cert.keyId, certRoles: certRoles(cert.extensions), login, node: node ? { name: node.spec.hostname, labels: serverLabels(node) } : { name: target.host, labels: {} } }),
+      audit: rec.sink.audit,
+      record: (sid) => rec.sink.record(sid, opts.hostUUID),
+      readyTimeoutMs: this.dialTimeoutMs,
+      log: opts.log.child('recording'),
+    });
   }
 
   /**

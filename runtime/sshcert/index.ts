@@ -58,7 +58,7 @@ export {
   EXT_TELEPORT_ROLE,
   EXT_TELEPORT_AUTHORITY,
 } from './issue';
-export { CLIENT_ALGORITHMS, CLIENT_HOST_KEY_ALGORITHMS, serverAlgorithms, certBaseAlgorithm, hostKeyWithCertificate, plainHostKey, verifyUserCertAuth, verifyHostCertAuth, type HostCertAuthOptions, LoginNotInCertificateError, clientCertIdentity, hostCertVerifier, type UserCertAuthOptions, type HostCertVerifierOptions } from './ssh2';
+export { CLIENT_ALGORITHMS, CLIENT_HOST_KEY_ALGORITHMS, serverAlgorithms, certBaseAlgorithm, hostKeyWithCertificate, plainHostKey, verifyUserCertAuth, verifyHostCertAuth, type HostCertAuthOptions, LoginNotInCertificateError, clientCertIdentity, certificateKey, hostCertVerifier, type UserCertAuthOptions, type HostCertVerifierOptions } from './ssh2';
 export {
   type AlgorithmKind,
   type SshAlgorithms,

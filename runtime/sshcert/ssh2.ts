@@ -8,9 +8,7 @@
 import { KeyObject, sign as cryptoSign } from 'node:crypto';
 import { Duplex } from 'node:stream';
 import {
-  AgentProtocol,
   BaseAgent,
-  type AgentInboundRequest,
   type AuthContext,
   type CipherAlgorithm,
   type CompressionAlgorithm,
@@ -31,7 +29,7 @@ import { type Certificate, CERT_SUFFIX, isCertificateType, parseCertificate, ver
 import { blobType, formatAuthorizedKey, publicKeyBlob, signatureAlgorithm, sshKeyType, sshSign, sshVerify } from './keys';
 import { clientExchange, serverExchange } from './mlkem768x25519';
 import { encodeOpenSSHPrivateKey } from './privatekey';
-import { SshReader } from './wire';
+import { SshReader, SshWriter } from './wire';
 
 declare module 'ssh2' {
   interface Connection {
@@ -116,6 +114,11 @@ function certificateFor(privateKey: KeyObject, certLine: string | Buffer, what: 
     throw new BadParameterError(`${what}: certificate "${cert.keyId}" does not certify the given private key`);
   }
   return cert;
+}
+
+/** The ssh2 key that presents `cert` on the wire, for an agent that holds the certified key (a forwarded agent). */
+export function certificateKey(cert: Certificate): ParsedKey {
+  return withCertificate(ssh2Key(formatAuthorizedKey(cert.publicKey), 'certificate key'), cert);
 }
 
 /** An ssh2 key that presents `cert` on the wire and signs with the key behind `base`. */
@@ -262,6 +265,49 @@ function verifyCertAuth(ctx: AuthContext, who: string, certType: 'user' | 'host'
 
 const RSA_HASHES: Record<string, string> = { sha256: 'sha256', sha512: 'sha512' };
 
+/** draft-miller-ssh-agent message numbers. */
+const AGENTC_REQUEST_IDENTITIES = 11;
+const AGENT_IDENTITIES_ANSWER = 12;
+const AGENTC_SIGN_REQUEST = 13;
+const AGENT_SIGN_RESPONSE = 14;
+const AGENT_FAILURE_MESSAGE = Buffer.from([5]);
+const MAX_AGENT_MESSAGE = 256 * 1024;
+
+/** A stream that speaks the agent protocol: each whole request gets `answer`'s reply; a malformed one ends the stream. */
+function agentServer(answer: (type: number, body: SshReader) => Buffer): Duplex {
+  let buf = Buffer.alloc(0);
+  const stream: Duplex = new Duplex({
+    read() {},
+    write(chunk: Buffer, _enc, done) {
+      buf = Buffer.concat([buf, chunk]);
+      try {
+        while (buf.length >= 4) {
+          const len = buf.readUInt32BE(0);
+          if (len < 1 || len > MAX_AGENT_MESSAGE) throw new BadParameterError(`agent request of ${len} bytes`);
+          if (buf.length < 4 + len) break;
+          const msg = buf.subarray(4, 4 + len);
+          buf = buf.subarray(4 + len);
+          let reply: Buffer;
+          try {
+            reply = answer(msg[0], new SshReader(msg.subarray(1), 'agent request'));
+          } catch {
+            reply = AGENT_FAILURE_MESSAGE;
+          }
+          stream.push(new SshWriter().uint32(reply.length).raw(reply).toBuffer());
+        }
+      } catch (err) {
+        return done(err as Error);
+      }
+      done();
+    },
+    final(done) {
+      stream.push(null);
+      done();
+    },
+  });
+  return stream;
+}
+
 /** An in-memory agent holding one key and its user certificate. */
 class CertificateAgent extends BaseAgent<ParsedKey> {
   constructor(
@@ -291,16 +337,31 @@ class CertificateAgent extends BaseAgent<ParsedKey> {
    * that lists this one identity (the certificate) and signs with its key.
    */
   override getStream(cb: (err: Error | undefined, stream?: Duplex) => void): void {
-    const agent = new AgentProtocol(false);
-    agent.on('identities', (req: AgentInboundRequest) => agent.getIdentitiesReply(req, [this.identity]));
-    agent.on('sign', (req: AgentInboundRequest, pubKey: ParsedKey, data: Buffer, opts: SigningRequestOptions) => {
-      try {
-        agent.signReply(req, this.signRaw(pubKey, data, opts));
-      } catch {
-        agent.failureReply(req);
-      }
-    });
-    cb(undefined, agent);
+    cb(undefined, agentServer((type, body) => this.answer(type, body)));
+  }
+
+  /**
+   * One agent request (draft-miller-ssh-agent): the identities (this certificate), or a
+   * signature by its key, in the format of the certified key. ssh2's own agent server cannot
+   * parse certificate blobs, so the protocol is spoken here.
+   */
+  private answer(type: number, body: SshReader): Buffer {
+    if (type === AGENTC_REQUEST_IDENTITIES) {
+      return new SshWriter().raw(Buffer.from([AGENT_IDENTITIES_ANSWER])).uint32(1).string(this.identity.getPublicSSH()).string(this.identity.comment).toBuffer();
+    }
+    if (type !== AGENTC_SIGN_REQUEST) return AGENT_FAILURE_MESSAGE;
+    const blob = body.bytes('key blob');
+    const data = body.bytes('data');
+    const flags = body.uint32('flags');
+    const own = [this.identity.getPublicSSH(), publicKeyBlob(this.privateKey)];
+    if (!own.some((b) => b.equals(blob))) return AGENT_FAILURE_MESSAGE;
+    let signature: Buffer;
+    if (sshKeyType(this.privateKey) === 'ssh-rsa') {
+      const [format, hash] = flags & 4 ? ['rsa-sha2-512', 'sha512'] : flags & 2 ? ['rsa-sha2-256', 'sha256'] : [];
+      if (!format) return AGENT_FAILURE_MESSAGE; // SHA-1 signatures are refused
+      signature = new SshWriter().string(format).string(cryptoSign(hash!, data, this.privateKey)).toBuffer();
+    } else signature = sshSign(this.privateKey, data);
+    return new SshWriter().raw(Buffer.from([AGENT_SIGN_RESPONSE])).string(signature).toBuffer();
   }
 
   /** The signature without its SSH header (what ssh2's agent interface returns). */

@@ -23,15 +23,15 @@ describe('teleport start: unsupported settings', () => {
   });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  it('GIVEN session_recording: proxy WHEN started THEN it exits 1 naming the line and what to use, and creates nothing', async () => {
+  it('GIVEN enhanced_recording enabled WHEN started THEN it exits 1 naming the line and what to use, and creates nothing', async () => {
     const config = path.join(dir, 'teleport.yaml');
     const dataDir = path.join(dir, 'data');
-    fs.writeFileSync(config, `teleport:\n  data_dir: ${dataDir}\nauth_service:\n  listen_addr: 127.0.0.1:${await freePort()}\n  session_recording: proxy\n`);
+    fs.writeFileSync(config, `teleport:\n  data_dir: ${dataDir}\nauth_service:\n  listen_addr: 127.0.0.1:${await freePort()}\nssh_service:\n  enhanced_recording:\n    enabled: yes\n`);
     const d = Daemon.spawn(process.execPath, [cliPath('teleport'), 'start', '--roles=auth', '-c', config]);
     try {
       expect(await exitOrRun(d)).toBe('exited');
       expect(await d.exited).toBe(1);
-      expect(d.stderr).toContain(`${config}:5:3: auth_service.session_recording: proxy (recording proxy mode) is not supported yet; use node`);
+      expect(d.stderr).toContain(`${config}:7:5: ssh_service.enhanced_recording.enabled: enhanced session recording (BPF) is not supported yet`);
       expect(fs.existsSync(dataDir)).toBe(false);
     } finally {
       await d.stop();

@@ -718,3 +718,25 @@ describe('ClusterStack: logs and metrics leave the instances (CloudWatch agent)'
     }
   });
 });
+
+describe('ClusterStack: sessionRecording', () => {
+  test('GIVEN sessionRecording: proxy WHEN synthesised THEN the auth instances are told TELEPORT_SESSION_RECORDING=proxy, and the other tiers nothing', () => {
+    // GIVEN / WHEN
+    const t = synth({ sessionRecording: 'proxy' });
+    // THEN
+    expect(confLines(t, 'Auth')).toContain('TELEPORT_SESSION_RECORDING="proxy"');
+    expect(confLines(t, 'Proxy').join('\n')).not.toContain('TELEPORT_SESSION_RECORDING');
+    expect(confLines(t, 'Nodes').join('\n')).not.toContain('TELEPORT_SESSION_RECORDING');
+    // and the AMI's conf reader takes it for the auth service
+    const vars = Object.fromEntries(confLines(t, 'Auth').map((l) => /^([A-Z0-9_]+)="(.*)"$/.exec(l)!.slice(1, 3)).map(([k, v]) => [k, v === '<token>' ? 'x.example.com' : v]));
+    expect(validateConf({ ...vars, EC2_REGION: 'eu-west-1', TELEPORT_SSM_KEY_ARN: 'arn:aws:kms:eu-west-1:123456789012:key/k', TELEPORT_TARGET_GROUP_ARNS: '' }, 'conf').sessionRecording).toBe('proxy');
+  });
+
+  test('GIVEN no sessionRecording WHEN synthesised THEN no instance is told one (the default, node)', () => {
+    expect(confLines(synth(), 'Auth').join('\n')).not.toContain('TELEPORT_SESSION_RECORDING');
+  });
+
+  test('GIVEN an unknown sessionRecording WHEN synthesised THEN it is refused, naming the values', () => {
+    expect(() => synth({ sessionRecording: 'sometimes' as 'node' })).toThrow('sessionRecording must be node, proxy or off, not "sometimes"');
+  });
+});

@@ -129,6 +129,11 @@ describe('StarterStack: defaults (local storage, new VPC, no domain)', () => {
     for (const k of Object.keys(c)) expect(Object.values(ConfVars)).toContain(k);
   });
 
+  test('GIVEN sessionRecording: proxy WHEN synthesised THEN the all-in-one conf asks for recording proxy mode', () => {
+    expect(conf(build({ sessionRecording: 'proxy' }).t).TELEPORT_SESSION_RECORDING).toBe('proxy');
+    expect(conf(t).TELEPORT_SESSION_RECORDING).toBeUndefined();
+  });
+
   test('the role has only the SSM agent statements and the CloudWatch agent\'s on its two log groups, no managed policy and no wildcard action', () => {
     const s = statements(t, 'Role');
     expect(Object.keys(s).sort()).toEqual(['InstanceTelemetry', 'SsmAgentRegister', 'SsmSessionManager']);

@@ -73,6 +73,7 @@ describe('clusterPropsFromContext', () => {
         authMinCapacity: '3',
         nodeInstanceType: 't3.micro',
         logRetentionDays: '90',
+        sessionRecording: 'proxy',
         certificateArn: '',
       }),
     );
@@ -86,6 +87,7 @@ describe('clusterPropsFromContext', () => {
       auth: { minCapacity: 3 },
       node: { instanceType: 't3.micro' },
       logRetentionDays: 90,
+      sessionRecording: 'proxy',
     });
     expect(props.certificateArn).toBeUndefined();
     expect(props.proxy).toBeUndefined();
@@ -96,6 +98,7 @@ describe('clusterPropsFromContext', () => {
     ['a missing clusterName', { domainName: 'teleport.example.com' }, /clusterName is required/],
     ['a non-boolean kubernetes', { clusterName: 'a', domainName: 'b.example.com', kubernetes: 'maybe' }, /kubernetes/],
     ['a non-numeric capacity', { clusterName: 'a', domainName: 'b.example.com', authMinCapacity: 'two' }, /authMinCapacity/],
+    ['an unknown sessionRecording', { clusterName: 'a', domainName: 'b.example.com', sessionRecording: 'sometimes' }, /sessionRecording: expected node, proxy or off/],
     ['a zone id without a zone name', { clusterName: 'a', domainName: 'b.example.com', hostedZoneId: 'Z0123456789ABCDEFGHIJ' }, /both hostedZoneId and hostedZoneName/],
     ['subnets without vpcId', { clusterName: 'a', domainName: 'b.example.com', publicSubnetIds: 'subnet-0000000000000000a' }, /publicSubnetIds and privateSubnetIds need vpcId/],
     ['vpcId without subnets', { clusterName: 'a', domainName: 'b.example.com', vpcId: 'vpc-0123456789abcdef0' }, /vpcId needs availabilityZones/],

@@ -486,7 +486,7 @@ describe('unsupported settings, as users see them', () => {
       errorsOf(
         lines(
           'auth_service:',
-          '  session_recording: proxy',
+          '  proxy_checks_host_keys: yes',
           '  authentication:',
           '    type: saml',
           '    second_factor: u2f',
@@ -498,7 +498,6 @@ describe('unsupported settings, as users see them', () => {
         ),
       ),
     ).toEqual([
-      'teleport.yaml:2:3: auth_service.session_recording: proxy (recording proxy mode) is not supported yet; use node (nodes record sessions, the default) or off',
       'teleport.yaml:4:5: auth_service.authentication.type: saml is not supported; use github or oidc (single sign-on), or local (users added with "tctl users add")',
       'teleport.yaml:5:5: auth_service.authentication.second_factor: u2f is not supported; security keys work with webauthn (or on/optional); use otp (the default), webauthn, on, optional or off',
       'teleport.yaml:8:5: ssh_service.enhanced_recording.enabled: enhanced session recording (BPF) is not supported yet; set enabled: no (session_recording: node still records what the terminal shows)',
@@ -511,7 +510,8 @@ describe('unsupported settings, as users see them', () => {
       parseConfig(
         lines(
           'auth_service:',
-          '  session_recording: off',
+          '  session_recording: proxy',
+          '  proxy_checks_host_keys: no',
           '  authentication: {type: local, second_factor: "off"}',
           'ssh_service:',
           '  enhanced_recording: {enabled: no}',
@@ -524,7 +524,8 @@ describe('unsupported settings, as users see them', () => {
       {},
       ENV,
     );
-    expect(cfg.auth.sessionRecording).toBe('off');
+    expect(cfg.auth.sessionRecording).toBe('proxy');
+    expect(cfg.auth.proxyChecksHostKeys).toBe(false);
     expect(cfg.auth.authentication).toEqual({ type: 'local', secondFactor: 'off' });
     expect(cfg.ssh.pam.enabled).toBe(true);
     expect(cfg.warnings).toEqual([]);

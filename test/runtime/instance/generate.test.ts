@@ -115,6 +115,23 @@ describe('teleport.yaml generated for each role and mode', () => {
     expect(config.authToken).toBeUndefined();
   });
 
+  test('GIVEN TELEPORT_SESSION_RECORDING=proxy on an auth or all-in-one conf WHEN generated THEN the cluster records on the proxy; on a proxy conf it is refused', () => {
+    // GIVEN / WHEN
+    for (const name of ['auth', 'all']) {
+      const conf = validateConf({ ...CASES[name], TELEPORT_SESSION_RECORDING: 'proxy' }, 'conf');
+      const file = path.join(dir, `${name}-recording-proxy.yaml`);
+      fs.writeFileSync(file, renderConfig(generateConfig(conf, FACTS, { dataDir }), { confFile: '/etc/teleport.d/conf', mode: instanceMode(conf.role, conf.useAcm), outputFile: '/etc/teleport.yaml' }));
+      // THEN teleport start reads it as proxy mode, without a warning
+      const config = buildConfig(loadConfigFile(file), {}, {});
+      expect(config.auth.sessionRecording).toBe('proxy');
+      expect(config.warnings).toEqual([]);
+    }
+    // and without the variable the default stays (node)
+    expect(generate('auth').config.auth.sessionRecording).toBe('node');
+    expect(() => validateConf({ ...CASES.proxy, TELEPORT_SESSION_RECORDING: 'proxy' }, 'conf')).toThrow('TELEPORT_SESSION_RECORDING: is for the auth service (proxies and nodes read it from there), not for TELEPORT_ROLE=proxy');
+    expect(() => validateConf({ ...CASES.auth, TELEPORT_SESSION_RECORDING: 'sometimes' }, 'conf')).toThrow('TELEPORT_SESSION_RECORDING: expected node, proxy or off');
+  });
+
   test('GIVEN a proxy conf without ACM WHEN generated THEN it joins through the auth NLB with the SSM token and pin files, and publishes the domain on 443 and 3023', () => {
     const { mode, config } = generate('proxy');
     expect(mode).toBe('proxy');
