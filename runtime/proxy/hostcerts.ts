@@ -5,7 +5,8 @@
  * the target itself would: the auth server signs one (`POST /v1/hosts/certs`,
  * allowed to a proxy only while `session_recording: proxy`) for a key this
  * process made and keeps in memory. Certificates are reused until shortly
- * before they expire.
+ * before they expire, and while they come from the host CA's signing key (a
+ * host CA rotation moves it: a new one is signed then).
  */
 import type { ParsedKey } from 'ssh2';
 import type { AuthClient } from '../auth/client';
@@ -19,9 +20,13 @@ const MAX_CACHED = 1000;
 
 export class ForwardingHostKeys {
   private readonly key = generateKeyPair('ed25519').privateKey;
-  private readonly certs = new Map<string, Promise<{ hostKey: ParsedKey; expires: number }>>();
+  private readonly certs = new Map<string, Promise<{ hostKey: ParsedKey; expires: number; ca: Buffer }>>();
 
-  constructor(private readonly client: Pick<AuthClient, 'post'>) {}
+  /** `signingKey`: the host CA's signing key now (unknown: certificates are reused whatever signed them). */
+  constructor(
+    private readonly client: Pick<AuthClient, 'post'>,
+    private readonly signingKey: () => Buffer | undefined = () => undefined,
+  ) {}
 
   /** A host key presenting a host certificate that lists `names`. */
   async forNames(names: string[]): Promise<ParsedKey> {
@@ -30,7 +35,8 @@ export class ForwardingHostKeys {
     const cached = this.certs.get(id);
     if (cached) {
       const c = await cached.catch(() => undefined);
-      if (c && c.expires - Date.now() > RENEW_BEFORE_MS) return c.hostKey;
+      const signing = this.signingKey();
+      if (c && c.expires - Date.now() > RENEW_BEFORE_MS && (!signing || signing.equals(c.ca))) return c.hostKey;
       if (this.certs.get(id) === cached) this.certs.delete(id);
     }
     if (this.certs.size >= MAX_CACHED) this.certs.clear();
@@ -40,7 +46,7 @@ export class ForwardingHostKeys {
     return (await issued).hostKey;
   }
 
-  private async issue(names: string[]): Promise<{ hostKey: ParsedKey; expires: number }> {
+  private async issue(names: string[]): Promise<{ hostKey: ParsedKey; expires: number; ca: Buffer }> {
     const res = await this.client.post<{ cert: string }>('/v1/hosts/certs', {
       public_key: Buffer.from(formatAuthorizedKey(publicKeyBlob(this.key))).toString('base64'),
       host_names: names,
@@ -48,6 +54,6 @@ export class ForwardingHostKeys {
     });
     const line = Buffer.from(res.cert, 'base64').toString();
     const cert = parseCertificate(line);
-    return { hostKey: hostKeyWithCertificate(this.key, line), expires: Number(cert.validBefore) * 1000 };
+    return { hostKey: hostKeyWithCertificate(this.key, line), expires: Number(cert.validBefore) * 1000, ca: cert.signatureKey };
   }
 }

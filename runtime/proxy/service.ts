@@ -224,7 +224,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
     const sink = await startSessionSink({ client, dir: path.join(config.dataDir, 'log', 'upload', 'proxy'), auditFailure: config.ssh.auditFailure, log: log.child('recording'), opened: recordingOpened });
     ssh = await startProxySshService({
       settings,
-      recording: { sink, hostKeys: new ForwardingHostKeys(client) },
+      recording: { sink, hostKeys: new ForwardingHostKeys(client, () => access.hostCAKeys()[0]) },
       localClients,
       tunnels,
       leaves,
