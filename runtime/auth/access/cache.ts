@@ -12,6 +12,7 @@ import type { AuthClient } from '../client';
 import { Role, roleSchema, User } from '../resources';
 import { AccessDecision, AccessRequest, AccessView, checkAccess, TrustedClusterRule } from './decision';
 import type { AccessSnapshot, SnapshotCluster } from './feed';
+import { jittered } from '../../service/heartbeat';
 
 /** Another cluster as loaded: its keys parsed. */
 export interface LoadedCluster {
@@ -128,7 +129,7 @@ export class AccessCache implements AccessView {
       } catch (err) {
         if (this.stopped) return;
         this.log.warn('cannot refresh the roles and users from the auth service; deciding from the last copy', { error: err, loaded: this.loaded });
-        await new Promise((resolve) => setTimeout(resolve, backoff).unref());
+        await new Promise((resolve) => setTimeout(resolve, jittered(backoff)).unref());
         backoff = Math.min(backoff * 2, RETRY_MAX_MS);
       }
     }
