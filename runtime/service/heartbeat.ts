@@ -14,6 +14,7 @@
 import type { AuthClient } from '../auth/client';
 import { Server } from '../auth/resources';
 import type { ReadinessCheck } from '../instance/readiness';
+import { jittered } from '../utils/jitter';
 import { Logger } from '../utils/logger';
 
 export interface HeartbeatOptions {
@@ -35,11 +36,6 @@ export function heartbeatWaitMs(failures: number, ttlMs: number, opts: Pick<Hear
   const min = opts.retryMinMs ?? 1000;
   const max = Math.min(opts.retryMaxMs ?? 60_000, period);
   return Math.min(max, min * 2 ** Math.min(failures - 1, 30));
-}
-
-/** `ms` less up to a quarter, at random. */
-export function jittered(ms: number, random: () => number = Math.random): number {
-  return ms * (1 - 0.25 * random());
 }
 
 export class Heartbeat {

@@ -12,7 +12,7 @@ import type { AuthClient } from '../client';
 import { Role, roleSchema, User } from '../resources';
 import { AccessDecision, AccessRequest, AccessView, checkAccess, TrustedClusterRule } from './decision';
 import type { AccessSnapshot, SnapshotCluster } from './feed';
-import { jittered } from '../../service/heartbeat';
+import { jittered } from '../../utils/jitter';
 
 /** Another cluster as loaded: its keys parsed. */
 export interface LoadedCluster {

@@ -5,7 +5,8 @@
  */
 import { ConnectionProblemError } from '../../../runtime/utils/errors';
 import { Server } from '../../../runtime/auth/resources';
-import { Heartbeat, heartbeatWaitMs, jittered } from '../../../runtime/service/heartbeat';
+import { Heartbeat, heartbeatWaitMs } from '../../../runtime/service/heartbeat';
+import { jittered } from '../../../runtime/utils/jitter';
 import { logger, setLogLevel } from '../../../runtime/utils/logger';
 import { waitFor } from '../../helpers/proc';
 
