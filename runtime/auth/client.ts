@@ -8,6 +8,7 @@ import * as https from 'node:https';
 import { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
 import { AUTH_SERVER_NAME } from '../tlsca';
+import { AUTH_CLIENT_IDLE_MS } from './keepalive';
 import { ConnectionProblemError, errorFromReason, TeleportError } from '../utils/errors';
 
 export interface HostPort {
@@ -45,8 +46,10 @@ export class AuthClient {
     if (!opts.servers.length) throw new ConnectionProblemError('no auth server address configured');
     const c = opts.credentials;
     const ca = c?.ca ?? opts.ca;
+    // One agent per client: its connections are kept while idle for up to AUTH_CLIENT_IDLE_MS (keepalive.ts).
     this.agent = new https.Agent({
       keepAlive: true,
+      timeout: AUTH_CLIENT_IDLE_MS,
       minVersion: 'TLSv1.2',
       servername: AUTH_SERVER_NAME,
       ...(c ? { key: c.key, cert: c.cert } : {}),

@@ -274,6 +274,8 @@ export class Router {
   }
 
   readonly handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    // Idle connections are kept long (keepalive.ts) only for callers this cluster's CAs verified.
+    if (!(req.socket as TLSSocket).authorized) res.shouldKeepAlive = false;
     try {
       const url = requestUrl(req);
       let methodMatched = false;

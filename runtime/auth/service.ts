@@ -23,6 +23,7 @@ import { authRoutes } from './api';
 import { callerOf, ForeignCAs, Router } from './http';
 import { trustExchange } from './trustexchange';
 import { IdentityStore } from './identity';
+import { AUTH_KEEP_ALIVE_MS } from './keepalive';
 import { SERVER_ANNOUNCE_TTL_MS } from './presence';
 import { AuthServer } from './server';
 import { openAuditLogs, openClusterStorage, openRecordingStore } from './storage';
@@ -148,6 +149,7 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
       }),
     );
     limitBeforeRequest(server, true);
+    server.keepAliveTimeout = AUTH_KEEP_ALIVE_MS;
     server.on('tlsClientError', (err) => log.debug('TLS handshake failed', { error: err.message }));
     await listenOn(server, listen, 'auth');
     opened.add(
