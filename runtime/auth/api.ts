@@ -147,6 +147,7 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
       method: 'GET',
       path: '/v1/access',
       allow: ['Node', 'Proxy'],
+      longPoll: true,
       // A long poll: answers at once when the caller's version is not the current one, else when it changes or after `wait` ms.
       handler: async ({ query }) => {
         const wait = Math.min(Math.max(Number(query.get('wait')) || 0, 0), MAX_ACCESS_WAIT_MS);

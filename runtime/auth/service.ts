@@ -18,6 +18,7 @@ import { Logger } from '../utils/logger';
 import { limitRepeats } from '../utils/logrepeats';
 import { listen as listenOn } from '../service/listen';
 import { limitBeforeRequest } from '../service/httplimits';
+import { Admission, AUTH_ADMISSION } from '../service/admission';
 import { VERSION } from '../version';
 import { authRoutes } from './api';
 import { callerOf, ForeignCAs, Router } from './http';
@@ -126,7 +127,7 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
       }
       return foreign.cas;
     };
-    const router = new Router(authRoutes(auth, recordings.store), (socket: TLSSocket) => callerOf(socket, trusted.host, trusted.user, foreignCAs), log);
+    const router = new Router(authRoutes(auth, recordings.store), (socket: TLSSocket) => callerOf(socket, trusted.host, trusted.user, foreignCAs), log, new Admission(AUTH_ADMISSION));
     const policy = tlsPolicy(config.ciphersuites);
     const mismatch = policyKeyMismatch(policy, identity.tlsKey);
     if (mismatch) log.warn(mismatch);
