@@ -149,10 +149,10 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
       allow: ['Node', 'Proxy'],
       longPoll: true,
       // A long poll: answers at once when the caller's version is not the current one, else when it changes or after `wait` ms.
+      // A caller that already has the current version gets only the version back (AccessUnchanged).
       handler: async ({ query }) => {
         const wait = Math.min(Math.max(Number(query.get('wait')) || 0, 0), MAX_ACCESS_WAIT_MS);
-        await auth.access.waitForChange(query.get('version') ?? '', wait);
-        return auth.access.snapshot();
+        return auth.access.poll(query.get('version') ?? '', wait);
       },
     }),
     route({

@@ -11,7 +11,7 @@ import { Logger } from '../../utils/logger';
 import type { AuthClient } from '../client';
 import { Role, roleSchema, User } from '../resources';
 import { AccessDecision, AccessRequest, AccessView, checkAccess, TrustedClusterRule } from './decision';
-import type { AccessSnapshot, SnapshotCluster } from './feed';
+import type { AccessSnapshot, AccessUnchanged, SnapshotCluster } from './feed';
 import { jittered } from '../../utils/jitter';
 
 /** Another cluster as loaded: its keys parsed. */
@@ -105,12 +105,15 @@ export class AccessCache implements AccessView {
     void this.run();
   }
 
-  private fetch(version: string, waitMs: number): Promise<AccessSnapshot> {
-    return this.client.get<AccessSnapshot>(`/v1/access?version=${encodeURIComponent(version)}&wait=${waitMs}`);
+  private fetch(version: string, waitMs: number): Promise<AccessSnapshot | AccessUnchanged> {
+    return this.client.get<AccessSnapshot | AccessUnchanged>(`/v1/access?version=${encodeURIComponent(version)}&wait=${waitMs}`);
   }
 
-  private apply(s: AccessSnapshot): void {
+  private apply(s: AccessSnapshot | AccessUnchanged): void {
     if (this.data && s.version === this.data.version) return;
+    // "Unchanged" from a version other than ours (none loaded, or another auth server's): nothing to
+    // decide from; the poll is retried and the next answer carries the data.
+    if ('unchanged' in s) throw new Error(`the auth server answered "unchanged" for version ${s.version}, which is not ours`);
     this.data = parseSnapshot(s, this.log);
     for (const l of this.listeners) l();
   }
