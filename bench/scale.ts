@@ -47,6 +47,8 @@ const JOIN_ADDRESSES = Math.max(1, Math.min(250, Math.round(envNumber('BENCH_JOI
 const WINDOW_S = Math.max(10, envNumber('BENCH_WINDOW_SECONDS', announceTtlMs() / 2000));
 const JOIN_TIMEOUT_MS = envNumber('BENCH_JOIN_TIMEOUT_SECONDS', 1800) * 1000;
 const IDLE_S = 20;
+/** No join for this long: the run has failed. */
+const STALL_MS = 120_000;
 const PROF_DIR = process.env.BENCH_CPU_PROF?.trim();
 const TOKEN = 'bench-scale-join-token';
 
@@ -206,21 +208,23 @@ async function main(): Promise<void> {
     h.children.forEach((c, i) =>
       c.send({ auth: { host: '127.0.0.1', port: auth.port }, token: TOKEN, caPin, nodes: share(i), prefix: `n${i}`, joinConcurrency: JOIN_CONCURRENCY, joinFrom } satisfies ScaleHostInit),
     );
+    // Polled by hand, not with waitFor (which retries through errors): a failed or stuck join ends the run.
     let lastNote = 0;
-    await waitFor(
-      'every node to join',
-      () => {
-        const t = h.total();
-        if (t.errors.length) throw new Error(`joins failed: ${t.errors.join('; ')}`);
-        if (performance.now() - lastNote > 10_000) {
-          lastNote = performance.now();
-          note(`${t.joined}/${NODES} joined, ${t.refused} refused`);
-        }
-        return t.joined === NODES;
-      },
-      JOIN_TIMEOUT_MS,
-      200,
-    );
+    let progress = { joined: -1, atMs: performance.now() };
+    for (;;) {
+      const t = h.total();
+      if (t.errors.length) throw new Error(`joins failed: ${t.errors.join('; ')}`);
+      if (t.joined === NODES) break;
+      const now = performance.now();
+      if (t.joined !== progress.joined) progress = { joined: t.joined, atMs: now };
+      else if (now - progress.atMs > STALL_MS) throw new Error(`no node joined for ${STALL_MS / 1000}s (${t.joined}/${NODES} joined): a load generator is stuck`);
+      if (now - beforeJoin.atMs > JOIN_TIMEOUT_MS) throw new Error(`not every node joined within ${JOIN_TIMEOUT_MS / 1000}s (${t.joined}/${NODES})`);
+      if (now - lastNote > 10_000) {
+        lastNote = now;
+        note(`${t.joined}/${NODES} joined, ${t.refused} refused`);
+      }
+      await new Promise((r) => setTimeout(r, 200)); // the poll interval of the loop above
+    }
     const joined = sample(pid);
     const joinS = (joined.atMs - beforeJoin.atMs) / 1000;
     note(`all joined in ${joinS.toFixed(1)}s; waiting for every first heartbeat`);
