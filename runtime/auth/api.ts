@@ -30,7 +30,7 @@ const toMs = (ns?: number) => (ns === undefined ? undefined : Math.round(ns / NS
 const hostId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'must be a host UUID');
 const shortString = z.string().max(1024);
 /** The longest a proxy or node's `GET /v1/access` poll is held. */
-const MAX_ACCESS_WAIT_MS = 25_000;
+const MAX_ACCESS_WAIT_MS = 65_000;
 
 const registerBody = z
   .object({

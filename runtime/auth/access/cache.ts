@@ -27,8 +27,14 @@ export interface LoadedCluster {
   tunnelAddr?: string;
 }
 
-/** How long the auth service holds a poll when nothing changes; below the client's 30 s timeout. */
-export const ACCESS_POLL_WAIT_MS = 20_000;
+/**
+ * How long the auth service holds a poll when nothing changes (a change is answered at once). Each
+ * poll that ends unchanged is one request per node: at 20 s they were most of the auth server's
+ * work per node (bench/README.md); a minute stays well inside load balancers' idle timeouts.
+ */
+export const ACCESS_POLL_WAIT_MS = 60_000;
+/** How long a poll's connection may stay silent: the hold and time to answer. */
+export const ACCESS_POLL_TIMEOUT_MS = ACCESS_POLL_WAIT_MS + 30_000;
 const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 10_000;
 
@@ -106,7 +112,7 @@ export class AccessCache implements AccessView {
   }
 
   private fetch(version: string, waitMs: number): Promise<AccessSnapshot | AccessUnchanged> {
-    return this.client.get<AccessSnapshot | AccessUnchanged>(`/v1/access?version=${encodeURIComponent(version)}&wait=${waitMs}`);
+    return this.client.get<AccessSnapshot | AccessUnchanged>(`/v1/access?version=${encodeURIComponent(version)}&wait=${waitMs}`, { timeoutMs: ACCESS_POLL_TIMEOUT_MS });
   }
 
   private apply(s: AccessSnapshot | AccessUnchanged): void {

@@ -5,7 +5,7 @@
  * `GET /v1/access` route calls it, or a client that fails like an
  * unreachable auth service.
  */
-import { AccessCache } from '../../../../runtime/auth/access/cache';
+import { ACCESS_POLL_WAIT_MS, AccessCache } from '../../../../runtime/auth/access/cache';
 import { AccessFeed } from '../../../../runtime/auth/access/feed';
 import { newUser, roleSchema } from '../../../../runtime/auth/resources';
 import { Backend, MemoryBackend, Watcher, WatchOptions } from '../../../../runtime/backend';
@@ -115,6 +115,29 @@ describe('access feed and cache', () => {
     await store.put({ key: Keys.certAuthority('user', 'example.com'), value: json(next.record) });
     await waitFor('the new user CA key', () => cache.userCAKeys()[0]?.equals(next.blob));
     expect(cache.userCAKeys()).toEqual([next.blob]);
+  });
+
+  it('GIVEN a poll held for a minute THEN its connection may stay silent longer than that, so the hold is not cut short', async () => {
+    // GIVEN a client that records what the cache asks for
+    const asked: { path: string; timeoutMs?: number }[] = [];
+    const recording = new AccessCache(
+      {
+        get: async <T>(path: string, opts: { timeoutMs?: number } = {}): Promise<T> => {
+          asked.push({ path, ...opts });
+          return feed.poll(new URL(path, 'https://auth').searchParams.get('version') ?? '', 0) as T;
+        },
+      },
+      log,
+    );
+    // WHEN it loads and polls
+    await recording.start();
+    await waitFor('a long poll', () => asked.length >= 2);
+    recording.stop();
+    // THEN each long poll asks the auth service to hold it for a minute and waits longer than that for the answer
+    const poll = asked[1];
+    expect(new URL(poll.path, 'https://auth').searchParams.get('wait')).toBe(String(ACCESS_POLL_WAIT_MS));
+    expect(ACCESS_POLL_WAIT_MS).toBe(60_000);
+    expect(poll.timeoutMs).toBeGreaterThan(ACCESS_POLL_WAIT_MS);
   });
 
   it('GIVEN a caller with no copy THEN a poll always carries the data, never "unchanged"', async () => {
