@@ -7,7 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 
-const BENCHES = ['cert-issuance', 'ca-signer', 'node-ssh', 'proxy-ssh', 'backend', 'kex', 'access', 'deploy-local', 'tunnel-agents', 'web-echo', 'scale'];
+const BENCHES = ['cert-issuance', 'ca-signer', 'node-ssh', 'proxy-ssh', 'backend', 'kex', 'access', 'deploy-local', 'tunnel-agents', 'web-echo', 'scale', 'cache-range'];
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const passed = process.argv.slice(2).filter((a) => a.startsWith('--'));
