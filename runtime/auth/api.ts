@@ -32,7 +32,7 @@ const toMs = (ns?: number) => (ns === undefined ? undefined : Math.round(ns / NS
 const hostId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'must be a host UUID');
 const shortString = z.string().max(1024);
 /** The longest a proxy or node's `GET /v1/access` poll is held. */
-const MAX_ACCESS_WAIT_MS = 25_000;
+const MAX_ACCESS_WAIT_MS = 65_000;
 
 const registerBody = z
   .object({
@@ -180,11 +180,12 @@ export function authRoutes(auth: AuthServer, recordings?: RecordingStore): Route
       method: 'GET',
       path: '/v1/access',
       allow: ['Node', 'Proxy'],
+      longPoll: true,
       // A long poll: answers at once when the caller's version is not the current one, else when it changes or after `wait` ms.
+      // A caller that already has the current version gets only the version back (AccessUnchanged).
       handler: async ({ query }) => {
         const wait = Math.min(Math.max(Number(query.get('wait')) || 0, 0), MAX_ACCESS_WAIT_MS);
-        await auth.access.waitForChange(query.get('version') ?? '', wait);
-        return auth.access.snapshot();
+        return auth.access.poll(query.get('version') ?? '', wait);
       },
     }),
     route({

@@ -8,6 +8,7 @@ import * as https from 'node:https';
 import { Duplex } from 'node:stream';
 import * as tls from 'node:tls';
 import { AUTH_SERVER_NAME } from '../tlsca';
+import { AUTH_CLIENT_IDLE_MS } from './keepalive';
 import { ConnectionProblemError, errorFromReason, TeleportError } from '../utils/errors';
 
 export interface HostPort {
@@ -51,6 +52,7 @@ export class AuthClient {
     const ca = c?.ca ?? this.opts.ca;
     return new https.Agent({
       keepAlive: true,
+      timeout: AUTH_CLIENT_IDLE_MS,
       minVersion: 'TLSv1.2',
       servername: AUTH_SERVER_NAME,
       ...(c ? { key: c.key, cert: c.cert } : {}),
@@ -71,10 +73,13 @@ export class AuthClient {
     old.on('free', (socket: Duplex) => socket.destroy());
   }
 
-  /** Calls one route; connection failures move on to the next server, API errors do not. */
-  async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  /**
+   * Calls one route; connection failures move on to the next server, API errors do not. `timeoutMs`
+   * (default: the client's) is how long the connection may stay silent, e.g. longer than a long poll's hold.
+   */
+  async call<T>(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
     const payload = body === undefined ? undefined : { data: Buffer.from(JSON.stringify(body)), type: 'application/json' };
-    return this.each((server) => this.once<T>(server, method, path, payload, false));
+    return this.each((server) => this.once<T>(server, method, path, payload, false, timeoutMs));
   }
 
   /** Like `call`, but sends `body` as raw bytes and resolves the raw response body; errors still come back typed. */
@@ -104,7 +109,7 @@ export class AuthClient {
       : new ConnectionProblemError(`cannot reach the auth server: ${(last as Error)?.message}`, { cause: last });
   }
 
-  private once<T>(server: HostPort, method: string, path: string, payload: { data: Buffer; type: string } | undefined, raw: boolean): Promise<T> {
+  private once<T>(server: HostPort, method: string, path: string, payload: { data: Buffer; type: string } | undefined, raw: boolean, timeoutMs?: number): Promise<T> {
     const where = `${server.host}:${server.port}`;
     return new Promise<T>((resolve, reject) => {
       const req = https.request(
@@ -115,7 +120,7 @@ export class AuthClient {
           path,
           ...(this.opts.connect ? { createConnection: this.tunnel(server) } : { agent: this.agent }),
           servername: AUTH_SERVER_NAME,
-          timeout: this.opts.timeoutMs ?? 30_000,
+          timeout: timeoutMs ?? this.opts.timeoutMs ?? 30_000,
           headers: payload ? { 'content-type': payload.type, 'content-length': payload.data.length } : {},
         },
         (res) => {
@@ -175,8 +180,8 @@ export class AuthClient {
     };
   }
 
-  get<T>(path: string): Promise<T> {
-    return this.call<T>('GET', path);
+  get<T>(path: string, opts: { timeoutMs?: number } = {}): Promise<T> {
+    return this.call<T>('GET', path, undefined, opts.timeoutMs);
   }
   post<T>(path: string, body: unknown): Promise<T> {
     return this.call<T>('POST', path, body);

@@ -13,6 +13,7 @@ import { identityOf, TlsIdentity } from '../tlsca';
 import { isClientGone } from '../utils/clientgone';
 import { AccessDeniedError, BadParameterError, httpStatusOf, LimitExceededError, NotFoundError, TeleportError } from '../utils/errors';
 import { Logger } from '../utils/logger';
+import type { Admission } from '../service/admission';
 import { SYSTEM_ROLES, SystemRole } from './resources';
 
 /**
@@ -72,6 +73,11 @@ export interface Route<B = unknown> {
   body?: z.ZodType<B>;
   /** Take the body as raw bytes (a Buffer) of at most this many bytes, instead of JSON. */
   rawBodyLimit?: number;
+  /**
+   * A long poll: the handler mostly waits for a change, so it runs outside the bounded concurrency
+   * (Router's `admission`), which is for handlers that work.
+   */
+  longPoll?: boolean;
   /** A handler may return a Buffer: it is sent as `application/octet-stream`. */
   handler(ctx: RequestContext<B>): Promise<unknown>;
 }
@@ -265,6 +271,8 @@ export class Router {
     routes: Route[],
     private readonly identify: (socket: TLSSocket) => Caller,
     private readonly log: Logger,
+    /** Bounds the handlers running at once (service/admission.ts); unbounded without. */
+    private readonly admission?: Admission,
   ) {
     this.routes = routes.map(compile);
   }
@@ -282,6 +290,8 @@ export class Router {
   }
 
   readonly handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    // Idle connections are kept long (keepalive.ts) only for callers this cluster's CAs verified.
+    if (!(req.socket as TLSSocket).authorized) res.shouldKeepAlive = false;
     try {
       const url = requestUrl(req);
       let methodMatched = false;
@@ -307,7 +317,9 @@ export class Router {
           }
           body = parsed.data;
         }
-        const result = await c.route.handler({ params, query: url.searchParams, body, caller, remoteAddr: req.socket.remoteAddress ?? '' });
+        const ctx = { params, query: url.searchParams, body, caller, remoteAddr: req.socket.remoteAddress ?? '' };
+        const run = () => c.route.handler(ctx);
+        const result = await (this.admission && !c.route.longPoll ? this.admission.run(run) : run());
         if (Buffer.isBuffer(result)) sendBytes(res, result);
         else sendJson(res, 200, result);
         return;

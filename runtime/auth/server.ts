@@ -24,7 +24,7 @@ import { AUTH_SERVER_NAME, caPins, generateTlsKey, issueCert, publicKeyPem } fro
 import { AccessDeniedError, AlreadyExistsError, BadParameterError, CompareFailedError, isReason, LimitExceededError, NotFoundError } from '../utils/errors';
 import { certificateIssueFailures, certificatesIssued } from '../service/metrics';
 import { Logger } from '../utils/logger';
-import { RateLimiter } from '../utils/ratelimit';
+import { addressKey, RateLimiter } from '../utils/ratelimit';
 import { Authorities, Authority, CAType, caKeyEntries, generateCAKeys, keysAt, signingAlgorithm, type CAKeysAt } from './authorities';
 import { checkGracePeriod, checkTransition, describeRotation, dueStep, nextDue, rotate, rotationOf, servingKeyIndex, type RotationMode, type RotationPhase, type RotationStep } from './rotation';
 import { CAKeyStores, LocalKeyStore } from '../keystore/keystore';
@@ -206,6 +206,11 @@ export class AuthServer {
   readonly access: AccessFeed;
   /** Trusted (root) and remote (leaf) clusters. */
   readonly trust: ClusterTrust;
+  /**
+   * Failed joins per source address (an IPv6 address by its /64): 20 at once, then one a second.
+   * Only failures count (a wrong, expired or unknown token, or the Admin role), so a fleet behind
+   * one NAT address joins as fast as auth can sign, while guessing tokens stays as slow as ever.
+   */
   private readonly joinLimiter = new RateLimiter({ burst: 20, perSecond: 1 });
 
   /** This cluster's CAs with the signers of their active keys, as last loaded (they change with a rotation). */
@@ -472,8 +477,9 @@ export class AuthServer {
 
   /** Exchanges a join token and public keys for host credentials (formats.md §3.2). */
   async registerUsingToken(req: RegisterRequest, remoteAddr: string): Promise<PackedKeys> {
-    this.joinLimiter.take(remoteAddr);
+    const attempt = await this.joinLimiter.reserve(addressKey(remoteAddr));
     const fail = async (err: Error) => {
+      attempt.fail();
       await this.emit({ event: 'instance.join', success: false, role: req.role, host_id: req.hostID, node_name: req.node_name, 'addr.remote': remoteAddr, error: err.message });
       return err;
     };
@@ -483,6 +489,7 @@ export class AuthServer {
     } catch (err) {
       throw await fail(err as Error);
     }
+    attempt.succeed();
     const principals = req.additional_principals.map((p) => (p === '0.0.0.0' || p === '::' ? remoteAddr : p));
     const creds = await this.hostCredentials({
       hostUUID: req.hostID,

@@ -18,11 +18,13 @@ import { Logger } from '../utils/logger';
 import { limitRepeats } from '../utils/logrepeats';
 import { listen as listenOn } from '../service/listen';
 import { limitBeforeRequest } from '../service/httplimits';
+import { Admission, AUTH_ADMISSION } from '../service/admission';
 import { VERSION } from '../version';
 import { authRoutes } from './api';
 import { callerOf, ForeignCAs, Router } from './http';
 import { trustExchange } from './trustexchange';
 import { IdentityStore } from './identity';
+import { AUTH_KEEP_ALIVE_MS } from './keepalive';
 import { SERVER_ANNOUNCE_TTL_MS } from './presence';
 import { AuthServer } from './server';
 import { phaseOf, servingKeyIndex } from './rotation';
@@ -133,7 +135,7 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
       }
       return foreign.cas;
     };
-    const router = new Router(authRoutes(auth, recordings.store), (socket: TLSSocket) => callerOf(socket, trusted.host, trusted.user, foreignCAs), log);
+    const router = new Router(authRoutes(auth, recordings.store), (socket: TLSSocket) => callerOf(socket, trusted.host, trusted.user, foreignCAs), log, new Admission(AUTH_ADMISSION));
     const policy = tlsPolicy(config.ciphersuites);
     const mismatch = policyKeyMismatch(policy, identity.tlsKey);
     if (mismatch) log.warn(mismatch);
@@ -171,6 +173,7 @@ export async function startAuthService(opts: StartAuthOptions): Promise<AuthServ
     );
     opened.add(() => following);
     limitBeforeRequest(server, true);
+    server.keepAliveTimeout = AUTH_KEEP_ALIVE_MS;
     server.on('tlsClientError', (err) => log.debug('TLS handshake failed', { error: err.message }));
     await listenOn(server, listen, 'auth');
     opened.add(

@@ -14,6 +14,7 @@
 import { rangeEnd } from '../contract/keys';
 import { Logger, logger } from '../utils/logger';
 import { Clock, systemClock } from './clock';
+import { SortedKeys } from './sortedkeys';
 import { Backend, Event, Item, Lease, OpType, Watcher, WatchOptions } from './types';
 
 export interface CacheOptions {
@@ -27,6 +28,8 @@ export interface CacheOptions {
 
 export class CachedBackend implements Backend {
   private items = new Map<string, Item>();
+  /** The keys of `items` in order: range reads walk only their range. */
+  private index = new SortedKeys();
   /** Keys with writes of ours whose events have not come back yet. */
   private readonly pending = new Map<string, number>();
   private ready = false;
@@ -76,6 +79,7 @@ export class CachedBackend implements Backend {
         const fresh = new Map<string, Item>();
         for (const p of this.opts.prefixes) for (const item of await this.backend.getRange(p, rangeEnd(p))) fresh.set(item.key, item);
         this.items = fresh;
+        this.index = new SortedKeys(fresh.keys());
         this.pending.clear();
         this.ready = true;
         this.firstLoad();
@@ -90,8 +94,13 @@ export class CachedBackend implements Backend {
   }
 
   private apply(e: Event): void {
-    if (e.type === OpType.Put) this.items.set(e.item.key, e.item);
-    else if (e.type === OpType.Delete) this.items.delete(e.item.key);
+    if (e.type === OpType.Put) {
+      if (!this.items.has(e.item.key)) this.index.add(e.item.key);
+      this.items.set(e.item.key, e.item);
+    } else if (e.type === OpType.Delete) {
+      this.items.delete(e.item.key);
+      this.index.delete(e.item.key);
+    }
     this.release(e.item.key);
   }
 
@@ -126,8 +135,14 @@ export class CachedBackend implements Backend {
 
   async getRange(start: string, end: string, limit?: number): Promise<Item[]> {
     if (!this.ready || !this.covers(start, end) || this.pendingIn(start, end)) return this.backend.getRange(start, end, limit);
-    const out = [...this.items.values()].filter((i) => i.key >= start && i.key < end && this.live(i)).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    return limit ? out.slice(0, limit) : out;
+    const out: Item[] = [];
+    for (const key of this.index.range(start, end)) {
+      const item = this.items.get(key);
+      if (!this.live(item)) continue;
+      out.push(item);
+      if (limit && out.length >= limit) break;
+    }
+    return out;
   }
 
   /**
@@ -160,7 +175,7 @@ export class CachedBackend implements Backend {
     return this.write([lease.key], () => this.backend.keepAlive(lease, expires));
   }
   deleteRange(start: string, end: string): Promise<void> {
-    const known = [...this.items.keys()].filter((k) => k >= start && k < end);
+    const known = this.index.range(start, end);
     return this.write(known, () => this.backend.deleteRange(start, end));
   }
 

@@ -15,8 +15,18 @@ export interface RateLimitOptions {
   maxKeys?: number;
 }
 
+/** An attempt that holds a token of a failures-only limit until it is decided (RateLimiter.reserve). */
+export interface Reservation {
+  /** It succeeded: the token goes back. */
+  succeed(): void;
+  /** It failed: the token stays spent. */
+  fail(): void;
+}
+
 export class RateLimiter {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  /** Per key, the reservations not yet decided and who waits for one to be. */
+  private readonly pending = new Map<string, { count: number; waiters: (() => void)[] }>();
 
   constructor(private readonly opts: RateLimitOptions) {}
 
@@ -32,6 +42,39 @@ export class RateLimiter {
     }
     if (b.tokens < 1) throw new LimitExceededError('too many requests, try again later');
     b.tokens -= 1;
+  }
+
+  /**
+   * For limits that count only failures: takes a token for `key` for an attempt whose outcome is
+   * not known yet; the attempt gives it back if it succeeds. When none is left but attempts of
+   * `key` are still undecided, waits for them (a success frees a token) instead of refusing, so
+   * concurrent good attempts never crowd each other out, while failures alone, however concurrent,
+   * never get more than the limit. Throws LimitExceededError when none is left and none is pending.
+   */
+  async reserve(key: string): Promise<Reservation> {
+    for (;;) {
+      try {
+        this.take(key);
+        break;
+      } catch (err) {
+        const p = this.pending.get(key);
+        if (!p) throw err;
+        await new Promise<void>((resolve) => p.waiters.push(resolve));
+      }
+    }
+    const p = this.pending.get(key) ?? { count: 0, waiters: [] };
+    p.count++;
+    this.pending.set(key, p);
+    let decided = false;
+    const decide = (success: boolean) => {
+      if (decided) return;
+      decided = true;
+      if (success) this.giveBack(key);
+      p.count--;
+      if (p.count === 0) this.pending.delete(key);
+      for (const wake of p.waiters.splice(0)) wake();
+    };
+    return { succeed: () => decide(true), fail: () => decide(false) };
   }
 
   /** Returns a token taken for `key` (for limits that count only failures: take first, give back on success). */

@@ -11,8 +11,9 @@ import { Logger } from '../../utils/logger';
 import type { AuthClient } from '../client';
 import { Role, roleSchema, User } from '../resources';
 import { AccessDecision, AccessRequest, AccessView, checkAccess, TrustedClusterRule } from './decision';
-import type { AccessSnapshot, SnapshotCluster } from './feed';
+import type { AccessSnapshot, AccessUnchanged, SnapshotCluster } from './feed';
 import type { RotationPhase } from '../rotation';
+import { jittered } from '../../utils/jitter';
 
 /** Another cluster as loaded: its keys parsed. */
 export interface LoadedCluster {
@@ -27,8 +28,14 @@ export interface LoadedCluster {
   tunnelAddr?: string;
 }
 
-/** How long the auth service holds a poll when nothing changes; below the client's 30 s timeout. */
-export const ACCESS_POLL_WAIT_MS = 20_000;
+/**
+ * How long the auth service holds a poll when nothing changes (a change is answered at once). Each
+ * poll that ends unchanged is one request per node: at 20 s they were most of the auth server's
+ * work per node (bench/README.md); a minute stays well inside load balancers' idle timeouts.
+ */
+export const ACCESS_POLL_WAIT_MS = 60_000;
+/** How long a poll's connection may stay silent: the hold and time to answer. */
+export const ACCESS_POLL_TIMEOUT_MS = ACCESS_POLL_WAIT_MS + 30_000;
 const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 10_000;
 
@@ -117,12 +124,15 @@ export class AccessCache implements AccessView {
     void this.run();
   }
 
-  private fetch(version: string, waitMs: number): Promise<AccessSnapshot> {
-    return this.client.get<AccessSnapshot>(`/v1/access?version=${encodeURIComponent(version)}&wait=${waitMs}`);
+  private fetch(version: string, waitMs: number): Promise<AccessSnapshot | AccessUnchanged> {
+    return this.client.get<AccessSnapshot | AccessUnchanged>(`/v1/access?version=${encodeURIComponent(version)}&wait=${waitMs}`, { timeoutMs: ACCESS_POLL_TIMEOUT_MS });
   }
 
-  private apply(s: AccessSnapshot): void {
+  private apply(s: AccessSnapshot | AccessUnchanged): void {
     if (this.data && s.version === this.data.version) return;
+    // "Unchanged" from a version other than ours (none loaded, or another auth server's): nothing to
+    // decide from; the poll is retried and the next answer carries the data.
+    if ('unchanged' in s) throw new Error(`the auth server answered "unchanged" for version ${s.version}, which is not ours`);
     this.data = parseSnapshot(s, this.log);
     for (const l of this.listeners) l();
   }
@@ -141,7 +151,7 @@ export class AccessCache implements AccessView {
       } catch (err) {
         if (this.stopped) return;
         this.log.warn('cannot refresh the roles and users from the auth service; deciding from the last copy', { error: err, loaded: this.loaded });
-        await new Promise((resolve) => setTimeout(resolve, backoff).unref());
+        await new Promise((resolve) => setTimeout(resolve, jittered(backoff)).unref());
         backoff = Math.min(backoff * 2, RETRY_MAX_MS);
       }
     }

@@ -50,6 +50,15 @@ export interface AccessSnapshot {
   clusters: SnapshotCluster[];
 }
 
+/**
+ * The answer to a poll that waited and saw no change: the caller's version, without the data it
+ * already has (sending every node the same snapshot again at each poll was most of the poll's cost).
+ */
+export interface AccessUnchanged {
+  version: string;
+  unchanged: true;
+}
+
 const keyLines = (ca: CertAuthority) => ca.spec.checking_keys.map((k) => Buffer.from(k, 'base64').toString());
 const tlsPems = (ca: CertAuthority) => (ca.spec.tls_key_pairs ?? []).map((p) => Buffer.from(p.cert, 'base64').toString());
 
@@ -256,6 +265,16 @@ export class AccessFeed implements AccessView {
       clusters: this.clusters(),
     };
     return this.snapshotCache;
+  }
+
+  /**
+   * The long poll (`GET /v1/access`): waits up to `waitMs` for the version to move from the caller's
+   * `version`; then the snapshot, or, if it is still the caller's, only the version (AccessUnchanged).
+   */
+  async poll(version: string, waitMs: number): Promise<AccessSnapshot | AccessUnchanged> {
+    await this.waitForChange(version, waitMs);
+    const snapshot = this.snapshot();
+    return version && version === snapshot.version ? { version, unchanged: true } : snapshot;
   }
 
   /** Resolves when the version is no longer `version`, or after `waitMs`. */

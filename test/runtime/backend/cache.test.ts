@@ -93,6 +93,52 @@ describe('CachedBackend', () => {
   });
 });
 
+describe('CachedBackend range reads', () => {
+  let store: CountingBackend;
+  let cache: CachedBackend;
+  beforeEach(async () => {
+    store = new CountingBackend();
+    cache = await CachedBackend.open(store, { prefixes: ['/authorities/', '/nodes/', '/roles/'], retryMs: 10 });
+  });
+  afterEach(() => cache.close());
+
+  it('GIVEN many changes to many prefixes by another writer THEN every range read from memory is exactly the store\'s, in order', async () => {
+    // GIVEN a few CAs among many node records, written, rewritten and deleted in a scrambled order
+    const keys = [
+      ...['host', 'user'].map((t) => `/authorities/${t}/example.com`),
+      ...Array.from({ length: 300 }, (_, i) => `/nodes/default/${((i * 7919) % 300).toString(16).padStart(4, '0')}`),
+      ...['access', 'admin', 'editor'].map((r) => `/roles/${r}/params`),
+    ];
+    for (const k of keys) await store.put({ key: k, value: val('1') });
+    for (const k of keys.filter((_, i) => i % 3 === 0)) await store.delete(k);
+    for (const k of keys.filter((_, i) => i % 5 === 0)) await store.put({ key: k, value: val('2') });
+    await waitFor(async () => {
+      const before = store.reads;
+      const n = (await cache.getRange('/nodes/', '/nodes/\uffff')).length;
+      return store.reads === before && n === (await store.getRange('/nodes/', '/nodes/\uffff')).length;
+    }, 'the changes to reach the cache');
+    // WHEN ranges inside and across prefixes are read, with and without a limit
+    const ranges: [string, string, number?][] = [
+      ['/authorities/user/', '/authorities/user/\uffff'],
+      ['/authorities/', '/authorities/\uffff'],
+      ['/nodes/default/', '/nodes/default/\uffff'],
+      ['/nodes/default/0040', '/nodes/default/0080'],
+      ['/nodes/default/', '/nodes/default/\uffff', 7],
+      ['/roles/', '/roles/\uffff'],
+      ['/roles/b', '/roles/c'],
+    ];
+    const before = store.reads;
+    const fromCache = await Promise.all(ranges.map(([a, b, l]) => cache.getRange(a, b, l)));
+    // THEN the cache answered them all from memory
+    expect(store.reads).toBe(before);
+    // AND each is the store's answer: same keys, same values, same order
+    const fromStore = await Promise.all(ranges.map(([a, b, l]) => store.getRange(a, b, l)));
+    const view = (items: Item[]) => items.map((i) => `${i.key}=${i.value.toString()}`);
+    expect(fromCache.map(view)).toEqual(fromStore.map(view));
+    expect(fromCache[2].length).toBeGreaterThan(100);
+  });
+});
+
 describe('CachedBackend expiry', () => {
   let clock: FakeClock;
   let store: CountingBackend;

@@ -5,7 +5,7 @@
  * `GET /v1/access` route calls it, or a client that fails like an
  * unreachable auth service.
  */
-import { AccessCache } from '../../../../runtime/auth/access/cache';
+import { ACCESS_POLL_WAIT_MS, AccessCache } from '../../../../runtime/auth/access/cache';
 import { AccessFeed } from '../../../../runtime/auth/access/feed';
 import { newUser, roleSchema } from '../../../../runtime/auth/resources';
 import { Backend, MemoryBackend, Watcher, WatchOptions } from '../../../../runtime/backend';
@@ -38,6 +38,7 @@ describe('access feed and cache', () => {
   let feed: AccessFeed;
   let reachable: boolean;
   let cache: AccessCache;
+  let answers: unknown[];
   const ca = userCA();
 
   beforeEach(async () => {
@@ -50,13 +51,15 @@ describe('access feed and cache', () => {
     feed = new AccessFeed(store, log, 50);
     await feed.start();
     reachable = true;
+    answers = [];
     const client = {
       get: async <T>(path: string): Promise<T> => {
         if (!reachable) throw new ConnectionProblemError('cannot reach the auth server');
         const q = new URL(path, 'https://auth').searchParams;
-        await feed.waitForChange(q.get('version') ?? '', Math.min(Number(q.get('wait')), 200));
+        const answer = await feed.poll(q.get('version') ?? '', Math.min(Number(q.get('wait')), 200));
         if (!reachable) throw new ConnectionProblemError('connection reset'); // a poll in flight fails too
-        return feed.snapshot() as T;
+        answers.push(answer);
+        return answer as T;
       },
     };
     cache = new AccessCache(client, log);
@@ -96,6 +99,50 @@ describe('access feed and cache', () => {
     // THEN
     await waitFor('the cache to see the new host CA', () => cache.hostCAKeys()[0]?.equals(next.blob));
     expect(cache.userCAKeys()).toEqual([ca.blob]);
+  });
+
+  it('GIVEN nothing changes THEN a poll answers with the version only, the cache keeps its copy, and a change still arrives', async () => {
+    // GIVEN a loaded cache
+    await cache.start();
+    const version = feed.version;
+    // WHEN its polls see no change THEN the answers carry the version only, not the data again
+    await waitFor('a poll that saw no change', () => answers.some((a) => (a as { unchanged?: boolean }).unchanged));
+    expect(answers.find((a) => (a as { unchanged?: boolean }).unchanged)).toEqual({ version, unchanged: true });
+    expect(ask(cache).allowed).toBe(true);
+    expect(cache.userCAKeys()).toEqual([ca.blob]);
+    // AND WHEN the user CA is rotated to a new key THEN the cache trusts the new key as soon as the poll returns it
+    const next = userCA();
+    await store.put({ key: Keys.certAuthority('user', 'example.com'), value: json(next.record) });
+    await waitFor('the new user CA key', () => cache.userCAKeys()[0]?.equals(next.blob));
+    expect(cache.userCAKeys()).toEqual([next.blob]);
+  });
+
+  it('GIVEN a poll held for a minute THEN its connection may stay silent longer than that, so the hold is not cut short', async () => {
+    // GIVEN a client that records what the cache asks for
+    const asked: { path: string; timeoutMs?: number }[] = [];
+    const recording = new AccessCache(
+      {
+        get: async <T>(path: string, opts: { timeoutMs?: number } = {}): Promise<T> => {
+          asked.push({ path, ...opts });
+          return feed.poll(new URL(path, 'https://auth').searchParams.get('version') ?? '', 0) as T;
+        },
+      },
+      log,
+    );
+    // WHEN it loads and polls
+    await recording.start();
+    await waitFor('a long poll', () => asked.length >= 2);
+    recording.stop();
+    // THEN each long poll asks the auth service to hold it for a minute and waits longer than that for the answer
+    const poll = asked[1];
+    expect(new URL(poll.path, 'https://auth').searchParams.get('wait')).toBe(String(ACCESS_POLL_WAIT_MS));
+    expect(ACCESS_POLL_WAIT_MS).toBe(60_000);
+    expect(poll.timeoutMs).toBeGreaterThan(ACCESS_POLL_WAIT_MS);
+  });
+
+  it('GIVEN a caller with no copy THEN a poll always carries the data, never "unchanged"', async () => {
+    expect(await feed.poll('', 0)).toMatchObject({ version: feed.version, user_ca_keys: [ca.line] });
+    expect(await feed.poll('another-auth-server.7', 0)).toMatchObject({ version: feed.version, user_ca_keys: [ca.line] });
   });
 
   it('GIVEN a role edited in the store THEN the cache refuses on its next decision without any certificate change', async () => {

@@ -1,0 +1,93 @@
+/**
+ * A node keeps its connections to the auth server across its periodic calls:
+ * the heartbeats of a real node process, spaced further apart than Node's
+ * default 5 s keep-alive, all go over the same TLS connection (no new
+ * handshake per call), while an anonymous caller's connection is closed
+ * after each answer.
+ */
+import * as fs from 'node:fs';
+import * as https from 'node:https';
+import { AuthClient } from '../../runtime/auth/client';
+import { Server } from '../../runtime/auth/resources';
+import { startAuth, TestAuth, TestNode } from '../helpers/cluster';
+import { waitFor } from '../helpers/proc';
+
+const TOKEN = 'keepalive-node-token';
+/** Heartbeats every 7.5–10 s: longer than the old 5 s keep-alive. */
+const ANNOUNCE_TTL_S = 20;
+
+/** The local ports of the established TCP connections that process `pid` holds to `port` (from /proc/net/tcp{,6}). */
+function connectionsTo(pid: number, port: number): string[] {
+  const inodes = new Set(
+    fs
+      .readdirSync(`/proc/${pid}/fd`)
+      .map((fd) => {
+        try {
+          return /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
+        } catch {
+          return undefined; // closed meanwhile
+        }
+      })
+      .filter((i): i is string => !!i),
+  );
+  const rows = ['/proc/net/tcp', '/proc/net/tcp6'].flatMap((f) => fs.readFileSync(f, 'utf8').split('\n').slice(1).filter(Boolean));
+  return rows
+    .map((r) => r.trim().split(/\s+/))
+    .filter((c) => c[3] === '01' && parseInt(c[2].split(':')[1], 16) === port && inodes.has(c[9]))
+    .map((c) => String(parseInt(c[1].split(':')[1], 16)));
+}
+
+describe('keep-alive on the auth API', () => {
+  let auth: TestAuth;
+  let node: TestNode | undefined;
+  let admin: AuthClient;
+
+  beforeAll(async () => {
+    auth = await startAuth({ tokens: [`node:${TOKEN}`] });
+    admin = await auth.adminClient();
+  });
+  afterAll(async () => {
+    admin?.close();
+    await node?.cleanup();
+    await auth?.cleanup();
+  });
+
+  it('a node sends its heartbeats over the connection it already has', async () => {
+    // GIVEN a node process whose heartbeats come every 7.5–10 s
+    node = await TestNode.create(auth, { token: TOKEN, caPin: await auth.caPin(), nodeName: 'kept', env: { TELEPORT_ANNOUNCE_TTL: String(ANNOUNCE_TTL_S) } });
+    const pid = node.start().child.pid!;
+    await node.ready();
+    const expiresOf = async () => (await admin.get<Server[]>('/v1/namespaces/default/nodes')).find((s) => s.spec.hostname === 'kept')?.metadata.expires;
+    // WHEN three more heartbeats reach the auth server, looking at the node's connections to it after each
+    const seen = new Set<string>();
+    const samples: string[][] = [];
+    let last = await waitFor('the first heartbeat', expiresOf, 30_000, 100);
+    for (let i = 0; i < 3; i++) {
+      last = await waitFor(`heartbeat ${i + 2}`, async () => {
+        const e = await expiresOf();
+        return e && e !== last ? e : undefined;
+      }, 30_000, 100);
+      const ports = connectionsTo(pid, auth.port);
+      samples.push(ports);
+      for (const p of ports) seen.add(p);
+    }
+    // THEN they all went over the same connections: its long poll of the access data and one for
+    // the rest, never a new one (a new TLS handshake) per heartbeat
+    expect(samples[0].length).toBeGreaterThanOrEqual(1);
+    expect(samples[0].length).toBeLessThanOrEqual(2);
+    expect([...seen].sort()).toEqual([...samples[0]].sort());
+  }, 120_000);
+
+  it('closes an anonymous caller\'s connection after the answer', async () => {
+    // GIVEN a caller without a client certificate WHEN it asks for the cluster's CA
+    const res = await new Promise<{ connection?: string }>((resolve, reject) => {
+      const req = https.get({ host: '127.0.0.1', port: auth.port, path: '/v1/cacert', rejectUnauthorized: false, agent: new https.Agent({ keepAlive: true }) }, (r) => {
+        r.resume();
+        resolve(r.headers);
+      });
+      req.on('error', reject);
+    });
+    // THEN the server closes the connection instead of keeping it for later
+    expect(res.connection).toBe('close');
+  });
+});
