@@ -89,7 +89,8 @@ export const phaseOf = (ca: CertAuthority): RotationPhase => rotationOf(ca).phas
  * Which of a CA's keys (by position in its lists) servers present certificates from: the old one
  * while only clients move (update_clients), else the first. Clients always use the first.
  */
-export const servingKeyIndex = (ca: CertAuthority): number => (phaseOf(ca) === 'update_clients' ? 1 : 0);
+export const servingKeyIndexIn = (phase: RotationPhase): number => (phase === 'update_clients' ? 1 : 0);
+export const servingKeyIndex = (ca: CertAuthority): number => servingKeyIndexIn(phaseOf(ca));
 
 /** Whether `to` may follow the CA's phase; BadParameterError saying why not. */
 export function checkTransition(ca: CertAuthority, to: RotationPhase): void {

@@ -22,6 +22,7 @@ import { AccessCache } from '../auth/access/cache';
 import { AuthClient } from '../auth/client';
 import { Identity, IdentityStore } from '../auth/identity';
 import type { PackedKeys, ReissueRequest } from '../auth/server';
+import { servingKeyIndexIn } from '../auth/rotation';
 import { formatAuthorizedKey, generateKeyPair, parseCertificate, publicKeyBlob } from '../sshcert';
 import { generateTlsKey, publicKeyPem } from '../tlsca';
 import { Logger } from '../utils/logger';
@@ -57,11 +58,6 @@ export class HostRotation {
   constructor(private readonly opts: HostRotationOptions) {
     this.held = [opts.current];
     this.client = this.server = opts.current;
-  }
-
-  /** The identity the member presents now. */
-  get serving(): Identity {
-    return this.server;
   }
 
   /** Loads a replacement a previous run left, follows the CA once, then on every change of the access copy. */
@@ -105,7 +101,7 @@ export class HostRotation {
       held.push(client);
       this.opts.log.info('obtained host certificates from the new host CA', { phase: ca.rotation.phase });
     }
-    const server = from(ca.checkingKeys[ca.rotation.phase === 'update_clients' ? 1 : 0]) ?? client;
+    const server = from(ca.checkingKeys[servingKeyIndexIn(ca.rotation.phase)]) ?? client;
     held = [server, ...(client === server ? [] : [client])].map((id) => ({ ...id, tlsCACerts: ca.tlsCAs }));
     const [current, replacement] = held;
     // Written only when something changed (this runs on every change of the access data).
