@@ -303,7 +303,11 @@ describe('recording proxy mode', () => {
     const script = 'echo "sid=$TELEPORT_SESSION"; echo mode-$((6*7)); exit\r';
 
     // WHEN the cluster records on the proxy: the proxy needs the agent, and the node does not record
-    const refused = await alice.tsh(['ssh', 'rec-node', 'echo', 'x']);
+    // (the proxy's node list is cached for 2 s: until it names rec-node, the proxy says it is no node)
+    const refused = await waitFor('the proxy to know rec-node', async () => {
+      const r = await alice.tsh(['ssh', 'rec-node', 'echo', 'x']);
+      return r.stderr.includes('is not a node of cluster') ? undefined : r;
+    });
     expect(refused.stderr).toContain(AGENT_REQUIRED);
     const before = (await c.events(['session.start'])).length;
     const inProxyMode = await interactive(['-A', 'rec-node'], script);
