@@ -2,6 +2,7 @@
  * Small pieces the benchmarks share: size knobs from the environment,
  * quantiles, an aligned text table, and timing one OpenSSH client run.
  */
+import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
 
 const UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
@@ -81,4 +82,16 @@ export function timeSsh(args: string[], bytes = 0): Promise<SshRun> {
       else resolve({ ms, stdout, stderr });
     });
   });
+}
+
+/** Kills the processes still running (SIGKILL) and resolves once they have exited. */
+export async function killAll(children: ChildProcess[]): Promise<void> {
+  await Promise.all(
+    children.map((c) => {
+      if (c.exitCode !== null || c.signalCode !== null) return undefined;
+      const exited = new Promise((r) => c.once('exit', r));
+      c.kill('SIGKILL');
+      return exited;
+    }),
+  );
 }

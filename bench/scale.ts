@@ -32,7 +32,7 @@ import { performance } from 'node:perf_hooks';
 import { announceTtlMs } from '../runtime/auth/presence';
 import { createAuth, TestAuth } from '../test/helpers/cluster';
 import { waitFor } from '../test/helpers/proc';
-import { envNumber, fmt, formatTable } from './common';
+import { envNumber, fmt, formatTable, killAll } from './common';
 import type { ScaleHostInit, ScaleHostReport } from './scale-node-host';
 
 const flag = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
@@ -134,16 +134,7 @@ async function forkHosts(n: number): Promise<Hosts> {
         { joined: 0, refused: 0, failing: 0, errors: [] },
       );
     },
-    stop: async () => {
-      await Promise.all(
-        children.map((c) => {
-          if (c.exitCode !== null || c.signalCode !== null) return undefined;
-          const exited = new Promise((r) => c.once('exit', r));
-          c.kill('SIGKILL');
-          return exited;
-        }),
-      );
-    },
+    stop: () => killAll(children),
   };
   try {
     await waitFor('the load generators to load', () => {

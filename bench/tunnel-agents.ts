@@ -41,7 +41,7 @@ import { startAuth, TestAuth, TestNode } from '../test/helpers/cluster';
 import { SshUser } from '../test/helpers/openssh';
 import { tempDir, waitFor } from '../test/helpers/proc';
 import { LOGIN as CURRENT_USER } from '../test/helpers/sshd';
-import { envNumber, fmt, formatTable, quantile, ratio, timeSsh } from './common';
+import { envNumber, fmt, formatTable, killAll, quantile, ratio, timeSsh } from './common';
 import { BenchProxy, CLUSTER, PROXY_NAME, PROXY_TOKEN, startProxy, userBlock } from './jump-rig';
 import type { AgentHostInit, AgentHostReport, AgentIdentity } from './tunnel-agent-host';
 
@@ -173,16 +173,7 @@ async function forkAgentHosts(n: number): Promise<AgentHosts> {
     start: (init, identities) =>
       children.forEach((c, i) => c.send({ ...init, identities: identities.filter((_, k) => k % n === i) } satisfies AgentHostInit)),
     rssMiB: () => children.reduce((sum, c) => sum + (c.exitCode === null ? sample(c.pid!).rssBytes : 0), 0) / 1024 ** 2,
-    stop: async () => {
-      await Promise.all(
-        children.map((c) => {
-          if (c.exitCode !== null || c.signalCode !== null) return undefined;
-          const exited = new Promise((r) => c.once('exit', r));
-          c.kill('SIGKILL');
-          return exited;
-        }),
-      );
-    },
+    stop: () => killAll(children),
   };
   try {
     await waitFor('the agent host processes to load', () => {
