@@ -420,7 +420,7 @@ describe('a service whose port is taken after the start-up check', () => {
       try {
         const identity = await auth.auth.localIdentity('Node', [], []);
         const nodeConfig = { ...config, authServers: [{ host: '127.0.0.1', port: auth.address.port }] };
-        await startNodeService({ config: nodeConfig, identity, hostUUID, log: logger('node') });
+        await startNodeService({ config: nodeConfig, identity, store: new IdentityStore(proc), hostUUID, log: logger('node') });
         console.log('STARTED');
       } catch (err) {
         console.log('FAILED: ' + err.message);
