@@ -306,17 +306,7 @@ export class LocalLogins {
    * login itself sends the password again with the key's answer (`login`, `loginWith`).
    */
   async webAuthnLoginChallenge(creds: { username: string; password: string }, rp: RelyingParty, remoteAddr: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
-    return this.audited(
-      creds.username,
-      remoteAddr,
-      async () => {
-        this.checkCredentials(creds);
-        this.requireKeys();
-        await this.authenticate(creds, remoteAddr, false);
-        return this.webauthn.assertionOptions(creds.username, rp, await this.auth.users.mfa.list(creds.username));
-      },
-      false,
-    );
+    return this.passwordStep(creds, remoteAddr, async () => this.webauthn.assertionOptions(creds.username, rp, await this.auth.users.mfa.list(creds.username)));
   }
 
   /**
@@ -325,6 +315,14 @@ export class LocalLogins {
    * (webauthn-cli.ts).
    */
   async webAuthnCliRequest(creds: { username: string; password: string }, remoteAddr: string): Promise<{ id: string; secret: string; expires: Date }> {
+    return this.passwordStep(creds, remoteAddr, async () => {
+      if (!(await this.auth.users.mfa.list(creds.username)).some((d) => d.webauthn)) throw new BadParameterError('no security key is registered for this user');
+      return this.cliRequests.open(creds.username, remoteAddr);
+    });
+  }
+
+  /** Step one of a login with a security key: the password, checked as at login (a failure is counted and audited as one), then `then`. */
+  private passwordStep<T>(creds: { username: string; password: string }, remoteAddr: string, then: () => Promise<T>): Promise<T> {
     return this.audited(
       creds.username,
       remoteAddr,
@@ -332,8 +330,7 @@ export class LocalLogins {
         this.checkCredentials(creds);
         this.requireKeys();
         await this.authenticate(creds, remoteAddr, false);
-        if (!(await this.auth.users.mfa.list(creds.username)).some((d) => d.webauthn)) throw new BadParameterError('no security key is registered for this user');
-        return this.cliRequests.open(creds.username, remoteAddr);
+        return then();
       },
       false,
     );
