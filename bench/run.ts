@@ -2,24 +2,59 @@
  * `npm run bench`: runs every benchmark in turn, each in its own process
  * (`node dist/bench/<name>.js`), or only those named on the command line:
  * `npm run bench -- proxy-ssh`. Arguments that start with `--` (`--nodes=3000`)
- * go to each benchmark run. Each prints its own table and a JSON line.
+ * go to each benchmark run. Each prints its own table; at the end this prints
+ * the goals of issue 22 (bench/goals.ts), each with the figure and the anchor
+ * its benchmark measured in this run, and the ratio.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as path from 'node:path';
+import { formatTable } from './common';
+import { goalsTable, parseGoalLine, type GoalRow } from './goals';
 
 const BENCHES = ['cert-issuance', 'ca-signer', 'node-ssh', 'proxy-ssh', 'backend', 'kex', 'access', 'deploy-local', 'tunnel-agents', 'web-echo', 'scale', 'cache-range'];
 
-const wanted = process.argv.slice(2).filter((a) => !a.startsWith('--'));
-const passed = process.argv.slice(2).filter((a) => a.startsWith('--'));
-const unknown = wanted.filter((w) => !BENCHES.includes(w));
-if (unknown.length) {
-  process.stderr.write(`unknown benchmark ${unknown.join(', ')}; there are: ${BENCHES.join(', ')}\n`);
-  process.exit(2);
+/** Runs one benchmark with its stdout passed through; resolves with its exit status and the goal rows it reported. */
+function runBench(name: string, args: string[]): Promise<{ ok: boolean; rows: GoalRow[] }> {
+  return new Promise((resolve) => {
+    const rows: GoalRow[] = [];
+    const child = spawn(process.execPath, [path.join(__dirname, `${name}.js`), ...args], { stdio: ['inherit', 'pipe', 'inherit'] });
+    let pending = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      process.stdout.write(chunk);
+      const lines = (pending + chunk.toString('utf8')).split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) {
+        const row = parseGoalLine(line);
+        if (row) rows.push(row);
+      }
+    });
+    child.on('close', (code) => {
+      const row = parseGoalLine(pending);
+      if (row) rows.push(row);
+      resolve({ ok: code === 0, rows });
+    });
+  });
 }
-let failed = 0;
-for (const name of wanted.length ? wanted : BENCHES) {
-  process.stdout.write(`\n=== ${name} ===\n`);
-  const r = spawnSync(process.execPath, [path.join(__dirname, `${name}.js`), ...passed], { stdio: 'inherit' });
-  if (r.status !== 0) failed++;
+
+async function main(): Promise<void> {
+  const wanted = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+  const passed = process.argv.slice(2).filter((a) => a.startsWith('--'));
+  const unknown = wanted.filter((w) => !BENCHES.includes(w));
+  if (unknown.length) {
+    process.stderr.write(`unknown benchmark ${unknown.join(', ')}; there are: ${BENCHES.join(', ')}\n`);
+    process.exit(2);
+  }
+  const names = wanted.length ? wanted : BENCHES;
+  const rows: GoalRow[] = [];
+  let failed = 0;
+  for (const name of names) {
+    process.stdout.write(`\n=== ${name} ===\n`);
+    const r = await runBench(name, passed);
+    rows.push(...r.rows);
+    if (!r.ok) failed++;
+  }
+  process.stdout.write(`\n=== goals (issue 22) ===\n${formatTable(goalsTable(rows, names))}\n`);
+  process.exit(failed ? 1 : 0);
 }
-process.exit(failed ? 1 : 0);
+
+void main();
