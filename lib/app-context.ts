@@ -40,6 +40,7 @@ const sharedShape = {
   region: str,
   logRetentionDays: int,
   sessionRecording: z.preprocess(emptyToUndefined, z.enum(['node', 'proxy', 'off'], { error: 'expected node, proxy or off' }).optional()),
+  caKeysInKms: bool,
 };
 
 const contextSchema = z.object({
@@ -78,6 +79,7 @@ function sharedProps(c: Shared) {
     env: c.account !== undefined || c.region !== undefined ? { account: c.account, region: c.region } : undefined,
     logRetentionDays: c.logRetentionDays,
     sessionRecording: c.sessionRecording,
+    caKeysInKms: c.caKeysInKms,
   };
 }
 

@@ -10,7 +10,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import { Construct } from 'constructs';
 import { ConfVars, SsmPaths } from '../runtime/contract/aws';
 import { Ports } from '../runtime/contract/ports';
-import { acknowledgeStorageFindings, instanceRole, nagArn, ssmParameterArn, storageStatements } from './iam';
+import { acknowledgeStorageFindings, caKeyStatements, instanceRole, nagArn, ssmParameterArn, storageStatements } from './iam';
 import { ClusterStorage } from './storage';
 import { instanceSecurityGroup, InstanceSettings, TeleportAutoScalingGroup } from './teleport-asg';
 import { checkServed } from './validation';
@@ -34,6 +34,8 @@ export interface AuthTierProps extends InstanceSettings {
   readonly useAcm: boolean;
   /** `auth_service.session_recording` (`TELEPORT_SESSION_RECORDING`). @default - node */
   readonly sessionRecording?: 'node' | 'proxy' | 'off';
+  /** Make and keep the CA keys in AWS KMS, usable by this tier's role only (`TELEPORT_CA_KMS_ROLE_ARN`). @default false */
+  readonly caKeysInKms?: boolean;
 
   /**
    * EC2 instance type.
@@ -123,6 +125,7 @@ export class AuthTier extends Construct {
         [ConfVars.ssmKeyArn]: storage.key.keyArn,
         [ConfVars.useAcm]: String(props.useAcm),
         [ConfVars.sessionRecording]: props.sessionRecording,
+        [ConfVars.caKmsRoleArn]: props.caKeysInKms ? this.role.roleArn : undefined,
       },
     });
 
@@ -147,6 +150,7 @@ export class AuthTier extends Construct {
     return [
       ...storageStatements(props.storage),
       ...(props.telemetry?.statements() ?? []),
+      ...(props.caKeysInKms ? caKeyStatements() : []),
       new iam.PolicyStatement({
         sid: 'ClusterParameters',
         actions: ['ssm:GetParameter', 'ssm:GetParameters', 'ssm:GetParametersByPath'],

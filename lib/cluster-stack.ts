@@ -186,6 +186,7 @@ export class ClusterStack extends Stack {
       vpcSubnets: privateSubnets,
       useAcm: certificate !== undefined,
       sessionRecording: props.sessionRecording,
+      caKeysInKms: props.caKeysInKms,
       amiParameterName,
       notificationsTopic: props.notificationsTopic,
       telemetry: this.telemetry,

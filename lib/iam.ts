@@ -6,7 +6,7 @@ import { CfnElement, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct, IConstruct } from 'constructs';
-import { JoinRole, RECORDINGS_PREFIX, SsmPaths } from '../runtime/contract/aws';
+import { CA_KEY_TAG, JoinRole, RECORDINGS_PREFIX, SsmPaths } from '../runtime/contract/aws';
 import type { ClusterStorage } from './storage';
 
 /** DynamoDB actions the auth server's backend and audit log call (runtime/backend/dynamodb.ts, runtime/events/dynamodb.ts). */
@@ -68,6 +68,29 @@ export function ssmAgentStatements(scope: Construct): iam.PolicyStatement[] {
   ];
 }
 
+/**
+ * What an auth server needs to make its CA keys in AWS KMS (`caKeysInKms`): `kms:CreateKey` of ECC_NIST_P256
+ * SIGN_VERIFY keys tagged `teleport-ca` (and nothing else), and `kms:TagResource`, which KMS checks for a
+ * CreateKey with tags. Using a key needs no IAM permission: its key policy, set at CreateKey, names this role
+ * alone for Sign (runtime/keystore/awskms.ts caKeyPolicy); the account's administrators keep administration
+ * through IAM, not use. KMS has no resource to name before the key exists, hence `*` with conditions.
+ */
+export function caKeyStatements(): iam.PolicyStatement[] {
+  const taggedOnly = {
+    'ForAllValues:StringEquals': { 'aws:TagKeys': [CA_KEY_TAG] },
+    Null: { [`aws:RequestTag/${CA_KEY_TAG}`]: 'false' },
+  };
+  return [
+    new iam.PolicyStatement({
+      sid: 'CaKeysCreate',
+      actions: ['kms:CreateKey'],
+      resources: ['*'],
+      conditions: { StringEquals: { 'kms:KeySpec': 'ECC_NIST_P256', 'kms:KeyUsage': 'SIGN_VERIFY' }, ...taggedOnly },
+    }),
+    new iam.PolicyStatement({ sid: 'CaKeysTag', actions: ['kms:TagResource'], resources: ['*'], conditions: taggedOnly }),
+  ];
+}
+
 /** `kms:Decrypt` of `key`, only when SSM calls it (reading a SecureString parameter). */
 export function ssmDecryptStatement(scope: Construct, key: kms.IKey): iam.PolicyStatement {
   return new iam.PolicyStatement({
@@ -98,7 +121,8 @@ export function acknowledgeInstanceRoleFindings(role: IConstruct): void {
   Validations.of(role).acknowledge({
     id: 'AwsSolutions-IAM5[Resource::*]',
     reason:
-      'ssmmessages:* channel actions (Session Manager) and elasticloadbalancing:DescribeTargetHealth (the readiness signal) support no resource-level permissions; the actions are listed individually.',
+      'ssmmessages:* channel actions (Session Manager) and elasticloadbalancing:DescribeTargetHealth (the readiness signal) support no resource-level permissions; the actions are listed individually. ' +
+      'With caKeysInKms, the auth role\'s kms:CreateKey and kms:TagResource have no key before it exists: conditions allow only ECC_NIST_P256 SIGN_VERIFY keys tagged teleport-ca, whose own key policy limits their use to this role.',
   });
 }
 

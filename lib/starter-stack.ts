@@ -23,7 +23,7 @@ import { Ports, servedPorts } from '../runtime/contract/ports';
 import { ProxyCertificate } from './certificate';
 import { FIRST_USER_COMMAND, instanceShellCommand } from './first-user';
 import { importHostedZone, ProxyDns } from './dns';
-import { acknowledgeStorageFindings, instanceRole, storageStatements } from './iam';
+import { acknowledgeStorageFindings, caKeyStatements, instanceRole, storageStatements } from './iam';
 import { ClusterNetwork, ExistingPublicVpcProps, validateExistingVpc } from './network';
 import { PUBLIC_WEB_PORT, WEB_HEALTH_CHECK } from './proxy-tier';
 import { ClusterStorage } from './storage';
@@ -196,6 +196,7 @@ export class StarterStack extends Stack {
     this.role = instanceRole(this, `Teleport starter instance of cluster ${clusterName}`, [
       ...(this.storage ? storageStatements(this.storage) : []),
       ...this.telemetry.statements(),
+      ...(props.caKeysInKms ? caKeyStatements() : []),
     ]);
     if (this.storage) acknowledgeStorageFindings(this.role, this.storage);
 
@@ -245,6 +246,7 @@ export class StarterStack extends Stack {
           : {}),
         [ConfVars.useAcm]: String(useAcm),
         [ConfVars.sessionRecording]: props.sessionRecording,
+        [ConfVars.caKmsRoleArn]: props.caKeysInKms ? this.role.roleArn : undefined,
         ...this.telemetry.conf,
         ...(letsEncrypt ? { [ConfVars.useLetsEncrypt]: 'true', [ConfVars.domainAdminEmail]: props.letsEncryptEmail } : {}),
       }),

@@ -21,6 +21,7 @@ import { CredentialRegistry } from './aws/credentials';
 import { Gateway, type Authorize, type ServiceRequest, type ServiceResponse } from './aws/gateway';
 import { errorResponse } from './aws/protocol';
 import { Imds } from './aws/imds';
+import { KmsKeys } from './aws/kms-keys';
 import { ParameterStore } from './aws/ssm';
 import { Stores } from './aws/stores';
 import { IamAudit } from './iam/audit';
@@ -135,6 +136,8 @@ export class LocalDeployment {
   stores!: Stores;
   gateway!: Gateway;
   ssm!: ParameterStore;
+  /** KMS signing keys the instances create at run time (the CA keys with `caKeysInKms`). */
+  readonly kms = new KmsKeys();
   imds!: Imds;
   functions!: Functions;
   rules!: EventRules;
@@ -247,6 +250,7 @@ export class LocalDeployment {
     this.closers.push(() => this.gateway.close());
     this.ssm = new ParameterStore();
     this.gateway.route('ssm', this.ssm.handler);
+    this.gateway.route('kms', this.kms.handler);
     this.imds = await Imds.start({ host: net.hostAddress });
     this.closers.push(() => this.imds.close());
     const endpointEnv = { AWS_ENDPOINT_URL: this.gateway.url, NODE_EXTRA_CA_CERTS: tls.certFile };

@@ -74,6 +74,11 @@ export interface AwsCall {
   readonly context?: Readonly<Record<string, string | string[]>>;
   /** What the caller really asked for when this call is implied by another (`ssm:GetParameter` for a `kms:Decrypt` via SSM). */
   readonly via?: string;
+  /**
+   * The resource policy of a resource the endpoint made at run time (a KMS key's policy from CreateKey), which
+   * the template does not hold; the template's own resources' policies are found by ARN.
+   */
+  readonly resourcePolicy?: { readonly description: string; readonly document: { readonly Statement: unknown } };
 }
 
 /** The IAM decision for one call. */

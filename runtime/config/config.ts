@@ -15,6 +15,7 @@ import { ConfigError, formatIssue, type ConfigIssue } from './errors';
 import { parseLabelsFlag, type CommandLabel } from './labels';
 import { formatPath, loadConfigFile, resolveConfigPath, shareSourceMap, sourceMapOf } from './load';
 import { DEFAULT_MAX_STARTUPS, type MaxStartups, type PreAuthLimits } from './startups';
+import { IAM_ROLE_ARN } from '../contract/aws';
 import { FileConfigSchema, type FileConfig, type SecondFactor } from './schema';
 import { unsupportedSettings } from './support';
 import { normalizeCaPin, parseStaticTokenSpec, readCaPinsValue, readTokenValue, readValueFile, type StaticTokenRole } from './tokens';
@@ -344,6 +345,11 @@ export interface Pkcs11Config {
 export interface AwsKmsConfig {
   account: string;
   region: string;
+  /**
+   * `signer_role_arn`: when set, each key is created with a key policy that lets only this role sign with it
+   * (and read its public key); the account's administrators keep key administration through IAM, not Sign.
+   */
+  signerRoleArn?: string;
   /** `file:line:col: auth_service.ca_key_params.aws_kms`, for errors found when KMS is called. */
   where: string;
 }
@@ -665,7 +671,12 @@ function caKeyParamsOf(
   }
   if (params.aws_kms) {
     const k = params.aws_kms;
-    return { awsKms: { account: k.account, region: k.region, where: where([...base, 'aws_kms']) } };
+    const roleAccount = k.signer_role_arn ? IAM_ROLE_ARN.exec(k.signer_role_arn)![1] : undefined;
+    if (roleAccount && roleAccount !== k.account) {
+      atFile([...base, 'aws_kms', 'signer_role_arn'], `names a role of account ${roleAccount}, but the keys are created in account ${k.account}: the signer must be a role of the keys' own account`);
+      return undefined;
+    }
+    return { awsKms: { account: k.account, region: k.region, ...(k.signer_role_arn ? { signerRoleArn: k.signer_role_arn } : {}), where: where([...base, 'aws_kms']) } };
   }
   const p = params.pkcs11;
   if (!p) {

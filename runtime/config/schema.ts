@@ -14,6 +14,7 @@ import { parseDuration } from './duration';
 import { parseMaxStartups } from './startups';
 import { labelNameProblem } from './labels';
 import { normalizeCaPin, parseStaticTokenSpec } from './tokens';
+import { IAM_ROLE_ARN } from '../contract/aws';
 import { Ports } from '../contract/ports';
 import { algorithmListProblem, algorithmProblem, type AlgorithmKind } from '../sshcert/algorithms';
 import { cipherSuiteProblem } from '../tlsca/ciphersuites';
@@ -324,6 +325,8 @@ const authServiceSchema = section({
     aws_kms: section({
       account: scalar('an AWS account ID (12 digits)', (s) => (/^\d{12}$/.test(s.trim()) ? s.trim() : new Invalid(`expected an AWS account ID (12 digits), got ${describeValue(s)}`))),
       region: scalar('an AWS region such as us-west-2', (s) => (/^[a-z]{2}(-[a-z]+)+-\d+$/.test(s.trim()) ? s.trim() : new Invalid(`expected an AWS region such as us-west-2, got ${describeValue(s)}`))),
+      /** This implementation's extension: the IAM role the created keys' policy lets sign (config.ts checks its account). */
+      signer_role_arn: scalar('an IAM role ARN', (s) => (IAM_ROLE_ARN.test(s.trim()) ? s.trim() : new Invalid(`expected an IAM role ARN such as arn:aws:iam::123456789012:role/teleport-auth, got ${describeValue(s)}`))).optional(),
     }).optional(),
   }).optional(),
 });

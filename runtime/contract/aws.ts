@@ -54,9 +54,21 @@ export const ConfVars = {
   metricsLogGroup: 'TELEPORT_METRICS_LOG_GROUP',
   /** Auth instances: `auth_service.session_recording` (node, proxy or off); empty: node, the default. */
   sessionRecording: 'TELEPORT_SESSION_RECORDING',
+  /**
+   * Auth instances: the ARN of their IAM role. When set, the auth servers make and keep the CA keys in AWS KMS
+   * (`ca_key_params.aws_kms` in the role's account and the instance's region), each key with a key policy that
+   * lets only this role sign with it.
+   */
+  caKmsRoleArn: 'TELEPORT_CA_KMS_ROLE_ARN',
 } as const;
 
 export type ConfVar = (typeof ConfVars)[keyof typeof ConfVars];
+
+/** The tag every CA key made in AWS KMS has (its value is the key's label); the auth role may create only keys with it. */
+export const CA_KEY_TAG = 'teleport-ca';
+
+/** An IAM role ARN, `arn:<partition>:iam::<account>:role/<path/><name>` (IAM's name characters); group 1 is the account. */
+export const IAM_ROLE_ARN = /^arn:aws[a-z-]*:iam::(\d{12}):role\/[\w+=,.@/-]{1,512}$/;
 
 /** Session recordings go under this prefix of the recordings bucket: `audit_sessions_uri: s3://<bucket>/records`. */
 export const RECORDINGS_PREFIX = 'records';

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { ConfVars, InstanceRole } from '../contract/aws';
+import { ConfVars, IAM_ROLE_ARN, InstanceRole } from '../contract/aws';
 import { ConfigError, type ConfigIssue } from '../config/errors';
 import { closestName } from '../utils/didyoumean';
 
@@ -53,6 +53,8 @@ export interface InstanceConf {
   readonly telemetry?: { readonly logGroup: string; readonly metricsLogGroup: string };
   /** `auth_service.session_recording` of an auth instance; undefined: the default (node). */
   readonly sessionRecording?: 'node' | 'proxy' | 'off';
+  /** Auth instances: the CA keys are in AWS KMS, usable by this role only (`ca_key_params.aws_kms.signer_role_arn`). */
+  readonly caKmsRoleArn?: string;
   /** Names of {@link UNSUPPORTED_VARS} that were set (not empty). */
   readonly ignored: string[];
 }
@@ -118,6 +120,7 @@ const ConfSchema = z.object({
   [ConfVars.logGroup]: name('a CloudWatch Logs group name', LOG_GROUP),
   [ConfVars.metricsLogGroup]: name('a CloudWatch Logs group name', LOG_GROUP),
   [ConfVars.sessionRecording]: opt(z.enum(['node', 'proxy', 'off'], { error: 'expected node, proxy or off' })),
+  [ConfVars.caKmsRoleArn]: name('an IAM role ARN', IAM_ROLE_ARN),
   [ConfVars.targetGroups]: opt(
     z
       .string()
@@ -198,6 +201,7 @@ export function validateConf(vars: Record<string, string>, file: string, lineOf:
     proxyServerNlbAlias: c[ConfVars.proxyServerNlbAlias],
     ssmKeyArn: c[ConfVars.ssmKeyArn],
     ...(c[ConfVars.sessionRecording] !== undefined ? { sessionRecording: c[ConfVars.sessionRecording] } : {}),
+    ...(c[ConfVars.caKmsRoleArn] !== undefined ? { caKmsRoleArn: c[ConfVars.caKmsRoleArn] } : {}),
     ...(c[ConfVars.cfnStack] !== undefined && c[ConfVars.cfnResource] !== undefined
       ? { signal: { stack: c[ConfVars.cfnStack]!, resource: c[ConfVars.cfnResource]!, targetGroups: c[ConfVars.targetGroups] ?? [] } }
       : {}),
@@ -244,6 +248,10 @@ export function validateConf(vars: Record<string, string>, file: string, lineOf:
   }
   if (conf.sessionRecording !== undefined && (conf.role === 'proxy' || conf.role === 'node')) {
     at(ConfVars.sessionRecording, `is for the auth service (proxies and nodes read it from there), not ${roleWhy}`);
+  }
+  if (conf.caKmsRoleArn !== undefined) {
+    if (conf.role === 'proxy' || conf.role === 'node') at(ConfVars.caKmsRoleArn, `is for the auth service (the CA keys are the auth servers'), not ${roleWhy}`);
+    need(ConfVars.region, conf.region, `with ${ConfVars.caKmsRoleArn} (the region the CA keys are created in)`);
   }
   if (c[ConfVars.targetGroups] !== undefined && c[ConfVars.cfnStack] === undefined) {
     at(ConfVars.targetGroups, `is only used with ${ConfVars.cfnStack} and ${ConfVars.cfnResource} (the readiness signal waits on the target groups)`);

@@ -5,7 +5,7 @@
  */
 import { stringify } from 'yaml';
 import { parseConfig } from '../config/load';
-import { InstanceRole, RECORDINGS_PREFIX } from '../contract/aws';
+import { IAM_ROLE_ARN, InstanceRole, RECORDINGS_PREFIX } from '../contract/aws';
 import { Ports } from '../contract/ports';
 import { DEFAULT_INSTANCE_DIAG_ADDR } from '../contract/telemetry';
 import type { InstanceConf } from './conf';
@@ -67,6 +67,7 @@ export interface GeneratedConfig {
     keep_alive_count_max: number;
     authentication: { type: 'local'; second_factor: 'otp' };
     session_recording: 'node' | 'proxy' | 'off';
+    ca_key_params: { aws_kms: { account: string; region: string; signer_role_arn: string } };
   }>;
   ssh_service: { enabled: boolean } & Partial<{ listen_addr: string; labels: Record<string, string> }>;
   proxy_service: { enabled: boolean } & Partial<{
@@ -144,6 +145,9 @@ export function generateConfig(
         keep_alive_count_max: 3,
         authentication: { type: 'local', second_factor: 'otp' },
         ...(conf.sessionRecording ? { session_recording: conf.sessionRecording } : {}),
+        ...(conf.caKmsRoleArn
+          ? { ca_key_params: { aws_kms: { account: IAM_ROLE_ARN.exec(conf.caKmsRoleArn)![1], region: conf.region!, signer_role_arn: conf.caKmsRoleArn } } }
+          : {}),
       }
     : { enabled: false };
 

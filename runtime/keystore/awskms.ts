@@ -2,18 +2,54 @@
  * CA keys in AWS KMS: asymmetric ECC_NIST_P256 SIGN_VERIFY keys created in the
  * configured account and region. The backend keeps the public key (in the CA
  * resource) and the reference `awskms:<key ARN>`; signing hashes in process and
- * has KMS sign the digest (Sign, MessageType DIGEST, ECDSA_SHA_256). The client
+ * has KMS sign the digest (Sign, MessageType DIGEST, ECDSA_SHA_256). With
+ * `signer_role_arn` each key is created with a key policy that lets only that
+ * role use it (caKeyPolicy). The client
  * takes the SDK's standard region, credential and endpoint settings
  * (instance role, AWS_ENDPOINT_URL ...).
  */
 import { createHash, createPublicKey } from 'node:crypto';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { AwsKmsConfig } from '../config';
+import { CA_KEY_TAG } from '../contract/aws';
 import { BadParameterError } from '../utils/errors';
 import type { KeyStore, KeyUse } from './keystore';
 import type { Signer } from './signer';
 
 const PREFIX = 'awskms:';
+
+/**
+ * What the account's administrators may do with a CA key through IAM: administer it (describe, disable,
+ * schedule or cancel deletion, tag, change the key policy), never sign with it or grant its use
+ * (`kms:CreateGrant` is left out with the use actions). Every such change is in CloudTrail.
+ */
+const ACCOUNT_ADMIN_ACTIONS = [
+  'kms:Describe*', 'kms:List*', 'kms:Get*', 'kms:Enable*', 'kms:Disable*', 'kms:Update*', 'kms:PutKeyPolicy',
+  'kms:RevokeGrant', 'kms:RetireGrant', 'kms:TagResource', 'kms:UntagResource', 'kms:ScheduleKeyDeletion', 'kms:CancelKeyDeletion',
+];
+
+/**
+ * What the signer role (the auth servers') may do with a CA key, granted by the key policy itself: sign,
+ * read the public key, and schedule the deletion of a key that lost the race for a new CA.
+ * `kms:PutKeyPolicy` is there because KMS refuses to create a key whose policy would not let its creator
+ * change that policy later (the policy lockout safety check); the auth server never calls it.
+ */
+const SIGNER_ACTIONS = ['kms:Sign', 'kms:GetPublicKey', 'kms:ScheduleKeyDeletion', 'kms:PutKeyPolicy'];
+
+/**
+ * The key policy of a CA key created with `signer_role_arn`: only that role may sign with the key; the
+ * account (its IAM administrators) keeps administration, not use.
+ */
+export function caKeyPolicy(signerRoleArn: string): object {
+  const [, partition, , , account] = signerRoleArn.split(':');
+  return {
+    Version: '2012-10-17',
+    Statement: [
+      { Sid: 'AccountAdministersKey', Effect: 'Allow', Principal: { AWS: `arn:${partition}:iam::${account}:root` }, Action: ACCOUNT_ADMIN_ACTIONS, Resource: '*' },
+      { Sid: 'TeleportAuthSigns', Effect: 'Allow', Principal: { AWS: signerRoleArn }, Action: SIGNER_ACTIONS, Resource: '*' },
+    ],
+  };
+}
 const P256 = 32;
 /** How long a key that lost the race for a new CA stays pending deletion (KMS's minimum). */
 const DELETION_WINDOW_DAYS = 7;
@@ -80,7 +116,15 @@ export class AwsKmsKeyStore implements KeyStore {
       throw new BadParameterError(`CA keys in AWS KMS are ECDSA P-256; auth_service.ca_key_type ${use.algorithm} is not supported there`);
     }
     const created = await this.call('CreateKey', () =>
-      this.client.send(new this.kms.CreateKeyCommand({ KeySpec: 'ECC_NIST_P256', KeyUsage: 'SIGN_VERIFY', Description: label, Tags: [{ TagKey: 'teleport-ca', TagValue: label }] })),
+      this.client.send(
+        new this.kms.CreateKeyCommand({
+          KeySpec: 'ECC_NIST_P256',
+          KeyUsage: 'SIGN_VERIFY',
+          Description: label,
+          Tags: [{ TagKey: CA_KEY_TAG, TagValue: label }],
+          ...(this.cfg.signerRoleArn ? { Policy: JSON.stringify(caKeyPolicy(this.cfg.signerRoleArn)) } : {}),
+        }),
+      ),
     );
     const arn = created.KeyMetadata?.Arn;
     if (!arn) throw new BadParameterError(`${this.cfg.where}: AWS KMS CreateKey returned no key ARN`);

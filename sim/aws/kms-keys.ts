@@ -5,15 +5,22 @@
  * or DIGEST) and ScheduleKeyDeletion. The private keys are real keys held by the
  * endpoint and never leave it; signatures are what KMS returns (ECDSA as DER).
  *
- * IAM calls: `kms:CreateKey` on `*`, the others on the key's ARN. A key is named by
- * its id or ARN (aliases are not served). Not served: symmetric keys, grants, aliases,
- * key policies (IAM decides alone), multi-region keys, Verify, RSASSA-PSS.
+ * IAM calls: `kms:CreateKey` on `*` (with `kms:KeySpec`, `kms:KeyUsage` and the request's
+ * tags as `aws:RequestTag/<key>` and `aws:TagKeys`), `kms:TagResource` on the new key when
+ * CreateKey has `Tags`, the others on the key's ARN with its tags as `aws:ResourceTag/<key>`.
+ * Key policies: CreateKey's `Policy`, or the default one (the account root may do `kms:*`,
+ * which delegates the key to IAM); every call on a key is decided with it as the resource
+ * policy. As in KMS, CreateKey refuses a policy that would not let its caller change it later
+ * (the lockout safety check: a `kms:PutKeyPolicy` decision on the new key, through the audit).
+ * A key is named by its id or ARN (aliases are not served). Not served: symmetric keys,
+ * grants, aliases, PutKeyPolicy itself, multi-region keys, Verify, RSASSA-PSS.
  */
 import { constants, createHash, createPublicKey, generateKeyPairSync, KeyObject, privateEncrypt, randomUUID } from 'node:crypto';
 import { signP256Digest } from './ecdsa-digest';
+import { DEFAULT_KEY_POLICY } from '../iam/policies';
 import type { AwsCall } from '../types';
 import { ACCOUNT, arn } from '../types';
-import type { ServiceHandler } from './gateway';
+import type { Authorize, ServiceHandler } from './gateway';
 import { AwsError, jsonRequest, jsonResponse, refusal } from './protocol';
 
 type Call = Omit<AwsCall, 'caller'>;
@@ -41,7 +48,16 @@ interface Key {
   readonly privateKey: KeyObject;
   readonly created: Date;
   readonly description: string;
+  readonly tags: Readonly<Record<string, string>>;
+  readonly policy: NonNullable<AwsCall['resourcePolicy']>;
   deletionDate?: Date;
+}
+
+/** What an action does: the IAM calls it makes, a check after they are allowed, and the answer. */
+interface Step {
+  readonly calls: Call[];
+  readonly check?: (authorize: Authorize) => void;
+  readonly run: () => unknown;
 }
 
 const validation = (message: string) => new AwsError(400, 'ValidationException', message);
@@ -56,12 +72,20 @@ export class KmsKeys {
     if (!serve) throw new AwsError(400, 'InvalidAction', `The action ${action} is not served by the local deployment.`);
     const step = serve(input);
     const denied = refusal('kms', req.caller, authorize, step.calls);
-    return denied ?? jsonResponse('kms', step.run());
+    if (denied) return denied;
+    step.check?.(authorize);
+    return jsonResponse('kms', step.run());
   };
 
   /** How many keys are held (for tests): `pending` counts those scheduled for deletion too. */
   count(opts: { pending?: boolean } = {}): number {
     return [...this.keys.values()].filter((k) => opts.pending || !k.deletionDate).length;
+  }
+
+  /** The key policy of a key given by id or ARN (for tests). */
+  policy(keyId: string): { Statement: any[] } {
+    const doc = this.key(keyId).policy.document as { Statement: unknown };
+    return { Statement: [doc.Statement].flat() };
   }
 
   private key(keyId: unknown): Key {
@@ -98,16 +122,42 @@ export class KmsKeys {
     };
   }
 
-  private readonly actions: Record<string, (input: Input) => { calls: Call[]; run: () => unknown }> = {
+  /** A call on `key`: decided with its key policy and its tags. */
+  private on(key: Key, action: string): Call {
+    const tags = Object.fromEntries(Object.entries(key.tags).map(([k, v]) => [`aws:ResourceTag/${k}`, v]));
+    return { action, resource: key.arn, resourcePolicy: key.policy, context: tags };
+  }
+
+  private readonly actions: Record<string, (input: Input) => Step> = {
     CreateKey: (input) => {
       const spec = String(input.KeySpec ?? input.CustomerMasterKeySpec ?? 'SYMMETRIC_DEFAULT');
       if (!SPECS[spec]) throw validation(`The local deployment serves only asymmetric signing keys (KeySpec ${Object.keys(SPECS).join(', ')}), not ${spec}.`);
       if (input.KeyUsage !== 'SIGN_VERIFY') throw validation(`KeyUsage must be SIGN_VERIFY for KeySpec ${spec}.`);
+      const tags = tagsOf(input.Tags);
+      const id = randomUUID();
+      const key: Key = {
+        id,
+        arn: arn.key(id),
+        spec,
+        privateKey: SPECS[spec].make(),
+        created: new Date(),
+        description: String(input.Description ?? ''),
+        tags,
+        policy: input.Policy === undefined ? { description: `default key policy of ${arn.key(id)}`, document: DEFAULT_KEY_POLICY } : { description: `key policy of ${arn.key(id)}`, document: policyOf(input.Policy) },
+      };
+      const requestTags = { ...Object.fromEntries(Object.entries(tags).map(([k, v]) => [`aws:RequestTag/${k}`, v])), ...(Object.keys(tags).length ? { 'aws:TagKeys': Object.keys(tags) } : {}) };
       return {
-        calls: [{ action: 'kms:CreateKey', resource: '*' }],
+        calls: [
+          { action: 'kms:CreateKey', resource: '*', context: { 'kms:KeySpec': spec, 'kms:KeyUsage': 'SIGN_VERIFY', ...requestTags } },
+          ...(Object.keys(tags).length ? [{ action: 'kms:TagResource', resource: key.arn, resourcePolicy: key.policy, context: requestTags }] : []),
+        ],
+        // The lockout safety check: the new policy must let the caller change it later.
+        check: (authorize) => {
+          if (input.Policy !== undefined && !authorize(this.on(key, 'kms:PutKeyPolicy')).allowed) {
+            throw new AwsError(400, 'MalformedPolicyDocumentException', 'The new key policy will not allow you to update the key policy in the future.');
+          }
+        },
         run: () => {
-          const id = randomUUID();
-          const key: Key = { id, arn: arn.key(id), spec, privateKey: SPECS[spec].make(), created: new Date(), description: String(input.Description ?? '') };
           this.keys.set(id, key);
           return { KeyMetadata: this.metadata(key) };
         },
@@ -115,12 +165,12 @@ export class KmsKeys {
     },
     DescribeKey: (input) => {
       const key = this.key(input.KeyId);
-      return { calls: [{ action: 'kms:DescribeKey', resource: key.arn }], run: () => ({ KeyMetadata: this.metadata(key) }) };
+      return { calls: [this.on(key, 'kms:DescribeKey')], run: () => ({ KeyMetadata: this.metadata(key) }) };
     },
     GetPublicKey: (input) => {
       const key = this.usable(input.KeyId);
       return {
-        calls: [{ action: 'kms:GetPublicKey', resource: key.arn }],
+        calls: [this.on(key, 'kms:GetPublicKey')],
         run: () => ({
           KeyId: key.arn,
           PublicKey: createPublicKey(key.privateKey).export({ format: 'der', type: 'spki' }).toString('base64'),
@@ -144,7 +194,7 @@ export class KmsKeys {
       const hash = HASHES[/SHA_\d+$/.exec(algorithm)![0]];
       if (type === 'DIGEST' && message.length !== hash.size) throw validation(`Digest is invalid length for algorithm ${algorithm}.`);
       return {
-        calls: [{ action: 'kms:Sign', resource: key.arn }],
+        calls: [this.on(key, 'kms:Sign')],
         run: () => {
           const digest = type === 'DIGEST' ? message : createHash(hash.hash).update(message).digest();
           return { KeyId: key.arn, Signature: signDigest(key.privateKey, algorithm, hash.hash, digest).toString('base64'), SigningAlgorithm: algorithm };
@@ -156,7 +206,7 @@ export class KmsKeys {
       const days = Number(input.PendingWindowInDays ?? 30);
       if (!Number.isInteger(days) || days < 7 || days > 30) throw validation("1 validation error detected: Value at 'pendingWindowInDays' failed to satisfy constraint: Member must have value between 7 and 30");
       return {
-        calls: [{ action: 'kms:ScheduleKeyDeletion', resource: key.arn }],
+        calls: [this.on(key, 'kms:ScheduleKeyDeletion')],
         run: () => {
           key.deletionDate ??= new Date(Date.now() + days * 86_400_000);
           return { KeyId: key.arn, DeletionDate: key.deletionDate.getTime() / 1000, KeyState: 'PendingDeletion', PendingWindowInDays: days };
@@ -164,6 +214,32 @@ export class KmsKeys {
       };
     },
   };
+}
+
+/** CreateKey's `Tags` ([{TagKey, TagValue}]) as a map; malformed tags are refused as KMS does. */
+function tagsOf(raw: unknown): Record<string, string> {
+  if (raw === undefined) return {};
+  if (!Array.isArray(raw)) throw validation("1 validation error detected: Value at 'tags' failed to satisfy constraint: Member must be a list");
+  const tags: Record<string, string> = {};
+  for (const t of raw) {
+    if (typeof t?.TagKey !== 'string' || typeof t?.TagValue !== 'string' || !t.TagKey) throw new AwsError(400, 'TagException', 'Each tag needs a TagKey and a TagValue.');
+    tags[t.TagKey] = t.TagValue;
+  }
+  return tags;
+}
+
+/** CreateKey's `Policy`: a JSON policy document with statements, at most 32 KB, or MalformedPolicyDocumentException. */
+function policyOf(raw: unknown): { readonly Statement: unknown } {
+  const malformed = (why: string) => new AwsError(400, 'MalformedPolicyDocumentException', why);
+  if (typeof raw !== 'string' || raw.length > 32_768) throw malformed('The key policy must be a JSON document of at most 32 KB.');
+  let doc: any;
+  try {
+    doc = JSON.parse(raw);
+  } catch {
+    throw malformed('The key policy is not valid JSON.');
+  }
+  if (!doc || typeof doc !== 'object' || doc.Statement === undefined) throw malformed('The key policy has no Statement.');
+  return doc;
 }
 
 /** A KMS signature over `digest`: ECDSA as DER, RSA PKCS#1 v1.5 or PSS (salt as long as the hash). */

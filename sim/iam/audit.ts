@@ -33,7 +33,7 @@
  */
 import { ACCOUNT, PARTITION, REGION, type AwsCall, type CallAuditor, type CfnResources, type IamDecision, type Log, type Resolve } from '../types';
 import type { RequestDenial, RequestGrant } from '@cloud-copilot/iam-simulate';
-import { statementsOf, templatePolicies, type NamedPolicy, type PolicyStatement, type RolePolicies, type TemplatePolicies } from './policies';
+import { statementsOf, templatePolicies, type NamedPolicy, type PolicyDocument, type PolicyStatement, type RolePolicies, type TemplatePolicies } from './policies';
 import { Simulator, type SimulationOutcome, type StatementOutcome } from './simulator';
 
 /** One recorded call. */
@@ -179,7 +179,9 @@ export class IamAudit implements CallAuditor {
   }
 
   private decide(role: RolePolicies, call: AwsCall): IamDecision {
-    const resourcePolicy = this.policies.resourcePolicy(call.resource);
+    const resourcePolicy = call.resourcePolicy
+      ? { name: call.resource, description: call.resourcePolicy.description, document: call.resourcePolicy.document as PolicyDocument }
+      : this.policies.resourcePolicy(call.resource);
     const outcome = this.simulator.simulate({
       request: {
         principal: `arn:${PARTITION}:sts::${ACCOUNT}:assumed-role/${role.name}/${call.caller.name}`,

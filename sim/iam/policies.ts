@@ -80,7 +80,7 @@ export class PolicyError extends Error {
 }
 
 /** The policy AWS gives a KMS key created without a key policy. */
-const DEFAULT_KEY_POLICY: PolicyDocument = {
+export const DEFAULT_KEY_POLICY: PolicyDocument = {
   Version: '2012-10-17',
   Statement: [{ Sid: 'Enable IAM User Permissions', Effect: 'Allow', Principal: { AWS: `arn:${PARTITION}:iam::${ACCOUNT}:root` }, Action: 'kms:*', Resource: '*' }],
 };

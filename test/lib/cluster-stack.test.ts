@@ -740,3 +740,35 @@ describe('ClusterStack: sessionRecording', () => {
     expect(() => synth({ sessionRecording: 'sometimes' as 'node' })).toThrow('sessionRecording must be node, proxy or off, not "sometimes"');
   });
 });
+
+describe('ClusterStack: caKeysInKms', () => {
+  test('GIVEN caKeysInKms WHEN synthesised THEN the auth instances are told their own role ARN, and their role may create only tagged P-256 signing keys', () => {
+    // GIVEN / WHEN
+    const t = synth({ caKeysInKms: true });
+    // THEN the auth conf names the auth role (the key policy's signer); the other tiers get nothing
+    const authRole = logicalId(t, 'AWS::IAM::Role', 'AuthRole');
+    const userData = JSON.stringify(one(t, 'AWS::EC2::LaunchTemplate', 'AuthInstances').Properties.LaunchTemplateData.UserData);
+    expect(userData).toContain(`TELEPORT_CA_KMS_ROLE_ARN=\\"",{"Fn::GetAtt":["${authRole}","Arn"]}`);
+    for (const tier of ['Proxy', 'Nodes']) expect(confLines(t, tier).join('\n')).not.toContain('TELEPORT_CA_KMS_ROLE_ARN');
+    // AND the auth role creates keys under conditions, and has no use permission of its own (the key policy grants it)
+    const s = statements(t, 'AuthRole');
+    const taggedOnly = { 'ForAllValues:StringEquals': { 'aws:TagKeys': ['teleport-ca'] }, Null: { 'aws:RequestTag/teleport-ca': 'false' } };
+    expect(s.CaKeysCreate).toMatchObject({ Action: 'kms:CreateKey', Resource: '*', Condition: { StringEquals: { 'kms:KeySpec': 'ECC_NIST_P256', 'kms:KeyUsage': 'SIGN_VERIFY' }, ...taggedOnly } });
+    expect(s.CaKeysTag).toMatchObject({ Action: 'kms:TagResource', Resource: '*', Condition: taggedOnly });
+    const kmsActions = Object.values(statements(t, 'AuthRole')).flatMap((st) => actions(st.Action)).filter((a) => a.startsWith('kms:'));
+    expect(kmsActions).not.toEqual(expect.arrayContaining(['kms:Sign']));
+    // AND the AMI's conf reader turns it into ca_key_params for the auth service
+    const vars = Object.fromEntries(confLines(t, 'Auth').map((l) => /^([A-Z0-9_]+)="(.*)"$/.exec(l)!.slice(1, 3)).map(([k, v]) => [k, v === '<token>' ? 'x.example.com' : v]));
+    const roleArn = 'arn:aws:iam::123456789012:role/acme-auth';
+    expect(validateConf({ ...vars, EC2_REGION: 'eu-west-1', TELEPORT_SSM_KEY_ARN: 'arn:aws:kms:eu-west-1:123456789012:key/k', TELEPORT_TARGET_GROUP_ARNS: '', TELEPORT_CA_KMS_ROLE_ARN: roleArn }, 'conf').caKmsRoleArn).toBe(roleArn);
+  });
+
+  test('GIVEN no caKeysInKms WHEN synthesised THEN no role may create KMS keys and no instance is told to use them', () => {
+    const t = synth();
+    expect(confLines(t, 'Auth').join('\n')).not.toContain('TELEPORT_CA_KMS_ROLE_ARN');
+    for (const tier of ['AuthRole', 'ProxyRole', 'NodesRole']) {
+      const kmsCreate = Object.values(statements(t, tier)).flatMap((st) => actions(st.Action)).filter((a) => a === 'kms:CreateKey' || a === 'kms:TagResource');
+      expect([tier, kmsCreate]).toEqual([tier, []]);
+    }
+  });
+});

@@ -134,6 +134,13 @@ describe('StarterStack: defaults (local storage, new VPC, no domain)', () => {
     expect(conf(t).TELEPORT_SESSION_RECORDING).toBeUndefined();
   });
 
+  test('GIVEN caKeysInKms WHEN synthesised THEN the all-in-one conf names the instance\'s own role as the CA keys\' signer, and the role may create them', () => {
+    const built = build({ caKeysInKms: true }).t;
+    expect(conf(built).TELEPORT_CA_KMS_ROLE_ARN).toBe(`<${logicalId(built, 'AWS::IAM::Role', 'Role')}.Arn>`);
+    expect(Object.keys(statements(built, 'Role'))).toEqual(expect.arrayContaining(['CaKeysCreate', 'CaKeysTag']));
+    expect(conf(t).TELEPORT_CA_KMS_ROLE_ARN).toBeUndefined();
+  });
+
   test('the role has only the SSM agent statements and the CloudWatch agent\'s on its two log groups, no managed policy and no wildcard action', () => {
     const s = statements(t, 'Role');
     expect(Object.keys(s).sort()).toEqual(['InstanceTelemetry', 'SsmAgentRegister', 'SsmSessionManager']);

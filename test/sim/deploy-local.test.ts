@@ -2,7 +2,8 @@
  * The HA stack, deployed whole on this machine from its synthesized template (`npm run
  * deploy:local`'s library): 1 auth, 1 proxy, 2 nodes behind the template's load balancers, state in
  * DynamoDB Local, recordings in S3, join tokens and the CA pin in SSM written by the control-plane
- * functions, every AWS call checked against the template's IAM policies.
+ * functions, every AWS call checked against the template's IAM policies. The CA keys are made in KMS
+ * (`caKeysInKms`), each with a key policy naming the auth role.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -33,8 +34,8 @@ describe('deploy:local — the HA stack from its template', () => {
 
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'deploy-local-'));
-    // GIVEN the app synthesized as `cdk deploy` would, with an ACM certificate (ALB) and 1/1/2 instances
-    const cdkOut = await synthesize(path.join(dir, 'cdk.out'), { ...DEFAULT_CONTEXT, clusterName: 'acme' });
+    // GIVEN the app synthesized as `cdk deploy` would, with an ACM certificate (ALB), 1/1/2 instances and the CA keys in KMS
+    const cdkOut = await synthesize(path.join(dir, 'cdk.out'), { ...DEFAULT_CONTEXT, clusterName: 'acme', caKeysInKms: 'true' });
     // WHEN it is deployed from an empty state
     d = await LocalDeployment.deploy({ cdkOut, dir: path.join(dir, 'deployment'), timeScale: TIME_SCALE });
   });
@@ -160,6 +161,29 @@ describe('deploy:local — the HA stack from its template', () => {
       const r = await bob.tsh(['ssh', `${login.name}@${node.instance.address}`, 'echo', `rotated-${node.id}`]);
       expect(r.stdout).toContain(`rotated-${node.id}`);
     }
+  });
+
+  test('the CA keys are in KMS, usable by the auth role alone: the state table holds only their references, and the host CA rotation made new keys and scheduled the old ones for deletion', async () => {
+    // GIVEN the CA records as the auth servers stored them
+    const db = d.dynamoClient();
+    const items = (await db.send(new ScanCommand({ TableName: outputs().StateTableName.value }))).Items ?? [];
+    const cas = items
+      .filter((i) => /^teleport\/authorities\/(user|host)\/acme$/.test(i.FullPath?.S ?? ''))
+      .map((i) => JSON.parse(Buffer.from(i.Value!.B!).toString()) as { spec: { signing_keys: string[]; tls_key_pairs: { key: string }[] } });
+    expect(cas).toHaveLength(2);
+    // THEN every private key field is a KMS key reference
+    const refs = cas.flatMap((ca) => [...ca.spec.signing_keys, ...ca.spec.tls_key_pairs.map((p) => p.key)].map((k) => Buffer.from(k, 'base64').toString()));
+    expect(refs).toHaveLength(4);
+    for (const ref of refs) expect(ref).toMatch(/^awskms:arn:aws:kms:[a-z0-9-]+:\d{12}:key\/[0-9a-f-]{36}$/);
+    // AND KMS holds those four keys, each with the key policy that lets only the auth role sign
+    const authRole = d.asg.group('Auth').live()[0].caller.roleArn;
+    for (const ref of refs) {
+      const policy = d.kms.policy(ref.slice('awskms:'.length));
+      const signers = policy.Statement.filter((st: any) => [st.Action].flat().includes('kms:Sign')).map((st: any) => st.Principal.AWS);
+      expect(signers).toEqual([authRole]);
+    }
+    // AND the rotated host CA's two old keys are pending deletion beside the four in use
+    expect([d.kms.count(), d.kms.count({ pending: true })]).toEqual([4, 6]);
   });
 
   test('the IAM audit lists no denied call', () => {

@@ -49,6 +49,8 @@ describe('auth_service.ca_key_params', () => {
     ['a malformed AWS account', ['ca_key_params:', '  aws_kms:', '    account: "1234"', '    region: us-west-2'], /teleport\.yaml:4:\d+: .*expected an AWS account ID \(12 digits\), got "1234"/],
     ['a malformed AWS region', ['ca_key_params:', '  aws_kms:', '    account: "123456789012"', '    region: "us west"'], /teleport\.yaml:5:\d+: .*expected an AWS region such as us-west-2/],
     ['aws_kms without a region', ['ca_key_params:', '  aws_kms:', '    account: "123456789012"'], /auth_service\.ca_key_params\.aws_kms: missing "region"/],
+    ['a signer role of another account', ['ca_key_params:', '  aws_kms:', '    account: "123456789012"', '    region: us-west-2', '    signer_role_arn: arn:aws:iam::210987654321:role/auth'], /teleport\.yaml:6:\d+: auth_service\.ca_key_params\.aws_kms\.signer_role_arn: names a role of account 210987654321, but the keys are created in account 123456789012/],
+    ['a signer that is not a role', ['ca_key_params:', '  aws_kms:', '    account: "123456789012"', '    region: us-west-2', '    signer_role_arn: arn:aws:iam::123456789012:user/alice'], /teleport\.yaml:6:\d+: .*expected an IAM role ARN/],
     ['an unknown key under aws_kms', ['ca_key_params:', '  aws_kms:', '    account: "123456789012"', '    region: us-west-2', '    multi_region: true'], /teleport\.yaml:6:7: unknown key "multi_region" in auth_service\.ca_key_params\.aws_kms/],
     ['no key store', ['ca_key_params: {}'], /teleport\.yaml:2:\d+: auth_service\.ca_key_params: names no key store/],
     ['both slot_number and token_label', pkcs11(`module_path: ${MODULE}`, 'slot_number: 1', 'token_label: a', 'pin: "1"'), /auth_service\.ca_key_params\.pkcs11: give exactly one of slot_number and token_label/],
@@ -70,6 +72,11 @@ describe('auth_service.ca_key_params', () => {
     const c = build('ca_key_params:', '  aws_kms:', '    account: "123456789012"', '    region: eu-west-1');
     expect(c.caKeyParams).toEqual({ awsKms: { account: '123456789012', region: 'eu-west-1', where: 'teleport.yaml:3:5: auth_service.ca_key_params.aws_kms' } });
     expect(c.caKeyType).toBe('ecdsa-p256');
+  });
+
+  test('GIVEN aws_kms with a signer role of its account WHEN built THEN the role is taken (the keys get a policy naming it)', () => {
+    const c = build('ca_key_params:', '  aws_kms:', '    account: "123456789012"', '    region: eu-west-1', '    signer_role_arn: arn:aws:iam::123456789012:role/teleport/auth');
+    expect(c.caKeyParams).toMatchObject({ awsKms: { signerRoleArn: 'arn:aws:iam::123456789012:role/teleport/auth' } });
   });
 
   test('GIVEN an inline PIN WHEN a setting is wrong THEN the error does not repeat the PIN', () => {

@@ -132,6 +132,23 @@ describe('teleport.yaml generated for each role and mode', () => {
     expect(() => validateConf({ ...CASES.auth, TELEPORT_SESSION_RECORDING: 'sometimes' }, 'conf')).toThrow('TELEPORT_SESSION_RECORDING: expected node, proxy or off');
   });
 
+  test('GIVEN TELEPORT_CA_KMS_ROLE_ARN on an auth or all-in-one conf WHEN generated THEN the CA keys are in KMS in the role\'s account and the instance\'s region, signed by that role; elsewhere or malformed it is refused', () => {
+    const role = 'arn:aws:iam::123456789012:role/acme-AuthRole';
+    for (const name of ['auth', 'all']) {
+      // GIVEN / WHEN
+      const conf = validateConf({ ...CASES[name], TELEPORT_CA_KMS_ROLE_ARN: role }, 'conf');
+      const file = path.join(dir, `${name}-ca-kms.yaml`);
+      fs.writeFileSync(file, renderConfig(generateConfig(conf, FACTS, { dataDir }), { confFile: '/etc/teleport.d/conf', mode: instanceMode(conf.role, conf.useAcm), outputFile: '/etc/teleport.yaml' }));
+      // THEN teleport start reads ca_key_params.aws_kms
+      const config = buildConfig(loadConfigFile(file), {}, {});
+      expect(config.caKeyParams).toEqual({ awsKms: { account: '123456789012', region: 'eu-west-1', signerRoleArn: role, where: expect.stringContaining('auth_service.ca_key_params.aws_kms') } });
+    }
+    // and without the variable the CA keys stay in the backend
+    expect(generate('auth').config.caKeyParams).toBeUndefined();
+    expect(() => validateConf({ ...CASES.node, TELEPORT_CA_KMS_ROLE_ARN: role }, 'conf')).toThrow("TELEPORT_CA_KMS_ROLE_ARN: is for the auth service (the CA keys are the auth servers'), not for TELEPORT_ROLE=node");
+    expect(() => validateConf({ ...CASES.auth, TELEPORT_CA_KMS_ROLE_ARN: 'arn:aws:iam::123456789012:user/alice' }, 'conf')).toThrow('TELEPORT_CA_KMS_ROLE_ARN: expected an IAM role ARN');
+  });
+
   test('GIVEN a proxy conf without ACM WHEN generated THEN it joins through the auth NLB with the SSM token and pin files, and publishes the domain on 443 and 3023', () => {
     const { mode, config } = generate('proxy');
     expect(mode).toBe('proxy');
