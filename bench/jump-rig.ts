@@ -30,8 +30,8 @@ export const PROXY_NAME = 'bench-proxy';
 export const PROXY_TOKEN = 'bench-proxy-join-token';
 /** sshd limits raised so that the reference turns no connection away; no banners in the shells. */
 /** The same startups limits on the node and the proxy as on the reference sshd (SSHD_EXTRA). */
-const STARTUPS = ['max_startups: 1000:30:1000', 'per_source_max_startups: 1000:30:1000'];
-const SSHD_EXTRA = ['MaxStartups 1000:30:1000', 'MaxSessions 1000', 'PrintMotd no', 'PrintLastLog no'];
+export const STARTUPS = ['max_startups: 1000:30:1000', 'per_source_max_startups: 1000:30:1000'];
+export const SSHD_EXTRA = ['MaxStartups 1000:30:1000', 'MaxSessions 1000', 'PrintMotd no', 'PrintLastLog no'];
 
 export type PathName = 'proxy' | 'jump';
 
@@ -178,7 +178,7 @@ function writeSshConfig(file: string, user: SshUser, login: string, ports: { pro
 }
 
 /** The host CA key blobs of the `@cert-authority` lines in a known_hosts file. */
-function hostCAsFrom(knownHosts: string): Buffer[] {
+export function hostCAsFrom(knownHosts: string): Buffer[] {
   return fs
     .readFileSync(knownHosts, 'utf8')
     .split('\n')
@@ -186,14 +186,14 @@ function hostCAsFrom(knownHosts: string): Buffer[] {
     .map((l) => parseAuthorizedKey(l.split(/\s+/).slice(2).join(' ')).blob);
 }
 
-interface Auth {
+export interface Auth {
   login: string;
   agent: ConnectConfig['agent'];
   hostCAs: Buffer[];
 }
 
 /** An ssh2 client logged in with the user certificate, the host checked as a cluster host named `name`. */
-function connect(config: ConnectConfig, name: string, auth: Auth): Promise<Client> {
+export function connect(config: ConnectConfig, name: string, auth: Auth): Promise<Client> {
   return new Promise((resolve, reject) => {
     const client = new Client();
     client.once('ready', () => {
