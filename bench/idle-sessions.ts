@@ -21,7 +21,7 @@ import type { ClientChannel } from 'ssh2';
 import { clientCertIdentity, loadPrivateKey } from '../runtime/sshcert';
 import { startCluster } from '../test/helpers/cluster';
 import { SshUser } from '../test/helpers/openssh';
-import { tempDir, waitFor } from '../test/helpers/proc';
+import { tempDir } from '../test/helpers/proc';
 import { LOGIN, startSshd } from '../test/helpers/sshd';
 import { envNumber, fmt, formatTable, ratio } from './common';
 import type { Dialed } from './echo';
@@ -31,7 +31,7 @@ import { CLUSTER, connect, hostCAsFrom, NODE, SSHD_EXTRA, STARTUPS, type Auth } 
 const SESSIONS = Math.max(1, Math.round(envNumber('BENCH_IDLE_SESSIONS', 100)));
 const OPEN_CONCURRENCY = Math.max(1, Math.round(envNumber('BENCH_OPEN_CONCURRENCY', 10)));
 /** Process names of the servers' own processes; anything else in their trees is a session program. */
-const SERVER_COMMS = new Set(['node', 'sshd', 'setpriv', 'pam-launch']);
+const SERVER_COMMS = new Set(['node', 'sshd', 'setpriv', 'pam-launch', 'passwd-lookup']);
 const MIB = 1024 * 1024;
 
 interface Proc {
@@ -129,13 +129,11 @@ interface Figures {
   after: TreeMemory;
 }
 
-/** Memory of a server's tree before and with SESSIONS idle sessions, measured once the tree has every session's processes. */
-async function measure(root: number, dial: () => Promise<Dialed>, processesPerSession: number): Promise<Figures> {
+/** Memory of a server's tree before and with SESSIONS idle sessions (each open once its shell has printed: its processes are all there). */
+async function measure(root: number, dial: () => Promise<Dialed>): Promise<Figures> {
   const before = treeMemory(root);
   const sessions = await openSessions(SESSIONS, dial);
   try {
-    // Wait for the tree to hold every session (sshd forks per connection; the shells start after the channel opens).
-    await waitFor('every session in the process tree', () => treeMemory(root).processes >= before.processes + SESSIONS * processesPerSession, 60_000);
     return { before, after: treeMemory(root) };
   } finally {
     for (const s of sessions) s.close();
@@ -161,9 +159,8 @@ async function main(): Promise<void> {
         const client = await connect({ host: '127.0.0.1', port }, name, auth);
         return { client, close: () => client.end() };
       };
-      // Per session: the node has the shell; sshd has its connection's two processes (privileged monitor and the user's) and the shell.
-      const node = await measure(cluster.daemon!.child.pid!, dialer(cluster.nodePort!, NODE), 1);
-      const ref = await measure(sshd.daemon.child.pid!, dialer(sshd.port, 'idle'), 3);
+      const node = await measure(cluster.daemon!.child.pid!, dialer(cluster.nodePort!, NODE));
+      const ref = await measure(sshd.daemon.child.pid!, dialer(sshd.port, 'idle'));
       const per = (f: Figures, k: 'server' | 'programs') => (f.after[k] - f.before[k]) / SESSIONS / MIB;
       const n = per(node, 'server');
       const s = per(ref, 'server');
