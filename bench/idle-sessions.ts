@@ -12,7 +12,8 @@
  *
  *   npx tsc -p . && node dist/bench/idle-sessions.js
  *
- * Knobs (environment): BENCH_IDLE_SESSIONS (100), BENCH_OPEN_CONCURRENCY (10).
+ * Knobs (environment): BENCH_IDLE_SESSIONS (100), BENCH_OPEN_CONCURRENCY (10), BENCH_LOGIN (the OS
+ * login on both servers; default the current user).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -22,7 +23,7 @@ import { clientCertIdentity, loadPrivateKey } from '../runtime/sshcert';
 import { startCluster } from '../test/helpers/cluster';
 import { SshUser } from '../test/helpers/openssh';
 import { tempDir } from '../test/helpers/proc';
-import { LOGIN, startSshd } from '../test/helpers/sshd';
+import { LOGIN as CURRENT_USER, startSshd } from '../test/helpers/sshd';
 import { envNumber, fmt, formatTable, ratio } from './common';
 import type { Dialed } from './echo';
 import { reportGoal } from './goals';
@@ -33,6 +34,8 @@ const OPEN_CONCURRENCY = Math.max(1, Math.round(envNumber('BENCH_OPEN_CONCURRENC
 /** Process names of the servers' own processes; anything else in their trees is a session program. */
 const SERVER_COMMS = new Set(['node', 'sshd', 'setpriv', 'pam-launch', 'passwd-lookup']);
 const MIB = 1024 * 1024;
+/** The OS login on both servers (BENCH_LOGIN, default the current user). */
+const LOGIN = process.env.BENCH_LOGIN?.trim() || CURRENT_USER;
 
 interface Proc {
   pid: number;

@@ -44,8 +44,11 @@ export interface Rig {
   close(): Promise<void>;
 }
 
-/** Starts the cluster, the proxy and both sshd; `onChild` learns each long-running process (to stop it on an interrupt). */
-export async function startRig(login: string, onChild: (d: Daemon) => void = () => undefined): Promise<Rig> {
+/**
+ * Starts the cluster, the proxy and both sshd; `onChild` learns each long-running process (to stop it on an interrupt);
+ * `proxyNodeArgs` are Node.js flags for the proxy's process (`--cpu-prof`, say).
+ */
+export async function startRig(login: string, onChild: (d: Daemon) => void = () => undefined, proxyNodeArgs: string[] = []): Promise<Rig> {
   const work = tempDir('bench-rig-');
   const cluster = await startCluster({ tokens: [`proxy:${PROXY_TOKEN}`], sshExtra: STARTUPS });
   onChild(cluster.daemon!);
@@ -68,7 +71,7 @@ export async function startRig(login: string, onChild: (d: Daemon) => void = () 
       onChild(sshds[sshds.length - 1].daemon);
     }
     const [jump, target] = sshds;
-    proxy = await startProxy(cluster, work, { insecureNoTls: true, extra: STARTUPS });
+    proxy = await startProxy(cluster, work, { insecureNoTls: true, extra: STARTUPS, nodeArgs: proxyNodeArgs });
     onChild(proxy.daemon);
     const ports = { proxy: proxy.ports.ssh, node: cluster.nodePort!, jump: jump.port, target: target.port };
     const configs = { default: path.join(work, 'ssh_config'), sameKex: path.join(work, 'ssh_config_curve25519') };

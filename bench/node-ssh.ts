@@ -11,6 +11,8 @@
  *
  *   npx tsc -p . && node dist/bench/node-ssh.js [--mib 1024] [--runs 20] [--sessions 200] [--concurrency 20]
  *
+ * BENCH_LOGIN picks the OS login at both ends (default the current user): its shell start-up files run in
+ * every `ssh true` on both, so pick one with a stock ~/.bashrc and an unlocked account (sshd runs without PAM).
  * BENCH_CPU_PROF=<dir> runs the teleport process (auth + node) under V8's --cpu-prof, profile written there.
  */
 import { spawn } from 'node:child_process';
@@ -19,7 +21,7 @@ import * as path from 'node:path';
 import { createAuth, startCluster } from '../test/helpers/cluster';
 import { SshUser } from '../test/helpers/openssh';
 import { freePort, tempDir } from '../test/helpers/proc';
-import { LOGIN, startSshd } from '../test/helpers/sshd';
+import { LOGIN as CURRENT_USER, startSshd } from '../test/helpers/sshd';
 import { burst, processTreeCpuMs } from './common';
 import { reportGoal } from './goals';
 import { SSHD_EXTRA, STARTUPS } from './jump-rig';
@@ -36,6 +38,8 @@ const CONCURRENCY = arg('concurrency', 20);
 const BURST_ROUNDS = 3;
 const SAME_KEX = ['-o', 'KexAlgorithms=curve25519-sha256'];
 const PROF_DIR = process.env.BENCH_CPU_PROF;
+/** The OS login on both servers (BENCH_LOGIN, default the current user): its shell start-up files run in every session on both. */
+const LOGIN = process.env.BENCH_LOGIN?.trim() || CURRENT_USER;
 
 /** Runs ssh feeding it `mib` MiB of zeros on stdin; resolves with the elapsed ms. */
 function timeSsh(args: string[], mib = 0): Promise<number> {

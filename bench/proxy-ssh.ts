@@ -19,7 +19,8 @@
  * BENCH_SESSIONS (200), BENCH_REFERENCE_SESSIONS (as BENCH_SESSIONS; 0 skips
  * the sshd side of 3), BENCH_ECHO_SECONDS (30), BENCH_ECHO_INTERVAL_MS (500),
  * BENCH_OPEN_CONCURRENCY (16), BENCH_LOGIN (the OS login at both far ends;
- * default the current user). The login's shell start-up files run in every
+ * default the current user), BENCH_CPU_PROF (a directory: the proxy runs under
+ * V8's --cpu-prof and writes its profile there). The login's shell start-up files run in every
  * `ssh true` and every shell on both paths, so a heavy ~/.bashrc (pyenv init,
  * say) dominates the setup figures: pick a login with a stock one. sshd refuses
  * a locked account (`!` in /etc/shadow) since it runs without PAM here.
@@ -206,7 +207,9 @@ function reportSetupGoal(f: Record<PathName, PathFigures>): void {
 
 async function main(): Promise<void> {
   const load0 = os.loadavg()[0];
-  rig = await startRig(LOGIN, (d) => children.push(d));
+  // BENCH_CPU_PROF=<dir>: the proxy runs under V8's --cpu-prof, its profile written there.
+  const prof = process.env.BENCH_CPU_PROF;
+  rig = await startRig(LOGIN, (d) => children.push(d), prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []);
   try {
     note('cluster, proxy and both sshd are up');
     const figures = await measure(rig);
