@@ -62,6 +62,18 @@ describe('passwd-lookup helper', () => {
     expect(accounts.helperPid).toBe(pid);
   });
 
+  it("GIVEN a running helper WHEN the node starts a session's program THEN the program holds no descriptor to the helper", async () => {
+    // GIVEN the descriptors a program gets before the helper runs (beyond its stdio)
+    const inherited = () => spawnSync('sh', ['-c', 'ls /proc/$$/fd'], { encoding: 'utf8' }).stdout.split(/\s+/).filter((fd) => Number(fd) > 2).length;
+    const before = inherited();
+    const accounts = resolver(helper);
+    // WHEN the helper runs and a program starts
+    await accounts.lookup('root');
+    expect(accounts.helperPid).toBeDefined();
+    // THEN the program has no more descriptors than before: it cannot write questions to the helper or read its answers
+    expect(inherited()).toBe(before);
+  });
+
   it('GIVEN many look-ups at once WHEN they are answered THEN each gets its own account, in order', async () => {
     const accounts = resolver(helper);
     const names = Array.from({ length: 50 }, (_, i) => ['root', 'nobody', 'daemon', 'tpt-missing'][i % 4]);
