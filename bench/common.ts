@@ -4,6 +4,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 
 const UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
 
@@ -94,4 +95,34 @@ export async function killAll(children: ChildProcess[]): Promise<void> {
       return exited;
     }),
   );
+}
+
+/**
+ * CPU time (ms) of process `pid` and of the children it has reaped (utime, stime,
+ * cutime, cstime of /proc/<pid>/stat): a server's own work and its per-session
+ * processes (sshd's forks, the node's session shells) once they have exited.
+ */
+export function processTreeCpuMs(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // After the command name, field 3 (state) is at index 0: utime is field 14, so index 11.
+  const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(f[i]), 0);
+  return (ticks * 1000) / CLOCK_TICKS;
+}
+
+/** The kernel's USER_HZ: Linux reports /proc times in 1/100 s on every architecture Node runs on. */
+const CLOCK_TICKS = 100;
+
+/** Runs `make()` `n` times with at most `concurrency` at once; resolves with the wall time (ms) of the whole burst. */
+export async function burst(n: number, concurrency: number, make: () => Promise<unknown>): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  let next = 0;
+  const worker = async () => {
+    while (next < n) {
+      next++;
+      await make();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, concurrency) }, worker));
+  return Number(process.hrtime.bigint() - t0) / 1e6;
 }

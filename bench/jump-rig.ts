@@ -30,8 +30,8 @@ export const PROXY_NAME = 'bench-proxy';
 export const PROXY_TOKEN = 'bench-proxy-join-token';
 /** sshd limits raised so that the reference turns no connection away; no banners in the shells. */
 /** The same startups limits on the node and the proxy as on the reference sshd (SSHD_EXTRA). */
-const STARTUPS = ['max_startups: 1000:30:1000', 'per_source_max_startups: 1000:30:1000'];
-const SSHD_EXTRA = ['MaxStartups 1000:30:1000', 'MaxSessions 1000', 'PrintMotd no', 'PrintLastLog no'];
+export const STARTUPS = ['max_startups: 1000:30:1000', 'per_source_max_startups: 1000:30:1000'];
+export const SSHD_EXTRA = ['MaxStartups 1000:30:1000', 'MaxSessions 1000', 'PrintMotd no', 'PrintLastLog no'];
 
 export type PathName = 'proxy' | 'jump';
 
@@ -44,8 +44,11 @@ export interface Rig {
   close(): Promise<void>;
 }
 
-/** Starts the cluster, the proxy and both sshd; `onChild` learns each long-running process (to stop it on an interrupt). */
-export async function startRig(login: string, onChild: (d: Daemon) => void = () => undefined): Promise<Rig> {
+/**
+ * Starts the cluster, the proxy and both sshd; `onChild` learns each long-running process (to stop it on an interrupt);
+ * `proxyNodeArgs` are Node.js flags for the proxy's process (`--cpu-prof`, say).
+ */
+export async function startRig(login: string, onChild: (d: Daemon) => void = () => undefined, proxyNodeArgs: string[] = []): Promise<Rig> {
   const work = tempDir('bench-rig-');
   const cluster = await startCluster({ tokens: [`proxy:${PROXY_TOKEN}`], sshExtra: STARTUPS });
   onChild(cluster.daemon!);
@@ -68,7 +71,7 @@ export async function startRig(login: string, onChild: (d: Daemon) => void = () 
       onChild(sshds[sshds.length - 1].daemon);
     }
     const [jump, target] = sshds;
-    proxy = await startProxy(cluster, work, { insecureNoTls: true, extra: STARTUPS });
+    proxy = await startProxy(cluster, work, { insecureNoTls: true, extra: STARTUPS, nodeArgs: proxyNodeArgs });
     onChild(proxy.daemon);
     const ports = { proxy: proxy.ports.ssh, node: cluster.nodePort!, jump: jump.port, target: target.port };
     const configs = { default: path.join(work, 'ssh_config'), sameKex: path.join(work, 'ssh_config_curve25519') };
@@ -178,7 +181,7 @@ function writeSshConfig(file: string, user: SshUser, login: string, ports: { pro
 }
 
 /** The host CA key blobs of the `@cert-authority` lines in a known_hosts file. */
-function hostCAsFrom(knownHosts: string): Buffer[] {
+export function hostCAsFrom(knownHosts: string): Buffer[] {
   return fs
     .readFileSync(knownHosts, 'utf8')
     .split('\n')
@@ -186,14 +189,14 @@ function hostCAsFrom(knownHosts: string): Buffer[] {
     .map((l) => parseAuthorizedKey(l.split(/\s+/).slice(2).join(' ')).blob);
 }
 
-interface Auth {
+export interface Auth {
   login: string;
   agent: ConnectConfig['agent'];
   hostCAs: Buffer[];
 }
 
 /** An ssh2 client logged in with the user certificate, the host checked as a cluster host named `name`. */
-function connect(config: ConnectConfig, name: string, auth: Auth): Promise<Client> {
+export function connect(config: ConnectConfig, name: string, auth: Auth): Promise<Client> {
   return new Promise((resolve, reject) => {
     const client = new Client();
     client.once('ready', () => {

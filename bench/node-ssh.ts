@@ -2,18 +2,29 @@
  * Benchmark: the node service against OpenSSH's sshd on the same machine, both
  * reached by the stock OpenSSH client with the same cluster user certificate:
  *   - throughput of one 1 GiB stream into `cat > /dev/null` in one session;
- *   - session setup: `ssh host true`, median and p90 over N runs.
+ *   - session setup: `ssh host true`, median and p90 over N runs;
+ *   - session setup under load: 200 × `ssh host true`, 20 at once, both pinned
+ *     to curve25519-sha256, three rounds interleaved (the median round's time),
+ *     with the server's CPU per session (its process and the children it reaped:
+ *     sshd's forks, the node's session shells). Reports goal `node-setup`.
  * Prints an aligned table with ratios (node / sshd; lower is better for times).
  *
- *   npx tsc -p . && node dist/bench/node-ssh.js [--mib 1024] [--runs 20]
+ *   npx tsc -p . && node dist/bench/node-ssh.js [--mib 1024] [--runs 20] [--sessions 200] [--concurrency 20]
+ *
+ * BENCH_LOGIN picks the OS login at both ends (default the current user): its shell start-up files run in
+ * every `ssh true` on both, so pick one with a stock ~/.bashrc and an unlocked account (sshd runs without PAM).
+ * BENCH_CPU_PROF=<dir> runs the teleport process (auth + node) under V8's --cpu-prof, profile written there.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { startCluster } from '../test/helpers/cluster';
+import { createAuth, startCluster } from '../test/helpers/cluster';
 import { SshUser } from '../test/helpers/openssh';
-import { tempDir } from '../test/helpers/proc';
-import { LOGIN, startSshd } from '../test/helpers/sshd';
+import { freePort, tempDir } from '../test/helpers/proc';
+import { LOGIN as CURRENT_USER, startSshd } from '../test/helpers/sshd';
+import { burst, processTreeCpuMs } from './common';
+import { reportGoal } from './goals';
+import { SSHD_EXTRA, STARTUPS } from './jump-rig';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -22,6 +33,13 @@ function arg(name: string, dflt: number): number {
 
 const MIB = arg('mib', 1024);
 const RUNS = arg('runs', 20);
+const BURST = arg('sessions', 200);
+const CONCURRENCY = arg('concurrency', 20);
+const BURST_ROUNDS = 3;
+const SAME_KEX = ['-o', 'KexAlgorithms=curve25519-sha256'];
+const PROF_DIR = process.env.BENCH_CPU_PROF;
+/** The OS login on both servers (BENCH_LOGIN, default the current user): its shell start-up files run in every session on both. */
+const LOGIN = process.env.BENCH_LOGIN?.trim() || CURRENT_USER;
 
 /** Runs ssh feeding it `mib` MiB of zeros on stdin; resolves with the elapsed ms. */
 function timeSsh(args: string[], mib = 0): Promise<number> {
@@ -52,14 +70,14 @@ const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math
 
 async function main(): Promise<void> {
   const work = tempDir('bench-node-');
-  const cluster = await startCluster();
+  const cluster = await startNode();
   try {
     await cluster.tctlOk('users', 'add', 'bench', LOGIN);
     const user = await SshUser.create(cluster, work, 'bench', LOGIN);
     const caLine = (await cluster.tctlOk('auth', 'export', '--type=user')).replace(/^cert-authority /, '');
     const hostKey = path.join(work, 'sshd-host');
     await cluster.tctlOk('auth', 'sign', '--host', 'test-auth.example.com', '--format', 'openssh', '-o', hostKey);
-    const sshd = await startSshd({ trustedUserCAKeys: caLine, hostKey, hostCert: hostKey + '-cert.pub' });
+    const sshd = await startSshd({ trustedUserCAKeys: caLine, hostKey, hostCert: hostKey + '-cert.pub', extraConfig: SSHD_EXTRA });
     try {
       const targets = { node: cluster.nodePort!, sshd: sshd.port };
       const argsFor = (port: number, cmd: string) => [...user.options('test-auth'), '-p', String(port), `${LOGIN}@127.0.0.1`, cmd];
@@ -72,17 +90,28 @@ async function main(): Promise<void> {
         for (let i = 0; i < RUNS; i++) setups.push(await timeSsh(argsFor(port, 'true')));
         results[name] = { mbps: MIB / (ms / 1000), p50: quantile(setups, 0.5), p90: quantile(setups, 0.9) };
       }
+      const u = await setupUnderLoad(targets, (port) => [...SAME_KEX, ...argsFor(port, 'true')], { node: cluster.daemon!.child.pid!, sshd: sshd.daemon.child.pid! });
       const n = results.node;
       const s = results.sshd;
       rows.push([`throughput, ${MIB} MiB stream (MiB/s)`, n.mbps.toFixed(1), s.mbps.toFixed(1), (n.mbps / s.mbps).toFixed(2)]);
       rows.push([`session setup p50 (ms, ${RUNS} runs)`, n.p50.toFixed(1), s.p50.toFixed(1), (n.p50 / s.p50).toFixed(2)]);
       rows.push([`session setup p90 (ms, ${RUNS} runs)`, n.p90.toFixed(1), s.p90.toFixed(1), (n.p90 / s.p90).toFixed(2)]);
+      rows.push([`${BURST} × ssh true, ${CONCURRENCY} at once, curve25519 (s)`, (u.node.ms / 1000).toFixed(2), (u.sshd.ms / 1000).toFixed(2), (u.node.ms / u.sshd.ms).toFixed(2)]);
+      rows.push([`  server CPU per session (ms)`, u.node.cpuMs.toFixed(1), u.sshd.cpuMs.toFixed(1), (u.node.cpuMs / u.sshd.cpuMs).toFixed(2)]);
       const head = ['measure', 'teleport node', 'OpenSSH sshd', 'ratio node/sshd'];
       const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
       const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('   ');
       console.log('node service vs OpenSSH sshd, loopback, same client certificate, OpenSSH client');
       console.log(line(head));
       rows.forEach((r) => console.log(line(r)));
+      reportGoal({
+        id: 'node-setup',
+        value: `${(u.node.ms / 1000).toFixed(2)} s`,
+        anchor: `sshd ${(u.sshd.ms / 1000).toFixed(2)} s`,
+        ratio: u.node.ms / u.sshd.ms,
+        met: u.node.ms <= u.sshd.ms,
+        note: `server CPU per session ${u.node.cpuMs.toFixed(1)} vs ${u.sshd.cpuMs.toFixed(1)} ms`,
+      });
     } finally {
       await sshd.close();
     }
@@ -90,6 +119,47 @@ async function main(): Promise<void> {
     await cluster.cleanup();
     fs.rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** The cluster (auth + node in one process), under V8's profiler when BENCH_CPU_PROF names a directory. */
+async function startNode() {
+  // The same startups limits as the reference sshd's (SSHD_EXTRA), so that neither turns a burst's connection away.
+  const opts = { sshExtra: STARTUPS };
+  if (!PROF_DIR) return startCluster(opts);
+  const cluster = await createAuth({ ...opts, nodePort: await freePort() });
+  cluster.nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`];
+  cluster.start();
+  try {
+    await cluster.ready();
+  } catch (err) {
+    await cluster.cleanup();
+    throw err;
+  }
+  return cluster;
+}
+
+/**
+ * BURST × `ssh true` on each target, CONCURRENCY at once, in BURST_ROUNDS rounds that alternate the
+ * targets (so that background load hits both alike): per target, the median round's wall time and
+ * the server's CPU per session over all rounds.
+ */
+async function setupUnderLoad(
+  targets: Record<'node' | 'sshd', number>,
+  args: (port: number) => string[],
+  pids: Record<'node' | 'sshd', number>,
+): Promise<Record<'node' | 'sshd', { ms: number; cpuMs: number }>> {
+  const walls: Record<'node' | 'sshd', number[]> = { node: [], sshd: [] };
+  const cpu = { node: 0, sshd: 0 };
+  for (let round = 0; round < BURST_ROUNDS; round++) {
+    for (const name of ['node', 'sshd'] as const) {
+      const cpu0 = processTreeCpuMs(pids[name]);
+      walls[name].push(await burst(BURST, CONCURRENCY, () => timeSsh(args(targets[name]))));
+      cpu[name] += processTreeCpuMs(pids[name]) - cpu0;
+    }
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const per = (name: 'node' | 'sshd') => ({ ms: median(walls[name]), cpuMs: cpu[name] / (BURST * BURST_ROUNDS) });
+  return { node: per('node'), sshd: per('sshd') };
 }
 
 main().catch((err) => {

@@ -19,7 +19,8 @@
  * BENCH_SESSIONS (200), BENCH_REFERENCE_SESSIONS (as BENCH_SESSIONS; 0 skips
  * the sshd side of 3), BENCH_ECHO_SECONDS (30), BENCH_ECHO_INTERVAL_MS (500),
  * BENCH_OPEN_CONCURRENCY (16), BENCH_LOGIN (the OS login at both far ends;
- * default the current user). The login's shell start-up files run in every
+ * default the current user), BENCH_CPU_PROF (a directory: the proxy runs under
+ * V8's --cpu-prof and writes its profile there). The login's shell start-up files run in every
  * `ssh true` and every shell on both paths, so a heavy ~/.bashrc (pyenv init,
  * say) dominates the setup figures: pick a login with a stock one. sshd refuses
  * a locked account (`!` in /etc/shadow) since it runs without PAM here.
@@ -31,6 +32,7 @@ import { Daemon } from '../test/helpers/proc';
 import { LOGIN as CURRENT_USER } from '../test/helpers/sshd';
 import { envBytes, envNumber, fmt, formatTable, quantile, ratio, timeSsh } from './common';
 import { EchoLoadResult, runEchoLoad } from './echo';
+import { reportGoal } from './goals';
 import { PathName, Rig, startRig } from './jump-rig';
 
 const BYTES = envBytes('BENCH_BYTES', 1024 ** 3);
@@ -185,13 +187,34 @@ function report(f: Record<PathName, PathFigures>, load: [number, number]): void 
   );
 }
 
+/**
+ * Goal `proxy-setup`: `ssh true` p50 through the proxy against ProxyJump, every hop on both paths pinned to
+ * curve25519-sha256 (with OpenSSH's default, sshd negotiates the slower sntrup761x25519 and the ratio flatters the proxy).
+ */
+function reportSetupGoal(f: Record<PathName, PathFigures>): void {
+  const p = quantile(f.proxy.setupSameKexMs, 0.5);
+  const j = quantile(f.jump.setupSameKexMs, 0.5);
+  const dflt = quantile(f.proxy.setupMs, 0.5) / quantile(f.jump.setupMs, 0.5);
+  reportGoal({
+    id: 'proxy-setup',
+    value: `${fmt(p)} ms`,
+    anchor: `ProxyJump ${fmt(j)} ms`,
+    ratio: p / j,
+    met: p <= j,
+    note: `p50 of ${RUNS}, curve25519 on every hop; default kex ${dflt.toFixed(2)}×`,
+  });
+}
+
 async function main(): Promise<void> {
   const load0 = os.loadavg()[0];
-  rig = await startRig(LOGIN, (d) => children.push(d));
+  // BENCH_CPU_PROF=<dir>: the proxy runs under V8's --cpu-prof, its profile written there.
+  const prof = process.env.BENCH_CPU_PROF;
+  rig = await startRig(LOGIN, (d) => children.push(d), prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []);
   try {
     note('cluster, proxy and both sshd are up');
     const figures = await measure(rig);
     report(figures, [load0, os.loadavg()[0]]);
+    reportSetupGoal(figures);
   } finally {
     await rig.close();
   }

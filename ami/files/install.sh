@@ -29,8 +29,8 @@ code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 http://169.254.169.25
 step "updating the system packages"
 dnf -y -q upgrade
 
-# Compilers and headers build the native modules (better-sqlite3, node-pty, and native/pam-launch.c
-# against libpam); they are removed again below.
+# Compilers and headers build the native modules (better-sqlite3, node-pty, native/pam-launch.c
+# against libpam, and native/passwd-lookup.c); they are removed again below.
 BUILD_PACKAGES=(gcc-c++ make pam-devel)
 step "installing Node.js ${NODE_MAJOR} and the build tools (${BUILD_PACKAGES[*]})"
 dnf -y -q install "nodejs${NODE_MAJOR}" "nodejs${NODE_MAJOR}-npm" python3 "${BUILD_PACKAGES[@]}"
@@ -40,7 +40,7 @@ node --version | grep -q "^v${NODE_MAJOR}\." || fail "node is $(node --version),
 
 step "installing teleport-ts from $(basename "$PACKAGE")"
 # --omit=dev: runtime dependencies only. The postinstall step applies patches/ (patch-package) and
-# builds build/pam-launch. Installs /usr/local/bin/{teleport,tctl,tsh}.
+# builds build/pam-launch and build/passwd-lookup. Installs /usr/local/bin/{teleport,tctl,tsh}.
 "npm-${NODE_MAJOR}" install --global --prefix /usr/local --omit=dev --no-audit --no-fund "$PACKAGE"
 for bin in teleport tctl tsh; do
   [ -x "/usr/local/bin/$bin" ] || fail "/usr/local/bin/$bin is missing after npm install"
@@ -48,6 +48,7 @@ done
 /usr/local/bin/teleport version
 pkgroot=$("npm-${NODE_MAJOR}" root --global --prefix /usr/local)/teleport-ts
 [ -x "$pkgroot/build/pam-launch" ] || fail "$pkgroot/build/pam-launch was not built: node sessions would run without PAM"
+[ -x "$pkgroot/build/passwd-lookup" ] || fail "$pkgroot/build/passwd-lookup was not built: the node would fork getent for every login"
 
 step "removing the build tools"
 dnf -y -q remove "${BUILD_PACKAGES[@]}"

@@ -1,40 +1,33 @@
 /**
  * Looks up the OS account a user logs in as (through NSS, so LDAP and the
- * like work as for sshd), and builds the command line that runs a program as
+ * like work as for sshd; passwd.ts, without a process per look-up), and builds the command line that runs a program as
  * that account: through the PAM launcher when PAM is on, else `setpriv` with
  * the account's supplementary groups when the node runs as root, or the
  * program itself when the node already is that user.
  */
-import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
-import { promisify } from 'node:util';
 import { AccessDeniedError } from '../utils/errors';
 import { PamSettings } from './pam';
+import { findPasswdHelper, type PasswdEntry, PasswdResolver } from './passwd';
 
-const execFileP = promisify(execFile);
-
-export interface OsUser {
-  name: string;
-  uid: number;
-  gid: number;
-  home: string;
-  shell: string;
-}
+export type OsUser = PasswdEntry;
 
 const LOGIN_RE = /^[a-z_][a-z0-9_.-]*[$]?$/i;
 const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => fs.existsSync(p));
 
-export async function lookupUser(login: string): Promise<OsUser> {
+let resolver: PasswdResolver | undefined;
+
+/** The OS account `login`; AccessDeniedError when the name is malformed, there is no such account, or the look-up fails. */
+export async function lookupUser(login: string, accounts: PasswdResolver = (resolver ??= new PasswdResolver(findPasswdHelper()))): Promise<OsUser> {
   if (!LOGIN_RE.test(login) || login.length > 32) throw new AccessDeniedError(`invalid login "${login}"`);
-  let out: string;
+  let found: OsUser | undefined;
   try {
-    out = (await execFileP('getent', ['passwd', login], { timeout: 5000 })).stdout;
-  } catch {
-    throw new AccessDeniedError(`unknown user "${login}" on this node`);
+    found = await accounts.lookup(login);
+  } catch (err) {
+    throw new AccessDeniedError(`cannot look up user "${login}" on this node: ${(err as Error).message}`);
   }
-  const f = out.trim().split('\n')[0].split(':');
-  if (f.length < 7 || f[0] !== login) throw new AccessDeniedError(`unknown user "${login}" on this node`);
-  return { name: f[0], uid: Number(f[2]), gid: Number(f[3]), home: f[5] || '/', shell: f[6] || '/bin/sh' };
+  if (!found) throw new AccessDeniedError(`unknown user "${login}" on this node`);
+  return found;
 }
 
 /**

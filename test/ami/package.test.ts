@@ -31,9 +31,9 @@ function requires(files: string[]): Map<string, string> {
 describe('the npm package the AMI installs', () => {
   const files = packedFiles();
 
-  test('GIVEN npm pack WHEN listed THEN the CLIs, the web UI, the PAM helper source, the patches and the postinstall are in it', () => {
+  test('GIVEN npm pack WHEN listed THEN the CLIs, the web UI, the sources of the native helpers, the patches and the postinstall are in it', () => {
     for (const bin of Object.values(pkg.bin as Record<string, string>)) expect(files).toContain(bin);
-    for (const f of ['runtime/proxy/webui/app.js', 'native/pam-launch.c', 'scripts/build-native.js', 'patches/ssh2+1.17.0.patch']) expect(files).toContain(f);
+    for (const f of ['runtime/proxy/webui/app.js', 'native/pam-launch.c', 'native/passwd-lookup.c', 'scripts/build-native.js', 'patches/ssh2+1.17.0.patch']) expect(files).toContain(f);
   });
 
   test('GIVEN npm pack WHEN listed THEN no tests, benchmarks, CDK app or TypeScript sources are in it', () => {
