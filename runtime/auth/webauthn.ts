@@ -16,23 +16,23 @@
  * possible clone.
  */
 import { randomBytes } from 'node:crypto';
-import type {
-  AuthenticationResponseJSON,
-  AuthenticatorTransportFuture,
-  PublicKeyCredentialCreationOptionsJSON,
-  PublicKeyCredentialRequestOptionsJSON,
-  RegistrationResponseJSON,
+import {
+  generateAuthenticationOptions,
+  generateRegistrationOptions,
+  verifyAuthenticationResponse,
+  verifyRegistrationResponse,
+  type AuthenticationResponseJSON,
+  type AuthenticatorTransportFuture,
+  type PublicKeyCredentialCreationOptionsJSON,
+  type PublicKeyCredentialRequestOptionsJSON,
+  type RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 import { z } from 'zod';
 import { Backend } from '../backend';
 import { Clock } from '../backend/clock';
-import { lazyModule } from '../utils/lazy';
 import { Keys } from '../contract/keys';
 import { AccessDeniedError, BadParameterError, isReason } from '../utils/errors';
 import type { MfaDevice, WebAuthnKey } from './mfa';
-
-/** The WebAuthn library, loaded at the first security-key ceremony: a cluster without security keys never loads it. */
-const simpleWebAuthn = lazyModule(() => require('@simplewebauthn/server') as typeof import('@simplewebauthn/server'));
 
 /** How long a challenge waits for the browser's answer. */
 export const CHALLENGE_TTL_MS = 2 * 60_000;
@@ -141,7 +141,7 @@ export class WebAuthn {
 
   /** The options for navigator.credentials.create: a new key for `binding.user`, not one of `existing`. */
   async registrationOptions(binding: ChallengeBinding, rp: RelyingParty, existing: MfaDevice[]): Promise<PublicKeyCredentialCreationOptionsJSON> {
-    const options = await simpleWebAuthn.generateRegistrationOptions({
+    const options = await generateRegistrationOptions({
       rpName: this.clusterName,
       rpID: rp.id,
       userName: binding.user,
@@ -161,7 +161,7 @@ export class WebAuthn {
     const rec = await this.take(response.response.clientDataJSON, binding);
     let info;
     try {
-      const v = await simpleWebAuthn.verifyRegistrationResponse({
+      const v = await verifyRegistrationResponse({
         response: response as RegistrationResponseJSON,
         expectedChallenge: rec.challenge,
         expectedOrigin: rec.origin,
@@ -187,7 +187,7 @@ export class WebAuthn {
   async assertionOptions(user: string, rp: RelyingParty, devices: MfaDevice[]): Promise<PublicKeyCredentialRequestOptionsJSON> {
     const keys = devices.flatMap((d) => (d.webauthn ? [d.webauthn] : []));
     if (!keys.length) throw new BadParameterError('no security key is registered for this user');
-    const options = await simpleWebAuthn.generateAuthenticationOptions({
+    const options = await generateAuthenticationOptions({
       rpID: rp.id,
       challenge: new Uint8Array(randomBytes(32)),
       timeout: CEREMONY_TIMEOUT_MS,
@@ -215,7 +215,7 @@ export class WebAuthn {
     const stored = device.webauthn.counter;
     let counter: number;
     try {
-      const v = await simpleWebAuthn.verifyAuthenticationResponse({
+      const v = await verifyAuthenticationResponse({
         response: response as AuthenticationResponseJSON,
         expectedChallenge: rec.challenge,
         expectedOrigin: rec.origin,

@@ -21,7 +21,7 @@ import { collect, runCli } from './common';
 import { keyValueTable, table } from '../utils/table';
 import type { SignFormat } from './identityfile';
 
-// What the commands run, loaded when a command runs it (bench/README.md, "Start-up"): `tctl version` and
+// What the commands run, loaded when a command runs it (bench/README.md, "Start-up"): `tctl --version` and
 // `tctl --help` load none of it.
 const yaml = lazyModule(() => require('yaml') as typeof import('yaml'));
 const backend = lazyModule(() => require('../backend') as typeof import('../backend'));

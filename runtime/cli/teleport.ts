@@ -5,25 +5,21 @@ import { Command } from 'commander';
 import { buildConfig, ConfigError, DEFAULT_CONFIG_PATH, loadConfigFile, parseDuration, resolveConfigPath, sampleConfig, type TeleportConfig } from '../config';
 import { CONF_FILE, ConfVars, JOIN_ROLES, type JoinRole } from '../contract/aws';
 import { loadConf } from '../instance/conf';
+import { configureFromConf } from '../instance/configure';
 import { DEFAULT_INSTANCE_PATHS } from '../instance/generate';
 import { DEFAULT_INSTANCE_DIAG_ADDR } from '../contract/telemetry';
 import { BadParameterError } from '../utils/errors';
-import { lazyModule } from '../utils/lazy';
 import { setLogOutput } from '../service/logoutput';
+import { formatNextSteps, gatherNextSteps, tctlFlagsFor } from '../service/nextsteps';
+import { configProblems, issueAtSetting } from '../service/preflight';
+import { announceRunning, drain, startSuccessor } from '../service/handover';
+import { startProcess } from '../service/process';
+import { requestRenewal } from '../proxy/acme';
+import { diagnosticReport } from '../service/report';
 import { logger, setLogLevel } from '../utils/logger';
 import { VERSION } from '../version';
 import { runCli } from './common';
 import { startCommand, toStartFlags } from './start-flags';
-
-// The services and the instance tools, loaded by the command that runs them: `teleport version` and
-// `teleport --help` load none of them (bench/README.md, "Start-up").
-const instanceConfigure = lazyModule(() => require('../instance/configure') as typeof import('../instance/configure'));
-const nextSteps = lazyModule(() => require('../service/nextsteps') as typeof import('../service/nextsteps'));
-const preflight = lazyModule(() => require('../service/preflight') as typeof import('../service/preflight'));
-const handover = lazyModule(() => require('../service/handover') as typeof import('../service/handover'));
-const processes = lazyModule(() => require('../service/process') as typeof import('../service/process'));
-const acme = lazyModule(() => require('../proxy/acme') as typeof import('../proxy/acme'));
-const report = lazyModule(() => require('../service/report') as typeof import('../service/report'));
 
 const program = new Command('teleport').description('Teleport-compatible SSH access daemon: auth, proxy and node services').version(VERSION, '--version');
 
@@ -38,7 +34,7 @@ program.addCommand(
       try {
         setLogOutput(c.log.output);
       } catch (err) {
-        throw new ConfigError([preflight.issueAtSetting(c, ['teleport', 'log', 'output'], (err as Error).message)]);
+        throw new ConfigError([issueAtSetting(c, ['teleport', 'log', 'output'], (err as Error).message)]);
       }
     };
     const config = load();
@@ -48,7 +44,7 @@ program.addCommand(
     // teleport says it is running, and a signal that comes while it starts waits for the start
     // (a start that waits for auth_servers to answer stops waiting: `stopped`).
     const stopped = new AbortController();
-    const starting = processes.startProcess(config, { signal: stopped.signal });
+    const starting = startProcess(config, { signal: stopped.signal });
     /** The running services; undefined while starting and between a reload's close and start. */
     let proc: Awaited<typeof starting> | undefined;
     const log = logger('teleport');
@@ -64,7 +60,7 @@ program.addCommand(
       try {
         next = load();
         // What can be checked while the running services hold their ports (files, conflicts) is, before they stop.
-        const problems = preflight.configProblems(next);
+        const problems = configProblems(next);
         if (problems.length > 0) throw new ConfigError(problems);
         // Reopened even when unchanged, for log rotation.
         openLog(next);
@@ -78,7 +74,7 @@ program.addCommand(
       await old?.close();
       if (stopping) return;
       try {
-        proc = await processes.startProcess(next, { signal: stopped.signal });
+        proc = await startProcess(next, { signal: stopped.signal });
         if (!opts.debug) setLogLevel(next.log.severity);
         log.info('reloaded');
       } catch (err) {
@@ -115,7 +111,7 @@ program.addCommand(
       stopping = true;
       stopped.abort();
       await reloading;
-      await handover.drain(log);
+      await drain(log);
       log.info('the last connection ended; shutting down', { reason: why });
       await proc?.close();
       process.exit(0);
@@ -139,7 +135,7 @@ program.addCommand(
       }
       handingOver = true;
       reloading
-        .then(() => handover.startSuccessor(log))
+        .then(() => startSuccessor(log))
         .then(
           (child) => {
             log.info('the new process serves new connections; this one finishes its sessions', { new_pid: child.pid });
@@ -153,7 +149,7 @@ program.addCommand(
         .catch(fail);
     });
     process.on('SIGUSR1', () => {
-      report.diagnosticReport().then(
+      diagnosticReport().then(
         (report) => log.info('diagnostic report', { ...report }),
         (err) => log.warn('cannot write the diagnostic report', { error: err }),
       );
@@ -165,15 +161,15 @@ program.addCommand(
       if (stopped.signal.aborted) return; // stop() exits
       throw err;
     }
-    handover.announceRunning();
+    announceRunning();
     try {
-      const facts = await nextSteps.gatherNextSteps(first, config, {
+      const facts = await gatherNextSteps(first, config, {
         osUser: os.userInfo().username,
-        tctlFlags: first.auth ? nextSteps.tctlFlagsFor({ configPath, env: process.env, dataDir: config.dataDir, authAddr: first.auth.address }) : [],
+        tctlFlags: first.auth ? tctlFlagsFor({ configPath, env: process.env, dataDir: config.dataDir, authAddr: first.auth.address }) : [],
         // From `npm start` the commands are the project's bins, reached with npx.
         commandPrefix: process.env.npm_lifecycle_event ? 'npx ' : '',
       });
-      const lines = nextSteps.formatNextSteps(facts);
+      const lines = formatNextSteps(facts);
       if (lines.length > 0) process.stdout.write('\n' + lines.join('\n') + '\n\n');
     } catch (err) {
       log.warn('cannot work out the next steps to print', { error: err });
@@ -196,7 +192,7 @@ program
       process.stdout.write(sampleConfig());
       return;
     }
-    const result = await instanceConfigure.configureFromConf({
+    const result = await configureFromConf({
       confFile: opts.fromConf,
       outputFile: opts.output,
       paths: { dataDir: opts.dataDir },
@@ -310,7 +306,7 @@ program
         if (!config.proxy.enabled || !config.proxy.acme) {
           throw new BadParameterError(`proxy_service.acme is not enabled in ${configPath ?? 'the configuration'}: there is no ACME certificate to renew`);
         }
-        const cert = await acme.requestRenewal(config.dataDir, parseDuration(o.timeout));
+        const cert = await requestRenewal(config.dataDir, parseDuration(o.timeout));
         process.stdout.write(`renewed: serial ${cert.serialNumber}, valid until ${new Date(cert.validTo).toISOString()}\n`);
       }),
   );

@@ -37,6 +37,7 @@ import * as https from 'node:https';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import * as path from 'node:path';
+import { toString as qrCodeText } from 'qrcode';
 import { z } from 'zod';
 import { decodePathPart, readJsonBody, requestUrl, sendError, sendJson } from '../auth/http';
 import type { ExportType } from '../auth/export';
@@ -50,7 +51,6 @@ import type { Cidr, HostPort } from '../config';
 import { selfSignedServerCert } from '../tlsca';
 import { policyKeyMismatch, tlsPolicy } from '../tlsca/ciphersuites';
 import { AccessDeniedError, BadParameterError, isReason, NotFoundError } from '../utils/errors';
-import { lazyModule } from '../utils/lazy';
 import { Logger } from '../utils/logger';
 import { listen } from '../service/listen';
 import { HTTP_LIMITS, limitBeforeRequest } from '../service/httplimits';
@@ -65,9 +65,6 @@ import { CONTENT_SECURITY_POLICY, WebUi } from './pages';
 import { publicWebUrl, relyingParty } from './relyingparty';
 import { isTerminalRequest, sessionCookieHeader, Terminals, type TerminalOptions } from './terminal';
 import { beginWebLogin, completeLogin, consoleLoginSchema, handOffSession, SSO_PATH, type SsoApi } from './sso';
-
-/** The QR code writer, loaded by the first sign-up page that shows one. */
-const qrcode = lazyModule(() => require('qrcode') as typeof import('qrcode'));
 
 export interface PingResponse {
   /** Ours (Teleport 4.x has none): the pages show it; the auth service's ping and the proxy's host certificate name it to anyone already. */
@@ -245,7 +242,7 @@ function bearer(req: http.IncomingMessage): string {
 
 /** The QR code of an `otpauth://` URL, as an SVG data URL for an <img>. */
 async function qrCode(text: string): Promise<string> {
-  const svg = await qrcode.toString(text, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 });
+  const svg = await qrCodeText(text, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 });
   return 'data:image/svg+xml;base64,' + Buffer.from(svg).toString('base64');
 }
 

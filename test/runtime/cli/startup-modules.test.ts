@@ -1,7 +1,7 @@
 /**
- * tsh, tctl and teleport load the code a command runs when it runs it (runtime/utils/lazy.ts): a command
- * that prints help, a version or the saved login does not load X.509, the SSH transport, the storage
- * backends or the AWS SDK. Asserted on the modules the process really loaded (its require cache at exit), so a
+ * tsh and tctl load the code a command runs when it runs it (runtime/utils/lazy.ts): a command that
+ * prints help, a version or the saved login does not load X.509, the SSH transport, the storage backends
+ * or the AWS SDK. Asserted on the modules the process really loaded (its require cache at exit), so a
  * static import that brings one back fails here. The cost is measured in bench/start.ts.
  */
 import { generateKeyPairSync } from 'node:crypto';
@@ -31,7 +31,7 @@ beforeAll(() => {
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /** Runs a CLI command; its exit status, output and the files it loaded. */
-async function loaded(cli: 'tsh' | 'tctl' | 'teleport', args: string[], env: NodeJS.ProcessEnv = {}) {
+async function loaded(cli: 'tsh' | 'tctl', args: string[], env: NodeJS.ProcessEnv = {}) {
   const out = path.join(dir, `loaded-${cli}-${args.join('_').replace(/[^\w-]/g, '')}.json`);
   const r = await run(process.execPath, ['--require', preload, cliPath(cli), ...args], { env: { TELEPORT_HOME: path.join(dir, 'no-login'), ...env, LOADED_OUT: out } });
   const files = JSON.parse(fs.readFileSync(out, 'utf8')) as string[];
@@ -53,15 +53,6 @@ describe.each([
     expect(r.packages).toContain('commander');
     expect([...r.packages].filter((p) => HEAVY.includes(p) || PROFILE_READERS.includes(p))).toEqual([]);
   });
-});
-
-test.each([['version'], ['--help']])('teleport %s loads no service: no X.509, SSH, storage, web or metrics package', async (arg) => {
-  // WHEN the command runs
-  const r = await loaded('teleport', [arg]);
-  // THEN it succeeds without loading any of the heavy packages (the configuration schema is loaded: start and configure need it)
-  expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
-  expect(r.packages).toContain('commander');
-  expect([...r.packages].filter((p) => HEAVY.includes(p))).toEqual([]);
 });
 
 test('tsh status of a saved login reads the profile and the key without loading X.509 or the SSH transport', async () => {
