@@ -78,4 +78,24 @@ test('tsh status of a saved login reads the profile and the key without loading 
   for (const p of PROFILE_READERS) expect(r.packages).toContain(p);
   expect([...r.packages].filter((p) => HEAVY.includes(p))).toEqual([]);
   expect(r.files.some((f) => f.endsWith(path.join('runtime', 'sshcert', 'cert.js')))).toBe(true);
+  // AND of zod's locales only English, the one its messages use (patches/zod+4.6.7.patch)
+  expect(r.files.filter((f) => f.includes(`${path.sep}zod${path.sep}v4${path.sep}locales${path.sep}`)).map((f) => path.basename(f))).toEqual(['en.cjs']);
+});
+
+test("zod's other locales load at their first use, and work (patches/zod+4.6.7.patch)", async () => {
+  // WHEN a program loads zod and then asks for a locale
+  const r = await run(process.execPath, [
+    '-e',
+    `const { z } = require('zod');
+     const before = Object.keys(require.cache).filter((f) => f.includes('/locales/')).length;
+     z.config(z.locales.de());
+     const message = z.string().safeParse(1).error.issues[0].message;
+     console.log(JSON.stringify({ before, after: Object.keys(require.cache).filter((f) => f.includes('/locales/')).length, message }));`,
+  ]);
+  // THEN only English was loaded before, every locale after, and the German one speaks German
+  expect(r.code).toBe(0);
+  const out = JSON.parse(r.stdout) as { before: number; after: number; message: string };
+  expect(out.before).toBe(1);
+  expect(out.after).toBeGreaterThan(10);
+  expect(out.message).toMatch(/Ungültige Eingabe/);
 });
