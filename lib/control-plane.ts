@@ -34,7 +34,8 @@ import { Keys } from '../runtime/contract/keys';
 import { nagArn, ssmParameterArn, STREAM_READ_ACTIONS } from './iam';
 import { checkClusterName, checkInt } from './validation';
 
-const HANDLERS_DIR = path.join(__dirname, '..', 'runtime', 'controlplane');
+/** The handlers' TypeScript sources, which esbuild bundles: found from lib/ and from its compiled copy in dist/lib/. */
+const HANDLERS_DIR = path.join(__dirname, path.basename(path.dirname(__dirname)) === 'dist' ? '../..' : '..', 'runtime', 'controlplane');
 
 /** DynamoDB actions of both handlers: the state table opened with `background: false` (no stream, no sweep). */
 export const CONTROL_PLANE_TABLE_ACTIONS = [

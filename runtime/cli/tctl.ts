@@ -6,26 +6,34 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { Command, Option } from 'commander';
-import { parseAllDocuments, stringify } from 'yaml';
-import { openBackend } from '../backend';
-import { AuthClient, HostPort } from '../auth/client';
-import { IdentityStore } from '../auth/identity';
-import { exportLines } from '../auth/export';
-import { CertAuthority, parseResource, roleSchema, formatServerLabels, Server, serverAddress, serverSchema, tokenSchema, TrustedClusterResource, trustedClusterSchema, User, userSchema } from '../auth/resources';
-import { Connector, connectorSchema } from '../auth/sso/connectors';
+import type { AuthClient, HostPort } from '../auth/client';
+import type { CertAuthority, Server, TrustedClusterResource, User } from '../auth/resources';
+import type { Connector } from '../auth/sso/connectors';
 import type { RemoteClusterStatus } from '../auth/trust';
-import { buildConfig, formatDuration, loadConfigFile, parseAddr, parseDuration, resolveConfigPath } from '../config';
 import { Ports } from '../contract/ports';
 import { procStoragePath } from '../service/datadir';
-import { formatAuthorizedKey, generateKeyPair, publicKeyBlob } from '../sshcert';
-import { generateTlsKey, publicKeyPem } from '../tlsca';
 import { BadParameterError, NotFoundError } from '../utils/errors';
+import { lazyModule } from '../utils/lazy';
 import { TOKEN_ID_RE, tokenId } from '../utils/secrets';
 import { setLogLevel } from '../utils/logger';
 import { VERSION } from '../version';
 import { collect, runCli } from './common';
 import { keyValueTable, table } from '../utils/table';
-import { SignFormat, writeCredentials } from './identityfile';
+import type { SignFormat } from './identityfile';
+
+// What the commands run, loaded when a command runs it (bench/README.md, "Start-up"): `tctl --version` and
+// `tctl --help` load none of it.
+const yaml = lazyModule(() => require('yaml') as typeof import('yaml'));
+const backend = lazyModule(() => require('../backend') as typeof import('../backend'));
+const authClient = lazyModule(() => require('../auth/client') as typeof import('../auth/client'));
+const identity = lazyModule(() => require('../auth/identity') as typeof import('../auth/identity'));
+const caExport = lazyModule(() => require('../auth/export') as typeof import('../auth/export'));
+const resources = lazyModule(() => require('../auth/resources') as typeof import('../auth/resources'));
+const connectors = lazyModule(() => require('../auth/sso/connectors') as typeof import('../auth/sso/connectors'));
+const configs = lazyModule(() => require('../config') as typeof import('../config'));
+const sshcert = lazyModule(() => require('../sshcert') as typeof import('../sshcert'));
+const tlsca = lazyModule(() => require('../tlsca') as typeof import('../tlsca'));
+const identityFile = lazyModule(() => require('./identityfile') as typeof import('./identityfile'));
 
 interface GlobalOpts {
   config?: string;
@@ -48,25 +56,25 @@ interface Context {
 async function connect(g: GlobalOpts): Promise<Context> {
   if (g.debug) setLogLevel('debug');
   else setLogLevel('error');
-  const configPath = resolveConfigPath(g.config, process.env);
-  const config = buildConfig(configPath ? loadConfigFile(configPath) : {}, { roles: 'auth', ...(g.dataDir ? { dataDir: g.dataDir } : {}) }, process.env);
+  const configPath = configs.resolveConfigPath(g.config, process.env);
+  const config = configs.buildConfig(configPath ? configs.loadConfigFile(configPath) : {}, { roles: 'auth', ...(g.dataDir ? { dataDir: g.dataDir } : {}) }, process.env);
   const dbPath = procStoragePath(config.dataDir);
   if (!fs.existsSync(dbPath)) {
     throw new NotFoundError(
       `no admin identity in ${config.dataDir}: run tctl on the auth server, as the user that runs teleport, with the same --config or --data-dir`,
     );
   }
-  const proc = await openBackend({ type: 'sqlite', path: dbPath });
+  const proc = await backend.openBackend({ type: 'sqlite', path: dbPath });
   let id;
   try {
-    id = await new IdentityStore(proc).load('Admin');
+    id = await new identity.IdentityStore(proc).load('Admin');
   } finally {
     await proc.close();
   }
   const listen = config.auth.listenAddr;
   const local = { host: listen.host === '0.0.0.0' || listen.host === '::' ? '127.0.0.1' : listen.host, port: listen.port };
-  const servers = g.authServer?.length ? g.authServer.map((a) => parseAddr(a, Ports.auth)) : [local];
-  const client = new AuthClient({ servers, credentials: { key: id.tlsKey, cert: id.tlsCert, ca: id.tlsCACerts } });
+  const servers = g.authServer?.length ? g.authServer.map((a) => configs.parseAddr(a, Ports.auth)) : [local];
+  const client = new authClient.AuthClient({ servers, credentials: { key: id.tlsKey, cert: id.tlsCert, ca: id.tlsCACerts } });
   const pub = config.proxy.publicAddrs[0];
   return { client, authAddr: servers[0], clusterName: id.clusterName, ...(pub ? { publicAddr: `${pub.host}:${pub.port}` } : {}) };
 }
@@ -109,7 +117,7 @@ Please note:
 
 /** `tctl nodes add` and `tctl tokens add`: create a join token and print how to use it. */
 async function addJoinToken(ctx: Context, roles: string, ttl: string, value?: string): Promise<void> {
-  const ttlMs = parseDuration(ttl);
+  const ttlMs = configs.parseDuration(ttl);
   const t = await ctx.client.post<{ token: string; roles: string[] }>('/v1/tokens', {
     roles: roles.split(',').map((s) => s.trim()),
     ttl: ttlMs * NS,
@@ -142,12 +150,12 @@ function formatExpiry(iso?: string): string {
   if (!iso) return 'never';
   const d = new Date(iso);
   const left = Math.max(0, d.getTime() - Date.now());
-  return `${d.toUTCString().replace(' GMT', ' UTC')} (${formatDuration(Math.round(left / 1000) * 1000)})`;
+  return `${d.toUTCString().replace(' GMT', ' UTC')} (${configs.formatDuration(Math.round(left / 1000) * 1000)})`;
 }
 
 function printFormatted(format: string, value: unknown, text: () => string): void {
   if (format === 'json') out(JSON.stringify(value, null, 2) + '\n');
-  else if (format === 'yaml') out(stringify(value));
+  else if (format === 'yaml') out(yaml.stringify(value));
   else out(text());
 }
 
@@ -170,7 +178,7 @@ users
   .addOption(ttlOption('1h'))
   .action(async (user: string, logins: string | undefined, o: { roles: string; ttl: string }, cmd: Command) =>
     withClient(cmd, async (ctx) => {
-      const ttlMs = parseDuration(o.ttl);
+      const ttlMs = configs.parseDuration(o.ttl);
       const token = await ctx.client.post<{ token: string; expires: string }>('/v1/signuptokens', {
         user,
         logins: (logins ?? '').split(',').map((s) => s.trim()).filter(Boolean),
@@ -178,7 +186,7 @@ users
         ttl: ttlMs * NS,
       });
       const proxy = await proxyAddress(ctx);
-      out(`Signup token has been created and is valid for ${formatDuration(ttlMs)}. Share this URL with the user:
+      out(`Signup token has been created and is valid for ${configs.formatDuration(ttlMs)}. Share this URL with the user:
 ${signupUrl(proxy, token.token)}`);
     }),
   );
@@ -188,10 +196,10 @@ users
   .addOption(ttlOption('1h'))
   .action(async (user: string, o: { ttl: string }, cmd: Command) =>
     withClient(cmd, async (ctx) => {
-      const ttlMs = parseDuration(o.ttl);
+      const ttlMs = configs.parseDuration(o.ttl);
       const token = await ctx.client.post<{ token: string }>(`/v1/users/${encodeURIComponent(user)}/reset`, { ttl: ttlMs * NS });
       const proxy = await proxyAddress(ctx);
-      out(`User "${user}" has been reset. Share this URL with the user to set a new password and second factor; it is valid for ${formatDuration(ttlMs)}:
+      out(`User "${user}" has been reset. Share this URL with the user to set a new password and second factor; it is valid for ${configs.formatDuration(ttlMs)}:
 ${signupUrl(proxy, token.token)}`);
     }),
   );
@@ -240,7 +248,7 @@ nodes
       const list = await ctx.client.get<Server[]>(`/v1/namespaces/${encodeURIComponent(o.namespace)}/nodes`);
       list.sort((a, b) => a.spec.hostname.localeCompare(b.spec.hostname));
       printFormatted(o.format, list, () =>
-        table(['Nodename', 'UUID', 'Address', 'Labels'], list.map((s) => [s.spec.hostname, s.metadata.name, serverAddress(s), formatServerLabels(s)])),
+        table(['Nodename', 'UUID', 'Address', 'Labels'], list.map((s) => [s.spec.hostname, s.metadata.name, resources.serverAddress(s), resources.formatServerLabels(s)])),
       );
     }),
   );
@@ -286,7 +294,7 @@ for (const name of ['rm', 'del']) {
 // ---- events
 /** `--from`/`--to`: an RFC 3339 time, or a duration back from now (`2h`, `30m`). */
 function timeArg(name: string, value: string): Date {
-  if (/^\d+(\.\d+)?(ns|us|µs|ms|s|m|h)/.test(value)) return new Date(Date.now() - parseDuration(value));
+  if (/^\d+(\.\d+)?(ns|us|µs|ms|s|m|h)/.test(value)) return new Date(Date.now() - configs.parseDuration(value));
   const d = new Date(value);
   if (isNaN(d.getTime())) throw new BadParameterError(`${name}: "${value}" is neither an RFC 3339 time nor a duration like 2h`);
   return d;
@@ -345,7 +353,7 @@ auth
             lines.push(...ca.spec.tls_key_pairs.map((p) => unb64(p.cert).trimEnd()));
             continue;
           }
-          lines.push(...exportLines(type as 'user' | 'host', cluster, ca.spec.checking_keys.map(unb64)));
+          lines.push(...caExport.exportLines(type as 'user' | 'host', cluster, ca.spec.checking_keys.map(unb64)));
         }
       }
       out(lines.join('\n') + '\n');
@@ -365,7 +373,7 @@ auth
       if (o.phase && o.phase !== 'init' && cmd.getOptionValueSource('gracePeriod') === 'cli') {
         throw new BadParameterError('--grace-period is set when a rotation starts (--phase=init, or an automatic one), not on a later phase');
       }
-      const gracePeriodMs = parseDuration(o.gracePeriod);
+      const gracePeriodMs = configs.parseDuration(o.gracePeriod);
       // both by default, the host CA first
       for (const type of o.type ? [o.type] : (['host', 'user'] as const)) {
         await ctx.client.post(`/v1/authorities/${type}/rotate`, {
@@ -390,20 +398,20 @@ auth
     withClient(cmd, async (ctx) => {
       if (!!o.user === !!o.host) throw new BadParameterError('use exactly one of --user or --host');
       if (o.host && o.format !== 'openssh') throw new BadParameterError('--host needs --format=openssh');
-      const ttlMs = parseDuration(o.ttl);
-      const ssh = generateKeyPair('ed25519');
-      const sshPub = b64(formatAuthorizedKey(publicKeyBlob(ssh.publicKey)));
+      const ttlMs = configs.parseDuration(o.ttl);
+      const ssh = sshcert.generateKeyPair('ed25519');
+      const sshPub = b64(sshcert.formatAuthorizedKey(sshcert.publicKeyBlob(ssh.publicKey)));
       let files: string[];
       if (o.host) {
         const res = await ctx.client.post<{ cert: string }>('/v1/hosts/certs', { public_key: sshPub, host_names: o.host.split(',').map((s) => s.trim()), ttl: ttlMs * NS });
-        files = writeCredentials(o.out, 'openssh', { sshKey: ssh.privateKey, sshCert: unb64(res.cert), tlsCACerts: [], knownHosts: [] });
+        files = identityFile.writeCredentials(o.out, 'openssh', { sshKey: ssh.privateKey, sshCert: unb64(res.cert), tlsCACerts: [], knownHosts: [] });
       } else {
-        const tlsKey = generateTlsKey();
+        const tlsKey = tlsca.generateTlsKey();
         const res = await ctx.client.post<{ cert: string; tls_cert: string; tlsCACerts: string[]; sshCACerts: string[] }>(
           `/v1/users/${encodeURIComponent(o.user!)}/certs`,
-          { public_key: sshPub, tls_public_key: b64(publicKeyPem(tlsKey)), ttl: ttlMs * NS },
+          { public_key: sshPub, tls_public_key: b64(tlsca.publicKeyPem(tlsKey)), ttl: ttlMs * NS },
         );
-        files = writeCredentials(o.out, o.format, {
+        files = identityFile.writeCredentials(o.out, o.format, {
           sshKey: ssh.privateKey,
           sshCert: unb64(res.cert),
           tlsKey,
@@ -502,7 +510,7 @@ program
       const { kind, name } = parseRef(ref);
       const list = await getResources(ctx, kind, name, !!o.withSecrets);
       if (o.format === 'json') out(JSON.stringify(list, null, 2) + '\n');
-      else out(list.map((r) => stringify(r)).join('---\n'));
+      else out(list.map((r) => yaml.stringify(r)).join('---\n'));
     }),
   );
 
@@ -512,7 +520,7 @@ program
   .option('-f, --force', 'Overwrite resources that exist')
   .action(async (file: string, o: { force?: boolean }, cmd: Command) => {
     const text = fs.readFileSync(file, 'utf8');
-    const docs = parseAllDocuments(text, { prettyErrors: true });
+    const docs = yaml.parseAllDocuments(text, { prettyErrors: true });
     const parsed: { kind: string; value: unknown }[] = [];
     for (const [i, doc] of (Array.isArray(docs) ? docs : [docs]).entries()) {
       if (doc.errors.length) throw new BadParameterError(`${file}: ${doc.errors[0].message}`);
@@ -520,12 +528,12 @@ program
       if (value === null) continue;
       const where = `${file} (document ${i + 1})`;
       const kind = typeof value?.kind === 'string' ? value.kind : '';
-      if (kind === 'user') parsed.push({ kind, value: parseResource(userSchema, value, where) });
-      else if (kind === 'role') parsed.push({ kind, value: parseResource(roleSchema, value, where) });
-      else if (kind === 'token') parsed.push({ kind, value: parseResource(tokenSchema, value, where) });
-      else if (kind === 'trusted_cluster') parsed.push({ kind, value: parseResource(trustedClusterSchema, value, where) });
-      else if (kind === 'oidc' || kind === 'github') parsed.push({ kind, value: parseResource(connectorSchema(kind), value, where) });
-      else if (kind === 'node') parsed.push({ kind, value: parseResource(serverSchema, value, where) });
+      if (kind === 'user') parsed.push({ kind, value: resources.parseResource(resources.userSchema, value, where) });
+      else if (kind === 'role') parsed.push({ kind, value: resources.parseResource(resources.roleSchema, value, where) });
+      else if (kind === 'token') parsed.push({ kind, value: resources.parseResource(resources.tokenSchema, value, where) });
+      else if (kind === 'trusted_cluster') parsed.push({ kind, value: resources.parseResource(resources.trustedClusterSchema, value, where) });
+      else if (kind === 'oidc' || kind === 'github') parsed.push({ kind, value: resources.parseResource(connectors.connectorSchema(kind), value, where) });
+      else if (kind === 'node') parsed.push({ kind, value: resources.parseResource(resources.serverSchema, value, where) });
       else throw new BadParameterError(`${where}: cannot create resources of kind "${kind || '(missing)'}": expected user, role, token, trusted_cluster, oidc, github or node`);
     }
     // Everything is validated before anything is written.

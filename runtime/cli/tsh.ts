@@ -7,24 +7,28 @@
  * State lives in `$TELEPORT_HOME` or `~/.tsh`.
  */
 import { Command, Option } from 'commander';
-import { formatStatus } from '../client/status';
-import { login } from '../client/login';
-import { removeKeys } from '../client/keystore';
-import { currentLogin } from '../client/cluster';
 import { parseForwardSpec } from '../client/forward';
 import { parseDynamicSpec } from '../client/socks';
-import { formatClusters, listClusters } from '../client/clusters';
-import { formatNodes, listNodes, parseLabelSelector } from '../client/ls';
-import { play } from '../client/play';
-import { joinSession } from '../client/join';
-import { profileProxyHost, removeProfile } from '../client/profile';
-import { Prompter } from '../client/prompt';
-import { scpCommand } from '../client/scp';
-import { sshCommand } from '../client/ssh';
-import { formatSshConfig, sshConfigFacts } from '../client/sshconfig';
 import { BadParameterError } from '../utils/errors';
+import { lazyModule } from '../utils/lazy';
 import { VERSION } from '../version';
 import { runCli } from './common';
+
+// What the commands run, loaded when a command runs it (bench/README.md, "Start-up"): `tsh version` and
+// `tsh --help` load none of it, `tsh status` no X.509 or SSH transport.
+const status = lazyModule(() => require('../client/status') as typeof import('../client/status'));
+const loginFlow = lazyModule(() => require('../client/login') as typeof import('../client/login'));
+const keystore = lazyModule(() => require('../client/keystore') as typeof import('../client/keystore'));
+const cluster = lazyModule(() => require('../client/cluster') as typeof import('../client/cluster'));
+const clusters = lazyModule(() => require('../client/clusters') as typeof import('../client/clusters'));
+const ls = lazyModule(() => require('../client/ls') as typeof import('../client/ls'));
+const player = lazyModule(() => require('../client/play') as typeof import('../client/play'));
+const join = lazyModule(() => require('../client/join') as typeof import('../client/join'));
+const profiles = lazyModule(() => require('../client/profile') as typeof import('../client/profile'));
+const prompt = lazyModule(() => require('../client/prompt') as typeof import('../client/prompt'));
+const scp = lazyModule(() => require('../client/scp') as typeof import('../client/scp'));
+const ssh = lazyModule(() => require('../client/ssh') as typeof import('../client/ssh'));
+const sshconfig = lazyModule(() => require('../client/sshconfig') as typeof import('../client/sshconfig'));
 
 function intArg(name: string) {
   return (v: string): number => {
@@ -71,34 +75,34 @@ program
   .action(async (o: { proxy?: string; user?: string; auth?: string; browser?: 'default' | 'none'; ttl?: number; insecure?: boolean }) => {
     const proxy = o.proxy ?? globalProxy();
     if (!proxy) throw new BadParameterError('tsh login: --proxy is required (the proxy\'s address, e.g. --proxy=proxy.example.com)');
-    const { profile, cert } = await login({
+    const { profile, cert } = await loginFlow.login({
       proxy,
       ...(o.user ? { user: o.user } : {}),
       ...(o.auth ? { auth: o.auth } : {}),
       ...(o.browser ? { browser: o.browser } : {}),
       ttlMinutes: o.ttl,
       insecure: o.insecure,
-      prompter: new Prompter(),
+      prompter: new prompt.Prompter(),
     });
-    process.stdout.write(formatStatus(profile, cert));
+    process.stdout.write(status.formatStatus(profile, cert));
   });
 
 program
   .command('status')
   .description('Shows the current profile and its certificate')
   .action(() => {
-    const { profile, key } = currentLogin({ proxy: globalProxy() });
-    process.stdout.write(formatStatus(profile, key.cert));
+    const { profile, key } = cluster.currentLogin({ proxy: globalProxy() });
+    process.stdout.write(status.formatStatus(profile, key.cert));
   });
 
 program
   .command('logout')
   .description('Removes the keys and profile of the current login')
   .action(() => {
-    const { profile } = currentLogin({ proxy: globalProxy() });
-    const host = profileProxyHost(profile);
-    removeKeys(host, profile.user);
-    removeProfile(host);
+    const { profile } = cluster.currentLogin({ proxy: globalProxy() });
+    const host = profiles.profileProxyHost(profile);
+    keystore.removeKeys(host, profile.user);
+    profiles.removeProfile(host);
     process.stdout.write(`Logged out ${profile.user} from ${host}.\n`);
   });
 
@@ -118,7 +122,7 @@ program
   .option('--cluster <name>', CLUSTER_HELP)
   .passThroughOptions()
   .action(async (dest: string, command: string[], o: SshFlags) => {
-    process.exitCode = await sshCommand({
+    process.exitCode = await ssh.sshCommand({
       target: dest,
       command,
       login: o.login,
@@ -141,22 +145,22 @@ program
   .option('-v, --verbose', 'Also show node IDs')
   .option('--cluster <name>', CLUSTER_HELP)
   .action(async (labels: string[], o: { verbose?: boolean; cluster?: string }) => {
-    const nodes = await listNodes(currentLogin({ proxy: globalProxy(), cluster: clusterOf(o) }), parseLabelSelector(labels));
-    process.stdout.write(formatNodes(nodes, !!o.verbose));
+    const nodes = await ls.listNodes(cluster.currentLogin({ proxy: globalProxy(), cluster: clusterOf(o) }), ls.parseLabelSelector(labels));
+    process.stdout.write(ls.formatNodes(nodes, !!o.verbose));
   });
 
 program
   .command('config')
   .description('Prints an OpenSSH client configuration for the current login: add it to ~/.ssh/config to reach nodes as <login>@<node>.<cluster>')
   .action(() => {
-    process.stdout.write(formatSshConfig(sshConfigFacts(currentLogin({ proxy: globalProxy() }))));
+    process.stdout.write(sshconfig.formatSshConfig(sshconfig.sshConfigFacts(cluster.currentLogin({ proxy: globalProxy() }))));
   });
 
 program
   .command('clusters')
   .description('Lists the clusters you can reach through the proxy')
   .action(async () => {
-    process.stdout.write(formatClusters(await listClusters(currentLogin({ proxy: globalProxy() }))));
+    process.stdout.write(clusters.formatClusters(await clusters.listClusters(cluster.currentLogin({ proxy: globalProxy() }))));
   });
 
 program
@@ -169,7 +173,7 @@ program
   .option('--cluster <name>', CLUSTER_HELP)
   .action(async (paths: string[], o: { recursive?: boolean; port?: number; cluster?: string; forwardAgent?: boolean }) => {
     if (paths.length < 2) throw new BadParameterError('tsh scp: give at least one source and a destination');
-    await scpCommand({ sources: paths.slice(0, -1), destination: paths[paths.length - 1], recursive: o.recursive, port: o.port, proxy: globalProxy(), cluster: clusterOf(o), forwardAgent: o.forwardAgent });
+    await scp.scpCommand({ sources: paths.slice(0, -1), destination: paths[paths.length - 1], recursive: o.recursive, port: o.port, proxy: globalProxy(), cluster: clusterOf(o), forwardAgent: o.forwardAgent });
   });
 
 program
@@ -178,7 +182,7 @@ program
   .argument('<session-id>', 'The session ID')
   .option('--cluster <name>', CLUSTER_HELP)
   .action(async (sid: string, o: { cluster?: string }) => {
-    process.exitCode = await joinSession({ sid, proxy: globalProxy(), cluster: clusterOf(o) });
+    process.exitCode = await join.joinSession({ sid, proxy: globalProxy(), cluster: clusterOf(o) });
   });
 
 program
@@ -191,7 +195,7 @@ program
     return n;
   })
   .action(async (sid: string, o: { speed?: number }) => {
-    await play(currentLogin({ proxy: globalProxy() }), sid, { out: process.stdout, speed: o.speed });
+    await player.play(cluster.currentLogin({ proxy: globalProxy() }), sid, { out: process.stdout, speed: o.speed });
   });
 
 interface SshFlags {

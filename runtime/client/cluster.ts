@@ -9,13 +9,18 @@
  */
 import * as os from 'node:os';
 import { withFreshHostCAs } from './hostcas';
-import { AuthClient } from '../auth/client';
+import type { AuthClient } from '../auth/client';
 import { Ports } from '../contract/ports';
-import { AUTH_SERVER_NAME } from '../tlsca';
-import { dialProxy, proxySubsystem } from './dial';
+import { lazyModule } from '../utils/lazy';
 import { loadHostCAs, loadKey, loadTlsCredentials, StoredKey } from './keystore';
 import { loadCurrentProfile, loadProfile, Profile, profileProxyHost, splitHostPort } from './profile';
 import { NotFoundError } from '../utils/errors';
+
+// The SSH and TLS clients, loaded by the commands that reach the cluster: `tsh status` and `tsh config`
+// only read the profile and the key (bench/README.md, "Start-up").
+const authClient = lazyModule(() => require('../auth/client') as typeof import('../auth/client'));
+const tlsca = lazyModule(() => require('../tlsca') as typeof import('../tlsca'));
+const dial = lazyModule(() => require('./dial') as typeof import('./dial'));
 
 export interface CurrentLogin {
   profile: Profile;
@@ -57,7 +62,7 @@ export interface ClusterConnection {
 export async function connectToCluster(login: CurrentLogin): Promise<ClusterConnection> {
   const { profile, key, home, cluster } = login;
   const tls = loadTlsCredentials(profileProxyHost(profile), profile.user, home, cluster === profile.cluster ? undefined : cluster);
-  const proxy = await dialProxy({
+  const proxy = await dial.dialProxy({
     proxyAddr: profile.ssh_proxy_addr,
     cluster: profile.cluster,
     hostCAs: loadHostCAs(profile.cluster, home),
@@ -65,10 +70,10 @@ export async function connectToCluster(login: CurrentLogin): Promise<ClusterConn
     certLine: key.certLine,
     login: defaultLogin(key),
   });
-  const auth = new AuthClient({
-    servers: [{ host: AUTH_SERVER_NAME, port: Ports.auth }],
+  const auth = new authClient.AuthClient({
+    servers: [{ host: tlsca.AUTH_SERVER_NAME, port: Ports.auth }],
     credentials: tls,
-    connect: () => proxySubsystem(proxy, `proxy:@${cluster}`),
+    connect: () => dial.proxySubsystem(proxy, `proxy:@${cluster}`),
   });
   return {
     auth,

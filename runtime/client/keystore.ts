@@ -10,7 +10,11 @@ import { KeyObject } from 'node:crypto';
 import * as fs from 'node:fs';
 import { isIP } from 'node:net';
 import * as path from 'node:path';
-import { Certificate, formatAuthorizedKey, loadPrivateKey, parseAuthorizedKey, parseCertificate, publicKeyBlob, encodeOpenSSHPrivateKey } from '../sshcert';
+// The certificate and key modules themselves, not the sshcert barrel, which also loads the ssh2 glue:
+// `tsh status` reads keys and certificates without an SSH connection (bench/README.md, "Start-up").
+import { Certificate, parseCertificate } from '../sshcert/cert';
+import { formatAuthorizedKey, parseAuthorizedKey, publicKeyBlob } from '../sshcert/keys';
+import { encodeOpenSSHPrivateKey, loadPrivateKey } from '../sshcert/privatekey';
 import { BadParameterError, NotFoundError } from '../utils/errors';
 import { writeFileAtomic } from '../utils/files';
 import { ensurePrivateDir, tshHome } from './paths';

@@ -1,5 +1,6 @@
 /** What `tsh status` and `tsh login` print about a profile and its certificate (formats.md §8.3). */
-import { Certificate, EXT_TELEPORT_ROLES, EXT_TELEPORT_ROUTE_TO_CLUSTER, EXT_TELEPORT_TRAITS } from '../sshcert';
+import type { Certificate } from '../sshcert/cert';
+import { EXT_TELEPORT_ROLES, EXT_TELEPORT_ROUTE_TO_CLUSTER, EXT_TELEPORT_TRAITS } from '../sshcert/issue';
 import { formatHostPort } from './weblogin';
 import { Profile, profileProxyHost, splitHostPort } from './profile';
 
