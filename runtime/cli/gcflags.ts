@@ -1,8 +1,7 @@
 /**
  * Imported first by the `teleport` CLI, before any other module loads: the
- * young generation sizing of service/gctuning.ts, which helps only when it is
- * in place while the process starts (set later, it was measured to change
- * nothing).
+ * garbage collector settings of service/gctuning.ts, which were measured to
+ * help only when in place while the process starts.
  */
 import { tuneGarbageCollection } from '../service/gctuning';
 

@@ -1,26 +1,31 @@
 /**
  * V8's garbage collector tuned for a process that moves bulk data: SSH
  * channels on the node and the proxy allocate an ArrayBuffer for every socket
- * read and for many packets. With V8's default young generation, which grows
- * by a factor of 2 only after scavenges that keep much, those buffers outlive
- * the small nursery while they wait in a write queue, reach the old
- * generation, and each 30 MB or so of them sets off a full mark-compact for
- * "external memory pressure": 23 to 53 of them per GiB sent through a node
- * (bench/README.md, "Data path"). Letting the young generation grow 8-fold at
- * once lets the short-lived buffers die in cheap scavenges. It changes when
- * memory is collected, never what a program computes; idle processes keep a
- * small young generation (it grows only under allocation).
+ * read and for every packet that spans two reads. V8 counts those buffers as
+ * external memory, and each 64 MB that the count grows past its level at the
+ * last full collection starts a full mark-compact ("external memory
+ * pressure"). By default the buffers a scavenge frees leave the count only
+ * when a background thread has swept them; on a busy machine that thread
+ * lags, the count climbs, and a transfer sets off a mark-compact every 20 to
+ * 30 MB: 23 to 81 of them per GiB through the node or the proxy, up to half
+ * of their CPU (bench/README.md, "Data path"). Two flags: array buffers are
+ * swept on the main thread right after the scavenge that frees them (a list
+ * walk: cheap), and the young generation grows 8-fold at once instead of
+ * doubling. They change when memory is collected, never what a program
+ * computes; an idle process keeps a small young generation.
  *
- * An operator who sized the young generation themselves (`--max-semi-space-size`
- * and friends in NODE_OPTIONS or on the command line) is left alone.
+ * They take effect only when set while the process starts (runtime/cli/gcflags.ts
+ * imports this first). An operator who sized the young generation themselves
+ * (`--max-semi-space-size` and friends in NODE_OPTIONS or on the command line)
+ * is left alone.
  */
 import * as v8 from 'node:v8';
 
 /** V8's `--semi-space-growth-factor` for teleport processes (V8's default is 2). */
 export const SEMI_SPACE_GROWTH_FACTOR = 8;
 
-/** The V8 flag this module sets, as `v8.setFlagsFromString` takes it. */
-export const GC_FLAG = `--semi-space-growth-factor=${SEMI_SPACE_GROWTH_FACTOR}`;
+/** The V8 flags this module sets, as `v8.setFlagsFromString` takes them. */
+export const GC_FLAG = `--semi-space-growth-factor=${SEMI_SPACE_GROWTH_FACTOR} --no-concurrent-array-buffer-sweeping`;
 
 /** Whether the operator set young-generation flags of their own (then nothing is changed). */
 export function ownYoungGenerationFlags(execArgv: readonly string[], nodeOptions: string | undefined): boolean {

@@ -10,13 +10,13 @@ describe('tuneGarbageCollection', () => {
   });
   afterEach(() => setFlags.mockRestore());
 
-  it('GIVEN no young-generation flags of the operator WHEN teleport starts THEN the growth factor is set', () => {
+  it('GIVEN no young-generation flags of the operator WHEN teleport starts THEN the young-generation growth and main-thread array buffer sweeping are set', () => {
     // GIVEN flags about other things
     const applied = tuneGarbageCollection(['--enable-source-maps'], '--max-old-space-size=512');
     // THEN the flag is applied
     expect(applied).toBe(true);
     expect(setFlags).toHaveBeenCalledWith(GC_FLAG);
-    expect(GC_FLAG).toBe('--semi-space-growth-factor=8');
+    expect(GC_FLAG).toBe('--semi-space-growth-factor=8 --no-concurrent-array-buffer-sweeping');
   });
 
   it.each([
