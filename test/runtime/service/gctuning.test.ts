@@ -5,7 +5,6 @@ describe('tuneGarbageCollection', () => {
   let setFlags: jest.SpyInstance;
   beforeEach(() => {
     // the module object itself (an import's namespace copy cannot be spied on)
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     setFlags = jest.spyOn(require('node:v8') as typeof import('node:v8'), 'setFlagsFromString').mockImplementation(() => undefined);
   });
   afterEach(() => setFlags.mockRestore());
