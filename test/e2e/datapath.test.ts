@@ -108,4 +108,52 @@ describe('data paths: node and proxy', () => {
       ssh.kill();
     }
   });
+
+  it('GIVEN a far end that stops reading WHEN the client sends 256 MiB through the proxy THEN the client is held back, and every byte arrives once the far end reads', async () => {
+    const total = 256 * MIB;
+    const pidFile = path.join(work, 'reader.pid');
+    // GIVEN a far-end shell that stops itself before it reads, then counts what it reads
+    const ssh = spawn('ssh', [...route('proxy'), `echo $$ > ${pidFile}; kill -STOP $$; exec wc -c`], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    ssh.stdout.on('data', (d: Buffer) => (out += d));
+    const closed = new Promise<number | null>((resolve) => ssh.once('close', resolve));
+    /** The far end's pid while it may still be stopped (so that a failed test does not leave it behind). */
+    let stopped: number | undefined;
+    try {
+      // WHEN the client is fed as fast as it takes the bytes
+      const chunk = Buffer.alloc(MIB);
+      let sent = 0;
+      const pump = () => {
+        while (sent < total) {
+          sent += chunk.length;
+          if (!ssh.stdin.write(chunk)) return void ssh.stdin.once('drain', pump);
+        }
+        ssh.stdin.end();
+      };
+      pump();
+      const pid = (stopped = await waitFor('the far end to stop itself', () => fs.existsSync(pidFile) && /\tT \(stopped\)/.test(fs.readFileSync(`/proc/${Number(fs.readFileSync(pidFile, 'utf8'))}/status`, 'utf8')) && Number(fs.readFileSync(pidFile, 'utf8')), 30_000));
+      // and the client stops taking them (the same count on two polls in a row)
+      let last = -1;
+      const held = await waitFor(
+        'the client to be held back',
+        () => {
+          const still = sent === last;
+          last = sent;
+          return still && sent;
+        },
+        60_000,
+        200,
+      );
+      // THEN it is held back well before the end
+      expect(held).toBeLessThan(total / 2);
+      // WHEN the far end goes on THEN it counts every byte
+      process.kill(pid, 'SIGCONT');
+      stopped = undefined;
+      expect(await closed).toBe(0);
+      expect(Number(out.trim())).toBe(total);
+    } finally {
+      if (stopped) process.kill(stopped, 'SIGKILL');
+      ssh.kill();
+    }
+  });
 });
