@@ -1,9 +1,10 @@
 /**
  * Bulk data through the node and through the proxy to the node, with the stock
  * OpenSSH client (issue 22's data paths): every byte arrives, in both
- * directions and with each cipher the node offers, and a client that stops
- * reading holds the sender back (SSH windows and socket backpressure all the
- * way) instead of the node and the proxy buffering the stream.
+ * directions and with each cipher the node offers, and an end that stops
+ * reading (the client, or the command on the node) holds the writer back (SSH
+ * windows and socket backpressure all the way) instead of the node and the
+ * proxy buffering the stream.
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
