@@ -94,6 +94,8 @@ async function main(): Promise<void> {
       const n = results.node;
       const s = results.sshd;
       rows.push([`throughput, ${MIB} MiB stream (MiB/s)`, n.mbps.toFixed(1), s.mbps.toFixed(1), (n.mbps / s.mbps).toFixed(2)]);
+      // issue 22's data-path goal: 1 GiB to a node at ≥ 0.95× sshd's throughput (same client, same default cipher)
+      reportGoal({ id: 'node-throughput', value: `${n.mbps.toFixed(1)} MiB/s`, anchor: `sshd ${s.mbps.toFixed(1)} MiB/s`, ratio: n.mbps / s.mbps, met: n.mbps / s.mbps >= 0.95, ...(MIB !== 1024 ? { note: `${MIB} MiB, not 1 GiB` } : {}) });
       rows.push([`session setup p50 (ms, ${RUNS} runs)`, n.p50.toFixed(1), s.p50.toFixed(1), (n.p50 / s.p50).toFixed(2)]);
       rows.push([`session setup p90 (ms, ${RUNS} runs)`, n.p90.toFixed(1), s.p90.toFixed(1), (n.p90 / s.p90).toFixed(2)]);
       rows.push([`${BURST} × ssh true, ${CONCURRENCY} at once, curve25519 (s)`, (u.node.ms / 1000).toFixed(2), (u.sshd.ms / 1000).toFixed(2), (u.node.ms / u.sshd.ms).toFixed(2)]);

@@ -142,6 +142,8 @@ function report(f: Record<PathName, PathFigures>, load: [number, number]): void 
   console.log(`1-2: OpenSSH client; end-to-end hop by default: proxy path ${p.negotiated}, ProxyJump path ${j.negotiated}`);
   console.log(`3: ssh2 client (curve25519-sha256 on every hop), ${ECHO_SECONDS}s of typing, a key every ~${ECHO_INTERVAL_MS} ms per session\n`);
   console.log(formatTable(rows));
+  // issue 22's data-path goal: 1 GiB through proxy → node at ≥ 0.9× ProxyJump's throughput (same client, default ciphers)
+  reportGoal({ id: 'proxy-throughput', value: `${fmt(p.mibps)} MiB/s`, anchor: `ProxyJump ${fmt(j.mibps)} MiB/s`, ratio: p.mibps / j.mibps, met: p.mibps / j.mibps >= 0.9, ...(BYTES !== 1024 ** 3 ? { note: `${fmt(BYTES / 1024 ** 2, 0)} MiB, not 1 GiB` } : {}) });
   for (const n of PATHS) {
     const e = f[n].echo;
     if (e?.firstOpenError) console.log(`${n}: ${e.failedToOpen} sessions failed to open, the first with: ${e.firstOpenError}`);

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** `teleport`: the daemon (start, configure, version, status). */
+import './gcflags'; // first: see gcflags.ts
 import * as os from 'node:os';
 import { Command } from 'commander';
 import { buildConfig, ConfigError, DEFAULT_CONFIG_PATH, loadConfigFile, parseDuration, resolveConfigPath, sampleConfig, type TeleportConfig } from '../config';
