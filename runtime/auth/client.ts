@@ -3,6 +3,11 @@
  * in turn (a list, or one load balancer) and verifies the server against the
  * cluster's TLS CA under the name `teleport.cluster.local`, so the address
  * used to reach it does not matter. Errors come back typed.
+ *
+ * Idle connections are kept (auth/keepalive.ts) for the next call, also when
+ * they run over a stream `connect` opens (a node behind NAT, through the
+ * proxy's auth pipe): one pipe and one TLS handshake serve a node's
+ * heartbeats and polls instead of one per call.
  */
 import * as https from 'node:https';
 import { Duplex } from 'node:stream';
@@ -50,7 +55,7 @@ export class AuthClient {
   private newAgent(): https.Agent {
     const c = this.opts.credentials;
     const ca = c?.ca ?? this.opts.ca;
-    return new https.Agent({
+    const agent = new https.Agent({
       keepAlive: true,
       timeout: AUTH_CLIENT_IDLE_MS,
       minVersion: 'TLSv1.2',
@@ -58,6 +63,14 @@ export class AuthClient {
       ...(c ? { key: c.key, cert: c.cert } : {}),
       ...(ca ? { ca, rejectUnauthorized: true } : { rejectUnauthorized: false }),
     });
+    // Through `connect`: the agent's connections are TLS over the stream it opens (the pool is still
+    // the agent's, by server address, so kept connections are reused as on a direct one).
+    if (this.opts.connect) {
+      const tunnel = this.tunnel(c, ca);
+      agent.createConnection = (options: { host?: string | null; port?: number | null }, done: (err: Error | null, socket: Duplex) => void) =>
+        tunnel({ host: options.host ?? '', port: Number(options.port) }, done);
+    }
+    return agent;
   }
 
   /**
@@ -118,7 +131,7 @@ export class AuthClient {
           port: server.port,
           method,
           path,
-          ...(this.opts.connect ? { createConnection: this.tunnel(server) } : { agent: this.agent }),
+          agent: this.agent,
           servername: AUTH_SERVER_NAME,
           timeout: timeoutMs ?? this.opts.timeoutMs ?? 30_000,
           headers: payload ? { 'content-type': payload.type, 'content-length': payload.data.length } : {},
@@ -157,11 +170,9 @@ export class AuthClient {
     });
   }
 
-  /** A `createConnection` that runs TLS over the stream `connect` opens. */
-  private tunnel(server: HostPort) {
-    const c = this.opts.credentials;
-    const ca = c?.ca ?? this.opts.ca;
-    return (_opts: unknown, done: (err: Error | null, socket: Duplex) => void): undefined => {
+  /** A `createConnection` that runs TLS over the stream `connect` opens to the server, with these credentials. */
+  private tunnel(c: ClientCredentials | undefined, ca: string[] | undefined) {
+    return (server: HostPort, done: (err: Error | null, socket: Duplex) => void): undefined => {
       this.opts.connect!(server).then(
         (stream) =>
           done(

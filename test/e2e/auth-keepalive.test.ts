@@ -3,11 +3,20 @@
  * the heartbeats of a real node process, spaced further apart than Node's
  * default 5 s keep-alive, all go over the same TLS connection (no new
  * handshake per call), while an anonymous caller's connection is closed
- * after each answer.
+ * after each answer. A node behind NAT, whose calls reach auth through the
+ * proxy's auth pipe, keeps its pipe across its heartbeats the same way.
  */
+import { randomUUID } from 'node:crypto';
+import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
 import * as fs from 'node:fs';
 import * as https from 'node:https';
-import { AuthClient } from '../../runtime/auth/client';
+import { AuthClient, HostPort } from '../../runtime/auth/client';
+import { register } from '../../runtime/auth/register';
+import { connectAuthPipe, serveAuthPipe } from '../../runtime/proxy/authpipe';
+import { Heartbeat } from '../../runtime/service/heartbeat';
+import { selfSignedServerCert } from '../../runtime/tlsca';
+import { logger } from '../../runtime/utils/logger';
 import { Server } from '../../runtime/auth/resources';
 import { startAuth, TestAuth, TestNode } from '../helpers/cluster';
 import { waitFor } from '../helpers/proc';
@@ -76,6 +85,62 @@ describe('keep-alive on the auth API', () => {
     expect(samples[0].length).toBeGreaterThanOrEqual(1);
     expect(samples[0].length).toBeLessThanOrEqual(2);
     expect([...seen].sort()).toEqual([...samples[0]].sort());
+  }, 120_000);
+
+  it('a node behind NAT sends its heartbeats through the proxy over the pipe it already has', async () => {
+    // GIVEN a proxy web listener serving the auth pipe to the auth server, counting the pipes it opens
+    const pair = await selfSignedServerCert(['localhost']);
+    const web = https.createServer({ key: pair.key, cert: pair.cert });
+    const open = new Set<Duplex>();
+    let pipesOpened = 0;
+    web.on('upgrade', (req, socket: Duplex, head: Buffer) =>
+      serveAuthPipe(req, socket, head, {
+        connectAuth: () =>
+          new Promise<net.Socket>((resolve, reject) => {
+            pipesOpened++;
+            const s = net.connect(auth.port, '127.0.0.1', () => resolve(s));
+            s.once('error', reject);
+          }),
+        open,
+        maxPipes: 100,
+        log: logger('test'),
+      }),
+    );
+    await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
+    const viaProxy = { host: '127.0.0.1', port: (web.address() as net.AddressInfo).port };
+    const connect = (_server: HostPort) => connectAuthPipe(viaProxy, 5_000);
+    let client: AuthClient | undefined;
+    let heartbeat: Heartbeat | undefined;
+    try {
+      // AND a node that joined through that pipe, heartbeating every 5.25–7 s (longer than Node's default 5 s keep-alive)
+      const servers = [{ host: '127.0.0.1', port: auth.port }];
+      const hostUUID = randomUUID();
+      const log = logger('test');
+      const id = await register({ servers, token: TOKEN, caPins: [await auth.caPin()], role: 'Node', hostUUID, nodeName: 'natted', additionalPrincipals: [], dnsNames: [], log, connect });
+      client = new AuthClient({ servers, credentials: { key: id.tlsKey, cert: id.tlsCert, ca: id.tlsCACerts }, connect });
+      const record = (): Server => ({ kind: 'node', version: 'v2', metadata: { name: hostUUID, namespace: 'default' }, spec: { addr: '127.0.0.1:3022', hostname: 'natted', cmd_labels: {} } });
+      heartbeat = new Heartbeat(client, record, 14_000, log);
+      const expiresOf = async () => (await admin.get<Server[]>('/v1/namespaces/default/nodes')).find((s) => s.spec.hostname === 'natted')?.metadata.expires;
+      await heartbeat.start();
+      let last = await waitFor('the first heartbeat', expiresOf, 30_000, 100);
+      const afterFirst = pipesOpened;
+      // WHEN three more heartbeats reach the auth server
+      for (let i = 0; i < 3; i++) {
+        last = await waitFor(`heartbeat ${i + 2}`, async () => {
+          const e = await expiresOf();
+          return e && e !== last ? e : undefined;
+        }, 30_000, 100);
+      }
+      // THEN none of them opened a new pipe (a new TLS handshake with auth): they went over the one the first used
+      expect(afterFirst).toBeGreaterThanOrEqual(1);
+      expect(pipesOpened).toBe(afterFirst);
+      expect(open.size).toBeGreaterThanOrEqual(1);
+    } finally {
+      heartbeat?.stop();
+      client?.close();
+      for (const s of open) s.destroy();
+      await new Promise<void>((resolve) => web.close(() => resolve()));
+    }
   }, 120_000);
 
   it('closes an anonymous caller\'s connection after the answer', async () => {
