@@ -57,7 +57,7 @@ export const DEFAULT_POLL_PERIOD_MS = 500;
 export const DEFAULT_BUSY_TIMEOUT_MS = 10_000;
 export const EVENTS_TTL_MS = 10 * 60 * 1000;
 /** How often another process's commits are looked for (`PRAGMA data_version`, no disk I/O). */
-export const CHANGE_CHECK_MS = 25;
+export const CHANGE_CHECK_MS = 50;
 const TAIL_BATCH = 1000;
 /** 2: `events` without values (version 1 databases are migrated when opened). */
 const SCHEMA_VERSION = 2;

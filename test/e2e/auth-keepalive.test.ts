@@ -11,6 +11,7 @@ import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import * as fs from 'node:fs';
 import * as https from 'node:https';
+import type { AccessSnapshot, AccessUnchanged } from '../../runtime/auth/access/feed';
 import { AuthClient, HostPort } from '../../runtime/auth/client';
 import { register } from '../../runtime/auth/register';
 import { connectAuthPipe, serveAuthPipe } from '../../runtime/proxy/authpipe';
@@ -142,6 +143,36 @@ describe('keep-alive on the auth API', () => {
       await new Promise<void>((resolve) => web.close(() => resolve()));
     }
   }, 120_000);
+
+  it('a node\'s periodic calls share one connection: a heartbeat waits for the access poll held on it, a call of its own does not', async () => {
+    // GIVEN a node's client whose connections to auth are counted
+    let opened = 0;
+    const connect = (server: HostPort) =>
+      new Promise<net.Socket>((resolve, reject) => {
+        opened++;
+        const s = net.connect(server.port, server.host, () => resolve(s));
+        s.once('error', reject);
+      });
+    const servers = [{ host: '127.0.0.1', port: auth.port }];
+    const hostUUID = randomUUID();
+    const id = await register({ servers, token: TOKEN, caPins: [await auth.caPin()], role: 'Node', hostUUID, nodeName: 'lanes', additionalPrincipals: [], dnsNames: [], log: logger('test') });
+    const client = new AuthClient({ servers, credentials: { key: id.tlsKey, cert: id.tlsCert, ca: id.tlsCACerts }, connect });
+    try {
+      const { version } = await client.get<AccessSnapshot>('/v1/access?version=&wait=0', { lane: 'background' });
+      const record: Server = { kind: 'node', version: 'v2', metadata: { name: hostUUID, namespace: 'default' }, spec: { addr: '127.0.0.1:3022', hostname: 'lanes', cmd_labels: {} } };
+      const order: string[] = [];
+      // WHEN an access poll is held (nothing changes for 3 s) and a periodic heartbeat and a call of the node's own are made meanwhile
+      const poll = client.get<AccessUnchanged>(`/v1/access?version=${encodeURIComponent(version)}&wait=3000`, { lane: 'background', timeoutMs: 30_000 }).then(() => void order.push('poll'), (e: Error) => void order.push(`poll failed: ${e.message}`));
+      const heartbeat = client.post('/v1/namespaces/default/nodes', record, { lane: 'background' }).then(() => void order.push('heartbeat'), (e: Error) => void order.push(`heartbeat failed: ${e.message}`));
+      const own = client.get('/v1/configuration/cluster').then(() => void order.push('own call'), (e: Error) => void order.push(`own call failed: ${e.message}`));
+      await Promise.all([poll, heartbeat, own]);
+      // THEN the node's own call was answered at once (on a connection of its own), the heartbeat after the poll, on the poll's connection
+      expect(order).toEqual(['own call', 'poll', 'heartbeat']);
+      expect(opened).toBe(2);
+    } finally {
+      client.close();
+    }
+  }, 60_000);
 
   it('closes an anonymous caller\'s connection after the answer', async () => {
     // GIVEN a caller without a client certificate WHEN it asks for the cluster's CA
