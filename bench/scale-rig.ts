@@ -190,8 +190,15 @@ export interface PhaseFigures {
   joinCpuMsPerNode: number;
   heartbeatsFailingAtEnd: number;
   windowS: number;
-  /** The nodes the auth servers would carry at 50% of one core each, at their measured cost per node: Σ 30,000 / cpuMsPerNodePerMin. */
+  /**
+   * The nodes the auth servers would carry at 50% of one core each: (number of servers) × 30,000 ÷ their
+   * combined CPU per node per minute (Σ (steady − idle) ÷ N; with the nodes spread evenly, each node costs
+   * that on average on the server it talks to, the others' shares of following its heartbeats included). A
+   * sum of each server's own 30,000 ÷ cost would be inflated by the noise of a small difference.
+   */
   nodesAt50Pct: number;
+  /** Σ over the auth servers of (steady − idle) CPU, per node, ms/min. */
+  clusterCpuMsPerNodePerMin: number;
   /** The window on the monotonic clock of V8's CPU profiles, µs. */
   windowUs: [number, number];
 }
@@ -274,6 +281,7 @@ export async function runPhase(o: RigOptions, auths: number, teleportExtra: stri
         joinCpuS: joined[i].cpuS - beforeJoin[i].cpuS,
       };
     });
+    const cluster = (figures.reduce((t, a) => t + (a.steadyCpuSPerMin - a.idleCpuSPerMin), 0) * 1000) / o.nodes;
     return {
       nodes: o.nodes,
       auths: figures,
@@ -282,7 +290,8 @@ export async function runPhase(o: RigOptions, auths: number, teleportExtra: stri
       joinCpuMsPerNode: (figures.reduce((t, a) => t + a.joinCpuS, 0) * 1000) / o.nodes,
       heartbeatsFailingAtEnd: end.failing,
       windowS: o.windowS,
-      nodesAt50Pct: figures.reduce((t, a) => t + 30_000 / Math.max(a.cpuMsPerNodePerMin, 1e-6), 0),
+      clusterCpuMsPerNodePerMin: cluster,
+      nodesAt50Pct: cluster > 0 ? (auths * 30_000) / cluster : NaN,
       windowUs: [fromUs, toUs],
     };
   } finally {
