@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { formatTable } from './common';
 import { goalsTable, parseGoalLine, type GoalRow } from './goals';
 
-const BENCHES = ['cert-issuance', 'ca-signer', 'node-ssh', 'proxy-ssh', 'datapath', 'backend', 'kex', 'access', 'deploy-local', 'tunnel-agents', 'web-echo', 'scale', 'cache-range', 'idle-sessions', 'start'];
+const BENCHES = ['cert-issuance', 'ca-signer', 'node-ssh', 'proxy-ssh', 'datapath', 'backend', 'kex', 'access', 'deploy-local', 'tunnel-agents', 'web-echo', 'scale', 'scale-out', 'cache-range', 'idle-sessions', 'start'];
 
 /** Runs one benchmark with its stdout passed through; resolves with its exit status and the goal rows it reported. */
 function runBench(name: string, args: string[]): Promise<{ ok: boolean; rows: GoalRow[] }> {

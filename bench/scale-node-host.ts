@@ -27,7 +27,9 @@ import { logger, setLogLevel } from '../runtime/utils/logger';
 import { VERSION } from '../runtime/version';
 
 export interface ScaleHostInit {
-  auth: HostPort;
+  /** The auth servers: node i of the run (this process's first is number `authOffset`) uses auths[i % auths.length]. */
+  auths: HostPort[];
+  authOffset: number;
   token: string;
   caPin: string;
   /** How many nodes this process runs; their names start with `prefix`. */
@@ -76,11 +78,12 @@ async function main(): Promise<void> {
   const runNode = async (i: number) => {
     const hostUUID = randomUUID();
     const from = init.joinFrom[i % init.joinFrom.length];
+    const auth = init.auths[(init.authOffset + i) % init.auths.length];
     let identity;
     for (;;) {
       try {
         identity = await register({
-          servers: [init.auth],
+          servers: [auth],
           token: init.token,
           caPins: [init.caPin],
           role: 'Node',
@@ -103,7 +106,7 @@ async function main(): Promise<void> {
     }
     report.joined++;
     // From here on, what runtime/node/service.ts does with the auth service.
-    const client = new AuthClient({ servers: [init.auth], credentials: { key: identity.tlsKey, cert: identity.tlsCert, ca: identity.tlsCACerts } });
+    const client = new AuthClient({ servers: [auth], credentials: { key: identity.tlsKey, cert: identity.tlsCert, ca: identity.tlsCACerts } });
     stoppers.push(() => client.close());
     await client.get<ClusterConfig>('/v1/configuration/cluster');
     const access = new AccessCache(client, log);

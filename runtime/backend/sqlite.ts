@@ -15,6 +15,20 @@
  * `secure_delete` zeroes what is deleted or overwritten in the file (older page images may
  * remain in the `-wal` file until SQLite reuses it).
  *
+ * Other processes' writes are noticed at once: a file watch on the database's directory (inotify)
+ * sees the write-ahead log change, and, in case a notice is lost, a timer looks every
+ * CHANGE_CHECK_MS. (The log is written before its commit is synced and marked in the shared-memory
+ * index, which no file notice reports: a notice that finds no commit yet looks again after 1, 2,
+ * 4, … ms, up to CHANGE_CHECK_MS.) Either asks SQLite's `PRAGMA data_version` (a read of the WAL index in shared
+ * memory, no disk I/O), which changes when another connection commits, and tails `events` only then. The slower poller
+ * (`pollPeriodMs`) still runs the expiry, the pruning and a tail of its own.
+ *
+ * Group commit: the `put`s made in one turn of the event loop (many heartbeats that arrive
+ * together) are written in one transaction at the end of that turn, each resolved only once that
+ * transaction is committed (with `synchronous = FULL`, on disk), so a burst pays one commit and
+ * one tail instead of one each. Any other operation first commits the puts still waiting, so the
+ * backend's operations take effect in the order they were called.
+ *
  * `kv.modified` holds the id of the event that last wrote the row, a revision that grows across
  * every process sharing the file; it is reported as `Item.id`. Times are Unix milliseconds.
  * Keys use the BINARY collation (UTF-8 byte order), which equals JS string order for the keys
@@ -42,6 +56,8 @@ import { checkBound, checkExpires, checkItem, checkKey, checkLimit, checkSwap } 
 export const DEFAULT_POLL_PERIOD_MS = 500;
 export const DEFAULT_BUSY_TIMEOUT_MS = 10_000;
 export const EVENTS_TTL_MS = 10 * 60 * 1000;
+/** How often another process's commits are looked for (`PRAGMA data_version`, no disk I/O). */
+export const CHANGE_CHECK_MS = 50;
 const TAIL_BATCH = 1000;
 /** 2: `events` without values (version 1 databases are migrated when opened). */
 const SCHEMA_VERSION = 2;
@@ -57,6 +73,13 @@ export interface SqliteBackendOptions {
   readonly synchronous?: 'OFF' | 'NORMAL' | 'FULL';
   /** @default the system clock */
   readonly clock?: Clock;
+}
+
+/** A put waiting for the group commit. */
+interface PendingPut {
+  readonly item: Item;
+  resolve(): void;
+  reject(err: Error): void;
 }
 
 interface KvRow {
@@ -102,7 +125,14 @@ export class SqliteBackend implements Backend {
   private readonly fanout = new Fanout();
   private readonly clock: Clock;
   private readonly timer: NodeJS.Timeout;
+  private readonly changeTimer: NodeJS.Timeout;
+  private readonly fileWatch?: fs.FSWatcher;
+  /** A look for other processes' commits is queued after a file notice (a follow-up one while it is not yet visible). */
+  private changeCheckQueued = false;
   private lastEventId: number;
+  private lastDataVersion: number;
+  /** Puts waiting for the group commit at the end of this turn of the event loop. */
+  private pending: PendingPut[] = [];
   private closed = false;
   private readonly stmt: ReturnType<typeof prepare>;
 
@@ -126,7 +156,10 @@ export class SqliteBackend implements Backend {
     this.clock = opts.clock ?? systemClock;
     this.stmt = prepare(db);
     this.lastEventId = this.stmt.maxEventId.get()!.id ?? 0;
+    this.lastDataVersion = this.stmt.dataVersion.get()!;
     this.timer = setInterval(() => this.pollSafely(), opts.pollPeriodMs ?? DEFAULT_POLL_PERIOD_MS);
+    this.changeTimer = setInterval(() => this.checkForChanges(), CHANGE_CHECK_MS);
+    this.fileWatch = this.watchFile();
   }
 
   async get(key: string): Promise<Item> {
@@ -158,11 +191,11 @@ export class SqliteBackend implements Backend {
 
   async put(item: Item): Promise<Lease> {
     const it = checkItem(item, 'put');
-    this.write('put', (now) => {
-      const modified = this.appendEvent(OpType.Put, now, it.key);
-      this.stmt.upsert.run(kvParams(it, modified));
+    this.checkOpen();
+    return new Promise<Lease>((resolve, reject) => {
+      if (this.pending.length === 0) setImmediate(() => this.commitPending());
+      this.pending.push({ item: it, resolve: () => resolve({ key: it.key }), reject });
     });
-    return { key: it.key };
   }
 
   async update(item: Item): Promise<Lease> {
@@ -221,6 +254,7 @@ export class SqliteBackend implements Backend {
 
   async newWatcher(opts: WatchOptions): Promise<Watcher> {
     this.checkOpen();
+    this.commitPending();
     this.tail();
     return this.fanout.newWatcher(opts);
   }
@@ -231,6 +265,7 @@ export class SqliteBackend implements Backend {
    */
   poll(): void {
     this.checkOpen();
+    this.commitPending();
     const now = this.now();
     try {
       if (this.stmt.anyExpired.get({ now })) {
@@ -252,8 +287,11 @@ export class SqliteBackend implements Backend {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    this.commitPending();
     this.closed = true;
     clearInterval(this.timer);
+    clearInterval(this.changeTimer);
+    this.fileWatch?.close();
     this.fanout.closeAll();
     this.db.close();
   }
@@ -264,6 +302,71 @@ export class SqliteBackend implements Backend {
       this.poll();
     } catch (err) {
       this.log.warn('poll failed; retrying on the next tick', { path: this.path, error: err });
+    }
+  }
+
+  /**
+   * Commits the puts waiting for the group commit in one transaction, then resolves each (or
+   * rejects each with the transaction's error: then none of them was written).
+   */
+  private commitPending(): void {
+    if (this.pending.length === 0 || this.closed) return;
+    const batch = this.pending;
+    this.pending = [];
+    try {
+      this.write('put', (now) => {
+        for (const p of batch) {
+          const modified = this.appendEvent(OpType.Put, now, p.item.key);
+          this.stmt.upsert.run(kvParams(p.item, modified));
+        }
+      });
+    } catch (err) {
+      for (const p of batch) p.reject(err as Error);
+      return;
+    }
+    for (const p of batch) p.resolve();
+  }
+
+  /** Watches the database's directory for writes to the file or its write-ahead log; undefined where the platform cannot (the timer still looks). */
+  private watchFile(): fs.FSWatcher | undefined {
+    const names = new Set([path.basename(this.path), `${path.basename(this.path)}-wal`]);
+    try {
+      const watcher = fs.watch(path.dirname(this.path), { persistent: false }, (_event, name) => {
+        if (name !== null && !names.has(String(name))) return;
+        if (this.changeCheckQueued) return;
+        this.changeCheckQueued = true;
+        const look = (nextDelayMs: number) => {
+          if (this.checkForChanges() || nextDelayMs > CHANGE_CHECK_MS || this.closed) {
+            this.changeCheckQueued = false;
+            return;
+          }
+          setTimeout(() => look(nextDelayMs * 2), nextDelayMs);
+        };
+        setImmediate(() => look(1));
+      });
+      watcher.on('error', (err) => {
+        this.log.warn('the file watch on the database failed; other processes\' writes are looked for every ' + CHANGE_CHECK_MS + ' ms', { path: this.path, error: err });
+        watcher.close();
+      });
+      return watcher;
+    } catch (err) {
+      this.log.warn('cannot watch the database file; other processes\' writes are looked for every ' + CHANGE_CHECK_MS + ' ms', { path: this.path, error: err });
+      return undefined;
+    }
+  }
+
+  /** Tails `events` when another connection has committed since the last look (`PRAGMA data_version`). */
+  private checkForChanges(): boolean {
+    if (this.closed) return false;
+    try {
+      const version = this.stmt.dataVersion.get()!;
+      if (version === this.lastDataVersion) return false;
+      this.lastDataVersion = version;
+      this.tail();
+      return true;
+    } catch (err) {
+      this.log.warn('looking for other processes\' writes failed; the poller will retry', { path: this.path, error: err });
+      return false;
     }
   }
 
@@ -294,6 +397,7 @@ export class SqliteBackend implements Backend {
 
   private write(op: string, fn: (now: number) => void): void {
     this.checkOpen();
+    if (op !== 'put') this.commitPending();
     try {
       this.db.transaction(fn).immediate(this.now());
     } catch (err) {
@@ -308,6 +412,7 @@ export class SqliteBackend implements Backend {
 
   private read<T>(op: string, fn: () => T): T {
     this.checkOpen();
+    this.commitPending();
     try {
       return fn();
     } catch (err) {
@@ -462,5 +567,7 @@ function prepare(db: Database.Database) {
     ),
     anyOldEvent: db.prepare<{ cutoff: number }, { one: number }>('SELECT 1 AS one FROM events WHERE created < @cutoff LIMIT 1'),
     pruneEvents: db.prepare('DELETE FROM events WHERE created < @cutoff'),
+    /** Changes when another connection commits to the file. */
+    dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),
   };
 }

@@ -11,7 +11,7 @@
  * 75–100% of its nominal value), so a fleet that started together, or that
  * failed together, does not come back to the auth server in one burst.
  */
-import type { AuthClient } from '../auth/client';
+import type { AuthClient, Lane } from '../auth/client';
 import { Server } from '../auth/resources';
 import type { ReadinessCheck } from '../instance/readiness';
 import { jittered } from '../utils/jitter';
@@ -38,6 +38,14 @@ export function heartbeatWaitMs(failures: number, ttlMs: number, opts: Pick<Hear
   return Math.min(max, min * 2 ** Math.min(failures - 1, 30));
 }
 
+/**
+ * The shortest TTL whose periodic heartbeats go in the background lane: one that can wait out a held access
+ * poll (auth/access/cache.ts ACCESS_POLL_WAIT_MS, 60 s; not imported, to keep this module light) and still
+ * leave its record three quarters of the TTL. The default 600 s TTL does; the short TTLs tests set announce
+ * on a connection of their own, as before.
+ */
+export const BACKGROUND_HEARTBEAT_MIN_TTL_MS = 240_000;
+
 export class Heartbeat {
   private timer?: NodeJS.Timeout;
   private inFlight?: Promise<boolean>;
@@ -56,8 +64,13 @@ export class Heartbeat {
     private readonly opts: HeartbeatOptions = {},
   ) {}
 
-  /** Announces now; an announce asked for while one is in flight is sent right after it. Resolves whether the last one got through. */
-  announce(): Promise<boolean> {
+  /**
+   * Announces now; an announce asked for while one is in flight is sent right after it. Resolves whether
+   * the last one got through. The periodic ones go in the client's background lane (auth/client.ts:
+   * over the access poll's connection, after the poll held on it) when the TTL leaves room for that
+   * wait (BACKGROUND_HEARTBEAT_MIN_TTL_MS); the first and those asked for, at once.
+   */
+  announce(lane: Lane = 'foreground'): Promise<boolean> {
     if (this.inFlight) {
       this.again = true;
       return this.inFlight;
@@ -70,7 +83,7 @@ export class Heartbeat {
         const expires = new Date(Date.now() + this.ttlMs).toISOString();
         try {
           const path = r.kind === 'proxy' ? '/v1/proxies' : `/v1/namespaces/${r.metadata.namespace}/nodes`;
-          await this.client.post(path, { ...r, metadata: { ...r.metadata, expires } });
+          await this.client.post(path, { ...r, metadata: { ...r.metadata, expires } }, { lane });
           this.failure = '';
           this.failures = 0;
           ok = true;
@@ -100,7 +113,7 @@ export class Heartbeat {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
       if (this.stopped) return;
-      void this.announce().finally(() => this.schedule());
+      void this.announce(this.ttlMs >= BACKGROUND_HEARTBEAT_MIN_TTL_MS ? 'background' : 'foreground').finally(() => this.schedule());
     }, jittered(this.nextWaitMs(), this.opts.random));
   }
 

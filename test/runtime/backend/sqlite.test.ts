@@ -110,6 +110,139 @@ describe('SqliteBackend: two instances on one file', () => {
   });
 });
 
+describe('SqliteBackend: changes from another connection without the poller', () => {
+  let dir: string;
+  let a: SqliteBackend;
+  let b: SqliteBackend;
+
+  beforeEach(async () => {
+    dir = tempDir('change-check');
+    const file = path.join(dir, 'state.db');
+    a = await SqliteBackend.open({ path: file, pollPeriodMs: POLL_MS });
+    // B's poller would run only after an hour: only the change check can deliver A's writes.
+    b = await SqliteBackend.open({ path: file, pollPeriodMs: 3_600_000 });
+  });
+
+  afterEach(async () => {
+    await a.close();
+    await b.close();
+    removeDir(dir);
+  });
+
+  it("delivers every write of A to B's watcher, in order, none missing", async () => {
+    // GIVEN keys written before a watcher on B opened
+    for (let i = 0; i < 5; i++) await a.put({ key: `/c/old/${i}`, value: val('v') });
+    const w = await b.newWatcher({ prefixes: ['/c/'] });
+    // WHEN A makes 55 writes of every kind, some awaited one by one and some in one burst
+    const expected = ['Init '];
+    for (let i = 0; i < 20; i++) {
+      await a.create({ key: `/c/${i}`, value: val('v') });
+      expected.push(`Put /c/${i}`);
+      if (i % 4 === 3) {
+        await a.delete(`/c/old/${i >> 2}`);
+        expected.push(`Delete /c/old/${i >> 2}`);
+      }
+    }
+    await Promise.all(Array.from({ length: 30 }, (_, i) => a.put({ key: `/c/burst/${i}`, value: val('v') })));
+    expected.push(...Array.from({ length: 30 }, (_, i) => `Put /c/burst/${i}`));
+    // THEN B's watcher sees them all, in the order A made them (the poller, an hour away, had no part)
+    const seen = await watchUntil(w, (e) => e.item.key === '/c/burst/29', "A's last write on B's watcher");
+    expect(seen.map(describeEvent)).toEqual(expected);
+  });
+});
+
+describe('SqliteBackend: group commit of puts', () => {
+  let dir: string;
+  let file: string;
+  let backend: SqliteBackend;
+
+  beforeEach(async () => {
+    dir = tempDir('group');
+    file = path.join(dir, 'state.db');
+    backend = await SqliteBackend.open({ path: file, pollPeriodMs: POLL_MS });
+  });
+
+  afterEach(async () => {
+    await backend.close();
+    removeDir(dir);
+  });
+
+  /** Frames in the write-ahead log since it was last emptied: each commit adds at least one per page it changed. */
+  function walFrames(): number {
+    const raw = new Database(file);
+    try {
+      return (raw.pragma('wal_checkpoint(PASSIVE)') as { log: number }[])[0].log;
+    } finally {
+      raw.close();
+    }
+  }
+
+  function emptyWal(): void {
+    const raw = new Database(file);
+    try {
+      raw.pragma('wal_checkpoint(TRUNCATE)');
+    } finally {
+      raw.close();
+    }
+  }
+
+  it('commits the puts of one turn in one transaction, each on disk when it resolves', async () => {
+    // GIVEN an empty write-ahead log
+    await backend.put({ key: '/g/warm', value: val('v') });
+    emptyWal();
+    // WHEN 50 puts are made in the same turn
+    await Promise.all(Array.from({ length: 50 }, (_, i) => backend.put({ key: `/g/${i}`, value: val(`v${i}`) })));
+    // THEN the log grew by fewer frames than puts (one commit each would write at least 50 × 2 pages)
+    expect(walFrames()).toBeLessThan(50);
+    // AND another connection reads every one of them once the puts resolved
+    const raw = new Database(file, { readonly: true });
+    try {
+      expect((raw.prepare("SELECT COUNT(*) AS n FROM kv WHERE key LIKE '/g/%' AND key != '/g/warm'").get() as { n: number }).n).toBe(50);
+    } finally {
+      raw.close();
+    }
+  });
+
+  it('applies operations in the order they were called: a delete right after a put removes it', async () => {
+    // GIVEN a watcher
+    const w = await backend.newWatcher({ prefixes: ['/o/'] });
+    // WHEN a put is not awaited before a delete of the same key and a get of another
+    const put = backend.put({ key: '/o/k', value: val('v') });
+    const other = backend.put({ key: '/o/other', value: val('w') });
+    await backend.delete('/o/k');
+    // THEN the put happened first, the delete after, and the other put is readable
+    await put;
+    await other;
+    await expect(backend.get('/o/k')).rejects.toThrow(/not found/);
+    expect((await backend.get('/o/other')).value.toString()).toBe('w');
+    const seen = await watchUntil(w, (e) => e.type === OpType.Delete, 'the Delete');
+    expect(seen.map(describeEvent)).toEqual(['Init ', 'Put /o/k', 'Put /o/other', 'Delete /o/k']);
+  });
+
+  it('rejects every put of a transaction that fails, and writes none of them', async () => {
+    // GIVEN another connection holding the write lock, and a backend that does not wait for it
+    const impatient = await SqliteBackend.open({ path: file, pollPeriodMs: POLL_MS, busyTimeoutMs: 0 });
+    const raw = new Database(file);
+    try {
+      raw.prepare('BEGIN IMMEDIATE').run();
+      // WHEN two puts are made in one turn
+      const results = await Promise.allSettled([impatient.put({ key: '/f/1', value: val('v') }), impatient.put({ key: '/f/2', value: val('v') })]);
+      // THEN both fail as connection problems
+      expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+      for (const r of results) expect((r as PromiseRejectedResult).reason).toBeInstanceOf(ConnectionProblemError);
+      raw.prepare('ROLLBACK').run();
+      // AND neither was written, while a put after the lock is gone succeeds
+      await expect(impatient.get('/f/1')).rejects.toThrow(/not found/);
+      await impatient.put({ key: '/f/3', value: val('v') });
+      expect((await backend.get('/f/3')).value.toString()).toBe('v');
+    } finally {
+      if (raw.inTransaction) raw.prepare('ROLLBACK').run();
+      raw.close();
+      await impatient.close();
+    }
+  });
+});
+
 describe('SqliteBackend: a second process on the same file', () => {
   let dir: string;
   let file: string;
@@ -377,15 +510,14 @@ describe('SqliteBackend: secrets in the change log and the file', () => {
   });
 
   it('delivers to another instance a value overwritten before it polled as its latest value, once', async () => {
-    // GIVEN an instance that has not polled, with a watcher
+    // GIVEN another instance with a watcher
     const a = await SqliteBackend.open({ path: file, pollPeriodMs: POLL_MS });
     const idle = await SqliteBackend.open({ path: file, pollPeriodMs: 60_000 });
     try {
       const w = await idle.newWatcher({ prefixes: ['/k/'] });
-      // WHEN the key is written twice and then another key once
-      await a.put({ key: '/k/1', value: val('first') });
-      await a.put({ key: '/k/1', value: val('second') });
-      await a.put({ key: '/k/2', value: val('other') });
+      // WHEN the key is written twice and then another key once, in one commit (puts of one turn),
+      // so that the watcher's instance cannot read between them
+      await Promise.all([a.put({ key: '/k/1', value: val('first') }), a.put({ key: '/k/1', value: val('second') }), a.put({ key: '/k/2', value: val('other') })]);
       idle.poll();
       // THEN the watcher sees the key once, with the value and id it has now, then the other key
       const seen = await watchUntil(w, (e) => e.item.key === '/k/2', 'the later key');

@@ -5,7 +5,9 @@
  */
 import { ConnectionProblemError } from '../../../runtime/utils/errors';
 import { Server } from '../../../runtime/auth/resources';
-import { Heartbeat, heartbeatWaitMs } from '../../../runtime/service/heartbeat';
+import { ACCESS_POLL_WAIT_MS } from '../../../runtime/auth/access/cache';
+import type { CallOptions } from '../../../runtime/auth/client';
+import { BACKGROUND_HEARTBEAT_MIN_TTL_MS, Heartbeat, heartbeatWaitMs } from '../../../runtime/service/heartbeat';
 import { jittered } from '../../../runtime/utils/jitter';
 import { logger, setLogLevel } from '../../../runtime/utils/logger';
 import { waitFor } from '../../helpers/proc';
@@ -54,6 +56,36 @@ describe('Heartbeat', () => {
     await waitFor('a third heartbeat', () => client.posts.length >= 3, 10_000, 10);
     expect(client.posts.every((p) => p.path === '/v1/namespaces/default/nodes')).toBe(true);
     await waitFor('readiness to recover', async () => (await ready.probe()) === undefined, 10_000, 10);
+  });
+
+  it('sends the first heartbeat at once and the periodic ones in the background lane, when the TTL can wait out a held access poll', async () => {
+    jest.useFakeTimers();
+    try {
+      // GIVEN a client that records the lane of each post, and heartbeats with the default TTL and with a short one
+      const lanes = (ttlMs: number) => {
+        const seen: (string | undefined)[] = [];
+        const client = { post: async <T>(_path: string, _body: unknown, opts?: CallOptions): Promise<T> => (seen.push(opts?.lane), {} as T) };
+        const hb = new Heartbeat(client, record, ttlMs, logger('test'));
+        beats.push(hb);
+        return { hb, seen };
+      };
+      const long = lanes(600_000);
+      const short = lanes(20_000);
+      // WHEN each starts and a period of each passes
+      await long.hb.start();
+      await short.hb.start();
+      await jest.advanceTimersByTimeAsync(300_000);
+      // THEN the first heartbeat of each went at once (the foreground lane); the periodic ones of the default TTL
+      // in the background lane (after the poll held on that connection), those of the short TTL at once
+      expect(long.seen).toEqual(['foreground', 'background']);
+      expect(short.seen.length).toBeGreaterThanOrEqual(3);
+      expect(new Set(short.seen)).toEqual(new Set(['foreground']));
+      // AND the 240 s threshold leaves a record three quarters of its TTL after a poll's 60 s hold
+      expect(BACKGROUND_HEARTBEAT_MIN_TTL_MS).toBeGreaterThanOrEqual(4 * ACCESS_POLL_WAIT_MS);
+    } finally {
+      for (const b of beats) b.stop();
+      jest.useRealTimers();
+    }
   });
 
   it('backs off: the wait after failures doubles from the minimum, capped, and is the period after a success', () => {
