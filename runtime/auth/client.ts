@@ -13,9 +13,12 @@
  * periodic heartbeats) goes in the background lane, one request at a time over
  * one connection per server, so an idle node holds one connection to auth, not
  * two (at 10,000 nodes that is 10,000 open files and TLS sessions less on the
- * auth server). A periodic heartbeat then waits for the poll held on that
- * connection (at most its 60 s hold), well within the announce TTL (600 s).
- * Everything else (a login's calls, audit events, recordings, a first
+ * auth server). A periodic heartbeat (`background`) then waits for the poll held
+ * on that connection (at most its 60 s hold), well within the announce TTL
+ * (600 s). A long poll (`poll`) never waits: it takes the background connection
+ * when nothing is on it, else a foreground one, so a second poller on the same
+ * client (a proxy's caches) or a first load is never held up behind a held
+ * poll. Everything else (a login's calls, audit events, recordings, a first
  * heartbeat) goes in the foreground lane, at once, on connections of its own.
  */
 import * as https from 'node:https';
@@ -53,8 +56,11 @@ export interface AuthClientOptions {
 
 const RESPONSE_LIMIT = 64 * 1024 * 1024;
 
-/** See the module comment: `background` requests share one connection per server, one after another. */
-export type Lane = 'foreground' | 'background';
+/**
+ * See the module comment: `background` requests share one connection per server, one after another;
+ * `poll` takes that connection only when it is free (never waits); `foreground` ones go at once.
+ */
+export type Lane = 'foreground' | 'background' | 'poll';
 
 export interface CallOptions {
   /** How long the connection may stay silent (default: the client's), e.g. longer than a long poll's hold. */
@@ -66,6 +72,8 @@ export interface CallOptions {
 export class AuthClient {
   private agent: https.Agent;
   private background: https.Agent;
+  /** Requests given to the background agent that have not finished (running or queued). */
+  private backgroundBusy = 0;
 
   constructor(private readonly opts: AuthClientOptions) {
     if (!opts.servers.length) throw new ConnectionProblemError('no auth server address configured');
@@ -149,14 +157,16 @@ export class AuthClient {
 
   private once<T>(server: HostPort, method: string, path: string, payload: { data: Buffer; type: string } | undefined, raw: boolean, timeoutMs?: number, lane: Lane = 'foreground'): Promise<T> {
     const where = `${server.host}:${server.port}`;
-    return new Promise<T>((resolve, reject) => {
+    const onBackground = lane === 'background' || (lane === 'poll' && this.backgroundBusy === 0);
+    if (onBackground) this.backgroundBusy++;
+    const answer = new Promise<T>((resolve, reject) => {
       const req = https.request(
         {
           host: server.host,
           port: server.port,
           method,
           path,
-          agent: lane === 'background' ? this.background : this.agent,
+          agent: onBackground ? this.background : this.agent,
           servername: AUTH_SERVER_NAME,
           timeout: timeoutMs ?? this.opts.timeoutMs ?? 30_000,
           headers: payload ? { 'content-type': payload.type, 'content-length': payload.data.length } : {},
@@ -193,6 +203,7 @@ export class AuthClient {
       req.on('error', (err) => reject(new ConnectionProblemError(`auth server ${where}: ${err.message}`, { cause: err })));
       req.end(payload?.data);
     });
+    return onBackground ? answer.finally(() => this.backgroundBusy--) : answer;
   }
 
   /** A `createConnection` that runs TLS over the stream `connect` opens to the server, with these credentials. */

@@ -105,9 +105,10 @@ export class NodeCache {
     private readonly log: Logger,
   ) {}
 
-  async list(namespace: string): Promise<Server[]> {
+  /** The namespace's nodes, from a list at most `maxAgeMs` old (default: the cache's TTL). */
+  async list(namespace: string, maxAgeMs = this.ttlMs): Promise<Server[]> {
     const cached = this.entries.get(namespace);
-    if (cached && Date.now() - cached.at < this.ttlMs) return cached.nodes;
+    if (cached && Date.now() - cached.at < maxAgeMs) return cached.nodes;
     let pending = this.inflight.get(namespace);
     if (!pending) {
       pending = this.fetch(namespace)

@@ -113,6 +113,8 @@ export interface ProxySshService {
 /** OpenSSH's MaxSessions default: session channels one connection may hold open. */
 const MAX_SESSIONS_PER_CONNECTION = 10;
 const DNS_TIMEOUT_MS = 2000;
+/** A target not in the cached node list is looked for again in a list at most this old (a node that just joined). */
+const MISS_REFRESH_MS = 250;
 /** Requests refused with a message on stderr; others (pty, signals, agent) are refused quietly. */
 const REFUSED_WITH_MESSAGE = ['shell', 'exec'] as const;
 const REFUSED_QUIETLY = ['pty', 'x11', 'auth-agent', 'signal', 'window-change'] as const;
@@ -333,8 +335,10 @@ class ProxySshServer {
     gone: () => boolean,
   ): Promise<{ sock: Duplex; head: Buffer; where: string; fields: Record<string, unknown>; node?: ServerRecord } | undefined> {
     const { opts } = this;
-    const [nodes, resolvedIPs] = await Promise.all([this.listNodes(target.namespace), lookupIPs(target.host, DNS_TIMEOUT_MS)]);
-    const res = resolveTarget(target, nodes, { clusterName: opts.clusterName, resolvedIPs });
+    const [listed, resolvedIPs] = await Promise.all([this.listNodes(target.namespace), lookupIPs(target.host, DNS_TIMEOUT_MS)]);
+    const cachedRes = resolveTarget(target, listed, { clusterName: opts.clusterName, resolvedIPs });
+    // No node by that name in the cached list: a node that joined since may be the one; look once more in a fresh list.
+    const res = cachedRes.kind === 'direct' ? resolveTarget(target, await this.listNodes(target.namespace, MISS_REFRESH_MS), { clusterName: opts.clusterName, resolvedIPs }) : cachedRes;
     if (res.kind === 'direct') {
       const ip = this.direct.pick(target.host, resolvedIPs);
       if (!ip) {
@@ -529,9 +533,9 @@ class ProxySshServer {
     relay(channel, dialled.sock, Buffer.alloc(0), where, (err) => opts.log.debug('auth connection closed', { ...fields, ...(err ? { error: err.message } : {}) }));
   }
 
-  private async listNodes(namespace: string): Promise<ServerRecord[]> {
+  private async listNodes(namespace: string, maxAgeMs?: number): Promise<ServerRecord[]> {
     try {
-      return await this.nodes.list(namespace);
+      return await this.nodes.list(namespace, maxAgeMs);
     } catch (err) {
       throw new ConnectionProblemError(`cannot list the nodes of cluster ${this.opts.clusterName}: ${(err as Error).message}`);
     }

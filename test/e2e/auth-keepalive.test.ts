@@ -158,17 +158,40 @@ describe('keep-alive on the auth API', () => {
     const id = await register({ servers, token: TOKEN, caPins: [await auth.caPin()], role: 'Node', hostUUID, nodeName: 'lanes', additionalPrincipals: [], dnsNames: [], log: logger('test') });
     const client = new AuthClient({ servers, credentials: { key: id.tlsKey, cert: id.tlsCert, ca: id.tlsCACerts }, connect });
     try {
-      const { version } = await client.get<AccessSnapshot>('/v1/access?version=&wait=0', { lane: 'background' });
+      const { version } = await client.get<AccessSnapshot>('/v1/access?version=&wait=0', { lane: 'poll' });
       const record: Server = { kind: 'node', version: 'v2', metadata: { name: hostUUID, namespace: 'default' }, spec: { addr: '127.0.0.1:3022', hostname: 'lanes', cmd_labels: {} } };
       const order: string[] = [];
       // WHEN an access poll is held (nothing changes for 3 s) and a periodic heartbeat and a call of the node's own are made meanwhile
-      const poll = client.get<AccessUnchanged>(`/v1/access?version=${encodeURIComponent(version)}&wait=3000`, { lane: 'background', timeoutMs: 30_000 }).then(() => void order.push('poll'), (e: Error) => void order.push(`poll failed: ${e.message}`));
+      const poll = client.get<AccessUnchanged>(`/v1/access?version=${encodeURIComponent(version)}&wait=3000`, { lane: 'poll', timeoutMs: 30_000 }).then(() => void order.push('poll'), (e: Error) => void order.push(`poll failed: ${e.message}`));
       const heartbeat = client.post('/v1/namespaces/default/nodes', record, { lane: 'background' }).then(() => void order.push('heartbeat'), (e: Error) => void order.push(`heartbeat failed: ${e.message}`));
       const own = client.get('/v1/configuration/cluster').then(() => void order.push('own call'), (e: Error) => void order.push(`own call failed: ${e.message}`));
       await Promise.all([poll, heartbeat, own]);
       // THEN the node's own call was answered at once (on a connection of its own), the heartbeat after the poll, on the poll's connection
       expect(order).toEqual(['own call', 'poll', 'heartbeat']);
       expect(opened).toBe(2);
+    } finally {
+      client.close();
+    }
+  }, 60_000);
+
+  it('a second access poller on the same client (a proxy\'s two caches) never waits behind a held poll', async () => {
+    // GIVEN a proxy's client with one access poll held on its background connection (nothing changes for 20 s)
+    const servers = [{ host: '127.0.0.1', port: auth.port }];
+    const id = await register({ servers, token: TOKEN, caPins: [await auth.caPin()], role: 'Node', hostUUID: randomUUID(), nodeName: 'two-pollers', additionalPrincipals: [], dnsNames: [], log: logger('test') });
+    const client = new AuthClient({ servers, credentials: { key: id.tlsKey, cert: id.tlsCert, ca: id.tlsCACerts } });
+    try {
+      const { version } = await client.get<AccessSnapshot>('/v1/access?version=&wait=0', { lane: 'poll' });
+      const order: string[] = [];
+      const held = client.get<AccessUnchanged>(`/v1/access?version=${encodeURIComponent(version)}&wait=20000`, { lane: 'poll', timeoutMs: 60_000 }).then(() => void order.push('held poll'));
+      // WHEN a second cache loads its first copy and then polls with a short hold
+      const first = await client.get<AccessSnapshot>('/v1/access?version=&wait=0', { lane: 'poll' });
+      order.push('second load');
+      await client.get<AccessUnchanged>(`/v1/access?version=${encodeURIComponent(first.version)}&wait=500`, { lane: 'poll', timeoutMs: 60_000 });
+      order.push('second poll');
+      // THEN both were answered while the first poll was still held
+      expect(order).toEqual(['second load', 'second poll']);
+      client.close();
+      await held.catch(() => undefined);
     } finally {
       client.close();
     }

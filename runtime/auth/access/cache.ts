@@ -125,7 +125,7 @@ export class AccessCache implements AccessView {
   }
 
   private fetch(version: string, waitMs: number): Promise<AccessSnapshot | AccessUnchanged> {
-    return this.client.get<AccessSnapshot | AccessUnchanged>(`/v1/access?version=${encodeURIComponent(version)}&wait=${waitMs}`, { timeoutMs: ACCESS_POLL_TIMEOUT_MS, lane: 'background' });
+    return this.client.get<AccessSnapshot | AccessUnchanged>(`/v1/access?version=${encodeURIComponent(version)}&wait=${waitMs}`, { timeoutMs: ACCESS_POLL_TIMEOUT_MS, lane: 'poll' });
   }
 
   private apply(s: AccessSnapshot | AccessUnchanged): void {

@@ -148,6 +148,10 @@ const SAMPLES: Record<string, Sample> = {
   'auth_service.ca_key_params.pkcs11.pin': { values: ['2'], contexts: [pkcs11({ token_label: 'hsm1', pin: '1' })] },
   'auth_service.ca_key_params.aws_kms.account': { values: ['210987654321'], contexts: [{ auth_service: { ca_key_params: { aws_kms: { account: '123456789012', region: 'us-west-2' } } } }] },
   'auth_service.ca_key_params.aws_kms.region': { values: ['eu-west-1'], contexts: [{ auth_service: { ca_key_params: { aws_kms: { account: '123456789012', region: 'us-west-2' } } } }] },
+  'auth_service.ca_key_params.aws_kms.signer_role_arn': {
+    values: ['arn:aws:iam::123456789012:role/teleport-auth', 'arn:aws:iam::123456789012:role/other/auth'],
+    contexts: [{ auth_service: { ca_key_params: { aws_kms: { account: '123456789012', region: 'us-west-2' } } } }],
+  },
   'auth_service.ca_key_params.pkcs11.pin_path': { values: [path.join(HSM_FILES, 'pin2')], contexts: [pkcs11({ token_label: 'hsm1', pin_path: path.join(HSM_FILES, 'pin1') })] },
   'ssh_service.enabled': {},
   'ssh_service.listen_addr': { values: ['127.0.0.1:4022'] },

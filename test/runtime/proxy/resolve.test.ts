@@ -132,4 +132,15 @@ describe('NodeCache', () => {
     expect(fetched).toEqual(['default', 'prod', 'prod']);
     await expect(expired.list('never-fetched')).rejects.toThrow('auth is down');
   });
+
+  it('GIVEN a list younger than the TTL WHEN asked for one at most 0 ms old (a target was not in it) THEN it is fetched again', async () => {
+    // GIVEN a cached list without the node that joined since
+    let current: Server[] = [];
+    const cache = new NodeCache(async () => current, 60_000, logger('test'));
+    expect(await cache.list('default')).toEqual([]);
+    current = NODES;
+    // WHEN / THEN within the TTL the cached list stands, and a fresher one is fetched on demand
+    expect(await cache.list('default')).toEqual([]);
+    expect(await cache.list('default', 0)).toBe(NODES);
+  });
 });
