@@ -5,34 +5,18 @@
  * around the user's program, as sshd does. A node told to use PAM on a host
  * without the launcher does not start (fail closed).
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { BadParameterError } from '../utils/errors';
+import { findNativeHelper, nativeHelperPath } from './native';
 
 export interface PamSettings {
   service: string;
   launcher: string;
 }
 
-/** The package root, from runtime/node (ts) or dist/runtime/node (js). */
-function packageRoot(): string {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return dir;
-}
-
-const launcherPath = () => path.join(packageRoot(), 'build', 'pam-launch');
+const launcherPath = () => nativeHelperPath('pam-launch');
 
 /** The launcher's path when it was built and can run here. */
-export function findPamLauncher(): string | undefined {
-  const p = launcherPath();
-  try {
-    fs.accessSync(p, fs.constants.X_OK);
-    return p;
-  } catch {
-    return undefined;
-  }
-}
+export const findPamLauncher = (): string | undefined => findNativeHelper('pam-launch');
 
 /**
  * What the node's sessions use PAM with, or undefined when `pam.enabled` is off.

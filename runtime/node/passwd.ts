@@ -9,9 +9,8 @@
  * (the caller refuses the login) and is replaced on the next one.
  */
 import { type ChildProcessWithoutNullStreams, execFile, spawn } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { promisify } from 'node:util';
+import { findNativeHelper } from './native';
 
 const execFileP = promisify(execFile);
 
@@ -42,23 +41,8 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
-/** The package root, from runtime/node (ts) or dist/runtime/node (js). */
-function packageRoot(): string {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return dir;
-}
-
 /** build/passwd-lookup when it was built and can run here. */
-export function findPasswdHelper(): string | undefined {
-  const p = path.join(packageRoot(), 'build', 'passwd-lookup');
-  try {
-    fs.accessSync(p, fs.constants.X_OK);
-    return p;
-  } catch {
-    return undefined;
-  }
-}
+export const findPasswdHelper = (): string | undefined => findNativeHelper('passwd-lookup');
 
 /** Parses a passwd entry's numeric id; throws on anything but a 32-bit unsigned integer. */
 function parseId(s: string, what: string): number {
