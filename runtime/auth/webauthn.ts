@@ -32,12 +32,20 @@ import { Backend } from '../backend';
 import { Clock } from '../backend/clock';
 import { Keys } from '../contract/keys';
 import { AccessDeniedError, BadParameterError, isReason } from '../utils/errors';
+import { RateLimiter } from '../utils/ratelimit';
 import type { MfaDevice, WebAuthnKey } from './mfa';
 
 /** How long a challenge waits for the browser's answer. */
 export const CHALLENGE_TTL_MS = 2 * 60_000;
 /** How long the browser lets the user touch their key. */
 const CEREMONY_TIMEOUT_MS = 60_000;
+/**
+ * Challenges made per user: 20 at once, then one every 3 s. Each is a record in the backend until it
+ * is answered or its TTL ends, so without a limit whoever can ask for them (a signed-in browser, the
+ * holder of a sign-up token or of a tsh login page) could fill the backend; with it a user has at most
+ * about 60 outstanding (20 + CHALLENGE_TTL_MS / 3 s), and a real login or sign-up needs one or two.
+ */
+export const CHALLENGE_LIMIT = { burst: 20, perSecond: 1 / 3 } as const;
 
 const b64url = z.string().max(16384).regex(/^[A-Za-z0-9_-]*$/, 'base64url');
 
@@ -107,13 +115,17 @@ function answeredChallenge(clientDataJSON: string): string {
 const sameBinding = (a: ChallengeBinding, b: ChallengeBinding) => a.user === b.user && a.purpose === b.purpose && (a.token ?? '') === (b.token ?? '');
 
 export class WebAuthn {
+  private readonly perUser = new RateLimiter(CHALLENGE_LIMIT);
+
   constructor(
     private readonly backend: Backend,
     private readonly clusterName: string,
     private readonly clock: Clock,
   ) {}
 
+  /** Stores a challenge made for `binding`; LimitExceededError (nothing stored) past CHALLENGE_LIMIT for its user. */
   private async store(challenge: string, binding: ChallengeBinding, rp: RelyingParty): Promise<void> {
+    this.perUser.take(binding.user, this.clock.now().getTime());
     const rec: ChallengeRecord = { ...binding, rp_id: rp.id, origin: rp.origin };
     await this.backend.create({ key: Keys.webauthnChallenge(challenge), value: json(rec), expires: new Date(this.clock.now().getTime() + CHALLENGE_TTL_MS) });
   }

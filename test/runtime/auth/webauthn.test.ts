@@ -12,13 +12,15 @@ import { LocalLogins } from '../../../runtime/auth/login';
 import { MfaDevice } from '../../../runtime/auth/mfa';
 import { AuthServer } from '../../../runtime/auth/server';
 import { totp } from '../../../runtime/auth/totp';
-import { AssertionResponse, CHALLENGE_TTL_MS, WebAuthn } from '../../../runtime/auth/webauthn';
+import { AssertionResponse, CHALLENGE_LIMIT, CHALLENGE_TTL_MS, WebAuthn } from '../../../runtime/auth/webauthn';
 import { CLI_REQUEST_TTL_MS, WebAuthnCliRequests } from '../../../runtime/auth/webauthn-cli';
 import { Clock } from '../../../runtime/backend/clock';
 import { MemoryBackend } from '../../../runtime/backend/memory';
 import type { SecondFactor } from '../../../runtime/config/schema';
 import { FileAuditLog } from '../../../runtime/events/filelog';
 import { initTestAuthServer } from '../../helpers/authserver';
+import { Keys, rangeEnd } from '../../../runtime/contract/keys';
+import { LimitExceededError } from '../../../runtime/utils/errors';
 
 const SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP';
 const PASSWORD = 'kim-secret-pass';
@@ -95,6 +97,24 @@ describe('WebAuthn challenges', () => {
     // WHEN the other comes after the TTL THEN refused for that
     clock.ms += 1;
     expect(await webauthn.verifyAssertion('kim', answer(late.challenge), devices)).toEqual({ ok: false, why: 'webauthn challenge unknown, expired or already used' });
+  });
+
+  test('GIVEN a user who asked for CHALLENGE_LIMIT.burst challenges WHEN they ask for one more THEN it is refused and nothing is stored; other users are not held back, and the user gets one again in time', async () => {
+    const devices = [keyDevice('key', 'AAAA')];
+    for (let i = 0; i < CHALLENGE_LIMIT.burst; i++) await webauthn.assertionOptions('kim', RP, devices);
+    const prefix = Keys.webauthnChallenge('');
+    const stored = async () => (await backend.getRange(prefix, rangeEnd(prefix))).length;
+    expect(await stored()).toBe(CHALLENGE_LIMIT.burst);
+    // WHEN kim asks again, for a login or a new key THEN refused with the limit's error, and no record more
+    await expect(webauthn.assertionOptions('kim', RP, devices)).rejects.toBeInstanceOf(LimitExceededError);
+    await expect(webauthn.registrationOptions({ user: 'kim', purpose: 'register' }, RP, [])).rejects.toBeInstanceOf(LimitExceededError);
+    expect(await stored()).toBe(CHALLENGE_LIMIT.burst);
+    // AND bob is not held back by kim's limit
+    await webauthn.assertionOptions('bob', RP, devices);
+    // AND after the refill time kim gets one challenge again (and only one)
+    clock.ms += 1000 / CHALLENGE_LIMIT.perSecond;
+    await webauthn.assertionOptions('kim', RP, devices);
+    await expect(webauthn.assertionOptions('kim', RP, devices)).rejects.toBeInstanceOf(LimitExceededError);
   });
 
   test('GIVEN a user without a key WHEN a challenge is asked for THEN there is none', async () => {
