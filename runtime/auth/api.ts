@@ -428,16 +428,20 @@ function trustRoutes(auth: AuthServer): Route[] {
         return {};
       },
     }),
-    // A root cluster's proxy sends the root's current user CA (its rotation reaches this leaf); nobody else may.
+    // A root cluster's proxy sends the root's current user and host CAs (its rotations reach this leaf); nobody else may.
     route({
       method: 'POST',
-      path: '/v1/authorities/user/rotate/external',
+      path: '/v1/authorities/:type/rotate/external',
       allow: ['remote_proxy'],
       body: externalCABody,
-      handler: async ({ body, caller, remoteAddr }) => {
+      handler: async ({ params, body, caller, remoteAddr }) => {
         // Admin and Auth pass every route's check; this one is only for a trusted cluster's proxy.
-        if (caller.kind !== 'remote_proxy') throw new AccessDeniedError('only a proxy of a trusted cluster may send its user CA');
-        return { updated: await auth.trust.rotateExternalUserCA(caller.cluster, body.certificate_authority, { user: who(caller), remoteAddr }) };
+        if (caller.kind !== 'remote_proxy') throw new AccessDeniedError('only a proxy of a trusted cluster may send its CAs');
+        const type = caType(params.type);
+        if ((body.certificate_authority.spec as { type?: unknown } | undefined)?.type !== type) {
+          throw new BadParameterError(`the certificate authority sent is not a ${type} CA`);
+        }
+        return { updated: await auth.trust.rotateExternalCA(caller.cluster, body.certificate_authority, { user: who(caller), remoteAddr }) };
       },
     }),
     route({

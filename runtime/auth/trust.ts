@@ -251,32 +251,34 @@ export class ClusterTrust {
   }
 
   /**
-   * The leaf's side of a root's user CA rotation (Teleport's RotateExternalCertAuthority): a proxy of
+   * The leaf's side of a root's CA rotation (Teleport's RotateExternalCertAuthority): a proxy of
    * trusted cluster `from` (the caller, authenticated by that cluster's host CA) sends its cluster's
-   * current user CA, public parts only; it replaces the one kept for `from`. Only `from`'s own user CA,
-   * only while `from` is trusted and enabled. Returns whether anything changed (nothing is written or
-   * audited when the keys are the same).
+   * current user or host CA, public parts only; it replaces the one of that type kept for `from`.
+   * Only `from`'s own CAs, only while `from` is trusted and enabled. Returns whether anything changed
+   * (nothing is written or audited when the keys are the same).
    */
-  async rotateExternalUserCA(from: string, raw: unknown, by: { user: string; remoteAddr: string }): Promise<boolean> {
-    const what = `the user CA sent by cluster ${from}`;
+  async rotateExternalCA(from: string, raw: unknown, by: { user: string; remoteAddr: string }): Promise<boolean> {
+    const what = `the CA sent by cluster ${from}`;
     const ca = checkForeignCA(raw as CertAuthority, what);
-    if (ca.spec.type !== 'user') throw new BadParameterError(`${what}: only a user CA is taken from a trusted cluster, not a ${ca.spec.type} CA`);
-    if (ca.spec.cluster_name !== from) throw new AccessDeniedError(`${what}: a proxy of cluster ${from} may update only its own cluster's user CA, not that of "${ca.spec.cluster_name}"`);
+    const type = ca.spec.type as 'user' | 'host';
+    if (ca.spec.cluster_name !== from) throw new AccessDeniedError(`${what}: a proxy of cluster ${from} may update only its own cluster's CAs, not those of "${ca.spec.cluster_name}"`);
     const item = await this.opts.backend.get(Keys.clusterTrust(from)).catch((err) => (isReason(err, 'not_found') ? undefined : Promise.reject(err)));
     const existing = item && (JSON.parse(item.value.toString()) as ClusterTrustRecord);
     if (!item || !existing || existing.spec.relation !== 'trusted' || !existing.spec.enabled) throw new AccessDeniedError(`cluster ${from} is not a trusted cluster here`);
+    const field = type === 'user' ? 'user_ca' : 'host_ca';
+    const kept = existing.spec[field];
     // The same keys in another order (the signing key moves first during a rotation) are no change here.
     const sorted = (c: CertAuthority) => JSON.stringify([[...c.spec.checking_keys].sort(), c.spec.tls_key_pairs.map((p) => p.cert).sort()]);
-    if (sorted(existing.spec.user_ca) === sorted(ca)) return false;
+    if (sorted(kept) === sorted(ca)) return false;
     const keys = (c: CertAuthority) => new Set(c.spec.checking_keys);
-    const before = keys(existing.spec.user_ca);
+    const before = keys(kept);
     // Compare-and-swap: an edit of the trusted cluster meanwhile (disabled, removed) is not undone; the proxy tries again.
-    await this.opts.backend.compareAndSwap(item, { key: item.key, value: Buffer.from(JSON.stringify({ ...existing, spec: { ...existing.spec, user_ca: ca } })) });
+    await this.opts.backend.compareAndSwap(item, { key: item.key, value: Buffer.from(JSON.stringify({ ...existing, spec: { ...existing.spec, [field]: ca } })) });
     await this.opts.emit({
       event: 'trusted_cluster.ca_update',
       user: by.user,
       name: from,
-      ca_type: 'user',
+      ca_type: type,
       keys_added: ca.spec.checking_keys.filter((k) => !before.has(k)).length,
       keys_removed: [...before].filter((k) => !keys(ca).has(k)).length,
       'addr.remote': by.remoteAddr,

@@ -3,9 +3,12 @@
  * cluster it trusts (trusted clusters, runtime/auth/trust.ts): one agent pool
  * per enabled trusted cluster, dialling its `tunnel_addr` with this proxy's
  * host certificate and checking the root proxy's against the root's host CA
- * kept when trust was established. The pools follow the access data: a
- * trusted cluster disabled or removed has its tunnels closed at once, one
- * added or enabled gets them. The root tells each tunnel how many proxies it
+ * kept for it (from the exchange, then as the root's proxies send it during
+ * its rotations: leafca.ts). The pools follow the access data: a trusted
+ * cluster disabled or removed has its tunnels closed at once, one added or
+ * enabled gets them. A root host CA key added (a rotation's `init`) is
+ * trusted from the next dial on, open tunnels going on; one removed (its
+ * `standby`) closes the tunnels, which were checked with it, and dials again. The root tells each tunnel how many proxies it
  * has (clusterchannel.ts `discovery`), and the pool holds one to each.
  */
 import type { Duplex } from 'node:stream';
@@ -27,8 +30,10 @@ export interface RootAgentsOptions {
 
 interface Running {
   pool: AgentPool;
-  /** What the pool was started for: a change restarts it. */
-  spec: string;
+  /** The tunnel address the pool was started for: a change restarts it. */
+  tunnelAddr: string;
+  /** The root's host CA keys the pool dials with now. */
+  hostCAKeys: Buffer[];
   proxies: number;
 }
 
@@ -49,10 +54,14 @@ export class RootAgents {
     const wanted = new Map(this.opts.access.clusters('trusted').filter((c) => c.tunnelAddr).map((c) => [c.name, c]));
     for (const [name, r] of this.running) {
       const c = wanted.get(name);
-      if (!c || specOf(c) !== r.spec) {
+      const removed = c && r.hostCAKeys.some((k) => !c.hostCAKeys.some((w) => w.equals(k)));
+      if (!c || c.tunnelAddr !== r.tunnelAddr || removed) {
         r.pool.stop();
         this.running.delete(name);
-        this.opts.log.info('closed the reverse tunnels to a trusted cluster', { cluster: name, reason: c ? 'its trust changed' : 'it is no longer trusted or is disabled' });
+        const reason = !c ? 'it is no longer trusted or is disabled' : removed ? 'a host CA key they were checked with is no longer trusted' : 'its tunnel address changed';
+        this.opts.log.info('closed the reverse tunnels to a trusted cluster', { cluster: name, reason });
+      } else {
+        r.hostCAKeys = c.hostCAKeys;
       }
     }
     for (const [name, c] of wanted) if (!this.running.has(name)) this.run(c);
@@ -60,13 +69,13 @@ export class RootAgents {
 
   private run(c: LoadedCluster): void {
     const { opts } = this;
-    const entry: Running = { spec: specOf(c), proxies: 1, pool: undefined as unknown as AgentPool };
+    const entry: Running = { tunnelAddr: c.tunnelAddr!, hostCAKeys: c.hostCAKeys, proxies: 1, pool: undefined as unknown as AgentPool };
     entry.pool = new AgentPool({
       agent: {
         proxy: parseAddr(c.tunnelAddr!, Ports.proxyTunnel),
         identity: opts.identity,
         peerCluster: c.name,
-        hostCAKeys: async () => c.hostCAKeys,
+        hostCAKeys: async () => entry.hostCAKeys,
         serve: (stream) => void this.serve(stream, c.name, entry),
         log: opts.log.child(`root:${c.name}`),
       },
@@ -98,8 +107,4 @@ export class RootAgents {
     for (const r of this.running.values()) r.pool.stop();
     this.running.clear();
   }
-}
-
-function specOf(c: LoadedCluster): string {
-  return JSON.stringify([c.tunnelAddr, c.hostCAKeys.map((k) => k.toString('base64'))]);
 }

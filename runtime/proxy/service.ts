@@ -27,7 +27,7 @@ import { ProxySshService, startProxySshService } from './ssh';
 import { TunnelRegistry, TunnelServer } from './tunnel';
 import { AccessCache } from '../auth/access/cache';
 import { CLUSTER_TUNNEL_BIND, FRAME_TIMEOUT_MS, requestOnChannel } from './clusterchannel';
-import { LeafCAPush, sendUserCA } from './leafca';
+import { LeafCAPush, sendCA } from './leafca';
 import type { CertAuthority } from '../auth/resources';
 import { RootAgents } from './rootagents';
 import { fetchHostCAKeys } from '../auth/hostcas';
@@ -175,14 +175,14 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
   // Recording proxy mode (forward.ts): sessions audited and recorded here, beside a node's spool and uploads.
   const recordingOpened = new Closers();
   const settings = new ClusterSettings(() => client.get<ClusterConfig>('/v1/configuration/cluster'), cluster, log.child('cluster'));
-  // Leaf clusters follow this cluster's user CA (its rotations), pushed through their tunnels.
+  // Leaf clusters follow this cluster's user and host CAs (their rotations), pushed through their tunnels.
   const leafCAs = new LeafCAPush({
     clusterName: identity.clusterName,
     access,
-    fetchUserCAs: () => client.get<CertAuthority[]>('/v1/authorities/user'),
+    fetchCAs: (type) => client.get<CertAuthority[]>(`/v1/authorities/${type}`),
     connected: (leaf) => leaves.has(leaf),
     send: (leaf, ca) =>
-      sendUserCA(
+      sendCA(
         {
           identity,
           access,

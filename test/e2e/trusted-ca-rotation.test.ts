@@ -1,7 +1,7 @@
 /**
- * A leaf cluster follows its root's user CA rotation (Teleport's
+ * A leaf cluster follows its root's user and host CA rotations (Teleport's
  * RotateExternalCertAuthority): the root's proxy sends the root's current
- * user CA (public parts) to the leaf's auth server through the leaf's reverse
+ * CAs (public parts) to the leaf's auth server through the leaf's reverse
  * tunnel, authenticated by its own host identity. Two real clusters as in
  * trusted-clusters.test.ts: root (auth + proxy) and leaf (auth + proxy + node
  * "test-auth"). alice logs in before the rotation and never again; bob logs in
@@ -16,11 +16,11 @@ import * as path from 'node:path';
 import type { AccessSnapshot } from '../../runtime/auth/access/feed';
 import { AuthClient } from '../../runtime/auth/client';
 import type { CertAuthority } from '../../runtime/auth/resources';
-import { EXTERNAL_CA_PATH } from '../../runtime/proxy/leafca';
+import { externalCAPath } from '../../runtime/proxy/leafca';
 import { startAuth, TestAuth } from '../helpers/cluster';
 import { tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
-import { directToLeafNode, LEAF, NODE, ROOT, startLeaf, TOKEN, trustedCluster } from '../helpers/trusted';
+import { directToLeafNode, LEAF, NODE, restartLeaf, ROOT, startLeaf, TOKEN, trustedCluster } from '../helpers/trusted';
 import { TshUser } from '../helpers/users';
 
 describe('trusted clusters: a leaf follows the root user CA rotation', () => {
@@ -29,21 +29,23 @@ describe('trusted clusters: a leaf follows the root user CA rotation', () => {
   let work: string;
   let alice: TshUser;
   let bob: TshUser;
+  let carol: TshUser | undefined;
 
-  /** The root's user CA keys the leaf trusts now (its access data, as its proxies and nodes load it). */
-  const leafTrusts = async () => {
+  /** The root's user (or host) CA keys the leaf trusts now (its access data, as its proxies and nodes load it). */
+  const leafTrusts = async (type: 'user' | 'host' = 'user') => {
     const c = await leaf.adminClient();
     try {
-      return (await c.get<AccessSnapshot>('/v1/access?version=&wait=0')).clusters.find((x) => x.name === ROOT)?.user_ca_keys ?? [];
+      const root = (await c.get<AccessSnapshot>('/v1/access?version=&wait=0')).clusters.find((x) => x.name === ROOT);
+      return (type === 'user' ? root?.user_ca_keys : root?.host_ca_keys) ?? [];
     } finally {
       c.close();
     }
   };
-  /** The root's own user CA checking keys, as authorized_keys lines. */
-  const rootUserCA = async () => {
+  /** The root's own user (or host) CA. */
+  const rootUserCA = async (type: 'user' | 'host' = 'user') => {
     const c = await root.adminClient();
     try {
-      return (await c.get<CertAuthority[]>('/v1/authorities/user')).find((ca) => ca.spec.cluster_name === ROOT)!;
+      return (await c.get<CertAuthority[]>(`/v1/authorities/${type}`)).find((ca) => ca.spec.cluster_name === ROOT)!;
     } finally {
       c.close();
     }
@@ -58,7 +60,7 @@ describe('trusted clusters: a leaf follows the root user CA rotation', () => {
     const leafCAs = (await leaf.adminIdentity()).tlsCACerts;
     const c = new AuthClient({ servers: [{ host: '127.0.0.1', port: leaf.port }], credentials: { key: id.tlsKey, cert: id.tlsCert, ca: leafCAs } });
     try {
-      return await c.post<{ updated: boolean }>(EXTERNAL_CA_PATH, body);
+      return await c.post<{ updated: boolean }>(externalCAPath('user'), body);
     } finally {
       c.close();
     }
@@ -82,6 +84,7 @@ describe('trusted clusters: a leaf follows the root user CA rotation', () => {
     await root?.cleanup();
     alice?.cleanup();
     bob?.cleanup();
+    carol?.cleanup();
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 
@@ -208,4 +211,38 @@ describe('trusted clusters: a leaf follows the root user CA rotation', () => {
     await waitFor('the leaf trusting both keys after its tunnel came back', async () => (await leafTrusts()).length === 2);
     expect([...(await leafTrusts())].sort()).toEqual([...both].sort());
   }, 120_000);
+
+  it('GIVEN the leaf trusts the root WHEN the root rotates its host CA manually THEN the leaf trusts the new key from init and only it from standby, and the leaf, restarted, accepts the root proxy\'s new host certificate', async () => {
+    const remote = async () => (JSON.parse(await root.tctlOk('get', 'rc', '--format=json')) as { metadata: { name: string }; status: { connection: string } }[]).find((c) => c.metadata.name === LEAF);
+    await waitFor('the leaf online at the root', async () => (await remote())?.status.connection === 'online');
+    const rotateHost = (phase: string) => root.tctlOk('auth', 'rotate', '--type=host', '--manual', `--phase=${phase}`);
+    const before = keyLines(await rootUserCA('host'));
+    expect(before).toHaveLength(1);
+    expect(await leafTrusts('host')).toEqual(before);
+    const hostUpdates = async () => (await leaf.events(['trusted_cluster.ca_update'])).filter((e) => e.ca_type === 'host');
+    // WHEN the root starts a host CA rotation (init)
+    await rotateHost('init');
+    const both = keyLines(await rootUserCA('host'));
+    expect(both).toHaveLength(2);
+    // THEN its proxy pushes it: the leaf trusts both host keys, audited as a host CA update
+    await waitFor('the leaf trusting both root host CA keys', async () => (await leafTrusts('host')).length === 2);
+    expect([...(await leafTrusts('host'))].sort()).toEqual([...both].sort());
+    expect(await hostUpdates()).toEqual([expect.objectContaining({ name: ROOT, ca_type: 'host', keys_added: 1, keys_removed: 0 })]);
+    // WHEN the rotation goes on to standby (the root's proxy presents a certificate of the new key from update_servers)
+    await rotateHost('update_clients');
+    await rotateHost('update_servers');
+    await rotateHost('standby');
+    const after = keyLines(await rootUserCA('host'));
+    expect(after).toEqual([both.find((k) => k !== before[0])]);
+    // THEN the leaf drops the old key
+    await waitFor('the leaf trusting only the new root host key', async () => JSON.stringify(await leafTrusts('host')) === JSON.stringify(after));
+    expect((await hostUpdates()).map((e) => [e.keys_added, e.keys_removed])).toEqual([[1, 0], [0, 1]]);
+    // WHEN the leaf restarts, so its proxy dials the root anew and checks the root proxy's new host certificate
+    await restartLeaf(root, leaf);
+    // THEN the tunnel comes up and a root user (logged in after the rotation: tsh trusts the root's new host CA) reaches the leaf's node through it
+    const newUser = (carol = await TshUser.signUp(root, 'carol', [LOGIN]));
+    await newUser.login();
+    await waitFor('a root user reaching the leaf node through the new tunnel', async () => (await viaRoot(newUser)).stdout === 'in-leaf\n');
+    expect((await remote())?.status.connection).toBe('online');
+  }, 180_000);
 });

@@ -36,6 +36,13 @@ export async function startLeaf(root: TestAuth, work: string): Promise<TestAuth>
   return leaf;
 }
 
+/** Restarts the leaf's process (auth, proxy and node) as startLeaf started it: its proxy dials the root anew. */
+export async function restartLeaf(root: TestAuth, leaf: TestAuth): Promise<void> {
+  await leaf.stop();
+  leaf.start({ ...process.env, NODE_EXTRA_CA_CERTS: selfSignedCertFile(root.dataDir) });
+  await leaf.ready();
+}
+
 /** The leaf's trusted_cluster resource for `root`, root admins mapped to leaf-access. */
 export function trustedCluster(root: TestAuth, o: { name?: string; token?: string; enabled?: boolean } = {}): string {
   return [

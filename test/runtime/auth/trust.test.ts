@@ -100,7 +100,7 @@ describe('establishing trust between a leaf and a root', () => {
     expect(atLeaf.spec.host_ca.spec.checking_keys).toEqual(root.hostCA.resource.spec.checking_keys);
   });
 
-  it('GIVEN the root sends its user CA (rotateExternalUserCA) THEN the leaf takes only an enabled trusted cluster\'s own CA, replaces the kept keys, audits it, and writes nothing when the keys are the same', async () => {
+  it('GIVEN the root sends its user or host CA (rotateExternalCA) THEN the leaf takes only an enabled trusted cluster\'s own CAs, replaces the kept keys of that type, audits it, and writes nothing when the keys are the same', async () => {
     const events = async () => audits.leaf.search({ from: new Date(Date.now() - 60_000), to: new Date(Date.now() + 60_000), eventTypes: ['trusted_cluster.ca_update'] });
     const by = { user: 'proxy-1.root.example', remoteAddr: '192.0.2.20' };
     const current = root.userCA.withoutSecrets();
@@ -108,29 +108,37 @@ describe('establishing trust between a leaf and a root', () => {
     const rotated: CertAuthority = { ...current, spec: { ...current.spec, checking_keys: [...current.spec.checking_keys, ...leaf.hostCA.resource.spec.checking_keys] } };
     const kept = async () => (await leaf.trust.get(ROOT))!.spec.user_ca.spec.checking_keys;
     // GIVEN the trust disabled (the test before) THEN refused
-    await expect(leaf.trust.rotateExternalUserCA(ROOT, rotated, by)).rejects.toThrow(`cluster ${ROOT} is not a trusted cluster here`);
+    await expect(leaf.trust.rotateExternalCA(ROOT, rotated, by)).rejects.toThrow(`cluster ${ROOT} is not a trusted cluster here`);
     await leaf.trust.upsertTrustedCluster(tc(), { force: true, user: 'admin' });
-    // WHEN another cluster's CA, a cluster the leaf does not trust, or a host CA is sent THEN refused, nothing kept
-    await expect(leaf.trust.rotateExternalUserCA(ROOT, { ...rotated, spec: { ...rotated.spec, cluster_name: LEAF } }, by)).rejects.toThrow(/may update only its own cluster's user CA/);
-    await expect(leaf.trust.rotateExternalUserCA('other.example', { ...rotated, spec: { ...rotated.spec, cluster_name: 'other.example' } }, by)).rejects.toThrow(/not a trusted cluster here/);
-    await expect(leaf.trust.rotateExternalUserCA(ROOT, { ...rotated, spec: { ...rotated.spec, type: 'host' } }, by)).rejects.toThrow(/only a user CA/);
-    await expect(leaf.trust.rotateExternalUserCA(ROOT, root.userCA.resource, by)).rejects.toThrow(/sent with its private key/);
+    // WHEN another cluster's CA or a cluster the leaf does not trust is sent THEN refused, nothing kept
+    await expect(leaf.trust.rotateExternalCA(ROOT, { ...rotated, spec: { ...rotated.spec, cluster_name: LEAF } }, by)).rejects.toThrow(/may update only its own cluster's CAs/);
+    await expect(leaf.trust.rotateExternalCA('other.example', { ...rotated, spec: { ...rotated.spec, cluster_name: 'other.example' } }, by)).rejects.toThrow(/not a trusted cluster here/);
+    await expect(leaf.trust.rotateExternalCA(ROOT, root.userCA.resource, by)).rejects.toThrow(/sent with its private key/);
     expect(await kept()).toEqual(current.spec.checking_keys);
     // WHEN the root's CA with a second key is sent THEN it is kept (public parts only) and audited
-    await expect(leaf.trust.rotateExternalUserCA(ROOT, rotated, by)).resolves.toBe(true);
+    await expect(leaf.trust.rotateExternalCA(ROOT, rotated, by)).resolves.toBe(true);
     expect(await kept()).toEqual(rotated.spec.checking_keys);
     expect((await leaf.trust.get(ROOT))!.spec.user_ca.spec.tls_key_pairs.map((p) => p.key)).toEqual(['']);
     expect(await events()).toEqual([expect.objectContaining({ name: ROOT, user: by.user, ca_type: 'user', keys_added: 1, keys_removed: 0, 'addr.remote': by.remoteAddr })]);
     // WHEN the same keys come again, in the other order (the signing key moves first) THEN nothing is written or audited
     const item = await backends.leaf.get(Keys.clusterTrust(ROOT));
     const reordered = { ...rotated, spec: { ...rotated.spec, checking_keys: [...rotated.spec.checking_keys].reverse() } };
-    await expect(leaf.trust.rotateExternalUserCA(ROOT, reordered, by)).resolves.toBe(false);
+    await expect(leaf.trust.rotateExternalCA(ROOT, reordered, by)).resolves.toBe(false);
     expect((await backends.leaf.get(Keys.clusterTrust(ROOT))).id).toBe(item.id);
     expect(await events()).toHaveLength(1);
     // WHEN the rotation completes (the old key dropped) THEN the leaf drops it too
-    await expect(leaf.trust.rotateExternalUserCA(ROOT, current, by)).resolves.toBe(true);
+    await expect(leaf.trust.rotateExternalCA(ROOT, current, by)).resolves.toBe(true);
     expect(await kept()).toEqual(current.spec.checking_keys);
     expect((await events()).map((e) => [e.keys_added, e.keys_removed])).toEqual([[1, 0], [0, 1]]);
+    // WHEN the root's host CA with a second key is sent (a host CA rotation's init) THEN the kept host CA changes, not the user CA
+    const host = root.hostCA.withoutSecrets();
+    const hostRotated: CertAuthority = { ...host, spec: { ...host.spec, checking_keys: [...host.spec.checking_keys, ...leaf.userCA.resource.spec.checking_keys] } };
+    await expect(leaf.trust.rotateExternalCA(ROOT, hostRotated, by)).resolves.toBe(true);
+    expect((await leaf.trust.get(ROOT))!.spec.host_ca.spec.checking_keys).toEqual(hostRotated.spec.checking_keys);
+    expect(await kept()).toEqual(current.spec.checking_keys);
+    expect((await events()).at(-1)).toEqual(expect.objectContaining({ name: ROOT, ca_type: 'host', keys_added: 1, keys_removed: 0 }));
+    // AND another cluster's host CA is refused
+    await expect(leaf.trust.rotateExternalCA(ROOT, { ...hostRotated, spec: { ...hostRotated.spec, cluster_name: LEAF } }, by)).rejects.toThrow(/may update only its own cluster's CAs/);
   });
 
   it('GIVEN a leaf that claims the root\'s own name, sends private keys, or changes its keys THEN the root refuses', async () => {

@@ -1,5 +1,5 @@
 /**
- * A root proxy's push of its user CA to its leaves (runtime/proxy/leafca.ts), with the access data,
+ * A root proxy's push of its user and host CAs to its leaves (runtime/proxy/leafca.ts), with the access data,
  * the auth server's answer and the leaves' auth servers as stand-ins: when it sends, what it sends
  * (public parts only), one send at a time per leaf, retries after a failure, and nothing to a leaf
  * whose tunnel is gone. (The real send through a tunnel is test/e2e/trusted-ca-rotation.test.ts.)
@@ -11,14 +11,14 @@ import { waitFor } from '../../helpers/proc';
 
 const CLUSTER = 'root.example';
 
-function userCA(keys: string[]): CertAuthority {
+function ca(keys: string[], type: 'user' | 'host' = 'user'): CertAuthority {
   return {
     kind: 'cert_authority',
     version: 'v2',
-    sub_kind: 'user',
+    sub_kind: type,
     metadata: { name: CLUSTER, namespace: 'default' },
     spec: {
-      type: 'user',
+      type,
       cluster_name: CLUSTER,
       checking_keys: keys,
       signing_keys: ['c2VjcmV0'],
@@ -34,19 +34,24 @@ describe('LeafCAPush', () => {
   let push: LeafCAPush | undefined;
   afterEach(() => push?.stop());
 
-  /** A push with stand-ins: `keys` is the user CA in the access data and at the auth server; `fail` sends that fail first. */
+  /**
+   * A push with stand-ins: `keys` and `hostKeys` are the user and host CAs in the access data and at the auth server;
+   * `fail` sends that fail first. `sent` has the user CAs sent, `sentHost` the host CAs.
+   */
   function setup(o: { fail?: number } = {}) {
-    const state = { keys: ['a'], connected: new Set(['leaf.example']), fail: o.fail ?? 0, fetches: 0 };
+    const state = { keys: ['a'], hostKeys: ['h1'], connected: new Set(['leaf.example']), fail: o.fail ?? 0, fetches: 0 };
     const listeners: (() => void)[] = [];
     const sent: { leaf: string; ca: CertAuthority }[] = [];
+    const sentHost: { leaf: string; ca: CertAuthority }[] = [];
     let inFlight = 0;
     let maxInFlight = 0;
     push = new LeafCAPush({
       clusterName: CLUSTER,
-      access: { onChange: (l) => void listeners.push(l), userCAKeys: () => state.keys.map((k) => Buffer.from(k)) },
-      fetchUserCAs: async () => {
-        state.fetches++;
-        return [{ ...userCA(state.keys), metadata: { name: 'other', namespace: 'default' }, spec: { ...userCA(['x']).spec, cluster_name: 'other.example' } }, userCA(state.keys)];
+      access: { onChange: (l) => void listeners.push(l), userCAKeys: () => state.keys.map((k) => Buffer.from(k)), hostCAKeys: () => state.hostKeys.map((k) => Buffer.from(k)) },
+      fetchCAs: async (type) => {
+        if (type === 'user') state.fetches++;
+        const keys = type === 'user' ? state.keys : state.hostKeys;
+        return [{ ...ca(keys, type), metadata: { name: 'other', namespace: 'default' }, spec: { ...ca(['x'], type).spec, cluster_name: 'other.example' } }, ca(keys, type)];
       },
       connected: (name) => state.connected.has(name),
       send: async (leaf, ca) => {
@@ -58,24 +63,26 @@ describe('LeafCAPush', () => {
           state.fail--;
           throw new Error('the leaf is not answering');
         }
-        sent.push({ leaf, ca });
+        (ca.spec.type === 'user' ? sent : sentHost).push({ leaf, ca });
         return true;
       },
       log: logger('test:leafca'),
       retryMs: { min: 10, max: 40 },
     });
-    const change = (keys: string[]) => {
+    const change = (keys: string[], hostKeys = state.hostKeys) => {
       state.keys = keys;
+      state.hostKeys = hostKeys;
       listeners.forEach((l) => l());
     };
-    return { state, sent, change, maxInFlight: () => maxInFlight };
+    return { state, sent, sentHost, change, maxInFlight: () => maxInFlight };
   }
 
-  it('GIVEN a leaf tunnel comes up THEN the current user CA of this cluster is sent to it once, public parts only', async () => {
+  it('GIVEN a leaf tunnel comes up THEN the current user and host CAs of this cluster are sent to it once, public parts only', async () => {
     const t = setup();
     push!.start();
     push!.leafChanged('leaf.example', true);
-    await waitFor('the CA sent', async () => t.sent.length === 1);
+    await waitFor('the CAs sent', async () => t.sent.length === 1 && t.sentHost.length === 1);
+    expect(t.sentHost[0].ca.spec).toEqual(expect.objectContaining({ type: 'host', cluster_name: CLUSTER, checking_keys: ['h1'], signing_keys: [], tls_key_pairs: [{ cert: 'cert-h1', key: '' }] }));
     expect(t.sent[0].leaf).toBe('leaf.example');
     expect(t.sent[0].ca.spec.cluster_name).toBe(CLUSTER);
     expect(t.sent[0].ca.spec.checking_keys).toEqual(['a']);
@@ -122,5 +129,19 @@ describe('LeafCAPush', () => {
     push!.leafChanged('leaf.example', true);
     await waitFor('the missed CA sent', async () => t.sent.length === 2);
     expect(t.sent[1].ca.spec.checking_keys).toEqual(['c']);
+  });
+
+  it('GIVEN a leaf has the CAs WHEN only the host CA keys change (a host CA rotation) THEN both are read again and the new host CA is sent to it', async () => {
+    const t = setup();
+    push!.start();
+    push!.leafChanged('leaf.example', true);
+    await waitFor('the first CAs sent', async () => t.sentHost.length === 1);
+    // WHEN the host CA gets a second key (init), then loses the first (standby)
+    t.change(['a'], ['h1', 'h2']);
+    await waitFor('the host CA with both keys sent', async () => t.sentHost.at(-1)?.ca.spec.checking_keys.join() === 'h1,h2');
+    t.change(['a'], ['h2']);
+    await waitFor('the host CA with the new key only sent', async () => t.sentHost.at(-1)?.ca.spec.checking_keys.join() === 'h2');
+    // THEN the user CA sent each time is the unchanged one
+    expect(t.sent.every((s) => s.ca.spec.checking_keys.join() === 'a')).toBe(true);
   });
 });
