@@ -18,7 +18,7 @@ import { Caller, callerHostId, Permission, route, Route } from './http';
 import { loginRoutes } from './login-api';
 import { acceptMemberEvent } from './member-audit';
 import { parseResource, parseSystemRole, roleSchema, serverSchema, Server, trustedClusterSchema, userSchema, SYSTEM_ROLES } from './resources';
-import { trustedClusterView } from './trust';
+import { caFingerprint, trustedClusterView } from './trust';
 import { displayRole } from './roles';
 import { AuthServer } from './server';
 import { RecordingReader, sessionRoutes } from './sessions-api';
@@ -443,6 +443,40 @@ function trustRoutes(auth: AuthServer): Route[] {
         }
         return { updated: await auth.trust.rotateExternalCA(caller.cluster, body.certificate_authority, { user: who(caller), remoteAddr }) };
       },
+    }),
+    // A root cluster's proxy reads this cluster's current CAs (public parts), to keep the root trusting them through
+    // this cluster's rotations (runtime/proxy/leafcafollow.ts): a long poll, answered at once when `known` is not the
+    // current fingerprint, else when it changes or after `wait` ms (then without the CAs).
+    route({
+      method: 'GET',
+      path: '/v1/trust/authorities',
+      allow: ['remote_proxy'],
+      longPoll: true,
+      handler: async ({ query }) => {
+        const known = query.get('known') ?? '';
+        const deadline = Date.now() + Math.min(Math.max(Number(query.get('wait')) || 0, 0), MAX_ACCESS_WAIT_MS);
+        for (;;) {
+          const version = auth.access.version;
+          const cas = (await Promise.all((['user', 'host'] as const).map((t) => auth.authorities.list(t)))).flat().map((ca) => ca.withoutSecrets());
+          const fingerprint = caFingerprint(cas);
+          if (fingerprint !== known) return { fingerprint, certificate_authorities: cas };
+          const left = deadline - Date.now();
+          if (left <= 0) return { fingerprint };
+          await auth.access.waitForChange(version, left);
+          // Nothing moved: the wait is over, or the server is closing.
+          if (auth.access.version === version) return { fingerprint };
+        }
+      },
+    }),
+    // This cluster's proxy passes on a leaf's current CA it read there (above); the leaf's kept CA of that type is replaced.
+    route({
+      method: 'POST',
+      path: '/v1/remoteclusters/:name/authorities',
+      allow: ['Proxy'],
+      body: externalCABody,
+      handler: async ({ params, body, caller, remoteAddr }) => ({
+        updated: await auth.trust.updateRemoteCA(params.name, body.certificate_authority, { user: who(caller), remoteAddr }),
+      }),
     }),
     route({
       method: 'POST',

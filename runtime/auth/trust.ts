@@ -21,7 +21,7 @@
  * cluster's own `authorities/`, so nothing that reads the cluster's own CAs
  * can pick up another cluster's.
  */
-import { X509Certificate } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { Backend } from '../backend';
 import { Keys, rangeEnd } from '../contract/keys';
 import { EventFields } from '../events/filelog';
@@ -148,6 +148,15 @@ export function checkForeignCAs(cas: unknown, name: string | undefined, what: st
   return { user, host, name: host.spec.cluster_name };
 }
 
+/**
+ * What names a cluster's CAs as another cluster keeps them: a digest of each CA's type, keys and TLS
+ * certificates, in a fixed order (the signing key moving first during a rotation changes nothing).
+ */
+export function caFingerprint(cas: CertAuthority[]): string {
+  const parts = cas.map((ca) => [ca.spec.type, [...ca.spec.checking_keys].sort(), ca.spec.tls_key_pairs.map((p) => p.cert).sort()]).sort((a, b) => String(a[0]).localeCompare(String(b[0])));
+  return createHash('sha256').update(JSON.stringify(parts)).digest('base64url');
+}
+
 const sameKeys = (a: CertAuthority, b: CertAuthority) =>
   JSON.stringify([a.spec.checking_keys, a.spec.tls_key_pairs.map((p) => p.cert)]) === JSON.stringify([b.spec.checking_keys, b.spec.tls_key_pairs.map((p) => p.cert)]);
 
@@ -257,14 +266,30 @@ export class ClusterTrust {
    * Only `from`'s own CAs, only while `from` is trusted and enabled. Returns whether anything changed
    * (nothing is written or audited when the keys are the same).
    */
-  async rotateExternalCA(from: string, raw: unknown, by: { user: string; remoteAddr: string }): Promise<boolean> {
-    const what = `the CA sent by cluster ${from}`;
+  rotateExternalCA(from: string, raw: unknown, by: { user: string; remoteAddr: string }): Promise<boolean> {
+    return this.replaceCA('trusted', from, raw, `the CA sent by cluster ${from}`, by);
+  }
+
+  /**
+   * The root's side of a leaf's CA rotation: one of this cluster's proxies read leaf `leaf`'s current
+   * user or host CA from the leaf's auth server, over mutual TLS checked against the leaf's host CA
+   * kept here (runtime/proxy/leafcafollow.ts); it replaces the one of that type kept for the leaf.
+   * Returns whether anything changed, as rotateExternalCA.
+   */
+  updateRemoteCA(leaf: string, raw: unknown, by: { user: string; remoteAddr: string }): Promise<boolean> {
+    return this.replaceCA('remote', leaf, raw, `the CA of leaf cluster ${leaf}`, by);
+  }
+
+  /** Replaces the CA of its type kept for cluster `name` of `relation` with `raw` (public parts, of that cluster); audited. */
+  private async replaceCA(relation: Relation, name: string, raw: unknown, what: string, by: { user: string; remoteAddr: string }): Promise<boolean> {
     const ca = checkForeignCA(raw as CertAuthority, what);
     const type = ca.spec.type as 'user' | 'host';
-    if (ca.spec.cluster_name !== from) throw new AccessDeniedError(`${what}: a proxy of cluster ${from} may update only its own cluster's CAs, not those of "${ca.spec.cluster_name}"`);
-    const item = await this.opts.backend.get(Keys.clusterTrust(from)).catch((err) => (isReason(err, 'not_found') ? undefined : Promise.reject(err)));
+    if (ca.spec.cluster_name !== name) throw new AccessDeniedError(`${what}: only cluster ${name}'s own CAs are taken for it, not those of "${ca.spec.cluster_name}"`);
+    const item = await this.opts.backend.get(Keys.clusterTrust(name)).catch((err) => (isReason(err, 'not_found') ? undefined : Promise.reject(err)));
     const existing = item && (JSON.parse(item.value.toString()) as ClusterTrustRecord);
-    if (!item || !existing || existing.spec.relation !== 'trusted' || !existing.spec.enabled) throw new AccessDeniedError(`cluster ${from} is not a trusted cluster here`);
+    if (!item || !existing || existing.spec.relation !== relation || !existing.spec.enabled) {
+      throw new AccessDeniedError(`cluster ${name} is not a ${relation === 'trusted' ? 'trusted' : 'leaf'} cluster here`);
+    }
     const field = type === 'user' ? 'user_ca' : 'host_ca';
     const kept = existing.spec[field];
     // The same keys in another order (the signing key moves first during a rotation) are no change here.
@@ -272,13 +297,14 @@ export class ClusterTrust {
     if (sorted(kept) === sorted(ca)) return false;
     const keys = (c: CertAuthority) => new Set(c.spec.checking_keys);
     const before = keys(kept);
-    // Compare-and-swap: an edit of the trusted cluster meanwhile (disabled, removed) is not undone; the proxy tries again.
+    // Compare-and-swap: an edit of the trust meanwhile (disabled, removed) is not undone; the proxy tries again.
     await this.opts.backend.compareAndSwap(item, { key: item.key, value: Buffer.from(JSON.stringify({ ...existing, spec: { ...existing.spec, [field]: ca } })) });
     await this.opts.emit({
       event: 'trusted_cluster.ca_update',
       user: by.user,
-      name: from,
+      name,
       ca_type: type,
+      ...(relation === 'remote' ? { remote_cluster: true } : {}),
       keys_added: ca.spec.checking_keys.filter((k) => !before.has(k)).length,
       keys_removed: [...before].filter((k) => !keys(ca).has(k)).length,
       'addr.remote': by.remoteAddr,

@@ -54,15 +54,20 @@ export interface SendCAOptions {
   dialAuth(name: string): Promise<Duplex>;
 }
 
-/** Sends `ca` to leaf `name`'s auth server as mutual TLS over `dialAuth`, its certificate checked against the leaf's host TLS CA. */
-export async function sendCA(opts: SendCAOptions, name: string, ca: CertAuthority): Promise<boolean> {
+/** A client of leaf `name`'s auth server: mutual TLS over `dialAuth`, its certificate checked against the leaf's host TLS CA kept now. */
+export function leafAuthClient(opts: SendCAOptions, name: string): AuthClient {
   const leaf = opts.access.clusters('remote').find((c) => c.name === name);
   if (!leaf?.hostTlsCAs.length) throw new Error(`no host TLS CA is known for leaf cluster ${name}`);
-  const client = new AuthClient({
+  return new AuthClient({
     servers: [{ host: name, port: 0 }],
     credentials: { key: opts.identity.tlsKey, cert: opts.identity.tlsCert, ca: leaf.hostTlsCAs },
     connect: () => opts.dialAuth(name),
   });
+}
+
+/** Sends `ca` to leaf `name`'s auth server (leafAuthClient). */
+export async function sendCA(opts: SendCAOptions, name: string, ca: CertAuthority): Promise<boolean> {
+  const client = leafAuthClient(opts, name);
   try {
     return (await client.post<{ updated: boolean }>(externalCAPath(ca.spec.type as 'user' | 'host'), { certificate_authority: ca })).updated;
   } finally {

@@ -27,7 +27,8 @@ import { ProxySshService, startProxySshService } from './ssh';
 import { TunnelRegistry, TunnelServer } from './tunnel';
 import { AccessCache } from '../auth/access/cache';
 import { CLUSTER_TUNNEL_BIND, FRAME_TIMEOUT_MS, requestOnChannel } from './clusterchannel';
-import { LeafCAPush, sendCA } from './leafca';
+import { LeafCAPush, sendCA, type SendCAOptions } from './leafca';
+import { LeafCAFollow, pollLeafCAs } from './leafcafollow';
 import type { CertAuthority } from '../auth/resources';
 import { RootAgents } from './rootagents';
 import { fetchHostCAKeys } from '../auth/hostcas';
@@ -175,27 +176,30 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
   // Recording proxy mode (forward.ts): sessions audited and recorded here, beside a node's spool and uploads.
   const recordingOpened = new Closers();
   const settings = new ClusterSettings(() => client.get<ClusterConfig>('/v1/configuration/cluster'), cluster, log.child('cluster'));
-  // Leaf clusters follow this cluster's user and host CAs (their rotations), pushed through their tunnels.
+  // Leaf clusters follow this cluster's user and host CAs (their rotations), pushed through their tunnels, and this
+  // cluster follows theirs, read through the same tunnels.
+  const leafAuth: SendCAOptions = {
+    identity,
+    access,
+    dialAuth: async (name) => {
+      const stream = await leaves.dial(name, { host: '0.0.0.0', port: 0 });
+      const rest = await requestOnChannel(stream, { type: 'auth' }, name, FRAME_TIMEOUT_MS);
+      if (rest.length) stream.unshift(rest);
+      return stream;
+    },
+  };
   const leafCAs = new LeafCAPush({
     clusterName: identity.clusterName,
     access,
     fetchCAs: (type) => client.get<CertAuthority[]>(`/v1/authorities/${type}`),
     connected: (leaf) => leaves.has(leaf),
-    send: (leaf, ca) =>
-      sendCA(
-        {
-          identity,
-          access,
-          dialAuth: async (name) => {
-            const stream = await leaves.dial(name, { host: '0.0.0.0', port: 0 });
-            const rest = await requestOnChannel(stream, { type: 'auth' }, name, FRAME_TIMEOUT_MS);
-            if (rest.length) stream.unshift(rest);
-            return stream;
-          },
-        },
-        leaf,
-        ca,
-      ),
+    send: (leaf, ca) => sendCA(leafAuth, leaf, ca),
+    log: log.child('leafca'),
+  });
+  const leafFollow = new LeafCAFollow({
+    connected: (leaf) => leaves.has(leaf),
+    poll: (leaf, known, signal) => pollLeafCAs(leafAuth, leaf, known, signal),
+    update: async (leaf, ca) => (await client.post<{ updated: boolean }>(`/v1/remoteclusters/${encodeURIComponent(leaf)}/authorities`, { certificate_authority: ca })).updated,
     log: log.child('leafca'),
   });
   try {
@@ -213,6 +217,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
         onChange: (leaf, up) => {
           reportLeaf(leaf, up);
           leafCAs.leafChanged(leaf, up);
+          leafFollow.leafChanged(leaf, up);
         },
       },
       preAuth: p.preAuth,
@@ -361,6 +366,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
     clearInterval(refresh);
     await rotation.stop();
     leafCAs.stop();
+    leafFollow.stop();
     rootAgents?.stop();
     access.stop();
     await web?.close();
@@ -395,6 +401,7 @@ export async function startProxyService(opts: StartProxyOptions): Promise<ProxyS
       clearInterval(refresh);
       await rotation.stop();
       leafCAs.stop();
+      leafFollow.stop();
       rootAgents?.stop();
       access.stop();
       heartbeat?.stop();

@@ -2,7 +2,9 @@
  * A leaf cluster follows its root's user and host CA rotations (Teleport's
  * RotateExternalCertAuthority): the root's proxy sends the root's current
  * CAs (public parts) to the leaf's auth server through the leaf's reverse
- * tunnel, authenticated by its own host identity. Two real clusters as in
+ * tunnel, authenticated by its own host identity. And the root follows the
+ * leaf's host CA rotation: its proxy reads the leaf's CAs through the same
+ * tunnel and passes them to the root's auth server. Two real clusters as in
  * trusted-clusters.test.ts: root (auth + proxy) and leaf (auth + proxy + node
  * "test-auth"). alice logs in before the rotation and never again; bob logs in
  * in update_clients. The leaf's node is also reached directly with stock
@@ -30,6 +32,7 @@ describe('trusted clusters: a leaf follows the root user CA rotation', () => {
   let alice: TshUser;
   let bob: TshUser;
   let carol: TshUser | undefined;
+  let dave: TshUser | undefined;
 
   /** The root's user (or host) CA keys the leaf trusts now (its access data, as its proxies and nodes load it). */
   const leafTrusts = async (type: 'user' | 'host' = 'user') => {
@@ -85,6 +88,7 @@ describe('trusted clusters: a leaf follows the root user CA rotation', () => {
     alice?.cleanup();
     bob?.cleanup();
     carol?.cleanup();
+    dave?.cleanup();
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 
@@ -241,6 +245,57 @@ describe('trusted clusters: a leaf follows the root user CA rotation', () => {
     await restartLeaf(root, leaf);
     // THEN the tunnel comes up and a root user (logged in after the rotation: tsh trusts the root's new host CA) reaches the leaf's node through it
     const newUser = (carol = await TshUser.signUp(root, 'carol', [LOGIN]));
+    await newUser.login();
+    await waitFor('a root user reaching the leaf node through the new tunnel', async () => (await viaRoot(newUser)).stdout === 'in-leaf\n');
+    expect((await remote())?.status.connection).toBe('online');
+  }, 180_000);
+
+  it('GIVEN the root trusts the leaf WHEN the leaf rotates its host CA manually THEN the root keeps the new key from init and only it from standby, and takes the restarted leaf\'s tunnels with certificates of the new key', async () => {
+    const remote = async () => (JSON.parse(await root.tctlOk('get', 'rc', '--format=json')) as { metadata: { name: string }; status: { connection: string } }[]).find((c) => c.metadata.name === LEAF);
+    await waitFor('the leaf online at the root', async () => (await remote())?.status.connection === 'online');
+    /** The leaf's host CA keys the root keeps (its access data, as its proxies load it). */
+    const rootTrusts = async () => {
+      const c = await root.adminClient();
+      try {
+        return (await c.get<AccessSnapshot>('/v1/access?version=&wait=0')).clusters.find((x) => x.name === LEAF)?.host_ca_keys ?? [];
+      } finally {
+        c.close();
+      }
+    };
+    const leafHostCA = async () => {
+      const c = await leaf.adminClient();
+      try {
+        return keyLines((await c.get<CertAuthority[]>('/v1/authorities/host')).find((ca) => ca.spec.cluster_name === LEAF)!);
+      } finally {
+        c.close();
+      }
+    };
+    const rotateLeafHost = (phase: string) => leaf.tctlOk('auth', 'rotate', '--type=host', '--manual', `--phase=${phase}`);
+    const updates = async () => (await root.events(['trusted_cluster.ca_update'])).filter((e) => e.name === LEAF);
+    const before = await leafHostCA();
+    expect(before).toHaveLength(1);
+    expect(await rootTrusts()).toEqual(before);
+    // WHEN the leaf starts a host CA rotation (init)
+    await rotateLeafHost('init');
+    const both = await leafHostCA();
+    expect(both).toHaveLength(2);
+    // THEN the root's proxy reads it from the leaf: the root keeps both keys, audited there as a leaf's host CA update
+    await waitFor('the root keeping both leaf host CA keys', async () => (await rootTrusts()).length === 2);
+    expect([...(await rootTrusts())].sort()).toEqual([...both].sort());
+    expect(await updates()).toEqual([expect.objectContaining({ ca_type: 'host', remote_cluster: true, keys_added: 1, keys_removed: 0 })]);
+    // WHEN the rotation goes on to standby (the leaf's proxy and node get certificates of the new key in update_servers)
+    await rotateLeafHost('update_clients');
+    await rotateLeafHost('update_servers');
+    await rotateLeafHost('standby');
+    const after = await leafHostCA();
+    expect(after).toEqual([both.find((k) => k !== before[0])]);
+    // THEN the root drops the old key
+    await waitFor('the root keeping only the new leaf host key', async () => JSON.stringify(await rootTrusts()) === JSON.stringify(after));
+    expect((await updates()).map((e) => [e.keys_added, e.keys_removed])).toEqual([[1, 0], [0, 1]]);
+    // WHEN the leaf restarts, so its proxy dials the root with its new host certificate
+    await restartLeaf(root, leaf);
+    // THEN the root takes the tunnel, and a root user logged in now (tsh trusts the leaf's new host CA) reaches the leaf's node
+    const newUser = (dave = await TshUser.signUp(root, 'dave', [LOGIN]));
     await newUser.login();
     await waitFor('a root user reaching the leaf node through the new tunnel', async () => (await viaRoot(newUser)).stdout === 'in-leaf\n');
     expect((await remote())?.status.connection).toBe('online');

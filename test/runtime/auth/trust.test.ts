@@ -111,7 +111,7 @@ describe('establishing trust between a leaf and a root', () => {
     await expect(leaf.trust.rotateExternalCA(ROOT, rotated, by)).rejects.toThrow(`cluster ${ROOT} is not a trusted cluster here`);
     await leaf.trust.upsertTrustedCluster(tc(), { force: true, user: 'admin' });
     // WHEN another cluster's CA or a cluster the leaf does not trust is sent THEN refused, nothing kept
-    await expect(leaf.trust.rotateExternalCA(ROOT, { ...rotated, spec: { ...rotated.spec, cluster_name: LEAF } }, by)).rejects.toThrow(/may update only its own cluster's CAs/);
+    await expect(leaf.trust.rotateExternalCA(ROOT, { ...rotated, spec: { ...rotated.spec, cluster_name: LEAF } }, by)).rejects.toThrow(/only cluster root.example's own CAs are taken for it/);
     await expect(leaf.trust.rotateExternalCA('other.example', { ...rotated, spec: { ...rotated.spec, cluster_name: 'other.example' } }, by)).rejects.toThrow(/not a trusted cluster here/);
     await expect(leaf.trust.rotateExternalCA(ROOT, root.userCA.resource, by)).rejects.toThrow(/sent with its private key/);
     expect(await kept()).toEqual(current.spec.checking_keys);
@@ -138,7 +138,33 @@ describe('establishing trust between a leaf and a root', () => {
     expect(await kept()).toEqual(current.spec.checking_keys);
     expect((await events()).at(-1)).toEqual(expect.objectContaining({ name: ROOT, ca_type: 'host', keys_added: 1, keys_removed: 0 }));
     // AND another cluster's host CA is refused
-    await expect(leaf.trust.rotateExternalCA(ROOT, { ...hostRotated, spec: { ...hostRotated.spec, cluster_name: LEAF } }, by)).rejects.toThrow(/may update only its own cluster's CAs/);
+    await expect(leaf.trust.rotateExternalCA(ROOT, { ...hostRotated, spec: { ...hostRotated.spec, cluster_name: LEAF } }, by)).rejects.toThrow(/only cluster root.example's own CAs are taken for it/);
+  });
+
+  it('GIVEN the root keeps the leaf\'s CAs WHEN its proxy passes on the leaf\'s rotated host CA (updateRemoteCA) THEN the root replaces the kept host CA and audits it; only the leaf\'s own CA, only for a leaf', async () => {
+    const by = { user: 'proxy-1.root.example', remoteAddr: '192.0.2.30' };
+    const events = async () => (await audits.root.search({ from: new Date(Date.now() - 60_000), to: new Date(Date.now() + 60_000), eventTypes: ['trusted_cluster.ca_update'] })).filter((e) => e.name === LEAF);
+    const host = leaf.hostCA.withoutSecrets();
+    const rotated: CertAuthority = { ...host, spec: { ...host.spec, checking_keys: [...host.spec.checking_keys, ...root.userCA.resource.spec.checking_keys] } };
+    const kept = async () => (await root.trust.get(LEAF))!.spec.host_ca.spec.checking_keys;
+    // WHEN another cluster's CA is passed on for the leaf, or a CA for a name that is no leaf here THEN refused, nothing kept
+    await expect(root.trust.updateRemoteCA(LEAF, { ...rotated, spec: { ...rotated.spec, cluster_name: ROOT } }, by)).rejects.toThrow(`only cluster ${LEAF}'s own CAs are taken for it`);
+    await expect(root.trust.updateRemoteCA('other.example', { ...rotated, spec: { ...rotated.spec, cluster_name: 'other.example' } }, by)).rejects.toThrow('cluster other.example is not a leaf cluster here');
+    await expect(root.trust.updateRemoteCA(LEAF, leaf.hostCA.resource, by)).rejects.toThrow(/sent with its private key/);
+    expect(await kept()).toEqual(host.spec.checking_keys);
+    // AND at the leaf, the root is no leaf: its CAs do not go this way
+    await expect(leaf.trust.updateRemoteCA(ROOT, root.hostCA.withoutSecrets(), by)).rejects.toThrow(`cluster ${ROOT} is not a leaf cluster here`);
+    // WHEN the leaf's host CA with a second key is passed on THEN the root keeps it, audited as a leaf's
+    await expect(root.trust.updateRemoteCA(LEAF, rotated, by)).resolves.toBe(true);
+    expect(await kept()).toEqual(rotated.spec.checking_keys);
+    expect(await events()).toEqual([expect.objectContaining({ user: by.user, ca_type: 'host', remote_cluster: true, keys_added: 1, keys_removed: 0 })]);
+    // AND the same again changes nothing
+    await expect(root.trust.updateRemoteCA(LEAF, rotated, by)).resolves.toBe(false);
+    expect(await events()).toHaveLength(1);
+    // WHEN the leaf's rotation completes with its first key (a rollback) THEN the root drops the other
+    await expect(root.trust.updateRemoteCA(LEAF, host, by)).resolves.toBe(true);
+    expect(await kept()).toEqual(host.spec.checking_keys);
+    expect((await events()).map((e) => [e.keys_added, e.keys_removed])).toEqual([[1, 0], [0, 1]]);
   });
 
   it('GIVEN a leaf that claims the root\'s own name, sends private keys, or changes its keys THEN the root refuses', async () => {
