@@ -19,7 +19,7 @@ import { SYSTEM_ROLES, SystemRole } from './resources';
 /**
  * Who is calling: nobody (no client certificate), a cluster member, a user, a user of a trusted
  * (root) cluster (`remote_user`, allowed only where a route says so: they are no user of this cluster),
- * or a proxy of a trusted cluster (`remote_proxy`: only the route by which it sends its cluster's user CA).
+ * or a proxy of a trusted cluster (`remote_proxy`: only the routes by which it sends its cluster's CAs and reads this one's).
  */
 /** The address of the client a proxy serves (runtime/proxy/clientaddr.ts), as the proxy names it in a body (`client_addr`). */
 export const clientAddrSchema = z
