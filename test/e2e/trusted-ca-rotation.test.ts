@@ -31,8 +31,8 @@ describe('trusted clusters: a leaf follows the root user CA rotation', () => {
   let work: string;
   let alice: TshUser;
   let bob: TshUser;
-  let carol: TshUser | undefined;
-  let dave: TshUser | undefined;
+  /** Users signed up during the tests. */
+  const later: TshUser[] = [];
 
   /** The root's user (or host) CA keys the leaf trusts now (its access data, as its proxies and nodes load it). */
   const leafTrusts = async (type: 'user' | 'host' = 'user') => {
@@ -53,6 +53,20 @@ describe('trusted clusters: a leaf follows the root user CA rotation', () => {
       c.close();
     }
   };
+  /**
+   * Restarts the leaf (its proxy dials the root anew, each side checking the other's host certificate) and signs
+   * up root user `name`, who logs in now; resolves once they reach the leaf's node through the root.
+   */
+  const restartLeafAndReachAs = async (name: string) => {
+    await restartLeaf(root, leaf);
+    const user = await TshUser.signUp(root, name, [LOGIN]);
+    later.push(user);
+    await user.login();
+    await waitFor(`${name} reaching the leaf node through the new tunnel`, async () => (await viaRoot(user)).stdout === 'in-leaf\n');
+    expect((await remote())?.status.connection).toBe('online');
+  };
+  /** The leaf as the root's `tctl get rc` shows it. */
+  const remote = async () => (JSON.parse(await root.tctlOk('get', 'rc', '--format=json')) as { metadata: { name: string }; status: { connection: string } }[]).find((c) => c.metadata.name === LEAF);
   const keyLines = (ca: CertAuthority) => ca.spec.checking_keys.map((k) => Buffer.from(k, 'base64').toString());
   const rotate = (phase: string) => root.tctlOk('auth', 'rotate', '--type=user', '--manual', `--phase=${phase}`);
   const viaRoot = (u: TshUser) => u.tsh(['ssh', `--cluster=${LEAF}`, NODE, 'echo in-leaf']);
@@ -78,8 +92,7 @@ describe('trusted clusters: a leaf follows the root user CA rotation', () => {
     await leaf.tctlOk('create', path.join(work, 'tc.yaml'));
     alice = await TshUser.signUp(root, 'alice', [LOGIN]);
     bob = await TshUser.signUp(root, 'bob', [LOGIN]);
-    const remote = async () => JSON.parse(await root.tctlOk('get', 'rc', '--format=json')) as { metadata: { name: string }; status: { connection: string } }[];
-    await waitFor('the leaf online at the root', async () => (await remote()).some((c) => c.metadata.name === LEAF && c.status.connection === 'online'));
+    await waitFor('the leaf online at the root', async () => (await remote())?.status.connection === 'online');
   }, 120_000);
 
   afterAll(async () => {
@@ -87,8 +100,7 @@ describe('trusted clusters: a leaf follows the root user CA rotation', () => {
     await root?.cleanup();
     alice?.cleanup();
     bob?.cleanup();
-    carol?.cleanup();
-    dave?.cleanup();
+    later.forEach((u) => u.cleanup());
     if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 
@@ -199,7 +211,6 @@ describe('trusted clusters: a leaf follows the root user CA rotation', () => {
 
   it('GIVEN the leaf offline while the root starts another rotation WHEN its tunnel comes back THEN the root proxy sends it the CA it missed', async () => {
     // GIVEN the trust disabled on the leaf (the test before): its proxy holds no tunnel to the root
-    const remote = async () => (JSON.parse(await root.tctlOk('get', 'rc', '--format=json')) as { metadata: { name: string }; status: { connection: string } }[]).find((c) => c.metadata.name === LEAF);
     await waitFor('the leaf offline at the root', async () => (await remote())?.status.connection === 'offline');
     const trusted = await leafTrusts();
     expect(trusted).toHaveLength(1);
@@ -217,7 +228,6 @@ describe('trusted clusters: a leaf follows the root user CA rotation', () => {
   }, 120_000);
 
   it('GIVEN the leaf trusts the root WHEN the root rotates its host CA manually THEN the leaf trusts the new key from init and only it from standby, and the leaf, restarted, accepts the root proxy\'s new host certificate', async () => {
-    const remote = async () => (JSON.parse(await root.tctlOk('get', 'rc', '--format=json')) as { metadata: { name: string }; status: { connection: string } }[]).find((c) => c.metadata.name === LEAF);
     await waitFor('the leaf online at the root', async () => (await remote())?.status.connection === 'online');
     const rotateHost = (phase: string) => root.tctlOk('auth', 'rotate', '--type=host', '--manual', `--phase=${phase}`);
     const before = keyLines(await rootUserCA('host'));
@@ -242,16 +252,11 @@ describe('trusted clusters: a leaf follows the root user CA rotation', () => {
     await waitFor('the leaf trusting only the new root host key', async () => JSON.stringify(await leafTrusts('host')) === JSON.stringify(after));
     expect((await hostUpdates()).map((e) => [e.keys_added, e.keys_removed])).toEqual([[1, 0], [0, 1]]);
     // WHEN the leaf restarts, so its proxy dials the root anew and checks the root proxy's new host certificate
-    await restartLeaf(root, leaf);
     // THEN the tunnel comes up and a root user (logged in after the rotation: tsh trusts the root's new host CA) reaches the leaf's node through it
-    const newUser = (carol = await TshUser.signUp(root, 'carol', [LOGIN]));
-    await newUser.login();
-    await waitFor('a root user reaching the leaf node through the new tunnel', async () => (await viaRoot(newUser)).stdout === 'in-leaf\n');
-    expect((await remote())?.status.connection).toBe('online');
+    await restartLeafAndReachAs('carol');
   }, 180_000);
 
   it('GIVEN the root trusts the leaf WHEN the leaf rotates its host CA manually THEN the root keeps the new key from init and only it from standby, and takes the restarted leaf\'s tunnels with certificates of the new key', async () => {
-    const remote = async () => (JSON.parse(await root.tctlOk('get', 'rc', '--format=json')) as { metadata: { name: string }; status: { connection: string } }[]).find((c) => c.metadata.name === LEAF);
     await waitFor('the leaf online at the root', async () => (await remote())?.status.connection === 'online');
     /** The leaf's host CA keys the root keeps (its access data, as its proxies load it). */
     const rootTrusts = async () => {
@@ -293,11 +298,7 @@ describe('trusted clusters: a leaf follows the root user CA rotation', () => {
     await waitFor('the root keeping only the new leaf host key', async () => JSON.stringify(await rootTrusts()) === JSON.stringify(after));
     expect((await updates()).map((e) => [e.keys_added, e.keys_removed])).toEqual([[1, 0], [0, 1]]);
     // WHEN the leaf restarts, so its proxy dials the root with its new host certificate
-    await restartLeaf(root, leaf);
     // THEN the root takes the tunnel, and a root user logged in now (tsh trusts the leaf's new host CA) reaches the leaf's node
-    const newUser = (dave = await TshUser.signUp(root, 'dave', [LOGIN]));
-    await newUser.login();
-    await waitFor('a root user reaching the leaf node through the new tunnel', async () => (await viaRoot(newUser)).stdout === 'in-leaf\n');
-    expect((await remote())?.status.connection).toBe('online');
+    await restartLeafAndReachAs('dave');
   }, 180_000);
 });
