@@ -17,7 +17,7 @@
  *
  * BENCH_LOGIN picks the OS login at both ends (default the current user): its shell start-up files run in
  * every `ssh true` on both, so pick one with a stock ~/.bashrc and an unlocked account (sshd runs without PAM).
- * BENCH_CPU_PROF=<dir> runs the node process under V8's --cpu-prof (NODE_OPTIONS), profiles written there.
+ * BENCH_CPU_PROF=<dir> runs the node process under V8's --cpu-prof, profile written there.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -138,8 +138,8 @@ const NODE_NAME = 'bench-node';
 /** The node in its own process, joined to `auth`; under V8's profiler when BENCH_CPU_PROF names a directory. */
 async function startNode(auth: Awaited<ReturnType<typeof startAuth>>): Promise<TestNode> {
   // The same startups limits as the reference sshd's (SSHD_EXTRA), so that neither turns a burst's connection away.
-  const env = PROF_DIR ? { ...process.env, NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${PROF_DIR}` } : undefined;
-  const node = await TestNode.create(auth, { token: NODE_TOKEN, caPin: await auth.caPin(), nodeName: NODE_NAME, sshExtra: STARTUPS, ...(env ? { env } : {}) });
+  const nodeArgs = PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`] : [];
+  const node = await TestNode.create(auth, { token: NODE_TOKEN, caPin: await auth.caPin(), nodeName: NODE_NAME, sshExtra: STARTUPS, nodeArgs });
   node.start();
   try {
     await node.ready();
