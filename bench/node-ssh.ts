@@ -126,6 +126,8 @@ async function main(): Promise<void> {
       await sshd.close();
     }
   } finally {
+    // A graceful stop first: V8 writes the profile at exit.
+    if (PROF_DIR) await node?.daemon?.stop('SIGTERM');
     await node?.cleanup();
     await cluster.cleanup();
     fs.rmSync(work, { recursive: true, force: true });
