@@ -472,6 +472,8 @@ export class NodeSession implements Joinable {
    * (spawnserver.ts: the fork and exec happen off this thread) and wires its pipes to the channel.
    */
   private runPipes(stream: ServerChannel, file: string, args: string[], command: string | undefined): void {
+    // What the client sends while the program starts waits in the channel (pipe() below resumes it).
+    stream.pause();
     spawnServer(this.conn.log).spawn({ file, args, cwd: this.cwd(), env: this.environment() }).then(
       (child) => this.wirePipes(stream, child, command),
       (err: Error) => {
