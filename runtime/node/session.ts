@@ -494,7 +494,10 @@ export class NodeSession implements Joinable {
   private wirePipes(stream: ServerChannel, child: SpawnedProgram, command: string | undefined): void {
     this.child = child;
     // The client left while the program was being started: it ends as it would have a moment later.
-    if (this.closed) return this.cleanup();
+    if (this.closed) {
+      child.discardPipes();
+      return this.cleanup();
+    }
     child.stdout.pipe(stream, { end: false });
     child.stderr.pipe(stream.stderr, { end: false });
     stream.pipe(child.stdin);
@@ -519,6 +522,7 @@ export class NodeSession implements Joinable {
     });
     child.on('lost', (err: Error) => {
       this.conn.log.warn('the session program was lost with its spawn server', { error: err });
+      child.discardPipes();
       if (command !== undefined) this.emitExec(command, 1);
       this.endChannel(stream, `session ended: ${err.message}`);
       this.cleanup();

@@ -78,6 +78,11 @@ export class SpawnedProgram extends EventEmitter {
     if (!this.done) this.signal(sig);
   }
 
+  /** Closes this end of the program's pipes: nothing more is read from or written to it. */
+  discardPipes(): void {
+    for (const s of [this.stdin, this.stdout, this.stderr]) s.destroy();
+  }
+
   /** @internal */
   exited(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.done) return;

@@ -112,6 +112,9 @@ process.on('message', (m: unknown) => {
   }
 });
 
+// A message that cannot be sent any more: the channel is closing, and 'disconnect' follows.
+process.on('error', () => undefined);
+
 process.on('disconnect', () => {
   for (const child of running.values()) child.kill('SIGHUP');
   process.exit(0);
