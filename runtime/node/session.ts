@@ -502,13 +502,13 @@ export class NodeSession implements Joinable {
     child.stderr.pipe(stream.stderr, { end: false });
     stream.pipe(child.stdin);
     child.stdin.on('error', () => undefined);
-    child.stdout.on('error', () => undefined);
-    child.stderr.on('error', () => undefined);
     let stdoutDone = false;
     let stderrDone = false;
+    let finished = false;
     let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
     const maybeFinish = () => {
-      if (!exit || !stdoutDone || !stderrDone) return;
+      if (finished || !exit || !stdoutDone || !stderrDone) return;
+      finished = true;
       const sig = signalName(exit.signal ?? undefined);
       if (command !== undefined) this.emitExec(command, exit.code ?? 0, sig);
       this.finish(stream, exit.code ?? 0, sig);
@@ -516,6 +516,9 @@ export class NodeSession implements Joinable {
     // A pipe that reached EOF before it arrived here has already emitted 'end'.
     whenEnded(child.stdout, () => ((stdoutDone = true), maybeFinish()));
     whenEnded(child.stderr, () => ((stderrDone = true), maybeFinish()));
+    // A pipe that fails ends as at EOF (no more output can come from it), not the node.
+    child.stdout.on('error', () => ((stdoutDone = true), maybeFinish()));
+    child.stderr.on('error', () => ((stderrDone = true), maybeFinish()));
     child.on('exit', (code: number | null, signal: NodeJS.Signals | null) => {
       exit = { code, signal };
       maybeFinish();
