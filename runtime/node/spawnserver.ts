@@ -142,7 +142,12 @@ export class SpawnServer {
 
   /** Starts `req.file` with `req.args`, `req.env` and `req.cwd` and three pipes; rejects with a SpawnError when it did not start. */
   spawn(req: SpawnRequest): Promise<SpawnedProgram> {
-    const worker = this.ensure();
+    let worker: ChildProcess;
+    try {
+      worker = this.ensure();
+    } catch (err) {
+      return Promise.reject(new SpawnError(`the node's spawn server cannot start: ${(err as Error).message}`, 'unavailable'));
+    }
     const id = this.nextId++;
     return new Promise<SpawnedProgram>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -169,7 +174,7 @@ export class SpawnServer {
     // No inherited environment or node flags: the worker needs none, and each program gets exactly its request's.
     const worker = fork(this.script, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: {}, execArgv: [], serialization: 'json' });
     this.worker = worker;
-    worker.on('message', (m: unknown, handle?: unknown) => this.onMessage(m, handle));
+    worker.on('message', (m: unknown, handle?: unknown) => this.onMessage(worker, m, handle));
     worker.on('error', (err) => this.log?.warn('spawn server error', { error: err }));
     worker.once('exit', (code, signal) => {
       if (this.worker === worker) this.worker = undefined;
@@ -183,7 +188,7 @@ export class SpawnServer {
     return worker;
   }
 
-  private onMessage(m: unknown, handle: unknown): void {
+  private onMessage(worker: ChildProcess, m: unknown, handle: unknown): void {
     if (typeof m !== 'object' || m === null) return;
     const msg = m as { t?: unknown; id?: unknown; fd?: unknown; pid?: unknown; code?: unknown; signal?: unknown; message?: unknown; sync?: unknown };
     const f = typeof msg.id === 'number' ? this.inFlight.get(msg.id) : undefined;
@@ -197,7 +202,7 @@ export class SpawnServer {
       f.pid = msg.pid as number;
       if (f.fds[0] && f.fds[1] && f.fds[2]) {
         clearTimeout(f.timer);
-        f.program = new SpawnedProgram(f.pid, f.fds[0], f.fds[1], f.fds[2], (sig) => this.worker?.connected && this.worker.send({ t: 'kill', id, signal: sig }));
+        f.program = new SpawnedProgram(f.pid, f.fds[0], f.fds[1], f.fds[2], (sig) => worker.connected && worker.send({ t: 'kill', id, signal: sig }));
         f.resolve(f.program);
       }
     } else if (msg.t === 'exit') {
