@@ -110,6 +110,38 @@ export function processTreeCpuMs(pid: number): number {
   return (ticks * 1000) / CLOCK_TICKS;
 }
 
+/** CPU time (ms) of one thread of `pid` (utime + stime of /proc/<pid>/task/<tid>/stat): the main thread's busy time when `tid` is `pid`. */
+export function threadCpuMs(pid: number, tid = pid): number {
+  const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
+}
+
+/**
+ * processTreeCpuMs of `pid` plus that of every live descendant (from /proc/<pid>/task/<tid>/children): a
+ * server whose sessions are forked by a long-lived helper (the node's spawn server reaps the session
+ * programs, so their time lands in the helper's cutime, not the server's). A process that vanishes while
+ * read counts as 0 here and in its parent's cutime once reaped.
+ */
+export function liveTreeCpuMs(pid: number): number {
+  let total = 0;
+  try {
+    total = processTreeCpuMs(pid);
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      let kids = '';
+      try {
+        kids = fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8');
+      } catch {
+        continue;
+      }
+      for (const kid of kids.split(' ').filter(Boolean)) total += liveTreeCpuMs(Number(kid));
+    }
+  } catch {
+    /* gone while read */
+  }
+  return total;
+}
+
 /** The kernel's USER_HZ: Linux reports /proc times in 1/100 s on every architecture Node runs on. */
 const CLOCK_TICKS = 100;
 

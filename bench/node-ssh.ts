@@ -5,24 +5,28 @@
  *   - session setup: `ssh host true`, median and p90 over N runs;
  *   - session setup under load: 200 × `ssh host true`, 20 at once, both pinned
  *     to curve25519-sha256, three rounds interleaved (the median round's time),
- *     with the server's CPU per session (its process and the children it reaped:
- *     sshd's forks, the node's session shells). Reports goal `node-setup`.
+ *     with the server's CPU per session (its process and its children, live or reaped:
+ *     sshd's forks, the node's spawn server and passwd helper, the session shells) and,
+ *     for the node, its main thread's busy time per session (the implied cap in new
+ *     sessions per second of one node thread). Reports goal `node-setup`.
+ * The node runs in its own `teleport start --roles=node` process that joined an auth server
+ * running in another (`--roles=auth`), as deployed: the node's figures hold none of auth's work.
  * Prints an aligned table with ratios (node / sshd; lower is better for times).
  *
  *   npx tsc -p . && node dist/bench/node-ssh.js [--mib 1024] [--runs 20] [--sessions 200] [--concurrency 20]
  *
  * BENCH_LOGIN picks the OS login at both ends (default the current user): its shell start-up files run in
  * every `ssh true` on both, so pick one with a stock ~/.bashrc and an unlocked account (sshd runs without PAM).
- * BENCH_CPU_PROF=<dir> runs the teleport process (auth + node) under V8's --cpu-prof, profile written there.
+ * BENCH_CPU_PROF=<dir> runs the node process under V8's --cpu-prof, profile written there.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createAuth, startCluster } from '../test/helpers/cluster';
+import { startAuth, TestNode } from '../test/helpers/cluster';
 import { SshUser } from '../test/helpers/openssh';
-import { freePort, tempDir } from '../test/helpers/proc';
+import { tempDir } from '../test/helpers/proc';
 import { LOGIN as CURRENT_USER, startSshd } from '../test/helpers/sshd';
-import { burst, processTreeCpuMs } from './common';
+import { burst, liveTreeCpuMs, processTreeCpuMs, threadCpuMs } from './common';
 import { reportGoal } from './goals';
 import { SSHD_EXTRA, STARTUPS } from './jump-rig';
 
@@ -70,8 +74,10 @@ const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math
 
 async function main(): Promise<void> {
   const work = tempDir('bench-node-');
-  const cluster = await startNode();
+  const cluster = await startAuth({ tokens: [`node:${NODE_TOKEN}`] });
+  let node: TestNode | undefined;
   try {
+    node = await startNode(cluster);
     await cluster.tctlOk('users', 'add', 'bench', LOGIN);
     const user = await SshUser.create(cluster, work, 'bench', LOGIN);
     const caLine = (await cluster.tctlOk('auth', 'export', '--type=user')).replace(/^cert-authority /, '');
@@ -79,8 +85,8 @@ async function main(): Promise<void> {
     await cluster.tctlOk('auth', 'sign', '--host', 'test-auth.example.com', '--format', 'openssh', '-o', hostKey);
     const sshd = await startSshd({ trustedUserCAKeys: caLine, hostKey, hostCert: hostKey + '-cert.pub', extraConfig: SSHD_EXTRA });
     try {
-      const targets = { node: cluster.nodePort!, sshd: sshd.port };
-      const argsFor = (port: number, cmd: string) => [...user.options('test-auth'), '-p', String(port), `${LOGIN}@127.0.0.1`, cmd];
+      const targets = { node: node.port, sshd: sshd.port };
+      const argsFor = (port: number, cmd: string) => [...user.options(port === node!.port ? NODE_NAME : 'test-auth'), '-p', String(port), `${LOGIN}@127.0.0.1`, cmd];
       const rows: string[][] = [];
       const results: Record<string, { mbps: number; p50: number; p90: number }> = {};
       for (const [name, port] of Object.entries(targets)) {
@@ -90,7 +96,7 @@ async function main(): Promise<void> {
         for (let i = 0; i < RUNS; i++) setups.push(await timeSsh(argsFor(port, 'true')));
         results[name] = { mbps: MIB / (ms / 1000), p50: quantile(setups, 0.5), p90: quantile(setups, 0.9) };
       }
-      const u = await setupUnderLoad(targets, (port) => [...SAME_KEX, ...argsFor(port, 'true')], { node: cluster.daemon!.child.pid!, sshd: sshd.daemon.child.pid! });
+      const u = await setupUnderLoad(targets, (port) => [...SAME_KEX, ...argsFor(port, 'true')], { node: node.daemon!.child.pid!, sshd: sshd.daemon.child.pid! });
       const n = results.node;
       const s = results.sshd;
       rows.push([`throughput, ${MIB} MiB stream (MiB/s)`, n.mbps.toFixed(1), s.mbps.toFixed(1), (n.mbps / s.mbps).toFixed(2)]);
@@ -100,6 +106,8 @@ async function main(): Promise<void> {
       rows.push([`session setup p90 (ms, ${RUNS} runs)`, n.p90.toFixed(1), s.p90.toFixed(1), (n.p90 / s.p90).toFixed(2)]);
       rows.push([`${BURST} × ssh true, ${CONCURRENCY} at once, curve25519 (s)`, (u.node.ms / 1000).toFixed(2), (u.sshd.ms / 1000).toFixed(2), (u.node.ms / u.sshd.ms).toFixed(2)]);
       rows.push([`  server CPU per session (ms)`, u.node.cpuMs.toFixed(1), u.sshd.cpuMs.toFixed(1), (u.node.cpuMs / u.sshd.cpuMs).toFixed(2)]);
+      rows.push([`  node main thread per session (ms)`, u.node.threadMs!.toFixed(1), '', '']);
+      rows.push([`  implied new sessions/s of one node thread`, (1000 / u.node.threadMs!).toFixed(0), '', '']);
       const head = ['measure', 'teleport node', 'OpenSSH sshd', 'ratio node/sshd'];
       const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
       const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('   ');
@@ -112,32 +120,36 @@ async function main(): Promise<void> {
         anchor: `sshd ${(u.sshd.ms / 1000).toFixed(2)} s`,
         ratio: u.node.ms / u.sshd.ms,
         met: u.node.ms <= u.sshd.ms,
-        note: `server CPU per session ${u.node.cpuMs.toFixed(1)} vs ${u.sshd.cpuMs.toFixed(1)} ms`,
+        note: `server CPU per session ${u.node.cpuMs.toFixed(1)} vs ${u.sshd.cpuMs.toFixed(1)} ms; node main thread ${u.node.threadMs!.toFixed(1)} ms per session (≈ ${(1000 / u.node.threadMs!).toFixed(0)} sessions/s)`,
       });
     } finally {
       await sshd.close();
     }
   } finally {
+    // A graceful stop first: V8 writes the profile at exit.
+    if (PROF_DIR) await node?.daemon?.stop('SIGTERM');
+    await node?.cleanup();
     await cluster.cleanup();
     fs.rmSync(work, { recursive: true, force: true });
   }
 }
 
-/** The cluster (auth + node in one process), under V8's profiler when BENCH_CPU_PROF names a directory. */
-async function startNode() {
+const NODE_TOKEN = 'bench-node-token';
+const NODE_NAME = 'bench-node';
+
+/** The node in its own process, joined to `auth`; under V8's profiler when BENCH_CPU_PROF names a directory. */
+async function startNode(auth: Awaited<ReturnType<typeof startAuth>>): Promise<TestNode> {
   // The same startups limits as the reference sshd's (SSHD_EXTRA), so that neither turns a burst's connection away.
-  const opts = { sshExtra: STARTUPS };
-  if (!PROF_DIR) return startCluster(opts);
-  const cluster = await createAuth({ ...opts, nodePort: await freePort() });
-  cluster.nodeArgs = ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`];
-  cluster.start();
+  const nodeArgs = PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`] : [];
+  const node = await TestNode.create(auth, { token: NODE_TOKEN, caPin: await auth.caPin(), nodeName: NODE_NAME, sshExtra: STARTUPS, nodeArgs });
+  node.start();
   try {
-    await cluster.ready();
+    await node.ready();
   } catch (err) {
-    await cluster.cleanup();
+    await node.cleanup();
     throw err;
   }
-  return cluster;
+  return node;
 }
 
 /**
@@ -149,19 +161,24 @@ async function setupUnderLoad(
   targets: Record<'node' | 'sshd', number>,
   args: (port: number) => string[],
   pids: Record<'node' | 'sshd', number>,
-): Promise<Record<'node' | 'sshd', { ms: number; cpuMs: number }>> {
+): Promise<Record<'node' | 'sshd', { ms: number; cpuMs: number; threadMs?: number }>> {
   const walls: Record<'node' | 'sshd', number[]> = { node: [], sshd: [] };
   const cpu = { node: 0, sshd: 0 };
+  let nodeThread = 0;
+  // sshd's per-connection processes and shells are reaped by the listener; the node's session programs by its spawn server, a live child.
+  const treeCpu = { node: liveTreeCpuMs, sshd: processTreeCpuMs };
   for (let round = 0; round < BURST_ROUNDS; round++) {
     for (const name of ['node', 'sshd'] as const) {
-      const cpu0 = processTreeCpuMs(pids[name]);
+      const cpu0 = treeCpu[name](pids[name]);
+      const thread0 = name === 'node' ? threadCpuMs(pids.node) : 0;
       walls[name].push(await burst(BURST, CONCURRENCY, () => timeSsh(args(targets[name]))));
-      cpu[name] += processTreeCpuMs(pids[name]) - cpu0;
+      cpu[name] += treeCpu[name](pids[name]) - cpu0;
+      if (name === 'node') nodeThread += threadCpuMs(pids.node) - thread0;
     }
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const per = (name: 'node' | 'sshd') => ({ ms: median(walls[name]), cpuMs: cpu[name] / (BURST * BURST_ROUNDS) });
-  return { node: per('node'), sshd: per('sshd') };
+  return { node: { ...per('node'), threadMs: nodeThread / (BURST * BURST_ROUNDS) }, sshd: per('sshd') };
 }
 
 main().catch((err) => {

@@ -30,6 +30,7 @@ import { nodeIdentityFile, nodeJoined, type ReadinessCheck } from '../instance/r
 import { DynamicLabels } from './labels';
 import { PamSettings } from './pam';
 import { NodeServer } from './server';
+import { spawnServer } from './spawnserver';
 import { AgentPool } from './agentpool';
 import { authPipe, type ProxyRoute } from './viaproxy';
 import { fetchHostCAKeys } from '../auth/hostcas';
@@ -122,6 +123,9 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
       return { ...config.ssh.labels, ...Object.fromEntries(Object.entries(dyn).map(([k, v]) => [k, v.result])) };
     };
 
+    // Started now, not by the first session: non-PTY session programs are spawned there, off this thread.
+    // It lives as long as this process (a drain after USR2 keeps it for the sessions still running here).
+    void spawnServer(log.child('spawn')).pid;
     server = new NodeServer({
       listen: config.ssh.listenAddr,
       hostKey: presented.sshKey,

@@ -8,7 +8,6 @@
  * types into the same terminal; the session is recorded once; joins and
  * leaves are audited (`session.join` / `session.leave`).
  */
-import { ChildProcess, type ChildProcessWithoutNullStreams, spawn as spawnChild } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as pty from 'node-pty';
@@ -23,6 +22,7 @@ import { AuditGate, AuditUnavailableError } from './auditgate';
 import { asUser, OsUser, shellArgs } from './osuser';
 import { PamSettings } from './pam';
 import { ActiveSession, Joinable, JoiningParty, SessionDirectory } from './shared';
+import { SpawnedProgram, SpawnError, spawnServer } from './spawnserver';
 
 /** What a session needs from its connection. */
 export interface ConnectionInfo {
@@ -100,6 +100,12 @@ function signalName(sig: NodeJS.Signals | number | undefined): string | undefine
   return sig.replace(/^SIG/, '');
 }
 
+/** Calls `cb` once `stream` has ended, also when it ended before this call. */
+function whenEnded(stream: NodeJS.ReadableStream & { readableEnded: boolean }, cb: () => void): void {
+  if (stream.readableEnded) queueMicrotask(cb);
+  else stream.once('end', cb);
+}
+
 /** Someone in an interactive session: its owner or a party that joined. */
 interface Party {
   id: string;
@@ -120,7 +126,7 @@ export class NodeSession implements Joinable {
   private ptyInfo?: PtyInfo;
   private readonly env: Record<string, string> = {};
   private term?: pty.IPty;
-  private child?: ChildProcess;
+  private child?: SpawnedProgram;
   private agent?: AgentForwarder;
   private recording?: SessionRecording;
   private started = false;
@@ -461,40 +467,68 @@ export class NodeSession implements Joinable {
     });
   }
 
+  /**
+   * Runs a non-PTY program (exec, a shell without a pty, sftp) through the node's spawn server
+   * (spawnserver.ts: the fork and exec happen off this thread) and wires its pipes to the channel.
+   */
   private runPipes(stream: ServerChannel, file: string, args: string[], command: string | undefined): void {
-    let child: ChildProcessWithoutNullStreams;
-    try {
-      child = spawnChild(file, args, { cwd: this.cwd(), env: this.environment(), stdio: ['pipe', 'pipe', 'pipe'] });
-    } catch (err) {
-      // e.g. an environment value with a NUL byte: this channel ends, not the node.
-      this.conn.log.warn('cannot start a program', { error: err });
-      return this.endChannel(stream, `failed to start a session: ${(err as Error).message}`);
-    }
+    // What the client sends while the program starts waits in the channel (pipe() below resumes it).
+    stream.pause();
+    spawnServer(this.conn.log).spawn({ file, args, cwd: this.cwd(), env: this.environment() }).then(
+      (child) => this.wirePipes(stream, child, command),
+      (err: Error) => {
+        if (err instanceof SpawnError && err.reason === 'start') {
+          // The exec failed (as child_process's 'error' event said before): exit status 127, as a shell says.
+          this.conn.log.warn('cannot start the command', { error: err });
+          if (command !== undefined) this.emitExec(command, 127);
+          if (!this.closed) this.finish(stream, 127);
+          return;
+        }
+        // e.g. an environment value with a NUL byte, or no spawn server: this channel ends, not the node.
+        this.conn.log.warn('cannot start a program', { error: err });
+        this.endChannel(stream, `failed to start a session: ${err.message}`);
+      },
+    );
+  }
+
+  private wirePipes(stream: ServerChannel, child: SpawnedProgram, command: string | undefined): void {
     this.child = child;
+    // The client left while the program was being started: it ends as it would have a moment later.
+    if (this.closed) {
+      child.discardPipes();
+      return this.cleanup();
+    }
     child.stdout.pipe(stream, { end: false });
     child.stderr.pipe(stream.stderr, { end: false });
     stream.pipe(child.stdin);
     child.stdin.on('error', () => undefined);
     let stdoutDone = false;
     let stderrDone = false;
+    let finished = false;
     let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
     const maybeFinish = () => {
-      if (!exit || !stdoutDone || !stderrDone) return;
+      if (finished || !exit || !stdoutDone || !stderrDone) return;
+      finished = true;
       const sig = signalName(exit.signal ?? undefined);
       if (command !== undefined) this.emitExec(command, exit.code ?? 0, sig);
       this.finish(stream, exit.code ?? 0, sig);
     };
-    child.stdout.on('end', () => ((stdoutDone = true), maybeFinish()));
-    child.stderr.on('end', () => ((stderrDone = true), maybeFinish()));
-    child.on('error', (err) => {
-      this.conn.log.warn('cannot start the command', { error: err });
-      exit = { code: 127, signal: null };
-      stdoutDone = stderrDone = true;
-      maybeFinish();
-    });
-    child.on('exit', (code, signal) => {
+    // A pipe that reached EOF before it arrived here has already emitted 'end'.
+    whenEnded(child.stdout, () => ((stdoutDone = true), maybeFinish()));
+    whenEnded(child.stderr, () => ((stderrDone = true), maybeFinish()));
+    // A pipe that fails ends as at EOF (no more output can come from it), not the node.
+    child.stdout.on('error', () => ((stdoutDone = true), maybeFinish()));
+    child.stderr.on('error', () => ((stderrDone = true), maybeFinish()));
+    child.on('exit', (code: number | null, signal: NodeJS.Signals | null) => {
       exit = { code, signal };
       maybeFinish();
+    });
+    child.on('lost', (err: Error) => {
+      this.conn.log.warn('the session program was lost with its spawn server', { error: err });
+      child.discardPipes();
+      if (command !== undefined) this.emitExec(command, 1);
+      this.endChannel(stream, `session ended: ${err.message}`);
+      this.cleanup();
     });
   }
 
@@ -556,7 +590,7 @@ export class NodeSession implements Joinable {
         /* already gone */
       }
     }
-    if (this.child && this.child.exitCode === null) this.child.kill('SIGHUP');
+    if (this.child && !this.child.done) this.child.kill('SIGHUP');
     this.agent?.close();
     this.agent = undefined;
   }

@@ -259,6 +259,8 @@ export interface TestNodeOptions {
   authServer?: string;
   /** A command that runs the node (e.g. `ip netns exec <ns>`, test/helpers/netns.ts). */
   launcher?: string[];
+  /** `node` flags before the CLI (e.g. V8's `--cpu-prof`). */
+  nodeArgs?: string[];
 }
 
 /** A node in its own process and data dir that joins `auth` with a token. */
@@ -284,7 +286,7 @@ export class TestNode {
     const configPath = path.join(dir, 'teleport.yaml');
     const ssh = [`  listen_addr: 127.0.0.1:${port}`, ...(o.sshExtra ?? []).map((l) => `  ${l}`)];
     fs.writeFileSync(configPath, `ssh_service:\n${ssh.join('\n')}\nproxy_service:\n  enabled: no\nauth_service:\n  enabled: no\n`);
-    return new TestNode(dir, port, [...args, '-c', configPath], o.env, o.launcher);
+    return new TestNode(dir, port, [...(o.nodeArgs ?? []), ...args, '-c', configPath], o.env, o.launcher);
   }
 
   get dataDir(): string {
