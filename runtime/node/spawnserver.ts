@@ -25,6 +25,7 @@ import * as fs from 'node:fs';
 import { Socket } from 'node:net';
 import * as path from 'node:path';
 import type { Logger } from '../utils/logger';
+import { packageRoot } from './native';
 
 /** Exactly what the session would pass to `child_process.spawn`. */
 export interface SpawnRequest {
@@ -118,10 +119,7 @@ interface InFlight {
 /** The compiled worker: next to this file in dist/, or dist/'s copy when this file runs from the sources (ts-jest). */
 function workerPath(): string {
   const here = path.join(__dirname, 'spawnworker.js');
-  if (fs.existsSync(here)) return here;
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return path.join(dir, 'dist', 'runtime', 'node', 'spawnworker.js');
+  return fs.existsSync(here) ? here : path.join(packageRoot(), 'dist', 'runtime', 'node', 'spawnworker.js');
 }
 
 export class SpawnServer {
