@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AssetHashType, DockerImage, ILocalBundling } from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { buildSync } from 'esbuild';
+import { BuildOptions, BuildResult, buildSync, stop as stopEsbuild } from 'esbuild';
 
 /** How the handlers are bundled: the `NodejsFunction` bundling props this project uses. */
 export interface HandlerBundleOptions {
@@ -103,15 +103,14 @@ export class HandlerBundles {
   }
 
   private bundleAll(parent: string): Build {
-    const ext = this.options.format === 'esm' ? 'mjs' : 'js';
     // One output directory per entry, named apart from anything the CDK writes (`asset.*`, `bundling-temp-*`),
     // one level below the assembly directory like the CDK's own bundling directories. Nothing is written there.
     const dirOf = (i: number) => path.join(parent, `handler-bundle-${i}`);
-    const result = buildSync({
+    const options = {
       absWorkingDir: this.projectRoot,
       entryPoints: this.entries.map((e, i) => ({ in: e, out: path.join(`handler-bundle-${i}`, 'index') })),
       outdir: parent,
-      outExtension: { '.js': `.${ext}` },
+      outExtension: { '.js': this.options.format === 'esm' ? '.mjs' : '.js' },
       bundle: true,
       platform: 'node',
       target: this.options.target,
@@ -121,15 +120,20 @@ export class HandlerBundles {
       external: [...this.options.externalModules],
       write: false,
       logLevel: 'warning',
-    });
+    } satisfies BuildOptions;
+    let result: BuildResult<typeof options>;
+    try {
+      result = buildSync(options);
+    } finally {
+      // The synchronous API runs esbuild's service from a worker thread: end both now, not at exit.
+      void stopEsbuild();
+    }
     this.runs++;
     const files = new Map<string, Array<{ name: string; contents: Uint8Array }>>();
     this.entries.forEach((e, i) => {
       const dir = dirOf(i);
-      files.set(
-        e,
-        result.outputFiles.filter((f) => path.dirname(f.path) === dir).map((f) => ({ name: path.basename(f.path), contents: f.contents })),
-      );
+      const out = result.outputFiles.filter((f) => path.dirname(f.path) === dir);
+      files.set(e, out.map((f) => ({ name: path.basename(f.path), contents: f.contents })));
     });
     return { parent, files };
   }
