@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AssetHashType, DockerImage, ILocalBundling } from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { BuildOptions, BuildResult, buildSync, stop as stopEsbuild } from 'esbuild';
+import type { BuildOptions, BuildResult } from 'esbuild';
 
 /** How the handlers are bundled: the `NodejsFunction` bundling props this project uses. */
 export interface HandlerBundleOptions {
@@ -121,13 +121,7 @@ export class HandlerBundles {
       write: false,
       logLevel: 'warning',
     } satisfies BuildOptions;
-    let result: BuildResult<typeof options>;
-    try {
-      result = buildSync(options);
-    } finally {
-      // The synchronous API runs esbuild's service from a worker thread: end both now, not at exit.
-      void stopEsbuild();
-    }
+    const result: BuildResult<typeof options> = esbuildSync().buildSync(options);
     this.runs++;
     const files = new Map<string, Array<{ name: string; contents: Uint8Array }>>();
     this.entries.forEach((e, i) => {
@@ -137,4 +131,15 @@ export class HandlerBundles {
     });
     return { parent, files };
   }
+}
+
+/**
+ * esbuild's JS API for one synchronous run. By default its synchronous calls go to a service process that a
+ * worker thread keeps, which outlives the call and is left to exit after the synth has; with worker threads
+ * off (`ESBUILD_WORKER_THREADS=0`, read when esbuild is first loaded) `buildSync` runs one esbuild process
+ * and has waited for it when it returns. Loaded on first use: a synth that bundles nothing never loads it.
+ */
+function esbuildSync(): typeof import('esbuild') {
+  process.env.ESBUILD_WORKER_THREADS ??= '0';
+  return require('esbuild') as typeof import('esbuild');
 }
