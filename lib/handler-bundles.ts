@@ -4,7 +4,7 @@
  * `NodejsFunction` bundles each function on its own: an `npx --no-install esbuild` process per function
  * (npm's start-up alone costs about 0.3 s of CPU each), every one parsing the same shared sources again.
  * This bundles all the handlers of a construct together, the first time the CDK asks for any of them,
- * with esbuild's JS API in the synth process (one esbuild service process, `buildSync`), and hands each
+ * with esbuild's JS API from the synth process (`buildSync`: one esbuild process), and hands each
  * function its own files when the CDK stages its asset. The esbuild options are the ones `NodejsFunction`
  * passes on its command line for the same bundling props, and each handler's `index.js` and
  * `index.js.map` are written to a directory at the same depth of the cloud assembly as the CDK's own
