@@ -12,8 +12,9 @@
  * - The lifecycle handler receives the tiers' TERMINATING lifecycle hooks through EventBridge,
  *   removes the instance's presence records and completes the action.
  *
- * The handlers are bundled from their TypeScript sources by the local esbuild (no docker). lib/
- * imports only runtime/contract, so they are referenced by path, never imported.
+ * The handlers are bundled from their TypeScript sources by the local esbuild (no docker), all three in
+ * one esbuild run (lib/handler-bundles.ts). lib/ imports only runtime/contract, so they are referenced by
+ * path, never imported.
  */
 import * as path from 'node:path';
 import { ArnFormat, CfnElement, CustomResource, Duration, Stack, Validations } from 'aws-cdk-lib';
@@ -31,11 +32,29 @@ import { Construct } from 'constructs';
 import { ConfVars, JOIN_ROLES, JOIN_TOKEN_TTL_MS, SsmPaths, TOKEN_ROTATION_PERIOD_MS } from '../runtime/contract/aws';
 import { stateFullPath } from '../runtime/contract/dynamodb';
 import { Keys } from '../runtime/contract/keys';
+import { HandlerBundleOptions, HandlerBundles } from './handler-bundles';
 import { nagArn, ssmParameterArn, STREAM_READ_ACTIONS } from './iam';
 import { checkClusterName, checkInt } from './validation';
 
 /** The handlers' TypeScript sources, which esbuild bundles: found from lib/ and from its compiled copy in dist/lib/. */
 const HANDLERS_DIR = path.join(__dirname, path.basename(path.dirname(__dirname)) === 'dist' ? '../..' : '..', 'runtime', 'controlplane');
+
+/** The project root: esbuild's working directory and the handlers' asset source (as `NodejsFunction`'s `projectRoot`). */
+const PROJECT_ROOT = path.join(HANDLERS_DIR, '..', '..');
+const ROTATOR_ENTRY = path.join(HANDLERS_DIR, 'token-rotator.ts');
+const PIN_PUBLISHER_ENTRY = path.join(HANDLERS_DIR, 'ca-pin.ts');
+const LIFECYCLE_ENTRY = path.join(HANDLERS_DIR, 'lifecycle.ts');
+
+/** How the handlers are bundled (what `NodejsFunction`'s `bundling` props would say). */
+export const HANDLER_BUNDLING: HandlerBundleOptions = {
+  minify: true,
+  sourceMap: true,
+  target: 'node24',
+  format: 'cjs',
+  // The Lambda runtime provides the AWS SDK v3. ssh2's optional native bindings (it falls back to
+  // node:crypto when they fail to load) stay out of the bundle.
+  externalModules: ['@aws-sdk/*', '*.node'],
+};
 
 /** DynamoDB actions of both handlers: the state table opened with `background: false` (no stream, no sweep). */
 export const CONTROL_PLANE_TABLE_ACTIONS = [
@@ -163,6 +182,8 @@ export class ControlPlane extends Construct {
   /** Runs the rotator on each Create/Update of the stack. */
   public readonly initialRotation: CustomResource;
   public readonly lifecycleHooks: autoscaling.LifecycleHook[];
+  /** The three handlers' bundles (one esbuild run). */
+  public readonly bundles: HandlerBundles;
 
   constructor(scope: Construct, id: string, props: ControlPlaneProps) {
     validateControlPlaneProps(props);
@@ -170,6 +191,8 @@ export class ControlPlane extends Construct {
     const stack = Stack.of(this);
     const { clusterName } = props;
     const logRetention = props.logRetention ?? logs.RetentionDays.ONE_YEAR;
+    // Every handler is declared here, before the first function asks for its asset: one esbuild run bundles all three.
+    this.bundles = new HandlerBundles(PROJECT_ROOT, [ROTATOR_ENTRY, PIN_PUBLISHER_ENTRY, LIFECYCLE_ENTRY], HANDLER_BUNDLING);
     const environment: Record<string, string> = {
       [ConfVars.clusterName]: clusterName,
       [ConfVars.stateTable]: props.stateTable.tableName,
@@ -191,7 +214,7 @@ export class ControlPlane extends Construct {
     // Token rotator.
     const rotatorLogs = this.logGroup('RotatorLogs', logRetention);
     this.rotator = this.handlerFunction('Rotator', {
-      entry: path.join(HANDLERS_DIR, 'token-rotator.ts'),
+      entry: ROTATOR_ENTRY,
       description: `Teleport ${clusterName}: mints join tokens and publishes them and the CA pin to SSM`,
       logGroup: rotatorLogs,
       environment: { ...environment, ...(props.ssmKey ? { [ConfVars.ssmKeyArn]: props.ssmKey.keyArn } : {}) },
@@ -251,7 +274,7 @@ export class ControlPlane extends Construct {
     // CA pin publisher: the state table's stream, only writes of the host CA.
     const streamArn = props.stateTable.tableStreamArn!;
     this.pinPublisher = this.handlerFunction('PinPublisher', {
-      entry: path.join(HANDLERS_DIR, 'ca-pin.ts'),
+      entry: PIN_PUBLISHER_ENTRY,
       description: `Teleport ${clusterName}: publishes the CA pin to SSM when the host CA is created or rotated`,
       logGroup: this.logGroup('PinPublisherLogs', logRetention),
       environment: { [ConfVars.clusterName]: clusterName },
@@ -292,7 +315,7 @@ export class ControlPlane extends Construct {
       }),
     );
     this.lifecycle = this.handlerFunction('Lifecycle', {
-      entry: path.join(HANDLERS_DIR, 'lifecycle.ts'),
+      entry: LIFECYCLE_ENTRY,
       description: `Teleport ${clusterName}: removes a terminating instance's presence and completes its lifecycle action`,
       logGroup: lifecycleLogs,
       environment,
@@ -357,8 +380,9 @@ export class ControlPlane extends Construct {
       },
     });
     return new nodejs.NodejsFunction(this, id, {
-      entry: opts.entry,
-      handler: 'handler',
+      // The bundle from the shared esbuild run, in place of NodejsFunction's own per-function bundling.
+      code: this.bundles.code(opts.entry),
+      handler: 'index.handler',
       description: opts.description.slice(0, 256),
       runtime: lambda.Runtime.NODEJS_24_X,
       architecture: lambda.Architecture.ARM_64,
@@ -368,16 +392,6 @@ export class ControlPlane extends Construct {
       logGroup: opts.logGroup,
       loggingFormat: lambda.LoggingFormat.TEXT,
       environment: { ...opts.environment, NODE_OPTIONS: '--enable-source-maps' },
-      bundling: {
-        forceDockerBundling: false,
-        minify: true,
-        sourceMap: true,
-        target: 'node24',
-        format: nodejs.OutputFormat.CJS,
-        // The Lambda runtime provides the AWS SDK v3. ssh2's optional native bindings (it falls back to
-        // node:crypto when they fail to load) stay out of the bundle.
-        externalModules: ['@aws-sdk/*', '*.node'],
-      },
     });
   }
 }

@@ -83,6 +83,36 @@ describe('`cdk synth` of the app as a process', () => {
     expect(fs.existsSync(path.join(dir, 'Teleport-synthkube.template.json'))).toBe(false);
   }, 120_000);
 
+  test("cdk.json's Node.js flags keep aws-cdk-lib's template validation: a resource its schema refuses is reported", async () => {
+    // GIVEN the Node.js flags cdk.json starts the app with
+    const [node, ...rest] = String(JSON.parse(fs.readFileSync(path.join(ROOT, 'cdk.json'), 'utf8')).app).split(/\s+/);
+    expect(node).toBe('node');
+    const flags = rest.filter((a) => a.startsWith('--'));
+    expect(rest.filter((a) => !a.startsWith('--'))).toEqual(['scripts/cdk-app.js']);
+    // AND an app with a bucket that has a property CloudFormation's schema does not have
+    const dir = path.join(out, 'validation');
+    fs.mkdirSync(dir);
+    const app = path.join(dir, 'app.js');
+    fs.writeFileSync(
+      app,
+      [
+        `const { App, Stack, CfnResource } = require(${JSON.stringify(path.join(ROOT, 'node_modules', 'aws-cdk-lib'))});`,
+        `const app = new App({ outdir: ${JSON.stringify(path.join(dir, 'cdk.out'))} });`,
+        "new CfnResource(new Stack(app, 'Checked'), 'Bucket', { type: 'AWS::S3::Bucket', properties: { NoSuchProperty: 1 } });",
+        'app.synth();',
+      ].join('\n'),
+    );
+    // WHEN it is synthesised under those flags
+    const r = await run(process.execPath, [...flags, app], { cwd: ROOT, env });
+    // THEN the validation ran and reported the property, on the construct
+    expect({ code: r.code, stderr: r.code === 0 ? '' : r.stderr }).toEqual({ code: 0, stderr: '' });
+    const report = JSON.parse(fs.readFileSync(path.join(dir, 'cdk.out', 'validation-report.json'), 'utf8'));
+    const plugin = report.pluginReports.find((p: { pluginName: string }) => p.pluginName === 'CloudFormation Validate');
+    expect(plugin.violations.map((v: any) => [v.ruleName, v.violatingConstructs[0].constructPath, v.description])).toEqual([
+      ['F3002', 'Checked/Bucket', "NoSuchProperty: Additional properties are not allowed ('NoSuchProperty' was unexpected)"],
+    ]);
+  }, 120_000);
+
   test('synthesises the starter (-c stack=starter) into an existing VPC with no credentials, exit 0', async () => {
     // GIVEN no credentials (env) WHEN the CLI synthesises the starter into a VPC given by ids
     const dir = path.join(out, 'cdk.out-starter');
@@ -115,5 +145,11 @@ describe('`cdk synth` of the app as a process', () => {
     const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
     expect(manifest.missing).toBeUndefined();
     expect(Object.keys(manifest.artifacts)).not.toContain('Teleport-synthstarter');
+    // AND aws-cdk-lib's template validation ran in the synth (cdk.json's app flags): it found the zones given by
+    // context (W3010), which the stack acknowledges, and nothing else
+    const report = JSON.parse(fs.readFileSync(path.join(dir, 'validation-report.json'), 'utf8'));
+    const validate = report.pluginReports.find((p: { pluginName: string }) => p.pluginName === 'CloudFormation Validate');
+    expect(validate.violations).toEqual([]);
+    expect(validate.suppressedViolations.map((v: { ruleName: string }) => v.ruleName)).toEqual(['W3010']);
   }, 120_000);
 });
