@@ -7,7 +7,7 @@
  * first, and logs in with the new one only.
  */
 import { Browser, BrowserContext, Page } from 'playwright-core';
-import { goto, launchChromium, newContext } from '../helpers/browser';
+import { goto, launchChromium, newContext, openUserMenu } from '../helpers/browser';
 import { startAuth, TestAuth } from '../helpers/cluster';
 import { LOGIN } from '../helpers/sshd';
 import { TshUser } from '../helpers/users';
@@ -88,7 +88,7 @@ describe('account page', () => {
 
     // WHEN she logs out and in again with the old password THEN refused; with the new one THEN in
     await goto(page, `${c.webUrl()}/web`);
-    await page.click('#user-menu-button');
+    await openUserMenu(page);
     await page.click('#logout');
     await page.waitForURL(`${c.webUrl()}/web/login`);
     await logIn(page, alice.password, '000000');
@@ -111,7 +111,7 @@ describe('account page', () => {
     await page.keyboard.press('Escape');
     expect(await page.isVisible('#user-menu')).toBe(false);
     // WHEN he picks the account settings in it THEN the account page lists his sign-up device
-    await page.click('#user-menu-button');
+    await openUserMenu(page);
     await page.click('#menu-account');
     await page.waitForURL(`${c.webUrl()}/web/account`);
     await page.locator('#devices tr', { hasText: 'otp' }).waitFor();
@@ -150,7 +150,7 @@ describe('account page', () => {
     await page.locator('#error', { hasText: 'this is your only second-factor device' }).waitFor();
 
     // WHEN he logs out and in with a code of the removed device THEN refused; of the new one THEN in
-    await page.click('#user-menu-button');
+    await openUserMenu(page);
     await page.click('#logout');
     await page.waitForURL(`${c.webUrl()}/web/login`);
     await logIn(page, bob.password, await bob.freshCode(), 'bob');

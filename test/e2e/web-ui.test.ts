@@ -19,7 +19,7 @@ import { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { Browser, Page } from 'playwright-core';
 import { totp } from '../../runtime/auth/totp';
-import { cspViolations, goto, launchChromium, newContext, recordCspViolations } from '../helpers/browser';
+import { cspViolations, goto, launchChromium, newContext, openUserMenu, recordCspViolations } from '../helpers/browser';
 import { startCluster, TestAuth, TestNode } from '../helpers/cluster';
 import { tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
@@ -200,7 +200,7 @@ describe('proxy web UI in headless Chromium', () => {
     ]);
 
     // WHEN the user logs out (from the user menu) THEN they are back on the login page and the token no longer lists nodes
-    await page.click('#user-menu-button');
+    await openUserMenu(page);
     await page.click('#logout');
     await page.waitForURL(`${base}/web/login`);
     expect(await storedToken(page)).toBeNull();

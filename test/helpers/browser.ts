@@ -57,3 +57,13 @@ export const cspViolations = (page: Page) => page.evaluate<string[]>('window.csp
 /** The text on an xterm.js screen (a terminal or the player), one line per row, trailing blanks trimmed. */
 export const terminalScreen = async (page: Page) =>
   (await page.locator('.xterm-rows > div').allTextContents()).map((l) => l.replace(/\u00a0/g, ' ').trimEnd()).join('\n');
+
+/**
+ * Opens the user menu of a logged-in page once its header is set up (the page's script fills in
+ * `#whoami` when it wires the menu: a click before that does nothing), and waits until it shows.
+ */
+export async function openUserMenu(page: Page): Promise<void> {
+  await page.locator('#whoami', { hasText: /\S/ }).waitFor();
+  await page.click('#user-menu-button');
+  await page.locator('#user-menu').waitFor({ state: 'visible' });
+}
