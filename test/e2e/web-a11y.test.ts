@@ -14,7 +14,7 @@
  */
 import { Browser, BrowserContext, Page } from 'playwright-core';
 import { AxeViolation, axeViolations, failing, formatViolations } from '../helpers/axe';
-import { goto, launchChromium, newContext } from '../helpers/browser';
+import { goto, launchChromium, newContext, openUserMenu } from '../helpers/browser';
 import { startCluster, TestAuth } from '../helpers/cluster';
 import { waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
@@ -146,7 +146,7 @@ const PAGES: { name: string; open: (f: Fixture) => Promise<Page> }[] = [
     name: 'nodes (user menu open)',
     open: async (f) => {
       const page = await f.visit(await f.alice(), `/web/cluster/${SITE}/nodes`, '#nodes tbody tr');
-      await page.click('#user-menu-button');
+      await openUserMenu(page);
       await page.locator('#roles', { hasText: /\w/ }).waitFor();
       return page;
     },
