@@ -13,6 +13,23 @@ import { LOGIN } from '../helpers/sshd';
 
 const NODE = 'test-auth';
 
+/**
+ * A server that answers only after the request is complete (its peer has
+ * half-closed), like a request/response protocol: it sends back what it read,
+ * reversed, then ends.
+ */
+function answerAfterEof(): Promise<{ port: number; close(): void }> {
+  return new Promise((resolve) => {
+    const srv = net.createServer({ allowHalfOpen: true }, (s) => {
+      let got = '';
+      s.on('data', (d) => (got += d));
+      s.on('end', () => s.end([...got].reverse().join('')));
+      s.on('error', () => s.destroy());
+    });
+    srv.listen(0, '127.0.0.1', () => resolve({ port: (srv.address() as net.AddressInfo).port, close: () => srv.close() }));
+  });
+}
+
 function echoServer(): Promise<{ port: number; close(): void }> {
   return new Promise((resolve) => {
     const srv = net.createServer((s) => s.pipe(s));
@@ -100,6 +117,24 @@ describe('node service with OpenSSH', () => {
     }
     const ports = await cluster.events(['port']);
     expect(ports.filter((e) => e.success === true).length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('GIVEN -R and -L forwarding to a server that answers after the request is half-closed THEN the answer comes back', async () => {
+    // GIVEN a local server that replies only once its peer has sent EOF, reached through both -R and -L
+    const answer = await answerAfterEof();
+    const local = await freePort();
+    const fwd = Daemon.spawn('ssh', [...alice.options(NODE), '-p', String(cluster.nodePort), '-N', '-o', 'ExitOnForwardFailure=yes', '-L', `${local}:127.0.0.1:${answer.port}`, '-R', `0:127.0.0.1:${answer.port}`, '-v', `${LOGIN}@127.0.0.1`]);
+    try {
+      await fwd.waitForOutput(/Allocated port (\d+) for remote forward/);
+      const remotePort = Number(/Allocated port (\d+) for remote forward/.exec(fwd.stderr)![1]);
+      // WHEN a client sends its request and half-closes at once, before the forwarded channel is open
+      // THEN the node forwards the EOF but keeps the channel open for the answer, which comes back whole
+      expect(await echoThrough(remotePort, 'request-R')).toBe('R-tseuqer');
+      expect(await waitFor('the -L forward', () => echoThrough(local, 'request-L').then((o) => o === 'L-tseuqer' || undefined))).toBe(true);
+    } finally {
+      await fwd.stop();
+      answer.close();
+    }
   });
 
   it('GIVEN -A agent forwarding THEN the remote side lists the agent key', async () => {
