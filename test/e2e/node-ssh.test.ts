@@ -14,6 +14,25 @@ import { LOGIN } from '../helpers/sshd';
 const NODE = 'test-auth';
 
 /**
+ * A server that speaks first: it sends a greeting and half-closes at once,
+ * then keeps reading; `received` resolves with what its first client sent.
+ */
+function speaksFirst(greeting: string): Promise<{ port: number; received: Promise<string>; close(): void }> {
+  return new Promise((resolve) => {
+    let got: (s: string) => void = () => undefined;
+    const received = new Promise<string>((r) => (got = r));
+    const srv = net.createServer({ allowHalfOpen: true }, (s) => {
+      let text = '';
+      s.on('data', (d) => (text += d));
+      s.on('end', () => got(text));
+      s.on('error', () => s.destroy());
+      s.end(greeting);
+    });
+    srv.listen(0, '127.0.0.1', () => resolve({ port: (srv.address() as net.AddressInfo).port, received, close: () => srv.close() }));
+  });
+}
+
+/**
  * A server that answers only after the request is complete (its peer has
  * half-closed), like a request/response protocol: it sends back what it read,
  * reversed, then ends.
@@ -134,6 +153,33 @@ describe('node service with OpenSSH', () => {
     } finally {
       await fwd.stop();
       answer.close();
+    }
+  });
+
+  it('GIVEN -L forwarding to a server that speaks first and half-closes THEN what the client sends afterwards still reaches it', async () => {
+    // GIVEN a server that sends a greeting and its EOF at once, reached through -L
+    const server = await speaksFirst('greeting');
+    const local = await freePort();
+    const fwd = Daemon.spawn('ssh', [...alice.options(NODE), '-p', String(cluster.nodePort), '-N', '-o', 'ExitOnForwardFailure=yes', '-L', `${local}:127.0.0.1:${server.port}`, '-v', `${LOGIN}@127.0.0.1`]);
+    try {
+      await fwd.waitForOutput(/Local forwarding listening on 127\.0\.0\.1 port/);
+      // WHEN a client reads the greeting to its EOF and only then sends its own bytes and EOF
+      const greeting = await new Promise<string>((resolve, reject) => {
+        const c = net.connect({ port: local, host: '127.0.0.1', allowHalfOpen: true });
+        let text = '';
+        c.on('data', (d) => (text += d));
+        c.on('end', () => {
+          c.end('after-eof');
+          resolve(text);
+        });
+        c.on('error', reject);
+      });
+      // THEN the greeting came whole and the node kept the channel open for the client's bytes, which reach the server
+      expect(greeting).toBe('greeting');
+      expect(await server.received).toBe('after-eof');
+    } finally {
+      await fwd.stop();
+      server.close();
     }
   });
 
