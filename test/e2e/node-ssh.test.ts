@@ -6,48 +6,13 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { startCluster, TestAuth } from '../helpers/cluster';
+import { answerAfterEof, readThenSend, speaksFirst } from '../helpers/halfclose';
 import { SshUser, sshTo } from '../helpers/openssh';
 import { Daemon, freePort, run, tempDir, waitFor } from '../helpers/proc';
 import { scratchDir } from '../helpers/scratch';
 import { LOGIN } from '../helpers/sshd';
 
 const NODE = 'test-auth';
-
-/**
- * A server that speaks first: it sends a greeting and half-closes at once,
- * then keeps reading; `received` resolves with what its first client sent.
- */
-function speaksFirst(greeting: string): Promise<{ port: number; received: Promise<string>; close(): void }> {
-  return new Promise((resolve) => {
-    let got: (s: string) => void = () => undefined;
-    const received = new Promise<string>((r) => (got = r));
-    const srv = net.createServer({ allowHalfOpen: true }, (s) => {
-      let text = '';
-      s.on('data', (d) => (text += d));
-      s.on('end', () => got(text));
-      s.on('error', () => s.destroy());
-      s.end(greeting);
-    });
-    srv.listen(0, '127.0.0.1', () => resolve({ port: (srv.address() as net.AddressInfo).port, received, close: () => srv.close() }));
-  });
-}
-
-/**
- * A server that answers only after the request is complete (its peer has
- * half-closed), like a request/response protocol: it sends back what it read,
- * reversed, then ends.
- */
-function answerAfterEof(): Promise<{ port: number; close(): void }> {
-  return new Promise((resolve) => {
-    const srv = net.createServer({ allowHalfOpen: true }, (s) => {
-      let got = '';
-      s.on('data', (d) => (got += d));
-      s.on('end', () => s.end([...got].reverse().join('')));
-      s.on('error', () => s.destroy());
-    });
-    srv.listen(0, '127.0.0.1', () => resolve({ port: (srv.address() as net.AddressInfo).port, close: () => srv.close() }));
-  });
-}
 
 function echoServer(): Promise<{ port: number; close(): void }> {
   return new Promise((resolve) => {
@@ -164,16 +129,7 @@ describe('node service with OpenSSH', () => {
     try {
       await fwd.waitForOutput(/Local forwarding listening on 127\.0\.0\.1 port/);
       // WHEN a client reads the greeting to its EOF and only then sends its own bytes and EOF
-      const greeting = await new Promise<string>((resolve, reject) => {
-        const c = net.connect({ port: local, host: '127.0.0.1', allowHalfOpen: true });
-        let text = '';
-        c.on('data', (d) => (text += d));
-        c.on('end', () => {
-          c.end('after-eof');
-          resolve(text);
-        });
-        c.on('error', reject);
-      });
+      const greeting = await readThenSend(local, 'after-eof');
       // THEN the greeting came whole and the node kept the channel open for the client's bytes, which reach the server
       expect(greeting).toBe('greeting');
       expect(await server.received).toBe('after-eof');
