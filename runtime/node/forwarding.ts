@@ -25,6 +25,8 @@ export interface ForwardingContext {
  * its side: an answer sent after the request was half-closed would be lost.
  */
 export function eofAfterWrites(channel: ServerChannel): void {
+  // Already ended (ssh2 ends a channel the client closed): nothing more may be written, nor sent.
+  if (channel.writableEnded || channel.destroyed) return;
   // Writes complete in order: the empty write's callback runs after all the
   // data before it was handed to the transport (or once the window lets it).
   channel.write(Buffer.alloc(0), () => channel.eof());
