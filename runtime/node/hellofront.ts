@@ -9,7 +9,10 @@
  * HELLO_TIMEOUT_MS or MAX_HELLO_BYTES, or that `onHello` refuses (throws),
  * closes this connection. What ssh2 writes within one tick (a key exchange
  * reply and NEWKEYS, a channel's confirmation, data, exit status, EOF and close)
- * leaves in one system call, not one per SSH packet.
+ * leaves in one system call, not one per SSH packet; and since writes are
+ * gathered here, Nagle's algorithm is off (TCP_NODELAY): with it, a reply
+ * written in a later tick than one the client has not yet acknowledged waited
+ * for the client's delayed ACK (at least 40 ms on Linux).
  */
 import type * as net from 'node:net';
 import { Duplex } from 'node:stream';
@@ -33,6 +36,7 @@ export class HelloFront extends Duplex {
     private readonly timeoutMs = HELLO_TIMEOUT_MS,
   ) {
     super({ allowHalfOpen: true });
+    sock.setNoDelay(true);
     sock.on('data', (d: Buffer) => this.onData(d));
     sock.on('end', () => {
       if (this.state === 'hello') return this.refuse('the connection ended inside the hello');

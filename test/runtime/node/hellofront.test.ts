@@ -104,6 +104,30 @@ describe('HelloFront', () => {
     }
   });
 
+  it("GIVEN an accepted socket WHEN the front takes it THEN Nagle's algorithm is off on it", async () => {
+    // GIVEN an accepted socket whose setNoDelay calls are recorded
+    const plain = net.createServer();
+    await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
+    const accepted = once(plain, 'connection');
+    const client = net.connect((plain.address() as net.AddressInfo).port, '127.0.0.1');
+    clients.push(client);
+    const [peer] = (await accepted) as [net.Socket];
+    clients.push(peer);
+    try {
+      const calls: unknown[] = [];
+      const setNoDelay = peer.setNoDelay.bind(peer);
+      peer.setNoDelay = (noDelay?: boolean) => (calls.push(noDelay), setNoDelay(noDelay));
+      // WHEN a front is made over it
+      new HelloFront(peer, () => undefined, () => undefined, 300);
+      // THEN TCP_NODELAY was set
+      expect(calls).toEqual([true]);
+    } finally {
+      client.destroy();
+      peer.destroy();
+      await new Promise((resolve) => plain.close(resolve));
+    }
+  });
+
   it('GIVEN packets written and the front destroyed in the same tick THEN the packets still reach the peer', async () => {
     // GIVEN a front over an accepted socket
     const plain = net.createServer();
