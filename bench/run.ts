@@ -1,8 +1,8 @@
 /**
  * `npm run bench`: runs every benchmark in turn, each in its own process
  * (`node dist/bench/<name>.js`), or only those named on the command line:
- * `npm run bench -- proxy-ssh`. Arguments that start with `--` (`--nodes=3000`)
- * go to each benchmark run. Each prints its own table; at the end this prints
+ * `npm run bench -- proxy-ssh`. Arguments that start with `--` (`--nodes=3000`,
+ * or `--mib 0` with its value) go to each benchmark run. Each prints its own table; at the end this prints
  * the goals of issue 22 (bench/goals.ts), each with the figure and the anchor
  * its benchmark measured in this run, and the ratio.
  */
@@ -36,9 +36,28 @@ function runBench(name: string, args: string[]): Promise<{ ok: boolean; rows: Go
   });
 }
 
+/**
+ * Benchmark names, and the arguments every run gets: `--x=v`, or `--x v` (the value
+ * that follows a flag and is not a benchmark's name), or a bare `--x`.
+ */
+function splitArgs(args: string[]): { wanted: string[]; passed: string[] } {
+  const wanted: string[] = [];
+  const passed: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (!a.startsWith('--')) {
+      wanted.push(a);
+      continue;
+    }
+    passed.push(a);
+    const next = args[i + 1];
+    if (!a.includes('=') && next !== undefined && !next.startsWith('--') && !BENCHES.includes(next)) passed.push(args[++i]);
+  }
+  return { wanted, passed };
+}
+
 async function main(): Promise<void> {
-  const wanted = process.argv.slice(2).filter((a) => !a.startsWith('--'));
-  const passed = process.argv.slice(2).filter((a) => a.startsWith('--'));
+  const { wanted, passed } = splitArgs(process.argv.slice(2));
   const unknown = wanted.filter((w) => !BENCHES.includes(w));
   if (unknown.length) {
     process.stderr.write(`unknown benchmark ${unknown.join(', ')}; there are: ${BENCHES.join(', ')}\n`);

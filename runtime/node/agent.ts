@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ServerChannel } from 'ssh2';
 import { Logger } from '../utils/logger';
+import { spliceChannel } from './forwarding';
 import { OsUser } from './osuser';
 
 /** Socket directories of live forwarders, removed when the process exits however its sessions ended. */
@@ -51,13 +52,7 @@ export class AgentForwarder {
           sock.destroy();
           return;
         }
-        sock.pipe(channel).pipe(sock);
-        const done = () => {
-          sock.destroy();
-          channel.close();
-        };
-        sock.on('error', done).on('close', done);
-        channel.on('close', () => sock.destroy());
+        spliceChannel(sock, channel);
       });
     });
     await new Promise<void>((resolve, reject) => {

@@ -18,10 +18,34 @@ export interface ForwardingContext {
   log: Logger;
 }
 
-function pipe(sock: net.Socket, channel: ServerChannel, touch: () => void): void {
-  sock.pipe(channel).pipe(sock);
-  sock.on('data', touch);
-  channel.on('data', touch);
+/**
+ * Sends EOF on a server channel once every byte written to it before has gone
+ * out, and leaves it open for the other direction. ssh2's `end()` on a server
+ * channel sends EOF and CLOSE together, and a peer that gets CLOSE stops reading
+ * its side: an answer sent after the request was half-closed would be lost.
+ */
+export function eofAfterWrites(channel: ServerChannel): void {
+  // Already ended (ssh2 ends a channel the client closed): nothing more may be written, nor sent.
+  if (channel.writableEnded || channel.destroyed) return;
+  // Writes complete in order: the empty write's callback runs after all the
+  // data before it was handed to the transport (or once the window lets it).
+  channel.write(Buffer.alloc(0), () => channel.eof());
+}
+
+/**
+ * Bytes both ways between a socket and a forwarded channel, half-close kept as
+ * OpenSSH keeps it: the socket's EOF becomes the channel's EOF, the channel's
+ * EOF ends the socket's writing side, and the channel is closed when the
+ * socket is closed (both directions done, or an error).
+ */
+export function spliceChannel(sock: net.Socket, channel: ServerChannel, touch?: () => void): void {
+  sock.pipe(channel, { end: false });
+  sock.once('end', () => eofAfterWrites(channel));
+  channel.pipe(sock);
+  if (touch) {
+    sock.on('data', touch);
+    channel.on('data', touch);
+  }
   const done = () => {
     sock.destroy();
     channel.close();
@@ -44,7 +68,7 @@ export function serveForwarding(client: Connection, ctx: ForwardingContext): () 
       const channel = accept();
       if (!channel) return sock.destroy();
       ctx.emit({ event: 'port', addr, success: true, ...ctx.who, code: 'T3003I' });
-      pipe(sock, channel, ctx.touch);
+      spliceChannel(sock, channel, ctx.touch);
     });
     sock.once('error', (err) => {
       ctx.emit({ event: 'port', addr, success: false, error: err.message, ...ctx.who, code: 'T3003E' });
@@ -71,7 +95,7 @@ export function serveForwarding(client: Connection, ctx: ForwardingContext): () 
     const srv = net.createServer({ allowHalfOpen: true }, (sock) => {
       client.forwardOut(i.bindAddr, bound, sock.remoteAddress ?? '', sock.remotePort ?? 0, (err, channel) => {
         if (err) return sock.destroy();
-        pipe(sock, channel, ctx.touch);
+        spliceChannel(sock, channel, ctx.touch);
       });
     });
     let bound = i.bindPort;

@@ -7,7 +7,12 @@
  * anything but `T` (an SSH client starts with `SSH-`) and the connection is
  * plain SSH from then on. A hello that is not complete within
  * HELLO_TIMEOUT_MS or MAX_HELLO_BYTES, or that `onHello` refuses (throws),
- * closes this connection.
+ * closes this connection. What ssh2 writes within one tick (a key exchange
+ * reply and NEWKEYS, a channel's confirmation, data, exit status, EOF and close)
+ * leaves in one system call, not one per SSH packet; and since writes are
+ * gathered here, Nagle's algorithm is off (TCP_NODELAY): with it, a reply
+ * written in a later tick than one the client has not yet acknowledged waited
+ * for the client's delayed ACK (at least 40 ms on Linux).
  */
 import type * as net from 'node:net';
 import { Duplex } from 'node:stream';
@@ -19,6 +24,8 @@ export class HelloFront extends Duplex {
   private state: 'start' | 'hello' | 'through' = 'start';
   private head = Buffer.alloc(0);
   private timer?: NodeJS.Timeout;
+  /** The socket is corked until the end of the current tick. */
+  private corked = false;
 
   constructor(
     private readonly sock: net.Socket,
@@ -29,6 +36,7 @@ export class HelloFront extends Duplex {
     private readonly timeoutMs = HELLO_TIMEOUT_MS,
   ) {
     super({ allowHalfOpen: true });
+    sock.setNoDelay(true);
     sock.on('data', (d: Buffer) => this.onData(d));
     sock.on('end', () => {
       if (this.state === 'hello') return this.refuse('the connection ended inside the hello');
@@ -105,6 +113,14 @@ export class HelloFront extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    if (!this.corked) {
+      this.corked = true;
+      this.sock.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.sock.uncork();
+      });
+    }
     if (this.sock.write(chunk)) done();
     else this.sock.once('drain', () => done());
   }
@@ -116,6 +132,11 @@ export class HelloFront extends Duplex {
 
   override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
     clearTimeout(this.timer);
+    // What was written before the destroy (e.g. a DISCONNECT) leaves first, as it would uncorked.
+    if (this.corked) {
+      this.corked = false;
+      this.sock.uncork();
+    }
     this.sock.destroy();
     done(err);
   }

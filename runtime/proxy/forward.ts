@@ -20,6 +20,7 @@ import { Client, type ClientChannel, type Connection, type ParsedKey, type Pseud
 import { AccessDecision, accessFor, Permissions } from '../auth/access/decision';
 import { execEvent, scpEvent, sessionEndEvent, sessionStartEvent, type SessionWho, subsystemEvent } from '../events/sessionevents';
 import { AuditGate, AuditUnavailableError } from '../node/auditgate';
+import { eofAfterWrites } from '../node/forwarding';
 import { permitsOf } from '../node/server';
 import type { SessionRecording } from '../node/session';
 import { recordingEndedMessage, writeRecording } from '../events/sessionsink';
@@ -214,7 +215,11 @@ function forwardPort(f: Forwarded, accept: () => ServerChannel, reject: () => vo
     }
     f.opts.audit.emit({ event: 'port', addr, success: true, ...f.who, code: 'T3003I' });
     const ch = accept();
-    ch.pipe(out).pipe(ch);
+    // Half-close kept end to end: the target's EOF reaches the client as EOF alone (ssh2's end() on a
+    // server channel would also close it and drop what the client still sends).
+    ch.pipe(out);
+    out.pipe(ch, { end: false });
+    out.once('end', () => eofAfterWrites(ch));
     ch.on('close', () => out.close());
     out.on('close', () => ch.close());
   });

@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { startCluster, TestAuth } from '../helpers/cluster';
+import { answerAfterEof, readThenSend, speaksFirst } from '../helpers/halfclose';
 import { SshUser, sshTo } from '../helpers/openssh';
 import { Daemon, freePort, run, tempDir, waitFor } from '../helpers/proc';
 import { scratchDir } from '../helpers/scratch';
@@ -100,6 +101,42 @@ describe('node service with OpenSSH', () => {
     }
     const ports = await cluster.events(['port']);
     expect(ports.filter((e) => e.success === true).length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('GIVEN -R and -L forwarding to a server that answers after the request is half-closed THEN the answer comes back', async () => {
+    // GIVEN a local server that replies only once its peer has sent EOF, reached through both -R and -L
+    const answer = await answerAfterEof();
+    const local = await freePort();
+    const fwd = Daemon.spawn('ssh', [...alice.options(NODE), '-p', String(cluster.nodePort), '-N', '-o', 'ExitOnForwardFailure=yes', '-L', `${local}:127.0.0.1:${answer.port}`, '-R', `0:127.0.0.1:${answer.port}`, '-v', `${LOGIN}@127.0.0.1`]);
+    try {
+      await fwd.waitForOutput(/Allocated port (\d+) for remote forward/);
+      const remotePort = Number(/Allocated port (\d+) for remote forward/.exec(fwd.stderr)![1]);
+      // WHEN a client sends its request and half-closes at once, before the forwarded channel is open
+      // THEN the node forwards the EOF but keeps the channel open for the answer, which comes back whole
+      expect(await echoThrough(remotePort, 'request-R')).toBe('R-tseuqer');
+      expect(await waitFor('the -L forward', () => echoThrough(local, 'request-L').then((o) => o === 'L-tseuqer' || undefined))).toBe(true);
+    } finally {
+      await fwd.stop();
+      answer.close();
+    }
+  });
+
+  it('GIVEN -L forwarding to a server that speaks first and half-closes THEN what the client sends afterwards still reaches it', async () => {
+    // GIVEN a server that sends a greeting and its EOF at once, reached through -L
+    const server = await speaksFirst('greeting');
+    const local = await freePort();
+    const fwd = Daemon.spawn('ssh', [...alice.options(NODE), '-p', String(cluster.nodePort), '-N', '-o', 'ExitOnForwardFailure=yes', '-L', `${local}:127.0.0.1:${server.port}`, '-v', `${LOGIN}@127.0.0.1`]);
+    try {
+      await fwd.waitForOutput(/Local forwarding listening on 127\.0\.0\.1 port/);
+      // WHEN a client reads the greeting to its EOF and only then sends its own bytes and EOF
+      const greeting = await readThenSend(local, 'after-eof');
+      // THEN the greeting came whole and the node kept the channel open for the client's bytes, which reach the server
+      expect(greeting).toBe('greeting');
+      expect(await server.received).toBe('after-eof');
+    } finally {
+      await fwd.stop();
+      server.close();
+    }
   });
 
   it('GIVEN -A agent forwarding THEN the remote side lists the agent key', async () => {

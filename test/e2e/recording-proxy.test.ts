@@ -13,8 +13,9 @@ import * as path from 'node:path';
 import { AuthClient } from '../../runtime/auth/client';
 import { formatAuthorizedKey, generateKeyPair, parseCertificate, publicKeyBlob } from '../../runtime/sshcert';
 import { createAuth, TestAuth, TestNode } from '../helpers/cluster';
+import { readThenSend, speaksFirst } from '../helpers/halfclose';
 import { SshUser } from '../helpers/openssh';
-import { cliPath, Daemon, run, tempDir, waitFor } from '../helpers/proc';
+import { cliPath, Daemon, freePort, run, tempDir, waitFor } from '../helpers/proc';
 import { LOGIN, startSshd, Sshd, trustedUserCAKeys } from '../helpers/sshd';
 import { TshUser } from '../helpers/users';
 
@@ -189,6 +190,18 @@ describe('recording proxy mode', () => {
       expect(forwarded.stdout).toBe('echo:ping\n');
     } finally {
       echo.close();
+    }
+    // and -L through the proxy keeps half-close: a server that speaks first and half-closes still gets what the client sends after
+    const first = await speaksFirst('greeting');
+    const lport = await freePort();
+    const lfwd = Daemon.spawn('ssh', [...user.options('127.0.0.1'), '-o', proxyCommand, '-p', String(certified.port), '-N', '-o', 'ExitOnForwardFailure=yes', '-L', `${lport}:127.0.0.1:${first.port}`, '-v', `${LOGIN}@127.0.0.1`], env);
+    try {
+      await lfwd.waitForOutput(/Local forwarding listening on 127\.0\.0\.1 port/);
+      expect(await readThenSend(lport, 'after-eof')).toBe('greeting');
+      expect(await first.received).toBe('after-eof');
+    } finally {
+      await lfwd.stop();
+      first.close();
     }
     const port = await waitFor('the port event', async () => (await c.events(['port'])).find((e) => e.addr === `127.0.0.1:${echoPort}`));
     expect(port).toMatchObject({ user: 'alice', success: true, server_hostname: '127.0.0.1' });

@@ -72,6 +72,89 @@ describe('HelloFront', () => {
     expect(served[0].hellos).toEqual([]);
   });
 
+  it('GIVEN several packets written in one tick THEN they leave in one system call, in order', async () => {
+    // GIVEN a front over an accepted socket, the socket's writes counted
+    const plain = net.createServer();
+    await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
+    const accepted = once(plain, 'connection');
+    const client = net.connect((plain.address() as net.AddressInfo).port, '127.0.0.1');
+    clients.push(client);
+    const [peer] = (await accepted) as [net.Socket];
+    clients.push(peer);
+    try {
+      const front = new HelloFront(peer, () => undefined, () => undefined, 300);
+      const calls: number[] = [];
+      const raw = peer as unknown as { _writev: (...a: unknown[]) => void; _write: (...a: unknown[]) => void };
+      const [writev, write] = [raw._writev.bind(peer), raw._write.bind(peer)];
+      raw._writev = (chunks: unknown, cb: unknown) => (calls.push((chunks as unknown[]).length), writev(chunks, cb));
+      raw._write = (...a: unknown[]) => (calls.push(1), write(...a));
+      let got = '';
+      client.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      // WHEN three packets are written in the same tick
+      front.write('one;');
+      front.write('two;');
+      front.write('three;');
+      // THEN the client gets them all, in order, from one write of three buffers
+      await waitFor('the three packets', () => got === 'one;two;three;');
+      expect(calls).toEqual([3]);
+    } finally {
+      client.destroy();
+      peer.destroy();
+      await new Promise((resolve) => plain.close(resolve));
+    }
+  });
+
+  it("GIVEN an accepted socket WHEN the front takes it THEN Nagle's algorithm is off on it", async () => {
+    // GIVEN an accepted socket whose setNoDelay calls are recorded
+    const plain = net.createServer();
+    await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
+    const accepted = once(plain, 'connection');
+    const client = net.connect((plain.address() as net.AddressInfo).port, '127.0.0.1');
+    clients.push(client);
+    const [peer] = (await accepted) as [net.Socket];
+    clients.push(peer);
+    try {
+      const calls: unknown[] = [];
+      const setNoDelay = peer.setNoDelay.bind(peer);
+      peer.setNoDelay = (noDelay?: boolean) => (calls.push(noDelay), setNoDelay(noDelay));
+      // WHEN a front is made over it
+      new HelloFront(peer, () => undefined, () => undefined, 300);
+      // THEN TCP_NODELAY was set
+      expect(calls).toEqual([true]);
+    } finally {
+      client.destroy();
+      peer.destroy();
+      await new Promise((resolve) => plain.close(resolve));
+    }
+  });
+
+  it('GIVEN packets written and the front destroyed in the same tick THEN the packets still reach the peer', async () => {
+    // GIVEN a front over an accepted socket
+    const plain = net.createServer();
+    await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
+    const accepted = once(plain, 'connection');
+    const client = net.connect((plain.address() as net.AddressInfo).port, '127.0.0.1');
+    clients.push(client);
+    const [peer] = (await accepted) as [net.Socket];
+    clients.push(peer);
+    try {
+      const front = new HelloFront(peer, () => undefined, () => undefined, 300);
+      let got = '';
+      client.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      const closed = once(client, 'close');
+      // WHEN a last packet is written and the front destroyed at once (a disconnect)
+      front.write('last-words;');
+      front.destroy();
+      // THEN the peer gets the packet before the connection closes
+      await closed;
+      expect(got).toBe('last-words;');
+    } finally {
+      client.destroy();
+      peer.destroy();
+      await new Promise((resolve) => plain.close(resolve));
+    }
+  });
+
   it('GIVEN an SSH client THEN its bytes pass through untouched and no hello is seen', async () => {
     const c = await connect();
     c.sock.write('SSH-2.0-OpenSSH_9.2\r\n');
