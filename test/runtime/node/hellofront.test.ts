@@ -13,6 +13,25 @@ interface Served {
   closed: () => boolean;
 }
 
+/** Runs `test` with both ends of a fresh loopback TCP connection (the client's and the accepted one), closed after it. */
+async function withAcceptedSocket(test: (client: net.Socket, peer: net.Socket) => Promise<void>): Promise<void> {
+  const plain = net.createServer();
+  await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
+  const accepted = once(plain, 'connection');
+  const client = net.connect((plain.address() as net.AddressInfo).port, '127.0.0.1');
+  try {
+    const [peer] = (await accepted) as [net.Socket];
+    try {
+      await test(client, peer);
+    } finally {
+      peer.destroy();
+    }
+  } finally {
+    client.destroy();
+    await new Promise((resolve) => plain.close(resolve));
+  }
+}
+
 describe('HelloFront', () => {
   let server: net.Server;
   let port: number;
@@ -74,14 +93,7 @@ describe('HelloFront', () => {
 
   it('GIVEN several packets written in one tick THEN they leave in one system call, in order', async () => {
     // GIVEN a front over an accepted socket, the socket's writes counted
-    const plain = net.createServer();
-    await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
-    const accepted = once(plain, 'connection');
-    const client = net.connect((plain.address() as net.AddressInfo).port, '127.0.0.1');
-    clients.push(client);
-    const [peer] = (await accepted) as [net.Socket];
-    clients.push(peer);
-    try {
+    await withAcceptedSocket(async (client, peer) => {
       const front = new HelloFront(peer, () => undefined, () => undefined, 300);
       const calls: number[] = [];
       const raw = peer as unknown as { _writev: (...a: unknown[]) => void; _write: (...a: unknown[]) => void };
@@ -97,23 +109,12 @@ describe('HelloFront', () => {
       // THEN the client gets them all, in order, from one write of three buffers
       await waitFor('the three packets', () => got === 'one;two;three;');
       expect(calls).toEqual([3]);
-    } finally {
-      client.destroy();
-      peer.destroy();
-      await new Promise((resolve) => plain.close(resolve));
-    }
+    });
   });
 
   it("GIVEN an accepted socket WHEN the front takes it THEN Nagle's algorithm is off on it", async () => {
     // GIVEN an accepted socket whose setNoDelay calls are recorded
-    const plain = net.createServer();
-    await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
-    const accepted = once(plain, 'connection');
-    const client = net.connect((plain.address() as net.AddressInfo).port, '127.0.0.1');
-    clients.push(client);
-    const [peer] = (await accepted) as [net.Socket];
-    clients.push(peer);
-    try {
+    await withAcceptedSocket(async (_client, peer) => {
       const calls: unknown[] = [];
       const setNoDelay = peer.setNoDelay.bind(peer);
       peer.setNoDelay = (noDelay?: boolean) => (calls.push(noDelay), setNoDelay(noDelay));
@@ -121,23 +122,12 @@ describe('HelloFront', () => {
       new HelloFront(peer, () => undefined, () => undefined, 300);
       // THEN TCP_NODELAY was set
       expect(calls).toEqual([true]);
-    } finally {
-      client.destroy();
-      peer.destroy();
-      await new Promise((resolve) => plain.close(resolve));
-    }
+    });
   });
 
   it('GIVEN packets written and the front destroyed in the same tick THEN the packets still reach the peer', async () => {
     // GIVEN a front over an accepted socket
-    const plain = net.createServer();
-    await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
-    const accepted = once(plain, 'connection');
-    const client = net.connect((plain.address() as net.AddressInfo).port, '127.0.0.1');
-    clients.push(client);
-    const [peer] = (await accepted) as [net.Socket];
-    clients.push(peer);
-    try {
+    await withAcceptedSocket(async (client, peer) => {
       const front = new HelloFront(peer, () => undefined, () => undefined, 300);
       let got = '';
       client.on('data', (d: Buffer) => (got += d.toString('latin1')));
@@ -148,11 +138,7 @@ describe('HelloFront', () => {
       // THEN the peer gets the packet before the connection closes
       await closed;
       expect(got).toBe('last-words;');
-    } finally {
-      client.destroy();
-      peer.destroy();
-      await new Promise((resolve) => plain.close(resolve));
-    }
+    });
   });
 
   it('GIVEN an SSH client THEN its bytes pass through untouched and no hello is seen', async () => {
