@@ -159,7 +159,9 @@ describe('deploy:local — the HA stack from its template', () => {
     expect(await bob.login()).toMatch(/Logged in as:\s+bob/);
     for (const node of all!) {
       const r = await bob.tsh(['ssh', `${login.name}@${node.instance.address}`, 'echo', `rotated-${node.id}`]);
-      expect(r.stdout).toContain(`rotated-${node.id}`);
+      // On a failure, what tsh said and the node's console say why (the assertion alone shows only an empty stdout).
+      const why = r.stdout.includes(`rotated-${node.id}`) ? '' : `tsh exit ${r.code}, stderr: ${r.stderr}\nconsole of ${node.id}:\n${node.instance.console(30)}`;
+      expect({ stdout: r.stdout, why }).toEqual({ stdout: expect.stringContaining(`rotated-${node.id}`), why: '' });
     }
   });
 
