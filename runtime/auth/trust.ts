@@ -293,8 +293,7 @@ export class ClusterTrust {
     const field = type === 'user' ? 'user_ca' : 'host_ca';
     const kept = existing.spec[field];
     // The same keys in another order (the signing key moves first during a rotation) are no change here.
-    const sorted = (c: CertAuthority) => JSON.stringify([[...c.spec.checking_keys].sort(), c.spec.tls_key_pairs.map((p) => p.cert).sort()]);
-    if (sorted(kept) === sorted(ca)) return false;
+    if (caFingerprint([kept]) === caFingerprint([ca])) return false;
     const keys = (c: CertAuthority) => new Set(c.spec.checking_keys);
     const before = keys(kept);
     // Compare-and-swap: an edit of the trust meanwhile (disabled, removed) is not undone; the proxy tries again.
