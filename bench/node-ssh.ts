@@ -8,12 +8,15 @@
  *     with the server's CPU per session (its process and its children, live or reaped:
  *     sshd's forks, the node's spawn server and passwd helper, the session shells) and,
  *     for the node, its main thread's busy time per session (the implied cap in new
- *     sessions per second of one node thread). Reports goal `node-setup`.
+ *     sessions per second of one node thread), and, when the node started connection workers
+ *     (`ssh_service.workers`, `--workers`; default auto), their main threads' busy time per session
+ *     and their memory. One unmeasured burst on each first: the node's workers start in it.
+ *     Reports goal `node-setup`.
  * The node runs in its own `teleport start --roles=node` process that joined an auth server
  * running in another (`--roles=auth`), as deployed: the node's figures hold none of auth's work.
  * Prints an aligned table with ratios (node / sshd; lower is better for times).
  *
- *   npx tsc -p . && node dist/bench/node-ssh.js [--mib 1024] [--runs 20] [--sessions 200] [--concurrency 20]
+ *   npx tsc -p . && node dist/bench/node-ssh.js [--mib 1024] [--runs 20] [--sessions 200] [--concurrency 20] [--workers auto|N]
  *
  * BENCH_LOGIN picks the OS login at both ends (default the current user): its shell start-up files run in
  * every `ssh true` on both, so pick one with a stock ~/.bashrc and an unlocked account (sshd runs without PAM).
@@ -25,6 +28,7 @@ import * as path from 'node:path';
 import { startAuth, TestNode } from '../test/helpers/cluster';
 import { SshUser } from '../test/helpers/openssh';
 import { tempDir } from '../test/helpers/proc';
+import { childrenRunning } from '../test/helpers/procfs';
 import { LOGIN as CURRENT_USER, startSshd } from '../test/helpers/sshd';
 import { burst, liveTreeCpuMs, processTreeCpuMs, threadCpuMs } from './common';
 import { reportGoal } from './goals';
@@ -40,6 +44,11 @@ const RUNS = arg('runs', 20);
 const BURST = arg('sessions', 200);
 const CONCURRENCY = arg('concurrency', 20);
 const BURST_ROUNDS = 3;
+/** The node's `ssh_service.workers`. */
+const WORKERS = (() => {
+  const i = process.argv.indexOf('--workers');
+  return i >= 0 ? process.argv[i + 1] : 'auto';
+})();
 const SAME_KEX = ['-o', 'KexAlgorithms=curve25519-sha256'];
 const PROF_DIR = process.env.BENCH_CPU_PROF;
 /** The OS login on both servers (BENCH_LOGIN, default the current user): its shell start-up files run in every session on both. */
@@ -108,6 +117,8 @@ async function main(): Promise<void> {
       rows.push([`  server CPU per session (ms)`, u.node.cpuMs.toFixed(1), u.sshd.cpuMs.toFixed(1), (u.node.cpuMs / u.sshd.cpuMs).toFixed(2)]);
       rows.push([`  node main thread per session (ms)`, u.node.threadMs!.toFixed(1), '', '']);
       rows.push([`  implied new sessions/s of one node thread`, (1000 / u.node.threadMs!).toFixed(0), '', '']);
+      rows.push([`  connection workers' main threads per session (ms, ${u.node.workers} workers)`, u.node.workerThreadMs!.toFixed(1), '', '']);
+      rows.push([`  connection worker's resident memory after the bursts (MiB each)`, u.node.workerRssMiB!.toFixed(1), '', '']);
       const head = ['measure', 'teleport node', 'OpenSSH sshd', 'ratio node/sshd'];
       const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
       const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('   ');
@@ -120,7 +131,7 @@ async function main(): Promise<void> {
         anchor: `sshd ${(u.sshd.ms / 1000).toFixed(2)} s`,
         ratio: u.node.ms / u.sshd.ms,
         met: u.node.ms <= u.sshd.ms,
-        note: `server CPU per session ${u.node.cpuMs.toFixed(1)} vs ${u.sshd.cpuMs.toFixed(1)} ms; node main thread ${u.node.threadMs!.toFixed(1)} ms per session (≈ ${(1000 / u.node.threadMs!).toFixed(0)} sessions/s)`,
+        note: `server CPU per session ${u.node.cpuMs.toFixed(1)} vs ${u.sshd.cpuMs.toFixed(1)} ms; node main thread ${u.node.threadMs!.toFixed(1)} ms per session (≈ ${(1000 / u.node.threadMs!).toFixed(0)} sessions/s), ${u.node.workers} connection workers ${u.node.workerThreadMs!.toFixed(1)} ms`,
       });
     } finally {
       await sshd.close();
@@ -141,7 +152,7 @@ const NODE_NAME = 'bench-node';
 async function startNode(auth: Awaited<ReturnType<typeof startAuth>>): Promise<TestNode> {
   // The same startups limits as the reference sshd's (SSHD_EXTRA), so that neither turns a burst's connection away.
   const nodeArgs = PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`] : [];
-  const node = await TestNode.create(auth, { token: NODE_TOKEN, caPin: await auth.caPin(), nodeName: NODE_NAME, sshExtra: STARTUPS, nodeArgs });
+  const node = await TestNode.create(auth, { token: NODE_TOKEN, caPin: await auth.caPin(), nodeName: NODE_NAME, sshExtra: [...STARTUPS, `workers: ${WORKERS}`], nodeArgs });
   node.start();
   try {
     await node.ready();
@@ -161,12 +172,17 @@ async function setupUnderLoad(
   targets: Record<'node' | 'sshd', number>,
   args: (port: number) => string[],
   pids: Record<'node' | 'sshd', number>,
-): Promise<Record<'node' | 'sshd', { ms: number; cpuMs: number; threadMs?: number }>> {
+): Promise<Record<'node' | 'sshd', { ms: number; cpuMs: number; threadMs?: number; workers?: number; workerThreadMs?: number; workerRssMiB?: number }>> {
   const walls: Record<'node' | 'sshd', number[]> = { node: [], sshd: [] };
   const cpu = { node: 0, sshd: 0 };
   let nodeThread = 0;
   // sshd's per-connection processes and shells are reaped by the listener; the node's session programs by its spawn server, a live child.
   const treeCpu = { node: liveTreeCpuMs, sshd: processTreeCpuMs };
+  // One burst each, not measured, first: a node's connection workers start in the first busy moment (and stay).
+  for (const name of ['node', 'sshd'] as const) await burst(CONCURRENCY, CONCURRENCY, () => timeSsh(args(targets[name])));
+  const workers = childrenRunning(pids.node, 'connworker');
+  const workersCpu = () => workers.reduce((sum, w) => sum + threadCpuMs(w), 0);
+  const workerThread0 = workersCpu();
   for (let round = 0; round < BURST_ROUNDS; round++) {
     for (const name of ['node', 'sshd'] as const) {
       const cpu0 = treeCpu[name](pids[name]);
@@ -178,7 +194,18 @@ async function setupUnderLoad(
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const per = (name: 'node' | 'sshd') => ({ ms: median(walls[name]), cpuMs: cpu[name] / (BURST * BURST_ROUNDS) });
-  return { node: { ...per('node'), threadMs: nodeThread / (BURST * BURST_ROUNDS) }, sshd: per('sshd') };
+  const workerThread = workersCpu() - workerThread0;
+  const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+  return {
+    node: {
+      ...per('node'),
+      threadMs: nodeThread / (BURST * BURST_ROUNDS),
+      workers: workers.length,
+      workerThreadMs: workerThread / (BURST * BURST_ROUNDS),
+      workerRssMiB: workers.length ? workers.reduce((sum, w) => sum + rssMiB(w), 0) / workers.length : 0,
+    },
+    sshd: per('sshd'),
+  };
 }
 
 main().catch((err) => {

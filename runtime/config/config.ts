@@ -6,7 +6,7 @@
  */
 
 import { isIP } from 'node:net';
-import { hostname, homedir } from 'node:os';
+import { availableParallelism, hostname, homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Ports } from '../contract/ports';
 import { BadParameterError } from '../utils/errors';
@@ -20,6 +20,12 @@ import { FileConfigSchema, type FileConfig, type SecondFactor } from './schema';
 import { unsupportedSettings } from './support';
 import { normalizeCaPin, parseStaticTokenSpec, readCaPinsValue, readTokenValue, readValueFile, type StaticTokenRole } from './tokens';
 import { existsSync } from 'node:fs';
+
+
+/** `ssh_service.workers: auto`: a connection worker per core, up to 8; none on one core (the primary process serves). */
+export function autoWorkers(cores = availableParallelism()): number {
+  return cores < 2 ? 0 : Math.min(cores, 8);
+}
 
 export type { HostPort } from './address';
 export type { CommandLabel } from './labels';
@@ -144,6 +150,8 @@ export interface TeleportConfig {
     permitUserEnv: boolean;
     /** What a session does when its audit event or recording cannot be written: refused (fail closed) or run anyway. */
     auditFailure: 'refuse' | 'continue';
+    /** Connection worker processes (`ssh_service.workers`; `auto` resolved). */
+    workers: number;
     pam: { enabled: boolean; serviceName: string };
     preAuth: PreAuthLimits;
   };
@@ -583,6 +591,7 @@ export function buildConfig(file: FileConfig, flags: StartFlags = {}, env: NodeJ
       commands,
       permitUserEnv: flags.permitUserEnv ?? s.permit_user_env ?? false,
       auditFailure: s.audit_failure ?? 'refuse',
+      workers: s.workers === undefined || s.workers === 'auto' ? autoWorkers() : s.workers,
       pam: {
         enabled: s.pam?.enabled ?? false,
         serviceName: s.pam?.service_name ?? Defaults.pamServiceName,

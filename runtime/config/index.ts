@@ -34,6 +34,7 @@ export {
   Defaults,
   type AcmeSettings,
   SERVICE_ROLES,
+  autoWorkers,
   buildConfig,
   defaultDataDir,
   loadTeleportConfig,

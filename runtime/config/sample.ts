@@ -120,6 +120,10 @@ ssh_service:
   # session (the default) or run it unaudited (continue).
   audit_failure: refuse
 
+  # Worker processes that serve SSH connections when the node is busy: auto
+  # (one per core, at most 8), 0 (none), or a count.
+  workers: auto
+
   pam:
     enabled: no
     service_name: sshd

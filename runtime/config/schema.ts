@@ -369,6 +369,13 @@ const sshServiceSchema = section({
     .optional(),
   permit_user_env: bool().optional(),
   audit_failure: oneOf(['refuse', 'continue'] as const).optional(),
+  /** Ours: connection worker processes (node/workerpool.ts); `auto` is one per core, up to 8, and none on one core. */
+  workers: scalar('a number of worker processes (0 to 64) or auto', (s) => {
+    const t = s.trim().toLowerCase();
+    if (t === 'auto') return 'auto' as const;
+    if (!/^\d+$/.test(t) || Number(t) > 64) return new Invalid(`expected a number of worker processes from 0 to 64 or auto, got ${describeValue(s)}`);
+    return Number(t);
+  }).optional(),
   ...preAuthKeys,
   enhanced_recording: section({
     enabled: bool().optional(),

@@ -15,6 +15,7 @@ import { RecordingUploader } from '../recordings/uploader';
 import { auditEventsQueued, recordingUploadsPending } from '../service/metrics';
 import type { Closers } from '../utils/closers';
 import { Logger } from '../utils/logger';
+import type { EventFields } from './filelog';
 import { auditEventSender, EventSpool } from './spool';
 import { claimSpoolDir } from './spooldir';
 
@@ -42,6 +43,14 @@ export const NO_RECORDING: SessionRecording = { output: () => undefined, event: 
 
 export interface SessionSink {
   readonly audit: AuditGate;
+  /** Writes an event durably to the spool (what `audit` gates). */
+  write(fields: EventFields): Promise<EventFields>;
+  /** The spool's directory (its disk is what `audit_failure` watches). */
+  readonly spoolDir: string;
+  /** Where recordings are written, `<dir>/sessions/default`. */
+  readonly sessionsDir: string;
+  /** A recording written by another process (a connection worker) is complete: it is uploaded. */
+  recorded(): void;
   /** Starts recording session `sid`; `serverId` goes in its events that do not name one. */
   record(sid: string, serverId: string): SessionRecording;
   /** Waits until every event emitted so far has reached the auth server. */
@@ -90,18 +99,25 @@ export async function startSessionSink(opts: SessionSinkOptions): Promise<Sessio
   opened.add(recordingUploadsPending.track(() => uploader.pending()));
   return {
     audit,
-    record: (sid, serverId) => {
-      const rec = new SessionRecorder({ dir: sessionsDir, sid, serverId });
-      return {
-        output: (d) => rec.output(d),
-        event: (f) => rec.event(f),
-        close: async () => {
-          await rec.close();
-          uploader.notify();
-        },
-        discard: () => rec.discard(),
-      };
-    },
+    write: (e) => spool.emit(e),
+    spoolDir: spoolDir.dir,
+    sessionsDir,
+    recorded: () => uploader.notify(),
+    record: (sid, serverId) => recordIn(sessionsDir, sid, serverId, () => uploader.notify()),
     flush: () => spool.flush(),
+  };
+}
+
+/** Records session `sid` in `dir` (a sink's `sessionsDir`); `closed` is called once it is complete, to upload it. */
+export function recordIn(dir: string, sid: string, serverId: string, closed: () => void): SessionRecording {
+  const rec = new SessionRecorder({ dir, sid, serverId });
+  return {
+    output: (d) => rec.output(d),
+    event: (f) => rec.event(f),
+    close: async () => {
+      await rec.close();
+      closed();
+    },
+    discard: () => rec.discard(),
   };
 }

@@ -20,8 +20,8 @@ export type AuditFailureMode = 'refuse' | 'continue';
 
 /** A session refused because it could not be audited; the message is for the user. */
 export class AuditUnavailableError extends ConnectionProblemError {
-  constructor(reason: string) {
-    super(`session refused: the node cannot record audit events (${reason})`);
+  constructor(readonly problem: string) {
+    super(`session refused: the node cannot record audit events (${problem})`);
   }
 }
 

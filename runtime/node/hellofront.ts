@@ -6,8 +6,10 @@
  * for the client (SSH servers speak first); the client's first byte decides:
  * anything but `T` (an SSH client starts with `SSH-`) and the connection is
  * plain SSH from then on. A hello that is not complete within
- * HELLO_TIMEOUT_MS or MAX_HELLO_BYTES, or that `onHello` refuses (throws),
- * closes this connection. What ssh2 writes within one tick (a key exchange
+ * HELLO_TIMEOUT_MS or MAX_HELLO_BYTES, or that `onHello` refuses (throws, or
+ * returns a promise that rejects), closes this connection; while the promise
+ * of `onHello` is pending, what follows the hello waits (ssh2 sees nothing
+ * from the client before the hello is decided). What ssh2 writes within one tick (a key exchange
  * reply and NEWKEYS, a channel's confirmation, data, exit status, EOF and close)
  * leaves in one system call, not one per SSH packet; and since writes are
  * gathered here, Nagle's algorithm is off (TCP_NODELAY): with it, a reply
@@ -21,7 +23,9 @@ import { HELLO_TIMEOUT_MS, MAX_HELLO_BYTES, PROXY_HELLO_SIGNATURE } from '../pro
 const SIGNATURE = Buffer.from(PROXY_HELLO_SIGNATURE);
 
 export class HelloFront extends Duplex {
-  private state: 'start' | 'hello' | 'through' = 'start';
+  private state: 'start' | 'hello' | 'deciding' | 'through' = 'start';
+  /** The client ended its side while its hello was being decided. */
+  private endedDeciding = false;
   private head = Buffer.alloc(0);
   private timer?: NodeJS.Timeout;
   /** The socket is corked until the end of the current tick. */
@@ -29,8 +33,8 @@ export class HelloFront extends Duplex {
 
   constructor(
     private readonly sock: net.Socket,
-    /** The hello's JSON (between the signature and the NUL); throws to close the connection. */
-    private readonly onHello: (json: Buffer) => void,
+    /** The hello's JSON (between the signature and the NUL); throws (or rejects) to close the connection. */
+    private readonly onHello: (json: Buffer) => void | Promise<void>,
     /** Why the connection is closed for a malformed hello. */
     private readonly onMalformed: (why: string) => void,
     private readonly timeoutMs = HELLO_TIMEOUT_MS,
@@ -40,7 +44,8 @@ export class HelloFront extends Duplex {
     sock.on('data', (d: Buffer) => this.onData(d));
     sock.on('end', () => {
       if (this.state === 'hello') return this.refuse('the connection ended inside the hello');
-      this.push(null);
+      if (this.state === 'deciding') this.endedDeciding = true;
+      else this.push(null);
     });
     sock.on('error', (err) => this.destroy(err));
     sock.on('close', () => this.destroy());
@@ -78,6 +83,10 @@ export class HelloFront extends Duplex {
 
   private onData(d: Buffer): void {
     if (this.state === 'through') return this.pass(d);
+    if (this.state === 'deciding') {
+      this.head = Buffer.concat([this.head, d]);
+      return;
+    }
     this.head = Buffer.concat([this.head, d]);
     const n = Math.min(this.head.length, SIGNATURE.length);
     if (!this.head.subarray(0, n).equals(SIGNATURE.subarray(0, n))) {
@@ -97,15 +106,29 @@ export class HelloFront extends Duplex {
     }
     if (nul >= MAX_HELLO_BYTES) return this.refuse(`the hello is longer than ${MAX_HELLO_BYTES} bytes`);
     clearTimeout(this.timer);
-    this.state = 'through';
-    const rest = this.head.subarray(nul + 1);
+    const json = this.head.subarray(SIGNATURE.length, nul);
+    this.head = this.head.subarray(nul + 1);
+    let decided: void | Promise<void>;
     try {
-      this.onHello(this.head.subarray(SIGNATURE.length, nul));
+      decided = this.onHello(json);
     } catch (err) {
       return this.refuse((err as Error).message);
     }
+    if (!(decided instanceof Promise)) return this.goThrough();
+    this.state = 'deciding';
+    decided.then(
+      () => !this.destroyed && this.goThrough(),
+      (err: Error) => !this.destroyed && this.refuse(err.message),
+    );
+  }
+
+  /** The hello is decided: what followed it (and the client's EOF, if it came meanwhile) goes to ssh2. */
+  private goThrough(): void {
+    this.state = 'through';
+    const rest = this.head;
     this.head = Buffer.alloc(0);
     this.pass(rest);
+    if (this.endedDeciding) this.push(null);
   }
 
   override _read(): void {

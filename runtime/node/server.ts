@@ -69,7 +69,34 @@ export interface NodeServerOptions {
   record(sid: string, mode: SessionRecordingMode): SessionRecording;
   /** The interactive sessions others may join, published to the auth server. @default not published */
   sessions?: SessionDirectory;
+  /**
+   * What is one per node when this server runs in a connection worker (node/connworker.ts): the
+   * `max_users` count, the pre-authentication limits and the record of proxy hellos seen are the
+   * primary process's. @default this server's own
+   */
+  nodeWide?: NodeWide;
+  /**
+   * Offered each connection accepted on the listener once it is admitted (`max_connections`, the
+   * startups limits): true when another process (a connection worker) serves it from now on.
+   * @default every connection is served here
+   */
+  handOff?: (sock: net.Socket) => boolean;
   log: Logger;
+}
+
+/** The state of the node as a whole that each connection consults: one per node, whichever process serves the connection. */
+export interface NodeWide {
+  /** Counts an authenticated connection of `user` against `max_users`: false when the limit is reached. */
+  addUser(user: string): Promise<boolean>;
+  /** A connection of `user` that `addUser` counted has closed. */
+  removeUser(user: string): void;
+  /** The connection from `remote` authenticated: it no longer counts as pending (startups, login grace time). */
+  authenticated(remote: { ip: string; port: number }): void;
+  /**
+   * The client's address a proxy's hello (its JSON) names, when the hello is believed; undefined
+   * when it is not (the connection is audited with its TCP peer's); throws when it is malformed.
+   */
+  believeHello(json: Buffer, local: { ip: string; port: number }): Address | undefined | Promise<Address | undefined>;
 }
 
 export const SSH_IDENT = 'Teleport';
@@ -87,7 +114,7 @@ export function permitsOf(cert: Certificate, now: Permissions): Permissions {
   };
 }
 
-export class NodeServer {
+export class NodeServer implements NodeWide {
   private server: Server;
   private readonly tcp: net.Server;
   private readonly preAuth: PreAuthGate;
@@ -96,6 +123,7 @@ export class NodeServer {
   /** Open authenticated connections per cluster user. */
   private readonly users: UserLimit;
   private readonly sessions: SessionDirectory;
+  private readonly wide: NodeWide;
   private readonly hellos = new HelloVerifier();
   /** The client's address a believed hello named, by the TCP peer's (`ip|port`), while the connection is open. */
   private readonly clientOf = new Map<string, Address>();
@@ -107,9 +135,11 @@ export class NodeServer {
     this.server = this.sshServer(opts.hostKey, opts.hostCert);
     this.preAuth = new PreAuthGate(opts.preAuth, opts.log);
     this.connections = new ConnectionLimit(opts.maxConnections, SSH_IDENT, opts.log);
-    this.tcp = net.createServer((sock) => {
+    this.wide = opts.nodeWide ?? this;
+    // Not read here until it is known who serves it: a socket handed to a worker must arrive there unread.
+    this.tcp = net.createServer({ pauseOnConnect: true }, (sock) => {
       sock.on('error', (err) => opts.log.debug('connection error', { remote: sock.remoteAddress, error: err.message }));
-      if (this.connections.admit(sock) && this.preAuth.admit(sock)) this.server.injectSocket(this.front(sock) as unknown as net.Socket);
+      if (this.connections.admit(sock) && this.preAuth.admit(sock) && !opts.handOff?.(sock)) this.serve(sock);
     });
     this.tcp.on('error', (err) => opts.log.warn('ssh listener error', { error: err }));
   }
@@ -133,29 +163,62 @@ export class NodeServer {
     return this.address;
   }
 
+  /** Serves an accepted TCP connection (admitted already: by this server's listener, or by the primary process of a worker's). */
+  serve(sock: net.Socket): void {
+    this.server.injectSocket(this.front(sock) as unknown as net.Socket);
+  }
+
   /**
    * The stream ssh2 reads: the socket without the proxy's hello, if one came; the client's address
    * it names is used when the hello is believed, else the connection goes on as the TCP peer's.
    */
   private front(sock: net.Socket): HelloFront {
-    const { opts } = this;
     const peer = `${sock.remoteAddress}|${sock.remotePort}`;
     const from = { remote: sock.remoteAddress };
     sock.once('close', () => this.clientOf.delete(peer));
+    const believed = (client: Address | undefined) => {
+      if (client) this.clientOf.set(peer, client);
+    };
     return new HelloFront(
       sock,
       (json) => {
-        const hello = parseProxyHello(json);
-        try {
-          const client = this.hellos.verify(hello, { clusterName: opts.clusterName, hostCAs: opts.trustedHostCAs(), local: { ip: sock.localAddress ?? '', port: sock.localPort ?? 0 } });
-          this.clientOf.set(peer, client);
-          opts.log.debug('client address from the proxy', { ...from, client: formatAddress(client) });
-        } catch (err) {
-          opts.log.warn('not believing a Teleport-Proxy hello; the connection is audited with its TCP peer address', { ...from, claimed: hello.clientAddr, error: (err as Error).message });
-        }
+        const client = this.wide.believeHello(json, { ip: sock.localAddress ?? '', port: sock.localPort ?? 0 });
+        return client instanceof Promise ? client.then(believed) : believed(client);
       },
-      (why) => opts.log.info('closing a connection with a malformed Teleport-Proxy hello', { ...from, error: why }),
+      (why) => this.opts.log.info('closing a connection with a malformed Teleport-Proxy hello', { ...from, error: why }),
     );
+  }
+
+  believeHello(json: Buffer, local: { ip: string; port: number }): Address | undefined {
+    const { opts } = this;
+    const hello = parseProxyHello(json);
+    try {
+      const client = this.hellos.verify(hello, { clusterName: opts.clusterName, hostCAs: opts.trustedHostCAs(), local });
+      opts.log.debug('client address from the proxy', { client: formatAddress(client) });
+      return client;
+    } catch (err) {
+      opts.log.warn('not believing a Teleport-Proxy hello; the connection is audited with its TCP peer address', { claimed: hello.clientAddr, error: (err as Error).message });
+      return undefined;
+    }
+  }
+
+  /** Connections accepted here that have not authenticated yet. */
+  get pendingConnections(): number {
+    return this.preAuth.pendingCount;
+  }
+
+  async addUser(user: string): Promise<boolean> {
+    if (this.users.tryAdd(user)) return true;
+    this.opts.log.warn('user limit reached, refusing a login', { user, max_users: this.opts.maxUsers });
+    return false;
+  }
+
+  removeUser(user: string): void {
+    this.users.remove(user);
+  }
+
+  authenticated(remote: { ip: string; port: number }): void {
+    this.preAuth.authenticated(remote);
   }
 
   /**
@@ -204,9 +267,11 @@ export class NodeServer {
 
     client.on('error', (err) => log.debug('connection error', { remote: remote.addr, error: err.message }));
     logNegotiated(client, log, remote.addr);
+    let closed = false;
     client.on('close', () => {
+      closed = true;
       this.clients.delete(client);
-      if (cert) this.users.remove(cert.keyId);
+      if (cert) this.wide.removeUser(cert.keyId);
       timers.forEach(clearTimeout);
       stopExpiry();
       stopForwarding();
@@ -227,31 +292,34 @@ export class NodeServer {
       if (!signed) return ctx.accept();
       const decision = opts.authorize({ cert: verified, login });
       if (!decision.allowed) return refuse(reject, verified.keyId, decision.reason, true);
-      if (!this.users.tryAdd(verified.keyId)) {
-        log.warn('user limit reached, refusing a login', { user: verified.keyId, max_users: opts.maxUsers });
-        return refuse(reject, verified.keyId, 'too many users connected', false);
-      }
-      Promise.all([lookupUser(login), opts.sessionRecording()]).then(
-        ([u, mode]) => {
-          if (cert) {
-            this.users.remove(verified.keyId);
-            return reject();
-          }
-          cert = verified;
-          permit = permitsOf(verified, accessFor(decision.user, decision.roles).permit);
-          osUser = u;
-          recording = mode;
-          ctx.accept();
+      this.wide.addUser(verified.keyId).then(
+        (counted) => {
+          if (!counted) return refuse(reject, verified.keyId, 'too many users connected', false);
+          Promise.all([lookupUser(login), opts.sessionRecording()]).then(
+            ([u, mode]) => {
+              // Closed meanwhile ('close' found nothing counted to release), or authenticated already.
+              if (cert || closed) {
+                this.wide.removeUser(verified.keyId);
+                return reject();
+              }
+              cert = verified;
+              permit = permitsOf(verified, accessFor(decision.user, decision.roles).permit);
+              osUser = u;
+              recording = mode;
+              ctx.accept();
+            },
+            (err: Error) => {
+              this.wide.removeUser(verified.keyId);
+              refuse(reject, verified.keyId, err.message, false);
+            },
+          );
         },
-        (err: Error) => {
-          this.users.remove(verified.keyId);
-          refuse(reject, verified.keyId, err.message, false);
-        },
+        (err: Error) => refuse(reject, verified.keyId, err.message, false),
       );
     });
 
     client.on('ready', () => {
-      this.preAuth.authenticated(info);
+      this.wide.authenticated(info);
       const c = cert!;
       const u = osUser!;
       const touch = () => (lastActivity = Date.now());

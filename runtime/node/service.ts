@@ -31,6 +31,8 @@ import { DynamicLabels } from './labels';
 import { PamSettings } from './pam';
 import { NodeServer } from './server';
 import { spawnServer } from './spawnserver';
+import { WorkerPool } from './workerpool';
+import type { Socket } from 'node:net';
 import { AgentPool } from './agentpool';
 import { authPipe, type ProxyRoute } from './viaproxy';
 import { fetchHostCAKeys } from '../auth/hostcas';
@@ -95,6 +97,7 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     // What the node presents: changed in place by a host CA rotation (the tunnel agent reads it at each dial).
     const presented = { ...identity };
     let server: NodeServer | undefined;
+    let workers: WorkerPool | undefined;
     const rotation = new HostRotation({
       current: identity,
       store: opts.store,
@@ -104,6 +107,7 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
       serve: (id) => {
         Object.assign(presented, id);
         server?.setHostKey(id.sshKey, id.sshCert);
+        workers?.setHostKey(id.sshKey, id.sshCert);
       },
       log: log.child('rotation'),
     });
@@ -115,7 +119,14 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     const settings = new ClusterSettings(() => client.get<ClusterConfig>('/v1/configuration/cluster'), cluster, log.child('cluster'));
 
     let heartbeat: Heartbeat | undefined;
-    const labels = new DynamicLabels(config.ssh.commands, () => void heartbeat?.announce(), log.child('labels'));
+    const labels = new DynamicLabels(
+      config.ssh.commands,
+      () => {
+        void heartbeat?.announce();
+        workers?.pushLabels(allLabels());
+      },
+      log.child('labels'),
+    );
     opened.add(() => labels.stop());
     await labels.start();
     const allLabels = () => {
@@ -126,7 +137,10 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     // Started now, not by the first session: non-PTY session programs are spawned there, off this thread.
     // It lives as long as this process (a drain after USR2 keeps it for the sessions still running here).
     void spawnServer(log.child('spawn')).pid;
-    server = new NodeServer({
+    const sessions = new SessionDirectory(client, log.child('sessions'));
+    const sessionRecording = async () => (await settings.current()).session_recording;
+    // What the node's SSH server is, in this process and in each connection worker (the key and certificate as presented now).
+    const settingsNow = () => ({
       listen: config.ssh.listenAddr,
       hostKey: presented.sshKey,
       hostCert: presented.sshCert,
@@ -134,21 +148,49 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
       serverId: opts.hostUUID,
       hostname: config.nodeName,
       clusterName: identity.clusterName,
-      trustedHostCAs: () => access.hostCAKeys(),
-      trustedUserCAs: () => access.userCAs().flatMap((ca) => ca.keys),
-      authorize: (req) => access.checkCert(req.cert, req.login, { name: config.nodeName, labels: allLabels() }),
-      sessions: new SessionDirectory(client, log.child('sessions')),
-      labels: allLabels,
       permitUserEnv: config.ssh.permitUserEnv,
       ...(opts.pam ? { pam: opts.pam } : {}),
       idleTimeoutMs: cluster.client_idle_timeout / 1e6,
       keepAliveIntervalMs: cluster.keep_alive_interval / 1e6,
       keepAliveCountMax: cluster.keep_alive_count_max,
       disconnectExpiredCert: cluster.disconnect_expired_cert,
-      maxConnections: config.connectionLimits.maxConnections,
       preAuth: config.ssh.preAuth,
+    });
+    // Connections through a reverse tunnel are streams, not sockets: a node behind NAT serves them all here.
+    const pool = viaProxy
+      ? undefined
+      : new WorkerPool({
+          count: config.ssh.workers,
+          server: () => server!,
+          init: () => ({
+            server: settingsNow(),
+            access: access.snapshot()!,
+            labels: allLabels(),
+            auditFailure: config.ssh.auditFailure,
+            spoolDir: sink.spoolDir,
+            sessionsDir: sink.sessionsDir,
+          }),
+          sessions,
+          publish: client,
+          sink,
+          sessionRecording,
+          serverId: opts.hostUUID,
+          serviceLog: log,
+          log: log.child('workers'),
+        });
+    workers = pool;
+    if (pool) access.onChange(() => pool.pushAccess(access.snapshot()));
+    server = new NodeServer({
+      ...settingsNow(),
+      trustedHostCAs: () => access.hostCAKeys(),
+      trustedUserCAs: () => access.userCAs().flatMap((ca) => ca.keys),
+      authorize: (req) => access.checkCert(req.cert, req.login, { name: config.nodeName, labels: allLabels() }),
+      sessions,
+      labels: allLabels,
+      maxConnections: config.connectionLimits.maxConnections,
       maxUsers: config.connectionLimits.maxUsers,
-      sessionRecording: async () => (await settings.current()).session_recording,
+      sessionRecording,
+      ...(pool ? { handOff: (sock: Socket) => pool.handOff(sock) } : {}),
       audit: sink.audit,
       record: (sid, mode) => (mode === 'node' ? sink.record(sid, opts.hostUUID) : NO_RECORDING),
       log: log.child('ssh'),
@@ -175,6 +217,8 @@ export async function startNodeService(opts: StartNodeOptions): Promise<NodeServ
     } else {
       address = await server.listen();
       opened.add(() => server.close());
+      // First: the server's close waits for the connections the workers serve.
+      if (pool) opened.add(() => pool.close());
     }
 
     const record = (): Server => ({

@@ -21,7 +21,7 @@ import { AgentForwarder } from './agent';
 import { AuditGate, AuditUnavailableError } from './auditgate';
 import { asUser, OsUser, shellArgs } from './osuser';
 import { PamSettings } from './pam';
-import { ActiveSession, Joinable, JoiningParty, SessionDirectory } from './shared';
+import { ActiveSession, Joinable, joinEventOf, JoiningParty, SessionDirectory } from './shared';
 import { SpawnedProgram, SpawnError, spawnServer } from './spawnserver';
 
 /** What a session needs from its connection. */
@@ -119,6 +119,8 @@ export class NodeSession implements Joinable {
   readonly sid = randomUUID();
   /** Set by `TELEPORT_SESSION`: the session this channel's shell joins. */
   private joinSid?: string;
+  /** The session this channel joined. */
+  private joined?: Joinable;
   /** Everyone in this session (a pty session that runs here), its owner first. */
   private readonly parties = new Map<string, Party>();
   /** Every user who took part, for session.end. */
@@ -152,8 +154,7 @@ export class NodeSession implements Joinable {
     });
     session.on('window-change', (accept, _reject, info) => {
       // A party of a joined session resizes the shared terminal (the last resize wins, as in Teleport).
-      const joined = this.joinSid ? (conn.sessions.get(this.joinSid) as NodeSession | undefined) : undefined;
-      (joined ?? this).resize(info.cols, info.rows);
+      (this.joined ?? this).resize(info.cols, info.rows);
       accept?.();
     });
     session.on('env', (accept, reject, info) => {
@@ -430,7 +431,7 @@ export class NodeSession implements Joinable {
 
   /** The `session.join` event of a party joining this session. */
   joinEvent(party: { user: string; remote: string }): EventFields {
-    return { event: 'session.join', sid: this.sid, user: party.user, login: this.conn.login, server_id: this.conn.serverId, namespace: 'default', 'addr.remote': party.remote };
+    return joinEventOf(this.sid, this.conn.login, this.conn.serverId, party);
   }
 
   /** Another channel joins this session (its join already audited): it sees the output from now on and types into the terminal. */
@@ -454,17 +455,22 @@ export class NodeSession implements Joinable {
   private joinSession(sid: string, accept: () => ServerChannel): void {
     const c = this.conn;
     const stream = this.open(accept);
-    const target = c.sessions.get(sid);
-    if (!target) return this.endChannel(stream, `session ${sid} is not running on this node`);
-    if (target.login !== c.login) return this.endChannel(stream, `session ${sid} runs as login "${target.login}": join it with that login`);
     if (!this.ptyInfo) return this.endChannel(stream, 'joining a session needs a terminal (a pty request)');
-    const party = { user: c.user, remote: `${c.remoteAddr}:${c.remotePort}`, stream, onLeave: () => this.cleanup() };
-    // The join is on disk before the party sees anything (audit_failure: refuse).
-    void this.audited(stream, () => c.audit.emitDurable(target.joinEvent(party))).then((ok) => {
-      if (!ok) return;
-      stream.on('data', () => c.touch());
-      target.join(party);
-    });
+    c.sessions.find(sid).then(
+      (target) => {
+        if (!target) return this.endChannel(stream, `session ${sid} is not running on this node`);
+        if (target.login !== c.login) return this.endChannel(stream, `session ${sid} runs as login "${target.login}": join it with that login`);
+        const party = { user: c.user, remote: `${c.remoteAddr}:${c.remotePort}`, stream, onLeave: () => this.cleanup() };
+        // The join is on disk before the party sees anything (audit_failure: refuse).
+        void this.audited(stream, () => c.audit.emitDurable(target.joinEvent(party))).then((ok) => {
+          if (!ok || this.closed) return;
+          stream.on('data', () => c.touch());
+          this.joined = target;
+          target.join(party);
+        });
+      },
+      (err: Error) => this.endChannel(stream, `cannot join session ${sid}: ${err.message}`),
+    );
   }
 
   /**

@@ -4,7 +4,9 @@
  * the auth server's list of active sessions (which `tsh join` and the web UI
  * read): published when a session starts, when a party joins or leaves, and
  * every ACTIVE_SESSION_REFRESH_MS while it runs (the record expires if the
- * node stops), removed when it ends.
+ * node stops), removed when it ends. A session that runs in another process
+ * of this node (a connection worker, node/workerpool.ts) is found through
+ * `remote` and joined through a relay (node/joinrelay.ts).
  */
 import type { AuthClient } from '../auth/client';
 import { Logger } from '../utils/logger';
@@ -32,6 +34,13 @@ export interface Joinable {
   joinEvent(party: Pick<JoiningParty, 'user' | 'remote'>): import('../events/filelog').EventFields;
   /** Adds a party; the session writes its output to `stream` and takes its input. */
   join(party: JoiningParty): void;
+  /** A party resized its terminal: the shared terminal takes the size (the last resize wins). */
+  resize(cols: number, rows: number): void;
+}
+
+/** The `session.join` event of `party` joining session `sid`, which runs as `login` on node `serverId`. */
+export function joinEventOf(sid: string, login: string, serverId: string, party: Pick<JoiningParty, 'user' | 'remote'>): import('../events/filelog').EventFields {
+  return { event: 'session.join', sid, user: party.user, login, server_id: serverId, namespace: 'default', 'addr.remote': party.remote };
 }
 
 export interface JoiningParty {
@@ -50,8 +59,17 @@ export class SessionDirectory {
     private readonly log: Logger,
   ) {}
 
+  /** Finds a joinable session running in another process of this node (set when the node has connection workers). */
+  remote?: (sid: string) => Promise<Joinable | undefined>;
+
+  /** A session running in this process. */
   get(sid: string): Joinable | undefined {
     return this.sessions.get(sid)?.session;
+  }
+
+  /** A session running on this node: in this process, or in another through `remote`. */
+  async find(sid: string): Promise<Joinable | undefined> {
+    return this.get(sid) ?? (await this.remote?.(sid));
   }
 
   /** Lists `session` for joining, and keeps its record published while it runs. */

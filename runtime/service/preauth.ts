@@ -63,6 +63,11 @@ export class PreAuthGate {
     return true;
   }
 
+  /** How many connections are not authenticated yet. */
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
   /** The connection from `remote` authenticated: it stops counting and its grace timer stops. */
   authenticated(remote: Remote): void {
     this.pending.get(keyOf(remote))?.release();

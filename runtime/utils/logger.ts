@@ -32,6 +32,11 @@ export function setLogLevel(level: Level): void {
   sink.level = level;
 }
 
+/** The process-wide minimum level. */
+export function logLevel(): Level {
+  return sink.level;
+}
+
 /** Replaces where log lines go (tests capture them). */
 export function setLogWriter(write: (line: string) => void, json = true): void {
   sink.write = write;

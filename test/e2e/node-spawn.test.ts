@@ -8,41 +8,12 @@ import { startCluster, TestAuth } from '../helpers/cluster';
 import { SshUser, sshTo } from '../helpers/openssh';
 import { Daemon, tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
+import { alive, childrenRunning, parentOf } from '../helpers/procfs';
 
 const NODE = 'test-auth';
 
-/** The parent pid of `pid` (/proc/<pid>/stat field 4), or undefined when it is gone. */
-function parentOf(pid: number): number | undefined {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  } catch {
-    return undefined;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    // A zombie has exited: only its parent's wait is missing.
-    return !/^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
-/** The live children of `pid` whose command line names the spawn server's script. */
-function spawnServersOf(pid: number): number[] {
-  const kids = fs
-    .readdirSync(`/proc/${pid}/task`)
-    .flatMap((tid) => fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean).map(Number));
-  return kids.filter((k) => {
-    try {
-      return fs.readFileSync(`/proc/${k}/cmdline`, 'utf8').includes('spawnworker') && alive(k);
-    } catch {
-      return false;
-    }
-  });
-}
+/** The live spawn servers among the children of `pid`. */
+const spawnServersOf = (pid: number) => childrenRunning(pid, 'spawnworker');
 
 describe('node spawn server', () => {
   let cluster: TestAuth;

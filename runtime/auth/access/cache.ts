@@ -105,6 +105,8 @@ export function parseSnapshot(s: AccessSnapshot, log: Logger): Loaded {
 
 export class AccessCache implements AccessView {
   private data?: Loaded;
+  /** The snapshot `data` was parsed from, as the auth service sent it. */
+  private raw?: AccessSnapshot;
   private stopped = false;
   private readonly listeners = new Set<() => void>();
 
@@ -133,8 +135,22 @@ export class AccessCache implements AccessView {
     // "Unchanged" from a version other than ours (none loaded, or another auth server's): nothing to
     // decide from; the poll is retried and the next answer carries the data.
     if ('unchanged' in s) throw new Error(`the auth server answered "unchanged" for version ${s.version}, which is not ours`);
+    this.load(s);
+  }
+
+  /**
+   * Decides from snapshot `s` from now on: what a poll does, and how a node's connection workers
+   * (node/workerpool.ts) take the copy their primary process polled, without polling themselves.
+   */
+  load(s: AccessSnapshot): void {
     this.data = parseSnapshot(s, this.log);
+    this.raw = s;
     for (const l of this.listeners) l();
+  }
+
+  /** The snapshot deciding now (undefined before the first load). */
+  snapshot(): AccessSnapshot | undefined {
+    return this.raw;
   }
 
   /** Calls `listener` after each new copy is loaded. */

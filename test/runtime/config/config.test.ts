@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import {
   ConfigError,
+  autoWorkers,
   buildConfig,
   defaultDataDir,
   loadTeleportConfig,
@@ -287,5 +288,20 @@ describe('ssh_service.audit_failure', () => {
     expect(errorLines(() => of('ssh_service:', '  audit_failure: ignore'))).toEqual([
       'teleport.yaml:2:18: ssh_service.audit_failure: expected one of refuse, continue, got "ignore"',
     ]);
+  });
+});
+
+describe('ssh_service.workers', () => {
+  test('GIVEN no value, auto, a count, or a bad value THEN auto is one per core (none on one core, at most 8), a count is taken, and a bad value is an error at its line', () => {
+    // GIVEN / WHEN built from each
+    const of = (...lines: string[]) => buildConfig(parseConfig(yaml(...lines), 'teleport.yaml'), { dataDir: '/data' }, ENV).ssh.workers;
+    // THEN
+    expect(of('ssh_service:', '  enabled: yes')).toBe(autoWorkers());
+    expect(of('ssh_service:', '  workers: auto')).toBe(autoWorkers());
+    expect(of('ssh_service:', '  workers: 0')).toBe(0);
+    expect(of('ssh_service:', '  workers: 3')).toBe(3);
+    expect([autoWorkers(1), autoWorkers(2), autoWorkers(6), autoWorkers(64)]).toEqual([0, 2, 6, 8]);
+    expect(errorLines(() => of('ssh_service:', '  workers: 65'))).toEqual(['teleport.yaml:2:12: ssh_service.workers: expected a number of worker processes from 0 to 64 or auto, got "65"']);
+    expect(errorLines(() => of('ssh_service:', '  workers: many'))).toEqual(['teleport.yaml:2:12: ssh_service.workers: expected a number of worker processes from 0 to 64 or auto, got "many"']);
   });
 });

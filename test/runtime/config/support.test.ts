@@ -162,6 +162,8 @@ const SAMPLES: Record<string, Sample> = {
   'ssh_service.commands[].period': { values: ['5m'] },
   'ssh_service.permit_user_env': {},
   'ssh_service.audit_failure': {},
+  // above auto's largest (8), so that each differs from the default on any machine
+  'ssh_service.workers': { values: ['12', '17'] },
   'ssh_service.login_grace_time': { values: ['45s', '0s'] },
   'ssh_service.max_startups': { values: ['5:50:20', '7'] },
   'ssh_service.per_source_max_startups': { values: ['3:30:9'] },

@@ -36,7 +36,7 @@ describe('HelloFront', () => {
   let server: net.Server;
   let port: number;
   let served: Served[];
-  let onHello: (json: Buffer) => void;
+  let onHello: (json: Buffer) => void | Promise<void>;
   const clients: net.Socket[] = [];
 
   beforeEach(async () => {
@@ -50,7 +50,7 @@ describe('HelloFront', () => {
         sock,
         (json) => {
           s.hellos.push(json.toString());
-          onHello(json);
+          return onHello(json);
         },
         (why) => s.malformed.push(why),
         300,
@@ -189,6 +189,30 @@ describe('HelloFront', () => {
     onHello = () => {
       throw new Error('malformed Teleport-Proxy hello: not JSON');
     };
+    const c = await connect();
+    c.sock.write('Teleport-Proxy{\0SSH-2.0-C\r\n');
+    await waitFor('the connection to close', () => c.ended());
+    expect(served[0].malformed).toEqual(['malformed Teleport-Proxy hello: not JSON']);
+    expect(served[0].read()).toBe('');
+  });
+
+  it('GIVEN a hello decided later (a worker asks its primary process) THEN what follows it waits for the decision', async () => {
+    // GIVEN a reader that decides when told
+    let decide!: () => void;
+    onHello = () => new Promise<void>((resolve) => (decide = resolve));
+    const c = await connect();
+    // WHEN the hello and the client's version line arrive before the decision
+    c.sock.write('Teleport-Proxy{"a":1}\0SSH-2.0-C\r\n');
+    await waitFor('the hello read', () => served[0]?.hellos.length === 1);
+    // THEN nothing reached the server side yet
+    expect(served[0].read()).toBe('');
+    // WHEN it is believed THEN the version line passes through
+    decide();
+    await waitFor('the version line', () => served[0].read() === 'SSH-2.0-C\r\n');
+  });
+
+  it('GIVEN a hello whose later decision refuses it THEN the connection is closed and nothing after it is read', async () => {
+    onHello = () => Promise.reject(new Error('malformed Teleport-Proxy hello: not JSON'));
     const c = await connect();
     c.sock.write('Teleport-Proxy{\0SSH-2.0-C\r\n');
     await waitFor('the connection to close', () => c.ended());

@@ -1,0 +1,303 @@
+/**
+ * The node's connection workers (runtime/node/workerpool.ts): a busy node
+ * starts worker processes and hands them new connections; what is one per
+ * node stays one per node (max_users, the login grace time, audit, joins
+ * across processes); a worker that dies takes only its own connections; none
+ * outlives the node.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import { startCluster, TestAuth } from '../helpers/cluster';
+import { SshUser, sshTo } from '../helpers/openssh';
+import { Daemon, tempDir, waitFor } from '../helpers/proc';
+import { LOGIN } from '../helpers/sshd';
+import { alive, childrenRunning, parentOf } from '../helpers/procfs';
+
+const NODE = 'test-auth';
+/** Short enough to watch a pending connection closed, long enough for a login on a loaded machine. */
+const GRACE = ['workers: 2', 'login_grace_time: 8s'];
+
+/** The connection worker a session program runs under (program → spawn server or pty → worker), if any. */
+function workerOf(program: number, workers: number[]): number | undefined {
+  for (let p: number | undefined = program; p && p > 1; p = parentOf(p)) if (workers.includes(p)) return p;
+  return undefined;
+}
+
+/** The inodes of the sockets process `pid` holds. */
+function socketInodes(pid: number): Set<string> {
+  const out = new Set<string>();
+  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) out.add(m[1]);
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  return out;
+}
+
+/** IPv4 TCP sockets: local port, remote port, state (01: established) and inode (/proc/net/tcp). */
+function tcpSockets(): { local: number; remote: number; state: string; inode: string }[] {
+  return fs
+    .readFileSync('/proc/net/tcp', 'utf8')
+    .split('\n')
+    .slice(1)
+    .filter(Boolean)
+    .map((l) => l.trim().split(/\s+/))
+    .map((f) => ({ local: parseInt(f[1].split(':')[1], 16), remote: parseInt(f[2].split(':')[1], 16), state: f[3], inode: f[9] }));
+}
+
+/** Which of `servers` holds the server side of the TCP connection the client process `client` made to `port`. */
+function servingProcess(client: number, port: number, servers: number[]): number | undefined {
+  const mine = socketInodes(client);
+  const out = tcpSockets().find((t) => mine.has(t.inode) && t.remote === port);
+  if (!out) return undefined;
+  const peer = tcpSockets().find((t) => t.local === port && t.remote === out.local && t.inode !== '0');
+  return peer ? servers.find((s) => socketInodes(s).has(peer.inode)) : undefined;
+}
+
+/** A TCP connection that sends nothing: it counts as a connection setting up until the grace time. */
+function pendingConnection(port: number): Promise<net.Socket & { banner: Promise<string>; ended: Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1') as net.Socket & { banner: Promise<string>; ended: Promise<void> };
+    sock.banner = new Promise((ok) => sock.once('data', (d) => ok(d.toString())));
+    sock.ended = new Promise((ok) => sock.once('close', () => ok()));
+    sock.on('error', () => undefined);
+    sock.once('connect', () => resolve(sock));
+    sock.once('error', reject);
+  });
+}
+
+describe('node connection workers', () => {
+  let cluster: TestAuth;
+  let work: string;
+  let alice: SshUser;
+  let bob: SshUser;
+  let carol: SshUser;
+  const daemons: Daemon[] = [];
+  const sockets: net.Socket[] = [];
+
+  const nodePid = () => cluster.daemon!.child.pid!;
+  const workers = () => childrenRunning(nodePid(), 'connworker');
+
+  /** Makes the node busy (three connections setting up at once) and waits for its two workers. */
+  async function busy(): Promise<number[]> {
+    for (let i = 0; i < 3; i++) sockets.push(await pendingConnection(cluster.nodePort!));
+    return waitFor('two connection workers ready', () => {
+      const ready = cluster.daemon!.stderr.split('\n').filter((l) => l.includes('connection worker ready')).length;
+      return ready >= 2 && workers().length === 2 ? workers() : undefined;
+    });
+  }
+
+  /** OpenSSH's client with its stdin open (what is written there is typed). */
+  function interactive(args: string[]): Daemon {
+    const d = new Daemon(spawn('ssh', args, { stdio: ['pipe', 'pipe', 'pipe'] }));
+    daemons.push(d);
+    return d;
+  }
+
+  /** A long session over OpenSSH, as `user`; resolves with the client and its program's pid once it runs. */
+  async function longSession(user: SshUser, extra: string[] = []): Promise<{ client: Daemon; pid: number }> {
+    const client = Daemon.spawn('ssh', [...user.options(NODE), '-p', String(cluster.nodePort), ...extra, `${LOGIN}@127.0.0.1`, 'echo pid=$$; exec sleep 300']);
+    daemons.push(client);
+    await client.waitForOutput(/pid=\d+\n/);
+    return { client, pid: Number(/pid=(\d+)/.exec(client.stdout)![1]) };
+  }
+
+  beforeAll(async () => {
+    work = tempDir('node-workers-');
+    cluster = await startCluster({ sshExtra: GRACE, teleportExtra: ['connection_limits:', '  max_connections: 100', '  max_users: 2'] });
+    for (const u of ['alice', 'bob', 'carol']) await cluster.tctlOk('users', 'add', u, LOGIN);
+    [alice, bob, carol] = await Promise.all(['alice', 'bob', 'carol'].map((u) => SshUser.create(cluster, work, u, LOGIN)));
+  });
+  afterEach(async () => {
+    await Promise.all(daemons.splice(0).map((d) => d.stop('SIGKILL')));
+    for (const s of sockets.splice(0)) s.destroy();
+    // Each test starts with no connection open in any worker: where the next ones go is then known.
+    await waitFor('the node to close every connection', () => !tcpSockets().some((t) => t.local === cluster.nodePort && t.state === '01'));
+  });
+  afterAll(async () => {
+    await cluster?.cleanup();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it('GIVEN an idle node THEN it runs no worker; WHEN it is busy THEN two workers start and sessions run in them, one each, audited by the node', async () => {
+    const first = await sshTo(alice, cluster.nodePort!, NODE, ['echo one']);
+    expect(first.stdout).toBe('one\n');
+    expect(workers()).toEqual([]);
+
+    const ws = await busy();
+
+    const a = await longSession(alice);
+    const b = await longSession(alice);
+    const wa = workerOf(a.pid, ws);
+    const wb = workerOf(b.pid, ws);
+    expect(wa).toBeDefined();
+    expect(wb).toBeDefined();
+    expect(wa).not.toBe(wb);
+    // Each worker's parent is the node: it was forked by the node's primary process.
+    expect(ws.map(parentOf)).toEqual([nodePid(), nodePid()]);
+    // The audit events of sessions in workers reach the node's spool and the auth server.
+    const marker = `from-a-worker-${Date.now()}`;
+    expect((await sshTo(alice, cluster.nodePort!, NODE, [`echo ${marker}`])).stdout).toBe(`${marker}\n`);
+    await waitFor('the exec event', async () => (await cluster.events(['exec'])).some((e) => String(e.command).includes(marker)));
+  });
+
+  it('GIVEN max_users 2 and alice and bob connected to different workers THEN carol is refused in a third connection until one leaves', async () => {
+    const ws = await busy();
+    const a = await longSession(alice);
+    const b = await longSession(bob);
+    expect(workerOf(a.pid, ws)).not.toBe(workerOf(b.pid, ws));
+
+    const refused = await sshTo(carol, cluster.nodePort!, NODE, ['echo carol']);
+    expect(refused.code).toBe(255);
+    expect(refused.stderr).toMatch(/Permission denied/);
+
+    await b.client.stop('SIGKILL');
+    await waitFor('carol to be admitted', async () => (await sshTo(carol, cluster.nodePort!, NODE, ['echo carol'])).stdout === 'carol\n');
+  });
+
+  it('GIVEN a connection handed to a worker that does not log in THEN the login grace time closes it', async () => {
+    await busy();
+    const idle = await pendingConnection(cluster.nodePort!);
+    sockets.push(idle);
+    expect(await idle.banner).toMatch(/^SSH-2\.0-Teleport/);
+    // Closed by the primary's grace timer through the worker that holds it (the primary's copy alone would not close it).
+    await idle.ended;
+    await waitFor('the grace time logged', () => /not authenticated within the login grace time/.test(cluster.daemon!.stderr));
+  });
+
+  it("GIVEN alice's interactive session in one worker WHEN bob joins it from the other THEN both see what either types, and his join is audited", async () => {
+    const ws = await busy();
+    const owner = interactive([...alice.options(NODE), '-tt', '-p', String(cluster.nodePort), `${LOGIN}@127.0.0.1`]);
+    const type = (d: Daemon, text: string) => d.child.stdin!.write(text);
+    type(owner, 'echo ready-$((40+2))\n');
+    await owner.waitForOutput(/ready-42/);
+    const s = await waitFor('the session listed as active', async () => (await cluster.activeSessions()).find((x) => x.parties.some((p) => p.user === 'alice')));
+    const ownerShell = Number((await (async () => (type(owner, 'echo shell=$$\n'), owner.waitForOutput(/shell=\d+/)))(), /shell=(\d+)/.exec(owner.stdout)![1]));
+
+    const joiner = interactive([...bob.options(NODE), '-tt', '-o', `SetEnv=TELEPORT_SESSION=${s.id}`, '-p', String(cluster.nodePort), `${LOGIN}@127.0.0.1`]);
+    await waitFor('bob among the parties', async () => (await cluster.activeSessions()).find((x) => x.id === s.id)?.parties.some((p) => p.user === 'bob'));
+    // alice's session and bob's connection are in different workers: the join crossed processes.
+    const alicesWorker = workerOf(ownerShell, ws);
+    expect(alicesWorker).toBeDefined();
+    expect(ws).toContain(servingProcess(joiner.child.pid!, cluster.nodePort!, ws));
+    expect(servingProcess(joiner.child.pid!, cluster.nodePort!, ws)).not.toBe(alicesWorker);
+
+    type(owner, 'echo from-alice-$((1+1))\n');
+    await joiner.waitForOutput(/from-alice-2/);
+    type(joiner, 'echo from-bob-$((2+3))\n');
+    await owner.waitForOutput(/from-bob-5/);
+    await joiner.stop('SIGKILL');
+    await waitFor('session.leave', async () => (await cluster.events(['session.leave'])).some((e) => e.user === 'bob' && e.sid === s.id));
+    expect((await cluster.events(['session.join'])).filter((e) => e.sid === s.id).map((e) => e.user)).toEqual(['bob']);
+    type(owner, 'exit\n');
+    expect(await owner.exited).toBe(0);
+  });
+
+  it('GIVEN sessions in two workers WHEN one worker is killed THEN only its session ends, and the node serves on', async () => {
+    const ws = await busy();
+    const a = await longSession(alice);
+    const b = await longSession(bob);
+    const wa = workerOf(a.pid, ws)!;
+    expect(workerOf(b.pid, ws)).not.toBe(wa);
+
+    process.kill(wa, 'SIGKILL');
+
+    expect(await a.client.exited).toBe(255);
+    await waitFor('the lost worker reported', () => /a connection worker stopped/.test(cluster.daemon!.stderr));
+    expect([b.client.child.exitCode, alive(b.pid)]).toEqual([null, true]);
+    // alice's max_users slot was released with her connection: carol gets in beside bob.
+    expect((await sshTo(carol, cluster.nodePort!, NODE, ['echo carol'])).stdout).toBe('carol\n');
+  });
+
+  it('GIVEN a node with workers WHEN the node process dies THEN its workers and their sessions end', async () => {
+    const other = await startCluster({ sshExtra: GRACE });
+    const dir = tempDir('node-workers-other-');
+    try {
+      await other.tctlOk('users', 'add', 'dave', LOGIN);
+      const dave = await SshUser.create(other, dir, 'dave', LOGIN);
+      for (let i = 0; i < 3; i++) sockets.push(await pendingConnection(other.nodePort!));
+      const pid = other.daemon!.child.pid!;
+      const ws = await waitFor('two workers', () => (childrenRunning(pid, 'connworker').length === 2 && /connection worker ready[^\n]*\n[^]*connection worker ready/.test(other.daemon!.stderr) ? childrenRunning(pid, 'connworker') : undefined));
+      const client = Daemon.spawn('ssh', [...dave.options(NODE), '-p', String(other.nodePort), `${LOGIN}@127.0.0.1`, 'echo pid=$$; exec sleep 300']);
+      daemons.push(client);
+      await client.waitForOutput(/pid=\d+\n/);
+      const program = Number(/pid=(\d+)/.exec(client.stdout)![1]);
+      expect(workerOf(program, ws)).toBeDefined();
+
+      await other.daemon!.stop('SIGKILL');
+
+      await waitFor('the workers to exit', () => ws.every((w) => !alive(w)));
+      await waitFor('the session program to end', () => !alive(program));
+      expect(await client.exited).toBe(255);
+    } finally {
+      await other.cleanup();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('GIVEN workers: 0 WHEN the node is busy THEN it starts no worker and serves every connection itself', async () => {
+    const none = await startCluster({ sshExtra: ['workers: 0'] });
+    const dir = tempDir('node-workers-none-');
+    try {
+      await none.tctlOk('users', 'add', 'erin', LOGIN);
+      const erin = await SshUser.create(none, dir, 'erin', LOGIN);
+      for (let i = 0; i < 3; i++) sockets.push(await pendingConnection(none.nodePort!));
+      const r = await sshTo(erin, none.nodePort!, NODE, ['echo parent=$PPID']);
+      const spawner = Number(/parent=(\d+)/.exec(r.stdout)![1]);
+      // The program's spawn server is the node's own child: no worker in between.
+      expect(parentOf(spawner)).toBe(none.daemon!.child.pid);
+      expect(childrenRunning(none.daemon!.child.pid!, 'connworker')).toEqual([]);
+      expect(none.daemon!.stderr).not.toMatch(/starting a connection worker/);
+    } finally {
+      await none.cleanup();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('GIVEN a session the primary serves and one a worker serves WHEN QUIT THEN the node waits for both, not only for the worker\'s', async () => {
+    const other = await startCluster({ sshExtra: GRACE });
+    const dir = tempDir('node-workers-drain-');
+    try {
+      await other.tctlOk('users', 'add', 'frank', LOGIN);
+      const frank = await SshUser.create(other, dir, 'frank', LOGIN);
+      const pid = other.daemon!.child.pid!;
+      const held = (): Daemon => {
+        const d = new Daemon(spawn('ssh', [...frank.options(NODE), '-p', String(other.nodePort), `${LOGIN}@127.0.0.1`, 'echo ready pid=$$; read line; echo got $line'], { stdio: ['pipe', 'pipe', 'pipe'] }));
+        daemons.push(d);
+        return d;
+      };
+      const finish = async (d: Daemon, line: string) => {
+        d.child.stdin!.write(`${line}\n`);
+        await d.waitForOutput(new RegExp(`got ${line}`));
+        expect(await d.exited).toBe(0);
+      };
+      // GIVEN a session served by the node's primary process (no worker yet)
+      const first = held();
+      await first.waitForOutput(/ready/);
+      expect(childrenRunning(pid, 'connworker')).toEqual([]);
+      // AND, once busy, one served by a worker
+      const busySockets = await Promise.all([0, 1, 2].map(() => pendingConnection(other.nodePort!)));
+      const ws = await waitFor('two workers', () => (childrenRunning(pid, 'connworker').length === 2 && (other.daemon!.stderr.match(/connection worker ready/g) ?? []).length === 2 ? childrenRunning(pid, 'connworker') : undefined));
+      for (const b of busySockets) b.destroy();
+      const second = held();
+      await second.waitForOutput(/ready/);
+      expect(workerOf(Number(/pid=(\d+)/.exec(second.stdout)![1]), ws)).toBeDefined();
+      expect(workerOf(Number(/pid=(\d+)/.exec(first.stdout)![1]), ws)).toBeUndefined();
+      // WHEN QUIT
+      other.daemon!.child.kill('SIGQUIT');
+      await other.daemon!.waitForOutput(/no longer accepting connections/);
+      // THEN the worker's session ends normally, and the primary's is still served after it
+      await finish(second, 'worker-session');
+      await finish(first, 'primary-session');
+      // AND the node exits once both have ended
+      expect(await other.daemon!.exited).toBe(0);
+    } finally {
+      await other.cleanup();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
