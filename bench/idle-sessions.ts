@@ -6,7 +6,9 @@
  * PSS (proportional set size: shared pages split between the processes that map
  * them) from /proc/<pid>/smaps_rollup, summed over the server's process tree
  * (the node's process; sshd's listener and its per-connection processes), minus
- * the same sum before the sessions, over N. The session programs themselves (the
+ * the same sum before the sessions, over N. The node's connection workers
+ * (started by three connections at once, before "before") are a fixed cost,
+ * shown apart, as sshd's listener is. The session programs themselves (the
  * login shells, the same on both sides) are shown apart and left out of the goal.
  * Reports goal `idle-session-memory`.
  *
@@ -16,13 +18,16 @@
  * login on both servers; default the current user).
  */
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { ClientChannel } from 'ssh2';
 import { clientCertIdentity, loadPrivateKey } from '../runtime/sshcert';
 import { startCluster } from '../test/helpers/cluster';
 import { SshUser } from '../test/helpers/openssh';
-import { tempDir } from '../test/helpers/proc';
+import { tempDir, waitFor } from '../test/helpers/proc';
+import { childrenRunning } from '../test/helpers/procfs';
+import { autoWorkers } from '../runtime/config';
 import { LOGIN as CURRENT_USER, startSshd } from '../test/helpers/sshd';
 import { envNumber, fmt, formatTable, ratio } from './common';
 import type { Dialed } from './echo';
@@ -143,6 +148,31 @@ async function measure(root: number, dial: () => Promise<Dialed>): Promise<Figur
   }
 }
 
+/**
+ * Makes the node busy (three connections setting up at once) and resolves with its connection
+ * workers' pids once as many as `ssh_service.workers: auto` gives here are ready.
+ */
+async function startWorkers(port: number, nodePid: number, log: () => string): Promise<number[]> {
+  const want = autoWorkers();
+  if (want === 0) return [];
+  const open = () =>
+    new Promise<net.Socket>((resolve, reject) => {
+      const sock = net.connect(port, '127.0.0.1');
+      sock.once('connect', () => resolve(sock));
+      sock.once('error', reject);
+    });
+  const socks = await Promise.all([open(), open(), open()]);
+  try {
+    return await waitFor('the node\'s connection workers', () => {
+      const ready = (log().match(/connection worker ready/g) ?? []).length;
+      const pids = childrenRunning(nodePid, 'connworker');
+      return ready >= want && pids.length === want ? pids : undefined;
+    });
+  } finally {
+    for (const sock of socks) sock.destroy();
+  }
+}
+
 async function main(): Promise<void> {
   const load0 = os.loadavg()[0];
   const work = tempDir('bench-idle-');
@@ -162,7 +192,11 @@ async function main(): Promise<void> {
         const client = await connect({ host: '127.0.0.1', port }, name, auth);
         return { client, close: () => client.end() };
       };
-      const node = await measure(cluster.daemon!.child.pid!, dialer(cluster.nodePort!, NODE));
+      const nodePid = cluster.daemon!.child.pid!;
+      // The node's connection workers are a fixed cost, as sshd's listener is: started (by a busy moment) before "before".
+      const workers = await startWorkers(cluster.nodePort!, nodePid, () => cluster.daemon!.stderr);
+      const workersMiB = workers.reduce((sum, w) => sum + pss(w), 0) / MIB;
+      const node = await measure(nodePid, dialer(cluster.nodePort!, NODE));
       const ref = await measure(sshd.daemon.child.pid!, dialer(sshd.port, 'idle'));
       const per = (f: Figures, k: 'server' | 'programs') => (f.after[k] - f.before[k]) / SESSIONS / MIB;
       const n = per(node, 'server');
@@ -175,6 +209,7 @@ async function main(): Promise<void> {
           ['server processes, MiB per session', fmt(n, 2), fmt(s, 2), ratio(n, s)],
           ['session programs (shells), MiB per session', fmt(per(node, 'programs'), 2), fmt(per(ref, 'programs'), 2), ratio(per(node, 'programs'), per(ref, 'programs'))],
           ['server processes before, MiB', fmt(node.before.server / MIB), fmt(ref.before.server / MIB), ''],
+          [`  of which the node's ${workers.length} connection workers, MiB`, fmt(workersMiB), '', ''],
           [`server processes with ${SESSIONS} sessions, MiB`, fmt(node.after.server / MIB), fmt(ref.after.server / MIB), ''],
           ['processes in the tree with the sessions', String(node.after.processes), String(ref.after.processes), ''],
         ]),
