@@ -169,6 +169,13 @@ const program = new Command('tctl')
   .option('--auth-server <addr>', 'Address of the auth server [from the configuration] (repeatable)', collect)
   .option('--data-dir <path>', 'The auth server data directory holding the admin identity [from the configuration]');
 
+program
+  .command('version')
+  .description('Prints the version')
+  .action(() => {
+    process.stdout.write(`Teleport v${VERSION} node ${process.version}\n`);
+  });
+
 // ---- users
 const users = program.command('users').description('Manage users');
 users

@@ -118,6 +118,23 @@ interface Serving {
 
 let serving: Serving | undefined;
 const conns = new Map<number, net.Socket>();
+/** Recordings open now (each reported to the primary when complete). */
+let recordings = 0;
+/** The node is stopping: exit once the connections are closed and their recordings complete. */
+let stopping = false;
+
+/**
+ * When stopping and nothing is left (no connection, no open recording, no question to the primary
+ * unanswered), says so after everything sent before (the sessions' last events) and exits.
+ */
+function stopWhenDone(): void {
+  if (!stopping || conns.size > 0 || recordings > 0 || pending.size > 0) return;
+  stopping = false;
+  setImmediate(() => {
+    if (process.connected) process.send!({ t: 'stopped' }, undefined, {}, () => process.exit(0));
+    else process.exit(0);
+  });
+}
 
 function start(init: WorkerInit): Serving {
   const log = primaryLogger(init.logLevel);
@@ -150,7 +167,20 @@ function start(init: WorkerInit): Serving {
     maxUsers: Number.MAX_SAFE_INTEGER,
     audit,
     sessionRecording: () => ask<SessionRecordingMode>({ op: 'recording' }),
-    record: (sid, mode) => (mode === 'node' ? recordIn(init.sessionsDir, sid, s.serverId, () => send({ t: 'recorded' })) : NO_RECORDING),
+    record: async (sid, mode) => {
+      if (mode !== 'node') return NO_RECORDING;
+      // Held from the primary's uploader before a byte is written, released once complete.
+      await ask({ op: 'recording.open', sid });
+      recordings++;
+      let done = false;
+      return recordIn(init.sessionsDir, sid, s.serverId, () => {
+        if (done) return;
+        done = true;
+        recordings--;
+        send({ t: 'recorded', sid });
+        stopWhenDone();
+      });
+    },
     sessions,
     nodeWide: {
       addUser: (user) => ask<boolean>({ op: 'addUser', user }),
@@ -183,6 +213,7 @@ process.on('message', (m: unknown, handle: unknown) => {
       sock.once('close', () => {
         conns.delete(id);
         send({ t: 'closed', id });
+        stopWhenDone();
       });
       return serving.server.serve(sock);
     }
@@ -196,7 +227,14 @@ process.on('message', (m: unknown, handle: unknown) => {
     case 'hostkey':
       return serving?.server.setHostKey(msg.key as string, msg.cert as string);
     case 'reply':
-      return answered(msg);
+      answered(msg);
+      return stopWhenDone();
+    case 'stop':
+      // Every connection ends (its programs get SIGHUP, as when a client leaves); their events and recordings follow.
+      stopping = true;
+      for (const sock of conns.values()) sock.end();
+      void serving?.server.close();
+      return stopWhenDone();
   }
 });
 

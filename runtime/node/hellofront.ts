@@ -116,6 +116,8 @@ export class HelloFront extends Duplex {
     }
     if (!(decided instanceof Promise)) return this.goThrough();
     this.state = 'deciding';
+    // Nothing more is read until it is decided (what arrives meanwhile waits in the kernel, not here).
+    this.sock.pause();
     decided.then(
       () => !this.destroyed && this.goThrough(),
       (err: Error) => !this.destroyed && this.refuse(err.message),
@@ -124,7 +126,9 @@ export class HelloFront extends Duplex {
 
   /** The hello is decided: what followed it (and the client's EOF, if it came meanwhile) goes to ssh2. */
   private goThrough(): void {
+    const deciding = this.state === 'deciding';
     this.state = 'through';
+    if (deciding) this.sock.resume();
     const rest = this.head;
     this.head = Buffer.alloc(0);
     this.pass(rest);

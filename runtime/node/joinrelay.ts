@@ -120,7 +120,7 @@ class RemoteSession implements Joinable {
   }
 
   join(party: JoiningParty): void {
-    this.relay.open(this.jid, this.sid, this.login, party);
+    this.relay.open(this.jid, this.sid, party);
   }
 
   resize(cols: number, rows: number): void {
@@ -148,9 +148,9 @@ export class JoinRelay {
   }
 
   /** @internal (RemoteSession) */
-  open(jid: string, sid: string, login: string, party: JoiningParty): void {
+  open(jid: string, sid: string, party: JoiningParty): void {
     this.joined.set(jid, party);
-    this.send({ t: 'join.open', jid, sid, login, user: party.user, remote: party.remote });
+    this.send({ t: 'join.open', jid, sid, login: party.login, user: party.user, remote: party.remote });
     party.stream.on('data', (d: Buffer) => this.send({ t: 'join.in', jid, data: d }));
     party.stream.once('close', () => {
       if (this.joined.delete(jid)) this.send({ t: 'join.close', jid });
@@ -186,7 +186,7 @@ export class JoinRelay {
     if (session.login !== m.login) return this.send({ t: 'join.gone', jid: m.jid, why: `session ${m.sid} runs as login "${session.login}": join it with that login` });
     const stream = new RelayStream(m.jid, this.send);
     this.relayed.set(m.jid, { stream, session });
-    session.join({ user: m.user, remote: m.remote, stream: stream as unknown as ServerChannel, onLeave: () => this.relayed.delete(m.jid) });
+    session.join({ user: m.user, login: m.login, remote: m.remote, stream: stream as unknown as ServerChannel, onLeave: () => this.relayed.delete(m.jid) });
   }
 
   private toJoiner(m: JoinMessage): void {

@@ -66,7 +66,7 @@ export interface NodeServerOptions {
   /** `session_recording` as the auth server has it now, read when a connection logs in. */
   sessionRecording(): Promise<SessionRecordingMode>;
   /** Starts recording session `sid`; with a mode other than `node`, a recording that keeps nothing. */
-  record(sid: string, mode: SessionRecordingMode): SessionRecording;
+  record(sid: string, mode: SessionRecordingMode): SessionRecording | Promise<SessionRecording>;
   /** The interactive sessions others may join, published to the auth server. @default not published */
   sessions?: SessionDirectory;
   /**

@@ -44,7 +44,7 @@ export interface ConnectionInfo {
   /** Where the session's audit events go, and whether a session may run when they cannot be recorded. */
   audit: AuditGate;
   /** Starts recording an interactive session. */
-  record(sid: string): SessionRecording;
+  record(sid: string): SessionRecording | Promise<SessionRecording>;
   /** The agent channel opener of this connection. */
   openAgentChannel(cb: (err: Error | undefined, channel?: ServerChannel) => void): void;
   /** Marks activity for the idle timeout. */
@@ -346,7 +346,7 @@ export class NodeSession implements Joinable {
       labels: c.labels(),
     });
     try {
-      this.recording = c.record(this.sid);
+      this.recording = await c.record(this.sid);
     } catch (err) {
       c.audit.refuse(err, 'recording');
     }
@@ -460,7 +460,7 @@ export class NodeSession implements Joinable {
       (target) => {
         if (!target) return this.endChannel(stream, `session ${sid} is not running on this node`);
         if (target.login !== c.login) return this.endChannel(stream, `session ${sid} runs as login "${target.login}": join it with that login`);
-        const party = { user: c.user, remote: `${c.remoteAddr}:${c.remotePort}`, stream, onLeave: () => this.cleanup() };
+        const party = { user: c.user, login: c.login, remote: `${c.remoteAddr}:${c.remotePort}`, stream, onLeave: () => this.cleanup() };
         // The join is on disk before the party sees anything (audit_failure: refuse).
         void this.audited(stream, () => c.audit.emitDurable(target.joinEvent(party))).then((ok) => {
           if (!ok || this.closed) return;

@@ -45,6 +45,8 @@ export function joinEventOf(sid: string, login: string, serverId: string, party:
 
 export interface JoiningParty {
   user: string;
+  /** The login the joining connection logged in with (a session is joined with its own login only). */
+  login: string;
   remote: string;
   stream: import('ssh2').ServerChannel;
   /** Called when the party's channel is gone. */

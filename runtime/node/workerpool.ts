@@ -26,7 +26,10 @@
  * with the fewest open connections. The primary keeps its copy of each socket it
  * handed on (unread) until the worker says the connection closed: the
  * listener's connection count, `max_connections` and a drain (USR2, QUIT) count
- * it as before. A worker that dies takes its connections with it (their
+ * it as before (and a timer keeps the primary alive while workers hold
+ * connections: unread sockets do not). A worker's recordings are held from the
+ * primary's uploader until the worker says they are complete. A node that stops
+ * asks its workers to end their sessions and waits for their last events. A worker that dies takes its connections with it (their
  * sessions end, as when a connection drops); the primary releases what they
  * held and starts another when the node is busy again. When the primary
  * exits, even by SIGKILL, each worker sees its channel close and ends its
@@ -42,6 +45,7 @@ import type { SessionSink } from '../events/sessionsink';
 import { nodeSessionsActive, nodeSessionsStarted } from '../service/metrics';
 import { type Level, type Logger, logLevel } from '../utils/logger';
 import { AuditUnavailableError } from './auditgate';
+import { holdRecording } from '../recordings/recorder';
 import { asJoinMessage, JOINER_READS, JoinRelay, type JoinMessage } from './joinrelay';
 import { packageRoot } from './native';
 import type { NodeServer, NodeServerOptions, SessionRecordingMode } from './server';
@@ -51,6 +55,11 @@ import type { ActiveSession, SessionDirectory } from './shared';
 export const WORKER_START_PENDING = 3;
 /** A worker without a connection for this long exits (about 100 MiB each comes back); the next busy moment starts another. */
 export const WORKER_IDLE_MS = 5 * 60_000;
+/** How long a stopping node waits for its workers to end their sessions and report them. */
+const WORKER_STOP_MS = 10_000;
+/** Workers that die before they are ready, in a row, after which none is started for START_BACKOFF_MS. */
+const START_FAILURES = 3;
+const START_BACKOFF_MS = 60_000;
 
 /** What a worker is told once, at its start: the settings of the node's SSH server. */
 export interface WorkerInit {
@@ -75,7 +84,8 @@ export type WorkerRequest =
   | { t: 'req'; rid: number; op: 'recording' }
   | { t: 'req'; rid: number; op: 'audit.durable'; fields: EventFields }
   | { t: 'req'; rid: number; op: 'audit.ready'; what: string }
-  | { t: 'req'; rid: number; op: 'find'; sid: string };
+  | { t: 'req'; rid: number; op: 'find'; sid: string }
+  | { t: 'req'; rid: number; op: 'recording.open'; sid: string };
 
 export interface WorkerPoolOptions {
   /** How many workers to run when busy (0: none; the primary serves everything). */
@@ -87,7 +97,7 @@ export interface WorkerPoolOptions {
   /** The primary's sessions (published to the auth server) and where workers' records go. */
   sessions: SessionDirectory;
   publish: { put(path: string, body: unknown): Promise<unknown>; delete(path: string): Promise<unknown> };
-  sink: Pick<SessionSink, 'audit' | 'recorded'>;
+  sink: Pick<SessionSink, 'audit' | 'recorded' | 'sessionsDir'>;
   sessionRecording(): Promise<SessionRecordingMode>;
   serverId: string;
   /** Where workers' own log lines go, as the primary's services' (a worker's `ssh` lines as the node's `ssh`). */
@@ -107,6 +117,10 @@ interface Worker {
   /** Users this worker counted against `max_users`, with how many connections each. */
   users: Map<string, number>;
   sids: Set<string>;
+  /** Recordings it is writing, each held from this process's uploader until released. */
+  recordings: Map<string, () => void>;
+  /** Its sessions counted in `server_interactive_sessions_total`. */
+  active: number;
   /** Set while it has no connection: it retires when this fires. */
   idle?: NodeJS.Timeout;
   retiring: boolean;
@@ -120,6 +134,7 @@ interface Handed {
 }
 
 const ACTIVE_PATH = /^\/v1\/namespaces\/default\/sessions\/([0-9a-f-]{36})\/active$/;
+const SID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** A worker's request has the fields its operation needs, of their types (the channel is private, but what crosses it is checked). */
 function wellFormed(req: WorkerRequest): boolean {
@@ -140,6 +155,8 @@ function wellFormed(req: WorkerRequest): boolean {
       return typeof r.what === 'string';
     case 'find':
       return typeof r.sid === 'string';
+    case 'recording.open':
+      return typeof r.sid === 'string' && SID_RE.test(r.sid);
     default:
       return false;
   }
@@ -168,6 +185,11 @@ export class WorkerPool {
   private nextWorker = 1;
   private nextConn = 1;
   private closed = false;
+  /** Workers that died before they were ready, in a row; and when starting may be tried again. */
+  private failedStarts = 0;
+  private startAfter = 0;
+  /** Keeps this process alive while workers hold connections (the primary's copies are not read, so they do not). */
+  private holdOpen?: NodeJS.Timeout;
 
   constructor(private readonly opts: WorkerPoolOptions) {
     this.relay = new JoinRelay((m) => this.route(0, m), opts.sessions, opts.serverId);
@@ -188,7 +210,7 @@ export class WorkerPool {
    */
   handOff(sock: net.Socket): boolean {
     if (this.closed || this.opts.count === 0) return false;
-    if (this.workers.size < this.opts.count && this.opts.server().pendingConnections >= WORKER_START_PENDING) this.startAll();
+    if (this.workers.size < this.opts.count && this.opts.server().pendingConnections >= WORKER_START_PENDING && Date.now() >= this.startAfter) this.startAll();
     let best: Worker | undefined;
     for (const w of this.workers.values()) if (w.ready && w.proc.connected && (!best || w.conns.size < best.conns.size)) best = w;
     if (!best) return false;
@@ -199,10 +221,15 @@ export class WorkerPool {
     w.conns.add(id);
     clearTimeout(w.idle);
     w.idle = undefined;
+    this.holdOpen ??= setInterval(() => undefined, 1 << 30);
     sock.once('close', () => {
       this.handed.delete(id);
       w.conns.delete(id);
       this.whenIdle(w);
+      if (this.handed.size === 0) {
+        clearInterval(this.holdOpen);
+        this.holdOpen = undefined;
+      }
     });
     // The primary closing its copy (login grace time, shutdown) closes the connection in the worker too.
     sock.destroy = (err?: Error) => {
@@ -236,12 +263,24 @@ export class WorkerPool {
     this.broadcast({ t: 'hostkey', key, cert });
   }
 
-  /** Stops the workers: their connections end (the node is stopping). */
-  close(): void {
+  /**
+   * Stops the workers (the node is stopping): each ends its connections, waits for its sessions'
+   * last audit events and recordings to reach this process, and exits; one that does not within
+   * WORKER_STOP_MS is killed. This process's spool and uploader are still open meanwhile.
+   */
+  async close(): Promise<void> {
     this.closed = true;
-    for (const w of this.workers.values()) if (w.proc.connected) w.proc.disconnect();
+    const exits = [...this.workers.values()].map((w) => {
+      if (w.proc.exitCode !== null || w.proc.signalCode !== null) return Promise.resolve();
+      const exited = new Promise<void>((resolve) => w.proc.once('exit', () => resolve()));
+      if (w.proc.connected) w.proc.send({ t: 'stop' });
+      const timer = setTimeout(() => w.proc.kill('SIGKILL'), WORKER_STOP_MS);
+      return exited.finally(() => clearTimeout(timer));
+    });
+    await Promise.all(exits);
     for (const h of this.handed.values()) h.release();
     this.handed.clear();
+    clearInterval(this.holdOpen);
   }
 
   /** To every worker, also one still starting: it reads this after its `init`, so it misses no change. */
@@ -256,7 +295,7 @@ export class WorkerPool {
   private start(): void {
     const id = this.nextWorker++;
     const proc = fork(this.opts.script ?? workerScript(), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced', execArgv: [] });
-    const w: Worker = { id, proc, ready: false, conns: new Set(), users: new Map(), sids: new Set(), retiring: false };
+    const w: Worker = { id, proc, ready: false, conns: new Set(), users: new Map(), sids: new Set(), recordings: new Map(), active: 0, retiring: false };
     this.workers.set(id, w);
     // The primary's connections keep it alive, not its workers: a drained node exits, and its workers with it.
     proc.unref();
@@ -283,6 +322,14 @@ export class WorkerPool {
   private lost(w: Worker, code: number | null, signal: NodeJS.Signals | null): void {
     this.workers.delete(w.id);
     clearTimeout(w.idle);
+    if (!w.ready && !this.closed) {
+      // It never served: do not fork again for each connection while something keeps it from starting.
+      if (++this.failedStarts >= START_FAILURES) {
+        this.startAfter = Date.now() + START_BACKOFF_MS;
+        this.failedStarts = 0;
+        this.opts.log.error('connection workers do not start; the node serves every connection itself for a while', { retry_in_s: START_BACKOFF_MS / 1000, code, signal });
+      }
+    }
     if (w.retiring) this.opts.log.info('a connection worker had no connection for a while and stopped', { worker: w.id });
     else if (!this.closed) this.opts.log.warn('a connection worker stopped; its connections are closed', { worker: w.id, code, signal, connections: w.conns.size });
     for (const id of [...w.conns]) {
@@ -291,7 +338,15 @@ export class WorkerPool {
       h?.release();
     }
     for (const [user, n] of w.users) for (let i = 0; i < n; i++) this.opts.server().removeUser(user);
+    w.users.clear();
     for (const sid of w.sids) this.unpublish(sid);
+    w.sids.clear();
+    // Its recordings are uploaded now as interrupted ones, as after a crash.
+    for (const release of w.recordings.values()) release();
+    if (w.recordings.size) this.opts.sink.recorded();
+    w.recordings.clear();
+    if (w.active) nodeSessionsActive.dec(w.active);
+    w.active = 0;
     for (const [jid, r] of this.routes) {
       if (r.owner === w.id) this.deliver(r.joiner, { t: 'join.gone', jid, why: 'the session ended: the node process that ran it stopped' });
       else if (r.joiner === w.id) this.deliver(r.owner, { t: 'join.close', jid });
@@ -301,13 +356,18 @@ export class WorkerPool {
   }
 
   private onMessage(w: Worker, m: unknown): void {
+    // What a worker sent before it ended and is read after: what it held is released already.
+    if (this.workers.get(w.id) !== w) return;
     if (typeof m !== 'object' || m === null) return;
     const msg = m as Record<string, unknown>;
     const join = asJoinMessage(m);
     if (join) return this.route(w.id, join);
     switch (msg.t) {
+      case 'stopped':
+        return;
       case 'ready':
         w.ready = true;
+        this.failedStarts = 0;
         this.opts.log.info('connection worker ready', { worker: w.id, pid: w.proc.pid });
         return this.whenIdle(w);
       case 'closed': {
@@ -329,8 +389,13 @@ export class WorkerPool {
         this.opts.server().removeUser(msg.user as string);
         return;
       }
-      case 'recorded':
+      case 'recorded': {
+        const release = typeof msg.sid === 'string' ? w.recordings.get(msg.sid) : undefined;
+        if (!release) return;
+        w.recordings.delete(msg.sid as string);
+        release();
         return this.opts.sink.recorded();
+      }
       // The node's one audit gate writes, and logs an outage once for the node, whichever process asked.
       case 'audit.emit':
         if (typeof msg.fields === 'object' && msg.fields !== null && typeof (msg.fields as EventFields).event === 'string') this.opts.sink.audit.emit(msg.fields as EventFields);
@@ -349,7 +414,10 @@ export class WorkerPool {
         return this.onLog(w, msg);
       case 'metric':
         if (msg.name === 'started' && msg.delta === 1) nodeSessionsStarted.inc();
-        else if (msg.name === 'active' && (msg.delta === 1 || msg.delta === -1)) nodeSessionsActive.inc(msg.delta);
+        else if (msg.name === 'active' && (msg.delta === 1 || (msg.delta === -1 && w.active > 0))) {
+          w.active += msg.delta;
+          nodeSessionsActive.inc(msg.delta);
+        }
         return;
       case 'req':
         return this.onRequest(w, msg as unknown as WorkerRequest);
@@ -389,6 +457,12 @@ export class WorkerPool {
         case 'audit.ready':
           answer = this.opts.sink.audit.ready(req.what).then(() => true);
           break;
+        case 'recording.open': {
+          if (w.recordings.has(req.sid)) throw new Error(`session ${req.sid} is already being recorded`);
+          w.recordings.set(req.sid, holdRecording(this.opts.sink.sessionsDir, req.sid));
+          answer = Promise.resolve(true);
+          break;
+        }
         case 'find': {
           const local = this.opts.sessions.get(req.sid);
           answer = Promise.resolve(local ? { login: local.login } : this.owners.get(req.sid) ? { login: this.owners.get(req.sid)!.login } : null);
@@ -454,6 +528,12 @@ export class WorkerPool {
   private deliver(to: number, m: JoinMessage): void {
     if (to === 0) return queueMicrotask(() => this.relay.receive(m));
     const w = this.workers.get(to);
-    if (w?.proc.connected) w.proc.send(m);
+    if (w?.proc.connected) return void w.proc.send(m);
+    // That end is gone (its worker ended): the other end is told, once.
+    const r = this.routes.get(m.jid);
+    if (!r) return;
+    this.routes.delete(m.jid);
+    if (to === r.owner) this.deliver(r.joiner, { t: 'join.gone', jid: m.jid, why: 'the session ended: the node process that ran it stopped' });
+    else this.deliver(r.owner, { t: 'join.close', jid: m.jid });
   }
 }

@@ -26,13 +26,25 @@ export function recordingFiles(dir: string, sid: string): RecordingFiles {
   };
 }
 
-/** Recordings being written by this process, keyed by directory and session ID. */
+/** Recordings being written by this process (or by one of its node's connection workers), keyed by directory and session ID. */
 const live = new Set<string>();
 const liveKey = (dir: string, sid: string) => path.join(path.resolve(dir), sid);
 
 /** Whether a recorder of this process is still writing the recording (the uploader leaves it alone). */
 export function isRecording(dir: string, sid: string): boolean {
   return live.has(liveKey(dir, sid));
+}
+
+/**
+ * Marks recording `sid` in `dir` as being written by another process of this node (a connection
+ * worker), so that this process's uploader leaves it alone until the returned release is called
+ * (the recording is complete, or its writer died: then it is uploaded as an interrupted one).
+ */
+export function holdRecording(dir: string, sid: string): () => void {
+  const key = liveKey(dir, sid);
+  if (live.has(key)) throw new AlreadyExistsError(`session ${sid} is already being recorded in ${dir}`);
+  live.add(key);
+  return () => live.delete(key);
 }
 
 export interface SessionRecorderOptions {

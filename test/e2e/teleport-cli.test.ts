@@ -19,8 +19,11 @@ describe('teleport command line', () => {
   it('THEN version prints the package version', async () => {
     const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8'));
     expect(VERSION).toBe(pkg.version);
-    const r = await runCli('teleport', ['version']);
-    expect(r.stdout).toMatch(new RegExp(`^Teleport v${VERSION.replace(/\./g, '\\.')} `));
+    // teleport, tctl and tsh alike, as Teleport's `version` subcommands
+    for (const cli of ['teleport', 'tctl', 'tsh'] as const) {
+      const r = await runCli(cli, ['version']);
+      expect({ cli, code: r.code, out: r.stdout }).toEqual({ cli, code: 0, out: expect.stringMatching(new RegExp(`^Teleport v${VERSION.replace(/\./g, '\\.')} node v`)) });
+    }
   });
 
   it('GIVEN the sample from configure WHEN started with it THEN the auth service runs', async () => {

@@ -65,7 +65,7 @@ describe('JoinRelay', () => {
     const ch = new FakeChannel();
     const remote = joiner.remoteSession('s1', 'root');
     // WHEN
-    remote.join({ user: 'bob', remote: '10.0.0.1:5', stream: ch as unknown as ServerChannel, onLeave: () => undefined });
+    remote.join({ user: 'bob', login: 'root', remote: '10.0.0.1:5', stream: ch as unknown as ServerChannel, onLeave: () => undefined });
     await settle();
     expect(session.parties.map((p) => p.user)).toEqual(['bob']);
     const relayed = session.parties[0].stream;
@@ -89,12 +89,14 @@ describe('JoinRelay', () => {
   it('GIVEN a session that ended, or runs as another login THEN the party is told and its channel ends with status 1', async () => {
     const { ownerDir, joiner } = pair();
     ownerDir.add('s2', new FakeSession('alice'), () => ({}) as never);
-    for (const [sid, why] of [
-      ['gone', 'session gone is not running on this node'],
-      ['s2', 'session s2 runs as login "alice": join it with that login'],
+    // (the owner checks the joining connection's own login, whatever the joiner's side believed the session's was)
+    for (const [sid, believed, why] of [
+      ['gone', 'root', 'session gone is not running on this node'],
+      ['s2', 'root', 'session s2 runs as login "alice": join it with that login'],
+      ['s2', 'alice', 'session s2 runs as login "alice": join it with that login'],
     ]) {
       const ch = new FakeChannel();
-      joiner.remoteSession(sid, 'root').join({ user: 'bob', remote: 'x', stream: ch as unknown as ServerChannel, onLeave: () => undefined });
+      joiner.remoteSession(sid, believed).join({ user: 'bob', login: 'root', remote: 'x', stream: ch as unknown as ServerChannel, onLeave: () => undefined });
       await settle();
       expect([ch.err, ch.status, ch.ended]).toEqual([`${why}\r\n`, 1, true]);
     }

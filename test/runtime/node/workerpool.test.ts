@@ -27,6 +27,7 @@ process.on('message', (m, sock) => {
   else if (m.t === 'reply') process.send({ t: 'log', path: [], level: 'info', msg: 'counted ' + m.value });
 });
 process.on('error', () => undefined);
+process.on('message', (m) => { if (m.t === 'stop') process.exit(0); });
 process.on('disconnect', () => process.exit(0));
 `;
 
@@ -64,7 +65,7 @@ describe('WorkerPool', () => {
       init: () => ({}) as never,
       sessions: new SessionDirectory(undefined, log),
       publish: { put: async () => undefined, delete: async () => undefined },
-      sink: { audit: {} as never, recorded: () => undefined },
+      sink: { audit: {} as never, recorded: () => undefined, sessionsDir: dir },
       sessionRecording: async () => 'node',
       serverId: 'node-1',
       serviceLog: log,
@@ -107,7 +108,7 @@ describe('WorkerPool', () => {
   afterEach(async () => {
     for (const c of clients.splice(0)) c.destroy();
     const pids = pool?.pids ?? [];
-    pool?.close();
+    await pool?.close();
     pool = undefined;
     await waitFor('the stand-in workers to exit', () => pids.every((p) => !alive(p)));
     await new Promise((resolve) => listener.close(resolve));
