@@ -173,13 +173,23 @@ function start(init: WorkerInit): Serving {
       await ask({ op: 'recording.open', sid });
       recordings++;
       let done = false;
-      return recordIn(init.sessionsDir, sid, s.serverId, () => {
+      // Complete, discarded (the session was refused before it ran) or failed to close: the primary lets go of it.
+      const finished = () => {
         if (done) return;
         done = true;
         recordings--;
         send({ t: 'recorded', sid });
         stopWhenDone();
-      });
+      };
+      const rec = recordIn(init.sessionsDir, sid, s.serverId, () => undefined);
+      return {
+        ...rec,
+        close: () => rec.close().finally(finished),
+        discard: () => {
+          rec.discard();
+          finished();
+        },
+      };
     },
     sessions,
     nodeWide: {
