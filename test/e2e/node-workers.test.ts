@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { fetchRecording } from '../../runtime/recordings/playback';
-import { startCluster, TestAuth } from '../helpers/cluster';
+import { startCluster, TestAuth, TestNode } from '../helpers/cluster';
 import { SshUser, sshTo } from '../helpers/openssh';
 import { Daemon, tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
@@ -339,6 +339,38 @@ describe('node connection workers', () => {
     } finally {
       await other.cleanup();
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("GIVEN a recorded session in a node's worker WHEN the node stops (SIGTERM) THEN the session's end is audited and its recording is whole", async () => {
+    // GIVEN a node in its own process (the cluster's auth server stays up), busy enough to run its workers
+    await cluster.tctlOk('tokens', 'add', '--type=node', '--value=stopping-node-token');
+    const node = await TestNode.create(cluster, { token: 'stopping-node-token', caPin: await cluster.caPin(), nodeName: 'stopping-node', sshExtra: GRACE });
+    try {
+      node.start();
+      await node.ready();
+      const pid = node.daemon!.child.pid!;
+      for (let i = 0; i < 3; i++) sockets.push(await pendingConnection(node.port));
+      const ws = await waitFor('two workers', () => (childrenRunning(pid, 'connworker').length === 2 && (node.daemon!.stderr.match(/connection worker ready/g) ?? []).length === 2 ? childrenRunning(pid, 'connworker') : undefined));
+      for (const sock of sockets.splice(0)) sock.destroy();
+      const owner = interactive([...alice.options('stopping-node'), '-tt', '-p', String(node.port), `${LOGIN}@127.0.0.1`]);
+      owner.child.stdin!.write('echo before-stop-$((3+4)) shell=$$\n');
+      await owner.waitForOutput(/before-stop-7 shell=\d+/);
+      expect(workerOf(Number(/before-stop-7 shell=(\d+)/.exec(owner.stdout)![1]), ws)).toBeDefined();
+      const s = await waitFor('the session listed', async () => (await cluster.activeSessions()).find((x) => x.server_hostname === 'stopping-node'));
+      // WHEN the node stops, and starts again (what it had not shipped yet goes then)
+      node.daemon!.child.kill('SIGTERM');
+      expect(await node.daemon!.exited).toBe(0);
+      await owner.exited;
+      node.start();
+      await node.ready();
+      // THEN the session's end is in the audit log, and its recording is complete
+      await waitFor('session.end', async () => (await cluster.events(['session.end'])).some((e) => e.sid === s.id));
+      const rec = await waitFor('the recording', () => recordingOf(s.id));
+      expect(rec.bytes.toString()).toContain('before-stop-7');
+      expect(rec.events.map((e) => e.event)).toEqual(expect.arrayContaining(['session.start', 'session.end']));
+    } finally {
+      await node.cleanup();
     }
   });
 });
