@@ -18,7 +18,7 @@ import type * as net from 'node:net';
 import { AccessCache } from '../auth/access/cache';
 import { recordIn, NO_RECORDING } from '../events/sessionsink';
 import { nodeSessionsActive, nodeSessionsStarted } from '../service/metrics';
-import type { Level, Logger } from '../utils/logger';
+import { type Level, levelEnabled, logFieldReplacer, type Logger } from '../utils/logger';
 import { AuditGate, AuditUnavailableError } from './auditgate';
 import { type EventFields, storageProblem } from '../events/filelog';
 import { asJoinMessage, JoinRelay } from './joinrelay';
@@ -28,8 +28,6 @@ import { SessionDirectory } from './shared';
 import { spawnServer } from './spawnserver';
 import { type WorkerInit, type WorkerRequest, wireError } from './workerpool';
 
-const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
-
 function send(m: object): void {
   if (process.connected) process.send!(m);
 }
@@ -37,8 +35,8 @@ function send(m: object): void {
 /** Log lines, written by the primary (its format, its destination): only those at or above its level cross. */
 function primaryLogger(level: Level, where: string[] = []): Logger {
   const emit = (l: Level) => (msg: string, fields?: Record<string, unknown>) => {
-    if (ORDER[l] < ORDER[level]) return;
-    const plain = fields && JSON.parse(JSON.stringify(fields, (_k, v) => (v instanceof Error ? v.message : typeof v === 'bigint' ? v.toString() : v)));
+    if (!levelEnabled(l, level)) return;
+    const plain = fields && JSON.parse(JSON.stringify(fields, logFieldReplacer));
     send({ t: 'log', path: where, level: l, msg, ...(plain ? { fields: plain } : {}) });
   };
   return { debug: emit('debug'), info: emit('info'), warn: emit('warn'), error: emit('error'), child: (sub) => primaryLogger(level, [...where, sub]) };

@@ -45,6 +45,7 @@ import type { SessionSink } from '../events/sessionsink';
 import { nodeSessionsActive, nodeSessionsStarted } from '../service/metrics';
 import { type Level, type Logger, logLevel } from '../utils/logger';
 import { AuditUnavailableError } from './auditgate';
+import { checkSessionId } from '../recordings/limits';
 import { holdRecording } from '../recordings/recorder';
 import { asJoinMessage, JOINER_READS, JoinRelay, type JoinMessage } from './joinrelay';
 import { packageRoot } from './native';
@@ -134,7 +135,6 @@ interface Handed {
 }
 
 const ACTIVE_PATH = /^\/v1\/namespaces\/default\/sessions\/([0-9a-f-]{36})\/active$/;
-const SID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** A worker's request has the fields its operation needs, of their types (the channel is private, but what crosses it is checked). */
 function wellFormed(req: WorkerRequest): boolean {
@@ -156,7 +156,7 @@ function wellFormed(req: WorkerRequest): boolean {
     case 'find':
       return typeof r.sid === 'string';
     case 'recording.open':
-      return typeof r.sid === 'string' && SID_RE.test(r.sid);
+      return typeof r.sid === 'string';
     default:
       return false;
   }
@@ -458,14 +458,15 @@ export class WorkerPool {
           answer = this.opts.sink.audit.ready(req.what).then(() => true);
           break;
         case 'recording.open': {
-          if (w.recordings.has(req.sid)) throw new Error(`session ${req.sid} is already being recorded`);
-          w.recordings.set(req.sid, holdRecording(this.opts.sink.sessionsDir, req.sid));
+          const sid = checkSessionId(req.sid);
+          if (w.recordings.has(sid)) throw new Error(`session ${sid} is already being recorded`);
+          w.recordings.set(sid, holdRecording(this.opts.sink.sessionsDir, sid));
           answer = Promise.resolve(true);
           break;
         }
         case 'find': {
-          const local = this.opts.sessions.get(req.sid);
-          answer = Promise.resolve(local ? { login: local.login } : this.owners.get(req.sid) ? { login: this.owners.get(req.sid)!.login } : null);
+          const login = (this.opts.sessions.get(req.sid) ?? this.owners.get(req.sid))?.login;
+          answer = Promise.resolve(login !== undefined ? { login } : null);
           break;
         }
         default:

@@ -7,6 +7,12 @@
 export type Level = 'debug' | 'info' | 'warn' | 'error';
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
+/** Whether a line at `level` is written when the minimum is `min`. */
+export const levelEnabled = (level: Level, min: Level): boolean => ORDER[level] >= ORDER[min];
+
+/** JSON.stringify's replacer for log fields: an Error as its message, a bigint as its digits. */
+export const logFieldReplacer = (_k: string, v: unknown): unknown => (v instanceof Error ? v.message : typeof v === 'bigint' ? v.toString() : v);
+
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
   info(msg: string, fields?: Record<string, unknown>): void;
@@ -46,9 +52,7 @@ export function setLogWriter(write: (line: string) => void, json = true): void {
 function format(level: Level, component: string, msg: string, fields?: Record<string, unknown>): string {
   const rest = fields ?? {};
   if (sink.json) {
-    return JSON.stringify({ time: new Date().toISOString(), level, component, msg, ...rest }, (_k, v) =>
-      v instanceof Error ? v.message : typeof v === 'bigint' ? v.toString() : v,
-    );
+    return JSON.stringify({ time: new Date().toISOString(), level, component, msg, ...rest }, logFieldReplacer);
   }
   const kv = Object.entries(rest)
     .map(([k, v]) => `${k}=${v instanceof Error ? v.message : typeof v === 'object' ? JSON.stringify(v) : String(v)}`)
@@ -58,7 +62,7 @@ function format(level: Level, component: string, msg: string, fields?: Record<st
 
 export function logger(component: string): Logger {
   const emit = (level: Level) => (msg: string, fields?: Record<string, unknown>) => {
-    if (ORDER[level] >= ORDER[sink.level]) sink.write(format(level, component, msg, fields));
+    if (levelEnabled(level, sink.level)) sink.write(format(level, component, msg, fields));
   };
   return {
     debug: emit('debug'),

@@ -9,7 +9,6 @@
 import { randomUUID } from 'node:crypto';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
-import * as fs from 'node:fs';
 import * as https from 'node:https';
 import type { AccessSnapshot, AccessUnchanged } from '../../runtime/auth/access/feed';
 import { AuthClient, HostPort } from '../../runtime/auth/client';
@@ -21,6 +20,7 @@ import { logger } from '../../runtime/utils/logger';
 import { Server } from '../../runtime/auth/resources';
 import { startAuth, TestAuth, TestNode } from '../helpers/cluster';
 import { waitFor } from '../helpers/proc';
+import { socketInodes, tcpSockets } from '../helpers/procfs';
 
 const TOKEN = 'keepalive-node-token';
 /** Heartbeats every 7.5–10 s: longer than the old 5 s keep-alive. */
@@ -28,23 +28,10 @@ const ANNOUNCE_TTL_S = 20;
 
 /** The local ports of the established TCP connections that process `pid` holds to `port` (from /proc/net/tcp{,6}). */
 function connectionsTo(pid: number, port: number): string[] {
-  const inodes = new Set(
-    fs
-      .readdirSync(`/proc/${pid}/fd`)
-      .map((fd) => {
-        try {
-          return /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
-        } catch {
-          return undefined; // closed meanwhile
-        }
-      })
-      .filter((i): i is string => !!i),
-  );
-  const rows = ['/proc/net/tcp', '/proc/net/tcp6'].flatMap((f) => fs.readFileSync(f, 'utf8').split('\n').slice(1).filter(Boolean));
-  return rows
-    .map((r) => r.trim().split(/\s+/))
-    .filter((c) => c[3] === '01' && parseInt(c[2].split(':')[1], 16) === port && inodes.has(c[9]))
-    .map((c) => String(parseInt(c[1].split(':')[1], 16)));
+  const inodes = socketInodes(pid);
+  return tcpSockets()
+    .filter((t) => t.state === '01' && t.remote === port && inodes.has(t.inode))
+    .map((t) => String(t.local));
 }
 
 describe('keep-alive on the auth API', () => {

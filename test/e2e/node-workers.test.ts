@@ -13,7 +13,7 @@ import { startCluster, TestAuth, TestNode } from '../helpers/cluster';
 import { SshUser, sshTo } from '../helpers/openssh';
 import { Daemon, tempDir, waitFor } from '../helpers/proc';
 import { LOGIN } from '../helpers/sshd';
-import { alive, childrenRunning, parentOf } from '../helpers/procfs';
+import { alive, childrenRunning, parentOf, socketInodes, tcpSockets } from '../helpers/procfs';
 
 const NODE = 'test-auth';
 /** Short enough to watch a pending connection closed, long enough for a login on a loaded machine. */
@@ -23,31 +23,6 @@ const GRACE = ['workers: 2', 'login_grace_time: 8s'];
 function workerOf(program: number, workers: number[]): number | undefined {
   for (let p: number | undefined = program; p && p > 1; p = parentOf(p)) if (workers.includes(p)) return p;
   return undefined;
-}
-
-/** The inodes of the sockets process `pid` holds. */
-function socketInodes(pid: number): Set<string> {
-  const out = new Set<string>();
-  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
-      if (m) out.add(m[1]);
-    } catch {
-      /* closed meanwhile */
-    }
-  }
-  return out;
-}
-
-/** IPv4 TCP sockets: local port, remote port, state (01: established) and inode (/proc/net/tcp). */
-function tcpSockets(): { local: number; remote: number; state: string; inode: string }[] {
-  return fs
-    .readFileSync('/proc/net/tcp', 'utf8')
-    .split('\n')
-    .slice(1)
-    .filter(Boolean)
-    .map((l) => l.trim().split(/\s+/))
-    .map((f) => ({ local: parseInt(f[1].split(':')[1], 16), remote: parseInt(f[2].split(':')[1], 16), state: f[3], inode: f[9] }));
 }
 
 /** Which of `servers` holds the server side of the TCP connection the client process `client` made to `port`. */
@@ -75,6 +50,32 @@ function pendingConnection(port: number): Promise<net.Socket & { banner: Promise
   });
 }
 
+/**
+ * Makes the node on `port` busy (three connections setting up at once, kept in `held`) and resolves
+ * with its two connection workers once both are ready (`daemon` runs the node, as process `pid`).
+ */
+async function twoWorkers(port: number, daemon: Daemon, pid: number, held: net.Socket[]): Promise<number[]> {
+  for (let i = 0; i < 3; i++) held.push(await pendingConnection(port));
+  return waitFor('two connection workers ready', () => {
+    const ready = (daemon.stderr.match(/connection worker ready/g) ?? []).length;
+    const ws = childrenRunning(pid, 'connworker');
+    return ready >= 2 && ws.length === 2 ? ws : undefined;
+  });
+}
+
+/** Runs `test` against a cluster of its own (its node's ssh_service with `sshExtra`) and user `name`, removed after. */
+async function withCluster(sshExtra: string[], name: string, test: (c: TestAuth, user: SshUser) => Promise<void>): Promise<void> {
+  const c = await startCluster({ sshExtra });
+  const dir = tempDir(`node-workers-${name}-`);
+  try {
+    await c.tctlOk('users', 'add', name, LOGIN);
+    await test(c, await SshUser.create(c, dir, name, LOGIN));
+  } finally {
+    await c.cleanup();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe('node connection workers', () => {
   let cluster: TestAuth;
   let work: string;
@@ -88,13 +89,7 @@ describe('node connection workers', () => {
   const workers = () => childrenRunning(nodePid(), 'connworker');
 
   /** Makes the node busy (three connections setting up at once) and waits for its two workers. */
-  async function busy(): Promise<number[]> {
-    for (let i = 0; i < 3; i++) sockets.push(await pendingConnection(cluster.nodePort!));
-    return waitFor('two connection workers ready', () => {
-      const ready = cluster.daemon!.stderr.split('\n').filter((l) => l.includes('connection worker ready')).length;
-      return ready >= 2 && workers().length === 2 ? workers() : undefined;
-    });
-  }
+  const busy = () => twoWorkers(cluster.nodePort!, cluster.daemon!, nodePid(), sockets);
 
   /** OpenSSH's client with its stdin open (what is written there is typed). */
   function interactive(args: string[]): Daemon {
@@ -252,14 +247,8 @@ describe('node connection workers', () => {
   });
 
   it('GIVEN a node with workers WHEN the node process dies THEN its workers and their sessions end', async () => {
-    const other = await startCluster({ sshExtra: GRACE });
-    const dir = tempDir('node-workers-other-');
-    try {
-      await other.tctlOk('users', 'add', 'dave', LOGIN);
-      const dave = await SshUser.create(other, dir, 'dave', LOGIN);
-      for (let i = 0; i < 3; i++) sockets.push(await pendingConnection(other.nodePort!));
-      const pid = other.daemon!.child.pid!;
-      const ws = await waitFor('two workers', () => (childrenRunning(pid, 'connworker').length === 2 && /connection worker ready[^\n]*\n[^]*connection worker ready/.test(other.daemon!.stderr) ? childrenRunning(pid, 'connworker') : undefined));
+    await withCluster(GRACE, 'dave', async (other, dave) => {
+      const ws = await twoWorkers(other.nodePort!, other.daemon!, other.daemon!.child.pid!, sockets);
       const client = Daemon.spawn('ssh', [...dave.options(NODE), '-p', String(other.nodePort), `${LOGIN}@127.0.0.1`, 'echo pid=$$; exec sleep 300']);
       daemons.push(client);
       await client.waitForOutput(/pid=\d+\n/);
@@ -271,18 +260,11 @@ describe('node connection workers', () => {
       await waitFor('the workers to exit', () => ws.every((w) => !alive(w)));
       await waitFor('the session program to end', () => !alive(program));
       expect(await client.exited).toBe(255);
-    } finally {
-      await other.cleanup();
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it('GIVEN workers: 0 WHEN the node is busy THEN it starts no worker and serves every connection itself', async () => {
-    const none = await startCluster({ sshExtra: ['workers: 0'] });
-    const dir = tempDir('node-workers-none-');
-    try {
-      await none.tctlOk('users', 'add', 'erin', LOGIN);
-      const erin = await SshUser.create(none, dir, 'erin', LOGIN);
+    await withCluster(['workers: 0'], 'erin', async (none, erin) => {
       for (let i = 0; i < 3; i++) sockets.push(await pendingConnection(none.nodePort!));
       const r = await sshTo(erin, none.nodePort!, NODE, ['echo parent=$PPID']);
       const spawner = Number(/parent=(\d+)/.exec(r.stdout)![1]);
@@ -290,18 +272,11 @@ describe('node connection workers', () => {
       expect(parentOf(spawner)).toBe(none.daemon!.child.pid);
       expect(childrenRunning(none.daemon!.child.pid!, 'connworker')).toEqual([]);
       expect(none.daemon!.stderr).not.toMatch(/starting a connection worker/);
-    } finally {
-      await none.cleanup();
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it('GIVEN sessions the primary serves and sessions workers serve WHEN QUIT THEN the node waits for every one of them', async () => {
-    const other = await startCluster({ sshExtra: GRACE });
-    const dir = tempDir('node-workers-drain-');
-    try {
-      await other.tctlOk('users', 'add', 'frank', LOGIN);
-      const frank = await SshUser.create(other, dir, 'frank', LOGIN);
+    await withCluster(GRACE, 'frank', async (other, frank) => {
       const pid = other.daemon!.child.pid!;
       const held = (): Daemon => {
         const d = new Daemon(spawn('ssh', [...frank.options(NODE), '-p', String(other.nodePort), `${LOGIN}@127.0.0.1`, 'echo ready pid=$$; read line; echo got $line'], { stdio: ['pipe', 'pipe', 'pipe'] }));
@@ -319,8 +294,8 @@ describe('node connection workers', () => {
       await primary.waitForOutput(/ready/);
       expect(childrenRunning(pid, 'connworker')).toEqual([]);
       // AND, once busy, two served by workers
-      const busySockets = await Promise.all([0, 1, 2].map(() => pendingConnection(other.nodePort!)));
-      const ws = await waitFor('two workers', () => (childrenRunning(pid, 'connworker').length === 2 && (other.daemon!.stderr.match(/connection worker ready/g) ?? []).length === 2 ? childrenRunning(pid, 'connworker') : undefined));
+      const busySockets: net.Socket[] = [];
+      const ws = await twoWorkers(other.nodePort!, other.daemon!, pid, busySockets);
       for (const b of busySockets) b.destroy();
       const [first, second] = [held(), held()];
       await Promise.all([first.waitForOutput(/ready/), second.waitForOutput(/ready/)]);
@@ -336,10 +311,7 @@ describe('node connection workers', () => {
       await finish(second, 'last-worker-session');
       // AND the node exits once all have ended
       expect(await other.daemon!.exited).toBe(0);
-    } finally {
-      await other.cleanup();
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 
   it("GIVEN a recorded session in a node's worker WHEN the node stops (SIGTERM) THEN the session's end is audited and its recording is whole", async () => {
@@ -349,9 +321,7 @@ describe('node connection workers', () => {
     try {
       node.start();
       await node.ready();
-      const pid = node.daemon!.child.pid!;
-      for (let i = 0; i < 3; i++) sockets.push(await pendingConnection(node.port));
-      const ws = await waitFor('two workers', () => (childrenRunning(pid, 'connworker').length === 2 && (node.daemon!.stderr.match(/connection worker ready/g) ?? []).length === 2 ? childrenRunning(pid, 'connworker') : undefined));
+      const ws = await twoWorkers(node.port, node.daemon!, node.daemon!.child.pid!, sockets);
       for (const sock of sockets.splice(0)) sock.destroy();
       const owner = interactive([...alice.options('stopping-node'), '-tt', '-p', String(node.port), `${LOGIN}@127.0.0.1`]);
       owner.child.stdin!.write('echo before-stop-$((3+4)) shell=$$\n');

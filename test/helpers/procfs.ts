@@ -33,3 +33,25 @@ export function childrenRunning(pid: number, script: string): number[] {
     }
   });
 }
+
+/** The inodes of the sockets process `pid` holds (its fds that are `socket:[n]`). */
+export function socketInodes(pid: number): Set<string> {
+  const out = new Set<string>();
+  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) out.add(m[1]);
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  return out;
+}
+
+/** TCP sockets (IPv4 and IPv6): local port, remote port, state (`01` established, `0A` listening) and inode (`0`: none, e.g. TIME_WAIT). */
+export function tcpSockets(): { local: number; remote: number; state: string; inode: string }[] {
+  return ['/proc/net/tcp', '/proc/net/tcp6']
+    .flatMap((f) => fs.readFileSync(f, 'utf8').split('\n').slice(1).filter(Boolean))
+    .map((l) => l.trim().split(/\s+/))
+    .map((f) => ({ local: parseInt(f[1].split(':').pop()!, 16), remote: parseInt(f[2].split(':').pop()!, 16), state: f[3], inode: f[9] }));
+}
